@@ -1,0 +1,63 @@
+"""The ``bitlens`` command: the GUI with no subcommand, headless work with one.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``,
+which adds its parser and sets ``func`` to a callable taking the parsed
+arguments and returning an exit code. Errors cross one boundary here: a
+:class:`~bitlens.core.errors.BitlensError` becomes a one-line message and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from bitlens import __version__
+from bitlens.core.errors import BitlensError
+
+# Subcommand modules, in the order ``--help`` lists them.
+SUBCOMMANDS: tuple[str, ...] = ("inspect",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bitlens",
+        description=(
+            "Inspect mixed-precision quantization of ONNX models. "
+            "Without a subcommand, opens the Bitlens window."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"bitlens {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"bitlens.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        return _open_gui(args)
+    try:
+        return int(args.func(args))
+    except BitlensError as exc:
+        print(f"bitlens {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"bitlens {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _open_gui(args: argparse.Namespace) -> int:
+    try:
+        gui = importlib.import_module("bitlens.gui.app")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("bitlens"):
+            build_parser().print_help()
+            return 0
+        print(f"bitlens: error: cannot start the window: {exc}", file=sys.stderr)
+        return 2
+    return int(gui.run(args))

@@ -1,0 +1,43 @@
+"""Numeric formats from fp64 down to 1 bit: specs, quantizers, storage accounting."""
+
+from __future__ import annotations
+
+from bitlens.core.formats.codec import (
+    QTensor,
+    check_finite,
+    dequantize,
+    fake_quantize,
+    quantize,
+    storage_bits,
+    storage_bytes,
+)
+from bitlens.core.formats.groups import Grouping
+from bitlens.core.formats.spec import (
+    FLOAT_KINDS,
+    INSPECT_LADDER,
+    Family,
+    Format,
+    Granularity,
+    RangeMethod,
+    format_name,
+    parse_format,
+)
+
+__all__ = [
+    "FLOAT_KINDS",
+    "INSPECT_LADDER",
+    "Family",
+    "Format",
+    "Granularity",
+    "Grouping",
+    "QTensor",
+    "RangeMethod",
+    "check_finite",
+    "dequantize",
+    "fake_quantize",
+    "format_name",
+    "parse_format",
+    "quantize",
+    "storage_bits",
+    "storage_bytes",
+]

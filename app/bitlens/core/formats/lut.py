@@ -1,0 +1,98 @@
+"""Non-uniform lookup-table formats: NF (normal quantiles), log2, k-means.
+
+A code is an index into a table of levels; the value is
+``levels[code] * scale`` (NF, log2: fixed levels in [-1, 1] scaled by the
+group's absolute maximum) or ``codebook[group, code]`` (k-means: fitted
+levels, no scale). Exported as packed codes, a Gather and a Mul, which
+compute exactly the float32 product below.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from statistics import NormalDist
+
+import numpy as np
+
+from bitlens.core.formats.spec import Family
+
+KMEANS_ITERATIONS = 25
+
+
+@cache
+def nf_levels(bits: int) -> np.ndarray:
+    """NF levels as in QLoRA's NF4, generalized to n bits.
+
+    2^(n-1) positive and 2^(n-1) - 1 negative quantiles of N(0, 1), plus an
+    exact zero, normalized to [-1, 1]. The offset keeps the extreme quantile
+    finite (QLoRA's 0.9677 for 4 bits: the mean of the last two bin centres).
+    """
+    n_pos, n_neg = 2 ** (bits - 1), 2 ** (bits - 1) - 1
+    offset = 0.5 * (1 - 1 / (2 * 15) + 1 - 1 / (2 * 16)) if bits == 4 else 1 - 0.5 / 2**bits
+    nd = NormalDist()
+    pos = [nd.inv_cdf(p) for p in np.linspace(offset, 0.5, n_pos + 1)[:-1]]
+    neg = [-nd.inv_cdf(p) for p in np.linspace(offset, 0.5, n_neg + 1)[:-1]]
+    levels = np.array(sorted([*pos, 0.0, *neg]), dtype=np.float64)
+    levels /= np.abs(levels).max()
+    return levels.astype(np.float32)
+
+
+@cache
+def log2_levels(bits: int) -> np.ndarray:
+    """0 and ±2^-j for j = 0 .. 2^(n-1) - 2: 2^n - 1 levels in n bits."""
+    mags = 2.0 ** -np.arange(2 ** (bits - 1) - 1)
+    return np.array(sorted([*(-mags), 0.0, *mags]), dtype=np.float32)
+
+
+def fixed_levels(family: Family, bits: int) -> np.ndarray:
+    return nf_levels(bits) if family is Family.NF else log2_levels(bits)
+
+
+def nearest(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Index of the nearest level (levels sorted ascending); ties go to the lower level."""
+    mids = (levels[1:].astype(np.float64) + levels[:-1]) / 2
+    return np.searchsorted(mids, values, side="left").astype(np.uint8)
+
+
+def scaled_quantize(x: np.ndarray, scale: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    return nearest(x.astype(np.float32) / scale.astype(np.float32), levels)
+
+
+def scaled_dequantize(codes: np.ndarray, scale: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    return levels[codes.astype(np.int64)] * scale.astype(np.float32)
+
+
+def absmax_scale(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    amax = np.maximum(np.abs(np.asarray(lo, np.float64)), np.abs(np.asarray(hi, np.float64)))
+    scale = amax.astype(np.float32)
+    tiny = np.float32(np.finfo(np.float32).tiny)
+    return np.where(amax == 0, np.float32(1.0), np.maximum(scale, tiny)).astype(np.float32)
+
+
+def lut_qdq_groups(levels: np.ndarray):
+    def qdq(groups: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        s = absmax_scale(lo, hi)[:, None]
+        return scaled_dequantize(scaled_quantize(groups, s, levels), s, levels).astype(np.float64)
+
+    return qdq
+
+
+def kmeans_1d(values: np.ndarray, k: int) -> np.ndarray:
+    """Sorted float32 codebook of ``k`` levels fitted to 1-D ``values`` by Lloyd's algorithm.
+
+    Initialized at evenly spaced quantiles, so it is deterministic. Fewer
+    distinct values than ``k`` fill the codebook with repeats (still valid).
+    """
+    v = np.sort(values.astype(np.float64).ravel())
+    centres = np.quantile(v, (np.arange(k) + 0.5) / k)
+    for _ in range(KMEANS_ITERATIONS):
+        mids = (centres[1:] + centres[:-1]) / 2
+        idx = np.searchsorted(mids, v, side="left")
+        sums = np.bincount(idx, weights=v, minlength=k)
+        counts = np.bincount(idx, minlength=k)
+        new = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
+        new.sort()
+        if np.allclose(new, centres, rtol=0, atol=0):
+            break
+        centres = new
+    return centres.astype(np.float32)

@@ -1,0 +1,272 @@
+"""Numeric formats as typed, validated values, and their names.
+
+A :class:`Format` says *how* a tensor is stored: family, bit width, signed
+or not, symmetric or affine, granularity and how its range is chosen. It
+holds no data; quantizing is done by :mod:`bitlens.core.formats.codec`.
+
+Names are the one human-readable spelling used everywhere (CLI, plans,
+the window), and parse back to the same value::
+
+    fp16  bf16  fp8e4m3fn  fp8e5m2 ch0
+    int8 sym  int8 sym narrow ch0  uint8 asym  int4 sym blk32@1  int3 asym mse
+    tern ch0  bin  nf4 blk64  km4 ch  log4
+
+``ch`` and ``blk32`` without an axis mean "the layer's natural axis"
+(output channels for ``ch``, the reduction axis for blocks); binding a
+format to a layer resolves it with :meth:`Format.with_axis`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from bitlens.core.errors import FormatError
+
+
+class Family(StrEnum):
+    FLOAT = "float"  # IEEE / ML floats: fp64 ... fp8
+    INT = "int"  # uniform integer grid with scale and zero point
+    TERNARY = "ternary"  # {-a, 0, +a}
+    BINARY = "binary"  # {-a, +a}
+    NF = "nf"  # normal-float quantile lookup table (NF4-style)
+    KMEANS = "kmeans"  # k-means codebook of 2^n entries
+    LOG2 = "log2"  # signed powers of two
+
+
+class Granularity(StrEnum):
+    TENSOR = "tensor"
+    CHANNEL = "channel"
+    BLOCK = "block"
+
+
+class RangeMethod(StrEnum):
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    MSE = "mse"  # clip that minimizes reconstruction error
+
+
+# name -> storage bits; fp8 kinds carry a scale (see floats.py).
+FLOAT_KINDS: dict[str, int] = {
+    "fp64": 64,
+    "fp32": 32,
+    "fp16": 16,
+    "bf16": 16,
+    "fp8e4m3fn": 8,
+    "fp8e5m2": 8,
+}
+_FLOAT_ALIASES = {"fp8e4m3": "fp8e4m3fn", "float16": "fp16", "float32": "fp32", "float64": "fp64"}
+
+# Families whose values come from a lookup table of levels.
+LUT_FAMILIES = frozenset({Family.NF, Family.KMEANS, Family.LOG2})
+_FAMILY_PREFIX = {Family.NF: "nf", Family.KMEANS: "km", Family.LOG2: "log"}
+INT_WIDTHS = frozenset({2, 3, 4, 5, 6, 7, 8, 16})
+LUT_WIDTHS = frozenset({2, 3, 4, 5, 6, 7, 8})
+DEFAULT_PERCENTILE = 99.9
+
+
+@dataclass(frozen=True)
+class Format:
+    """One numeric format. Build with :func:`parse_format` or the presets below."""
+
+    family: Family
+    bits: int
+    signed: bool = True
+    symmetric: bool = True
+    narrow: bool = False
+    granularity: Granularity = Granularity.TENSOR
+    axis: int | None = None  # None: the layer's natural axis, resolved on binding
+    block_size: int = 0
+    range_method: RangeMethod = RangeMethod.MINMAX
+    percentile: float = DEFAULT_PERCENTILE
+    float_kind: str = ""  # FLOAT family only: a key of FLOAT_KINDS
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- derived properties -------------------------------------------------
+    @property
+    def is_float(self) -> bool:
+        return self.family is Family.FLOAT
+
+    @property
+    def is_lut(self) -> bool:
+        return self.family in LUT_FAMILIES
+
+    @property
+    def has_scale(self) -> bool:
+        """Whether the format stores a scale per group (fp16/bf16/fp32/fp64 do not)."""
+        return not (self.is_float and not self.float_kind.startswith("fp8"))
+
+    @property
+    def qmin(self) -> int:
+        """Smallest integer code of an INT format."""
+        if self.family is not Family.INT:
+            raise FormatError(f"{self.name} has no integer code range")
+        if not self.signed:
+            return 0
+        return -(2 ** (self.bits - 1)) + (1 if self.narrow else 0)
+
+    @property
+    def qmax(self) -> int:
+        if self.family is not Family.INT:
+            raise FormatError(f"{self.name} has no integer code range")
+        return 2**self.bits - 1 if not self.signed else 2 ** (self.bits - 1) - 1
+
+    @property
+    def name(self) -> str:
+        return format_name(self)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def with_axis(self, axis: int) -> Format:
+        """The same format with its channel/block axis fixed (no-op per tensor)."""
+        if self.granularity is Granularity.TENSOR:
+            return self
+        return replace(self, axis=axis)
+
+    def replace(self, **changes: object) -> Format:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _validate(f: Format) -> None:
+    def bad(msg: str) -> FormatError:
+        return FormatError(f"invalid format: {msg}")
+
+    if not isinstance(f.family, Family):
+        raise bad(f"unknown family {f.family!r}")
+    if f.family is Family.FLOAT:
+        if f.float_kind not in FLOAT_KINDS:
+            raise bad(f"unknown float kind {f.float_kind!r} (known: {', '.join(FLOAT_KINDS)})")
+        if f.bits != FLOAT_KINDS[f.float_kind]:
+            raise bad(f"{f.float_kind} has {FLOAT_KINDS[f.float_kind]} bits, not {f.bits}")
+        if f.granularity is not Granularity.TENSOR and not f.float_kind.startswith("fp8"):
+            raise bad(f"{f.float_kind} is a plain cast and takes no channel or block scale")
+    elif f.float_kind:
+        raise bad("float_kind is only for the float family")
+    if f.family is Family.INT and f.bits not in INT_WIDTHS:
+        raise bad(f"integer width {f.bits} not supported (2 to 8, or 16)")
+    if f.family in LUT_FAMILIES and f.bits not in LUT_WIDTHS:
+        raise bad(f"{f.family} width {f.bits} not supported (2 to 8)")
+    if f.family is Family.TERNARY and f.bits != 2:
+        raise bad("ternary is stored in 2 bits")
+    if f.family is Family.BINARY and f.bits != 1:
+        raise bad("binary is stored in 1 bit")
+    if f.narrow and not (f.family is Family.INT and f.signed and f.symmetric):
+        raise bad("narrow range applies to signed symmetric integers only")
+    if f.family is not Family.INT and not f.symmetric:
+        raise bad(f"{f.family} formats are symmetric about zero")
+    if f.granularity is Granularity.BLOCK:
+        if f.block_size < 2:
+            raise bad("block granularity needs a block size of at least 2")
+    elif f.block_size:
+        raise bad("block size given without block granularity")
+    if f.axis is not None and f.axis < 0:
+        raise bad("axis must be non-negative")
+    if f.granularity is Granularity.TENSOR and f.axis is not None:
+        raise bad("a per-tensor format has no axis")
+    if not 50.0 <= f.percentile <= 100.0:
+        raise bad(f"percentile {f.percentile} outside [50, 100]")
+    if f.family in (Family.KMEANS, Family.TERNARY, Family.BINARY) and (
+        f.granularity is Granularity.BLOCK
+    ):
+        raise bad(f"{f.family} formats are per tensor or per channel")
+    if f.family is Family.BINARY and f.range_method is not RangeMethod.MINMAX:
+        raise bad("binary uses alpha = mean |x|; it takes no range method")
+    if f.family is Family.TERNARY and f.range_method is RangeMethod.PERCENTILE:
+        raise bad("ternary takes the min-max (TWN) or mse threshold, not a percentile")
+    if f.family is Family.KMEANS and f.range_method is not RangeMethod.MINMAX:
+        raise bad("k-means fits its own levels; it takes no range method")
+
+
+def format_name(f: Format) -> str:
+    parts: list[str] = []
+    if f.family is Family.FLOAT:
+        parts.append(f.float_kind)
+    elif f.family is Family.INT:
+        parts.append(f"{'' if f.signed else 'u'}int{f.bits}")
+        parts.append("sym" if f.symmetric else "asym")
+        if f.narrow:
+            parts.append("narrow")
+    elif f.family is Family.TERNARY:
+        parts.append("tern")
+    elif f.family is Family.BINARY:
+        parts.append("bin")
+    else:
+        parts.append(f"{_FAMILY_PREFIX[f.family]}{f.bits}")
+    axis = "" if f.axis is None else str(f.axis)
+    if f.granularity is Granularity.CHANNEL:
+        parts.append(f"ch{axis}")
+    elif f.granularity is Granularity.BLOCK:
+        parts.append(f"blk{f.block_size}" + (f"@{axis}" if axis else ""))
+    if f.range_method is RangeMethod.MSE:
+        parts.append("mse")
+    elif f.range_method is RangeMethod.PERCENTILE:
+        parts.append(f"p{f.percentile:g}")
+    return " ".join(parts)
+
+
+_HEAD = re.compile(r"^(?:(u?)int(\d+)|(tern)|(bin)|(nf|km|log)(\d+))$")
+_CH = re.compile(r"^ch(\d*)$")
+_BLK = re.compile(r"^blk(\d+)(?:@(\d+))?$")
+_PCT = re.compile(r"^p(\d+(?:\.\d+)?)$")
+
+
+def parse_format(text: str | Format) -> Format:
+    """Parse a format name (see module docstring); raises FormatError naming the bad token."""
+    if isinstance(text, Format):
+        return text
+    tokens = str(text).strip().lower().split()
+    if not tokens:
+        raise FormatError("empty format name")
+    head, rest = tokens[0], tokens[1:]
+    head = _FLOAT_ALIASES.get(head, head)
+    kw: dict[str, object] = {}
+    if head in FLOAT_KINDS:
+        kw.update(family=Family.FLOAT, bits=FLOAT_KINDS[head], float_kind=head)
+    else:
+        m = _HEAD.match(head)
+        if not m:
+            raise FormatError(f"unknown format {text!r}: {head!r} is not a format family")
+        if m.group(2):
+            kw.update(family=Family.INT, bits=int(m.group(2)), signed=not m.group(1))
+            # Unsigned integers default to affine (the usual uint8 activation).
+            kw["symmetric"] = not bool(m.group(1))
+        elif m.group(3):
+            kw.update(family=Family.TERNARY, bits=2)
+        elif m.group(4):
+            kw.update(family=Family.BINARY, bits=1)
+        else:
+            fam = {"nf": Family.NF, "km": Family.KMEANS, "log": Family.LOG2}[m.group(5)]
+            kw.update(family=fam, bits=int(m.group(6)))
+    for tok in rest:
+        if tok in ("sym", "asym"):
+            kw["symmetric"] = tok == "sym"
+        elif tok == "narrow":
+            kw["narrow"] = True
+        elif tok == "mse":
+            kw["range_method"] = RangeMethod.MSE
+        elif tok == "minmax":
+            kw["range_method"] = RangeMethod.MINMAX
+        elif m := _CH.match(tok):
+            kw["granularity"] = Granularity.CHANNEL
+            kw["axis"] = int(m.group(1)) if m.group(1) else None
+        elif m := _BLK.match(tok):
+            kw["granularity"] = Granularity.BLOCK
+            kw["block_size"] = int(m.group(1))
+            kw["axis"] = int(m.group(2)) if m.group(2) else None
+        elif m := _PCT.match(tok):
+            kw["range_method"] = RangeMethod.PERCENTILE
+            kw["percentile"] = float(m.group(1))
+        else:
+            raise FormatError(f"unknown format {text!r}: token {tok!r} not understood")
+    try:
+        return Format(**kw)  # type: ignore[arg-type]
+    except FormatError as exc:
+        raise FormatError(f"{text!r}: {exc}") from None
+
+
+# The ladder `bitlens inspect` shows for every layer, highest precision first.
+INSPECT_LADDER: tuple[str, ...] = ("fp16", "int8 sym ch", "int4 sym ch", "int2 sym ch", "tern ch", "bin ch")

@@ -1,0 +1,72 @@
+"""Uniform integer quantization, bit-exact with ONNX Runtime's Q/DQ.
+
+Affine form, with the range nudged so that zero is exactly representable
+(what ONNX QDQ requires)::
+
+    scale = (hi - lo) / (qmax - qmin)          zero_point = round(qmin - lo / scale)
+    q     = clip(round(x / scale) + zero_point, qmin, qmax)
+    x_hat = (q - zero_point) * scale
+
+For an unsigned n-bit code (qmin = 0, qmax = 2^n - 1) and a range whose
+``lo`` lies on the grid this is exactly ``Δ = (hi - lo) / (2^n - 1)``,
+``q = clip(round((x - lo) / Δ), 0, 2^n - 1)``, ``x_hat = lo + Δ q``.
+ONNX Runtime divides by the scale in float32 and rounds half to even
+(``nearbyintf``); the code below does the same arithmetic in float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bitlens.core.formats.spec import Format
+
+_F32_TINY = np.float32(np.finfo(np.float32).tiny)
+
+
+def code_dtype(fmt: Format) -> np.dtype:
+    """The smallest numpy integer type holding the format's codes."""
+    if fmt.bits <= 8:
+        return np.dtype(np.int8 if fmt.signed else np.uint8)
+    return np.dtype(np.int16 if fmt.signed else np.uint16)
+
+
+def params_from_range(lo: np.ndarray, hi: np.ndarray, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
+    """Scale (float32) and zero point (code dtype) for per-group ranges ``lo``/``hi``."""
+    lo = np.minimum(np.asarray(lo, np.float64), 0.0)
+    hi = np.maximum(np.asarray(hi, np.float64), 0.0)
+    qmin, qmax = fmt.qmin, fmt.qmax
+    if fmt.symmetric:
+        amax = np.maximum(-lo, hi)
+        lo, hi = -amax, amax
+    span = hi - lo
+    scale64 = span / float(qmax - qmin)
+    scale = scale64.astype(np.float32)
+    # A zero range (all-zero tensor) gets scale 1 so that 0 maps to 0 exactly;
+    # a range so tiny its scale underflows float32 gets the smallest normal.
+    scale = np.where(span == 0, np.float32(1.0), np.maximum(scale, _F32_TINY)).astype(np.float32)
+    if fmt.symmetric:
+        zp = np.full(scale.shape, 0 if fmt.signed else (qmax + qmin + 1) // 2, dtype=np.float64)
+    else:
+        zp = np.clip(np.rint(qmin - lo / scale.astype(np.float64)), qmin, qmax)
+    return scale, zp.astype(code_dtype(fmt))
+
+
+def quantize(x: np.ndarray, scale: np.ndarray, zp: np.ndarray, fmt: Format) -> np.ndarray:
+    """Codes for ``x`` with already-broadcastable ``scale`` and ``zp`` (as ORT computes them)."""
+    v = np.rint(x.astype(np.float32) / scale.astype(np.float32)) + zp.astype(np.float32)
+    return np.clip(v, fmt.qmin, fmt.qmax).astype(code_dtype(fmt))
+
+
+def dequantize(q: np.ndarray, scale: np.ndarray, zp: np.ndarray) -> np.ndarray:
+    return (q.astype(np.int32) - zp.astype(np.int32)).astype(np.float32) * scale.astype(np.float32)
+
+
+def qdq_groups(fmt: Format):
+    """A ``(groups, lo, hi) -> reconstruction`` function for range searches."""
+
+    def qdq(groups: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        s, z = params_from_range(lo, hi, fmt)
+        s, z = s[:, None], z[:, None]
+        return dequantize(quantize(groups, s, z, fmt), s, z).astype(np.float64)
+
+    return qdq

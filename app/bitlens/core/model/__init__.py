@@ -1,0 +1,1 @@
+"""Loading ONNX models and describing them as neutral dataclasses."""

@@ -1,0 +1,133 @@
+"""The one neutral description of a model that every view and the engine read.
+
+Built once from the ONNX protobuf by :mod:`bitlens.core.model.inventory`;
+the CLI, the window and the engine read these small frozen dataclasses,
+never the raw protobuf (the exception being the engine and the exporter,
+which rewrite the graph and so need :class:`LoadedModel.proto`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Storage(StrEnum):
+    INITIALIZER = "initializer"  # a graph (or subgraph) initializer
+    CONSTANT = "constant"  # the output of a Constant node (old exporters)
+
+
+Dim = int | str | None  # a fixed size, a symbolic name, or unknown
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A graph value: model input/output or activation."""
+
+    name: str
+    shape: tuple[Dim, ...] | None  # None: rank unknown
+    dtype: str  # numpy dtype name ("float32", "int64", ...)
+
+
+@dataclass(frozen=True)
+class WeightInfo:
+    """A constant tensor a layer can store at lower precision."""
+
+    name: str  # the value name where it is defined in its graph
+    shape: tuple[int, ...]
+    dtype: str
+    storage: Storage
+    graph_path: str  # "" for the main graph, else e.g. "If_0/then_branch"
+    channel_axis: int  # the output-channel axis, used by per-channel formats
+    block_axis: int  # the reduction axis, used by block formats
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * _itemsize(self.dtype)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One quantizable node (Conv, Gemm, MatMul with a constant, LSTM, ...)."""
+
+    name: str  # unique node name (generated as "<op>_<index>" when the file has none)
+    op_type: str
+    index: int  # position in topological order among all nodes
+    graph_path: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    weights: tuple[WeightInfo, ...]  # quantized by the layer's weight format
+    biases: tuple[WeightInfo, ...] = ()  # other constants, kept in float
+    activations: tuple[str, ...] = ()  # float activations feeding the layer (quantizable)
+
+    @property
+    def params(self) -> int:
+        return sum(w.numel for w in self.weights)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the quantizable weights at their stored precision."""
+        return sum(w.nbytes for w in self.weights)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """Any node of the model, for the graph view."""
+
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    graph_path: str = ""
+    is_layer: bool = False
+
+
+@dataclass(frozen=True)
+class Edge:
+    src: str  # node name, or "input:<name>" for a model input
+    dst: str  # node name, or "output:<name>" for a model output
+    tensor: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path | None
+    opset: int
+    ir_version: int
+    producer: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    nodes: tuple[NodeInfo, ...]  # topological; subgraph nodes follow their parent
+    layers: tuple[Layer, ...]  # topological
+    edges: tuple[Edge, ...]
+    value_info: dict[str, TensorInfo] = field(default_factory=dict, compare=False)
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return tuple(layer.name for layer in self.layers)
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(layer.nbytes for layer in self.layers)
+
+
+def _itemsize(dtype: str) -> int:
+    import numpy as np
+
+    return int(np.dtype(dtype).itemsize)
