@@ -1,0 +1,88 @@
+"""Arguments and loading shared by the headless subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from bitlens.core.data import Dataset
+from bitlens.core.errors import DataError
+from bitlens.core.model.types import ModelInfo
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        metavar="D",
+        help="input data: .npz/.npy keyed by input name, a folder of images, a .wav file or "
+        "folder; default: random inputs",
+    )
+    p.add_argument(
+        "--samples", type=int, default=8, help="random samples when --data is absent (8)"
+    )
+    p.add_argument(
+        "--dim",
+        action="append",
+        default=[],
+        metavar="NAME=SIZE",
+        help="size of a dynamic input dimension for random data (repeatable)",
+    )
+    p.add_argument("--rate", type=int, default=16000, help="WAV sample rate to resample to (16000)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+
+def parse_dims(items: list[str]) -> dict[str, int]:
+    dims = {}
+    for item in items:
+        name, sep, size = item.partition("=")
+        if not sep or not size.isdigit():
+            raise DataError(f"--dim expects NAME=SIZE, got {item!r}")
+        dims[name] = int(size)
+    return dims
+
+
+def load_data(args: argparse.Namespace, info: ModelInfo) -> Dataset:
+    if not args.data:
+        return Dataset.random(info, n=args.samples, dims=parse_dims(args.dim))
+    p = Path(args.data)
+    if p.is_dir():
+        if any(p.glob("*.wav")):
+            return Dataset.from_wav(p, info, rate=args.rate)
+        return Dataset.from_images(p, info)
+    if p.suffix.lower() == ".wav":
+        return Dataset.from_wav(p, info, rate=args.rate)
+    return Dataset.from_npz(p, info)
+
+
+def jsonable(obj: Any) -> Any:
+    """Replace non-finite floats (JSON has none) with the strings "inf", "-inf", "nan"."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(jsonable(obj), indent=2)
+
+
+def fmt_db(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.1f}"
+
+
+def fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"

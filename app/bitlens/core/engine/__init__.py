@@ -1,0 +1,8 @@
+"""Instant re-evaluation of quantization plans in ONNX Runtime."""
+
+from __future__ import annotations
+
+from bitlens.core.engine.calibration import CalibrationMethod
+from bitlens.core.engine.engine import Engine, bind, weight_bytes_after
+
+__all__ = ["CalibrationMethod", "Engine", "bind", "weight_bytes_after"]

@@ -1,0 +1,460 @@
+"""The evaluation engine: a plan in, exact per-layer and output errors out.
+
+One long-lived ONNX Runtime session per activation-quantizer *structure*
+(which layers have an integer, fp16, fp8... quantizer) runs the model with
+weights and quantizer parameters fed as inputs. Changing a layer's weight
+format or activation width is then one numpy quantization (cached) and one
+run; only switching a layer between quantizer kinds builds a new session
+(also cached). The float reference (outputs, every layer output, every
+activation feeding a layer) is computed once, on the same kind of session,
+so a float plan reproduces it exactly.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from functools import cached_property
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from bitlens.core import metrics
+from bitlens.core.data import Dataset
+from bitlens.core.engine import quantizers, rewrite
+from bitlens.core.engine.calibration import (
+    ActivationStats,
+    CalibrationMethod,
+    activation_range,
+    method_of,
+)
+from bitlens.core.engine.graphs import node_producing
+from bitlens.core.engine.session import actual_providers, make_session
+from bitlens.core.errors import EngineError
+from bitlens.core.formats import Format, Granularity, fake_quantize, parse_format, storage_bytes
+from bitlens.core.model.loader import LoadedModel
+from bitlens.core.model.types import Layer, WeightInfo
+from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.results import (
+    Evaluation,
+    LayerResult,
+    OutputResult,
+    Progress,
+    SweepEntry,
+    TensorError,
+)
+
+DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
+WEIGHT_CACHE_BYTES = 512 << 20
+
+
+def bind(fmt: Format, w: WeightInfo) -> Format:
+    """Resolve a format's natural axis for one weight."""
+    if fmt.axis is not None or fmt.granularity is Granularity.TENSOR:
+        return fmt
+    return fmt.with_axis(w.channel_axis if fmt.granularity is Granularity.CHANNEL else w.block_axis)
+
+
+def weight_bytes_after(layer: Layer, fmt: Format | None) -> int:
+    if fmt is None:
+        return layer.nbytes
+    return sum(storage_bytes(bind(fmt, w), w.shape) for w in layer.weights)
+
+
+class Engine:
+    """Evaluate plans for one model on one dataset. Not thread-safe: use from one worker."""
+
+    def __init__(self, model: LoadedModel, data: Dataset, *, device: str = "auto"):
+        self.model = model
+        self.info = model.info
+        self.data = data
+        self.device = device
+        self._sessions: OrderedDict[tuple, tuple[rewrite.SimGraph, object, object]] = OrderedDict()
+        self._wcache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._wcache_bytes = 0
+        self._werr: dict[tuple[str, str], TensorError] = {}
+        self._ref: dict[str, list[np.ndarray]] | None = None  # tensor -> per-feed float values
+        self._stats: dict[str, ActivationStats] = {}
+        self._ranges: dict[tuple[str, str, str], tuple[float, float]] = {}
+        self.method = CalibrationMethod.MINMAX
+        self._providers: tuple[str, ...] = ()
+        self._check_data()
+
+    # -- setup ----------------------------------------------------------------------
+    def _check_data(self) -> None:
+        names = {t.name for t in self.info.inputs}
+        for i, feed in enumerate(self.data.samples):
+            if set(feed) != names:
+                raise EngineError(
+                    f"data sample {i} feeds {sorted(feed)}, the model needs {sorted(names)}"
+                )
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """Providers the sessions actually run on (after the first session is built)."""
+        if not self._providers:
+            self._session_for({})
+        return self._providers
+
+    def _kinds(self, plan: Plan | None) -> dict[str, str | None]:
+        if plan is None:
+            return {}
+        return {
+            name: quantizers.kind_of(choice.activation)
+            for name, choice in plan.choices.items()
+            if choice.activation is not None
+        }
+
+    def _session_for(self, kinds: Mapping[str, str | None]):
+        key = tuple(sorted((k, v) for k, v in kinds.items() if v))
+        if key in self._sessions:
+            self._sessions.move_to_end(key)
+            return self._sessions[key]
+        sim = rewrite.build_sim(self.model.proto, self.info, dict(key))
+        sess = make_session(sim.model, self.device)
+        self._providers = actual_providers(sess)
+        local = None
+        if self._ref is not None:
+            local = self._local_session(dict(key))
+        self._sessions[key] = (sim, sess, local)
+        while len(self._sessions) > 4:
+            self._sessions.popitem(last=False)
+        return self._sessions[key]
+
+    def _local_session(self, kinds: Mapping[str, str | None]):
+        assert self._ref is not None
+        types = {k: (v[0].dtype, v[0].ndim) for k, v in self._ref.items()}
+        for t in self.info.inputs:
+            arr = self.data.samples[0][t.name]
+            types[t.name] = (arr.dtype, arr.ndim)
+        if not rewrite.main_layers(self.info):
+            return None
+        local = rewrite.build_local(self.model.proto, self.info, kinds, types, self._constant)
+        return make_session(local, self.device)
+
+    def _constant(self, name: str) -> np.ndarray:
+        g = self.model.proto.graph
+        for t in g.initializer:
+            if t.name == name:
+                return numpy_helper.to_array(t)
+        _, node = node_producing(g, name)
+        return numpy_helper.to_array(onnx.helper.get_attribute_value(node.attribute[0]))
+
+    def _float_weights(self) -> dict[str, np.ndarray]:
+        return {
+            w.name: self.model.weight(w.name) for layer in self.info.layers for w in layer.weights
+        }
+
+    # -- float reference & calibration ------------------------------------------------
+    def prepare(self) -> Iterator[Progress]:
+        """Run the float model once over every sample, capturing what the metrics need."""
+        if self._ref is not None:
+            return
+        sim, sess, _ = self._session_for({})
+        fetch = list(
+            dict.fromkeys([*self._output_names, *sim.layer_outputs.values(), *sim.activations])
+        )
+        weights = self._float_weights()
+        ref: dict[str, list[np.ndarray]] = {name: [] for name in fetch}
+        n = len(self.data.samples)
+        for i, feed in enumerate(self.data.samples):
+            outs = self._run(sess, fetch, {**feed, **weights})
+            for name, value in zip(fetch, outs, strict=True):
+                ref[name].append(value)
+            yield Progress(i + 1, n, f"float reference: sample {i + 1} of {n}")
+        for t in self.info.inputs:
+            ref.setdefault(t.name, [feed[t.name] for feed in self.data.samples])
+        self._ref = ref
+        # Sessions built before the reference existed lack their local twin.
+        for key, (sim_g, s, _) in list(self._sessions.items()):
+            self._sessions[key] = (sim_g, s, self._local_session(dict(key)))
+
+    def _ensure_ref(self) -> dict[str, list[np.ndarray]]:
+        for _ in self.prepare():
+            pass
+        assert self._ref is not None
+        return self._ref
+
+    def calibrate(self, method: str = "minmax") -> Iterator[Progress]:
+        """Gather activation statistics on the calibration samples (progress per activation)."""
+        yield from self.prepare()
+        ref = self._ensure_ref()
+        self.method = method_of(method)
+        self._ranges.clear()
+        acts = list(
+            dict.fromkeys(a for layer in rewrite.main_layers(self.info) for a in layer.activations)
+        )
+        for i, a in enumerate(acts):
+            if a not in self._stats:
+                values = [ref[a][j] for j in self.data.calibration]
+                if np.asarray(values[0]).dtype.kind == "f":
+                    self._stats[a] = ActivationStats.of(values, a)
+            yield Progress(i + 1, len(acts), f"calibrating {a}")
+
+    def activation_range(self, act: str, fmt: Format) -> tuple[float, float]:
+        key = (act, fmt.name, self.method.value)
+        if key not in self._ranges:
+            if act not in self._stats:
+                for _ in self.calibrate(self.method.value):
+                    pass
+            if act not in self._stats:
+                raise EngineError(
+                    f"activation {act!r} is not a float tensor; it cannot be quantized"
+                )
+            self._ranges[key] = activation_range(self._stats[act], fmt, self.method)
+        return self._ranges[key]
+
+    # -- weights ---------------------------------------------------------------------
+    def quantized_weight(self, w: WeightInfo, fmt: Format) -> np.ndarray:
+        fmt = bind(fmt, w)
+        key = (w.name, fmt.name)
+        if key in self._wcache:
+            self._wcache.move_to_end(key)
+            return self._wcache[key]
+        value = self.model.weight(w.name)
+        q = fake_quantize(value, fmt, what=f"weight {w.name!r}").astype(value.dtype, copy=False)
+        self._werr[key] = metrics.tensor_error(value, q)
+        self._wcache[key] = q
+        self._wcache_bytes += q.nbytes
+        while self._wcache_bytes > WEIGHT_CACHE_BYTES and len(self._wcache) > 1:
+            _, old = self._wcache.popitem(last=False)
+            self._wcache_bytes -= old.nbytes
+        return q
+
+    def weight_error(self, layer: Layer, fmt: Format) -> TensorError:
+        """Error of the layer's weights (all of them, concatenated) in ``fmt``."""
+        refs, qs = [], []
+        for w in layer.weights:
+            qs.append(self.quantized_weight(w, fmt).ravel())
+            refs.append(self.model.weight(w.name).ravel())
+        return metrics.tensor_error(np.concatenate(refs), np.concatenate(qs))
+
+    def _weight_feeds(self, plan: Plan | Mapping[str, LayerChoice]) -> dict[str, np.ndarray]:
+        feeds = self._float_weights()
+        for name, choice in plan.items() if isinstance(plan, Mapping) else ():
+            if choice.weight is None:
+                continue
+            for w in self.info.layer(name).weights:
+                feeds[w.name] = self.quantized_weight(w, choice.weight)
+        return feeds
+
+    def _param_feeds(self, choices: Mapping[str, LayerChoice]) -> dict[str, np.ndarray]:
+        feeds: dict[str, np.ndarray] = {}
+        for name, choice in choices.items():
+            fmt = choice.activation
+            if fmt is None:
+                continue
+            kind = quantizers.kind_of(fmt)
+            assert kind is not None
+            for k, act in enumerate(self.info.layer(name).activations):
+                lo, hi = self.activation_range(act, fmt)
+                feeds.update(quantizers.param_feeds(kind, rewrite.act_prefix(name, k), fmt, lo, hi))
+        return feeds
+
+    # -- running -------------------------------------------------------------------------
+    @cached_property
+    def _output_names(self) -> list[str]:
+        return [t.name for t in self.info.outputs]
+
+    @staticmethod
+    def _run(sess, fetch: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        wanted = {i.name for i in sess.get_inputs()}
+        try:
+            return sess.run(list(fetch), {k: v for k, v in feeds.items() if k in wanted})
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EngineError(f"ONNX Runtime failed to run the model: {first}") from exc
+
+    def run_outputs(
+        self, plan: Plan, samples: Sequence[int] | None = None
+    ) -> dict[str, list[np.ndarray]]:
+        """Model outputs under ``plan`` for the given feeds (default: the evaluation feeds)."""
+        self._ensure_ref()
+        idx = self.data.evaluation if samples is None else samples
+        _sim, sess, _ = self._session_for(self._kinds(plan))
+        feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices)}
+        out: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
+        for i in idx:
+            values = self._run(sess, self._output_names, {**self.data.samples[i], **feeds})
+            for n, v in zip(self._output_names, values, strict=True):
+                out[n].append(v)
+        return out
+
+    def evaluate(self, plan: Plan) -> Evaluation:
+        """Per-layer (weight, local, accumulated) and per-output errors of ``plan``."""
+        if plan.info is not self.info:
+            raise EngineError("the plan was made for a different model")
+        ref = self._ensure_ref()
+        sim, sess, local = self._session_for(self._kinds(plan))
+        choices = plan.choices
+        feeds = {**self._weight_feeds(choices), **self._param_feeds(choices)}
+        layer_out = sim.layer_outputs
+        fetch = list(dict.fromkeys([*self._output_names, *layer_out.values()]))
+        got: dict[str, list[np.ndarray]] = {n: [] for n in fetch}
+        local_got: dict[str, list[np.ndarray]] = {}
+        quantized_main = [n for n in choices if n in layer_out]
+        local_fetch = [rewrite.local_output(layer_out[n]) for n in quantized_main]
+        for i in self.data.evaluation:
+            values = self._run(sess, fetch, {**self.data.samples[i], **feeds})
+            for n, v in zip(fetch, values, strict=True):
+                got[n].append(v)
+            if local is not None and local_fetch:
+                lfeeds = {k: v[i] for k, v in ref.items()}
+                lvalues = self._run(local, local_fetch, {**lfeeds, **feeds})
+                for n, v in zip(local_fetch, lvalues, strict=True):
+                    local_got.setdefault(n, []).append(v)
+        ev = self.data.evaluation
+        layers: dict[str, LayerResult] = {}
+        for layer in self.info.layers:
+            choice = plan[layer.name]
+            out = layer_out.get(layer.name)
+            acc = loc = None
+            if out is not None:
+                acc = metrics.tensor_error(_cat([ref[out][i] for i in ev]), _cat(got[out]))
+                lname = rewrite.local_output(out)
+                if lname in local_got:
+                    loc = metrics.tensor_error(
+                        _cat([ref[out][i] for i in ev]), _cat(local_got[lname])
+                    )
+            layers[layer.name] = LayerResult(
+                name=layer.name,
+                weight_format=None if choice.weight is None else choice.weight.name,
+                activation_format=None if choice.activation is None else choice.activation.name,
+                weight=None if choice.weight is None else self.weight_error(layer, choice.weight),
+                local=loc,
+                accumulated=acc,
+                bytes_before=layer.nbytes,
+                bytes_after=weight_bytes_after(layer, choice.weight),
+            )
+        outputs = {
+            n: self._output_result(n, [ref[n][i] for i in ev], got[n]) for n in self._output_names
+        }
+        return Evaluation(
+            layers=layers,
+            outputs=outputs,
+            bytes_before=sum(r.bytes_before for r in layers.values()),
+            bytes_after=sum(r.bytes_after for r in layers.values()),
+            params=self.info.params,
+            providers=self._providers,
+            first_divergence=self._first_divergence(ref, got, layer_out),
+            task_metric=self._task_metric(ref, got),
+        )
+
+    def _output_result(
+        self, name: str, ref: list[np.ndarray], got: list[np.ndarray]
+    ) -> OutputResult:
+        r, g = _cat(ref), _cat(got)
+        err = metrics.tensor_error(r, g)
+        if _classifier_like(r):
+            return OutputResult(name, err, metrics.top1_agreement(r, g), metrics.mean_kl(r, g))
+        return OutputResult(name, err)
+
+    def _first_divergence(self, ref, got, layer_out: Mapping[str, str]) -> tuple[str | None, ...]:
+        out = []
+        for k, i in enumerate(self.data.evaluation):
+            first = None
+            for layer, t in layer_out.items():
+                if metrics.sqnr_db(ref[t][i], got[t][k]) < DIVERGENCE_DB:
+                    first = layer
+                    break
+            out.append(first)
+        return tuple(out)
+
+    def _task_metric(self, ref, got) -> dict[str, float]:
+        labels = self.data.eval_labels
+        if labels is None or not self._output_names:
+            return {}
+        name = self._output_names[0]
+        r = _cat([ref[name][i] for i in self.data.evaluation])
+        g = _cat(got[name])
+        if not _classifier_like(r) or len(r) != len(labels):
+            return {}
+        return {
+            "accuracy_float": float(np.mean(np.argmax(r, -1) == labels)),
+            "accuracy": float(np.mean(np.argmax(g, -1) == labels)),
+        }
+
+    # -- sensitivity sweep -----------------------------------------------------------------
+    def sweep(
+        self, formats: Sequence[str | Format], layers: Sequence[str] | None = None
+    ) -> Generator[Progress, None, list[SweepEntry]]:
+        """Quantize one layer's weights at a time in each format; error at the first output.
+
+        Yields progress after each layer; the caller cancels by not resuming
+        (or ``close()``). Returns entries sorted worst first (lowest SQNR).
+        """
+        fmts = [parse_format(f) for f in formats]
+        names = list(self.info.layer_names if layers is None else layers)
+        yield from self.prepare()
+        ref = self._ensure_ref()
+        base = Plan(self.info)
+        _, sess, _ = self._session_for({})
+        float_feeds = self._float_weights()
+        out_name = self._output_names[0]
+        r = _cat([ref[out_name][i] for i in self.data.evaluation])
+        entries: list[SweepEntry] = []
+        for li, name in enumerate(names):
+            layer = self.info.layer(name)
+            for fmt in fmts:
+                base.with_choices({name: LayerChoice(fmt)})  # validates the format for this layer
+                feeds = dict(float_feeds)
+                for w in layer.weights:
+                    feeds[w.name] = self.quantized_weight(w, fmt)
+                got = [
+                    self._run(sess, [out_name], {**self.data.samples[i], **feeds})[0]
+                    for i in self.data.evaluation
+                ]
+                entries.append(
+                    SweepEntry(
+                        name,
+                        fmt.name,
+                        metrics.tensor_error(r, _cat(got)),
+                        weight_bytes_after(layer, fmt),
+                    )
+                )
+            yield Progress(li + 1, len(names), f"sweep: {name}")
+        entries.sort(key=lambda e: e.output.sqnr_db)
+        return entries
+
+    # -- for views -----------------------------------------------------------------------
+    def weight_values(self, layer: str) -> np.ndarray:
+        return self.model.weight(self.info.layer(layer).weights[0].name)
+
+    def activation_values(self, layer: str) -> np.ndarray | None:
+        acts = self.info.layer(layer).activations
+        if not acts:
+            return None
+        ref = self._ensure_ref()
+        values = ref.get(acts[0])
+        if values is None:
+            return None
+        return _cat([values[i] for i in self.data.calibration])
+
+    def scheme_table(
+        self, layer: str, formats: Sequence[str | Format]
+    ) -> list[tuple[str, TensorError, int]]:
+        """Weight error and bytes of every format for one layer (the "scheme sandbox")."""
+        lay = self.info.layer(layer)
+        rows = []
+        for f in formats:
+            fmt = parse_format(f)
+            rows.append((fmt.name, self.weight_error(lay, fmt), weight_bytes_after(lay, fmt)))
+        return rows
+
+
+def _cat(values: Sequence[np.ndarray]) -> np.ndarray:
+    arrs = [np.asarray(v) for v in values]
+    if len(arrs) == 1:
+        return arrs[0]
+    if all(a.ndim >= 1 for a in arrs):
+        try:
+            return np.concatenate(arrs, axis=0)
+        except ValueError:
+            pass
+    return np.concatenate([a.ravel() for a in arrs])
+
+
+def _classifier_like(x: np.ndarray) -> bool:
+    """A float [batch, classes] output with at least two classes."""
+    return x.dtype.kind == "f" and x.ndim == 2 and x.shape[1] >= 2

@@ -1,0 +1,81 @@
+"""Small ONNX graph helpers shared by the engine and the exporter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import onnx
+from onnx import GraphProto, NodeProto, TensorProto, helper
+
+from bitlens.core.errors import EngineError
+
+
+def find_graph(graph: GraphProto, path: str) -> GraphProto:
+    """The (sub)graph at ``path`` ("" is ``graph``; "If_0/then_branch/Loop_2/body" nests)."""
+    if not path:
+        return graph
+    parts = path.split("/")
+    if len(parts) % 2:
+        raise EngineError(f"malformed subgraph path {path!r}")
+    g = graph
+    for node_name, attr_name in zip(parts[::2], parts[1::2], strict=True):
+        g = _subgraph(g, node_name, attr_name)
+    return g
+
+
+def _subgraph(graph: GraphProto, node_name: str, attr_name: str) -> GraphProto:
+    for i, node in enumerate(graph.node):
+        if node.name == node_name or (not node.name and f"{node.op_type}_{i}" == node_name):
+            for attr in node.attribute:
+                if attr.name == attr_name and attr.type == onnx.AttributeProto.GRAPH:
+                    return attr.g
+    # Generated names count nodes across the whole model; fall back to a search.
+    for node in iter_nodes(graph):
+        if node.name == node_name:
+            for attr in node.attribute:
+                if attr.name == attr_name and attr.type == onnx.AttributeProto.GRAPH:
+                    return attr.g
+    raise EngineError(f"subgraph {node_name}/{attr_name} not found")
+
+
+def iter_nodes(graph: GraphProto) -> Iterator[NodeProto]:
+    """Every node of ``graph`` and, recursively, of its subgraphs."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from iter_nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from iter_nodes(g)
+
+
+def node_producing(graph: GraphProto, tensor: str) -> tuple[int, NodeProto]:
+    for i, node in enumerate(graph.node):
+        if tensor in node.output:
+            return i, node
+    raise EngineError(f"no node produces {tensor!r}")
+
+
+def tensor_type(dtype: np.dtype | str) -> int:
+    return int(helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
+
+
+def value_info(name: str, dtype: np.dtype | str, shape: tuple | None) -> onnx.ValueInfoProto:
+    """A ValueInfo; ``shape`` entries may be ints, names or None (unknown)."""
+    if shape is None:
+        return helper.make_tensor_value_info(name, tensor_type(dtype), None)
+    dims = [d if isinstance(d, int | str) else None for d in shape]
+    return helper.make_tensor_value_info(name, tensor_type(dtype), dims)
+
+
+def scalar_f32(name: str, value: float) -> TensorProto:
+    return onnx.numpy_helper.from_array(np.asarray(value, np.float32), name)
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 0

@@ -1,0 +1,216 @@
+"""The two graphs the engine runs, built once per activation-quantizer structure.
+
+*Simulation graph*: the model with every quantizable weight turned into a
+graph input (so a new format is one numpy quantization and one run, never
+a rewrite), an activation quantizer in front of each layer whose plan has
+one (parameters are inputs too), and every main-graph layer output and
+layer activation exposed as an output.
+
+*Local graph*: a copy of every main-graph layer on its own, reading the
+cached **float** activations as inputs, with the same weight inputs and
+the same activation quantizers: its outputs are each layer's error with
+only that layer quantized ("local"), computed in one run for all layers.
+
+Layers inside If/Loop/Scan bodies get their weights simulated but no
+activation quantizers or per-layer outputs (ONNX cannot fetch values
+from inside a subgraph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from bitlens.core.engine import quantizers
+from bitlens.core.engine.graphs import find_graph, node_producing, opset_of, value_info
+from bitlens.core.errors import EngineError
+from bitlens.core.model.types import Layer, ModelInfo, Storage
+
+Kinds = Mapping[str, str | None]  # layer name -> activation quantizer kind
+
+
+def act_prefix(layer: str, k: int) -> str:
+    return f"{layer}__a{k}"
+
+
+def local_output(tensor: str) -> str:
+    return f"{tensor}__local"
+
+
+@dataclass(frozen=True)
+class SimGraph:
+    model: onnx.ModelProto
+    layer_outputs: dict[str, str]  # main-graph layer -> its first output tensor
+    activations: tuple[str, ...]  # float activation tensors exposed as outputs (not model inputs)
+
+
+def main_layers(info: ModelInfo) -> list[Layer]:
+    return [layer for layer in info.layers if not layer.graph_path]
+
+
+def _check_kinds(info: ModelInfo, kinds: Kinds, opset: int) -> None:
+    for name, kind in kinds.items():
+        if kind is None:
+            continue
+        layer = info.layer(name)
+        if layer.graph_path:
+            raise EngineError(
+                f"layer {name!r} sits inside {layer.graph_path}; activation quantization "
+                "inside If/Loop/Scan bodies is not supported (weights are)"
+            )
+        need = quantizers.KIND_MIN_OPSET[kind]
+        if opset < need:
+            raise EngineError(
+                f"layer {name!r}: {kind} activations need opset {need}, the model is opset {opset}"
+            )
+
+
+def weights_to_inputs(model: onnx.ModelProto, info: ModelInfo) -> None:
+    """Turn every quantizable weight into a main-graph input, in place."""
+    g = model.graph
+    seen: set[str] = set()
+    for layer in info.layers:
+        for w in layer.weights:
+            if w.name in seen:
+                continue
+            seen.add(w.name)
+            sub = find_graph(g, w.graph_path)
+            if w.storage is Storage.INITIALIZER:
+                keep = [t for t in sub.initializer if t.name != w.name]
+                del sub.initializer[:]
+                sub.initializer.extend(keep)
+                ins = [v for v in sub.input if v.name != w.name]
+                del sub.input[:]
+                sub.input.extend(ins)
+            else:
+                idx, _ = node_producing(sub, w.name)
+                del sub.node[idx]
+            g.input.append(value_info(w.name, w.dtype, w.shape))
+
+
+def _insert_quantizers(
+    graph: onnx.GraphProto, info: ModelInfo, kinds: Kinds, suffix: str
+) -> list[onnx.ValueInfoProto]:
+    """Insert activation quantizers before their layers; returns the parameter inputs."""
+    inserts: dict[int, list[onnx.NodeProto]] = {}
+    params: list[onnx.ValueInfoProto] = []
+    for layer in main_layers(info):
+        kind = kinds.get(layer.name)
+        if kind is None:
+            continue
+        idx, node = node_producing(graph, layer.outputs[0])
+        for k, act in enumerate(layer.activations):
+            prefix = act_prefix(layer.name, k)
+            y = f"{act}__{suffix}__{layer.name}"
+            nodes, io = quantizers.build(kind, act, y, prefix)
+            for i, name in enumerate(node.input):
+                if name == act:
+                    node.input[i] = y
+            inserts.setdefault(idx, []).extend(nodes)
+            params.extend(value_info(p, np.float32, ()) for p in io.params)
+    if inserts:
+        new_nodes: list[onnx.NodeProto] = []
+        for i, node in enumerate(graph.node):
+            new_nodes.extend(inserts.get(i, []))
+            new_nodes.append(node)
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+    return params
+
+
+def build_sim(proto: onnx.ModelProto, info: ModelInfo, kinds: Kinds) -> SimGraph:
+    _check_kinds(info, kinds, opset_of(proto))
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    weights_to_inputs(model, info)
+    g = model.graph
+    g.input.extend(_insert_quantizers(g, info, kinds, "q"))
+    model_inputs = {v.name for v in g.input}
+    existing = {v.name for v in g.output}
+    layer_outputs: dict[str, str] = {}
+    activations: list[str] = []
+    for layer in main_layers(info):
+        layer_outputs[layer.name] = layer.outputs[0]
+        for a in layer.activations:
+            if a not in model_inputs and a not in activations:
+                activations.append(a)
+    for t in [*layer_outputs.values(), *activations]:
+        if t not in existing:
+            existing.add(t)
+            g.output.append(_value_info_for(info, t))
+    return SimGraph(model, layer_outputs, tuple(activations))
+
+
+def _value_info_for(info: ModelInfo, name: str) -> onnx.ValueInfoProto:
+    t = info.value_info.get(name)
+    if t is None:
+        return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+    return value_info(name, t.dtype, t.shape)
+
+
+def build_local(
+    proto: onnx.ModelProto,
+    info: ModelInfo,
+    kinds: Kinds,
+    input_types: Mapping[str, tuple[np.dtype, int]],
+    constant: Callable[[str], np.ndarray],
+) -> onnx.ModelProto:
+    """The local graph; ``input_types`` gives dtype and rank of each float activation,
+    ``constant(name)`` the value of a constant (bias, shape...) input."""
+    _check_kinds(info, kinds, opset_of(proto))
+    g = proto.graph
+    weight_names = {w.name: w for layer in info.layers for w in layer.weights}
+    const_names = {t.name for t in g.initializer} | {
+        o for n in g.node if n.op_type == "Constant" for o in n.output
+    }
+    nodes: list[onnx.NodeProto] = []
+    inputs: dict[str, onnx.ValueInfoProto] = {}
+    inits: dict[str, onnx.TensorProto] = {}
+    outputs: list[onnx.ValueInfoProto] = []
+    for layer in main_layers(info):
+        _, orig = node_producing(g, layer.outputs[0])
+        node = onnx.NodeProto()
+        node.CopyFrom(orig)
+        node.name = f"{orig.name or layer.name}__local"
+        for name in node.input:
+            if not name:
+                continue
+            if name in weight_names:
+                w = weight_names[name]
+                inputs.setdefault(name, value_info(name, w.dtype, w.shape))
+            elif name in const_names:
+                inits.setdefault(name, numpy_helper.from_array(constant(name), name))
+            else:
+                if name not in input_types:
+                    raise EngineError(f"layer {layer.name!r}: no captured value for input {name!r}")
+                dt, rank = input_types[name]
+                inputs.setdefault(name, value_info(name, dt, tuple([None] * rank)))
+        kind = kinds.get(layer.name)
+        if kind is not None:
+            for k, act in enumerate(layer.activations):
+                y = f"{act}__lq__{layer.name}"
+                qnodes, io = quantizers.build(kind, act, y, act_prefix(layer.name, k))
+                # Parameter names match the simulation graph's: one set of feeds serves both.
+                nodes.extend(qnodes)
+                for p in io.params:
+                    inputs.setdefault(p, value_info(p, np.float32, ()))
+                for i, name in enumerate(node.input):
+                    if name == act:
+                        node.input[i] = y
+        for i, out in enumerate(node.output):
+            if out:
+                node.output[i] = local_output(out)
+        nodes.append(node)
+        ref = _value_info_for(info, layer.outputs[0])
+        ref.name = local_output(layer.outputs[0])
+        outputs.append(ref)
+    graph = helper.make_graph(
+        nodes, "bitlens_local", list(inputs.values()), outputs, initializer=list(inits.values())
+    )
+    local = helper.make_model(graph, opset_imports=list(proto.opset_import))
+    local.ir_version = proto.ir_version
+    return local

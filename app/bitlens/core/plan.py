@@ -1,0 +1,338 @@
+"""Per-layer quantization plans: typed, validated against the model, versioned JSON.
+
+A :class:`Plan` maps each quantizable layer to a :class:`LayerChoice`
+(weight format, activation format; ``None`` keeps float). It is
+immutable: edits return a new plan, which makes undo/redo and caching
+by identity trivial. Construction validates everything at once, so an
+unknown layer name or an activation format on a layer without a
+quantizable activation fails immediately, naming the layer (compare
+ONNX Runtime's free-form ``extra_options``, where a typo is silently ignored).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from bitlens.core.errors import FormatError, PlanError
+from bitlens.core.formats import Family, Format, Granularity, parse_format
+from bitlens.core.model.types import Layer, ModelInfo
+
+PLAN_VERSION = 1
+
+# Weight formats offered for every layer, highest precision first.
+WEIGHT_CHOICES: tuple[str, ...] = (
+    "fp16", "bf16", "fp8e4m3fn ch", "fp8e5m2 ch",
+    "int8 sym ch", "int8 sym", "uint8 asym",
+    "int6 sym ch", "int5 sym ch", "int4 sym ch", "int4 asym ch", "int4 sym blk32", "int4 asym blk32",
+    "int3 sym ch", "int3 asym blk32", "int2 sym ch", "int2 asym blk32",
+    "nf4 blk64", "nf3 blk64", "km4 ch", "km2 ch", "log4 ch",
+    "tern ch", "bin ch",
+)  # fmt: skip
+# Activation formats: per tensor, range from calibration (or from each input when dynamic).
+ACTIVATION_CHOICES: tuple[str, ...] = (
+    "fp16", "bf16", "fp8e4m3fn", "int16 sym", "uint8 asym", "int8 sym", "int8 asym",
+    "uint6 asym", "uint4 asym", "int4 sym",
+)  # fmt: skip
+
+# preset -> (weight format, activation format); A16 means fp16 activations (weight-only
+# quantization as in LLM "W4A16"), A8 means calibrated uint8, as ONNX Runtime's QDQ default.
+PRESET_FORMATS: dict[str, tuple[str | None, str | None]] = {
+    "fp16": ("fp16", "fp16"),
+    "W8A8": ("int8 sym ch", "uint8 asym"),
+    "W8A16": ("int8 sym ch", "fp16"),
+    "W4A16": ("int4 sym blk32", "fp16"),
+    "W4A8": ("int4 sym ch", "uint8 asym"),
+    "W2A16": ("int2 asym blk32", "fp16"),
+    "ternary": ("tern ch", None),
+    "binary": ("bin ch", None),
+}
+PRESETS: tuple[str, ...] = tuple(PRESET_FORMATS)
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    weight: Format | None = None
+    activation: Format | None = None
+
+    @property
+    def is_float(self) -> bool:
+        return self.weight is None and self.activation is None
+
+    @classmethod
+    def of(
+        cls, weight: Format | str | None = None, activation: Format | str | None = None
+    ) -> LayerChoice:
+        return cls(
+            None if weight is None else parse_format(weight),
+            None if activation is None else parse_format(activation),
+        )
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "weight": None if self.weight is None else self.weight.name,
+            "activation": None if self.activation is None else self.activation.name,
+        }
+
+
+FLOAT = LayerChoice()
+
+
+def weight_choices(layer: Layer) -> list[str]:
+    return list(WEIGHT_CHOICES) if layer.weights else []
+
+
+def activation_choices(layer: Layer) -> list[str]:
+    return list(ACTIVATION_CHOICES) if layer.activations else []
+
+
+def validate_choice(layer: Layer, choice: LayerChoice) -> None:
+    """Raise PlanError if ``choice`` cannot apply to ``layer``."""
+    w, a = choice.weight, choice.activation
+    if w is not None:
+        if not layer.weights:
+            raise PlanError(f"layer {layer.name!r} ({layer.op_type}) has no weights to quantize")
+        for wi in layer.weights:
+            if w.axis is not None and w.axis >= len(wi.shape):
+                raise PlanError(
+                    f"layer {layer.name!r}: {w.name} names axis {w.axis}, "
+                    f"but weight {wi.name!r} has shape {list(wi.shape)}"
+                )
+    if a is not None:
+        if not layer.activations:
+            raise PlanError(
+                f"layer {layer.name!r} ({layer.op_type}) has no float activation input to quantize"
+            )
+        if a.granularity is not Granularity.TENSOR:
+            raise PlanError(f"layer {layer.name!r}: activation format {a.name} must be per tensor")
+        if a.family not in (Family.INT, Family.FLOAT):
+            raise PlanError(
+                f"layer {layer.name!r}: activation format {a.name} is not supported "
+                "(integer or float formats only)"
+            )
+        if a.is_float and a.float_kind in ("fp64", "fp32"):
+            raise PlanError(f"layer {layer.name!r}: use 'keep float' rather than {a.name}")
+
+
+class Plan(Mapping[str, LayerChoice]):
+    """An immutable, validated mapping layer name -> LayerChoice (absent = float)."""
+
+    def __init__(self, info: ModelInfo, choices: Mapping[str, LayerChoice] | None = None):
+        self.info = info
+        layers = {layer.name: layer for layer in info.layers}
+        clean: dict[str, LayerChoice] = {}
+        for name, choice in (choices or {}).items():
+            if name not in layers:
+                raise PlanError(f"plan names layer {name!r}, which the model does not have")
+            if not isinstance(choice, LayerChoice):
+                raise PlanError(
+                    f"layer {name!r}: expected a LayerChoice, got {type(choice).__name__}"
+                )
+            validate_choice(layers[name], choice)
+            if not choice.is_float:
+                clean[name] = choice
+        self._choices = MappingProxyType(clean)
+
+    # -- Mapping over *all* layers --------------------------------------------------
+    def __getitem__(self, layer: str) -> LayerChoice:
+        if layer not in self.info.layer_names:
+            raise KeyError(layer)
+        return self._choices.get(layer, FLOAT)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.info.layer_names)
+
+    def __len__(self) -> int:
+        return len(self.info.layers)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Plan)
+            and other.info is self.info
+            and dict(other._choices) == dict(self._choices)
+        )
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted((k, v) for k, v in self._choices.items())))
+
+    def __repr__(self) -> str:
+        return f"Plan({len(self._choices)} of {len(self)} layers quantized)"
+
+    @property
+    def choices(self) -> Mapping[str, LayerChoice]:
+        """Only the layers that are not kept float."""
+        return self._choices
+
+    # -- edits ---------------------------------------------------------------------
+    def with_choices(self, changes: Mapping[str, LayerChoice]) -> Plan:
+        merged = dict(self._choices)
+        merged.update(changes)
+        return Plan(self.info, merged)
+
+    @classmethod
+    def float(cls, info: ModelInfo) -> Plan:
+        return cls(info)
+
+    @classmethod
+    def preset(cls, info: ModelInfo, name: str, layers: Iterable[str] | None = None) -> Plan:
+        """All layers (or ``layers``) at a preset; activations only where the layer has one."""
+        if name not in PRESET_FORMATS:
+            raise PlanError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        return cls.uniform(info, *PRESET_FORMATS[name], layers=layers)
+
+    @classmethod
+    def uniform(
+        cls,
+        info: ModelInfo,
+        weight: Format | str | None,
+        activation: Format | str | None = None,
+        layers: Iterable[str] | None = None,
+    ) -> Plan:
+        """Apply one weight/activation format to these layers (default: all)."""
+        names = list(info.layer_names if layers is None else layers)
+        choice = LayerChoice.of(weight, activation)
+        out: dict[str, LayerChoice] = {}
+        for name in names:
+            layer = _layer(info, name)
+            act = choice.activation if layer.activations else None
+            out[name] = LayerChoice(choice.weight, act)
+        return cls(info, out)
+
+    # -- JSON -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bitlens_plan": PLAN_VERSION,
+            "model": {"opset": self.info.opset, "layers": len(self.info.layers)},
+            "layers": {k: v.to_dict() for k, v in self._choices.items()},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, info: ModelInfo, data: Any) -> Plan:
+        if not isinstance(data, dict) or "bitlens_plan" not in data:
+            raise PlanError("not a Bitlens plan (no 'bitlens_plan' version key)")
+        if data["bitlens_plan"] != PLAN_VERSION:
+            raise PlanError(
+                f"plan version {data['bitlens_plan']!r} is not supported (this is version {PLAN_VERSION})"
+            )
+        layers = data.get("layers")
+        if not isinstance(layers, dict):
+            raise PlanError("plan has no 'layers' object")
+        choices: dict[str, LayerChoice] = {}
+        for name, entry in layers.items():
+            if not isinstance(entry, dict):
+                raise PlanError(
+                    f"layer {name!r}: expected an object with 'weight' and 'activation'"
+                )
+            try:
+                choices[name] = LayerChoice.of(entry.get("weight"), entry.get("activation"))
+            except FormatError as exc:
+                raise PlanError(f"layer {name!r}: {exc}") from None
+        return cls(info, choices)
+
+    @classmethod
+    def from_json(cls, info: ModelInfo, text: str) -> Plan:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlanError(f"plan is not valid JSON: {exc}") from None
+        return cls.from_dict(info, data)
+
+    # -- ONNX Runtime TensorQuantOverrides interop --------------------------------------
+    def to_ort_overrides(self) -> dict[str, list[dict[str, Any]]]:
+        """The plan as ``extra_options["TensorQuantOverrides"]`` (JSON-friendly names).
+
+        Formats ONNX Runtime's quantizer cannot express (widths other than
+        4/8/16, lookup tables, ternary/binary, blocks, fp16) are left out;
+        :meth:`ort_unrepresentable` lists them.
+        """
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name, choice in self._choices.items():
+            layer = _layer(self.info, name)
+            if choice.weight is not None and (qt := ort_quant_type(choice.weight)):
+                for w in layer.weights:
+                    entry: dict[str, Any] = {"quant_type": qt, "symmetric": choice.weight.symmetric}
+                    if choice.weight.granularity is Granularity.CHANNEL:
+                        entry["axis"] = (
+                            w.channel_axis if choice.weight.axis is None else choice.weight.axis
+                        )
+                    out[w.name] = [entry]
+            if choice.activation is not None and (qt := ort_quant_type(choice.activation)):
+                for act in layer.activations:
+                    out[act] = [{"quant_type": qt, "symmetric": choice.activation.symmetric}]
+        return out
+
+    def ort_unrepresentable(self) -> list[str]:
+        msgs = []
+        for name, choice in self._choices.items():
+            for kind, fmt in (("weight", choice.weight), ("activation", choice.activation)):
+                if fmt is not None and ort_quant_type(fmt) is None:
+                    msgs.append(f"{name}: {kind} {fmt.name}")
+        return msgs
+
+    @classmethod
+    def from_ort_overrides(cls, info: ModelInfo, overrides: Mapping[str, Any]) -> Plan:
+        by_weight = {w.name: layer for layer in info.layers for w in layer.weights}
+        by_act: dict[str, list[Layer]] = {}
+        for layer in info.layers:
+            for a in layer.activations:
+                by_act.setdefault(a, []).append(layer)
+        choices: dict[str, LayerChoice] = {}
+        for tensor, entries in overrides.items():
+            if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict):
+                raise PlanError(f"override for {tensor!r}: expected a list of objects")
+            fmt = _format_from_ort(tensor, entries[0])
+            if tensor in by_weight:
+                layer = by_weight[tensor]
+                prev = choices.get(layer.name, FLOAT)
+                choices[layer.name] = LayerChoice(fmt, prev.activation)
+            elif tensor in by_act:
+                for layer in by_act[tensor]:
+                    prev = choices.get(layer.name, FLOAT)
+                    choices[layer.name] = LayerChoice(prev.weight, fmt)
+            else:
+                raise PlanError(
+                    f"override names tensor {tensor!r}, which feeds no quantizable layer"
+                )
+        return cls(info, choices)
+
+
+_ORT_TYPES = {
+    (8, True): "QInt8", (8, False): "QUInt8", (16, True): "QInt16", (16, False): "QUInt16",
+    (4, True): "QInt4", (4, False): "QUInt4",
+}  # fmt: skip
+
+
+def ort_quant_type(fmt: Format) -> str | None:
+    if fmt.family is Family.INT and fmt.granularity is not Granularity.BLOCK and not fmt.narrow:
+        return _ORT_TYPES.get((fmt.bits, fmt.signed))
+    if fmt.is_float and fmt.float_kind == "fp8e4m3fn" and fmt.granularity is Granularity.TENSOR:
+        return "QFLOAT8E4M3FN"
+    return None
+
+
+def _format_from_ort(tensor: str, entry: Mapping[str, Any]) -> Format:
+    qt = str(entry.get("quant_type", "")).removeprefix("QuantType.")
+    if qt == "QFLOAT8E4M3FN":
+        return parse_format("fp8e4m3fn")
+    inv = {v: k for k, v in _ORT_TYPES.items()}
+    if qt not in inv:
+        raise PlanError(f"override for {tensor!r}: quant_type {qt!r} is not supported")
+    bits, signed = inv[qt]
+    sym = bool(entry.get("symmetric", signed))
+    text = f"{'' if signed else 'u'}int{bits} {'sym' if sym else 'asym'}"
+    if "axis" in entry:
+        text += f" ch{int(entry['axis'])}"
+    return parse_format(text)
+
+
+def _layer(info: ModelInfo, name: str) -> Layer:
+    try:
+        return info.layer(name)
+    except KeyError:
+        raise PlanError(f"plan names layer {name!r}, which the model does not have") from None
