@@ -79,12 +79,19 @@ class Dataset:
         if labels is not None and len(labels) != n:
             raise DataError(f"{source}: {len(labels)} labels for {n} samples")
         batch = MAX_BATCH if all(_batch_dynamic(inputs[k], a) for k, a in arrays.items()) else 1
-        feeds = []
-        for start in range(0, n, batch):
-            stop = min(start + batch, n)
-            feeds.append({k: _slice(inputs[k], a, start, stop) for k, a in arrays.items()})
-        cal, ev = split_indices(len(feeds), calibration_fraction)
-        return cls(tuple(feeds), labels, cal, ev, source)
+        # Split samples first, then batch each part: calibration and evaluation never share a feed.
+        n_cal = split_count(n, calibration_fraction)
+        feeds: list[dict[str, np.ndarray]] = []
+        cal: list[int] = []
+        ev: list[int] = []
+        for lo, hi, part in ((0, n_cal, cal), (n_cal, n, ev)):
+            for start in range(lo, hi, batch):
+                stop = min(start + batch, hi)
+                part.append(len(feeds))
+                feeds.append({k: _slice(inputs[k], a, start, stop) for k, a in arrays.items()})
+        if n == 1:
+            ev = cal
+        return cls(tuple(feeds), labels, tuple(cal), tuple(ev), source)
 
     @classmethod
     def random(
@@ -254,8 +261,15 @@ def split_indices(
     """First part calibrates, the rest evaluates; with one feed it does both."""
     if n <= 1:
         return (0,), (0,)
-    k = min(max(1, round(n * calibration_fraction)), n - 1)
+    k = split_count(n, calibration_fraction)
     return tuple(range(k)), tuple(range(k, n))
+
+
+def split_count(n: int, calibration_fraction: float = 0.5) -> int:
+    """How many of ``n`` samples calibrate: at least one, and one left to evaluate when n > 1."""
+    if n <= 1:
+        return n
+    return min(max(1, round(n * calibration_fraction)), n - 1)
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:

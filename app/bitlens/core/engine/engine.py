@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -33,7 +34,6 @@ from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.errors import EngineError
 from bitlens.core.formats import Format, Granularity, fake_quantize, parse_format, storage_bytes
-from bitlens.core.model.loader import LoadedModel
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import (
@@ -44,6 +44,9 @@ from bitlens.core.results import (
     SweepEntry,
     TensorError,
 )
+
+if TYPE_CHECKING:
+    from bitlens.core.model.loader import LoadedModel
 
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
 WEIGHT_CACHE_BYTES = 512 << 20
