@@ -46,7 +46,7 @@ class Dataset:
         """Labels of the evaluation feeds, concatenated in feed order."""
         if self.labels is None:
             return None
-        bounds = np.cumsum([0, *(_batch_of(s) for s in self.samples)])
+        bounds = np.cumsum([0, *(batch_of(s) for s in self.samples)])
         return np.concatenate([self.labels[bounds[i] : bounds[i + 1]] for i in self.evaluation])
 
     # -- sources -----------------------------------------------------------------------
@@ -360,7 +360,7 @@ def _slice(t: TensorInfo, a: np.ndarray, start: int, stop: int) -> np.ndarray:
     return np.ascontiguousarray(a[start * fixed : stop * fixed])
 
 
-def _batch_of(feed: Mapping[str, np.ndarray]) -> int:
+def batch_of(feed: Mapping[str, np.ndarray]) -> int:
     first = next(iter(feed.values()))
     return int(first.shape[0]) if first.ndim else 1
 

@@ -57,6 +57,9 @@ PRESETS: tuple[str, ...] = tuple(PRESET_FORMATS)
 class LayerChoice:
     weight: Format | None = None
     activation: Format | None = None
+    # Integer activations only: take the range from each input at run time instead of
+    # from calibration (dynamic quantization).
+    dynamic: bool = False
 
     @property
     def is_float(self) -> bool:
@@ -64,18 +67,25 @@ class LayerChoice:
 
     @classmethod
     def of(
-        cls, weight: Format | str | None = None, activation: Format | str | None = None
+        cls,
+        weight: Format | str | None = None,
+        activation: Format | str | None = None,
+        dynamic: bool = False,
     ) -> LayerChoice:
         return cls(
             None if weight is None else parse_format(weight),
             None if activation is None else parse_format(activation),
+            dynamic,
         )
 
-    def to_dict(self) -> dict[str, str | None]:
-        return {
+    def to_dict(self) -> dict[str, str | bool | None]:
+        d: dict[str, str | bool | None] = {
             "weight": None if self.weight is None else self.weight.name,
             "activation": None if self.activation is None else self.activation.name,
         }
+        if self.dynamic:
+            d["dynamic"] = True
+        return d
 
 
 FLOAT = LayerChoice()
@@ -101,7 +111,16 @@ def validate_choice(layer: Layer, choice: LayerChoice) -> None:
                     f"layer {layer.name!r}: {w.name} names axis {w.axis}, "
                     f"but weight {wi.name!r} has shape {list(wi.shape)}"
                 )
+    if choice.dynamic and (a is None or a.family is not Family.INT):
+        raise PlanError(
+            f"layer {layer.name!r}: dynamic quantization needs an integer activation format"
+        )
     if a is not None:
+        if layer.graph_path:
+            raise PlanError(
+                f"layer {layer.name!r} sits inside {layer.graph_path}; activation quantization "
+                "inside If/Loop/Scan bodies is not supported (its weights can be quantized)"
+            )
         if not layer.activations:
             raise PlanError(
                 f"layer {layer.name!r} ({layer.op_type}) has no float activation input to quantize"
@@ -198,7 +217,7 @@ class Plan(Mapping[str, LayerChoice]):
         for name in names:
             layer = _layer(info, name)
             act = choice.activation if layer.activations else None
-            out[name] = LayerChoice(choice.weight, act)
+            out[name] = LayerChoice(choice.weight, act, choice.dynamic and act is not None)
         return cls(info, out)
 
     # -- JSON -------------------------------------------------------------------------
@@ -230,7 +249,9 @@ class Plan(Mapping[str, LayerChoice]):
                     f"layer {name!r}: expected an object with 'weight' and 'activation'"
                 )
             try:
-                choices[name] = LayerChoice.of(entry.get("weight"), entry.get("activation"))
+                choices[name] = LayerChoice.of(
+                    entry.get("weight"), entry.get("activation"), bool(entry.get("dynamic", False))
+                )
             except FormatError as exc:
                 raise PlanError(f"layer {name!r}: {exc}") from None
         return cls(info, choices)
@@ -290,7 +311,7 @@ class Plan(Mapping[str, LayerChoice]):
             if tensor in by_weight:
                 layer = by_weight[tensor]
                 prev = choices.get(layer.name, FLOAT)
-                choices[layer.name] = LayerChoice(fmt, prev.activation)
+                choices[layer.name] = LayerChoice(fmt, prev.activation, prev.dynamic)
             elif tensor in by_act:
                 for layer in by_act[tensor]:
                     prev = choices.get(layer.name, FLOAT)

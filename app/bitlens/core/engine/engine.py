@@ -22,7 +22,7 @@ import onnx
 from onnx import numpy_helper
 
 from bitlens.core import metrics
-from bitlens.core.data import Dataset
+from bitlens.core.data import Dataset, batch_of
 from bitlens.core.engine import quantizers, rewrite
 from bitlens.core.engine.calibration import (
     ActivationStats,
@@ -104,7 +104,7 @@ class Engine:
         if plan is None:
             return {}
         return {
-            name: quantizers.kind_of(choice.activation)
+            name: quantizers.kind_of(choice.activation, choice.dynamic)
             for name, choice in plan.choices.items()
             if choice.activation is not None
         }
@@ -248,10 +248,10 @@ class Engine:
             fmt = choice.activation
             if fmt is None:
                 continue
-            kind = quantizers.kind_of(fmt)
+            kind = quantizers.kind_of(fmt, choice.dynamic)
             assert kind is not None
             for k, act in enumerate(self.info.layer(name).activations):
-                lo, hi = self.activation_range(act, fmt)
+                lo, hi = (0.0, 0.0) if choice.dynamic else self.activation_range(act, fmt)
                 feeds.update(quantizers.param_feeds(kind, rewrite.act_prefix(name, k), fmt, lo, hi))
         return feeds
 
@@ -354,14 +354,22 @@ class Engine:
         return OutputResult(name, err)
 
     def _first_divergence(self, ref, got, layer_out: Mapping[str, str]) -> tuple[str | None, ...]:
-        out = []
+        """Per evaluation sample (batch rows split out), the first layer whose output SQNR
+        falls below DIVERGENCE_DB, in topological order; None if none does."""
+        out: list[str | None] = []
         for k, i in enumerate(self.data.evaluation):
-            first = None
+            rows = batch_of(self.data.samples[i])
+            first: list[str | None] = [None] * rows
             for layer, t in layer_out.items():
-                if metrics.sqnr_db(ref[t][i], got[t][k]) < DIVERGENCE_DB:
-                    first = layer
-                    break
-            out.append(first)
+                r, g = ref[t][i], got[t][k]
+                per_row = rows > 1 and r.ndim >= 1 and r.shape[0] == rows
+                for row in range(rows):
+                    if first[row] is not None:
+                        continue
+                    rr, gg = (r[row], g[row]) if per_row else (r, g)
+                    if metrics.sqnr_db(rr, gg) < DIVERGENCE_DB:
+                        first[row] = layer
+            out.extend(first)
         return tuple(out)
 
     def _task_metric(self, ref, got) -> dict[str, float]:
