@@ -1,0 +1,169 @@
+"""Re-evaluation speed: Bitlens's engine vs the route users take today.
+
+Today: change one layer's quantization, run ``onnxruntime.quantization.
+quantize_static`` (QDQ, per-channel) for that layer, open a new
+InferenceSession on the result and run the samples. Bitlens: change the
+layer in the plan and call ``Engine.evaluate`` (one numpy quantization,
+one run of a session that already exists). Both on the same ~10 MB CNN and
+the same 8 samples (4 calibrate, 4 evaluate). Also times a full sensitivity
+sweep at 4 formats per layer.
+
+Run: ``.venv/bin/python benchmarks/bench_engine.py`` (targets: ratio >= 20x,
+re-evaluation < 1 s, sweep < 60 s on a 2-core machine).
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import LayerChoice, Plan
+
+CHANNELS = (3, 32, 64, 128, 256, 512)
+CLASSES = 1000
+SIDE = 64
+
+
+def cnn() -> onnx.ModelProto:
+    """Conv(3x3, stride 2)+Relu x5 -> GlobalAveragePool -> Gemm: about 2.1 M weights (8.5 MB)."""
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    x = "x"
+    for i, (cin, cout) in enumerate(itertools.pairwise(CHANNELS)):
+        w = rng.normal(0, np.sqrt(2 / (cin * 9)), (cout, cin, 3, 3)).astype(np.float32)
+        b = rng.normal(0, 0.01, cout).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"W{i}"), numpy_helper.from_array(b, f"B{i}")]
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [x, f"W{i}", f"B{i}"],
+                [f"c{i}"],
+                name=f"conv{i}",
+                pads=[1, 1, 1, 1],
+                strides=[2, 2],
+            )
+        )
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}"))
+        x = f"r{i}"
+    wf = rng.normal(0, np.sqrt(1 / CHANNELS[-1]), (CLASSES, CHANNELS[-1])).astype(np.float32)
+    inits += [
+        numpy_helper.from_array(wf, "Wfc"),
+        numpy_helper.from_array(np.zeros(CLASSES, np.float32), "Bfc"),
+    ]
+    nodes += [
+        helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "Wfc", "Bfc"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "bench_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, SIDE, SIDE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", CLASSES])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
+def today_route(path: Path, layer: str, data: Dataset, out: Path) -> float:
+    """quantize_static for one layer, then a new session and a run over the evaluation samples."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([data.samples[i] for i in data.calibration])
+
+        def get_next(self):  # type: ignore[override]
+            return next(self.it, None)
+
+    t0 = time.perf_counter()
+    quantize_static(
+        str(path),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_quantize=[layer],
+    )
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for i in data.evaluation:
+        sess.run(None, data.samples[i])
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    model = cnn()
+    nbytes = sum(t.ByteSize() for t in model.graph.initializer)
+    loaded = from_proto(model)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 3, SIDE, SIDE)).astype(np.float32)
+    # Batch of one per feed, as a user stepping through samples would have.
+    data = Dataset(
+        tuple({"x": x[i : i + 1]} for i in range(8)), None, (0, 1, 2, 3), (4, 5, 6, 7), "bench"
+    )
+    engine = Engine(loaded, data, device="cpu")
+    for _ in engine.calibrate("minmax"):
+        pass
+    layers = [layer.name for layer in loaded.info.layers]
+    target = layers[len(layers) // 2]
+    plan = Plan.preset(loaded.info, "W8A8")
+    engine.evaluate(plan)  # warm: sessions built, weights quantized once
+
+    bitlens_times = []
+    for fmt in ("int4 sym ch", "int8 sym ch", "int3 sym ch", "int6 sym ch", "int5 sym ch"):
+        plan = plan.with_choices({target: LayerChoice.of(fmt, "uint8 asym")})
+        t0 = time.perf_counter()
+        engine.evaluate(plan)
+        bitlens_times.append(time.perf_counter() - t0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "cnn.onnx"
+        onnx.save(model, src)
+        today = [today_route(src, target, data, Path(tmp) / f"q{i}.onnx") for i in range(3)]
+
+    t0 = time.perf_counter()
+    gen = engine.sweep(["int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch"])
+    try:
+        while True:
+            next(gen)
+    except StopIteration:
+        pass
+    sweep_s = time.perf_counter() - t0
+
+    b, t = statistics.median(bitlens_times), statistics.median(today)
+    print(
+        f"model: {len(layers)} layers, {nbytes / 1e6:.1f} MB of weights; 8 samples (4 cal / 4 eval)"
+    )
+    print(f"providers: {', '.join(engine.providers)}")
+    print(
+        f"re-evaluate one layer, Bitlens engine     : {1000 * b:8.1f} ms (median of {len(bitlens_times)})"
+    )
+    print(
+        f"quantize_static + new session + run       : {1000 * t:8.1f} ms (median of {len(today)})"
+    )
+    print(f"speed-up                                  : {t / b:8.1f}x  (target >= 20x, < 1 s)")
+    print(f"full sweep, {len(layers)} layers x 4 formats      : {sweep_s:8.1f} s   (target < 60 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""The evaluation engine against plain ONNX Runtime runs of rewritten models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine, bind
+from bitlens.core.errors import EngineError, PlanError
+from bitlens.core.formats import fake_quantize, parse_format
+from bitlens.core.formats.uniform import params_from_range
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import LayerChoice, Plan
+from tests.core.engine_models import mlp_with_fragile_layer, small_cnn, two_input_stateful
+
+
+def make_engine(proto: onnx.ModelProto, n: int = 8, seed: int = 0) -> Engine:
+    model = from_proto(proto)
+    return Engine(model, Dataset.random(model.info, n=n, seed=seed), device="cpu")
+
+
+def rewritten(engine: Engine, plan: Plan) -> onnx.ModelProto:
+    """The plan applied the ordinary way: quantized weights baked in as initializers and
+    real QuantizeLinear -> (Clip) -> DequantizeLinear / Cast pairs on activations."""
+    m = onnx.ModelProto()
+    m.CopyFrom(engine.model.proto)
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    new_nodes: list[onnx.NodeProto] = []
+    extra: list[onnx.TensorProto] = []
+    for node in g.node:
+        layer = next((la for la in engine.info.layers if la.outputs[0] == node.output[0]), None)
+        choice = plan[layer.name] if layer else LayerChoice()
+        if layer and choice.weight is not None:
+            for w in layer.weights:
+                value = fake_quantize(engine.model.weight(w.name), bind(choice.weight, w))
+                inits[w.name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), w.name))
+        if layer and choice.activation is not None:
+            fmt = choice.activation
+            for act in layer.activations:
+                y = f"{act}_qdq_{layer.name}"
+                if fmt.is_float:
+                    new_nodes += [
+                        helper.make_node("Cast", [act], [y + "_h"], to=TensorProto.FLOAT16),
+                        helper.make_node("Cast", [y + "_h"], [y], to=TensorProto.FLOAT),
+                    ]
+                else:
+                    lo, hi = engine.activation_range(act, fmt)
+                    s, z = params_from_range(np.asarray(lo), np.asarray(hi), fmt)
+                    zdt = np.int8 if fmt.signed else np.uint8
+                    sn, zn = f"{y}_s", f"{y}_z"
+                    extra += [
+                        numpy_helper.from_array(np.asarray(s, np.float32), sn),
+                        numpy_helper.from_array(np.asarray(z, zdt), zn),
+                    ]
+                    q = y + "_q"
+                    new_nodes.append(helper.make_node("QuantizeLinear", [act, sn, zn], [q]))
+                    if fmt.bits < 8:
+                        lo_n, hi_n = f"{y}_lo", f"{y}_hi"
+                        extra += [
+                            numpy_helper.from_array(np.asarray(fmt.qmin, zdt), lo_n),
+                            numpy_helper.from_array(np.asarray(fmt.qmax, zdt), hi_n),
+                        ]
+                        new_nodes.append(helper.make_node("Clip", [q, lo_n, hi_n], [q + "c"]))
+                        q = q + "c"
+                    new_nodes.append(helper.make_node("DequantizeLinear", [q, sn, zn], [y]))
+                for i, name in enumerate(node.input):
+                    if name == act:
+                        node.input[i] = y
+        new_nodes.append(node)
+    del g.node[:]
+    g.node.extend(new_nodes)
+    g.initializer.extend(extra)
+    return m
+
+
+def plain_run(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # no int8 fusion
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    name = sess.get_outputs()[0].name
+    return [sess.run([name], f)[0] for f in feeds]
+
+
+PLANS = {
+    "W8A8": ("int8 sym ch", "uint8 asym"),
+    "W4A8": ("int4 sym ch", "uint8 asym"),
+    "W4blk A-int4": ("int4 asym blk4", "int4 sym"),
+    "W2 A16": ("int2 sym ch", "fp16"),
+    "nf4": ("nf4 blk8", None),
+    "ternary": ("tern ch", None),
+    "binary": ("bin ch", None),
+    "kmeans": ("km3 ch", "int8 asym"),
+}
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_engine_equals_plain_ort_of_rewritten_model(name: str) -> None:
+    engine = make_engine(small_cnn())
+    w, a = PLANS[name]
+    plan = Plan.uniform(engine.info, w, a)
+    got = engine.run_outputs(plan)["y"]
+    feeds = [engine.data.samples[i] for i in engine.data.evaluation]
+    want = plain_run(rewritten(engine, plan), feeds)
+    for g, r in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, r)  # bit-exact
+
+
+def test_float_plan_reproduces_the_reference_exactly() -> None:
+    engine = make_engine(small_cnn())
+    ev = engine.evaluate(Plan(engine.info))
+    assert ev.outputs["y"].error.sqnr_db == math.inf
+    for r in ev.layers.values():
+        assert r.accumulated is not None and r.accumulated.max_abs == 0.0
+        assert r.weight is None and r.local is None
+        assert r.bytes_before == r.bytes_after
+    assert ev.first_divergence == (None,) * 4
+
+
+def test_local_error_is_the_layer_alone_from_float_inputs() -> None:
+    """conv2 quantized alone; its local output equals ORT running conv2 on the float r1."""
+    engine = make_engine(small_cnn())
+    plan = Plan(engine.info, {"conv2": LayerChoice.of("int4 sym ch", "uint8 asym")})
+    ev = engine.evaluate(plan)
+    layer = engine.info.layer("conv2")
+    lo, hi = engine.activation_range("r1", parse_format("uint8 asym"))
+    s, z = params_from_range(np.asarray(lo), np.asarray(hi), parse_format("uint8 asym"))
+    w = fake_quantize(
+        engine.model.weight("W2"), bind(parse_format("int4 sym ch"), layer.weights[0])
+    )
+    g = helper.make_graph(
+        [
+            helper.make_node("QuantizeLinear", ["r1", "s", "z"], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+            helper.make_node("Conv", ["d", "W2"], ["c2"], pads=[1, 1, 1, 1]),
+        ],
+        "one",
+        [helper.make_tensor_value_info("r1", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("c2", TensorProto.FLOAT, None)],
+        [
+            numpy_helper.from_array(np.asarray(s, np.float32), "s"),
+            numpy_helper.from_array(np.asarray(z, np.uint8), "z"),
+            numpy_helper.from_array(w, "W2"),
+        ],
+    )
+    one = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    one.ir_version = 9
+    ref = engine._ensure_ref()
+    float_r1 = [ref["r1"][i] for i in engine.data.evaluation]
+    float_c2 = np.concatenate([ref["c2"][i] for i in engine.data.evaluation])
+    local = np.concatenate(plain_run(one, [{"r1": x} for x in float_r1]))
+    from bitlens.core.metrics import tensor_error
+
+    want = tensor_error(float_c2, local)
+    got = ev.layers["conv2"].local
+    assert got is not None
+    assert got.sqnr_db == pytest.approx(want.sqnr_db, abs=1e-4)
+    # Only conv2 is quantized: conv1 has no local error, and its accumulated output is exact.
+    assert ev.layers["conv1"].local is None
+    assert ev.layers["conv1"].accumulated.sqnr_db == math.inf
+    assert ev.layers["fc"].accumulated.sqnr_db < math.inf
+
+
+def test_bytes_follow_the_format_accounting() -> None:
+    engine = make_engine(small_cnn())
+    ev = engine.evaluate(Plan.uniform(engine.info, "int4 sym ch"))
+    conv1 = ev.layers["conv1"]
+    assert conv1.bytes_before == 8 * 3 * 3 * 3 * 4
+    assert conv1.bytes_after == (8 * 27 * 4 + 8 * 32 + 7) // 8
+    assert ev.bytes_after == sum(r.bytes_after for r in ev.layers.values())
+    assert ev.compression == pytest.approx(ev.bytes_before / ev.bytes_after)
+    assert 4.0 < ev.avg_bits < 6.0
+
+
+def test_error_grows_as_bits_shrink() -> None:
+    engine = make_engine(small_cnn())
+    sqnr = [
+        engine.evaluate(Plan.uniform(engine.info, f"int{b} sym ch")).outputs["y"].error.sqnr_db
+        for b in (8, 6, 4, 3, 2)
+    ]
+    assert sqnr == sorted(sqnr, reverse=True)
+    assert sqnr[0] > 35 and sqnr[-1] < 15
+
+
+def test_sweep_singles_out_the_planted_fragile_layer() -> None:
+    engine = make_engine(mlp_with_fragile_layer(), n=16)
+    gen = engine.sweep(["int4 sym ch"])
+    progress = []
+    try:
+        while True:
+            progress.append(next(gen))
+    except StopIteration as stop:
+        entries = stop.value
+    assert [p.done for p in progress if "sweep" in p.message] == [1, 2, 3]
+    assert entries[0].layer == "mm_b"
+    assert entries[0].output.sqnr_db < entries[1].output.sqnr_db - 6
+
+
+def test_sweep_stops_promptly_when_closed() -> None:
+    engine = make_engine(mlp_with_fragile_layer())
+    gen = engine.sweep(["int8 sym ch", "int4 sym ch"])
+    for p in gen:
+        if "sweep" in p.message:
+            break
+    gen.close()  # a cancelled sweep must not raise or keep running
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile", "mse", "entropy"])
+def test_calibration_on_multi_input_stateful_model(method: str) -> None:
+    engine = make_engine(two_input_stateful(), n=200)
+    steps = list(engine.calibrate(method))
+    assert steps[-1].done == steps[-1].total
+    ev = engine.evaluate(Plan.preset(engine.info, "W8A8"))
+    assert set(ev.outputs) == {"y", "h_out"}
+    assert 20 < ev.outputs["y"].error.sqnr_db < math.inf
+    lo, hi = engine.activation_range("h", parse_format("uint8 asym"))
+    ref = engine._ensure_ref()
+    h = np.concatenate([ref["h"][i] for i in engine.data.calibration])
+    assert h.min() <= lo < hi <= h.max()
+
+
+def test_dynamic_activations_take_each_inputs_range() -> None:
+    engine = make_engine(small_cnn())
+    static = Plan(engine.info, {"conv2": LayerChoice.of(None, "uint8 asym")})
+    dynamic = Plan(engine.info, {"conv2": LayerChoice.of(None, "uint8 asym", dynamic=True)})
+    e_static = engine.evaluate(static).layers["conv2"].local
+    e_dyn = engine.evaluate(dynamic).layers["conv2"].local
+    assert e_static is not None and e_dyn is not None
+    assert e_static.sqnr_db != e_dyn.sqnr_db
+    assert e_dyn.sqnr_db > 25
+
+
+def test_plan_for_another_model_is_refused() -> None:
+    a, b = make_engine(small_cnn()), make_engine(small_cnn(seed=1))
+    with pytest.raises(EngineError, match="different model"):
+        a.evaluate(Plan(b.info))
+
+
+def test_activation_format_on_gemm_weight_only_layer_is_validated() -> None:
+    engine = make_engine(small_cnn())
+    with pytest.raises(PlanError, match="nosuch"):
+        Plan(engine.info, {"nosuch": LayerChoice.of("int8 sym")})
+
+
+def test_weight_cache_and_session_reuse() -> None:
+    engine = make_engine(small_cnn())
+    engine.evaluate(Plan.preset(engine.info, "W8A8"))
+    n_sessions = len(engine._sessions)
+    engine.evaluate(Plan.preset(engine.info, "W4A8"))  # same quantizer structure
+    assert len(engine._sessions) == n_sessions
+    cached = {fmt for _, fmt in engine._wcache}
+    assert {"int8 sym ch0", "int4 sym ch0"} <= cached
+    w2 = engine._wcache[("W2", "int4 sym ch0")]
+    assert (
+        engine.quantized_weight(engine.info.layer("conv2").weights[0], parse_format("int4 sym ch"))
+        is w2
+    )
