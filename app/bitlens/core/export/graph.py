@@ -1,0 +1,104 @@
+"""A small helper that accumulates nodes and initializers under unique names.
+
+The exporter adds many short subgraphs (unpack, rescale, quantize) to a
+model whose own tensor and node names must never be shadowed; every name
+made here is checked against the names already in use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from bitlens.core.engine.graphs import iter_nodes
+
+
+def used_names(model: onnx.ModelProto) -> set[str]:
+    """Every tensor and node name anywhere in ``model`` (subgraphs included)."""
+    names: set[str] = set()
+
+    def graph_names(g: onnx.GraphProto) -> None:
+        names.update(t.name for t in g.initializer)
+        names.update(v.name for v in (*g.input, *g.output, *g.value_info))
+
+    graph_names(model.graph)
+    for node in iter_nodes(model.graph):
+        names.add(node.name)
+        names.update(node.input)
+        names.update(node.output)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                graph_names(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    graph_names(g)
+    names.discard("")
+    return names
+
+
+class GraphBuilder:
+    """Collects nodes and initializers; names are ``<prefix>_<hint>`` made unique."""
+
+    INT64 = TensorProto.INT64
+    FLOAT = TensorProto.FLOAT
+    BOOL = TensorProto.BOOL
+
+    def __init__(self, prefix: str, taken: set[str]):
+        self.prefix = prefix
+        self.taken = taken  # shared with other builders of the same model
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+
+    def name(self, hint: str) -> str:
+        base = f"{self.prefix}_{hint}"
+        name, k = base, 1
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name
+
+    def const(self, hint: str, value: np.ndarray) -> str:
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def add_initializer(self, tensor: onnx.TensorProto) -> str:
+        """Add an already-built tensor (e.g. a packed int4 one) under a fresh name."""
+        tensor.name = self.name(tensor.name or "t")
+        self.initializers.append(tensor)
+        return tensor.name
+
+    def node(
+        self,
+        op: str,
+        inputs: Sequence[str],
+        output: str | None = None,
+        *,
+        domain: str | None = None,
+        **attrs: object,
+    ) -> str:
+        """Add one single-output node; returns its output name (fresh unless given)."""
+        out = output if output is not None else self.name(op.lower())
+        self.nodes.append(
+            helper.make_node(
+                op, list(inputs), [out], name=self.name(f"{op}"), domain=domain, **attrs
+            )
+        )
+        return out
+
+    def extend(self, nodes: Iterable[onnx.NodeProto]) -> None:
+        self.nodes.extend(nodes)
+
+
+def rename_output(b: GraphBuilder, old: str, new: str) -> None:
+    """Make the node of ``b`` that produces ``old`` write ``new`` instead (``old`` is its last use)."""
+    for node in reversed(b.nodes):
+        for i, o in enumerate(node.output):
+            if o == old:
+                node.output[i] = new
+                return
+    raise KeyError(old)
