@@ -104,7 +104,11 @@ def encode_weight(
     ``fmt`` must be bound to an axis. Returns None when the format leaves the
     weight as it is (fp32 on a float32 weight, fp64 on any float weight).
     """
-    if fmt.is_float and not fmt.has_scale and float_formats.FLOAT_DTYPES[fmt.float_kind].itemsize >= value.dtype.itemsize:
+    if (
+        fmt.is_float
+        and not fmt.has_scale
+        and float_formats.FLOAT_DTYPES[fmt.float_kind].itemsize >= value.dtype.itemsize
+    ):
         return None
     q = quantize(value, fmt, what=f"weight {w.name!r}")
     if mode == QDQ and (dt := native_qdq_dtype(fmt, allow_int2)) is not None:
@@ -135,7 +139,13 @@ def _store_codes(b: GraphBuilder, hint: str, codes: np.ndarray, bits: int, role:
         name, st = _store(b, hint, flat.astype(np.uint8), role)
         return b.node("Cast", [name], to=int(b.INT64)), st
     name, st = _store(
-        b, hint, pack(flat, bits), role, bits=bits, count=flat.size, label=f"uint8 ({bits}-bit packed)"
+        b,
+        hint,
+        pack(flat, bits),
+        role,
+        bits=bits,
+        count=flat.size,
+        label=f"uint8 ({bits}-bit packed)",
     )
     return unpack_nodes(b, name, bits, flat.size, hint), st
 
@@ -155,7 +165,7 @@ def _broadcast(b: GraphBuilder, src: str, g: Grouping, hint: str) -> str:
     a, bs, nb = g.axis, g.block_size, g.n_blocks
     pshape = list(g.param_shape)
     wide = b.node("Unsqueeze", [src, b.const(f"{hint}_uaxis", np.array([a + 1], np.int64))])
-    expanded = pshape[: a + 1] + [bs] + pshape[a + 1 :]
+    expanded = [*pshape[: a + 1], bs, *pshape[a + 1 :]]
     rep = b.node("Expand", [wide, _shape_const(b, f"{hint}_eshape", tuple(expanded))])
     merged = pshape.copy()
     merged[a] = nb * bs
@@ -194,7 +204,9 @@ def _cast(b: GraphBuilder, w: WeightInfo, q: QTensor, dtype: np.dtype) -> Weight
     out = b.node("Cast", [name], to=_ONNX_FLOAT[np.dtype(dtype).name])
     rename_output(b, out, w.name)
     text = f"{q.fmt.float_kind} values, Cast to {np.dtype(dtype).name} (folded when the session starts)"
-    return WeightEncoding(w.name, q.fmt.name, "cast", text, (st,), True, 13 if q.fmt.float_kind == "bf16" else 1)
+    return WeightEncoding(
+        w.name, q.fmt.name, "cast", text, (st,), True, 13 if q.fmt.float_kind == "bf16" else 1
+    )
 
 
 def _folded(b: GraphBuilder, w: WeightInfo, q: QTensor, dtype: np.dtype) -> WeightEncoding:
@@ -246,7 +258,9 @@ def _folded(b: GraphBuilder, w: WeightInfo, q: QTensor, dtype: np.dtype) -> Weig
         text += f", float32 scale {_granularity_text(g)}"
     elif fmt.family is Family.TERNARY:
         u = codes_tensor(q.codes.astype(np.int32) + 1, 2)
-        values = b.node("Sub", [b.node("Cast", [u], to=int(b.FLOAT)), b.const("one", np.array(1, np.float32))])
+        values = b.node(
+            "Sub", [b.node("Cast", [u], to=int(b.FLOAT)), b.const("one", np.array(1, np.float32))]
+        )
         out = b.node("Mul", [values, param(q.scale, "scale", "alpha")])
         kind, text = "packed", f"2-bit packed ternary codes, float32 alpha {_granularity_text(g)}"
     elif fmt.family is Family.BINARY:
@@ -299,7 +313,9 @@ def _folded(b: GraphBuilder, w: WeightInfo, q: QTensor, dtype: np.dtype) -> Weig
     )  # fmt: skip
 
 
-def _qdq(b: GraphBuilder, w: WeightInfo, q: QTensor, dt: np.dtype, dtype: np.dtype) -> WeightEncoding:
+def _qdq(
+    b: GraphBuilder, w: WeightInfo, q: QTensor, dt: np.dtype, dtype: np.dtype
+) -> WeightEncoding:
     fmt, g = q.fmt, q.grouping
     stored: list[StoredTensor] = []
     name, st = _store(b, "codes", q.codes.astype(dt), "codes", bits=fmt.bits, label=dt.name)
@@ -308,7 +324,9 @@ def _qdq(b: GraphBuilder, w: WeightInfo, q: QTensor, dt: np.dtype, dtype: np.dty
     stored.append(sst)
     inputs = [name, sname]
     if fmt.family is Family.INT and not (fmt.symmetric and fmt.signed):
-        zname, zst = _store(b, "zp", np.asarray(q.zero_point).astype(dt), "zero_point", bits=fmt.bits, label=dt.name)
+        zname, zst = _store(
+            b, "zp", np.asarray(q.zero_point).astype(dt), "zero_point", bits=fmt.bits, label=dt.name
+        )
         stored.append(zst)
         inputs.append(zname)
     attrs: dict[str, int] = {}
