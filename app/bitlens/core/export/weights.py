@@ -98,6 +98,7 @@ def encode_weight(
     *,
     mode: str = FOLD,
     allow_int2: bool = False,
+    zero_point: bool = False,
 ) -> WeightEncoding | None:
     """Add nodes producing tensor ``w.name`` (same dtype and shape as ``value``).
 
@@ -112,7 +113,7 @@ def encode_weight(
         return None
     q = quantize(value, fmt, what=f"weight {w.name!r}")
     if mode == QDQ and (dt := native_qdq_dtype(fmt, allow_int2)) is not None:
-        return _qdq(b, w, q, dt, value.dtype)
+        return _qdq(b, w, q, dt, value.dtype, zero_point)
     if fmt.is_float and not fmt.has_scale:
         return _cast(b, w, q, value.dtype)
     return _folded(b, w, q, value.dtype)
@@ -314,7 +315,7 @@ def _folded(b: GraphBuilder, w: WeightInfo, q: QTensor, dtype: np.dtype) -> Weig
 
 
 def _qdq(
-    b: GraphBuilder, w: WeightInfo, q: QTensor, dt: np.dtype, dtype: np.dtype
+    b: GraphBuilder, w: WeightInfo, q: QTensor, dt: np.dtype, dtype: np.dtype, zero_point: bool
 ) -> WeightEncoding:
     fmt, g = q.fmt, q.grouping
     stored: list[StoredTensor] = []
@@ -323,7 +324,7 @@ def _qdq(
     sname, sst = _store(b, "scale", np.asarray(q.scale, np.float32), "scale")
     stored.append(sst)
     inputs = [name, sname]
-    if fmt.family is Family.INT and not (fmt.symmetric and fmt.signed):
+    if fmt.family is Family.INT and (zero_point or not (fmt.symmetric and fmt.signed)):
         zname, zst = _store(
             b, "zp", np.asarray(q.zero_point).astype(dt), "zero_point", bits=fmt.bits, label=dt.name
         )

@@ -1,0 +1,501 @@
+"""Write a plan as an ONNX model that runs in plain ONNX Runtime exactly as simulated.
+
+For each quantized layer:
+
+* **integer-kernel layers** (Conv, MatMul, Gemm with 8-bit integer weights per
+  tensor or per channel and a calibrated int8/uint8 activation): standard QDQ
+  (the weight as int8/uint8 codes under DequantizeLinear, the activation as a
+  QuantizeLinear/DequantizeLinear pair, and, for Conv and Gemm, the bias as
+  int32 at scale ``s_x * s_w``) so that ONNX Runtime's CPU provider fuses the
+  group into QLinearConv / QLinearMatMul / QGemm / MatMulIntegerToFloat;
+* **MatMulNBits** (opt-in) for MatMul weights in 2/4/8-bit blocks along K;
+* **every other weight**: compact codes and the exact constant subgraph that
+  rebuilds the simulated float weight (:mod:`bitlens.core.export.weights`),
+  or DequantizeLinear on a native type when ``weights="qdq"`` is asked for;
+* **every other activation**: the engine's own simulation nodes with the
+  calibrated parameters baked in (:mod:`bitlens.core.export.activations`).
+
+Layers left float are not touched. The source file is never opened for
+writing; the export is written atomically. The export is a generator that
+yields :class:`~bitlens.core.results.Progress` after each layer, so a GUI
+worker can show progress and cancel between layers (nothing is written
+until the last step).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from bitlens.core.engine import bind, weight_bytes_after
+from bitlens.core.engine.graphs import find_graph, iter_nodes, node_producing
+from bitlens.core.errors import ExportError
+from bitlens.core.export import activations, matmulnbits, opsets
+from bitlens.core.export.activations import QuantizerRecord
+from bitlens.core.export.graph import GraphBuilder, used_names
+from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_weight, native_qdq_dtype
+from bitlens.core.fileio import atomic_write_bytes
+from bitlens.core.formats import Family, Format, Granularity, quantize
+from bitlens.core.model.types import Layer, Storage, WeightInfo
+from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.results import Progress
+
+if TYPE_CHECKING:
+    from bitlens.core.engine import Engine
+
+INTEGER_KERNEL_OPS = frozenset({"Conv", "MatMul", "Gemm"})
+METADATA_KEY = "bitlens.export"
+MAX_PROTO_BYTES = 2**31 - 1
+INT32 = np.iinfo(np.int32)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What the user can choose about the exported file.
+
+    ``weights``: "fold" (compact codes + a constant subgraph ONNX Runtime
+    folds to float at load: exact, float speed) or "qdq" (DequantizeLinear
+    on native int8/int16/int4/fp8 types, the format other runtimes read;
+    formats without a native type stay "fold"). ``matmulnbits``: MatMul
+    weights in 2/4/8-bit blocks along K become MatMulNBits. ``int2_qdq``:
+    with "qdq", store int2 natively (opset 25, ONNX Runtime 1.24 or later).
+    ``int32_bias``: quantize Conv/Gemm biases of integer-kernel layers to
+    int32 (QGemm needs it). ``opset``: force the exported opset.
+    """
+
+    weights: str = FOLD
+    matmulnbits: bool = False
+    int2_qdq: bool = False
+    int32_bias: bool = True
+    opset: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.weights not in (FOLD, QDQ):
+            raise ExportError(f"weights must be {FOLD!r} or {QDQ!r}, not {self.weights!r}")
+
+
+@dataclass(frozen=True)
+class BiasRecord:
+    """A float bias stored as int32 so an integer kernel can take it."""
+
+    bias: str  # the float bias tensor of the source model
+    feeds: str  # the DequantizeLinear output the layer now reads
+    scale: str  # "s_x * s_w" per tensor or per channel, for the report
+    max_error: float  # largest |dequantized int32 bias - float bias|
+
+
+@dataclass(frozen=True)
+class LayerExport:
+    name: str
+    op_type: str
+    weight_format: str | None
+    activation_format: str | None
+    dynamic: bool
+    weights: tuple[WeightEncoding, ...]
+    quantizers: tuple[QuantizerRecord, ...]
+    integer_kernel: bool  # written as a QDQ group ONNX Runtime can fuse into an integer kernel
+    bias: BiasRecord | None
+    bytes_planned: int  # the plan's accounting (storage_bytes of the bound format)
+    bytes_stored: int  # the bytes of the initializers the export wrote for the weights
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    source_opset: int
+    opset: int
+    ir_version: int
+    min_ort: str
+    converted: bool
+    options: ExportOptions
+    layers: dict[str, LayerExport]
+    file_bytes: int
+    source_bytes: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
+    """8-bit integer weights (not blocked) with a calibrated 8-bit activation on Conv/MatMul/Gemm."""
+    w, a = choice.weight, choice.activation
+    return (
+        layer.op_type in INTEGER_KERNEL_OPS
+        and not layer.graph_path
+        and len(layer.weights) == 1
+        and w is not None
+        and a is not None
+        and not choice.dynamic
+        and w.family is Family.INT
+        and w.bits == 8
+        and w.granularity is not Granularity.BLOCK
+        and activations.uses_qdq(a, False)
+        and a.bits == 8
+    )
+
+
+def export(
+    engine: Engine, plan: Plan, path: str | Path, options: ExportOptions | None = None
+) -> Generator[Progress, None, ExportResult]:
+    """Write ``plan`` for ``engine``'s model to ``path``; yields progress, returns the record.
+
+    The activation ranges are the engine's calibrated ones, so the file
+    computes what the engine evaluated.
+    """
+    options = options or ExportOptions()
+    if plan.info is not engine.info:
+        raise ExportError("the plan was made for a different model")
+    target_path = Path(path)
+    source = engine.info.path
+    if source is not None and target_path.resolve() == Path(source).resolve():
+        raise ExportError(f"refusing to overwrite the source model {source}; choose another file")
+    if target_path.suffix.lower() != ".onnx":
+        raise ExportError(f"{target_path}: the export must be an .onnx file")
+
+    src = engine.model.proto
+    source_opset = opsets.default_opset(src)
+    needed = _needed_opset(engine, plan, options)
+    target = opsets.choose_target(source_opset, needed, options.opset)
+    converted = target != source_opset
+    if converted:
+        feeds = [engine.data.samples[i] for i in engine.data.evaluation[:2]]
+        model = opsets.convert(src, target, feeds)
+    else:
+        model = onnx.ModelProto()
+        model.CopyFrom(src)
+    taken = used_names(model)
+    yield Progress(0, len(plan.choices) + 1, f"exporting at opset {target}")
+
+    state = _State(model, taken)
+    records: dict[str, LayerExport] = {}
+    notes: list[str] = []
+    if converted:
+        notes.append(f"upgraded from opset {source_opset} to {target} (outputs verified unchanged)")
+    for i, (name, choice) in enumerate(plan.choices.items()):
+        layer = engine.info.layer(name)
+        records[name] = _export_layer(engine, state, layer, choice, options)
+        yield Progress(i + 1, len(plan.choices) + 1, f"exported {name}")
+
+    state.finish()
+    min_ort = opsets.min_ort_for_opset(target)
+    for rec in records.values():
+        for w in rec.weights:
+            if w.scheme == "matmulnbits":
+                bits = int(w.format.split()[0].removeprefix("u").removeprefix("int"))
+                need = matmulnbits.BITS_MIN_ORT[bits]
+                if opsets.version_key(need) > opsets.version_key(min_ort):
+                    min_ort = need
+    if any(w.scheme == "matmulnbits" for r in records.values() for w in r.weights):
+        model.opset_import.append(helper.make_opsetid(matmulnbits.DOMAIN, 1))
+    model.ir_version = max(src.ir_version, opsets.ir_version_for(model))
+    _set_metadata(model, plan, records, min_ort)
+    if model.ByteSize() > MAX_PROTO_BYTES:
+        raise ExportError(
+            "the export is larger than 2 GB; ONNX files that size need external data, "
+            "which the exporter does not write yet"
+        )
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:  # a bug here, but name it for the user
+        first = str(exc).strip().splitlines()[0]
+        raise ExportError(f"the exported model does not pass the ONNX checker: {first}") from exc
+    data = model.SerializeToString()
+    atomic_write_bytes(target_path, data)
+    yield Progress(len(plan.choices) + 1, len(plan.choices) + 1, f"wrote {target_path}")
+    return ExportResult(
+        path=target_path,
+        source_opset=source_opset,
+        opset=target,
+        ir_version=model.ir_version,
+        min_ort=min_ort,
+        converted=converted,
+        options=options,
+        layers=records,
+        file_bytes=len(data),
+        source_bytes=src.ByteSize(),
+        notes=tuple(notes),
+    )
+
+
+# -- opset needs ------------------------------------------------------------------------------
+def _needed_opset(engine: Engine, plan: Plan, options: ExportOptions) -> int:
+    need = 13  # folded weight subgraphs: Unsqueeze/ReduceSum-era Reshape, Slice, Gather
+    for name, choice in plan.choices.items():
+        layer = engine.info.layer(name)
+        kernel = integer_kernel_candidate(layer, choice)
+        w = choice.weight
+        if w is not None:
+            if w.is_float and w.float_kind == "bf16":
+                need = max(need, 13)
+            qdq = kernel or options.weights == QDQ
+            if qdq and native_qdq_dtype(w, options.int2_qdq) is not None:
+                if w.is_float:
+                    need = max(need, 21 if w.granularity is Granularity.BLOCK else 19)
+                else:
+                    need = max(need, 25 if w.bits == 2 else 21 if w.bits in (4, 16) else 13)
+                    if w.granularity is Granularity.BLOCK:
+                        need = max(need, 21)
+            elif w.is_float and w.has_scale:
+                need = max(need, 19)
+        a = choice.activation
+        if a is not None:
+            if activations.uses_qdq(a, choice.dynamic):
+                need = max(need, 21 if a.bits == 16 else 13)
+            else:
+                from bitlens.core.engine import quantizers
+
+                kind = quantizers.kind_of(a, choice.dynamic)
+                assert kind is not None
+                need = max(need, quantizers.KIND_MIN_OPSET[kind])
+    return need
+
+
+# -- graph editing ------------------------------------------------------------------------------
+class _State:
+    """The model being edited: pending node insertions per graph, shared weights."""
+
+    def __init__(self, model: onnx.ModelProto, taken: set[str]):
+        self.model = model
+        self.taken = taken
+        self.prepend: dict[int, tuple[onnx.GraphProto, list[onnx.NodeProto]]] = {}
+        self.before: dict[str, list[onnx.NodeProto]] = {}  # layer output -> nodes to insert first
+        self.weights: dict[str, tuple[str, WeightEncoding | None]] = {}  # name -> (format, enc)
+
+    def graph(self, path: str) -> onnx.GraphProto:
+        return find_graph(self.model.graph, path)
+
+    def add_to_graph(self, g: onnx.GraphProto, b: GraphBuilder) -> None:
+        g.initializer.extend(b.initializers)
+        entry = self.prepend.setdefault(id(g), (g, []))
+        entry[1].extend(b.nodes)
+
+    def consumers(self, tensor: str) -> int:
+        return sum(1 for n in iter_nodes(self.model.graph) for i in n.input if i == tensor)
+
+    def finish(self) -> None:
+        for g, nodes in self.prepend.values():
+            rest = list(g.node)
+            del g.node[:]
+            g.node.extend(nodes)
+            g.node.extend(rest)
+        if self.before:
+            g = self.model.graph
+            ordered: list[onnx.NodeProto] = []
+            for node in g.node:
+                if node.output and node.output[0] in self.before:
+                    ordered.extend(self.before[node.output[0]])
+                ordered.append(node)
+            del g.node[:]
+            g.node.extend(ordered)
+
+
+def _remove_weight(g: onnx.GraphProto, w: WeightInfo) -> None:
+    """Drop the float weight's definition (initializer, input entry or Constant node)."""
+    if w.storage is Storage.INITIALIZER:
+        keep = [t for t in g.initializer if t.name != w.name]
+        if len(keep) == len(g.initializer):
+            raise ExportError(f"weight {w.name!r} is not an initializer of its graph")
+        del g.initializer[:]
+        g.initializer.extend(keep)
+        inputs = [v for v in g.input if v.name != w.name]  # IR < 4 lists initializers as inputs
+        del g.input[:]
+        g.input.extend(inputs)
+    else:
+        idx, _ = node_producing(g, w.name)
+        del g.node[idx]
+
+
+def _export_layer(
+    engine: Engine, state: _State, layer: Layer, choice: LayerChoice, options: ExportOptions
+) -> LayerExport:
+    kernel = integer_kernel_candidate(layer, choice)
+    notes: list[str] = []
+    quantizer_records: list[QuantizerRecord] = []
+    act_scale: float | None = None
+    if choice.activation is not None:
+        _, node = node_producing(state.model.graph, layer.outputs[0])
+        for act in layer.activations:
+            b = GraphBuilder(f"{layer.name}_a", state.taken)
+            fmt = choice.activation
+            lo_hi = (0.0, 0.0) if choice.dynamic else engine.activation_range(act, fmt)
+            rec = activations.encode_activation(
+                b, layer.name, act, fmt, dynamic=choice.dynamic, value_range=lo_hi
+            )
+            for i, name in enumerate(node.input):
+                if name == act:
+                    node.input[i] = rec.output
+            state.model.graph.initializer.extend(b.initializers)
+            state.before.setdefault(layer.outputs[0], []).extend(b.nodes)
+            quantizer_records.append(rec)
+            act_scale = rec.scale
+    encodings: list[WeightEncoding] = []
+    weight_scale: np.ndarray | None = None
+    if choice.weight is not None:
+        for w in layer.weights:
+            fmt = bind(choice.weight, w)
+            if w.name in state.weights:
+                prev_fmt, enc = state.weights[w.name]
+                if prev_fmt != fmt.name:
+                    raise ExportError(
+                        f"weight {w.name!r} is shared by several layers with different formats "
+                        f"({prev_fmt} and {fmt.name}); give them the same format"
+                    )
+                if enc is not None:
+                    encodings.append(enc)
+                notes.append(f"weight {w.name} is shared; stored once")
+                continue
+            enc = _encode_one(engine, state, layer, w, fmt, kernel, options, notes)
+            state.weights[w.name] = (fmt.name, enc)
+            if enc is not None:
+                encodings.append(enc)
+            if kernel:
+                weight_scale = np.asarray(
+                    quantize(engine.model.weight(w.name), fmt).scale, np.float32
+                )
+    bias = None
+    if kernel and options.int32_bias and act_scale is not None and weight_scale is not None:
+        bias = _int32_bias(engine, state, layer, np.float32(act_scale), weight_scale, notes)
+    planned = weight_bytes_after(layer, choice.weight) if choice.weight is not None else 0
+    return LayerExport(
+        name=layer.name,
+        op_type=layer.op_type,
+        weight_format=None if choice.weight is None else choice.weight.name,
+        activation_format=None if choice.activation is None else choice.activation.name,
+        dynamic=choice.dynamic,
+        weights=tuple(encodings),
+        quantizers=tuple(quantizer_records),
+        integer_kernel=kernel,
+        bias=bias,
+        bytes_planned=planned,
+        bytes_stored=sum(e.nbytes for e in encodings),
+        notes=tuple(notes),
+    )
+
+
+def _encode_one(
+    engine: Engine,
+    state: _State,
+    layer: Layer,
+    w: WeightInfo,
+    fmt: Format,
+    kernel: bool,
+    options: ExportOptions,
+    notes: list[str],
+) -> WeightEncoding | None:
+    value = engine.model.weight(w.name)
+    g = state.graph(w.graph_path)
+    b = GraphBuilder(w.name, state.taken)
+    if options.matmulnbits and not kernel and layer.op_type == "MatMul" and not w.graph_path:
+        lay = matmulnbits.layout_for(fmt, w.shape)
+        idx, node = node_producing(g, layer.outputs[0])
+        if (
+            lay is not None
+            and list(node.input[1:2]) == [w.name]
+            and w.storage is Storage.INITIALIZER
+            and state.consumers(w.name) == 1
+        ):
+            new, enc = matmulnbits.encode(b, node, w.name, value, fmt, lay)
+            _remove_weight(g, w)
+            g.node[idx].CopyFrom(new)
+            g.initializer.extend(b.initializers)
+            return enc
+        if lay is None:
+            notes.append(
+                f"{w.name}: {fmt.name} has no MatMulNBits layout (2/4/8-bit blocks of a power "
+                "of two >= 16 along K, dividing K); exported as folded codes"
+            )
+    mode = QDQ if kernel or options.weights == QDQ else FOLD
+    if mode == QDQ and native_qdq_dtype(fmt, options.int2_qdq) is None:
+        notes.append(f"{w.name}: {fmt.name} has no native ONNX type; stored as folded codes")
+    enc = encode_weight(b, w, value, fmt, mode=mode, allow_int2=options.int2_qdq, zero_point=kernel)
+    if enc is None:
+        notes.append(f"{w.name}: {fmt.name} keeps the weight's own {w.dtype} values")
+        return None
+    _remove_weight(g, w)
+    state.add_to_graph(g, b)
+    return enc
+
+
+def _int32_bias(
+    engine: Engine,
+    state: _State,
+    layer: Layer,
+    act_scale: np.float32,
+    weight_scale: np.ndarray,
+    notes: list[str],
+) -> BiasRecord | None:
+    """Store the layer's float bias as int32 at scale s_x * s_w (what QGemm/QLinearConv take)."""
+    g = state.model.graph
+    _, node = node_producing(g, layer.outputs[0])
+    if layer.op_type not in ("Conv", "Gemm") or len(node.input) < 3 or not node.input[2]:
+        return None
+    name = node.input[2]
+    inits = {t.name: t for t in g.initializer}
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    w = layer.weights[0]
+    out_axis = 0 if layer.op_type == "Conv" else (0 if attrs.get("transB", 0) else 1)
+    if name not in inits or state.consumers(name) != 1:
+        notes.append(f"bias {name} is not a constant of this layer alone; kept float")
+        return None
+    if layer.op_type == "Gemm" and (
+        attrs.get("beta", 1.0) != 1.0 or attrs.get("alpha", 1.0) != 1.0
+    ):
+        notes.append("Gemm alpha/beta are not 1; bias kept float (no QGemm)")
+        return None
+    bias = numpy_helper.to_array(inits[name])
+    n_out = w.shape[out_axis]
+    if bias.ndim != 1 or bias.size != n_out or bias.dtype != np.float32:
+        notes.append(f"bias {name} is not a float32 vector of {n_out}; kept float")
+        return None
+    if weight_scale.ndim == 1 and weight_scale.size == n_out:
+        pass
+    elif weight_scale.ndim != 0:
+        notes.append("weight scales are not per output channel; bias kept float")
+        return None
+    scale = (act_scale * weight_scale).astype(np.float32)
+    ratio = np.rint(bias.astype(np.float64) / np.broadcast_to(scale, bias.shape))
+    if np.any(np.abs(ratio) > INT32.max):
+        notes.append(f"bias {name} does not fit int32 at scale s_x*s_w; kept float")
+        return None
+    q = ratio.astype(np.int32)
+    b = GraphBuilder(f"{name}_i32", state.taken)
+    qn = b.const("codes", q)
+    sn = b.const("scale", scale)
+    attrs_dq = {"axis": 0} if scale.ndim == 1 else {}
+    out = b.node("DequantizeLinear", [qn, sn], **attrs_dq)  # type: ignore[arg-type]
+    node.input[2] = out
+    _remove_weight(g, WeightInfo(name, bias.shape, "float32", Storage.INITIALIZER, "", 0, 0))
+    g.initializer.extend(b.initializers)
+    state.before.setdefault(layer.outputs[0], []).extend(b.nodes)
+    err = float(np.max(np.abs(q.astype(np.float32) * np.broadcast_to(scale, bias.shape) - bias)))
+    return BiasRecord(name, out, "s_x * s_w per channel" if scale.ndim else "s_x * s_w", err)
+
+
+def _set_metadata(
+    model: onnx.ModelProto, plan: Plan, records: dict[str, LayerExport], min_ort: str
+) -> None:
+    info = {
+        "plan": plan.to_dict(),
+        "min_onnxruntime": min_ort,
+        "layers": {
+            name: {
+                "op_type": r.op_type,
+                "weight": r.weight_format,
+                "activation": r.activation_format,
+                "integer_kernel": r.integer_kernel,
+                "weights": [asdict(e) for e in r.weights],
+                "quantizers": [asdict(q) for q in r.quantizers],
+                "int32_bias": None if r.bias is None else asdict(r.bias),
+            }
+            for name, r in records.items()
+        },
+    }
+    props = {p.key: p.value for p in model.metadata_props}
+    props[METADATA_KEY] = json.dumps(info)
+    helper.set_model_props(model, props)

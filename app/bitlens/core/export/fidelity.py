@@ -1,0 +1,495 @@
+"""Check an exported file against the plan and the engine's prediction.
+
+Reloads the file from disk and applies the three rules documented in
+:mod:`bitlens.core.export.report` (storage, as written, deployed), then
+measures size against the plan's accounting and latency against the
+float model. Long-running: a generator yielding progress after each step.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+from bitlens.core.engine import bind
+from bitlens.core.engine.graphs import iter_nodes
+from bitlens.core.engine.session import requested_providers
+from bitlens.core.errors import ExportError
+from bitlens.core.export import probes
+from bitlens.core.export.exporter import (
+    METADATA_KEY,
+    ExportOptions,
+    ExportResult,
+    LayerExport,
+    export,
+)
+from bitlens.core.export.latency import median_latency
+from bitlens.core.export.packing import packed_size
+from bitlens.core.export.report import (
+    FLOAT_REORDER_TOL,
+    FidelityReport,
+    LatencyCheck,
+    LayerCheck,
+    OutputCheck,
+    QuantizerCheck,
+    WeightCheck,
+)
+from bitlens.core.export.weights import WeightEncoding
+from bitlens.core.fileio import atomic_write_text
+from bitlens.core.formats import storage_bytes
+from bitlens.core.plan import Plan
+from bitlens.core.results import Progress
+
+if TYPE_CHECKING:
+    from bitlens.core.engine import Engine
+
+INTEGER_KERNELS = frozenset(
+    {
+        "QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "ConvInteger",
+        "MatMulInteger", "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul",
+    }
+)  # fmt: skip
+COMPUTE_OPS = INTEGER_KERNELS | {
+    "Conv", "FusedConv", "NchwcConv", "MatMul", "FusedMatMul", "Gemm", "FusedGemm",
+    "MatMulNBits", "LSTM", "GRU", "RNN", "ConvTranspose", "Gather", "Einsum",
+}  # fmt: skip
+_ONNX_BITS = {
+    onnx.TensorProto.INT8: 8, onnx.TensorProto.UINT8: 8, onnx.TensorProto.INT16: 16,
+    onnx.TensorProto.UINT16: 16, onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4,
+    onnx.TensorProto.FLOAT8E4M3FN: 8, onnx.TensorProto.FLOAT8E5M2: 8,
+    onnx.TensorProto.FLOAT16: 16, onnx.TensorProto.BFLOAT16: 16, onnx.TensorProto.FLOAT: 32,
+    onnx.TensorProto.DOUBLE: 64, onnx.TensorProto.INT32: 32,
+}  # fmt: skip
+if hasattr(onnx.TensorProto, "INT2"):
+    _ONNX_BITS[onnx.TensorProto.INT2] = 2
+    _ONNX_BITS[onnx.TensorProto.UINT2] = 2
+
+
+def _session(
+    model: onnx.ModelProto | str, providers: list[str], *, written: bool, optimized: str = ""
+) -> ort.InferenceSession:
+    so = ort.SessionOptions()  # default options: what a user's deployment gets
+    so.log_severity_level = 3
+    if written:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if optimized:
+        so.optimized_model_filepath = optimized
+    data = model if isinstance(model, str) else model.SerializeToString()
+    try:
+        return ort.InferenceSession(data, sess_options=so, providers=providers)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"ONNX Runtime cannot load the exported model: {first}") from exc
+
+
+def _cat(values: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(v).ravel() for v in values]) if values else np.zeros(0)
+
+
+def check_fidelity(
+    engine: Engine, plan: Plan, result: ExportResult
+) -> Generator[Progress, None, FidelityReport]:
+    """Apply the storage, as-written and deployed rules to the file ``result`` describes."""
+    steps = 5
+    failures: list[str] = []
+    notes: list[str] = list(result.notes)
+    providers = requested_providers(engine.device)
+    if not result.path.is_file():
+        raise ExportError(f"{result.path}: the export is missing")
+    exported = onnx.load(str(result.path))
+    if METADATA_KEY not in {p.key for p in exported.metadata_props}:
+        failures.append("the file carries no Bitlens export record")
+    records = result.layers
+    yield Progress(1, steps, "reloaded the export")
+
+    # -- rule 2 (and weight values for rule 1): the as-written reference ------------------
+    src_inits = {t.name: t for t in engine.model.proto.graph.initializer}
+    biases = {
+        r.bias.feeds: (r.bias.bias, numpy_helper.to_array(src_inits[r.bias.bias]))
+        for r in records.values()
+        if r.bias is not None
+    }
+    reference, decoded = probes.reference_model(exported, biases)
+    quantizer_recs = [q for r in records.values() for q in r.quantizers]
+    code_outputs = [(probes.probe_tensor(q), probes.code_type(q)) for q in quantizer_recs]
+    weight_outputs = [
+        (e.weight, _elem_type(engine, e.weight))
+        for r in records.values()
+        for e in r.weights
+        if e.scheme != "matmulnbits"
+    ]
+    ref_probe = probes.with_outputs(reference, [*code_outputs, *weight_outputs])
+    sess_ref = _session(ref_probe, providers, written=True)
+    out_names = [o.name for o in engine.info.outputs]
+    code_names = [n for n, _ in code_outputs]
+    samples = list(engine.data.evaluation)
+    want = engine.run_outputs(plan, samples)
+    ref_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
+    ref_codes: dict[str, list[np.ndarray]] = {n: [] for n in code_names}
+    rebuilt: dict[str, np.ndarray] = {}
+    for k, i in enumerate(samples):
+        fetch = [*out_names, *code_names] + ([n for n, _ in weight_outputs] if k == 0 else [])
+        values = sess_ref.run(fetch, engine.data.samples[i])
+        for name, v in zip(fetch, values, strict=True):
+            if name in ref_out:
+                ref_out[name].append(v)
+            if name in ref_codes:
+                ref_codes[name].append(v)
+            if k == 0 and name not in ref_out and name not in ref_codes:
+                rebuilt[name] = v
+    yield Progress(2, steps, "ran the export as written")
+
+    # -- rule 1: storage --------------------------------------------------------------------
+    layer_checks_partial = {
+        name: _storage(engine, plan, exported, rec, rebuilt, decoded)
+        for name, rec in records.items()
+    }
+
+    # -- rule 3: deployed ------------------------------------------------------------------------
+    sess_dep = _session(str(result.path), providers, written=False)
+    dep_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
+    for i in samples:
+        for name, v in zip(out_names, sess_dep.run(out_names, engine.data.samples[i]), strict=True):
+            dep_out[name].append(v)
+    outputs: list[OutputCheck] = []
+    for name in out_names:
+        w, r, d = _cat(want[name]), _cat(ref_out[name]), _cat(dep_out[name])
+        scale = float(np.max(np.abs(w))) if w.size else 0.0
+        dep_abs = _max_abs(w, d)
+        outputs.append(
+            OutputCheck(
+                name,
+                _same(w, r),
+                _max_abs(w, r),
+                _same(w, d),
+                dep_abs,
+                dep_abs / scale if scale > 0 else (0.0 if dep_abs == 0 else math.inf),
+            )
+        )
+        if not _same(w, r):
+            failures.append(
+                f"output {name!r} run as written differs from the engine "
+                f"(max |Δ| {_max_abs(w, r):.3g}); the file does not encode the plan exactly"
+            )
+    yield Progress(3, steps, "ran the export in a default session")
+
+    quantizer_checks = [
+        QuantizerCheck(q.layer, q.activation, q.format, q.simulated, None, None)
+        for q in quantizer_recs
+    ]
+    if not all(o.deployed_exact for o in outputs):
+        if quantizer_recs:
+            quantizer_checks = _probe_codes(
+                exported, providers, engine, samples, quantizer_recs, code_outputs,
+                ref_codes, dep_out, failures,
+            )  # fmt: skip
+        else:
+            for o in outputs:
+                if o.deployed_max_rel > FLOAT_REORDER_TOL:
+                    failures.append(
+                        f"output {o.name!r}: deployed run differs by {o.deployed_max_rel:.2g} of "
+                        f"its range, more than float reordering explains ({FLOAT_REORDER_TOL:g})"
+                    )
+    yield Progress(4, steps, "compared activation codes")
+
+    kernels = _kernels(str(result.path), providers, engine, records)
+    layer_checks: list[LayerCheck] = []
+    for name, rec in records.items():
+        partial = layer_checks_partial[name]
+        check = LayerCheck(**{**partial, "kernel": kernels.get(name, "?")})
+        layer_checks.append(check)
+        for p in (*check.problems, *(p for wc in check.weights for p in wc.problems)):
+            failures.append(f"layer {name!r}: {p}")
+        if rec.integer_kernel and not any(k in kernels.get(name, "") for k in INTEGER_KERNELS):
+            notes.append(
+                f"layer {name!r} was written as a fusable QDQ group, but ONNX Runtime ran "
+                f"{kernels.get(name, '?')} (no integer kernel for this pattern on this provider)"
+            )
+    for q in quantizer_recs:
+        if q.simulated:
+            notes.append(
+                f"layer {q.layer!r}: {q.format} activations are simulated in float; "
+                "ONNX Runtime has no integer kernel for this format"
+            )
+
+    latency = None
+    float_sess = _session(engine.model.proto, providers, written=False)
+    feed = engine.data.samples[samples[0]]
+    t_exp = median_latency(sess_dep, feed)
+    t_float = median_latency(float_sess, feed)
+    latency = LatencyCheck(
+        tuple(sess_dep.get_providers()), t_exp.median_ms, t_float.median_ms,
+        min(t_exp.runs, t_float.runs),
+    )  # fmt: skip
+    yield Progress(5, steps, "measured latency")
+
+    replaced = sum(
+        _float_bytes(engine, e.weight) for r in records.values() for e in _unique(r.weights)
+    )
+    planned = sum(lc.bytes_planned for lc in layer_checks)
+    stored = sum(lc.bytes_stored for lc in layer_checks)
+    return FidelityReport(
+        model=str(engine.info.path or "<in memory>"),
+        export=str(result.path),
+        opset=result.opset,
+        source_opset=result.source_opset,
+        ir_version=result.ir_version,
+        min_ort=result.min_ort,
+        ort_version=ort.__version__,
+        options={
+            "weights": result.options.weights,
+            "matmulnbits": result.options.matmulnbits,
+            "int2_qdq": result.options.int2_qdq,
+            "int32_bias": result.options.int32_bias,
+        },
+        layers=tuple(layer_checks),
+        outputs=tuple(outputs),
+        quantizers=tuple(quantizer_checks),
+        weights_planned=planned,
+        weights_stored=stored,
+        file_bytes=result.path.stat().st_size,
+        file_expected=result.source_bytes - replaced + planned,
+        latency=latency,
+        samples=len(samples),
+        failures=tuple(failures),
+        notes=tuple(dict.fromkeys(notes)),
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        return math.inf
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def _elem_type(engine: Engine, weight: str) -> int:
+    dtype = engine.model.weight(weight).dtype
+    return int(onnx.helper.np_dtype_to_tensor_dtype(dtype))
+
+
+def _float_bytes(engine: Engine, weight: str) -> int:
+    return int(engine.model.weight(weight).nbytes)
+
+
+def _unique(encs: Sequence[WeightEncoding]) -> list[WeightEncoding]:
+    return list({e.weight: e for e in encs}.values())
+
+
+def _storage(
+    engine: Engine,
+    plan: Plan,
+    exported: onnx.ModelProto,
+    rec: LayerExport,
+    rebuilt: dict[str, np.ndarray],
+    decoded: dict[str, np.ndarray],
+) -> dict:
+    """Rule 1 for one layer: stored types and sizes, nothing left float, values exact."""
+    choice = plan[rec.name]
+    layer = engine.info.layer(rec.name)
+    inits = _all_initializers(exported)
+    problems: list[str] = []
+    weight_checks: list[WeightCheck] = []
+    encs = {e.weight: e for e in rec.weights}
+    for w in layer.weights if choice.weight is not None else ():
+        fmt = bind(choice.weight, w)
+        enc = encs.get(w.name)
+        if enc is None:
+            if not (fmt.is_float and not fmt.has_scale):
+                problems.append(f"weight {w.name!r} was not exported in {fmt.name}")
+            continue
+        wp: list[str] = []
+        if w.name in inits:
+            wp.append(f"weight {w.name!r} is still stored in float")
+        for t in enc.stored:
+            tp = inits.get(t.name)
+            if tp is None:
+                wp.append(f"stored tensor {t.name!r} is missing from the file")
+                continue
+            nbytes = len(tp.raw_data) if tp.raw_data else numpy_helper.to_array(tp).nbytes
+            if t.role == "codes":
+                elem = _ONNX_BITS.get(tp.data_type, 0)
+                if "packed" in t.dtype:
+                    ok_size = tp.data_type == onnx.TensorProto.UINT8 and nbytes == packed_size(
+                        t.count, fmt.bits
+                    )
+                    if not ok_size or t.bits != fmt.bits:
+                        wp.append(
+                            f"{t.name}: expected {fmt.bits}-bit packed codes, found {nbytes} bytes"
+                        )
+                elif elem != fmt.bits:
+                    wp.append(f"{t.name}: codes stored with {elem} bits, the plan says {fmt.bits}")
+            if nbytes != t.nbytes:
+                wp.append(f"{t.name}: {nbytes} bytes in the file, {t.nbytes} recorded")
+        want = engine.quantized_weight(w, fmt)
+        got = rebuilt.get(w.name)
+        if enc.scheme == "matmulnbits":
+            got = next((v for v in decoded.values() if v.shape == want.shape and _same(
+                v.astype(want.dtype), want)), None)  # fmt: skip
+        exact = got is not None and _same(np.asarray(got).view(np.uint8), want.view(np.uint8))
+        if not exact:
+            wp.append(f"weight {w.name!r} rebuilt from the file differs from the simulated one")
+        planned = storage_bytes(fmt, tuple(w.shape))
+        if enc.nbytes > planned * 1.02 + 8 * len(enc.stored):
+            wp.append(f"stores {enc.nbytes} bytes, the plan accounts {planned} (upcast?)")
+        weight_checks.append(
+            WeightCheck(
+                w.name, fmt.name, enc.scheme,
+                " + ".join(f"{t.dtype} {t.role}" for t in enc.stored),
+                planned, enc.nbytes, exact, tuple(wp),
+            )
+        )  # fmt: skip
+    nodes = {o: n for n in exported.graph.node for o in n.output}
+    layer_node = nodes.get(layer.outputs[0])
+    for q in rec.quantizers:
+        if layer_node is None or q.output not in layer_node.input:
+            problems.append(
+                f"activation {q.activation!r} does not reach the layer through its quantizer"
+            )
+        if probes.probe_tensor(q) not in nodes:
+            problems.append(f"quantizer codes {probes.probe_tensor(q)!r} are missing")
+    if choice.activation is not None and not rec.quantizers:
+        problems.append(f"activation format {choice.activation.name} was not exported")
+    scheme = "; ".join(dict.fromkeys(e.description for e in rec.weights)) or (
+        "float (unchanged)" if choice.weight is None else "kept at source precision"
+    )
+    act_scheme = "; ".join(dict.fromkeys(q.description for q in rec.quantizers)) or "float"
+    return {
+        "name": rec.name,
+        "op_type": rec.op_type,
+        "weight_format": rec.weight_format,
+        "activation_format": rec.activation_format,
+        "weight_scheme": scheme,
+        "activation_scheme": act_scheme,
+        "integer_kernel": rec.integer_kernel,
+        "bytes_planned": rec.bytes_planned,
+        "bytes_stored": rec.bytes_stored,
+        "weights": tuple(weight_checks),
+        "problems": tuple(problems),
+    }
+
+
+def _all_initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    out = {t.name: t for t in model.graph.initializer}
+    for node in iter_nodes(model.graph):
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                out.update({t.name: t for t in attr.g.initializer})
+    return out
+
+
+def _probe_codes(
+    exported: onnx.ModelProto,
+    providers: list[str],
+    engine: Engine,
+    samples: list[int],
+    recs: list,
+    code_outputs: list[tuple[str, int]],
+    ref_codes: dict[str, list[np.ndarray]],
+    dep_out: dict[str, list[np.ndarray]],
+    failures: list[str],
+) -> list[QuantizerCheck]:
+    """Deployed codes of every quantizer vs the as-written run, via a probe copy."""
+    probe = probes.with_outputs(exported, code_outputs)
+    sess = _session(probe, providers, written=False)
+    out_names = list(dep_out)
+    code_names = [n for n, _ in code_outputs]
+    got: dict[str, list[np.ndarray]] = {n: [] for n in code_names}
+    disturbed = False
+    for k, i in enumerate(samples):
+        values = sess.run([*out_names, *code_names], engine.data.samples[i])
+        for name, v in zip(out_names, values[: len(out_names)], strict=True):
+            disturbed |= not _same(np.asarray(v), np.asarray(dep_out[name][k]))
+        for name, v in zip(code_names, values[len(out_names) :], strict=True):
+            got[name].append(v)
+    if disturbed:
+        failures.append(
+            "exposing the activation codes changed ONNX Runtime's optimized graph; "
+            "the 1-LSB rule could not be verified"
+        )
+    checks: list[QuantizerCheck] = []
+    for rec in recs:
+        name = probes.probe_tensor(rec)
+        a = probes.ordered_codes(rec, _cat(ref_codes[name]))
+        b = probes.ordered_codes(rec, _cat(got[name]))
+        diff = np.abs(a - b) if a.shape == b.shape else None
+        worst = int(diff.max()) if diff is not None and diff.size else 0
+        frac = float(np.mean(diff > 0)) if diff is not None and diff.size else 0.0
+        if diff is None or worst > 1:
+            failures.append(
+                f"layer {rec.layer!r}: {rec.format} codes of {rec.activation!r} differ by "
+                f"{worst} LSB between the deployed and the as-written run (allowed: 1)"
+            )
+        checks.append(
+            QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, worst, frac)
+        )
+    return checks
+
+
+def _kernels(
+    path: str, providers: list[str], engine: Engine, records: dict[str, LayerExport]
+) -> dict[str, str]:
+    """Which operator ONNX Runtime's optimized graph runs for each exported layer."""
+    with tempfile.TemporaryDirectory(prefix="bitlens-opt-") as tmp:
+        opt_path = str(Path(tmp) / "optimized.onnx")
+        _session(path, providers, written=False, optimized=opt_path)
+        optimized = onnx.load(opt_path)
+    out: dict[str, str] = {}
+    nodes = [n for n in optimized.graph.node if n.op_type in COMPUTE_OPS]
+    for name, rec in records.items():
+        layer = engine.info.layer(name)
+        signature = {w.name for w in layer.weights}
+        signature |= {t.name for e in rec.weights for t in e.stored}
+        inputs = set(layer.activations) | {q.output for q in rec.quantizers}
+        # Fused nodes keep the weight or the layer's name; layout-changed ones (NCHWc) keep
+        # only the activation they read.
+        candidates = (
+            [n for n in nodes if signature & set(n.input)],
+            [n for n in nodes if n.name == name or n.name.startswith(f"{name}_token")],
+            [n for n in nodes if n.input and n.input[0] in inputs],
+            [n for n in nodes if set(layer.outputs) & set(n.output)],
+        )
+        found = next((c for c in candidates if c), [])
+        out[name] = ", ".join(dict.fromkeys(_op_label(n) for n in found)) or "?"
+    return out
+
+
+def _op_label(node: onnx.NodeProto) -> str:
+    if node.domain.endswith("nchwc"):
+        return f"{node.op_type} (NCHWc)"
+    return node.op_type
+
+
+# -- one call for the CLI and the window --------------------------------------------------------
+def export_and_check(
+    engine: Engine,
+    plan: Plan,
+    path: str | Path,
+    options: ExportOptions | None = None,
+    report_path: str | Path | None = None,
+) -> Generator[Progress, None, FidelityReport]:
+    """Export, check, and write the JSON report next to the export (``<name>.fidelity.json``)."""
+    result = yield from export(engine, plan, path, options)
+    report = yield from check_fidelity(engine, plan, result)
+    target = Path(report_path) if report_path else default_report_path(result.path)
+    atomic_write_text(target, report.to_json() + "\n")
+    return report
+
+
+def default_report_path(export_path: str | Path) -> Path:
+    p = Path(export_path)
+    return p.with_name(p.stem + ".fidelity.json")

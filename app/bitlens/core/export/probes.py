@@ -1,0 +1,99 @@
+"""Copies of an exported model used to check it: the as-written reference and probes.
+
+* The **reference** is the exported file with the two pieces the inspector
+  does not simulate node by node put back to their simulated form: int32
+  biases (added only so ONNX Runtime can fuse an integer kernel) return to
+  the float bias, and each MatMulNBits node becomes a MatMul on the float
+  weight decoded from the file's own packed codes. Run with every graph
+  optimization disabled, it executes the stored weights and quantizers
+  exactly as written.
+* A **probe** is a model with extra graph outputs: the quantized codes of
+  every activation quantizer and the rebuilt weights, so both runs can be
+  compared tensor by tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from bitlens.core.export import matmulnbits
+from bitlens.core.export.activations import QuantizerRecord
+from bitlens.core.formats import parse_format
+from bitlens.core.formats.uniform import code_dtype
+
+
+def reference_model(
+    exported: onnx.ModelProto, float_biases: Mapping[str, tuple[str, np.ndarray]]
+) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """The as-written reference; ``float_biases`` maps a DequantizeLinear bias output to the
+    (name, value) of the float bias it replaced. Also returns the decoded MatMulNBits weights."""
+    ref = onnx.ModelProto()
+    ref.CopyFrom(exported)
+    g = ref.graph
+    decoded: dict[str, np.ndarray] = {}
+    for i, node in enumerate(g.node):
+        if node.op_type == "MatMulNBits" and node.domain == matmulnbits.DOMAIN:
+            weight = decoded_name = f"{node.output[0]}__decoded_weight"
+            decoded[decoded_name] = matmulnbits.decode(exported, node)
+            g.initializer.append(numpy_helper.from_array(decoded[decoded_name], weight))
+            g.node[i].CopyFrom(
+                helper.make_node(
+                    "MatMul", [node.input[0], weight], list(node.output), name=node.name
+                )
+            )
+        for j, name in enumerate(node.input):
+            if name in float_biases:
+                bias_name, value = float_biases[name]
+                g.node[i].input[j] = bias_name
+                if bias_name not in {t.name for t in g.initializer}:
+                    g.initializer.append(numpy_helper.from_array(value, bias_name))
+    return ref, decoded
+
+
+def code_type(rec: QuantizerRecord) -> int:
+    """The ONNX element type of a quantizer's probed tensor."""
+    if rec.kind == "qdq":
+        return int(helper.np_dtype_to_tensor_dtype(code_dtype(parse_format(rec.format))))
+    return onnx.TensorProto.FLOAT
+
+
+def probe_tensor(rec: QuantizerRecord) -> str:
+    """The tensor that carries a quantizer's codes (the dequantized output for float formats)."""
+    return rec.codes if rec.codes is not None else rec.output
+
+
+def with_outputs(model: onnx.ModelProto, outputs: Iterable[tuple[str, int]]) -> onnx.ModelProto:
+    """A copy of ``model`` that also outputs the given (tensor, element type) pairs."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    existing = {o.name for o in probe.graph.output}
+    for name, elem in outputs:
+        if name not in existing:
+            existing.add(name)
+            probe.graph.output.append(helper.make_tensor_value_info(name, elem, None))
+    return probe
+
+
+def ordered_codes(rec: QuantizerRecord, values: np.ndarray) -> np.ndarray:
+    """Integer codes of a probed tensor, ordered so that adjacent codes differ by one LSB.
+
+    Integer quantizers give their codes directly. Float formats (fp16, bf16,
+    fp8) give their bit patterns mapped to a monotonic integer scale, so the
+    difference of two values is their distance in units in the last place.
+    """
+    if rec.kind == "qdq" or rec.kind in ("int", "int-dyn"):
+        return np.asarray(values).astype(np.int64)
+    from bitlens.core.formats.floats import FLOAT_DTYPES
+
+    x = np.asarray(values, np.float32)
+    if rec.kind.startswith("fp8"):
+        assert rec.scale is not None
+        x = x / np.float32(rec.scale)
+    dt = FLOAT_DTYPES[rec.kind]
+    raw = x.astype(dt).view(np.uint8 if dt.itemsize == 1 else np.uint16).astype(np.int64)
+    sign = 1 << (8 * dt.itemsize - 1)
+    return np.where(raw & sign, -(raw & (sign - 1)), raw)

@@ -1,0 +1,221 @@
+"""The fidelity report: plain records the CLI prints, the window shows and JSON stores.
+
+The rules it applies (see :mod:`bitlens.core.export.fidelity`):
+
+1. *Storage*: every planned weight is stored in its format (codes of the
+   planned bit width, nothing left in float, nothing upcast) and the weight
+   the file rebuilds equals the inspector's quantized weight bit for bit.
+2. *As written*: the file run with graph optimizations disabled, with int32
+   biases and MatMulNBits put back to their simulated form, equals
+   ``Engine.run_outputs`` bit for bit on every evaluation sample.
+3. *Deployed*: the file in a fresh ONNX Runtime session with default options.
+   Outputs equal to the engine's pass. Otherwise ONNX Runtime ran integer
+   kernels (which round once, in integer arithmetic, where the simulation
+   rounds in float) or reordered float sums (NCHWc convolution,
+   MatMulNBits); then every activation quantizer's codes must lie within
+   1 LSB (one code step; one unit in the last place for fp16/bf16/fp8) of
+   the as-written run, measured on a probe copy whose outputs must equal
+   the deployed session's. A model with no activation quantizer must stay
+   within a relative difference of ``FLOAT_REORDER_TOL`` instead.
+   Output differences are always reported per output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FLOAT_REORDER_TOL = 1e-4  # max |Δ| / max |reference| from float summation order alone
+SIZE_TARGET = 0.02
+
+
+@dataclass(frozen=True)
+class WeightCheck:
+    weight: str
+    format: str
+    scheme: str
+    stored_as: str  # e.g. "uint8 (3-bit packed) codes + float32 scale"
+    bytes_planned: int
+    bytes_stored: int
+    exact: bool  # the rebuilt weight equals the inspector's, bit for bit
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LayerCheck:
+    name: str
+    op_type: str
+    weight_format: str | None
+    activation_format: str | None
+    weight_scheme: str
+    activation_scheme: str
+    kernel: str  # what ONNX Runtime actually ran for the layer (deployed session)
+    integer_kernel: bool
+    bytes_planned: int
+    bytes_stored: int
+    weights: tuple[WeightCheck, ...]
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(not w.problems for w in self.weights)
+
+    @property
+    def size_error(self) -> float:
+        return _rel(self.bytes_stored, self.bytes_planned)
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    name: str
+    as_written_exact: bool
+    as_written_max_abs: float
+    deployed_exact: bool
+    deployed_max_abs: float
+    deployed_max_rel: float  # max |Δ| / max |engine output|
+
+
+@dataclass(frozen=True)
+class QuantizerCheck:
+    layer: str
+    activation: str
+    format: str
+    simulated: bool  # runs as float simulation nodes (no integer kernel exists)
+    max_code_diff: int | None  # deployed vs as-written, in LSB; None: not probed
+    differing: float | None  # fraction of codes that differ
+
+
+@dataclass(frozen=True)
+class LatencyCheck:
+    providers: tuple[str, ...]
+    export_ms: float
+    float_ms: float
+    runs: int
+
+    @property
+    def ratio(self) -> float:
+        return self.export_ms / self.float_ms if self.float_ms > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class FidelityReport:
+    model: str
+    export: str
+    opset: int
+    source_opset: int
+    ir_version: int
+    min_ort: str
+    ort_version: str
+    options: dict[str, Any]
+    layers: tuple[LayerCheck, ...]
+    outputs: tuple[OutputCheck, ...]
+    quantizers: tuple[QuantizerCheck, ...]
+    weights_planned: int  # the plan's accounting for the quantized weights
+    weights_stored: int  # bytes the export stores for them
+    file_bytes: int
+    file_expected: int  # source size - replaced float weights + planned weights
+    latency: LatencyCheck | None
+    samples: int
+    failures: tuple[str, ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def weights_size_error(self) -> float:
+        return _rel(self.weights_stored, self.weights_planned)
+
+    @property
+    def file_size_error(self) -> float:
+        return _rel(self.file_bytes, self.file_expected)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["passed"] = self.passed
+        d["weights_size_error"] = self.weights_size_error
+        d["file_size_error"] = self.file_size_error
+        d["rules"] = (__doc__ or "").split("The rules it applies", 1)[-1].strip()
+        for layer, ld in zip(self.layers, d["layers"], strict=True):
+            ld["ok"] = layer.ok
+            ld["size_error"] = layer.size_error
+        if self.latency is not None:
+            d["latency"]["ratio"] = self.latency.ratio
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(_jsonable(self.to_dict()), indent=2)
+
+
+def _rel(actual: int, planned: int) -> float:
+    if planned == 0:
+        return 0.0 if actual == 0 else math.inf
+    return (actual - planned) / planned
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def render(r: FidelityReport) -> str:
+    """A plain-text summary for the terminal."""
+    lines = [
+        f"export {r.export}: opset {r.opset} (model {r.source_opset}), IR {r.ir_version}, "
+        f"needs ONNX Runtime >= {r.min_ort} (checked with {r.ort_version})",
+    ]
+    rows = [("layer", "weight", "stored as", "activation", "ran as", "bytes plan -> file")]
+    for la in r.layers:
+        rows.append(
+            (
+                la.name,
+                la.weight_format or "float",
+                la.weight_scheme,
+                la.activation_format or "float",
+                la.kernel,
+                f"{la.bytes_planned} -> {la.bytes_stored} ({100 * la.size_error:+.1f}%)",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    for o in r.outputs:
+        dep = "bit-exact" if o.deployed_exact else (
+            f"max |Δ| {o.deployed_max_abs:.3g} ({o.deployed_max_rel:.2g} of range)"
+        )  # fmt: skip
+        written = "bit-exact" if o.as_written_exact else f"max |Δ| {o.as_written_max_abs:.3g}"
+        lines.append(f"output {o.name}: as written {written}; deployed {dep}")
+    probed = [q for q in r.quantizers if q.max_code_diff is not None]
+    if probed:
+        worst = max(q.max_code_diff or 0 for q in probed)
+        lines.append(f"activation codes, deployed vs as written: at most {worst} LSB apart")
+    sim = [q for q in r.quantizers if q.simulated]
+    if sim:
+        lines.append(
+            f"{len(sim)} activation quantizer(s) run as exact float simulation "
+            "(no integer kernel exists for their format)"
+        )
+    lines.append(
+        f"weights: plan {r.weights_planned} B, file {r.weights_stored} B "
+        f"({100 * r.weights_size_error:+.2f}%); file {r.file_bytes} B vs expected "
+        f"{r.file_expected} B ({100 * r.file_size_error:+.2f}%)"
+    )
+    if r.latency is not None:
+        lat = r.latency
+        lines.append(
+            f"latency on {', '.join(lat.providers)}: export {lat.export_ms:.3f} ms, "
+            f"float {lat.float_ms:.3f} ms (x{lat.ratio:.2f}), median of {lat.runs} runs"
+        )
+    lines += [f"note: {n}" for n in r.notes]
+    lines += [f"FAILED: {f}" for f in r.failures]
+    lines.append("fidelity check passed" if r.passed else "fidelity check FAILED")
+    return "\n".join(lines)
