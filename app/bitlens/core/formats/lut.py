@@ -69,7 +69,10 @@ def nearest(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
 
 
 def scaled_quantize(x: np.ndarray, scale: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    return nearest(x.astype(np.float32) / scale.astype(np.float32), levels)
+    # Far outside a calibrated range x / scale may overflow to +-inf, which
+    # still selects the outermost level: the intended saturation.
+    with np.errstate(over="ignore"):
+        return nearest(x.astype(np.float32) / scale.astype(np.float32), levels)
 
 
 def scaled_dequantize(codes: np.ndarray, scale: np.ndarray, levels: np.ndarray) -> np.ndarray:
