@@ -22,6 +22,7 @@ import math
 from itertools import pairwise
 
 import hypothesis.extra.numpy as hnp
+import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -403,3 +404,36 @@ def test_storage_grows_with_width_and_with_finer_groups(shape: tuple[int, ...], 
         ladder = ["fp32", "fp16", "int8 sym", "int4 sym", "int2 sym", "bin"]
         ladder_bits = [storage_bits(n, shape) for n in ladder]
         assert ladder_bits == sorted(ladder_bits, reverse=True)
+
+
+# -- input types ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "dtype",
+    [np.float16, np.float64, np.int8, np.int32, np.uint8, ml_dtypes.bfloat16,
+     ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2, ml_dtypes.int4],
+)
+@pytest.mark.parametrize(
+    "name", ["int8 sym", "uint4 asym ch0", "nf4 blk2@1", "tern", "fp16", "km2"]
+)
+def test_other_input_types_quantize_like_their_float32_values(dtype: type, name: str) -> None:
+    """ONNX bf16/fp8/int4 weights load as ml_dtypes arrays; they widen exactly."""
+    x = (np.random.default_rng(1).standard_normal((3, 4)) * 3).astype(dtype)
+    ours = quantize(x, name)
+    ref = quantize(x.astype(np.float64).astype(np.float32), name)
+    np.testing.assert_array_equal(ours.codes, ref.codes)
+    np.testing.assert_array_equal(dequantize(ours), dequantize(ref))
+
+
+@pytest.mark.parametrize(
+    "x", [np.array([1 + 2j]), np.array([True, False]), np.array(["1.0"]), np.zeros((0, 3))]
+)
+def test_values_that_are_not_numbers_or_empty_raise(x: np.ndarray) -> None:
+    with pytest.raises(FormatError, match="w"):
+        quantize(x, "int8", what="w")
+
+
+def test_shared_level_tables_are_read_only() -> None:
+    q = quantize(np.linspace(-1, 1, 5), "nf4")
+    assert q.codebook is not None
+    with pytest.raises(ValueError):
+        q.codebook[0] = 2.0
