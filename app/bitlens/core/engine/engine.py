@@ -33,7 +33,7 @@ from bitlens.core.engine.calibration import (
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.errors import EngineError
-from bitlens.core.formats import Format, Granularity, fake_quantize, parse_format, storage_bytes
+from bitlens.core.formats import Format, fake_quantize, parse_format
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import (
@@ -44,25 +44,13 @@ from bitlens.core.results import (
     SweepEntry,
     TensorError,
 )
+from bitlens.core.weights import bind, weight_bytes_after
 
 if TYPE_CHECKING:
     from bitlens.core.model.loader import LoadedModel
 
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
 WEIGHT_CACHE_BYTES = 512 << 20
-
-
-def bind(fmt: Format, w: WeightInfo) -> Format:
-    """Resolve a format's natural axis for one weight."""
-    if fmt.axis is not None or fmt.granularity is Granularity.TENSOR:
-        return fmt
-    return fmt.with_axis(w.channel_axis if fmt.granularity is Granularity.CHANNEL else w.block_axis)
-
-
-def weight_bytes_after(layer: Layer, fmt: Format | None) -> int:
-    if fmt is None:
-        return layer.nbytes
-    return sum(storage_bytes(bind(fmt, w), w.shape) for w in layer.weights)
 
 
 class Engine:
@@ -73,10 +61,14 @@ class Engine:
         self.info = model.info
         self.data = data
         self.device = device
-        self._sessions: OrderedDict[tuple, tuple[rewrite.SimGraph, object, object]] = OrderedDict()
+        self._sessions: OrderedDict[tuple, tuple[rewrite.SimGraph, object]] = OrderedDict()
+        self._local_sessions: dict[tuple[str, str | None], object] = {}  # (layer, kind)
         self._wcache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._wcache_bytes = 0
-        self._werr: dict[tuple[str, str], TensorError] = {}
+        self._werr: dict[tuple[str, str], TensorError] = {}  # (layer, format) -> weight error
+        # (layer, choice, calibration method) -> local error: a layer's local error depends
+        # only on its own choice, so unchanged layers are not re-run.
+        self._local: dict[tuple[str, LayerChoice, str], TensorError] = {}
         self._ref: dict[str, list[np.ndarray]] | None = None  # tensor -> per-feed float values
         self._stats: dict[str, ActivationStats] = {}
         self._ranges: dict[tuple[str, str, str], tuple[float, float]] = {}
@@ -117,24 +109,22 @@ class Engine:
         sim = rewrite.build_sim(self.model.proto, self.info, dict(key))
         sess = make_session(sim.model, self.device)
         self._providers = actual_providers(sess)
-        local = None
-        if self._ref is not None:
-            local = self._local_session(dict(key))
-        self._sessions[key] = (sim, sess, local)
+        self._sessions[key] = (sim, sess)
         while len(self._sessions) > 4:
             self._sessions.popitem(last=False)
         return self._sessions[key]
 
-    def _local_session(self, kinds: Mapping[str, str | None]):
-        assert self._ref is not None
-        types = {k: (v[0].dtype, v[0].ndim) for k, v in self._ref.items()}
-        for t in self.info.inputs:
-            arr = self.data.samples[0][t.name]
-            types[t.name] = (arr.dtype, arr.ndim)
-        if not rewrite.main_layers(self.info):
-            return None
-        local = rewrite.build_local(self.model.proto, self.info, kinds, types, self._constant)
-        return make_session(local, self.device)
+    def _local_session(self, layer: str, kind: str | None):
+        """The session computing ``layer`` alone from float inputs (built once per kind)."""
+        key = (layer, kind)
+        if key not in self._local_sessions:
+            ref = self._ensure_ref()
+            types = {k: (v[0].dtype, v[0].ndim) for k, v in ref.items()}
+            proto = rewrite.build_local(
+                self.model.proto, self.info, {layer: kind}, types, self._constant, [layer]
+            )
+            self._local_sessions[key] = make_session(proto, self.device)
+        return self._local_sessions[key]
 
     def _constant(self, name: str) -> np.ndarray:
         g = self.model.proto.graph
@@ -154,7 +144,7 @@ class Engine:
         """Run the float model once over every sample, capturing what the metrics need."""
         if self._ref is not None:
             return
-        sim, sess, _ = self._session_for({})
+        sim, sess = self._session_for({})
         fetch = list(
             dict.fromkeys([*self._output_names, *sim.layer_outputs.values(), *sim.activations])
         )
@@ -169,9 +159,6 @@ class Engine:
         for t in self.info.inputs:
             ref.setdefault(t.name, [feed[t.name] for feed in self.data.samples])
         self._ref = ref
-        # Sessions built before the reference existed lack their local twin.
-        for key, (sim_g, s, _) in list(self._sessions.items()):
-            self._sessions[key] = (sim_g, s, self._local_session(dict(key)))
 
     def _ensure_ref(self) -> dict[str, list[np.ndarray]]:
         for _ in self.prepare():
@@ -185,6 +172,7 @@ class Engine:
         ref = self._ensure_ref()
         self.method = method_of(method)
         self._ranges.clear()
+        self._local.clear()
         acts = list(
             dict.fromkeys(a for layer in rewrite.main_layers(self.info) for a in layer.activations)
         )
@@ -217,7 +205,6 @@ class Engine:
             return self._wcache[key]
         value = self.model.weight(w.name)
         q = fake_quantize(value, fmt, what=f"weight {w.name!r}").astype(value.dtype, copy=False)
-        self._werr[key] = metrics.tensor_error(value, q)
         self._wcache[key] = q
         self._wcache_bytes += q.nbytes
         while self._wcache_bytes > WEIGHT_CACHE_BYTES and len(self._wcache) > 1:
@@ -227,6 +214,12 @@ class Engine:
 
     def weight_error(self, layer: Layer, fmt: Format) -> TensorError:
         """Error of the layer's weights (all of them, concatenated) in ``fmt``."""
+        key = (layer.name, fmt.name)
+        if key not in self._werr:
+            self._werr[key] = self._weight_error(layer, fmt)
+        return self._werr[key]
+
+    def _weight_error(self, layer: Layer, fmt: Format) -> TensorError:
         refs, qs = [], []
         for w in layer.weights:
             qs.append(self.quantized_weight(w, fmt).ravel())
@@ -275,7 +268,7 @@ class Engine:
         """Model outputs under ``plan`` for the given feeds (default: the evaluation feeds)."""
         self._ensure_ref()
         idx = self.data.evaluation if samples is None else samples
-        _sim, sess, _ = self._session_for(self._kinds(plan))
+        _sim, sess = self._session_for(self._kinds(plan))
         feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices)}
         out: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
         for i in idx:
@@ -289,43 +282,31 @@ class Engine:
         if plan.info is not self.info:
             raise EngineError("the plan was made for a different model")
         ref = self._ensure_ref()
-        sim, sess, local = self._session_for(self._kinds(plan))
+        sim, sess = self._session_for(self._kinds(plan))
         choices = plan.choices
         feeds = {**self._weight_feeds(choices), **self._param_feeds(choices)}
         layer_out = sim.layer_outputs
         fetch = list(dict.fromkeys([*self._output_names, *layer_out.values()]))
         got: dict[str, list[np.ndarray]] = {n: [] for n in fetch}
-        local_got: dict[str, list[np.ndarray]] = {}
-        quantized_main = [n for n in choices if n in layer_out]
-        local_fetch = [rewrite.local_output(layer_out[n]) for n in quantized_main]
-        for i in self.data.evaluation:
+        ev = self.data.evaluation
+        for i in ev:
             values = self._run(sess, fetch, {**self.data.samples[i], **feeds})
             for n, v in zip(fetch, values, strict=True):
                 got[n].append(v)
-            if local is not None and local_fetch:
-                lfeeds = {k: v[i] for k, v in ref.items()}
-                lvalues = self._run(local, local_fetch, {**lfeeds, **feeds})
-                for n, v in zip(local_fetch, lvalues, strict=True):
-                    local_got.setdefault(n, []).append(v)
-        ev = self.data.evaluation
+        local_err = self._local_errors(plan, layer_out, feeds)
         layers: dict[str, LayerResult] = {}
         for layer in self.info.layers:
             choice = plan[layer.name]
             out = layer_out.get(layer.name)
-            acc = loc = None
+            acc = None
             if out is not None:
                 acc = metrics.tensor_error(_cat([ref[out][i] for i in ev]), _cat(got[out]))
-                lname = rewrite.local_output(out)
-                if lname in local_got:
-                    loc = metrics.tensor_error(
-                        _cat([ref[out][i] for i in ev]), _cat(local_got[lname])
-                    )
             layers[layer.name] = LayerResult(
                 name=layer.name,
                 weight_format=None if choice.weight is None else choice.weight.name,
                 activation_format=None if choice.activation is None else choice.activation.name,
                 weight=None if choice.weight is None else self.weight_error(layer, choice.weight),
-                local=loc,
+                local=local_err.get(layer.name),
                 accumulated=acc,
                 bytes_before=layer.nbytes,
                 bytes_after=weight_bytes_after(layer, choice.weight),
@@ -343,6 +324,30 @@ class Engine:
             first_divergence=self._first_divergence(ref, got, layer_out),
             task_metric=self._task_metric(ref, got),
         )
+
+    def _local_errors(
+        self, plan: Plan, layer_out: Mapping[str, str], feeds: Mapping[str, np.ndarray]
+    ) -> dict[str, TensorError]:
+        """Local error of every quantized main-graph layer, running only the changed ones."""
+        ref = self._ensure_ref()
+        keys = {
+            name: (name, choice, self.method.value)
+            for name, choice in plan.choices.items()
+            if name in layer_out
+        }
+        kinds = self._kinds(plan)
+        for name, key in keys.items():
+            if key in self._local:
+                continue
+            session = self._local_session(name, kinds.get(name))
+            fetch = rewrite.local_output(layer_out[name])
+            got = []
+            for i in self.data.evaluation:
+                lfeeds = {k: v[i] for k, v in ref.items()}
+                got.append(self._run(session, [fetch], {**lfeeds, **feeds})[0])
+            r = _cat([ref[layer_out[name]][i] for i in self.data.evaluation])
+            self._local[key] = metrics.tensor_error(r, _cat(got))
+        return {name: self._local[key] for name, key in keys.items() if key in self._local}
 
     def _output_result(
         self, name: str, ref: list[np.ndarray], got: list[np.ndarray]
@@ -400,7 +405,7 @@ class Engine:
         yield from self.prepare()
         ref = self._ensure_ref()
         base = Plan(self.info)
-        _, sess, _ = self._session_for({})
+        _, sess = self._session_for({})
         float_feeds = self._float_weights()
         out_name = self._output_names[0]
         r = _cat([ref[out_name][i] for i in self.data.evaluation])

@@ -18,7 +18,7 @@ from inside a subgraph).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,9 +158,14 @@ def build_local(
     kinds: Kinds,
     input_types: Mapping[str, tuple[np.dtype, int]],
     constant: Callable[[str], np.ndarray],
+    layers: Sequence[str] | None = None,
 ) -> onnx.ModelProto:
-    """The local graph; ``input_types`` gives dtype and rank of each float activation,
-    ``constant(name)`` the value of a constant (bias, shape...) input."""
+    """The local graph of ``layers`` (default: every main-graph layer).
+
+    ``input_types`` gives dtype and rank of each float activation, ``constant(name)``
+    the value of a constant (bias, shape...) input. ONNX Runtime runs every node of a
+    graph whatever is fetched, so the engine builds one small graph per layer.
+    """
     _check_kinds(info, kinds, opset_of(proto))
     g = proto.graph
     weight_names = {w.name: w for layer in info.layers for w in layer.weights}
@@ -171,7 +176,10 @@ def build_local(
     inputs: dict[str, onnx.ValueInfoProto] = {}
     inits: dict[str, onnx.TensorProto] = {}
     outputs: list[onnx.ValueInfoProto] = []
+    wanted = None if layers is None else set(layers)
     for layer in main_layers(info):
+        if wanted is not None and layer.name not in wanted:
+            continue
         _, orig = node_producing(g, layer.outputs[0])
         node = onnx.NodeProto()
         node.CopyFrom(orig)

@@ -52,6 +52,9 @@ def session_options() -> ort.SessionOptions:
     # A constant DequantizeLinear feeding a MatMul is otherwise rewritten to MatMulNBits with
     # accuracy_level 4, which quantizes activations to int8 inside the kernel (FACTS.md).
     so.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "0")
+    # ORT's worker threads otherwise spin after each run and starve the numpy work
+    # (quantization, metrics) that the engine does between runs.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     return so
 

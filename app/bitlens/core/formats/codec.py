@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import ml_dtypes
 import numpy as np
 
 from bitlens.core.errors import FormatError
@@ -56,7 +57,9 @@ def check_finite(x: np.ndarray, what: str = "tensor") -> None:
     if not finite.all():
         n_nan = int(np.isnan(x).sum())
         n_inf = int(x.size - finite.sum() - n_nan)
-        raise FormatError(f"{what} contains {n_nan} NaN and {n_inf} infinite values; cannot quantize")
+        raise FormatError(
+            f"{what} contains {n_nan} NaN and {n_inf} infinite values; cannot quantize"
+        )
 
 
 def quantize(
@@ -70,57 +73,134 @@ def quantize(
 
     ``value_range`` gives per-group ``(lo, hi)`` in the format's parameter
     layout (e.g. from activation calibration) instead of computing them from
-    ``x`` with the format's range method. ``what`` names the tensor in errors.
+    ``x`` with the format's range method. Binary and ternary formats derive
+    their alpha and threshold from ``x`` itself and ignore it, as does
+    k-means. ``what`` names the tensor in errors.
     """
     fmt = parse_format(fmt)
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiu":
-        raise FormatError(f"{what}: cannot quantize values of type {x.dtype}")
+    x = _numeric(np.asarray(x), what)
     if x.size == 0:
         raise FormatError(f"{what} is empty")
     check_finite(x, what)
     grouping = Grouping.of(fmt, x.shape)
     if fmt.is_float and not fmt.has_scale:
         return QTensor(fmt, floats.cast(x, fmt.float_kind))
+    _check_float32_range(x, fmt, what)
 
     xf = x.astype(np.float64) if x.dtype != np.float64 else x
     if fmt.family is Family.KMEANS:
         return _kmeans(x, fmt, grouping)
-    groups = grouping.groups(xf) if value_range is None or fmt.family is Family.TERNARY else None
-
-    if fmt.family is Family.BINARY:
-        assert groups is not None
-        alpha = grouping.to_params(sign.binary_alpha(groups))
-        return QTensor(fmt, sign.binary_quantize(x), scale=alpha)
-    if fmt.family is Family.TERNARY:
-        assert groups is not None
-        thr, alpha = sign.ternary_params(groups, search=fmt.range_method is RangeMethod.MSE)
-        thr, alpha = grouping.to_params(thr), grouping.to_params(alpha)
-        codes = sign.ternary_quantize(x, grouping.expand(thr))
-        return QTensor(fmt, codes, scale=alpha, threshold=thr)
+    if fmt.family in (Family.BINARY, Family.TERNARY):
+        return _sign(x, fmt, grouping)
 
     qdq = _group_qdq(fmt)
     if value_range is None:
-        assert groups is not None
-        lo, hi = ranges.group_range(groups, fmt, qdq)
+        lo, hi = ranges.group_range(grouping.groups(xf), fmt, qdq)
         lo, hi = grouping.to_params(lo), grouping.to_params(hi)
     else:
-        lo = np.broadcast_to(np.asarray(value_range[0], np.float64), grouping.param_shape)
-        hi = np.broadcast_to(np.asarray(value_range[1], np.float64), grouping.param_shape)
-        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-            raise FormatError(f"{what}: the calibrated range is not finite")
+        lo, hi = _given_range(value_range, grouping, what)
 
     if fmt.family is Family.INT:
         scale, zp = uniform.params_from_range(lo, hi, fmt)
+        _check_grid(uniform.grid_extremes(scale, zp, fmt), fmt, what)
         codes = uniform.quantize(x, grouping.expand(scale), grouping.expand(zp), fmt)
         return QTensor(fmt, codes, scale=scale, zero_point=zp)
     if fmt.is_float:  # fp8
         scale = floats.fp8_scale(lo, hi, fmt.float_kind)
-        return QTensor(fmt, floats.fp8_quantize(x, grouping.expand(scale), fmt.float_kind), scale=scale)
+        _check_grid(floats.fp8_extremes(scale, fmt.float_kind), fmt, what)
+        codes = floats.fp8_quantize(x, grouping.expand(scale), fmt.float_kind)
+        return QTensor(fmt, codes, scale=scale)
     levels = lut.fixed_levels(fmt.family, fmt.bits)
-    scale = lut.absmax_scale(lo, hi)
+    scale = lut.absmax_scale(lo, hi)  # levels span [-1, 1]: the grid ends at +-scale
     codes = lut.scaled_quantize(x, grouping.expand(scale), levels)
     return QTensor(fmt, codes, scale=scale, codebook=levels)
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+_NATIVE_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _numeric(x: np.ndarray, what: str) -> np.ndarray:
+    """``x`` as a numpy int or float array.
+
+    ONNX bf16/fp8/int4 tensors load as ml_dtypes arrays (dtype kind "V", or
+    "f" for some fp8 kinds) that numpy arithmetic does not handle uniformly:
+    widen them exactly (small floats to float32, small ints to int64).
+    """
+    if x.dtype.kind in "iu" or x.dtype in _NATIVE_FLOATS:
+        return x
+    if x.dtype.kind not in "cbOSUM":
+        try:
+            bits = ml_dtypes.finfo(x.dtype).bits
+        except (TypeError, ValueError):
+            pass
+        else:
+            return x.astype(np.float32 if bits <= 32 else np.float64)
+        try:
+            ml_dtypes.iinfo(x.dtype)
+        except (TypeError, ValueError):
+            pass
+        else:
+            return x.astype(np.int64)
+    raise FormatError(f"{what}: cannot quantize values of type {x.dtype}")
+
+
+def _check_float32_range(x: np.ndarray, fmt: Format, what: str) -> None:
+    """Scaled formats compute in float32 (as ONNX Runtime does): larger values cannot be stored."""
+    if x.dtype.kind == "f" and x.dtype.itemsize <= 4:
+        return
+    amax = float(np.max(np.abs(x.astype(np.float64))))
+    if amax > _F32_MAX:
+        raise FormatError(
+            f"{what}: values up to {amax:.4g} exceed the float32 range (±{_F32_MAX:.4g}) "
+            f"that {fmt.name} computes in"
+        )
+
+
+def _given_range(
+    value_range: tuple[np.ndarray | float, np.ndarray | float], grouping: Grouping, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """A calibrated ``(lo, hi)`` broadcast to the parameter layout, checked."""
+    try:
+        lo = np.broadcast_to(np.asarray(value_range[0], np.float64), grouping.param_shape)
+        hi = np.broadcast_to(np.asarray(value_range[1], np.float64), grouping.param_shape)
+    except ValueError:
+        raise FormatError(
+            f"{what}: the calibrated range has shape {np.shape(value_range[0])}, "
+            f"expected {grouping.param_shape} (or a scalar)"
+        ) from None
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise FormatError(f"{what}: the calibrated range is not finite")
+    if (lo > hi).any():
+        raise FormatError(f"{what}: the calibrated range has lo > hi")
+    if max(float(np.abs(lo).max()), float(np.abs(hi).max())) > _F32_MAX:
+        raise FormatError(f"{what}: the calibrated range exceeds the float32 range")
+    return lo, hi
+
+
+def _check_grid(extremes: np.ndarray, fmt: Format, what: str) -> None:
+    """The outermost representable values must be finite float32 numbers.
+
+    A range within float32 but close to its limit can still put the grid's
+    outer level past it (a symmetric int8 grid reaches -128/127.5 of the
+    range): the runtime would reconstruct an infinity, so refuse instead.
+    """
+    if not np.isfinite(extremes).all():
+        raise FormatError(
+            f"{what}: values this large (near ±{_F32_MAX:.4g}) overflow float32 on "
+            f"the {fmt.name} grid; scale the tensor down or use a float format"
+        )
+
+
+def _sign(x: np.ndarray, fmt: Format, grouping: Grouping) -> QTensor:
+    groups = grouping.groups(x.astype(np.float64))
+    if fmt.family is Family.BINARY:
+        alpha = grouping.to_params(sign.binary_alpha(groups))
+        return QTensor(fmt, sign.binary_quantize(x), scale=alpha)
+    thr, alpha = sign.ternary_params(groups, search=fmt.range_method is RangeMethod.MSE)
+    thr, alpha = grouping.to_params(thr), grouping.to_params(alpha)
+    codes = sign.ternary_quantize(x, grouping.expand(thr))
+    return QTensor(fmt, codes, scale=alpha, threshold=thr)
 
 
 def _group_qdq(fmt: Format) -> ranges.QdqFn:

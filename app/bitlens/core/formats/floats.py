@@ -28,10 +28,11 @@ def fmax(kind: str) -> float:
 def cast(x: np.ndarray, kind: str) -> np.ndarray:
     """Round ``x`` to the float kind (nearest even), saturating at its finite range."""
     dt = FLOAT_DTYPES[kind]
-    if kind in ("fp64", "fp32"):
+    if kind == "fp64" or x.dtype == dt:
         return x.astype(dt)
     m = fmax(kind)
     # Clip in the source precision: the clip bound is exactly representable.
+    # (fp32 clips too, so float64 values beyond its range saturate, not turn inf.)
     return np.clip(x, -m, m).astype(dt)
 
 
@@ -42,8 +43,17 @@ def fp8_scale(lo: np.ndarray, hi: np.ndarray, kind: str) -> np.ndarray:
     return np.where(amax == 0, np.float32(1.0), np.maximum(scale, tiny)).astype(np.float32)
 
 
+def fp8_extremes(scale: np.ndarray, kind: str) -> np.ndarray:
+    """The largest magnitude each group reconstructs (float32, may be inf)."""
+    with np.errstate(over="ignore"):
+        return np.float32(fmax(kind)) * np.asarray(scale, np.float32)
+
+
 def fp8_quantize(x: np.ndarray, scale: np.ndarray, kind: str) -> np.ndarray:
-    return cast(x.astype(np.float32) / scale.astype(np.float32), kind)
+    # Far outside a calibrated range x / scale may overflow to +-inf; the cast
+    # saturates it to the largest fp8 value, as QuantizeLinear(saturate=1) does.
+    with np.errstate(over="ignore"):
+        return cast(x.astype(np.float32) / scale.astype(np.float32), kind)
 
 
 def fp8_dequantize(q: np.ndarray, scale: np.ndarray) -> np.ndarray:

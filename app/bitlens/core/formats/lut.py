@@ -16,7 +16,15 @@ import numpy as np
 
 from bitlens.core.formats.spec import Family
 
-KMEANS_ITERATIONS = 25
+# Lloyd's iterations are cheap here (O(k log n) on sorted values), so run to
+# a fixed point; the cap only guards against a float rounding cycle.
+KMEANS_MAX_ITERATIONS = 5000
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """Cached level tables are shared by every QTensor: make them read-only."""
+    a.flags.writeable = False
+    return a
 
 
 @cache
@@ -34,28 +42,43 @@ def nf_levels(bits: int) -> np.ndarray:
     neg = [-nd.inv_cdf(p) for p in np.linspace(offset, 0.5, n_neg + 1)[:-1]]
     levels = np.array(sorted([*pos, 0.0, *neg]), dtype=np.float64)
     levels /= np.abs(levels).max()
-    return levels.astype(np.float32)
+    return _frozen(levels.astype(np.float32))
 
 
 @cache
 def log2_levels(bits: int) -> np.ndarray:
     """0 and ±2^-j for j = 0 .. 2^(n-1) - 2: 2^n - 1 levels in n bits."""
     mags = 2.0 ** -np.arange(2 ** (bits - 1) - 1)
-    return np.array(sorted([*(-mags), 0.0, *mags]), dtype=np.float32)
+    return _frozen(np.array(sorted([*(-mags), 0.0, *mags]), dtype=np.float32))
 
 
 def fixed_levels(family: Family, bits: int) -> np.ndarray:
     return nf_levels(bits) if family is Family.NF else log2_levels(bits)
 
 
+def midpoints(levels: np.ndarray) -> np.ndarray:
+    """Decision thresholds between sorted levels, rounded to float32.
+
+    float32 so that an exported graph (``Greater(x, mids)``, ``ReduceSum``,
+    ``Gather``) compares against exactly these numbers.
+    """
+    lv = np.asarray(levels, np.float64)
+    return ((lv[1:] + lv[:-1]) / 2).astype(np.float32)
+
+
 def nearest(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Index of the nearest level (levels sorted ascending); ties go to the lower level."""
-    mids = (levels[1:].astype(np.float64) + levels[:-1]) / 2
-    return np.searchsorted(mids, values, side="left").astype(np.uint8)
+    """Index of the nearest level (levels sorted ascending); ties go to the lower level.
+
+    The index is the number of :func:`midpoints` strictly below the value.
+    """
+    return np.searchsorted(midpoints(levels), values, side="left").astype(np.uint8)
 
 
 def scaled_quantize(x: np.ndarray, scale: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    return nearest(x.astype(np.float32) / scale.astype(np.float32), levels)
+    # Far outside a calibrated range x / scale may overflow to +-inf, which
+    # still selects the outermost level: the intended saturation.
+    with np.errstate(over="ignore"):
+        return nearest(x.astype(np.float32) / scale.astype(np.float32), levels)
 
 
 def scaled_dequantize(codes: np.ndarray, scale: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -80,19 +103,29 @@ def lut_qdq_groups(levels: np.ndarray):
 def kmeans_1d(values: np.ndarray, k: int) -> np.ndarray:
     """Sorted float32 codebook of ``k`` levels fitted to 1-D ``values`` by Lloyd's algorithm.
 
-    Initialized at evenly spaced quantiles, so it is deterministic. Fewer
-    distinct values than ``k`` fill the codebook with repeats (still valid).
+    Initialized at evenly spaced quantiles, so it is deterministic, and
+    iterated to a fixed point: every level is the mean of the values whose
+    :func:`nearest` level it is (rounded to float32), or keeps its place if no
+    value is nearest to it. Fewer distinct values than ``k`` fill the
+    codebook with repeats (still valid).
     """
     v = np.sort(values.astype(np.float64).ravel())
-    centres = np.quantile(v, (np.arange(k) + 0.5) / k)
-    for _ in range(KMEANS_ITERATIONS):
-        mids = (centres[1:] + centres[:-1]) / 2
-        idx = np.searchsorted(mids, v, side="left")
-        sums = np.bincount(idx, weights=v, minlength=k)
-        counts = np.bincount(idx, minlength=k)
-        new = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
+    n = v.size
+    # Clusters are contiguous runs of the sorted values, so their sums are
+    # differences of one prefix sum (centred to keep the float64 sums small).
+    shift = float(np.median(v))
+    csum = np.concatenate([[0.0], np.cumsum(v - shift)])
+    centres = np.quantile(v, (np.arange(k) + 0.5) / k).astype(np.float32)
+    for _ in range(KMEANS_MAX_ITERATIONS):
+        # Cluster j holds mids[j-1] < v <= mids[j], matching nearest()'s ties.
+        bounds = np.searchsorted(v, midpoints(centres), side="right")
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [n]])
+        counts = ends - starts
+        means = (csum[ends] - csum[starts]) / np.maximum(counts, 1) + shift
+        new = np.where(counts > 0, means, centres).astype(np.float32)
         new.sort()
-        if np.allclose(new, centres, rtol=0, atol=0):
+        if np.array_equal(new, centres):
             break
         centres = new
-    return centres.astype(np.float32)
+    return centres

@@ -29,7 +29,9 @@ def percentile(groups: np.ndarray, pct: float, symmetric: bool) -> tuple[np.ndar
     return np.nanpercentile(groups, 100.0 - pct, axis=1), np.nanpercentile(groups, pct, axis=1)
 
 
-def mse_search(groups: np.ndarray, lo: np.ndarray, hi: np.ndarray, qdq: QdqFn) -> tuple[np.ndarray, np.ndarray]:
+def mse_search(
+    groups: np.ndarray, lo: np.ndarray, hi: np.ndarray, qdq: QdqFn
+) -> tuple[np.ndarray, np.ndarray]:
     """Shrink each group's range by the ratio that minimizes reconstruction MSE.
 
     ``qdq(groups, lo, hi)`` must quantize and dequantize ``groups`` with
@@ -41,7 +43,8 @@ def mse_search(groups: np.ndarray, lo: np.ndarray, hi: np.ndarray, qdq: QdqFn) -
     best_err = np.full(groups.shape[0], np.inf)
     best = np.ones(groups.shape[0])
     for r in MSE_RATIOS[::-1]:
-        rec = qdq(filled, lo * r, hi * r)
+        with np.errstate(over="ignore"):  # a grid past float32's range: err = inf, never best
+            rec = qdq(filled, lo * r, hi * r)
         err = np.where(valid, (rec - filled) ** 2, 0.0).sum(axis=1)
         better = err < best_err
         best_err = np.where(better, err, best_err)
@@ -49,7 +52,9 @@ def mse_search(groups: np.ndarray, lo: np.ndarray, hi: np.ndarray, qdq: QdqFn) -
     return lo * best, hi * best
 
 
-def group_range(groups: np.ndarray, fmt: Format, qdq: QdqFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+def group_range(
+    groups: np.ndarray, fmt: Format, qdq: QdqFn | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-group clipping range for ``fmt``'s range method."""
     if fmt.range_method is RangeMethod.PERCENTILE:
         return percentile(groups, fmt.percentile, fmt.symmetric)

@@ -83,6 +83,12 @@ class Format:
     float_kind: str = ""  # FLOAT family only: a key of FLOAT_KINDS
 
     def __post_init__(self) -> None:
+        _coerce_enums(self)
+        unused_pct = self.range_method is not RangeMethod.PERCENTILE
+        if unused_pct and self.percentile != DEFAULT_PERCENTILE:
+            # The percentile only matters for the percentile method; normalizing it
+            # keeps equal formats equal and their names round-tripping.
+            object.__setattr__(self, "percentile", DEFAULT_PERCENTILE)
         _validate(self)
 
     # -- derived properties -------------------------------------------------
@@ -131,19 +137,35 @@ class Format:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+def _coerce_enums(f: Format) -> None:
+    """Accept enum values given as strings ("int", "channel"), rejecting unknown ones."""
+    fields = (("family", Family), ("granularity", Granularity), ("range_method", RangeMethod))
+    for field, enum in fields:
+        value = getattr(f, field)
+        if isinstance(value, enum):
+            continue
+        try:
+            object.__setattr__(f, field, enum(value))
+        except ValueError:
+            known = ", ".join(e.value for e in enum)
+            msg = f"invalid format: unknown {field} {value!r} (known: {known})"
+            raise FormatError(msg) from None
+
+
 def _validate(f: Format) -> None:
     def bad(msg: str) -> FormatError:
         return FormatError(f"invalid format: {msg}")
 
-    if not isinstance(f.family, Family):
-        raise bad(f"unknown family {f.family!r}")
     if f.family is Family.FLOAT:
         if f.float_kind not in FLOAT_KINDS:
             raise bad(f"unknown float kind {f.float_kind!r} (known: {', '.join(FLOAT_KINDS)})")
         if f.bits != FLOAT_KINDS[f.float_kind]:
             raise bad(f"{f.float_kind} has {FLOAT_KINDS[f.float_kind]} bits, not {f.bits}")
-        if f.granularity is not Granularity.TENSOR and not f.float_kind.startswith("fp8"):
-            raise bad(f"{f.float_kind} is a plain cast and takes no channel or block scale")
+        if not f.float_kind.startswith("fp8"):
+            if f.granularity is not Granularity.TENSOR:
+                raise bad(f"{f.float_kind} is a plain cast and takes no channel or block scale")
+            if f.range_method is not RangeMethod.MINMAX:
+                raise bad(f"{f.float_kind} is a plain cast and takes no range method")
     elif f.float_kind:
         raise bad("float_kind is only for the float family")
     if f.family is Family.INT and f.bits not in INT_WIDTHS:
@@ -204,8 +226,14 @@ def format_name(f: Format) -> str:
     if f.range_method is RangeMethod.MSE:
         parts.append("mse")
     elif f.range_method is RangeMethod.PERCENTILE:
-        parts.append(f"p{f.percentile:g}")
+        parts.append(f"p{_percentile_text(f.percentile)}")
     return " ".join(parts)
+
+
+def _percentile_text(p: float) -> str:
+    """Digits that parse back to ``p`` exactly ("99.9"; ":g" would print 99.99999 as "100")."""
+    short = f"{p:.15g}"
+    return short if float(short) == p else repr(float(p))
 
 
 _HEAD = re.compile(r"^(?:(u?)int(\d+)|(tern)|(bin)|(nf|km|log)(\d+))$")
@@ -269,4 +297,6 @@ def parse_format(text: str | Format) -> Format:
 
 
 # The ladder `bitlens inspect` shows for every layer, highest precision first.
-INSPECT_LADDER: tuple[str, ...] = ("fp16", "int8 sym ch", "int4 sym ch", "int2 sym ch", "tern ch", "bin ch")
+INSPECT_LADDER: tuple[str, ...] = (
+    "fp16", "int8 sym ch", "int4 sym ch", "int2 sym ch", "tern ch", "bin ch",
+)

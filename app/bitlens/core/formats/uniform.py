@@ -53,12 +53,22 @@ def params_from_range(lo: np.ndarray, hi: np.ndarray, fmt: Format) -> tuple[np.n
 
 def quantize(x: np.ndarray, scale: np.ndarray, zp: np.ndarray, fmt: Format) -> np.ndarray:
     """Codes for ``x`` with already-broadcastable ``scale`` and ``zp`` (as ORT computes them)."""
-    v = np.rint(x.astype(np.float32) / scale.astype(np.float32)) + zp.astype(np.float32)
+    # x / scale may overflow to +-inf for values far outside a calibrated
+    # range; the clip saturates them exactly as ORT does.
+    with np.errstate(over="ignore"):
+        v = np.rint(x.astype(np.float32) / scale.astype(np.float32)) + zp.astype(np.float32)
     return np.clip(v, fmt.qmin, fmt.qmax).astype(code_dtype(fmt))
 
 
 def dequantize(q: np.ndarray, scale: np.ndarray, zp: np.ndarray) -> np.ndarray:
     return (q.astype(np.int32) - zp.astype(np.int32)).astype(np.float32) * scale.astype(np.float32)
+
+
+def grid_extremes(scale: np.ndarray, zp: np.ndarray, fmt: Format) -> np.ndarray:
+    """The lowest and highest values each group's grid reconstructs (float32, may be inf)."""
+    ends = np.array([fmt.qmin, fmt.qmax], dtype=np.int32).reshape(2, *([1] * np.ndim(scale)))
+    with np.errstate(over="ignore"):
+        return dequantize(ends, np.asarray(scale)[None], np.asarray(zp)[None])
 
 
 def qdq_groups(fmt: Format):
