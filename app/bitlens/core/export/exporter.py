@@ -321,6 +321,12 @@ def _export_layer(
     if choice.activation is not None:
         _, node = node_producing(state.model.graph, layer.outputs[0])
         for act in layer.activations:
+            dtype = _dtype_of(engine, act)
+            if dtype not in (None, "float32"):
+                raise ExportError(
+                    f"layer {layer.name!r}: activation {act!r} is {dtype}; activation "
+                    "quantizers are exported for float32 tensors only"
+                )
             b = GraphBuilder(f"{layer.name}_a", state.taken)
             fmt = choice.activation
             lo_hi = (0.0, 0.0) if choice.dynamic else engine.activation_range(act, fmt)
@@ -376,6 +382,14 @@ def _export_layer(
         bytes_stored=sum(e.nbytes for e in encodings),
         notes=tuple(notes),
     )
+
+
+def _dtype_of(engine: Engine, tensor: str) -> str | None:
+    for t in engine.info.inputs:
+        if t.name == tensor:
+            return t.dtype
+    t = engine.info.value_info.get(tensor)
+    return None if t is None else t.dtype
 
 
 def _encode_one(

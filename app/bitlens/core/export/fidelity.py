@@ -20,7 +20,7 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 from bitlens.core.engine import bind
-from bitlens.core.engine.graphs import iter_nodes
+from bitlens.core.engine.graphs import find_graph, iter_nodes
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import ExportError
 from bitlens.core.export import probes
@@ -120,13 +120,7 @@ def check_fidelity(
     reference, decoded = probes.reference_model(exported, biases)
     quantizer_recs = [q for r in records.values() for q in r.quantizers]
     code_outputs = [(probes.probe_tensor(q), probes.code_type(q)) for q in quantizer_recs]
-    weight_outputs = [
-        (e.weight, _elem_type(engine, e.weight))
-        for r in records.values()
-        for e in r.weights
-        if e.scheme != "matmulnbits"
-    ]
-    ref_probe = probes.with_outputs(reference, [*code_outputs, *weight_outputs])
+    ref_probe = probes.with_outputs(reference, code_outputs)
     sess_ref = _session(ref_probe, providers, written=True)
     out_names = [o.name for o in engine.info.outputs]
     code_names = [n for n, _ in code_outputs]
@@ -134,17 +128,12 @@ def check_fidelity(
     want = engine.run_outputs(plan, samples)
     ref_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     ref_codes: dict[str, list[np.ndarray]] = {n: [] for n in code_names}
-    rebuilt: dict[str, np.ndarray] = {}
-    for k, i in enumerate(samples):
-        fetch = [*out_names, *code_names] + ([n for n, _ in weight_outputs] if k == 0 else [])
+    for i in samples:
+        fetch = [*out_names, *code_names]
         values = sess_ref.run(fetch, engine.data.samples[i])
         for name, v in zip(fetch, values, strict=True):
-            if name in ref_out:
-                ref_out[name].append(v)
-            if name in ref_codes:
-                ref_codes[name].append(v)
-            if k == 0 and name not in ref_out and name not in ref_codes:
-                rebuilt[name] = v
+            (ref_out if name in ref_out else ref_codes)[name].append(v)
+    rebuilt = _rebuild_weights(exported, engine, records, providers)
     yield Progress(2, steps, "ran the export as written")
 
     # -- rule 1: storage --------------------------------------------------------------------
@@ -265,6 +254,31 @@ def check_fidelity(
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _rebuild_weights(
+    exported: onnx.ModelProto,
+    engine: Engine,
+    records: dict[str, LayerExport],
+    providers: list[str],
+) -> dict[str, np.ndarray]:
+    """Every exported weight as the file rebuilds it, run as written (one model per graph)."""
+    by_graph: dict[str, list[tuple[str, int]]] = {}
+    for rec in records.values():
+        layer = engine.info.layer(rec.name)
+        paths = {w.name: w.graph_path for w in layer.weights}
+        for e in rec.weights:
+            if e.scheme != "matmulnbits":
+                by_graph.setdefault(paths[e.weight], []).append(
+                    (e.weight, _elem_type(engine, e.weight))
+                )
+    rebuilt: dict[str, np.ndarray] = {}
+    for path, weights in by_graph.items():
+        weights = list(dict.fromkeys(weights))
+        model = probes.weight_model(exported, find_graph(exported.graph, path), weights)
+        values = _session(model, providers, written=True).run([n for n, _ in weights], {})
+        rebuilt.update(zip((n for n, _ in weights), values, strict=True))
+    return rebuilt
+
+
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
 
@@ -449,7 +463,7 @@ def _kernels(
         _session(path, providers, written=False, optimized=opt_path)
         optimized = onnx.load(opt_path)
     out: dict[str, str] = {}
-    nodes = [n for n in optimized.graph.node if n.op_type in COMPUTE_OPS]
+    nodes = [n for n in iter_nodes(optimized.graph) if n.op_type in COMPUTE_OPS]
     for name, rec in records.items():
         layer = engine.info.layer(name)
         signature = {w.name for w in layer.weights}

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -97,3 +97,43 @@ def ordered_codes(rec: QuantizerRecord, values: np.ndarray) -> np.ndarray:
     raw = x.astype(dt).view(np.uint8 if dt.itemsize == 1 else np.uint16).astype(np.int64)
     sign = 1 << (8 * dt.itemsize - 1)
     return np.where(raw & sign, -(raw & (sign - 1)), raw)
+
+
+def weight_model(
+    exported: onnx.ModelProto, graph: onnx.GraphProto, weights: Sequence[tuple[str, int]]
+) -> onnx.ModelProto:
+    """A stand-alone model computing the given weights of ``graph`` from their stored tensors.
+
+    Walks back from each weight through the nodes of ``graph`` (a subgraph
+    included) to its initializers, so weights defined inside If/Loop bodies,
+    which a graph output cannot reach, can be rebuilt and compared too.
+    """
+    producer = {o: n for n in graph.node for o in n.output}
+    inits = {t.name: t for t in graph.initializer}
+    outer = {t.name: t for t in exported.graph.initializer}
+    nodes: dict[int, onnx.NodeProto] = {}
+    needed: dict[str, onnx.TensorProto] = {}
+    stack = [name for name, _ in weights]
+    seen: set[str] = set()
+    while stack:
+        name = stack.pop()
+        if name in seen or not name:
+            continue
+        seen.add(name)
+        if name in inits or (name not in producer and name in outer):
+            needed[name] = inits.get(name) or outer[name]
+        elif name in producer:
+            node = producer[name]
+            nodes[id(node)] = node
+            stack.extend(node.input)
+    order = [n for n in graph.node if id(n) in nodes]
+    g = helper.make_graph(
+        order,
+        "bitlens_weights",
+        [],
+        [helper.make_tensor_value_info(name, elem, None) for name, elem in weights],
+        list(needed.values()),
+    )
+    model = helper.make_model(g, opset_imports=list(exported.opset_import))
+    model.ir_version = exported.ir_version
+    return model
