@@ -45,6 +45,7 @@ class QuantizerRecord:
     zero_point: float | None
     description: str
     min_opset: int
+    node: str = ""  # the node producing the probed tensor (names survive ORT's rewrites)
 
     @property
     def simulated(self) -> bool:
@@ -73,12 +74,13 @@ def encode_activation(
         s = b.const("scale", np.asarray(scale, np.float32))
         z = b.const("zero_point", np.asarray(zp))
         codes = b.node("QuantizeLinear", [act, s, z])
+        q_node = b.nodes[-1].name
         b.node("DequantizeLinear", [codes, s, z], y)
         kind_text = f"{np.asarray(zp).dtype.name} QuantizeLinear/DequantizeLinear"
         return QuantizerRecord(
             layer, act, y, fmt.name, "qdq", codes, float(scale), float(zp),
             f"{kind_text}, scale {float(scale):.6g}, zero point {int(zp)}",
-            21 if fmt.bits == 16 else 10,
+            21 if fmt.bits == 16 else 10, q_node,
         )  # fmt: skip
     kind = quantizers.kind_of(fmt, dynamic)
     assert kind is not None
@@ -105,6 +107,9 @@ def encode_activation(
     else:
         text = f"{kind} simulated (Cast to {kind} and back to float32)"
     text += "; ONNX Runtime has no kernel computing in this format"
+    probed = codes or y
+    node = next(n.name for n in nodes if probed in n.output)
     return QuantizerRecord(
-        layer, act, y, fmt.name, kind, codes, scale, zero, text, quantizers.KIND_MIN_OPSET[kind]
-    )
+        layer, act, y, fmt.name, kind, codes, scale, zero, text,
+        quantizers.KIND_MIN_OPSET[kind], node,
+    )  # fmt: skip

@@ -24,6 +24,7 @@ from bitlens.core.engine.graphs import find_graph, iter_nodes
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import ExportError
 from bitlens.core.export import probes
+from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.exporter import (
     METADATA_KEY,
     ExportOptions,
@@ -45,6 +46,7 @@ from bitlens.core.export.report import (
 from bitlens.core.export.weights import WeightEncoding
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.formats import storage_bytes
+from bitlens.core.model.types import Layer
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress
 
@@ -61,6 +63,7 @@ COMPUTE_OPS = INTEGER_KERNELS | {
     "Conv", "FusedConv", "NchwcConv", "MatMul", "FusedMatMul", "Gemm", "FusedGemm",
     "MatMulNBits", "LSTM", "GRU", "RNN", "ConvTranspose", "Gather", "Einsum",
 }  # fmt: skip
+FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid"})
 _ONNX_BITS = {
     onnx.TensorProto.INT8: 8, onnx.TensorProto.UINT8: 8, onnx.TensorProto.INT16: 16,
     onnx.TensorProto.UINT16: 16, onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4,
@@ -170,15 +173,16 @@ def check_fidelity(
             )
     yield Progress(3, steps, "ran the export in a default session")
 
+    optimized = _optimized(str(result.path), providers)
     quantizer_checks = [
         QuantizerCheck(q.layer, q.activation, q.format, q.simulated, None, None)
         for q in quantizer_recs
     ]
     if not all(o.deployed_exact for o in outputs):
         if quantizer_recs:
-            quantizer_checks = _probe_codes(
-                exported, providers, engine, samples, quantizer_recs, code_outputs,
-                ref_codes, dep_out, failures,
+            quantizer_checks = _deployed_codes(
+                optimized, providers, engine, samples, quantizer_recs, ref_codes, dep_out,
+                failures, notes,
             )  # fmt: skip
         else:
             for o in outputs:
@@ -189,7 +193,7 @@ def check_fidelity(
                     )
     yield Progress(4, steps, "compared activation codes")
 
-    kernels = _kernels(str(result.path), providers, engine, records)
+    kernels = _kernels(optimized, engine, records)
     layer_checks: list[LayerCheck] = []
     for name, rec in records.items():
         partial = layer_checks_partial[name]
@@ -197,6 +201,13 @@ def check_fidelity(
         layer_checks.append(check)
         for p in (*check.problems, *(p for wc in check.weights for p in wc.problems)):
             failures.append(f"layer {name!r}: {p}")
+        if "MatMulNBits" in check.kernel and any(w.scheme == "qdq" for w in rec.weights):
+            notes.append(
+                f"layer {name!r}: ONNX Runtime rewrote DequantizeLinear -> {rec.op_type} into "
+                "MatMulNBits, which quantizes activations to int8 inside the kernel (unless the "
+                "session sets session.qdq_matmulnbits_accuracy_level=0); export with folded "
+                "weights or MatMulNBits for results equal to the inspector's"
+            )
         if rec.integer_kernel and not any(k in kernels.get(name, "") for k in INTEGER_KERNELS):
             notes.append(
                 f"layer {name!r} was written as a fusable QDQ group, but ONNX Runtime ran "
@@ -352,8 +363,7 @@ def _storage(
         want = engine.quantized_weight(w, fmt)
         got = rebuilt.get(w.name)
         if enc.scheme == "matmulnbits":
-            got = next((v for v in decoded.values() if v.shape == want.shape and _same(
-                v.astype(want.dtype), want)), None)  # fmt: skip
+            got = decoded.get(enc.stored[0].name)
         exact = got is not None and _same(np.asarray(got).view(np.uint8), want.view(np.uint8))
         if not exact:
             wp.append(f"weight {w.name!r} rebuilt from the file differs from the simulated one")
@@ -406,40 +416,65 @@ def _all_initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
     return out
 
 
-def _probe_codes(
-    exported: onnx.ModelProto,
+def _optimized(path: str, providers: list[str]) -> onnx.ModelProto:
+    """The graph ONNX Runtime actually runs for ``path`` under default options."""
+    with tempfile.TemporaryDirectory(prefix="bitlens-opt-") as tmp:
+        opt_path = str(Path(tmp) / "optimized.onnx")
+        _session(path, providers, written=False, optimized=opt_path)
+        return onnx.load(opt_path)
+
+
+def _deployed_codes(
+    optimized: onnx.ModelProto,
     providers: list[str],
     engine: Engine,
     samples: list[int],
-    recs: list,
-    code_outputs: list[tuple[str, int]],
+    recs: list[QuantizerRecord],
     ref_codes: dict[str, list[np.ndarray]],
     dep_out: dict[str, list[np.ndarray]],
     failures: list[str],
+    notes: list[str],
 ) -> list[QuantizerCheck]:
-    """Deployed codes of every quantizer vs the as-written run, via a probe copy."""
-    probe = probes.with_outputs(exported, code_outputs)
-    sess = _session(probe, providers, written=False)
+    """Deployed codes of every quantizer vs the as-written run.
+
+    Exposing a code tensor of the deployed model as an output would stop ONNX
+    Runtime from fusing around it, so the codes are read from the graph ONNX
+    Runtime optimized (fused kernels included), saved and re-run with no
+    further optimization; its outputs must equal the deployed session's.
+    """
+    found = {id(rec): probes.locate(optimized, rec) for rec in recs}
+    wanted = list(dict.fromkeys((loc[0], loc[1]) for loc in found.values() if loc is not None))
+    sess = _session(probes.with_outputs(optimized, wanted), providers, written=True)
     out_names = list(dep_out)
-    code_names = [n for n, _ in code_outputs]
+    code_names = [n for n, _ in wanted]
     got: dict[str, list[np.ndarray]] = {n: [] for n in code_names}
-    disturbed = False
+    reproduced = True
     for k, i in enumerate(samples):
         values = sess.run([*out_names, *code_names], engine.data.samples[i])
         for name, v in zip(out_names, values[: len(out_names)], strict=True):
-            disturbed |= not _same(np.asarray(v), np.asarray(dep_out[name][k]))
+            reproduced &= _same(np.asarray(v), np.asarray(dep_out[name][k]))
         for name, v in zip(code_names, values[len(out_names) :], strict=True):
             got[name].append(v)
-    if disturbed:
+    if not reproduced:
         failures.append(
-            "exposing the activation codes changed ONNX Runtime's optimized graph; "
-            "the 1-LSB rule could not be verified"
+            "ONNX Runtime's optimized graph, re-run as saved, does not reproduce the deployed "
+            "outputs; the 1-LSB rule could not be verified"
         )
     checks: list[QuantizerCheck] = []
     for rec in recs:
-        name = probes.probe_tensor(rec)
-        a = probes.ordered_codes(rec, _cat(ref_codes[name]))
-        b = probes.ordered_codes(rec, _cat(got[name]))
+        loc = found[id(rec)]
+        if loc is None:
+            notes.append(
+                f"layer {rec.layer!r}: the codes of {rec.activation!r} exist only inside a fused "
+                "kernel in the deployed graph and cannot be compared"
+            )
+            checks.append(
+                QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, None, None)
+            )
+            continue
+        tensor, _, offset = loc
+        a = probes.ordered_codes(rec, _cat(ref_codes[probes.probe_tensor(rec)]))
+        b = probes.ordered_codes(rec, _cat(got[tensor]).astype(np.float64) + offset)
         diff = np.abs(a - b) if a.shape == b.shape else None
         worst = int(diff.max()) if diff is not None and diff.size else 0
         frac = float(np.mean(diff > 0)) if diff is not None and diff.size else 0.0
@@ -455,13 +490,9 @@ def _probe_codes(
 
 
 def _kernels(
-    path: str, providers: list[str], engine: Engine, records: dict[str, LayerExport]
+    optimized: onnx.ModelProto, engine: Engine, records: dict[str, LayerExport]
 ) -> dict[str, str]:
     """Which operator ONNX Runtime's optimized graph runs for each exported layer."""
-    with tempfile.TemporaryDirectory(prefix="bitlens-opt-") as tmp:
-        opt_path = str(Path(tmp) / "optimized.onnx")
-        _session(path, providers, written=False, optimized=opt_path)
-        optimized = onnx.load(opt_path)
     out: dict[str, str] = {}
     nodes = [n for n in iter_nodes(optimized.graph) if n.op_type in COMPUTE_OPS]
     for name, rec in records.items():
@@ -476,10 +507,21 @@ def _kernels(
             [n for n in nodes if n.name == name or n.name.startswith(f"{name}_token")],
             [n for n in nodes if n.input and n.input[0] in inputs],
             [n for n in nodes if set(layer.outputs) & set(n.output)],
+            [n for n in nodes if n.name in {f"{t}_nchwc" for t in _fused_outputs(engine, layer)}],
         )
         found = next((c for c in candidates if c), [])
         out[name] = ", ".join(dict.fromkeys(_op_label(n) for n in found)) or "?"
     return out
+
+
+def _fused_outputs(engine: Engine, layer: Layer) -> set[str]:
+    """The layer's outputs and those of activations ONNX Runtime fuses into it (NCHWc names
+    the fused node after the last of them)."""
+    outs = set(layer.outputs)
+    for node in engine.info.nodes:
+        if node.op_type in FUSABLE_ACTIVATIONS and set(node.inputs) & outs:
+            outs |= set(node.outputs)
+    return outs
 
 
 def _op_label(node: onnx.NodeProto) -> str:

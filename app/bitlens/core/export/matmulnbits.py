@@ -141,4 +141,4 @@ def decode(model: onnx.ModelProto, node: onnx.NodeProto) -> np.ndarray:
         zp = np.full((n, kb), 1 << (bits - 1))
     zfull = np.repeat(zp.astype(np.int32), bs, axis=1)[:, :k]
     sfull = np.repeat(scales, bs, axis=1)[:, :k]
-    return ((codes.astype(np.int32) - zfull).astype(np.float32) * sfull).T
+    return np.ascontiguousarray(((codes.astype(np.int32) - zfull).astype(np.float32) * sfull).T)

@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from bitlens.core.engine.graphs import iter_nodes
 from bitlens.core.export import matmulnbits
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.formats import parse_format
@@ -30,16 +31,17 @@ def reference_model(
     exported: onnx.ModelProto, float_biases: Mapping[str, tuple[str, np.ndarray]]
 ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """The as-written reference; ``float_biases`` maps a DequantizeLinear bias output to the
-    (name, value) of the float bias it replaced. Also returns the decoded MatMulNBits weights."""
+    (name, value) of the float bias it replaced. Also returns the decoded MatMulNBits weights,
+    keyed by the name of their packed codes."""
     ref = onnx.ModelProto()
     ref.CopyFrom(exported)
     g = ref.graph
     decoded: dict[str, np.ndarray] = {}
     for i, node in enumerate(g.node):
         if node.op_type == "MatMulNBits" and node.domain == matmulnbits.DOMAIN:
-            weight = decoded_name = f"{node.output[0]}__decoded_weight"
-            decoded[decoded_name] = matmulnbits.decode(exported, node)
-            g.initializer.append(numpy_helper.from_array(decoded[decoded_name], weight))
+            weight = f"{node.output[0]}__decoded_weight"
+            decoded[node.input[1]] = matmulnbits.decode(exported, node)
+            g.initializer.append(numpy_helper.from_array(decoded[node.input[1]], weight))
             g.node[i].CopyFrom(
                 helper.make_node(
                     "MatMul", [node.input[0], weight], list(node.output), name=node.name
@@ -137,3 +139,31 @@ def weight_model(
     model = helper.make_model(g, opset_imports=list(exported.opset_import))
     model.ir_version = exported.ir_version
     return model
+
+
+def locate(optimized: onnx.ModelProto, rec: QuantizerRecord) -> tuple[str, int, int] | None:
+    """Where a quantizer's codes live in ONNX Runtime's optimized graph.
+
+    Returns (tensor, element type, offset) with ``our code = their code + offset``,
+    or None when the codes only exist inside a fused kernel. ONNX Runtime keeps
+    the tensor names that later nodes read, but converts int8 activation pairs
+    to uint8 with the zero point moved by 128 (``qdq_s8_to_u8``), renaming them;
+    the QuantizeLinear node keeps its name, which finds them.
+    """
+    g = optimized.graph
+    produced = {o for n in iter_nodes(g) for o in n.output}
+    name = probe_tensor(rec)
+    ours = code_type(rec)
+    if name in produced:
+        return name, ours, 0
+    inits = {t.name: t for t in g.initializer}
+    for n in iter_nodes(g):
+        if n.name != rec.node or n.op_type != "QuantizeLinear":
+            continue
+        zp = inits.get(n.input[2]) if len(n.input) > 2 else None
+        theirs = zp.data_type if zp is not None else onnx.TensorProto.UINT8
+        if theirs == ours:
+            return n.output[0], theirs, 0
+        if ours == onnx.TensorProto.INT8 and theirs == onnx.TensorProto.UINT8:
+            return n.output[0], theirs, -128
+    return None
