@@ -24,9 +24,9 @@ def transformer_block(
 ) -> onnx.ModelProto:
     """One pre-norm transformer block with single-head attention, MatMul + Add linears::
 
-        x[N,S,d] -> LayerNorm -> MatMul(Wq|Wk|Wv) + b -> softmax(Q K^T / sqrt(d)) V
-                 -> MatMul(Wo) + b -> + x -> LayerNorm -> MatMul(W1) + b -> Relu
-                 -> MatMul(W2) + b -> + -> y[N,S,d]
+    x[N,S,d] -> LayerNorm -> MatMul(Wq|Wk|Wv) + b -> softmax(Q K^T / sqrt(d)) V
+             -> MatMul(Wo) + b -> + x -> LayerNorm -> MatMul(W1) + b -> Relu
+             -> MatMul(W2) + b -> + -> y[N,S,d]
     """
     rng = np.random.default_rng(seed)
 
@@ -70,11 +70,13 @@ def transformer_block(
     return _model(g, opset)
 
 
-def conv_net(channels: int = 32, classes: int = 10, seed: int = 0, opset: int = 17) -> onnx.ModelProto:
+def conv_net(
+    channels: int = 32, classes: int = 10, seed: int = 0, opset: int = 17
+) -> onnx.ModelProto:
     """A small image classifier whose weights dominate the file::
 
-        x[N,3,16,16] -> Conv(c, 3x3)+b -> Relu -> MaxPool 2 -> Conv(2c, 3x3)+b -> Relu
-          -> Conv(2c, 3x3)+b -> Relu -> GlobalAveragePool -> Flatten -> Gemm(classes) -> y
+    x[N,3,16,16] -> Conv(c, 3x3)+b -> Relu -> MaxPool 2 -> Conv(2c, 3x3)+b -> Relu
+      -> Conv(2c, 3x3)+b -> Relu -> GlobalAveragePool -> Flatten -> Gemm(classes) -> y
     """
     rng = np.random.default_rng(seed)
     c = channels
