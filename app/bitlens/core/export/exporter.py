@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,6 +51,10 @@ if TYPE_CHECKING:
     from bitlens.core.engine import Engine
 
 INTEGER_KERNEL_OPS = frozenset({"Conv", "MatMul", "Gemm"})
+# ONNX Runtime's WeightBiasQuantization pass quantizes the float weight of these ops to int8
+# per tensor (and the bias to int32) when their input comes from a DequantizeLinear and their
+# output leads to a QuantizeLinear: see _guard.
+REQUANTIZED_BY_ORT = frozenset({"Conv", "ConvTranspose", "Gemm"})
 METADATA_KEY = "bitlens.export"
 MAX_PROTO_BYTES = 2**31 - 1
 INT32 = np.iinfo(np.int32)
@@ -333,6 +337,8 @@ def _export_layer(
             rec = activations.encode_activation(
                 b, layer.name, act, fmt, dynamic=choice.dynamic, value_range=lo_hi
             )
+            if rec.kind == "qdq" and layer.op_type in REQUANTIZED_BY_ORT and not kernel:
+                rec = _guard(b, rec, fmt)
             for i, name in enumerate(node.input):
                 if name == act:
                     node.input[i] = rec.output
@@ -382,6 +388,32 @@ def _export_layer(
         bytes_stored=sum(e.nbytes for e in encodings),
         notes=tuple(notes),
     )
+
+
+def _guard(b: GraphBuilder, rec: QuantizerRecord, fmt: Format) -> QuantizerRecord:
+    """Put an exact identity between a DequantizeLinear and a Conv/Gemm that is not an
+    integer-kernel layer.
+
+    ONNX Runtime (WeightBiasQuantization, 1.20+) would otherwise re-quantize such a layer's
+    float or folded weight to int8 per tensor whenever its output reaches a QuantizeLinear,
+    silently replacing the planned weights. A Clip to the quantizer's own range returns every
+    dequantized value unchanged, and the layer no longer reads a DequantizeLinear.
+    """
+    assert rec.scale is not None and rec.zero_point is not None
+    scale = np.float32(rec.scale)
+    lo = np.float32(fmt.qmin - rec.zero_point) * scale
+    hi = np.float32(fmt.qmax - rec.zero_point) * scale
+    out = b.node(
+        "Clip",
+        [rec.output, b.const("guard_lo", np.asarray(lo, np.float32)),
+         b.const("guard_hi", np.asarray(hi, np.float32))],
+        b.name(f"{rec.activation}_guarded"),
+    )  # fmt: skip
+    text = (
+        rec.description
+        + "; a Clip to the same range keeps ONNX Runtime from re-quantizing the weights"
+    )
+    return replace(rec, output=out, description=text)
 
 
 def _dtype_of(engine: Engine, tensor: str) -> str | None:
@@ -494,18 +526,16 @@ def _int32_bias(
 def _set_metadata(
     model: onnx.ModelProto, plan: Plan, records: dict[str, LayerExport], min_ort: str
 ) -> None:
+    # Provenance for people and tools reading the file; the fidelity check does not rely on it.
     info = {
         "plan": plan.to_dict(),
         "min_onnxruntime": min_ort,
         "layers": {
             name: {
-                "op_type": r.op_type,
-                "weight": r.weight_format,
-                "activation": r.activation_format,
+                "weights": {e.weight: e.scheme for e in r.weights},
+                "activations": {q.activation: q.kind for q in r.quantizers},
                 "integer_kernel": r.integer_kernel,
-                "weights": [asdict(e) for e in r.weights],
-                "quantizers": [asdict(q) for q in r.quantizers],
-                "int32_bias": None if r.bias is None else asdict(r.bias),
+                "int32_bias": None if r.bias is None else r.bias.bias,
             }
             for name, r in records.items()
         },

@@ -32,7 +32,7 @@ from bitlens.core.export.exporter import (
     LayerExport,
     export,
 )
-from bitlens.core.export.latency import median_latency
+from bitlens.core.export.latency import BUDGET_S, median_latency
 from bitlens.core.export.packing import packed_size
 from bitlens.core.export.report import (
     FLOAT_REORDER_TOL,
@@ -98,9 +98,13 @@ def _cat(values: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def check_fidelity(
-    engine: Engine, plan: Plan, result: ExportResult
+    engine: Engine, plan: Plan, result: ExportResult, *, latency_budget_s: float = BUDGET_S
 ) -> Generator[Progress, None, FidelityReport]:
-    """Apply the storage, as-written and deployed rules to the file ``result`` describes."""
+    """Apply the storage, as-written and deployed rules to the file ``result`` describes.
+
+    ``latency_budget_s`` bounds the time spent timing each of the two models
+    (at least MIN_RUNS runs each; 0 for a quick check).
+    """
     steps = 5
     failures: list[str] = []
     notes: list[str] = list(result.notes)
@@ -223,8 +227,8 @@ def check_fidelity(
     latency = None
     float_sess = _session(engine.model.proto, providers, written=False)
     feed = engine.data.samples[samples[0]]
-    t_exp = median_latency(sess_dep, feed)
-    t_float = median_latency(float_sess, feed)
+    t_exp = median_latency(sess_dep, feed, latency_budget_s)
+    t_float = median_latency(float_sess, feed, latency_budget_s)
     latency = LatencyCheck(
         tuple(sess_dep.get_providers()), t_exp.median_ms, t_float.median_ms,
         min(t_exp.runs, t_float.runs),
@@ -473,15 +477,15 @@ def _deployed_codes(
             )
             continue
         tensor, _, offset = loc
-        a = probes.ordered_codes(rec, _cat(ref_codes[probes.probe_tensor(rec)]))
-        b = probes.ordered_codes(rec, _cat(got[tensor]).astype(np.float64) + offset)
-        diff = np.abs(a - b) if a.shape == b.shape else None
-        worst = int(diff.max()) if diff is not None and diff.size else 0
+        ref = _cat(ref_codes[probes.probe_tensor(rec)])
+        dep = _cat(got[tensor]).astype(np.float64) + offset
+        diff = probes.lsb_distance(rec, ref, dep) if ref.shape == dep.shape else None
+        worst = float(diff.max()) if diff is not None and diff.size else 0.0
         frac = float(np.mean(diff > 0)) if diff is not None and diff.size else 0.0
         if diff is None or worst > 1:
             failures.append(
-                f"layer {rec.layer!r}: {rec.format} codes of {rec.activation!r} differ by "
-                f"{worst} LSB between the deployed and the as-written run (allowed: 1)"
+                f"layer {rec.layer!r}: {rec.format} values of {rec.activation!r} differ by "
+                f"{worst:.3g} LSB between the deployed and the as-written run (allowed: 1)"
             )
         checks.append(
             QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, worst, frac)
@@ -537,10 +541,12 @@ def export_and_check(
     path: str | Path,
     options: ExportOptions | None = None,
     report_path: str | Path | None = None,
+    *,
+    latency_budget_s: float = BUDGET_S,
 ) -> Generator[Progress, None, FidelityReport]:
     """Export, check, and write the JSON report next to the export (``<name>.fidelity.json``)."""
     result = yield from export(engine, plan, path, options)
-    report = yield from check_fidelity(engine, plan, result)
+    report = yield from check_fidelity(engine, plan, result, latency_budget_s=latency_budget_s)
     target = Path(report_path) if report_path else default_report_path(result.path)
     atomic_write_text(target, report.to_json() + "\n")
     return report

@@ -22,15 +22,21 @@ class Timing:
     runs: int
 
 
-def median_latency(sess: ort.InferenceSession, feed: Mapping[str, np.ndarray]) -> Timing:
-    """Run ``feed`` WARMUP times, then time single runs until MIN_RUNS and BUDGET_S are met."""
+def median_latency(
+    sess: ort.InferenceSession,
+    feed: Mapping[str, np.ndarray],
+    budget_s: float = BUDGET_S,
+    min_runs: int = MIN_RUNS,
+) -> Timing:
+    """Run ``feed`` WARMUP times, then time single runs until ``min_runs`` and ``budget_s``
+    are both met (at most MAX_RUNS)."""
     outputs = [o.name for o in sess.get_outputs()]
     for _ in range(WARMUP):
         sess.run(outputs, dict(feed))
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < MAX_RUNS and (
-        len(times) < MIN_RUNS or time.perf_counter() - start < BUDGET_S
+        len(times) < min_runs or time.perf_counter() - start < budget_s
     ):
         t0 = time.perf_counter()
         sess.run(outputs, dict(feed))

@@ -80,25 +80,28 @@ def with_outputs(model: onnx.ModelProto, outputs: Iterable[tuple[str, int]]) -> 
     return probe
 
 
-def ordered_codes(rec: QuantizerRecord, values: np.ndarray) -> np.ndarray:
-    """Integer codes of a probed tensor, ordered so that adjacent codes differ by one LSB.
+def lsb_distance(rec: QuantizerRecord, ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """|got - ref| per element, in LSBs of the quantizer.
 
-    Integer quantizers give their codes directly. Float formats (fp16, bf16,
-    fp8) give their bit patterns mapped to a monotonic integer scale, so the
-    difference of two values is their distance in units in the last place.
+    Integer quantizers: the difference of their codes. Float formats (fp16,
+    bf16, fp8) have no fixed step, so the LSB is the format's spacing at the
+    tensor's largest magnitude: near zero their grid is far finer than the
+    float32 summation noise of the layer feeding them, and a one-code
+    rounding flip anywhere is at most this step.
     """
     if rec.kind == "qdq" or rec.kind in ("int", "int-dyn"):
-        return np.asarray(values).astype(np.int64)
+        return np.abs(np.asarray(ref, np.int64) - np.asarray(got, np.int64))
     from bitlens.core.formats.floats import FLOAT_DTYPES
 
-    x = np.asarray(values, np.float32)
-    if rec.kind.startswith("fp8"):
-        assert rec.scale is not None
-        x = x / np.float32(rec.scale)
+    a, b = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+    scale = float(rec.scale) if rec.kind.startswith("fp8") and rec.scale else 1.0
+    top = float(np.max(np.abs(a))) / scale if a.size else 0.0
     dt = FLOAT_DTYPES[rec.kind]
-    raw = x.astype(dt).view(np.uint8 if dt.itemsize == 1 else np.uint16).astype(np.int64)
-    sign = 1 << (8 * dt.itemsize - 1)
-    return np.where(raw & sign, -(raw & (sign - 1)), raw)
+    at = np.asarray(top).astype(dt)
+    bits = at.view(np.uint8 if dt.itemsize == 1 else np.uint16)
+    step = float(np.asarray(bits + 1).view(dt).astype(np.float64) - at.astype(np.float64))
+    step = step * scale if step > 0 else np.inf
+    return np.abs(a - b) / step
 
 
 def weight_model(

@@ -13,9 +13,10 @@ The rules it applies (see :mod:`bitlens.core.export.fidelity`):
    kernels (which round once, in integer arithmetic, where the simulation
    rounds in float) or reordered float sums (NCHWc convolution,
    MatMulNBits); then every activation quantizer's codes must lie within
-   1 LSB (one code step; one unit in the last place for fp16/bf16/fp8) of
-   the as-written run, measured on a probe copy whose outputs must equal
-   the deployed session's. A model with no activation quantizer must stay
+   1 LSB (one code step) of
+   the as-written run (for float formats, the format's step at the
+   tensor's largest magnitude), read from ONNX Runtime's own optimized
+   graph re-run as saved, whose outputs must equal the deployed session's. A model with no activation quantizer must stay
    within a relative difference of ``FLOAT_REORDER_TOL`` instead.
    Output differences are always reported per output.
 """
@@ -83,7 +84,9 @@ class QuantizerCheck:
     activation: str
     format: str
     simulated: bool  # runs as float simulation nodes (no integer kernel exists)
-    max_code_diff: int | None  # deployed vs as-written, in LSB; None: not probed
+    max_lsb: (
+        float | None
+    )  # deployed vs as written, in LSBs (see probes.lsb_distance); None: not probed
     differing: float | None  # fraction of codes that differ
 
 
@@ -194,10 +197,12 @@ def render(r: FidelityReport) -> str:
         )  # fmt: skip
         written = "bit-exact" if o.as_written_exact else f"max |Δ| {o.as_written_max_abs:.3g}"
         lines.append(f"output {o.name}: as written {written}; deployed {dep}")
-    probed = [q for q in r.quantizers if q.max_code_diff is not None]
+    probed = [q for q in r.quantizers if q.max_lsb is not None]
     if probed:
-        worst = max(q.max_code_diff or 0 for q in probed)
-        lines.append(f"activation codes, deployed vs as written: at most {worst} LSB apart")
+        worst = max(q.max_lsb or 0.0 for q in probed)
+        lines.append(
+            f"quantized activations, deployed vs as written: at most {worst:.3g} LSB apart"
+        )
     sim = [q for q in r.quantizers if q.simulated]
     if sim:
         lines.append(
