@@ -1,6 +1,6 @@
 """The fidelity report: plain records the CLI prints, the window shows and JSON stores.
 
-The rules it applies (see :mod:`bitlens.core.export.fidelity`):
+The rules it applies:
 
 1. *Storage*: every planned weight is stored in its format (codes of the
    planned bit width, nothing left in float, nothing upcast) and the weight
@@ -12,13 +12,14 @@ The rules it applies (see :mod:`bitlens.core.export.fidelity`):
    Outputs equal to the engine's pass. Otherwise ONNX Runtime ran integer
    kernels (which round once, in integer arithmetic, where the simulation
    rounds in float) or reordered float sums (NCHWc convolution,
-   MatMulNBits); then every activation quantizer's codes must lie within
-   1 LSB (one code step) of
-   the as-written run (for float formats, the format's step at the
-   tensor's largest magnitude), read from ONNX Runtime's own optimized
-   graph re-run as saved, whose outputs must equal the deployed session's. A model with no activation quantizer must stay
-   within a relative difference of ``FLOAT_REORDER_TOL`` instead.
-   Output differences are always reported per output.
+   MatMulNBits); then every activation quantizer's values must lie within
+   1 LSB of the as-written run: one code step for integer formats; for
+   fp16, bf16 and fp8 the format's step at the tensor's largest magnitude.
+   They are read from ONNX Runtime's own optimized graph, re-run as saved,
+   whose outputs must equal the deployed session's. A model with no
+   activation quantizer must stay within a relative difference of
+   ``FLOAT_REORDER_TOL`` instead. Output differences are always reported
+   per output.
 """
 
 from __future__ import annotations
