@@ -109,6 +109,8 @@ class LayerExport:
     bytes_planned: int  # the plan's accounting (storage_bytes of the bound format)
     bytes_stored: int  # the bytes of the initializers the export wrote for the weights
     notes: tuple[str, ...] = ()
+    # integer-kernel layers: the step of their int32 accumulator, s_x * max(s_w)
+    accumulator_lsb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -387,6 +389,11 @@ def _export_layer(
         bytes_planned=planned,
         bytes_stored=sum(e.nbytes for e in encodings),
         notes=tuple(notes),
+        accumulator_lsb=(
+            float(np.float32(act_scale) * np.max(weight_scale))
+            if kernel and act_scale is not None and weight_scale is not None
+            else None
+        ),
     )
 
 
@@ -414,6 +421,18 @@ def _guard(b: GraphBuilder, rec: QuantizerRecord, fmt: Format) -> QuantizerRecor
         + "; a Clip to the same range keeps ONNX Runtime from re-quantizing the weights"
     )
     return replace(rec, output=out, description=text)
+
+
+def _bias_add(
+    g: onnx.GraphProto, tensor: str, inits: dict[str, onnx.TensorProto]
+) -> tuple[onnx.NodeProto | None, int]:
+    """The Add that alone consumes ``tensor`` with a constant as its other input."""
+    users = [n for n in g.node if tensor in n.input]
+    if len(users) != 1 or users[0].op_type != "Add" or len(users[0].input) != 2:
+        return None, 0
+    add = users[0]
+    slot = 1 if add.input[0] == tensor else 0
+    return (add, slot) if add.input[slot] in inits else (None, 0)
 
 
 def _dtype_of(engine: Engine, tensor: str) -> str | None:
@@ -476,16 +495,28 @@ def _int32_bias(
     weight_scale: np.ndarray,
     notes: list[str],
 ) -> BiasRecord | None:
-    """Store the layer's float bias as int32 at scale s_x * s_w (what QGemm/QLinearConv take)."""
+    """Store the layer's float bias as int32 at scale s_x * s_w (what QGemm/QLinearConv take).
+
+    For MatMul the bias is the constant of the Add that follows it (what exporters
+    write for a linear layer): ONNX Runtime fuses MatMul + Add into Gemm before it looks
+    for QDQ groups, and a float C then keeps that Gemm in float, dequantizing the weight
+    on every run; with an int32 C it becomes QGemm.
+    """
     g = state.model.graph
     _, node = node_producing(g, layer.outputs[0])
-    if layer.op_type not in ("Conv", "Gemm") or len(node.input) < 3 or not node.input[2]:
-        return None
-    name = node.input[2]
     inits = {t.name: t for t in g.initializer}
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     w = layer.weights[0]
-    out_axis = 0 if layer.op_type == "Conv" else (0 if attrs.get("transB", 0) else 1)
+    if layer.op_type == "MatMul":
+        target, slot = _bias_add(g, layer.outputs[0], inits)
+        if target is None:
+            return None
+        name, out_axis = target.input[slot], len(w.shape) - 1
+    elif layer.op_type in ("Conv", "Gemm") and len(node.input) > 2 and node.input[2]:
+        target, slot, name = node, 2, node.input[2]
+        out_axis = 0 if layer.op_type == "Conv" else (0 if attrs.get("transB", 0) else 1)
+    else:
+        return None
     if name not in inits or state.consumers(name) != 1:
         notes.append(f"bias {name} is not a constant of this layer alone; kept float")
         return None
@@ -515,7 +546,7 @@ def _int32_bias(
     sn = b.const("scale", scale)
     attrs_dq = {"axis": 0} if scale.ndim == 1 else {}
     out = b.node("DequantizeLinear", [qn, sn], **attrs_dq)  # type: ignore[arg-type]
-    node.input[2] = out
+    target.input[slot] = out
     _remove_weight(g, WeightInfo(name, bias.shape, "float32", Storage.INITIALIZER, "", 0, 0))
     g.initializer.extend(b.initializers)
     state.before.setdefault(layer.outputs[0], []).extend(b.nodes)

@@ -170,3 +170,72 @@ def locate(optimized: onnx.ModelProto, rec: QuantizerRecord) -> tuple[str, int, 
         if ours == onnx.TensorProto.INT8 and theirs == onnx.TensorProto.UINT8:
             return n.output[0], theirs, -128
     return None
+
+
+def segment(
+    model: onnx.ModelProto,
+    target: str,
+    boundary: set[str],
+    types: Mapping[str, onnx.TypeProto],
+) -> onnx.ModelProto | None:
+    """The part of ``model`` computing ``target`` from the nearest ``boundary`` tensors.
+
+    Walks back from ``target`` through the main graph and stops at boundary
+    tensors (other quantizers' codes, model inputs), which become the
+    segment's inputs with the types in ``types`` (symbolic shapes kept, so
+    ONNX Runtime makes the same shape-dependent fusions as in the whole
+    model). Returns None when the segment would need a tensor it cannot be
+    fed (a subgraph's outer-scope value, an untyped boundary).
+    """
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {t.name: t for t in g.initializer}
+    nodes: dict[int, onnx.NodeProto] = {}
+    inputs: list[str] = []
+    used: dict[str, onnx.TensorProto] = {}
+    stack, seen = [target], set()
+    while stack:
+        name = stack.pop()
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        if name in boundary and name != target:
+            inputs.append(name)
+        elif name in inits:
+            used[name] = inits[name]
+        elif name in producer:
+            node = producer[name]
+            if any(
+                a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                for a in node.attribute
+            ):
+                return None
+            nodes[id(node)] = node
+            stack.extend(node.input)
+        else:
+            return None
+    if any(n not in types for n in inputs) or target not in types:
+        return None
+    graph_inputs = []
+    for n in inputs:
+        vi = onnx.ValueInfoProto()
+        vi.name = n
+        vi.type.CopyFrom(types[n])
+        graph_inputs.append(vi)
+    out = onnx.ValueInfoProto()
+    out.name = target
+    out.type.CopyFrom(types[target])
+    g2 = helper.make_graph(
+        [n for n in g.node if id(n) in nodes], "bitlens_segment", graph_inputs, [out],
+        list(used.values()),
+    )  # fmt: skip
+    seg = helper.make_model(g2, opset_imports=list(model.opset_import))
+    seg.ir_version = model.ir_version
+    return seg
+
+
+def tensor_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+    """Types (symbolic shapes included) of every main-graph value, by shape inference."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    return {v.name: v.type for v in (*g.input, *g.output, *g.value_info)}
