@@ -78,11 +78,13 @@ if hasattr(onnx.TensorProto, "INT2"):
 
 
 def _session(
-    model: onnx.ModelProto | str, providers: list[str], *, written: bool, optimized: str = ""
+    model: onnx.ModelProto | str, providers: list[str], *, mode: str, optimized: str = ""
 ) -> ort.InferenceSession:
-    so = ort.SessionOptions()  # default options: what a user's deployment gets
+    """``deployed``: default options, what a user's deployment gets. ``written``: no graph
+    optimization, every node run as stored."""
+    so = ort.SessionOptions()
     so.log_severity_level = 3
-    if written:
+    if mode == "written":
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if optimized:
         so.optimized_model_filepath = optimized
@@ -118,18 +120,32 @@ def check_fidelity(
     records = result.layers
     yield Progress(1, steps, "reloaded the export")
 
-    # -- rule 2 (and weight values for rule 1): the as-written reference ------------------
+    # -- rule 2: the export in its simulated form, arranged as the engine runs it ----------
     src_inits = {t.name: t for t in engine.model.proto.graph.initializer}
     biases = {
         r.bias.feeds: (r.bias.bias, numpy_helper.to_array(src_inits[r.bias.bias]))
         for r in records.values()
         if r.bias is not None
     }
-    reference, decoded = probes.reference_model(exported, biases)
+    nbits = {
+        e.stored[0].name: e.weight
+        for r in records.values()
+        for e in r.weights
+        if e.scheme == "matmulnbits"
+    }
+    reference, decoded = probes.reference_model(exported, biases, nbits)
+    rebuilt = _rebuild_weights(exported, engine, records, providers)
+    feeds_w = {
+        w.name: rebuilt.get(w.name, decoded.get(w.name))
+        for layer in engine.info.layers
+        if not layer.graph_path
+        for w in layer.weights
+    }
+    feeds_w = {k: v if v is not None else engine.model.weight(k) for k, v in feeds_w.items()}
     quantizer_recs = [q for r in records.values() for q in r.quantizers]
     code_outputs = [(probes.probe_tensor(q), probes.code_type(q)) for q in quantizer_recs]
-    ref_probe = probes.with_outputs(reference, code_outputs)
-    sess_ref = _session(ref_probe, providers, written=True)
+    simulated = probes.with_outputs(probes.weights_as_inputs(reference, feeds_w), code_outputs)
+    sess_sim = _session(simulated, providers, mode="written")
     out_names = [o.name for o in engine.info.outputs]
     code_names = [n for n, _ in code_outputs]
     samples = list(engine.data.evaluation)
@@ -138,11 +154,10 @@ def check_fidelity(
     ref_codes: dict[str, list[np.ndarray]] = {n: [] for n in code_names}
     for i in samples:
         fetch = [*out_names, *code_names]
-        values = sess_ref.run(fetch, engine.data.samples[i])
+        values = sess_sim.run(fetch, {**engine.data.samples[i], **feeds_w})
         for name, v in zip(fetch, values, strict=True):
             (ref_out if name in ref_out else ref_codes)[name].append(v)
-    rebuilt = _rebuild_weights(exported, engine, records, providers)
-    yield Progress(2, steps, "ran the export as written")
+    yield Progress(2, steps, "ran the export in its simulated form")
 
     # -- rule 1: storage --------------------------------------------------------------------
     layer_checks_partial = {
@@ -151,7 +166,7 @@ def check_fidelity(
     }
 
     # -- rule 3: deployed ------------------------------------------------------------------------
-    sess_dep = _session(str(result.path), providers, written=False)
+    sess_dep = _session(str(result.path), providers, mode="deployed")
     dep_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     for i in samples:
         for name, v in zip(out_names, sess_dep.run(out_names, engine.data.samples[i]), strict=True):
@@ -231,7 +246,7 @@ def check_fidelity(
             )
 
     latency = None
-    float_sess = _session(engine.model.proto, providers, written=False)
+    float_sess = _session(engine.model.proto, providers, mode="deployed")
     feed = engine.data.samples[samples[0]]
     t_exp = median_latency(sess_dep, feed, latency_budget_s)
     t_float = median_latency(float_sess, feed, latency_budget_s)
@@ -295,7 +310,7 @@ def _rebuild_weights(
     for path, weights in by_graph.items():
         weights = list(dict.fromkeys(weights))
         model = probes.weight_model(exported, find_graph(exported.graph, path), weights)
-        values = _session(model, providers, written=True).run([n for n, _ in weights], {})
+        values = _session(model, providers, mode="written").run([n for n, _ in weights], {})
         rebuilt.update(zip((n for n, _ in weights), values, strict=True))
     return rebuilt
 
@@ -373,7 +388,7 @@ def _storage(
         want = engine.quantized_weight(w, fmt)
         got = rebuilt.get(w.name)
         if enc.scheme == "matmulnbits":
-            got = decoded.get(enc.stored[0].name)
+            got = decoded.get(w.name)
         exact = got is not None and _same(np.asarray(got).view(np.uint8), want.view(np.uint8))
         if not exact:
             wp.append(f"weight {w.name!r} rebuilt from the file differs from the simulated one")
@@ -430,7 +445,7 @@ def _optimized(path: str, providers: list[str]) -> onnx.ModelProto:
     """The graph ONNX Runtime actually runs for ``path`` under default options."""
     with tempfile.TemporaryDirectory(prefix="bitlens-opt-") as tmp:
         opt_path = str(Path(tmp) / "optimized.onnx")
-        _session(path, providers, written=False, optimized=opt_path)
+        _session(path, providers, mode="deployed", optimized=opt_path)
         return onnx.load(opt_path)
 
 
@@ -453,7 +468,7 @@ def _deployed_codes(
     """
     found = {id(rec): probes.locate(optimized, rec) for rec in recs}
     wanted = list(dict.fromkeys((loc[0], loc[1]) for loc in found.values() if loc is not None))
-    sess = _session(probes.with_outputs(optimized, wanted), providers, written=True)
+    sess = _session(probes.with_outputs(optimized, wanted), providers, mode="written")
     out_names = list(dep_out)
     code_names = [n for n, _ in wanted]
     got: dict[str, list[np.ndarray]] = {n: [] for n in code_names}
@@ -521,8 +536,8 @@ def _local_checks(
         seg_ref = probes.segment(reference, target, boundary, types)
         if seg_dep is None or seg_ref is None:
             return None
-        s_dep = _session(seg_dep, providers, written=False)
-        s_ref = _session(seg_ref, providers, written=True)
+        s_dep = _session(seg_dep, providers, mode="deployed")
+        s_ref = _session(seg_ref, providers, mode="written")
         names = [i.name for i in seg_ref.graph.input]
         got, want = [], []
         for k, i in enumerate(samples):

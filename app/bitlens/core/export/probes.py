@@ -28,20 +28,27 @@ from bitlens.core.formats.uniform import code_dtype
 
 
 def reference_model(
-    exported: onnx.ModelProto, float_biases: Mapping[str, tuple[str, np.ndarray]]
+    exported: onnx.ModelProto,
+    float_biases: Mapping[str, tuple[str, np.ndarray]],
+    nbits_weights: Mapping[str, str],
 ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    """The as-written reference; ``float_biases`` maps a DequantizeLinear bias output to the
-    (name, value) of the float bias it replaced. Also returns the decoded MatMulNBits weights,
-    keyed by the name of their packed codes."""
+    """The export with its simulated form restored.
+
+    ``float_biases`` maps a DequantizeLinear bias output to the (name, value)
+    of the float bias it replaced; ``nbits_weights`` maps the packed codes of
+    each MatMulNBits node to the weight it stands for, which the reference
+    computes with a MatMul on the decoded weight under that name. Returns the
+    model and the decoded weights, by weight name.
+    """
     ref = onnx.ModelProto()
     ref.CopyFrom(exported)
     g = ref.graph
     decoded: dict[str, np.ndarray] = {}
     for i, node in enumerate(g.node):
         if node.op_type == "MatMulNBits" and node.domain == matmulnbits.DOMAIN:
-            weight = f"{node.output[0]}__decoded_weight"
-            decoded[node.input[1]] = matmulnbits.decode(exported, node)
-            g.initializer.append(numpy_helper.from_array(decoded[node.input[1]], weight))
+            weight = nbits_weights[node.input[1]]
+            decoded[weight] = matmulnbits.decode(exported, node)
+            g.initializer.append(numpy_helper.from_array(decoded[weight], weight))
             g.node[i].CopyFrom(
                 helper.make_node(
                     "MatMul", [node.input[0], weight], list(node.output), name=node.name
@@ -54,6 +61,31 @@ def reference_model(
                 if bias_name not in {t.name for t in g.initializer}:
                     g.initializer.append(numpy_helper.from_array(value, bias_name))
     return ref, decoded
+
+
+def weights_as_inputs(model: onnx.ModelProto, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of ``model`` whose main-graph ``weights`` are graph inputs, as in the engine.
+
+    The engine feeds every layer weight as an input. ONNX Runtime computes
+    differently when a weight is a constant, even with graph optimizations
+    off (its MatMul/Gemm kernels pre-pack constant weights and then sum in
+    another order), so the simulated form is run with the same arrangement.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    keep_inits = [t for t in g.initializer if t.name not in weights]
+    del g.initializer[:]
+    g.initializer.extend(keep_inits)
+    keep_nodes = [n for n in g.node if not set(n.output) & set(weights)]
+    del g.node[:]
+    g.node.extend(keep_nodes)
+    names = {v.name for v in g.input}
+    for name, value in weights.items():
+        if name not in names:
+            dtype = helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype)
+            g.input.append(helper.make_tensor_value_info(name, dtype, list(np.shape(value))))
+    return out
 
 
 def code_type(rec: QuantizerRecord) -> int:

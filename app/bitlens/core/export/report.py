@@ -5,9 +5,14 @@ The rules it applies:
 1. *Storage*: every planned weight is stored in its format (codes of the
    planned bit width, nothing left in float, nothing upcast) and the weight
    the file rebuilds equals the inspector's quantized weight bit for bit.
-2. *As written*: the file run with graph optimizations disabled, with int32
-   biases and MatMulNBits put back to their simulated form, equals
-   ``Engine.run_outputs`` bit for bit on every evaluation sample.
+2. *As written*: the file run with graph optimizations disabled equals
+   ``Engine.run_outputs`` bit for bit on every evaluation sample, with the
+   two pieces the engine does not simulate node by node put back in their
+   simulated form (int32 biases, added only so ONNX Runtime can fuse an
+   integer kernel, return to the float bias; MatMulNBits becomes a MatMul on
+   the weight decoded from the file) and the weights fed as inputs, as the
+   engine feeds them: ONNX Runtime's MatMul/Gemm kernels pre-pack constant
+   weights and then sum in another order, even with optimizations off.
 3. *Deployed*: the file in a fresh ONNX Runtime session with default options.
    Outputs equal to the engine's pass. Otherwise ONNX Runtime ran integer
    kernels (which round once, in integer arithmetic, where the simulation
