@@ -43,7 +43,7 @@ from bitlens.core.export.graph import GraphBuilder, used_names
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_weight, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes
 from bitlens.core.formats import Family, Format, Granularity, quantize
-from bitlens.core.model.types import Layer, Storage, WeightInfo
+from bitlens.core.model.types import Layer, ModelInfo, Storage, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
 
@@ -146,6 +146,56 @@ def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
     )
 
 
+# Ops ONNX Runtime moves a QuantizeLinear back across (QDQ propagation) or folds into the
+# kernel before it, so a Conv whose output reaches an 8-bit quantizer through them fuses.
+_PASS_TO_Q = frozenset(
+    {"Relu", "Clip", "MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"}
+)
+
+
+def integer_kernel_layers(info: ModelInfo, plan: Plan) -> set[str]:
+    """Layers written as QDQ groups for ONNX Runtime's integer kernels.
+
+    Conv fuses (QLinearConv) only when its result is requantized: its output must
+    reach a tensor the plan quantizes to 8 bits through ops that keep the grid
+    (``_PASS_TO_Q``). Otherwise the Conv would run in float on weights dequantized at
+    every run, so its weights are folded instead (same values, float speed).
+    MatMul (MatMulIntegerToFloat) and Gemm (QGemm) also fuse with a float output.
+    """
+    q8 = {
+        act
+        for name, choice in plan.choices.items()
+        if choice.activation is not None
+        and not choice.dynamic
+        and activations.uses_qdq(choice.activation, False)
+        and choice.activation.bits == 8
+        for act in info.layer(name).activations
+    }
+    consumers: dict[str, list] = {}
+    for node in info.nodes:
+        if not node.graph_path:
+            for t in node.inputs:
+                consumers.setdefault(t, []).append(node)
+    out: set[str] = set()
+    for name, choice in plan.choices.items():
+        layer = info.layer(name)
+        if not integer_kernel_candidate(layer, choice):
+            continue
+        if layer.op_type != "Conv":
+            out.add(name)
+            continue
+        t = layer.outputs[0]
+        for _ in range(len(info.nodes)):
+            if t in q8:
+                out.add(name)
+                break
+            users = consumers.get(t, [])
+            if len(users) != 1 or users[0].op_type not in _PASS_TO_Q:
+                break
+            t = users[0].outputs[0]
+    return out
+
+
 def export(
     engine: Engine, plan: Plan, path: str | Path, options: ExportOptions | None = None
 ) -> Generator[Progress, None, ExportResult]:
@@ -166,7 +216,8 @@ def export(
 
     src = engine.model.proto
     source_opset = opsets.default_opset(src)
-    needed = _needed_opset(engine, plan, options)
+    kernels = integer_kernel_layers(engine.info, plan)
+    needed = _needed_opset(engine, plan, options, kernels)
     target = opsets.choose_target(source_opset, needed, options.opset)
     converted = target != source_opset
     if converted:
@@ -185,7 +236,7 @@ def export(
         notes.append(f"upgraded from opset {source_opset} to {target} (outputs verified unchanged)")
     for i, (name, choice) in enumerate(plan.choices.items()):
         layer = engine.info.layer(name)
-        records[name] = _export_layer(engine, state, layer, choice, options)
+        records[name] = _export_layer(engine, state, layer, choice, options, name in kernels)
         yield Progress(i + 1, len(plan.choices) + 1, f"exported {name}")
 
     state.finish()
@@ -230,11 +281,10 @@ def export(
 
 
 # -- opset needs ------------------------------------------------------------------------------
-def _needed_opset(engine: Engine, plan: Plan, options: ExportOptions) -> int:
+def _needed_opset(engine: Engine, plan: Plan, options: ExportOptions, kernels: set[str]) -> int:
     need = 13  # folded weight subgraphs: Unsqueeze/ReduceSum-era Reshape, Slice, Gather
     for name, choice in plan.choices.items():
-        layer = engine.info.layer(name)
-        kernel = integer_kernel_candidate(layer, choice)
+        kernel = name in kernels
         w = choice.weight
         if w is not None:
             if w.is_float and w.float_kind == "bf16":
@@ -318,9 +368,13 @@ def _remove_weight(g: onnx.GraphProto, w: WeightInfo) -> None:
 
 
 def _export_layer(
-    engine: Engine, state: _State, layer: Layer, choice: LayerChoice, options: ExportOptions
+    engine: Engine,
+    state: _State,
+    layer: Layer,
+    choice: LayerChoice,
+    options: ExportOptions,
+    kernel: bool,
 ) -> LayerExport:
-    kernel = integer_kernel_candidate(layer, choice)
     notes: list[str] = []
     quantizer_records: list[QuantizerRecord] = []
     act_scale: float | None = None
