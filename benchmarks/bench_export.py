@@ -16,6 +16,13 @@ ORT's (target <= 1.0 against "ort same ops"), the output SQNR of each
 against the float model on the evaluation samples, and file sizes. A few
 Bitlens-only low-bit exports follow for size and speed.
 
+quantize_static also quantizes every Conv/MatMul *output*; a Bitlens plan
+quantizes layer inputs only. Where a Conv's output reaches the next
+quantizer only through something like GlobalAveragePool (the CNN's last
+conv), ONNX Runtime has no integer kernel for it without that extra
+rounding, so Bitlens keeps that conv in float (exactly as simulated, with
+its weights folded) while quantize_static runs it as QLinearConv.
+
 Run: ``.venv/bin/python benchmarks/bench_export.py`` (about a minute on 2 cores).
 """
 

@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from bitlens.core.engine import bind, weight_bytes_after
+from bitlens.core.engine import bind, quantizers, weight_bytes_after
 from bitlens.core.engine.graphs import find_graph, iter_nodes, node_producing
 from bitlens.core.errors import ExportError
 from bitlens.core.export import activations, matmulnbits, opsets
@@ -42,7 +42,7 @@ from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.graph import GraphBuilder, used_names
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_weight, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes
-from bitlens.core.formats import Family, Format, Granularity, quantize
+from bitlens.core.formats import Family, Format, Granularity, parse_format, quantize
 from bitlens.core.model.types import Layer, ModelInfo, Storage, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
@@ -244,8 +244,7 @@ def export(
     for rec in records.values():
         for w in rec.weights:
             if w.scheme == "matmulnbits":
-                bits = int(w.format.split()[0].removeprefix("u").removeprefix("int"))
-                need = matmulnbits.BITS_MIN_ORT[bits]
+                need = matmulnbits.BITS_MIN_ORT[parse_format(w.format).bits]
                 if opsets.version_key(need) > opsets.version_key(min_ort):
                     min_ort = need
     if any(w.scheme == "matmulnbits" for r in records.values() for w in r.weights):
@@ -282,13 +281,11 @@ def export(
 
 # -- opset needs ------------------------------------------------------------------------------
 def _needed_opset(engine: Engine, plan: Plan, options: ExportOptions, kernels: set[str]) -> int:
-    need = 13  # folded weight subgraphs: Unsqueeze/ReduceSum-era Reshape, Slice, Gather
+    need = 13  # folded weights use opset-13 signatures (Unsqueeze axes as an input, bf16 Cast)
     for name, choice in plan.choices.items():
         kernel = name in kernels
         w = choice.weight
         if w is not None:
-            if w.is_float and w.float_kind == "bf16":
-                need = max(need, 13)
             qdq = kernel or options.weights == QDQ
             if qdq and native_qdq_dtype(w, options.int2_qdq) is not None:
                 if w.is_float:
@@ -304,8 +301,6 @@ def _needed_opset(engine: Engine, plan: Plan, options: ExportOptions, kernels: s
             if activations.uses_qdq(a, choice.dynamic):
                 need = max(need, 21 if a.bits == 16 else 13)
             else:
-                from bitlens.core.engine import quantizers
-
                 kind = quantizers.kind_of(a, choice.dynamic)
                 assert kind is not None
                 need = max(need, quantizers.KIND_MIN_OPSET[kind])
