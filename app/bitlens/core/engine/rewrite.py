@@ -64,6 +64,13 @@ def _check_kinds(info: ModelInfo, kinds: Kinds, opset: int) -> None:
                 f"layer {name!r} sits inside {layer.graph_path}; activation quantization "
                 "inside If/Loop/Scan bodies is not supported (weights are)"
             )
+        for act in layer.activations:
+            t = info.value_info.get(act)
+            if t is not None and t.dtype != "float32":
+                raise EngineError(
+                    f"layer {name!r}: activation quantization needs float32 activations; "
+                    f"{act!r} is {t.dtype}"
+                )
         need = quantizers.KIND_MIN_OPSET[kind]
         if opset < need:
             raise EngineError(
