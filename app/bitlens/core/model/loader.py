@@ -1,0 +1,185 @@
+"""Opening an ONNX file (or a model built in code) as a :class:`LoadedModel`.
+
+The loader owns an in-memory copy of the model: external data read in,
+nodes sorted topologically and given unique names (see
+:mod:`bitlens.core.model.graph`). The user's file is only read, never
+written. Every failure a user can cause is a :class:`ModelLoadError` whose
+one-line message names the file and the problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+
+from bitlens.core.errors import ModelLoadError
+from bitlens.core.model.external import load_external_data
+from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize
+from bitlens.core.model.inventory import build_inventory
+from bitlens.core.model.tensors import as_float, constant_value, to_numpy
+from bitlens.core.model.types import ModelInfo, WeightInfo
+
+# Leading bytes of common files that are not ONNX, for a clearer message.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"%PDF", "a PDF document"),
+    (b"\x7fELF", "an executable"),
+    (b"\x89HDF", "an HDF5 file"),
+    (b"\x80\x02", "a Python pickle"),
+    (b"\x80\x04", "a Python pickle"),
+)
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A model ready for the engine: its proto (data in memory) and its description."""
+
+    proto: onnx.ModelProto  # external data loaded in memory; never written back to the user's file
+    info: ModelInfo
+    path: Path | None
+    _consts: dict[tuple[str, str], ConstSource] = field(default_factory=dict, repr=False)
+    _cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+
+    def weight(self, name: str | WeightInfo, graph_path: str | None = None) -> np.ndarray:
+        """Float values of a weight or bias (float64 stays float64, others float32).
+
+        ``name`` is a tensor name (or a :class:`WeightInfo`); it may be an
+        initializer or a Constant node's output, in the main graph or a
+        subgraph. When several subgraphs define the same name, pass
+        ``graph_path`` (a WeightInfo carries its own). The array is cached and
+        read-only.
+        """
+        if isinstance(name, WeightInfo):
+            name, graph_path = name.name, name.graph_path
+        key = self._key(name, graph_path)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        src = self._consts[key]
+        raw = constant_value(src.node) if src.node is not None else to_numpy(src.tensor)  # type: ignore[arg-type]
+        values = as_float(raw) if raw.dtype.kind == "f" or raw.dtype.name == "bfloat16" else raw
+        values.setflags(write=False)
+        self._cache[key] = values
+        return values
+
+    def _key(self, name: str, graph_path: str | None) -> tuple[str, str]:
+        if graph_path is not None:
+            if (graph_path, name) not in self._consts:
+                raise KeyError(f"no constant {name!r} in graph {graph_path or 'main'!r}")
+            return graph_path, name
+        matches = [k for k in self._consts if k[1] == name]
+        if not matches:
+            raise KeyError(f"no constant named {name!r} in the model")
+        if len(matches) > 1:
+            if ("", name) in self._consts:
+                return "", name
+            paths = ", ".join(sorted(k[0] for k in matches))
+            raise KeyError(
+                f"constant {name!r} is defined in several subgraphs ({paths}); pass graph_path"
+            )
+        return matches[0]
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Open an ONNX file; raise ModelLoadError naming the file and the problem."""
+    p = Path(path).expanduser()
+    data = _read_file(p)
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError):
+        raise ModelLoadError(f"{p}: {_not_onnx(data, 'is corrupt or truncated')}") from None
+    if not proto.HasField("graph"):
+        raise ModelLoadError(f"{p}: {_not_onnx(data, 'has no graph')}")
+    return _finish(proto, p, p.parent)
+
+
+def from_proto(proto: onnx.ModelProto, path: Path | None = None) -> LoadedModel:
+    """Wrap a model built in code (copied: the caller's proto is left as it is).
+
+    ``path`` says where the model would live, so that external data can be
+    found next to it.
+    """
+    if not isinstance(proto, onnx.ModelProto):
+        raise ModelLoadError(f"expected an onnx.ModelProto, got {type(proto).__name__}")
+    own = onnx.ModelProto()
+    own.CopyFrom(proto)
+    p = Path(path) if path is not None else None
+    return _finish(own, p, p.parent if p is not None else None)
+
+
+def _finish(proto: onnx.ModelProto, path: Path | None, base_dir: Path | None) -> LoadedModel:
+    label = str(path) if path is not None else "model"
+    if not proto.HasField("graph") or len(proto.graph.node) == 0:
+        raise ModelLoadError(f"{label}: the model has no graph nodes")
+    if not any(op.domain in ("", "ai.onnx") for op in proto.opset_import):
+        raise ModelLoadError(f"{label}: the model declares no ONNX opset (truncated or corrupt?)")
+    load_external_data(proto, base_dir, label)
+    try:
+        slots = normalize(proto)
+    except GraphOrderError as exc:
+        raise ModelLoadError(f"{label}: {exc}") from None
+    _check_defined(slots, proto, label)
+    info = build_inventory(proto, path, slots)
+    consts: dict[tuple[str, str], ConstSource] = {}
+    for scope in {id(s.scope): s.scope for s in slots}.values():
+        for name, src in scope.consts.items():
+            consts[(scope.path, name)] = src
+    return LoadedModel(proto=proto, info=info, path=path, _consts=consts)
+
+
+def _check_defined(slots: list[NodeSlot], proto: onnx.ModelProto, label: str) -> None:
+    """Every value a node reads must exist: a dangling name means a broken file."""
+    for slot in slots:
+        for name in slot.node.input:
+            if name and not slot.scope.defines(name):
+                raise ModelLoadError(
+                    f"{label}: node {slot.name} reads {name!r}, which nothing defines "
+                    "(corrupt or truncated model?)"
+                )
+    main = slots[0].scope
+    for out in proto.graph.output:
+        if not main.defines(out.name):
+            raise ModelLoadError(f"{label}: model output {out.name!r} is not computed by any node")
+
+
+def _read_file(p: Path) -> bytes:
+    if not p.exists():
+        raise ModelLoadError(f"{p}: no such file")
+    if p.is_dir():
+        raise ModelLoadError(f"{p}: is a directory, not an ONNX file")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    if not data:
+        raise ModelLoadError(f"{p}: the file is empty")
+    return data
+
+
+def _not_onnx(data: bytes, fallback: str) -> str:
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            return f"not an ONNX model (looks like {kind})"
+    if _looks_like_text(data[:4096]):
+        return "not an ONNX model (looks like a text file)"
+    return f"not a valid ONNX model (the file {fallback})"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\r\n\t" for c in text)
+
+
+__all__ = ["LoadedModel", "from_proto", "load_model"]
