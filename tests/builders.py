@@ -61,9 +61,9 @@ def model(
 def conv_net() -> onnx.ModelProto:
     """A small image classifier::
 
-        x[1,3,8,8] -> Conv(conv1.w[8,3,3,3], conv1.b) -> Relu
-                   -> Conv(conv2.w[16,8,3,3], conv2.b) -> GlobalAveragePool -> Flatten
-                   -> Gemm(fc.w[10,16], fc.b, transB=1) -> y[1,10]
+    x[1,3,8,8] -> Conv(conv1.w[8,3,3,3], conv1.b) -> Relu
+               -> Conv(conv2.w[16,8,3,3], conv2.b) -> GlobalAveragePool -> Flatten
+               -> Gemm(fc.w[10,16], fc.b, transB=1) -> y[1,10]
     """
     nodes = [
         helper.make_node("Conv", ["x", "conv1.w", "conv1.b"], ["c1"], name="conv1", pads=[1] * 4),
@@ -82,7 +82,8 @@ def conv_net() -> onnx.ModelProto:
         init("fc.b", bias(10, seed=6)),
     ]
     g = helper.make_graph(
-        nodes, "conv_net",
+        nodes,
+        "conv_net",
         [helper.make_tensor_value_info("x", FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("y", FLOAT, [1, 10])],
         inits,
@@ -93,8 +94,8 @@ def conv_net() -> onnx.ModelProto:
 def mlp() -> onnx.ModelProto:
     """Two dense layers as MatMul + Add::
 
-        x[2,16] -> MatMul(fc1.w[16,32]) -> Add(fc1.b) -> Relu
-                -> MatMul(fc2.w[32,8]) -> Add(fc2.b) -> y[2,8]
+    x[2,16] -> MatMul(fc1.w[16,32]) -> Add(fc1.b) -> Relu
+            -> MatMul(fc2.w[32,8]) -> Add(fc2.b) -> y[2,8]
     """
     nodes = [
         helper.make_node("MatMul", ["x", "fc1.w"], ["m1"], name="fc1"),
@@ -110,7 +111,8 @@ def mlp() -> onnx.ModelProto:
         init("fc2.b", bias(8, seed=14)),
     ]
     g = helper.make_graph(
-        nodes, "mlp",
+        nodes,
+        "mlp",
         [helper.make_tensor_value_info("x", FLOAT, [2, 16])],
         [helper.make_tensor_value_info("y", FLOAT, [2, 8])],
         inits,
@@ -121,7 +123,7 @@ def mlp() -> onnx.ModelProto:
 def embedding_model() -> onnx.ModelProto:
     """A token embedding and a projection::
 
-        ids[2,5] (int64) -> Gather(embed.w[50,16]) -> MatMul(proj.w[16,8]) -> y[2,5,8]
+    ids[2,5] (int64) -> Gather(embed.w[50,16]) -> MatMul(proj.w[16,8]) -> y[2,5,8]
     """
     nodes = [
         helper.make_node("Gather", ["embed.w", "ids"], ["e"], name="embed", axis=0),
@@ -132,7 +134,8 @@ def embedding_model() -> onnx.ModelProto:
         init("proj.w", weights((16, 8), seed=22, fan_in=16, channel_axis=1)),
     ]
     g = helper.make_graph(
-        nodes, "embedding",
+        nodes,
+        "embedding",
         [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 5])],
         [helper.make_tensor_value_info("y", FLOAT, [2, 5, 8])],
         inits,
@@ -147,9 +150,9 @@ def _constant(out: str, values: np.ndarray) -> onnx.NodeProto:
 def opset12_constant_weights() -> onnx.ModelProto:
     """An old-exporter model: opset 12, weights as Constant nodes, no node names::
 
-        Constant(w1[6,3,3,3]) Constant(b1, value_floats)
-               \\          /
-        x[1,3,6,6] -> Conv -> Relu -> Flatten -> Gemm(Constant w2[4,216], Constant b2) -> y[1,4]
+    Constant(w1[6,3,3,3]) Constant(b1, value_floats)
+           \\          /
+    x[1,3,6,6] -> Conv -> Relu -> Flatten -> Gemm(Constant w2[4,216], Constant b2) -> y[1,4]
     """
     b1 = bias(6, seed=32)
     nodes = [
@@ -163,7 +166,8 @@ def opset12_constant_weights() -> onnx.ModelProto:
         helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], transB=1),
     ]
     g = helper.make_graph(
-        nodes, "opset12_constants",
+        nodes,
+        "opset12_constants",
         [helper.make_tensor_value_info("x", FLOAT, [1, 3, 6, 6])],
         [helper.make_tensor_value_info("y", FLOAT, [1, 4])],
     )
@@ -173,8 +177,10 @@ def opset12_constant_weights() -> onnx.ModelProto:
 def _lstm_weights(prefix: str, seed: int, hidden: int, inp: int) -> list[TensorProto]:
     return [
         init(f"{prefix}.W", weights((1, 4 * hidden, inp), seed=seed, fan_in=inp, channel_axis=1)),
-        init(f"{prefix}.R", weights((1, 4 * hidden, hidden), seed=seed + 1, fan_in=hidden,
-                                    channel_axis=1)),
+        init(
+            f"{prefix}.R",
+            weights((1, 4 * hidden, hidden), seed=seed + 1, fan_in=hidden, channel_axis=1),
+        ),
         init(f"{prefix}.B", bias(8 * hidden, seed=seed + 2).reshape(1, 8 * hidden)),
     ]
 
@@ -182,29 +188,34 @@ def _lstm_weights(prefix: str, seed: int, hidden: int, inp: int) -> list[TensorP
 def lstm_in_if() -> onnx.ModelProto:
     """An If choosing between two LSTMs (T=4, batch 1, input 8, hidden 6)::
 
-        cond ─┐
-        x[4,1,8] ─> If ─> h[1,1,6]
-            then_branch: LSTM(x, then.W, then.R, then.B)   weights are then_branch initializers
-            else_branch: LSTM(x, else.W, else.R, else.B)   weights are main-graph initializers
-                                                           read from the outer scope
+    cond ─┐
+    x[4,1,8] ─> If ─> h[1,1,6]
+        then_branch: LSTM(x, then.W, then.R, then.B)   weights are then_branch initializers
+        else_branch: LSTM(x, else.W, else.R, else.B)   weights are main-graph initializers
+                                                       read from the outer scope
     """
     hidden, inp = 6, 8
     out_info = helper.make_tensor_value_info("h", FLOAT, [1, 1, hidden])
 
     def branch(name: str, prefix: str, inits: list[TensorProto]) -> onnx.GraphProto:
         lstm = helper.make_node(
-            "LSTM", ["x", f"{prefix}.W", f"{prefix}.R", f"{prefix}.B"], ["", f"{name}_h"],
-            name=f"{name}_lstm", hidden_size=hidden,
+            "LSTM",
+            ["x", f"{prefix}.W", f"{prefix}.R", f"{prefix}.B"],
+            ["", f"{name}_h"],
+            name=f"{name}_lstm",
+            hidden_size=hidden,
         )
         out = helper.make_tensor_value_info(f"{name}_h", FLOAT, [1, 1, hidden])
         return helper.make_graph([lstm], name, [], [out], inits)
 
     then_g = branch("then", "then", _lstm_weights("then", 41, hidden, inp))
     else_g = branch("else", "else", [])
-    node = helper.make_node("If", ["cond"], ["h"], name="choose", then_branch=then_g,
-                            else_branch=else_g)
+    node = helper.make_node(
+        "If", ["cond"], ["h"], name="choose", then_branch=then_g, else_branch=else_g
+    )
     g = helper.make_graph(
-        [node], "lstm_in_if",
+        [node],
+        "lstm_in_if",
         [
             helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
             helper.make_tensor_value_info("x", FLOAT, [4, 1, inp]),
@@ -218,10 +229,10 @@ def lstm_in_if() -> onnx.ModelProto:
 def loop_with_matmul() -> onnx.ModelProto:
     """A Loop applying a dense layer three times::
 
-        x[1,8] -> Loop(trip=3) -> y[1,8]
-            body: h -> MatMul(body.w[8,8]) -> Add(body.b) -> Tanh -> h'
-                  (body.w and body.b are body initializers)
-        then y -> MatMul(head.w[8,4]) -> out[1,4]
+    x[1,8] -> Loop(trip=3) -> y[1,8]
+        body: h -> MatMul(body.w[8,8]) -> Add(body.b) -> Tanh -> h'
+              (body.w and body.b are body initializers)
+    then y -> MatMul(head.w[8,4]) -> out[1,4]
     """
     body_nodes = [
         helper.make_node("Identity", ["cond_in"], ["cond_out"], name="keep_going"),
@@ -230,7 +241,8 @@ def loop_with_matmul() -> onnx.ModelProto:
         helper.make_node("Tanh", ["a"], ["h_out"], name="body_tanh"),
     ]
     body = helper.make_graph(
-        body_nodes, "body",
+        body_nodes,
+        "body",
         [
             helper.make_tensor_value_info("i", TensorProto.INT64, []),
             helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
@@ -250,7 +262,8 @@ def loop_with_matmul() -> onnx.ModelProto:
         helper.make_node("MatMul", ["y", "head.w"], ["out"], name="head"),
     ]
     g = helper.make_graph(
-        nodes, "loop_with_matmul",
+        nodes,
+        "loop_with_matmul",
         [helper.make_tensor_value_info("x", FLOAT, [1, 8])],
         [helper.make_tensor_value_info("out", FLOAT, [1, 4])],
         [
@@ -265,11 +278,12 @@ def loop_with_matmul() -> onnx.ModelProto:
 def fp64_gemm() -> onnx.ModelProto:
     """A double-precision dense layer, B not transposed::
 
-        x[2,8] (fp64) -> Gemm(w[8,4] fp64, b[4] fp64, transB=0) -> y[2,4] (fp64)
+    x[2,8] (fp64) -> Gemm(w[8,4] fp64, b[4] fp64, transB=0) -> y[2,4] (fp64)
     """
     node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="dense")
     g = helper.make_graph(
-        [node], "fp64_gemm",
+        [node],
+        "fp64_gemm",
         [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2, 8])],
         [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [2, 4])],
         [
@@ -283,8 +297,8 @@ def fp64_gemm() -> onnx.ModelProto:
 def nhwc_conv() -> onnx.ModelProto:
     """A TensorFlow-style NHWC convolution, Transposes around the Conv::
 
-        x[1,8,8,3] -> Transpose(0,3,1,2) -> Conv(conv.w[4,3,3,3], conv.b) -> Relu
-                   -> Transpose(0,2,3,1) -> y[1,8,8,4]
+    x[1,8,8,3] -> Transpose(0,3,1,2) -> Conv(conv.w[4,3,3,3], conv.b) -> Relu
+               -> Transpose(0,2,3,1) -> y[1,8,8,4]
     """
     nodes = [
         helper.make_node("Transpose", ["x"], ["xt"], name="to_nchw", perm=[0, 3, 1, 2]),
@@ -293,7 +307,8 @@ def nhwc_conv() -> onnx.ModelProto:
         helper.make_node("Transpose", ["r"], ["y"], name="to_nhwc", perm=[0, 2, 3, 1]),
     ]
     g = helper.make_graph(
-        nodes, "nhwc_conv",
+        nodes,
+        "nhwc_conv",
         [helper.make_tensor_value_info("x", FLOAT, [1, 8, 8, 3])],
         [helper.make_tensor_value_info("y", FLOAT, [1, 8, 8, 4])],
         [init("conv.w", weights((4, 3, 3, 3), seed=81)), init("conv.b", bias(4, seed=82))],
@@ -304,8 +319,8 @@ def nhwc_conv() -> onnx.ModelProto:
 def dynamic_batch_mlp() -> onnx.ModelProto:
     """An MLP with a symbolic batch dimension::
 
-        x[batch,16] -> MatMul(fc1.w[16,24]) -> Add(fc1.b) -> Relu
-                    -> Gemm(fc2.w[4,24], fc2.b, transB=1) -> y[batch,4]
+    x[batch,16] -> MatMul(fc1.w[16,24]) -> Add(fc1.b) -> Relu
+                -> Gemm(fc2.w[4,24], fc2.b, transB=1) -> y[batch,4]
     """
     nodes = [
         helper.make_node("MatMul", ["x", "fc1.w"], ["m"], name="fc1"),
@@ -314,7 +329,8 @@ def dynamic_batch_mlp() -> onnx.ModelProto:
         helper.make_node("Gemm", ["r", "fc2.w", "fc2.b"], ["y"], name="fc2", transB=1),
     ]
     g = helper.make_graph(
-        nodes, "dynamic_batch_mlp",
+        nodes,
+        "dynamic_batch_mlp",
         [helper.make_tensor_value_info("x", FLOAT, ["batch", 16])],
         [helper.make_tensor_value_info("y", FLOAT, ["batch", 4])],
         [
@@ -330,17 +346,22 @@ def dynamic_batch_mlp() -> onnx.ModelProto:
 def stateful_gru() -> onnx.ModelProto:
     """A GRU step with its hidden state in and out (T=3, batch 1, input 5, hidden 4)::
 
-        x[3,1,5] ─┐
-        h0[1,1,4] ┴> GRU(gru.W[1,12,5], gru.R[1,12,4], gru.B[1,24]) ─> y[3,1,1,4]
-                                                                    └> h_out[1,1,4]
+    x[3,1,5] ─┐
+    h0[1,1,4] ┴> GRU(gru.W[1,12,5], gru.R[1,12,4], gru.B[1,24]) ─> y[3,1,1,4]
+                                                                └> h_out[1,1,4]
     """
     hidden, inp = 4, 5
     node = helper.make_node(
-        "GRU", ["x", "gru.W", "gru.R", "gru.B", "", "h0"], ["y", "h_out"],
-        name="gru", hidden_size=hidden, linear_before_reset=1,
+        "GRU",
+        ["x", "gru.W", "gru.R", "gru.B", "", "h0"],
+        ["y", "h_out"],
+        name="gru",
+        hidden_size=hidden,
+        linear_before_reset=1,
     )
     g = helper.make_graph(
-        [node], "stateful_gru",
+        [node],
+        "stateful_gru",
         [
             helper.make_tensor_value_info("x", FLOAT, [3, 1, inp]),
             helper.make_tensor_value_info("h0", FLOAT, [1, 1, hidden]),
@@ -351,8 +372,9 @@ def stateful_gru() -> onnx.ModelProto:
         ],
         [
             init("gru.W", weights((1, 3 * hidden, inp), seed=101, fan_in=inp, channel_axis=1)),
-            init("gru.R", weights((1, 3 * hidden, hidden), seed=102, fan_in=hidden,
-                                  channel_axis=1)),
+            init(
+                "gru.R", weights((1, 3 * hidden, hidden), seed=102, fan_in=hidden, channel_axis=1)
+            ),
             init("gru.B", bias(6 * hidden, seed=103).reshape(1, 6 * hidden)),
         ],
     )
@@ -362,9 +384,9 @@ def stateful_gru() -> onnx.ModelProto:
 def multi_input() -> onnx.ModelProto:
     """An image and a feature vector joined before the head::
 
-        image[1,3,4,4] -> Conv(conv.w[4,3,1,1]) -> GlobalAveragePool -> Flatten ─┐
-        features[1,6] ──────────────────────────────────────────────────────── Concat
-                                              -> Gemm(head.w[3,10], head.b, transB=1) -> y[1,3]
+    image[1,3,4,4] -> Conv(conv.w[4,3,1,1]) -> GlobalAveragePool -> Flatten ─┐
+    features[1,6] ──────────────────────────────────────────────────────── Concat
+                                          -> Gemm(head.w[3,10], head.b, transB=1) -> y[1,3]
     """
     nodes = [
         helper.make_node("Conv", ["image", "conv.w"], ["c"], name="conv"),
@@ -374,15 +396,18 @@ def multi_input() -> onnx.ModelProto:
         helper.make_node("Gemm", ["cat", "head.w", "head.b"], ["y"], name="head", transB=1),
     ]
     g = helper.make_graph(
-        nodes, "multi_input",
+        nodes,
+        "multi_input",
         [
             helper.make_tensor_value_info("image", FLOAT, [1, 3, 4, 4]),
             helper.make_tensor_value_info("features", FLOAT, [1, 6]),
         ],
         [helper.make_tensor_value_info("y", FLOAT, [1, 3])],
-        [init("conv.w", weights((4, 3, 1, 1), seed=111)),
-         init("head.w", weights((3, 10), seed=112)),
-         init("head.b", bias(3, seed=113))],
+        [
+            init("conv.w", weights((4, 3, 1, 1), seed=111)),
+            init("head.w", weights((3, 10), seed=112)),
+            init("head.b", bias(3, seed=113)),
+        ],
     )
     return model(g)
 

@@ -22,6 +22,7 @@ import onnx
 from bitlens.core.errors import ModelLoadError
 from bitlens.core.model.graph import GraphOrderError, NodeSlot, outer_names, subgraphs, walk
 from bitlens.core.model.layers import find_layer
+from bitlens.core.model.shapes import infer_value_info
 from bitlens.core.model.tensors import value_info_to_tensor
 from bitlens.core.model.types import Edge, Layer, ModelInfo, NodeInfo, TensorInfo
 
@@ -90,31 +91,6 @@ def _opset(proto: onnx.ModelProto) -> int:
         if op.domain in ("", "ai.onnx"):
             return int(op.version)
     return 0
-
-
-def infer_value_info(proto: onnx.ModelProto) -> dict[str, TensorInfo]:
-    """Shapes and dtypes of the model's values, inferred where ONNX can.
-
-    Inference failures are not fatal: a model ONNX cannot infer (custom ops,
-    over 2 GB in memory) still loads, with only the types the file declares.
-    """
-    inferred = proto
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False)
-    except Exception:  # any inference failure leaves the declared types only
-        inferred = proto
-    out: dict[str, TensorInfo] = {}
-    _collect(inferred.graph, out)
-    return out
-
-
-def _collect(graph: onnx.GraphProto, out: dict[str, TensorInfo]) -> None:
-    for vi in (*graph.input, *graph.output, *graph.value_info):
-        if vi.name and vi.name not in out:
-            out[vi.name] = value_info_to_tensor(vi)
-    for node in graph.node:
-        for _, g in subgraphs(node):
-            _collect(g, out)
 
 
 def _edges(
