@@ -12,6 +12,7 @@ import os
 import zipfile
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import onnx
 import pytest
@@ -19,7 +20,7 @@ from onnx import helper, numpy_helper
 
 from bitlens.core.errors import ModelLoadError
 from bitlens.core.model import from_proto, load_model
-from tests.builders import conv_net, mlp, model, weights
+from tests.builders import conv_net, lstm_in_if, mlp, model, weights
 
 
 def _save(m: onnx.ModelProto, path: Path) -> Path:
@@ -225,10 +226,15 @@ def test_weight_values_and_errors() -> None:
         lm.weight("no_such_tensor")
 
 
-def test_fp16_and_bf16_weights_come_back_as_float32() -> None:
-    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT16, [2, 8])
-    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT16, [2, 4])
-    w = weights((8, 4), seed=3, fan_in=8, channel_axis=1).astype(np.float16)
+@pytest.mark.parametrize(
+    ("elem", "dtype"),
+    [(onnx.TensorProto.FLOAT16, np.float16), (onnx.TensorProto.BFLOAT16, ml_dtypes.bfloat16)],
+)
+def test_half_weights_come_back_as_float32(elem: int, dtype: type) -> None:
+    """x[2,8] -> MatMul(w[8,4] fp16 or bf16) -> y[2,4]"""
+    x = helper.make_tensor_value_info("x", elem, [2, 8])
+    y = helper.make_tensor_value_info("y", elem, [2, 4])
+    w = weights((8, 4), seed=3, fan_in=8, channel_axis=1).astype(dtype)
     g = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
         "fp16",
@@ -236,9 +242,73 @@ def test_fp16_and_bf16_weights_come_back_as_float32() -> None:
         [y],
         [numpy_helper.from_array(w, "w")],
     )
-    lm = from_proto(model(g))
-    assert lm.info.layers[0].weights[0].dtype == "float16"
+    lm = from_proto(model(g, opset=18))
+    assert lm.info.layers[0].weights[0].dtype == np.dtype(dtype).name
     assert lm.info.layers[0].nbytes == 8 * 4 * 2
     got = lm.weight("w")
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, w.astype(np.float32))
+
+
+def test_external_data_of_subgraph_initializers_loads(tmp_path: Path) -> None:
+    path = tmp_path / "lstm.onnx"
+    onnx.save_model(
+        lstm_in_if(), path, save_as_external_data=True, location="lstm.bin", size_threshold=0
+    )
+    lm = load_model(path)
+    ref = lstm_in_if().graph.node[0].attribute[1].g.initializer[0]  # then_branch's then.W
+    np.testing.assert_array_equal(
+        lm.weight(ref.name, "choose/then_branch"), numpy_helper.to_array(ref)
+    )
+
+
+@pytest.mark.parametrize("opset", [11, 12, 13])
+def test_old_opsets_load(tmp_path: Path, opset: int) -> None:
+    m = conv_net()
+    m.opset_import[0].version = opset
+    m.ir_version = 6 if opset == 11 else 7
+    lm = load_model(_save(m, tmp_path / f"op{opset}.onnx"))
+    assert lm.info.opset == opset and len(lm.info.layers) == 3
+    assert lm.info.value_info["c2"].shape == (1, 16, 8, 8)
+
+
+def test_same_weight_name_in_two_branches_needs_graph_path() -> None:
+    """cond, x[2,4] -> If(then: MatMul(x, W), else: MatMul(x, W)), each branch its own W."""
+    f = onnx.TensorProto.FLOAT
+
+    def branch(name: str, seed: int) -> onnx.GraphProto:
+        return helper.make_graph(
+            [helper.make_node("MatMul", ["x", "W"], [f"{name}_y"], name="mm")],
+            name,
+            [],
+            [helper.make_tensor_value_info(f"{name}_y", f, [2, 3])],
+            [numpy_helper.from_array(weights((4, 3), seed=seed, fan_in=4, channel_axis=1), "W")],
+        )
+
+    node = helper.make_node(
+        "If",
+        ["cond"],
+        ["y"],
+        name="pick",
+        then_branch=branch("then", 1),
+        else_branch=branch("else", 2),
+    )
+    g = helper.make_graph(
+        [node],
+        "twins",
+        [
+            helper.make_tensor_value_info("cond", onnx.TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x", f, [2, 4]),
+        ],
+        [helper.make_tensor_value_info("y", f, [2, 3])],
+    )
+    lm = from_proto(model(g))
+    # node names are unique model-wide: the second "mm" is renamed
+    assert [(layer.name, layer.graph_path) for layer in lm.info.layers] == [
+        ("mm", "pick/else_branch"),
+        ("MatMul_2", "pick/then_branch"),
+    ]
+    with pytest.raises(KeyError, match="several subgraphs"):
+        lm.weight("W")
+    then_w = lm.weight(lm.info.layers[1].weights[0])
+    np.testing.assert_array_equal(then_w, weights((4, 3), seed=1, fan_in=4, channel_axis=1))

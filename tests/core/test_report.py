@@ -115,3 +115,21 @@ def test_sqnr_json() -> None:
     assert sqnr_json(math.inf) == "inf"
     assert sqnr_json(-math.inf) == "-inf"
     assert sqnr_json(12.345678) == 12.3457
+
+
+def test_model_without_layers_reports_empty_totals() -> None:
+    """x[2,3] -> Relu -> y: nothing to quantize, text and JSON still complete."""
+    from bitlens.cli.inspect import to_json, to_text
+
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        "plain",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])],
+    )
+    rep = inspect_model(from_proto(b.model(g)))
+    assert rep.layers == () and rep.params == 0
+    assert all(t.nbytes == 0 and t.compression is None for t in rep.totals)
+    text = to_text(rep)
+    assert "no quantizable layers" in text and "0 layers" in text
+    assert to_json(rep)["totals"]["formats"]["fp16"] == {"bytes": 0, "compression": None}

@@ -171,7 +171,9 @@ def _matmul(slot: NodeSlot, dtype_of: DtypeOf) -> Layer | None:
 def _gather(slot: NodeSlot) -> Layer | None:
     # An embedding table [V, D] looked up by computed indices along axis 0.
     data = _float_const(slot, 0, min_rank=2)
-    if data is None or _const(slot, 1) is not None or _attr_int(slot.node, "axis", 0) != 0:
+    if data is None or _const(slot, 1) is not None:
+        return None
+    if _attr_int(slot.node, "axis", 0) % len(data.shape) != 0:
         return None
     return _layer(slot, [_Pick(data, 0, 1)], [], ())
 
