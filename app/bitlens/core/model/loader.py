@@ -47,6 +47,11 @@ class LoadedModel:
     path: Path | None
     _consts: dict[tuple[str, str], ConstSource] = field(default_factory=dict, repr=False)
     _cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+    _paths: dict[str, list[str]] = field(default_factory=dict, repr=False)  # name -> graph paths
+
+    def __post_init__(self) -> None:
+        for path, name in self._consts:
+            self._paths.setdefault(name, []).append(path)
 
     def weight(self, name: str | WeightInfo, graph_path: str | None = None) -> np.ndarray:
         """Float values of a weight or bias (float64 stays float64, others float32).
@@ -64,7 +69,11 @@ class LoadedModel:
         if cached is not None:
             return cached
         src = self._consts[key]
-        raw = constant_value(src.node) if src.node is not None else to_numpy(src.tensor)  # type: ignore[arg-type]
+        if src.node is not None:
+            raw = constant_value(src.node)
+        else:
+            assert src.tensor is not None
+            raw = to_numpy(src.tensor)
         values = as_float(raw) if raw.dtype.kind == "f" or raw.dtype.name == "bfloat16" else raw
         values.setflags(write=False)
         self._cache[key] = values
@@ -75,17 +84,17 @@ class LoadedModel:
             if (graph_path, name) not in self._consts:
                 raise KeyError(f"no constant {name!r} in graph {graph_path or 'main'!r}")
             return graph_path, name
-        matches = [k for k in self._consts if k[1] == name]
-        if not matches:
+        paths_of = self._paths.get(name, [])
+        if not paths_of:
             raise KeyError(f"no constant named {name!r} in the model")
-        if len(matches) > 1:
-            if ("", name) in self._consts:
+        if len(paths_of) > 1:
+            if "" in paths_of:
                 return "", name
-            paths = ", ".join(sorted(k[0] for k in matches))
+            paths = ", ".join(sorted(paths_of))
             raise KeyError(
                 f"constant {name!r} is defined in several subgraphs ({paths}); pass graph_path"
             )
-        return matches[0]
+        return paths_of[0], name
 
 
 def load_model(path: str | Path) -> LoadedModel:
