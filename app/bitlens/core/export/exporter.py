@@ -314,36 +314,36 @@ class _State:
     def __init__(self, model: onnx.ModelProto, taken: set[str]):
         self.model = model
         self.taken = taken
-        self.prepend: dict[int, tuple[onnx.GraphProto, list[onnx.NodeProto]]] = {}
+        self.prepend: dict[str, list[onnx.NodeProto]] = {}  # graph path -> nodes to put first
         self.before: dict[str, list[onnx.NodeProto]] = {}  # layer output -> nodes to insert first
         self.weights: dict[str, tuple[str, WeightEncoding | None]] = {}  # name -> (format, enc)
 
     def graph(self, path: str) -> onnx.GraphProto:
         return find_graph(self.model.graph, path)
 
-    def add_to_graph(self, g: onnx.GraphProto, b: GraphBuilder) -> None:
-        g.initializer.extend(b.initializers)
-        entry = self.prepend.setdefault(id(g), (g, []))
-        entry[1].extend(b.nodes)
+    def add_to_graph(self, path: str, b: GraphBuilder) -> None:
+        self.graph(path).initializer.extend(b.initializers)
+        self.prepend.setdefault(path, []).extend(b.nodes)
 
     def consumers(self, tensor: str) -> int:
         return sum(1 for n in iter_nodes(self.model.graph) for i in n.input if i == tensor)
 
     def finish(self) -> None:
-        for g, nodes in self.prepend.values():
+        """Insert the pending nodes. Rewriting a graph's node list copies its nodes, and with
+        them the subgraphs they hold, so subgraphs go first (deepest first), looked up anew."""
+        for path in sorted((p for p in self.prepend if p), key=lambda p: -p.count("/")):
+            g = self.graph(path)
             rest = list(g.node)
             del g.node[:]
-            g.node.extend(nodes)
-            g.node.extend(rest)
-        if self.before:
-            g = self.model.graph
-            ordered: list[onnx.NodeProto] = []
-            for node in g.node:
-                if node.output and node.output[0] in self.before:
-                    ordered.extend(self.before[node.output[0]])
-                ordered.append(node)
-            del g.node[:]
-            g.node.extend(ordered)
+            g.node.extend([*self.prepend[path], *rest])
+        g = self.model.graph
+        ordered: list[onnx.NodeProto] = list(self.prepend.get("", []))
+        for node in g.node:
+            if node.output and node.output[0] in self.before:
+                ordered.extend(self.before[node.output[0]])
+            ordered.append(node)
+        del g.node[:]
+        g.node.extend(ordered)
 
 
 def _remove_weight(g: onnx.GraphProto, w: WeightInfo) -> None:
@@ -532,7 +532,7 @@ def _encode_one(
         notes.append(f"{w.name}: {fmt.name} keeps the weight's own {w.dtype} values")
         return None
     _remove_weight(g, w)
-    state.add_to_graph(g, b)
+    state.add_to_graph(w.graph_path, b)
     return enc
 
 
