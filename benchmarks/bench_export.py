@@ -12,7 +12,8 @@ min-max ranges, QDQ format, per-channel int8 weights and uint8 activations:
 
 Printed per model: median latency of each export in a default ONNX Runtime
 session (single-sample batch, interleaved rounds), the ratio of Bitlens's to
-ORT's (target <= 1.0 against "ort same ops"), the output SQNR of each
+ORT's (target <= 1.0 against "ort same ops"; sessions single-threaded),
+the output SQNR of each
 against the float model on the evaluation samples, and file sizes. A few
 Bitlens-only low-bit exports follow for size and speed.
 
@@ -57,6 +58,7 @@ from bitlens.core.plan import Plan
 ROUNDS = 7  # interleaved timing rounds
 RUNS = 30  # runs per model per round
 SAMPLES = 16  # 8 calibrate, 8 evaluate
+THREADS = 1
 
 
 def cnn() -> onnx.ModelProto:
@@ -169,8 +171,10 @@ def ort_static(
 
 
 def session(path: Path) -> ort.InferenceSession:
-    so = ort.SessionOptions()  # default options, as deployed
+    so = ort.SessionOptions()  # default graph optimizations, as deployed
     so.log_severity_level = 3
+    # One thread: on a small shared machine the ratios are then stable run to run.
+    so.intra_op_num_threads = THREADS
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
@@ -268,7 +272,10 @@ def bench(
 
 
 def main() -> None:
-    print(f"onnxruntime {ort.__version__}, {ort.get_device()}; default session options, batch 1")
+    print(
+        f"onnxruntime {ort.__version__} on CPU; default graph optimizations, "
+        f"{THREADS} thread, batch 1"
+    )
     with tempfile.TemporaryDirectory(prefix="bitlens-bench-") as tmp:
         bench("cnn", cnn(), [("W4A8", "W4A8", ExportOptions())], Path(tmp))
         bench(
