@@ -1,0 +1,39 @@
+"""The graph dock: the graph view under a small toolbar (colour metric, zoom, fit)."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+
+from bitlens.gui.document import Document
+from bitlens.gui.graph_view import METRICS, GraphView
+
+
+class GraphPanel(QWidget):
+    def __init__(self, document: Document, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.view = GraphView(document, self)
+        self.metric = QComboBox(self)
+        self.metric.setObjectName("graphMetric")
+        for key, label in METRICS.items():
+            self.metric.addItem(label, key)
+        self.metric.currentIndexChanged.connect(
+            lambda i: self.view.set_color_by(self.metric.itemData(i))
+        )
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(QLabel("Colour:", self))
+        bar.addWidget(self.metric, 1)
+        for text, tip, slot in (
+            ("−", "Zoom out (-)", lambda: self.view.zoom(0.8)),
+            ("+", "Zoom in (+)", lambda: self.view.zoom(1.25)),
+            ("Fit", "Fit the graph (F, or double-click the background)", self.view.fit),
+        ):
+            b = QToolButton(self)
+            b.setText(text)
+            b.setToolTip(tip)
+            b.clicked.connect(slot)
+            bar.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addWidget(self.view)
