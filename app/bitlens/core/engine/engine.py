@@ -33,7 +33,7 @@ from bitlens.core.engine.calibration import (
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.errors import EngineError
-from bitlens.core.formats import Format, Granularity, fake_quantize, parse_format, storage_bytes
+from bitlens.core.formats import Format, fake_quantize, parse_format
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import (
@@ -44,25 +44,13 @@ from bitlens.core.results import (
     SweepEntry,
     TensorError,
 )
+from bitlens.core.weights import bind, weight_bytes_after
 
 if TYPE_CHECKING:
     from bitlens.core.model.loader import LoadedModel
 
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
 WEIGHT_CACHE_BYTES = 512 << 20
-
-
-def bind(fmt: Format, w: WeightInfo) -> Format:
-    """Resolve a format's natural axis for one weight."""
-    if fmt.axis is not None or fmt.granularity is Granularity.TENSOR:
-        return fmt
-    return fmt.with_axis(w.channel_axis if fmt.granularity is Granularity.CHANNEL else w.block_axis)
-
-
-def weight_bytes_after(layer: Layer, fmt: Format | None) -> int:
-    if fmt is None:
-        return layer.nbytes
-    return sum(storage_bytes(bind(fmt, w), w.shape) for w in layer.weights)
 
 
 class Engine:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import ml_dtypes
 import numpy as np
 
 from bitlens.core.errors import FormatError
@@ -77,9 +78,7 @@ def quantize(
     k-means. ``what`` names the tensor in errors.
     """
     fmt = parse_format(fmt)
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiu":
-        raise FormatError(f"{what}: cannot quantize values of type {x.dtype}")
+    x = _numeric(np.asarray(x), what)
     if x.size == 0:
         raise FormatError(f"{what} is empty")
     check_finite(x, what)
@@ -118,6 +117,32 @@ def quantize(
 
 
 _F32_MAX = float(np.finfo(np.float32).max)
+_NATIVE_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _numeric(x: np.ndarray, what: str) -> np.ndarray:
+    """``x`` as a numpy int or float array.
+
+    ONNX bf16/fp8/int4 tensors load as ml_dtypes arrays (dtype kind "V", or
+    "f" for some fp8 kinds) that numpy arithmetic does not handle uniformly:
+    widen them exactly (small floats to float32, small ints to int64).
+    """
+    if x.dtype.kind in "iu" or x.dtype in _NATIVE_FLOATS:
+        return x
+    if x.dtype.kind not in "cbOSUM":
+        try:
+            bits = ml_dtypes.finfo(x.dtype).bits
+        except (TypeError, ValueError):
+            pass
+        else:
+            return x.astype(np.float32 if bits <= 32 else np.float64)
+        try:
+            ml_dtypes.iinfo(x.dtype)
+        except (TypeError, ValueError):
+            pass
+        else:
+            return x.astype(np.int64)
+    raise FormatError(f"{what}: cannot quantize values of type {x.dtype}")
 
 
 def _check_float32_range(x: np.ndarray, fmt: Format, what: str) -> None:

@@ -50,7 +50,10 @@ def fp8_extremes(scale: np.ndarray, kind: str) -> np.ndarray:
 
 
 def fp8_quantize(x: np.ndarray, scale: np.ndarray, kind: str) -> np.ndarray:
-    return cast(x.astype(np.float32) / scale.astype(np.float32), kind)
+    # Far outside a calibrated range x / scale may overflow to +-inf; the cast
+    # saturates it to the largest fp8 value, as QuantizeLinear(saturate=1) does.
+    with np.errstate(over="ignore"):
+        return cast(x.astype(np.float32) / scale.astype(np.float32), kind)
 
 
 def fp8_dequantize(q: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -21,6 +21,12 @@ from bitlens.core.formats.spec import Family
 KMEANS_MAX_ITERATIONS = 5000
 
 
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """Cached level tables are shared by every QTensor: make them read-only."""
+    a.flags.writeable = False
+    return a
+
+
 @cache
 def nf_levels(bits: int) -> np.ndarray:
     """NF levels as in QLoRA's NF4, generalized to n bits.
@@ -36,14 +42,14 @@ def nf_levels(bits: int) -> np.ndarray:
     neg = [-nd.inv_cdf(p) for p in np.linspace(offset, 0.5, n_neg + 1)[:-1]]
     levels = np.array(sorted([*pos, 0.0, *neg]), dtype=np.float64)
     levels /= np.abs(levels).max()
-    return levels.astype(np.float32)
+    return _frozen(levels.astype(np.float32))
 
 
 @cache
 def log2_levels(bits: int) -> np.ndarray:
     """0 and ±2^-j for j = 0 .. 2^(n-1) - 2: 2^n - 1 levels in n bits."""
     mags = 2.0 ** -np.arange(2 ** (bits - 1) - 1)
-    return np.array(sorted([*(-mags), 0.0, *mags]), dtype=np.float32)
+    return _frozen(np.array(sorted([*(-mags), 0.0, *mags]), dtype=np.float32))
 
 
 def fixed_levels(family: Family, bits: int) -> np.ndarray:
@@ -69,7 +75,10 @@ def nearest(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
 
 
 def scaled_quantize(x: np.ndarray, scale: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    return nearest(x.astype(np.float32) / scale.astype(np.float32), levels)
+    # Far outside a calibrated range x / scale may overflow to +-inf, which
+    # still selects the outermost level: the intended saturation.
+    with np.errstate(over="ignore"):
+        return nearest(x.astype(np.float32) / scale.astype(np.float32), levels)
 
 
 def scaled_dequantize(codes: np.ndarray, scale: np.ndarray, levels: np.ndarray) -> np.ndarray:

@@ -43,7 +43,8 @@ def mse_search(
     best_err = np.full(groups.shape[0], np.inf)
     best = np.ones(groups.shape[0])
     for r in MSE_RATIOS[::-1]:
-        rec = qdq(filled, lo * r, hi * r)
+        with np.errstate(over="ignore"):  # a grid past float32's range: err = inf, never best
+            rec = qdq(filled, lo * r, hi * r)
         err = np.where(valid, (rec - filled) ** 2, 0.0).sum(axis=1)
         better = err < best_err
         best_err = np.where(better, err, best_err)

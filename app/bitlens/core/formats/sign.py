@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 TWN_RATIO = 0.7
+_F32_MAX = float(np.finfo(np.float32).max)
 # Threshold ratios the MSE search tries; TWN's own ratio goes first so the
 # search (which keeps the first of equal errors) is never worse than TWN.
 TERNARY_RATIOS = np.concatenate([[TWN_RATIO], np.linspace(0.3, 1.5, 49)])
@@ -33,7 +34,9 @@ def binary_dequantize(codes: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def _ternary_fit(groups: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
     """Threshold and alpha per group for a threshold ratio of mean |x|."""
     a = np.abs(groups)
-    thr = (ratio * np.nanmean(a, axis=1)).astype(np.float32)
+    # Ratios above 1 can push the threshold past float32's range; capping it
+    # there keeps it finite and changes no code (|x| <= float32 max).
+    thr = np.minimum(ratio * np.nanmean(a, axis=1), _F32_MAX).astype(np.float32)
     # Select with the float32 threshold and values that ternary_quantize uses,
     # so alpha averages exactly the values that get a nonzero code (NaN padding
     # compares False).
