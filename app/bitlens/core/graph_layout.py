@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from bitlens.core.model.types import ModelInfo
 
@@ -197,7 +198,7 @@ def _order(
         if chain is None:
             continue
         path = [a, *chain, b]
-        for u, v in zip(path, path[1:], strict=False):
+        for u, v in pairwise(path):
             down[u].append(v)
             up[v].append(u)
     position: dict[int, float] = {}

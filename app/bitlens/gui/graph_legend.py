@@ -16,11 +16,11 @@ class GraphLegend(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("graphLegend")
-        self.metric = "accumulated SQNR"
+        self.metric_text = "accumulated SQNR"
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
 
     def set_metric(self, text: str) -> None:
-        self.metric = text
+        self.metric_text = text
         self.update()
 
     def sizeHint(self) -> QSize:
@@ -39,7 +39,7 @@ class GraphLegend(QWidget):
         fm = self.fontMetrics()
         x, y = 10, 6
         p.setPen(pal.color(QPalette.ColorRole.Text))
-        p.drawText(x, y + fm.ascent(), self.metric)
+        p.drawText(x, y + fm.ascent(), self.metric_text)
         y += fm.height() + 3
         grad = QLinearGradient(x, 0, x + _BAR_W, 0)
         for i in range(11):

@@ -12,17 +12,17 @@ class GraphPanel(QWidget):
     def __init__(self, document: Document, parent: QWidget | None = None):
         super().__init__(parent)
         self.view = GraphView(document, self)
-        self.metric = QComboBox(self)
-        self.metric.setObjectName("graphMetric")
+        self.metric_box = QComboBox(self)
+        self.metric_box.setObjectName("graphMetric")
         for key, label in METRICS.items():
-            self.metric.addItem(label, key)
-        self.metric.currentIndexChanged.connect(
-            lambda i: self.view.set_color_by(self.metric.itemData(i))
+            self.metric_box.addItem(label, key)
+        self.metric_box.currentIndexChanged.connect(
+            lambda i: self.view.set_color_by(self.metric_box.itemData(i))
         )
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
         bar.addWidget(QLabel("Colour:", self))
-        bar.addWidget(self.metric, 1)
+        bar.addWidget(self.metric_box, 1)
         for text, tip, slot in (
             ("−", "Zoom out (-)", lambda: self.view.zoom(0.8)),
             ("+", "Zoom in (+)", lambda: self.view.zoom(1.25)),

@@ -9,6 +9,7 @@ fits; clicking a layer selects it everywhere (Ctrl-click adds/removes).
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import (
@@ -248,7 +249,7 @@ def _make_item(
 def _edge_path(points: tuple[tuple[float, float], ...]) -> QPainterPath:
     """A smooth vertical S-curve through the route's points."""
     path = QPainterPath(QPointF(*points[0]))
-    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+    for (x0, y0), (x1, y1) in pairwise(points):
         dy = (y1 - y0) / 2
         path.cubicTo(QPointF(x0, y0 + dy), QPointF(x1, y1 - dy), QPointF(x1, y1))
     return path

@@ -144,11 +144,14 @@ class LayerTableModel(QAbstractTableModel):
             return colors.error_color(_sqnr(self._error(layer, col)))
         if role == Qt.ItemDataRole.ForegroundRole and col in ERROR_COLUMNS:
             return colors.INK if self._error(layer, col) is not None else None
-        if role == Qt.ItemDataRole.FontRole and col in (Column.SIZE, *ERROR_COLUMNS):
-            if not self._doc.evaluation_current:
-                font = QFont()
-                font.setItalic(True)
-                return font
+        if (
+            role == Qt.ItemDataRole.FontRole
+            and col in (Column.SIZE, *ERROR_COLUMNS)
+            and not self._doc.evaluation_current
+        ):
+            font = QFont()
+            font.setItalic(True)
+            return font
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (
             Column.PARAMS, Column.SIZE, *ERROR_COLUMNS,
         ):  # fmt: skip

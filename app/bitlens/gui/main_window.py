@@ -38,6 +38,7 @@ from bitlens.core.engine import CalibrationMethod
 from bitlens.core.errors import BitlensError
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.results import Progress
 from bitlens.gui.controller import Controller
 from bitlens.gui.data_dialog import DataDialog
 from bitlens.gui.document import Document
@@ -226,9 +227,9 @@ class MainWindow(QMainWindow):
         doc.modelChanged.connect(self._on_model_changed)
         doc.planChanged.connect(self._on_plan_changed)
         doc.evaluationChanged.connect(self._on_evaluation)
-        doc.undo_stack.cleanChanged.connect(lambda _clean: self._update_title())
+        doc.undo_stack.cleanChanged.connect(self._update_title)
         runner.started.connect(self._on_job_started)
-        runner.progressed.connect(lambda _job, p: self.status.show_progress(p))
+        runner.progressed.connect(self._on_progress)
         runner.busyChanged.connect(self._on_busy_changed)
         runner.cancelled.connect(self._on_cancelled)
         self.status.cancelRequested.connect(ctl.cancel)
@@ -420,6 +421,9 @@ class MainWindow(QMainWindow):
     def _on_job_started(self, job: Job) -> None:
         self.status.set_busy(job.label, quiet=job.quiet, cancellable=job.cancellable)
 
+    def _on_progress(self, _job: Job, progress: Progress) -> None:
+        self.status.show_progress(progress)
+
     def _on_busy_changed(self, busy: bool) -> None:
         if not busy:
             self.status.set_idle()
@@ -435,7 +439,7 @@ class MainWindow(QMainWindow):
             apply_theme(app, name)
         self.settings.set_theme(name)
 
-    def _update_title(self) -> None:
+    def _update_title(self, *_args: object) -> None:
         session: Session | None = self.document.session
         name = "" if session is None else f"{session.title}[*] — "
         self.setWindowTitle(f"{name}Bitlens")

@@ -27,15 +27,15 @@ class PlotsView(QWidget):
         super().__init__(parent)
         self._doc = document
         self._names: tuple[str, ...] = ()
-        self.metric = QComboBox(self)
-        self.metric.setObjectName("plotMetric")
+        self.metric_box = QComboBox(self)
+        self.metric_box.setObjectName("plotMetric")
         for key, label in METRICS.items():
-            self.metric.addItem(label, key)
+            self.metric_box.addItem(label, key)
         self.source = QComboBox(self)
         self.source.setObjectName("plotSource")
         for key, label in SOURCES.items():
             self.source.addItem(label, key)
-        self.metric.currentIndexChanged.connect(self._redraw)
+        self.metric_box.currentIndexChanged.connect(self._redraw)
         self.source.currentIndexChanged.connect(self._redraw)
         self.info = QLabel(self)
         self.info.setObjectName("plotInfo")
@@ -69,7 +69,7 @@ class PlotsView(QWidget):
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
         bar.addWidget(QLabel("Error:", self))
-        bar.addWidget(self.metric)
+        bar.addWidget(self.metric_box)
         bar.addWidget(self.source)
         bar.addStretch(1)
         layout = QVBoxLayout(self)
@@ -95,7 +95,7 @@ class PlotsView(QWidget):
 
     def _redraw(self) -> None:
         info = self._doc.info
-        metric, source = self.metric.currentData(), self.source.currentData()
+        metric, source = self.metric_box.currentData(), self.source.currentData()
         names = self._names
         self.error_plot.setLabel("left", f"{SOURCES[source]} {METRICS[metric]}")
         ev = self._doc.evaluation
@@ -184,7 +184,7 @@ class PlotsView(QWidget):
         for plot in (self.error_plot, self.size_plot):
             if plot.sceneBoundingRect().contains(pos):
                 x = plot.vb.mapSceneToView(pos).x()
-                i = int(round(x))
+                i = round(x)
                 if 0 <= i < len(self._names) and abs(x - i) <= BAR_W / 2 + 0.1:
                     return self._names[i]
         return None

@@ -61,7 +61,10 @@ class SweepView(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.note)
         layout.addWidget(self.table, 1)
-        document.modelChanged.connect(lambda: self.show_entries([]))
+        document.modelChanged.connect(self._on_model_changed)
+
+    def _on_model_changed(self) -> None:
+        self.show_entries([])
 
     def show_entries(self, entries: list[SweepEntry]) -> None:
         self.entries = list(entries)
