@@ -9,7 +9,7 @@ thread-safe.
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -164,9 +164,13 @@ class SchemeRow:
     ratio: float | None  # float bytes / bytes in this format
 
 
-@dataclass
+@dataclass(frozen=True)
 class LayerDetail:
-    """What the detail view shows for one layer under one choice; filled in stages."""
+    """What the detail view shows for one layer under one choice.
+
+    Computed in stages; each stage is a new object (the worker never changes one
+    it has already handed to the window).
+    """
 
     layer: str
     choice: LayerChoice
@@ -176,7 +180,7 @@ class LayerDetail:
     activation: Distribution | None = None
     activation_name: str = ""
     activation_note: str = ""  # why there is no activation histogram
-    schemes: list[SchemeRow] = field(default_factory=list)
+    schemes: tuple[SchemeRow, ...] = ()
     complete: bool = False
 
 
@@ -185,34 +189,38 @@ def layer_detail(
 ) -> Generator[Progress | LayerDetail, None, LayerDetail]:
     """Histograms first (yielded as soon as known), then the sandbox one format at a time."""
     layer = engine.info.layer(layer_name)
-    detail = LayerDetail(layer_name, choice, layer.nbytes)
+    weights, weight_name = None, ""
     if layer.weights:
         w = layer.weights[0]
         fmt = None if choice.weight is None else bind(choice.weight, w)
-        detail.weights = distribution(engine.weight_values(layer_name), fmt)
-        detail.weight_name = w.name
+        weights = distribution(engine.weight_values(layer_name), fmt)
+        weight_name = w.name
+    activation, act_name, note = None, "", ""
     acts = layer.activations
     if acts and not layer.graph_path:
         values = engine.activation_values(layer_name)
         if values is None or np.asarray(values).dtype.kind != "f":
-            detail.activation_note = f"activation {acts[0]!r} was not captured as a float tensor"
+            note = f"activation {acts[0]!r} was not captured as a float tensor"
         else:
             afmt = choice.activation
             rng = None
             if afmt is not None and afmt.has_scale and not choice.dynamic:
                 rng = engine.activation_range(acts[0], afmt)
-            detail.activation = distribution(values, afmt, value_range=rng)
-            detail.activation_name = acts[0]
+            activation = distribution(values, afmt, value_range=rng)
+            act_name = acts[0]
     else:
-        detail.activation_note = "this layer has no quantizable activation input"
+        note = "this layer has no quantizable activation input"
+    detail = LayerDetail(
+        layer_name, choice, layer.nbytes, weights, weight_name, activation, act_name, note
+    )
     yield detail
     formats = weight_choices(layer)
+    rows: list[SchemeRow] = []
     for i, (name, err, nbytes) in enumerate(_schemes(engine, layer_name, formats)):
         ratio = layer.nbytes / nbytes if nbytes else None
-        detail.schemes.append(SchemeRow(name, err, nbytes, ratio))
+        rows.append(SchemeRow(name, err, nbytes, ratio))
         yield Progress(i + 1, len(formats), f"sandbox: {name}")
-    detail.complete = True
-    return detail
+    return replace(detail, schemes=tuple(rows), complete=True)
 
 
 def _schemes(engine: Engine, layer: str, formats: Sequence[str]):

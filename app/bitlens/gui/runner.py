@@ -116,7 +116,12 @@ class EngineRunner(QObject):
         self._queue.clear()
         if self._worker is not None:
             self._worker.quit()
-        return QThreadPool.globalInstance().waitForDone(msecs)
+        done = QThreadPool.globalInstance().waitForDone(msecs)
+        if done:  # the worker's queued "finished" will never be handled: forget it now
+            self._running = None
+            self._worker = None
+        self._sync_busy()
+        return done
 
     # -- running ------------------------------------------------------------------------------
     def _start_next(self) -> None:
@@ -137,7 +142,7 @@ class EngineRunner(QObject):
         worker.start()
 
     def _sync_busy(self) -> None:
-        busy = self.busy and not self._closed
+        busy = self.busy
         if busy != self._was_busy:
             self._was_busy = busy
             self.busyChanged.emit(busy)

@@ -33,7 +33,7 @@ class _Item(QTableWidgetItem):
         a, b = self.data(SORT_ROLE), other.data(SORT_ROLE)
         if isinstance(a, int | float) and isinstance(b, int | float):
             return a < b
-        return super().__lt__(other)
+        return self.text() < other.text()
 
 
 class SweepView(QWidget):
