@@ -263,3 +263,43 @@ def test_weight_cache_and_session_reuse() -> None:
         engine.quantized_weight(engine.info.layer("conv2").weights[0], parse_format("int4 sym ch"))
         is w2
     )
+
+
+def test_nan_in_the_float_model_is_named() -> None:
+    """x -> Log -> MatMul: negative inputs make NaN in the float model itself."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = helper.make_graph(
+        [
+            helper.make_node("Log", ["x"], ["l"], name="log"),
+            helper.make_node("MatMul", ["l", "W"], ["y"], name="mm"),
+        ],
+        "nan",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(np.ones((4, 2), np.float32), "W")],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    engine = make_engine(m)
+    with pytest.raises(EngineError, match="NaN or infinite values in 'l'"):
+        engine.evaluate(Plan(engine.info))
+
+
+def test_fp16_activation_quantization_is_refused_clearly() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm16")],
+        "fp16",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["N", 2])],
+        [numpy_helper.from_array(np.ones((4, 2), np.float16), "W")],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    engine = make_engine(m)
+    ev = engine.evaluate(Plan.uniform(engine.info, "int4 sym ch"))  # fp16 weights quantize fine
+    assert ev.layers["mm16"].weight.sqnr_db < 30
+    with pytest.raises(EngineError, match="float32 activations; 'x' is float16"):
+        engine.evaluate(Plan.uniform(engine.info, None, "uint8 asym"))

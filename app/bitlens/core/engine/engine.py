@@ -145,8 +145,9 @@ class Engine:
         if self._ref is not None:
             return
         sim, sess = self._session_for({})
+        # Topological-ish order, so a NaN is reported where it first appears.
         fetch = list(
-            dict.fromkeys([*self._output_names, *sim.layer_outputs.values(), *sim.activations])
+            dict.fromkeys([*sim.activations, *sim.layer_outputs.values(), *self._output_names])
         )
         weights = self._float_weights()
         ref: dict[str, list[np.ndarray]] = {name: [] for name in fetch}
@@ -154,6 +155,11 @@ class Engine:
         for i, feed in enumerate(self.data.samples):
             outs = self._run(sess, fetch, {**feed, **weights})
             for name, value in zip(fetch, outs, strict=True):
+                if value.dtype.kind == "f" and not np.isfinite(value).all():
+                    raise EngineError(
+                        f"the float model computes NaN or infinite values in {name!r} on data "
+                        f"sample {i}; errors against it would be meaningless"
+                    )
                 ref[name].append(value)
             yield Progress(i + 1, n, f"float reference: sample {i + 1} of {n}")
         for t in self.info.inputs:

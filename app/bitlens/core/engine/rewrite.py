@@ -45,7 +45,9 @@ def local_output(tensor: str) -> str:
 class SimGraph:
     model: onnx.ModelProto
     layer_outputs: dict[str, str]  # main-graph layer -> its first output tensor
-    activations: tuple[str, ...]  # float activation tensors exposed as outputs (not model inputs)
+    # Every non-constant input of a main-graph layer (activations, LSTM initial states...)
+    # that is not a model input, exposed as an output: the local graphs read their float values.
+    activations: tuple[str, ...]
 
 
 def main_layers(info: ModelInfo) -> list[Layer]:
@@ -62,6 +64,13 @@ def _check_kinds(info: ModelInfo, kinds: Kinds, opset: int) -> None:
                 f"layer {name!r} sits inside {layer.graph_path}; activation quantization "
                 "inside If/Loop/Scan bodies is not supported (weights are)"
             )
+        for act in layer.activations:
+            t = info.value_info.get(act)
+            if t is not None and t.dtype != "float32":
+                raise EngineError(
+                    f"layer {name!r}: activation quantization needs float32 activations; "
+                    f"{act!r} is {t.dtype}"
+                )
         need = quantizers.KIND_MIN_OPSET[kind]
         if opset < need:
             raise EngineError(
@@ -133,10 +142,14 @@ def build_sim(proto: onnx.ModelProto, info: ModelInfo, kinds: Kinds) -> SimGraph
     existing = {v.name for v in g.output}
     layer_outputs: dict[str, str] = {}
     activations: list[str] = []
+    weights = {w.name for layer in info.layers for w in layer.weights}
+    consts = {t.name for t in g.initializer} | {
+        o for n in g.node if n.op_type == "Constant" for o in n.output
+    }
     for layer in main_layers(info):
         layer_outputs[layer.name] = layer.outputs[0]
-        for a in layer.activations:
-            if a not in model_inputs and a not in activations:
+        for a in layer.inputs:
+            if a and a not in model_inputs | weights | consts and a not in activations:
                 activations.append(a)
     for t in [*layer_outputs.values(), *activations]:
         if t not in existing:
