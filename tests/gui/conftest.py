@@ -3,8 +3,6 @@ never blocks on a modal dialog, and screenshots into ``screenshots/``."""
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +11,8 @@ import pytest
 from PySide6.QtCore import QSettings, QThreadPool
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from bitlens.gui.main_window import MainWindow
+from bitlens.gui.settings import AppSettings
 from tests.core.engine_models import mlp_with_fragile_layer, small_cnn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,21 +20,6 @@ SHOTS = ROOT / "screenshots"
 OPEN_TIMEOUT_MS = 30_000
 
 
-def _ensure_samples_module() -> None:
-    """Until `bitlens.core.samples` lands on main, a stand-in so the window can list samples."""
-    try:
-        import bitlens.core.samples  # noqa: F401
-    except ModuleNotFoundError:
-        mod = types.ModuleType("bitlens.core.samples")
-        mod.DEFAULT_SAMPLE = "none"  # type: ignore[attr-defined]
-        mod.list_samples = lambda: []  # type: ignore[attr-defined]
-        sys.modules["bitlens.core.samples"] = mod
-
-
-_ensure_samples_module()
-
-from bitlens.gui.main_window import MainWindow  # noqa: E402
-from bitlens.gui.settings import AppSettings  # noqa: E402
 
 
 @pytest.fixture

@@ -42,3 +42,9 @@ def test_bitlens_bad_model_reports_error(tmp_path: Path) -> None:
     res = _run(tmp_path, str(bad), "--quit-after", "200")
     assert res.returncode == 1
     assert "bad.onnx" in res.stderr and "error shown" in res.stderr
+
+
+def test_bitlens_without_arguments_opens_the_image_sample(tmp_path: Path) -> None:
+    res = _run(tmp_path, "--quit-after", "200")
+    assert res.returncode == 0, res.stderr
+    assert "digits" in res.stderr.lower() and "(sample)" in res.stderr

@@ -88,7 +88,8 @@ def layout_graph(
         succ[a].append(b)
         pred_count[b] += 1
 
-    rank = _longest_path_ranks(n_nodes, succ, pred_count)
+    rank, topo = _longest_path_ranks(n_nodes, succ, pred_count)
+    _sink(rank, topo, succ, pred_count)
     layers, routes = _with_dummies(rank, unique)
     _order(layers, routes, sweeps if sum(map(len, layers)) <= BIG else 1)
 
@@ -116,11 +117,20 @@ def layout_graph(
     return GraphLayout(places, tuple(out_edges), len(layers), width * x_gap)
 
 
+HIDDEN_OPS = frozenset({"Constant"})  # data, not computation: drawn as part of their consumer
+
+
 def layout_model(info: ModelInfo, **kw: float) -> GraphLayout:
-    """The layout of a model's nodes and edges (inputs and outputs included)."""
+    """The layout of a model's nodes and edges (inputs and outputs included).
+
+    Constant nodes are left out, as initializers are: an exported transformer has
+    dozens, each a box with an edge reaching across the whole graph.
+    """
+    hidden = {n.name for n in info.nodes if n.op_type in HIDDEN_OPS}
     inputs = [f"input:{t.name}" for t in info.inputs]
-    names = [*inputs, *(n.name for n in info.nodes)]
-    return layout_graph(names, ((e.src, e.dst, e.tensor) for e in info.edges), **kw)  # type: ignore[arg-type]
+    names = [*inputs, *(n.name for n in info.nodes if n.name not in hidden)]
+    edges = ((e.src, e.dst, e.tensor) for e in info.edges if e.src not in hidden)
+    return layout_graph(names, edges, **kw)  # type: ignore[arg-type]
 
 
 # -- steps --------------------------------------------------------------------------------
@@ -130,11 +140,12 @@ def _longest_path_ranks(
     n: int,
     succ: list[list[int]],
     pred_count: list[int],
-) -> list[int]:
+) -> tuple[list[int], list[int]]:
     """Kahn's algorithm in the given order; rank = 1 + deepest predecessor's rank.
 
     Nodes held up by a cycle are released one at a time, lowest index first; the
     edges that close the cycle then point upwards and :func:`_with_dummies` drops them.
+    Returns the ranks and the order in which nodes were visited (topological).
     """
     remaining = list(pred_count)
     rank = [0] * n
@@ -142,6 +153,7 @@ def _longest_path_ranks(
     queue = deque(i for i in range(n) if remaining[i] == 0)
     visited = 0
     next_forced = 0
+    topo: list[int] = []
     while visited < n:
         if not queue:
             while done[next_forced]:
@@ -153,6 +165,7 @@ def _longest_path_ranks(
             continue
         done[v] = True
         visited += 1
+        topo.append(v)
         for w in succ[v]:
             if done[w]:
                 continue
@@ -160,7 +173,22 @@ def _longest_path_ranks(
             remaining[w] -= 1
             if remaining[w] == 0:
                 queue.append(w)
-    return rank
+    return rank, topo
+
+
+def _sink(rank: list[int], topo: list[int], succ: list[list[int]], pred_count: list[int]) -> None:
+    """Move nodes down next to their consumers where that does not lengthen edges overall.
+
+    Longest-path layering puts every source at the top: the Constant nodes and
+    shape computations of an exported transformer would hang from the first row
+    with edges dozens of layers long. A node with at least as many outputs as
+    inputs moves to just above its highest consumer (bottom-up, so chains follow).
+    """
+    for v in reversed(topo):
+        outs = [w for w in succ[v] if rank[w] > rank[v]]
+        if not outs or len(outs) != len(succ[v]) or len(succ[v]) < pred_count[v]:
+            continue
+        rank[v] = max(rank[v], min(rank[w] for w in outs) - 1)
 
 
 def _with_dummies(

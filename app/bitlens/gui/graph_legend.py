@@ -1,65 +1,61 @@
-"""The colour key of the graph view: the SQNR scale and the float swatch."""
+"""The colour key of the graph view: the SQNR scale and the float swatch, in one row."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent, QPalette, QPen
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import QRectF, QSize
+from PySide6.QtGui import QLinearGradient, QPainter, QPaintEvent, QPalette, QPen
+from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from bitlens.gui import colors
 
-_BAR_W = 140
-_BAR_H = 10
+_BAR_W = 90
+_SWATCH = 12
 
 
 class GraphLegend(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("graphLegend")
-        self.metric_text = "accumulated SQNR"
-        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
-    def set_metric(self, text: str) -> None:
-        self.metric_text = text
-        self.update()
+    def _texts(self) -> tuple[str, str, str]:
+        return f"≤{colors.BAD_DB:g} dB", f"≥{colors.GOOD_DB:g} dB", "float / no result"
 
     def sizeHint(self) -> QSize:
         fm = self.fontMetrics()
-        return QSize(_BAR_W + 20, 3 * fm.height() + _BAR_H + 18)
+        lo, hi, flt = self._texts()
+        w = sum(fm.horizontalAdvance(t) for t in (lo, hi, flt)) + _BAR_W + _SWATCH + 40
+        return QSize(w, fm.height() + 6)
+
+    def minimumSizeHint(self) -> QSize:
+        return self.sizeHint()
 
     def paintEvent(self, event: QPaintEvent) -> None:
         p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
         pal = self.palette()
-        bg = QColor(pal.color(QPalette.ColorRole.Base))
-        bg.setAlpha(225)
-        p.setPen(QPen(pal.color(QPalette.ColorRole.Mid)))
-        p.setBrush(bg)
-        p.drawRoundedRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5), 5, 5)
         fm = self.fontMetrics()
-        x, y = 10, 6
-        p.setPen(pal.color(QPalette.ColorRole.Text))
-        p.drawText(x, y + fm.ascent(), self.metric_text)
-        y += fm.height() + 3
+        lo, hi, flt = self._texts()
+        text = pal.color(QPalette.ColorRole.WindowText)
+        h = self.height()
+        base = (h + fm.ascent() - fm.descent()) // 2
+        x = 2
+        p.setPen(text)
+        p.drawText(x, base, lo)
+        x += fm.horizontalAdvance(lo) + 4
         grad = QLinearGradient(x, 0, x + _BAR_W, 0)
         for i in range(11):
             t = i / 10
-            db = colors.BAD_DB + t * (colors.GOOD_DB - colors.BAD_DB)
-            c = colors.error_color(db)
+            c = colors.error_color(colors.BAD_DB + t * (colors.GOOD_DB - colors.BAD_DB))
             assert c is not None
             grad.setColorAt(t, c)
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(grad)
-        p.drawRect(x, y, _BAR_W, _BAR_H)
-        y += _BAR_H + 2
-        p.setPen(pal.color(QPalette.ColorRole.Text))
-        p.drawText(x, y + fm.ascent(), f"≤{colors.BAD_DB:g} dB")
-        right = f"≥{colors.GOOD_DB:g} dB"
-        p.drawText(x + _BAR_W - fm.horizontalAdvance(right), y + fm.ascent(), right)
-        y += fm.height() + 3
+        p.fillRect(QRectF(x, (h - _SWATCH) / 2, _BAR_W, _SWATCH), grad)
+        x += _BAR_W + 4
+        p.drawText(x, base, hi)
+        x += fm.horizontalAdvance(hi) + 14
         p.setPen(QPen(pal.color(QPalette.ColorRole.Mid)))
         p.setBrush(colors.float_layer_color(pal))
-        p.drawRect(x, y + 2, 14, fm.height() - 4)
-        p.setPen(pal.color(QPalette.ColorRole.Text))
-        p.drawText(x + 20, y + fm.ascent(), "float / not evaluated")
+        p.drawRect(QRectF(x, (h - _SWATCH) / 2, _SWATCH, _SWATCH))
+        x += _SWATCH + 4
+        p.setPen(text)
+        p.drawText(x, base, flt)
         p.end()

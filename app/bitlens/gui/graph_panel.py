@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from bitlens.gui.document import Document
+from bitlens.gui.graph_legend import GraphLegend
 from bitlens.gui.graph_view import METRICS, GraphView
 
 
@@ -12,6 +13,7 @@ class GraphPanel(QWidget):
     def __init__(self, document: Document, parent: QWidget | None = None):
         super().__init__(parent)
         self.view = GraphView(document, self)
+        self.legend = GraphLegend(self)
         self.metric_box = QComboBox(self)
         self.metric_box.setObjectName("graphMetric")
         for key, label in METRICS.items():
@@ -36,4 +38,5 @@ class GraphPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
+        layout.addWidget(self.legend)
         layout.addWidget(self.view)

@@ -20,7 +20,6 @@ from PySide6.QtGui import (
     QPainterPath,
     QPalette,
     QPen,
-    QResizeEvent,
     QWheelEvent,
 )
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QGraphicsView, QWidget
@@ -30,7 +29,6 @@ from bitlens.core.model.types import ModelInfo
 from bitlens.core.results import TensorError
 from bitlens.gui import colors
 from bitlens.gui.document import Document
-from bitlens.gui.graph_legend import GraphLegend
 from bitlens.gui.graph_node_item import GraphNodeItem
 from bitlens.gui.text import fmt_db, fmt_format, fmt_shape
 
@@ -54,8 +52,6 @@ class GraphView(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.BoundingRectViewportUpdate)
-        self.legend = GraphLegend(self)
-        self.legend.move(8, 8)
         document.modelChanged.connect(self._rebuild)
         document.planChanged.connect(self._recolor)
         document.evaluationChanged.connect(self._recolor)
@@ -70,7 +66,6 @@ class GraphView(QGraphicsView):
         if key not in METRICS:
             raise ValueError(f"unknown metric {key!r}")
         self.color_by = key
-        self.legend.set_metric(METRICS[key])
         self._recolor()
 
     def fit(self) -> None:
@@ -101,7 +96,7 @@ class GraphView(QGraphicsView):
             return
         lay = layout_model(info, x_gap=SLOT_W, y_gap=LAYER_H)
         self.layout_result = lay
-        edge_pen = QPen(self.palette().color(QPalette.ColorRole.Mid), 1.2)
+        edge_pen = _edge_pen(self.palette())
         for route in lay.edges:
             item = QGraphicsPathItem(_edge_path(route.points))
             item.setPen(edge_pen)
@@ -157,8 +152,9 @@ class GraphView(QGraphicsView):
                     if e is not None:
                         lines.append(f"{label} SQNR: {fmt_db(e.sqnr_db)}")
             item.setToolTip("\n".join(lines))
+        pen = _edge_pen(pal)
         for edge in self._edges:
-            edge.setPen(QPen(pal.color(QPalette.ColorRole.Mid), 1.2))
+            edge.setPen(pen)
 
     def _error(self, name: str) -> TensorError | None:
         ev = self._doc.evaluation
@@ -175,7 +171,11 @@ class GraphView(QGraphicsView):
             item.set_highlighted(name in selected)
         cur = self._doc.selection.current
         if origin is not self and cur in self._items:
-            self.ensureVisible(self._items[cur], 40, 40)
+            item = self._items[cur]
+            # Centre a node that is off screen; leave the view alone if it is in sight.
+            visible = self.mapToScene(self.viewport().rect()).boundingRect()
+            if not visible.contains(item.sceneBoundingRect()):
+                self.centerOn(item)
 
     # -- interaction ----------------------------------------------------------------------------
     def mousePressEvent(self, event: QMouseEvent) -> None:
@@ -215,14 +215,9 @@ class GraphView(QGraphicsView):
         else:
             super().keyPressEvent(event)
 
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        self.legend.resize(self.legend.sizeHint())
-
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
         if event.type() == QEvent.Type.PaletteChange:
-            self.legend.update()
             self._recolor()
 
 
@@ -253,6 +248,13 @@ def _edge_path(points: tuple[tuple[float, float], ...]) -> QPainterPath:
         dy = (y1 - y0) / 2
         path.cubicTo(QPointF(x0, y0 + dy), QPointF(x1, y1 - dy), QPointF(x1, y1))
     return path
+
+
+def _edge_pen(pal: QPalette) -> QPen:
+    role = QPalette.ColorRole.Light if colors.is_dark(pal) else QPalette.ColorRole.Dark
+    color = QColor(pal.color(role))
+    color.setAlpha(170)
+    return QPen(color, 1.2)
 
 
 def _ink_on(fill: QColor) -> QColor:

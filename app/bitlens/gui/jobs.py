@@ -102,17 +102,18 @@ def open_model(
 
 
 def open_sample(name: str, device: str = "auto") -> Generator[Progress, None, Session]:
-    """Open a bundled sample model with the data that comes with it."""
+    """Open a bundled sample model with the labelled data that comes with it."""
     from bitlens.core import samples
-
-    yield Progress(0, 1, f"building sample {name!r}")
-    sample = samples.get_sample(name)
     from bitlens.core.model.loader import load_model
 
-    path = Path(sample.path)
-    model = load_model(path)
-    data = samples.load_sample_data(name, model.info)
-    return (yield from _start(model, data, path, f"{name} (sample)", None, device))
+    sample = samples.get_sample(name)
+    yield Progress(0, 1, f"loading sample {sample.title}")
+    model = load_model(sample.model_path)
+    arrays, labels = samples.load_sample_data(sample)
+    data = Dataset.from_arrays(model.info, arrays, labels, source=f"sample data of {name}")
+    return (
+        yield from _start(model, data, sample.model_path, f"{sample.title} (sample)", None, device)
+    )
 
 
 def change_data(session: Session, request: DataRequest) -> Generator[Progress, None, Session]:

@@ -30,7 +30,7 @@ from bitlens.gui import colors
 from bitlens.gui.jobs import LayerDetail
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
 
-SANDBOX_COLUMNS = ("Format", "SQNR", "MSE", "cosine", "Bytes", "Ratio")
+SANDBOX_COLUMNS = ("Format", "SQNR", "MSE", "Bytes", "Ratio")
 
 
 class LayerDetailView(QWidget):
@@ -90,12 +90,13 @@ class LayerDetailView(QWidget):
             f"<b>{detail.layer}</b> · weights: {w} · activations: {a}"
             f" · {fmt_bytes(detail.bytes_before)} in float"
         )
-        self._draw(self.weight_plot, detail.weights, f"weights {detail.weight_name}".strip())
+        self._draw(self.weight_plot, detail.weights, "weights")
+        self.weight_plot.setToolTip(f"weight tensor {detail.weight_name}")
         act_title = (
-            f"input activation {detail.activation_name}"
-            if detail.activation is not None
+            "input activation" if detail.activation is not None
             else detail.activation_note or "input activation"
-        )
+        )  # fmt: skip
+        self.act_plot.setToolTip(f"activation {detail.activation_name}")
         self._draw(self.act_plot, detail.activation, act_title)
         self._fill_sandbox(detail)
 
@@ -106,8 +107,14 @@ class LayerDetailView(QWidget):
         if dist is None:
             item.setTitle(title, color=fg, size="9pt")
             return
-        note = "" if dist.fmt is None else f" — {dist.fmt}, {dist.group}"
-        item.setTitle(f"{title}{note}", color=fg, size="9pt")
+        if dist.fmt is None:
+            item.setTitle(f"{title} (float)", color=fg, size="9pt")
+        else:
+            # Second line: which group's grid is drawn (per-channel formats have one each).
+            item.setTitle(
+                f"{title} — {dist.fmt}<br><span style='font-size:8pt'>grid shown: "
+                f"{dist.group}</span>", color=fg, size="9pt",
+            )  # fmt: skip
         fill = pg.mkBrush(colors.AFTER.red(), colors.AFTER.green(), colors.AFTER.blue(), 150)
         item.addItem(
             pg.PlotDataItem(
@@ -144,12 +151,17 @@ class LayerDetailView(QWidget):
                 row.format,
                 fmt_db(row.error.sqnr_db),
                 fmt_float(row.error.mse, 3),
-                f"{row.error.cosine:.5f}",
                 fmt_bytes(row.bytes_after),
                 fmt_ratio(row.ratio),
             )
+            tip = (
+                f"{row.format}: SQNR {fmt_db(row.error.sqnr_db)}, MSE {row.error.mse:.3g}, "
+                f"cosine {row.error.cosine:.6f}, max |error| {row.error.max_abs:.3g}\n"
+                "double-click to use it for this layer's weights"
+            )
             for j, text in enumerate(cells):
                 it = QTableWidgetItem(text)
+                it.setToolTip(tip)
                 if j:
                     it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 if j == 1:

@@ -93,6 +93,8 @@ class LayerTable(QWidget):
             | QAbstractItemView.EditTrigger.EditKeyPressed
         )
         self.view.setAlternatingRowColors(True)
+        self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # long names keep both ends
+        self.view.setWordWrap(False)
         self.view.verticalHeader().setVisible(False)
         self.view.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self.delegate = FormatDelegate(self.view)
@@ -100,7 +102,7 @@ class LayerTable(QWidget):
         self.view.setItemDelegateForColumn(Column.ACTIVATION, self.delegate)
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
+        header.setStretchLastSection(False)
         self.view.selectionModel().selectionChanged.connect(self._on_view_selection)
 
         bar = QHBoxLayout()
@@ -123,6 +125,8 @@ class LayerTable(QWidget):
 
         document.selection.changed.connect(self._on_selection_changed)
         document.modelChanged.connect(self._on_model_changed)
+        document.evaluationChanged.connect(self._on_first_evaluation)
+        self._sized = False
         self._on_model_changed()
 
     # -- commands --------------------------------------------------------------------------------
@@ -199,10 +203,22 @@ class LayerTable(QWidget):
         finally:
             self._syncing = False
 
-    def _on_model_changed(self) -> None:
+    def _fit_columns(self) -> None:
         self.view.resizeColumnsToContents()
-        for col, minimum in ((Column.WEIGHT, 130), (Column.ACTIVATION, 110)):
+        em = self.fontMetrics().horizontalAdvance("M")
+        self.view.setColumnWidth(Column.NAME, min(self.view.columnWidth(Column.NAME), 16 * em))
+        for col, minimum in ((Column.WEIGHT, 9 * em), (Column.ACTIVATION, 8 * em)):
             self.view.setColumnWidth(col, max(self.view.columnWidth(col), minimum))
+
+    def _on_first_evaluation(self) -> None:
+        # Sizes and errors are only known once evaluated: fit them the first time.
+        if not self._sized:
+            self._sized = True
+            self._fit_columns()
+
+    def _on_model_changed(self) -> None:
+        self._sized = False
+        self._fit_columns()
         has_model = self._doc.is_open
         for w in (self.apply_button, self.preset_all, self.preset_sel):
             w.setEnabled(has_model)

@@ -117,7 +117,7 @@ class MainWindow(QMainWindow):
         self.docks["detail"].raise_()
         self.docks["plots"].raise_()
         self.resizeDocks(
-            [self.docks["graph"], self.docks["detail"]], [300, 420], Qt.Orientation.Horizontal
+            [self.docks["graph"], self.docks["detail"]], [270, 430], Qt.Orientation.Horizontal
         )
         self.resizeDocks([self.docks["plots"]], [300], Qt.Orientation.Vertical)
 
@@ -271,8 +271,18 @@ class MainWindow(QMainWindow):
         from bitlens.core import samples
 
         self.samples_menu.clear()
-        for name in samples.list_samples():
-            self.samples_menu.addAction(name, lambda n=name: self.open_sample(n))
+        try:
+            found = samples.list_samples()
+        except BitlensError as exc:  # resources not installed: say so in the menu
+            act = self.samples_menu.addAction("No samples found")
+            act.setEnabled(False)
+            act.setToolTip(str(exc))
+            return
+        for sample in found:
+            act = self.samples_menu.addAction(
+                f"{sample.title} ({sample.domain})", lambda n=sample.name: self.open_sample(n)
+            )
+            act.setToolTip(str(sample.meta.get("description", "")))
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()

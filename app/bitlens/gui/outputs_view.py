@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -29,7 +28,14 @@ from bitlens.gui.document import Document
 from bitlens.gui.series import divergence_counts
 from bitlens.gui.text import NONE, fmt_db, fmt_float, fmt_percent
 
-COLUMNS = ("Output", "SQNR", "cosine", "top-1 agreement", "KL")
+COLUMNS = ("Output", "SQNR", "cos", "top-1", "KL")
+TIPS = (
+    "Model output",
+    "Signal-to-quantization-noise ratio against the float model",
+    "Cosine similarity with the float model",
+    "Fraction of samples whose top class matches the float model",
+    "Mean KL divergence of the softmax from the float model's",
+)
 
 
 class OutputsView(QWidget):
@@ -39,10 +45,15 @@ class OutputsView(QWidget):
         self.table = QTableWidget(0, len(COLUMNS), self)
         self.table.setObjectName("outputsTable")
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        for i, tip in enumerate(TIPS):
+            self.table.horizontalHeaderItem(i).setToolTip(tip)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # the output's name
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.summary = QLabel(self)
         self.summary.setObjectName("outputsSummary")
@@ -60,26 +71,15 @@ class OutputsView(QWidget):
         self.plot.addItem(self.diagonal)
         self.plot.addItem(self.scatter)
 
-        top = QWidget(self)
-        tl = QVBoxLayout(top)
-        tl.setContentsMargins(0, 0, 0, 0)
-        tl.addWidget(self.table)
-        tl.addWidget(self.summary)
-        bottom = QWidget(self)
-        bl = QVBoxLayout(bottom)
-        bl.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
         row.addWidget(QLabel("Scatter of", self))
         row.addWidget(self.choice, 1)
-        bl.addLayout(row)
-        bl.addWidget(self.plot, 1)
-        splitter = QSplitter(Qt.Orientation.Vertical, self)
-        splitter.addWidget(top)
-        splitter.addWidget(bottom)
-        splitter.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(splitter)
+        layout.addWidget(self.table)
+        layout.addWidget(self.summary)
+        layout.addLayout(row)
+        layout.addWidget(self.plot, 1)
 
         document.modelChanged.connect(self._on_model_changed)
         document.evaluationChanged.connect(self._fill_table)
@@ -118,6 +118,14 @@ class OutputsView(QWidget):
                         it.setForeground(colors.INK)
                 self.table.setItem(i, j, it)
         self.summary.setText(self._summary_text())
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """As tall as its rows (up to six): most models have one output."""
+        rows = min(max(self.table.rowCount(), 1), 6)
+        h = self.table.horizontalHeader().height() + 2 * self.table.frameWidth()
+        h += rows * self.table.verticalHeader().defaultSectionSize()
+        self.table.setFixedHeight(h)
 
     def _summary_text(self) -> str:
         ev = self._doc.evaluation

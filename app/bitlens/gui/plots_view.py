@@ -19,7 +19,22 @@ from bitlens.gui.document import Document
 from bitlens.gui.series import METRICS, SOURCES, error_series, size_series
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float
 
+METRIC_AXIS = {"sqnr": "SQNR (dB)", "mse": "MSE", "cosine": "1 − cos"}
+
 BAR_W = 0.8
+
+
+class LayerAxis(pg.AxisItem):
+    """An x axis of layer indices: ticks on whole numbers only."""
+
+    def tickSpacing(self, minVal: float, maxVal: float, size: float):
+        levels = super().tickSpacing(minVal, maxVal, size)
+        out = []
+        for spacing, _offset in levels:
+            spacing = max(1.0, float(round(spacing)))
+            if all(spacing != s for s, _ in out):
+                out.append((spacing, 0.0))
+        return out
 
 
 class PlotsView(QWidget):
@@ -42,8 +57,12 @@ class PlotsView(QWidget):
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.canvas = pg.GraphicsLayoutWidget(self)
-        self.error_plot = self.canvas.addPlot(row=0, col=0)
-        self.size_plot = self.canvas.addPlot(row=1, col=0)
+        self.error_plot = self.canvas.addPlot(
+            row=0, col=0, axisItems={"bottom": LayerAxis("bottom")}
+        )
+        self.size_plot = self.canvas.addPlot(
+            row=1, col=0, axisItems={"bottom": LayerAxis("bottom")}
+        )
         self.size_plot.setXLink(self.error_plot)
         for plot in (self.error_plot, self.size_plot):
             plot.showGrid(x=False, y=True, alpha=0.25)
@@ -51,7 +70,9 @@ class PlotsView(QWidget):
             plot.hideButtons()
             plot.vb.setMouseEnabled(x=True, y=False)
         self.size_plot.setLabel("bottom", "layer (topological order)")
-        self.size_plot.setLabel("left", "weight bytes")
+        self.size_plot.setLabel("left", "size", units="B")
+        for plot in (self.error_plot, self.size_plot):
+            plot.getAxis("left").setWidth(64)  # both y axes equally wide: bars line up
         self.size_plot.addLegend(offset=(-10, 5))
         self.error_bars = pg.BarGraphItem(x=[], height=[], width=BAR_W)
         self.before_bars = pg.BarGraphItem(x=[], height=[], width=BAR_W / 2, name="float")
@@ -97,7 +118,7 @@ class PlotsView(QWidget):
         info = self._doc.info
         metric, source = self.metric_box.currentData(), self.source.currentData()
         names = self._names
-        self.error_plot.setLabel("left", f"{SOURCES[source]} {METRICS[metric]}")
+        self.error_plot.setLabel("left", METRIC_AXIS[metric])
         ev = self._doc.evaluation
         s = error_series(ev, names, metric, source)
         ok = np.isfinite(s.values)
