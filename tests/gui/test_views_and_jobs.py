@@ -75,8 +75,14 @@ def test_table_selection_reaches_graph_and_plot_click_selects(qtbot, window, cnn
     assert not window.graph.view.node_item("conv2").highlighted
     plots = window.plots
     vb = plots.error_plot.vb
-    scene_pos = vb.mapViewToScene(QPointF(2.0, 0.0))
+    scene_pos = vb.mapViewToScene(QPointF(2.0, 1.0))
     assert plots.layer_at_scene(scene_pos) == "fc"
+    # a real click on the bar column of layer 2 selects it everywhere
+    view_pos = plots.canvas.mapFromScene(scene_pos)
+    qtbot.mouseClick(plots.canvas.viewport(), Qt.MouseButton.LeftButton, pos=view_pos)
+    assert window.document.selection.names == ("fc",)
+    assert _selected_rows(window) == ["fc"]
+    assert "fc" in plots.info.text()
 
 
 def test_sandbox_pick_applies_format(qtbot, window, cnn_path: Path) -> None:
