@@ -3,7 +3,9 @@ never blocks on a modal dialog, and screenshots into ``screenshots/``."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import onnx
@@ -20,6 +22,37 @@ SHOTS = ROOT / "screenshots"
 OPEN_TIMEOUT_MS = 30_000
 
 
+
+
+@cache
+def _binding_leaks() -> bool:
+    """Whether this PySide6 loses references to True on Signal.emit() (6.12.0 on
+    Python < 3.12, see tests/gui/test_toolkit.py): such a run would abort midway."""
+    import PySide6
+    from PySide6.QtCore import QObject, Signal
+
+    if sys.version_info >= (3, 12) or not PySide6.__version__.startswith("6.12.0"):
+        return False
+
+    class _Probe(QObject):
+        ping = Signal()
+
+    probe = _Probe()
+    before = sys.getrefcount(True)
+    for _ in range(10):
+        probe.ping.emit()
+    return sys.getrefcount(True) < before
+
+
+@pytest.fixture(autouse=True)
+def _usable_binding(request: pytest.FixtureRequest) -> None:
+    """Fail each window test at once on a broken binding, instead of letting the
+    interpreter abort the whole session a few hundred signals later."""
+    if request.node.name.startswith("test_signal_emit_keeps"):
+        return
+    if _binding_leaks():
+        pytest.fail("PySide6 6.12.0 on Python < 3.12 corrupts reference counts; "
+                    "install PySide6-Essentials<6.12 (pyproject pins it)")
 
 
 @pytest.fixture
