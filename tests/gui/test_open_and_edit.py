@@ -130,3 +130,24 @@ def test_invalid_edit_is_reported_not_applied(qtbot, window, cnn_path: Path) -> 
     assert "int9" in window.message_bar.text.text()
     assert window.document.plan["fc"].is_float
     assert window.document.undo_stack.count() == 0
+
+
+def test_plan_the_engine_refuses_is_reported_and_undo_recovers(
+    qtbot, window, tmp_path: Path
+) -> None:
+    import onnx
+
+    from tests.builders import fp64_gemm
+
+    path = tmp_path / "fp64.onnx"
+    onnx.save(fp64_gemm(), path)
+    open_model(qtbot, window, path)
+    model = window.table.model
+    assert model.setData(model.index(0, Column.ACTIVATION), "uint8 asym")
+    qtbot.waitUntil(lambda: window.document.evaluation_failed and not window.runner.busy)
+    assert "float64" in window.message_bar.text.text()
+    assert "failed" in window.status.size_label.text()
+    window.act_undo.trigger()
+    wait_idle(qtbot, window)
+    assert not window.document.evaluation_failed
+    assert "failed" not in window.status.size_label.text()

@@ -95,9 +95,15 @@ class Controller(QObject):
         doc = self.document
         if doc.session is None or doc.plan is None:
             return
+        plan = doc.plan
+
+        def failed(exc: BaseException) -> None:
+            doc.set_evaluation_failed(plan)
+            self.failed.emit("Evaluating the plan", exc)
+
         self.runner.submit(
-            Job("evaluate", "Evaluating the plan", jobs.evaluate, (doc.session.engine, doc.plan),
-                on_result=self._on_evaluated, cancellable=False, quiet=True)
+            Job("evaluate", "Evaluating the plan", jobs.evaluate, (doc.session.engine, plan),
+                on_result=self._on_evaluated, on_error=failed, cancellable=False, quiet=True)
         )  # fmt: skip
 
     def _on_evaluated(self, result: tuple[Plan, Any]) -> None:

@@ -36,6 +36,7 @@ class Document(QObject):
         self._plan: Plan | None = None
         self.evaluation: Evaluation | None = None
         self.evaluated_plan: Plan | None = None  # the plan `evaluation` belongs to
+        self.failed_plan: Plan | None = None  # the current plan, when evaluating it failed
         self.outputs: list[OutputPairs] = []
         self.plan_path: Path | None = None  # where the plan was last saved or opened from
         self.undo_stack = QUndoStack(self)
@@ -62,6 +63,11 @@ class Document(QObject):
     def evaluation_current(self) -> bool:
         return self.evaluation is not None and self.evaluated_plan is self._plan
 
+    @property
+    def evaluation_failed(self) -> bool:
+        """The current plan could not be evaluated (the error was shown when it happened)."""
+        return self._plan is not None and self.failed_plan is self._plan
+
     def layer(self, name: str) -> Layer:
         assert self.info is not None
         return self.info.layer(name)
@@ -74,6 +80,7 @@ class Document(QObject):
         self._plan = keep if keep is not None else Plan(session.info)
         self.evaluation = None
         self.evaluated_plan = None
+        self.failed_plan = None
         self.outputs = []
         if not same_model:
             self.undo_stack.clear()
@@ -109,6 +116,12 @@ class Document(QObject):
             return  # computed for a plan that has since changed
         self.evaluation = evaluation
         self.evaluated_plan = plan
+        self.evaluationChanged.emit()
+
+    def set_evaluation_failed(self, plan: Plan) -> None:
+        if plan is not self._plan:
+            return
+        self.failed_plan = plan
         self.evaluationChanged.emit()
 
     def set_outputs(self, plan: Plan, outputs: list[OutputPairs]) -> None:

@@ -401,7 +401,10 @@ class MainWindow(QMainWindow):
 
     def _on_evaluation(self) -> None:
         ev = self.document.evaluation
-        self.status.show_evaluation(ev, stale=not self.document.evaluation_current)
+        doc = self.document
+        self.status.show_evaluation(
+            ev, stale=not doc.evaluation_current, failed=doc.evaluation_failed
+        )
         if ev is not None and ev.providers:
             self.status.show_providers(ev.providers)
 

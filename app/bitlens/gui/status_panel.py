@@ -45,13 +45,13 @@ class StatusPanel(QWidget):
         self.show_providers(())
         self.set_idle()
 
-    def show_evaluation(self, ev: Evaluation | None, *, stale: bool) -> None:
+    def show_evaluation(self, ev: Evaluation | None, *, stale: bool, failed: bool = False) -> None:
         if ev is None:
-            self.size_label.setText("No plan evaluated")
+            self.size_label.setText("Evaluation failed" if failed else "No plan evaluated")
             self.bits_label.setText("")
             self.output_label.setText("")
             return
-        mark = " (updating…)" if stale else ""
+        mark = " (last good plan; this one failed)" if failed else " (updating…)" if stale else ""
         self.size_label.setText(
             f"Weights {fmt_bytes(ev.bytes_before)} → {fmt_bytes(ev.bytes_after)} "
             f"({fmt_ratio(ev.compression)}){mark}"
