@@ -172,3 +172,17 @@ def test_data_dialog_builds_requests(qtbot, tmp_path: Path) -> None:
     dlg.mean_edit.setText("a, b")
     dlg._accept()
     assert "mean" in dlg.error.text() and dlg.result() == 0
+
+
+def test_new_data_keeps_selection_and_graph_view(qtbot, window, cnn_path: Path) -> None:
+    open_model(qtbot, window, cnn_path)
+    window.table.view.selectRow(1)
+    view = window.graph.view
+    view.zoom(1.5)
+    scale = view.transform().m11()
+    window.controller.open_data(DataRequest("random", samples=3, seed=2))
+    qtbot.waitUntil(lambda: "seed 2" in window.document.session.data.source, timeout=20_000)
+    wait_idle(qtbot, window)
+    assert window.document.selection.names == ("conv2",)
+    assert [r.row() for r in window.table.view.selectionModel().selectedRows()] == [1]
+    assert view.transform().m11() == scale

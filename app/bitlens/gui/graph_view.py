@@ -47,6 +47,7 @@ class GraphView(QGraphicsView):
         self._items: dict[str, GraphNodeItem] = {}
         self._edges: list[QGraphicsPathItem] = []
         self.layout_result: GraphLayout | None = None
+        self._info: ModelInfo | None = None
         self.color_by = "accumulated"
         self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
@@ -87,6 +88,11 @@ class GraphView(QGraphicsView):
 
     # -- building -----------------------------------------------------------------------------
     def _rebuild(self) -> None:
+        info = self._doc.info
+        if info is not None and info is self._info:
+            self._recolor()  # the same model with other data: keep the view where it is
+            return
+        self._info = info
         self._scene.clear()
         self._items.clear()
         self._edges.clear()

@@ -268,8 +268,12 @@ class LayerTableModel(QAbstractTableModel):
 
     # -- document events ----------------------------------------------------------------------
     def _on_model_changed(self) -> None:
-        self.beginResetModel()
         info = self._doc.info
+        if info is not None and info.layers is self._layers:
+            # the same model with other data: rows stay, and so does the selection
+            self._changed(Column.WEIGHT, Column.ACCUMULATED)
+            return
+        self.beginResetModel()
         self._layers = () if info is None else info.layers
         self._rows = {layer.name: i for i, layer in enumerate(self._layers)}
         self.endResetModel()

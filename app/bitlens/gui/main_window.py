@@ -199,6 +199,8 @@ class MainWindow(QMainWindow):
         self.calibration_menu = cal
         m.addSeparator()
         self.act_cancel = self._action(m, "&Cancel Running Job", self.controller.cancel, "Esc")
+        # Enabled only while a job can be cancelled, so Esc keeps closing editors otherwise.
+        self.act_cancel.setEnabled(False)
 
         m = bar.addMenu("&View")
         for dock in self.docks.values():
@@ -433,6 +435,7 @@ class MainWindow(QMainWindow):
     # -- busy state ---------------------------------------------------------------------------------
     def _on_job_started(self, job: Job) -> None:
         self.status.set_busy(job.label, quiet=job.quiet, cancellable=job.cancellable)
+        self.act_cancel.setEnabled(job.cancellable and not job.quiet)
 
     def _on_progress(self, _job: Job, progress: Progress) -> None:
         self.status.show_progress(progress)
@@ -440,6 +443,7 @@ class MainWindow(QMainWindow):
     def _on_busy_changed(self, busy: bool) -> None:
         if not busy:
             self.status.set_idle()
+            self.act_cancel.setEnabled(False)
 
     def _on_cancelled(self, job: Job) -> None:
         if not job.quiet:
