@@ -151,3 +151,20 @@ def test_plan_the_engine_refuses_is_reported_and_undo_recovers(
     wait_idle(qtbot, window)
     assert not window.document.evaluation_failed
     assert "failed" not in window.status.size_label.text()
+
+
+def test_undo_redo_keyboard_shortcuts(qtbot, window, cnn_path: Path) -> None:
+    open_model(qtbot, window, cnn_path)
+    window.activateWindow()
+    model = window.table.model
+    model.setData(model.index(model.row_of("conv1"), Column.WEIGHT), "int8 sym ch")
+    wait_idle(qtbot, window)
+    view = window.table.view
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.document.plan["conv1"].is_float
+    qtbot.keyClick(
+        view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    )
+    assert window.document.plan["conv1"].weight.name == "int8 sym ch"
+    wait_idle(qtbot, window)

@@ -12,6 +12,7 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
@@ -239,9 +240,15 @@ class OutputPairs:
     quantized: np.ndarray
 
 
+# engine -> float outputs on its evaluation samples: computed once per engine (and data).
+_FLOAT_OUTPUTS: WeakKeyDictionary[Engine, dict[str, list[np.ndarray]]] = WeakKeyDictionary()
+
+
 def output_pairs(engine: Engine, plan: Plan) -> tuple[Plan, list[OutputPairs]]:
     """Float and quantized values of every model output, thinned for a scatter plot."""
-    ref = engine.run_outputs(Plan(plan.info))
+    ref = _FLOAT_OUTPUTS.get(engine)
+    if ref is None:
+        ref = _FLOAT_OUTPUTS[engine] = engine.run_outputs(Plan(plan.info))
     got = engine.run_outputs(plan)
     out = []
     for name, values in got.items():

@@ -176,10 +176,14 @@ class MainWindow(QMainWindow):
 
         m = bar.addMenu("&Edit")
         self.act_undo = self.document.undo_stack.createUndoAction(self, "&Undo")
-        self.act_undo.setShortcut(QKeySequence(SK.Undo))
+        self.act_undo.setShortcuts(SK.Undo)  # every platform binding, not just the first
         self.act_undo.setObjectName("actionUndo")
         self.act_redo = self.document.undo_stack.createRedoAction(self, "&Redo")
-        self.act_redo.setShortcuts([QKeySequence(SK.Redo), QKeySequence("Ctrl+Y")])
+        redo = QKeySequence.keyBindings(SK.Redo)
+        for extra in ("Ctrl+Shift+Z", "Ctrl+Y"):  # both common spellings, everywhere
+            if QKeySequence(extra) not in redo:
+                redo.append(QKeySequence(extra))
+        self.act_redo.setShortcuts(redo)
         self.act_redo.setObjectName("actionRedo")
         m.addAction(self.act_undo)
         m.addAction(self.act_redo)
