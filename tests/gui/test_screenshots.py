@@ -59,3 +59,24 @@ def test_screenshot_transformer(qtbot, window, restore_theme) -> None:
     _prepare(qtbot, window, "text_transformer", layers[len(layers) // 2])
     screenshot(window, "main_transformer_light")
     screenshot(window.graph, "graph_transformer_light")
+
+
+def test_screenshot_welcome_error_and_sweep(qtbot, window, tmp_path, restore_theme) -> None:
+    window.set_theme("light")
+    window.resize(1300, 800)
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"\x08\x07 definitely not protobuf \xff" * 4)
+    window.open_model(bad)
+    qtbot.waitUntil(lambda: window.message_bar.isVisible() and not window.runner.busy)
+    window.message_bar.details_button.setChecked(True)
+    QApplication.processEvents()
+    assert window.stack.currentWidget() is window.welcome
+    screenshot(window, "welcome_with_error")
+    window.open_sample("speech_kws")
+    wait_idle(qtbot, window)
+    with qtbot.waitSignal(window.controller.sweepFinished, timeout=30_000):
+        window.controller.run_sweep(["int8 sym ch", "int4 sym ch", "int2 sym ch", "tern ch"])
+    wait_idle(qtbot, window)
+    QApplication.processEvents()
+    assert window.sweep.table.rowCount() == 3 * 4
+    screenshot(window, "sweep_speech")

@@ -89,6 +89,7 @@ class SweepView(QWidget):
                         it.setForeground(colors.INK)
                 self.table.setItem(i, j, it)
         self.table.setSortingEnabled(True)
+        self.table.sortItems(2, Qt.SortOrder.AscendingOrder)  # lowest output SQNR first
         if entries:
             self.note.setText(f"{len(entries)} results, worst first. Double-click to apply.")
 
