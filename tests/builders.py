@@ -1,6 +1,10 @@
-"""Small models that real exporters produce, built in code, for the loader and inventory.
+"""Small ONNX models built in code, shared by the tests (``from tests.builders import ...``).
 
-Each passes ``onnx.checker.check_model`` and runs in ONNX Runtime.
+Every builder returns an ``onnx.ModelProto`` that passes
+``onnx.checker.check_model`` and runs in ONNX Runtime. Weights look trained:
+Gaussian with a fan-in scale, a few output channels with larger range (the
+outliers that make per-channel formats matter), from a seeded RNG so every
+call returns the same model.
 """
 
 from __future__ import annotations
@@ -9,208 +13,435 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-IR_VERSION = 8  # readable by every ONNX Runtime the project supports
+FLOAT = TensorProto.FLOAT
 
 
-def _w(rng: np.random.Generator, *shape: int, scale: float = 0.3, dtype=np.float32) -> np.ndarray:
-    return (rng.normal(0, scale, shape)).astype(dtype)
+def weights(
+    shape: tuple[int, ...],
+    *,
+    seed: int,
+    fan_in: int | None = None,
+    channel_axis: int = 0,
+    dtype: type = np.float32,
+) -> np.ndarray:
+    """Trained-looking weights: N(0, 1/fan_in), two channels with 4x the spread."""
+    rng = np.random.default_rng(seed)
+    fan = fan_in or int(np.prod(shape[1:])) or 1
+    w = rng.standard_normal(shape) / np.sqrt(fan)
+    n = shape[channel_axis]
+    for c in rng.choice(n, size=min(2, n), replace=False):
+        idx = [slice(None)] * len(shape)
+        idx[channel_axis] = int(c)
+        w[tuple(idx)] *= 4.0
+    return w.astype(dtype)
 
 
-def _model(graph: onnx.GraphProto, opset: int) -> onnx.ModelProto:
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = IR_VERSION
-    onnx.checker.check_model(m, full_check=True)
+def bias(n: int, *, seed: int, dtype: type = np.float32) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal(n)).astype(dtype)
+
+
+def init(name: str, values: np.ndarray) -> TensorProto:
+    return numpy_helper.from_array(values, name)
+
+
+def model(
+    graph: onnx.GraphProto, opset: int = 17, ir_version: int | None = None
+) -> onnx.ModelProto:
+    """A checked model at ``opset`` with an IR version ORT accepts."""
+    m = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", opset)],
+        producer_name="bitlens-tests",
+    )
+    m.ir_version = ir_version or (7 if opset <= 12 else 8)
+    onnx.checker.check_model(m)
     return m
 
 
-def opset12_constant_weights(seed: int = 0) -> onnx.ModelProto:
-    """Opset 12, weights as Constant nodes (old exporters), no node names::
+def conv_net() -> onnx.ModelProto:
+    """A small image classifier::
 
-    Constant(W1) Constant(b1)      Constant(W2)
-          \\        |                  |
-    x -> Conv ------+-> Relu -> Flatten -> MatMul -> y
+    x[1,3,8,8] -> Conv(conv1.w[8,3,3,3], conv1.b) -> Relu
+               -> Conv(conv2.w[16,8,3,3], conv2.b) -> GlobalAveragePool -> Flatten
+               -> Gemm(fc.w[10,16], fc.b, transB=1) -> y[1,10]
     """
-    rng = np.random.default_rng(seed)
-    w1, b1, w2 = _w(rng, 4, 1, 3, 3), _w(rng, 4, scale=0.1), _w(rng, 4 * 6 * 6, 5)
     nodes = [
-        helper.make_node("Constant", [], ["W1"], value=numpy_helper.from_array(w1)),
-        helper.make_node("Constant", [], ["b1"], value=numpy_helper.from_array(b1)),
-        helper.make_node("Constant", [], ["W2"], value=numpy_helper.from_array(w2)),
-        helper.make_node("Conv", ["x", "W1", "b1"], ["c"]),
-        helper.make_node("Relu", ["c"], ["r"]),
-        helper.make_node("Flatten", ["r"], ["f"]),
-        helper.make_node("MatMul", ["f", "W2"], ["y"]),
+        helper.make_node("Conv", ["x", "conv1.w", "conv1.b"], ["c1"], name="conv1", pads=[1] * 4),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "conv2.w", "conv2.b"], ["c2"], name="conv2", pads=[1] * 4),
+        helper.make_node("GlobalAveragePool", ["c2"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["y"], name="fc", transB=1),
+    ]
+    inits = [
+        init("conv1.w", weights((8, 3, 3, 3), seed=1)),
+        init("conv1.b", bias(8, seed=2)),
+        init("conv2.w", weights((16, 8, 3, 3), seed=3)),
+        init("conv2.b", bias(16, seed=4)),
+        init("fc.w", weights((10, 16), seed=5)),
+        init("fc.b", bias(10, seed=6)),
     ]
     g = helper.make_graph(
         nodes,
-        "constants",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+        "conv_net",
+        [helper.make_tensor_value_info("x", FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", FLOAT, [1, 10])],
+        inits,
     )
-    return _model(g, 12)
+    return model(g)
 
 
-def lstm_in_if(seed: int = 0) -> onnx.ModelProto:
-    """An If whose branches each run an LSTM with their own weights::
+def mlp() -> onnx.ModelProto:
+    """Two dense layers as MatMul + Add::
 
-    cond ----------------------+
-    x[T,N,4] -> If(then: LSTM(Wt, Rt) -> Y, else: LSTM(We, Re) -> Y) -> y
+    x[2,16] -> MatMul(fc1.w[16,32]) -> Add(fc1.b) -> Relu
+            -> MatMul(fc2.w[32,8]) -> Add(fc2.b) -> y[2,8]
     """
-    rng = np.random.default_rng(seed)
-    hidden, inp = 6, 4
+    nodes = [
+        helper.make_node("MatMul", ["x", "fc1.w"], ["m1"], name="fc1"),
+        helper.make_node("Add", ["m1", "fc1.b"], ["a1"], name="fc1_bias"),
+        helper.make_node("Relu", ["a1"], ["r1"], name="relu"),
+        helper.make_node("MatMul", ["r1", "fc2.w"], ["m2"], name="fc2"),
+        helper.make_node("Add", ["m2", "fc2.b"], ["y"], name="fc2_bias"),
+    ]
+    inits = [
+        init("fc1.w", weights((16, 32), seed=11, fan_in=16, channel_axis=1)),
+        init("fc1.b", bias(32, seed=12)),
+        init("fc2.w", weights((32, 8), seed=13, fan_in=32, channel_axis=1)),
+        init("fc2.b", bias(8, seed=14)),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", FLOAT, [2, 16])],
+        [helper.make_tensor_value_info("y", FLOAT, [2, 8])],
+        inits,
+    )
+    return model(g)
 
-    def branch(tag: str) -> onnx.GraphProto:
-        w, r, b = (
-            _w(rng, 1, 4 * hidden, inp),
-            _w(rng, 1, 4 * hidden, hidden),
-            _w(rng, 1, 8 * hidden, scale=0.1),
-        )
-        node = helper.make_node(
-            "LSTM", ["x", f"W{tag}", f"R{tag}", f"B{tag}"], [f"Y{tag}"], hidden_size=hidden
-        )
-        return helper.make_graph(
-            [node],
-            f"{tag}_branch",
-            [],
-            [helper.make_tensor_value_info(f"Y{tag}", TensorProto.FLOAT, [5, 1, "N", hidden])],
-            [
-                numpy_helper.from_array(w, f"W{tag}"),
-                numpy_helper.from_array(r, f"R{tag}"),
-                numpy_helper.from_array(b, f"B{tag}"),
-            ],
-        )
 
+def embedding_model() -> onnx.ModelProto:
+    """A token embedding and a projection::
+
+    ids[2,5] (int64) -> Gather(embed.w[50,16]) -> MatMul(proj.w[16,8]) -> y[2,5,8]
+    """
+    nodes = [
+        helper.make_node("Gather", ["embed.w", "ids"], ["e"], name="embed", axis=0),
+        helper.make_node("MatMul", ["e", "proj.w"], ["y"], name="proj"),
+    ]
+    inits = [
+        init("embed.w", weights((50, 16), seed=21, fan_in=1)),
+        init("proj.w", weights((16, 8), seed=22, fan_in=16, channel_axis=1)),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "embedding",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 5])],
+        [helper.make_tensor_value_info("y", FLOAT, [2, 5, 8])],
+        inits,
+    )
+    return model(g)
+
+
+def _constant(out: str, values: np.ndarray) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [out], value=numpy_helper.from_array(values, out))
+
+
+def opset12_constant_weights() -> onnx.ModelProto:
+    """An old-exporter model: opset 12, weights as Constant nodes, no node names::
+
+    Constant(w1[6,3,3,3]) Constant(b1, value_floats)
+           \\          /
+    x[1,3,6,6] -> Conv -> Relu -> Flatten -> Gemm(Constant w2[4,216], Constant b2) -> y[1,4]
+    """
+    b1 = bias(6, seed=32)
+    nodes = [
+        _constant("w1", weights((6, 3, 3, 3), seed=31)),
+        helper.make_node("Constant", [], ["b1"], value_floats=[float(v) for v in b1]),
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c"], pads=[1] * 4),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["f"]),
+        _constant("w2", weights((4, 216), seed=33)),
+        _constant("b2", bias(4, seed=34)),
+        helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], transB=1),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "opset12_constants",
+        [helper.make_tensor_value_info("x", FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", FLOAT, [1, 4])],
+    )
+    return model(g, opset=12)
+
+
+def _lstm_weights(prefix: str, seed: int, hidden: int, inp: int) -> list[TensorProto]:
+    return [
+        init(f"{prefix}.W", weights((1, 4 * hidden, inp), seed=seed, fan_in=inp, channel_axis=1)),
+        init(
+            f"{prefix}.R",
+            weights((1, 4 * hidden, hidden), seed=seed + 1, fan_in=hidden, channel_axis=1),
+        ),
+        init(f"{prefix}.B", bias(8 * hidden, seed=seed + 2).reshape(1, 8 * hidden)),
+    ]
+
+
+def lstm_in_if() -> onnx.ModelProto:
+    """An If choosing between two LSTMs (T=4, batch 1, input 8, hidden 6)::
+
+    cond ─┐
+    x[4,1,8] ─> If ─> h[1,1,6]
+        then_branch: LSTM(x, then.W, then.R, then.B)   weights are then_branch initializers
+        else_branch: LSTM(x, else.W, else.R, else.B)   weights are main-graph initializers
+                                                       read from the outer scope
+    """
+    hidden, inp = 6, 8
+    out_info = helper.make_tensor_value_info("h", FLOAT, [1, 1, hidden])
+
+    def branch(name: str, prefix: str, inits: list[TensorProto]) -> onnx.GraphProto:
+        lstm = helper.make_node(
+            "LSTM",
+            ["x", f"{prefix}.W", f"{prefix}.R", f"{prefix}.B"],
+            ["", f"{name}_h"],
+            name=f"{name}_lstm",
+            hidden_size=hidden,
+        )
+        out = helper.make_tensor_value_info(f"{name}_h", FLOAT, [1, 1, hidden])
+        return helper.make_graph([lstm], name, [], [out], inits)
+
+    then_g = branch("then", "then", _lstm_weights("then", 41, hidden, inp))
+    else_g = branch("else", "else", [])
     node = helper.make_node(
-        "If", ["cond"], ["y"], name="choose", then_branch=branch("t"), else_branch=branch("e")
+        "If", ["cond"], ["h"], name="choose", then_branch=then_g, else_branch=else_g
     )
     g = helper.make_graph(
         [node],
         "lstm_in_if",
         [
             helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, "N", inp]),
+            helper.make_tensor_value_info("x", FLOAT, [4, 1, inp]),
         ],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 1, "N", hidden])],
+        [out_info],
+        _lstm_weights("else", 51, hidden, inp),
     )
-    return _model(g, 13)
+    return model(g)
 
 
-def loop_with_matmul(seed: int = 0) -> onnx.ModelProto:
-    """A Loop whose body multiplies the carried state by an outer-scope weight::
+def loop_with_matmul() -> onnx.ModelProto:
+    """A Loop applying a dense layer three times::
 
-    x[N,8] -> Loop(3 times: s = Tanh(MatMul(s, Wloop))) -> y
+    x[1,8] -> Loop(trip=3) -> y[1,8]
+        body: h -> MatMul(body.w[8,8]) -> Add(body.b) -> Tanh -> h'
+              (body.w and body.b are body initializers)
+    then y -> MatMul(head.w[8,4]) -> out[1,4]
     """
-    rng = np.random.default_rng(seed)
+    body_nodes = [
+        helper.make_node("Identity", ["cond_in"], ["cond_out"], name="keep_going"),
+        helper.make_node("MatMul", ["h_in", "body.w"], ["m"], name="body_fc"),
+        helper.make_node("Add", ["m", "body.b"], ["a"], name="body_bias"),
+        helper.make_node("Tanh", ["a"], ["h_out"], name="body_tanh"),
+    ]
     body = helper.make_graph(
-        [
-            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-            helper.make_node("MatMul", ["s_in", "Wloop"], ["m"], name="body_matmul"),
-            helper.make_node("Tanh", ["m"], ["s_out"]),
-        ],
+        body_nodes,
         "body",
         [
             helper.make_tensor_value_info("i", TensorProto.INT64, []),
             helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("s_in", TensorProto.FLOAT, ["N", 8]),
+            helper.make_tensor_value_info("h_in", FLOAT, [1, 8]),
         ],
         [
             helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("s_out", TensorProto.FLOAT, ["N", 8]),
+            helper.make_tensor_value_info("h_out", FLOAT, [1, 8]),
         ],
-    )
-    g = helper.make_graph(
-        [helper.make_node("Loop", ["trips", "", "x"], ["y"], name="loop", body=body)],
-        "loop",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
         [
-            numpy_helper.from_array(np.asarray(3, np.int64), "trips"),
-            numpy_helper.from_array(_w(rng, 8, 8), "Wloop"),
+            init("body.w", weights((8, 8), seed=61, fan_in=8, channel_axis=1)),
+            init("body.b", bias(8, seed=62)),
         ],
     )
-    return _model(g, 13)
-
-
-def fp64_gemm(seed: int = 0) -> onnx.ModelProto:
-    """x[N,6] (double) -> Gemm(W fp64, transB) -> y[N,3]"""
-    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Loop", ["trip", "keep", "x"], ["y"], name="loop", body=body),
+        helper.make_node("MatMul", ["y", "head.w"], ["out"], name="head"),
+    ]
     g = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "W", "b"], ["y"], name="gemm64", transB=1)],
-        "fp64",
-        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 6])],
-        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])],
+        nodes,
+        "loop_with_matmul",
+        [helper.make_tensor_value_info("x", FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("out", FLOAT, [1, 4])],
         [
-            numpy_helper.from_array(_w(rng, 3, 6, dtype=np.float64), "W"),
-            numpy_helper.from_array(np.zeros(3, np.float64), "b"),
+            init("trip", np.array(3, np.int64)),
+            init("keep", np.array(True)),
+            init("head.w", weights((8, 4), seed=63, fan_in=8, channel_axis=1)),
         ],
     )
-    return _model(g, 13)
+    return model(g)
 
 
-def nhwc_conv(seed: int = 0) -> onnx.ModelProto:
-    """What TF converters emit: NHWC input, Transposes around an NCHW Conv::
+def fp64_gemm() -> onnx.ModelProto:
+    """A double-precision dense layer, B not transposed::
 
-    x[N,8,8,3] -> Transpose(0,3,1,2) -> Conv(W) -> Transpose(0,2,3,1) -> y[N,8,8,4]
+    x[2,8] (fp64) -> Gemm(w[8,4] fp64, b[4] fp64, transB=0) -> y[2,4] (fp64)
     """
-    rng = np.random.default_rng(seed)
+    node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="dense")
     g = helper.make_graph(
+        [node],
+        "fp64_gemm",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [2, 4])],
         [
-            helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 3, 1, 2]),
-            helper.make_node("Conv", ["xt", "W"], ["c"], name="conv_nhwc", pads=[1, 1, 1, 1]),
-            helper.make_node("Transpose", ["c"], ["y"], perm=[0, 2, 3, 1]),
+            init("w", weights((8, 4), seed=71, fan_in=8, channel_axis=1, dtype=np.float64)),
+            init("b", bias(4, seed=72, dtype=np.float64)),
         ],
-        "nhwc",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 8, 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 8, 4])],
-        [numpy_helper.from_array(_w(rng, 4, 3, 3, 3), "W")],
     )
-    return _model(g, 13)
+    return model(g)
 
 
-def embedding_model(seed: int = 0) -> onnx.ModelProto:
-    """ids[N,L] (int64) -> Gather(E[50,8]) -> MatMul(W[8,2]) -> y[N,L,2]"""
-    rng = np.random.default_rng(seed)
-    g = helper.make_graph(
-        [
-            helper.make_node("Gather", ["E", "ids"], ["e"], name="embed"),
-            helper.make_node("MatMul", ["e", "W"], ["y"], name="proj"),
-        ],
-        "embedding",
-        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", "L"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "L", 2])],
-        [numpy_helper.from_array(_w(rng, 50, 8), "E"), numpy_helper.from_array(_w(rng, 8, 2), "W")],
-    )
-    return _model(g, 13)
+def nhwc_conv() -> onnx.ModelProto:
+    """A TensorFlow-style NHWC convolution, Transposes around the Conv::
 
-
-def stateful_gru(seed: int = 0) -> onnx.ModelProto:
-    """A streaming GRU step: the hidden state is an input and an output::
-
-    x[T,1,4], h0[1,1,5] -> GRU(W, R, B) -> Y, h1 -> MatMul(Wo) on Y_h -> y
+    x[1,8,8,3] -> Transpose(0,3,1,2) -> Conv(conv.w[4,3,3,3], conv.b) -> Relu
+               -> Transpose(0,2,3,1) -> y[1,8,8,4]
     """
-    rng = np.random.default_rng(seed)
-    hidden = 5
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], name="to_nchw", perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["xt", "conv.w", "conv.b"], ["c"], name="conv", pads=[1] * 4),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Transpose", ["r"], ["y"], name="to_nhwc", perm=[0, 2, 3, 1]),
+    ]
     g = helper.make_graph(
+        nodes,
+        "nhwc_conv",
+        [helper.make_tensor_value_info("x", FLOAT, [1, 8, 8, 3])],
+        [helper.make_tensor_value_info("y", FLOAT, [1, 8, 8, 4])],
+        [init("conv.w", weights((4, 3, 3, 3), seed=81)), init("conv.b", bias(4, seed=82))],
+    )
+    return model(g)
+
+
+def dynamic_batch_mlp() -> onnx.ModelProto:
+    """An MLP with a symbolic batch dimension::
+
+    x[batch,16] -> MatMul(fc1.w[16,24]) -> Add(fc1.b) -> Relu
+                -> Gemm(fc2.w[4,24], fc2.b, transB=1) -> y[batch,4]
+    """
+    nodes = [
+        helper.make_node("MatMul", ["x", "fc1.w"], ["m"], name="fc1"),
+        helper.make_node("Add", ["m", "fc1.b"], ["a"], name="fc1_bias"),
+        helper.make_node("Relu", ["a"], ["r"], name="relu"),
+        helper.make_node("Gemm", ["r", "fc2.w", "fc2.b"], ["y"], name="fc2", transB=1),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "dynamic_batch_mlp",
+        [helper.make_tensor_value_info("x", FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", FLOAT, ["batch", 4])],
         [
-            helper.make_node(
-                "GRU", ["x", "W", "R", "B", "", "h0"], ["Y", "h1"], name="gru", hidden_size=hidden
-            ),
-            helper.make_node("MatMul", ["h1", "Wo"], ["y"], name="head"),
+            init("fc1.w", weights((16, 24), seed=91, fan_in=16, channel_axis=1)),
+            init("fc1.b", bias(24, seed=92)),
+            init("fc2.w", weights((4, 24), seed=93)),
+            init("fc2.b", bias(4, seed=94)),
         ],
+    )
+    return model(g)
+
+
+def stateful_gru() -> onnx.ModelProto:
+    """A GRU step with its hidden state in and out (T=3, batch 1, input 5, hidden 4)::
+
+    x[3,1,5] ─┐
+    h0[1,1,4] ┴> GRU(gru.W[1,12,5], gru.R[1,12,4], gru.B[1,24]) ─> y[3,1,1,4]
+                                                                └> h_out[1,1,4]
+    """
+    hidden, inp = 4, 5
+    node = helper.make_node(
+        "GRU",
+        ["x", "gru.W", "gru.R", "gru.B", "", "h0"],
+        ["y", "h_out"],
+        name="gru",
+        hidden_size=hidden,
+        linear_before_reset=1,
+    )
+    g = helper.make_graph(
+        [node],
         "stateful_gru",
         [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", 1, 4]),
-            helper.make_tensor_value_info("h0", TensorProto.FLOAT, [1, 1, hidden]),
+            helper.make_tensor_value_info("x", FLOAT, [3, 1, inp]),
+            helper.make_tensor_value_info("h0", FLOAT, [1, 1, hidden]),
         ],
         [
-            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 3]),
-            helper.make_tensor_value_info("h1", TensorProto.FLOAT, [1, 1, hidden]),
+            helper.make_tensor_value_info("y", FLOAT, [3, 1, 1, hidden]),
+            helper.make_tensor_value_info("h_out", FLOAT, [1, 1, hidden]),
         ],
         [
-            numpy_helper.from_array(_w(rng, 1, 3 * hidden, 4), "W"),
-            numpy_helper.from_array(_w(rng, 1, 3 * hidden, hidden), "R"),
-            numpy_helper.from_array(_w(rng, 1, 6 * hidden, scale=0.1), "B"),
-            numpy_helper.from_array(_w(rng, hidden, 3), "Wo"),
+            init("gru.W", weights((1, 3 * hidden, inp), seed=101, fan_in=inp, channel_axis=1)),
+            init(
+                "gru.R", weights((1, 3 * hidden, hidden), seed=102, fan_in=hidden, channel_axis=1)
+            ),
+            init("gru.B", bias(6 * hidden, seed=103).reshape(1, 6 * hidden)),
         ],
     )
-    return _model(g, 14)
+    return model(g)
+
+
+def multi_input() -> onnx.ModelProto:
+    """An image and a feature vector joined before the head::
+
+    image[1,3,4,4] -> Conv(conv.w[4,3,1,1]) -> GlobalAveragePool -> Flatten ─┐
+    features[1,6] ──────────────────────────────────────────────────────── Concat
+                                          -> Gemm(head.w[3,10], head.b, transB=1) -> y[1,3]
+    """
+    nodes = [
+        helper.make_node("Conv", ["image", "conv.w"], ["c"], name="conv"),
+        helper.make_node("GlobalAveragePool", ["c"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Concat", ["f", "features"], ["cat"], name="concat", axis=1),
+        helper.make_node("Gemm", ["cat", "head.w", "head.b"], ["y"], name="head", transB=1),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "multi_input",
+        [
+            helper.make_tensor_value_info("image", FLOAT, [1, 3, 4, 4]),
+            helper.make_tensor_value_info("features", FLOAT, [1, 6]),
+        ],
+        [helper.make_tensor_value_info("y", FLOAT, [1, 3])],
+        [
+            init("conv.w", weights((4, 3, 1, 1), seed=111)),
+            init("head.w", weights((3, 10), seed=112)),
+            init("head.b", bias(3, seed=113)),
+        ],
+    )
+    return model(g)
+
+
+ALL_BUILDERS = {
+    "conv_net": conv_net,
+    "mlp": mlp,
+    "embedding_model": embedding_model,
+    "opset12_constant_weights": opset12_constant_weights,
+    "lstm_in_if": lstm_in_if,
+    "loop_with_matmul": loop_with_matmul,
+    "fp64_gemm": fp64_gemm,
+    "nhwc_conv": nhwc_conv,
+    "dynamic_batch_mlp": dynamic_batch_mlp,
+    "stateful_gru": stateful_gru,
+    "multi_input": multi_input,
+}
+
+
+def random_feeds(m: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs for every model input: symbolic dims become 2, ids stay in range, bools True."""
+    rng = np.random.default_rng(seed)
+    init_names = {t.name for t in m.graph.initializer}
+    feeds: dict[str, np.ndarray] = {}
+    for vi in m.graph.input:
+        if vi.name in init_names:
+            continue
+        tt = vi.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else 2 for d in tt.shape.dim]
+        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        if dtype == np.bool_:
+            feeds[vi.name] = np.ones(shape, dtype=bool)
+        elif np.issubdtype(dtype, np.integer):
+            feeds[vi.name] = rng.integers(0, 10, size=shape).astype(dtype)
+        else:
+            feeds[vi.name] = rng.standard_normal(shape).astype(dtype)
+    return feeds

@@ -59,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BitlensError as exc:
         print(f"bitlens {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`bitlens inspect m.onnx | head`): not an error of ours.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"bitlens {args.command}: interrupted", file=sys.stderr)
         return 130

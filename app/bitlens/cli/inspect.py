@@ -1,63 +1,197 @@
-"""``bitlens inspect MODEL [--json] [--formats F ...]``: layers, sizes, weight error per format.
+"""``bitlens inspect MODEL``: each layer's weight error and size at a ladder of formats.
 
-The JSON form is :meth:`bitlens.core.report.InspectReport.to_dict`: ``model``,
-``opset``, ``producer``, ``formats``, ``rows`` (name, op_type, shapes, dtype,
-params, bytes, graph_path, cells: format, sqnr_db, bytes) and ``totals``
-(params, bytes, per format bytes and compression). Non-finite SQNR values are
-the strings "inf"/"-inf".
+Text output is an aligned table: one row per quantizable layer (name, op,
+weight shape, parameters, current size), then for each format the weight
+SQNR in dB and the bytes the weights would take, and totals at the bottom
+(parameters, bytes now and per format, compression).
+
+``--json`` prints the same as one JSON object with these keys::
+
+    {
+      "model": "path/to/model.onnx",        # null for a model without a file
+      "opset": 17, "ir_version": 8, "producer": "pytorch 2.5",
+      "formats": ["fp16", "int8 sym ch", ...],   # column order
+      "layers": [
+        {"name": "conv1", "op_type": "Conv", "graph_path": "",
+         "weights": [{"name": "conv1.w", "shape": [8, 3, 3, 3], "dtype": "float32",
+                      "storage": "initializer", "graph_path": "",
+                      "channel_axis": 0, "block_axis": 1}],
+         "params": 216, "bytes": 864,
+         "formats": {"fp16": {"sqnr_db": "inf", "bytes": 432}, ...}}
+      ],
+      "totals": {"layers": 3, "params": 1234, "bytes": 4936,
+                 "formats": {"fp16": {"bytes": 2468, "compression": 2.0}, ...}}
+    }
+
+``sqnr_db`` is a number, or the string ``"inf"`` when the format holds the
+weights exactly (``"-inf"`` for an all-zero weight with error).
+``compression`` is stored bytes / bytes in the format, null without weights.
+Totals count a weight shared by several layers once.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import sys
+from typing import Any
 
-from bitlens.cli.common import dump_json, fmt_bytes, fmt_db
-from bitlens.core.formats import INSPECT_LADDER
-from bitlens.core.model.loader import load_model
-from bitlens.core.report import InspectReport, inspect_model
+from bitlens.core.formats import INSPECT_LADDER, parse_format
+from bitlens.core.model import load_model
+from bitlens.core.report import ModelReport, inspect_model, sqnr_json
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="list layers with size and weight error at each format")
-    p.add_argument("model", help="ONNX model file")
-    p.add_argument("--formats", nargs="+", default=list(INSPECT_LADDER), metavar="F")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "inspect",
+        help="list layers with weight error and size at several formats",
+        description=(
+            "List the quantizable layers of an ONNX model with their weight SQNR and size "
+            "at a ladder of formats."
+        ),
+    )
+    p.add_argument("model", help="path to an .onnx file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--formats",
+        nargs="+",
+        metavar="F",
+        default=list(INSPECT_LADDER),
+        help='formats to compare, each one argument, e.g. --formats "int8 sym ch" "nf4 blk64" '
+        f"(default: {', '.join(INSPECT_LADDER)})",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    report = inspect_model(load_model(args.model), args.formats)
-    print(dump_json(report.to_dict()) if args.json else render(report))
+    formats = [parse_format(f) for f in args.formats]  # bad names fail before loading
+    report = inspect_model(load_model(args.model), formats)
+    if args.json:
+        json.dump(to_json(report), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(to_text(report))
     return 0
 
 
-def render(r: InspectReport) -> str:
-    head = ["layer", "op", "weight shape", "params", "size"]
-    head += [f"{f} dB/bytes" for f in r.formats]
-    rows = [head]
-    for row in r.rows:
-        name = row.name if not row.graph_path else f"{row.name} (in {row.graph_path})"
-        cells = [
-            name,
-            row.op_type,
-            " + ".join("x".join(map(str, s)) for s in row.shapes),
-            f"{row.params:,}",
-            f"{fmt_bytes(row.bytes)} {row.dtype}",
+def to_json(report: ModelReport) -> dict[str, Any]:
+    return {
+        "model": report.path,
+        "opset": report.opset,
+        "ir_version": report.ir_version,
+        "producer": report.producer,
+        "formats": list(report.formats),
+        "layers": [
+            {
+                "name": layer.name,
+                "op_type": layer.op_type,
+                "graph_path": layer.graph_path,
+                "weights": [
+                    {
+                        "name": w.name,
+                        "shape": list(w.shape),
+                        "dtype": w.dtype,
+                        "storage": str(w.storage),
+                        "graph_path": w.graph_path,
+                        "channel_axis": w.channel_axis,
+                        "block_axis": w.block_axis,
+                    }
+                    for w in layer.weights
+                ],
+                "params": layer.params,
+                "bytes": layer.nbytes,
+                "formats": {
+                    c.format: {"sqnr_db": sqnr_json(c.sqnr_db), "bytes": c.nbytes}
+                    for c in layer.costs
+                },
+            }
+            for layer in report.layers
+        ],
+        "totals": {
+            "layers": len(report.layers),
+            "params": report.params,
+            "bytes": report.nbytes,
+            "formats": {
+                t.format: {
+                    "bytes": t.nbytes,
+                    "compression": round(t.compression, 4) if t.compression is not None else None,
+                }
+                for t in report.totals
+            },
+        },
+    }
+
+
+def human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def _sqnr_text(value: float) -> str:
+    if math.isinf(value):
+        return "exact" if value > 0 else "-inf dB"
+    return f"{value:.1f} dB"
+
+
+def to_text(report: ModelReport) -> str:
+    show_graph = any(layer.graph_path for layer in report.layers)
+    head = ["layer", *(["in graph"] if show_graph else []), "op", "weight shape", "params", "now"]
+    rows: list[list[str]] = []
+    for layer in report.layers:
+        shape = " + ".join("x".join(str(d) for d in w.shape) for w in layer.weights)
+        row = [
+            layer.name,
+            *([layer.graph_path or "main"] if show_graph else []),
+            layer.op_type,
+            shape,
+            f"{layer.params:,}",
+            human_bytes(layer.nbytes),
         ]
-        cells += [f"{fmt_db(c.sqnr_db)} / {fmt_bytes(c.bytes)}" for c in row.cells]
-        rows.append(cells)
-    total = ["total", "", f"{len(r.rows)} layers", f"{r.params:,}", fmt_bytes(r.bytes)]
-    total += [
-        f"{fmt_bytes(r.format_bytes(i))} ({r.bytes / max(1, r.format_bytes(i)):.1f}x)"
-        for i in range(len(r.formats))
+        row += [f"{_sqnr_text(c.sqnr_db)}  {human_bytes(c.nbytes)}" for c in layer.costs]
+        rows.append(row)
+    n_left = len(head)
+    head += list(report.formats)
+    total = [
+        "total",
+        *[""] * (n_left - 4),
+        _count(len(report.layers), "layer"),
+        f"{report.params:,}",
+        human_bytes(report.nbytes),
     ]
-    widths = [max(len(x[i]) for x in [*rows, total]) for i in range(len(head))]
-    sep = "  ".join("-" * w for w in widths)
+    total += [human_bytes(t.nbytes) for t in report.totals]
+    ratio = ["compression", *[""] * (n_left - 1)]
+    ratio += [f"{t.compression:.2f}x" if t.compression is not None else "-" for t in report.totals]
+
+    widths = [max(len(r[i]) for r in [head, *rows, total, ratio]) for i in range(len(head))]
+    right = {n_left - 2, n_left - 1} | set(range(n_left, len(head)))  # numbers align right
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        parts = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
 
-    title = f"{r.model}: opset {r.opset}" + (f", {r.producer}" if r.producer else "")
-    if not r.rows:
-        return f"{title}\nno quantizable layers (Conv, Gemm, MatMul with a constant, Gather, LSTM/GRU/RNN)"
-    return "\n".join([title, line(rows[0]), sep, *map(line, rows[1:]), sep, line(total)])
+    rule = "  ".join("-" * w for w in widths)
+    title = report.path or "model"
+    meta = f"opset {report.opset}" + (f", {report.producer}" if report.producer else "")
+    out = [f"{title} ({meta})", "weight SQNR and bytes per format", "", line(head), rule]
+    if rows:
+        out += [line(r) for r in rows]
+    else:
+        out.append(
+            "(no quantizable layers: no Conv, Gemm, MatMul, Gather or RNN with float weights)"
+        )
+    out += [rule, line(total), line(ratio)]
+    return "\n".join(out) + "\n"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

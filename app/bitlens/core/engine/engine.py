@@ -18,8 +18,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from bitlens.core import metrics
 from bitlens.core.data import Dataset, batch_of
@@ -34,6 +32,7 @@ from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.errors import EngineError
 from bitlens.core.formats import Format, fake_quantize, parse_format
+from bitlens.core.model import tensors
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import (
@@ -74,6 +73,7 @@ class Engine:
         self._ranges: dict[tuple[str, str, str], tuple[float, float]] = {}
         self.method = CalibrationMethod.MINMAX
         self._providers: tuple[str, ...] = ()
+        self._float_feeds: dict[str, np.ndarray] | None = None
         self._check_data()
 
     # -- setup ----------------------------------------------------------------------
@@ -127,17 +127,23 @@ class Engine:
         return self._local_sessions[key]
 
     def _constant(self, name: str) -> np.ndarray:
+        """A main-graph constant (bias, shape...) in its stored type, for the local graphs."""
         g = self.model.proto.graph
         for t in g.initializer:
             if t.name == name:
-                return numpy_helper.to_array(t)
+                return tensors.to_numpy(t)
         _, node = node_producing(g, name)
-        return numpy_helper.to_array(onnx.helper.get_attribute_value(node.attribute[0]))
+        return tensors.constant_value(node)
 
     def _float_weights(self) -> dict[str, np.ndarray]:
-        return {
-            w.name: self.model.weight(w.name) for layer in self.info.layers for w in layer.weights
-        }
+        if self._float_feeds is None:
+            # weight() widens fp16/bf16 to float32; the session's inputs keep the stored type.
+            self._float_feeds = {
+                w.name: self.model.weight(w).astype(np.dtype(w.dtype), copy=False)
+                for layer in self.info.layers
+                for w in layer.weights
+            }
+        return dict(self._float_feeds)
 
     # -- float reference & calibration ------------------------------------------------
     def prepare(self) -> Iterator[Progress]:
@@ -209,8 +215,8 @@ class Engine:
         if key in self._wcache:
             self._wcache.move_to_end(key)
             return self._wcache[key]
-        value = self.model.weight(w.name)
-        q = fake_quantize(value, fmt, what=f"weight {w.name!r}").astype(value.dtype, copy=False)
+        value = self.model.weight(w)
+        q = fake_quantize(value, fmt, what=f"weight {w.name!r}").astype(np.dtype(w.dtype), copy=False)
         self._wcache[key] = q
         self._wcache_bytes += q.nbytes
         while self._wcache_bytes > WEIGHT_CACHE_BYTES and len(self._wcache) > 1:
@@ -229,7 +235,7 @@ class Engine:
         refs, qs = [], []
         for w in layer.weights:
             qs.append(self.quantized_weight(w, fmt).ravel())
-            refs.append(self.model.weight(w.name).ravel())
+            refs.append(self.model.weight(w).ravel())
         return metrics.tensor_error(np.concatenate(refs), np.concatenate(qs))
 
     def _weight_feeds(self, plan: Plan | Mapping[str, LayerChoice]) -> dict[str, np.ndarray]:
@@ -441,7 +447,7 @@ class Engine:
 
     # -- for views -----------------------------------------------------------------------
     def weight_values(self, layer: str) -> np.ndarray:
-        return self.model.weight(self.info.layer(layer).weights[0].name)
+        return self.model.weight(self.info.layer(layer).weights[0])
 
     def activation_values(self, layer: str) -> np.ndarray | None:
         acts = self.info.layer(layer).activations

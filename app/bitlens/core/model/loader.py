@@ -1,168 +1,194 @@
-"""Loading ONNX files safely, and the in-memory model every other part works on.
+"""Opening an ONNX file (or a model built in code) as a :class:`LoadedModel`.
 
-The user's file is read once and never written. External data must live
-inside the model's folder: every external location is checked *before*
-any data is read, so a hostile file cannot make Bitlens read outside it.
-Each failure is a :class:`ModelLoadError` naming the file and the problem.
+The loader owns an in-memory copy of the model: external data read in,
+nodes sorted topologically and given unique names (see
+:mod:`bitlens.core.model.graph`). The user's file is only read, never
+written. Every failure a user can cause is a :class:`ModelLoadError` whose
+one-line message names the file and the problem.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import external_data_helper, numpy_helper
 
 from bitlens.core.errors import ModelLoadError
-from bitlens.core.model.constants import ConstantIndex
-from bitlens.core.model.inventory import build_inventory, name_nodes, sort_topologically
-from bitlens.core.model.types import ModelInfo
+from bitlens.core.model.external import load_external_data
+from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize
+from bitlens.core.model.inventory import build_inventory
+from bitlens.core.model.tensors import as_float, constant_value, to_numpy
+from bitlens.core.model.types import ModelInfo, WeightInfo
 
-# Leading bytes of files people open by mistake, to name them in the error.
-_MAGIC = {
-    b"\x89PNG": "a PNG image",
-    b"\xff\xd8\xff": "a JPEG image",
-    b"GIF8": "a GIF image",
-    b"PK\x03\x04": "a zip archive (a PyTorch .pt/.pth or a .npz?)",
-    b"%PDF": "a PDF document",
-    b"\x7fELF": "an executable",
-    b"RIFF": "a RIFF file (WAV audio?)",
-    b"\x93NUMPY": "a NumPy .npy array",
-    b"\x80\x02": "a Python pickle",
-    b"\x1f\x8b": "a gzip archive",
-}
+# Leading bytes of common files that are not ONNX, for a clearer message.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"%PDF", "a PDF document"),
+    (b"\x7fELF", "an executable"),
+    (b"\x89HDF", "an HDF5 file"),
+    (b"\x80\x02", "a Python pickle"),
+    (b"\x80\x04", "a Python pickle"),
+)
 
 
 @dataclass(eq=False)
 class LoadedModel:
-    """A model in memory: the protobuf (a private copy), its description, its weights."""
+    """A model ready for the engine: its proto (data in memory) and its description."""
 
-    proto: onnx.ModelProto
+    proto: onnx.ModelProto  # external data loaded in memory; never written back to the user's file
     info: ModelInfo
-    path: Path | None = None
-    _constants: ConstantIndex = field(init=False, repr=False)
-    _cache: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    path: Path | None
+    _consts: dict[tuple[str, str], ConstSource] = field(default_factory=dict, repr=False)
+    _cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+    _paths: dict[str, list[str]] = field(default_factory=dict, repr=False)  # name -> graph paths
 
     def __post_init__(self) -> None:
-        self._constants = ConstantIndex(self.proto.graph)
+        for path, name in self._consts:
+            self._paths.setdefault(name, []).append(path)
 
-    def weight(self, name: str) -> np.ndarray:
-        """Values of a constant (initializer, Constant node or subgraph initializer), cached."""
-        if name not in self._cache:
-            tensor = self._constants.tensor(name)
-            if tensor is None:
-                raise KeyError(name)
-            value = numpy_helper.to_array(tensor)
-            value.setflags(write=False)  # shared by the engine's caches: never mutate in place
-            self._cache[name] = value
-        return self._cache[name]
+    def weight(self, name: str | WeightInfo, graph_path: str | None = None) -> np.ndarray:
+        """Float values of a weight or bias (float64 stays float64, others float32).
+
+        ``name`` is a tensor name (or a :class:`WeightInfo`); it may be an
+        initializer or a Constant node's output, in the main graph or a
+        subgraph. When several subgraphs define the same name, pass
+        ``graph_path`` (a WeightInfo carries its own). The array is cached and
+        read-only.
+        """
+        if isinstance(name, WeightInfo):
+            name, graph_path = name.name, name.graph_path
+        key = self._key(name, graph_path)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        src = self._consts[key]
+        if src.node is not None:
+            raw = constant_value(src.node)
+        else:
+            assert src.tensor is not None
+            raw = to_numpy(src.tensor)
+        values = as_float(raw) if raw.dtype.kind == "f" or raw.dtype.name == "bfloat16" else raw
+        values.setflags(write=False)
+        self._cache[key] = values
+        return values
+
+    def _key(self, name: str, graph_path: str | None) -> tuple[str, str]:
+        if graph_path is not None:
+            if (graph_path, name) not in self._consts:
+                raise KeyError(f"no constant {name!r} in graph {graph_path or 'main'!r}")
+            return graph_path, name
+        paths_of = self._paths.get(name, [])
+        if not paths_of:
+            raise KeyError(f"no constant named {name!r} in the model")
+        if len(paths_of) > 1:
+            if "" in paths_of:
+                return "", name
+            paths = ", ".join(sorted(paths_of))
+            raise KeyError(
+                f"constant {name!r} is defined in several subgraphs ({paths}); pass graph_path"
+            )
+        return paths_of[0], name
 
 
-def from_proto(proto: onnx.ModelProto, path: Path | None = None) -> LoadedModel:
-    """Describe a model already in memory (built in code or loaded); works on a copy."""
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    if not model.HasField("graph") or len(model.graph.node) == 0:
-        raise ModelLoadError(f"{_where(path)}: the ONNX model has no graph nodes")
-    sort_topologically(model.graph, _where(path))
-    name_nodes(model.graph)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-        model.graph.ClearField("value_info")
-        model.graph.value_info.extend(inferred.graph.value_info)
-    except Exception:
-        pass
-    info = build_inventory(model, path)
-    return LoadedModel(model, info, path)
-
-
-def load_model(path: str | os.PathLike[str]) -> LoadedModel:
-    """Read an ONNX file (with external data from its own folder) and describe it."""
-    p = Path(path)
-    if not p.exists():
-        raise ModelLoadError(f"{p}: no such file")
-    if p.is_dir():
-        raise ModelLoadError(f"{p}: is a folder, not an ONNX file")
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    if not data:
-        raise ModelLoadError(f"{p.name}: the file is empty")
-    for magic, what in _MAGIC.items():
-        if data.startswith(magic):
-            raise ModelLoadError(f"{p.name}: not an ONNX model; it looks like {what}")
+def load_model(path: str | Path) -> LoadedModel:
+    """Open an ONNX file; raise ModelLoadError naming the file and the problem."""
+    p = Path(path).expanduser()
+    data = _read_file(p)
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
-    except (DecodeError, ValueError, RuntimeError) as exc:
-        raise ModelLoadError(
-            f"{p.name}: not a valid ONNX model (corrupt or truncated protobuf: {exc})"
-        ) from None
+    except (DecodeError, RuntimeError, ValueError):
+        raise ModelLoadError(f"{p}: {_not_onnx(data, 'is corrupt or truncated')}") from None
+    if not proto.HasField("graph"):
+        raise ModelLoadError(f"{p}: {_not_onnx(data, 'has no graph')}")
+    return _finish(proto, p, p.parent)
+
+
+def from_proto(proto: onnx.ModelProto, path: Path | None = None) -> LoadedModel:
+    """Wrap a model built in code (copied: the caller's proto is left as it is).
+
+    ``path`` says where the model would live, so that external data can be
+    found next to it.
+    """
+    if not isinstance(proto, onnx.ModelProto):
+        raise ModelLoadError(f"expected an onnx.ModelProto, got {type(proto).__name__}")
+    own = onnx.ModelProto()
+    own.CopyFrom(proto)
+    p = Path(path) if path is not None else None
+    return _finish(own, p, p.parent if p is not None else None)
+
+
+def _finish(proto: onnx.ModelProto, path: Path | None, base_dir: Path | None) -> LoadedModel:
+    label = str(path) if path is not None else "model"
     if not proto.HasField("graph") or len(proto.graph.node) == 0:
-        raise ModelLoadError(f"{p.name}: not an ONNX model (no graph with nodes found)")
-    load_external_data(proto, p)
-    _check_defined(proto.graph, p.name)
-    return from_proto(proto, p)
+        raise ModelLoadError(f"{label}: the model has no graph nodes")
+    if not any(op.domain in ("", "ai.onnx") for op in proto.opset_import):
+        raise ModelLoadError(f"{label}: the model declares no ONNX opset (truncated or corrupt?)")
+    load_external_data(proto, base_dir, label)
+    try:
+        slots = normalize(proto)
+    except GraphOrderError as exc:
+        raise ModelLoadError(f"{label}: {exc}") from None
+    _check_defined(slots, proto, label)
+    info = build_inventory(proto, path, slots)
+    consts: dict[tuple[str, str], ConstSource] = {}
+    for scope in {id(s.scope): s.scope for s in slots}.values():
+        for name, src in scope.consts.items():
+            consts[(scope.path, name)] = src
+    return LoadedModel(proto=proto, info=info, path=path, _consts=consts)
 
 
-def load_external_data(proto: onnx.ModelProto, path: Path) -> None:
-    """Check every external-data location stays inside the model's folder, then load it."""
-    base = path.parent.resolve()
-    externals = [
-        t
-        for t in external_data_helper._get_all_tensors(proto)
-        if external_data_helper.uses_external_data(t)
-    ]
-    for t in externals:
-        info = external_data_helper.ExternalDataInfo(t)
-        loc = Path(info.location)
-        if not info.location or loc.is_absolute() or info.location.startswith(("/", "\\")):
-            raise ModelLoadError(
-                f"{path.name}: tensor {t.name!r} names external data {info.location!r} outside "
-                "the model's folder; refusing to read it"
-            )
-        target = (base / loc).resolve()
-        if base not in target.parents:
-            raise ModelLoadError(
-                f"{path.name}: tensor {t.name!r} names external data {info.location!r}, which "
-                "escapes the model's folder; refusing to read it"
-            )
-        if not target.is_file():
-            raise ModelLoadError(
-                f"{path.name}: missing external data file {info.location!r} for tensor {t.name!r}"
-            )
-        size = target.stat().st_size
-        offset = int(info.offset or 0)
-        length = int(info.length) if info.length else size - offset
-        if offset < 0 or offset + length > size:
-            raise ModelLoadError(
-                f"{path.name}: external data {info.location!r} is too short for tensor {t.name!r} "
-                "(truncated?)"
-            )
-    if externals:
-        try:
-            external_data_helper.load_external_data_for_model(proto, str(base))
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{path.name}: cannot read external data ({exc})") from None
-
-
-def _check_defined(graph: onnx.GraphProto, name: str) -> None:
-    """Every main-graph node input must come from somewhere; a truncated file often fails here."""
-    known = {v.name for v in graph.input} | {t.name for t in graph.initializer} | {""}
-    known |= {o for n in graph.node for o in n.output}
-    for node in graph.node:
-        for i in node.input:
-            if i not in known:
+def _check_defined(slots: list[NodeSlot], proto: onnx.ModelProto, label: str) -> None:
+    """Every value a node reads must exist: a dangling name means a broken file."""
+    for slot in slots:
+        for name in slot.node.input:
+            if name and not slot.scope.defines(name):
                 raise ModelLoadError(
-                    f"{name}: node {node.name or node.op_type!r} reads {i!r}, which nothing defines "
-                    "(corrupt or truncated file?)"
+                    f"{label}: node {slot.name} reads {name!r}, which nothing defines "
+                    "(corrupt or truncated model?)"
                 )
+    main = slots[0].scope
+    for out in proto.graph.output:
+        if not main.defines(out.name):
+            raise ModelLoadError(f"{label}: model output {out.name!r} is not computed by any node")
 
 
-def _where(path: Path | None) -> str:
-    return path.name if path is not None else "model"
+def _read_file(p: Path) -> bytes:
+    if not p.exists():
+        raise ModelLoadError(f"{p}: no such file")
+    if p.is_dir():
+        raise ModelLoadError(f"{p}: is a directory, not an ONNX file")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    if not data:
+        raise ModelLoadError(f"{p}: the file is empty")
+    return data
+
+
+def _not_onnx(data: bytes, fallback: str) -> str:
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            return f"not an ONNX model (looks like {kind})"
+    if _looks_like_text(data[:4096]):
+        return "not an ONNX model (looks like a text file)"
+    return f"not a valid ONNX model (the file {fallback})"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\r\n\t" for c in text)
+
+
+__all__ = ["LoadedModel", "from_proto", "load_model"]
