@@ -10,16 +10,17 @@ THEMES = ("system", "light", "dark")
 
 def apply_theme(app: QApplication, name: str) -> None:
     """Switch the application palette; unknown names fall back to the system palette."""
-    if not hasattr(app, "_bitlens_system_palette"):
-        app._bitlens_system_palette = QPalette(app.palette())  # type: ignore[attr-defined]
-    if name == "dark":
+    # Remember what the platform gave us, to go back to it.
+    if not hasattr(app, "_bitlens_system"):
+        app._bitlens_system = (app.style().name(), QPalette(app.palette()))  # type: ignore[attr-defined]
+    style, palette = app._bitlens_system  # type: ignore[attr-defined]
+    if name in ("dark", "light"):
+        # Fusion follows the palette everywhere; native styles may ignore parts of it.
         app.setStyle("Fusion")
-        app.setPalette(dark_palette())
-    elif name == "light":
-        app.setStyle("Fusion")
-        app.setPalette(light_palette())
+        app.setPalette(dark_palette() if name == "dark" else light_palette())
     else:
-        app.setPalette(app._bitlens_system_palette)  # type: ignore[attr-defined]
+        app.setStyle(style)
+        app.setPalette(palette)
 
 
 def light_palette() -> QPalette:
