@@ -186,3 +186,19 @@ def test_new_data_keeps_selection_and_graph_view(qtbot, window, cnn_path: Path) 
     assert window.document.selection.names == ("conv2",)
     assert [r.row() for r in window.table.view.selectionModel().selectedRows()] == [1]
     assert view.transform().m11() == scale
+
+
+def test_file_open_dialog_opens_the_chosen_model(qtbot, window, cnn_path: Path, monkeypatch):
+    seen = []
+
+    def pick(_parent, _title, start, _filter):
+        seen.append(start)
+        return str(cnn_path), ""
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(pick))
+    window.findChild(type(window.act_undo), "actionOpen").trigger()
+    wait_idle(qtbot, window)
+    assert window.document.session.path == cnn_path
+    window.open_model_dialog()  # the second time it starts in the last model's folder
+    assert seen[-1] == str(cnn_path.resolve().parent)
+    wait_idle(qtbot, window)

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bitlens.core import samples
 from bitlens.core.engine import CalibrationMethod
 from bitlens.core.errors import BitlensError
 from bitlens.core.formats import parse_format
@@ -256,12 +257,12 @@ class MainWindow(QMainWindow):
 
     def open_default(self) -> Job | None:
         """The bundled image sample, as ``bitlens`` with no arguments opens."""
-        from bitlens.core import samples
-
         return self.open_sample(samples.DEFAULT_SAMPLE)
 
     def open_model_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open ONNX model", "", MODEL_FILTER)
+        recent = self.settings.recent_models()
+        start = str(recent[0].parent) if recent else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open ONNX model", start, MODEL_FILTER)
         if path:
             self.open_model(path)
 
@@ -274,8 +275,6 @@ class MainWindow(QMainWindow):
             self.controller.open_data(request)
 
     def _fill_samples(self) -> None:
-        from bitlens.core import samples
-
         self.samples_menu.clear()
         try:
             found = samples.list_samples()
