@@ -83,3 +83,18 @@ def test_large_graph_stays_linear_in_size() -> None:
     assert lay.n_layers == n
     dummies = sum(len(e.points) - 2 for e in lay.edges)
     assert dummies == 2 * len(range(0, n - 3, 3))
+
+
+def test_long_edges_from_one_node_share_a_trunk() -> None:
+    """m feeds c2, c5 and c8 of a chain c0 -> ... -> c8 (an attention mask, say)."""
+    chain = [f"c{i}" for i in range(9)]
+    edges = [(a, b, f"{a}{b}") for a, b in zip(chain, chain[1:], strict=False)]
+    edges += [("m", "c2", "m2"), ("m", "c5", "m5"), ("m", "c8", "m8")]
+    lay = layout_graph(["m", *chain], edges)
+    routes = {e.tensor: e for e in lay.edges}
+    full, b5, b2 = routes["m8"], routes["m5"], routes["m2"]
+    assert not full.branched and full.points[0] == (lay.place("m").x, lay.place("m").y)
+    assert b5.branched and b5.points[0] in full.points  # starts on the trunk
+    assert b5.points[-1] == (lay.place("c5").x, lay.place("c5").y)
+    assert b2.branched or len(b2.points) == 2
+    assert lay.width == 2.0  # the chain and one trunk column

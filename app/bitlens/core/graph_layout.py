@@ -39,7 +39,11 @@ class EdgeRoute:
     src: str
     dst: str
     tensor: str
-    points: tuple[tuple[float, float], ...]  # from src centre to dst centre, through dummies
+    # From the src centre through dummy points to the dst centre. Long edges from one
+    # node share a trunk: only the deepest one runs the whole way; the others start
+    # where they branch off it (``branched`` is then True).
+    points: tuple[tuple[float, float], ...]
+    branched: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,10 +112,21 @@ def layout_graph(
     for v in range(n_nodes):
         x, y = xy(v)
         places[order_in[v]] = NodePlace(order_in[v], pos[v][0], pos[v][1], x, y)
+    deepest: dict[int, int] = {}  # source -> length of its longest chain of dummies
+    for (a, _b), chain in routes.items():
+        if chain:
+            deepest[a] = max(deepest.get(a, 0), len(chain))
     out_edges = []
+    drawn_trunk: set[int] = set()
     for (a, b), chain in routes.items():
         if chain is None:
             continue  # an edge closing a cycle: not drawn
+        if chain and (len(chain) < deepest[a] or a in drawn_trunk):
+            pts = tuple(xy(v) for v in (chain[-1], b))  # the trunk is drawn once
+            out_edges.append(EdgeRoute(order_in[a], order_in[b], unique[(a, b)], pts, True))
+            continue
+        if chain:
+            drawn_trunk.add(a)
         pts = tuple(xy(v) for v in (a, *chain, b))
         out_edges.append(EdgeRoute(order_in[a], order_in[b], unique[(a, b)], pts))
     return GraphLayout(places, tuple(out_edges), len(layers), width * x_gap)
@@ -195,24 +210,33 @@ def _with_dummies(
     rank: list[int], edges: dict[tuple[int, int], str]
 ) -> tuple[list[list[int]], dict[tuple[int, int], list[int] | None]]:
     """Layers of node ids (dummies numbered after the real nodes) and, per edge, the
-    dummies it passes through; None for an edge pointing upwards (a broken cycle)."""
+    dummies it passes through; None for an edge pointing upwards (a broken cycle).
+
+    All long edges leaving one node share one trunk of dummies down to its deepest
+    consumer and branch off above each consumer: an attention mask feeding every
+    block of a transformer costs one column, not one per block.
+    """
     n = len(rank)
     n_layers = max(rank, default=-1) + 1
     layers: list[list[int]] = [[] for _ in range(n_layers)]
     for v in range(n):  # input order within each layer: a good start for the ordering
         layers[rank[v]].append(v)
     routes: dict[tuple[int, int], list[int] | None] = {}
-    next_id = n
+    targets: dict[int, list[int]] = defaultdict(list)
     for a, b in edges:
         if rank[b] <= rank[a]:
             routes[(a, b)] = None
-            continue
-        chain = []
-        for r in range(rank[a] + 1, rank[b]):
+        else:
+            targets[a].append(b)
+    next_id = n
+    for a, bs in targets.items():
+        trunk: dict[int, int] = {}
+        for r in range(rank[a] + 1, max(rank[b] for b in bs)):
             layers[r].append(next_id)
-            chain.append(next_id)
+            trunk[r] = next_id
             next_id += 1
-        routes[(a, b)] = chain
+        for b in bs:
+            routes[(a, b)] = [trunk[r] for r in range(rank[a] + 1, rank[b])]
     return layers, routes
 
 
@@ -220,15 +244,15 @@ def _order(
     layers: list[list[int]], routes: dict[tuple[int, int], list[int] | None], sweeps: int
 ) -> None:
     """Barycentre ordering, in place: alternate downward and upward sweeps."""
-    up: dict[int, list[int]] = defaultdict(list)  # node -> neighbours one layer above
-    down: dict[int, list[int]] = defaultdict(list)
+    up: dict[int, set[int]] = defaultdict(set)  # node -> neighbours one layer above
+    down: dict[int, set[int]] = defaultdict(set)
     for (a, b), chain in routes.items():
         if chain is None:
             continue
         path = [a, *chain, b]
-        for u, v in pairwise(path):
-            down[u].append(v)
-            up[v].append(u)
+        for u, v in pairwise(path):  # sets: edges sharing a trunk count it once
+            down[u].add(v)
+            up[v].add(u)
     position: dict[int, float] = {}
     for layer in layers:
         for i, v in enumerate(layer):
