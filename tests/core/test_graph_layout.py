@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from bitlens.core.graph_layout import layout_graph, layout_model
 from bitlens.core.model.loader import from_proto
 from tests.core.engine_models import small_cnn
@@ -11,7 +13,7 @@ def _crossings(layout, a_layer: int) -> int:
     """Edge crossings between layer a and a+1 (edges as segments between slots)."""
     segs = []
     for e in layout.edges:
-        for (x0, y0), (x1, y1) in zip(e.points, e.points[1:], strict=False):
+        for (x0, y0), (x1, y1) in pairwise(e.points):
             if y0 == a_layer and y1 == a_layer + 1:
                 segs.append((x0, x1))
     return sum(
@@ -88,7 +90,7 @@ def test_large_graph_stays_linear_in_size() -> None:
 def test_long_edges_from_one_node_share_a_trunk() -> None:
     """m feeds c2, c5 and c8 of a chain c0 -> ... -> c8 (an attention mask, say)."""
     chain = [f"c{i}" for i in range(9)]
-    edges = [(a, b, f"{a}{b}") for a, b in zip(chain, chain[1:], strict=False)]
+    edges = [(a, b, f"{a}{b}") for a, b in pairwise(chain)]
     edges += [("m", "c2", "m2"), ("m", "c5", "m5"), ("m", "c8", "m8")]
     lay = layout_graph(["m", *chain], edges)
     routes = {e.tensor: e for e in lay.edges}
