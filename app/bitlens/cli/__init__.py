@@ -49,10 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = argv.pop(0)
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.model = model
     if model is not None and args.command is not None:
         parser.error(f"a model path ({model}) cannot come before the {args.command} subcommand")
     if args.command is None:
+        args.model = model  # subcommands have their own `model` argument
         return _open_gui(args)
     try:
         return int(args.func(args))
