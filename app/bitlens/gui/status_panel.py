@@ -61,7 +61,12 @@ class StatusPanel(QWidget):
         for out in list(ev.outputs.values())[:1]:
             parts.append(f"output {out.name}: {fmt_db(out.error.sqnr_db)}")
             if out.top1_agreement is not None:
-                parts.append(f"top-1 {fmt_percent(out.top1_agreement)}")
+                parts.append(f"top-1 agreement {fmt_percent(out.top1_agreement)}")
+        if "accuracy" in ev.task_metric:
+            acc = f"accuracy {fmt_percent(ev.task_metric['accuracy'])}"
+            if "accuracy_float" in ev.task_metric:
+                acc += f" (float {fmt_percent(ev.task_metric['accuracy_float'])})"
+            parts.append(acc)
         if len(ev.outputs) > 1:
             parts.append(f"+{len(ev.outputs) - 1} more outputs")
         self.output_label.setText(" · ".join(parts))
