@@ -24,12 +24,16 @@ SUBCOMMANDS: tuple[str, ...] = ("inspect", "eval", "sweep", "plan", "export")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bitlens",
+        usage="%(prog)s [MODEL.onnx] | %(prog)s COMMAND ...",
         description=(
             "Inspect mixed-precision quantization of ONNX models. "
-            "Without a subcommand, opens the Bitlens window."
+            "Without a subcommand, opens the Bitlens window (on MODEL.onnx if given, "
+            "else on the bundled image sample)."
         ),
     )
     parser.add_argument("--version", action="version", version=f"bitlens {__version__}")
+    # Smoke tests of the window: close it after MS milliseconds once idle (hidden).
+    parser.add_argument("--quit-after", type=int, metavar="MS", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"bitlens.cli.{name}").register(sub)
@@ -37,9 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    model = None
+    # `bitlens MODEL.onnx [options]`: a first word that is neither a subcommand nor an
+    # option is a model for the window.
+    if argv and not argv[0].startswith("-") and argv[0] not in SUBCOMMANDS:
+        model = argv.pop(0)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if model is not None and args.command is not None:
+        parser.error(f"a model path ({model}) cannot come before the {args.command} subcommand")
     if args.command is None:
+        args.model = model  # subcommands have their own `model` argument
         return _open_gui(args)
     try:
         return int(args.func(args))

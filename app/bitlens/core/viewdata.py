@@ -1,0 +1,144 @@
+"""Numbers the window's views draw, computed without Qt.
+
+Views only read results; whatever needs arithmetic (a histogram, the grid
+of values a format can represent, a thinned-out scatter of outputs) is
+computed here, in the worker, so widgets stay pure drawing code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bitlens.core.formats import Family, Format, Granularity, Grouping, floats, quantize
+from bitlens.core.formats.codec import QTensor
+
+MAX_LEVELS = 64  # a grid with more levels than this is drawn as its clip range only
+DEFAULT_BINS = 120
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A histogram of a tensor with one format's grid overlaid.
+
+    For per-channel and block formats every group has its own grid; the one
+    shown is the group with the widest value range, which ``group`` names.
+    """
+
+    edges: np.ndarray  # bin edges, len(counts) + 1
+    counts: np.ndarray
+    n_values: int
+    fmt: str | None  # format name, None when kept float
+    levels: np.ndarray  # representable values of the shown group; empty when too many to draw
+    clip: tuple[float, float] | None  # outermost representable values; None for plain casts
+    group: str  # e.g. "whole tensor", "channel 5 of 64 (widest range)"
+
+
+def histogram(values: np.ndarray, bins: int = DEFAULT_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """Counts over ``bins`` equal bins between the finite minimum and maximum."""
+    v = np.asarray(values).ravel()
+    v = v[np.isfinite(v)] if v.dtype.kind == "f" else v.astype(np.float64)
+    if v.size == 0:
+        return np.array([0.0, 1.0]), np.array([0])
+    lo, hi = float(v.min()), float(v.max())
+    if lo == hi:  # a constant tensor: one bin around the value
+        lo, hi = lo - 0.5, hi + 0.5
+    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    return edges, counts
+
+
+def distribution(
+    values: np.ndarray,
+    fmt: Format | None,
+    *,
+    value_range: tuple[float, float] | None = None,
+    bins: int = DEFAULT_BINS,
+) -> Distribution:
+    """Histogram of ``values`` and the grid ``fmt`` puts on them.
+
+    ``fmt`` must have its axis bound (``bind`` in the engine) when it is per
+    channel or per block. ``value_range`` is a calibrated activation range;
+    without it the range comes from the values, as for weights.
+    """
+    x = np.asarray(values)
+    edges, counts = histogram(x, bins)
+    if fmt is None:
+        return Distribution(edges, counts, int(x.size), None, np.empty(0), None, "kept float")
+    if fmt.is_float and not fmt.has_scale:
+        # fp16/bf16 are plain casts: tens of thousands of levels and a range far beyond
+        # any weight; there is no grid worth drawing.
+        return Distribution(edges, counts, int(x.size), fmt.name, np.empty(0), None, "plain cast")
+    group, label = _widest_group(x, fmt)
+    per_tensor = fmt.replace(granularity=Granularity.TENSOR, axis=None, block_size=0)
+    # Each group's parameters depend on that group's values only, so quantizing the
+    # widest group alone as one tensor gives exactly its grid in the full tensor.
+    q = quantize(group, per_tensor, value_range=value_range, what="tensor")
+    levels, clip = _grid(q)
+    if levels.size > MAX_LEVELS:
+        levels = np.empty(0)
+    return Distribution(edges, counts, int(x.size), fmt.name, levels, clip, label)
+
+
+def _widest_group(x: np.ndarray, fmt: Format) -> tuple[np.ndarray, str]:
+    if fmt.granularity is Granularity.TENSOR:
+        return x.ravel(), "whole tensor"
+    g = Grouping.of(fmt, tuple(x.shape))
+    groups = g.groups(x.astype(np.float64))
+    with np.errstate(invalid="ignore"):
+        spread = np.nanmax(groups, axis=1) - np.nanmin(groups, axis=1)
+    k = int(np.nanargmax(spread)) if np.isfinite(spread).any() else 0
+    values = groups[k]
+    values = values[~np.isnan(values)]
+    if fmt.granularity is Granularity.CHANNEL:
+        label = f"channel {k} of {g.n_groups} (widest range)"
+    else:
+        label = f"block {k} of {g.n_groups} (widest range)"
+    return values, label
+
+
+def _grid(q: QTensor) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """All values a per-tensor QTensor's grid can reconstruct, and its ends."""
+    fmt = q.fmt
+    if fmt.family is Family.INT:
+        assert q.scale is not None and q.zero_point is not None
+        codes = np.arange(fmt.qmin, fmt.qmax + 1, dtype=np.int64)
+        levels = (codes - int(q.zero_point)).astype(np.float32) * np.float32(q.scale)
+    elif fmt.is_float:  # fp8: symmetric, clip at the largest finite value times the scale
+        assert q.scale is not None
+        m = float(floats.fmax(fmt.float_kind) * float(q.scale))
+        return np.empty(0, np.float32), (-m, m)  # 250-odd levels: too many to draw
+    elif fmt.family is Family.KMEANS:
+        assert q.codebook is not None
+        levels = np.asarray(q.codebook, np.float32).ravel()
+    elif fmt.family is Family.BINARY:
+        a = float(np.asarray(q.scale))
+        levels = np.array([-a, a], np.float32)
+    elif fmt.family is Family.TERNARY:
+        a = float(np.asarray(q.scale))
+        levels = np.array([-a, 0.0, a], np.float32)
+    else:  # NF / log2: a fixed table in [-1, 1] times the scale
+        assert q.codebook is not None and q.scale is not None
+        levels = np.asarray(q.codebook, np.float32) * np.float32(q.scale)
+    levels = np.unique(levels)
+    return levels, (float(levels[0]), float(levels[-1]))
+
+
+def scatter_pairs(
+    reference: Sequence[np.ndarray], approx: Sequence[np.ndarray], max_points: int = 4000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Matching (float, quantized) values, evenly thinned to at most ``max_points``.
+
+    Even spacing rather than random sampling keeps the picture identical from
+    one plan to the next, so a change in the scatter is a change in the model.
+    """
+    r = np.concatenate([np.asarray(a, np.float64).ravel() for a in reference])
+    q = np.concatenate([np.asarray(a, np.float64).ravel() for a in approx])
+    if r.shape != q.shape:
+        raise ValueError(f"reference has {r.size} values, approximation {q.size}")
+    if r.size > max_points:
+        idx = np.linspace(0, r.size - 1, max_points).round().astype(np.int64)
+        r, q = r[idx], q[idx]
+    keep = np.isfinite(r) & np.isfinite(q)
+    return r[keep], q[keep]

@@ -1,0 +1,270 @@
+"""What the window's commands do: start jobs on the runner, feed results to the document.
+
+Menus, toolbars and views call these methods; none of them blocks. Each
+plan change schedules a fresh evaluation (superseding any still waiting),
+and the layer detail and output scatter follow the selection and the plan.
+File work that is quick and local (reading or writing a plan) happens here
+directly; its errors reach the window through ``failed`` like a worker's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from bitlens.core.errors import BitlensError, PlanError
+from bitlens.core.fileio import atomic_write_text
+from bitlens.core.plan import Plan
+from bitlens.core.results import SweepEntry
+from bitlens.gui import jobs
+from bitlens.gui.document import Document
+from bitlens.gui.jobs import DataRequest, LayerDetail, Session
+from bitlens.gui.runner import EngineRunner, Job
+
+
+class Controller(QObject):
+    detailChanged = Signal(object)  # LayerDetail (partial while the sandbox fills) or None
+    sweepFinished = Signal(object)  # list[SweepEntry]
+    calibrated = Signal(str)  # the calibration method now in use
+    failed = Signal(str, object)  # what was being done, the exception
+    opened = Signal(object)  # the Path (or sample name) just opened
+
+    def __init__(self, document: Document, parent: QObject | None = None, device: str = "auto"):
+        super().__init__(parent)
+        self.document = document
+        self.runner = EngineRunner(self)
+        self.device = device
+        self.want_outputs = True  # the outputs view is shown: compute its scatter data
+        self.detail: LayerDetail | None = None
+        self.sweep_results: list[SweepEntry] = []
+        self.calibration = "minmax"
+        self.runner.failed.connect(self.failed)
+        document.planChanged.connect(self._on_plan_changed)
+        document.selection.changed.connect(self._on_selection_changed)
+
+    @property
+    def session(self) -> Session | None:
+        return self.document.session
+
+    # -- opening --------------------------------------------------------------------------
+    def open_model(self, path: str | Path, request: DataRequest | None = None) -> Job:
+        p = Path(path)
+        return self.runner.submit(
+            Job("open", f"Opening {p.name}", jobs.open_model, (p, request, self.device),
+                on_result=lambda s: self._on_opened(s, p))
+        )  # fmt: skip
+
+    def open_sample(self, name: str) -> Job:
+        return self.runner.submit(
+            Job("open", f"Opening sample {name}", jobs.open_sample, (name, self.device),
+                on_result=lambda s: self._on_opened(s, name))
+        )  # fmt: skip
+
+    def open_data(self, request: DataRequest) -> Job | None:
+        session = self.session
+        if session is None:
+            self.failed.emit("Opening data", BitlensError("open a model before its data"))
+            return None
+        return self.runner.submit(
+            Job("open", f"Reading {request.describe()}", jobs.change_data, (session, request),
+                on_result=lambda s: self._on_opened(s, None))
+        )  # fmt: skip
+
+    def _on_opened(self, session: Session, what: object) -> None:
+        for key in ("detail", "evaluate", "outputs", "sweep"):
+            self.runner.discard(key)  # computed with the previous engine
+        self.detail = None
+        self.sweep_results = []
+        self.calibration = "minmax"
+        self.document.load(session)
+        self.detailChanged.emit(None)
+        if what is not None:
+            self.opened.emit(what)
+        self.evaluate()
+
+    # -- plan and evaluation ----------------------------------------------------------------
+    def _on_plan_changed(self) -> None:
+        self.evaluate()
+        self.request_detail()
+
+    def evaluate(self) -> None:
+        doc = self.document
+        if doc.session is None or doc.plan is None:
+            return
+        plan = doc.plan
+
+        def failed(exc: BaseException) -> None:
+            doc.set_evaluation_failed(plan)
+            self.failed.emit("Evaluating the plan", exc)
+
+        self.runner.submit(
+            Job("evaluate", "Evaluating the plan", jobs.evaluate, (doc.session.engine, plan),
+                on_result=self._on_evaluated, on_error=failed, cancellable=False, quiet=True)
+        )  # fmt: skip
+
+    def _on_evaluated(self, result: tuple[Plan, Any]) -> None:
+        plan, evaluation = result
+        self.document.set_evaluation(plan, evaluation)
+        if self.want_outputs:
+            self.request_outputs()
+
+    def request_outputs(self) -> None:
+        doc = self.document
+        if doc.session is None or doc.plan is None:
+            return
+        self.runner.submit(
+            Job("outputs", "Comparing outputs", jobs.output_pairs, (doc.session.engine, doc.plan),
+                on_result=lambda r: doc.set_outputs(*r), cancellable=False, quiet=True)
+        )  # fmt: skip
+
+    def recalibrate(self, method: str) -> None:
+        session = self.session
+        if session is None:
+            return
+
+        def done(m: str) -> None:
+            self.calibration = m
+            self.calibrated.emit(m)
+            self.evaluate()
+            self.request_detail()
+
+        self.runner.submit(
+            Job("calibrate", f"Calibrating ({method})", jobs.recalibrate,
+                (session.engine, method), on_result=done)
+        )  # fmt: skip
+
+    # -- layer detail -------------------------------------------------------------------------
+    def _on_selection_changed(self, _origin: object) -> None:
+        self.request_detail()
+
+    def request_detail(self) -> None:
+        doc = self.document
+        name = doc.selection.current
+        if doc.session is None or doc.plan is None or name is None:
+            self.runner.discard("detail")
+            if self.detail is not None:
+                self.detail = None
+                self.detailChanged.emit(None)
+            return
+        self.runner.submit(
+            Job("detail", f"Inspecting {name}", jobs.layer_detail,
+                (doc.session.engine, name, doc.plan[name]),
+                on_yield=self._on_detail, on_result=self._on_detail, quiet=True)
+        )  # fmt: skip
+
+    def _on_detail(self, detail: LayerDetail) -> None:
+        doc = self.document
+        plan = doc.plan
+        # A detail computed before the plan or the model changed is dropped.
+        if plan is None or detail.layer not in plan or plan[detail.layer] != detail.choice:
+            return
+        self.detail = detail
+        self.detailChanged.emit(detail)
+
+    # -- sweep ----------------------------------------------------------------------------------
+    def run_sweep(self, formats: Sequence[str], layers: Sequence[str] | None = None) -> Job | None:
+        session = self.session
+        if session is None:
+            return None
+
+        def done(entries: list[SweepEntry]) -> None:
+            self.sweep_results = entries
+            self.sweepFinished.emit(entries)
+
+        n = len(layers) if layers is not None else len(session.info.layers)
+        return self.runner.submit(
+            Job("sweep", f"Sensitivity sweep over {n} layers", jobs.sweep,
+                (session.engine, list(formats), None if layers is None else list(layers)),
+                on_result=done)
+        )  # fmt: skip
+
+    def cancel(self) -> None:
+        self.runner.cancel()
+
+    # -- plans as files ---------------------------------------------------------------------
+    def _attempt(self, what: str, fn: Any) -> bool:
+        try:
+            fn()
+        except (BitlensError, OSError) as exc:
+            self.failed.emit(what, exc)
+            return False
+        return True
+
+    def save_plan(self, path: str | Path) -> bool:
+        doc = self.document
+        plan = doc.plan
+        if plan is None:
+            return False
+        p = Path(path)
+
+        def write() -> None:
+            atomic_write_text(p, plan.to_json() + "\n")
+            doc.mark_saved(p)
+
+        return self._attempt(f"Saving the plan to {p.name}", write)
+
+    def load_plan(self, path: str | Path) -> bool:
+        doc = self.document
+        p = Path(path)
+
+        def read() -> None:
+            info = _need_info(doc)
+            plan = Plan.from_json(info, _read_text(p))
+            doc.replace_plan(plan, f"Open plan {p.name}")
+            doc.plan_path = p
+
+        return self._attempt(f"Opening the plan {p.name}", read)
+
+    def export_ort_overrides(self, path: str | Path) -> list[str]:
+        """Write ``TensorQuantOverrides`` JSON; returns the choices ORT cannot express."""
+        doc = self.document
+        plan = doc.plan
+        if plan is None:
+            return []
+        p = Path(path)
+        left_out = plan.ort_unrepresentable()
+        ok = self._attempt(
+            f"Exporting ORT overrides to {p.name}",
+            lambda: atomic_write_text(p, json.dumps(plan.to_ort_overrides(), indent=2) + "\n"),
+        )
+        return left_out if ok else []
+
+    def import_ort_overrides(self, path: str | Path) -> bool:
+        doc = self.document
+        p = Path(path)
+
+        def read() -> None:
+            info = _need_info(doc)
+            try:
+                data = json.loads(_read_text(p))
+            except json.JSONDecodeError as exc:
+                raise PlanError(f"{p.name} is not valid JSON: {exc}") from None
+            if isinstance(data, dict) and "TensorQuantOverrides" in data:
+                data = data["TensorQuantOverrides"]  # a whole extra_options object
+            if not isinstance(data, dict):
+                raise PlanError(f"{p.name}: expected an object of tensor overrides")
+            doc.replace_plan(Plan.from_ort_overrides(info, data), f"Import ORT overrides {p.name}")
+
+        return self._attempt(f"Importing ORT overrides from {p.name}", read)
+
+    def shutdown(self) -> None:
+        self.runner.shutdown()
+
+
+def _need_info(doc: Document):
+    if doc.info is None:
+        raise PlanError("open a model first")
+    return doc.info
+
+
+def _read_text(p: Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PlanError(f"cannot read {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise PlanError(f"{p.name} is not a text file") from None

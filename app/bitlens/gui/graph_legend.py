@@ -1,0 +1,61 @@
+"""The colour key of the graph view: the SQNR scale and the float swatch, in one row."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRectF, QSize
+from PySide6.QtGui import QLinearGradient, QPainter, QPaintEvent, QPalette, QPen
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from bitlens.gui import colors
+
+_BAR_W = 90
+_SWATCH = 12
+
+
+class GraphLegend(QWidget):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("graphLegend")
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def _texts(self) -> tuple[str, str, str]:
+        return f"≤{colors.BAD_DB:g} dB", f"≥{colors.GOOD_DB:g} dB", "float / no result"
+
+    def sizeHint(self) -> QSize:
+        fm = self.fontMetrics()
+        lo, hi, flt = self._texts()
+        w = sum(fm.horizontalAdvance(t) for t in (lo, hi, flt)) + _BAR_W + _SWATCH + 40
+        return QSize(w, fm.height() + 6)
+
+    def minimumSizeHint(self) -> QSize:
+        return self.sizeHint()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        p = QPainter(self)
+        pal = self.palette()
+        fm = self.fontMetrics()
+        lo, hi, flt = self._texts()
+        text = pal.color(QPalette.ColorRole.WindowText)
+        h = self.height()
+        base = (h + fm.ascent() - fm.descent()) // 2
+        x = 2
+        p.setPen(text)
+        p.drawText(x, base, lo)
+        x += fm.horizontalAdvance(lo) + 4
+        grad = QLinearGradient(x, 0, x + _BAR_W, 0)
+        for i in range(11):
+            t = i / 10
+            c = colors.error_color(colors.BAD_DB + t * (colors.GOOD_DB - colors.BAD_DB))
+            assert c is not None
+            grad.setColorAt(t, c)
+        p.fillRect(QRectF(x, (h - _SWATCH) / 2, _BAR_W, _SWATCH), grad)
+        x += _BAR_W + 4
+        p.drawText(x, base, hi)
+        x += fm.horizontalAdvance(hi) + 14
+        p.setPen(QPen(pal.color(QPalette.ColorRole.Mid)))
+        p.setBrush(colors.float_layer_color(pal))
+        p.drawRect(QRectF(x, (h - _SWATCH) / 2, _SWATCH, _SWATCH))
+        x += _SWATCH + 4
+        p.setPen(text)
+        p.drawText(x, base, flt)
+        p.end()

@@ -1,0 +1,42 @@
+"""The graph dock: the graph view under a small toolbar (colour metric, zoom, fit)."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+
+from bitlens.gui.document import Document
+from bitlens.gui.graph_legend import GraphLegend
+from bitlens.gui.graph_view import METRICS, GraphView
+
+
+class GraphPanel(QWidget):
+    def __init__(self, document: Document, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.view = GraphView(document, self)
+        self.legend = GraphLegend(self)
+        self.metric_box = QComboBox(self)
+        self.metric_box.setObjectName("graphMetric")
+        for key, label in METRICS.items():
+            self.metric_box.addItem(label, key)
+        self.metric_box.currentIndexChanged.connect(
+            lambda i: self.view.set_color_by(self.metric_box.itemData(i))
+        )
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(QLabel("Colour:", self))
+        bar.addWidget(self.metric_box, 1)
+        for text, tip, slot in (
+            ("−", "Zoom out (-)", lambda: self.view.zoom(0.8)),
+            ("+", "Zoom in (+)", lambda: self.view.zoom(1.25)),
+            ("Fit", "Fit the graph (F, or double-click the background)", self.view.fit),
+        ):
+            b = QToolButton(self)
+            b.setText(text)
+            b.setToolTip(tip)
+            b.clicked.connect(slot)
+            bar.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addWidget(self.legend)
+        layout.addWidget(self.view)

@@ -1,0 +1,257 @@
+"""The work the window hands to worker threads, as plain functions over the core.
+
+Nothing here touches Qt: each function (or generator, when it reports
+progress) takes the engine and a request and returns records the views
+draw. The runner runs them one at a time, since the engine is not
+thread-safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
+
+import numpy as np
+
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine, bind
+from bitlens.core.errors import DataError
+from bitlens.core.model.types import ModelInfo
+from bitlens.core.plan import LayerChoice, Plan, weight_choices
+from bitlens.core.results import Evaluation, Progress, SweepEntry, TensorError
+from bitlens.core.viewdata import Distribution, distribution, scatter_pairs
+
+if TYPE_CHECKING:
+    from bitlens.core.model.loader import LoadedModel
+
+DATA_KINDS = ("random", "npz", "images", "wav")
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """Where calibration/evaluation data come from, as the data dialog fills it in."""
+
+    kind: str = "random"  # one of DATA_KINDS
+    path: Path | None = None
+    samples: int = 8  # random only
+    seed: int = 0
+    dims: Mapping[str, int] = field(default_factory=dict)  # sizes of symbolic dims (random)
+    size: tuple[int, int] | None = None  # images: (height, width); None = the input's
+    layout: str = "NCHW"
+    scale: float = 1 / 255
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    rate: int = 16000  # wav
+    frame: int | None = None
+
+    def describe(self) -> str:
+        if self.kind == "random":
+            return f"random inputs ({self.samples} samples, seed {self.seed})"
+        return f"{self.kind}: {self.path}"
+
+
+@dataclass
+class Session:
+    """A loaded model with its data and engine, ready to evaluate plans."""
+
+    model: LoadedModel
+    data: Dataset
+    engine: Engine
+    path: Path | None
+    title: str  # the window title's model name
+    request: DataRequest | None  # None: the data came with a sample
+    providers: tuple[str, ...]
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.model.info
+
+
+def build_dataset(request: DataRequest, info: ModelInfo) -> Dataset:
+    kind = request.kind
+    if kind == "random":
+        return Dataset.random(info, n=request.samples, dims=dict(request.dims), seed=request.seed)
+    if request.path is None:
+        raise DataError(f"{kind} data needs a file or folder")
+    if kind == "npz":
+        return Dataset.from_npz(request.path, info)
+    if kind == "images":
+        mean = request.mean[0] if len(request.mean) == 1 else request.mean
+        std = request.std[0] if len(request.std) == 1 else request.std
+        return Dataset.from_images(
+            request.path, info, size=request.size, layout=request.layout,
+            scale=request.scale, mean=mean, std=std,
+        )  # fmt: skip
+    if kind == "wav":
+        return Dataset.from_wav(request.path, info, rate=request.rate, frame=request.frame)
+    raise DataError(f"unknown data source {kind!r} (known: {', '.join(DATA_KINDS)})")
+
+
+def open_model(
+    path: Path, request: DataRequest | None, device: str = "auto"
+) -> Generator[Progress, None, Session]:
+    """Load a model file, build its data and engine, and calibrate."""
+    from bitlens.core.model.loader import load_model
+
+    yield Progress(0, 1, f"loading {path.name}")
+    model = load_model(path)
+    data = build_dataset(request or DataRequest(), model.info)
+    return (yield from _start(model, data, path, path.name, request or DataRequest(), device))
+
+
+def open_sample(name: str, device: str = "auto") -> Generator[Progress, None, Session]:
+    """Open a bundled sample model with the labelled data that comes with it."""
+    from bitlens.core import samples
+    from bitlens.core.model.loader import load_model
+
+    sample = samples.get_sample(name)
+    yield Progress(0, 1, f"loading sample {sample.title}")
+    model = load_model(sample.model_path)
+    arrays, labels = samples.load_sample_data(sample)
+    data = Dataset.from_arrays(model.info, arrays, labels, source=f"sample data of {name}")
+    return (
+        yield from _start(model, data, sample.model_path, f"{sample.title} (sample)", None, device)
+    )
+
+
+def change_data(session: Session, request: DataRequest) -> Generator[Progress, None, Session]:
+    """The same model with other data: a new engine, calibrated on the new data."""
+    yield Progress(0, 1, "reading data")
+    data = build_dataset(request, session.info)
+    return (
+        yield from _start(session.model, data, session.path, session.title, request,
+                          session.engine.device)
+    )  # fmt: skip
+
+
+def _start(
+    model: LoadedModel,
+    data: Dataset,
+    path: Path | None,
+    title: str,
+    request: DataRequest | None,
+    device: str,
+) -> Generator[Progress, None, Session]:
+    engine = Engine(model, data, device=device)
+    yield from engine.calibrate("minmax")
+    return Session(model, data, engine, path, title, request, engine.providers)
+
+
+def recalibrate(engine: Engine, method: str) -> Generator[Progress, None, str]:
+    yield from engine.calibrate(method)
+    return method
+
+
+def evaluate(engine: Engine, plan: Plan) -> tuple[Plan, Evaluation]:
+    return plan, engine.evaluate(plan)
+
+
+def sweep(
+    engine: Engine, formats: Sequence[str], layers: Sequence[str] | None
+) -> Generator[Progress, None, list[SweepEntry]]:
+    return (yield from engine.sweep(formats, layers))
+
+
+# -- layer detail --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemeRow:
+    format: str
+    error: TensorError
+    bytes_after: int
+    ratio: float | None  # float bytes / bytes in this format
+
+
+@dataclass(frozen=True)
+class LayerDetail:
+    """What the detail view shows for one layer under one choice.
+
+    Computed in stages; each stage is a new object (the worker never changes one
+    it has already handed to the window).
+    """
+
+    layer: str
+    choice: LayerChoice
+    bytes_before: int
+    weights: Distribution | None = None
+    weight_name: str = ""
+    activation: Distribution | None = None
+    activation_name: str = ""
+    activation_note: str = ""  # why there is no activation histogram
+    schemes: tuple[SchemeRow, ...] = ()
+    complete: bool = False
+
+
+def layer_detail(
+    engine: Engine, layer_name: str, choice: LayerChoice
+) -> Generator[Progress | LayerDetail, None, LayerDetail]:
+    """Histograms first (yielded as soon as known), then the sandbox one format at a time."""
+    layer = engine.info.layer(layer_name)
+    weights, weight_name = None, ""
+    if layer.weights:
+        w = layer.weights[0]
+        fmt = None if choice.weight is None else bind(choice.weight, w)
+        weights = distribution(engine.weight_values(layer_name), fmt)
+        weight_name = w.name
+    activation, act_name, note = None, "", ""
+    acts = layer.activations
+    if acts and not layer.graph_path:
+        values = engine.activation_values(layer_name)
+        if values is None or np.asarray(values).dtype.kind != "f":
+            note = f"activation {acts[0]!r} was not captured as a float tensor"
+        else:
+            afmt = choice.activation
+            rng = None
+            if afmt is not None and afmt.has_scale and not choice.dynamic:
+                rng = engine.activation_range(acts[0], afmt)
+            activation = distribution(values, afmt, value_range=rng)
+            act_name = acts[0]
+    else:
+        note = "this layer has no quantizable activation input"
+    detail = LayerDetail(
+        layer_name, choice, layer.nbytes, weights, weight_name, activation, act_name, note
+    )
+    yield detail
+    formats = weight_choices(layer)
+    rows: list[SchemeRow] = []
+    for i, (name, err, nbytes) in enumerate(_schemes(engine, layer_name, formats)):
+        ratio = layer.nbytes / nbytes if nbytes else None
+        rows.append(SchemeRow(name, err, nbytes, ratio))
+        yield Progress(i + 1, len(formats), f"sandbox: {name}")
+    return replace(detail, schemes=tuple(rows), complete=True)
+
+
+def _schemes(engine: Engine, layer: str, formats: Sequence[str]):
+    for f in formats:  # one format at a time, so a newer request can stop it between formats
+        yield from engine.scheme_table(layer, [f])
+
+
+# -- outputs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputPairs:
+    name: str
+    reference: np.ndarray  # float model values (thinned)
+    quantized: np.ndarray
+
+
+# engine -> float outputs on its evaluation samples: computed once per engine (and data).
+_FLOAT_OUTPUTS: WeakKeyDictionary[Engine, dict[str, list[np.ndarray]]] = WeakKeyDictionary()
+
+
+def output_pairs(engine: Engine, plan: Plan) -> tuple[Plan, list[OutputPairs]]:
+    """Float and quantized values of every model output, thinned for a scatter plot."""
+    ref = _FLOAT_OUTPUTS.get(engine)
+    if ref is None:
+        ref = _FLOAT_OUTPUTS[engine] = engine.run_outputs(Plan(plan.info))
+    got = engine.run_outputs(plan)
+    out = []
+    for name, values in got.items():
+        r, q = scatter_pairs(ref[name], values)
+        out.append(OutputPairs(name, r, q))
+    return plan, out

@@ -1,0 +1,196 @@
+"""The selected layer up close: value histograms with the format's grid, and the sandbox.
+
+The weight and input-activation histograms show the chosen format's
+levels (thin vertical ticks) and its clip range (dashed lines); the
+sandbox table lists the error and size of every weight format for this
+layer. Double-clicking a sandbox row applies that format (an undoable edit).
+All numbers come from a :class:`~bitlens.gui.jobs.LayerDetail` computed in
+a worker.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QFont, QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bitlens.core.viewdata import Distribution
+from bitlens.gui import colors
+from bitlens.gui.jobs import LayerDetail
+from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
+
+SANDBOX_COLUMNS = ("Format", "SQNR", "MSE", "Bytes", "Ratio")
+
+
+class LayerDetailView(QWidget):
+    formatPicked = Signal(str, str)  # layer, weight format name
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.detail: LayerDetail | None = None
+        self.header = QLabel(self)
+        self.header.setObjectName("detailHeader")
+        self.header.setWordWrap(True)
+        self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.weight_plot = pg.PlotWidget(self)
+        self.act_plot = pg.PlotWidget(self)
+        for plot in (self.weight_plot, self.act_plot):
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            plot.setMinimumHeight(120)
+            plot.getPlotItem().setLabel("left", "count")
+        self.sandbox = QTableWidget(0, len(SANDBOX_COLUMNS), self)
+        self.sandbox.setObjectName("sandbox")
+        self.sandbox.setHorizontalHeaderLabels(list(SANDBOX_COLUMNS))
+        self.sandbox.verticalHeader().setVisible(False)
+        self.sandbox.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.sandbox.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.sandbox.setToolTip("Every weight format on this layer; double-click to apply one")
+        self.sandbox.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents
+        )
+        self.sandbox.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.sandbox.cellDoubleClicked.connect(self._on_pick)
+        splitter = QSplitter(Qt.Orientation.Vertical, self)
+        splitter.addWidget(self.weight_plot)
+        splitter.addWidget(self.act_plot)
+        splitter.addWidget(self.sandbox)
+        splitter.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.header)
+        layout.addWidget(splitter, 1)
+        self._restyle()
+        self.show_detail(None)
+
+    # -- content ------------------------------------------------------------------------------
+    def show_detail(self, detail: LayerDetail | None) -> None:
+        self.detail = detail
+        if detail is None:
+            self.header.setText("Select a layer (in the table, graph or plots) to inspect it.")
+            self._draw(self.weight_plot, None, "weights")
+            self._draw(self.act_plot, None, "input activation")
+            self.sandbox.setRowCount(0)
+            return
+        c = detail.choice
+        w = fmt_format(None if c.weight is None else c.weight.name)
+        a = fmt_format(None if c.activation is None else c.activation.name)
+        self.header.setText(
+            f"<b>{detail.layer}</b> · weights: {w} · activations: {a}"
+            f" · {fmt_bytes(detail.bytes_before)} in float"
+        )
+        self._draw(self.weight_plot, detail.weights, "weights")
+        self.weight_plot.setToolTip(f"weight tensor {detail.weight_name}")
+        act_title = (
+            "input activation" if detail.activation is not None
+            else detail.activation_note or "input activation"
+        )  # fmt: skip
+        self.act_plot.setToolTip(f"activation {detail.activation_name}")
+        self._draw(self.act_plot, detail.activation, act_title)
+        self._fill_sandbox(detail)
+
+    def _draw(self, plot: pg.PlotWidget, dist: Distribution | None, title: str) -> None:
+        item = plot.getPlotItem()
+        item.clear()
+        fg = self.palette().color(QPalette.ColorRole.Text)
+        if dist is None:
+            item.setTitle(title, color=fg, size="9pt")
+            return
+        if dist.fmt is None:
+            item.setTitle(f"{title} (float)", color=fg, size="9pt")
+        else:
+            # Second line: which group's grid is drawn (per-channel formats have one each).
+            item.setTitle(
+                f"{title} — {dist.fmt}<br><span style='font-size:8pt'>grid shown: "
+                f"{dist.group}</span>", color=fg, size="9pt",
+            )  # fmt: skip
+        fill = pg.mkBrush(colors.AFTER.red(), colors.AFTER.green(), colors.AFTER.blue(), 150)
+        item.addItem(
+            pg.PlotDataItem(
+                dist.edges, dist.counts, stepMode="center", fillLevel=0, brush=fill,
+                pen=pg.mkPen(colors.AFTER, width=1),
+            )
+        )  # fmt: skip
+        top = float(dist.counts.max()) if dist.counts.size else 1.0
+        if dist.levels.size:
+            xs = np.repeat(dist.levels, 2)
+            ys = np.tile([0.0, top * 0.25], dist.levels.size)
+            item.addItem(
+                pg.PlotDataItem(xs, ys, connect="pairs", pen=pg.mkPen(colors.HIGHLIGHT, width=1.5))
+            )
+        if dist.clip is not None:
+            dash = pg.mkPen(colors.HIGHLIGHT, width=1.5, style=Qt.PenStyle.DashLine)
+            for v in dist.clip:
+                item.addItem(pg.InfiniteLine(pos=v, angle=90, pen=dash))
+            lo, hi = dist.clip
+            x0 = min(float(dist.edges[0]), lo)
+            x1 = max(float(dist.edges[-1]), hi)
+            item.setXRange(x0, x1, padding=0.05)
+        else:
+            item.enableAutoRange()
+
+    def _fill_sandbox(self, detail: LayerDetail) -> None:
+        rows = detail.schemes
+        current = None if detail.choice.weight is None else detail.choice.weight.name
+        self.sandbox.setRowCount(len(rows))
+        bold = QFont(self.font())
+        bold.setBold(True)
+        for i, row in enumerate(rows):
+            cells = (
+                row.format,
+                fmt_db(row.error.sqnr_db),
+                fmt_float(row.error.mse, 3),
+                fmt_bytes(row.bytes_after),
+                fmt_ratio(row.ratio),
+            )
+            tip = (
+                f"{row.format}: SQNR {fmt_db(row.error.sqnr_db)}, MSE {row.error.mse:.3g}, "
+                f"cosine {row.error.cosine:.6f}, max |error| {row.error.max_abs:.3g}\n"
+                "double-click to use it for this layer's weights"
+            )
+            for j, text in enumerate(cells):
+                it = QTableWidgetItem(text)
+                it.setToolTip(tip)
+                if j:
+                    it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if j == 1:
+                    c = colors.error_color(row.error.sqnr_db)
+                    if c is not None:
+                        it.setBackground(c)
+                        it.setForeground(colors.INK)
+                if row.format == current:
+                    it.setFont(bold)
+                self.sandbox.setItem(i, j, it)
+
+    def _on_pick(self, row: int, _col: int) -> None:
+        if self.detail is None or row >= len(self.detail.schemes):
+            return
+        self.formatPicked.emit(self.detail.layer, self.detail.schemes[row].format)
+
+    # -- palette ----------------------------------------------------------------------------------
+    def _restyle(self) -> None:
+        pal = self.palette()
+        fg = pal.color(QPalette.ColorRole.Text)
+        for plot in (self.weight_plot, self.act_plot):
+            plot.setBackground(pal.color(QPalette.ColorRole.Base))
+            for axis in ("left", "bottom"):
+                ax = plot.getPlotItem().getAxis(axis)
+                ax.setPen(pg.mkPen(fg))
+                ax.setTextPen(pg.mkPen(fg))
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self._restyle()
+            self.show_detail(self.detail)

@@ -1,0 +1,231 @@
+"""The layer table with its filter box and the "set format for selection" toolbar."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bitlens.core.errors import BitlensError
+from bitlens.core.formats import parse_format
+from bitlens.core.plan import (
+    ACTIVATION_CHOICES,
+    PRESETS,
+    WEIGHT_CHOICES,
+    LayerChoice,
+    Plan,
+    activation_choices,
+    weight_choices,
+)
+from bitlens.gui.document import Document
+from bitlens.gui.format_delegate import FormatDelegate
+from bitlens.gui.layer_table_model import NAME_ROLE, SORT_ROLE, Column, LayerTableModel
+from bitlens.gui.text import FLOAT_LABEL
+
+UNCHANGED = "(unchanged)"
+
+
+class LayerTable(QWidget):
+    editFailed = Signal(str, object)  # what was attempted, the exception
+
+    def __init__(self, document: Document, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._doc = document
+        self._syncing = False
+        self.model = LayerTableModel(document, self)
+        self.model.editFailed.connect(self.editFailed)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.proxy.setFilterKeyColumn(-1)  # match the filter text in any column
+        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+
+        self.filter = QLineEdit(self)
+        self.filter.setObjectName("layerFilter")
+        self.filter.setPlaceholderText("Filter layers (name, op, format…)")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self.proxy.setFilterFixedString)
+
+        self.weight_combo = QComboBox(self)
+        self.weight_combo.setObjectName("selectionWeight")
+        self.weight_combo.addItems([UNCHANGED, FLOAT_LABEL, *WEIGHT_CHOICES])
+        self.weight_combo.setToolTip("Weight format for the selected layers")
+        self.act_combo = QComboBox(self)
+        self.act_combo.setObjectName("selectionActivation")
+        self.act_combo.addItems([UNCHANGED, FLOAT_LABEL, *ACTIVATION_CHOICES])
+        self.act_combo.setToolTip(
+            "Activation format for the selected layers (layers without one are skipped)"
+        )
+        self.apply_button = QPushButton("Set", self)
+        self.apply_button.setObjectName("applySelection")
+        self.apply_button.clicked.connect(self.apply_to_selection)
+        self.preset_combo = QComboBox(self)
+        self.preset_combo.setObjectName("preset")
+        self.preset_combo.addItems(list(PRESETS))
+        self.preset_combo.setToolTip("A preset: weight and activation formats together")
+        self.preset_all = QPushButton("Apply to all", self)
+        self.preset_all.setObjectName("presetAll")
+        self.preset_all.clicked.connect(lambda: self.apply_preset(selected_only=False))
+        self.preset_sel = QPushButton("Apply to selected", self)
+        self.preset_sel.setObjectName("presetSelection")
+        self.preset_sel.clicked.connect(lambda: self.apply_preset(selected_only=True))
+
+        self.view = QTableView(self)
+        self.view.setObjectName("layerTable")
+        self.view.setModel(self.proxy)
+        self.view.setSortingEnabled(True)
+        self.view.sortByColumn(Column.NAME, Qt.SortOrder.AscendingOrder)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked
+            | QAbstractItemView.EditTrigger.SelectedClicked
+            | QAbstractItemView.EditTrigger.EditKeyPressed
+        )
+        self.view.setAlternatingRowColors(True)
+        self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # long names keep both ends
+        self.view.setWordWrap(False)
+        self.view.verticalHeader().setVisible(False)
+        self.view.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
+        self.delegate = FormatDelegate(self.view)
+        self.view.setItemDelegateForColumn(Column.WEIGHT, self.delegate)
+        self.view.setItemDelegateForColumn(Column.ACTIVATION, self.delegate)
+        header = self.view.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(False)
+        self.view.selectionModel().selectionChanged.connect(self._on_view_selection)
+
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.filter, 1)
+        top.addSpacing(8)
+        top.addWidget(QLabel("Preset:", self))
+        top.addWidget(self.preset_combo)
+        top.addWidget(self.preset_all)
+        top.addWidget(self.preset_sel)
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(0, 0, 0, 0)
+        bottom.addWidget(QLabel("Selected layers — weights:", self))
+        bottom.addWidget(self.weight_combo, 1)
+        bottom.addWidget(QLabel("activations:", self))
+        bottom.addWidget(self.act_combo, 1)
+        bottom.addWidget(self.apply_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addLayout(bottom)
+        layout.addWidget(self.view)
+
+        document.selection.changed.connect(self._on_selection_changed)
+        document.modelChanged.connect(self._on_model_changed)
+        document.evaluationChanged.connect(self._on_first_evaluation)
+        self._sized = False
+        self._on_model_changed()
+
+    # -- commands --------------------------------------------------------------------------------
+    def apply_to_selection(self) -> None:
+        names = self._doc.selection.names
+        if not names or self._doc.plan is None:
+            return
+        w_text, a_text = self.weight_combo.currentText(), self.act_combo.currentText()
+        if w_text == UNCHANGED and a_text == UNCHANGED:
+            return
+        try:
+            w = None if w_text in (UNCHANGED, FLOAT_LABEL) else parse_format(w_text)
+            a = None if a_text in (UNCHANGED, FLOAT_LABEL) else parse_format(a_text)
+            changes = {}
+            for name in names:
+                layer = self._doc.layer(name)
+                old = self._doc.plan[name]
+                weight = old.weight if w_text == UNCHANGED or not weight_choices(layer) else w
+                act, dynamic = old.activation, old.dynamic
+                if a_text != UNCHANGED and activation_choices(layer) and not layer.graph_path:
+                    act, dynamic = a, False
+                changes[name] = LayerChoice(weight, act, dynamic)
+            what = ", ".join(t for t in (f"W {w_text}", f"A {a_text}") if UNCHANGED not in t)
+            self._doc.edit(changes, f"{what} on {_count(names)}")
+        except BitlensError as exc:
+            self.editFailed.emit(f"Setting formats on {_count(names)}", exc)
+
+    def apply_preset(self, selected_only: bool) -> None:
+        plan, info = self._doc.plan, self._doc.info
+        if plan is None or info is None:
+            return
+        name = self.preset_combo.currentText()
+        layers = self._doc.selection.names if selected_only else info.layer_names
+        if not layers:
+            return
+        try:
+            preset = Plan.preset(info, name, layers)
+            changes = {n: preset[n] for n in layers}
+            self._doc.edit(changes, f"Preset {name} on {_count(layers)}")
+        except BitlensError as exc:
+            self.editFailed.emit(f"Applying preset {name}", exc)
+
+    # -- selection sync -------------------------------------------------------------------------
+    def _on_view_selection(self, _sel: QItemSelection, _desel: QItemSelection) -> None:
+        if self._syncing:
+            return
+        rows = self.view.selectionModel().selectedRows()
+        names = [r.data(NAME_ROLE) for r in sorted(rows, key=lambda i: i.row())]
+        current = self.view.currentIndex()
+        cur = current.data(NAME_ROLE) if current.isValid() else None
+        self._doc.selection.set(names, cur, origin=self)
+
+    def _on_selection_changed(self, origin: object) -> None:
+        if origin is self:
+            return
+        sm = self.view.selectionModel()
+        selection = QItemSelection()
+        last = self.proxy.columnCount() - 1
+        for name in self._doc.selection.names:
+            src = self.model.index(self.model.row_of(name), 0)
+            idx = self.proxy.mapFromSource(src)
+            if idx.isValid():
+                selection.select(idx, idx.siblingAtColumn(last))
+        self._syncing = True
+        try:
+            flags = QItemSelectionModel.SelectionFlag
+            sm.select(selection, flags.ClearAndSelect)
+            cur = self._doc.selection.current
+            if cur is not None:
+                idx = self.proxy.mapFromSource(self.model.index(self.model.row_of(cur), 0))
+                if idx.isValid():
+                    sm.setCurrentIndex(idx, flags.NoUpdate)
+                    self.view.scrollTo(idx)
+        finally:
+            self._syncing = False
+
+    def _fit_columns(self) -> None:
+        self.view.resizeColumnsToContents()
+        em = self.fontMetrics().horizontalAdvance("M")
+        self.view.setColumnWidth(Column.NAME, min(self.view.columnWidth(Column.NAME), 16 * em))
+        for col, minimum in ((Column.WEIGHT, 9 * em), (Column.ACTIVATION, 8 * em)):
+            self.view.setColumnWidth(col, max(self.view.columnWidth(col), minimum))
+
+    def _on_first_evaluation(self) -> None:
+        # Sizes and errors are only known once evaluated: fit them the first time.
+        if not self._sized:
+            self._sized = True
+            self._fit_columns()
+
+    def _on_model_changed(self) -> None:
+        self._sized = False
+        self._fit_columns()
+        has_model = self._doc.is_open
+        for w in (self.apply_button, self.preset_all, self.preset_sel):
+            w.setEnabled(has_model)
+
+
+def _count(names: tuple[str, ...] | list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{len(names)} layers"

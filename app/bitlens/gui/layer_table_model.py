@@ -1,0 +1,293 @@
+"""The layers of the open model as a table: what each layer is, its formats, its errors.
+
+Rows are the model's quantizable layers in topological order. The two
+format columns are editable; an edit becomes an undoable plan change on
+the document, never a change stored here. Error and size columns read the
+latest evaluation; while a newer one is computed they are shown in italics.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import IntEnum
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QFont
+
+from bitlens.core.errors import BitlensError
+from bitlens.core.formats import parse_format
+from bitlens.core.model.types import Layer
+from bitlens.core.plan import LayerChoice, activation_choices, weight_choices
+from bitlens.core.results import LayerResult, TensorError
+from bitlens.gui import colors
+from bitlens.gui.document import Document
+from bitlens.gui.text import FLOAT_LABEL, NONE, fmt_bytes, fmt_count, fmt_db, fmt_format, fmt_shape
+
+SORT_ROLE = Qt.ItemDataRole.UserRole
+CHOICES_ROLE = Qt.ItemDataRole.UserRole + 1  # the format names a combo offers (float first)
+NAME_ROLE = Qt.ItemDataRole.UserRole + 2  # the layer name of any cell's row
+
+_Index = QModelIndex | QPersistentModelIndex
+
+
+class Column(IntEnum):
+    NAME = 0
+    OP = 1
+    SHAPE = 2
+    PARAMS = 3
+    WEIGHT = 4
+    ACTIVATION = 5
+    SIZE = 6
+    WEIGHT_SQNR = 7
+    LOCAL = 8
+    ACCUMULATED = 9
+
+
+HEADERS = {
+    Column.NAME: ("Layer", "Node name"),
+    Column.OP: ("Op", "ONNX operator"),
+    Column.SHAPE: ("Weight shape", "Shape of the (first) quantizable weight"),
+    Column.PARAMS: ("Params", "Quantizable weight parameters"),
+    Column.WEIGHT: ("Weights", "Weight format (double-click to change)"),
+    Column.ACTIVATION: ("Activations", "Input activation format (double-click to change)"),
+    Column.SIZE: ("Size", "Weight bytes in float → under the plan"),
+    Column.WEIGHT_SQNR: ("Weight SQNR", "Weight reconstruction SQNR"),
+    Column.LOCAL: ("Local SQNR", "Layer output SQNR with only this layer quantized"),
+    Column.ACCUMULATED: ("Accum. SQNR", "Layer output SQNR under the whole plan"),
+}
+ERROR_COLUMNS = (Column.WEIGHT_SQNR, Column.LOCAL, Column.ACCUMULATED)
+_MISSING = -1e300  # sorts "no value" below every number
+
+
+class LayerTableModel(QAbstractTableModel):
+    editFailed = Signal(str, object)  # what was attempted, the exception
+
+    def __init__(self, document: Document, parent: QObject | None = None):
+        super().__init__(parent)
+        self._doc = document
+        self._layers: tuple[Layer, ...] = ()
+        self._rows: dict[str, int] = {}
+        document.modelChanged.connect(self._on_model_changed)
+        document.planChanged.connect(self._on_plan_changed)
+        document.evaluationChanged.connect(self._on_evaluation_changed)
+        self._on_model_changed()
+
+    # -- lookups --------------------------------------------------------------------------
+    def layer_at(self, row: int) -> Layer:
+        return self._layers[row]
+
+    def row_of(self, name: str) -> int:
+        return self._rows[name]
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(layer.name for layer in self._layers)
+
+    # -- Qt model interface -----------------------------------------------------------------
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._layers)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(Column)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
+        if orientation != Qt.Orientation.Horizontal or section >= len(Column):
+            return None
+        title, tip = HEADERS[Column(section)]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return title
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return tip
+        return None
+
+    def flags(self, index: _Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        f = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        layer = self._layers[index.row()]
+        col = index.column()
+        if (col == Column.WEIGHT and weight_choices(layer)) or (
+            col == Column.ACTIVATION and activation_choices(layer) and not layer.graph_path
+        ):
+            f |= Qt.ItemFlag.ItemIsEditable
+        return f
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        layer = self._layers[index.row()]
+        col = Column(index.column())
+        if role == NAME_ROLE:
+            return layer.name
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(layer, col)
+        if role == Qt.ItemDataRole.EditRole:
+            return self._edit_value(layer, col)
+        if role == SORT_ROLE:
+            return self._sort_key(layer, col)
+        if role == CHOICES_ROLE:
+            if col == Column.WEIGHT:
+                return [FLOAT_LABEL, *weight_choices(layer)]
+            if col == Column.ACTIVATION:
+                return [FLOAT_LABEL, *activation_choices(layer)]
+            return None
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(layer, col)
+        if role == Qt.ItemDataRole.BackgroundRole and col in ERROR_COLUMNS:
+            return colors.error_color(_sqnr(self._error(layer, col)))
+        if role == Qt.ItemDataRole.ForegroundRole and col in ERROR_COLUMNS:
+            return colors.INK if self._error(layer, col) is not None else None
+        if (
+            role == Qt.ItemDataRole.FontRole
+            and col in (Column.SIZE, *ERROR_COLUMNS)
+            and not self._doc.evaluation_current
+        ):
+            font = QFont()
+            font.setItalic(True)
+            return font
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (
+            Column.PARAMS, Column.SIZE, *ERROR_COLUMNS,
+        ):  # fmt: skip
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def setData(self, index: _Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
+        if role != Qt.ItemDataRole.EditRole or not index.isValid():
+            return False
+        col = index.column()
+        if col not in (Column.WEIGHT, Column.ACTIVATION):
+            return False
+        layer = self._layers[index.row()]
+        text = str(value).strip()
+        kind = "weights" if col == Column.WEIGHT else "activations"
+        try:
+            fmt = None if text in ("", FLOAT_LABEL) else parse_format(text)
+            old = self._choice(layer)
+            if col == Column.WEIGHT:
+                new = LayerChoice(fmt, old.activation, old.dynamic)
+            else:
+                dynamic = old.dynamic and fmt is not None and not fmt.is_float
+                new = LayerChoice(old.weight, fmt, dynamic)
+            if new == old:
+                return True
+            self._doc.edit({layer.name: new}, f"{layer.name}: {kind} → {fmt_format(text or None)}")
+        except BitlensError as exc:
+            self.editFailed.emit(f"Setting {layer.name} {kind} to {text}", exc)
+            return False
+        return True
+
+    # -- cells ------------------------------------------------------------------------------
+    def _choice(self, layer: Layer) -> LayerChoice:
+        plan = self._doc.plan
+        return LayerChoice() if plan is None else plan[layer.name]
+
+    def _result(self, layer: Layer) -> LayerResult | None:
+        ev = self._doc.evaluation
+        return None if ev is None else ev.layers.get(layer.name)
+
+    def _error(self, layer: Layer, col: Column) -> TensorError | None:
+        r = self._result(layer)
+        if r is None:
+            return None
+        return {Column.WEIGHT_SQNR: r.weight, Column.LOCAL: r.local, Column.ACCUMULATED: r.accumulated}[
+            col
+        ]
+
+    def _display(self, layer: Layer, col: Column) -> str:
+        choice = self._choice(layer)
+        if col == Column.NAME:
+            return layer.name
+        if col == Column.OP:
+            return layer.op_type
+        if col == Column.SHAPE:
+            return fmt_shape(layer.weights[0].shape) if layer.weights else NONE
+        if col == Column.PARAMS:
+            return fmt_count(layer.params)
+        if col == Column.WEIGHT:
+            if not layer.weights:
+                return NONE
+            return fmt_format(None if choice.weight is None else choice.weight.name)
+        if col == Column.ACTIVATION:
+            if not activation_choices(layer):
+                return NONE
+            name = fmt_format(None if choice.activation is None else choice.activation.name)
+            return f"{name} (dynamic)" if choice.dynamic else name
+        if col == Column.SIZE:
+            r = self._result(layer)
+            after = "…" if r is None else fmt_bytes(r.bytes_after)
+            return f"{fmt_bytes(layer.nbytes)} → {after}"
+        return fmt_db(_sqnr(self._error(layer, col)))
+
+    def _edit_value(self, layer: Layer, col: Column) -> str | None:
+        choice = self._choice(layer)
+        if col == Column.WEIGHT:
+            return fmt_format(None if choice.weight is None else choice.weight.name)
+        if col == Column.ACTIVATION:
+            return fmt_format(None if choice.activation is None else choice.activation.name)
+        return self._display(layer, col)
+
+    def _sort_key(self, layer: Layer, col: Column) -> Any:
+        if col == Column.NAME:
+            return layer.index  # topological order, the natural order of a model
+        if col == Column.PARAMS:
+            return layer.params
+        if col == Column.SIZE:
+            r = self._result(layer)
+            return float(layer.nbytes if r is None else r.bytes_after)
+        if col in ERROR_COLUMNS:
+            s = _sqnr(self._error(layer, col))
+            if s is None or math.isnan(s):
+                return _MISSING
+            return 1e300 if math.isinf(s) and s > 0 else s
+        return self._display(layer, col)
+
+    def _tooltip(self, layer: Layer, col: Column) -> str | None:
+        if col == Column.NAME:
+            lines = [f"{layer.name} ({layer.op_type})"]
+            lines += [f"weight {w.name}: {fmt_shape(w.shape)} {w.dtype}" for w in layer.weights]
+            lines += [f"activation input: {a}" for a in layer.activations]
+            if layer.graph_path:
+                lines.append(f"inside {layer.graph_path}")
+            return "\n".join(lines)
+        if col in ERROR_COLUMNS:
+            err = self._error(layer, col)
+            if err is None:
+                return "not quantized" if col != Column.ACCUMULATED else "not evaluated yet"
+            return (
+                f"SQNR {fmt_db(err.sqnr_db)}\nMSE {err.mse:.3g}\ncosine {err.cosine:.6f}\n"
+                f"max |error| {err.max_abs:.3g}\nrelative L2 {err.rel_l2:.3g}"
+            )
+        return None
+
+    # -- document events ----------------------------------------------------------------------
+    def _on_model_changed(self) -> None:
+        info = self._doc.info
+        if info is not None and info.layers is self._layers:
+            # the same model with other data: rows stay, and so does the selection
+            self._changed(Column.WEIGHT, Column.ACCUMULATED)
+            return
+        self.beginResetModel()
+        self._layers = () if info is None else info.layers
+        self._rows = {layer.name: i for i, layer in enumerate(self._layers)}
+        self.endResetModel()
+
+    def _on_plan_changed(self) -> None:
+        self._changed(Column.WEIGHT, Column.ACCUMULATED)
+
+    def _on_evaluation_changed(self) -> None:
+        self._changed(Column.SIZE, Column.ACCUMULATED)
+
+    def _changed(self, first: Column, last: Column) -> None:
+        if self._layers:
+            self.dataChanged.emit(self.index(0, first), self.index(len(self._layers) - 1, last))
+
+
+def _sqnr(err: TensorError | None) -> float | None:
+    return None if err is None else err.sqnr_db

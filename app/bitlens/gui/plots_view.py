@@ -1,0 +1,231 @@
+"""Error and size per layer, side by side on one shared layer axis.
+
+The top plot shows the chosen error metric per layer (bars coloured by the
+layer's SQNR); the bottom one the weight bytes in float next to the bytes
+under the plan. Both share the x axis (layer index in topological order),
+so zooming one zooms the other. Clicking a bar selects its layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, QPointF, Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from bitlens.gui import colors
+from bitlens.gui.document import Document
+from bitlens.gui.series import METRICS, SOURCES, error_series, size_series
+from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float
+
+METRIC_AXIS = {"sqnr": "SQNR (dB)", "mse": "MSE", "cosine": "1 − cos"}
+
+BAR_W = 0.8
+
+
+class LayerAxis(pg.AxisItem):
+    """An x axis of layer indices: ticks on whole numbers only."""
+
+    def tickSpacing(self, minVal: float, maxVal: float, size: float):
+        levels = super().tickSpacing(minVal, maxVal, size)
+        out = []
+        for spacing, _offset in levels:
+            spacing = max(1.0, float(round(spacing)))
+            if all(spacing != s for s, _ in out):
+                out.append((spacing, 0.0))
+        return out
+
+
+class PlotsView(QWidget):
+    def __init__(self, document: Document, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._doc = document
+        self._names: tuple[str, ...] = ()
+        self.metric_box = QComboBox(self)
+        self.metric_box.setObjectName("plotMetric")
+        for key, label in METRICS.items():
+            self.metric_box.addItem(label, key)
+        self.source = QComboBox(self)
+        self.source.setObjectName("plotSource")
+        for key, label in SOURCES.items():
+            self.source.addItem(label, key)
+        self.metric_box.currentIndexChanged.connect(self._redraw)
+        self.source.currentIndexChanged.connect(self._redraw)
+        self.info = QLabel(self)
+        self.info.setObjectName("plotInfo")
+        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.canvas = pg.GraphicsLayoutWidget(self)
+        self.error_plot = self.canvas.addPlot(
+            row=0, col=0, axisItems={"bottom": LayerAxis("bottom")}
+        )
+        self.size_plot = self.canvas.addPlot(
+            row=1, col=0, axisItems={"bottom": LayerAxis("bottom")}
+        )
+        self.size_plot.setXLink(self.error_plot)
+        for plot in (self.error_plot, self.size_plot):
+            plot.showGrid(x=False, y=True, alpha=0.25)
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            plot.vb.setMouseEnabled(x=True, y=False)
+        self.size_plot.setLabel("bottom", "layer (topological order)")
+        self.size_plot.setLabel("left", "size", units="B")
+        for plot in (self.error_plot, self.size_plot):
+            plot.getAxis("left").setWidth(64)  # both y axes equally wide: bars line up
+        self.size_plot.addLegend(offset=(-10, 5))
+        self.error_bars = pg.BarGraphItem(x=[], height=[], width=BAR_W)
+        self.before_bars = pg.BarGraphItem(x=[], height=[], width=BAR_W / 2, name="float")
+        self.after_bars = pg.BarGraphItem(x=[], height=[], width=BAR_W / 2, name="plan")
+        self.error_plot.addItem(self.error_bars)
+        self.size_plot.addItem(self.before_bars)
+        self.size_plot.addItem(self.after_bars)
+        self.marks = [pg.InfiniteLine(angle=90, movable=False) for _ in range(2)]
+        for plot, mark in zip((self.error_plot, self.size_plot), self.marks, strict=True):
+            plot.addItem(mark, ignoreBounds=True)
+            mark.setVisible(False)
+        self.canvas.scene().sigMouseClicked.connect(self._on_click)
+        self.canvas.scene().sigMouseMoved.connect(self._on_hover)
+
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(QLabel("Error:", self))
+        bar.addWidget(self.metric_box)
+        bar.addWidget(self.source)
+        bar.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.info)
+
+        document.modelChanged.connect(self._on_model_changed)
+        document.evaluationChanged.connect(self._redraw)
+        document.selection.changed.connect(self._on_selection_changed)
+        self._restyle()
+        self._on_model_changed()
+
+    # -- drawing --------------------------------------------------------------------------------
+    def _on_model_changed(self) -> None:
+        info = self._doc.info
+        self._names = () if info is None else info.layer_names
+        self._redraw()
+        n = len(self._names)
+        if n:
+            self.error_plot.setXRange(-0.6, n - 0.4, padding=0)
+
+    def _redraw(self) -> None:
+        info = self._doc.info
+        metric, source = self.metric_box.currentData(), self.source.currentData()
+        names = self._names
+        self.error_plot.setLabel("left", METRIC_AXIS[metric])
+        ev = self._doc.evaluation
+        s = error_series(ev, names, metric, source)
+        ok = np.isfinite(s.values)
+        x = np.arange(len(names), dtype=np.float64)
+        brushes = []
+        for sq, exact in zip(s.sqnr[ok], s.exact[ok], strict=True):
+            c = colors.error_color(None if np.isnan(sq) else float(sq)) or QColor(150, 150, 150)
+            brushes.append(pg.mkBrush(c.lighter(115) if exact else c))
+        self.error_bars.setOpts(x=x[ok], height=s.values[ok], width=BAR_W, brushes=brushes)
+        before, after = (
+            size_series(ev, names, [layer.nbytes for layer in info.layers])
+            if info is not None
+            else (np.empty(0), np.empty(0))
+        )
+        self.before_bars.setOpts(x=x - BAR_W / 4, height=before, width=BAR_W / 2)
+        has_after = np.isfinite(after)
+        self.after_bars.setOpts(
+            x=x[has_after] + BAR_W / 4, height=after[has_after], width=BAR_W / 2
+        )
+        self._on_selection_changed(None)
+
+    def _restyle(self) -> None:
+        pal = self.palette()
+        bg = pal.color(QPalette.ColorRole.Base)
+        fg = pal.color(QPalette.ColorRole.Text)
+        self.canvas.setBackground(bg)
+        for plot in (self.error_plot, self.size_plot):
+            for axis in ("left", "bottom"):
+                ax = plot.getAxis(axis)
+                ax.setPen(pg.mkPen(fg))
+                ax.setTextPen(pg.mkPen(fg))
+        line = pg.mkPen(pal.color(QPalette.ColorRole.Mid), width=0.5)
+        self.before_bars.setOpts(brush=pg.mkBrush(colors.BEFORE), pen=line)
+        self.after_bars.setOpts(brush=pg.mkBrush(colors.AFTER), pen=line)
+        self.error_bars.setOpts(pen=line)
+        for mark in self.marks:
+            mark.setPen(pg.mkPen(colors.HIGHLIGHT, width=2))
+        legend = self.size_plot.legend
+        if legend is not None:
+            legend.setLabelTextColor(fg)
+            legend.setBrush(pg.mkBrush(bg))
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self._restyle()
+
+    # -- selection ----------------------------------------------------------------------------------
+    def _on_selection_changed(self, _origin: object) -> None:
+        cur = self._doc.selection.current
+        if cur is None or cur not in self._names:
+            for mark in self.marks:
+                mark.setVisible(False)
+            self.info.setText("Click a bar to select its layer.")
+            return
+        i = self._names.index(cur)
+        for mark in self.marks:
+            mark.setValue(i)
+            mark.setVisible(True)
+        self.info.setText(self._describe(i))
+
+    def _describe(self, i: int) -> str:
+        name = self._names[i]
+        info = self._doc.info
+        assert info is not None
+        layer = info.layer(name)
+        ev = self._doc.evaluation
+        r = None if ev is None else ev.layers.get(name)
+        parts = [f"<b>{i}: {name}</b> ({layer.op_type})"]
+        if r is not None:
+            src = {"local": r.local, "accumulated": r.accumulated, "weight": r.weight}[
+                self.source.currentData()
+            ]
+            if src is not None:
+                parts.append(
+                    f"SQNR {fmt_db(src.sqnr_db)}, MSE {fmt_float(src.mse, 3)}, "
+                    f"cos {src.cosine:.5f}"
+                )
+            parts.append(f"{fmt_bytes(r.bytes_before)} → {fmt_bytes(r.bytes_after)}")
+        return " · ".join(parts)
+
+    def layer_at_scene(self, pos: QPointF) -> str | None:
+        """The layer whose bar column is under a scene position, if any."""
+        for plot in (self.error_plot, self.size_plot):
+            if plot.sceneBoundingRect().contains(pos):
+                x = plot.vb.mapSceneToView(pos).x()
+                i = round(x)
+                if 0 <= i < len(self._names) and abs(x - i) <= BAR_W / 2 + 0.1:
+                    return self._names[i]
+        return None
+
+    def _on_click(self, event) -> None:  # pyqtgraph MouseClickEvent
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        name = self.layer_at_scene(event.scenePos())
+        if name is None:
+            return
+        sel = self._doc.selection
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            sel.toggle(name, origin=self)
+        else:
+            sel.set([name], name, origin=self)
+        event.accept()
+
+    def _on_hover(self, pos: QPointF) -> None:
+        name = self.layer_at_scene(pos)
+        if name is not None:
+            self.canvas.setToolTip(self._describe(self._names.index(name)))
+        else:
+            self.canvas.setToolTip("")

@@ -1,0 +1,94 @@
+"""The status bar's contents: plan summary, runtime providers, and the busy job."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+from bitlens.core.results import Evaluation, Progress
+from bitlens.gui.text import fmt_bytes, fmt_db, fmt_percent, fmt_ratio
+
+
+class StatusPanel(QWidget):
+    cancelRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.size_label = QLabel(self)
+        self.size_label.setObjectName("statusSize")
+        self.bits_label = QLabel(self)
+        self.bits_label.setObjectName("statusBits")
+        self.output_label = QLabel(self)
+        self.output_label.setObjectName("statusOutput")
+        self.providers_label = QLabel(self)
+        self.providers_label.setObjectName("statusProviders")
+        self.providers_label.setToolTip("Execution providers ONNX Runtime actually runs on")
+        self.job_label = QLabel(self)
+        self.job_label.setObjectName("statusJob")
+        self.progress = QProgressBar(self)
+        self.progress.setObjectName("statusProgress")
+        self.progress.setMaximumWidth(160)
+        self.progress.setTextVisible(False)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setObjectName("statusCancel")
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 0, 4, 0)
+        for w in (self.size_label, self.bits_label, self.output_label, self.providers_label):
+            layout.addWidget(w)
+            layout.addSpacing(12)
+        layout.addStretch(1)
+        layout.addWidget(self.job_label)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.cancel_button)
+        self.show_evaluation(None, stale=False)
+        self.show_providers(())
+        self.set_idle()
+
+    def show_evaluation(self, ev: Evaluation | None, *, stale: bool, failed: bool = False) -> None:
+        if ev is None:
+            self.size_label.setText("Evaluation failed" if failed else "No plan evaluated")
+            self.bits_label.setText("")
+            self.output_label.setText("")
+            return
+        mark = " (last good plan; this one failed)" if failed else " (updating…)" if stale else ""
+        self.size_label.setText(
+            f"Weights {fmt_bytes(ev.bytes_before)} → {fmt_bytes(ev.bytes_after)} "
+            f"({fmt_ratio(ev.compression)}){mark}"
+        )
+        self.bits_label.setText(f"{ev.avg_bits:.2f} bits/weight")
+        parts = []
+        for out in list(ev.outputs.values())[:1]:
+            parts.append(f"output {out.name}: {fmt_db(out.error.sqnr_db)}")
+            if out.top1_agreement is not None:
+                parts.append(f"top-1 agreement {fmt_percent(out.top1_agreement)}")
+        if "accuracy" in ev.task_metric:
+            acc = f"accuracy {fmt_percent(ev.task_metric['accuracy'])}"
+            if "accuracy_float" in ev.task_metric:
+                acc += f" (float {fmt_percent(ev.task_metric['accuracy_float'])})"
+            parts.append(acc)
+        if len(ev.outputs) > 1:
+            parts.append(f"+{len(ev.outputs) - 1} more outputs")
+        self.output_label.setText(" · ".join(parts))
+
+    def show_providers(self, providers: tuple[str, ...]) -> None:
+        names = [p.removesuffix("ExecutionProvider") for p in providers]
+        self.providers_label.setText("ORT: " + (", ".join(names) if names else "—"))
+
+    def set_busy(self, label: str, *, quiet: bool, cancellable: bool) -> None:
+        self.job_label.setText(label + "…")
+        self.progress.setVisible(True)
+        self.progress.setRange(0, 0)  # busy indicator until progress is known
+        self.cancel_button.setVisible(not quiet and cancellable)
+
+    def show_progress(self, p: Progress) -> None:
+        if p.total > 0:
+            self.progress.setRange(0, p.total)
+            self.progress.setValue(p.done)
+        if p.message:
+            self.job_label.setText(p.message)
+
+    def set_idle(self) -> None:
+        self.job_label.setText("")
+        self.progress.setVisible(False)
+        self.cancel_button.setVisible(False)

@@ -1,0 +1,113 @@
+"""Results of the last sensitivity sweep: the output error of each layer in each format.
+
+Worst first. Selecting a row selects its layer everywhere; double-clicking
+applies that format to that layer's weights (an undoable edit).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bitlens.core.results import SweepEntry
+from bitlens.gui import colors
+from bitlens.gui.document import Document
+from bitlens.gui.text import fmt_bytes, fmt_db
+
+COLUMNS = ("Layer", "Format", "Output SQNR", "cosine", "Bytes")
+SORT_ROLE = Qt.ItemDataRole.UserRole
+
+
+class _Item(QTableWidgetItem):
+    """Sorts by its number (SORT_ROLE) rather than by its text."""
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        a, b = self.data(SORT_ROLE), other.data(SORT_ROLE)
+        if isinstance(a, int | float) and isinstance(b, int | float):
+            return a < b
+        return self.text() < other.text()
+
+
+class SweepView(QWidget):
+    formatPicked = Signal(str, str)  # layer, weight format
+
+    def __init__(self, document: Document, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._doc = document
+        self.entries: list[SweepEntry] = []
+        self.note = QLabel("Run Tools ▸ Sensitivity sweep to rank layers by how much "
+                           "quantizing each one alone hurts the output.", self)  # fmt: skip
+        self.note.setWordWrap(True)
+        self.table = QTableWidget(0, len(COLUMNS), self)
+        self.table.setObjectName("sweepTable")
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.table.itemSelectionChanged.connect(self._on_row_selected)
+        self.table.cellDoubleClicked.connect(self._on_pick)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.note)
+        layout.addWidget(self.table, 1)
+        document.modelChanged.connect(self._on_model_changed)
+
+    def _on_model_changed(self) -> None:
+        self.show_entries([])
+
+    def show_entries(self, entries: list[SweepEntry]) -> None:
+        self.entries = list(entries)
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(entries))
+        for i, e in enumerate(entries):
+            values = (
+                (e.layer, None), (e.format, None), (fmt_db(e.output.sqnr_db), e.output.sqnr_db),
+                (f"{e.output.cosine:.5f}", e.output.cosine), (fmt_bytes(e.bytes_after), e.bytes_after),
+            )  # fmt: skip
+            for j, (text, key) in enumerate(values):
+                it = _Item(text)
+                if key is not None:
+                    it.setData(SORT_ROLE, float(key))
+                    it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if j == 0:
+                    it.setData(SORT_ROLE + 1, i)
+                if j == 2:
+                    c = colors.error_color(e.output.sqnr_db)
+                    if c is not None:
+                        it.setBackground(c)
+                        it.setForeground(colors.INK)
+                self.table.setItem(i, j, it)
+        self.table.setSortingEnabled(True)
+        self.table.sortItems(2, Qt.SortOrder.AscendingOrder)  # lowest output SQNR first
+        if entries:
+            self.note.setText(f"{len(entries)} results, worst first. Double-click to apply.")
+
+    def _entry(self, row: int) -> SweepEntry | None:
+        item = self.table.item(row, 0)
+        if item is None:
+            return None
+        return self.entries[int(item.data(SORT_ROLE + 1))]
+
+    def _on_row_selected(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return
+        e = self._entry(rows[0].row())
+        if e is not None:
+            self._doc.selection.set([e.layer], e.layer, origin=self)
+
+    def _on_pick(self, row: int, _col: int) -> None:
+        e = self._entry(row)
+        if e is not None:
+            self.formatPicked.emit(e.layer, e.format)

@@ -1,0 +1,77 @@
+"""How numbers read in the window: bytes, decibels, shapes, parameter counts.
+
+Formatting only (no arithmetic on results beyond unit scaling), shared so
+the table, status bar and tooltips spell the same value the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+FLOAT_LABEL = "keep float"
+NONE = "—"
+
+
+def fmt_bytes(n: int | float | None) -> str:
+    if n is None:
+        return NONE
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    raise AssertionError("unreachable")
+
+
+def fmt_count(n: int | None) -> str:
+    if n is None:
+        return NONE
+    if n < 1000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1e3:.1f}k"
+    if n < 1_000_000_000:
+        return f"{n / 1e6:.2f}M"
+    return f"{n / 1e9:.2f}G"
+
+
+def fmt_db(x: float | None) -> str:
+    """SQNR in dB; an exact match (infinite SQNR) reads "exact"."""
+    if x is None or math.isnan(x):
+        return NONE
+    if math.isinf(x):
+        return "exact" if x > 0 else "−∞ dB"
+    return f"{x:.1f} dB"
+
+
+def fmt_float(x: float | None, digits: int = 4) -> str:
+    if x is None or math.isnan(x):
+        return NONE
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{x:.{digits}g}"
+    return f"{x:.2e}"
+
+
+def fmt_percent(x: float | None) -> str:
+    return NONE if x is None else f"{100.0 * x:.1f} %"
+
+
+def fmt_shape(shape: Sequence[int | str | None] | None) -> str:
+    if shape is None:
+        return "?"
+    return "×".join("?" if d is None else str(d) for d in shape) or "scalar"
+
+
+def fmt_format(name: str | None) -> str:
+    return FLOAT_LABEL if name is None else name
+
+
+def fmt_ratio(x: float | None) -> str:
+    if x is None or math.isnan(x):
+        return NONE
+    return "∞×" if math.isinf(x) else f"{x:.2f}×"
+
+
+def elide(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: max(n - 1, 1)] + "…"

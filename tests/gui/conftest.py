@@ -1,0 +1,120 @@
+"""Fixtures for window tests: isolated settings, small models on disk, a window that
+never blocks on a modal dialog, and screenshots into ``screenshots/``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import onnx
+import pytest
+from PySide6.QtCore import QSettings, QThreadPool
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from bitlens.gui.main_window import MainWindow
+from bitlens.gui.settings import AppSettings
+from tests.core.engine_models import mlp_with_fragile_layer, small_cnn
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "screenshots"
+OPEN_TIMEOUT_MS = 30_000
+
+
+
+
+@cache
+def _binding_leaks() -> bool:
+    """Whether this PySide6 loses references to True on Signal.emit() (6.12.0 on
+    Python < 3.12, see tests/gui/test_toolkit.py): such a run would abort midway."""
+    import PySide6
+    from PySide6.QtCore import QObject, Signal
+
+    if sys.version_info >= (3, 12) or not PySide6.__version__.startswith("6.12.0"):
+        return False
+
+    class _Probe(QObject):
+        ping = Signal()
+
+    probe = _Probe()
+    before = sys.getrefcount(True)
+    for _ in range(10):
+        probe.ping.emit()
+    return sys.getrefcount(True) < before
+
+
+@pytest.fixture(autouse=True)
+def _usable_binding(request: pytest.FixtureRequest) -> None:
+    """Fail each window test at once on a broken binding, instead of letting the
+    interpreter abort the whole session a few hundred signals later."""
+    if request.node.name.startswith("test_signal_emit_keeps"):
+        return
+    if _binding_leaks():
+        pytest.fail("PySide6 6.12.0 on Python < 3.12 corrupts reference counts; "
+                    "install PySide6-Essentials<6.12 (pyproject pins it)")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> AppSettings:
+    return AppSettings(QSettings(str(tmp_path / "bitlens.ini"), QSettings.Format.IniFormat))
+
+
+@pytest.fixture
+def cnn_path(tmp_path: Path) -> Path:
+    p = tmp_path / "cnn.onnx"
+    onnx.save(small_cnn(), p)
+    return p
+
+
+@pytest.fixture
+def mlp_path(tmp_path: Path) -> Path:
+    p = tmp_path / "mlp.onnx"
+    onnx.save(mlp_with_fragile_layer(), p)
+    return p
+
+
+@pytest.fixture
+def no_modal(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Answer "Discard" to every unsaved-changes question; records the questions asked."""
+    asked: list[str] = []
+
+    def question(_parent, _title, text, *_a, **_k):
+        asked.append(text)
+        return QMessageBox.StandardButton.Discard
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    return asked
+
+
+@pytest.fixture
+def window(qtbot, settings: AppSettings, no_modal: list[str]) -> Iterator[MainWindow]:
+    w = MainWindow(settings, device="cpu")
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.close()
+    assert QThreadPool.globalInstance().waitForDone(10_000)
+
+
+def wait_idle(qtbot, w: MainWindow, timeout: int = OPEN_TIMEOUT_MS) -> None:
+    """Until the window has no job left and its evaluation matches the plan."""
+    doc = w.document
+
+    def idle() -> bool:
+        return not w.runner.busy and doc.is_open and doc.evaluation_current
+
+    qtbot.waitUntil(idle, timeout=timeout)
+
+
+def open_model(qtbot, w: MainWindow, path: Path) -> None:
+    w.open_model(path)
+    wait_idle(qtbot, w)
+
+
+def screenshot(widget: QWidget, name: str) -> Path:
+    SHOTS.mkdir(exist_ok=True)
+    p = SHOTS / f"{name}.png"
+    assert widget.grab().save(str(p)), f"could not save {p}"
+    return p

@@ -1,0 +1,85 @@
+"""The job lane: one job at a time, newer jobs supersede older ones, cancel, errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from bitlens.core.errors import DataError
+from bitlens.core.results import Progress
+from bitlens.gui.runner import EngineRunner, Job
+
+
+def _steps(n: int, delay: float, log: list[int]):
+    for i in range(n):
+        time.sleep(delay)
+        log.append(i)
+        yield Progress(i + 1, n, f"step {i}")
+    return n
+
+
+def test_jobs_run_one_at_a_time_and_newer_supersede(qtbot) -> None:
+    runner = EngineRunner()
+    active, peak, results = [0], [0], []
+    lock = threading.Lock()
+
+    def work(x: int) -> int:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.02)
+        with lock:
+            active[0] -= 1
+        return x
+
+    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=10_000):
+        for x in range(5):
+            runner.submit(Job("eval", "e", work, (x,), on_result=results.append))
+        runner.submit(Job("other", "o", work, (100,), on_result=results.append))
+    # the first "eval" started at once; 1..3 were replaced while queued; 0's result was
+    # dropped because a newer "eval" had been submitted meanwhile
+    assert results == [100, 4] or results == [4, 100]
+    assert peak[0] == 1
+
+
+def test_cancel_stops_a_generator_between_yields(qtbot) -> None:
+    runner = EngineRunner()
+    log: list[int] = []
+    done: list[object] = []
+    with qtbot.waitSignal(runner.progressed, timeout=10_000):
+        runner.submit(Job("sweep", "s", _steps, (100, 0.02, log), on_result=done.append))
+    with qtbot.waitSignal(runner.cancelled, timeout=10_000):
+        runner.cancel()
+    qtbot.waitUntil(lambda: not runner.busy, timeout=10_000)
+    assert done == []
+    assert 0 < len(log) < 100
+
+
+def test_errors_reach_failed_and_the_lane_goes_on(qtbot) -> None:
+    runner = EngineRunner()
+    results = []
+
+    def bad() -> None:
+        raise DataError("no data for input 'x'")
+
+    with qtbot.waitSignal(runner.failed, timeout=10_000) as blocker:
+        runner.submit(Job("a", "Reading data", bad))
+        runner.submit(Job("b", "next", lambda: 7, on_result=results.append))
+    assert blocker.args[0] == "Reading data"
+    assert isinstance(blocker.args[1], DataError)
+    qtbot.waitUntil(lambda: results == [7], timeout=10_000)
+
+
+def test_shutdown_waits_for_the_running_job(qtbot) -> None:
+    runner = EngineRunner()
+    log: list[int] = []
+    with qtbot.waitSignal(runner.progressed, timeout=10_000):
+        runner.submit(Job("sweep", "s", _steps, (1000, 0.01, log)))
+    runner.submit(Job("later", "l", lambda: 1))
+    assert runner.shutdown(10_000)
+    n = len(log)
+    assert n < 1000 and not runner.busy
+    time.sleep(0.05)
+    assert len(log) == n  # nothing runs after shutdown
+    runner.submit(Job("after", "a", lambda: 1))
+    assert not runner.busy
