@@ -81,9 +81,9 @@ def mlp_with_fragile_layer(seed: int = 0) -> onnx.ModelProto:
 def two_input_stateful(seed: int = 0) -> onnx.ModelProto:
     """A recurrent step with a state input and output, and a second data input.
 
-    x[N,8] --MatMul(Wx)--+
-                         Add -> Tanh -> h_out[N,16] --MatMul(Wo)--> y[N,4]
-    h[N,16] -MatMul(Wh)--+
+        x[N,8] --MatMul(Wx)--+
+                             Add -> Tanh -> h_out[N,16] --MatMul(Wo)--> y[N,4]
+        h[N,16] -MatMul(Wh)--+
     """
     rng = np.random.default_rng(seed)
     inits = {

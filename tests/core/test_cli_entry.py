@@ -14,10 +14,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(APP)}
     return subprocess.run(
         [sys.executable, "-m", "bitlens", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
+        capture_output=True, text=True, env=env, timeout=120,
     )
 
 

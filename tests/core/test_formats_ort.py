@@ -63,7 +63,9 @@ def _session(
     onnx.checker.check_model(model, full_check=True)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+    )
 
 
 def _axis_attrs(q: QTensor) -> dict[str, int]:
@@ -157,7 +159,7 @@ def _data(seed: int, shape: tuple[int, ...] = SHAPE) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape) * rng.uniform(0.01, 10.0, size=(shape[0], 1, 1))
     x += rng.uniform(-2.0, 2.0, size=(1, shape[1], 1))
-    x.flat[::7] = 0.0
+    x.flat[:: 7] = 0.0
     return x.astype(np.float32)
 
 

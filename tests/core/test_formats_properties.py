@@ -41,7 +41,9 @@ from bitlens.core.formats import (
     storage_bytes,
 )
 
-PROFILE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROFILE = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 F32_TINY = float(np.finfo(np.float32).tiny)
 
 # -- strategies -------------------------------------------------------------------------
@@ -51,14 +53,7 @@ INT_HEADS = [
     for u, sym in (("", "sym"), ("", "asym"), ("", "sym narrow"), ("u", "asym"), ("u", "sym"))
 ]
 OTHER_HEADS = [
-    "fp64",
-    "fp32",
-    "fp16",
-    "bf16",
-    "fp8e4m3fn",
-    "fp8e5m2",
-    "tern",
-    "bin",
+    "fp64", "fp32", "fp16", "bf16", "fp8e4m3fn", "fp8e5m2", "tern", "bin",
     *(f"{p}{b}" for p in ("nf", "km", "log") for b in range(2, 9)),
 ]
 GRANULARITIES = ("", "ch{axis}", "blk{block}@{axis}")
@@ -107,11 +102,8 @@ def tensors(draw: st.DrawFn, shape: tuple[int, ...] | None = None) -> np.ndarray
         x = np.zeros(shape, np.float32)
         x.flat[draw(st.integers(0, x.size - 1))] = draw(st.sampled_from([1e30, -1e-30, 3.0]))
         return x
-    magnitude = {
-        "scaled": draw(st.sampled_from([1e30, 1e3, 1.0, 1e-3, 1e-30])),
-        "tiny": 1e-30,
-        "denormal": 1e-40,
-    }[kind]
+    magnitude = {"scaled": draw(st.sampled_from([1e30, 1e3, 1.0, 1e-3, 1e-30])),
+                 "tiny": 1e-30, "denormal": 1e-40}[kind]
     x = rng.standard_normal(shape) * magnitude
     x += draw(st.sampled_from([0.0, 0.0, 2.0])) * magnitude  # sometimes all one sign
     return x.astype(np.float32)
@@ -204,7 +196,10 @@ def test_all_zeros_reconstruct_exactly(data: st.DataObject) -> None:
 
 
 # Every format except binary (no zero level) and k-means (fitted levels).
-ZERO_EXACT = [t for t in TEMPLATES if not t.startswith(("bin", "km"))]
+ZERO_EXACT = [
+    t for t in TEMPLATES
+    if not t.startswith(("bin", "km"))
+]
 
 
 @PROFILE
@@ -414,17 +409,8 @@ def test_storage_grows_with_width_and_with_finer_groups(shape: tuple[int, ...], 
 # -- input types ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "dtype",
-    [
-        np.float16,
-        np.float64,
-        np.int8,
-        np.int32,
-        np.uint8,
-        ml_dtypes.bfloat16,
-        ml_dtypes.float8_e4m3fn,
-        ml_dtypes.float8_e5m2,
-        ml_dtypes.int4,
-    ],
+    [np.float16, np.float64, np.int8, np.int32, np.uint8, ml_dtypes.bfloat16,
+     ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2, ml_dtypes.int4],
 )
 @pytest.mark.parametrize(
     "name", ["int8 sym", "uint4 asym ch0", "nf4 blk2@1", "tern", "fp16", "km2"]

@@ -19,22 +19,10 @@ from bitlens.core.formats import Grouping, dequantize, parse_format, quantize
 
 # QLoRA's NF4 table as shipped in bitsandbytes (csrc/kernels.cu).
 QLORA_NF4 = [
-    -1.0,
-    -0.6961928009986877,
-    -0.5250730514526367,
-    -0.39491748809814453,
-    -0.28444138169288635,
-    -0.18477343022823334,
-    -0.09105003625154495,
-    0.0,
-    0.07958029955625534,
-    0.16093020141124725,
-    0.24611230194568634,
-    0.33791524171829224,
-    0.44070982933044434,
-    0.5626170039176941,
-    0.7229568362236023,
-    1.0,
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
 ]
 
 
@@ -234,7 +222,7 @@ def test_kmeans_per_tensor_is_a_lloyd_fixed_point(bits: int) -> None:
 def test_kmeans_per_channel_fits_and_decodes_each_channel(name: str, axis: int) -> None:
     x = (_rng(axis).standard_normal((3, 5, 7)) * np.arange(1, 8)).astype(np.float32)
     q = quantize(x, name)
-    k = 2**q.fmt.bits
+    k = 2 ** q.fmt.bits
     assert q.codebook is not None and q.codebook.shape == (x.shape[axis], k)
     deq = dequantize(q)
     for c in range(x.shape[axis]):

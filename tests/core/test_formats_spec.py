@@ -231,12 +231,8 @@ def test_format_errors_are_user_errors() -> None:
         {"family": "integer", "bits": 8},
         {"family": Family.INT, "bits": 8, "granularity": "rows"},
         {"family": Family.INT, "bits": 8, "range_method": "kl"},
-        {
-            "family": Family.INT,
-            "bits": 8,
-            "range_method": RangeMethod.PERCENTILE,
-            "percentile": float("nan"),
-        },
+        {"family": Family.INT, "bits": 8, "range_method": RangeMethod.PERCENTILE,
+         "percentile": float("nan")},
     ],
 )
 def test_direct_construction_is_validated(kwargs: dict[str, object]) -> None:

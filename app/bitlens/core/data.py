@@ -333,9 +333,9 @@ def _n_samples(t: TensorInfo, a: np.ndarray) -> int:
     fixed_batch = a.ndim == rank and t.shape and isinstance(t.shape[0], int) and t.shape[0] != 1
     # a fixed batch larger than one: samples come in whole batches
     if fixed_batch and a.shape[0] % t.shape[0]:  # type: ignore[index,operator]
-        raise DataError(
-            f"input {t.name!r} has a fixed batch of {t.shape[0]}; given {a.shape[0]} rows"
-        )
+            raise DataError(
+                f"input {t.name!r} has a fixed batch of {t.shape[0]}; given {a.shape[0]} rows"
+            )
     for got, want in zip(per_sample, expected, strict=False):
         if isinstance(want, int) and want != got:
             raise DataError(

@@ -298,10 +298,5 @@ def parse_format(text: str | Format) -> Format:
 
 # The ladder `bitlens inspect` shows for every layer, highest precision first.
 INSPECT_LADDER: tuple[str, ...] = (
-    "fp16",
-    "int8 sym ch",
-    "int4 sym ch",
-    "int2 sym ch",
-    "tern ch",
-    "bin ch",
+    "fp16", "int8 sym ch", "int4 sym ch", "int2 sym ch", "tern ch", "bin ch",
 )
