@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bitlens {__version__}")
     # Smoke tests of the window: close it after MS milliseconds once idle (hidden).
     parser.add_argument("--quit-after", type=int, metavar="MS", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--selftest",
+        action="store_true",
+        help="open the window offscreen on the image sample, evaluate and export, and exit",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"bitlens.cli.{name}").register(sub)
@@ -51,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if model is not None and args.command is not None:
         parser.error(f"a model path ({model}) cannot come before the {args.command} subcommand")
+    if args.command is None and args.selftest:
+        from bitlens.gui.selftest import run as selftest
+
+        return selftest()
     if args.command is None:
         args.model = model  # subcommands have their own `model` argument
         return _open_gui(args)

@@ -17,6 +17,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from bitlens.core.errors import BitlensError, PlanError
+from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.plan import Plan
 from bitlens.core.results import SweepEntry
@@ -32,6 +33,7 @@ class Controller(QObject):
     calibrated = Signal(str)  # the calibration method now in use
     failed = Signal(str, object)  # what was being done, the exception
     opened = Signal(object)  # the Path (or sample name) just opened
+    exported = Signal(object)  # FidelityReport of a finished export
 
     def __init__(self, document: Document, parent: QObject | None = None, device: str = "auto"):
         super().__init__(parent)
@@ -180,6 +182,23 @@ class Controller(QObject):
             Job("sweep", f"Sensitivity sweep over {n} layers", jobs.sweep,
                 (session.engine, list(formats), None if layers is None else list(layers)),
                 on_result=done)
+        )  # fmt: skip
+
+    # -- export ---------------------------------------------------------------------------------
+    def export_model(self, path: str | Path, options: ExportOptions | None = None) -> Job | None:
+        """Export the current plan to ``path`` (never the model's own file) and check it."""
+        session, plan = self.session, self.document.plan
+        if session is None or plan is None:
+            return None
+        target = Path(path)
+        if session.path is not None and target.resolve() == session.path.resolve():
+            self.failed.emit(
+                "Export", BitlensError(f"{target.name} is the model being inspected; choose another file")
+            )
+            return None
+        return self.runner.submit(
+            Job("export", f"Exporting {target.name}", jobs.export_model,
+                (session.engine, plan, target, options), on_result=self.exported.emit)
         )  # fmt: skip
 
     def cancel(self) -> None:

@@ -19,6 +19,9 @@ import numpy as np
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, bind
 from bitlens.core.errors import DataError
+from bitlens.core.export.exporter import ExportOptions
+from bitlens.core.export.fidelity import export_and_check
+from bitlens.core.export.report import FidelityReport
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import LayerChoice, Plan, weight_choices
 from bitlens.core.results import Evaluation, Progress, SweepEntry, TensorError
@@ -153,6 +156,13 @@ def sweep(
     engine: Engine, formats: Sequence[str], layers: Sequence[str] | None
 ) -> Generator[Progress, None, list[SweepEntry]]:
     return (yield from engine.sweep(formats, layers))
+
+
+def export_model(
+    engine: Engine, plan: Plan, path: Path, options: ExportOptions | None = None
+) -> Generator[Progress, None, FidelityReport]:
+    """Write the quantized model and its fidelity report (cancelling writes nothing)."""
+    return (yield from export_and_check(engine, plan, path, options))
 
 
 # -- layer detail --------------------------------------------------------------------------

@@ -37,12 +37,14 @@ from PySide6.QtWidgets import (
 from bitlens.core import samples
 from bitlens.core.engine import CalibrationMethod
 from bitlens.core.errors import BitlensError
+from bitlens.core.export.report import FidelityReport
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
 from bitlens.gui.controller import Controller
 from bitlens.gui.data_dialog import DataDialog
 from bitlens.gui.document import Document
+from bitlens.gui.export_report import ExportReportDialog
 from bitlens.gui.graph_panel import GraphPanel
 from bitlens.gui.jobs import Session
 from bitlens.gui.layer_detail import LayerDetailView
@@ -74,6 +76,7 @@ class MainWindow(QMainWindow):
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
+        self.export_report: ExportReportDialog | None = None  # the last export's report
         self.setObjectName("bitlensMainWindow")
         self.settings = settings if settings is not None else AppSettings()
         self.document = Document(self)
@@ -172,6 +175,10 @@ class MainWindow(QMainWindow):
         self.act_import = self._action(m, "&Import ORT Overrides…", self.import_overrides_dialog)
         self.act_export = self._action(m, "&Export ORT Overrides…", self.export_overrides_dialog)
         m.addSeparator()
+        self.act_export_model = self._action(
+            m, "Export &Quantized Model…", self.export_model_dialog, "Ctrl+E", "actionExportModel"
+        )
+        m.addSeparator()
         self._action(m, "&Quit", self.close, SK.Quit)
         self._fill_samples()
 
@@ -228,6 +235,7 @@ class MainWindow(QMainWindow):
         ctl.opened.connect(self._on_opened)
         ctl.detailChanged.connect(self.detail.show_detail)
         ctl.sweepFinished.connect(self._on_sweep_finished)
+        ctl.exported.connect(self._on_exported)
         ctl.calibrated.connect(self._on_calibrated)
         self.detail.formatPicked.connect(self.set_weight_format)
         self.sweep.formatPicked.connect(self.set_weight_format)
@@ -421,6 +429,27 @@ class MainWindow(QMainWindow):
         if choice is not None:
             self.controller.run_sweep(*choice)
 
+    def export_model_dialog(self) -> None:
+        session = self.document.session
+        if session is None or self.document.plan is None:
+            return
+        # Next to the model when it is the user's; samples live in the install, so use home.
+        folder = session.path.parent if session.path and session.request else Path.home()
+        stem = session.path.stem if session.path else "model"
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export quantized model", str(folder / f"{stem}.quant.onnx"), MODEL_FILTER
+        )
+        if path:
+            self.controller.export_model(path)
+
+    def _on_exported(self, report: FidelityReport) -> None:
+        verdict = "fidelity check passed" if report.passed else "fidelity check FAILED"
+        self.message_bar.show_message(
+            f"Exported {report.export}: {verdict}.", "info" if report.passed else "error"
+        )
+        self.export_report = ExportReportDialog(report, self)
+        self.export_report.show()
+
     def _on_sweep_finished(self, entries: list) -> None:
         self.sweep.show_entries(entries)
         self.docks["sweep"].show()
@@ -470,6 +499,7 @@ class MainWindow(QMainWindow):
         for act in (
             self.act_open_data, self.act_open_plan, self.act_save_plan, self.act_save_as,
             self.act_import, self.act_export, self.act_reset, self.act_sweep,
+            self.act_export_model,
         ):  # fmt: skip
             act.setEnabled(has)
         self.calibration_menu.setEnabled(has)

@@ -1,0 +1,75 @@
+"""Exporting from the window: File > Export Quantized Model, in a worker, with its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+from PySide6.QtWidgets import QFileDialog
+
+from tests.gui.conftest import open_model, screenshot, wait_idle
+
+
+def _preset(qtbot, window, name: str) -> None:
+    window.table.preset_combo.setCurrentText(name)
+    window.table.preset_all.click()
+    wait_idle(qtbot, window)
+
+
+def test_export_writes_model_and_report_and_shows_it(
+    qtbot, window, cnn_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_model(qtbot, window, cnn_path)
+    _preset(qtbot, window, "W4A8")
+    out = tmp_path / "exports" / "cnn.w4a8.onnx"
+    out.parent.mkdir()
+    asked: list[str] = []
+
+    def save_dialog(_parent, _title, start, _filter):
+        asked.append(start)
+        return str(out), ""
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
+    source = cnn_path.read_bytes()
+    with qtbot.waitSignal(window.controller.exported, timeout=60_000) as blocker:
+        window.act_export_model.trigger()
+    report = blocker.args[0]
+    assert report.passed, report.failures
+    assert asked == [str(cnn_path.parent / "cnn.quant.onnx")]  # next to the user's model
+    assert onnx.load(out).graph.node
+    data = json.loads((out.parent / "cnn.w4a8.fidelity.json").read_text())
+    assert data["export"].endswith("cnn.w4a8.onnx") or data["export"] == out.name
+    assert cnn_path.read_bytes() == source  # the user's model is untouched
+    dialog = window.export_report
+    assert dialog is not None and dialog.isVisible()
+    assert "passed" in dialog.headline.text()
+    assert "int4" in dialog.text.toPlainText()
+    screenshot(dialog, "export_report")
+    assert "Exported" in window.message_bar.text.text()
+    dialog.close()
+
+
+def test_export_refuses_to_overwrite_the_model(qtbot, window, cnn_path: Path) -> None:
+    open_model(qtbot, window, cnn_path)
+    _preset(qtbot, window, "W8A8")
+    source = cnn_path.read_bytes()
+    with qtbot.waitSignal(window.controller.failed, timeout=5_000) as blocker:
+        assert window.controller.export_model(cnn_path) is None
+    assert "model being inspected" in str(blocker.args[1])
+    assert cnn_path.read_bytes() == source
+
+
+def test_export_can_be_cancelled_and_writes_nothing(
+    qtbot, window, cnn_path: Path, tmp_path: Path
+) -> None:
+    open_model(qtbot, window, cnn_path)
+    _preset(qtbot, window, "W8A8")
+    out = tmp_path / "cancelled.onnx"
+    with qtbot.waitSignal(window.runner.cancelled, timeout=60_000):
+        window.controller.export_model(out)
+        window.controller.cancel()
+    wait_idle(qtbot, window)
+    assert not out.exists()
+    assert not list(tmp_path.glob("*.fidelity.json"))
