@@ -78,7 +78,10 @@ def _rename_anonymous_initializers(model: onnx.ModelProto) -> None:
         for k, name in enumerate(node.input):
             if not name.startswith("onnx::") or name in renames or name not in taken:
                 continue
-            base = node.name.strip("/").replace("/", ".") or node.op_type.lower()
+            parts = [p for p in node.name.split("/") if p]
+            if len(parts) > 1 and parts[-1].startswith(node.op_type):
+                parts = parts[:-1]  # "/lstm/LSTM" -> "lstm"
+            base = ".".join(parts) or node.op_type.lower()
             slot = slots.get(node.op_type, [])
             suffix = slot[k] if k < len(slot) else ("weight" if k == 1 else f"in{k}")
             new = f"{base}.{suffix}"

@@ -35,6 +35,7 @@ from bitlens.core.samples import (
 # name -> (domain, lowest acceptable float accuracy, least drop from float to binary)
 EXPECTED = {
     "digits_cnn": ("image", 0.97, 0.15),
+    "speech_kws": ("speech", 0.90, 0.20),
 }
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul", "LSTM", "GRU", "Gather")
 MAX_SAMPLE_BYTES = 3 * 1024 * 1024
