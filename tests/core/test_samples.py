@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ from bitlens.core.samples import (
 EXPECTED = {
     "digits_cnn": ("image", 0.97, 0.15),
     "speech_kws": ("speech", 0.90, 0.20),
+    "text_transformer": ("text", 0.95, 0.20),
 }
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul", "LSTM", "GRU", "Gather")
 MAX_SAMPLE_BYTES = 3 * 1024 * 1024
@@ -223,3 +225,23 @@ def test_meta_matches_files(name: str) -> None:
     assert meta["task"] == "classification" and meta["metric"] == "accuracy"
     assert (resources_dir().parent / meta["made_by"]["script"]).is_file()
     assert meta["made_by"]["versions"]["torch"]
+
+
+def test_text_ids_follow_the_documented_preprocessing() -> None:
+    """Re-tokenizing the shipped sentences with the shipped vocabulary, as meta.json
+    describes, gives exactly the evaluation token ids."""
+    sample = get_sample("text_transformer")
+    spec = sample.meta["input"]
+    folder = sample.model_path.parent
+    vocab = json.loads((folder / spec["vocab_file"]).read_text(encoding="utf-8"))
+    texts = json.loads((folder / spec["texts_file"]).read_text(encoding="utf-8"))
+    index = {tok: i for i, tok in enumerate(vocab)}
+    assert vocab[:2] == ["[PAD]", "[UNK]"]
+    ids = np.zeros((len(texts), spec["max_length"]), np.int64)
+    for row, text in enumerate(texts):
+        toks = [index.get(w, 1) for w in re.findall(r"[a-z']+|[.,!?]", text.lower())]
+        ids[row, :len(toks)] = toks
+    np.testing.assert_array_equal(ids, _data("text_transformer")[0][spec["name"]])
+    embed = next(i for i in _model("text_transformer").graph.initializer
+                 if i.name == "embed.weight")
+    assert embed.dims[0] == len(vocab)
