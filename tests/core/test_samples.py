@@ -44,6 +44,12 @@ MAX_SAMPLE_BYTES = 3 * 1024 * 1024
 REPO_RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 
 
+@pytest.fixture(autouse=True)
+def _repository_resources(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test the repository's copy even where the environment points elsewhere."""
+    monkeypatch.delenv("BITLENS_RESOURCES", raising=False)
+
+
 def _weight_slots(node: onnx.NodeProto) -> list[int]:
     """Which inputs of a node are weights (biases and states stay float)."""
     if node.op_type in ("LSTM", "GRU"):
@@ -144,7 +150,6 @@ def test_resources_env_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 def test_resources_in_pyinstaller_bundle(monkeypatch: pytest.MonkeyPatch,
                                          tmp_path: Path) -> None:
-    monkeypatch.delenv("BITLENS_RESOURCES", raising=False)
     (tmp_path / "resources").mkdir()
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
     assert resources_dir() == tmp_path / "resources"
