@@ -40,7 +40,7 @@ def _prepare(qtbot, window, sample: str, layer: str) -> None:
 def test_screenshot_digits(qtbot, window, theme: str, restore_theme) -> None:
     window.set_theme(theme)
     window.resize(1500, 950)
-    layer = "/features/features.2/Conv"
+    layer = "/conv2/Conv"
     _prepare(qtbot, window, "digits_cnn", layer)
     assert window.detail.sandbox.rowCount() > 10
     assert window.plots.error_bars.opts["height"].size > 0

@@ -53,6 +53,6 @@ def test_bitlens_without_arguments_opens_the_image_sample(tmp_path: Path) -> Non
 def test_selftest_evaluates_and_exports_the_sample(tmp_path: Path) -> None:
     res = _run(tmp_path, "--selftest")
     assert res.returncode == 0, res.stderr
-    assert "opened Handwritten digits CNN" in res.stdout
+    assert "opened Handwritten digits" in res.stdout
     assert "W8A8 accuracy" in res.stdout and "export passed" in res.stdout
     assert res.stdout.strip().endswith("selftest: ok")
