@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import onnx
 import pytest
 from PySide6.QtWidgets import QFileDialog
 
+from bitlens.gui import jobs
 from tests.gui.conftest import open_model, screenshot, wait_idle
 
 
@@ -62,14 +64,37 @@ def test_export_refuses_to_overwrite_the_model(qtbot, window, cnn_path: Path) ->
 
 
 def test_export_can_be_cancelled_and_writes_nothing(
-    qtbot, window, cnn_path: Path, tmp_path: Path
+    qtbot, window, cnn_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Cancel during the fidelity check: the file already at the target stays as it was."""
+    real = jobs.export_model
+
+    def slowed(*args):
+        gen = real(*args)
+        try:
+            while True:
+                progress = next(gen)
+                time.sleep(0.05)  # a large model's pace, so Cancel lands mid-way
+                yield progress
+        except StopIteration as stop:
+            return stop.value
+
+    monkeypatch.setattr(jobs, "export_model", slowed)
     open_model(qtbot, window, cnn_path)
     _preset(qtbot, window, "W8A8")
-    out = tmp_path / "cancelled.onnx"
+    out = tmp_path / "previous.onnx"
+    out.write_bytes(b"an earlier export the user keeps")
+    seen: list[str] = []
+
+    def on_progress(job, progress) -> None:
+        seen.append(progress.message)
+        if job.key == "export" and "wrote" in progress.message:
+            window.controller.cancel()
+
+    window.runner.progressed.connect(on_progress)
     with qtbot.waitSignal(window.runner.cancelled, timeout=60_000):
         window.controller.export_model(out)
-        window.controller.cancel()
     wait_idle(qtbot, window)
-    assert not out.exists()
-    assert not list(tmp_path.glob("*.fidelity.json"))
+    assert any("wrote" in m for m in seen)  # cancelled after the model was written to staging
+    assert out.read_bytes() == b"an earlier export the user keeps"
+    assert [p.name for p in tmp_path.iterdir() if "previous" in p.name] == ["previous.onnx"]

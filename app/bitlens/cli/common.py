@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine
 from bitlens.core.errors import DataError
+from bitlens.core.model.loader import LoadedModel
 from bitlens.core.model.types import ModelInfo
 
 
@@ -86,3 +88,11 @@ def fmt_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return f"{n} B"
+
+
+def calibrated_engine(args: argparse.Namespace, model: LoadedModel) -> Engine:
+    """An engine on ``--data`` for ``model``, calibrated with ``--calibration``."""
+    engine = Engine(model, load_data(args, model.info), device=args.device)
+    for _ in engine.calibrate(args.calibration):
+        pass
+    return engine

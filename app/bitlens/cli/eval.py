@@ -9,8 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bitlens.cli.common import add_data_arguments, dump_json, fmt_bytes, fmt_db, load_data
-from bitlens.core.engine import Engine
+from bitlens.cli.common import (
+    add_data_arguments,
+    calibrated_engine,
+    dump_json,
+    fmt_bytes,
+    fmt_db,
+)
 from bitlens.core.errors import PlanError
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESETS, Plan
@@ -41,9 +46,7 @@ def load_plan(args: argparse.Namespace, model) -> Plan:
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     plan = load_plan(args, model)
-    engine = Engine(model, load_data(args, model.info), device=args.device)
-    for _ in engine.calibrate(args.calibration):
-        pass
+    engine = calibrated_engine(args, model)
     ev = engine.evaluate(plan)
     print(dump_json(ev.to_dict()) if args.json else render(ev))
     return 0

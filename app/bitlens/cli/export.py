@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bitlens.cli.common import add_data_arguments, load_data
+from bitlens.cli.common import add_data_arguments, calibrated_engine
 from bitlens.cli.eval import load_plan
-from bitlens.core.engine import Engine
 from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
@@ -66,9 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     plan = load_plan(args, model)
-    engine = Engine(model, load_data(args, model.info), device=args.device)
-    for _ in engine.calibrate(args.calibration):
-        pass
+    engine = calibrated_engine(args, model)
     options = ExportOptions(
         weights=args.weights,
         matmulnbits=args.matmulnbits,

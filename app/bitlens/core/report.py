@@ -20,11 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from bitlens.core.errors import FormatError
-from bitlens.core.formats import INSPECT_LADDER, Format, Granularity, fake_quantize, parse_format
+from bitlens.core.formats import INSPECT_LADDER, Format, fake_quantize, parse_format
 from bitlens.core.formats import storage_bytes as format_bytes
 from bitlens.core.metrics import sqnr_db
 from bitlens.core.model.loader import LoadedModel
 from bitlens.core.model.types import Layer, WeightInfo
+from bitlens.core.weights import bind
 
 
 @dataclass(frozen=True)
@@ -65,17 +66,6 @@ class ModelReport:
     params: int  # unique quantizable weights
     nbytes: int
     totals: tuple[FormatTotal, ...]
-
-
-def bind(fmt: Format, weight: WeightInfo) -> Format:
-    """``fmt`` with its axis set from the weight when the name left it open."""
-    if fmt.axis is not None:
-        return fmt
-    if fmt.granularity is Granularity.CHANNEL:
-        return fmt.with_axis(weight.channel_axis)
-    if fmt.granularity is Granularity.BLOCK:
-        return fmt.with_axis(weight.block_axis)
-    return fmt
 
 
 def inspect_model(

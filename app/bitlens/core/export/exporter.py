@@ -196,6 +196,15 @@ def integer_kernel_layers(info: ModelInfo, plan: Plan) -> set[str]:
     return out
 
 
+def check_target(engine: Engine, target: Path) -> None:
+    """Refuse to write over the model being exported, or to a name that is not .onnx."""
+    source = engine.info.path
+    if source is not None and target.resolve() == Path(source).resolve():
+        raise ExportError(f"refusing to overwrite the source model {source}; choose another file")
+    if target.suffix.lower() != ".onnx":
+        raise ExportError(f"{target}: the export must be an .onnx file")
+
+
 def export(
     engine: Engine, plan: Plan, path: str | Path, options: ExportOptions | None = None
 ) -> Generator[Progress, None, ExportResult]:
@@ -208,11 +217,7 @@ def export(
     if plan.info is not engine.info:
         raise ExportError("the plan was made for a different model")
     target_path = Path(path)
-    source = engine.info.path
-    if source is not None and target_path.resolve() == Path(source).resolve():
-        raise ExportError(f"refusing to overwrite the source model {source}; choose another file")
-    if target_path.suffix.lower() != ".onnx":
-        raise ExportError(f"{target_path}: the export must be an .onnx file")
+    check_target(engine, target_path)
 
     src = engine.model.proto
     source_opset = opsets.default_opset(src)

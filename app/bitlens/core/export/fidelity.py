@@ -8,7 +8,9 @@ float model. Long-running: a generator yielding progress after each step.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import tempfile
 from collections.abc import Generator, Sequence
 from dataclasses import replace
@@ -31,6 +33,7 @@ from bitlens.core.export.exporter import (
     ExportOptions,
     ExportResult,
     LayerExport,
+    check_target,
     export,
 )
 from bitlens.core.export.latency import BUDGET_S, median_latency
@@ -643,11 +646,24 @@ def export_and_check(
     *,
     latency_budget_s: float = BUDGET_S,
 ) -> Generator[Progress, None, FidelityReport]:
-    """Export, check, and write the JSON report next to the export (``<name>.fidelity.json``)."""
-    result = yield from export(engine, plan, path, options)
-    report = yield from check_fidelity(engine, plan, result, latency_budget_s=latency_budget_s)
-    target = Path(report_path) if report_path else default_report_path(result.path)
-    atomic_write_text(target, report.to_json() + "\n")
+    """Export, check, and write the JSON report next to the export (``<name>.fidelity.json``).
+
+    The export is written to a hidden sibling first and renamed into place only once the
+    check has run, so cancelling at any point leaves ``path`` (and any file it held) as it was.
+    """
+    target = Path(path)
+    check_target(engine, target)  # before staging: the staging name would pass the check
+    staging = target.with_name(f".{target.stem}.bitlens-staging{target.suffix}")
+    try:
+        result = yield from export(engine, plan, staging, options)
+        report = yield from check_fidelity(engine, plan, result, latency_budget_s=latency_budget_s)
+    except BaseException:  # cancelled (GeneratorExit) or failed: leave nothing behind
+        staging.unlink(missing_ok=True)
+        raise
+    os.replace(staging, target)
+    report = dataclasses.replace(report, export=str(target))
+    out = Path(report_path) if report_path else default_report_path(target)
+    atomic_write_text(out, report.to_json() + "\n")
     return report
 
 
