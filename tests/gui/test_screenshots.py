@@ -27,7 +27,12 @@ def _prepare(qtbot, window, sample: str, layer: str) -> None:
     wait_idle(qtbot, window)
     window.document.selection.set([layer])
     qtbot.waitUntil(
-        lambda: bool(window.detail.detail and window.detail.detail.complete), timeout=30_000
+        lambda: bool(
+            window.detail.detail
+            and window.detail.detail.layer == layer
+            and window.detail.detail.complete
+        ),
+        timeout=30_000,
     )
     window.docks["outputs"].raise_()  # outputs are computed while their dock shows
     qtbot.waitUntil(lambda: bool(window.document.outputs), timeout=30_000)

@@ -51,11 +51,13 @@ def test_graph_click_selects_in_table_plots_and_detail(qtbot, window, cnn_path: 
     assert _selected_rows(window) == ["conv2"]
     assert window.graph.view.node_item("conv2").highlighted
     assert window.plots.marks[0].isVisible() and window.plots.marks[0].value() == 1
-    qtbot.waitUntil(
-        lambda: window.detail.detail is not None and window.detail.detail.complete, timeout=20_000
+    qtbot.waitUntil(  # opening selected conv1: wait for conv2's detail to replace it
+        lambda: window.detail.detail is not None
+        and window.detail.detail.layer == "conv2"
+        and window.detail.detail.complete,
+        timeout=20_000,
     )
     detail = window.detail.detail
-    assert detail.layer == "conv2"
     assert detail.weights is not None and detail.weights.counts.sum() == 16 * 8 * 3 * 3
     assert detail.activation is not None  # the captured float input of conv2
     assert window.detail.sandbox.rowCount() == len(detail.schemes) > 10
@@ -88,7 +90,14 @@ def test_table_selection_reaches_graph_and_plot_click_selects(qtbot, window, cnn
 def test_sandbox_pick_applies_format(qtbot, window, cnn_path: Path) -> None:
     open_model(qtbot, window, cnn_path)
     window.document.selection.set(["fc"])
-    qtbot.waitUntil(lambda: bool(window.detail.detail and window.detail.detail.complete), timeout=20_000)
+    qtbot.waitUntil(
+        lambda: bool(
+            window.detail.detail
+            and window.detail.detail.layer == "fc"
+            and window.detail.detail.complete
+        ),
+        timeout=20_000,
+    )
     schemes = window.detail.detail.schemes
     row = next(i for i, s in enumerate(schemes) if s.format == "int4 sym ch")
     window.detail.sandbox.cellDoubleClicked.emit(row, 0)

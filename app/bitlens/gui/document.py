@@ -87,6 +87,9 @@ class Document(QObject):
             self.plan_path = None
             self.selection.clear()
         self.modelChanged.emit()
+        if not same_model and session.info.layers:
+            # Open on something to look at: the detail pane shows the first layer.
+            self.selection.set([session.info.layers[0].name])
 
     # -- editing ----------------------------------------------------------------------------
     def edit(self, changes: Mapping[str, LayerChoice], text: str) -> None:
