@@ -103,3 +103,17 @@ def test_reset_plan_is_undoable(qtbot, window, cnn_path: Path) -> None:
     assert not window.document.plan.choices
     window.act_undo.trigger()
     assert window.document.plan.choices
+
+
+def test_sample_opens_quantized_and_clean(qtbot, window) -> None:
+    """A sample starts at W8A8 (sizes and errors on show) without being an unsaved edit."""
+    from tests.gui.conftest import wait_idle
+
+    window.open_sample("speech_kws")
+    wait_idle(qtbot, window)
+    doc = window.document
+    assert all(c.weight is not None for c in doc.plan.choices.values())
+    assert len(doc.plan.choices) == len(doc.info.layers)
+    assert not doc.is_modified and doc.undo_stack.count() == 0
+    assert doc.evaluation.bytes_after < doc.evaluation.bytes_before
+    assert "accuracy" in window.status.output_label.text()

@@ -27,6 +27,9 @@ from bitlens.gui.jobs import DataRequest, LayerDetail, Session
 from bitlens.gui.runner import EngineRunner, Job
 
 
+SAMPLE_START_PRESET = "W8A8"
+
+
 class Controller(QObject):
     detailChanged = Signal(object)  # LayerDetail (partial while the sandbox fills) or None
     sweepFinished = Signal(object)  # list[SweepEntry]
@@ -82,7 +85,10 @@ class Controller(QObject):
         self.detail = None
         self.sweep_results = []
         self.calibration = "minmax"
-        self.document.load(session)
+        # A sample opens already quantized (W8A8), so the first look shows sizes and errors;
+        # a user's own model opens in float. Either is the clean starting point, not an edit.
+        start = Plan.preset(session.info, SAMPLE_START_PRESET) if isinstance(what, str) else None
+        self.document.load(session, start)
         self.detailChanged.emit(None)
         if what is not None:
             self.opened.emit(what)
