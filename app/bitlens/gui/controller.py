@@ -26,7 +26,6 @@ from bitlens.gui.document import Document
 from bitlens.gui.jobs import DataRequest, LayerDetail, Session
 from bitlens.gui.runner import EngineRunner, Job
 
-
 SAMPLE_START_PRESET = "W8A8"
 
 
