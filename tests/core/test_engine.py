@@ -51,16 +51,18 @@ def rewritten(engine: Engine, plan: Plan) -> onnx.ModelProto:
                         helper.make_node("Cast", [y + "_h"], [y], to=TensorProto.FLOAT),
                     ]
                 else:
-                    lo, hi = engine.activation_range(act, fmt)
+                    bound = engine.bind_activation(layer, act, fmt)
+                    lo, hi = engine.activation_range(act, bound)
                     s, z = params_from_range(np.asarray(lo), np.asarray(hi), fmt)
                     zdt = np.int8 if fmt.signed else np.uint8
                     sn, zn = f"{y}_s", f"{y}_z"
-                    extra += [
-                        numpy_helper.from_array(np.asarray(s, np.float32), sn),
-                        numpy_helper.from_array(np.asarray(z, zdt), zn),
+                    extra += [  # per channel: ORT's 1-D per-axis form
+                        numpy_helper.from_array(np.asarray(s, np.float32).ravel().squeeze(), sn),
+                        numpy_helper.from_array(np.asarray(z, zdt).ravel().squeeze(), zn),
                     ]
+                    axis = {} if bound.axis is None else {"axis": bound.axis}
                     q = y + "_q"
-                    new_nodes.append(helper.make_node("QuantizeLinear", [act, sn, zn], [q]))
+                    new_nodes.append(helper.make_node("QuantizeLinear", [act, sn, zn], [q], **axis))
                     if fmt.bits < 8:
                         lo_n, hi_n = f"{y}_lo", f"{y}_hi"
                         extra += [
@@ -69,7 +71,7 @@ def rewritten(engine: Engine, plan: Plan) -> onnx.ModelProto:
                         ]
                         new_nodes.append(helper.make_node("Clip", [q, lo_n, hi_n], [q + "c"]))
                         q = q + "c"
-                    new_nodes.append(helper.make_node("DequantizeLinear", [q, sn, zn], [y]))
+                    new_nodes.append(helper.make_node("DequantizeLinear", [q, sn, zn], [y], **axis))
                 for i, name in enumerate(node.input):
                     if name == act:
                         node.input[i] = y
@@ -97,6 +99,8 @@ PLANS = {
     "ternary": ("tern ch", None),
     "binary": ("bin ch", None),
     "kmeans": ("km3 ch", "int8 asym"),
+    "W8 A8 per channel": ("int8 sym ch", "uint8 asym ch"),
+    "W4 A4 per channel": ("int4 sym ch", "int4 sym ch"),
 }
 
 
@@ -303,3 +307,26 @@ def test_fp16_activation_quantization_is_refused_clearly() -> None:
     assert ev.layers["mm16"].weight.sqnr_db < 30
     with pytest.raises(EngineError, match="float32 activations; 'x' is float16"):
         engine.evaluate(Plan.uniform(engine.info, None, "uint8 asym"))
+
+
+def test_per_channel_activations_fit_each_channel() -> None:
+    """Channels of conv1's output (relu'd, feeding conv2) span different ranges: a range per
+    channel quantizes them more finely than one range for all."""
+    engine = make_engine(small_cnn(), n=16)
+    layer = engine.info.layer("conv2")
+    fmt = parse_format("uint4 asym ch")
+    bound = engine.bind_activation(layer, "r1", fmt)
+    assert bound.axis == 1
+    lo, hi = engine.activation_range("r1", bound)
+    assert lo.shape == hi.shape == (1, 8, 1, 1) and len(np.unique(hi)) > 1
+    ref = engine._ensure_ref()
+    r1 = np.concatenate([ref["r1"][i] for i in engine.data.calibration])
+    assert np.allclose(hi.ravel(), r1.max(axis=(0, 2, 3)))  # min-max per channel
+    per_tensor = engine.evaluate(Plan(engine.info, {"conv2": LayerChoice.of(None, "uint4 asym")}))
+    per_channel = engine.evaluate(Plan(engine.info, {"conv2": LayerChoice.of(None, fmt)}))
+    assert per_channel.layers["conv2"].local.sqnr_db > per_tensor.layers["conv2"].local.sqnr_db
+    assert per_channel.layers["conv2"].activation_format == "uint4 asym ch"
+    for method in ("percentile", "mse", "entropy"):
+        list(engine.calibrate(method))
+        lo_m, hi_m = engine.activation_range("r1", bound)
+        assert lo_m.shape == (1, 8, 1, 1) and np.all(hi_m <= hi + 1e-6)

@@ -78,6 +78,8 @@ CASES = [
     ("cnn", "nf4 blk8", "fp16", {}),
     ("cnn", "km3 ch", "int8 asym", {}),
     ("cnn", "log4 ch", None, {}),
+    ("cnn", "int8 sym ch", "uint8 asym ch", {}),  # per-channel activations: simulated
+    ("transformer", "int4 sym ch", "int8 sym ch", {}),
     ("cnn", "fp16", "fp16", {}),
     ("cnn", "bf16", None, {}),
     ("cnn19", "fp8e4m3fn ch", "fp8e4m3fn", {}),

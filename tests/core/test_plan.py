@@ -31,8 +31,12 @@ def test_unknown_layer_is_an_error_naming_it(info) -> None:
 
 
 def test_impossible_activation_formats_are_refused(info) -> None:
-    with pytest.raises(PlanError, match="per tensor"):
-        Plan(info, {"conv1": LayerChoice.of(None, "int8 sym ch0")})
+    with pytest.raises(PlanError, match="cannot be blocked"):
+        Plan(info, {"conv1": LayerChoice.of(None, "int8 sym blk4")})
+    with pytest.raises(PlanError, match="static integer"):
+        Plan(info, {"conv1": LayerChoice.of(None, "uint8 asym ch", dynamic=True)})
+    with pytest.raises(PlanError, match="static integer"):
+        Plan(info, {"conv1": LayerChoice.of(None, "fp8e4m3fn ch")})
     with pytest.raises(PlanError, match="integer or float"):
         Plan(info, {"conv1": LayerChoice.of(None, "nf4")})
     with pytest.raises(PlanError, match="dynamic"):

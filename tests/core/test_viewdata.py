@@ -81,3 +81,14 @@ def test_scatter_pairs_thins_evenly_and_drops_non_finite() -> None:
     assert r.tolist() == [1.0]
     with pytest.raises(ValueError):
         scatter_pairs([np.zeros(3)], [np.zeros(4)])
+
+
+def test_per_channel_calibrated_range_picks_the_widest_channel() -> None:
+    """A per-channel activation grid uses the calibrated range of the channel shown."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (4, 3, 5, 5)) * np.array([1.0, 6.0, 2.0])[None, :, None, None]
+    lo = np.zeros((1, 3, 1, 1))
+    hi = np.array([1.0, 5.0, 2.0]).reshape(1, 3, 1, 1)  # calibrated, clipping channel 1 at 5
+    d = distribution(x, parse_format("uint8 asym ch1"), value_range=(lo, hi))
+    assert "channel 1" in d.group
+    assert d.clip == pytest.approx((0.0, 5.0), abs=0.02)

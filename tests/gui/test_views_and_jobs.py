@@ -174,3 +174,22 @@ def test_close_with_sweep_running(qtbot, settings, mlp_path: Path, monkeypatch, 
     # closing quit the worker and waited for it: nothing is left running
     assert QThreadPool.globalInstance().activeThreadCount() == 0
     assert not w.runner.busy
+
+
+def test_per_channel_activation_in_table_and_detail(qtbot, window, cnn_path: Path) -> None:
+    from bitlens.core.plan import LayerChoice
+
+    open_model(qtbot, window, cnn_path)
+    window.document.edit({"conv2": LayerChoice.of("int8 sym ch", "uint8 asym ch")}, "per channel")
+    wait_idle(qtbot, window)
+    ev = window.document.evaluation
+    assert ev.layers["conv2"].activation_format == "uint8 asym ch"
+    window.document.selection.set(["conv2"])
+    qtbot.waitUntil(
+        lambda: window.detail.detail is not None
+        and window.detail.detail.layer == "conv2"
+        and window.detail.detail.activation is not None
+        and window.detail.detail.activation.fmt == "uint8 asym ch1",
+        timeout=20_000,
+    )
+    assert window.detail.detail.activation.group.startswith("channel ")

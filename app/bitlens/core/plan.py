@@ -35,7 +35,7 @@ WEIGHT_CHOICES: tuple[str, ...] = (
 # Activation formats: per tensor, range from calibration (or from each input when dynamic).
 ACTIVATION_CHOICES: tuple[str, ...] = (
     "fp16", "bf16", "fp8e4m3fn", "int16 sym", "uint8 asym", "int8 sym", "int8 asym",
-    "uint6 asym", "uint4 asym", "int4 sym",
+    "uint6 asym", "uint4 asym", "int4 sym", "uint8 asym ch", "int8 sym ch",
 )  # fmt: skip
 
 # preset -> (weight format, activation format); A16 means fp16 activations (weight-only
@@ -125,8 +125,12 @@ def validate_choice(layer: Layer, choice: LayerChoice) -> None:
             raise PlanError(
                 f"layer {layer.name!r} ({layer.op_type}) has no float activation input to quantize"
             )
-        if a.granularity is not Granularity.TENSOR:
-            raise PlanError(f"layer {layer.name!r}: activation format {a.name} must be per tensor")
+        if a.granularity is Granularity.BLOCK:
+            raise PlanError(f"layer {layer.name!r}: activation format {a.name} cannot be blocked")
+        if a.granularity is Granularity.CHANNEL and (a.family is not Family.INT or choice.dynamic):
+            raise PlanError(
+                f"layer {layer.name!r}: per-channel activations are static integer formats only"
+            )
         if a.family not in (Family.INT, Family.FLOAT):
             raise PlanError(
                 f"layer {layer.name!r}: activation format {a.name} is not supported "
@@ -283,7 +287,12 @@ class Plan(Mapping[str, LayerChoice]):
                             w.channel_axis if choice.weight.axis is None else choice.weight.axis
                         )
                     out[w.name] = [entry]
-            if choice.activation is not None and (qt := ort_quant_type(choice.activation)):
+            act_fmt = choice.activation
+            if (
+                act_fmt is not None
+                and act_fmt.granularity is Granularity.TENSOR
+                and (qt := ort_quant_type(act_fmt))
+            ):
                 for act in layer.activations:
                     out[act] = [{"quant_type": qt, "symmetric": choice.activation.symmetric}]
         return out
@@ -292,7 +301,10 @@ class Plan(Mapping[str, LayerChoice]):
         msgs = []
         for name, choice in self._choices.items():
             for kind, fmt in (("weight", choice.weight), ("activation", choice.activation)):
-                if fmt is not None and ort_quant_type(fmt) is None:
+                per_channel_act = kind == "activation" and fmt is not None and (
+                    fmt.granularity is not Granularity.TENSOR
+                )
+                if fmt is not None and (ort_quant_type(fmt) is None or per_channel_act):
                     msgs.append(f"{name}: {kind} {fmt.name}")
         return msgs
 

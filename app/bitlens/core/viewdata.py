@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def distribution(
     values: np.ndarray,
     fmt: Format | None,
     *,
-    value_range: tuple[float, float] | None = None,
+    value_range: tuple[Any, Any] | None = None,
     bins: int = DEFAULT_BINS,
 ) -> Distribution:
     """Histogram of ``values`` and the grid ``fmt`` puts on them.
@@ -70,7 +71,9 @@ def distribution(
         # fp16/bf16 are plain casts: tens of thousands of levels and a range far beyond
         # any weight; there is no grid worth drawing.
         return Distribution(edges, counts, int(x.size), fmt.name, np.empty(0), None, "plain cast")
-    group, label = _widest_group(x, fmt)
+    group, label, k = _widest_group(x, fmt)
+    if value_range is not None and np.size(value_range[0]) > 1:  # calibrated per channel
+        value_range = (float(np.ravel(value_range[0])[k]), float(np.ravel(value_range[1])[k]))
     per_tensor = fmt.replace(granularity=Granularity.TENSOR, axis=None, block_size=0)
     # Each group's parameters depend on that group's values only, so quantizing the
     # widest group alone as one tensor gives exactly its grid in the full tensor.
@@ -81,9 +84,10 @@ def distribution(
     return Distribution(edges, counts, int(x.size), fmt.name, levels, clip, label)
 
 
-def _widest_group(x: np.ndarray, fmt: Format) -> tuple[np.ndarray, str]:
+def _widest_group(x: np.ndarray, fmt: Format) -> tuple[np.ndarray, str, int]:
+    """The values of the group with the widest range, a label, and the group's index."""
     if fmt.granularity is Granularity.TENSOR:
-        return x.ravel(), "whole tensor"
+        return x.ravel(), "whole tensor", 0
     g = Grouping.of(fmt, tuple(x.shape))
     groups = g.groups(x.astype(np.float64))
     with np.errstate(invalid="ignore"):
@@ -95,7 +99,7 @@ def _widest_group(x: np.ndarray, fmt: Format) -> tuple[np.ndarray, str]:
         label = f"channel {k} of {g.n_groups} (widest range)"
     else:
         label = f"block {k} of {g.n_groups} (widest range)"
-    return values, label
+    return values, label, k
 
 
 def _grid(q: QTensor) -> tuple[np.ndarray, tuple[float, float] | None]:

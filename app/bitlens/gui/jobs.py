@@ -216,6 +216,8 @@ def layer_detail(
         else:
             afmt = choice.activation
             rng = None
+            if afmt is not None:
+                afmt = engine.bind_activation(layer, acts[0], afmt)
             if afmt is not None and afmt.has_scale and not choice.dynamic:
                 rng = engine.activation_range(acts[0], afmt)
             activation = distribution(values, afmt, value_range=rng)

@@ -49,6 +49,16 @@ class ActivationStats:
         return cls(float(flat.min()), float(flat.max()), flat[::stride].copy())
 
 
+def channel_stats(arrays: list[np.ndarray], name: str, axis: int) -> list[ActivationStats]:
+    """Statistics of each channel along ``axis`` (per-channel activation quantization)."""
+    moved = [np.moveaxis(np.asarray(a), axis, 0) for a in arrays]
+    channels = moved[0].shape[0]
+    if any(m.shape[0] != channels for m in moved):
+        raise EngineError(f"activation {name!r} changes its channel count between samples")
+    rows = np.concatenate([m.reshape(channels, -1) for m in moved], axis=1)
+    return [ActivationStats.of([rows[c]], f"{name}[channel {c}]") for c in range(channels)]
+
+
 def method_of(name: str) -> CalibrationMethod:
     try:
         return CalibrationMethod(name)

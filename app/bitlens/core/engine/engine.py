@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,12 +26,13 @@ from bitlens.core.engine.calibration import (
     ActivationStats,
     CalibrationMethod,
     activation_range,
+    channel_stats,
     method_of,
 )
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.errors import EngineError
-from bitlens.core.formats import Format, fake_quantize, parse_format
+from bitlens.core.formats import Format, Granularity, fake_quantize, parse_format
 from bitlens.core.model import tensors
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
@@ -195,7 +196,21 @@ class Engine:
                     self._stats[a] = ActivationStats.of(values, a)
             yield Progress(i + 1, len(acts), f"calibrating {a}")
 
-    def activation_range(self, act: str, fmt: Format) -> tuple[float, float]:
+    def activation_axis(self, layer: Layer, act: str) -> int:
+        """The channel axis of an activation: 1 for convolutions (NCHW), else the last axis."""
+        if layer.op_type in ("Conv", "ConvTranspose"):
+            return 1
+        return max(np.asarray(self._ensure_ref()[act][0]).ndim - 1, 0)
+
+    def bind_activation(self, layer: Layer, act: str, fmt: Format) -> Format:
+        """``fmt`` with a per-channel activation's axis resolved for this layer."""
+        if fmt.granularity is Granularity.TENSOR or fmt.axis is not None:
+            return fmt
+        return fmt.with_axis(self.activation_axis(layer, act))
+
+    def activation_range(self, act: str, fmt: Format) -> tuple[Any, Any]:
+        """Calibrated (lo, hi): floats per tensor; for a per-channel format (axis bound, see
+        :meth:`bind_activation`) arrays shaped to broadcast against the activation."""
         key = (act, fmt.name, self.method.value)
         if key not in self._ranges:
             if act not in self._stats:
@@ -205,8 +220,30 @@ class Engine:
                 raise EngineError(
                     f"activation {act!r} is not a float tensor; it cannot be quantized"
                 )
-            self._ranges[key] = activation_range(self._stats[act], fmt, self.method)
+            if fmt.granularity is Granularity.TENSOR:
+                self._ranges[key] = activation_range(self._stats[act], fmt, self.method)
+            else:
+                self._ranges[key] = self._channel_range(act, fmt)
         return self._ranges[key]
+
+    def _channel_range(self, act: str, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
+        if fmt.axis is None:
+            raise EngineError(f"per-channel activation format {fmt.name} needs its axis bound")
+        ref = self._ensure_ref()
+        values = [ref[act][j] for j in self.data.calibration]
+        rank = np.asarray(values[0]).ndim
+        if fmt.axis >= rank:
+            raise EngineError(f"activation {act!r} has rank {rank}; {fmt.name} names axis {fmt.axis}")
+        per_tensor = fmt.replace(granularity=Granularity.TENSOR, axis=None)
+        ranges = [
+            activation_range(st, per_tensor, self.method)
+            for st in channel_stats(values, act, fmt.axis)
+        ]
+        shape = [1] * rank
+        shape[fmt.axis] = len(ranges)
+        lo = np.array([r[0] for r in ranges], np.float64).reshape(shape)
+        hi = np.array([r[1] for r in ranges], np.float64).reshape(shape)
+        return lo, hi
 
     # -- weights ---------------------------------------------------------------------
     def quantized_weight(self, w: WeightInfo, fmt: Format) -> np.ndarray:
@@ -255,9 +292,13 @@ class Engine:
                 continue
             kind = quantizers.kind_of(fmt, choice.dynamic)
             assert kind is not None
-            for k, act in enumerate(self.info.layer(name).activations):
-                lo, hi = (0.0, 0.0) if choice.dynamic else self.activation_range(act, fmt)
-                feeds.update(quantizers.param_feeds(kind, rewrite.act_prefix(name, k), fmt, lo, hi))
+            layer = self.info.layer(name)
+            for k, act in enumerate(layer.activations):
+                bound = self.bind_activation(layer, act, fmt)
+                lo, hi = (0.0, 0.0) if choice.dynamic else self.activation_range(act, bound)
+                feeds.update(
+                    quantizers.param_feeds(kind, rewrite.act_prefix(name, k), bound, lo, hi)
+                )
         return feeds
 
     # -- running -------------------------------------------------------------------------

@@ -120,7 +120,7 @@ def _insert_quantizers(
                 if name == act:
                     node.input[i] = y
             inserts.setdefault(idx, []).extend(nodes)
-            params.extend(value_info(p, np.float32, ()) for p in io.params)
+            params.extend(value_info(p, np.float32, None) for p in io.params)
     if inserts:
         new_nodes: list[onnx.NodeProto] = []
         for i, node in enumerate(graph.node):
@@ -218,7 +218,7 @@ def build_local(
                 # Parameter names match the simulation graph's: one set of feeds serves both.
                 nodes.extend(qnodes)
                 for p in io.params:
-                    inputs.setdefault(p, value_info(p, np.float32, ()))
+                    inputs.setdefault(p, value_info(p, np.float32, None))
                 for i, name in enumerate(node.input):
                     if name == act:
                         node.input[i] = y

@@ -26,7 +26,7 @@ from onnx import numpy_helper
 
 from bitlens.core.engine import quantizers
 from bitlens.core.export.graph import GraphBuilder
-from bitlens.core.formats import Family, Format, uniform
+from bitlens.core.formats import Family, Format, Granularity, uniform
 
 QDQ_WIDTHS = (8, 16)
 
@@ -54,7 +54,14 @@ class QuantizerRecord:
 
 
 def uses_qdq(fmt: Format, dynamic: bool) -> bool:
-    return fmt.family is Family.INT and fmt.bits in QDQ_WIDTHS and not dynamic
+    """Real QuantizeLinear/DequantizeLinear: static per-tensor 8/16-bit integers. A per-channel
+    activation is simulated instead: no ONNX Runtime kernel takes a per-channel input scale."""
+    return (
+        fmt.family is Family.INT
+        and fmt.bits in QDQ_WIDTHS
+        and not dynamic
+        and fmt.granularity is Granularity.TENSOR
+    )
 
 
 def encode_activation(
@@ -95,7 +102,12 @@ def encode_activation(
     b.extend(nodes)
     codes = f"{prefix}__aq_clip" if kind in ("int", "int-dyn") else None
     scale = zero = None
-    if kind == "int":
+    if kind == "int" and feeds[f"{prefix}__scale"].size > 1:  # per channel
+        text = (
+            f"{fmt.name} simulated in float (Div, Round, Add, Clip, Sub, Mul), "
+            f"{feeds[f'{prefix}__scale'].size} channel scales"
+        )
+    elif kind == "int":
         scale = float(feeds[f"{prefix}__scale"])
         zero = float(feeds[f"{prefix}__zp"])
         text = f"{fmt.name} simulated in float (Div, Round, Add, Clip, Sub, Mul), scale {scale:.6g}"

@@ -388,7 +388,7 @@ def _export_layer(
                     "quantizers are exported for float32 tensors only"
                 )
             b = GraphBuilder(f"{layer.name}_a", state.taken)
-            fmt = choice.activation
+            fmt = engine.bind_activation(layer, act, choice.activation)
             lo_hi = (0.0, 0.0) if choice.dynamic else engine.activation_range(act, fmt)
             rec = activations.encode_activation(
                 b, layer.name, act, fmt, dynamic=choice.dynamic, value_range=lo_hi
