@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
 WEIGHT_CACHE_BYTES = 512 << 20
+ACC_CACHE_ENTRIES = 50_000
 
 
 class Engine:
@@ -69,6 +70,10 @@ class Engine:
         # (layer, choice, calibration method) -> local error: a layer's local error depends
         # only on its own choice, so unchanged layers are not re-run.
         self._local: dict[tuple[str, LayerChoice, str], TensorError] = {}
+        # (layer, choices up to it, calibration) -> accumulated error and per-sample SQNR
+        self._acc: OrderedDict[tuple[str, int, str], tuple[TensorError, tuple[float, ...]]] = (
+            OrderedDict()
+        )
         self._ref: dict[str, list[np.ndarray]] | None = None  # tensor -> per-feed float values
         self._stats: dict[str, ActivationStats] = {}
         self._ranges: dict[tuple[str, str, str], tuple[float, float]] = {}
@@ -186,6 +191,7 @@ class Engine:
         self.method = method_of(method)
         self._ranges.clear()
         self._local.clear()
+        self._acc.clear()
         acts = list(
             dict.fromkeys(a for layer in rewrite.main_layers(self.info) for a in layer.activations)
         )
@@ -233,7 +239,9 @@ class Engine:
         values = [ref[act][j] for j in self.data.calibration]
         rank = np.asarray(values[0]).ndim
         if fmt.axis >= rank:
-            raise EngineError(f"activation {act!r} has rank {rank}; {fmt.name} names axis {fmt.axis}")
+            raise EngineError(
+                f"activation {act!r} has rank {rank}; {fmt.name} names axis {fmt.axis}"
+            )
         per_tensor = fmt.replace(granularity=Granularity.TENSOR, axis=None)
         ranges = [
             activation_range(st, per_tensor, self.method)
@@ -253,7 +261,9 @@ class Engine:
             self._wcache.move_to_end(key)
             return self._wcache[key]
         value = self.model.weight(w)
-        q = fake_quantize(value, fmt, what=f"weight {w.name!r}").astype(np.dtype(w.dtype), copy=False)
+        q = fake_quantize(value, fmt, what=f"weight {w.name!r}").astype(
+            np.dtype(w.dtype), copy=False
+        )
         self._wcache[key] = q
         self._wcache_bytes += q.nbytes
         while self._wcache_bytes > WEIGHT_CACHE_BYTES and len(self._wcache) > 1:
@@ -339,21 +349,30 @@ class Engine:
         choices = plan.choices
         feeds = {**self._weight_feeds(choices), **self._param_feeds(choices)}
         layer_out = sim.layer_outputs
-        fetch = list(dict.fromkeys([*self._output_names, *layer_out.values()]))
+        # A layer's output depends only on the choices of the layers before it (topological
+        # order): outputs upstream of every change are reused, neither fetched nor measured.
+        keys = self._prefix_keys(plan)
+        todo = [n for n in layer_out if keys[n] not in self._acc]
+        fetch = list(dict.fromkeys([*self._output_names, *(layer_out[n] for n in todo)]))
         got: dict[str, list[np.ndarray]] = {n: [] for n in fetch}
         ev = self.data.evaluation
         for i in ev:
             values = self._run(sess, fetch, {**self.data.samples[i], **feeds})
             for n, v in zip(fetch, values, strict=True):
                 got[n].append(v)
+        for name in todo:
+            out = layer_out[name]
+            refs = [ref[out][i] for i in ev]
+            err = metrics.tensor_error(_cat(refs), _cat(got[out]))
+            self._acc[keys[name]] = (err, self._row_sqnr(refs, got[out]))
+        while len(self._acc) > ACC_CACHE_ENTRIES:
+            self._acc.popitem(last=False)
         local_err = self._local_errors(plan, layer_out, feeds)
         layers: dict[str, LayerResult] = {}
         for layer in self.info.layers:
             choice = plan[layer.name]
             out = layer_out.get(layer.name)
-            acc = None
-            if out is not None:
-                acc = metrics.tensor_error(_cat([ref[out][i] for i in ev]), _cat(got[out]))
+            acc = None if out is None else self._acc[keys[layer.name]][0]
             layers[layer.name] = LayerResult(
                 name=layer.name,
                 weight_format=None if choice.weight is None else choice.weight.name,
@@ -374,7 +393,9 @@ class Engine:
             bytes_after=sum(r.bytes_after for r in layers.values()),
             params=self.info.params,
             providers=self._providers,
-            first_divergence=self._first_divergence(ref, got, layer_out),
+            first_divergence=self._first_divergence(
+                [self._acc[keys[n]][1] for n in layer_out], list(layer_out)
+            ),
             task_metric=self._task_metric(ref, got),
         )
 
@@ -411,24 +432,41 @@ class Engine:
             return OutputResult(name, err, metrics.top1_agreement(r, g), metrics.mean_kl(r, g))
         return OutputResult(name, err)
 
-    def _first_divergence(self, ref, got, layer_out: Mapping[str, str]) -> tuple[str | None, ...]:
-        """Per evaluation sample (batch rows split out), the first layer whose output SQNR
-        falls below DIVERGENCE_DB, in topological order; None if none does."""
-        out: list[str | None] = []
+    def _prefix_keys(self, plan: Plan) -> dict[str, tuple[str, int, str]]:
+        """Per layer, a key for the choices of every layer up to it (and the calibration)."""
+        keys: dict[str, tuple[str, int, str]] = {}
+        h = 0
+        for layer in self.info.layers:
+            h = hash((h, layer.name, plan[layer.name]))
+            keys[layer.name] = (layer.name, h, self.method.value)
+        return keys
+
+    def _row_sqnr(self, refs: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> tuple[float, ...]:
+        """SQNR per evaluation sample, batch rows split out where the batch axis is visible."""
+        out: list[float] = []
         for k, i in enumerate(self.data.evaluation):
             rows = batch_of(self.data.samples[i])
-            first: list[str | None] = [None] * rows
-            for layer, t in layer_out.items():
-                r, g = ref[t][i], got[t][k]
-                per_row = rows > 1 and r.ndim >= 1 and r.shape[0] == rows
-                for row in range(rows):
-                    if first[row] is not None:
-                        continue
-                    rr, gg = (r[row], g[row]) if per_row else (r, g)
-                    if metrics.sqnr_db(rr, gg) < DIVERGENCE_DB:
-                        first[row] = layer
-            out.extend(first)
+            r, g = refs[k], got[k]
+            if rows > 1 and r.ndim >= 1 and r.shape[0] == rows:
+                out.extend(metrics.sqnr_db(r[j], g[j]) for j in range(rows))
+            else:
+                out.extend([metrics.sqnr_db(r, g)] * rows)
         return tuple(out)
+
+    @staticmethod
+    def _first_divergence(
+        rows: Sequence[tuple[float, ...]], names: Sequence[str]
+    ) -> tuple[str | None, ...]:
+        """Per evaluation sample, the first layer (topological order) whose output SQNR falls
+        below DIVERGENCE_DB; None if none does."""
+        if not rows:
+            return ()
+        first: list[str | None] = [None] * len(rows[0])
+        for name, sqnrs in zip(names, rows, strict=True):
+            for s, v in enumerate(sqnrs):
+                if first[s] is None and v < DIVERGENCE_DB:
+                    first[s] = name
+        return tuple(first)
 
     def _task_metric(self, ref, got) -> dict[str, float]:
         labels = self.data.eval_labels
