@@ -330,3 +330,27 @@ def test_per_channel_activations_fit_each_channel() -> None:
         list(engine.calibrate(method))
         lo_m, hi_m = engine.activation_range("r1", bound)
         assert lo_m.shape == (1, 8, 1, 1) and np.all(hi_m <= hi + 1e-6)
+
+
+def test_accumulated_errors_are_reused_upstream_of_a_change(monkeypatch) -> None:
+    """After changing fc (the last layer) only fc's output is measured again; a tiny
+    cache still gives every layer its result (evicting nothing this evaluation needs)."""
+    from bitlens.core.engine import engine as engine_mod
+
+    engine = make_engine(small_cnn())
+    first = engine.evaluate(Plan.preset(engine.info, "W8A8"))
+    measured: list[int] = []
+    real = engine_mod.metrics.tensor_error
+    monkeypatch.setattr(
+        engine_mod.metrics, "tensor_error", lambda r, a: measured.append(r.size) or real(r, a)
+    )
+    plan = Plan.preset(engine.info, "W8A8").with_choices({"fc": LayerChoice.of("int2 sym ch")})
+    second = engine.evaluate(plan)
+    assert second.layers["conv1"].accumulated == first.layers["conv1"].accumulated
+    assert second.layers["fc"].accumulated != first.layers["fc"].accumulated
+    conv_outputs = {4 * 8 * 8 * 8, 4 * 16 * 8 * 8}  # conv1's and conv2's outputs, 4 samples
+    assert measured and not conv_outputs & set(measured)
+    assert measured.count(4 * 10) >= 2  # fc's output (accumulated, local) and the output y
+    monkeypatch.setattr(engine_mod, "ACC_CACHE_ENTRIES", 1)
+    third = engine.evaluate(Plan.preset(engine.info, "W4A8"))
+    assert all(third.layers[n].accumulated is not None for n in ("conv1", "conv2", "fc"))

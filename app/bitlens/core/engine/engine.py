@@ -365,6 +365,9 @@ class Engine:
             refs = [ref[out][i] for i in ev]
             err = metrics.tensor_error(_cat(refs), _cat(got[out]))
             self._acc[keys[name]] = (err, self._row_sqnr(refs, got[out]))
+        acc = {n: self._acc[keys[n]] for n in layer_out}  # before eviction can drop any
+        for n in layer_out:
+            self._acc.move_to_end(keys[n])
         while len(self._acc) > ACC_CACHE_ENTRIES:
             self._acc.popitem(last=False)
         local_err = self._local_errors(plan, layer_out, feeds)
@@ -372,14 +375,14 @@ class Engine:
         for layer in self.info.layers:
             choice = plan[layer.name]
             out = layer_out.get(layer.name)
-            acc = None if out is None else self._acc[keys[layer.name]][0]
+            accumulated = None if out is None else acc[layer.name][0]
             layers[layer.name] = LayerResult(
                 name=layer.name,
                 weight_format=None if choice.weight is None else choice.weight.name,
                 activation_format=None if choice.activation is None else choice.activation.name,
                 weight=None if choice.weight is None else self.weight_error(layer, choice.weight),
                 local=local_err.get(layer.name),
-                accumulated=acc,
+                accumulated=accumulated,
                 bytes_before=layer.nbytes,
                 bytes_after=weight_bytes_after(layer, choice.weight),
             )
@@ -394,7 +397,7 @@ class Engine:
             params=self.info.params,
             providers=self._providers,
             first_divergence=self._first_divergence(
-                [self._acc[keys[n]][1] for n in layer_out], list(layer_out)
+                [acc[n][1] for n in layer_out], list(layer_out)
             ),
             task_metric=self._task_metric(ref, got),
         )
