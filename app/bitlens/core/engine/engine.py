@@ -76,7 +76,7 @@ class Engine:
         )
         self._ref: dict[str, list[np.ndarray]] | None = None  # tensor -> per-feed float values
         self._stats: dict[str, ActivationStats] = {}
-        self._ranges: dict[tuple[str, str, str], tuple[float, float]] = {}
+        self._ranges: dict[tuple[str, str, str], tuple[Any, Any]] = {}  # floats, or arrays per channel
         self.method = CalibrationMethod.MINMAX
         self._providers: tuple[str, ...] = ()
         self._float_feeds: dict[str, np.ndarray] | None = None
