@@ -76,7 +76,8 @@ class Engine:
         )
         self._ref: dict[str, list[np.ndarray]] | None = None  # tensor -> per-feed float values
         self._stats: dict[str, ActivationStats] = {}
-        self._ranges: dict[tuple[str, str, str], tuple[Any, Any]] = {}  # floats, or arrays per channel
+        # (activation, format, method) -> (lo, hi): floats, or arrays for per-channel formats
+        self._ranges: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.method = CalibrationMethod.MINMAX
         self._providers: tuple[str, ...] = ()
         self._float_feeds: dict[str, np.ndarray] | None = None
