@@ -11,9 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from collections.abc import Generator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +25,17 @@ from bitlens.core.engine.graphs import find_graph, iter_nodes
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import ExportError
 from bitlens.core.export import probes
-from bitlens.core.export.activations import QuantizerRecord
+from bitlens.core.export.deployed import (
+    INTEGER_KERNELS,
+    deployed_codes,
+    flat_cat,
+    kernels_used,
+    local_checks,
+    max_abs,
+    open_session,
+    optimized_model,
+    same,
+)
 from bitlens.core.export.exporter import (
     METADATA_KEY,
     ExportOptions,
@@ -50,24 +58,12 @@ from bitlens.core.export.report import (
 from bitlens.core.export.weights import WeightEncoding
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.formats import storage_bytes
-from bitlens.core.model.types import Layer
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
 
-INTEGER_KERNELS = frozenset(
-    {
-        "QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "ConvInteger",
-        "MatMulInteger", "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul",
-    }
-)  # fmt: skip
-COMPUTE_OPS = INTEGER_KERNELS | {
-    "Conv", "FusedConv", "NchwcConv", "MatMul", "FusedMatMul", "Gemm", "FusedGemm",
-    "MatMulNBits", "LSTM", "GRU", "RNN", "ConvTranspose", "Gather", "Einsum",
-}  # fmt: skip
-FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid"})
 _ONNX_BITS = {
     onnx.TensorProto.INT8: 8, onnx.TensorProto.UINT8: 8, onnx.TensorProto.INT16: 16,
     onnx.TensorProto.UINT16: 16, onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4,
@@ -78,29 +74,6 @@ _ONNX_BITS = {
 if hasattr(onnx.TensorProto, "INT2"):
     _ONNX_BITS[onnx.TensorProto.INT2] = 2
     _ONNX_BITS[onnx.TensorProto.UINT2] = 2
-
-
-def _session(
-    model: onnx.ModelProto | str, providers: list[str], *, mode: str, optimized: str = ""
-) -> ort.InferenceSession:
-    """``deployed``: default options, what a user's deployment gets. ``written``: no graph
-    optimization, every node run as stored."""
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if mode == "written":
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    if optimized:
-        so.optimized_model_filepath = optimized
-    data = model if isinstance(model, str) else model.SerializeToString()
-    try:
-        return ort.InferenceSession(data, sess_options=so, providers=providers)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"ONNX Runtime cannot load the exported model: {first}") from exc
-
-
-def _cat(values: Sequence[np.ndarray]) -> np.ndarray:
-    return np.concatenate([np.asarray(v).ravel() for v in values]) if values else np.zeros(0)
 
 
 def check_fidelity(
@@ -148,7 +121,7 @@ def check_fidelity(
     quantizer_recs = [q for r in records.values() for q in r.quantizers]
     code_outputs = [(probes.probe_tensor(q), probes.code_type(q)) for q in quantizer_recs]
     simulated = probes.with_outputs(probes.weights_as_inputs(reference, feeds_w), code_outputs)
-    sess_sim = _session(simulated, providers, mode="written")
+    sess_sim = open_session(simulated, providers, mode="written")
     out_names = [o.name for o in engine.info.outputs]
     code_names = [n for n, _ in code_outputs]
     samples = list(engine.data.evaluation)
@@ -169,46 +142,46 @@ def check_fidelity(
     }
 
     # -- rule 3: deployed ------------------------------------------------------------------------
-    sess_dep = _session(str(result.path), providers, mode="deployed")
+    sess_dep = open_session(str(result.path), providers, mode="deployed")
     dep_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     for i in samples:
         for name, v in zip(out_names, sess_dep.run(out_names, engine.data.samples[i]), strict=True):
             dep_out[name].append(v)
     outputs: list[OutputCheck] = []
     for name in out_names:
-        w, r, d = _cat(want[name]), _cat(ref_out[name]), _cat(dep_out[name])
+        w, r, d = flat_cat(want[name]), flat_cat(ref_out[name]), flat_cat(dep_out[name])
         scale = float(np.max(np.abs(w))) if w.size else 0.0
-        dep_abs = _max_abs(w, d)
+        dep_abs = max_abs(w, d)
         outputs.append(
             OutputCheck(
                 name,
-                _same(w, r),
-                _max_abs(w, r),
-                _same(w, d),
+                same(w, r),
+                max_abs(w, r),
+                same(w, d),
                 dep_abs,
                 dep_abs / scale if scale > 0 else (0.0 if dep_abs == 0 else math.inf),
             )
         )
-        if not _same(w, r):
+        if not same(w, r):
             failures.append(
                 f"output {name!r} run as written differs from the engine "
-                f"(max |Δ| {_max_abs(w, r):.3g}); the file does not encode the plan exactly"
+                f"(max |Δ| {max_abs(w, r):.3g}); the file does not encode the plan exactly"
             )
     yield Progress(3, steps, "ran the export in a default session")
 
-    optimized = _optimized(str(result.path), providers)
+    optimized = optimized_model(str(result.path), providers)
     quantizer_checks = [
         QuantizerCheck(q.layer, q.activation, q.format, q.simulated, None, None)
         for q in quantizer_recs
     ]
     if not all(o.deployed_exact for o in outputs):
         if quantizer_recs:
-            quantizer_checks = _deployed_codes(
+            quantizer_checks = deployed_codes(
                 optimized, providers, engine, samples, quantizer_recs, ref_codes, dep_out,
                 failures,
             )  # fmt: skip
             acc = max((r.accumulator_lsb or 0.0 for r in records.values()), default=0.0)
-            quantizer_checks, outputs = _local_checks(
+            quantizer_checks, outputs = local_checks(
                 exported, reference, providers, engine, samples, quantizer_recs,
                 quantizer_checks, ref_codes, outputs, acc, failures, notes,
             )  # fmt: skip
@@ -221,7 +194,7 @@ def check_fidelity(
                     )
     yield Progress(4, steps, "compared activation codes")
 
-    kernels = _kernels(optimized, engine, records)
+    kernels = kernels_used(optimized, engine, records)
     layer_checks: list[LayerCheck] = []
     for name, rec in records.items():
         partial = layer_checks_partial[name]
@@ -249,7 +222,7 @@ def check_fidelity(
             )
 
     latency = None
-    float_sess = _session(engine.model.proto, providers, mode="deployed")
+    float_sess = open_session(engine.model.proto, providers, mode="deployed")
     feed = engine.data.samples[samples[0]]
     t_exp = median_latency(sess_dep, feed, latency_budget_s)
     t_float = median_latency(float_sess, feed, latency_budget_s)
@@ -313,21 +286,9 @@ def _rebuild_weights(
     for path, weights in by_graph.items():
         weights = list(dict.fromkeys(weights))
         model = probes.weight_model(exported, find_graph(exported.graph, path), weights)
-        values = _session(model, providers, mode="written").run([n for n, _ in weights], {})
+        values = open_session(model, providers, mode="written").run([n for n, _ in weights], {})
         rebuilt.update(zip((n for n, _ in weights), values, strict=True))
     return rebuilt
-
-
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
-
-
-def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
-    if a.shape != b.shape:
-        return math.inf
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
 
 
 def _elem_type(engine: Engine, weight: str) -> int:
@@ -392,7 +353,7 @@ def _storage(
         got = rebuilt.get(w.name)
         if enc.scheme == "matmulnbits":
             got = decoded.get(w.name)
-        exact = got is not None and _same(np.asarray(got).view(np.uint8), want.view(np.uint8))
+        exact = got is not None and same(np.asarray(got).view(np.uint8), want.view(np.uint8))
         if not exact:
             wp.append(f"weight {w.name!r} rebuilt from the file differs from the simulated one")
         planned = storage_bytes(fmt, tuple(w.shape))
@@ -444,199 +405,6 @@ def _all_initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
     return out
 
 
-def _optimized(path: str, providers: list[str]) -> onnx.ModelProto:
-    """The graph ONNX Runtime actually runs for ``path`` under default options."""
-    with tempfile.TemporaryDirectory(prefix="bitlens-opt-") as tmp:
-        opt_path = str(Path(tmp) / "optimized.onnx")
-        _session(path, providers, mode="deployed", optimized=opt_path)
-        return onnx.load(opt_path)
-
-
-def _deployed_codes(
-    optimized: onnx.ModelProto,
-    providers: list[str],
-    engine: Engine,
-    samples: list[int],
-    recs: list[QuantizerRecord],
-    ref_codes: dict[str, list[np.ndarray]],
-    dep_out: dict[str, list[np.ndarray]],
-    failures: list[str],
-) -> list[QuantizerCheck]:
-    """Deployed codes of every quantizer vs the as-written run.
-
-    Exposing a code tensor of the deployed model as an output would stop ONNX
-    Runtime from fusing around it, so the codes are read from the graph ONNX
-    Runtime optimized (fused kernels included), saved and re-run with no
-    further optimization; its outputs must equal the deployed session's.
-    """
-    found = {id(rec): probes.locate(optimized, rec) for rec in recs}
-    wanted = list(dict.fromkeys((loc[0], loc[1]) for loc in found.values() if loc is not None))
-    sess = _session(probes.with_outputs(optimized, wanted), providers, mode="written")
-    out_names = list(dep_out)
-    code_names = [n for n, _ in wanted]
-    got: dict[str, list[np.ndarray]] = {n: [] for n in code_names}
-    reproduced = True
-    for k, i in enumerate(samples):
-        values = sess.run([*out_names, *code_names], engine.data.samples[i])
-        for name, v in zip(out_names, values[: len(out_names)], strict=True):
-            reproduced &= _same(np.asarray(v), np.asarray(dep_out[name][k]))
-        for name, v in zip(code_names, values[len(out_names) :], strict=True):
-            got[name].append(v)
-    if not reproduced:
-        failures.append(
-            "ONNX Runtime's optimized graph, re-run as saved, does not reproduce the deployed "
-            "outputs; the 1-LSB rule could not be verified"
-        )
-    checks: list[QuantizerCheck] = []
-    for rec in recs:
-        loc = found[id(rec)]
-        if loc is None:  # it exists only inside a fused kernel
-            checks.append(
-                QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, None, None)
-            )
-            continue
-        tensor, _, offset = loc
-        ref = _cat(ref_codes[probes.probe_tensor(rec)])
-        dep = _cat(got[tensor]).astype(np.float64) + offset
-        diff = probes.lsb_distance(rec, ref, dep) if ref.shape == dep.shape else None
-        worst = float(diff.max()) if diff is not None and diff.size else math.inf
-        frac = float(np.mean(diff > 0)) if diff is not None and diff.size else 1.0
-        checks.append(
-            QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, worst, frac)
-        )
-    return checks
-
-
-def _local_checks(
-    exported: onnx.ModelProto,
-    reference: onnx.ModelProto,
-    providers: list[str],
-    engine: Engine,
-    samples: list[int],
-    recs: list[QuantizerRecord],
-    checks: list[QuantizerCheck],
-    ref_codes: dict[str, list[np.ndarray]],
-    outputs: list[OutputCheck],
-    acc_lsb: float,
-    failures: list[str],
-    notes: list[str],
-) -> tuple[list[QuantizerCheck], list[OutputCheck]]:
-    """The 1-LSB rule kernel by kernel.
-
-    Differences flow downstream: a code one step off changes the sums of the
-    next layer, so after a few fused layers the whole-model codes may differ
-    by more than one step although no kernel does. Each segment (the nodes
-    from the codes feeding a quantizer to that quantizer) is therefore run
-    alone on the as-written codes, once in a default session of the export
-    and once as written from the reference, and compared. Segments are only
-    run where the whole-model comparison exceeds 1 LSB or cannot see the codes.
-    """
-    types = probes.tensor_types(reference)
-    boundary = {probes.probe_tensor(q) for q in recs} | {t.name for t in engine.info.inputs}
-
-    def run_segment(target: str) -> tuple[np.ndarray, np.ndarray] | None:
-        seg_dep = probes.segment(exported, target, boundary, types)
-        seg_ref = probes.segment(reference, target, boundary, types)
-        if seg_dep is None or seg_ref is None:
-            return None
-        s_dep = _session(seg_dep, providers, mode="deployed")
-        s_ref = _session(seg_ref, providers, mode="written")
-        names = [i.name for i in seg_ref.graph.input]
-        got, want = [], []
-        for k, i in enumerate(samples):
-            feed = {
-                n: ref_codes[n][k] if n in ref_codes else engine.data.samples[i][n] for n in names
-            }
-            got.append(s_dep.run([target], feed)[0])
-            want.append(s_ref.run([target], feed)[0])
-        return _cat(want), _cat(got)
-
-    out_checks: list[QuantizerCheck] = []
-    for rec, qc in zip(recs, checks, strict=True):
-        if qc.max_lsb is not None and qc.max_lsb <= 1:
-            out_checks.append(qc)
-            continue
-        pair = run_segment(probes.probe_tensor(rec))
-        what = f"layer {rec.layer!r}: {rec.format} values of {rec.activation!r}"
-        if pair is None:
-            if qc.max_lsb is None:
-                notes.append(f"{what} live only inside fused kernels and could not be compared")
-            else:
-                failures.append(f"{what} differ by {qc.max_lsb:.3g} LSB (allowed: 1)")
-            out_checks.append(qc)
-            continue
-        want, got = pair
-        local = float(probes.lsb_distance(rec, want, got).max()) if want.size else 0.0
-        if local > 1:
-            failures.append(
-                f"{what} differ by {local:.3g} LSB when their own segment runs deployed vs "
-                "as written (allowed: 1)"
-            )
-        out_checks.append(replace(qc, local_lsb=local))
-    out_outputs: list[OutputCheck] = []
-    for o in outputs:
-        if o.deployed_exact:
-            out_outputs.append(o)
-            continue
-        pair = run_segment(o.name)
-        if pair is None:
-            out_outputs.append(o)
-            continue
-        want, got = pair
-        tol = max(FLOAT_REORDER_TOL * float(np.max(np.abs(want))) if want.size else 0.0, acc_lsb)
-        local = _max_abs(want, got)
-        if local > tol:
-            failures.append(
-                f"output {o.name!r}: its last segment differs by {local:.3g} deployed vs as "
-                f"written (allowed {tol:.3g}: float reordering, or one accumulator step of an "
-                "integer kernel)"
-            )
-        out_outputs.append(replace(o, local_max_abs=local, local_tolerance=tol))
-    return out_checks, out_outputs
-
-
-def _kernels(
-    optimized: onnx.ModelProto, engine: Engine, records: dict[str, LayerExport]
-) -> dict[str, str]:
-    """Which operator ONNX Runtime's optimized graph runs for each exported layer."""
-    out: dict[str, str] = {}
-    nodes = [n for n in iter_nodes(optimized.graph) if n.op_type in COMPUTE_OPS]
-    for name, rec in records.items():
-        layer = engine.info.layer(name)
-        signature = {w.name for w in layer.weights}
-        signature |= {t.name for e in rec.weights for t in e.stored}
-        inputs = set(layer.activations) | {q.output for q in rec.quantizers}
-        # Fused nodes keep the weight or the layer's name; layout-changed ones (NCHWc) keep
-        # only the activation they read.
-        candidates = (
-            [n for n in nodes if signature & set(n.input)],
-            [n for n in nodes if n.name == name or n.name.startswith(f"{name}_token")],
-            [n for n in nodes if n.input and n.input[0] in inputs],
-            [n for n in nodes if set(layer.outputs) & set(n.output)],
-            [n for n in nodes if n.name in {f"{t}_nchwc" for t in _fused_outputs(engine, layer)}],
-        )
-        found = next((c for c in candidates if c), [])
-        out[name] = ", ".join(dict.fromkeys(_op_label(n) for n in found)) or "?"
-    return out
-
-
-def _fused_outputs(engine: Engine, layer: Layer) -> set[str]:
-    """The layer's outputs and those of activations ONNX Runtime fuses into it (NCHWc names
-    the fused node after the last of them)."""
-    outs = set(layer.outputs)
-    for node in engine.info.nodes:
-        if node.op_type in FUSABLE_ACTIVATIONS and set(node.inputs) & outs:
-            outs |= set(node.outputs)
-    return outs
-
-
-def _op_label(node: onnx.NodeProto) -> str:
-    if node.domain.endswith("nchwc"):
-        return f"{node.op_type} (NCHWc)"
-    return node.op_type
-
-
-# -- one call for the CLI and the window --------------------------------------------------------
 def export_and_check(
     engine: Engine,
     plan: Plan,

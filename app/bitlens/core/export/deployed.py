@@ -1,0 +1,273 @@
+"""Running an export as deployed: sessions, the codes ORT's kernels produce, kernel checks.
+
+Split from :mod:`bitlens.core.export.fidelity`: this module opens the
+exported file in ONNX Runtime (as written and as deployed), reads the
+codes each quantizer produces after ORT's rewrites, re-runs segments kernel
+by kernel where differences accumulate, and names the kernels that ran.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from bitlens.core.engine.graphs import iter_nodes
+from bitlens.core.errors import ExportError
+from bitlens.core.export import probes
+from bitlens.core.export.activations import QuantizerRecord
+from bitlens.core.export.exporter import LayerExport
+from bitlens.core.export.report import FLOAT_REORDER_TOL, OutputCheck, QuantizerCheck
+from bitlens.core.model.types import Layer
+
+if TYPE_CHECKING:
+    from bitlens.core.engine import Engine
+
+INTEGER_KERNELS = frozenset(
+    {
+        "QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "ConvInteger",
+        "MatMulInteger", "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul",
+    }
+)  # fmt: skip
+COMPUTE_OPS = INTEGER_KERNELS | {
+    "Conv", "FusedConv", "NchwcConv", "MatMul", "FusedMatMul", "Gemm", "FusedGemm",
+    "MatMulNBits", "LSTM", "GRU", "RNN", "ConvTranspose", "Gather", "Einsum",
+}  # fmt: skip
+FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid"})
+
+
+def open_session(
+    model: onnx.ModelProto | str, providers: list[str], *, mode: str, optimized: str = ""
+) -> ort.InferenceSession:
+    """``deployed``: default options, what a user's deployment gets. ``written``: no graph
+    optimization, every node run as stored."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if mode == "written":
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if optimized:
+        so.optimized_model_filepath = optimized
+    data = model if isinstance(model, str) else model.SerializeToString()
+    try:
+        return ort.InferenceSession(data, sess_options=so, providers=providers)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"ONNX Runtime cannot load the exported model: {first}") from exc
+
+
+def flat_cat(values: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(v).ravel() for v in values]) if values else np.zeros(0)
+
+
+def same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+
+
+def max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        return math.inf
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def optimized_model(path: str, providers: list[str]) -> onnx.ModelProto:
+    """The graph ONNX Runtime actually runs for ``path`` under default options."""
+    with tempfile.TemporaryDirectory(prefix="bitlens-opt-") as tmp:
+        opt_path = str(Path(tmp) / "optimized.onnx")
+        open_session(path, providers, mode="deployed", optimized=opt_path)
+        return onnx.load(opt_path)
+
+
+def deployed_codes(
+    optimized: onnx.ModelProto,
+    providers: list[str],
+    engine: Engine,
+    samples: list[int],
+    recs: list[QuantizerRecord],
+    ref_codes: dict[str, list[np.ndarray]],
+    dep_out: dict[str, list[np.ndarray]],
+    failures: list[str],
+) -> list[QuantizerCheck]:
+    """Deployed codes of every quantizer vs the as-written run.
+
+    Exposing a code tensor of the deployed model as an output would stop ONNX
+    Runtime from fusing around it, so the codes are read from the graph ONNX
+    Runtime optimized (fused kernels included), saved and re-run with no
+    further optimization; its outputs must equal the deployed session's.
+    """
+    found = {id(rec): probes.locate(optimized, rec) for rec in recs}
+    wanted = list(dict.fromkeys((loc[0], loc[1]) for loc in found.values() if loc is not None))
+    sess = open_session(probes.with_outputs(optimized, wanted), providers, mode="written")
+    out_names = list(dep_out)
+    code_names = [n for n, _ in wanted]
+    got: dict[str, list[np.ndarray]] = {n: [] for n in code_names}
+    reproduced = True
+    for k, i in enumerate(samples):
+        values = sess.run([*out_names, *code_names], engine.data.samples[i])
+        for name, v in zip(out_names, values[: len(out_names)], strict=True):
+            reproduced &= same(np.asarray(v), np.asarray(dep_out[name][k]))
+        for name, v in zip(code_names, values[len(out_names) :], strict=True):
+            got[name].append(v)
+    if not reproduced:
+        failures.append(
+            "ONNX Runtime's optimized graph, re-run as saved, does not reproduce the deployed "
+            "outputs; the 1-LSB rule could not be verified"
+        )
+    checks: list[QuantizerCheck] = []
+    for rec in recs:
+        loc = found[id(rec)]
+        if loc is None:  # it exists only inside a fused kernel
+            checks.append(
+                QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, None, None)
+            )
+            continue
+        tensor, _, offset = loc
+        ref = flat_cat(ref_codes[probes.probe_tensor(rec)])
+        dep = flat_cat(got[tensor]).astype(np.float64) + offset
+        diff = probes.lsb_distance(rec, ref, dep) if ref.shape == dep.shape else None
+        worst = float(diff.max()) if diff is not None and diff.size else math.inf
+        frac = float(np.mean(diff > 0)) if diff is not None and diff.size else 1.0
+        checks.append(
+            QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, worst, frac)
+        )
+    return checks
+
+
+def local_checks(
+    exported: onnx.ModelProto,
+    reference: onnx.ModelProto,
+    providers: list[str],
+    engine: Engine,
+    samples: list[int],
+    recs: list[QuantizerRecord],
+    checks: list[QuantizerCheck],
+    ref_codes: dict[str, list[np.ndarray]],
+    outputs: list[OutputCheck],
+    acc_lsb: float,
+    failures: list[str],
+    notes: list[str],
+) -> tuple[list[QuantizerCheck], list[OutputCheck]]:
+    """The 1-LSB rule kernel by kernel.
+
+    Differences flow downstream: a code one step off changes the sums of the
+    next layer, so after a few fused layers the whole-model codes may differ
+    by more than one step although no kernel does. Each segment (the nodes
+    from the codes feeding a quantizer to that quantizer) is therefore run
+    alone on the as-written codes, once in a default session of the export
+    and once as written from the reference, and compared. Segments are only
+    run where the whole-model comparison exceeds 1 LSB or cannot see the codes.
+    """
+    types = probes.tensor_types(reference)
+    boundary = {probes.probe_tensor(q) for q in recs} | {t.name for t in engine.info.inputs}
+
+    def run_segment(target: str) -> tuple[np.ndarray, np.ndarray] | None:
+        seg_dep = probes.segment(exported, target, boundary, types)
+        seg_ref = probes.segment(reference, target, boundary, types)
+        if seg_dep is None or seg_ref is None:
+            return None
+        s_dep = open_session(seg_dep, providers, mode="deployed")
+        s_ref = open_session(seg_ref, providers, mode="written")
+        names = [i.name for i in seg_ref.graph.input]
+        got, want = [], []
+        for k, i in enumerate(samples):
+            feed = {
+                n: ref_codes[n][k] if n in ref_codes else engine.data.samples[i][n] for n in names
+            }
+            got.append(s_dep.run([target], feed)[0])
+            want.append(s_ref.run([target], feed)[0])
+        return flat_cat(want), flat_cat(got)
+
+    out_checks: list[QuantizerCheck] = []
+    for rec, qc in zip(recs, checks, strict=True):
+        if qc.max_lsb is not None and qc.max_lsb <= 1:
+            out_checks.append(qc)
+            continue
+        pair = run_segment(probes.probe_tensor(rec))
+        what = f"layer {rec.layer!r}: {rec.format} values of {rec.activation!r}"
+        if pair is None:
+            if qc.max_lsb is None:
+                notes.append(f"{what} live only inside fused kernels and could not be compared")
+            else:
+                failures.append(f"{what} differ by {qc.max_lsb:.3g} LSB (allowed: 1)")
+            out_checks.append(qc)
+            continue
+        want, got = pair
+        local = float(probes.lsb_distance(rec, want, got).max()) if want.size else 0.0
+        if local > 1:
+            failures.append(
+                f"{what} differ by {local:.3g} LSB when their own segment runs deployed vs "
+                "as written (allowed: 1)"
+            )
+        out_checks.append(replace(qc, local_lsb=local))
+    out_outputs: list[OutputCheck] = []
+    for o in outputs:
+        if o.deployed_exact:
+            out_outputs.append(o)
+            continue
+        pair = run_segment(o.name)
+        if pair is None:
+            out_outputs.append(o)
+            continue
+        want, got = pair
+        tol = max(FLOAT_REORDER_TOL * float(np.max(np.abs(want))) if want.size else 0.0, acc_lsb)
+        local = max_abs(want, got)
+        if local > tol:
+            failures.append(
+                f"output {o.name!r}: its last segment differs by {local:.3g} deployed vs as "
+                f"written (allowed {tol:.3g}: float reordering, or one accumulator step of an "
+                "integer kernel)"
+            )
+        out_outputs.append(replace(o, local_max_abs=local, local_tolerance=tol))
+    return out_checks, out_outputs
+
+
+def kernels_used(
+    optimized: onnx.ModelProto, engine: Engine, records: dict[str, LayerExport]
+) -> dict[str, str]:
+    """Which operator ONNX Runtime's optimized graph runs for each exported layer."""
+    out: dict[str, str] = {}
+    nodes = [n for n in iter_nodes(optimized.graph) if n.op_type in COMPUTE_OPS]
+    for name, rec in records.items():
+        layer = engine.info.layer(name)
+        signature = {w.name for w in layer.weights}
+        signature |= {t.name for e in rec.weights for t in e.stored}
+        inputs = set(layer.activations) | {q.output for q in rec.quantizers}
+        # Fused nodes keep the weight or the layer's name; layout-changed ones (NCHWc) keep
+        # only the activation they read.
+        candidates = (
+            [n for n in nodes if signature & set(n.input)],
+            [n for n in nodes if n.name == name or n.name.startswith(f"{name}_token")],
+            [n for n in nodes if n.input and n.input[0] in inputs],
+            [n for n in nodes if set(layer.outputs) & set(n.output)],
+            [n for n in nodes if n.name in {f"{t}_nchwc" for t in fused_outputs(engine, layer)}],
+        )
+        found = next((c for c in candidates if c), [])
+        out[name] = ", ".join(dict.fromkeys(op_label(n) for n in found)) or "?"
+    return out
+
+
+def fused_outputs(engine: Engine, layer: Layer) -> set[str]:
+    """The layer's outputs and those of activations ONNX Runtime fuses into it (NCHWc names
+    the fused node after the last of them)."""
+    outs = set(layer.outputs)
+    for node in engine.info.nodes:
+        if node.op_type in FUSABLE_ACTIVATIONS and set(node.inputs) & outs:
+            outs |= set(node.outputs)
+    return outs
+
+
+def op_label(node: onnx.NodeProto) -> str:
+    if node.domain.endswith("nchwc"):
+        return f"{node.op_type} (NCHWc)"
+    return node.op_type
+
+
+# -- one call for the CLI and the window --------------------------------------------------------
