@@ -103,6 +103,11 @@ class LayerTable(QWidget):
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
+        # Formats, size and errors first, where a narrow table still shows them; the weight
+        # shape and parameter count (reference data) go to the right.
+        header.setSectionsMovable(True)
+        for col in (Column.SHAPE, Column.PARAMS):
+            header.moveSection(header.visualIndex(col), header.count() - 1)
         self.view.selectionModel().selectionChanged.connect(self._on_view_selection)
 
         top = QHBoxLayout()
