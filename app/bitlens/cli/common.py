@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
 from bitlens.core.errors import DataError
+from bitlens.core.jsonsafe import dumps
 from bitlens.core.model.loader import LoadedModel
 from bitlens.core.model.types import ModelInfo
 
@@ -59,19 +59,8 @@ def load_data(args: argparse.Namespace, info: ModelInfo) -> Dataset:
     return Dataset.from_npz(p, info)
 
 
-def jsonable(obj: Any) -> Any:
-    """Replace non-finite floats (JSON has none) with the strings "inf", "-inf", "nan"."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    return obj
-
-
 def dump_json(obj: Any) -> str:
-    return json.dumps(jsonable(obj), indent=2)
+    return dumps(obj)
 
 
 def fmt_db(x: float | None) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 from bitlens.core.errors import FormatError
 from bitlens.core.formats import INSPECT_LADDER, Format, fake_quantize, parse_format
 from bitlens.core.formats import storage_bytes as format_bytes
+from bitlens.core.jsonsafe import jsonable
 from bitlens.core.metrics import sqnr_db
 from bitlens.core.model.loader import LoadedModel
 from bitlens.core.model.types import Layer, WeightInfo
@@ -148,8 +149,6 @@ def _flat(arrays: list[np.ndarray]) -> np.ndarray:
 
 def sqnr_json(value: float) -> float | str:
     """SQNR for JSON: finite numbers as they are, infinities as "inf" / "-inf"."""
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if math.isnan(value):
-        return "nan"
+    if not math.isfinite(value):
+        return jsonable(value)
     return round(value, 4)

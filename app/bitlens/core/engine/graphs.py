@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import onnx
-from onnx import GraphProto, NodeProto, TensorProto, helper
+from onnx import GraphProto, NodeProto, helper
 
 from bitlens.core.errors import EngineError
 
@@ -68,14 +68,3 @@ def value_info(name: str, dtype: np.dtype | str, shape: tuple | None) -> onnx.Va
         return helper.make_tensor_value_info(name, tensor_type(dtype), None)
     dims = [d if isinstance(d, int | str) else None for d in shape]
     return helper.make_tensor_value_info(name, tensor_type(dtype), dims)
-
-
-def scalar_f32(name: str, value: float) -> TensorProto:
-    return onnx.numpy_helper.from_array(np.asarray(value, np.float32), name)
-
-
-def opset_of(model: onnx.ModelProto) -> int:
-    for imp in model.opset_import:
-        if imp.domain in ("", "ai.onnx"):
-            return int(imp.version)
-    return 0

@@ -26,7 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from bitlens.core.engine import quantizers
-from bitlens.core.engine.graphs import find_graph, node_producing, opset_of, value_info
+from bitlens.core.engine.graphs import find_graph, node_producing, value_info
 from bitlens.core.errors import EngineError
 from bitlens.core.model.types import Layer, ModelInfo, Storage
 
@@ -76,6 +76,13 @@ def _check_kinds(info: ModelInfo, kinds: Kinds, opset: int) -> None:
             raise EngineError(
                 f"layer {name!r}: {kind} activations need opset {need}, the model is opset {opset}"
             )
+
+
+def _constant_names(g: onnx.GraphProto) -> set[str]:
+    """Initializers and Constant-node outputs of the main graph."""
+    return {t.name for t in g.initializer} | {
+        o for n in g.node if n.op_type == "Constant" for o in n.output
+    }
 
 
 def weights_to_inputs(model: onnx.ModelProto, info: ModelInfo) -> None:
@@ -132,7 +139,7 @@ def _insert_quantizers(
 
 
 def build_sim(proto: onnx.ModelProto, info: ModelInfo, kinds: Kinds) -> SimGraph:
-    _check_kinds(info, kinds, opset_of(proto))
+    _check_kinds(info, kinds, info.opset)
     model = onnx.ModelProto()
     model.CopyFrom(proto)
     weights_to_inputs(model, info)
@@ -143,9 +150,7 @@ def build_sim(proto: onnx.ModelProto, info: ModelInfo, kinds: Kinds) -> SimGraph
     layer_outputs: dict[str, str] = {}
     activations: list[str] = []
     weights = {w.name for layer in info.layers for w in layer.weights}
-    consts = {t.name for t in g.initializer} | {
-        o for n in g.node if n.op_type == "Constant" for o in n.output
-    }
+    consts = _constant_names(g)
     for layer in main_layers(info):
         layer_outputs[layer.name] = layer.outputs[0]
         for a in layer.inputs:
@@ -179,12 +184,10 @@ def build_local(
     the value of a constant (bias, shape...) input. ONNX Runtime runs every node of a
     graph whatever is fetched, so the engine builds one small graph per layer.
     """
-    _check_kinds(info, kinds, opset_of(proto))
+    _check_kinds(info, kinds, info.opset)
     g = proto.graph
     weight_names = {w.name: w for layer in info.layers for w in layer.weights}
-    const_names = {t.name for t in g.initializer} | {
-        o for n in g.node if n.op_type == "Constant" for o in n.output
-    }
+    const_names = _constant_names(g)
     nodes: list[onnx.NodeProto] = []
     inputs: dict[str, onnx.ValueInfoProto] = {}
     inits: dict[str, onnx.TensorProto] = {}

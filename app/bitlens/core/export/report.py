@@ -35,10 +35,11 @@ The rules it applies:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from bitlens.core.jsonsafe import dumps
 
 FLOAT_REORDER_TOL = 1e-4  # max |Δ| / max |reference| from float summation order alone
 SIZE_TARGET = 0.02
@@ -168,23 +169,13 @@ class FidelityReport:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(_jsonable(self.to_dict()), indent=2)
+        return dumps(self.to_dict())
 
 
 def _rel(actual: int, planned: int) -> float:
     if planned == 0:
         return 0.0 if actual == 0 else math.inf
     return (actual - planned) / planned
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 def render(r: FidelityReport) -> str:

@@ -81,29 +81,15 @@ def _attr_int(node: onnx.NodeProto, name: str, default: int) -> int:
     return default
 
 
-def _weight(slot: NodeSlot, pick: _Pick) -> WeightInfo:
-    src = pick.src
+def _info(src: ConstSource, channel_axis: int, block_axis: int) -> WeightInfo:
     return WeightInfo(
         name=src.name,
         shape=src.shape,
         dtype=dtype_name(src.elem_type),
         storage=src.storage,
         graph_path=src.graph_path,
-        channel_axis=pick.channel_axis,
-        block_axis=pick.block_axis,
-    )
-
-
-def _bias(src: ConstSource) -> WeightInfo:
-    # A bias has no quantization axes of its own; 0 keeps the record uniform.
-    return WeightInfo(
-        name=src.name,
-        shape=src.shape,
-        dtype=dtype_name(src.elem_type),
-        storage=src.storage,
-        graph_path=src.graph_path,
-        channel_axis=0,
-        block_axis=0,
+        channel_axis=channel_axis,
+        block_axis=block_axis,
     )
 
 
@@ -123,8 +109,8 @@ def _layer(
         graph_path=slot.graph_path,
         inputs=tuple(node.input),
         outputs=tuple(node.output),
-        weights=tuple(_weight(slot, p) for p in picks),
-        biases=tuple(_bias(b) for b in biases),
+        weights=tuple(_info(p.src, p.channel_axis, p.block_axis) for p in picks),
+        biases=tuple(_info(b, 0, 0) for b in biases),  # biases have no axes of their own
         activations=activations,
     )
 
