@@ -68,3 +68,23 @@ def value_info(name: str, dtype: np.dtype | str, shape: tuple | None) -> onnx.Va
         return helper.make_tensor_value_info(name, tensor_type(dtype), None)
     dims = [d if isinstance(d, int | str) else None for d in shape]
     return helper.make_tensor_value_info(name, tensor_type(dtype), dims)
+
+
+def remove_definition(g: GraphProto, name: str, from_constant_node: bool) -> bool:
+    """Drop a constant's definition from ``g``: its initializer (and the input entry old IR
+    versions add for it), or the Constant node producing it. False if it was not there."""
+    if from_constant_node:
+        for i, node in enumerate(g.node):
+            if name in node.output:
+                del g.node[i]
+                return True
+        return False
+    keep = [t for t in g.initializer if t.name != name]
+    if len(keep) == len(g.initializer):
+        return False
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    inputs = [v for v in g.input if v.name != name]
+    del g.input[:]
+    g.input.extend(inputs)
+    return True

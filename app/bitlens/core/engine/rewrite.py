@@ -26,7 +26,12 @@ import onnx
 from onnx import helper, numpy_helper
 
 from bitlens.core.engine import quantizers
-from bitlens.core.engine.graphs import find_graph, node_producing, value_info
+from bitlens.core.engine.graphs import (
+    find_graph,
+    node_producing,
+    remove_definition,
+    value_info,
+)
 from bitlens.core.errors import EngineError
 from bitlens.core.model.types import Layer, ModelInfo, Storage
 
@@ -95,16 +100,8 @@ def weights_to_inputs(model: onnx.ModelProto, info: ModelInfo) -> None:
                 continue
             seen.add(w.name)
             sub = find_graph(g, w.graph_path)
-            if w.storage is Storage.INITIALIZER:
-                keep = [t for t in sub.initializer if t.name != w.name]
-                del sub.initializer[:]
-                sub.initializer.extend(keep)
-                ins = [v for v in sub.input if v.name != w.name]
-                del sub.input[:]
-                sub.input.extend(ins)
-            else:
-                idx, _ = node_producing(sub, w.name)
-                del sub.node[idx]
+            if not remove_definition(sub, w.name, w.storage is Storage.CONSTANT):
+                raise EngineError(f"weight {w.name!r} is not defined where the inventory says")
             g.input.append(value_info(w.name, w.dtype, w.shape))
 
 

@@ -32,13 +32,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from bitlens.core.engine import bind, quantizers, weight_bytes_after
-from bitlens.core.engine.graphs import find_graph, iter_nodes, node_producing
+from bitlens.core.engine.graphs import node_producing
 from bitlens.core.errors import ExportError
 from bitlens.core.export import activations, matmulnbits, opsets
 from bitlens.core.export.activations import QuantizerRecord
+from bitlens.core.export.bias import BiasRecord, int32_bias
+from bitlens.core.export.editing import ExportState, remove_weight
 from bitlens.core.export.graph import GraphBuilder, used_names
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_weight, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes
@@ -57,7 +59,6 @@ INTEGER_KERNEL_OPS = frozenset({"Conv", "MatMul", "Gemm"})
 REQUANTIZED_BY_ORT = frozenset({"Conv", "ConvTranspose", "Gemm"})
 METADATA_KEY = "bitlens.export"
 MAX_PROTO_BYTES = 2**31 - 1
-INT32 = np.iinfo(np.int32)
 
 
 @dataclass(frozen=True)
@@ -83,16 +84,6 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.weights not in (FOLD, QDQ):
             raise ExportError(f"weights must be {FOLD!r} or {QDQ!r}, not {self.weights!r}")
-
-
-@dataclass(frozen=True)
-class BiasRecord:
-    """A float bias stored as int32 so an integer kernel can take it."""
-
-    bias: str  # the float bias tensor of the source model
-    feeds: str  # the DequantizeLinear output the layer now reads
-    scale: str  # "s_x * s_w" per tensor or per channel, for the report
-    max_error: float  # largest |dequantized int32 bias - float bias|
 
 
 @dataclass(frozen=True)
@@ -234,7 +225,7 @@ def export(
     taken = used_names(model)
     yield Progress(0, len(plan.choices) + 1, f"exporting at opset {target}")
 
-    state = _State(model, taken)
+    state = ExportState(model, taken)
     records: dict[str, LayerExport] = {}
     notes: list[str] = []
     if converted:
@@ -312,64 +303,9 @@ def _needed_opset(engine: Engine, plan: Plan, options: ExportOptions, kernels: s
     return need
 
 
-# -- graph editing ------------------------------------------------------------------------------
-class _State:
-    """The model being edited: pending node insertions per graph, shared weights."""
-
-    def __init__(self, model: onnx.ModelProto, taken: set[str]):
-        self.model = model
-        self.taken = taken
-        self.prepend: dict[str, list[onnx.NodeProto]] = {}  # graph path -> nodes to put first
-        self.before: dict[str, list[onnx.NodeProto]] = {}  # layer output -> nodes to insert first
-        self.weights: dict[str, tuple[str, WeightEncoding | None]] = {}  # name -> (format, enc)
-
-    def graph(self, path: str) -> onnx.GraphProto:
-        return find_graph(self.model.graph, path)
-
-    def add_to_graph(self, path: str, b: GraphBuilder) -> None:
-        self.graph(path).initializer.extend(b.initializers)
-        self.prepend.setdefault(path, []).extend(b.nodes)
-
-    def consumers(self, tensor: str) -> int:
-        return sum(1 for n in iter_nodes(self.model.graph) for i in n.input if i == tensor)
-
-    def finish(self) -> None:
-        """Insert the pending nodes. Rewriting a graph's node list copies its nodes, and with
-        them the subgraphs they hold, so subgraphs go first (deepest first), looked up anew."""
-        for path in sorted((p for p in self.prepend if p), key=lambda p: -p.count("/")):
-            g = self.graph(path)
-            rest = list(g.node)
-            del g.node[:]
-            g.node.extend([*self.prepend[path], *rest])
-        g = self.model.graph
-        ordered: list[onnx.NodeProto] = list(self.prepend.get("", []))
-        for node in g.node:
-            if node.output and node.output[0] in self.before:
-                ordered.extend(self.before[node.output[0]])
-            ordered.append(node)
-        del g.node[:]
-        g.node.extend(ordered)
-
-
-def _remove_weight(g: onnx.GraphProto, w: WeightInfo) -> None:
-    """Drop the float weight's definition (initializer, input entry or Constant node)."""
-    if w.storage is Storage.INITIALIZER:
-        keep = [t for t in g.initializer if t.name != w.name]
-        if len(keep) == len(g.initializer):
-            raise ExportError(f"weight {w.name!r} is not an initializer of its graph")
-        del g.initializer[:]
-        g.initializer.extend(keep)
-        inputs = [v for v in g.input if v.name != w.name]  # IR < 4 lists initializers as inputs
-        del g.input[:]
-        g.input.extend(inputs)
-    else:
-        idx, _ = node_producing(g, w.name)
-        del g.node[idx]
-
-
 def _export_layer(
     engine: Engine,
-    state: _State,
+    state: ExportState,
     layer: Layer,
     choice: LayerChoice,
     options: ExportOptions,
@@ -428,7 +364,7 @@ def _export_layer(
                 )
     bias = None
     if kernel and options.int32_bias and act_scale is not None and weight_scale is not None:
-        bias = _int32_bias(engine, state, layer, np.float32(act_scale), weight_scale, notes)
+        bias = int32_bias(engine, state, layer, np.float32(act_scale), weight_scale, notes)
     planned = weight_bytes_after(layer, choice.weight) if choice.weight is not None else 0
     return LayerExport(
         name=layer.name,
@@ -477,18 +413,6 @@ def _guard(b: GraphBuilder, rec: QuantizerRecord, fmt: Format) -> QuantizerRecor
     return replace(rec, output=out, description=text)
 
 
-def _bias_add(
-    g: onnx.GraphProto, tensor: str, inits: dict[str, onnx.TensorProto]
-) -> tuple[onnx.NodeProto | None, int]:
-    """The Add that alone consumes ``tensor`` with a constant as its other input."""
-    users = [n for n in g.node if tensor in n.input]
-    if len(users) != 1 or users[0].op_type != "Add" or len(users[0].input) != 2:
-        return None, 0
-    add = users[0]
-    slot = 1 if add.input[0] == tensor else 0
-    return (add, slot) if add.input[slot] in inits else (None, 0)
-
-
 def _dtype_of(engine: Engine, tensor: str) -> str | None:
     for t in engine.info.inputs:
         if t.name == tensor:
@@ -499,7 +423,7 @@ def _dtype_of(engine: Engine, tensor: str) -> str | None:
 
 def _encode_one(
     engine: Engine,
-    state: _State,
+    state: ExportState,
     layer: Layer,
     w: WeightInfo,
     fmt: Format,
@@ -520,7 +444,7 @@ def _encode_one(
             and state.consumers(w.name) == 1
         ):
             new, enc = matmulnbits.encode(b, node, w.name, value, fmt, lay)
-            _remove_weight(g, w)
+            remove_weight(g, w)
             g.node[idx].CopyFrom(new)
             g.initializer.extend(b.initializers)
             return enc
@@ -536,76 +460,9 @@ def _encode_one(
     if enc is None:
         notes.append(f"{w.name}: {fmt.name} keeps the weight's own {w.dtype} values")
         return None
-    _remove_weight(g, w)
+    remove_weight(g, w)
     state.add_to_graph(w.graph_path, b)
     return enc
-
-
-def _int32_bias(
-    engine: Engine,
-    state: _State,
-    layer: Layer,
-    act_scale: np.float32,
-    weight_scale: np.ndarray,
-    notes: list[str],
-) -> BiasRecord | None:
-    """Store the layer's float bias as int32 at scale s_x * s_w (what QGemm/QLinearConv take).
-
-    For MatMul the bias is the constant of the Add that follows it (what exporters
-    write for a linear layer): ONNX Runtime fuses MatMul + Add into Gemm before it looks
-    for QDQ groups, and a float C then keeps that Gemm in float, dequantizing the weight
-    on every run; with an int32 C it becomes QGemm.
-    """
-    g = state.model.graph
-    _, node = node_producing(g, layer.outputs[0])
-    inits = {t.name: t for t in g.initializer}
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    w = layer.weights[0]
-    if layer.op_type == "MatMul":
-        target, slot = _bias_add(g, layer.outputs[0], inits)
-        if target is None:
-            return None
-        name, out_axis = target.input[slot], len(w.shape) - 1
-    elif layer.op_type in ("Conv", "Gemm") and len(node.input) > 2 and node.input[2]:
-        target, slot, name = node, 2, node.input[2]
-        out_axis = 0 if layer.op_type == "Conv" else (0 if attrs.get("transB", 0) else 1)
-    else:
-        return None
-    if name not in inits or state.consumers(name) != 1:
-        notes.append(f"bias {name} is not a constant of this layer alone; kept float")
-        return None
-    if layer.op_type == "Gemm" and (
-        attrs.get("beta", 1.0) != 1.0 or attrs.get("alpha", 1.0) != 1.0
-    ):
-        notes.append("Gemm alpha/beta are not 1; bias kept float (no QGemm)")
-        return None
-    bias = numpy_helper.to_array(inits[name])
-    n_out = w.shape[out_axis]
-    if bias.ndim != 1 or bias.size != n_out or bias.dtype != np.float32:
-        notes.append(f"bias {name} is not a float32 vector of {n_out}; kept float")
-        return None
-    if weight_scale.ndim == 1 and weight_scale.size == n_out:
-        pass
-    elif weight_scale.ndim != 0:
-        notes.append("weight scales are not per output channel; bias kept float")
-        return None
-    scale = (act_scale * weight_scale).astype(np.float32)
-    ratio = np.rint(bias.astype(np.float64) / np.broadcast_to(scale, bias.shape))
-    if np.any(np.abs(ratio) > INT32.max):
-        notes.append(f"bias {name} does not fit int32 at scale s_x*s_w; kept float")
-        return None
-    q = ratio.astype(np.int32)
-    b = GraphBuilder(f"{name}_i32", state.taken)
-    qn = b.const("codes", q)
-    sn = b.const("scale", scale)
-    attrs_dq = {"axis": 0} if scale.ndim == 1 else {}
-    out = b.node("DequantizeLinear", [qn, sn], **attrs_dq)  # type: ignore[arg-type]
-    target.input[slot] = out
-    _remove_weight(g, WeightInfo(name, bias.shape, "float32", Storage.INITIALIZER, "", 0, 0))
-    g.initializer.extend(b.initializers)
-    state.before.setdefault(layer.outputs[0], []).extend(b.nodes)
-    err = float(np.max(np.abs(q.astype(np.float32) * np.broadcast_to(scale, bias.shape) - bias)))
-    return BiasRecord(name, out, "s_x * s_w per channel" if scale.ndim else "s_x * s_w", err)
 
 
 def _set_metadata(

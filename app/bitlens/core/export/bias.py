@@ -1,0 +1,109 @@
+"""Biases stored as int32 at scale s_x * s_w, the form ONNX Runtime's integer kernels take."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from bitlens.core.engine.graphs import node_producing
+from bitlens.core.export.editing import ExportState, remove_weight
+from bitlens.core.export.graph import GraphBuilder
+from bitlens.core.model.types import Layer, Storage, WeightInfo
+
+if TYPE_CHECKING:
+    from bitlens.core.engine import Engine
+
+INT32 = np.iinfo(np.int32)
+
+
+@dataclass(frozen=True)
+class BiasRecord:
+    """A float bias stored as int32 so an integer kernel can take it."""
+
+    bias: str  # the float bias tensor of the source model
+    feeds: str  # the DequantizeLinear output the layer now reads
+    scale: str  # "s_x * s_w" per tensor or per channel, for the report
+    max_error: float  # largest |dequantized int32 bias - float bias|
+
+
+def _bias_add(
+    g: onnx.GraphProto, tensor: str, inits: dict[str, onnx.TensorProto]
+) -> tuple[onnx.NodeProto | None, int]:
+    """The Add that alone consumes ``tensor`` with a constant as its other input."""
+    users = [n for n in g.node if tensor in n.input]
+    if len(users) != 1 or users[0].op_type != "Add" or len(users[0].input) != 2:
+        return None, 0
+    add = users[0]
+    slot = 1 if add.input[0] == tensor else 0
+    return (add, slot) if add.input[slot] in inits else (None, 0)
+
+
+def int32_bias(
+    engine: Engine,
+    state: ExportState,
+    layer: Layer,
+    act_scale: np.float32,
+    weight_scale: np.ndarray,
+    notes: list[str],
+) -> BiasRecord | None:
+    """Store the layer's float bias as int32 at scale s_x * s_w (what QGemm/QLinearConv take).
+
+    For MatMul the bias is the constant of the Add that follows it (what exporters
+    write for a linear layer): ONNX Runtime fuses MatMul + Add into Gemm before it looks
+    for QDQ groups, and a float C then keeps that Gemm in float, dequantizing the weight
+    on every run; with an int32 C it becomes QGemm.
+    """
+    g = state.model.graph
+    _, node = node_producing(g, layer.outputs[0])
+    inits = {t.name: t for t in g.initializer}
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    w = layer.weights[0]
+    if layer.op_type == "MatMul":
+        target, slot = _bias_add(g, layer.outputs[0], inits)
+        if target is None:
+            return None
+        name, out_axis = target.input[slot], len(w.shape) - 1
+    elif layer.op_type in ("Conv", "Gemm") and len(node.input) > 2 and node.input[2]:
+        target, slot, name = node, 2, node.input[2]
+        out_axis = 0 if layer.op_type == "Conv" else (0 if attrs.get("transB", 0) else 1)
+    else:
+        return None
+    if name not in inits or state.consumers(name) != 1:
+        notes.append(f"bias {name} is not a constant of this layer alone; kept float")
+        return None
+    if layer.op_type == "Gemm" and (
+        attrs.get("beta", 1.0) != 1.0 or attrs.get("alpha", 1.0) != 1.0
+    ):
+        notes.append("Gemm alpha/beta are not 1; bias kept float (no QGemm)")
+        return None
+    bias = numpy_helper.to_array(inits[name])
+    n_out = w.shape[out_axis]
+    if bias.ndim != 1 or bias.size != n_out or bias.dtype != np.float32:
+        notes.append(f"bias {name} is not a float32 vector of {n_out}; kept float")
+        return None
+    if weight_scale.ndim == 1 and weight_scale.size == n_out:
+        pass
+    elif weight_scale.ndim != 0:
+        notes.append("weight scales are not per output channel; bias kept float")
+        return None
+    scale = (act_scale * weight_scale).astype(np.float32)
+    ratio = np.rint(bias.astype(np.float64) / np.broadcast_to(scale, bias.shape))
+    if np.any(np.abs(ratio) > INT32.max):
+        notes.append(f"bias {name} does not fit int32 at scale s_x*s_w; kept float")
+        return None
+    q = ratio.astype(np.int32)
+    b = GraphBuilder(f"{name}_i32", state.taken)
+    qn = b.const("codes", q)
+    sn = b.const("scale", scale)
+    attrs_dq = {"axis": 0} if scale.ndim == 1 else {}
+    out = b.node("DequantizeLinear", [qn, sn], **attrs_dq)  # type: ignore[arg-type]
+    target.input[slot] = out
+    remove_weight(g, WeightInfo(name, bias.shape, "float32", Storage.INITIALIZER, "", 0, 0))
+    g.initializer.extend(b.initializers)
+    state.before.setdefault(layer.outputs[0], []).extend(b.nodes)
+    err = float(np.max(np.abs(q.astype(np.float32) * np.broadcast_to(scale, bias.shape) - bias)))
+    return BiasRecord(name, out, "s_x * s_w per channel" if scale.ndim else "s_x * s_w", err)

@@ -1,0 +1,56 @@
+"""The model being rewritten by the exporter: pending insertions, shared weights."""
+
+from __future__ import annotations
+
+import onnx
+
+from bitlens.core.engine.graphs import find_graph, iter_nodes, remove_definition
+from bitlens.core.errors import ExportError
+from bitlens.core.export.graph import GraphBuilder
+from bitlens.core.export.weights import WeightEncoding
+from bitlens.core.model.types import Storage, WeightInfo
+
+
+class ExportState:
+    """The model being edited: pending node insertions per graph, shared weights."""
+
+    def __init__(self, model: onnx.ModelProto, taken: set[str]):
+        self.model = model
+        self.taken = taken
+        self.prepend: dict[str, list[onnx.NodeProto]] = {}  # graph path -> nodes to put first
+        self.before: dict[str, list[onnx.NodeProto]] = {}  # layer output -> nodes to insert first
+        self.weights: dict[str, tuple[str, WeightEncoding | None]] = {}  # name -> (format, enc)
+
+    def graph(self, path: str) -> onnx.GraphProto:
+        return find_graph(self.model.graph, path)
+
+    def add_to_graph(self, path: str, b: GraphBuilder) -> None:
+        self.graph(path).initializer.extend(b.initializers)
+        self.prepend.setdefault(path, []).extend(b.nodes)
+
+    def consumers(self, tensor: str) -> int:
+        return sum(1 for n in iter_nodes(self.model.graph) for i in n.input if i == tensor)
+
+    def finish(self) -> None:
+        """Insert the pending nodes. Rewriting a graph's node list copies its nodes, and with
+        them the subgraphs they hold, so subgraphs go first (deepest first), looked up anew."""
+        for path in sorted((p for p in self.prepend if p), key=lambda p: -p.count("/")):
+            g = self.graph(path)
+            rest = list(g.node)
+            del g.node[:]
+            g.node.extend([*self.prepend[path], *rest])
+        g = self.model.graph
+        ordered: list[onnx.NodeProto] = list(self.prepend.get("", []))
+        for node in g.node:
+            if node.output and node.output[0] in self.before:
+                ordered.extend(self.before[node.output[0]])
+            ordered.append(node)
+        del g.node[:]
+        g.node.extend(ordered)
+
+
+def remove_weight(g: onnx.GraphProto, w: WeightInfo) -> None:
+    """Drop the float weight's definition (initializer, input entry or Constant node)."""
+    if not remove_definition(g, w.name, w.storage is Storage.CONSTANT):
+        where = "an initializer" if w.storage is Storage.INITIALIZER else "a Constant node"
+        raise ExportError(f"weight {w.name!r} is not {where} of its graph")
