@@ -113,10 +113,6 @@ def main() -> None:
     train_s = time.perf_counter() - t0
     model.eval()
 
-    def forward(a: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(a)).numpy()
-
     meta = {
         "title": "Handwritten digits (CNN)",
         "domain": "image",
@@ -145,7 +141,7 @@ def main() -> None:
             "train_seconds": round(train_s, 1),
         },
     }
-    finish("digits_cnn", model, "image", x_te, y_te, meta, forward)
+    finish("digits_cnn", model, "image", x_te, y_te, meta)
 
 
 if __name__ == "__main__":

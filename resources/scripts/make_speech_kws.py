@@ -258,10 +258,6 @@ def main() -> None:
     train_s = time.perf_counter() - t0
     model.eval()
 
-    def forward(a: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(a)).numpy()
-
     meta = {
         "title": "Spoken keywords (Conv + LSTM)",
         "domain": "speech",
@@ -309,7 +305,7 @@ def main() -> None:
             "train_seconds": round(train_s - synth_s, 1),
         },
     }
-    finish("speech_kws", model, "logmel", x_te, y_te, meta, forward)
+    finish("speech_kws", model, "logmel", x_te, y_te, meta)
 
 
 if __name__ == "__main__":

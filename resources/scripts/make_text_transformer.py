@@ -314,10 +314,6 @@ def main() -> None:
     train_s = time.perf_counter() - t0
     model.eval()
 
-    def forward(a: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(a)).numpy()
-
     tokens = [PAD, UNK, *words]
     meta = {
         "title": "Review sentiment (tiny transformer)",
@@ -358,7 +354,7 @@ def main() -> None:
         "vocab.json": (json.dumps(tokens, indent=0) + "\n").encode(),
         "texts.json": (json.dumps(test_texts, indent=0) + "\n").encode(),
     }
-    finish("text_transformer", model, "token_ids", x_te, y_te, meta, forward, extra)
+    finish("text_transformer", model, "token_ids", x_te, y_te, meta, extra)
 
 
 if __name__ == "__main__":
