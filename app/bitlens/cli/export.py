@@ -14,6 +14,8 @@ import sys
 
 from bitlens.cli.common import add_data_arguments, calibrated_engine
 from bitlens.cli.eval import load_plan
+from bitlens.cli.outputs import guard_outputs
+from bitlens.core.errors import ExportError
 from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
@@ -63,6 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    report_path = args.report or default_report_path(args.output)
+    if not str(args.output).lower().endswith(".onnx"):
+        raise ExportError(f"{args.output}: the export must be an .onnx file")
+    guard_outputs(args, [(args.output, "onnx", "export"), (report_path, "json", "fidelity report")])
     model = load_model(args.model)
     plan = load_plan(args, model)
     engine = calibrated_engine(args, model)
@@ -73,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
         int32_bias=not args.no_int32_bias,
         opset=args.opset,
     )
-    report_path = args.report or default_report_path(args.output)
     gen = export_and_check(engine, plan, args.output, options, report_path)
     tty = sys.stderr.isatty()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bitlens.cli.outputs import guard_outputs
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESET_FORMATS, PRESETS, Plan
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bitlens.cli.common import dump_json
 
+    guard_outputs(args, [(args.output, "json", "plan")])
     model = load_model(args.model)
     plan = Plan.preset(model.info, args.preset, args.layers)
     text = dump_json(plan.to_ort_overrides()) if args.ort_overrides else plan.to_json()

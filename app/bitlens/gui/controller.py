@@ -17,8 +17,8 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from bitlens.core.errors import BitlensError, PlanError
-from bitlens.core.export.exporter import ExportOptions
-from bitlens.core.fileio import atomic_write_text
+from bitlens.core.export.exporter import ExportOptions, check_target
+from bitlens.core.fileio import atomic_write_text, check_output, same_file
 from bitlens.core.plan import Plan
 from bitlens.core.results import SweepEntry
 from bitlens.gui import jobs
@@ -196,10 +196,16 @@ class Controller(QObject):
         if session is None or plan is None:
             return None
         target = Path(path)
-        if session.path is not None and target.resolve() == session.path.resolve():
+        if session.path is not None and same_file(target, session.path):
             self.failed.emit(
                 "Export", BitlensError(f"{target.name} is the model being inspected; choose another file")
             )
+            return None
+        try:
+            check_target(session.engine, target)
+            check_output(target, "onnx", self._inputs(), what="export")
+        except BitlensError as exc:
+            self.failed.emit("Export", exc)
             return None
         return self.runner.submit(
             Job("export", f"Exporting {target.name}", jobs.export_model,
@@ -208,6 +214,17 @@ class Controller(QObject):
 
     def cancel(self) -> None:
         self.runner.cancel()
+
+    def _inputs(self) -> list[Path]:
+        """Files this window's session reads: no output may be one of them."""
+        session, doc = self.session, self.document
+        out = [doc.plan_path] if doc.plan_path is not None else []
+        if session is not None:
+            if session.path is not None:
+                out.append(session.path)
+            if session.request is not None and session.request.path is not None:
+                out.append(session.request.path)
+        return out
 
     # -- plans as files ---------------------------------------------------------------------
     def _attempt(self, what: str, fn: Any) -> bool:
@@ -226,6 +243,8 @@ class Controller(QObject):
         p = Path(path)
 
         def write() -> None:
+            inputs = [i for i in self._inputs() if i != doc.plan_path]  # saving over itself is fine
+            check_output(p, "json", inputs, what="plan")
             atomic_write_text(p, plan.to_json() + "\n")
             doc.mark_saved(p)
 
@@ -251,10 +270,12 @@ class Controller(QObject):
             return []
         p = Path(path)
         left_out = plan.ort_unrepresentable()
-        ok = self._attempt(
-            f"Exporting ORT overrides to {p.name}",
-            lambda: atomic_write_text(p, json.dumps(plan.to_ort_overrides(), indent=2) + "\n"),
-        )
+
+        def write() -> None:
+            check_output(p, "json", self._inputs(), what="ORT overrides")
+            atomic_write_text(p, json.dumps(plan.to_ort_overrides(), indent=2) + "\n")
+
+        ok = self._attempt(f"Exporting ORT overrides to {p.name}", write)
         return left_out if ok else []
 
     def import_ort_overrides(self, path: str | Path) -> bool:
