@@ -9,6 +9,8 @@ one-line message names the file and the problem.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +19,13 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from bitlens.core.errors import ModelLoadError
+from bitlens.core.limits import MAX_MODEL_FILE_BYTES
 from bitlens.core.model.external import load_external_data
 from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize
 from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
 from bitlens.core.model.types import ModelInfo, WeightInfo
+from bitlens.core.model.validate import check_model
 
 # Leading bytes of common files that are not ONNX, for a clearer message.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -104,7 +108,12 @@ def load_model(path: str | Path) -> LoadedModel:
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError):
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        if "MaxDepth" in str(exc) or "recursion" in str(exc).lower():
+            raise ModelLoadError(
+                f"{p}: the model nests subgraphs (If/Loop/Scan bodies) deeper than the protobuf "
+                "parser's limit of about 30 levels; it cannot be read"
+            ) from None
         raise ModelLoadError(f"{p}: {_not_onnx(data, 'is corrupt or truncated')}") from None
     if not proto.HasField("graph"):
         raise ModelLoadError(f"{p}: {_not_onnx(data, 'has no graph')}")
@@ -131,6 +140,7 @@ def _finish(proto: onnx.ModelProto, path: Path | None, base_dir: Path | None) ->
         raise ModelLoadError(f"{label}: the model has no graph nodes")
     if not any(op.domain in ("", "ai.onnx") for op in proto.opset_import):
         raise ModelLoadError(f"{label}: the model declares no ONNX opset (truncated or corrupt?)")
+    check_model(proto, label)  # before anything decodes a tensor or reads external data
     load_external_data(proto, base_dir, label)
     try:
         slots = normalize(proto)
@@ -161,14 +171,29 @@ def _check_defined(slots: list[NodeSlot], proto: onnx.ModelProto, label: str) ->
 
 
 def _read_file(p: Path) -> bytes:
-    if not p.exists():
-        raise ModelLoadError(f"{p}: no such file")
-    if p.is_dir():
-        raise ModelLoadError(f"{p}: is a directory, not an ONNX file")
+    """The file's bytes: a regular file only (a FIFO or /dev/zero would block or never end)."""
     try:
-        data = p.read_bytes()
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{p}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{p}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelLoadError(f"{p}: is a directory, not an ONNX file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelLoadError(f"{p}: is not a regular file (a device, FIFO or socket); refused")
+    if st.st_size > MAX_MODEL_FILE_BYTES:
+        raise ModelLoadError(
+            f"{p}: {st.st_size} bytes is over the 2 GiB an ONNX file can hold; larger models keep "
+            "their weights in external data files"
+        )
+    try:
+        with open(p, "rb") as fh:
+            data = fh.read(MAX_MODEL_FILE_BYTES + 1)
     except OSError as exc:
         raise ModelLoadError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_MODEL_FILE_BYTES:
+        raise ModelLoadError(f"{p}: grew past 2 GiB while being read; refused")
     if not data:
         raise ModelLoadError(f"{p}: the file is empty")
     return data
