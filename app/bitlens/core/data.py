@@ -10,14 +10,15 @@ like any other: every input needs an array.
 
 from __future__ import annotations
 
-import wave
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bitlens.core.datafiles import check_labels, read_arrays, read_image, read_wav, resample
 from bitlens.core.errors import DataError
+from bitlens.core.limits import check_budget
 from bitlens.core.model.types import ModelInfo, TensorInfo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -103,6 +104,8 @@ class Dataset:
         are uniform token ids below its vocabulary size; ``dims`` gives sizes
         for symbolic dimensions (a leading unnamed/unknown dim is the batch).
         """
+        if n < 1:
+            raise DataError(f"the number of random samples must be at least 1, not {n}")
         rng = np.random.default_rng(seed)
         vocab = _vocab_sizes(info)
         arrays: dict[str, np.ndarray] = {}
@@ -126,24 +129,19 @@ class Dataset:
     ) -> Dataset:
         """``.npz`` keyed by input name (optional ``labels``), or ``.npy`` for a one-input model."""
         p = Path(path)
-        if not p.is_file():
-            raise DataError(f"{p}: no such data file")
-        try:
-            with np.load(p, allow_pickle=False) as loaded:
-                if isinstance(loaded, np.ndarray):
-                    raise TypeError
-                arrays = {k: loaded[k] for k in loaded.files}
-        except TypeError:
-            arr = np.load(p, allow_pickle=False)
+        loaded = read_arrays(p)  # safe: regular file, sizes checked before reading, no pickles
+        if isinstance(loaded, np.ndarray):
             if len(info.inputs) != 1:
                 raise DataError(
                     f"{p.name}: a .npy file feeds one input, but the model has {len(info.inputs)}; "
                     "use an .npz keyed by input name"
-                ) from None
-            arrays = {info.inputs[0].name: arr}
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{p.name}: not a readable .npy/.npz file ({exc})") from None
+                )
+            arrays = {info.inputs[0].name: loaded}
+        else:
+            arrays = loaded
         labels = arrays.pop(LABELS_KEY, None)
+        if labels is not None:
+            labels = check_labels(labels, None, p.name)
         return cls.from_arrays(
             info, arrays, labels, calibration_fraction=calibration_fraction, source=p.name
         )
@@ -162,8 +160,6 @@ class Dataset:
         input_name: str | None = None,
     ) -> Dataset:
         """Every image in ``folder`` (sorted by name), resized and normalized: ``(x*scale - mean)/std``."""
-        from PIL import Image, UnidentifiedImageError
-
         folder = Path(folder)
         files = (
             sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -193,15 +189,9 @@ class Dataset:
         mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
         if mode is None:
             raise DataError(f"input {target.name!r} has {channels} channels; images give 1, 3 or 4")
-        imgs = []
-        for f in files:
-            try:
-                with Image.open(f) as im:
-                    im = im.convert(mode).resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                    a = np.asarray(im, dtype=np.float32).reshape(size[0], size[1], channels)
-            except (UnidentifiedImageError, OSError) as exc:
-                raise DataError(f"{f.name}: not a readable image ({exc})") from None
-            imgs.append(a)
+        check_budget(len(files) * size[0] * size[1] * channels * 4,
+                     f"{len(files)} images of {size[0]}x{size[1]}", DataError)  # fmt: skip
+        imgs = [read_image(f, mode, size) for f in files]
         x = np.stack(imgs) * np.float32(scale)
         x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
         if layout == "NCHW":
@@ -244,7 +234,8 @@ class Dataset:
             frame = int(shape[-1])
         frames = []
         for f in files:
-            audio = resample(read_wav(f)[0], read_wav(f)[1], rate)
+            samples, file_rate = read_wav(f)
+            audio = resample(samples, file_rate, rate)
             for start in range(0, len(audio) - frame + 1, frame):
                 frames.append(audio[start : start + frame])
         if not frames:
@@ -270,44 +261,6 @@ def split_count(n: int, calibration_fraction: float = 0.5) -> int:
     if n <= 1:
         return n
     return min(max(1, round(n * calibration_fraction)), n - 1)
-
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 samples in [-1, 1] and the sample rate (PCM 8/16/32-bit)."""
-    try:
-        with wave.open(str(path), "rb") as w:
-            n_ch, width, rate, n = (
-                w.getnchannels(),
-                w.getsampwidth(),
-                w.getframerate(),
-                w.getnframes(),
-            )
-            raw = w.readframes(n)
-    except (wave.Error, EOFError, OSError) as exc:
-        raise DataError(f"{path.name}: not a readable WAV file ({exc})") from None
-    if width == 1:
-        a = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128) / 128
-    elif width == 2:
-        a = np.frombuffer(raw, "<i2").astype(np.float32) / 32768
-    elif width == 4:
-        a = np.frombuffer(raw, "<i4").astype(np.float32) / 2**31
-    else:
-        raise DataError(f"{path.name}: {8 * width}-bit WAV is not supported (8, 16 or 32-bit PCM)")
-    return a.reshape(-1, n_ch).mean(axis=1), rate
-
-
-def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Band-limited resampling by FFT (zero-padding or truncating the spectrum)."""
-    if rate == target or len(audio) == 0:
-        return audio.astype(np.float32)
-    n_out = round(len(audio) * target / rate)
-    spec = np.fft.rfft(audio.astype(np.float64))
-    k = n_out // 2 + 1
-    s2 = np.zeros(k, complex)
-    m = min(k, len(spec))
-    s2[:m] = spec[:m]
-    out = np.fft.irfft(s2, n_out) * (n_out / len(audio))
-    return out.astype(np.float32)
 
 
 # -- helpers -------------------------------------------------------------------------------
