@@ -7,7 +7,6 @@ non-finite numbers as the strings "inf"/"-inf"/"nan".
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from bitlens.cli.common import (
     add_data_arguments,
@@ -16,9 +15,9 @@ from bitlens.cli.common import (
     fmt_bytes,
     fmt_db,
 )
-from bitlens.core.errors import PlanError
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESETS, Plan
+from bitlens.core.plan_schema import read_json_file
 from bitlens.core.results import Evaluation
 
 
@@ -37,10 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_plan(args: argparse.Namespace, model) -> Plan:
     if getattr(args, "preset", None):
         return Plan.preset(model.info, args.preset)
-    path = Path(args.plan)
-    if not path.is_file():
-        raise PlanError(f"{path}: no such plan file")
-    return Plan.from_json(model.info, path.read_text(encoding="utf-8"))
+    return Plan.from_dict(model.info, read_json_file(args.plan, "plan"))
 
 
 def run(args: argparse.Namespace) -> int:

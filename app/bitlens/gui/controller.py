@@ -20,6 +20,7 @@ from bitlens.core.errors import BitlensError, PlanError
 from bitlens.core.export.exporter import ExportOptions, check_target
 from bitlens.core.fileio import atomic_write_text, check_output, same_file
 from bitlens.core.plan import Plan
+from bitlens.core.plan_schema import read_json_file
 from bitlens.core.results import SweepEntry
 from bitlens.gui import jobs
 from bitlens.gui.document import Document
@@ -256,7 +257,7 @@ class Controller(QObject):
 
         def read() -> None:
             info = _need_info(doc)
-            plan = Plan.from_json(info, _read_text(p))
+            plan = Plan.from_dict(info, read_json_file(p, "plan"))
             doc.replace_plan(plan, f"Open plan {p.name}")
             doc.plan_path = p
 
@@ -284,10 +285,7 @@ class Controller(QObject):
 
         def read() -> None:
             info = _need_info(doc)
-            try:
-                data = json.loads(_read_text(p))
-            except json.JSONDecodeError as exc:
-                raise PlanError(f"{p.name} is not valid JSON: {exc}") from None
+            data = read_json_file(p, "ORT overrides")
             if isinstance(data, dict) and "TensorQuantOverrides" in data:
                 data = data["TensorQuantOverrides"]  # a whole extra_options object
             if not isinstance(data, dict):
@@ -304,12 +302,3 @@ def _need_info(doc: Document):
     if doc.info is None:
         raise PlanError("open a model first")
     return doc.info
-
-
-def _read_text(p: Path) -> str:
-    try:
-        return p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PlanError(f"cannot read {p}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise PlanError(f"{p.name} is not a text file") from None
