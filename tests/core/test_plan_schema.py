@@ -43,7 +43,7 @@ def test_dynamic_must_be_a_boolean(info) -> None:
 )
 def test_bad_layer_entries(info, layers: dict, match: str) -> None:
     name = info.layers[0].name
-    fixed = {name: v for v in layers.values()}
+    fixed = {name: next(iter(layers.values()))}
     with pytest.raises(PlanError, match=match):
         Plan.from_dict(info, _plan(info, fixed))
 
