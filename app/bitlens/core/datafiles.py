@@ -117,7 +117,11 @@ def _read_npy_stream(fh: IO[bytes], size: int, name: str) -> np.ndarray:
             shape, fortran, dtype = fmt.read_array_header_2_0(fh, max_header_size=10_000)
         else:
             raise ValueError(f"unknown .npy version {version}")
-    except (ValueError, SyntaxError, EOFError, struct.error, TypeError, OverflowError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError):
+        raise
+    except Exception as exc:
+        # whose errors on hostile text are many and unlisted (ValueError, SyntaxError,
+        # tokenize.TokenError, ...): any of them means "not an array header".
         raise DataError(f"{name}: not a readable .npy array ({_one_line(exc)})") from None
     if dtype.hasobject:
         raise DataError(f"{name}: holds Python objects (a pickle), which Bitlens never loads")

@@ -61,7 +61,7 @@ def read_json_file(path: str | Path, what: str = "plan") -> Any:
         raise PlanError(f"{p}: {st.st_size} bytes is too large for a {what} file")
     try:
         with open(p, "rb") as fh:
-            raw = fh.read(MAX_JSON_BYTES + 1)
+            raw = fh.read(st.st_size)
     except OSError as exc:
         raise PlanError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     try:

@@ -189,11 +189,11 @@ def _read_file(p: Path) -> bytes:
         )
     try:
         with open(p, "rb") as fh:
-            data = fh.read(MAX_MODEL_FILE_BYTES + 1)
+            data = fh.read(st.st_size + 1)  # +1: a file that grows is noticed, not read on
     except OSError as exc:
         raise ModelLoadError(f"{p}: cannot be read ({exc.strerror or exc})") from None
-    if len(data) > MAX_MODEL_FILE_BYTES:
-        raise ModelLoadError(f"{p}: grew past 2 GiB while being read; refused")
+    if len(data) > st.st_size:
+        raise ModelLoadError(f"{p}: the file changed while being read; try again")
     if not data:
         raise ModelLoadError(f"{p}: the file is empty")
     return data
