@@ -146,3 +146,17 @@ def test_litter_of_a_dead_process_is_cleaned_and_nothing_else(tmp_path: Path) ->
     assert clean_stale(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir() if ".bitlens-" in p.name and
                   p.name.endswith(".tmp")) == []
+
+
+def test_a_staged_export_takes_the_mode_of_the_file_it_replaces(tmp_path: Path) -> None:
+    from bitlens.core.fileio import replace_into
+
+    target = tmp_path / "out.onnx"
+    target.write_bytes(b"old")
+    target.chmod(0o644)
+    staged = staging_path(target)
+    atomic_write_text(staged, "new")
+    staged.chmod(0o600)
+    replace_into(staged, target)
+    assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert not staged.exists()
