@@ -449,7 +449,13 @@ def _mut_npy_header(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     else:
         new = header[: rng.randrange(len(header))]
         what = "npy header cut"
-    return new.encode("latin1") + data[end:], what
+        return new.encode("latin1") + data[end:], what
+    # Keep the header's declared length (padding with spaces, as numpy does) so the
+    # change itself, not a shifted data offset, is what the reader meets.
+    body = new.rstrip("\n")
+    if len(body) < len(header) - 1:
+        body = body + " " * (len(header) - 1 - len(body))
+    return (body + "\n").encode("latin1") + data[end:], what
 
 
 def _npz(arrays: dict[str, bytes]) -> bytes:
@@ -525,7 +531,7 @@ def _mut_json(obj: object, rng: random.Random) -> tuple[bytes, str]:
 def data_cases(n: int, seed: int, scratch: Path) -> Iterator[Case]:
     rng = random.Random(seed + 1)
     x = np.random.default_rng(0).standard_normal((6, 16)).astype(np.float32)
-    good_npz = _npz({"x": _npy(x), "labels": _npy(np.arange(6) % 3)})
+    good_npz = _npz({"x": _npy(x), "labels": _npy(np.arange(3))})
     good_npy = _npy(x)
     digits = SAMPLES / "digits_cnn" / "data.npz"
     digits_npz = digits.read_bytes() if digits.is_file() else good_npz
@@ -550,7 +556,9 @@ def data_cases(n: int, seed: int, scratch: Path) -> Iterator[Case]:
             else:
                 inner, what = _mut_npy_header(good_npy, rng)
                 key = rng.choice(["x", "labels", "nope"])
-                extra = {"labels": _npy(rng.choice([np.array(3), np.arange(6) % 3, np.zeros((6, 2))]))}
+                # mlp's x has a fixed batch of 2: 6 rows are 3 samples, so 3 labels fit
+                labels = rng.choice([np.arange(3), np.arange(3), np.array(3), np.zeros((3, 2))])
+                extra = {"labels": _npy(labels)}
                 data = _npz({key: inner, **({} if key == "labels" else extra)})
                 what = f"npz member {key}: {what}"
             path = folder / f"data.{kind}"
@@ -598,13 +606,16 @@ def _worker_main() -> int:  # pragma: no cover - runs in the subprocess
 
     from bitlens.cli.inspect import to_json, to_text
     from bitlens.core.data import Dataset
+    from bitlens.core.engine import bind
     from bitlens.core.errors import BitlensError
     from bitlens.core.formats import parse_format
+    from bitlens.core.graph_layout import layout_model
     from bitlens.core.limits import memory_budget
     from bitlens.core.model.loader import from_proto, load_model
     from bitlens.core.plan import Plan
     from bitlens.core.plan_schema import read_json_file
     from bitlens.core.report import inspect_model
+    from bitlens.core.viewdata import distribution
 
     models = seed_models()
     infos = {k: from_proto(v).info for k, v in models.items()}
@@ -617,10 +628,15 @@ def _worker_main() -> int:  # pragma: no cover - runs in the subprocess
 
     def run(case: Case) -> None:
         if case.kind == "model":
-            m = load_model(case.path)
+            m = load_model(case.path)  # then what `bitlens inspect` and the window compute
             report = inspect_model(m, formats)
             json.dumps(to_json(report))
             to_text(report).encode("utf-8")
+            layout_model(m.info)
+            for layer in m.info.layers[:4]:
+                if layer.weights:
+                    w = layer.weights[0]
+                    distribution(m.weight(w), bind(formats[0], w))
         elif case.kind in ("npz", "npy"):
             Dataset.from_npz(case.path, infos[case.model])
         elif case.kind == "wav":
