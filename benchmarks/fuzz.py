@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per case")
     ap.add_argument("--budget", default="1G", help="BITLENS_MEMORY_BUDGET for the worker")
+    ap.add_argument(
+        "--engine", type=int, default=0, metavar="N",
+        help="also N model cases that go on as the window does: random data, an ONNX Runtime "
+        "engine, calibration, a W8A8 evaluation",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     runner = Runner(timeout=args.timeout, budget=args.budget)
     total_fail = 0
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bitlens-fuzz-") as scratch:
             for label, gen in (
                 ("models", model_cases(args.models, args.seed, Path(scratch))),
+                ("models+engine", model_cases(args.engine, args.seed + 7, Path(scratch), True)),
                 ("data/plan", data_cases(args.data, args.seed, Path(scratch))),
             ):
                 t0 = time.perf_counter()
@@ -68,6 +74,8 @@ def _progress(label: str):
 def _print(label: str, report: Report, seconds: float) -> int:
     counts = report.counts()
     n = len(report.results)
+    if not n:
+        return 0
     print(f"{label}: {n} cases in {seconds:.0f} s")
     for outcome in ("loaded", "error", *FAILURES):
         print(f"  {outcome:12s} {counts.get(outcome, 0)}")

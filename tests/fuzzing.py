@@ -59,6 +59,7 @@ class Case:
     base: str  # which seed file it was made from
     mutation: str  # what was done to it
     model: str = ""  # for data and plans: the model they are read against
+    engine: bool = False  # models: also build the engine on random data, calibrate, evaluate W8A8
 
 
 @dataclass
@@ -386,7 +387,7 @@ PROTO_MUTATIONS: tuple[Callable[[onnx.ModelProto, random.Random], str], ...] = (
 )  # fmt: skip
 
 
-def model_cases(n: int, seed: int, scratch: Path) -> Iterator[Case]:
+def model_cases(n: int, seed: int, scratch: Path, engine: bool = False) -> Iterator[Case]:
     rng = random.Random(seed)
     models = seed_models()
     names = sorted(models)
@@ -420,7 +421,7 @@ def model_cases(n: int, seed: int, scratch: Path) -> Iterator[Case]:
             data = m.SerializeToString()
         path = folder / "model.onnx"
         path.write_bytes(data)
-        yield Case("model", str(path), base, what)
+        yield Case("model", str(path), base, what, engine=engine)
 
 
 # -- data and plan mutations ---------------------------------------------------------------------
@@ -606,7 +607,7 @@ def _worker_main() -> int:  # pragma: no cover - runs in the subprocess
 
     from bitlens.cli.inspect import to_json, to_text
     from bitlens.core.data import Dataset
-    from bitlens.core.engine import bind
+    from bitlens.core.engine import Engine, bind
     from bitlens.core.errors import BitlensError
     from bitlens.core.formats import parse_format
     from bitlens.core.graph_layout import layout_model
@@ -637,6 +638,11 @@ def _worker_main() -> int:  # pragma: no cover - runs in the subprocess
                 if layer.weights:
                     w = layer.weights[0]
                     distribution(m.weight(w), bind(formats[0], w))
+            if case.engine:  # what the window does next: data, engine, calibration, evaluation
+                eng = Engine(m, Dataset.random(m.info, n=2), device="cpu")
+                for _ in eng.calibrate("minmax"):
+                    pass
+                eng.evaluate(Plan.preset(m.info, "W8A8"))
         elif case.kind in ("npz", "npy"):
             Dataset.from_npz(case.path, infos[case.model])
         elif case.kind == "wav":

@@ -131,3 +131,10 @@ def test_fifo_data_file_is_refused(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(DataError, match="not a regular file"):
         read_arrays(fifo)
+
+
+def test_an_input_with_a_zero_dimension_is_a_data_error() -> None:
+    m = mlp()
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 0
+    with pytest.raises(DataError, match="an empty input cannot be fed"):
+        Dataset.random(from_proto(m).info, n=2)

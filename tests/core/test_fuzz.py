@@ -16,6 +16,7 @@ from tests.fuzzing import Report, Runner, data_cases, model_cases, run_cases
 
 MODEL_CASES = 600
 DATA_CASES = 300  # 50 of each: npz, npy, wav, image, plan, overrides
+ENGINE_CASES = 200
 
 
 def _check(report: Report) -> None:
@@ -45,3 +46,11 @@ def test_fuzzed_data_plans_and_overrides(runner: Runner, tmp_path: Path) -> None
     _check(report)
     kinds = {r.case.kind for r in report.results}
     assert kinds == {"npz", "npy", "wav", "image", "plan", "overrides"}
+
+
+@pytest.mark.timeout(240)
+def test_fuzzed_models_through_the_engine(runner: Runner, tmp_path: Path) -> None:
+    """What the window does after loading: random data, an engine, calibration, evaluation."""
+    report = run_cases(model_cases(ENGINE_CASES, seed=7, scratch=tmp_path, engine=True), runner)
+    _check(report)
+    assert report.counts()["loaded"] > 0

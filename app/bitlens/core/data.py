@@ -280,6 +280,8 @@ def _n_samples(t: TensorInfo, a: np.ndarray) -> int:
             f"input {t.name!r} expects shape {_fmt_shape(t)}, given {list(a.shape)} "
             f"(rank {a.ndim} instead of {rank})"
         )
+    if t.shape and any(d == 0 for d in t.shape if isinstance(d, int)):
+        raise DataError(f"input {t.name!r} has shape {_fmt_shape(t)}: an empty input cannot be fed")
     # With an extra sample axis each sample has the input's full shape.
     per_sample = a.shape[1:]
     expected = (t.shape or ())[1:] if a.ndim == rank else (t.shape or ())
