@@ -194,3 +194,9 @@ def test_from_proto_validates_too() -> None:
     m.graph.initializer[0].raw_data = b"\0"
     with pytest.raises(ModelLoadError, match="holds 1 bytes"):
         from_proto(m)
+
+
+def test_negative_input_dimension(tmp_path: Path) -> None:
+    m = mlp()
+    m.graph.input[0].type.tensor_type.shape.dim[1].dim_value = -1
+    _refused(m, tmp_path, "negative dimension -1")

@@ -113,6 +113,8 @@ class Dataset:
             shape = _concrete_shape(t, dict(dims or {}))
             full = (n, *shape[1:]) if shape else (n,)
             dt = np.dtype(t.dtype)
+            nbytes = int(np.prod(full, dtype=object)) * dt.itemsize
+            check_budget(nbytes, f"random data for input {t.name!r} of shape {list(full)}", DataError)
             if dt.kind == "f":
                 arrays[t.name] = rng.standard_normal(full).astype(dt)
             elif dt.kind in "iu":

@@ -205,6 +205,12 @@ def check_io_types(model: onnx.ModelProto, label: str) -> None:
                         f"{label}: model {kind} {vi.name!r} has "
                         + ("no element type" if et == T.UNDEFINED else f"unknown element type {et}")
                     )
+                for d in tp.tensor_type.shape.dim:
+                    if d.HasField("dim_value") and d.dim_value < 0:
+                        raise ModelLoadError(
+                            f"{label}: model {kind} {vi.name!r} has a negative dimension "
+                            f"{d.dim_value}"
+                        )
 
 
 def check_strings(msg: object, label: str, path: str = "") -> None:
