@@ -200,3 +200,14 @@ def test_negative_input_dimension(tmp_path: Path) -> None:
     m = mlp()
     m.graph.input[0].type.tensor_type.shape.dim[1].dim_value = -1
     _refused(m, tmp_path, "negative dimension -1")
+
+
+def test_histogram_of_a_weight_spanning_the_float32_range() -> None:
+    from bitlens.core.viewdata import histogram
+
+    w = np.array([-3.0e38, 0.0, 1.0, 3.0e38], np.float32)
+    edges, counts = histogram(w, bins=10)
+    assert counts.sum() == 4 and edges[0] == pytest.approx(-3.0e38, rel=1e-6)
+    big = np.array([-1.7e308, 1.7e308])
+    edges, counts = histogram(big, bins=4)
+    assert counts.sum() == 2 and np.isfinite(edges).all()
