@@ -220,7 +220,13 @@ class Dataset:
 
     @classmethod
     def random(
-        cls, info: ModelInfo, n: int = 8, dims: Mapping[str, int] | None = None, seed: int = 0
+        cls,
+        info: ModelInfo,
+        n: int = 8,
+        dims: Mapping[str, int] | None = None,
+        seed: int = 0,
+        *,
+        calibration_fraction: float = 0.5,
     ) -> Dataset:
         """``n`` samples of random data shaped from the model's inputs.
 
@@ -244,7 +250,12 @@ class Dataset:
                 arrays[t.name] = rng.integers(0, 2, size=full).astype(bool)
             else:
                 raise DataError(f"input {t.name!r}: cannot generate random data of type {t.dtype}")
-        ds = cls.from_arrays(info, arrays, source=f"random inputs ({n} samples, seed {seed})")
+        ds = cls.from_arrays(
+            info,
+            arrays,
+            calibration_fraction=calibration_fraction,
+            source=f"random inputs ({n} samples, seed {seed})",
+        )
         return replace(ds, generated=True)
 
     @classmethod
