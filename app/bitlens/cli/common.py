@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
-from bitlens.core.data import FEED_SUFFIXES, Dataset
+from bitlens.core.data import Dataset, load_path
 from bitlens.core.dims import MissingDimension, needed_dims
 from bitlens.core.engine import Engine
 from bitlens.core.errors import DataError
@@ -120,20 +119,7 @@ def _dataset(args: argparse.Namespace, info: ModelInfo) -> Dataset:
 def read_source(
     path: str, info: ModelInfo, args: argparse.Namespace, fraction: float = 0.5
 ) -> Dataset:
-    """One data path, its kind read from what it is: a folder of feeds, images or WAV
-    files, a .wav file, or an .npz/.npy file."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: no such data file or folder")
-    if p.is_dir():
-        if any(p.glob("*.wav")):
-            return Dataset.from_wav(p, info, rate=args.rate)
-        if any(f.suffix.lower() in FEED_SUFFIXES for f in p.iterdir()):
-            return Dataset.from_folder(p, info, calibration_fraction=fraction)
-        return Dataset.from_images(p, info)
-    if p.suffix.lower() == ".wav":
-        return Dataset.from_wav(p, info, rate=args.rate)
-    return Dataset.from_npz(p, info, calibration_fraction=fraction)
+    return load_path(path, info, rate=args.rate, calibration_fraction=fraction)
 
 
 def dump_json(obj: Any) -> str:

@@ -467,6 +467,25 @@ class DataSummary:
         return [line for line in out if line]
 
 
+def load_path(
+    path: str | Path, info: ModelInfo, *, rate: int = 16000, calibration_fraction: float = 0.5
+) -> Dataset:
+    """Data from one path, its kind read from what it is: a folder of ``.wav`` files, of
+    ``.npz``/``.npy`` feeds or of images; a ``.wav`` file; an ``.npz``/``.npy`` file."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such data file or folder")
+    if p.is_dir():
+        if any(p.glob("*.wav")):
+            return Dataset.from_wav(p, info, rate=rate)
+        if any(f.suffix.lower() in FEED_SUFFIXES for f in p.iterdir()):
+            return Dataset.from_folder(p, info, calibration_fraction=calibration_fraction)
+        return Dataset.from_images(p, info)
+    if p.suffix.lower() == ".wav":
+        return Dataset.from_wav(p, info, rate=rate)
+    return Dataset.from_npz(p, info, calibration_fraction=calibration_fraction)
+
+
 def split_indices(
     n: int, calibration_fraction: float = 0.5
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
