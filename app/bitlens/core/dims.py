@@ -87,14 +87,12 @@ def suggest_dims(
     feed: Mapping[str, np.ndarray] | None = None,
     remembered: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
-    """A size for every needed dimension: remembered, else read from a data feed, else a
-    default from the input's layout (an image's missing side copies the fixed one)."""
+    """A size for every needed dimension: read from a data feed (the data in use), else
+    remembered, else a default from the input's layout (an image's missing side copies
+    the fixed one, 224 when both are missing; any other axis 32)."""
     inputs = {t.name: t for t in info.inputs}
     out: dict[str, int] = {}
     for spec in needed_dims(info):
-        if remembered and isinstance(remembered.get(spec.key), int) and remembered[spec.key] > 0:
-            out[spec.key] = int(remembered[spec.key])
-            continue
         from_data = [
             int(feed[name].shape[axis])
             for name, axis in spec.uses
@@ -102,6 +100,9 @@ def suggest_dims(
         ]
         if from_data:
             out[spec.key] = from_data[0]
+            continue
+        if remembered and isinstance(remembered.get(spec.key), int) and remembered[spec.key] > 0:
+            out[spec.key] = int(remembered[spec.key])
             continue
         name, axis = spec.uses[0]
         out[spec.key] = _default_size(inputs[name], axis)
