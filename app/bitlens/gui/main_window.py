@@ -287,7 +287,7 @@ class MainWindow(QMainWindow):
         data = None if session is None else session.data
         feed = data.samples[data.evaluation[0]] if data is not None else None
         remembered = self.settings.model_dims(session.path) if session and session.path else {}
-        request = DataDialog.ask(info, self, suggest_dims(info, feed, remembered))
+        request = DataDialog.ask(info, self, dims=suggest_dims(info, feed, remembered))
         if request is not None:
             self.controller.open_data(request)
 
