@@ -225,3 +225,18 @@ def test_evaluation_on_feeds_of_different_widths_matches_ort_qdq(multi_shape_eng
     sqnr = 10 * np.log10(np.sum(ref**2) / np.sum((ref - q) ** 2))
     assert ev.outputs["y"].error.sqnr_db == pytest.approx(sqnr, abs=1e-3)
     assert ev.layers["classify"].accumulated is not None
+
+
+def test_load_path_reads_the_kind_and_passes_the_fraction(tmp_path) -> None:
+    from PIL import Image
+
+    from bitlens.core.data import load_path
+    from tests.core.engine_models import small_cnn
+
+    info = from_proto(small_cnn()).info
+    for i in range(4):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / f"im{i}.png")
+    ds = load_path(tmp_path, info, calibration_fraction=0.75)
+    assert "the first 3 of 4 samples calibrate" in ds.split
+    with pytest.raises(DataError, match="no such data file or folder"):
+        load_path(tmp_path / "none", info)

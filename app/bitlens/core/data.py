@@ -322,6 +322,7 @@ class Dataset:
         mean: float | Sequence[float] = 0.0,
         std: float | Sequence[float] = 1.0,
         input_name: str | None = None,
+        calibration_fraction: float = 0.5,
     ) -> Dataset:
         """Every image in ``folder`` (sorted by name), resized and normalized: ``(x*scale - mean)/std``."""
         from PIL import Image, UnidentifiedImageError
@@ -375,7 +376,12 @@ class Dataset:
                 f"the model has more inputs than the image input: {', '.join(t.name for t in others)}; "
                 "use an .npz with all of them"
             )
-        return cls.from_arrays(info, arrays, source=f"{folder.name}/ ({len(files)} images)")
+        return cls.from_arrays(
+            info,
+            arrays,
+            calibration_fraction=calibration_fraction,
+            source=f"{folder.name}/ ({len(files)} images)",
+        )
 
     @classmethod
     def from_wav(
@@ -386,6 +392,7 @@ class Dataset:
         rate: int = 16000,
         frame: int | None = None,
         input_name: str | None = None,
+        calibration_fraction: float = 0.5,
     ) -> Dataset:
         """WAV files (one file or a folder), mixed to mono, resampled, cut into frames.
 
@@ -414,7 +421,12 @@ class Dataset:
         x = np.stack(frames).astype(np.float32)
         rank = len(shape)
         x = x.reshape(len(frames), *([1] * max(rank - 2, 0)), frame) if rank >= 2 else x
-        return cls.from_arrays(info, {target.name: x}, source=f"{p.name} ({len(frames)} frames)")
+        return cls.from_arrays(
+            info,
+            {target.name: x},
+            calibration_fraction=calibration_fraction,
+            source=f"{p.name} ({len(frames)} frames)",
+        )
 
 
 @dataclass(frozen=True)
@@ -475,14 +487,15 @@ def load_path(
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such data file or folder")
+    fraction = calibration_fraction
     if p.is_dir():
         if any(p.glob("*.wav")):
-            return Dataset.from_wav(p, info, rate=rate)
+            return Dataset.from_wav(p, info, rate=rate, calibration_fraction=fraction)
         if any(f.suffix.lower() in FEED_SUFFIXES for f in p.iterdir()):
-            return Dataset.from_folder(p, info, calibration_fraction=calibration_fraction)
-        return Dataset.from_images(p, info)
+            return Dataset.from_folder(p, info, calibration_fraction=fraction)
+        return Dataset.from_images(p, info, calibration_fraction=fraction)
     if p.suffix.lower() == ".wav":
-        return Dataset.from_wav(p, info, rate=rate)
+        return Dataset.from_wav(p, info, rate=rate, calibration_fraction=fraction)
     return Dataset.from_npz(p, info, calibration_fraction=calibration_fraction)
 
 

@@ -107,10 +107,13 @@ def _source(request: DataRequest, info: ModelInfo, fraction: float) -> Dataset:
         std = request.std[0] if len(request.std) == 1 else request.std
         return Dataset.from_images(
             request.path, info, size=request.size, layout=request.layout,
-            scale=request.scale, mean=mean, std=std,
+            scale=request.scale, mean=mean, std=std, calibration_fraction=fraction,
         )  # fmt: skip
     if kind == "wav":
-        return Dataset.from_wav(request.path, info, rate=request.rate, frame=request.frame)
+        return Dataset.from_wav(
+            request.path, info, rate=request.rate, frame=request.frame,
+            calibration_fraction=fraction,
+        )  # fmt: skip
     raise DataError(f"unknown data source {kind!r} (known: {', '.join(DATA_KINDS)})")
 
 
