@@ -144,3 +144,29 @@ def test_separate_calibration_and_evaluation_folders_in_the_window(
     assert len(data.calibration) == 3 and len(data.evaluation) == 2
     assert "Data: 3 calibrate, 2 evaluate" in window.status.data_label.text()
     assert window.document.evaluation.outputs["y"].error.sqnr_db == float("inf")  # float plan
+
+
+def test_input_random_data_cannot_fill_opens_and_says_why(qtbot, window, tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.core.engine_models import _model
+
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "W")
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+        "string_input",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4]),
+            helper.make_tensor_value_info("tag", TensorProto.STRING, ["N"]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [w],
+    )
+    path = tmp_path / "tagged.onnx"
+    onnx.save(_model(g), path)
+    window.open_model(path)
+    wait_idle(qtbot, window)
+    assert window.document.session.data is None and window.table.proxy.rowCount() == 1
+    assert window.message_bar.isVisible() and "'tag'" in window.message_bar.text.text()
+    assert window.controller.run_sweep(["int8 sym ch"]) is None
+    assert "Open Data" in window.message_bar.text.text()

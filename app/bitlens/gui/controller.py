@@ -16,7 +16,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from bitlens.core.errors import BitlensError, PlanError
+from bitlens.core.errors import BitlensError, DataError, PlanError
 from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.plan import Plan
@@ -81,12 +81,16 @@ class Controller(QObject):
         return self.open_data(DataRequest("random", dims=dict(dims)))
 
     def _needs_data(self) -> bool:
-        """True (and the sizes asked for) when the open model has no input data yet."""
+        """True (and the sizes or data asked for) when the open model has no input data."""
         session = self.session
-        if session is not None and session.data is None:
+        if session is None or session.data is not None:
+            return False
+        if session.data_note:
+            self.failed.emit("This needs input data", DataError(
+                f"{session.data_note}; open data with File ▸ Open Data…"))  # fmt: skip
+        else:
             self.dimsNeeded.emit()
-            return True
-        return False
+        return True
 
     def open_data(self, request: DataRequest) -> Job | None:
         session = self.session
@@ -112,7 +116,9 @@ class Controller(QObject):
         if what is not None:
             self.opened.emit(what)
         self.evaluate()
-        if session.data is None:
+        if session.data is None and session.data_note:
+            self.failed.emit("Generating random inputs", DataError(session.data_note))
+        elif session.data is None:
             self.dimsNeeded.emit()
 
     # -- plan and evaluation ----------------------------------------------------------------
@@ -220,7 +226,8 @@ class Controller(QObject):
         target = Path(path)
         if session.path is not None and target.resolve() == session.path.resolve():
             self.failed.emit(
-                "Export", BitlensError(f"{target.name} is the model being inspected; choose another file")
+                "Export",
+                BitlensError(f"{target.name} is the model being inspected; choose another file"),
             )
             return None
         return self.runner.submit(

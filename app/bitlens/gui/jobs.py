@@ -73,6 +73,7 @@ class Session:
     title: str  # the window title's model name
     request: DataRequest | None  # None: the data came with a sample
     providers: tuple[str, ...]
+    data_note: str = ""  # why there are no data, when random inputs could not be made
 
     @property
     def info(self) -> ModelInfo:
@@ -142,7 +143,13 @@ def open_model(
         request = DataRequest(dims=dict(dims or {}))
         if missing_dims(model.info, request.dims):
             return (yield from _start(model, None, path, path.name, None, device))
-    data = build_dataset(request, model.info)
+        try:
+            data = build_dataset(request, model.info)
+        except DataError as exc:  # e.g. an input of unknown rank: open anyway, say why
+            session = yield from _start(model, None, path, path.name, None, device)
+            return replace(session, data_note=str(exc))
+    else:
+        data = build_dataset(request, model.info)
     return (yield from _start(model, data, path, path.name, request, device))
 
 
