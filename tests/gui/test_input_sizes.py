@@ -170,3 +170,16 @@ def test_input_random_data_cannot_fill_opens_and_says_why(qtbot, window, tmp_pat
     assert window.message_bar.isVisible() and "'tag'" in window.message_bar.text.text()
     assert window.controller.run_sweep(["int8 sym ch"]) is None
     assert "Open Data" in window.message_bar.text.text()
+
+
+def test_opening_another_model_drops_the_pending_sizes_dialog(
+    qtbot, window, line_path: Path, cnn_path: Path
+) -> None:
+    _open_without_data(qtbot, window, line_path)
+    old = window.dims_dialog
+    window.open_model(cnn_path)
+    qtbot.waitUntil(lambda: window.document.session.path == cnn_path, timeout=OPEN_TIMEOUT_MS)
+    wait_idle(qtbot, window)
+    assert not old.isVisible() and window.dims_dialog is None
+    assert not window.message_bar.isVisible()
+    assert window.document.session.data is not None

@@ -36,6 +36,7 @@ class DimsDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("dimsDialog")
         self.setWindowTitle("Input sizes")
+        self.info = info
         inputs = "<br>".join(
             f"<b>{t.name}</b>: {fmt_shape(t.shape)} {t.dtype}" for t in info.inputs
         )

@@ -302,16 +302,16 @@ class MainWindow(QMainWindow):
         feed = data.samples[data.evaluation[0]] if data is not None else None
         remembered = self.settings.model_dims(session.path) if session.path else {}
         dlg = DimsDialog(session.info, suggest_dims(session.info, feed, remembered), self)
-        dlg.accepted.connect(lambda: self._on_input_sizes(dlg))
+        dlg.accepted.connect(lambda: self._on_input_sizes(dlg, session))
         dlg.rejected.connect(self._on_input_sizes_declined)
         self.dims_dialog = dlg
         dlg.open()
         return dlg
 
-    def _on_input_sizes(self, dlg: DimsDialog) -> None:
+    def _on_input_sizes(self, dlg: DimsDialog, asked_for: Session) -> None:
         session = self.document.session
-        if session is None:
-            return
+        if session is None or session.model is not asked_for.model:
+            return  # another model was opened meanwhile
         dims = dlg.dims()
         if session.path is not None:
             self.settings.set_model_dims(session.path, dims)
@@ -374,6 +374,11 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(self.table if session is not None else self.welcome)
         self.status.show_providers(() if session is None else session.providers)
         self.status.show_evaluation(None, stale=False)
+        dlg = self.dims_dialog
+        if dlg is not None and (session is None or dlg.info is not session.info):
+            dlg.blockSignals(True)  # sizes asked for the previous model: drop them quietly
+            dlg.reject()
+            self.dims_dialog = None
         data = None if session is None else session.data
         self.status.show_data(
             None if data is None else data.summary(), is_open=session is not None
