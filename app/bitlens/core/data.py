@@ -93,11 +93,24 @@ class Dataset:
         if len(set(counts.values())) != 1:
             raise DataError(f"{source}: inputs hold different numbers of samples: {counts}")
         n = next(iter(counts.values()))
-        units = [{k: _slice(inputs[k], a, i, i + 1) for k, a in arrays.items()} for i in range(n)]
-        return cls._assemble(
-            info, units, _split_labels(units, labels, source), calibration_fraction, source,
-            "samples",
-        )  # fmt: skip
+        if labels is not None and len(labels) != n:
+            raise DataError(f"{source}: {len(labels)} labels for {n} samples")
+        batch = MAX_BATCH if all(_batch_dynamic(inputs[k], a) for k, a in arrays.items()) else 1
+        # Split samples first, then batch each part: calibration and evaluation never share
+        # a feed. One shape throughout, so batches are slices (views, no copies).
+        n_cal = split_count(n, calibration_fraction)
+        feeds: list[dict[str, np.ndarray]] = []
+        cal: list[int] = []
+        ev: list[int] = []
+        for lo, hi, part in ((0, n_cal, cal), (n_cal, n, ev)):
+            for start in range(lo, hi, batch):
+                stop = min(start + batch, hi)
+                part.append(len(feeds))
+                feeds.append({k: _slice(inputs[k], a, start, stop) for k, a in arrays.items()})
+        if n == 1:
+            ev = cal
+        split = _split_text(n, n_cal, calibration_fraction, "samples")
+        return cls(tuple(feeds), labels, tuple(cal), tuple(ev), source, split)
 
     @classmethod
     def from_feeds(
@@ -172,13 +185,8 @@ class Dataset:
                     rows.extend(labels[lo + j] for j in group)  # type: ignore[misc]
         if n == 1:
             ev = cal
-            split = f"the one {what[:-1]} both calibrates and evaluates"
-        else:
-            split = (
-                f"the first {n_cal} of {n} {what} calibrate, the other {n - n_cal} evaluate "
-                f"(calibration fraction {calibration_fraction:g})"
-            )
         all_labels = np.concatenate(rows) if rows else None
+        split = _split_text(n, n_cal, calibration_fraction, what)
         return cls(tuple(feeds), all_labels, tuple(cal), tuple(ev), source, split)
 
     @classmethod
@@ -649,18 +657,13 @@ def _feed_array(t: TensorInfo, a: np.ndarray, source: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def _split_labels(
-    units: Sequence[Mapping[str, np.ndarray]], labels: np.ndarray | None, source: str
-) -> list[np.ndarray | None]:
-    """One label array per unit feed, cut from labels for every row."""
-    if labels is None:
-        return [None] * len(units)
-    labels = np.asarray(labels)
-    bounds = np.cumsum([0, *(batch_of(u) for u in units)])
-    if labels.ndim == 0 or len(labels) != bounds[-1]:
-        n = 1 if labels.ndim == 0 else len(labels)
-        raise DataError(f"{source}: {n} labels for {bounds[-1]} samples")
-    return [labels[bounds[i] : bounds[i + 1]] for i in range(len(units))]
+def _split_text(n: int, n_cal: int, fraction: float, what: str) -> str:
+    if n == 1:
+        return f"the one {what[:-1]} both calibrates and evaluates"
+    return (
+        f"the first {n_cal} of {n} {what} calibrate, the other {n - n_cal} evaluate "
+        f"(calibration fraction {fraction:g})"
+    )
 
 
 def _batches(units: Sequence[Mapping[str, np.ndarray]], batchable: bool) -> list[list[int]]:
@@ -732,6 +735,11 @@ def _n_samples(t: TensorInfo, a: np.ndarray) -> int:
         return a.shape[0]
     fixed = t.shape[0] if t.shape and isinstance(t.shape[0], int) else 1
     return a.shape[0] // fixed if fixed > 1 else a.shape[0]
+
+
+def _batch_dynamic(t: TensorInfo, a: np.ndarray) -> bool:
+    rank = len(t.shape) if t.shape is not None else a.ndim
+    return a.ndim == rank and bool(t.shape) and not isinstance(t.shape[0], int)  # type: ignore[index]
 
 
 def _slice(t: TensorInfo, a: np.ndarray, start: int, stop: int) -> np.ndarray:
