@@ -81,7 +81,7 @@ def test_zero_d_labels_and_negative_samples(tmp_path: Path) -> None:
     x = np.zeros((4, *info.inputs[0].shape[1:]), np.float32)  # type: ignore[misc]
     p = tmp_path / "d.npz"
     np.savez(p, **{info.inputs[0].name: x, "labels": np.array(3)})
-    with pytest.raises(DataError, match="labels must be a 1-D array"):
+    with pytest.raises(DataError, match="labels must be an array with one entry per sample"):
         Dataset.from_npz(p, info)
     with pytest.raises(DataError, match="at least 1, not -3"):
         Dataset.random(info, n=-3)

@@ -150,12 +150,10 @@ def _read_npy_stream(fh: IO[bytes], size: int, name: str) -> np.ndarray:
 
 
 def check_labels(labels: Any, n: int | None, source: str) -> np.ndarray:
-    """Labels are a 1-D integer array (one class per sample)."""
+    """Labels are an array with one entry (or row) per sample: never a 0-d scalar."""
     a = np.asarray(labels)
-    if a.ndim != 1:
-        raise DataError(f"{source}: labels must be a 1-D array of class ids, got shape {list(a.shape)}")
-    if a.dtype.kind not in "iu":
-        raise DataError(f"{source}: labels must be integers (class ids), got {a.dtype}")
+    if a.ndim == 0:
+        raise DataError(f"{source}: labels must be an array with one entry per sample, got a scalar")
     if n is not None and len(a) != n:
         raise DataError(f"{source}: {len(a)} labels for {n} samples")
     return a
