@@ -160,3 +160,15 @@ def test_a_staged_export_takes_the_mode_of_the_file_it_replaces(tmp_path: Path) 
     replace_into(staged, target)
     assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o644
     assert not staged.exists()
+
+
+def test_report_onto_the_evaluation_data_is_refused(m: Path, tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    data = tmp_path / "eval.npz"
+    np.savez(data, x=np.zeros((4, 16), np.float32))
+    before = data.read_bytes()
+    rc, err = _run(["export", str(m), "--preset", "W8A8", "-o", str(tmp_path / "o.onnx"),
+                    "--calib-data", str(data), "--eval-data", str(data), "--report", str(data)],
+                   capsys)  # fmt: skip
+    assert rc == 2 and "input of this run" in err and data.read_bytes() == before
