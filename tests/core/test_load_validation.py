@@ -211,3 +211,18 @@ def test_histogram_of_a_weight_spanning_the_float32_range() -> None:
     big = np.array([-1.7e308, 1.7e308])
     edges, counts = histogram(big, bins=4)
     assert counts.sum() == 2 and np.isfinite(edges).all()
+
+
+def test_reading_a_model_yields_between_chunks_so_the_window_can_cancel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bitlens.core.model import loader
+
+    monkeypatch.setattr(loader, "READ_CHUNK", 1024)
+    p = _save(mlp(), tmp_path / "m.onnx")
+    gen = loader.iter_load_model(p)
+    steps = [next(gen) for _ in range(2)]
+    assert steps[0].done == 1024 and steps[0].total == p.stat().st_size
+    gen.close()  # cancelled mid-read: nothing raised, nothing left open
+    model = loader.load_model(p)
+    assert model.info.layers

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
 from bitlens.core.model.types import ModelInfo, WeightInfo
 from bitlens.core.model.validate import check_model
+from bitlens.core.results import Progress
+
+READ_CHUNK = 16 << 20  # bytes read between two chances to cancel
 
 # Leading bytes of common files that are not ONNX, for a clearer message.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -103,8 +107,19 @@ class LoadedModel:
 
 def load_model(path: str | Path) -> LoadedModel:
     """Open an ONNX file; raise ModelLoadError naming the file and the problem."""
+    gen = iter_load_model(path)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def iter_load_model(path: str | Path) -> Generator[Progress, None, LoadedModel]:
+    """:func:`load_model` as a job: yields after each chunk it reads, so a window job
+    reading a large model from a slow disk can be cancelled between chunks."""
     p = Path(path).expanduser()
-    data = _read_file(p)
+    data = yield from _read_file(p)
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
@@ -170,7 +185,7 @@ def _check_defined(slots: list[NodeSlot], proto: onnx.ModelProto, label: str) ->
             raise ModelLoadError(f"{label}: model output {out.name!r} is not computed by any node")
 
 
-def _read_file(p: Path) -> bytes:
+def _read_file(p: Path) -> Generator[Progress, None, bytearray]:
     """The file's bytes: a regular file only (a FIFO or /dev/zero would block or never end)."""
     try:
         st = os.stat(p)
@@ -187,12 +202,23 @@ def _read_file(p: Path) -> bytes:
             f"{p}: {st.st_size} bytes is over the 2 GiB an ONNX file can hold; larger models keep "
             "their weights in external data files"
         )
+    data = bytearray(st.st_size)
+    view = memoryview(data)
+    done = 0
     try:
         with open(p, "rb") as fh:
-            data = fh.read(st.st_size + 1)  # +1: a file that grows is noticed, not read on
+            while done < st.st_size:
+                n = fh.readinto(view[done : done + READ_CHUNK])
+                if not n:
+                    break
+                done += n
+                yield Progress(done, st.st_size, f"reading {p.name}")
+            grew = bool(fh.read(1))
     except OSError as exc:
         raise ModelLoadError(f"{p}: cannot be read ({exc.strerror or exc})") from None
-    if len(data) > st.st_size:
+    finally:
+        view.release()
+    if done != st.st_size or grew:
         raise ModelLoadError(f"{p}: the file changed while being read; try again")
     if not data:
         raise ModelLoadError(f"{p}: the file is empty")
@@ -216,4 +242,4 @@ def _looks_like_text(head: bytes) -> bool:
     return all(c.isprintable() or c in "\r\n\t" for c in text)
 
 
-__all__ = ["LoadedModel", "from_proto", "load_model"]
+__all__ = ["LoadedModel", "from_proto", "iter_load_model", "load_model"]
