@@ -7,6 +7,7 @@ non-finite numbers as the strings "inf"/"-inf"/"nan".
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bitlens.cli.common import (
@@ -17,6 +18,7 @@ from bitlens.cli.common import (
     fmt_db,
 )
 from bitlens.core.errors import PlanError
+from bitlens.core.export import verdict
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESETS, Plan
 from bitlens.core.results import Evaluation
@@ -49,7 +51,26 @@ def run(args: argparse.Namespace) -> int:
     engine = calibrated_engine(args, model)
     ev = engine.evaluate(plan)
     print(dump_json(ev.to_dict()) if args.json else render(ev))
+    warning = nonfinite_warning(engine, plan)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def nonfinite_warning(engine, plan: Plan) -> str | None:
+    """One line naming the first layer whose output under ``plan`` holds NaN or infinity
+    (e.g. an fp16 activation above 65504), or None when every output is finite."""
+    outs = engine.run_outputs(plan)
+    bad = [n for n, values in outs.items() if verdict.nonfinite(values)]
+    if not bad:
+        return None
+    sim, feeds = engine.simulation(plan)
+    samples = [{**engine.data.samples[i], **feeds} for i in engine.data.evaluation]
+    found = verdict.first_nonfinite(sim.model, samples, sim.layer_outputs, engine.providers)
+    where = "" if found is None else (
+        f", first produced by layer {found[0]!r} on evaluation sample {found[1]}"
+    )  # fmt: skip
+    return f"output(s) {', '.join(map(repr, bad))} hold NaN or infinite values under this plan{where}"
 
 
 def render(ev: Evaluation) -> str:

@@ -24,7 +24,7 @@ from bitlens.core.engine import bind
 from bitlens.core.engine.graphs import find_graph, iter_nodes
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import ExportError
-from bitlens.core.export import probes
+from bitlens.core.export import probes, verdict
 from bitlens.core.export.deployed import (
     INTEGER_KERNELS,
     deployed_codes,
@@ -47,7 +47,6 @@ from bitlens.core.export.exporter import (
 from bitlens.core.export.latency import BUDGET_S, median_latency
 from bitlens.core.export.packing import packed_size
 from bitlens.core.export.report import (
-    FLOAT_REORDER_TOL,
     FidelityReport,
     LatencyCheck,
     LayerCheck,
@@ -125,7 +124,9 @@ def check_fidelity(
     out_names = [o.name for o in engine.info.outputs]
     code_names = [n for n, _ in code_outputs]
     samples = list(engine.data.evaluation)
-    want = engine.run_outputs(plan, samples)
+    want = engine.run_outputs(plan, samples)  # what the inspector shows (optimized session)
+    sim, sim_feeds = engine.simulation(plan)
+    want_written = _run_unoptimized(sim.model, sim_feeds, engine, samples, out_names, providers)
     ref_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     ref_codes: dict[str, list[np.ndarray]] = {n: [] for n in code_names}
     for i in samples:
@@ -147,26 +148,41 @@ def check_fidelity(
     for i in samples:
         for name, v in zip(out_names, sess_dep.run(out_names, engine.data.samples[i]), strict=True):
             dep_out[name].append(v)
+    producers = {o: n.op_type for n in engine.model.proto.graph.node for o in n.output}
     outputs: list[OutputCheck] = []
     for name in out_names:
-        w, r, d = flat_cat(want[name]), flat_cat(ref_out[name]), flat_cat(dep_out[name])
-        scale = float(np.max(np.abs(w))) if w.size else 0.0
+        # Rule 2 compares like with like: the engine's graph and the file, both run as
+        # written (no graph optimization), must agree bit for bit.
+        ww, r = flat_cat(want_written[name]), flat_cat(ref_out[name])
+        w, d = flat_cat(want[name]), flat_cat(dep_out[name])
+        u = verdict.narrowest_roundoff(plan, w.dtype)
+        tol = verdict.reassociation_tolerance(w, u)
+        scale = float(np.max(np.abs(w[np.isfinite(w)]))) if np.isfinite(w).any() else 0.0
         dep_abs = max_abs(w, d)
+        classes = verdict.looks_like_classes(want[name][0], producers.get(name))
+        agreement, changes = (
+            verdict.top1_changes(want[name], dep_out[name], tol) if classes else (None, 0)
+        )
+        exact = same(w, d)
+        level = (
+            verdict.BIT_EXACT if exact
+            else verdict.REASSOCIATION if dep_abs <= tol and not changes
+            else verdict.DIFFERENT
+        )  # fmt: skip
         outputs.append(
             OutputCheck(
-                name,
-                same(w, r),
-                max_abs(w, r),
-                same(w, d),
-                dep_abs,
+                name, same(ww, r), max_abs(ww, r), exact, dep_abs,
                 dep_abs / scale if scale > 0 else (0.0 if dep_abs == 0 else math.inf),
+                level=level, tolerance=tol, top1_agreement=agreement, top1_changes=changes,
+                nonfinite=verdict.nonfinite(want[name]) or verdict.nonfinite(dep_out[name]),
             )
-        )
-        if not same(w, r):
+        )  # fmt: skip
+        if not same(ww, r):
             failures.append(
-                f"output {name!r} run as written differs from the engine "
-                f"(max |Δ| {max_abs(w, r):.3g}); the file does not encode the plan exactly"
+                f"output {name!r} run as written differs from the engine's graph run as written "
+                f"(max |Δ| {max_abs(ww, r):.3g}); the file does not encode the plan exactly"
             )
+    _nonfinite_failures(engine, plan, sim, sim_feeds, samples, outputs, want, providers, failures)
     yield Progress(3, steps, "ran the export in a default session")
 
     optimized = optimized_model(str(result.path), providers)
@@ -174,24 +190,37 @@ def check_fidelity(
         QuantizerCheck(q.layer, q.activation, q.format, q.simulated, None, None)
         for q in quantizer_recs
     ]
-    if not all(o.deployed_exact for o in outputs):
-        if quantizer_recs:
-            quantizer_checks = deployed_codes(
-                optimized, providers, engine, samples, quantizer_recs, ref_codes, dep_out,
-                failures,
-            )  # fmt: skip
-            acc = max((r.accumulator_lsb or 0.0 for r in records.values()), default=0.0)
-            quantizer_checks, outputs = local_checks(
-                exported, reference, providers, engine, samples, quantizer_recs,
-                quantizer_checks, ref_codes, outputs, acc, failures, notes,
-            )  # fmt: skip
-        else:
-            for o in outputs:
-                if o.deployed_max_rel > FLOAT_REORDER_TOL:
-                    failures.append(
-                        f"output {o.name!r}: deployed run differs by {o.deployed_max_rel:.2g} of "
-                        f"its range, more than float reordering explains ({FLOAT_REORDER_TOL:g})"
-                    )
+    if not all(o.deployed_exact for o in outputs) and quantizer_recs:
+        before = len(failures)
+        quantizer_checks = deployed_codes(
+            optimized, providers, engine, samples, quantizer_recs, ref_codes, dep_out,
+            failures,
+        )  # fmt: skip
+        acc = max((r.accumulator_lsb or 0.0 for r in records.values()), default=0.0)
+        quantizer_checks, outputs = local_checks(
+            exported, reference, providers, engine, samples, quantizer_recs,
+            quantizer_checks, ref_codes, outputs, acc, failures, notes,
+        )  # fmt: skip
+        kernels_ok = len(failures) == before
+        outputs = [
+            dataclasses.replace(o, level=verdict.INTEGER)
+            if o.level == verdict.DIFFERENT and kernels_ok and not o.top1_changes
+            else o
+            for o in outputs
+        ]
+    for o in outputs:
+        if o.top1_changes:
+            failures.append(
+                f"output {o.name!r}: the deployed model changes the result (top-1 / value) at "
+                f"{o.top1_changes} position(s) where the simulation's winner led by more than "
+                f"float reordering explains (agreement {100 * (o.top1_agreement or 0):.2f}%)"
+            )
+        elif o.level == verdict.DIFFERENT:
+            failures.append(
+                f"output {o.name!r}: deployed run differs by {o.deployed_max_abs:.3g} "
+                f"({o.deployed_max_rel:.2g} of its range), more than float reordering explains "
+                f"({o.tolerance:.3g}) and not explained by 1-LSB integer kernels"
+            )
     yield Progress(4, steps, "compared activation codes")
 
     kernels = kernels_used(optimized, engine, records)
@@ -266,6 +295,64 @@ def check_fidelity(
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _run_unoptimized(
+    model: onnx.ModelProto,
+    extra: dict[str, np.ndarray],
+    engine: Engine,
+    samples: Sequence[int],
+    names: Sequence[str],
+    providers: list[str],
+) -> dict[str, list[np.ndarray]]:
+    """``names`` of the engine's graph for ``samples``, every node run as stored."""
+    sess = open_session(model, providers, mode="written")
+    wanted = {i.name for i in sess.get_inputs()}
+    out: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for i in samples:
+        feed = {k: v for k, v in {**engine.data.samples[i], **extra}.items() if k in wanted}
+        for n, v in zip(names, sess.run(list(names), feed), strict=True):
+            out[n].append(v)
+    return out
+
+
+def _nonfinite_failures(
+    engine: Engine,
+    plan: Plan,
+    sim,
+    sim_feeds: dict[str, np.ndarray],
+    samples: Sequence[int],
+    outputs: Sequence[OutputCheck],
+    want: dict[str, list[np.ndarray]],
+    providers: list[str],
+    failures: list[str],
+) -> None:
+    """A NaN or infinity in any output fails the export, naming the layer that made it."""
+    bad = [o.name for o in outputs if o.nonfinite]
+    if not bad:
+        return
+    where = ""
+    if any(verdict.nonfinite(want[n]) for n in bad):
+        feeds = [{**engine.data.samples[i], **sim_feeds} for i in samples]
+        found = verdict.first_nonfinite(sim.model, feeds, sim.layer_outputs, providers)
+        if found is not None:
+            layer, k = found
+            choice = plan[layer]
+            fmts = ", ".join(
+                f"{what} {f.name}"
+                for what, f in (("weights", choice.weight), ("activations", choice.activation))
+                if f is not None
+            )
+            where = (
+                f"; first produced by layer {layer!r} ({fmts or 'float'}) on evaluation "
+                f"sample {k} (an fp16 activation overflows above 65504)"
+                if choice.activation is not None and choice.activation.float_kind == "fp16"
+                else f"; first produced by layer {layer!r} ({fmts or 'float'}) on evaluation "
+                f"sample {k}"
+            )
+    else:
+        where = "; only the deployed run produces them, the simulation is finite"
+    failures.append(f"output(s) {', '.join(map(repr, bad))} hold NaN or infinite values{where}")
+
+
 def _rebuild_weights(
     exported: onnx.ModelProto,
     engine: Engine,

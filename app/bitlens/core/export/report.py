@@ -13,24 +13,29 @@ The rules it applies:
    the weight decoded from the file) and the weights fed as inputs, as the
    engine feeds them: ONNX Runtime's MatMul/Gemm kernels pre-pack constant
    weights and then sum in another order, even with optimizations off.
-3. *Deployed*: the file in a fresh ONNX Runtime session with default options.
-   Outputs equal to the engine's pass. Otherwise ONNX Runtime ran integer
-   kernels (which round once, in integer arithmetic, where the simulation
-   rounds in float) or reordered float sums (NCHWc convolution,
-   MatMulNBits). Then every activation quantizer must come within 1 LSB of
-   the as-written run: one code step for integer formats; for fp16, bf16 and
-   fp8 the format's step at the tensor's largest magnitude. First over the
-   whole model (codes read from ONNX Runtime's own optimized graph, re-run as
-   saved, whose outputs must equal the deployed session's); where that shows
-   more than 1 LSB, or the codes live only inside fused kernels, kernel by
-   kernel: the segment computing the codes runs alone on the as-written codes
-   feeding it (a one-step difference upstream changes the next layer's sums,
-   so whole-model differences can grow with depth although no kernel is more
-   than one step off). The last segment before each output must stay within
-   ``FLOAT_REORDER_TOL`` of its range or one accumulator step of an integer
-   kernel. A model with no activation quantizer must stay within
-   ``FLOAT_REORDER_TOL`` of each output's range. Output differences are
-   always reported per output.
+3. *Deployed*: the file in a fresh ONNX Runtime session with default options,
+   compared with the engine's prediction (what the inspector shows). Each
+   output gets a level (:mod:`bitlens.core.export.verdict`): ``bit-exact``;
+   ``float reassociation`` (within a tolerance derived from the narrowest
+   float type on the way and the output's magnitude: graph optimizations
+   reorder float sums); ``integer rounding`` (every activation quantizer
+   within 1 LSB of the as-written run, kernel by kernel: one code step for
+   integer formats; for fp16, bf16 and fp8 the format's step at the
+   tensor's largest magnitude); or ``different``, which fails. The 1-LSB
+   rule is checked first over the whole model (codes read from ONNX
+   Runtime's own optimized graph, re-run as saved, whose outputs must equal
+   the deployed session's); where that shows more than 1 LSB, or the codes
+   live only inside fused kernels, kernel by kernel: the segment computing
+   the codes runs alone on the as-written codes feeding it (a one-step
+   difference upstream changes the next layer's sums, so whole-model
+   differences can grow with depth although no kernel is more than one step
+   off). The last segment before each output must stay within the float
+   tolerance or one accumulator step of an integer kernel. Where an output
+   looks like classes (integer labels, [batch, classes] scores, a Softmax),
+   the deployed top-1 must equal the simulated one wherever the simulated
+   winner led by more than the float tolerance: steps that add up to a
+   changed result fail. A NaN or infinity in any output fails, naming the
+   first layer that produced it.
 """
 
 from __future__ import annotations
@@ -41,7 +46,6 @@ from typing import Any
 
 from bitlens.core.jsonsafe import dumps
 
-FLOAT_REORDER_TOL = 1e-4  # max |Δ| / max |reference| from float summation order alone
 SIZE_TARGET = 0.02
 
 
@@ -93,6 +97,11 @@ class OutputCheck:
     # as-written inputs, deployed vs as written; None when not needed (deployed bit-exact)
     local_max_abs: float | None = None
     local_tolerance: float | None = None
+    level: str = ""  # one of verdict.LEVELS
+    tolerance: float = 0.0  # the float-reassociation tolerance for this output (absolute)
+    top1_agreement: float | None = None  # outputs that look like classes only
+    top1_changes: int = 0  # positions whose result changed beyond a near-tie
+    nonfinite: bool = False  # NaN or infinity in the simulated or deployed output
 
 
 @dataclass(frozen=True)
@@ -202,8 +211,13 @@ def render(r: FidelityReport) -> str:
     ]
     for o in r.outputs:
         dep = "bit-exact" if o.deployed_exact else (
-            f"max |Δ| {o.deployed_max_abs:.3g} ({o.deployed_max_rel:.2g} of range)"
+            f"{o.level}: max |Δ| {o.deployed_max_abs:.3g} ({o.deployed_max_rel:.2g} of range, "
+            f"float tolerance {o.tolerance:.3g})"
         )  # fmt: skip
+        if o.top1_agreement is not None:
+            dep += f", top-1 agreement {100 * o.top1_agreement:.2f}%"
+        if o.nonfinite:
+            dep += ", NaN/inf"
         written = "bit-exact" if o.as_written_exact else f"max |Δ| {o.as_written_max_abs:.3g}"
         lines.append(f"output {o.name}: as written {written}; deployed {dep}")
     probed = [q for q in r.quantizers if q.max_lsb is not None]
