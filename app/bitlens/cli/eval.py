@@ -7,6 +7,7 @@ non-finite numbers as the strings "inf"/"-inf"/"nan".
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from bitlens.cli.common import (
     fmt_db,
 )
 from bitlens.core.errors import PlanError
-from bitlens.core.export import verdict
+from bitlens.core.export import accounting, verdict
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESETS, Plan
 from bitlens.core.results import Evaluation
@@ -32,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--preset", choices=PRESETS, help="evaluate a preset plan instead")
     add_data_arguments(p)
     p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
+    p.add_argument(
+        "--export-size",
+        action="store_true",
+        help="also build the export in memory and print its file size, layer by layer",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
 
@@ -50,11 +56,51 @@ def run(args: argparse.Namespace) -> int:
     plan = load_plan(args, model)
     engine = calibrated_engine(args, model)
     ev = engine.evaluate(plan)
-    print(dump_json(ev.to_dict()) if args.json else render(ev))
+    flags = no_saving(model.info, plan)
+    size = None
+    if args.export_size:
+        gen = accounting.predict(engine, plan)
+        try:
+            while True:
+                next(gen)
+        except StopIteration as stop:
+            size = stop.value
+    if args.json:
+        d = ev.to_dict()
+        d["cannot_save_bytes"] = flags
+        if size is not None:
+            d["export_size"] = dataclasses.asdict(size)
+        print(dump_json(d))
+    else:
+        print(render(ev))
+        for name in flags:
+            print(f"layer {name}: {plan[name].weight.name} cannot save bytes on this layer "
+                  "(its codes and scales alone take as much as the float weights)")
+        if size is not None:
+            print(render_size(size))
     warning = nonfinite_warning(engine, plan)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def no_saving(info, plan: Plan) -> list[str]:
+    """Layers whose planned weight format cannot make them smaller."""
+    return [n for n, c in plan.choices.items() if accounting.cannot_save(info.layer(n), c.weight)]
+
+
+def render_size(size: accounting.ExportSize) -> str:
+    lines = [
+        f"export at opset {size.opset}: file {fmt_bytes(size.file_bytes)} ({size.file_bytes} B, "
+        f"everything included) from {fmt_bytes(size.source_bytes)}"
+    ]
+    for la in size.layers:
+        if la.float_bytes and not la.saves:
+            lines.append(
+                f"  layer {la.name}: adds {la.file_bytes:+d} B to the file for "
+                f"{la.float_bytes} B of float weights (saves nothing)"
+            )
+    return "\n".join(lines)
 
 
 def nonfinite_warning(engine, plan: Plan) -> str | None:

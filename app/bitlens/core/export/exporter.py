@@ -100,6 +100,11 @@ class LayerExport:
     bytes_planned: int  # the plan's accounting (storage_bytes of the bound format)
     bytes_stored: int  # the bytes of the initializers the export wrote for the weights
     notes: tuple[str, ...] = ()
+    # net bytes the layer adds to the file: its stored tensors, nodes and names, minus the
+    # float weights it replaces (negative when it saves bytes)
+    bytes_file: int = 0
+    # float bytes of the weights it replaces
+    bytes_float: int = 0
     # integer-kernel layers: the step of their int32 accumulator, s_x * max(s_w)
     accumulator_lsb: float | None = None
 
@@ -117,6 +122,7 @@ class ExportResult:
     file_bytes: int
     source_bytes: int
     notes: tuple[str, ...] = field(default_factory=tuple)
+    accounted_bytes: int = 0  # Built.accounted_bytes: the accounting's prediction of file_bytes
 
 
 def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
@@ -196,20 +202,35 @@ def check_target(engine: Engine, target: Path) -> None:
         raise ExportError(f"{target}: the export must be an .onnx file")
 
 
-def export(
-    engine: Engine, plan: Plan, path: str | Path, options: ExportOptions | None = None
-) -> Generator[Progress, None, ExportResult]:
-    """Write ``plan`` for ``engine``'s model to ``path``; yields progress, returns the record.
+@dataclass(frozen=True)
+class Built:
+    """An export built in memory, not yet written (see :func:`build`)."""
 
-    The activation ranges are the engine's calibrated ones, so the file
-    computes what the engine evaluated.
-    """
+    model: onnx.ModelProto
+    source_opset: int
+    opset: int
+    min_ort: str
+    converted: bool
+    layers: dict[str, LayerExport]
+    base_bytes: int  # the model the layers were written into (after any opset conversion)
+    notes: tuple[str, ...]
+
+    @property
+    def accounted_bytes(self) -> int:
+        """The file size the accounting predicts: the base model, each layer's net bytes
+        (codes, scales, zero points, codebooks, nodes, minus the float weights removed) and
+        the export record; measured apart from serializing the whole model."""
+        record = sum(len(p.key) + len(p.value) + 8 for p in self.model.metadata_props)
+        return self.base_bytes + sum(r.bytes_file for r in self.layers.values()) + record
+
+
+def build(
+    engine: Engine, plan: Plan, options: ExportOptions | None = None
+) -> Generator[Progress, None, Built]:
+    """The export of ``plan`` in memory: what :func:`export` writes, for accounting."""
     options = options or ExportOptions()
     if plan.info is not engine.info:
         raise ExportError("the plan was made for a different model")
-    target_path = Path(path)
-    check_target(engine, target_path)
-
     src = engine.model.proto
     source_opset = opsets.default_opset(src)
     kernels = integer_kernel_layers(engine.info, plan)
@@ -223,6 +244,7 @@ def export(
         model = onnx.ModelProto()
         model.CopyFrom(src)
     taken = used_names(model)
+    base_bytes = model.ByteSize()
     yield Progress(0, len(plan.choices) + 1, f"exporting at opset {target}")
 
     state = ExportState(model, taken)
@@ -232,7 +254,10 @@ def export(
         notes.append(f"upgraded from opset {source_opset} to {target} (outputs verified unchanged)")
     for i, (name, choice) in enumerate(plan.choices.items()):
         layer = engine.info.layer(name)
-        records[name] = _export_layer(engine, state, layer, choice, options, name in kernels)
+        size_before = model.ByteSize() + state.pending_bytes()
+        rec = _export_layer(engine, state, layer, choice, options, name in kernels)
+        delta = model.ByteSize() + state.pending_bytes() - size_before
+        records[name] = replace(rec, bytes_file=delta)
         yield Progress(i + 1, len(plan.choices) + 1, f"exported {name}")
 
     state.finish()
@@ -257,21 +282,40 @@ def export(
     except onnx.checker.ValidationError as exc:  # a bug here, but name it for the user
         first = str(exc).strip().splitlines()[0]
         raise ExportError(f"the exported model does not pass the ONNX checker: {first}") from exc
-    data = model.SerializeToString()
+    return Built(
+        model, source_opset, target, min_ort, converted, records, base_bytes, tuple(notes)
+    )
+
+
+def export(
+    engine: Engine, plan: Plan, path: str | Path, options: ExportOptions | None = None
+) -> Generator[Progress, None, ExportResult]:
+    """Write ``plan`` for ``engine``'s model to ``path``; yields progress, returns the record.
+
+    The activation ranges are the engine's calibrated ones, so the file
+    computes what the engine evaluated.
+    """
+    options = options or ExportOptions()
+    target_path = Path(path)
+    check_target(engine, target_path)
+    built = yield from build(engine, plan, options)
+    data = built.model.SerializeToString()
     atomic_write_bytes(target_path, data)
-    yield Progress(len(plan.choices) + 1, len(plan.choices) + 1, f"wrote {target_path}")
+    total = len(plan.choices) + 1
+    yield Progress(total, total, f"wrote {target_path}")
     return ExportResult(
         path=target_path,
-        source_opset=source_opset,
-        opset=target,
-        ir_version=model.ir_version,
-        min_ort=min_ort,
-        converted=converted,
+        source_opset=built.source_opset,
+        opset=built.opset,
+        ir_version=built.model.ir_version,
+        min_ort=built.min_ort,
+        converted=built.converted,
         options=options,
-        layers=records,
+        layers=built.layers,
         file_bytes=len(data),
-        source_bytes=src.ByteSize(),
-        notes=tuple(notes),
+        source_bytes=engine.model.proto.ByteSize(),
+        notes=built.notes,
+        accounted_bytes=built.accounted_bytes,
     )
 
 
@@ -377,6 +421,7 @@ def _export_layer(
         integer_kernel=kernel,
         bias=bias,
         bytes_planned=planned,
+        bytes_float=sum(w.nbytes for w in layer.weights if w.name in {e.weight for e in encodings}),
         bytes_stored=sum(e.nbytes for e in encodings),
         notes=tuple(notes),
         accumulator_lsb=(

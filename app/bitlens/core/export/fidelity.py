@@ -47,6 +47,7 @@ from bitlens.core.export.exporter import (
 from bitlens.core.export.latency import BUDGET_S, median_latency
 from bitlens.core.export.packing import packed_size
 from bitlens.core.export.report import (
+    SIZE_TARGET,
     FidelityReport,
     LatencyCheck,
     LayerCheck,
@@ -264,8 +265,21 @@ def check_fidelity(
     replaced = sum(
         _float_bytes(engine, e.weight) for r in records.values() for e in _unique(r.weights)
     )
+    for lc in layer_checks:
+        if lc.weights and not lc.saves_bytes:
+            notes.append(
+                f"layer {lc.name!r}: {lc.weight_format} cannot save bytes here: the file holds "
+                f"{lc.bytes_float + lc.bytes_file} B for {lc.bytes_float} B of float weights"
+            )
     planned = sum(lc.bytes_planned for lc in layer_checks)
     stored = sum(lc.bytes_stored for lc in layer_checks)
+    file_bytes = result.path.stat().st_size
+    expected = result.accounted_bytes or (result.source_bytes - replaced + planned)
+    if expected and abs(file_bytes - expected) > SIZE_TARGET * expected:
+        notes.append(
+            f"the file holds {file_bytes} B, {100 * (file_bytes / expected - 1):+.1f}% off the "
+            f"accounting ({expected} B): something the export writes is not accounted"
+        )
     return FidelityReport(
         model=str(engine.info.path or "<in memory>"),
         export=str(result.path),
@@ -285,8 +299,8 @@ def check_fidelity(
         quantizers=tuple(quantizer_checks),
         weights_planned=planned,
         weights_stored=stored,
-        file_bytes=result.path.stat().st_size,
-        file_expected=result.source_bytes - replaced + planned,
+        file_bytes=file_bytes,
+        file_expected=expected,
         latency=latency,
         samples=len(samples),
         failures=tuple(failures),
@@ -478,6 +492,8 @@ def _storage(
         "integer_kernel": rec.integer_kernel,
         "bytes_planned": rec.bytes_planned,
         "bytes_stored": rec.bytes_stored,
+        "bytes_file": rec.bytes_file,
+        "bytes_float": rec.bytes_float,
         "weights": tuple(weight_checks),
         "problems": tuple(problems),
     }
