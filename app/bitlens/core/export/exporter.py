@@ -224,34 +224,75 @@ class Built:
         return self.base_bytes + sum(r.bytes_file for r in self.layers.values()) + record
 
 
-def build(
-    engine: Engine, plan: Plan, options: ExportOptions | None = None
-) -> Generator[Progress, None, Built]:
-    """The export of ``plan`` in memory: what :func:`export` writes, for accounting."""
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`preflight` settled: the opset and the (converted) model to write into."""
+
+    source_opset: int
+    opset: int
+    converted: onnx.ModelProto | None  # None: the source model at its own opset
+    kernels: frozenset[str]
+    notes: tuple[str, ...]
+
+
+def preflight(
+    engine: Engine, plan: Plan, options: ExportOptions | None = None, path: str | Path | None = None
+) -> Prepared:
+    """Everything about an export that can fail before calibration, checked now: the target
+    file, formats that disagree on a shared weight, activation types, and the opset (the model
+    is converted and verified here, trying the candidates in turn)."""
     options = options or ExportOptions()
     if plan.info is not engine.info:
         raise ExportError("the plan was made for a different model")
+    if path is not None:
+        check_target(engine, Path(path))
+    bound: dict[str, str] = {}
+    for name, choice in plan.choices.items():
+        layer = engine.info.layer(name)
+        for w in layer.weights if choice.weight is not None else ():
+            fmt = bind(choice.weight, w).name
+            if bound.setdefault(w.name, fmt) != fmt:
+                raise ExportError(
+                    f"weight {w.name!r} is shared by several layers with different formats "
+                    f"({bound[w.name]} and {fmt}); give them the same format"
+                )
+        for act in layer.activations if choice.activation is not None else ():
+            dtype = _dtype_of(engine, act)
+            if dtype not in (None, "float32"):
+                raise ExportError(
+                    f"layer {layer.name!r}: activation {act!r} is {dtype}; activation "
+                    "quantizers are exported for float32 tensors only"
+                )
     src = engine.model.proto
-    source_opset = opsets.default_opset(src)
     kernels = integer_kernel_layers(engine.info, plan)
     needed = _needed_opset(engine, plan, options, kernels)
-    target = opsets.choose_target(source_opset, needed, options.opset)
-    converted = target != source_opset
-    if converted:
-        feeds = [engine.data.samples[i] for i in engine.data.evaluation[:2]]
-        model = opsets.convert(src, target, feeds)
-    else:
-        model = onnx.ModelProto()
-        model.CopyFrom(src)
+    feeds = [engine.data.samples[i] for i in engine.data.evaluation[:2]]
+    target, converted, notes = opsets.prepare(src, needed, options.opset, feeds)
+    return Prepared(opsets.default_opset(src), target, converted, frozenset(kernels), notes)
+
+
+def build(
+    engine: Engine,
+    plan: Plan,
+    options: ExportOptions | None = None,
+    prepared: Prepared | None = None,
+) -> Generator[Progress, None, Built]:
+    """The export of ``plan`` in memory: what :func:`export` writes, for accounting."""
+    options = options or ExportOptions()
+    if prepared is None:
+        prepared = preflight(engine, plan, options)
+    src = engine.model.proto
+    source_opset, target, kernels = prepared.source_opset, prepared.opset, prepared.kernels
+    converted = prepared.converted is not None
+    model = onnx.ModelProto()
+    model.CopyFrom(prepared.converted if prepared.converted is not None else src)
     taken = used_names(model)
     base_bytes = model.ByteSize()
     yield Progress(0, len(plan.choices) + 1, f"exporting at opset {target}")
 
     state = ExportState(model, taken)
     records: dict[str, LayerExport] = {}
-    notes: list[str] = []
-    if converted:
-        notes.append(f"upgraded from opset {source_opset} to {target} (outputs verified unchanged)")
+    notes: list[str] = list(prepared.notes)
     for i, (name, choice) in enumerate(plan.choices.items()):
         layer = engine.info.layer(name)
         size_before = model.ByteSize() + state.pending_bytes()
@@ -288,17 +329,22 @@ def build(
 
 
 def export(
-    engine: Engine, plan: Plan, path: str | Path, options: ExportOptions | None = None
+    engine: Engine,
+    plan: Plan,
+    path: str | Path,
+    options: ExportOptions | None = None,
+    prepared: Prepared | None = None,
 ) -> Generator[Progress, None, ExportResult]:
     """Write ``plan`` for ``engine``'s model to ``path``; yields progress, returns the record.
 
     The activation ranges are the engine's calibrated ones, so the file
-    computes what the engine evaluated.
+    computes what the engine evaluated. ``prepared``: from :func:`preflight`, run before
+    calibration (run here otherwise).
     """
     options = options or ExportOptions()
     target_path = Path(path)
     check_target(engine, target_path)
-    built = yield from build(engine, plan, options)
+    built = yield from build(engine, plan, options, prepared)
     data = built.model.SerializeToString()
     atomic_write_bytes(target_path, data)
     total = len(plan.choices) + 1

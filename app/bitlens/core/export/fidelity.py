@@ -41,6 +41,7 @@ from bitlens.core.export.exporter import (
     ExportOptions,
     ExportResult,
     LayerExport,
+    Prepared,
     check_target,
     export,
 )
@@ -516,6 +517,7 @@ def export_and_check(
     report_path: str | Path | None = None,
     *,
     latency_budget_s: float = BUDGET_S,
+    prepared: Prepared | None = None,
 ) -> Generator[Progress, None, FidelityReport]:
     """Export, check, and write the JSON report next to the export (``<name>.fidelity.json``).
 
@@ -526,7 +528,7 @@ def export_and_check(
     check_target(engine, target)  # before staging: the staging name would pass the check
     staging = target.with_name(f".{target.stem}.bitlens-staging{target.suffix}")
     try:
-        result = yield from export(engine, plan, staging, options)
+        result = yield from export(engine, plan, staging, options, prepared)
         report = yield from check_fidelity(engine, plan, result, latency_budget_s=latency_budget_s)
     except BaseException:  # cancelled (GeneratorExit) or failed: leave nothing behind
         staging.unlink(missing_ok=True)
