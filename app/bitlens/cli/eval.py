@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -29,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a quantization plan: per-layer and output error")
     p.add_argument("model", help="ONNX model file")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--plan", help="plan JSON (from 'bitlens plan' or the window)")
+    g.add_argument(
+        "--plan",
+        help="plan JSON (from 'bitlens plan' or the window) or ONNX Runtime TensorQuantOverrides",
+    )
     g.add_argument("--preset", choices=PRESETS, help="evaluate a preset plan instead")
     add_data_arguments(p)
     p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
@@ -45,10 +49,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_plan(args: argparse.Namespace, model) -> Plan:
     if getattr(args, "preset", None):
         return Plan.preset(model.info, args.preset)
-    path = Path(args.plan)
+    return read_plan(Path(args.plan), model.info)
+
+
+def read_plan(path: Path, info) -> Plan:
+    """A Bitlens plan, or ONNX Runtime TensorQuantOverrides (bare, or under an
+    ``extra_options``/``TensorQuantOverrides`` key), told apart by their keys."""
     if not path.is_file():
         raise PlanError(f"{path}: no such plan file")
-    return Plan.from_json(model.info, path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"{path}: not valid JSON: {exc}") from None
+    if isinstance(data, dict) and "bitlens_plan" not in data:
+        inner = data.get("extra_options", data)
+        inner = inner.get("TensorQuantOverrides", inner) if isinstance(inner, dict) else inner
+        if isinstance(inner, dict):
+            return Plan.from_ort_overrides(info, inner)
+    return Plan.from_json(info, text)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -150,7 +150,6 @@ def check_fidelity(
     for i in samples:
         for name, v in zip(out_names, sess_dep.run(out_names, engine.data.samples[i]), strict=True):
             dep_out[name].append(v)
-    producers = {o: n.op_type for n in engine.model.proto.graph.node for o in n.output}
     outputs: list[OutputCheck] = []
     for name in out_names:
         # Rule 2 compares like with like: the engine's graph and the file, both run as
@@ -161,7 +160,8 @@ def check_fidelity(
         tol = verdict.reassociation_tolerance(w, u)
         scale = float(np.max(np.abs(w[np.isfinite(w)]))) if np.isfinite(w).any() else 0.0
         dep_abs = max_abs(w, d)
-        classes = verdict.looks_like_classes(want[name][0], producers.get(name))
+        producer = verdict.producer_op(engine.model.proto.graph, name)
+        classes = verdict.looks_like_classes(want[name][0], producer)
         agreement, changes = (
             verdict.top1_changes(want[name], dep_out[name], tol) if classes else (None, 0)
         )

@@ -89,15 +89,35 @@ def reassociation_tolerance(reference: np.ndarray, u: float) -> float:
     return magnitude * max(REORDER_ULPS * UNIT_ROUNDOFF["fp32"], FLIP_ULPS * u)
 
 
+# Ops that move or relabel values without computing: seen through when asking what produced
+# an output.
+SHAPE_OPS = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+CLASS_PRODUCERS = frozenset({"Softmax", "LogSoftmax", "Gemm", "MatMul"})
+
+
+def producer_op(graph: onnx.GraphProto, output: str) -> str | None:
+    """The op computing ``output``, looking through shape-only ops (a classifier's Gemm under
+    a Reshape, CTC logits under a Transpose)."""
+    producers = {o: n for n in graph.node for o in n.output}
+    seen: set[str] = set()
+    node = producers.get(output)
+    while node is not None and node.op_type in SHAPE_OPS and node.input[0] not in seen:
+        seen.add(node.input[0])
+        node = producers.get(node.input[0])
+    return None if node is None else node.op_type
+
+
 def looks_like_classes(value: np.ndarray, producer: str | None) -> bool:
-    """An output whose argmax is a result: integer labels or indices, a [batch, classes]
-    score matrix, or anything a Softmax/LogSoftmax produces (per position, last axis)."""
+    """An output whose argmax is a result: integer labels or indices, or scores over a last
+    axis of at least two classes computed by a classifier head (Gemm, MatMul) or a
+    Softmax/LogSoftmax, per position (CTC logits [T, N, C] too). Embeddings, boxes and
+    feature maps come from other ops."""
     v = np.asarray(value)
     if v.dtype.kind in "iub":
         return True
     if v.dtype.kind != "f" or v.ndim < 2 or v.shape[-1] < 2:
         return False
-    return v.ndim == 2 or producer in {"Softmax", "LogSoftmax"}
+    return producer in CLASS_PRODUCERS
 
 
 def top1_changes(
