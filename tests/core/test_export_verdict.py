@@ -152,3 +152,17 @@ def test_eval_warns_naming_the_layer_that_made_nan(tmp_path: Path, capsys) -> No
     assert "warning:" in err and "NaN" in err and "'head'" in err
     assert main(["eval", str(path), "--preset", "W8A8", "--samples", "4", "--dim", "N=2"]) == 0
     assert "NaN" not in capsys.readouterr().err
+
+
+def test_kmeans_per_channel_on_a_matmul_exports_and_checks(attention: Engine, tmp_path: Path) -> None:
+    """km4 ch on a MatMul quantizes along the weight's last axis (its output channels); the
+    check compared the rebuilt weight through a byte view of a transposed array and crashed
+    ("the last axis must be contiguous")."""
+    plan = Plan.uniform(attention.info, "km4 ch")
+    weight = attention.info.layer("ff1").weights[0]
+    from bitlens.core.engine import bind
+
+    assert not attention.quantized_weight(weight, bind(plan["ff1"].weight, weight)).flags.c_contiguous
+    report = _check(attention, plan, tmp_path / "o.onnx")
+    assert report.passed, report.failures
+    assert all(wc.exact for la in report.layers for wc in la.weights)

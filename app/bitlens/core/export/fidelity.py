@@ -455,7 +455,9 @@ def _storage(
         got = rebuilt.get(w.name)
         if enc.scheme == "matmulnbits":
             got = decoded.get(w.name)
-        exact = got is not None and same(np.asarray(got).view(np.uint8), want.view(np.uint8))
+        # bit for bit (NaN payloads and -0 included); a per-channel quantized weight along
+        # a weight's last axis comes back as a transposed view, which has no byte view as is
+        exact = got is not None and same(_bytes_of(got), _bytes_of(want))
         if not exact:
             wp.append(f"weight {w.name!r} rebuilt from the file differs from the simulated one")
         planned = storage_bytes(fmt, tuple(w.shape))
@@ -498,6 +500,10 @@ def _storage(
         "weights": tuple(weight_checks),
         "problems": tuple(problems),
     }
+
+
+def _bytes_of(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x).view(np.uint8)
 
 
 def _all_initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
