@@ -104,3 +104,20 @@ def test_a_format_that_cannot_save_bytes_says_so(tmp_path: Path) -> None:
     assert not dw.saves_bytes and dw.bytes_file > 0
     assert any("'dw'" in n and "cannot save bytes" in n for n in report.notes)
     assert abs(report.file_size_error) <= 0.02
+
+
+def test_two_bit_text_model_is_smaller_than_its_int8_one(tmp_path: Path) -> None:
+    """The rebuild subgraphs of the 2-bit weights (30 nodes each, with names repeating the
+    weight's name, and their own copies of the unpack tables) outweighed the bits saved on
+    the bundled text transformer: its int2 file was bigger than its int8 one."""
+    from bitlens.core.data import Dataset
+    from bitlens.core.model.loader import load_model
+
+    root = Path(__file__).parents[2] / "resources" / "samples" / "text_transformer"
+    model = load_model(root / "model.onnx")
+    engine = Engine(model, Dataset.from_npz(root / "data.npz", model.info), device="cpu")
+    sizes = {}
+    for fmt in ("int8 sym ch", "int2 asym blk32"):
+        plan = Plan.uniform(model.info, fmt, None)
+        sizes[fmt] = _drain(accounting.predict(engine, plan)).file_bytes
+    assert sizes["int2 asym blk32"] < 0.8 * sizes["int8 sym ch"]

@@ -20,7 +20,8 @@ class ExportState:
         self.prepend: dict[str, list[onnx.NodeProto]] = {}  # graph path -> nodes to put first
         self.before: dict[str, list[onnx.NodeProto]] = {}  # layer output -> nodes to insert first
         self.weights: dict[str, tuple[str, WeightEncoding | None]] = {}  # name -> (format, enc)
-        self._sized: dict[int, tuple[int, int]] = {}  # id(pending list) -> (nodes sized, bytes)
+        self._sized: dict[int, tuple[int, int]] = {}
+        self.shared: dict[str, dict[tuple, str]] = {}  # graph path -> GraphBuilder.shared  # id(pending list) -> (nodes sized, bytes)
 
     def graph(self, path: str) -> onnx.GraphProto:
         return find_graph(self.model.graph, path)

@@ -524,7 +524,7 @@ def _encode_one(
 ) -> WeightEncoding | None:
     value = engine.model.weight(w.name)
     g = state.graph(w.graph_path)
-    b = GraphBuilder(w.name, state.taken)
+    b = GraphBuilder(w.name, state.taken, state.shared.setdefault(w.graph_path, {}))
     if options.matmulnbits and not kernel and layer.op_type == "MatMul" and not w.graph_path:
         lay = matmulnbits.layout_for(fmt, w.shape)
         idx, node = node_producing(g, layer.outputs[0])
