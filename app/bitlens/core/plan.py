@@ -337,12 +337,12 @@ class Plan(Mapping[str, LayerChoice]):
             if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict):
                 raise PlanError(f"override for {tensor!r}: expected a list of objects")
             if tensor in by_weight:
-                fmt = _format_from_ort(tensor, entries[0], weight=True)
+                fmt = _format_from_ort(tensor, entries, weight=True)
                 layer = by_weight[tensor]
                 prev = choices.get(layer.name, FLOAT)
                 choices[layer.name] = LayerChoice(fmt, prev.activation, prev.dynamic)
             elif tensor in by_act:
-                fmt = _format_from_ort(tensor, entries[0], weight=False)
+                fmt = _format_from_ort(tensor, entries, weight=False)
                 for layer in by_act[tensor]:
                     prev = choices.get(layer.name, FLOAT)
                     choices[layer.name] = LayerChoice(prev.weight, fmt)
@@ -425,7 +425,8 @@ def _ort_weight_entries(
     return entries
 
 
-def _format_from_ort(tensor: str, entry: Mapping[str, Any], *, weight: bool) -> Format:
+def _format_from_ort(tensor: str, entries: list[Any], *, weight: bool) -> Format:
+    entry = entries[0]
     qt = str(entry.get("quant_type", "")).removeprefix("QuantType.")
     if qt == "QFLOAT8E4M3FN":
         return parse_format("fp8e4m3fn")
@@ -433,9 +434,15 @@ def _format_from_ort(tensor: str, entry: Mapping[str, Any], *, weight: bool) -> 
     if qt not in inv:
         raise PlanError(f"override for {tensor!r}: quant_type {qt!r} is not supported")
     bits, signed = inv[qt]
-    # quantize_static's defaults: signed weights symmetric, activations asymmetric
-    sym = bool(entry.get("symmetric", signed and weight))
-    narrow = sym and signed and bits in (8, 16)  # ONNX Runtime's -127..127 / -32767..32767
+    if "scale" in entry:
+        # explicit parameters, as to_ort_overrides writes for formats ORT's rule differs on:
+        # zero points all 0 on a signed type is Bitlens's symmetric full range (int8 sym)
+        zps = [e.get("zero_point", 0) for e in entries if isinstance(e, dict)]
+        sym, narrow = signed and not any(zps), False
+    else:
+        # quantize_static's defaults: signed weights symmetric, activations asymmetric
+        sym = bool(entry.get("symmetric", signed and weight))
+        narrow = sym and signed and bits in (8, 16)  # ONNX Runtime's -127..127 / -32767..32767
     text = f"{'' if signed else 'u'}int{bits} {'sym' if sym else 'asym'}"
     text += " narrow" if narrow else ""
     if "axis" in entry:
