@@ -37,7 +37,7 @@ class ExportState:
             # the lists only grow: size each node once
             count, size = self._sized.get(id(nodes), (0, 0))
             if len(nodes) != count:
-                size += sum(_field_bytes(n.ByteSize()) for n in nodes[count:])
+                size += sum(field_bytes(n.ByteSize()) for n in nodes[count:])
                 self._sized[id(nodes)] = (len(nodes), size)
             total += size
         return total
@@ -63,7 +63,7 @@ class ExportState:
         g.node.extend(ordered)
 
 
-def _field_bytes(n: int) -> int:
+def field_bytes(n: int) -> int:
     """A length-delimited protobuf field of ``n`` bytes: 1-byte tag, varint length, data."""
     return 1 + max(1, (n.bit_length() + 6) // 7) + n
 

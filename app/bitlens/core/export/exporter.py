@@ -40,7 +40,7 @@ from bitlens.core.errors import ExportError
 from bitlens.core.export import activations, matmulnbits, opsets
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import BiasRecord, int32_bias
-from bitlens.core.export.editing import ExportState, remove_weight
+from bitlens.core.export.editing import ExportState, field_bytes, remove_weight
 from bitlens.core.export.graph import GraphBuilder, used_names
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_weight, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes
@@ -214,14 +214,19 @@ class Built:
     layers: dict[str, LayerExport]
     base_bytes: int  # the model the layers were written into (after any opset conversion)
     notes: tuple[str, ...]
+    base_header: int = 0  # its metadata and opset imports, which the export rewrites
 
     @property
     def accounted_bytes(self) -> int:
         """The file size the accounting predicts: the base model, each layer's net bytes
         (codes, scales, zero points, codebooks, nodes, minus the float weights removed) and
         the export record; measured apart from serializing the whole model."""
-        record = sum(len(p.key) + len(p.value) + 8 for p in self.model.metadata_props)
-        return self.base_bytes + sum(r.bytes_file for r in self.layers.values()) + record
+        # the export record and any opset import the layers added (MatMulNBits' domain)
+        header = sum(field_bytes(p.ByteSize()) for p in self.model.metadata_props)
+        header += sum(field_bytes(o.ByteSize()) for o in self.model.opset_import)
+        return self.base_bytes - self.base_header + header + sum(
+            r.bytes_file for r in self.layers.values()
+        )
 
 
 @dataclass(frozen=True)
@@ -288,6 +293,9 @@ def build(
     model.CopyFrom(prepared.converted if prepared.converted is not None else src)
     taken = used_names(model)
     base_bytes = model.ByteSize()
+    base_header = sum(field_bytes(p.ByteSize()) for p in model.metadata_props) + sum(
+        field_bytes(o.ByteSize()) for o in model.opset_import
+    )
     yield Progress(0, len(plan.choices) + 1, f"exporting at opset {target}")
 
     state = ExportState(model, taken)
@@ -324,8 +332,9 @@ def build(
         first = str(exc).strip().splitlines()[0]
         raise ExportError(f"the exported model does not pass the ONNX checker: {first}") from exc
     return Built(
-        model, source_opset, target, min_ort, converted, records, base_bytes, tuple(notes)
-    )
+        model, source_opset, target, min_ort, converted, records, base_bytes, tuple(notes),
+        base_header,
+    )  # fmt: skip
 
 
 def export(
