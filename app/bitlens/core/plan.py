@@ -33,10 +33,11 @@ from bitlens.core.model.types import Layer, ModelInfo
 
 PLAN_VERSION = 1
 
-# Weight formats offered for every layer, highest precision first.
+# Weight formats offered for every layer, highest precision first ("int8 sym narrow" is
+# ONNX Runtime's symmetric int8, codes -127..127).
 WEIGHT_CHOICES: tuple[str, ...] = (
     "fp16", "bf16", "fp8e4m3fn ch", "fp8e5m2 ch",
-    "int8 sym ch", "int8 sym", "uint8 asym",
+    "int8 sym ch", "int8 sym narrow ch", "int8 sym", "uint8 asym",
     "int6 sym ch", "int5 sym ch", "int4 sym ch", "int4 asym ch", "int4 sym blk32", "int4 asym blk32",
     "int3 sym ch", "int3 asym blk32", "int2 sym ch", "int2 asym blk32",
     "nf4 blk64", "nf3 blk64", "km4 ch", "km2 ch", "log4 ch",
