@@ -14,7 +14,7 @@ from pathlib import Path
 from bitlens.core.fileio import check_output
 
 # Argument names that hold files a subcommand reads (present or not on a given parser).
-INPUT_ARGS = ("model", "plan", "data", "calib_data", "eval_data", "overrides", "ort_overrides_in")
+INPUT_ARGS = ("model", "plan", "data", "calib_data", "eval_data", "from_ort", "overrides")
 
 
 def run_inputs(args: argparse.Namespace) -> list[str]:
