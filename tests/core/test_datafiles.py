@@ -145,3 +145,12 @@ def test_random_data_for_a_huge_input_is_refused_before_allocating() -> None:
     m.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 2**40
     with pytest.raises(DataError, match=r"random data for input 'x' of shape \[2, 1099511627776\]"):
         Dataset.random(from_proto(m).info, n=2)
+
+
+def test_wav_chunk_larger_than_the_file(tmp_path: Path) -> None:
+    p = _wav(tmp_path / "a.wav", 16000)
+    data = bytearray(p.read_bytes())
+    struct.pack_into("<I", data, 16, 0x7FFFFFFF)  # the fmt chunk's size
+    p.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="not a readable WAV file"):
+        read_wav(p)

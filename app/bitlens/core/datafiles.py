@@ -178,7 +178,10 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
             raw = w.readframes(n)
     except DataError:
         raise
-    except (wave.Error, EOFError, OSError, ValueError, struct.error, ZeroDivisionError) as exc:
+    except (wave.Error, EOFError, OSError, ValueError, struct.error, ZeroDivisionError,
+            RuntimeError) as exc:  # fmt: skip
+        # RuntimeError: the wave module's chunk reader raises a bare one when a chunk
+        # declares more bytes than the file holds (Lib/wave.py, _Chunk.seek).
         raise DataError(f"{p.name}: not a readable WAV file ({_one_line(exc)})") from None
     raw = raw[: len(raw) // (n_ch * width) * (n_ch * width)]
     if width == 1:
