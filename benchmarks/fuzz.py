@@ -10,7 +10,7 @@ Bitlens as BITLENS_MEMORY_BUDGET) and a margin, and a per-case timeout
 one-line message) are fine; ``bad_message``, ``crash``, ``memory``,
 ``over_budget``, ``hang`` and ``died`` are failures, listed grouped by
 message. The exit status is 1 when there is any failure. The case
-generator and worker live in tests/fuzzing.py (shared with the CI test).
+generator and worker live in tests/fuzz/ (shared with the CI test).
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "app"))
 
-from tests.fuzzing import FAILURES, Report, Runner, data_cases, model_cases, run_cases  # noqa: E402
+from tests.fuzz import FAILURES, Report  # noqa: E402
+from tests.fuzz.datacases import data_cases  # noqa: E402
+from tests.fuzz.models import model_cases  # noqa: E402
+from tests.fuzz.runner import Runner, run_cases  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

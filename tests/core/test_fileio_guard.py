@@ -130,8 +130,12 @@ def test_umask_is_read_not_guessed(tmp_path: Path) -> None:
 
 
 def test_litter_of_a_dead_process_is_cleaned_and_nothing_else(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     pid = int(dead.stdout)
     stale_tmp = tmp_path / f"plan.json.bitlens-{pid}-abcd1234.tmp"
     stale_stage = tmp_path / f"out.bitlens-staging-{pid}.onnx"
@@ -144,8 +148,12 @@ def test_litter_of_a_dead_process_is_cleaned_and_nothing_else(tmp_path: Path) ->
     assert not stale_tmp.exists() and not stale_stage.exists()
     assert mine.exists() and user.exists() and other.exists()
     assert clean_stale(tmp_path) == []
-    assert sorted(p.name for p in tmp_path.iterdir() if ".bitlens-" in p.name and
-                  p.name.endswith(".tmp")) == []
+    assert (
+        sorted(
+            p.name for p in tmp_path.iterdir() if ".bitlens-" in p.name and p.name.endswith(".tmp")
+        )
+        == []
+    )
 
 
 def test_a_staged_export_takes_the_mode_of_the_file_it_replaces(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 Every case must end as "loaded" or as a BitlensError with a one-line
 message: no other exception, no MemoryError, no growth past the memory
-budget, no hang past the per-case timeout (see tests/fuzzing.py; the full
+budget, no hang past the per-case timeout (see tests/fuzz/; the full
 run is ``benchmarks/fuzz.py``).
 """
 
@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fuzzing import Report, Runner, data_cases, model_cases, run_cases
+from tests.fuzz import Report
+from tests.fuzz.datacases import data_cases
+from tests.fuzz.models import model_cases
+from tests.fuzz.runner import Runner, run_cases
 
 MODEL_CASES = 600
 DATA_CASES = 300  # 50 of each: npz, npy, wav, image, plan, overrides
@@ -21,8 +24,12 @@ ENGINE_CASES = 200
 
 def _check(report: Report) -> None:
     bad = report.failures()
-    lines = [f"{r.outcome}: {r.case.kind} {r.case.base} [{r.case.mutation}] {r.message}" for r in bad]
-    assert not bad, f"{len(bad)} failures, counts {dict(report.counts())}:\n" + "\n".join(lines[:20])
+    lines = [
+        f"{r.outcome}: {r.case.kind} {r.case.base} [{r.case.mutation}] {r.message}" for r in bad
+    ]
+    assert not bad, f"{len(bad)} failures, counts {dict(report.counts())}:\n" + "\n".join(
+        lines[:20]
+    )
 
 
 @pytest.fixture(scope="module")

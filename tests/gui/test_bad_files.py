@@ -36,7 +36,9 @@ def _bad_models(tmp_path: Path, good: Path) -> list[tuple[Path, str]]:
 
 
 def _expect_error(qtbot, window, fragment: str) -> None:
-    qtbot.waitUntil(lambda: window.message_bar.isVisible() and not window.runner.busy, timeout=20_000)
+    qtbot.waitUntil(
+        lambda: window.message_bar.isVisible() and not window.runner.busy, timeout=20_000
+    )
     text = window.message_bar.text.text()
     assert fragment in text and "unexpected error" not in text, text
     assert "\n" not in text

@@ -153,7 +153,9 @@ def check_labels(labels: Any, n: int | None, source: str) -> np.ndarray:
     """Labels are an array with one entry (or row) per sample: never a 0-d scalar."""
     a = np.asarray(labels)
     if a.ndim == 0:
-        raise DataError(f"{source}: labels must be an array with one entry per sample, got a scalar")
+        raise DataError(
+            f"{source}: labels must be an array with one entry per sample, got a scalar"
+        )
     if n is not None and len(a) != n:
         raise DataError(f"{source}: {len(a)} labels for {n} samples")
     return a
@@ -166,7 +168,12 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     st = check_regular(p, "WAV file")
     try:
         with wave.open(str(p), "rb") as w:
-            n_ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            n_ch, width, rate, n = (
+                w.getnchannels(),
+                w.getsampwidth(),
+                w.getframerate(),
+                w.getnframes(),
+            )
             if n_ch < 1 or width < 1:
                 raise DataError(f"{p.name}: WAV header declares {n_ch} channels of {width} bytes")
             if not MIN_RATE <= rate <= MAX_RATE:

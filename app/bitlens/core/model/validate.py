@@ -36,7 +36,9 @@ _IDENTIFIER_FIELDS = frozenset({"name", "input", "output", "op_type", "key", "va
 
 
 # -- walking --------------------------------------------------------------------------------------
-def walk_tensors(model: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorProto | onnx.SparseTensorProto]]:
+def walk_tensors(
+    model: onnx.ModelProto,
+) -> Iterator[tuple[str, onnx.TensorProto | onnx.SparseTensorProto]]:
     """(description, tensor) for every tensor and sparse tensor in the model."""
     yield from _graph_tensors(model.graph, "")
     for fn in model.functions:
@@ -44,7 +46,9 @@ def walk_tensors(model: onnx.ModelProto) -> Iterator[tuple[str, onnx.TensorProto
             yield from _node_tensors(node, f"function {fn.name!r}/")
 
 
-def _graph_tensors(graph: onnx.GraphProto, where: str) -> Iterator[tuple[str, onnx.TensorProto | onnx.SparseTensorProto]]:
+def _graph_tensors(
+    graph: onnx.GraphProto, where: str
+) -> Iterator[tuple[str, onnx.TensorProto | onnx.SparseTensorProto]]:
     for t in graph.initializer:
         yield f"initializer {where}{t.name!r}", t
     for s in graph.sparse_initializer:
@@ -53,7 +57,9 @@ def _graph_tensors(graph: onnx.GraphProto, where: str) -> Iterator[tuple[str, on
         yield from _node_tensors(node, where)
 
 
-def _node_tensors(node: onnx.NodeProto, where: str) -> Iterator[tuple[str, onnx.TensorProto | onnx.SparseTensorProto]]:
+def _node_tensors(
+    node: onnx.NodeProto, where: str
+) -> Iterator[tuple[str, onnx.TensorProto | onnx.SparseTensorProto]]:
     label = f"{node.op_type} node {where}{(node.name or (node.output[0] if node.output else ''))!r}"
     for attr in node.attribute:
         if attr.HasField("t"):
@@ -122,7 +128,11 @@ def check_model(model: onnx.ModelProto, label: str) -> None:
 def check_tensor(t: onnx.TensorProto, what: str) -> int:
     """Raise unless ``t``'s data fit its type and shape; return its decoded size in bytes."""
     if t.data_type not in _KNOWN_TYPES:
-        kind = "no element type" if t.data_type == T.UNDEFINED else f"unknown element type {t.data_type}"
+        kind = (
+            "no element type"
+            if t.data_type == T.UNDEFINED
+            else f"unknown element type {t.data_type}"
+        )
         raise ModelLoadError(f"{what} has {kind}")
     if any(d < 0 for d in t.dims):
         raise ModelLoadError(f"{what} has a negative dimension in shape {list(t.dims)}")
@@ -136,7 +146,9 @@ def check_tensor(t: onnx.TensorProto, what: str) -> int:
     if t.HasField("raw_data"):
         want = expected_raw_bytes(t.data_type, count)
         if want is None:
-            raise ModelLoadError(f"{what} is a string tensor with raw data, which ONNX does not allow")
+            raise ModelLoadError(
+                f"{what} is a string tensor with raw data, which ONNX does not allow"
+            )
         if len(t.raw_data) != want:
             raise ModelLoadError(
                 f"{what} holds {len(t.raw_data)} bytes of data, but its type "
@@ -174,7 +186,9 @@ def check_sparse(s: onnx.SparseTensorProto, what: str) -> int:
     nnz = int(s.values.dims[0])
     idims = [int(d) for d in s.indices.dims]
     if s.indices.data_type != T.INT64:
-        raise ModelLoadError(f"{what}: indices must be int64, not {_type_name(s.indices.data_type)}")
+        raise ModelLoadError(
+            f"{what}: indices must be int64, not {_type_name(s.indices.data_type)}"
+        )
     if idims not in ([nnz], [nnz, len(dims)]):
         raise ModelLoadError(
             f"{what}: indices of shape {idims} do not fit {nnz} values in a {len(dims)}-D tensor"
