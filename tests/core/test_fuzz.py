@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("resource", reason="the fuzz worker limits memory with POSIX setrlimit")
+
 from tests.fuzz import Report
 from tests.fuzz.datacases import data_cases
 from tests.fuzz.models import model_cases
