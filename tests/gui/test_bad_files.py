@@ -98,3 +98,12 @@ def test_bad_files_are_reported_and_the_window_still_works(
     wait_idle(qtbot, window)
     assert window.document.plan["conv1"].weight.name == "int4 sym ch"
     assert window.document.evaluation_current
+
+
+def test_damaged_remembered_sizes_are_ignored(settings, tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    settings.set_model_dims(model, {"width": 16})
+    key = settings._dims_key(model)
+    for raw in ("[" * 100_000, '{"dims": ' + "9" * 5000 + "}"):
+        settings.q.setValue(key, raw)
+        assert settings.model_dims(model) == {}
