@@ -115,7 +115,7 @@ def _xfail(request: pytest.FixtureRequest, c: Case, test: str) -> None:
 
 
 def test_inspect(case) -> None:
-    c, path, _, _, report = case
+    c, _, _, _, report = case
     counts: dict[str, int] = {}
     for layer in report["layers"]:
         counts[layer["op_type"]] = counts.get(layer["op_type"], 0) + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
 from bitlens.core.errors import DataError
 from bitlens.core.jsonsafe import dumps
-from bitlens.core.model.loader import LoadedModel
+from bitlens.core.model.loader import LoadedModel, load_model
 from bitlens.core.model.types import ModelInfo
 
 
@@ -57,6 +58,17 @@ def load_data(args: argparse.Namespace, info: ModelInfo) -> Dataset:
     if p.suffix.lower() == ".wav":
         return Dataset.from_wav(p, info, rate=args.rate)
     return Dataset.from_npz(p, info)
+
+
+def open_model(path: str) -> LoadedModel:
+    """Load a model; what the loader noted (IR version, folded weights) goes to stderr.
+
+    stderr, so that ``--json`` output on stdout stays machine-readable.
+    """
+    model = load_model(path)
+    for note in model.info.notes:
+        print(f"bitlens: note: {note}", file=sys.stderr)
+    return model
 
 
 def dump_json(obj: Any) -> str:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bitlens.cli.common import add_data_arguments, calibrated_engine
+from bitlens.cli.common import add_data_arguments, calibrated_engine, open_model
 from bitlens.cli.eval import load_plan
 from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
-from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESETS
 
 
@@ -63,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    model = open_model(args.model)
     plan = load_plan(args, model)
     engine = calibrated_engine(args, model)
     options = ExportOptions(

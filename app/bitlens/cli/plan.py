@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from bitlens.core.fileio import atomic_write_text
-from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESET_FORMATS, PRESETS, Plan
 
 
@@ -29,9 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bitlens.cli.common import dump_json
+    from bitlens.cli.common import dump_json, open_model
 
-    model = load_model(args.model)
+    model = open_model(args.model)
     plan = Plan.preset(model.info, args.preset, args.layers)
     text = dump_json(plan.to_ort_overrides()) if args.ort_overrides else plan.to_json()
     atomic_write_text(args.output, text + "\n")

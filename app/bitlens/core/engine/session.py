@@ -17,6 +17,7 @@ import onnx
 import onnxruntime as ort
 
 from bitlens.core.errors import EngineError
+from bitlens.core.model.irversion import check_runnable
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -60,6 +61,9 @@ def session_options() -> ort.SessionOptions:
 
 
 def make_session(model: onnx.ModelProto, device: str = "auto") -> ort.InferenceSession:
+    problem = check_runnable(model)
+    if problem:
+        raise EngineError(problem)
     try:
         return ort.InferenceSession(
             model.SerializeToString(),
