@@ -10,7 +10,7 @@ from typing import Any
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
-from bitlens.core.errors import DataError
+from bitlens.core.errors import DataError, ModelLoadError
 from bitlens.core.jsonsafe import dumps
 from bitlens.core.model.loader import LoadedModel, load_model
 from bitlens.core.model.types import ModelInfo
@@ -61,11 +61,17 @@ def load_data(args: argparse.Namespace, info: ModelInfo) -> Dataset:
 
 
 def open_model(path: str) -> LoadedModel:
-    """Load a model; what the loader noted (IR version, folded weights) goes to stderr.
-
+    """Load a model to work on; what the loader noted (IR version, folded weights) goes to
     stderr, so that ``--json`` output on stdout stays machine-readable.
+
+    A model with no layer to quantize is an error here (inspect shows it instead).
     """
     model = load_model(path)
+    if not model.info.layers:
+        why = model.info.notes[-1] if model.info.notes else (
+            "no Conv, Gemm, MatMul, Gather or RNN with float weights"
+        )  # fmt: skip
+        raise ModelLoadError(f"{path}: nothing to quantize: {why}")
     for note in model.info.notes:
         print(f"bitlens: note: {note}", file=sys.stderr)
     return model

@@ -187,7 +187,7 @@ def to_text(report: ModelReport) -> str:
     out += ["weight SQNR and bytes per format", "", line(head), rule]
     if rows:
         out += [line(r) for r in rows]
-    else:
+    elif not report.notes:  # a note says why (an already quantized model)
         out.append(
             "(no quantizable layers: no Conv, Gemm, MatMul, Gather or RNN with float weights)"
         )
