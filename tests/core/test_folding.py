@@ -37,7 +37,9 @@ def _gates(w: np.ndarray) -> np.ndarray:
     return np.concatenate([i, o, f, g], axis=0)
 
 
-def _lstm_branch(name: str, seed: int, w_name: str) -> tuple[onnx.GraphProto, dict[str, np.ndarray]]:
+def _lstm_branch(
+    name: str, seed: int, w_name: str
+) -> tuple[onnx.GraphProto, dict[str, np.ndarray]]:
     """A graph running one LSTM whose W, R and B are computed from constants::
 
         W = Unsqueeze(Concat(Slice(Cw, i), Slice(Cw, o), Slice(Cw, f), Slice(Cw, g)), 0)
@@ -93,11 +95,11 @@ def _lstm_branch(name: str, seed: int, w_name: str) -> tuple[onnx.GraphProto, di
 def nested_if_lstm() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """Three LSTMs with computed weights, two of them two If levels deep::
 
-        c1, c2, x[4,1,8] -> If(c1) -> h[1,1,6]
-            then: If(c2)
-                then: LSTM "deep_a" (W from main-graph Constant Cw_a)
-                else: LSTM "deep_b" (W from main-graph Constant Cw_b)
-            else: LSTM "shallow" (W from main-graph Constant Cw_c)
+    c1, c2, x[4,1,8] -> If(c1) -> h[1,1,6]
+        then: If(c2)
+            then: LSTM "deep_a" (W from main-graph Constant Cw_a)
+            else: LSTM "deep_b" (W from main-graph Constant Cw_b)
+        else: LSTM "shallow" (W from main-graph Constant Cw_c)
     """
     deep_a, ref_a = _lstm_branch("deep_a", 10, "Cw_a")
     deep_b, ref_b = _lstm_branch("deep_b", 20, "Cw_b")
@@ -133,8 +135,8 @@ def nested_if_lstm() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
 def opset12_computed_weights() -> onnx.ModelProto:
     """An old exporter's model: opset 12, weights reshaped and transposed from Constants::
 
-        x[1,3,6,6] -> Conv(W = Reshape(Constant flat[162], Constant [6,3,3,3])) -> Relu
-                   -> Flatten -> MatMul(B = Transpose(Constant [4,216])) -> y[1,4]
+    x[1,3,6,6] -> Conv(W = Reshape(Constant flat[162], Constant [6,3,3,3])) -> Relu
+               -> Flatten -> MatMul(B = Transpose(Constant [4,216])) -> y[1,4]
     """
     w1 = weights((6, 3, 3, 3), seed=61)
     w2 = weights((4, 216), seed=62)

@@ -28,9 +28,7 @@ APP = Path(__file__).resolve().parents[2] / "app"
 def fresh(monkeypatch: pytest.MonkeyPatch):
     session.cuda_unavailable.cache_clear()
     session._warn_fallback.cache_clear()
-    monkeypatch.setattr(
-        session.ort, "get_available_providers", lambda: [session.CUDA, session.CPU]
-    )
+    monkeypatch.setattr(session.ort, "get_available_providers", lambda: [session.CUDA, session.CPU])
     yield
     session.cuda_unavailable.cache_clear()
     session._warn_fallback.cache_clear()
@@ -78,5 +76,8 @@ def test_eval_json_with_device_cuda_parses(tmp_path: Path) -> None:
     out = json.loads(res.stdout)
     lines = res.stderr.strip().splitlines()
     assert len(lines) <= 1, lines
-    if session.CUDA not in out["providers"] and session.CUDA in session.ort.get_available_providers():
+    if (
+        session.CUDA not in out["providers"]
+        and session.CUDA in session.ort.get_available_providers()
+    ):
         assert lines and "running on the CPU" in lines[0]

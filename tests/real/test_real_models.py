@@ -68,13 +68,28 @@ def _rapidocr_feeds(n: int) -> dict[str, np.ndarray]:
     return {"x": (x - 0.5) / 0.5}
 
 
+# Known gaps, each owned by an item of issue 9 that is being fixed in parallel; xfail(strict=False)
+# so the suite says when they start passing.
+SIZE_GAP = (
+    "issue 9 item 8: the file lands more than 2% off the accounting shown before export "
+    "(scales, zero points, extra nodes and small layers are not all counted yet)"
+)
+OPSET_GAP = (
+    "issue 9 item 6: the default export upgrades this opset-12 model to opset 21, which "
+    "changes its output, and fails instead of trying the next opset"
+)
+
 CASES = (
     Case("ddddocr-crnn", wheels.DDDDOCR, "common.onnx", _ddddocr_feeds, {"Conv": 21, "LSTM": 1, "Gemm": 1}),
-    Case("open-nsfw-resnet50", wheels.OPEN_NSFW, "open_nsfw.onnx", _nsfw_feeds, {"Conv": 53, "MatMul": 1}),
-    # Silero VAD v5: its LSTM weights are built from Constant nodes inside If branches.
-    Case("silero-vad", wheels.SILERO_VAD, "silero_vad.onnx", _silero_feeds, {"Conv": 12, "LSTM": 4}),
-    Case("ppocrv4-rec", wheels.RAPIDOCR, "ch_PP-OCRv4_rec_infer.onnx", _rapidocr_feeds, {"Conv": 38, "MatMul": 9}),
+    Case("open-nsfw-resnet50", wheels.OPEN_NSFW, "open_nsfw.onnx", _nsfw_feeds, {"Conv": 53, "MatMul": 1},
+         xfail={"export-mixed": SIZE_GAP}),
+    # Silero VAD v5: its LSTM weights are built from Constant nodes two If levels deep.
+    Case("silero-vad", wheels.SILERO_VAD, "silero_vad.onnx", _silero_feeds, {"Conv": 12, "LSTM": 4},
+         xfail={"export-W8A8": SIZE_GAP, "export-mixed": SIZE_GAP}),
+    Case("ppocrv4-rec", wheels.RAPIDOCR, "ch_PP-OCRv4_rec_infer.onnx", _rapidocr_feeds, {"Conv": 38, "MatMul": 9},
+         xfail={"export-W8A8": OPSET_GAP, "export-mixed": OPSET_GAP}),
 )  # fmt: skip
+SAMPLES = 4  # 2 calibrate, 2 evaluate: enough to exercise both, and keeps the suite near 3 minutes
 
 
 def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -103,7 +118,7 @@ def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     path = model_path(c.wheel, c.filename)
     work = tmp_path_factory.mktemp(c.id)
     data = work / "data.npz"
-    np.savez(data, **c.feeds(6))
+    np.savez(data, **c.feeds(SAMPLES))
     res = run_cli("inspect", str(path), "--json", "--formats", "int8 sym ch", "int4 sym ch")
     assert res.returncode == 0, res.stderr
     return c, path, data, work, json.loads(res.stdout)
