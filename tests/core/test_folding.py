@@ -287,3 +287,18 @@ def test_the_users_file_is_not_changed(tmp_path: Path) -> None:
     before = src.read_bytes()
     assert load_model(src).info.notes
     assert src.read_bytes() == before
+
+
+def test_a_subgraph_that_cannot_be_folded_is_left_as_is_and_named(monkeypatch) -> None:
+    from onnx.reference import ReferenceEvaluator
+
+    def fail(self, *args, **kwargs):
+        raise RuntimeError("no kernel for this op")
+
+    monkeypatch.setattr(ReferenceEvaluator, "run", fail)
+    m, _ = nested_if_lstm()
+    loaded = from_proto(m)  # still opens
+    assert not [la for la in loaded.info.layers if la.op_type == "LSTM"]
+    (note,) = loaded.info.notes
+    assert note.startswith("could not fold constants in ") and "no kernel for this op" in note
+    assert any(n.op_type == "Slice" for n in _all_nodes(loaded.proto.graph))

@@ -82,21 +82,18 @@ def fold_constants(model: onnx.ModelProto) -> FoldResult:
     """
     opsets = list(model.opset_import)
     result = FoldResult()
-    _fold_graph(model.graph, "", {}, opsets, model.ir_version, result, is_main=True)
+    _fold_graph(model.graph, "", {}, opsets, model.ir_version, result)
     if result.nodes:
         _drop_unused(model.graph, result.freed)
     return result
 
 
-def _const_sources(
-    graph: onnx.GraphProto, is_main: bool
-) -> dict[str, onnx.TensorProto | onnx.NodeProto]:
-    inputs = {i.name for i in graph.input}
+def _const_sources(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto | onnx.NodeProto]:
     out: dict[str, onnx.TensorProto | onnx.NodeProto] = {}
     for t in graph.initializer:
-        # an initializer that is also a main-graph input may be overridden by a feed
-        if not (is_main and t.name in inputs):
-            out[t.name] = t
+        # Old exporters also list initializers among the inputs; like the inventory
+        # (graph.py), Bitlens treats them as the constants they are in practice.
+        out[t.name] = t
     for node in graph.node:
         if is_constant_node(node):
             out[node.output[0]] = node
@@ -136,14 +133,14 @@ def _fold_graph(
     ir_version: int,
     result: FoldResult,
     *,
-    is_main: bool = False,
     depth: int = 0,
 ) -> None:
-    shadowed = {i.name for i in graph.input} if not is_main else set()
+    inits = {t.name for t in graph.initializer}
+    shadowed = {i.name for i in graph.input if i.name not in inits}
     known: dict[str, onnx.TensorProto | onnx.NodeProto | None] = {
         k: v for k, v in outer.items() if k not in shadowed
     }
-    known.update(_const_sources(graph, is_main))
+    known.update(_const_sources(graph))
     types = {k: _elem_type(v) for k, v in known.items()}
     fold: list[onnx.NodeProto] = []
     for node in graph.node:
@@ -153,12 +150,11 @@ def _fold_graph(
                 if out:
                     known[out] = None  # computed below
                     types[out] = None
-    if fold:
-        _evaluate(graph, path, fold, known, opsets, ir_version, result)
+    if fold and _evaluate(graph, path, fold, known, opsets, ir_version, result):
         result.depth = max(result.depth, depth)
     own = {
         **{k: v for k, v in outer.items() if k not in shadowed},
-        **_const_sources(graph, is_main),
+        **_const_sources(graph),
     }
     for node in graph.node:
         name = node.name or node.op_type
@@ -189,7 +185,8 @@ def _evaluate(
     opsets: list[onnx.OperatorSetIdProto],
     ir_version: int,
     result: FoldResult,
-) -> None:
+) -> bool:
+    """Fold ``fold`` into initializers of ``graph``; False (and a failure noted) if it can't."""
     from onnx.reference import ReferenceEvaluator
 
     needed = _needed(graph, fold)
@@ -211,7 +208,7 @@ def _evaluate(
     except Exception as exc:  # the reference evaluator raises many types; the model stays as is
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         result.failures.append(f"{path or 'the main graph'} ({msg[:120]})")
-        return
+        return False
     folded = {id(n) for n in fold}
     keep = [n for n in graph.node if id(n) not in folded]
     del graph.node[:]
@@ -223,6 +220,7 @@ def _evaluate(
     result.names.update(needed)
     result.graphs.append(path)
     result.freed |= reads
+    return True
 
 
 def _reads(graph: onnx.GraphProto) -> Iterator[str]:
