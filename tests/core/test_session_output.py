@@ -81,3 +81,12 @@ def test_eval_json_with_device_cuda_parses(tmp_path: Path) -> None:
         and session.CUDA in session.ort.get_available_providers()
     ):
         assert lines and "running on the CPU" in lines[0]
+
+
+def test_the_reason_is_kept_for_the_window(fresh, monkeypatch) -> None:
+    monkeypatch.setattr(session, "_fallback", [])
+    monkeypatch.setattr(session.ort, "preload_dlls", _noisy_preload, raising=False)
+    monkeypatch.setattr(session, "_probe_providers", lambda providers: [session.CPU])
+    assert session.fallback_reason() is None
+    session.requested_providers("cuda")
+    assert "running on the CPU" in (session.fallback_reason() or "")

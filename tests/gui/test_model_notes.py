@@ -20,3 +20,13 @@ def test_new_ir_version_opens_evaluates_and_says_so(qtbot, window, tmp_path: Pat
     assert window.document.evaluation is not None  # ONNX Runtime ran it
     assert window.message_bar.isVisible()
     assert f"as IR {irversion.ort_max_ir_version()} in memory" in window.message_bar.text.text()
+
+
+def test_cpu_fallback_reason_is_the_providers_tooltip(qtbot, window, cnn_path, monkeypatch) -> None:
+    from bitlens.core.engine import session
+
+    monkeypatch.setattr(session, "_fallback", ["ONNX Runtime cannot start CUDA (test)"])
+    open_model(qtbot, window, cnn_path)
+    label = window.status.providers_label
+    assert label.text() == "ORT: CPU"
+    assert label.toolTip() == "ONNX Runtime cannot start CUDA (test)"

@@ -121,9 +121,18 @@ def _probe_providers(providers: list[str]) -> list[str]:
     return list(sess.get_providers())
 
 
+_fallback: list[str] = []  # the reason CUDA was not used, once it is known
+
+
 @cache
 def _warn_fallback(reason: str) -> None:
+    _fallback[:] = [reason]
     log.warning(reason)  # once per process
+
+
+def fallback_reason() -> str | None:
+    """Why sessions run on the CPU although CUDA was wanted, if that happened (no probing)."""
+    return _fallback[0] if _fallback else None
 
 
 def requested_providers(device: str = "auto") -> list[str]:
