@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from functools import cache
 
@@ -76,9 +77,17 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
+_probe_lock = threading.Lock()  # the GUI's worker threads may ask at the same time
+
+
 @cache
 def cuda_unavailable() -> str | None:
     """Why the CUDA provider cannot start here (one line), or None when it can. Tried once."""
+    with _probe_lock:
+        return _try_cuda()
+
+
+def _try_cuda() -> str | None:
     with captured_output() as out:
         if hasattr(ort, "preload_dlls"):
             # Loads the NVIDIA pip wheels' libraries when installed; a missing optional
