@@ -106,10 +106,11 @@ def _try_cuda() -> str | None:
         return None
     missing = next((ln for ln in noise.splitlines() if ln.startswith("Failed to load ")), "")
     why = missing.split(": ", 1)[0].removeprefix("Failed to load ") if missing else ""
-    detail = f"{why} not found; " if why else ""
+    detail = f"{why} not found: " if why else ""
     return (
-        f"ONNX Runtime cannot start CUDA ({detail}it needs the CUDA and cuDNN versions "
-        f"onnxruntime-gpu {ort.__version__} was built for); running on the CPU"
+        f"ONNX Runtime cannot start CUDA ({detail}it needs the CUDA and cuDNN that "
+        f"onnxruntime-gpu {ort.__version__} was built for, e.g. pip's 'cuda' extra); "
+        "running on the CPU"
     )
 
 
