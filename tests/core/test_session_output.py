@@ -74,19 +74,11 @@ def test_eval_json_with_device_cuda_parses(tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) <= 1, lines
+    # stderr carries the data summary and at most one line about CUDA, never ORT's noise
+    cuda = [ln for ln in res.stderr.splitlines() if "CUDA" in ln or "Failed to load" in ln]
+    assert len(cuda) <= 1, cuda
     if (
         session.CUDA not in out["providers"]
         and session.CUDA in session.ort.get_available_providers()
     ):
-        assert lines and "running on the CPU" in lines[0]
-
-
-def test_the_reason_is_kept_for_the_window(fresh, monkeypatch) -> None:
-    monkeypatch.setattr(session, "_fallback", [])
-    monkeypatch.setattr(session.ort, "preload_dlls", _noisy_preload, raising=False)
-    monkeypatch.setattr(session, "_probe_providers", lambda providers: [session.CPU])
-    assert session.fallback_reason() is None
-    session.requested_providers("cuda")
-    assert "running on the CPU" in (session.fallback_reason() or "")
+        assert cuda and "running on the CPU" in cuda[0]

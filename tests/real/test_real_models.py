@@ -1,7 +1,7 @@
 """Real public models from pinned PyPI wheels, through the command line as a user runs it.
 
 Each model is opened (``inspect``), evaluated on real-looking inputs made in
-code (``eval``) and exported with default options at W8A8 and at one mixed
+code (``eval``; the OCR models get text lines of different widths, as numbered feeds) and exported with default options at W8A8 and at one mixed
 low-bit plan (``export``); the exit code, the fidelity verdict and the size
 accounting are checked. The commands run in subprocesses, so each one's
 memory is returned when it ends. The wheels are fetched into a cache on first
@@ -32,17 +32,20 @@ class Case:
     id: str
     wheel: wheels.Wheel
     filename: str
-    feeds: Callable[[int], dict[str, np.ndarray]]  # n samples -> npz arrays
+    # n samples -> npz arrays: samples along axis 0, or numbered feeds NAME/i of any shape
+    feeds: Callable[[int], dict[str, np.ndarray]]
     ops: dict[str, int]  # op type -> how many layers of it the inventory must list
     xfail: dict[str, str] = field(default_factory=dict)  # test name -> reason
 
 
 def _ddddocr_feeds(n: int) -> dict[str, np.ndarray]:
     # ddddocr's own preprocessing (ddddocr/__init__.py, classification): grey, height 64,
-    # x/255 then (x - 0.5)/0.5.
-    lines = [inputs.text_line(128, 64, seed=i) for i in range(n)]
-    x = np.stack(lines)[:, None, None].astype(np.float32) / 255.0
-    return {"input1": (x - 0.5) / 0.5}
+    # x/255 then (x - 0.5)/0.5. Text lines differ in width: one numbered feed each.
+    feeds = {}
+    for i in range(n):
+        line = inputs.text_line(96 + 16 * (i % 4), 64, seed=i)[None, None].astype(np.float32)
+        feeds[f"input1/{i}"] = (line / 255.0 - 0.5) / 0.5
+    return feeds
 
 
 def _nsfw_feeds(n: int) -> dict[str, np.ndarray]:
@@ -62,10 +65,13 @@ def _silero_feeds(n: int) -> dict[str, np.ndarray]:
 
 
 def _rapidocr_feeds(n: int) -> dict[str, np.ndarray]:
-    # PaddleOCR recognizer preprocessing: height 48, (x/255 - 0.5)/0.5, CHW.
-    lines = np.stack([inputs.text_line_rgb(320, 48, seed=10 + i) for i in range(n)])
-    x = lines.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-    return {"x": (x - 0.5) / 0.5}
+    # PaddleOCR recognizer preprocessing: height 48, (x/255 - 0.5)/0.5, CHW; widths differ.
+    feeds = {}
+    for i in range(n):
+        line = inputs.text_line_rgb(256 + 32 * (i % 4), 48, seed=10 + i)
+        x = line.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        feeds[f"x/{i}"] = (x - 0.5) / 0.5
+    return feeds
 
 
 # Known gaps, each owned by an item of issue 9 that is being fixed in parallel; xfail(strict=False)
