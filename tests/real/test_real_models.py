@@ -15,16 +15,18 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bitlens.core.export import verdict
+from bitlens.core.export.report import SIZE_TARGET
 from tests.real import inputs, wheels
 
 APP = Path(__file__).resolve().parents[2] / "app"
-SIZE_TOLERANCE = 0.02  # the file lands within 2% of the accounting shown before export
+SIZE_TOLERANCE = SIZE_TARGET  # the file lands within 2% of the accounting shown before export
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,6 @@ class Case:
     # n samples -> npz arrays: samples along axis 0, or numbered feeds NAME/i of any shape
     feeds: Callable[[int], dict[str, np.ndarray]]
     ops: dict[str, int]  # op type -> how many layers of it the inventory must list
-    xfail: dict[str, str] = field(default_factory=dict)  # test name -> reason
 
 
 def _ddddocr_feeds(n: int) -> dict[str, np.ndarray]:
@@ -74,26 +75,13 @@ def _rapidocr_feeds(n: int) -> dict[str, np.ndarray]:
     return feeds
 
 
-# Known gaps, each owned by an item of issue 9 that is being fixed in parallel; xfail(strict=False)
-# so the suite says when they start passing.
-SIZE_GAP = (
-    "issue 9 item 8: the file lands more than 2% off the accounting shown before export "
-    "(scales, zero points, extra nodes and small layers are not all counted yet)"
-)
-OPSET_GAP = (
-    "issue 9 item 6: the default export upgrades this opset-12 model to opset 21, which "
-    "changes its output, and fails instead of trying the next opset"
-)
-
 CASES = (
     Case("ddddocr-crnn", wheels.DDDDOCR, "common.onnx", _ddddocr_feeds, {"Conv": 21, "LSTM": 1, "Gemm": 1}),
-    Case("open-nsfw-resnet50", wheels.OPEN_NSFW, "open_nsfw.onnx", _nsfw_feeds, {"Conv": 53, "MatMul": 1},
-         xfail={"export-mixed": SIZE_GAP}),
+    Case("open-nsfw-resnet50", wheels.OPEN_NSFW, "open_nsfw.onnx", _nsfw_feeds, {"Conv": 53, "MatMul": 1}),
     # Silero VAD v5: its LSTM weights are built from Constant nodes two If levels deep.
-    Case("silero-vad", wheels.SILERO_VAD, "silero_vad.onnx", _silero_feeds, {"Conv": 12, "LSTM": 4},
-         xfail={"export-W8A8": SIZE_GAP, "export-mixed": SIZE_GAP}),
-    Case("ppocrv4-rec", wheels.RAPIDOCR, "ch_PP-OCRv4_rec_infer.onnx", _rapidocr_feeds, {"Conv": 38, "MatMul": 9},
-         xfail={"export-W8A8": OPSET_GAP, "export-mixed": OPSET_GAP}),
+    Case("silero-vad", wheels.SILERO_VAD, "silero_vad.onnx", _silero_feeds, {"Conv": 12, "LSTM": 4}),
+    # PP-OCRv4: opset 12 with Constant-node weights; upgrading it to opset 21 changes its output.
+    Case("ppocrv4-rec", wheels.RAPIDOCR, "ch_PP-OCRv4_rec_infer.onnx", _rapidocr_feeds, {"Conv": 38, "MatMul": 9}),
 )  # fmt: skip
 SAMPLES = 4  # 2 calibrate, 2 evaluate: enough to exercise both, and keeps the suite near 3 minutes
 
@@ -130,11 +118,6 @@ def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     return c, path, data, work, json.loads(res.stdout)
 
 
-def _xfail(request: pytest.FixtureRequest, c: Case, test: str) -> None:
-    if test in c.xfail:
-        request.applymarker(pytest.mark.xfail(reason=c.xfail[test], strict=False))
-
-
 def test_inspect(case) -> None:
     c, _, _, _, report = case
     counts: dict[str, int] = {}
@@ -149,9 +132,8 @@ def test_inspect(case) -> None:
     assert report["totals"]["params"] == sum(la["params"] for la in report["layers"])
 
 
-def test_eval(case, request: pytest.FixtureRequest) -> None:
-    c, path, data, _, _ = case
-    _xfail(request, c, "eval")
+def test_eval(case) -> None:
+    _, path, data, _, _ = case
     res = run_cli("eval", str(path), "--preset", "W8A8", "--data", str(data), "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)  # nothing but the JSON on stdout
@@ -189,9 +171,8 @@ def _mixed_plan(report: dict, work: Path) -> Path:
 
 
 @pytest.mark.parametrize("plan", ["W8A8", "mixed"])
-def test_export(case, plan: str, request: pytest.FixtureRequest) -> None:
-    c, path, data, work, report = case
-    _xfail(request, c, f"export-{plan}")
+def test_export(case, plan: str) -> None:
+    _, path, data, work, report = case
     out = work / f"{plan}.onnx"
     how = ["--preset", "W8A8"] if plan == "W8A8" else ["--plan", str(_mixed_plan(report, work))]
     res = run_cli("export", str(path), *how, "--data", str(data), "-o", str(out), "--json")
@@ -199,6 +180,8 @@ def test_export(case, plan: str, request: pytest.FixtureRequest) -> None:
     fid = json.loads(res.stdout)
     assert res.returncode == 0, (fid["failures"], res.stderr[-2000:])
     assert fid["passed"] and not fid["failures"]
+    for o in fid["outputs"]:  # the deployed file computes what the inspector showed
+        assert o["level"] in (verdict.BIT_EXACT, verdict.REASSOCIATION, verdict.INTEGER), o
     assert out.stat().st_size == fid["file_bytes"]
     assert abs(fid["weights_size_error"]) <= SIZE_TOLERANCE, fid["weights_size_error"]
     assert abs(fid["file_size_error"]) <= SIZE_TOLERANCE, fid["file_size_error"]
