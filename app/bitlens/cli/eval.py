@@ -17,9 +17,9 @@ from bitlens.cli.common import (
     dump_json,
     fmt_bytes,
     fmt_db,
+    open_model,
 )
 from bitlens.core.export import accounting, verdict
-from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESETS, Plan
 from bitlens.core.plan_schema import read_json_file
 from bitlens.core.results import Evaluation
@@ -65,7 +65,7 @@ def read_plan(path: Path, info) -> Plan:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    model = open_model(args.model)
     plan = load_plan(args, model)
     engine = calibrated_engine(args, model)
     ev = engine.evaluate(plan)

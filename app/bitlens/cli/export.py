@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bitlens.cli.common import add_data_arguments, load_data
+from bitlens.cli.common import add_data_arguments, load_data, open_model
 from bitlens.cli.eval import load_plan
 from bitlens.cli.outputs import guard_outputs
 from bitlens.core.engine import Engine
@@ -20,7 +20,6 @@ from bitlens.core.errors import ExportError
 from bitlens.core.export.exporter import ExportOptions, preflight
 from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
-from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESETS
 
 
@@ -75,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if not str(args.output).lower().endswith(".onnx"):
         raise ExportError(f"{args.output}: the export must be an .onnx file")
     guard_outputs(args, [(args.output, "onnx", "export"), (report_path, "json", "fidelity report")])
-    model = load_model(args.model)
+    model = open_model(args.model)
     plan = load_plan(args, model)
     engine = Engine(model, load_data(args, model.info), device=args.device)
     options = ExportOptions(
