@@ -226,3 +226,25 @@ def test_reading_a_model_yields_between_chunks_so_the_window_can_cancel(
     gen.close()  # cancelled mid-read: nothing raised, nothing left open
     model = loader.load_model(p)
     assert model.info.layers
+
+
+def test_folding_a_weight_that_would_explode_is_skipped_with_a_note(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """x[1,2] @ Pad(Constant[2,2], pads=[0,0,6000,6000]): 144 MB from 16 bytes."""
+    monkeypatch.setenv("BITLENS_MEMORY_BUDGET", "32M")
+    const = numpy_helper.from_array(np.ones((2, 2), np.float32))
+    pads = numpy_helper.from_array(np.array([0, 0, 6000, 6000], np.int64))
+    g = helper.make_graph(
+        [helper.make_node("Constant", [], ["c"], value=const),
+         helper.make_node("Constant", [], ["p"], value=pads),
+         helper.make_node("Pad", ["c", "p"], ["w"]),
+         helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6002])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6002])],
+    )  # fmt: skip
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    loaded = from_proto(m)
+    assert any("over the memory budget" in n for n in loaded.info.notes), loaded.info.notes
+    assert [n.op_type for n in loaded.proto.graph.node] == ["Constant", "Constant", "Pad", "MatMul"]

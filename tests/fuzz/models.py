@@ -29,6 +29,13 @@ def seed_models() -> dict[str, onnx.ModelProto]:
         "sparse": _sparse_model(),
         "audio": _audio_model(),
     }
+    try:  # weights computed from constants, folded at load (If-nested LSTM, Transpose chain)
+        from tests.core.test_folding import nested_if_lstm, opset12_computed_weights
+
+        models["folded_lstm"] = nested_if_lstm()[0]
+        models["computed_weights"] = opset12_computed_weights()
+    except ImportError:
+        pass
     for name in ("digits_cnn", "speech_kws", "text_transformer"):
         p = SAMPLES / name / "model.onnx"
         if p.is_file():
@@ -261,6 +268,27 @@ def _mut_graph(m: onnx.ModelProto, rng: random.Random) -> str:
     return "no-op"
 
 
+def _mut_fold_bomb(m: onnx.ModelProto, rng: random.Random) -> str:
+    """Pad a Constant by a large amount: a few bytes that fold into gigabytes."""
+    consts = [
+        n for n in m.graph.node
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t")
+    ]  # fmt: skip
+    if not consts:
+        return _mut_graph(m, rng)
+    n = rng.choice(consts)
+    rank = len(n.attribute[0].t.dims)
+    out = n.output[0]
+    n.output[0] = out + "_unpadded"
+    big = rng.choice([1, 100, 100_000])
+    pads = numpy_helper.from_array(np.array([0] * rank + [big] * rank, np.int64), out + "_pads")
+    m.graph.node.extend([
+        helper.make_node("Constant", [], [out + "_pads"], value=pads),
+        helper.make_node("Pad", [out + "_unpadded", out + "_pads"], [out]),
+    ])  # fmt: skip
+    return f"constant padded by {big}"
+
+
 def _mut_strings(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     """Replace one printable run (a name, producer) by invalid UTF-8 of the same length."""
     runs = [mt for mt in re.finditer(rb"[A-Za-z_][A-Za-z0-9_.]{2,}", data)]
@@ -317,7 +345,7 @@ def _ld(number: int, payload: bytes) -> bytes:
 
 PROTO_MUTATIONS: tuple[Callable[[onnx.ModelProto, random.Random], str], ...] = (
     _mut_tensor_data, _mut_tensor_data, _mut_tensor_dims, _mut_tensor_type, _mut_sparse,
-    _mut_constant_node, _mut_value_info, _mut_graph, _mut_graph,
+    _mut_constant_node, _mut_value_info, _mut_graph, _mut_graph, _mut_fold_bomb,
 )  # fmt: skip
 
 

@@ -77,6 +77,8 @@ class Runner:
             kind = "memory" if code in (-9,) else "died"
             return Result(case, kind, f"worker exited with {code}", time.perf_counter() - t0)
         ans = json.loads(line)
+        if ans.get("restart"):
+            self.close()
         return Result(case, ans["outcome"], ans["message"], ans["seconds"])
 
     def close(self) -> None:

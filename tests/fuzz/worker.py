@@ -91,8 +91,13 @@ def _worker_main() -> int:  # pragma: no cover - runs in the subprocess
             outcome, message = "crash", f"{type(exc).__name__} at {where}: {str(exc)[:200]}"
         if outcome in OK_OUTCOMES and _rss() - base_rss > budget:
             outcome, message = "over_budget", f"peak RSS {_rss() >> 20} MiB"
-        print(json.dumps({"outcome": outcome, "message": message,
+        # The peak RSS is a high-water mark and a MemoryError may leave the heap ragged:
+        # after either, a fresh worker runs the next case.
+        restart = outcome in ("over_budget", "memory")
+        print(json.dumps({"outcome": outcome, "message": message, "restart": restart,
                           "seconds": time.perf_counter() - t0}), flush=True)  # fmt: skip
+        if restart:
+            return 0
     return 0
 
 
