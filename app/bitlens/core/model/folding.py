@@ -209,6 +209,12 @@ def _evaluate(
         return False
     try:
         values = ReferenceEvaluator(sub_model).run(None, {}) if needed else []
+        # Converted before the graph changes: a failure here leaves the graph as it was.
+        tensors = [
+            numpy_helper.from_array(np.asarray(v), name)
+            for name, v in zip(needed, values, strict=True)
+        ]
+        del values
     except Exception as exc:  # the reference evaluator raises many types; the model stays as is
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         result.failures.append(f"{path or 'the main graph'} ({msg[:120]})")
@@ -217,8 +223,7 @@ def _evaluate(
     keep = [n for n in graph.node if id(n) not in folded]
     del graph.node[:]
     graph.node.extend(keep)
-    for name, value in zip(needed, values, strict=True):
-        graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+    graph.initializer.extend(tensors)
     result.nodes += len(fold)
     result.tensors += len(needed)
     result.names.update(needed)
