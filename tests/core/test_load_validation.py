@@ -248,3 +248,15 @@ def test_folding_a_weight_that_would_explode_is_skipped_with_a_note(
     loaded = from_proto(m)
     assert any("over the memory budget" in n for n in loaded.info.notes), loaded.info.notes
     assert [n.op_type for n in loaded.proto.graph.node] == ["Constant", "Constant", "Pad", "MatMul"]
+
+
+@pytest.mark.parametrize("attrs", [[], ["value", "value_float"]])
+def test_constant_node_without_exactly_one_value(tmp_path: Path, attrs: list[str]) -> None:
+    m = opset12_constant_weights()
+    node = next(n for n in m.graph.node if n.op_type == "Constant")
+    kept = [a for a in node.attribute if a.name in attrs]
+    del node.attribute[:]
+    node.attribute.extend(kept)
+    if "value_float" in attrs:
+        node.attribute.append(helper.make_attribute("value_float", 1.0))
+    _refused(m, tmp_path, "Constant node .* has (no value|2 values)")

@@ -21,6 +21,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from bitlens.core.errors import ModelLoadError
 from bitlens.core.limits import check_budget
+from bitlens.core.model.tensors import CONSTANT_VALUE_ATTRS
 
 T = onnx.TensorProto
 _KNOWN_TYPES = frozenset(T.DataType.values()) - {T.UNDEFINED}
@@ -116,6 +117,7 @@ def check_model(model: onnx.ModelProto, label: str) -> None:
     """Every string readable, every tensor's data consistent with its type and shape."""
     check_strings(model, label)
     check_io_types(model, label)
+    check_constant_nodes(model, label)
     total = 0
     for what, tensor in walk_tensors(model):
         if isinstance(tensor, onnx.SparseTensorProto):
@@ -205,6 +207,25 @@ def check_sparse(s: onnx.SparseTensorProto, what: str) -> int:
             first = idx[int(np.argmax(bad))]
             raise ModelLoadError(f"{what}: index {first.tolist()} is outside the shape {dims}")
     return dense
+
+
+def check_constant_nodes(model: onnx.ModelProto, label: str) -> None:
+    """Every ONNX Constant node carries exactly one value (``value``, ``value_floats``...)."""
+    stack = [model.graph]
+    while stack:
+        graph = stack.pop()
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    stack.append(attr.g)
+                stack.extend(attr.graphs)
+            if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+                continue
+            values = [a.name for a in node.attribute if a.name in CONSTANT_VALUE_ATTRS]
+            if len(values) != 1:
+                name = node.name or (node.output[0] if node.output else "")
+                what = "no value" if not values else f"{len(values)} values ({', '.join(values)})"
+                raise ModelLoadError(f"{label}: Constant node {name!r} has {what}")
 
 
 def check_io_types(model: onnx.ModelProto, label: str) -> None:
