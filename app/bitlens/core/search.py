@@ -1,0 +1,818 @@
+"""Find a mixed-precision plan under a budget: sensitivities, greedy allocation, refinement.
+
+The search works in three steps, all on the engine's public API (its
+sessions, weight cache and calibration are reused):
+
+1. **Sensitivity.** Each layer's weights alone in each candidate format
+   (every other layer float) give an output error; each layer's input
+   activation is measured in the context where every activation sits at the
+   base format (8-bit by default), so the figure is what widening that one
+   activation buys back. Bytes come from the same accounting as the export
+   (:func:`bitlens.core.weights.weight_bytes_after`).
+2. **Greedy allocation.** Output noise powers of independent quantizers add
+   approximately, so each layer's (bytes, noise) points are reduced to their
+   lower convex hull and the layers are stepped down together, always taking
+   the step that adds the least noise per byte saved (marginal analysis, as
+   in classic bit allocation; HAWQ-V3 and AIMET's AMP use the same error per
+   bit ordering: https://arxiv.org/abs/2011.10680,
+   https://quic.github.io/aimet-pages/releases/latest/featureguide/mixed%20precision/amp.html).
+   This gives a path of plans from float to the smallest.
+3. **Refinement.** Errors do not add up exactly, so whole plans are
+   evaluated for real: probes along the path (the front), then near the
+   budget a local search that re-measures layers in the context of the
+   current plan and swaps bytes from where they cost the least error to
+   where they save the most.
+
+Activations cost no file bytes, so a search that could widen them freely
+would keep them all float. Instead every layer with a quantizable input
+starts at a base format (``uint8 asym`` as in ONNX Runtime's QDQ default);
+an 8-bit per-tensor alternative is a free swap (same integer kernels), and at
+most ``wide_activations`` layers may keep a wider activation (float, fp16,
+int16, per-channel), chosen where the measured gain is largest.
+
+The front is every whole plan evaluated, reduced to its Pareto-optimal
+points: bytes up, error strictly down. Everything is deterministic for a
+given seed (the seed breaks ties and picks which near-equal layers the
+refinement re-measures).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bitlens.core import metrics
+from bitlens.core.engine import Engine
+from bitlens.core.errors import BitlensError, PlanError, SearchError
+from bitlens.core.formats import Family, Format, Granularity, parse_format
+from bitlens.core.model.types import Layer
+from bitlens.core.plan import LayerChoice, Plan, validate_choice
+from bitlens.core.results import Progress
+from bitlens.core.usermetric import Metric, concat_outputs, default_metric, reference_outputs
+from bitlens.core.weights import weight_bytes_after
+
+# The issue's defaults: fp16, int16, int8 per channel, int7 to int5, int4 per channel and
+# blocked, int3, int2, ternary, binary. Formats a layer cannot take are skipped for it.
+DEFAULT_WEIGHT_FORMATS: tuple[str, ...] = (
+    "fp16", "int16 sym ch", "int8 sym ch", "int7 sym ch", "int6 sym ch", "int5 sym ch",
+    "int4 sym ch", "int4 asym blk32", "int3 sym ch", "int2 asym blk32", "tern ch", "bin ch",
+)  # fmt: skip
+FLOAT_NAME = "float"
+DEFAULT_ACTIVATION_FORMATS: tuple[str, ...] = (
+    FLOAT_NAME, "fp16", "int16 sym", "uint8 asym", "int8 sym", "uint8 asym ch", "int8 sym ch",
+)  # fmt: skip
+DEFAULT_BASE_ACTIVATION = "uint8 asym"
+DEFAULT_REFERENCES: tuple[str, ...] = ("W8A8", "W4A8", "W8A16", "W4A16")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Exactly one limit: file bytes, a size ratio, a maximum output error or a minimum metric."""
+
+    max_bytes: int | None = None
+    size_ratio: float | None = None  # of the float model's file size
+    max_error: float | None = None  # relative L2 error of the outputs (0.01 = 1%)
+    min_metric: float | None = None  # the task metric (higher is better)
+
+    def __post_init__(self) -> None:
+        given = [
+            k for k in ("max_bytes", "size_ratio", "max_error", "min_metric")
+            if getattr(self, k) is not None
+        ]  # fmt: skip
+        if len(given) != 1:
+            raise SearchError(
+                "give exactly one budget: max bytes, size ratio, max error or min metric"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.max_bytes is not None and self.max_bytes <= 0:
+            raise SearchError(f"max bytes must be positive, got {self.max_bytes}")
+        if self.size_ratio is not None and not 0 < self.size_ratio <= 1:
+            raise SearchError(f"size ratio must be in (0, 1], got {self.size_ratio}")
+        if self.max_error is not None and not self.max_error > 0:
+            raise SearchError(f"max error must be positive, got {self.max_error}")
+
+    @property
+    def by_size(self) -> bool:
+        return self.max_bytes is not None or self.size_ratio is not None
+
+    def describe(self) -> str:
+        if self.max_bytes is not None:
+            return f"at most {self.max_bytes} bytes"
+        if self.size_ratio is not None:
+            return f"at most {self.size_ratio:g} of the float size"
+        if self.max_error is not None:
+            return f"output error at most {self.max_error:g}"
+        return f"metric at least {self.min_metric:g}"
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    budget: Budget
+    weight_formats: tuple[str, ...] = DEFAULT_WEIGHT_FORMATS
+    activation_formats: tuple[str, ...] = DEFAULT_ACTIVATION_FORMATS
+    base_activation: str | None = DEFAULT_BASE_ACTIVATION  # None: activations stay float
+    wide_activations: int | None = None  # None: a tenth of the layers, at least one
+    pins: Mapping[str, LayerChoice] = field(default_factory=dict)
+    seed: int = 0
+    front_probes: int = 10  # plans along the greedy path evaluated for the front
+    refine_evaluations: int = 36  # whole-plan evaluations spent near the budget
+    references: tuple[str, ...] = DEFAULT_REFERENCES  # presets evaluated for comparison
+    metric: Metric | None = None  # None: accuracy when the data has labels
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """One (layer, choice) measured alone: output error, task metric, bytes saved."""
+
+    layer: str
+    kind: str  # "weight" or "activation"
+    format: str  # "float" keeps float
+    error: float  # relative L2 error of the outputs
+    metric: float | None
+    bytes_saved: int  # against float weights (0 for activations: they are not stored)
+
+
+@dataclass(frozen=True)
+class Point:
+    """A whole plan, evaluated for real."""
+
+    plan: Plan
+    file_bytes: int  # the exported file's size by the plan's accounting
+    weight_bytes: int  # bytes of the quantizable weights
+    error: float  # relative L2 error of the outputs (root mean square over outputs)
+    metric: float | None
+    label: str  # "search", "float" or a preset name
+
+    @property
+    def sqnr_db(self) -> float:
+        return -20.0 * math.log10(self.error) if self.error > 0 else math.inf
+
+    def summary(self) -> str:
+        """One line per kind of change: how many layers at which weight format."""
+        counts: dict[str, int] = {}
+        acts: dict[str, int] = {}
+        for choice in self.plan.choices.values():
+            if choice.weight is not None:
+                counts[choice.weight.name] = counts.get(choice.weight.name, 0) + 1
+            if choice.activation is not None:
+                acts[choice.activation.name] = acts.get(choice.activation.name, 0) + 1
+        quantized = sum(counts.values())
+        floats = sum(1 for layer in self.plan.info.layers if layer.weights) - quantized
+        w = ", ".join(f"{n}× {f}" for f, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        a = ", ".join(f"{n}× {f}" for f, n in sorted(acts.items(), key=lambda kv: -kv[1]))
+        parts = [f"weights: {w or 'all float'}" + (f", {floats} float" if w and floats else "")]
+        parts.append(f"activations: {a or 'all float'}")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "file_bytes": self.file_bytes,
+            "weight_bytes": self.weight_bytes,
+            "error": self.error,
+            "sqnr_db": self.sqnr_db,
+            "metric": self.metric,
+            "plan": self.plan.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    budget: Budget
+    best: Point  # the plan within the budget
+    front: tuple[Point, ...]  # bytes increasing, error strictly decreasing
+    tried: tuple[Point, ...]  # every whole plan the search evaluated
+    references: tuple[Point, ...]  # float and the uniform presets
+    sensitivities: tuple[Sensitivity, ...]
+    evaluations: int  # model runs over the evaluation samples, sensitivities included
+    metric_name: str | None
+    float_bytes: int
+    wide_layers: tuple[str, ...]  # layers whose activations stay wider than the base
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget.describe(),
+            "seed": self.seed,
+            "metric": self.metric_name,
+            "evaluations": self.evaluations,
+            "float_bytes": self.float_bytes,
+            "wide_activations": list(self.wide_layers),
+            "best": self.best.to_dict(),
+            "front": [p.to_dict() for p in self.front],
+            "references": [p.to_dict() for p in self.references],
+            "sensitivities": [vars(s) for s in self.sensitivities],
+        }
+
+
+def pareto_front(points: Iterable[Point]) -> tuple[Point, ...]:
+    """The points no other point beats on both bytes and error; bytes up, error strictly down."""
+    front: list[Point] = []
+    for p in sorted(points, key=lambda p: (p.file_bytes, p.error)):
+        if not front or p.error < front[-1].error:
+            front.append(p)
+    return tuple(front)
+
+
+def file_bytes_of(engine: Engine) -> tuple[int, int]:
+    """(bytes of the model file that no plan changes, bytes of the float quantizable weights).
+
+    The export stores the source model less the replaced float weights plus the planned
+    ones (the fidelity report's ``file_expected``), so a plan's file size is the first
+    figure plus its weight bytes.
+    """
+    total = engine.model.proto.ByteSize()
+    weights = sum(layer.nbytes for layer in engine.info.layers)
+    return total - weights, weights
+
+
+def search(engine: Engine, options: SearchOptions) -> Generator[Progress | Point, None, SearchResult]:
+    """Run the search; yields Progress and every whole plan evaluated (for live plots).
+
+    Cancel by not resuming the generator (or ``close()``); the engine stays usable.
+    """
+    return (yield from _Search(engine, options).run())
+
+
+# -- the search ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Ladder:
+    """One layer's weight options on the lower convex hull, most bytes (float) first."""
+
+    layer: Layer
+    points: list[tuple[int, float, Format | None]]  # (bytes, predicted noise power, format)
+
+
+class _Search:
+    def __init__(self, engine: Engine, options: SearchOptions):
+        self.engine = engine
+        self.opts = options
+        self.info = engine.info
+        self.rng = np.random.default_rng(options.seed)
+        self.fixed_bytes, self.float_weight_bytes = file_bytes_of(engine)
+        self.evaluations = 0
+        self.done = 0
+        self.total = 1
+        self._cache: dict[Plan, Point] = {}
+        self.tried: list[Point] = []
+        self.sens: list[Sensitivity] = []
+        for name, choice in options.pins.items():
+            try:
+                validate_choice(self.info.layer(name), choice)
+            except KeyError:
+                raise SearchError(f"pinned layer {name!r} is not in the model") from None
+        self.pins = dict(options.pins)
+        self.act: dict[str, Format | None] = {}  # activation choice per layer (pins aside)
+        self.wide: list[str] = []
+
+    # -- evaluation ------------------------------------------------------------------------
+    def _error(self, got: Mapping[str, np.ndarray]) -> float:
+        rel = []
+        for name, ref in self.ref.items():
+            e = metrics.tensor_error(ref, got[name])
+            rel.append(e.rel_l2 if math.isfinite(e.rel_l2) else 1e9)
+        return math.sqrt(sum(r * r for r in rel) / len(rel)) if rel else 0.0
+
+    def _measure(self, plan: Plan) -> tuple[float, float | None]:
+        got = concat_outputs(self.engine.run_outputs(plan))
+        self.evaluations += 1
+        metric = None if self.metric is None else self.metric(got, self.ref, self.labels)
+        return self._error(got), metric
+
+    def point(self, plan: Plan, label: str = "search") -> Point:
+        hit = self._cache.get(plan)
+        if hit is not None:
+            return hit
+        error, metric = self._measure(plan)
+        weight_bytes = sum(
+            weight_bytes_after(layer, plan[layer.name].weight) for layer in self.info.layers
+        )
+        p = Point(plan, self.fixed_bytes + weight_bytes, weight_bytes, error, metric, label)
+        self._cache[plan] = p
+        if label == "search":
+            self.tried.append(p)
+        return p
+
+    def _tick(self, message: str) -> Progress:
+        self.done += 1
+        self.total = max(self.total, self.done + 1)
+        return Progress(self.done, self.total, message)
+
+    # -- plans -------------------------------------------------------------------------------
+    def plan_of(self, weights: Mapping[str, Format | None]) -> Plan:
+        choices: dict[str, LayerChoice] = {}
+        for layer in self.info.layers:
+            name = layer.name
+            if name in self.pins:
+                choices[name] = self.pins[name]
+            else:
+                choices[name] = LayerChoice(weights.get(name), self.act.get(name))
+        return Plan(self.info, choices)
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> Generator[Progress | Point, None, SearchResult]:
+        engine, opts = self.engine, self.opts
+        yield from engine.prepare()
+        self.ref = reference_outputs(engine)
+        self.labels = engine.data.eval_labels
+        self.metric = opts.metric or default_metric(self.ref, self.labels)
+        if opts.budget.min_metric is not None and self.metric is None:
+            raise SearchError(
+                "a minimum metric needs a metric: labelled data for a classifier, or --metric"
+            )
+        free = [layer for layer in self.info.layers if layer.name not in self.pins]
+        wfmts = _parse_all(opts.weight_formats, "weight")
+        afmts = _parse_all(opts.activation_formats, "activation")
+        base = None if opts.base_activation in (None, FLOAT_NAME) else parse_format(
+            opts.base_activation
+        )
+        act_layers = [
+            layer for layer in free
+            if base is not None and layer.activations and not layer.graph_path
+        ]  # fmt: skip
+        wlayers = [layer for layer in free if layer.weights]
+        self.total = len(wlayers) * len(wfmts) + 3 * len(act_layers) + opts.front_probes
+        self.total += opts.refine_evaluations + len(opts.references) + 2
+
+        # references: float and presets, for the plot and the comparison
+        refs = [self.point(Plan(self.info), FLOAT_NAME)]
+        yield refs[0]
+        for name in opts.references:
+            refs.append(self.point(Plan.preset(self.info, name), name))
+            yield refs[-1]
+            yield self._tick(f"reference {name}")
+
+        # 1. activations: base everywhere, free 8-bit swaps, a few wide exceptions
+        if base is not None:
+            yield from self._activations(base, afmts, act_layers)
+        # 2. weights: each layer alone at two anchor formats; the rest predicted from the
+        # weight error until the path shows which formats matter, then measured there
+        self.cands: dict[str, list[tuple[int, float, Format]]] = {}
+        self.measured: dict[tuple[str, Format], tuple[float, float | None]] = {}
+        self.wlayers = wlayers
+        for layer in wlayers:
+            self.cands[layer.name] = self._weight_candidates(layer, wfmts)
+            for fmt in _anchors(self.cands[layer.name]):
+                self._measure_weight(layer, fmt)
+            yield self._tick(f"sensitivity: {layer.name} weights")
+        self._rebuild()
+        if opts.budget.by_size:
+            best = yield from self._by_size()
+        else:
+            best = yield from self._by_quality()
+        return SearchResult(
+            budget=opts.budget,
+            best=best,
+            front=pareto_front(self.tried),
+            tried=tuple(self.tried),
+            references=tuple(refs),
+            sensitivities=tuple(self.sens),
+            evaluations=self.evaluations,
+            metric_name=None if self.metric is None else self.metric.name,
+            float_bytes=self.fixed_bytes + self.float_weight_bytes,
+            wide_layers=tuple(self.wide),
+            seed=opts.seed,
+        )
+
+    def _measure_weight(self, layer: Layer, fmt: Format) -> None:
+        if (layer.name, fmt) in self.measured:
+            return
+        err, met = self._measure(Plan(self.info, {layer.name: LayerChoice(fmt)}))
+        self.measured[(layer.name, fmt)] = (err * err, met)
+        saved = layer.nbytes - weight_bytes_after(layer, fmt)
+        self.sens.append(Sensitivity(layer.name, "weight", fmt.name, err, met, saved))
+
+    def _predict(self, name: str, rel_w: float, fmt: Format) -> float:
+        """Output noise power of one layer's weights in ``fmt``: measured, or the measured
+        output/weight noise ratio of the nearest measured formats times this weight noise
+        (interpolated in log space; to first order output noise grows with weight noise)."""
+        hit = self.measured.get((name, fmt))
+        if hit is not None:
+            return hit[0]
+        known = sorted(
+            (math.log(w), math.log(self.measured[(name, f)][0] / w))
+            for _b, w, f in self.cands[name]
+            if (name, f) in self.measured and w > 0 and self.measured[(name, f)][0] > 0
+        )
+        if not known or rel_w <= 0:
+            return 0.0
+        x = math.log(rel_w)
+        xs = [k[0] for k in known]
+        ys = [k[1] for k in known]
+        return rel_w * math.exp(float(np.interp(x, xs, ys)))
+
+    def _rebuild(self) -> None:
+        """Hulls and the greedy path from what is measured and predicted now."""
+        ladders = []
+        for layer in self.wlayers:
+            pts: list[tuple[int, float, Format | None]] = [(layer.nbytes, 0.0, None)]
+            for nbytes, rel_w, fmt in self.cands[layer.name]:
+                pts.append((nbytes, self._predict(layer.name, rel_w, fmt), fmt))
+            ladders.append(_Ladder(layer, _hull(pts)))
+        self.ladders = {lad.layer.name: lad for lad in ladders}
+        self.moves = _greedy(ladders)
+
+    def _measure_around(self, k: int) -> Generator[Progress, None, None]:
+        """Measure the predicted formats each layer takes near step ``k`` of the path."""
+        idx = self._state(k)
+        todo = []
+        for name, lad in self.ladders.items():
+            for j in (idx[name] - 1, idx[name], idx[name] + 1):
+                if 0 <= j < len(lad.points) and lad.points[j][2] is not None:
+                    fmt = lad.points[j][2]
+                    if (name, fmt) not in self.measured:
+                        todo.append((name, fmt))
+        self.total += len(todo)
+        for name, fmt in todo:
+            self._measure_weight(self.info.layer(name), fmt)
+            yield self._tick(f"sensitivity: {name} weights {fmt.name}")
+        self._rebuild()
+
+    def _weight_candidates(
+        self, layer: Layer, formats: Sequence[Format]
+    ) -> list[tuple[int, float, Format]]:
+        """Formats this layer can take that save bytes and are not beaten on both bytes and
+        weight error by another (the weight error is a cheap numpy figure)."""
+        ok: list[tuple[int, float, Format]] = []
+        for fmt in formats:
+            try:
+                validate_choice(layer, LayerChoice(fmt))
+                nbytes = weight_bytes_after(layer, fmt)
+                if nbytes >= layer.nbytes:
+                    continue
+                rel = self.engine.weight_error(layer, fmt).rel_l2
+            except BitlensError:
+                continue
+            ok.append((nbytes, rel * rel, fmt))
+        return [
+            (b, m, f) for b, m, f in ok
+            if not any(b2 <= b and m2 <= m and (b2, m2) != (b, m) for b2, m2, _ in ok)
+        ]  # fmt: skip
+
+    def _activations(
+        self, base: Format, formats: Sequence[Format | None], layers: Sequence[Layer]
+    ) -> Generator[Progress | Point, None, None]:
+        if not layers:
+            return
+        free = [
+            f for f in formats
+            if f is not None and f != base and f.family is Family.INT
+            and f.granularity is Granularity.TENSOR and f.bits == base.bits
+            and base.family is Family.INT
+        ]  # fmt: skip
+        wide = [f for f in formats if f is None or _wider(f, base)]
+        # narrower activations save no file bytes and only add error: never chosen
+        for layer in layers:
+            self.act[layer.name] = base
+        base_err = self.point(self.plan_of({}), "search").error
+        yield self._tick("activations at the base format")
+        for layer in layers:
+            best, best_err = base, base_err
+            for fmt in free:
+                if not _fits(layer, fmt):
+                    continue
+                err, met = self._measure(self._with_act(layer.name, fmt))
+                self.sens.append(Sensitivity(layer.name, "activation", fmt.name, err, met, 0))
+                if err < best_err:
+                    best, best_err = fmt, err
+            self.act[layer.name] = best
+            yield self._tick(f"sensitivity: {layer.name} activation 8-bit")
+        ctx = self.point(self.plan_of({}), "search")
+        k = self.opts.wide_activations
+        k = max(1, round(0.1 * len(layers))) if k is None else k
+        if k <= 0 or not wide:
+            return
+        # Wide candidates that keep the integer quantizer reuse the same session; the others
+        # (float, fp16...) build one per layer, so they are tried where the integer ones
+        # show the largest gain.
+        same = [f for f in wide if f is not None and f.family is Family.INT]
+        other = [f for f in wide if f not in same]
+        gains: dict[str, tuple[float, Format | None]] = {}
+        for layer in layers:
+            for fmt in same:
+                if not _fits(layer, fmt):
+                    continue
+                err, met = self._measure(self._with_act(layer.name, fmt))
+                self.sens.append(Sensitivity(layer.name, "activation", fmt.name, err, met, 0))
+                self._keep_gain(gains, layer.name, ctx.error, err, fmt)
+            yield self._tick(f"sensitivity: {layer.name} wide activation")
+        ranked = self._ranked(layers, gains)
+        tops = ranked[: 2 * k] if same else ranked
+        for name in tops:
+            for fmt in other:
+                err, met = self._measure(self._with_act(name, fmt))
+                label = FLOAT_NAME if fmt is None else fmt.name
+                self.sens.append(Sensitivity(name, "activation", label, err, met, 0))
+                self._keep_gain(gains, name, ctx.error, err, fmt)
+            yield self._tick(f"sensitivity: {name} float activation")
+        chosen = [n for n in self._ranked(layers, gains) if gains[n][0] > 0][:k]
+        for name in chosen:
+            self.act[name] = gains[name][1]
+        self.wide = chosen
+
+    def _with_act(self, name: str, fmt: Format | None) -> Plan:
+        saved = self.act[name]
+        self.act[name] = fmt
+        try:
+            return self.plan_of({})
+        finally:
+            self.act[name] = saved
+
+    @staticmethod
+    def _keep_gain(gains, name: str, ctx_err: float, err: float, fmt: Format | None) -> None:
+        gain = ctx_err * ctx_err - err * err
+        if name not in gains or gain > gains[name][0]:
+            gains[name] = (gain, fmt)
+
+    def _ranked(self, layers: Sequence[Layer], gains: Mapping[str, tuple[float, Any]]) -> list[str]:
+        tie = {layer.name: float(self.rng.random()) for layer in layers}
+        names = [layer.name for layer in layers if layer.name in gains]
+        return sorted(names, key=lambda n: (-gains[n][0], tie[n]))
+
+    # -- along the path ------------------------------------------------------------------------
+    def _state(self, k: int) -> dict[str, int]:
+        """Hull index per layer after the first ``k`` greedy moves (0 = float)."""
+        idx = {name: 0 for name in self.ladders}
+        for name in self.moves[:k]:
+            idx[name] += 1
+        return idx
+
+    def _plan_at(self, idx: Mapping[str, int]) -> Plan:
+        return self.plan_of(
+            {name: self.ladders[name].points[i][2] for name, i in idx.items()}
+        )
+
+    def _bytes_at(self, idx: Mapping[str, int]) -> int:
+        pinned = sum(
+            weight_bytes_after(self.info.layer(n), c.weight) for n, c in self.pins.items()
+        )
+        other = sum(
+            layer.nbytes for layer in self.info.layers
+            if layer.name not in self.ladders and layer.name not in self.pins
+        )  # fmt: skip
+        ladder = sum(self.ladders[n].points[i][0] for n, i in idx.items())
+        return self.fixed_bytes + pinned + other + ladder
+
+    def _probes(self) -> Generator[Progress | Point, None, dict[int, Point]]:
+        n = len(self.moves)
+        ks = sorted({round(i * n / max(1, self.opts.front_probes - 1))
+                     for i in range(self.opts.front_probes)})  # fmt: skip
+        out: dict[int, Point] = {}
+        for k in ks:
+            out[k] = self.point(self._plan_at(self._state(k)))
+            yield out[k]
+            yield self._tick("front: evaluating plans along the path")
+        return out
+
+    def _by_size(self) -> Generator[Progress | Point, None, Point]:
+        b = self.opts.budget
+        limit = b.max_bytes if b.max_bytes is not None else int(
+            b.size_ratio * (self.fixed_bytes + self.float_weight_bytes)  # type: ignore[operator]
+        )
+        n = len(self.moves)
+        k = next((k for k in range(n + 1) if self._bytes_at(self._state(k)) <= limit), None)
+        if k is None:
+            smallest = self._bytes_at(self._state(n))
+            raise SearchError(
+                f"no plan fits in {limit} bytes: the smallest the candidates reach is "
+                f"{smallest} bytes (pins and the file's other contents included)"
+            )
+        yield from self._probes()
+        yield from self._measure_around(k)
+        k = next(k for k in range(len(self.moves) + 1) if self._bytes_at(self._state(k)) <= limit)
+        idx = self._state(k)
+        cur = self.point(self._plan_at(idx))
+        yield cur
+        yield from self._refine_size(idx, cur, limit)
+        fits = [p for p in self.tried if p.file_bytes <= limit]
+        return min(fits, key=lambda p: (p.error, p.file_bytes))
+
+    def _refine_size(
+        self, idx: dict[str, int], cur: Point, limit: int
+    ) -> Generator[Progress | Point, None, None]:
+        """Swap bytes between layers, measured in the context of the current plan."""
+        spent = 0
+        budget = self.opts.refine_evaluations
+        m = 3
+        while spent + 2 * m + 1 <= budget:
+            ups = self._candidates(idx, up=True)[:m]
+            downs = self._candidates(idx, up=False)[:m]
+            gain: dict[str, tuple[float, int]] = {}
+            cost: dict[str, tuple[float, int]] = {}
+            for name in ups:
+                p = self.point(self._plan_at({**idx, name: idx[name] - 1}))
+                spent += 1
+                gain[name] = (cur.error**2 - p.error**2, p.file_bytes - cur.file_bytes)
+                yield p
+                yield self._tick(f"refining: {name} one step up")
+            for name in downs:
+                p = self.point(self._plan_at({**idx, name: idx[name] + 1}))
+                spent += 1
+                cost[name] = (p.error**2 - cur.error**2, cur.file_bytes - p.file_bytes)
+                yield p
+                yield self._tick(f"refining: {name} one step down")
+            options: list[tuple[float, dict[str, int]]] = []
+            slack = limit - cur.file_bytes
+            for u, (g, db) in gain.items():
+                if db <= slack and g > 0:
+                    options.append((g, {**idx, u: idx[u] - 1}))
+                for d, (c, saved) in cost.items():
+                    if d != u and db - saved <= slack and g - c > 0:
+                        options.append((g - c, {**idx, u: idx[u] - 1, d: idx[d] + 1}))
+            options.sort(key=lambda o: -o[0])
+            improved = False
+            for _, cand in options[:2]:
+                p = self.point(self._plan_at(cand))
+                spent += 1
+                yield p
+                yield self._tick("refining: trying a swap")
+                if p.file_bytes <= limit and p.error < cur.error:
+                    idx, cur, improved = cand, p, True
+                    break
+            if not improved:
+                # the single steps may themselves be better plans within the budget
+                fits = [p for p in self.tried if p.file_bytes <= limit and p.error < cur.error]
+                if not fits:
+                    break
+                better = min(fits, key=lambda p: p.error)
+                found = self._index_of(better.plan)
+                if found is None:
+                    break
+                idx, cur = found, better
+
+    def _index_of(self, plan: Plan) -> dict[str, int] | None:
+        idx = {}
+        for name, lad in self.ladders.items():
+            fmt = plan[name].weight
+            i = next((i for i, p in enumerate(lad.points) if p[2] == fmt), None)
+            if i is None:
+                return None
+            idx[name] = i
+        return idx
+
+    def _candidates(self, idx: Mapping[str, int], up: bool) -> list[str]:
+        """Layers to move one hull step: up where the step buys back the most predicted noise
+        per byte, down where it costs the least; the seed breaks near-ties."""
+        scored = []
+        for name, lad in self.ladders.items():
+            i = idx[name]
+            j = i - 1 if up else i + 1
+            if not 0 <= j < len(lad.points):
+                continue
+            (b0, n0, _), (b1, n1, _) = lad.points[i], lad.points[j]
+            slope = abs(n1 - n0) / max(1, abs(b1 - b0))
+            scored.append((-slope if up else slope, float(self.rng.random()), name))
+        scored.sort()
+        return [name for _, _, name in scored]
+
+    def _by_quality(self) -> Generator[Progress | Point, None, Point]:
+        b = self.opts.budget
+
+        def ok(p: Point) -> bool:
+            if b.max_error is not None:
+                return p.error <= b.max_error
+            return p.metric is not None and p.metric >= b.min_metric  # type: ignore[operator]
+
+        probed = yield from self._probes()
+        start = self.point(self._plan_at(self._state(0)))
+        if not ok(start):
+            raise SearchError(
+                f"even with float weights the plan misses the budget ({b.describe()}): error "
+                f"{start.error:.4g}" + ("" if start.metric is None else f", metric {start.metric:.4g}")
+                + "; allow more wide activations or keep activations float"
+            )
+        passed = max(k for k, p in [(0, start), *probed.items()] if ok(p))
+        yield from self._measure_around(passed)
+        # bisect the rebuilt path for the largest k that passes (the error grows roughly
+        # along the path)
+        lo, hi = 0, len(self.moves)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            p = self.point(self._plan_at(self._state(mid)))
+            yield p
+            yield self._tick("bisecting the path for the budget")
+            if ok(p):
+                lo = mid
+            else:
+                hi = mid - 1
+        idx = self._state(lo)
+        cur = self.point(self._plan_at(idx))
+        spent = 0
+        # then shave more bytes one step at a time where the real error allows it
+        while spent < self.opts.refine_evaluations:
+            moved = False
+            for name in self._candidates(idx, up=False)[:4]:
+                cand = {**idx, name: idx[name] + 1}
+                p = self.point(self._plan_at(cand))
+                spent += 1
+                yield p
+                yield self._tick(f"refining: {name} one step down")
+                if ok(p) and p.file_bytes < cur.file_bytes:
+                    idx, cur, moved = cand, p, True
+                    break
+                if spent >= self.opts.refine_evaluations:
+                    break
+            if not moved:
+                break
+        passing = [p for p in self.tried if ok(p)]
+        return min(passing, key=lambda p: (p.file_bytes, p.error))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _parse_all(names: Iterable[str], what: str) -> list[Any]:
+    out: list[Any] = []
+    for name in names:
+        if what == "activation" and name == FLOAT_NAME:
+            out.append(None)
+            continue
+        try:
+            out.append(parse_format(name))
+        except BitlensError as exc:
+            raise SearchError(f"{what} format {name!r}: {exc}") from None
+    if not out:
+        raise SearchError(f"no {what} formats to try")
+    return out
+
+
+def _anchors(cands: Sequence[tuple[int, float, Format]]) -> list[Format]:
+    """Two formats measured for every layer: the ones nearest 8 and 4 bits per weight."""
+    if len(cands) <= 2:
+        return [f for _, _, f in cands]
+    picks: list[Format] = []
+    for bits in (8, 4):
+        best = min(cands, key=lambda c: (abs(c[2].bits - bits), -c[0]))[2]
+        if best not in picks:
+            picks.append(best)
+    return picks
+
+
+def _wider(fmt: Format, base: Format) -> bool:
+    """Wider than the base: more bits, or as many but per channel (no integer kernel)."""
+    if fmt.bits > base.bits:
+        return True
+    return fmt.bits == base.bits and fmt.granularity is Granularity.CHANNEL
+
+
+def _fits(layer: Layer, fmt: Format) -> bool:
+    try:
+        validate_choice(layer, LayerChoice(None, fmt))
+    except PlanError:
+        return False
+    return True
+
+
+def _hull(points: list[tuple[int, float, Format | None]]) -> list[tuple[int, float, Format | None]]:
+    """The efficient lower convex hull of (bytes, noise), most bytes first.
+
+    Keeping only convex points makes every next step cost more noise per byte than the
+    one before, which is what lets one heap order the steps of all layers.
+    """
+    pts = sorted(points, key=lambda p: (-p[0], p[1]))
+    eff: list[tuple[int, float, Format | None]] = []
+    for p in pts:  # bytes down: keep only points whose noise goes up
+        if not eff or (p[0] < eff[-1][0] and p[1] > eff[-1][1]):
+            eff.append(p)
+        elif p[0] == eff[-1][0] and p[1] < eff[-1][1]:
+            eff[-1] = p
+    hull: list[tuple[int, float, Format | None]] = []
+    for p in eff:
+        while len(hull) >= 2:
+            (b0, n0, _), (b1, n1, _) = hull[-2], hull[-1]
+            # drop hull[-1] if it lies above the segment hull[-2] -> p
+            if (n1 - n0) * (b0 - p[0]) >= (p[1] - n0) * (b0 - b1):
+                hull.pop()
+            else:
+                break
+        hull.append(p)
+    return hull
+
+
+def _greedy(ladders: Sequence[_Ladder]) -> list[str]:
+    """Layer names in the order their next hull step is taken: least noise per byte first."""
+    heap: list[tuple[float, int, str, int]] = []
+    order = {lad.layer.name: i for i, lad in enumerate(ladders)}
+    by_name = {lad.layer.name: lad for lad in ladders}
+
+    def push(name: str, i: int) -> None:
+        pts = by_name[name].points
+        if i + 1 < len(pts):
+            (b0, n0, _), (b1, n1, _) = pts[i], pts[i + 1]
+            heapq.heappush(heap, ((n1 - n0) / max(1, b0 - b1), order[name], name, i))
+
+    for lad in ladders:
+        push(lad.layer.name, 0)
+    moves: list[str] = []
+    while heap:
+        _, _, name, i = heapq.heappop(heap)
+        moves.append(name)
+        push(name, i + 1)
+    return moves
