@@ -16,10 +16,12 @@ from bitlens.cli.common import (
     fmt_bytes,
     fmt_db,
 )
+from bitlens.cli.search import add_metric_argument
 from bitlens.core.errors import PlanError
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESETS, Plan
 from bitlens.core.results import Evaluation
+from bitlens.core.usermetric import evaluate_with, load_metric
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--preset", choices=PRESETS, help="evaluate a preset plan instead")
     add_data_arguments(p)
     p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
+    add_metric_argument(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
 
@@ -44,10 +47,11 @@ def load_plan(args: argparse.Namespace, model) -> Plan:
 
 
 def run(args: argparse.Namespace) -> int:
+    metric = load_metric(args.metric) if args.metric else None
     model = load_model(args.model)
     plan = load_plan(args, model)
     engine = calibrated_engine(args, model)
-    ev = engine.evaluate(plan)
+    ev = evaluate_with(engine, plan, metric)
     print(dump_json(ev.to_dict()) if args.json else render(ev))
     return 0
 
@@ -81,7 +85,8 @@ def render(ev: Evaluation) -> str:
             f"max abs {o.error.max_abs:.4g}, rel L2 {o.error.rel_l2:.4g}{extra}"
         )
     for k, v in ev.task_metric.items():
-        lines.append(f"{k}: {100 * v:.2f}%")
+        builtin = k in ("accuracy", "accuracy_float")
+        lines.append(f"{k}: {100 * v:.2f}%" if builtin else f"{k}: {v:.6g}")
     lines.append(
         f"size {fmt_bytes(ev.bytes_before)} -> {fmt_bytes(ev.bytes_after)} "
         f"({ev.compression:.2f}x, {ev.avg_bits:.2f} bits/weight); ran on {', '.join(ev.providers)}"

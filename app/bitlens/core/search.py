@@ -40,8 +40,10 @@ from __future__ import annotations
 
 import heapq
 import math
+import tempfile
 from collections.abc import Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,11 +58,13 @@ from bitlens.core.results import Progress
 from bitlens.core.usermetric import Metric, concat_outputs, default_metric, reference_outputs
 from bitlens.core.weights import weight_bytes_after
 
-# The issue's defaults: fp16, int16, int8 per channel, int7 to int5, int4 per channel and
-# blocked, int3, int2, ternary, binary. Formats a layer cannot take are skipped for it.
+# fp16, int16, int8 per channel, int7 to int5, int4 per channel and blocked, NF4/NF3 (normal
+# quantiles per block of 64, QLoRA's data type: https://arxiv.org/abs/2305.14314), int3,
+# int2, ternary, binary. Formats a layer cannot take are skipped for it.
 DEFAULT_WEIGHT_FORMATS: tuple[str, ...] = (
     "fp16", "int16 sym ch", "int8 sym ch", "int7 sym ch", "int6 sym ch", "int5 sym ch",
-    "int4 sym ch", "int4 asym blk32", "int3 sym ch", "int2 asym blk32", "tern ch", "bin ch",
+    "int4 sym ch", "int4 asym blk32", "nf4 blk64", "int3 sym ch", "nf3 blk64", "int2 asym blk32",
+    "tern ch", "bin ch",
 )  # fmt: skip
 FLOAT_NAME = "float"
 DEFAULT_ACTIVATION_FORMATS: tuple[str, ...] = (
@@ -121,6 +125,9 @@ class SearchOptions:
     seed: int = 0
     front_probes: int = 10  # plans along the greedy path evaluated for the front
     refine_evaluations: int = 36  # whole-plan evaluations spent near the budget
+    # Size budgets: export the chosen plan to a temporary file and, when the graph's own
+    # overhead (unpacking nodes, quantizer parameters) pushes it over, choose again below.
+    check_export: bool = True
     references: tuple[str, ...] = DEFAULT_REFERENCES  # presets evaluated for comparison
     metric: Metric | None = None  # None: accuracy when the data has labels
 
@@ -147,6 +154,7 @@ class Point:
     error: float  # relative L2 error of the outputs (root mean square over outputs)
     metric: float | None
     label: str  # "search", "float" or a preset name
+    exported_bytes: int | None = None  # the real exported file, where it was checked
 
     @property
     def sqnr_db(self) -> float:
@@ -177,6 +185,7 @@ class Point:
             "error": self.error,
             "sqnr_db": self.sqnr_db,
             "metric": self.metric,
+            "exported_bytes": self.exported_bytes,
             "plan": self.plan.to_dict(),
         }
 
@@ -229,6 +238,19 @@ def file_bytes_of(engine: Engine) -> tuple[int, int]:
     total = engine.model.proto.ByteSize()
     weights = sum(layer.nbytes for layer in engine.info.layers)
     return total - weights, weights
+
+
+def exported_size(engine: Engine, plan: Plan) -> int:
+    """Bytes of the file ``plan`` exports to (written to a temporary folder, then removed)."""
+    from bitlens.core.export.exporter import export
+
+    with tempfile.TemporaryDirectory(prefix="bitlens-search-") as tmp:
+        gen = export(engine, plan, Path(tmp) / "plan.onnx")
+        try:
+            while True:
+                next(gen)
+        except StopIteration as stop:
+            return int(stop.value.file_bytes)
 
 
 def search(engine: Engine, options: SearchOptions) -> Generator[Progress | Point, None, SearchResult]:
@@ -343,26 +365,42 @@ class _Search:
 
         # references: float and presets, for the plot and the comparison
         refs = [self.point(Plan(self.info), FLOAT_NAME)]
+        self.float_metric = refs[0].metric
         yield refs[0]
         for name in opts.references:
             refs.append(self.point(Plan.preset(self.info, name), name))
             yield refs[-1]
             yield self._tick(f"reference {name}")
 
-        # 1. activations: base everywhere, free 8-bit swaps, a few wide exceptions
+        # 1. which formats each layer can take (numpy only: quantization and weight error)
+        self.wfmts = wfmts
+        self.wlayers = wlayers
+        self.cands: dict[str, list[tuple[int, float, Format]]] = {
+            layer.name: self._weight_candidates(layer, wfmts) for layer in wlayers
+        }
+        self.measured: dict[tuple[str, Format], tuple[float, float | None]] = {}
+        # 2. activations: base everywhere, free 8-bit swaps, a few wide exceptions; measured
+        # with 8-bit weights, the context a budget near W8A8 needs them in
+        int8 = parse_format("int8 sym ch")
+        self.ctx_weights: dict[str, Format | None] = {
+            name: int8 if any(f == int8 for _b, _w, f in c) else None
+            for name, c in self.cands.items()
+        }
         if base is not None:
             yield from self._activations(base, afmts, act_layers)
-        # 2. weights: each layer alone at two anchor formats; the rest predicted from the
+        # 3. weights: each layer alone at two anchor formats; the rest predicted from the
         # weight error until the path shows which formats matter, then measured there
-        self.cands: dict[str, list[tuple[int, float, Format]]] = {}
-        self.measured: dict[tuple[str, Format], tuple[float, float | None]] = {}
-        self.wlayers = wlayers
         for layer in wlayers:
-            self.cands[layer.name] = self._weight_candidates(layer, wfmts)
             for fmt in _anchors(self.cands[layer.name]):
                 self._measure_weight(layer, fmt)
             yield self._tick(f"sensitivity: {layer.name} weights")
         self._rebuild()
+        # every candidate format on every layer: uniform plans, on the plot and as starts
+        self.uniform: list[Point] = []
+        for fmt in wfmts:
+            self.uniform.append(self.point(self.plan_of(self._uniform(fmt))))
+            yield self.uniform[-1]
+            yield self._tick(f"uniform {fmt.name}")
         if opts.budget.by_size:
             best = yield from self._by_size()
         else:
@@ -421,10 +459,11 @@ class _Search:
 
     def _measure_around(self, k: int) -> Generator[Progress, None, None]:
         """Measure the predicted formats each layer takes near step ``k`` of the path."""
-        idx = self._state(k)
+        weights = self._weights_at(k)
         todo = []
         for name, lad in self.ladders.items():
-            for j in (idx[name] - 1, idx[name], idx[name] + 1):
+            i = next(i for i, p in enumerate(lad.points) if p[2] == weights[name])
+            for j in (i - 1, i, i + 1):
                 if 0 <= j < len(lad.points) and lad.points[j][2] is not None:
                     fmt = lad.points[j][2]
                     if (name, fmt) not in self.measured:
@@ -471,7 +510,7 @@ class _Search:
         # narrower activations save no file bytes and only add error: never chosen
         for layer in layers:
             self.act[layer.name] = base
-        base_err = self.point(self.plan_of({}), "search").error
+        base_err = self.point(self.plan_of(self.ctx_weights), "search").error
         yield self._tick("activations at the base format")
         for layer in layers:
             best, best_err = base, base_err
@@ -484,7 +523,11 @@ class _Search:
                     best, best_err = fmt, err
             self.act[layer.name] = best
             yield self._tick(f"sensitivity: {layer.name} activation 8-bit")
-        ctx = self.point(self.plan_of({}), "search")
+        ctx = self.point(self.plan_of(self.ctx_weights), "search")
+        if ctx.error > base_err:  # the swaps, each better alone, are worse together
+            for layer in layers:
+                self.act[layer.name] = base
+            ctx = self.point(self.plan_of(self.ctx_weights), "search")
         k = self.opts.wide_activations
         k = max(1, round(0.1 * len(layers))) if k is None else k
         if k <= 0 or not wide:
@@ -513,15 +556,18 @@ class _Search:
                 self._keep_gain(gains, name, ctx.error, err, fmt)
             yield self._tick(f"sensitivity: {name} float activation")
         chosen = [n for n in self._ranked(layers, gains) if gains[n][0] > 0][:k]
+        saved = dict(self.act)
         for name in chosen:
             self.act[name] = gains[name][1]
+        if chosen and self.point(self.plan_of(self.ctx_weights), "search").error > ctx.error:
+            self.act, chosen = saved, []  # together they do not help: keep the context
         self.wide = chosen
 
     def _with_act(self, name: str, fmt: Format | None) -> Plan:
         saved = self.act[name]
         self.act[name] = fmt
         try:
-            return self.plan_of({})
+            return self.plan_of(self.ctx_weights)
         finally:
             self.act[name] = saved
 
@@ -537,28 +583,43 @@ class _Search:
         return sorted(names, key=lambda n: (-gains[n][0], tie[n]))
 
     # -- along the path ------------------------------------------------------------------------
-    def _state(self, k: int) -> dict[str, int]:
-        """Hull index per layer after the first ``k`` greedy moves (0 = float)."""
+    def _weights_at(self, k: int) -> dict[str, Format | None]:
+        """Each layer's weight format after the first ``k`` greedy moves (0 = all float)."""
         idx = {name: 0 for name in self.ladders}
         for name in self.moves[:k]:
             idx[name] += 1
-        return idx
+        return {name: self.ladders[name].points[i][2] for name, i in idx.items()}
 
-    def _plan_at(self, idx: Mapping[str, int]) -> Plan:
-        return self.plan_of(
-            {name: self.ladders[name].points[i][2] for name, i in idx.items()}
-        )
+    def _bytes_of(self, weights: Mapping[str, Format | None]) -> int:
+        total = self.fixed_bytes
+        for layer in self.info.layers:
+            if layer.name in self.pins:
+                total += weight_bytes_after(layer, self.pins[layer.name].weight)
+            else:
+                total += weight_bytes_after(layer, weights.get(layer.name))
+        return total
 
-    def _bytes_at(self, idx: Mapping[str, int]) -> int:
-        pinned = sum(
-            weight_bytes_after(self.info.layer(n), c.weight) for n, c in self.pins.items()
-        )
-        other = sum(
-            layer.nbytes for layer in self.info.layers
-            if layer.name not in self.ladders and layer.name not in self.pins
-        )  # fmt: skip
-        ladder = sum(self.ladders[n].points[i][0] for n, i in idx.items())
-        return self.fixed_bytes + pinned + other + ladder
+    def _noise(self, name: str, fmt: Format | None) -> float:
+        if fmt is None:
+            return 0.0
+        rel = next((w for _b, w, f in self.cands[name] if f == fmt), None)
+        return 0.0 if rel is None else self._predict(name, rel, fmt)
+
+    def _neighbor(
+        self, weights: Mapping[str, Format | None], name: str, up: bool
+    ) -> Format | None | bool:
+        """The next efficient format with more (up) or fewer bytes; False when none."""
+        layer = self.ladders[name].layer
+        cur = weight_bytes_after(layer, weights[name])
+        pts = [(layer.nbytes, 0.0, None)] + [
+            (b, self._noise(name, f), f) for b, _w, f in self.cands[name]
+        ]
+        eff = _efficient(pts)
+        if up:
+            above = [p for p in eff if p[0] > cur]
+            return min(above, key=lambda p: p[0])[2] if above else False
+        below = [p for p in eff if p[0] < cur]
+        return max(below, key=lambda p: p[0])[2] if below else False
 
     def _probes(self) -> Generator[Progress | Point, None, dict[int, Point]]:
         n = len(self.moves)
@@ -566,9 +627,26 @@ class _Search:
                      for i in range(self.opts.front_probes)})  # fmt: skip
         out: dict[int, Point] = {}
         for k in ks:
-            out[k] = self.point(self._plan_at(self._state(k)))
+            out[k] = self.point(self.plan_of(self._weights_at(k)))
             yield out[k]
             yield self._tick("front: evaluating plans along the path")
+        return out
+
+    def _first_within(self, limit: int) -> int | None:
+        n = len(self.moves)
+        return next((k for k in range(n + 1) if self._bytes_of(self._weights_at(k)) <= limit), None)
+
+    def _uniform(self, fmt: Format) -> dict[str, Format | None]:
+        """Every searched layer at ``fmt``, or where it cannot take it, at its nearest
+        candidate no larger (else float)."""
+        out: dict[str, Format | None] = {}
+        for name, lad in self.ladders.items():
+            if _fits_weight(lad.layer, fmt) and weight_bytes_after(lad.layer, fmt) < lad.layer.nbytes:
+                out[name] = fmt
+                continue
+            target = weight_bytes_after(lad.layer, fmt) if _fits_weight(lad.layer, fmt) else 0
+            below = [(b, f) for b, _w, f in self.cands[name] if b <= target]
+            out[name] = max(below, key=lambda x: x[0])[1] if below else None
         return out
 
     def _by_size(self) -> Generator[Progress | Point, None, Point]:
@@ -576,97 +654,122 @@ class _Search:
         limit = b.max_bytes if b.max_bytes is not None else int(
             b.size_ratio * (self.fixed_bytes + self.float_weight_bytes)  # type: ignore[operator]
         )
-        n = len(self.moves)
-        k = next((k for k in range(n + 1) if self._bytes_at(self._state(k)) <= limit), None)
+        k = self._first_within(limit)
         if k is None:
-            smallest = self._bytes_at(self._state(n))
+            smallest = self._bytes_of(self._weights_at(len(self.moves)))
             raise SearchError(
                 f"no plan fits in {limit} bytes: the smallest the candidates reach is "
                 f"{smallest} bytes (pins and the file's other contents included)"
             )
         yield from self._probes()
         yield from self._measure_around(k)
-        k = next(k for k in range(len(self.moves) + 1) if self._bytes_at(self._state(k)) <= limit)
-        idx = self._state(k)
-        cur = self.point(self._plan_at(idx))
+        k = self._first_within(limit)
+        assert k is not None
+        weights = self._weights_at(k)
+        cur = self.point(self.plan_of(weights))
         yield cur
-        yield from self._refine_size(idx, cur, limit)
+        # The best uniform plan that fits is a second start: the local search goes on from
+        # whichever of the two is better for real.
+        fitting = [p for p in self.uniform if p.file_bytes <= limit and p.error < cur.error]
+        if fitting:
+            cur = min(fitting, key=lambda p: p.error)
+            weights = {name: cur.plan[name].weight for name in self.ladders}
+        yield from self._refine_size(weights, cur, limit)
+        best = self._best_within(limit)
+        if not self.opts.check_export:
+            return best
+        budget = limit
+        for _ in range(3):
+            real = exported_size(self.engine, best.plan)
+            yield self._tick("checking the exported size")
+            best = replace(best, exported_bytes=real)
+            if real <= budget:
+                return best
+            # the graph around the weights costs this much more than they do: aim lower
+            limit -= real - best.file_bytes
+            if limit <= 0 or self._first_within(limit) is None:
+                break
+            if not any(p.file_bytes <= limit for p in self.tried):
+                k = self._first_within(limit)
+                assert k is not None
+                weights = self._weights_at(k)
+                p = self.point(self.plan_of(weights))
+                yield p
+                yield from self._refine_size(weights, p, limit)
+            best = self._best_within(limit)
+        raise SearchError(
+            f"no plan found whose exported file fits in {budget} bytes: the export adds "
+            f"{real - best.file_bytes} bytes of graph to the weights"
+        )
+
+    def _best_within(self, limit: int) -> Point:
         fits = [p for p in self.tried if p.file_bytes <= limit]
-        return min(fits, key=lambda p: (p.error, p.file_bytes))
+        if self.metric is None:
+            return min(fits, key=lambda p: (p.error, p.file_bytes))
+        # The task metric first, but no credit above the float model's (that is noise):
+        # then the lowest output error.
+        top = self.float_metric if self.float_metric is not None else math.inf
+        return max(fits, key=lambda p: (min(p.metric, top), -p.error, -p.file_bytes))  # type: ignore[type-var]
 
     def _refine_size(
-        self, idx: dict[str, int], cur: Point, limit: int
+        self, weights: dict[str, Format | None], cur: Point, limit: int
     ) -> Generator[Progress | Point, None, None]:
         """Swap bytes between layers, measured in the context of the current plan."""
         spent = 0
         budget = self.opts.refine_evaluations
         m = 3
         while spent + 2 * m + 1 <= budget:
-            ups = self._candidates(idx, up=True)[:m]
-            downs = self._candidates(idx, up=False)[:m]
-            gain: dict[str, tuple[float, int]] = {}
-            cost: dict[str, tuple[float, int]] = {}
-            for name in ups:
-                p = self.point(self._plan_at({**idx, name: idx[name] - 1}))
-                spent += 1
-                gain[name] = (cur.error**2 - p.error**2, p.file_bytes - cur.file_bytes)
-                yield p
-                yield self._tick(f"refining: {name} one step up")
-            for name in downs:
-                p = self.point(self._plan_at({**idx, name: idx[name] + 1}))
-                spent += 1
-                cost[name] = (p.error**2 - cur.error**2, cur.file_bytes - p.file_bytes)
-                yield p
-                yield self._tick(f"refining: {name} one step down")
-            options: list[tuple[float, dict[str, int]]] = []
+            gain: dict[str, tuple[float, int, Format | None]] = {}
+            cost: dict[str, tuple[float, int, Format | None]] = {}
+            for up in (True, False):
+                for name in self._candidates(weights, up)[:m]:
+                    fmt = self._neighbor(weights, name, up)
+                    assert fmt is not False
+                    p = self.point(self.plan_of({**weights, name: fmt}))
+                    spent += 1
+                    if up:
+                        gain[name] = (cur.error**2 - p.error**2, p.file_bytes - cur.file_bytes, fmt)
+                    else:
+                        cost[name] = (p.error**2 - cur.error**2, cur.file_bytes - p.file_bytes, fmt)
+                    yield p
+                    yield self._tick(f"refining: {name} one step {'up' if up else 'down'}")
+            options: list[tuple[float, dict[str, Format | None]]] = []
             slack = limit - cur.file_bytes
-            for u, (g, db) in gain.items():
+            for u, (g, db, fu) in gain.items():
                 if db <= slack and g > 0:
-                    options.append((g, {**idx, u: idx[u] - 1}))
-                for d, (c, saved) in cost.items():
+                    options.append((g, {**weights, u: fu}))
+                for d, (c, saved, fd) in cost.items():
                     if d != u and db - saved <= slack and g - c > 0:
-                        options.append((g - c, {**idx, u: idx[u] - 1, d: idx[d] + 1}))
+                        options.append((g - c, {**weights, u: fu, d: fd}))
             options.sort(key=lambda o: -o[0])
             improved = False
             for _, cand in options[:2]:
-                p = self.point(self._plan_at(cand))
+                p = self.point(self.plan_of(cand))
                 spent += 1
                 yield p
                 yield self._tick("refining: trying a swap")
                 if p.file_bytes <= limit and p.error < cur.error:
-                    idx, cur, improved = cand, p, True
+                    weights, cur, improved = cand, p, True
                     break
             if not improved:
-                # the single steps may themselves be better plans within the budget
+                # a single step may itself be a better plan within the budget
                 fits = [p for p in self.tried if p.file_bytes <= limit and p.error < cur.error]
                 if not fits:
                     break
-                better = min(fits, key=lambda p: p.error)
-                found = self._index_of(better.plan)
-                if found is None:
-                    break
-                idx, cur = found, better
+                cur = min(fits, key=lambda p: p.error)
+                weights = {name: cur.plan[name].weight for name in self.ladders}
 
-    def _index_of(self, plan: Plan) -> dict[str, int] | None:
-        idx = {}
-        for name, lad in self.ladders.items():
-            fmt = plan[name].weight
-            i = next((i for i, p in enumerate(lad.points) if p[2] == fmt), None)
-            if i is None:
-                return None
-            idx[name] = i
-        return idx
-
-    def _candidates(self, idx: Mapping[str, int], up: bool) -> list[str]:
-        """Layers to move one hull step: up where the step buys back the most predicted noise
+    def _candidates(self, weights: Mapping[str, Format | None], up: bool) -> list[str]:
+        """Layers to move one step: up where the step buys back the most predicted noise
         per byte, down where it costs the least; the seed breaks near-ties."""
         scored = []
         for name, lad in self.ladders.items():
-            i = idx[name]
-            j = i - 1 if up else i + 1
-            if not 0 <= j < len(lad.points):
+            fmt = self._neighbor(weights, name, up)
+            if fmt is False:
                 continue
-            (b0, n0, _), (b1, n1, _) = lad.points[i], lad.points[j]
+            b0 = weight_bytes_after(lad.layer, weights[name])
+            b1 = weight_bytes_after(lad.layer, fmt)  # type: ignore[arg-type]
+            n0, n1 = self._noise(name, weights[name]), self._noise(name, fmt)  # type: ignore[arg-type]
             slope = abs(n1 - n0) / max(1, abs(b1 - b0))
             scored.append((-slope if up else slope, float(self.rng.random()), name))
         scored.sort()
@@ -681,7 +784,7 @@ class _Search:
             return p.metric is not None and p.metric >= b.min_metric  # type: ignore[operator]
 
         probed = yield from self._probes()
-        start = self.point(self._plan_at(self._state(0)))
+        start = self.point(self.plan_of(self._weights_at(0)))
         if not ok(start):
             raise SearchError(
                 f"even with float weights the plan misses the budget ({b.describe()}): error "
@@ -695,27 +798,28 @@ class _Search:
         lo, hi = 0, len(self.moves)
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            p = self.point(self._plan_at(self._state(mid)))
+            p = self.point(self.plan_of(self._weights_at(mid)))
             yield p
             yield self._tick("bisecting the path for the budget")
             if ok(p):
                 lo = mid
             else:
                 hi = mid - 1
-        idx = self._state(lo)
-        cur = self.point(self._plan_at(idx))
+        weights = self._weights_at(lo)
+        cur = self.point(self.plan_of(weights))
         spent = 0
         # then shave more bytes one step at a time where the real error allows it
         while spent < self.opts.refine_evaluations:
             moved = False
-            for name in self._candidates(idx, up=False)[:4]:
-                cand = {**idx, name: idx[name] + 1}
-                p = self.point(self._plan_at(cand))
+            for name in self._candidates(weights, up=False)[:4]:
+                fmt = self._neighbor(weights, name, up=False)
+                cand = {**weights, name: fmt}
+                p = self.point(self.plan_of(cand))  # type: ignore[arg-type]
                 spent += 1
                 yield p
                 yield self._tick(f"refining: {name} one step down")
                 if ok(p) and p.file_bytes < cur.file_bytes:
-                    idx, cur, moved = cand, p, True
+                    weights, cur, moved = cand, p, True  # type: ignore[assignment]
                     break
                 if spent >= self.opts.refine_evaluations:
                     break
@@ -744,12 +848,13 @@ def _parse_all(names: Iterable[str], what: str) -> list[Any]:
 
 
 def _anchors(cands: Sequence[tuple[int, float, Format]]) -> list[Format]:
-    """Two formats measured for every layer: the ones nearest 8 and 4 bits per weight."""
+    """Two formats measured for every layer: the smallest nearest 8 and 4 bits per weight
+    (per-channel int8 and int4 with the default candidates)."""
     if len(cands) <= 2:
         return [f for _, _, f in cands]
     picks: list[Format] = []
     for bits in (8, 4):
-        best = min(cands, key=lambda c: (abs(c[2].bits - bits), -c[0]))[2]
+        best = min(cands, key=lambda c: (abs(c[2].bits - bits), c[0]))[2]
         if best not in picks:
             picks.append(best)
     return picks
@@ -770,19 +875,32 @@ def _fits(layer: Layer, fmt: Format) -> bool:
     return True
 
 
+def _fits_weight(layer: Layer, fmt: Format) -> bool:
+    try:
+        validate_choice(layer, LayerChoice(fmt))
+    except PlanError:
+        return False
+    return True
+
+
+def _efficient(
+    points: list[tuple[int, float, Format | None]],
+) -> list[tuple[int, float, Format | None]]:
+    """The points no other beats on both bytes and noise, most bytes first."""
+    eff: list[tuple[int, float, Format | None]] = []
+    for p in sorted(points, key=lambda p: (p[0], p[1])):  # bytes up: noise must go down
+        if not eff or (p[0] > eff[-1][0] and p[1] < eff[-1][1]):
+            eff.append(p)
+    return eff[::-1]
+
+
 def _hull(points: list[tuple[int, float, Format | None]]) -> list[tuple[int, float, Format | None]]:
     """The efficient lower convex hull of (bytes, noise), most bytes first.
 
     Keeping only convex points makes every next step cost more noise per byte than the
     one before, which is what lets one heap order the steps of all layers.
     """
-    pts = sorted(points, key=lambda p: (-p[0], p[1]))
-    eff: list[tuple[int, float, Format | None]] = []
-    for p in pts:  # bytes down: keep only points whose noise goes up
-        if not eff or (p[0] < eff[-1][0] and p[1] > eff[-1][1]):
-            eff.append(p)
-        elif p[0] == eff[-1][0] and p[1] < eff[-1][1]:
-            eff[-1] = p
+    eff = _efficient(points)
     hull: list[tuple[int, float, Format | None]] = []
     for p in eff:
         while len(hull) >= 2:

@@ -15,7 +15,7 @@ _RECENT = "recent/models"
 _THEME = "view/theme"
 _GEOMETRY = "window/geometry"
 _STATE = "window/state"
-STATE_VERSION = 1  # bump when docks are added or renamed: old saved layouts are ignored
+STATE_VERSION = 2  # bump when docks are added or renamed: old saved layouts are ignored
 
 
 class AppSettings:
