@@ -68,15 +68,21 @@ def resnet50_layers(side: int = 32) -> onnx.ModelProto:
                 ))  # fmt: skip
                 pad = np.array([0, 0, 0, 0, 0, ch - cin, 0, 0], np.int64)
                 inits.append(numpy_helper.from_array(pad, f"pad{s}"))
-                nodes.append(helper.make_node("Pad", [f"pool{s}", f"pad{s}"], [f"sc{s}"], name=f"padc{s}"))
+                nodes.append(
+                    helper.make_node("Pad", [f"pool{s}", f"pad{s}"], [f"sc{s}"], name=f"padc{s}")
+                )
                 shortcut = f"sc{s}"
             else:
                 shortcut = x
             h = conv(x, cin, ch, 3, stride)
             h = conv(h, ch, ch, 3, relu=False)
             nodes.append(helper.make_node("Mul", [h, "half"], [f"{h}_s"], name=f"scale{count}"))
-            nodes.append(helper.make_node("Add", [f"{h}_s", shortcut], [f"add{count}"], name=f"add{count}"))
-            nodes.append(helper.make_node("Relu", [f"add{count}"], [f"ra{count}"], name=f"ra{count}"))
+            nodes.append(
+                helper.make_node("Add", [f"{h}_s", shortcut], [f"add{count}"], name=f"add{count}")
+            )
+            nodes.append(
+                helper.make_node("Relu", [f"add{count}"], [f"ra{count}"], name=f"ra{count}")
+            )
             x, cin = f"ra{count}", ch
     wf = rng.normal(0, np.sqrt(1 / cin), (10, cin)).astype(np.float32)
     inits += [
@@ -137,8 +143,10 @@ def bench_50_layers() -> None:
             continue
         err = front_error_at(result.front, ref.file_bytes)
         ratio = "-" if err is None else f"{err / ref.error:.3f}"
-        print(f"  {ref.label}: {ref.file_bytes} B, error {ref.error:.4g}; "
-              f"front at that size {'-' if err is None else f'{err:.4g}'}, ratio {ratio}")
+        print(
+            f"  {ref.label}: {ref.file_bytes} B, error {ref.error:.4g}; "
+            f"front at that size {'-' if err is None else f'{err:.4g}'}, ratio {ratio}"
+        )
 
 
 def bench_samples() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -78,7 +79,9 @@ def test_size_budget_front_and_reproducibility(cnn: Engine) -> None:
     assert result.best.exported_bytes <= 0.8 * result.float_bytes
     front = result.front
     assert len(front) >= 3
-    assert all(a.file_bytes < b.file_bytes and a.error > b.error for a, b in zip(front, front[1:], strict=False))
+    assert all(
+        a.file_bytes < b.file_bytes and a.error > b.error for a, b in itertools.pairwise(front)
+    )
     # every tried plan is on or above the front
     for p in result.tried:
         assert any(f.file_bytes <= p.file_bytes and f.error <= p.error for f in front)
@@ -150,9 +153,13 @@ def test_hull_is_convex_and_greedy_takes_cheapest_noise_per_byte() -> None:
     hull = _hull(pts)
     # int6 is beaten by int5 (fewer bytes, less noise); the rest is convex
     assert [p[2].name if p[2] else None for p in hull] == [
-        None, "int8 sym", "int5 sym", "int4 sym", "int2 sym"
+        None,
+        "int8 sym",
+        "int5 sym",
+        "int4 sym",
+        "int2 sym",
     ]
-    slopes = [(b[1] - a[1]) / (a[0] - b[0]) for a, b in zip(hull, hull[1:], strict=False)]
+    slopes = [(b[1] - a[1]) / (a[0] - b[0]) for a, b in itertools.pairwise(hull)]
     assert slopes == sorted(slopes)
 
     class L:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def test_search_runs_and_a_front_point_applies_and_undoes(qtbot, window, cnn_pat
     assert result is not None
     panel = window.search
     front = panel.plot.front_points
-    assert front and all(a.error > b.error for a, b in zip(front, front[1:], strict=False))
+    assert front and all(a.error > b.error for a, b in itertools.pairwise(front))
     assert [p.label for p in panel.plot.references][:1] == ["float"]
     assert result.best.file_bytes <= 0.4 * result.float_bytes
     assert "Best within the budget" in panel.status.text()

@@ -50,7 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--max-bytes", type=int, metavar="N", help="largest exported file size")
-    g.add_argument("--size-ratio", type=float, metavar="R", help="largest size as a fraction of float")
+    g.add_argument(
+        "--size-ratio", type=float, metavar="R", help="largest size as a fraction of float"
+    )
     g.add_argument("--max-error", type=float, metavar="E",
                    help="largest relative L2 error of the outputs (0.01 = 1%%)")  # fmt: skip
     g.add_argument("--min-metric", type=float, metavar="M", help="smallest task metric")
@@ -121,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
         while True:
             prog = next(gen)
             if tty and hasattr(prog, "done"):
-                print(f"\r{prog.done}/{prog.total} {prog.message[:60]:<60}", end="", file=sys.stderr)
+                print(
+                    f"\r{prog.done}/{prog.total} {prog.message[:60]:<60}", end="", file=sys.stderr
+                )
     except StopIteration as stop:
         result: SearchResult = stop.value
     if tty:

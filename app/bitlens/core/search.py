@@ -240,6 +240,53 @@ def file_bytes_of(engine: Engine) -> tuple[int, int]:
     return total - weights, weights
 
 
+def output_error(reference: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> float:
+    """Relative L2 error of the outputs, root mean square over the model's outputs."""
+    rel = []
+    for name, ref in reference.items():
+        e = metrics.tensor_error(ref, got[name])
+        rel.append(e.rel_l2 if math.isfinite(e.rel_l2) else 1e9)
+    return math.sqrt(sum(r * r for r in rel) / len(rel)) if rel else 0.0
+
+
+def sensitivities(
+    engine: Engine,
+    weight_formats: Sequence[str],
+    activation_formats: Sequence[str] = (),
+    layers: Sequence[str] | None = None,
+    metric: Metric | None = None,
+) -> Generator[Progress, None, list[Sensitivity]]:
+    """Each layer alone (every other layer float) with its weights in each weight format and
+    its input activation in each activation format: output error, task metric (the user's,
+    or accuracy with labels) and bytes saved. Formats a layer cannot take are skipped.
+    Returns the entries worst first (highest output error)."""
+    yield from engine.prepare()
+    ref = reference_outputs(engine)
+    labels = engine.data.eval_labels
+    metric = metric or default_metric(ref, labels)
+    wfmts = _parse_all(weight_formats, "weight") if weight_formats else []
+    afmts = _parse_all(activation_formats, "activation") if activation_formats else []
+    names = list(engine.info.layer_names if layers is None else layers)
+    out: list[Sensitivity] = []
+    for i, name in enumerate(names):
+        layer = engine.info.layer(name)
+        trials: list[tuple[str, str, LayerChoice, int]] = []
+        for fmt in wfmts:
+            if layer.weights and _fits_weight(layer, fmt):
+                saved = layer.nbytes - weight_bytes_after(layer, fmt)
+                trials.append(("weight", fmt.name, LayerChoice(fmt), saved))
+        for fmt in afmts:
+            if fmt is not None and _fits(layer, fmt):
+                trials.append(("activation", fmt.name, LayerChoice(None, fmt), 0))
+        for kind, label, choice, saved in trials:
+            got = concat_outputs(engine.run_outputs(Plan(engine.info, {name: choice})))
+            value = None if metric is None else metric(got, ref, labels)
+            out.append(Sensitivity(name, kind, label, output_error(ref, got), value, saved))
+        yield Progress(i + 1, len(names), f"sensitivity: {name}")
+    out.sort(key=lambda e: -e.error)
+    return out
+
+
 def exported_size(engine: Engine, plan: Plan) -> int:
     """Bytes of the file ``plan`` exports to (written to a temporary folder, then removed)."""
     from bitlens.core.export.exporter import export
@@ -253,7 +300,9 @@ def exported_size(engine: Engine, plan: Plan) -> int:
             return int(stop.value.file_bytes)
 
 
-def search(engine: Engine, options: SearchOptions) -> Generator[Progress | Point, None, SearchResult]:
+def search(
+    engine: Engine, options: SearchOptions
+) -> Generator[Progress | Point, None, SearchResult]:
     """Run the search; yields Progress and every whole plan evaluated (for live plots).
 
     Cancel by not resuming the generator (or ``close()``); the engine stays usable.
@@ -296,11 +345,7 @@ class _Search:
 
     # -- evaluation ------------------------------------------------------------------------
     def _error(self, got: Mapping[str, np.ndarray]) -> float:
-        rel = []
-        for name, ref in self.ref.items():
-            e = metrics.tensor_error(ref, got[name])
-            rel.append(e.rel_l2 if math.isfinite(e.rel_l2) else 1e9)
-        return math.sqrt(sum(r * r for r in rel) / len(rel)) if rel else 0.0
+        return output_error(self.ref, got)
 
     def _measure(self, plan: Plan) -> tuple[float, float | None]:
         got = concat_outputs(self.engine.run_outputs(plan))
@@ -352,8 +397,10 @@ class _Search:
         free = [layer for layer in self.info.layers if layer.name not in self.pins]
         wfmts = _parse_all(opts.weight_formats, "weight")
         afmts = _parse_all(opts.activation_formats, "activation")
-        base = None if opts.base_activation in (None, FLOAT_NAME) else parse_format(
-            opts.base_activation
+        base = (
+            None
+            if opts.base_activation in (None, FLOAT_NAME)
+            else parse_format(opts.base_activation)
         )
         act_layers = [
             layer for layer in free
@@ -607,7 +654,7 @@ class _Search:
 
     def _neighbor(
         self, weights: Mapping[str, Format | None], name: str, up: bool
-    ) -> Format | None | bool:
+    ) -> Format | bool | None:
         """The next efficient format with more (up) or fewer bytes; False when none."""
         layer = self.ladders[name].layer
         cur = weight_bytes_after(layer, weights[name])
@@ -641,7 +688,10 @@ class _Search:
         candidate no larger (else float)."""
         out: dict[str, Format | None] = {}
         for name, lad in self.ladders.items():
-            if _fits_weight(lad.layer, fmt) and weight_bytes_after(lad.layer, fmt) < lad.layer.nbytes:
+            if (
+                _fits_weight(lad.layer, fmt)
+                and weight_bytes_after(lad.layer, fmt) < lad.layer.nbytes
+            ):
                 out[name] = fmt
                 continue
             target = weight_bytes_after(lad.layer, fmt) if _fits_weight(lad.layer, fmt) else 0
@@ -651,8 +701,12 @@ class _Search:
 
     def _by_size(self) -> Generator[Progress | Point, None, Point]:
         b = self.opts.budget
-        limit = b.max_bytes if b.max_bytes is not None else int(
-            b.size_ratio * (self.fixed_bytes + self.float_weight_bytes)  # type: ignore[operator]
+        limit = (
+            b.max_bytes
+            if b.max_bytes is not None
+            else int(
+                b.size_ratio * (self.fixed_bytes + self.float_weight_bytes)  # type: ignore[operator]
+            )
         )
         k = self._first_within(limit)
         if k is None:
@@ -788,7 +842,8 @@ class _Search:
         if not ok(start):
             raise SearchError(
                 f"even with float weights the plan misses the budget ({b.describe()}): error "
-                f"{start.error:.4g}" + ("" if start.metric is None else f", metric {start.metric:.4g}")
+                f"{start.error:.4g}"
+                + ("" if start.metric is None else f", metric {start.metric:.4g}")
                 + "; allow more wide activations or keep activations float"
             )
         passed = max(k for k, p in [(0, start), *probed.items()] if ok(p))

@@ -48,9 +48,7 @@ class Metric:
     description: str = ""
     builtin: bool = False
 
-    def __call__(
-        self, outputs: Outputs, reference: Outputs, labels: np.ndarray | None
-    ) -> float:
+    def __call__(self, outputs: Outputs, reference: Outputs, labels: np.ndarray | None) -> float:
         try:
             value = self.func(outputs, reference, labels)
         except Exception as exc:
@@ -73,9 +71,7 @@ def load_metric(spec: str) -> Metric:
     """Load ``module:function`` or ``path/to/file.py:function`` as a :class:`Metric`."""
     where, sep, name = spec.rpartition(":")
     if not sep or not where or not name.isidentifier():
-        raise MetricError(
-            f"--metric expects module:function or file.py:function, got {spec!r}"
-        )
+        raise MetricError(f"--metric expects module:function or file.py:function, got {spec!r}")
     module = _import(where, spec)
     func = getattr(module, name, None)
     if func is None:

@@ -220,7 +220,7 @@ class SearchPanel(QWidget):
         _label, lo, hi, default, decimals = BUDGETS[self.kind.currentData()]
         self.value.setDecimals(decimals)
         self.value.setRange(lo, hi)
-        self.value.setSingleStep(10 ** -decimals if decimals else 1000)
+        self.value.setSingleStep(10**-decimals if decimals else 1000)
         self.value.setValue(default)
 
     def _browse_metric(self) -> None:
