@@ -99,7 +99,9 @@ def run_sensitivities(args: argparse.Namespace) -> int:
     except StopIteration as stop:
         entries = stop.value
     if args.json:
-        print(dump_json({"providers": list(engine.providers), "entries": [vars(e) for e in entries]}))
+        print(
+            dump_json({"providers": list(engine.providers), "entries": [vars(e) for e in entries]})
+        )
         return 0
     shown = entries if args.top <= 0 else entries[: args.top]
     rows = [("layer", "kind", "format", "output error", "SQNR", "metric", "bytes saved")]

@@ -1,39 +1,48 @@
 """Find a mixed-precision plan under a budget: sensitivities, greedy allocation, refinement.
 
-The search works in three steps, all on the engine's public API (its
-sessions, weight cache and calibration are reused):
+Everything runs on the engine's public API (``run_outputs``, ``weight_error``,
+``evaluate``), so its sessions, weight cache and calibration are reused. A
+plan's error is the relative L2 error of the model outputs against float (root
+mean square over the outputs); its size is the exported file's by the plan's
+accounting (the source file less the float weights it replaces plus the planned
+ones, the fidelity report's ``file_expected``).
 
-1. **Sensitivity.** Each layer's weights alone in each candidate format
-   (every other layer float) give an output error; each layer's input
-   activation is measured in the context where every activation sits at the
-   base format (8-bit by default), so the figure is what widening that one
-   activation buys back. Bytes come from the same accounting as the export
-   (:func:`bitlens.core.weights.weight_bytes_after`).
-2. **Greedy allocation.** Output noise powers of independent quantizers add
+1. **Activations.** Activations cost no file bytes, so a search free to widen
+   them would keep them all float. Every layer with a quantizable input starts
+   at a base format (``uint8 asym``, ONNX Runtime's QDQ default); another
+   8-bit per-tensor format is a free swap (same integer kernels); at most
+   ``wide_activations`` layers keep a wider one (float, fp16, int16, per
+   channel) where the measured gain is largest. They are measured in the
+   context of int8 weights and every other activation at its choice; a set of
+   swaps that is worse together than apart is dropped.
+2. **Weight sensitivity.** Each layer's weights alone (every other layer
+   float) are measured at two anchor formats (per-channel int8 and int4); the
+   other candidates' output noise is predicted from their weight error times
+   the measured output/weight noise ratio, and measured for real once the path
+   shows which formats each layer takes near the budget.
+3. **Greedy allocation.** Output noise powers of independent quantizers add
    approximately, so each layer's (bytes, noise) points are reduced to their
    lower convex hull and the layers are stepped down together, always taking
-   the step that adds the least noise per byte saved (marginal analysis, as
-   in classic bit allocation; HAWQ-V3 and AIMET's AMP use the same error per
-   bit ordering: https://arxiv.org/abs/2011.10680,
-   https://quic.github.io/aimet-pages/releases/latest/featureguide/mixed%20precision/amp.html).
-   This gives a path of plans from float to the smallest.
-3. **Refinement.** Errors do not add up exactly, so whole plans are
-   evaluated for real: probes along the path (the front), then near the
-   budget a local search that re-measures layers in the context of the
-   current plan and swaps bytes from where they cost the least error to
-   where they save the most.
+   the step that adds the least noise per byte saved (marginal analysis, as in
+   classic bit allocation; AIMET's AMP and HAWQ-V3 order layers the same way:
+   https://quic.github.io/aimet-pages/releases/latest/featureguide/mixed%20precision/amp.html,
+   https://arxiv.org/abs/2011.10680). This gives a path of plans from float to
+   the smallest.
+4. **Refinement.** Errors do not add up exactly, so whole plans are evaluated
+   for real: probes along the path and every candidate format applied
+   uniformly (the front), then near the budget a local search that re-measures
+   layers one step up or down in the context of the current plan and swaps
+   bytes from where they cost the least error to where they buy the most. An
+   error or metric budget bisects the path and then shaves bytes while the
+   real figure holds. Under a size budget the chosen plan is exported to a
+   temporary file; when the graph around the weights pushes it over, the
+   search chooses again below.
 
-Activations cost no file bytes, so a search that could widen them freely
-would keep them all float. Instead every layer with a quantizable input
-starts at a base format (``uint8 asym`` as in ONNX Runtime's QDQ default);
-an 8-bit per-tensor alternative is a free swap (same integer kernels), and at
-most ``wide_activations`` layers may keep a wider activation (float, fp16,
-int16, per-channel), chosen where the measured gain is largest.
-
-The front is every whole plan evaluated, reduced to its Pareto-optimal
-points: bytes up, error strictly down. Everything is deterministic for a
-given seed (the seed breaks ties and picks which near-equal layers the
-refinement re-measures).
+Under a size budget the best plan maximizes the task metric (capped at the
+float model's: more is noise), then minimizes the output error. The front is
+every whole plan evaluated, reduced to its Pareto-optimal points: bytes up,
+error strictly down. The seed breaks near-ties between layers, so a run is
+reproducible.
 """
 
 from __future__ import annotations
@@ -361,7 +370,11 @@ class _Search:
         weight_bytes = sum(
             weight_bytes_after(layer, plan[layer.name].weight) for layer in self.info.layers
         )
-        p = Point(plan, self.fixed_bytes + weight_bytes, weight_bytes, error, metric, label)
+        graph = sum(
+            self.w_overhead.get(plan[layer.name].weight, 0) if plan[layer.name].weight else 0
+            for layer in self.info.layers
+        ) + self.a_overhead * sum(1 for c in plan.choices.values() if c.activation is not None)
+        p = Point(plan, self.fixed_bytes + weight_bytes + graph, weight_bytes, error, metric, label)
         self._cache[plan] = p
         if label == "search":
             self.tried.append(p)
@@ -410,6 +423,9 @@ class _Search:
         self.total = len(wlayers) * len(wfmts) + 3 * len(act_layers) + opts.front_probes
         self.total += opts.refine_evaluations + len(opts.references) + 2
 
+        # 1. which formats each layer can take (numpy only: quantization and weight error),
+        # and what the export adds around each
+        wfmts = yield from self._measure_overheads(wlayers, wfmts, base)
         # references: float and presets, for the plot and the comparison
         refs = [self.point(Plan(self.info), FLOAT_NAME)]
         self.float_metric = refs[0].metric
@@ -419,7 +435,6 @@ class _Search:
             yield refs[-1]
             yield self._tick(f"reference {name}")
 
-        # 1. which formats each layer can take (numpy only: quantization and weight error)
         self.wfmts = wfmts
         self.wlayers = wlayers
         self.cands: dict[str, list[tuple[int, float, Format]]] = {
@@ -530,8 +545,8 @@ class _Search:
         for fmt in formats:
             try:
                 validate_choice(layer, LayerChoice(fmt))
-                nbytes = weight_bytes_after(layer, fmt)
-                if nbytes >= layer.nbytes:
+                nbytes = self._lb(layer, fmt)
+                if fmt not in self.w_overhead or nbytes >= layer.nbytes:
                     continue
                 rel = self.engine.weight_error(layer, fmt).rel_l2
             except BitlensError:
@@ -571,9 +586,22 @@ class _Search:
             self.act[layer.name] = best
             yield self._tick(f"sensitivity: {layer.name} activation 8-bit")
         ctx = self.point(self.plan_of(self.ctx_weights), "search")
-        if ctx.error > base_err:  # the swaps, each better alone, are worse together
-            for layer in layers:
-                self.act[layer.name] = base
+        # Swaps each better alone can be worse together, or with coarser weights (int8 sym
+        # after a Relu gives up a bit that int8 weights hide and int4 ones do not): keep
+        # them only if they also help with per-channel int4 weights.
+        int4 = parse_format("int4 sym ch")
+        coarse = {
+            name: int4 if any(f == int4 for _b, _w, f in c) else w
+            for (name, c), w in zip(self.cands.items(), self.ctx_weights.values(), strict=True)
+        }
+        swapped = dict(self.act)
+        with_swaps = self.point(self.plan_of(coarse), "search").error
+        for layer in layers:
+            self.act[layer.name] = base
+        without = self.point(self.plan_of(coarse), "search").error
+        if ctx.error < base_err and with_swaps < without:
+            self.act = swapped
+        else:
             ctx = self.point(self.plan_of(self.ctx_weights), "search")
         k = self.opts.wide_activations
         k = max(1, round(0.1 * len(layers))) if k is None else k
@@ -641,10 +669,54 @@ class _Search:
         total = self.fixed_bytes
         for layer in self.info.layers:
             if layer.name in self.pins:
-                total += weight_bytes_after(layer, self.pins[layer.name].weight)
+                total += self._lb(layer, self.pins[layer.name].weight)
+                total += self.a_overhead if self.pins[layer.name].activation else 0
             else:
-                total += weight_bytes_after(layer, weights.get(layer.name))
+                total += self._lb(layer, weights.get(layer.name))
+                total += self.a_overhead if self.act.get(layer.name) else 0
         return total
+
+    def _lb(self, layer: Layer, fmt: Format | None) -> int:
+        """A layer's weight bytes in ``fmt`` plus the graph the export adds for the format."""
+        if fmt is None:
+            return layer.nbytes
+        return weight_bytes_after(layer, fmt) + self.w_overhead.get(fmt, 0)
+
+    def _measure_overheads(
+        self, wlayers: Sequence[Layer], wfmts: list[Format], base: Format | None
+    ) -> Generator[Progress, None, list[Format]]:
+        """What the export adds around a layer's weights in each format (unpacking nodes,
+        scales, shape constants) and around an activation quantizer: the export of one small
+        layer in that format against the float export. Formats that fail to export are
+        dropped. Without the check, nothing is added."""
+        self.w_overhead = {f: 0 for f in wfmts}
+        self.a_overhead = 0
+        if not (self.opts.check_export and self.opts.budget.by_size):
+            return wfmts
+        e0 = exported_size(self.engine, Plan(self.info))
+        self.fixed_bytes = e0 - self.float_weight_bytes
+        kept = []
+        for fmt in wfmts:
+            fits = [
+                la for la in wlayers
+                if _fits_weight(la, fmt) and weight_bytes_after(la, fmt) < la.nbytes
+            ]  # fmt: skip
+            if not fits:
+                continue
+            layer = min(fits, key=lambda la: la.nbytes)
+            try:
+                e = exported_size(self.engine, Plan(self.info, {layer.name: LayerChoice(fmt)}))
+            except BitlensError:
+                continue
+            self.w_overhead[fmt] = max(0, e - e0 - weight_bytes_after(layer, fmt) + layer.nbytes)
+            kept.append(fmt)
+            yield self._tick(f"export cost of {fmt.name}")
+        acts = [la for la in self.info.layers if la.activations and not la.graph_path]
+        if base is not None and acts:
+            layer = min(acts, key=lambda la: la.nbytes)
+            plan = Plan(self.info, {layer.name: LayerChoice(None, base)})
+            self.a_overhead = max(0, exported_size(self.engine, plan) - e0)
+        return kept
 
     def _noise(self, name: str, fmt: Format | None) -> float:
         if fmt is None:
@@ -657,7 +729,7 @@ class _Search:
     ) -> Format | bool | None:
         """The next efficient format with more (up) or fewer bytes; False when none."""
         layer = self.ladders[name].layer
-        cur = weight_bytes_after(layer, weights[name])
+        cur = self._lb(layer, weights[name])
         pts = [(layer.nbytes, 0.0, None)] + [
             (b, self._noise(name, f), f) for b, _w, f in self.cands[name]
         ]
@@ -688,13 +760,10 @@ class _Search:
         candidate no larger (else float)."""
         out: dict[str, Format | None] = {}
         for name, lad in self.ladders.items():
-            if (
-                _fits_weight(lad.layer, fmt)
-                and weight_bytes_after(lad.layer, fmt) < lad.layer.nbytes
-            ):
+            if _fits_weight(lad.layer, fmt) and self._lb(lad.layer, fmt) < lad.layer.nbytes:
                 out[name] = fmt
                 continue
-            target = weight_bytes_after(lad.layer, fmt) if _fits_weight(lad.layer, fmt) else 0
+            target = self._lb(lad.layer, fmt) if _fits_weight(lad.layer, fmt) else 0
             below = [(b, f) for b, _w, f in self.cands[name] if b <= target]
             out[name] = max(below, key=lambda x: x[0])[1] if below else None
         return out
@@ -729,41 +798,44 @@ class _Search:
             cur = min(fitting, key=lambda p: p.error)
             weights = {name: cur.plan[name].weight for name in self.ladders}
         yield from self._refine_size(weights, cur, limit)
-        best = self._best_within(limit)
         if not self.opts.check_export:
-            return best
+            return self._best_within(limit)
+        # The accounting includes the measured export overheads; check the real file, and
+        # go down the ranking (then below the limit) while it does not fit.
         budget = limit
+        over = 0
         for _ in range(3):
-            real = exported_size(self.engine, best.plan)
-            yield self._tick("checking the exported size")
-            best = replace(best, exported_bytes=real)
-            if real <= budget:
-                return best
-            # the graph around the weights costs this much more than they do: aim lower
-            limit -= real - best.file_bytes
-            if limit <= 0 or self._first_within(limit) is None:
+            for p in self._ranking(limit)[:4]:
+                real = exported_size(self.engine, p.plan)
+                yield self._tick("checking the exported size")
+                if real <= budget:
+                    return replace(p, exported_bytes=real)
+                over = real - p.file_bytes
+            limit -= max(over, 1)
+            k = self._first_within(limit)
+            if k is None:
                 break
             if not any(p.file_bytes <= limit for p in self.tried):
-                k = self._first_within(limit)
-                assert k is not None
                 weights = self._weights_at(k)
                 p = self.point(self.plan_of(weights))
                 yield p
                 yield from self._refine_size(weights, p, limit)
-            best = self._best_within(limit)
         raise SearchError(
-            f"no plan found whose exported file fits in {budget} bytes: the export adds "
-            f"{real - best.file_bytes} bytes of graph to the weights"
+            f"no plan found whose exported file fits in {budget} bytes (the export adds "
+            f"{over} bytes of graph to the last plan tried)"
         )
 
     def _best_within(self, limit: int) -> Point:
+        return self._ranking(limit)[0]
+
+    def _ranking(self, limit: int) -> list[Point]:
+        """Plans within ``limit``, best first: the task metric (no credit above the float
+        model's: that is noise), then the lowest output error."""
         fits = [p for p in self.tried if p.file_bytes <= limit]
         if self.metric is None:
-            return min(fits, key=lambda p: (p.error, p.file_bytes))
-        # The task metric first, but no credit above the float model's (that is noise):
-        # then the lowest output error.
+            return sorted(fits, key=lambda p: (p.error, p.file_bytes))
         top = self.float_metric if self.float_metric is not None else math.inf
-        return max(fits, key=lambda p: (min(p.metric, top), -p.error, -p.file_bytes))  # type: ignore[type-var]
+        return sorted(fits, key=lambda p: (-min(p.metric, top), p.error, p.file_bytes))  # type: ignore[type-var]
 
     def _refine_size(
         self, weights: dict[str, Format | None], cur: Point, limit: int
@@ -821,8 +893,8 @@ class _Search:
             fmt = self._neighbor(weights, name, up)
             if fmt is False:
                 continue
-            b0 = weight_bytes_after(lad.layer, weights[name])
-            b1 = weight_bytes_after(lad.layer, fmt)  # type: ignore[arg-type]
+            b0 = self._lb(lad.layer, weights[name])
+            b1 = self._lb(lad.layer, fmt)  # type: ignore[arg-type]
             n0, n1 = self._noise(name, weights[name]), self._noise(name, fmt)  # type: ignore[arg-type]
             slope = abs(n1 - n0) / max(1, abs(b1 - b0))
             scored.append((-slope if up else slope, float(self.rng.random()), name))

@@ -76,7 +76,7 @@ class SearchPanel(QWidget):
         self.pin_list = QListWidget(self)
         self.pin_list.setObjectName("pinList")
         self.pin_list.setToolTip("Right-click a layer in the table: Pin at current format")
-        self.pin_list.setMaximumHeight(70)
+        self.pin_list.setMaximumHeight(54)
         unpin = QPushButton("Unpin", self)
         unpin.clicked.connect(self._unpin_selected)
         self.run_button = QPushButton("Find plan", self)
@@ -90,7 +90,7 @@ class SearchPanel(QWidget):
         self.progress.setTextVisible(True)
         self.status = QLabel("Set a budget and press Find plan.", self)
         self.status.setObjectName("searchStatus")
-        self.status.setWordWrap(True)
+        self.status.setWordWrap(False)
         self.plot = SearchPlot(self)
         self.plot.pointClicked.connect(self.applyRequested)
         self.plot.pointHovered.connect(self._on_hovered)
@@ -111,17 +111,20 @@ class SearchPanel(QWidget):
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.progress, 1)
         side = QVBoxLayout()
+        side.setContentsMargins(0, 0, 0, 0)
         side.addLayout(form)
         side.addLayout(buttons)
-        side.addWidget(self.status)
         side.addStretch(1)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
         left = QWidget(self)
         left.setLayout(side)
         left.setMaximumWidth(360)
+        right = QVBoxLayout()
+        right.addWidget(self.plot, 1)
+        right.addWidget(self.status)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(left)
-        layout.addWidget(self.plot, 1)
+        layout.addLayout(right, 1)
         self._on_kind()
 
     # -- requests ---------------------------------------------------------------------------
@@ -207,14 +210,20 @@ class SearchPanel(QWidget):
         self.result = result
         self.plot.mark(result.best)
         self.progress.setValue(self.progress.maximum())
-        self.status.setText(
-            f"Best within the budget (starred): {tooltip(result.best)}\n"
-            f"{result.evaluations} evaluations. Click a point to apply its plan."
+        self._say(
+            f"Best within the budget (starred), {result.evaluations} evaluations: "
+            f"{tooltip(result.best)}. Click a point to apply its plan."
         )
 
     def _on_hovered(self, p: Point | None) -> None:
         if p is not None:
-            self.status.setText(tooltip(p))
+            self._say(tooltip(p))
+
+    def _say(self, text: str) -> None:
+        """One line in the panel (the dock is short); all of it in the tooltip."""
+        self.status.setToolTip(text)
+        first = text.splitlines()[0]
+        self.status.setText(first + (" …" if "\n" in text else ""))
 
     def _on_kind(self) -> None:
         _label, lo, hi, default, decimals = BUDGETS[self.kind.currentData()]
