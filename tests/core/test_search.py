@@ -142,7 +142,7 @@ def test_error_and_metric_budgets() -> None:
 def test_impossible_size_budget_says_so(cnn: Engine) -> None:
     with pytest.raises(SearchError, match="no plan fits"):
         _run(cnn, Budget(max_bytes=100))
-    with pytest.raises(SearchError, match="no plan fits|exported file fits"):
+    with pytest.raises(SearchError, match=r"no plan fits|exported file fits"):
         _run(cnn, Budget(size_ratio=0.3), check_export=True)
 
 
