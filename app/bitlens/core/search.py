@@ -399,6 +399,8 @@ class _Search:
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> Generator[Progress | Point, None, SearchResult]:
         engine, opts = self.engine, self.opts
+        if engine.data is None:
+            raise SearchError("the search runs the model: give it input data (or input sizes)")
         yield from engine.prepare()
         self.ref = reference_outputs(engine)
         self.labels = engine.data.eval_labels
