@@ -351,6 +351,7 @@ class _Search:
         self.pins = dict(options.pins)
         self.act: dict[str, Format | None] = {}  # activation choice per layer (pins aside)
         self.wide: list[str] = []
+        self.narrow: dict[str, Format | None] = {}  # the wide layers' choice before widening
 
     # -- evaluation ------------------------------------------------------------------------
     def _error(self, got: Mapping[str, np.ndarray]) -> float:
@@ -459,12 +460,21 @@ class _Search:
                 self._measure_weight(layer, fmt)
             yield self._tick(f"sensitivity: {layer.name} weights")
         self._rebuild()
-        # every candidate format on every layer: uniform plans, on the plot and as starts
-        self.uniform: list[Point] = []
+        # every candidate format on every layer: uniform plans, on the plot and as starts;
+        # with and without the wide activations (chosen with int8 weights, they can hurt
+        # with coarser ones: the 8-bit quantizer's clipping also stops upstream errors)
+        self.uniform: list[tuple[Point, dict[str, Format | None]]] = []
+        wide_acts = dict(self.act)
+        configs = [wide_acts]
+        if self.wide:
+            configs.append({**wide_acts, **{n: self.narrow[n] for n in self.wide}})
         for fmt in wfmts:
-            self.uniform.append(self.point(self.plan_of(self._uniform(fmt))))
-            yield self.uniform[-1]
+            for acts in configs:
+                self.act = acts
+                self.uniform.append((self.point(self.plan_of(self._uniform(fmt))), acts))
+                yield self.uniform[-1][0]
             yield self._tick(f"uniform {fmt.name}")
+        self.act = wide_acts
         if opts.budget.by_size:
             best = yield from self._by_size()
         else:
@@ -479,7 +489,7 @@ class _Search:
             evaluations=self.evaluations,
             metric_name=None if self.metric is None else self.metric.name,
             float_bytes=self.fixed_bytes + self.float_weight_bytes,
-            wide_layers=tuple(self.wide),
+            wide_layers=tuple(n for n in self.wide if best.plan[n].activation != self.narrow[n]),
             seed=opts.seed,
         )
 
@@ -634,17 +644,20 @@ class _Search:
             yield self._tick(f"sensitivity: {name} float activation")
         chosen = [n for n in self._ranked(layers, gains) if gains[n][0] > 0][:k]
         saved = dict(self.act)
+        self.narrow = {name: self.act[name] for name in chosen}
         for name in chosen:
             self.act[name] = gains[name][1]
         if chosen and self.point(self.plan_of(self.ctx_weights), "search").error > ctx.error:
             self.act, chosen = saved, []  # together they do not help: keep the context
         self.wide = chosen
 
-    def _with_act(self, name: str, fmt: Format | None) -> Plan:
+    def _with_act(
+        self, name: str, fmt: Format | None, weights: Mapping[str, Format | None] | None = None
+    ) -> Plan:
         saved = self.act[name]
         self.act[name] = fmt
         try:
-            return self.plan_of(self.ctx_weights)
+            return self.plan_of(self.ctx_weights if weights is None else weights)
         finally:
             self.act[name] = saved
 
@@ -795,9 +808,9 @@ class _Search:
         yield cur
         # The best uniform plan that fits is a second start: the local search goes on from
         # whichever of the two is better for real.
-        fitting = [p for p in self.uniform if p.file_bytes <= limit and p.error < cur.error]
+        fitting = [u for u in self.uniform if u[0].file_bytes <= limit and u[0].error < cur.error]
         if fitting:
-            cur = min(fitting, key=lambda p: p.error)
+            cur, self.act = min(fitting, key=lambda u: u[0].error)
             weights = {name: cur.plan[name].weight for name in self.ladders}
         yield from self._refine_size(weights, cur, limit)
         if not self.opts.check_export:
