@@ -116,9 +116,11 @@ def test_pinned_layer_stays_and_bad_metric_reports(qtbot, window, cnn_path: Path
     wait_idle(qtbot, window)
 
 
-def test_search_panel_screenshot(qtbot, window, cnn_path: Path) -> None:
+def test_search_panel_screenshot(qtbot, window) -> None:
     window.resize(1280, 720)
-    open_model(qtbot, window, cnn_path)
-    _run(qtbot, window)
+    window.open_sample("digits_cnn")
+    wait_idle(qtbot, window)
+    result = _run(qtbot, window, ratio=0.2)
+    assert result is not None and result.best.metric is not None
     wait_idle(qtbot, window)
     assert screenshot(window, "find_plan").exists()

@@ -34,6 +34,7 @@ class SearchPlot(QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setLabel("bottom", "file size by the plan's accounting", units="B")
         self.plot.setLabel("left", "output error (relative L2)")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.addLegend(offset=(-10, 10))
         # PlotDataItems (not bare scatter items) so that the log y axis applies to them
         self.tried = pg.PlotDataItem(
