@@ -60,6 +60,7 @@ import numpy as np
 from bitlens.core import metrics
 from bitlens.core.engine import Engine
 from bitlens.core.errors import BitlensError, PlanError, SearchError
+from bitlens.core.export.exporter import integer_kernel_candidate, integer_kernel_layers
 from bitlens.core.formats import Family, Format, Granularity, parse_format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, Plan, validate_choice
@@ -352,6 +353,11 @@ class _Search:
         self.act: dict[str, Format | None] = {}  # activation choice per layer (pins aside)
         self.wide: list[str] = []
         self.narrow: dict[str, Format | None] = {}  # the wide layers' choice before widening
+        # what the export writes around the weights, per format / quantizer / integer group
+        self.w_overhead: dict[Format, int] = {}
+        self.a_overhead = 0
+        self.k_overhead: dict[str, int] = {}
+        self.act_extra: dict[tuple[str, Format | None], int] = {}  # wide activations
 
     # -- evaluation ------------------------------------------------------------------------
     def _error(self, got: Mapping[str, np.ndarray]) -> float:
@@ -366,20 +372,40 @@ class _Search:
     def point(self, plan: Plan, label: str = "search") -> Point:
         hit = self._cache.get(plan)
         if hit is not None:
+            if label == "search" and hit.label != "search":
+                # a preset the search reached on its own: one of its plans too
+                hit = replace(hit, label="search")
+                self._cache[plan] = hit
+                self.tried.append(hit)
             return hit
         error, metric = self._measure(plan)
         weight_bytes = sum(
             weight_bytes_after(layer, plan[layer.name].weight) for layer in self.info.layers
         )
-        graph = sum(
-            self.w_overhead.get(plan[layer.name].weight, 0) if plan[layer.name].weight else 0
-            for layer in self.info.layers
-        ) + self.a_overhead * sum(1 for c in plan.choices.values() if c.activation is not None)
-        p = Point(plan, self.fixed_bytes + weight_bytes + graph, weight_bytes, error, metric, label)
+        p = Point(plan, self._file_bytes(plan), weight_bytes, error, metric, label)
         self._cache[plan] = p
         if label == "search":
             self.tried.append(p)
         return p
+
+    def _file_bytes(self, plan: Plan) -> int:
+        """The exported file's size: weights plus what the export writes around them."""
+        total = self.fixed_bytes
+        for layer in self.info.layers:
+            w = plan[layer.name].weight
+            total += weight_bytes_after(layer, w) + (self.w_overhead.get(w, 0) if w else 0)
+        total += self.a_overhead * sum(1 for c in plan.choices.values() if c.activation)
+        if self.k_overhead:
+            for name in integer_kernel_layers(self.info, plan):
+                total += self.k_overhead.get(self.info.layer(name).op_type, 0)
+        total += sum(v for (n, fmt), v in self.act_extra.items() if plan[n].activation == fmt)
+        return total
+
+    def _reaccount(self) -> None:
+        """Sizes of the plans already evaluated, after the accounting learnt more."""
+        for plan, p in list(self._cache.items()):
+            self._cache[plan] = replace(p, file_bytes=self._file_bytes(plan))
+        self.tried = [self._cache[p.plan] for p in self.tried]
 
     def _tick(self, message: str) -> Progress:
         self.done += 1
@@ -453,6 +479,7 @@ class _Search:
         }
         if base is not None:
             yield from self._activations(base, afmts, act_layers)
+            yield from self._measure_wide_costs()
         # 3. weights: each layer alone at two anchor formats; the rest predicted from the
         # weight error until the path shows which formats matter, then measured there
         for layer in wlayers:
@@ -484,7 +511,7 @@ class _Search:
             best=best,
             front=pareto_front(self.tried),
             tried=tuple(self.tried),
-            references=tuple(refs),
+            references=tuple(replace(self._cache[r.plan], label=r.label) for r in refs),
             sensitivities=tuple(self.sens),
             evaluations=self.evaluations,
             metric_name=None if self.metric is None else self.metric.name,
@@ -651,6 +678,28 @@ class _Search:
             self.act, chosen = saved, []  # together they do not help: keep the context
         self.wide = chosen
 
+    def _measure_wide_costs(self) -> Generator[Progress, None, None]:
+        """A wide activation changes the export around it (another quantizer, and the layer
+        before it may leave its integer-kernel group): what the accounting above does not
+        predict of that, measured with int8 weights, one export per wide layer."""
+        if not (self.wide and self.opts.check_export and self.opts.budget.by_size):
+            return
+        narrow = {**self.act, **self.narrow}
+        saved = self.act
+        self.act = narrow
+        ref_plan = self.plan_of(self.ctx_weights)
+        e_ref = exported_size(self.engine, ref_plan)
+        acc_ref = self.point(ref_plan).file_bytes
+        for name in self.wide:
+            self.act = {**narrow, name: saved[name]}
+            plan = self.plan_of(self.ctx_weights)
+            e = exported_size(self.engine, plan)
+            extra = (e - e_ref) - (self.point(plan).file_bytes - acc_ref)
+            self.act_extra[(name, saved[name])] = extra
+            yield self._tick(f"export cost of {name}'s wide activation")
+        self.act = saved
+        self._reaccount()
+
     def _with_act(
         self, name: str, fmt: Format | None, weights: Mapping[str, Format | None] | None = None
     ) -> Plan:
@@ -689,13 +738,19 @@ class _Search:
             else:
                 total += self._lb(layer, weights.get(layer.name))
                 total += self.a_overhead if self.act.get(layer.name) else 0
+                total += self.act_extra.get((layer.name, self.act.get(layer.name)), 0)
         return total
 
     def _lb(self, layer: Layer, fmt: Format | None) -> int:
         """A layer's weight bytes in ``fmt`` plus the graph the export adds for the format."""
         if fmt is None:
             return layer.nbytes
-        return weight_bytes_after(layer, fmt) + self.w_overhead.get(fmt, 0)
+        extra = self.w_overhead.get(fmt, 0)
+        if self.k_overhead and integer_kernel_candidate(
+            layer, LayerChoice(fmt, self.act.get(layer.name))
+        ):
+            extra += self.k_overhead.get(layer.op_type, 0)
+        return weight_bytes_after(layer, fmt) + extra
 
     def _measure_overheads(
         self, wlayers: Sequence[Layer], wfmts: list[Format], base: Format | None
@@ -706,6 +761,7 @@ class _Search:
         dropped. Without the check, nothing is added."""
         self.w_overhead = {f: 0 for f in wfmts}
         self.a_overhead = 0
+        self.k_overhead = {}
         if not (self.opts.check_export and self.opts.budget.by_size):
             return wfmts
         e0 = exported_size(self.engine, Plan(self.info))
@@ -727,10 +783,25 @@ class _Search:
             kept.append(fmt)
             yield self._tick(f"export cost of {fmt.name}")
         acts = [la for la in self.info.layers if la.activations and not la.graph_path]
-        if base is not None and acts:
-            layer = min(acts, key=lambda la: la.nbytes)
-            plan = Plan(self.info, {layer.name: LayerChoice(None, base)})
-            self.a_overhead = max(0, exported_size(self.engine, plan) - e0)
+        if base is None or not acts:
+            return kept
+        # every activation at the base: the quantizers' cost, on average
+        all_base = {la.name: LayerChoice(None, base) for la in acts}
+        e_a = exported_size(self.engine, Plan(self.info, all_base))
+        self.a_overhead = max(0, round((e_a - e0) / len(acts)))
+        # 8-bit weights next to 8-bit activations become an integer-kernel group, which the
+        # export writes differently (QDQ for ONNX Runtime to fuse): its own cost
+        # (per op type: a MatMul group and a Conv group differ)
+        int8 = parse_format("int8 sym ch")
+        for layer in sorted(acts, key=lambda la: la.nbytes):
+            if layer.op_type in self.k_overhead or int8 not in kept:
+                continue
+            plan = Plan(self.info, {**all_base, layer.name: LayerChoice(int8, base)})
+            if layer.name not in integer_kernel_layers(self.info, plan):
+                continue
+            e = exported_size(self.engine, plan)
+            delta = weight_bytes_after(layer, int8) - layer.nbytes
+            self.k_overhead[layer.op_type] = e - e_a - delta - self.w_overhead[int8]
         return kept
 
     def _noise(self, name: str, fmt: Format | None) -> float:
@@ -819,22 +890,32 @@ class _Search:
         # go down the ranking (then below the limit) while it does not fit.
         budget = limit
         over = 0
-        for _ in range(3):
+        for _ in range(4):
+            overs = []
             for p in self._ranking(limit)[:4]:
                 real = exported_size(self.engine, p.plan)
                 yield self._tick("checking the exported size")
                 if real <= budget:
                     return replace(p, exported_bytes=real)
-                over = real - p.file_bytes
+                overs.append(real - p.file_bytes)
+            # aim lower by the smallest shortfall of the accounting seen: the plans that
+            # differ least from what was measured
+            over = min(overs) if overs else 1
             limit -= max(over, 1)
             k = self._first_within(limit)
             if k is None:
                 break
-            if not any(p.file_bytes <= limit for p in self.tried):
+            # refine again at the lower limit, from the best plan under it
+            fits = self._ranking(limit)
+            if fits:
+                p = fits[0]
+                weights = {name: p.plan[name].weight for name in self.ladders}
+                self.act = {name: p.plan[name].activation for name in self.act}
+            else:
                 weights = self._weights_at(k)
                 p = self.point(self.plan_of(weights))
                 yield p
-                yield from self._refine_size(weights, p, limit)
+            yield from self._refine_size(weights, p, limit)
         raise SearchError(
             f"no plan found whose exported file fits in {budget} bytes (the export adds "
             f"{over} bytes of graph to the last plan tried)"
