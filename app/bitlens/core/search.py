@@ -3,9 +3,14 @@
 Everything runs on the engine's public API (``run_outputs``, ``weight_error``,
 ``evaluate``), so its sessions, weight cache and calibration are reused. A
 plan's error is the relative L2 error of the model outputs against float (root
-mean square over the outputs); its size is the exported file's by the plan's
-accounting (the source file less the float weights it replaces plus the planned
-ones, the fidelity report's ``file_expected``).
+mean square over the outputs); its size is the exported file's: the float
+export, less the float weights the plan replaces, plus the planned weight
+bytes, plus what the exporter writes around them (unpacking nodes, scales,
+quantizers, integer-kernel groups, provenance). Under a size budget that
+graph cost is measured once per search, by exporting one small layer in each
+weight format, every activation at the base format, one integer-kernel group
+per op type and each wide activation, to a temporary folder; on a small model
+it is a large part of the file (2 KB per n-bit layer).
 
 1. **Activations.** Activations cost no file bytes, so a search free to widen
    them would keep them all float. Every layer with a quantizable input starts
