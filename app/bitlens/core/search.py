@@ -54,10 +54,8 @@ from __future__ import annotations
 
 import heapq
 import math
-import tempfile
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -303,16 +301,15 @@ def sensitivities(
 
 
 def exported_size(engine: Engine, plan: Plan) -> int:
-    """Bytes of the file ``plan`` exports to (written to a temporary folder, then removed)."""
-    from bitlens.core.export.exporter import export
+    """Bytes of the file ``plan`` exports to (the export built in memory, not written)."""
+    from bitlens.core.export.accounting import predict
 
-    with tempfile.TemporaryDirectory(prefix="bitlens-search-") as tmp:
-        gen = export(engine, plan, Path(tmp) / "plan.onnx")
-        try:
-            while True:
-                next(gen)
-        except StopIteration as stop:
-            return int(stop.value.file_bytes)
+    gen = predict(engine, plan)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return int(stop.value.file_bytes)
 
 
 def search(
