@@ -390,8 +390,8 @@ class MainWindow(QMainWindow):
             self.settings.add_recent_model(what)
 
     def _on_model_changed(self) -> None:
-        self.search.reset()
         session = self.document.session
+        self.search.reset(None if session is None else session.model.proto.ByteSize())
         self.stack.setCurrentWidget(self.table if session is not None else self.welcome)
         self.status.show_providers(() if session is None else session.providers)
         self.status.show_evaluation(None, stale=False)

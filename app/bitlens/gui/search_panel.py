@@ -51,6 +51,7 @@ class SearchPanel(QWidget):
         super().__init__(parent)
         self.pins: dict[str, LayerChoice] = {}
         self.result: SearchResult | None = None
+        self._bytes_default = 0.0  # half the open model's file
         self.running = False
 
         self.kind = QComboBox(self)
@@ -175,8 +176,12 @@ class SearchPanel(QWidget):
             self.pin_list.addItem(f"{name}: W {w}, A {a}")
             self.pin_list.item(self.pin_list.count() - 1).setData(Qt.ItemDataRole.UserRole, name)
 
-    def reset(self) -> None:
-        """Another model (or other data): the plans and pins shown belong to the old one."""
+    def reset(self, float_bytes: int | None = None) -> None:
+        """Another model (or other data): the plans and pins shown belong to the old one.
+        ``float_bytes`` (the model file's size) sets the default byte budget to half of it."""
+        if float_bytes:
+            self._bytes_default = float(float_bytes // 2)
+            self._on_kind()
         self.result = None
         self.plot.clear()
         self.clear_pins()
@@ -226,7 +231,10 @@ class SearchPanel(QWidget):
         self.status.setText(first + (" …" if "\n" in text else ""))
 
     def _on_kind(self) -> None:
-        _label, lo, hi, default, decimals = BUDGETS[self.kind.currentData()]
+        key = self.kind.currentData()
+        _label, lo, hi, default, decimals = BUDGETS[key]
+        if key == "max_bytes" and self._bytes_default:
+            default = self._bytes_default
         self.value.setDecimals(decimals)
         self.value.setRange(lo, hi)
         self.value.setSingleStep(10**-decimals if decimals else 1000)
