@@ -109,7 +109,8 @@ def resnet50_layers(side: int = 32) -> onnx.ModelProto:
 def run_search(engine: Engine, budget: Budget, seed: int = 0) -> tuple[SearchResult, float]:
     """The search's result and wall-clock seconds."""
     t = time.perf_counter()
-    gen = search(engine, SearchOptions(budget, seed=seed))
+    refs = ("W8A8", "W4A8", "W8A16", "W4A16")
+    gen = search(engine, SearchOptions(budget, seed=seed, references=refs))
     try:
         while True:
             next(gen)

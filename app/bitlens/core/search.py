@@ -84,7 +84,9 @@ DEFAULT_ACTIVATION_FORMATS: tuple[str, ...] = (
     FLOAT_NAME, "fp16", "int16 sym", "uint8 asym", "int8 sym", "uint8 asym ch", "int8 sym ch",
 )  # fmt: skip
 DEFAULT_BASE_ACTIVATION = "uint8 asym"
-DEFAULT_REFERENCES: tuple[str, ...] = ("W8A8", "W4A8", "W8A16", "W4A16")
+# Presets with 8-bit activations share the search's session structure; A16 presets (fp16
+# activations everywhere) each cost the engine another session (about 1 GB on ResNet-50).
+DEFAULT_REFERENCES: tuple[str, ...] = ("W8A8", "W4A8")
 
 
 @dataclass(frozen=True)
@@ -319,7 +321,12 @@ def search(
 
     Cancel by not resuming the generator (or ``close()``); the engine stays usable.
     """
-    return (yield from _Search(engine, options).run())
+    kept = engine.max_sessions
+    engine.max_sessions = min(kept, 2)  # many structures, one after the other: keep few
+    try:
+        return (yield from _Search(engine, options).run())
+    finally:
+        engine.max_sessions = kept
 
 
 # -- the search ------------------------------------------------------------------------------
@@ -649,10 +656,14 @@ class _Search:
         if k <= 0 or not wide:
             return
         # Wide candidates that keep the integer quantizer reuse the same session; the others
-        # (float, fp16...) build one per layer, so they are tried where the integer ones
-        # show the largest gain.
+        # (float, fp16...) build one session per layer (memory the size of the model's), so
+        # they are tried only on the two layers where the integer ones gain most.
         same = [f for f in wide if f is not None and f.family is Family.INT]
         other = [f for f in wide if f not in same]
+        if None in other:
+            # float has no error, so a float cast (fp16, bf16) can only tie with it: each is
+            # a new session structure per layer, so only float is tried
+            other = [None]
         gains: dict[str, tuple[float, Format | None]] = {}
         for layer in layers:
             for fmt in same:
@@ -663,7 +674,7 @@ class _Search:
                 self._keep_gain(gains, layer.name, ctx.error, err, fmt)
             yield self._tick(f"sensitivity: {layer.name} wide activation")
         ranked = self._ranked(layers, gains)
-        tops = ranked[: 2 * k] if same else ranked
+        tops = ranked[:2] if same else ranked
         for name in tops:
             for fmt in other:
                 err, met = self._measure(self._with_act(name, fmt))
