@@ -18,11 +18,11 @@ from bitlens.cli.common import (
     dump_json,
     fmt_bytes,
     fmt_db,
+    open_model,
 )
 from bitlens.cli.search import add_metric_argument
 from bitlens.core.errors import PlanError
 from bitlens.core.export import accounting, verdict
-from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESETS, Plan
 from bitlens.core.results import Evaluation
 from bitlens.core.usermetric import evaluate_with, load_metric
@@ -75,7 +75,7 @@ def read_plan(path: Path, info) -> Plan:
 
 def run(args: argparse.Namespace) -> int:
     metric = load_metric(args.metric) if args.metric else None
-    model = load_model(args.model)
+    model = open_model(args.model)
     plan = load_plan(args, model)
     engine = calibrated_engine(args, model)
     ev = evaluate_with(engine, plan, metric)

@@ -13,11 +13,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from bitlens.cli.common import add_data_arguments, calibrated_engine, dump_json, fmt_bytes
+from bitlens.cli.common import (
+    add_data_arguments,
+    calibrated_engine,
+    dump_json,
+    fmt_bytes,
+    open_model,
+)
 from bitlens.core.errors import SearchError
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.formats import parse_format
-from bitlens.core.model.loader import load_model
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import LayerChoice
 from bitlens.core.search import (
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     _guard_outputs(args)
     budget = Budget(args.max_bytes, args.size_ratio, args.max_error, args.min_metric)
     metric = load_metric(args.metric) if args.metric else None
-    model = load_model(args.model)
+    model = open_model(args.model)
     pins = parse_pins(args.pin, model.info)
     engine = calibrated_engine(args, model)
     options = SearchOptions(

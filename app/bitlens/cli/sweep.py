@@ -12,9 +12,15 @@ import math
 import sys
 from dataclasses import asdict
 
-from bitlens.cli.common import add_data_arguments, dump_json, fmt_bytes, fmt_db, load_data
+from bitlens.cli.common import (
+    add_data_arguments,
+    dump_json,
+    fmt_bytes,
+    fmt_db,
+    load_data,
+    open_model,
+)
 from bitlens.core.engine import Engine
-from bitlens.core.model.loader import load_model
 from bitlens.core.results import SweepEntry
 
 DEFAULT_LADDER = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")
@@ -39,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.activation_formats or args.metric:
         return run_sensitivities(args)
-    model = load_model(args.model)
+    model = open_model(args.model)
     engine = Engine(model, load_data(args, model.info), device=args.device)
     gen = engine.sweep(args.formats)
     try:
@@ -90,7 +96,7 @@ def run_sensitivities(args: argparse.Namespace) -> int:
     from bitlens.core.usermetric import load_metric
 
     metric = load_metric(args.metric) if args.metric else None
-    model = load_model(args.model)
+    model = open_model(args.model)
     engine = calibrated_engine(args, model)
     gen = sensitivities(engine, args.formats, args.activation_formats, metric=metric)
     try:
