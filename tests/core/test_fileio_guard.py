@@ -180,3 +180,14 @@ def test_report_onto_the_evaluation_data_is_refused(m: Path, tmp_path: Path, cap
                     "--calib-data", str(data), "--eval-data", str(data), "--report", str(data)],
                    capsys)  # fmt: skip
     assert rc == 2 and "input of this run" in err and data.read_bytes() == before
+
+
+def test_search_outputs_are_guarded(m: Path, tmp_path: Path, capsys) -> None:
+    metric = tmp_path / "metric.py"
+    metric.write_text("def score(outputs, reference, labels):\n    return 0.0\n")
+    before = metric.read_text()
+    rc, err = _run(["search", str(m), "--max-error", "0.1", "-o", str(tmp_path / "p.json"),
+                    "--front", str(metric), "--metric", f"{metric}:score"], capsys)  # fmt: skip
+    assert rc == 2 and "input of this run" in err and metric.read_text() == before
+    rc, err = _run(["search", str(m), "--max-error", "0.1", "-o", str(m)], capsys)
+    assert rc == 2 and "input of this run" in err

@@ -14,13 +14,15 @@ from pathlib import Path
 from bitlens.core.fileio import check_output
 
 # Argument names that hold files a subcommand reads (present or not on a given parser).
-INPUT_ARGS = ("model", "plan", "data", "calib_data", "eval_data", "from_ort", "overrides")
+INPUT_ARGS = ("model", "plan", "data", "calib_data", "eval_data", "from_ort", "overrides", "metric")
 
 
 def run_inputs(args: argparse.Namespace) -> list[str]:
     out = []
     for name in INPUT_ARGS:
         value = getattr(args, name, None)
+        if name == "metric" and isinstance(value, str):
+            value = value.rpartition(":")[0] or value  # file.py:function reads file.py
         if isinstance(value, str | Path) and str(value):
             out.append(str(value))
     return out
