@@ -29,11 +29,11 @@ from bitlens.core.engine import quantizers
 from bitlens.core.engine.graphs import (
     find_graph,
     node_producing,
-    remove_definition,
+    remove_definitions,
     value_info,
 )
 from bitlens.core.errors import EngineError
-from bitlens.core.model.types import Layer, ModelInfo, Storage
+from bitlens.core.model.types import Layer, ModelInfo, Storage, WeightInfo
 
 Kinds = Mapping[str, str | None]  # layer name -> activation quantizer kind
 
@@ -91,18 +91,25 @@ def _constant_names(g: onnx.GraphProto) -> set[str]:
 
 
 def weights_to_inputs(model: onnx.ModelProto, info: ModelInfo) -> None:
-    """Turn every quantizable weight into a main-graph input, in place."""
+    """Turn every quantizable weight into a main-graph input, in place (one pass per graph)."""
     g = model.graph
-    seen: set[str] = set()
+    weights: dict[str, WeightInfo] = {}
+    by_graph: dict[str, tuple[set[str], set[str]]] = {}
     for layer in info.layers:
         for w in layer.weights:
-            if w.name in seen:
+            if w.name in weights:
                 continue
-            seen.add(w.name)
-            sub = find_graph(g, w.graph_path)
-            if not remove_definition(sub, w.name, w.storage is Storage.CONSTANT):
-                raise EngineError(f"weight {w.name!r} is not defined where the inventory says")
-            g.input.append(value_info(w.name, w.dtype, w.shape))
+            weights[w.name] = w
+            inits, consts = by_graph.setdefault(w.graph_path, (set(), set()))
+            (consts if w.storage is Storage.CONSTANT else inits).add(w.name)
+    for path, (inits, consts) in by_graph.items():
+        found = remove_definitions(find_graph(g, path), inits, consts)
+        missing = (inits | consts) - found
+        if missing:
+            raise EngineError(
+                f"weight {sorted(missing)[0]!r} is not defined where the inventory says"
+            )
+    g.input.extend(value_info(w.name, w.dtype, w.shape) for w in weights.values())
 
 
 def _insert_quantizers(
