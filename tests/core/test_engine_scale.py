@@ -32,9 +32,7 @@ def deep_mlp(depth: int = 40, width: int = 16, old_ir_inputs: bool = False) -> o
         x = f"r{i}"
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])]
     if old_ir_inputs:
-        inputs += [
-            helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits
-        ]
+        inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits]
     g = helper.make_graph(
         nodes,
         "deep_mlp",

@@ -97,7 +97,8 @@ def remove_definitions(g: GraphProto, initializers: set[str], constant_nodes: se
             del g.input[i]
     if constant_nodes:
         drop = [
-            i for i, n in enumerate(g.node)
+            i
+            for i, n in enumerate(g.node)
             if n.op_type == "Constant" and any(o in constant_nodes for o in n.output)
         ]
         for i in drop:
