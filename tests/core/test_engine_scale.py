@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from bitlens.core.engine import rewrite
+from bitlens.core import metrics
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine, calibration, rewrite
+from bitlens.core.errors import EngineError
 from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
 from tests.builders import opset12_constant_weights
 
 
@@ -79,3 +87,128 @@ def test_weights_to_inputs_in_one_pass_equals_removing_one_by_one() -> None:
         weights = {w.name for layer in loaded.info.layers for w in layer.weights}
         assert not weights & {t.name for t in fast.graph.initializer}
         assert [v.name for v in fast.graph.input].count("W0" if "W0" in weights else "w1") == 1
+
+
+# -- streaming metrics ------------------------------------------------------------------------
+
+
+def _close(got, want, rel: float = 1e-6) -> None:
+    for f in ("mse", "sqnr_db", "cosine", "max_abs", "rel_l2"):
+        a, b = getattr(got, f), getattr(want, f)
+        assert a == pytest.approx(b, rel=rel, abs=1e-12), f
+
+
+@pytest.mark.parametrize("n", [1, 7, metrics.CHUNK - 1, metrics.CHUNK + 1, 5 * metrics.CHUNK])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64, np.int64])
+def test_streaming_error_equals_float64_to_float32_rounding(n: int, dtype) -> None:
+    rng = np.random.default_rng(n)
+    ref = (rng.standard_normal(n) * 5 + 2).astype(dtype)
+    for noise in (1.0, 1e-2, 1e-5):
+        approx = (ref + rng.standard_normal(n) * noise * (50 if dtype is np.int64 else 1)).astype(
+            dtype
+        )
+        _close(metrics.tensor_error(ref, approx), metrics.tensor_error_f64(ref, approx))
+    exact = metrics.tensor_error(ref, ref.copy())
+    assert exact.sqnr_db == math.inf and exact.mse == 0.0 and exact.max_abs == 0.0
+
+
+def test_streaming_error_edge_cases() -> None:
+    zeros = np.zeros((3, 4), np.float32)
+    ones = np.ones((3, 4), np.float32)
+    for r, a in ((zeros, zeros), (zeros, ones), (ones, zeros), (np.zeros(0), np.zeros(0))):
+        assert metrics.tensor_error(r, a) == metrics.tensor_error_f64(r, a)
+    big = np.full(100, 3e20, np.float32)  # float32 squares overflow: the block is redone in f64
+    _close(metrics.tensor_error(big, big * 0.5), metrics.tensor_error_f64(big, big * 0.5))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        metrics.tensor_error(zeros, np.zeros((4, 3), np.float32))
+
+
+def test_error_sums_over_pieces_equal_the_whole() -> None:
+    rng = np.random.default_rng(5)
+    pieces = [rng.standard_normal(s).astype(np.float32) for s in ((2, 3, 5), (1, 3, 9), (40,))]
+    approx = [
+        p + np.float32(0.01) * rng.standard_normal(p.shape).astype(np.float32) for p in pieces
+    ]
+    sums = metrics.ErrorSums()
+    for p, a in zip(pieces, approx, strict=True):
+        sums.add(p, a)
+    whole = metrics.tensor_error_f64(
+        np.concatenate([p.ravel() for p in pieces]), np.concatenate([a.ravel() for a in approx])
+    )
+    _close(sums.result(), whole)
+
+
+def test_streamed_calibration_statistics_equal_the_concatenated_ones(monkeypatch) -> None:
+    monkeypatch.setattr(calibration, "MAX_SAMPLE", 1000)
+    rng = np.random.default_rng(2)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in ((3, 337), (1, 5), (2, 1111))]
+    flat = np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])
+    stride = max(1, flat.size // 1000)
+    st = calibration.ActivationStats.of(arrays, "a")
+    assert (st.lo, st.hi) == (flat.min(), flat.max())
+    np.testing.assert_array_equal(st.sample, flat[::stride])
+
+
+# -- memory budget and feeds of different shapes ----------------------------------------------
+
+
+def conv_any_width() -> onnx.ModelProto:
+    """x[1,3,8,W] -> Conv -> Relu -> Conv -> y[1,4,8,W]: feeds may differ in width."""
+    rng = np.random.default_rng(4)
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.3, (6, 3, 3, 3)).astype(np.float32), "W1"),
+        numpy_helper.from_array(rng.normal(0, 0.2, (4, 6, 3, 3)).astype(np.float32), "W2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "W1"], ["c1"], name="conv1", pads=[1] * 4),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "W2"], ["y"], name="conv2", pads=[1] * 4),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "conv_any_width",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, "W"])],
+        inits,
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    return m
+
+
+def _ragged_engine(budget: int, loaded=None) -> Engine:
+    loaded = loaded or from_proto(conv_any_width())
+    rng = np.random.default_rng(9)
+    widths = (5, 9, 6, 12, 7, 3)
+    samples = tuple({"x": rng.standard_normal((1, 3, 8, w)).astype(np.float32)} for w in widths)
+    data = Dataset(samples, calibration=(0, 1, 2), evaluation=(3, 4, 5))
+    return Engine(loaded, data, device="cpu", memory_budget=budget)
+
+
+def test_feeds_of_different_shapes_and_a_zero_budget_give_the_same_numbers() -> None:
+    in_memory = _ragged_engine(1 << 30)
+    spilled = _ragged_engine(0, in_memory.model)
+    plan = Plan.preset(in_memory.info, "W4A8")
+    a, b = in_memory.evaluate(plan), spilled.evaluate(plan)
+    assert a == b
+    assert in_memory.memory_use()["spilled"] == 0 and in_memory.memory_use()["in_memory"] > 0
+    use = spilled.memory_use()
+    assert use == {"budget": 0, "in_memory": 0, "spilled": use["spilled"]} and use["spilled"] > 0
+    # Against the straightforward computation: every evaluation feed's output, flattened and
+    # concatenated, compared in float64.
+    ref = in_memory.run_outputs(Plan(in_memory.info))["y"]
+    got = in_memory.run_outputs(plan)["y"]
+    want = metrics.tensor_error_f64(
+        np.concatenate([r.ravel() for r in ref]), np.concatenate([g.ravel() for g in got])
+    )
+    _close(a.outputs["y"].error, want)
+    assert a.layers["conv2"].accumulated == a.outputs["y"].error
+    scratch = spilled._store.scratch_dir
+    assert scratch is not None and os.path.isdir(scratch)
+    spilled.close()
+    assert not os.path.exists(scratch)
+
+
+def test_a_negative_budget_is_refused() -> None:
+    with pytest.raises(EngineError, match="memory budget"):
+        _ragged_engine(-1)

@@ -9,7 +9,8 @@ from typing import Any
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
-from bitlens.core.errors import DataError
+from bitlens.core.engine.store import DEFAULT_BUDGET
+from bitlens.core.errors import DataError, EngineError
 from bitlens.core.jsonsafe import dumps
 from bitlens.core.model.loader import LoadedModel
 from bitlens.core.model.types import ModelInfo
@@ -34,6 +35,14 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--rate", type=int, default=16000, help="WAV sample rate to resample to (16000)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--memory-budget",
+        type=int,
+        default=DEFAULT_BUDGET >> 20,
+        metavar="MIB",
+        help="MiB of float reference activations kept in memory; the rest is spilled to a "
+        f"temporary memory-mapped file ({DEFAULT_BUDGET >> 20})",
+    )
 
 
 def parse_dims(items: list[str]) -> dict[str, int]:
@@ -79,9 +88,19 @@ def fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def budget_of(args: argparse.Namespace) -> int:
+    """``--memory-budget`` in bytes (refused when negative)."""
+    mib = getattr(args, "memory_budget", DEFAULT_BUDGET >> 20)
+    if mib < 0:
+        raise EngineError(f"--memory-budget must be >= 0 MiB, got {mib}")
+    return int(mib) << 20
+
+
 def calibrated_engine(args: argparse.Namespace, model: LoadedModel) -> Engine:
     """An engine on ``--data`` for ``model``, calibrated with ``--calibration``."""
-    engine = Engine(model, load_data(args, model.info), device=args.device)
+    engine = Engine(
+        model, load_data(args, model.info), device=args.device, memory_budget=budget_of(args)
+    )
     for _ in engine.calibrate(args.calibration):
         pass
     return engine

@@ -11,7 +11,14 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from bitlens.cli.common import add_data_arguments, dump_json, fmt_bytes, fmt_db, load_data
+from bitlens.cli.common import (
+    add_data_arguments,
+    budget_of,
+    dump_json,
+    fmt_bytes,
+    fmt_db,
+    load_data,
+)
 from bitlens.core.engine import Engine
 from bitlens.core.model.loader import load_model
 from bitlens.core.results import SweepEntry
@@ -31,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    engine = Engine(model, load_data(args, model.info), device=args.device)
+    engine = Engine(
+        model, load_data(args, model.info), device=args.device, memory_budget=budget_of(args)
+    )
     gen = engine.sweep(args.formats)
     try:
         while True:

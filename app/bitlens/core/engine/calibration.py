@@ -38,15 +38,28 @@ class ActivationStats:
 
     @classmethod
     def of(cls, arrays: list[np.ndarray], name: str) -> ActivationStats:
-        flat = np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])
-        if flat.size == 0:
+        """Min, max and every ``stride``-th value of the arrays taken as one flat sequence,
+        read one array at a time (nothing is concatenated or widened but the sample)."""
+        flats = [np.asarray(a).reshape(-1) for a in arrays]
+        total = sum(f.size for f in flats)
+        if total == 0:
             raise EngineError(f"activation {name!r} is empty on the calibration samples")
-        if not np.isfinite(flat).all():
-            raise EngineError(
-                f"activation {name!r} holds NaN or infinite values on the calibration samples"
-            )
-        stride = max(1, flat.size // MAX_SAMPLE)
-        return cls(float(flat.min()), float(flat.max()), flat[::stride].copy())
+        stride = max(1, total // MAX_SAMPLE)
+        lo, hi = np.inf, -np.inf
+        parts: list[np.ndarray] = []
+        offset = 0
+        for flat in flats:
+            if flat.size:
+                if not np.isfinite(flat).all():
+                    raise EngineError(
+                        f"activation {name!r} holds NaN or infinite values on the "
+                        "calibration samples"
+                    )
+                lo, hi = min(lo, float(flat.min())), max(hi, float(flat.max()))
+                # The global indices 0, stride, 2*stride... that fall in this array.
+                parts.append(flat[(-offset) % stride :: stride].astype(np.float64))
+            offset += flat.size
+        return cls(float(lo), float(hi), np.concatenate(parts))
 
 
 def channel_stats(arrays: list[np.ndarray], name: str, axis: int) -> list[ActivationStats]:

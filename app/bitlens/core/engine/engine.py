@@ -31,6 +31,7 @@ from bitlens.core.engine.calibration import (
 )
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.session import actual_providers, make_session
+from bitlens.core.engine.store import DEFAULT_BUDGET, ActivationStore
 from bitlens.core.errors import EngineError
 from bitlens.core.formats import Format, Granularity, fake_quantize, parse_format
 from bitlens.core.model import tensors
@@ -57,7 +58,16 @@ ACC_CACHE_ENTRIES = 50_000
 class Engine:
     """Evaluate plans for one model on one dataset. Not thread-safe: use from one worker."""
 
-    def __init__(self, model: LoadedModel, data: Dataset, *, device: str = "auto"):
+    def __init__(
+        self,
+        model: LoadedModel,
+        data: Dataset,
+        *,
+        device: str = "auto",
+        memory_budget: int = DEFAULT_BUDGET,
+    ):
+        """``memory_budget``: bytes of float reference activations kept in memory; the rest
+        goes to a memory-mapped scratch file in a temporary folder (see ActivationStore)."""
         self.model = model
         self.info = model.info
         self.data = data
@@ -74,7 +84,10 @@ class Engine:
         self._acc: OrderedDict[tuple[str, int, str], tuple[TensorError, tuple[float, ...]]] = (
             OrderedDict()
         )
-        self._ref: dict[str, list[np.ndarray]] | None = None  # tensor -> per-feed float values
+        # Float reference values per (tensor, feed): layer and model outputs of the evaluation
+        # feeds, layer inputs of every feed. None until prepare() ran.
+        self._store = ActivationStore(memory_budget)
+        self._ref: _RefView | None = None
         self._stats: dict[str, ActivationStats] = {}
         # (activation, format, method) -> (lo, hi): floats, or arrays for per-channel formats
         self._ranges: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -125,8 +138,7 @@ class Engine:
         """The session computing ``layer`` alone from float inputs (built once per kind)."""
         key = (layer, kind)
         if key not in self._local_sessions:
-            ref = self._ensure_ref()
-            types = {k: (v[0].dtype, v[0].ndim) for k, v in ref.items()}
+            types = self._ensure_ref().types
             proto = rewrite.build_local(
                 self.model.proto, self.info, {layer: kind}, types, self._constant, [layer]
             )
@@ -154,7 +166,9 @@ class Engine:
 
     # -- float reference & calibration ------------------------------------------------
     def prepare(self) -> Iterator[Progress]:
-        """Run the float model once over every sample, capturing what the metrics need."""
+        """Run the float model once over every sample, keeping what the metrics need: the
+        inputs of every layer (calibration, local errors) for every feed, layer and model
+        outputs for the evaluation feeds. One feed's values are in flight at a time."""
         if self._ref is not None:
             return
         sim, sess = self._session_for({})
@@ -162,8 +176,11 @@ class Engine:
         fetch = list(
             dict.fromkeys([*sim.activations, *sim.layer_outputs.values(), *self._output_names])
         )
+        every_feed = set(sim.activations)
         weights = self._float_weights()
-        ref: dict[str, list[np.ndarray]] = {name: [] for name in fetch}
+        evaluation = set(self.data.evaluation)
+        store = self._store
+        types: dict[str, tuple[np.dtype, int]] = {}
         n = len(self.data.samples)
         for i, feed in enumerate(self.data.samples):
             outs = self._run(sess, fetch, {**feed, **weights})
@@ -173,13 +190,41 @@ class Engine:
                         f"the float model computes NaN or infinite values in {name!r} on data "
                         f"sample {i}; errors against it would be meaningless"
                     )
-                ref[name].append(value)
+                types.setdefault(name, (value.dtype, value.ndim))
+                if (i in evaluation or name in every_feed) and (name, i) not in store:
+                    store.put(name, i, value)
+            del outs
             yield Progress(i + 1, n, f"float reference: sample {i + 1} of {n}")
-        for t in self.info.inputs:
-            ref.setdefault(t.name, [feed[t.name] for feed in self.data.samples])
-        self._ref = ref
+        inputs = {t.name for t in self.info.inputs}
+        for name in inputs:
+            first = np.asarray(self.data.samples[0][name])
+            types.setdefault(name, (first.dtype, first.ndim))
+        self._ref = _RefView(store, self.data, inputs, types)
 
-    def _ensure_ref(self) -> dict[str, list[np.ndarray]]:
+    @property
+    def memory_budget(self) -> int:
+        """Bytes of float reference activations kept in memory (the rest is spilled)."""
+        return self._store.budget
+
+    def memory_use(self) -> dict[str, int]:
+        """Reference activations held: ``in_memory`` and ``spilled`` bytes, and the budget."""
+        return {
+            "budget": self._store.budget,
+            "in_memory": self._store.ram_bytes,
+            "spilled": self._store.spilled_bytes,
+        }
+
+    def close(self) -> None:
+        """Release sessions, caches and the scratch file; the engine cannot be used after."""
+        self._sessions.clear()
+        self._local_sessions.clear()
+        self._wcache.clear()
+        self._wcache_bytes = 0
+        self._float_feeds = None
+        self._store.close()
+        self._ref = None
+
+    def _ensure_ref(self) -> _RefView:
         for _ in self.prepare():
             pass
         assert self._ref is not None
@@ -207,7 +252,7 @@ class Engine:
         """The channel axis of an activation: 1 for convolutions (NCHW), else the last axis."""
         if layer.op_type in ("Conv", "ConvTranspose"):
             return 1
-        return max(np.asarray(self._ensure_ref()[act][0]).ndim - 1, 0)
+        return max(self._ensure_ref().types[act][1] - 1, 0)
 
     def bind_activation(self, layer: Layer, act: str, fmt: Format) -> Format:
         """``fmt`` with a per-channel activation's axis resolved for this layer."""
@@ -238,7 +283,7 @@ class Engine:
             raise EngineError(f"per-channel activation format {fmt.name} needs its axis bound")
         ref = self._ensure_ref()
         values = [ref[act][j] for j in self.data.calibration]
-        rank = np.asarray(values[0]).ndim
+        rank = ref.types[act][1]
         if fmt.axis >= rank:
             raise EngineError(
                 f"activation {act!r} has rank {rank}; {fmt.name} names axis {fmt.axis}"
@@ -355,17 +400,21 @@ class Engine:
         keys = self._prefix_keys(plan)
         todo = [n for n in layer_out if keys[n] not in self._acc]
         fetch = list(dict.fromkeys([*self._output_names, *(layer_out[n] for n in todo)]))
-        got: dict[str, list[np.ndarray]] = {n: [] for n in fetch}
-        ev = self.data.evaluation
-        for i in ev:
-            values = self._run(sess, fetch, {**self.data.samples[i], **feeds})
-            for n, v in zip(fetch, values, strict=True):
-                got[n].append(v)
+        got: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
+        measures = {n: _Measure() for n in todo}
+        # One feed at a time: each fetched layer output is measured and dropped.
+        for i in self.data.evaluation:
+            run = self._run(sess, fetch, {**self.data.samples[i], **feeds})
+            values = dict(zip(fetch, run, strict=True))
+            for n in self._output_names:
+                got[n].append(values[n])
+            rows = batch_of(self.data.samples[i])
+            for name in todo:
+                out = layer_out[name]
+                measures[name].add(ref[out][i], values[out], rows)
+            del run, values
         for name in todo:
-            out = layer_out[name]
-            refs = [ref[out][i] for i in ev]
-            err = metrics.tensor_error(_cat(refs), _cat(got[out]))
-            self._acc[keys[name]] = (err, self._row_sqnr(refs, got[out]))
+            self._acc[keys[name]] = measures[name].result()
         acc = {n: self._acc[keys[n]] for n in layer_out}  # before eviction can drop any
         for n in layer_out:
             self._acc.move_to_end(keys[n])
@@ -387,6 +436,7 @@ class Engine:
                 bytes_before=layer.nbytes,
                 bytes_after=weight_bytes_after(layer, choice.weight),
             )
+        ev = self.data.evaluation
         outputs = {
             n: self._output_result(n, [ref[n][i] for i in ev], got[n]) for n in self._output_names
         }
@@ -419,21 +469,26 @@ class Engine:
                 continue
             session = self._local_session(name, kinds.get(name))
             fetch = rewrite.local_output(layer_out[name])
-            got = []
+            reads = [i.name for i in session.get_inputs() if i.name in ref]
+            sums = metrics.ErrorSums()
             for i in self.data.evaluation:
-                lfeeds = {k: v[i] for k, v in ref.items()}
-                got.append(self._run(session, [fetch], {**lfeeds, **feeds})[0])
-            r = _cat([ref[layer_out[name]][i] for i in self.data.evaluation])
-            self._local[key] = metrics.tensor_error(r, _cat(got))
+                lfeeds = {k: ref[k][i] for k in reads}
+                value = self._run(session, [fetch], {**feeds, **lfeeds})[0]
+                sums.add(ref[layer_out[name]][i], value)
+            self._local[key] = sums.result()
         return {name: self._local[key] for name, key in keys.items() if key in self._local}
 
     def _output_result(
         self, name: str, ref: list[np.ndarray], got: list[np.ndarray]
     ) -> OutputResult:
-        r, g = _cat(ref), _cat(got)
-        err = metrics.tensor_error(r, g)
-        if _classifier_like(r):
-            return OutputResult(name, err, metrics.top1_agreement(r, g), metrics.mean_kl(r, g))
+        sums = metrics.ErrorSums()
+        for r_i, g_i in zip(ref, got, strict=True):
+            sums.add(r_i, g_i)
+        err = sums.result()
+        if all(_classifier_like(np.asarray(r_i)) for r_i in ref):
+            r, g = _cat(ref), _cat(got)
+            if _classifier_like(r):
+                return OutputResult(name, err, metrics.top1_agreement(r, g), metrics.mean_kl(r, g))
         return OutputResult(name, err)
 
     def _prefix_keys(self, plan: Plan) -> dict[str, tuple[str, int, str]]:
@@ -444,18 +499,6 @@ class Engine:
             h = hash((h, layer.name, plan[layer.name]))
             keys[layer.name] = (layer.name, h, self.method.value)
         return keys
-
-    def _row_sqnr(self, refs: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> tuple[float, ...]:
-        """SQNR per evaluation sample, batch rows split out where the batch axis is visible."""
-        out: list[float] = []
-        for k, i in enumerate(self.data.evaluation):
-            rows = batch_of(self.data.samples[i])
-            r, g = refs[k], got[k]
-            if rows > 1 and r.ndim >= 1 and r.shape[0] == rows:
-                out.extend(metrics.sqnr_db(r[j], g[j]) for j in range(rows))
-            else:
-                out.extend([metrics.sqnr_db(r, g)] * rows)
-        return tuple(out)
 
     @staticmethod
     def _first_divergence(
@@ -503,7 +546,6 @@ class Engine:
         _, sess = self._session_for({})
         float_feeds = self._float_weights()
         out_name = self._output_names[0]
-        r = _cat([ref[out_name][i] for i in self.data.evaluation])
         entries: list[SweepEntry] = []
         for li, name in enumerate(names):
             layer = self.info.layer(name)
@@ -512,17 +554,12 @@ class Engine:
                 feeds = dict(float_feeds)
                 for w in layer.weights:
                     feeds[w.name] = self.quantized_weight(w, fmt)
-                got = [
-                    self._run(sess, [out_name], {**self.data.samples[i], **feeds})[0]
-                    for i in self.data.evaluation
-                ]
+                sums = metrics.ErrorSums()
+                for i in self.data.evaluation:
+                    got = self._run(sess, [out_name], {**self.data.samples[i], **feeds})[0]
+                    sums.add(ref[out_name][i], got)
                 entries.append(
-                    SweepEntry(
-                        name,
-                        fmt.name,
-                        metrics.tensor_error(r, _cat(got)),
-                        weight_bytes_after(layer, fmt),
-                    )
+                    SweepEntry(name, fmt.name, sums.result(), weight_bytes_after(layer, fmt))
                 )
             yield Progress(li + 1, len(names), f"sweep: {name}")
         entries.sort(key=lambda e: e.output.sqnr_db)
@@ -537,10 +574,9 @@ class Engine:
         if not acts:
             return None
         ref = self._ensure_ref()
-        values = ref.get(acts[0])
-        if values is None:
+        if acts[0] not in ref:
             return None
-        return _cat([values[i] for i in self.data.calibration])
+        return _cat([ref[acts[0]][i] for i in self.data.calibration])
 
     def scheme_table(
         self, layer: str, formats: Sequence[str | Format]
@@ -552,6 +588,80 @@ class Engine:
             fmt = parse_format(f)
             rows.append((fmt.name, self.weight_error(lay, fmt), weight_bytes_after(lay, fmt)))
         return rows
+
+
+class _Values:
+    """One tensor's reference values, indexed by feed."""
+
+    __slots__ = ("_name", "_ref")
+
+    def __init__(self, ref: _RefView, name: str) -> None:
+        self._ref, self._name = ref, name
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self._ref.value(self._name, i)
+
+
+class _RefView(Mapping[str, _Values]):
+    """The float reference, ``ref[tensor][feed]``: model inputs read from the data, the rest
+    from the activation store. ``types`` gives each tensor's dtype and rank."""
+
+    def __init__(
+        self,
+        store: ActivationStore,
+        data: Dataset,
+        inputs: set[str],
+        types: Mapping[str, tuple[np.dtype, int]],
+    ) -> None:
+        self._store, self._data, self._inputs = store, data, inputs
+        self.types = dict(types)
+
+    def value(self, name: str, i: int) -> np.ndarray:
+        if name in self._inputs:
+            return self._data.samples[i][name]
+        try:
+            return self._store.get(name, i)
+        except KeyError:
+            raise EngineError(f"no float reference kept for {name!r} on feed {i}") from None
+
+    def __getitem__(self, name: str) -> _Values:
+        if name not in self.types:
+            raise KeyError(name)
+        return _Values(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.types)
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+
+class _Measure:
+    """Streams one tensor's error over the evaluation feeds: the whole tensor's figures and
+    the SQNR of each evaluation sample (batch rows split out where the batch axis shows)."""
+
+    __slots__ = ("rows", "total")
+
+    def __init__(self) -> None:
+        self.total = metrics.ErrorSums()
+        self.rows: list[float] = []
+
+    def add(self, ref: np.ndarray, got: np.ndarray, rows: int) -> None:
+        r, g = np.asarray(ref), np.asarray(got)
+        if r.shape != g.shape:
+            raise ValueError(f"shape mismatch: reference {r.shape} vs approximation {g.shape}")
+        if rows > 1 and r.ndim >= 1 and r.shape[0] == rows:
+            for j in range(rows):
+                part = metrics.ErrorSums().add(r[j], g[j])
+                self.rows.append(part.sqnr_db)
+                self.total.merge(part)
+        else:
+            part = metrics.ErrorSums().add(r, g)
+            self.rows.extend([part.sqnr_db] * rows)
+            self.total.merge(part)
+
+    def result(self) -> tuple[TensorError, tuple[float, ...]]:
+        return self.total.result(), tuple(self.rows)
 
 
 def _cat(values: Sequence[np.ndarray]) -> np.ndarray:
