@@ -212,3 +212,73 @@ def test_feeds_of_different_shapes_and_a_zero_budget_give_the_same_numbers() -> 
 def test_a_negative_budget_is_refused() -> None:
     with pytest.raises(EngineError, match="memory budget"):
         _ragged_engine(-1)
+
+
+# -- suffix evaluation --------------------------------------------------------------------------
+
+
+def residual_two_outputs() -> onnx.ModelProto:
+    """A residual block, a weight shared by two MatMuls, and a branch feeding only the second
+    output::
+
+        x -> MatMul(Wa) -> Relu -> r -> MatMul(Wb) -> Add(r) -> s -> MatMul(Ws) -> y
+                                                  \\-> MatMul(Ws) -> Add(u, s) -> y2
+        x -> MatMul(Wc) -> u  (only y2 depends on Wc; Ws is read by two layers)
+    """
+    rng = np.random.default_rng(6)
+
+    def w(name: str) -> onnx.TensorProto:
+        return numpy_helper.from_array((rng.standard_normal((8, 8)) / 3).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("MatMul", ["x", "Wa"], ["a"], name="mm_a"),
+        helper.make_node("Relu", ["a"], ["r"], name="relu"),
+        helper.make_node("MatMul", ["r", "Wb"], ["b"], name="mm_b"),
+        helper.make_node("Add", ["b", "r"], ["s"], name="skip"),
+        helper.make_node("MatMul", ["s", "Ws"], ["y"], name="mm_s1"),
+        helper.make_node("MatMul", ["x", "Wc"], ["u"], name="mm_c"),
+        helper.make_node("MatMul", ["s", "Ws"], ["v"], name="mm_s2"),
+        helper.make_node("Add", ["u", "v"], ["y2"], name="join"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "residual_two_outputs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8]),
+            helper.make_tensor_value_info("y2", TensorProto.FLOAT, ["N", 8]),
+        ],
+        [w("Wa"), w("Wb"), w("Ws"), w("Wc")],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    return m
+
+
+def _run_sweep(engine: Engine, **kw):
+    gen = engine.sweep(["int4 sym ch", "bin ch"], **kw)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return {(e.layer, e.format): e for e in stop.value}
+
+
+@pytest.mark.parametrize("build", [residual_two_outputs, lambda: deep_mlp(12), conv_any_width])
+def test_suffix_sweep_equals_the_full_model_sweep(build) -> None:
+    loaded = from_proto(build())
+    if build is conv_any_width:
+        fast, full = _ragged_engine(0, loaded), _ragged_engine(1 << 30, loaded)
+    else:
+        data = Dataset.random(loaded.info, n=6, seed=1, dims={"N": 3})
+        fast = Engine(loaded, data, device="cpu")
+        full = Engine(loaded, data, device="cpu")
+    a, b = _run_sweep(fast), _run_sweep(full, suffix_runs=False)
+    assert a.keys() == b.keys()
+    for key in a:
+        _close(a[key].output, b[key].output, rel=1e-5)
+        assert a[key].bytes_after == b[key].bytes_after
+    if build is residual_two_outputs:
+        assert a[("mm_c", "bin ch")].output.sqnr_db == math.inf  # y does not read Wc
+        assert "mm_s1" not in fast._suffixes  # Ws is shared upstream-of-nothing but twice read
+        assert fast._suffixes["mm_b"][1] == ("r",)  # the skip input comes from the float run

@@ -18,10 +18,11 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import onnx
 
 from bitlens.core import metrics
 from bitlens.core.data import Dataset, batch_of
-from bitlens.core.engine import quantizers, rewrite
+from bitlens.core.engine import quantizers, rewrite, suffix
 from bitlens.core.engine.calibration import (
     ActivationStats,
     CalibrationMethod,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
 WEIGHT_CACHE_BYTES = 512 << 20
 ACC_CACHE_ENTRIES = 50_000
+SUFFIX_SESSIONS = 4  # suffix sessions kept (each holds its own activation arena)
 
 
 class Engine:
@@ -74,6 +76,8 @@ class Engine:
         self.device = device
         self._sessions: OrderedDict[tuple, tuple[rewrite.SimGraph, object]] = OrderedDict()
         self._local_sessions: dict[tuple[str, str | None], object] = {}  # (layer, kind)
+        # layer -> (session or None when the first output does not depend on it, boundary)
+        self._suffixes: OrderedDict[str, tuple[object | None, tuple[str, ...]]] = OrderedDict()
         self._wcache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._wcache_bytes = 0
         self._werr: dict[tuple[str, str], TensorError] = {}  # (layer, format) -> weight error
@@ -218,6 +222,7 @@ class Engine:
         """Release sessions, caches and the scratch file; the engine cannot be used after."""
         self._sessions.clear()
         self._local_sessions.clear()
+        self._suffixes.clear()
         self._wcache.clear()
         self._wcache_bytes = 0
         self._float_feeds = None
@@ -531,11 +536,18 @@ class Engine:
 
     # -- sensitivity sweep -----------------------------------------------------------------
     def sweep(
-        self, formats: Sequence[str | Format], layers: Sequence[str] | None = None
+        self,
+        formats: Sequence[str | Format],
+        layers: Sequence[str] | None = None,
+        *,
+        suffix_runs: bool = True,
     ) -> Generator[Progress, None, list[SweepEntry]]:
         """Quantize one layer's weights at a time in each format; error at the first output.
 
-        Yields progress after each layer; the caller cancels by not resuming
+        With ``suffix_runs`` (the default) each run covers only the nodes downstream of the
+        layer, fed with the float values of what enters them (see :mod:`.suffix`); without,
+        the whole model runs each time (the straightforward way, same numbers to float32
+        rounding). Yields progress after each layer; the caller cancels by not resuming
         (or ``close()``). Returns entries sorted worst first (lowest SQNR).
         """
         fmts = [parse_format(f) for f in formats]
@@ -543,12 +555,15 @@ class Engine:
         yield from self.prepare()
         ref = self._ensure_ref()
         base = Plan(self.info)
-        _, sess = self._session_for({})
+        sim, sess = self._session_for({})
         float_feeds = self._float_weights()
         out_name = self._output_names[0]
+        boundaries = self._sweep_boundaries(sim, names, out_name) if suffix_runs else {}
+        self._keep_float_values(sim, {b for bs in boundaries.values() for b in bs})
         entries: list[SweepEntry] = []
         for li, name in enumerate(names):
             layer = self.info.layer(name)
+            runner = self._suffix(sim, name, out_name) if name in boundaries else None
             for fmt in fmts:
                 base.with_choices({name: LayerChoice(fmt)})  # validates the format for this layer
                 feeds = dict(float_feeds)
@@ -556,7 +571,15 @@ class Engine:
                     feeds[w.name] = self.quantized_weight(w, fmt)
                 sums = metrics.ErrorSums()
                 for i in self.data.evaluation:
-                    got = self._run(sess, [out_name], {**self.data.samples[i], **feeds})[0]
+                    if runner is None:
+                        got = self._run(sess, [out_name], {**self.data.samples[i], **feeds})[0]
+                    elif runner[0] is None:  # the output does not depend on this layer
+                        got = ref[out_name][i]
+                    else:
+                        upstream = {b: ref[b][i] for b in runner[1]}
+                        got = self._run(
+                            runner[0], [out_name], {**self.data.samples[i], **feeds, **upstream}
+                        )[0]
                     sums.add(ref[out_name][i], got)
                 entries.append(
                     SweepEntry(name, fmt.name, sums.result(), weight_bytes_after(layer, fmt))
@@ -564,6 +587,65 @@ class Engine:
             yield Progress(li + 1, len(names), f"sweep: {name}")
         entries.sort(key=lambda e: e.output.sqnr_db)
         return entries
+
+    def _sweep_boundaries(
+        self, sim: rewrite.SimGraph, names: Sequence[str], out_name: str
+    ) -> dict[str, tuple[str, ...]]:
+        """Per main-graph layer the sweep can run as a suffix, the tensors entering it."""
+        main = {layer.name for layer in rewrite.main_layers(self.info)}
+        out: dict[str, tuple[str, ...]] = {}
+        for name in names:
+            if name not in main:
+                continue
+            layer = self.info.layer(name)
+            try:
+                out[name] = suffix.boundary_names(
+                    sim.model, layer.outputs[0], out_name, [w.name for w in layer.weights]
+                )
+            except suffix.NotASuffix:
+                continue
+        return out
+
+    def _keep_float_values(self, sim: rewrite.SimGraph, names: set[str]) -> None:
+        """Make sure the float reference holds ``names`` on every evaluation feed, running the
+        float model once more (only if some are missing) with them exposed as outputs."""
+        ref = self._ensure_ref()
+        missing = sorted(
+            n
+            for n in names
+            if n not in ref.types or any((n, i) not in self._store for i in self.data.evaluation)
+        )
+        missing = [n for n in missing if n not in {t.name for t in self.info.inputs}]
+        if not missing:
+            return
+        model = onnx.ModelProto()
+        model.CopyFrom(sim.model)
+        exposed = {v.name for v in model.graph.output}
+        model.graph.output.extend(
+            rewrite.value_info_for(self.info, n) for n in missing if n not in exposed
+        )
+        sess = make_session(model, self.device)
+        weights = self._float_weights()
+        for i in self.data.evaluation:
+            values = self._run(sess, missing, {**self.data.samples[i], **weights})
+            for n, v in zip(missing, values, strict=True):
+                ref.types.setdefault(n, (v.dtype, v.ndim))
+                if (n, i) not in self._store:
+                    self._store.put(n, i, v)
+
+    def _suffix(self, sim: rewrite.SimGraph, name: str, out_name: str):
+        """The (session, boundary) running the part of the float graph downstream of layer
+        ``name`` (session None when ``out_name`` does not depend on it); built once, cached."""
+        if name in self._suffixes:
+            self._suffixes.move_to_end(name)
+            return self._suffixes[name]
+        layer = self.info.layer(name)
+        part = suffix.build_suffix(sim.model, layer.outputs[0], out_name, self._ensure_ref().types)
+        sess = None if part.model is None else make_session(part.model, self.device)
+        self._suffixes[name] = (sess, part.boundary)
+        while len(self._suffixes) > SUFFIX_SESSIONS:
+            self._suffixes.popitem(last=False)
+        return self._suffixes[name]
 
     # -- for views -----------------------------------------------------------------------
     def weight_values(self, layer: str) -> np.ndarray:
