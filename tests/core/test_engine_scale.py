@@ -14,6 +14,7 @@ from bitlens.core import metrics
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, calibration, rewrite
 from bitlens.core.errors import EngineError
+from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from tests.builders import opset12_constant_weights
@@ -282,3 +283,17 @@ def test_suffix_sweep_equals_the_full_model_sweep(build) -> None:
         assert a[("mm_c", "bin ch")].output.sqnr_db == math.inf  # y does not read Wc
         assert "mm_s1" not in fast._suffixes  # Ws is shared upstream-of-nothing but twice read
         assert fast._suffixes["mm_b"][1] == ("r",)  # the skip input comes from the float run
+
+
+def test_min_max_calibration_keeps_no_sample_and_later_methods_get_the_same_ranges() -> None:
+    loaded = from_proto(deep_mlp(4))
+    data = Dataset.random(loaded.info, n=6, seed=2, dims={"N": 5})
+    first = Engine(loaded, data, device="cpu")
+    list(first.calibrate("minmax"))
+    assert all(st.sample is None for st in first._stats.values())
+    fmt = parse_format("int4 sym")
+    list(first.calibrate("percentile"))  # statistics from the min-max pass are reused...
+    fresh = Engine(loaded, data, device="cpu")
+    list(fresh.calibrate("percentile"))
+    for act in ("r0", "r1", "r2"):  # ...and get their sample when a method needs it
+        assert first.activation_range(act, fmt) == fresh.activation_range(act, fmt)

@@ -29,8 +29,10 @@ from bitlens.core.engine.calibration import (
     activation_range,
     channel_stats,
     method_of,
+    needs_sample,
 )
 from bitlens.core.engine.graphs import node_producing
+from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.engine.store import DEFAULT_BUDGET, ActivationStore
 from bitlens.core.errors import EngineError
@@ -70,6 +72,7 @@ class Engine:
     ):
         """``memory_budget``: bytes of float reference activations kept in memory; the rest
         goes to a memory-mapped scratch file in a temporary folder (see ActivationStore)."""
+        limit_heap_growth()
         self.model = model
         self.info = model.info
         self.data = data
@@ -146,7 +149,7 @@ class Engine:
             proto = rewrite.build_local(
                 self.model.proto, self.info, {layer: kind}, types, self._constant, [layer]
             )
-            self._local_sessions[key] = make_session(proto, self.device)
+            self._local_sessions[key] = make_session(proto, self.device, arena=False)
         return self._local_sessions[key]
 
     def _constant(self, name: str) -> np.ndarray:
@@ -250,7 +253,8 @@ class Engine:
             if a not in self._stats:
                 values = [ref[a][j] for j in self.data.calibration]
                 if np.asarray(values[0]).dtype.kind == "f":
-                    self._stats[a] = ActivationStats.of(values, a)
+                    sample = self.method is not CalibrationMethod.MINMAX
+                    self._stats[a] = ActivationStats.of(values, a, sample=sample)
             yield Progress(i + 1, len(acts), f"calibrating {a}")
 
     def activation_axis(self, layer: Layer, act: str) -> int:
@@ -278,7 +282,12 @@ class Engine:
                     f"activation {act!r} is not a float tensor; it cannot be quantized"
                 )
             if fmt.granularity is Granularity.TENSOR:
-                self._ranges[key] = activation_range(self._stats[act], fmt, self.method)
+                stats = self._stats[act]
+                if stats.sample is None and needs_sample(fmt, self.method):
+                    ref = self._ensure_ref()
+                    stats = ActivationStats.of([ref[act][j] for j in self.data.calibration], act)
+                    self._stats[act] = stats
+                self._ranges[key] = activation_range(stats, fmt, self.method)
             else:
                 self._ranges[key] = self._channel_range(act, fmt)
         return self._ranges[key]
@@ -641,7 +650,7 @@ class Engine:
             return self._suffixes[name]
         layer = self.info.layer(name)
         part = suffix.build_suffix(sim.model, layer.outputs[0], out_name, self._ensure_ref().types)
-        sess = None if part.model is None else make_session(part.model, self.device)
+        sess = None if part.model is None else make_session(part.model, self.device, arena=False)
         self._suffixes[name] = (sess, part.boundary)
         while len(self._suffixes) > SUFFIX_SESSIONS:
             self._suffixes.popitem(last=False)
