@@ -85,6 +85,9 @@ def test_weights_to_inputs_in_one_pass_equals_removing_one_by_one() -> None:
         rewrite.weights_to_inputs(fast, loaded.info)
         _one_by_one(slow, loaded.info)
         assert fast.SerializeToString() == slow.SerializeToString()
+        lean, left_out = rewrite.copy_without_weights(loaded.proto, loaded.info)
+        rewrite.weights_to_inputs(lean, loaded.info, left_out)
+        assert lean.SerializeToString() == slow.SerializeToString()
         weights = {w.name for layer in loaded.info.layers for w in layer.weights}
         assert not weights & {t.name for t in fast.graph.initializer}
         assert [v.name for v in fast.graph.input].count("W0" if "W0" in weights else "w1") == 1

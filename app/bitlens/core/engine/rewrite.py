@@ -90,8 +90,46 @@ def _constant_names(g: onnx.GraphProto) -> set[str]:
     }
 
 
-def weights_to_inputs(model: onnx.ModelProto, info: ModelInfo) -> None:
-    """Turn every quantizable weight into a main-graph input, in place (one pass per graph)."""
+def copy_without_weights(
+    proto: onnx.ModelProto, info: ModelInfo
+) -> tuple[onnx.ModelProto, frozenset[str]]:
+    """A copy of ``proto`` that leaves out the main graph's weight initializers.
+
+    Copying them only to delete them cost a full copy of the weights (tens of ms per 50 MB,
+    all of it holding the GIL, so the window froze while a worker built a session).
+    Weights stored in subgraphs or as Constant nodes are still copied;
+    :func:`weights_to_inputs` removes them. Returns the copy and the names left out.
+    """
+    skip = {
+        w.name
+        for layer in info.layers
+        for w in layer.weights
+        if not w.graph_path and w.storage is not Storage.CONSTANT
+    }
+    model = onnx.ModelProto()
+    _copy_fields(proto, model, skip_field="graph")
+    _copy_fields(proto.graph, model.graph, skip_field="initializer")
+    model.graph.initializer.extend(t for t in proto.graph.initializer if t.name not in skip)
+    return model, frozenset(t.name for t in proto.graph.initializer if t.name in skip)
+
+
+def _copy_fields(src, dst, skip_field: str) -> None:
+    for field, value in src.ListFields():
+        if field.name == skip_field:
+            continue
+        if not isinstance(value, str | bytes) and hasattr(value, "extend"):  # repeated field
+            getattr(dst, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(dst, field.name).CopyFrom(value)
+        else:
+            setattr(dst, field.name, value)
+
+
+def weights_to_inputs(
+    model: onnx.ModelProto, info: ModelInfo, left_out: frozenset[str] = frozenset()
+) -> None:
+    """Turn every quantizable weight into a main-graph input, in place (one pass per graph).
+    ``left_out``: main-graph weight initializers :func:`copy_without_weights` did not copy."""
     g = model.graph
     weights: dict[str, WeightInfo] = {}
     by_graph: dict[str, tuple[set[str], set[str]]] = {}
@@ -103,7 +141,13 @@ def weights_to_inputs(model: onnx.ModelProto, info: ModelInfo) -> None:
             inits, consts = by_graph.setdefault(w.graph_path, (set(), set()))
             (consts if w.storage is Storage.CONSTANT else inits).add(w.name)
     for path, (inits, consts) in by_graph.items():
-        found = remove_definitions(find_graph(g, path), inits, consts)
+        sub = find_graph(g, path)
+        if not path and left_out:
+            inits = inits - left_out
+            # the input entries old IR versions add for initializers
+            for i in reversed([i for i, v in enumerate(g.input) if v.name in left_out]):
+                del g.input[i]
+        found = remove_definitions(sub, inits, consts)
         missing = (inits | consts) - found
         if missing:
             raise EngineError(
@@ -144,9 +188,8 @@ def _insert_quantizers(
 
 def build_sim(proto: onnx.ModelProto, info: ModelInfo, kinds: Kinds) -> SimGraph:
     _check_kinds(info, kinds, info.opset)
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    weights_to_inputs(model, info)
+    model, left_out = copy_without_weights(proto, info)
+    weights_to_inputs(model, info, left_out)
     g = model.graph
     g.input.extend(_insert_quantizers(g, info, kinds, "q"))
     model_inputs = {v.name for v in g.input}
