@@ -339,11 +339,10 @@ class Engine:
         return self._werr[key]
 
     def _weight_error(self, layer: Layer, fmt: Format) -> TensorError:
-        refs, qs = [], []
+        sums = metrics.ErrorSums()  # over the weights in turn, as if concatenated
         for w in layer.weights:
-            qs.append(self.quantized_weight(w, fmt).ravel())
-            refs.append(self.model.weight(w).ravel())
-        return metrics.tensor_error(np.concatenate(refs), np.concatenate(qs))
+            sums.add(self.model.weight(w).ravel(), self.quantized_weight(w, fmt).ravel())
+        return sums.result()
 
     def _weight_feeds(self, plan: Plan | Mapping[str, LayerChoice]) -> dict[str, np.ndarray]:
         feeds = self._float_weights()
