@@ -278,6 +278,7 @@ def test_suffix_sweep_equals_the_full_model_sweep(build) -> None:
         fast = Engine(loaded, data, device="cpu")
         full = Engine(loaded, data, device="cpu")
     a, b = _run_sweep(fast), _run_sweep(full, suffix_runs=False)
+    assert not fast._wcache  # the sweep's weights, each used once, are not cached
     assert a.keys() == b.keys()
     for key in a:
         _close(a[key].output, b[key].output, rel=1e-5)

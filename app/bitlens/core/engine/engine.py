@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from bitlens.core.model.loader import LoadedModel
 
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
-WEIGHT_CACHE_BYTES = 512 << 20
+WEIGHT_CACHE_BYTES = 512 << 20  # at most; and at most twice the model's weights (see below)
 ACC_CACHE_ENTRIES = 50_000
 SUFFIX_SESSIONS = 4  # suffix sessions kept (each holds its own activation arena)
 
@@ -314,7 +314,14 @@ class Engine:
         return lo, hi
 
     # -- weights ---------------------------------------------------------------------
-    def quantized_weight(self, w: WeightInfo, fmt: Format) -> np.ndarray:
+    @cached_property
+    def _wcache_limit(self) -> int:
+        """Room for the weights of a plan and of the next one, not for every format tried."""
+        return min(WEIGHT_CACHE_BYTES, max(2 * sum(la.nbytes for la in self.info.layers), 64 << 20))
+
+    def quantized_weight(self, w: WeightInfo, fmt: Format, *, keep: bool = True) -> np.ndarray:
+        """``w`` quantized in ``fmt`` (stored dtype); cached unless ``keep`` is False (the
+        sweep uses each once, and would otherwise push the plan's weights out)."""
         fmt = bind(fmt, w)
         key = (w.name, fmt.name)
         if key in self._wcache:
@@ -324,9 +331,11 @@ class Engine:
         q = fake_quantize(value, fmt, what=f"weight {w.name!r}").astype(
             np.dtype(w.dtype), copy=False
         )
+        if not keep:
+            return q
         self._wcache[key] = q
         self._wcache_bytes += q.nbytes
-        while self._wcache_bytes > WEIGHT_CACHE_BYTES and len(self._wcache) > 1:
+        while self._wcache_bytes > self._wcache_limit and len(self._wcache) > 1:
             _, old = self._wcache.popitem(last=False)
             self._wcache_bytes -= old.nbytes
         return q
@@ -576,7 +585,7 @@ class Engine:
                 base.with_choices({name: LayerChoice(fmt)})  # validates the format for this layer
                 feeds = dict(float_feeds)
                 for w in layer.weights:
-                    feeds[w.name] = self.quantized_weight(w, fmt)
+                    feeds[w.name] = self.quantized_weight(w, fmt, keep=False)
                 sums = metrics.ErrorSums()
                 for i in self.data.evaluation:
                     if runner is None:
