@@ -301,3 +301,19 @@ def test_min_max_calibration_keeps_no_sample_and_later_methods_get_the_same_rang
     list(fresh.calibrate("percentile"))
     for act in ("r0", "r1", "r2"):  # ...and get their sample when a method needs it
         assert first.activation_range(act, fmt) == fresh.activation_range(act, fmt)
+
+
+def test_local_errors_in_one_graph_equal_one_graph_per_layer(monkeypatch) -> None:
+    from bitlens.core.engine import engine as engine_mod
+
+    loaded = from_proto(deep_mlp(6))
+    data = Dataset.random(loaded.info, n=6, seed=3, dims={"N": 5})
+    plan = Plan.preset(loaded.info, "W4A8")
+    bulk = Engine(loaded, data, device="cpu").evaluate(plan)
+    monkeypatch.setattr(engine_mod, "BULK_LOCAL_MIN", 10**9)
+    single = Engine(loaded, data, device="cpu")
+    one_by_one = single.evaluate(plan)
+    assert len(single._local_sessions) == 6
+    for name, layer in bulk.layers.items():
+        assert layer.local is not None
+        _close(layer.local, one_by_one.layers[name].local)
