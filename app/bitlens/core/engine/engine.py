@@ -66,13 +66,14 @@ class Engine:
     def __init__(
         self,
         model: LoadedModel,
-        data: Dataset,
+        data: Dataset | None,
         *,
         device: str = "auto",
         memory_budget: int = DEFAULT_BUDGET,
     ):
-        """``memory_budget``: bytes of float reference activations kept in memory; the rest
-        goes to a memory-mapped scratch file in a temporary folder (see ActivationStore)."""
+        """``data`` None: weights only (errors, sizes, the sandbox) until the inputs are
+        known. ``memory_budget``: bytes of float reference activations kept in memory; the
+        rest goes to a memory-mapped scratch file in a temporary folder (ActivationStore)."""
         limit_heap_growth()
         self.model = model
         self.info = model.info
@@ -107,7 +108,7 @@ class Engine:
     # -- setup ----------------------------------------------------------------------
     def _check_data(self) -> None:
         names = {t.name for t in self.info.inputs}
-        for i, feed in enumerate(self.data.samples):
+        for i, feed in enumerate(self.data.samples if self.data is not None else ()):
             if set(feed) != names:
                 raise EngineError(
                     f"data sample {i} feeds {sorted(feed)}, the model needs {sorted(names)}"
@@ -179,6 +180,8 @@ class Engine:
         outputs for the evaluation feeds. One feed's values are in flight at a time."""
         if self._ref is not None:
             return
+        if self.data is None:
+            raise EngineError("no input data yet: give the input sizes or data first")
         sim, sess = self._session_for({})
         # Topological-ish order, so a NaN is reported where it first appears.
         fetch = list(
