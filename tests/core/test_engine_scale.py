@@ -180,7 +180,7 @@ def conv_any_width() -> onnx.ModelProto:
     return m
 
 
-def _ragged_engine(budget: int, loaded=None) -> Engine:
+def _ragged_engine(budget: int | None, loaded=None) -> Engine:
     loaded = loaded or from_proto(conv_any_width())
     rng = np.random.default_rng(9)
     widths = (5, 9, 6, 12, 7, 3)
@@ -317,3 +317,15 @@ def test_local_errors_in_one_graph_equal_one_graph_per_layer(monkeypatch) -> Non
     for name, layer in bulk.layers.items():
         assert layer.local is not None
         _close(layer.local, one_by_one.layers[name].local)
+
+
+def test_the_default_budget_comes_from_the_environment(monkeypatch) -> None:
+    from bitlens.core.engine import store
+
+    monkeypatch.setenv(store.BUDGET_ENV, "3")
+    assert _ragged_engine(None).memory_budget == 3 << 20
+    monkeypatch.setenv(store.BUDGET_ENV, "lots")
+    with pytest.raises(EngineError, match="not a whole number"):
+        _ragged_engine(None)
+    monkeypatch.delenv(store.BUDGET_ENV)
+    assert _ragged_engine(None).memory_budget == store.DEFAULT_BUDGET

@@ -10,7 +10,7 @@ from typing import Any
 from bitlens.core.data import Dataset, load_path
 from bitlens.core.dims import MissingDimension, needed_dims
 from bitlens.core.engine import Engine
-from bitlens.core.engine.store import DEFAULT_BUDGET
+from bitlens.core.engine.store import BUDGET_ENV, DEFAULT_BUDGET
 from bitlens.core.errors import DataError, EngineError
 from bitlens.core.jsonsafe import dumps
 from bitlens.core.model.loader import LoadedModel
@@ -64,10 +64,10 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--memory-budget",
         type=int,
-        default=DEFAULT_BUDGET >> 20,
+        default=None,
         metavar="MIB",
         help="MiB of float reference activations kept in memory; the rest is spilled to a "
-        f"temporary memory-mapped file ({DEFAULT_BUDGET >> 20})",
+        f"temporary memory-mapped file (default {DEFAULT_BUDGET >> 20}, or ${BUDGET_ENV})",
     )
 
 
@@ -151,9 +151,11 @@ def fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def budget_of(args: argparse.Namespace) -> int:
-    """``--memory-budget`` in bytes (refused when negative)."""
-    mib = getattr(args, "memory_budget", DEFAULT_BUDGET >> 20)
+def budget_of(args: argparse.Namespace) -> int | None:
+    """``--memory-budget`` in bytes (refused when negative); None: the engine's default."""
+    mib = getattr(args, "memory_budget", None)
+    if mib is None:
+        return None
     if mib < 0:
         raise EngineError(f"--memory-budget must be >= 0 MiB, got {mib}")
     return int(mib) << 20

@@ -34,7 +34,7 @@ from bitlens.core.engine.calibration import (
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.session import actual_providers, make_session
-from bitlens.core.engine.store import DEFAULT_BUDGET, ActivationStore
+from bitlens.core.engine.store import ActivationStore, default_budget
 from bitlens.core.errors import EngineError
 from bitlens.core.formats import Format, Granularity, fake_quantize, parse_format
 from bitlens.core.model import tensors
@@ -69,11 +69,12 @@ class Engine:
         data: Dataset | None,
         *,
         device: str = "auto",
-        memory_budget: int = DEFAULT_BUDGET,
+        memory_budget: int | None = None,
     ):
         """``data`` None: weights only (errors, sizes, the sandbox) until the inputs are
-        known. ``memory_budget``: bytes of float reference activations kept in memory; the
-        rest goes to a memory-mapped scratch file in a temporary folder (ActivationStore)."""
+        known. ``memory_budget``: bytes of float reference activations kept in memory (default:
+        store.default_budget()); the rest goes to a memory-mapped scratch file in a temporary
+        folder (ActivationStore)."""
         limit_heap_growth()
         self.model = model
         self.info = model.info
@@ -95,7 +96,7 @@ class Engine:
         )
         # Float reference values per (tensor, feed): layer and model outputs of the evaluation
         # feeds, layer inputs of every feed. None until prepare() ran.
-        self._store = ActivationStore(memory_budget)
+        self._store = ActivationStore(default_budget() if memory_budget is None else memory_budget)
         self._ref: _RefView | None = None
         self._stats: dict[str, ActivationStats] = {}
         # (activation, format, method) -> (lo, hi): floats, or arrays for per-channel formats

@@ -23,6 +23,21 @@ import numpy as np
 from bitlens.core.errors import EngineError
 
 DEFAULT_BUDGET = 512 << 20  # bytes of reference activations kept in memory
+BUDGET_ENV = "BITLENS_MEMORY_BUDGET_MIB"  # overrides the default, for the window too
+
+
+def default_budget() -> int:
+    """DEFAULT_BUDGET, or ``$BITLENS_MEMORY_BUDGET_MIB`` MiB when set."""
+    raw = os.environ.get(BUDGET_ENV, "").strip()
+    if not raw:
+        return DEFAULT_BUDGET
+    try:
+        mib = int(raw)
+    except ValueError:
+        raise EngineError(f"{BUDGET_ENV}={raw!r} is not a whole number of MiB") from None
+    if mib < 0:
+        raise EngineError(f"{BUDGET_ENV}={raw!r}: the memory budget must be >= 0 MiB")
+    return mib << 20
 
 
 @dataclass(frozen=True)
