@@ -176,7 +176,8 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool) -> dict
         "sweep_layers": len(sweep_layers),
         "rss": rss,
         "per_feed": per_feed,
-        "providers": list(engine.providers) if engine._sessions else ["CPUExecutionProvider"],
+        "samples": SAMPLES,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -186,7 +187,11 @@ def report(r: dict) -> None:
     budget = 4 * r["size"] + 2 * r["per_feed"]
     print(
         f"\n== {r['label']}: {r['size'] / 1e6:.1f} MB, {r['layers']} layers, {r['feeds']} "
-        f"feeds; one float run of the evaluation feeds {1000 * r['f_eval']:.0f} ms, "
+        f"feeds ({r['samples']} samples), load average {r['load']:.1f}"
+    )
+    print(
+        "  baselines: "
+        f"one float run of the evaluation feeds {1000 * r['f_eval']:.0f} ms, "
         f"of all feeds {1000 * r['f_all']:.0f} ms"
     )
     print(
