@@ -111,12 +111,12 @@ def today_route(path: Path, weight: str, data: Dataset, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def one_model(path: Path, dims: dict[str, int], label: str, quick: bool) -> dict:
+def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples: int) -> dict:
     """Every row for one model file (runs in its own process)."""
     size = path.stat().st_size
     t_open = time.perf_counter()
     model = load_model(path)
-    data = Dataset.random(model.info, n=SAMPLES, dims=dims, seed=1)
+    data = Dataset.random(model.info, n=samples, dims=dims, seed=1)
     load_s = time.perf_counter() - t_open
     plain = plain_session(path)
     ev = data.evaluation
@@ -176,7 +176,7 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool) -> dict
         "sweep_layers": len(sweep_layers),
         "rss": rss,
         "per_feed": per_feed,
-        "samples": SAMPLES,
+        "samples": samples,
         "load": os.getloadavg()[0],
     }
 
@@ -223,12 +223,13 @@ def main() -> None:
     ap.add_argument("models", nargs="*", default=["crnn"], help="crnn, mlp100, depth or a path")
     ap.add_argument("--dim", action="append", default=[], help="NAME=SIZE for a file's inputs")
     ap.add_argument("--quick", action="store_true", help="sweep 12 layers, skip quantize_static")
+    ap.add_argument("--samples", type=int, default=SAMPLES, help="random samples (8)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
     if args.child:
         path, label = args.child.split("::", 1)
-        print(json.dumps(one_model(Path(path), dims, label, args.quick)))
+        print(json.dumps(one_model(Path(path), dims, label, args.quick, args.samples)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         jobs: list[tuple[Path, str, list[str]]] = []
@@ -245,10 +246,12 @@ def main() -> None:
                 for depth in (10, 100, 200):
                     p = Path(tmp) / f"depth{depth}.onnx"
                     onnx.save(mlp_stack(depth, 256), p)
-                    jobs.append((p, f"{depth} x 256-wide MatMul", ["--dim", "N=32", "--quick"]))
+                    # 512 rows: 256 calibrate, 256 evaluate (the issue's series)
+                    extra = ["--samples", "512", "--quick"]
+                    jobs.append((p, f"{depth} x 256-wide MatMul", extra))
             else:
                 extra = [a for d in args.dim for a in ("--dim", d)]
-                jobs.append((Path(name), name, extra))
+                jobs.append((Path(name), name, [*extra, "--samples", str(args.samples)]))
         for path, label, extra in jobs:
             cmd = [sys.executable, __file__, "--child", f"{path}::{label}", *extra]
             if args.quick and "--quick" not in cmd:

@@ -329,3 +329,15 @@ def test_the_default_budget_comes_from_the_environment(monkeypatch) -> None:
         _ragged_engine(None)
     monkeypatch.delenv(store.BUDGET_ENV)
     assert _ragged_engine(None).memory_budget == store.DEFAULT_BUDGET
+
+
+def test_layer_lookup_by_name_equals_the_scan() -> None:
+    info = from_proto(deep_mlp(30)).info
+    for layer in info.layers:
+        assert info.layer(layer.name) is next(la for la in info.layers if la.name == layer.name)
+    assert info.layer_names == tuple(la.name for la in info.layers)
+    with pytest.raises(KeyError):
+        info.layer("no such layer")
+    plan = Plan(info)
+    with pytest.raises(KeyError):
+        plan["no such layer"]
