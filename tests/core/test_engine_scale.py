@@ -341,3 +341,16 @@ def test_layer_lookup_by_name_equals_the_scan() -> None:
     plan = Plan(info)
     with pytest.raises(KeyError):
         plan["no such layer"]
+
+
+def test_row_sqnr_equals_one_sqnr_per_row(monkeypatch) -> None:
+    monkeypatch.setattr(metrics, "ROW_BLOCK", 50)  # several blocks of rows
+    rng = np.random.default_rng(8)
+    ref = rng.standard_normal((9, 3, 7)).astype(np.float32)
+    approx = ref + np.float32(0.05) * rng.standard_normal(ref.shape).astype(np.float32)
+    approx[4] = ref[4]  # an exact row: +inf
+    ref[6] = 0.0  # a zero signal with noise: -inf
+    got = metrics.row_sqnr_db(ref, approx)
+    want = [metrics.sqnr_db(ref[j], approx[j]) for j in range(9)]
+    assert got == pytest.approx(want, rel=1e-12)
+    assert got[4] == math.inf and got[6] == -math.inf

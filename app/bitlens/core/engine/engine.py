@@ -791,10 +791,8 @@ class _Measure:
         if r.shape != g.shape:
             raise ValueError(f"shape mismatch: reference {r.shape} vs approximation {g.shape}")
         if rows > 1 and r.ndim >= 1 and r.shape[0] == rows:
-            for j in range(rows):
-                part = metrics.ErrorSums().add(r[j], g[j])
-                self.rows.append(part.sqnr_db)
-                self.total.merge(part)
+            self.total.add(r, g)
+            self.rows.extend(metrics.row_sqnr_db(r, g))
         else:
             part = metrics.ErrorSums().add(r, g)
             self.rows.extend([part.sqnr_db] * rows)
