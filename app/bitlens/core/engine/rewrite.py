@@ -206,11 +206,16 @@ def build_sim(proto: onnx.ModelProto, info: ModelInfo, kinds: Kinds) -> SimGraph
     for t in [*layer_outputs.values(), *activations]:
         if t not in existing:
             existing.add(t)
-            g.output.append(value_info_for(info, t))
+            g.output.append(_value_info_for(info, t))
     return SimGraph(model, layer_outputs, tuple(activations))
 
 
 def value_info_for(info: ModelInfo, name: str) -> onnx.ValueInfoProto:
+    """A ValueInfo for a tensor of ``info`` (float of unknown shape when not inferred)."""
+    return _value_info_for(info, name)
+
+
+def _value_info_for(info: ModelInfo, name: str) -> onnx.ValueInfoProto:
     t = info.value_info.get(name)
     if t is None:
         return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
@@ -276,7 +281,7 @@ def build_local(
             if out:
                 node.output[i] = local_output(out)
         nodes.append(node)
-        ref = value_info_for(info, layer.outputs[0])
+        ref = _value_info_for(info, layer.outputs[0])
         ref.name = local_output(layer.outputs[0])
         outputs.append(ref)
     graph = helper.make_graph(
