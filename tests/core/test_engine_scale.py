@@ -354,3 +354,14 @@ def test_row_sqnr_equals_one_sqnr_per_row(monkeypatch) -> None:
     want = [metrics.sqnr_db(ref[j], approx[j]) for j in range(9)]
     assert got == pytest.approx(want, rel=1e-12)
     assert got[4] == math.inf and got[6] == -math.inf
+
+
+def test_the_sweep_on_two_workers_equals_the_sweep_on_one(monkeypatch) -> None:
+    from bitlens.core.engine import engine as engine_mod
+
+    loaded = from_proto(residual_two_outputs())
+    data = Dataset.random(loaded.info, n=8, seed=4, dims={"N": 3})
+    two = _run_sweep(Engine(loaded, data, device="cpu"))
+    monkeypatch.setattr(engine_mod, "SWEEP_WORKERS", 1)
+    one = _run_sweep(Engine(loaded, data, device="cpu"))
+    assert two == one

@@ -12,8 +12,10 @@ so a float plan reproduces it exactly.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Generator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +59,8 @@ DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR
 WEIGHT_CACHE_BYTES = 512 << 20  # at most; and at most twice the model's weights (see below)
 ACC_CACHE_ENTRIES = 50_000
 BULK_LOCAL_MIN = 4  # layers whose local error is due at once: from here, one graph for all
-SUFFIX_SESSIONS = 4  # suffix sessions kept (each holds its own activation arena)
+SUFFIX_SESSIONS = 4
+SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-safely)  # suffix sessions kept (each holds its own activation arena)
 
 
 class Engine:
@@ -626,30 +629,45 @@ class Engine:
         boundaries = self._sweep_boundaries(sim, names, out_name) if suffix_runs else {}
         self._keep_float_values(sim, {b for bs in boundaries.values() for b in bs})
         entries: list[SweepEntry] = []
-        for li, name in enumerate(names):
-            layer = self.info.layer(name)
-            runner = self._suffix(sim, name, out_name) if name in boundaries else None
-            for fmt in fmts:
-                base.with_choices({name: LayerChoice(fmt)})  # validates the format for this layer
-                feeds = dict(float_feeds)
-                for w in layer.weights:
-                    feeds[w.name] = self.quantized_weight(w, fmt, keep=False)
-                sums = metrics.ErrorSums()
-                for i in self.data.evaluation:
+        workers = max(1, min(SWEEP_WORKERS, os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers, thread_name_prefix="bitlens-sweep") as pool:
+            for li, name in enumerate(names):
+                layer = self.info.layer(name)
+                runner = self._suffix(sim, name, out_name) if name in boundaries else None
+                per_format = []
+                for fmt in fmts:
+                    base.with_choices({name: LayerChoice(fmt)})  # validates the format here
+                    feeds = dict(float_feeds)
+                    for w in layer.weights:
+                        feeds[w.name] = self.quantized_weight(w, fmt, keep=False)
+                    per_format.append(feeds)
+
+                def one_run(
+                    job: tuple[int, int], runner=runner, per_format=per_format
+                ) -> np.ndarray:
+                    k, i = job
+                    feed = {**self.data.samples[i], **per_format[k]}
                     if runner is None:
-                        got = self._run(sess, [out_name], {**self.data.samples[i], **feeds})[0]
-                    elif runner[0] is None:  # the output does not depend on this layer
-                        got = ref[out_name][i]
-                    else:
-                        upstream = {b: ref[b][i] for b in runner[1]}
-                        got = self._run(
-                            runner[0], [out_name], {**self.data.samples[i], **feeds, **upstream}
-                        )[0]
-                    sums.add(ref[out_name][i], got)
-                entries.append(
-                    SweepEntry(name, fmt.name, sums.result(), weight_bytes_after(layer, fmt))
-                )
-            yield Progress(li + 1, len(names), f"sweep: {name}")
+                        return self._run(sess, [out_name], feed)[0]
+                    if runner[0] is None:  # the output does not depend on this layer
+                        return ref[out_name][i]
+                    upstream = {b: ref[b][i] for b in runner[1]}
+                    return self._run(runner[0], [out_name], {**feed, **upstream})[0]
+
+                # ORT leaves a core idle in sequential parts (an LSTM over time): runs of the
+                # layer's formats and feeds go two at a time; errors are summed in feed order.
+                ev = self.data.evaluation
+                jobs = [(k, i) for k in range(len(fmts)) for i in ev]
+                got = dict(zip(jobs, pool.map(one_run, jobs), strict=True))
+                for k, fmt in enumerate(fmts):
+                    sums = metrics.ErrorSums()
+                    for i in ev:
+                        sums.add(ref[out_name][i], got[(k, i)])
+                    entries.append(
+                        SweepEntry(name, fmt.name, sums.result(), weight_bytes_after(layer, fmt))
+                    )
+                del got
+                yield Progress(li + 1, len(names), f"sweep: {name}")
         entries.sort(key=lambda e: e.output.sqnr_db)
         return entries
 
