@@ -16,7 +16,7 @@ from bitlens.core.engine import Engine, calibration, rewrite
 from bitlens.core.errors import EngineError
 from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import from_proto
-from bitlens.core.plan import Plan
+from bitlens.core.plan import LayerChoice, Plan
 from tests.builders import opset12_constant_weights
 
 
@@ -365,3 +365,21 @@ def test_the_sweep_on_two_workers_equals_the_sweep_on_one(monkeypatch) -> None:
     monkeypatch.setattr(engine_mod, "SWEEP_WORKERS", 1)
     one = _run_sweep(Engine(loaded, data, device="cpu"))
     assert two == one
+
+
+def test_runs_two_at_a_time_give_the_same_evaluation_as_one_at_a_time(monkeypatch) -> None:
+    from bitlens.core.engine import engine as engine_mod
+
+    loaded = from_proto(deep_mlp(6))
+    rng = np.random.default_rng(6)
+    samples = tuple({"x": rng.standard_normal((3, 16)).astype(np.float32)} for _ in range(7))
+    data = Dataset(samples, calibration=(0, 1, 2), evaluation=(3, 4, 5, 6))  # odd windows too
+    w8a8 = Plan.preset(loaded.info, "W8A8")
+    one_layer = w8a8.with_choices({"mm3": LayerChoice.of("int2 sym ch", "uint8 asym")})
+    plans = [w8a8, Plan.preset(loaded.info, "W4A8"), one_layer]  # bulk and one-layer locals
+    fast = Engine(loaded, data, device="cpu")
+    two = [fast.evaluate(p) for p in plans]
+    fast.close()
+    monkeypatch.setattr(engine_mod, "RUN_WORKERS", 1)
+    slow = Engine(loaded, data, device="cpu")
+    assert [slow.evaluate(p) for p in plans] == two

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -60,7 +60,8 @@ WEIGHT_CACHE_BYTES = 512 << 20  # at most; and at most twice the model's weights
 ACC_CACHE_ENTRIES = 50_000
 BULK_LOCAL_MIN = 4  # layers whose local error is due at once: from here, one graph for all
 SUFFIX_SESSIONS = 4
-SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-safely)  # suffix sessions kept (each holds its own activation arena)
+SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-safely)
+RUN_WORKERS = 2  # concurrent runs over the feeds in prepare and evaluate (see Engine._runs)  # suffix sessions kept (each holds its own activation arena)
 
 
 class Engine:
@@ -89,6 +90,7 @@ class Engine:
         self._suffixes: OrderedDict[str, tuple[object | None, tuple[str, ...]]] = OrderedDict()
         self._wcache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._wcache_bytes = 0
+        self._executor: ThreadPoolExecutor | None = None
         self._werr: dict[tuple[str, str], TensorError] = {}  # (layer, format) -> weight error
         # (layer, choice, calibration method) -> local error: a layer's local error depends
         # only on its own choice, so unchanged layers are not re-run.
@@ -197,8 +199,10 @@ class Engine:
         store = self._store
         types: dict[str, tuple[np.dtype, int]] = {}
         n = len(self.data.samples)
-        for i, feed in enumerate(self.data.samples):
-            outs = self._run(sess, fetch, {**feed, **weights})
+        samples = self.data.samples
+        for i, outs in self._runs(
+            sess, fetch, lambda i: {**samples[i], **weights}, range(len(samples))
+        ):
             for name, value in zip(fetch, outs, strict=True):
                 if value.dtype.kind == "f" and not np.isfinite(value).all():
                     raise EngineError(
@@ -239,6 +243,9 @@ class Engine:
         self._float_feeds = None
         self._store.close()
         self._ref = None
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
 
     def _ensure_ref(self) -> _RefView:
         for _ in self.prepare():
@@ -401,6 +408,32 @@ class Engine:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EngineError(f"ONNX Runtime failed to run the model: {first}") from exc
 
+    def _runs(
+        self,
+        sess,
+        fetch: Sequence[str],
+        feeds_of: Callable[[int], Mapping[str, np.ndarray]],
+        indices: Sequence[int],
+    ) -> Iterator[tuple[int, list[np.ndarray]]]:
+        """``(i, outputs)`` of ``sess`` on ``feeds_of(i)`` for each index, in order, RUN_WORKERS
+        runs at a time: ORT leaves a core idle in sequential parts (an LSTM over time), and at
+        most RUN_WORKERS feeds' outputs are in memory at once."""
+        if RUN_WORKERS <= 1 or len(indices) <= 1:
+            for i in indices:
+                yield i, self._run(sess, fetch, feeds_of(i))
+            return
+        pool = self._pool()
+        for s in range(0, len(indices), RUN_WORKERS):
+            window = indices[s : s + RUN_WORKERS]
+            futures = [pool.submit(self._run, sess, fetch, feeds_of(i)) for i in window]
+            for i, fut in zip(window, futures, strict=True):
+                yield i, fut.result()
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(RUN_WORKERS, thread_name_prefix="bitlens-run")
+        return self._executor
+
     def run_outputs(
         self, plan: Plan, samples: Sequence[int] | None = None
     ) -> dict[str, list[np.ndarray]]:
@@ -439,9 +472,11 @@ class Engine:
         fetch = list(dict.fromkeys([*self._output_names, *(layer_out[n] for n in todo)]))
         got: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
         measures = {n: _Measure() for n in todo}
-        # One feed at a time: each fetched layer output is measured and dropped.
-        for i in self.data.evaluation:
-            run = self._run(sess, fetch, {**self.data.samples[i], **feeds})
+        # A feed (two, see _runs) at a time: each fetched layer output is measured and dropped.
+        samples = self.data.samples
+        for i, run in self._runs(
+            sess, fetch, lambda i: {**samples[i], **feeds}, self.data.evaluation
+        ):
             values = dict(zip(fetch, run, strict=True))
             for n in self._output_names:
                 got[n].append(values[n])
@@ -511,9 +546,12 @@ class Engine:
             fetch = rewrite.local_output(layer_out[name])
             reads = [i.name for i in session.get_inputs() if i.name in ref]
             sums = metrics.ErrorSums()
-            for i in self.data.evaluation:
-                lfeeds = {k: ref[k][i] for k in reads}
-                value = self._run(session, [fetch], {**feeds, **lfeeds})[0]
+            for i, (value,) in self._runs(
+                session,
+                [fetch],
+                lambda i, reads=reads: {**feeds, **{k: ref[k][i] for k in reads}},
+                self.data.evaluation,
+            ):
                 sums.add(ref[layer_out[name]][i], value)
             self._local[key] = sums.result()
         return {name: self._local[key] for name, key in keys.items() if key in self._local}
@@ -542,9 +580,12 @@ class Engine:
         reads = [i.name for i in session.get_inputs() if i.name in ref]
         fetch = [rewrite.local_output(layer_out[n]) for n in names]
         sums = {n: metrics.ErrorSums() for n in names}
-        for i in self.data.evaluation:
-            lfeeds = {k: ref[k][i] for k in reads}
-            values = self._run(session, fetch, {**feeds, **lfeeds})
+        for i, values in self._runs(
+            session,
+            fetch,
+            lambda i, reads=reads: {**feeds, **{k: ref[k][i] for k in reads}},
+            self.data.evaluation,
+        ):
             for n, value in zip(names, values, strict=True):
                 sums[n].add(ref[layer_out[n]][i], value)
             del values
