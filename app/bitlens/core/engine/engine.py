@@ -85,6 +85,9 @@ class Engine:
         self.data = data
         self.device = device
         self._sessions: OrderedDict[tuple, tuple[rewrite.SimGraph, object]] = OrderedDict()
+        # Sessions kept (one per quantizer structure). Each holds about the model's size; a
+        # job that visits many structures (the plan search) lowers this for its duration.
+        self.max_sessions = 4
         self._local_sessions: dict[tuple[str, str | None], object] = {}  # (layer, kind)
         # layer -> (session or None when the first output does not depend on it, boundary)
         self._suffixes: OrderedDict[str, tuple[object | None, tuple[str, ...]]] = OrderedDict()
@@ -145,7 +148,7 @@ class Engine:
         sess = make_session(sim.model, self.device)
         self._providers = actual_providers(sess)
         self._sessions[key] = (sim, sess)
-        while len(self._sessions) > 4:
+        while len(self._sessions) > max(1, self.max_sessions):
             self._sessions.popitem(last=False)
         return self._sessions[key]
 
