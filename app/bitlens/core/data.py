@@ -248,7 +248,10 @@ class Dataset:
         arrays: dict[str, np.ndarray] = {}
         for t in info.inputs:
             shape = concrete_shape(t, dict(dims or {}))
-            full = (n, *shape[1:]) if shape else (n,)
+            fixed = bool(t.shape) and isinstance(t.shape[0], int) and t.shape[0] != 1
+            # Samples along a new axis 0 when the input's own axis 0 is fixed above 1: that
+            # axis is no batch (silero-vad's LSTM state is [2, batch, 128]), keep all of it.
+            full = (n, *shape) if fixed else (n, *shape[1:]) if shape else (n,)
             dt = np.dtype(t.dtype)
             if dt.kind == "f":
                 arrays[t.name] = rng.standard_normal(full).astype(dt)
