@@ -30,4 +30,6 @@ def nonfinite_warning(engine: Engine, plan: Plan) -> str | None:
     where = "" if found is None else (
         f", first produced by layer {found[0]!r} on evaluation sample {found[1]}"
     )  # fmt: skip
-    return f"output(s) {', '.join(map(repr, bad))} hold NaN or infinite values under this plan{where}"
+    return (
+        f"output(s) {', '.join(map(repr, bad))} hold NaN or infinite values under this plan{where}"
+    )

@@ -20,7 +20,7 @@ from bitlens.core.data import Dataset, load_path
 from bitlens.core.dims import needed_dims
 from bitlens.core.engine import Engine, bind
 from bitlens.core.engine.weights_only import weight_evaluation
-from bitlens.core.errors import DataError
+from bitlens.core.errors import DataError, EngineError
 from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.export.fidelity import export_and_check
 from bitlens.core.export.report import FidelityReport
@@ -188,7 +188,18 @@ def _start(
 ) -> Generator[Progress, None, Session]:
     engine = Engine(model, data, device=device)
     if data is not None:
-        yield from engine.calibrate("minmax")
+        try:
+            yield from engine.calibrate("minmax")
+        except EngineError as exc:
+            if not data.generated:
+                raise
+            # ORT's message names a node deep inside; the user can act on the sizes
+            first = data.samples[0]
+            shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in first.items())
+            raise EngineError(
+                f"{exc} (on random inputs {shapes}: other input sizes, File ▸ Input Sizes…, "
+                "or real data, File ▸ Open Data…, may run)"
+            ) from exc
     return Session(model, data, engine, path, title, request, engine.providers)
 
 
