@@ -54,7 +54,7 @@ class Controller(QObject):
         self.calibration = "minmax"
         # plan -> the export's predicted size (building an export in memory takes seconds on
         # a real model: done on demand, once per plan and engine)
-        self.sizes: dict[Plan, accounting.ExportSize] = {}
+        self.sizes: dict[tuple[Plan, ExportOptions | None], accounting.ExportSize] = {}
         self.runner.failed.connect(self.failed)
         document.planChanged.connect(self._on_plan_changed)
         document.selection.changed.connect(self._on_selection_changed)
@@ -176,12 +176,12 @@ class Controller(QObject):
 
     # -- export size ------------------------------------------------------------------------
     def predict_size(self, options: ExportOptions | None = None) -> Job | None:
-        """Build the current plan's export in memory (in the worker) to learn its file size;
-        ``sizePredicted`` at once when this plan's size is already known."""
+        """Build the current plan's export with ``options`` in memory (in the worker) to learn
+        its file size; ``sizePredicted`` at once when it is already known."""
         session, plan = self.session, self.document.plan
         if session is None or plan is None:
             return None
-        known = self.sizes.get(plan) if options is None else None
+        known = self.sizes.get((plan, options))
         if known is not None:
             self.sizePredicted.emit(plan, known)
             return None
@@ -189,8 +189,7 @@ class Controller(QObject):
             return None  # activation scales come from calibration data
 
         def done(size: accounting.ExportSize) -> None:
-            if options is None:
-                self.sizes[plan] = size
+            self.sizes[(plan, options)] = size
             self.sizePredicted.emit(plan, size)
 
         return self.runner.submit(

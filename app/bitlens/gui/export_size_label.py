@@ -9,11 +9,14 @@ everything, which takes seconds on a real model, so it runs in the worker only w
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QLabel, QWidget
 
 from bitlens.core.export.accounting import ExportSize
+from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.plan import Plan
 from bitlens.gui.controller import Controller
 from bitlens.gui.text import fmt_bytes
@@ -29,8 +32,14 @@ TIP = (
 class ExportSizeLabel(QLabel):
     """Shows the current plan's predicted export file size; a click asks for it."""
 
-    def __init__(self, controller: Controller, parent: QWidget | None = None):
+    def __init__(
+        self,
+        controller: Controller,
+        parent: QWidget | None = None,
+        options: Callable[[], ExportOptions | None] = lambda: None,
+    ):
         super().__init__(parent)
+        self.options = options  # the export options in force (they change the file)
         self.setObjectName("exportSize")
         self.controller = controller
         self.size: ExportSize | None = None  # the prediction shown, for the current plan
@@ -45,7 +54,7 @@ class ExportSizeLabel(QLabel):
     def _on_plan_changed(self) -> None:
         doc = self.controller.document
         self.setVisible(doc.is_open)
-        known = None if doc.plan is None else self.controller.sizes.get(doc.plan)
+        known = None if doc.plan is None else self.controller.sizes.get((doc.plan, self.options()))
         self.size = known
         self.setText(ASK if known is None else self._describe(known))
 
@@ -63,7 +72,7 @@ class ExportSizeLabel(QLabel):
         """Ask for the current plan's prediction (shown at once when already known)."""
         if self.size is None:
             self.setText("Export file: predicting…")
-            if self.controller.predict_size() is None and self.size is None:
+            if self.controller.predict_size(self.options()) is None and self.size is None:
                 self.setText(ASK)  # nothing to predict yet (no model, or no data)
 
     @staticmethod
