@@ -24,6 +24,8 @@ from bitlens.core.fileio import atomic_write_text
 from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import Plan
 from bitlens.core.results import SweepEntry
+from bitlens.core.search import Point, SearchOptions
+from bitlens.core.usermetric import Metric
 from bitlens.gui import jobs
 from bitlens.gui.document import Document
 from bitlens.gui.jobs import DataRequest, LayerDetail, Session
@@ -39,6 +41,9 @@ class Controller(QObject):
     failed = Signal(str, object)  # what was being done, the exception
     opened = Signal(object)  # the Path (or sample name) just opened
     exported = Signal(object)  # FidelityReport of a finished export
+    searchStarted = Signal()
+    searchPoint = Signal(object)  # a Point the running search evaluated
+    searchFinished = Signal(object)  # SearchResult, or None when cancelled or failed
     dimsNeeded = Signal()  # the open model has no input data: ask for its dynamic sizes
     nonfinite = Signal(str)  # the evaluated plan's outputs hold NaN/inf: which layer first
     sizePredicted = Signal(object, object)  # Plan, accounting.ExportSize of its export
@@ -55,7 +60,9 @@ class Controller(QObject):
         # plan -> the export's predicted size (building an export in memory takes seconds on
         # a real model: done on demand, once per plan and engine)
         self.sizes: dict[tuple[Plan, ExportOptions | None], accounting.ExportSize] = {}
+        self.metric: Metric | None = None  # the user's metric, once a search loaded one
         self.runner.failed.connect(self.failed)
+        self.runner.cancelled.connect(self._on_cancelled)
         document.planChanged.connect(self._on_plan_changed)
         document.selection.changed.connect(self._on_selection_changed)
 
@@ -111,7 +118,7 @@ class Controller(QObject):
         )  # fmt: skip
 
     def _on_opened(self, session: Session, what: object) -> None:
-        for key in ("detail", "evaluate", "outputs", "sweep", "nonfinite", "size"):
+        for key in ("detail", "evaluate", "outputs", "sweep", "search", "nonfinite", "size"):
             self.runner.discard(key)  # computed with the previous engine
         self.detail = None
         self.sizes = {}
@@ -146,7 +153,8 @@ class Controller(QObject):
             self.failed.emit("Evaluating the plan", exc)
 
         self.runner.submit(
-            Job("evaluate", "Evaluating the plan", jobs.evaluate, (doc.session.engine, plan),
+            Job("evaluate", "Evaluating the plan", jobs.evaluate,
+                (doc.session.engine, plan, self.metric),
                 on_result=self._on_evaluated, on_error=failed, cancellable=False, quiet=True)
         )  # fmt: skip
 
@@ -267,6 +275,37 @@ class Controller(QObject):
                 (session.engine, list(formats), None if layers is None else list(layers)),
                 on_result=done)
         )  # fmt: skip
+
+    # -- plan search ------------------------------------------------------------------------------
+    def run_search(self, options: SearchOptions) -> Job | None:
+        session = self.session
+        if session is None:
+            return None
+        def done(result: object) -> None:
+            if options.metric is not None:
+                self.metric = options.metric  # it worked: the evaluation reports it too
+                self.evaluate()
+            self.searchFinished.emit(result)
+
+        def failed(exc: BaseException) -> None:
+            self.searchFinished.emit(None)
+            self.failed.emit("Finding a plan", exc)
+
+        def point(value: object) -> None:
+            if isinstance(value, Point):
+                self.searchPoint.emit(value)
+
+        job = self.runner.submit(
+            Job("search", f"Finding a plan ({options.budget.describe()})", jobs.find_plan,
+                (session.engine, options), on_yield=point, on_result=done,
+                on_error=failed)
+        )  # fmt: skip
+        self.searchStarted.emit()
+        return job
+
+    def _on_cancelled(self, job: Job) -> None:
+        if job.key == "search":
+            self.searchFinished.emit(None)
 
     # -- export ---------------------------------------------------------------------------------
     def export_model(self, path: str | Path, options: ExportOptions | None = None) -> Job | None:
