@@ -46,12 +46,14 @@ class ExportSizeLabel(QLabel):
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setToolTip(TIP)
         controller.sizePredicted.connect(self._on_predicted)
-        controller.document.planChanged.connect(self._on_plan_changed)
-        controller.document.modelChanged.connect(self._on_plan_changed)
+        controller.document.planChanged.connect(self.refresh)
+        controller.document.modelChanged.connect(self.refresh)
         controller.runner.finished.connect(self._on_job_finished)
-        self._on_plan_changed()
+        self.refresh()
 
-    def _on_plan_changed(self) -> None:
+    def refresh(self) -> None:
+        """Show what is known for the current plan and export options (call it when the
+        options change)."""
         doc = self.controller.document
         self.setVisible(doc.is_open)
         known = None if doc.plan is None else self.controller.sizes.get((doc.plan, self.options()))

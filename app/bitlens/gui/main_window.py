@@ -137,7 +137,11 @@ class MainWindow(QMainWindow):
 
         self.status = StatusPanel(self)
         self.statusBar().addPermanentWidget(self.status, 1)
-        self.export_size = ExportSizeLabel(self.controller, self)
+        # the export options change the file: predict with those every export uses (File ▸
+        # Export Options, where this window has them)
+        self.export_size = ExportSizeLabel(
+            self.controller, self, options=lambda: getattr(self, "export_options", None)
+        )
         self.statusBar().addWidget(self.export_size)
 
         self._build_menus()
