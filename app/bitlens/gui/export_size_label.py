@@ -61,8 +61,10 @@ class ExportSizeLabel(QLabel):
         self.setText(ASK if known is None else self._describe(known))
 
     def _on_predicted(self, plan: Plan, size: ExportSize) -> None:
-        if plan != self.controller.document.plan:
-            return  # predicted for a plan since edited
+        if plan != self.controller.document.plan or (
+            self.controller.sizes.get((plan, self.options())) is not size
+        ):
+            return  # predicted for a plan since edited, or under other export options
         self.size = size
         self.setText(self._describe(size))
 
