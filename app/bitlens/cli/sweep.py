@@ -14,6 +14,7 @@ from dataclasses import asdict
 
 from bitlens.cli.common import (
     add_data_arguments,
+    budget_of,
     dump_json,
     fmt_bytes,
     fmt_db,
@@ -46,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if args.activation_formats or args.metric:
         return run_sensitivities(args)
     model = open_model(args.model)
-    engine = Engine(model, load_data(args, model.info), device=args.device)
+    engine = Engine(
+        model, load_data(args, model.info), device=args.device, memory_budget=budget_of(args)
+    )
     gen = engine.sweep(args.formats)
     try:
         while True:
