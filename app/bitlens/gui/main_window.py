@@ -142,7 +142,7 @@ class MainWindow(QMainWindow):
         self.export_size = ExportSizeLabel(
             self.controller, self, options=lambda: getattr(self, "export_options", None)
         )
-        self.statusBar().addWidget(self.export_size)
+        self.statusBar().addPermanentWidget(self.export_size)  # a tip never hides it
 
         self._build_menus()
         self._connect()
