@@ -89,7 +89,7 @@ def test_search_errors_are_one_line(cnn_path, tmp_path, args, message) -> None:
 def test_search_never_overwrites_the_model(cnn_path) -> None:
     before = cnn_path.read_bytes()
     res = run_cli("search", str(cnn_path), *FAST, "--size-ratio", "0.5", "-o", str(cnn_path))
-    assert res.returncode == 2 and "is the model file" in res.stderr
+    assert res.returncode == 2 and "it is an input of this run" in res.stderr
     assert cnn_path.read_bytes() == before
 
 

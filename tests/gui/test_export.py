@@ -83,7 +83,8 @@ def test_export_can_be_cancelled_and_writes_nothing(
     open_model(qtbot, window, cnn_path)
     _preset(qtbot, window, "W8A8")
     out = tmp_path / "previous.onnx"
-    out.write_bytes(b"an earlier export the user keeps")
+    earlier = cnn_path.read_bytes()  # an earlier export the user keeps (an ONNX file)
+    out.write_bytes(earlier)
     seen: list[str] = []
 
     def on_progress(job, progress) -> None:
@@ -96,5 +97,5 @@ def test_export_can_be_cancelled_and_writes_nothing(
         window.controller.export_model(out)
     wait_idle(qtbot, window)
     assert any("wrote" in m for m in seen)  # cancelled after the model was written to staging
-    assert out.read_bytes() == b"an earlier export the user keeps"
+    assert out.read_bytes() == earlier
     assert [p.name for p in tmp_path.iterdir() if "previous" in p.name] == ["previous.onnx"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -21,10 +20,10 @@ from bitlens.cli.common import (
     open_model,
 )
 from bitlens.cli.search import add_metric_argument
-from bitlens.core.errors import PlanError
 from bitlens.core.export import accounting
 from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import PRESETS, Plan
+from bitlens.core.plan_schema import read_json_file
 from bitlens.core.results import Evaluation
 from bitlens.core.usermetric import evaluate_with, load_metric
 
@@ -58,20 +57,15 @@ def load_plan(args: argparse.Namespace, model) -> Plan:
 
 def read_plan(path: Path, info) -> Plan:
     """A Bitlens plan, or ONNX Runtime TensorQuantOverrides (bare, or under an
-    ``extra_options``/``TensorQuantOverrides`` key), told apart by their keys."""
-    if not path.is_file():
-        raise PlanError(f"{path}: no such plan file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PlanError(f"{path}: not valid JSON: {exc}") from None
+    ``extra_options``/``TensorQuantOverrides`` key), told apart by their keys. Read
+    through the plan schema's safe reader (regular file, size cap, UTF-8, bounded nesting)."""
+    data = read_json_file(path, "plan")
     if isinstance(data, dict) and "bitlens_plan" not in data:
         inner = data.get("extra_options", data)
         inner = inner.get("TensorQuantOverrides", inner) if isinstance(inner, dict) else inner
         if isinstance(inner, dict):
             return Plan.from_ort_overrides(info, inner)
-    return Plan.from_json(info, text)
+    return Plan.from_dict(info, data)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,9 @@ import sys
 
 from bitlens.cli.common import add_data_arguments, budget_of, load_data, open_model
 from bitlens.cli.eval import load_plan
+from bitlens.cli.outputs import guard_outputs
 from bitlens.core.engine import Engine
+from bitlens.core.errors import ExportError
 from bitlens.core.export.exporter import ExportOptions, preflight
 from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
@@ -68,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    report_path = args.report or default_report_path(args.output)
+    if not str(args.output).lower().endswith(".onnx"):
+        raise ExportError(f"{args.output}: the export must be an .onnx file")
+    guard_outputs(args, [(args.output, "onnx", "export"), (report_path, "json", "fidelity report")])
     model = open_model(args.model)
     plan = load_plan(args, model)
     engine = Engine(
@@ -84,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
     prepared = preflight(engine, plan, options, args.output)
     for _ in engine.calibrate(args.calibration):
         pass
-    report_path = args.report or default_report_path(args.output)
     gen = export_and_check(engine, plan, args.output, options, report_path, prepared=prepared)
     tty = sys.stderr.isatty()
     try:

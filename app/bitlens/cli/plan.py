@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from bitlens.cli.eval import read_plan
+from bitlens.cli.outputs import guard_outputs
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.plan import PRESET_FORMATS, PRESETS, Plan
 
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from bitlens.cli.common import dump_json, open_model
 
+    guard_outputs(args, [(args.output, "json", "plan")])
     model = open_model(args.model)
     if args.from_ort:
         plan = read_plan(Path(args.from_ort), model.info)

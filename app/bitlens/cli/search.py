@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from bitlens.cli.common import (
     add_data_arguments,
@@ -20,6 +19,7 @@ from bitlens.cli.common import (
     fmt_bytes,
     open_model,
 )
+from bitlens.cli.outputs import guard_outputs
 from bitlens.core.errors import SearchError
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.formats import parse_format
@@ -99,10 +99,10 @@ def parse_pins(items: list[str], info: ModelInfo) -> dict[str, LayerChoice]:
 
 
 def _guard_outputs(args: argparse.Namespace) -> None:
-    model = Path(args.model).resolve()
-    for out in (args.output, args.front):
-        if out is not None and Path(out).resolve() == model:
-            raise SearchError(f"{out} is the model file; choose another output")
+    outputs = [(args.output, "json", "plan")]
+    if args.front:
+        outputs.append((args.front, "json", "Pareto front"))
+    guard_outputs(args, outputs)  # no input of the run, no foreign file (cli/outputs.py)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,6 @@ needs an array.
 from __future__ import annotations
 
 import re
-import wave
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -22,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bitlens.core.datafiles import check_labels, read_arrays, read_image, read_wav, resample
 from bitlens.core.dims import concrete_shape
 from bitlens.core.errors import DataError
+from bitlens.core.limits import check_budget
 from bitlens.core.model.types import ModelInfo, TensorInfo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -93,6 +94,8 @@ class Dataset:
         if len(set(counts.values())) != 1:
             raise DataError(f"{source}: inputs hold different numbers of samples: {counts}")
         n = next(iter(counts.values()))
+        if labels is not None:
+            labels = check_labels(labels, None, source)
         if labels is not None and len(labels) != n:
             raise DataError(f"{source}: {len(labels)} labels for {n} samples")
         batch = MAX_BATCH if all(_batch_dynamic(inputs[k], a) for k, a in arrays.items()) else 1
@@ -245,6 +248,8 @@ class Dataset:
         is the batch); ``values`` fixes integer inputs the model needs a given value in
         (:func:`bitlens.core.input_values.compared_constants`).
         """
+        if n < 1:
+            raise DataError(f"the number of random samples must be at least 1, not {n}")
         rng = np.random.default_rng(seed)
         vocab = _vocab_sizes(info)
         arrays: dict[str, np.ndarray] = {}
@@ -255,6 +260,8 @@ class Dataset:
             # axis is no batch (silero-vad's LSTM state is [2, batch, 128]), keep all of it.
             full = (n, *shape) if fixed else (n, *shape[1:]) if shape else (n,)
             dt = np.dtype(t.dtype)
+            nbytes = int(np.prod(full, dtype=object)) * dt.itemsize
+            check_budget(nbytes, f"random data for input {t.name!r} of shape {list(full)}", DataError)
             if dt.kind == "f":
                 arrays[t.name] = rng.standard_normal(full).astype(dt)
             elif dt.kind in "iu" and values and t.name in values:
@@ -340,8 +347,6 @@ class Dataset:
         calibration_fraction: float = 0.5,
     ) -> Dataset:
         """Every image in ``folder`` (sorted by name), resized and normalized: ``(x*scale - mean)/std``."""
-        from PIL import Image, UnidentifiedImageError
-
         folder = Path(folder)
         files = (
             sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -371,15 +376,9 @@ class Dataset:
         mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
         if mode is None:
             raise DataError(f"input {target.name!r} has {channels} channels; images give 1, 3 or 4")
-        imgs = []
-        for f in files:
-            try:
-                with Image.open(f) as im:
-                    im = im.convert(mode).resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                    a = np.asarray(im, dtype=np.float32).reshape(size[0], size[1], channels)
-            except (UnidentifiedImageError, OSError) as exc:
-                raise DataError(f"{f.name}: not a readable image ({exc})") from None
-            imgs.append(a)
+        check_budget(len(files) * size[0] * size[1] * channels * 4,
+                     f"{len(files)} images of {size[0]}x{size[1]}", DataError)  # fmt: skip
+        imgs = [read_image(f, mode, size) for f in files]
         x = np.stack(imgs) * np.float32(scale)
         x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
         if layout == "NCHW":
@@ -428,7 +427,8 @@ class Dataset:
             frame = int(shape[-1])
         frames = []
         for f in files:
-            audio = resample(read_wav(f)[0], read_wav(f)[1], rate)
+            samples, file_rate = read_wav(f)
+            audio = resample(samples, file_rate, rate)
             for start in range(0, len(audio) - frame + 1, frame):
                 frames.append(audio[start : start + frame])
         if not frames:
@@ -531,44 +531,6 @@ def split_count(n: int, calibration_fraction: float = 0.5) -> int:
     return min(max(1, round(n * calibration_fraction)), n - 1)
 
 
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 samples in [-1, 1] and the sample rate (PCM 8/16/32-bit)."""
-    try:
-        with wave.open(str(path), "rb") as w:
-            n_ch, width, rate, n = (
-                w.getnchannels(),
-                w.getsampwidth(),
-                w.getframerate(),
-                w.getnframes(),
-            )
-            raw = w.readframes(n)
-    except (wave.Error, EOFError, OSError) as exc:
-        raise DataError(f"{path.name}: not a readable WAV file ({exc})") from None
-    if width == 1:
-        a = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128) / 128
-    elif width == 2:
-        a = np.frombuffer(raw, "<i2").astype(np.float32) / 32768
-    elif width == 4:
-        a = np.frombuffer(raw, "<i4").astype(np.float32) / 2**31
-    else:
-        raise DataError(f"{path.name}: {8 * width}-bit WAV is not supported (8, 16 or 32-bit PCM)")
-    return a.reshape(-1, n_ch).mean(axis=1), rate
-
-
-def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Band-limited resampling by FFT (zero-padding or truncating the spectrum)."""
-    if rate == target or len(audio) == 0:
-        return audio.astype(np.float32)
-    n_out = round(len(audio) * target / rate)
-    spec = np.fft.rfft(audio.astype(np.float64))
-    k = n_out // 2 + 1
-    s2 = np.zeros(k, complex)
-    m = min(k, len(spec))
-    s2[:m] = spec[:m]
-    out = np.fft.irfft(s2, n_out) * (n_out / len(audio))
-    return out.astype(np.float32)
-
-
 # -- reading feed files --------------------------------------------------------------------
 def read_feed_file(path: Path, info: ModelInfo) -> dict[str, np.ndarray]:
     """The arrays of one ``.npz`` (by key) or ``.npy`` (keyed by a one-input model's input)."""
@@ -587,15 +549,11 @@ def read_feed_file(path: Path, info: ModelInfo) -> dict[str, np.ndarray]:
 
 
 def _load_arrays(p: Path) -> dict[str, np.ndarray] | np.ndarray:
-    """An ``.npz`` as a dict of arrays, an ``.npy`` as one array (never unpickling)."""
-    try:
-        loaded = np.load(p, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            return loaded
-        with loaded:
-            return {k: loaded[k] for k in loaded.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{p.name}: not a readable .npy/.npz file ({exc})") from None
+    """An ``.npz`` as a dict of arrays, an ``.npy`` as one array (never unpickling).
+
+    Regular files only, with every declared size checked against the file and the
+    memory budget before reading (:mod:`bitlens.core.datafiles`)."""
+    return read_arrays(p)
 
 
 def _numbered_feeds(
@@ -724,6 +682,8 @@ def _n_samples(t: TensorInfo, a: np.ndarray) -> int:
             f"input {t.name!r} expects shape {_fmt_shape(t)}, given {list(a.shape)} "
             f"(rank {a.ndim} instead of {rank})"
         )
+    if t.shape and any(d == 0 for d in t.shape if isinstance(d, int)):
+        raise DataError(f"input {t.name!r} has shape {_fmt_shape(t)}: an empty input cannot be fed")
     # With an extra sample axis each sample has the input's full shape.
     per_sample = a.shape[1:]
     expected = (t.shape or ())[1:] if a.ndim == rank else (t.shape or ())

@@ -30,6 +30,7 @@ from bitlens.core.formats import (
     quantize,
 )
 from bitlens.core.model.types import Layer, ModelInfo
+from bitlens.core.plan_schema import check_ort_overrides, check_plan_dict, loads
 
 PLAN_VERSION = 1
 
@@ -250,36 +251,17 @@ class Plan(Mapping[str, LayerChoice]):
 
     @classmethod
     def from_dict(cls, info: ModelInfo, data: Any) -> Plan:
-        if not isinstance(data, dict) or "bitlens_plan" not in data:
-            raise PlanError("not a Bitlens plan (no 'bitlens_plan' version key)")
-        if data["bitlens_plan"] != PLAN_VERSION:
-            raise PlanError(
-                f"plan version {data['bitlens_plan']!r} is not supported (this is version {PLAN_VERSION})"
-            )
-        layers = data.get("layers")
-        if not isinstance(layers, dict):
-            raise PlanError("plan has no 'layers' object")
         choices: dict[str, LayerChoice] = {}
-        for name, entry in layers.items():
-            if not isinstance(entry, dict):
-                raise PlanError(
-                    f"layer {name!r}: expected an object with 'weight' and 'activation'"
-                )
+        for name, (weight, activation, dynamic) in check_plan_dict(data, PLAN_VERSION).items():
             try:
-                choices[name] = LayerChoice.of(
-                    entry.get("weight"), entry.get("activation"), bool(entry.get("dynamic", False))
-                )
+                choices[name] = LayerChoice.of(weight, activation, dynamic)
             except FormatError as exc:
                 raise PlanError(f"layer {name!r}: {exc}") from None
         return cls(info, choices)
 
     @classmethod
     def from_json(cls, info: ModelInfo, text: str) -> Plan:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PlanError(f"plan is not valid JSON: {exc}") from None
-        return cls.from_dict(info, data)
+        return cls.from_dict(info, loads(text, "plan"))
 
     # -- ONNX Runtime TensorQuantOverrides interop --------------------------------------
     def to_ort_overrides(
@@ -330,6 +312,7 @@ class Plan(Mapping[str, LayerChoice]):
 
     @classmethod
     def from_ort_overrides(cls, info: ModelInfo, overrides: Mapping[str, Any]) -> Plan:
+        overrides = check_ort_overrides(overrides)
         by_weight = {w.name: layer for layer in info.layers for w in layer.weights}
         by_act: dict[str, list[Layer]] = {}
         for layer in info.layers:

@@ -40,14 +40,17 @@ class Distribution:
 def histogram(values: np.ndarray, bins: int = DEFAULT_BINS) -> tuple[np.ndarray, np.ndarray]:
     """Counts over ``bins`` equal bins between the finite minimum and maximum."""
     v = np.asarray(values).ravel()
-    v = v[np.isfinite(v)] if v.dtype.kind == "f" else v.astype(np.float64)
+    # float64: numpy bins in the values' dtype, and a float32 range of -3e38..3e38 (a
+    # damaged weight) overflows there to inf and an out-of-bounds bin index.
+    v = (v[np.isfinite(v)] if v.dtype.kind == "f" else v).astype(np.float64)
     if v.size == 0:
         return np.array([0.0, 1.0]), np.array([0])
     lo, hi = float(v.min()), float(v.max())
     if lo == hi:  # a constant tensor: one bin around the value
         lo, hi = lo - 0.5, hi + 0.5
-    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
-    return edges, counts
+    scale = 1.0 if np.isfinite(hi - lo) else 0.5  # even float64 overflows near its maximum
+    counts, edges = np.histogram(v * scale, bins=bins, range=(lo * scale, hi * scale))
+    return edges / scale, counts
 
 
 def distribution(

@@ -19,10 +19,11 @@ from PySide6.QtCore import QObject, Signal
 
 from bitlens.core.errors import BitlensError, DataError, PlanError
 from bitlens.core.export import accounting
-from bitlens.core.export.exporter import ExportOptions
-from bitlens.core.fileio import atomic_write_text
+from bitlens.core.export.exporter import ExportOptions, check_target
+from bitlens.core.fileio import atomic_write_text, check_output, same_file
 from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import Plan
+from bitlens.core.plan_schema import read_json_file
 from bitlens.core.results import SweepEntry
 from bitlens.core.search import Point, SearchOptions
 from bitlens.core.usermetric import Metric
@@ -314,11 +315,17 @@ class Controller(QObject):
         if session is None or plan is None or self._needs_data():
             return None
         target = Path(path)
-        if session.path is not None and target.resolve() == session.path.resolve():
+        if session.path is not None and same_file(target, session.path):
             self.failed.emit(
                 "Export",
                 BitlensError(f"{target.name} is the model being inspected; choose another file"),
             )
+            return None
+        try:
+            check_target(session.engine, target)
+            check_output(target, "onnx", self._inputs(), what="export")
+        except BitlensError as exc:
+            self.failed.emit("Export", exc)
             return None
         self.runner.discard("size")  # the export itself will tell the file's size
         return self.runner.submit(
@@ -328,6 +335,18 @@ class Controller(QObject):
 
     def cancel(self) -> None:
         self.runner.cancel()
+
+    def _inputs(self) -> list[Path]:
+        """Files this window's session reads: no output may be one of them."""
+        session, doc = self.session, self.document
+        out = [doc.plan_path] if doc.plan_path is not None else []
+        if session is not None:
+            if session.path is not None:
+                out.append(session.path)
+            request = session.request
+            if request is not None:
+                out += [p for p in (request.path, getattr(request, "eval_path", None)) if p]
+        return out
 
     # -- plans as files ---------------------------------------------------------------------
     def _attempt(self, what: str, fn: Any) -> bool:
@@ -346,6 +365,8 @@ class Controller(QObject):
         p = Path(path)
 
         def write() -> None:
+            inputs = [i for i in self._inputs() if i != doc.plan_path]  # saving over itself is fine
+            check_output(p, "json", inputs, what="plan")
             atomic_write_text(p, plan.to_json() + "\n")
             doc.mark_saved(p)
 
@@ -357,7 +378,7 @@ class Controller(QObject):
 
         def read() -> None:
             info = _need_info(doc)
-            plan = Plan.from_json(info, _read_text(p))
+            plan = Plan.from_dict(info, read_json_file(p, "plan"))
             doc.replace_plan(plan, f"Open plan {p.name}")
             doc.plan_path = p
 
@@ -374,12 +395,13 @@ class Controller(QObject):
         # written with their explicit scales and zero points
         weights = None if self.session is None else self.session.model.weight
         left_out = plan.ort_unrepresentable(with_weights=weights is not None)
-        ok = self._attempt(
-            f"Exporting ORT overrides to {p.name}",
-            lambda: atomic_write_text(
-                p, json.dumps(plan.to_ort_overrides(weights=weights), indent=2) + "\n"
-            ),
-        )
+
+        def write() -> None:
+            check_output(p, "json", self._inputs(), what="ORT overrides")
+            text = json.dumps(plan.to_ort_overrides(weights=weights), indent=2)
+            atomic_write_text(p, text + "\n")
+
+        ok = self._attempt(f"Exporting ORT overrides to {p.name}", write)
         return left_out if ok else []
 
     def import_ort_overrides(self, path: str | Path) -> bool:
@@ -388,10 +410,7 @@ class Controller(QObject):
 
         def read() -> None:
             info = _need_info(doc)
-            try:
-                data = json.loads(_read_text(p))
-            except json.JSONDecodeError as exc:
-                raise PlanError(f"{p.name} is not valid JSON: {exc}") from None
+            data = read_json_file(p, "ORT overrides")
             if isinstance(data, dict) and "TensorQuantOverrides" in data:
                 data = data["TensorQuantOverrides"]  # a whole extra_options object
             if not isinstance(data, dict):
@@ -408,12 +427,3 @@ def _need_info(doc: Document):
     if doc.info is None:
         raise PlanError("open a model first")
     return doc.info
-
-
-def _read_text(p: Path) -> str:
-    try:
-        return p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PlanError(f"cannot read {p}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise PlanError(f"{p.name} is not a text file") from None

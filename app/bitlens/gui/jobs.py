@@ -143,10 +143,10 @@ def open_model(
     for this model); if some dynamic dimension has no size, it opens without data:
     weights only, until the sizes are given (never a failure to open).
     """
-    from bitlens.core.model.loader import load_model
+    from bitlens.core.model.loader import iter_load_model
 
     yield Progress(0, 1, f"loading {path.name}")
-    model = load_model(path)
+    model = yield from iter_load_model(path)  # cancellable between chunks
     if request is None:
         request = DataRequest(dims=dict(dims or {}))
         if missing_dims(model.info, request.dims):

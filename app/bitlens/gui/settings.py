@@ -75,7 +75,7 @@ class AppSettings:
         raw = self.q.value(self._dims_key(path), "")
         try:
             entry = json.loads(raw) if isinstance(raw, str) and raw else {}
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # damaged settings: 4300+ digits, deep nesting
             return {}
         if not isinstance(entry, dict) or entry.get("path") != str(Path(path).resolve()):
             return {}

@@ -36,14 +36,14 @@ from onnx import helper
 
 from bitlens.core.engine import bind, quantizers, weight_bytes_after
 from bitlens.core.engine.graphs import node_producing
-from bitlens.core.errors import ExportError
+from bitlens.core.errors import BitlensError, ExportError
 from bitlens.core.export import activations, matmulnbits, opsets
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import BiasRecord, int32_bias
 from bitlens.core.export.editing import ExportState, field_bytes, remove_weight
 from bitlens.core.export.graph import GraphBuilder, used_names
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_weight, native_qdq_dtype
-from bitlens.core.fileio import atomic_write_bytes
+from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
 from bitlens.core.formats import Family, Format, Granularity, parse_format, quantize
 from bitlens.core.model.types import Layer, ModelInfo, Storage, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
@@ -194,12 +194,16 @@ def integer_kernel_layers(info: ModelInfo, plan: Plan) -> set[str]:
 
 
 def check_target(engine: Engine, target: Path) -> None:
-    """Refuse to write over the model being exported, or to a name that is not .onnx."""
+    """Refuse to write over the model being exported, a non-ONNX file, or to a name not .onnx."""
     source = engine.info.path
-    if source is not None and target.resolve() == Path(source).resolve():
+    if source is not None and same_file(target, source):
         raise ExportError(f"refusing to overwrite the source model {source}; choose another file")
     if target.suffix.lower() != ".onnx":
         raise ExportError(f"{target}: the export must be an .onnx file")
+    try:
+        check_output(target, "onnx", [engine.info.path], what="export")
+    except BitlensError as exc:
+        raise ExportError(str(exc)) from None
 
 
 @dataclass(frozen=True)

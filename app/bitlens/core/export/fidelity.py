@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +22,7 @@ from onnx import numpy_helper
 from bitlens.core.engine import bind
 from bitlens.core.engine.graphs import find_graph, iter_nodes
 from bitlens.core.engine.session import requested_providers
-from bitlens.core.errors import ExportError
+from bitlens.core.errors import BitlensError, ExportError
 from bitlens.core.export import probes, verdict
 from bitlens.core.export.deployed import (
     INTEGER_KERNELS,
@@ -57,7 +56,7 @@ from bitlens.core.export.report import (
     WeightCheck,
 )
 from bitlens.core.export.weights import WeightEncoding
-from bitlens.core.fileio import atomic_write_text
+from bitlens.core.fileio import atomic_write_text, check_output, replace_into, staging_path
 from bitlens.core.formats import storage_bytes
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress
@@ -532,16 +531,20 @@ def export_and_check(
     """
     target = Path(path)
     check_target(engine, target)  # before staging: the staging name would pass the check
-    staging = target.with_name(f".{target.stem}.bitlens-staging{target.suffix}")
+    out = Path(report_path) if report_path else default_report_path(target)
+    try:
+        check_output(out, "json", [engine.info.path, target], what="fidelity report")
+    except BitlensError as exc:
+        raise ExportError(str(exc)) from None
+    staging = staging_path(target)
     try:
         result = yield from export(engine, plan, staging, options, prepared)
         report = yield from check_fidelity(engine, plan, result, latency_budget_s=latency_budget_s)
     except BaseException:  # cancelled (GeneratorExit) or failed: leave nothing behind
         staging.unlink(missing_ok=True)
         raise
-    os.replace(staging, target)
+    replace_into(staging, target)
     report = dataclasses.replace(report, export=str(target))
-    out = Path(report_path) if report_path else default_report_path(target)
     atomic_write_text(out, report.to_json() + "\n")
     return report
 

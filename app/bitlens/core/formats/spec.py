@@ -152,6 +152,10 @@ def _coerce_enums(f: Format) -> None:
             raise FormatError(msg) from None
 
 
+MAX_BLOCK = 1 << 16  # larger blocks save nothing over per-channel and would pad absurdly
+MAX_AXIS = 63  # numpy's limit on dimensions
+
+
 def _validate(f: Format) -> None:
     def bad(msg: str) -> FormatError:
         return FormatError(f"invalid format: {msg}")
@@ -183,10 +187,14 @@ def _validate(f: Format) -> None:
     if f.granularity is Granularity.BLOCK:
         if f.block_size < 2:
             raise bad("block granularity needs a block size of at least 2")
+        if f.block_size > MAX_BLOCK:
+            raise bad(f"block size {f.block_size} is over {MAX_BLOCK}")
     elif f.block_size:
         raise bad("block size given without block granularity")
     if f.axis is not None and f.axis < 0:
         raise bad("axis must be non-negative")
+    if f.axis is not None and f.axis > MAX_AXIS:
+        raise bad(f"axis {f.axis} is over {MAX_AXIS}")
     if f.granularity is Granularity.TENSOR and f.axis is not None:
         raise bad("a per-tensor format has no axis")
     if not 50.0 <= f.percentile <= 100.0:
@@ -236,9 +244,10 @@ def _percentile_text(p: float) -> str:
     return short if float(short) == p else repr(float(p))
 
 
-_HEAD = re.compile(r"^(?:(u?)int(\d+)|(tern)|(bin)|(nf|km|log)(\d+))$")
-_CH = re.compile(r"^ch(\d*)$")
-_BLK = re.compile(r"^blk(\d+)(?:@(\d+))?$")
+# Digit runs are bounded so int() never meets a 5000-digit number (a ValueError of its own).
+_HEAD = re.compile(r"^(?:(u?)int(\d{1,12})|(tern)|(bin)|(nf|km|log)(\d{1,12}))$")
+_CH = re.compile(r"^ch(\d{0,12})$")
+_BLK = re.compile(r"^blk(\d{1,12})(?:@(\d{1,12}))?$")
 _PCT = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
 

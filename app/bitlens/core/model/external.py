@@ -10,23 +10,17 @@ the user's files are only ever opened for reading.
 
 from __future__ import annotations
 
-import math
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import onnx
 
 from bitlens.core.errors import ModelLoadError
+from bitlens.core.limits import check_budget
 from bitlens.core.model.graph import subgraphs
-
-# Element types that pack several values per byte, or have no fixed size:
-# their expected byte count is not checked here.
-_UNSIZED = frozenset(
-    getattr(onnx.TensorProto, n)
-    for n in ("STRING", "INT4", "UINT4", "FLOAT4E2M1", "INT2", "UINT2")
-    if hasattr(onnx.TensorProto, n)
-)
+from bitlens.core.model.validate import element_count, expected_raw_bytes
 
 
 def external_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
@@ -86,19 +80,27 @@ def resolve_location(tensor: onnx.TensorProto, base_dir: Path, label: str) -> Pa
         or location.startswith(("/", "\\"))
     ):
         raise ModelLoadError(f"{what} uses an absolute path {location!r}; refused")
+    if "\x00" in location:
+        raise ModelLoadError(f"{what} has a location containing a NUL byte; refused")
     parts = PureWindowsPath(location).parts  # splits on both / and \
     if ".." in parts:
         raise ModelLoadError(f"{what} points outside the model's folder ({location!r}); refused")
-    root = Path(os.path.realpath(base_dir))
-    target = Path(os.path.realpath(root / location))
-    if os.path.commonpath([root, target]) != str(root):
+    try:
+        root = Path(os.path.realpath(base_dir))
+        target = Path(os.path.realpath(root / location))
+        escapes = os.path.commonpath([root, target]) != str(root)
+        st = os.stat(target) if not escapes else None
+    except FileNotFoundError:
+        raise ModelLoadError(f"{what}: file {location[:200]!r} not found next to the model") from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ModelLoadError(f"{what}: location {location[:200]!r} cannot be used ({reason})") from None
+    if escapes:
         raise ModelLoadError(
             f"{what} leads outside the model's folder through a link ({location!r}); refused"
         )
-    if not target.exists():
-        raise ModelLoadError(f"{what}: file {location!r} not found next to the model")
-    if not target.is_file():
-        raise ModelLoadError(f"{what}: {location!r} is not a file")
+    if not stat.S_ISREG(st.st_mode):  # type: ignore[union-attr]
+        raise ModelLoadError(f"{what}: {location!r} is not a regular file")
     return target
 
 
@@ -121,6 +123,7 @@ def load_external_data(model: onnx.ModelProto, base_dir: Path | None, label: str
 
 
 def _read(tensor: onnx.TensorProto, target: Path, label: str) -> bytes:
+    """The tensor's bytes, after checking the declared size against its shape and the file."""
     entries = _entries(tensor)
     what = f"{label}: external data of tensor {tensor.name!r} in {target.name!r}"
     try:
@@ -132,26 +135,26 @@ def _read(tensor: onnx.TensorProto, target: Path, label: str) -> bytes:
         raise ModelLoadError(f"{what} has a negative offset or length")
     size = target.stat().st_size
     if offset > size or (length is not None and offset + length > size):
-        raise ModelLoadError(f"{what} lies past the end of the file (truncated?)")
+        raise ModelLoadError(
+            f"{what} lies past the end of the file ({offset} + {length} bytes in a file of "
+            f"{size}; truncated?)"
+        )
+    n = size - offset if length is None else length
+    expected = expected_raw_bytes(tensor.data_type, element_count(tensor.dims))
+    if expected is None:
+        raise ModelLoadError(f"{what}: string tensors cannot be stored externally")
+    if n != expected:
+        declared = "declares" if length is not None else "has"
+        raise ModelLoadError(
+            f"{what} {declared} {n} bytes, expected {expected} for shape {list(tensor.dims)}"
+        )
+    check_budget(n, what, ModelLoadError)
     try:
         with open(target, "rb") as fh:
             fh.seek(offset)
-            data = fh.read() if length is None else fh.read(length)
+            data = fh.read(n)
     except OSError as exc:
         raise ModelLoadError(f"{what} cannot be read: {exc.strerror or exc}") from None
-    expected = _expected_bytes(tensor)
-    if expected is not None and len(data) != expected:
-        raise ModelLoadError(
-            f"{what} holds {len(data)} bytes, expected {expected} for shape {list(tensor.dims)}"
-        )
+    if len(data) != n:
+        raise ModelLoadError(f"{what}: the file ended after {len(data)} of {n} bytes")
     return data
-
-
-def _expected_bytes(tensor: onnx.TensorProto) -> int | None:
-    if tensor.data_type in _UNSIZED:
-        return None
-    try:
-        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-    except (KeyError, ValueError, TypeError):
-        return None
-    return math.prod(int(d) for d in tensor.dims) * int(itemsize)

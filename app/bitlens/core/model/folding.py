@@ -203,8 +203,18 @@ def _evaluate(
     sub = helper.make_graph([*consts, *fold], "constants", [], outputs, inits)
     sub_model = helper.make_model(sub, opset_imports=opsets)
     sub_model.ir_version = ir_version
+    too_large = _too_large(sub_model)
+    if too_large:
+        result.failures.append(f"{path or 'the main graph'} ({too_large})")
+        return False
     try:
         values = ReferenceEvaluator(sub_model).run(None, {}) if needed else []
+        # Converted before the graph changes: a failure here leaves the graph as it was.
+        tensors = [
+            numpy_helper.from_array(np.asarray(v), name)
+            for name, v in zip(needed, values, strict=True)
+        ]
+        del values
     except Exception as exc:  # the reference evaluator raises many types; the model stays as is
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         result.failures.append(f"{path or 'the main graph'} ({msg[:120]})")
@@ -213,14 +223,53 @@ def _evaluate(
     keep = [n for n in graph.node if id(n) not in folded]
     del graph.node[:]
     graph.node.extend(keep)
-    for name, value in zip(needed, values, strict=True):
-        graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+    graph.initializer.extend(tensors)
     result.nodes += len(fold)
     result.tensors += len(needed)
     result.names.update(needed)
     result.graphs.append(path)
     result.freed |= reads
     return True
+
+
+def _too_large(sub_model: onnx.ModelProto) -> str | None:
+    """Why evaluating ``sub_model`` would exceed the memory budget, or None.
+
+    A few constant bytes can ask for gigabytes (a ``Pad`` by 100000, a ``Concat`` of
+    a large constant with itself); ONNX shape inference with data propagation gives
+    the sizes of the values before anything is computed. Unknown sizes pass.
+    """
+    from bitlens.core.limits import fmt_bytes, memory_budget
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(sub_model, data_prop=True)
+    except Exception:
+        return None
+    total = 0
+    values = {vi.name: vi for vi in [*inferred.graph.value_info, *inferred.graph.output]}
+    for vi in values.values():
+        tt = vi.type.tensor_type
+        dims = tt.shape.dim
+        if not tt.HasField("shape") or not all(d.HasField("dim_value") for d in dims):
+            continue
+        try:
+            itemsize = helper.tensor_dtype_to_np_dtype(tt.elem_type).itemsize
+        except (KeyError, ValueError, TypeError):
+            itemsize = 8
+        count = 1
+        for d in dims:
+            count *= max(int(d.dim_value), 0)
+        total += count * itemsize
+    # Each value is held about three times on its way in: the evaluator's array, the
+    # array handed to from_array, and the initializer's raw bytes.
+    need = 3 * total
+    budget = memory_budget()
+    if need > budget:
+        return (
+            f"the constants would need {fmt_bytes(need)}, over the memory budget of "
+            f"{fmt_bytes(budget)}"
+        )
+    return None
 
 
 def _reads(graph: onnx.GraphProto) -> Iterator[str]:

@@ -9,6 +9,9 @@ one-line message names the file and the problem.
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from bitlens.core.errors import ModelLoadError
+from bitlens.core.limits import MAX_MODEL_FILE_BYTES
 from bitlens.core.model.external import load_external_data
 from bitlens.core.model.folding import fold_constants
 from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize, walk
@@ -26,6 +30,10 @@ from bitlens.core.model.prequantized import note as quantized_note
 from bitlens.core.model.prequantized import quantized_ops
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
 from bitlens.core.model.types import ModelInfo, WeightInfo
+from bitlens.core.model.validate import check_model
+from bitlens.core.results import Progress
+
+READ_CHUNK = 16 << 20  # bytes read between two chances to cancel
 
 # Leading bytes of common files that are not ONNX, for a clearer message.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -103,12 +111,28 @@ class LoadedModel:
 
 def load_model(path: str | Path) -> LoadedModel:
     """Open an ONNX file; raise ModelLoadError naming the file and the problem."""
+    gen = iter_load_model(path)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def iter_load_model(path: str | Path) -> Generator[Progress, None, LoadedModel]:
+    """:func:`load_model` as a job: yields after each chunk it reads, so a window job
+    reading a large model from a slow disk can be cancelled between chunks."""
     p = Path(path).expanduser()
-    data = _read_file(p)
+    data = yield from _read_file(p)
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError):
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        if "MaxDepth" in str(exc) or "recursion" in str(exc).lower():
+            raise ModelLoadError(
+                f"{p}: the model nests subgraphs (If/Loop/Scan bodies) deeper than the protobuf "
+                "parser's limit of about 30 levels; it cannot be read"
+            ) from None
         raise ModelLoadError(f"{p}: {_not_onnx(data, 'is corrupt or truncated')}") from None
     if not proto.HasField("graph"):
         raise ModelLoadError(f"{p}: {_not_onnx(data, 'has no graph')}")
@@ -135,6 +159,7 @@ def _finish(proto: onnx.ModelProto, path: Path | None, base_dir: Path | None) ->
         raise ModelLoadError(f"{label}: the model has no graph nodes")
     if not any(op.domain in ("", "ai.onnx") for op in proto.opset_import):
         raise ModelLoadError(f"{label}: the model declares no ONNX opset (truncated or corrupt?)")
+    check_model(proto, label)  # before anything decodes a tensor or reads external data
     load_external_data(proto, base_dir, label)
     try:
         slots = normalize(proto)
@@ -173,15 +198,41 @@ def _check_defined(slots: list[NodeSlot], proto: onnx.ModelProto, label: str) ->
             raise ModelLoadError(f"{label}: model output {out.name!r} is not computed by any node")
 
 
-def _read_file(p: Path) -> bytes:
-    if not p.exists():
-        raise ModelLoadError(f"{p}: no such file")
-    if p.is_dir():
-        raise ModelLoadError(f"{p}: is a directory, not an ONNX file")
+def _read_file(p: Path) -> Generator[Progress, None, bytearray]:
+    """The file's bytes: a regular file only (a FIFO or /dev/zero would block or never end)."""
     try:
-        data = p.read_bytes()
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{p}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{p}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelLoadError(f"{p}: is a directory, not an ONNX file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelLoadError(f"{p}: is not a regular file (a device, FIFO or socket); refused")
+    if st.st_size > MAX_MODEL_FILE_BYTES:
+        raise ModelLoadError(
+            f"{p}: {st.st_size} bytes is over the 2 GiB an ONNX file can hold; larger models keep "
+            "their weights in external data files"
+        )
+    data = bytearray(st.st_size)
+    view = memoryview(data)
+    done = 0
+    try:
+        with open(p, "rb") as fh:
+            while done < st.st_size:
+                n = fh.readinto(view[done : done + READ_CHUNK])
+                if not n:
+                    break
+                done += n
+                yield Progress(done, st.st_size, f"reading {p.name}")
+            grew = bool(fh.read(1))
     except OSError as exc:
         raise ModelLoadError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    finally:
+        view.release()
+    if done != st.st_size or grew:
+        raise ModelLoadError(f"{p}: the file changed while being read; try again")
     if not data:
         raise ModelLoadError(f"{p}: the file is empty")
     return data
@@ -204,4 +255,4 @@ def _looks_like_text(head: bytes) -> bool:
     return all(c.isprintable() or c in "\r\n\t" for c in text)
 
 
-__all__ = ["LoadedModel", "from_proto", "load_model"]
+__all__ = ["LoadedModel", "from_proto", "iter_load_model", "load_model"]

@@ -45,7 +45,13 @@ def dtype_name(elem_type: int) -> str:
     try:
         return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type).name)
     except (KeyError, ValueError, TypeError):
-        return onnx.TensorProto.DataType.Name(elem_type).lower() if elem_type else "undefined"
+        pass
+    if not elem_type:
+        return "undefined"
+    try:
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+    except ValueError:  # a type number no ONNX version defines
+        return f"unknown({elem_type})"
 
 
 def constant_attr(node: onnx.NodeProto) -> onnx.AttributeProto | None:

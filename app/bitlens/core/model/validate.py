@@ -1,0 +1,299 @@
+"""One validation pass over a parsed model, before anything decodes it.
+
+Protocol buffers accept any bytes that fit the schema: a tensor whose data
+is shorter than its shape, a sparse tensor of [100000, 100000] in a
+128-byte file, a name that is not UTF-8, an element type that does not
+exist. Each would surface later as a numpy ``cannot reshape``, a
+MemoryError or a view that cannot draw. This module checks every tensor
+(initializers, sparse initializers, Constant nodes and every other tensor
+attribute, in subgraphs at any depth and in functions) and every string
+once at load, and raises :class:`ModelLoadError` naming the tensor or field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import onnx
+from google.protobuf.descriptor import FieldDescriptor
+
+from bitlens.core.errors import ModelLoadError
+from bitlens.core.limits import check_budget
+from bitlens.core.model.tensors import CONSTANT_VALUE_ATTRS
+
+T = onnx.TensorProto
+_KNOWN_TYPES = frozenset(T.DataType.values()) - {T.UNDEFINED}
+_BITS = {
+    **{getattr(T, n): 4 for n in ("INT4", "UINT4", "FLOAT4E2M1") if hasattr(T, n)},
+    **{getattr(T, n): 2 for n in ("INT2", "UINT2") if hasattr(T, n)},
+    **{getattr(T, n): 6 for n in ("FLOAT6E2M3", "FLOAT6E3M2") if hasattr(T, n)},
+}
+_COMPLEX = frozenset({T.COMPLEX64, T.COMPLEX128})
+# Strings that name things the graph refers to: they must be valid UTF-8 (ONNX
+# requires it) because changing them would change what refers to what.
+_IDENTIFIER_FIELDS = frozenset({"name", "input", "output", "op_type", "key", "value", "domain"})
+
+
+# -- walking --------------------------------------------------------------------------------------
+def walk_tensors(
+    model: onnx.ModelProto,
+) -> Iterator[tuple[str, onnx.TensorProto | onnx.SparseTensorProto]]:
+    """(description, tensor) for every tensor and sparse tensor in the model."""
+    yield from _graph_tensors(model.graph, "")
+    for fn in model.functions:
+        for node in fn.node:
+            yield from _node_tensors(node, f"function {fn.name!r}/")
+
+
+def _graph_tensors(
+    graph: onnx.GraphProto, where: str
+) -> Iterator[tuple[str, onnx.TensorProto | onnx.SparseTensorProto]]:
+    for t in graph.initializer:
+        yield f"initializer {where}{t.name!r}", t
+    for s in graph.sparse_initializer:
+        yield f"sparse initializer {where}{s.values.name!r}", s
+    for node in graph.node:
+        yield from _node_tensors(node, where)
+
+
+def _node_tensors(
+    node: onnx.NodeProto, where: str
+) -> Iterator[tuple[str, onnx.TensorProto | onnx.SparseTensorProto]]:
+    label = f"{node.op_type} node {where}{(node.name or (node.output[0] if node.output else ''))!r}"
+    for attr in node.attribute:
+        if attr.HasField("t"):
+            yield f"{label} attribute {attr.name!r}", attr.t
+        for i, t in enumerate(attr.tensors):
+            yield f"{label} attribute {attr.name}[{i}]", t
+        if attr.HasField("sparse_tensor"):
+            yield f"{label} attribute {attr.name!r}", attr.sparse_tensor
+        for i, s in enumerate(attr.sparse_tensors):
+            yield f"{label} attribute {attr.name}[{i}]", s
+        if attr.HasField("g"):
+            yield from _graph_tensors(attr.g, f"{where}{node.name or node.op_type}/{attr.name}/")
+        for i, g in enumerate(attr.graphs):
+            yield from _graph_tensors(g, f"{where}{node.name or node.op_type}/{attr.name}[{i}]/")
+
+
+# -- sizes ------------------------------------------------------------------------------------------
+def element_count(dims: object) -> int:
+    return math.prod(int(d) for d in dims)  # type: ignore[attr-defined]
+
+
+def expected_raw_bytes(data_type: int, count: int) -> int | None:
+    """Bytes ``raw_data`` must hold for ``count`` elements (None: strings have no raw form)."""
+    if data_type == T.STRING:
+        return None
+    bits = _BITS.get(data_type)
+    if bits is not None:
+        return (count * bits + 7) // 8
+    return count * itemsize(data_type)
+
+
+def itemsize(data_type: int) -> int:
+    return int(onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize)
+
+
+def _expected_entries(data_type: int, count: int) -> int:
+    bits = _BITS.get(data_type)
+    if bits in (4, 2):
+        return -(-count // (8 // bits))  # packed into one int32 entry per byte
+    if data_type in _COMPLEX:
+        return 2 * count
+    return count
+
+
+def decoded_bytes(data_type: int, count: int) -> int:
+    """Bytes numpy needs for the decoded tensor (one byte per packed element)."""
+    if data_type == T.STRING:
+        return count * 8  # object pointers; the strings are already in memory
+    return count * itemsize(data_type)
+
+
+# -- checks ---------------------------------------------------------------------------------------
+def check_model(model: onnx.ModelProto, label: str) -> None:
+    """Every string readable, every tensor's data consistent with its type and shape."""
+    check_strings(model, label)
+    check_io_types(model, label)
+    check_constant_nodes(model, label)
+    total = 0
+    for what, tensor in walk_tensors(model):
+        if isinstance(tensor, onnx.SparseTensorProto):
+            total += check_sparse(tensor, f"{label}: {what}")
+        else:
+            total += check_tensor(tensor, f"{label}: {what}")
+    check_budget(total, f"{label}: the model's tensors", ModelLoadError)
+
+
+def check_tensor(t: onnx.TensorProto, what: str) -> int:
+    """Raise unless ``t``'s data fit its type and shape; return its decoded size in bytes."""
+    if t.data_type not in _KNOWN_TYPES:
+        kind = (
+            "no element type"
+            if t.data_type == T.UNDEFINED
+            else f"unknown element type {t.data_type}"
+        )
+        raise ModelLoadError(f"{what} has {kind}")
+    if any(d < 0 for d in t.dims):
+        raise ModelLoadError(f"{what} has a negative dimension in shape {list(t.dims)}")
+    if t.HasField("segment"):
+        raise ModelLoadError(f"{what} is a segment of a larger tensor, which is not supported")
+    count = element_count(t.dims)
+    size = decoded_bytes(t.data_type, count)
+    check_budget(size, f"{what} of shape {list(t.dims)}", ModelLoadError)
+    if t.data_location == T.EXTERNAL:
+        return size  # checked against its file before it is read (external.py)
+    if t.HasField("raw_data"):
+        want = expected_raw_bytes(t.data_type, count)
+        if want is None:
+            raise ModelLoadError(
+                f"{what} is a string tensor with raw data, which ONNX does not allow"
+            )
+        if len(t.raw_data) != want:
+            raise ModelLoadError(
+                f"{what} holds {len(t.raw_data)} bytes of data, but its type "
+                f"{_type_name(t.data_type)} and shape {list(t.dims)} need {want}"
+            )
+        return size
+    field = onnx.helper.tensor_dtype_to_field(t.data_type)
+    have = len(getattr(t, field))
+    want_n = _expected_entries(t.data_type, count)
+    if have != want_n:
+        if have == 0:
+            msg = f"{what} has no data for shape {list(t.dims)}"
+        else:
+            msg = (
+                f"{what} holds {have} values in {field}, but its type {_type_name(t.data_type)} "
+                f"and shape {list(t.dims)} need {want_n}"
+            )
+        raise ModelLoadError(msg)
+    return size
+
+
+def check_sparse(s: onnx.SparseTensorProto, what: str) -> int:
+    """Values, indices and dense shape consistent, indices in range, dense size within budget."""
+    dims = [int(d) for d in s.dims]
+    if any(d < 0 for d in dims):
+        raise ModelLoadError(f"{what} has a negative dimension in shape {dims}")
+    check_tensor(s.values, f"{what} values")
+    dense = decoded_bytes(s.values.data_type, element_count(dims))
+    check_budget(dense, f"{what} of dense shape {dims}", ModelLoadError)
+    check_tensor(s.indices, f"{what} indices")
+    if s.values.data_location == T.EXTERNAL or s.indices.data_location == T.EXTERNAL:
+        return dense
+    if len(s.values.dims) != 1:
+        raise ModelLoadError(f"{what}: values must be 1-D, got shape {list(s.values.dims)}")
+    nnz = int(s.values.dims[0])
+    idims = [int(d) for d in s.indices.dims]
+    if s.indices.data_type != T.INT64:
+        raise ModelLoadError(
+            f"{what}: indices must be int64, not {_type_name(s.indices.data_type)}"
+        )
+    if idims not in ([nnz], [nnz, len(dims)]):
+        raise ModelLoadError(
+            f"{what}: indices of shape {idims} do not fit {nnz} values in a {len(dims)}-D tensor"
+        )
+    if nnz > element_count(dims):
+        raise ModelLoadError(f"{what}: {nnz} values for a dense shape {dims} of fewer elements")
+    idx = onnx.numpy_helper.to_array(s.indices)
+    if idx.size:
+        if idx.ndim == 1:
+            bad = (idx < 0) | (idx >= element_count(dims))
+        else:
+            bad = ((idx < 0) | (idx >= np.asarray(dims, dtype=np.int64))).any(axis=1)
+        if bad.any():
+            first = idx[int(np.argmax(bad))]
+            raise ModelLoadError(f"{what}: index {first.tolist()} is outside the shape {dims}")
+    return dense
+
+
+def check_constant_nodes(model: onnx.ModelProto, label: str) -> None:
+    """Every ONNX Constant node carries exactly one value (``value``, ``value_floats``...)."""
+    stack = [model.graph]
+    while stack:
+        graph = stack.pop()
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    stack.append(attr.g)
+                stack.extend(attr.graphs)
+            if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+                continue
+            values = [a.name for a in node.attribute if a.name in CONSTANT_VALUE_ATTRS]
+            if len(values) != 1:
+                name = node.name or (node.output[0] if node.output else "")
+                what = "no value" if not values else f"{len(values)} values ({', '.join(values)})"
+                raise ModelLoadError(f"{label}: Constant node {name!r} has {what}")
+
+
+def check_io_types(model: onnx.ModelProto, label: str) -> None:
+    """The main graph's inputs and outputs must have element types that exist."""
+    for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
+        for vi in values:
+            tp = vi.type
+            if tp.WhichOneof("value") == "tensor_type":
+                et = tp.tensor_type.elem_type
+                if et not in _KNOWN_TYPES:
+                    raise ModelLoadError(
+                        f"{label}: model {kind} {vi.name!r} has "
+                        + ("no element type" if et == T.UNDEFINED else f"unknown element type {et}")
+                    )
+                for d in tp.tensor_type.shape.dim:
+                    if d.HasField("dim_value") and d.dim_value < 0:
+                        raise ModelLoadError(
+                            f"{label}: model {kind} {vi.name!r} has a negative dimension "
+                            f"{d.dim_value}"
+                        )
+
+
+def check_strings(msg: object, label: str, path: str = "") -> None:
+    """Refuse identifiers that are not UTF-8; make other text (doc, producer) readable.
+
+    With the upb protobuf backend a string field holding invalid UTF-8 comes
+    back as ``bytes``, which then leaks into JSON and views.
+    """
+    if isinstance(msg, onnx.TensorProto):
+        # Only its names: listing a tensor's fields would copy its raw data.
+        for name in ("name", "doc_string"):
+            if isinstance(getattr(msg, name), bytes):
+                raise ModelLoadError(f"{label}: {path + name} of a tensor is not valid UTF-8")
+        for i, entry in enumerate(msg.external_data):
+            check_strings(entry, label, f"{path}external_data[{i}].")
+        return
+    for field, value in msg.ListFields():  # type: ignore[attr-defined]
+        name = field.name
+        if field.type == FieldDescriptor.TYPE_STRING:
+            values = value if _is_repeated(field) else [value]
+            bad = [v for v in values if isinstance(v, bytes)]
+            if not bad:
+                continue
+            if name in _IDENTIFIER_FIELDS or _is_repeated(field):
+                raise ModelLoadError(
+                    f"{label}: {path + name} {bad[0][:40]!r} is not valid UTF-8 (corrupt model?)"
+                )
+            setattr(msg, name, bad[0].decode("utf-8", "backslashreplace"))
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if _is_repeated(field):
+                for i, sub in enumerate(value):
+                    check_strings(sub, label, f"{path}{name}[{i}].")
+            else:
+                check_strings(value, label, f"{path}{name}.")
+
+
+def _is_repeated(field: FieldDescriptor) -> bool:
+    rep = getattr(field, "is_repeated", None)  # protobuf 6+; older ones only have label
+    if rep is None:
+        return field.label == FieldDescriptor.LABEL_REPEATED
+    return bool(rep() if callable(rep) else rep)
+
+
+def _type_name(data_type: int) -> str:
+    try:
+        return T.DataType.Name(data_type).lower()
+    except ValueError:
+        return f"type {data_type}"
+
+
+__all__ = ["check_model", "check_sparse", "check_tensor", "expected_raw_bytes", "walk_tensors"]
