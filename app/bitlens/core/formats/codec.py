@@ -87,7 +87,6 @@ def quantize(
         return QTensor(fmt, floats.cast(x, fmt.float_kind))
     _check_float32_range(x, fmt, what)
 
-    xf = x.astype(np.float64) if x.dtype != np.float64 else x
     if fmt.family is Family.KMEANS:
         return _kmeans(x, fmt, grouping)
     if fmt.family in (Family.BINARY, Family.TERNARY):
@@ -95,7 +94,7 @@ def quantize(
 
     qdq = _group_qdq(fmt)
     if value_range is None:
-        lo, hi = ranges.group_range(grouping.groups(xf), fmt, qdq)
+        lo, hi = ranges.group_range(grouping.groups(_stats_view(x, fmt)), fmt, qdq)
         lo, hi = grouping.to_params(lo), grouping.to_params(hi)
     else:
         lo, hi = _given_range(value_range, grouping, what)
@@ -114,6 +113,20 @@ def quantize(
     scale = lut.absmax_scale(lo, hi)  # levels span [-1, 1]: the grid ends at +-scale
     codes = lut.scaled_quantize(x, grouping.expand(scale), levels)
     return QTensor(fmt, codes, scale=scale, codebook=levels)
+
+
+def _stats_view(x: np.ndarray, fmt: Format) -> np.ndarray:
+    """The values the range statistics read: ``x`` itself for min-max on floats.
+
+    A minimum or maximum is one of the values, and widening to float64 is
+    exact and monotonic, so min-max over float32 (or float16) values and
+    then widened equals min-max over the widened tensor, bit for bit,
+    without a float64 copy of a large weight. Percentiles interpolate and
+    the MSE search sums errors: those keep reading float64.
+    """
+    if fmt.range_method is RangeMethod.MINMAX and x.dtype.kind == "f":
+        return x
+    return x.astype(np.float64) if x.dtype != np.float64 else x
 
 
 _F32_MAX = float(np.finfo(np.float32).max)

@@ -19,7 +19,14 @@ QdqFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def minmax(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.nanmin(groups, axis=1), np.nanmax(groups, axis=1)
+    """Per-group min and max, skipping NaN padding, as float64.
+
+    ``fmin``/``fmax`` skip NaN without the full-size copy ``nanmin`` makes;
+    a min or max is one of the values, so widening afterwards is exact.
+    """
+    lo = np.fmin.reduce(groups, axis=1).astype(np.float64)
+    hi = np.fmax.reduce(groups, axis=1).astype(np.float64)
+    return lo, hi
 
 
 def percentile(groups: np.ndarray, pct: float, symmetric: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -55,13 +55,37 @@ def quantize(x: np.ndarray, scale: np.ndarray, zp: np.ndarray, fmt: Format) -> n
     """Codes for ``x`` with already-broadcastable ``scale`` and ``zp`` (as ORT computes them)."""
     # x / scale may overflow to +-inf for values far outside a calibrated
     # range; the clip saturates them exactly as ORT does.
+    # Same float32 operations as before, in one buffer: a large weight
+    # otherwise costs four full-size temporaries.
+    x32 = np.asarray(x).astype(np.float32, copy=False)
+    s32 = np.asarray(scale).astype(np.float32, copy=False)
+    z32 = np.asarray(zp).astype(np.float32, copy=False)
     with np.errstate(over="ignore"):
-        v = np.rint(x.astype(np.float32) / scale.astype(np.float32)) + zp.astype(np.float32)
-    return np.clip(v, fmt.qmin, fmt.qmax).astype(code_dtype(fmt))
+        v = np.divide(x32, s32, dtype=np.float32)
+    if v.shape != np.broadcast_shapes(v.shape, z32.shape):
+        v = np.broadcast_to(v, np.broadcast_shapes(v.shape, z32.shape)).copy()
+    np.rint(v, out=v)
+    v += z32
+    np.clip(v, fmt.qmin, fmt.qmax, out=v)
+    return v.astype(code_dtype(fmt))
 
 
 def dequantize(q: np.ndarray, scale: np.ndarray, zp: np.ndarray) -> np.ndarray:
-    return (q.astype(np.int32) - zp.astype(np.int32)).astype(np.float32) * scale.astype(np.float32)
+    """``(q - zp) * scale`` in float32, as ORT's DequantizeLinear computes it.
+
+    Codes and zero points have at most 16 bits, so their difference is an
+    integer float32 holds exactly: subtracting in float32 equals the int32
+    subtraction then conversion, and saves two full-size temporaries.
+    """
+    s32 = np.asarray(scale).astype(np.float32, copy=False)
+    z32 = np.asarray(zp).astype(np.float32, copy=False)
+    shape = np.broadcast_shapes(np.shape(q), z32.shape, s32.shape)
+    v = np.asarray(q).astype(np.float32)
+    if v.shape != shape:
+        v = np.broadcast_to(v, shape).copy()
+    v -= z32
+    v *= s32
+    return v
 
 
 def grid_extremes(scale: np.ndarray, zp: np.ndarray, fmt: Format) -> np.ndarray:
