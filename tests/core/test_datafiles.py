@@ -143,7 +143,10 @@ def test_an_input_with_a_zero_dimension_is_a_data_error() -> None:
 def test_random_data_for_a_huge_input_is_refused_before_allocating() -> None:
     m = mlp()
     m.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 2**40
-    with pytest.raises(DataError, match=r"random data for input 'x' of shape \[2, 1099511627776\]"):
+    # x's axis 0 is fixed at 2, so random samples stack along a new axis: [n, 2, 2**40].
+    with pytest.raises(
+        DataError, match=r"random data for input 'x' of shape \[2, 2, 1099511627776\]"
+    ):
         Dataset.random(from_proto(m).info, n=2)
 
 
