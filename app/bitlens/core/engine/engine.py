@@ -18,8 +18,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import onnx
 
-from bitlens.core import metrics
+from bitlens.core import metrics, targets
 from bitlens.core.data import Dataset, batch_of
 from bitlens.core.engine import quantizers, rewrite
 from bitlens.core.engine.calibration import (
@@ -79,6 +80,7 @@ class Engine:
         # (activation, format, method) -> (lo, hi): floats, or arrays for per-channel formats
         self._ranges: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.method = CalibrationMethod.MINMAX
+        self._placements: OrderedDict[Plan, dict[str, targets.TensorQuantizer]] = OrderedDict()
         self._providers: tuple[str, ...] = ()
         self._float_feeds: dict[str, np.ndarray] | None = None
         self._check_data()
@@ -108,12 +110,37 @@ class Engine:
             if choice.activation is not None
         }
 
-    def _session_for(self, kinds: Mapping[str, str | None]):
-        key = tuple(sorted((k, v) for k, v in kinds.items() if v))
+    def placement(self, plan: Plan) -> dict[str, targets.TensorQuantizer]:
+        """The tensors ``plan.target`` quantizes besides the layer inputs (cached per plan)."""
+        if plan in self._placements:
+            self._placements.move_to_end(plan)
+            return self._placements[plan]
+        found = targets.placement(plan, self._attribute)
+        self._placements[plan] = found
+        while len(self._placements) > 64:
+            self._placements.popitem(last=False)
+        return found
+
+    def _attribute(self, node, name: str) -> object | None:
+        """A main-graph node's attribute value (None when the node does not set it)."""
+        if not hasattr(self, "_nodes_by_output"):
+            self._nodes_by_output = {
+                n.output[0]: n for n in self.model.proto.graph.node if n.output
+            }
+        proto = self._nodes_by_output.get(node.outputs[0]) if node.outputs else None
+        if proto is None:
+            return "?"
+        for attr in proto.attribute:
+            if attr.name == name:
+                return onnx.helper.get_attribute_value(attr)
+        return None
+
+    def _session_for(self, kinds: Mapping[str, str | None], tensors: Sequence[str] = ()):
+        key = (tuple(sorted((k, v) for k, v in kinds.items() if v)), tuple(tensors))
         if key in self._sessions:
             self._sessions.move_to_end(key)
             return self._sessions[key]
-        sim = rewrite.build_sim(self.model.proto, self.info, dict(key))
+        sim = rewrite.build_sim(self.model.proto, self.info, dict(key[0]), key[1])
         sess = make_session(sim.model, self.device)
         self._providers = actual_providers(sess)
         self._sessions[key] = (sim, sess)
@@ -203,6 +230,38 @@ class Engine:
                     self._stats[a] = ActivationStats.of(values, a)
             yield Progress(i + 1, len(acts), f"calibrating {a}")
 
+    def target_range(self, q: targets.TensorQuantizer) -> tuple[Any, Any]:
+        """Calibrated (lo, hi) of a deployment target's tensor quantizer."""
+        self._ensure_stats([q.range_of])
+        return self.activation_range(q.range_of, q.format)
+
+    def _ensure_stats(self, names: Sequence[str]) -> None:
+        """Calibration statistics of tensors no layer reads (a target's extra quantizers):
+        one float run over the calibration samples fetching just them."""
+        missing = [n for n in dict.fromkeys(names) if n not in self._stats]
+        if not missing:
+            return
+        ref = self._ensure_ref()
+        have = [n for n in missing if n in ref]
+        for n in have:
+            values = [ref[n][j] for j in self.data.calibration]
+            if np.asarray(values[0]).dtype.kind == "f":
+                self._stats[n] = ActivationStats.of(values, n)
+        rest = [n for n in missing if n not in ref]
+        if not rest:
+            return
+        sim = rewrite.build_sim(self.model.proto, self.info, {}, expose=rest)
+        sess = make_session(sim.model, self.device)
+        weights = self._float_weights()
+        got: dict[str, list[np.ndarray]] = {n: [] for n in rest}
+        for j in self.data.calibration:
+            for n, v in zip(rest, self._run(sess, rest, {**self.data.samples[j], **weights}),
+                            strict=True):  # fmt: skip
+                got[n].append(v)
+        for n, values in got.items():
+            if np.asarray(values[0]).dtype.kind == "f":
+                self._stats[n] = ActivationStats.of(values, n)
+
     def activation_axis(self, layer: Layer, act: str) -> int:
         """The channel axis of an activation: 1 for convolutions (NCHW), else the last axis."""
         if layer.op_type in ("Conv", "ConvTranspose"):
@@ -232,6 +291,17 @@ class Engine:
             else:
                 self._ranges[key] = self._channel_range(act, fmt)
         return self._ranges[key]
+
+    def layer_range(
+        self, act: str, fmt: Format, placed: Mapping[str, targets.TensorQuantizer]
+    ) -> tuple[Any, Any]:
+        """A layer's calibrated range for ``act``; where the target already quantizes ``act``
+        in the same format, that quantizer's range, so the layer's own is an exact identity
+        (and the export can leave it out)."""
+        q = placed.get(act)
+        if q is not None and q.format == fmt:
+            return self.activation_range(q.range_of, fmt)
+        return self.activation_range(act, fmt)
 
     def _channel_range(self, act: str, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
         if fmt.axis is None:
@@ -295,8 +365,17 @@ class Engine:
                 feeds[w.name] = self.quantized_weight(w, choice.weight)
         return feeds
 
-    def _param_feeds(self, choices: Mapping[str, LayerChoice]) -> dict[str, np.ndarray]:
+    def _param_feeds(
+        self,
+        choices: Mapping[str, LayerChoice],
+        placed: Mapping[str, targets.TensorQuantizer] | None = None,
+    ) -> dict[str, np.ndarray]:
+        placed = placed or {}
+        self._ensure_stats([q.range_of for q in placed.values()])
         feeds: dict[str, np.ndarray] = {}
+        for t, q in placed.items():
+            lo, hi = self.target_range(q)
+            feeds.update(quantizers.param_feeds("int", rewrite.extra_prefix(t), q.format, lo, hi))
         for name, choice in choices.items():
             fmt = choice.activation
             if fmt is None:
@@ -306,7 +385,7 @@ class Engine:
             layer = self.info.layer(name)
             for k, act in enumerate(layer.activations):
                 bound = self.bind_activation(layer, act, fmt)
-                lo, hi = (0.0, 0.0) if choice.dynamic else self.activation_range(act, bound)
+                lo, hi = (0.0, 0.0) if choice.dynamic else self.layer_range(act, bound, placed)
                 feeds.update(
                     quantizers.param_feeds(kind, rewrite.act_prefix(name, k), bound, lo, hi)
                 )
@@ -332,8 +411,9 @@ class Engine:
         """Model outputs under ``plan`` for the given feeds (default: the evaluation feeds)."""
         self._ensure_ref()
         idx = self.data.evaluation if samples is None else samples
-        _sim, sess = self._session_for(self._kinds(plan))
-        feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices)}
+        placed = self.placement(plan)
+        _sim, sess = self._session_for(self._kinds(plan), tuple(placed))
+        feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices, placed)}
         out: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
         for i in idx:
             values = self._run(sess, self._output_names, {**self.data.samples[i], **feeds})
@@ -346,9 +426,10 @@ class Engine:
         if plan.info is not self.info:
             raise EngineError("the plan was made for a different model")
         ref = self._ensure_ref()
-        sim, sess = self._session_for(self._kinds(plan))
+        placed = self.placement(plan)
+        sim, sess = self._session_for(self._kinds(plan), tuple(placed))
         choices = plan.choices
-        feeds = {**self._weight_feeds(choices), **self._param_feeds(choices)}
+        feeds = {**self._weight_feeds(choices), **self._param_feeds(choices, placed)}
         layer_out = sim.layer_outputs
         # A layer's output depends only on the choices of the layers before it (topological
         # order): outputs upstream of every change are reused, neither fetched nor measured.
@@ -439,7 +520,9 @@ class Engine:
     def _prefix_keys(self, plan: Plan) -> dict[str, tuple[str, int, str]]:
         """Per layer, a key for the choices of every layer up to it (and the calibration)."""
         keys: dict[str, tuple[str, int, str]] = {}
-        h = 0
+        # The target's quantizers depend on the whole plan (a later layer's choice can
+        # quantize an earlier tensor), so they seed every key.
+        h = hash(tuple(self.placement(plan).items()))
         for layer in self.info.layers:
             h = hash((h, layer.name, plan[layer.name]))
             keys[layer.name] = (layer.name, h, self.method.value)

@@ -25,7 +25,7 @@ until the last step).
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,10 +44,11 @@ from bitlens.core.export.editing import ExportState, remove_weight
 from bitlens.core.export.graph import GraphBuilder, used_names
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_weight, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes
-from bitlens.core.formats import Family, Format, Granularity, parse_format, quantize
+from bitlens.core.formats import Family, Format, Granularity, parse_format, quantize, uniform
 from bitlens.core.model.types import Layer, ModelInfo, Storage, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
+from bitlens.core.targets import TensorQuantizer
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
@@ -117,6 +118,9 @@ class ExportResult:
     file_bytes: int
     source_bytes: int
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # the deployment target's quantizers on tensors other than layer inputs
+    tensor_quantizers: tuple[QuantizerRecord, ...] = ()
+    target: str = "none"
 
 
 def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
@@ -144,7 +148,9 @@ _PASS_TO_Q = frozenset(
 )
 
 
-def integer_kernel_layers(info: ModelInfo, plan: Plan) -> set[str]:
+def integer_kernel_layers(
+    info: ModelInfo, plan: Plan, placed: Mapping[str, TensorQuantizer] | None = None
+) -> set[str]:
     """Layers written as QDQ groups for ONNX Runtime's integer kernels.
 
     Conv fuses (QLinearConv) only when its result is requantized: its output must
@@ -161,7 +167,7 @@ def integer_kernel_layers(info: ModelInfo, plan: Plan) -> set[str]:
         and activations.uses_qdq(choice.activation, False)
         and choice.activation.bits == 8
         for act in info.layer(name).activations
-    }
+    } | {t for t, q in (placed or {}).items() if q.format.bits == 8}
     consumers: dict[str, list] = {}
     for node in info.nodes:
         if not node.graph_path:
@@ -212,7 +218,8 @@ def export(
 
     src = engine.model.proto
     source_opset = opsets.default_opset(src)
-    kernels = integer_kernel_layers(engine.info, plan)
+    placed = engine.placement(plan)
+    kernels = integer_kernel_layers(engine.info, plan, placed)
     needed = _needed_opset(engine, plan, options, kernels)
     target = opsets.choose_target(source_opset, needed, options.opset)
     converted = target != source_opset
@@ -232,10 +239,22 @@ def export(
         notes.append(f"upgraded from opset {source_opset} to {target} (outputs verified unchanged)")
     for i, (name, choice) in enumerate(plan.choices.items()):
         layer = engine.info.layer(name)
-        records[name] = _export_layer(engine, state, layer, choice, options, name in kernels)
+        records[name] = _export_layer(
+            engine, state, layer, choice, options, name in kernels, placed
+        )
         yield Progress(i + 1, len(plan.choices) + 1, f"exported {name}")
 
     state.finish()
+    tensor_records = _export_tensor_quantizers(engine, state, placed)
+    # A layer reading a tensor the target quantizes reports that quantizer as its own.
+    shared = {q.activation for r in records.values() for q in r.quantizers if q.kind == "shared"}
+    records = {
+        name: replace(r, quantizers=tuple(
+            replace(tensor_records[q.activation], layer=name) if q.kind == "shared" else q
+            for q in r.quantizers
+        ))
+        for name, r in records.items()
+    }  # fmt: skip
     min_ort = opsets.min_ort_for_opset(target)
     for rec in records.values():
         for w in rec.weights:
@@ -269,6 +288,8 @@ def export(
         converted=converted,
         options=options,
         layers=records,
+        tensor_quantizers=tuple(q for t, q in tensor_records.items() if t not in shared),
+        target=plan.target,
         file_bytes=len(data),
         source_bytes=src.ByteSize(),
         notes=tuple(notes),
@@ -310,6 +331,7 @@ def _export_layer(
     choice: LayerChoice,
     options: ExportOptions,
     kernel: bool,
+    placed: Mapping[str, TensorQuantizer],
 ) -> LayerExport:
     notes: list[str] = []
     quantizer_records: list[QuantizerRecord] = []
@@ -325,7 +347,20 @@ def _export_layer(
                 )
             b = GraphBuilder(f"{layer.name}_a", state.taken)
             fmt = engine.bind_activation(layer, act, choice.activation)
-            lo_hi = (0.0, 0.0) if choice.dynamic else engine.activation_range(act, fmt)
+            shared = placed.get(act)
+            if shared is not None and shared.format == fmt and not choice.dynamic:
+                # The target quantizes this tensor where it is produced, with the same format
+                # and range: the layer reads that quantizer (a second one would be an identity).
+                lo, hi = engine.target_range(shared)
+                scale, zp = uniform.params_from_range(np.asarray(lo), np.asarray(hi), fmt)
+                rec = QuantizerRecord(
+                    layer.name, act, act, fmt.name, "shared", None, float(scale), float(zp),
+                    "the deployment target's quantizer of this tensor", 10,
+                )  # fmt: skip
+                quantizer_records.append(rec)
+                act_scale = rec.scale
+                continue
+            lo_hi = (0.0, 0.0) if choice.dynamic else engine.layer_range(act, fmt, placed)
             rec = activations.encode_activation(
                 b, layer.name, act, fmt, dynamic=choice.dynamic, value_range=lo_hi
             )
@@ -385,6 +420,38 @@ def _export_layer(
             else None
         ),
     )
+
+
+def _export_tensor_quantizers(
+    engine: Engine, state: ExportState, placed: Mapping[str, TensorQuantizer]
+) -> dict[str, QuantizerRecord]:
+    """QuantizeLinear/DequantizeLinear where each of the target's tensors is produced; every
+    main-graph consumer then reads the dequantized value (as the engine simulates)."""
+    g = state.model.graph
+    after: dict[str, list[onnx.NodeProto]] = {}
+    first: list[onnx.NodeProto] = []
+    out: dict[str, QuantizerRecord] = {}
+    produced = {o for n in g.node for o in n.output}
+    for t, q in placed.items():
+        b = GraphBuilder(f"{t}_t", state.taken)
+        rec = activations.encode_activation(
+            b, "", t, q.format, dynamic=False, value_range=engine.target_range(q)
+        )
+        out[t] = replace(rec, layer=f"({q.reason})")
+        g.initializer.extend(b.initializers)
+        (after.setdefault(t, []) if t in produced else first).extend(b.nodes)
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            if name in out:
+                node.input[i] = out[name].output
+    ordered = list(first)
+    for node in g.node:
+        ordered.append(node)
+        for o in node.output:
+            ordered.extend(after.get(o, []))
+    del g.node[:]
+    g.node.extend(ordered)
+    return out
 
 
 def _guard(b: GraphBuilder, rec: QuantizerRecord, fmt: Format) -> QuantizerRecord:

@@ -118,7 +118,10 @@ def check_fidelity(
         for w in layer.weights
     }
     feeds_w = {k: v if v is not None else engine.model.weight(k) for k, v in feeds_w.items()}
-    quantizer_recs = [q for r in records.values() for q in r.quantizers]
+    quantizer_recs = list(
+        dict.fromkeys([*(q for r in records.values() for q in r.quantizers),
+                       *result.tensor_quantizers])
+    )  # fmt: skip
     code_outputs = [(probes.probe_tensor(q), probes.code_type(q)) for q in quantizer_recs]
     simulated = probes.with_outputs(probes.weights_as_inputs(reference, feeds_w), code_outputs)
     sess_sim = open_session(simulated, providers, mode="written")
