@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bitlens.cli.common import (
     add_data_arguments,
+    add_target_argument,
     calibrated_engine,
     dump_json,
     fmt_bytes,
@@ -29,12 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--plan", help="plan JSON (from 'bitlens plan' or the window)")
     g.add_argument("--preset", choices=PRESETS, help="evaluate a preset plan instead")
     add_data_arguments(p)
+    add_target_argument(p)
     p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
 
 
 def load_plan(args: argparse.Namespace, model) -> Plan:
+    plan = _read_plan(args, model)
+    target = getattr(args, "target", None)
+    return plan if target is None else plan.with_target(target)
+
+
+def _read_plan(args: argparse.Namespace, model) -> Plan:
     if getattr(args, "preset", None):
         return Plan.preset(model.info, args.preset)
     path = Path(args.plan)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bitlens.cli.common import add_data_arguments, calibrated_engine
+from bitlens.cli.common import add_data_arguments, add_target_argument, calibrated_engine
 from bitlens.cli.eval import load_plan
 from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.export.fidelity import default_report_path, export_and_check
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--report", metavar="OUT.json", help="fidelity report (default: OUT.fidelity.json)"
     )
     add_data_arguments(p)
+    add_target_argument(p)
     p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
     p.add_argument(
         "--weights",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bitlens.cli.common import add_target_argument
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESET_FORMATS, PRESETS, Plan
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--layers", nargs="+", metavar="L", help="only these layers (default: all)")
+    add_target_argument(p)
     p.add_argument(
         "--ort-overrides", action="store_true", help="write ONNX Runtime TensorQuantOverrides"
     )
@@ -33,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     plan = Plan.preset(model.info, args.preset, args.layers)
+    if args.target is not None:
+        plan = plan.with_target(args.target)
     text = dump_json(plan.to_ort_overrides()) if args.ort_overrides else plan.to_json()
     atomic_write_text(args.output, text + "\n")
     print(f"wrote {args.output}: {len(plan.choices)} of {len(plan)} layers at {args.preset}")

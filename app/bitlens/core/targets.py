@@ -248,3 +248,38 @@ def check_plan(plan: Plan) -> list[str]:
             elif w.granularity is Granularity.CHANNEL and w.axis not in (None, layer.weights[0].channel_axis):
                 problems.append(f"{name}: TensorRT needs weights per output channel")
     return problems
+
+
+def deployment_warnings(plan: Plan) -> list[str]:
+    """Before export: layers whose plan asks for 8-bit integers that ONNX Runtime's CPU provider
+    will not run as integer kernels, and the slow dynamic-conv path."""
+    out: list[str] = []
+    placed = placement(plan)
+    for name, c in plan.choices.items():
+        layer = plan.info.layer(name)
+        w, a = c.weight, c.activation
+        int8_w = w is not None and w.family is Family.INT and w.bits == 8
+        if layer.op_type == "Conv" and c.dynamic and a is not None:
+            out.append(
+                f"layer {name!r}: dynamic activations on a Conv have no fast path in ONNX "
+                "Runtime (its ConvInteger runs 3-6x slower than float on CPU); the export "
+                "simulates them in float: prefer calibrated (static) activations for QLinearConv"
+            )
+        elif int8_w and layer.op_type in KERNEL_OPS and not kernel_format(layer, w, a, c.dynamic):
+            why = (
+                "inside a subgraph" if layer.graph_path
+                else "no activation format" if a is None
+                else f"activation {a.name} (integer kernels need per-tensor 8-bit integers)"
+            )  # fmt: skip
+            out.append(f"layer {name!r}: int8 weights will run in float: {why}")
+        elif (
+            plan.target == NONE
+            and layer.op_type == "Conv"
+            and kernel_format(layer, w, a, c.dynamic)
+            and layer.outputs[0] not in placed
+        ):
+            out.append(
+                f"layer {name!r}: with target 'none' its output is not requantized, so ONNX "
+                "Runtime runs it as a float Conv unless the next quantizer follows directly"
+            )
+    return out

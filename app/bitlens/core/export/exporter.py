@@ -48,7 +48,7 @@ from bitlens.core.formats import Family, Format, Granularity, parse_format, quan
 from bitlens.core.model.types import Layer, ModelInfo, Storage, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
-from bitlens.core.targets import TensorQuantizer
+from bitlens.core.targets import TensorQuantizer, check_plan, deployment_warnings
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
@@ -237,6 +237,8 @@ def export(
     notes: list[str] = []
     if converted:
         notes.append(f"upgraded from opset {source_opset} to {target} (outputs verified unchanged)")
+    notes.extend(deployment_warnings(plan))
+    notes.extend(check_plan(plan))
     for i, (name, choice) in enumerate(plan.choices.items()):
         layer = engine.info.layer(name)
         records[name] = _export_layer(
