@@ -25,6 +25,7 @@ from bitlens.core.engine.graphs import find_graph, iter_nodes
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import ExportError
 from bitlens.core.export import probes
+from bitlens.core import targets
 from bitlens.core.export.deployed import (
     INTEGER_KERNELS,
     deployed_codes,
@@ -211,6 +212,19 @@ def check_fidelity(
                 "MatMulNBits, which quantizes activations to int8 inside the kernel (unless the "
                 "session sets session.qdq_matmulnbits_accuracy_level=0); export with folded "
                 "weights or MatMulNBits for results equal to the inspector's"
+            )
+        layer = engine.info.layer(name)
+        choice = plan[name]
+        ran = kernels.get(name, "?")
+        if (
+            targets.kernel_format(layer, choice.weight, choice.activation, choice.dynamic)
+            and not rec.integer_kernel
+            and not any(k in ran for k in INTEGER_KERNELS)
+        ):
+            notes.append(
+                f"warning: layer {name!r} stayed float although its plan asked for int8: "
+                f"ONNX Runtime ran {ran} (target {plan.target!r}"
+                + (": its output is not requantized)" if plan.target == "none" else ")")
             )
         if rec.integer_kernel and not any(k in kernels.get(name, "") for k in INTEGER_KERNELS):
             notes.append(
