@@ -20,12 +20,12 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from bitlens.core import targets
 from bitlens.core.engine import bind
 from bitlens.core.engine.graphs import find_graph, iter_nodes
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import ExportError
 from bitlens.core.export import probes
-from bitlens.core import targets
 from bitlens.core.export.deployed import (
     INTEGER_KERNELS,
     deployed_codes,
