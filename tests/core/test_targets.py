@@ -220,3 +220,39 @@ def test_tensorrt_export_runs_in_ort(engine: Engine, tmp_path: Path) -> None:
             assert not np.any(inits[n.input[2]])
     sess = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     assert sess.run(None, engine.data.samples[0])[0].shape == (1, 4, 16, 16)
+
+
+def test_as_deployed_numbers_are_the_exported_models(engine: Engine, tmp_path: Path) -> None:
+    from bitlens.core.export.asdeployed import DeployedRunner
+
+    plan = Plan.preset(engine.info, "W8A8")
+    runner = DeployedRunner(engine)
+    try:
+        got = runner.outputs(plan)
+        assert runner.session(plan) is runner.session(plan)  # cached per plan
+        rows = {r.name: r for r in runner.compare(plan)}
+    finally:
+        runner.close()
+    result, _ = run(engine, plan, tmp_path / "fresh.onnx")
+    fresh = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    for k, i in enumerate(engine.data.evaluation):
+        y, z = fresh.run(["y", "z"], engine.data.samples[i])
+        np.testing.assert_array_equal(got["y"][k], y)  # bit-exact with a fresh default session
+        np.testing.assert_array_equal(got["z"][k], z)
+    assert set(rows) == {"y", "z"}
+    sim = engine.run_outputs(plan)["y"]
+    exact = all(np.array_equal(a, b) for a, b in zip(sim, got["y"], strict=True))
+    assert rows["y"].exact == exact
+    assert rows["y"].deployed.sqnr_db > 20 and rows["y"].simulated.sqnr_db > 20
+
+
+def test_cli_eval_deployed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "silu.onnx"
+    onnx.save(silu_net(), str(src))
+    rc = main(["eval", str(src), "--preset", "W8A8", "--samples", "4", "--device", "cpu",
+               "--deployed", "--json"])  # fmt: skip
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in data["deployed"]] == ["y", "z"]
+    for r in data["deployed"]:  # the integer kernels round a little differently
+        assert abs(r["deployed_sqnr_db"] - r["simulated_sqnr_db"]) < 1.0

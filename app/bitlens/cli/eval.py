@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_target_argument(p)
     p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--deployed",
+        action="store_true",
+        help="also run the plan as deployed (exported, default ONNX Runtime session: the "
+        "integer kernels' numbers) and compare it with the simulation",
+    )
     p.set_defaults(func=run)
 
 
@@ -56,8 +62,31 @@ def run(args: argparse.Namespace) -> int:
     plan = load_plan(args, model)
     engine = calibrated_engine(args, model)
     ev = engine.evaluate(plan)
-    print(dump_json(ev.to_dict()) if args.json else render(ev))
+    rows = _deployed(engine, plan) if args.deployed else None
+    if args.json:
+        data = ev.to_dict()
+        if rows is not None:
+            data["deployed"] = [r.to_dict() for r in rows]
+        print(dump_json(data))
+        return 0
+    print(render(ev))
+    if rows is not None:
+        print("\nas deployed (exported, default ONNX Runtime session) vs simulated:")
+        for r in rows:
+            same = "bit-exact" if r.exact else f"max |deployed - simulated| {r.max_abs_difference:.3g}"
+            print(f"  {r.name}: SQNR simulated {fmt_db(r.simulated.sqnr_db)}, deployed "
+                  f"{fmt_db(r.deployed.sqnr_db)}; {same}")  # fmt: skip
     return 0
+
+
+def _deployed(engine, plan: Plan):
+    from bitlens.core.export.asdeployed import DeployedRunner
+
+    runner = DeployedRunner(engine)
+    try:
+        return runner.compare(plan)
+    finally:
+        runner.close()
 
 
 def render(ev: Evaluation) -> str:

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
 WEIGHT_CACHE_BYTES = 512 << 20
 ACC_CACHE_ENTRIES = 50_000
+STATS_PER_RUN = 32  # tensors fetched per float run when calibrating a target's extra tensors
 
 
 class Engine:
@@ -250,17 +251,20 @@ class Engine:
         rest = [n for n in missing if n not in ref]
         if not rest:
             return
-        sim = rewrite.build_sim(self.model.proto, self.info, {}, expose=rest)
-        sess = make_session(sim.model, self.device)
         weights = self._float_weights()
-        got: dict[str, list[np.ndarray]] = {n: [] for n in rest}
-        for j in self.data.calibration:
-            for n, v in zip(rest, self._run(sess, rest, {**self.data.samples[j], **weights}),
-                            strict=True):  # fmt: skip
-                got[n].append(v)
-        for n, values in got.items():
-            if np.asarray(values[0]).dtype.kind == "f":
-                self._stats[n] = ActivationStats.of(values, n)
+        # A few tensors per run: all of a big model's activations at once would not fit.
+        for k in range(0, len(rest), STATS_PER_RUN):
+            chunk = rest[k : k + STATS_PER_RUN]
+            sim = rewrite.build_sim(self.model.proto, self.info, {}, expose=chunk)
+            sess = make_session(sim.model, self.device)
+            got: dict[str, list[np.ndarray]] = {n: [] for n in chunk}
+            for j in self.data.calibration:
+                values = self._run(sess, chunk, {**self.data.samples[j], **weights})
+                for n, v in zip(chunk, values, strict=True):
+                    got[n].append(v)
+            for n, values in got.items():
+                if np.asarray(values[0]).dtype.kind == "f":
+                    self._stats[n] = ActivationStats.of(values, n)
 
     def activation_axis(self, layer: Layer, act: str) -> int:
         """The channel axis of an activation: 1 for convolutions (NCHW), else the last axis."""
