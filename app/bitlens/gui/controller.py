@@ -203,8 +203,13 @@ class Controller(QObject):
             return None
         return self.runner.submit(
             Job("export", f"Exporting {target.name}", jobs.export_model,
-                (session.engine, plan, target, options), on_result=self.exported.emit)
+                (session.engine, plan, target, options),
+                on_result=lambda report: self._on_exported(plan, report))
         )  # fmt: skip
+
+    def _on_exported(self, plan: Plan, report: Any) -> None:
+        self.document.set_ran_as(plan, {la.name: la.kernel for la in report.layers})
+        self.exported.emit(report)
 
     def cancel(self) -> None:
         self.runner.cancel()
