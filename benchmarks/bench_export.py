@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper, version_converter
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -301,6 +301,10 @@ def export_bitlens(engine: Engine, plan: Plan, out: Path, options: ExportOptions
     )
 
 
+def opset_of(proto: onnx.ModelProto) -> int:
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
 def _choice(plan: Plan, name: str) -> tuple:
     c = plan[name]
     return c.weight, c.activation, c.dynamic
@@ -312,11 +316,12 @@ def bench(
     extra: list[tuple[str, str | None, ExportOptions]],
     tmp: Path,
     dims: dict[str, int] | None = None,
+    samples: int = SAMPLES,
 ) -> None:
     src = tmp / f"{name}.onnx"
     onnx.save(proto, str(src))
     model = from_proto(proto, src)
-    data = Dataset.random(model.info, SAMPLES, dims or {}, seed=2)
+    data = Dataset.random(model.info, samples, dims or {}, seed=2)
     engine = Engine(model, data, device="cpu")
     for _ in engine.calibrate("minmax"):
         pass
@@ -338,7 +343,11 @@ def bench(
         paths[label] = out
     t_bitlens = time.perf_counter() - t0
     paths["ort qdq"] = tmp / f"{name}_ort_qdq.onnx"
-    ort_static(src, paths["ort qdq"], cal, None)
+    ort_src = src
+    if opset_of(proto) < 13:  # quantize_static writes per-channel DequantizeLinear (opset 13)
+        ort_src = tmp / f"{name}_opset13.onnx"
+        onnx.save(version_converter.convert_version(proto, 13), str(ort_src))
+    ort_static(ort_src, paths["ort qdq"], cal, None)
     paths["ort dynamic"] = tmp / f"{name}_ort_dynamic.onnx"
     quantize_dynamic(str(src), str(paths["ort dynamic"]), weight_type=QuantType.QInt8)
 
@@ -372,6 +381,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="benchmark this ONNX file instead of the built-in models")
     ap.add_argument("--dim", action="append", default=[], help="NAME=SIZE for dynamic dims")
+    ap.add_argument("--samples", type=int, default=SAMPLES, help="half calibrate, half evaluate")
     args = ap.parse_args()
     print(
         f"onnxruntime {ort.__version__} on CPU; default graph optimizations, "
@@ -380,7 +390,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bitlens-bench-") as tmp:
         if args.model:
             dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
-            bench(Path(args.model).stem, onnx.load(args.model), [], Path(tmp), dims)
+            bench(Path(args.model).stem, onnx.load(args.model), [], Path(tmp), dims, args.samples)
             return
         bench("cnn", cnn(), [("W4A8", "W4A8", ExportOptions())], Path(tmp))
         bench("crnn", crnn(), [], Path(tmp))

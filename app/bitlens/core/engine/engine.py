@@ -252,11 +252,11 @@ class Engine:
         if not rest:
             return
         weights = self._float_weights()
+        sim = rewrite.build_sim(self.model.proto, self.info, {}, expose=rest)
+        sess = make_session(sim.model, self.device)
         # A few tensors per run: all of a big model's activations at once would not fit.
         for k in range(0, len(rest), STATS_PER_RUN):
             chunk = rest[k : k + STATS_PER_RUN]
-            sim = rewrite.build_sim(self.model.proto, self.info, {}, expose=chunk)
-            sess = make_session(sim.model, self.device)
             got: dict[str, list[np.ndarray]] = {n: [] for n in chunk}
             for j in self.data.calibration:
                 values = self._run(sess, chunk, {**self.data.samples[j], **weights})
@@ -265,6 +265,7 @@ class Engine:
             for n, values in got.items():
                 if np.asarray(values[0]).dtype.kind == "f":
                     self._stats[n] = ActivationStats.of(values, n)
+        del sess
 
     def activation_axis(self, layer: Layer, act: str) -> int:
         """The channel axis of an activation: 1 for convolutions (NCHW), else the last axis."""

@@ -248,6 +248,11 @@ def export(
 
     state.finish()
     tensor_records = _export_tensor_quantizers(engine, state, placed)
+    if placed:
+        notes.append(
+            f"target {plan.target}: {len(placed)} tensors besides layer inputs quantized "
+            "(Conv outputs, Add/Mul/Sigmoid/Concat/pool inputs and outputs), as simulated"
+        )
     # A layer reading a tensor the target quantizes reports that quantizer as its own.
     shared = {q.activation for r in records.values() for q in r.quantizers if q.kind == "shared"}
     records = {

@@ -267,6 +267,7 @@ def check_fidelity(
             "matmulnbits": result.options.matmulnbits,
             "int2_qdq": result.options.int2_qdq,
             "int32_bias": result.options.int32_bias,
+            "target": result.target,
         },
         layers=tuple(layer_checks),
         outputs=tuple(outputs),
