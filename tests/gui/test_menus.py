@@ -64,7 +64,7 @@ def test_sweep_and_data_dialogs_start_jobs(qtbot, window, mlp_path: Path, monkey
     assert window.document.plan["mm_b"].weight.name == "int2 sym ch"
 
     monkeypatch.setattr(
-        DataDialog, "ask", staticmethod(lambda info, parent=None: DataRequest(samples=2, seed=9))
+        DataDialog, "ask", staticmethod(lambda info, parent=None, dims=None: DataRequest(samples=2, seed=9))
     )
     window.act_open_data.trigger()
     qtbot.waitUntil(lambda: "seed 9" in window.document.session.data.source, timeout=20_000)

@@ -4,33 +4,59 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
+import sys
 from typing import Any
 
-from bitlens.core.data import Dataset
+from bitlens.core.data import Dataset, load_path
+from bitlens.core.dims import MissingDimension, needed_dims
 from bitlens.core.engine import Engine
 from bitlens.core.errors import DataError
 from bitlens.core.jsonsafe import dumps
 from bitlens.core.model.loader import LoadedModel
 from bitlens.core.model.types import ModelInfo
 
+DATA_FORMS = (
+    ".npz/.npy keyed by input name (samples along axis 0), an .npz of numbered feeds "
+    "(NAME/0, NAME/1...), a folder of .npz/.npy feeds (one per file, shapes may differ), "
+    "a folder of images, or a .wav file or folder"
+)
+
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         metavar="D",
-        help="input data: .npz/.npy keyed by input name, a folder of images, a .wav file or "
-        "folder; default: random inputs",
+        help=f"input data, split into calibration and evaluation feeds (see --calib-fraction): "
+        f"{DATA_FORMS}; default: random inputs",
     )
     p.add_argument(
-        "--samples", type=int, default=8, help="random samples when --data is absent (8)"
+        "--calib-data",
+        metavar="D",
+        help="data that only calibrate (every feed); alone, they also evaluate",
+    )
+    p.add_argument(
+        "--eval-data",
+        metavar="D",
+        help="data that only evaluate (every feed); alone, they also calibrate",
+    )
+    p.add_argument(
+        "--calib-fraction",
+        type=float,
+        default=0.5,
+        metavar="F",
+        help="share of --data (or random) feeds that calibrate, the first ones; the rest "
+        "evaluate (0.5)",
+    )
+    p.add_argument(
+        "--samples", type=int, default=8, help="random samples when no data are given (8)"
     )
     p.add_argument(
         "--dim",
         action="append",
         default=[],
         metavar="NAME=SIZE",
-        help="size of a dynamic input dimension for random data (repeatable)",
+        help="size of a dynamic input dimension for random inputs, by its name, or "
+        "INPUT:AXIS for an unnamed one (repeatable)",
     )
     p.add_argument("--rate", type=int, default=16000, help="WAV sample rate to resample to (16000)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -51,24 +77,61 @@ def add_target_argument(p: argparse.ArgumentParser) -> None:
 def parse_dims(items: list[str]) -> dict[str, int]:
     dims = {}
     for item in items:
-        name, sep, size = item.partition("=")
-        if not sep or not size.isdigit():
-            raise DataError(f"--dim expects NAME=SIZE, got {item!r}")
+        name, sep, size = item.rpartition("=")
+        if not sep or not name or not size.isdigit() or int(size) < 1:
+            raise DataError(f"--dim expects NAME=SIZE with a positive size, got {item!r}")
         dims[name] = int(size)
     return dims
 
 
 def load_data(args: argparse.Namespace, info: ModelInfo) -> Dataset:
-    if not args.data:
-        return Dataset.random(info, n=args.samples, dims=parse_dims(args.dim))
-    p = Path(args.data)
-    if p.is_dir():
-        if any(p.glob("*.wav")):
-            return Dataset.from_wav(p, info, rate=args.rate)
-        return Dataset.from_images(p, info)
-    if p.suffix.lower() == ".wav":
-        return Dataset.from_wav(p, info, rate=args.rate)
-    return Dataset.from_npz(p, info)
+    """The dataset the arguments name, its summary printed (to stderr under --json)."""
+    data = _dataset(args, info)
+    out = sys.stderr if getattr(args, "json", False) else sys.stdout
+    for line in data.summary().lines():
+        print(line, file=out)
+    out.flush()
+    return data
+
+
+def _dataset(args: argparse.Namespace, info: ModelInfo) -> Dataset:
+    fraction = args.calib_fraction
+    if not 0 < fraction < 1:
+        raise DataError(f"--calib-fraction must be between 0 and 1 (exclusive), got {fraction}")
+    calib, evaluation = args.calib_data, args.eval_data
+    if args.data and (calib or evaluation):
+        raise DataError(
+            "give --data (split by --calib-fraction) or --calib-data/--eval-data, not both"
+        )
+    if calib and evaluation:
+        return Dataset.separate(read_source(calib, info, args), read_source(evaluation, info, args))
+    if calib:
+        return read_source(calib, info, args).reused("calibration")
+    if evaluation:
+        return read_source(evaluation, info, args).reused("evaluation")
+    if args.data:
+        return read_source(args.data, info, args, fraction)
+    dims = parse_dims(args.dim)
+    known = {d.key for d in needed_dims(info)} | {
+        t.shape[0] for t in info.inputs if t.shape and isinstance(t.shape[0], str)
+    }
+    unknown = [k for k in dims if k not in known]
+    if unknown:
+        listed = ", ".join(sorted(k for k in known if k)) or "none"
+        raise DataError(
+            f"--dim {unknown[0]}: the model has no dynamic dimension of that name "
+            f"(dynamic: {listed})"
+        )
+    try:
+        return Dataset.random(info, n=args.samples, dims=dims, calibration_fraction=fraction)
+    except MissingDimension as exc:
+        raise DataError(f"{exc}; give it with --dim {exc.key}=SIZE") from None
+
+
+def read_source(
+    path: str, info: ModelInfo, args: argparse.Namespace, fraction: float = 0.5
+) -> Dataset:
+    return load_path(path, info, rate=args.rate, calibration_fraction=fraction)
 
 
 def dump_json(obj: Any) -> str:

@@ -3,35 +3,50 @@
 A :class:`Dataset` is a tuple of ready-to-run feeds (one dict of input
 name -> array per batch), checked against the model's inputs when built,
 plus which feeds calibrate and which evaluate. Sources: random data shaped
-from the model inputs, ``.npy``/``.npz`` files keyed by input name, a folder
-of images, WAV audio. Models with several inputs and state inputs are fed
-like any other: every input needs an array.
+from the model inputs, ``.npy``/``.npz`` files keyed by input name, an
+``.npz`` of numbered feeds or a folder of ``.npz``/``.npy`` feeds whose
+shapes may differ (batched by equal shape, never padded: padding would
+change the calibration statistics), a folder of images, WAV audio. Models
+with several inputs and state inputs are fed like any other: every input
+needs an array.
 """
 
 from __future__ import annotations
 
+import re
 import wave
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from bitlens.core.dims import concrete_shape
 from bitlens.core.errors import DataError
 from bitlens.core.model.types import ModelInfo, TensorInfo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+FEED_SUFFIXES = (".npz", ".npy")
 MAX_BATCH = 32
 LABELS_KEY = "labels"
+_FEED_KEY = re.compile(r"(.+)/(\d+)")  # NAME/INDEX: one of several feeds in one .npz
 
 
 @dataclass(frozen=True)
 class Dataset:
+    """Feeds (one dict of input name -> array per model run) and which of them calibrate
+    and which evaluate. ``labels`` holds every feed's rows' labels, concatenated in feed
+    order; ``split`` says in words how the feeds were divided; ``generated`` marks random
+    evaluation inputs (errors on noise can mislead, so every front end says so)."""
+
     samples: tuple[dict[str, np.ndarray], ...]
     labels: np.ndarray | None = None
     calibration: tuple[int, ...] = ()
     evaluation: tuple[int, ...] = ()
     source: str = ""
+    split: str = ""
+    generated: bool = False
 
     def __post_init__(self) -> None:
         if not self.samples:
@@ -49,6 +64,16 @@ class Dataset:
         bounds = np.cumsum([0, *(batch_of(s) for s in self.samples)])
         return np.concatenate([self.labels[bounds[i] : bounds[i + 1]] for i in self.evaluation])
 
+    def summary(self) -> DataSummary:
+        """What calibrates and what evaluates, for the CLI and the window to show."""
+        return DataSummary(
+            self.source,
+            self.split,
+            self.generated,
+            _part(self.samples, self.calibration),
+            _part(self.samples, self.evaluation),
+        )
+
     # -- sources -----------------------------------------------------------------------
     @classmethod
     def from_arrays(
@@ -62,15 +87,7 @@ class Dataset:
     ) -> Dataset:
         """Arrays keyed by input name, samples along axis 0, batched for the model."""
         inputs = {t.name: t for t in info.inputs}
-        missing = [n for n in inputs if n not in arrays]
-        if missing:
-            raise DataError(f"{source}: no data for model input(s) {', '.join(map(repr, missing))}")
-        unknown = [k for k in arrays if k not in inputs and k != LABELS_KEY]
-        if unknown:
-            raise DataError(
-                f"{source}: {', '.join(map(repr, unknown))} is not a model input "
-                f"(inputs: {', '.join(inputs)})"
-            )
+        _check_names(inputs, arrays, source)
         arrays = {k: _coerce(inputs[k], np.asarray(arrays[k]), source) for k in inputs}
         counts = {k: _n_samples(inputs[k], a) for k, a in arrays.items()}
         if len(set(counts.values())) != 1:
@@ -79,7 +96,8 @@ class Dataset:
         if labels is not None and len(labels) != n:
             raise DataError(f"{source}: {len(labels)} labels for {n} samples")
         batch = MAX_BATCH if all(_batch_dynamic(inputs[k], a) for k, a in arrays.items()) else 1
-        # Split samples first, then batch each part: calibration and evaluation never share a feed.
+        # Split samples first, then batch each part: calibration and evaluation never share
+        # a feed. One shape throughout, so batches are slices (views, no copies).
         n_cal = split_count(n, calibration_fraction)
         feeds: list[dict[str, np.ndarray]] = []
         cal: list[int] = []
@@ -91,23 +109,145 @@ class Dataset:
                 feeds.append({k: _slice(inputs[k], a, start, stop) for k, a in arrays.items()})
         if n == 1:
             ev = cal
-        return cls(tuple(feeds), labels, tuple(cal), tuple(ev), source)
+        split = _split_text(n, n_cal, calibration_fraction, "samples")
+        return cls(tuple(feeds), labels, tuple(cal), tuple(ev), source, split)
+
+    @classmethod
+    def from_feeds(
+        cls,
+        info: ModelInfo,
+        feeds: Sequence[Mapping[str, np.ndarray]],
+        labels: Sequence[np.ndarray | None] | None = None,
+        *,
+        calibration_fraction: float = 0.5,
+        source: str = "feeds",
+        names: Sequence[str] | None = None,
+    ) -> Dataset:
+        """One model run per feed, each keyed by input name, shapes free where the model's
+        are dynamic (OCR lines of different widths). Feeds of equal shape are batched
+        together along a dynamic batch axis; nothing is ever padded. ``labels`` gives each
+        feed's labels (one per batch row); ``names`` name the feeds in errors."""
+        if not feeds:
+            raise DataError(f"{source}: no feeds")
+        inputs = {t.name: t for t in info.inputs}
+        units = []
+        for i, feed in enumerate(feeds):
+            where = f"{source}: {names[i] if names else f'feed {i}'}"
+            _check_names(inputs, feed, where)
+            units.append({k: _feed_array(inputs[k], np.asarray(feed[k]), where) for k in inputs})
+        given = [] if labels is None else list(labels)
+        if given and len(given) != len(units):
+            raise DataError(f"{source}: {len(given)} label arrays for {len(units)} feeds")
+        if given and any(lab is None for lab in given) and any(lab is not None for lab in given):
+            missing = [names[i] if names else f"feed {i}" for i, g in enumerate(given) if g is None]
+            raise DataError(f"{source}: labels are missing for {', '.join(missing[:5])}")
+        feed_labels: list[np.ndarray | None] = [None] * len(units)
+        if given and given[0] is not None:
+            for i, (unit, lab) in enumerate(zip(units, given, strict=True)):
+                lab = np.atleast_1d(np.asarray(lab))
+                if len(lab) != batch_of(unit):
+                    where = names[i] if names else f"feed {i}"
+                    raise DataError(
+                        f"{source}: {where} has {len(lab)} labels for {batch_of(unit)} rows"
+                    )
+                feed_labels[i] = lab
+        return cls._assemble(info, units, feed_labels, calibration_fraction, source, "feeds")
+
+    @classmethod
+    def _assemble(
+        cls,
+        info: ModelInfo,
+        units: list[dict[str, np.ndarray]],
+        labels: list[np.ndarray | None],
+        calibration_fraction: float,
+        source: str,
+        what: str,
+    ) -> Dataset:
+        """Split the units first, then batch each part: calibration and evaluation never
+        share a feed, and only units of equal shape share a batch."""
+        n = len(units)
+        n_cal = split_count(n, calibration_fraction)
+        batchable = all(t.shape and not isinstance(t.shape[0], int) for t in info.inputs)
+        feeds: list[dict[str, np.ndarray]] = []
+        rows: list[np.ndarray] = []
+        cal: list[int] = []
+        ev: list[int] = []
+        for lo, hi, part in ((0, n_cal, cal), (n_cal, n, ev)):
+            for group in _batches(units[lo:hi], batchable):
+                part.append(len(feeds))
+                members = [units[lo + j] for j in group]
+                feeds.append(
+                    {k: _join([m[k] for m in members]) for k in members[0]}
+                    if len(members) > 1
+                    else members[0]
+                )
+                if labels[0] is not None:
+                    rows.extend(labels[lo + j] for j in group)  # type: ignore[misc]
+        if n == 1:
+            ev = cal
+        all_labels = np.concatenate(rows) if rows else None
+        split = _split_text(n, n_cal, calibration_fraction, what)
+        return cls(tuple(feeds), all_labels, tuple(cal), tuple(ev), source, split)
+
+    @classmethod
+    def separate(cls, calibration: Dataset, evaluation: Dataset) -> Dataset:
+        """Every feed of ``calibration`` calibrates and every feed of ``evaluation``
+        evaluates (``--calib-data`` and ``--eval-data``)."""
+        k = len(calibration.samples)
+        labels = None
+        if evaluation.labels is not None:
+            # Calibration rows' labels are never read (see eval_labels); zeros keep the
+            # one-array-for-all-rows layout when only the evaluation data have labels.
+            cal_rows = sum(batch_of(s) for s in calibration.samples)
+            cal_labels = calibration.labels
+            if cal_labels is None or cal_labels.shape[1:] != evaluation.labels.shape[1:]:
+                cal_labels = np.zeros(
+                    (cal_rows, *evaluation.labels.shape[1:]), evaluation.labels.dtype
+                )
+            labels = np.concatenate([cal_labels, evaluation.labels])
+        return cls(
+            calibration.samples + evaluation.samples,
+            labels,
+            tuple(range(k)),
+            tuple(range(k, k + len(evaluation.samples))),
+            f"{calibration.source} (calibration), {evaluation.source} (evaluation)",
+            "separate calibration and evaluation data",
+            evaluation.generated,
+        )
+
+    def reused(self, role: str) -> Dataset:
+        """All feeds both calibrate and evaluate: the only data given were for ``role``."""
+        every = tuple(range(len(self.samples)))
+        other = "evaluation" if role == "calibration" else "calibration"
+        return replace(
+            self,
+            calibration=every,
+            evaluation=every,
+            split=f"only {role} data given: its {len(every)} feeds also serve for {other}",
+        )
 
     @classmethod
     def random(
-        cls, info: ModelInfo, n: int = 8, dims: Mapping[str, int] | None = None, seed: int = 0
+        cls,
+        info: ModelInfo,
+        n: int = 8,
+        dims: Mapping[str, int] | None = None,
+        seed: int = 0,
+        *,
+        calibration_fraction: float = 0.5,
     ) -> Dataset:
         """``n`` samples of random data shaped from the model's inputs.
 
         Float inputs are standard normal; integer inputs feeding an embedding
         are uniform token ids below its vocabulary size; ``dims`` gives sizes
-        for symbolic dimensions (a leading unnamed/unknown dim is the batch).
+        for dynamic dimensions (see :mod:`bitlens.core.dims`; a dynamic axis 0
+        is the batch).
         """
         rng = np.random.default_rng(seed)
         vocab = _vocab_sizes(info)
         arrays: dict[str, np.ndarray] = {}
         for t in info.inputs:
-            shape = _concrete_shape(t, dict(dims or {}))
+            shape = concrete_shape(t, dict(dims or {}))
             full = (n, *shape[1:]) if shape else (n,)
             dt = np.dtype(t.dtype)
             if dt.kind == "f":
@@ -118,35 +258,65 @@ class Dataset:
                 arrays[t.name] = rng.integers(0, 2, size=full).astype(bool)
             else:
                 raise DataError(f"input {t.name!r}: cannot generate random data of type {t.dtype}")
-        return cls.from_arrays(info, arrays, source=f"random ({n} samples, seed {seed})")
+        ds = cls.from_arrays(
+            info,
+            arrays,
+            calibration_fraction=calibration_fraction,
+            source=f"random inputs ({n} samples, seed {seed})",
+        )
+        return replace(ds, generated=True)
 
     @classmethod
     def from_npz(
         cls, path: str | Path, info: ModelInfo, *, calibration_fraction: float = 0.5
     ) -> Dataset:
-        """``.npz`` keyed by input name (optional ``labels``), or ``.npy`` for a one-input model."""
+        """``.npz`` keyed by input name (optional ``labels``), samples along axis 0; or an
+        ``.npz`` of several feeds per input under ``NAME/0``, ``NAME/1``... (``labels/0``...),
+        shapes free; or ``.npy`` for a one-input model."""
         p = Path(path)
-        if not p.is_file():
-            raise DataError(f"{p}: no such data file")
-        try:
-            with np.load(p, allow_pickle=False) as loaded:
-                if isinstance(loaded, np.ndarray):
-                    raise TypeError
-                arrays = {k: loaded[k] for k in loaded.files}
-        except TypeError:
-            arr = np.load(p, allow_pickle=False)
-            if len(info.inputs) != 1:
-                raise DataError(
-                    f"{p.name}: a .npy file feeds one input, but the model has {len(info.inputs)}; "
-                    "use an .npz keyed by input name"
-                ) from None
-            arrays = {info.inputs[0].name: arr}
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{p.name}: not a readable .npy/.npz file ({exc})") from None
+        arrays = read_feed_file(p, info)
+        if any(_FEED_KEY.fullmatch(k) for k in arrays):
+            feeds, labels = _numbered_feeds(arrays, p.name)
+            return cls.from_feeds(
+                info, feeds, labels if any(x is not None for x in labels) else None,
+                calibration_fraction=calibration_fraction,
+                source=f"{p.name} ({len(feeds)} feeds)",
+                names=[f"feed {i}" for i in range(len(feeds))],
+            )  # fmt: skip
         labels = arrays.pop(LABELS_KEY, None)
         return cls.from_arrays(
             info, arrays, labels, calibration_fraction=calibration_fraction, source=p.name
         )
+
+    @classmethod
+    def from_folder(
+        cls, folder: str | Path, info: ModelInfo, *, calibration_fraction: float = 0.5
+    ) -> Dataset:
+        """A folder of ``.npz``/``.npy`` files, one feed per file (sorted by name), each keyed
+        by input name with an optional ``labels`` array; shapes may differ between files."""
+        folder = Path(folder)
+        files = sorted(
+            (f for f in folder.iterdir() if f.suffix.lower() in FEED_SUFFIXES and f.is_file()),
+            key=_natural,
+        ) if folder.is_dir() else []  # fmt: skip
+        if not files:
+            raise DataError(f"{folder}: no .npz or .npy feeds found")
+        feeds, labels = [], []
+        for f in files:
+            arrays = read_feed_file(f, info)
+            if any(_FEED_KEY.fullmatch(k) for k in arrays):
+                raise DataError(
+                    f"{folder.name}/{f.name}: numbered keys (NAME/0...) in a folder; "
+                    "a folder holds one feed per file"
+                )
+            labels.append(arrays.pop(LABELS_KEY, None))
+            feeds.append(arrays)
+        return cls.from_feeds(
+            info, feeds, labels if any(x is not None for x in labels) else None,
+            calibration_fraction=calibration_fraction,
+            source=f"{folder.name}/ ({len(files)} feeds)",
+            names=[f.name for f in files],
+        )  # fmt: skip
 
     @classmethod
     def from_images(
@@ -160,6 +330,7 @@ class Dataset:
         mean: float | Sequence[float] = 0.0,
         std: float | Sequence[float] = 1.0,
         input_name: str | None = None,
+        calibration_fraction: float = 0.5,
     ) -> Dataset:
         """Every image in ``folder`` (sorted by name), resized and normalized: ``(x*scale - mean)/std``."""
         from PIL import Image, UnidentifiedImageError
@@ -213,7 +384,12 @@ class Dataset:
                 f"the model has more inputs than the image input: {', '.join(t.name for t in others)}; "
                 "use an .npz with all of them"
             )
-        return cls.from_arrays(info, arrays, source=f"{folder.name}/ ({len(files)} images)")
+        return cls.from_arrays(
+            info,
+            arrays,
+            calibration_fraction=calibration_fraction,
+            source=f"{folder.name}/ ({len(files)} images)",
+        )
 
     @classmethod
     def from_wav(
@@ -224,6 +400,7 @@ class Dataset:
         rate: int = 16000,
         frame: int | None = None,
         input_name: str | None = None,
+        calibration_fraction: float = 0.5,
     ) -> Dataset:
         """WAV files (one file or a folder), mixed to mono, resampled, cut into frames.
 
@@ -252,7 +429,82 @@ class Dataset:
         x = np.stack(frames).astype(np.float32)
         rank = len(shape)
         x = x.reshape(len(frames), *([1] * max(rank - 2, 0)), frame) if rank >= 2 else x
-        return cls.from_arrays(info, {target.name: x}, source=f"{p.name} ({len(frames)} frames)")
+        return cls.from_arrays(
+            info,
+            {target.name: x},
+            calibration_fraction=calibration_fraction,
+            source=f"{p.name} ({len(frames)} frames)",
+        )
+
+
+@dataclass(frozen=True)
+class PartSummary:
+    """The feeds of one role (calibration or evaluation)."""
+
+    feeds: int
+    rows: int
+    shapes: dict[str, tuple[tuple[tuple[int, ...], int], ...]]  # input -> ((shape, feeds), ...)
+
+    def describe(self) -> str:
+        parts = []
+        for name, shapes in self.shapes.items():
+            listed = ", ".join(
+                f"{list(shape)}" + (f" x{k}" if k > 1 else "") for shape, k in shapes[:6]
+            )
+            more = f", and {len(shapes) - 6} other shapes" if len(shapes) > 6 else ""
+            parts.append(f"{name} {listed}{more}")
+        return f"{self.feeds} feeds, {self.rows} rows; " + "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """Which feeds did what, as the CLI prints it and the window shows it."""
+
+    source: str
+    split: str
+    generated: bool  # evaluation runs on random inputs
+    calibration: PartSummary
+    evaluation: PartSummary
+
+    @property
+    def warning(self) -> str:
+        if not self.generated:
+            return ""
+        return (
+            "evaluation runs on random inputs: errors measured on noise can mislead; "
+            "give real data for the model"
+        )
+
+    def lines(self) -> list[str]:
+        out = [
+            f"data: {self.source}",
+            f"split: {self.split}" if self.split else "",
+            f"calibration: {self.calibration.describe()}",
+            f"evaluation: {self.evaluation.describe()}",
+        ]
+        if self.warning:
+            out.append(f"warning: {self.warning}")
+        return [line for line in out if line]
+
+
+def load_path(
+    path: str | Path, info: ModelInfo, *, rate: int = 16000, calibration_fraction: float = 0.5
+) -> Dataset:
+    """Data from one path, its kind read from what it is: a folder of ``.wav`` files, of
+    ``.npz``/``.npy`` feeds or of images; a ``.wav`` file; an ``.npz``/``.npy`` file."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such data file or folder")
+    fraction = calibration_fraction
+    if p.is_dir():
+        if any(p.glob("*.wav")):
+            return Dataset.from_wav(p, info, rate=rate, calibration_fraction=fraction)
+        if any(f.suffix.lower() in FEED_SUFFIXES for f in p.iterdir()):
+            return Dataset.from_folder(p, info, calibration_fraction=fraction)
+        return Dataset.from_images(p, info, calibration_fraction=fraction)
+    if p.suffix.lower() == ".wav":
+        return Dataset.from_wav(p, info, rate=rate, calibration_fraction=fraction)
+    return Dataset.from_npz(p, info, calibration_fraction=calibration_fraction)
 
 
 def split_indices(
@@ -310,7 +562,145 @@ def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
+# -- reading feed files --------------------------------------------------------------------
+def read_feed_file(path: Path, info: ModelInfo) -> dict[str, np.ndarray]:
+    """The arrays of one ``.npz`` (by key) or ``.npy`` (keyed by a one-input model's input)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such data file")
+    arrays = _load_arrays(p)
+    if isinstance(arrays, np.ndarray):
+        if len(info.inputs) != 1:
+            raise DataError(
+                f"{p.name}: a .npy file feeds one input, but the model has {len(info.inputs)}; "
+                "use an .npz keyed by input name"
+            )
+        return {info.inputs[0].name: arrays}
+    return arrays
+
+
+def _load_arrays(p: Path) -> dict[str, np.ndarray] | np.ndarray:
+    """An ``.npz`` as a dict of arrays, an ``.npy`` as one array (never unpickling)."""
+    try:
+        loaded = np.load(p, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded:
+            return {k: loaded[k] for k in loaded.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{p.name}: not a readable .npy/.npz file ({exc})") from None
+
+
+def _numbered_feeds(
+    arrays: Mapping[str, np.ndarray], source: str
+) -> tuple[list[dict[str, np.ndarray]], list[np.ndarray | None]]:
+    """``NAME/0``, ``NAME/1``... keys to a list of feeds (and ``labels/I`` to their labels)."""
+    plain = [k for k in arrays if not _FEED_KEY.fullmatch(k)]
+    if plain:
+        raise DataError(
+            f"{source}: mixes numbered feeds (NAME/0...) with plain arrays "
+            f"({', '.join(map(repr, plain[:5]))}); use one form"
+        )
+    by_index: dict[int, dict[str, np.ndarray]] = {}
+    for key, value in arrays.items():
+        m = _FEED_KEY.fullmatch(key)
+        assert m is not None
+        by_index.setdefault(int(m.group(2)), {})[m.group(1)] = value
+    indices = sorted(by_index)
+    if indices != list(range(len(indices))):
+        gaps = sorted(set(range(indices[-1] + 1)) - set(indices))
+        raise DataError(f"{source}: feed numbers skip {', '.join(map(str, gaps[:5]))}")
+    feeds = [by_index[i] for i in indices]
+    labels = [f.pop(LABELS_KEY, None) for f in feeds]
+    return feeds, labels
+
+
+def _natural(p: Path) -> list[object]:
+    """Sort key putting line2 before line10."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
 # -- helpers -------------------------------------------------------------------------------
+def _check_names(
+    inputs: Mapping[str, TensorInfo], arrays: Mapping[str, object], source: str
+) -> None:
+    missing = [n for n in inputs if n not in arrays]
+    if missing:
+        raise DataError(f"{source}: no data for model input(s) {', '.join(map(repr, missing))}")
+    unknown = [k for k in arrays if k not in inputs and k != LABELS_KEY]
+    if unknown:
+        raise DataError(
+            f"{source}: {', '.join(map(repr, unknown))} is not a model input "
+            f"(inputs: {', '.join(inputs)})"
+        )
+
+
+def _feed_array(t: TensorInfo, a: np.ndarray, source: str) -> np.ndarray:
+    """One input of one feed: the input's rank (a batch), or one less with a batch axis of
+    1 added; every fixed dimension must match."""
+    a = _coerce(t, a, source)
+    if t.shape is None:
+        return np.ascontiguousarray(a)
+    rank = len(t.shape)
+    if a.ndim == rank - 1 and rank and (not isinstance(t.shape[0], int) or t.shape[0] == 1):
+        a = a[None]
+    if a.ndim != rank:
+        raise DataError(
+            f"{source}: input {t.name!r} expects shape {_fmt_shape(t)}, given {list(a.shape)} "
+            f"(rank {a.ndim} instead of {rank})"
+        )
+    for got, want in zip(a.shape, t.shape, strict=True):
+        if isinstance(want, int) and want != got:
+            raise DataError(
+                f"{source}: input {t.name!r} expects shape {_fmt_shape(t)}, given {list(a.shape)}"
+            )
+    return np.ascontiguousarray(a)
+
+
+def _split_text(n: int, n_cal: int, fraction: float, what: str) -> str:
+    if n == 1:
+        return f"the one {what[:-1]} both calibrates and evaluates"
+    return (
+        f"the first {n_cal} of {n} {what} calibrate, the other {n - n_cal} evaluate "
+        f"(calibration fraction {fraction:g})"
+    )
+
+
+def _batches(units: Sequence[Mapping[str, np.ndarray]], batchable: bool) -> list[list[int]]:
+    """Indices of units run together: equal shapes only, up to MAX_BATCH rows, in order of
+    first appearance."""
+    if not batchable:
+        return [[i] for i in range(len(units))]
+    groups: dict[tuple, list[list[int]]] = {}
+    rows: dict[tuple, int] = {}
+    for i, u in enumerate(units):
+        sig = tuple((k, a.shape[1:], a.dtype.str) for k, a in u.items())
+        n = batch_of(u)
+        if sig not in groups or rows[sig] + n > MAX_BATCH:
+            groups.setdefault(sig, []).append([])
+            rows[sig] = 0
+        groups[sig][-1].append(i)
+        rows[sig] += n
+    out = [b for batches in groups.values() for b in batches]
+    return sorted(out, key=lambda b: b[0])
+
+
+def _join(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(np.concatenate(arrays, axis=0))
+
+
+def _part(samples: Sequence[Mapping[str, np.ndarray]], indices: Sequence[int]) -> PartSummary:
+    shapes: dict[str, Counter[tuple[int, ...]]] = {}
+    for i in indices:
+        for k, a in samples[i].items():
+            shapes.setdefault(k, Counter())[tuple(int(d) for d in a.shape)] += 1
+    return PartSummary(
+        len(indices),
+        sum(batch_of(samples[i]) for i in indices),
+        {k: tuple(c.items()) for k, c in shapes.items()},
+    )
+
+
 def _coerce(t: TensorInfo, a: np.ndarray, source: str) -> np.ndarray:
     want = np.dtype(t.dtype)
     if a.dtype == want:
@@ -333,9 +723,9 @@ def _n_samples(t: TensorInfo, a: np.ndarray) -> int:
     fixed_batch = a.ndim == rank and t.shape and isinstance(t.shape[0], int) and t.shape[0] != 1
     # a fixed batch larger than one: samples come in whole batches
     if fixed_batch and a.shape[0] % t.shape[0]:  # type: ignore[index,operator]
-            raise DataError(
-                f"input {t.name!r} has a fixed batch of {t.shape[0]}; given {a.shape[0]} rows"
-            )
+        raise DataError(
+            f"input {t.name!r} has a fixed batch of {t.shape[0]}; given {a.shape[0]} rows"
+        )
     for got, want in zip(per_sample, expected, strict=False):
         if isinstance(want, int) and want != got:
             raise DataError(
@@ -367,24 +757,6 @@ def batch_of(feed: Mapping[str, np.ndarray]) -> int:
 
 def _fmt_shape(t: TensorInfo) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in (t.shape or ())) + "]"
-
-
-def _concrete_shape(t: TensorInfo, dims: dict[str, int]) -> tuple[int, ...]:
-    if t.shape is None:
-        raise DataError(f"input {t.name!r} has unknown rank; provide data from a file")
-    out = []
-    for i, d in enumerate(t.shape):
-        if isinstance(d, int):
-            out.append(d)
-        elif isinstance(d, str) and d in dims:
-            out.append(int(dims[d]))
-        elif i == 0:
-            out.append(1)  # the batch dimension
-        else:
-            raise DataError(
-                f"input {t.name!r} has dynamic dimension {d or '?'!r} at axis {i}; give its size"
-            )
-    return tuple(out)
 
 
 def _vocab_sizes(info: ModelInfo) -> dict[str, int]:

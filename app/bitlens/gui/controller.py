@@ -10,13 +10,13 @@ directly; its errors reach the window through ``failed`` like a worker's.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from bitlens.core.errors import BitlensError, PlanError
+from bitlens.core.errors import BitlensError, DataError, PlanError
 from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.plan import Plan
@@ -36,6 +36,7 @@ class Controller(QObject):
     failed = Signal(str, object)  # what was being done, the exception
     opened = Signal(object)  # the Path (or sample name) just opened
     exported = Signal(object)  # FidelityReport of a finished export
+    dimsNeeded = Signal()  # the open model has no input data: ask for its dynamic sizes
 
     def __init__(self, document: Document, parent: QObject | None = None, device: str = "auto"):
         super().__init__(parent)
@@ -55,10 +56,17 @@ class Controller(QObject):
         return self.document.session
 
     # -- opening --------------------------------------------------------------------------
-    def open_model(self, path: str | Path, request: DataRequest | None = None) -> Job:
+    def open_model(
+        self,
+        path: str | Path,
+        request: DataRequest | None = None,
+        dims: Mapping[str, int] | None = None,
+    ) -> Job:
+        """Open a model file; without a request, on random inputs sized by ``dims``, or
+        with no data at all when a dynamic size is unknown (then ``dimsNeeded``)."""
         p = Path(path)
         return self.runner.submit(
-            Job("open", f"Opening {p.name}", jobs.open_model, (p, request, self.device),
+            Job("open", f"Opening {p.name}", jobs.open_model, (p, request, self.device, dims),
                 on_result=lambda s: self._on_opened(s, p))
         )  # fmt: skip
 
@@ -67,6 +75,22 @@ class Controller(QObject):
             Job("open", f"Opening sample {name}", jobs.open_sample, (name, self.device),
                 on_result=lambda s: self._on_opened(s, name))
         )  # fmt: skip
+
+    def set_input_sizes(self, dims: Mapping[str, int]) -> Job | None:
+        """Calibrate and evaluate on random inputs with these dynamic-dimension sizes."""
+        return self.open_data(DataRequest("random", dims=dict(dims)))
+
+    def _needs_data(self) -> bool:
+        """True (and the sizes or data asked for) when the open model has no input data."""
+        session = self.session
+        if session is None or session.data is not None:
+            return False
+        if session.data_note:
+            self.failed.emit("This needs input data", DataError(
+                f"{session.data_note}; open data with File ▸ Open Data…"))  # fmt: skip
+        else:
+            self.dimsNeeded.emit()
+        return True
 
     def open_data(self, request: DataRequest) -> Job | None:
         session = self.session
@@ -92,6 +116,10 @@ class Controller(QObject):
         if what is not None:
             self.opened.emit(what)
         self.evaluate()
+        if session.data is None and session.data_note:
+            self.failed.emit("Generating random inputs", DataError(session.data_note))
+        elif session.data is None:
+            self.dimsNeeded.emit()
 
     # -- plan and evaluation ----------------------------------------------------------------
     def _on_plan_changed(self) -> None:
@@ -121,7 +149,7 @@ class Controller(QObject):
 
     def request_outputs(self) -> None:
         doc = self.document
-        if doc.session is None or doc.plan is None:
+        if doc.session is None or doc.plan is None or doc.session.data is None:
             return
         self.runner.submit(
             Job("outputs", "Comparing outputs", jobs.output_pairs, (doc.session.engine, doc.plan),
@@ -130,7 +158,7 @@ class Controller(QObject):
 
     def recalibrate(self, method: str) -> None:
         session = self.session
-        if session is None:
+        if session is None or self._needs_data():
             return
 
         def done(m: str) -> None:
@@ -175,7 +203,7 @@ class Controller(QObject):
     # -- sweep ----------------------------------------------------------------------------------
     def run_sweep(self, formats: Sequence[str], layers: Sequence[str] | None = None) -> Job | None:
         session = self.session
-        if session is None:
+        if session is None or self._needs_data():
             return None
 
         def done(entries: list[SweepEntry]) -> None:
@@ -193,12 +221,13 @@ class Controller(QObject):
     def export_model(self, path: str | Path, options: ExportOptions | None = None) -> Job | None:
         """Export the current plan to ``path`` (never the model's own file) and check it."""
         session, plan = self.session, self.document.plan
-        if session is None or plan is None:
+        if session is None or plan is None or self._needs_data():
             return None
         target = Path(path)
         if session.path is not None and target.resolve() == session.path.resolve():
             self.failed.emit(
-                "Export", BitlensError(f"{target.name} is the model being inspected; choose another file")
+                "Export",
+                BitlensError(f"{target.name} is the model being inspected; choose another file"),
             )
             return None
         return self.runner.submit(

@@ -1,7 +1,11 @@
 """Choose calibration/evaluation data: generated inputs, .npz, images or WAV audio.
 
-Generated inputs need a size for every symbolic dimension except the batch;
-images need a size when the model's is dynamic, a layout and the
+Two slots: the data chosen above, and optional evaluation data (a file or
+folder, its kind read from what it is). With evaluation data, every feed
+above calibrates and every evaluation feed evaluates; without, the first
+share (the calibration fraction) of the feeds above calibrates and the rest
+evaluates. Generated inputs need a size for every dynamic dimension except
+the batch; images need a size when the model's is dynamic, a layout and the
 normalization ``(x * scale - mean) / std``; audio a sample rate and frame.
 The dialog only collects a :class:`~bitlens.gui.jobs.DataRequest`; the data
 are read in a worker.
@@ -9,6 +13,8 @@ are read in a worker.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtWidgets import (
@@ -28,33 +34,35 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bitlens.core.dims import needed_dims, suggest_dims
 from bitlens.core.model.types import ModelInfo
 from bitlens.gui.jobs import DataRequest
 from bitlens.gui.text import fmt_shape
 
 KINDS = (
     ("random", "Generated inputs (random)"),
-    ("npz", "NumPy file (.npz keyed by input, or .npy)"),
+    ("npz", "NumPy: .npz/.npy file, or a folder of feeds (one per file)"),
     ("images", "Folder of images"),
     ("wav", "WAV audio (file or folder)"),
 )
 
 
 def symbolic_dims(info: ModelInfo) -> list[str]:
-    """Names of symbolic dimensions past the batch axis: sizes the user must give."""
-    names: list[str] = []
-    for t in info.inputs:
-        for axis, d in enumerate(t.shape or ()):
-            if axis > 0 and isinstance(d, str) and d not in names:
-                names.append(d)
-    return names
+    """Keys of the dynamic dimensions past the batch axis: sizes the user must give."""
+    return [d.key for d in needed_dims(info)]
 
 
 class DataDialog(QDialog):
-    def __init__(self, info: ModelInfo, parent: QWidget | None = None):
+    def __init__(
+        self,
+        info: ModelInfo,
+        parent: QWidget | None = None,
+        dims: Mapping[str, int] | None = None,
+    ):
         super().__init__(parent)
         self.setWindowTitle("Open data")
         self.info = info
+        self.suggested = dims if dims is not None else suggest_dims(info)
         self.kind = QComboBox(self)
         self.kind.setObjectName("dataKind")
         for key, label in KINDS:
@@ -79,6 +87,7 @@ class DataDialog(QDialog):
         layout.addWidget(QLabel(f"Model inputs:<br>{inputs}", self))
         layout.addWidget(self.kind)
         layout.addWidget(self.pages)
+        layout.addWidget(self._build_split())
         layout.addWidget(self.error)
         layout.addWidget(buttons)
 
@@ -94,42 +103,68 @@ class DataDialog(QDialog):
         form.addRow("Samples", self.samples)
         form.addRow("Seed", self.seed)
         self.dim_boxes: dict[str, QSpinBox] = {}
-        for name in symbolic_dims(self.info):
+        for spec in needed_dims(self.info):
             box = QSpinBox(page)
             box.setRange(1, 1 << 20)
-            box.setValue(16)
-            self.dim_boxes[name] = box
-            form.addRow(f"Size of “{name}”", box)
+            box.setValue(int(self.suggested.get(spec.key, 16)))
+            self.dim_boxes[spec.key] = box
+            form.addRow(f"Size of {spec.label}", box)
         self.pages.addWidget(page)
 
-    def _path_row(self, parent: QWidget, folder: bool, filt: str) -> tuple[QLineEdit, QWidget]:
+    def _path_row(
+        self, parent: QWidget, folder: bool, filt: str, file_too: bool = False
+    ) -> tuple[QLineEdit, QWidget]:
         row = QWidget(parent)
         h = QHBoxLayout(row)
         h.setContentsMargins(0, 0, 0, 0)
         edit = QLineEdit(row)
-        browse = QPushButton("Browse…", row)
+        h.addWidget(edit, 1)
 
-        def pick() -> None:
-            if folder:
+        def pick(want_folder: bool) -> None:
+            if want_folder:
                 p = QFileDialog.getExistingDirectory(self, "Choose a folder")
             else:
                 p, _ = QFileDialog.getOpenFileName(self, "Choose a file", "", filt)
             if p:
                 edit.setText(p)
 
-        browse.clicked.connect(pick)
-        h.addWidget(edit, 1)
-        h.addWidget(browse)
+        modes = [(False, "File…"), (True, "Folder…")] if file_too else [(folder, "Browse…")]
+        for want_folder, label in modes:
+            button = QPushButton(label, row)
+            button.clicked.connect(lambda _c=False, f=want_folder: pick(f))
+            h.addWidget(button)
         return edit, row
 
     def _build_npz(self) -> None:
         page = QWidget(self)
         form = QFormLayout(page)
-        self.npz_path, row = self._path_row(page, False, "NumPy data (*.npz *.npy)")
-        form.addRow("File", row)
-        form.addRow(QLabel("Arrays keyed by input name, samples along axis 0;\n"
-                           "an optional “labels” array enables accuracy.", page))  # fmt: skip
+        self.npz_path, row = self._path_row(page, False, "NumPy data (*.npz *.npy)", True)
+        form.addRow("File or folder", row)
+        form.addRow(QLabel("An .npz of arrays keyed by input name, samples along axis 0;\n"
+                           "or numbered feeds NAME/0, NAME/1… of any shapes;\n"
+                           "or a folder of .npz/.npy files, one feed each.\n"
+                           "“labels” arrays (per feed) enable accuracy.", page))  # fmt: skip
         self.pages.addWidget(page)
+
+    def _build_split(self) -> QWidget:
+        box = QWidget(self)
+        form = QFormLayout(box)
+        form.setContentsMargins(0, 0, 0, 0)
+        self.eval_path, row = self._path_row(
+            box, False, "Data (*.npz *.npy *.wav);;All files (*)", True
+        )
+        self.eval_path.setObjectName("evalPath")
+        self.eval_path.setPlaceholderText("none: split the data above")
+        self.fraction_box = QDoubleSpinBox(box)
+        self.fraction_box.setObjectName("calibFraction")
+        self.fraction_box.setRange(0.05, 0.95)
+        self.fraction_box.setSingleStep(0.05)
+        self.fraction_box.setValue(0.5)
+        self.fraction_box.setToolTip("Share of the feeds above that calibrate (the first ones)")
+        self.eval_path.textChanged.connect(lambda t: self.fraction_box.setEnabled(not t.strip()))
+        form.addRow("Evaluation data", row)
+        form.addRow("Calibration fraction", self.fraction_box)
+        return box
 
     def _build_images(self) -> None:
         page = QWidget(self)
@@ -177,6 +212,14 @@ class DataDialog(QDialog):
     # -- result ---------------------------------------------------------------------------------
     def request(self) -> DataRequest:
         """The request as filled in; ValueError names a missing or malformed field."""
+        text = self.eval_path.text().strip()
+        return replace(
+            self._source(),
+            eval_path=Path(text).expanduser() if text else None,
+            calib_fraction=round(self.fraction_box.value(), 4),
+        )
+
+    def _source(self) -> DataRequest:
         kind = self.kind.currentData()
         if kind == "random":
             return DataRequest(
@@ -184,7 +227,9 @@ class DataDialog(QDialog):
                 dims={k: b.value() for k, b in self.dim_boxes.items()},
             )  # fmt: skip
         if kind == "npz":
-            return DataRequest("npz", path=_need_path(self.npz_path.text(), "a data file"))
+            return DataRequest(
+                "npz", path=_need_path(self.npz_path.text(), "a data file or folder")
+            )
         if kind == "images":
             h, w = self.height_box.value(), self.width_box.value()
             return DataRequest(
@@ -212,8 +257,10 @@ class DataDialog(QDialog):
         self.accept()
 
     @classmethod
-    def ask(cls, info: ModelInfo, parent: QWidget | None = None) -> DataRequest | None:
-        dlg = cls(info, parent)
+    def ask(
+        cls, info: ModelInfo, parent: QWidget | None = None, dims: Mapping[str, int] | None = None
+    ) -> DataRequest | None:
+        dlg = cls(info, parent, dims)
         if dlg.exec() != QDialog.DialogCode.Accepted:
             return None
         return dlg.request()

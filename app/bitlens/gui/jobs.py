@@ -16,8 +16,10 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from bitlens.core.data import Dataset
+from bitlens.core.data import Dataset, load_path
+from bitlens.core.dims import needed_dims
 from bitlens.core.engine import Engine, bind
+from bitlens.core.engine.weights_only import weight_evaluation
 from bitlens.core.errors import DataError
 from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.export.fidelity import export_and_check
@@ -49,11 +51,15 @@ class DataRequest:
     std: tuple[float, ...] = (1.0,)
     rate: int = 16000  # wav
     frame: int | None = None
+    eval_path: Path | None = None  # data that only evaluate; None: split these by fraction
+    calib_fraction: float = 0.5
 
     def describe(self) -> str:
         if self.kind == "random":
-            return f"random inputs ({self.samples} samples, seed {self.seed})"
-        return f"{self.kind}: {self.path}"
+            what = f"random inputs ({self.samples} samples, seed {self.seed})"
+        else:
+            what = f"{self.kind}: {self.path}"
+        return what if self.eval_path is None else f"{what}, evaluating on {self.eval_path}"
 
 
 @dataclass
@@ -61,12 +67,13 @@ class Session:
     """A loaded model with its data and engine, ready to evaluate plans."""
 
     model: LoadedModel
-    data: Dataset
+    data: Dataset | None  # None: opened without inputs (weights only) until sizes are given
     engine: Engine
     path: Path | None
     title: str  # the window title's model name
     request: DataRequest | None  # None: the data came with a sample
     providers: tuple[str, ...]
+    data_note: str = ""  # why there are no data, when random inputs could not be made
 
     @property
     def info(self) -> ModelInfo:
@@ -74,35 +81,76 @@ class Session:
 
 
 def build_dataset(request: DataRequest, info: ModelInfo) -> Dataset:
+    """The request's data; with ``eval_path`` those calibrate and ``eval_path`` evaluates."""
+    fraction = request.calib_fraction if request.eval_path is None else 0.5
+    data = _source(request, info, fraction)
+    if request.eval_path is None:
+        return data
+    evaluation = load_path(request.eval_path, info, rate=request.rate)
+    return Dataset.separate(data, evaluation)
+
+
+def _source(request: DataRequest, info: ModelInfo, fraction: float) -> Dataset:
     kind = request.kind
     if kind == "random":
-        return Dataset.random(info, n=request.samples, dims=dict(request.dims), seed=request.seed)
+        return Dataset.random(
+            info, n=request.samples, dims=dict(request.dims), seed=request.seed,
+            calibration_fraction=fraction,
+        )  # fmt: skip
     if request.path is None:
         raise DataError(f"{kind} data needs a file or folder")
     if kind == "npz":
-        return Dataset.from_npz(request.path, info)
+        if request.path.is_dir():
+            return Dataset.from_folder(request.path, info, calibration_fraction=fraction)
+        return Dataset.from_npz(request.path, info, calibration_fraction=fraction)
     if kind == "images":
         mean = request.mean[0] if len(request.mean) == 1 else request.mean
         std = request.std[0] if len(request.std) == 1 else request.std
         return Dataset.from_images(
             request.path, info, size=request.size, layout=request.layout,
-            scale=request.scale, mean=mean, std=std,
+            scale=request.scale, mean=mean, std=std, calibration_fraction=fraction,
         )  # fmt: skip
     if kind == "wav":
-        return Dataset.from_wav(request.path, info, rate=request.rate, frame=request.frame)
+        return Dataset.from_wav(
+            request.path, info, rate=request.rate, frame=request.frame,
+            calibration_fraction=fraction,
+        )  # fmt: skip
     raise DataError(f"unknown data source {kind!r} (known: {', '.join(DATA_KINDS)})")
 
 
+def missing_dims(info: ModelInfo, dims: Mapping[str, int]) -> list[str]:
+    """Dynamic input dimensions random inputs would need a size for."""
+    return [d.key for d in needed_dims(info) if d.key not in dims]
+
+
 def open_model(
-    path: Path, request: DataRequest | None, device: str = "auto"
+    path: Path,
+    request: DataRequest | None,
+    device: str = "auto",
+    dims: Mapping[str, int] | None = None,
 ) -> Generator[Progress, None, Session]:
-    """Load a model file, build its data and engine, and calibrate."""
+    """Load a model file, build its data and engine, and calibrate.
+
+    Without a request the model gets random inputs sized by ``dims`` (remembered
+    for this model); if some dynamic dimension has no size, it opens without data:
+    weights only, until the sizes are given (never a failure to open).
+    """
     from bitlens.core.model.loader import load_model
 
     yield Progress(0, 1, f"loading {path.name}")
     model = load_model(path)
-    data = build_dataset(request or DataRequest(), model.info)
-    return (yield from _start(model, data, path, path.name, request or DataRequest(), device))
+    if request is None:
+        request = DataRequest(dims=dict(dims or {}))
+        if missing_dims(model.info, request.dims):
+            return (yield from _start(model, None, path, path.name, None, device))
+        try:
+            data = build_dataset(request, model.info)
+        except DataError as exc:  # e.g. an input of unknown rank: open anyway, say why
+            session = yield from _start(model, None, path, path.name, None, device)
+            return replace(session, data_note=str(exc))
+    else:
+        data = build_dataset(request, model.info)
+    return (yield from _start(model, data, path, path.name, request, device))
 
 
 def open_sample(name: str, device: str = "auto") -> Generator[Progress, None, Session]:
@@ -132,14 +180,15 @@ def change_data(session: Session, request: DataRequest) -> Generator[Progress, N
 
 def _start(
     model: LoadedModel,
-    data: Dataset,
+    data: Dataset | None,
     path: Path | None,
     title: str,
     request: DataRequest | None,
     device: str,
 ) -> Generator[Progress, None, Session]:
     engine = Engine(model, data, device=device)
-    yield from engine.calibrate("minmax")
+    if data is not None:
+        yield from engine.calibrate("minmax")
     return Session(model, data, engine, path, title, request, engine.providers)
 
 
@@ -149,6 +198,9 @@ def recalibrate(engine: Engine, method: str) -> Generator[Progress, None, str]:
 
 
 def evaluate(engine: Engine, plan: Plan) -> tuple[Plan, Evaluation]:
+    """The plan's errors; weight errors only while the model has no input data."""
+    if engine.data is None:
+        return plan, weight_evaluation(engine, plan)
     return plan, engine.evaluate(plan)
 
 
@@ -209,7 +261,9 @@ def layer_detail(
         weight_name = w.name
     activation, act_name, note = None, "", ""
     acts = layer.activations
-    if acts and not layer.graph_path:
+    if acts and engine.data is None:
+        note = "no input data yet: give the input sizes (File ▸ Input Sizes…) or open data"
+    elif acts and not layer.graph_path:
         values = engine.activation_values(layer_name)
         if values is None or np.asarray(values).dtype.kind != "f":
             note = f"activation {acts[0]!r} was not captured as a float tensor"

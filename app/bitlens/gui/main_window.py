@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from bitlens.core import samples
+from bitlens.core.dims import needed_dims, suggest_dims
 from bitlens.core.engine import CalibrationMethod
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.report import FidelityReport
@@ -43,6 +44,7 @@ from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
 from bitlens.gui.controller import Controller
 from bitlens.gui.data_dialog import DataDialog
+from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.document import Document
 from bitlens.gui.export_report import ExportReportDialog
 from bitlens.gui.graph_panel import GraphPanel
@@ -88,6 +90,7 @@ class MainWindow(QMainWindow):
 
         # central: message bar over the welcome page / layer table
         self.message_bar = MessageBar(self)
+        self.dims_dialog: DimsDialog | None = None  # the input-sizes dialog, while open
         self.table = LayerTable(self.document, self)
         self.welcome = QLabel(WELCOME, self)
         self.welcome.setObjectName("welcome")
@@ -168,6 +171,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = m.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         self.act_open_data = self._action(m, "Open &Data…", self.open_data_dialog, "Ctrl+D")
+        self.act_input_sizes = self._action(m, "Input &Sizes…", self.ask_input_sizes)
         m.addSeparator()
         self.act_open_plan = self._action(m, "Open &Plan…", self.open_plan_dialog, "Ctrl+Shift+O")
         self.act_save_plan = self._action(m, "&Save Plan", self.save_plan, SK.Save, "actionSave")
@@ -237,6 +241,7 @@ class MainWindow(QMainWindow):
         ctl.sweepFinished.connect(self._on_sweep_finished)
         ctl.exported.connect(self._on_exported)
         ctl.calibrated.connect(self._on_calibrated)
+        ctl.dimsNeeded.connect(self.ask_input_sizes)
         self.detail.formatPicked.connect(self.set_weight_format)
         self.sweep.formatPicked.connect(self.set_weight_format)
         doc.modelChanged.connect(self._on_model_changed)
@@ -255,7 +260,7 @@ class MainWindow(QMainWindow):
         if not self._confirm_discard("open another model"):
             return None
         self.message_bar.hide()
-        return self.controller.open_model(path)
+        return self.controller.open_model(path, dims=self.settings.model_dims(Path(path)))
 
     def open_sample(self, name: str) -> Job | None:
         if not self._confirm_discard("open another model"):
@@ -278,9 +283,48 @@ class MainWindow(QMainWindow):
         info = self.document.info
         if info is None:
             return
-        request = DataDialog.ask(info, self)
+        session = self.document.session
+        data = None if session is None else session.data
+        feed = data.samples[data.evaluation[0]] if data is not None else None
+        remembered = self.settings.model_dims(session.path) if session and session.path else {}
+        request = DataDialog.ask(info, self, dims=suggest_dims(info, feed, remembered))
         if request is not None:
             self.controller.open_data(request)
+
+    def ask_input_sizes(self) -> DimsDialog | None:
+        """Open (without blocking) the dialog of the model's dynamic input sizes."""
+        session = self.document.session
+        if session is None or not needed_dims(session.info):
+            return None
+        if self.dims_dialog is not None and self.dims_dialog.isVisible():
+            return self.dims_dialog
+        data = session.data
+        feed = data.samples[data.evaluation[0]] if data is not None else None
+        remembered = self.settings.model_dims(session.path) if session.path else {}
+        dlg = DimsDialog(session.info, suggest_dims(session.info, feed, remembered), self)
+        dlg.accepted.connect(lambda: self._on_input_sizes(dlg, session))
+        dlg.rejected.connect(self._on_input_sizes_declined)
+        self.dims_dialog = dlg
+        dlg.open()
+        return dlg
+
+    def _on_input_sizes(self, dlg: DimsDialog, asked_for: Session) -> None:
+        session = self.document.session
+        if session is None or session.model is not asked_for.model:
+            return  # another model was opened meanwhile
+        dims = dlg.dims()
+        if session.path is not None:
+            self.settings.set_model_dims(session.path, dims)
+        self.controller.set_input_sizes(dims)
+
+    def _on_input_sizes_declined(self) -> None:
+        session = self.document.session
+        if session is not None and session.data is None:
+            self.message_bar.show_message(
+                "Weights only: activation and output errors need input sizes "
+                "(File ▸ Input Sizes…) or data (File ▸ Open Data…).",
+                "info",
+            )
 
     def _fill_samples(self) -> None:
         self.samples_menu.clear()
@@ -330,6 +374,15 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(self.table if session is not None else self.welcome)
         self.status.show_providers(() if session is None else session.providers)
         self.status.show_evaluation(None, stale=False)
+        dlg = self.dims_dialog
+        if dlg is not None and (session is None or dlg.info is not session.info):
+            dlg.blockSignals(True)  # sizes asked for the previous model: drop them quietly
+            dlg.reject()
+            self.dims_dialog = None
+        data = None if session is None else session.data
+        self.status.show_data(
+            None if data is None else data.summary(), is_open=session is not None
+        )
         for act in self.calibration_group.actions():
             act.setChecked(act.text() == self.controller.calibration)
         self._update_title()
@@ -503,6 +556,8 @@ class MainWindow(QMainWindow):
         ):  # fmt: skip
             act.setEnabled(has)
         self.calibration_menu.setEnabled(has)
+        info = self.document.info
+        self.act_input_sizes.setEnabled(info is not None and bool(needed_dims(info)))
 
     def _restore_layout(self) -> None:
         geometry, state = self.settings.window_layout()

@@ -1,4 +1,5 @@
-"""What the window remembers between runs (QSettings): recent files, theme, layout.
+"""What the window remembers between runs (QSettings): recent files, theme, layout,
+and the input sizes given for each model with dynamic dimensions.
 
 A value of the wrong type (an old or hand-edited settings file) reads as
 the default instead of failing.
@@ -6,6 +7,8 @@ the default instead of failing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -15,6 +18,7 @@ _RECENT = "recent/models"
 _THEME = "view/theme"
 _GEOMETRY = "window/geometry"
 _STATE = "window/state"
+_DIMS = "inputSizes"  # group: one JSON entry per model, keyed by a hash of its path
 STATE_VERSION = 1  # bump when docks are added or renamed: old saved layouts are ignored
 
 
@@ -58,6 +62,33 @@ class AppSettings:
     def set_window_layout(self, geometry: QByteArray, state: QByteArray) -> None:
         self.q.setValue(_GEOMETRY, geometry)
         self.q.setValue(_STATE, state)
+
+    # -- input sizes per model ----------------------------------------------------------------
+    @staticmethod
+    def _dims_key(path: Path) -> str:
+        # A path holds "/" (QSettings' group separator): key by its hash, keep it in the value.
+        digest = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:20]
+        return f"{_DIMS}/{digest}"
+
+    def model_dims(self, path: Path) -> dict[str, int]:
+        """Sizes last given for ``path``'s dynamic dimensions ({} if none or unreadable)."""
+        raw = self.q.value(self._dims_key(path), "")
+        try:
+            entry = json.loads(raw) if isinstance(raw, str) and raw else {}
+        except json.JSONDecodeError:
+            return {}
+        if not isinstance(entry, dict) or entry.get("path") != str(Path(path).resolve()):
+            return {}
+        dims = entry.get("dims", {})
+        if not isinstance(dims, dict):
+            return {}
+        return {
+            k: v for k, v in dims.items() if isinstance(k, str) and type(v) is int and v > 0
+        }
+
+    def set_model_dims(self, path: Path, dims: dict[str, int]) -> None:
+        entry = {"path": str(Path(path).resolve()), "dims": dict(dims)}
+        self.q.setValue(self._dims_key(path), json.dumps(entry))
 
     def sync(self) -> None:
         self.q.sync()

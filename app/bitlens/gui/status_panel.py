@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
+from bitlens.core.data import DataSummary
 from bitlens.core.results import Evaluation, Progress
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_percent, fmt_ratio
 
@@ -23,6 +24,8 @@ class StatusPanel(QWidget):
         self.providers_label = QLabel(self)
         self.providers_label.setObjectName("statusProviders")
         self.providers_label.setToolTip("Execution providers ONNX Runtime actually runs on")
+        self.data_label = QLabel(self)
+        self.data_label.setObjectName("statusData")
         self.job_label = QLabel(self)
         self.job_label.setObjectName("statusJob")
         self.progress = QProgressBar(self)
@@ -34,7 +37,10 @@ class StatusPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancelRequested)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(4, 0, 4, 0)
-        for w in (self.size_label, self.bits_label, self.output_label, self.providers_label):
+        for w in (
+            self.size_label, self.bits_label, self.output_label, self.data_label,
+            self.providers_label,
+        ):  # fmt: skip
             layout.addWidget(w)
             layout.addSpacing(12)
         layout.addStretch(1)
@@ -70,6 +76,35 @@ class StatusPanel(QWidget):
         if len(ev.outputs) > 1:
             parts.append(f"+{len(ev.outputs) - 1} more outputs")
         self.output_label.setText(" · ".join(parts))
+
+    def show_data(self, summary: DataSummary | None, *, is_open: bool) -> None:
+        """Which data calibrate and evaluate; a warning for random inputs or none at all."""
+        warn = "color: #b85c00; font-weight: bold"
+        if not is_open:
+            self.data_label.setText("")
+            self.data_label.setToolTip("")
+            self.data_label.setStyleSheet("")
+            return
+        if summary is None:
+            self.data_label.setText("⚠ No input data: weight errors only")
+            self.data_label.setToolTip(
+                "Activation and output errors need inputs: give the input sizes "
+                "(File ▸ Input Sizes…) or open data (File ▸ Open Data…)."
+            )
+            self.data_label.setStyleSheet(warn)
+            return
+        tip = "\n".join(summary.lines())
+        if summary.generated:
+            self.data_label.setText("⚠ Random inputs: errors on noise can mislead")
+            self.data_label.setStyleSheet(warn)
+            tip += "\nOpen real data with File ▸ Open Data…"
+        else:
+            self.data_label.setText(
+                f"Data: {summary.calibration.feeds} calibrate, "
+                f"{summary.evaluation.feeds} evaluate ({summary.source})"
+            )
+            self.data_label.setStyleSheet("")
+        self.data_label.setToolTip(tip)
 
     def show_providers(self, providers: tuple[str, ...]) -> None:
         names = [p.removesuffix("ExecutionProvider") for p in providers]

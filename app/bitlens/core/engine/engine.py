@@ -59,7 +59,8 @@ STATS_PER_RUN = 32  # tensors fetched per float run when calibrating a target's 
 class Engine:
     """Evaluate plans for one model on one dataset. Not thread-safe: use from one worker."""
 
-    def __init__(self, model: LoadedModel, data: Dataset, *, device: str = "auto"):
+    def __init__(self, model: LoadedModel, data: Dataset | None, *, device: str = "auto"):
+        # data None: weights only (errors, sizes, the sandbox) until the inputs are known.
         self.model = model
         self.info = model.info
         self.data = data
@@ -89,7 +90,7 @@ class Engine:
     # -- setup ----------------------------------------------------------------------
     def _check_data(self) -> None:
         names = {t.name for t in self.info.inputs}
-        for i, feed in enumerate(self.data.samples):
+        for i, feed in enumerate(self.data.samples if self.data is not None else ()):
             if set(feed) != names:
                 raise EngineError(
                     f"data sample {i} feeds {sorted(feed)}, the model needs {sorted(names)}"
@@ -185,6 +186,8 @@ class Engine:
         """Run the float model once over every sample, capturing what the metrics need."""
         if self._ref is not None:
             return
+        if self.data is None:
+            raise EngineError("no input data yet: give the input sizes or data first")
         sim, sess = self._session_for({})
         # Topological-ish order, so a NaN is reported where it first appears.
         fetch = list(
