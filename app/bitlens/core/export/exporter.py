@@ -530,7 +530,12 @@ def _encode_one(
     mode = QDQ if kernel or options.weights == QDQ else FOLD
     if mode == QDQ and native_qdq_dtype(fmt, options.int2_qdq) is None:
         notes.append(f"{w.name}: {fmt.name} has no native ONNX type; stored as folded codes")
-    enc = encode_weight(b, w, value, fmt, mode=mode, allow_int2=options.int2_qdq, zero_point=kernel)
+    # QGemm and MatMulIntegerToFloat need the weight's zero point written out; QLinearConv
+    # fuses without it (symmetric int8: all zeros), so a conv stores no per-channel zeros.
+    zero_point = kernel and layer.op_type != "Conv"
+    enc = encode_weight(
+        b, w, value, fmt, mode=mode, allow_int2=options.int2_qdq, zero_point=zero_point
+    )
     if enc is None:
         notes.append(f"{w.name}: {fmt.name} keeps the weight's own {w.dtype} values")
         return None
