@@ -282,3 +282,20 @@ def test_small_1x1_conv_kernels_store_what_the_plan_accounts(tmp_path: Path) -> 
     assert report.passed, report.failures
     conv1 = next(la for la in report.layers if la.name == "conv1")
     assert conv1.kernel == "QLinearConv" and conv1.bytes_stored <= conv1.bytes_planned + 8
+
+
+def test_cli_export_warns_before_exporting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "silu.onnx"
+    onnx.save(silu_net(), str(src))
+    info = from_proto(silu_net()).info
+    plan = Plan.preset(info, "W8A8").with_choices(
+        {"conv1": LayerChoice.of("int8 sym ch", "uint8 asym", dynamic=True)}
+    )
+    (tmp_path / "plan.json").write_text(plan.to_json())
+    rc = main(["export", str(src), "--plan", str(tmp_path / "plan.json"), "-o",
+               str(tmp_path / "out.onnx"), "--samples", "4", "--device", "cpu"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert "warning: layer 'conv1'" in err and "ConvInteger" in err

@@ -19,6 +19,7 @@ from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESETS
+from bitlens.core.targets import check_plan, deployment_warnings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         int32_bias=not args.no_int32_bias,
         opset=args.opset,
     )
+    # Before the (possibly long) export: layers that will not get ONNX Runtime integer kernels.
+    for text in deployment_warnings(plan) + check_plan(plan):
+        print(f"warning: {text}", file=sys.stderr)
     report_path = args.report or default_report_path(args.output)
     gen = export_and_check(engine, plan, args.output, options, report_path)
     tty = sys.stderr.isatty()
