@@ -75,7 +75,17 @@ REQUANTIZING = frozenset(
 # Relu belongs here too: zero is exactly on an asymmetric grid, so Relu of a dequantized value is
 # a value of the same grid.
 SAME_GRID = frozenset(
-    {"MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Resize", "Relu"}
+    {
+        "MaxPool",
+        "Reshape",
+        "Transpose",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Slice",
+        "Resize",
+        "Relu",
+    }
 )
 # Ops whose every input is data (the others read data from input 0 only; the rest are
 # shapes, axes, scales).
@@ -148,8 +158,12 @@ def placement(
         return vi is None or vi.dtype == "float32"
 
     def quantizable(t: str) -> bool:
-        return bool(t) and t not in outputs and t not in inner and is_float(t) and (
-            t in producer or t in inputs
+        return (
+            bool(t)
+            and t not in outputs
+            and t not in inner
+            and is_float(t)
+            and (t in producer or t in inputs)
         )
 
     # Tensors the plan's integer-kernel layers already quantize, with the format they use.
@@ -237,7 +251,9 @@ def check_plan(plan: Plan) -> list[str]:
         layer = plan.info.layer(name)
         if a is not None and a.family is Family.INT:
             if a.bits != 8 or not a.signed or not a.symmetric or dyn:
-                problems.append(f"{name}: TensorRT needs static symmetric int8 activations, not {a.name}")
+                problems.append(
+                    f"{name}: TensorRT needs static symmetric int8 activations, not {a.name}"
+                )
             elif a.granularity is not Granularity.TENSOR:
                 problems.append(f"{name}: TensorRT needs per-tensor activations, not {a.name}")
         if w is not None and w.family is Family.INT and layer.op_type in KERNEL_OPS:
@@ -245,7 +261,10 @@ def check_plan(plan: Plan) -> list[str]:
                 problems.append(f"{name}: TensorRT needs symmetric int8 weights, not {w.name}")
             elif w.granularity is Granularity.BLOCK:
                 problems.append(f"{name}: TensorRT needs per-tensor or per-channel weights")
-            elif w.granularity is Granularity.CHANNEL and w.axis not in (None, layer.weights[0].channel_axis):
+            elif w.granularity is Granularity.CHANNEL and w.axis not in (
+                None,
+                layer.weights[0].channel_axis,
+            ):
                 problems.append(f"{name}: TensorRT needs weights per output channel")
     return problems
 

@@ -18,11 +18,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 
 from bitlens.core import metrics, targets
 from bitlens.core.data import Dataset, batch_of
-from bitlens.core.engine import quantizers, rewrite
+from bitlens.core.engine import quantizers, rewrite, target_stats
 from bitlens.core.engine.calibration import (
     ActivationStats,
     CalibrationMethod,
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
 WEIGHT_CACHE_BYTES = 512 << 20
 ACC_CACHE_ENTRIES = 50_000
-STATS_PER_RUN = 32  # tensors fetched per float run when calibrating a target's extra tensors
 
 
 class Engine:
@@ -122,20 +120,6 @@ class Engine:
         while len(self._placements) > 64:
             self._placements.popitem(last=False)
         return found
-
-    def _attribute(self, node, name: str) -> object | None:
-        """A main-graph node's attribute value (None when the node does not set it)."""
-        if not hasattr(self, "_nodes_by_output"):
-            self._nodes_by_output = {
-                n.output[0]: n for n in self.model.proto.graph.node if n.output
-            }
-        proto = self._nodes_by_output.get(node.outputs[0]) if node.outputs else None
-        if proto is None:
-            return "?"
-        for attr in proto.attribute:
-            if attr.name == name:
-                return onnx.helper.get_attribute_value(attr)
-        return None
 
     def _session_for(self, kinds: Mapping[str, str | None], tensors: Sequence[str] = ()):
         key = (tuple(sorted((k, v) for k, v in kinds.items() if v)), tuple(tensors))
@@ -254,21 +238,14 @@ class Engine:
         rest = [n for n in missing if n not in ref]
         if not rest:
             return
-        weights = self._float_weights()
         sim = rewrite.build_sim(self.model.proto, self.info, {}, expose=rest)
-        sess = make_session(sim.model, self.device)
-        # A few tensors per run: all of a big model's activations at once would not fit.
-        for k in range(0, len(rest), STATS_PER_RUN):
-            chunk = rest[k : k + STATS_PER_RUN]
-            got: dict[str, list[np.ndarray]] = {n: [] for n in chunk}
-            for j in self.data.calibration:
-                values = self._run(sess, chunk, {**self.data.samples[j], **weights})
-                for n, v in zip(chunk, values, strict=True):
-                    got[n].append(v)
-            for n, values in got.items():
-                if np.asarray(values[0]).dtype.kind == "f":
-                    self._stats[n] = ActivationStats.of(values, n)
-        del sess
+        weights = self._float_weights()
+        feeds = ({**self.data.samples[j], **weights} for j in self.data.calibration)
+        self._stats.update(
+            target_stats.collect(
+                sim.model, lambda m: make_session(m, self.device), self._run, rest, feeds
+            )
+        )
 
     def activation_axis(self, layer: Layer, act: str) -> int:
         """The channel axis of an activation: 1 for convolutions (NCHW), else the last axis."""
@@ -400,6 +377,10 @@ class Engine:
         return feeds
 
     # -- running -------------------------------------------------------------------------
+    @cached_property
+    def _attribute(self):
+        return target_stats.attribute_reader(self.model.proto)
+
     @cached_property
     def _output_names(self) -> list[str]:
         return [t.name for t in self.info.outputs]
