@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bitlens.cli.common import add_data_arguments, add_target_argument, calibrated_engine
+from bitlens.cli.common import add_data_arguments, add_target_argument, load_data
 from bitlens.cli.eval import load_plan
-from bitlens.core.export.exporter import ExportOptions
+from bitlens.core.engine import Engine
+from bitlens.core.export.exporter import ExportOptions, preflight
 from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
 from bitlens.core.model.loader import load_model
@@ -59,7 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep Conv/Gemm biases float (ONNX Runtime then cannot use QGemm)",
     )
-    p.add_argument("--opset", type=int, help="export at this opset (default: the model's, or 21)")
+    p.add_argument(
+        "--opset",
+        type=int,
+        help="export at this opset (default: the model's own, or the lowest the plan needs, "
+        "trying newer ones up to 21 when an upgrade would change the outputs)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
@@ -67,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     plan = load_plan(args, model)
-    engine = calibrated_engine(args, model)
+    engine = Engine(model, load_data(args, model.info), device=args.device)
     options = ExportOptions(
         weights=args.weights,
         matmulnbits=args.matmulnbits,
@@ -78,8 +84,12 @@ def run(args: argparse.Namespace) -> int:
     # Before the (possibly long) export: layers that will not get ONNX Runtime integer kernels.
     for text in deployment_warnings(plan) + check_plan(plan):
         print(f"warning: {text}", file=sys.stderr)
+    # Everything that can fail without activation ranges fails now, not after calibrating.
+    prepared = preflight(engine, plan, options, args.output)
+    for _ in engine.calibrate(args.calibration):
+        pass
     report_path = args.report or default_report_path(args.output)
-    gen = export_and_check(engine, plan, args.output, options, report_path)
+    gen = export_and_check(engine, plan, args.output, options, report_path, prepared=prepared)
     tty = sys.stderr.isatty()
     try:
         while True:

@@ -284,10 +284,15 @@ class Controller(QObject):
         if plan is None:
             return []
         p = Path(path)
-        left_out = plan.ort_unrepresentable()
+        # with the weights, formats ORT's own rule differs on (int8 sym: -128..127) are
+        # written with their explicit scales and zero points
+        weights = None if self.session is None else self.session.model.weight
+        left_out = plan.ort_unrepresentable(with_weights=weights is not None)
         ok = self._attempt(
             f"Exporting ORT overrides to {p.name}",
-            lambda: atomic_write_text(p, json.dumps(plan.to_ort_overrides(), indent=2) + "\n"),
+            lambda: atomic_write_text(
+                p, json.dumps(plan.to_ort_overrides(weights=weights), indent=2) + "\n"
+            ),
         )
         return left_out if ok else []
 

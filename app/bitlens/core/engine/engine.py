@@ -410,6 +410,15 @@ class Engine:
                 out[n].append(v)
         return out
 
+    def simulation(self, plan: Plan) -> tuple[rewrite.SimGraph, dict[str, np.ndarray]]:
+        """The graph the engine runs for ``plan`` and what it feeds besides each sample
+        (weights, quantizer parameters): for checks that run the same graph another way,
+        e.g. without ONNX Runtime's graph optimizations."""
+        placed = self.placement(plan)
+        sim, _ = self._session_for(self._kinds(plan), tuple(placed))
+        feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices, placed)}
+        return sim, feeds
+
     def evaluate(self, plan: Plan) -> Evaluation:
         """Per-layer (weight, local, accumulated) and per-output errors of ``plan``."""
         if plan.info is not self.info:
