@@ -299,3 +299,23 @@ def test_cli_export_warns_before_exporting(
     err = capsys.readouterr().err
     assert rc == 0
     assert "warning: layer 'conv1'" in err and "ConvInteger" in err
+
+
+def test_cached_errors_follow_the_targets_quantizers() -> None:
+    """Changing one layer to int4 drops its output quantizer (and the Sigmoid/Mul ones after
+    it): the accumulated errors reused from the previous plan must still be right."""
+    model = from_proto(silu_net())
+    data = random_feeds(model.info, 4)
+    first = Plan.preset(model.info, "W8A8")
+    second = first.with_choices({"conv1": LayerChoice.of("int4 sym ch", "uint8 asym")})
+    assert set(Engine(model, data, device="cpu").placement(first)) != set(
+        Engine(model, data, device="cpu").placement(second)
+    )
+    warm = Engine(model, data, device="cpu")
+    warm.evaluate(first)
+    got = warm.evaluate(second)
+    want = Engine(model, data, device="cpu").evaluate(second)
+    for name, r in want.layers.items():
+        if r.accumulated is not None:
+            assert got.layers[name].accumulated == r.accumulated, name
+    assert got.outputs["y"].error == want.outputs["y"].error

@@ -378,6 +378,13 @@ class Engine:
 
     # -- running -------------------------------------------------------------------------
     @cached_property
+    def _positions(self) -> dict[str, int]:
+        """Tensor -> topological position of the node producing it (main graph)."""
+        return {
+            o: i for i, n in enumerate(self.info.nodes) if not n.graph_path for o in n.outputs
+        }
+
+    @cached_property
     def _attribute(self):
         return target_stats.attribute_reader(self.model.proto)
 
@@ -518,10 +525,19 @@ class Engine:
     def _prefix_keys(self, plan: Plan) -> dict[str, tuple[str, int, str]]:
         """Per layer, a key for the choices of every layer up to it (and the calibration)."""
         keys: dict[str, tuple[str, int, str]] = {}
-        # The target's quantizers depend on the whole plan (a later layer's choice can
-        # quantize an earlier tensor), so they seed every key.
-        h = hash(tuple(self.placement(plan).items()))
+        # The target's tensor quantizers count for the layers after the node producing them
+        # (a later layer's choice can quantize an earlier tensor, so they are keyed apart).
+        pos = self._positions
+        placed = sorted(
+            ((pos.get(t, -1), t, q) for t, q in self.placement(plan).items()),
+            key=lambda item: item[0],
+        )
+        h, k = 0, 0
         for layer in self.info.layers:
+            here = pos.get(layer.outputs[0], -1)
+            while k < len(placed) and placed[k][0] < here:
+                h = hash((h, placed[k][1], placed[k][2]))
+                k += 1
             h = hash((h, layer.name, plan[layer.name]))
             keys[layer.name] = (layer.name, h, self.method.value)
         return keys
