@@ -10,9 +10,9 @@ from typing import Any
 from bitlens.core.data import Dataset, load_path
 from bitlens.core.dims import MissingDimension, needed_dims
 from bitlens.core.engine import Engine
-from bitlens.core.errors import DataError
+from bitlens.core.errors import DataError, ModelLoadError
 from bitlens.core.jsonsafe import dumps
-from bitlens.core.model.loader import LoadedModel
+from bitlens.core.model.loader import LoadedModel, load_model
 from bitlens.core.model.types import ModelInfo
 
 DATA_FORMS = (
@@ -132,6 +132,23 @@ def read_source(
     path: str, info: ModelInfo, args: argparse.Namespace, fraction: float = 0.5
 ) -> Dataset:
     return load_path(path, info, rate=args.rate, calibration_fraction=fraction)
+
+
+def open_model(path: str) -> LoadedModel:
+    """Load a model to work on; what the loader noted (IR version, folded weights) goes to
+    stderr, so that ``--json`` output on stdout stays machine-readable.
+
+    A model with no layer to quantize is an error here (inspect shows it instead).
+    """
+    model = load_model(path)
+    if not model.info.layers:
+        why = model.info.notes[-1] if model.info.notes else (
+            "no Conv, Gemm, MatMul, Gather or RNN with float weights"
+        )  # fmt: skip
+        raise ModelLoadError(f"{path}: nothing to quantize: {why}")
+    for note in model.info.notes:
+        print(f"bitlens: note: {note}", file=sys.stderr)
+    return model
 
 
 def dump_json(obj: Any) -> str:

@@ -19,10 +19,10 @@ from bitlens.cli.common import (
     dump_json,
     fmt_bytes,
     fmt_db,
+    open_model,
 )
 from bitlens.core.errors import PlanError
 from bitlens.core.export import accounting, verdict
-from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESETS, Plan
 from bitlens.core.results import Evaluation
 
@@ -85,7 +85,7 @@ def read_plan(path: Path, info) -> Plan:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    model = open_model(args.model)
     plan = load_plan(args, model)
     engine = calibrated_engine(args, model)
     ev = engine.evaluate(plan)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bitlens.cli.common import add_data_arguments, add_target_argument, load_data
+from bitlens.cli.common import add_data_arguments, add_target_argument, load_data, open_model
 from bitlens.cli.eval import load_plan
 from bitlens.core.engine import Engine
 from bitlens.core.export.exporter import ExportOptions, preflight
 from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
-from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESETS
 from bitlens.core.targets import check_plan, deployment_warnings
 
@@ -71,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    model = open_model(args.model)
     plan = load_plan(args, model)
     engine = Engine(model, load_data(args, model.info), device=args.device)
     options = ExportOptions(

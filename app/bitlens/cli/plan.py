@@ -8,7 +8,6 @@ from pathlib import Path
 from bitlens.cli.common import add_target_argument
 from bitlens.cli.eval import read_plan
 from bitlens.core.fileio import atomic_write_text
-from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESET_FORMATS, PRESETS, Plan
 
 
@@ -41,9 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bitlens.cli.common import dump_json
+    from bitlens.cli.common import dump_json, open_model
 
-    model = load_model(args.model)
+    model = open_model(args.model)
     if args.from_ort:
         plan = read_plan(Path(args.from_ort), model.info)
         source = args.from_ort

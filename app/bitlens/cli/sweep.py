@@ -11,9 +11,15 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from bitlens.cli.common import add_data_arguments, dump_json, fmt_bytes, fmt_db, load_data
+from bitlens.cli.common import (
+    add_data_arguments,
+    dump_json,
+    fmt_bytes,
+    fmt_db,
+    load_data,
+    open_model,
+)
 from bitlens.core.engine import Engine
-from bitlens.core.model.loader import load_model
 from bitlens.core.results import SweepEntry
 
 DEFAULT_LADDER = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")
@@ -30,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    model = open_model(args.model)
     engine = Engine(model, load_data(args, model.info), device=args.device)
     gen = engine.sweep(args.formats)
     try:

@@ -244,7 +244,9 @@ class Plan(Mapping[str, LayerChoice]):
         out: dict[str, LayerChoice] = {}
         for name in names:
             layer = _layer(info, name)
-            act = choice.activation if layer.activations else None
+            # Activations inside If/Loop/Scan bodies cannot be quantized (validate_choice):
+            # a preset quantizes those layers' weights only.
+            act = choice.activation if layer.activations and not layer.graph_path else None
             out[name] = LayerChoice(choice.weight, act, choice.dynamic and act is not None)
         return cls(info, out)
 

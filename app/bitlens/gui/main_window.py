@@ -368,6 +368,9 @@ class MainWindow(QMainWindow):
     def _on_opened(self, what: object) -> None:
         if isinstance(what, Path):
             self.settings.add_recent_model(what)
+        info = self.document.info
+        if info is not None and info.notes:  # what the loader did in memory (IR version, folding)
+            self.message_bar.show_message(info.notes[0], "info", "\n".join(info.notes))
 
     def _on_model_changed(self) -> None:
         session = self.document.session

@@ -15,6 +15,14 @@ def find_graph(graph: GraphProto, path: str) -> GraphProto:
     """The (sub)graph at ``path`` ("" is ``graph``; "If_0/then_branch/Loop_2/body" nests)."""
     if not path:
         return graph
+    # Node names may contain "/" themselves (PyTorch's "/decoder/If"); the walk names a
+    # subgraph "<unique node name>/<attribute>", so try that reading first.
+    owner, _, attr_name = path.rpartition("/")
+    for node in iter_nodes(graph):
+        if node.name == owner:
+            for attr in node.attribute:
+                if attr.name == attr_name and attr.type == onnx.AttributeProto.GRAPH:
+                    return attr.g
     parts = path.split("/")
     if len(parts) % 2:
         raise EngineError(f"malformed subgraph path {path!r}")

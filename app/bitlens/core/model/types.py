@@ -107,6 +107,9 @@ class ModelInfo:
     layers: tuple[Layer, ...]  # topological
     edges: tuple[Edge, ...]
     value_info: dict[str, TensorInfo] = field(default_factory=dict, compare=False)
+    # One-line facts the loader established that the user should read (IR version run in
+    # memory, weights folded from constants, an already quantized model).
+    notes: tuple[str, ...] = ()
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
