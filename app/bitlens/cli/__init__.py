@@ -19,7 +19,7 @@ from bitlens import __version__
 from bitlens.core.errors import BitlensError
 
 # Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("inspect", "eval", "sweep", "plan", "export")
+SUBCOMMANDS: tuple[str, ...] = ("inspect", "eval", "sweep", "search", "plan", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

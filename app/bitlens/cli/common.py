@@ -10,7 +10,8 @@ from typing import Any
 from bitlens.core.data import Dataset, load_path
 from bitlens.core.dims import MissingDimension, needed_dims
 from bitlens.core.engine import Engine
-from bitlens.core.errors import DataError, ModelLoadError
+from bitlens.core.engine.store import BUDGET_ENV, DEFAULT_BUDGET
+from bitlens.core.errors import DataError, EngineError, ModelLoadError
 from bitlens.core.jsonsafe import dumps
 from bitlens.core.model.loader import LoadedModel, load_model
 from bitlens.core.model.types import ModelInfo
@@ -60,6 +61,14 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--rate", type=int, default=16000, help="WAV sample rate to resample to (16000)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--memory-budget",
+        type=int,
+        default=None,
+        metavar="MIB",
+        help="MiB of float reference activations kept in memory; the rest is spilled to a "
+        f"temporary memory-mapped file (default {DEFAULT_BUDGET >> 20}, or ${BUDGET_ENV})",
+    )
 
 
 def add_target_argument(p: argparse.ArgumentParser) -> None:
@@ -171,9 +180,21 @@ def fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def budget_of(args: argparse.Namespace) -> int | None:
+    """``--memory-budget`` in bytes (refused when negative); None: the engine's default."""
+    mib = getattr(args, "memory_budget", None)
+    if mib is None:
+        return None
+    if mib < 0:
+        raise EngineError(f"--memory-budget must be >= 0 MiB, got {mib}")
+    return int(mib) << 20
+
+
 def calibrated_engine(args: argparse.Namespace, model: LoadedModel) -> Engine:
     """An engine on ``--data`` for ``model``, calibrated with ``--calibration``."""
-    engine = Engine(model, load_data(args, model.info), device=args.device)
+    engine = Engine(
+        model, load_data(args, model.info), device=args.device, memory_budget=budget_of(args)
+    )
     for _ in engine.calibrate(args.calibration):
         pass
     return engine

@@ -21,10 +21,12 @@ from bitlens.cli.common import (
     fmt_db,
     open_model,
 )
+from bitlens.cli.search import add_metric_argument
 from bitlens.core.errors import PlanError
 from bitlens.core.export import accounting, verdict
 from bitlens.core.plan import PRESETS, Plan
 from bitlens.core.results import Evaluation
+from bitlens.core.usermetric import evaluate_with, load_metric
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_arguments(p)
     add_target_argument(p)
     p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
+    add_metric_argument(p)
     p.add_argument(
         "--export-size",
         action="store_true",
@@ -85,10 +88,11 @@ def read_plan(path: Path, info) -> Plan:
 
 
 def run(args: argparse.Namespace) -> int:
+    metric = load_metric(args.metric) if args.metric else None
     model = open_model(args.model)
     plan = load_plan(args, model)
     engine = calibrated_engine(args, model)
-    ev = engine.evaluate(plan)
+    ev = evaluate_with(engine, plan, metric)
     flags = no_saving(model.info, plan)
     size = None
     if args.export_size:
@@ -200,7 +204,8 @@ def render(ev: Evaluation) -> str:
             f"max abs {o.error.max_abs:.4g}, rel L2 {o.error.rel_l2:.4g}{extra}"
         )
     for k, v in ev.task_metric.items():
-        lines.append(f"{k}: {100 * v:.2f}%")
+        builtin = k in ("accuracy", "accuracy_float")
+        lines.append(f"{k}: {100 * v:.2f}%" if builtin else f"{k}: {v:.6g}")
     lines.append(
         f"size {fmt_bytes(ev.bytes_before)} -> {fmt_bytes(ev.bytes_after)} "
         f"({ev.compression:.2f}x, {ev.avg_bits:.2f} bits/weight); ran on {', '.join(ev.providers)}"

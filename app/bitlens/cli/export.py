@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bitlens.cli.common import add_data_arguments, add_target_argument, load_data, open_model
+from bitlens.cli.common import (
+    add_data_arguments,
+    add_target_argument,
+    budget_of,
+    load_data,
+    open_model,
+)
 from bitlens.cli.eval import load_plan
 from bitlens.core.engine import Engine
 from bitlens.core.export.exporter import ExportOptions, preflight
@@ -72,7 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     model = open_model(args.model)
     plan = load_plan(args, model)
-    engine = Engine(model, load_data(args, model.info), device=args.device)
+    engine = Engine(
+        model, load_data(args, model.info), device=args.device, memory_budget=budget_of(args)
+    )
     options = ExportOptions(
         weights=args.weights,
         matmulnbits=args.matmulnbits,

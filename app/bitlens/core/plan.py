@@ -181,7 +181,7 @@ class Plan(Mapping[str, LayerChoice]):
 
     # -- Mapping over *all* layers --------------------------------------------------
     def __getitem__(self, layer: str) -> LayerChoice:
-        if layer not in self.info.layer_names:
+        if layer not in self.info.layer_index:
             raise KeyError(layer)
         return self._choices.get(layer, FLOAT)
 

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QTableView,
     QVBoxLayout,
@@ -38,6 +39,7 @@ UNCHANGED = "(unchanged)"
 
 class LayerTable(QWidget):
     editFailed = Signal(str, object)  # what was attempted, the exception
+    pinRequested = Signal(list)  # layer names to pin at their current format (plan search)
 
     def __init__(self, document: Document, parent: QWidget | None = None):
         super().__init__(parent)
@@ -122,6 +124,8 @@ class LayerTable(QWidget):
         for col in (Column.SHAPE, Column.PARAMS):
             header.moveSection(header.visualIndex(col), header.count() - 1)
         self.view.selectionModel().selectionChanged.connect(self._on_view_selection)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._context_menu)
 
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
@@ -155,6 +159,15 @@ class LayerTable(QWidget):
         self._on_model_changed()
 
     # -- commands --------------------------------------------------------------------------------
+    def _context_menu(self, pos) -> None:
+        names = list(self._doc.selection.names)
+        if not names or self._doc.plan is None:
+            return
+        menu = QMenu(self)
+        act = menu.addAction(f"Pin {_count(names)} at current format (plan search)")
+        act.triggered.connect(lambda: self.pinRequested.emit(names))
+        menu.popup(self.view.viewport().mapToGlobal(pos))
+
     def apply_to_selection(self) -> None:
         names = self._doc.selection.names
         if not names or self._doc.plan is None:

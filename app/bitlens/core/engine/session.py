@@ -175,14 +175,21 @@ def session_options() -> ort.SessionOptions:
     return so
 
 
-def make_session(model: onnx.ModelProto, device: str = "auto") -> ort.InferenceSession:
+def make_session(
+    model: onnx.ModelProto, device: str = "auto", *, arena: bool = True
+) -> ort.InferenceSession:
+    """``arena=False`` for the many small sessions the engine keeps (one per layer, one per
+    sweep cut): each arena would otherwise hold its peak activations for the session's life."""
     problem = check_runnable(model)
     if problem:
         raise EngineError(problem)
+    so = session_options()
+    so.enable_cpu_mem_arena = arena
+    so.enable_mem_pattern = arena
     try:
         return ort.InferenceSession(
             model.SerializeToString(),
-            sess_options=session_options(),
+            sess_options=so,
             providers=requested_providers(device),
         )
     except Exception as exc:
