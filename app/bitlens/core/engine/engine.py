@@ -299,12 +299,15 @@ class Engine:
         if not missing:
             return
         ref = self._ensure_ref()
-        have = [n for n in missing if n in ref]
-        for n in have:
-            values = [ref[n][j] for j in self.data.calibration]
+        rest: list[str] = []
+        for n in missing:
+            try:  # the float reference keeps layer outputs, within its memory budget
+                values = [ref[n][j] for j in self.data.calibration]
+            except (KeyError, EngineError):
+                rest.append(n)
+                continue
             if np.asarray(values[0]).dtype.kind == "f":
                 self._stats[n] = ActivationStats.of(values, n)
-        rest = [n for n in missing if n not in ref]
         if not rest:
             return
         sim = rewrite.build_sim(self.model.proto, self.info, {}, expose=rest)
