@@ -23,7 +23,8 @@ from bitlens.cli.common import (
 )
 from bitlens.cli.search import add_metric_argument
 from bitlens.core.errors import PlanError
-from bitlens.core.export import accounting, verdict
+from bitlens.core.export import accounting
+from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import PRESETS, Plan
 from bitlens.core.results import Evaluation
 from bitlens.core.usermetric import evaluate_with, load_metric
@@ -147,22 +148,6 @@ def render_size(size: accounting.ExportSize) -> str:
                 f"{la.float_bytes} B of float weights (saves nothing)"
             )
     return "\n".join(lines)
-
-
-def nonfinite_warning(engine, plan: Plan) -> str | None:
-    """One line naming the first layer whose output under ``plan`` holds NaN or infinity
-    (e.g. an fp16 activation above 65504), or None when every output is finite."""
-    outs = engine.run_outputs(plan)
-    bad = [n for n, values in outs.items() if verdict.nonfinite(values)]
-    if not bad:
-        return None
-    sim, feeds = engine.simulation(plan)
-    samples = [{**engine.data.samples[i], **feeds} for i in engine.data.evaluation]
-    found = verdict.first_nonfinite(sim.model, samples, sim.layer_outputs, engine.providers)
-    where = "" if found is None else (
-        f", first produced by layer {found[0]!r} on evaluation sample {found[1]}"
-    )  # fmt: skip
-    return f"output(s) {', '.join(map(repr, bad))} hold NaN or infinite values under this plan{where}"
 
 
 def _deployed(engine, plan: Plan):

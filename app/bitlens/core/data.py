@@ -235,23 +235,30 @@ class Dataset:
         seed: int = 0,
         *,
         calibration_fraction: float = 0.5,
+        values: Mapping[str, int] | None = None,
     ) -> Dataset:
         """``n`` samples of random data shaped from the model's inputs.
 
         Float inputs are standard normal; integer inputs feeding an embedding
         are uniform token ids below its vocabulary size; ``dims`` gives sizes
         for dynamic dimensions (see :mod:`bitlens.core.dims`; a dynamic axis 0
-        is the batch).
+        is the batch); ``values`` fixes integer inputs the model needs a given value in
+        (:func:`bitlens.core.input_values.compared_constants`).
         """
         rng = np.random.default_rng(seed)
         vocab = _vocab_sizes(info)
         arrays: dict[str, np.ndarray] = {}
         for t in info.inputs:
             shape = concrete_shape(t, dict(dims or {}))
-            full = (n, *shape[1:]) if shape else (n,)
+            fixed = bool(t.shape) and isinstance(t.shape[0], int) and t.shape[0] != 1
+            # Samples along a new axis 0 when the input's own axis 0 is fixed above 1: that
+            # axis is no batch (silero-vad's LSTM state is [2, batch, 128]), keep all of it.
+            full = (n, *shape) if fixed else (n, *shape[1:]) if shape else (n,)
             dt = np.dtype(t.dtype)
             if dt.kind == "f":
                 arrays[t.name] = rng.standard_normal(full).astype(dt)
+            elif dt.kind in "iu" and values and t.name in values:
+                arrays[t.name] = np.full(full, values[t.name], dtype=dt)
             elif dt.kind in "iu":
                 arrays[t.name] = rng.integers(0, vocab.get(t.name, 10), size=full).astype(dt)
             elif dt.kind == "b":
@@ -745,7 +752,9 @@ def _batch_dynamic(t: TensorInfo, a: np.ndarray) -> bool:
 def _slice(t: TensorInfo, a: np.ndarray, start: int, stop: int) -> np.ndarray:
     rank = len(t.shape) if t.shape is not None else a.ndim
     if a.ndim == rank + 1:  # an extra sample axis: feed one sample as is
-        return np.ascontiguousarray(a[start])
+        one = a[start]
+        # np.ascontiguousarray makes a scalar 1-d: a rank-0 input (a sample rate) stays rank 0
+        return np.ascontiguousarray(one) if one.ndim else np.array(one)
     fixed = t.shape[0] if t.shape and isinstance(t.shape[0], int) else 1
     return np.ascontiguousarray(a[start * fixed : stop * fixed])
 

@@ -10,6 +10,7 @@ directly; its errors reach the window through ``failed`` like a worker's.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from bitlens.core.errors import BitlensError, DataError, PlanError
+from bitlens.core.export import accounting
 from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.fileio import atomic_write_text
+from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import Plan
 from bitlens.core.results import SweepEntry
 from bitlens.core.search import Point, SearchOptions
@@ -42,6 +45,8 @@ class Controller(QObject):
     searchPoint = Signal(object)  # a Point the running search evaluated
     searchFinished = Signal(object)  # SearchResult, or None when cancelled or failed
     dimsNeeded = Signal()  # the open model has no input data: ask for its dynamic sizes
+    nonfinite = Signal(str)  # the evaluated plan's outputs hold NaN/inf: which layer first
+    sizePredicted = Signal(object, object)  # Plan, accounting.ExportSize of its export
 
     def __init__(self, document: Document, parent: QObject | None = None, device: str = "auto"):
         super().__init__(parent)
@@ -52,6 +57,9 @@ class Controller(QObject):
         self.detail: LayerDetail | None = None
         self.sweep_results: list[SweepEntry] = []
         self.calibration = "minmax"
+        # plan -> the export's predicted size (building an export in memory takes seconds on
+        # a real model: done on demand, once per plan and engine)
+        self.sizes: dict[tuple[Plan, ExportOptions | None], accounting.ExportSize] = {}
         self.metric: Metric | None = None  # the user's metric, once a search loaded one
         self.runner.failed.connect(self.failed)
         self.runner.cancelled.connect(self._on_cancelled)
@@ -110,9 +118,10 @@ class Controller(QObject):
         )  # fmt: skip
 
     def _on_opened(self, session: Session, what: object) -> None:
-        for key in ("detail", "evaluate", "outputs", "sweep", "search"):
+        for key in ("detail", "evaluate", "outputs", "sweep", "search", "nonfinite", "size"):
             self.runner.discard(key)  # computed with the previous engine
         self.detail = None
+        self.sizes = {}
         self.sweep_results = []
         self.calibration = "minmax"
         # A sample opens already quantized (W8A8), so the first look shows sizes and errors;
@@ -154,6 +163,47 @@ class Controller(QObject):
         self.document.set_evaluation(plan, evaluation)
         if self.want_outputs:
             self.request_outputs()
+        # NaN or inf in an output makes its error non-finite: only then find the layer that
+        # produced it first (another run of the model, as `bitlens eval` warns)
+        if any(not math.isfinite(o.error.mse) for o in evaluation.outputs.values()):
+            self.check_nonfinite(plan)
+
+    def check_nonfinite(self, plan: Plan) -> None:
+        session = self.session
+        if session is None:
+            return
+
+        def done(warning: str | None) -> None:
+            if warning and self.document.plan == plan:
+                self.nonfinite.emit(warning)
+
+        self.runner.submit(
+            Job("nonfinite", "Looking for NaN/Inf", nonfinite_warning, (session.engine, plan),
+                on_result=done, cancellable=False, quiet=True)
+        )  # fmt: skip
+
+    # -- export size ------------------------------------------------------------------------
+    def predict_size(self, options: ExportOptions | None = None) -> Job | None:
+        """Build the current plan's export with ``options`` in memory (in the worker) to learn
+        its file size; ``sizePredicted`` at once when it is already known."""
+        session, plan = self.session, self.document.plan
+        if session is None or plan is None:
+            return None
+        known = self.sizes.get((plan, options))
+        if known is not None:
+            self.sizePredicted.emit(plan, known)
+            return None
+        if any(c.activation is not None for c in plan.choices.values()) and self._needs_data():
+            return None  # activation scales come from calibration data
+
+        def done(size: accounting.ExportSize) -> None:
+            self.sizes[(plan, options)] = size
+            self.sizePredicted.emit(plan, size)
+
+        return self.runner.submit(
+            Job("size", "Predicting the export file size", accounting.predict,
+                (session.engine, plan, options), on_result=done)
+        )  # fmt: skip
 
     def request_outputs(self) -> None:
         doc = self.document
@@ -171,6 +221,7 @@ class Controller(QObject):
 
         def done(m: str) -> None:
             self.calibration = m
+            self.sizes = {}  # activation scales changed, and with them the export
             self.calibrated.emit(m)
             self.evaluate()
             self.request_detail()
@@ -269,6 +320,7 @@ class Controller(QObject):
                 BitlensError(f"{target.name} is the model being inspected; choose another file"),
             )
             return None
+        self.runner.discard("size")  # the export itself will tell the file's size
         return self.runner.submit(
             Job("export", f"Exporting {target.name}", jobs.export_model,
                 (session.engine, plan, target, options),

@@ -20,10 +20,11 @@ from bitlens.core.data import Dataset, load_path
 from bitlens.core.dims import needed_dims
 from bitlens.core.engine import Engine, bind
 from bitlens.core.engine.weights_only import weight_evaluation
-from bitlens.core.errors import DataError
+from bitlens.core.errors import DataError, EngineError
 from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.export.fidelity import export_and_check
 from bitlens.core.export.report import FidelityReport
+from bitlens.core.input_values import compared_constants
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import LayerChoice, Plan, weight_choices
 from bitlens.core.results import Evaluation, Progress, SweepEntry, TensorError
@@ -82,22 +83,27 @@ class Session:
         return self.model.info
 
 
-def build_dataset(request: DataRequest, info: ModelInfo) -> Dataset:
-    """The request's data; with ``eval_path`` those calibrate and ``eval_path`` evaluates."""
+def build_dataset(
+    request: DataRequest, info: ModelInfo, values: Mapping[str, int] | None = None
+) -> Dataset:
+    """The request's data; with ``eval_path`` those calibrate and ``eval_path`` evaluates.
+    ``values``: integer inputs random data must fix (see ``compared_constants``)."""
     fraction = request.calib_fraction if request.eval_path is None else 0.5
-    data = _source(request, info, fraction)
+    data = _source(request, info, fraction, values)
     if request.eval_path is None:
         return data
     evaluation = load_path(request.eval_path, info, rate=request.rate)
     return Dataset.separate(data, evaluation)
 
 
-def _source(request: DataRequest, info: ModelInfo, fraction: float) -> Dataset:
+def _source(
+    request: DataRequest, info: ModelInfo, fraction: float, values: Mapping[str, int] | None
+) -> Dataset:
     kind = request.kind
     if kind == "random":
         return Dataset.random(
             info, n=request.samples, dims=dict(request.dims), seed=request.seed,
-            calibration_fraction=fraction,
+            calibration_fraction=fraction, values=values,
         )  # fmt: skip
     if request.path is None:
         raise DataError(f"{kind} data needs a file or folder")
@@ -146,12 +152,12 @@ def open_model(
         if missing_dims(model.info, request.dims):
             return (yield from _start(model, None, path, path.name, None, device))
         try:
-            data = build_dataset(request, model.info)
+            data = build_dataset(request, model.info, compared_constants(model.proto))
         except DataError as exc:  # e.g. an input of unknown rank: open anyway, say why
             session = yield from _start(model, None, path, path.name, None, device)
             return replace(session, data_note=str(exc))
     else:
-        data = build_dataset(request, model.info)
+        data = build_dataset(request, model.info, compared_constants(model.proto))
     return (yield from _start(model, data, path, path.name, request, device))
 
 
@@ -173,7 +179,7 @@ def open_sample(name: str, device: str = "auto") -> Generator[Progress, None, Se
 def change_data(session: Session, request: DataRequest) -> Generator[Progress, None, Session]:
     """The same model with other data: a new engine, calibrated on the new data."""
     yield Progress(0, 1, "reading data")
-    data = build_dataset(request, session.info)
+    data = build_dataset(request, session.info, compared_constants(session.model.proto))
     return (
         yield from _start(session.model, data, session.path, session.title, request,
                           session.engine.device)
@@ -190,7 +196,18 @@ def _start(
 ) -> Generator[Progress, None, Session]:
     engine = Engine(model, data, device=device)
     if data is not None:
-        yield from engine.calibrate("minmax")
+        try:
+            yield from engine.calibrate("minmax")
+        except EngineError as exc:
+            if not data.generated:
+                raise
+            # ORT's message names a node deep inside; the user can act on the sizes
+            first = data.samples[0]
+            shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in first.items())
+            raise EngineError(
+                f"{exc} (on random inputs {shapes}: other input sizes, File ▸ Input Sizes…, "
+                "or real data, File ▸ Open Data…, may run)"
+            ) from exc
     return Session(model, data, engine, path, title, request, engine.providers)
 
 

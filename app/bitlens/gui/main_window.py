@@ -48,6 +48,7 @@ from bitlens.gui.data_dialog import DataDialog
 from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.document import Document
 from bitlens.gui.export_report import ExportReportDialog
+from bitlens.gui.export_size_label import ExportSizeLabel
 from bitlens.gui.graph_panel import GraphPanel
 from bitlens.gui.jobs import Session
 from bitlens.gui.layer_detail import LayerDetailView
@@ -136,6 +137,12 @@ class MainWindow(QMainWindow):
 
         self.status = StatusPanel(self)
         self.statusBar().addPermanentWidget(self.status, 1)
+        # the export options change the file: predict with those every export uses (File ▸
+        # Export Options, where this window has them)
+        self.export_size = ExportSizeLabel(
+            self.controller, self, options=lambda: getattr(self, "export_options", None)
+        )
+        self.statusBar().addPermanentWidget(self.export_size)  # a tip never hides it
 
         self._build_menus()
         self._connect()
@@ -213,6 +220,9 @@ class MainWindow(QMainWindow):
         self.act_find_plan = self._action(
             m, "&Find Plan…", self.show_search, "Ctrl+Shift+F", "actionFindPlan"
         )
+        self.act_predict_size = self._action(
+            m, "Predict Export &File Size", lambda: self.export_size.predict()
+        )
         cal = m.addMenu("&Calibration")
         self.calibration_group = QActionGroup(self)
         for method in CalibrationMethod:
@@ -251,6 +261,8 @@ class MainWindow(QMainWindow):
         ctl.exported.connect(self._on_exported)
         ctl.calibrated.connect(self._on_calibrated)
         ctl.dimsNeeded.connect(self.ask_input_sizes)
+        ctl.nonfinite.connect(lambda text: self.message_bar.show_message(
+            f"Warning: {text}.", "warning"))  # fmt: skip
         self.detail.formatPicked.connect(self.set_weight_format)
         self.sweep.formatPicked.connect(self.set_weight_format)
         doc.modelChanged.connect(self._on_model_changed)
@@ -548,6 +560,7 @@ class MainWindow(QMainWindow):
         # Next to the model when it is the user's; samples live in the install, so use home.
         folder = session.path.parent if session.path and session.request else Path.home()
         stem = session.path.stem if session.path else "model"
+        self.export_size.predict()  # the file it will write, in the worker while the user picks
         path, _ = QFileDialog.getSaveFileName(
             self, "Export quantized model", str(folder / f"{stem}.quant.onnx"), MODEL_FILTER
         )
@@ -611,7 +624,7 @@ class MainWindow(QMainWindow):
         for act in (
             self.act_open_data, self.act_open_plan, self.act_save_plan, self.act_save_as,
             self.act_import, self.act_export, self.act_reset, self.act_sweep,
-            self.act_export_model, self.act_find_plan,
+            self.act_export_model, self.act_find_plan, self.act_predict_size,
         ):  # fmt: skip
             act.setEnabled(has)
         self.calibration_menu.setEnabled(has)
