@@ -52,7 +52,7 @@ def rewritten(engine: Engine, plan: Plan) -> onnx.ModelProto:
                     ]
                 else:
                     bound = engine.bind_activation(layer, act, fmt)
-                    lo, hi = engine.activation_range(act, bound)
+                    lo, hi = engine.layer_range(act, bound, engine.placement(plan))
                     s, z = params_from_range(np.asarray(lo), np.asarray(hi), fmt)
                     zdt = np.int8 if fmt.signed else np.uint8
                     sn, zn = f"{y}_s", f"{y}_z"
@@ -76,8 +76,34 @@ def rewritten(engine: Engine, plan: Plan) -> onnx.ModelProto:
                     if name == act:
                         node.input[i] = y
         new_nodes.append(node)
+    # The deployment target's tensor quantizers: Q/DQ where the tensor is produced, read by
+    # every consumer (the layers' own quantizers included).
+    placed = engine.placement(plan)
+    for node in new_nodes:
+        for i, name in enumerate(node.input):
+            if name in placed:
+                node.input[i] = f"{name}_tq"
+    ordered: list[onnx.NodeProto] = []
+    for node in new_nodes:
+        ordered.append(node)
+        for t in node.output:
+            if t in placed:
+                q = placed[t]
+                lo, hi = engine.target_range(q)
+                s, z = params_from_range(np.asarray(lo), np.asarray(hi), q.format)
+                zdt = np.int8 if q.format.signed else np.uint8
+                extra += [
+                    numpy_helper.from_array(np.asarray(s, np.float32), f"{t}_ts"),
+                    numpy_helper.from_array(np.asarray(z, zdt), f"{t}_tz"),
+                ]
+                ordered += [
+                    helper.make_node("QuantizeLinear", [t, f"{t}_ts", f"{t}_tz"], [f"{t}_tc"]),
+                    helper.make_node(
+                        "DequantizeLinear", [f"{t}_tc", f"{t}_ts", f"{t}_tz"], [f"{t}_tq"]
+                    ),
+                ]
     del g.node[:]
-    g.node.extend(new_nodes)
+    g.node.extend(ordered)
     g.initializer.extend(extra)
     return m
 
@@ -256,9 +282,11 @@ def test_activation_format_on_gemm_weight_only_layer_is_validated() -> None:
 
 def test_weight_cache_and_session_reuse() -> None:
     engine = make_engine(small_cnn())
-    engine.evaluate(Plan.preset(engine.info, "W8A8"))
+    # Target "none": W8A8 and W4A8 then have the same quantizer structure (for "ort-cpu" the
+    # int8 layers' outputs get quantizers too, int4 layers' do not: no integer kernel).
+    engine.evaluate(Plan.preset(engine.info, "W8A8").with_target("none"))
     n_sessions = len(engine._sessions)
-    engine.evaluate(Plan.preset(engine.info, "W4A8"))  # same quantizer structure
+    engine.evaluate(Plan.preset(engine.info, "W4A8").with_target("none"))
     assert len(engine._sessions) == n_sessions
     cached = {fmt for _, fmt in engine._wcache}
     assert {"int8 sym ch0", "int4 sym ch0"} <= cached

@@ -131,11 +131,16 @@ def test_integer_kernels_run_where_the_plan_allows_them(
     cnn = engines["cnn"]
     _, report = run(cnn, Plan.preset(cnn.info, "W8A8"), tmp_path / "cnn.onnx")
     kernels = {la.name: la.kernel for la in report.layers}
-    # conv3 feeds GlobalAveragePool, whose output the plan does not quantize: no output
-    # quantizer, so ONNX Runtime keeps it in float.
+    # The ort-cpu target quantizes conv3's output (and GlobalAveragePool's): QLinearConv too.
     assert kernels["conv1"] == "QLinearConv" and kernels["conv2"] == "QLinearConv"
+    assert kernels["conv3"] == "QLinearConv"
     assert kernels["fc"] == "QGemm"  # needs the int32 bias
-    assert "QLinear" not in kernels["conv3"]
+    # Target "none" quantizes layer inputs only: conv3 feeds GlobalAveragePool, whose output
+    # the plan does not quantize, so ONNX Runtime keeps it in float.
+    plan_none = Plan.preset(cnn.info, "W8A8").with_target("none")
+    _, report_none = run(cnn, plan_none, tmp_path / "cnn_none.onnx")
+    kernels_none = {la.name: la.kernel for la in report_none.layers}
+    assert "QLinear" not in kernels_none["conv3"]
     # conv1 -> Relu -> MaxPool -> conv2 runs as one fused chain: conv2's input codes exist only
     # inside it, so the 1-LSB rule is checked on that segment alone.
     conv2 = next(q for q in report.quantizers if q.layer == "conv2")

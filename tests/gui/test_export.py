@@ -99,3 +99,25 @@ def test_export_can_be_cancelled_and_writes_nothing(
     assert any("wrote" in m for m in seen)  # cancelled after the model was written to staging
     assert out.read_bytes() == earlier
     assert [p.name for p in tmp_path.iterdir() if "previous" in p.name] == ["previous.onnx"]
+
+
+def test_ran_as_column_after_export(
+    qtbot, window, cnn_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bitlens.gui.layer_table_model import Column
+
+    open_model(qtbot, window, cnn_path)
+    _preset(qtbot, window, "W8A8")
+    model = window.table.model
+    conv1 = model.index(model.row_of("conv1"), Column.RAN_AS)
+    assert conv1.data() == ""  # nothing exported yet
+    out = tmp_path / "cnn.w8a8.onnx"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *_a: (str(out), ""))
+    with qtbot.waitSignal(window.controller.exported, timeout=60_000):
+        window.act_export_model.trigger()
+    assert conv1.data() == "QLinearConv"
+    window.export_report.close()
+    # after an edit the column no longer describes the plan shown
+    window.table.target_combo.activated.emit(window.table.target_combo.findData("none"))
+    wait_idle(qtbot, window)
+    assert conv1.data() == ""

@@ -170,6 +170,25 @@ def test_undo_redo_keyboard_shortcuts(qtbot, window, cnn_path: Path) -> None:
     wait_idle(qtbot, window)
 
 
+def test_target_combo_changes_the_plan_target_undoably(qtbot, window, cnn_path: Path) -> None:
+    open_model(qtbot, window, cnn_path)
+    doc, table = window.document, window.table
+    table.preset_combo.setCurrentText("W8A8")
+    table.preset_all.click()
+    wait_idle(qtbot, window)
+    assert doc.plan.target == "ort-cpu" and table.target_combo.currentData() == "ort-cpu"
+    ort_eval = doc.evaluation
+    table.target_combo.activated.emit(table.target_combo.findData("none"))
+    wait_idle(qtbot, window)
+    assert doc.plan.target == "none"
+    assert doc.plan["conv1"].weight.name == "int8 sym ch"  # the per-layer choices stay
+    # the window evaluated the other structure: the target's extra quantizers are gone
+    assert doc.evaluation is not ort_eval and doc.evaluated_plan.target == "none"
+    doc.undo_stack.undo()
+    wait_idle(qtbot, window)
+    assert doc.plan.target == "ort-cpu" and table.target_combo.currentData() == "ort-cpu"
+
+
 def test_size_column_flags_a_format_that_cannot_save_bytes(qtbot, window, tmp_path: Path) -> None:
     """int4 blk32 on a depthwise conv (reduction axis of size 1) stores a scale per weight."""
     import onnx

@@ -71,6 +71,18 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_target_argument(p: argparse.ArgumentParser) -> None:
+    from bitlens.core.targets import DEFAULT_TARGET, TARGET_TITLES, TARGETS
+
+    p.add_argument(
+        "--target",
+        choices=TARGETS,
+        help="deployment target, which decides the tensors quantized besides layer inputs "
+        f"(default: the plan file's, else {DEFAULT_TARGET}): "
+        + "; ".join(f"{k}: {v}" for k, v in TARGET_TITLES.items()),
+    )
+
+
 def parse_dims(items: list[str]) -> dict[str, int]:
     dims = {}
     for item in items:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bitlens.cli.common import (
     add_data_arguments,
+    add_target_argument,
     calibrated_engine,
     dump_json,
     fmt_bytes,
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--preset", choices=PRESETS, help="evaluate a preset plan instead")
     add_data_arguments(p)
+    add_target_argument(p)
     p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
     add_metric_argument(p)
     p.add_argument(
@@ -46,10 +48,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also build the export in memory and print its file size, layer by layer",
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument(
+        "--deployed",
+        action="store_true",
+        help="also run the plan as deployed (exported, default ONNX Runtime session: the "
+        "integer kernels' numbers) and compare it with the simulation",
+    )
     p.set_defaults(func=run)
 
 
 def load_plan(args: argparse.Namespace, model) -> Plan:
+    plan = _read_plan(args, model)
+    target = getattr(args, "target", None)
+    return plan if target is None else plan.with_target(target)
+
+
+def _read_plan(args: argparse.Namespace, model) -> Plan:
     if getattr(args, "preset", None):
         return Plan.preset(model.info, args.preset)
     return read_plan(Path(args.plan), model.info)
@@ -83,11 +97,14 @@ def run(args: argparse.Namespace) -> int:
                 next(gen)
         except StopIteration as stop:
             size = stop.value
+    rows = _deployed(engine, plan) if args.deployed else None
     if args.json:
         d = ev.to_dict()
         d["cannot_save_bytes"] = flags
         if size is not None:
             d["export_size"] = dataclasses.asdict(size)
+        if rows is not None:
+            d["deployed"] = [r.to_dict() for r in rows]
         print(dump_json(d))
     else:
         print(render(ev))
@@ -96,6 +113,12 @@ def run(args: argparse.Namespace) -> int:
                   "(its codes and scales alone take as much as the float weights)")
         if size is not None:
             print(render_size(size))
+        if rows is not None:
+            print("\nas deployed (exported, default ONNX Runtime session) vs simulated:")
+            for r in rows:
+                same = "bit-exact" if r.exact else f"max |Δ| {r.max_abs_difference:.3g}"
+                print(f"  {r.name}: SQNR simulated {fmt_db(r.simulated.sqnr_db)}, deployed "
+                      f"{fmt_db(r.deployed.sqnr_db)}; {same}")  # fmt: skip
     warning = nonfinite_warning(engine, plan)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
@@ -119,6 +142,16 @@ def render_size(size: accounting.ExportSize) -> str:
                 f"{la.float_bytes} B of float weights (saves nothing)"
             )
     return "\n".join(lines)
+
+
+def _deployed(engine, plan: Plan):
+    from bitlens.core.export.asdeployed import DeployedRunner
+
+    runner = DeployedRunner(engine)
+    try:
+        return runner.compare(plan)
+    finally:
+        runner.close()
 
 
 def render(ev: Evaluation) -> str:

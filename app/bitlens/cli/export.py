@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bitlens.cli.common import add_data_arguments, budget_of, load_data, open_model
+from bitlens.cli.common import (
+    add_data_arguments,
+    add_target_argument,
+    budget_of,
+    load_data,
+    open_model,
+)
 from bitlens.cli.eval import load_plan
 from bitlens.cli.outputs import guard_outputs
 from bitlens.core.engine import Engine
@@ -21,6 +27,7 @@ from bitlens.core.export.exporter import ExportOptions, preflight
 from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
 from bitlens.core.plan import PRESETS
+from bitlens.core.targets import check_plan, deployment_warnings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--report", metavar="OUT.json", help="fidelity report (default: OUT.fidelity.json)"
     )
     add_data_arguments(p)
+    add_target_argument(p)
     p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
     p.add_argument(
         "--weights",
@@ -86,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         int32_bias=not args.no_int32_bias,
         opset=args.opset,
     )
+    # Before the (possibly long) export: layers that will not get ONNX Runtime integer kernels.
+    for text in deployment_warnings(plan) + check_plan(plan):
+        print(f"warning: {text}", file=sys.stderr)
     # Everything that can fail without activation ranges fails now, not after calibrating.
     prepared = preflight(engine, plan, options, args.output)
     for _ in engine.calibrate(args.calibration):

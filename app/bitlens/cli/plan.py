@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bitlens.cli.common import add_target_argument
 from bitlens.cli.eval import read_plan
 from bitlens.cli.outputs import guard_outputs
 from bitlens.core.fileio import atomic_write_text
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--layers", nargs="+", metavar="L", help="only these layers (default: all)")
+    add_target_argument(p)
     p.add_argument(
         "--ort-overrides",
         action="store_true",
@@ -49,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         plan = Plan.preset(model.info, args.preset, args.layers)
         source = args.preset
+    if args.target is not None:
+        plan = plan.with_target(args.target)
     if args.ort_overrides:
         text = dump_json(plan.to_ort_overrides(weights=model.weight))
     else:

@@ -31,6 +31,7 @@ from bitlens.core.formats import (
 )
 from bitlens.core.model.types import Layer, ModelInfo
 from bitlens.core.plan_schema import check_ort_overrides, check_plan_dict, loads
+from bitlens.core.targets import DEFAULT_TARGET, check_target
 
 PLAN_VERSION = 1
 
@@ -155,8 +156,16 @@ def validate_choice(layer: Layer, choice: LayerChoice) -> None:
 class Plan(Mapping[str, LayerChoice]):
     """An immutable, validated mapping layer name -> LayerChoice (absent = float)."""
 
-    def __init__(self, info: ModelInfo, choices: Mapping[str, LayerChoice] | None = None):
+    def __init__(
+        self,
+        info: ModelInfo,
+        choices: Mapping[str, LayerChoice] | None = None,
+        target: str = DEFAULT_TARGET,
+    ):
         self.info = info
+        # The deployment target decides which tensors besides the layer inputs the engine
+        # and the export quantize (bitlens.core.targets).
+        self.target = check_target(target)
         layers = {layer.name: layer for layer in info.layers}
         clean: dict[str, LayerChoice] = {}
         for name, choice in (choices or {}).items():
@@ -187,11 +196,12 @@ class Plan(Mapping[str, LayerChoice]):
         return (
             isinstance(other, Plan)
             and other.info is self.info
+            and other.target == self.target
             and dict(other._choices) == dict(self._choices)
         )
 
     def __hash__(self) -> int:
-        return hash(tuple(sorted((k, v) for k, v in self._choices.items())))
+        return hash((self.target, tuple(sorted((k, v) for k, v in self._choices.items()))))
 
     def __repr__(self) -> str:
         return f"Plan({len(self._choices)} of {len(self)} layers quantized)"
@@ -205,7 +215,10 @@ class Plan(Mapping[str, LayerChoice]):
     def with_choices(self, changes: Mapping[str, LayerChoice]) -> Plan:
         merged = dict(self._choices)
         merged.update(changes)
-        return Plan(self.info, merged)
+        return Plan(self.info, merged, self.target)
+
+    def with_target(self, target: str) -> Plan:
+        return Plan(self.info, self._choices, target)
 
     @classmethod
     def float(cls, info: ModelInfo) -> Plan:
@@ -243,6 +256,7 @@ class Plan(Mapping[str, LayerChoice]):
         return {
             "bitlens_plan": PLAN_VERSION,
             "model": {"opset": self.info.opset, "layers": len(self.info.layers)},
+            "target": self.target,
             "layers": {k: v.to_dict() for k, v in self._choices.items()},
         }
 
@@ -257,7 +271,10 @@ class Plan(Mapping[str, LayerChoice]):
                 choices[name] = LayerChoice.of(weight, activation, dynamic)
             except FormatError as exc:
                 raise PlanError(f"layer {name!r}: {exc}") from None
-        return cls(info, choices)
+        target = data.get("target", DEFAULT_TARGET)
+        if not isinstance(target, str):
+            raise PlanError(f"plan 'target' must be a string, not {type(target).__name__}")
+        return cls(info, choices, target)
 
     @classmethod
     def from_json(cls, info: ModelInfo, text: str) -> Plan:

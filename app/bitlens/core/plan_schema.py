@@ -25,7 +25,7 @@ MAX_NAME = 200  # a format name longer than this is not a format
 MAX_DEPTH = 64  # plans nest 3 levels, overrides 4 (with "convert")
 MAX_INT_DIGITS = 30
 
-PLAN_KEYS = frozenset({"bitlens_plan", "model", "layers"})
+PLAN_KEYS = frozenset({"bitlens_plan", "model", "layers", "target"})
 CHOICE_KEYS = frozenset({"weight", "activation", "dynamic"})
 # Per-tensor override keys ORT's quantizer reads, with the JSON types they take.
 ORT_KEYS: dict[str, tuple[type, ...]] = {

@@ -330,8 +330,13 @@ class Controller(QObject):
         self.runner.discard("size")  # the export itself will tell the file's size
         return self.runner.submit(
             Job("export", f"Exporting {target.name}", jobs.export_model,
-                (session.engine, plan, target, options), on_result=self.exported.emit)
+                (session.engine, plan, target, options),
+                on_result=lambda report: self._on_exported(plan, report))
         )  # fmt: skip
+
+    def _on_exported(self, plan: Plan, report: Any) -> None:
+        self.document.set_ran_as(plan, {la.name: la.kernel for la in report.layers})
+        self.exported.emit(report)
 
     def cancel(self) -> None:
         self.runner.cancel()

@@ -29,6 +29,7 @@ class Document(QObject):
     planChanged = Signal()  # an edit, undo or redo; the evaluation is now stale
     evaluationChanged = Signal()  # a new evaluation for the current plan
     outputsChanged = Signal()  # new output scatter data for the current plan
+    ranAsChanged = Signal()  # an export finished: what ONNX Runtime ran for each layer
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -39,6 +40,9 @@ class Document(QObject):
         self.failed_plan: Plan | None = None  # the current plan, when evaluating it failed
         self.outputs: list[OutputPairs] = []
         self.plan_path: Path | None = None  # where the plan was last saved or opened from
+        # The last export's plan and, per layer, the kernel ONNX Runtime ran ("ran as").
+        self.ran_as_plan: Plan | None = None
+        self.ran_as: dict[str, str] = {}
         self.undo_stack = QUndoStack(self)
         self.selection = LayerSelection(self)
 
@@ -112,6 +116,10 @@ class Document(QObject):
     def _apply(self, plan: Plan) -> None:
         self._plan = plan
         self.planChanged.emit()
+
+    def set_ran_as(self, plan: Plan, kernels: Mapping[str, str]) -> None:
+        self.ran_as_plan, self.ran_as = plan, dict(kernels)
+        self.ranAsChanged.emit()
 
     # -- results ------------------------------------------------------------------------------
     def set_evaluation(self, plan: Plan, evaluation: Evaluation) -> None:

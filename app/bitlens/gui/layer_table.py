@@ -28,6 +28,7 @@ from bitlens.core.plan import (
     activation_choices,
     weight_choices,
 )
+from bitlens.core.targets import TARGET_TITLES, TARGETS
 from bitlens.gui.document import Document
 from bitlens.gui.format_delegate import FormatDelegate
 from bitlens.gui.layer_table_model import NAME_ROLE, SORT_ROLE, Column, LayerTableModel
@@ -81,6 +82,18 @@ class LayerTable(QWidget):
         self.preset_sel = QPushButton("Apply to selected", self)
         self.preset_sel.setObjectName("presetSelection")
         self.preset_sel.clicked.connect(lambda: self.apply_preset(selected_only=True))
+        self.target_combo = QComboBox(self)
+        self.target_combo.setObjectName("target")
+        for t in TARGETS:
+            self.target_combo.addItem(t, t)
+            self.target_combo.setItemData(
+                self.target_combo.count() - 1, TARGET_TITLES[t], Qt.ItemDataRole.ToolTipRole
+            )
+        self.target_combo.setToolTip(
+            "Deployment target: which tensors besides the layer inputs are quantized so that "
+            "the runtime's integer kernels run (simulated and exported alike)"
+        )
+        self.target_combo.activated.connect(self._on_target_chosen)
 
         self.view = QTableView(self)
         self.view.setObjectName("layerTable")
@@ -122,6 +135,9 @@ class LayerTable(QWidget):
         top.addWidget(self.preset_combo)
         top.addWidget(self.preset_all)
         top.addWidget(self.preset_sel)
+        top.addSpacing(8)
+        top.addWidget(QLabel("Target:", self))
+        top.addWidget(self.target_combo)
         bottom = QHBoxLayout()
         bottom.setContentsMargins(0, 0, 0, 0)
         bottom.addWidget(QLabel("Selected layers — weights:", self))
@@ -137,6 +153,7 @@ class LayerTable(QWidget):
 
         document.selection.changed.connect(self._on_selection_changed)
         document.modelChanged.connect(self._on_model_changed)
+        document.planChanged.connect(self._show_target)
         document.evaluationChanged.connect(self._on_first_evaluation)
         self._sized = False
         self._on_model_changed()
@@ -190,6 +207,21 @@ class LayerTable(QWidget):
         except BitlensError as exc:
             self.editFailed.emit(f"Applying preset {name}", exc)
 
+    def _on_target_chosen(self, index: int) -> None:
+        plan = self._doc.plan
+        target = self.target_combo.itemData(index)
+        if plan is None or target == plan.target:
+            return
+        try:
+            self._doc.replace_plan(plan.with_target(target), f"Target {target}")
+        except BitlensError as exc:
+            self.editFailed.emit(f"Choosing target {target}", exc)
+
+    def _show_target(self) -> None:
+        plan = self._doc.plan
+        if plan is not None:
+            self.target_combo.setCurrentIndex(self.target_combo.findData(plan.target))
+
     # -- selection sync -------------------------------------------------------------------------
     def _on_view_selection(self, _sel: QItemSelection, _desel: QItemSelection) -> None:
         if self._syncing:
@@ -241,8 +273,9 @@ class LayerTable(QWidget):
         self._sized = False
         self._fit_columns()
         has_model = self._doc.is_open
-        for w in (self.apply_button, self.preset_all, self.preset_sel):
+        for w in (self.apply_button, self.preset_all, self.preset_sel, self.target_combo):
             w.setEnabled(has_model)
+        self._show_target()
 
 
 def _count(names: tuple[str, ...] | list[str]) -> str:

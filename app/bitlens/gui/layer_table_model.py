@@ -50,6 +50,7 @@ class Column(IntEnum):
     WEIGHT_SQNR = 7
     LOCAL = 8
     ACCUMULATED = 9
+    RAN_AS = 10
 
 
 HEADERS = {
@@ -63,6 +64,8 @@ HEADERS = {
     Column.WEIGHT_SQNR: ("Weight SQNR", "Weight reconstruction SQNR"),
     Column.LOCAL: ("Local SQNR", "Layer output SQNR with only this layer quantized"),
     Column.ACCUMULATED: ("Accum. SQNR", "Layer output SQNR under the whole plan"),
+    Column.RAN_AS: ("Ran as", "The kernel ONNX Runtime ran for the layer in the last export "
+                    "of this plan (QLinearConv, Conv (NCHWc) float, MatMulNBits ...)"),
 }
 ERROR_COLUMNS = (Column.WEIGHT_SQNR, Column.LOCAL, Column.ACCUMULATED)
 _MISSING = -1e300  # sorts "no value" below every number
@@ -79,6 +82,7 @@ class LayerTableModel(QAbstractTableModel):
         document.modelChanged.connect(self._on_model_changed)
         document.planChanged.connect(self._on_plan_changed)
         document.evaluationChanged.connect(self._on_evaluation_changed)
+        document.ranAsChanged.connect(self._on_plan_changed)
         self._on_model_changed()
 
     # -- lookups --------------------------------------------------------------------------
@@ -225,7 +229,15 @@ class LayerTableModel(QAbstractTableModel):
             after = "…" if r is None else fmt_bytes(r.bytes_after)
             flag = " ⚠" if cannot_save(layer, choice.weight) else ""
             return f"{fmt_bytes(layer.nbytes)} → {after}{flag}"
+        if col == Column.RAN_AS:
+            return self._ran_as(layer) or ""
         return fmt_db(_sqnr(self._error(layer, col)))
+
+    def _ran_as(self, layer: Layer) -> str | None:
+        """The last export's kernel for the layer, if that export was of the current plan."""
+        if self._doc.ran_as_plan is None or self._doc.ran_as_plan != self._doc.plan:
+            return None
+        return self._doc.ran_as.get(layer.name)
 
     def _edit_value(self, layer: Layer, col: Column) -> str | None:
         choice = self._choice(layer)
@@ -286,7 +298,7 @@ class LayerTableModel(QAbstractTableModel):
         self.endResetModel()
 
     def _on_plan_changed(self) -> None:
-        self._changed(Column.WEIGHT, Column.ACCUMULATED)
+        self._changed(Column.WEIGHT, Column.RAN_AS)
 
     def _on_evaluation_changed(self) -> None:
         self._changed(Column.SIZE, Column.ACCUMULATED)

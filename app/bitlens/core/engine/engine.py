@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
-from bitlens.core import metrics
+from bitlens.core import metrics, targets
 from bitlens.core.data import Dataset, batch_of
-from bitlens.core.engine import quantizers, rewrite, suffix
+from bitlens.core.engine import quantizers, rewrite, suffix, target_stats
 from bitlens.core.engine.calibration import (
     ActivationStats,
     CalibrationMethod,
@@ -110,6 +110,7 @@ class Engine:
         # (activation, format, method) -> (lo, hi): floats, or arrays for per-channel formats
         self._ranges: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.method = CalibrationMethod.MINMAX
+        self._placements: OrderedDict[Plan, dict[str, targets.TensorQuantizer]] = OrderedDict()
         self._providers: tuple[str, ...] = ()
         self._float_feeds: dict[str, np.ndarray] | None = None
         self._check_data()
@@ -139,12 +140,23 @@ class Engine:
             if choice.activation is not None
         }
 
-    def _session_for(self, kinds: Mapping[str, str | None]):
-        key = tuple(sorted((k, v) for k, v in kinds.items() if v))
+    def placement(self, plan: Plan) -> dict[str, targets.TensorQuantizer]:
+        """The tensors ``plan.target`` quantizes besides the layer inputs (cached per plan)."""
+        if plan in self._placements:
+            self._placements.move_to_end(plan)
+            return self._placements[plan]
+        found = targets.placement(plan, self._attribute)
+        self._placements[plan] = found
+        while len(self._placements) > 64:
+            self._placements.popitem(last=False)
+        return found
+
+    def _session_for(self, kinds: Mapping[str, str | None], tensors: Sequence[str] = ()):
+        key = (tuple(sorted((k, v) for k, v in kinds.items() if v)), tuple(tensors))
         if key in self._sessions:
             self._sessions.move_to_end(key)
             return self._sessions[key]
-        sim = rewrite.build_sim(self.model.proto, self.info, dict(key))
+        sim = rewrite.build_sim(self.model.proto, self.info, dict(key[0]), key[1])
         sess = make_session(sim.model, self.device)
         self._providers = actual_providers(sess)
         self._sessions[key] = (sim, sess)
@@ -275,6 +287,38 @@ class Engine:
                     self._stats[a] = ActivationStats.of(values, a, sample=sample)
             yield Progress(i + 1, len(acts), f"calibrating {a}")
 
+    def target_range(self, q: targets.TensorQuantizer) -> tuple[Any, Any]:
+        """Calibrated (lo, hi) of a deployment target's tensor quantizer."""
+        self._ensure_stats([q.range_of])
+        return self.activation_range(q.range_of, q.format)
+
+    def _ensure_stats(self, names: Sequence[str]) -> None:
+        """Calibration statistics of tensors no layer reads (a target's extra quantizers):
+        one float run over the calibration samples fetching just them."""
+        missing = [n for n in dict.fromkeys(names) if n not in self._stats]
+        if not missing:
+            return
+        ref = self._ensure_ref()
+        rest: list[str] = []
+        for n in missing:
+            try:  # the float reference keeps layer outputs, within its memory budget
+                values = [ref[n][j] for j in self.data.calibration]
+            except (KeyError, EngineError):
+                rest.append(n)
+                continue
+            if np.asarray(values[0]).dtype.kind == "f":
+                self._stats[n] = ActivationStats.of(values, n)
+        if not rest:
+            return
+        sim = rewrite.build_sim(self.model.proto, self.info, {}, expose=rest)
+        weights = self._float_weights()
+        feeds = ({**self.data.samples[j], **weights} for j in self.data.calibration)
+        self._stats.update(
+            target_stats.collect(
+                sim.model, lambda m: make_session(m, self.device), self._run, rest, feeds
+            )
+        )
+
     def activation_axis(self, layer: Layer, act: str) -> int:
         """The channel axis of an activation: 1 for convolutions (NCHW), else the last axis."""
         if layer.op_type in ("Conv", "ConvTranspose"):
@@ -309,6 +353,17 @@ class Engine:
             else:
                 self._ranges[key] = self._channel_range(act, fmt)
         return self._ranges[key]
+
+    def layer_range(
+        self, act: str, fmt: Format, placed: Mapping[str, targets.TensorQuantizer]
+    ) -> tuple[Any, Any]:
+        """A layer's calibrated range for ``act``; where the target already quantizes ``act``
+        in the same format, that quantizer's range, so the layer's own is an exact identity
+        (and the export can leave it out)."""
+        q = placed.get(act)
+        if q is not None and q.format == fmt:
+            return self.activation_range(q.range_of, fmt)
+        return self.activation_range(act, fmt)
 
     def _channel_range(self, act: str, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
         if fmt.axis is None:
@@ -380,8 +435,17 @@ class Engine:
                 feeds[w.name] = self.quantized_weight(w, choice.weight)
         return feeds
 
-    def _param_feeds(self, choices: Mapping[str, LayerChoice]) -> dict[str, np.ndarray]:
+    def _param_feeds(
+        self,
+        choices: Mapping[str, LayerChoice],
+        placed: Mapping[str, targets.TensorQuantizer] | None = None,
+    ) -> dict[str, np.ndarray]:
+        placed = placed or {}
+        self._ensure_stats([q.range_of for q in placed.values()])
         feeds: dict[str, np.ndarray] = {}
+        for t, q in placed.items():
+            lo, hi = self.target_range(q)
+            feeds.update(quantizers.param_feeds("int", rewrite.extra_prefix(t), q.format, lo, hi))
         for name, choice in choices.items():
             fmt = choice.activation
             if fmt is None:
@@ -391,13 +455,24 @@ class Engine:
             layer = self.info.layer(name)
             for k, act in enumerate(layer.activations):
                 bound = self.bind_activation(layer, act, fmt)
-                lo, hi = (0.0, 0.0) if choice.dynamic else self.activation_range(act, bound)
+                lo, hi = (0.0, 0.0) if choice.dynamic else self.layer_range(act, bound, placed)
                 feeds.update(
                     quantizers.param_feeds(kind, rewrite.act_prefix(name, k), bound, lo, hi)
                 )
         return feeds
 
     # -- running -------------------------------------------------------------------------
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        """Tensor -> topological position of the node producing it (main graph)."""
+        return {
+            o: i for i, n in enumerate(self.info.nodes) if not n.graph_path for o in n.outputs
+        }
+
+    @cached_property
+    def _attribute(self):
+        return target_stats.attribute_reader(self.model.proto)
+
     @cached_property
     def _output_names(self) -> list[str]:
         return [t.name for t in self.info.outputs]
@@ -443,8 +518,9 @@ class Engine:
         """Model outputs under ``plan`` for the given feeds (default: the evaluation feeds)."""
         self._ensure_ref()
         idx = self.data.evaluation if samples is None else samples
-        _sim, sess = self._session_for(self._kinds(plan))
-        feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices)}
+        placed = self.placement(plan)
+        _sim, sess = self._session_for(self._kinds(plan), tuple(placed))
+        feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices, placed)}
         out: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
         for i in idx:
             values = self._run(sess, self._output_names, {**self.data.samples[i], **feeds})
@@ -456,17 +532,20 @@ class Engine:
         """The graph the engine runs for ``plan`` and what it feeds besides each sample
         (weights, quantizer parameters): for checks that run the same graph another way,
         e.g. without ONNX Runtime's graph optimizations."""
-        sim, _ = self._session_for(self._kinds(plan))
-        return sim, {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices)}
+        placed = self.placement(plan)
+        sim, _ = self._session_for(self._kinds(plan), tuple(placed))
+        feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices, placed)}
+        return sim, feeds
 
     def evaluate(self, plan: Plan) -> Evaluation:
         """Per-layer (weight, local, accumulated) and per-output errors of ``plan``."""
         if plan.info is not self.info:
             raise EngineError("the plan was made for a different model")
         ref = self._ensure_ref()
-        sim, sess = self._session_for(self._kinds(plan))
+        placed = self.placement(plan)
+        sim, sess = self._session_for(self._kinds(plan), tuple(placed))
         choices = plan.choices
-        feeds = {**self._weight_feeds(choices), **self._param_feeds(choices)}
+        feeds = {**self._weight_feeds(choices), **self._param_feeds(choices, placed)}
         layer_out = sim.layer_outputs
         # A layer's output depends only on the choices of the layers before it (topological
         # order): outputs upstream of every change are reused, neither fetched nor measured.
@@ -611,8 +690,19 @@ class Engine:
     def _prefix_keys(self, plan: Plan) -> dict[str, tuple[str, int, str]]:
         """Per layer, a key for the choices of every layer up to it (and the calibration)."""
         keys: dict[str, tuple[str, int, str]] = {}
-        h = 0
+        # The target's tensor quantizers count for the layers after the node producing them
+        # (a later layer's choice can quantize an earlier tensor, so they are keyed apart).
+        pos = self._positions
+        placed = sorted(
+            ((pos.get(t, -1), t, q) for t, q in self.placement(plan).items()),
+            key=lambda item: item[0],
+        )
+        h, k = 0, 0
         for layer in self.info.layers:
+            here = pos.get(layer.outputs[0], -1)
+            while k < len(placed) and placed[k][0] < here:
+                h = hash((h, placed[k][1], placed[k][2]))
+                k += 1
             h = hash((h, layer.name, plan[layer.name]))
             keys[layer.name] = (layer.name, h, self.method.value)
         return keys

@@ -42,6 +42,11 @@ def act_prefix(layer: str, k: int) -> str:
     return f"{layer}__a{k}"
 
 
+def extra_prefix(tensor: str) -> str:
+    """Parameter prefix of the target's quantizer on ``tensor`` (bitlens.core.targets)."""
+    return f"{tensor}__t"
+
+
 def local_output(tensor: str) -> str:
     return f"{tensor}__local"
 
@@ -186,12 +191,49 @@ def _insert_quantizers(
     return params
 
 
-def build_sim(proto: onnx.ModelProto, info: ModelInfo, kinds: Kinds) -> SimGraph:
+def _insert_tensor_quantizers(
+    graph: onnx.GraphProto, tensors: Sequence[str]
+) -> list[onnx.ValueInfoProto]:
+    """Quantize each of ``tensors`` where it is produced; every main-graph consumer (layer
+    quantizers included) reads the result. Returns the parameter inputs."""
+    wanted = set(tensors)
+    renamed = {t: f"{t}__tq" for t in tensors}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in wanted:
+                node.input[i] = renamed[name]
+    at: dict[int, list[onnx.NodeProto]] = {}
+    params: list[onnx.ValueInfoProto] = []
+    producers = {o: i for i, n in enumerate(graph.node) for o in n.output}
+    for t in tensors:
+        nodes, io = quantizers.build("int", t, renamed[t], extra_prefix(t))
+        at.setdefault(producers.get(t, -1), []).extend(nodes)
+        params.extend(value_info(p, np.float32, None) for p in io.params)
+    new_nodes: list[onnx.NodeProto] = list(at.get(-1, []))
+    for i, node in enumerate(graph.node):
+        new_nodes.append(node)
+        new_nodes.extend(at.get(i, []))
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    return params
+
+
+def build_sim(
+    proto: onnx.ModelProto,
+    info: ModelInfo,
+    kinds: Kinds,
+    tensors: Sequence[str] = (),
+    expose: Sequence[str] = (),
+) -> SimGraph:
+    """The simulation graph; ``tensors`` are quantized where produced (a deployment target's
+    extra quantizers), ``expose`` are additional tensors to fetch."""
     _check_kinds(info, kinds, info.opset)
     model, left_out = copy_without_weights(proto, info)
     weights_to_inputs(model, info, left_out)
     g = model.graph
     g.input.extend(_insert_quantizers(g, info, kinds, "q"))
+    if tensors:
+        g.input.extend(_insert_tensor_quantizers(g, tensors))
     model_inputs = {v.name for v in g.input}
     existing = {v.name for v in g.output}
     layer_outputs: dict[str, str] = {}
@@ -203,7 +245,7 @@ def build_sim(proto: onnx.ModelProto, info: ModelInfo, kinds: Kinds) -> SimGraph
         for a in layer.inputs:
             if a and a not in model_inputs | weights | consts and a not in activations:
                 activations.append(a)
-    for t in [*layer_outputs.values(), *activations]:
+    for t in [*layer_outputs.values(), *activations, *expose]:
         if t not in existing:
             existing.add(t)
             g.output.append(_value_info_for(info, t))

@@ -25,7 +25,7 @@ until the last step).
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,10 +44,11 @@ from bitlens.core.export.editing import ExportState, field_bytes, remove_weight
 from bitlens.core.export.graph import GraphBuilder, used_names
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_weight, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
-from bitlens.core.formats import Family, Format, Granularity, parse_format, quantize
+from bitlens.core.formats import Family, Format, Granularity, parse_format, quantize, uniform
 from bitlens.core.model.types import Layer, ModelInfo, Storage, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
+from bitlens.core.targets import TensorQuantizer, check_plan, deployment_warnings
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
@@ -123,6 +124,9 @@ class ExportResult:
     source_bytes: int
     notes: tuple[str, ...] = field(default_factory=tuple)
     accounted_bytes: int = 0  # Built.accounted_bytes: the accounting's prediction of file_bytes
+    # the deployment target's quantizers on tensors other than layer inputs
+    tensor_quantizers: tuple[QuantizerRecord, ...] = ()
+    target: str = "none"
 
 
 def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
@@ -150,7 +154,9 @@ _PASS_TO_Q = frozenset(
 )
 
 
-def integer_kernel_layers(info: ModelInfo, plan: Plan) -> set[str]:
+def integer_kernel_layers(
+    info: ModelInfo, plan: Plan, placed: Mapping[str, TensorQuantizer] | None = None
+) -> set[str]:
     """Layers written as QDQ groups for ONNX Runtime's integer kernels.
 
     Conv fuses (QLinearConv) only when its result is requantized: its output must
@@ -167,7 +173,7 @@ def integer_kernel_layers(info: ModelInfo, plan: Plan) -> set[str]:
         and activations.uses_qdq(choice.activation, False)
         and choice.activation.bits == 8
         for act in info.layer(name).activations
-    }
+    } | {t for t, q in (placed or {}).items() if q.format.bits == 8}
     consumers: dict[str, list] = {}
     for node in info.nodes:
         if not node.graph_path:
@@ -219,6 +225,9 @@ class Built:
     base_bytes: int  # the model the layers were written into (after any opset conversion)
     notes: tuple[str, ...]
     base_header: int = 0  # its metadata and opset imports, which the export rewrites
+    tensor_bytes: int = 0  # the deployment target's tensor quantizers (nodes, scales, zeros)
+    tensor_quantizers: tuple[QuantizerRecord, ...] = ()  # those no layer reports as its own
+    target: str = "none"
 
     @property
     def accounted_bytes(self) -> int:
@@ -228,7 +237,7 @@ class Built:
         # the export record and any opset import the layers added (MatMulNBits' domain)
         header = sum(field_bytes(p.ByteSize()) for p in self.model.metadata_props)
         header += sum(field_bytes(o.ByteSize()) for o in self.model.opset_import)
-        return self.base_bytes - self.base_header + header + sum(
+        return self.base_bytes - self.base_header + header + self.tensor_bytes + sum(
             r.bytes_file for r in self.layers.values()
         )
 
@@ -273,7 +282,7 @@ def preflight(
                     "quantizers are exported for float32 tensors only"
                 )
     src = engine.model.proto
-    kernels = integer_kernel_layers(engine.info, plan)
+    kernels = integer_kernel_layers(engine.info, plan, engine.placement(plan))
     needed = _needed_opset(engine, plan, options, kernels)
     feeds = [engine.data.samples[i] for i in engine.data.evaluation[:2]]
     target, converted, notes = opsets.prepare(src, needed, options.opset, feeds)
@@ -305,15 +314,35 @@ def build(
     state = ExportState(model, taken)
     records: dict[str, LayerExport] = {}
     notes: list[str] = list(prepared.notes)
+    notes.extend(deployment_warnings(plan))
+    notes.extend(check_plan(plan))
+    placed = engine.placement(plan)
     for i, (name, choice) in enumerate(plan.choices.items()):
         layer = engine.info.layer(name)
         size_before = model.ByteSize() + state.pending_bytes()
-        rec = _export_layer(engine, state, layer, choice, options, name in kernels)
+        rec = _export_layer(engine, state, layer, choice, options, name in kernels, placed)
         delta = model.ByteSize() + state.pending_bytes() - size_before
         records[name] = replace(rec, bytes_file=delta)
         yield Progress(i + 1, len(plan.choices) + 1, f"exported {name}")
 
     state.finish()
+    size_before = model.ByteSize()
+    tensor_records = _export_tensor_quantizers(engine, state, placed)
+    tensor_bytes = model.ByteSize() - size_before
+    if placed:
+        notes.append(
+            f"target {plan.target}: {len(placed)} tensors besides layer inputs quantized "
+            "(Conv outputs, Add/Mul/Sigmoid/Concat/pool inputs and outputs), as simulated"
+        )
+    # A layer reading a tensor the target quantizes reports that quantizer as its own.
+    shared = {q.activation for r in records.values() for q in r.quantizers if q.kind == "shared"}
+    records = {
+        name: replace(r, quantizers=tuple(
+            replace(tensor_records[q.activation], layer=name) if q.kind == "shared" else q
+            for q in r.quantizers
+        ))
+        for name, r in records.items()
+    }  # fmt: skip
     min_ort = opsets.min_ort_for_opset(target)
     for rec in records.values():
         for w in rec.weights:
@@ -337,7 +366,8 @@ def build(
         raise ExportError(f"the exported model does not pass the ONNX checker: {first}") from exc
     return Built(
         model, source_opset, target, min_ort, converted, records, base_bytes, tuple(notes),
-        base_header,
+        base_header, tensor_bytes,
+        tuple(q for t, q in tensor_records.items() if t not in shared), plan.target,
     )  # fmt: skip
 
 
@@ -371,6 +401,8 @@ def export(
         converted=built.converted,
         options=options,
         layers=built.layers,
+        tensor_quantizers=built.tensor_quantizers,
+        target=built.target,
         file_bytes=len(data),
         source_bytes=engine.model.proto.ByteSize(),
         notes=built.notes,
@@ -413,6 +445,7 @@ def _export_layer(
     choice: LayerChoice,
     options: ExportOptions,
     kernel: bool,
+    placed: Mapping[str, TensorQuantizer],
 ) -> LayerExport:
     notes: list[str] = []
     quantizer_records: list[QuantizerRecord] = []
@@ -428,7 +461,20 @@ def _export_layer(
                 )
             b = GraphBuilder(f"{layer.name}_a", state.taken)
             fmt = engine.bind_activation(layer, act, choice.activation)
-            lo_hi = (0.0, 0.0) if choice.dynamic else engine.activation_range(act, fmt)
+            shared = placed.get(act)
+            if shared is not None and shared.format == fmt and not choice.dynamic:
+                # The target quantizes this tensor where it is produced, with the same format
+                # and range: the layer reads that quantizer (a second one would be an identity).
+                lo, hi = engine.target_range(shared)
+                scale, zp = uniform.params_from_range(np.asarray(lo), np.asarray(hi), fmt)
+                rec = QuantizerRecord(
+                    layer.name, act, act, fmt.name, "shared", None, float(scale), float(zp),
+                    "the deployment target's quantizer of this tensor", 10,
+                )  # fmt: skip
+                quantizer_records.append(rec)
+                act_scale = rec.scale
+                continue
+            lo_hi = (0.0, 0.0) if choice.dynamic else engine.layer_range(act, fmt, placed)
             rec = activations.encode_activation(
                 b, layer.name, act, fmt, dynamic=choice.dynamic, value_range=lo_hi
             )
@@ -489,6 +535,38 @@ def _export_layer(
             else None
         ),
     )
+
+
+def _export_tensor_quantizers(
+    engine: Engine, state: ExportState, placed: Mapping[str, TensorQuantizer]
+) -> dict[str, QuantizerRecord]:
+    """QuantizeLinear/DequantizeLinear where each of the target's tensors is produced; every
+    main-graph consumer then reads the dequantized value (as the engine simulates)."""
+    g = state.model.graph
+    after: dict[str, list[onnx.NodeProto]] = {}
+    first: list[onnx.NodeProto] = []
+    out: dict[str, QuantizerRecord] = {}
+    produced = {o for n in g.node for o in n.output}
+    for t, q in placed.items():
+        b = GraphBuilder(f"{t}_t", state.taken)
+        rec = activations.encode_activation(
+            b, "", t, q.format, dynamic=False, value_range=engine.target_range(q)
+        )
+        out[t] = replace(rec, layer=f"({q.reason})")
+        g.initializer.extend(b.initializers)
+        (after.setdefault(t, []) if t in produced else first).extend(b.nodes)
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            if name in out:
+                node.input[i] = out[name].output
+    ordered = list(first)
+    for node in g.node:
+        ordered.append(node)
+        for o in node.output:
+            ordered.extend(after.get(o, []))
+    del g.node[:]
+    g.node.extend(ordered)
+    return out
 
 
 def _guard(b: GraphBuilder, rec: QuantizerRecord, fmt: Format) -> QuantizerRecord:
@@ -560,7 +638,12 @@ def _encode_one(
     mode = QDQ if kernel or options.weights == QDQ else FOLD
     if mode == QDQ and native_qdq_dtype(fmt, options.int2_qdq) is None:
         notes.append(f"{w.name}: {fmt.name} has no native ONNX type; stored as folded codes")
-    enc = encode_weight(b, w, value, fmt, mode=mode, allow_int2=options.int2_qdq, zero_point=kernel)
+    # QGemm and MatMulIntegerToFloat need the weight's zero point written out; QLinearConv
+    # fuses without it (symmetric int8: all zeros), so a conv stores no per-channel zeros.
+    zero_point = kernel and layer.op_type != "Conv"
+    enc = encode_weight(
+        b, w, value, fmt, mode=mode, allow_int2=options.int2_qdq, zero_point=zero_point
+    )
     if enc is None:
         notes.append(f"{w.name}: {fmt.name} keeps the weight's own {w.dtype} values")
         return None

@@ -19,6 +19,7 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from bitlens.core import targets
 from bitlens.core.engine import bind
 from bitlens.core.engine.graphs import find_graph, iter_nodes
 from bitlens.core.engine.session import requested_providers
@@ -118,7 +119,10 @@ def check_fidelity(
         for w in layer.weights
     }
     feeds_w = {k: v if v is not None else engine.model.weight(k) for k, v in feeds_w.items()}
-    quantizer_recs = [q for r in records.values() for q in r.quantizers]
+    quantizer_recs = list(
+        dict.fromkeys([*(q for r in records.values() for q in r.quantizers),
+                       *result.tensor_quantizers])
+    )  # fmt: skip
     code_outputs = [(probes.probe_tensor(q), probes.code_type(q)) for q in quantizer_recs]
     simulated = probes.with_outputs(probes.weights_as_inputs(reference, feeds_w), code_outputs)
     sess_sim = open_session(simulated, providers, mode="written")
@@ -239,6 +243,19 @@ def check_fidelity(
                 "session sets session.qdq_matmulnbits_accuracy_level=0); export with folded "
                 "weights or MatMulNBits for results equal to the inspector's"
             )
+        layer = engine.info.layer(name)
+        choice = plan[name]
+        ran = kernels.get(name, "?")
+        if (
+            targets.kernel_format(layer, choice.weight, choice.activation, choice.dynamic)
+            and not rec.integer_kernel
+            and not any(k in ran for k in INTEGER_KERNELS)
+        ):
+            notes.append(
+                f"warning: layer {name!r} stayed float although its plan asked for int8: "
+                f"ONNX Runtime ran {ran} (target {plan.target!r}"
+                + (": its output is not requantized)" if plan.target == "none" else ")")
+            )
         if rec.integer_kernel and not any(k in kernels.get(name, "") for k in INTEGER_KERNELS):
             notes.append(
                 f"layer {name!r} was written as a fusable QDQ group, but ONNX Runtime ran "
@@ -293,6 +310,7 @@ def check_fidelity(
             "matmulnbits": result.options.matmulnbits,
             "int2_qdq": result.options.int2_qdq,
             "int32_bias": result.options.int32_bias,
+            "target": result.target,
         },
         layers=tuple(layer_checks),
         outputs=tuple(outputs),

@@ -1,0 +1,62 @@
+"""Calibration statistics of tensors no layer reads: a deployment target's extra quantizers.
+
+The float reference the engine keeps holds only layer inputs and outputs; a
+target also quantizes Sigmoid, Mul, Add, Concat... outputs. Their statistics
+come from one float session exposing them, run over the calibration samples
+a few tensors at a time (all of a large model's activations at once would
+not fit in memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from bitlens.core.engine.calibration import ActivationStats
+from bitlens.core.model.types import NodeInfo
+
+PER_RUN = 32  # tensors fetched per float run
+
+Run = Callable[[object, Sequence[str], Mapping[str, np.ndarray]], list[np.ndarray]]
+
+
+def collect(
+    sim_model: onnx.ModelProto,
+    make_session: Callable[[onnx.ModelProto], object],
+    run: Run,
+    names: Sequence[str],
+    feeds: Iterable[Mapping[str, np.ndarray]],
+) -> dict[str, ActivationStats]:
+    """Statistics of the float tensors ``names`` over ``feeds``; ``sim_model`` exposes them."""
+    sess = make_session(sim_model)
+    feed_list = list(feeds)
+    out: dict[str, ActivationStats] = {}
+    for k in range(0, len(names), PER_RUN):
+        chunk = list(names[k : k + PER_RUN])
+        got: dict[str, list[np.ndarray]] = {n: [] for n in chunk}
+        for feed in feed_list:
+            for n, v in zip(chunk, run(sess, chunk, feed), strict=True):
+                got[n].append(v)
+        for n, values in got.items():
+            if np.asarray(values[0]).dtype.kind == "f":
+                out[n] = ActivationStats.of(values, n)
+    return out
+
+
+def attribute_reader(proto: onnx.ModelProto) -> Callable[[NodeInfo, str], object | None]:
+    """``read(node, name)``: a main-graph node's attribute value, None when it does not set
+    it, "?" when the node cannot be found (bitlens.core.targets treats that as unknown)."""
+    by_output = {n.output[0]: n for n in proto.graph.node if n.output}
+
+    def read(node: NodeInfo, name: str) -> object | None:
+        found = by_output.get(node.outputs[0]) if node.outputs else None
+        if found is None:
+            return "?"
+        for attr in found.attribute:
+            if attr.name == name:
+                return onnx.helper.get_attribute_value(attr)
+        return None
+
+    return read

@@ -1,0 +1,304 @@
+"""Deployment targets: which tensors besides the plan's layer inputs get 8-bit quantizers.
+
+A plan chooses formats per layer (weights and the activations a layer reads).
+A runtime's integer kernels need more: ONNX Runtime's CPU provider fuses
+``DequantizeLinear -> Conv -> QuantizeLinear`` into ``QLinearConv`` only when
+the convolution's *output* is requantized, and has QLinear forms of Add, Mul,
+Sigmoid, Concat, LeakyRelu and the average pools that need every input and
+the output quantized. A target names those extra tensors for a given plan; the
+engine simulates exactly them (calibrated like any other activation) and the
+exporter writes exactly them, so the window shows the error of what is
+deployed.
+
+The placement follows ONNX Runtime's own QDQ quantizer
+(onnxruntime/python/tools/quantization/registry.py and operators/):
+
+* Conv/MatMul/Gemm inputs are the plan's layer quantizers; a Conv's output is
+  quantized too (``QDQConv``), after a single-consumer Relu/Clip, which ORT
+  then removes (``QDQRemovableActivation``: with an asymmetric uint8 range
+  starting at 0, the QuantizeLinear's saturation *is* the Relu);
+* Add, Mul, Sigmoid, Concat, LeakyRelu, AveragePool, GlobalAveragePool get
+  quantizers on every input and on the output (``QLinearBinaryOp``,
+  ``QLinearActivation``, ``QLinearConcat``, ``QLinearPool``) when all their
+  inputs are already quantized;
+* MaxPool, Reshape, Transpose, Flatten, Squeeze, Unsqueeze, Slice and nearest
+  Resize keep the grid of their input: their output is quantized with the
+  input's scale and zero point (``QDQDirect8BitOp``: ``quantize_output_same_as_input``),
+  so ORT drops the pair and runs them on uint8 data, and the simulated
+  requantization is an exact identity.
+
+Graph outputs, tensors read inside If/Loop/Scan bodies and non-float tensors
+are never quantized, and an op with a constant data input (a bias Add, a
+scale Mul) stays float, as do the ops next to float layers.
+
+The "tensorrt" target adds no tensors: TensorRT places the requantization
+of a layer's output itself, fusing it into the next layer's input quantizer
+(NVIDIA's "Q/DQ layer placement recommendations": quantize the inputs of
+quantizable layers). Its rules are about formats (see :func:`check_plan`):
+symmetric int8 activations with zero point 0, per tensor, and symmetric int8
+weights per output channel. "none" adds nothing and checks nothing: only
+the plan's layer inputs are quantized (Bitlens 1.0 behaviour).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bitlens.core.errors import PlanError
+from bitlens.core.formats import Family, Format, Granularity
+
+if TYPE_CHECKING:
+    from bitlens.core.model.types import Layer, NodeInfo
+    from bitlens.core.plan import Plan
+
+ORT_CPU = "ort-cpu"
+TENSORRT = "tensorrt"
+NONE = "none"
+TARGETS: tuple[str, ...] = (ORT_CPU, TENSORRT, NONE)
+DEFAULT_TARGET = ORT_CPU
+TARGET_TITLES = {
+    ORT_CPU: "ONNX Runtime CPU (QLinearConv, QLinearAdd, ...)",
+    TENSORRT: "TensorRT / CUDA int8 (symmetric int8, zero point 0)",
+    NONE: "none (quantize layer inputs only)",
+}
+
+KERNEL_OPS = frozenset({"Conv", "MatMul", "Gemm"})
+# ORT removes these before a QuantizeLinear whose range they cannot widen.
+ABSORBED = frozenset({"Relu", "Clip"})
+# QLinear forms with their own output scale: every data input and the output quantized.
+REQUANTIZING = frozenset(
+    {"Add", "Mul", "Sigmoid", "Concat", "LeakyRelu", "AveragePool", "GlobalAveragePool"}
+)
+# Ops that only move or select values: the output keeps the input's grid.
+# Relu belongs here too: zero is exactly on an asymmetric grid, so Relu of a dequantized value is
+# a value of the same grid.
+SAME_GRID = frozenset(
+    {
+        "MaxPool",
+        "Reshape",
+        "Transpose",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Slice",
+        "Resize",
+        "Relu",
+    }
+)
+# Ops whose every input is data (the others read data from input 0 only; the rest are
+# shapes, axes, scales).
+_ALL_INPUTS = frozenset({"Add", "Mul", "Concat"})
+
+
+@dataclass(frozen=True)
+class TensorQuantizer:
+    """An 8-bit quantizer the target adds where ``tensor`` is produced; every consumer reads
+    the quantized value."""
+
+    tensor: str
+    format: Format
+    range_of: str  # the tensor whose calibrated range sets scale and zero point
+    reason: str  # why the target quantizes it, for reports
+
+
+Placement = Mapping[str, TensorQuantizer]  # tensor -> quantizer, in topological order
+
+
+def check_target(name: str) -> str:
+    if name not in TARGETS:
+        raise PlanError(f"unknown deployment target {name!r}; known: {', '.join(TARGETS)}")
+    return name
+
+
+def kernel_format(layer: Layer, weight: Format | None, act: Format | None, dynamic: bool) -> bool:
+    """An integer-kernel layer: Conv/MatMul/Gemm in the main graph with 8-bit integer weights
+    (per tensor or channel) and a calibrated 8-bit per-tensor integer activation."""
+    return (
+        layer.op_type in KERNEL_OPS
+        and not layer.graph_path
+        and len(layer.weights) == 1
+        and weight is not None
+        and act is not None
+        and not dynamic
+        and weight.family is Family.INT
+        and weight.bits == 8
+        and weight.granularity is not Granularity.BLOCK
+        and act.family is Family.INT
+        and act.bits == 8
+        and act.granularity is Granularity.TENSOR
+    )
+
+
+def placement(
+    plan: Plan, attribute: Callable[[NodeInfo, str], object | None] | None = None
+) -> dict[str, TensorQuantizer]:
+    """The extra tensor quantizers ``plan.target`` needs for the plan's per-layer choices.
+
+    ``attribute(node, name)`` reads a node attribute (Resize's mode), None when the node
+    does not set it; without ``attribute`` Resize stays float.
+    """
+    if plan.target != ORT_CPU:
+        return {}
+    info = plan.info
+    main = [n for n in info.nodes if not n.graph_path]
+    producer: dict[str, NodeInfo] = {o: n for n in main for o in n.outputs if o}
+    consumers: dict[str, list[NodeInfo]] = {}
+    for n in main:
+        for t in n.inputs:
+            if t:
+                consumers.setdefault(t, []).append(n)
+    inner = {t for n in info.nodes if n.graph_path for t in n.inputs}
+    outputs = {t.name for t in info.outputs}
+    inputs = {t.name: t for t in info.inputs}
+
+    def is_float(t: str) -> bool:
+        vi = info.value_info.get(t) or inputs.get(t)
+        return vi is None or vi.dtype == "float32"
+
+    def quantizable(t: str) -> bool:
+        return (
+            bool(t)
+            and t not in outputs
+            and t not in inner
+            and is_float(t)
+            and (t in producer or t in inputs)
+        )
+
+    # Tensors the plan's integer-kernel layers already quantize, with the format they use.
+    layer_q: dict[str, Format] = {}
+    kernels: list[Layer] = []
+    for layer in info.layers:
+        c = plan[layer.name]
+        a = c.activation
+        if kernel_format(layer, c.weight, a, c.dynamic):
+            assert a is not None
+            kernels.append(layer)
+            for act in layer.activations:
+                layer_q.setdefault(act, a)
+
+    out: dict[str, TensorQuantizer] = {}
+
+    def add(t: str, fmt: Format, range_of: str, reason: str) -> None:
+        if t not in out:
+            out[t] = TensorQuantizer(t, fmt, range_of, reason)
+
+    def available(t: str) -> Format | None:
+        if t in out:
+            return out[t].format
+        return layer_q.get(t)
+
+    # Conv outputs (after a Relu/Clip ORT folds into the requantization).
+    for layer in kernels:
+        if layer.op_type != "Conv":
+            continue
+        fmt = layer_q[layer.activations[0]]
+        t = layer.outputs[0]
+        while fmt.family is Family.INT and not fmt.signed:  # asymmetric uint8: Relu absorbed
+            users = consumers.get(t, [])
+            if len(users) != 1 or users[0].op_type not in ABSORBED or t in outputs:
+                break
+            t = users[0].outputs[0]
+        if quantizable(t):
+            add(t, fmt, t, f"output of {layer.name} ({layer.op_type}), so it runs as QLinearConv")
+    # Ops with QLinear or uint8 forms, in topological order, when all their inputs are quantized.
+    for n in main:
+        if n.op_type not in REQUANTIZING and n.op_type not in SAME_GRID:
+            continue
+        # Only nearest Resize (the default mode) keeps values on the input's grid.
+        if n.op_type == "Resize" and (
+            attribute is None or attribute(n, "mode") not in (None, "nearest", b"nearest")
+        ):
+            continue
+        data = _data_inputs(n)
+        if not data or not n.outputs or not quantizable(n.outputs[0]):
+            continue
+        if any(not quantizable(t) for t in data):
+            continue  # a constant, a graph output or a non-float input: stays float
+        fmts = [available(t) for t in data]
+        if any(f is None for f in fmts):
+            continue
+        fmt = fmts[0]
+        assert fmt is not None
+        for t, f in zip(data, fmts, strict=True):
+            assert f is not None
+            src = out[t].range_of if t in out else t
+            add(t, f, src, f"input of {n.name} ({n.op_type})")
+        o = n.outputs[0]
+        if n.op_type in SAME_GRID:
+            add(o, fmt, out[data[0]].range_of, f"output of {n.op_type} {n.name}, input's grid")
+        else:
+            add(o, fmt, o, f"output of {n.name} ({n.op_type}), so it runs as QLinear{n.op_type}")
+    return out
+
+
+def _data_inputs(n: NodeInfo) -> list[str]:
+    if n.op_type in _ALL_INPUTS:
+        return list(n.inputs) if all(n.inputs) else []
+    return [n.inputs[0]] if n.inputs and n.inputs[0] else []
+
+
+def check_plan(plan: Plan) -> list[str]:
+    """Problems of ``choices`` for ``target`` (empty: fine). TensorRT's Q/DQ rules: int8
+    activations symmetric with zero point 0 and per tensor; weights int8 symmetric, per
+    tensor or per output channel (axis 0 for Conv, the output axis for Gemm/MatMul)."""
+    if plan.target != TENSORRT:
+        return []
+    problems = []
+    for name, c in plan.choices.items():
+        w, a, dyn = c.weight, c.activation, c.dynamic
+        layer = plan.info.layer(name)
+        if a is not None and a.family is Family.INT:
+            if a.bits != 8 or not a.signed or not a.symmetric or dyn:
+                problems.append(
+                    f"{name}: TensorRT needs static symmetric int8 activations, not {a.name}"
+                )
+            elif a.granularity is not Granularity.TENSOR:
+                problems.append(f"{name}: TensorRT needs per-tensor activations, not {a.name}")
+        if w is not None and w.family is Family.INT and layer.op_type in KERNEL_OPS:
+            if w.bits != 8 or not w.signed or not w.symmetric:
+                problems.append(f"{name}: TensorRT needs symmetric int8 weights, not {w.name}")
+            elif w.granularity is Granularity.BLOCK:
+                problems.append(f"{name}: TensorRT needs per-tensor or per-channel weights")
+            elif w.granularity is Granularity.CHANNEL and w.axis not in (
+                None,
+                layer.weights[0].channel_axis,
+            ):
+                problems.append(f"{name}: TensorRT needs weights per output channel")
+    return problems
+
+
+def deployment_warnings(plan: Plan) -> list[str]:
+    """Before export: layers whose plan asks for 8-bit integers that ONNX Runtime's CPU provider
+    will not run as integer kernels, and the slow dynamic-conv path."""
+    out: list[str] = []
+    placed = placement(plan)
+    for name, c in plan.choices.items():
+        layer = plan.info.layer(name)
+        w, a = c.weight, c.activation
+        int8_w = w is not None and w.family is Family.INT and w.bits == 8
+        if layer.op_type == "Conv" and c.dynamic and a is not None:
+            out.append(
+                f"layer {name!r}: dynamic activations on a Conv have no fast path in ONNX "
+                "Runtime (its ConvInteger runs 3-6x slower than float on CPU); the export "
+                "simulates them in float: prefer calibrated (static) activations for QLinearConv"
+            )
+        elif int8_w and layer.op_type in KERNEL_OPS and not kernel_format(layer, w, a, c.dynamic):
+            why = (
+                "inside a subgraph" if layer.graph_path
+                else "no activation format" if a is None
+                else f"activation {a.name} (integer kernels need per-tensor 8-bit integers)"
+            )  # fmt: skip
+            out.append(f"layer {name!r}: int8 weights will run in float: {why}")
+        elif (
+            plan.target == NONE
+            and layer.op_type == "Conv"
+            and kernel_format(layer, w, a, c.dynamic)
+            and layer.outputs[0] not in placed
+        ):
+            out.append(
+                f"layer {name!r}: with target 'none' its output is not requantized, so ONNX "
+                "Runtime runs it as a float Conv unless the next quantizer follows directly"
+            )
+    return out
