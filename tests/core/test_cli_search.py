@@ -55,8 +55,10 @@ def test_search_with_user_metric_and_eval_reports_it(cnn_path, tmp_path) -> None
         "    raise RuntimeError('metric exploded')\n"
     )
     plan = tmp_path / "plan.json"
+    # Target none: on this tiny model the ort-cpu target's extra output quantizers cost the
+    # one sample of three that a 0.99 agreement needs; this test is about the user metric.
     res = run_cli("search", str(cnn_path), *FAST, "--min-metric", "0.99", "--metric",
-                  f"{m}:agree", "-o", str(plan), "--json")  # fmt: skip
+                  f"{m}:agree", "--target", "none", "-o", str(plan), "--json")  # fmt: skip
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["metric"] == "agree" and out["best"]["metric"] >= 0.99

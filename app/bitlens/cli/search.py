@@ -14,6 +14,7 @@ import sys
 
 from bitlens.cli.common import (
     add_data_arguments,
+    add_target_argument,
     calibrated_engine,
     dump_json,
     fmt_bytes,
@@ -35,6 +36,7 @@ from bitlens.core.search import (
     SearchResult,
     search,
 )
+from bitlens.core.targets import DEFAULT_TARGET
 from bitlens.core.usermetric import load_metric
 
 
@@ -62,6 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest relative L2 error of the outputs (0.01 = 1%%)")  # fmt: skip
     g.add_argument("--min-metric", type=float, metavar="M", help="smallest task metric")
     add_metric_argument(p)
+    add_target_argument(p)
     p.add_argument("--pin", action="append", default=[], metavar="LAYER=W[,A]",
                    help="keep LAYER at weight format W (and activation A; 'float' keeps "
                    "float) (repeatable)")  # fmt: skip
@@ -121,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         pins=pins,
         seed=args.seed,
         metric=metric,
+        target=args.target or DEFAULT_TARGET,
     )
     gen = search(engine, options)
     tty = sys.stderr.isatty() and not args.json

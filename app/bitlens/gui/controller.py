@@ -9,6 +9,7 @@ directly; its errors reach the window through ``failed`` like a worker's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -282,6 +283,10 @@ class Controller(QObject):
         session = self.session
         if session is None:
             return None
+        if self.document.plan is not None:
+            # The search's plans deploy to the target the window's plan is set to.
+            options = dataclasses.replace(options, target=self.document.plan.target)
+
         def done(result: object) -> None:
             if options.metric is not None:
                 self.metric = options.metric  # it worked: the evaluation reports it too

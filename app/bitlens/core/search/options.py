@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from bitlens.core.errors import SearchError
 from bitlens.core.plan import LayerChoice
+from bitlens.core.targets import DEFAULT_TARGET
 from bitlens.core.usermetric import Metric
 
 # fp16, int16, int8 per channel, int7 to int5, int4 per channel and blocked, NF4/NF3 (normal
@@ -85,3 +86,6 @@ class SearchOptions:
     check_export: bool = True
     references: tuple[str, ...] = DEFAULT_REFERENCES  # presets evaluated for comparison
     metric: Metric | None = None  # None: accuracy when the data has labels
+    # Deployment target of every plan the search builds, so its errors and sizes are those
+    # of what that target deploys (bitlens.core.targets).
+    target: str = DEFAULT_TARGET

@@ -9,7 +9,7 @@ from bitlens.core.errors import BitlensError
 from bitlens.core.export.exporter import integer_kernel_layers
 from bitlens.core.formats import Format, parse_format
 from bitlens.core.model.types import Layer
-from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.plan import LayerChoice
 from bitlens.core.results import Progress
 from bitlens.core.search.candidates import _fits_weight
 from bitlens.core.search.measures import exported_size
@@ -30,7 +30,7 @@ class Overheads(SearchState):
         self.k_overhead = {}
         if not (self.opts.check_export and self.opts.budget.by_size):
             return wfmts
-        e0 = exported_size(self.engine, Plan(self.info))
+        e0 = exported_size(self.engine, self.plan_for({}))
         self.fixed_bytes = e0 - self.float_weight_bytes
         kept = []
         for fmt in wfmts:
@@ -42,7 +42,7 @@ class Overheads(SearchState):
                 continue
             layer = min(fits, key=lambda la: la.nbytes)
             try:
-                e = exported_size(self.engine, Plan(self.info, {layer.name: LayerChoice(fmt)}))
+                e = exported_size(self.engine, self.plan_for({layer.name: LayerChoice(fmt)}))
             except BitlensError:
                 continue
             self.w_overhead[fmt] = max(0, e - e0 - weight_bytes_after(layer, fmt) + layer.nbytes)
@@ -53,7 +53,7 @@ class Overheads(SearchState):
             return kept
         # every activation at the base: the quantizers' cost, on average
         all_base = {la.name: LayerChoice(None, base) for la in acts}
-        e_a = exported_size(self.engine, Plan(self.info, all_base))
+        e_a = exported_size(self.engine, self.plan_for(all_base))
         self.a_overhead = max(0, round((e_a - e0) / len(acts)))
         # 8-bit weights next to 8-bit activations become an integer-kernel group, which the
         # export writes differently (QDQ for ONNX Runtime to fuse): its own cost
@@ -62,7 +62,7 @@ class Overheads(SearchState):
         for layer in sorted(acts, key=lambda la: la.nbytes):
             if layer.op_type in self.k_overhead or int8 not in kept:
                 continue
-            plan = Plan(self.info, {**all_base, layer.name: LayerChoice(int8, base)})
+            plan = self.plan_for({**all_base, layer.name: LayerChoice(int8, base)})
             if layer.name not in integer_kernel_layers(self.info, plan):
                 continue
             e = exported_size(self.engine, plan)

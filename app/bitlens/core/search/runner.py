@@ -66,11 +66,13 @@ class _Search(Refinement):
         # and what the export adds around each
         wfmts = yield from self._measure_overheads(wlayers, wfmts, base)
         # references: float and presets, for the plot and the comparison
-        refs = [self.point(Plan(self.info), FLOAT_NAME)]
+        refs = [self.point(self.plan_for({}), FLOAT_NAME)]
         self.float_metric = refs[0].metric
         yield refs[0]
         for name in opts.references:
-            refs.append(self.point(Plan.preset(self.info, name), name))
+            refs.append(
+                self.point(Plan.preset(self.info, name).with_target(self.opts.target), name)
+            )
             yield refs[-1]
             yield self._tick(f"reference {name}")
 

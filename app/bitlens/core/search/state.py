@@ -101,6 +101,10 @@ class SearchState:
         return Progress(self.done, self.total, message)
 
     # -- plans -------------------------------------------------------------------------------
+    def plan_for(self, choices: Mapping[str, LayerChoice]) -> Plan:
+        """A plan of these choices at the search's deployment target."""
+        return Plan(self.info, choices, self.opts.target)
+
     def plan_of(self, weights: Mapping[str, Format | None]) -> Plan:
         choices: dict[str, LayerChoice] = {}
         for layer in self.info.layers:
@@ -109,7 +113,7 @@ class SearchState:
                 choices[name] = self.pins[name]
             else:
                 choices[name] = LayerChoice(weights.get(name), self.act.get(name))
-        return Plan(self.info, choices)
+        return self.plan_for(choices)
 
     # -- size accounting ---------------------------------------------------------------------
     def _file_bytes(self, plan: Plan) -> int:

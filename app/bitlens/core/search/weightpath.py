@@ -11,7 +11,7 @@ import numpy as np
 from bitlens.core.errors import BitlensError
 from bitlens.core.formats import Format
 from bitlens.core.model.types import Layer
-from bitlens.core.plan import LayerChoice, Plan, validate_choice
+from bitlens.core.plan import LayerChoice, validate_choice
 from bitlens.core.results import Progress
 from bitlens.core.search.candidates import _fits_weight
 from bitlens.core.search.hull import _efficient, _greedy, _hull, _Ladder
@@ -45,7 +45,7 @@ class WeightPath(Overheads):
     def _measure_weight(self, layer: Layer, fmt: Format) -> None:
         if (layer.name, fmt) in self.measured:
             return
-        err, met = self._measure(Plan(self.info, {layer.name: LayerChoice(fmt)}))
+        err, met = self._measure(self.plan_for({layer.name: LayerChoice(fmt)}))
         self.measured[(layer.name, fmt)] = (err * err, met)
         saved = layer.nbytes - weight_bytes_after(layer, fmt)
         self.sens.append(Sensitivity(layer.name, "weight", fmt.name, err, met, saved))
