@@ -18,6 +18,10 @@ class GraphPanel(QWidget):
         self.metric_box.setObjectName("graphMetric")
         for key, label in METRICS.items():
             self.metric_box.addItem(label, key)
+        self.metric_box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.metric_box.setMinimumContentsLength(6)
         self.metric_box.currentIndexChanged.connect(
             lambda i: self.view.set_color_by(self.metric_box.itemData(i))
         )

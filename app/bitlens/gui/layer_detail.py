@@ -48,7 +48,7 @@ class LayerDetailView(QWidget):
         for plot in (self.weight_plot, self.act_plot):
             plot.setMenuEnabled(False)
             plot.hideButtons()
-            plot.setMinimumHeight(120)
+            plot.setMinimumHeight(70)  # short screens: the splitter gives them more
             plot.getPlotItem().setLabel("left", "count")
         self.sandbox = QTableWidget(0, len(SANDBOX_COLUMNS), self)
         self.sandbox.setObjectName("sandbox")

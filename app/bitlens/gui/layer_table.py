@@ -80,6 +80,12 @@ class LayerTable(QWidget):
         self.preset_sel.setObjectName("presetSelection")
         self.preset_sel.clicked.connect(lambda: self.apply_preset(selected_only=True))
 
+        for combo in (self.weight_combo, self.act_combo, self.preset_combo):
+            # narrow windows: the combo shrinks and its popup still shows whole names
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(6)
+        self.filter.setMinimumWidth(8 * self.fontMetrics().horizontalAdvance("M"))
+
         self.view = QTableView(self)
         self.view.setObjectName("layerTable")
         self.view.setModel(self.proxy)
@@ -120,7 +126,7 @@ class LayerTable(QWidget):
         top.addWidget(self.preset_sel)
         bottom = QHBoxLayout()
         bottom.setContentsMargins(0, 0, 0, 0)
-        bottom.addWidget(QLabel("Selected layers — weights:", self))
+        bottom.addWidget(QLabel("Selected — weights:", self))
         bottom.addWidget(self.weight_combo, 1)
         bottom.addWidget(QLabel("activations:", self))
         bottom.addWidget(self.act_combo, 1)

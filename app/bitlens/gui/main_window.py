@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -20,6 +20,7 @@ from PySide6.QtGui import (
     QDragEnterEvent,
     QDropEvent,
     QKeySequence,
+    QShowEvent,
 )
 from PySide6.QtWidgets import (
     QApplication,
@@ -68,6 +69,8 @@ WELCOME = (
     "and see the error against the bytes saved.</p>"
     "<p>File ▸ Open (Ctrl+O), File ▸ Open Sample, or drop an .onnx file here.</p>"
 )
+DEFAULT_SIZE = (1400, 880)  # shrunk to the screen's free area when that is smaller
+MIN_SIDE_PANE = 220  # a restored side pane narrower than this gets this width back
 
 
 class MainWindow(QMainWindow):
@@ -85,8 +88,9 @@ class MainWindow(QMainWindow):
         self.controller = Controller(self.document, self, device=device)
         self.runner = self.controller.runner
         self._closing = False
+        self._shown = False
         self.setAcceptDrops(True)
-        self.resize(1400, 880)
+        self._fit_to_screen()
 
         # central: message bar over the welcome page / layer table
         self.message_bar = MessageBar(self)
@@ -123,21 +127,61 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["plots"], self.docks["sweep"])
         self.docks["detail"].raise_()
         self.docks["plots"].raise_()
-        self.resizeDocks(
-            [self.docks["graph"], self.docks["detail"]], [270, 430], Qt.Orientation.Horizontal
-        )
-        self.resizeDocks([self.docks["plots"]], [300], Qt.Orientation.Vertical)
 
         self.status = StatusPanel(self)
         self.statusBar().addPermanentWidget(self.status, 1)
 
         self._build_menus()
         self._connect()
+        self._default_state = self.saveState(STATE_VERSION)  # what View ▸ Reset Layout restores
+        self._size_docks()
         self._restore_layout()
         self._update_title()
         self._update_actions()
 
     # -- construction -----------------------------------------------------------------------------
+    def _fit_to_screen(self) -> None:
+        """Open at a comfortable size that never exceeds the screen's free area (a laptop's
+        1366x768 keeps its status bar on screen)."""
+        screen = self.screen() or QApplication.primaryScreen()
+        w, h = DEFAULT_SIZE
+        if screen is not None:
+            free = screen.availableGeometry()
+            # the frame and title bar take some pixels the geometry does not count
+            w, h = min(w, free.width() - 16), min(h, free.height() - 48)
+        self.resize(max(w, 640), max(h, 480))
+
+    def _size_docks(self) -> None:
+        """Share the width and height between the panes in proportion to the window."""
+        width, height = max(self.width(), 800), max(self.height(), 500)
+        side = [self.docks["graph"], self.docks["detail"]]
+        self.resizeDocks(side, [int(width * 0.2), int(width * 0.3)], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["plots"]], [int(height * 0.33)], Qt.Orientation.Vertical)
+
+    def reset_layout(self) -> None:
+        """View ▸ Reset Layout: every pane back where and how big it first was."""
+        for dock in self.docks.values():
+            dock.setFloating(False)
+        self.restoreState(self._default_state, STATE_VERSION)
+        for dock in self.docks.values():
+            dock.show()
+        self.docks["detail"].raise_()
+        self.docks["plots"].raise_()
+        self._size_docks()
+
+    def _unstick_docks(self) -> None:
+        """A restored layout may have squeezed a side pane to a sliver (the window once
+        shrank): give any visible, docked pane below a usable width its share back."""
+        narrow = [
+            d for d in self.docks.values()
+            if d.isVisible() and not d.isFloating()
+            and self.dockWidgetArea(d) in (Qt.DockWidgetArea.LeftDockWidgetArea,
+                                           Qt.DockWidgetArea.RightDockWidgetArea)
+            and d.width() < MIN_SIDE_PANE
+        ]  # fmt: skip
+        if narrow:
+            self.resizeDocks(narrow, [MIN_SIDE_PANE] * len(narrow), Qt.Orientation.Horizontal)
+
     def _dock(self, key: str, title: str, widget: QWidget, where: Qt.DockWidgetArea) -> None:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{key}")
@@ -221,6 +265,8 @@ class MainWindow(QMainWindow):
         m = bar.addMenu("&View")
         for dock in self.docks.values():
             m.addAction(dock.toggleViewAction())
+        m.addSeparator()
+        self.act_reset_layout = self._action(m, "Reset &Layout", self.reset_layout)
         m.addSeparator()
         theme = m.addMenu("&Theme")
         group = QActionGroup(self)
@@ -582,6 +628,13 @@ class MainWindow(QMainWindow):
         if answer == QMessageBox.StandardButton.Save:
             return self.save_plan()
         return answer == QMessageBox.StandardButton.Discard
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._shown:
+            self._shown = True
+            # widths are only real once laid out: check the restored panes after this show
+            QTimer.singleShot(0, self._unstick_docks)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self._closing and not self._confirm_discard("close"):
