@@ -95,6 +95,7 @@ def test_theme_switch_changes_palette_and_is_saved(qtbot, window, settings, cnn_
 
 def test_reset_plan_is_undoable(qtbot, window, cnn_path: Path) -> None:
     open_model(qtbot, window, cnn_path)
+    window.table.preset_combo.setCurrentText("fp16")  # a float model follows no preset
     window.table.preset_all.click()
     wait_idle(qtbot, window)
     assert window.document.plan.choices

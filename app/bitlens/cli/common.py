@@ -14,6 +14,7 @@ from bitlens.core.errors import DataError
 from bitlens.core.jsonsafe import dumps
 from bitlens.core.model.loader import LoadedModel
 from bitlens.core.model.types import ModelInfo
+from bitlens.core.units import format_bytes
 
 DATA_FORMS = (
     ".npz/.npy keyed by input name (samples along axis 0), an .npz of numbered feeds "
@@ -135,11 +136,7 @@ def fmt_db(x: float | None) -> str:
 
 
 def fmt_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
+    return format_bytes(n)  # binary units, the same as the window
 
 
 def calibrated_engine(args: argparse.Namespace, model: LoadedModel) -> Engine:

@@ -188,7 +188,8 @@ class Controller(QObject):
         self.runner.submit(
             Job("detail", f"Inspecting {name}", jobs.layer_detail,
                 (doc.session.engine, name, doc.plan[name]),
-                on_yield=self._on_detail, on_result=self._on_detail, quiet=True)
+                on_yield=self._on_detail, on_result=self._on_detail, quiet=True,
+                cancellable=False)  # cancelling a sweep must not leave the detail stale
         )  # fmt: skip
 
     def _on_detail(self, detail: LayerDetail) -> None:
@@ -268,7 +269,7 @@ class Controller(QObject):
             info = _need_info(doc)
             plan = Plan.from_json(info, _read_text(p))
             doc.replace_plan(plan, f"Open plan {p.name}")
-            doc.plan_path = p
+            doc.mark_saved(p)  # the window holds what the file holds: nothing unsaved
 
         return self._attempt(f"Opening the plan {p.name}", read)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from bitlens.gui.document import Document
+from bitlens.gui.error_kind import ErrorKindBox
 from bitlens.gui.graph_legend import GraphLegend
-from bitlens.gui.graph_view import METRICS, GraphView
+from bitlens.gui.graph_view import GraphView
 
 
 class GraphPanel(QWidget):
@@ -14,17 +15,8 @@ class GraphPanel(QWidget):
         super().__init__(parent)
         self.view = GraphView(document, self)
         self.legend = GraphLegend(self)
-        self.metric_box = QComboBox(self)
+        self.metric_box = ErrorKindBox(document.error_kind, self)
         self.metric_box.setObjectName("graphMetric")
-        for key, label in METRICS.items():
-            self.metric_box.addItem(label, key)
-        self.metric_box.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-        )
-        self.metric_box.setMinimumContentsLength(6)
-        self.metric_box.currentIndexChanged.connect(
-            lambda i: self.view.set_color_by(self.metric_box.itemData(i))
-        )
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
         bar.addWidget(QLabel("Colour:", self))

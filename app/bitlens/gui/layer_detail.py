@@ -75,6 +75,16 @@ class LayerDetailView(QWidget):
         self.show_detail(None)
 
     # -- content ------------------------------------------------------------------------------
+    def show_pending(self, layer: str, waiting_for: str | None) -> None:
+        """Another layer was selected and its detail is not computed yet: say so rather
+        than keep showing the previous layer's plots."""
+        self.detail = None
+        after = f" after “{waiting_for}”" if waiting_for else ""
+        self.header.setText(f"<b>{layer}</b> · computing{after}…")
+        self._draw(self.weight_plot, None, "weights")
+        self._draw(self.act_plot, None, "input activation")
+        self.sandbox.setRowCount(0)
+
     def show_detail(self, detail: LayerDetail | None) -> None:
         self.detail = detail
         if detail is None:

@@ -29,6 +29,7 @@ from bitlens.core.plan import LayerChoice, activation_choices, weight_choices
 from bitlens.core.results import LayerResult, TensorError
 from bitlens.gui import colors
 from bitlens.gui.document import Document
+from bitlens.gui.error_kind import ERROR_KINDS
 from bitlens.gui.text import FLOAT_LABEL, NONE, fmt_bytes, fmt_count, fmt_db, fmt_format, fmt_shape
 
 SORT_ROLE = Qt.ItemDataRole.UserRole
@@ -59,11 +60,16 @@ HEADERS = {
     Column.WEIGHT: ("Weights", "Weight format (double-click to change)"),
     Column.ACTIVATION: ("Activations", "Input activation format (double-click to change)"),
     Column.SIZE: ("Size", "Weight bytes in float → under the plan"),
-    Column.WEIGHT_SQNR: ("Weight SQNR", "Weight reconstruction SQNR"),
-    Column.LOCAL: ("Local SQNR", "Layer output SQNR with only this layer quantized"),
-    Column.ACCUMULATED: ("Accum. SQNR", "Layer output SQNR under the whole plan"),
+    Column.WEIGHT_SQNR: ("Weight SQNR", ERROR_KINDS["weight"][1]),
+    Column.LOCAL: ("Local SQNR", ERROR_KINDS["local"][1]),
+    Column.ACCUMULATED: ("Accum. SQNR", ERROR_KINDS["accumulated"][1]),
 }
 ERROR_COLUMNS = (Column.WEIGHT_SQNR, Column.LOCAL, Column.ACCUMULATED)
+KIND_COLUMN = {
+    "weight": Column.WEIGHT_SQNR,
+    "local": Column.LOCAL,
+    "accumulated": Column.ACCUMULATED,
+}  # the error column coloured for each error kind
 _MISSING = -1e300  # sorts "no value" below every number
 
 
@@ -78,6 +84,7 @@ class LayerTableModel(QAbstractTableModel):
         document.modelChanged.connect(self._on_model_changed)
         document.planChanged.connect(self._on_plan_changed)
         document.evaluationChanged.connect(self._on_evaluation_changed)
+        document.error_kind.changed.connect(self._on_kind_changed)
         self._on_model_changed()
 
     # -- lookups --------------------------------------------------------------------------
@@ -101,10 +108,15 @@ class LayerTableModel(QAbstractTableModel):
         if orientation != Qt.Orientation.Horizontal or section >= len(Column):
             return None
         title, tip = HEADERS[Column(section)]
+        coloured = section == KIND_COLUMN[self._doc.error_kind.kind]
         if role == Qt.ItemDataRole.DisplayRole:
             return title
         if role == Qt.ItemDataRole.ToolTipRole:
-            return tip
+            return f"{tip}\n(coloured: the error kind chosen in the plots and graph)" if coloured else tip
+        if role == Qt.ItemDataRole.FontRole and coloured:
+            font = QFont()
+            font.setBold(True)
+            return font
         return None
 
     def flags(self, index: _Index) -> Qt.ItemFlag:
@@ -140,9 +152,10 @@ class LayerTableModel(QAbstractTableModel):
             return None
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(layer, col)
-        if role == Qt.ItemDataRole.BackgroundRole and col in ERROR_COLUMNS:
+        coloured = col == KIND_COLUMN[self._doc.error_kind.kind]
+        if role == Qt.ItemDataRole.BackgroundRole and coloured:
             return colors.error_color(_sqnr(self._error(layer, col)))
-        if role == Qt.ItemDataRole.ForegroundRole and col in ERROR_COLUMNS:
+        if role == Qt.ItemDataRole.ForegroundRole and coloured:
             return colors.INK if self._error(layer, col) is not None else None
         if (
             role == Qt.ItemDataRole.FontRole
@@ -283,6 +296,10 @@ class LayerTableModel(QAbstractTableModel):
 
     def _on_evaluation_changed(self) -> None:
         self._changed(Column.SIZE, Column.ACCUMULATED)
+
+    def _on_kind_changed(self) -> None:
+        self.headerDataChanged.emit(Qt.Orientation.Horizontal, Column.WEIGHT_SQNR, Column.ACCUMULATED)
+        self._changed(Column.WEIGHT_SQNR, Column.ACCUMULATED)
 
     def _changed(self, first: Column, last: Column) -> None:
         if self._layers:

@@ -69,6 +69,9 @@ WELCOME = (
     "and see the error against the bytes saved.</p>"
     "<p>File ▸ Open (Ctrl+O), File ▸ Open Sample, or drop an .onnx file here.</p>"
 )
+# Failures that a later success of the same kind makes stale (by the words they start with)
+EDIT_FAILURES = ("Evaluating", "Setting", "Applying preset")  # cleared by a good evaluation
+FILE_FAILURES = ("Saving", "Opening the plan", "Importing", "Exporting ORT")  # by a good save/open
 DEFAULT_SIZE = (1400, 880)  # shrunk to the screen's free area when that is smaller
 MIN_SIDE_PANE = 220  # a restored side pane narrower than this gets this width back
 
@@ -89,6 +92,7 @@ class MainWindow(QMainWindow):
         self.runner = self.controller.runner
         self._closing = False
         self._shown = False
+        self._restored = False  # a saved layout was restored
         self.setAcceptDrops(True)
         self._fit_to_screen()
 
@@ -284,6 +288,7 @@ class MainWindow(QMainWindow):
         self.table.editFailed.connect(self.message_bar.show_error)
         ctl.opened.connect(self._on_opened)
         ctl.detailChanged.connect(self.detail.show_detail)
+        doc.selection.changed.connect(self._on_selection_for_detail)
         ctl.sweepFinished.connect(self._on_sweep_finished)
         ctl.exported.connect(self._on_exported)
         ctl.calibrated.connect(self._on_calibrated)
@@ -464,7 +469,12 @@ class MainWindow(QMainWindow):
     def save_plan(self) -> bool:
         if self.document.plan_path is None:
             return self.save_plan_as()
-        return self.controller.save_plan(self.document.plan_path)
+        return self._succeeded(self.controller.save_plan(self.document.plan_path))
+
+    def _succeeded(self, ok: bool) -> bool:
+        if ok:
+            self._clear_stale_error(FILE_FAILURES)
+        return ok
 
     def save_plan_as(self) -> bool:
         if self.document.plan is None:
@@ -472,14 +482,14 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "Save plan", self._plan_dir(), PLAN_FILTER)
         if not path:
             return False
-        return self.controller.save_plan(path)
+        return self._succeeded(self.controller.save_plan(path))
 
     def open_plan_dialog(self) -> None:
         if self.document.plan is None:
             return
         path, _ = QFileDialog.getOpenFileName(self, "Open plan", self._plan_dir(), PLAN_FILTER)
         if path:
-            self.controller.load_plan(path)
+            self._succeeded(self.controller.load_plan(path))
 
     def import_overrides_dialog(self) -> None:
         if self.document.plan is None:
@@ -519,6 +529,15 @@ class MainWindow(QMainWindow):
         )
         if ev is not None and ev.providers:
             self.status.show_providers(ev.providers)
+        if ev is not None and doc.evaluation_current and not doc.evaluation_failed:
+            self._clear_stale_error(EDIT_FAILURES)
+
+    def _clear_stale_error(self, kinds: tuple[str, ...]) -> None:
+        """A success after a failure of the same kind (the action's words start with one of
+        ``kinds``): the failure's message no longer describes the window."""
+        bar = self.message_bar
+        if bar.isVisible() and bar.level == "error" and bar.what.startswith(kinds):
+            bar.hide()
 
     # -- tools ---------------------------------------------------------------------------------------
     def sweep_dialog(self) -> None:
@@ -553,6 +572,15 @@ class MainWindow(QMainWindow):
         self.sweep.show_entries(entries)
         self.docks["sweep"].show()
         self.docks["sweep"].raise_()
+
+    def _on_selection_for_detail(self, _origin: object) -> None:
+        current = self.document.selection.current
+        shown = self.detail.detail
+        if current is None or (shown is not None and shown.layer == current):
+            return
+        running = self.runner.running
+        waiting = None if running is None or running.key == "detail" else running.label
+        self.detail.show_pending(current, waiting)
 
     def _on_calibrated(self, method: str) -> None:
         for act in self.calibration_group.actions():
@@ -610,7 +638,7 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         if state is not None:
-            self.restoreState(state, STATE_VERSION)
+            self._restored = self.restoreState(state, STATE_VERSION)
 
     def _confirm_discard(self, action: str) -> bool:
         """Ask before losing unsaved plan edits; True when it is fine to go on."""
@@ -633,8 +661,9 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._shown:
             self._shown = True
-            # widths are only real once laid out: check the restored panes after this show
-            QTimer.singleShot(0, self._unstick_docks)
+            # widths are only real once laid out: share them out (or check the restored
+            # panes) after this show
+            QTimer.singleShot(0, self._unstick_docks if self._restored else self._size_docks)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self._closing and not self._confirm_discard("close"):

@@ -9,19 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from bitlens.core.units import format_bytes
+
 FLOAT_LABEL = "keep float"
 NONE = "—"
 
 
 def fmt_bytes(n: int | float | None) -> str:
-    if n is None:
-        return NONE
-    n = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000.0
-    raise AssertionError("unreachable")
+    """Binary units (KiB = 1024 B), as the CLI writes them."""
+    return NONE if n is None else format_bytes(n)
 
 
 def fmt_count(n: int | None) -> str:
