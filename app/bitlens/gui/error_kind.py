@@ -9,6 +9,9 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QWidget
 
+from bitlens.core.results import Evaluation
+from bitlens.gui.colors import DEFAULT_SCALE, ErrorScale
+
 # key: (label, one-line explanation)
 ERROR_KINDS = {
     "accumulated": (
@@ -37,6 +40,9 @@ class ErrorKind(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._kind = DEFAULT_KIND
+        self._scale_key: tuple[int, str] | None = None
+        self._scale = DEFAULT_SCALE
+        self._scale_of: Evaluation | None = None
 
     @property
     def kind(self) -> str:
@@ -45,6 +51,23 @@ class ErrorKind(QObject):
     @property
     def explanation(self) -> str:
         return ERROR_KINDS[self._kind][1]
+
+    def scale(self, evaluation: Evaluation | None) -> ErrorScale:
+        """The colour scale of this kind over ``evaluation``'s layers (computed once each)."""
+        key = (id(evaluation), self._kind)
+        if self._scale_key != key:
+            values = []
+            if evaluation is not None:
+                for r in evaluation.layers.values():
+                    err = {"accumulated": r.accumulated, "local": r.local, "weight": r.weight}[
+                        self._kind
+                    ]
+                    if err is not None:
+                        values.append(err.sqnr_db)
+            self._scale = ErrorScale.spanning(values)
+            self._scale_key = key
+            self._scale_of = evaluation  # keeps id() from being reused while cached
+        return self._scale
 
     def set(self, kind: str) -> None:
         if kind not in ERROR_KINDS:

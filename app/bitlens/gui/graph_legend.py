@@ -1,4 +1,5 @@
-"""The colour key of the graph view: the SQNR scale and the float swatch, in one row."""
+"""The colour key of the graph view: the SQNR scale (the model's own range of the chosen
+error) and the float swatch, in one row."""
 
 from __future__ import annotations
 
@@ -17,11 +18,20 @@ class GraphLegend(QWidget):
         super().__init__(parent)
         self.setObjectName("graphLegend")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip("Layer colour: its SQNR on this scale; pale blue: kept in float or "
-                        "not evaluated yet")
+        self.scale = colors.DEFAULT_SCALE
+        self.setToolTip(
+            "Layer colour: its SQNR on this model's range of the chosen error (worst "
+            "orange-red, best pale yellow); pale blue: kept in float or not evaluated yet"
+        )
+
+    def set_scale(self, scale: colors.ErrorScale) -> None:
+        if scale != self.scale:
+            self.scale = scale
+            self.updateGeometry()
+            self.update()
 
     def _texts(self) -> tuple[str, str, str]:
-        return f"≤{colors.BAD_DB:g} dB", f"≥{colors.GOOD_DB:g} dB", "float / no result"
+        return f"≤{self.scale.lo:.0f} dB", f"≥{self.scale.hi:.0f} dB", "float / no result"
 
     def sizeHint(self) -> QSize:
         fm = self.fontMetrics()
@@ -53,9 +63,7 @@ class GraphLegend(QWidget):
         grad = QLinearGradient(x, 0, x + bar_w, 0)
         for i in range(11):
             t = i / 10
-            c = colors.error_color(colors.BAD_DB + t * (colors.GOOD_DB - colors.BAD_DB))
-            assert c is not None
-            grad.setColorAt(t, c)
+            grad.setColorAt(t, colors.scale_color(t))
         p.fillRect(QRectF(x, (h - _SWATCH) / 2, bar_w, _SWATCH), grad)
         x += bar_w + 4
         p.drawText(x, base, hi)

@@ -31,8 +31,15 @@ class GraphPanel(QWidget):
             b.setToolTip(tip)
             b.clicked.connect(slot)
             bar.addWidget(b)
+        self._doc = document
+        document.evaluationChanged.connect(self._update_legend)
+        document.modelChanged.connect(self._update_legend)
+        document.error_kind.changed.connect(self._update_legend)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
         layout.addWidget(self.legend)
         layout.addWidget(self.view)
+
+    def _update_legend(self) -> None:
+        self.legend.set_scale(self._doc.error_kind.scale(self._doc.evaluation))

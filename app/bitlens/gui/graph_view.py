@@ -135,6 +135,7 @@ class GraphView(QGraphicsView):
         float_fill = colors.float_layer_color(pal)
         ev = self._doc.evaluation
         plan = self._doc.plan
+        scale = self._doc.error_kind.scale(ev)
         for name, item in self._items.items():
             if item.is_io:
                 item.set_colors(io, ink_plain, border)
@@ -143,7 +144,7 @@ class GraphView(QGraphicsView):
                 item.set_colors(plain, ink_plain, border)
                 continue
             err = self._error(name)
-            fill = colors.error_color(None if err is None else err.sqnr_db)
+            fill = colors.error_color(None if err is None else err.sqnr_db, scale)
             if fill is None:
                 item.set_colors(float_fill, _ink_on(float_fill), border)
             else:

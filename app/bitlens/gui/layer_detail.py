@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from bitlens.core.viewdata import Distribution
 from bitlens.gui import colors
+from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.jobs import LayerDetail
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
 
@@ -67,6 +68,8 @@ class LayerDetailView(QWidget):
         splitter.addWidget(self.act_plot)
         splitter.addWidget(self.sandbox)
         splitter.setChildrenCollapsible(False)
+        for i, stretch in enumerate((2, 2, 3)):  # the histograms keep their share of height
+            splitter.setStretchFactor(i, stretch)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.header)
@@ -167,7 +170,7 @@ class LayerDetailView(QWidget):
             tip = (
                 f"{row.format}: SQNR {fmt_db(row.error.sqnr_db)}, MSE {row.error.mse:.3g}, "
                 f"cosine {row.error.cosine:.6f}, max |error| {row.error.max_abs:.3g}\n"
-                "double-click to use it for this layer's weights"
+                "double-click to use it for this layer's weights\n\n" + format_tooltip(row.format)
             )
             for j, text in enumerate(cells):
                 it = QTableWidgetItem(text)

@@ -37,6 +37,7 @@ from bitlens.core.plan import (
 )
 from bitlens.gui.document import Document
 from bitlens.gui.format_delegate import FormatDelegate
+from bitlens.gui.format_help import add_format_tooltips
 from bitlens.gui.layer_table_model import NAME_ROLE, SORT_ROLE, Column, LayerTableModel
 from bitlens.gui.layer_table_view import FrozenColumnTableView
 from bitlens.gui.text import FLOAT_LABEL
@@ -99,6 +100,8 @@ class LayerTable(QWidget):
         self.preset_sel.clicked.connect(lambda: self.apply_preset(selected_only=True))
         self.preset_combo.currentIndexChanged.connect(self._enable_preset_buttons)
 
+        add_format_tooltips(self.weight_combo)
+        add_format_tooltips(self.act_combo)
         for combo in (self.weight_combo, self.act_combo, self.preset_combo):
             # narrow windows: the combo shrinks and its popup still shows whole names
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)

@@ -30,6 +30,7 @@ from bitlens.core.results import LayerResult, TensorError
 from bitlens.gui import colors
 from bitlens.gui.document import Document
 from bitlens.gui.error_kind import ERROR_KINDS
+from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.text import FLOAT_LABEL, NONE, fmt_bytes, fmt_count, fmt_db, fmt_format, fmt_shape
 
 SORT_ROLE = Qt.ItemDataRole.UserRole
@@ -154,7 +155,8 @@ class LayerTableModel(QAbstractTableModel):
             return self._tooltip(layer, col)
         coloured = col == KIND_COLUMN[self._doc.error_kind.kind]
         if role == Qt.ItemDataRole.BackgroundRole and coloured:
-            return colors.error_color(_sqnr(self._error(layer, col)))
+            scale = self._doc.error_kind.scale(self._doc.evaluation)
+            return colors.error_color(_sqnr(self._error(layer, col)), scale)
         if role == Qt.ItemDataRole.ForegroundRole and coloured:
             return colors.INK if self._error(layer, col) is not None else None
         if (
@@ -262,6 +264,8 @@ class LayerTableModel(QAbstractTableModel):
         return self._display(layer, col)
 
     def _tooltip(self, layer: Layer, col: Column) -> str | None:
+        if col in (Column.WEIGHT, Column.ACTIVATION):
+            return format_tooltip(self._display(layer, col)) or None
         if col == Column.NAME:
             lines = [f"{layer.name} ({layer.op_type})"]
             lines += [f"weight {w.name}: {fmt_shape(w.shape)} {w.dtype}" for w in layer.weights]

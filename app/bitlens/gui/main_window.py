@@ -48,6 +48,7 @@ from bitlens.gui.data_dialog import DataDialog
 from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.document import Document
 from bitlens.gui.export_report import ExportReportDialog
+from bitlens.gui.format_help import FormatReferenceDialog
 from bitlens.gui.graph_panel import GraphPanel
 from bitlens.gui.jobs import Session
 from bitlens.gui.layer_detail import LayerDetailView
@@ -85,6 +86,7 @@ class MainWindow(QMainWindow):
     ):
         super().__init__(parent)
         self.export_report: ExportReportDialog | None = None  # the last export's report
+        self.format_reference: FormatReferenceDialog | None = None
         self.setObjectName("bitlensMainWindow")
         self.settings = settings if settings is not None else AppSettings()
         self.document = Document(self)
@@ -281,6 +283,9 @@ class MainWindow(QMainWindow):
             act.triggered.connect(lambda _c=False, n=name: self.set_theme(n))
             group.addAction(act)
             theme.addAction(act)
+
+        m = bar.addMenu("&Help")
+        self.act_format_reference = self._action(m, "&Format Reference", self.show_format_reference)
 
     def _connect(self) -> None:
         doc, ctl, runner = self.document, self.controller, self.runner
@@ -607,6 +612,14 @@ class MainWindow(QMainWindow):
     def _on_cancelled(self, job: Job) -> None:
         if not job.quiet:
             self.message_bar.show_message(f"Cancelled: {job.label}.", "info")
+
+    def show_format_reference(self) -> FormatReferenceDialog:
+        """Help ▸ Format Reference (not modal: it can stay open next to the table)."""
+        if self.format_reference is None:
+            self.format_reference = FormatReferenceDialog(self)
+        self.format_reference.show()
+        self.format_reference.raise_()
+        return self.format_reference
 
     # -- window -----------------------------------------------------------------------------------------
     def set_theme(self, name: str) -> None:

@@ -155,8 +155,11 @@ class PlotsView(QWidget):
         ok = np.isfinite(s.values)
         x = np.arange(len(names), dtype=np.float64)
         brushes = []
+        scale = self._doc.error_kind.scale(ev)
         for sq, exact in zip(s.sqnr[ok], s.exact[ok], strict=True):
-            c = colors.error_color(None if np.isnan(sq) else float(sq)) or QColor(150, 150, 150)
+            c = colors.error_color(None if np.isnan(sq) else float(sq), scale) or QColor(
+                150, 150, 150
+            )
             brushes.append(pg.mkBrush(c.lighter(115) if exact else c))
         self.error_bars.setOpts(x=x[ok], height=s.values[ok], width=BAR_W, brushes=brushes)
         before, after = (
