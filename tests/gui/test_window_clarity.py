@@ -193,3 +193,29 @@ def test_detail_follows_the_selection_through_a_cancelled_sweep(
         lambda: window.detail.detail is not None and window.detail.detail.layer == names[1],
         timeout=20_000,
     )
+
+
+def test_dynamic_activations_are_a_choice_next_to_static(qtbot, window, cnn_path: Path) -> None:
+    from bitlens.gui.layer_table_model import CHOICES_ROLE
+
+    open_model(qtbot, window, cnn_path)
+    model = window.table.model
+    name = window.document.info.layer_names[0]
+    index = model.index(model.row_of(name), Column.ACTIVATION)
+    choices = index.data(CHOICES_ROLE)
+    assert "uint8 asym" in choices and "uint8 asym (dynamic)" in choices
+    assert "fp16 (dynamic)" not in choices and "uint8 asym ch (dynamic)" not in choices
+    assert model.setData(index, "uint8 asym (dynamic)")
+    choice = window.document.plan[name]
+    assert choice.dynamic and choice.activation.name == "uint8 asym"
+    assert index.data() == "uint8 asym (dynamic)"
+    assert "each input" in index.data(Qt.ItemDataRole.ToolTipRole)
+    wait_idle(qtbot, window)
+    assert not window.document.evaluation_failed
+    assert model.setData(index, "uint8 asym")  # back to static, one pick
+    assert not window.document.plan[name].dynamic
+    # the toolbar for the selection offers the same
+    window.document.selection.set([name], name)
+    window.table.act_combo.setCurrentText("int8 sym (dynamic)")
+    window.table.apply_to_selection()
+    assert window.document.plan[name].dynamic

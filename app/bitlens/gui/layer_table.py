@@ -40,7 +40,7 @@ from bitlens.gui.format_delegate import FormatDelegate
 from bitlens.gui.format_help import add_format_tooltips
 from bitlens.gui.layer_table_model import NAME_ROLE, SORT_ROLE, Column, LayerTableModel
 from bitlens.gui.layer_table_view import FrozenColumnTableView
-from bitlens.gui.text import FLOAT_LABEL
+from bitlens.gui.text import FLOAT_LABEL, split_dynamic, with_dynamic
 
 UNCHANGED = "(unchanged)"
 MIXED = "(mixed plan)"
@@ -77,7 +77,7 @@ class LayerTable(QWidget):
         self.weight_combo.setToolTip("Weight format for the selected layers")
         self.act_combo = QComboBox(self)
         self.act_combo.setObjectName("selectionActivation")
-        self.act_combo.addItems([UNCHANGED, FLOAT_LABEL, *ACTIVATION_CHOICES])
+        self.act_combo.addItems([UNCHANGED, FLOAT_LABEL, *with_dynamic(ACTIVATION_CHOICES)])
         self.act_combo.setToolTip(
             "Activation format for the selected layers (layers without one are skipped)"
         )
@@ -180,7 +180,8 @@ class LayerTable(QWidget):
             return
         try:
             w = None if w_text in (UNCHANGED, FLOAT_LABEL) else parse_format(w_text)
-            a = None if a_text in (UNCHANGED, FLOAT_LABEL) else parse_format(a_text)
+            a_name, a_dynamic = split_dynamic(a_text)
+            a = None if a_name in (UNCHANGED, FLOAT_LABEL) else parse_format(a_name)
             changes = {}
             for name in names:
                 layer = self._doc.layer(name)
@@ -188,7 +189,7 @@ class LayerTable(QWidget):
                 weight = old.weight if w_text == UNCHANGED or not weight_choices(layer) else w
                 act, dynamic = old.activation, old.dynamic
                 if a_text != UNCHANGED and activation_choices(layer) and not layer.graph_path:
-                    act, dynamic = a, False
+                    act, dynamic = a, a_dynamic and a is not None
                 changes[name] = LayerChoice(weight, act, dynamic)
             what = ", ".join(t for t in (f"W {w_text}", f"A {a_text}") if UNCHANGED not in t)
             self._doc.edit(changes, f"{what} on {_count(names)}")

@@ -31,7 +31,18 @@ from bitlens.gui import colors
 from bitlens.gui.document import Document
 from bitlens.gui.error_kind import ERROR_KINDS
 from bitlens.gui.format_help import format_tooltip
-from bitlens.gui.text import FLOAT_LABEL, NONE, fmt_bytes, fmt_count, fmt_db, fmt_format, fmt_shape
+from bitlens.gui.text import (
+    DYNAMIC_SUFFIX,
+    FLOAT_LABEL,
+    NONE,
+    fmt_bytes,
+    fmt_count,
+    fmt_db,
+    fmt_format,
+    fmt_shape,
+    split_dynamic,
+    with_dynamic,
+)
 
 SORT_ROLE = Qt.ItemDataRole.UserRole
 CHOICES_ROLE = Qt.ItemDataRole.UserRole + 1  # the format names a combo offers (float first)
@@ -148,8 +159,8 @@ class LayerTableModel(QAbstractTableModel):
         if role == CHOICES_ROLE:
             if col == Column.WEIGHT:
                 return [FLOAT_LABEL, *weight_choices(layer)]
-            if col == Column.ACTIVATION:
-                return [FLOAT_LABEL, *activation_choices(layer)]
+            if col == Column.ACTIVATION:  # static first, then dynamic, side by side
+                return [FLOAT_LABEL, *with_dynamic(activation_choices(layer))]
             return None
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(layer, col)
@@ -183,13 +194,13 @@ class LayerTableModel(QAbstractTableModel):
         text = str(value).strip()
         kind = "weights" if col == Column.WEIGHT else "activations"
         try:
-            fmt = None if text in ("", FLOAT_LABEL) else parse_format(text)
+            name, dynamic = split_dynamic(text)
+            fmt = None if name in ("", FLOAT_LABEL) else parse_format(name)
             old = self._choice(layer)
             if col == Column.WEIGHT:
                 new = LayerChoice(fmt, old.activation, old.dynamic)
             else:
-                dynamic = old.dynamic and fmt is not None and not fmt.is_float
-                new = LayerChoice(old.weight, fmt, dynamic)
+                new = LayerChoice(old.weight, fmt, dynamic and fmt is not None)
             if new == old:
                 return True
             self._doc.edit({layer.name: new}, f"{layer.name}: {kind} → {fmt_format(text or None)}")
@@ -233,7 +244,7 @@ class LayerTableModel(QAbstractTableModel):
             if not activation_choices(layer):
                 return NONE
             name = fmt_format(None if choice.activation is None else choice.activation.name)
-            return f"{name} (dynamic)" if choice.dynamic else name
+            return name + DYNAMIC_SUFFIX if choice.dynamic else name
         if col == Column.SIZE:
             r = self._result(layer)
             after = "…" if r is None else fmt_bytes(r.bytes_after)
@@ -245,7 +256,8 @@ class LayerTableModel(QAbstractTableModel):
         if col == Column.WEIGHT:
             return fmt_format(None if choice.weight is None else choice.weight.name)
         if col == Column.ACTIVATION:
-            return fmt_format(None if choice.activation is None else choice.activation.name)
+            name = fmt_format(None if choice.activation is None else choice.activation.name)
+            return name + DYNAMIC_SUFFIX if choice.dynamic else name
         return self._display(layer, col)
 
     def _sort_key(self, layer: Layer, col: Column) -> Any:

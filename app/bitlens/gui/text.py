@@ -9,9 +9,29 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from bitlens.core.formats import Family, Granularity, parse_format
 from bitlens.core.units import format_bytes
 
 FLOAT_LABEL = "keep float"
+DYNAMIC_SUFFIX = " (dynamic)"  # an activation format whose range comes from each input
+
+
+def with_dynamic(names: Sequence[str]) -> list[str]:
+    """Activation format names, then the dynamic variant of each that can be dynamic
+    (integer, per tensor: what ONNX Runtime's DynamicQuantizeLinear computes)."""
+    out = list(names)
+    for name in names:
+        f = parse_format(name)
+        if f.family is Family.INT and f.granularity is Granularity.TENSOR:
+            out.append(name + DYNAMIC_SUFFIX)
+    return out
+
+
+def split_dynamic(text: str) -> tuple[str, bool]:
+    """A shown activation name as (format name, dynamic)."""
+    if text.endswith(DYNAMIC_SUFFIX):
+        return text.removesuffix(DYNAMIC_SUFFIX), True
+    return text, False
 NONE = "—"
 
 
