@@ -219,7 +219,12 @@ class Controller(QObject):
         )  # fmt: skip
 
     # -- export ---------------------------------------------------------------------------------
-    def export_model(self, path: str | Path, options: ExportOptions | None = None) -> Job | None:
+    def export_model(
+        self,
+        path: str | Path,
+        options: ExportOptions | None = None,
+        report_path: str | Path | None = None,
+    ) -> Job | None:
         """Export the current plan to ``path`` (never the model's own file) and check it."""
         session, plan = self.session, self.document.plan
         if session is None or plan is None or self._needs_data():
@@ -233,7 +238,9 @@ class Controller(QObject):
             return None
         return self.runner.submit(
             Job("export", f"Exporting {target.name}", jobs.export_model,
-                (session.engine, plan, target, options), on_result=self.exported.emit)
+                (session.engine, plan, target, options,
+                 None if report_path is None else Path(report_path)),
+                on_result=self.exported.emit)
         )  # fmt: skip
 
     def cancel(self) -> None:

@@ -39,6 +39,8 @@ from bitlens.core import samples
 from bitlens.core.dims import needed_dims, suggest_dims
 from bitlens.core.engine import CalibrationMethod
 from bitlens.core.errors import BitlensError
+from bitlens.core.export.exporter import ExportOptions
+from bitlens.core.export.fidelity import default_report_path
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice, Plan
@@ -47,6 +49,7 @@ from bitlens.gui.controller import Controller
 from bitlens.gui.data_dialog import DataDialog
 from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.document import Document
+from bitlens.gui.export_options import ExportOptionsDialog
 from bitlens.gui.export_report import ExportReportDialog
 from bitlens.gui.format_help import FormatReferenceDialog
 from bitlens.gui.graph_panel import GraphPanel
@@ -87,6 +90,8 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.export_report: ExportReportDialog | None = None  # the last export's report
         self.format_reference: FormatReferenceDialog | None = None
+        self.export_options = ExportOptions()  # File ▸ Export Options
+        self.export_report_dir: Path | None = None  # None: the report goes next to the export
         self.setObjectName("bitlensMainWindow")
         self.settings = settings if settings is not None else AppSettings()
         self.document = Document(self)
@@ -232,6 +237,7 @@ class MainWindow(QMainWindow):
         self.act_export_model = self._action(
             m, "Export &Quantized Model…", self.export_model_dialog, "Ctrl+E", "actionExportModel"
         )
+        self._action(m, "Export Op&tions…", self.export_options_dialog)
         m.addSeparator()
         self._action(m, "&Quit", self.close, SK.Quit)
         self._fill_samples()
@@ -563,7 +569,22 @@ class MainWindow(QMainWindow):
             self, "Export quantized model", str(folder / f"{stem}.quant.onnx"), MODEL_FILTER
         )
         if path:
-            self.controller.export_model(path)
+            report = None
+            if self.export_report_dir is not None:
+                report = self.export_report_dir / default_report_path(path).name
+            self.controller.export_model(path, self.export_options, report)
+
+    def export_options_dialog(self) -> ExportOptionsDialog:
+        """File ▸ Export Options (not modal; applies when OK is pressed)."""
+        dlg = ExportOptionsDialog(self.export_options, self.export_report_dir, self)
+
+        def accepted() -> None:
+            self.export_options = dlg.options(self.export_options)
+            self.export_report_dir = dlg.chosen_report_dir()
+
+        dlg.accepted.connect(accepted)
+        dlg.open()
+        return dlg
 
     def _on_exported(self, report: FidelityReport) -> None:
         verdict = "fidelity check passed" if report.passed else "fidelity check FAILED"
