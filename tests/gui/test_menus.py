@@ -48,7 +48,7 @@ def test_sweep_and_data_dialogs_start_jobs(qtbot, window, mlp_path: Path, monkey
     window.document.selection.set(["mm_b"])
     asked = []
 
-    def ask_sweep(selected, parent=None):
+    def ask_sweep(selected, parent=None, **_counts):
         asked.append(tuple(selected))
         return ["int2 sym ch"], list(selected)
 

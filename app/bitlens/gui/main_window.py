@@ -554,7 +554,14 @@ class MainWindow(QMainWindow):
     def sweep_dialog(self) -> None:
         if self.document.session is None:
             return
-        choice = SweepDialog.ask(self.document.selection.names, self)
+        session = self.document.session
+        data = session.data
+        choice = SweepDialog.ask(
+            self.document.selection.names,
+            self,
+            n_layers=len(session.info.layers),
+            n_samples=None if data is None else len(data.evaluation),
+        )
         if choice is not None:
             self.controller.run_sweep(*choice)
 
