@@ -87,7 +87,7 @@ class ErrorKindBox(QComboBox):
             self.addItem(f"{label} SQNR", key)
             self.setItemData(self.count() - 1, tip, _TOOLTIP_ROLE)
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(6)
+        self.setMinimumContentsLength(11)  # "accumulated" whole
         self._show(shared.kind)
         shared.changed.connect(self._show)
         self.currentIndexChanged.connect(lambda i: shared.set(self.itemData(i)))

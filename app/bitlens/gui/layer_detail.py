@@ -70,6 +70,7 @@ class LayerDetailView(QWidget):
         splitter.setChildrenCollapsible(False)
         for i, stretch in enumerate((2, 2, 3)):  # the histograms keep their share of height
             splitter.setStretchFactor(i, stretch)
+        splitter.setSizes([200, 200, 300])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.header)

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QStackedWidget,
+    QTabBar,
     QVBoxLayout,
     QWidget,
 )
@@ -192,6 +193,15 @@ class MainWindow(QMainWindow):
         ]  # fmt: skip
         if narrow:
             self.resizeDocks(narrow, [MIN_SIDE_PANE] * len(narrow), Qt.Orientation.Horizontal)
+
+    def _hide_stale_tab_bars(self) -> None:
+        """Qt can leave a tab bar of the tabbed docks from the layout before the first
+        resize visible on top of a pane (seen offscreen at 1920x1080, drawn over the
+        plots' toolbar): the tab bars in use sit next to the docks, never over one."""
+        docks = [d.geometry() for d in self.docks.values() if d.isVisible() and not d.isFloating()]
+        for bar in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
+            if bar.isVisible() and any(bar.geometry().intersects(g) for g in docks):
+                bar.hide()
 
     def _dock(self, key: str, title: str, widget: QWidget, where: Qt.DockWidgetArea) -> None:
         dock = QDockWidget(title, self)
@@ -705,6 +715,7 @@ class MainWindow(QMainWindow):
             # widths are only real once laid out: share them out (or check the restored
             # panes) after this show
             QTimer.singleShot(0, self._unstick_docks if self._restored else self._size_docks)
+            QTimer.singleShot(0, self._hide_stale_tab_bars)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self._closing and not self._confirm_discard("close"):
