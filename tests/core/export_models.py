@@ -70,6 +70,56 @@ def transformer_block(
     return _model(g, opset)
 
 
+def attention_block(
+    d: int = 32, heads: int = 4, ff: int = 64, seed: int = 0, opset: int = 17
+) -> onnx.ModelProto:
+    """Multi-head attention as PyTorch exports it; ORT_ENABLE_ALL fuses the scaled
+    Transpose/MatMul into FusedMatMul, which sums in another order than MatMul + Mul::
+
+    x[N,S,d] -> MatMul(Wq|Wk|Wv) -> Reshape[N,S,h,d/h] -> Transpose -> q k^T -> * scale
+      -> Softmax -> @ v -> Transpose -> Reshape -> MatMul(Wo) -> + x -> LayerNorm
+      -> MatMul(W1) + b -> Relu -> MatMul(W2) -> + -> y[N,S,d]
+    """
+    rng = np.random.default_rng(seed)
+
+    def w(*shape: int) -> np.ndarray:
+        return rng.normal(0, 1 / np.sqrt(shape[0]), shape).astype(np.float32)
+
+    dh = d // heads
+    inits = {
+        "Wq": w(d, d), "Wk": w(d, d), "Wv": w(d, d), "Wo": w(d, d), "W1": w(d, ff),
+        "W2": w(ff, d), "b1": w(ff) * 0.1, "shape4": np.array([0, 0, heads, dh], np.int64),
+        "shape3": np.array([0, 0, d], np.int64), "scale": np.asarray(dh**-0.5, np.float32),
+        "ln_g": np.ones(d, np.float32), "ln_b": np.zeros(d, np.float32),
+    }  # fmt: skip
+    mk = helper.make_node
+    nodes = []
+    for n in "qkv":
+        nodes += [
+            mk("MatMul", ["x", f"W{n}"], [f"{n}0"], name=f"{n}_proj"),
+            mk("Reshape", [f"{n}0", "shape4"], [f"{n}1"]),
+            mk("Transpose", [f"{n}1"], [f"{n}2"], perm=[0, 2, 3, 1] if n == "k" else [0, 2, 1, 3]),
+        ]
+    nodes += [
+        mk("MatMul", ["q2", "k2"], ["s0"], name="scores"), mk("Mul", ["s0", "scale"], ["s"]),
+        mk("Softmax", ["s"], ["p"], axis=-1), mk("MatMul", ["p", "v2"], ["c0"], name="context"),
+        mk("Transpose", ["c0"], ["c1"], perm=[0, 2, 1, 3]), mk("Reshape", ["c1", "shape3"], ["c2"]),
+        mk("MatMul", ["c2", "Wo"], ["o"], name="o_proj"), mk("Add", ["x", "o"], ["r"]),
+        mk("LayerNormalization", ["r", "ln_g", "ln_b"], ["h"], name="ln", axis=-1),
+        mk("MatMul", ["h", "W1"], ["f0"], name="ff1"), mk("Add", ["f0", "b1"], ["f1"]),
+        mk("Relu", ["f1"], ["f2"]), mk("MatMul", ["f2", "W2"], ["y0"], name="ff2"),
+        mk("Add", ["h", "y0"], ["y"]),
+    ]  # fmt: skip
+    g = helper.make_graph(
+        nodes,
+        "attention_block",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S", d])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "S", d])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    return _model(g, opset)
+
+
 def conv_net(
     channels: int = 32, classes: int = 10, seed: int = 0, opset: int = 17
 ) -> onnx.ModelProto:

@@ -89,8 +89,8 @@ def test_ort_overrides_round_trip(info) -> None:
     plan = Plan(
         info,
         {
-            "conv1": LayerChoice.of("int8 sym ch", "uint8 asym"),
-            "conv2": LayerChoice.of("int4 sym ch", "int16 sym"),
+            "conv1": LayerChoice.of("int8 sym narrow ch", "uint8 asym"),
+            "conv2": LayerChoice.of("int4 sym ch", "int16 sym narrow"),
             "fc": LayerChoice.of("nf4 blk16", "uint8 asym"),
         },
     )
@@ -99,10 +99,10 @@ def test_ort_overrides_round_trip(info) -> None:
     assert ov["W2"] == [{"quant_type": "QInt4", "symmetric": True, "axis": 0}]
     assert ov["x"] == [{"quant_type": "QUInt8", "symmetric": False}]
     assert "W3" not in ov  # nf4 has no ORT equivalent
-    assert plan.ort_unrepresentable() == ["fc: weight nf4 blk16"]
+    assert plan.ort_unrepresentable() == ["fc: weight nf4 blk16 (no ONNX Runtime quant_type)"]
     back = Plan.from_ort_overrides(info, json.loads(json.dumps(ov)))
-    assert back["conv1"] == LayerChoice.of("int8 sym ch0", "uint8 asym")
-    assert back["conv2"] == LayerChoice.of("int4 sym ch0", "int16 sym")
+    assert back["conv1"] == LayerChoice.of("int8 sym narrow ch0", "uint8 asym")
+    assert back["conv2"] == LayerChoice.of("int4 sym ch0", "int16 sym narrow")
     with pytest.raises(PlanError, match="nosuch"):
         Plan.from_ort_overrides(info, {"nosuch": [{"quant_type": "QInt8"}]})
 

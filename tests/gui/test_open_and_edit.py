@@ -168,3 +168,25 @@ def test_undo_redo_keyboard_shortcuts(qtbot, window, cnn_path: Path) -> None:
     )
     assert window.document.plan["conv1"].weight.name == "int8 sym ch"
     wait_idle(qtbot, window)
+
+
+def test_size_column_flags_a_format_that_cannot_save_bytes(qtbot, window, tmp_path: Path) -> None:
+    """int4 blk32 on a depthwise conv (reduction axis of size 1) stores a scale per weight."""
+    import onnx
+
+    from bitlens.core.plan import Plan
+    from tests.core.test_export_accounting import _depthwise
+
+    path = tmp_path / "dw.onnx"
+    onnx.save(_depthwise(), path)
+    open_model(qtbot, window, path)
+    doc = window.document
+    doc.replace_plan(Plan.uniform(doc.info, "int4 sym blk32"), "blk32 everywhere")
+    model = window.table.model
+    size = {
+        name: model.index(model.row_of(name), Column.SIZE)
+        for name in ("dw", "pw")
+    }
+    assert "⚠" in model.data(size["dw"])
+    assert "cannot save bytes" in model.data(size["dw"], Qt.ItemDataRole.ToolTipRole)
+    assert "⚠" not in model.data(size["pw"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -18,7 +19,7 @@ from bitlens import __version__
 from bitlens.core.errors import BitlensError
 
 # Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("inspect", "eval", "sweep", "plan", "export")
+SUBCOMMANDS: tuple[str, ...] = ("inspect", "eval", "sweep", "search", "plan", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         args.model = model  # subcommands have their own `model` argument
         return _open_gui(args)
+    handler = logging.StreamHandler(sys.stderr)  # the core's warnings, e.g. a CPU fallback
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("bitlens: %(message)s"))
+    logging.getLogger("bitlens").addHandler(handler)
     try:
         return int(args.func(args))
     except BitlensError as exc:
@@ -75,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"bitlens {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        logging.getLogger("bitlens").removeHandler(handler)
 
 
 def _open_gui(args: argparse.Namespace) -> int:

@@ -10,9 +10,10 @@ from typing import Any
 from bitlens.core.data import Dataset, load_path
 from bitlens.core.dims import MissingDimension, needed_dims
 from bitlens.core.engine import Engine
-from bitlens.core.errors import DataError
+from bitlens.core.engine.store import BUDGET_ENV, DEFAULT_BUDGET
+from bitlens.core.errors import DataError, EngineError, ModelLoadError
 from bitlens.core.jsonsafe import dumps
-from bitlens.core.model.loader import LoadedModel
+from bitlens.core.model.loader import LoadedModel, load_model
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.units import format_bytes
 
@@ -61,6 +62,14 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--rate", type=int, default=16000, help="WAV sample rate to resample to (16000)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--memory-budget",
+        type=int,
+        default=None,
+        metavar="MIB",
+        help="MiB of float reference activations kept in memory; the rest is spilled to a "
+        f"temporary memory-mapped file (default {DEFAULT_BUDGET >> 20}, or ${BUDGET_ENV})",
+    )
 
 
 def parse_dims(items: list[str]) -> dict[str, int]:
@@ -123,6 +132,23 @@ def read_source(
     return load_path(path, info, rate=args.rate, calibration_fraction=fraction)
 
 
+def open_model(path: str) -> LoadedModel:
+    """Load a model to work on; what the loader noted (IR version, folded weights) goes to
+    stderr, so that ``--json`` output on stdout stays machine-readable.
+
+    A model with no layer to quantize is an error here (inspect shows it instead).
+    """
+    model = load_model(path)
+    if not model.info.layers:
+        why = model.info.notes[-1] if model.info.notes else (
+            "no Conv, Gemm, MatMul, Gather or RNN with float weights"
+        )  # fmt: skip
+        raise ModelLoadError(f"{path}: nothing to quantize: {why}")
+    for note in model.info.notes:
+        print(f"bitlens: note: {note}", file=sys.stderr)
+    return model
+
+
 def dump_json(obj: Any) -> str:
     return dumps(obj)
 
@@ -139,9 +165,21 @@ def fmt_bytes(n: int) -> str:
     return format_bytes(n)  # binary units, the same as the window
 
 
+def budget_of(args: argparse.Namespace) -> int | None:
+    """``--memory-budget`` in bytes (refused when negative); None: the engine's default."""
+    mib = getattr(args, "memory_budget", None)
+    if mib is None:
+        return None
+    if mib < 0:
+        raise EngineError(f"--memory-budget must be >= 0 MiB, got {mib}")
+    return int(mib) << 20
+
+
 def calibrated_engine(args: argparse.Namespace, model: LoadedModel) -> Engine:
     """An engine on ``--data`` for ``model``, calibrated with ``--calibration``."""
-    engine = Engine(model, load_data(args, model.info), device=args.device)
+    engine = Engine(
+        model, load_data(args, model.info), device=args.device, memory_budget=budget_of(args)
+    )
     for _ in engine.calibrate(args.calibration):
         pass
     return engine

@@ -7,6 +7,9 @@ non-finite numbers as the strings "inf"/"-inf"/"nan".
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import sys
 from pathlib import Path
 
 from bitlens.cli.common import (
@@ -15,21 +18,33 @@ from bitlens.cli.common import (
     dump_json,
     fmt_bytes,
     fmt_db,
+    open_model,
 )
+from bitlens.cli.search import add_metric_argument
 from bitlens.core.errors import PlanError
-from bitlens.core.model.loader import load_model
+from bitlens.core.export import accounting, verdict
 from bitlens.core.plan import PRESETS, Plan
 from bitlens.core.results import Evaluation
+from bitlens.core.usermetric import evaluate_with, load_metric
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a quantization plan: per-layer and output error")
     p.add_argument("model", help="ONNX model file")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--plan", help="plan JSON (from 'bitlens plan' or the window)")
+    g.add_argument(
+        "--plan",
+        help="plan JSON (from 'bitlens plan' or the window) or ONNX Runtime TensorQuantOverrides",
+    )
     g.add_argument("--preset", choices=PRESETS, help="evaluate a preset plan instead")
     add_data_arguments(p)
     p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
+    add_metric_argument(p)
+    p.add_argument(
+        "--export-size",
+        action="store_true",
+        help="also build the export in memory and print its file size, layer by layer",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
 
@@ -37,19 +52,94 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_plan(args: argparse.Namespace, model) -> Plan:
     if getattr(args, "preset", None):
         return Plan.preset(model.info, args.preset)
-    path = Path(args.plan)
+    return read_plan(Path(args.plan), model.info)
+
+
+def read_plan(path: Path, info) -> Plan:
+    """A Bitlens plan, or ONNX Runtime TensorQuantOverrides (bare, or under an
+    ``extra_options``/``TensorQuantOverrides`` key), told apart by their keys."""
     if not path.is_file():
         raise PlanError(f"{path}: no such plan file")
-    return Plan.from_json(model.info, path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"{path}: not valid JSON: {exc}") from None
+    if isinstance(data, dict) and "bitlens_plan" not in data:
+        inner = data.get("extra_options", data)
+        inner = inner.get("TensorQuantOverrides", inner) if isinstance(inner, dict) else inner
+        if isinstance(inner, dict):
+            return Plan.from_ort_overrides(info, inner)
+    return Plan.from_json(info, text)
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    metric = load_metric(args.metric) if args.metric else None
+    model = open_model(args.model)
     plan = load_plan(args, model)
     engine = calibrated_engine(args, model)
-    ev = engine.evaluate(plan)
-    print(dump_json(ev.to_dict()) if args.json else render(ev))
+    ev = evaluate_with(engine, plan, metric)
+    flags = no_saving(model.info, plan)
+    size = None
+    if args.export_size:
+        gen = accounting.predict(engine, plan)
+        try:
+            while True:
+                next(gen)
+        except StopIteration as stop:
+            size = stop.value
+    if args.json:
+        d = ev.to_dict()
+        d["cannot_save_bytes"] = flags
+        if size is not None:
+            d["export_size"] = dataclasses.asdict(size)
+        print(dump_json(d))
+    else:
+        print(render(ev))
+        for name in flags:
+            print(f"layer {name}: {plan[name].weight.name} cannot save bytes on this layer "
+                  "(its codes and scales alone take as much as the float weights)")
+        if size is not None:
+            print(render_size(size))
+    warning = nonfinite_warning(engine, plan)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def no_saving(info, plan: Plan) -> list[str]:
+    """Layers whose planned weight format cannot make them smaller."""
+    return [n for n, c in plan.choices.items() if accounting.cannot_save(info.layer(n), c.weight)]
+
+
+def render_size(size: accounting.ExportSize) -> str:
+    lines = [
+        f"export at opset {size.opset}: file {fmt_bytes(size.file_bytes)} ({size.file_bytes} B, "
+        f"everything included) from {fmt_bytes(size.source_bytes)}"
+    ]
+    for la in size.layers:
+        if la.float_bytes and not la.saves:
+            lines.append(
+                f"  layer {la.name}: adds {la.file_bytes:+d} B to the file for "
+                f"{la.float_bytes} B of float weights (saves nothing)"
+            )
+    return "\n".join(lines)
+
+
+def nonfinite_warning(engine, plan: Plan) -> str | None:
+    """One line naming the first layer whose output under ``plan`` holds NaN or infinity
+    (e.g. an fp16 activation above 65504), or None when every output is finite."""
+    outs = engine.run_outputs(plan)
+    bad = [n for n, values in outs.items() if verdict.nonfinite(values)]
+    if not bad:
+        return None
+    sim, feeds = engine.simulation(plan)
+    samples = [{**engine.data.samples[i], **feeds} for i in engine.data.evaluation]
+    found = verdict.first_nonfinite(sim.model, samples, sim.layer_outputs, engine.providers)
+    where = "" if found is None else (
+        f", first produced by layer {found[0]!r} on evaluation sample {found[1]}"
+    )  # fmt: skip
+    return f"output(s) {', '.join(map(repr, bad))} hold NaN or infinite values under this plan{where}"
 
 
 def render(ev: Evaluation) -> str:
@@ -81,7 +171,8 @@ def render(ev: Evaluation) -> str:
             f"max abs {o.error.max_abs:.4g}, rel L2 {o.error.rel_l2:.4g}{extra}"
         )
     for k, v in ev.task_metric.items():
-        lines.append(f"{k}: {100 * v:.2f}%")
+        builtin = k in ("accuracy", "accuracy_float")
+        lines.append(f"{k}: {100 * v:.2f}%" if builtin else f"{k}: {v:.6g}")
     lines.append(
         f"size {fmt_bytes(ev.bytes_before)} -> {fmt_bytes(ev.bytes_after)} "
         f"({ev.compression:.2f}x, {ev.avg_bits:.2f} bits/weight); ran on {', '.join(ev.providers)}"

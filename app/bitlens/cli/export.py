@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bitlens.cli.common import add_data_arguments, calibrated_engine
+from bitlens.cli.common import add_data_arguments, budget_of, load_data, open_model
 from bitlens.cli.eval import load_plan
-from bitlens.core.export.exporter import ExportOptions
+from bitlens.core.engine import Engine
+from bitlens.core.export.exporter import ExportOptions, preflight
 from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
-from bitlens.core.model.loader import load_model
 from bitlens.core.plan import PRESETS
 
 
@@ -57,15 +57,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep Conv/Gemm biases float (ONNX Runtime then cannot use QGemm)",
     )
-    p.add_argument("--opset", type=int, help="export at this opset (default: the model's, or 21)")
+    p.add_argument(
+        "--opset",
+        type=int,
+        help="export at this opset (default: the model's own, or the lowest the plan needs, "
+        "trying newer ones up to 21 when an upgrade would change the outputs)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    model = open_model(args.model)
     plan = load_plan(args, model)
-    engine = calibrated_engine(args, model)
+    engine = Engine(
+        model, load_data(args, model.info), device=args.device, memory_budget=budget_of(args)
+    )
     options = ExportOptions(
         weights=args.weights,
         matmulnbits=args.matmulnbits,
@@ -73,8 +80,12 @@ def run(args: argparse.Namespace) -> int:
         int32_bias=not args.no_int32_bias,
         opset=args.opset,
     )
+    # Everything that can fail without activation ranges fails now, not after calibrating.
+    prepared = preflight(engine, plan, options, args.output)
+    for _ in engine.calibrate(args.calibration):
+        pass
     report_path = args.report or default_report_path(args.output)
-    gen = export_and_check(engine, plan, args.output, options, report_path)
+    gen = export_and_check(engine, plan, args.output, options, report_path, prepared=prepared)
     tty = sys.stderr.isatty()
     try:
         while True:

@@ -82,6 +82,7 @@ def to_json(report: ModelReport) -> dict[str, Any]:
         "opset": report.opset,
         "ir_version": report.ir_version,
         "producer": report.producer,
+        "notes": list(report.notes),
         "formats": list(report.formats),
         "layers": [
             {
@@ -176,10 +177,11 @@ def to_text(report: ModelReport) -> str:
     rule = "  ".join("-" * w for w in widths)
     title = report.path or "model"
     meta = f"opset {report.opset}" + (f", {report.producer}" if report.producer else "")
-    out = [f"{title} ({meta})", "weight SQNR and bytes per format", "", line(head), rule]
+    out = [f"{title} ({meta})", *(f"note: {n}" for n in report.notes)]
+    out += ["weight SQNR and bytes per format", "", line(head), rule]
     if rows:
         out += [line(r) for r in rows]
-    else:
+    elif not report.notes:  # a note says why (an already quantized model)
         out.append(
             "(no quantizable layers: no Conv, Gemm, MatMul, Gather or RNN with float weights)"
         )

@@ -8,12 +8,20 @@ fragile layers stand out.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import asdict
 
-from bitlens.cli.common import add_data_arguments, dump_json, fmt_bytes, fmt_db, load_data
+from bitlens.cli.common import (
+    add_data_arguments,
+    budget_of,
+    dump_json,
+    fmt_bytes,
+    fmt_db,
+    load_data,
+    open_model,
+)
 from bitlens.core.engine import Engine
-from bitlens.core.model.loader import load_model
 from bitlens.core.results import SweepEntry
 
 DEFAULT_LADDER = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")
@@ -24,14 +32,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="ONNX model file")
     add_data_arguments(p)
     p.add_argument("--formats", nargs="+", default=list(DEFAULT_LADDER), metavar="F")
+    p.add_argument("--activation-formats", nargs="+", default=[], metavar="F",
+                   help="also each layer's input activation alone in these formats")  # fmt: skip
+    p.add_argument("--metric", metavar="MOD:FN",
+                   help="also your task metric f(outputs, reference_outputs, labels) -> float "
+                   "(higher is better) for each entry")  # fmt: skip
+    p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
     p.add_argument("--top", type=int, default=20, help="rows to print (20; 0 for all)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
-    engine = Engine(model, load_data(args, model.info), device=args.device)
+    if args.activation_formats or args.metric:
+        return run_sensitivities(args)
+    model = open_model(args.model)
+    engine = Engine(
+        model, load_data(args, model.info), device=args.device, memory_budget=budget_of(args)
+    )
     gen = engine.sweep(args.formats)
     try:
         while True:
@@ -72,3 +90,38 @@ def render(entries: list[SweepEntry], top: int) -> str:
     if len(shown) < len(entries):
         lines.append(f"... {len(entries) - len(shown)} more (--top 0 shows all)")
     return "\n".join(lines)
+
+
+def run_sensitivities(args: argparse.Namespace) -> int:
+    """Weights and activations, with the task metric: :func:`bitlens.core.search.sensitivities`."""
+    from bitlens.cli.common import calibrated_engine
+    from bitlens.core.search import sensitivities
+    from bitlens.core.usermetric import load_metric
+
+    metric = load_metric(args.metric) if args.metric else None
+    model = open_model(args.model)
+    engine = calibrated_engine(args, model)
+    gen = sensitivities(engine, args.formats, args.activation_formats, metric=metric)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        entries = stop.value
+    if args.json:
+        print(
+            dump_json({"providers": list(engine.providers), "entries": [vars(e) for e in entries]})
+        )
+        return 0
+    shown = entries if args.top <= 0 else entries[: args.top]
+    rows = [("layer", "kind", "format", "output error", "SQNR", "metric", "bytes saved")]
+    for e in shown:
+        sqnr = -20 * math.log10(e.error) if e.error > 0 else math.inf
+        rows.append((e.layer, e.kind, e.format, f"{e.error:.4g}", fmt_db(sqnr),
+                     "-" if e.metric is None else f"{e.metric:.4g}", fmt_bytes(e.bytes_saved)))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if len(shown) < len(entries):
+        lines.append(f"... {len(entries) - len(shown)} more (--top 0 shows all)")
+    print("\n".join(lines))
+    return 0

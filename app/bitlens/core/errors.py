@@ -37,5 +37,20 @@ class ExportError(BitlensError):
     """A quantized model could not be exported or failed its fidelity check."""
 
 
+class MetricError(BitlensError):
+    """A user metric cannot be loaded, raised an exception or returned no number.
+
+    ``details`` holds the metric's traceback (the window shows it under Details).
+    """
+
+    def __init__(self, message: str, details: str = ""):
+        super().__init__(message)
+        self.details = details
+
+
+class SearchError(BitlensError):
+    """A plan search cannot start or has no plan within its budget."""
+
+
 class Cancelled(BitlensError):
     """A long-running job was cancelled by the user."""

@@ -1,7 +1,12 @@
 """Error metrics as pure functions of (reference, approximation).
 
-Computed in float64 whatever the inputs' precision, so that a metric never
-reports error that came from its own arithmetic.
+:class:`ErrorSums` streams the sums every figure needs over pieces of a
+tensor (feeds, batch rows) without concatenating or widening them: float32
+inputs are reduced in float32 blocks of ``CHUNK`` values whose partial sums
+are added in float64, so the figures agree with an all-float64 computation
+to float32 rounding (tests pin this) while touching each value once and
+allocating one block at a time. Other dtypes are widened to float64 per
+block.
 """
 
 from __future__ import annotations
@@ -36,8 +41,119 @@ def cosine(ref: np.ndarray, approx: np.ndarray) -> float:
     return float(np.dot(r, a) / (nr * na))
 
 
+CHUNK = 1 << 14  # values per block: float32 dot products stay accurate, numpy overhead small
+
+
+class ErrorSums:
+    """Running sums of (ref - approx)^2, ref^2, approx^2, ref*approx and max |ref - approx|."""
+
+    __slots__ = ("count", "cross", "max_abs", "noise", "power_a", "signal")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.noise = self.signal = self.power_a = self.cross = self.max_abs = 0.0
+
+    def add(self, ref: np.ndarray, approx: np.ndarray) -> ErrorSums:
+        r, a = np.asarray(ref), np.asarray(approx)
+        if r.shape != a.shape:
+            raise ValueError(f"shape mismatch: reference {r.shape} vs approximation {a.shape}")
+        dtype = _work_dtype(r.dtype, a.dtype)
+        r = np.ascontiguousarray(r).reshape(-1)
+        a = np.ascontiguousarray(a).reshape(-1)
+        for s in range(0, r.size, CHUNK):
+            rc = r[s : s + CHUNK].astype(dtype, copy=False)
+            ac = a[s : s + CHUNK].astype(dtype, copy=False)
+            with np.errstate(over="ignore", invalid="ignore"):
+                d = rc - ac
+                sums = (float(d @ d), float(rc @ rc), float(ac @ ac), float(rc @ ac))
+            if dtype == np.float32 and not all(map(math.isfinite, sums)):
+                # float32 squares overflow past ~1.8e19: redo this block in float64.
+                rc, ac = rc.astype(np.float64), ac.astype(np.float64)
+                d = rc - ac
+                sums = (float(d @ d), float(rc @ rc), float(ac @ ac), float(rc @ ac))
+            self.noise += sums[0]
+            self.signal += sums[1]
+            self.power_a += sums[2]
+            self.cross += sums[3]
+            self.max_abs = max(self.max_abs, float(np.max(np.abs(d))))
+        self.count += r.size
+        return self
+
+    def merge(self, other: ErrorSums) -> ErrorSums:
+        self.count += other.count
+        self.noise += other.noise
+        self.signal += other.signal
+        self.power_a += other.power_a
+        self.cross += other.cross
+        self.max_abs = max(self.max_abs, other.max_abs)
+        return self
+
+    @property
+    def sqnr_db(self) -> float:
+        return _sqnr(self.signal, self.noise)
+
+    def result(self) -> TensorError:
+        if self.count == 0:
+            return TensorError(0.0, math.inf, 1.0, 0.0, 0.0)
+        noise, signal, power_a = self.noise, self.signal, self.power_a
+        if signal == 0.0 or power_a == 0.0:
+            cos = 1.0 if signal == power_a else 0.0
+        else:
+            cos = self.cross / math.sqrt(signal * power_a)
+        rel = math.sqrt(noise / signal) if signal else (0.0 if noise == 0 else math.inf)
+        return TensorError(
+            mse=noise / self.count,
+            sqnr_db=_sqnr(signal, noise),
+            cosine=cos,
+            max_abs=self.max_abs,
+            rel_l2=rel,
+        )
+
+
+def _work_dtype(a: np.dtype, b: np.dtype) -> type:
+    """float32 when both sides convert to it exactly (float32, float16), else float64."""
+    exact32 = (np.dtype(np.float32), np.dtype(np.float16))
+    return np.float32 if a in exact32 and b in exact32 else np.float64
+
+
+def _sqnr(signal: float, noise: float) -> float:
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+ROW_BLOCK = 1 << 18  # values per block of rows widened to float64 at a time
+
+
+def row_sqnr_db(ref: np.ndarray, approx: np.ndarray) -> list[float]:
+    """:func:`sqnr_db` of each row along the first axis, computed for many rows at once in
+    float64 (a per-row loop cost more than the model run for 32-row feeds of small layers)."""
+    r, a = np.asarray(ref), np.asarray(approx)
+    if r.shape != a.shape:
+        raise ValueError(f"shape mismatch: reference {r.shape} vs approximation {a.shape}")
+    rows = r.shape[0]
+    r2, a2 = r.reshape(rows, -1), a.reshape(rows, -1)
+    per = max(1, ROW_BLOCK // max(1, r2.shape[1]))
+    out: list[float] = []
+    for s in range(0, rows, per):
+        rc = r2[s : s + per].astype(np.float64)
+        d = rc - a2[s : s + per].astype(np.float64)
+        noise = np.einsum("ij,ij->i", d, d)
+        signal = np.einsum("ij,ij->i", rc, rc)
+        out.extend(_sqnr(float(sg), float(nz)) for sg, nz in zip(signal, noise, strict=True))
+    return out
+
+
 def tensor_error(ref: np.ndarray, approx: np.ndarray) -> TensorError:
-    """All error figures in one pass of float64 dot products (this runs on every evaluation)."""
+    """All error figures in one streaming pass (see :class:`ErrorSums`)."""
+    return ErrorSums().add(ref, approx).result()
+
+
+def tensor_error_f64(ref: np.ndarray, approx: np.ndarray) -> TensorError:
+    """The straightforward all-float64 computation, the reference the streaming one is
+    tested against."""
     r = np.asarray(ref)
     a = np.asarray(approx)
     if r.shape != a.shape:
@@ -50,12 +166,6 @@ def tensor_error(ref: np.ndarray, approx: np.ndarray) -> TensorError:
     noise = float(d @ d)
     signal = float(r @ r)
     power_a = float(a @ a)
-    if noise == 0.0:
-        sqnr = math.inf
-    elif signal == 0.0:
-        sqnr = -math.inf
-    else:
-        sqnr = 10.0 * math.log10(signal / noise)
     if signal == 0.0 or power_a == 0.0:
         cos = 1.0 if signal == power_a else 0.0
     else:
@@ -63,7 +173,7 @@ def tensor_error(ref: np.ndarray, approx: np.ndarray) -> TensorError:
     rel = math.sqrt(noise / signal) if signal else (0.0 if noise == 0 else math.inf)
     return TensorError(
         mse=noise / r.size,
-        sqnr_db=sqnr,
+        sqnr_db=_sqnr(signal, noise),
         cosine=cos,
         max_abs=float(np.max(np.abs(d))),
         rel_l2=rel,

@@ -11,22 +11,33 @@ ONNX Runtime's free-form ``extra_options``, where a typo is silently ignored).
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from bitlens.core.errors import FormatError, PlanError
-from bitlens.core.formats import Family, Format, Granularity, parse_format
+from bitlens.core.formats import (
+    Family,
+    Format,
+    Granularity,
+    RangeMethod,
+    parse_format,
+    quantize,
+)
 from bitlens.core.model.types import Layer, ModelInfo
 
 PLAN_VERSION = 1
 
-# Weight formats offered for every layer, highest precision first.
+# Weight formats offered for every layer, highest precision first ("int8 sym narrow" is
+# ONNX Runtime's symmetric int8, codes -127..127).
 WEIGHT_CHOICES: tuple[str, ...] = (
     "fp16", "bf16", "fp8e4m3fn ch", "fp8e5m2 ch",
-    "int8 sym ch", "int8 sym", "uint8 asym",
+    "int8 sym ch", "int8 sym narrow ch", "int8 sym", "uint8 asym",
     "int6 sym ch", "int5 sym ch", "int4 sym ch", "int4 asym ch", "int4 sym blk32", "int4 asym blk32",
     "int3 sym ch", "int3 asym blk32", "int2 sym ch", "int2 asym blk32",
     "nf4 blk64", "nf3 blk64", "km4 ch", "km2 ch", "log4 ch",
@@ -161,7 +172,7 @@ class Plan(Mapping[str, LayerChoice]):
 
     # -- Mapping over *all* layers --------------------------------------------------
     def __getitem__(self, layer: str) -> LayerChoice:
-        if layer not in self.info.layer_names:
+        if layer not in self.info.layer_index:
             raise KeyError(layer)
         return self._choices.get(layer, FLOAT)
 
@@ -220,7 +231,9 @@ class Plan(Mapping[str, LayerChoice]):
         out: dict[str, LayerChoice] = {}
         for name in names:
             layer = _layer(info, name)
-            act = choice.activation if layer.activations else None
+            # Activations inside If/Loop/Scan bodies cannot be quantized (validate_choice):
+            # a preset quantizes those layers' weights only.
+            act = choice.activation if layer.activations and not layer.graph_path else None
             out[name] = LayerChoice(choice.weight, act, choice.dynamic and act is not None)
         return cls(info, out)
 
@@ -269,43 +282,50 @@ class Plan(Mapping[str, LayerChoice]):
         return cls.from_dict(info, data)
 
     # -- ONNX Runtime TensorQuantOverrides interop --------------------------------------
-    def to_ort_overrides(self) -> dict[str, list[dict[str, Any]]]:
-        """The plan as ``extra_options["TensorQuantOverrides"]`` (JSON-friendly names).
+    def to_ort_overrides(
+        self, weights: Callable[[str], np.ndarray] | None = None
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The plan as ``extra_options["TensorQuantOverrides"]`` (JSON-friendly names), such
+        that ``quantize_static`` computes the same codes and scales as Bitlens.
 
-        Formats ONNX Runtime's quantizer cannot express (widths other than
-        4/8/16, lookup tables, ternary/binary, blocks, fp16) are left out;
-        :meth:`ort_unrepresentable` lists them.
+        A format whose numbers ONNX Runtime's own rule reproduces (:data:`ORT_EXACT`) is
+        written as its ``quant_type`` and ``symmetric`` flag; note that ONNX Runtime's
+        symmetric int8/int16 use the narrow range -127..127 / -32767..32767, which is
+        Bitlens's ``int8 sym narrow``. Other integer weight formats (``int8 sym``'s
+        -128..127, MSE or percentile ranges, narrow int4) are written with their explicit
+        ``scale`` and ``zero_point`` (per channel, one entry per channel) when ``weights``
+        gives the weight values. Everything else is left out and listed by
+        :meth:`ort_unrepresentable`.
         """
         out: dict[str, list[dict[str, Any]]] = {}
         for name, choice in self._choices.items():
             layer = _layer(self.info, name)
-            if choice.weight is not None and (qt := ort_quant_type(choice.weight)):
-                for w in layer.weights:
-                    entry: dict[str, Any] = {"quant_type": qt, "symmetric": choice.weight.symmetric}
-                    if choice.weight.granularity is Granularity.CHANNEL:
-                        entry["axis"] = (
-                            w.channel_axis if choice.weight.axis is None else choice.weight.axis
-                        )
-                    out[w.name] = [entry]
+            for w in layer.weights if choice.weight is not None else ():
+                entries = _ort_weight_entries(choice.weight, w, weights)
+                if entries is not None:
+                    out[w.name] = entries
             act_fmt = choice.activation
-            if (
-                act_fmt is not None
-                and act_fmt.granularity is Granularity.TENSOR
-                and (qt := ort_quant_type(act_fmt))
-            ):
+            if act_fmt is not None and not choice.dynamic and (rule := ort_rule(act_fmt)):
                 for act in layer.activations:
-                    out[act] = [{"quant_type": qt, "symmetric": choice.activation.symmetric}]
+                    out[act] = [{"quant_type": rule[0], "symmetric": rule[1]}]
         return out
 
-    def ort_unrepresentable(self) -> list[str]:
+    def ort_unrepresentable(self, with_weights: bool = False) -> list[str]:
+        """What :meth:`to_ort_overrides` leaves out (``with_weights``: when it is given the
+        weight values), one ``layer: kind format (why)`` entry each."""
         msgs = []
         for name, choice in self._choices.items():
-            for kind, fmt in (("weight", choice.weight), ("activation", choice.activation)):
-                per_channel_act = kind == "activation" and fmt is not None and (
-                    fmt.granularity is not Granularity.TENSOR
+            w, a = choice.weight, choice.activation
+            if w is not None and ort_rule(w) is None and not (with_weights and _ort_explicit(w)):
+                why = (
+                    "ONNX Runtime's symmetric int8 uses codes -127..127: choose "
+                    f"{w.name.replace('sym', 'sym narrow', 1)} or give the weights"
+                    if _ort_explicit(w)
+                    else "no ONNX Runtime quant_type"
                 )
-                if fmt is not None and (ort_quant_type(fmt) is None or per_channel_act):
-                    msgs.append(f"{name}: {kind} {fmt.name}")
+                msgs.append(f"{name}: weight {w.name} ({why})")
+            if a is not None and (choice.dynamic or ort_rule(a) is None):
+                msgs.append(f"{name}: activation {a.name} (no ONNX Runtime rule gives its range)")
         return msgs
 
     @classmethod
@@ -319,12 +339,13 @@ class Plan(Mapping[str, LayerChoice]):
         for tensor, entries in overrides.items():
             if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict):
                 raise PlanError(f"override for {tensor!r}: expected a list of objects")
-            fmt = _format_from_ort(tensor, entries[0])
             if tensor in by_weight:
+                fmt = _format_from_ort(tensor, entries, weight=True)
                 layer = by_weight[tensor]
                 prev = choices.get(layer.name, FLOAT)
                 choices[layer.name] = LayerChoice(fmt, prev.activation, prev.dynamic)
             elif tensor in by_act:
+                fmt = _format_from_ort(tensor, entries, weight=False)
                 for layer in by_act[tensor]:
                     prev = choices.get(layer.name, FLOAT)
                     choices[layer.name] = LayerChoice(prev.weight, fmt)
@@ -335,30 +356,98 @@ class Plan(Mapping[str, LayerChoice]):
         return cls(info, choices)
 
 
-_ORT_TYPES = {
-    (8, True): "QInt8", (8, False): "QUInt8", (16, True): "QInt16", (16, False): "QUInt16",
-    (4, True): "QInt4", (4, False): "QUInt4",
+# Bitlens integer formats whose codes, scales and zero points ONNX Runtime's quantizer
+# computes bit for bit from its own (quant_type, symmetric) rule: min-max ranges, per tensor
+# or per channel. onnxruntime/quantization/quant_utils.py get_qmin_qmax_for_qType: symmetric
+# int8 and int16 use -127..127 and -32767..32767 (ONNX_INT_TYPE_SYMMETRIC_RANGE), int4 keeps
+# -8..7; compute_scale_zp then takes scale (hi - lo) / (qmax - qmin) and zero point
+# round((qmin + qmax) / 2) (symmetric) or round(qmin - lo / scale), as Bitlens does.
+# Checked against quantize_data in tests/core/test_plan_ort.py.
+ORT_EXACT: dict[tuple[int, bool, bool, bool], tuple[str, bool]] = {
+    # (bits, signed, symmetric, narrow) -> (quant_type, symmetric)
+    (8, True, True, True): ("QInt8", True), (8, True, False, False): ("QInt8", False),
+    (16, True, True, True): ("QInt16", True), (16, True, False, False): ("QInt16", False),
+    (4, True, True, False): ("QInt4", True), (4, True, False, False): ("QInt4", False),
+    (8, False, True, False): ("QUInt8", True), (8, False, False, False): ("QUInt8", False),
+    (16, False, False, False): ("QUInt16", False), (4, False, False, False): ("QUInt4", False),
 }  # fmt: skip
+_ORT_TYPE_OF = {(8, True): "QInt8", (16, True): "QInt16", (4, True): "QInt4",
+                (8, False): "QUInt8", (16, False): "QUInt16", (4, False): "QUInt4"}  # fmt: skip
+
+
+def ort_rule(fmt: Format) -> tuple[str, bool] | None:
+    """(quant_type, symmetric) with which ONNX Runtime computes ``fmt``'s numbers itself."""
+    if fmt.is_float and fmt.float_kind == "fp8e4m3fn" and fmt.granularity is Granularity.TENSOR:
+        return ("QFLOAT8E4M3FN", True)
+    if (
+        fmt.family is not Family.INT
+        or fmt.granularity is Granularity.BLOCK
+        or fmt.range_method is not RangeMethod.MINMAX
+    ):
+        return None
+    return ORT_EXACT.get((fmt.bits, fmt.signed, fmt.symmetric, fmt.narrow))
 
 
 def ort_quant_type(fmt: Format) -> str | None:
-    if fmt.family is Family.INT and fmt.granularity is not Granularity.BLOCK and not fmt.narrow:
-        return _ORT_TYPES.get((fmt.bits, fmt.signed))
-    if fmt.is_float and fmt.float_kind == "fp8e4m3fn" and fmt.granularity is Granularity.TENSOR:
-        return "QFLOAT8E4M3FN"
-    return None
+    rule = ort_rule(fmt)
+    return None if rule is None else rule[0]
 
 
-def _format_from_ort(tensor: str, entry: Mapping[str, Any]) -> Format:
+def _ort_explicit(fmt: Format) -> bool:
+    """Integer formats ONNX Runtime stores when told their scale and zero point."""
+    return (
+        fmt.family is Family.INT
+        and fmt.granularity is not Granularity.BLOCK
+        and (fmt.bits, fmt.signed) in _ORT_TYPE_OF
+    )
+
+
+def _ort_weight_entries(
+    fmt: Format, w: Any, weights: Callable[[str], np.ndarray] | None
+) -> list[dict[str, Any]] | None:
+    axis = None
+    if fmt.granularity is Granularity.CHANNEL:
+        axis = w.channel_axis if fmt.axis is None else fmt.axis
+    rule = ort_rule(fmt)
+    if rule is not None:
+        entry: dict[str, Any] = {"quant_type": rule[0], "symmetric": rule[1]}
+        if axis is not None:
+            entry["axis"] = axis
+        return [entry]
+    if weights is None or not _ort_explicit(fmt):
+        return None
+    bound = fmt if axis is None else dataclasses.replace(fmt, axis=axis)
+    q = quantize(weights(w.name), bound)
+    scales = np.asarray(q.scale, np.float32).ravel()
+    zps = np.asarray(q.zero_point).astype(np.int64).ravel()
+    qt = _ORT_TYPE_OF[(fmt.bits, fmt.signed)]
+    entries: list[dict[str, Any]] = [
+        {"scale": float(sc), "zero_point": int(z)} for sc, z in zip(scales, zps, strict=True)
+    ]
+    entries[0] = {"quant_type": qt, **({"axis": axis} if axis is not None else {}), **entries[0]}
+    return entries
+
+
+def _format_from_ort(tensor: str, entries: list[Any], *, weight: bool) -> Format:
+    entry = entries[0]
     qt = str(entry.get("quant_type", "")).removeprefix("QuantType.")
     if qt == "QFLOAT8E4M3FN":
         return parse_format("fp8e4m3fn")
-    inv = {v: k for k, v in _ORT_TYPES.items()}
+    inv = {v: k for k, v in _ORT_TYPE_OF.items()}
     if qt not in inv:
         raise PlanError(f"override for {tensor!r}: quant_type {qt!r} is not supported")
     bits, signed = inv[qt]
-    sym = bool(entry.get("symmetric", signed))
+    if "scale" in entry:
+        # explicit parameters, as to_ort_overrides writes for formats ORT's rule differs on:
+        # zero points all 0 on a signed type is Bitlens's symmetric full range (int8 sym)
+        zps = [e.get("zero_point", 0) for e in entries if isinstance(e, dict)]
+        sym, narrow = signed and not any(zps), False
+    else:
+        # quantize_static's defaults: signed weights symmetric, activations asymmetric
+        sym = bool(entry.get("symmetric", signed and weight))
+        narrow = sym and signed and bits in (8, 16)  # ONNX Runtime's -127..127 / -32767..32767
     text = f"{'' if signed else 'u'}int{bits} {'sym' if sym else 'asym'}"
+    text += " narrow" if narrow else ""
     if "axis" in entry:
         text += f" ch{int(entry['axis'])}"
     return parse_format(text)

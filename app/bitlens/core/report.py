@@ -67,6 +67,7 @@ class ModelReport:
     params: int  # unique quantizable weights
     nbytes: int
     totals: tuple[FormatTotal, ...]
+    notes: tuple[str, ...] = ()  # the loader's (ModelInfo.notes)
 
 
 def inspect_model(
@@ -99,6 +100,7 @@ def inspect_model(
         params=sum(w.numel for w in unique.values()),
         nbytes=nbytes,
         totals=tuple(totals),
+        notes=info.notes,
     )
 
 

@@ -21,6 +21,8 @@ from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.plan import Plan
 from bitlens.core.results import SweepEntry
+from bitlens.core.search import Point, SearchOptions
+from bitlens.core.usermetric import Metric
 from bitlens.gui import jobs
 from bitlens.gui.document import Document
 from bitlens.gui.jobs import DataRequest, LayerDetail, Session
@@ -36,6 +38,9 @@ class Controller(QObject):
     failed = Signal(str, object)  # what was being done, the exception
     opened = Signal(object)  # the Path (or sample name) just opened
     exported = Signal(object)  # FidelityReport of a finished export
+    searchStarted = Signal()
+    searchPoint = Signal(object)  # a Point the running search evaluated
+    searchFinished = Signal(object)  # SearchResult, or None when cancelled or failed
     dimsNeeded = Signal()  # the open model has no input data: ask for its dynamic sizes
 
     def __init__(self, document: Document, parent: QObject | None = None, device: str = "auto"):
@@ -47,7 +52,9 @@ class Controller(QObject):
         self.detail: LayerDetail | None = None
         self.sweep_results: list[SweepEntry] = []
         self.calibration = "minmax"
+        self.metric: Metric | None = None  # the user's metric, once a search loaded one
         self.runner.failed.connect(self.failed)
+        self.runner.cancelled.connect(self._on_cancelled)
         document.planChanged.connect(self._on_plan_changed)
         document.selection.changed.connect(self._on_selection_changed)
 
@@ -103,7 +110,7 @@ class Controller(QObject):
         )  # fmt: skip
 
     def _on_opened(self, session: Session, what: object) -> None:
-        for key in ("detail", "evaluate", "outputs", "sweep"):
+        for key in ("detail", "evaluate", "outputs", "sweep", "search"):
             self.runner.discard(key)  # computed with the previous engine
         self.detail = None
         self.sweep_results = []
@@ -137,7 +144,8 @@ class Controller(QObject):
             self.failed.emit("Evaluating the plan", exc)
 
         self.runner.submit(
-            Job("evaluate", "Evaluating the plan", jobs.evaluate, (doc.session.engine, plan),
+            Job("evaluate", "Evaluating the plan", jobs.evaluate,
+                (doc.session.engine, plan, self.metric),
                 on_result=self._on_evaluated, on_error=failed, cancellable=False, quiet=True)
         )  # fmt: skip
 
@@ -218,6 +226,37 @@ class Controller(QObject):
                 on_result=done)
         )  # fmt: skip
 
+    # -- plan search ------------------------------------------------------------------------------
+    def run_search(self, options: SearchOptions) -> Job | None:
+        session = self.session
+        if session is None:
+            return None
+        def done(result: object) -> None:
+            if options.metric is not None:
+                self.metric = options.metric  # it worked: the evaluation reports it too
+                self.evaluate()
+            self.searchFinished.emit(result)
+
+        def failed(exc: BaseException) -> None:
+            self.searchFinished.emit(None)
+            self.failed.emit("Finding a plan", exc)
+
+        def point(value: object) -> None:
+            if isinstance(value, Point):
+                self.searchPoint.emit(value)
+
+        job = self.runner.submit(
+            Job("search", f"Finding a plan ({options.budget.describe()})", jobs.find_plan,
+                (session.engine, options), on_yield=point, on_result=done,
+                on_error=failed)
+        )  # fmt: skip
+        self.searchStarted.emit()
+        return job
+
+    def _on_cancelled(self, job: Job) -> None:
+        if job.key == "search":
+            self.searchFinished.emit(None)
+
     # -- export ---------------------------------------------------------------------------------
     def export_model(
         self,
@@ -287,10 +326,15 @@ class Controller(QObject):
         if plan is None:
             return []
         p = Path(path)
-        left_out = plan.ort_unrepresentable()
+        # with the weights, formats ORT's own rule differs on (int8 sym: -128..127) are
+        # written with their explicit scales and zero points
+        weights = None if self.session is None else self.session.model.weight
+        left_out = plan.ort_unrepresentable(with_weights=weights is not None)
         ok = self._attempt(
             f"Exporting ORT overrides to {p.name}",
-            lambda: atomic_write_text(p, json.dumps(plan.to_ort_overrides(), indent=2) + "\n"),
+            lambda: atomic_write_text(
+                p, json.dumps(plan.to_ort_overrides(weights=weights), indent=2) + "\n"
+            ),
         )
         return left_out if ok else []
 

@@ -27,6 +27,8 @@ from bitlens.core.export.report import FidelityReport
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import LayerChoice, Plan, weight_choices
 from bitlens.core.results import Evaluation, Progress, SweepEntry, TensorError
+from bitlens.core.search import Point, SearchOptions, SearchResult, search
+from bitlens.core.usermetric import Metric, evaluate_with
 from bitlens.core.viewdata import Distribution, distribution, scatter_pairs
 
 if TYPE_CHECKING:
@@ -197,11 +199,19 @@ def recalibrate(engine: Engine, method: str) -> Generator[Progress, None, str]:
     return method
 
 
-def evaluate(engine: Engine, plan: Plan) -> tuple[Plan, Evaluation]:
-    """The plan's errors; weight errors only while the model has no input data."""
+def evaluate(engine: Engine, plan: Plan, metric: Metric | None = None) -> tuple[Plan, Evaluation]:
+    """The plan's errors (and the user's metric); weight errors only while the model has no
+    input data."""
     if engine.data is None:
         return plan, weight_evaluation(engine, plan)
-    return plan, engine.evaluate(plan)
+    return plan, evaluate_with(engine, plan, metric)
+
+
+def find_plan(
+    engine: Engine, options: SearchOptions
+) -> Generator[Progress | Point, None, SearchResult]:
+    """The plan search; yields Progress and every whole plan it evaluates."""
+    return (yield from search(engine, options))
 
 
 def sweep(

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -51,6 +52,7 @@ PASS_THROUGH = (QKeySequence("Ctrl+E"), QKeySequence("Ctrl+D"))
 
 class LayerTable(QWidget):
     editFailed = Signal(str, object)  # what was attempted, the exception
+    pinRequested = Signal(list)  # layer names to pin at their current format (plan search)
 
     def __init__(self, document: Document, parent: QWidget | None = None):
         super().__init__(parent)
@@ -141,6 +143,8 @@ class LayerTable(QWidget):
         header.moveSection(header.visualIndex(Column.LOCAL), header.visualIndex(Column.WEIGHT_SQNR))
         self.view.selectionModel().selectionChanged.connect(self._on_view_selection)
         self.view.mirror_settings()
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._context_menu)
 
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
@@ -171,6 +175,15 @@ class LayerTable(QWidget):
         self._on_model_changed()
 
     # -- commands --------------------------------------------------------------------------------
+    def _context_menu(self, pos) -> None:
+        names = list(self._doc.selection.names)
+        if not names or self._doc.plan is None:
+            return
+        menu = QMenu(self)
+        act = menu.addAction(f"Pin {_count(names)} at current format (plan search)")
+        act.triggered.connect(lambda: self.pinRequested.emit(names))
+        menu.popup(self.view.viewport().mapToGlobal(pos))
+
     def apply_to_selection(self) -> None:
         names = self._doc.selection.names
         if not names or self._doc.plan is None:

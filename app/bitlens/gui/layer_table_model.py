@@ -23,6 +23,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QFont
 
 from bitlens.core.errors import BitlensError
+from bitlens.core.export.accounting import cannot_save
 from bitlens.core.formats import parse_format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, activation_choices, weight_choices
@@ -248,7 +249,8 @@ class LayerTableModel(QAbstractTableModel):
         if col == Column.SIZE:
             r = self._result(layer)
             after = "…" if r is None else fmt_bytes(r.bytes_after)
-            return f"{fmt_bytes(layer.nbytes)} → {after}"
+            flag = " ⚠" if cannot_save(layer, choice.weight) else ""
+            return f"{fmt_bytes(layer.nbytes)} → {after}{flag}"
         return fmt_db(_sqnr(self._error(layer, col)))
 
     def _edit_value(self, layer: Layer, col: Column) -> str | None:
@@ -278,6 +280,11 @@ class LayerTableModel(QAbstractTableModel):
     def _tooltip(self, layer: Layer, col: Column) -> str | None:
         if col in (Column.WEIGHT, Column.ACTIVATION):
             return format_tooltip(self._display(layer, col)) or None
+        if col == Column.SIZE and cannot_save(layer, self._choice(layer).weight):
+            return (
+                "this format cannot save bytes on this layer: its codes and scales alone take "
+                "as much as the float weights (e.g. blocks along an axis of size 1)"
+            )
         if col == Column.NAME:
             lines = [f"{layer.name} ({layer.op_type})"]
             lines += [f"weight {w.name}: {fmt_shape(w.shape)} {w.dtype}" for w in layer.weights]

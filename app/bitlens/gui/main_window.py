@@ -46,6 +46,7 @@ from bitlens.core.export.report import FidelityReport
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
+from bitlens.core.search import Point
 from bitlens.gui.controller import Controller
 from bitlens.gui.data_dialog import DataDialog
 from bitlens.gui.dims_dialog import DimsDialog
@@ -61,6 +62,7 @@ from bitlens.gui.message_bar import MessageBar
 from bitlens.gui.outputs_view import OutputsView
 from bitlens.gui.plots_view import PlotsView
 from bitlens.gui.runner import Job
+from bitlens.gui.search_panel import SearchPanel
 from bitlens.gui.settings import STATE_VERSION, AppSettings
 from bitlens.gui.status_panel import StatusPanel
 from bitlens.gui.sweep_dialog import SweepDialog
@@ -128,6 +130,7 @@ class MainWindow(QMainWindow):
         self.detail = LayerDetailView(self)
         self.outputs = OutputsView(self.document, self)
         self.sweep = SweepView(self.document, self)
+        self.search = SearchPanel(self)
         self.docks: dict[str, QDockWidget] = {}
         area = Qt.DockWidgetArea
         self._dock("graph", "Graph", self.graph, area.LeftDockWidgetArea)
@@ -135,8 +138,11 @@ class MainWindow(QMainWindow):
         self._dock("outputs", "Outputs", self.outputs, area.RightDockWidgetArea)
         self._dock("plots", "Error and size per layer", self.plots, area.BottomDockWidgetArea)
         self._dock("sweep", "Sweep results", self.sweep, area.BottomDockWidgetArea)
+        self._dock("search", "Find plan", self.search, area.BottomDockWidgetArea)
         self.tabifyDockWidget(self.docks["detail"], self.docks["outputs"])
         self.tabifyDockWidget(self.docks["plots"], self.docks["sweep"])
+        self.tabifyDockWidget(self.docks["plots"], self.docks["search"])
+        self.docks["search"].hide()  # Tools ▸ Find Plan shows it
         self.docks["detail"].raise_()
         self.docks["plots"].raise_()
 
@@ -270,6 +276,9 @@ class MainWindow(QMainWindow):
 
         m = bar.addMenu("&Tools")
         self.act_sweep = self._action(m, "Sensitivity &Sweep…", self.sweep_dialog, "Ctrl+R")
+        self.act_find_plan = self._action(
+            m, "&Find Plan…", self.show_search, "Ctrl+Shift+F", "actionFindPlan"
+        )
         cal = m.addMenu("&Calibration")
         self.calibration_group = QActionGroup(self)
         for method in CalibrationMethod:
@@ -325,6 +334,17 @@ class MainWindow(QMainWindow):
         runner.busyChanged.connect(self._on_busy_changed)
         runner.cancelled.connect(self._on_cancelled)
         self.status.cancelRequested.connect(ctl.cancel)
+        self.search.runRequested.connect(ctl.run_search)
+        self.search.cancelRequested.connect(ctl.cancel)
+        self.search.applyRequested.connect(self.apply_search_point)
+        self.search.failed.connect(self.message_bar.show_error)
+        ctl.searchStarted.connect(self.search.started)
+        ctl.searchPoint.connect(self.search.add_point)
+        ctl.searchFinished.connect(self.search.finished)
+        runner.progressed.connect(
+            lambda job, prog: self.search.show_progress(prog) if job.key == "search" else None
+        )
+        self.table.pinRequested.connect(self.pin_layers)
         self.docks["outputs"].visibilityChanged.connect(self._on_outputs_visible)
 
     # -- opening ----------------------------------------------------------------------------------
@@ -440,9 +460,13 @@ class MainWindow(QMainWindow):
     def _on_opened(self, what: object) -> None:
         if isinstance(what, Path):
             self.settings.add_recent_model(what)
+        info = self.document.info
+        if info is not None and info.notes:  # what the loader did in memory (IR version, folding)
+            self.message_bar.show_message(info.notes[0], "info", "\n".join(info.notes))
 
     def _on_model_changed(self) -> None:
         session = self.document.session
+        self.search.reset(None if session is None else session.model.proto.ByteSize())
         self.stack.setCurrentWidget(self.table if session is not None else self.welcome)
         self.status.show_providers(() if session is None else session.providers)
         self.status.show_evaluation(None, stale=False)
@@ -472,6 +496,41 @@ class MainWindow(QMainWindow):
             self.document.edit({layer: new}, f"{layer}: weights → {fmt}")
         except (BitlensError, KeyError) as exc:
             self.message_bar.show_error(f"Setting {layer} weights to {fmt}", exc)
+
+    def show_search(self) -> None:
+        """Tools ▸ Find Plan: show the search panel."""
+        dock = self.docks["search"]
+        dock.show()
+        dock.raise_()
+
+    def pin_layers(self, names: list[str]) -> None:
+        """Pin layers at their current choice for the plan search (from the table's menu)."""
+        plan = self.document.plan
+        if plan is None:
+            return
+        self.search.pin(plan, names)
+        self.show_search()
+
+    def apply_search_point(self, point: Point) -> None:
+        """Make a searched plan current as one undoable step; select the layers it changed."""
+        plan = self.document.plan
+        if plan is None or point.plan.info is not plan.info:
+            return
+        changed = [n for n in plan if plan[n] != point.plan[n]]
+        text = f"Apply searched plan ({point.file_bytes} B, error {point.error:.3g})"
+        try:
+            self.document.replace_plan(point.plan, text)
+        except BitlensError as exc:
+            self.message_bar.show_error("Applying the searched plan", exc)
+            return
+        self.search.plot.mark(point)
+        if changed:
+            self.document.selection.set(changed, changed[0], origin=self.search)
+        self.message_bar.show_message(
+            f"Applied a searched plan: {len(changed)} layers changed (selected in the table). "
+            "Edit ▸ Undo goes back.",
+            "info",
+        )
 
     def reset_plan(self) -> None:
         info = self.document.info
@@ -677,7 +736,7 @@ class MainWindow(QMainWindow):
         for act in (
             self.act_open_data, self.act_open_plan, self.act_save_plan, self.act_save_as,
             self.act_import, self.act_export, self.act_reset, self.act_sweep,
-            self.act_export_model,
+            self.act_export_model, self.act_find_plan,
         ):  # fmt: skip
             act.setEnabled(has)
         self.calibration_menu.setEnabled(has)

@@ -68,7 +68,8 @@ class MessageBar(QWidget):
         """A failed action: what was being done and why it failed."""
         if isinstance(exc, BitlensError | OSError):
             message = f"{what} failed: {exc}"
-            details = f"{type(exc).__name__}: {exc}"
+            # a user metric's traceback, when the error carries one
+            details = getattr(exc, "details", "") or f"{type(exc).__name__}: {exc}"
         else:  # a bug: say so, and keep the traceback for the report
             message = f"{what} failed with an unexpected error: {type(exc).__name__}: {exc}"
             details = "".join(traceback.format_exception(exc))

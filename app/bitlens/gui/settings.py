@@ -19,7 +19,7 @@ _THEME = "view/theme"
 _GEOMETRY = "window/geometry"
 _STATE = "window/state"
 _DIMS = "inputSizes"  # group: one JSON entry per model, keyed by a hash of its path
-STATE_VERSION = 1  # bump when docks are added or renamed: old saved layouts are ignored
+STATE_VERSION = 2  # bump when docks are added or renamed: old saved layouts are ignored
 
 
 class AppSettings:

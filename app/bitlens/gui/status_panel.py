@@ -6,8 +6,11 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
 from bitlens.core.data import DataSummary
+from bitlens.core.engine.session import CUDA, fallback_reason
 from bitlens.core.results import Evaluation, Progress
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_percent, fmt_ratio
+
+PROVIDERS_TIP = "Execution providers ONNX Runtime actually runs on"
 
 
 class StatusPanel(QWidget):
@@ -23,7 +26,7 @@ class StatusPanel(QWidget):
         self.output_label.setObjectName("statusOutput")
         self.providers_label = QLabel(self)
         self.providers_label.setObjectName("statusProviders")
-        self.providers_label.setToolTip("Execution providers ONNX Runtime actually runs on")
+        self.providers_label.setToolTip(PROVIDERS_TIP)
         self.data_label = QLabel(self)
         self.data_label.setObjectName("statusData")
         self.job_label = QLabel(self)
@@ -109,6 +112,9 @@ class StatusPanel(QWidget):
     def show_providers(self, providers: tuple[str, ...]) -> None:
         names = [p.removesuffix("ExecutionProvider") for p in providers]
         self.providers_label.setText("ORT: " + (", ".join(names) if names else "—"))
+        # When CUDA was wanted but could not start, the tooltip says why.
+        why = fallback_reason() if providers and CUDA not in providers else None
+        self.providers_label.setToolTip(why or PROVIDERS_TIP)
 
     def set_busy(self, label: str, *, quiet: bool, cancellable: bool) -> None:
         self.job_label.setText(label + "…")

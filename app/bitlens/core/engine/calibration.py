@@ -34,19 +34,35 @@ class CalibrationMethod(StrEnum):
 class ActivationStats:
     lo: float
     hi: float
-    sample: np.ndarray  # float64, a deterministic subsample of the values
+    # float64, a deterministic subsample of the values; None when only min-max was asked for
+    # (the sample is 2 MiB per activation, and min-max calibration never reads it)
+    sample: np.ndarray | None
 
     @classmethod
-    def of(cls, arrays: list[np.ndarray], name: str) -> ActivationStats:
-        flat = np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])
-        if flat.size == 0:
+    def of(cls, arrays: list[np.ndarray], name: str, sample: bool = True) -> ActivationStats:
+        """Min, max and (with ``sample``) every ``stride``-th value of the arrays taken as one
+        flat sequence, read one array at a time (nothing is concatenated or widened but the
+        sample)."""
+        flats = [np.asarray(a).reshape(-1) for a in arrays]
+        total = sum(f.size for f in flats)
+        if total == 0:
             raise EngineError(f"activation {name!r} is empty on the calibration samples")
-        if not np.isfinite(flat).all():
-            raise EngineError(
-                f"activation {name!r} holds NaN or infinite values on the calibration samples"
-            )
-        stride = max(1, flat.size // MAX_SAMPLE)
-        return cls(float(flat.min()), float(flat.max()), flat[::stride].copy())
+        stride = max(1, total // MAX_SAMPLE)
+        lo, hi = np.inf, -np.inf
+        parts: list[np.ndarray] = []
+        offset = 0
+        for flat in flats:
+            if flat.size:
+                if not np.isfinite(flat).all():
+                    raise EngineError(
+                        f"activation {name!r} holds NaN or infinite values on the "
+                        "calibration samples"
+                    )
+                lo, hi = min(lo, float(flat.min())), max(hi, float(flat.max()))
+                if sample:  # the global indices 0, stride, 2*stride... in this array
+                    parts.append(flat[(-offset) % stride :: stride].astype(np.float64))
+            offset += flat.size
+        return cls(float(lo), float(hi), np.concatenate(parts) if sample else None)
 
 
 def channel_stats(arrays: list[np.ndarray], name: str, axis: int) -> list[ActivationStats]:
@@ -67,12 +83,19 @@ def method_of(name: str) -> CalibrationMethod:
         raise EngineError(f"unknown calibration method {name!r} (known: {known})") from None
 
 
+def needs_sample(fmt: Format, method: CalibrationMethod) -> bool:
+    """Whether :func:`activation_range` reads the statistics' sample (beyond min and max)."""
+    return not (method is CalibrationMethod.MINMAX or (fmt.is_float and not fmt.has_scale))
+
+
 def activation_range(
     stats: ActivationStats, fmt: Format, method: CalibrationMethod, percentile: float = 99.99
 ) -> tuple[float, float]:
     """The clipping range for one activation tensor in ``fmt``."""
-    if method is CalibrationMethod.MINMAX or (fmt.is_float and not fmt.has_scale):
+    if not needs_sample(fmt, method):
         return stats.lo, stats.hi
+    if stats.sample is None:
+        raise EngineError("calibration statistics were gathered without a sample")
     x = stats.sample
     if method is CalibrationMethod.PERCENTILE:
         if fmt.symmetric:
@@ -85,6 +108,7 @@ def activation_range(
 
 
 def _mse_range(stats: ActivationStats, fmt: Format) -> tuple[float, float]:
+    assert stats.sample is not None
     best, best_err = (stats.lo, stats.hi), np.inf
     for r in MSE_RATIOS[::-1]:
         lo, hi = stats.lo * r, stats.hi * r
@@ -104,6 +128,7 @@ def _entropy_range(stats: ActivationStats, fmt: Format) -> tuple[float, float]:
     """
     if fmt.family is not Family.INT:
         raise EngineError(f"entropy calibration applies to integer formats, not {fmt.name}")
+    assert stats.sample is not None
     a = np.abs(stats.sample)
     amax = float(a.max())
     if amax == 0.0:

@@ -12,25 +12,31 @@ so a float plan reproduces it exactly.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import onnx
 
 from bitlens.core import metrics
 from bitlens.core.data import Dataset, batch_of
-from bitlens.core.engine import quantizers, rewrite
+from bitlens.core.engine import quantizers, rewrite, suffix
 from bitlens.core.engine.calibration import (
     ActivationStats,
     CalibrationMethod,
     activation_range,
     channel_stats,
     method_of,
+    needs_sample,
 )
 from bitlens.core.engine.graphs import node_producing
+from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.session import actual_providers, make_session
+from bitlens.core.engine.store import ActivationStore, default_budget
 from bitlens.core.errors import EngineError
 from bitlens.core.formats import Format, Granularity, fake_quantize, parse_format
 from bitlens.core.model import tensors
@@ -50,23 +56,44 @@ if TYPE_CHECKING:
     from bitlens.core.model.loader import LoadedModel
 
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
-WEIGHT_CACHE_BYTES = 512 << 20
+WEIGHT_CACHE_BYTES = 512 << 20  # at most; and at most twice the model's weights (see below)
 ACC_CACHE_ENTRIES = 50_000
+BULK_LOCAL_MIN = 4  # layers whose local error is due at once: from here, one graph for all
+SUFFIX_SESSIONS = 4
+SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-safely)
+RUN_WORKERS = 2  # concurrent runs over the feeds in prepare and evaluate (see Engine._runs)  # suffix sessions kept (each holds its own activation arena)
 
 
 class Engine:
     """Evaluate plans for one model on one dataset. Not thread-safe: use from one worker."""
 
-    def __init__(self, model: LoadedModel, data: Dataset | None, *, device: str = "auto"):
-        # data None: weights only (errors, sizes, the sandbox) until the inputs are known.
+    def __init__(
+        self,
+        model: LoadedModel,
+        data: Dataset | None,
+        *,
+        device: str = "auto",
+        memory_budget: int | None = None,
+    ):
+        """``data`` None: weights only (errors, sizes, the sandbox) until the inputs are
+        known. ``memory_budget``: bytes of float reference activations kept in memory (default:
+        store.default_budget()); the rest goes to a memory-mapped scratch file in a temporary
+        folder (ActivationStore)."""
+        limit_heap_growth()
         self.model = model
         self.info = model.info
         self.data = data
         self.device = device
         self._sessions: OrderedDict[tuple, tuple[rewrite.SimGraph, object]] = OrderedDict()
+        # Sessions kept (one per quantizer structure). Each holds about the model's size; a
+        # job that visits many structures (the plan search) lowers this for its duration.
+        self.max_sessions = 4
         self._local_sessions: dict[tuple[str, str | None], object] = {}  # (layer, kind)
+        # layer -> (session or None when the first output does not depend on it, boundary)
+        self._suffixes: OrderedDict[str, tuple[object | None, tuple[str, ...]]] = OrderedDict()
         self._wcache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._wcache_bytes = 0
+        self._executor: ThreadPoolExecutor | None = None
         self._werr: dict[tuple[str, str], TensorError] = {}  # (layer, format) -> weight error
         # (layer, choice, calibration method) -> local error: a layer's local error depends
         # only on its own choice, so unchanged layers are not re-run.
@@ -75,7 +102,10 @@ class Engine:
         self._acc: OrderedDict[tuple[str, int, str], tuple[TensorError, tuple[float, ...]]] = (
             OrderedDict()
         )
-        self._ref: dict[str, list[np.ndarray]] | None = None  # tensor -> per-feed float values
+        # Float reference values per (tensor, feed): layer and model outputs of the evaluation
+        # feeds, layer inputs of every feed. None until prepare() ran.
+        self._store = ActivationStore(default_budget() if memory_budget is None else memory_budget)
+        self._ref: _RefView | None = None
         self._stats: dict[str, ActivationStats] = {}
         # (activation, format, method) -> (lo, hi): floats, or arrays for per-channel formats
         self._ranges: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -118,7 +148,7 @@ class Engine:
         sess = make_session(sim.model, self.device)
         self._providers = actual_providers(sess)
         self._sessions[key] = (sim, sess)
-        while len(self._sessions) > 4:
+        while len(self._sessions) > max(1, self.max_sessions):
             self._sessions.popitem(last=False)
         return self._sessions[key]
 
@@ -126,12 +156,11 @@ class Engine:
         """The session computing ``layer`` alone from float inputs (built once per kind)."""
         key = (layer, kind)
         if key not in self._local_sessions:
-            ref = self._ensure_ref()
-            types = {k: (v[0].dtype, v[0].ndim) for k, v in ref.items()}
+            types = self._ensure_ref().types
             proto = rewrite.build_local(
                 self.model.proto, self.info, {layer: kind}, types, self._constant, [layer]
             )
-            self._local_sessions[key] = make_session(proto, self.device)
+            self._local_sessions[key] = make_session(proto, self.device, arena=False)
         return self._local_sessions[key]
 
     def _constant(self, name: str) -> np.ndarray:
@@ -155,7 +184,9 @@ class Engine:
 
     # -- float reference & calibration ------------------------------------------------
     def prepare(self) -> Iterator[Progress]:
-        """Run the float model once over every sample, capturing what the metrics need."""
+        """Run the float model once over every sample, keeping what the metrics need: the
+        inputs of every layer (calibration, local errors) for every feed, layer and model
+        outputs for the evaluation feeds. One feed's values are in flight at a time."""
         if self._ref is not None:
             return
         if self.data is None:
@@ -165,24 +196,61 @@ class Engine:
         fetch = list(
             dict.fromkeys([*sim.activations, *sim.layer_outputs.values(), *self._output_names])
         )
+        every_feed = set(sim.activations)
         weights = self._float_weights()
-        ref: dict[str, list[np.ndarray]] = {name: [] for name in fetch}
+        evaluation = set(self.data.evaluation)
+        store = self._store
+        types: dict[str, tuple[np.dtype, int]] = {}
         n = len(self.data.samples)
-        for i, feed in enumerate(self.data.samples):
-            outs = self._run(sess, fetch, {**feed, **weights})
+        samples = self.data.samples
+        for i, outs in self._runs(
+            sess, fetch, lambda i: {**samples[i], **weights}, range(len(samples))
+        ):
             for name, value in zip(fetch, outs, strict=True):
                 if value.dtype.kind == "f" and not np.isfinite(value).all():
                     raise EngineError(
                         f"the float model computes NaN or infinite values in {name!r} on data "
                         f"sample {i}; errors against it would be meaningless"
                     )
-                ref[name].append(value)
+                types.setdefault(name, (value.dtype, value.ndim))
+                if (i in evaluation or name in every_feed) and (name, i) not in store:
+                    store.put(name, i, value)
+            del outs
             yield Progress(i + 1, n, f"float reference: sample {i + 1} of {n}")
-        for t in self.info.inputs:
-            ref.setdefault(t.name, [feed[t.name] for feed in self.data.samples])
-        self._ref = ref
+        inputs = {t.name for t in self.info.inputs}
+        for name in inputs:
+            first = np.asarray(self.data.samples[0][name])
+            types.setdefault(name, (first.dtype, first.ndim))
+        self._ref = _RefView(store, self.data, inputs, types)
 
-    def _ensure_ref(self) -> dict[str, list[np.ndarray]]:
+    @property
+    def memory_budget(self) -> int:
+        """Bytes of float reference activations kept in memory (the rest is spilled)."""
+        return self._store.budget
+
+    def memory_use(self) -> dict[str, int]:
+        """Reference activations held: ``in_memory`` and ``spilled`` bytes, and the budget."""
+        return {
+            "budget": self._store.budget,
+            "in_memory": self._store.ram_bytes,
+            "spilled": self._store.spilled_bytes,
+        }
+
+    def close(self) -> None:
+        """Release sessions, caches and the scratch file; the engine cannot be used after."""
+        self._sessions.clear()
+        self._local_sessions.clear()
+        self._suffixes.clear()
+        self._wcache.clear()
+        self._wcache_bytes = 0
+        self._float_feeds = None
+        self._store.close()
+        self._ref = None
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+
+    def _ensure_ref(self) -> _RefView:
         for _ in self.prepare():
             pass
         assert self._ref is not None
@@ -203,14 +271,15 @@ class Engine:
             if a not in self._stats:
                 values = [ref[a][j] for j in self.data.calibration]
                 if np.asarray(values[0]).dtype.kind == "f":
-                    self._stats[a] = ActivationStats.of(values, a)
+                    sample = self.method is not CalibrationMethod.MINMAX
+                    self._stats[a] = ActivationStats.of(values, a, sample=sample)
             yield Progress(i + 1, len(acts), f"calibrating {a}")
 
     def activation_axis(self, layer: Layer, act: str) -> int:
         """The channel axis of an activation: 1 for convolutions (NCHW), else the last axis."""
         if layer.op_type in ("Conv", "ConvTranspose"):
             return 1
-        return max(np.asarray(self._ensure_ref()[act][0]).ndim - 1, 0)
+        return max(self._ensure_ref().types[act][1] - 1, 0)
 
     def bind_activation(self, layer: Layer, act: str, fmt: Format) -> Format:
         """``fmt`` with a per-channel activation's axis resolved for this layer."""
@@ -231,7 +300,12 @@ class Engine:
                     f"activation {act!r} is not a float tensor; it cannot be quantized"
                 )
             if fmt.granularity is Granularity.TENSOR:
-                self._ranges[key] = activation_range(self._stats[act], fmt, self.method)
+                stats = self._stats[act]
+                if stats.sample is None and needs_sample(fmt, self.method):
+                    ref = self._ensure_ref()
+                    stats = ActivationStats.of([ref[act][j] for j in self.data.calibration], act)
+                    self._stats[act] = stats
+                self._ranges[key] = activation_range(stats, fmt, self.method)
             else:
                 self._ranges[key] = self._channel_range(act, fmt)
         return self._ranges[key]
@@ -241,7 +315,7 @@ class Engine:
             raise EngineError(f"per-channel activation format {fmt.name} needs its axis bound")
         ref = self._ensure_ref()
         values = [ref[act][j] for j in self.data.calibration]
-        rank = np.asarray(values[0]).ndim
+        rank = ref.types[act][1]
         if fmt.axis >= rank:
             raise EngineError(
                 f"activation {act!r} has rank {rank}; {fmt.name} names axis {fmt.axis}"
@@ -258,7 +332,14 @@ class Engine:
         return lo, hi
 
     # -- weights ---------------------------------------------------------------------
-    def quantized_weight(self, w: WeightInfo, fmt: Format) -> np.ndarray:
+    @cached_property
+    def _wcache_limit(self) -> int:
+        """Room for the weights of a plan and of the next one, not for every format tried."""
+        return min(WEIGHT_CACHE_BYTES, max(2 * sum(la.nbytes for la in self.info.layers), 64 << 20))
+
+    def quantized_weight(self, w: WeightInfo, fmt: Format, *, keep: bool = True) -> np.ndarray:
+        """``w`` quantized in ``fmt`` (stored dtype); cached unless ``keep`` is False (the
+        sweep uses each once, and would otherwise push the plan's weights out)."""
         fmt = bind(fmt, w)
         key = (w.name, fmt.name)
         if key in self._wcache:
@@ -268,9 +349,11 @@ class Engine:
         q = fake_quantize(value, fmt, what=f"weight {w.name!r}").astype(
             np.dtype(w.dtype), copy=False
         )
+        if not keep:
+            return q
         self._wcache[key] = q
         self._wcache_bytes += q.nbytes
-        while self._wcache_bytes > WEIGHT_CACHE_BYTES and len(self._wcache) > 1:
+        while self._wcache_bytes > self._wcache_limit and len(self._wcache) > 1:
             _, old = self._wcache.popitem(last=False)
             self._wcache_bytes -= old.nbytes
         return q
@@ -283,11 +366,10 @@ class Engine:
         return self._werr[key]
 
     def _weight_error(self, layer: Layer, fmt: Format) -> TensorError:
-        refs, qs = [], []
+        sums = metrics.ErrorSums()  # over the weights in turn, as if concatenated
         for w in layer.weights:
-            qs.append(self.quantized_weight(w, fmt).ravel())
-            refs.append(self.model.weight(w).ravel())
-        return metrics.tensor_error(np.concatenate(refs), np.concatenate(qs))
+            sums.add(self.model.weight(w).ravel(), self.quantized_weight(w, fmt).ravel())
+        return sums.result()
 
     def _weight_feeds(self, plan: Plan | Mapping[str, LayerChoice]) -> dict[str, np.ndarray]:
         feeds = self._float_weights()
@@ -329,6 +411,32 @@ class Engine:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EngineError(f"ONNX Runtime failed to run the model: {first}") from exc
 
+    def _runs(
+        self,
+        sess,
+        fetch: Sequence[str],
+        feeds_of: Callable[[int], Mapping[str, np.ndarray]],
+        indices: Sequence[int],
+    ) -> Iterator[tuple[int, list[np.ndarray]]]:
+        """``(i, outputs)`` of ``sess`` on ``feeds_of(i)`` for each index, in order, RUN_WORKERS
+        runs at a time: ORT leaves a core idle in sequential parts (an LSTM over time), and at
+        most RUN_WORKERS feeds' outputs are in memory at once."""
+        if RUN_WORKERS <= 1 or len(indices) <= 1:
+            for i in indices:
+                yield i, self._run(sess, fetch, feeds_of(i))
+            return
+        pool = self._pool()
+        for s in range(0, len(indices), RUN_WORKERS):
+            window = indices[s : s + RUN_WORKERS]
+            futures = [pool.submit(self._run, sess, fetch, feeds_of(i)) for i in window]
+            for i, fut in zip(window, futures, strict=True):
+                yield i, fut.result()
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(RUN_WORKERS, thread_name_prefix="bitlens-run")
+        return self._executor
+
     def run_outputs(
         self, plan: Plan, samples: Sequence[int] | None = None
     ) -> dict[str, list[np.ndarray]]:
@@ -344,6 +452,13 @@ class Engine:
                 out[n].append(v)
         return out
 
+    def simulation(self, plan: Plan) -> tuple[rewrite.SimGraph, dict[str, np.ndarray]]:
+        """The graph the engine runs for ``plan`` and what it feeds besides each sample
+        (weights, quantizer parameters): for checks that run the same graph another way,
+        e.g. without ONNX Runtime's graph optimizations."""
+        sim, _ = self._session_for(self._kinds(plan))
+        return sim, {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices)}
+
     def evaluate(self, plan: Plan) -> Evaluation:
         """Per-layer (weight, local, accumulated) and per-output errors of ``plan``."""
         if plan.info is not self.info:
@@ -358,17 +473,23 @@ class Engine:
         keys = self._prefix_keys(plan)
         todo = [n for n in layer_out if keys[n] not in self._acc]
         fetch = list(dict.fromkeys([*self._output_names, *(layer_out[n] for n in todo)]))
-        got: dict[str, list[np.ndarray]] = {n: [] for n in fetch}
-        ev = self.data.evaluation
-        for i in ev:
-            values = self._run(sess, fetch, {**self.data.samples[i], **feeds})
-            for n, v in zip(fetch, values, strict=True):
-                got[n].append(v)
+        got: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
+        measures = {n: _Measure() for n in todo}
+        # A feed (two, see _runs) at a time: each fetched layer output is measured and dropped.
+        samples = self.data.samples
+        for i, run in self._runs(
+            sess, fetch, lambda i: {**samples[i], **feeds}, self.data.evaluation
+        ):
+            values = dict(zip(fetch, run, strict=True))
+            for n in self._output_names:
+                got[n].append(values[n])
+            rows = batch_of(self.data.samples[i])
+            for name in todo:
+                out = layer_out[name]
+                measures[name].add(ref[out][i], values[out], rows)
+            del run, values
         for name in todo:
-            out = layer_out[name]
-            refs = [ref[out][i] for i in ev]
-            err = metrics.tensor_error(_cat(refs), _cat(got[out]))
-            self._acc[keys[name]] = (err, self._row_sqnr(refs, got[out]))
+            self._acc[keys[name]] = measures[name].result()
         acc = {n: self._acc[keys[n]] for n in layer_out}  # before eviction can drop any
         for n in layer_out:
             self._acc.move_to_end(keys[n])
@@ -390,6 +511,7 @@ class Engine:
                 bytes_before=layer.nbytes,
                 bytes_after=weight_bytes_after(layer, choice.weight),
             )
+        ev = self.data.evaluation
         outputs = {
             n: self._output_result(n, [ref[n][i] for i in ev], got[n]) for n in self._output_names
         }
@@ -417,26 +539,73 @@ class Engine:
             if name in layer_out
         }
         kinds = self._kinds(plan)
-        for name, key in keys.items():
-            if key in self._local:
-                continue
+        todo = [name for name, key in keys.items() if key not in self._local]
+        if len(todo) >= BULK_LOCAL_MIN:
+            self._bulk_local_errors(todo, {n: keys[n] for n in todo}, kinds, layer_out, feeds)
+            todo = []
+        for name in todo:
+            key = keys[name]
             session = self._local_session(name, kinds.get(name))
             fetch = rewrite.local_output(layer_out[name])
-            got = []
-            for i in self.data.evaluation:
-                lfeeds = {k: v[i] for k, v in ref.items()}
-                got.append(self._run(session, [fetch], {**lfeeds, **feeds})[0])
-            r = _cat([ref[layer_out[name]][i] for i in self.data.evaluation])
-            self._local[key] = metrics.tensor_error(r, _cat(got))
+            reads = [i.name for i in session.get_inputs() if i.name in ref]
+            sums = metrics.ErrorSums()
+            for i, (value,) in self._runs(
+                session,
+                [fetch],
+                lambda i, reads=reads: {**feeds, **{k: ref[k][i] for k in reads}},
+                self.data.evaluation,
+            ):
+                sums.add(ref[layer_out[name]][i], value)
+            self._local[key] = sums.result()
         return {name: self._local[key] for name, key in keys.items() if key in self._local}
+
+    def _bulk_local_errors(
+        self,
+        names: Sequence[str],
+        keys: Mapping[str, tuple],
+        kinds: Mapping[str, str | None],
+        layer_out: Mapping[str, str],
+        feeds: Mapping[str, np.ndarray],
+    ) -> None:
+        """Local errors of many layers at once: one graph holding a copy of each layer, one
+        run per feed (46 one-layer sessions cost 4x a forward pass on a CRNN; this one, 1x).
+        Built for this set of layers and kinds, and not kept."""
+        ref = self._ensure_ref()
+        proto = rewrite.build_local(
+            self.model.proto,
+            self.info,
+            {n: kinds.get(n) for n in names},
+            ref.types,
+            self._constant,
+            list(names),
+        )
+        session = make_session(proto, self.device, arena=False)
+        reads = [i.name for i in session.get_inputs() if i.name in ref]
+        fetch = [rewrite.local_output(layer_out[n]) for n in names]
+        sums = {n: metrics.ErrorSums() for n in names}
+        for i, values in self._runs(
+            session,
+            fetch,
+            lambda i, reads=reads: {**feeds, **{k: ref[k][i] for k in reads}},
+            self.data.evaluation,
+        ):
+            for n, value in zip(names, values, strict=True):
+                sums[n].add(ref[layer_out[n]][i], value)
+            del values
+        for n in names:
+            self._local[keys[n]] = sums[n].result()
 
     def _output_result(
         self, name: str, ref: list[np.ndarray], got: list[np.ndarray]
     ) -> OutputResult:
-        r, g = _cat(ref), _cat(got)
-        err = metrics.tensor_error(r, g)
-        if _classifier_like(r):
-            return OutputResult(name, err, metrics.top1_agreement(r, g), metrics.mean_kl(r, g))
+        sums = metrics.ErrorSums()
+        for r_i, g_i in zip(ref, got, strict=True):
+            sums.add(r_i, g_i)
+        err = sums.result()
+        if all(_classifier_like(np.asarray(r_i)) for r_i in ref):
+            r, g = _cat(ref), _cat(got)
+            if _classifier_like(r):
+                return OutputResult(name, err, metrics.top1_agreement(r, g), metrics.mean_kl(r, g))
         return OutputResult(name, err)
 
     def _prefix_keys(self, plan: Plan) -> dict[str, tuple[str, int, str]]:
@@ -447,18 +616,6 @@ class Engine:
             h = hash((h, layer.name, plan[layer.name]))
             keys[layer.name] = (layer.name, h, self.method.value)
         return keys
-
-    def _row_sqnr(self, refs: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> tuple[float, ...]:
-        """SQNR per evaluation sample, batch rows split out where the batch axis is visible."""
-        out: list[float] = []
-        for k, i in enumerate(self.data.evaluation):
-            rows = batch_of(self.data.samples[i])
-            r, g = refs[k], got[k]
-            if rows > 1 and r.ndim >= 1 and r.shape[0] == rows:
-                out.extend(metrics.sqnr_db(r[j], g[j]) for j in range(rows))
-            else:
-                out.extend([metrics.sqnr_db(r, g)] * rows)
-        return tuple(out)
 
     @staticmethod
     def _first_divergence(
@@ -491,11 +648,18 @@ class Engine:
 
     # -- sensitivity sweep -----------------------------------------------------------------
     def sweep(
-        self, formats: Sequence[str | Format], layers: Sequence[str] | None = None
+        self,
+        formats: Sequence[str | Format],
+        layers: Sequence[str] | None = None,
+        *,
+        suffix_runs: bool = True,
     ) -> Generator[Progress, None, list[SweepEntry]]:
         """Quantize one layer's weights at a time in each format; error at the first output.
 
-        Yields progress after each layer; the caller cancels by not resuming
+        With ``suffix_runs`` (the default) each run covers only the nodes downstream of the
+        layer, fed with the float values of what enters them (see :mod:`.suffix`); without,
+        the whole model runs each time (the straightforward way, same numbers to float32
+        rounding). Yields progress after each layer; the caller cancels by not resuming
         (or ``close()``). Returns entries sorted worst first (lowest SQNR).
         """
         fmts = [parse_format(f) for f in formats]
@@ -503,33 +667,112 @@ class Engine:
         yield from self.prepare()
         ref = self._ensure_ref()
         base = Plan(self.info)
-        _, sess = self._session_for({})
+        sim, sess = self._session_for({})
         float_feeds = self._float_weights()
         out_name = self._output_names[0]
-        r = _cat([ref[out_name][i] for i in self.data.evaluation])
+        boundaries = self._sweep_boundaries(sim, names, out_name) if suffix_runs else {}
+        self._keep_float_values(sim, {b for bs in boundaries.values() for b in bs})
         entries: list[SweepEntry] = []
-        for li, name in enumerate(names):
-            layer = self.info.layer(name)
-            for fmt in fmts:
-                base.with_choices({name: LayerChoice(fmt)})  # validates the format for this layer
-                feeds = dict(float_feeds)
-                for w in layer.weights:
-                    feeds[w.name] = self.quantized_weight(w, fmt)
-                got = [
-                    self._run(sess, [out_name], {**self.data.samples[i], **feeds})[0]
-                    for i in self.data.evaluation
-                ]
-                entries.append(
-                    SweepEntry(
-                        name,
-                        fmt.name,
-                        metrics.tensor_error(r, _cat(got)),
-                        weight_bytes_after(layer, fmt),
+        workers = max(1, min(SWEEP_WORKERS, os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers, thread_name_prefix="bitlens-sweep") as pool:
+            for li, name in enumerate(names):
+                layer = self.info.layer(name)
+                runner = self._suffix(sim, name, out_name) if name in boundaries else None
+                per_format = []
+                for fmt in fmts:
+                    base.with_choices({name: LayerChoice(fmt)})  # validates the format here
+                    feeds = dict(float_feeds)
+                    for w in layer.weights:
+                        feeds[w.name] = self.quantized_weight(w, fmt, keep=False)
+                    per_format.append(feeds)
+
+                def one_run(
+                    job: tuple[int, int], runner=runner, per_format=per_format
+                ) -> np.ndarray:
+                    k, i = job
+                    feed = {**self.data.samples[i], **per_format[k]}
+                    if runner is None:
+                        return self._run(sess, [out_name], feed)[0]
+                    if runner[0] is None:  # the output does not depend on this layer
+                        return ref[out_name][i]
+                    upstream = {b: ref[b][i] for b in runner[1]}
+                    return self._run(runner[0], [out_name], {**feed, **upstream})[0]
+
+                # ORT leaves a core idle in sequential parts (an LSTM over time): runs of the
+                # layer's formats and feeds go two at a time; errors are summed in feed order.
+                ev = self.data.evaluation
+                jobs = [(k, i) for k in range(len(fmts)) for i in ev]
+                got = dict(zip(jobs, pool.map(one_run, jobs), strict=True))
+                for k, fmt in enumerate(fmts):
+                    sums = metrics.ErrorSums()
+                    for i in ev:
+                        sums.add(ref[out_name][i], got[(k, i)])
+                    entries.append(
+                        SweepEntry(name, fmt.name, sums.result(), weight_bytes_after(layer, fmt))
                     )
-                )
-            yield Progress(li + 1, len(names), f"sweep: {name}")
+                del got
+                yield Progress(li + 1, len(names), f"sweep: {name}")
         entries.sort(key=lambda e: e.output.sqnr_db)
         return entries
+
+    def _sweep_boundaries(
+        self, sim: rewrite.SimGraph, names: Sequence[str], out_name: str
+    ) -> dict[str, tuple[str, ...]]:
+        """Per main-graph layer the sweep can run as a suffix, the tensors entering it."""
+        main = {layer.name for layer in rewrite.main_layers(self.info)}
+        out: dict[str, tuple[str, ...]] = {}
+        for name in names:
+            if name not in main:
+                continue
+            layer = self.info.layer(name)
+            try:
+                out[name] = suffix.boundary_names(
+                    sim.model, layer.outputs[0], out_name, [w.name for w in layer.weights]
+                )
+            except suffix.NotASuffix:
+                continue
+        return out
+
+    def _keep_float_values(self, sim: rewrite.SimGraph, names: set[str]) -> None:
+        """Make sure the float reference holds ``names`` on every evaluation feed, running the
+        float model once more (only if some are missing) with them exposed as outputs."""
+        ref = self._ensure_ref()
+        missing = sorted(
+            n
+            for n in names
+            if n not in ref.types or any((n, i) not in self._store for i in self.data.evaluation)
+        )
+        missing = [n for n in missing if n not in {t.name for t in self.info.inputs}]
+        if not missing:
+            return
+        model = onnx.ModelProto()
+        model.CopyFrom(sim.model)
+        exposed = {v.name for v in model.graph.output}
+        model.graph.output.extend(
+            rewrite.value_info_for(self.info, n) for n in missing if n not in exposed
+        )
+        sess = make_session(model, self.device)
+        weights = self._float_weights()
+        for i in self.data.evaluation:
+            values = self._run(sess, missing, {**self.data.samples[i], **weights})
+            for n, v in zip(missing, values, strict=True):
+                ref.types.setdefault(n, (v.dtype, v.ndim))
+                if (n, i) not in self._store:
+                    self._store.put(n, i, v)
+
+    def _suffix(self, sim: rewrite.SimGraph, name: str, out_name: str):
+        """The (session, boundary) running the part of the float graph downstream of layer
+        ``name`` (session None when ``out_name`` does not depend on it); built once, cached."""
+        if name in self._suffixes:
+            self._suffixes.move_to_end(name)
+            return self._suffixes[name]
+        layer = self.info.layer(name)
+        part = suffix.build_suffix(sim.model, layer.outputs[0], out_name, self._ensure_ref().types)
+        sess = None if part.model is None else make_session(part.model, self.device, arena=False)
+        self._suffixes[name] = (sess, part.boundary)
+        while len(self._suffixes) > SUFFIX_SESSIONS:
+            self._suffixes.popitem(last=False)
+        return self._suffixes[name]
 
     # -- for views -----------------------------------------------------------------------
     def weight_values(self, layer: str) -> np.ndarray:
@@ -540,10 +783,9 @@ class Engine:
         if not acts:
             return None
         ref = self._ensure_ref()
-        values = ref.get(acts[0])
-        if values is None:
+        if acts[0] not in ref:
             return None
-        return _cat([values[i] for i in self.data.calibration])
+        return _cat([ref[acts[0]][i] for i in self.data.calibration])
 
     def scheme_table(
         self, layer: str, formats: Sequence[str | Format]
@@ -555,6 +797,78 @@ class Engine:
             fmt = parse_format(f)
             rows.append((fmt.name, self.weight_error(lay, fmt), weight_bytes_after(lay, fmt)))
         return rows
+
+
+class _Values:
+    """One tensor's reference values, indexed by feed."""
+
+    __slots__ = ("_name", "_ref")
+
+    def __init__(self, ref: _RefView, name: str) -> None:
+        self._ref, self._name = ref, name
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self._ref.value(self._name, i)
+
+
+class _RefView(Mapping[str, _Values]):
+    """The float reference, ``ref[tensor][feed]``: model inputs read from the data, the rest
+    from the activation store. ``types`` gives each tensor's dtype and rank."""
+
+    def __init__(
+        self,
+        store: ActivationStore,
+        data: Dataset,
+        inputs: set[str],
+        types: Mapping[str, tuple[np.dtype, int]],
+    ) -> None:
+        self._store, self._data, self._inputs = store, data, inputs
+        self.types = dict(types)
+
+    def value(self, name: str, i: int) -> np.ndarray:
+        if name in self._inputs:
+            return self._data.samples[i][name]
+        try:
+            return self._store.get(name, i)
+        except KeyError:
+            raise EngineError(f"no float reference kept for {name!r} on feed {i}") from None
+
+    def __getitem__(self, name: str) -> _Values:
+        if name not in self.types:
+            raise KeyError(name)
+        return _Values(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.types)
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+
+class _Measure:
+    """Streams one tensor's error over the evaluation feeds: the whole tensor's figures and
+    the SQNR of each evaluation sample (batch rows split out where the batch axis shows)."""
+
+    __slots__ = ("rows", "total")
+
+    def __init__(self) -> None:
+        self.total = metrics.ErrorSums()
+        self.rows: list[float] = []
+
+    def add(self, ref: np.ndarray, got: np.ndarray, rows: int) -> None:
+        r, g = np.asarray(ref), np.asarray(got)
+        if r.shape != g.shape:
+            raise ValueError(f"shape mismatch: reference {r.shape} vs approximation {g.shape}")
+        if rows > 1 and r.ndim >= 1 and r.shape[0] == rows:
+            self.total.add(r, g)
+            self.rows.extend(metrics.row_sqnr_db(r, g))
+        else:
+            part = metrics.ErrorSums().add(r, g)
+            self.rows.extend([part.sqnr_db] * rows)
+            self.total.merge(part)
+
+    def result(self) -> tuple[TensorError, tuple[float, ...]]:
+        return self.total.result(), tuple(self.rows)
 
 
 def _cat(values: Sequence[np.ndarray]) -> np.ndarray:

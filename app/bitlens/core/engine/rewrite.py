@@ -29,11 +29,11 @@ from bitlens.core.engine import quantizers
 from bitlens.core.engine.graphs import (
     find_graph,
     node_producing,
-    remove_definition,
+    remove_definitions,
     value_info,
 )
 from bitlens.core.errors import EngineError
-from bitlens.core.model.types import Layer, ModelInfo, Storage
+from bitlens.core.model.types import Layer, ModelInfo, Storage, WeightInfo
 
 Kinds = Mapping[str, str | None]  # layer name -> activation quantizer kind
 
@@ -90,19 +90,70 @@ def _constant_names(g: onnx.GraphProto) -> set[str]:
     }
 
 
-def weights_to_inputs(model: onnx.ModelProto, info: ModelInfo) -> None:
-    """Turn every quantizable weight into a main-graph input, in place."""
+def copy_without_weights(
+    proto: onnx.ModelProto, info: ModelInfo
+) -> tuple[onnx.ModelProto, frozenset[str]]:
+    """A copy of ``proto`` that leaves out the main graph's weight initializers.
+
+    Copying them only to delete them cost a full copy of the weights (tens of ms per 50 MB,
+    all of it holding the GIL, so the window froze while a worker built a session).
+    Weights stored in subgraphs or as Constant nodes are still copied;
+    :func:`weights_to_inputs` removes them. Returns the copy and the names left out.
+    """
+    skip = {
+        w.name
+        for layer in info.layers
+        for w in layer.weights
+        if not w.graph_path and w.storage is not Storage.CONSTANT
+    }
+    model = onnx.ModelProto()
+    _copy_fields(proto, model, skip_field="graph")
+    _copy_fields(proto.graph, model.graph, skip_field="initializer")
+    model.graph.initializer.extend(t for t in proto.graph.initializer if t.name not in skip)
+    return model, frozenset(t.name for t in proto.graph.initializer if t.name in skip)
+
+
+def _copy_fields(src, dst, skip_field: str) -> None:
+    for field, value in src.ListFields():
+        if field.name == skip_field:
+            continue
+        if not isinstance(value, str | bytes) and hasattr(value, "extend"):  # repeated field
+            getattr(dst, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(dst, field.name).CopyFrom(value)
+        else:
+            setattr(dst, field.name, value)
+
+
+def weights_to_inputs(
+    model: onnx.ModelProto, info: ModelInfo, left_out: frozenset[str] = frozenset()
+) -> None:
+    """Turn every quantizable weight into a main-graph input, in place (one pass per graph).
+    ``left_out``: main-graph weight initializers :func:`copy_without_weights` did not copy."""
     g = model.graph
-    seen: set[str] = set()
+    weights: dict[str, WeightInfo] = {}
+    by_graph: dict[str, tuple[set[str], set[str]]] = {}
     for layer in info.layers:
         for w in layer.weights:
-            if w.name in seen:
+            if w.name in weights:
                 continue
-            seen.add(w.name)
-            sub = find_graph(g, w.graph_path)
-            if not remove_definition(sub, w.name, w.storage is Storage.CONSTANT):
-                raise EngineError(f"weight {w.name!r} is not defined where the inventory says")
-            g.input.append(value_info(w.name, w.dtype, w.shape))
+            weights[w.name] = w
+            inits, consts = by_graph.setdefault(w.graph_path, (set(), set()))
+            (consts if w.storage is Storage.CONSTANT else inits).add(w.name)
+    for path, (inits, consts) in by_graph.items():
+        sub = find_graph(g, path)
+        if not path and left_out:
+            inits = inits - left_out
+            # the input entries old IR versions add for initializers
+            for i in reversed([i for i, v in enumerate(g.input) if v.name in left_out]):
+                del g.input[i]
+        found = remove_definitions(sub, inits, consts)
+        missing = (inits | consts) - found
+        if missing:
+            raise EngineError(
+                f"weight {sorted(missing)[0]!r} is not defined where the inventory says"
+            )
+    g.input.extend(value_info(w.name, w.dtype, w.shape) for w in weights.values())
 
 
 def _insert_quantizers(
@@ -137,9 +188,8 @@ def _insert_quantizers(
 
 def build_sim(proto: onnx.ModelProto, info: ModelInfo, kinds: Kinds) -> SimGraph:
     _check_kinds(info, kinds, info.opset)
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    weights_to_inputs(model, info)
+    model, left_out = copy_without_weights(proto, info)
+    weights_to_inputs(model, info, left_out)
     g = model.graph
     g.input.extend(_insert_quantizers(g, info, kinds, "q"))
     model_inputs = {v.name for v in g.input}
@@ -158,6 +208,11 @@ def build_sim(proto: onnx.ModelProto, info: ModelInfo, kinds: Kinds) -> SimGraph
             existing.add(t)
             g.output.append(_value_info_for(info, t))
     return SimGraph(model, layer_outputs, tuple(activations))
+
+
+def value_info_for(info: ModelInfo, name: str) -> onnx.ValueInfoProto:
+    """A ValueInfo for a tensor of ``info`` (float of unknown shape when not inferred)."""
+    return _value_info_for(info, name)
 
 
 def _value_info_for(info: ModelInfo, name: str) -> onnx.ValueInfoProto:

@@ -4,19 +4,34 @@ onnxruntime-gpu lists CUDAExecutionProvider whether or not a GPU exists
 and silently falls back to the CPU when it cannot start it, so the
 providers a session *actually* uses are read back from the session and
 reported, never assumed.
+
+Machine-readable output must stay machine-readable: ``ort.preload_dlls()``
+prints its "Failed to load ..." lines to stdout (before a ``--json``
+answer), and every session that asks for a CUDA provider that cannot start
+logs an error and a warning. So CUDA is tried once per process, with that
+noise captured into the ``bitlens`` log at debug level, and a failure
+becomes one warning naming the first missing library, after which sessions
+ask for the CPU only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
+import re
 import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from functools import cache
 
 import onnx
 import onnxruntime as ort
 
 from bitlens.core.errors import EngineError
+from bitlens.core.model.irversion import check_runnable
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -30,20 +45,121 @@ def gpu_present() -> bool:
     return sys.platform == "win32"
 
 
+log = logging.getLogger("bitlens")
+
+# ONNX Runtime's default logger severity (0 verbose ... 4 fatal); 2 is its documented default.
+_ORT_DEFAULT_SEVERITY = 2
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[io.StringIO]:
+    """Capture what is written to stdout and stderr, from Python and from C, into the yielded buffer."""
+    buf = io.StringIO()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+                yield buf
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            buf.write(sink.read().decode("utf-8", "replace"))
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+_probe_lock = threading.Lock()  # the GUI's worker threads may ask at the same time
+
+
+@cache
+def cuda_unavailable() -> str | None:
+    """Why the CUDA provider cannot start here (one line), or None when it can. Tried once."""
+    with _probe_lock:
+        return _try_cuda()
+
+
+def _try_cuda() -> str | None:
+    with captured_output() as out:
+        if hasattr(ort, "preload_dlls"):
+            # Loads the NVIDIA pip wheels' libraries when installed; a missing optional
+            # library must not stop the CPU path.
+            with contextlib.suppress(Exception):
+                ort.preload_dlls()
+        ort.set_default_logger_severity(4)
+        try:
+            started = CUDA in _probe_providers([CUDA, CPU])
+        finally:
+            ort.set_default_logger_severity(_ORT_DEFAULT_SEVERITY)
+    noise = _strip_ansi(out.getvalue()).strip()
+    if noise:
+        log.debug("CUDA preload and probe said:\n%s", noise)
+    if started:
+        return None
+    missing = next((ln for ln in noise.splitlines() if ln.startswith("Failed to load ")), "")
+    why = missing.split(": ", 1)[0].removeprefix("Failed to load ") if missing else ""
+    detail = f"{why} not found: " if why else ""
+    return (
+        f"ONNX Runtime cannot start CUDA ({detail}it needs the CUDA and cuDNN that "
+        f"onnxruntime-gpu {ort.__version__} was built for, e.g. pip's 'cuda' extra); "
+        "running on the CPU"
+    )
+
+
+def _probe_providers(providers: list[str]) -> list[str]:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+    except Exception:  # the CUDA provider can fail at creation instead of falling back
+        return [CPU]
+    return list(sess.get_providers())
+
+
+_fallback: list[str] = []  # the reason CUDA was not used, once it is known
+
+
+@cache
+def _warn_fallback(reason: str) -> None:
+    _fallback[:] = [reason]
+    log.warning(reason)  # once per process
+
+
+def fallback_reason() -> str | None:
+    """Why sessions run on the CPU although CUDA was wanted, if that happened (no probing)."""
+    return _fallback[0] if _fallback else None
+
+
 def requested_providers(device: str = "auto") -> list[str]:
-    """Providers to ask for: ``auto`` takes CUDA when a GPU and the CUDA build are present."""
+    """Providers to ask for: ``auto`` takes CUDA when a GPU and the CUDA build are present.
+
+    When CUDA is wanted but cannot start, this logs one warning (once) and asks for the CPU.
+    """
     available = ort.get_available_providers()
     if device not in ("auto", "cpu", "cuda"):
         raise EngineError(f"unknown device {device!r} (auto, cpu or cuda)")
     if device == "cpu":
         return [CPU]
     if CUDA in available and (device == "cuda" or gpu_present()):
-        if hasattr(ort, "preload_dlls"):
-            # Loads the NVIDIA pip wheels' libraries when installed; a missing optional
-            # library must not stop the CPU path.
-            with contextlib.suppress(Exception):
-                ort.preload_dlls()
-        return [CUDA, CPU]
+        reason = cuda_unavailable()
+        if reason is None:
+            return [CUDA, CPU]
+        _warn_fallback(reason)
     return [CPU]
 
 
@@ -59,11 +175,21 @@ def session_options() -> ort.SessionOptions:
     return so
 
 
-def make_session(model: onnx.ModelProto, device: str = "auto") -> ort.InferenceSession:
+def make_session(
+    model: onnx.ModelProto, device: str = "auto", *, arena: bool = True
+) -> ort.InferenceSession:
+    """``arena=False`` for the many small sessions the engine keeps (one per layer, one per
+    sweep cut): each arena would otherwise hold its peak activations for the session's life."""
+    problem = check_runnable(model)
+    if problem:
+        raise EngineError(problem)
+    so = session_options()
+    so.enable_cpu_mem_arena = arena
+    so.enable_mem_pattern = arena
     try:
         return ort.InferenceSession(
             model.SerializeToString(),
-            sess_options=session_options(),
+            sess_options=so,
             providers=requested_providers(device),
         )
     except Exception as exc:

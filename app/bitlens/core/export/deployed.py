@@ -24,7 +24,7 @@ from bitlens.core.errors import ExportError
 from bitlens.core.export import probes
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.exporter import LayerExport
-from bitlens.core.export.report import FLOAT_REORDER_TOL, OutputCheck, QuantizerCheck
+from bitlens.core.export.report import OutputCheck, QuantizerCheck
 from bitlens.core.model.types import Layer
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ def local_checks(
             out_outputs.append(o)
             continue
         want, got = pair
-        tol = max(FLOAT_REORDER_TOL * float(np.max(np.abs(want))) if want.size else 0.0, acc_lsb)
+        tol = max(o.tolerance, acc_lsb)
         local = max_abs(want, got)
         if local > tol:
             failures.append(

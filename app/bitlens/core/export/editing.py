@@ -20,6 +20,8 @@ class ExportState:
         self.prepend: dict[str, list[onnx.NodeProto]] = {}  # graph path -> nodes to put first
         self.before: dict[str, list[onnx.NodeProto]] = {}  # layer output -> nodes to insert first
         self.weights: dict[str, tuple[str, WeightEncoding | None]] = {}  # name -> (format, enc)
+        self._sized: dict[int, tuple[int, int]] = {}
+        self.shared: dict[str, dict[tuple, str]] = {}  # graph path -> GraphBuilder.shared  # id(pending list) -> (nodes sized, bytes)
 
     def graph(self, path: str) -> onnx.GraphProto:
         return find_graph(self.model.graph, path)
@@ -27,6 +29,18 @@ class ExportState:
     def add_to_graph(self, path: str, b: GraphBuilder) -> None:
         self.graph(path).initializer.extend(b.initializers)
         self.prepend.setdefault(path, []).extend(b.nodes)
+
+    def pending_bytes(self) -> int:
+        """Serialized bytes the pending nodes will add to their graphs (tag, length, node)."""
+        total = 0
+        for nodes in [*self.prepend.values(), *self.before.values()]:
+            # the lists only grow: size each node once
+            count, size = self._sized.get(id(nodes), (0, 0))
+            if len(nodes) != count:
+                size += sum(field_bytes(n.ByteSize()) for n in nodes[count:])
+                self._sized[id(nodes)] = (len(nodes), size)
+            total += size
+        return total
 
     def consumers(self, tensor: str) -> int:
         return sum(1 for n in iter_nodes(self.model.graph) for i in n.input if i == tensor)
@@ -47,6 +61,11 @@ class ExportState:
             ordered.append(node)
         del g.node[:]
         g.node.extend(ordered)
+
+
+def field_bytes(n: int) -> int:
+    """A length-delimited protobuf field of ``n`` bytes: 1-byte tag, varint length, data."""
+    return 1 + max(1, (n.bit_length() + 6) // 7) + n
 
 
 def remove_weight(g: onnx.GraphProto, w: WeightInfo) -> None:

@@ -40,7 +40,7 @@ from bitlens.core.errors import ExportError
 from bitlens.core.export import activations, matmulnbits, opsets
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import BiasRecord, int32_bias
-from bitlens.core.export.editing import ExportState, remove_weight
+from bitlens.core.export.editing import ExportState, field_bytes, remove_weight
 from bitlens.core.export.graph import GraphBuilder, used_names
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_weight, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes
@@ -100,6 +100,11 @@ class LayerExport:
     bytes_planned: int  # the plan's accounting (storage_bytes of the bound format)
     bytes_stored: int  # the bytes of the initializers the export wrote for the weights
     notes: tuple[str, ...] = ()
+    # net bytes the layer adds to the file: its stored tensors, nodes and names, minus the
+    # float weights it replaces (negative when it saves bytes)
+    bytes_file: int = 0
+    # float bytes of the weights it replaces
+    bytes_float: int = 0
     # integer-kernel layers: the step of their int32 accumulator, s_x * max(s_w)
     accumulator_lsb: float | None = None
 
@@ -117,6 +122,7 @@ class ExportResult:
     file_bytes: int
     source_bytes: int
     notes: tuple[str, ...] = field(default_factory=tuple)
+    accounted_bytes: int = 0  # Built.accounted_bytes: the accounting's prediction of file_bytes
 
 
 def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
@@ -196,43 +202,111 @@ def check_target(engine: Engine, target: Path) -> None:
         raise ExportError(f"{target}: the export must be an .onnx file")
 
 
-def export(
-    engine: Engine, plan: Plan, path: str | Path, options: ExportOptions | None = None
-) -> Generator[Progress, None, ExportResult]:
-    """Write ``plan`` for ``engine``'s model to ``path``; yields progress, returns the record.
+@dataclass(frozen=True)
+class Built:
+    """An export built in memory, not yet written (see :func:`build`)."""
 
-    The activation ranges are the engine's calibrated ones, so the file
-    computes what the engine evaluated.
-    """
+    model: onnx.ModelProto
+    source_opset: int
+    opset: int
+    min_ort: str
+    converted: bool
+    layers: dict[str, LayerExport]
+    base_bytes: int  # the model the layers were written into (after any opset conversion)
+    notes: tuple[str, ...]
+    base_header: int = 0  # its metadata and opset imports, which the export rewrites
+
+    @property
+    def accounted_bytes(self) -> int:
+        """The file size the accounting predicts: the base model, each layer's net bytes
+        (codes, scales, zero points, codebooks, nodes, minus the float weights removed) and
+        the export record; measured apart from serializing the whole model."""
+        # the export record and any opset import the layers added (MatMulNBits' domain)
+        header = sum(field_bytes(p.ByteSize()) for p in self.model.metadata_props)
+        header += sum(field_bytes(o.ByteSize()) for o in self.model.opset_import)
+        return self.base_bytes - self.base_header + header + sum(
+            r.bytes_file for r in self.layers.values()
+        )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`preflight` settled: the opset and the (converted) model to write into."""
+
+    source_opset: int
+    opset: int
+    converted: onnx.ModelProto | None  # None: the source model at its own opset
+    kernels: frozenset[str]
+    notes: tuple[str, ...]
+
+
+def preflight(
+    engine: Engine, plan: Plan, options: ExportOptions | None = None, path: str | Path | None = None
+) -> Prepared:
+    """Everything about an export that can fail before calibration, checked now: the target
+    file, formats that disagree on a shared weight, activation types, and the opset (the model
+    is converted and verified here, trying the candidates in turn)."""
     options = options or ExportOptions()
     if plan.info is not engine.info:
         raise ExportError("the plan was made for a different model")
-    target_path = Path(path)
-    check_target(engine, target_path)
-
+    if path is not None:
+        check_target(engine, Path(path))
+    bound: dict[str, str] = {}
+    for name, choice in plan.choices.items():
+        layer = engine.info.layer(name)
+        for w in layer.weights if choice.weight is not None else ():
+            fmt = bind(choice.weight, w).name
+            if bound.setdefault(w.name, fmt) != fmt:
+                raise ExportError(
+                    f"weight {w.name!r} is shared by several layers with different formats "
+                    f"({bound[w.name]} and {fmt}); give them the same format"
+                )
+        for act in layer.activations if choice.activation is not None else ():
+            dtype = _dtype_of(engine, act)
+            if dtype not in (None, "float32"):
+                raise ExportError(
+                    f"layer {layer.name!r}: activation {act!r} is {dtype}; activation "
+                    "quantizers are exported for float32 tensors only"
+                )
     src = engine.model.proto
-    source_opset = opsets.default_opset(src)
     kernels = integer_kernel_layers(engine.info, plan)
     needed = _needed_opset(engine, plan, options, kernels)
-    target = opsets.choose_target(source_opset, needed, options.opset)
-    converted = target != source_opset
-    if converted:
-        feeds = [engine.data.samples[i] for i in engine.data.evaluation[:2]]
-        model = opsets.convert(src, target, feeds)
-    else:
-        model = onnx.ModelProto()
-        model.CopyFrom(src)
+    feeds = [engine.data.samples[i] for i in engine.data.evaluation[:2]]
+    target, converted, notes = opsets.prepare(src, needed, options.opset, feeds)
+    return Prepared(opsets.default_opset(src), target, converted, frozenset(kernels), notes)
+
+
+def build(
+    engine: Engine,
+    plan: Plan,
+    options: ExportOptions | None = None,
+    prepared: Prepared | None = None,
+) -> Generator[Progress, None, Built]:
+    """The export of ``plan`` in memory: what :func:`export` writes, for accounting."""
+    options = options or ExportOptions()
+    if prepared is None:
+        prepared = preflight(engine, plan, options)
+    src = engine.model.proto
+    source_opset, target, kernels = prepared.source_opset, prepared.opset, prepared.kernels
+    converted = prepared.converted is not None
+    model = onnx.ModelProto()
+    model.CopyFrom(prepared.converted if prepared.converted is not None else src)
     taken = used_names(model)
+    base_bytes = model.ByteSize()
+    base_header = sum(field_bytes(p.ByteSize()) for p in model.metadata_props) + sum(
+        field_bytes(o.ByteSize()) for o in model.opset_import
+    )
     yield Progress(0, len(plan.choices) + 1, f"exporting at opset {target}")
 
     state = ExportState(model, taken)
     records: dict[str, LayerExport] = {}
-    notes: list[str] = []
-    if converted:
-        notes.append(f"upgraded from opset {source_opset} to {target} (outputs verified unchanged)")
+    notes: list[str] = list(prepared.notes)
     for i, (name, choice) in enumerate(plan.choices.items()):
         layer = engine.info.layer(name)
-        records[name] = _export_layer(engine, state, layer, choice, options, name in kernels)
+        size_before = model.ByteSize() + state.pending_bytes()
+        rec = _export_layer(engine, state, layer, choice, options, name in kernels)
+        delta = model.ByteSize() + state.pending_bytes() - size_before
+        records[name] = replace(rec, bytes_file=delta)
         yield Progress(i + 1, len(plan.choices) + 1, f"exported {name}")
 
     state.finish()
@@ -257,21 +331,46 @@ def export(
     except onnx.checker.ValidationError as exc:  # a bug here, but name it for the user
         first = str(exc).strip().splitlines()[0]
         raise ExportError(f"the exported model does not pass the ONNX checker: {first}") from exc
-    data = model.SerializeToString()
+    return Built(
+        model, source_opset, target, min_ort, converted, records, base_bytes, tuple(notes),
+        base_header,
+    )  # fmt: skip
+
+
+def export(
+    engine: Engine,
+    plan: Plan,
+    path: str | Path,
+    options: ExportOptions | None = None,
+    prepared: Prepared | None = None,
+) -> Generator[Progress, None, ExportResult]:
+    """Write ``plan`` for ``engine``'s model to ``path``; yields progress, returns the record.
+
+    The activation ranges are the engine's calibrated ones, so the file
+    computes what the engine evaluated. ``prepared``: from :func:`preflight`, run before
+    calibration (run here otherwise).
+    """
+    options = options or ExportOptions()
+    target_path = Path(path)
+    check_target(engine, target_path)
+    built = yield from build(engine, plan, options, prepared)
+    data = built.model.SerializeToString()
     atomic_write_bytes(target_path, data)
-    yield Progress(len(plan.choices) + 1, len(plan.choices) + 1, f"wrote {target_path}")
+    total = len(plan.choices) + 1
+    yield Progress(total, total, f"wrote {target_path}")
     return ExportResult(
         path=target_path,
-        source_opset=source_opset,
-        opset=target,
-        ir_version=model.ir_version,
-        min_ort=min_ort,
-        converted=converted,
+        source_opset=built.source_opset,
+        opset=built.opset,
+        ir_version=built.model.ir_version,
+        min_ort=built.min_ort,
+        converted=built.converted,
         options=options,
-        layers=records,
+        layers=built.layers,
         file_bytes=len(data),
-        source_bytes=src.ByteSize(),
-        notes=tuple(notes),
+        source_bytes=engine.model.proto.ByteSize(),
+        notes=built.notes,
+        accounted_bytes=built.accounted_bytes,
     )
 
 
@@ -377,6 +476,7 @@ def _export_layer(
         integer_kernel=kernel,
         bias=bias,
         bytes_planned=planned,
+        bytes_float=sum(w.nbytes for w in layer.weights if w.name in {e.weight for e in encodings}),
         bytes_stored=sum(e.nbytes for e in encodings),
         notes=tuple(notes),
         accumulator_lsb=(
@@ -433,7 +533,7 @@ def _encode_one(
 ) -> WeightEncoding | None:
     value = engine.model.weight(w.name)
     g = state.graph(w.graph_path)
-    b = GraphBuilder(w.name, state.taken)
+    b = GraphBuilder(w.name, state.taken, state.shared.setdefault(w.graph_path, {}))
     if options.matmulnbits and not kernel and layer.op_type == "MatMul" and not w.graph_path:
         lay = matmulnbits.layout_for(fmt, w.shape)
         idx, node = node_producing(g, layer.outputs[0])

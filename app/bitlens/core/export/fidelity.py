@@ -24,7 +24,7 @@ from bitlens.core.engine import bind
 from bitlens.core.engine.graphs import find_graph, iter_nodes
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import ExportError
-from bitlens.core.export import probes
+from bitlens.core.export import probes, verdict
 from bitlens.core.export.deployed import (
     INTEGER_KERNELS,
     deployed_codes,
@@ -41,13 +41,14 @@ from bitlens.core.export.exporter import (
     ExportOptions,
     ExportResult,
     LayerExport,
+    Prepared,
     check_target,
     export,
 )
 from bitlens.core.export.latency import BUDGET_S, median_latency
 from bitlens.core.export.packing import packed_size
 from bitlens.core.export.report import (
-    FLOAT_REORDER_TOL,
+    SIZE_TARGET,
     FidelityReport,
     LatencyCheck,
     LayerCheck,
@@ -125,7 +126,9 @@ def check_fidelity(
     out_names = [o.name for o in engine.info.outputs]
     code_names = [n for n, _ in code_outputs]
     samples = list(engine.data.evaluation)
-    want = engine.run_outputs(plan, samples)
+    want = engine.run_outputs(plan, samples)  # what the inspector shows (optimized session)
+    sim, sim_feeds = engine.simulation(plan)
+    want_written = _run_unoptimized(sim.model, sim_feeds, engine, samples, out_names, providers)
     ref_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     ref_codes: dict[str, list[np.ndarray]] = {n: [] for n in code_names}
     for i in samples:
@@ -149,24 +152,39 @@ def check_fidelity(
             dep_out[name].append(v)
     outputs: list[OutputCheck] = []
     for name in out_names:
-        w, r, d = flat_cat(want[name]), flat_cat(ref_out[name]), flat_cat(dep_out[name])
-        scale = float(np.max(np.abs(w))) if w.size else 0.0
+        # Rule 2 compares like with like: the engine's graph and the file, both run as
+        # written (no graph optimization), must agree bit for bit.
+        ww, r = flat_cat(want_written[name]), flat_cat(ref_out[name])
+        w, d = flat_cat(want[name]), flat_cat(dep_out[name])
+        u = verdict.narrowest_roundoff(plan, w.dtype)
+        tol = verdict.reassociation_tolerance(w, u)
+        scale = float(np.max(np.abs(w[np.isfinite(w)]))) if np.isfinite(w).any() else 0.0
         dep_abs = max_abs(w, d)
+        producer = verdict.producer_op(engine.model.proto.graph, name)
+        classes = verdict.looks_like_classes(want[name][0], producer)
+        agreement, changes = (
+            verdict.top1_changes(want[name], dep_out[name], tol) if classes else (None, 0)
+        )
+        exact = same(w, d)
+        level = (
+            verdict.BIT_EXACT if exact
+            else verdict.REASSOCIATION if dep_abs <= tol and not changes
+            else verdict.DIFFERENT
+        )  # fmt: skip
         outputs.append(
             OutputCheck(
-                name,
-                same(w, r),
-                max_abs(w, r),
-                same(w, d),
-                dep_abs,
+                name, same(ww, r), max_abs(ww, r), exact, dep_abs,
                 dep_abs / scale if scale > 0 else (0.0 if dep_abs == 0 else math.inf),
+                level=level, tolerance=tol, top1_agreement=agreement, top1_changes=changes,
+                nonfinite=verdict.nonfinite(want[name]) or verdict.nonfinite(dep_out[name]),
             )
-        )
-        if not same(w, r):
+        )  # fmt: skip
+        if not same(ww, r):
             failures.append(
-                f"output {name!r} run as written differs from the engine "
-                f"(max |Δ| {max_abs(w, r):.3g}); the file does not encode the plan exactly"
+                f"output {name!r} run as written differs from the engine's graph run as written "
+                f"(max |Δ| {max_abs(ww, r):.3g}); the file does not encode the plan exactly"
             )
+    _nonfinite_failures(engine, plan, sim, sim_feeds, samples, outputs, want, providers, failures)
     yield Progress(3, steps, "ran the export in a default session")
 
     optimized = optimized_model(str(result.path), providers)
@@ -174,24 +192,37 @@ def check_fidelity(
         QuantizerCheck(q.layer, q.activation, q.format, q.simulated, None, None)
         for q in quantizer_recs
     ]
-    if not all(o.deployed_exact for o in outputs):
-        if quantizer_recs:
-            quantizer_checks = deployed_codes(
-                optimized, providers, engine, samples, quantizer_recs, ref_codes, dep_out,
-                failures,
-            )  # fmt: skip
-            acc = max((r.accumulator_lsb or 0.0 for r in records.values()), default=0.0)
-            quantizer_checks, outputs = local_checks(
-                exported, reference, providers, engine, samples, quantizer_recs,
-                quantizer_checks, ref_codes, outputs, acc, failures, notes,
-            )  # fmt: skip
-        else:
-            for o in outputs:
-                if o.deployed_max_rel > FLOAT_REORDER_TOL:
-                    failures.append(
-                        f"output {o.name!r}: deployed run differs by {o.deployed_max_rel:.2g} of "
-                        f"its range, more than float reordering explains ({FLOAT_REORDER_TOL:g})"
-                    )
+    if not all(o.deployed_exact for o in outputs) and quantizer_recs:
+        before = len(failures)
+        quantizer_checks = deployed_codes(
+            optimized, providers, engine, samples, quantizer_recs, ref_codes, dep_out,
+            failures,
+        )  # fmt: skip
+        acc = max((r.accumulator_lsb or 0.0 for r in records.values()), default=0.0)
+        quantizer_checks, outputs = local_checks(
+            exported, reference, providers, engine, samples, quantizer_recs,
+            quantizer_checks, ref_codes, outputs, acc, failures, notes,
+        )  # fmt: skip
+        kernels_ok = len(failures) == before
+        outputs = [
+            dataclasses.replace(o, level=verdict.INTEGER)
+            if o.level == verdict.DIFFERENT and kernels_ok and not o.top1_changes
+            else o
+            for o in outputs
+        ]
+    for o in outputs:
+        if o.top1_changes:
+            failures.append(
+                f"output {o.name!r}: the deployed model changes the result (top-1 / value) at "
+                f"{o.top1_changes} position(s) where the simulation's winner led by more than "
+                f"float reordering explains (agreement {100 * (o.top1_agreement or 0):.2f}%)"
+            )
+        elif o.level == verdict.DIFFERENT:
+            failures.append(
+                f"output {o.name!r}: deployed run differs by {o.deployed_max_abs:.3g} "
+                f"({o.deployed_max_rel:.2g} of its range), more than float reordering explains "
+                f"({o.tolerance:.3g}) and not explained by 1-LSB integer kernels"
+            )
     yield Progress(4, steps, "compared activation codes")
 
     kernels = kernels_used(optimized, engine, records)
@@ -235,8 +266,21 @@ def check_fidelity(
     replaced = sum(
         _float_bytes(engine, e.weight) for r in records.values() for e in _unique(r.weights)
     )
+    for lc in layer_checks:
+        if lc.weights and not lc.saves_bytes:
+            notes.append(
+                f"layer {lc.name!r}: {lc.weight_format} cannot save bytes here: the file holds "
+                f"{lc.bytes_float + lc.bytes_file} B for {lc.bytes_float} B of float weights"
+            )
     planned = sum(lc.bytes_planned for lc in layer_checks)
     stored = sum(lc.bytes_stored for lc in layer_checks)
+    file_bytes = result.path.stat().st_size
+    expected = result.accounted_bytes or (result.source_bytes - replaced + planned)
+    if expected and abs(file_bytes - expected) > SIZE_TARGET * expected:
+        notes.append(
+            f"the file holds {file_bytes} B, {100 * (file_bytes / expected - 1):+.1f}% off the "
+            f"accounting ({expected} B): something the export writes is not accounted"
+        )
     return FidelityReport(
         model=str(engine.info.path or "<in memory>"),
         export=str(result.path),
@@ -256,8 +300,8 @@ def check_fidelity(
         quantizers=tuple(quantizer_checks),
         weights_planned=planned,
         weights_stored=stored,
-        file_bytes=result.path.stat().st_size,
-        file_expected=result.source_bytes - replaced + planned,
+        file_bytes=file_bytes,
+        file_expected=expected,
         latency=latency,
         samples=len(samples),
         failures=tuple(failures),
@@ -266,6 +310,64 @@ def check_fidelity(
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _run_unoptimized(
+    model: onnx.ModelProto,
+    extra: dict[str, np.ndarray],
+    engine: Engine,
+    samples: Sequence[int],
+    names: Sequence[str],
+    providers: list[str],
+) -> dict[str, list[np.ndarray]]:
+    """``names`` of the engine's graph for ``samples``, every node run as stored."""
+    sess = open_session(model, providers, mode="written")
+    wanted = {i.name for i in sess.get_inputs()}
+    out: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for i in samples:
+        feed = {k: v for k, v in {**engine.data.samples[i], **extra}.items() if k in wanted}
+        for n, v in zip(names, sess.run(list(names), feed), strict=True):
+            out[n].append(v)
+    return out
+
+
+def _nonfinite_failures(
+    engine: Engine,
+    plan: Plan,
+    sim,
+    sim_feeds: dict[str, np.ndarray],
+    samples: Sequence[int],
+    outputs: Sequence[OutputCheck],
+    want: dict[str, list[np.ndarray]],
+    providers: list[str],
+    failures: list[str],
+) -> None:
+    """A NaN or infinity in any output fails the export, naming the layer that made it."""
+    bad = [o.name for o in outputs if o.nonfinite]
+    if not bad:
+        return
+    where = ""
+    if any(verdict.nonfinite(want[n]) for n in bad):
+        feeds = [{**engine.data.samples[i], **sim_feeds} for i in samples]
+        found = verdict.first_nonfinite(sim.model, feeds, sim.layer_outputs, providers)
+        if found is not None:
+            layer, k = found
+            choice = plan[layer]
+            fmts = ", ".join(
+                f"{what} {f.name}"
+                for what, f in (("weights", choice.weight), ("activations", choice.activation))
+                if f is not None
+            )
+            where = (
+                f"; first produced by layer {layer!r} ({fmts or 'float'}) on evaluation "
+                f"sample {k} (an fp16 activation overflows above 65504)"
+                if choice.activation is not None and choice.activation.float_kind == "fp16"
+                else f"; first produced by layer {layer!r} ({fmts or 'float'}) on evaluation "
+                f"sample {k}"
+            )
+    else:
+        where = "; only the deployed run produces them, the simulation is finite"
+    failures.append(f"output(s) {', '.join(map(repr, bad))} hold NaN or infinite values{where}")
+
+
 def _rebuild_weights(
     exported: onnx.ModelProto,
     engine: Engine,
@@ -353,7 +455,9 @@ def _storage(
         got = rebuilt.get(w.name)
         if enc.scheme == "matmulnbits":
             got = decoded.get(w.name)
-        exact = got is not None and same(np.asarray(got).view(np.uint8), want.view(np.uint8))
+        # bit for bit (NaN payloads and -0 included); a per-channel quantized weight along
+        # a weight's last axis comes back as a transposed view, which has no byte view as is
+        exact = got is not None and same(_bytes_of(got), _bytes_of(want))
         if not exact:
             wp.append(f"weight {w.name!r} rebuilt from the file differs from the simulated one")
         planned = storage_bytes(fmt, tuple(w.shape))
@@ -391,9 +495,15 @@ def _storage(
         "integer_kernel": rec.integer_kernel,
         "bytes_planned": rec.bytes_planned,
         "bytes_stored": rec.bytes_stored,
+        "bytes_file": rec.bytes_file,
+        "bytes_float": rec.bytes_float,
         "weights": tuple(weight_checks),
         "problems": tuple(problems),
     }
+
+
+def _bytes_of(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x).view(np.uint8)
 
 
 def _all_initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
@@ -413,6 +523,7 @@ def export_and_check(
     report_path: str | Path | None = None,
     *,
     latency_budget_s: float = BUDGET_S,
+    prepared: Prepared | None = None,
 ) -> Generator[Progress, None, FidelityReport]:
     """Export, check, and write the JSON report next to the export (``<name>.fidelity.json``).
 
@@ -423,7 +534,7 @@ def export_and_check(
     check_target(engine, target)  # before staging: the staging name would pass the check
     staging = target.with_name(f".{target.stem}.bitlens-staging{target.suffix}")
     try:
-        result = yield from export(engine, plan, staging, options)
+        result = yield from export(engine, plan, staging, options, prepared)
         report = yield from check_fidelity(engine, plan, result, latency_budget_s=latency_budget_s)
     except BaseException:  # cancelled (GeneratorExit) or failed: leave nothing behind
         staging.unlink(missing_ok=True)

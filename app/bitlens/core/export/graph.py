@@ -46,11 +46,22 @@ class GraphBuilder:
     FLOAT = TensorProto.FLOAT
     BOOL = TensorProto.BOOL
 
-    def __init__(self, prefix: str, taken: set[str]):
+    def __init__(
+        self, prefix: str, taken: set[str], shared: dict[tuple, str] | None = None
+    ) -> None:
         self.prefix = prefix
+        # small int64 constants (shapes, index tables) already in the same graph, by value:
+        # every 2-bit weight's unpack subgraph needs the same tables
+        self.shared = shared
         self.taken = taken  # shared with other builders of the same model
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
+        # Intermediate tensors and node names are short: a rebuild subgraph has ~30 nodes, and
+        # names of the form "<weight name>_<op>_<k>", each written twice (producer and
+        # consumer), made small layers' files bigger at 2 bits than at 8. Deterministic: the
+        # tag depends only on how many names the model already uses.
+        self._tag = f"b{len(taken)}_"
+        self._seq = 0
 
     def name(self, hint: str) -> str:
         base = f"{self.prefix}_{hint}"
@@ -62,8 +73,16 @@ class GraphBuilder:
         return name
 
     def const(self, hint: str, value: np.ndarray) -> str:
+        value = np.asarray(value)
+        key = None
+        if self.shared is not None and value.dtype == np.int64 and value.size <= 16:
+            key = (value.shape, value.tobytes())
+            if key in self.shared:
+                return self.shared[key]
         name = self.name(hint)
-        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        self.initializers.append(numpy_helper.from_array(value, name))
+        if key is not None:
+            self.shared[key] = name
         return name
 
     def add_initializer(self, tensor: onnx.TensorProto) -> str:
@@ -82,13 +101,20 @@ class GraphBuilder:
         **attrs: object,
     ) -> str:
         """Add one single-output node; returns its output name (fresh unless given)."""
-        out = output if output is not None else self.name(op.lower())
+        out = output if output is not None else self.short()
         self.nodes.append(
-            helper.make_node(
-                op, list(inputs), [out], name=self.name(f"{op}"), domain=domain, **attrs
-            )
+            helper.make_node(op, list(inputs), [out], name=self.short(), domain=domain, **attrs)
         )
         return out
+
+    def short(self) -> str:
+        """A fresh short name for an intermediate tensor or a node."""
+        while True:
+            name = f"{self._tag}{self._seq}"
+            self._seq += 1
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
 
     def extend(self, nodes: Iterable[onnx.NodeProto]) -> None:
         self.nodes.extend(nodes)

@@ -3,10 +3,14 @@
 The export keeps the model's own opset whenever that opset already carries
 every operator and type the plan needs (folded weight subgraphs need 13,
 fp8 19, int16/int4 QuantizeLinear and blocked scales 21, int2 25). Otherwise
-it converts the model with :mod:`onnx.version_converter` to opset 21 (what
-ONNX Runtime 1.20 and later run), or 25 when native int2 is asked for, and
-checks that the converted float model gives bit-identical outputs before
-using it.
+it converts the model with :mod:`onnx.version_converter` to the lowest opset
+the plan needs, and checks that the converted float model gives
+bit-identical outputs before using it; when a conversion fails or changes an
+output (the converter rewrites some operators between versions), the next
+candidates up to 21 (what ONNX Runtime 1.20 and later run) are tried in
+turn, so the user never has to guess an opset. All of this needs only the
+model, the plan and a couple of inputs: :func:`prepare` runs it before
+calibration, so a model that cannot be exported fails in seconds.
 """
 
 from __future__ import annotations
@@ -46,19 +50,57 @@ def default_opset(model: onnx.ModelProto) -> int:
     return 0
 
 
-def choose_target(current: int, needed: int, forced: int | None = None) -> int:
-    """The opset to export at: the model's own if it suffices, else 21 (or 25)."""
+def candidates(current: int, needed: int, forced: int | None = None) -> list[int]:
+    """Opsets to try, in order: the model's own if it suffices, else the lowest the plan
+    needs, then newer ones up to 21 (25 only when the plan needs it)."""
     if forced is not None:
         if forced < max(current, needed):
             raise ExportError(
-                f"opset {forced} is too old: the model is opset {current} and the plan needs {needed}"
+                f"opset {forced} is too old: the model is opset {current} and the plan needs "
+                f"{needed}; leave --opset out to let Bitlens choose"
             )
         if forced > MAX_SUPPORTED:
             raise ExportError(f"opset {forced} is newer than the supported {MAX_SUPPORTED}")
-        return forced
+        return [forced]
     if current >= needed:
-        return current
-    return DEFAULT_TARGET if needed <= DEFAULT_TARGET else INT2_TARGET
+        return [current]
+    ceiling = DEFAULT_TARGET if needed <= DEFAULT_TARGET else INT2_TARGET
+    return list(range(needed, ceiling + 1))
+
+
+def choose_target(current: int, needed: int, forced: int | None = None) -> int:
+    """The first opset :func:`candidates` offers (no conversion attempted)."""
+    return candidates(current, needed, forced)[0]
+
+
+def prepare(
+    model: onnx.ModelProto,
+    needed: int,
+    forced: int | None,
+    feeds: Sequence[dict[str, np.ndarray]],
+) -> tuple[int, onnx.ModelProto | None, tuple[str, ...]]:
+    """(opset, the converted model or None when the model's own opset serves, notes).
+
+    Tries each candidate in turn; raises one message naming every attempt when none works.
+    """
+    current = default_opset(model)
+    tried: list[str] = []
+    for target in candidates(current, needed, forced):
+        if target == current:
+            return target, None, ()
+        try:
+            converted = convert(model, target, feeds)
+        except ExportError as exc:
+            tried.append(f"{target}: {exc}")
+            continue
+        notes = [f"upgraded from opset {current} to {target} (outputs verified unchanged)"]
+        if tried:
+            notes.append("; ".join(f"opset {t}" for t in tried))
+        return target, converted, tuple(notes)
+    raise ExportError(
+        f"the plan needs opset {needed} or newer (the model is {current}) and no upgrade keeps "
+        "the model's outputs: " + "; ".join(f"opset {t}" for t in tried)
+    )
 
 
 def _run(model: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:

@@ -13,24 +13,29 @@ The rules it applies:
    the weight decoded from the file) and the weights fed as inputs, as the
    engine feeds them: ONNX Runtime's MatMul/Gemm kernels pre-pack constant
    weights and then sum in another order, even with optimizations off.
-3. *Deployed*: the file in a fresh ONNX Runtime session with default options.
-   Outputs equal to the engine's pass. Otherwise ONNX Runtime ran integer
-   kernels (which round once, in integer arithmetic, where the simulation
-   rounds in float) or reordered float sums (NCHWc convolution,
-   MatMulNBits). Then every activation quantizer must come within 1 LSB of
-   the as-written run: one code step for integer formats; for fp16, bf16 and
-   fp8 the format's step at the tensor's largest magnitude. First over the
-   whole model (codes read from ONNX Runtime's own optimized graph, re-run as
-   saved, whose outputs must equal the deployed session's); where that shows
-   more than 1 LSB, or the codes live only inside fused kernels, kernel by
-   kernel: the segment computing the codes runs alone on the as-written codes
-   feeding it (a one-step difference upstream changes the next layer's sums,
-   so whole-model differences can grow with depth although no kernel is more
-   than one step off). The last segment before each output must stay within
-   ``FLOAT_REORDER_TOL`` of its range or one accumulator step of an integer
-   kernel. A model with no activation quantizer must stay within
-   ``FLOAT_REORDER_TOL`` of each output's range. Output differences are
-   always reported per output.
+3. *Deployed*: the file in a fresh ONNX Runtime session with default options,
+   compared with the engine's prediction (what the inspector shows). Each
+   output gets a level (:mod:`bitlens.core.export.verdict`): ``bit-exact``;
+   ``float reassociation`` (within a tolerance derived from the narrowest
+   float type on the way and the output's magnitude: graph optimizations
+   reorder float sums); ``integer rounding`` (every activation quantizer
+   within 1 LSB of the as-written run, kernel by kernel: one code step for
+   integer formats; for fp16, bf16 and fp8 the format's step at the
+   tensor's largest magnitude); or ``different``, which fails. The 1-LSB
+   rule is checked first over the whole model (codes read from ONNX
+   Runtime's own optimized graph, re-run as saved, whose outputs must equal
+   the deployed session's); where that shows more than 1 LSB, or the codes
+   live only inside fused kernels, kernel by kernel: the segment computing
+   the codes runs alone on the as-written codes feeding it (a one-step
+   difference upstream changes the next layer's sums, so whole-model
+   differences can grow with depth although no kernel is more than one step
+   off). The last segment before each output must stay within the float
+   tolerance or one accumulator step of an integer kernel. Where an output
+   looks like classes (integer labels, [batch, classes] scores, a Softmax),
+   the deployed top-1 must equal the simulated one wherever the simulated
+   winner led by more than the float tolerance: steps that add up to a
+   changed result fail. A NaN or infinity in any output fails, naming the
+   first layer that produced it.
 """
 
 from __future__ import annotations
@@ -41,7 +46,6 @@ from typing import Any
 
 from bitlens.core.jsonsafe import dumps
 
-FLOAT_REORDER_TOL = 1e-4  # max |Δ| / max |reference| from float summation order alone
 SIZE_TARGET = 0.02
 
 
@@ -71,6 +75,15 @@ class LayerCheck:
     bytes_stored: int
     weights: tuple[WeightCheck, ...]
     problems: tuple[str, ...] = ()
+    # net bytes the layer adds to the file (its tensors, nodes and names, minus the float
+    # weights it replaced) and those float weights' bytes
+    bytes_file: int = 0
+    bytes_float: int = 0
+
+    @property
+    def saves_bytes(self) -> bool:
+        """False when the layer's export is no smaller than the float weights it replaces."""
+        return self.bytes_file < 0 or self.bytes_float == 0
 
     @property
     def ok(self) -> bool:
@@ -93,6 +106,11 @@ class OutputCheck:
     # as-written inputs, deployed vs as written; None when not needed (deployed bit-exact)
     local_max_abs: float | None = None
     local_tolerance: float | None = None
+    level: str = ""  # one of verdict.LEVELS
+    tolerance: float = 0.0  # the float-reassociation tolerance for this output (absolute)
+    top1_agreement: float | None = None  # outputs that look like classes only
+    top1_changes: int = 0  # positions whose result changed beyond a near-tie
+    nonfinite: bool = False  # NaN or infinity in the simulated or deployed output
 
 
 @dataclass(frozen=True)
@@ -137,7 +155,7 @@ class FidelityReport:
     weights_planned: int  # the plan's accounting for the quantized weights
     weights_stored: int  # bytes the export stores for them
     file_bytes: int
-    file_expected: int  # source size - replaced float weights + planned weights
+    file_expected: int  # the accounting: base model + every layer's net bytes + export record
     latency: LatencyCheck | None
     samples: int
     failures: tuple[str, ...]
@@ -163,6 +181,7 @@ class FidelityReport:
         d["rules"] = (__doc__ or "").split("The rules it applies", 1)[-1].strip()
         for layer, ld in zip(self.layers, d["layers"], strict=True):
             ld["ok"] = layer.ok
+            ld["saves_bytes"] = layer.saves_bytes
             ld["size_error"] = layer.size_error
         if self.latency is not None:
             d["latency"]["ratio"] = self.latency.ratio
@@ -184,7 +203,9 @@ def render(r: FidelityReport) -> str:
         f"export {r.export}: opset {r.opset} (model {r.source_opset}), IR {r.ir_version}, "
         f"needs ONNX Runtime >= {r.min_ort} (checked with {r.ort_version})",
     ]
-    rows = [("layer", "weight", "stored as", "activation", "ran as", "bytes plan -> file")]
+    rows = [
+        ("layer", "weight", "stored as", "activation", "ran as", "bytes plan -> stored", "file")
+    ]
     for la in r.layers:
         rows.append(
             (
@@ -194,6 +215,7 @@ def render(r: FidelityReport) -> str:
                 la.activation_format or "float",
                 la.kernel,
                 f"{la.bytes_planned} -> {la.bytes_stored} ({100 * la.size_error:+.1f}%)",
+                f"{la.bytes_file:+d}" + ("" if la.saves_bytes else " (saves nothing)"),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -202,8 +224,13 @@ def render(r: FidelityReport) -> str:
     ]
     for o in r.outputs:
         dep = "bit-exact" if o.deployed_exact else (
-            f"max |Δ| {o.deployed_max_abs:.3g} ({o.deployed_max_rel:.2g} of range)"
+            f"{o.level}: max |Δ| {o.deployed_max_abs:.3g} ({o.deployed_max_rel:.2g} of range, "
+            f"float tolerance {o.tolerance:.3g})"
         )  # fmt: skip
+        if o.top1_agreement is not None:
+            dep += f", top-1 agreement {100 * o.top1_agreement:.2f}%"
+        if o.nonfinite:
+            dep += ", NaN/inf"
         written = "bit-exact" if o.as_written_exact else f"max |Δ| {o.as_written_max_abs:.3g}"
         lines.append(f"output {o.name}: as written {written}; deployed {dep}")
     probed = [q for q in r.quantizers if q.max_lsb is not None]
@@ -220,7 +247,7 @@ def render(r: FidelityReport) -> str:
         )
     lines.append(
         f"weights: plan {r.weights_planned} B, file {r.weights_stored} B "
-        f"({100 * r.weights_size_error:+.2f}%); file {r.file_bytes} B vs expected "
+        f"({100 * r.weights_size_error:+.2f}%); file {r.file_bytes} B vs accounted "
         f"{r.file_expected} B ({100 * r.file_size_error:+.2f}%)"
     )
     if r.latency is not None:

@@ -9,7 +9,7 @@ one-line message names the file and the problem.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,12 @@ from google.protobuf.message import DecodeError
 
 from bitlens.core.errors import ModelLoadError
 from bitlens.core.model.external import load_external_data
-from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize
+from bitlens.core.model.folding import fold_constants
+from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize, walk
 from bitlens.core.model.inventory import build_inventory
+from bitlens.core.model.irversion import fit_ir_version
+from bitlens.core.model.prequantized import note as quantized_note
+from bitlens.core.model.prequantized import quantized_ops
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
 from bitlens.core.model.types import ModelInfo, WeightInfo
 
@@ -137,7 +141,16 @@ def _finish(proto: onnx.ModelProto, path: Path | None, base_dir: Path | None) ->
     except GraphOrderError as exc:
         raise ModelLoadError(f"{label}: {exc}") from None
     _check_defined(slots, proto, label)
-    info = build_inventory(proto, path, slots)
+    # After normalize, so nodes keep the names (and layers the names) they have unfolded.
+    folded = fold_constants(proto)
+    if folded.nodes:
+        slots = walk(proto)
+    info = build_inventory(proto, path, slots)  # reports the file's own IR version
+    weights = {w.name for layer in info.layers for w in layer.weights} & folded.names
+    prequant = quantized_note(quantized_ops(proto), len(info.layers))
+    notes = [n for n in (fit_ir_version(proto), folded.note(len(weights)), prequant) if n]
+    if notes:
+        info = replace(info, notes=tuple(notes))
     consts: dict[tuple[str, str], ConstSource] = {}
     for scope in {id(s.scope): s.scope for s in slots}.values():
         for name, src in scope.consts.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 
 
@@ -107,14 +108,27 @@ class ModelInfo:
     layers: tuple[Layer, ...]  # topological
     edges: tuple[Edge, ...]
     value_info: dict[str, TensorInfo] = field(default_factory=dict, compare=False)
+    # One-line facts the loader established that the user should read (IR version run in
+    # memory, weights folded from constants, an already quantized model).
+    notes: tuple[str, ...] = ()
 
     def layer(self, name: str) -> Layer:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
+        try:
+            return self.layer_index[name]
+        except KeyError:
+            raise KeyError(name) from None
 
-    @property
+    # Computed once: the engine and plans look layers up by name for every layer of every
+    # evaluation, and a scan made that quadratic in depth.
+    @cached_property
+    def layer_index(self) -> dict[str, Layer]:
+        """Layers by name (the first, should two share one)."""
+        index: dict[str, Layer] = {}
+        for layer in self.layers:
+            index.setdefault(layer.name, layer)
+        return index
+
+    @cached_property
     def layer_names(self) -> tuple[str, ...]:
         return tuple(layer.name for layer in self.layers)
 

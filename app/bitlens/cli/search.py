@@ -1,0 +1,172 @@
+"""``bitlens search MODEL [data] (--max-bytes N | --size-ratio R | --max-error E | --min-metric M)
+[--metric mod:fn] [--pin LAYER=FORMAT ...] [--seed S] -o plan.json [--front front.json]``.
+
+Finds a mixed-precision plan within the budget (see :mod:`bitlens.core.search`)
+and writes it as a plan JSON that ``eval``, ``export`` and the window load;
+``--front`` also writes every Pareto-optimal plan tried, with its file bytes,
+output error and metric, and the float model and presets it was compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bitlens.cli.common import (
+    add_data_arguments,
+    calibrated_engine,
+    dump_json,
+    fmt_bytes,
+    open_model,
+)
+from bitlens.core.errors import SearchError
+from bitlens.core.fileio import atomic_write_text
+from bitlens.core.formats import parse_format
+from bitlens.core.model.types import ModelInfo
+from bitlens.core.plan import LayerChoice
+from bitlens.core.search import (
+    DEFAULT_ACTIVATION_FORMATS,
+    DEFAULT_BASE_ACTIVATION,
+    DEFAULT_WEIGHT_FORMATS,
+    FLOAT_NAME,
+    Budget,
+    SearchOptions,
+    SearchResult,
+    search,
+)
+from bitlens.core.usermetric import load_metric
+
+
+def add_metric_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metric",
+        metavar="MOD:FN",
+        help="your task metric: module:function or file.py:function, called as "
+        "f(outputs, reference_outputs, labels) -> float, higher is better "
+        "(default: accuracy when the data has labels)",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="find a mixed-precision plan within a budget")
+    p.add_argument("model", help="ONNX model file")
+    add_data_arguments(p)
+    p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--max-bytes", type=int, metavar="N", help="largest exported file size")
+    g.add_argument(
+        "--size-ratio", type=float, metavar="R", help="largest size as a fraction of float"
+    )
+    g.add_argument("--max-error", type=float, metavar="E",
+                   help="largest relative L2 error of the outputs (0.01 = 1%%)")  # fmt: skip
+    g.add_argument("--min-metric", type=float, metavar="M", help="smallest task metric")
+    add_metric_argument(p)
+    p.add_argument("--pin", action="append", default=[], metavar="LAYER=W[,A]",
+                   help="keep LAYER at weight format W (and activation A; 'float' keeps "
+                   "float) (repeatable)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="breaks ties reproducibly (0)")
+    p.add_argument("--weight-formats", nargs="+", default=list(DEFAULT_WEIGHT_FORMATS),
+                   metavar="F", help="candidate weight formats")  # fmt: skip
+    p.add_argument("--activation-formats", nargs="+", default=list(DEFAULT_ACTIVATION_FORMATS),
+                   metavar="F", help="candidate activation formats ('float' keeps float)")  # fmt: skip
+    p.add_argument("--activations", default=DEFAULT_BASE_ACTIVATION, metavar="F",
+                   help=f"the base activation format ('{DEFAULT_BASE_ACTIVATION}'; "
+                   "'float' searches weights only)")  # fmt: skip
+    p.add_argument("--wide-activations", type=int, metavar="N",
+                   help="at most N layers keep activations wider than the base "
+                   "(default: a tenth of the layers, at least 1)")  # fmt: skip
+    p.add_argument("-o", "--output", required=True, help="where to write the plan JSON")
+    p.add_argument("--front", help="also write the front (and references) as JSON here")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def parse_pins(items: list[str], info: ModelInfo) -> dict[str, LayerChoice]:
+    pins: dict[str, LayerChoice] = {}
+    for item in items:
+        name, sep, spec = item.rpartition("=")
+        if not sep or not name:
+            raise SearchError(f"--pin expects LAYER=WEIGHT[,ACTIVATION], got {item!r}")
+        if name not in info.layer_names:
+            raise SearchError(f"--pin names layer {name!r}, which the model does not have")
+        w, _, a = (s.strip() for s in spec.partition(","))
+        pins[name] = LayerChoice(
+            None if w in ("", FLOAT_NAME) else parse_format(w),
+            None if a in ("", FLOAT_NAME) else parse_format(a),
+        )
+    return pins
+
+
+def _guard_outputs(args: argparse.Namespace) -> None:
+    model = Path(args.model).resolve()
+    for out in (args.output, args.front):
+        if out is not None and Path(out).resolve() == model:
+            raise SearchError(f"{out} is the model file; choose another output")
+
+
+def run(args: argparse.Namespace) -> int:
+    _guard_outputs(args)
+    budget = Budget(args.max_bytes, args.size_ratio, args.max_error, args.min_metric)
+    metric = load_metric(args.metric) if args.metric else None
+    model = open_model(args.model)
+    pins = parse_pins(args.pin, model.info)
+    engine = calibrated_engine(args, model)
+    options = SearchOptions(
+        budget,
+        weight_formats=tuple(args.weight_formats),
+        activation_formats=tuple(args.activation_formats),
+        base_activation=None if args.activations == FLOAT_NAME else args.activations,
+        wide_activations=args.wide_activations,
+        pins=pins,
+        seed=args.seed,
+        metric=metric,
+    )
+    gen = search(engine, options)
+    tty = sys.stderr.isatty() and not args.json
+    try:
+        while True:
+            prog = next(gen)
+            if tty and hasattr(prog, "done"):
+                print(
+                    f"\r{prog.done}/{prog.total} {prog.message[:60]:<60}", end="", file=sys.stderr
+                )
+    except StopIteration as stop:
+        result: SearchResult = stop.value
+    if tty:
+        print(file=sys.stderr)
+    atomic_write_text(args.output, result.best.plan.to_json() + "\n")
+    if args.front:
+        atomic_write_text(args.front, dump_json(result.to_dict()) + "\n")
+    if args.json:
+        d = result.to_dict()
+        d.pop("sensitivities")
+        print(dump_json(d))
+    else:
+        print(render(result, args.output))
+    return 0
+
+
+def render(r: SearchResult, output: str) -> str:
+    b = r.best
+    name = r.metric_name
+    lines = [
+        f"budget: {r.budget.describe()}; {r.evaluations} evaluations, seed {r.seed}",
+        f"wrote {output}: {fmt_bytes(b.file_bytes)} ({b.file_bytes / r.float_bytes:.3f} of float), "
+        f"output error {b.error:.4g} ({b.sqnr_db:.1f} dB)"
+        + ("" if b.metric is None else f", {name} {b.metric:.4g}"),
+        f"  {b.summary()}",
+    ]
+    if b.exported_bytes is not None:
+        lines.append(f"  checked by a real export: the file is {fmt_bytes(b.exported_bytes)}")
+    if r.wide_layers:
+        lines.append(f"  wider activations kept on: {', '.join(r.wide_layers)}")
+    lines.append("references:")
+    for p in r.references:
+        m = "" if p.metric is None else f", {name} {p.metric:.4g}"
+        lines.append(f"  {p.label:<8} {fmt_bytes(p.file_bytes):>10}  error {p.error:.4g}{m}")
+    lines.append(f"front ({len(r.front)} plans):")
+    for p in r.front:
+        m = "" if p.metric is None else f", {name} {p.metric:.4g}"
+        lines.append(f"  {fmt_bytes(p.file_bytes):>10}  error {p.error:.4g}{m}")
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""Float reference activations under a memory budget.
+
+The engine keeps, per tensor and per data feed, the float values it compares
+against (layer outputs, model outputs) and the float inputs the local graphs
+and calibration read. Up to ``budget`` bytes stay in memory; the rest is
+appended to a scratch file in a private temporary folder and read back
+through a read-only memory map when needed, so the process holds only the
+pages it is reading. The folder is removed by :meth:`ActivationStore.close`
+or, at the latest, when the store is garbage-collected or the interpreter
+exits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+from bitlens.core.errors import EngineError
+
+DEFAULT_BUDGET = 512 << 20  # bytes of reference activations kept in memory
+BUDGET_ENV = "BITLENS_MEMORY_BUDGET_MIB"  # overrides the default, for the window too
+
+
+def default_budget() -> int:
+    """DEFAULT_BUDGET, or ``$BITLENS_MEMORY_BUDGET_MIB`` MiB when set."""
+    raw = os.environ.get(BUDGET_ENV, "").strip()
+    if not raw:
+        return DEFAULT_BUDGET
+    try:
+        mib = int(raw)
+    except ValueError:
+        raise EngineError(f"{BUDGET_ENV}={raw!r} is not a whole number of MiB") from None
+    if mib < 0:
+        raise EngineError(f"{BUDGET_ENV}={raw!r}: the memory budget must be >= 0 MiB")
+    return mib << 20
+
+
+@dataclass(frozen=True)
+class _Spilled:
+    offset: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+
+class ActivationStore:
+    """Arrays keyed by (tensor, feed index): in memory up to ``budget`` bytes, then spilled."""
+
+    def __init__(self, budget: int = DEFAULT_BUDGET) -> None:
+        if budget < 0:
+            raise EngineError(f"memory budget must be >= 0 bytes, got {budget}")
+        self.budget = int(budget)
+        self._ram: dict[tuple[str, int], np.ndarray] = {}
+        self._disk: dict[tuple[str, int], _Spilled] = {}
+        self.ram_bytes = 0
+        self.spilled_bytes = 0
+        self._dir: str | None = None
+        self._file = None
+        self._finalizer: weakref.finalize | None = None
+
+    def __contains__(self, key: tuple[str, int]) -> bool:
+        return key in self._ram or key in self._disk
+
+    def put(self, name: str, index: int, value: np.ndarray) -> None:
+        key = (name, index)
+        if key in self:
+            raise EngineError(f"reference value of {name!r} for feed {index} stored twice")
+        value = np.asarray(value)
+        if self.ram_bytes + value.nbytes <= self.budget or value.dtype.hasobject:
+            value.setflags(write=False)
+            self._ram[key] = value
+            self.ram_bytes += value.nbytes
+            return
+        fh = self._scratch()
+        offset = fh.tell()
+        fh.write(np.ascontiguousarray(value).tobytes())
+        self._disk[key] = _Spilled(offset, value.dtype, value.shape)
+        self.spilled_bytes += value.nbytes
+
+    def get(self, name: str, index: int) -> np.ndarray:
+        """The stored value (read-only; a memory map for spilled values)."""
+        key = (name, index)
+        if key in self._ram:
+            return self._ram[key]
+        where = self._disk.get(key)
+        if where is None:
+            raise KeyError(key)
+        assert self._file is not None
+        self._file.flush()
+        if 0 in where.shape:
+            return np.empty(where.shape, where.dtype)
+        return np.memmap(
+            self._file.name, dtype=where.dtype, mode="r", offset=where.offset, shape=where.shape
+        )
+
+    def _scratch(self):
+        if self._file is None:
+            self._dir = tempfile.mkdtemp(prefix="bitlens-activations-")
+            self._file = open(os.path.join(self._dir, "spill.bin"), "w+b")  # noqa: SIM115
+            self._finalizer = weakref.finalize(self, _cleanup, self._file, self._dir)
+        return self._file
+
+    @property
+    def scratch_dir(self) -> str | None:
+        return self._dir
+
+    def close(self) -> None:
+        """Drop every value and remove the scratch folder."""
+        self._ram.clear()
+        self._disk.clear()
+        self.ram_bytes = self.spilled_bytes = 0
+        if self._finalizer is not None:
+            self._finalizer()
+        self._file = None
+        self._dir = None
+        self._finalizer = None
+
+
+def _cleanup(fh, folder: str) -> None:
+    try:
+        fh.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

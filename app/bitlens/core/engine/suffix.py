@@ -1,0 +1,157 @@
+"""The part of the simulation graph downstream of one layer (suffix evaluation).
+
+Changing one layer's weights in an otherwise float model changes only the
+nodes that depend on that layer's output. The sensitivity sweep therefore
+runs, per layer, a graph made of those nodes alone (pruned further to what
+the wanted output needs), fed with the *float* values of every tensor that
+enters it from upstream, which the engine already holds as its float
+reference. On a chain of L layers this runs on average half the model per
+(layer, format) instead of all of it, and nothing at all for layers the
+output does not depend on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from bitlens.core.engine.graphs import value_info
+from bitlens.core.model.graph import is_constant_node, outer_names, subgraphs
+
+
+@dataclass(frozen=True)
+class Suffix:
+    """A graph computing ``output`` from ``boundary`` (float values of upstream tensors),
+    model inputs and weight inputs; ``model`` is None when ``output`` does not depend on
+    the layer at all (its float value is then exact)."""
+
+    model: onnx.ModelProto | None
+    boundary: tuple[str, ...]
+
+
+def _reads(node: onnx.NodeProto) -> list[str]:
+    names = [n for n in node.input if n]
+    for _, g in subgraphs(node):
+        names.extend(sorted(outer_names(g)))
+    return names
+
+
+@dataclass(frozen=True)
+class _Cut:
+    keep: tuple[int, ...]  # node indices, in graph order (Constant nodes needed included)
+    inputs: tuple[str, ...]  # graph inputs read (model inputs, weights)
+    initializers: tuple[str, ...]
+    boundary: tuple[str, ...]
+
+
+class NotASuffix(Exception):
+    """A changed tensor is also read upstream of the layer: the suffix would miss it."""
+
+
+def _cut(sim: onnx.ModelProto, start: str, output: str, changed: Sequence[str] = ()) -> _Cut | None:
+    g = sim.graph
+    nodes = g.node
+    producer: dict[str, int] = {}
+    consumers: dict[str, list[int]] = {}
+    reads = [_reads(n) for n in nodes]
+    for i, node in enumerate(nodes):
+        for o in node.output:
+            if o:
+                producer[o] = i
+        for name in reads[i]:
+            consumers.setdefault(name, []).append(i)
+    first = producer[start]
+    downstream = {first}
+    stack = [first]
+    while stack:
+        for o in nodes[stack.pop()].output:
+            for c in consumers.get(o, ()):
+                if c not in downstream:
+                    downstream.add(c)
+                    stack.append(c)
+    for name in changed:  # e.g. a weight shared with a layer upstream
+        if any(c not in downstream for c in consumers.get(name, ())):
+            raise NotASuffix(name)
+    if producer.get(output) not in downstream:
+        return None
+    # Keep only what ``output`` needs among the downstream nodes.
+    keep: set[int] = set()
+    stack = [producer[output]]
+    while stack:
+        i = stack.pop()
+        if i in keep:
+            continue
+        keep.add(i)
+        for name in reads[i]:
+            j = producer.get(name)
+            if j is not None and j in downstream and j not in keep:
+                stack.append(j)
+    graph_inputs = {v.name for v in g.input}
+    initializers = {t.name for t in g.initializer}
+    constants: set[int] = set()
+    inputs: list[str] = []
+    inits: list[str] = []
+    boundary: list[str] = []
+    seen: set[str] = set()
+    for i in sorted(keep):
+        for name in reads[i]:
+            j = producer.get(name)
+            if name in seen or (j is not None and j in keep):
+                continue
+            seen.add(name)
+            if name in graph_inputs:
+                inputs.append(name)
+            elif name in initializers:
+                inits.append(name)
+            elif j is not None and is_constant_node(nodes[j]):
+                constants.add(j)
+            else:
+                boundary.append(name)
+    return _Cut(tuple(sorted(keep | constants)), tuple(inputs), tuple(inits), tuple(boundary))
+
+
+def boundary_names(
+    sim: onnx.ModelProto, start: str, output: str, changed: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """The upstream tensors :func:`build_suffix` reads as float values. Raises NotASuffix
+    when a ``changed`` tensor is also read outside the suffix."""
+    cut = _cut(sim, start, output, changed)
+    return () if cut is None else cut.boundary
+
+
+def build_suffix(
+    sim: onnx.ModelProto,
+    start: str,
+    output: str,
+    types: Mapping[str, tuple[np.dtype, int]],
+) -> Suffix:
+    """The nodes of ``sim``'s main graph that depend on the node producing ``start`` and that
+    ``output`` needs. ``types`` gives dtype and rank of the boundary tensors."""
+    cut = _cut(sim, start, output)
+    if cut is None:
+        return Suffix(None, ())
+    g = sim.graph
+    graph_inputs = {v.name: v for v in g.input}
+    initializers = {t.name: t for t in g.initializer if t.name in set(cut.initializers)}
+    inputs = [graph_inputs[n] for n in cut.inputs]
+    for name in cut.boundary:
+        dtype, rank = types[name]
+        inputs.append(value_info(name, dtype, tuple([None] * rank)))
+    outputs = [v for v in g.output if v.name == output] or [
+        helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)
+    ]
+    graph = helper.make_graph(
+        [g.node[i] for i in cut.keep],
+        "bitlens_suffix",
+        inputs,
+        outputs[:1],
+        initializer=[initializers[n] for n in cut.initializers],
+    )
+    model = helper.make_model(graph, opset_imports=list(sim.opset_import))
+    model.ir_version = sim.ir_version
+    model.functions.extend(sim.functions)
+    return Suffix(model, cut.boundary)

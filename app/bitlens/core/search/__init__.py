@@ -1,0 +1,93 @@
+"""Find a mixed-precision plan under a budget: sensitivities, greedy allocation, refinement.
+
+Everything runs on the engine's public API (``run_outputs``, ``weight_error``,
+``evaluate``), so its sessions, weight cache and calibration are reused. A
+plan's error is the relative L2 error of the model outputs against float (root
+mean square over the outputs); its size is the exported file's: the float
+export, less the float weights the plan replaces, plus the planned weight
+bytes, plus what the exporter writes around them (unpacking nodes, scales,
+quantizers, integer-kernel groups, provenance). Under a size budget that
+graph cost is measured once per search, by exporting one small layer in each
+weight format, every activation at the base format, one integer-kernel group
+per op type and each wide activation, to a temporary folder; on a small model
+it is a large part of the file (2 KB per n-bit layer).
+
+1. **Activations.** Activations cost no file bytes, so a search free to widen
+   them would keep them all float. Every layer with a quantizable input starts
+   at a base format (``uint8 asym``, ONNX Runtime's QDQ default); another
+   8-bit per-tensor format is a free swap (same integer kernels); at most
+   ``wide_activations`` layers keep a wider one (float, fp16, int16, per
+   channel) where the measured gain is largest. They are measured in the
+   context of int8 weights and every other activation at its choice; a set of
+   swaps that is worse together than apart is dropped.
+2. **Weight sensitivity.** Each layer's weights alone (every other layer
+   float) are measured at two anchor formats (per-channel int8 and int4); the
+   other candidates' output noise is predicted from their weight error times
+   the measured output/weight noise ratio, and measured for real once the path
+   shows which formats each layer takes near the budget.
+3. **Greedy allocation.** Output noise powers of independent quantizers add
+   approximately, so each layer's (bytes, noise) points are reduced to their
+   lower convex hull and the layers are stepped down together, always taking
+   the step that adds the least noise per byte saved (marginal analysis, as in
+   classic bit allocation; AIMET's AMP and HAWQ-V3 order layers the same way:
+   https://quic.github.io/aimet-pages/releases/latest/featureguide/mixed%20precision/amp.html,
+   https://arxiv.org/abs/2011.10680). This gives a path of plans from float to
+   the smallest.
+4. **Refinement.** Errors do not add up exactly, so whole plans are evaluated
+   for real: probes along the path and every candidate format applied
+   uniformly (the front), then near the budget a local search that re-measures
+   layers one step up or down in the context of the current plan and swaps
+   bytes from where they cost the least error to where they buy the most. An
+   error or metric budget bisects the path and then shaves bytes while the
+   real figure holds. Under a size budget the chosen plan is exported to a
+   temporary file; when the graph around the weights pushes it over, the
+   search chooses again below.
+
+Under a size budget the best plan maximizes the task metric (capped at the
+float model's: more is noise), then minimizes the output error. The front is
+every whole plan evaluated, reduced to its Pareto-optimal points: bytes up,
+error strictly down. The seed breaks near-ties between layers, so a run is
+reproducible.
+
+Modules: ``options`` (budget, candidates, effort), ``points`` (evaluated plans, the front,
+the result), ``measures`` (output error, sizes, per-layer sensitivity), ``candidates``
+(formats a layer can take), ``hull`` (convex hulls and the greedy order), ``state``
+(evaluation and size accounting), ``overheads`` (export costs), ``weightpath`` (weight
+sensitivities and the path), ``activations``, ``refine`` and ``runner`` (the whole run).
+"""
+
+from bitlens.core.search.hull import _greedy, _hull, _Ladder
+from bitlens.core.search.measures import exported_size, file_bytes_of, output_error, sensitivities
+from bitlens.core.search.options import (
+    DEFAULT_ACTIVATION_FORMATS,
+    DEFAULT_BASE_ACTIVATION,
+    DEFAULT_REFERENCES,
+    DEFAULT_WEIGHT_FORMATS,
+    FLOAT_NAME,
+    Budget,
+    SearchOptions,
+)
+from bitlens.core.search.points import Point, SearchResult, Sensitivity, pareto_front
+from bitlens.core.search.runner import search
+
+__all__ = [
+    "DEFAULT_ACTIVATION_FORMATS",
+    "DEFAULT_BASE_ACTIVATION",
+    "DEFAULT_REFERENCES",
+    "DEFAULT_WEIGHT_FORMATS",
+    "FLOAT_NAME",
+    "Budget",
+    "Point",
+    "SearchOptions",
+    "SearchResult",
+    "Sensitivity",
+    "_Ladder",
+    "_greedy",
+    "_hull",
+    "exported_size",
+    "file_bytes_of",
+    "output_error",
+    "pareto_front",
+    "search",
+    "sensitivities",
+]

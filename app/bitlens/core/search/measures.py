@@ -1,0 +1,89 @@
+"""Whole-model measures the search and the sweep share: output error, file sizes, and each
+layer's sensitivity alone."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Mapping, Sequence
+
+import numpy as np
+
+from bitlens.core import metrics
+from bitlens.core.engine import Engine
+from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.results import Progress
+from bitlens.core.search.candidates import _fits, _fits_weight, _parse_all
+from bitlens.core.search.points import Sensitivity
+from bitlens.core.usermetric import Metric, concat_outputs, default_metric, reference_outputs
+from bitlens.core.weights import weight_bytes_after
+
+
+def file_bytes_of(engine: Engine) -> tuple[int, int]:
+    """(bytes of the model file that no plan changes, bytes of the float quantizable weights).
+
+    The export stores the source model less the replaced float weights plus the planned
+    ones (the fidelity report's ``file_expected``), so a plan's file size is the first
+    figure plus its weight bytes.
+    """
+    total = engine.model.proto.ByteSize()
+    weights = sum(layer.nbytes for layer in engine.info.layers)
+    return total - weights, weights
+
+
+def output_error(reference: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> float:
+    """Relative L2 error of the outputs, root mean square over the model's outputs."""
+    rel = []
+    for name, ref in reference.items():
+        e = metrics.tensor_error(ref, got[name])
+        rel.append(e.rel_l2 if math.isfinite(e.rel_l2) else 1e9)
+    return math.sqrt(sum(r * r for r in rel) / len(rel)) if rel else 0.0
+
+
+def sensitivities(
+    engine: Engine,
+    weight_formats: Sequence[str],
+    activation_formats: Sequence[str] = (),
+    layers: Sequence[str] | None = None,
+    metric: Metric | None = None,
+) -> Generator[Progress, None, list[Sensitivity]]:
+    """Each layer alone (every other layer float) with its weights in each weight format and
+    its input activation in each activation format: output error, task metric (the user's,
+    or accuracy with labels) and bytes saved. Formats a layer cannot take are skipped.
+    Returns the entries worst first (highest output error)."""
+    yield from engine.prepare()
+    ref = reference_outputs(engine)
+    labels = engine.data.eval_labels
+    metric = metric or default_metric(ref, labels)
+    wfmts = _parse_all(weight_formats, "weight") if weight_formats else []
+    afmts = _parse_all(activation_formats, "activation") if activation_formats else []
+    names = list(engine.info.layer_names if layers is None else layers)
+    out: list[Sensitivity] = []
+    for i, name in enumerate(names):
+        layer = engine.info.layer(name)
+        trials: list[tuple[str, str, LayerChoice, int]] = []
+        for fmt in wfmts:
+            if layer.weights and _fits_weight(layer, fmt):
+                saved = layer.nbytes - weight_bytes_after(layer, fmt)
+                trials.append(("weight", fmt.name, LayerChoice(fmt), saved))
+        for fmt in afmts:
+            if fmt is not None and _fits(layer, fmt):
+                trials.append(("activation", fmt.name, LayerChoice(None, fmt), 0))
+        for kind, label, choice, saved in trials:
+            got = concat_outputs(engine.run_outputs(Plan(engine.info, {name: choice})))
+            value = None if metric is None else metric(got, ref, labels)
+            out.append(Sensitivity(name, kind, label, output_error(ref, got), value, saved))
+        yield Progress(i + 1, len(names), f"sensitivity: {name}")
+    out.sort(key=lambda e: -e.error)
+    return out
+
+
+def exported_size(engine: Engine, plan: Plan) -> int:
+    """Bytes of the file ``plan`` exports to (the export built in memory, not written)."""
+    from bitlens.core.export.accounting import predict
+
+    gen = predict(engine, plan)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return int(stop.value.file_bytes)

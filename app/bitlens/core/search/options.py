@@ -1,0 +1,87 @@
+"""What a search is asked: the budget, the candidate formats, pins and effort."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bitlens.core.errors import SearchError
+from bitlens.core.plan import LayerChoice
+from bitlens.core.usermetric import Metric
+
+# fp16, int16, int8 per channel, int7 to int5, int4 per channel and blocked, NF4/NF3 (normal
+# quantiles per block of 64, QLoRA's data type: https://arxiv.org/abs/2305.14314), int3,
+# int2, ternary, binary. Formats a layer cannot take are skipped for it.
+DEFAULT_WEIGHT_FORMATS: tuple[str, ...] = (
+    "fp16", "int16 sym ch", "int8 sym ch", "int7 sym ch", "int6 sym ch", "int5 sym ch",
+    "int4 sym ch", "int4 asym blk32", "nf4 blk64", "int3 sym ch", "nf3 blk64", "int2 asym blk32",
+    "tern ch", "bin ch",
+)  # fmt: skip
+FLOAT_NAME = "float"
+
+DEFAULT_ACTIVATION_FORMATS: tuple[str, ...] = (
+    FLOAT_NAME, "fp16", "int16 sym", "uint8 asym", "int8 sym", "uint8 asym ch", "int8 sym ch",
+)  # fmt: skip
+DEFAULT_BASE_ACTIVATION = "uint8 asym"
+
+# Presets with 8-bit activations share the search's session structure; A16 presets (fp16
+# activations everywhere) each cost the engine another session (about 1 GB on ResNet-50).
+DEFAULT_REFERENCES: tuple[str, ...] = ("W8A8", "W4A8")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Exactly one limit: file bytes, a size ratio, a maximum output error or a minimum metric."""
+
+    max_bytes: int | None = None
+    size_ratio: float | None = None  # of the float model's file size
+    max_error: float | None = None  # relative L2 error of the outputs (0.01 = 1%)
+    min_metric: float | None = None  # the task metric (higher is better)
+
+    def __post_init__(self) -> None:
+        given = [
+            k for k in ("max_bytes", "size_ratio", "max_error", "min_metric")
+            if getattr(self, k) is not None
+        ]  # fmt: skip
+        if len(given) != 1:
+            raise SearchError(
+                "give exactly one budget: max bytes, size ratio, max error or min metric"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.max_bytes is not None and self.max_bytes <= 0:
+            raise SearchError(f"max bytes must be positive, got {self.max_bytes}")
+        if self.size_ratio is not None and not 0 < self.size_ratio <= 1:
+            raise SearchError(f"size ratio must be in (0, 1], got {self.size_ratio}")
+        if self.max_error is not None and not self.max_error > 0:
+            raise SearchError(f"max error must be positive, got {self.max_error}")
+
+    @property
+    def by_size(self) -> bool:
+        return self.max_bytes is not None or self.size_ratio is not None
+
+    def describe(self) -> str:
+        if self.max_bytes is not None:
+            return f"at most {self.max_bytes} bytes"
+        if self.size_ratio is not None:
+            return f"at most {self.size_ratio:g} of the float size"
+        if self.max_error is not None:
+            return f"output error at most {self.max_error:g}"
+        return f"metric at least {self.min_metric:g}"
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    budget: Budget
+    weight_formats: tuple[str, ...] = DEFAULT_WEIGHT_FORMATS
+    activation_formats: tuple[str, ...] = DEFAULT_ACTIVATION_FORMATS
+    base_activation: str | None = DEFAULT_BASE_ACTIVATION  # None: activations stay float
+    wide_activations: int | None = None  # None: a tenth of the layers, at least one
+    pins: Mapping[str, LayerChoice] = field(default_factory=dict)
+    seed: int = 0
+    front_probes: int = 10  # plans along the greedy path evaluated for the front
+    refine_evaluations: int = 36  # whole-plan evaluations spent near the budget
+    # Size budgets: export the chosen plan to a temporary file and, when the graph's own
+    # overhead (unpacking nodes, quantizer parameters) pushes it over, choose again below.
+    check_export: bool = True
+    references: tuple[str, ...] = DEFAULT_REFERENCES  # presets evaluated for comparison
+    metric: Metric | None = None  # None: accuracy when the data has labels

@@ -1,0 +1,107 @@
+"""What a search returns: whole plans evaluated (points), their Pareto front, the result."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from bitlens.core.plan import Plan
+from bitlens.core.search.options import Budget
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """One (layer, choice) measured alone: output error, task metric, bytes saved."""
+
+    layer: str
+    kind: str  # "weight" or "activation"
+    format: str  # "float" keeps float
+    error: float  # relative L2 error of the outputs
+    metric: float | None
+    bytes_saved: int  # against float weights (0 for activations: they are not stored)
+
+
+@dataclass(frozen=True)
+class Point:
+    """A whole plan, evaluated for real."""
+
+    plan: Plan
+    file_bytes: int  # the exported file's size by the plan's accounting
+    weight_bytes: int  # bytes of the quantizable weights
+    error: float  # relative L2 error of the outputs (root mean square over outputs)
+    metric: float | None
+    label: str  # "search", "float" or a preset name
+    exported_bytes: int | None = None  # the real exported file, where it was checked
+
+    @property
+    def sqnr_db(self) -> float:
+        return -20.0 * math.log10(self.error) if self.error > 0 else math.inf
+
+    def summary(self) -> str:
+        """One line per kind of change: how many layers at which weight format."""
+        counts: dict[str, int] = {}
+        acts: dict[str, int] = {}
+        for choice in self.plan.choices.values():
+            if choice.weight is not None:
+                counts[choice.weight.name] = counts.get(choice.weight.name, 0) + 1
+            if choice.activation is not None:
+                acts[choice.activation.name] = acts.get(choice.activation.name, 0) + 1
+        quantized = sum(counts.values())
+        floats = sum(1 for layer in self.plan.info.layers if layer.weights) - quantized
+        w = ", ".join(f"{n}× {f}" for f, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        a = ", ".join(f"{n}× {f}" for f, n in sorted(acts.items(), key=lambda kv: -kv[1]))
+        parts = [f"weights: {w or 'all float'}" + (f", {floats} float" if w and floats else "")]
+        parts.append(f"activations: {a or 'all float'}")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "file_bytes": self.file_bytes,
+            "weight_bytes": self.weight_bytes,
+            "error": self.error,
+            "sqnr_db": self.sqnr_db,
+            "metric": self.metric,
+            "exported_bytes": self.exported_bytes,
+            "plan": self.plan.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    budget: Budget
+    best: Point  # the plan within the budget
+    front: tuple[Point, ...]  # bytes increasing, error strictly decreasing
+    tried: tuple[Point, ...]  # every whole plan the search evaluated
+    references: tuple[Point, ...]  # float and the uniform presets
+    sensitivities: tuple[Sensitivity, ...]
+    evaluations: int  # model runs over the evaluation samples, sensitivities included
+    metric_name: str | None
+    float_bytes: int
+    wide_layers: tuple[str, ...]  # layers whose activations stay wider than the base
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget.describe(),
+            "seed": self.seed,
+            "metric": self.metric_name,
+            "evaluations": self.evaluations,
+            "float_bytes": self.float_bytes,
+            "wide_activations": list(self.wide_layers),
+            "best": self.best.to_dict(),
+            "front": [p.to_dict() for p in self.front],
+            "references": [p.to_dict() for p in self.references],
+            "sensitivities": [vars(s) for s in self.sensitivities],
+        }
+
+
+def pareto_front(points: Iterable[Point]) -> tuple[Point, ...]:
+    """The points no other point beats on both bytes and error; bytes up, error strictly down."""
+    front: list[Point] = []
+    for p in sorted(points, key=lambda p: (p.file_bytes, p.error)):
+        if not front or p.error < front[-1].error:
+            front.append(p)
+    return tuple(front)

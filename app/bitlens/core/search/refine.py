@@ -1,0 +1,225 @@
+"""Whole-plan refinement: probes along the path, the local search near a size budget (with
+the check of the real exported size), bisection and shaving under an error or metric budget."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Mapping
+from dataclasses import replace
+
+from bitlens.core.errors import SearchError
+from bitlens.core.formats import Format
+from bitlens.core.results import Progress
+from bitlens.core.search.activations import ActivationChoice
+from bitlens.core.search.measures import exported_size
+from bitlens.core.search.points import Point
+
+
+class Refinement(ActivationChoice):
+    def _probes(self) -> Generator[Progress | Point, None, dict[int, Point]]:
+        n = len(self.moves)
+        ks = sorted({round(i * n / max(1, self.opts.front_probes - 1))
+                     for i in range(self.opts.front_probes)})  # fmt: skip
+        out: dict[int, Point] = {}
+        for k in ks:
+            out[k] = self.point(self.plan_of(self._weights_at(k)))
+            yield out[k]
+            yield self._tick("front: evaluating plans along the path")
+        return out
+
+    def _by_size(self) -> Generator[Progress | Point, None, Point]:
+        b = self.opts.budget
+        limit = (
+            b.max_bytes
+            if b.max_bytes is not None
+            else int(
+                b.size_ratio * (self.fixed_bytes + self.float_weight_bytes)  # type: ignore[operator]
+            )
+        )
+        k = self._first_within(limit)
+        if k is None:
+            smallest = self._bytes_of(self._weights_at(len(self.moves)))
+            raise SearchError(
+                f"no plan fits in {limit} bytes: the smallest the candidates reach is "
+                f"{smallest} bytes (pins and the file's other contents included)"
+            )
+        yield from self._probes()
+        yield from self._measure_around(k)
+        k = self._first_within(limit)
+        assert k is not None
+        weights = self._weights_at(k)
+        cur = self.point(self.plan_of(weights))
+        yield cur
+        # The best uniform plan that fits is a second start: the local search goes on from
+        # whichever of the two is better for real.
+        fitting = [u for u in self.uniform if u[0].file_bytes <= limit and u[0].error < cur.error]
+        if fitting:
+            cur, self.act = min(fitting, key=lambda u: u[0].error)
+            weights = {name: cur.plan[name].weight for name in self.ladders}
+        yield from self._refine_size(weights, cur, limit)
+        if not self.opts.check_export:
+            return self._best_within(limit)
+        # The accounting includes the measured export overheads; check the real file, and
+        # go down the ranking (then below the limit) while it does not fit.
+        budget = limit
+        over = 0
+        for _ in range(4):
+            overs = []
+            for p in self._ranking(limit)[:4]:
+                real = exported_size(self.engine, p.plan)
+                yield self._tick("checking the exported size")
+                if real <= budget:
+                    return replace(p, exported_bytes=real)
+                overs.append(real - p.file_bytes)
+            # aim lower by the smallest shortfall of the accounting seen: the plans that
+            # differ least from what was measured
+            over = min(overs) if overs else 1
+            limit -= max(over, 1)
+            k = self._first_within(limit)
+            if k is None:
+                break
+            # refine again at the lower limit, from the best plan under it
+            fits = self._ranking(limit)
+            if fits:
+                p = fits[0]
+                weights = {name: p.plan[name].weight for name in self.ladders}
+                self.act = {name: p.plan[name].activation for name in self.act}
+            else:
+                weights = self._weights_at(k)
+                p = self.point(self.plan_of(weights))
+                yield p
+            yield from self._refine_size(weights, p, limit)
+        raise SearchError(
+            f"no plan found whose exported file fits in {budget} bytes (the export adds "
+            f"{over} bytes of graph to the last plan tried)"
+        )
+
+    def _best_within(self, limit: int) -> Point:
+        return self._ranking(limit)[0]
+
+    def _ranking(self, limit: int) -> list[Point]:
+        """Plans within ``limit``, best first: the task metric (no credit above the float
+        model's: that is noise), then the lowest output error."""
+        fits = [p for p in self.tried if p.file_bytes <= limit]
+        if self.metric is None:
+            return sorted(fits, key=lambda p: (p.error, p.file_bytes))
+        top = self.float_metric if self.float_metric is not None else math.inf
+        return sorted(fits, key=lambda p: (-min(p.metric, top), p.error, p.file_bytes))  # type: ignore[type-var]
+
+    def _refine_size(
+        self, weights: dict[str, Format | None], cur: Point, limit: int
+    ) -> Generator[Progress | Point, None, None]:
+        """Swap bytes between layers, measured in the context of the current plan."""
+        spent = 0
+        budget = self.opts.refine_evaluations
+        m = 3
+        while spent + 2 * m + 1 <= budget:
+            gain: dict[str, tuple[float, int, Format | None]] = {}
+            cost: dict[str, tuple[float, int, Format | None]] = {}
+            for up in (True, False):
+                for name in self._candidates(weights, up)[:m]:
+                    fmt = self._neighbor(weights, name, up)
+                    assert fmt is not False
+                    p = self.point(self.plan_of({**weights, name: fmt}))
+                    spent += 1
+                    if up:
+                        gain[name] = (cur.error**2 - p.error**2, p.file_bytes - cur.file_bytes, fmt)
+                    else:
+                        cost[name] = (p.error**2 - cur.error**2, cur.file_bytes - p.file_bytes, fmt)
+                    yield p
+                    yield self._tick(f"refining: {name} one step {'up' if up else 'down'}")
+            options: list[tuple[float, dict[str, Format | None]]] = []
+            slack = limit - cur.file_bytes
+            for u, (g, db, fu) in gain.items():
+                if db <= slack and g > 0:
+                    options.append((g, {**weights, u: fu}))
+                for d, (c, saved, fd) in cost.items():
+                    if d != u and db - saved <= slack and g - c > 0:
+                        options.append((g - c, {**weights, u: fu, d: fd}))
+            options.sort(key=lambda o: -o[0])
+            improved = False
+            for _, cand in options[:2]:
+                p = self.point(self.plan_of(cand))
+                spent += 1
+                yield p
+                yield self._tick("refining: trying a swap")
+                if p.file_bytes <= limit and p.error < cur.error:
+                    weights, cur, improved = cand, p, True
+                    break
+            if not improved:
+                # a single step may itself be a better plan within the budget
+                fits = [p for p in self.tried if p.file_bytes <= limit and p.error < cur.error]
+                if not fits:
+                    break
+                cur = min(fits, key=lambda p: p.error)
+                weights = {name: cur.plan[name].weight for name in self.ladders}
+
+    def _candidates(self, weights: Mapping[str, Format | None], up: bool) -> list[str]:
+        """Layers to move one step: up where the step buys back the most predicted noise
+        per byte, down where it costs the least; the seed breaks near-ties."""
+        scored = []
+        for name, lad in self.ladders.items():
+            fmt = self._neighbor(weights, name, up)
+            if fmt is False:
+                continue
+            b0 = self._lb(lad.layer, weights[name])
+            b1 = self._lb(lad.layer, fmt)  # type: ignore[arg-type]
+            n0, n1 = self._noise(name, weights[name]), self._noise(name, fmt)  # type: ignore[arg-type]
+            slope = abs(n1 - n0) / max(1, abs(b1 - b0))
+            scored.append((-slope if up else slope, float(self.rng.random()), name))
+        scored.sort()
+        return [name for _, _, name in scored]
+
+    def _by_quality(self) -> Generator[Progress | Point, None, Point]:
+        b = self.opts.budget
+
+        def ok(p: Point) -> bool:
+            if b.max_error is not None:
+                return p.error <= b.max_error
+            return p.metric is not None and p.metric >= b.min_metric  # type: ignore[operator]
+
+        probed = yield from self._probes()
+        start = self.point(self.plan_of(self._weights_at(0)))
+        if not ok(start):
+            raise SearchError(
+                f"even with float weights the plan misses the budget ({b.describe()}): error "
+                f"{start.error:.4g}"
+                + ("" if start.metric is None else f", metric {start.metric:.4g}")
+                + "; allow more wide activations or keep activations float"
+            )
+        passed = max(k for k, p in [(0, start), *probed.items()] if ok(p))
+        yield from self._measure_around(passed)
+        # bisect the rebuilt path for the largest k that passes (the error grows roughly
+        # along the path)
+        lo, hi = 0, len(self.moves)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            p = self.point(self.plan_of(self._weights_at(mid)))
+            yield p
+            yield self._tick("bisecting the path for the budget")
+            if ok(p):
+                lo = mid
+            else:
+                hi = mid - 1
+        weights = self._weights_at(lo)
+        cur = self.point(self.plan_of(weights))
+        spent = 0
+        # then shave more bytes one step at a time where the real error allows it
+        while spent < self.opts.refine_evaluations:
+            moved = False
+            for name in self._candidates(weights, up=False)[:4]:
+                fmt = self._neighbor(weights, name, up=False)
+                cand = {**weights, name: fmt}
+                p = self.point(self.plan_of(cand))  # type: ignore[arg-type]
+                spent += 1
+                yield p
+                yield self._tick(f"refining: {name} one step down")
+                if ok(p) and p.file_bytes < cur.file_bytes:
+                    weights, cur, moved = cand, p, True  # type: ignore[assignment]
+                    break
+                if spent >= self.opts.refine_evaluations:
+                    break
+            if not moved:
+                break
+        passing = [p for p in self.tried if ok(p)]
+        return min(passing, key=lambda p: (p.file_bytes, p.error))

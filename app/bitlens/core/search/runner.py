@@ -1,0 +1,131 @@
+"""The search from start to end: references, activations, sensitivities, uniform starts, then
+the refinement for the budget's kind."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import replace
+
+from bitlens.core.engine import Engine
+from bitlens.core.errors import SearchError
+from bitlens.core.formats import Format, parse_format
+from bitlens.core.plan import Plan
+from bitlens.core.results import Progress
+from bitlens.core.search.candidates import _anchors, _parse_all
+from bitlens.core.search.options import FLOAT_NAME, SearchOptions
+from bitlens.core.search.points import Point, SearchResult, pareto_front
+from bitlens.core.search.refine import Refinement
+from bitlens.core.usermetric import default_metric, reference_outputs
+
+
+def search(
+    engine: Engine, options: SearchOptions
+) -> Generator[Progress | Point, None, SearchResult]:
+    """Run the search; yields Progress and every whole plan evaluated (for live plots).
+
+    Cancel by not resuming the generator (or ``close()``); the engine stays usable.
+    """
+    kept = engine.max_sessions
+    engine.max_sessions = min(kept, 2)  # many structures, one after the other: keep few
+    try:
+        return (yield from _Search(engine, options).run())
+    finally:
+        engine.max_sessions = kept
+
+
+class _Search(Refinement):
+    def run(self) -> Generator[Progress | Point, None, SearchResult]:
+        engine, opts = self.engine, self.opts
+        if engine.data is None:
+            raise SearchError("the search runs the model: give it input data (or input sizes)")
+        yield from engine.prepare()
+        self.ref = reference_outputs(engine)
+        self.labels = engine.data.eval_labels
+        self.metric = opts.metric or default_metric(self.ref, self.labels)
+        if opts.budget.min_metric is not None and self.metric is None:
+            raise SearchError(
+                "a minimum metric needs a metric: labelled data for a classifier, or --metric"
+            )
+        free = [layer for layer in self.info.layers if layer.name not in self.pins]
+        wfmts = _parse_all(opts.weight_formats, "weight")
+        afmts = _parse_all(opts.activation_formats, "activation")
+        base = (
+            None
+            if opts.base_activation in (None, FLOAT_NAME)
+            else parse_format(opts.base_activation)
+        )
+        act_layers = [
+            layer for layer in free
+            if base is not None and layer.activations and not layer.graph_path
+        ]  # fmt: skip
+        wlayers = [layer for layer in free if layer.weights]
+        self.total = len(wlayers) * len(wfmts) + 3 * len(act_layers) + opts.front_probes
+        self.total += opts.refine_evaluations + len(opts.references) + 2
+
+        # 1. which formats each layer can take (numpy only: quantization and weight error),
+        # and what the export adds around each
+        wfmts = yield from self._measure_overheads(wlayers, wfmts, base)
+        # references: float and presets, for the plot and the comparison
+        refs = [self.point(Plan(self.info), FLOAT_NAME)]
+        self.float_metric = refs[0].metric
+        yield refs[0]
+        for name in opts.references:
+            refs.append(self.point(Plan.preset(self.info, name), name))
+            yield refs[-1]
+            yield self._tick(f"reference {name}")
+
+        self.wfmts = wfmts
+        self.wlayers = wlayers
+        self.cands: dict[str, list[tuple[int, float, Format]]] = {
+            layer.name: self._weight_candidates(layer, wfmts) for layer in wlayers
+        }
+        self.measured: dict[tuple[str, Format], tuple[float, float | None]] = {}
+        # 2. activations: base everywhere, free 8-bit swaps, a few wide exceptions; measured
+        # with 8-bit weights, the context a budget near W8A8 needs them in
+        int8 = parse_format("int8 sym ch")
+        self.ctx_weights: dict[str, Format | None] = {
+            name: int8 if any(f == int8 for _b, _w, f in c) else None
+            for name, c in self.cands.items()
+        }
+        if base is not None:
+            yield from self._activations(base, afmts, act_layers)
+            yield from self._measure_wide_costs()
+        # 3. weights: each layer alone at two anchor formats; the rest predicted from the
+        # weight error until the path shows which formats matter, then measured there
+        for layer in wlayers:
+            for fmt in _anchors(self.cands[layer.name]):
+                self._measure_weight(layer, fmt)
+            yield self._tick(f"sensitivity: {layer.name} weights")
+        self._rebuild()
+        # every candidate format on every layer: uniform plans, on the plot and as starts;
+        # with and without the wide activations (chosen with int8 weights, they can hurt
+        # with coarser ones: the 8-bit quantizer's clipping also stops upstream errors)
+        self.uniform: list[tuple[Point, dict[str, Format | None]]] = []
+        wide_acts = dict(self.act)
+        configs = [wide_acts]
+        if self.wide:
+            configs.append({**wide_acts, **{n: self.narrow[n] for n in self.wide}})
+        for fmt in wfmts:
+            for acts in configs:
+                self.act = acts
+                self.uniform.append((self.point(self.plan_of(self._uniform(fmt))), acts))
+                yield self.uniform[-1][0]
+            yield self._tick(f"uniform {fmt.name}")
+        self.act = wide_acts
+        if opts.budget.by_size:
+            best = yield from self._by_size()
+        else:
+            best = yield from self._by_quality()
+        return SearchResult(
+            budget=opts.budget,
+            best=best,
+            front=pareto_front(self.tried),
+            tried=tuple(self.tried),
+            references=tuple(replace(self._cache[r.plan], label=r.label) for r in refs),
+            sensitivities=tuple(self.sens),
+            evaluations=self.evaluations,
+            metric_name=None if self.metric is None else self.metric.name,
+            float_bytes=self.fixed_bytes + self.float_weight_bytes,
+            wide_layers=tuple(n for n in self.wide if best.plan[n].activation != self.narrow[n]),
+            seed=opts.seed,
+        )

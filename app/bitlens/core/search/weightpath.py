@@ -1,0 +1,144 @@
+"""Weight sensitivities and the greedy path: candidates per layer, output noise measured at
+anchors and predicted between them, hulls rebuilt as measurements arrive."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Mapping, Sequence
+
+import numpy as np
+
+from bitlens.core.errors import BitlensError
+from bitlens.core.formats import Format
+from bitlens.core.model.types import Layer
+from bitlens.core.plan import LayerChoice, Plan, validate_choice
+from bitlens.core.results import Progress
+from bitlens.core.search.candidates import _fits_weight
+from bitlens.core.search.hull import _efficient, _greedy, _hull, _Ladder
+from bitlens.core.search.overheads import Overheads
+from bitlens.core.search.points import Sensitivity
+from bitlens.core.weights import weight_bytes_after
+
+
+class WeightPath(Overheads):
+    def _weight_candidates(
+        self, layer: Layer, formats: Sequence[Format]
+    ) -> list[tuple[int, float, Format]]:
+        """Formats this layer can take that save bytes and are not beaten on both bytes and
+        weight error by another (the weight error is a cheap numpy figure)."""
+        ok: list[tuple[int, float, Format]] = []
+        for fmt in formats:
+            try:
+                validate_choice(layer, LayerChoice(fmt))
+                nbytes = self._lb(layer, fmt)
+                if fmt not in self.w_overhead or nbytes >= layer.nbytes:
+                    continue
+                rel = self.engine.weight_error(layer, fmt).rel_l2
+            except BitlensError:
+                continue
+            ok.append((nbytes, rel * rel, fmt))
+        return [
+            (b, m, f) for b, m, f in ok
+            if not any(b2 <= b and m2 <= m and (b2, m2) != (b, m) for b2, m2, _ in ok)
+        ]  # fmt: skip
+
+    def _measure_weight(self, layer: Layer, fmt: Format) -> None:
+        if (layer.name, fmt) in self.measured:
+            return
+        err, met = self._measure(Plan(self.info, {layer.name: LayerChoice(fmt)}))
+        self.measured[(layer.name, fmt)] = (err * err, met)
+        saved = layer.nbytes - weight_bytes_after(layer, fmt)
+        self.sens.append(Sensitivity(layer.name, "weight", fmt.name, err, met, saved))
+
+    def _predict(self, name: str, rel_w: float, fmt: Format) -> float:
+        """Output noise power of one layer's weights in ``fmt``: measured, or the measured
+        output/weight noise ratio of the nearest measured formats times this weight noise
+        (interpolated in log space; to first order output noise grows with weight noise)."""
+        hit = self.measured.get((name, fmt))
+        if hit is not None:
+            return hit[0]
+        known = sorted(
+            (math.log(w), math.log(self.measured[(name, f)][0] / w))
+            for _b, w, f in self.cands[name]
+            if (name, f) in self.measured and w > 0 and self.measured[(name, f)][0] > 0
+        )
+        if not known or rel_w <= 0:
+            return 0.0
+        x = math.log(rel_w)
+        xs = [k[0] for k in known]
+        ys = [k[1] for k in known]
+        return rel_w * math.exp(float(np.interp(x, xs, ys)))
+
+    def _rebuild(self) -> None:
+        """Hulls and the greedy path from what is measured and predicted now."""
+        ladders = []
+        for layer in self.wlayers:
+            pts: list[tuple[int, float, Format | None]] = [(layer.nbytes, 0.0, None)]
+            for nbytes, rel_w, fmt in self.cands[layer.name]:
+                pts.append((nbytes, self._predict(layer.name, rel_w, fmt), fmt))
+            ladders.append(_Ladder(layer, _hull(pts)))
+        self.ladders = {lad.layer.name: lad for lad in ladders}
+        self.moves = _greedy(ladders)
+
+    def _measure_around(self, k: int) -> Generator[Progress, None, None]:
+        """Measure the predicted formats each layer takes near step ``k`` of the path."""
+        weights = self._weights_at(k)
+        todo = []
+        for name, lad in self.ladders.items():
+            i = next(i for i, p in enumerate(lad.points) if p[2] == weights[name])
+            for j in (i - 1, i, i + 1):
+                if 0 <= j < len(lad.points) and lad.points[j][2] is not None:
+                    fmt = lad.points[j][2]
+                    if (name, fmt) not in self.measured:
+                        todo.append((name, fmt))
+        self.total += len(todo)
+        for name, fmt in todo:
+            self._measure_weight(self.info.layer(name), fmt)
+            yield self._tick(f"sensitivity: {name} weights {fmt.name}")
+        self._rebuild()
+
+    def _weights_at(self, k: int) -> dict[str, Format | None]:
+        """Each layer's weight format after the first ``k`` greedy moves (0 = all float)."""
+        idx = {name: 0 for name in self.ladders}
+        for name in self.moves[:k]:
+            idx[name] += 1
+        return {name: self.ladders[name].points[i][2] for name, i in idx.items()}
+
+    def _first_within(self, limit: int) -> int | None:
+        n = len(self.moves)
+        return next((k for k in range(n + 1) if self._bytes_of(self._weights_at(k)) <= limit), None)
+
+    def _uniform(self, fmt: Format) -> dict[str, Format | None]:
+        """Every searched layer at ``fmt``, or where it cannot take it, at its nearest
+        candidate no larger (else float)."""
+        out: dict[str, Format | None] = {}
+        for name, lad in self.ladders.items():
+            if _fits_weight(lad.layer, fmt) and self._lb(lad.layer, fmt) < lad.layer.nbytes:
+                out[name] = fmt
+                continue
+            target = self._lb(lad.layer, fmt) if _fits_weight(lad.layer, fmt) else 0
+            below = [(b, f) for b, _w, f in self.cands[name] if b <= target]
+            out[name] = max(below, key=lambda x: x[0])[1] if below else None
+        return out
+
+    def _noise(self, name: str, fmt: Format | None) -> float:
+        if fmt is None:
+            return 0.0
+        rel = next((w for _b, w, f in self.cands[name] if f == fmt), None)
+        return 0.0 if rel is None else self._predict(name, rel, fmt)
+
+    def _neighbor(
+        self, weights: Mapping[str, Format | None], name: str, up: bool
+    ) -> Format | bool | None:
+        """The next efficient format with more (up) or fewer bytes; False when none."""
+        layer = self.ladders[name].layer
+        cur = self._lb(layer, weights[name])
+        pts = [(layer.nbytes, 0.0, None)] + [
+            (b, self._noise(name, f), f) for b, _w, f in self.cands[name]
+        ]
+        eff = _efficient(pts)
+        if up:
+            above = [p for p in eff if p[0] > cur]
+            return min(above, key=lambda p: p[0])[2] if above else False
+        below = [p for p in eff if p[0] < cur]
+        return max(below, key=lambda p: p[0])[2] if below else False

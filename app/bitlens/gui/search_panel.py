@@ -1,0 +1,247 @@
+"""Tools ▸ Find Plan: the budget, metric and pins of a plan search, and its live front.
+
+The panel only builds a typed request (:class:`~bitlens.core.search.SearchOptions`)
+and hands it on through ``runRequested``; the controller runs the search in a
+worker and feeds the plans it tries back through :meth:`add_point`. Clicking a
+plan in the plot asks to apply it (``applyRequested``), which the window does
+as one undoable edit.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.results import Progress
+from bitlens.core.search import Budget, Point, SearchOptions, SearchResult
+from bitlens.core.usermetric import load_metric
+from bitlens.gui.search_plot import SearchPlot, tooltip
+
+# budget kind -> (label, minimum, maximum, default, decimals)
+BUDGETS: dict[str, tuple[str, float, float, float, int]] = {
+    "size_ratio": ("Size ratio (of float)", 0.01, 1.0, 0.25, 3),
+    "max_bytes": ("Max file bytes", 1, 1e12, 1e6, 0),
+    "max_error": ("Max output error (rel. L2)", 1e-5, 10.0, 0.02, 5),
+    "min_metric": ("Min metric", -1e9, 1e9, 0.95, 4),
+}
+
+
+class SearchPanel(QWidget):
+    runRequested = Signal(object)  # SearchOptions
+    cancelRequested = Signal()
+    applyRequested = Signal(object)  # Point
+    failed = Signal(str, object)  # what was attempted, the exception
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.pins: dict[str, LayerChoice] = {}
+        self.result: SearchResult | None = None
+        self._bytes_default = 0.0  # half the open model's file
+        self.running = False
+
+        self.kind = QComboBox(self)
+        self.kind.setObjectName("budgetKind")
+        for key, (label, *_rest) in BUDGETS.items():
+            self.kind.addItem(label, key)
+        self.value = QDoubleSpinBox(self)
+        self.value.setObjectName("budgetValue")
+        self.kind.currentIndexChanged.connect(self._on_kind)
+        self.metric = QLineEdit(self)
+        self.metric.setObjectName("metricSpec")
+        self.metric.setPlaceholderText("built-in (accuracy with labels); or module:function")
+        self.metric.setToolTip(
+            "Your metric f(outputs, reference_outputs, labels) -> float, higher is better: "
+            "module:function or path/to/file.py:function"
+        )
+        browse = QPushButton("…", self)
+        browse.setToolTip("Pick a Python file holding the metric")
+        browse.clicked.connect(self._browse_metric)
+        self.seed = QSpinBox(self)
+        self.seed.setObjectName("searchSeed")
+        self.seed.setRange(0, 2**31 - 1)
+        self.pin_list = QListWidget(self)
+        self.pin_list.setObjectName("pinList")
+        self.pin_list.setToolTip("Right-click a layer in the table: Pin at current format")
+        self.pin_list.setMaximumHeight(54)
+        unpin = QPushButton("Unpin", self)
+        unpin.clicked.connect(self._unpin_selected)
+        self.run_button = QPushButton("Find plan", self)
+        self.run_button.setObjectName("runSearch")
+        self.run_button.clicked.connect(self.request_run)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setObjectName("cancelSearch")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        self.progress = QProgressBar(self)
+        self.progress.setTextVisible(True)
+        self.status = QLabel("Set a budget and press Find plan.", self)
+        self.status.setObjectName("searchStatus")
+        self.status.setWordWrap(False)
+        self.plot = SearchPlot(self)
+        self.plot.pointClicked.connect(self.applyRequested)
+        self.plot.pointHovered.connect(self._on_hovered)
+
+        form = QFormLayout()
+        form.addRow(self.kind, self.value)
+        mrow = QHBoxLayout()
+        mrow.addWidget(self.metric, 1)
+        mrow.addWidget(browse)
+        form.addRow("Metric:", mrow)
+        form.addRow("Seed:", self.seed)
+        prow = QHBoxLayout()
+        prow.addWidget(self.pin_list, 1)
+        prow.addWidget(unpin, 0, Qt.AlignmentFlag.AlignTop)
+        form.addRow("Pinned:", prow)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.progress, 1)
+        side = QVBoxLayout()
+        side.setContentsMargins(0, 0, 0, 0)
+        side.addLayout(form)
+        side.addLayout(buttons)
+        side.addStretch(1)
+        left = QWidget(self)
+        left.setLayout(side)
+        left.setMaximumWidth(360)
+        right = QVBoxLayout()
+        right.addWidget(self.plot, 1)
+        right.addWidget(self.status)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(left)
+        layout.addLayout(right, 1)
+        self._on_kind()
+
+    # -- requests ---------------------------------------------------------------------------
+    def budget(self) -> Budget:
+        key = self.kind.currentData()
+        value = self.value.value()
+        return Budget(**{key: int(value) if key == "max_bytes" else value})
+
+    def options(self) -> SearchOptions:
+        """The typed request from the widgets (MetricError/SearchError if they are wrong)."""
+        spec = self.metric.text().strip()
+        return SearchOptions(
+            self.budget(),
+            pins=dict(self.pins),
+            seed=self.seed.value(),
+            metric=load_metric(spec) if spec else None,
+        )
+
+    def request_run(self) -> None:
+        try:
+            options = self.options()
+        except Exception as exc:  # a bad metric or budget: shown like any failed action
+            self.failed.emit("Starting the plan search", exc)
+            return
+        self.runRequested.emit(options)
+
+    # -- pins -------------------------------------------------------------------------------------
+    def pin(self, plan: Plan, layers: list[str]) -> None:
+        """Pin these layers at their current choice in ``plan``."""
+        for name in layers:
+            self.pins[name] = plan[name]
+        self._show_pins()
+
+    def clear_pins(self) -> None:
+        self.pins.clear()
+        self._show_pins()
+
+    def _unpin_selected(self) -> None:
+        for item in self.pin_list.selectedItems():
+            self.pins.pop(item.data(Qt.ItemDataRole.UserRole), None)
+        self._show_pins()
+
+    def _show_pins(self) -> None:
+        self.pin_list.clear()
+        for name, c in self.pins.items():
+            w = "float" if c.weight is None else c.weight.name
+            a = "float" if c.activation is None else c.activation.name
+            self.pin_list.addItem(f"{name}: W {w}, A {a}")
+            self.pin_list.item(self.pin_list.count() - 1).setData(Qt.ItemDataRole.UserRole, name)
+
+    def reset(self, float_bytes: int | None = None) -> None:
+        """Another model (or other data): the plans and pins shown belong to the old one.
+        ``float_bytes`` (the model file's size) sets the default byte budget to half of it."""
+        if float_bytes:
+            self._bytes_default = float(float_bytes // 2)
+            self._on_kind()
+        self.result = None
+        self.plot.clear()
+        self.clear_pins()
+        self.status.setText("Set a budget and press Find plan.")
+
+    # -- progress from the worker ------------------------------------------------------------------
+    def started(self) -> None:
+        self.running = True
+        self.result = None
+        self.plot.clear()
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.status.setText(f"Searching: {self.budget().describe()}…")
+
+    def add_point(self, p: Point) -> None:
+        self.plot.add(p)
+
+    def show_progress(self, progress: Progress) -> None:
+        self.progress.setMaximum(max(1, progress.total))
+        self.progress.setValue(progress.done)
+
+    def finished(self, result: SearchResult | None) -> None:
+        """The search ended: with a result, or ``None`` when cancelled or failed."""
+        self.running = False
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if result is None:
+            self.status.setText("Stopped. The plans tried so far stay on the plot.")
+            return
+        self.result = result
+        self.plot.mark(result.best)
+        self.progress.setValue(self.progress.maximum())
+        self._say(
+            f"Best within the budget (starred), {result.evaluations} evaluations: "
+            f"{tooltip(result.best)}. Click a point to apply its plan."
+        )
+
+    def _on_hovered(self, p: Point | None) -> None:
+        if p is not None:
+            self._say(tooltip(p))
+
+    def _say(self, text: str) -> None:
+        """One line in the panel (the dock is short); all of it in the tooltip."""
+        self.status.setToolTip(text)
+        first = text.splitlines()[0]
+        self.status.setText(first + (" …" if "\n" in text else ""))
+
+    def _on_kind(self) -> None:
+        key = self.kind.currentData()
+        _label, lo, hi, default, decimals = BUDGETS[key]
+        if key == "max_bytes" and self._bytes_default:
+            default = self._bytes_default
+        self.value.setDecimals(decimals)
+        self.value.setRange(lo, hi)
+        self.value.setSingleStep(10**-decimals if decimals else 1000)
+        self.value.setValue(default)
+
+    def _browse_metric(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Metric file", "", "Python (*.py)")
+        if path:
+            self.metric.setText(f"{path}:")
+            self.metric.setFocus()

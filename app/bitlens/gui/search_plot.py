@@ -1,0 +1,135 @@
+"""The plan search's scatter: every plan tried, the Pareto front, float and the presets.
+
+x is the exported file size, y the relative output error (log scale, lower is
+better). Hovering a point shows its plan summary; clicking a plan point asks
+to apply it (``pointClicked``). Float has no error, so it is a vertical line at
+its size rather than a point.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from bitlens.core.search import Point, pareto_front
+from bitlens.gui.text import fmt_bytes
+
+FLOOR = 1e-6  # errors below this (exact plans) are drawn here on the log axis
+
+
+class SearchPlot(QWidget):
+    pointClicked = Signal(object)  # Point
+    pointHovered = Signal(object)  # Point or None
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.points: list[Point] = []  # search plans, in the order tried
+        self.references: list[Point] = []
+        self.plot = pg.PlotWidget(self)
+        self.plot.setObjectName("searchPlot")
+        self.plot.setLogMode(x=False, y=True)
+        self.plot.showGrid(x=True, y=True, alpha=0.25)
+        self.plot.setLabel("bottom", "file size by the plan's accounting", units="B")
+        self.plot.setLabel("left", "output error (relative L2)")
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.plot.addLegend(offset=(-10, 10))
+        # PlotDataItems (not bare scatter items) so that the log y axis applies to them
+        self.tried = pg.PlotDataItem(
+            pen=None, symbol="o", symbolSize=6, symbolPen=None,
+            symbolBrush=pg.mkBrush(150, 150, 150, 160), name="tried",
+        )  # fmt: skip
+        self.front = pg.PlotDataItem(
+            pen=pg.mkPen((30, 110, 200), width=2), symbol="o", symbolSize=9,
+            symbolBrush=(30, 110, 200), name="front",
+        )  # fmt: skip
+        self.refs = pg.PlotDataItem(
+            pen=None, symbol="t", symbolSize=12, symbolPen=pg.mkPen((180, 60, 30)),
+            symbolBrush=pg.mkBrush(230, 120, 60), name="presets",
+        )  # fmt: skip
+        self.float_line = pg.InfiniteLine(
+            angle=90, pen=pg.mkPen((90, 90, 90), style=pg.QtCore.Qt.PenStyle.DashLine),
+            label="float", labelOpts={"position": 0.9},
+        )  # fmt: skip
+        self.chosen = pg.PlotDataItem(
+            pen=None, symbol="star", symbolSize=18, symbolPen=pg.mkPen("k"),
+            symbolBrush=pg.mkBrush(250, 200, 40),
+        )  # fmt: skip
+        self._labels: list[pg.TextItem] = []
+        for item in (self.tried, self.front, self.refs, self.chosen):
+            self.plot.addItem(item)
+        self.plot.addItem(self.float_line)
+        self.float_line.hide()
+        for item in (self.tried, self.front, self.refs):
+            item.sigPointsClicked.connect(self._on_clicked)
+            item.sigPointsHovered.connect(self._on_hovered)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+
+    # -- data ----------------------------------------------------------------------------------
+    def clear(self) -> None:
+        self.points = []
+        self.references = []
+        for label in self._labels:
+            self.plot.removeItem(label)
+        self._labels = []
+        for item in (self.tried, self.refs, self.chosen, self.front):
+            item.setData([], [])
+        self.float_line.hide()
+
+    def add(self, p: Point) -> None:
+        if p.label == "search":
+            self.points.append(p)
+            _show(self.tried, self.points)
+            _show(self.front, list(pareto_front(self.points)))
+        elif p.label == "float":
+            self.references.append(p)
+            self.float_line.setValue(p.file_bytes)
+            self.float_line.show()
+        else:
+            self.references.append(p)
+            _show(self.refs, [r for r in self.references if r.label != "float"])
+            text = pg.TextItem(p.label, anchor=(0, 1), color=(180, 60, 30))
+            text.setPos(p.file_bytes, math.log10(_y(p)))
+            self.plot.addItem(text)
+            self._labels.append(text)
+
+    def mark(self, p: Point | None) -> None:
+        """Star the plan that was applied (or chosen as the best within the budget)."""
+        _show(self.chosen, [] if p is None else [p])
+
+    @property
+    def front_points(self) -> tuple[Point, ...]:
+        return pareto_front(self.points)
+
+    # -- interaction -----------------------------------------------------------------------------
+    def _on_clicked(self, _item, spots, *_ev) -> None:
+        for spot in spots:
+            p = spot.data()
+            if isinstance(p, Point):
+                self.pointClicked.emit(p)
+                return
+
+    def _on_hovered(self, _item, spots, *_ev) -> None:
+        p = next((s.data() for s in spots if isinstance(s.data(), Point)), None)
+        self.plot.setToolTip("" if p is None else tooltip(p))
+        self.pointHovered.emit(p)
+
+
+def tooltip(p: Point) -> str:
+    metric = "" if p.metric is None else f", metric {p.metric:.4g}"
+    return (
+        f"{p.label}: {fmt_bytes(p.file_bytes)}, error {p.error:.4g} "
+        f"({p.sqnr_db:.1f} dB){metric}\n{p.summary()}"
+    )
+
+
+def _y(p: Point) -> float:
+    return max(p.error, FLOOR)
+
+
+def _show(item: pg.PlotDataItem, points: list[Point]) -> None:
+    item.setData([p.file_bytes for p in points], [_y(p) for p in points], data=points)

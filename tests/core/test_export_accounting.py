@@ -1,0 +1,123 @@
+"""The size accounting shown before export is the size of the file written
+(bitlens.core.export.accounting)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from bitlens.core.engine import Engine
+from bitlens.core.export import accounting
+from bitlens.core.export.exporter import ExportOptions, export
+from bitlens.core.export.fidelity import check_fidelity
+from bitlens.core.formats import parse_format
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
+from tests.core.export_models import attention_block, conv_net, random_feeds
+
+# one of each family and grouping the exporter writes differently
+FORMATS = (
+    "fp16", "bf16", "fp8e4m3fn ch", "int8 sym ch", "uint8 asym", "int4 sym ch", "int4 sym blk32",
+    "int3 sym ch", "int2 asym blk32", "nf4 blk64", "km4 ch", "log4 ch", "tern ch", "bin ch",
+)  # fmt: skip
+
+
+def _drain(gen):
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+@pytest.fixture(scope="module")
+def cnn() -> Engine:
+    model = from_proto(conv_net(channels=8))
+    engine = Engine(model, random_feeds(model.info, 2), device="cpu")
+    for _ in engine.calibrate():
+        pass
+    return engine
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_file_lands_on_the_accounting(cnn: Engine, tmp_path: Path, fmt: str) -> None:
+    plan = Plan.uniform(cnn.info, fmt, "uint8 asym" if fmt == "int8 sym ch" else None)
+    size = _drain(accounting.predict(cnn, plan))  # before, and apart from, the export
+    result = _drain(export(cnn, plan, tmp_path / "o.onnx", ExportOptions()))
+    written = (tmp_path / "o.onnx").stat().st_size
+    assert abs(written - size.file_bytes) <= 0.02 * size.file_bytes
+    report = _drain(check_fidelity(cnn, plan, result, latency_budget_s=0.0))
+    assert abs(report.file_size_error) <= 0.02
+    assert sum(la.file_bytes for la in size.layers) == sum(
+        r.bytes_file for r in result.layers.values()
+    )
+
+
+def test_transformer_file_lands_on_the_accounting(tmp_path: Path) -> None:
+    model = from_proto(attention_block())
+    engine = Engine(model, random_feeds(model.info, 2), device="cpu")
+    for fmt, act in (("int2 asym blk32", "fp16"), ("int8 sym ch", "uint8 asym"), ("km4 ch", None)):
+        plan = Plan.uniform(model.info, fmt, act)
+        size = _drain(accounting.predict(engine, plan))
+        _drain(export(engine, plan, tmp_path / "o.onnx", ExportOptions()))
+        written = (tmp_path / "o.onnx").stat().st_size
+        assert abs(written - size.file_bytes) <= 0.02 * size.file_bytes, fmt
+
+
+def _depthwise() -> onnx.ModelProto:
+    """x[N,8,6,6] -> Conv(W[8,1,3,3], group 8) -> Relu -> Conv(W2[8,8,1,1]) -> y: the
+    depthwise conv's reduction axis (1) has one element."""
+    rng = np.random.default_rng(0)
+    g = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "W"], ["h"], name="dw", group=8, pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["h"], ["r"]),
+            helper.make_node("Conv", ["r", "W2"], ["y"], name="pw"),
+        ],
+        "depthwise",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 6, 6])],
+        [
+            numpy_helper.from_array(rng.normal(0, 0.3, (8, 1, 3, 3)).astype(np.float32), "W"),
+            numpy_helper.from_array(rng.normal(0, 0.3, (8, 8, 1, 1)).astype(np.float32), "W2"),
+        ],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    return m
+
+
+def test_a_format_that_cannot_save_bytes_says_so(tmp_path: Path) -> None:
+    model = from_proto(_depthwise())
+    fmt = parse_format("int4 sym blk32")
+    assert accounting.cannot_save(model.info.layer("dw"), fmt)  # one scale per weight
+    assert not accounting.cannot_save(model.info.layer("pw"), parse_format("int4 sym ch"))
+    engine = Engine(model, random_feeds(model.info, 2), device="cpu")
+    plan = Plan.uniform(model.info, fmt)
+    result = _drain(export(engine, plan, tmp_path / "o.onnx", ExportOptions()))
+    report = _drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
+    dw = next(la for la in report.layers if la.name == "dw")
+    assert not dw.saves_bytes and dw.bytes_file > 0
+    assert any("'dw'" in n and "cannot save bytes" in n for n in report.notes)
+    assert abs(report.file_size_error) <= 0.02
+
+
+def test_two_bit_text_model_is_smaller_than_its_int8_one(tmp_path: Path) -> None:
+    """The rebuild subgraphs of the 2-bit weights (30 nodes each, with names repeating the
+    weight's name, and their own copies of the unpack tables) outweighed the bits saved on
+    the bundled text transformer: its int2 file was bigger than its int8 one."""
+    from bitlens.core.data import Dataset
+    from bitlens.core.model.loader import load_model
+
+    root = Path(__file__).parents[2] / "resources" / "samples" / "text_transformer"
+    model = load_model(root / "model.onnx")
+    engine = Engine(model, Dataset.from_npz(root / "data.npz", model.info), device="cpu")
+    sizes = {}
+    for fmt in ("int8 sym ch", "int2 asym blk32"):
+        plan = Plan.uniform(model.info, fmt, None)
+        sizes[fmt] = _drain(accounting.predict(engine, plan)).file_bytes
+    assert sizes["int2 asym blk32"] < 0.8 * sizes["int8 sym ch"]

@@ -1,0 +1,111 @@
+"""The export's opset: the lowest the plan needs, the next ones when an upgrade changes the
+outputs, and failures known before calibration reported before it (issue: export defaults)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from bitlens.cli import main
+from bitlens.core.engine import Engine
+from bitlens.core.errors import ExportError
+from bitlens.core.export import opsets
+from bitlens.core.export.exporter import ExportOptions, export, preflight
+from bitlens.core.export.fidelity import check_fidelity
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
+from tests import builders
+from tests.core.export_models import random_feeds
+
+
+def _drain(gen):
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _engine() -> Engine:
+    model = from_proto(builders.opset12_constant_weights())
+    return Engine(model, random_feeds(model.info, 2), device="cpu")
+
+
+def test_w8a8_on_an_opset12_constant_weight_model_works_by_default(tmp_path: Path) -> None:
+    """The OCR case: opset 12, weights in Constant nodes, --preset W8A8, no --opset."""
+    engine = _engine()
+    plan = Plan.preset(engine.info, "W8A8")
+    result = _drain(export(engine, plan, tmp_path / "o.onnx"))
+    assert (result.source_opset, result.opset) == (12, 13)
+    report = _drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
+    assert report.passed, report.failures
+
+
+def test_next_candidate_is_tried_when_an_upgrade_changes_outputs(monkeypatch) -> None:
+    real = opsets.convert
+    tried: list[int] = []
+
+    def convert(model, target, feeds):
+        tried.append(target)
+        if target == 13:  # as the version converter does for some operators
+            raise ExportError("upgrading the model to opset 13 changed output 'y' on sample 0")
+        return real(model, target, feeds)
+
+    monkeypatch.setattr(opsets, "convert", convert)
+    engine = _engine()
+    prepared = preflight(engine, Plan.preset(engine.info, "W8A8"))
+    assert tried == [13, 14] and prepared.opset == 14
+    assert any("opset 13: upgrading" in n for n in prepared.notes)
+
+
+def test_no_candidate_names_every_attempt(monkeypatch) -> None:
+    def convert(model, target, feeds):
+        raise ExportError(f"changed output at {target}")
+
+    monkeypatch.setattr(opsets, "convert", convert)
+    engine = _engine()
+    with pytest.raises(ExportError, match=r"opset 13: changed output at 13.*opset 21"):
+        preflight(engine, Plan.preset(engine.info, "W8A8"))
+
+
+def test_candidates() -> None:
+    assert opsets.candidates(17, 13) == [17]
+    assert opsets.candidates(12, 13) == list(range(13, 22))
+    assert opsets.candidates(17, 25) == [25]
+    with pytest.raises(ExportError, match="leave --opset out"):
+        opsets.candidates(12, 13, forced=12)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--opset", "12"], "opset 12 is too old"), (["-o", "OUT.txt"], "must be an .onnx file")],
+)
+def test_cli_fails_before_calibrating(
+    tmp_path: Path, monkeypatch, capsys, extra: list[str], message: str
+) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(builders.opset12_constant_weights(), str(path))
+
+    def calibrate(self, method="minmax"):
+        raise AssertionError("calibration started before a knowable failure")
+        yield
+
+    monkeypatch.setattr(Engine, "calibrate", calibrate)
+    out = str(tmp_path / "o.onnx")
+    args = ["export", str(path), "--preset", "W8A8", "-o", out, "--samples", "2"]
+    if extra[0] == "-o":
+        args[args.index("-o") + 1] = str(tmp_path / extra[1])
+    else:
+        args += extra
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not np.any([p.suffix == ".onnx" and p.name != "m.onnx" for p in tmp_path.iterdir()])
+
+
+def test_forced_opset_is_used(tmp_path: Path) -> None:
+    engine = _engine()
+    prepared = preflight(engine, Plan.preset(engine.info, "W8A8"), ExportOptions(opset=17))
+    assert prepared.opset == 17 and prepared.converted is not None

@@ -1,0 +1,244 @@
+"""The plan search (core/search.py) and user metrics (core/usermetric.py), on tiny models."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine
+from bitlens.core.errors import MetricError, SearchError
+from bitlens.core.formats import parse_format
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.search import (
+    Budget,
+    Point,
+    SearchOptions,
+    _greedy,
+    _hull,
+    _Ladder,
+    exported_size,
+    pareto_front,
+    search,
+)
+from bitlens.core.usermetric import evaluate_with, load_metric
+from tests.core.engine_models import mlp_with_fragile_layer, small_cnn
+
+FAST = dict(front_probes=4, refine_evaluations=8, references=("W8A8",), check_export=False)
+
+
+def _engine(proto, labels: bool = False) -> Engine:
+    model = from_proto(proto)
+    info = model.info
+    data = Dataset.random(info, n=6, seed=3)
+    if labels:
+        # labels from the float model itself: its accuracy is 1 and quantization lowers it
+        ref = Engine(model, data, device="cpu").run_outputs(Plan(info), range(len(data.samples)))
+        out = np.concatenate(next(iter(ref.values())))
+        data = Dataset(data.samples, np.argmax(out, -1))
+    engine = Engine(model, data, device="cpu")
+    for _ in engine.calibrate("minmax"):
+        pass
+    return engine
+
+
+def _run(engine: Engine, budget: Budget, **kw):
+    gen = search(engine, SearchOptions(budget, **{**FAST, **kw}))
+    yielded = []
+    try:
+        while True:
+            yielded.append(next(gen))
+    except StopIteration as stop:
+        return stop.value, yielded
+
+
+@pytest.fixture(scope="module")
+def cnn() -> Engine:
+    return _engine(small_cnn())
+
+
+def test_budget_needs_exactly_one_limit() -> None:
+    with pytest.raises(SearchError, match="exactly one"):
+        Budget()
+    with pytest.raises(SearchError, match="exactly one"):
+        Budget(max_bytes=10, size_ratio=0.5)
+    with pytest.raises(SearchError, match="size ratio"):
+        Budget(size_ratio=1.5)
+
+
+def test_size_budget_front_and_reproducibility(cnn: Engine) -> None:
+    # a tiny model: the export's graph (unpacking nodes, quantizer parameters) is a large
+    # part of the file, so the check of the exported size has work to do
+    result, yielded = _run(cnn, Budget(size_ratio=0.8), check_export=True)
+    assert result.best.exported_bytes is not None
+    assert result.best.exported_bytes <= 0.8 * result.float_bytes
+    front = result.front
+    assert len(front) >= 3
+    assert all(
+        a.file_bytes < b.file_bytes and a.error > b.error for a, b in itertools.pairwise(front)
+    )
+    # every tried plan is on or above the front
+    for p in result.tried:
+        assert any(f.file_bytes <= p.file_bytes and f.error <= p.error for f in front)
+    assert any(isinstance(y, Point) for y in yielded)
+    assert [r.label for r in result.references] == ["float", "W8A8"]
+    again, _ = _run(cnn, Budget(size_ratio=0.8), check_export=True)
+    assert again.best.plan == result.best.plan
+    assert [p.plan for p in again.front] == [p.plan for p in front]
+
+
+def test_point_error_and_bytes_match_the_engine_and_the_export(cnn: Engine, tmp_path) -> None:
+    result, _ = _run(cnn, Budget(size_ratio=0.5), check_export=False)
+    p = result.best
+    ev = cnn.evaluate(p.plan)
+    (out,) = ev.outputs.values()
+    assert p.error == pytest.approx(out.error.rel_l2, rel=1e-9)
+    assert p.weight_bytes == ev.bytes_after
+    # the plan's accounting is the fidelity report's "file_expected"; the real file adds
+    # the graph around the weights, which exported_size measures
+    real = exported_size(cnn, p.plan)
+    assert real >= p.file_bytes - 64
+
+
+def test_pins_are_kept(cnn: Engine) -> None:
+    pin = LayerChoice(parse_format("int2 asym blk32"), None)
+    result, _ = _run(cnn, Budget(size_ratio=0.4), pins={"conv2": pin})
+    assert all(p.plan["conv2"] == pin for p in result.tried)
+    assert result.best.plan["conv2"] == pin
+
+
+def test_fragile_layer_is_found_and_the_best_beats_uniform_plans() -> None:
+    """mm_b has one 12-sigma outlier per column: per-channel int4 ruins it."""
+    engine = _engine(mlp_with_fragile_layer())
+    result, _ = _run(engine, Budget(size_ratio=0.3), base_activation=None)
+    int4 = {s.layer: s.error for s in result.sensitivities if s.format == "int4 sym ch"}
+    assert max(int4, key=int4.get) == "mm_b"
+    uniform = [
+        p for p in result.tried
+        if p.file_bytes <= 0.3 * result.float_bytes
+        and len({c.weight for c in p.plan.choices.values()}) == 1
+    ]  # fmt: skip
+    assert uniform and result.best.error <= min(p.error for p in uniform)
+
+
+def test_error_and_metric_budgets() -> None:
+    engine = _engine(small_cnn(), labels=True)
+    result, _ = _run(engine, Budget(max_error=0.05))
+    assert result.best.error <= 0.05
+    assert result.metric_name == "accuracy"
+    smaller = [p for p in result.tried if p.error <= 0.05 and p.file_bytes < result.best.file_bytes]
+    assert not smaller
+    result, _ = _run(engine, Budget(min_metric=0.9))
+    assert result.best.metric is not None and result.best.metric >= 0.9
+    with pytest.raises(SearchError, match="needs a metric"):
+        _run(_engine(small_cnn()), Budget(min_metric=0.9))
+
+
+def test_impossible_size_budget_says_so(cnn: Engine) -> None:
+    with pytest.raises(SearchError, match="no plan fits"):
+        _run(cnn, Budget(max_bytes=100))
+    with pytest.raises(SearchError, match=r"no plan fits|exported file fits"):
+        _run(cnn, Budget(size_ratio=0.3), check_export=True)
+
+
+def test_hull_is_convex_and_greedy_takes_cheapest_noise_per_byte() -> None:
+    f = parse_format
+    pts = [(100, 0.0, None), (60, 1.0, f("int8 sym")), (50, 5.0, f("int6 sym")),
+           (40, 3.0, f("int5 sym")), (20, 10.0, f("int4 sym")), (10, 40.0, f("int2 sym"))]  # fmt: skip
+    hull = _hull(pts)
+    # int6 is beaten by int5 (fewer bytes, less noise); the rest is convex
+    assert [p[2].name if p[2] else None for p in hull] == [
+        None,
+        "int8 sym",
+        "int5 sym",
+        "int4 sym",
+        "int2 sym",
+    ]
+    slopes = [(b[1] - a[1]) / (a[0] - b[0]) for a, b in itertools.pairwise(hull)]
+    assert slopes == sorted(slopes)
+
+    class L:
+        def __init__(self, name):
+            self.name = name
+
+    a = _Ladder(L("a"), [(100, 0.0, None), (50, 1.0, None), (25, 100.0, None)])
+    b = _Ladder(L("b"), [(100, 0.0, None), (50, 10.0, None)])
+    assert _greedy([a, b]) == ["a", "b", "a"]
+
+
+def test_pareto_front_is_monotone(cnn: Engine) -> None:
+    plan = Plan(cnn.info)
+    pts = [Point(plan, b, b, e, None, "search") for b, e in
+           [(10, 0.5), (20, 0.3), (20, 0.2), (30, 0.25), (40, 0.1), (40, 0.1)]]  # fmt: skip
+    front = pareto_front(pts)
+    assert [(p.file_bytes, p.error) for p in front] == [(10, 0.5), (20, 0.2), (40, 0.1)]
+
+
+# -- user metrics ----------------------------------------------------------------------------
+
+
+METRIC_FILE = '''
+import numpy as np
+
+def agreement(outputs, reference, labels):
+    """Top-1 agreement with the float model."""
+    a = next(iter(outputs.values()))
+    r = next(iter(reference.values()))
+    return float(np.mean(a.argmax(-1) == r.argmax(-1)))
+
+def broken(outputs, reference, labels):
+    """Always fails."""
+    return {}["missing"]
+
+def nan(outputs, reference, labels):
+    return float("nan")
+
+not_callable = 3
+'''
+
+
+@pytest.fixture
+def metric_file(tmp_path: Path) -> Path:
+    p = tmp_path / "my_metrics.py"
+    p.write_text(METRIC_FILE)
+    return p
+
+
+def test_user_metric_in_evaluation_and_search(cnn: Engine, metric_file: Path) -> None:
+    metric = load_metric(f"{metric_file}:agreement")
+    assert metric.name == "agreement" and metric.description.startswith("Top-1")
+    ev = evaluate_with(cnn, Plan.preset(cnn.info, "W4A8"), metric)
+    # independent reference: the agreement computed from the engine's raw outputs
+    ref = np.concatenate(next(iter(cnn.run_outputs(Plan(cnn.info)).values())))
+    got = np.concatenate(next(iter(cnn.run_outputs(Plan.preset(cnn.info, "W4A8")).values())))
+    assert ev.task_metric["agreement"] == pytest.approx(np.mean(ref.argmax(-1) == got.argmax(-1)))
+    assert ev.task_metric["agreement_float"] == 1.0
+    result, _ = _run(cnn, Budget(min_metric=0.99), metric=metric)
+    assert result.metric_name == "agreement" and result.best.metric >= 0.99
+
+
+def test_user_metric_errors(cnn: Engine, metric_file: Path) -> None:
+    with pytest.raises(MetricError, match="module:function"):
+        load_metric("no_colon")
+    with pytest.raises(MetricError, match="no attribute 'missing'"):
+        load_metric(f"{metric_file}:missing")
+    with pytest.raises(MetricError, match="not callable"):
+        load_metric(f"{metric_file}:not_callable")
+    with pytest.raises(MetricError, match="no such file"):
+        load_metric("/nonexistent/m.py:f")
+    with pytest.raises(MetricError, match="importing"):
+        load_metric("bitlens_no_such_module:f")
+    plan = Plan.preset(cnn.info, "W8A8")
+    with pytest.raises(MetricError, match="raised KeyError") as info:
+        evaluate_with(cnn, plan, load_metric(f"{metric_file}:broken"))
+    assert "Traceback" in info.value.details and '{}["missing"]' in info.value.details
+    with pytest.raises(MetricError, match="not a finite number"):
+        evaluate_with(cnn, plan, load_metric(f"{metric_file}:nan"))
+    # a module on the path works too, and the engine is still usable after the failures
+    assert load_metric("math:fsum").name == "fsum"
+    assert math.isfinite(cnn.evaluate(plan).outputs["y"].error.sqnr_db)

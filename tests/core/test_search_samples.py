@@ -1,0 +1,71 @@
+"""The plan search's "done when" on the bundled samples (issue 13), as far as it holds.
+
+At the size of a uniform W8A8 export (the real file, exported in memory), the seeded search
+must find a plan whose exported file fits and whose output error is lower than W8A8's; at
+half that size on the digits CNN, its accuracy must stay within a point of float's.
+
+Measured and not asserted here (benchmarks/bench_search.py prints them): the text
+transformer ties W8A8 at its size (the search returns W8A8 itself: error 0.0075 both), the
+speech model at half the W8A8 size reaches 93.6% accuracy against float's 96.8%, and the
+text transformer has no plan at half size (the smallest reachable export is 72 KB against
+a 64 KB budget).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bitlens.core import samples
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine
+from bitlens.core.model.loader import load_model
+from bitlens.core.plan import Plan
+from bitlens.core.search import Budget, SearchOptions, SearchResult, exported_size, search
+
+
+def _engine(name: str) -> Engine:
+    sample = samples.get_sample(name)
+    model = load_model(sample.model_path)
+    arrays, labels = samples.load_sample_data(sample)
+    engine = Engine(
+        model, Dataset.from_arrays(model.info, arrays, labels, source=name), device="cpu"
+    )
+    for _ in engine.calibrate("minmax"):
+        pass
+    return engine
+
+
+def _search(engine: Engine, max_bytes: int) -> SearchResult:
+    gen = search(engine, SearchOptions(Budget(max_bytes=max_bytes), seed=0))
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _ref(result: SearchResult, label: str):
+    return next(p for p in result.references if p.label == label)
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "speech_kws"])
+def test_search_beats_w8a8_at_its_size(name: str) -> None:
+    engine = _engine(name)
+    w8a8_bytes = exported_size(engine, Plan.preset(engine.info, "W8A8"))
+    result = _search(engine, w8a8_bytes)
+    best, w8a8 = result.best, _ref(result, "W8A8")
+    assert best.exported_bytes is not None and best.exported_bytes <= w8a8_bytes
+    # the real file of the chosen plan, measured independently of the search's accounting
+    assert exported_size(engine, best.plan) == best.exported_bytes
+    assert best.error < 0.75 * w8a8.error, (best.error, w8a8.error)
+    assert best.metric is not None and best.metric >= w8a8.metric
+
+
+def test_digits_at_half_the_w8a8_size_keeps_float_accuracy() -> None:
+    engine = _engine("digits_cnn")
+    half = exported_size(engine, Plan.preset(engine.info, "W8A8")) // 2
+    result = _search(engine, half)
+    best, flt = result.best, _ref(result, "float")
+    assert best.exported_bytes is not None and best.exported_bytes <= half
+    assert best.metric is not None and flt.metric is not None
+    assert best.metric >= flt.metric - 0.01, (best.metric, flt.metric)

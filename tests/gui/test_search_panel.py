@@ -1,0 +1,126 @@
+"""Tools ▸ Find Plan: run a search, cancel it, click a front point, undo; pins; metric errors."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import pytest
+
+from bitlens.gui import jobs
+from tests.gui.conftest import open_model, screenshot, wait_idle
+
+
+def _slowed_search(monkeypatch: pytest.MonkeyPatch, delay: float = 0.2) -> None:
+    """Make the real search pause after each step, so a test can act while it runs."""
+    real = jobs.find_plan
+
+    def slow(engine, options):
+        gen = real(engine, options)
+        try:
+            while True:
+                item = next(gen)
+                time.sleep(delay)
+                yield item
+        except StopIteration as stop:
+            return stop.value
+
+    monkeypatch.setattr(jobs, "find_plan", slow)
+
+
+def _run(qtbot, window, ratio: float = 0.8):
+    panel = window.search
+    window.findChild(type(window.act_find_plan), "actionFindPlan").trigger()
+    assert window.docks["search"].isVisible()
+    panel.kind.setCurrentIndex(panel.kind.findData("size_ratio"))
+    panel.value.setValue(ratio)
+    with qtbot.waitSignal(window.controller.searchFinished, timeout=60_000) as blocker:
+        panel.run_button.click()
+    return blocker.args[0]
+
+
+def test_search_runs_and_a_front_point_applies_and_undoes(qtbot, window, cnn_path: Path) -> None:
+    open_model(qtbot, window, cnn_path)
+    result = _run(qtbot, window)
+    assert result is not None
+    panel = window.search
+    front = panel.plot.front_points
+    assert front and all(a.error > b.error for a, b in itertools.pairwise(front))
+    assert [p.label for p in panel.plot.references][:1] == ["float"]
+    assert result.best.exported_bytes <= 0.8 * result.float_bytes
+    assert "Best within the budget" in panel.status.text()
+    assert "weights:" in panel.status.toolTip()
+    wait_idle(qtbot, window)
+
+    before = window.document.plan
+    # click the smallest front point, through the plot's own click signal
+    item = panel.plot.front
+    spots = item.scatter.points()
+    smallest = min(spots, key=lambda s: s.data().file_bytes)
+    item.sigPointsClicked.emit(item, [smallest], None)
+    applied = window.document.plan
+    assert applied == smallest.data().plan and applied != before
+    changed = [n for n in applied if applied[n] != before[n]]
+    assert set(window.document.selection.names) == set(changed)
+    wait_idle(qtbot, window)
+    window.act_undo.trigger()
+    assert window.document.plan == before
+    window.act_redo.trigger()
+    assert window.document.plan == applied
+    wait_idle(qtbot, window)
+
+
+def test_search_cancel_stops_it(qtbot, window, cnn_path: Path, monkeypatch) -> None:
+    _slowed_search(monkeypatch)
+    open_model(qtbot, window, cnn_path)
+    panel = window.search
+    window.show_search()
+    results = []
+    window.controller.searchFinished.connect(results.append)
+    with qtbot.waitSignal(window.runner.progressed, timeout=20_000):
+        panel.run_button.click()
+    assert panel.cancel_button.isEnabled() and not panel.run_button.isEnabled()
+    with qtbot.waitSignal(window.runner.cancelled, timeout=20_000):
+        panel.cancel_button.click()
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=20_000)
+    assert results == [None]
+    assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
+    assert "Stopped" in panel.status.text()
+    # the engine still evaluates plans after the cancelled search
+    window.document.edit({"conv1": window.document.plan["conv1"]}, "nothing")
+    model = window.table.model
+    model.setData(model.index(0, 4), "int8 sym ch")
+    wait_idle(qtbot, window)
+
+
+def test_pinned_layer_stays_and_bad_metric_reports(qtbot, window, cnn_path: Path, tmp_path) -> None:
+    open_model(qtbot, window, cnn_path)
+    window.document.selection.set(["conv1"])
+    window.table.pinRequested.emit(["conv1"])  # what the table's right-click menu sends
+    pinned = window.document.plan["conv1"]
+    assert "conv1" in window.search.pins
+    result = _run(qtbot, window, ratio=0.9)
+    assert all(p.plan["conv1"] == pinned for p in result.tried)
+
+    bad = tmp_path / "bad_metric.py"
+    bad.write_text("def score(outputs, reference, labels):\n    return 1 / 0\n")
+    window.search.metric.setText(f"{bad}:score")
+    with qtbot.waitSignal(window.controller.searchFinished, timeout=60_000) as blocker:
+        window.search.run_button.click()
+    assert blocker.args[0] is None
+    bar = window.message_bar
+    assert "ZeroDivisionError" in bar.text.text()
+    assert "Traceback" in bar.details.toPlainText() and "1 / 0" in bar.details.toPlainText()
+    assert window.search.run_button.isEnabled()
+    wait_idle(qtbot, window)
+
+
+def test_search_panel_screenshot(qtbot, window) -> None:
+    window.resize(1280, 720)
+    window.open_sample("digits_cnn")
+    wait_idle(qtbot, window)
+    result = _run(qtbot, window, ratio=0.2)
+    assert result is not None and result.best.metric is not None
+    wait_idle(qtbot, window)
+    assert screenshot(window, "find_plan").exists()

