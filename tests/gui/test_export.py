@@ -121,3 +121,37 @@ def test_ran_as_column_after_export(
     window.table.target_combo.activated.emit(window.table.target_combo.findData("none"))
     wait_idle(qtbot, window)
     assert conv1.data() == ""
+
+
+def test_export_options_and_report_buttons(
+    qtbot, window, cnn_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDesktopServices, QGuiApplication
+
+    open_model(qtbot, window, cnn_path)
+    _preset(qtbot, window, "W8A8")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    dlg = window.export_options_dialog()
+    qtbot.addWidget(dlg)
+    dlg.weights.setCurrentIndex(dlg.weights.findData("qdq"))
+    dlg.report_dir.setText(str(reports))
+    dlg.accept()
+    assert window.export_options.weights == "qdq" and window.export_options.opset is None
+    out = tmp_path / "cnn.w8.onnx"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+    with qtbot.waitSignal(window.controller.exported, timeout=60_000) as blocker:
+        window.act_export_model.trigger()
+    report = blocker.args[0]
+    assert report.options["weights"] == "qdq"
+    assert (reports / "cnn.w8.fidelity.json").is_file()  # the report went where asked
+    assert not (tmp_path / "cnn.w8.fidelity.json").exists()
+    view = window.export_report
+    opened: list[str] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    view.open_folder_button.click()
+    assert opened == [QUrl.fromLocalFile(str(out.resolve().parent))]
+    view.copy_button.click()
+    assert QGuiApplication.clipboard().text() == view.text.toPlainText()
+    view.close()

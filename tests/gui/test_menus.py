@@ -48,7 +48,7 @@ def test_sweep_and_data_dialogs_start_jobs(qtbot, window, mlp_path: Path, monkey
     window.document.selection.set(["mm_b"])
     asked = []
 
-    def ask_sweep(selected, parent=None):
+    def ask_sweep(selected, parent=None, **_counts):
         asked.append(tuple(selected))
         return ["int2 sym ch"], list(selected)
 
@@ -95,6 +95,7 @@ def test_theme_switch_changes_palette_and_is_saved(qtbot, window, settings, cnn_
 
 def test_reset_plan_is_undoable(qtbot, window, cnn_path: Path) -> None:
     open_model(qtbot, window, cnn_path)
+    window.table.preset_combo.setCurrentText("fp16")  # a float model follows no preset
     window.table.preset_all.click()
     wait_idle(qtbot, window)
     assert window.document.plan.choices

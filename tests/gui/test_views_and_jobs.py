@@ -193,3 +193,31 @@ def test_per_channel_activation_in_table_and_detail(qtbot, window, cnn_path: Pat
         timeout=20_000,
     )
     assert window.detail.detail.activation.group.startswith("channel ")
+
+
+def test_sweep_heat_map_states_its_baseline_and_applies_a_cell(
+    qtbot, window, mlp_path: Path
+) -> None:
+    from bitlens.gui.sweep_dialog import SweepDialog
+
+    open_model(qtbot, window, mlp_path)
+    names = window.document.info.layer_names
+    dlg = SweepDialog([names[0]], window, n_layers=len(names), n_samples=8)
+    qtbot.addWidget(dlg)
+    assert dlg.all_layers.isChecked()  # one selected layer: sweep them all
+    formats, layers = dlg.choice()
+    assert layers is None and dlg.runs() == len(names) * len(formats)
+    assert f"= {dlg.runs()} runs" in dlg.estimate.text() and "8 evaluation" in dlg.estimate.text()
+    with qtbot.waitSignal(window.controller.sweepFinished, timeout=30_000):
+        window.controller.run_sweep(["int4 sym ch", "int8 sym ch"])
+    heat = window.sweep.heat
+    assert heat.rowCount() == len(names) and heat.columnCount() == 2
+    assert [heat.verticalHeaderItem(r).text() for r in range(heat.rowCount())] == list(names)
+    assert "Baseline: the float model" in window.sweep.note.text()
+    row = names.index("mm_b")
+    assert heat.item(row, 0).background().color() != heat.item(row, 1).background().color()
+    heat.cellClicked.emit(row, 0)
+    assert window.document.selection.current == "mm_b"
+    heat.cellDoubleClicked.emit(row, 0)
+    wait_idle(qtbot, window)
+    assert window.document.plan["mm_b"].weight.name == "int4 sym ch"

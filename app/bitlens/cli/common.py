@@ -15,6 +15,7 @@ from bitlens.core.errors import DataError, EngineError, ModelLoadError
 from bitlens.core.jsonsafe import dumps
 from bitlens.core.model.loader import LoadedModel, load_model
 from bitlens.core.model.types import ModelInfo
+from bitlens.core.units import format_bytes
 
 DATA_FORMS = (
     ".npz/.npy keyed by input name (samples along axis 0), an .npz of numbered feeds "
@@ -173,11 +174,7 @@ def fmt_db(x: float | None) -> str:
 
 
 def fmt_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
+    return format_bytes(n)  # binary units, the same as the window
 
 
 def budget_of(args: argparse.Namespace) -> int | None:

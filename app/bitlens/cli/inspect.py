@@ -40,6 +40,7 @@ from typing import Any
 from bitlens.core.formats import INSPECT_LADDER, parse_format
 from bitlens.core.model import load_model
 from bitlens.core.report import ModelReport, inspect_model, sqnr_json
+from bitlens.core.units import format_bytes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -125,14 +126,7 @@ def to_json(report: ModelReport) -> dict[str, Any]:
 
 
 def human_bytes(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")
+    return format_bytes(n)  # binary units, the same as the window
 
 
 def _sqnr_text(value: float) -> str:

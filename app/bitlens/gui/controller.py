@@ -249,7 +249,8 @@ class Controller(QObject):
         self.runner.submit(
             Job("detail", f"Inspecting {name}", jobs.layer_detail,
                 (doc.session.engine, name, doc.plan[name]),
-                on_yield=self._on_detail, on_result=self._on_detail, quiet=True)
+                on_yield=self._on_detail, on_result=self._on_detail, quiet=True,
+                cancellable=False)  # cancelling a sweep must not leave the detail stale
         )  # fmt: skip
 
     def _on_detail(self, detail: LayerDetail) -> None:
@@ -314,7 +315,12 @@ class Controller(QObject):
             self.searchFinished.emit(None)
 
     # -- export ---------------------------------------------------------------------------------
-    def export_model(self, path: str | Path, options: ExportOptions | None = None) -> Job | None:
+    def export_model(
+        self,
+        path: str | Path,
+        options: ExportOptions | None = None,
+        report_path: str | Path | None = None,
+    ) -> Job | None:
         """Export the current plan to ``path`` (never the model's own file) and check it."""
         session, plan = self.session, self.document.plan
         if session is None or plan is None or self._needs_data():
@@ -335,7 +341,8 @@ class Controller(QObject):
         self.runner.discard("size")  # the export itself will tell the file's size
         return self.runner.submit(
             Job("export", f"Exporting {target.name}", jobs.export_model,
-                (session.engine, plan, target, options),
+                (session.engine, plan, target, options,
+                 None if report_path is None else Path(report_path)),
                 on_result=lambda report: self._on_exported(plan, report))
         )  # fmt: skip
 
@@ -390,7 +397,7 @@ class Controller(QObject):
             info = _need_info(doc)
             plan = Plan.from_dict(info, read_json_file(p, "plan"))
             doc.replace_plan(plan, f"Open plan {p.name}")
-            doc.plan_path = p
+            doc.mark_saved(p)  # the window holds what the file holds: nothing unsaved
 
         return self._attempt(f"Opening the plan {p.name}", read)
 

@@ -19,6 +19,7 @@ from bitlens.core.errors import PlanError
 from bitlens.core.model.types import Layer, ModelInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Evaluation
+from bitlens.gui.error_kind import ErrorKind
 from bitlens.gui.jobs import OutputPairs, Session
 from bitlens.gui.selection import LayerSelection
 from bitlens.gui.undo import PlanEdit
@@ -45,6 +46,7 @@ class Document(QObject):
         self.ran_as: dict[str, str] = {}
         self.undo_stack = QUndoStack(self)
         self.selection = LayerSelection(self)
+        self.error_kind = ErrorKind(self)  # which error every view colours and plots
 
     # -- what is open ---------------------------------------------------------------------
     @property

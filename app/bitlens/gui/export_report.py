@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QDesktopServices, QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -42,6 +43,21 @@ class ExportReportDialog(QDialog):
         self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.close)
+        role = QDialogButtonBox.ButtonRole.ActionRole
+        self.open_folder_button = buttons.addButton("Open Folder", role)
+        self.open_folder_button.setToolTip(f"Show {Path(report.export).parent} in the file manager")
+        self.open_folder_button.clicked.connect(self.open_folder)
+        self.copy_button = buttons.addButton("Copy Report", role)
+        self.copy_button.setToolTip("Copy the report as text, to paste into an issue or a note")
+        self.copy_button.clicked.connect(self.copy_report)
         layout.addWidget(self.headline)
         layout.addWidget(self.text, 1)
         layout.addWidget(buttons)
+
+    def open_folder(self) -> bool:
+        """Open the folder of the exported model in the system's file manager."""
+        folder = Path(self.report.export).resolve().parent
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def copy_report(self) -> None:
+        QGuiApplication.clipboard().setText(self.text.toPlainText())

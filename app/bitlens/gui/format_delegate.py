@@ -10,6 +10,7 @@ from __future__ import annotations
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtWidgets import QComboBox, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
+from bitlens.gui.format_help import add_format_tooltips
 from bitlens.gui.layer_table_model import CHOICES_ROLE
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -25,6 +26,7 @@ class FormatDelegate(QStyledItemDelegate):
         combo = QComboBox(parent)
         combo.setObjectName("formatEditor")
         combo.addItems(list(choices))
+        add_format_tooltips(combo)  # bits, grid and cost of each entry
         combo.setMaxVisibleItems(len(choices))
         combo.activated.connect(lambda _i, c=combo: self._commit(c))
         return combo

@@ -1,4 +1,5 @@
-"""The colour key of the graph view: the SQNR scale and the float swatch, in one row."""
+"""The colour key of the graph view: the SQNR scale (the model's own range of the chosen
+error) and the float swatch, in one row."""
 
 from __future__ import annotations
 
@@ -17,9 +18,20 @@ class GraphLegend(QWidget):
         super().__init__(parent)
         self.setObjectName("graphLegend")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.scale = colors.DEFAULT_SCALE
+        self.setToolTip(
+            "Layer colour: its SQNR on this model's range of the chosen error (worst "
+            "orange-red, best pale yellow); pale blue: kept in float or not evaluated yet"
+        )
+
+    def set_scale(self, scale: colors.ErrorScale) -> None:
+        if scale != self.scale:
+            self.scale = scale
+            self.updateGeometry()
+            self.update()
 
     def _texts(self) -> tuple[str, str, str]:
-        return f"≤{colors.BAD_DB:g} dB", f"≥{colors.GOOD_DB:g} dB", "float / no result"
+        return f"≤{self.scale.lo:.0f} dB", f"≥{self.scale.hi:.0f} dB", "float / no result"
 
     def sizeHint(self) -> QSize:
         fm = self.fontMetrics()
@@ -28,7 +40,11 @@ class GraphLegend(QWidget):
         return QSize(w, fm.height() + 6)
 
     def minimumSizeHint(self) -> QSize:
-        return self.sizeHint()
+        # narrower than the full key: the float swatch's words are dropped to fit
+        fm = self.fontMetrics()
+        lo, hi, _flt = self._texts()
+        w = sum(fm.horizontalAdvance(t) for t in (lo, hi)) + _BAR_W // 2 + _SWATCH + 20
+        return QSize(w, fm.height() + 6)
 
     def paintEvent(self, event: QPaintEvent) -> None:
         p = QPainter(self)
@@ -42,14 +58,14 @@ class GraphLegend(QWidget):
         p.setPen(text)
         p.drawText(x, base, lo)
         x += fm.horizontalAdvance(lo) + 4
-        grad = QLinearGradient(x, 0, x + _BAR_W, 0)
+        full = self.sizeHint().width() <= self.width()
+        bar_w = _BAR_W if full else _BAR_W // 2
+        grad = QLinearGradient(x, 0, x + bar_w, 0)
         for i in range(11):
             t = i / 10
-            c = colors.error_color(colors.BAD_DB + t * (colors.GOOD_DB - colors.BAD_DB))
-            assert c is not None
-            grad.setColorAt(t, c)
-        p.fillRect(QRectF(x, (h - _SWATCH) / 2, _BAR_W, _SWATCH), grad)
-        x += _BAR_W + 4
+            grad.setColorAt(t, colors.scale_color(t))
+        p.fillRect(QRectF(x, (h - _SWATCH) / 2, bar_w, _SWATCH), grad)
+        x += bar_w + 4
         p.drawText(x, base, hi)
         x += fm.horizontalAdvance(hi) + 14
         p.setPen(QPen(pal.color(QPalette.ColorRole.Mid)))
@@ -57,5 +73,6 @@ class GraphLegend(QWidget):
         p.drawRect(QRectF(x, (h - _SWATCH) / 2, _SWATCH, _SWATCH))
         x += _SWATCH + 4
         p.setPen(text)
-        p.drawText(x, base, flt)
+        if full:
+            p.drawText(x, base, flt)
         p.end()

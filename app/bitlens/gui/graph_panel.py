@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from bitlens.gui.document import Document
+from bitlens.gui.error_kind import ErrorKindBox
 from bitlens.gui.graph_legend import GraphLegend
-from bitlens.gui.graph_view import METRICS, GraphView
+from bitlens.gui.graph_view import GraphView
 
 
 class GraphPanel(QWidget):
@@ -14,13 +15,8 @@ class GraphPanel(QWidget):
         super().__init__(parent)
         self.view = GraphView(document, self)
         self.legend = GraphLegend(self)
-        self.metric_box = QComboBox(self)
+        self.metric_box = ErrorKindBox(document.error_kind, self)
         self.metric_box.setObjectName("graphMetric")
-        for key, label in METRICS.items():
-            self.metric_box.addItem(label, key)
-        self.metric_box.currentIndexChanged.connect(
-            lambda i: self.view.set_color_by(self.metric_box.itemData(i))
-        )
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
         bar.addWidget(QLabel("Colour:", self))
@@ -35,8 +31,15 @@ class GraphPanel(QWidget):
             b.setToolTip(tip)
             b.clicked.connect(slot)
             bar.addWidget(b)
+        self._doc = document
+        document.evaluationChanged.connect(self._update_legend)
+        document.modelChanged.connect(self._update_legend)
+        document.error_kind.changed.connect(self._update_legend)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
         layout.addWidget(self.legend)
         layout.addWidget(self.view)
+
+    def _update_legend(self) -> None:
+        self.legend.set_scale(self._doc.error_kind.scale(self._doc.evaluation))

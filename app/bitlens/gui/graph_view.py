@@ -29,12 +29,13 @@ from bitlens.core.model.types import ModelInfo
 from bitlens.core.results import TensorError
 from bitlens.gui import colors
 from bitlens.gui.document import Document
+from bitlens.gui.error_kind import ERROR_KINDS
 from bitlens.gui.graph_node_item import GraphNodeItem
 from bitlens.gui.text import fmt_db, fmt_format, fmt_shape
 
 SLOT_W = 180.0
 LAYER_H = 70.0
-METRICS = {"accumulated": "accumulated SQNR", "local": "local SQNR", "weight": "weight SQNR"}
+METRICS = {key: f"{label} SQNR" for key, (label, _tip) in ERROR_KINDS.items()}
 
 
 class GraphView(QGraphicsView):
@@ -48,7 +49,8 @@ class GraphView(QGraphicsView):
         self._edges: list[QGraphicsPathItem] = []
         self.layout_result: GraphLayout | None = None
         self._info: ModelInfo | None = None
-        self.color_by = "accumulated"
+        self.color_by = document.error_kind.kind
+        document.error_kind.changed.connect(self.set_color_by)
         self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
@@ -133,6 +135,7 @@ class GraphView(QGraphicsView):
         float_fill = colors.float_layer_color(pal)
         ev = self._doc.evaluation
         plan = self._doc.plan
+        scale = self._doc.error_kind.scale(ev)
         for name, item in self._items.items():
             if item.is_io:
                 item.set_colors(io, ink_plain, border)
@@ -141,7 +144,7 @@ class GraphView(QGraphicsView):
                 item.set_colors(plain, ink_plain, border)
                 continue
             err = self._error(name)
-            fill = colors.error_color(None if err is None else err.sqnr_db)
+            fill = colors.error_color(None if err is None else err.sqnr_db, scale)
             if fill is None:
                 item.set_colors(float_fill, _ink_on(float_fill), border)
             else:

@@ -238,10 +238,14 @@ def sweep(
 
 
 def export_model(
-    engine: Engine, plan: Plan, path: Path, options: ExportOptions | None = None
+    engine: Engine,
+    plan: Plan,
+    path: Path,
+    options: ExportOptions | None = None,
+    report_path: Path | None = None,
 ) -> Generator[Progress, None, FidelityReport]:
     """Write the quantized model and its fidelity report (cancelling writes nothing)."""
-    return (yield from export_and_check(engine, plan, path, options))
+    return (yield from export_and_check(engine, plan, path, options, report_path))
 
 
 # -- layer detail --------------------------------------------------------------------------

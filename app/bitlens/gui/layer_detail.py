@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from bitlens.core.viewdata import Distribution
 from bitlens.gui import colors
+from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.jobs import LayerDetail
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
 
@@ -48,7 +49,7 @@ class LayerDetailView(QWidget):
         for plot in (self.weight_plot, self.act_plot):
             plot.setMenuEnabled(False)
             plot.hideButtons()
-            plot.setMinimumHeight(120)
+            plot.setMinimumHeight(70)  # short screens: the splitter gives them more
             plot.getPlotItem().setLabel("left", "count")
         self.sandbox = QTableWidget(0, len(SANDBOX_COLUMNS), self)
         self.sandbox.setObjectName("sandbox")
@@ -67,6 +68,9 @@ class LayerDetailView(QWidget):
         splitter.addWidget(self.act_plot)
         splitter.addWidget(self.sandbox)
         splitter.setChildrenCollapsible(False)
+        for i, stretch in enumerate((2, 2, 3)):  # the histograms keep their share of height
+            splitter.setStretchFactor(i, stretch)
+        splitter.setSizes([200, 200, 300])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.header)
@@ -75,6 +79,16 @@ class LayerDetailView(QWidget):
         self.show_detail(None)
 
     # -- content ------------------------------------------------------------------------------
+    def show_pending(self, layer: str, waiting_for: str | None) -> None:
+        """Another layer was selected and its detail is not computed yet: say so rather
+        than keep showing the previous layer's plots."""
+        self.detail = None
+        after = f" after “{waiting_for}”" if waiting_for else ""
+        self.header.setText(f"<b>{layer}</b> · computing{after}…")
+        self._draw(self.weight_plot, None, "weights")
+        self._draw(self.act_plot, None, "input activation")
+        self.sandbox.setRowCount(0)
+
     def show_detail(self, detail: LayerDetail | None) -> None:
         self.detail = detail
         if detail is None:
@@ -157,7 +171,7 @@ class LayerDetailView(QWidget):
             tip = (
                 f"{row.format}: SQNR {fmt_db(row.error.sqnr_db)}, MSE {row.error.mse:.3g}, "
                 f"cosine {row.error.cosine:.6f}, max |error| {row.error.max_abs:.3g}\n"
-                "double-click to use it for this layer's weights"
+                "double-click to use it for this layer's weights\n\n" + format_tooltip(row.format)
             )
             for j, text in enumerate(cells):
                 it = QTableWidgetItem(text)

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import (
+    QEvent,
+    QItemSelection,
+    QItemSelectionModel,
+    QObject,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -12,7 +21,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMenu,
     QPushButton,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -31,10 +39,16 @@ from bitlens.core.plan import (
 from bitlens.core.targets import TARGET_TITLES, TARGETS
 from bitlens.gui.document import Document
 from bitlens.gui.format_delegate import FormatDelegate
+from bitlens.gui.format_help import add_format_tooltips
 from bitlens.gui.layer_table_model import NAME_ROLE, SORT_ROLE, Column, LayerTableModel
-from bitlens.gui.text import FLOAT_LABEL
+from bitlens.gui.layer_table_view import FrozenColumnTableView
+from bitlens.gui.text import FLOAT_LABEL, split_dynamic, with_dynamic
 
 UNCHANGED = "(unchanged)"
+MIXED = "(mixed plan)"
+# A line edit takes these as emacs-style editing keys (end of line, delete) on Linux,
+# which would swallow the window's Export (Ctrl+E) and Open Data (Ctrl+D) shortcuts.
+PASS_THROUGH = (QKeySequence("Ctrl+E"), QKeySequence("Ctrl+D"))
 
 
 class LayerTable(QWidget):
@@ -58,6 +72,7 @@ class LayerTable(QWidget):
         self.filter.setPlaceholderText("Filter layers (name, op, format…)")
         self.filter.setClearButtonEnabled(True)
         self.filter.textChanged.connect(self.proxy.setFilterFixedString)
+        self.filter.installEventFilter(self)  # let the window's Ctrl+E and Ctrl+D through
 
         self.weight_combo = QComboBox(self)
         self.weight_combo.setObjectName("selectionWeight")
@@ -65,7 +80,7 @@ class LayerTable(QWidget):
         self.weight_combo.setToolTip("Weight format for the selected layers")
         self.act_combo = QComboBox(self)
         self.act_combo.setObjectName("selectionActivation")
-        self.act_combo.addItems([UNCHANGED, FLOAT_LABEL, *ACTIVATION_CHOICES])
+        self.act_combo.addItems([UNCHANGED, FLOAT_LABEL, *with_dynamic(ACTIVATION_CHOICES)])
         self.act_combo.setToolTip(
             "Activation format for the selected layers (layers without one are skipped)"
         )
@@ -75,7 +90,11 @@ class LayerTable(QWidget):
         self.preset_combo = QComboBox(self)
         self.preset_combo.setObjectName("preset")
         self.preset_combo.addItems(list(PRESETS))
-        self.preset_combo.setToolTip("A preset: weight and activation formats together")
+        self.preset_combo.setPlaceholderText(MIXED)  # shown while no preset matches the plan
+        self.preset_combo.setToolTip(
+            "A preset: weight and activation formats together. Shows the preset the whole "
+            f"plan follows, or “{MIXED}”."
+        )
         self.preset_all = QPushButton("Apply to all", self)
         self.preset_all.setObjectName("presetAll")
         self.preset_all.clicked.connect(lambda: self.apply_preset(selected_only=False))
@@ -94,8 +113,17 @@ class LayerTable(QWidget):
             "the runtime's integer kernels run (simulated and exported alike)"
         )
         self.target_combo.activated.connect(self._on_target_chosen)
+        self.preset_combo.currentIndexChanged.connect(self._enable_preset_buttons)
 
-        self.view = QTableView(self)
+        add_format_tooltips(self.weight_combo)
+        add_format_tooltips(self.act_combo)
+        for combo in (self.weight_combo, self.act_combo, self.preset_combo):
+            # narrow windows: the combo shrinks and its popup still shows whole names
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(6)
+        self.filter.setMinimumWidth(8 * self.fontMetrics().horizontalAdvance("M"))
+
+        self.view = FrozenColumnTableView(Column.NAME, self)  # names stay when scrolling right
         self.view.setObjectName("layerTable")
         self.view.setModel(self.proxy)
         self.view.setSortingEnabled(True)
@@ -118,12 +146,16 @@ class LayerTable(QWidget):
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
-        # Formats, size and errors first, where a narrow table still shows them; the weight
-        # shape and parameter count (reference data) go to the right.
+        # Formats and errors first (the accumulated error, what the model sees, leading),
+        # where a narrow table still shows them; size, op, weight shape and parameter count
+        # (reference data) go to the right. The name column stays frozen at the left.
         header.setSectionsMovable(True)
-        for col in (Column.SHAPE, Column.PARAMS):
+        for col in (Column.SIZE, Column.OP, Column.SHAPE, Column.PARAMS):
             header.moveSection(header.visualIndex(col), header.count() - 1)
+        header.moveSection(header.visualIndex(Column.ACCUMULATED), header.visualIndex(Column.WEIGHT_SQNR))
+        header.moveSection(header.visualIndex(Column.LOCAL), header.visualIndex(Column.WEIGHT_SQNR))
         self.view.selectionModel().selectionChanged.connect(self._on_view_selection)
+        self.view.mirror_settings()
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
 
@@ -140,7 +172,7 @@ class LayerTable(QWidget):
         top.addWidget(self.target_combo)
         bottom = QHBoxLayout()
         bottom.setContentsMargins(0, 0, 0, 0)
-        bottom.addWidget(QLabel("Selected layers — weights:", self))
+        bottom.addWidget(QLabel("Selected — weights:", self))
         bottom.addWidget(self.weight_combo, 1)
         bottom.addWidget(QLabel("activations:", self))
         bottom.addWidget(self.act_combo, 1)
@@ -154,6 +186,7 @@ class LayerTable(QWidget):
         document.selection.changed.connect(self._on_selection_changed)
         document.modelChanged.connect(self._on_model_changed)
         document.planChanged.connect(self._show_target)
+        document.planChanged.connect(self._show_matching_preset)
         document.evaluationChanged.connect(self._on_first_evaluation)
         self._sized = False
         self._on_model_changed()
@@ -177,7 +210,8 @@ class LayerTable(QWidget):
             return
         try:
             w = None if w_text in (UNCHANGED, FLOAT_LABEL) else parse_format(w_text)
-            a = None if a_text in (UNCHANGED, FLOAT_LABEL) else parse_format(a_text)
+            a_name, a_dynamic = split_dynamic(a_text)
+            a = None if a_name in (UNCHANGED, FLOAT_LABEL) else parse_format(a_name)
             changes = {}
             for name in names:
                 layer = self._doc.layer(name)
@@ -185,7 +219,7 @@ class LayerTable(QWidget):
                 weight = old.weight if w_text == UNCHANGED or not weight_choices(layer) else w
                 act, dynamic = old.activation, old.dynamic
                 if a_text != UNCHANGED and activation_choices(layer) and not layer.graph_path:
-                    act, dynamic = a, False
+                    act, dynamic = a, a_dynamic and a is not None
                 changes[name] = LayerChoice(weight, act, dynamic)
             what = ", ".join(t for t in (f"W {w_text}", f"A {a_text}") if UNCHANGED not in t)
             self._doc.edit(changes, f"{what} on {_count(names)}")
@@ -197,6 +231,8 @@ class LayerTable(QWidget):
         if plan is None or info is None:
             return
         name = self.preset_combo.currentText()
+        if name not in PRESETS:
+            return
         layers = self._doc.selection.names if selected_only else info.layer_names
         if not layers:
             return
@@ -269,12 +305,44 @@ class LayerTable(QWidget):
             self._sized = True
             self._fit_columns()
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.filter and event.type() == QEvent.Type.ShortcutOverride:
+            assert isinstance(event, QKeyEvent)
+            if QKeySequence(event.keyCombination()) in PASS_THROUGH:
+                event.ignore()  # not the line edit's: the window's shortcut runs
+                return True
+        return super().eventFilter(watched, event)
+
+    def _show_matching_preset(self) -> None:
+        """Show the preset the plan follows on every layer, else no preset at all: the box
+        never names a preset the plan is not."""
+        plan, info = self._doc.plan, self._doc.info
+        match = -1
+        if plan is not None and info is not None:
+            for i, name in enumerate(PRESETS):
+                try:
+                    if Plan.preset(info, name) == plan:
+                        match = i
+                        break
+                except BitlensError:
+                    continue
+        self.preset_combo.setCurrentIndex(match)
+        self._enable_preset_buttons()
+
+    def _enable_preset_buttons(self) -> None:
+        # nothing to apply until a preset is chosen (the box may show "(mixed plan)")
+        ok = self._doc.is_open and self.preset_combo.currentIndex() >= 0
+        self.preset_all.setEnabled(ok)
+        self.preset_sel.setEnabled(ok)
+
     def _on_model_changed(self) -> None:
+        self._show_matching_preset()
         self._sized = False
         self._fit_columns()
         has_model = self._doc.is_open
-        for w in (self.apply_button, self.preset_all, self.preset_sel, self.target_combo):
-            w.setEnabled(has_model)
+        self.apply_button.setEnabled(has_model)
+        self.target_combo.setEnabled(has_model)
+        self._enable_preset_buttons()
         self._show_target()
 
 

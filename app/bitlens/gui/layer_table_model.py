@@ -30,7 +30,20 @@ from bitlens.core.plan import LayerChoice, activation_choices, weight_choices
 from bitlens.core.results import LayerResult, TensorError
 from bitlens.gui import colors
 from bitlens.gui.document import Document
-from bitlens.gui.text import FLOAT_LABEL, NONE, fmt_bytes, fmt_count, fmt_db, fmt_format, fmt_shape
+from bitlens.gui.error_kind import ERROR_KINDS
+from bitlens.gui.format_help import format_tooltip
+from bitlens.gui.text import (
+    DYNAMIC_SUFFIX,
+    FLOAT_LABEL,
+    NONE,
+    fmt_bytes,
+    fmt_count,
+    fmt_db,
+    fmt_format,
+    fmt_shape,
+    split_dynamic,
+    with_dynamic,
+)
 
 SORT_ROLE = Qt.ItemDataRole.UserRole
 CHOICES_ROLE = Qt.ItemDataRole.UserRole + 1  # the format names a combo offers (float first)
@@ -61,13 +74,18 @@ HEADERS = {
     Column.WEIGHT: ("Weights", "Weight format (double-click to change)"),
     Column.ACTIVATION: ("Activations", "Input activation format (double-click to change)"),
     Column.SIZE: ("Size", "Weight bytes in float → under the plan"),
-    Column.WEIGHT_SQNR: ("Weight SQNR", "Weight reconstruction SQNR"),
-    Column.LOCAL: ("Local SQNR", "Layer output SQNR with only this layer quantized"),
-    Column.ACCUMULATED: ("Accum. SQNR", "Layer output SQNR under the whole plan"),
+    Column.WEIGHT_SQNR: ("Weight SQNR", ERROR_KINDS["weight"][1]),
+    Column.LOCAL: ("Local SQNR", ERROR_KINDS["local"][1]),
+    Column.ACCUMULATED: ("Accum. SQNR", ERROR_KINDS["accumulated"][1]),
     Column.RAN_AS: ("Ran as", "The kernel ONNX Runtime ran for the layer in the last export "
                     "of this plan (QLinearConv, Conv (NCHWc) float, MatMulNBits ...)"),
 }
 ERROR_COLUMNS = (Column.WEIGHT_SQNR, Column.LOCAL, Column.ACCUMULATED)
+KIND_COLUMN = {
+    "weight": Column.WEIGHT_SQNR,
+    "local": Column.LOCAL,
+    "accumulated": Column.ACCUMULATED,
+}  # the error column coloured for each error kind
 _MISSING = -1e300  # sorts "no value" below every number
 
 
@@ -83,6 +101,7 @@ class LayerTableModel(QAbstractTableModel):
         document.planChanged.connect(self._on_plan_changed)
         document.evaluationChanged.connect(self._on_evaluation_changed)
         document.ranAsChanged.connect(self._on_plan_changed)
+        document.error_kind.changed.connect(self._on_kind_changed)
         self._on_model_changed()
 
     # -- lookups --------------------------------------------------------------------------
@@ -106,10 +125,15 @@ class LayerTableModel(QAbstractTableModel):
         if orientation != Qt.Orientation.Horizontal or section >= len(Column):
             return None
         title, tip = HEADERS[Column(section)]
+        coloured = section == KIND_COLUMN[self._doc.error_kind.kind]
         if role == Qt.ItemDataRole.DisplayRole:
             return title
         if role == Qt.ItemDataRole.ToolTipRole:
-            return tip
+            return f"{tip}\n(coloured: the error kind chosen in the plots and graph)" if coloured else tip
+        if role == Qt.ItemDataRole.FontRole and coloured:
+            font = QFont()
+            font.setBold(True)
+            return font
         return None
 
     def flags(self, index: _Index) -> Qt.ItemFlag:
@@ -140,14 +164,16 @@ class LayerTableModel(QAbstractTableModel):
         if role == CHOICES_ROLE:
             if col == Column.WEIGHT:
                 return [FLOAT_LABEL, *weight_choices(layer)]
-            if col == Column.ACTIVATION:
-                return [FLOAT_LABEL, *activation_choices(layer)]
+            if col == Column.ACTIVATION:  # static first, then dynamic, side by side
+                return [FLOAT_LABEL, *with_dynamic(activation_choices(layer))]
             return None
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(layer, col)
-        if role == Qt.ItemDataRole.BackgroundRole and col in ERROR_COLUMNS:
-            return colors.error_color(_sqnr(self._error(layer, col)))
-        if role == Qt.ItemDataRole.ForegroundRole and col in ERROR_COLUMNS:
+        coloured = col == KIND_COLUMN[self._doc.error_kind.kind]
+        if role == Qt.ItemDataRole.BackgroundRole and coloured:
+            scale = self._doc.error_kind.scale(self._doc.evaluation)
+            return colors.error_color(_sqnr(self._error(layer, col)), scale)
+        if role == Qt.ItemDataRole.ForegroundRole and coloured:
             return colors.INK if self._error(layer, col) is not None else None
         if (
             role == Qt.ItemDataRole.FontRole
@@ -173,13 +199,13 @@ class LayerTableModel(QAbstractTableModel):
         text = str(value).strip()
         kind = "weights" if col == Column.WEIGHT else "activations"
         try:
-            fmt = None if text in ("", FLOAT_LABEL) else parse_format(text)
+            name, dynamic = split_dynamic(text)
+            fmt = None if name in ("", FLOAT_LABEL) else parse_format(name)
             old = self._choice(layer)
             if col == Column.WEIGHT:
                 new = LayerChoice(fmt, old.activation, old.dynamic)
             else:
-                dynamic = old.dynamic and fmt is not None and not fmt.is_float
-                new = LayerChoice(old.weight, fmt, dynamic)
+                new = LayerChoice(old.weight, fmt, dynamic and fmt is not None)
             if new == old:
                 return True
             self._doc.edit({layer.name: new}, f"{layer.name}: {kind} → {fmt_format(text or None)}")
@@ -223,7 +249,7 @@ class LayerTableModel(QAbstractTableModel):
             if not activation_choices(layer):
                 return NONE
             name = fmt_format(None if choice.activation is None else choice.activation.name)
-            return f"{name} (dynamic)" if choice.dynamic else name
+            return name + DYNAMIC_SUFFIX if choice.dynamic else name
         if col == Column.SIZE:
             r = self._result(layer)
             after = "…" if r is None else fmt_bytes(r.bytes_after)
@@ -244,7 +270,8 @@ class LayerTableModel(QAbstractTableModel):
         if col == Column.WEIGHT:
             return fmt_format(None if choice.weight is None else choice.weight.name)
         if col == Column.ACTIVATION:
-            return fmt_format(None if choice.activation is None else choice.activation.name)
+            name = fmt_format(None if choice.activation is None else choice.activation.name)
+            return name + DYNAMIC_SUFFIX if choice.dynamic else name
         return self._display(layer, col)
 
     def _sort_key(self, layer: Layer, col: Column) -> Any:
@@ -263,6 +290,8 @@ class LayerTableModel(QAbstractTableModel):
         return self._display(layer, col)
 
     def _tooltip(self, layer: Layer, col: Column) -> str | None:
+        if col in (Column.WEIGHT, Column.ACTIVATION):
+            return format_tooltip(self._display(layer, col)) or None
         if col == Column.SIZE and cannot_save(layer, self._choice(layer).weight):
             return (
                 "this format cannot save bytes on this layer: its codes and scales alone take "
@@ -302,6 +331,10 @@ class LayerTableModel(QAbstractTableModel):
 
     def _on_evaluation_changed(self) -> None:
         self._changed(Column.SIZE, Column.ACCUMULATED)
+
+    def _on_kind_changed(self) -> None:
+        self.headerDataChanged.emit(Qt.Orientation.Horizontal, Column.WEIGHT_SQNR, Column.ACCUMULATED)
+        self._changed(Column.WEIGHT_SQNR, Column.ACCUMULATED)
 
     def _changed(self, first: Column, last: Column) -> None:
         if self._layers:

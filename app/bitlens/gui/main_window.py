@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -20,6 +20,7 @@ from PySide6.QtGui import (
     QDragEnterEvent,
     QDropEvent,
     QKeySequence,
+    QShowEvent,
 )
 from PySide6.QtWidgets import (
     QApplication,
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QStackedWidget,
+    QTabBar,
     QVBoxLayout,
     QWidget,
 )
@@ -38,6 +40,8 @@ from bitlens.core import samples
 from bitlens.core.dims import needed_dims, suggest_dims
 from bitlens.core.engine import CalibrationMethod
 from bitlens.core.errors import BitlensError
+from bitlens.core.export.exporter import ExportOptions
+from bitlens.core.export.fidelity import default_report_path
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice, Plan
@@ -47,8 +51,10 @@ from bitlens.gui.controller import Controller
 from bitlens.gui.data_dialog import DataDialog
 from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.document import Document
+from bitlens.gui.export_options import ExportOptionsDialog
 from bitlens.gui.export_report import ExportReportDialog
 from bitlens.gui.export_size_label import ExportSizeLabel
+from bitlens.gui.format_help import FormatReferenceDialog
 from bitlens.gui.graph_panel import GraphPanel
 from bitlens.gui.jobs import Session
 from bitlens.gui.layer_detail import LayerDetailView
@@ -71,6 +77,11 @@ WELCOME = (
     "and see the error against the bytes saved.</p>"
     "<p>File ▸ Open (Ctrl+O), File ▸ Open Sample, or drop an .onnx file here.</p>"
 )
+# Failures that a later success of the same kind makes stale (by the words they start with)
+EDIT_FAILURES = ("Evaluating", "Setting", "Applying preset")  # cleared by a good evaluation
+FILE_FAILURES = ("Saving", "Opening the plan", "Importing", "Exporting ORT")  # by a good save/open
+DEFAULT_SIZE = (1400, 880)  # shrunk to the screen's free area when that is smaller
+MIN_SIDE_PANE = 220  # a restored side pane narrower than this gets this width back
 
 
 class MainWindow(QMainWindow):
@@ -82,14 +93,19 @@ class MainWindow(QMainWindow):
     ):
         super().__init__(parent)
         self.export_report: ExportReportDialog | None = None  # the last export's report
+        self.format_reference: FormatReferenceDialog | None = None
+        self.export_options = ExportOptions()  # File ▸ Export Options
+        self.export_report_dir: Path | None = None  # None: the report goes next to the export
         self.setObjectName("bitlensMainWindow")
         self.settings = settings if settings is not None else AppSettings()
         self.document = Document(self)
         self.controller = Controller(self.document, self, device=device)
         self.runner = self.controller.runner
         self._closing = False
+        self._shown = False
+        self._restored = False  # a saved layout was restored
         self.setAcceptDrops(True)
-        self.resize(1400, 880)
+        self._fit_to_screen()
 
         # central: message bar over the welcome page / layer table
         self.message_bar = MessageBar(self)
@@ -130,10 +146,6 @@ class MainWindow(QMainWindow):
         self.docks["search"].hide()  # Tools ▸ Find Plan shows it
         self.docks["detail"].raise_()
         self.docks["plots"].raise_()
-        self.resizeDocks(
-            [self.docks["graph"], self.docks["detail"]], [270, 430], Qt.Orientation.Horizontal
-        )
-        self.resizeDocks([self.docks["plots"]], [300], Qt.Orientation.Vertical)
 
         self.status = StatusPanel(self)
         self.statusBar().addPermanentWidget(self.status, 1)
@@ -146,11 +158,64 @@ class MainWindow(QMainWindow):
 
         self._build_menus()
         self._connect()
+        self._default_state = self.saveState(STATE_VERSION)  # what View ▸ Reset Layout restores
+        self._size_docks()
         self._restore_layout()
         self._update_title()
         self._update_actions()
 
     # -- construction -----------------------------------------------------------------------------
+    def _fit_to_screen(self) -> None:
+        """Open at a comfortable size that never exceeds the screen's free area (a laptop's
+        1366x768 keeps its status bar on screen)."""
+        screen = self.screen() or QApplication.primaryScreen()
+        w, h = DEFAULT_SIZE
+        if screen is not None:
+            free = screen.availableGeometry()
+            # the frame and title bar take some pixels the geometry does not count
+            w, h = min(w, free.width() - 16), min(h, free.height() - 48)
+        self.resize(max(w, 640), max(h, 480))
+
+    def _size_docks(self) -> None:
+        """Share the width and height between the panes in proportion to the window."""
+        width, height = max(self.width(), 800), max(self.height(), 500)
+        side = [self.docks["graph"], self.docks["detail"]]
+        self.resizeDocks(side, [int(width * 0.2), int(width * 0.3)], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["plots"]], [int(height * 0.33)], Qt.Orientation.Vertical)
+
+    def reset_layout(self) -> None:
+        """View ▸ Reset Layout: every pane back where and how big it first was."""
+        for dock in self.docks.values():
+            dock.setFloating(False)
+        self.restoreState(self._default_state, STATE_VERSION)
+        for dock in self.docks.values():
+            dock.show()
+        self.docks["detail"].raise_()
+        self.docks["plots"].raise_()
+        self._size_docks()
+
+    def _unstick_docks(self) -> None:
+        """A restored layout may have squeezed a side pane to a sliver (the window once
+        shrank): give any visible, docked pane below a usable width its share back."""
+        narrow = [
+            d for d in self.docks.values()
+            if d.isVisible() and not d.isFloating()
+            and self.dockWidgetArea(d) in (Qt.DockWidgetArea.LeftDockWidgetArea,
+                                           Qt.DockWidgetArea.RightDockWidgetArea)
+            and d.width() < MIN_SIDE_PANE
+        ]  # fmt: skip
+        if narrow:
+            self.resizeDocks(narrow, [MIN_SIDE_PANE] * len(narrow), Qt.Orientation.Horizontal)
+
+    def _hide_stale_tab_bars(self) -> None:
+        """Qt can leave a tab bar of the tabbed docks from the layout before the first
+        resize visible on top of a pane (seen offscreen at 1920x1080, drawn over the
+        plots' toolbar): the tab bars in use sit next to the docks, never over one."""
+        docks = [d.geometry() for d in self.docks.values() if d.isVisible() and not d.isFloating()]
+        for bar in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
+            if bar.isVisible() and any(bar.geometry().intersects(g) for g in docks):
+                bar.hide()
+
     def _dock(self, key: str, title: str, widget: QWidget, where: Qt.DockWidgetArea) -> None:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{key}")
@@ -195,6 +260,7 @@ class MainWindow(QMainWindow):
         self.act_export_model = self._action(
             m, "Export &Quantized Model…", self.export_model_dialog, "Ctrl+E", "actionExportModel"
         )
+        self._action(m, "Export Op&tions…", self.export_options_dialog)
         m.addSeparator()
         self._action(m, "&Quit", self.close, SK.Quit)
         self._fill_samples()
@@ -241,6 +307,8 @@ class MainWindow(QMainWindow):
         for dock in self.docks.values():
             m.addAction(dock.toggleViewAction())
         m.addSeparator()
+        self.act_reset_layout = self._action(m, "Reset &Layout", self.reset_layout)
+        m.addSeparator()
         theme = m.addMenu("&Theme")
         group = QActionGroup(self)
         current = self.settings.theme()
@@ -251,12 +319,16 @@ class MainWindow(QMainWindow):
             group.addAction(act)
             theme.addAction(act)
 
+        m = bar.addMenu("&Help")
+        self.act_format_reference = self._action(m, "&Format Reference", self.show_format_reference)
+
     def _connect(self) -> None:
         doc, ctl, runner = self.document, self.controller, self.runner
         ctl.failed.connect(self.message_bar.show_error)
         self.table.editFailed.connect(self.message_bar.show_error)
         ctl.opened.connect(self._on_opened)
         ctl.detailChanged.connect(self.detail.show_detail)
+        doc.selection.changed.connect(self._on_selection_for_detail)
         ctl.sweepFinished.connect(self._on_sweep_finished)
         ctl.exported.connect(self._on_exported)
         ctl.calibrated.connect(self._on_calibrated)
@@ -489,7 +561,12 @@ class MainWindow(QMainWindow):
     def save_plan(self) -> bool:
         if self.document.plan_path is None:
             return self.save_plan_as()
-        return self.controller.save_plan(self.document.plan_path)
+        return self._succeeded(self.controller.save_plan(self.document.plan_path))
+
+    def _succeeded(self, ok: bool) -> bool:
+        if ok:
+            self._clear_stale_error(FILE_FAILURES)
+        return ok
 
     def save_plan_as(self) -> bool:
         if self.document.plan is None:
@@ -497,14 +574,14 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "Save plan", self._plan_dir(), PLAN_FILTER)
         if not path:
             return False
-        return self.controller.save_plan(path)
+        return self._succeeded(self.controller.save_plan(path))
 
     def open_plan_dialog(self) -> None:
         if self.document.plan is None:
             return
         path, _ = QFileDialog.getOpenFileName(self, "Open plan", self._plan_dir(), PLAN_FILTER)
         if path:
-            self.controller.load_plan(path)
+            self._succeeded(self.controller.load_plan(path))
 
     def import_overrides_dialog(self) -> None:
         if self.document.plan is None:
@@ -544,12 +621,28 @@ class MainWindow(QMainWindow):
         )
         if ev is not None and ev.providers:
             self.status.show_providers(ev.providers)
+        if ev is not None and doc.evaluation_current and not doc.evaluation_failed:
+            self._clear_stale_error(EDIT_FAILURES)
+
+    def _clear_stale_error(self, kinds: tuple[str, ...]) -> None:
+        """A success after a failure of the same kind (the action's words start with one of
+        ``kinds``): the failure's message no longer describes the window."""
+        bar = self.message_bar
+        if bar.isVisible() and bar.level == "error" and bar.what.startswith(kinds):
+            bar.hide()
 
     # -- tools ---------------------------------------------------------------------------------------
     def sweep_dialog(self) -> None:
         if self.document.session is None:
             return
-        choice = SweepDialog.ask(self.document.selection.names, self)
+        session = self.document.session
+        data = session.data
+        choice = SweepDialog.ask(
+            self.document.selection.names,
+            self,
+            n_layers=len(session.info.layers),
+            n_samples=None if data is None else len(data.evaluation),
+        )
         if choice is not None:
             self.controller.run_sweep(*choice)
 
@@ -565,7 +658,22 @@ class MainWindow(QMainWindow):
             self, "Export quantized model", str(folder / f"{stem}.quant.onnx"), MODEL_FILTER
         )
         if path:
-            self.controller.export_model(path)
+            report = None
+            if self.export_report_dir is not None:
+                report = self.export_report_dir / default_report_path(path).name
+            self.controller.export_model(path, self.export_options, report)
+
+    def export_options_dialog(self) -> ExportOptionsDialog:
+        """File ▸ Export Options (not modal; applies when OK is pressed)."""
+        dlg = ExportOptionsDialog(self.export_options, self.export_report_dir, self)
+
+        def accepted() -> None:
+            self.export_options = dlg.options(self.export_options)
+            self.export_report_dir = dlg.chosen_report_dir()
+
+        dlg.accepted.connect(accepted)
+        dlg.open()
+        return dlg
 
     def _on_exported(self, report: FidelityReport) -> None:
         verdict = "fidelity check passed" if report.passed else "fidelity check FAILED"
@@ -579,6 +687,15 @@ class MainWindow(QMainWindow):
         self.sweep.show_entries(entries)
         self.docks["sweep"].show()
         self.docks["sweep"].raise_()
+
+    def _on_selection_for_detail(self, _origin: object) -> None:
+        current = self.document.selection.current
+        shown = self.detail.detail
+        if current is None or (shown is not None and shown.layer == current):
+            return
+        running = self.runner.running
+        waiting = None if running is None or running.key == "detail" else running.label
+        self.detail.show_pending(current, waiting)
 
     def _on_calibrated(self, method: str) -> None:
         for act in self.calibration_group.actions():
@@ -605,6 +722,14 @@ class MainWindow(QMainWindow):
     def _on_cancelled(self, job: Job) -> None:
         if not job.quiet:
             self.message_bar.show_message(f"Cancelled: {job.label}.", "info")
+
+    def show_format_reference(self) -> FormatReferenceDialog:
+        """Help ▸ Format Reference (not modal: it can stay open next to the table)."""
+        if self.format_reference is None:
+            self.format_reference = FormatReferenceDialog(self)
+        self.format_reference.show()
+        self.format_reference.raise_()
+        return self.format_reference
 
     # -- window -----------------------------------------------------------------------------------------
     def set_theme(self, name: str) -> None:
@@ -636,7 +761,7 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         if state is not None:
-            self.restoreState(state, STATE_VERSION)
+            self._restored = self.restoreState(state, STATE_VERSION)
 
     def _confirm_discard(self, action: str) -> bool:
         """Ask before losing unsaved plan edits; True when it is fine to go on."""
@@ -654,6 +779,15 @@ class MainWindow(QMainWindow):
         if answer == QMessageBox.StandardButton.Save:
             return self.save_plan()
         return answer == QMessageBox.StandardButton.Discard
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._shown:
+            self._shown = True
+            # widths are only real once laid out: share them out (or check the restored
+            # panes) after this show
+            QTimer.singleShot(0, self._unstick_docks if self._restored else self._size_docks)
+            QTimer.singleShot(0, self._hide_stale_tab_bars)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self._closing and not self._confirm_discard("close"):

@@ -36,6 +36,7 @@ class MessageBar(QWidget):
         self.setObjectName("messageBar")
         self.setAutoFillBackground(True)
         self.level = "info"
+        self.what = ""
         self.text = QLabel(self)
         self.text.setObjectName("messageText")
         self.text.setWordWrap(True)
@@ -73,9 +74,11 @@ class MessageBar(QWidget):
             message = f"{what} failed with an unexpected error: {type(exc).__name__}: {exc}"
             details = "".join(traceback.format_exception(exc))
         self.show_message(message, "error", details)
+        self.what = what
 
     def show_message(self, message: str, level: str = "info", details: str = "") -> None:
         self.level = level
+        self.what = ""  # the action that failed, for an error shown by show_error
         self.text.setText(message)
         self.details.setPlainText(details)
         self.details_button.setVisible(bool(details))

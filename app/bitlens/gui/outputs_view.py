@@ -176,6 +176,7 @@ class OutputsView(QWidget):
             ax = self.plot.getPlotItem().getAxis(axis)
             ax.setPen(pg.mkPen(self._fg()))
             ax.setTextPen(pg.mkPen(self._fg()))
+        self._draw_scatter()  # the title's colour is fixed when it is set: set it again
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)

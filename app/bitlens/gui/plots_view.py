@@ -12,14 +12,23 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
+from bitlens.core.units import byte_scale
 from bitlens.gui import colors
 from bitlens.gui.document import Document
-from bitlens.gui.series import METRICS, SOURCES, error_series, size_series
+from bitlens.gui.error_kind import ErrorKindBox
+from bitlens.gui.series import METRICS, error_series, size_series
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float
 
-METRIC_AXIS = {"sqnr": "SQNR (dB)", "mse": "MSE", "cosine": "1 − cos"}
+METRIC_AXIS = {"sqnr": "dB", "mse": "MSE", "cosine": "1 − cos"}
 
 BAR_W = 0.8
 
@@ -46,12 +55,14 @@ class PlotsView(QWidget):
         self.metric_box.setObjectName("plotMetric")
         for key, label in METRICS.items():
             self.metric_box.addItem(label, key)
-        self.source = QComboBox(self)
+        self.source = ErrorKindBox(document.error_kind, self)
         self.source.setObjectName("plotSource")
-        for key, label in SOURCES.items():
-            self.source.addItem(label, key)
         self.metric_box.currentIndexChanged.connect(self._redraw)
-        self.source.currentIndexChanged.connect(self._redraw)
+        document.error_kind.changed.connect(self._redraw)
+        self.kind_help = QLabel(self)  # one line: what the chosen error kind measures
+        self.kind_help.setObjectName("errorKindHelp")
+        # never widens the pane: a narrow one cuts the line (the tooltip holds it whole)
+        self.kind_help.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.info = QLabel(self)
         self.info.setObjectName("plotInfo")
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -69,11 +80,26 @@ class PlotsView(QWidget):
             plot.setMenuEnabled(False)
             plot.hideButtons()
             plot.vb.setMouseEnabled(x=True, y=False)
-        self.size_plot.setLabel("bottom", "layer (topological order)")
-        self.size_plot.setLabel("left", "size", units="B")
+        # The x axis (layer index, topological order) is said in the tooltip and the info
+        # line, and the error plot's ticks repeat the size plot's: both cost height that a
+        # laptop screen does not have.
+        self.error_plot.getAxis("bottom").setStyle(showValues=False)
+        self.error_plot.getAxis("bottom").setHeight(4)
+        self.size_plot.setLabel("left", "size")
         for plot in (self.error_plot, self.size_plot):
             plot.getAxis("left").setWidth(64)  # both y axes equally wide: bars line up
-        self.size_plot.addLegend(offset=(-10, 5))
+        # one large layer flattens the others: a log scale shows them all
+        self.size_scale = QComboBox(self)
+        self.size_scale.setObjectName("sizeScale")
+        self.size_scale.addItem("linear sizes", False)
+        self.size_scale.addItem("log sizes", True)
+        self.size_scale.setToolTip(
+            "Size axis: linear, or logarithmic so that small layers stay visible next to "
+            "a large one"
+        )
+        self.size_scale.currentIndexChanged.connect(self._redraw)
+        self.size_legend = QLabel(self)  # outside the plot, where it hides no bar
+        self.size_legend.setObjectName("sizeLegend")
         self.error_bars = pg.BarGraphItem(x=[], height=[], width=BAR_W)
         self.before_bars = pg.BarGraphItem(x=[], height=[], width=BAR_W / 2, name="float")
         self.after_bars = pg.BarGraphItem(x=[], height=[], width=BAR_W / 2, name="plan")
@@ -92,7 +118,9 @@ class PlotsView(QWidget):
         bar.addWidget(QLabel("Error:", self))
         bar.addWidget(self.metric_box)
         bar.addWidget(self.source)
-        bar.addStretch(1)
+        bar.addWidget(self.kind_help, 1)
+        bar.addWidget(self.size_scale)
+        bar.addWidget(self.size_legend)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
@@ -116,7 +144,10 @@ class PlotsView(QWidget):
 
     def _redraw(self) -> None:
         info = self._doc.info
-        metric, source = self.metric_box.currentData(), self.source.currentData()
+        metric, source = self.metric_box.currentData(), self._doc.error_kind.kind
+        explanation = self._doc.error_kind.explanation
+        self.kind_help.setText(explanation)
+        self.kind_help.setToolTip(explanation)
         names = self._names
         self.error_plot.setLabel("left", METRIC_AXIS[metric])
         ev = self._doc.evaluation
@@ -124,8 +155,11 @@ class PlotsView(QWidget):
         ok = np.isfinite(s.values)
         x = np.arange(len(names), dtype=np.float64)
         brushes = []
+        scale = self._doc.error_kind.scale(ev)
         for sq, exact in zip(s.sqnr[ok], s.exact[ok], strict=True):
-            c = colors.error_color(None if np.isnan(sq) else float(sq)) or QColor(150, 150, 150)
+            c = colors.error_color(None if np.isnan(sq) else float(sq), scale) or QColor(
+                150, 150, 150
+            )
             brushes.append(pg.mkBrush(c.lighter(115) if exact else c))
         self.error_bars.setOpts(x=x[ok], height=s.values[ok], width=BAR_W, brushes=brushes)
         before, after = (
@@ -133,12 +167,28 @@ class PlotsView(QWidget):
             if info is not None
             else (np.empty(0), np.empty(0))
         )
+        before, after = self._scale_sizes(before, after)
         self.before_bars.setOpts(x=x - BAR_W / 4, height=before, width=BAR_W / 2)
         has_after = np.isfinite(after)
         self.after_bars.setOpts(
             x=x[has_after] + BAR_W / 4, height=after[has_after], width=BAR_W / 2
         )
         self._on_selection_changed(None)
+
+    def _scale_sizes(self, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bar heights on the chosen size axis: bytes in the largest binary unit that
+        keeps them readable, or log10 of the bytes (the axis then reads 10^n B)."""
+        axis = self.size_plot.getAxis("left")
+        if self.size_scale.currentData():
+            axis.setLogMode(False, True)
+            self.size_plot.setLabel("left", "B (log)")
+            # a bar starts at 1 B (log 0); a layer of no bytes draws no bar
+            return np.log10(np.maximum(before, 1.0)), np.log10(np.maximum(after, 1.0))
+        axis.setLogMode(False, False)
+        largest = float(np.nanmax(before)) if before.size else 0.0
+        divisor, unit = byte_scale(largest)
+        self.size_plot.setLabel("left", unit)
+        return before / divisor, after / divisor
 
     def _restyle(self) -> None:
         pal = self.palette()
@@ -156,10 +206,10 @@ class PlotsView(QWidget):
         self.error_bars.setOpts(pen=line)
         for mark in self.marks:
             mark.setPen(pg.mkPen(colors.HIGHLIGHT, width=2))
-        legend = self.size_plot.legend
-        if legend is not None:
-            legend.setLabelTextColor(fg)
-            legend.setBrush(pg.mkBrush(bg))
+        self.size_legend.setText(
+            f"<span style='color:{colors.BEFORE.name()}'>■</span> float "
+            f"<span style='color:{colors.AFTER.name()}'>■</span> plan"
+        )
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
@@ -172,7 +222,7 @@ class PlotsView(QWidget):
         if cur is None or cur not in self._names:
             for mark in self.marks:
                 mark.setVisible(False)
-            self.info.setText("Click a bar to select its layer.")
+            self.info.setText("Layers in topological order; click a bar to select its layer.")
             return
         i = self._names.index(cur)
         for mark in self.marks:
@@ -187,10 +237,10 @@ class PlotsView(QWidget):
         layer = info.layer(name)
         ev = self._doc.evaluation
         r = None if ev is None else ev.layers.get(name)
-        parts = [f"<b>{i}: {name}</b> ({layer.op_type})"]
+        parts = [f"<b>layer {i}: {name}</b> ({layer.op_type})"]
         if r is not None:
             src = {"local": r.local, "accumulated": r.accumulated, "weight": r.weight}[
-                self.source.currentData()
+                self._doc.error_kind.kind
             ]
             if src is not None:
                 parts.append(

@@ -21,10 +21,18 @@ from bitlens.core.plan import WEIGHT_CHOICES
 
 
 class SweepDialog(QDialog):
-    def __init__(self, selected: Sequence[str], parent: QWidget | None = None):
+    def __init__(
+        self,
+        selected: Sequence[str],
+        parent: QWidget | None = None,
+        n_layers: int | None = None,
+        n_samples: int | None = None,
+    ):
         super().__init__(parent)
         self.setWindowTitle("Sensitivity sweep")
         self.selected = tuple(selected)
+        self.n_layers = n_layers if n_layers is not None else len(self.selected)
+        self.n_samples = n_samples
         self.formats = QListWidget(self)
         default = {f for f in INSPECT_LADDER if f != "fp16"}
         for name in WEIGHT_CHOICES:
@@ -36,7 +44,13 @@ class SweepDialog(QDialog):
         self.all_layers = QRadioButton("All layers", self)
         self.sel_layers = QRadioButton(f"The {len(self.selected)} selected layers", self)
         self.sel_layers.setEnabled(bool(self.selected))
-        (self.sel_layers if self.selected else self.all_layers).setChecked(True)
+        # one selected layer is usually just where the cursor was: sweep them all then
+        (self.sel_layers if len(self.selected) > 1 else self.all_layers).setChecked(True)
+        self.estimate = QLabel(self)
+        self.estimate.setObjectName("sweepEstimate")
+        self.estimate.setWordWrap(True)
+        self.formats.itemChanged.connect(self._update_estimate)
+        self.all_layers.toggled.connect(self._update_estimate)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
         )
@@ -50,7 +64,27 @@ class SweepDialog(QDialog):
         layout.addWidget(self.formats)
         layout.addWidget(self.all_layers)
         layout.addWidget(self.sel_layers)
+        layout.addWidget(
+            QLabel("Baseline: the float model (exact output). Each result quantizes one "
+                   "layer's weights alone, everything else float.", self)
+        )  # fmt: skip
+        layout.addWidget(self.estimate)
         layout.addWidget(buttons)
+        self._update_estimate()
+
+    def runs(self) -> int:
+        """Model runs the sweep will make: layers x formats (each over the evaluation set)."""
+        formats, layers = self.choice()
+        n = self.n_layers if layers is None else len(layers)
+        return n * len(formats)
+
+    def _update_estimate(self, *_args: object) -> None:
+        formats, layers = self.choice()
+        n = self.n_layers if layers is None else len(layers)
+        samples = "" if self.n_samples is None else f" on {self.n_samples} evaluation samples"
+        self.estimate.setText(
+            f"{n} layers × {len(formats)} formats = {self.runs()} runs of the model{samples}."
+        )
 
     def choice(self) -> tuple[list[str], list[str] | None]:
         formats = [
@@ -62,9 +96,13 @@ class SweepDialog(QDialog):
 
     @classmethod
     def ask(
-        cls, selected: Sequence[str], parent: QWidget | None = None
+        cls,
+        selected: Sequence[str],
+        parent: QWidget | None = None,
+        n_layers: int | None = None,
+        n_samples: int | None = None,
     ) -> tuple[list[str], list[str] | None] | None:
-        dlg = cls(selected, parent)
+        dlg = cls(selected, parent, n_layers, n_samples)
         if dlg.exec() != QDialog.DialogCode.Accepted:
             return None
         formats, layers = dlg.choice()

@@ -1,7 +1,10 @@
 """Results of the last sensitivity sweep: the output error of each layer in each format.
 
-Worst first. Selecting a row selects its layer everywhere; double-clicking
-applies that format to that layer's weights (an undoable edit).
+A heat map (layers in model order by formats, colour = output SQNR with only
+that layer quantized, against the float model's exact output) and the same
+results as a list, worst first. Clicking a cell or row selects its layer
+everywhere; double-clicking applies that format to that layer's weights (an
+undoable edit).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -57,10 +61,22 @@ class SweepView(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
         self.table.cellDoubleClicked.connect(self._on_pick)
+        self.heat = QTableWidget(0, 0, self)
+        self.heat.setObjectName("sweepHeatMap")
+        self.heat.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.heat.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.heat.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.heat.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.heat.cellClicked.connect(self._on_heat_clicked)
+        self.heat.cellDoubleClicked.connect(self._on_heat_pick)
+        self.tabs = QTabWidget(self)
+        self.tabs.addTab(self.heat, "Heat map")
+        self.tabs.addTab(self.table, "List")
+        self._cells: dict[tuple[int, int], SweepEntry] = {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.note)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(self.tabs, 1)
         document.modelChanged.connect(self._on_model_changed)
 
     def _on_model_changed(self) -> None:
@@ -90,8 +106,49 @@ class SweepView(QWidget):
                 self.table.setItem(i, j, it)
         self.table.setSortingEnabled(True)
         self.table.sortItems(2, Qt.SortOrder.AscendingOrder)  # lowest output SQNR first
+        self._fill_heat(entries)
         if entries:
-            self.note.setText(f"{len(entries)} results, worst first. Double-click to apply.")
+            self.note.setText(
+                f"{len(entries)} results. Baseline: the float model (exact output); each cell "
+                "quantizes one layer's weights alone. Click to select, double-click to apply."
+            )
+
+    def _fill_heat(self, entries: list[SweepEntry]) -> None:
+        info = self._doc.info
+        order = {n: i for i, n in enumerate(info.layer_names)} if info is not None else {}
+        layers = sorted({e.layer for e in entries}, key=lambda n: order.get(n, len(order)))
+        formats = list(dict.fromkeys(e.format for e in entries))
+        self.heat.clear()
+        self.heat.setRowCount(len(layers))
+        self.heat.setColumnCount(len(formats))
+        self.heat.setHorizontalHeaderLabels(formats)
+        self.heat.setVerticalHeaderLabels(layers)
+        scale = colors.ErrorScale.spanning(e.output.sqnr_db for e in entries)
+        self._cells = {}
+        for e in entries:
+            r, c = layers.index(e.layer), formats.index(e.format)
+            it = QTableWidgetItem(fmt_db(e.output.sqnr_db))
+            it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            it.setToolTip(
+                f"{e.layer} in {e.format}: output SQNR {fmt_db(e.output.sqnr_db)}, cosine "
+                f"{e.output.cosine:.5f}, {fmt_bytes(e.bytes_after)}\ndouble-click to apply"
+            )
+            col = colors.error_color(e.output.sqnr_db, scale)
+            if col is not None:
+                it.setBackground(col)
+                it.setForeground(colors.INK)
+            self.heat.setItem(r, c, it)
+            self._cells[(r, c)] = e
+
+    def _on_heat_clicked(self, row: int, col: int) -> None:
+        e = self._cells.get((row, col))
+        if e is not None:
+            self._doc.selection.set([e.layer], e.layer, origin=self)
+
+    def _on_heat_pick(self, row: int, col: int) -> None:
+        e = self._cells.get((row, col))
+        if e is not None:
+            self.formatPicked.emit(e.layer, e.format)
 
     def _entry(self, row: int) -> SweepEntry | None:
         item = self.table.item(row, 0)

@@ -9,19 +9,35 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from bitlens.core.formats import Family, Granularity, parse_format
+from bitlens.core.units import format_bytes
+
 FLOAT_LABEL = "keep float"
+DYNAMIC_SUFFIX = " (dynamic)"  # an activation format whose range comes from each input
+
+
+def with_dynamic(names: Sequence[str]) -> list[str]:
+    """Activation format names, then the dynamic variant of each that can be dynamic
+    (integer, per tensor: what ONNX Runtime's DynamicQuantizeLinear computes)."""
+    out = list(names)
+    for name in names:
+        f = parse_format(name)
+        if f.family is Family.INT and f.granularity is Granularity.TENSOR:
+            out.append(name + DYNAMIC_SUFFIX)
+    return out
+
+
+def split_dynamic(text: str) -> tuple[str, bool]:
+    """A shown activation name as (format name, dynamic)."""
+    if text.endswith(DYNAMIC_SUFFIX):
+        return text.removesuffix(DYNAMIC_SUFFIX), True
+    return text, False
 NONE = "—"
 
 
 def fmt_bytes(n: int | float | None) -> str:
-    if n is None:
-        return NONE
-    n = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000.0
-    raise AssertionError("unreachable")
+    """Binary units (KiB = 1024 B), as the CLI writes them."""
+    return NONE if n is None else format_bytes(n)
 
 
 def fmt_count(n: int | None) -> str:
