@@ -42,7 +42,7 @@ def test_predicted_file_size_is_the_written_file_size(
     assert size.file_bytes != window.document.evaluation.bytes_after  # not the weights alone
     # kept per plan: asking again answers at once, with no job
     with qtbot.waitSignal(window.controller.sizePredicted, timeout=1_000):
-        assert window.controller.predict_size() is None
+        assert window.controller.predict_size(window.export_options) is None
     out = tmp_path / f"cnn.{preset}.onnx"
     with qtbot.waitSignal(window.controller.exported, timeout=60_000) as done:
         window.controller.export_model(out)

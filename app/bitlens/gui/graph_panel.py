@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from bitlens.gui.document import Document
 from bitlens.gui.error_kind import ErrorKindBox
@@ -17,6 +17,11 @@ class GraphPanel(QWidget):
         self.legend = GraphLegend(self)
         self.metric_box = ErrorKindBox(document.error_kind, self)
         self.metric_box.setObjectName("graphMetric")
+        # The dock may be narrow on a laptop screen; the popup still shows whole names.
+        self.metric_box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.metric_box.setMinimumContentsLength(8)
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
         bar.addWidget(QLabel("Colour:", self))

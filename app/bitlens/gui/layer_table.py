@@ -95,10 +95,13 @@ class LayerTable(QWidget):
             "A preset: weight and activation formats together. Shows the preset the whole "
             f"plan follows, or “{MIXED}”."
         )
-        self.preset_all = QPushButton("Apply to all", self)
+        # Short labels (with tooltips) keep the toolbar narrow enough for a 1280 px screen.
+        self.preset_all = QPushButton("All", self)
+        self.preset_all.setToolTip("Apply the preset to all layers")
         self.preset_all.setObjectName("presetAll")
         self.preset_all.clicked.connect(lambda: self.apply_preset(selected_only=False))
-        self.preset_sel = QPushButton("Apply to selected", self)
+        self.preset_sel = QPushButton("Selected", self)
+        self.preset_sel.setToolTip("Apply the preset to the selected layers")
         self.preset_sel.setObjectName("presetSelection")
         self.preset_sel.clicked.connect(lambda: self.apply_preset(selected_only=True))
         self.target_combo = QComboBox(self)
@@ -117,11 +120,11 @@ class LayerTable(QWidget):
 
         add_format_tooltips(self.weight_combo)
         add_format_tooltips(self.act_combo)
-        for combo in (self.weight_combo, self.act_combo, self.preset_combo):
+        for combo in (self.weight_combo, self.act_combo, self.preset_combo, self.target_combo):
             # narrow windows: the combo shrinks and its popup still shows whole names
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(6)
-        self.filter.setMinimumWidth(8 * self.fontMetrics().horizontalAdvance("M"))
+        self.filter.setMinimumWidth(5 * self.fontMetrics().horizontalAdvance("M"))
 
         self.view = FrozenColumnTableView(Column.NAME, self)  # names stay when scrolling right
         self.view.setObjectName("layerTable")
