@@ -17,6 +17,7 @@ from bitlens.core.export.fidelity import check_fidelity
 from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from bitlens.core.results import drain
 from tests.core.export_models import attention_block, conv_net, random_feeds
 
 # one of each family and grouping the exporter writes differently
@@ -25,13 +26,6 @@ FORMATS = (
     "int3 sym ch", "int2 asym blk32", "nf4 blk64", "km4 ch", "log4 ch", "tern ch", "bin ch",
 )  # fmt: skip
 
-
-def _drain(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +40,11 @@ def cnn() -> Engine:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_file_lands_on_the_accounting(cnn: Engine, tmp_path: Path, fmt: str) -> None:
     plan = Plan.uniform(cnn.info, fmt, "uint8 asym" if fmt == "int8 sym ch" else None)
-    size = _drain(accounting.predict(cnn, plan))  # before, and apart from, the export
-    result = _drain(export(cnn, plan, tmp_path / "o.onnx", ExportOptions()))
+    size = drain(accounting.predict(cnn, plan))  # before, and apart from, the export
+    result = drain(export(cnn, plan, tmp_path / "o.onnx", ExportOptions()))
     written = (tmp_path / "o.onnx").stat().st_size
     assert abs(written - size.file_bytes) <= 0.02 * size.file_bytes
-    report = _drain(check_fidelity(cnn, plan, result, latency_budget_s=0.0))
+    report = drain(check_fidelity(cnn, plan, result, latency_budget_s=0.0))
     assert abs(report.file_size_error) <= 0.02
     assert sum(la.file_bytes for la in size.layers) == sum(
         r.bytes_file for r in result.layers.values()
@@ -62,8 +56,8 @@ def test_transformer_file_lands_on_the_accounting(tmp_path: Path) -> None:
     engine = Engine(model, random_feeds(model.info, 2), device="cpu")
     for fmt, act in (("int2 asym blk32", "fp16"), ("int8 sym ch", "uint8 asym"), ("km4 ch", None)):
         plan = Plan.uniform(model.info, fmt, act)
-        size = _drain(accounting.predict(engine, plan))
-        _drain(export(engine, plan, tmp_path / "o.onnx", ExportOptions()))
+        size = drain(accounting.predict(engine, plan))
+        drain(export(engine, plan, tmp_path / "o.onnx", ExportOptions()))
         written = (tmp_path / "o.onnx").stat().st_size
         assert abs(written - size.file_bytes) <= 0.02 * size.file_bytes, fmt
 
@@ -98,8 +92,8 @@ def test_a_format_that_cannot_save_bytes_says_so(tmp_path: Path) -> None:
     assert not accounting.cannot_save(model.info.layer("pw"), parse_format("int4 sym ch"))
     engine = Engine(model, random_feeds(model.info, 2), device="cpu")
     plan = Plan.uniform(model.info, fmt)
-    result = _drain(export(engine, plan, tmp_path / "o.onnx", ExportOptions()))
-    report = _drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
+    result = drain(export(engine, plan, tmp_path / "o.onnx", ExportOptions()))
+    report = drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
     dw = next(la for la in report.layers if la.name == "dw")
     assert not dw.saves_bytes and dw.bytes_file > 0
     assert any("'dw'" in n and "cannot save bytes" in n for n in report.notes)
@@ -119,5 +113,5 @@ def test_two_bit_text_model_is_smaller_than_its_int8_one(tmp_path: Path) -> None
     sizes = {}
     for fmt in ("int8 sym ch", "int2 asym blk32"):
         plan = Plan.uniform(model.info, fmt, None)
-        sizes[fmt] = _drain(accounting.predict(engine, plan)).file_bytes
+        sizes[fmt] = drain(accounting.predict(engine, plan)).file_bytes
     assert sizes["int2 asym blk32"] < 0.8 * sizes["int8 sym ch"]

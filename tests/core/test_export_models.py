@@ -23,6 +23,7 @@ from bitlens.core.export.fidelity import check_fidelity, default_report_path, ex
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.model.loader import from_proto, load_model
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.results import drain
 from tests import builders
 from tests.core.export_models import conv_net, random_feeds, transformer_block
 
@@ -47,17 +48,10 @@ def run(
     engine: Engine, plan: Plan, path: Path, **options: object
 ) -> tuple[ExportResult, FidelityReport]:
     gen = export(engine, plan, path, ExportOptions(**options))  # type: ignore[arg-type]
-    result = _drain(gen)
-    report = _drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
+    result = drain(gen)
+    report = drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
     return result, report
 
-
-def _drain(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
 
 
 # model, weight format, activation format, options
@@ -221,7 +215,7 @@ def test_source_is_untouched_and_write_is_atomic(tmp_path: Path) -> None:
     engine = Engine(model, random_feeds(model.info, 2), device="cpu")
     plan = Plan.preset(engine.info, "W4A8")
     out = tmp_path / "model_w4a8.onnx"
-    report = _drain(export_and_check(engine, plan, out, latency_budget_s=0.0))
+    report = drain(export_and_check(engine, plan, out, latency_budget_s=0.0))
     assert report.passed
     assert hashlib.sha256(src.read_bytes()).hexdigest() == digest
     saved = json.loads(default_report_path(out).read_text())
@@ -230,7 +224,7 @@ def test_source_is_untouched_and_write_is_atomic(tmp_path: Path) -> None:
         "model.onnx", "model_w4a8.fidelity.json", "model_w4a8.onnx"
     ]  # fmt: skip
     with pytest.raises(ExportError, match="refusing to overwrite the source"):
-        _drain(export(engine, plan, src))
+        drain(export(engine, plan, src))
 
 
 def test_cancelled_export_writes_nothing(engines: dict[str, Engine], tmp_path: Path) -> None:
@@ -320,7 +314,7 @@ def test_tampered_export_fails_the_check(engines: dict[str, Engine], tmp_path: P
     raw[0] ^= 0b111  # one code of conv2's weight changes
     codes.raw_data = bytes(raw)
     onnx.save(model, str(path))
-    bad = _drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
+    bad = drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
     assert not bad.passed
     assert any("conv2" in f and "differs from the simulated" in f for f in bad.failures)
     assert any("run as written differs from the engine" in f for f in bad.failures)
@@ -350,4 +344,4 @@ def test_conflicting_formats_on_a_shared_weight_are_refused(tmp_path: Path) -> N
         engine.info, {"a": LayerChoice.of("int4 sym ch"), "b": LayerChoice.of("int8 sym ch")}
     )
     with pytest.raises(ExportError, match="shared by several layers"):
-        _drain(export(engine, mixed, tmp_path / "mixed.onnx"))
+        drain(export(engine, mixed, tmp_path / "mixed.onnx"))

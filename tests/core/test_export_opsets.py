@@ -17,16 +17,9 @@ from bitlens.core.export.exporter import ExportOptions, export, preflight
 from bitlens.core.export.fidelity import check_fidelity
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from bitlens.core.results import drain
 from tests import builders
 from tests.core.export_models import random_feeds
-
-
-def _drain(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
 
 
 def _engine() -> Engine:
@@ -38,9 +31,9 @@ def test_w8a8_on_an_opset12_constant_weight_model_works_by_default(tmp_path: Pat
     """The OCR case: opset 12, weights in Constant nodes, --preset W8A8, no --opset."""
     engine = _engine()
     plan = Plan.preset(engine.info, "W8A8")
-    result = _drain(export(engine, plan, tmp_path / "o.onnx"))
+    result = drain(export(engine, plan, tmp_path / "o.onnx"))
     assert (result.source_opset, result.opset) == (12, 13)
-    report = _drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
+    report = drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
     assert report.passed, report.failures
 
 

@@ -18,20 +18,13 @@ from bitlens.core.export.exporter import ExportOptions, export
 from bitlens.core.export.fidelity import check_fidelity
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from bitlens.core.results import drain
 from tests.core.export_models import attention_block, random_feeds
 
 
-def _drain(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
-
-
 def _check(engine: Engine, plan: Plan, path: Path):
-    result = _drain(export(engine, plan, path, ExportOptions()))
-    return _drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
+    result = drain(export(engine, plan, path, ExportOptions()))
+    return drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from bitlens.core.export import accounting
 from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import PRESETS, Plan
 from bitlens.core.plan_schema import read_json_file
-from bitlens.core.results import Evaluation
+from bitlens.core.results import Evaluation, drain
 from bitlens.core.usermetric import evaluate_with, load_metric
 
 
@@ -91,12 +91,7 @@ def run(args: argparse.Namespace) -> int:
     flags = no_saving(model.info, plan)
     size = None
     if args.export_size:
-        gen = accounting.predict(engine, plan)
-        try:
-            while True:
-                next(gen)
-        except StopIteration as stop:
-            size = stop.value
+        size = drain(accounting.predict(engine, plan))
     rows = _deployed(engine, plan) if args.deployed else None
     if args.json:
         d = ev.to_dict()

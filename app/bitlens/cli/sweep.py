@@ -22,7 +22,7 @@ from bitlens.cli.common import (
     open_model,
 )
 from bitlens.core.engine import Engine
-from bitlens.core.results import SweepEntry
+from bitlens.core.results import SweepEntry, drain
 
 DEFAULT_LADDER = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")
 
@@ -101,12 +101,7 @@ def run_sensitivities(args: argparse.Namespace) -> int:
     metric = load_metric(args.metric) if args.metric else None
     model = open_model(args.model)
     engine = calibrated_engine(args, model)
-    gen = sensitivities(engine, args.formats, args.activation_formats, metric=metric)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        entries = stop.value
+    entries = drain(sensitivities(engine, args.formats, args.activation_formats, metric=metric))
     if args.json:
         print(
             dump_json({"providers": list(engine.providers), "entries": [vars(e) for e in entries]})

@@ -7,8 +7,11 @@ read these and never recompute anything. ``None`` means "not applicable"
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,3 +86,12 @@ class Progress:
     done: int
     total: int
     message: str = ""
+
+
+def drain(gen: Generator[Any, Any, T]) -> T:
+    """Run a progress-yielding job to the end where nobody watches, and return its value."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value

@@ -50,6 +50,7 @@ from bitlens.core.results import (
     SweepEntry,
     TensorError,
 )
+from bitlens.core.usermetric import concat
 from bitlens.core.weights import bind, weight_bytes_after
 
 if TYPE_CHECKING:
@@ -682,7 +683,7 @@ class Engine:
             sums.add(r_i, g_i)
         err = sums.result()
         if all(_classifier_like(np.asarray(r_i)) for r_i in ref):
-            r, g = _cat(ref), _cat(got)
+            r, g = concat(ref), concat(got)
             if _classifier_like(r):
                 return OutputResult(name, err, metrics.top1_agreement(r, g), metrics.mean_kl(r, g))
         return OutputResult(name, err)
@@ -727,8 +728,8 @@ class Engine:
         if labels is None or not self._output_names:
             return {}
         name = self._output_names[0]
-        r = _cat([ref[name][i] for i in self.data.evaluation])
-        g = _cat(got[name])
+        r = concat([ref[name][i] for i in self.data.evaluation])
+        g = concat(got[name])
         if not _classifier_like(r) or len(r) != len(labels):
             return {}
         return {
@@ -875,7 +876,7 @@ class Engine:
         ref = self._ensure_ref()
         if acts[0] not in ref:
             return None
-        return _cat([ref[acts[0]][i] for i in self.data.calibration])
+        return concat([ref[acts[0]][i] for i in self.data.calibration])
 
     def scheme_table(
         self, layer: str, formats: Sequence[str | Format]
@@ -959,18 +960,6 @@ class _Measure:
 
     def result(self) -> tuple[TensorError, tuple[float, ...]]:
         return self.total.result(), tuple(self.rows)
-
-
-def _cat(values: Sequence[np.ndarray]) -> np.ndarray:
-    arrs = [np.asarray(v) for v in values]
-    if len(arrs) == 1:
-        return arrs[0]
-    if all(a.ndim >= 1 for a in arrs):
-        try:
-            return np.concatenate(arrs, axis=0)
-        except ValueError:
-            pass
-    return np.concatenate([a.ravel() for a in arrs])
 
 
 def _classifier_like(x: np.ndarray) -> bool:

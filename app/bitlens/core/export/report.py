@@ -256,7 +256,7 @@ def render(r: FidelityReport) -> str:
             f"latency on {', '.join(lat.providers)}: export {lat.export_ms:.3f} ms, "
             f"float {lat.float_ms:.3f} ms (x{lat.ratio:.2f}), median of {lat.runs} runs"
         )
-    lines += [f"note: {n}" for n in r.notes]
+    lines += [n if n.startswith("warning: ") else f"note: {n}" for n in r.notes]
     lines += [f"FAILED: {f}" for f in r.failures]
     lines.append("fidelity check passed" if r.passed else "fidelity check FAILED")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ import numpy as np
 from bitlens.core import metrics
 from bitlens.core.engine import Engine
 from bitlens.core.plan import LayerChoice, Plan
-from bitlens.core.results import Progress
+from bitlens.core.results import Progress, drain
 from bitlens.core.search.candidates import _fits, _fits_weight, _parse_all
 from bitlens.core.search.points import Sensitivity
 from bitlens.core.usermetric import Metric, concat_outputs, default_metric, reference_outputs
@@ -81,9 +81,4 @@ def exported_size(engine: Engine, plan: Plan) -> int:
     """Bytes of the file ``plan`` exports to (the export built in memory, not written)."""
     from bitlens.core.export.accounting import predict
 
-    gen = predict(engine, plan)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return int(stop.value.file_bytes)
+    return int(drain(predict(engine, plan)).file_bytes)
