@@ -312,3 +312,25 @@ def test_same_weight_name_in_two_branches_needs_graph_path() -> None:
         lm.weight("W")
     then_w = lm.weight(lm.info.layers[1].weights[0])
     np.testing.assert_array_equal(then_w, weights((4, 3), seed=1, fan_in=4, channel_axis=1))
+
+
+def test_reading_external_data_yields_between_chunks_so_the_window_can_cancel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """External weights can be gigabytes: their read is a job step like the model file's."""
+    from bitlens.core.model import external, loader
+
+    monkeypatch.setattr(external, "READ_CHUNK", 256)
+    path = _external(tmp_path)
+    weights = (tmp_path / "weights.bin").stat().st_size
+    gen = loader.iter_load_model(path)
+    steps = [s for s in gen if s.message.startswith("reading external data")]
+    # every chunk of the weights file is one step, counted against the file's bytes
+    assert len(steps) >= weights // 256 and steps[-1].done == steps[-1].total == weights
+    gen = loader.iter_load_model(path)
+    while not next(gen).message.startswith("reading external data"):
+        pass
+    gen.close()  # cancelled mid-read: nothing raised, nothing left open
+    lm = load_model(path)
+    for t in conv_net().graph.initializer:
+        np.testing.assert_array_equal(lm.weight(t.name), numpy_helper.to_array(t))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import onnx
@@ -21,6 +21,9 @@ from bitlens.core.errors import ModelLoadError
 from bitlens.core.limits import check_budget
 from bitlens.core.model.graph import subgraphs
 from bitlens.core.model.validate import element_count, expected_raw_bytes
+from bitlens.core.results import Progress, drain
+
+READ_CHUNK = 16 << 20  # bytes read between two chances to cancel
 
 
 def external_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
@@ -106,6 +109,14 @@ def resolve_location(tensor: onnx.TensorProto, base_dir: Path, label: str) -> Pa
 
 def load_external_data(model: onnx.ModelProto, base_dir: Path | None, label: str) -> None:
     """Check every external location, then read the data into ``model`` in memory."""
+    drain(iter_external_data(model, base_dir, label))
+
+
+def iter_external_data(
+    model: onnx.ModelProto, base_dir: Path | None, label: str
+) -> Generator[Progress, None, None]:
+    """:func:`load_external_data` as a job: yields after each chunk it reads, so a window
+    job reading gigabytes of weights can be cancelled between chunks."""
     tensors = external_tensors(model)
     if not tensors:
         return
@@ -114,16 +125,40 @@ def load_external_data(model: onnx.ModelProto, base_dir: Path | None, label: str
             f"{label}: tensor {tensors[0].name!r} is stored in an external file, "
             "but the model has no folder to read it from"
         )
-    # All locations first: an escaping location refuses the load before any read.
-    targets = [resolve_location(t, base_dir, label) for t in tensors]
-    for tensor, target in zip(tensors, targets, strict=True):
-        tensor.raw_data = _read(tensor, target, label)
+    # All locations and sizes first: an escaping location or a size that does not match
+    # refuses the load before any read.
+    plans = [_checked(t, resolve_location(t, base_dir, label), label) for t in tensors]
+    total = sum(n for _t, _target, _offset, n, _what in plans)
+    done = 0
+    for tensor, target, offset, n, what in plans:
+        data = bytearray(n)
+        view = memoryview(data)
+        got = 0
+        try:
+            with open(target, "rb") as fh:
+                fh.seek(offset)
+                while got < n:
+                    k = fh.readinto(view[got : got + READ_CHUNK])
+                    if not k:
+                        break
+                    got += k
+                    done += k
+                    yield Progress(done, total, f"reading external data ({target.name})")
+        except OSError as exc:
+            raise ModelLoadError(f"{what} cannot be read: {exc.strerror or exc}") from None
+        if got != n:
+            raise ModelLoadError(f"{what}: the file ended after {got} of {n} bytes")
+        del view
+        tensor.raw_data = bytes(data)
         tensor.data_location = onnx.TensorProto.DEFAULT
         del tensor.external_data[:]
 
 
-def _read(tensor: onnx.TensorProto, target: Path, label: str) -> bytes:
-    """The tensor's bytes, after checking the declared size against its shape and the file."""
+def _checked(
+    tensor: onnx.TensorProto, target: Path, label: str
+) -> tuple[onnx.TensorProto, Path, int, int, str]:
+    """Where the tensor's bytes are, after checking the declared size against its shape,
+    the file and the memory budget: (tensor, file, offset, length, description)."""
     entries = _entries(tensor)
     what = f"{label}: external data of tensor {tensor.name!r} in {target.name!r}"
     try:
@@ -149,12 +184,4 @@ def _read(tensor: onnx.TensorProto, target: Path, label: str) -> bytes:
             f"{what} {declared} {n} bytes, expected {expected} for shape {list(tensor.dims)}"
         )
     check_budget(n, what, ModelLoadError)
-    try:
-        with open(target, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read(n)
-    except OSError as exc:
-        raise ModelLoadError(f"{what} cannot be read: {exc.strerror or exc}") from None
-    if len(data) != n:
-        raise ModelLoadError(f"{what}: the file ended after {len(data)} of {n} bytes")
-    return data
+    return tensor, target, offset, n, what

@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 
 from bitlens.core.errors import ModelLoadError
 from bitlens.core.limits import MAX_MODEL_FILE_BYTES
-from bitlens.core.model.external import load_external_data
+from bitlens.core.model.external import READ_CHUNK, iter_external_data
 from bitlens.core.model.folding import fold_constants
 from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize, walk
 from bitlens.core.model.inventory import build_inventory
@@ -31,9 +31,7 @@ from bitlens.core.model.prequantized import quantized_ops
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
 from bitlens.core.model.types import ModelInfo, WeightInfo
 from bitlens.core.model.validate import check_model
-from bitlens.core.results import Progress
-
-READ_CHUNK = 16 << 20  # bytes read between two chances to cancel
+from bitlens.core.results import Progress, drain
 
 # Leading bytes of common files that are not ONNX, for a clearer message.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -136,7 +134,7 @@ def iter_load_model(path: str | Path) -> Generator[Progress, None, LoadedModel]:
         raise ModelLoadError(f"{p}: {_not_onnx(data, 'is corrupt or truncated')}") from None
     if not proto.HasField("graph"):
         raise ModelLoadError(f"{p}: {_not_onnx(data, 'has no graph')}")
-    return _finish(proto, p, p.parent)
+    return (yield from _iter_finish(proto, p, p.parent))
 
 
 def from_proto(proto: onnx.ModelProto, path: Path | None = None) -> LoadedModel:
@@ -154,13 +152,19 @@ def from_proto(proto: onnx.ModelProto, path: Path | None = None) -> LoadedModel:
 
 
 def _finish(proto: onnx.ModelProto, path: Path | None, base_dir: Path | None) -> LoadedModel:
+    return drain(_iter_finish(proto, path, base_dir))
+
+
+def _iter_finish(
+    proto: onnx.ModelProto, path: Path | None, base_dir: Path | None
+) -> Generator[Progress, None, LoadedModel]:
     label = str(path) if path is not None else "model"
     if not proto.HasField("graph") or len(proto.graph.node) == 0:
         raise ModelLoadError(f"{label}: the model has no graph nodes")
     if not any(op.domain in ("", "ai.onnx") for op in proto.opset_import):
         raise ModelLoadError(f"{label}: the model declares no ONNX opset (truncated or corrupt?)")
     check_model(proto, label)  # before anything decodes a tensor or reads external data
-    load_external_data(proto, base_dir, label)
+    yield from iter_external_data(proto, base_dir, label)
     try:
         slots = normalize(proto)
     except GraphOrderError as exc:
