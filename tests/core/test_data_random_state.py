@@ -96,3 +96,13 @@ def test_an_integer_input_compared_with_a_constant_gets_that_value() -> None:
         assert feed["sr"].shape == () and int(feed["sr"]) == 16000
         np.testing.assert_array_equal(sess.run(None, feed)[0], feed["x"])  # the 16 kHz branch
     assert any(int(f["sr"]) != 16000 for f in Dataset.random(info, n=4).samples)  # a guess
+
+
+def test_the_cli_random_data_fixes_compared_integer_inputs_too(tmp_path) -> None:
+    """`bitlens eval` on random inputs takes the 16 kHz branch, as the window does."""
+    from tests.core.test_cli_inspect import run_cli
+
+    path = tmp_path / "rate.onnx"
+    path.write_bytes(rate_switch().SerializeToString())
+    res = run_cli("eval", str(path), "--preset", "W8A8", "--samples", "4", "--json")
+    assert res.returncode == 0, res.stderr

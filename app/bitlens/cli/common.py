@@ -12,6 +12,7 @@ from bitlens.core.dims import MissingDimension, needed_dims
 from bitlens.core.engine import Engine
 from bitlens.core.engine.store import BUDGET_ENV, DEFAULT_BUDGET
 from bitlens.core.errors import DataError, EngineError, ModelLoadError
+from bitlens.core.input_values import compared_constants
 from bitlens.core.jsonsafe import dumps
 from bitlens.core.model.loader import LoadedModel, load_model
 from bitlens.core.model.types import ModelInfo
@@ -94,9 +95,14 @@ def parse_dims(items: list[str]) -> dict[str, int]:
     return dims
 
 
-def load_data(args: argparse.Namespace, info: ModelInfo) -> Dataset:
-    """The dataset the arguments name, its summary printed (to stderr under --json)."""
-    data = _dataset(args, info)
+def load_data(
+    args: argparse.Namespace, info: ModelInfo, values: dict[str, int] | None = None
+) -> Dataset:
+    """The dataset the arguments name, its summary printed (to stderr under --json).
+
+    ``values``: integer inputs random data must fix (silero-vad's sample rate; see
+    :func:`bitlens.core.input_values.compared_constants`)."""
+    data = _dataset(args, info, values)
     out = sys.stderr if getattr(args, "json", False) else sys.stdout
     for line in data.summary().lines():
         print(line, file=out)
@@ -104,7 +110,9 @@ def load_data(args: argparse.Namespace, info: ModelInfo) -> Dataset:
     return data
 
 
-def _dataset(args: argparse.Namespace, info: ModelInfo) -> Dataset:
+def _dataset(
+    args: argparse.Namespace, info: ModelInfo, values: dict[str, int] | None
+) -> Dataset:
     fraction = args.calib_fraction
     if not 0 < fraction < 1:
         raise DataError(f"--calib-fraction must be between 0 and 1 (exclusive), got {fraction}")
@@ -133,7 +141,9 @@ def _dataset(args: argparse.Namespace, info: ModelInfo) -> Dataset:
             f"(dynamic: {listed})"
         )
     try:
-        return Dataset.random(info, n=args.samples, dims=dims, calibration_fraction=fraction)
+        return Dataset.random(
+            info, n=args.samples, dims=dims, calibration_fraction=fraction, values=values
+        )
     except MissingDimension as exc:
         raise DataError(f"{exc}; give it with --dim {exc.key}=SIZE") from None
 
@@ -190,7 +200,10 @@ def budget_of(args: argparse.Namespace) -> int | None:
 def calibrated_engine(args: argparse.Namespace, model: LoadedModel) -> Engine:
     """An engine on ``--data`` for ``model``, calibrated with ``--calibration``."""
     engine = Engine(
-        model, load_data(args, model.info), device=args.device, memory_budget=budget_of(args)
+        model,
+        load_data(args, model.info, compared_constants(model.proto)),
+        device=args.device,
+        memory_budget=budget_of(args),
     )
     for _ in engine.calibrate(args.calibration):
         pass

@@ -26,6 +26,7 @@ from bitlens.core.errors import ExportError
 from bitlens.core.export.exporter import ExportOptions, preflight
 from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
+from bitlens.core.input_values import compared_constants
 from bitlens.core.plan import PRESETS
 from bitlens.core.targets import check_plan, deployment_warnings
 
@@ -85,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
     model = open_model(args.model)
     plan = load_plan(args, model)
     engine = Engine(
-        model, load_data(args, model.info), device=args.device, memory_budget=budget_of(args)
+        model,
+        load_data(args, model.info, compared_constants(model.proto)),
+        device=args.device,
+        memory_budget=budget_of(args),
     )
     options = ExportOptions(
         weights=args.weights,

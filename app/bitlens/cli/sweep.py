@@ -22,6 +22,7 @@ from bitlens.cli.common import (
     open_model,
 )
 from bitlens.core.engine import Engine
+from bitlens.core.input_values import compared_constants
 from bitlens.core.results import SweepEntry, drain
 
 DEFAULT_LADDER = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")
@@ -48,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
         return run_sensitivities(args)
     model = open_model(args.model)
     engine = Engine(
-        model, load_data(args, model.info), device=args.device, memory_budget=budget_of(args)
+        model,
+        load_data(args, model.info, compared_constants(model.proto)),
+        device=args.device,
+        memory_budget=budget_of(args),
     )
     gen = engine.sweep(args.formats)
     try:
