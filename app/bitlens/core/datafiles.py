@@ -12,7 +12,6 @@ reader ever unpickles.
 from __future__ import annotations
 
 import os
-import stat
 import struct
 import wave
 import zipfile
@@ -23,6 +22,7 @@ from typing import IO, Any
 import numpy as np
 
 from bitlens.core.errors import DataError
+from bitlens.core.fileio import stat_regular
 from bitlens.core.limits import check_budget, fmt_bytes, memory_budget
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -36,16 +36,7 @@ MIN_RATE, MAX_RATE = 1000, 768_000
 def check_regular(path: str | Path, what: str = "data file") -> os.stat_result:
     """stat() of a regular file, or DataError (missing, a folder, a FIFO or device)."""
     p = Path(path)
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        raise DataError(f"{p}: no such {what}") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{p}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise DataError(f"{p}: is a folder, not a {what}")
-    if not stat.S_ISREG(st.st_mode):
-        raise DataError(f"{p}: is not a regular file (a device, FIFO or socket); refused")
+    st = stat_regular(p, DataError, what)
     check_budget(st.st_size, f"{p.name} ({st.st_size} bytes)", DataError)
     return st
 

@@ -255,3 +255,20 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True
     return True
+
+
+def stat_regular(path: str | Path, error: type[BitlensError], what: str) -> os.stat_result:
+    """stat() of a file Bitlens is about to read, or one ``error`` line: missing, a
+    directory, or not a regular file (a FIFO would block a read, /dev/zero never end)."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise error(f"{p}: no such {what}") from None
+    except (OSError, ValueError) as exc:
+        raise error(f"{p}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{p}: is a directory, not a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{p}: is not a regular file (a device, FIFO or socket); refused")
+    return st

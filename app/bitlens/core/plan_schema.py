@@ -13,12 +13,11 @@ https://github.com/microsoft/onnxruntime/blob/main/onnxruntime/python/tools/quan
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
 from bitlens.core.errors import PlanError
+from bitlens.core.fileio import stat_regular
 from bitlens.core.limits import MAX_JSON_BYTES
 
 MAX_NAME = 200  # a format name longer than this is not a format
@@ -48,15 +47,7 @@ ORT_KEYS: dict[str, tuple[type, ...]] = {
 def read_json_file(path: str | Path, what: str = "plan") -> Any:
     """Parse a small JSON file safely; every failure is one PlanError line naming the file."""
     p = Path(path)
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        raise PlanError(f"{p}: no such {what} file") from None
-    except (OSError, ValueError) as exc:
-        raise PlanError(f"{p}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
-    if not stat.S_ISREG(st.st_mode):
-        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-        raise PlanError(f"{p}: is {kind}, not a {what} file")
+    st = stat_regular(p, PlanError, f"{what} file")
     if st.st_size > MAX_JSON_BYTES:
         raise PlanError(f"{p}: {st.st_size} bytes is too large for a {what} file")
     try:

@@ -9,8 +9,6 @@ one-line message names the file and the problem.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +18,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from bitlens.core.errors import ModelLoadError
+from bitlens.core.fileio import stat_regular
 from bitlens.core.limits import MAX_MODEL_FILE_BYTES
 from bitlens.core.model.external import READ_CHUNK, iter_external_data
 from bitlens.core.model.folding import fold_constants
@@ -204,16 +203,7 @@ def _check_defined(slots: list[NodeSlot], proto: onnx.ModelProto, label: str) ->
 
 def _read_file(p: Path) -> Generator[Progress, None, bytearray]:
     """The file's bytes: a regular file only (a FIFO or /dev/zero would block or never end)."""
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        raise ModelLoadError(f"{p}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{p}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ModelLoadError(f"{p}: is a directory, not an ONNX file")
-    if not stat.S_ISREG(st.st_mode):
-        raise ModelLoadError(f"{p}: is not a regular file (a device, FIFO or socket); refused")
+    st = stat_regular(p, ModelLoadError, "file")
     if st.st_size > MAX_MODEL_FILE_BYTES:
         raise ModelLoadError(
             f"{p}: {st.st_size} bytes is over the 2 GiB an ONNX file can hold; larger models keep "
