@@ -44,16 +44,20 @@ from bitlens.core.export.editing import ExportState, field_bytes, remove_weight
 from bitlens.core.export.graph import GraphBuilder, used_names
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_weight, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
-from bitlens.core.formats import Family, Format, Granularity, parse_format, quantize, uniform
+from bitlens.core.formats import Format, Granularity, parse_format, quantize, uniform
 from bitlens.core.model.types import Layer, ModelInfo, Storage, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
-from bitlens.core.targets import TensorQuantizer, check_plan, deployment_warnings
+from bitlens.core.targets import (
+    TensorQuantizer,
+    check_plan,
+    deployment_warnings,
+    kernel_format,
+)
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
 
-INTEGER_KERNEL_OPS = frozenset({"Conv", "MatMul", "Gemm"})
 # ONNX Runtime's WeightBiasQuantization pass quantizes the float weight of these ops to int8
 # per tensor (and the bias to int32) when their input comes from a DequantizeLinear and their
 # output leads to a QuantizeLinear: see _guard.
@@ -131,20 +135,7 @@ class ExportResult:
 
 def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
     """8-bit integer weights (not blocked) with a calibrated 8-bit activation on Conv/MatMul/Gemm."""
-    w, a = choice.weight, choice.activation
-    return (
-        layer.op_type in INTEGER_KERNEL_OPS
-        and not layer.graph_path
-        and len(layer.weights) == 1
-        and w is not None
-        and a is not None
-        and not choice.dynamic
-        and w.family is Family.INT
-        and w.bits == 8
-        and w.granularity is not Granularity.BLOCK
-        and activations.uses_qdq(a, False)
-        and a.bits == 8
-    )
+    return kernel_format(layer, choice.weight, choice.activation, choice.dynamic)
 
 
 # Ops ONNX Runtime moves a QuantizeLinear back across (QDQ propagation) or folds into the
