@@ -197,3 +197,34 @@ def mean_kl(ref_logits: np.ndarray, q_logits: np.ndarray, axis: int = -1) -> flo
     q = softmax(q_logits, axis)
     eps = 1e-12
     return float(np.mean(np.sum(p * (np.log(p + eps) - np.log(q + eps)), axis=axis)))
+
+
+class SampleErrors:
+    """Streams one tensor's error over the evaluation feeds: the whole tensor's figures and
+    the SQNR of each evaluation sample (batch rows split out where the batch axis shows)."""
+
+    __slots__ = ("rows", "total")
+
+    def __init__(self) -> None:
+        self.total = ErrorSums()
+        self.rows: list[float] = []
+
+    def add(self, ref: np.ndarray, got: np.ndarray, rows: int) -> None:
+        r, g = np.asarray(ref), np.asarray(got)
+        if r.shape != g.shape:
+            raise ValueError(f"shape mismatch: reference {r.shape} vs approximation {g.shape}")
+        if rows > 1 and r.ndim >= 1 and r.shape[0] == rows:
+            self.total.add(r, g)
+            self.rows.extend(row_sqnr_db(r, g))
+        else:
+            part = ErrorSums().add(r, g)
+            self.rows.extend([part.sqnr_db] * rows)
+            self.total.merge(part)
+
+    def result(self) -> tuple[TensorError, tuple[float, ...]]:
+        return self.total.result(), tuple(self.rows)
+
+
+def classifier_like(x: np.ndarray) -> bool:
+    """A float [batch, classes] output with at least two classes."""
+    return x.dtype.kind == "f" and x.ndim == 2 and x.shape[1] >= 2

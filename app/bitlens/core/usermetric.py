@@ -30,6 +30,7 @@ from weakref import WeakKeyDictionary
 import numpy as np
 
 from bitlens.core.errors import MetricError
+from bitlens.core.metrics import classifier_like
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
@@ -121,8 +122,7 @@ def default_metric(reference: Outputs, labels: np.ndarray | None) -> Metric | No
     if labels is None or not reference:
         return None
     first = next(iter(reference.values()))
-    classifier = first.dtype.kind == "f" and first.ndim == 2 and first.shape[1] >= 2
-    return ACCURACY if classifier and len(first) == len(labels) else None
+    return ACCURACY if classifier_like(first) and len(first) == len(labels) else None
 
 
 def concat(values: Sequence[np.ndarray]) -> np.ndarray:

@@ -36,7 +36,7 @@ from bitlens.core.engine.calibration import (
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.session import actual_providers, make_session
-from bitlens.core.engine.store import ActivationStore, default_budget
+from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.errors import EngineError
 from bitlens.core.formats import Format, Granularity, fake_quantize, parse_format
 from bitlens.core.model import tensors
@@ -106,7 +106,7 @@ class Engine:
         # Float reference values per (tensor, feed): layer and model outputs of the evaluation
         # feeds, layer inputs of every feed. None until prepare() ran.
         self._store = ActivationStore(default_budget() if memory_budget is None else memory_budget)
-        self._ref: _RefView | None = None
+        self._ref: RefView | None = None
         self._stats: dict[str, ActivationStats] = {}
         # (activation, format, method) -> (lo, hi): floats, or arrays for per-channel formats
         self._ranges: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -234,7 +234,7 @@ class Engine:
         for name in inputs:
             first = np.asarray(self.data.samples[0][name])
             types.setdefault(name, (first.dtype, first.ndim))
-        self._ref = _RefView(store, self.data, inputs, types)
+        self._ref = RefView(store, self.data, inputs, types)
 
     @property
     def memory_budget(self) -> int:
@@ -263,7 +263,7 @@ class Engine:
             self._executor.shutdown()
             self._executor = None
 
-    def _ensure_ref(self) -> _RefView:
+    def _ensure_ref(self) -> RefView:
         for _ in self.prepare():
             pass
         assert self._ref is not None
@@ -554,7 +554,7 @@ class Engine:
         todo = [n for n in layer_out if keys[n] not in self._acc]
         fetch = list(dict.fromkeys([*self._output_names, *(layer_out[n] for n in todo)]))
         got: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
-        measures = {n: _Measure() for n in todo}
+        measures = {n: metrics.SampleErrors() for n in todo}
         # A feed (two, see _runs) at a time: each fetched layer output is measured and dropped.
         samples = self.data.samples
         for i, run in self._runs(
@@ -682,9 +682,9 @@ class Engine:
         for r_i, g_i in zip(ref, got, strict=True):
             sums.add(r_i, g_i)
         err = sums.result()
-        if all(_classifier_like(np.asarray(r_i)) for r_i in ref):
+        if all(metrics.classifier_like(np.asarray(r_i)) for r_i in ref):
             r, g = concat(ref), concat(got)
-            if _classifier_like(r):
+            if metrics.classifier_like(r):
                 return OutputResult(name, err, metrics.top1_agreement(r, g), metrics.mean_kl(r, g))
         return OutputResult(name, err)
 
@@ -730,7 +730,7 @@ class Engine:
         name = self._output_names[0]
         r = concat([ref[name][i] for i in self.data.evaluation])
         g = concat(got[name])
-        if not _classifier_like(r) or len(r) != len(labels):
+        if not metrics.classifier_like(r) or len(r) != len(labels):
             return {}
         return {
             "accuracy_float": float(np.mean(np.argmax(r, -1) == labels)),
@@ -888,80 +888,3 @@ class Engine:
             fmt = parse_format(f)
             rows.append((fmt.name, self.weight_error(lay, fmt), weight_bytes_after(lay, fmt)))
         return rows
-
-
-class _Values:
-    """One tensor's reference values, indexed by feed."""
-
-    __slots__ = ("_name", "_ref")
-
-    def __init__(self, ref: _RefView, name: str) -> None:
-        self._ref, self._name = ref, name
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self._ref.value(self._name, i)
-
-
-class _RefView(Mapping[str, _Values]):
-    """The float reference, ``ref[tensor][feed]``: model inputs read from the data, the rest
-    from the activation store. ``types`` gives each tensor's dtype and rank."""
-
-    def __init__(
-        self,
-        store: ActivationStore,
-        data: Dataset,
-        inputs: set[str],
-        types: Mapping[str, tuple[np.dtype, int]],
-    ) -> None:
-        self._store, self._data, self._inputs = store, data, inputs
-        self.types = dict(types)
-
-    def value(self, name: str, i: int) -> np.ndarray:
-        if name in self._inputs:
-            return self._data.samples[i][name]
-        try:
-            return self._store.get(name, i)
-        except KeyError:
-            raise EngineError(f"no float reference kept for {name!r} on feed {i}") from None
-
-    def __getitem__(self, name: str) -> _Values:
-        if name not in self.types:
-            raise KeyError(name)
-        return _Values(self, name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.types)
-
-    def __len__(self) -> int:
-        return len(self.types)
-
-
-class _Measure:
-    """Streams one tensor's error over the evaluation feeds: the whole tensor's figures and
-    the SQNR of each evaluation sample (batch rows split out where the batch axis shows)."""
-
-    __slots__ = ("rows", "total")
-
-    def __init__(self) -> None:
-        self.total = metrics.ErrorSums()
-        self.rows: list[float] = []
-
-    def add(self, ref: np.ndarray, got: np.ndarray, rows: int) -> None:
-        r, g = np.asarray(ref), np.asarray(got)
-        if r.shape != g.shape:
-            raise ValueError(f"shape mismatch: reference {r.shape} vs approximation {g.shape}")
-        if rows > 1 and r.ndim >= 1 and r.shape[0] == rows:
-            self.total.add(r, g)
-            self.rows.extend(metrics.row_sqnr_db(r, g))
-        else:
-            part = metrics.ErrorSums().add(r, g)
-            self.rows.extend([part.sqnr_db] * rows)
-            self.total.merge(part)
-
-    def result(self) -> tuple[TensorError, tuple[float, ...]]:
-        return self.total.result(), tuple(self.rows)
-
-
-def _classifier_like(x: np.ndarray) -> bool:
-    """A float [batch, classes] output with at least two classes."""
-    return x.dtype.kind == "f" and x.ndim == 2 and x.shape[1] >= 2

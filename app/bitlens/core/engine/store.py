@@ -16,11 +16,16 @@ import os
 import shutil
 import tempfile
 import weakref
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bitlens.core.errors import EngineError
+
+if TYPE_CHECKING:
+    from bitlens.core.data import Dataset
 
 DEFAULT_BUDGET = 512 << 20  # bytes of reference activations kept in memory
 BUDGET_ENV = "BITLENS_MEMORY_BUDGET_MIB"  # overrides the default, for the window too
@@ -125,3 +130,49 @@ def _cleanup(fh, folder: str) -> None:
         fh.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+class TensorValues:
+    """One tensor's reference values, indexed by feed."""
+
+    __slots__ = ("_name", "_ref")
+
+    def __init__(self, ref: RefView, name: str) -> None:
+        self._ref, self._name = ref, name
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self._ref.value(self._name, i)
+
+
+class RefView(Mapping[str, TensorValues]):
+    """The float reference, ``ref[tensor][feed]``: model inputs read from the data, the rest
+    from the activation store. ``types`` gives each tensor's dtype and rank."""
+
+    def __init__(
+        self,
+        store: ActivationStore,
+        data: Dataset,
+        inputs: set[str],
+        types: Mapping[str, tuple[np.dtype, int]],
+    ) -> None:
+        self._store, self._data, self._inputs = store, data, inputs
+        self.types = dict(types)
+
+    def value(self, name: str, i: int) -> np.ndarray:
+        if name in self._inputs:
+            return self._data.samples[i][name]
+        try:
+            return self._store.get(name, i)
+        except KeyError:
+            raise EngineError(f"no float reference kept for {name!r} on feed {i}") from None
+
+    def __getitem__(self, name: str) -> TensorValues:
+        if name not in self.types:
+            raise KeyError(name)
+        return TensorValues(self, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.types)
+
+    def __len__(self) -> int:
+        return len(self.types)
