@@ -3,6 +3,7 @@ never blocks on a modal dialog, and screenshots into ``screenshots/``."""
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterator
 from functools import cache
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from PySide6.QtCore import QSettings, QThreadPool
+from PySide6.QtCore import QCoreApplication, QEvent, QSettings, QThreadPool
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from bitlens.gui.main_window import MainWindow
@@ -85,6 +86,19 @@ def no_modal(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
     return asked
+
+
+@pytest.fixture(autouse=True)
+def _collect_windows_in_the_main_thread() -> Iterator[None]:
+    """After each test (its widgets already closed and deleted later by pytest-qt), delete
+    them and collect their Python wrappers here, in the main thread. Left to the cyclic
+    garbage collector, a wrapper may die in a worker thread; shiboken then defers the
+    widget's deletion to whatever main-thread call comes next, and one such deletion inside
+    a later test's paint event deadlocked on a Qt mutex."""
+    yield
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
 @pytest.fixture

@@ -200,6 +200,7 @@ class LayerTable(QWidget):
         if not names or self._doc.plan is None:
             return
         menu = QMenu(self)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)  # one menu per right-click
         act = menu.addAction(f"Pin {_count(names)} at current format (plan search)")
         act.triggered.connect(lambda: self.pinRequested.emit(names))
         menu.popup(self.view.viewport().mapToGlobal(pos))
