@@ -16,14 +16,14 @@ from tests.builders import conv_net, lstm_in_if, opset12_constant_weights
 APP = Path(__file__).resolve().parents[2] / "app"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(APP)}
     return subprocess.run(
         [sys.executable, "-m", "bitlens", *args],
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=timeout,
     )
 
 

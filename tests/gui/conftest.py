@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -132,3 +133,20 @@ def screenshot(widget: QWidget, name: str) -> Path:
     p = SHOTS / f"{name}.png"
     assert widget.grab().save(str(p)), f"could not save {p}"
     return p
+
+
+def slowed(real, delay: float):
+    """``real`` (a progress generator function) pausing ``delay`` s after each step, so a
+    test can act while the job runs."""
+
+    def slow(*args):
+        gen = real(*args)
+        try:
+            while True:
+                item = next(gen)
+                time.sleep(delay)
+                yield item
+        except StopIteration as stop:
+            return stop.value
+
+    return slow

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import pytest
 
 from bitlens.gui import jobs
-from tests.gui.conftest import open_model, screenshot, wait_idle
+from tests.gui.conftest import open_model, screenshot, slowed, wait_idle
 
 
 def _slowed_search(monkeypatch: pytest.MonkeyPatch, delay: float = 0.2) -> None:
     """Make the real search pause after each step, so a test can act while it runs."""
-    real = jobs.find_plan
-
-    def slow(engine, options):
-        gen = real(engine, options)
-        try:
-            while True:
-                item = next(gen)
-                time.sleep(delay)
-                yield item
-        except StopIteration as stop:
-            return stop.value
-
-    monkeypatch.setattr(jobs, "find_plan", slow)
+    monkeypatch.setattr(jobs, "find_plan", slowed(jobs.find_plan, delay))
 
 
 def _run(qtbot, window, ratio: float = 0.8):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -11,24 +10,12 @@ from PySide6.QtCore import QPointF, Qt, QThreadPool
 
 from bitlens.gui import jobs
 from bitlens.gui.layer_table_model import NAME_ROLE
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import open_model, slowed, wait_idle
 
 
 def _slowed_sweep(monkeypatch: pytest.MonkeyPatch, delay: float = 0.05) -> None:
     """Make the real sweep pause after each layer, so a test can act while it runs."""
-    real = jobs.sweep
-
-    def slow(engine, formats, layers):
-        gen = real(engine, formats, layers)
-        try:
-            while True:
-                item = next(gen)
-                time.sleep(delay)
-                yield item
-        except StopIteration as stop:
-            return stop.value
-
-    monkeypatch.setattr(jobs, "sweep", slow)
+    monkeypatch.setattr(jobs, "sweep", slowed(jobs.sweep, delay))
 
 
 def _click_node(qtbot, window, name: str, modifier=Qt.KeyboardModifier.NoModifier) -> None:

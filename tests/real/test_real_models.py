@@ -11,11 +11,9 @@ use (tests/real/wheels.py); without PyPI these tests skip.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +21,9 @@ import pytest
 
 from bitlens.core.export import verdict
 from bitlens.core.export.report import SIZE_TARGET
+from tests.core.test_cli_inspect import run_cli as _run_cli
 from tests.real import inputs, wheels
 
-APP = Path(__file__).resolve().parents[2] / "app"
 SIZE_TOLERANCE = SIZE_TARGET  # the file lands within 2% of the accounting shown before export
 
 
@@ -84,17 +82,8 @@ CASES = (
     Case("ppocrv4-rec", wheels.RAPIDOCR, "ch_PP-OCRv4_rec_infer.onnx", _rapidocr_feeds, {"Conv": 38, "MatMul": 9}),
 )  # fmt: skip
 SAMPLES = 4  # 2 calibrate, 2 evaluate: enough to exercise both, and keeps the suite near 3 minutes
-
-
-def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(APP)}
-    return subprocess.run(
-        [sys.executable, "-m", "bitlens", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+# Real models take longer than the synthetic ones the CLI tests run.
+run_cli = partial(_run_cli, timeout=240)
 
 
 def model_path(wheel: wheels.Wheel, filename: str) -> Path:
