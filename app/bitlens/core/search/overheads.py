@@ -40,13 +40,23 @@ class Overheads(SearchState):
             ]  # fmt: skip
             if not fits:
                 continue
-            layer = min(fits, key=lambda la: la.nbytes)
+            fits.sort(key=lambda la: la.nbytes)
+            layer = fits[0]
             try:
                 e = exported_size(self.engine, self.plan_for({layer.name: LayerChoice(fmt)}))
             except BitlensError:
                 continue
-            self.w_overhead[fmt] = max(0, e - e0 - weight_bytes_after(layer, fmt) + layer.nbytes)
+            first = max(0, e - e0 - weight_bytes_after(layer, fmt) + layer.nbytes)
+            self.w_overhead[fmt] = first
             kept.append(fmt)
+            if len(fits) > 1:
+                # a second layer in the format costs only its own nodes and parameters: the
+                # constants the exporter shares by value are paid once per file
+                two = {la.name: LayerChoice(fmt) for la in fits[:2]}
+                e2 = exported_size(self.engine, self.plan_for(two))
+                second = e2 - e - weight_bytes_after(fits[1], fmt) + fits[1].nbytes
+                if 0 <= second < first:
+                    self.sizes.shared[fmt] = first - second
             yield self._tick(f"export cost of {fmt.name}")
         acts = [la for la in self.info.layers if la.activations and not la.graph_path]
         if base is None or not acts:

@@ -60,6 +60,7 @@ class _Search(Refinement):
         ]  # fmt: skip
         wlayers = [layer for layer in free if layer.weights]
         self.total = len(wlayers) * len(wfmts) + 3 * len(act_layers) + opts.front_probes
+        self.total += 2 * len(wfmts) if opts.budget.by_size and opts.check_export else 0
         self.total += opts.refine_evaluations + len(opts.references) + 2
 
         # 1. which formats each layer can take (numpy only: quantization and weight error),

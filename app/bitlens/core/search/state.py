@@ -9,15 +9,22 @@ import numpy as np
 
 from bitlens.core.engine import Engine
 from bitlens.core.errors import SearchError
-from bitlens.core.export.exporter import integer_kernel_candidate, integer_kernel_layers
+from bitlens.core.export.accounting import predict
+from bitlens.core.export.exporter import (
+    ExportOptions,
+    _needed_opset,
+    integer_kernel_candidate,
+    integer_kernel_layers,
+)
 from bitlens.core.formats import Format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, Plan, validate_choice
-from bitlens.core.results import Progress
+from bitlens.core.results import Progress, drain
 from bitlens.core.search.hull import _Ladder
 from bitlens.core.search.measures import file_bytes_of, output_error
 from bitlens.core.search.options import SearchOptions
 from bitlens.core.search.points import Point, Sensitivity
+from bitlens.core.search.sizes import LearnedSizes
 from bitlens.core.usermetric import Metric, concat_outputs
 from bitlens.core.weights import weight_bytes_after
 
@@ -65,6 +72,15 @@ class SearchState:
         self.a_overhead = 0
         self.k_overhead: dict[str, int] = {}
         self.act_extra: dict[tuple[str, Format | None], int] = {}  # wide activations
+        # Size budgets: plans whose accounted size is within ``near`` bytes of ``limit`` are
+        # exported in memory (cached per plan) and carry their real size; the accounting's
+        # per-format overheads miss a few hundred bytes per file (scales that grow with a
+        # layer's width, integer-kernel groups that change with neighbours), enough to hide
+        # the plans that beat a preset at its own size.
+        self.limit: int | None = None
+        self.near = 0
+        self._exported: dict[Plan, int] = {}
+        self.sizes = LearnedSizes()
 
     # -- evaluation ------------------------------------------------------------------------
     def _error(self, got: Mapping[str, np.ndarray]) -> float:
@@ -89,11 +105,30 @@ class SearchState:
         weight_bytes = sum(
             weight_bytes_after(layer, plan[layer.name].weight) for layer in self.info.layers
         )
-        p = Point(plan, self._file_bytes(plan), weight_bytes, error, metric, label)
+        nbytes = self._file_bytes(plan)
+        real = self._real_size_if_near(plan, nbytes)
+        p = Point(plan, nbytes if real is None else real, weight_bytes, error, metric, label, real)
         self._cache[plan] = p
         if label == "search":
             self.tried.append(p)
         return p
+
+    def exported(self, plan: Plan) -> int:
+        """The real size of ``plan``'s export (built in memory once per plan); what each
+        layer costs in it is learnt for the accounting."""
+        hit = self._exported.get(plan)
+        if hit is None:
+            size = drain(predict(self.engine, plan))
+            kernels = integer_kernel_layers(self.info, plan)
+            base = self.fixed_bytes + self.float_weight_bytes
+            self.sizes.learn(plan, size, kernels, self._opset(plan), base, self._estimate)
+            hit = self._exported[plan] = size.file_bytes
+        return hit
+
+    def _real_size_if_near(self, plan: Plan, accounted: int) -> int | None:
+        if self.limit is None or abs(accounted - self.limit) > self.near:
+            return self._exported.get(plan)
+        return self.exported(plan)
 
     def _tick(self, message: str) -> Progress:
         self.done += 1
@@ -116,44 +151,64 @@ class SearchState:
         return self.plan_for(choices)
 
     # -- size accounting ---------------------------------------------------------------------
+    def _estimate(self, name: str, choice: LayerChoice, kernel: bool) -> int:
+        """What the per-format overheads say ``name`` in ``choice`` adds to the file against
+        its float weights (negative: it saves), less the constants its format's layers
+        share (counted once per file)."""
+        layer = self.info.layer(name)
+        w, a = choice.weight, choice.activation
+        net = 0
+        if w is not None:
+            net += weight_bytes_after(layer, w) - layer.nbytes
+            net += self.w_overhead.get(w, 0) - self.sizes.shared.get(w, 0)
+        if a is not None:
+            net += self.a_overhead
+        if kernel:
+            net += self.k_overhead.get(layer.op_type, 0)
+        return net + self.act_extra.get((name, a), 0)
+
+    def _net(self, layer: Layer, choice: LayerChoice, kernel: bool) -> int:
+        """The estimate, corrected by what real exports showed of this layer's choice."""
+        return self._estimate(layer.name, choice, kernel) + self.sizes.layer(
+            layer.name, choice, kernel
+        )
+
     def _file_bytes(self, plan: Plan) -> int:
         """The exported file's size: weights plus what the export writes around them."""
-        total = self.fixed_bytes
+        kernels = integer_kernel_layers(self.info, plan)
+        total = self.fixed_bytes + self.float_weight_bytes
+        total += self.sizes.shared_bytes({c.weight for c in plan.choices.values()})
         for layer in self.info.layers:
-            w = plan[layer.name].weight
-            total += weight_bytes_after(layer, w) + (self.w_overhead.get(w, 0) if w else 0)
-        total += self.a_overhead * sum(1 for c in plan.choices.values() if c.activation)
-        if self.k_overhead:
-            for name in integer_kernel_layers(self.info, plan):
-                total += self.k_overhead.get(self.info.layer(name).op_type, 0)
-        total += sum(v for (n, fmt), v in self.act_extra.items() if plan[n].activation == fmt)
-        return total
+            total += self._net(layer, plan[layer.name], layer.name in kernels)
+        return total + self.sizes.rest(total, self._opset(plan))
+
+    def _opset(self, plan: Plan) -> int:
+        """The opset the export needs for ``plan`` (it converts the model to at least that)."""
+        kernels = integer_kernel_layers(self.info, plan, self.engine.placement(plan))
+        return _needed_opset(self.engine, plan, ExportOptions(), kernels)
 
     def _reaccount(self) -> None:
         """Sizes of the plans already evaluated, after the accounting learnt more."""
         for plan, p in list(self._cache.items()):
-            self._cache[plan] = replace(p, file_bytes=self._file_bytes(plan))
+            nbytes = self._file_bytes(plan)
+            real = self._real_size_if_near(plan, nbytes)
+            self._cache[plan] = replace(
+                p, file_bytes=nbytes if real is None else real, exported_bytes=real
+            )
         self.tried = [self._cache[p.plan] for p in self.tried]
+        if hasattr(self, "uniform"):
+            self.uniform = [(self._cache[p.plan], acts) for p, acts in self.uniform]
 
     def _bytes_of(self, weights: Mapping[str, Format | None]) -> int:
-        total = self.fixed_bytes
-        for layer in self.info.layers:
-            if layer.name in self.pins:
-                total += self._lb(layer, self.pins[layer.name].weight)
-                total += self.a_overhead if self.pins[layer.name].activation else 0
-            else:
-                total += self._lb(layer, weights.get(layer.name))
-                total += self.a_overhead if self.act.get(layer.name) else 0
-                total += self.act_extra.get((layer.name, self.act.get(layer.name)), 0)
-        return total
+        """The accounted file of these weights in the current activation context."""
+        return self._file_bytes(self.plan_of(weights))
 
     def _lb(self, layer: Layer, fmt: Format | None) -> int:
-        """A layer's weight bytes in ``fmt`` plus the graph the export adds for the format."""
+        """A layer's bytes with weights in ``fmt`` (its float weights for None), everything
+        the export adds for the choice included, in the current activation context."""
         if fmt is None:
             return layer.nbytes
-        extra = self.w_overhead.get(fmt, 0)
-        if self.k_overhead and integer_kernel_candidate(
-            layer, LayerChoice(fmt, self.act.get(layer.name))
-        ):
-            extra += self.k_overhead.get(layer.op_type, 0)
-        return weight_bytes_after(layer, fmt) + extra
+        choice = LayerChoice(fmt, self.act.get(layer.name))
+        flt = LayerChoice(None, choice.activation)
+        net = self._net(layer, choice, integer_kernel_candidate(layer, choice))
+        return layer.nbytes + net - self._net(layer, flt, integer_kernel_candidate(layer, flt))
