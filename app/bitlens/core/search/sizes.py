@@ -65,9 +65,7 @@ class LearnedSizes:
             self.layers[(rec.name, choice, kernel)] = nbytes - estimate(rec.name, choice, kernel)
             total += nbytes
         total += self.shared_bytes(seen)
-        self.rests.setdefault(opset, []).append(
-            (size.file_bytes, size.file_bytes - total)
-        )
+        self.rests.setdefault(opset, []).append((size.file_bytes, size.file_bytes - total))
 
     def layer(self, name: str, choice: LayerChoice, kernel: bool) -> int:
         return self.layers.get((name, choice, kernel), 0)
