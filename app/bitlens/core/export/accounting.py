@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bitlens.core.engine import bind
-from bitlens.core.export.exporter import ExportOptions, build
+from bitlens.core.export.exporter import ExportOptions, Prepared, build
 from bitlens.core.formats import Format, storage_bytes
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import Plan
@@ -50,10 +50,14 @@ class ExportSize:
 
 
 def predict(
-    engine: Engine, plan: Plan, options: ExportOptions | None = None
+    engine: Engine,
+    plan: Plan,
+    options: ExportOptions | None = None,
+    prepared: Prepared | None = None,
 ) -> Generator[Progress, None, ExportSize]:
-    """The export's size, from building it in memory exactly as :func:`export` would."""
-    built = yield from build(engine, plan, options)
+    """The export's size, from building it in memory exactly as :func:`export` would
+    (``prepared``: from :func:`preflight` for this plan, which runs otherwise)."""
+    built = yield from build(engine, plan, options, prepared)
     return ExportSize(
         source_bytes=engine.model.proto.ByteSize(),
         file_bytes=built.accounted_bytes,

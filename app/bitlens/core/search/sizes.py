@@ -34,12 +34,12 @@ class LearnedSizes:
     # shares by value between the layers of one format (measured with two small layers)
     shared: dict[Format, int] = field(default_factory=dict)
     layers: dict[Key, int] = field(default_factory=dict)  # real net bytes - estimate
-    # (real file size, what the file holds beyond its layers' and shared bytes - estimate)
-    # per exported plan, by the opset the export converts the model to (a conversion
-    # changes the file by kilobytes): a plan is given the rest of the export at its opset
-    # nearest in size (near a budget the plans compared differ in a few layers only), or
-    # of any export nearest in size
-    rests: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    # What the file holds beyond the layers' and shared bytes (the export record, which
+    # describes every layer, and the quantizers on tensors that are no layer's input), per
+    # exported plan: (opset the export converts the model to, each layer's choice, bytes).
+    # A plan is given the rest of the export at its opset that differs from it in the
+    # fewest layers (near a budget the plans compared differ in a layer or two).
+    rests: list[tuple[int, tuple[LayerChoice, ...], int]] = field(default_factory=list)
 
     def learn(
         self,
@@ -47,6 +47,7 @@ class LearnedSizes:
         size: ExportSize,
         kernels: Set[str],
         opset: int,
+        choices: tuple[LayerChoice, ...],
         base: int,
         estimate: Estimate,
     ) -> None:
@@ -65,17 +66,21 @@ class LearnedSizes:
             self.layers[(rec.name, choice, kernel)] = nbytes - estimate(rec.name, choice, kernel)
             total += nbytes
         total += self.shared_bytes(seen)
-        self.rests.setdefault(opset, []).append((size.file_bytes, size.file_bytes - total))
+        self.rests.append((opset, choices, size.file_bytes - total))
 
     def layer(self, name: str, choice: LayerChoice, kernel: bool) -> int:
         return self.layers.get((name, choice, kernel), 0)
 
-    def rest(self, nbytes: int, opset: int) -> int:
-        """The rest's correction for a plan at ``opset`` the accounting puts at ``nbytes``."""
-        seen = self.rests.get(opset) or [r for rs in self.rests.values() for r in rs]
+    def rest(self, opset: int, choices: tuple[LayerChoice, ...]) -> int:
+        """The rest for a plan of these choices (one per layer) exported at ``opset``."""
+        seen = [r for r in self.rests if r[0] == opset] or self.rests
         if not seen:
             return 0
-        return min(seen, key=lambda r: abs(r[0] - nbytes))[1]
+
+        def differ(r: tuple[int, tuple[LayerChoice, ...], int]) -> int:
+            return sum(1 for a, b in zip(r[1], choices, strict=True) if a != b)
+
+        return min(seen, key=differ)[2]
 
     def shared_bytes(self, formats: Set[Format | None]) -> int:
         return sum(self.shared.get(f, 0) for f in formats if f is not None)

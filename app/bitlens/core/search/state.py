@@ -12,9 +12,11 @@ from bitlens.core.errors import SearchError
 from bitlens.core.export.accounting import predict
 from bitlens.core.export.exporter import (
     ExportOptions,
+    Prepared,
     _needed_opset,
     integer_kernel_candidate,
     integer_kernel_layers,
+    preflight,
 )
 from bitlens.core.formats import Format
 from bitlens.core.model.types import Layer
@@ -27,6 +29,12 @@ from bitlens.core.search.points import Point, Sensitivity
 from bitlens.core.search.sizes import LearnedSizes
 from bitlens.core.usermetric import Metric, concat_outputs
 from bitlens.core.weights import weight_bytes_after
+
+# Plans the accounting puts this close to a size budget are measured by a real export: a
+# few hundred bytes decide between a preset and the plan that beats it at its size.
+NEAR_MIN_BYTES = 512
+NEAR_FRACTION = 0.02  # the widest window, of the limit
+NEAR_RECENT = 4  # the window follows the accounting's misses on the last exports
 
 
 class SearchState:
@@ -80,6 +88,8 @@ class SearchState:
         self.limit: int | None = None
         self.near = 0
         self._exported: dict[Plan, int] = {}
+        self._prepared: dict[int, Prepared] = {}
+        self.misses: list[int] = []  # how far the accounting was from each real export
         self.sizes = LearnedSizes()
 
     # -- evaluation ------------------------------------------------------------------------
@@ -118,12 +128,38 @@ class SearchState:
         layer costs in it is learnt for the accounting."""
         hit = self._exported.get(plan)
         if hit is None:
-            size = drain(predict(self.engine, plan))
-            kernels = integer_kernel_layers(self.info, plan)
+            kernels = integer_kernel_layers(self.info, plan, self.engine.placement(plan))
+            opset = self._opset(plan)
+            # the opset conversion (a model copy, verified by two runs) once per opset
+            prepared = self._prepared.get(opset)
+            if prepared is None:
+                prepared = self._prepared[opset] = preflight(self.engine, plan)
+            prepared = replace(prepared, kernels=frozenset(kernels))
+            guess = self._file_bytes(plan)
+            size = drain(predict(self.engine, plan, prepared=prepared))
+            self.misses.append(abs(size.file_bytes - guess))
             base = self.fixed_bytes + self.float_weight_bytes
-            self.sizes.learn(plan, size, kernels, self._opset(plan), base, self._estimate)
+            self.sizes.learn(
+                plan,
+                size,
+                integer_kernel_layers(self.info, plan),
+                opset,
+                self._choices(plan),
+                base,
+                self._estimate,
+            )
             hit = self._exported[plan] = size.file_bytes
+            self._update_near()
         return hit
+
+    def _update_near(self) -> None:
+        """How close to the limit a plan must be to be exported: twice the accounting's
+        recent misses (it learns with every export), within fixed bounds."""
+        if self.limit is None:
+            return
+        widest = round(NEAR_FRACTION * self.limit)
+        recent = 2 * max(self.misses[-NEAR_RECENT:], default=widest)
+        self.near = max(NEAR_MIN_BYTES, min(widest, recent))
 
     def _real_size_if_near(self, plan: Plan, accounted: int) -> int | None:
         if self.limit is None or abs(accounted - self.limit) > self.near:
@@ -180,7 +216,10 @@ class SearchState:
         total += self.sizes.shared_bytes({c.weight for c in plan.choices.values()})
         for layer in self.info.layers:
             total += self._net(layer, plan[layer.name], layer.name in kernels)
-        return total + self.sizes.rest(total, self._opset(plan))
+        return total + self.sizes.rest(self._opset(plan), self._choices(plan))
+
+    def _choices(self, plan: Plan) -> tuple[LayerChoice, ...]:
+        return tuple(plan[name] for name in self.info.layer_names)
 
     def _opset(self, plan: Plan) -> int:
         """The opset the export needs for ``plan`` (it converts the model to at least that)."""
