@@ -273,3 +273,27 @@ def test_sizes_near_a_size_budget_are_the_real_export(cnn: Engine) -> None:
     first = cnn.info.layers[0].name
     mixed = Plan(cnn.info, {**w8a8.choices, first: LayerChoice(int4)})
     assert abs(s._file_bytes(mixed) - exported_size(cnn, mixed)) <= 64
+
+
+def test_plans_the_export_cannot_write_are_never_chosen(cnn: Engine, monkeypatch) -> None:
+    """A model that cannot be upgraded to the opset some choices need (PP-OCRv4's output
+    changes at opset 21, so int16 activations cannot be exported there): the search drops
+    those choices and still returns a plan whose real export fits, instead of failing."""
+    from bitlens.core.errors import ExportError
+    from bitlens.core.export import opsets
+
+    prepare = opsets.prepare
+
+    def no_upgrade(model, needed, forced, feeds):
+        if needed > opsets.default_opset(model):
+            raise ExportError(f"upgrading the model to opset {needed} changed output 'y'")
+        return prepare(model, needed, forced, feeds)
+
+    monkeypatch.setattr(opsets, "prepare", no_upgrade)
+    limit = exported_size(cnn, Plan.preset(cnn.info, "W8A8"))
+    result, _ = _run(
+        cnn, Budget(max_bytes=limit), check_export=True, activation_formats=("float", "int16 sym")
+    )
+    best = result.best
+    assert best.exported_bytes is not None and best.exported_bytes <= limit
+    assert all(c.activation is None or c.activation.bits == 8 for c in best.plan.choices.values())

@@ -59,7 +59,7 @@ class Refinement(ActivationChoice):
             yield path
             starts.append((path, dict(self.act)))
         starts += [u for u in self.uniform if u[0].file_bytes <= limit]
-        fits = [u for u in starts if u[0].file_bytes <= limit]
+        fits = [u for u in starts if self._fits(u[0], limit)]
         if not fits:
             if not starts:
                 smallest = self._bytes_of(self._weights_at(len(self.moves)))
@@ -82,6 +82,8 @@ class Refinement(ActivationChoice):
             for p in self._ranking(limit)[:4]:
                 real = self.exported(p.plan)
                 yield self._tick("checking the exported size")
+                if real is None:
+                    continue
                 if real <= budget:
                     return replace(p, exported_bytes=real)
                 overs.append(real - p.file_bytes)
@@ -122,13 +124,16 @@ class Refinement(ActivationChoice):
         self.cands = {la.name: self._weight_candidates(la, self.wfmts) for la in self.wlayers}
         self._rebuild()
 
+    def _fits(self, p: Point, limit: int) -> bool:
+        return p.file_bytes <= limit and p.plan not in self.unexportable
+
     def _best_within(self, limit: int) -> Point:
         return self._ranking(limit)[0]
 
     def _ranking(self, limit: int) -> list[Point]:
         """Plans within ``limit``, best first: the task metric (no credit above the float
         model's: that is noise), then the lowest output error."""
-        fits = [p for p in self.tried if p.file_bytes <= limit]
+        fits = [p for p in self.tried if self._fits(p, limit)]
         if self.metric is None:
             return sorted(fits, key=lambda p: (p.error, p.file_bytes))
         top = self.float_metric if self.float_metric is not None else math.inf
@@ -171,12 +176,12 @@ class Refinement(ActivationChoice):
                 spent += 1
                 yield p
                 yield self._tick("refining: trying a swap")
-                if p.file_bytes <= limit and p.error < cur.error:
+                if self._fits(p, limit) and p.error < cur.error:
                     weights, cur, improved = cand, p, True
                     break
             if not improved:
                 # a single step may itself be a better plan within the budget
-                fits = [p for p in self.tried if p.file_bytes <= limit and p.error < cur.error]
+                fits = [p for p in self.tried if self._fits(p, limit) and p.error < cur.error]
                 if not fits:
                     break
                 cur = min(fits, key=lambda p: p.error)

@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 
 from bitlens.core.engine import Engine
-from bitlens.core.errors import SearchError
-from bitlens.core.export.accounting import predict
+from bitlens.core.errors import BitlensError, SearchError
+from bitlens.core.export.accounting import ExportSize, predict
 from bitlens.core.export.exporter import (
     ExportOptions,
     Prepared,
@@ -88,7 +88,8 @@ class SearchState:
         self.limit: int | None = None
         self.near = 0
         self._exported: dict[Plan, int] = {}
-        self._prepared: dict[int, Prepared] = {}
+        self._prepared: dict[int, Prepared | BitlensError] = {}
+        self.unexportable: dict[Plan, str] = {}  # plan -> why its export failed
         self.misses: list[int] = []  # how far the accounting was from each real export
         self.sizes = LearnedSizes()
 
@@ -123,20 +124,21 @@ class SearchState:
             self.tried.append(p)
         return p
 
-    def exported(self, plan: Plan) -> int:
+    def exported(self, plan: Plan) -> int | None:
         """The real size of ``plan``'s export (built in memory once per plan); what each
-        layer costs in it is learnt for the accounting."""
+        layer costs in it is learnt for the accounting. None: the plan cannot be exported
+        (e.g. it needs an opset the model cannot be upgraded to), and no size budget takes
+        it (the reason is kept in ``unexportable``)."""
+        if plan in self.unexportable:
+            return None
         hit = self._exported.get(plan)
         if hit is None:
-            kernels = integer_kernel_layers(self.info, plan, self.engine.placement(plan))
-            opset = self._opset(plan)
-            # the opset conversion (a model copy, verified by two runs) once per opset
-            prepared = self._prepared.get(opset)
-            if prepared is None:
-                prepared = self._prepared[opset] = preflight(self.engine, plan)
-            prepared = replace(prepared, kernels=frozenset(kernels))
+            try:
+                size, opset = self._export(plan)
+            except BitlensError as exc:
+                self.unexportable[plan] = str(exc)
+                return None
             guess = self._file_bytes(plan)
-            size = drain(predict(self.engine, plan, prepared=prepared))
             self.misses.append(abs(size.file_bytes - guess))
             base = self.fixed_bytes + self.float_weight_bytes
             self.sizes.learn(
@@ -151,6 +153,23 @@ class SearchState:
             hit = self._exported[plan] = size.file_bytes
             self._update_near()
         return hit
+
+    def _export(self, plan: Plan) -> tuple[ExportSize, int]:
+        kernels = integer_kernel_layers(self.info, plan, self.engine.placement(plan))
+        opset = self._opset(plan)
+        # the opset conversion (a model copy, verified by two runs) once per opset, and
+        # its failure too
+        prepared = self._prepared.get(opset)
+        if prepared is None:
+            try:
+                prepared = preflight(self.engine, plan)
+            except BitlensError as exc:
+                prepared = exc
+            self._prepared[opset] = prepared
+        if isinstance(prepared, BitlensError):
+            raise prepared
+        prepared = replace(prepared, kernels=frozenset(kernels))
+        return drain(predict(self.engine, plan, prepared=prepared)), opset
 
     def _update_near(self) -> None:
         """How close to the limit a plan must be to be exported: twice the accounting's
