@@ -263,16 +263,16 @@ def test_sizes_near_a_size_budget_are_the_real_export(cnn: Engine) -> None:
     s = _Search(cnn, SearchOptions(Budget(max_bytes=limit), **FAST))
     int4 = parse_format("int4 sym ch")
     uniform4 = Plan(cnn.info, {la.name: LayerChoice(int4) for la in cnn.info.layers})
-    assert s._file_bytes(w8a8) != limit
-    assert s.exported(uniform4) == exported_size(cnn, uniform4)
-    assert s.exported(w8a8) == limit
-    assert s._file_bytes(w8a8) == limit
-    assert s._file_bytes(uniform4) == exported_size(cnn, uniform4)
+    assert s.size.file_bytes(w8a8) != limit
+    assert s.size.exported(uniform4) == exported_size(cnn, uniform4)
+    assert s.size.exported(w8a8) == limit
+    assert s.size.file_bytes(w8a8) == limit
+    assert s.size.file_bytes(uniform4) == exported_size(cnn, uniform4)
     # a mix of the two: every (layer, choice) was seen, but the first 8-bit layer now pays
     # the 8-bit layers' shared constants, which only the search's overhead step measures
     first = cnn.info.layers[0].name
     mixed = Plan(cnn.info, {**w8a8.choices, first: LayerChoice(int4)})
-    assert abs(s._file_bytes(mixed) - exported_size(cnn, mixed)) <= 64
+    assert abs(s.size.file_bytes(mixed) - exported_size(cnn, mixed)) <= 64
 
 
 def test_plans_the_export_cannot_write_are_never_chosen(cnn: Engine, monkeypatch) -> None:

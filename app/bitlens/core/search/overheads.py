@@ -25,13 +25,13 @@ class Overheads(SearchState):
         scales, shape constants) and around an activation quantizer: the export of one small
         layer in that format against the float export. Formats that fail to export are
         dropped. Without the check, nothing is added."""
-        self.w_overhead = {f: 0 for f in wfmts}
-        self.a_overhead = 0
-        self.k_overhead = {}
+        self.size.w_overhead = {f: 0 for f in wfmts}
+        self.size.a_overhead = 0
+        self.size.k_overhead = {}
         if not (self.opts.check_export and self.opts.budget.by_size):
             return wfmts
         e0 = exported_size(self.engine, self.plan_for({}))
-        self.fixed_bytes = e0 - self.float_weight_bytes
+        self.size.fixed_bytes = e0 - self.size.float_weight_bytes
         kept = []
         for fmt in wfmts:
             fits = [
@@ -47,7 +47,7 @@ class Overheads(SearchState):
             except BitlensError:
                 continue
             first = max(0, e - e0 - weight_bytes_after(layer, fmt) + layer.nbytes)
-            self.w_overhead[fmt] = first
+            self.size.w_overhead[fmt] = first
             kept.append(fmt)
             if len(fits) > 1:
                 # a second layer in the format costs only its own nodes and parameters: the
@@ -56,7 +56,7 @@ class Overheads(SearchState):
                 e2 = exported_size(self.engine, self.plan_for(two))
                 second = e2 - e - weight_bytes_after(fits[1], fmt) + fits[1].nbytes
                 if 0 <= second < first:
-                    self.sizes.shared[fmt] = first - second
+                    self.size.learned.shared[fmt] = first - second
             yield self._tick(f"export cost of {fmt.name}")
         acts = [la for la in self.info.layers if la.activations and not la.graph_path]
         if base is None or not acts:
@@ -64,20 +64,20 @@ class Overheads(SearchState):
         # every activation at the base: the quantizers' cost, on average
         all_base = {la.name: LayerChoice(None, base) for la in acts}
         e_a = exported_size(self.engine, self.plan_for(all_base))
-        self.a_overhead = max(0, round((e_a - e0) / len(acts)))
+        self.size.a_overhead = max(0, round((e_a - e0) / len(acts)))
         # 8-bit weights next to 8-bit activations become an integer-kernel group, which the
         # export writes differently (QDQ for ONNX Runtime to fuse): its own cost
         # (per op type: a MatMul group and a Conv group differ)
         int8 = parse_format("int8 sym ch")
         for layer in sorted(acts, key=lambda la: la.nbytes):
-            if layer.op_type in self.k_overhead or int8 not in kept:
+            if layer.op_type in self.size.k_overhead or int8 not in kept:
                 continue
             plan = self.plan_for({**all_base, layer.name: LayerChoice(int8, base)})
             if layer.name not in integer_kernel_layers(self.info, plan):
                 continue
             e = exported_size(self.engine, plan)
             delta = weight_bytes_after(layer, int8) - layer.nbytes
-            self.k_overhead[layer.op_type] = e - e_a - delta - self.w_overhead[int8]
+            self.size.k_overhead[layer.op_type] = e - e_a - delta - self.size.w_overhead[int8]
         return kept
 
     def _measure_wide_costs(self) -> Generator[Progress, None, None]:
@@ -90,13 +90,13 @@ class Overheads(SearchState):
         saved = self.act
         self.act = narrow
         ref_plan = self.plan_of(self.ctx_weights)
-        e_ref = self._export(ref_plan)[0].file_bytes
+        e_ref = self.size.export(ref_plan)[0].file_bytes
         acc_ref = self.point(ref_plan).file_bytes
         for name in list(self.wide):
             self.act = {**narrow, name: saved[name]}
             plan = self.plan_of(self.ctx_weights)
             try:
-                e = self._export(plan)[0].file_bytes
+                e = self.size.export(plan)[0].file_bytes
             except BitlensError:
                 # a wide format the export cannot write for this model (e.g. int16 needs
                 # opset 21, and upgrading the model changes its outputs): stay narrow
@@ -104,7 +104,7 @@ class Overheads(SearchState):
                 self.wide.remove(name)
                 continue
             extra = (e - e_ref) - (self.point(plan).file_bytes - acc_ref)
-            self.act_extra[(name, saved[name])] = extra
+            self.size.act_extra[(name, saved[name])] = extra
             yield self._tick(f"export cost of {name}'s wide activation")
         self.act = saved
         self._reaccount()

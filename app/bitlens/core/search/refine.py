@@ -36,13 +36,13 @@ class Refinement(ActivationChoice):
             b.max_bytes
             if b.max_bytes is not None
             else int(
-                b.size_ratio * (self.fixed_bytes + self.float_weight_bytes)  # type: ignore[operator]
+                b.size_ratio * (self.size.fixed_bytes + self.size.float_weight_bytes)  # type: ignore[operator]
             )
         )
         if self.opts.check_export:
             yield from self._learn_sizes(limit)
-            self.limit = limit
-            self._update_near()
+            self.size.limit = limit
+            self.size.update_near()
             self._reaccount()
         k = self._first_within(limit)
         yield from self._probes()
@@ -80,7 +80,7 @@ class Refinement(ActivationChoice):
         for _ in range(4):
             overs = []
             for p in self._ranking(limit)[:4]:
-                real = self.exported(p.plan)
+                real = self.size.exported(p.plan)
                 yield self._tick("checking the exported size")
                 if real is None:
                     continue
@@ -119,13 +119,13 @@ class Refinement(ActivationChoice):
             contexts.setdefault(repr(sorted(acts.items())), []).append(p)
         for points in contexts.values():
             for p in sorted(points, key=lambda p: abs(p.file_bytes - limit))[:LEARN_UNIFORM]:
-                self.exported(p.plan)
+                self.size.exported(p.plan)
                 yield self._tick(f"export size of {p.summary()}")
         self.cands = {la.name: self._weight_candidates(la, self.wfmts) for la in self.wlayers}
         self._rebuild()
 
     def _fits(self, p: Point, limit: int) -> bool:
-        return p.file_bytes <= limit and p.plan not in self.unexportable
+        return p.file_bytes <= limit and p.plan not in self.size.unexportable
 
     def _best_within(self, limit: int) -> Point:
         return self._ranking(limit)[0]

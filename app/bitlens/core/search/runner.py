@@ -189,7 +189,7 @@ class _Search(Refinement):
             sensitivities=tuple(self.sens),
             evaluations=self.evaluations,
             metric_name=None if self.metric is None else self.metric.name,
-            float_bytes=self.fixed_bytes + self.float_weight_bytes,
+            float_bytes=self.size.fixed_bytes + self.size.float_weight_bytes,
             wide_layers=tuple(n for n in self.wide if best.plan[n].activation != self.narrow[n]),
             seed=opts.seed,
         )

@@ -31,7 +31,7 @@ class WeightPath(Overheads):
             try:
                 validate_choice(layer, LayerChoice(fmt))
                 nbytes = self._lb(layer, fmt)
-                if fmt not in self.w_overhead or nbytes >= layer.nbytes:
+                if fmt not in self.size.w_overhead or nbytes >= layer.nbytes:
                     continue
                 rel = self.engine.weight_error(layer, fmt).rel_l2
             except BitlensError:
