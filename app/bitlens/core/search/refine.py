@@ -10,15 +10,15 @@ from dataclasses import replace
 from bitlens.core.errors import SearchError
 from bitlens.core.formats import Format
 from bitlens.core.results import Progress
-from bitlens.core.search.activations import ActivationChoice
 from bitlens.core.search.points import Point
+from bitlens.core.search.weightpath import WeightPath
 
 # Uniform plans exported to teach the accounting, per activation context: those nearest the
 # budget (each export of a large model takes about as long as a few evaluations).
 LEARN_UNIFORM = 3
 
 
-class Refinement(ActivationChoice):
+class Refinement(WeightPath):
     def _probes(self) -> Generator[Progress | Point, None, dict[int, Point]]:
         n = len(self.moves)
         ks = sorted({round(i * n / max(1, self.opts.front_probes - 1))

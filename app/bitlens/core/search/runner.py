@@ -12,8 +12,10 @@ from bitlens.core.errors import SearchError
 from bitlens.core.formats import Format, parse_format
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress
+from bitlens.core.search.activations import choose_activations
 from bitlens.core.search.candidates import _anchors, _parse_all
 from bitlens.core.search.options import FLOAT_NAME, SearchOptions
+from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
 from bitlens.core.search.points import Point, SearchResult, pareto_front
 from bitlens.core.search.refine import Refinement
 from bitlens.core.usermetric import default_metric, reference_outputs
@@ -126,7 +128,7 @@ class _Search(Refinement):
 
         # 1. which formats each layer can take (numpy only: quantization and weight error),
         # and what the export adds around each
-        wfmts = yield from self._measure_overheads(wlayers, wfmts, base)
+        wfmts = yield from measure_overheads(self, wlayers, wfmts, base)
         # references: float and presets, for the plot and the comparison
         refs = [self.point(self.plan_for({}), FLOAT_NAME)]
         self.float_metric = refs[0].metric
@@ -152,8 +154,8 @@ class _Search(Refinement):
             for name, c in self.cands.items()
         }
         if base is not None:
-            yield from self._activations(base, afmts, act_layers)
-            yield from self._measure_wide_costs()
+            yield from choose_activations(self, base, afmts, act_layers)
+            yield from measure_wide_costs(self)
         # 3. weights: each layer alone at two anchor formats; the rest predicted from the
         # weight error until the path shows which formats matter, then measured there
         for layer in wlayers:

@@ -15,12 +15,12 @@ from bitlens.core.plan import LayerChoice, validate_choice
 from bitlens.core.results import Progress
 from bitlens.core.search.candidates import _fits_weight
 from bitlens.core.search.hull import _efficient, _greedy, _hull, _Ladder
-from bitlens.core.search.overheads import Overheads
 from bitlens.core.search.points import Sensitivity
+from bitlens.core.search.state import SearchState
 from bitlens.core.weights import weight_bytes_after
 
 
-class WeightPath(Overheads):
+class WeightPath(SearchState):
     def _weight_candidates(
         self, layer: Layer, formats: Sequence[Format]
     ) -> list[tuple[int, float, Format]]:
