@@ -19,7 +19,7 @@ import numpy as np
 from onnx import NodeProto, TensorProto, helper
 
 from bitlens.core.errors import EngineError
-from bitlens.core.formats import Family, Format, floats, uniform
+from bitlens.core.formats import Format, family_of, floats, uniform
 
 # quantizer kind -> minimum opset of the ops it uses
 KIND_MIN_OPSET = {"int": 11, "int-dyn": 11, "fp16": 1, "bf16": 13, "fp8e4m3fn": 19, "fp8e5m2": 19}
@@ -35,10 +35,9 @@ def kind_of(fmt: Format | None, dynamic: bool = False) -> str | None:
     """The quantizer structure a format needs (None: no quantizer)."""
     if fmt is None:
         return None
-    if fmt.family is Family.INT:
-        return "int-dyn" if dynamic else "int"
-    if fmt.is_float and fmt.float_kind in _CAST_TO:
-        return fmt.float_kind
+    kind = family_of(fmt).activation_kind(fmt, dynamic)
+    if kind is not None:
+        return kind
     raise EngineError(f"activation format {fmt.name} cannot be simulated")
 
 

@@ -44,7 +44,7 @@ from bitlens.core.export.editing import ExportState, field_bytes, remove_weight
 from bitlens.core.export.graph import GraphBuilder, used_names
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_weight, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
-from bitlens.core.formats import Format, Granularity, parse_format, quantize, uniform
+from bitlens.core.formats import Format, family_of, parse_format, quantize, uniform
 from bitlens.core.model.types import Layer, ModelInfo, Storage, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
@@ -409,15 +409,8 @@ def _needed_opset(engine: Engine, plan: Plan, options: ExportOptions, kernels: s
         w = choice.weight
         if w is not None:
             qdq = kernel or options.weights == QDQ
-            if qdq and native_qdq_dtype(w, options.int2_qdq) is not None:
-                if w.is_float:
-                    need = max(need, 21 if w.granularity is Granularity.BLOCK else 19)
-                else:
-                    need = max(need, 25 if w.bits == 2 else 21 if w.bits in (4, 16) else 13)
-                    if w.granularity is Granularity.BLOCK:
-                        need = max(need, 21)
-            elif w.is_float and w.has_scale:
-                need = max(need, 19)
+            native = qdq and native_qdq_dtype(w, options.int2_qdq) is not None
+            need = max(need, family_of(w).export_min_opset(w, native))
         a = choice.activation
         if a is not None:
             if activations.uses_qdq(a, choice.dynamic):
