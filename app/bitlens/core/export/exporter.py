@@ -51,6 +51,7 @@ from bitlens.core.export.weights import QDQ, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
 from bitlens.core.formats import family_of, parse_format
 from bitlens.core.plan import Plan
+from bitlens.core.quantized import QuantizedModel, quantize_model
 from bitlens.core.results import Progress
 from bitlens.core.targets import check_plan, deployment_warnings
 
@@ -122,11 +123,19 @@ def build(
     plan: Plan,
     options: ExportOptions | None = None,
     prepared: Prepared | None = None,
+    quantized: QuantizedModel | None = None,
 ) -> Generator[Progress, None, Built]:
-    """The export of ``plan`` in memory: what :func:`export` writes, for accounting."""
+    """The export of ``plan`` in memory: what :func:`export` writes, for accounting.
+
+    ``quantized``: the plan's weights and ranges (:func:`~bitlens.core.quantized.quantize_model`,
+    computed here otherwise); the export writes exactly those.
+    """
     options = options or ExportOptions()
     if prepared is None:
         prepared = preflight(engine, plan, options)
+    qm = quantized if quantized is not None else quantize_model(engine, plan)
+    if qm.plan != plan:
+        raise ExportError("the quantized model was computed for another plan")
     src = engine.model.proto
     source_opset, target, kernels = prepared.source_opset, prepared.opset, prepared.kernels
     converted = prepared.converted is not None
@@ -144,18 +153,18 @@ def build(
     notes: list[str] = list(prepared.notes)
     notes.extend(deployment_warnings(plan))
     notes.extend(check_plan(plan))
-    placed = engine.placement(plan)
+    placed = qm.placed
     for i, (name, choice) in enumerate(plan.choices.items()):
         layer = engine.info.layer(name)
         size_before = model.ByteSize() + state.pending_bytes()
-        rec = export_layer(engine, state, layer, choice, options, name in kernels, placed)
+        rec = export_layer(engine, state, layer, choice, options, name in kernels, qm)
         delta = model.ByteSize() + state.pending_bytes() - size_before
         records[name] = replace(rec, bytes_file=delta)
         yield Progress(i + 1, len(plan.choices) + 1, f"exported {name}")
 
     state.finish()
     size_before = model.ByteSize()
-    tensor_records = export_tensor_quantizers(engine, state, placed)
+    tensor_records = export_tensor_quantizers(state, qm)
     tensor_bytes = model.ByteSize() - size_before
     if placed:
         notes.append(
@@ -195,7 +204,7 @@ def build(
     return Built(
         model, source_opset, target, min_ort, converted, records, base_bytes, tuple(notes),
         base_header, tensor_bytes,
-        tuple(q for t, q in tensor_records.items() if t not in shared), plan.target,
+        tuple(q for t, q in tensor_records.items() if t not in shared), plan.target, qm,
     )  # fmt: skip
 
 
@@ -205,17 +214,19 @@ def export(
     path: str | Path,
     options: ExportOptions | None = None,
     prepared: Prepared | None = None,
+    quantized: QuantizedModel | None = None,
 ) -> Generator[Progress, None, ExportResult]:
     """Write ``plan`` for ``engine``'s model to ``path``; yields progress, returns the record.
 
     The activation ranges are the engine's calibrated ones, so the file
     computes what the engine evaluated. ``prepared``: from :func:`preflight`, run before
-    calibration (run here otherwise).
+    calibration (run here otherwise). ``quantized``: see :func:`build`; the result carries
+    it, so the fidelity check compares the file with the very values that were exported.
     """
     options = options or ExportOptions()
     target_path = Path(path)
     check_target(engine, target_path)
-    built = yield from build(engine, plan, options, prepared)
+    built = yield from build(engine, plan, options, prepared, quantized)
     data = built.model.SerializeToString()
     atomic_write_bytes(target_path, data)
     total = len(plan.choices) + 1
@@ -235,6 +246,7 @@ def export(
         source_bytes=engine.model.proto.ByteSize(),
         notes=built.notes,
         accounted_bytes=built.accounted_bytes,
+        quantized=built.quantized,
     )
 
 

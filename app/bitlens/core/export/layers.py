@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -24,11 +23,11 @@ from bitlens.core.export.bias import int32_bias
 from bitlens.core.export.editing import ExportState, remove_weight
 from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.export.records import ExportOptions, LayerExport
-from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_weight, native_qdq_dtype
-from bitlens.core.formats import Format, quantize, uniform
+from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_qtensor, native_qdq_dtype
+from bitlens.core.formats import Format, QTensor, family_of, uniform
 from bitlens.core.model.types import Layer, Storage, WeightInfo
 from bitlens.core.plan import LayerChoice
-from bitlens.core.targets import TensorQuantizer
+from bitlens.core.quantized import QuantizedModel
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
@@ -46,8 +45,10 @@ def export_layer(
     choice: LayerChoice,
     options: ExportOptions,
     kernel: bool,
-    placed: Mapping[str, TensorQuantizer],
+    qm: QuantizedModel,
 ) -> LayerExport:
+    """Write ``layer`` as ``choice`` says, reading its weights and ranges from ``qm``."""
+    placed = qm.placed
     notes: list[str] = []
     quantizer_records: list[QuantizerRecord] = []
     act_scale: float | None = None
@@ -61,12 +62,13 @@ def export_layer(
                     "quantizers are exported for float32 tensors only"
                 )
             b = GraphBuilder(f"{layer.name}_a", state.taken)
-            fmt = engine.bind_activation(layer, act, choice.activation)
+            aq = qm.activation(layer.name, act)
+            fmt = aq.fmt
             shared = placed.get(act)
             if shared is not None and shared.format == fmt and not choice.dynamic:
                 # The target quantizes this tensor where it is produced, with the same format
                 # and range: the layer reads that quantizer (a second one would be an identity).
-                lo, hi = engine.target_range(shared)
+                lo, hi = qm.target_ranges[act]
                 scale, zp = uniform.params_from_range(np.asarray(lo), np.asarray(hi), fmt)
                 rec = QuantizerRecord(
                     layer.name, act, act, fmt.name, "shared", None, float(scale), float(zp),
@@ -75,7 +77,7 @@ def export_layer(
                 quantizer_records.append(rec)
                 act_scale = rec.scale
                 continue
-            lo_hi = (0.0, 0.0) if choice.dynamic else engine.layer_range(act, fmt, placed)
+            lo_hi = (0.0, 0.0) if aq.value_range is None else aq.value_range
             rec = activations.encode_activation(
                 b, layer.name, act, fmt, dynamic=choice.dynamic, value_range=lo_hi
             )
@@ -104,14 +106,12 @@ def export_layer(
                     encodings.append(enc)
                 notes.append(f"weight {w.name} is shared; stored once")
                 continue
-            enc = _encode_one(engine, state, layer, w, fmt, kernel, options, notes)
+            enc = _encode_one(state, layer, w, qm.weight(w.name).q, kernel, options, notes)
             state.weights[w.name] = (fmt.name, enc)
             if enc is not None:
                 encodings.append(enc)
             if kernel:
-                weight_scale = np.asarray(
-                    quantize(engine.model.weight(w.name), fmt).scale, np.float32
-                )
+                weight_scale = np.asarray(qm.weight(w.name).q.scale, np.float32)
     bias = None
     if kernel and options.int32_bias and act_scale is not None and weight_scale is not None:
         bias = int32_bias(engine, state, layer, np.float32(act_scale), weight_scale, notes)
@@ -138,9 +138,7 @@ def export_layer(
     )
 
 
-def export_tensor_quantizers(
-    engine: Engine, state: ExportState, placed: Mapping[str, TensorQuantizer]
-) -> dict[str, QuantizerRecord]:
+def export_tensor_quantizers(state: ExportState, qm: QuantizedModel) -> dict[str, QuantizerRecord]:
     """QuantizeLinear/DequantizeLinear where each of the target's tensors is produced; every
     main-graph consumer then reads the dequantized value (as the engine simulates)."""
     g = state.model.graph
@@ -148,10 +146,10 @@ def export_tensor_quantizers(
     first: list[onnx.NodeProto] = []
     out: dict[str, QuantizerRecord] = {}
     produced = {o for n in g.node for o in n.output}
-    for t, q in placed.items():
+    for t, q in qm.placed.items():
         b = GraphBuilder(f"{t}_t", state.taken)
         rec = activations.encode_activation(
-            b, "", t, q.format, dynamic=False, value_range=engine.target_range(q)
+            b, "", t, q.format, dynamic=False, value_range=qm.target_ranges[t]
         )
         out[t] = replace(rec, layer=f"({q.reason})")
         g.initializer.extend(b.initializers)
@@ -205,16 +203,15 @@ def dtype_of(engine: Engine, tensor: str) -> str | None:
 
 
 def _encode_one(
-    engine: Engine,
     state: ExportState,
     layer: Layer,
     w: WeightInfo,
-    fmt: Format,
+    q: QTensor,
     kernel: bool,
     options: ExportOptions,
     notes: list[str],
 ) -> WeightEncoding | None:
-    value = engine.model.weight(w.name)
+    fmt = q.fmt
     g = state.graph(w.graph_path)
     b = GraphBuilder(w.name, state.taken, state.shared.setdefault(w.graph_path, {}))
     if options.matmulnbits and not kernel and layer.op_type == "MatMul" and not w.graph_path:
@@ -226,7 +223,7 @@ def _encode_one(
             and w.storage is Storage.INITIALIZER
             and state.consumers(w.name) == 1
         ):
-            new, enc = matmulnbits.encode(b, node, w.name, value, fmt, lay)
+            new, enc = matmulnbits.encode(b, node, w.name, q, lay)
             remove_weight(g, w)
             g.node[idx].CopyFrom(new)
             g.initializer.extend(b.initializers)
@@ -242,9 +239,14 @@ def _encode_one(
     # QGemm and MatMulIntegerToFloat need the weight's zero point written out; QLinearConv
     # fuses without it (symmetric int8: all zeros), so a conv stores no per-channel zeros.
     zero_point = kernel and layer.op_type != "Conv"
-    enc = encode_weight(
-        b, w, value, fmt, mode=mode, allow_int2=options.int2_qdq, zero_point=zero_point
-    )
+    plain = family_of(fmt).plain_dtype(fmt)
+    if plain is not None and plain.itemsize >= np.dtype(w.dtype).itemsize:
+        enc = None  # a cast at or above the weight's own precision changes nothing
+    else:
+        enc = encode_qtensor(
+            b, w, q, np.dtype(w.dtype), mode=mode, allow_int2=options.int2_qdq,
+            zero_point=zero_point,
+        )  # fmt: skip
     if enc is None:
         notes.append(f"{w.name}: {fmt.name} keeps the weight's own {w.dtype} values")
         return None

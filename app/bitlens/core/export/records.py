@@ -12,6 +12,7 @@ from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import BiasRecord
 from bitlens.core.export.editing import field_bytes
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding
+from bitlens.core.quantized import QuantizedModel
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class ExportResult:
     # the deployment target's quantizers on tensors other than layer inputs
     tensor_quantizers: tuple[QuantizerRecord, ...] = ()
     target: str = "none"
+    quantized: QuantizedModel | None = None  # the weights and ranges the export wrote
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Built:
     tensor_bytes: int = 0  # the deployment target's tensor quantizers (nodes, scales, zeros)
     tensor_quantizers: tuple[QuantizerRecord, ...] = ()  # those no layer reports as its own
     target: str = "none"
+    quantized: QuantizedModel | None = None  # the weights and ranges written
 
     @property
     def accounted_bytes(self) -> int:
