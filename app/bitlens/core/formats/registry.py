@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import cache
 
 from bitlens.core.errors import FormatError
-from bitlens.core.formats.families import floating, integer, kmeans, signs, tables
+from bitlens.core.formats.families import floating, integer, kmeans, mx, nvfp4, signs, tables
 from bitlens.core.formats.family import FormatFamily
 
 # The order is the order names are offered in the table, the sandbox and the Help.
@@ -25,6 +25,8 @@ FAMILIES: tuple[FormatFamily, ...] = (
     tables.Log2Family(),
     signs.TernaryFamily(),
     signs.BinaryFamily(),
+    *mx.FAMILIES,  # OCP microscaling: mxfp8_e4m3, mxfp8_e5m2, mxfp6_e3m2, mxfp6_e2m3, mxfp4, mxint8
+    nvfp4.NVFP4Family(),
 )
 
 
