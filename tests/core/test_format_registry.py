@@ -133,3 +133,34 @@ def test_export_encoding_rebuilds_the_codec_bit_for_bit(family: str, name: str) 
     planned = storage_bits(fmt, SHAPE) / 8
     # packed streams round up to whole groups of 8 codes; fixed tables may be stored once
     assert planned - 8 <= enc.nbytes <= planned + fmt.bits * len(enc.stored) + 8
+
+
+ACT_KINDS = [(type(f).__name__, kind) for f in FAMILIES for kind in f.activation_kinds]
+
+
+@pytest.mark.parametrize(("family", "kind"), ACT_KINDS)
+def test_activation_quantizer_nodes_match_their_numpy_reference(family: str, kind: str) -> None:
+    """x -> (the family's quantizer nodes, parameters fed as inputs) -> y == numpy reference."""
+    fam = next(f for f in FAMILIES if type(f).__name__ == family)
+    for part in ("activation_nodes", "activation_feeds", "activation_reference"):
+        assert getattr(type(fam), part) is not getattr(FormatFamily, part), part
+    dynamic = kind.endswith("-dyn")
+    fmt = next(
+        f for f in map(parse_format, fam.examples) if fam.activation_kind(f, dynamic) == kind
+    )
+    nodes, io = quantizers.build(kind, "x", "y", "p")
+    feeds = quantizers.param_feeds(kind, "p", fmt, -1.5, 2.0)
+    assert set(io.params) == set(feeds)
+    x = np.random.default_rng(2).normal(0, 1.2, (4, 33)).astype(np.float32)
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)]
+    inputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, []) for n in io.params]
+    g = helper.make_graph(nodes, "q", inputs, [helper.make_tensor_value_info("y", 1, x.shape)])
+    opset = max(quantizers.KIND_MIN_OPSET[kind], 13)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 10
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x, **feeds})[0]
+    want = quantizers.numpy_reference(kind, x, feeds, "p")
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -13,11 +13,15 @@ examples).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
+from onnx import NodeProto
 
+from bitlens.core.errors import FormatError
 from bitlens.core.formats import ranges
 from bitlens.core.formats.groups import Grouping
 from bitlens.core.formats.qtensor import SCALE_BITS, QTensor
@@ -133,9 +137,31 @@ class FormatFamily(ABC):
         return None
 
     # -- engine -------------------------------------------------------------------------
+    # activation quantizer kinds this family builds -> the lowest opset of their operators
+    activation_kinds: Mapping[str, int] = MappingProxyType({})
+
     @abstractmethod
     def activation_kind(self, fmt: Format, dynamic: bool) -> str | None:
         """The engine's activation quantizer kind (engine/quantizers.py), None if unsupported."""
+
+    def activation_nodes(
+        self, kind: str, x: str, y: str, prefix: str
+    ) -> tuple[list[NodeProto], tuple[str, ...]]:
+        """Nodes computing ``y = quantize(x)`` for ``kind``, and the names of their parameter
+        inputs (``<prefix>__*``), fed at run time (a family with activation kinds overrides)."""
+        raise FormatError(f"{self.family} formats have no activation quantizer")
+
+    def activation_feeds(
+        self, kind: str, prefix: str, fmt: Format, lo: Any, hi: Any
+    ) -> dict[str, np.ndarray]:
+        """The parameter values of ``kind`` for a calibrated range ``[lo, hi]``."""
+        raise FormatError(f"{self.family} formats have no activation quantizer")
+
+    def activation_reference(
+        self, kind: str, x: np.ndarray, feeds: Mapping[str, np.ndarray], prefix: str
+    ) -> np.ndarray:
+        """The quantizer in numpy (tests compare the ONNX subgraph against it)."""
+        raise FormatError(f"{self.family} formats have no activation quantizer")
 
     # -- export -------------------------------------------------------------------------
     @abstractmethod

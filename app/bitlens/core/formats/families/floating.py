@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
 import numpy as np
+from onnx import NodeProto, TensorProto, helper
 
 from bitlens.core.formats import floats
 from bitlens.core.formats.family import (
@@ -24,7 +29,12 @@ from bitlens.core.formats.spec import (
 )
 
 _ALIASES = {"fp8e4m3": "fp8e4m3fn", "float16": "fp16", "float32": "fp32", "float64": "fp64"}
-_ACTIVATION_KINDS = frozenset({"fp16", "bf16", "fp8e4m3fn", "fp8e5m2"})
+_CAST_TO = {
+    "fp16": TensorProto.FLOAT16,
+    "bf16": TensorProto.BFLOAT16,
+    "fp8e4m3fn": TensorProto.FLOAT8E4M3FN,
+    "fp8e5m2": TensorProto.FLOAT8E5M2,
+}
 
 
 class FloatFamily(FormatFamily):
@@ -82,8 +92,47 @@ class FloatFamily(FormatFamily):
         return floats.fp8_qdq_groups(fmt.float_kind)
 
     # -- engine and export --------------------------------------------------------------
+    # y = Cast back(Cast(x)) for fp16/bf16; y = Cast back(Cast(x / s, saturate)) * s for fp8
+    activation_kinds = MappingProxyType({"fp16": 1, "bf16": 13, "fp8e4m3fn": 19, "fp8e5m2": 19})
+
     def activation_kind(self, fmt: Format, dynamic: bool) -> str | None:
-        return fmt.float_kind if fmt.float_kind in _ACTIVATION_KINDS else None
+        return fmt.float_kind if fmt.float_kind in self.activation_kinds else None
+
+    def activation_nodes(
+        self, kind: str, x: str, y: str, prefix: str
+    ) -> tuple[list[NodeProto], tuple[str, ...]]:
+        n, mk, to = f"{prefix}__aq", helper.make_node, _CAST_TO[kind]
+        if kind in ("fp16", "bf16"):
+            nodes = [
+                mk("Cast", [x], [f"{n}_cast"], name=f"{n}_cast", to=to),
+                mk("Cast", [f"{n}_cast"], [y], name=f"{n}_back", to=TensorProto.FLOAT),
+            ]
+            return nodes, ()
+        s = f"{prefix}__scale"
+        nodes = [
+            mk("Div", [x, s], [f"{n}_div"], name=f"{n}_div"),
+            mk("Cast", [f"{n}_div"], [f"{n}_cast"], name=f"{n}_cast", to=to, saturate=1),
+            mk("Cast", [f"{n}_cast"], [f"{n}_back"], name=f"{n}_back", to=TensorProto.FLOAT),
+            mk("Mul", [f"{n}_back", s], [y], name=f"{n}_mul"),
+        ]
+        return nodes, (s,)
+
+    def activation_feeds(
+        self, kind: str, prefix: str, fmt: Format, lo: Any, hi: Any
+    ) -> dict[str, np.ndarray]:
+        if kind in ("fp16", "bf16"):
+            return {}
+        scale = floats.fp8_scale(np.asarray(lo), np.asarray(hi), kind)
+        return {f"{prefix}__scale": np.asarray(scale, np.float32)}
+
+    def activation_reference(
+        self, kind: str, x: np.ndarray, feeds: Mapping[str, np.ndarray], prefix: str
+    ) -> np.ndarray:
+        x = x.astype(np.float32)
+        if kind in ("fp16", "bf16"):
+            return floats.cast(x, kind).astype(np.float32)
+        s = feeds[f"{prefix}__scale"]
+        return floats.fp8_dequantize(floats.fp8_quantize(x, s, kind), s)
 
     def native_qdq_dtype(self, fmt: Format, allow_int2: bool) -> np.dtype | None:
         return floats.FLOAT_DTYPES[fmt.float_kind] if self.has_scale(fmt) else None

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
 
 import ml_dtypes
 import numpy as np
+from onnx import NodeProto
 
 from bitlens.core.formats import uniform
+from bitlens.core.formats.families import int_activation
 from bitlens.core.formats.family import (
     RANGE_TEXT,
     Encoded,
@@ -87,8 +92,27 @@ class IntFamily(FormatFamily):
         return uniform.qdq_groups(fmt)
 
     # -- engine and export --------------------------------------------------------------
+    activation_kinds = MappingProxyType({"int": 11, "int-dyn": 11})
+
     def activation_kind(self, fmt: Format, dynamic: bool) -> str | None:
         return "int-dyn" if dynamic else "int"
+
+    def activation_nodes(
+        self, kind: str, x: str, y: str, prefix: str
+    ) -> tuple[list[NodeProto], tuple[str, ...]]:
+        if kind == "int-dyn":
+            return int_activation.dynamic_nodes(x, y, prefix)
+        return int_activation.static_nodes(x, y, prefix)
+
+    def activation_feeds(
+        self, kind: str, prefix: str, fmt: Format, lo: Any, hi: Any
+    ) -> dict[str, np.ndarray]:
+        return int_activation.feeds(kind, prefix, fmt, lo, hi)
+
+    def activation_reference(
+        self, kind: str, x: np.ndarray, feeds: Mapping[str, np.ndarray], prefix: str
+    ) -> np.ndarray:
+        return int_activation.reference(kind, x, feeds, prefix)
 
     def native_qdq_dtype(self, fmt: Format, allow_int2: bool) -> np.dtype | None:
         if fmt.bits == 2 and not allow_int2:
