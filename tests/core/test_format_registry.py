@@ -17,18 +17,21 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from bitlens.core.engine import bind, quantizers
 from bitlens.core.errors import FormatError
 from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.export.weights import FOLD, encode_weight
-from bitlens.core.formats import dequantize, parse_format, quantize, storage_bits
+from bitlens.core.formats import Granularity, dequantize, parse_format, quantize, storage_bits
 from bitlens.core.formats.describe import describe_format, format_reference
 from bitlens.core.formats.family import FormatFamily
 from bitlens.core.formats.registry import FAMILIES, family_of, weight_choices
 from bitlens.core.model.types import Storage, WeightInfo
 from bitlens.core.viewdata import distribution
+from tests.core.test_formats_properties import tensors
 
 SHAPE = (6, 40)  # axis 1 holds one full block of 32 and a partial one
 EXAMPLES = [(type(f).__name__, name) for f in FAMILIES for name in f.examples]
@@ -164,3 +167,20 @@ def test_activation_quantizer_nodes_match_their_numpy_reference(family: str, kin
     got = sess.run(None, {"x": x, **feeds})[0]
     want = quantizers.numpy_reference(kind, x, feeds, "p")
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize(("family", "name"), EXAMPLES)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_tensor_decodes_to_finite_values_of_its_shape(
+    family: str, name: str, data: st.DataObject
+) -> None:
+    """1-D to 4-D tensors with edge values (zeros, constants, 1e30, denormals), any axis."""
+    x = data.draw(tensors())
+    fmt = parse_format(name)
+    if fmt.granularity is not Granularity.TENSOR:
+        fmt = fmt.with_axis(data.draw(st.integers(0, x.ndim - 1)))
+    got = dequantize(quantize(x, fmt))
+    assert got.shape == x.shape and np.isfinite(got).all()
+    zeros = dequantize(quantize(np.zeros_like(x), fmt))
+    assert not zeros.any()
