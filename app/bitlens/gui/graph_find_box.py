@@ -46,7 +46,7 @@ class GraphFindBox(QWidget):
         self._items: list[Findable] | None = None  # built on first use, per model and plan
         self.edit = _FindEdit(self)
         self.edit.setObjectName("graphFind")
-        self.edit.setPlaceholderText("Find node (name, op, format)")
+        self.edit.setPlaceholderText("Find: name, op, format")
         self.edit.setClearButtonEnabled(True)
         self.edit.setToolTip(
             "Find nodes by name, op type (Conv, MatMul) or planned format (int4, fp16, float).\n"
