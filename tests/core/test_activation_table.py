@@ -61,3 +61,17 @@ def test_static_and_dynamic_rows() -> None:
         ref.add(x, ((q - z) * s).astype(np.float32))
     assert np.isclose(rows["uint8 asym"].static.sqnr_db, ref.result().sqnr_db, rtol=1e-6)
     assert "fp16" not in asked  # a plain cast has no range
+
+
+def test_per_channel_range_of_a_single_channel_input() -> None:
+    """A conv input with one channel (a grey image): the engine's per-channel range is
+    shaped (1, 1, 1, 1) to broadcast; the sandbox failed on it ("calibrated range has
+    shape (1, 1, 1, 1), expected (1,)")."""
+    x = np.random.default_rng(1).normal(size=(2, 1, 4, 4)).astype(np.float32)
+    lo, hi = float(x.min()), float(x.max())
+    (row,) = activation_rows(
+        [x], ["uint8 asym ch"], lambda f: f.with_axis(1),
+        lambda f: (np.full((1, 1, 1, 1), lo), np.full((1, 1, 1, 1), hi)),
+    )  # fmt: skip
+    (flat,) = activation_rows([x], ["uint8 asym"], lambda f: f, lambda f: (lo, hi))
+    assert row.static == flat.static  # one channel: the same as per tensor

@@ -70,7 +70,7 @@ def activation_rows(
         name = parse_format(f).name  # as the plan names it (a per-channel axis unbound)
         fmt = bind(parse_format(f))
         rng = static_range(fmt) if fmt.has_scale else None
-        if rng is not None and np.size(rng[0]) > 1:
+        if rng is not None and np.ndim(rng[0]) > 0:
             # per channel: the engine shapes ranges to broadcast, the codec wants one per group
             rng = (np.ravel(rng[0]), np.ravel(rng[1]))
         static = ErrorSums()

@@ -54,8 +54,9 @@ class GraphPanel(QWidget):
             b.setText(text)
             b.setToolTip(tip)
             b.clicked.connect(lambda _c=False, slot=slot: slot())
-            bar.addWidget(b)
             self.buttons[key] = b
+            if key != "selection":  # that one sits in the find row: the pane stays narrow
+                bar.addWidget(b)
         self.map_button = QToolButton(self)
         self.map_button.setText("Map")
         self.map_button.setCheckable(True)
@@ -69,7 +70,11 @@ class GraphPanel(QWidget):
         find_row = QHBoxLayout()
         find_row.setContentsMargins(0, 0, 0, 0)
         find_row.addWidget(self.find_box, 1)
-        find_row.addWidget(self.map_button)
+        find_row.addWidget(self.buttons["selection"])
+        key_row = QHBoxLayout()  # the colour key, and the minimap's switch where there is room
+        key_row.setContentsMargins(0, 0, 0, 0)
+        key_row.addWidget(self.legend, 1)
+        key_row.addWidget(self.map_button)
         graph = QWidget(self)
         row = QHBoxLayout(graph)
         row.setContentsMargins(0, 0, 0, 0)
@@ -86,7 +91,7 @@ class GraphPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
         layout.addLayout(find_row)
-        layout.addWidget(self.legend)
+        layout.addLayout(key_row)
         layout.addWidget(self.splitter, 1)
 
     def _update_legend(self) -> None:

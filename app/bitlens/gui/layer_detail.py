@@ -68,8 +68,13 @@ class LayerDetailView(QWidget):
         self.act_sandbox = ActivationSandbox(self)
         self.sandboxes = QTabWidget(self)
         self.sandboxes.setObjectName("sandboxes")
-        self.sandboxes.addTab(self.sandbox, "Weight formats")
-        self.sandboxes.addTab(self.act_sandbox, "Activations: static / dynamic")
+        self.sandboxes.addTab(self.sandbox, "Weights")
+        self.sandboxes.addTab(self.act_sandbox, "Activations")
+        self.sandboxes.setTabToolTip(0, "Every weight format on this layer")
+        self.sandboxes.setTabToolTip(
+            1, "Every activation format on this layer's input: static (calibrated range) and "
+            "dynamic (range of each input at run time), side by side"
+        )
         splitter = QSplitter(Qt.Orientation.Vertical, self)
         splitter.addWidget(self.weight_plot)
         splitter.addWidget(self.act_plot)
