@@ -43,7 +43,7 @@ class GraphMinimap(QWidget):
     # -- geometry ---------------------------------------------------------------------------
     def _frame(self) -> tuple[QRectF, float, float] | None:
         """The graph's scene rectangle and the scales from scene to map pixels (x, y)."""
-        rect = self.view.graph_rect()
+        rect = self.view.scene().sceneRect()  # set once per graph (the items' bounds padded)
         if rect.isEmpty():
             return None
         w, h = self.width() - 2 * MARGIN, self.height() - 2 * MARGIN

@@ -83,11 +83,14 @@ class GraphNodeItem(QGraphicsItem):
             pen.setStyle(Qt.PenStyle.DashLine)
         painter.setPen(pen)
         painter.setBrush(QBrush(self.fill))
-        radius = self._rect.height() / 2 if self.is_io else 6.0
-        painter.drawRoundedRect(self._rect, radius, radius)
         mode = self.text_mode(lod)
         if mode == "none":
+            # a few pixels on screen: a plain rectangle costs a fraction of a rounded one,
+            # and a fitted graph of thousands of nodes repaints on every scroll
+            painter.drawRect(self._rect)
             return
+        radius = self._rect.height() / 2 if self.is_io else 6.0
+        painter.drawRoundedRect(self._rect, radius, radius)
         painter.setPen(self.ink)
         font = QFont(painter.font())
         font.setBold(True)

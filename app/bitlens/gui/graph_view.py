@@ -45,6 +45,7 @@ MIN_ZOOM = 0.05  # or less, when fitting the whole graph needs less
 READABLE = 1.0  # the scale a found node is shown at when the view is zoomed out further
 SELECTION_ZOOM = 1.5  # zoom to selection never magnifies more than this
 FIRST_VIEW_MIN = 0.6  # a model opens at least this large (op types legible)
+SMOOTH_FROM = 0.25  # antialiased drawing from this scale up
 
 
 class GraphView(QGraphicsView):
@@ -77,6 +78,7 @@ class GraphView(QGraphicsView):
         document.selection.changed.connect(self._on_selection_changed)
         self.horizontalScrollBar().valueChanged.connect(self.viewChanged)
         self.verticalScrollBar().valueChanged.connect(self.viewChanged)
+        self.viewChanged.connect(self._update_hints)
         self._rebuild()
 
     # -- public -----------------------------------------------------------------------------
@@ -183,6 +185,13 @@ class GraphView(QGraphicsView):
             self.scale(most, most)
             self.centerOn(rect.center())
         self.viewChanged.emit()
+
+    def _update_hints(self) -> None:
+        """Antialiasing only where it shows: zoomed far out, boxes are a few pixels and a
+        thousand antialiased curves make every scroll of a fitted graph slow."""
+        smooth = self.transform().m11() >= SMOOTH_FROM
+        if smooth != bool(self.renderHints() & QPainter.RenderHint.Antialiasing):
+            self.setRenderHint(QPainter.RenderHint.Antialiasing, smooth)
 
     def _min_zoom(self) -> float:
         """Small enough to show the whole graph."""
