@@ -62,7 +62,7 @@ def main() -> None:
         session = SimpleNamespace(info=info, model=SimpleNamespace(proto=onnx.ModelProto(),
                                                                   info=info))  # fmt: skip
 
-        def build(session=session):
+        def build(session=session, info=info):
             doc = Document()
             panel = GraphPanel(doc)
             panel.resize(400, 900)
@@ -72,7 +72,7 @@ def main() -> None:
             return doc, panel
 
         t_build = best(lambda: build()[1].close())
-        doc, panel = build()
+        _doc, panel = build()  # the document stays alive while the panel shows it
         view = panel.view
         view.fit()
         t_fit = best(lambda: view.viewport().grab())
