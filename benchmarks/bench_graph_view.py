@@ -49,44 +49,49 @@ def best(fn, repeat: int = 3) -> float:
     return min(times)
 
 
-def main() -> None:
+def measure(app: QApplication, blocks: int) -> tuple[int, float, list[float]]:
+    """Nodes, layout seconds, and each figure as a ratio to the layout."""
     from bitlens.gui.document import Document
     from bitlens.gui.graph_panel import GraphPanel
 
+    info = model_info(blocks)
+    t_layout = best(lambda: layout_model(info, x_gap=180, y_gap=70))
+    session = SimpleNamespace(info=info, model=SimpleNamespace(proto=onnx.ModelProto(), info=info))
+
+    def build() -> tuple[Document, GraphPanel]:
+        doc = Document()
+        panel = GraphPanel(doc)
+        panel.resize(400, 900)
+        panel.show()
+        doc.load(session, Plan(info))  # type: ignore[arg-type]
+        app.processEvents()
+        return doc, panel
+
+    t_build = best(lambda: build()[1].close())
+    _doc, panel = build()  # the document stays alive while the panel shows it
+    view = panel.view
+    view.fit()
+    t_fit = best(lambda: view.viewport().grab())
+    view.resetTransform()
+    t_one = best(lambda: view.viewport().grab())
+    t_map = best(lambda: (panel.minimap._invalidate(), panel.minimap.grab()))
+    t_find = best(lambda: (panel.find_box.edit.setText(""),
+                           panel.find_box.edit.setText("b200/ff")))  # fmt: skip
+    t_recolor = best(lambda: view._recolor())
+    n = len(view.node_names)
+    panel.close()
+    times = (t_build, t_fit, t_one, t_map, t_find, t_recolor)
+    return n, t_layout, [t / t_layout for t in times]
+
+
+def main() -> None:
     app = QApplication.instance() or QApplication([])
     print(f"{'nodes':>6} {'layout s':>9} {'build':>7} {'fit paint':>10} {'1:1 paint':>10} "
           f"{'minimap':>8} {'find':>6} {'recolour':>9}   (each: times the layout)")  # fmt: skip
     for blocks in (66, 330):
-        info = model_info(blocks)
-        t_layout = best(lambda info=info: layout_model(info, x_gap=180, y_gap=70))
-        session = SimpleNamespace(info=info, model=SimpleNamespace(proto=onnx.ModelProto(),
-                                                                  info=info))  # fmt: skip
-
-        def build(session=session, info=info):
-            doc = Document()
-            panel = GraphPanel(doc)
-            panel.resize(400, 900)
-            panel.show()
-            doc.load(session, Plan(info))  # type: ignore[arg-type]
-            app.processEvents()
-            return doc, panel
-
-        t_build = best(lambda: build()[1].close())
-        _doc, panel = build()  # the document stays alive while the panel shows it
-        view = panel.view
-        view.fit()
-        t_fit = best(lambda: view.viewport().grab())
-        view.resetTransform()
-        t_one = best(lambda: view.viewport().grab())
-        t_map = best(lambda: (panel.minimap._invalidate(), panel.minimap.grab()))
-        t_find = best(lambda: (panel.find_box.edit.setText(""),
-                               panel.find_box.edit.setText("b200/ff")))  # fmt: skip
-        t_recolor = best(lambda: view._recolor())
-        n = len(view.node_names)
-        r = [t / t_layout for t in (t_build, t_fit, t_one, t_map, t_find, t_recolor)]
+        n, t_layout, r = measure(app, blocks)  # type: ignore[arg-type]
         print(f"{n:>6} {t_layout:>9.3f} " + " ".join(
             f"{x:>{w}.2f}" for x, w in zip(r, (7, 10, 10, 8, 6, 9), strict=True)))
-        panel.close()
 
 
 if __name__ == "__main__":
