@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bitlens.core.export.checklist import Verdict, checklist, counts, summary
+from bitlens.core.export.checklist import Verdict, checklist, counts, summary, verdict_lines
 from tests.core.report_values import failed_report, slow_and_large_report
 
 
@@ -43,3 +43,12 @@ def test_a_failed_export_names_each_failing_check() -> None:
     assert by["file size"].verdict is Verdict.PASS  # +1.0%, within 2%
     assert any(c.check == "problem" and c.verdict is Verdict.FAIL for c in rows)
     assert summary(r, rows).startswith("fidelity check FAILED")
+
+
+def test_terminal_lines_name_the_warnings() -> None:
+    lines = verdict_lines(slow_and_large_report())
+    assert "warning: latency (CPU): got 1.700 ms (×1.70); expected no slower than float" in (
+        "\n".join(lines)
+    )
+    assert any(line.startswith("warning: file size: got 12.4 KiB (+26.6%)") for line in lines)
+    assert lines[-1] == "fidelity check passed with 4 warning(s)"

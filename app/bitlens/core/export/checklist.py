@@ -71,6 +71,18 @@ def summary(r: FidelityReport, rows: tuple[Check, ...]) -> str:
     return f"fidelity check passed: all {n[Verdict.PASS]} checks"
 
 
+def verdict_lines(r: FidelityReport) -> list[str]:
+    """For the terminal, after the text report: each check that is not a pass (the
+    report's own notes and failures are already printed), then the summary line."""
+    rows = checklist(r)
+    lines = [
+        f"{c.verdict.value}: {c.check}: got {c.got}; expected {c.expected}"
+        for c in rows
+        if c.verdict is not Verdict.PASS and c.group != "messages"
+    ]
+    return [*lines, summary(r, rows)]
+
+
 # -- groups -----------------------------------------------------------------------------
 def _storage(r: FidelityReport) -> list[Check]:
     quantized = [la for la in r.layers if la.weights]
