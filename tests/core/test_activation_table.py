@@ -4,30 +4,10 @@ Runtime's DynamicQuantizeLinear computes it."""
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
-from onnx import TensorProto, helper
 
 from bitlens.core.activation_table import activation_rows
 from bitlens.core.metrics import ErrorSums
-
-
-def _dql(values: list[np.ndarray]) -> float:
-    g = helper.make_graph(
-        [
-            helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"]),
-            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
-        ],
-        "dql",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    sums = ErrorSums()
-    for x in values:
-        sums.add(x, sess.run(["y"], {"x": x})[0])
-    return sums.result().sqnr_db
+from tests.core.ort_dynamic import dynamic_qdq_sqnr
 
 
 def test_static_and_dynamic_rows() -> None:
@@ -47,7 +27,7 @@ def test_static_and_dynamic_rows() -> None:
             lambda f: f.with_axis(1) if "ch" in f.name else f, static_range,
         )
     }  # fmt: skip
-    assert rows["uint8 asym"].dynamic.sqnr_db == _dql(feeds)
+    assert rows["uint8 asym"].dynamic.sqnr_db == dynamic_qdq_sqnr(feeds)
     # at run time the range is min/max whatever the static clipping method
     assert rows["uint8 asym mse"].dynamic == rows["uint8 asym"].dynamic
     assert rows["fp16"].dynamic is None and rows["uint8 asym ch"].dynamic is None

@@ -10,9 +10,9 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from bitlens.core.metrics import ErrorSums
 from bitlens.core.plan import ACTIVATION_CHOICES
 from tests.core.engine_models import small_cnn
+from tests.core.ort_dynamic import dynamic_qdq_sqnr
 from tests.gui.conftest import open_model, wait_idle
 
 
@@ -22,25 +22,6 @@ def _float_r1(feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
     m.graph.output.append(helper.make_tensor_value_info("r1", TensorProto.FLOAT, None))
     sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
     return [sess.run(["r1"], f)[0] for f in feeds]
-
-
-def _dynamic_reference(values: list[np.ndarray]) -> float:
-    g = helper.make_graph(
-        [
-            helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"]),
-            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
-        ],
-        "dql",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    sums = ErrorSums()
-    for x in values:
-        sums.add(x, sess.run(["y"], {"x": x})[0])
-    return sums.result().sqnr_db
 
 
 def _double_click(table, row: int, col: int) -> None:
@@ -71,7 +52,7 @@ def test_sandbox_shows_static_and_dynamic_and_applies_either(
     for mine, ref in zip(values, _float_r1([data.samples[i] for i in data.evaluation]),
                          strict=True):  # fmt: skip
         np.testing.assert_allclose(mine, ref, rtol=1e-5, atol=1e-6)
-    assert r.dynamic.sqnr_db == _dynamic_reference(values)
+    assert r.dynamic.sqnr_db == dynamic_qdq_sqnr(values)
     per_channel = next(i for i, x in enumerate(box.rows) if x.format == "uint8 asym ch")
     assert box.rows[per_channel].dynamic is None and box.item(per_channel, 2).text() == "—"
     weight_before = doc.plan["conv2"].weight
