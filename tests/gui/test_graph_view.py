@@ -84,6 +84,9 @@ def test_find_box_selects_centres_and_enter_cycles(qtbot, window, cnn_path: Path
     find = window.graph.find_box
     view = window.graph.view
     view.zoom(0.05)
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)  # Ctrl+F
+    assert find.edit.hasFocus()
     qtbot.keyClicks(find.edit, "conv")
     assert find.matches == ["conv1", "conv2"]
     assert window.document.selection.names == ("conv1",)

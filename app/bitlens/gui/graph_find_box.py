@@ -50,7 +50,8 @@ class GraphFindBox(QWidget):
         self.edit.setClearButtonEnabled(True)
         self.edit.setToolTip(
             "Find nodes by name, op type (Conv, MatMul) or planned format (int4, fp16, float).\n"
-            "Every word must match. Enter: next match, Shift+Enter: previous."
+            "Every word must match. Enter: next match, Shift+Enter: previous.\n"
+            "Ctrl+F in the graph pane comes here."
         )
         self.count = QLabel(self)
         self.count.setObjectName("graphFindCount")

@@ -4,6 +4,7 @@ colour key, the graph with its minimap, and the focused node's properties below.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -93,6 +94,15 @@ class GraphPanel(QWidget):
         layout.addLayout(find_row)
         layout.addLayout(key_row)
         layout.addWidget(self.splitter, 1)
+
+        # Ctrl+F (the platform's Find) while the graph pane has focus: into the find box
+        find = QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self)
+        find.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        find.activated.connect(self.focus_find)
+
+    def focus_find(self) -> None:
+        self.find_box.edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.find_box.edit.selectAll()
 
     def _update_legend(self) -> None:
         self.legend.set_scale(self._doc.error_kind.scale(self._doc.evaluation))
