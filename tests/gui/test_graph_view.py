@@ -64,6 +64,17 @@ def test_fit_shows_the_whole_of_a_long_graph(qtbot, window, chain_path: Path) ->
         assert _contains(view.visible_rect(), view.node_item(name).sceneBoundingRect()), name
     # the fitted graph is a thin column: boxes only, no text squeezed into them
     assert view.node_item("mm3").text_mode(view.scale_factor) == "none"
+    # ... and each layer is marked in its colour over it, large enough to see
+    assert view.overview_marks()
+    image = view.viewport().grab().toImage()
+    for name in ("mm3", "mm23"):
+        item = view.node_item(name)
+        p = view.mapFromScene(item.pos())
+        assert image.pixelColor(p).name() == item.fill.name(), name
+    # a click on a mark selects its layer, as a click on the box does zoomed in
+    p = view.mapFromScene(view.node_item("mm17").pos())
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=p)
+    assert window.document.selection.names == ("mm17",) and view.focused == "mm17"
 
 
 def test_text_is_legible_at_every_zoom_or_not_drawn(qtbot, window, cnn_path: Path) -> None:

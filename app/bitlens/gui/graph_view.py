@@ -33,7 +33,7 @@ from bitlens.core.results import TensorError
 from bitlens.gui import colors
 from bitlens.gui.document import Document
 from bitlens.gui.error_kind import ERROR_KINDS
-from bitlens.gui.graph_node_item import GraphNodeItem
+from bitlens.gui.graph_node_item import NODE_H, GraphNodeItem
 from bitlens.gui.graph_ops import op_color
 from bitlens.gui.text import fmt_db, fmt_format, fmt_shape
 
@@ -46,6 +46,11 @@ READABLE = 1.0  # the scale a found node is shown at when the view is zoomed out
 SELECTION_ZOOM = 1.5  # zoom to selection never magnifies more than this
 FIRST_VIEW_MIN = 0.6  # a model opens at least this large (op types legible)
 SMOOTH_FROM = 0.25  # antialiased drawing from this scale up
+# Zoomed out until boxes are thinner than this many pixels, every layer is also marked
+# by a box of OVERVIEW_MARK pixels in its error colour, drawn over the graph: a fitted
+# model of a thousand nodes reads as a strip of its layers' errors, not a grey thread.
+OVERVIEW_BELOW_PX = 6.0
+OVERVIEW_MARK = (12.0, 5.0)
 
 
 class GraphView(QGraphicsView):
@@ -186,6 +191,42 @@ class GraphView(QGraphicsView):
             self.centerOn(rect.center())
         self.viewChanged.emit()
 
+    def overview_marks(self) -> bool:
+        """Whether layers are drawn as overview marks at the current scale."""
+        return self.transform().m11() * NODE_H < OVERVIEW_BELOW_PX
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        super().drawForeground(painter, rect)
+        if not self.overview_marks():
+            return
+        s = self.transform().m11()
+        w, h = OVERVIEW_MARK[0] / s, OVERVIEW_MARK[1] / s
+        painter.setPen(Qt.PenStyle.NoPen)
+        marked = []
+        for item in self._items.values():
+            if not item.is_layer:
+                continue
+            c = item.pos()
+            r = QRectF(c.x() - w / 2, c.y() - h / 2, w, h)
+            if r.intersects(rect):
+                if item.highlighted or item.focused:
+                    marked.append(r)  # drawn last, on top
+                else:
+                    painter.fillRect(r, item.fill)
+        for r in marked:
+            painter.fillRect(r.adjusted(-w / 4, -h / 2, w / 4, h / 2), colors.HIGHLIGHT)
+
+    def _mark_at(self, p: QPointF) -> GraphNodeItem | None:
+        """The layer whose overview mark covers scene point ``p`` (the nearest one)."""
+        s = self.transform().m11()
+        w, h = OVERVIEW_MARK[0] / s, OVERVIEW_MARK[1] / s
+        hits = [
+            it for it in self._items.values()
+            if it.is_layer and abs(it.pos().x() - p.x()) <= w / 2
+            and abs(it.pos().y() - p.y()) <= h / 2
+        ]  # fmt: skip
+        return min(hits, key=lambda it: abs(it.pos().y() - p.y()), default=None)
+
     def _update_hints(self) -> None:
         """Antialiasing only where it shows: zoomed far out, boxes are a few pixels and a
         thousand antialiased curves make every scroll of a fitted graph slow."""
@@ -325,6 +366,8 @@ class GraphView(QGraphicsView):
     def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton:
             item = self.itemAt(event.position().toPoint())
+            if self.overview_marks():  # the layers' marks lie over the tiny boxes
+                item = self._mark_at(self.mapToScene(event.position().toPoint())) or item
             if isinstance(item, GraphNodeItem):
                 self.set_focus(item.name)
             if isinstance(item, GraphNodeItem) and item.is_layer:
