@@ -77,7 +77,8 @@ def trim(
 ) -> tuple[list, list, list[str]]:
     """Drop the entries ``is_dropped`` names, then the libraries only they linked to.
 
-    ``needed(src)`` gives the file names of the libraries a binary loads. A library is
+    ``needed(src)`` gives the file names of the libraries a binary loads (directly, or
+    transitively as PyInstaller's ``ldd`` analysis does). A library is
     removed only if a dropped entry needed it and no kept entry does, so a library loaded
     by dlopen (libpython, ONNX Runtime's provider bridge) is never touched. Symbolic links
     (PyInstaller's ``SYMLINK`` entries, whose source is the link's relative target, found
@@ -87,7 +88,12 @@ def trim(
     files = [e for e in binaries if e[2] != "SYMLINK"]
     needs = {e[0]: needed(e[1]) for e in files}
     dropped = {e[0] for e in files if is_dropped(e[0])}
-    candidates = set().union(*(needs[d] for d in dropped)) if dropped else set()
+    by_name = {os.path.basename(d): d for d in needs}
+    candidates: set[str] = set()
+    frontier = set().union(*(needs[d] for d in dropped)) if dropped else set()
+    while frontier:  # what the dropped files need, directly or through each other
+        candidates |= frontier
+        frontier = {n for f in frontier if f in by_name for n in needs[by_name[f]]} - candidates
     # Start from "every candidate is an orphan" and keep whatever a surviving file still
     # needs, until nothing changes (a kept candidate's own needs then count too).
     orphans = set(candidates)
@@ -118,5 +124,7 @@ def summary(removed: list[str]) -> list[str]:
     for dest in removed:
         folder, _, name = dest.replace("\\", "/").rpartition("/")
         by_folder.setdefault(folder or ".", []).append(name)
-    return [f"{folder}/: {', '.join(names) if len(names) <= 8 else f'{len(names)} files'}"
-            for folder, names in sorted(by_folder.items())]
+    return [
+        f"{folder}/: {', '.join(names) if len(names) <= 8 else f'{len(names)} files'}"
+        for folder, names in sorted(by_folder.items())
+    ]
