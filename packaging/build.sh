@@ -8,7 +8,8 @@
 #        come from the system), from the project's .venv (tools/setup-venv.sh). It exists
 #        only where NVIDIA publishes that wheel: Linux and Windows on x86-64.
 #   all  both where the GPU wheel exists, else cpu (the default).
-# Each bundle is stripped of debug sections, packed as
+# Each bundle is trimmed (packaging/trim.py, packaging/icudata.py), stripped of debug
+# sections, packed as
 # packaging/dist/bitlens-<version>-<os>-<arch>-<flavor>.tar.gz, then its self-test runs
 # offscreen so a broken bundle fails the build.
 # Usage: bash packaging/build.sh [cpu|gpu|all] [--no-selftest] [--no-archive]
@@ -39,9 +40,10 @@ elif [ "$flavors" = gpu ] && [ "$gpu_wheel" = 0 ]; then
     exit 2
 fi
 if [ "$(uname -s)" = "Linux" ]; then
-    # Qt's xcb plugin is silently left out of the bundle unless these are present.
+    # Qt's xcb plugin is silently left out of the bundle unless these are present;
+    # icu-devtools brings icupkg, which shrinks ICU's data (packaging/icudata.py).
     bash tools/system-deps.sh xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-image0 \
-        libxcb-keysyms1 libxcb-render-util0 libxcb-shape0 libxkbcommon-x11-0
+        libxcb-keysyms1 libxcb-render-util0 libxcb-shape0 libxkbcommon-x11-0 icu-devtools
 fi
 
 venv_python() {  # the interpreter of virtualenv $1 (POSIX or Windows layout)
@@ -87,6 +89,11 @@ EOF
     local dist="packaging/dist/bitlens-$flavor"
     BITLENS_FLAVOR=$flavor "$py" -m PyInstaller --noconfirm --clean --log-level ERROR \
         --distpath packaging/dist --workpath "packaging/build/$flavor" packaging/bitlens.spec
+    local icu
+    icu=$(find "$dist/_internal" -type f -name 'libicudata.so.*' | head -n 1)
+    if [ -n "$icu" ]; then
+        "$py" packaging/icudata.py "$icu"
+    fi
     if [ "$(uname -s)" = "Linux" ] && command -v strip >/dev/null; then
         # Python built from source (pyenv) and some wheels ship debug sections: 35 MB of
         # DWARF that nothing reads at run time. --strip-debug keeps every symbol.

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,60 @@ def test_bundle_carries_its_flavor_and_no_dead_weight(bundle: Path) -> None:
     assert not platforms & {"libqeglfs.so", "libqlinuxfb.so", "libqvnc.so"}
     dangling = [p for p in internal.rglob("*") if p.is_symlink() and not p.exists()]
     assert not dangling
+
+
+# What Qt asks ICU for, printed one line each: collation with a language's own order
+# (Swedish puts a-umlaut after z) and in numeric mode, locale case mapping (Turkish
+# dotted capital I), legacy codecs, a time zone's display name; last, which ICU data
+# library the process mapped.
+_QT_ICU_PROBE = textwrap.dedent(
+    """
+    import functools
+    from PySide6.QtCore import QCollator, QLocale, QStringDecoder, QTimeZone
+    words = ["zebra", "\u00e4pple", "apa", "\u00d6", "file10", "file2"]
+    sv = QCollator(QLocale("sv_SE"))
+    print(sorted(words, key=functools.cmp_to_key(sv.compare)))
+    de = QCollator(QLocale("de_DE"))
+    de.setNumericMode(True)
+    print(sorted(words, key=functools.cmp_to_key(de.compare)))
+    print(QLocale("tr_TR").toUpper("i"), QLocale("en_US").toUpper("i"))
+    print([QStringDecoder(c).isValid() for c in ("Shift_JIS", "Big5", "windows-1252")])
+    tz = QTimeZone(b"Europe/Berlin")
+    print(tz.displayName(QTimeZone.TimeType.StandardTime, QTimeZone.NameType.LongName,
+                         QLocale("en_US")))
+    print([ln.split()[-1] for ln in open("/proc/self/maps") if "libicudata" in ln][:1])
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD and /proc: Linux")
+def test_bundle_icu_data_serves_qt_as_the_full_data(bundle: Path, tmp_path: Path) -> None:
+    """packaging/icudata.py removed ICU data groups: Qt's answers must not change.
+
+    The test's own PySide6 runs the probe twice, with its full ICU data and with the
+    bundle's library preloaded in its place (same soname, so the loader takes it).
+    """
+    import PySide6
+
+    bundled = sorted((bundle / "_internal" / "PySide6" / "Qt" / "lib").glob("libicudata.so.*"))
+    full = Path(PySide6.__file__).parent / "Qt" / "lib" / (bundled[0].name if bundled else "-")
+    if not bundled or not full.exists():
+        pytest.skip("the bundle and this PySide6 carry different ICU versions")
+    probe = tmp_path / "probe.py"
+    probe.write_text(_QT_ICU_PROBE)
+
+    def run(**env: str) -> list[str]:
+        res = subprocess.run(
+            [sys.executable, str(probe)], capture_output=True, text=True, timeout=120,
+            env={**os.environ, "QT_QPA_PLATFORM": "offscreen", **env},
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        return res.stdout.splitlines()
+
+    reference = run()
+    lib = bundled[0].resolve()
+    trimmed = run(LD_PRELOAD=str(lib))
+    assert trimmed[-1] == str([str(lib)])  # the bundle's data was the one used
+    assert reference[-1] != trimmed[-1]
+    assert trimmed[:-1] == reference[:-1]
+    assert reference[0].index("zebra") < reference[0].index("\u00e4pple")  # a real tailoring
