@@ -304,13 +304,13 @@ def test_min_max_calibration_keeps_no_sample_and_later_methods_get_the_same_rang
 
 
 def test_local_errors_in_one_graph_equal_one_graph_per_layer(monkeypatch) -> None:
-    from bitlens.core.engine import engine as engine_mod
+    from bitlens.core.engine import localerrors
 
     loaded = from_proto(deep_mlp(6))
     data = Dataset.random(loaded.info, n=6, seed=3, dims={"N": 5})
     plan = Plan.preset(loaded.info, "W4A8")
     bulk = Engine(loaded, data, device="cpu").evaluate(plan)
-    monkeypatch.setattr(engine_mod, "BULK_LOCAL_MIN", 10**9)
+    monkeypatch.setattr(localerrors, "BULK_LOCAL_MIN", 10**9)
     single = Engine(loaded, data, device="cpu")
     one_by_one = single.evaluate(plan)
     assert len(single._local_sessions) == 6
@@ -357,18 +357,18 @@ def test_row_sqnr_equals_one_sqnr_per_row(monkeypatch) -> None:
 
 
 def test_the_sweep_on_two_workers_equals_the_sweep_on_one(monkeypatch) -> None:
-    from bitlens.core.engine import engine as engine_mod
+    from bitlens.core.engine import sweep
 
     loaded = from_proto(residual_two_outputs())
     data = Dataset.random(loaded.info, n=8, seed=4, dims={"N": 3})
     two = _run_sweep(Engine(loaded, data, device="cpu"))
-    monkeypatch.setattr(engine_mod, "SWEEP_WORKERS", 1)
+    monkeypatch.setattr(sweep, "SWEEP_WORKERS", 1)
     one = _run_sweep(Engine(loaded, data, device="cpu"))
     assert two == one
 
 
 def test_runs_two_at_a_time_give_the_same_evaluation_as_one_at_a_time(monkeypatch) -> None:
-    from bitlens.core.engine import engine as engine_mod
+    from bitlens.core.engine import running
 
     loaded = from_proto(deep_mlp(6))
     rng = np.random.default_rng(6)
@@ -380,6 +380,6 @@ def test_runs_two_at_a_time_give_the_same_evaluation_as_one_at_a_time(monkeypatc
     fast = Engine(loaded, data, device="cpu")
     two = [fast.evaluate(p) for p in plans]
     fast.close()
-    monkeypatch.setattr(engine_mod, "RUN_WORKERS", 1)
+    monkeypatch.setattr(running, "RUN_WORKERS", 1)
     slow = Engine(loaded, data, device="cpu")
     assert [slow.evaluate(p) for p in plans] == two

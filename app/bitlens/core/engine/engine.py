@@ -12,60 +12,47 @@ so a float plan reproduces it exactly.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
 
 from bitlens.core import metrics, targets
 from bitlens.core.data import Dataset, batch_of
-from bitlens.core.engine import quantizers, rewrite, suffix, target_stats
-from bitlens.core.engine.calibration import (
-    ActivationStats,
-    CalibrationMethod,
-    activation_range,
-    channel_stats,
-    method_of,
-    needs_sample,
-)
-from bitlens.core.engine.graphs import node_producing
+from bitlens.core.engine import quantizers, rewrite, target_stats
+from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
+from bitlens.core.engine.localerrors import LocalErrors
 from bitlens.core.engine.native_memory import limit_heap_growth
+from bitlens.core.engine.ranges import Ranges
+from bitlens.core.engine.running import Runs
 from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
+from bitlens.core.engine.sweep import Sweep
+from bitlens.core.engine.weightfeeds import WeightFeeds
 from bitlens.core.errors import EngineError
-from bitlens.core.formats import Format, Granularity, fake_quantize, parse_format
-from bitlens.core.model import tensors
-from bitlens.core.model.types import Layer, WeightInfo
+from bitlens.core.formats import Format, parse_format
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import (
     Evaluation,
     LayerResult,
     OutputResult,
     Progress,
-    SweepEntry,
     TensorError,
 )
 from bitlens.core.usermetric import concat
-from bitlens.core.weights import bind, weight_bytes_after
+from bitlens.core.weights import weight_bytes_after
 
 if TYPE_CHECKING:
     from bitlens.core.model.loader import LoadedModel
 
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
-WEIGHT_CACHE_BYTES = 512 << 20  # at most; and at most twice the model's weights (see below)
 ACC_CACHE_ENTRIES = 50_000
-BULK_LOCAL_MIN = 4  # layers whose local error is due at once: from here, one graph for all
-SUFFIX_SESSIONS = 4
-SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-safely)
-RUN_WORKERS = 2  # concurrent runs over the feeds in prepare and evaluate (see Engine._runs)  # suffix sessions kept (each holds its own activation arena)
 
 
-class Engine:
+class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, Runs):
     """Evaluate plans for one model on one dataset. Not thread-safe: use from one worker."""
 
     def __init__(
@@ -165,36 +152,6 @@ class Engine:
             self._sessions.popitem(last=False)
         return self._sessions[key]
 
-    def _local_session(self, layer: str, kind: str | None):
-        """The session computing ``layer`` alone from float inputs (built once per kind)."""
-        key = (layer, kind)
-        if key not in self._local_sessions:
-            types = self._ensure_ref().types
-            proto = rewrite.build_local(
-                self.model.proto, self.info, {layer: kind}, types, self._constant, [layer]
-            )
-            self._local_sessions[key] = make_session(proto, self.device, arena=False)
-        return self._local_sessions[key]
-
-    def _constant(self, name: str) -> np.ndarray:
-        """A main-graph constant (bias, shape...) in its stored type, for the local graphs."""
-        g = self.model.proto.graph
-        for t in g.initializer:
-            if t.name == name:
-                return tensors.to_numpy(t)
-        _, node = node_producing(g, name)
-        return tensors.constant_value(node)
-
-    def _float_weights(self) -> dict[str, np.ndarray]:
-        if self._float_feeds is None:
-            # weight() widens fp16/bf16 to float32; the session's inputs keep the stored type.
-            self._float_feeds = {
-                w.name: self.model.weight(w).astype(np.dtype(w.dtype), copy=False)
-                for layer in self.info.layers
-                for w in layer.weights
-            }
-        return dict(self._float_feeds)
-
     # -- float reference & calibration ------------------------------------------------
     def prepare(self) -> Iterator[Progress]:
         """Run the float model once over every sample, keeping what the metrics need: the
@@ -269,199 +226,6 @@ class Engine:
         assert self._ref is not None
         return self._ref
 
-    def calibrate(self, method: str = "minmax") -> Iterator[Progress]:
-        """Gather activation statistics on the calibration samples (progress per activation)."""
-        yield from self.prepare()
-        ref = self._ensure_ref()
-        self.method = method_of(method)
-        self._ranges.clear()
-        self._local.clear()
-        self._acc.clear()
-        acts = list(
-            dict.fromkeys(a for layer in rewrite.main_layers(self.info) for a in layer.activations)
-        )
-        for i, a in enumerate(acts):
-            if a not in self._stats:
-                values = [ref[a][j] for j in self.data.calibration]
-                if np.asarray(values[0]).dtype.kind == "f":
-                    sample = self.method is not CalibrationMethod.MINMAX
-                    self._stats[a] = ActivationStats.of(values, a, sample=sample)
-            yield Progress(i + 1, len(acts), f"calibrating {a}")
-
-    def target_range(self, q: targets.TensorQuantizer) -> tuple[Any, Any]:
-        """Calibrated (lo, hi) of a deployment target's tensor quantizer."""
-        self._ensure_stats([q.range_of])
-        return self.activation_range(q.range_of, q.format)
-
-    def _ensure_stats(self, names: Sequence[str]) -> None:
-        """Calibration statistics of tensors no layer reads (a target's extra quantizers):
-        one float run over the calibration samples fetching just them."""
-        missing = [n for n in dict.fromkeys(names) if n not in self._stats]
-        if not missing:
-            return
-        ref = self._ensure_ref()
-        rest: list[str] = []
-        for n in missing:
-            try:  # the float reference keeps layer outputs, within its memory budget
-                values = [ref[n][j] for j in self.data.calibration]
-            except (KeyError, EngineError):
-                rest.append(n)
-                continue
-            if np.asarray(values[0]).dtype.kind == "f":
-                self._stats[n] = ActivationStats.of(values, n)
-        if not rest:
-            return
-        sim = rewrite.build_sim(self.model.proto, self.info, {}, expose=rest)
-        weights = self._float_weights()
-        feeds = ({**self.data.samples[j], **weights} for j in self.data.calibration)
-        self._stats.update(
-            target_stats.collect(
-                sim.model, lambda m: make_session(m, self.device), self._run, rest, feeds
-            )
-        )
-
-    def activation_axis(self, layer: Layer, act: str) -> int:
-        """The channel axis of an activation: 1 for convolutions (NCHW), else the last axis."""
-        if layer.op_type in ("Conv", "ConvTranspose"):
-            return 1
-        return max(self._ensure_ref().types[act][1] - 1, 0)
-
-    def bind_activation(self, layer: Layer, act: str, fmt: Format) -> Format:
-        """``fmt`` with a per-channel activation's axis resolved for this layer."""
-        if fmt.granularity is Granularity.TENSOR or fmt.axis is not None:
-            return fmt
-        return fmt.with_axis(self.activation_axis(layer, act))
-
-    def activation_range(self, act: str, fmt: Format) -> tuple[Any, Any]:
-        """Calibrated (lo, hi): floats per tensor; for a per-channel format (axis bound, see
-        :meth:`bind_activation`) arrays shaped to broadcast against the activation."""
-        key = (act, fmt.name, self.method.value)
-        if key not in self._ranges:
-            if act not in self._stats:
-                for _ in self.calibrate(self.method.value):
-                    pass
-            if act not in self._stats:
-                raise EngineError(
-                    f"activation {act!r} is not a float tensor; it cannot be quantized"
-                )
-            if fmt.granularity is Granularity.TENSOR:
-                stats = self._stats[act]
-                if stats.sample is None and needs_sample(fmt, self.method):
-                    ref = self._ensure_ref()
-                    stats = ActivationStats.of([ref[act][j] for j in self.data.calibration], act)
-                    self._stats[act] = stats
-                self._ranges[key] = activation_range(stats, fmt, self.method)
-            else:
-                self._ranges[key] = self._channel_range(act, fmt)
-        return self._ranges[key]
-
-    def layer_range(
-        self, act: str, fmt: Format, placed: Mapping[str, targets.TensorQuantizer]
-    ) -> tuple[Any, Any]:
-        """A layer's calibrated range for ``act``; where the target already quantizes ``act``
-        in the same format, that quantizer's range, so the layer's own is an exact identity
-        (and the export can leave it out)."""
-        q = placed.get(act)
-        if q is not None and q.format == fmt:
-            return self.activation_range(q.range_of, fmt)
-        return self.activation_range(act, fmt)
-
-    def _channel_range(self, act: str, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
-        if fmt.axis is None:
-            raise EngineError(f"per-channel activation format {fmt.name} needs its axis bound")
-        ref = self._ensure_ref()
-        values = [ref[act][j] for j in self.data.calibration]
-        rank = ref.types[act][1]
-        if fmt.axis >= rank:
-            raise EngineError(
-                f"activation {act!r} has rank {rank}; {fmt.name} names axis {fmt.axis}"
-            )
-        per_tensor = fmt.replace(granularity=Granularity.TENSOR, axis=None)
-        ranges = [
-            activation_range(st, per_tensor, self.method)
-            for st in channel_stats(values, act, fmt.axis)
-        ]
-        shape = [1] * rank
-        shape[fmt.axis] = len(ranges)
-        lo = np.array([r[0] for r in ranges], np.float64).reshape(shape)
-        hi = np.array([r[1] for r in ranges], np.float64).reshape(shape)
-        return lo, hi
-
-    # -- weights ---------------------------------------------------------------------
-    @cached_property
-    def _wcache_limit(self) -> int:
-        """Room for the weights of a plan and of the next one, not for every format tried."""
-        return min(WEIGHT_CACHE_BYTES, max(2 * sum(la.nbytes for la in self.info.layers), 64 << 20))
-
-    def quantized_weight(self, w: WeightInfo, fmt: Format, *, keep: bool = True) -> np.ndarray:
-        """``w`` quantized in ``fmt`` (stored dtype); cached unless ``keep`` is False (the
-        sweep uses each once, and would otherwise push the plan's weights out)."""
-        fmt = bind(fmt, w)
-        key = (w.name, fmt.name)
-        if key in self._wcache:
-            self._wcache.move_to_end(key)
-            return self._wcache[key]
-        value = self.model.weight(w)
-        q = fake_quantize(value, fmt, what=f"weight {w.name!r}").astype(
-            np.dtype(w.dtype), copy=False
-        )
-        if not keep:
-            return q
-        self._wcache[key] = q
-        self._wcache_bytes += q.nbytes
-        while self._wcache_bytes > self._wcache_limit and len(self._wcache) > 1:
-            _, old = self._wcache.popitem(last=False)
-            self._wcache_bytes -= old.nbytes
-        return q
-
-    def weight_error(self, layer: Layer, fmt: Format) -> TensorError:
-        """Error of the layer's weights (all of them, concatenated) in ``fmt``."""
-        key = (layer.name, fmt.name)
-        if key not in self._werr:
-            self._werr[key] = self._weight_error(layer, fmt)
-        return self._werr[key]
-
-    def _weight_error(self, layer: Layer, fmt: Format) -> TensorError:
-        sums = metrics.ErrorSums()  # over the weights in turn, as if concatenated
-        for w in layer.weights:
-            sums.add(self.model.weight(w).ravel(), self.quantized_weight(w, fmt).ravel())
-        return sums.result()
-
-    def _weight_feeds(self, plan: Plan | Mapping[str, LayerChoice]) -> dict[str, np.ndarray]:
-        feeds = self._float_weights()
-        for name, choice in plan.items() if isinstance(plan, Mapping) else ():
-            if choice.weight is None:
-                continue
-            for w in self.info.layer(name).weights:
-                feeds[w.name] = self.quantized_weight(w, choice.weight)
-        return feeds
-
-    def _param_feeds(
-        self,
-        choices: Mapping[str, LayerChoice],
-        placed: Mapping[str, targets.TensorQuantizer] | None = None,
-    ) -> dict[str, np.ndarray]:
-        placed = placed or {}
-        self._ensure_stats([q.range_of for q in placed.values()])
-        feeds: dict[str, np.ndarray] = {}
-        for t, q in placed.items():
-            lo, hi = self.target_range(q)
-            feeds.update(quantizers.param_feeds("int", rewrite.extra_prefix(t), q.format, lo, hi))
-        for name, choice in choices.items():
-            fmt = choice.activation
-            if fmt is None:
-                continue
-            kind = quantizers.kind_of(fmt, choice.dynamic)
-            assert kind is not None
-            layer = self.info.layer(name)
-            for k, act in enumerate(layer.activations):
-                bound = self.bind_activation(layer, act, fmt)
-                lo, hi = (0.0, 0.0) if choice.dynamic else self.layer_range(act, bound, placed)
-                feeds.update(
-                    quantizers.param_feeds(kind, rewrite.act_prefix(name, k), bound, lo, hi)
-                )
-        return feeds
-
     # -- running -------------------------------------------------------------------------
     @cached_property
     def _positions(self) -> dict[str, int]:
@@ -477,41 +241,6 @@ class Engine:
     @cached_property
     def _output_names(self) -> list[str]:
         return [t.name for t in self.info.outputs]
-
-    @staticmethod
-    def _run(sess, fetch: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        wanted = {i.name for i in sess.get_inputs()}
-        try:
-            return sess.run(list(fetch), {k: v for k, v in feeds.items() if k in wanted})
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EngineError(f"ONNX Runtime failed to run the model: {first}") from exc
-
-    def _runs(
-        self,
-        sess,
-        fetch: Sequence[str],
-        feeds_of: Callable[[int], Mapping[str, np.ndarray]],
-        indices: Sequence[int],
-    ) -> Iterator[tuple[int, list[np.ndarray]]]:
-        """``(i, outputs)`` of ``sess`` on ``feeds_of(i)`` for each index, in order, RUN_WORKERS
-        runs at a time: ORT leaves a core idle in sequential parts (an LSTM over time), and at
-        most RUN_WORKERS feeds' outputs are in memory at once."""
-        if RUN_WORKERS <= 1 or len(indices) <= 1:
-            for i in indices:
-                yield i, self._run(sess, fetch, feeds_of(i))
-            return
-        pool = self._pool()
-        for s in range(0, len(indices), RUN_WORKERS):
-            window = indices[s : s + RUN_WORKERS]
-            futures = [pool.submit(self._run, sess, fetch, feeds_of(i)) for i in window]
-            for i, fut in zip(window, futures, strict=True):
-                yield i, fut.result()
-
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(RUN_WORKERS, thread_name_prefix="bitlens-run")
-        return self._executor
 
     def run_outputs(
         self, plan: Plan, samples: Sequence[int] | None = None
@@ -608,73 +337,6 @@ class Engine:
             task_metric=self._task_metric(ref, got),
         )
 
-    def _local_errors(
-        self, plan: Plan, layer_out: Mapping[str, str], feeds: Mapping[str, np.ndarray]
-    ) -> dict[str, TensorError]:
-        """Local error of every quantized main-graph layer, running only the changed ones."""
-        ref = self._ensure_ref()
-        keys = {
-            name: (name, choice, self.method.value)
-            for name, choice in plan.choices.items()
-            if name in layer_out
-        }
-        kinds = self._kinds(plan)
-        todo = [name for name, key in keys.items() if key not in self._local]
-        if len(todo) >= BULK_LOCAL_MIN:
-            self._bulk_local_errors(todo, {n: keys[n] for n in todo}, kinds, layer_out, feeds)
-            todo = []
-        for name in todo:
-            key = keys[name]
-            session = self._local_session(name, kinds.get(name))
-            fetch = rewrite.local_output(layer_out[name])
-            reads = [i.name for i in session.get_inputs() if i.name in ref]
-            sums = metrics.ErrorSums()
-            for i, (value,) in self._runs(
-                session,
-                [fetch],
-                lambda i, reads=reads: {**feeds, **{k: ref[k][i] for k in reads}},
-                self.data.evaluation,
-            ):
-                sums.add(ref[layer_out[name]][i], value)
-            self._local[key] = sums.result()
-        return {name: self._local[key] for name, key in keys.items() if key in self._local}
-
-    def _bulk_local_errors(
-        self,
-        names: Sequence[str],
-        keys: Mapping[str, tuple],
-        kinds: Mapping[str, str | None],
-        layer_out: Mapping[str, str],
-        feeds: Mapping[str, np.ndarray],
-    ) -> None:
-        """Local errors of many layers at once: one graph holding a copy of each layer, one
-        run per feed (46 one-layer sessions cost 4x a forward pass on a CRNN; this one, 1x).
-        Built for this set of layers and kinds, and not kept."""
-        ref = self._ensure_ref()
-        proto = rewrite.build_local(
-            self.model.proto,
-            self.info,
-            {n: kinds.get(n) for n in names},
-            ref.types,
-            self._constant,
-            list(names),
-        )
-        session = make_session(proto, self.device, arena=False)
-        reads = [i.name for i in session.get_inputs() if i.name in ref]
-        fetch = [rewrite.local_output(layer_out[n]) for n in names]
-        sums = {n: metrics.ErrorSums() for n in names}
-        for i, values in self._runs(
-            session,
-            fetch,
-            lambda i, reads=reads: {**feeds, **{k: ref[k][i] for k in reads}},
-            self.data.evaluation,
-        ):
-            for n, value in zip(names, values, strict=True):
-                sums[n].add(ref[layer_out[n]][i], value)
-            del values
-        for n in names:
-            self._local[keys[n]] = sums[n].result()
-
     def _output_result(
         self, name: str, ref: list[np.ndarray], got: list[np.ndarray]
     ) -> OutputResult:
@@ -738,133 +400,6 @@ class Engine:
         }
 
     # -- sensitivity sweep -----------------------------------------------------------------
-    def sweep(
-        self,
-        formats: Sequence[str | Format],
-        layers: Sequence[str] | None = None,
-        *,
-        suffix_runs: bool = True,
-    ) -> Generator[Progress, None, list[SweepEntry]]:
-        """Quantize one layer's weights at a time in each format; error at the first output.
-
-        With ``suffix_runs`` (the default) each run covers only the nodes downstream of the
-        layer, fed with the float values of what enters them (see :mod:`.suffix`); without,
-        the whole model runs each time (the straightforward way, same numbers to float32
-        rounding). Yields progress after each layer; the caller cancels by not resuming
-        (or ``close()``). Returns entries sorted worst first (lowest SQNR).
-        """
-        fmts = [parse_format(f) for f in formats]
-        names = list(self.info.layer_names if layers is None else layers)
-        yield from self.prepare()
-        ref = self._ensure_ref()
-        base = Plan(self.info)
-        sim, sess = self._session_for({})
-        float_feeds = self._float_weights()
-        out_name = self._output_names[0]
-        boundaries = self._sweep_boundaries(sim, names, out_name) if suffix_runs else {}
-        self._keep_float_values(sim, {b for bs in boundaries.values() for b in bs})
-        entries: list[SweepEntry] = []
-        workers = max(1, min(SWEEP_WORKERS, os.cpu_count() or 1))
-        with ThreadPoolExecutor(workers, thread_name_prefix="bitlens-sweep") as pool:
-            for li, name in enumerate(names):
-                layer = self.info.layer(name)
-                runner = self._suffix(sim, name, out_name) if name in boundaries else None
-                per_format = []
-                for fmt in fmts:
-                    base.with_choices({name: LayerChoice(fmt)})  # validates the format here
-                    feeds = dict(float_feeds)
-                    for w in layer.weights:
-                        feeds[w.name] = self.quantized_weight(w, fmt, keep=False)
-                    per_format.append(feeds)
-
-                def one_run(
-                    job: tuple[int, int], runner=runner, per_format=per_format
-                ) -> np.ndarray:
-                    k, i = job
-                    feed = {**self.data.samples[i], **per_format[k]}
-                    if runner is None:
-                        return self._run(sess, [out_name], feed)[0]
-                    if runner[0] is None:  # the output does not depend on this layer
-                        return ref[out_name][i]
-                    upstream = {b: ref[b][i] for b in runner[1]}
-                    return self._run(runner[0], [out_name], {**feed, **upstream})[0]
-
-                # ORT leaves a core idle in sequential parts (an LSTM over time): runs of the
-                # layer's formats and feeds go two at a time; errors are summed in feed order.
-                ev = self.data.evaluation
-                jobs = [(k, i) for k in range(len(fmts)) for i in ev]
-                got = dict(zip(jobs, pool.map(one_run, jobs), strict=True))
-                for k, fmt in enumerate(fmts):
-                    sums = metrics.ErrorSums()
-                    for i in ev:
-                        sums.add(ref[out_name][i], got[(k, i)])
-                    entries.append(
-                        SweepEntry(name, fmt.name, sums.result(), weight_bytes_after(layer, fmt))
-                    )
-                del got
-                yield Progress(li + 1, len(names), f"sweep: {name}")
-        entries.sort(key=lambda e: e.output.sqnr_db)
-        return entries
-
-    def _sweep_boundaries(
-        self, sim: rewrite.SimGraph, names: Sequence[str], out_name: str
-    ) -> dict[str, tuple[str, ...]]:
-        """Per main-graph layer the sweep can run as a suffix, the tensors entering it."""
-        main = {layer.name for layer in rewrite.main_layers(self.info)}
-        out: dict[str, tuple[str, ...]] = {}
-        for name in names:
-            if name not in main:
-                continue
-            layer = self.info.layer(name)
-            try:
-                out[name] = suffix.boundary_names(
-                    sim.model, layer.outputs[0], out_name, [w.name for w in layer.weights]
-                )
-            except suffix.NotASuffix:
-                continue
-        return out
-
-    def _keep_float_values(self, sim: rewrite.SimGraph, names: set[str]) -> None:
-        """Make sure the float reference holds ``names`` on every evaluation feed, running the
-        float model once more (only if some are missing) with them exposed as outputs."""
-        ref = self._ensure_ref()
-        missing = sorted(
-            n
-            for n in names
-            if n not in ref.types or any((n, i) not in self._store for i in self.data.evaluation)
-        )
-        missing = [n for n in missing if n not in {t.name for t in self.info.inputs}]
-        if not missing:
-            return
-        model = onnx.ModelProto()
-        model.CopyFrom(sim.model)
-        exposed = {v.name for v in model.graph.output}
-        model.graph.output.extend(
-            rewrite.value_info_for(self.info, n) for n in missing if n not in exposed
-        )
-        sess = make_session(model, self.device)
-        weights = self._float_weights()
-        for i in self.data.evaluation:
-            values = self._run(sess, missing, {**self.data.samples[i], **weights})
-            for n, v in zip(missing, values, strict=True):
-                ref.types.setdefault(n, (v.dtype, v.ndim))
-                if (n, i) not in self._store:
-                    self._store.put(n, i, v)
-
-    def _suffix(self, sim: rewrite.SimGraph, name: str, out_name: str):
-        """The (session, boundary) running the part of the float graph downstream of layer
-        ``name`` (session None when ``out_name`` does not depend on it); built once, cached."""
-        if name in self._suffixes:
-            self._suffixes.move_to_end(name)
-            return self._suffixes[name]
-        layer = self.info.layer(name)
-        part = suffix.build_suffix(sim.model, layer.outputs[0], out_name, self._ensure_ref().types)
-        sess = None if part.model is None else make_session(part.model, self.device, arena=False)
-        self._suffixes[name] = (sess, part.boundary)
-        while len(self._suffixes) > SUFFIX_SESSIONS:
-            self._suffixes.popitem(last=False)
-        return self._suffixes[name]
-
     # -- for views -----------------------------------------------------------------------
     def weight_values(self, layer: str) -> np.ndarray:
         return self.model.weight(self.info.layer(layer).weights[0])
