@@ -383,3 +383,28 @@ def test_runs_two_at_a_time_give_the_same_evaluation_as_one_at_a_time(monkeypatc
     monkeypatch.setattr(running, "RUN_WORKERS", 1)
     slow = Engine(loaded, data, device="cpu")
     assert [slow.evaluate(p) for p in plans] == two
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_sample_errors_in_one_float32_pass_equal_float64(monkeypatch, dtype) -> None:
+    """Per-row SQNR and the whole tensor's figures from one pass over blocks of rows agree
+    with the all-float64 computations (row_sqnr_db, tensor_error_f64) to float32 rounding,
+    with exact rows, zero-signal rows and float32 overflow (redone in float64)."""
+    monkeypatch.setattr(metrics, "ROW_BLOCK", 50)  # several blocks of rows
+    rng = np.random.default_rng(9)
+    ref = rng.standard_normal((9, 3, 7)).astype(dtype)
+    got = (ref + 0.05 * rng.standard_normal(ref.shape)).astype(dtype)
+    got[4] = ref[4]  # exact: +inf
+    ref[6] = 0.0  # zero signal with noise: -inf
+    if dtype == np.float32:
+        ref[2] *= np.float32(1e20)  # squares overflow float32
+    errs = metrics.SampleErrors()
+    errs.add(ref[:5], got[:5], 5)
+    errs.add(ref[5:], got[5:], 4)
+    total, rows = errs.result()
+    want_rows = metrics.row_sqnr_db(ref, got)
+    assert rows == pytest.approx(want_rows, rel=1e-5)
+    assert rows[4] == math.inf and rows[6] == -math.inf
+    want = metrics.tensor_error_f64(ref, got)
+    for field in ("mse", "sqnr_db", "cosine", "max_abs", "rel_l2"):
+        assert getattr(total, field) == pytest.approx(getattr(want, field), rel=1e-5), field

@@ -22,11 +22,12 @@ import numpy as np
 
 from bitlens.core import metrics, targets
 from bitlens.core.data import Dataset, batch_of
-from bitlens.core.engine import quantizers, rewrite, target_stats
+from bitlens.core.engine import prefix, quantizers, rewrite, target_stats
 from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
 from bitlens.core.engine.localerrors import LocalErrors
 from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.ranges import Ranges
+from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
 from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
@@ -34,7 +35,7 @@ from bitlens.core.engine.sweep import Sweep
 from bitlens.core.engine.weightfeeds import WeightFeeds
 from bitlens.core.errors import EngineError
 from bitlens.core.formats import Format, parse_format
-from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.plan import Plan
 from bitlens.core.results import (
     Evaluation,
     LayerResult,
@@ -52,7 +53,7 @@ DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR
 ACC_CACHE_ENTRIES = 50_000
 
 
-class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, Runs):
+class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
     """Evaluate plans for one model on one dataset. Not thread-safe: use from one worker."""
 
     def __init__(
@@ -72,7 +73,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, Runs):
         self.info = model.info
         self.data = data
         self.device = device
-        self._sessions: OrderedDict[tuple, tuple[rewrite.SimGraph, object]] = OrderedDict()
+        self._sessions: OrderedDict[tuple, list] = OrderedDict()  # key -> [sim, session]
         # Sessions kept (one per quantizer structure). Each holds about the model's size; a
         # job that visits many structures (the plan search) lowers this for its duration.
         self.max_sessions = 4
@@ -83,9 +84,10 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, Runs):
         self._wcache_bytes = 0
         self._executor: ThreadPoolExecutor | None = None
         self._werr: dict[tuple[str, str], TensorError] = {}  # (layer, format) -> weight error
-        # (layer, choice, calibration method) -> local error: a layer's local error depends
-        # only on its own choice, so unchanged layers are not re-run.
-        self._local: dict[tuple[str, LayerChoice, str], TensorError] = {}
+        # (layer, choice key, calibration method) -> local error: a layer's local error depends
+        # only on its own choice (and its shared weights' other readers', see _choice_key),
+        # so unchanged layers are not re-run.
+        self._local: dict[tuple[str, tuple, str], TensorError] = {}
         # (layer, choices up to it, calibration) -> accumulated error and per-sample SQNR
         self._acc: OrderedDict[tuple[str, int, str], tuple[TensorError, tuple[float, ...]]] = (
             OrderedDict()
@@ -94,6 +96,12 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, Runs):
         # feeds, layer inputs of every feed. None until prepare() ran.
         self._store = ActivationStore(default_budget() if memory_budget is None else memory_budget)
         self._ref: RefView | None = None
+        # Re-evaluation from kept quantized values at layer cuts (see prefix.py), within
+        # half the memory budget.
+        self.reuse_prefix = True
+        self._cuts: dict[tuple, prefix.Cuts | None] = {}
+        self._tails: OrderedDict[tuple, object] = OrderedDict()
+        self._prefix_values = prefix.PrefixValues(self._store.budget // 2)
         self._stats: dict[str, ActivationStats] = {}
         # (activation, format, method) -> (lo, hi): floats, or arrays for per-channel formats
         self._ranges: dict[tuple[str, str, str], tuple[Any, Any]] = {}
@@ -139,18 +147,42 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, Runs):
             self._placements.popitem(last=False)
         return found
 
-    def _session_for(self, kinds: Mapping[str, str | None], tensors: Sequence[str] = ()):
-        key = (tuple(sorted((k, v) for k, v in kinds.items() if v)), tuple(tensors))
+    @staticmethod
+    def _structure(kinds: Mapping[str, str | None], tensors: Sequence[str] = ()) -> tuple:
+        """The key of a simulation graph: layers' quantizer kinds, the target's tensors."""
+        return (tuple(sorted((k, v) for k, v in kinds.items() if v)), tuple(tensors))
+
+    def _sim_for(
+        self, kinds: Mapping[str, str | None], tensors: Sequence[str] = ()
+    ) -> tuple[tuple, rewrite.SimGraph]:
+        """The structure's key and simulation graph (built once; its session only when a
+        run needs the whole graph, see _session_for)."""
+        key = self._structure(kinds, tensors)
         if key in self._sessions:
             self._sessions.move_to_end(key)
-            return self._sessions[key]
+            return key, self._sessions[key][0]
         sim = rewrite.build_sim(self.model.proto, self.info, dict(key[0]), key[1])
-        sess = make_session(sim.model, self.device)
-        self._providers = actual_providers(sess)
-        self._sessions[key] = (sim, sess)
+        cuts = prefix.find_cuts(sim.model, self.info, self._positions)
+        if cuts is not None:  # every tensor crossing a cut is an output (see prefix.py)
+            exposed = {v.name for v in sim.model.graph.output}
+            sim.model.graph.output.extend(
+                rewrite.value_info_for(self.info, t) for t in cuts.tensors if t not in exposed
+            )
+        self._cuts[key] = cuts
+        self._sessions[key] = [sim, None]
         while len(self._sessions) > max(1, self.max_sessions):
-            self._sessions.popitem(last=False)
-        return self._sessions[key]
+            old, _ = self._sessions.popitem(last=False)
+            self._cuts.pop(old, None)
+        return key, sim
+
+    def _session_for(self, kinds: Mapping[str, str | None], tensors: Sequence[str] = ()):
+        """(simulation graph, its session) of a structure."""
+        key, sim = self._sim_for(kinds, tensors)
+        entry = self._sessions[key]
+        if entry[1] is None:
+            entry[1] = make_session(sim.model, self.device)
+            self._providers = actual_providers(entry[1])
+        return sim, entry[1]
 
     # -- float reference & calibration ------------------------------------------------
     def prepare(self) -> Iterator[Progress]:
@@ -215,6 +247,8 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, Runs):
         self._wcache_bytes = 0
         self._float_feeds = None
         self._store.close()
+        self._tails.clear()
+        self._prefix_values.clear()
         self._ref = None
         if self._executor is not None:
             self._executor.shutdown()
@@ -237,6 +271,24 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, Runs):
     @cached_property
     def _attribute(self):
         return target_stats.attribute_reader(self.model.proto)
+
+    @cached_property
+    def _sharers(self) -> dict[str, tuple[str, ...]]:
+        """Per layer, the other layers reading one of its weights: the weight fed is the one
+        the last of them in the plan quantizes, so their choices count for it too."""
+        readers: dict[str, list[str]] = {}
+        for layer in self.info.layers:
+            for w in layer.weights:
+                readers.setdefault(w.name, []).append(layer.name)
+        out: dict[str, tuple[str, ...]] = {}
+        for layer in self.info.layers:
+            names = {n for w in layer.weights for n in readers[w.name]} - {layer.name}
+            out[layer.name] = tuple(sorted(names))
+        return out
+
+    def _choice_key(self, plan: Plan, name: str) -> tuple:
+        """What settles a layer's computation: its choice and those of its weights' sharers."""
+        return (plan[name], *(plan[n] for n in self._sharers[name]))
 
     @cached_property
     def _output_names(self) -> list[str]:
@@ -273,7 +325,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, Runs):
             raise EngineError("the plan was made for a different model")
         ref = self._ensure_ref()
         placed = self.placement(plan)
-        sim, sess = self._session_for(self._kinds(plan), tuple(placed))
+        skey, sim = self._sim_for(self._kinds(plan), tuple(placed))
         choices = plan.choices
         feeds = {**self._weight_feeds(choices), **self._param_feeds(choices, placed)}
         layer_out = sim.layer_outputs
@@ -281,22 +333,20 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, Runs):
         # order): outputs upstream of every change are reused, neither fetched nor measured.
         keys = self._prefix_keys(plan)
         todo = [n for n in layer_out if keys[n] not in self._acc]
-        fetch = list(dict.fromkeys([*self._output_names, *(layer_out[n] for n in todo)]))
         got: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
         measures = {n: metrics.SampleErrors() for n in todo}
         # A feed (two, see _runs) at a time: each fetched layer output is measured and dropped.
-        samples = self.data.samples
-        for i, run in self._runs(
-            sess, fetch, lambda i: {**samples[i], **feeds}, self.data.evaluation
-        ):
-            values = dict(zip(fetch, run, strict=True))
+        # Only the part of the graph after the first change runs when the values entering
+        # it are kept from an earlier plan (reuse.py).
+        whole = lambda: self._session_for(self._kinds(plan), tuple(placed))[1]  # noqa: E731
+        for i, values in self._plan_runs(skey, sim, whole, plan, feeds, todo):
             for n in self._output_names:
                 got[n].append(values[n])
             rows = batch_of(self.data.samples[i])
             for name in todo:
                 out = layer_out[name]
                 measures[name].add(ref[out][i], values[out], rows)
-            del run, values
+            del values
         for name in todo:
             self._acc[keys[name]] = measures[name].result()
         acc = {n: self._acc[keys[n]] for n in layer_out}  # before eviction can drop any
@@ -366,7 +416,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, Runs):
             while k < len(placed) and placed[k][0] < here:
                 h = hash((h, placed[k][1], placed[k][2]))
                 k += 1
-            h = hash((h, layer.name, plan[layer.name]))
+            h = hash((h, layer.name, self._choice_key(plan, layer.name)))
             keys[layer.name] = (layer.name, h, self.method.value)
         return keys
 

@@ -13,7 +13,7 @@ from bitlens.core.engine import rewrite
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.session import make_session
 from bitlens.core.model import tensors
-from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.plan import Plan
 from bitlens.core.results import TensorError
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class LocalErrors:
     data: Dataset
     device: str
     _local_sessions: dict[tuple[str, str | None], object]
-    _local: dict[tuple[str, LayerChoice, str], TensorError]
+    _local: dict[tuple[str, tuple, str], TensorError]
 
     def _local_session(self, layer: str, kind: str | None):
         """The session computing ``layer`` alone from float inputs (built once per kind)."""
@@ -60,8 +60,8 @@ class LocalErrors:
         """Local error of every quantized main-graph layer, running only the changed ones."""
         ref = self._ensure_ref()
         keys = {
-            name: (name, choice, self.method.value)
-            for name, choice in plan.choices.items()
+            name: (name, self._choice_key(plan, name), self.method.value)
+            for name in plan.choices
             if name in layer_out
         }
         kinds = self._kinds(plan)

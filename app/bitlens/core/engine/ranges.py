@@ -28,6 +28,7 @@ from bitlens.core.results import Progress
 
 if TYPE_CHECKING:
     from bitlens.core.data import Dataset
+    from bitlens.core.engine.prefix import PrefixValues
     from bitlens.core.model.loader import LoadedModel
     from bitlens.core.model.types import ModelInfo
 
@@ -44,6 +45,7 @@ class Ranges:
     _ranges: dict[tuple[str, str, str], tuple[Any, Any]]
     _local: dict
     _acc: dict
+    _prefix_values: PrefixValues
 
     def calibrate(self, method: str = "minmax") -> Iterator[Progress]:
         """Gather activation statistics on the calibration samples (progress per activation)."""
@@ -53,6 +55,7 @@ class Ranges:
         self._ranges.clear()
         self._local.clear()
         self._acc.clear()
+        self._prefix_values.clear()
         acts = list(
             dict.fromkeys(a for layer in rewrite.main_layers(self.info) for a in layer.activations)
         )
