@@ -385,12 +385,13 @@ def test_runs_two_at_a_time_give_the_same_evaluation_as_one_at_a_time(monkeypatc
     assert [slow.evaluate(p) for p in plans] == two
 
 
+@pytest.mark.parametrize("chunk", [40, metrics.CHUNK], ids=["row_by_row", "rows_per_block"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
-def test_sample_errors_in_one_float32_pass_equal_float64(monkeypatch, dtype) -> None:
+def test_sample_errors_in_one_float32_pass_equal_float64(monkeypatch, dtype, chunk) -> None:
     """Per-row SQNR and the whole tensor's figures from one pass over blocks of rows agree
     with the all-float64 computations (row_sqnr_db, tensor_error_f64) to float32 rounding,
     with exact rows, zero-signal rows and float32 overflow (redone in float64)."""
-    monkeypatch.setattr(metrics, "ROW_BLOCK", 50)  # several blocks of rows
+    monkeypatch.setattr(metrics, "CHUNK", chunk)  # 40: rows of 21 values one by one
     rng = np.random.default_rng(9)
     ref = rng.standard_normal((9, 3, 7)).astype(dtype)
     got = (ref + 0.05 * rng.standard_normal(ref.shape)).astype(dtype)
@@ -408,3 +409,21 @@ def test_sample_errors_in_one_float32_pass_equal_float64(monkeypatch, dtype) -> 
     want = metrics.tensor_error_f64(ref, got)
     for field in ("mse", "sqnr_db", "cosine", "max_abs", "rel_l2"):
         assert getattr(total, field) == pytest.approx(getattr(want, field), rel=1e-5), field
+
+
+def test_sessions_on_the_shared_arena_compute_what_sessions_without_one_compute() -> None:
+    from bitlens.core.engine import session
+    from tests.core.engine_models import small_cnn
+
+    loaded = from_proto(small_cnn())
+    data = Dataset.random(loaded.info, n=4, seed=2)
+    engine = Engine(loaded, data, device="cpu")
+    sim, feeds = engine.simulation(Plan.preset(loaded.info, "W8A8"))
+    assert session.shared_arena()  # this build of ONNX Runtime registers it
+    shared = session.make_session(sim.model, "cpu")
+    alone = session.make_session(sim.model, "cpu", arena=False)
+    wanted = {i.name for i in shared.get_inputs()}
+    feed = {k: v for k, v in {**data.samples[0], **feeds}.items() if k in wanted}
+    outs = [o.name for o in shared.get_outputs()]
+    for a, b in zip(shared.run(outs, feed), alone.run(outs, feed), strict=True):
+        np.testing.assert_array_equal(a, b)

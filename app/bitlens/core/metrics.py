@@ -80,17 +80,23 @@ class ErrorSums:
         return self
 
     def add_rows(self, ref: np.ndarray, approx: np.ndarray) -> list[float]:
-        """Add two [rows, n] arrays and return each row's SQNR (dB), in one pass: blocks of
-        rows reduced in float32 where both sides are float32 or float16 (numpy sums a
-        contiguous row pairwise, so each row's sums agree with float64 to float32 rounding),
-        partial sums added in float64, as :meth:`add` does."""
+        """Add two [rows, n] arrays and return each row's SQNR (dB), in one pass, reduced as
+        :meth:`add` reduces (float32 blocks of at most CHUNK values where both sides are
+        float32 or float16, partial sums in float64): long rows one at a time, short ones
+        many rows per block."""
         r, a = np.asarray(ref), np.asarray(approx)
         if r.shape != a.shape or r.ndim != 2:
             raise ValueError(f"shape mismatch: reference {r.shape} vs approximation {a.shape}")
-        dtype = _work_dtype(r.dtype, a.dtype)
         rows, n = r.shape
-        per = max(1, ROW_BLOCK // max(1, n))
         out: list[float] = []
+        if n >= CHUNK // 4:
+            for k in range(rows):
+                part = ErrorSums().add(r[k], a[k])
+                out.append(part.sqnr_db)
+                self.merge(part)
+            return out
+        dtype = _work_dtype(r.dtype, a.dtype)
+        per = max(1, CHUNK // max(1, n))
         for s in range(0, rows, per):
             rc = r[s : s + per].astype(dtype, copy=False)
             ac = a[s : s + per].astype(dtype, copy=False)
@@ -102,8 +108,7 @@ class ErrorSums:
             self.signal += float(signal.sum(dtype=np.float64))
             self.power_a += float(power_a.sum(dtype=np.float64))
             self.cross += float(cross.sum(dtype=np.float64))
-            if n:
-                self.max_abs = max(self.max_abs, float(max_abs))
+            self.max_abs = max(self.max_abs, float(max_abs))
             out.extend(_sqnr(float(sg), float(nz)) for sg, nz in zip(signal, noise, strict=True))
         self.count += r.size
         return out
@@ -140,16 +145,15 @@ class ErrorSums:
 
 
 def _row_sums(r: np.ndarray, a: np.ndarray) -> tuple:
-    """Per row: sum (r-a)^2, r^2, a^2, r*a; and max |r-a| over the block."""
+    """Per row of a block: sum (r-a)^2, r^2, a^2, r*a; and max |r-a| over the block."""
     with np.errstate(over="ignore", invalid="ignore"):
         d = r - a
-        max_abs = np.max(np.abs(d)) if d.size else 0.0
         return (
-            (d * d).sum(axis=1),
-            (r * r).sum(axis=1),
-            (a * a).sum(axis=1),
-            (r * a).sum(axis=1),
-            max_abs,
+            np.einsum("ij,ij->i", d, d),
+            np.einsum("ij,ij->i", r, r),
+            np.einsum("ij,ij->i", a, a),
+            np.einsum("ij,ij->i", r, a),
+            np.max(np.abs(d)) if d.size else 0.0,
         )
 
 

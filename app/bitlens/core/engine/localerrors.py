@@ -42,7 +42,7 @@ class LocalErrors:
             proto = rewrite.build_local(
                 self.model.proto, self.info, {layer: kind}, types, self._constant, [layer]
             )
-            self._local_sessions[key] = make_session(proto, self.device, arena=False)
+            self._local_sessions[key] = make_session(proto, self.device)
         return self._local_sessions[key]
 
     def _constant(self, name: str) -> np.ndarray:
@@ -105,7 +105,7 @@ class LocalErrors:
             self._constant,
             list(names),
         )
-        session = make_session(proto, self.device, arena=False)
+        session = make_session(proto, self.device)
         reads = [i.name for i in session.get_inputs() if i.name in ref]
         fetch = [rewrite.local_output(layer_out[n]) for n in names]
         sums = {n: metrics.ErrorSums() for n in names}

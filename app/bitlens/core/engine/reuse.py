@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from bitlens.core.engine.calibration import CalibrationMethod
     from bitlens.core.engine.rewrite import SimGraph
 
-TAIL_SESSIONS = 4  # suffix sessions kept for re-evaluation (each with its activation arena)
+TAIL_SESSIONS = 8  # suffix sessions kept for re-evaluation (buffers: the shared arena)
 _NOTHING_TO_RUN = 1 << 62  # a start past every node
 
 
@@ -158,8 +158,6 @@ class PrefixRuns:
         model = prefix.build_tail(
             sim.model, cuts.start[name], cuts.boundary[name], self._prefix_values.types
         )
-        # With an arena: without one every run maps and faults in its buffers afresh (the
-        # engine fixes glibc's mmap threshold, native_memory.py), 2-5x slower measured.
         sess = make_session(model, self.device)
         self._tails[tkey] = sess
         while len(self._tails) > TAIL_SESSIONS:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from bitlens.core.engine.store import ActivationStore
     from bitlens.core.model.types import ModelInfo
 
-SUFFIX_SESSIONS = 4  # suffix sessions kept (each holds its own activation arena)
+SUFFIX_SESSIONS = 4  # suffix sessions kept (their buffers come from the shared arena)
 SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-safely)
 
 
@@ -160,7 +160,7 @@ class Sweep:
             return self._suffixes[name]
         layer = self.info.layer(name)
         part = suffix.build_suffix(sim.model, layer.outputs[0], out_name, self._ensure_ref().types)
-        sess = None if part.model is None else make_session(part.model, self.device, arena=False)
+        sess = None if part.model is None else make_session(part.model, self.device)
         self._suffixes[name] = (sess, part.boundary)
         while len(self._suffixes) > SUFFIX_SESSIONS:
             self._suffixes.popitem(last=False)
