@@ -427,3 +427,32 @@ def test_sessions_on_the_shared_arena_compute_what_sessions_without_one_compute(
     outs = [o.name for o in shared.get_outputs()]
     for a, b in zip(shared.run(outs, feed), alone.run(outs, feed), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_target_ranges_from_the_float_run_equal_those_of_a_separate_run() -> None:
+    """The min and max of the target's tensors gathered during the float reference run give
+    the ranges (and evaluations) the separate statistics run gives."""
+    from tests.core.test_targets import silu_net
+
+    loaded = from_proto(silu_net())
+    data = Dataset.random(loaded.info, n=6, seed=4)
+    plan = Plan.preset(loaded.info, "W8A8")
+    fast = Engine(loaded, data, device="cpu")
+    slow = Engine(loaded, data, device="cpu")
+    for _ in slow.prepare():
+        pass
+    slow._minmax = {}  # as before: every target tensor through target_stats.collect
+    placed = fast.placement(plan)
+    assert placed
+    for q in placed.values():
+        assert fast.target_range(q) == slow.target_range(q)
+    assert fast.evaluate(plan) == slow.evaluate(plan)
+    # a method that needs the values still gets them for a tensor no layer reads
+    fast_p = Engine(loaded, data, device="cpu")
+    for _ in fast_p.calibrate("percentile"):
+        pass
+    slow_p = Engine(loaded, data, device="cpu")
+    for _ in slow_p.calibrate("percentile"):
+        pass
+    slow_p._minmax = {}
+    assert fast_p.evaluate(plan) == slow_p.evaluate(plan)

@@ -103,6 +103,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         self._tails: OrderedDict[tuple, object] = OrderedDict()
         self._prefix_values = prefix.PrefixValues(self._store.budget // 2)
         self._stats: dict[str, ActivationStats] = {}
+        self._minmax: dict[str, tuple[float, float]] = {}  # float tensors on calibration feeds
         # (activation, format, method) -> (lo, hi): floats, or arrays for per-channel formats
         self._ranges: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.method = CalibrationMethod.MINMAX
@@ -168,6 +169,13 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
             sim.model.graph.output.extend(
                 rewrite.value_info_for(self.info, t) for t in cuts.tensors if t not in exposed
             )
+        if key == ((), ()):  # the float graph: every float tensor, for min-max statistics
+            exposed = {v.name for v in sim.model.graph.output}
+            sim.model.graph.output.extend(
+                rewrite.value_info_for(self.info, t)
+                for t in self._float_tensors
+                if t not in exposed
+            )
         self._cuts[key] = cuts
         self._sessions[key] = [sim, None]
         while len(self._sessions) > max(1, self.max_sessions):
@@ -199,26 +207,47 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
             dict.fromkeys([*sim.activations, *sim.layer_outputs.values(), *self._output_names])
         )
         every_feed = set(sim.activations)
+        # On the calibration feeds, also the min and max of every other float tensor: a
+        # deployment target's quantizers need them (target_range), which otherwise cost
+        # one more float run over those feeds.
+        extra = [t for t in self._float_tensors if t not in set(fetch)]
         weights = self._float_weights()
         evaluation = set(self.data.evaluation)
+        calibration = set(self.data.calibration)
         store = self._store
         types: dict[str, tuple[np.dtype, int]] = {}
+        minmax: dict[str, tuple[float, float]] = {}
         n = len(self.data.samples)
         samples = self.data.samples
-        for i, outs in self._runs(
-            sess, fetch, lambda i: {**samples[i], **weights}, range(len(samples))
+        order = [i for i in range(n) if i in calibration] + [
+            i for i in range(n) if i not in calibration
+        ]
+        done = 0
+        for part, names in (
+            (order[: len(calibration)], [*fetch, *extra]),
+            (order[len(calibration) :], fetch),
         ):
-            for name, value in zip(fetch, outs, strict=True):
-                if value.dtype.kind == "f" and not np.isfinite(value).all():
-                    raise EngineError(
-                        f"the float model computes NaN or infinite values in {name!r} on data "
-                        f"sample {i}; errors against it would be meaningless"
-                    )
-                types.setdefault(name, (value.dtype, value.ndim))
-                if (i in evaluation or name in every_feed) and (name, i) not in store:
-                    store.put(name, i, value)
-            del outs
-            yield Progress(i + 1, n, f"float reference: sample {i + 1} of {n}")
+            for i, outs in self._runs(sess, names, lambda i: {**samples[i], **weights}, part):
+                for name, value in zip(names, outs, strict=True):
+                    if value.dtype.kind == "f" and not np.isfinite(value).all():
+                        raise EngineError(
+                            f"the float model computes NaN or infinite values in {name!r} on "
+                            f"data sample {i}; errors against it would be meaningless"
+                        )
+                    types.setdefault(name, (value.dtype, value.ndim))
+                    if (i in evaluation or name in every_feed) and (name, i) not in store:
+                        store.put(name, i, value)
+                for name, value in zip(names, outs, strict=True):
+                    if i in calibration and value.dtype.kind == "f" and value.size:
+                        lo, hi = float(value.min()), float(value.max())
+                        old = minmax.get(name)
+                        minmax[name] = (
+                            (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+                        )
+                del outs
+                done += 1
+                yield Progress(done, n, f"float reference: sample {done} of {n}")
+        self._minmax = minmax
         inputs = {t.name for t in self.info.inputs}
         for name in inputs:
             first = np.asarray(self.data.samples[0][name])
@@ -264,13 +293,24 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
     @cached_property
     def _positions(self) -> dict[str, int]:
         """Tensor -> topological position of the node producing it (main graph)."""
-        return {
-            o: i for i, n in enumerate(self.info.nodes) if not n.graph_path for o in n.outputs
-        }
+        return {o: i for i, n in enumerate(self.info.nodes) if not n.graph_path for o in n.outputs}
 
     @cached_property
     def _attribute(self):
         return target_stats.attribute_reader(self.model.proto)
+
+    @cached_property
+    def _float_tensors(self) -> list[str]:
+        """Main-graph node outputs known to be float, in graph order."""
+        floats = {"float32", "float16", "float64", "bfloat16"}
+        vi = self.info.value_info
+        return [
+            o
+            for node in self.info.nodes
+            if not node.graph_path
+            for o in node.outputs
+            if o and o in vi and vi[o].dtype in floats
+        ]
 
     @cached_property
     def _sharers(self) -> dict[str, tuple[str, ...]]:

@@ -42,6 +42,7 @@ class Ranges:
     device: str
     method: CalibrationMethod
     _stats: dict[str, ActivationStats]
+    _minmax: dict[str, tuple[float, float]]
     _ranges: dict[tuple[str, str, str], tuple[Any, Any]]
     _local: dict
     _acc: dict
@@ -88,6 +89,13 @@ class Ranges:
                 continue
             if np.asarray(values[0]).dtype.kind == "f":
                 self._stats[n] = ActivationStats.of(values, n)
+        if self.method is CalibrationMethod.MINMAX:  # the float run's min and max suffice
+            for n in [n for n in rest if n in self._minmax]:
+                self._stats[n] = ActivationStats(*self._minmax[n], None)
+                rest.remove(n)
+        self._collect_stats(rest)
+
+    def _collect_stats(self, rest: Sequence[str]) -> None:
         if not rest:
             return
         sim = rewrite.build_sim(self.model.proto, self.info, {}, expose=rest)
@@ -127,8 +135,13 @@ class Ranges:
                 stats = self._stats[act]
                 if stats.sample is None and needs_sample(fmt, self.method):
                     ref = self._ensure_ref()
-                    stats = ActivationStats.of([ref[act][j] for j in self.data.calibration], act)
-                    self._stats[act] = stats
+                    try:
+                        values = [ref[act][j] for j in self.data.calibration]
+                    except (KeyError, EngineError):  # not kept: a target's tensor
+                        self._collect_stats([act])
+                    else:
+                        self._stats[act] = ActivationStats.of(values, act)
+                    stats = self._stats[act]
                 self._ranges[key] = activation_range(stats, fmt, self.method)
             else:
                 self._ranges[key] = self._channel_range(act, fmt)
