@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 
@@ -319,16 +320,36 @@ def test_local_errors_in_one_graph_equal_one_graph_per_layer(monkeypatch) -> Non
         _close(layer.local, one_by_one.layers[name].local)
 
 
-def test_the_default_budget_comes_from_the_environment(monkeypatch) -> None:
-    from bitlens.core.engine import store
+def test_one_memory_budget_sets_the_activations_kept_and_the_allocation_guard(
+    monkeypatch,
+) -> None:
+    from bitlens.cli.common import budget_of
+    from bitlens.core import limits
 
-    monkeypatch.setenv(store.BUDGET_ENV, "3")
-    assert _ragged_engine(None).memory_budget == 3 << 20
-    monkeypatch.setenv(store.BUDGET_ENV, "lots")
-    with pytest.raises(EngineError, match="not a whole number"):
-        _ragged_engine(None)
-    monkeypatch.delenv(store.BUDGET_ENV)
-    assert _ragged_engine(None).memory_budget == store.DEFAULT_BUDGET
+    monkeypatch.delenv(limits.ENV_BUDGET, raising=False)
+    monkeypatch.delenv(limits.LEGACY_ENV_MIB, raising=False)
+    monkeypatch.setenv(limits.ENV_BUDGET, "12M")
+    assert limits.memory_budget() == 12 << 20
+    assert _ragged_engine(None).memory_budget == (12 << 20) // limits.ACTIVATION_SHARE
+    with pytest.raises(limits.BitlensError, match=r"over the budget of 12\.0 MiB"):
+        limits.check_budget(13 << 20, "a tensor")
+    monkeypatch.delenv(limits.ENV_BUDGET)
+    monkeypatch.setenv(limits.LEGACY_ENV_MIB, "8")  # the older setting, in MiB, still works
+    assert limits.memory_budget() == 8 << 20
+    monkeypatch.setenv(limits.LEGACY_ENV_MIB, "lots")
+    with pytest.raises(limits.BitlensError, match="BITLENS_MEMORY_BUDGET_MIB='lots'"):
+        limits.memory_budget()
+    monkeypatch.delenv(limits.LEGACY_ENV_MIB)
+    try:  # --memory-budget: a size, or a plain number of MiB; it wins over the environment
+        monkeypatch.setenv(limits.ENV_BUDGET, "1G")
+        assert budget_of(argparse.Namespace(memory_budget="64")) == (64 << 20) // 4
+        assert limits.memory_budget() == 64 << 20
+        assert budget_of(argparse.Namespace(memory_budget="2G")) == (2 << 30) // 4
+        with pytest.raises(EngineError, match="--memory-budget='-3'"):
+            budget_of(argparse.Namespace(memory_budget="-3"))
+    finally:
+        limits.set_memory_budget(None)
+    assert limits.memory_budget() == 1 << 30
 
 
 def test_layer_lookup_by_name_equals_the_scan() -> None:

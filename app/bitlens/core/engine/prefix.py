@@ -182,8 +182,9 @@ class PrefixValues:
     """Values of cut tensors per (structure, tensor, prefix state): a tuple over the
     evaluation feeds. Least recently used entries go first past ``budget`` bytes."""
 
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
+    def __init__(self, limit: int) -> None:
+        self.limit = limit  # never more than this
+        self.budget = limit  # what is kept now (the engine lowers it, see reuse.py)
         self.nbytes = 0
         self._values: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
         self.types: dict[str, tuple[np.dtype, int]] = {}
@@ -195,6 +196,7 @@ class PrefixValues:
         return found
 
     def put(self, key: tuple, values: Sequence[np.ndarray]) -> None:
+        """Keep ``values``, dropping the least recently used past the budget."""
         if key in self._values:
             self._values.move_to_end(key)
             return

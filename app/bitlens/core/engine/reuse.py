@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from bitlens.core.engine.rewrite import SimGraph
 
 TAIL_SESSIONS = 8  # suffix sessions kept for re-evaluation (buffers: the shared arena)
+# Kept values: at most this many times what one whole run computes at the cuts (a plan
+# and the ones derived from it), and at most half the engine's activation budget.
+STATES_KEPT = 2
 _NOTHING_TO_RUN = 1 << 62  # a start past every node
 
 
@@ -112,6 +115,9 @@ class PrefixRuns:
                     values[t] = kept[t][where[i]]
             yield i, values
         store = self._prefix_values
+        if start == 0:  # a whole run: room for about two plans' worth, within the limit
+            whole = sum(v.nbytes for vals in gathered.values() for v in vals)
+            store.budget = min(store.limit, STATES_KEPT * whole)
         for t, vals in gathered.items():
             store.types.setdefault(t, (vals[0].dtype, vals[0].ndim))
             store.put(key(t), vals)
