@@ -209,7 +209,7 @@ def calibrated_engine(args: argparse.Namespace, model: LoadedModel) -> Engine:
     """An engine on ``--data`` for ``model``, calibrated with ``--calibration``."""
     engine = Engine(
         model,
-        load_data(args, model.info, compared_constants(model.proto)),
+        load_data(args, model.info, compared_constants(model.graph_proto)),
         device=args.device,
         memory_budget=budget_of(args),
     )

@@ -162,7 +162,10 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         if key in self._sessions:
             self._sessions.move_to_end(key)
             return key, self._sessions[key][0]
-        sim = rewrite.build_sim(self.model.proto, self.info, dict(key[0]), key[1])
+        # The graph as loaded: external weights stay in their files (fed from memory maps);
+        # other external tensors the copy keeps are read into it.
+        sim = rewrite.build_sim(self.model.graph_proto, self.info, dict(key[0]), key[1])
+        self.model.materialize(sim.model)
         cuts = prefix.find_cuts(sim.model, self.info, self._positions)
         if cuts is not None:  # every tensor crossing a cut is an output (see prefix.py)
             exposed = {v.name for v in sim.model.graph.output}
@@ -210,7 +213,8 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         # On the calibration feeds, also the min and max of every other float tensor: a
         # deployment target's quantizers need them (target_range), which otherwise cost
         # one more float run over those feeds.
-        extra = [t for t in self._float_tensors if t not in set(fetch)]
+        kept = set(fetch)  # the rest only for their min and max
+        extra = [t for t in self._float_tensors if t not in kept]
         weights = self._float_weights()
         evaluation = set(self.data.evaluation)
         calibration = set(self.data.calibration)
@@ -234,8 +238,13 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
                             f"the float model computes NaN or infinite values in {name!r} on "
                             f"data sample {i}; errors against it would be meaningless"
                         )
-                    types.setdefault(name, (value.dtype, value.ndim))
-                    if (i in evaluation or name in every_feed) and (name, i) not in store:
+                    if name in kept:
+                        types.setdefault(name, (value.dtype, value.ndim))
+                    if (
+                        name in kept
+                        and (i in evaluation or name in every_feed)
+                        and (name, i) not in store
+                    ):
                         store.put(name, i, value)
                 for name, value in zip(names, outs, strict=True):
                     if i in calibration and value.dtype.kind == "f" and value.size:
@@ -297,7 +306,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
 
     @cached_property
     def _attribute(self):
-        return target_stats.attribute_reader(self.model.proto)
+        return target_stats.attribute_reader(self.model.graph_proto)
 
     @cached_property
     def _float_tensors(self) -> list[str]:

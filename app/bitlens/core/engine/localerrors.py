@@ -40,17 +40,17 @@ class LocalErrors:
         if key not in self._local_sessions:
             types = self._ensure_ref().types
             proto = rewrite.build_local(
-                self.model.proto, self.info, {layer: kind}, types, self._constant, [layer]
+                self.model.graph_proto, self.info, {layer: kind}, types, self._constant, [layer]
             )
             self._local_sessions[key] = make_session(proto, self.device)
         return self._local_sessions[key]
 
     def _constant(self, name: str) -> np.ndarray:
         """A main-graph constant (bias, shape...) in its stored type, for the local graphs."""
-        g = self.model.proto.graph
+        g = self.model.graph_proto.graph
         for t in g.initializer:
             if t.name == name:
-                return tensors.to_numpy(t)
+                return self.model.tensor_value(t)
         _, node = node_producing(g, name)
         return tensors.constant_value(node)
 
@@ -98,7 +98,7 @@ class LocalErrors:
         Built for this set of layers and kinds, and not kept."""
         ref = self._ensure_ref()
         proto = rewrite.build_local(
-            self.model.proto,
+            self.model.graph_proto,
             self.info,
             {n: kinds.get(n) for n in names},
             ref.types,

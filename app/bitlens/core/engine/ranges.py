@@ -98,7 +98,8 @@ class Ranges:
     def _collect_stats(self, rest: Sequence[str]) -> None:
         if not rest:
             return
-        sim = rewrite.build_sim(self.model.proto, self.info, {}, expose=rest)
+        sim = rewrite.build_sim(self.model.graph_proto, self.info, {}, expose=rest)
+        self.model.materialize(sim.model)
         weights = self._float_weights()
         feeds = ({**self.data.samples[j], **weights} for j in self.data.calibration)
         self._stats.update(
