@@ -82,3 +82,12 @@ def test_large_external_tensors_are_mapped_and_give_the_same_numbers(tmp_path: P
         numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == "W0")),
         whole.weight("W0"),
     )
+
+
+def test_released_pages_of_a_mapped_weight_read_the_same_values(tmp_path: Path) -> None:
+    mapped = load_model(_save(tmp_path, True))
+    w0 = mapped.weight("W0")
+    before = np.array(w0)
+    assert external.release_pages(w0)
+    np.testing.assert_array_equal(w0, before)  # read again from the file's pages
+    assert not external.release_pages(before)  # an array in memory: nothing to drop

@@ -257,6 +257,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
                 done += 1
                 yield Progress(done, n, f"float reference: sample {done} of {n}")
         self._minmax = minmax
+        self._release_float_weights()
         inputs = {t.name for t in self.info.inputs}
         for name in inputs:
             first = np.asarray(self.data.samples[0][name])
@@ -404,6 +405,8 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         while len(self._acc) > ACC_CACHE_ENTRIES:
             self._acc.popitem(last=False)
         local_err = self._local_errors(plan, layer_out, feeds)
+        del feeds
+        self._release_float_weights()
         layers: dict[str, LayerResult] = {}
         for layer in self.info.layers:
             choice = plan[layer.name]

@@ -104,6 +104,7 @@ class Sweep:
                     )
                 del got
                 yield Progress(li + 1, len(names), f"sweep: {name}")
+        self._release_float_weights()
         entries.sort(key=lambda e: e.output.sqnr_db)
         return entries
 

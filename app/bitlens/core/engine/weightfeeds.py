@@ -12,6 +12,7 @@ import numpy as np
 
 from bitlens.core import metrics
 from bitlens.core.formats import Format, fake_quantize
+from bitlens.core.model.external import release_pages
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import TensorError
@@ -61,6 +62,7 @@ class WeightFeeds:
         q = fake_quantize(value, fmt, what=f"weight {w.name!r}").astype(
             np.dtype(w.dtype), copy=False
         )
+        release_pages(value)  # a mapped external weight: read again only when needed
         if not keep:
             return q
         self._wcache[key] = q
@@ -80,8 +82,15 @@ class WeightFeeds:
     def _weight_error(self, layer: Layer, fmt: Format) -> TensorError:
         sums = metrics.ErrorSums()  # over the weights in turn, as if concatenated
         for w in layer.weights:
-            sums.add(self.model.weight(w).ravel(), self.quantized_weight(w, fmt).ravel())
+            value = self.model.weight(w)
+            sums.add(value.ravel(), self.quantized_weight(w, fmt).ravel())
+            release_pages(value)
         return sums.result()
+
+    def _release_float_weights(self) -> None:
+        """Let the pages of mapped external weights go after a run read them."""
+        for value in (self._float_feeds or {}).values():
+            release_pages(value)
 
     def _weight_feeds(self, plan: Plan | Mapping[str, LayerChoice]) -> dict[str, np.ndarray]:
         feeds = self._float_weights()

@@ -15,6 +15,7 @@ The user's files are only ever opened for reading.
 
 from __future__ import annotations
 
+import mmap
 import os
 import stat
 from collections.abc import Generator, Iterator
@@ -181,6 +182,25 @@ def map_tensor(tensor: onnx.TensorProto, base_dir: Path, label: str) -> np.ndarr
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{what} cannot be mapped: {exc}") from None
     return values.view(np.ndarray) if dtype.isnative else values.astype(dtype.newbyteorder("="))
+
+
+def release_pages(values: np.ndarray) -> bool:
+    """Drop the resident pages of an array :func:`map_tensor` returned (they are read again
+    from the page cache when next used), so weights read once, to quantize them or to run
+    the float model, do not stay in the process's memory. False for any other array."""
+    base = values
+    while base is not None:
+        mm = getattr(base, "_mmap", None)
+        if isinstance(mm, mmap.mmap):
+            if hasattr(mmap, "MADV_DONTNEED"):
+                try:
+                    mm.madvise(mmap.MADV_DONTNEED)
+                except (OSError, ValueError):
+                    return False
+                return True
+            return False
+        base = getattr(base, "base", None)
+    return False
 
 
 def is_external(tensor: onnx.TensorProto | onnx.SparseTensorProto) -> bool:
