@@ -36,6 +36,7 @@ from bitlens.core.engine.weightfeeds import WeightFeeds
 from bitlens.core.errors import EngineError
 from bitlens.core.formats import Format, parse_format
 from bitlens.core.plan import Plan
+from bitlens.core.quantized import QuantizedWeight
 from bitlens.core.results import (
     Evaluation,
     LayerResult,
@@ -80,7 +81,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         self._local_sessions: dict[tuple[str, str | None], object] = {}  # (layer, kind)
         # layer -> (session or None when the first output does not depend on it, boundary)
         self._suffixes: OrderedDict[str, tuple[object | None, tuple[str, ...]]] = OrderedDict()
-        self._wcache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._wcache: OrderedDict[tuple[str, str], QuantizedWeight] = OrderedDict()
         self._wcache_bytes = 0
         self._executor: ThreadPoolExecutor | None = None
         self._werr: dict[tuple[str, str], TensorError] = {}  # (layer, format) -> weight error

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bitlens.core import metrics
-from bitlens.core.formats import Format, fake_quantize
+from bitlens.core.formats import Format
 from bitlens.core.model.external import release_pages
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.quantized import QuantizedWeight, quantize_weight
 from bitlens.core.results import TensorError
 from bitlens.core.weights import bind
 
@@ -31,7 +32,7 @@ class WeightFeeds:
     model: LoadedModel
     info: ModelInfo
     _float_feeds: dict[str, np.ndarray] | None
-    _wcache: OrderedDict[tuple[str, str], np.ndarray]
+    _wcache: OrderedDict[tuple[str, str], QuantizedWeight]
     _wcache_bytes: int
     _werr: dict[tuple[str, str], TensorError]
 
@@ -53,15 +54,17 @@ class WeightFeeds:
     def quantized_weight(self, w: WeightInfo, fmt: Format, *, keep: bool = True) -> np.ndarray:
         """``w`` quantized in ``fmt`` (stored dtype); cached unless ``keep`` is False (the
         sweep uses each once, and would otherwise push the plan's weights out)."""
+        return self.quantized(w, fmt, keep=keep).values
+
+    def quantized(self, w: WeightInfo, fmt: Format, *, keep: bool = True) -> QuantizedWeight:
+        """``w`` in ``fmt``: codes, parameters and values (what the export stores and reads)."""
         fmt = bind(fmt, w)
         key = (w.name, fmt.name)
         if key in self._wcache:
             self._wcache.move_to_end(key)
             return self._wcache[key]
         value = self.model.weight(w)
-        q = fake_quantize(value, fmt, what=f"weight {w.name!r}").astype(
-            np.dtype(w.dtype), copy=False
-        )
+        q = quantize_weight(value, w, fmt)
         release_pages(value)  # a mapped external weight: read again only when needed
         if not keep:
             return q
