@@ -29,16 +29,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from bitlens.core.engine.graphs import value_info
-from bitlens.core.model.graph import is_constant_node, outer_names, subgraphs
+from bitlens.core.engine.graphs import node_reads, value_info
+from bitlens.core.model.graph import is_constant_node
 from bitlens.core.model.types import ModelInfo
-
-
-def _reads(node: onnx.NodeProto) -> list[str]:
-    names = [n for n in node.input if n]
-    for _, g in subgraphs(node):
-        names.extend(sorted(outer_names(g)))
-    return names
 
 
 @dataclass(frozen=True)
@@ -88,7 +81,7 @@ def find_cuts(sim: onnx.ModelProto, info: ModelInfo, positions: Mapping[str, int
             last = own[0]
         sim_pos.append(last)
     producer = {o: i for i, node in enumerate(nodes) for o in node.output if o}
-    reads = [_reads(n) for n in nodes]
+    reads = [node_reads(n) for n in nodes]
     last_read: dict[str, int] = {}
     for i, names in enumerate(reads):
         for name in names:
@@ -159,7 +152,7 @@ def build_tail(
     nodes = list(g.node)
     tail = nodes[start:]
     produced = {o for n in tail for o in n.output if o}
-    wanted = {name for n in tail for name in _reads(n)}
+    wanted = {name for n in tail for name in node_reads(n)}
     constants = [n for n in nodes[:start] if is_constant_node(n) and n.output[0] in wanted]
     inputs = [v for v in g.input if v.name in wanted]
     for name in boundary:
