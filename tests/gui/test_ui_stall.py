@@ -1,0 +1,86 @@
+"""The window's thread stays free while jobs run (issue 11): the layer table is sized from
+a sample of rows, not every cell, and a job's progress ticks repaint at most every 100 ms.
+The stall itself is measured by benchmarks/bench_ui_stall.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from bitlens.core.results import Progress
+from bitlens.gui.layer_table import FIT_ROWS
+from bitlens.gui.layer_table_model import LayerTableModel
+from bitlens.gui.status_panel import PROGRESS_MS, StatusPanel
+from tests.builders import init, model
+from tests.gui.conftest import open_model
+
+N_LAYERS = 2 * FIT_ROWS + 8
+
+
+def _deep_mlp() -> onnx.ModelProto:
+    """N_LAYERS MatMul layers of 4x4 in a chain: more rows than the columns are sized from."""
+    rng = np.random.default_rng(0)
+    nodes, inits, x = [], [], "x"
+    for i in range(N_LAYERS):
+        w = f"w{i}"
+        inits.append(init(w, (0.5 * rng.standard_normal((4, 4))).astype(np.float32)))
+        nodes.append(helper.make_node("MatMul", [x, w], [f"h{i}"], name=f"layer_{i}"))
+        x = f"h{i}"
+    g = helper.make_graph(
+        nodes,
+        "deep",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [2, 4])],
+        inits,
+    )
+    return model(g)
+
+
+def test_columns_are_fitted_from_a_sample_of_rows(qtbot, window, tmp_path: Path, monkeypatch):
+    path = tmp_path / "deep.onnx"
+    onnx.save(_deep_mlp(), path)
+    open_model(qtbot, window, path)
+    table = window.table
+    asked: set[int] = set()
+    text = LayerTableModel.text
+
+    def counting(self, row, col):
+        asked.add(row)
+        return text(self, row, col)
+
+    monkeypatch.setattr(LayerTableModel, "text", counting)
+    table.view.setColumnWidth(0, 5)
+    table._fit_columns()
+    assert 0 < len(asked) <= FIT_ROWS < table.model.rowCount()
+    fm = table.view.fontMetrics()
+    # the widest sampled name fits (names here are all short enough not to be capped)
+    widest = max(fm.horizontalAdvance(table.model.text(r, 0)) for r in asked)
+    assert table.view.columnWidth(0) > widest
+    assert table.view.frozen.columnWidth(0) == table.view.columnWidth(0)
+
+
+def test_progress_shows_the_first_tick_then_the_latest_per_interval(qtbot):
+    panel = StatusPanel()
+    qtbot.addWidget(panel)
+    panel.set_busy("Sweep", quiet=False, cancellable=True)
+    panel.show_progress(Progress(1, 50, "layer 1"))
+    assert (panel.progress.value(), panel.progress.maximum()) == (1, 50)  # at once
+    for i in range(2, 40):
+        panel.show_progress(Progress(i, 50, f"layer {i}"))
+    assert panel.progress.value() == 1  # the ticks in between wait for the timer
+    qtbot.waitUntil(lambda: panel.progress.value() == 39, timeout=20 * PROGRESS_MS)
+    assert panel.job_label.text() == "layer 39"
+
+
+def test_idle_drops_a_pending_tick(qtbot):
+    panel = StatusPanel()
+    qtbot.addWidget(panel)
+    panel.set_busy("Sweep", quiet=False, cancellable=True)
+    panel.show_progress(Progress(1, 10, "layer 1"))
+    panel.show_progress(Progress(2, 10, "layer 2"))
+    panel.set_idle()
+    qtbot.wait(3 * PROGRESS_MS)
+    assert panel.progress.value() == 1 and panel.job_label.text() == ""
