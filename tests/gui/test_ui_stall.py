@@ -1,5 +1,6 @@
 """The window's thread stays free while jobs run (issue 11): the layer table is sized from
-a sample of rows, not every cell, and a job's progress ticks repaint at most every 100 ms.
+a sample of rows, not every cell; a job's progress ticks repaint at most every 100 ms; tables
+sized to their contents measure their cells once per fill, not once per item.
 The stall itself is measured by benchmarks/bench_ui_stall.py."""
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
+from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
 from bitlens.core.results import Progress
 from bitlens.gui.layer_table import FIT_ROWS
 from bitlens.gui.layer_table_model import LayerTableModel
 from bitlens.gui.status_panel import PROGRESS_MS, StatusPanel
+from bitlens.gui.table_fill import sized_once
 from tests.builders import init, model
 from tests.gui.conftest import open_model
 
@@ -84,3 +87,24 @@ def test_idle_drops_a_pending_tick(qtbot):
     panel.set_idle()
     qtbot.wait(3 * PROGRESS_MS)
     assert panel.progress.value() == 1 and panel.job_label.text() == ""
+
+
+def test_a_filled_table_still_fits_its_contents(qtbot):
+    table = QTableWidget(0, 2)
+    qtbot.addWidget(table)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+    long_text = "a rather long cell text " * 3
+    with sized_once(table):
+        table.setRowCount(3)
+        for r in range(3):
+            table.setItem(r, 0, QTableWidgetItem(long_text if r == 2 else "x"))
+            table.setItem(r, 1, QTableWidgetItem("y"))
+    assert [header.sectionResizeMode(i) for i in range(2)] == [
+        QHeaderView.ResizeMode.ResizeToContents,
+        QHeaderView.ResizeMode.Stretch,
+    ]
+    table.show()
+    qtbot.waitExposed(table)
+    assert table.columnWidth(0) >= table.fontMetrics().horizontalAdvance(long_text)

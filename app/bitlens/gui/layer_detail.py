@@ -31,6 +31,7 @@ from bitlens.gui import colors
 from bitlens.gui.activation_sandbox import ActivationSandbox
 from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.jobs import LayerDetail
+from bitlens.gui.table_fill import sized_once
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
 
 SANDBOX_COLUMNS = ("Format", "SQNR", "MSE", "Bytes", "Ratio")
@@ -175,32 +176,33 @@ class LayerDetailView(QWidget):
         self.sandbox.setRowCount(len(rows))
         bold = QFont(self.font())
         bold.setBold(True)
-        for i, row in enumerate(rows):
-            cells = (
-                row.format,
-                fmt_db(row.error.sqnr_db),
-                fmt_float(row.error.mse, 3),
-                fmt_bytes(row.bytes_after),
-                fmt_ratio(row.ratio),
-            )
-            tip = (
-                f"{row.format}: SQNR {fmt_db(row.error.sqnr_db)}, MSE {row.error.mse:.3g}, "
-                f"cosine {row.error.cosine:.6f}, max |error| {row.error.max_abs:.3g}\n"
-                "double-click to use it for this layer's weights\n\n" + format_tooltip(row.format)
-            )
-            for j, text in enumerate(cells):
-                it = QTableWidgetItem(text)
-                it.setToolTip(tip)
-                if j:
-                    it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if j == 1:
-                    c = colors.error_color(row.error.sqnr_db)
-                    if c is not None:
-                        it.setBackground(c)
-                        it.setForeground(colors.INK)
-                if row.format == current:
-                    it.setFont(bold)
-                self.sandbox.setItem(i, j, it)
+        with sized_once(self.sandbox):
+            for i, row in enumerate(rows):
+                cells = (
+                    row.format,
+                    fmt_db(row.error.sqnr_db),
+                    fmt_float(row.error.mse, 3),
+                    fmt_bytes(row.bytes_after),
+                    fmt_ratio(row.ratio),
+                )
+                tip = (
+                    f"{row.format}: SQNR {fmt_db(row.error.sqnr_db)}, MSE {row.error.mse:.3g}, "
+                    f"cosine {row.error.cosine:.6f}, max |error| {row.error.max_abs:.3g}\n"
+                    "double-click to use it for this layer's weights\n\n" + format_tooltip(row.format)
+                )
+                for j, text in enumerate(cells):
+                    it = QTableWidgetItem(text)
+                    it.setToolTip(tip)
+                    if j:
+                        it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    if j == 1:
+                        c = colors.error_color(row.error.sqnr_db)
+                        if c is not None:
+                            it.setBackground(c)
+                            it.setForeground(colors.INK)
+                    if row.format == current:
+                        it.setFont(bold)
+                    self.sandbox.setItem(i, j, it)
 
     def _on_pick(self, row: int, _col: int) -> None:
         if self.detail is None or row >= len(self.detail.schemes):
