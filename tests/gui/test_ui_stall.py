@@ -5,6 +5,7 @@ The stall itself is measured by benchmarks/bench_ui_stall.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,12 @@ import onnx
 from onnx import TensorProto, helper
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
-from bitlens.core.results import Progress
+from bitlens.core.formats import parse_format
+from bitlens.core.plan import LayerChoice
+from bitlens.core.results import Progress, TensorError
+from bitlens.core.viewdata import distribution
+from bitlens.gui.jobs import LayerDetail, SchemeRow
+from bitlens.gui.layer_detail import LayerDetailView
 from bitlens.gui.layer_table import FIT_ROWS
 from bitlens.gui.layer_table_model import LayerTableModel
 from bitlens.gui.status_panel import PROGRESS_MS, StatusPanel
@@ -108,3 +114,29 @@ def test_a_filled_table_still_fits_its_contents(qtbot):
     table.show()
     qtbot.waitExposed(table)
     assert table.columnWidth(0) >= table.fontMetrics().horizontalAdvance(long_text)
+
+
+def test_detail_stages_redraw_only_what_changed(qtbot, monkeypatch):
+    view = LayerDetailView()
+    qtbot.addWidget(view)
+    drawn: list[str] = []
+    draw = LayerDetailView._draw
+    monkeypatch.setattr(
+        LayerDetailView, "_draw", lambda self, plot, dist, title: (drawn.append(title),
+                                                                  draw(self, plot, dist, title))
+    )
+    weights = distribution(np.linspace(-1.0, 1.0, 64, dtype=np.float32), parse_format("int8 sym"))
+    first = LayerDetail("fc", LayerChoice(), 256, weights, "fc.w")
+    view.show_detail(first)
+    assert drawn == ["weights", "input activation"]
+    err = TensorError(mse=1e-4, sqnr_db=40.0, cosine=1.0, max_abs=0.01, rel_l2=0.01)
+    second = replace(first, schemes=(SchemeRow("int8 sym", err, 64, 4.0),))
+    view.show_detail(second)
+    assert drawn == ["weights", "input activation"]  # the same histograms: not drawn again
+    assert view.sandbox.rowCount() == 1  # the new sandbox rows are shown
+    view.show_detail(replace(second, weights=distribution(np.ones(8, np.float32), None)))
+    assert drawn[-1] == "weights"  # another distribution is drawn
+    view.show_pending("fc2", None)
+    drawn.clear()
+    view.show_detail(second)  # after the pending state everything is drawn anew
+    assert drawn == ["weights", "input activation"] and view.sandbox.rowCount() == 1

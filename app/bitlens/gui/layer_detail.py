@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bitlens.core.plan import LayerChoice
 from bitlens.core.viewdata import Distribution
 from bitlens.gui import colors
 from bitlens.gui.activation_sandbox import ActivationSandbox
@@ -43,6 +44,10 @@ class LayerDetailView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.detail: LayerDetail | None = None
+        # What each part shows now: a detail arrives in stages (each a new object sharing
+        # the parts already computed), and redrawing unchanged plots and tables on every
+        # stage kept the window's thread busy while the worker computes the next one.
+        self._drawn: dict[str, tuple[object, ...]] = {}
         self.header = QLabel(self)
         self.header.setObjectName("detailHeader")
         self.header.setWordWrap(True)
@@ -96,6 +101,7 @@ class LayerDetailView(QWidget):
         """Another layer was selected and its detail is not computed yet: say so rather
         than keep showing the previous layer's plots."""
         self.detail = None
+        self._drawn.clear()
         after = f" after “{waiting_for}”" if waiting_for else ""
         self.header.setText(f"<b>{layer}</b> · computing{after}…")
         self._draw(self.weight_plot, None, "weights")
@@ -106,6 +112,7 @@ class LayerDetailView(QWidget):
     def show_detail(self, detail: LayerDetail | None) -> None:
         self.detail = detail
         if detail is None:
+            self._drawn.clear()
             self.header.setText("Select a layer (in the table, graph or plots) to inspect it.")
             self._draw(self.weight_plot, None, "weights")
             self._draw(self.act_plot, None, "input activation")
@@ -119,16 +126,32 @@ class LayerDetailView(QWidget):
             f"<b>{detail.layer}</b> · weights: {w} · activations: {a}"
             f" · {fmt_bytes(detail.bytes_before)} in float"
         )
-        self._draw(self.weight_plot, detail.weights, "weights")
+        if self._fresh("weights", detail.weights):
+            self._draw(self.weight_plot, detail.weights, "weights")
         self.weight_plot.setToolTip(f"weight tensor {detail.weight_name}")
         act_title = (
             "input activation" if detail.activation is not None
             else detail.activation_note or "input activation"
         )  # fmt: skip
         self.act_plot.setToolTip(f"activation {detail.activation_name}")
-        self._draw(self.act_plot, detail.activation, act_title)
-        self._fill_sandbox(detail)
-        self.act_sandbox.show_rows(detail.layer, detail.activations, detail.choice)
+        if self._fresh("activation", detail.activation, act_title):
+            self._draw(self.act_plot, detail.activation, act_title)
+        if self._fresh("schemes", detail.schemes, detail.choice):
+            self._fill_sandbox(detail)
+        if self._fresh("activations", detail.layer, detail.activations, detail.choice):
+            self.act_sandbox.show_rows(detail.layer, detail.activations, detail.choice)
+
+    def _fresh(self, part: str, *shown: object) -> bool:
+        """Whether ``part`` must be drawn to show ``shown`` (and remember that it is);
+        values are the same when they are the same object, or equal texts and choices."""
+        old = self._drawn.get(part)
+        if old is not None and len(old) == len(shown) and all(
+            a is b or (isinstance(a, str | LayerChoice) and a == b)
+            for a, b in zip(old, shown, strict=True)
+        ):
+            return False
+        self._drawn[part] = shown
+        return True
 
     def _draw(self, plot: pg.PlotWidget, dist: Distribution | None, title: str) -> None:
         item = plot.getPlotItem()
@@ -224,4 +247,5 @@ class LayerDetailView(QWidget):
         super().changeEvent(event)
         if event.type() == QEvent.Type.PaletteChange:
             self._restyle()
+            self._drawn.clear()
             self.show_detail(self.detail)
