@@ -122,8 +122,9 @@ def test_detail_stages_redraw_only_what_changed(qtbot, monkeypatch):
     drawn: list[str] = []
     draw = LayerDetailView._draw
     monkeypatch.setattr(
-        LayerDetailView, "_draw", lambda self, plot, dist, title: (drawn.append(title),
-                                                                  draw(self, plot, dist, title))
+        LayerDetailView,
+        "_draw",
+        lambda self, plot, dist, title: (drawn.append(title), draw(self, plot, dist, title)),
     )
     weights = distribution(np.linspace(-1.0, 1.0, 64, dtype=np.float32), parse_format("int8 sym"))
     first = LayerDetail("fc", LayerChoice(), 256, weights, "fc.w")
