@@ -141,3 +141,15 @@ def test_detail_stages_redraw_only_what_changed(qtbot, monkeypatch):
     drawn.clear()
     view.show_detail(second)  # after the pending state everything is drawn anew
     assert drawn == ["weights", "input activation"] and view.sandbox.rowCount() == 1
+
+
+def test_a_job_starting_leaves_the_window_layout_alone(qtbot, window):
+    """Showing the progress bar must not change the status bar's height: that re-laid out
+    and repainted every pane at each job's start and end."""
+    bar, central = window.statusBar(), window.centralWidget()
+    before = (bar.height(), central.height())
+    window.status.set_busy("Sweep", quiet=False, cancellable=True)
+    qtbot.waitUntil(lambda: window.status.progress.isVisible(), timeout=1000)
+    qtbot.wait(50)  # let a pending layout run
+    assert (bar.height(), central.height()) == before
+    window.status.set_idle()

@@ -53,6 +53,12 @@ class StatusPanel(QWidget):
         layout.addWidget(self.job_label)
         layout.addWidget(self.progress)
         layout.addWidget(self.cancel_button)
+        # The bar and Cancel are taller than the labels: shown at every job's start and
+        # hidden at its end, they changed the status bar's height, and the whole window
+        # was laid out and repainted twice per job. Their height is kept from the start.
+        self.setMinimumHeight(
+            max(self.progress.sizeHint().height(), self.cancel_button.sizeHint().height())
+        )
         # A sweep ticks hundreds of times; every tick repainting the bar and the label
         # (each Qt call waiting for the worker's GIL) stalls the window: show the first
         # tick at once, then the latest one per PROGRESS_MS.
