@@ -111,7 +111,7 @@ def test_model_comparison_matches_layers_by_name() -> None:
     # the plan's format on each model's weights; a uniform rescale keeps the int4 SQNR
     assert conv2.format == "int4 sym ch" and conv2.sqnr_a == pytest.approx(conv2.sqnr_b, abs=0.01)
     text = render_model_comparison(c)
-    assert "1 layers only in A: fc" in text and "only in B: classifier" in text
+    assert "1 layers only in the model: fc" in text and "only in the other: classifier" in text
     assert c.to_dict()["only_in_b"] == ["classifier"]
 
 

@@ -347,14 +347,14 @@ def render_plan_comparison(c: PlanComparison, kind: str = "accumulated") -> str:
     """The per-layer deltas as a text table (changed layers marked with ``*``)."""
     from bitlens.core.units import format_bytes
 
-    rows = [("layer", "A", "B", f"{kind} A", f"{kind} B", "Δ dB", "", "Δ bytes")]
+    rows = [("layer", "A", "B", f"{kind} A", f"{kind} B", "Δ dB", "Δ bytes")]
     for d in c.layers:
         sa, sb = d.sqnr(kind)
         delta = d.delta_db(kind)
         db = d.delta_bytes
         rows.append((
             ("* " if d.changed else "  ") + d.name, d.choice_a, d.choice_b, _db(sa), _db(sb),
-            _signed_db(delta), verdict(delta), "-" if db is None else f"{db:+d}",
+            f"{_signed_db(delta)} {verdict(delta)}".strip(), "-" if db is None else f"{db:+d}",
         ))  # fmt: skip
     lines = ["plan B against plan A (Δ = B - A; dB: higher is better, bytes: lower is better)"]
     lines += _table(rows)
@@ -376,8 +376,8 @@ def _pct(x: float | None) -> str:
 
 
 def render_model_comparison(c: ModelComparison) -> str:
-    rows = [("layer", "op", "shape", "rel L2 diff", "SQNR B vs A", "max |diff|", "format",
-             "w SQNR A", "w SQNR B")]  # fmt: skip
+    rows = [("layer", "op", "shape", "rel L2 diff", "SQNR", "max |diff|", "plan format",
+             "w SQNR model", "w SQNR other")]  # fmt: skip
     for d in c.layers:
         shape = " ".join("x".join(map(str, s)) for s in d.shapes_a) or "-"
         if not d.same_shape:
@@ -389,10 +389,11 @@ def render_model_comparison(c: ModelComparison) -> str:
             "-" if e is None else f"{e.rel_l2:.3g}", "-" if e is None else _db(e.sqnr_db),
             "-" if e is None else f"{e.max_abs:.3g}", d.format or "-", _db(d.sqnr_a), _db(d.sqnr_b),
         ))  # fmt: skip
-    lines = [f"model B {c.path_b} against model A {c.path_a}: {len(c.layers)} layers matched "
-             "by name"]  # fmt: skip
+    lines = [f"weights of {c.path_b} (other) against {c.path_a} (model): {len(c.layers)} layers "
+             "matched by name; SQNR of the difference, and each one's weight SQNR in the plan's "
+             "format"]  # fmt: skip
     lines += _table(rows)
-    lines += _unmatched("only in A", c.only_a) + _unmatched("only in B", c.only_b)
+    lines += _unmatched("only in the model", c.only_a) + _unmatched("only in the other", c.only_b)
     return "\n".join(lines)
 
 
