@@ -18,8 +18,9 @@ that layer: does the format fit both?
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from bitlens.core.metrics import sqnr_db, tensor_error_f64
 from bitlens.core.model.loader import LoadedModel
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import Plan
-from bitlens.core.results import Evaluation, LayerResult, OutputResult, TensorError
+from bitlens.core.results import Evaluation, LayerResult, OutputResult, Progress, TensorError
 from bitlens.core.weights import bind
 
 ERROR_KINDS = ("weight", "local", "accumulated")
@@ -403,3 +404,16 @@ def _unmatched(label: str, names: Iterable[str]) -> list[str]:
         return []
     shown = ", ".join(names[:20]) + (f", … ({len(names) - 20} more)" if len(names) > 20 else "")
     return [f"{len(names)} layers {label}: {shown}"]
+
+
+def compare_with_file(
+    path: str | Path, model: LoadedModel, plan: Plan | None = None
+) -> Generator[Progress, None, ModelComparison]:
+    """Load the model at ``path`` (cancellable between chunks) and compare ``model`` with it."""
+    from bitlens.core.model.loader import iter_load_model
+
+    p = Path(path)
+    yield Progress(0, 2, f"loading {p.name}")
+    other = yield from iter_load_model(p)
+    yield Progress(1, 2, "comparing weights")
+    return compare_models(model, other, plan)

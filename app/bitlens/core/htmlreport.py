@@ -22,13 +22,13 @@ from pathlib import Path
 
 from bitlens import __version__
 from bitlens.core.compare import PlanComparison, verdict
-from bitlens.core.data import DataSummary
+from bitlens.core.data_summary import DataSummary
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.fileio import atomic_write_text, check_output
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import Plan
 from bitlens.core.results import Evaluation, LayerResult, TensorError
-from bitlens.core.svgchart import BLUE, GREY, ORANGE, Series, bar_chart
+from bitlens.core.svgchart import BLUE, GREY, PURPLE, Series, bar_chart
 from bitlens.core.units import byte_scale, format_bytes
 
 SQNR_CAP_DB = 80.0  # an exact layer's bar is drawn at this height (as in the window)
@@ -205,7 +205,7 @@ def _charts(c: ReportContent, ev: Evaluation | None, kind: str) -> list[str]:
     if cmp is not None:
         a_vals = [d.sqnr(kind)[0] for d in cmp.layers]
         err_a = [_capped(v) for v in a_vals]
-        series = [Series("A (pinned)", err_a, ORANGE, [v == math.inf for v in a_vals]),
+        series = [Series("A (pinned)", err_a, PURPLE, [v == math.inf for v in a_vals]),
                   Series("B (this plan)", err_b, BLUE, cap_b)]  # fmt: skip
     before = [float(layer.nbytes) for layer in c.info.layers]
     after = [math.nan if ev is None or n not in ev.layers else float(ev.layers[n].bytes_after)
@@ -215,7 +215,7 @@ def _charts(c: ReportContent, ev: Evaluation | None, kind: str) -> list[str]:
              Series("plan", [a / div for a in after], BLUE)]  # fmt: skip
     if cmp is not None:
         sizes = [Series("float", [b / div for b in before], GREY),
-                 Series("A (pinned)", [_nan(d.bytes_a) / div for d in cmp.layers], ORANGE),
+                 Series("A (pinned)", [_nan(d.bytes_a) / div for d in cmp.layers], PURPLE),
                  Series("B (this plan)", [a / div for a in after], BLUE)]  # fmt: skip
     return [
         "<h2>Error and size per layer</h2>",

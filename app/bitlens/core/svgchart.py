@@ -21,7 +21,7 @@ FONT = "font-family='DejaVu Sans, Arial, sans-serif' font-size='11'"
 # current plan, grey for the reference (float, or plan A), as the window draws sizes.
 BLUE = "#0072b2"
 GREY = "#9a9ca4"
-ORANGE = "#e69f00"
+PURPLE = "#cc79a7"  # plan A, as in the window's plots
 MIN_WIDTH = 560
 
 

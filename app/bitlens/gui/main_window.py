@@ -33,6 +33,7 @@ from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
 from bitlens.core.search import Point
+from bitlens.gui.ab_compare import ABStatusLabel
 from bitlens.gui.controller import Controller
 from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.document import Document
@@ -53,6 +54,7 @@ from bitlens.gui.status_panel import StatusPanel
 from bitlens.gui.sweep_dialog import SweepDialog
 from bitlens.gui.sweep_view import SweepView
 from bitlens.gui.theme import apply_theme
+from bitlens.gui.window_compare import CompareCommandsMixin
 from bitlens.gui.window_files import FileCommandsMixin
 from bitlens.gui.window_layout import LayoutMixin
 from bitlens.gui.window_menus import MenusMixin
@@ -66,7 +68,7 @@ WELCOME = (
 EDIT_FAILURES = ("Evaluating", "Setting", "Applying preset")  # cleared by a good evaluation
 
 
-class MainWindow(MenusMixin, FileCommandsMixin, LayoutMixin, QMainWindow):
+class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixin, QMainWindow):
     def __init__(
         self,
         settings: AppSettings | None = None,
@@ -137,8 +139,11 @@ class MainWindow(MenusMixin, FileCommandsMixin, LayoutMixin, QMainWindow):
             self.controller, self, options=lambda: getattr(self, "export_options", None)
         )
         self.statusBar().addPermanentWidget(self.export_size)  # a tip never hides it
+        self.ab_status = ABStatusLabel(self.document.ab, self)  # A → B, while A is pinned
+        self.statusBar().addPermanentWidget(self.ab_status)
 
         self._build_menus()
+        self.pin_button = self.table.add_tool_action(self.act_pin)
         self._connect()
         self._default_state = self.saveState(STATE_VERSION)  # what View ▸ Reset Layout restores
         self._size_docks()
@@ -151,6 +156,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, LayoutMixin, QMainWindow):
     def _connect(self) -> None:
         doc, ctl, runner = self.document, self.controller, self.runner
         ctl.failed.connect(self.message_bar.show_error)
+        doc.ab.changed.connect(self._update_compare_actions)
         self.table.editFailed.connect(self.message_bar.show_error)
         ctl.opened.connect(self._on_opened)
         ctl.detailChanged.connect(self.detail.show_detail)
@@ -365,6 +371,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, LayoutMixin, QMainWindow):
         self.setWindowModified(self.document.is_modified)
 
     def _update_actions(self) -> None:
+        self._update_compare_actions()
         has = self.document.is_open
         for act in (
             self.act_open_data, self.act_open_plan, self.act_save_plan, self.act_save_as,

@@ -55,6 +55,13 @@ class MenusMixin:
         )
         self._action(m, "Export Op&tions…", self.export_options_dialog)
         m.addSeparator()
+        self.act_save_report = self._action(
+            m, "Save &Report…", self.save_report_dialog, "Ctrl+Shift+R", "actionSaveReport"
+        )
+        self.act_compare_model = self._action(
+            m, "Compare With &Model…", self.compare_with_model_dialog, name="actionCompareModel"
+        )
+        m.addSeparator()
         self._action(m, "&Quit", self.close, SK.Quit)
         self._fill_samples()
 
@@ -95,6 +102,20 @@ class MenusMixin:
         self.act_cancel = self._action(m, "&Cancel Running Job", self.controller.cancel, "Esc")
         # Enabled only while a job can be cancelled, so Esc keeps closing editors otherwise.
         self.act_cancel.setEnabled(False)
+
+        m = bar.addMenu("&Compare")
+        self.act_pin = QAction("Pin Plan as &A", self, checkable=True)
+        self.act_pin.setObjectName("actionPinA")
+        self.act_pin.setShortcut(QKeySequence("Ctrl+Shift+A"))
+        self.act_pin.setToolTip(
+            "Keep the current plan and its numbers as A; every later plan (B) is shown next "
+            "to it: Δ columns in the table, A's bars in the plots, A → B in the status bar"
+        )
+        self.act_pin.triggered.connect(self._on_pin_toggled)
+        m.addAction(self.act_pin)
+        self.act_unpin = self._action(m, "&Unpin A", self.unpin_plan_a, name="actionUnpinA")
+        m.addSeparator()
+        m.addAction(self.act_compare_model)
 
         m = bar.addMenu("&View")
         for dock in self.docks.values():
