@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import numpy_helper
 from PySide6.QtWidgets import QFileDialog
 
 from bitlens.gui.ab_compare import WORSE
 from bitlens.gui.layer_table_model import Column
 from bitlens.gui.series import error_series
+from bitlens.gui.text import FLOAT_LABEL
 from tests.core.engine_models import small_cnn
 from tests.gui.conftest import open_model, wait_idle
 
@@ -134,3 +136,31 @@ def test_save_report_writes_html_and_never_over_an_input(qtbot, window, cnn_path
     assert cnn_path.read_bytes() == before
     assert window.document.is_open  # the window stays usable
 
+
+
+def test_codes_tab_shows_the_layers_codes(qtbot, window, cnn_path: Path) -> None:
+    open_model(qtbot, window, cnn_path)
+    _set_weight(qtbot, window, "conv2", "int4 sym ch")
+    window.document.selection.set(["conv2"])
+    detail = window.detail
+    qtbot.waitUntil(lambda: detail.detail is not None and detail.detail.layer == "conv2",
+                    timeout=20_000)  # fmt: skip
+    detail.tabs.setCurrentWidget(detail.codes)
+    codes = detail.codes
+    qtbot.waitUntil(lambda: codes.slice is not None and codes.layer == "conv2", timeout=20_000)
+    s = codes.slice
+    assert s.format == "int4 sym ch0" and s.total == 16 * 8 * 3 * 3
+    assert codes.table.rowCount() == 64
+    w = window.document.session.model.weight("W2")
+    r = s.rows[5]
+    # the row is the weight's own value, its int4 code and the affine reconstruction
+    assert r.value == float(w[r.index]) and -8 <= r.code <= 7 and r.zero_point == 0
+    assert r.dequantized == pytest.approx(r.scale * r.code, rel=1e-6)
+    assert codes.table.item(5, 2).text() == f"{r.code:.0f}"
+    assert "scale · (q − zero point)" in codes.header.text()
+    codes.start.setValue(100)  # page on
+    qtbot.waitUntil(lambda: codes.slice.start == 100, timeout=20_000)
+    assert codes.table.item(0, 0).text() == str(list(codes.slice.rows[0].index))
+    _set_weight(qtbot, window, "conv2", FLOAT_LABEL)  # kept float: says so instead of codes
+    qtbot.waitUntil(lambda: "keeps its weights in float" in codes.header.text(), timeout=20_000)
+    assert codes.table.rowCount() == 0

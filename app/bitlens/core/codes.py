@@ -20,6 +20,9 @@ import numpy as np
 
 from bitlens.core.errors import FormatError
 from bitlens.core.formats import Family, Format, Granularity, dequantize, quantize
+from bitlens.core.model.loader import LoadedModel
+from bitlens.core.model.types import Layer
+from bitlens.core.weights import bind
 
 DEFAULT_COUNT = 64
 MAX_COUNT = 4096  # a slice is for reading: more rows than this is a request for the file
@@ -156,3 +159,20 @@ def summary(s: CodeSlice) -> str:
         f"{s.tensor} {list(s.shape)} in {s.format}: elements {s.start}–{s.stop - 1} of "
         f"{s.total}; |x̂ − x| max {worst:.3g}, rms {rms:.3g}"
     )
+
+
+def layer_code_slice(
+    model: LoadedModel,
+    layer: Layer,
+    fmt: Format | None,
+    start: int = 0,
+    count: int = DEFAULT_COUNT,
+) -> CodeSlice:
+    """The codes of ``layer``'s first weight in ``fmt`` (bound to the weight's axes, as the
+    engine and the export bind it)."""
+    if not layer.weights:
+        raise FormatError(f"layer {layer.name} has no weights to quantize")
+    if fmt is None:
+        raise FormatError(f"layer {layer.name} keeps its weights in float: no codes")
+    w = layer.weights[0]
+    return code_slice(model.weight(w), bind(fmt, w), start=start, count=count, name=w.name)

@@ -21,12 +21,14 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from bitlens.core.viewdata import Distribution
 from bitlens.gui import colors
+from bitlens.gui.codes_view import CodesView
 from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.jobs import LayerDetail
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
@@ -66,7 +68,15 @@ class LayerDetailView(QWidget):
         splitter = QSplitter(Qt.Orientation.Vertical, self)
         splitter.addWidget(self.weight_plot)
         splitter.addWidget(self.act_plot)
-        splitter.addWidget(self.sandbox)
+        # the sandbox and the codes of the chosen format share the pane below the histograms
+        self.codes = CodesView(self)
+        self.tabs = QTabWidget(self)
+        self.tabs.setObjectName("detailTabs")
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.sandbox, "Sandbox")
+        self.tabs.addTab(self.codes, "Codes")
+        self.tabs.setTabToolTip(1, "The weights' integer codes, scales and rebuilt values")
+        splitter.addWidget(self.tabs)
         splitter.setChildrenCollapsible(False)
         for i, stretch in enumerate((2, 2, 3)):  # the histograms keep their share of height
             splitter.setStretchFactor(i, stretch)
@@ -88,6 +98,7 @@ class LayerDetailView(QWidget):
         self._draw(self.weight_plot, None, "weights")
         self._draw(self.act_plot, None, "input activation")
         self.sandbox.setRowCount(0)
+        self.codes.set_target(None, None)
 
     def show_detail(self, detail: LayerDetail | None) -> None:
         self.detail = detail
@@ -96,7 +107,9 @@ class LayerDetailView(QWidget):
             self._draw(self.weight_plot, None, "weights")
             self._draw(self.act_plot, None, "input activation")
             self.sandbox.setRowCount(0)
+            self.codes.set_target(None, None)
             return
+        self.codes.set_target(detail.layer, detail.choice)
         c = detail.choice
         w = fmt_format(None if c.weight is None else c.weight.name)
         a = fmt_format(None if c.activation is None else c.activation.name)

@@ -157,6 +157,8 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         doc, ctl, runner = self.document, self.controller, self.runner
         ctl.failed.connect(self.message_bar.show_error)
         doc.ab.changed.connect(self._update_compare_actions)
+        self.detail.codes.requested.connect(ctl.request_codes)
+        ctl.codesReady.connect(self.detail.codes.on_codes)
         self.table.editFailed.connect(self.message_bar.show_error)
         ctl.opened.connect(self._on_opened)
         ctl.detailChanged.connect(self.detail.show_detail)
