@@ -59,9 +59,10 @@ def test_pin_a_then_change_shows_b_next_to_a(qtbot, window, cnn_path: Path) -> N
     assert "A" in plots.size_legend.text()
     # both output metrics in the status bar
     status = window.ab_status
-    assert status.isVisible() and status.text().startswith("A→B:") and "▼" in status.text()
+    assert status.isVisible() and status.text().startswith("A→B ") and "▼" in status.text()
     out = window.document.ab.comparison.outputs[0]
-    assert f"{out.sqnr_a:.1f} dB → {out.sqnr_b:.1f} dB" in status.text()
+    assert f"{out.sqnr_a:.1f} dB→{out.sqnr_b:.1f} dB ▼" in status.text()
+    assert f"{out.delta_db:+.1f}".replace("-", "−") in status.toolTip()
     window.act_unpin.trigger()
     assert not window.document.ab.pinned and table.view.isColumnHidden(Column.DELTA_ERROR)
     assert not plots.a_error_bars.isVisible() and not status.isVisible()
@@ -158,6 +159,7 @@ def test_codes_tab_shows_the_layers_codes(qtbot, window, cnn_path: Path) -> None
     assert r.dequantized == pytest.approx(r.scale * r.code, rel=1e-6)
     assert codes.table.item(5, 2).text() == f"{r.code:.0f}"
     assert "scale · (q − zero point)" in codes.header.text()
+    assert "elements 0–63 of 1152" in codes.header.toolTip()
     codes.start.setValue(100)  # page on
     qtbot.waitUntil(lambda: codes.slice.start == 100, timeout=20_000)
     assert codes.table.item(0, 0).text() == str(list(codes.slice.rows[0].index))

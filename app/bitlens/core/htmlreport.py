@@ -124,9 +124,10 @@ def _summary(c: ReportContent, ev: Evaluation | None) -> list[str]:
             if o.top1_agreement is not None:
                 text += f", top-1 agreement {100 * o.top1_agreement:.1f}%, KL {o.kl:.4g}"
             rows.append((f"Output {escape(o.name)}", text))
-        for k, v in ev.task_metric.items():
+        for k, v in sorted(ev.task_metric.items(), key=lambda kv: kv[0] == "accuracy_float"):
             builtin = k in ("accuracy", "accuracy_float")
-            rows.append((escape(k), f"{100 * v:.2f}%" if builtin else f"{v:.6g}"))
+            label = "accuracy of the float model" if k == "accuracy_float" else k
+            rows.append((escape(label), f"{100 * v:.2f}%" if builtin else f"{v:.6g}"))
         diverged = [d for d in ev.first_divergence if d]
         if diverged:
             rows.append(("Divergence", f"{len(diverged)} of {len(ev.first_divergence)} samples; "
@@ -329,4 +330,5 @@ def _delta_bytes_html(d: int | None) -> str:
         return "—"
     v = verdict(float(d), higher_is_better=False, tol=0.0)
     mark = {"better": "▲ ", "worse": "▼ ", "same": ""}[v]
-    return f"<span class='{v}'>{mark}{d:+d} B</span>"
+    sign = "+" if d > 0 else "−" if d < 0 else "±"
+    return f"<span class='{v}'>{mark}{sign}{format_bytes(abs(d))}</span>"

@@ -125,17 +125,21 @@ class ABStatusLabel(QLabel):
             self.setText("A pinned" if self._ab.pinned else "")
             self.setToolTip("")
             return
+        # short, for a 1280 px status bar: the marks say which way; the tooltip has the rest
         parts = []
         if c.outputs:
             o = c.outputs[0]
-            parts.append(f"{fmt_db(o.sqnr_a)} → {fmt_db(o.sqnr_b)} ({signed_db(o.delta_db)})")
-        parts.append(f"{fmt_bytes(c.bytes_a)} → {fmt_bytes(c.bytes_b)} "
-                     f"({signed_bytes(c.delta_bytes)})")  # fmt: skip
-        self.setText("A→B: " + " · ".join(parts))
+            mark = MARK.get(verdict(o.delta_db), "")
+            parts.append(f"{fmt_db(o.sqnr_a)}→{fmt_db(o.sqnr_b)} {mark}".strip())
+        mark = MARK[verdict(float(c.delta_bytes), higher_is_better=False, tol=0.0)]
+        parts.append(f"{fmt_bytes(c.bytes_a)}→{fmt_bytes(c.bytes_b)} {mark}")
+        self.setText("A→B " + " · ".join(parts))
         tip = [f"Plan B (current) against the pinned plan A: {len(c.changed)} of "
                f"{len(c.layers)} layers differ"]  # fmt: skip
-        tip += [f"output {o.name}: SQNR A {fmt_db(o.sqnr_a)}, B {fmt_db(o.sqnr_b)}"
-                for o in c.outputs]  # fmt: skip
+        tip += [f"output {o.name}: SQNR A {fmt_db(o.sqnr_a)}, B {fmt_db(o.sqnr_b)} "
+                f"({signed_db(o.delta_db)})" for o in c.outputs]  # fmt: skip
+        tip.append(f"weights: A {fmt_bytes(c.bytes_a)}, B {fmt_bytes(c.bytes_b)} "
+                   f"({signed_bytes(c.delta_bytes)})")  # fmt: skip
         tip += [f"{k}: A {fmt_percent(a)}, B {fmt_percent(b)}" for k, (a, b) in c.metrics.items()]
         tip.append("▲ better, ▼ worse (Compare ▸ Unpin A to stop comparing)")
         self.setToolTip("\n".join(tip))

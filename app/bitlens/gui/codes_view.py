@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QSizePolicy,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -41,7 +42,7 @@ COLUMNS = (
 ROW_COUNTS = (32, 64, 256, 1024)
 
 
-def _num(x: float | None, digits: int = 6) -> str:
+def _num(x: float | None, digits: int = 5) -> str:
     return NONE if x is None else f"{x:.{digits}g}"
 
 
@@ -56,8 +57,8 @@ class CodesView(QWidget):
         self._asked: tuple | None = None  # the last request, so a repeat is not sent twice
         self.header = QLabel(self)
         self.header.setObjectName("codesHeader")
-        self.header.setWordWrap(True)
-        self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # one line that never widens the pane (a narrow pane cuts it; the tooltip holds it all)
+        self.header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.start = QSpinBox(self)
         self.start.setObjectName("codesStart")
         self.start.setRange(0, 0)
@@ -81,7 +82,7 @@ class CodesView(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
-        bar.addWidget(QLabel("From element", self))
+        bar.addWidget(QLabel("From", self))
         bar.addWidget(self.start)
         bar.addWidget(self.count)
         bar.addStretch(1)
@@ -141,6 +142,7 @@ class CodesView(QWidget):
         self.slice = None
         self._asked = None
         self.header.setText(text)
+        self.header.setToolTip(text)
         self.table.setRowCount(0)
 
     def show_slice(self, s: CodeSlice) -> None:
@@ -149,8 +151,8 @@ class CodesView(QWidget):
         self.start.setRange(0, max(s.total - 1, 0))
         self.start.setValue(s.start)
         self.start.blockSignals(False)
-        self.header.setText(f"<b>{self.layer}</b> · {summary(s)}<br>"
-                            f"<span style='font-size:small'>{s.formula}</span>")  # fmt: skip
+        self.header.setText(f"{s.tensor} in {s.format}: {s.formula}")
+        self.header.setToolTip(f"{self.layer}: {summary(s)}\n{s.formula}")
         self.table.setRowCount(len(s.rows))
         right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
         for i, r in enumerate(s.rows):
