@@ -166,3 +166,22 @@ def test_codes_tab_shows_the_layers_codes(qtbot, window, cnn_path: Path) -> None
     _set_weight(qtbot, window, "conv2", FLOAT_LABEL)  # kept float: says so instead of codes
     qtbot.waitUntil(lambda: "keeps its weights in float" in codes.header.text(), timeout=20_000)
     assert codes.table.rowCount() == 0
+
+
+def test_report_carries_the_fidelity_verdict_of_this_plans_export(qtbot, window, cnn_path,
+                                                                   tmp_path) -> None:  # fmt: skip
+    open_model(qtbot, window, cnn_path)
+    window.table.preset_combo.setCurrentText("W8A8")
+    window.table.preset_all.click()
+    wait_idle(qtbot, window)
+    with qtbot.waitSignal(window.controller.exported, timeout=60_000) as blocker:
+        window.controller.export_model(tmp_path / "cnn.quant.onnx")
+    wait_idle(qtbot, window)
+    report = blocker.args[0]
+    html = window.save_report(tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Export fidelity" in html and "cnn.quant.onnx" in html
+    assert ("<span class='pass'>passed</span>" in html) == report.passed
+    assert f"{report.file_bytes} B" in html
+    _set_weight(qtbot, window, "fc", "int4 sym ch")  # another plan: that export is not its
+    html = window.save_report(tmp_path / "r2.html").read_text(encoding="utf-8")
+    assert "Export fidelity" not in html

@@ -39,7 +39,9 @@ def _digits_ab(qtbot, window) -> None:
                     and len(window.document.ab.comparison.changed) > 0, timeout=30_000)  # fmt: skip
 
 
-def test_screenshot_ab_compare_and_codes(qtbot, window, light) -> None:
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_screenshot_ab_compare_and_codes(qtbot, window, light, theme: str) -> None:
+    window.set_theme(theme)
     _digits_ab(qtbot, window)
     layer = "/conv2/Conv"
     window.document.selection.set([layer])
@@ -51,7 +53,9 @@ def test_screenshot_ab_compare_and_codes(qtbot, window, light) -> None:
     wait_idle(qtbot, window)
     QApplication.processEvents()
     assert window.ab_status.isVisible() and "▼" in window.ab_status.text()
-    screenshot(window, "ab_compare_digits_1280")
+    screenshot(window, f"ab_compare_digits_1280_{theme}")
+    if theme == "dark":
+        return
     screenshot(detail, "codes_digits_default_width")
     # widened by the user, as one would to read the codes
     window.resizeDocks([window.docks["detail"]], [620], Qt.Orientation.Horizontal)

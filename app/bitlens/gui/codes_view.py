@@ -85,10 +85,9 @@ class CodesView(QWidget):
         bar.addWidget(QLabel("From", self))
         bar.addWidget(self.start)
         bar.addWidget(self.count)
-        bar.addStretch(1)
+        bar.addWidget(self.header, 1)  # one row with the controls: the table keeps the height
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 4, 0, 0)
-        layout.addWidget(self.header)
         layout.addLayout(bar)
         layout.addWidget(self.table, 1)
         self.show_message("Select a layer to see its weights' codes.")
