@@ -26,13 +26,18 @@ from bitlens.core.plan import LayerChoice, Plan
 from tests.core.engine_models import small_cnn
 
 
-@pytest.fixture(scope="module")
-def engine():
+def calibrated_cnn(seed: int = 1) -> Engine:
+    """The small CNN on 6 random samples, calibrated (min-max)."""
     model = from_proto(small_cnn())
-    e = Engine(model, Dataset.random(model.info, n=6, seed=1), device="cpu")
+    e = Engine(model, Dataset.random(model.info, n=6, seed=seed), device="cpu")
     for _ in e.calibrate("minmax"):
         pass
     return e
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return calibrated_cnn()
 
 
 def test_delta_and_verdict_rules() -> None:

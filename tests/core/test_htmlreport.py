@@ -12,14 +12,11 @@ from html.parser import HTMLParser
 import pytest
 
 from bitlens.core.compare import compare_evaluations
-from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine
 from bitlens.core.errors import BitlensError
 from bitlens.core.htmlreport import ReportContent, render_html, write_report
-from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from bitlens.core.svgchart import nice_ticks
-from tests.core.engine_models import small_cnn
+from tests.core.test_compare import calibrated_cnn
 
 VOID = {"meta", "br", "img", "hr", "input", "link"}
 
@@ -53,10 +50,8 @@ class _Checker(HTMLParser):
 
 @pytest.fixture(scope="module")
 def evaluated():
-    model = from_proto(small_cnn())
-    e = Engine(model, Dataset.random(model.info, n=6, seed=2), device="cpu")
-    for _ in e.calibrate("minmax"):
-        pass
+    e = calibrated_cnn(seed=2)
+    model = e.model
     a, b = Plan.preset(model.info, "W8A8"), Plan.preset(model.info, "W4A8")
     return model, e, a, e.evaluate(a), b, e.evaluate(b)
 

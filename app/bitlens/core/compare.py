@@ -321,20 +321,25 @@ def compare_models(a: LoadedModel, b: LoadedModel, plan: Plan | None = None) -> 
 
 
 # -- text, as the CLI prints it ---------------------------------------------------------------
-def _db(x: float | None) -> str:
-    if x is None:
-        return "-"
+def db_text(
+    x: float | None, *, signed: bool = False, missing: str = "-", exact: str = "inf",
+    minus: str = "-",
+) -> str:  # fmt: skip
+    """A dB figure to one decimal (``+`` in front when ``signed``); ``missing`` for None or
+    NaN, ``exact`` for +inf (an exact result), ``minus`` as the minus sign."""
+    if x is None or math.isnan(x):
+        return missing
     if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:.1f}"
+        return (("+" if signed else "") + exact) if x > 0 else f"{minus}inf"
+    return (f"{x:+.1f}" if signed else f"{x:.1f}").replace("-", minus)
+
+
+def _db(x: float | None) -> str:
+    return db_text(x)
 
 
 def _signed_db(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if math.isinf(x):
-        return "+inf" if x > 0 else "-inf"
-    return f"{x:+.1f}"
+    return db_text(x, signed=True)
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:

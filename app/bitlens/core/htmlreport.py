@@ -21,7 +21,7 @@ from html import escape
 from pathlib import Path
 
 from bitlens import __version__
-from bitlens.core.compare import PlanComparison, verdict
+from bitlens.core.compare import PlanComparison, db_text, verdict
 from bitlens.core.data_summary import DataSummary
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.fileio import atomic_write_text, check_output
@@ -305,11 +305,7 @@ def _nan(v: int | None) -> float:
 
 
 def _db(x: float | None) -> str:
-    if x is None:
-        return "—"
-    if math.isinf(x):
-        return "exact" if x > 0 else "−inf"
-    return f"{x:.1f}"
+    return db_text(x, missing="—", exact="exact", minus="−")
 
 
 def _pct(x: float | None) -> str:

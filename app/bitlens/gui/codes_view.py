@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QSizePolicy,
     QSpinBox,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -26,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from bitlens.core.codes import CodeSlice, summary
 from bitlens.core.plan import LayerChoice
+from bitlens.gui.model_compare_view import readonly_table
 from bitlens.gui.text import NONE
 
 COLUMNS = (
@@ -71,14 +69,7 @@ class CodesView(QWidget):
             self.count.addItem(f"{n} rows", n)
         self.count.setCurrentIndex(1)
         self.count.currentIndexChanged.connect(lambda _i: self.refresh())
-        self.table = QTableWidget(0, len(COLUMNS), self)
-        self.table.setObjectName("codesTable")
-        self.table.setHorizontalHeaderLabels([c for c, _ in COLUMNS])
-        for i, (_, tip) in enumerate(COLUMNS):
-            self.table.horizontalHeaderItem(i).setToolTip(tip)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table = readonly_table(COLUMNS, "codesTable", self)
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)

@@ -42,6 +42,21 @@ COLUMNS = (
 )
 
 
+def readonly_table(
+    columns: tuple[tuple[str, str], ...], name: str, parent: QWidget
+) -> QTableWidget:
+    """A read-only table of ``(title, tooltip)`` columns sized to their contents."""
+    table = QTableWidget(0, len(columns), parent)
+    table.setObjectName(name)
+    table.setHorizontalHeaderLabels([c for c, _ in columns])
+    for i, (_, tip) in enumerate(columns):
+        table.horizontalHeaderItem(i).setToolTip(tip)
+    table.verticalHeader().setVisible(False)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    return table
+
+
 class ModelCompareDialog(QDialog):
     layerActivated = Signal(str)
 
@@ -56,15 +71,8 @@ class ModelCompareDialog(QDialog):
         self.summary.setObjectName("modelCompareSummary")
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.table = QTableWidget(0, len(COLUMNS), self)
-        self.table.setObjectName("modelCompareTable")
-        self.table.setHorizontalHeaderLabels([c for c, _ in COLUMNS])
-        for i, (_, tip) in enumerate(COLUMNS):
-            self.table.horizontalHeaderItem(i).setToolTip(tip)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table = readonly_table(COLUMNS, "modelCompareTable", self)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.cellClicked.connect(self._on_click)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
