@@ -63,4 +63,14 @@ def test_report_never_overwrites_an_input(files) -> None:
     before = model.read_bytes()
     res = run_cli("eval", str(model), "--preset", "W8A8", "--report", str(model))
     assert res.returncode != 0 and "input of this run" in res.stderr
+    assert "data:" not in res.stdout  # refused before any data were made or evaluated
     assert model.read_bytes() == before
+
+
+def test_a_compare_plan_for_another_model_is_named(files, tmp_path) -> None:
+    other = tmp_path / "other.json"
+    other.write_text('{"bitlens_plan": 1, "layers": {"nope": {"weight": "int8 sym"}}}')
+    res = run_cli("eval", str(files / "cnn.onnx"), "--preset", "W8A8", "--compare-plan",
+                  str(other))  # fmt: skip
+    assert res.returncode != 0
+    assert f"--compare-plan {other}: " in res.stderr and "nope" in res.stderr

@@ -16,6 +16,8 @@ from bitlens.core.compare import (
     compare_models,
 )
 from bitlens.core.engine import Engine
+from bitlens.core.errors import BitlensError, PlanError
+from bitlens.core.fileio import check_output
 from bitlens.core.htmlreport import ReportContent, render_html, write_report
 from bitlens.core.model.loader import LoadedModel
 from bitlens.core.plan import Plan
@@ -54,7 +56,10 @@ def plan_comparison(
         return None
     from bitlens.cli.eval import read_plan  # eval imports this module
 
-    plan_b = read_plan(Path(args.compare_plan), model.info)
+    try:
+        plan_b = read_plan(Path(args.compare_plan), model.info)
+    except PlanError as exc:
+        raise PlanError(f"--compare-plan {args.compare_plan}: {exc}") from None
     ev_b = evaluate_with(engine, plan_b, metric)
     return plan_b, ev_b, compare_evaluations(plan_a, ev_a, plan_b, ev_b)
 
@@ -65,6 +70,21 @@ def model_comparison(args: argparse.Namespace, model: LoadedModel, plan: Plan) -
     from bitlens.cli.common import open_model
 
     return compare_models(model, open_model(args.compare_model), plan)
+
+
+def _inputs(args: argparse.Namespace) -> list[str | None]:
+    return [args.model, getattr(args, "plan", None), args.compare_plan, args.compare_model,
+            args.data, args.calib_data, args.eval_data]  # fmt: skip
+
+
+def check_report_target(args: argparse.Namespace) -> None:
+    """Refuse a bad ``--report`` path before any work is done (it is checked again when
+    written)."""
+    if args.report:
+        check_output(args.report, "html", _inputs(args), what="report")
+        folder = Path(args.report).expanduser().parent
+        if not folder.is_dir():
+            raise BitlensError(f"cannot write {args.report}: folder {folder} does not exist")
 
 
 def report(
@@ -84,7 +104,5 @@ def report(
         calibration=args.calibration,
         comparison=comparison,
     )
-    inputs = [args.model, getattr(args, "plan", None), args.compare_plan, args.compare_model,
-              args.data, args.calib_data, args.eval_data]  # fmt: skip
-    path = write_report(args.report, render_html(content), inputs)
+    path = write_report(args.report, render_html(content), _inputs(args))
     print(f"report written to {path}", file=sys.stderr if args.json else sys.stdout)

@@ -86,6 +86,7 @@ def read_plan(path: Path, info) -> Plan:
 
 
 def run(args: argparse.Namespace) -> int:
+    compare_report.check_report_target(args)
     metric = load_metric(args.metric) if args.metric else None
     model = open_model(args.model)
     plan = load_plan(args, model)

@@ -81,6 +81,8 @@ class CodesView(QWidget):
         layout.setContentsMargins(0, 4, 0, 0)
         layout.addLayout(bar)
         layout.addWidget(self.table, 1)
+        # never makes the detail pane's minimum larger (a small pane clips the controls)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.show_message("Select a layer to see its weights' codes.")
 
     # -- what to show ---------------------------------------------------------------------------

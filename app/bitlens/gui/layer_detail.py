@@ -73,6 +73,8 @@ class LayerDetailView(QWidget):
         self.tabs = QTabWidget(self)
         self.tabs.setObjectName("detailTabs")
         self.tabs.setDocumentMode(True)
+        self.tabs.setUsesScrollButtons(True)  # the tab bar never sets the pane's width
+        self.tabs.setElideMode(Qt.TextElideMode.ElideRight)
         self.tabs.addTab(self.sandbox, "Sandbox")
         self.tabs.addTab(self.codes, "Codes")
         self.tabs.setTabToolTip(1, "The weights' integer codes, scales and rebuilt values")

@@ -180,7 +180,6 @@ class LayerTable(QWidget):
         top.addSpacing(8)
         top.addWidget(QLabel("Target:", self))
         top.addWidget(self.target_combo)
-        self.tools = top  # the window adds its tool buttons (Pin as A) at the end
         bottom = QHBoxLayout()
         bottom.setContentsMargins(0, 0, 0, 0)
         bottom.addWidget(QLabel("Selected — weights:", self))
@@ -188,6 +187,7 @@ class LayerTable(QWidget):
         bottom.addWidget(QLabel("activations:", self))
         bottom.addWidget(self.act_combo, 1)
         bottom.addWidget(self.apply_button)
+        self.tools = bottom  # the window adds its tool buttons (Pin A) at the end
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)

@@ -193,7 +193,7 @@ class LayerTableModel(QAbstractTableModel):
             return colors.INK if self._error(layer, col) is not None else None
         if (
             role == Qt.ItemDataRole.FontRole
-            and col in (Column.SIZE, *ERROR_COLUMNS)
+            and col in (Column.SIZE, *ERROR_COLUMNS, *AB_COLUMNS)
             and not self._doc.evaluation_current
         ):
             font = QFont()

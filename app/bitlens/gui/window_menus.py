@@ -106,6 +106,7 @@ class MenusMixin:
         m = bar.addMenu("&Compare")
         self.act_pin = QAction("Pin Plan as &A", self, checkable=True)
         self.act_pin.setObjectName("actionPinA")
+        self.act_pin.setIconText("Pin A")  # the table's tool button: short, for 1280 px
         self.act_pin.setShortcut(QKeySequence("Ctrl+Shift+A"))
         self.act_pin.setToolTip(
             "Keep the current plan and its numbers as A; every later plan (B) is shown next "
