@@ -75,6 +75,12 @@ def test_toolbar_button_pins_and_opening_another_model_unpins(qtbot, window, cnn
     assert window.document.ab.pinned
     open_model(qtbot, window, mlp_path)
     assert not window.document.ab.pinned and not window.act_pin.isChecked()
+    view = window.table.view
+    assert view.isColumnHidden(Column.DELTA_ERROR) and view.isColumnHidden(Column.DELTA_BYTES)
+    open_model(qtbot, window, cnn_path)  # a model reset with nothing pinned keeps them hidden
+    assert view.isColumnHidden(Column.DELTA_ERROR) and view.isColumnHidden(Column.DELTA_BYTES)
+    header = view.horizontalHeader()
+    assert header.visualIndex(Column.DELTA_ERROR) == header.visualIndex(Column.ACCUMULATED) + 1
 
 
 def test_compare_with_model_matches_layers_by_name(qtbot, window, cnn_path, tmp_path, monkeypatch):
