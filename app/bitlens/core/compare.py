@@ -372,7 +372,8 @@ def render_plan_comparison(c: PlanComparison, kind: str = "accumulated") -> str:
         lines.append(f"{k}: A {_pct(ma)}, B {_pct(mb)}")
     lines.append(
         f"weights: A {format_bytes(c.bytes_a)}, B {format_bytes(c.bytes_b)} "
-        f"(Δ {c.delta_bytes:+d} B); {len(c.changed)} of {len(c.layers)} layers differ"
+        f"(Δ {'-' if c.delta_bytes < 0 else '+'}{format_bytes(abs(c.delta_bytes))}); "
+        f"{len(c.changed)} of {len(c.layers)} layers differ"
     )
     return "\n".join(lines)
 
