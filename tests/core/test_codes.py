@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core.codes import code_slice, summary
 from bitlens.core.errors import FormatError
-from bitlens.core.formats import parse_format
+from bitlens.core.formats import fake_quantize, parse_format
 
 
 def _ort_qdq(x: np.ndarray, scale: np.ndarray, zp: np.ndarray, axis: int):
@@ -83,3 +83,17 @@ def test_bad_requests_are_format_errors() -> None:
         code_slice(np.ones(4, np.float32), parse_format("int8 sym"), start=9)
     with pytest.raises(FormatError, match="empty"):
         code_slice(np.ones(0, np.float32), parse_format("int8 sym"))
+
+
+@pytest.mark.parametrize("name", ["mxfp4 blk32", "mxfp8_e4m3 blk32", "nvfp4 blk16"])
+def test_scaled_element_formats_rebuild_as_scale_times_code(name: str) -> None:
+    """MX and NVFP4 store cast elements q: x̂ = scale · q, with NVFP4's scale column the block
+    scale times the tensor scale (the product the decode uses)."""
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(4, 64)).astype(np.float32)
+    s = code_slice(w, parse_format(name).with_axis(1), count=64, name="w")
+    want = fake_quantize(w, parse_format(name).with_axis(1)).ravel()[:64]
+    for r, x in zip(s.rows, want, strict=True):
+        assert r.dequantized == float(x)
+        assert r.dequantized == pytest.approx(np.float32(r.scale) * np.float32(r.code), rel=1e-6)
+    assert "x̂ = X · q" in s.formula or "x̂ = scale · q" in s.formula

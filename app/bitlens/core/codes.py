@@ -60,6 +60,15 @@ class CodeSlice:
 
 
 def formula(fmt: Format) -> str:
+    """How the codes are made and read back, in one line (OCP MX v1.0 section 6.3 for MX;
+    NVIDIA's NVFP4: an E4M3 scale per 16 values times a float32 tensor scale)."""
+    family = str(fmt.family)
+    if family == "mxint8":
+        return "q = round(x / (X · 2⁻⁶)) in −127…127; x̂ = X · 2⁻⁶ · q (X: the block's power of two)"
+    if family.startswith("mx"):
+        return "q = (x / X) cast to the element type; x̂ = X · q (X: the block's power of two)"
+    if family == "nvfp4":
+        return "q = (x / scale) cast to FP4 E2M1; x̂ = scale · q (scale: block × tensor scale)"
     if fmt.is_float and not fmt.has_scale:
         return f"q = x cast to {fmt.name}; x̂ = q"
     if fmt.family is Family.INT:
@@ -108,7 +117,11 @@ def code_slice(
             return None
         return np.broadcast_to(g.expand(params), x.shape)[idx]
 
-    scales = at(q.scale)
+    scale = q.scale
+    second = getattr(q, "tensor_scale", None)  # NVFP4: block scales times one tensor scale
+    if scale is not None and second is not None:
+        scale = (np.asarray(scale, np.float32) * np.float32(second)).astype(np.float32)
+    scales = at(scale)
     zps = at(q.zero_point) if fmt.family is Family.INT else None
     levels = _levels(q, fmt, idx)
     xs = x[idx].astype(np.float64)
