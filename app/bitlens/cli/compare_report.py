@@ -50,8 +50,8 @@ def plan_comparison(
     args: argparse.Namespace, model: LoadedModel, engine: Engine, plan_a: Plan,
     ev_a: Evaluation, metric: Metric | None,
 ) -> tuple[Plan, Evaluation, PlanComparison] | None:  # fmt: skip
-    """Plan B (``--compare-plan``, on plan A's target unless it names its own) evaluated and
-    compared with A; None without the option."""
+    """Plan B (``--compare-plan``; ``--target``, when given, applies to both plans) evaluated
+    on the same engine and compared with A; None without the option."""
     if not args.compare_plan:
         return None
     from bitlens.cli.eval import read_plan  # eval imports this module
@@ -60,6 +60,9 @@ def plan_comparison(
         plan_b = read_plan(Path(args.compare_plan), model.info)
     except PlanError as exc:
         raise PlanError(f"--compare-plan {args.compare_plan}: {exc}") from None
+    target = getattr(args, "target", None)
+    if target is not None:
+        plan_b = plan_b.with_target(target)
     ev_b = evaluate_with(engine, plan_b, metric)
     return plan_b, ev_b, compare_evaluations(plan_a, ev_a, plan_b, ev_b)
 
