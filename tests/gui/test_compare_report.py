@@ -191,3 +191,21 @@ def test_report_carries_the_fidelity_verdict_of_this_plans_export(qtbot, window,
     _set_weight(qtbot, window, "fc", "int4 sym ch")  # another plan: that export is not its
     html = window.save_report(tmp_path / "r2.html").read_text(encoding="utf-8")
     assert "Export fidelity" not in html
+
+
+def test_compare_with_an_already_quantized_model_says_so(qtbot, window, cnn_path, tmp_path,
+                                                         monkeypatch) -> None:  # fmt: skip
+    """A dynamically quantized copy (ConvInteger, MatMulInteger) has no float layer to match:
+    the window says what the other model is instead of showing an empty table silently."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    open_model(qtbot, window, cnn_path)
+    quantized = tmp_path / "cnn.dyn.onnx"
+    quantize_dynamic(str(cnn_path), str(quantized))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *a, **k: (str(quantized), "")))  # fmt: skip
+    window.act_compare_model.trigger()
+    qtbot.waitUntil(lambda: window.model_compare is not None, timeout=30_000)
+    text = window.model_compare.summary.text()
+    assert "already quantized" in text
+    assert "only in this model</b>" in text

@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     metric = load_metric(args.metric) if args.metric else None
     model = open_model(args.model)
     plan = load_plan(args, model)
+    other = compare_report.model_comparison(args, model, plan)  # before the long part
     engine = calibrated_engine(args, model)
     ev = evaluate_with(engine, plan, metric)
     flags = no_saving(model.info, plan)
@@ -98,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
         size = drain(accounting.predict(engine, plan))
     rows = _deployed(engine, plan) if args.deployed else None
     b = compare_report.plan_comparison(args, model, engine, plan, ev, metric)
-    other = compare_report.model_comparison(args, model, plan)
     if args.json:
         d = ev.to_dict()
         d["cannot_save_bytes"] = flags

@@ -245,6 +245,7 @@ class ModelComparison:
     layers: tuple[WeightDiff, ...]  # in A's topological order
     only_a: tuple[str, ...]
     only_b: tuple[str, ...]
+    notes_b: tuple[str, ...] = ()  # what the loader said of the other model (already quantized)
 
     def to_dict(self) -> dict:
         rows = []
@@ -263,6 +264,7 @@ class ModelComparison:
         return jsonable({
             "a": self.path_a, "b": self.path_b, "layers": rows,
             "only_in_a": list(self.only_a), "only_in_b": list(self.only_b),
+            "notes_b": list(self.notes_b),
         })  # fmt: skip
 
 
@@ -317,6 +319,7 @@ def compare_models(a: LoadedModel, b: LoadedModel, plan: Plan | None = None) -> 
         layers=tuple(rows),
         only_a=tuple(n for n in a.info.layer_names if n not in layers_b),
         only_b=tuple(n for n in b.info.layer_names if n not in names_a),
+        notes_b=tuple(b.info.notes),
     )
 
 
@@ -401,6 +404,7 @@ def render_model_comparison(c: ModelComparison) -> str:
              "format"]  # fmt: skip
     lines += _table(rows)
     lines += _unmatched("only in the model", c.only_a) + _unmatched("only in the other", c.only_b)
+    lines += [f"note on the other model: {n}" for n in c.notes_b]
     return "\n".join(lines)
 
 

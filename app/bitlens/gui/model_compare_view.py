@@ -10,6 +10,7 @@ are listed above the table. Clicking a row selects the layer in the window.
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -97,6 +98,7 @@ class ModelCompareDialog(QDialog):
                 shown = ", ".join(names[:12]) + (f", … ({len(names) - 12} more)"
                                                  if len(names) > 12 else "")  # fmt: skip
                 lines.append(f"<b>{len(names)} {label}</b>: {shown}")
+        lines += [f"the other model: {escape(n)}" for n in c.notes_b]  # e.g. already quantized
         self.summary.setText("<br>".join(lines))
         self.table.setRowCount(len(c.layers))
         for row, d in enumerate(c.layers):
