@@ -55,6 +55,7 @@ def test_compare_model_and_report(files) -> None:
     assert rows["fc"]["difference"]["rel_l2"] == pytest.approx(0.1, rel=1e-5)
     html = report.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and "Bitlens report: cnn.onnx" in html
+    assert "Weights against another model" in html and "tuned.onnx" in html
     assert "report written to" in res.stderr  # stdout stays JSON
 
 

@@ -105,6 +105,8 @@ def test_compare_with_model_matches_layers_by_name(qtbot, window, cnn_path, tmp_
     assert dlg.table.item(1, 3).text() == "0.5"  # relative L2 of halving every weight
     dlg.table.cellClicked.emit(1, 0)
     assert window.document.selection.current == "conv2"
+    html = window.save_report(tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Weights against another model" in html and "tuned.onnx" in html
 
 
 class _Closed(HTMLParser):

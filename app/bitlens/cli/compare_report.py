@@ -92,7 +92,7 @@ def check_report_target(args: argparse.Namespace) -> None:
 
 def report(
     args: argparse.Namespace, model: LoadedModel, engine: Engine, plan: Plan, ev: Evaluation,
-    comparison: PlanComparison | None,
+    comparison: PlanComparison | None, models: ModelComparison | None = None,
 ) -> None:  # fmt: skip
     """Write ``--report`` (never over the model, a plan or the data read)."""
     if not args.report:
@@ -106,6 +106,7 @@ def report(
         data=None if data is None else data.summary(),
         calibration=args.calibration,
         comparison=comparison,
+        models=models,
     )
     path = write_report(args.report, render_html(content), _inputs(args))
     print(f"report written to {path}", file=sys.stderr if args.json else sys.stdout)

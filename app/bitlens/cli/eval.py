@@ -129,9 +129,9 @@ def run(args: argparse.Namespace) -> int:
         if other is not None:
             print("\n" + render_model_comparison(other))
     if b is not None:
-        compare_report.report(args, model, engine, b[0], b[1], b[2])
+        compare_report.report(args, model, engine, b[0], b[1], b[2], other)
     else:
-        compare_report.report(args, model, engine, plan, ev, None)
+        compare_report.report(args, model, engine, plan, ev, None, other)
     warning = nonfinite_warning(engine, plan)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

@@ -21,7 +21,7 @@ from html import escape
 from pathlib import Path
 
 from bitlens import __version__
-from bitlens.core.compare import PlanComparison, db_text, verdict
+from bitlens.core.compare import ModelComparison, PlanComparison, db_text, verdict
 from bitlens.core.data_summary import DataSummary
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.fileio import atomic_write_text, check_output
@@ -69,6 +69,7 @@ class ReportContent:
     comparison: PlanComparison | None = None  # this plan (B) against a pinned plan A
     error_kind: str = "accumulated"  # which error the charts and the Δ column use
     created: str = ""  # a timestamp; empty: now
+    models: ModelComparison | None = None  # this model's weights against another model's
 
 
 def write_report(path: str | Path, html: str, inputs: Iterable[str | Path | None] = ()) -> Path:
@@ -101,6 +102,8 @@ def render_html(c: ReportContent) -> str:
         parts += _comparison(c.comparison)
     parts += _charts(c, ev, kind)
     parts += _layer_table(c, ev, kind)
+    if c.models is not None:
+        parts += _models(c.models)
     parts.append("<h2>The plan</h2><details><summary>Plan JSON (load it with File ▸ Open Plan "
                  "or <code>bitlens eval --plan</code>)</summary><pre>"
                  f"{escape(c.plan.to_json())}</pre></details>")  # fmt: skip
@@ -262,6 +265,38 @@ def _layer_table(c: ReportContent, ev: Evaluation | None, kind: str) -> list[str
             cells.append(f"<td class='num'>{_delta_bytes_html(d.delta_bytes if d else None)}</td>")
         cls = " class='changed'" if changed else ""
         out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return out
+
+
+def _models(m: ModelComparison) -> list[str]:
+    out = [
+        "<h2>Weights against another model</h2>",
+        f"<p class='sub'>This model: {escape(m.path_a)}<br>The other: {escape(m.path_b)}<br>"
+        f"{len(m.layers)} layers matched by name. Diff SQNR: 10·log10(‖W‖² / ‖W_other − W‖²); "
+        "W SQNR: each model's weights in this plan's format.</p>",
+    ]
+    for label, names in (("Only in this model", m.only_a), ("Only in the other", m.only_b)):
+        if names:
+            out.append(f"<p><b>{label}</b> ({len(names)}): {escape(', '.join(names))}</p>")
+    out += [f"<p class='warn'>The other model: {escape(n)}</p>" for n in m.notes_b]
+    head = ["Layer", "Op", "Shape", "Rel. L2 diff", "Diff SQNR", "Max |diff|", "Plan format",
+            "W SQNR (this)", "W SQNR (other)"]  # fmt: skip
+    out.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>")
+    for d in m.layers:
+        e = d.diff
+        shape = " ".join("×".join(map(str, s)) for s in d.shapes_a) or "—"
+        if not d.same_shape:
+            shape += " vs " + (" ".join("×".join(map(str, s)) for s in d.shapes_b) or "—")
+        cells = [escape(d.name), escape(d.op_a if d.op_a == d.op_b else f"{d.op_a} / {d.op_b}"),
+                 shape]  # fmt: skip
+        nums = ["—" if e is None else f"{e.rel_l2:.3g}", "—" if e is None else _db(e.sqnr_db),
+                "—" if e is None else f"{e.max_abs:.3g}"]  # fmt: skip
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells)
+                   + "".join(f"<td class='num'>{n}</td>" for n in nums)
+                   + f"<td>{escape(d.format or 'float')}</td>"
+                   + f"<td class='num'>{_db(d.sqnr_a)}</td><td class='num'>{_db(d.sqnr_b)}</td>"
+                   + "</tr>")  # fmt: skip
     out.append("</table>")
     return out
 

@@ -65,6 +65,7 @@ class ModelCompareDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("modelCompare")
         self.comparison = comparison
+        self.model: object = None  # the loaded model it was computed for (set by the window)
         self.setWindowTitle(f"Weights: {Path(comparison.path_b).name} against "
                             f"{Path(comparison.path_a).name}")  # fmt: skip
         self.resize(900, 520)

@@ -81,16 +81,21 @@ class CompareCommandsMixin:
         session = self.document.session
         if session is None:
             return None
+        model = session.model
         return self.runner.submit(
             Job("compare", f"Comparing with {Path(path).name}", compare_with_file,
-                (Path(path), session.model, self.document.plan),
-                on_result=self._show_model_comparison)
+                (Path(path), model, self.document.plan),
+                on_result=lambda c: self._show_model_comparison(c, model))
         )  # fmt: skip
 
-    def _show_model_comparison(self, comparison: ModelComparison) -> None:
+    def _show_model_comparison(self, comparison: ModelComparison, model: object) -> None:
+        session = self.document.session
+        if session is None or session.model is not model:
+            return  # another model was opened meanwhile
         if self.model_compare is not None:
             self.model_compare.close()
         dlg = ModelCompareDialog(comparison, self)
+        dlg.model = model
         dlg.layerActivated.connect(lambda name: self.document.selection.set([name], name))
         self.model_compare = dlg
         dlg.show()
@@ -129,7 +134,15 @@ class CompareCommandsMixin:
             fidelity=fidelity,
             comparison=doc.ab.comparison if doc.ab.pinned else None,
             error_kind=doc.error_kind.kind,
+            models=self._model_comparison_of(session),
         )
+
+    def _model_comparison_of(self, session) -> ModelComparison | None:
+        """The last Compare With Model, when it was made against this session's model."""
+        dlg = self.model_compare
+        if dlg is None or dlg.model is not session.model:
+            return None
+        return dlg.comparison
 
     def save_report(self, path: str | Path) -> Path | None:
         content = self.report_content()
