@@ -351,7 +351,8 @@ def _delta_db_html(d: float | None) -> str:
     v = verdict(d)
     if not v:
         return "—"
-    text = ("+∞" if d > 0 else "−∞") if math.isinf(d) else f"{d:+.1f} dB"  # type: ignore[operator]
+    assert d is not None  # verdict() is "" for None
+    text = db_text(d, signed=True, exact="∞", minus="−").replace("−inf", "−∞") + " dB"
     mark = {"better": "▲ ", "worse": "▼ ", "same": ""}[v]
     return f"<span class='{v}'>{mark}{text}</span>"
 
