@@ -154,7 +154,7 @@ def test_codes_tab_shows_the_layers_codes(qtbot, window, cnn_path: Path) -> None
     detail = window.detail
     qtbot.waitUntil(lambda: detail.detail is not None and detail.detail.layer == "conv2",
                     timeout=20_000)  # fmt: skip
-    detail.tabs.setCurrentWidget(detail.codes)
+    detail.sandboxes.setCurrentWidget(detail.codes)
     codes = detail.codes
     qtbot.waitUntil(lambda: codes.slice is not None and codes.layer == "conv2", timeout=20_000)
     s = codes.slice

@@ -48,7 +48,7 @@ def test_screenshot_ab_compare_and_codes(qtbot, window, light, theme: str) -> No
     detail = window.detail
     qtbot.waitUntil(lambda: detail.detail is not None and detail.detail.layer == layer,
                     timeout=30_000)  # fmt: skip
-    detail.tabs.setCurrentWidget(detail.codes)
+    detail.sandboxes.setCurrentWidget(detail.codes)
     qtbot.waitUntil(lambda: detail.codes.slice is not None, timeout=30_000)
     wait_idle(qtbot, window)
     QApplication.processEvents()

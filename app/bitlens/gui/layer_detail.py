@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from bitlens.core.viewdata import Distribution
 from bitlens.gui import colors
+from bitlens.gui.activation_sandbox import ActivationSandbox
 from bitlens.gui.codes_view import CodesView
 from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.jobs import LayerDetail
@@ -65,20 +66,26 @@ class LayerDetailView(QWidget):
         )
         self.sandbox.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.sandbox.cellDoubleClicked.connect(self._on_pick)
+        self.act_sandbox = ActivationSandbox(self)
+        self.sandboxes = QTabWidget(self)
+        self.sandboxes.setObjectName("sandboxes")
+        self.sandboxes.addTab(self.sandbox, "Weights")
+        self.sandboxes.addTab(self.act_sandbox, "Activations")
+        self.sandboxes.setTabToolTip(0, "Every weight format on this layer")
+        self.sandboxes.setTabToolTip(
+            1, "Every activation format on this layer's input: static (calibrated range) and "
+            "dynamic (range of each input at run time), side by side"
+        )
+        # the codes of the chosen weight format, next to the sandboxes
+        self.codes = CodesView(self)
+        self.sandboxes.addTab(self.codes, "Codes")
+        self.sandboxes.setTabToolTip(2, "The weights' integer codes, scales and rebuilt values")
+        self.sandboxes.setUsesScrollButtons(True)  # the tab bar never sets the pane's width
+        self.sandboxes.setElideMode(Qt.TextElideMode.ElideRight)
         splitter = QSplitter(Qt.Orientation.Vertical, self)
         splitter.addWidget(self.weight_plot)
         splitter.addWidget(self.act_plot)
-        # the sandbox and the codes of the chosen format share the pane below the histograms
-        self.codes = CodesView(self)
-        self.tabs = QTabWidget(self)
-        self.tabs.setObjectName("detailTabs")
-        self.tabs.setDocumentMode(True)
-        self.tabs.setUsesScrollButtons(True)  # the tab bar never sets the pane's width
-        self.tabs.setElideMode(Qt.TextElideMode.ElideRight)
-        self.tabs.addTab(self.sandbox, "Sandbox")
-        self.tabs.addTab(self.codes, "Codes")
-        self.tabs.setTabToolTip(1, "The weights' integer codes, scales and rebuilt values")
-        splitter.addWidget(self.tabs)
+        splitter.addWidget(self.sandboxes)
         splitter.setChildrenCollapsible(False)
         for i, stretch in enumerate((2, 2, 3)):  # the histograms keep their share of height
             splitter.setStretchFactor(i, stretch)
@@ -100,6 +107,7 @@ class LayerDetailView(QWidget):
         self._draw(self.weight_plot, None, "weights")
         self._draw(self.act_plot, None, "input activation")
         self.sandbox.setRowCount(0)
+        self.act_sandbox.setRowCount(0)
         self.codes.set_target(None, None)
 
     def show_detail(self, detail: LayerDetail | None) -> None:
@@ -109,6 +117,7 @@ class LayerDetailView(QWidget):
             self._draw(self.weight_plot, None, "weights")
             self._draw(self.act_plot, None, "input activation")
             self.sandbox.setRowCount(0)
+            self.act_sandbox.setRowCount(0)
             self.codes.set_target(None, None)
             return
         self.codes.set_target(detail.layer, detail.choice)
@@ -128,6 +137,7 @@ class LayerDetailView(QWidget):
         self.act_plot.setToolTip(f"activation {detail.activation_name}")
         self._draw(self.act_plot, detail.activation, act_title)
         self._fill_sandbox(detail)
+        self.act_sandbox.show_rows(detail.layer, detail.activations, detail.choice)
 
     def _draw(self, plot: pg.PlotWidget, dist: Distribution | None, title: str) -> None:
         item = plot.getPlotItem()

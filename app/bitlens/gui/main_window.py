@@ -11,6 +11,7 @@ their own; this module builds the panes and routes the events between them.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
@@ -34,6 +35,7 @@ from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
 from bitlens.core.search import Point
 from bitlens.gui.ab_compare import ABStatusLabel
+from bitlens.gui.activation_sandbox import apply_activation
 from bitlens.gui.controller import Controller
 from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.document import Document
@@ -170,6 +172,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         ctl.nonfinite.connect(lambda text: self.message_bar.show_message(
             f"Warning: {text}.", "warning"))  # fmt: skip
         self.detail.formatPicked.connect(self.set_weight_format)
+        self.detail.act_sandbox.picked.connect(partial(apply_activation, doc, self.message_bar))
         self.sweep.formatPicked.connect(self.set_weight_format)
         doc.modelChanged.connect(self._on_model_changed)
         doc.planChanged.connect(self._on_plan_changed)
