@@ -30,7 +30,9 @@ _TEXTS = (
         f"def f{i}(x):\n    return x * {int(rng.integers(1, 99))} + {i}" for i in range(60)
     ),
     lambda rng: json.dumps({f"key{i}": [float(v) for v in rng.normal(size=3)] for i in range(40)}),
-    lambda rng: "\n".join(",".join(str(int(v)) for v in rng.integers(0, 1000, 6)) for _ in range(90)),
+    lambda rng: "\n".join(
+        ",".join(str(int(v)) for v in rng.integers(0, 1000, 6)) for _ in range(90)
+    ),
     lambda rng: "<html><body>" + "".join(f"<p id='p{i}'>item {i}</p>" for i in range(80)),
 )
 
