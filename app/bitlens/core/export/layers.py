@@ -213,7 +213,9 @@ def _encode_one(
 ) -> WeightEncoding | None:
     fmt = q.fmt
     g = state.graph(w.graph_path)
-    b = GraphBuilder(w.name, state.taken, state.shared.setdefault(w.graph_path, {}))
+    b = GraphBuilder(
+        w.name, state.taken, state.shared.setdefault(w.graph_path, {}), state.functions
+    )
     if options.matmulnbits and not kernel and layer.op_type == "MatMul" and not w.graph_path:
         lay = matmulnbits.layout_for(fmt, w.shape)
         idx, node = node_producing(g, layer.outputs[0])
