@@ -12,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import helper
 
 from bitlens.core.engine import Engine
 from bitlens.core.export.exporter import ExportOptions, export
@@ -22,41 +20,13 @@ from bitlens.core.export.probes import in_layout_of
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from bitlens.core.results import drain
-from tests.builders import FLOAT, bias, init, model, weights
+from tests.builders import conv_chain
 from tests.core.export_models import random_feeds
 
 
-def leaky_max_chain() -> onnx.ModelProto:
-    """x [N,4,12,10] -> conv0 -> LeakyRelu -> Max(.,0) -> conv1 -> LeakyRelu -> Max(.,0) -> conv2 -> y
-
-    At W8A8 (target ort-cpu) conv0 and conv1 become QLinearConv with QLinearLeakyRelu,
-    which ONNX Runtime turns channels-last (NhwcQLinearConv).
-    """
-    nodes: list[onnx.NodeProto] = []
-    inits = [init("zero", np.zeros((1,), np.float32))]
-    prev, cin = "x", 4
-    for i in range(3):
-        nodes.append(
-            helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1])
-        )  # fmt: skip
-        inits += [init(f"w{i}", weights((8, cin, 3, 3), seed=i)), init(f"b{i}", bias(8, seed=10 + i))]
-        cin = 8
-        if i < 2:
-            nodes.append(helper.make_node("LeakyRelu", [f"c{i}"], [f"l{i}"], alpha=0.2))
-            nodes.append(helper.make_node("Max", [f"l{i}", "zero"], [f"m{i}"]))
-            prev = f"m{i}"
-    g = helper.make_graph(
-        nodes,
-        "leaky_max_chain",
-        [helper.make_tensor_value_info("x", FLOAT, ["N", 4, 12, 10])],
-        [helper.make_tensor_value_info("c2", FLOAT, ["N", 8, 12, 10])],
-        inits,
-    )
-    return model(g, 13)
-
-
 def test_channels_last_codes_are_compared_element_by_element(tmp_path: Path) -> None:
-    m = from_proto(leaky_max_chain())
+    # conv0, conv1 become QLinearConv + QLinearLeakyRelu, which ONNX Runtime runs channels-last
+    m = from_proto(conv_chain("leaky_max", size=(12, 10), kernel=3))
     engine = Engine(m, random_feeds(m.info, 4), device="cpu")
     plan = Plan.preset(engine.info, "W8A8")
     result = drain(export(engine, plan, tmp_path / "q.onnx", ExportOptions()))
