@@ -48,6 +48,7 @@ from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
 from bitlens.core.search import Point
+from bitlens.gui import layout_reset
 from bitlens.gui.activation_sandbox import apply_activation
 from bitlens.gui.controller import Controller
 from bitlens.gui.data_dialog import DataDialog
@@ -187,14 +188,7 @@ class MainWindow(QMainWindow):
 
     def reset_layout(self) -> None:
         """View ▸ Reset Layout: every pane back where and how big it first was."""
-        for dock in self.docks.values():
-            dock.setFloating(False)
-        self.restoreState(self._default_state, STATE_VERSION)
-        for dock in self.docks.values():
-            dock.show()
-        self.docks["detail"].raise_()
-        self.docks["plots"].raise_()
-        self._size_docks()
+        layout_reset.reset_layout(self)
 
     def _unstick_docks(self) -> None:
         """A restored layout may have squeezed a side pane to a sliver (the window once
