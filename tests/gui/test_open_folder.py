@@ -32,8 +32,9 @@ def test_open_folder_from_a_bundle_starts_xdg_open_with_that_environment(
     started = []
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(sys, "platform", "linux")
-    monkeypatch.setattr(opener, "_start_detached",
-                        lambda prog, args, env: started.append((prog, args, env)) or True)
+    monkeypatch.setattr(
+        opener, "_start_detached", lambda prog, args, env: started.append((prog, args, env)) or True
+    )
     env = {"LD_LIBRARY_PATH": "/app/_internal", "LD_LIBRARY_PATH_ORIG": "/usr/local/lib"}
     assert opener.open_folder(tmp_path, env)
     ((prog, args, child),) = started
