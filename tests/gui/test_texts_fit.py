@@ -8,7 +8,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QApplication, QComboBox, QStyle, QStyleOptionComboBox
 
 from bitlens.gui.elided_label import ElidedLabel
-from tests.gui.conftest import open_model
+from tests.gui.conftest import open_model, wait_idle
 
 
 def test_status_bar_and_explanations_fit_1280(qtbot, window, cnn_path) -> None:
@@ -115,3 +115,19 @@ def test_graph_colour_filter_and_histogram_titles_fit_1280(qtbot, window, cnn_pa
     window.resizeDocks([window.docks["detail"]], [800], Qt.Orientation.Horizontal)
     QApplication.processEvents()  # wide again: whole, and the tooltip is the plot's own
     assert not title.elided, (plot.width(), title.shown) and plot.toolTip() == "weight tensor W2"
+
+
+def test_graph_properties_value_column_stays_in_its_pane_1280(qtbot, window) -> None:
+    window.resize(1280, 720)
+    window.open_sample("digits_cnn")
+    wait_idle(qtbot, window)
+    window._size_docks()
+    window.graph.find_box.edit.setText("conv2")  # a node with long input names
+    QApplication.processEvents()
+    props = window.graph.properties
+    assert props.row_text("Node", "op type") == "Conv"
+    room = props.viewport().width()
+    assert props.columnWidth(0) <= 0.6 * room  # the names give the values room
+    assert props.columnViewportPosition(1) + props.columnWidth(1) <= room  # no value cut off
+    wide = props.topLevelItem(0)  # its long cells say all in their tooltips
+    assert wide.toolTip(1) == wide.text(1)
