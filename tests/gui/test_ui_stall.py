@@ -124,7 +124,10 @@ def test_detail_stages_redraw_only_what_changed(qtbot, monkeypatch):
     monkeypatch.setattr(
         LayerDetailView,
         "_draw",
-        lambda self, plot, dist, title: (drawn.append(title), draw(self, plot, dist, title)),
+        lambda self, plot, dist, title, tip="": (
+            drawn.append(title),
+            draw(self, plot, dist, title, tip),
+        ),
     )
     weights = distribution(np.linspace(-1.0, 1.0, 64, dtype=np.float32), parse_format("int8 sym"))
     first = LayerDetail("fc", LayerChoice(), 256, weights, "fc.w")
