@@ -28,6 +28,7 @@ from bitlens.gui import colors
 from bitlens.gui.document import Document
 from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.message_bar import MessageBar
+from bitlens.gui.table_fill import sized_once
 from bitlens.gui.text import fmt_db
 
 COLUMNS = ("Activation", "Static SQNR", "Dynamic SQNR")
@@ -65,15 +66,16 @@ class ActivationSandbox(QTableWidget):
         current = None if choice.activation is None else choice.activation.name
         bold = QFont(self.font())
         bold.setBold(True)
-        for i, row in enumerate(rows):
-            name = QTableWidgetItem(row.format)
-            name.setToolTip(format_tooltip(row.format))
-            self.setItem(i, 0, name)
-            for j, err, dynamic in ((1, row.static, False), (2, row.dynamic, True)):
-                self.setItem(i, j, _error_item(row.format, err, dynamic))
-            if row.format == current:
-                name.setFont(bold)
-                self.item(i, 2 if choice.dynamic else 1).setFont(bold)
+        with sized_once(self):
+            for i, row in enumerate(rows):
+                name = QTableWidgetItem(row.format)
+                name.setToolTip(format_tooltip(row.format))
+                self.setItem(i, 0, name)
+                for j, err, dynamic in ((1, row.static, False), (2, row.dynamic, True)):
+                    self.setItem(i, j, _error_item(row.format, err, dynamic))
+                if row.format == current:
+                    name.setFont(bold)
+                    self.item(i, 2 if choice.dynamic else 1).setFont(bold)
 
     def _on_pick(self, row: int, col: int) -> None:
         if row >= len(self.rows):

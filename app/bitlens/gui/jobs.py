@@ -78,6 +78,12 @@ class Session:
     request: DataRequest | None  # None: the data came with a sample
     providers: tuple[str, ...]
     data_note: str = ""  # why there are no data, when random inputs could not be made
+    # The model's size, measured here in the worker: ``ByteSize`` of a 54 MB proto takes
+    # a quarter second that the window's thread must not spend.
+    model_bytes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model_bytes = self.model.nbytes
 
     @property
     def info(self) -> ModelInfo:

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bitlens.core.plan import LayerChoice
 from bitlens.core.viewdata import Distribution
 from bitlens.gui import colors
 from bitlens.gui.activation_sandbox import ActivationSandbox
@@ -33,6 +34,7 @@ from bitlens.gui.codes_view import CodesView
 from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.jobs import LayerDetail
 from bitlens.gui.plot_title import FittedTitle
+from bitlens.gui.table_fill import sized_once
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
 
 SANDBOX_COLUMNS = ("Format", "SQNR", "MSE", "Bytes", "Ratio")
@@ -44,6 +46,10 @@ class LayerDetailView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.detail: LayerDetail | None = None
+        # What each part shows now: a detail arrives in stages (each a new object sharing
+        # the parts already computed), and redrawing unchanged plots and tables on every
+        # stage kept the window's thread busy while the worker computes the next one.
+        self._drawn: dict[str, tuple[object, ...]] = {}
         self.header = QLabel(self)
         self.header.setObjectName("detailHeader")
         self.header.setWordWrap(True)
@@ -104,6 +110,7 @@ class LayerDetailView(QWidget):
         """Another layer was selected and its detail is not computed yet: say so rather
         than keep showing the previous layer's plots."""
         self.detail = None
+        self._drawn.clear()
         after = f" after “{waiting_for}”" if waiting_for else ""
         self.header.setText(f"<b>{layer}</b> · computing{after}…")
         self._draw(self.weight_plot, None, "weights")
@@ -115,6 +122,7 @@ class LayerDetailView(QWidget):
     def show_detail(self, detail: LayerDetail | None) -> None:
         self.detail = detail
         if detail is None:
+            self._drawn.clear()
             self.header.setText("Select a layer (in the table, graph or plots) to inspect it.")
             self._draw(self.weight_plot, None, "weights")
             self._draw(self.act_plot, None, "input activation")
@@ -130,16 +138,32 @@ class LayerDetailView(QWidget):
             f"<b>{detail.layer}</b> · weights: {w} · activations: {a}"
             f" · {fmt_bytes(detail.bytes_before)} in float"
         )
-        self._draw(self.weight_plot, detail.weights, "weights",
-                   f"weight tensor {detail.weight_name}")  # fmt: skip
+        tip = f"weight tensor {detail.weight_name}"
+        if self._fresh("weights", detail.weights, tip):
+            self._draw(self.weight_plot, detail.weights, "weights", tip)
         act_title = (
             "input activation" if detail.activation is not None
             else detail.activation_note or "input activation"
         )  # fmt: skip
-        self._draw(self.act_plot, detail.activation, act_title,
-                   f"activation {detail.activation_name}")  # fmt: skip
-        self._fill_sandbox(detail)
-        self.act_sandbox.show_rows(detail.layer, detail.activations, detail.choice)
+        tip = f"activation {detail.activation_name}"
+        if self._fresh("activation", detail.activation, act_title, tip):
+            self._draw(self.act_plot, detail.activation, act_title, tip)
+        if self._fresh("schemes", detail.schemes, detail.choice):
+            self._fill_sandbox(detail)
+        if self._fresh("activations", detail.layer, detail.activations, detail.choice):
+            self.act_sandbox.show_rows(detail.layer, detail.activations, detail.choice)
+
+    def _fresh(self, part: str, *shown: object) -> bool:
+        """Whether ``part`` must be drawn to show ``shown`` (and remember that it is);
+        values are the same when they are the same object, or equal texts and choices."""
+        old = self._drawn.get(part)
+        if old is not None and len(old) == len(shown) and all(
+            a is b or (isinstance(a, str | LayerChoice) and a == b)
+            for a, b in zip(old, shown, strict=True)
+        ):
+            return False
+        self._drawn[part] = shown
+        return True
 
     def _draw(
         self, plot: pg.PlotWidget, dist: Distribution | None, title: str, tip: str = ""
@@ -187,32 +211,33 @@ class LayerDetailView(QWidget):
         self.sandbox.setRowCount(len(rows))
         bold = QFont(self.font())
         bold.setBold(True)
-        for i, row in enumerate(rows):
-            cells = (
-                row.format,
-                fmt_db(row.error.sqnr_db),
-                fmt_float(row.error.mse, 3),
-                fmt_bytes(row.bytes_after),
-                fmt_ratio(row.ratio),
-            )
-            tip = (
-                f"{row.format}: SQNR {fmt_db(row.error.sqnr_db)}, MSE {row.error.mse:.3g}, "
-                f"cosine {row.error.cosine:.6f}, max |error| {row.error.max_abs:.3g}\n"
-                "double-click to use it for this layer's weights\n\n" + format_tooltip(row.format)
-            )
-            for j, text in enumerate(cells):
-                it = QTableWidgetItem(text)
-                it.setToolTip(tip)
-                if j:
-                    it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if j == 1:
-                    c = colors.error_color(row.error.sqnr_db)
-                    if c is not None:
-                        it.setBackground(c)
-                        it.setForeground(colors.INK)
-                if row.format == current:
-                    it.setFont(bold)
-                self.sandbox.setItem(i, j, it)
+        with sized_once(self.sandbox):
+            for i, row in enumerate(rows):
+                cells = (
+                    row.format,
+                    fmt_db(row.error.sqnr_db),
+                    fmt_float(row.error.mse, 3),
+                    fmt_bytes(row.bytes_after),
+                    fmt_ratio(row.ratio),
+                )
+                tip = (
+                    f"{row.format}: SQNR {fmt_db(row.error.sqnr_db)}, MSE {row.error.mse:.3g}, "
+                    f"cosine {row.error.cosine:.6f}, max |error| {row.error.max_abs:.3g}\n"
+                    "double-click to use it for this layer's weights\n\n" + format_tooltip(row.format)
+                )
+                for j, text in enumerate(cells):
+                    it = QTableWidgetItem(text)
+                    it.setToolTip(tip)
+                    if j:
+                        it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    if j == 1:
+                        c = colors.error_color(row.error.sqnr_db)
+                        if c is not None:
+                            it.setBackground(c)
+                            it.setForeground(colors.INK)
+                    if row.format == current:
+                        it.setFont(bold)
+                    self.sandbox.setItem(i, j, it)
 
     def _on_pick(self, row: int, _col: int) -> None:
         if self.detail is None or row >= len(self.detail.schemes):
@@ -234,4 +259,5 @@ class LayerDetailView(QWidget):
         super().changeEvent(event)
         if event.type() == QEvent.Type.PaletteChange:
             self._restyle()
+            self._drawn.clear()
             self.show_detail(self.detail)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMenu,
     QPushButton,
+    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -56,6 +57,7 @@ MIXED = "(mixed plan)"
 # A line edit takes these as emacs-style editing keys (end of line, delete) on Linux,
 # which would swallow the window's Export (Ctrl+E) and Open Data (Ctrl+D) shortcuts.
 PASS_THROUGH = (QKeySequence("Ctrl+E"), QKeySequence("Ctrl+D"))
+FIT_ROWS = 64  # rows (spread over the table) whose text sizes the columns
 
 
 class LayerTable(QWidget):
@@ -332,7 +334,19 @@ class LayerTable(QWidget):
             self._syncing = False
 
     def _fit_columns(self) -> None:
-        self.view.resizeColumnsToContents()
+        # Not resizeColumnsToContents: it asks every cell of every row for several roles,
+        # each a call into Python that waits for the worker's hold on the GIL (0.7 s on a
+        # real model while it opens). Header text and a bounded sample of rows are enough.
+        view, model = self.view, self.model
+        fm = view.fontMetrics()
+        style = view.style()
+        pad = 2 * (style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, view) + 1) + 1
+        n = model.rowCount()
+        rows = range(0, n, max(1, -(-n // FIT_ROWS)))
+        header = view.horizontalHeader()
+        for col in range(model.columnCount()):
+            cells = (fm.horizontalAdvance(model.text(r, col)) + pad for r in rows)
+            view.setColumnWidth(col, max([header.sectionSizeHint(col), *cells]))
         em = self.fontMetrics().horizontalAdvance("M")
         self.view.setColumnWidth(Column.NAME, min(self.view.columnWidth(Column.NAME), 16 * em))
         for col, minimum in ((Column.WEIGHT, 9 * em), (Column.ACTIVATION, 8 * em)):

@@ -124,6 +124,11 @@ class LayerTableModel(QAbstractTableModel):
     def names(self) -> tuple[str, ...]:
         return tuple(layer.name for layer in self._layers)
 
+    def text(self, row: int, col: int) -> str:
+        """The text a cell shows, straight from Python (sizing columns without Qt's
+        round trips through :meth:`data`)."""
+        return self._display(self._layers[row], Column(col))
+
     # -- Qt model interface -----------------------------------------------------------------
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._layers)

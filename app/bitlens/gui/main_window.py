@@ -198,7 +198,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
 
     def _on_model_changed(self) -> None:
         session = self.document.session
-        self.search.reset(None if session is None else session.model.nbytes)
+        self.search.reset(None if session is None else session.model_bytes)
         self.stack.setCurrentWidget(self.table if session is not None else self.welcome)
         self.status.show_providers(() if session is None else session.providers)
         self.status.show_evaluation(None, stale=False)

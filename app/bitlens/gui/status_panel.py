@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QWidget
 
 from bitlens.core.data_summary import DataSummary
@@ -12,6 +12,7 @@ from bitlens.gui.elided_label import ElidedLabel
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_percent, fmt_ratio
 
 PROVIDERS_TIP = "Execution providers ONNX Runtime actually runs on"
+PROGRESS_MS = 100  # at most one progress repaint per this many ms
 
 
 class StatusPanel(QWidget):
@@ -52,6 +53,20 @@ class StatusPanel(QWidget):
         layout.addWidget(self.job_label)
         layout.addWidget(self.progress)
         layout.addWidget(self.cancel_button)
+        # The bar and Cancel are taller than the labels: shown at every job's start and
+        # hidden at its end, they changed the status bar's height, and the whole window
+        # was laid out and repainted twice per job. Their height is kept from the start.
+        self.setMinimumHeight(
+            max(self.progress.sizeHint().height(), self.cancel_button.sizeHint().height())
+        )
+        # A sweep ticks hundreds of times; every tick repainting the bar and the label
+        # (each Qt call waiting for the worker's GIL) stalls the window: show the first
+        # tick at once, then the latest one per PROGRESS_MS.
+        self._pending: Progress | None = None
+        self._progress_timer = QTimer(self)
+        self._progress_timer.setSingleShot(True)
+        self._progress_timer.setInterval(PROGRESS_MS)
+        self._progress_timer.timeout.connect(self._show_pending)
         self.show_evaluation(None, stale=False)
         self.show_providers(())
         self.set_idle()
@@ -119,12 +134,30 @@ class StatusPanel(QWidget):
         self.providers_label.setToolTip(why or PROVIDERS_TIP)
 
     def set_busy(self, label: str, *, quiet: bool, cancellable: bool) -> None:
+        self._drop_pending()
         self.job_label.setText(label + "…")
         self.progress.setVisible(True)
         self.progress.setRange(0, 0)  # busy indicator until progress is known
         self.cancel_button.setVisible(not quiet and cancellable)
 
     def show_progress(self, p: Progress) -> None:
+        if self._progress_timer.isActive():
+            self._pending = p  # shown when the timer runs out
+            return
+        self._apply_progress(p)
+        self._progress_timer.start()
+
+    def _show_pending(self) -> None:
+        p, self._pending = self._pending, None
+        if p is not None:
+            self._apply_progress(p)
+            self._progress_timer.start()
+
+    def _drop_pending(self) -> None:
+        self._pending = None
+        self._progress_timer.stop()
+
+    def _apply_progress(self, p: Progress) -> None:
         if p.total > 0:
             self.progress.setRange(0, p.total)
             self.progress.setValue(p.done)
@@ -132,6 +165,7 @@ class StatusPanel(QWidget):
             self.job_label.setText(p.message)
 
     def set_idle(self) -> None:
+        self._drop_pending()
         self.job_label.setText("")
         self.progress.setVisible(False)
         self.cancel_button.setVisible(False)

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from bitlens.core.results import SweepEntry
 from bitlens.gui import colors
 from bitlens.gui.document import Document
+from bitlens.gui.table_fill import sized_once
 from bitlens.gui.text import fmt_bytes, fmt_db
 
 COLUMNS = ("Layer", "Format", "Output SQNR", "cosine", "Bytes")
@@ -86,24 +87,25 @@ class SweepView(QWidget):
         self.entries = list(entries)
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(entries))
-        for i, e in enumerate(entries):
-            values = (
-                (e.layer, None), (e.format, None), (fmt_db(e.output.sqnr_db), e.output.sqnr_db),
-                (f"{e.output.cosine:.5f}", e.output.cosine), (fmt_bytes(e.bytes_after), e.bytes_after),
-            )  # fmt: skip
-            for j, (text, key) in enumerate(values):
-                it = _Item(text)
-                if key is not None:
-                    it.setData(SORT_ROLE, float(key))
-                    it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if j == 0:
-                    it.setData(SORT_ROLE + 1, i)
-                if j == 2:
-                    c = colors.error_color(e.output.sqnr_db)
-                    if c is not None:
-                        it.setBackground(c)
-                        it.setForeground(colors.INK)
-                self.table.setItem(i, j, it)
+        with sized_once(self.table):
+            for i, e in enumerate(entries):
+                values = (
+                    (e.layer, None), (e.format, None), (fmt_db(e.output.sqnr_db), e.output.sqnr_db),
+                    (f"{e.output.cosine:.5f}", e.output.cosine), (fmt_bytes(e.bytes_after), e.bytes_after),
+                )  # fmt: skip
+                for j, (text, key) in enumerate(values):
+                    it = _Item(text)
+                    if key is not None:
+                        it.setData(SORT_ROLE, float(key))
+                        it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    if j == 0:
+                        it.setData(SORT_ROLE + 1, i)
+                    if j == 2:
+                        c = colors.error_color(e.output.sqnr_db)
+                        if c is not None:
+                            it.setBackground(c)
+                            it.setForeground(colors.INK)
+                    self.table.setItem(i, j, it)
         self.table.setSortingEnabled(True)
         self.table.sortItems(2, Qt.SortOrder.AscendingOrder)  # lowest output SQNR first
         self._fill_heat(entries)
@@ -125,20 +127,21 @@ class SweepView(QWidget):
         self.heat.setVerticalHeaderLabels(layers)
         scale = colors.ErrorScale.spanning(e.output.sqnr_db for e in entries)
         self._cells = {}
-        for e in entries:
-            r, c = layers.index(e.layer), formats.index(e.format)
-            it = QTableWidgetItem(fmt_db(e.output.sqnr_db))
-            it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            it.setToolTip(
-                f"{e.layer} in {e.format}: output SQNR {fmt_db(e.output.sqnr_db)}, cosine "
-                f"{e.output.cosine:.5f}, {fmt_bytes(e.bytes_after)}\ndouble-click to apply"
-            )
-            col = colors.error_color(e.output.sqnr_db, scale)
-            if col is not None:
-                it.setBackground(col)
-                it.setForeground(colors.INK)
-            self.heat.setItem(r, c, it)
-            self._cells[(r, c)] = e
+        with sized_once(self.heat):
+            for e in entries:
+                r, c = layers.index(e.layer), formats.index(e.format)
+                it = QTableWidgetItem(fmt_db(e.output.sqnr_db))
+                it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                it.setToolTip(
+                    f"{e.layer} in {e.format}: output SQNR {fmt_db(e.output.sqnr_db)}, cosine "
+                    f"{e.output.cosine:.5f}, {fmt_bytes(e.bytes_after)}\ndouble-click to apply"
+                )
+                col = colors.error_color(e.output.sqnr_db, scale)
+                if col is not None:
+                    it.setBackground(col)
+                    it.setForeground(colors.INK)
+                self.heat.setItem(r, c, it)
+                self._cells[(r, c)] = e
 
     def _on_heat_clicked(self, row: int, col: int) -> None:
         e = self._cells.get((row, col))

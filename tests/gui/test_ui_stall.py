@@ -1,0 +1,158 @@
+"""The window's thread stays free while jobs run (issue 11): the layer table is sized from
+a sample of rows, not every cell; a job's progress ticks repaint at most every 100 ms; tables
+sized to their contents measure their cells once per fill, not once per item.
+The stall itself is measured by benchmarks/bench_ui_stall.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
+
+from bitlens.core.formats import parse_format
+from bitlens.core.plan import LayerChoice
+from bitlens.core.results import Progress, TensorError
+from bitlens.core.viewdata import distribution
+from bitlens.gui.jobs import LayerDetail, SchemeRow
+from bitlens.gui.layer_detail import LayerDetailView
+from bitlens.gui.layer_table import FIT_ROWS
+from bitlens.gui.layer_table_model import LayerTableModel
+from bitlens.gui.status_panel import PROGRESS_MS, StatusPanel
+from bitlens.gui.table_fill import sized_once
+from tests.builders import init, model
+from tests.gui.conftest import open_model
+
+N_LAYERS = 2 * FIT_ROWS + 8
+
+
+def _deep_mlp() -> onnx.ModelProto:
+    """N_LAYERS MatMul layers of 4x4 in a chain: more rows than the columns are sized from."""
+    rng = np.random.default_rng(0)
+    nodes, inits, x = [], [], "x"
+    for i in range(N_LAYERS):
+        w = f"w{i}"
+        inits.append(init(w, (0.5 * rng.standard_normal((4, 4))).astype(np.float32)))
+        nodes.append(helper.make_node("MatMul", [x, w], [f"h{i}"], name=f"layer_{i}"))
+        x = f"h{i}"
+    g = helper.make_graph(
+        nodes,
+        "deep",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [2, 4])],
+        inits,
+    )
+    return model(g)
+
+
+def test_columns_are_fitted_from_a_sample_of_rows(qtbot, window, tmp_path: Path, monkeypatch):
+    path = tmp_path / "deep.onnx"
+    onnx.save(_deep_mlp(), path)
+    open_model(qtbot, window, path)
+    table = window.table
+    asked: set[int] = set()
+    text = LayerTableModel.text
+
+    def counting(self, row, col):
+        asked.add(row)
+        return text(self, row, col)
+
+    monkeypatch.setattr(LayerTableModel, "text", counting)
+    table.view.setColumnWidth(0, 5)
+    table._fit_columns()
+    assert 0 < len(asked) <= FIT_ROWS < table.model.rowCount()
+    fm = table.view.fontMetrics()
+    # the widest sampled name fits (names here are all short enough not to be capped)
+    widest = max(fm.horizontalAdvance(table.model.text(r, 0)) for r in asked)
+    assert table.view.columnWidth(0) > widest
+    assert table.view.frozen.columnWidth(0) == table.view.columnWidth(0)
+
+
+def test_progress_shows_the_first_tick_then_the_latest_per_interval(qtbot):
+    panel = StatusPanel()
+    qtbot.addWidget(panel)
+    panel.set_busy("Sweep", quiet=False, cancellable=True)
+    panel.show_progress(Progress(1, 50, "layer 1"))
+    assert (panel.progress.value(), panel.progress.maximum()) == (1, 50)  # at once
+    for i in range(2, 40):
+        panel.show_progress(Progress(i, 50, f"layer {i}"))
+    assert panel.progress.value() == 1  # the ticks in between wait for the timer
+    qtbot.waitUntil(lambda: panel.progress.value() == 39, timeout=20 * PROGRESS_MS)
+    assert panel.job_label.text() == "layer 39"
+
+
+def test_idle_drops_a_pending_tick(qtbot):
+    panel = StatusPanel()
+    qtbot.addWidget(panel)
+    panel.set_busy("Sweep", quiet=False, cancellable=True)
+    panel.show_progress(Progress(1, 10, "layer 1"))
+    panel.show_progress(Progress(2, 10, "layer 2"))
+    panel.set_idle()
+    qtbot.wait(3 * PROGRESS_MS)
+    assert panel.progress.value() == 1 and panel.job_label.text() == ""
+
+
+def test_a_filled_table_still_fits_its_contents(qtbot):
+    table = QTableWidget(0, 2)
+    qtbot.addWidget(table)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+    long_text = "a rather long cell text " * 3
+    with sized_once(table):
+        table.setRowCount(3)
+        for r in range(3):
+            table.setItem(r, 0, QTableWidgetItem(long_text if r == 2 else "x"))
+            table.setItem(r, 1, QTableWidgetItem("y"))
+    assert [header.sectionResizeMode(i) for i in range(2)] == [
+        QHeaderView.ResizeMode.ResizeToContents,
+        QHeaderView.ResizeMode.Stretch,
+    ]
+    table.show()
+    qtbot.waitExposed(table)
+    assert table.columnWidth(0) >= table.fontMetrics().horizontalAdvance(long_text)
+
+
+def test_detail_stages_redraw_only_what_changed(qtbot, monkeypatch):
+    view = LayerDetailView()
+    qtbot.addWidget(view)
+    drawn: list[str] = []
+    draw = LayerDetailView._draw
+    monkeypatch.setattr(
+        LayerDetailView,
+        "_draw",
+        lambda self, plot, dist, title, tip="": (
+            drawn.append(title),
+            draw(self, plot, dist, title, tip),
+        ),
+    )
+    weights = distribution(np.linspace(-1.0, 1.0, 64, dtype=np.float32), parse_format("int8 sym"))
+    first = LayerDetail("fc", LayerChoice(), 256, weights, "fc.w")
+    view.show_detail(first)
+    assert drawn == ["weights", "input activation"]
+    err = TensorError(mse=1e-4, sqnr_db=40.0, cosine=1.0, max_abs=0.01, rel_l2=0.01)
+    second = replace(first, schemes=(SchemeRow("int8 sym", err, 64, 4.0),))
+    view.show_detail(second)
+    assert drawn == ["weights", "input activation"]  # the same histograms: not drawn again
+    assert view.sandbox.rowCount() == 1  # the new sandbox rows are shown
+    view.show_detail(replace(second, weights=distribution(np.ones(8, np.float32), None)))
+    assert drawn[-1] == "weights"  # another distribution is drawn
+    view.show_pending("fc2", None)
+    drawn.clear()
+    view.show_detail(second)  # after the pending state everything is drawn anew
+    assert drawn == ["weights", "input activation"] and view.sandbox.rowCount() == 1
+
+
+def test_a_job_starting_leaves_the_window_layout_alone(qtbot, window):
+    """Showing the progress bar must not change the status bar's height: that re-laid out
+    and repainted every pane at each job's start and end."""
+    bar, central = window.statusBar(), window.centralWidget()
+    before = (bar.height(), central.height())
+    window.status.set_busy("Sweep", quiet=False, cancellable=True)
+    qtbot.waitUntil(lambda: window.status.progress.isVisible(), timeout=1000)
+    qtbot.wait(50)  # let a pending layout run
+    assert (bar.height(), central.height()) == before
+    window.status.set_idle()
