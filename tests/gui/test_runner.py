@@ -55,6 +55,31 @@ def test_cancel_stops_a_generator_between_yields(qtbot) -> None:
     assert 0 < len(log) < 100
 
 
+def test_a_cancelled_generator_is_closed_before_cancelled_is_reported(qtbot) -> None:
+    """Its ``finally`` (an export removing its staging file) runs in the worker before the
+    job reports cancelled, not whenever the garbage collector finds the generator."""
+    runner = EngineRunner()
+    cleaned: list[str] = []
+    keep: list[object] = []  # holds the generator: only an explicit close runs its finally
+
+    def job():
+        try:
+            yield from _steps(100, 0.02, [])
+        finally:
+            cleaned.append(threading.current_thread().name)
+
+    def started():
+        gen = job()
+        keep.append(gen)
+        return (yield from gen)
+
+    with qtbot.waitSignal(runner.progressed, timeout=10_000):
+        runner.submit(Job("export", "x", started, ()))
+    with qtbot.waitSignal(runner.cancelled, timeout=10_000):
+        runner.cancel()
+    assert len(cleaned) == 1 and cleaned[0] != threading.main_thread().name
+
+
 def test_errors_reach_failed_and_the_lane_goes_on(qtbot) -> None:
     runner = EngineRunner()
     results = []

@@ -26,6 +26,22 @@ from superqt.utils import GeneratorWorker, WorkerBase, create_worker
 from bitlens.core.results import Progress
 
 
+class ClosingGeneratorWorker(GeneratorWorker):
+    """A generator worker that closes its generator when it stops, in its own thread.
+
+    superqt's ``GeneratorWorker.work`` leaves an aborted generator suspended at its last
+    yield (https://github.com/pyapp-kit/superqt, ``utils/_qthreading.py``), so a job's
+    ``finally`` (removing an export's staging file, releasing a session) ran only when
+    the garbage collector got to it: after the job reported cancelled, in any thread.
+    """
+
+    def work(self) -> Any:
+        try:
+            return super().work()
+        finally:
+            self._gen.close()
+
+
 @dataclass
 class Job:
     key: str  # jobs with the same key supersede each other
@@ -130,7 +146,13 @@ class EngineRunner(QObject):
             return
         job = self._queue.pop(0)
         self._running = job
-        worker = create_worker(job.func, *job.args, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(
+            job.func,
+            *job.args,
+            _start_thread=False,
+            _ignore_errors=True,
+            _worker_class=ClosingGeneratorWorker if inspect.isgeneratorfunction(job.func) else None,
+        )
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
