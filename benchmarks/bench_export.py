@@ -51,7 +51,7 @@ from onnxruntime.quantization import (
 )
 
 from bitlens.core import targets
-from bitlens.core.data import Dataset
+from bitlens.core.data import Dataset, load_path
 from bitlens.core.engine import Engine
 from bitlens.core.export.deployed import INTEGER_KERNELS
 from bitlens.core.export.exporter import ExportOptions
@@ -317,11 +317,15 @@ def bench(
     tmp: Path,
     dims: dict[str, int] | None = None,
     samples: int = SAMPLES,
+    data_path: str | None = None,
 ) -> None:
     src = tmp / f"{name}.onnx"
     onnx.save(proto, str(src))
     model = from_proto(proto, src)
-    data = Dataset.random(model.info, samples, dims or {}, seed=2)
+    if data_path:  # real-looking inputs: on noise a classifier's output hardly moves
+        data = load_path(data_path, model.info)
+    else:
+        data = Dataset.random(model.info, samples, dims or {}, seed=2)
     engine = Engine(model, data, device="cpu")
     for _ in engine.calibrate("minmax"):
         pass
@@ -382,15 +386,22 @@ def main() -> None:
     ap.add_argument("--model", help="benchmark this ONNX file instead of the built-in models")
     ap.add_argument("--dim", action="append", default=[], help="NAME=SIZE for dynamic dims")
     ap.add_argument("--samples", type=int, default=SAMPLES, help="half calibrate, half evaluate")
+    ap.add_argument(
+        "--data", help="inputs for --model (.npz as `bitlens eval --data` reads it: the first "
+        "half calibrates, the rest evaluates); benchmarks/real_inputs.py writes real-looking ones"
+    )  # fmt: skip
     args = ap.parse_args()
     print(
         f"onnxruntime {ort.__version__} on CPU; default graph optimizations, "
-        f"{THREADS} thread, batch 1; random inputs"
+        f"{THREADS} thread, batch 1; {args.data or 'random inputs'}"
     )
     with tempfile.TemporaryDirectory(prefix="bitlens-bench-") as tmp:
         if args.model:
             dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
-            bench(Path(args.model).stem, onnx.load(args.model), [], Path(tmp), dims, args.samples)
+            bench(
+                Path(args.model).stem, onnx.load(args.model), [], Path(tmp), dims, args.samples,
+                args.data,
+            )  # fmt: skip
             return
         bench("cnn", cnn(), [("W4A8", "W4A8", ExportOptions())], Path(tmp))
         bench("crnn", crnn(), [], Path(tmp))
