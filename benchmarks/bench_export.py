@@ -77,7 +77,9 @@ def cnn() -> onnx.ModelProto:
     def conv_silu(x: str, cin: int, cout: int, k: int, stride: int, tag: str) -> str:
         w = rng.normal(0, np.sqrt(2 / (cin * k * k)), (cout, cin, k, k)).astype(np.float32)
         b = rng.normal(0, 0.05, cout).astype(np.float32)
-        inits.extend([numpy_helper.from_array(w, f"{tag}.w"), numpy_helper.from_array(b, f"{tag}.b")])
+        inits.extend(
+            [numpy_helper.from_array(w, f"{tag}.w"), numpy_helper.from_array(b, f"{tag}.b")]
+        )
         pad = k // 2
         nodes.extend([
             mk("Conv", [x, f"{tag}.w", f"{tag}.b"], [f"{tag}.c"], name=tag,
@@ -126,8 +128,10 @@ def crnn(width: int = 160, classes: int = 80, hidden: int = 128) -> onnx.ModelPr
     x, cin, h = "x", 1, 32
     for i, (cout, pool) in enumerate(((32, (2, 2)), (64, (2, 2)), (128, (2, 1)), (128, (2, 1)))):
         w = rng.normal(0, np.sqrt(2 / (cin * 9)), (cout, cin, 3, 3)).astype(np.float32)
-        inits += [numpy_helper.from_array(w, f"c{i}.w"),
-                  numpy_helper.from_array(rng.normal(0, 0.05, cout).astype(np.float32), f"c{i}.b")]
+        inits += [
+            numpy_helper.from_array(w, f"c{i}.w"),
+            numpy_helper.from_array(rng.normal(0, 0.05, cout).astype(np.float32), f"c{i}.b"),
+        ]
         nodes += [
             mk("Conv", [x, f"c{i}.w", f"c{i}.b"], [f"c{i}.c"], name=f"conv{i}", pads=[1] * 4),
             mk("Sigmoid", [f"c{i}.c"], [f"c{i}.s"]),

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.real import inputs  # noqa: E402
+from tests.real import inputs
 
 
 def nsfw(n: int) -> dict[str, np.ndarray]:
@@ -34,8 +34,10 @@ def nsfw(n: int) -> dict[str, np.ndarray]:
 def ocr(n: int) -> dict[str, np.ndarray]:
     # ddddocr's classification preprocessing: grey, height 64, (x/255 - 0.5)/0.5, one width.
     return {
-        f"input1/{i}": (inputs.text_line(160, 64, seed=100 + i)[None, None] / 255.0 - 0.5)
-        .astype(np.float32) / 0.5
+        f"input1/{i}": (inputs.text_line(160, 64, seed=100 + i)[None, None] / 255.0 - 0.5).astype(
+            np.float32
+        )
+        / 0.5
         for i in range(n)
     }
 
@@ -43,8 +45,9 @@ def ocr(n: int) -> dict[str, np.ndarray]:
 def det(n: int) -> dict[str, np.ndarray]:
     # ddddocr's detector: RGB 416x416, x/255, NCHW.
     return {
-        f"images/{i}": (inputs.scene(416, seed=200 + i).transpose(2, 0, 1)[None] / 255.0)
-        .astype(np.float32)
+        f"images/{i}": (inputs.scene(416, seed=200 + i).transpose(2, 0, 1)[None] / 255.0).astype(
+            np.float32
+        )
         for i in range(n)
     }
 

@@ -202,8 +202,7 @@ class DeployedRunner:
                 )
             )
         layers = tuple(
-            accs[p.layer].result() if p.layer in accs else layerdiff.fused(p)
-            for p in built.probes
+            accs[p.layer].result() if p.layer in accs else layerdiff.fused(p) for p in built.probes
         )
         yield Progress(len(samples), len(samples), "as deployed: done")
         return DeployedReport(plan, tuple(rows), layers, verified, tuple(engine.providers))

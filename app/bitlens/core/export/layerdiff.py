@@ -19,7 +19,7 @@ as such.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,9 +160,7 @@ def probe_model(optimized: onnx.ModelProto, found: Sequence[Probe]) -> onnx.Mode
         for p in found
         if p.deployed
     }
-    theirs = {
-        p.deployed: onnx.TensorProto.UINT8 for p in found if p.deployed and p.offset == -128
-    }
+    theirs = {p.deployed: onnx.TensorProto.UINT8 for p in found if p.deployed and p.offset == -128}
     return probes.with_outputs(optimized, [(t, theirs.get(t, e)) for t, e in elem.items()])
 
 
@@ -236,5 +234,3 @@ def _layout_of(deployed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def fused(probe: Probe) -> LayerDifference:
     return LayerDifference(probe.layer, probe.tensor, "fused", None, None, None, None)
-
-
