@@ -49,6 +49,7 @@ from bitlens.core.results import Progress
 from bitlens.core.search import Point
 from bitlens.gui.controller import Controller
 from bitlens.gui.data_dialog import DataDialog
+from bitlens.gui.deployed_view import DeployedMode
 from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.document import Document
 from bitlens.gui.export_options import ExportOptionsDialog
@@ -155,6 +156,7 @@ class MainWindow(QMainWindow):
             self.controller, self, options=lambda: getattr(self, "export_options", None)
         )
         self.statusBar().addPermanentWidget(self.export_size)  # a tip never hides it
+        self.deployed = DeployedMode(self)  # the "As deployed" pane, its status and job
 
         self._build_menus()
         self._connect()
@@ -289,6 +291,7 @@ class MainWindow(QMainWindow):
         self.act_predict_size = self._action(
             m, "Predict Export &File Size", lambda: self.export_size.predict()
         )
+        self.act_deployed = self.deployed.add_action(m)
         cal = m.addMenu("&Calibration")
         self.calibration_group = QActionGroup(self)
         for method in CalibrationMethod:
@@ -749,7 +752,7 @@ class MainWindow(QMainWindow):
         for act in (
             self.act_open_data, self.act_open_plan, self.act_save_plan, self.act_save_as,
             self.act_import, self.act_export, self.act_reset, self.act_sweep,
-            self.act_export_model, self.act_find_plan, self.act_predict_size,
+            self.act_export_model, self.act_find_plan, self.act_predict_size, self.act_deployed,
         ):  # fmt: skip
             act.setEnabled(has)
         self.calibration_menu.setEnabled(has)
