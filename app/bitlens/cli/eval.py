@@ -106,10 +106,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render(ev))
         for name in flags:
-            print(
-                f"layer {name}: {plan[name].weight.name} cannot save bytes on this layer "
-                "(its codes and scales alone take as much as the float weights)"
-            )
+            print(f"layer {name}: {plan[name].weight.name} cannot save bytes on this layer "
+                  "(its codes and scales alone take as much as the float weights)")
         if size is not None:
             print(render_size(size))
         if deployed is not None:
