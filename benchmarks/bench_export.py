@@ -392,6 +392,7 @@ def bench(
 
 
 def main() -> None:
+    global ROUNDS, RUNS  # --rounds/--runs: a large model on a busy machine needs fewer
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="benchmark this ONNX file instead of the built-in models")
     ap.add_argument("--dim", action="append", default=[], help="NAME=SIZE for dynamic dims")
@@ -400,11 +401,14 @@ def main() -> None:
         "--data", help="inputs for --model (.npz as `bitlens eval --data` reads it: the first "
         "half calibrates, the rest evaluates); benchmarks/real_inputs.py writes real-looking ones"
     )  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved timing rounds")
+    ap.add_argument("--runs", type=int, default=RUNS, help="runs per model per round")
     ap.add_argument(
         "--no-none", action="store_true",
         help="leave out the W8A8 row with target 'none' (a large model's fidelity check is slow)",
     )  # fmt: skip
     args = ap.parse_args()
+    ROUNDS, RUNS = args.rounds, args.runs
     print(
         f"onnxruntime {ort.__version__} on CPU; default graph optimizations, "
         f"{THREADS} thread, batch 1; {args.data or 'random inputs'}"
