@@ -55,7 +55,7 @@ def test_matmul_bias_head_runs_as_an_integer_kernel(tmp_path: Path) -> None:
     plan = Plan.preset(engine.info, "W8A8")
     placed = engine.placement(plan)
     assert "logits" in placed and "so it runs as QGemm" in placed["logits"].reason
-    result, report = run(engine, plan, tmp_path / "head.onnx")
+    _, report = run(engine, plan, tmp_path / "head.onnx")
     assert report.passed, report.failures
     kernels = {la.name: la.kernel for la in report.layers}
     assert kernels["fc"] == "QGemm", kernels

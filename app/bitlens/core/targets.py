@@ -202,12 +202,15 @@ def placement(
             t = users[0].outputs[0]
         if quantizable(t):
             add(t, fmt, t, f"output of {layer.name} ({layer.op_type}), so it runs as QLinearConv")
-    # MatMul/Gemm outputs after what ORT folds into a Gemm (a float-to-float Cast, a constant
-    # bias Add): ORT fuses DQ -> MatMul -> Add(bias) with a float output into a float Gemm;
+    # 2-D MatMul/Gemm outputs after what ORT folds into a Gemm (a float-to-float Cast, a
+    # constant bias Add): ORT fuses DQ -> MatMul -> Add(bias) with a float output into a float
+    # Gemm (measured with ORT 1.31; a 3-D MatMul keeps an integer kernel without this);
     # requantized, it runs QGemm (ORT's own QDQ quantizer quantizes these outputs too). Not
     # when a layer's input quantizer already requantizes the tensor.
     for layer in kernels:
-        if layer.op_type not in ("MatMul", "Gemm"):
+        vi = info.value_info.get(layer.activations[0]) or inputs.get(layer.activations[0])
+        rank2 = vi is not None and vi.shape is not None and len(vi.shape) == 2
+        if layer.op_type not in ("MatMul", "Gemm") or not rank2:
             continue
         t = layer.outputs[0]
         while t not in outputs and len(users := consumers.get(t, [])) == 1 and _folded(
