@@ -16,6 +16,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from bitlens.core.activation_table import ActivationRow, activation_rows
 from bitlens.core.data import Dataset, load_path
 from bitlens.core.dims import needed_dims
 from bitlens.core.engine import Engine, bind
@@ -26,7 +27,7 @@ from bitlens.core.export.fidelity import export_and_check
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.input_values import compared_constants
 from bitlens.core.model.types import ModelInfo
-from bitlens.core.plan import LayerChoice, Plan, weight_choices
+from bitlens.core.plan import LayerChoice, Plan, activation_choices, weight_choices
 from bitlens.core.results import Evaluation, Progress, SweepEntry, TensorError
 from bitlens.core.search import Point, SearchOptions, SearchResult, search
 from bitlens.core.usermetric import Metric, evaluate_with
@@ -276,6 +277,7 @@ class LayerDetail:
     activation_name: str = ""
     activation_note: str = ""  # why there is no activation histogram
     schemes: tuple[SchemeRow, ...] = ()
+    activations: tuple[ActivationRow, ...] = ()  # static and dynamic, per activation format
     complete: bool = False
 
 
@@ -319,7 +321,20 @@ def layer_detail(
         ratio = layer.nbytes / nbytes if nbytes else None
         rows.append(SchemeRow(name, err, nbytes, ratio))
         yield Progress(i + 1, len(formats), f"sandbox: {name}")
-    return replace(detail, schemes=tuple(rows), complete=True)
+    detail = replace(detail, schemes=tuple(rows))
+    if activation is not None and engine.data is not None:
+        yield detail
+        act_rows = []
+        feeds = engine.activation_feeds(layer_name, engine.data.evaluation) or []
+        for row in activation_rows(
+            feeds, activation_choices(layer),
+            lambda f: engine.bind_activation(layer, acts[0], f),
+            lambda f: engine.activation_range(acts[0], f),
+        ):  # fmt: skip
+            act_rows.append(row)
+            yield Progress(len(act_rows), len(activation_choices(layer)), f"sandbox: {row.format}")
+        detail = replace(detail, activations=tuple(act_rows))
+    return replace(detail, complete=True)
 
 
 def _schemes(engine: Engine, layer: str, formats: Sequence[str]):

@@ -21,12 +21,14 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from bitlens.core.viewdata import Distribution
 from bitlens.gui import colors
+from bitlens.gui.activation_sandbox import ActivationSandbox
 from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.jobs import LayerDetail
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
@@ -63,10 +65,20 @@ class LayerDetailView(QWidget):
         )
         self.sandbox.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.sandbox.cellDoubleClicked.connect(self._on_pick)
+        self.act_sandbox = ActivationSandbox(self)
+        self.sandboxes = QTabWidget(self)
+        self.sandboxes.setObjectName("sandboxes")
+        self.sandboxes.addTab(self.sandbox, "Weights")
+        self.sandboxes.addTab(self.act_sandbox, "Activations")
+        self.sandboxes.setTabToolTip(0, "Every weight format on this layer")
+        self.sandboxes.setTabToolTip(
+            1, "Every activation format on this layer's input: static (calibrated range) and "
+            "dynamic (range of each input at run time), side by side"
+        )
         splitter = QSplitter(Qt.Orientation.Vertical, self)
         splitter.addWidget(self.weight_plot)
         splitter.addWidget(self.act_plot)
-        splitter.addWidget(self.sandbox)
+        splitter.addWidget(self.sandboxes)
         splitter.setChildrenCollapsible(False)
         for i, stretch in enumerate((2, 2, 3)):  # the histograms keep their share of height
             splitter.setStretchFactor(i, stretch)
@@ -88,6 +100,7 @@ class LayerDetailView(QWidget):
         self._draw(self.weight_plot, None, "weights")
         self._draw(self.act_plot, None, "input activation")
         self.sandbox.setRowCount(0)
+        self.act_sandbox.setRowCount(0)
 
     def show_detail(self, detail: LayerDetail | None) -> None:
         self.detail = detail
@@ -96,6 +109,7 @@ class LayerDetailView(QWidget):
             self._draw(self.weight_plot, None, "weights")
             self._draw(self.act_plot, None, "input activation")
             self.sandbox.setRowCount(0)
+            self.act_sandbox.setRowCount(0)
             return
         c = detail.choice
         w = fmt_format(None if c.weight is None else c.weight.name)
@@ -113,6 +127,7 @@ class LayerDetailView(QWidget):
         self.act_plot.setToolTip(f"activation {detail.activation_name}")
         self._draw(self.act_plot, detail.activation, act_title)
         self._fill_sandbox(detail)
+        self.act_sandbox.show_rows(detail.layer, detail.activations, detail.choice)
 
     def _draw(self, plot: pg.PlotWidget, dist: Distribution | None, title: str) -> None:
         item = plot.getPlotItem()

@@ -38,10 +38,11 @@ from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.errors import EngineError
-from bitlens.core.formats import Format, Granularity, fake_quantize, parse_format
+from bitlens.core.formats import Format, Granularity, parse_format
 from bitlens.core.model import tensors
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.quantized import QuantizedWeight, quantize_weight
 from bitlens.core.results import (
     Evaluation,
     LayerResult,
@@ -92,7 +93,7 @@ class Engine:
         self._local_sessions: dict[tuple[str, str | None], object] = {}  # (layer, kind)
         # layer -> (session or None when the first output does not depend on it, boundary)
         self._suffixes: OrderedDict[str, tuple[object | None, tuple[str, ...]]] = OrderedDict()
-        self._wcache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._wcache: OrderedDict[tuple[str, str], QuantizedWeight] = OrderedDict()
         self._wcache_bytes = 0
         self._executor: ThreadPoolExecutor | None = None
         self._werr: dict[tuple[str, str], TensorError] = {}  # (layer, format) -> weight error
@@ -396,15 +397,16 @@ class Engine:
     def quantized_weight(self, w: WeightInfo, fmt: Format, *, keep: bool = True) -> np.ndarray:
         """``w`` quantized in ``fmt`` (stored dtype); cached unless ``keep`` is False (the
         sweep uses each once, and would otherwise push the plan's weights out)."""
+        return self.quantized(w, fmt, keep=keep).values
+
+    def quantized(self, w: WeightInfo, fmt: Format, *, keep: bool = True) -> QuantizedWeight:
+        """``w`` in ``fmt``: codes, parameters and values (what the export stores and reads)."""
         fmt = bind(fmt, w)
         key = (w.name, fmt.name)
         if key in self._wcache:
             self._wcache.move_to_end(key)
             return self._wcache[key]
-        value = self.model.weight(w)
-        q = fake_quantize(value, fmt, what=f"weight {w.name!r}").astype(
-            np.dtype(w.dtype), copy=False
-        )
+        q = quantize_weight(self.model.weight(w), w, fmt)
         if not keep:
             return q
         self._wcache[key] = q
@@ -870,13 +872,16 @@ class Engine:
         return self.model.weight(self.info.layer(layer).weights[0])
 
     def activation_values(self, layer: str) -> np.ndarray | None:
+        values = self.activation_feeds(layer, self.data.calibration)
+        return None if values is None else concat(values)
+
+    def activation_feeds(self, layer: str, feeds: Sequence[int]) -> list[np.ndarray] | None:
+        """The layer's float input activation on each of ``feeds`` (None: none kept)."""
         acts = self.info.layer(layer).activations
-        if not acts:
-            return None
         ref = self._ensure_ref()
-        if acts[0] not in ref:
+        if not acts or acts[0] not in ref:
             return None
-        return concat([ref[acts[0]][i] for i in self.data.calibration])
+        return [ref[acts[0]][i] for i in feeds]
 
     def scheme_table(
         self, layer: str, formats: Sequence[str | Format]

@@ -60,6 +60,7 @@ from bitlens.core.export.weights import WeightEncoding
 from bitlens.core.fileio import atomic_write_text, check_output, replace_into, staging_path
 from bitlens.core.formats import storage_bytes
 from bitlens.core.plan import Plan
+from bitlens.core.quantized import QuantizedModel, quantize_model
 from bitlens.core.results import Progress
 
 if TYPE_CHECKING:
@@ -99,6 +100,9 @@ def check_fidelity(
         trt, advice = tensorrt.structural_problems(exported)
         failures.extend(f"TensorRT: {p}" for p in trt)
         notes.extend(f"TensorRT: {a}" for a in advice)
+    # the weights the export wrote, as the engine computed them (recomputed only for a result
+    # made without them)
+    qm = result.quantized if result.quantized is not None else quantize_model(engine, plan)
     yield Progress(1, steps, "reloaded the export")
 
     # -- rule 2: the export in its simulated form, arranged as the engine runs it ----------
@@ -147,7 +151,7 @@ def check_fidelity(
 
     # -- rule 1: storage --------------------------------------------------------------------
     layer_checks_partial = {
-        name: _storage(engine, plan, exported, rec, rebuilt, decoded)
+        name: _storage(engine, plan, qm, exported, rec, rebuilt, decoded)
         for name, rec in records.items()
     }
 
@@ -442,6 +446,7 @@ def _unique(encs: Sequence[WeightEncoding]) -> list[WeightEncoding]:
 def _storage(
     engine: Engine,
     plan: Plan,
+    qm: QuantizedModel,
     exported: onnx.ModelProto,
     rec: LayerExport,
     rebuilt: dict[str, np.ndarray],
@@ -484,7 +489,7 @@ def _storage(
                     wp.append(f"{t.name}: codes stored with {elem} bits, the plan says {fmt.bits}")
             if nbytes != t.nbytes:
                 wp.append(f"{t.name}: {nbytes} bytes in the file, {t.nbytes} recorded")
-        want = engine.quantized_weight(w, fmt)
+        want = qm.weight(w.name).values  # what the engine fed and the export wrote
         got = rebuilt.get(w.name)
         if enc.scheme == "matmulnbits":
             got = decoded.get(w.name)
