@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 JOB_KEY = "deployed"
 SIMULATED = "simulated (fake-quant, the engine)"
 DEPLOYED = "deployed (the export in a default ONNX Runtime session)"
-COLUMNS = ("Layer", "Compared", "Deployed vs simulated", "SQNR")
+COLUMNS = ("Layer", "Compared", "Deployed vs simulated", "SQNR vs simulated")
 
 
 class DeployedPane(QWidget):
@@ -71,6 +71,7 @@ class DeployedPane(QWidget):
         self.table.setObjectName("deployedLayers")
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().hide()
+        self.table.setWordWrap(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
@@ -119,6 +120,7 @@ class DeployedPane(QWidget):
                     item.setToolTip("more than one step: rounding of the integer kernels added up")
                 self.table.setItem(r, c, item)
         self.table.resizeColumnToContents(0)
+        self.table.resizeColumnToContents(1)
 
     def set_stale(self, stale: bool) -> None:
         if self.report is None:
