@@ -289,7 +289,7 @@ def test_weight_cache_and_session_reuse() -> None:
     engine.evaluate(Plan.preset(engine.info, "W4A8").with_target("none"))
     assert len(engine._sessions) == n_sessions
     cached = {fmt for _, fmt in engine._wcache}
-    assert {"int8 sym narrow ch0", "int4 sym ch0"} <= cached
+    assert {"int8 sym ch0", "int4 sym ch0"} <= cached
     w2 = engine._wcache[("W2", "int4 sym ch0")].values
     assert (
         engine.quantized_weight(engine.info.layer("conv2").weights[0], parse_format("int4 sym ch"))

@@ -48,7 +48,7 @@ def test_impossible_activation_formats_are_refused(info) -> None:
 def test_edits_return_new_plans(info) -> None:
     a = Plan.preset(info, "W8A8")
     b = a.with_choices({"fc": LayerChoice.of("int4 sym ch", "uint8 asym")})
-    assert a["fc"].weight == parse_format("int8 sym narrow ch")
+    assert a["fc"].weight == parse_format("int8 sym ch")
     assert b["fc"].weight == parse_format("int4 sym ch")
     assert a != b and a == Plan.preset(info, "W8A8")
 

@@ -96,7 +96,7 @@ def test_set_format_for_selection_and_presets(qtbot, window, cnn_path: Path) -> 
     table.preset_combo.setCurrentText("W8A8")
     table.preset_all.click()
     wait_idle(qtbot, window)
-    assert all(doc.plan[n].weight.name == "int8 sym narrow ch" for n in ("conv1", "conv2", "fc"))
+    assert all(doc.plan[n].weight.name == "int8 sym ch" for n in ("conv1", "conv2", "fc"))
     assert doc.undo_stack.count() == 2
     # filtering narrows the table without touching the plan
     table.filter.setText("gemm")
@@ -181,7 +181,7 @@ def test_target_combo_changes_the_plan_target_undoably(qtbot, window, cnn_path: 
     table.target_combo.activated.emit(table.target_combo.findData("none"))
     wait_idle(qtbot, window)
     assert doc.plan.target == "none"
-    assert doc.plan["conv1"].weight.name == "int8 sym narrow ch"  # the per-layer choices stay
+    assert doc.plan["conv1"].weight.name == "int8 sym ch"  # the per-layer choices stay
     # the window evaluated the other structure: the target's extra quantizers are gone
     assert doc.evaluation is not ort_eval and doc.evaluated_plan.target == "none"
     doc.undo_stack.undo()

@@ -47,12 +47,9 @@ ACTIVATION_CHOICES: tuple[str, ...] = (
 
 # preset -> (weight format, activation format); A16 means fp16 activations (weight-only
 # quantization as in LLM "W4A16"), A8 means calibrated uint8, as ONNX Runtime's QDQ default.
-# W8A8's weights are int8 in -127..127 per output channel, ONNX Runtime's quantize_static
-# and TensorRT's weight grid: each channel's largest weight lies on the grid, where -128..127
-# (scale 2*max/255) puts it half a step off; measured in benchmarks/bench_export.py.
 PRESET_FORMATS: dict[str, tuple[str | None, str | None]] = {
     "fp16": ("fp16", "fp16"),
-    "W8A8": ("int8 sym narrow ch", "uint8 asym"),
+    "W8A8": ("int8 sym ch", "uint8 asym"),
     "W8A16": ("int8 sym ch", "fp16"),
     "W4A16": ("int4 sym blk32", "fp16"),
     "W4A8": ("int4 sym ch", "uint8 asym"),
