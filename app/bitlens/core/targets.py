@@ -202,24 +202,6 @@ def placement(
             t = users[0].outputs[0]
         if quantizable(t):
             add(t, fmt, t, f"output of {layer.name} ({layer.op_type}), so it runs as QLinearConv")
-    # 2-D MatMul/Gemm outputs after what ORT folds into a Gemm (a float-to-float Cast, a
-    # constant bias Add): ORT fuses DQ -> MatMul -> Add(bias) with a float output into a float
-    # Gemm (measured with ORT 1.31; a 3-D MatMul keeps an integer kernel without this);
-    # requantized, it runs QGemm (ORT's own QDQ quantizer quantizes these outputs too). Not
-    # when a layer's input quantizer already requantizes the tensor.
-    for layer in kernels:
-        vi = info.value_info.get(layer.activations[0]) or inputs.get(layer.activations[0])
-        rank2 = vi is not None and vi.shape is not None and len(vi.shape) == 2
-        if layer.op_type not in ("MatMul", "Gemm") or not rank2:
-            continue
-        t = layer.outputs[0]
-        while t not in outputs and len(users := consumers.get(t, [])) == 1 and _folded(
-            users[0], t, producer, inputs, is_float
-        ):
-            t = users[0].outputs[0]
-        if t not in layer_q and quantizable(t):
-            fmt = layer_q[layer.activations[0]]
-            add(t, fmt, t, f"output of {layer.name} ({layer.op_type}), so it runs as QGemm")
     # Ops with QLinear or uint8 forms, in topological order, when all their inputs are quantized.
     for n in main:
         if n.op_type not in REQUANTIZING and n.op_type not in SAME_GRID:
@@ -249,25 +231,6 @@ def placement(
         else:
             add(o, fmt, o, f"output of {n.name} ({n.op_type}), so it runs as QLinear{n.op_type}")
     return out
-
-
-def _folded(
-    n: NodeInfo,
-    t: str,
-    producer: Mapping[str, NodeInfo],
-    inputs: Mapping[str, object],
-    is_float: Callable[[str], bool],
-) -> bool:
-    """``n`` (reading ``t``) is a float Cast or a constant bias Add that ORT folds into a Gemm."""
-    if not n.outputs or not is_float(n.outputs[0]):
-        return False
-    if n.op_type == "Cast":
-        return True
-    if n.op_type != "Add" or len(n.inputs) != 2:
-        return False
-    other = n.inputs[1] if n.inputs[0] == t else n.inputs[0]
-    src = producer.get(other)
-    return other not in inputs and (src is None or src.op_type == "Constant")
 
 
 def _data_inputs(n: NodeInfo) -> list[str]:
