@@ -22,6 +22,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QFont
 
+from bitlens.core.compare import LayerDelta, verdict
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.accounting import cannot_save
 from bitlens.core.formats import parse_format
@@ -29,6 +30,7 @@ from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, activation_choices, weight_choices
 from bitlens.core.results import LayerResult, TensorError
 from bitlens.gui import colors
+from bitlens.gui.ab_compare import signed_bytes, signed_db, verdict_color
 from bitlens.gui.document import Document
 from bitlens.gui.error_kind import ERROR_KINDS
 from bitlens.gui.format_help import format_tooltip
@@ -64,6 +66,8 @@ class Column(IntEnum):
     LOCAL = 8
     ACCUMULATED = 9
     RAN_AS = 10
+    DELTA_ERROR = 11  # B - A of the coloured error kind, while a plan A is pinned
+    DELTA_BYTES = 12
 
 
 HEADERS = {
@@ -79,7 +83,12 @@ HEADERS = {
     Column.ACCUMULATED: ("Accum. SQNR", ERROR_KINDS["accumulated"][1]),
     Column.RAN_AS: ("Ran as", "The kernel ONNX Runtime ran for the layer in the last export "
                     "of this plan (QLinearConv, Conv (NCHWc) float, MatMulNBits ...)"),
+    Column.DELTA_ERROR: ("Δ SQNR vs A", "This plan's SQNR minus the pinned plan A's, of the "
+                         "error kind chosen in the plots (▲ blue better, ▼ orange worse)"),
+    Column.DELTA_BYTES: ("Δ size vs A", "This plan's weight bytes minus plan A's (▲ blue "
+                         "smaller, ▼ orange larger)"),
 }
+AB_COLUMNS = (Column.DELTA_ERROR, Column.DELTA_BYTES)  # shown only while a plan A is pinned
 ERROR_COLUMNS = (Column.WEIGHT_SQNR, Column.LOCAL, Column.ACCUMULATED)
 KIND_COLUMN = {
     "weight": Column.WEIGHT_SQNR,
@@ -102,6 +111,7 @@ class LayerTableModel(QAbstractTableModel):
         document.evaluationChanged.connect(self._on_evaluation_changed)
         document.ranAsChanged.connect(self._on_plan_changed)
         document.error_kind.changed.connect(self._on_kind_changed)
+        document.ab.changed.connect(lambda: self._changed(Column.DELTA_ERROR, Column.DELTA_BYTES))
         self._on_model_changed()
 
     # -- lookups --------------------------------------------------------------------------
@@ -169,6 +179,12 @@ class LayerTableModel(QAbstractTableModel):
             return None
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(layer, col)
+        if col in AB_COLUMNS and role in (Qt.ItemDataRole.BackgroundRole,
+                                          Qt.ItemDataRole.ForegroundRole):
+            v = self._ab_verdict(layer, col)
+            if role == Qt.ItemDataRole.BackgroundRole:
+                return verdict_color(v)
+            return colors.INK if verdict_color(v) is not None else None
         coloured = col == KIND_COLUMN[self._doc.error_kind.kind]
         if role == Qt.ItemDataRole.BackgroundRole and coloured:
             scale = self._doc.error_kind.scale(self._doc.evaluation)
@@ -177,14 +193,14 @@ class LayerTableModel(QAbstractTableModel):
             return colors.INK if self._error(layer, col) is not None else None
         if (
             role == Qt.ItemDataRole.FontRole
-            and col in (Column.SIZE, *ERROR_COLUMNS)
+            and col in (Column.SIZE, *ERROR_COLUMNS, *AB_COLUMNS)
             and not self._doc.evaluation_current
         ):
             font = QFont()
             font.setItalic(True)
             return font
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (
-            Column.PARAMS, Column.SIZE, *ERROR_COLUMNS,
+            Column.PARAMS, Column.SIZE, *ERROR_COLUMNS, *AB_COLUMNS,
         ):  # fmt: skip
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -257,7 +273,26 @@ class LayerTableModel(QAbstractTableModel):
             return f"{fmt_bytes(layer.nbytes)} → {after}{flag}"
         if col == Column.RAN_AS:
             return self._ran_as(layer) or ""
+        if col == Column.DELTA_ERROR:
+            d = self._delta(layer)
+            return "" if d is None else signed_db(d.delta_db(self._doc.error_kind.kind))
+        if col == Column.DELTA_BYTES:
+            d = self._delta(layer)
+            return "" if d is None else signed_bytes(d.delta_bytes)
         return fmt_db(_sqnr(self._error(layer, col)))
+
+    def _delta(self, layer: Layer) -> LayerDelta | None:
+        c = self._doc.ab.comparison
+        return None if c is None or not self._doc.ab.pinned else c.layer(layer.name)
+
+    def _ab_verdict(self, layer: Layer, col: Column) -> str:
+        d = self._delta(layer)
+        if d is None:
+            return ""
+        if col == Column.DELTA_ERROR:
+            return verdict(d.delta_db(self._doc.error_kind.kind))
+        db = d.delta_bytes
+        return "" if db is None else verdict(float(db), higher_is_better=False, tol=0.0)
 
     def _ran_as(self, layer: Layer) -> str | None:
         """The last export's kernel for the layer, if that export was of the current plan."""
@@ -282,6 +317,13 @@ class LayerTableModel(QAbstractTableModel):
         if col == Column.SIZE:
             r = self._result(layer)
             return float(layer.nbytes if r is None else r.bytes_after)
+        if col in AB_COLUMNS:
+            d = self._delta(layer)
+            v = None if d is None else (
+                d.delta_db(self._doc.error_kind.kind) if col == Column.DELTA_ERROR
+                else d.delta_bytes
+            )  # fmt: skip
+            return _MISSING if v is None or math.isnan(v) else max(min(float(v), 1e300), -1e300)
         if col in ERROR_COLUMNS:
             s = _sqnr(self._error(layer, col))
             if s is None or math.isnan(s):
@@ -304,6 +346,14 @@ class LayerTableModel(QAbstractTableModel):
             if layer.graph_path:
                 lines.append(f"inside {layer.graph_path}")
             return "\n".join(lines)
+        if col in AB_COLUMNS:
+            d = self._delta(layer)
+            if d is None:
+                return None
+            kind = self._doc.error_kind.kind
+            sa, sb = d.sqnr(kind)
+            return (f"A: {d.choice_a}\nB: {d.choice_b}\n{kind} SQNR A {fmt_db(sa)}, "
+                    f"B {fmt_db(sb)}\nweights A {fmt_bytes(d.bytes_a)}, B {fmt_bytes(d.bytes_b)}")
         if col in ERROR_COLUMNS:
             err = self._error(layer, col)
             if err is None:
@@ -334,7 +384,7 @@ class LayerTableModel(QAbstractTableModel):
 
     def _on_kind_changed(self) -> None:
         self.headerDataChanged.emit(Qt.Orientation.Horizontal, Column.WEIGHT_SQNR, Column.ACCUMULATED)
-        self._changed(Column.WEIGHT_SQNR, Column.ACCUMULATED)
+        self._changed(Column.WEIGHT_SQNR, Column.DELTA_ERROR)
 
     def _changed(self, first: Column, last: Column) -> None:
         if self._layers:
