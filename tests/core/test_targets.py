@@ -185,8 +185,11 @@ def test_tensorrt_rules(engine: Engine) -> None:
     w8a8 = Plan.preset(engine.info, "W8A8").with_target("tensorrt")
     problems = check_plan(w8a8)
     assert any("symmetric int8 activations, not uint8 asym" in p for p in problems)
-    sym = Plan.uniform(engine.info, "int8 sym ch", "int8 sym").with_target("tensorrt")
+    sym = Plan.uniform(engine.info, "int8 sym narrow ch", "int8 sym").with_target("tensorrt")
     assert check_plan(sym) == []
+    # TensorRT's int8 weights are -127..127: a -128 code is out of its range
+    wide = Plan.uniform(engine.info, "int8 sym ch", "int8 sym").with_target("tensorrt")
+    assert any("-127..127 (int8 sym narrow)" in p for p in check_plan(wide))
     assert engine.placement(sym) == {}  # TensorRT places output requantization itself
     blocked = Plan.uniform(engine.info, "int8 sym blk4", "int8 sym").with_target("tensorrt")
     assert any("per-tensor or per-channel" in p for p in check_plan(blocked))
@@ -204,7 +207,7 @@ def test_cli_target_option(tmp_path: Path) -> None:
 
 
 def test_tensorrt_export_runs_in_ort(engine: Engine, tmp_path: Path) -> None:
-    plan = Plan.uniform(engine.info, "int8 sym ch", "int8 sym").with_target("tensorrt")
+    plan = Plan.uniform(engine.info, "int8 sym narrow ch", "int8 sym").with_target("tensorrt")
     result, report = run(engine, plan, tmp_path / "trt.onnx")
     assert report.passed, report.failures
     model = onnx.load(str(result.path))

@@ -98,15 +98,17 @@ def run(args: argparse.Namespace) -> int:
     size = None
     if args.export_size:
         size = follow(accounting.predict(engine, plan))
-    rows = _deployed(engine, plan) if args.deployed else None
+    deployed = _deployed(engine, plan) if args.deployed else None
     b = compare_report.plan_comparison(args, model, engine, plan, ev, metric)
     if args.json:
         d = ev.to_dict()
         d["cannot_save_bytes"] = flags
         if size is not None:
             d["export_size"] = dataclasses.asdict(size)
-        if rows is not None:
-            d["deployed"] = [r.to_dict() for r in rows]
+        if deployed is not None:
+            d["deployed"] = [r.to_dict() for r in deployed.outputs]
+            d["deployed_layers"] = [la.to_dict() for la in deployed.layers]
+            d["deployed_layers_verified"] = deployed.layers_verified
         if b is not None:
             d["compare_plan"] = b[2].to_dict()
         if other is not None:
@@ -119,12 +121,8 @@ def run(args: argparse.Namespace) -> int:
                   "(its codes and scales alone take as much as the float weights)")
         if size is not None:
             print(render_size(size))
-        if rows is not None:
-            print("\nas deployed (exported, default ONNX Runtime session) vs simulated:")
-            for r in rows:
-                same = "bit-exact" if r.exact else f"max |Δ| {r.max_abs_difference:.3g}"
-                print(f"  {r.name}: SQNR simulated {fmt_db(r.simulated.sqnr_db)}, deployed "
-                      f"{fmt_db(r.deployed.sqnr_db)}; {same}")  # fmt: skip
+        if deployed is not None:
+            print(render_deployed(deployed))
         if b is not None:
             print("\n" + render_plan_comparison(b[2], _kind(ev)))
         if other is not None:
@@ -168,9 +166,24 @@ def _deployed(engine, plan: Plan):
 
     runner = DeployedRunner(engine)
     try:
-        return runner.compare(plan)
+        return follow(runner.run(plan))
     finally:
         runner.close()
+
+
+def render_deployed(rep) -> str:
+    """The as-deployed run: per output, then per layer, deployed vs simulated."""
+    lines = ["", "as deployed (exported, default ONNX Runtime session) vs simulated:"]
+    for r in rep.outputs:
+        same = "bit-exact" if r.exact else f"max |Δ| {r.max_abs_difference:.3g}"
+        lines.append(f"  output {r.name}: SQNR simulated {fmt_db(r.simulated.sqnr_db)}, "
+                     f"deployed {fmt_db(r.deployed.sqnr_db)}; {same}")  # fmt: skip
+    lines.append("per layer output, deployed vs simulated"
+                 + ("" if rep.layers_verified else " (UNVERIFIED: ONNX Runtime's optimized graph "
+                    "re-run as saved did not reproduce the deployed outputs)"))  # fmt: skip
+    for la in rep.layers:
+        lines.append(f"  {la.layer} ({la.tensor}): {la.describe()}")
+    return "\n".join(lines)
 
 
 def render(ev: Evaluation) -> str:

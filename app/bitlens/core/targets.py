@@ -241,8 +241,10 @@ def _data_inputs(n: NodeInfo) -> list[str]:
 
 def check_plan(plan: Plan) -> list[str]:
     """Problems of ``choices`` for ``target`` (empty: fine). TensorRT's Q/DQ rules: int8
-    activations symmetric with zero point 0 and per tensor; weights int8 symmetric, per
-    tensor or per output channel (axis 0 for Conv, the output axis for Gemm/MatMul)."""
+    activations symmetric with zero point 0 and per tensor; weights int8 symmetric in
+    -127..127, per tensor or per output channel (axis 0 for Conv, the output axis for
+    Gemm/MatMul). The exported file is checked against the same rules by
+    :func:`bitlens.core.export.tensorrt.structural_problems`."""
     if plan.target != TENSORRT:
         return []
     problems = []
@@ -266,6 +268,12 @@ def check_plan(plan: Plan) -> list[str]:
                 layer.weights[0].channel_axis,
             ):
                 problems.append(f"{name}: TensorRT needs weights per output channel")
+            if w.bits == 8 and w.signed and w.symmetric and not w.narrow:
+                # TensorRT's int8 weights are -127..127 (activations -128..127)
+                problems.append(
+                    f"{name}: TensorRT needs int8 weights in -127..127 (int8 sym narrow), "
+                    f"not {w.name}"
+                )
     return problems
 
 

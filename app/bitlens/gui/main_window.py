@@ -37,6 +37,7 @@ from bitlens.core.search import Point
 from bitlens.gui.ab_compare import ABStatusLabel
 from bitlens.gui.activation_sandbox import apply_activation
 from bitlens.gui.controller import Controller
+from bitlens.gui.deployed_view import DeployedMode
 from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.document import Document
 from bitlens.gui.export_report import ExportReportDialog
@@ -143,6 +144,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         self.statusBar().addPermanentWidget(self.export_size)  # a tip never hides it
         self.ab_status = ABStatusLabel(self.document.ab, self)  # A → B, while A is pinned
         self.statusBar().addPermanentWidget(self.ab_status)
+        self.deployed = DeployedMode(self)  # the "As deployed" pane, its status and job
 
         self._build_menus()
         self.pin_button = self.table.add_tool_action(self.act_pin)
@@ -381,7 +383,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         for act in (
             self.act_open_data, self.act_open_plan, self.act_save_plan, self.act_save_as,
             self.act_import, self.act_export, self.act_reset, self.act_sweep,
-            self.act_export_model, self.act_find_plan, self.act_predict_size,
+            self.act_export_model, self.act_find_plan, self.act_predict_size, self.act_deployed,
         ):  # fmt: skip
             act.setEnabled(has)
         self.calibration_menu.setEnabled(has)

@@ -89,6 +89,7 @@ class MenusMixin:
         self.act_predict_size = self._action(
             m, "Predict Export &File Size", lambda: self.export_size.predict()
         )
+        self.act_deployed = self.deployed.add_action(m)
         cal = m.addMenu("&Calibration")
         self.calibration_group = QActionGroup(self)
         for method in CalibrationMethod:

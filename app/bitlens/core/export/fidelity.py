@@ -24,7 +24,7 @@ from bitlens.core.engine import bind
 from bitlens.core.engine.graphs import find_graph, iter_nodes
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import BitlensError, ExportError
-from bitlens.core.export import probes, verdict
+from bitlens.core.export import probes, tensorrt, verdict
 from bitlens.core.export.deployed import (
     INTEGER_KERNELS,
     deployed_codes,
@@ -96,6 +96,10 @@ def check_fidelity(
     if METADATA_KEY not in {p.key for p in exported.metadata_props}:
         failures.append("the file carries no Bitlens export record")
     records = result.layers
+    if result.target == targets.TENSORRT:  # the file against TensorRT's documented Q/DQ rules
+        trt, advice = tensorrt.structural_problems(exported)
+        failures.extend(f"TensorRT: {p}" for p in trt)
+        notes.extend(f"TensorRT: {a}" for a in advice)
     # the weights the export wrote, as the engine computed them (recomputed only for a result
     # made without them)
     qm = result.quantized if result.quantized is not None else quantize_model(engine, plan)
