@@ -30,7 +30,14 @@ from bitlens.core.formats import (
     quantize,
 )
 from bitlens.core.model.types import Layer, ModelInfo
-from bitlens.core.plan_schema import check_ort_overrides, check_plan_dict, loads
+from bitlens.core.plan_schema import (
+    check_ort_overrides,
+    check_plan_dict,
+    loads,
+    plan_recoveries,
+)
+from bitlens.core.recovery import Recovery, parse_recovery
+from bitlens.core.recovery.support import check_recovery
 from bitlens.core.targets import DEFAULT_TARGET, check_target
 
 PLAN_VERSION = 1
@@ -73,6 +80,9 @@ class LayerChoice:
     # Integer activations only: take the range from each input at run time instead of
     # from calibration (dynamic quantization).
     dynamic: bool = False
+    # An accuracy-recovery method for the weights (bitlens.core.recovery), None: plain
+    # rounding. Written to JSON only when set, so plans without it read and write as before.
+    recovery: Recovery | None = None
 
     @property
     def is_float(self) -> bool:
@@ -84,11 +94,13 @@ class LayerChoice:
         weight: Format | str | None = None,
         activation: Format | str | None = None,
         dynamic: bool = False,
+        recovery: Recovery | str | None = None,
     ) -> LayerChoice:
         return cls(
             None if weight is None else parse_format(weight),
             None if activation is None else parse_format(activation),
             dynamic,
+            recovery if isinstance(recovery, Recovery) else parse_recovery(recovery),
         )
 
     def to_dict(self) -> dict[str, str | bool | None]:
@@ -98,6 +110,8 @@ class LayerChoice:
         }
         if self.dynamic:
             d["dynamic"] = True
+        if self.recovery is not None:
+            d["recovery"] = self.recovery.value
         return d
 
 
@@ -124,6 +138,8 @@ def validate_choice(layer: Layer, choice: LayerChoice) -> None:
                     f"layer {layer.name!r}: {w.name} names axis {w.axis}, "
                     f"but weight {wi.name!r} has shape {list(wi.shape)}"
                 )
+    if choice.recovery is not None:
+        check_recovery(layer, choice.weight, choice.recovery)
     if choice.dynamic and (a is None or a.family is not Family.INT):
         raise PlanError(
             f"layer {layer.name!r}: dynamic quantization needs an integer activation format"
@@ -266,9 +282,10 @@ class Plan(Mapping[str, LayerChoice]):
     @classmethod
     def from_dict(cls, info: ModelInfo, data: Any) -> Plan:
         choices: dict[str, LayerChoice] = {}
+        recoveries = plan_recoveries(data)
         for name, (weight, activation, dynamic) in check_plan_dict(data, PLAN_VERSION).items():
             try:
-                choices[name] = LayerChoice.of(weight, activation, dynamic)
+                choices[name] = LayerChoice.of(weight, activation, dynamic, recoveries[name])
             except FormatError as exc:
                 raise PlanError(f"layer {name!r}: {exc}") from None
         target = data.get("target", DEFAULT_TARGET)

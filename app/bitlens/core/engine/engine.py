@@ -42,6 +42,7 @@ from bitlens.core.formats import Format, Granularity, fake_quantize, parse_forma
 from bitlens.core.model import tensors
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.recovery.calibrated import RecoveryCache
 from bitlens.core.results import (
     Evaluation,
     LayerResult,
@@ -191,7 +192,7 @@ class Engine:
             self._float_feeds = {
                 w.name: self.model.weight(w).astype(np.dtype(w.dtype), copy=False)
                 for layer in self.info.layers
-                for w in layer.weights
+                for w in rewrite.fed_constants(layer)
             }
         return dict(self._float_feeds)
 
@@ -414,6 +415,11 @@ class Engine:
             self._wcache_bytes -= old.nbytes
         return q
 
+    @cached_property
+    def recovery(self) -> RecoveryCache:
+        """Recovery results (GPTQ, bias correction...) computed once per layer and format."""
+        return RecoveryCache(self)
+
     def weight_error(self, layer: Layer, fmt: Format) -> TensorError:
         """Error of the layer's weights (all of them, concatenated) in ``fmt``."""
         key = (layer.name, fmt.name)
@@ -431,6 +437,9 @@ class Engine:
         feeds = self._float_weights()
         for name, choice in plan.items() if isinstance(plan, Mapping) else ():
             if choice.weight is None:
+                continue
+            if choice.recovery is not None:
+                feeds.update(self.recovery.feeds(self.info.layer(name), choice))
                 continue
             for w in self.info.layer(name).weights:
                 feeds[w.name] = self.quantized_weight(w, choice.weight)
