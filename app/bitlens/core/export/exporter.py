@@ -47,6 +47,8 @@ from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
 from bitlens.core.formats import Format, Granularity, parse_format, quantize, uniform
 from bitlens.core.model.types import Layer, ModelInfo, Storage, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.recovery import Recovered, Recovery
+from bitlens.core.recovery import export as recovery_export
 from bitlens.core.results import Progress
 from bitlens.core.targets import (
     TensorQuantizer,
@@ -134,8 +136,9 @@ class ExportResult:
 
 
 def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
-    """8-bit integer weights (not blocked) with a calibrated 8-bit activation on Conv/MatMul/Gemm."""
-    return kernel_format(layer, choice.weight, choice.activation, choice.dynamic)
+    """8-bit integer weights (not blocked) with a calibrated 8-bit activation on Conv/MatMul/Gemm
+    (not under AWQ, whose multiply after the decode keeps the weight out of the kernel)."""
+    return choice.recovery is not Recovery.AWQ and kernel_format(layer, choice.weight, choice.activation, choice.dynamic)
 
 
 # Ops ONNX Runtime moves a QuantizeLinear back across (QDQ propagation) or folds into the
@@ -480,6 +483,9 @@ def _export_layer(
             act_scale = rec.scale
     encodings: list[WeightEncoding] = []
     weight_scale: np.ndarray | None = None
+    rec = recovery_export.recovered(engine, layer, choice)
+    if rec is not None and (note := recovery_export.write_bias(state, layer, rec)):
+        notes.append(note)
     if choice.weight is not None:
         for w in layer.weights:
             fmt = bind(choice.weight, w)
@@ -494,14 +500,13 @@ def _export_layer(
                     encodings.append(enc)
                 notes.append(f"weight {w.name} is shared; stored once")
                 continue
-            enc = _encode_one(engine, state, layer, w, fmt, kernel, options, notes)
+            enc = _encode_one(engine, state, layer, w, fmt, kernel, options, notes, rec)
             state.weights[w.name] = (fmt.name, enc)
             if enc is not None:
                 encodings.append(enc)
             if kernel:
-                weight_scale = np.asarray(
-                    quantize(engine.model.weight(w.name), fmt).scale, np.float32
-                )
+                q = rec.qtensor if rec is not None else quantize(engine.model.weight(w.name), fmt)
+                weight_scale = np.asarray(q.scale, np.float32)
     bias = None
     if kernel and options.int32_bias and act_scale is not None and weight_scale is not None:
         bias = int32_bias(engine, state, layer, np.float32(act_scale), weight_scale, notes)
@@ -603,11 +608,14 @@ def _encode_one(
     kernel: bool,
     options: ExportOptions,
     notes: list[str],
+    rec: Recovered | None = None,
 ) -> WeightEncoding | None:
     value = engine.model.weight(w.name)
     g = state.graph(w.graph_path)
     b = GraphBuilder(w.name, state.taken, state.shared.setdefault(w.graph_path, {}))
-    if options.matmulnbits and not kernel and layer.op_type == "MatMul" and not w.graph_path:
+    if options.matmulnbits and rec is not None:
+        notes.append(f"{w.name}: recovered codes are exported as folded codes, not MatMulNBits")
+    elif options.matmulnbits and not kernel and layer.op_type == "MatMul" and not w.graph_path:
         lay = matmulnbits.layout_for(fmt, w.shape)
         idx, node = node_producing(g, layer.outputs[0])
         if (
@@ -633,8 +641,11 @@ def _encode_one(
     # fuses without it (symmetric int8: all zeros), so a conv stores no per-channel zeros.
     zero_point = kernel and layer.op_type != "Conv"
     enc = encode_weight(
-        b, w, value, fmt, mode=mode, allow_int2=options.int2_qdq, zero_point=zero_point
+        b, w, value, fmt, mode=mode, allow_int2=options.int2_qdq, zero_point=zero_point,
+        qtensor=None if rec is None else rec.qtensor,
     )
+    if enc is not None and rec is not None and rec.input_scale is not None:
+        recovery_export.scale_decoded(b, w.name, rec.input_scale)
     if enc is None:
         notes.append(f"{w.name}: {fmt.name} keeps the weight's own {w.dtype} values")
         return None

@@ -60,6 +60,7 @@ from bitlens.core.export.weights import WeightEncoding
 from bitlens.core.fileio import atomic_write_text, check_output, replace_into, staging_path
 from bitlens.core.formats import storage_bytes
 from bitlens.core.plan import Plan
+from bitlens.core.recovery.export import planned_bias, planned_weight
 from bitlens.core.results import Progress
 
 if TYPE_CHECKING:
@@ -98,9 +99,8 @@ def check_fidelity(
     yield Progress(1, steps, "reloaded the export")
 
     # -- rule 2: the export in its simulated form, arranged as the engine runs it ----------
-    src_inits = {t.name: t for t in engine.model.proto.graph.initializer}
     biases = {
-        r.bias.feeds: (r.bias.bias, numpy_helper.to_array(src_inits[r.bias.bias]))
+        r.bias.feeds: (r.bias.bias, planned_bias(engine, plan, r.bias.bias))
         for r in records.values()
         if r.bias is not None
     }
@@ -480,7 +480,7 @@ def _storage(
                     wp.append(f"{t.name}: codes stored with {elem} bits, the plan says {fmt.bits}")
             if nbytes != t.nbytes:
                 wp.append(f"{t.name}: {nbytes} bytes in the file, {t.nbytes} recorded")
-        want = engine.quantized_weight(w, fmt)
+        want = planned_weight(engine, layer, choice, w)
         got = rebuilt.get(w.name)
         if enc.scheme == "matmulnbits":
             got = decoded.get(w.name)

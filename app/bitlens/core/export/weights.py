@@ -99,11 +99,14 @@ def encode_weight(
     mode: str = FOLD,
     allow_int2: bool = False,
     zero_point: bool = False,
+    qtensor: QTensor | None = None,
 ) -> WeightEncoding | None:
     """Add nodes producing tensor ``w.name`` (same dtype and shape as ``value``).
 
     ``fmt`` must be bound to an axis. Returns None when the format leaves the
     weight as it is (fp32 on a float32 weight, fp64 on any float weight).
+    ``qtensor``: codes and parameters already decided (a recovery method's), written
+    as they are instead of quantizing ``value``.
     """
     if (
         fmt.is_float
@@ -111,7 +114,7 @@ def encode_weight(
         and float_formats.FLOAT_DTYPES[fmt.float_kind].itemsize >= value.dtype.itemsize
     ):
         return None
-    q = quantize(value, fmt, what=f"weight {w.name!r}")
+    q = qtensor if qtensor is not None else quantize(value, fmt, what=f"weight {w.name!r}")
     if mode == QDQ and (dt := native_qdq_dtype(fmt, allow_int2)) is not None:
         return _qdq(b, w, q, dt, value.dtype, zero_point)
     if fmt.is_float and not fmt.has_scale:

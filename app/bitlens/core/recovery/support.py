@@ -27,6 +27,8 @@ def check_recovery(layer: Layer, weight: Format | None, method: Recovery) -> Non
         raise PlanError(f"{where} needs an integer weight format, not {weight.name}")
     if method is Recovery.AWQ and (weight.is_float and not weight.has_scale):
         raise PlanError(f"{where} needs a scaled weight format, not {weight.name}")
+    if method is Recovery.AWQ and layer.weights[0].dtype != "float32":
+        raise PlanError(f"{where} needs a float32 weight, not {layer.weights[0].dtype}")
     if method is Recovery.BIAS and not layer.biases:
         raise PlanError(
             f"{where} needs a constant bias input (Conv B or Gemm C); this layer has none"
