@@ -282,8 +282,9 @@ class Plan(Mapping[str, LayerChoice]):
     @classmethod
     def from_dict(cls, info: ModelInfo, data: Any) -> Plan:
         choices: dict[str, LayerChoice] = {}
+        checked = check_plan_dict(data, PLAN_VERSION)
         recoveries = plan_recoveries(data)
-        for name, (weight, activation, dynamic) in check_plan_dict(data, PLAN_VERSION).items():
+        for name, (weight, activation, dynamic) in checked.items():
             try:
                 choices[name] = LayerChoice.of(weight, activation, dynamic, recoveries[name])
             except FormatError as exc:
