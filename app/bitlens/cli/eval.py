@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     rows = _deployed(engine, plan) if args.deployed else None
     if args.json:
         d = ev.to_dict()
+        d["compute"] = engine.compute.to_dict(model.info, plan)
         d["cannot_save_bytes"] = flags
         if size is not None:
             d["export_size"] = dataclasses.asdict(size)
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         print(dump_json(d))
     else:
         print(render(ev))
+        print(render_compute(engine.compute, model.info, plan))
         for name in flags:
             print(f"layer {name}: {plan[name].weight.name} cannot save bytes on this layer "
                   "(its codes and scales alone take as much as the float weights)")
@@ -147,6 +149,12 @@ def _deployed(engine, plan: Plan):
         return runner.compare(plan)
     finally:
         runner.close()
+
+
+def render_compute(compute, info, plan: Plan) -> str:
+    q, f = compute.total_bops(info, plan), compute.total_bops(info, None)
+    ratio = f" ({f / q:.1f}x fewer than float)" if q else ""
+    return f"compute: {compute.total_macs:,} MACs, {q:,} BOPs under the plan{ratio}"
 
 
 def render(ev: Evaluation) -> str:

@@ -8,6 +8,7 @@ latest evaluation; while a newer one is computed they are shown in italics.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from enum import IntEnum
 from typing import Any
@@ -27,6 +28,7 @@ from bitlens.core.export.accounting import cannot_save
 from bitlens.core.formats import parse_format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, activation_choices, weight_choices
+from bitlens.core.recovery import RECOVERY_CHOICES, parse_recovery
 from bitlens.core.results import LayerResult, TensorError
 from bitlens.gui import colors
 from bitlens.gui.document import Document
@@ -64,6 +66,8 @@ class Column(IntEnum):
     LOCAL = 8
     ACCUMULATED = 9
     RAN_AS = 10
+    RECOVERY = 11
+    BOPS = 12
 
 
 HEADERS = {
@@ -79,6 +83,11 @@ HEADERS = {
     Column.ACCUMULATED: ("Accum. SQNR", ERROR_KINDS["accumulated"][1]),
     Column.RAN_AS: ("Ran as", "The kernel ONNX Runtime ran for the layer in the last export "
                     "of this plan (QLinearConv, Conv (NCHWc) float, MatMulNBits ...)"),
+    Column.RECOVERY: ("Recovery", "Accuracy recovery for the weights, from calibration data: "
+                      "GPTQ, bias correction, AWQ or clipping search by output error "
+                      "(double-click to change)"),
+    Column.BOPS: ("BOPs", "Bit-operations: MACs x weight bits x activation bits, for one run "
+                  "of the first data feed (hover for the MACs)"),
 }
 ERROR_COLUMNS = (Column.WEIGHT_SQNR, Column.LOCAL, Column.ACCUMULATED)
 KIND_COLUMN = {
@@ -86,6 +95,7 @@ KIND_COLUMN = {
     "local": Column.LOCAL,
     "accumulated": Column.ACCUMULATED,
 }  # the error column coloured for each error kind
+RECOVERY_OFF = "off"
 _MISSING = -1e300  # sorts "no value" below every number
 
 
@@ -142,7 +152,7 @@ class LayerTableModel(QAbstractTableModel):
         f = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
         layer = self._layers[index.row()]
         col = index.column()
-        if (col == Column.WEIGHT and weight_choices(layer)) or (
+        if (col in (Column.WEIGHT, Column.RECOVERY) and weight_choices(layer)) or (
             col == Column.ACTIVATION and activation_choices(layer) and not layer.graph_path
         ):
             f |= Qt.ItemFlag.ItemIsEditable
@@ -166,6 +176,8 @@ class LayerTableModel(QAbstractTableModel):
                 return [FLOAT_LABEL, *weight_choices(layer)]
             if col == Column.ACTIVATION:  # static first, then dynamic, side by side
                 return [FLOAT_LABEL, *with_dynamic(activation_choices(layer))]
+            if col == Column.RECOVERY:
+                return [RECOVERY_OFF, *RECOVERY_CHOICES]
             return None
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(layer, col)
@@ -184,7 +196,7 @@ class LayerTableModel(QAbstractTableModel):
             font.setItalic(True)
             return font
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (
-            Column.PARAMS, Column.SIZE, *ERROR_COLUMNS,
+            Column.PARAMS, Column.SIZE, Column.BOPS, *ERROR_COLUMNS,
         ):  # fmt: skip
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -193,19 +205,27 @@ class LayerTableModel(QAbstractTableModel):
         if role != Qt.ItemDataRole.EditRole or not index.isValid():
             return False
         col = index.column()
-        if col not in (Column.WEIGHT, Column.ACTIVATION):
+        if col not in (Column.WEIGHT, Column.ACTIVATION, Column.RECOVERY):
             return False
         layer = self._layers[index.row()]
         text = str(value).strip()
-        kind = "weights" if col == Column.WEIGHT else "activations"
+        kind = {Column.WEIGHT: "weights", Column.ACTIVATION: "activations"}.get(col, "recovery")
         try:
+            if col == Column.RECOVERY:
+                old = self._choice(layer)
+                method = None if text == RECOVERY_OFF else text
+                new = dataclasses.replace(old, recovery=parse_recovery(method))
+                if new != old:
+                    self._doc.edit({layer.name: new}, f"{layer.name}: recovery → {text}")
+                return True
             name, dynamic = split_dynamic(text)
             fmt = None if name in ("", FLOAT_LABEL) else parse_format(name)
             old = self._choice(layer)
             if col == Column.WEIGHT:
-                new = LayerChoice(fmt, old.activation, old.dynamic)
+                keep = old.recovery if fmt is not None else None
+                new = LayerChoice(fmt, old.activation, old.dynamic, keep)
             else:
-                new = LayerChoice(old.weight, fmt, dynamic and fmt is not None)
+                new = LayerChoice(old.weight, fmt, dynamic and fmt is not None, old.recovery)
             if new == old:
                 return True
             self._doc.edit({layer.name: new}, f"{layer.name}: {kind} → {fmt_format(text or None)}")
@@ -257,7 +277,18 @@ class LayerTableModel(QAbstractTableModel):
             return f"{fmt_bytes(layer.nbytes)} → {after}{flag}"
         if col == Column.RAN_AS:
             return self._ran_as(layer) or ""
+        if col == Column.RECOVERY:
+            return RECOVERY_OFF if choice.recovery is None else choice.recovery.value
+        if col == Column.BOPS:
+            bops = self._bops(layer)
+            return NONE if bops is None else fmt_count(bops)
         return fmt_db(_sqnr(self._error(layer, col)))
+
+    def _bops(self, layer: Layer) -> int | None:
+        session = self._doc.session if self._doc.is_open else None
+        if session is None or self._doc.plan is None:
+            return None
+        return session.engine.compute.bops(session.info, self._doc.plan).get(layer.name)
 
     def _ran_as(self, layer: Layer) -> str | None:
         """The last export's kernel for the layer, if that export was of the current plan."""
@@ -279,6 +310,8 @@ class LayerTableModel(QAbstractTableModel):
             return layer.index  # topological order, the natural order of a model
         if col == Column.PARAMS:
             return layer.params
+        if col == Column.BOPS:
+            return float(self._bops(layer) or -1)
         if col == Column.SIZE:
             r = self._result(layer)
             return float(layer.nbytes if r is None else r.bytes_after)
@@ -297,6 +330,9 @@ class LayerTableModel(QAbstractTableModel):
                 "this format cannot save bytes on this layer: its codes and scales alone take "
                 "as much as the float weights (e.g. blocks along an axis of size 1)"
             )
+        if col == Column.BOPS and self._doc.session is not None:
+            macs = self._doc.session.engine.compute.macs.get(layer.name)
+            return "MACs not known (shapes unknown)" if macs is None else f"{fmt_count(macs)} MACs"
         if col == Column.NAME:
             lines = [f"{layer.name} ({layer.op_type})"]
             lines += [f"weight {w.name}: {fmt_shape(w.shape)} {w.dtype}" for w in layer.weights]
@@ -327,7 +363,7 @@ class LayerTableModel(QAbstractTableModel):
         self.endResetModel()
 
     def _on_plan_changed(self) -> None:
-        self._changed(Column.WEIGHT, Column.RAN_AS)
+        self._changed(Column.WEIGHT, Column.BOPS)
 
     def _on_evaluation_changed(self) -> None:
         self._changed(Column.SIZE, Column.ACCUMULATED)

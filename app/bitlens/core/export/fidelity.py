@@ -335,6 +335,7 @@ def check_fidelity(
         samples=len(samples),
         failures=tuple(failures),
         notes=tuple(dict.fromkeys(notes)),
+        compute=engine.compute.to_dict(engine.info, plan),
     )
 
 
