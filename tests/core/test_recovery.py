@@ -9,14 +9,17 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine
 from bitlens.core.errors import EngineError, PlanError
 from bitlens.core.formats import fake_quantize, parse_format, quantize
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
-from bitlens.core.recovery import decode
+from bitlens.core.recovery import Recovery, decode
 from bitlens.core.recovery.awq import awq
 from bitlens.core.recovery.bias import bias_correction
 from bitlens.core.recovery.clip import clip_search
+from bitlens.core.recovery.compare import method_rows
 from bitlens.core.recovery.gptq import gptq, gptq_codes
 from bitlens.core.recovery.problem import InputStats, geometry, output_error
 from tests import builders
@@ -104,7 +107,7 @@ def _gemm_problem(seed: int = 2, n: int = 8, k: int = 24):
 
 
 def test_gptq_keeps_the_plain_scales_and_lowers_output_error() -> None:
-    w, x, geo, st = _gemm_problem()
+    w, _x, geo, st = _gemm_problem()
     fmt = parse_format("int3 asym ch0")
     rec = gptq(w, fmt, geo, st)
     plain = quantize(w, fmt)
@@ -131,7 +134,7 @@ def test_bias_correction_zeroes_the_mean_output_shift() -> None:
 
 @pytest.mark.parametrize("fmt", ["int4 sym ch0", "int4 asym blk8@1", "int3 sym"])
 def test_awq_and_clip_search_never_lose_to_rounding_on_calibration(fmt: str) -> None:
-    w, x, geo, st = _gemm_problem(5)
+    w, _x, geo, st = _gemm_problem(5)
     f = parse_format(fmt)
     e_rtn = output_error(geo, st, fake_quantize(w, f).astype(np.float64) - w)
     a = awq(w, f, geo, st)
@@ -161,3 +164,31 @@ def test_plan_json_round_trips_recovery_and_old_plans_load_unchanged() -> None:
         Plan(info, {"conv1": LayerChoice.of("nf4 blk8", None, False, "gptq")})
     with pytest.raises(PlanError, match="needs a weight format"):
         Plan(info, {"conv1": LayerChoice.of(None, None, False, "awq")})
+
+
+def test_sandbox_rows_equal_the_layer_output_error_measured_directly() -> None:
+    model = from_proto(builders.conv_net())
+    engine = Engine(model, Dataset.random(model.info, n=6, seed=3), device="cpu")
+    layer = model.info.layer("conv2")
+    fmt = parse_format("int3 sym ch")
+    rows = {r.method: r for r in method_rows(engine, layer, fmt)}
+    assert set(rows) == {"plain", "gptq", "bias_correction", "awq", "clip_search"}
+    xs = [engine._ensure_ref()[layer.inputs[0]][i] for i in engine.data.calibration]
+    w = engine.model.weight(layer.weights[0])
+    b = engine.model.weight(layer.biases[0])[None, :, None, None].astype(np.float64)
+
+    def direct(wq, bq) -> float:
+        ref = [_conv_ort(x, w, pads=[1] * 4).astype(np.float64) + b for x in xs]
+        got = [_conv_ort(x, wq, pads=[1] * 4).astype(np.float64) + bq for x in xs]
+        signal = sum(np.sum(r**2) for r in ref)
+        noise = sum(np.sum((r - g) ** 2) for r, g in zip(ref, got, strict=True))
+        return 10 * np.log10(signal / noise)
+
+    plain = fake_quantize(w, parse_format("int3 sym ch0"))
+    assert rows["plain"].sqnr_db == pytest.approx(direct(plain, b), abs=1e-3)
+    rec = engine.recovery.result(layer, fmt, Recovery.BIAS)
+    assert rows["bias_correction"].sqnr_db == pytest.approx(
+        direct(rec.weight, rec.bias[None, :, None, None].astype(np.float64)), abs=1e-3
+    )
+    assert rows["gptq"].sqnr_db > rows["plain"].sqnr_db
+    engine.close()

@@ -24,9 +24,12 @@ from bitlens.core.errors import DataError, EngineError
 from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.export.fidelity import export_and_check
 from bitlens.core.export.report import FidelityReport
+from bitlens.core.formats import parse_format
 from bitlens.core.input_values import compared_constants
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import LayerChoice, Plan, weight_choices
+from bitlens.core.recovery.compare import RECOVERY_DEFAULT_FORMAT, MethodRow, method_rows
+from bitlens.core.recovery.support import OPS as RECOVERY_OPS
 from bitlens.core.results import Evaluation, Progress, SweepEntry, TensorError
 from bitlens.core.search import Point, SearchOptions, SearchResult, search
 from bitlens.core.usermetric import Metric, evaluate_with
@@ -277,6 +280,8 @@ class LayerDetail:
     activation_note: str = ""  # why there is no activation histogram
     schemes: tuple[SchemeRow, ...] = ()
     complete: bool = False
+    recovery: tuple[MethodRow, ...] = ()  # each method's layer output error vs rounding
+    recovery_format: str = ""
 
 
 def layer_detail(
@@ -319,7 +324,13 @@ def layer_detail(
         ratio = layer.nbytes / nbytes if nbytes else None
         rows.append(SchemeRow(name, err, nbytes, ratio))
         yield Progress(i + 1, len(formats), f"sandbox: {name}")
-    return replace(detail, schemes=tuple(rows), complete=True)
+    detail = replace(detail, schemes=tuple(rows))
+    if engine.data is not None and layer.op_type in RECOVERY_OPS and not layer.graph_path:
+        yield detail
+        rfmt = choice.weight or parse_format(RECOVERY_DEFAULT_FORMAT)
+        methods = method_rows(engine, layer, rfmt)
+        detail = replace(detail, recovery=methods, recovery_format=rfmt.name)
+    return replace(detail, complete=True)
 
 
 def _schemes(engine: Engine, layer: str, formats: Sequence[str]):

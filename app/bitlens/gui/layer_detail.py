@@ -29,6 +29,7 @@ from bitlens.core.viewdata import Distribution
 from bitlens.gui import colors
 from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.jobs import LayerDetail
+from bitlens.gui.recovery_table import RecoveryTable
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
 
 SANDBOX_COLUMNS = ("Format", "SQNR", "MSE", "Bytes", "Ratio")
@@ -67,10 +68,12 @@ class LayerDetailView(QWidget):
         splitter.addWidget(self.weight_plot)
         splitter.addWidget(self.act_plot)
         splitter.addWidget(self.sandbox)
+        self.recovery = RecoveryTable(self)
+        splitter.addWidget(self.recovery)
         splitter.setChildrenCollapsible(False)
-        for i, stretch in enumerate((2, 2, 3)):  # the histograms keep their share of height
+        for i, stretch in enumerate((2, 2, 3, 1)):  # the histograms keep their share of height
             splitter.setStretchFactor(i, stretch)
-        splitter.setSizes([200, 200, 300])
+        splitter.setSizes([200, 200, 300, 120])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.header)
@@ -88,6 +91,7 @@ class LayerDetailView(QWidget):
         self._draw(self.weight_plot, None, "weights")
         self._draw(self.act_plot, None, "input activation")
         self.sandbox.setRowCount(0)
+        self.recovery.setRowCount(0)
 
     def show_detail(self, detail: LayerDetail | None) -> None:
         self.detail = detail
@@ -96,6 +100,7 @@ class LayerDetailView(QWidget):
             self._draw(self.weight_plot, None, "weights")
             self._draw(self.act_plot, None, "input activation")
             self.sandbox.setRowCount(0)
+            self.recovery.setRowCount(0)
             return
         c = detail.choice
         w = fmt_format(None if c.weight is None else c.weight.name)
@@ -113,6 +118,8 @@ class LayerDetailView(QWidget):
         self.act_plot.setToolTip(f"activation {detail.activation_name}")
         self._draw(self.act_plot, detail.activation, act_title)
         self._fill_sandbox(detail)
+        current = None if detail.choice.recovery is None else detail.choice.recovery.value
+        self.recovery.show_rows(detail.recovery, detail.recovery_format, current)
 
     def _draw(self, plot: pg.PlotWidget, dist: Distribution | None, title: str) -> None:
         item = plot.getPlotItem()

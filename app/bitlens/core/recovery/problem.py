@@ -136,7 +136,7 @@ def _im2col(x: np.ndarray, geo: LayerGeometry) -> np.ndarray:
     sl = tuple(slice(None, None, s) for s in geo.strides)
     kd = tuple(slice(None, None, d) for d in geo.dilations)
     win = win[(slice(None), slice(None), *sl, *kd)]  # (N, C, *out, *kernel)
-    n, c = win.shape[:2]
+    n = win.shape[0]
     out = win.shape[2 : 2 + nd]
     order = (0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd))
     return np.ascontiguousarray(win.transpose(order)).reshape(n * math.prod(out), -1)
