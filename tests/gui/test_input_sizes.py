@@ -183,3 +183,26 @@ def test_opening_another_model_drops_the_pending_sizes_dialog(
     assert not old.isVisible() and window.dims_dialog is None
     assert not window.message_bar.isVisible()
     assert window.document.session.data is not None
+
+
+def test_a_sweep_that_asked_for_sizes_runs_once_they_are_given(
+    qtbot, window, line_path: Path
+) -> None:
+    _open_without_data(qtbot, window, line_path)
+    window.dims_dialog.reject()
+    assert window.controller.run_sweep(["int8 sym ch"], ["conv"]) is None  # asks for sizes
+    dlg = window.dims_dialog
+    dlg.boxes["x:3"].setValue(16)
+    with qtbot.waitSignal(window.controller.sweepFinished, timeout=OPEN_TIMEOUT_MS) as sweep:
+        dlg.accept()
+    wait_idle(qtbot, window)
+    entries = sweep.args[0]
+    assert [(e.layer, e.format) for e in entries] == [("conv", "int8 sym ch")]
+    # the pending sweep ran once: opening data again does not repeat it
+    with qtbot.assertNotEmitted(window.controller.sweepFinished, wait=500):
+        window.controller.set_input_sizes({"x:3": 12})
+        qtbot.waitUntil(
+            lambda: window.document.session.data.samples[0]["x"].shape[3] == 12,
+            timeout=OPEN_TIMEOUT_MS,
+        )
+        wait_idle(qtbot, window)

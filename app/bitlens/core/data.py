@@ -14,23 +14,34 @@ needs an array.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from bitlens.core.data_summary import DataSummary, part_summary
 from bitlens.core.datafiles import check_labels, read_arrays, read_image, read_wav, resample
 from bitlens.core.dims import concrete_shape
 from bitlens.core.errors import DataError
+from bitlens.core.feed_arrays import (
+    LABELS_KEY,
+    MAX_BATCH,
+    batch_dynamic,
+    batch_of,
+    batches,
+    check_names,
+    coerce,
+    feed_array,
+    join_rows,
+    n_samples,
+    slice_rows,
+)
 from bitlens.core.limits import check_budget
 from bitlens.core.model.types import ModelInfo, TensorInfo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FEED_SUFFIXES = (".npz", ".npy")
-MAX_BATCH = 32
-LABELS_KEY = "labels"
 _FEED_KEY = re.compile(r"(.+)/(\d+)")  # NAME/INDEX: one of several feeds in one .npz
 
 
@@ -71,8 +82,8 @@ class Dataset:
             self.source,
             self.split,
             self.generated,
-            _part(self.samples, self.calibration),
-            _part(self.samples, self.evaluation),
+            part_summary(self.samples, self.calibration),
+            part_summary(self.samples, self.evaluation),
         )
 
     # -- sources -----------------------------------------------------------------------
@@ -88,9 +99,9 @@ class Dataset:
     ) -> Dataset:
         """Arrays keyed by input name, samples along axis 0, batched for the model."""
         inputs = {t.name: t for t in info.inputs}
-        _check_names(inputs, arrays, source)
-        arrays = {k: _coerce(inputs[k], np.asarray(arrays[k]), source) for k in inputs}
-        counts = {k: _n_samples(inputs[k], a) for k, a in arrays.items()}
+        check_names(inputs, arrays, source)
+        arrays = {k: coerce(inputs[k], np.asarray(arrays[k]), source) for k in inputs}
+        counts = {k: n_samples(inputs[k], a) for k, a in arrays.items()}
         if len(set(counts.values())) != 1:
             raise DataError(f"{source}: inputs hold different numbers of samples: {counts}")
         n = next(iter(counts.values()))
@@ -98,7 +109,7 @@ class Dataset:
             labels = check_labels(labels, None, source)
         if labels is not None and len(labels) != n:
             raise DataError(f"{source}: {len(labels)} labels for {n} samples")
-        batch = MAX_BATCH if all(_batch_dynamic(inputs[k], a) for k, a in arrays.items()) else 1
+        batch = MAX_BATCH if all(batch_dynamic(inputs[k], a) for k, a in arrays.items()) else 1
         # Split samples first, then batch each part: calibration and evaluation never share
         # a feed. One shape throughout, so batches are slices (views, no copies).
         n_cal = split_count(n, calibration_fraction)
@@ -109,7 +120,7 @@ class Dataset:
             for start in range(lo, hi, batch):
                 stop = min(start + batch, hi)
                 part.append(len(feeds))
-                feeds.append({k: _slice(inputs[k], a, start, stop) for k, a in arrays.items()})
+                feeds.append({k: slice_rows(inputs[k], a, start, stop) for k, a in arrays.items()})
         if n == 1:
             ev = cal
         split = _split_text(n, n_cal, calibration_fraction, "samples")
@@ -136,8 +147,8 @@ class Dataset:
         units = []
         for i, feed in enumerate(feeds):
             where = f"{source}: {names[i] if names else f'feed {i}'}"
-            _check_names(inputs, feed, where)
-            units.append({k: _feed_array(inputs[k], np.asarray(feed[k]), where) for k in inputs})
+            check_names(inputs, feed, where)
+            units.append({k: feed_array(inputs[k], np.asarray(feed[k]), where) for k in inputs})
         given = [] if labels is None else list(labels)
         if given and len(given) != len(units):
             raise DataError(f"{source}: {len(given)} label arrays for {len(units)} feeds")
@@ -176,11 +187,11 @@ class Dataset:
         cal: list[int] = []
         ev: list[int] = []
         for lo, hi, part in ((0, n_cal, cal), (n_cal, n, ev)):
-            for group in _batches(units[lo:hi], batchable):
+            for group in batches(units[lo:hi], batchable):
                 part.append(len(feeds))
                 members = [units[lo + j] for j in group]
                 feeds.append(
-                    {k: _join([m[k] for m in members]) for k in members[0]}
+                    {k: join_rows([m[k] for m in members]) for k in members[0]}
                     if len(members) > 1
                     else members[0]
                 )
@@ -444,56 +455,6 @@ class Dataset:
         )
 
 
-@dataclass(frozen=True)
-class PartSummary:
-    """The feeds of one role (calibration or evaluation)."""
-
-    feeds: int
-    rows: int
-    shapes: dict[str, tuple[tuple[tuple[int, ...], int], ...]]  # input -> ((shape, feeds), ...)
-
-    def describe(self) -> str:
-        parts = []
-        for name, shapes in self.shapes.items():
-            listed = ", ".join(
-                f"{list(shape)}" + (f" x{k}" if k > 1 else "") for shape, k in shapes[:6]
-            )
-            more = f", and {len(shapes) - 6} other shapes" if len(shapes) > 6 else ""
-            parts.append(f"{name} {listed}{more}")
-        return f"{self.feeds} feeds, {self.rows} rows; " + "; ".join(parts)
-
-
-@dataclass(frozen=True)
-class DataSummary:
-    """Which feeds did what, as the CLI prints it and the window shows it."""
-
-    source: str
-    split: str
-    generated: bool  # evaluation runs on random inputs
-    calibration: PartSummary
-    evaluation: PartSummary
-
-    @property
-    def warning(self) -> str:
-        if not self.generated:
-            return ""
-        return (
-            "evaluation runs on random inputs: errors measured on noise can mislead; "
-            "give real data for the model"
-        )
-
-    def lines(self) -> list[str]:
-        out = [
-            f"data: {self.source}",
-            f"split: {self.split}" if self.split else "",
-            f"calibration: {self.calibration.describe()}",
-            f"evaluation: {self.evaluation.describe()}",
-        ]
-        if self.warning:
-            out.append(f"warning: {self.warning}")
-        return [line for line in out if line]
-
-
 def load_path(
     path: str | Path, info: ModelInfo, *, rate: int = 16000, calibration_fraction: float = 0.5
 ) -> Dataset:
@@ -585,43 +546,6 @@ def _natural(p: Path) -> list[object]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
 
 
-# -- helpers -------------------------------------------------------------------------------
-def _check_names(
-    inputs: Mapping[str, TensorInfo], arrays: Mapping[str, object], source: str
-) -> None:
-    missing = [n for n in inputs if n not in arrays]
-    if missing:
-        raise DataError(f"{source}: no data for model input(s) {', '.join(map(repr, missing))}")
-    unknown = [k for k in arrays if k not in inputs and k != LABELS_KEY]
-    if unknown:
-        raise DataError(
-            f"{source}: {', '.join(map(repr, unknown))} is not a model input "
-            f"(inputs: {', '.join(inputs)})"
-        )
-
-
-def _feed_array(t: TensorInfo, a: np.ndarray, source: str) -> np.ndarray:
-    """One input of one feed: the input's rank (a batch), or one less with a batch axis of
-    1 added; every fixed dimension must match."""
-    a = _coerce(t, a, source)
-    if t.shape is None:
-        return np.ascontiguousarray(a)
-    rank = len(t.shape)
-    if a.ndim == rank - 1 and rank and (not isinstance(t.shape[0], int) or t.shape[0] == 1):
-        a = a[None]
-    if a.ndim != rank:
-        raise DataError(
-            f"{source}: input {t.name!r} expects shape {_fmt_shape(t)}, given {list(a.shape)} "
-            f"(rank {a.ndim} instead of {rank})"
-        )
-    for got, want in zip(a.shape, t.shape, strict=True):
-        if isinstance(want, int) and want != got:
-            raise DataError(
-                f"{source}: input {t.name!r} expects shape {_fmt_shape(t)}, given {list(a.shape)}"
-            )
-    return np.ascontiguousarray(a)
-
-
 def _split_text(n: int, n_cal: int, fraction: float, what: str) -> str:
     if n == 1:
         return f"the one {what[:-1]} both calibrates and evaluates"
@@ -629,103 +553,6 @@ def _split_text(n: int, n_cal: int, fraction: float, what: str) -> str:
         f"the first {n_cal} of {n} {what} calibrate, the other {n - n_cal} evaluate "
         f"(calibration fraction {fraction:g})"
     )
-
-
-def _batches(units: Sequence[Mapping[str, np.ndarray]], batchable: bool) -> list[list[int]]:
-    """Indices of units run together: equal shapes only, up to MAX_BATCH rows, in order of
-    first appearance."""
-    if not batchable:
-        return [[i] for i in range(len(units))]
-    groups: dict[tuple, list[list[int]]] = {}
-    rows: dict[tuple, int] = {}
-    for i, u in enumerate(units):
-        sig = tuple((k, a.shape[1:], a.dtype.str) for k, a in u.items())
-        n = batch_of(u)
-        if sig not in groups or rows[sig] + n > MAX_BATCH:
-            groups.setdefault(sig, []).append([])
-            rows[sig] = 0
-        groups[sig][-1].append(i)
-        rows[sig] += n
-    out = [b for batches in groups.values() for b in batches]
-    return sorted(out, key=lambda b: b[0])
-
-
-def _join(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    return np.ascontiguousarray(np.concatenate(arrays, axis=0))
-
-
-def _part(samples: Sequence[Mapping[str, np.ndarray]], indices: Sequence[int]) -> PartSummary:
-    shapes: dict[str, Counter[tuple[int, ...]]] = {}
-    for i in indices:
-        for k, a in samples[i].items():
-            shapes.setdefault(k, Counter())[tuple(int(d) for d in a.shape)] += 1
-    return PartSummary(
-        len(indices),
-        sum(batch_of(samples[i]) for i in indices),
-        {k: tuple(c.items()) for k, c in shapes.items()},
-    )
-
-
-def _coerce(t: TensorInfo, a: np.ndarray, source: str) -> np.ndarray:
-    want = np.dtype(t.dtype)
-    if a.dtype == want:
-        return a
-    if a.dtype.kind == want.kind or (a.dtype.kind in "iu" and want.kind in "iu"):
-        return a.astype(want)
-    raise DataError(f"{source}: input {t.name!r} expects {want.name}, given {a.dtype.name}")
-
-
-def _n_samples(t: TensorInfo, a: np.ndarray) -> int:
-    rank = len(t.shape) if t.shape is not None else a.ndim
-    if a.ndim not in (rank, rank + 1):
-        raise DataError(
-            f"input {t.name!r} expects shape {_fmt_shape(t)}, given {list(a.shape)} "
-            f"(rank {a.ndim} instead of {rank})"
-        )
-    if t.shape and any(d == 0 for d in t.shape if isinstance(d, int)):
-        raise DataError(f"input {t.name!r} has shape {_fmt_shape(t)}: an empty input cannot be fed")
-    # With an extra sample axis each sample has the input's full shape.
-    per_sample = a.shape[1:]
-    expected = (t.shape or ())[1:] if a.ndim == rank else (t.shape or ())
-    fixed_batch = a.ndim == rank and t.shape and isinstance(t.shape[0], int) and t.shape[0] != 1
-    # a fixed batch larger than one: samples come in whole batches
-    if fixed_batch and a.shape[0] % t.shape[0]:  # type: ignore[index,operator]
-        raise DataError(
-            f"input {t.name!r} has a fixed batch of {t.shape[0]}; given {a.shape[0]} rows"
-        )
-    for got, want in zip(per_sample, expected, strict=False):
-        if isinstance(want, int) and want != got:
-            raise DataError(
-                f"input {t.name!r} expects shape {_fmt_shape(t)}, given {list(a.shape)}"
-            )
-    if a.ndim == rank + 1:
-        return a.shape[0]
-    fixed = t.shape[0] if t.shape and isinstance(t.shape[0], int) else 1
-    return a.shape[0] // fixed if fixed > 1 else a.shape[0]
-
-
-def _batch_dynamic(t: TensorInfo, a: np.ndarray) -> bool:
-    rank = len(t.shape) if t.shape is not None else a.ndim
-    return a.ndim == rank and bool(t.shape) and not isinstance(t.shape[0], int)  # type: ignore[index]
-
-
-def _slice(t: TensorInfo, a: np.ndarray, start: int, stop: int) -> np.ndarray:
-    rank = len(t.shape) if t.shape is not None else a.ndim
-    if a.ndim == rank + 1:  # an extra sample axis: feed one sample as is
-        one = a[start]
-        # np.ascontiguousarray makes a scalar 1-d: a rank-0 input (a sample rate) stays rank 0
-        return np.ascontiguousarray(one) if one.ndim else np.array(one)
-    fixed = t.shape[0] if t.shape and isinstance(t.shape[0], int) else 1
-    return np.ascontiguousarray(a[start * fixed : stop * fixed])
-
-
-def batch_of(feed: Mapping[str, np.ndarray]) -> int:
-    first = next(iter(feed.values()))
-    return int(first.shape[0]) if first.ndim else 1
-
-
-def _fmt_shape(t: TensorInfo) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in (t.shape or ())) + "]"
 
 
 def _vocab_sizes(info: ModelInfo) -> dict[str, int]:

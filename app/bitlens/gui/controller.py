@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,9 @@ class Controller(QObject):
         # a real model: done on demand, once per plan and engine)
         self.sizes: dict[tuple[Plan, ExportOptions | None], accounting.ExportSize] = {}
         self.metric: Metric | None = None  # the user's metric, once a search loaded one
+        # what asked for the input sizes (a sweep, a recalibration, an export): run again once
+        # the sizes are given and the data exists, so the user's click is not lost
+        self._after_data: Callable[[], object] | None = None
         self.runner.failed.connect(self.failed)
         self.runner.cancelled.connect(self._on_cancelled)
         document.planChanged.connect(self._on_plan_changed)
@@ -97,11 +100,13 @@ class Controller(QObject):
         """Calibrate and evaluate on random inputs with these dynamic-dimension sizes."""
         return self.open_data(DataRequest("random", dims=dict(dims)))
 
-    def _needs_data(self) -> bool:
-        """True (and the sizes or data asked for) when the open model has no input data."""
+    def _needs_data(self, resume: Callable[[], object] | None = None) -> bool:
+        """True (and the sizes or data asked for) when the open model has no input data;
+        ``resume`` runs once data for this model exists."""
         session = self.session
         if session is None or session.data is not None:
             return False
+        self._after_data = resume
         if session.data_note:
             self.failed.emit("This needs input data", DataError(
                 f"{session.data_note}; open data with File ▸ Open Data…"))  # fmt: skip
@@ -126,6 +131,9 @@ class Controller(QObject):
         self.sizes = {}
         self.sweep_results = []
         self.calibration = "minmax"
+        resume, self._after_data = self._after_data, None
+        if what is not None:  # another model (or sample): a pending action was for the last one
+            resume = None
         # A sample opens already quantized (W8A8), so the first look shows sizes and errors;
         # a user's own model opens in float. Either is the clean starting point, not an edit.
         start = Plan.preset(session.info, SAMPLE_START_PRESET) if isinstance(what, str) else None
@@ -138,6 +146,8 @@ class Controller(QObject):
             self.failed.emit("Generating random inputs", DataError(session.data_note))
         elif session.data is None:
             self.dimsNeeded.emit()
+        elif resume is not None:
+            resume()
 
     # -- plan and evaluation ----------------------------------------------------------------
     def _on_plan_changed(self) -> None:
@@ -195,7 +205,9 @@ class Controller(QObject):
         if known is not None:
             self.sizePredicted.emit(plan, known)
             return None
-        if any(c.activation is not None for c in plan.choices.values()) and self._needs_data():
+        if any(c.activation is not None for c in plan.choices.values()) and self._needs_data(
+            lambda: self.predict_size(options)
+        ):
             return None  # activation scales come from calibration data
 
         def done(size: accounting.ExportSize) -> None:
@@ -218,7 +230,7 @@ class Controller(QObject):
 
     def recalibrate(self, method: str) -> None:
         session = self.session
-        if session is None or self._needs_data():
+        if session is None or self._needs_data(lambda: self.recalibrate(method)):
             return
 
         def done(m: str) -> None:
@@ -265,7 +277,7 @@ class Controller(QObject):
     # -- sweep ----------------------------------------------------------------------------------
     def run_sweep(self, formats: Sequence[str], layers: Sequence[str] | None = None) -> Job | None:
         session = self.session
-        if session is None or self._needs_data():
+        if session is None or self._needs_data(lambda: self.run_sweep(formats, layers)):
             return None
 
         def done(entries: list[SweepEntry]) -> None:
@@ -323,7 +335,9 @@ class Controller(QObject):
     ) -> Job | None:
         """Export the current plan to ``path`` (never the model's own file) and check it."""
         session, plan = self.session, self.document.plan
-        if session is None or plan is None or self._needs_data():
+        if session is None or plan is None:
+            return None
+        if self._needs_data(lambda: self.export_model(path, options, report_path)):
             return None
         target = Path(path)
         if session.path is not None and same_file(target, session.path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
-from bitlens.core.data import DataSummary
+from bitlens.core.data_summary import DataSummary
 from bitlens.core.engine.session import CUDA, fallback_reason
 from bitlens.core.results import Evaluation, Progress
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_percent, fmt_ratio
