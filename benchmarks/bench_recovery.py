@@ -80,24 +80,23 @@ def output_sqnr(engine: Engine, plan: Plan) -> float:
     return min(o.error.sqnr_db for o in ev.outputs.values())
 
 
-def bench(name: str, n: int, ops: set[str]) -> list[dict]:
+def bench(name: str, n: int, ops: set[str]):
+    """Rows (dicts) for one model, yielded as they are measured."""
     model, data = load(name, n)
     engine = Engine(model, data, device="cpu")
-    rows = []
     for fmt, methods in RUNS:
         base_plan, _ = plan_for(model.info, fmt, None, ops)
         base = output_sqnr(engine, base_plan)
-        rows.append({"model": name, "format": fmt, "method": "plain", "layers": 0,
-                     "sqnr_db": base, "gain_db": 0.0, "seconds": 0.0})  # fmt: skip
+        yield {"model": name, "format": fmt, "method": "plain", "layers": 0,
+               "sqnr_db": base, "gain_db": 0.0, "seconds": 0.0}  # fmt: skip
         for method in methods:
             plan, count = plan_for(model.info, fmt, method, ops)
             t0 = time.perf_counter()
             s = output_sqnr(engine, plan)
-            rows.append({"model": name, "format": fmt, "method": method, "layers": count,
-                         "sqnr_db": s, "gain_db": s - base,
-                         "seconds": time.perf_counter() - t0})  # fmt: skip
+            yield {"model": name, "format": fmt, "method": method, "layers": count,
+                   "sqnr_db": s, "gain_db": s - base,
+                   "seconds": time.perf_counter() - t0}  # fmt: skip
     engine.close()
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,16 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     ops = {"Conv", "Gemm", "MatMul"}
     rows: list[dict] = []
+    print(f"{'model':17} {'weights':16} {'method':16} {'layers':>6} {'SQNR dB':>8} "
+          f"{'vs plain':>8} {'s':>6}", flush=True)  # fmt: skip
     for name in args.models:
         if name == "ddddocr" and not DDDDOCR.is_file():
             print(f"skipping ddddocr: {DDDDOCR} not found")
             continue
-        rows += bench(name, args.samples, ops)
-    print(f"{'model':17} {'weights':16} {'method':16} {'layers':>6} {'SQNR dB':>8} "
-          f"{'vs plain':>8} {'s':>6}")  # fmt: skip
-    for r in rows:
-        print(f"{r['model']:17} {r['format']:16} {r['method']:16} {r['layers']:6d} "
-              f"{r['sqnr_db']:8.2f} {r['gain_db']:+8.2f} {r['seconds']:6.1f}")  # fmt: skip
+        for r in bench(name, args.samples, ops):
+            rows.append(r)
+            print(f"{r['model']:17} {r['format']:16} {r['method']:16} {r['layers']:6d} "
+                  f"{r['sqnr_db']:8.2f} {r['gain_db']:+8.2f} {r['seconds']:6.1f}",
+                  flush=True)  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

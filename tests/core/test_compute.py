@@ -32,15 +32,16 @@ def test_conv_and_gemm_macs_follow_the_run_shapes_and_the_batch() -> None:
     proto = conv_net(channels=8)
     model = from_proto(proto)
     data = random_feeds(model.info, 2, dims={"N": 3})
-    comp = count_macs(proto, model.info, input_shapes(model.info, data))
+    comp = count_macs(proto, model.info, {"x": data.samples[0]["x"].shape})  # batch 3
     ran = _ort_shapes(proto, data.samples[0])
     for layer in model.info.layers:
         w = layer.weights[0].shape
         out = ran[layer.outputs[0]]
         k = math.prod(w[1:]) if layer.op_type == "Conv" else w[1]  # Gemm transB=1: [N, K]
         assert comp.macs[layer.name] == math.prod(out) * k, layer.name
-    one = count_macs(proto, model.info, input_shapes(model.info))  # batch 1 when undeclared
-    assert 3 * one.total_macs == comp.total_macs
+    one = count_macs(proto, model.info, input_shapes(model.info))  # no data: batch 1
+    assert one.total_macs * 3 == sum(comp.macs.values())
+    assert input_shapes(model.info, data) == {"x": (1, 3, 16, 16)}  # per sample
 
 
 def test_recurrent_and_matmul_macs_and_bops_of_a_plan() -> None:

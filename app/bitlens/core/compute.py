@@ -1,8 +1,8 @@
 """Compute accounting: multiply-accumulates (MACs) per layer and bit-operations (BOPs).
 
 MACs come from the layer's shapes after ONNX shape inference with the model inputs sized
-(by the first data feed, or the ``--dim`` sizes with batch 1), so they count one run of
-that feed. BOPs are ``MACs x weight bits x activation bits`` (the usual hardware-cost
+by the first data feed (or the ``--dim`` sizes), with a dynamic batch axis at 1: they count
+one sample. BOPs are ``MACs x weight bits x activation bits`` (the usual hardware-cost
 proxy, e.g. Baskin et al., https://arxiv.org/abs/1804.10969, and van Baalen et al.,
 https://arxiv.org/abs/2005.07093): a float32 tensor counts 32 bits, a quantized one its
 format's bits. Computed once per model and input shapes (:func:`count_macs`); BOPs of a
@@ -89,10 +89,20 @@ def activation_bits(info: ModelInfo, layer: Layer, fmt) -> int:
 def input_shapes(
     info: ModelInfo, data: Dataset | None = None, dims: Mapping[str, int] | None = None
 ) -> dict[str, tuple[int, ...]]:
-    """Concrete input shapes: the first data feed's, else the declared ones with the
-    batch at 1 and named dims from ``dims``; inputs with a dim left unknown are omitted."""
+    """Concrete input shapes: the first data feed's, else the declared ones with named
+    dims from ``dims``; a dynamic batch axis at 1; inputs with a dim left unknown are
+    omitted."""
     if data is not None and data.samples:
-        return {k: tuple(np.shape(v)) for k, v in data.samples[0].items()}
+        # the first feed's sizes, one batch row: feeds are batched up to 32 rows per run
+        declared = {t.name: t.shape for t in info.inputs}
+        out = {}
+        for k, v in data.samples[0].items():
+            shape = list(np.shape(v))
+            first = (declared.get(k) or (None,))[0]
+            if shape and not isinstance(first, int):
+                shape[0] = 1
+            out[k] = tuple(shape)
+        return out
     from bitlens.core.dims import concrete_shape
     from bitlens.core.errors import DataError
 

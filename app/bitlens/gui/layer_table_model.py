@@ -86,8 +86,8 @@ HEADERS = {
     Column.RECOVERY: ("Recovery", "Accuracy recovery for the weights, from calibration data: "
                       "GPTQ, bias correction, AWQ or clipping search by output error "
                       "(double-click to change)"),
-    Column.BOPS: ("BOPs", "Bit-operations: MACs x weight bits x activation bits, for one run "
-                  "of the first data feed (hover for the MACs)"),
+    Column.BOPS: ("BOPs", "Bit-operations: MACs x weight bits x activation bits, per sample "
+                  "at the data's input sizes (hover for the MACs)"),
 }
 ERROR_COLUMNS = (Column.WEIGHT_SQNR, Column.LOCAL, Column.ACCUMULATED)
 KIND_COLUMN = {
