@@ -192,3 +192,26 @@ def test_sandbox_rows_equal_the_layer_output_error_measured_directly() -> None:
     )
     assert rows["gptq"].sqnr_db > rows["plain"].sqnr_db
     engine.close()
+
+
+def test_ort_overrides_leave_out_recovered_weights_and_say_why() -> None:
+    info = from_proto(builders.conv_net()).info
+    plan = Plan(info, {"conv1": LayerChoice.of("int4 sym ch", None, False, "gptq"),
+                       "conv2": LayerChoice.of("int4 sym ch")})  # fmt: skip
+    ov = plan.to_ort_overrides()
+    assert "conv1.w" not in ov and "conv2.w" in ov
+    assert any("conv1: weight int4 sym ch with gptq" in m for m in plan.ort_unrepresentable())
+
+
+def test_evaluation_reports_the_recovered_weight_error() -> None:
+    model = from_proto(builders.conv_net())
+    engine = Engine(model, Dataset.random(model.info, n=4, seed=1), device="cpu")
+    plain = engine.evaluate(Plan(model.info, {"conv2": LayerChoice.of("int3 sym ch")}))
+    gptq_plan = Plan(model.info, {"conv2": LayerChoice.of("int3 sym ch", None, False, "gptq")})
+    rec = engine.recovery.result(model.info.layer("conv2"), gptq_plan["conv2"].weight, Recovery.GPTQ)
+    got = engine.evaluate(gptq_plan).layers["conv2"].weight
+    w = engine.model.weight(model.info.layer("conv2").weights[0]).astype(np.float64)
+    want = 10 * np.log10(np.sum(w**2) / np.sum((w - rec.weight) ** 2))
+    assert got.sqnr_db == pytest.approx(want, abs=1e-6)
+    assert got.sqnr_db != plain.layers["conv2"].weight.sqnr_db
+    engine.close()

@@ -317,7 +317,8 @@ class Plan(Mapping[str, LayerChoice]):
         out: dict[str, list[dict[str, Any]]] = {}
         for name, choice in self._choices.items():
             layer = _layer(self.info, name)
-            for w in layer.weights if choice.weight is not None else ():
+            recovered = choice.recovery is not None  # codes ORT's rounding cannot reproduce
+            for w in layer.weights if choice.weight is not None and not recovered else ():
                 entries = _ort_weight_entries(choice.weight, w, weights)
                 if entries is not None:
                     out[w.name] = entries
@@ -333,7 +334,12 @@ class Plan(Mapping[str, LayerChoice]):
         msgs = []
         for name, choice in self._choices.items():
             w, a = choice.weight, choice.activation
-            if w is not None and ort_rule(w) is None and not (with_weights and _ort_explicit(w)):
+            if w is not None and choice.recovery is not None:
+                msgs.append(
+                    f"{name}: weight {w.name} with {choice.recovery.value} (ONNX Runtime's "
+                    "quantizer rounds to nearest; export the model with Bitlens instead)"
+                )
+            elif w is not None and ort_rule(w) is None and not (with_weights and _ort_explicit(w)):
                 why = (
                     "ONNX Runtime's symmetric int8 uses codes -127..127: choose "
                     f"{w.name.replace('sym', 'sym narrow', 1)} or give the weights"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from onnx import helper
 
+from bitlens.core import metrics
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.errors import EngineError
 from bitlens.core.model.types import Layer
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from bitlens.core.engine.engine import Engine
     from bitlens.core.formats import Format
     from bitlens.core.plan import LayerChoice
+    from bitlens.core.results import TensorError
 
 STATS_KEPT = 2  # input statistics kept (a 3x3x512 conv's Hessian is 170 MB)
 
@@ -88,6 +90,18 @@ class RecoveryCache:
             except EngineError as exc:
                 raise EngineError(f"layer {layer.name!r}: {exc}") from None
         return self._results[key]
+
+    def weight_error(self, layer: Layer, choice: LayerChoice) -> TensorError:
+        """The layer's weight error under ``choice``: of the recovered weight when it asks
+        for a method, else the engine's (cached) error of plain rounding."""
+        assert choice.weight is not None
+        if choice.recovery is None:
+            return self._engine.weight_error(layer, choice.weight)
+        w = layer.weights[0]
+        rec = self.result(layer, choice.weight, choice.recovery)
+        sums = metrics.ErrorSums()
+        sums.add(self._engine.model.weight(w).ravel(), rec.weight.ravel())
+        return sums.result()
 
     def feeds(self, layer: Layer, choice: LayerChoice) -> dict[str, np.ndarray]:
         """The weight (and bias) values the engine feeds for ``layer`` under ``choice``."""
