@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 
 from bitlens.gui.layer_table_model import Column
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import open_model, wait_detail, wait_idle
 
 
 def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
@@ -30,15 +30,7 @@ def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
     bops = window.document.session.engine.compute.bops(window.document.info, window.document.plan)
     assert bops["conv2"] and model.index(row, Column.BOPS).data() not in ("", "—", None)
     window.document.selection.set(["conv2"])
-    qtbot.waitUntil(
-        lambda: bool(
-            window.detail.detail
-            and window.detail.detail.layer == "conv2"
-            and window.detail.detail.complete
-            and window.detail.detail.choice.weight.name == "int3 sym ch"
-        ),
-        timeout=30_000,
-    )
+    wait_detail(qtbot, window, "conv2", "int3 sym ch")
     table = window.detail.recovery
     methods = [table.item(i, 0).text() for i in range(table.rowCount())]
     assert methods == ["plain", "bias_correction", "gptq", "awq", "clip_search"]
