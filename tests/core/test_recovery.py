@@ -215,3 +215,18 @@ def test_evaluation_reports_the_recovered_weight_error() -> None:
     assert got.sqnr_db == pytest.approx(want, abs=1e-6)
     assert got.sqnr_db != plain.layers["conv2"].weight.sqnr_db
     engine.close()
+
+
+def test_matmul_add_constant_is_the_linear_layers_bias() -> None:
+    from tests.core.export_models import transformer_block
+
+    info = from_proto(transformer_block(16, 32)).info
+    biases = {la.name: [b.name for b in la.biases] for la in info.layers}
+    assert biases["q_proj"] == ["bq"] and biases["ff2"] == ["b2"]
+    # MatMul -> Add(x, ·) with a computed other input is no bias
+    proto = builders.mlp()
+    proto.graph.node[1].input[1] = "x2"
+    proto.graph.node.insert(1, helper.make_node("Relu", ["m1"], ["x2"], name="r"))
+    proto.graph.node[2].input[:] = ["m1", "x2"]
+    layer = from_proto(proto).info.layer("fc1")
+    assert layer.biases == ()

@@ -37,6 +37,8 @@ CASES = [
     ("cnn", "int4 sym ch", "uint8 asym", "awq", {}),
     ("cnn", "int4 sym ch", None, "clip_search", {"weights": "qdq"}),
     ("transformer", "int4 sym ch", None, "gptq", {}),
+    ("transformer", "int4 sym ch", None, "bias_correction", {}),  # MatMul + Add biases
+    ("transformer", "int8 sym ch", "uint8 asym", "bias_correction", {}),  # as int32
     ("transformer", "int4 asym blk8", None, "awq", {}),
     ("transformer", "int3 sym ch", "int8 sym", "clip_search", {}),
 ]
