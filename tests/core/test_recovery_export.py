@@ -69,3 +69,28 @@ def test_recovered_plan_exports_exactly(
         if name in inits:
             np.testing.assert_array_equal(numpy_helper.to_array(inits[name]), rec.bias)
         assert not np.array_equal(rec.bias, engine.model.weight(name))
+
+
+def test_cli_plan_recovery_eval_json_and_export(tmp_path: Path) -> None:
+    """``plan --recovery``, then ``eval --json`` (compute and the plan) and ``export``."""
+    import json
+
+    from tests.core.test_cli_inspect import run_cli
+
+    model = tmp_path / "m.onnx"
+    onnx.save(conv_net(channels=8), model)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32))
+    plan = tmp_path / "p.json"
+    res = run_cli("plan", str(model), "--preset", "W4A16", "--recovery", "gptq", "-o", str(plan))
+    assert res.returncode == 0, res.stderr
+    layers = json.loads(plan.read_text())["layers"]
+    assert {v.get("recovery") for v in layers.values()} == {"gptq"}
+    res = run_cli("eval", str(model), "--plan", str(plan), "--data", str(data), "--json")
+    assert res.returncode == 0, res.stderr
+    compute = json.loads(res.stdout)["compute"]
+    assert compute["total_macs"] > 0 and compute["total_bops"] == compute["total_macs"] * 4 * 16
+    res = run_cli("export", str(model), "--plan", str(plan), "--data", str(data),
+                  "-o", str(tmp_path / "q.onnx"))  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "fidelity check passed" in res.stdout and "BOPs" in res.stdout

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 from bitlens.core.errors import PlanError
 from bitlens.core.formats import Family, Format
 from bitlens.core.model.types import Layer
 from bitlens.core.recovery import Recovery
+
+if TYPE_CHECKING:
+    from bitlens.core.plan import Plan
 
 OPS = frozenset({"Conv", "Gemm", "MatMul"})
 
@@ -33,3 +39,19 @@ def check_recovery(layer: Layer, weight: Format | None, method: Recovery) -> Non
         raise PlanError(
             f"{where} needs a constant bias input (Conv B or Gemm C); this layer has none"
         )
+
+
+def with_recovery(plan: Plan, method: Recovery) -> tuple[Plan, list[str]]:
+    """``plan`` with ``method`` on every quantized layer it applies to, and one
+    ``layer: why`` line for each quantized layer it does not."""
+    changes, skipped = {}, []
+    for name, choice in plan.choices.items():
+        if choice.weight is None:
+            continue
+        try:
+            check_recovery(plan.info.layer(name), choice.weight, method)
+        except PlanError as exc:
+            skipped.append(str(exc))
+            continue
+        changes[name] = dataclasses.replace(choice, recovery=method)
+    return plan.with_choices(changes), skipped
