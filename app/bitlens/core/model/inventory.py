@@ -20,9 +20,9 @@ from pathlib import Path
 import onnx
 
 from bitlens.core.errors import ModelLoadError
+from bitlens.core.model.add_bias import with_add_biases
 from bitlens.core.model.graph import GraphOrderError, NodeSlot, outer_names, subgraphs, walk
 from bitlens.core.model.layers import find_layer
-from bitlens.core.model.add_bias import with_add_biases
 from bitlens.core.model.shapes import infer_value_info
 from bitlens.core.model.tensors import value_info_to_tensor
 from bitlens.core.model.types import Edge, Layer, ModelInfo, NodeInfo, TensorInfo
