@@ -230,3 +230,20 @@ def test_matmul_add_constant_is_the_linear_layers_bias() -> None:
     proto.graph.node[2].input[:] = ["m1", "x2"]
     layer = from_proto(proto).info.layer("fc1")
     assert layer.biases == ()
+
+
+def test_a_dropped_engine_is_freed_at_once() -> None:
+    """The recovery cache must not tie the engine in a cycle: its sessions hold threads."""
+    import gc
+    import weakref
+
+    model = from_proto(builders.conv_net())
+    engine = Engine(model, Dataset.random(model.info, n=2, seed=0), device="cpu")
+    engine.evaluate(Plan(model.info, {"fc": LayerChoice.of("int4 sym ch", None, False, "gptq")}))
+    ref = weakref.ref(engine)
+    gc.disable()
+    try:
+        del engine
+        assert ref() is None
+    finally:
+        gc.enable()

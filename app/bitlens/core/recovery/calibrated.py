@@ -4,6 +4,7 @@ the exporter and the fidelity check alike."""
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -56,7 +57,9 @@ class RecoveryCache:
     """The engine's recovery results, keyed by layer, bound format and method."""
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+        # A proxy, not a reference: the engine keeps this cache, and a cycle would leave a
+        # dropped engine (and its ONNX Runtime sessions and threads) to the cyclic collector.
+        self._engine = weakref.proxy(engine)
         self._stats: OrderedDict[str, tuple[LayerGeometry, InputStats]] = OrderedDict()
         self._results: dict[tuple[str, str, Recovery], Recovered] = {}
 
