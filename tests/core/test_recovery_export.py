@@ -35,6 +35,7 @@ CASES = [
     ("cnn", "int4 sym ch", None, "bias_correction", {}),
     ("cnn", "int8 sym ch", "uint8 asym", "bias_correction", {}),  # corrected int32 bias
     ("cnn", "int4 sym ch", "uint8 asym", "awq", {}),
+    ("cnn", "int4 sym ch", None, "awq", {"weights": "qdq"}),  # Mul after DequantizeLinear
     ("cnn", "int4 sym ch", None, "clip_search", {"weights": "qdq"}),
     ("transformer", "int4 sym ch", None, "gptq", {}),
     ("transformer", "int4 sym ch", None, "bias_correction", {}),  # MatMul + Add biases
@@ -61,6 +62,12 @@ def test_recovered_plan_exports_exactly(
     assert report.passed, report.failures
     checks = [wc for lc in report.layers for wc in lc.weights]
     assert checks and all(wc.exact for wc in checks)
+    if method == "awq":  # a layer took scales: its decode ends in the exact multiply
+        recs = [engine.recovery.result(la, plan[la.name].weight, plan[la.name].recovery)
+                for la in info.layers if plan[la.name].recovery]  # fmt: skip
+        assert any(r.input_scale is not None for r in recs)
+        nodes = onnx.load(str(result.path)).graph.node
+        assert any(n.op_type == "Mul" and "awq_inv_scale" in n.input[1] for n in nodes)
     if method == "bias_correction":  # the file holds the corrected float biases
         inits = {t.name: t for t in onnx.load(str(result.path)).graph.initializer}
         layer = next(la for la in info.layers if la.biases)
