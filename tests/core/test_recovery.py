@@ -247,3 +247,23 @@ def test_a_dropped_engine_is_freed_at_once() -> None:
         assert ref() is None
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("group", [2, 8])  # grouped and depthwise
+def test_grouped_conv_methods_work_per_group(group: int) -> None:
+    rng = np.random.default_rng(4)
+    x = np.abs(rng.standard_normal((2, 8, 9, 9))).astype(np.float32)
+    w = builders.weights((8, 8 // group, 3, 3), seed=6)
+    geo = geometry("Conv", w.shape, {"group": group, "pads": [1] * 4}, 1)
+    st = InputStats.of(geo, [x])
+    fmt = parse_format("int3 sym ch0")
+    plain = output_error(geo, st, fake_quantize(w, fmt).astype(np.float64) - w).sum()
+    for method in (gptq, clip_search, awq):
+        rec = method(w, fmt, geo, st)
+        np.testing.assert_array_equal(decode(rec).astype(np.float32), rec.weight)
+        assert output_error(geo, st, rec.weight.astype(np.float64) - w).sum() <= plain * 1.0001
+    b = builders.bias(8, seed=1)
+    rec = bias_correction(w, b, fmt, geo, st)
+    ref, got = _conv_ort(x, w, group=group, pads=[1] * 4), _conv_ort(x, rec.weight, group=group, pads=[1] * 4)
+    shift = (got.astype(np.float64) + rec.bias[None, :, None, None]) - (ref + b[None, :, None, None])
+    np.testing.assert_allclose(shift.mean(axis=(0, 2, 3)), 0, atol=1e-5)
