@@ -28,7 +28,7 @@ from bitlens.core.formats import parse_format
 from bitlens.core.input_values import compared_constants
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import LayerChoice, Plan, weight_choices
-from bitlens.core.recovery.compare import RECOVERY_DEFAULT_FORMAT, MethodRow, method_rows
+from bitlens.core.recovery.compare import RECOVERY_DEFAULT_FORMAT, MethodRow, iter_method_rows
 from bitlens.core.recovery.support import OPS as RECOVERY_OPS
 from bitlens.core.results import Evaluation, Progress, SweepEntry, TensorError
 from bitlens.core.search import Point, SearchOptions, SearchResult, search
@@ -328,8 +328,11 @@ def layer_detail(
     if engine.data is not None and layer.op_type in RECOVERY_OPS and not layer.graph_path:
         yield detail
         rfmt = choice.weight or parse_format(RECOVERY_DEFAULT_FORMAT)
-        methods = method_rows(engine, layer, rfmt)
-        detail = replace(detail, recovery=methods, recovery_format=rfmt.name)
+        methods: list[MethodRow] = []
+        for row in iter_method_rows(engine, layer, rfmt):
+            methods.append(row)
+            yield Progress(len(methods), 5, f"recovery: {row.method}")
+        detail = replace(detail, recovery=tuple(methods), recovery_format=rfmt.name)
     return replace(detail, complete=True)
 
 

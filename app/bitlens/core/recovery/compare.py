@@ -9,6 +9,7 @@ statistics: with ``d = W' - W`` and ``e = b' - b`` per output row,
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,10 +48,16 @@ def _power(geo: LayerGeometry, st: InputStats, d: np.ndarray, e: np.ndarray) -> 
 
 def method_rows(engine: Engine, layer: Layer, fmt: Format) -> tuple[MethodRow, ...]:
     """Plain rounding and every recovery method of ``layer`` in ``fmt``."""
+    return tuple(iter_method_rows(engine, layer, fmt))
+
+
+def iter_method_rows(engine: Engine, layer: Layer, fmt: Format) -> Iterator[MethodRow]:
+    """:func:`method_rows` one row at a time (a worker can stop between methods)."""
     try:
         geo, st = engine.recovery.stats(layer)
     except BitlensError as exc:
-        return (MethodRow("plain", None, str(exc)),)
+        yield MethodRow("plain", None, str(exc))
+        return
     w = layer.weights[0]
     value = engine.model.weight(w).astype(np.float64)
     n_out = geo.groups * geo.rows
@@ -69,12 +76,11 @@ def method_rows(engine: Engine, layer: Layer, fmt: Format) -> tuple[MethodRow, .
         return MethodRow(name, db, note)
 
     plain = fake_quantize(engine.model.weight(w), bind(fmt, w))
-    rows = [row("plain", plain, None, "round to nearest")]
+    yield row("plain", plain, None, "round to nearest")
     for method in Recovery:
         try:
             rec = engine.recovery.result(layer, fmt, method)
         except BitlensError as exc:
-            rows.append(MethodRow(method.value, None, str(exc)))
+            yield MethodRow(method.value, None, str(exc))
             continue
-        rows.append(row(method.value, rec.weight, rec.bias, rec.note))
-    return tuple(rows)
+        yield row(method.value, rec.weight, rec.bias, rec.note)
