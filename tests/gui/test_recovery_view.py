@@ -6,6 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 
+from bitlens.core.compute import compute_of
 from bitlens.gui.layer_table_model import Column
 from tests.gui.conftest import open_model, wait_detail, wait_idle
 
@@ -27,7 +28,7 @@ def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
     # a weight change keeps the method; "off" removes it
     assert model.setData(model.index(row, Column.WEIGHT), "int3 sym ch", Qt.ItemDataRole.EditRole)
     assert window.document.plan["conv2"].recovery.value == "gptq"
-    bops = window.document.session.engine.compute.bops(window.document.info, window.document.plan)
+    bops = compute_of(window.document.session.engine).bops(window.document.info, window.document.plan)
     assert bops["conv2"] and model.index(row, Column.BOPS).data() not in ("", "—", None)
     window.document.selection.set(["conv2"])
     wait_detail(qtbot, window, "conv2", "int3 sym ch")

@@ -21,6 +21,7 @@ from bitlens.cli.common import (
     open_model,
 )
 from bitlens.cli.search import add_metric_argument
+from bitlens.core.compute import compute_of
 from bitlens.core.export import accounting
 from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import PRESETS, Plan
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     rows = _deployed(engine, plan) if args.deployed else None
     if args.json:
         d = ev.to_dict()
-        d["compute"] = engine.compute.to_dict(model.info, plan)
+        d["compute"] = compute_of(engine).to_dict(model.info, plan)
         d["cannot_save_bytes"] = flags
         if size is not None:
             d["export_size"] = dataclasses.asdict(size)
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         print(dump_json(d))
     else:
         print(render(ev))
-        print(render_compute(engine.compute, model.info, plan))
+        print(render_compute(compute_of(engine), model.info, plan))
         for name in flags:
             print(f"layer {name}: {plan[name].weight.name} cannot save bytes on this layer "
                   "(its codes and scales alone take as much as the float weights)")

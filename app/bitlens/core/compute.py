@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 import numpy as np
 import onnx
@@ -26,6 +27,7 @@ from bitlens.core.model.types import Layer, ModelInfo
 
 if TYPE_CHECKING:
     from bitlens.core.data import Dataset
+    from bitlens.core.engine.engine import Engine
     from bitlens.core.plan import Plan
 
 RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
@@ -68,6 +70,19 @@ class Compute:
             "total_bops": self.total_bops(info, plan),
             "total_bops_float": self.total_bops(info, None),
         }
+
+
+_OF_ENGINE: WeakKeyDictionary[Engine, Compute] = WeakKeyDictionary()
+
+
+def compute_of(engine: Engine) -> Compute:
+    """The MACs of ``engine``'s model at its data's input sizes, counted once per engine
+    (the table, the CLI and the export report read this one value)."""
+    found = _OF_ENGINE.get(engine)
+    if found is None:
+        found = count_macs(engine.model.proto, engine.info, input_shapes(engine.info, engine.data))
+        _OF_ENGINE[engine] = found
+    return found
 
 
 def weight_bits(layer: Layer, fmt) -> int:

@@ -23,6 +23,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QFont
 
+from bitlens.core.compute import compute_of
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.accounting import cannot_save
 from bitlens.core.formats import parse_format
@@ -288,7 +289,7 @@ class LayerTableModel(QAbstractTableModel):
         session = self._doc.session if self._doc.is_open else None
         if session is None or self._doc.plan is None:
             return None
-        return session.engine.compute.bops(session.info, self._doc.plan).get(layer.name)
+        return compute_of(session.engine).bops(session.info, self._doc.plan).get(layer.name)
 
     def _ran_as(self, layer: Layer) -> str | None:
         """The last export's kernel for the layer, if that export was of the current plan."""
@@ -331,7 +332,7 @@ class LayerTableModel(QAbstractTableModel):
                 "as much as the float weights (e.g. blocks along an axis of size 1)"
             )
         if col == Column.BOPS and self._doc.session is not None:
-            macs = self._doc.session.engine.compute.macs.get(layer.name)
+            macs = compute_of(self._doc.session.engine).macs.get(layer.name)
             return "MACs not known (shapes unknown)" if macs is None else f"{fmt_count(macs)} MACs"
         if col == Column.NAME:
             lines = [f"{layer.name} ({layer.op_type})"]

@@ -23,7 +23,6 @@ import numpy as np
 import onnx
 
 from bitlens.core import metrics, targets
-from bitlens.core.compute import Compute, count_macs, input_shapes
 from bitlens.core.data import Dataset, batch_of
 from bitlens.core.engine import quantizers, rewrite, suffix, target_stats
 from bitlens.core.engine.calibration import (
@@ -415,11 +414,6 @@ class Engine:
             _, old = self._wcache.popitem(last=False)
             self._wcache_bytes -= old.nbytes
         return q
-
-    @cached_property
-    def compute(self) -> Compute:
-        """MACs per layer at the data's input shapes (batch 1 without data), computed once."""
-        return count_macs(self.model.proto, self.info, input_shapes(self.info, self.data))
 
     @cached_property
     def recovery(self) -> RecoveryCache:

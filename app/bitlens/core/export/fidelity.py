@@ -20,6 +20,7 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 from bitlens.core import targets
+from bitlens.core.compute import compute_of
 from bitlens.core.engine import bind
 from bitlens.core.engine.graphs import find_graph, iter_nodes
 from bitlens.core.engine.session import requested_providers
@@ -335,7 +336,7 @@ def check_fidelity(
         samples=len(samples),
         failures=tuple(failures),
         notes=tuple(dict.fromkeys(notes)),
-        compute=engine.compute.to_dict(engine.info, plan),
+        compute=compute_of(engine).to_dict(engine.info, plan),
     )
 
 
