@@ -267,3 +267,16 @@ def test_grouped_conv_methods_work_per_group(group: int) -> None:
     ref, got = _conv_ort(x, w, group=group, pads=[1] * 4), _conv_ort(x, rec.weight, group=group, pads=[1] * 4)
     shift = (got.astype(np.float64) + rec.bias[None, :, None, None]) - (ref + b[None, :, None, None])
     np.testing.assert_allclose(shift.mean(axis=(0, 2, 3)), 0, atol=1e-5)
+
+
+def test_statistics_in_pieces_equal_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bitlens.core.recovery import problem
+
+    x = np.random.default_rng(0).standard_normal((5, 4, 6, 6)).astype(np.float32)
+    geo = geometry("Conv", (8, 4, 3, 3), {"pads": [1] * 4}, 1)
+    whole = InputStats.of(geo, [x])
+    monkeypatch.setattr(problem, "FEATURE_BYTES", 8 * x[0].size * 9 * 2)  # 2 samples a piece
+    parts = InputStats.of(geo, [x])
+    np.testing.assert_allclose(parts.hessian, whole.hessian, rtol=1e-12)
+    np.testing.assert_allclose(parts.total, whole.total, rtol=1e-12)
+    assert parts.count == whole.count == 5 * 36

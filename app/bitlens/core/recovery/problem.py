@@ -202,14 +202,30 @@ class InputStats:
         g, c = geo.groups, geo.cols
         st = cls(np.zeros((g, c, c)), np.zeros((g, c)), np.zeros((g, c)))
         for x in inputs:
-            f = geo.features(x)
-            st.hessian += np.einsum("nga,ngb->gab", f, f, optimize=True)
-            st.total += f.sum(axis=0)
-            st.abs_total += np.abs(f).sum(axis=0)
-            st.count += f.shape[0]
+            for part in _pieces(np.asarray(x), geo):
+                f = geo.features(part)
+                st.hessian += np.einsum("nga,ngb->gab", f, f, optimize=True)
+                st.total += f.sum(axis=0)
+                st.abs_total += np.abs(f).sum(axis=0)
+                st.count += f.shape[0]
         if st.count == 0:
             raise EngineError("recovery needs calibration inputs, and there are none")
         return st
+
+
+FEATURE_BYTES = 64 << 20  # float64 feature rows made at a time (im2col grows a conv input)
+
+
+def _pieces(x: np.ndarray, geo: LayerGeometry) -> Iterable[np.ndarray]:
+    """``x`` split along its first axis so each piece's feature rows stay near
+    FEATURE_BYTES (a batch of 32 images at 56x56 with 576 patch values is 460 MB)."""
+    if x.ndim < 2 or x.shape[0] <= 1 or geo.trans_a:
+        yield x
+        return
+    per_row = 8 * x[0].size * (geo.kernel_size if geo.op_type == "Conv" else 1)
+    step = max(1, FEATURE_BYTES // max(per_row, 1))
+    for i in range(0, x.shape[0], step):
+        yield x[i : i + step]
 
 
 def output_error(geo: LayerGeometry, stats: InputStats, dw: np.ndarray) -> np.ndarray:
