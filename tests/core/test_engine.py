@@ -290,7 +290,7 @@ def test_weight_cache_and_session_reuse() -> None:
     assert len(engine._sessions) == n_sessions
     cached = {fmt for _, fmt in engine._wcache}
     assert {"int8 sym ch0", "int4 sym ch0"} <= cached
-    w2 = engine._wcache[("W2", "int4 sym ch0")]
+    w2 = engine._wcache[("W2", "int4 sym ch0")].values
     assert (
         engine.quantized_weight(engine.info.layer("conv2").weights[0], parse_format("int4 sym ch"))
         is w2

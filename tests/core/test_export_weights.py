@@ -19,7 +19,7 @@ from bitlens.core.engine import bind
 from bitlens.core.export import matmulnbits
 from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.export.weights import FOLD, QDQ, encode_weight
-from bitlens.core.formats import fake_quantize, parse_format, storage_bytes
+from bitlens.core.formats import fake_quantize, parse_format, quantize, storage_bytes
 from bitlens.core.model.types import Storage, WeightInfo
 
 SHAPE = (12, 10, 3, 3)  # axis 1 (blocks) of 10 leaves partial blocks of 4 and 8
@@ -142,7 +142,7 @@ def test_matmulnbits_matches_the_codec_and_decodes_back(name: str) -> None:
     assert lay is not None
     b = GraphBuilder("W", {"W", "x", "y"})
     node, enc = matmulnbits.encode(
-        b, helper.make_node("MatMul", ["x", "W"], ["y"]), "W", value, fmt, lay
+        b, helper.make_node("MatMul", ["x", "W"], ["y"]), "W", quantize(value, fmt), lay
     )
     g = helper.make_graph(
         [node],

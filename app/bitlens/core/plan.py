@@ -28,6 +28,7 @@ from bitlens.core.formats import (
     RangeMethod,
     parse_format,
     quantize,
+    registry,
 )
 from bitlens.core.model.types import Layer, ModelInfo
 from bitlens.core.plan_schema import (
@@ -44,14 +45,7 @@ PLAN_VERSION = 1
 
 # Weight formats offered for every layer, highest precision first ("int8 sym narrow" is
 # ONNX Runtime's symmetric int8, codes -127..127).
-WEIGHT_CHOICES: tuple[str, ...] = (
-    "fp16", "bf16", "fp8e4m3fn ch", "fp8e5m2 ch",
-    "int8 sym ch", "int8 sym narrow ch", "int8 sym", "uint8 asym",
-    "int6 sym ch", "int5 sym ch", "int4 sym ch", "int4 asym ch", "int4 sym blk32", "int4 asym blk32",
-    "int3 sym ch", "int3 asym blk32", "int2 sym ch", "int2 asym blk32",
-    "nf4 blk64", "nf3 blk64", "km4 ch", "km2 ch", "log4 ch",
-    "tern ch", "bin ch",
-)  # fmt: skip
+WEIGHT_CHOICES: tuple[str, ...] = registry.weight_choices()  # each family's, in registry order
 # Activation formats: per tensor, range from calibration (or from each input when dynamic).
 ACTIVATION_CHOICES: tuple[str, ...] = (
     "fp16", "bf16", "fp8e4m3fn", "int16 sym", "uint8 asym", "int8 sym", "int8 asym",
@@ -160,13 +154,13 @@ def validate_choice(layer: Layer, choice: LayerChoice) -> None:
             raise PlanError(
                 f"layer {layer.name!r}: per-channel activations are static integer formats only"
             )
-        if a.family not in (Family.INT, Family.FLOAT):
+        if a.is_float and a.float_kind in ("fp64", "fp32"):
+            raise PlanError(f"layer {layer.name!r}: use 'keep float' rather than {a.name}")
+        if registry.family_of(a).activation_kind(a, choice.dynamic) is None:
             raise PlanError(
                 f"layer {layer.name!r}: activation format {a.name} is not supported "
                 "(integer or float formats only)"
             )
-        if a.is_float and a.float_kind in ("fp64", "fp32"):
-            raise PlanError(f"layer {layer.name!r}: use 'keep float' rather than {a.name}")
 
 
 class Plan(Mapping[str, LayerChoice]):

@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bitlens.core.formats import Family, Format, Granularity, Grouping, floats, quantize
-from bitlens.core.formats.codec import QTensor
+from bitlens.core.formats import Format, Granularity, Grouping, family_of
 
 MAX_LEVELS = 64  # a grid with more levels than this is drawn as its clip range only
 DEFAULT_BINS = 120
@@ -77,11 +76,8 @@ def distribution(
     group, label, k = _widest_group(x, fmt)
     if value_range is not None and np.size(value_range[0]) > 1:  # calibrated per channel
         value_range = (float(np.ravel(value_range[0])[k]), float(np.ravel(value_range[1])[k]))
-    per_tensor = fmt.replace(granularity=Granularity.TENSOR, axis=None, block_size=0)
-    # Each group's parameters depend on that group's values only, so quantizing the
-    # widest group alone as one tensor gives exactly its grid in the full tensor.
-    q = quantize(group, per_tensor, value_range=value_range, what="tensor")
-    levels, clip = _grid(q)
+    family = family_of(fmt)
+    levels, clip = family.grid(family.group_grid(x, fmt, k, group, value_range))
     if levels.size > MAX_LEVELS:
         levels = np.empty(0)
     return Distribution(edges, counts, int(x.size), fmt.name, levels, clip, label)
@@ -103,33 +99,6 @@ def _widest_group(x: np.ndarray, fmt: Format) -> tuple[np.ndarray, str, int]:
     else:
         label = f"block {k} of {g.n_groups} (widest range)"
     return values, label, k
-
-
-def _grid(q: QTensor) -> tuple[np.ndarray, tuple[float, float] | None]:
-    """All values a per-tensor QTensor's grid can reconstruct, and its ends."""
-    fmt = q.fmt
-    if fmt.family is Family.INT:
-        assert q.scale is not None and q.zero_point is not None
-        codes = np.arange(fmt.qmin, fmt.qmax + 1, dtype=np.int64)
-        levels = (codes - int(q.zero_point)).astype(np.float32) * np.float32(q.scale)
-    elif fmt.is_float:  # fp8: symmetric, clip at the largest finite value times the scale
-        assert q.scale is not None
-        m = float(floats.fmax(fmt.float_kind) * float(q.scale))
-        return np.empty(0, np.float32), (-m, m)  # 250-odd levels: too many to draw
-    elif fmt.family is Family.KMEANS:
-        assert q.codebook is not None
-        levels = np.asarray(q.codebook, np.float32).ravel()
-    elif fmt.family is Family.BINARY:
-        a = float(np.asarray(q.scale))
-        levels = np.array([-a, a], np.float32)
-    elif fmt.family is Family.TERNARY:
-        a = float(np.asarray(q.scale))
-        levels = np.array([-a, 0.0, a], np.float32)
-    else:  # NF / log2: a fixed table in [-1, 1] times the scale
-        assert q.codebook is not None and q.scale is not None
-        levels = np.asarray(q.codebook, np.float32) * np.float32(q.scale)
-    levels = np.unique(levels)
-    return levels, (float(levels[0]), float(levels[-1]))
 
 
 def scatter_pairs(

@@ -38,10 +38,11 @@ from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.errors import EngineError
-from bitlens.core.formats import Format, Granularity, fake_quantize, parse_format
+from bitlens.core.formats import Format, Granularity, parse_format
 from bitlens.core.model import tensors
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.quantized import QuantizedWeight, quantize_weight
 from bitlens.core.recovery.calibrated import RecoveryCache
 from bitlens.core.results import (
     Evaluation,
@@ -93,7 +94,7 @@ class Engine:
         self._local_sessions: dict[tuple[str, str | None], object] = {}  # (layer, kind)
         # layer -> (session or None when the first output does not depend on it, boundary)
         self._suffixes: OrderedDict[str, tuple[object | None, tuple[str, ...]]] = OrderedDict()
-        self._wcache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._wcache: OrderedDict[tuple[str, str], QuantizedWeight] = OrderedDict()
         self._wcache_bytes = 0
         self._executor: ThreadPoolExecutor | None = None
         self._werr: dict[tuple[str, str], TensorError] = {}  # (layer, format) -> weight error
@@ -397,15 +398,16 @@ class Engine:
     def quantized_weight(self, w: WeightInfo, fmt: Format, *, keep: bool = True) -> np.ndarray:
         """``w`` quantized in ``fmt`` (stored dtype); cached unless ``keep`` is False (the
         sweep uses each once, and would otherwise push the plan's weights out)."""
+        return self.quantized(w, fmt, keep=keep).values
+
+    def quantized(self, w: WeightInfo, fmt: Format, *, keep: bool = True) -> QuantizedWeight:
+        """``w`` in ``fmt``: codes, parameters and values (what the export stores and reads)."""
         fmt = bind(fmt, w)
         key = (w.name, fmt.name)
         if key in self._wcache:
             self._wcache.move_to_end(key)
             return self._wcache[key]
-        value = self.model.weight(w)
-        q = fake_quantize(value, fmt, what=f"weight {w.name!r}").astype(
-            np.dtype(w.dtype), copy=False
-        )
+        q = quantize_weight(self.model.weight(w), w, fmt)
         if not keep:
             return q
         self._wcache[key] = q

@@ -2,43 +2,37 @@
 
 Each quantizer is built once per session and fed its parameters at run
 time, so changing a layer's activation range or bit width costs no model
-rewrite. The integer quantizer is the float form of QuantizeLinear →
-Clip → DequantizeLinear (FACTS: exact)::
-
-    y = (Clip(Round(x / s) + z, qmin, qmax) - z) * s
-
-which performs the same float32 operations as ORT's Q/DQ kernels (divide,
-round half to even, add the zero point, clamp; subtract, multiply).
+rewrite. The quantizer kinds and their nodes belong to the format families
+(``core/formats/families``: ``int`` and ``int-dyn`` in ``int_activation.py``,
+the float casts and fp8 in ``floating.py``); this module names the kind a
+format needs and hands each request to the family that builds it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from onnx import NodeProto, TensorProto, helper
+from onnx import NodeProto
 
 from bitlens.core.errors import EngineError
-from bitlens.core.formats import Family, Format, floats, uniform
+from bitlens.core.formats import Format, family_of
+from bitlens.core.formats.family import FormatFamily
+from bitlens.core.formats.registry import FAMILIES
 
-# quantizer kind -> minimum opset of the ops it uses
-KIND_MIN_OPSET = {"int": 11, "int-dyn": 11, "fp16": 1, "bf16": 13, "fp8e4m3fn": 19, "fp8e5m2": 19}
-_CAST_TO = {
-    "fp16": TensorProto.FLOAT16,
-    "bf16": TensorProto.BFLOAT16,
-    "fp8e4m3fn": TensorProto.FLOAT8E4M3FN,
-    "fp8e5m2": TensorProto.FLOAT8E5M2,
-}
+# quantizer kind -> the family that builds it, and the minimum opset of the ops it uses
+_BUILDERS: dict[str, FormatFamily] = {k: f for f in FAMILIES for k in f.activation_kinds}
+KIND_MIN_OPSET: dict[str, int] = {k: f.activation_kinds[k] for k, f in _BUILDERS.items()}
 
 
 def kind_of(fmt: Format | None, dynamic: bool = False) -> str | None:
     """The quantizer structure a format needs (None: no quantizer)."""
     if fmt is None:
         return None
-    if fmt.family is Family.INT:
-        return "int-dyn" if dynamic else "int"
-    if fmt.is_float and fmt.float_kind in _CAST_TO:
-        return fmt.float_kind
+    kind = family_of(fmt).activation_kind(fmt, dynamic)
+    if kind is not None:
+        return kind
     raise EngineError(f"activation format {fmt.name} cannot be simulated")
 
 
@@ -49,138 +43,26 @@ class QuantizerIO:
     params: tuple[str, ...]
 
 
+def _builder(kind: str) -> FormatFamily:
+    try:
+        return _BUILDERS[kind]
+    except KeyError:
+        raise EngineError(f"unknown activation quantizer kind {kind!r}") from None
+
+
 def build(kind: str, x: str, y: str, prefix: str) -> tuple[list[NodeProto], QuantizerIO]:
     """Nodes computing ``y = quantize(x)`` for ``kind``; parameters named ``<prefix>__*``."""
-    n = f"{prefix}__aq"
-    if kind == "int":
-        s, z, lo, hi = (f"{prefix}__{p}" for p in ("scale", "zp", "qmin", "qmax"))
-        nodes = [
-            helper.make_node("Div", [x, s], [f"{n}_div"], name=f"{n}_div"),
-            helper.make_node("Round", [f"{n}_div"], [f"{n}_round"], name=f"{n}_round"),
-            helper.make_node("Add", [f"{n}_round", z], [f"{n}_add"], name=f"{n}_add"),
-            helper.make_node("Clip", [f"{n}_add", lo, hi], [f"{n}_clip"], name=f"{n}_clip"),
-            helper.make_node("Sub", [f"{n}_clip", z], [f"{n}_sub"], name=f"{n}_sub"),
-            helper.make_node("Mul", [f"{n}_sub", s], [y], name=f"{n}_mul"),
-        ]
-        return nodes, QuantizerIO((s, z, lo, hi))
-    if kind == "int-dyn":
-        return _dynamic_int(x, y, prefix, n)
-    if kind in ("fp16", "bf16"):
-        nodes = [
-            helper.make_node("Cast", [x], [f"{n}_cast"], name=f"{n}_cast", to=_CAST_TO[kind]),
-            helper.make_node("Cast", [f"{n}_cast"], [y], name=f"{n}_back", to=TensorProto.FLOAT),
-        ]
-        return nodes, QuantizerIO(())
-    if kind in ("fp8e4m3fn", "fp8e5m2"):
-        s = f"{prefix}__scale"
-        nodes = [
-            helper.make_node("Div", [x, s], [f"{n}_div"], name=f"{n}_div"),
-            helper.make_node(
-                "Cast", [f"{n}_div"], [f"{n}_cast"], name=f"{n}_cast", to=_CAST_TO[kind], saturate=1
-            ),
-            helper.make_node(
-                "Cast", [f"{n}_cast"], [f"{n}_back"], name=f"{n}_back", to=TensorProto.FLOAT
-            ),
-            helper.make_node("Mul", [f"{n}_back", s], [y], name=f"{n}_mul"),
-        ]
-        return nodes, QuantizerIO((s,))
-    raise EngineError(f"unknown activation quantizer kind {kind!r}")
+    nodes, params = _builder(kind).activation_nodes(kind, x, y, prefix)
+    return nodes, QuantizerIO(params)
 
 
-def _dynamic_int(x: str, y: str, prefix: str, n: str) -> tuple[list[NodeProto], QuantizerIO]:
-    """Range from this input at run time, then the same Q/DQ arithmetic as ``int``.
-
-    scale = (max(hi, 0) - min(lo, 0)) / (qmax - qmin), or 2·amax / (qmax - qmin) when
-    symmetric (``sym`` = 1), guarded against 0 like the static parameters;
-    zero point = clip(round(qmin - lo / scale)), or the fixed ``zfix`` when symmetric.
-    """
-    qmin, qmax, qrange, sym, zfix, tiny, one, zero = (
-        f"{prefix}__{p}" for p in ("qmin", "qmax", "qrange", "sym", "zfix", "tiny", "one", "zero")
-    )
-    mk = helper.make_node
-    nodes = [
-        mk("ReduceMin", [x], [f"{n}_rmin"], name=f"{n}_rmin", keepdims=0),
-        mk("ReduceMax", [x], [f"{n}_rmax"], name=f"{n}_rmax", keepdims=0),
-        mk("Min", [f"{n}_rmin", zero], [f"{n}_lo0"], name=f"{n}_lo0"),
-        mk("Max", [f"{n}_rmax", zero], [f"{n}_hi0"], name=f"{n}_hi0"),
-        mk("Neg", [f"{n}_lo0"], [f"{n}_nlo"], name=f"{n}_nlo"),
-        mk("Max", [f"{n}_nlo", f"{n}_hi0"], [f"{n}_amax"], name=f"{n}_amax"),
-        mk("Neg", [f"{n}_amax"], [f"{n}_namax"], name=f"{n}_namax"),
-        mk("Cast", [sym], [f"{n}_symb"], name=f"{n}_symb", to=TensorProto.BOOL),
-        mk("Where", [f"{n}_symb", f"{n}_namax", f"{n}_lo0"], [f"{n}_lo"], name=f"{n}_lo"),
-        mk("Where", [f"{n}_symb", f"{n}_amax", f"{n}_hi0"], [f"{n}_hi"], name=f"{n}_hi"),
-        mk("Sub", [f"{n}_hi", f"{n}_lo"], [f"{n}_span"], name=f"{n}_span"),
-        mk("Div", [f"{n}_span", qrange], [f"{n}_s0"], name=f"{n}_s0"),
-        mk("Max", [f"{n}_s0", tiny], [f"{n}_s1"], name=f"{n}_s1"),
-        mk("Equal", [f"{n}_span", zero], [f"{n}_empty"], name=f"{n}_empty"),
-        mk("Where", [f"{n}_empty", one, f"{n}_s1"], [f"{n}_s"], name=f"{n}_s"),
-        mk("Div", [f"{n}_lo", f"{n}_s"], [f"{n}_los"], name=f"{n}_los"),
-        mk("Sub", [qmin, f"{n}_los"], [f"{n}_z0"], name=f"{n}_z0"),
-        mk("Round", [f"{n}_z0"], [f"{n}_z1"], name=f"{n}_z1"),
-        mk("Clip", [f"{n}_z1", qmin, qmax], [f"{n}_z2"], name=f"{n}_z2"),
-        mk("Where", [f"{n}_symb", zfix, f"{n}_z2"], [f"{n}_z"], name=f"{n}_z"),
-        mk("Div", [x, f"{n}_s"], [f"{n}_div"], name=f"{n}_div"),
-        mk("Round", [f"{n}_div"], [f"{n}_round"], name=f"{n}_round"),
-        mk("Add", [f"{n}_round", f"{n}_z"], [f"{n}_add"], name=f"{n}_add"),
-        mk("Clip", [f"{n}_add", qmin, qmax], [f"{n}_clip"], name=f"{n}_clip"),
-        mk("Sub", [f"{n}_clip", f"{n}_z"], [f"{n}_sub"], name=f"{n}_sub"),
-        mk("Mul", [f"{n}_sub", f"{n}_s"], [y], name=f"{n}_mul"),
-    ]
-    return nodes, QuantizerIO((qmin, qmax, qrange, sym, zfix, tiny, one, zero))
-
-
-def param_feeds(kind: str, prefix: str, fmt: Format, lo: float, hi: float) -> dict[str, np.ndarray]:
+def param_feeds(kind: str, prefix: str, fmt: Format, lo: Any, hi: Any) -> dict[str, np.ndarray]:
     """Parameter values for a calibrated range ``[lo, hi]``."""
-    f32 = np.float32
-    if kind == "int":
-        scale, zp = uniform.params_from_range(np.asarray(lo), np.asarray(hi), fmt)
-        return {
-            f"{prefix}__scale": np.asarray(scale, f32),
-            f"{prefix}__zp": np.asarray(zp, f32),
-            f"{prefix}__qmin": np.asarray(fmt.qmin, f32),
-            f"{prefix}__qmax": np.asarray(fmt.qmax, f32),
-        }
-    if kind == "int-dyn":
-        zfix = 0 if (fmt.signed or not fmt.symmetric) else (fmt.qmax + fmt.qmin + 1) // 2
-        values = {
-            "qmin": fmt.qmin, "qmax": fmt.qmax, "qrange": fmt.qmax - fmt.qmin,
-            "sym": 1.0 if fmt.symmetric else 0.0, "zfix": zfix,
-            "tiny": np.finfo(np.float32).tiny, "one": 1.0, "zero": 0.0,
-        }  # fmt: skip
-        return {f"{prefix}__{k}": np.asarray(v, f32) for k, v in values.items()}
-    if kind in ("fp8e4m3fn", "fp8e5m2"):
-        return {
-            f"{prefix}__scale": np.asarray(
-                floats.fp8_scale(np.asarray(lo), np.asarray(hi), kind), f32
-            )
-        }
-    return {}
+    return _builder(kind).activation_feeds(kind, prefix, fmt, lo, hi)
 
 
 def numpy_reference(
     kind: str, x: np.ndarray, feeds: dict[str, np.ndarray], prefix: str
 ) -> np.ndarray:
     """The same quantizer in numpy (tests compare the ONNX subgraph against it)."""
-    x = x.astype(np.float32)
-    if kind == "int-dyn":
-        p = {k.removeprefix(f"{prefix}__"): v for k, v in feeds.items()}
-        lo, hi = min(np.float32(x.min()), np.float32(0)), max(np.float32(x.max()), np.float32(0))
-        if p["sym"]:
-            amax = max(-lo, hi)
-            lo, hi = -amax, amax
-        span = np.float32(hi - lo)
-        s = np.float32(1) if span == 0 else max(np.float32(span / p["qrange"]), p["tiny"])
-        if p["sym"]:
-            z = p["zfix"]
-        else:
-            z = np.clip(np.rint(p["qmin"] - np.float32(lo / s)), p["qmin"], p["qmax"])
-        q = np.clip(np.rint(x / s) + z, p["qmin"], p["qmax"])
-        return ((q - z) * s).astype(np.float32)
-    if kind == "int":
-        s, z = feeds[f"{prefix}__scale"], feeds[f"{prefix}__zp"]
-        q = np.clip(np.rint(x / s) + z, feeds[f"{prefix}__qmin"], feeds[f"{prefix}__qmax"])
-        return ((q - z) * s).astype(np.float32)
-    if kind in ("fp16", "bf16"):
-        return floats.cast(x, kind).astype(np.float32)
-    s = feeds[f"{prefix}__scale"]
-    return floats.fp8_dequantize(floats.fp8_quantize(x, s, kind), s)
+    return _builder(kind).activation_reference(kind, x, feeds, prefix)

@@ -61,7 +61,8 @@ from bitlens.core.export.weights import WeightEncoding
 from bitlens.core.fileio import atomic_write_text, check_output, replace_into, staging_path
 from bitlens.core.formats import storage_bytes
 from bitlens.core.plan import Plan
-from bitlens.core.recovery.export import planned_bias, planned_weight
+from bitlens.core.quantized import QuantizedModel, quantize_model
+from bitlens.core.recovery.export import planned_bias
 from bitlens.core.results import Progress
 
 if TYPE_CHECKING:
@@ -97,11 +98,14 @@ def check_fidelity(
     if METADATA_KEY not in {p.key for p in exported.metadata_props}:
         failures.append("the file carries no Bitlens export record")
     records = result.layers
+    # the weights the export wrote, as the engine computed them (recomputed only for a result
+    # made without them)
+    qm = result.quantized if result.quantized is not None else quantize_model(engine, plan)
     yield Progress(1, steps, "reloaded the export")
 
     # -- rule 2: the export in its simulated form, arranged as the engine runs it ----------
     biases = {
-        r.bias.feeds: (r.bias.bias, planned_bias(engine, plan, r.bias.bias))
+        r.bias.feeds: (r.bias.bias, planned_bias(engine, qm, r.bias.bias))
         for r in records.values()
         if r.bias is not None
     }
@@ -144,7 +148,7 @@ def check_fidelity(
 
     # -- rule 1: storage --------------------------------------------------------------------
     layer_checks_partial = {
-        name: _storage(engine, plan, exported, rec, rebuilt, decoded)
+        name: _storage(engine, plan, qm, exported, rec, rebuilt, decoded)
         for name, rec in records.items()
     }
 
@@ -440,6 +444,7 @@ def _unique(encs: Sequence[WeightEncoding]) -> list[WeightEncoding]:
 def _storage(
     engine: Engine,
     plan: Plan,
+    qm: QuantizedModel,
     exported: onnx.ModelProto,
     rec: LayerExport,
     rebuilt: dict[str, np.ndarray],
@@ -482,7 +487,7 @@ def _storage(
                     wp.append(f"{t.name}: codes stored with {elem} bits, the plan says {fmt.bits}")
             if nbytes != t.nbytes:
                 wp.append(f"{t.name}: {nbytes} bytes in the file, {t.nbytes} recorded")
-        want = planned_weight(engine, layer, choice, w)
+        want = qm.weight(w.name).values  # what the engine fed and the export wrote
         got = rebuilt.get(w.name)
         if enc.scheme == "matmulnbits":
             got = decoded.get(w.name)

@@ -23,7 +23,7 @@ from onnx import helper, numpy_helper
 from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.export.packing import pack, unpack
 from bitlens.core.export.weights import StoredTensor, WeightEncoding
-from bitlens.core.formats import Family, Format, Granularity, quantize
+from bitlens.core.formats import Family, Format, Granularity, QTensor
 
 DOMAIN = "com.microsoft"
 BITS_MIN_ORT = {4: "1.20", 8: "1.23", 2: "1.24"}
@@ -81,12 +81,12 @@ def encode(
     b: GraphBuilder,
     node: onnx.NodeProto,
     weight: str,
-    value: np.ndarray,
-    fmt: Format,
+    q: QTensor,
     lay: NBitsLayout,
 ) -> tuple[onnx.NodeProto, WeightEncoding]:
-    """A MatMulNBits node replacing the MatMul ``node`` (same inputs A and output Y)."""
-    q = quantize(value, fmt, what=f"weight {weight!r}")
+    """A MatMulNBits node replacing the MatMul ``node`` (same inputs A and output Y), from the
+    weight's codes ``q`` (its format bound, see :func:`layout_for`)."""
+    fmt = q.fmt
     qmin = fmt.qmin
     codes = q.codes.astype(np.int64) - qmin
     scale = np.asarray(q.scale, np.float32)
@@ -102,7 +102,7 @@ def encode(
         stored.append(StoredTensor(name, role, label, bits, count, len(t.raw_data)))
         return name
 
-    bname = store("B", packed, "codes", lay.bits, value.size, f"uint8 ({lay.bits}-bit packed)")
+    bname = store("B", packed, "codes", lay.bits, q.codes.size, f"uint8 ({lay.bits}-bit packed)")
     sname = store("scales", scale.T.reshape(-1).copy(), "scale", 32, scale.size, "float32")
     inputs = [node.input[0], bname, sname]
     if not (fmt.symmetric and fmt.signed):

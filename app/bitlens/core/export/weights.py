@@ -28,28 +28,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import ml_dtypes
 import numpy as np
 from onnx import numpy_helper
 
-from bitlens.core.errors import ExportError
 from bitlens.core.export.graph import GraphBuilder, rename_output
 from bitlens.core.export.packing import pack, unpack_nodes
-from bitlens.core.formats import Family, Format, Granularity, Grouping, QTensor, quantize
-from bitlens.core.formats import floats as float_formats
+from bitlens.core.formats import Format, Granularity, Grouping, QTensor, family_of, quantize
 from bitlens.core.model.types import WeightInfo
 
 FOLD = "fold"
 QDQ = "qdq"
 
 _ONNX_FLOAT = {"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16}
-_NATIVE_INT = {
-    (8, True): np.dtype(np.int8), (8, False): np.dtype(np.uint8),
-    (16, True): np.dtype(np.int16), (16, False): np.dtype(np.uint16),
-    (4, True): np.dtype(ml_dtypes.int4), (4, False): np.dtype(ml_dtypes.uint4),
-    (2, True): np.dtype(ml_dtypes.int2), (2, False): np.dtype(ml_dtypes.uint2),
-}  # fmt: skip
-QDQ_MIN_OPSET = {8: 13, 16: 21, 4: 21, 2: 25}  # per-axis int8 needs 13; blocked needs 21
 
 
 @dataclass(frozen=True)
@@ -83,11 +73,7 @@ class WeightEncoding:
 
 def native_qdq_dtype(fmt: Format, allow_int2: bool) -> np.dtype | None:
     """The numpy dtype DequantizeLinear can read the format's codes as, if any."""
-    if fmt.is_float:
-        return float_formats.FLOAT_DTYPES[fmt.float_kind] if fmt.has_scale else None
-    if fmt.family is not Family.INT or (fmt.bits == 2 and not allow_int2):
-        return None
-    return _NATIVE_INT.get((fmt.bits, fmt.signed))
+    return family_of(fmt).native_qdq_dtype(fmt, allow_int2)
 
 
 def encode_weight(
@@ -99,27 +85,37 @@ def encode_weight(
     mode: str = FOLD,
     allow_int2: bool = False,
     zero_point: bool = False,
-    qtensor: QTensor | None = None,
 ) -> WeightEncoding | None:
     """Add nodes producing tensor ``w.name`` (same dtype and shape as ``value``).
 
     ``fmt`` must be bound to an axis. Returns None when the format leaves the
     weight as it is (fp32 on a float32 weight, fp64 on any float weight).
-    ``qtensor``: codes and parameters already decided (a recovery method's), written
-    as they are instead of quantizing ``value``.
     """
-    if (
-        fmt.is_float
-        and not fmt.has_scale
-        and float_formats.FLOAT_DTYPES[fmt.float_kind].itemsize >= value.dtype.itemsize
-    ):
+    plain = family_of(fmt).plain_dtype(fmt)
+    if plain is not None and plain.itemsize >= value.dtype.itemsize:
         return None
-    q = qtensor if qtensor is not None else quantize(value, fmt, what=f"weight {w.name!r}")
+    q = quantize(value, fmt, what=f"weight {w.name!r}")
+    return encode_qtensor(b, w, q, value.dtype, mode=mode, allow_int2=allow_int2,
+                          zero_point=zero_point)  # fmt: skip
+
+
+def encode_qtensor(
+    b: GraphBuilder,
+    w: WeightInfo,
+    q: QTensor,
+    dtype: np.dtype,
+    *,
+    mode: str = FOLD,
+    allow_int2: bool = False,
+    zero_point: bool = False,
+) -> WeightEncoding:
+    """Add nodes producing tensor ``w.name`` (of ``dtype``) from the quantized ``q``."""
+    fmt = q.fmt
     if mode == QDQ and (dt := native_qdq_dtype(fmt, allow_int2)) is not None:
-        return _qdq(b, w, q, dt, value.dtype, zero_point)
-    if fmt.is_float and not fmt.has_scale:
-        return _cast(b, w, q, value.dtype)
-    return _folded(b, w, q, value.dtype)
+        return _qdq(b, w, q, dt, dtype, zero_point)
+    if not fmt.has_scale:
+        return _cast(b, w, q, dtype)
+    return _folded(b, w, q, dtype)
 
 
 # -- storage helpers ---------------------------------------------------------------------
@@ -207,113 +203,64 @@ def _cast(b: GraphBuilder, w: WeightInfo, q: QTensor, dtype: np.dtype) -> Weight
     name, st = _store(b, "w", q.codes, "codes")
     out = b.node("Cast", [name], to=_ONNX_FLOAT[np.dtype(dtype).name])
     rename_output(b, out, w.name)
-    text = f"{q.fmt.float_kind} values, Cast to {np.dtype(dtype).name} (folded when the session starts)"
-    return WeightEncoding(
-        w.name, q.fmt.name, "cast", text, (st,), True, 13 if q.fmt.float_kind == "bf16" else 1
-    )
+    text = f"{q.fmt.name} values, Cast to {np.dtype(dtype).name} (folded when the session starts)"
+    min_opset = family_of(q.fmt).export_min_opset(q.fmt, False)
+    return WeightEncoding(w.name, q.fmt.name, "cast", text, (st,), True, min_opset)
+
+
+class _Fold:
+    """The exporter's side of a family's folded encoding (``formats.family.FoldContext``):
+    every tensor a family stores is recorded for the fidelity check and the accounting."""
+
+    def __init__(self, b: GraphBuilder, g: Grouping) -> None:
+        self.b, self.grouping = b, g
+        self.granularity_text = _granularity_text(g)
+        self.stored: list[StoredTensor] = []
+        self._shape = _shape_const(b, "shape", g.shape)
+
+    def node(self, op: str, inputs: list[str], **attrs: object) -> str:
+        return self.b.node(op, inputs, **attrs)
+
+    def const(self, hint: str, value: np.ndarray) -> str:
+        return self.b.const(hint, value)
+
+    def to_float(self, name: str) -> str:
+        return self.b.node("Cast", [name], to=int(self.b.FLOAT))
+
+    def store(self, array: np.ndarray, role: str, hint: str, *, bits: int | None = None,
+              label: str | None = None) -> str:  # fmt: skip
+        name, st = _store(self.b, hint, array, role, bits=bits, label=label)
+        self.stored.append(st)
+        return name
+
+    def codes(self, codes: np.ndarray, bits: int, role: str = "codes") -> str:
+        flat, st = _store_codes(self.b, "codes", codes, bits, role)
+        self.stored.append(st)
+        return self.b.node("Reshape", [flat, self._shape])
+
+    def packed_params(
+        self, values: np.ndarray, bits: int, role: str, hint: str, shape_hint: str
+    ) -> str:
+        flat, st = _store_codes(self.b, hint, values, bits, role=role)
+        self.stored.append(st)
+        pshape = _shape_const(self.b, shape_hint, self.grouping.param_shape)
+        wide = self.to_float(self.b.node("Reshape", [flat, pshape]))
+        return self.broadcast(wide, hint)
+
+    def param(self, values: np.ndarray, role: str, hint: str) -> str:
+        return self.broadcast(self.store(np.asarray(values, np.float32), role, hint), hint)
+
+    def broadcast(self, name: str, hint: str) -> str:
+        return _broadcast(self.b, name, self.grouping, hint)
 
 
 def _folded(b: GraphBuilder, w: WeightInfo, q: QTensor, dtype: np.dtype) -> WeightEncoding:
-    fmt, g = q.fmt, q.grouping
-    shape = _shape_const(b, "shape", g.shape)
-    stored: list[StoredTensor] = []
-    min_opset = 13
-
-    def codes_tensor(codes: np.ndarray, bits: int) -> str:
-        flat, st = _store_codes(b, "codes", codes, bits)
-        stored.append(st)
-        return b.node("Reshape", [flat, shape])
-
-    def param(values: np.ndarray, role: str, hint: str) -> str:
-        name, st = _store(b, hint, np.asarray(values, np.float32), role)
-        stored.append(st)
-        return _broadcast(b, name, g, hint)
-
-    if fmt.family is Family.INT:
-        u = q.codes.astype(np.int32) - fmt.qmin  # offset codes in [0, 2^bits)
-        zp_off = np.asarray(q.zero_point, np.int32) - fmt.qmin
-        if fmt.bits in (8, 16):
-            native = _NATIVE_INT[(fmt.bits, fmt.signed)]
-            name, st = _store(b, "codes", q.codes.astype(native), "codes")
-            stored.append(st)
-            values = b.node("Cast", [name], to=int(b.FLOAT))
-            if not (fmt.symmetric and fmt.signed):
-                zname, zst = _store(b, "zp", np.asarray(q.zero_point).astype(native), "zero_point")
-                stored.append(zst)
-                zf = _broadcast(b, b.node("Cast", [zname], to=int(b.FLOAT)), g, "zp")
-                values = b.node("Sub", [values, zf])
-            kind = "native"
-            text = f"{native.name} codes"
-        else:
-            values = b.node("Cast", [codes_tensor(u, fmt.bits)], to=int(b.FLOAT))
-            if fmt.symmetric:
-                offset = int(zp_off.ravel()[0])  # the same for every group
-                if offset:
-                    values = b.node("Sub", [values, b.const("zp", np.array(offset, np.float32))])
-            else:
-                zflat, zst = _store_codes(b, "zp", zp_off, fmt.bits, role="zero_point")
-                stored.append(zst)
-                zshape = _shape_const(b, "zshape", g.param_shape)
-                zf = b.node("Cast", [b.node("Reshape", [zflat, zshape])], to=int(b.FLOAT))
-                values = b.node("Sub", [values, _broadcast(b, zf, g, "zp")])
-            kind = "packed"
-            text = f"{fmt.bits}-bit packed codes"
-        out = b.node("Mul", [values, param(q.scale, "scale", "scale")])
-        text += f", float32 scale {_granularity_text(g)}"
-    elif fmt.family is Family.TERNARY:
-        u = codes_tensor(q.codes.astype(np.int32) + 1, 2)
-        values = b.node(
-            "Sub", [b.node("Cast", [u], to=int(b.FLOAT)), b.const("one", np.array(1, np.float32))]
-        )
-        out = b.node("Mul", [values, param(q.scale, "scale", "alpha")])
-        kind, text = "packed", f"2-bit packed ternary codes, float32 alpha {_granularity_text(g)}"
-    elif fmt.family is Family.BINARY:
-        cond = b.node("Cast", [codes_tensor(q.codes, 1)], to=int(b.BOOL))
-        alpha = param(q.scale, "scale", "alpha")
-        out = b.node("Where", [cond, alpha, b.node("Neg", [alpha])])
-        kind, text = "packed", f"1-bit packed signs, float32 alpha {_granularity_text(g)}"
-    elif fmt.family in (Family.NF, Family.LOG2):
-        assert q.codebook is not None
-        levels, st = _store(b, "levels", q.codebook.astype(np.float32), "levels")
-        stored.append(st)
-        looked = b.node("Gather", [levels, codes_tensor(q.codes, fmt.bits)])
-        out = b.node("Mul", [looked, param(q.scale, "scale", "scale")])
-        kind = "packed"
-        text = f"{fmt.bits}-bit packed indices into {q.codebook.size} levels, float32 scale {_granularity_text(g)}"
-    elif fmt.family is Family.KMEANS:
-        assert q.codebook is not None
-        book = q.codebook.astype(np.float32)
-        codes = codes_tensor(q.codes, fmt.bits)
-        bname, st = _store(b, "codebook", book.ravel(), "codebook")
-        stored.append(st)
-        if book.ndim == 2:  # one codebook per channel: index channel c's row of the flat table
-            c, levels = book.shape
-            offs = b.node(
-                "Range",
-                [
-                    b.const("r0", np.array(0, np.int64)),
-                    b.const("r1", np.array(c * levels, np.int64)),
-                    b.const("rstep", np.array(levels, np.int64)),
-                ],
-            )
-            codes = b.node("Add", [codes, _broadcast(b, offs, g, "rows")])
-        out = b.node("Gather", [bname, codes])
-        kind = "packed"
-        text = f"{fmt.bits}-bit packed indices, float32 codebook {_granularity_text(g)}"
-    elif fmt.is_float:  # fp8 with a scale
-        dt = float_formats.FLOAT_DTYPES[fmt.float_kind]
-        name, st = _store(b, "codes", q.codes.astype(dt), "codes")
-        stored.append(st)
-        values = b.node("Cast", [name], to=int(b.FLOAT))
-        out = b.node("Mul", [values, param(q.scale, "scale", "scale")])
-        kind, text = "native", f"{fmt.float_kind} codes, float32 scale {_granularity_text(g)}"
-        min_opset = 19
-    else:  # pragma: no cover - every family is handled above
-        raise ExportError(f"weight {w.name!r}: no export for format {fmt.name}")
-    _finish(b, out, dtype, w.name)
+    ctx = _Fold(b, q.grouping)
+    enc = family_of(q.fmt).encode(ctx, q)
+    _finish(b, enc.output, dtype, w.name)
     return WeightEncoding(
-        w.name, fmt.name, kind, text + " (folded to float when the session starts)",
-        tuple(stored), True, min_opset,
+        w.name, q.fmt.name, enc.scheme, enc.text + " (folded to float when the session starts)",
+        tuple(ctx.stored), True, enc.min_opset,
     )  # fmt: skip
 
 
@@ -327,7 +274,7 @@ def _qdq(
     sname, sst = _store(b, "scale", np.asarray(q.scale, np.float32), "scale")
     stored.append(sst)
     inputs = [name, sname]
-    if fmt.family is Family.INT and (zero_point or not (fmt.symmetric and fmt.signed)):
+    if q.zero_point is not None and (zero_point or not (fmt.symmetric and fmt.signed)):
         zname, zst = _store(
             b, "zp", np.asarray(q.zero_point).astype(dt), "zero_point", bits=fmt.bits, label=dt.name
         )
@@ -340,11 +287,6 @@ def _qdq(
         attrs["block_size"] = g.block_size
     out = b.node("DequantizeLinear", inputs, **attrs)  # type: ignore[arg-type]
     _finish(b, out, dtype, w.name)
-    if fmt.is_float:
-        min_opset = 21 if g.granularity is Granularity.BLOCK else 19
-    else:
-        min_opset = max(QDQ_MIN_OPSET[fmt.bits], 21 if g.granularity is Granularity.BLOCK else 10)
-        if g.granularity is Granularity.CHANNEL:
-            min_opset = max(min_opset, 13)
+    min_opset = family_of(fmt).export_min_opset(fmt, True)
     text = f"DequantizeLinear of {dt.name} codes, float32 scale {_granularity_text(g)}"
     return WeightEncoding(w.name, fmt.name, "qdq", text, tuple(stored), False, min_opset)

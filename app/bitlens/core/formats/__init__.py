@@ -1,4 +1,7 @@
-"""Numeric formats from fp64 down to 1 bit: specs, quantizers, storage accounting."""
+"""Numeric formats from fp64 down to 1 bit: specs, quantizers, storage accounting.
+
+Each format family is one object registered in :mod:`bitlens.core.formats.registry`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from bitlens.core.formats.codec import (
     storage_bytes,
 )
 from bitlens.core.formats.groups import Grouping
+from bitlens.core.formats.registry import family_of
 from bitlens.core.formats.spec import (
     FLOAT_KINDS,
     INSPECT_LADDER,
@@ -35,6 +39,7 @@ __all__ = [
     "check_finite",
     "dequantize",
     "fake_quantize",
+    "family_of",
     "format_name",
     "parse_format",
     "quantize",

@@ -12,40 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bitlens.core.formats import lut
-from bitlens.core.formats.codec import SCALE_BITS, storage_bits
+from bitlens.core.formats.codec import storage_bits
+from bitlens.core.formats.family import GRANULARITY_TEXT, RANGE_TEXT
+from bitlens.core.formats.registry import FAMILIES, family_of
 from bitlens.core.formats.spec import (
     DEFAULT_PERCENTILE,
-    FLOAT_KINDS,
-    INT_WIDTHS,
-    LUT_WIDTHS,
-    Family,
     Format,
     Granularity,
     RangeMethod,
     parse_format,
 )
 
-# What each family's grid is; every Family member has an entry (checked by a test).
-FAMILY_GRID = {
-    Family.FLOAT: "a floating-point grid: relative precision, finer near zero",
-    Family.INT: "a uniform grid of integer codes times a scale (plus a zero point if affine)",
-    Family.TERNARY: "three levels {−a, 0, +a}",
-    Family.BINARY: "two levels {−a, +a}",
-    Family.NF: "normal-float levels: quantiles of a normal distribution (as NF4), times a scale",
-    Family.KMEANS: "a codebook of levels fitted by k-means to the values, stored with them",
-    Family.LOG2: "signed powers of two times a scale: fine near zero, coarse at the ends",
-}
-GRANULARITY_TEXT = {
-    Granularity.TENSOR: "one scale for the whole tensor",
-    Granularity.CHANNEL: "one scale per channel (a weight's output channels by default)",
-    Granularity.BLOCK: "one scale per block of values along the reduction axis",
-}
-RANGE_TEXT = {
-    RangeMethod.MINMAX: "range from the min and max (nothing clipped)",
-    RangeMethod.PERCENTILE: "range clipped at a percentile of |x| (outliers saturate)",
-    RangeMethod.MSE: "range clipped where the reconstruction error is smallest",
-}
+# What each family's grid is; every registered family has an entry.
+FAMILY_GRID = {fam.family: fam.grid_text for fam in FAMILIES}
+__all__ = ["FAMILY_GRID", "GRANULARITY_TEXT", "MODIFIERS", "RANGE_TEXT", "describe_format",
+           "format_reference"]  # fmt: skip
 # The name's words after the family, as the parser reads them (spec.parse_format).
 MODIFIERS = (
     ("sym", "symmetric around zero: no zero point"),
@@ -91,73 +72,19 @@ def describe_format(fmt: Format | str) -> FormatDescription:
     bound = f if f.axis is not None else f.with_axis(natural)
     n = EXAMPLE_SHAPE[0] * EXAMPLE_SHAPE[1]
     per_value = storage_bits(bound, EXAMPLE_SHAPE) / n
+    family = family_of(f)
     return FormatDescription(
         name=f.name,
         bits=f.bits,
-        levels=_levels(f),
-        grid=_grid(f),
-        scale=_scale(f),
+        levels=family.levels(f),
+        grid=family.grid_description(f),
+        scale=family.stores(f),
         bits_per_value=per_value,
     )
 
 
-def _levels(f: Format) -> int | None:
-    if f.family is Family.INT:
-        return f.qmax - f.qmin + 1
-    if f.family is Family.TERNARY:
-        return 3
-    if f.family is Family.BINARY:
-        return 2
-    if f.family in (Family.NF, Family.LOG2):
-        return len(lut.fixed_levels(f.family, f.bits))
-    if f.family is Family.KMEANS:
-        return 2**f.bits
-    if f.float_kind.startswith("fp8"):
-        return 2**8
-    return None
-
-
-def _grid(f: Format) -> str:
-    text = FAMILY_GRID[f.family]
-    if f.family is Family.INT:
-        text += "; symmetric" if f.symmetric else "; affine (zero point)"
-        if f.narrow:
-            text += ", narrow"
-    if f.family is not Family.KMEANS and (f.family is not Family.FLOAT or f.has_scale):
-        text += f"; {RANGE_TEXT[f.range_method]}"
-    return text
-
-
-def _scale(f: Format) -> str:
-    if not f.has_scale:
-        return "nothing else (a plain cast)"
-    if f.granularity is Granularity.BLOCK:
-        where = f"one per block of {f.block_size} values"
-    else:
-        where = GRANULARITY_TEXT[f.granularity].replace("scale", "set")
-    parts = [f"float{SCALE_BITS} scale(s): {where}"]
-    if f.family is Family.INT and (not f.symmetric or not f.signed):
-        parts.append(f"a {f.bits}-bit zero point with each scale")
-    if f.family is Family.KMEANS:
-        parts.append(f"a codebook of {2**f.bits} float{SCALE_BITS} levels per group")
-    if f.family in (Family.NF, Family.LOG2):
-        parts.append("the fixed level table once")
-    return "; ".join(parts)
-
-
 def format_reference() -> list[tuple[str, str]]:
     """Every format family and width the parser accepts, then the modifiers: (name, meaning)."""
-    rows: list[tuple[str, str]] = []
-    for kind, bits in FLOAT_KINDS.items():
-        f = parse_format(kind)
-        scale = ", with a scale" if f.has_scale else ""
-        rows.append((kind, f"{bits}-bit float{scale}: {FAMILY_GRID[Family.FLOAT]}"))
-    widths = ", ".join(str(b) for b in sorted(INT_WIDTHS))
-    rows.append((f"intN / uintN (N = {widths})", FAMILY_GRID[Family.INT]))
-    rows.append(("tern", FAMILY_GRID[Family.TERNARY]))
-    rows.append(("bin", FAMILY_GRID[Family.BINARY]))
-    lut_widths = ", ".join(str(b) for b in sorted(LUT_WIDTHS))
-    for family, prefix in ((Family.NF, "nf"), (Family.KMEANS, "km"), (Family.LOG2, "log")):
-        rows.append((f"{prefix}N (N = {lut_widths})", FAMILY_GRID[family]))
+    rows = [row for fam in FAMILIES for row in fam.reference()]
     rows.extend(MODIFIERS)
     return rows

@@ -56,11 +56,9 @@ FLOAT_KINDS: dict[str, int] = {
     "fp8e4m3fn": 8,
     "fp8e5m2": 8,
 }
-_FLOAT_ALIASES = {"fp8e4m3": "fp8e4m3fn", "float16": "fp16", "float32": "fp32", "float64": "fp64"}
 
 # Families whose values come from a lookup table of levels.
 LUT_FAMILIES = frozenset({Family.NF, Family.KMEANS, Family.LOG2})
-_FAMILY_PREFIX = {Family.NF: "nf", Family.KMEANS: "km", Family.LOG2: "log"}
 INT_WIDTHS = frozenset({2, 3, 4, 5, 6, 7, 8, 16})
 LUT_WIDTHS = frozenset({2, 3, 4, 5, 6, 7, 8})
 DEFAULT_PERCENTILE = 99.9
@@ -70,7 +68,7 @@ DEFAULT_PERCENTILE = 99.9
 class Format:
     """One numeric format. Build with :func:`parse_format` or the presets below."""
 
-    family: Family
+    family: Family | str  # a Family member, or the name of a family registered later
     bits: int
     signed: bool = True
     symmetric: bool = True
@@ -103,7 +101,9 @@ class Format:
     @property
     def has_scale(self) -> bool:
         """Whether the format stores a scale per group (fp16/bf16/fp32/fp64 do not)."""
-        return not (self.is_float and not self.float_kind.startswith("fp8"))
+        from bitlens.core.formats import registry
+
+        return registry.family_of(self).has_scale(self)
 
     @property
     def qmin(self) -> int:
@@ -139,7 +139,18 @@ class Format:
 
 def _coerce_enums(f: Format) -> None:
     """Accept enum values given as strings ("int", "channel"), rejecting unknown ones."""
-    fields = (("family", Family), ("granularity", Granularity), ("range_method", RangeMethod))
+    from bitlens.core.formats import registry
+
+    family = f.family
+    if not isinstance(family, Family):
+        if family in {e.value for e in Family}:
+            object.__setattr__(f, "family", Family(family))
+        elif isinstance(family, str) and family in registry.family_names():
+            object.__setattr__(f, "family", str(family))
+        else:
+            known = ", ".join(registry.family_names())
+            raise FormatError(f"invalid format: unknown family {family!r} (known: {known})")
+    fields = (("granularity", Granularity), ("range_method", RangeMethod))
     for field, enum in fields:
         value = getattr(f, field)
         if isinstance(value, enum):
@@ -160,26 +171,12 @@ def _validate(f: Format) -> None:
     def bad(msg: str) -> FormatError:
         return FormatError(f"invalid format: {msg}")
 
-    if f.family is Family.FLOAT:
-        if f.float_kind not in FLOAT_KINDS:
-            raise bad(f"unknown float kind {f.float_kind!r} (known: {', '.join(FLOAT_KINDS)})")
-        if f.bits != FLOAT_KINDS[f.float_kind]:
-            raise bad(f"{f.float_kind} has {FLOAT_KINDS[f.float_kind]} bits, not {f.bits}")
-        if not f.float_kind.startswith("fp8"):
-            if f.granularity is not Granularity.TENSOR:
-                raise bad(f"{f.float_kind} is a plain cast and takes no channel or block scale")
-            if f.range_method is not RangeMethod.MINMAX:
-                raise bad(f"{f.float_kind} is a plain cast and takes no range method")
-    elif f.float_kind:
+    from bitlens.core.formats import registry  # the families import this module
+
+    if (problem := registry.family_of(f).validate(f)) is not None:
+        raise bad(problem)
+    if f.float_kind and f.family is not Family.FLOAT:
         raise bad("float_kind is only for the float family")
-    if f.family is Family.INT and f.bits not in INT_WIDTHS:
-        raise bad(f"integer width {f.bits} not supported (2 to 8, or 16)")
-    if f.family in LUT_FAMILIES and f.bits not in LUT_WIDTHS:
-        raise bad(f"{f.family} width {f.bits} not supported (2 to 8)")
-    if f.family is Family.TERNARY and f.bits != 2:
-        raise bad("ternary is stored in 2 bits")
-    if f.family is Family.BINARY and f.bits != 1:
-        raise bad("binary is stored in 1 bit")
     if f.narrow and not (f.family is Family.INT and f.signed and f.symmetric):
         raise bad("narrow range applies to signed symmetric integers only")
     if f.family is not Family.INT and not f.symmetric:
@@ -199,33 +196,12 @@ def _validate(f: Format) -> None:
         raise bad("a per-tensor format has no axis")
     if not 50.0 <= f.percentile <= 100.0:
         raise bad(f"percentile {f.percentile} outside [50, 100]")
-    if f.family in (Family.KMEANS, Family.TERNARY, Family.BINARY) and (
-        f.granularity is Granularity.BLOCK
-    ):
-        raise bad(f"{f.family} formats are per tensor or per channel")
-    if f.family is Family.BINARY and f.range_method is not RangeMethod.MINMAX:
-        raise bad("binary uses alpha = mean |x|; it takes no range method")
-    if f.family is Family.TERNARY and f.range_method is RangeMethod.PERCENTILE:
-        raise bad("ternary takes the min-max (TWN) or mse threshold, not a percentile")
-    if f.family is Family.KMEANS and f.range_method is not RangeMethod.MINMAX:
-        raise bad("k-means fits its own levels; it takes no range method")
 
 
 def format_name(f: Format) -> str:
-    parts: list[str] = []
-    if f.family is Family.FLOAT:
-        parts.append(f.float_kind)
-    elif f.family is Family.INT:
-        parts.append(f"{'' if f.signed else 'u'}int{f.bits}")
-        parts.append("sym" if f.symmetric else "asym")
-        if f.narrow:
-            parts.append("narrow")
-    elif f.family is Family.TERNARY:
-        parts.append("tern")
-    elif f.family is Family.BINARY:
-        parts.append("bin")
-    else:
-        parts.append(f"{_FAMILY_PREFIX[f.family]}{f.bits}")
+    from bitlens.core.formats import registry
+
+    parts: list[str] = [registry.family_of(f).head(f)]
     axis = "" if f.axis is None else str(f.axis)
     if f.granularity is Granularity.CHANNEL:
         parts.append(f"ch{axis}")
@@ -245,7 +221,6 @@ def _percentile_text(p: float) -> str:
 
 
 # Digit runs are bounded so int() never meets a 5000-digit number (a ValueError of its own).
-_HEAD = re.compile(r"^(?:(u?)int(\d{1,12})|(tern)|(bin)|(nf|km|log)(\d{1,12}))$")
 _CH = re.compile(r"^ch(\d{0,12})$")
 _BLK = re.compile(r"^blk(\d{1,12})(?:@(\d{1,12}))?$")
 _PCT = re.compile(r"^p(\d+(?:\.\d+)?)$")
@@ -258,26 +233,13 @@ def parse_format(text: str | Format) -> Format:
     tokens = str(text).strip().lower().split()
     if not tokens:
         raise FormatError("empty format name")
+    from bitlens.core.formats import registry
+
     head, rest = tokens[0], tokens[1:]
-    head = _FLOAT_ALIASES.get(head, head)
-    kw: dict[str, object] = {}
-    if head in FLOAT_KINDS:
-        kw.update(family=Family.FLOAT, bits=FLOAT_KINDS[head], float_kind=head)
-    else:
-        m = _HEAD.match(head)
-        if not m:
-            raise FormatError(f"unknown format {text!r}: {head!r} is not a format family")
-        if m.group(2):
-            kw.update(family=Family.INT, bits=int(m.group(2)), signed=not m.group(1))
-            # Unsigned integers default to affine (the usual uint8 activation).
-            kw["symmetric"] = not bool(m.group(1))
-        elif m.group(3):
-            kw.update(family=Family.TERNARY, bits=2)
-        elif m.group(4):
-            kw.update(family=Family.BINARY, bits=1)
-        else:
-            fam = {"nf": Family.NF, "km": Family.KMEANS, "log": Family.LOG2}[m.group(5)]
-            kw.update(family=fam, bits=int(m.group(6)))
+    found = registry.parse_head(head)
+    if found is None:
+        raise FormatError(f"unknown format {text!r}: {head!r} is not a format family")
+    kw: dict[str, object] = dict(found)
     for tok in rest:
         if tok in ("sym", "asym"):
             kw["symmetric"] = tok == "sym"

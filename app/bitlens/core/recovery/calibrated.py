@@ -14,7 +14,8 @@ from onnx import helper
 from bitlens.core import metrics
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.errors import EngineError
-from bitlens.core.model.types import Layer
+from bitlens.core.model.types import Layer, WeightInfo
+from bitlens.core.quantized import QuantizedWeight
 from bitlens.core.recovery import Recovered, Recovery
 from bitlens.core.recovery.awq import awq
 from bitlens.core.recovery.bias import bias_correction
@@ -105,6 +106,15 @@ class RecoveryCache:
         sums = metrics.ErrorSums()
         sums.add(self._engine.model.weight(w).ravel(), rec.weight.ravel())
         return sums.result()
+
+    def quantized(self, layer: Layer, w: WeightInfo, choice: LayerChoice) -> QuantizedWeight:
+        """Weight ``w`` of ``layer`` as ``choice`` quantizes it: the recovered codes and values
+        when it asks for a method, else the engine's plain rounding (cached there)."""
+        assert choice.weight is not None
+        if choice.recovery is None:
+            return self._engine.quantized(w, choice.weight)
+        rec = self.result(layer, choice.weight, choice.recovery)
+        return QuantizedWeight(w.name, bind(choice.weight, w), rec.qtensor, rec.weight)
 
     def feeds(self, layer: Layer, choice: LayerChoice) -> dict[str, np.ndarray]:
         """The weight (and bias) values the engine feeds for ``layer`` under ``choice``."""

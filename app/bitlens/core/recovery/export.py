@@ -16,30 +16,16 @@ from bitlens.core.recovery import Recovered
 if TYPE_CHECKING:
     from bitlens.core.engine.engine import Engine
     from bitlens.core.export.editing import ExportState
-    from bitlens.core.model.types import Layer, WeightInfo
-    from bitlens.core.plan import LayerChoice, Plan
+    from bitlens.core.model.types import Layer
+    from bitlens.core.quantized import QuantizedModel
 
 
-def recovered(engine: Engine, layer: Layer, choice: LayerChoice) -> Recovered | None:
-    if choice.weight is None or choice.recovery is None:
-        return None
-    return engine.recovery.result(layer, choice.weight, choice.recovery)
-
-
-def planned_weight(engine: Engine, layer: Layer, choice: LayerChoice, w: WeightInfo) -> np.ndarray:
-    """The weight values the engine computes with under ``choice``."""
-    assert choice.weight is not None
-    rec = recovered(engine, layer, choice)
-    return engine.quantized_weight(w, choice.weight) if rec is None else rec.weight
-
-
-def planned_bias(engine: Engine, plan: Plan, name: str) -> np.ndarray:
-    """A bias as the engine feeds it under ``plan`` (corrected where a layer asks for it)."""
-    for layer in engine.info.layers:
-        if layer.biases and layer.biases[0].name == name and layer.name in plan.choices:
-            rec = recovered(engine, layer, plan[layer.name])
-            if rec is not None and rec.bias is not None:
-                return rec.bias
+def planned_bias(engine: Engine, qm: QuantizedModel, name: str) -> np.ndarray:
+    """A bias as the engine feeds it under ``qm``'s plan (corrected where a layer asks)."""
+    for layer_name, rec in qm.recovered.items():
+        biases = engine.info.layer(layer_name).biases
+        if rec.bias is not None and biases and biases[0].name == name:
+            return rec.bias
     return np.asarray(engine.model.weight(name)).astype(np.float32, copy=False)
 
 

@@ -1,0 +1,265 @@
+"""One planned layer written into the export: its activation quantizers, weights and bias.
+
+:func:`export_layer` edits the model in place (through
+:class:`~bitlens.core.export.editing.ExportState`) and returns the layer's
+:class:`~bitlens.core.export.records.LayerExport`; the exporter
+(:mod:`bitlens.core.export.exporter`) calls it for each layer in turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+
+from bitlens.core.engine import bind, weight_bytes_after
+from bitlens.core.engine.graphs import node_producing
+from bitlens.core.errors import ExportError
+from bitlens.core.export import activations, matmulnbits
+from bitlens.core.export.activations import QuantizerRecord
+from bitlens.core.export.bias import int32_bias
+from bitlens.core.export.editing import ExportState, remove_weight
+from bitlens.core.export.graph import GraphBuilder
+from bitlens.core.export.records import ExportOptions, LayerExport
+from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_qtensor, native_qdq_dtype
+from bitlens.core.formats import Format, QTensor, family_of, uniform
+from bitlens.core.model.types import Layer, Storage, WeightInfo
+from bitlens.core.plan import LayerChoice
+from bitlens.core.quantized import QuantizedModel
+from bitlens.core.recovery import export as recovery_export
+
+if TYPE_CHECKING:
+    from bitlens.core.engine import Engine
+
+# ONNX Runtime's WeightBiasQuantization pass quantizes the float weight of these ops to int8
+# per tensor (and the bias to int32) when their input comes from a DequantizeLinear and their
+# output leads to a QuantizeLinear: see _guard.
+REQUANTIZED_BY_ORT = frozenset({"Conv", "ConvTranspose", "Gemm"})
+
+
+def export_layer(
+    engine: Engine,
+    state: ExportState,
+    layer: Layer,
+    choice: LayerChoice,
+    options: ExportOptions,
+    kernel: bool,
+    qm: QuantizedModel,
+) -> LayerExport:
+    """Write ``layer`` as ``choice`` says, reading its weights and ranges from ``qm``."""
+    placed = qm.placed
+    notes: list[str] = []
+    quantizer_records: list[QuantizerRecord] = []
+    act_scale: float | None = None
+    if choice.activation is not None:
+        _, node = node_producing(state.model.graph, layer.outputs[0])
+        for act in layer.activations:
+            dtype = dtype_of(engine, act)
+            if dtype not in (None, "float32"):
+                raise ExportError(
+                    f"layer {layer.name!r}: activation {act!r} is {dtype}; activation "
+                    "quantizers are exported for float32 tensors only"
+                )
+            b = GraphBuilder(f"{layer.name}_a", state.taken)
+            aq = qm.activation(layer.name, act)
+            fmt = aq.fmt
+            shared = placed.get(act)
+            if shared is not None and shared.format == fmt and not choice.dynamic:
+                # The target quantizes this tensor where it is produced, with the same format
+                # and range: the layer reads that quantizer (a second one would be an identity).
+                lo, hi = qm.target_ranges[act]
+                scale, zp = uniform.params_from_range(np.asarray(lo), np.asarray(hi), fmt)
+                rec = QuantizerRecord(
+                    layer.name, act, act, fmt.name, "shared", None, float(scale), float(zp),
+                    "the deployment target's quantizer of this tensor", 10,
+                )  # fmt: skip
+                quantizer_records.append(rec)
+                act_scale = rec.scale
+                continue
+            lo_hi = (0.0, 0.0) if aq.value_range is None else aq.value_range
+            rec = activations.encode_activation(
+                b, layer.name, act, fmt, dynamic=choice.dynamic, value_range=lo_hi
+            )
+            if rec.kind == "qdq" and layer.op_type in REQUANTIZED_BY_ORT and not kernel:
+                rec = _guard(b, rec, fmt)
+            for i, name in enumerate(node.input):
+                if name == act:
+                    node.input[i] = rec.output
+            state.model.graph.initializer.extend(b.initializers)
+            state.before.setdefault(layer.outputs[0], []).extend(b.nodes)
+            quantizer_records.append(rec)
+            act_scale = rec.scale
+    encodings: list[WeightEncoding] = []
+    weight_scale: np.ndarray | None = None
+    rec = qm.recovered.get(layer.name)
+    if rec is not None and (note := recovery_export.write_bias(state, layer, rec)):
+        notes.append(note)
+    if choice.weight is not None:
+        for w in layer.weights:
+            fmt = bind(choice.weight, w)
+            if w.name in state.weights:
+                prev_fmt, enc = state.weights[w.name]
+                if prev_fmt != fmt.name:
+                    raise ExportError(
+                        f"weight {w.name!r} is shared by several layers with different formats "
+                        f"({prev_fmt} and {fmt.name}); give them the same format"
+                    )
+                if enc is not None:
+                    encodings.append(enc)
+                notes.append(f"weight {w.name} is shared; stored once")
+                continue
+            enc = _encode_one(state, layer, w, qm.weight(w.name).q, kernel, options, notes,
+                              None if rec is None else rec.input_scale)  # fmt: skip
+            state.weights[w.name] = (fmt.name, enc)
+            if enc is not None:
+                encodings.append(enc)
+            if kernel:
+                weight_scale = np.asarray(qm.weight(w.name).q.scale, np.float32)
+    bias = None
+    if kernel and options.int32_bias and act_scale is not None and weight_scale is not None:
+        bias = int32_bias(engine, state, layer, np.float32(act_scale), weight_scale, notes)
+    planned = weight_bytes_after(layer, choice.weight) if choice.weight is not None else 0
+    return LayerExport(
+        name=layer.name,
+        op_type=layer.op_type,
+        weight_format=None if choice.weight is None else choice.weight.name,
+        activation_format=None if choice.activation is None else choice.activation.name,
+        dynamic=choice.dynamic,
+        weights=tuple(encodings),
+        quantizers=tuple(quantizer_records),
+        integer_kernel=kernel,
+        bias=bias,
+        bytes_planned=planned,
+        bytes_float=sum(w.nbytes for w in layer.weights if w.name in {e.weight for e in encodings}),
+        bytes_stored=sum(e.nbytes for e in encodings),
+        notes=tuple(notes),
+        accumulator_lsb=(
+            float(np.float32(act_scale) * np.max(weight_scale))
+            if kernel and act_scale is not None and weight_scale is not None
+            else None
+        ),
+    )
+
+
+def export_tensor_quantizers(state: ExportState, qm: QuantizedModel) -> dict[str, QuantizerRecord]:
+    """QuantizeLinear/DequantizeLinear where each of the target's tensors is produced; every
+    main-graph consumer then reads the dequantized value (as the engine simulates)."""
+    g = state.model.graph
+    after: dict[str, list[onnx.NodeProto]] = {}
+    first: list[onnx.NodeProto] = []
+    out: dict[str, QuantizerRecord] = {}
+    produced = {o for n in g.node for o in n.output}
+    for t, q in qm.placed.items():
+        b = GraphBuilder(f"{t}_t", state.taken)
+        rec = activations.encode_activation(
+            b, "", t, q.format, dynamic=False, value_range=qm.target_ranges[t]
+        )
+        out[t] = replace(rec, layer=f"({q.reason})")
+        g.initializer.extend(b.initializers)
+        (after.setdefault(t, []) if t in produced else first).extend(b.nodes)
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            if name in out:
+                node.input[i] = out[name].output
+    ordered = list(first)
+    for node in g.node:
+        ordered.append(node)
+        for o in node.output:
+            ordered.extend(after.get(o, []))
+    del g.node[:]
+    g.node.extend(ordered)
+    return out
+
+
+def _guard(b: GraphBuilder, rec: QuantizerRecord, fmt: Format) -> QuantizerRecord:
+    """Put an exact identity between a DequantizeLinear and a Conv/Gemm that is not an
+    integer-kernel layer.
+
+    ONNX Runtime (WeightBiasQuantization, 1.20+) would otherwise re-quantize such a layer's
+    float or folded weight to int8 per tensor whenever its output reaches a QuantizeLinear,
+    silently replacing the planned weights. A Clip to the quantizer's own range returns every
+    dequantized value unchanged, and the layer no longer reads a DequantizeLinear.
+    """
+    assert rec.scale is not None and rec.zero_point is not None
+    scale = np.float32(rec.scale)
+    lo = np.float32(fmt.qmin - rec.zero_point) * scale
+    hi = np.float32(fmt.qmax - rec.zero_point) * scale
+    out = b.node(
+        "Clip",
+        [rec.output, b.const("guard_lo", np.asarray(lo, np.float32)),
+         b.const("guard_hi", np.asarray(hi, np.float32))],
+        b.name(f"{rec.activation}_guarded"),
+    )  # fmt: skip
+    text = (
+        rec.description
+        + "; a Clip to the same range keeps ONNX Runtime from re-quantizing the weights"
+    )
+    return replace(rec, output=out, description=text)
+
+
+def dtype_of(engine: Engine, tensor: str) -> str | None:
+    for t in engine.info.inputs:
+        if t.name == tensor:
+            return t.dtype
+    t = engine.info.value_info.get(tensor)
+    return None if t is None else t.dtype
+
+
+def _encode_one(
+    state: ExportState,
+    layer: Layer,
+    w: WeightInfo,
+    q: QTensor,
+    kernel: bool,
+    options: ExportOptions,
+    notes: list[str],
+    input_scale: np.ndarray | None = None,
+) -> WeightEncoding | None:
+    fmt = q.fmt
+    g = state.graph(w.graph_path)
+    b = GraphBuilder(w.name, state.taken, state.shared.setdefault(w.graph_path, {}))
+    if options.matmulnbits and input_scale is not None:
+        notes.append(f"{w.name}: AWQ's multiply after the decode keeps it out of MatMulNBits")
+    elif options.matmulnbits and not kernel and layer.op_type == "MatMul" and not w.graph_path:
+        lay = matmulnbits.layout_for(fmt, w.shape)
+        idx, node = node_producing(g, layer.outputs[0])
+        if (
+            lay is not None
+            and list(node.input[1:2]) == [w.name]
+            and w.storage is Storage.INITIALIZER
+            and state.consumers(w.name) == 1
+        ):
+            new, enc = matmulnbits.encode(b, node, w.name, q, lay)
+            remove_weight(g, w)
+            g.node[idx].CopyFrom(new)
+            g.initializer.extend(b.initializers)
+            return enc
+        if lay is None:
+            notes.append(
+                f"{w.name}: {fmt.name} has no MatMulNBits layout (2/4/8-bit blocks of a power "
+                "of two >= 16 along K, dividing K); exported as folded codes"
+            )
+    mode = QDQ if kernel or options.weights == QDQ else FOLD
+    if mode == QDQ and native_qdq_dtype(fmt, options.int2_qdq) is None:
+        notes.append(f"{w.name}: {fmt.name} has no native ONNX type; stored as folded codes")
+    # QGemm and MatMulIntegerToFloat need the weight's zero point written out; QLinearConv
+    # fuses without it (symmetric int8: all zeros), so a conv stores no per-channel zeros.
+    zero_point = kernel and layer.op_type != "Conv"
+    plain = family_of(fmt).plain_dtype(fmt)
+    if plain is not None and plain.itemsize >= np.dtype(w.dtype).itemsize:
+        enc = None  # a cast at or above the weight's own precision changes nothing
+    else:
+        enc = encode_qtensor(
+            b, w, q, np.dtype(w.dtype), mode=mode, allow_int2=options.int2_qdq,
+            zero_point=zero_point,
+        )  # fmt: skip
+    if enc is None:
+        notes.append(f"{w.name}: {fmt.name} keeps the weight's own {w.dtype} values")
+        return None
+    if input_scale is not None:
+        recovery_export.scale_decoded(b, w.name, input_scale)
+    remove_weight(g, w)
+    state.add_to_graph(w.graph_path, b)
+    return enc

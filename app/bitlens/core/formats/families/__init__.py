@@ -1,0 +1,1 @@
+"""The built-in format families, one module each (registered in ``formats/registry.py``)."""
