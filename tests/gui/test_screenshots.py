@@ -1,16 +1,30 @@
-"""Screenshots of the window on the bundled samples, light and dark, for a human to look at.
+"""Screenshots of the window, light and dark, for a human to look at.
 
-They land in ``screenshots/`` (git-ignored). The assertions check what a
-screenshot cannot: that each pane drew something rather than staying empty.
+They land in ``screenshots/`` (git-ignored): the samples at 1500x950, and at the two
+screen sizes people have (1280x720, 1920x1080) both a sample and a large real model
+(open_nsfw, a converted ResNet-50 of 841 nodes, from the real-model suite's wheel
+cache; skipped without it). The assertions check what a screenshot cannot: that each
+pane drew something rather than staying empty.
+
+The README's picture (``docs/bitlens-window.png``) is the digits sample at 1280x720,
+light; refresh it with
+``BITLENS_UPDATE_DOCS=1 QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest
+tests/gui/test_screenshots.py -k sizes_sample``.
 """
 
 from __future__ import annotations
+
+import os
+import shutil
 
 import pytest
 from PySide6.QtWidgets import QApplication
 
 from bitlens.gui.theme import apply_theme
-from tests.gui.conftest import screenshot, wait_idle
+from tests.gui.conftest import ROOT, screenshot, wait_idle
+
+SIZES = ((1280, 720), (1920, 1080))
+README_SHOT = ROOT / "docs" / "bitlens-window.png"
 
 
 @pytest.fixture
@@ -85,3 +99,61 @@ def test_screenshot_welcome_error_and_sweep(qtbot, window, tmp_path, restore_the
     QApplication.processEvents()
     assert window.sweep.table.rowCount() == 3 * 4
     screenshot(window, "sweep_speech")
+
+
+def _each_size_and_theme(qtbot, window, stem: str) -> list:
+    """Screenshots of the open window at every size in both themes (one evaluation)."""
+    bar = window.message_bar
+    assert not (bar.isVisible() and bar.level == "error"), bar.text.text()
+    shots = []
+    for theme in ("light", "dark"):
+        window.set_theme(theme)
+        for w, h in SIZES:
+            window.resize(w, h)
+            QApplication.processEvents()
+            window._size_docks()  # the panes shared out as when the window opens this size
+            QApplication.processEvents()
+            assert (window.width(), window.height()) == (w, h)
+            assert window.statusBar().geometry().bottom() < h  # the status bar on screen
+            shots.append(screenshot(window, f"{stem}_{w}x{h}_{theme}"))
+    return shots
+
+
+def test_screenshot_sizes_sample(qtbot, window, restore_theme) -> None:
+    window.set_theme("light")
+    window.resize(*SIZES[0])
+    _prepare(qtbot, window, "digits_cnn", "/conv2/Conv")
+    window.graph.find_box.edit.setText("conv2")  # the graph focused on the selected layer
+    QApplication.processEvents()
+    assert window.graph.properties.row_text("Node", "op type") == "Conv"
+    shots = _each_size_and_theme(qtbot, window, "sizes_digits")
+    if os.environ.get("BITLENS_UPDATE_DOCS") == "1":
+        shutil.copyfile(shots[0], README_SHOT)  # digits, 1280x720, light
+
+
+@pytest.mark.slow
+def test_screenshot_sizes_real_model(qtbot, window, restore_theme) -> None:
+    from tests.real import wheels
+    from tests.real.test_real_models import model_path
+
+    path = model_path(wheels.OPEN_NSFW, "open_nsfw.onnx")
+    window.set_theme("light")
+    window.resize(*SIZES[0])
+    window.open_model(path)
+    wait_idle(qtbot, window, 120_000)
+    doc = window.document
+    assert len(doc.info.nodes) > 800
+    doc.replace_plan(doc.plan.preset(doc.info, "W8A8"), "W8A8")
+    wait_idle(qtbot, window, 120_000)
+    layer = doc.info.layer_names[len(doc.info.layer_names) // 2]
+    window.graph.find_box.edit.setText(layer)
+    qtbot.waitUntil(
+        lambda: bool(window.detail.detail and window.detail.detail.layer == layer
+                     and window.detail.detail.complete),
+        timeout=60_000,
+    )  # fmt: skip
+    wait_idle(qtbot, window, 120_000)
+    _each_size_and_theme(qtbot, window, "sizes_nsfw")
+    window.graph.view.fit()  # the whole graph: 841 nodes in the pane
+    QApplication.processEvents()
+    screenshot(window.graph, "graph_nsfw_fit")

@@ -23,6 +23,7 @@ from bitlens.cli.eval import load_plan
 from bitlens.cli.outputs import guard_outputs
 from bitlens.core.engine import Engine
 from bitlens.core.errors import ExportError
+from bitlens.core.export.checklist import verdict_lines
 from bitlens.core.export.exporter import ExportOptions, preflight
 from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
@@ -118,5 +119,6 @@ def run(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     print(report.to_json() if args.json else render(report))
     if not args.json:
+        print("\n".join(verdict_lines(report)))
         print(f"report written to {report_path}")
     return 0 if report.passed else 1

@@ -71,14 +71,14 @@ def scale_color(t: float) -> QColor:
     """The colour at ``t`` in [0, 1] along the scale (0 worst, 1 best)."""
     x = min(max(t, 0.0), 1.0) * (len(_STOPS) - 1)
     i = min(int(x), len(_STOPS) - 2)
-    return _mix(_STOPS[i], _STOPS[i + 1], x - i)
+    return mix(_STOPS[i], _STOPS[i + 1], x - i)
 
 
 def float_layer_color(palette: QPalette) -> QColor:
     """Fill of a quantizable layer kept in float: a tint of the palette's base."""
     base = palette.color(QPalette.ColorRole.Base)
     tint = QColor(120, 150, 210)
-    return _mix(base, tint, 0.35)
+    return mix(base, tint, 0.35)
 
 
 def plain_node_color(palette: QPalette) -> QColor:
@@ -89,7 +89,8 @@ def is_dark(palette: QPalette) -> bool:
     return palette.color(QPalette.ColorRole.Window).lightnessF() < 0.5
 
 
-def _mix(a: QColor, b: QColor, t: float) -> QColor:
+def mix(a: QColor, b: QColor, t: float) -> QColor:
+    """``a`` moved a share ``t`` towards ``b``."""
     return QColor(
         round(a.red() * (1 - t) + b.red() * t),
         round(a.green() * (1 - t) + b.green() * t),

@@ -21,7 +21,9 @@ class GraphLegend(QWidget):
         self.scale = colors.DEFAULT_SCALE
         self.setToolTip(
             "Layer colour: its SQNR on this model's range of the chosen error (worst "
-            "orange-red, best pale yellow); pale blue: kept in float or not evaluated yet"
+            "orange-red, best pale yellow); pale blue: kept in float or not evaluated yet.\n"
+            "Other nodes are tinted by op family: violet activations, teal normalizations, "
+            "green pooling and reductions, grey shape and data movement."
         )
 
     def set_scale(self, scale: colors.ErrorScale) -> None:

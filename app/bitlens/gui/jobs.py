@@ -16,6 +16,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
+from bitlens.core.activation_table import ActivationRow, activation_rows
 from bitlens.core.data import Dataset, load_path
 from bitlens.core.dims import needed_dims
 from bitlens.core.engine import Engine, bind
@@ -27,7 +28,7 @@ from bitlens.core.export.report import FidelityReport
 from bitlens.core.formats import parse_format
 from bitlens.core.input_values import compared_constants
 from bitlens.core.model.types import ModelInfo
-from bitlens.core.plan import LayerChoice, Plan, weight_choices
+from bitlens.core.plan import LayerChoice, Plan, activation_choices, weight_choices
 from bitlens.core.recovery.compare import RECOVERY_DEFAULT_FORMAT, MethodRow, iter_method_rows
 from bitlens.core.recovery.support import OPS as RECOVERY_OPS
 from bitlens.core.results import Evaluation, Progress, SweepEntry, TensorError
@@ -279,6 +280,7 @@ class LayerDetail:
     activation_name: str = ""
     activation_note: str = ""  # why there is no activation histogram
     schemes: tuple[SchemeRow, ...] = ()
+    activations: tuple[ActivationRow, ...] = ()  # static and dynamic, per activation format
     complete: bool = False
     recovery: tuple[MethodRow, ...] = ()  # each method's layer output error vs rounding
     recovery_format: str = ""
@@ -325,13 +327,25 @@ def layer_detail(
         rows.append(SchemeRow(name, err, nbytes, ratio))
         yield Progress(i + 1, len(formats), f"sandbox: {name}")
     detail = replace(detail, schemes=tuple(rows))
+    if activation is not None and engine.data is not None:
+        yield detail
+        act_rows = []
+        feeds = engine.activation_feeds(layer_name, engine.data.evaluation) or []
+        for row in activation_rows(
+            feeds, activation_choices(layer),
+            lambda f: engine.bind_activation(layer, acts[0], f),
+            lambda f: engine.activation_range(acts[0], f),
+        ):  # fmt: skip
+            act_rows.append(row)
+            yield Progress(len(act_rows), len(activation_choices(layer)), f"sandbox: {row.format}")
+        detail = replace(detail, activations=tuple(act_rows))
     if engine.data is not None and layer.op_type in RECOVERY_OPS and not layer.graph_path:
         yield detail
         rfmt = choice.weight or parse_format(RECOVERY_DEFAULT_FORMAT)
         methods: list[MethodRow] = []
-        for row in iter_method_rows(engine, layer, rfmt):
-            methods.append(row)
-            yield Progress(len(methods), 5, f"recovery: {row.method}")
+        for mrow in iter_method_rows(engine, layer, rfmt):
+            methods.append(mrow)
+            yield Progress(len(methods), 5, f"recovery: {mrow.method}")
         detail = replace(detail, recovery=tuple(methods), recovery_format=rfmt.name)
     return replace(detail, complete=True)
 

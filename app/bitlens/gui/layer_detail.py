@@ -21,12 +21,14 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from bitlens.core.viewdata import Distribution
 from bitlens.gui import colors
+from bitlens.gui.activation_sandbox import ActivationSandbox
 from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.jobs import LayerDetail
 from bitlens.gui.recovery_table import RecoveryTable
@@ -64,16 +66,29 @@ class LayerDetailView(QWidget):
         )
         self.sandbox.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.sandbox.cellDoubleClicked.connect(self._on_pick)
+        self.act_sandbox = ActivationSandbox(self)
+        self.sandboxes = QTabWidget(self)
+        self.sandboxes.setObjectName("sandboxes")
+        self.sandboxes.addTab(self.sandbox, "Weights")
+        self.sandboxes.addTab(self.act_sandbox, "Activations")
+        self.recovery = RecoveryTable(self)
+        self.sandboxes.addTab(self.recovery, "Recovery")
+        self.sandboxes.setTabToolTip(
+            2, "Each recovery method's output error on this layer next to plain rounding"
+        )
+        self.sandboxes.setTabToolTip(0, "Every weight format on this layer")
+        self.sandboxes.setTabToolTip(
+            1, "Every activation format on this layer's input: static (calibrated range) and "
+            "dynamic (range of each input at run time), side by side"
+        )
         splitter = QSplitter(Qt.Orientation.Vertical, self)
         splitter.addWidget(self.weight_plot)
         splitter.addWidget(self.act_plot)
-        splitter.addWidget(self.sandbox)
-        self.recovery = RecoveryTable(self)
-        splitter.addWidget(self.recovery)
+        splitter.addWidget(self.sandboxes)
         splitter.setChildrenCollapsible(False)
-        for i, stretch in enumerate((2, 2, 3, 1)):  # the histograms keep their share of height
+        for i, stretch in enumerate((2, 2, 3)):  # the histograms keep their share of height
             splitter.setStretchFactor(i, stretch)
-        splitter.setSizes([200, 200, 300, 120])
+        splitter.setSizes([200, 200, 300])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.header)
@@ -91,6 +106,7 @@ class LayerDetailView(QWidget):
         self._draw(self.weight_plot, None, "weights")
         self._draw(self.act_plot, None, "input activation")
         self.sandbox.setRowCount(0)
+        self.act_sandbox.setRowCount(0)
         self.recovery.setRowCount(0)
 
     def show_detail(self, detail: LayerDetail | None) -> None:
@@ -100,6 +116,7 @@ class LayerDetailView(QWidget):
             self._draw(self.weight_plot, None, "weights")
             self._draw(self.act_plot, None, "input activation")
             self.sandbox.setRowCount(0)
+            self.act_sandbox.setRowCount(0)
             self.recovery.setRowCount(0)
             return
         c = detail.choice
@@ -118,6 +135,7 @@ class LayerDetailView(QWidget):
         self.act_plot.setToolTip(f"activation {detail.activation_name}")
         self._draw(self.act_plot, detail.activation, act_title)
         self._fill_sandbox(detail)
+        self.act_sandbox.show_rows(detail.layer, detail.activations, detail.choice)
         current = None if detail.choice.recovery is None else detail.choice.recovery.value
         self.recovery.show_rows(detail.recovery, detail.recovery_format, current)
 

@@ -10,6 +10,7 @@ message bar above the table.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
@@ -47,6 +48,7 @@ from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
 from bitlens.core.search import Point
+from bitlens.gui.activation_sandbox import apply_activation
 from bitlens.gui.controller import Controller
 from bitlens.gui.data_dialog import DataDialog
 from bitlens.gui.dims_dialog import DimsDialog
@@ -336,6 +338,7 @@ class MainWindow(QMainWindow):
         ctl.nonfinite.connect(lambda text: self.message_bar.show_message(
             f"Warning: {text}.", "warning"))  # fmt: skip
         self.detail.formatPicked.connect(self.set_weight_format)
+        self.detail.act_sandbox.picked.connect(partial(apply_activation, doc, self.message_bar))
         self.sweep.formatPicked.connect(self.set_weight_format)
         doc.modelChanged.connect(self._on_model_changed)
         doc.planChanged.connect(self._on_plan_changed)

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from bitlens.core.units import byte_scale
 from bitlens.gui import colors
 from bitlens.gui.document import Document
+from bitlens.gui.elided_label import ElidedLabel
 from bitlens.gui.error_kind import ErrorKindBox
 from bitlens.gui.series import METRICS, error_series, size_series
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float
@@ -59,9 +60,10 @@ class PlotsView(QWidget):
         self.source.setObjectName("plotSource")
         self.metric_box.currentIndexChanged.connect(self._redraw)
         document.error_kind.changed.connect(self._redraw)
-        self.kind_help = QLabel(self)  # one line: what the chosen error kind measures
+        # one line: what the chosen error kind measures; never widens the pane: a narrow
+        # one cuts the line with "…" (the tooltip holds it whole)
+        self.kind_help = ElidedLabel(parent=self)
         self.kind_help.setObjectName("errorKindHelp")
-        # never widens the pane: a narrow one cuts the line (the tooltip holds it whole)
         self.kind_help.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.info = QLabel(self)
         self.info.setObjectName("plotInfo")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QWidget
 
 from bitlens.core.data_summary import DataSummary
 from bitlens.core.engine.session import CUDA, fallback_reason
 from bitlens.core.results import Evaluation, Progress
+from bitlens.gui.elided_label import ElidedLabel
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_percent, fmt_ratio
 
 PROVIDERS_TIP = "Execution providers ONNX Runtime actually runs on"
@@ -18,18 +19,19 @@ class StatusPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.size_label = QLabel(self)
+        # the short figures stay whole; the long output and data lines give way with "…"
+        self.size_label = ElidedLabel(parent=self, shrink=False)
         self.size_label.setObjectName("statusSize")
-        self.bits_label = QLabel(self)
+        self.bits_label = ElidedLabel(parent=self, shrink=False)
         self.bits_label.setObjectName("statusBits")
-        self.output_label = QLabel(self)
+        self.output_label = ElidedLabel(parent=self)
         self.output_label.setObjectName("statusOutput")
-        self.providers_label = QLabel(self)
+        self.providers_label = ElidedLabel(parent=self, shrink=False)
         self.providers_label.setObjectName("statusProviders")
         self.providers_label.setToolTip(PROVIDERS_TIP)
-        self.data_label = QLabel(self)
+        self.data_label = ElidedLabel(parent=self)
         self.data_label.setObjectName("statusData")
-        self.job_label = QLabel(self)
+        self.job_label = ElidedLabel(parent=self)
         self.job_label.setObjectName("statusJob")
         self.progress = QProgressBar(self)
         self.progress.setObjectName("statusProgress")

@@ -881,13 +881,16 @@ class Engine:
         return self.model.weight(self.info.layer(layer).weights[0])
 
     def activation_values(self, layer: str) -> np.ndarray | None:
+        values = self.activation_feeds(layer, self.data.calibration)
+        return None if values is None else concat(values)
+
+    def activation_feeds(self, layer: str, feeds: Sequence[int]) -> list[np.ndarray] | None:
+        """The layer's float input activation on each of ``feeds`` (None: none kept)."""
         acts = self.info.layer(layer).activations
-        if not acts:
-            return None
         ref = self._ensure_ref()
-        if acts[0] not in ref:
+        if not acts or acts[0] not in ref:
             return None
-        return concat([ref[acts[0]][i] for i in self.data.calibration])
+        return [ref[acts[0]][i] for i in feeds]
 
     def scheme_table(
         self, layer: str, formats: Sequence[str | Format]

@@ -1,0 +1,146 @@
+"""The properties of the graph's focused node: op, attributes, shapes, weight statistics.
+
+Filled from :class:`bitlens.core.node_details.NodeIndex` (one per opened model)
+whenever the focused node, the plan (a weight's format) or the model changes.
+The statistics of a weight are computed once per weight and kept.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QWidget
+
+from bitlens.core.errors import BitlensError
+from bitlens.core.node_details import NodeDetails, NodeIndex, ValueDesc
+from bitlens.gui.document import Document
+from bitlens.gui.graph_view import GraphView
+from bitlens.gui.text import fmt_bytes, fmt_float, fmt_shape
+
+EMPTY = "Click a node in the graph (or find one) to see its properties."
+
+
+class GraphProperties(QTreeWidget):
+    def __init__(self, document: Document, view: GraphView, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("graphProperties")
+        self._doc = document
+        self.view = view
+        self._index: NodeIndex | None = None
+        self.details: NodeDetails | None = None
+        self.setColumnCount(2)
+        self.setHeaderLabels(["Property", "Value"])
+        self.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.header().setStretchLastSection(True)
+        self.setRootIsDecorated(True)
+        self.setUniformRowHeights(True)
+        self.setWordWrap(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setAlternatingRowColors(True)
+        view.focusChanged.connect(self._refresh)
+        document.modelChanged.connect(self._on_model)
+        document.planChanged.connect(self._refresh)
+        self._refresh()
+
+    def _on_model(self) -> None:
+        self._index = None
+        self._refresh()
+
+    def _node_index(self) -> NodeIndex | None:
+        session = self._doc.session
+        if session is None:
+            return None
+        if self._index is None or self._index.model is not session.model:
+            self._index = NodeIndex(session.model)
+        return self._index
+
+    def _refresh(self, *_args: object) -> None:
+        self.clear()
+        self.details = None
+        name = self.view.focused
+        index = self._node_index()
+        if not name or index is None:
+            self._message(EMPTY)
+            return
+        if name.startswith(("input:", "output:")):
+            self._io(name)
+            return
+        try:
+            d = index.details(name, self._doc.plan)
+        except (KeyError, BitlensError, ValueError) as exc:
+            self._message(f"{name}: no details ({exc})")
+            return
+        self.details = d
+        node = self._section("Node", d.name)
+        self._row(node, "op type", d.op_type + ("" if d.domain == "ai.onnx" else f" ({d.domain})"))
+        self._row(node, "name", d.name)
+        if d.graph_path:
+            self._row(node, "inside", d.graph_path)
+        self._row(node, "quantizable layer", "yes" if d.is_layer else "no")
+        if d.attributes:
+            attrs = self._section("Attributes", str(len(d.attributes)))
+            for key, value in d.attributes:
+                self._row(attrs, key, value)
+        ins = self._section("Inputs", str(len(d.inputs)))
+        for v in d.inputs:
+            self._row(ins, v.name, _value_text(v))
+        outs = self._section("Outputs", str(len(d.outputs)))
+        for v in d.outputs:
+            self._row(outs, v.name, _value_text(v))
+        for w in d.weights:
+            sec = self._section(f"Weight {w.name}", w.format)
+            self._row(sec, "shape", f"{fmt_shape(w.shape)} {w.dtype}")
+            self._row(sec, "bytes", f"{fmt_bytes(w.nbytes)} ({w.nbytes} B)")
+            self._row(sec, "format", w.format)
+            self._row(sec, "min / max", f"{fmt_float(w.min)} / {fmt_float(w.max)}")
+            self._row(sec, "mean / std", f"{fmt_float(w.mean)} / {fmt_float(w.std)}")
+        self.expandAll()
+
+    def _io(self, name: str) -> None:
+        kind, _, tensor = name.partition(":")
+        info = self._doc.info
+        t = None if info is None else next(
+            (t for t in (*info.inputs, *info.outputs) if t.name == tensor), None
+        )  # fmt: skip
+        sec = self._section(f"Model {kind}", tensor)
+        self._row(sec, "name", tensor)
+        if t is not None:
+            self._row(sec, "shape", fmt_shape(t.shape))
+            self._row(sec, "dtype", t.dtype)
+        self.expandAll()
+
+    def _message(self, text: str) -> None:
+        item = QTreeWidgetItem(self, [text])
+        item.setFirstColumnSpanned(True)
+        item.setToolTip(0, text)
+
+    def _section(self, title: str, value: str) -> QTreeWidgetItem:
+        item = QTreeWidgetItem(self, [title, value])
+        f = item.font(0)
+        f.setBold(True)
+        item.setFont(0, f)
+        item.setToolTip(1, value)
+        return item
+
+    def _row(self, parent: QTreeWidgetItem, key: str, value: str) -> QTreeWidgetItem:
+        item = QTreeWidgetItem(parent, [key, value])
+        item.setToolTip(0, key)
+        item.setToolTip(1, value)
+        return item
+
+    def row_text(self, section: str, key: str) -> str | None:
+        """The value shown for ``key`` under the section starting with ``section``."""
+        for i in range(self.topLevelItemCount()):
+            top = self.topLevelItem(i)
+            if top.text(0).startswith(section):
+                for j in range(top.childCount()):
+                    if top.child(j).text(0) == key:
+                        return top.child(j).text(1)
+        return None
+
+
+def _value_text(v: ValueDesc) -> str:
+    shape = fmt_shape(v.shape)
+    text = f"{shape} {v.dtype}".strip() if v.dtype or v.shape is not None else "shape unknown"
+    if v.constant:
+        text += " (constant" + (f": {v.value})" if v.value else ")")
+    return text
