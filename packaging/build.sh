@@ -1,39 +1,129 @@
 #!/usr/bin/env bash
-# Builds Bitlens as a PyInstaller one-folder bundle (packaging/dist/bitlens), packs it as
-# packaging/dist/bitlens-<version>-<os>-<arch>.tar.gz, then runs the bundle's self-test
+# Builds Bitlens as PyInstaller one-folder bundles, one per ONNX Runtime flavor:
+#   cpu  packaging/dist/bitlens-cpu: the `onnxruntime` CPU build, from packaging/.venv-cpu,
+#        which this script creates from the pinned packaging/requirements-cpu.txt (and
+#        recreates when that file changes): onnxruntime and onnxruntime-gpu cannot share
+#        a virtualenv.
+#   gpu  packaging/dist/bitlens-gpu: `onnxruntime-gpu` (CUDA provider; CUDA 13 and cuDNN 9
+#        come from the system), from the project's .venv (tools/setup-venv.sh). It exists
+#        only where NVIDIA publishes that wheel: Linux and Windows on x86-64.
+#   all  both where the GPU wheel exists, else cpu (the default).
+# Each bundle is trimmed (packaging/trim.py, packaging/icudata.py), stripped of debug
+# sections, packed as
+# packaging/dist/bitlens-<version>-<os>-<arch>-<flavor>.tar.gz, then its self-test runs
 # offscreen so a broken bundle fails the build.
-# Usage: bash packaging/build.sh [--no-selftest] [--no-archive]
+# Usage: bash packaging/build.sh [cpu|gpu|all] [--no-selftest] [--no-archive]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 selftest=1
 archive=1
+flavors=all
 for arg in "$@"; do
     case "$arg" in
+        cpu | gpu | all) flavors=$arg ;;
         --no-selftest) selftest=0 ;;
         --no-archive) archive=0 ;;
-        *) echo "build.sh: unknown option $arg" >&2; exit 2 ;;
+        *) echo "build.sh: unknown argument $arg (usage: build.sh [cpu|gpu|all] [--no-selftest] [--no-archive])" >&2; exit 2 ;;
     esac
 done
-if [ "$(uname -s)" = "Linux" ]; then
-    # Qt's xcb plugin is silently left out of the bundle unless these are present.
-    bash tools/system-deps.sh xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-image0 \
-        libxcb-keysyms1 libxcb-render-util0 libxcb-shape0 libxkbcommon-x11-0
-fi
-BITLENS_EXTRAS=${BITLENS_EXTRAS:-package} bash tools/setup-venv.sh
-PY=.venv/bin/python
-[ -x "$PY" ] || PY=.venv/Scripts/python.exe
-version=$("$PY" -c "import bitlens; print(bitlens.__version__)")
 os=$(uname -s | tr '[:upper:]' '[:lower:]')
 arch=$(uname -m)
-"$PY" -m PyInstaller --noconfirm --clean --log-level ERROR \
-    --distpath packaging/dist --workpath packaging/build packaging/bitlens.spec
-cp packaging/bitlens.desktop packaging/dist/bitlens/
-echo "bundle: packaging/dist/bitlens ($(du -sh packaging/dist/bitlens | cut -f1))"
-if [ "$archive" = 1 ]; then
-    name="bitlens-${version}-${os}-${arch}"
-    tar -C packaging/dist -czf "packaging/dist/${name}.tar.gz" bitlens
-    echo "archive: packaging/dist/${name}.tar.gz ($(du -h "packaging/dist/${name}.tar.gz" | cut -f1))"
+gpu_wheel=0
+case "$os-$arch" in
+    linux-x86_64 | mingw*-x86_64 | msys*-x86_64 | cygwin*-x86_64) gpu_wheel=1 ;;
+esac
+if [ "$flavors" = all ]; then
+    flavors=cpu
+    [ "$gpu_wheel" = 1 ] && flavors="cpu gpu"
+elif [ "$flavors" = gpu ] && [ "$gpu_wheel" = 0 ]; then
+    echo "build.sh: onnxruntime-gpu has no wheel for $os-$arch; build the cpu bundle" >&2
+    exit 2
 fi
-if [ "$selftest" = 1 ]; then
-    QT_QPA_PLATFORM=offscreen packaging/dist/bitlens/bitlens --selftest
+if [ "$(uname -s)" = "Linux" ]; then
+    # Qt's xcb plugin is silently left out of the bundle unless these are present;
+    # icu-devtools brings icupkg, which shrinks ICU's data (packaging/icudata.py).
+    bash tools/system-deps.sh xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-image0 \
+        libxcb-keysyms1 libxcb-render-util0 libxcb-shape0 libxkbcommon-x11-0 icu-devtools
 fi
+
+venv_python() {  # the interpreter of virtualenv $1 (POSIX or Windows layout)
+    if [ -x "$1/bin/python" ]; then echo "$1/bin/python"; else echo "$1/Scripts/python.exe"; fi
+}
+
+cpu_venv() {  # packaging/.venv-cpu from the pinned requirements, once per version of them
+    local venv=packaging/.venv-cpu req=packaging/requirements-cpu.txt
+    if ! cmp -s "$req" "$venv/requirements-cpu.txt" 2>/dev/null; then
+        rm -rf "$venv"
+        "${PYTHON:-python3}" -m venv "$venv" >&2
+        local py
+        py=$(venv_python "$venv")
+        # stdout is the interpreter path this function returns: pip talks on stderr.
+        "$py" -m pip install -q --disable-pip-version-check -r "$req" >&2
+        "$py" -m pip install -q --disable-pip-version-check --no-deps -e . >&2
+        cp "$req" "$venv/requirements-cpu.txt"  # written last: marks a complete install
+    fi
+    venv_python "$venv"
+}
+
+build_one() {  # build_one FLAVOR PYTHON
+    local flavor=$1 py=$2 start=$SECONDS
+    # The flavor is decided by the virtualenv: check it holds the right ONNX Runtime.
+    "$py" - "$flavor" <<'EOF'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+def has(dist):
+    try:
+        version(dist)
+        return True
+    except PackageNotFoundError:
+        return False
+
+flavor = sys.argv[1]
+gpu, cpu = has("onnxruntime-gpu"), has("onnxruntime")
+if (flavor == "gpu" and not gpu) or (flavor == "cpu" and (gpu or not cpu)):
+    sys.exit(f"build.sh: the {flavor} build environment ({sys.prefix}) has "
+             f"onnxruntime {'installed' if cpu else 'missing'}, "
+             f"onnxruntime-gpu {'installed' if gpu else 'missing'}")
+EOF
+    local dist="packaging/dist/bitlens-$flavor"
+    BITLENS_FLAVOR=$flavor "$py" -m PyInstaller --noconfirm --clean --log-level ERROR \
+        --distpath packaging/dist --workpath "packaging/build/$flavor" packaging/bitlens.spec
+    local icu
+    icu=$(find "$dist/_internal" -type f -name 'libicudata.so.*' | head -n 1)
+    if [ -n "$icu" ]; then
+        "$py" packaging/icudata.py "$icu"
+    fi
+    if [ "$(uname -s)" = "Linux" ] && command -v strip >/dev/null; then
+        # Python built from source (pyenv) and some wheels ship debug sections: 35 MB of
+        # DWARF that nothing reads at run time. --strip-debug keeps every symbol.
+        find "$dist/_internal" -type f \( -name '*.so' -o -name '*.so.*' \) -print0 |
+            while IFS= read -r -d '' f; do
+                if readelf -S "$f" 2>/dev/null | grep -q ' \.debug_'; then
+                    strip --strip-debug "$f"
+                fi
+            done
+    fi
+    cp packaging/bitlens.desktop "$dist/"
+    echo "bundle: $dist ($(du -sh "$dist" | cut -f1), built in $((SECONDS - start)) s)"
+    if [ "$archive" = 1 ]; then
+        local version name
+        version=$(PYTHONPATH=app "$py" -c "import bitlens; print(bitlens.__version__)")
+        name="bitlens-${version}-${os}-${arch}-${flavor}"
+        tar -C packaging/dist -czf "packaging/dist/${name}.tar.gz" "bitlens-$flavor"
+        echo "archive: packaging/dist/${name}.tar.gz ($(du -h "packaging/dist/${name}.tar.gz" | cut -f1))"
+    fi
+    if [ "$selftest" = 1 ]; then
+        QT_QPA_PLATFORM=offscreen "$dist/bitlens" --selftest
+    fi
+}
+
+for flavor in $flavors; do
+    if [ "$flavor" = cpu ]; then
+        py=$(cpu_venv)
+    else
+        BITLENS_EXTRAS=${BITLENS_EXTRAS:-package} bash tools/setup-venv.sh
+        py=$(venv_python .venv)
+    fi
+    build_one "$flavor" "$py"
+done

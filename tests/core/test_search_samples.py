@@ -4,11 +4,11 @@ At the size of a uniform W8A8 export (the real file, exported in memory), the se
 must find a plan whose exported file fits and whose output error is lower than W8A8's; at
 half that size on the digits CNN, its accuracy must stay within a point of float's.
 
-Measured and not asserted here (benchmarks/bench_search.py prints them): the text
-transformer ties W8A8 at its size (the search returns W8A8 itself: error 0.0075 both), the
-speech model at half the W8A8 size reaches 93.6% accuracy against float's 96.8%, and the
-text transformer has no plan at half size (the smallest reachable export is 72 KB against
-a 64 KB budget).
+Measured and not asserted here (benchmarks/bench_search.py prints them): at half the W8A8
+size the speech model keeps 94.4% accuracy against float's 96.8% (every combination of 30
+weight formats on its three layers that fits was tried: the best keeps 95.2%), and the text
+transformer 90% against 98% (with float activations: 8-bit ones leave the weights too
+few bytes).
 """
 
 from __future__ import annotations
@@ -48,8 +48,12 @@ def _ref(result: SearchResult, label: str):
     return next(p for p in result.references if p.label == label)
 
 
-@pytest.mark.parametrize("name", ["digits_cnn", "speech_kws"])
-def test_search_beats_w8a8_at_its_size(name: str) -> None:
+# the plan's error against W8A8's: the text transformer's margin is smaller (one int7 layer
+# and a float head pay for each other within a few hundred bytes)
+@pytest.mark.parametrize(
+    ("name", "ratio"), [("digits_cnn", 0.75), ("speech_kws", 0.75), ("text_transformer", 0.95)]
+)
+def test_search_beats_w8a8_at_its_size(name: str, ratio: float) -> None:
     engine = _engine(name)
     w8a8_bytes = exported_size(engine, Plan.preset(engine.info, "W8A8"))
     result = _search(engine, w8a8_bytes)
@@ -57,7 +61,7 @@ def test_search_beats_w8a8_at_its_size(name: str) -> None:
     assert best.exported_bytes is not None and best.exported_bytes <= w8a8_bytes
     # the real file of the chosen plan, measured independently of the search's accounting
     assert exported_size(engine, best.plan) == best.exported_bytes
-    assert best.error < 0.75 * w8a8.error, (best.error, w8a8.error)
+    assert best.error < ratio * w8a8.error, (best.error, w8a8.error)
     assert best.metric is not None and best.metric >= w8a8.metric
 
 

@@ -5,8 +5,8 @@ Two views:
 * :func:`predict` builds the export in memory (no file) and returns each
   layer's net bytes: its codes, scales, zero points, codebooks, the nodes
   that rebuild or quantize, their names, minus the float weights removed,
-  and the file size these add up to. Everything the export writes is
-  counted, so the written file lands on it (the fidelity check compares).
+  and the file's size: the serialized size of the built model, which the
+  written file has to the byte.
 * :func:`cannot_save` needs no calibration: a format whose codes and
   parameters alone take as many bytes as the float weight (a block of 32
   along an axis of size 1 stores one float32 scale per weight) can never
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bitlens.core.engine import bind
-from bitlens.core.export.exporter import ExportOptions, build
+from bitlens.core.export.exporter import ExportOptions, Prepared, build
 from bitlens.core.formats import Format, storage_bytes
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import Plan
@@ -44,19 +44,25 @@ class LayerBytes:
 @dataclass(frozen=True)
 class ExportSize:
     source_bytes: int
-    file_bytes: int  # the accounting's file size, everything included
+    file_bytes: int  # the file's size, everything included (the serialized model)
     opset: int
     layers: tuple[LayerBytes, ...]
 
 
 def predict(
-    engine: Engine, plan: Plan, options: ExportOptions | None = None
+    engine: Engine,
+    plan: Plan,
+    options: ExportOptions | None = None,
+    prepared: Prepared | None = None,
 ) -> Generator[Progress, None, ExportSize]:
-    """The export's size, from building it in memory exactly as :func:`export` would."""
-    built = yield from build(engine, plan, options)
+    """The export's size, from building it in memory exactly as :func:`export` would
+    (``prepared``: from :func:`preflight` for this plan, which runs otherwise)."""
+    built = yield from build(engine, plan, options, prepared)
     return ExportSize(
         source_bytes=engine.model.proto.ByteSize(),
-        file_bytes=built.accounted_bytes,
+        # the serialized size itself (one pass over the built model): the per-layer sums
+        # can miss a byte where a subgraph's length prefix grows by one
+        file_bytes=built.model.ByteSize(),
         opset=built.opset,
         layers=tuple(
             LayerBytes(r.name, r.bytes_float, r.bytes_file) for r in built.layers.values()

@@ -21,7 +21,10 @@ class ExportState:
         self.before: dict[str, list[onnx.NodeProto]] = {}  # layer output -> nodes to insert first
         self.weights: dict[str, tuple[str, WeightEncoding | None]] = {}  # name -> (format, enc)
         self._sized: dict[int, tuple[int, int]] = {}
-        self.shared: dict[str, dict[tuple, str]] = {}  # graph path -> GraphBuilder.shared  # id(pending list) -> (nodes sized, bytes)
+        self.shared: dict[
+            str, dict[tuple, str]
+        ] = {}  # graph path -> GraphBuilder.shared  # id(pending list) -> (nodes sized, bytes)
+        self.functions: dict[str, onnx.FunctionProto] = {}  # GraphBuilder.functions
 
     def graph(self, path: str) -> onnx.GraphProto:
         return find_graph(self.model.graph, path)
@@ -40,7 +43,9 @@ class ExportState:
                 size += sum(field_bytes(n.ByteSize()) for n in nodes[count:])
                 self._sized[id(nodes)] = (len(nodes), size)
             total += size
-        return total
+        # the model-local functions the layers call (their domain's opset import is part of
+        # the model's header, which the accounting measures on the finished model)
+        return total + sum(field_bytes(f.ByteSize()) for f in self.functions.values())
 
     def consumers(self, tensor: str) -> int:
         return sum(1 for n in iter_nodes(self.model.graph) for i in n.input if i == tensor)
@@ -61,6 +66,16 @@ class ExportState:
             ordered.append(node)
         del g.node[:]
         g.node.extend(ordered)
+        # a function imports the model's own version of the default domain (the checker
+        # insists); its ops mean the same from opset 13 on, and the size is the same
+        opset = next(o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx"))
+        for name in sorted(self.functions):
+            f = self.functions[name]
+            del f.opset_import[:]
+            f.opset_import.append(onnx.helper.make_opsetid("", opset))
+            self.model.functions.append(f)
+        for domain in sorted({f.domain for f in self.functions.values()}):
+            self.model.opset_import.append(onnx.helper.make_opsetid(domain, 1))
 
 
 def field_bytes(n: int) -> int:

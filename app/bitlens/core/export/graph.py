@@ -47,9 +47,16 @@ class GraphBuilder:
     BOOL = TensorProto.BOOL
 
     def __init__(
-        self, prefix: str, taken: set[str], shared: dict[tuple, str] | None = None
+        self,
+        prefix: str,
+        taken: set[str],
+        shared: dict[tuple, str] | None = None,
+        functions: dict[str, onnx.FunctionProto] | None = None,
     ) -> None:
         self.prefix = prefix
+        # model-local functions by name (one per kind of subgraph, shared by every builder
+        # of the model); None: the subgraphs are written out node by node
+        self.functions = functions
         # small int64 constants (shapes, index tables) already in the same graph, by value:
         # every 2-bit weight's unpack subgraph needs the same tables
         self.shared = shared

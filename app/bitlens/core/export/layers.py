@@ -219,7 +219,9 @@ def _encode_one(
 ) -> WeightEncoding | None:
     fmt = q.fmt
     g = state.graph(w.graph_path)
-    b = GraphBuilder(w.name, state.taken, state.shared.setdefault(w.graph_path, {}))
+    b = GraphBuilder(
+        w.name, state.taken, state.shared.setdefault(w.graph_path, {}), state.functions
+    )
     if options.matmulnbits and input_scale is not None:
         notes.append(f"{w.name}: AWQ's multiply after the decode keeps it out of MatMulNBits")
     elif options.matmulnbits and not kernel and layer.op_type == "MatMul" and not w.graph_path:

@@ -142,4 +142,6 @@ def convert(
 def ir_version_for(model: onnx.ModelProto) -> int:
     """The oldest IR version that carries the model's opsets."""
     ids = [helper.make_opsetid(o.domain, o.version) for o in model.opset_import]
-    return int(helper.find_min_ir_version_for(ids, ignore_unknown=True))
+    ir = int(helper.find_min_ir_version_for(ids, ignore_unknown=True))
+    # model-local functions came with IR 8 (https://github.com/onnx/onnx/blob/main/docs/IR.md)
+    return max(ir, 8) if model.functions else ir

@@ -171,7 +171,10 @@ def weight_model(
         [helper.make_tensor_value_info(name, elem, None) for name, elem in weights],
         list(needed.values()),
     )
-    model = helper.make_model(g, opset_imports=list(exported.opset_import))
+    # the unpack subgraphs are calls of the export's local functions (packing.py)
+    model = helper.make_model(
+        g, opset_imports=list(exported.opset_import), functions=list(exported.functions)
+    )
     model.ir_version = exported.ir_version
     return model
 
@@ -261,7 +264,9 @@ def segment(
         [n for n in g.node if id(n) in nodes], "bitlens_segment", graph_inputs, [out],
         list(used.values()),
     )  # fmt: skip
-    seg = helper.make_model(g2, opset_imports=list(model.opset_import))
+    seg = helper.make_model(
+        g2, opset_imports=list(model.opset_import), functions=list(model.functions)
+    )
     seg.ir_version = model.ir_version
     return seg
 

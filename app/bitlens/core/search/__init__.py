@@ -7,10 +7,13 @@ mean square over the outputs); its size is the exported file's: the float
 export, less the float weights the plan replaces, plus the planned weight
 bytes, plus what the exporter writes around them (unpacking nodes, scales,
 quantizers, integer-kernel groups, provenance). Under a size budget that
-graph cost is measured once per search, by exporting one small layer in each
-weight format, every activation at the base format, one integer-kernel group
-per op type and each wide activation, to a temporary folder; on a small model
-it is a large part of the file (2 KB per n-bit layer).
+graph cost is first measured per format, by exporting (in memory) one and two
+small layers in each weight format, every activation at the base format, one
+integer-kernel group per op type and each wide activation; then the uniform
+plans nearest the budget, and every plan the accounting puts within a few
+hundred bytes of it, are exported in memory: those plans carry their real
+size, and each export corrects the accounting with each layer's real cost in
+its context (``filesize`` and ``sizes``).
 
 1. **Activations.** Activations cost no file bytes, so a search free to widen
    them would keep them all float. Every layer with a quantizable input starts
@@ -39,9 +42,11 @@ it is a large part of the file (2 KB per n-bit layer).
    layers one step up or down in the context of the current plan and swaps
    bytes from where they cost the least error to where they buy the most. An
    error or metric budget bisects the path and then shaves bytes while the
-   real figure holds. Under a size budget the chosen plan is exported to a
-   temporary file; when the graph around the weights pushes it over, the
-   search chooses again below.
+   real figure holds. Under a size budget the chosen plan's size is its real
+   export's; when it is over, the search chooses again below. When the plan
+   loses more than a point of the task metric, a second search keeps
+   activations float (their quantizers' bytes go to the weights) and the
+   better plan wins.
 
 Under a size budget the best plan maximizes the task metric (capped at the
 float model's: more is noise), then minimizes the output error. The front is
@@ -52,8 +57,9 @@ reproducible.
 Modules: ``options`` (budget, candidates, effort), ``points`` (evaluated plans, the front,
 the result), ``measures`` (output error, sizes, per-layer sensitivity), ``candidates``
 (formats a layer can take), ``hull`` (convex hulls and the greedy order), ``state``
-(evaluation and size accounting), ``overheads`` (export costs), ``weightpath`` (weight
-sensitivities and the path), ``activations``, ``refine`` and ``runner`` (the whole run).
+(evaluation and plans), ``filesize`` and ``sizes`` (the size accounting the state holds),
+``overheads`` and ``activations`` (steps run on the state), ``weightpath`` (weight
+sensitivities and the path), ``refine`` and ``runner`` (the whole run).
 """
 
 from bitlens.core.search.hull import _greedy, _hull, _Ladder

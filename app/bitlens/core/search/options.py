@@ -86,6 +86,10 @@ class SearchOptions:
     check_export: bool = True
     references: tuple[str, ...] = DEFAULT_REFERENCES  # presets evaluated for comparison
     metric: Metric | None = None  # None: accuracy when the data has labels
+    # Size budgets: when the plan found loses more than this much of the task metric
+    # against the float model, search again with float activations (weights only) and keep
+    # the better plan; None never does
+    float_activation_fallback: float | None = 0.01
     # Deployment target of every plan the search builds, so its errors and sizes are those
     # of what that target deploys (bitlens.core.targets).
     target: str = DEFAULT_TARGET

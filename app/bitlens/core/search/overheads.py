@@ -17,77 +17,94 @@ from bitlens.core.search.state import SearchState
 from bitlens.core.weights import weight_bytes_after
 
 
-class Overheads(SearchState):
-    def _measure_overheads(
-        self, wlayers: Sequence[Layer], wfmts: list[Format], base: Format | None
-    ) -> Generator[Progress, None, list[Format]]:
-        """What the export adds around a layer's weights in each format (unpacking nodes,
-        scales, shape constants) and around an activation quantizer: the export of one small
-        layer in that format against the float export. Formats that fail to export are
-        dropped. Without the check, nothing is added."""
-        self.w_overhead = {f: 0 for f in wfmts}
-        self.a_overhead = 0
-        self.k_overhead = {}
-        if not (self.opts.check_export and self.opts.budget.by_size):
-            return wfmts
-        e0 = exported_size(self.engine, self.plan_for({}))
-        self.fixed_bytes = e0 - self.float_weight_bytes
-        kept = []
-        for fmt in wfmts:
-            fits = [
-                la for la in wlayers
-                if _fits_weight(la, fmt) and weight_bytes_after(la, fmt) < la.nbytes
-            ]  # fmt: skip
-            if not fits:
-                continue
-            layer = min(fits, key=lambda la: la.nbytes)
-            try:
-                e = exported_size(self.engine, self.plan_for({layer.name: LayerChoice(fmt)}))
-            except BitlensError:
-                continue
-            self.w_overhead[fmt] = max(0, e - e0 - weight_bytes_after(layer, fmt) + layer.nbytes)
-            kept.append(fmt)
-            yield self._tick(f"export cost of {fmt.name}")
-        acts = [la for la in self.info.layers if la.activations and not la.graph_path]
-        if base is None or not acts:
-            return kept
-        # every activation at the base: the quantizers' cost, on average
-        all_base = {la.name: LayerChoice(None, base) for la in acts}
-        e_a = exported_size(self.engine, self.plan_for(all_base))
-        self.a_overhead = max(0, round((e_a - e0) / len(acts)))
-        # 8-bit weights next to 8-bit activations become an integer-kernel group, which the
-        # export writes differently (QDQ for ONNX Runtime to fuse): its own cost
-        # (per op type: a MatMul group and a Conv group differ)
-        int8 = parse_format("int8 sym ch")
-        for layer in sorted(acts, key=lambda la: la.nbytes):
-            if layer.op_type in self.k_overhead or int8 not in kept:
-                continue
-            plan = self.plan_for({**all_base, layer.name: LayerChoice(int8, base)})
-            if layer.name not in integer_kernel_layers(self.info, plan):
-                continue
-            e = exported_size(self.engine, plan)
-            delta = weight_bytes_after(layer, int8) - layer.nbytes
-            self.k_overhead[layer.op_type] = e - e_a - delta - self.w_overhead[int8]
+def measure_overheads(
+    s: SearchState, wlayers: Sequence[Layer], wfmts: list[Format], base: Format | None
+) -> Generator[Progress, None, list[Format]]:
+    """What the export adds around a layer's weights in each format (unpacking nodes,
+    scales, shape constants) and around an activation quantizer: the export of one small
+    layer in that format against the float export. Formats that fail to export are
+    dropped. Without the check, nothing is added."""
+    s.size.w_overhead = {f: 0 for f in wfmts}
+    s.size.a_overhead = 0
+    s.size.k_overhead = {}
+    if not (s.opts.check_export and s.opts.budget.by_size):
+        return wfmts
+    e0 = exported_size(s.engine, s.plan_for({}))
+    s.size.fixed_bytes = e0 - s.size.float_weight_bytes
+    kept = []
+    for fmt in wfmts:
+        fits = [
+            la for la in wlayers
+            if _fits_weight(la, fmt) and weight_bytes_after(la, fmt) < la.nbytes
+        ]  # fmt: skip
+        if not fits:
+            continue
+        fits.sort(key=lambda la: la.nbytes)
+        layer = fits[0]
+        try:
+            e = exported_size(s.engine, s.plan_for({layer.name: LayerChoice(fmt)}))
+        except BitlensError:
+            continue
+        first = max(0, e - e0 - weight_bytes_after(layer, fmt) + layer.nbytes)
+        s.size.w_overhead[fmt] = first
+        kept.append(fmt)
+        if len(fits) > 1:
+            # a second layer in the format costs only its own nodes and parameters: the
+            # constants the exporter shares by value are paid once per file
+            two = {la.name: LayerChoice(fmt) for la in fits[:2]}
+            e2 = exported_size(s.engine, s.plan_for(two))
+            second = e2 - e - weight_bytes_after(fits[1], fmt) + fits[1].nbytes
+            if 0 <= second < first:
+                s.size.learned.shared[fmt] = first - second
+        yield s._tick(f"export cost of {fmt.name}")
+    acts = [la for la in s.info.layers if la.activations and not la.graph_path]
+    if base is None or not acts:
         return kept
+    # every activation at the base: the quantizers' cost, on average
+    all_base = {la.name: LayerChoice(None, base) for la in acts}
+    e_a = exported_size(s.engine, s.plan_for(all_base))
+    s.size.a_overhead = max(0, round((e_a - e0) / len(acts)))
+    # 8-bit weights next to 8-bit activations become an integer-kernel group, which the
+    # export writes differently (QDQ for ONNX Runtime to fuse): its own cost
+    # (per op type: a MatMul group and a Conv group differ)
+    int8 = parse_format("int8 sym ch")
+    for layer in sorted(acts, key=lambda la: la.nbytes):
+        if layer.op_type in s.size.k_overhead or int8 not in kept:
+            continue
+        plan = s.plan_for({**all_base, layer.name: LayerChoice(int8, base)})
+        if layer.name not in integer_kernel_layers(s.info, plan):
+            continue
+        e = exported_size(s.engine, plan)
+        delta = weight_bytes_after(layer, int8) - layer.nbytes
+        s.size.k_overhead[layer.op_type] = e - e_a - delta - s.size.w_overhead[int8]
+    return kept
 
-    def _measure_wide_costs(self) -> Generator[Progress, None, None]:
-        """A wide activation changes the export around it (another quantizer, and the layer
-        before it may leave its integer-kernel group): what the accounting above does not
-        predict of that, measured with int8 weights, one export per wide layer."""
-        if not (self.wide and self.opts.check_export and self.opts.budget.by_size):
-            return
-        narrow = {**self.act, **self.narrow}
-        saved = self.act
-        self.act = narrow
-        ref_plan = self.plan_of(self.ctx_weights)
-        e_ref = exported_size(self.engine, ref_plan)
-        acc_ref = self.point(ref_plan).file_bytes
-        for name in self.wide:
-            self.act = {**narrow, name: saved[name]}
-            plan = self.plan_of(self.ctx_weights)
-            e = exported_size(self.engine, plan)
-            extra = (e - e_ref) - (self.point(plan).file_bytes - acc_ref)
-            self.act_extra[(name, saved[name])] = extra
-            yield self._tick(f"export cost of {name}'s wide activation")
-        self.act = saved
-        self._reaccount()
+
+def measure_wide_costs(s: SearchState) -> Generator[Progress, None, None]:
+    """A wide activation changes the export around it (another quantizer, and the layer
+    before it may leave its integer-kernel group): what the accounting above does not
+    predict of that, measured with int8 weights, one export per wide layer."""
+    if not (s.wide and s.opts.check_export and s.opts.budget.by_size):
+        return
+    narrow = {**s.act, **s.narrow}
+    saved = s.act
+    s.act = narrow
+    ref_plan = s.plan_of(s.ctx_weights)
+    e_ref = s.size.export(ref_plan)[0].file_bytes
+    acc_ref = s.point(ref_plan).file_bytes
+    for name in list(s.wide):
+        s.act = {**narrow, name: saved[name]}
+        plan = s.plan_of(s.ctx_weights)
+        try:
+            e = s.size.export(plan)[0].file_bytes
+        except BitlensError:
+            # a wide format the export cannot write for this model (e.g. int16 needs
+            # opset 21, and upgrading the model changes its outputs): stay narrow
+            saved = {**saved, name: s.narrow[name]}
+            s.wide.remove(name)
+            continue
+        extra = (e - e_ref) - (s.point(plan).file_bytes - acc_ref)
+        s.size.act_extra[(name, saved[name])] = extra
+        yield s._tick(f"export cost of {name}'s wide activation")
+    s.act = saved
+    s._reaccount()

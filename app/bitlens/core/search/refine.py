@@ -10,12 +10,15 @@ from dataclasses import replace
 from bitlens.core.errors import SearchError
 from bitlens.core.formats import Format
 from bitlens.core.results import Progress
-from bitlens.core.search.activations import ActivationChoice
-from bitlens.core.search.measures import exported_size
 from bitlens.core.search.points import Point
+from bitlens.core.search.weightpath import WeightPath
+
+# Uniform plans exported to teach the accounting, per activation context: those nearest the
+# budget (each export of a large model takes about as long as a few evaluations).
+LEARN_UNIFORM = 3
 
 
-class Refinement(ActivationChoice):
+class Refinement(WeightPath):
     def _probes(self) -> Generator[Progress | Point, None, dict[int, Point]]:
         n = len(self.moves)
         ks = sorted({round(i * n / max(1, self.opts.front_probes - 1))
@@ -33,29 +36,40 @@ class Refinement(ActivationChoice):
             b.max_bytes
             if b.max_bytes is not None
             else int(
-                b.size_ratio * (self.fixed_bytes + self.float_weight_bytes)  # type: ignore[operator]
+                b.size_ratio * (self.size.fixed_bytes + self.size.float_weight_bytes)  # type: ignore[operator]
             )
         )
+        if self.opts.check_export:
+            yield from self._learn_sizes(limit)
+            self.size.limit = limit
+            self.size.update_near()
+            self._reaccount()
         k = self._first_within(limit)
-        if k is None:
-            smallest = self._bytes_of(self._weights_at(len(self.moves)))
-            raise SearchError(
-                f"no plan fits in {limit} bytes: the smallest the candidates reach is "
-                f"{smallest} bytes (pins and the file's other contents included)"
-            )
         yield from self._probes()
-        yield from self._measure_around(k)
-        k = self._first_within(limit)
-        assert k is not None
-        weights = self._weights_at(k)
-        cur = self.point(self.plan_of(weights))
-        yield cur
-        # The best uniform plan that fits is a second start: the local search goes on from
-        # whichever of the two is better for real.
-        fitting = [u for u in self.uniform if u[0].file_bytes <= limit and u[0].error < cur.error]
-        if fitting:
-            cur, self.act = min(fitting, key=lambda u: u[0].error)
-            weights = {name: cur.plan[name].weight for name in self.ladders}
+        if k is not None:
+            yield from self._measure_around(k)
+            k = self._first_within(limit)
+        # Starts: the path's plan at the budget and the uniform plans that fit (on a tiny
+        # model the path's smallest plans can be larger than uniform 8-bit, whose
+        # integer-kernel groups cost less graph than packed codes); the local search goes
+        # on from the best of them for real.
+        starts = []
+        if k is not None:
+            path = self.point(self.plan_of(self._weights_at(k)))
+            yield path
+            starts.append((path, dict(self.act)))
+        starts += [u for u in self.uniform if u[0].file_bytes <= limit]
+        fits = [u for u in starts if self._fits(u[0], limit)]
+        if not fits:
+            if not starts:
+                smallest = self._bytes_of(self._weights_at(len(self.moves)))
+                raise SearchError(
+                    f"no plan fits in {limit} bytes: the smallest the candidates reach is "
+                    f"{smallest} bytes (pins and the file's other contents included)"
+                )
+            fits = starts
+        cur, self.act = min(fits, key=lambda u: u[0].error)
+        weights = {name: cur.plan[name].weight for name in self.ladders}
         yield from self._refine_size(weights, cur, limit)
         if not self.opts.check_export:
             return self._best_within(limit)
@@ -66,8 +80,10 @@ class Refinement(ActivationChoice):
         for _ in range(4):
             overs = []
             for p in self._ranking(limit)[:4]:
-                real = exported_size(self.engine, p.plan)
+                real = self.size.exported(p.plan)
                 yield self._tick("checking the exported size")
+                if real is None:
+                    continue
                 if real <= budget:
                     return replace(p, exported_bytes=real)
                 overs.append(real - p.file_bytes)
@@ -94,13 +110,30 @@ class Refinement(ActivationChoice):
             f"{over} bytes of graph to the last plan tried)"
         )
 
+    def _learn_sizes(self, limit: int) -> Generator[Progress, None, None]:
+        """Export the uniform plans nearest ``limit`` in memory: each layer's real cost in
+        their formats (and integer-kernel groups) corrects the per-format estimate, and the
+        candidates and the path are rebuilt on it."""
+        contexts: dict[str, list[Point]] = {}
+        for p, acts in self.uniform:
+            contexts.setdefault(repr(sorted(acts.items())), []).append(p)
+        for points in contexts.values():
+            for p in sorted(points, key=lambda p: abs(p.file_bytes - limit))[:LEARN_UNIFORM]:
+                self.size.exported(p.plan)
+                yield self._tick(f"export size of {p.summary()}")
+        self.cands = {la.name: self._weight_candidates(la, self.wfmts) for la in self.wlayers}
+        self._rebuild()
+
+    def _fits(self, p: Point, limit: int) -> bool:
+        return p.file_bytes <= limit and p.plan not in self.size.unexportable
+
     def _best_within(self, limit: int) -> Point:
         return self._ranking(limit)[0]
 
     def _ranking(self, limit: int) -> list[Point]:
         """Plans within ``limit``, best first: the task metric (no credit above the float
         model's: that is noise), then the lowest output error."""
-        fits = [p for p in self.tried if p.file_bytes <= limit]
+        fits = [p for p in self.tried if self._fits(p, limit)]
         if self.metric is None:
             return sorted(fits, key=lambda p: (p.error, p.file_bytes))
         top = self.float_metric if self.float_metric is not None else math.inf
@@ -117,9 +150,9 @@ class Refinement(ActivationChoice):
             gain: dict[str, tuple[float, int, Format | None]] = {}
             cost: dict[str, tuple[float, int, Format | None]] = {}
             for up in (True, False):
-                for name in self._candidates(weights, up)[:m]:
-                    fmt = self._neighbor(weights, name, up)
-                    assert fmt is not False
+                # the steps are fixed first: an export near the budget teaches the accounting,
+                # which can change the neighbours of the layers not tried yet
+                for name, fmt in self._candidates(weights, up)[:m]:
                     p = self.point(self.plan_of({**weights, name: fmt}))
                     spent += 1
                     if up:
@@ -143,20 +176,23 @@ class Refinement(ActivationChoice):
                 spent += 1
                 yield p
                 yield self._tick("refining: trying a swap")
-                if p.file_bytes <= limit and p.error < cur.error:
+                if self._fits(p, limit) and p.error < cur.error:
                     weights, cur, improved = cand, p, True
                     break
             if not improved:
                 # a single step may itself be a better plan within the budget
-                fits = [p for p in self.tried if p.file_bytes <= limit and p.error < cur.error]
+                fits = [p for p in self.tried if self._fits(p, limit) and p.error < cur.error]
                 if not fits:
                     break
                 cur = min(fits, key=lambda p: p.error)
                 weights = {name: cur.plan[name].weight for name in self.ladders}
 
-    def _candidates(self, weights: Mapping[str, Format | None], up: bool) -> list[str]:
-        """Layers to move one step: up where the step buys back the most predicted noise
-        per byte, down where it costs the least; the seed breaks near-ties."""
+    def _candidates(
+        self, weights: Mapping[str, Format | None], up: bool
+    ) -> list[tuple[str, Format | None]]:
+        """Layers to move one step, with the format of the step: up where the step buys
+        back the most predicted noise per byte, down where it costs the least; the seed
+        breaks near-ties."""
         scored = []
         for name, lad in self.ladders.items():
             fmt = self._neighbor(weights, name, up)
@@ -166,9 +202,9 @@ class Refinement(ActivationChoice):
             b1 = self._lb(lad.layer, fmt)  # type: ignore[arg-type]
             n0, n1 = self._noise(name, weights[name]), self._noise(name, fmt)  # type: ignore[arg-type]
             slope = abs(n1 - n0) / max(1, abs(b1 - b0))
-            scored.append((-slope if up else slope, float(self.rng.random()), name))
-        scored.sort()
-        return [name for _, _, name in scored]
+            scored.append((-slope if up else slope, float(self.rng.random()), name, fmt))
+        scored.sort(key=lambda t: t[:3])
+        return [(name, fmt) for _, _, name, fmt in scored]
 
     def _by_quality(self) -> Generator[Progress | Point, None, Point]:
         b = self.opts.budget
@@ -207,8 +243,7 @@ class Refinement(ActivationChoice):
         # then shave more bytes one step at a time where the real error allows it
         while spent < self.opts.refine_evaluations:
             moved = False
-            for name in self._candidates(weights, up=False)[:4]:
-                fmt = self._neighbor(weights, name, up=False)
+            for name, fmt in self._candidates(weights, up=False)[:4]:
                 cand = {**weights, name: fmt}
                 p = self.point(self.plan_of(cand))  # type: ignore[arg-type]
                 spent += 1

@@ -9,13 +9,13 @@ import numpy as np
 
 from bitlens.core.engine import Engine
 from bitlens.core.errors import SearchError
-from bitlens.core.export.exporter import integer_kernel_candidate, integer_kernel_layers
 from bitlens.core.formats import Format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, Plan, validate_choice
 from bitlens.core.results import Progress
+from bitlens.core.search.filesize import FileSizes
 from bitlens.core.search.hull import _Ladder
-from bitlens.core.search.measures import file_bytes_of, output_error
+from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import SearchOptions
 from bitlens.core.search.points import Point, Sensitivity
 from bitlens.core.usermetric import Metric, concat_outputs
@@ -44,7 +44,6 @@ class SearchState:
         self.opts = options
         self.info = engine.info
         self.rng = np.random.default_rng(options.seed)
-        self.fixed_bytes, self.float_weight_bytes = file_bytes_of(engine)
         self.evaluations = 0
         self.done = 0
         self.total = 1
@@ -60,11 +59,7 @@ class SearchState:
         self.act: dict[str, Format | None] = {}  # activation choice per layer (pins aside)
         self.wide: list[str] = []
         self.narrow: dict[str, Format | None] = {}  # the wide layers' choice before widening
-        # what the export writes around the weights, per format / quantizer / integer group
-        self.w_overhead: dict[Format, int] = {}
-        self.a_overhead = 0
-        self.k_overhead: dict[str, int] = {}
-        self.act_extra: dict[tuple[str, Format | None], int] = {}  # wide activations
+        self.size = FileSizes(engine)  # the accounting of exported file sizes
 
     # -- evaluation ------------------------------------------------------------------------
     def _error(self, got: Mapping[str, np.ndarray]) -> float:
@@ -89,7 +84,9 @@ class SearchState:
         weight_bytes = sum(
             weight_bytes_after(layer, plan[layer.name].weight) for layer in self.info.layers
         )
-        p = Point(plan, self._file_bytes(plan), weight_bytes, error, metric, label)
+        nbytes = self.size.file_bytes(plan)
+        real = self.size.real_if_near(plan, nbytes)
+        p = Point(plan, nbytes if real is None else real, weight_bytes, error, metric, label, real)
         self._cache[plan] = p
         if label == "search":
             self.tried.append(p)
@@ -116,44 +113,22 @@ class SearchState:
         return self.plan_for(choices)
 
     # -- size accounting ---------------------------------------------------------------------
-    def _file_bytes(self, plan: Plan) -> int:
-        """The exported file's size: weights plus what the export writes around them."""
-        total = self.fixed_bytes
-        for layer in self.info.layers:
-            w = plan[layer.name].weight
-            total += weight_bytes_after(layer, w) + (self.w_overhead.get(w, 0) if w else 0)
-        total += self.a_overhead * sum(1 for c in plan.choices.values() if c.activation)
-        if self.k_overhead:
-            for name in integer_kernel_layers(self.info, plan):
-                total += self.k_overhead.get(self.info.layer(name).op_type, 0)
-        total += sum(v for (n, fmt), v in self.act_extra.items() if plan[n].activation == fmt)
-        return total
-
     def _reaccount(self) -> None:
         """Sizes of the plans already evaluated, after the accounting learnt more."""
         for plan, p in list(self._cache.items()):
-            self._cache[plan] = replace(p, file_bytes=self._file_bytes(plan))
+            nbytes = self.size.file_bytes(plan)
+            real = self.size.real_if_near(plan, nbytes)
+            self._cache[plan] = replace(
+                p, file_bytes=nbytes if real is None else real, exported_bytes=real
+            )
         self.tried = [self._cache[p.plan] for p in self.tried]
+        if hasattr(self, "uniform"):
+            self.uniform = [(self._cache[p.plan], acts) for p, acts in self.uniform]
 
     def _bytes_of(self, weights: Mapping[str, Format | None]) -> int:
-        total = self.fixed_bytes
-        for layer in self.info.layers:
-            if layer.name in self.pins:
-                total += self._lb(layer, self.pins[layer.name].weight)
-                total += self.a_overhead if self.pins[layer.name].activation else 0
-            else:
-                total += self._lb(layer, weights.get(layer.name))
-                total += self.a_overhead if self.act.get(layer.name) else 0
-                total += self.act_extra.get((layer.name, self.act.get(layer.name)), 0)
-        return total
+        """The accounted file of these weights in the current activation context."""
+        return self.size.file_bytes(self.plan_of(weights))
 
     def _lb(self, layer: Layer, fmt: Format | None) -> int:
-        """A layer's weight bytes in ``fmt`` plus the graph the export adds for the format."""
-        if fmt is None:
-            return layer.nbytes
-        extra = self.w_overhead.get(fmt, 0)
-        if self.k_overhead and integer_kernel_candidate(
-            layer, LayerChoice(fmt, self.act.get(layer.name))
-        ):
-            extra += self.k_overhead.get(layer.op_type, 0)
-        return weight_bytes_after(layer, fmt) + extra
+        """A layer's bytes with weights in ``fmt`` in the current activation context."""
+        return self.size.layer_bytes(layer, fmt, self.act.get(layer.name))

@@ -15,12 +15,12 @@ from bitlens.core.plan import LayerChoice, validate_choice
 from bitlens.core.results import Progress
 from bitlens.core.search.candidates import _fits_weight
 from bitlens.core.search.hull import _efficient, _greedy, _hull, _Ladder
-from bitlens.core.search.overheads import Overheads
 from bitlens.core.search.points import Sensitivity
+from bitlens.core.search.state import SearchState
 from bitlens.core.weights import weight_bytes_after
 
 
-class WeightPath(Overheads):
+class WeightPath(SearchState):
     def _weight_candidates(
         self, layer: Layer, formats: Sequence[Format]
     ) -> list[tuple[int, float, Format]]:
@@ -31,7 +31,7 @@ class WeightPath(Overheads):
             try:
                 validate_choice(layer, LayerChoice(fmt))
                 nbytes = self._lb(layer, fmt)
-                if fmt not in self.w_overhead or nbytes >= layer.nbytes:
+                if fmt not in self.size.w_overhead or nbytes >= layer.nbytes:
                     continue
                 rel = self.engine.weight_error(layer, fmt).rel_l2
             except BitlensError:
@@ -105,8 +105,18 @@ class WeightPath(Overheads):
         return {name: self.ladders[name].points[i][2] for name, i in idx.items()}
 
     def _first_within(self, limit: int) -> int | None:
-        n = len(self.moves)
-        return next((k for k in range(n + 1) if self._bytes_of(self._weights_at(k)) <= limit), None)
+        """The first step of the path whose plan the accounting fits in ``limit`` (bytes
+        fall along the path: every step is one to fewer bytes, so bisect)."""
+        lo, hi = 0, len(self.moves)
+        if self._bytes_of(self._weights_at(hi)) > limit:
+            return None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._bytes_of(self._weights_at(mid)) <= limit:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
 
     def _uniform(self, fmt: Format) -> dict[str, Format | None]:
         """Every searched layer at ``fmt``, or where it cannot take it, at its nearest
@@ -133,10 +143,12 @@ class WeightPath(Overheads):
         """The next efficient format with more (up) or fewer bytes; False when none."""
         layer = self.ladders[name].layer
         cur = self._lb(layer, weights[name])
+        # bytes in the current context (the integer-kernel cost depends on the activation
+        # now chosen), so the current format is never its own neighbour
         pts = [(layer.nbytes, 0.0, None)] + [
-            (b, self._noise(name, f), f) for b, _w, f in self.cands[name]
+            (self._lb(layer, f), self._noise(name, f), f) for _b, _w, f in self.cands[name]
         ]
-        eff = _efficient(pts)
+        eff = [p for p in _efficient(pts) if p[2] != weights[name]]
         if up:
             above = [p for p in eff if p[0] > cur]
             return min(above, key=lambda p: p[0])[2] if above else False

@@ -1,0 +1,171 @@
+"""The search's size accounting: what a plan's exported file weighs, from per-format
+overheads corrected by real exports built in memory (core/search/sizes.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bitlens.core.engine import Engine
+from bitlens.core.errors import BitlensError
+from bitlens.core.export.accounting import ExportSize, predict
+from bitlens.core.export.exporter import (
+    ExportOptions,
+    Prepared,
+    _needed_opset,
+    integer_kernel_candidate,
+    integer_kernel_layers,
+    preflight,
+)
+from bitlens.core.formats import Format
+from bitlens.core.model.types import Layer
+from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.results import drain
+from bitlens.core.search.measures import file_bytes_of
+from bitlens.core.search.sizes import LearnedSizes
+from bitlens.core.weights import weight_bytes_after
+
+# Plans the accounting puts this close to a size budget are measured by a real export: a
+# few hundred bytes decide between a preset and the plan that beats it at its size.
+NEAR_MIN_BYTES = 512
+NEAR_FRACTION = 0.02  # the widest window, of the limit
+NEAR_RECENT = 4  # the window follows the accounting's misses on the last exports
+
+
+class FileSizes:
+    """Accounted and real export sizes of plans for one engine's model."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.info = engine.info
+        self.fixed_bytes, self.float_weight_bytes = file_bytes_of(engine)
+        # what the export writes around the weights, per format / quantizer / integer group
+        self.w_overhead: dict[Format, int] = {}
+        self.a_overhead = 0
+        self.k_overhead: dict[str, int] = {}
+        self.act_extra: dict[tuple[str, Format | None], int] = {}  # wide activations
+        # Size budgets: plans whose accounted size is within ``near`` bytes of ``limit`` are
+        # exported in memory (cached per plan) and carry their real size; the accounting's
+        # per-format overheads miss a few hundred bytes per file (scales that grow with a
+        # layer's width, integer-kernel groups that change with neighbours), enough to hide
+        # the plans that beat a preset at its own size.
+        self.limit: int | None = None
+        self.near = 0
+        self._exported: dict[Plan, int] = {}
+        self._prepared: dict[int, Prepared | BitlensError] = {}
+        self.unexportable: dict[Plan, str] = {}  # plan -> why its export failed
+        self.misses: list[int] = []  # how far the accounting was from each real export
+        self.learned = LearnedSizes()
+
+    # -- real exports ------------------------------------------------------------------------
+    def exported(self, plan: Plan) -> int | None:
+        """The real size of ``plan``'s export (built in memory once per plan); what each
+        layer costs in it is learnt for the accounting. None: the plan cannot be exported
+        (e.g. it needs an opset the model cannot be upgraded to), and no size budget takes
+        it (the reason is kept in ``unexportable``)."""
+        if plan in self.unexportable:
+            return None
+        hit = self._exported.get(plan)
+        if hit is None:
+            try:
+                size, opset = self.export(plan)
+            except BitlensError as exc:
+                self.unexportable[plan] = str(exc)
+                return None
+            guess = self.file_bytes(plan)
+            self.misses.append(abs(size.file_bytes - guess))
+            base = self.fixed_bytes + self.float_weight_bytes
+            self.learned.learn(
+                plan,
+                size,
+                integer_kernel_layers(self.info, plan),
+                opset,
+                self.choices(plan),
+                base,
+                self.estimate,
+            )
+            hit = self._exported[plan] = size.file_bytes
+            self.update_near()
+        return hit
+
+    def export(self, plan: Plan) -> tuple[ExportSize, int]:
+        """``plan``'s export built in memory, and the opset it needs (nothing learnt)."""
+        kernels = integer_kernel_layers(self.info, plan, self.engine.placement(plan))
+        opset = self.opset(plan)
+        # the opset conversion (a model copy, verified by two runs) once per opset, and
+        # its failure too
+        prepared = self._prepared.get(opset)
+        if prepared is None:
+            try:
+                prepared = preflight(self.engine, plan)
+            except BitlensError as exc:
+                prepared = exc
+            self._prepared[opset] = prepared
+        if isinstance(prepared, BitlensError):
+            raise prepared
+        prepared = replace(prepared, kernels=frozenset(kernels))
+        return drain(predict(self.engine, plan, prepared=prepared)), opset
+
+    def update_near(self) -> None:
+        """How close to the limit a plan must be to be exported: twice the accounting's
+        recent misses (it learns with every export), within fixed bounds."""
+        if self.limit is None:
+            return
+        widest = round(NEAR_FRACTION * self.limit)
+        recent = 2 * max(self.misses[-NEAR_RECENT:], default=widest)
+        self.near = max(NEAR_MIN_BYTES, min(widest, recent))
+
+    def real_if_near(self, plan: Plan, accounted: int) -> int | None:
+        """The real size where ``plan`` was exported or is near the limit, else None."""
+        if self.limit is None or abs(accounted - self.limit) > self.near:
+            return self._exported.get(plan)
+        return self.exported(plan)
+
+    # -- accounting --------------------------------------------------------------------------
+    def estimate(self, name: str, choice: LayerChoice, kernel: bool) -> int:
+        """What the per-format overheads say ``name`` in ``choice`` adds to the file against
+        its float weights (negative: it saves), less the constants its format's layers
+        share (counted once per file)."""
+        layer = self.info.layer(name)
+        w, a = choice.weight, choice.activation
+        net = 0
+        if w is not None:
+            net += weight_bytes_after(layer, w) - layer.nbytes
+            net += self.w_overhead.get(w, 0) - self.learned.shared.get(w, 0)
+        if a is not None:
+            net += self.a_overhead
+        if kernel:
+            net += self.k_overhead.get(layer.op_type, 0)
+        return net + self.act_extra.get((name, a), 0)
+
+    def net(self, layer: Layer, choice: LayerChoice, kernel: bool) -> int:
+        """The estimate, corrected by what real exports showed of this layer's choice."""
+        return self.estimate(layer.name, choice, kernel) + self.learned.layer(
+            layer.name, choice, kernel
+        )
+
+    def file_bytes(self, plan: Plan) -> int:
+        """The exported file's size: weights plus what the export writes around them."""
+        kernels = integer_kernel_layers(self.info, plan)
+        total = self.fixed_bytes + self.float_weight_bytes
+        total += self.learned.shared_bytes({c.weight for c in plan.choices.values()})
+        for layer in self.info.layers:
+            total += self.net(layer, plan[layer.name], layer.name in kernels)
+        return total + self.learned.rest(self.opset(plan), self.choices(plan))
+
+    def layer_bytes(self, layer: Layer, fmt: Format | None, act: Format | None) -> int:
+        """A layer's bytes with weights in ``fmt`` (its float weights for None), everything
+        the export adds for the choice included, next to input activation ``act``."""
+        if fmt is None:
+            return layer.nbytes
+        choice = LayerChoice(fmt, act)
+        flt = LayerChoice(None, act)
+        net = self.net(layer, choice, integer_kernel_candidate(layer, choice))
+        return layer.nbytes + net - self.net(layer, flt, integer_kernel_candidate(layer, flt))
+
+    def choices(self, plan: Plan) -> tuple[LayerChoice, ...]:
+        return tuple(plan[name] for name in self.info.layer_names)
+
+    def opset(self, plan: Plan) -> int:
+        """The opset the export needs for ``plan`` (it converts the model to at least that)."""
+        kernels = integer_kernel_layers(self.info, plan, self.engine.placement(plan))
+        return _needed_opset(self.engine, plan, ExportOptions(), kernels)
