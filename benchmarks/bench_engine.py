@@ -16,7 +16,10 @@ Rows, per model:
 
 Models: ``crnn`` (generated CRNN-like recognizer, ~11 MB, 44 convs, 8 samples of
 3x48x320, see bench_models.py), ``mlp100`` (generated 25 x 1024-wide MatMul stack,
-100 MB), ``depth`` (256-wide MatMul stacks of 10, 100 and 200 layers, 256 rows), or any
+100 MB), ``external`` (generated 10 x 8192-wide MatMul stack, 2.7 GB of weights in an
+external data file, written to a temporary folder: its rows are the RSS after opening
+to the table with per-layer weight statistics, and after calibration and a first W8A8
+evaluation, against the weight size), ``depth`` (256-wide MatMul stacks of 10, 100 and 200 layers, 256 rows), or any
 ONNX file (random data; ``--dim NAME=SIZE`` for its dynamic dimensions). Each model runs
 in a fresh process so that its peak RSS is its own.
 
@@ -43,7 +46,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_models import crnn, mlp_stack
+from bench_models import crnn, mlp_stack, write_external_mlp
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
 from bitlens.core.model.loader import load_model
@@ -181,7 +184,65 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples
     }
 
 
+def rss_now() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def external_model(path: Path) -> dict:
+    """RSS of opening a model with external weights (and streaming each layer's weight
+    statistics, as the table shows them), then of a first W8A8 evaluation."""
+    weights = (path.parent / "weights.bin").stat().st_size
+    start = rss_now()
+    t0 = time.perf_counter()
+    model = load_model(path)
+    for layer in model.info.layers:
+        for w in layer.weights:
+            v = model.weight(w)
+            float(v.min()), float(v.max()), float(np.abs(v).mean())
+            del v
+    open_s = time.perf_counter() - t0
+    opened, opened_peak = rss_now(), peak_rss()
+    data = Dataset.random(model.info, n=4, dims={"N": 4}, seed=1)
+    t0 = time.perf_counter()
+    engine = Engine(model, data, device="cpu")
+    drain(engine.calibrate("minmax"))
+    engine.evaluate(Plan.preset(model.info, "W8A8"))
+    eval_s = time.perf_counter() - t0
+    return {
+        "external": True,
+        "label": "generated MatMul stack with external data",
+        "weights": weights,
+        "start": start,
+        "opened": opened,
+        "opened_peak": opened_peak,
+        "open_s": open_s,
+        "eval_peak": peak_rss(),
+        "eval_s": eval_s,
+        "load": os.getloadavg()[0],
+    }
+
+
+def report_external(r: dict) -> None:
+    mb, w = 1 << 20, r["weights"]
+    print(
+        f"\n== {r['label']}: {w / 1e9:.2f} GB of weights, load average {r['load']:.1f}\n"
+        f"RSS after imports          : {r['start'] / mb:.0f} MiB\n"
+        f"open + per-layer statistics: {r['opened'] / mb:.0f} MiB after, "
+        f"{r['opened_peak'] / mb:.0f} MiB peak = {r['opened_peak'] / w:.2f}x the weights "
+        f"({r['open_s']:.1f} s; target well under 1x)\n"
+        f"calibrate + 1st W8A8 eval  : {r['eval_peak'] / mb:.0f} MiB peak = "
+        f"{r['eval_peak'] / w:.2f}x the weights ({r['eval_s']:.1f} s)"
+    )
+
+
 def report(r: dict) -> None:
+    if r.get("external"):
+        report_external(r)
+        return
     mb = 1 << 20
     lf = r["sweep_layers"] * len(FORMATS) * r["f_eval"]
     budget = 4 * r["size"] + 2 * r["per_feed"]
@@ -220,7 +281,9 @@ def report(r: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="*", default=["crnn"], help="crnn, mlp100, depth or a path")
+    ap.add_argument(
+        "models", nargs="*", default=["crnn"], help="crnn, mlp100, external, depth or a path"
+    )
     ap.add_argument("--dim", action="append", default=[], help="NAME=SIZE for a file's inputs")
     ap.add_argument("--quick", action="store_true", help="sweep 12 layers, skip quantize_static")
     ap.add_argument("--samples", type=int, default=SAMPLES, help="random samples (8)")
@@ -229,6 +292,9 @@ def main() -> None:
     dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
     if args.child:
         path, label = args.child.split("::", 1)
+        if label == "external":
+            print(json.dumps(external_model(Path(path))))
+            return
         print(json.dumps(one_model(Path(path), dims, label, args.quick, args.samples)))
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -242,6 +308,8 @@ def main() -> None:
                 p = Path(tmp) / "mlp100.onnx"
                 onnx.save(mlp_stack(25, 1024), p)
                 jobs.append((p, "generated 100 MB MatMul stack", ["--dim", "N=64"]))
+            elif name == "external":
+                jobs.append((write_external_mlp(Path(tmp)), "external", []))
             elif name == "depth":
                 for depth in (10, 100, 200):
                     p = Path(tmp) / f"depth{depth}.onnx"

@@ -6,12 +6,16 @@
   ``common.onnx``, https://github.com/sml2h3/ddddocr).
 - :func:`mlp_stack`: ``depth`` x (MatMul + Add + Relu) of ``width`` features: 25 layers of
   1024 make the 100 MB model; 10 to 200 layers of 256 the growth-with-depth series.
+- :func:`write_external_mlp`: the same stack written as a small .onnx file and one external
+  data file, weight by weight (10 x 8192 x 8192 = 2.7 GB), never holding the whole model.
 
 Weights are Gaussian with a fan-in scale from a seeded RNG, so every call builds the
 same model.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -141,6 +145,50 @@ def mlp_stack(depth: int, width: int, seed: int = 0) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     return model
+
+
+def write_external_mlp(folder: Path, depth: int = 10, width: int = 8192, seed: int = 0) -> Path:
+    """``mlp_stack(depth, width)`` with every weight in ``weights.bin`` next to the model;
+    the weights are generated and written one at a time."""
+    rng = np.random.default_rng(seed)
+    model = mlp_stack(1, 1)  # the frame; its graph is rebuilt below
+    nodes, inits = [], []
+    x = "x"
+    offset = 0
+    with open(folder / "weights.bin", "wb") as fh:
+        for i in range(depth):
+            w = _w(rng, (width, width), width)
+            fh.write(w.tobytes())
+            t = onnx.TensorProto(name=f"W{i}", data_type=TensorProto.FLOAT, dims=w.shape)
+            t.data_location = TensorProto.EXTERNAL
+            for key, value in (
+                ("location", "weights.bin"),
+                ("offset", offset),
+                ("length", w.nbytes),
+            ):
+                entry = t.external_data.add()
+                entry.key, entry.value = key, str(value)
+            offset += w.nbytes
+            del w
+            inits += [t, numpy_helper.from_array(np.full(width, 0.01, np.float32), f"b{i}")]
+            nodes += [
+                helper.make_node("MatMul", [x, f"W{i}"], [f"m{i}"], name=f"mm{i}"),
+                helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"], name=f"add{i}"),
+                helper.make_node("Relu", [f"a{i}"], [f"r{i}"], name=f"relu{i}"),
+            ]
+            x = f"r{i}"
+    model.graph.CopyFrom(
+        helper.make_graph(
+            nodes,
+            "bench_external_mlp",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+            [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["N", width])],
+            inits,
+        )
+    )
+    path = folder / "external_mlp.onnx"
+    onnx.save_model(model, path)
+    return path
 
 
 if __name__ == "__main__":

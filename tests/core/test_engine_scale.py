@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 
@@ -305,13 +306,13 @@ def test_min_max_calibration_keeps_no_sample_and_later_methods_get_the_same_rang
 
 
 def test_local_errors_in_one_graph_equal_one_graph_per_layer(monkeypatch) -> None:
-    from bitlens.core.engine import engine as engine_mod
+    from bitlens.core.engine import localerrors
 
     loaded = from_proto(deep_mlp(6))
     data = Dataset.random(loaded.info, n=6, seed=3, dims={"N": 5})
     plan = Plan.preset(loaded.info, "W4A8")
     bulk = Engine(loaded, data, device="cpu").evaluate(plan)
-    monkeypatch.setattr(engine_mod, "BULK_LOCAL_MIN", 10**9)
+    monkeypatch.setattr(localerrors, "BULK_LOCAL_MIN", 10**9)
     single = Engine(loaded, data, device="cpu")
     one_by_one = single.evaluate(plan)
     assert len(single._local_sessions) == 6
@@ -320,16 +321,36 @@ def test_local_errors_in_one_graph_equal_one_graph_per_layer(monkeypatch) -> Non
         _close(layer.local, one_by_one.layers[name].local)
 
 
-def test_the_default_budget_comes_from_the_environment(monkeypatch) -> None:
-    from bitlens.core.engine import store
+def test_one_memory_budget_sets_the_activations_kept_and_the_allocation_guard(
+    monkeypatch,
+) -> None:
+    from bitlens.cli.common import budget_of
+    from bitlens.core import limits
 
-    monkeypatch.setenv(store.BUDGET_ENV, "3")
-    assert _ragged_engine(None).memory_budget == 3 << 20
-    monkeypatch.setenv(store.BUDGET_ENV, "lots")
-    with pytest.raises(EngineError, match="not a whole number"):
-        _ragged_engine(None)
-    monkeypatch.delenv(store.BUDGET_ENV)
-    assert _ragged_engine(None).memory_budget == store.DEFAULT_BUDGET
+    monkeypatch.delenv(limits.ENV_BUDGET, raising=False)
+    monkeypatch.delenv(limits.LEGACY_ENV_MIB, raising=False)
+    monkeypatch.setenv(limits.ENV_BUDGET, "12M")
+    assert limits.memory_budget() == 12 << 20
+    assert _ragged_engine(None).memory_budget == (12 << 20) // limits.ACTIVATION_SHARE
+    with pytest.raises(limits.BitlensError, match=r"over the budget of 12\.0 MiB"):
+        limits.check_budget(13 << 20, "a tensor")
+    monkeypatch.delenv(limits.ENV_BUDGET)
+    monkeypatch.setenv(limits.LEGACY_ENV_MIB, "8")  # the older setting, in MiB, still works
+    assert limits.memory_budget() == 8 << 20
+    monkeypatch.setenv(limits.LEGACY_ENV_MIB, "lots")
+    with pytest.raises(limits.BitlensError, match="BITLENS_MEMORY_BUDGET_MIB='lots'"):
+        limits.memory_budget()
+    monkeypatch.delenv(limits.LEGACY_ENV_MIB)
+    try:  # --memory-budget: a size, or a plain number of MiB; it wins over the environment
+        monkeypatch.setenv(limits.ENV_BUDGET, "1G")
+        assert budget_of(argparse.Namespace(memory_budget="64")) == (64 << 20) // 4
+        assert limits.memory_budget() == 64 << 20
+        assert budget_of(argparse.Namespace(memory_budget="2G")) == (2 << 30) // 4
+        with pytest.raises(EngineError, match="--memory-budget='-3'"):
+            budget_of(argparse.Namespace(memory_budget="-3"))
+    finally:
+        limits.set_memory_budget(None)
+    assert limits.memory_budget() == 1 << 30
 
 
 def test_layer_lookup_by_name_equals_the_scan() -> None:
@@ -358,18 +379,18 @@ def test_row_sqnr_equals_one_sqnr_per_row(monkeypatch) -> None:
 
 
 def test_the_sweep_on_two_workers_equals_the_sweep_on_one(monkeypatch) -> None:
-    from bitlens.core.engine import engine as engine_mod
+    from bitlens.core.engine import sweep
 
     loaded = from_proto(residual_two_outputs())
     data = Dataset.random(loaded.info, n=8, seed=4, dims={"N": 3})
     two = _run_sweep(Engine(loaded, data, device="cpu"))
-    monkeypatch.setattr(engine_mod, "SWEEP_WORKERS", 1)
+    monkeypatch.setattr(sweep, "SWEEP_WORKERS", 1)
     one = _run_sweep(Engine(loaded, data, device="cpu"))
     assert two == one
 
 
 def test_runs_two_at_a_time_give_the_same_evaluation_as_one_at_a_time(monkeypatch) -> None:
-    from bitlens.core.engine import engine as engine_mod
+    from bitlens.core.engine import running
 
     loaded = from_proto(deep_mlp(6))
     rng = np.random.default_rng(6)
@@ -381,6 +402,79 @@ def test_runs_two_at_a_time_give_the_same_evaluation_as_one_at_a_time(monkeypatc
     fast = Engine(loaded, data, device="cpu")
     two = [fast.evaluate(p) for p in plans]
     fast.close()
-    monkeypatch.setattr(engine_mod, "RUN_WORKERS", 1)
+    monkeypatch.setattr(running, "RUN_WORKERS", 1)
     slow = Engine(loaded, data, device="cpu")
     assert [slow.evaluate(p) for p in plans] == two
+
+
+@pytest.mark.parametrize("chunk", [40, metrics.CHUNK], ids=["row_by_row", "rows_per_block"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_sample_errors_in_one_float32_pass_equal_float64(monkeypatch, dtype, chunk) -> None:
+    """Per-row SQNR and the whole tensor's figures from one pass over blocks of rows agree
+    with the all-float64 computations (row_sqnr_db, tensor_error_f64) to float32 rounding,
+    with exact rows, zero-signal rows and float32 overflow (redone in float64)."""
+    monkeypatch.setattr(metrics, "CHUNK", chunk)  # 40: rows of 21 values one by one
+    rng = np.random.default_rng(9)
+    ref = rng.standard_normal((9, 3, 7)).astype(dtype)
+    got = (ref + 0.05 * rng.standard_normal(ref.shape)).astype(dtype)
+    got[4] = ref[4]  # exact: +inf
+    ref[6] = 0.0  # zero signal with noise: -inf
+    if dtype == np.float32:
+        ref[2] *= np.float32(1e20)  # squares overflow float32
+    errs = metrics.SampleErrors()
+    errs.add(ref[:5], got[:5], 5)
+    errs.add(ref[5:], got[5:], 4)
+    total, rows = errs.result()
+    want_rows = metrics.row_sqnr_db(ref, got)
+    assert rows == pytest.approx(want_rows, rel=1e-5)
+    assert rows[4] == math.inf and rows[6] == -math.inf
+    want = metrics.tensor_error_f64(ref, got)
+    for field in ("mse", "sqnr_db", "cosine", "max_abs", "rel_l2"):
+        assert getattr(total, field) == pytest.approx(getattr(want, field), rel=1e-5), field
+
+
+def test_sessions_on_the_shared_arena_compute_what_sessions_without_one_compute() -> None:
+    from bitlens.core.engine import session
+    from tests.core.engine_models import small_cnn
+
+    loaded = from_proto(small_cnn())
+    data = Dataset.random(loaded.info, n=4, seed=2)
+    engine = Engine(loaded, data, device="cpu")
+    sim, feeds = engine.simulation(Plan.preset(loaded.info, "W8A8"))
+    assert session.shared_arena()  # this build of ONNX Runtime registers it
+    shared = session.make_session(sim.model, "cpu")
+    alone = session.make_session(sim.model, "cpu", arena=False)
+    wanted = {i.name for i in shared.get_inputs()}
+    feed = {k: v for k, v in {**data.samples[0], **feeds}.items() if k in wanted}
+    outs = [o.name for o in shared.get_outputs()]
+    for a, b in zip(shared.run(outs, feed), alone.run(outs, feed), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_target_ranges_from_the_float_run_equal_those_of_a_separate_run() -> None:
+    """The min and max of the target's tensors gathered during the float reference run give
+    the ranges (and evaluations) the separate statistics run gives."""
+    from tests.core.test_targets import silu_net
+
+    loaded = from_proto(silu_net())
+    data = Dataset.random(loaded.info, n=6, seed=4)
+    plan = Plan.preset(loaded.info, "W8A8")
+    fast = Engine(loaded, data, device="cpu")
+    slow = Engine(loaded, data, device="cpu")
+    for _ in slow.prepare():
+        pass
+    slow._minmax = {}  # as before: every target tensor through target_stats.collect
+    placed = fast.placement(plan)
+    assert placed
+    for q in placed.values():
+        assert fast.target_range(q) == slow.target_range(q)
+    assert fast.evaluate(plan) == slow.evaluate(plan)
+    # a method that needs the values still gets them for a tensor no layer reads
+    fast_p = Engine(loaded, data, device="cpu")
+    for _ in fast_p.calibrate("percentile"):
+        pass
+    slow_p = Engine(loaded, data, device="cpu")
+    for _ in slow_p.calibrate("percentile"):
+        pass
+    slow_p._minmax = {}
+    assert fast_p.evaluate(plan) == slow_p.evaluate(plan)

@@ -64,6 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         args.model = model  # subcommands have their own `model` argument
         return _open_gui(args)
+    try:  # the one memory budget holds from the first file read on
+        from bitlens.cli.common import budget_of
+        from bitlens.core.limits import set_memory_budget
+
+        set_memory_budget(None)  # main() may run more than once in a process (tests)
+        budget_of(args)
+    except BitlensError as exc:
+        print(f"bitlens {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     handler = logging.StreamHandler(sys.stderr)  # the core's warnings, e.g. a CPU fallback
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("bitlens: %(message)s"))

@@ -10,10 +10,10 @@ from typing import Any
 from bitlens.core.data import Dataset, load_path
 from bitlens.core.dims import MissingDimension, needed_dims
 from bitlens.core.engine import Engine
-from bitlens.core.engine.store import BUDGET_ENV, DEFAULT_BUDGET
-from bitlens.core.errors import DataError, EngineError, ModelLoadError
+from bitlens.core.errors import BitlensError, DataError, EngineError, ModelLoadError
 from bitlens.core.input_values import compared_constants
 from bitlens.core.jsonsafe import dumps
+from bitlens.core.limits import ACTIVATION_SHARE, ENV_BUDGET, parse_size, set_memory_budget
 from bitlens.core.model.loader import LoadedModel, load_model
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.units import format_bytes
@@ -65,11 +65,12 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
         "--memory-budget",
-        type=int,
         default=None,
-        metavar="MIB",
-        help="MiB of float reference activations kept in memory; the rest is spilled to a "
-        f"temporary memory-mapped file (default {DEFAULT_BUDGET >> 20}, or ${BUDGET_ENV})",
+        metavar="SIZE",
+        help="memory Bitlens plans for, e.g. 4G or 512M (a plain number: MiB): no tensor or "
+        f"data file is decoded beyond it and 1/{ACTIVATION_SHARE} of it holds float reference "
+        "activations, the rest spilled to a temporary memory-mapped file (default: "
+        f"${ENV_BUDGET}, else half the physical memory)",
     )
 
 
@@ -188,20 +189,27 @@ def fmt_bytes(n: int) -> str:
 
 
 def budget_of(args: argparse.Namespace) -> int | None:
-    """``--memory-budget`` in bytes (refused when negative); None: the engine's default."""
-    mib = getattr(args, "memory_budget", None)
-    if mib is None:
+    """Apply ``--memory-budget`` to the process (bitlens.core.limits) and return the
+    activation bytes the engine keeps in memory; None: not given (the engine's default)."""
+    raw = getattr(args, "memory_budget", None)
+    if raw is None:
         return None
-    if mib < 0:
-        raise EngineError(f"--memory-budget must be >= 0 MiB, got {mib}")
-    return int(mib) << 20
+    text = str(raw).strip()
+    try:
+        nbytes = int(text) << 20 if text.isdigit() else parse_size(text, "--memory-budget")
+        if nbytes <= 0:
+            raise BitlensError(f"--memory-budget={text!r}: the budget must be positive")
+    except BitlensError as exc:
+        raise EngineError(str(exc)) from None
+    set_memory_budget(nbytes)
+    return nbytes // ACTIVATION_SHARE
 
 
 def calibrated_engine(args: argparse.Namespace, model: LoadedModel) -> Engine:
     """An engine on ``--data`` for ``model``, calibrated with ``--calibration``."""
     engine = Engine(
         model,
-        load_data(args, model.info, compared_constants(model.proto)),
+        load_data(args, model.info, compared_constants(model.graph_proto)),
         device=args.device,
         memory_budget=budget_of(args),
     )

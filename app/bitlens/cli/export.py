@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     plan = load_plan(args, model)
     engine = Engine(
         model,
-        load_data(args, model.info, compared_constants(model.proto)),
+        load_data(args, model.info, compared_constants(model.graph_proto)),
         device=args.device,
         memory_budget=budget_of(args),
     )

@@ -23,11 +23,17 @@ def compared_constants(model: onnx.ModelProto) -> dict[str, int]:
         and len(i.type.tensor_type.shape.dim) == 0
         and i.type.tensor_type.HasField("shape")
     }
-    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    # Only one-value tensors can be compared with a scalar: converting every initializer
+    # would copy all the weights (or read external data the loader left in its files).
+    consts = {
+        t.name: numpy_helper.to_array(t)
+        for t in g.initializer
+        if _one_value(t) and t.data_location != onnx.TensorProto.EXTERNAL
+    }
     for node in g.node:
         if node.op_type == "Constant":
             for a in node.attribute:
-                if a.name == "value":
+                if a.name == "value" and _one_value(a.t):
                     consts[node.output[0]] = numpy_helper.to_array(a.t)
     out: dict[str, int] = {}
     for node in g.node:
@@ -38,3 +44,7 @@ def compared_constants(model: onnx.ModelProto) -> dict[str, int]:
             if mine in ints and mine not in out and value is not None and value.size == 1:
                 out[mine] = int(value.reshape(()))
     return out
+
+
+def _one_value(t: onnx.TensorProto) -> bool:
+    return all(d == 1 for d in t.dims)

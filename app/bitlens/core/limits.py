@@ -20,18 +20,37 @@ MAX_MODEL_FILE_BYTES = 2 * GIB
 # Plans and ORT overrides are small JSON files.
 MAX_JSON_BYTES = 64 << 20
 ENV_BUDGET = "BITLENS_MEMORY_BUDGET"
+# The engine's activation budget had its own setting in MiB; it now sets the one budget.
+LEGACY_ENV_MIB = "BITLENS_MEMORY_BUDGET_MIB"
+ACTIVATION_SHARE = 4  # the engine keeps float activations in memory up to budget / this
+_override: list[int] = []  # the command line's --memory-budget, when given
+
+
+def set_memory_budget(nbytes: int | None) -> None:
+    """Set the budget for this process (``--memory-budget``); None: back to the environment."""
+    _override[:] = [] if nbytes is None else [int(nbytes)]
 
 
 def memory_budget() -> int:
-    """Bytes one tensor or data file may occupy once decoded.
+    """The one memory setting: how much memory Bitlens plans for.
 
-    ``BITLENS_MEMORY_BUDGET`` (bytes, or with a K/M/G suffix) sets it;
-    the default is half the machine's physical memory (4 GiB where that
-    cannot be read).
+    No single tensor or data file is decoded beyond it, and the engine keeps at most
+    ``1/ACTIVATION_SHARE`` of it as float reference activations in memory (the rest goes to
+    a memory-mapped scratch file, see bitlens.core.engine.store). Set by ``--memory-budget``,
+    else ``BITLENS_MEMORY_BUDGET`` (bytes, or with a K/M/G suffix), else the older
+    ``BITLENS_MEMORY_BUDGET_MIB`` (MiB); the default is half the machine's physical memory
+    (4 GiB where that cannot be read).
     """
+    if _override:
+        return _override[0]
     env = os.environ.get(ENV_BUDGET, "").strip()
     if env:
         return parse_size(env)
+    legacy = os.environ.get(LEGACY_ENV_MIB, "").strip()
+    if legacy:
+        if not legacy.isdigit() or int(legacy) <= 0:
+            raise BitlensError(f"{LEGACY_ENV_MIB}={legacy!r}: expected a whole number of MiB")
+        return int(legacy) << 20
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
@@ -39,8 +58,14 @@ def memory_budget() -> int:
     return max(total // 2, GIB // 4)
 
 
-def parse_size(text: str) -> int:
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": GIB}
+def activation_budget() -> int:
+    """Bytes of float reference activations the engine keeps in memory by default."""
+    return memory_budget() // ACTIVATION_SHARE
+
+
+def parse_size(text: str, name: str = ENV_BUDGET) -> int:
+    """Bytes from ``4G``, ``512M``, ``64K`` or a plain number of bytes."""
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": GIB, "T": 1 << 40}
     t = text.strip().upper().removesuffix("B").removesuffix("I")
     factor = 1
     if t and t[-1] in mult:
@@ -48,9 +73,9 @@ def parse_size(text: str) -> int:
     try:
         value = int(float(t) * factor)
     except ValueError:
-        raise BitlensError(f"{ENV_BUDGET}={text!r}: expected a size such as 4G") from None
+        raise BitlensError(f"{name}={text!r}: expected a size such as 4G") from None
     if value <= 0:
-        raise BitlensError(f"{ENV_BUDGET}={text!r}: the budget must be positive")
+        raise BitlensError(f"{name}={text!r}: the budget must be positive")
     return value
 
 

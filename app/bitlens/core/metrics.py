@@ -79,6 +79,40 @@ class ErrorSums:
         self.count += r.size
         return self
 
+    def add_rows(self, ref: np.ndarray, approx: np.ndarray) -> list[float]:
+        """Add two [rows, n] arrays and return each row's SQNR (dB), in one pass, reduced as
+        :meth:`add` reduces (float32 blocks of at most CHUNK values where both sides are
+        float32 or float16, partial sums in float64): long rows one at a time, short ones
+        many rows per block."""
+        r, a = np.asarray(ref), np.asarray(approx)
+        if r.shape != a.shape or r.ndim != 2:
+            raise ValueError(f"shape mismatch: reference {r.shape} vs approximation {a.shape}")
+        rows, n = r.shape
+        out: list[float] = []
+        if n >= CHUNK // 4:
+            for k in range(rows):
+                part = ErrorSums().add(r[k], a[k])
+                out.append(part.sqnr_db)
+                self.merge(part)
+            return out
+        dtype = _work_dtype(r.dtype, a.dtype)
+        per = max(1, CHUNK // max(1, n))
+        for s in range(0, rows, per):
+            rc = r[s : s + per].astype(dtype, copy=False)
+            ac = a[s : s + per].astype(dtype, copy=False)
+            sums = _row_sums(rc, ac)
+            if dtype == np.float32 and not all(np.isfinite(x).all() for x in sums[:4]):
+                sums = _row_sums(rc.astype(np.float64), ac.astype(np.float64))
+            noise, signal, power_a, cross, max_abs = sums
+            self.noise += float(noise.sum(dtype=np.float64))
+            self.signal += float(signal.sum(dtype=np.float64))
+            self.power_a += float(power_a.sum(dtype=np.float64))
+            self.cross += float(cross.sum(dtype=np.float64))
+            self.max_abs = max(self.max_abs, float(max_abs))
+            out.extend(_sqnr(float(sg), float(nz)) for sg, nz in zip(signal, noise, strict=True))
+        self.count += r.size
+        return out
+
     def merge(self, other: ErrorSums) -> ErrorSums:
         self.count += other.count
         self.noise += other.noise
@@ -107,6 +141,19 @@ class ErrorSums:
             cosine=cos,
             max_abs=self.max_abs,
             rel_l2=rel,
+        )
+
+
+def _row_sums(r: np.ndarray, a: np.ndarray) -> tuple:
+    """Per row of a block: sum (r-a)^2, r^2, a^2, r*a; and max |r-a| over the block."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = r - a
+        return (
+            np.einsum("ij,ij->i", d, d),
+            np.einsum("ij,ij->i", r, r),
+            np.einsum("ij,ij->i", a, a),
+            np.einsum("ij,ij->i", r, a),
+            np.max(np.abs(d)) if d.size else 0.0,
         )
 
 
@@ -214,8 +261,12 @@ class SampleErrors:
         if r.shape != g.shape:
             raise ValueError(f"shape mismatch: reference {r.shape} vs approximation {g.shape}")
         if rows > 1 and r.ndim >= 1 and r.shape[0] == rows:
-            self.total.add(r, g)
-            self.rows.extend(row_sqnr_db(r, g))
+            flat = (rows, -1) if r.size else (rows, 0)
+            self.rows.extend(
+                self.total.add_rows(
+                    np.ascontiguousarray(r).reshape(flat), np.ascontiguousarray(g).reshape(flat)
+                )
+            )
         else:
             part = ErrorSums().add(r, g)
             self.rows.extend([part.sqnr_db] * rows)

@@ -66,7 +66,7 @@ class NodeIndex:
         self.model = model
         self._nodes: dict[str, onnx.NodeProto] = {}
         self._elem: dict[str, int] = {}  # constant name -> ONNX element type as stored
-        stack = [model.proto.graph]
+        stack = [model.graph_proto.graph]  # metadata only: external data stays in its files
         while stack:
             graph = stack.pop()
             for t in graph.initializer:

@@ -156,12 +156,12 @@ def open_model(
         if missing_dims(model.info, request.dims):
             return (yield from _start(model, None, path, path.name, None, device))
         try:
-            data = build_dataset(request, model.info, compared_constants(model.proto))
+            data = build_dataset(request, model.info, compared_constants(model.graph_proto))
         except DataError as exc:  # e.g. an input of unknown rank: open anyway, say why
             session = yield from _start(model, None, path, path.name, None, device)
             return replace(session, data_note=str(exc))
     else:
-        data = build_dataset(request, model.info, compared_constants(model.proto))
+        data = build_dataset(request, model.info, compared_constants(model.graph_proto))
     return (yield from _start(model, data, path, path.name, request, device))
 
 
@@ -183,7 +183,7 @@ def open_sample(name: str, device: str = "auto") -> Generator[Progress, None, Se
 def change_data(session: Session, request: DataRequest) -> Generator[Progress, None, Session]:
     """The same model with other data: a new engine, calibrated on the new data."""
     yield Progress(0, 1, "reading data")
-    data = build_dataset(request, session.info, compared_constants(session.model.proto))
+    data = build_dataset(request, session.info, compared_constants(session.model.graph_proto))
     return (
         yield from _start(session.model, data, session.path, session.title, request,
                           session.engine.device)

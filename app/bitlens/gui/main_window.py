@@ -481,7 +481,7 @@ class MainWindow(QMainWindow):
 
     def _on_model_changed(self) -> None:
         session = self.document.session
-        self.search.reset(None if session is None else session.model.proto.ByteSize())
+        self.search.reset(None if session is None else session.model.nbytes)
         self.stack.setCurrentWidget(self.table if session is not None else self.welcome)
         self.status.show_providers(() if session is None else session.providers)
         self.status.show_evaluation(None, stale=False)

@@ -9,6 +9,7 @@ import onnx
 from onnx import GraphProto, NodeProto, helper
 
 from bitlens.core.errors import EngineError
+from bitlens.core.model.graph import outer_names, subgraphs
 
 
 def find_graph(graph: GraphProto, path: str) -> GraphProto:
@@ -114,3 +115,11 @@ def remove_definitions(g: GraphProto, initializers: set[str], constant_nodes: se
         for i in reversed(drop):
             del g.node[i]
     return found
+
+
+def node_reads(node: NodeProto) -> list[str]:
+    """The names a node reads: its inputs, and what its subgraphs read from outside them."""
+    names = [n for n in node.input if n]
+    for _, g in subgraphs(node):
+        names.extend(sorted(outer_names(g)))
+    return names

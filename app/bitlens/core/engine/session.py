@@ -175,17 +175,44 @@ def session_options() -> ort.SessionOptions:
     return so
 
 
+@cache
+def shared_arena() -> bool:
+    """Register one CPU arena allocator for every session of this process (once).
+
+    Each session's own arena keeps its peak activation buffers for the session's life, so
+    the engine's many sessions (per structure, per cut, per layer) would each hold theirs;
+    without an arena every run maps and faults in its buffers afresh (the engine fixes
+    glibc's mmap threshold, native_memory.py), measured 2-5x slower on a CRNN. Sessions that
+    opt in with ``session.use_env_allocators`` share this one arena instead: the memory of
+    the largest concurrent runs, the speed of an arena. See
+    https://onnxruntime.ai/docs/get-started/with-c.html (shared allocators). False where
+    this build cannot register one (sessions then keep their own arenas)."""
+    try:
+        info = ort.OrtMemoryInfo(
+            "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+        )
+        # kSameAsRequested: grow by what a run asks for, not by doubling chunks
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))
+    except Exception as exc:  # an older build, or registered already by someone else
+        log.debug("no shared ONNX Runtime arena: %s", exc)
+        return False
+    return True
+
+
 def make_session(
     model: onnx.ModelProto, device: str = "auto", *, arena: bool = True
 ) -> ort.InferenceSession:
-    """``arena=False`` for the many small sessions the engine keeps (one per layer, one per
-    sweep cut): each arena would otherwise hold its peak activations for the session's life."""
+    """``arena=True``: CPU buffers from the process's shared arena (:func:`shared_arena`);
+    False: no arena at all (memory returned after each run, slower)."""
     problem = check_runnable(model)
     if problem:
         raise EngineError(problem)
     so = session_options()
-    so.enable_cpu_mem_arena = arena
-    so.enable_mem_pattern = arena
+    if arena and shared_arena():
+        so.add_session_config_entry("session.use_env_allocators", "1")
+    else:
+        so.enable_cpu_mem_arena = arena
+        so.enable_mem_pattern = arena
     try:
         return ort.InferenceSession(
             model.SerializeToString(),

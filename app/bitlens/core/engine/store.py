@@ -22,27 +22,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bitlens.core.errors import EngineError
+from bitlens.core.errors import BitlensError, EngineError
+from bitlens.core.limits import activation_budget
 
 if TYPE_CHECKING:
     from bitlens.core.data import Dataset
 
-DEFAULT_BUDGET = 512 << 20  # bytes of reference activations kept in memory
-BUDGET_ENV = "BITLENS_MEMORY_BUDGET_MIB"  # overrides the default, for the window too
-
-
 def default_budget() -> int:
-    """DEFAULT_BUDGET, or ``$BITLENS_MEMORY_BUDGET_MIB`` MiB when set."""
-    raw = os.environ.get(BUDGET_ENV, "").strip()
-    if not raw:
-        return DEFAULT_BUDGET
+    """Bytes kept in memory by default: a share of the one memory budget
+    (bitlens.core.limits.memory_budget, ``--memory-budget`` / ``$BITLENS_MEMORY_BUDGET``)."""
     try:
-        mib = int(raw)
-    except ValueError:
-        raise EngineError(f"{BUDGET_ENV}={raw!r} is not a whole number of MiB") from None
-    if mib < 0:
-        raise EngineError(f"{BUDGET_ENV}={raw!r}: the memory budget must be >= 0 MiB")
-    return mib << 20
+        return activation_budget()
+    except BitlensError as exc:
+        raise EngineError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -55,7 +47,7 @@ class _Spilled:
 class ActivationStore:
     """Arrays keyed by (tensor, feed index): in memory up to ``budget`` bytes, then spilled."""
 
-    def __init__(self, budget: int = DEFAULT_BUDGET) -> None:
+    def __init__(self, budget: int) -> None:
         if budget < 0:
             raise EngineError(f"memory budget must be >= 0 bytes, got {budget}")
         self.budget = int(budget)

@@ -19,8 +19,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from bitlens.core.engine.graphs import value_info
-from bitlens.core.model.graph import is_constant_node, outer_names, subgraphs
+from bitlens.core.engine.graphs import node_reads, value_info
+from bitlens.core.model.graph import is_constant_node
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,6 @@ class Suffix:
 
     model: onnx.ModelProto | None
     boundary: tuple[str, ...]
-
-
-def _reads(node: onnx.NodeProto) -> list[str]:
-    names = [n for n in node.input if n]
-    for _, g in subgraphs(node):
-        names.extend(sorted(outer_names(g)))
-    return names
 
 
 @dataclass(frozen=True)
@@ -57,7 +50,7 @@ def _cut(sim: onnx.ModelProto, start: str, output: str, changed: Sequence[str] =
     nodes = g.node
     producer: dict[str, int] = {}
     consumers: dict[str, list[int]] = {}
-    reads = [_reads(n) for n in nodes]
+    reads = [node_reads(n) for n in nodes]
     for i, node in enumerate(nodes):
         for o in node.output:
             if o:

@@ -4,18 +4,26 @@ A model names each external tensor's file with a ``location`` relative to
 the model's folder. A hostile or careless file could point anywhere (an
 absolute path, ``../../etc/passwd``, a symlink leading out), so every
 location is checked before any byte is read, and the whole load is refused
-if one escapes the model's folder. Data are read into the in-memory proto;
-the user's files are only ever opened for reading.
+if one escapes the model's folder. Small tensors are read into the in-memory proto at
+load; large ones (MAP_MIN_BYTES and up) stay where they are and are read
+through read-only memory maps (:func:`map_tensor`), so opening a model with
+gigabytes of external weights holds only the pages being read, and the
+kernel can drop them again. :func:`iter_external_data` reads the rest into
+the proto when something needs the whole model in memory (the exporter).
+The user's files are only ever opened for reading.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import stat
 from collections.abc import Generator, Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+import numpy as np
 import onnx
+from onnx.helper import tensor_dtype_to_np_dtype as tensor_dtype
 
 from bitlens.core.errors import ModelLoadError
 from bitlens.core.limits import check_budget
@@ -24,6 +32,7 @@ from bitlens.core.model.validate import element_count, expected_raw_bytes
 from bitlens.core.results import Progress, drain
 
 READ_CHUNK = 16 << 20  # bytes read between two chances to cancel
+MAP_MIN_BYTES = 1 << 20  # external tensors this large are memory-mapped, not read in
 
 
 def external_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
@@ -113,10 +122,12 @@ def load_external_data(model: onnx.ModelProto, base_dir: Path | None, label: str
 
 
 def iter_external_data(
-    model: onnx.ModelProto, base_dir: Path | None, label: str
+    model: onnx.ModelProto, base_dir: Path | None, label: str, *, keep_large: bool = False
 ) -> Generator[Progress, None, None]:
     """:func:`load_external_data` as a job: yields after each chunk it reads, so a window
-    job reading gigabytes of weights can be cancelled between chunks."""
+    job reading gigabytes of weights can be cancelled between chunks. ``keep_large``:
+    check every tensor, but leave those of MAP_MIN_BYTES and more where they are (read
+    them with :func:`map_tensor`)."""
     tensors = external_tensors(model)
     if not tensors:
         return
@@ -128,6 +139,10 @@ def iter_external_data(
     # All locations and sizes first: an escaping location or a size that does not match
     # refuses the load before any read.
     plans = [_checked(t, resolve_location(t, base_dir, label), label) for t in tensors]
+    if keep_large:  # main-graph initializers only: the ones weights and their readers map
+        main = list(model.graph.initializer)  # alive while their ids are compared
+        mappable = {id(t) for t in main}
+        plans = [p for p in plans if p[3] < MAP_MIN_BYTES or id(p[0]) not in mappable]
     total = sum(n for _t, _target, _offset, n, _what in plans)
     done = 0
     for tensor, target, offset, n, what in plans:
@@ -152,6 +167,44 @@ def iter_external_data(
         tensor.raw_data = bytes(data)
         tensor.data_location = onnx.TensorProto.DEFAULT
         del tensor.external_data[:]
+
+
+def map_tensor(tensor: onnx.TensorProto, base_dir: Path, label: str) -> np.ndarray:
+    """A read-only memory map of an external tensor's values (its stored dtype and shape;
+    ONNX stores them little-endian). Checked as at load; nothing is read until used."""
+    _t, target, offset, n, what = _checked(tensor, resolve_location(tensor, base_dir, label), label)
+    dtype = np.dtype(tensor_dtype(tensor.data_type)).newbyteorder("<")
+    shape = tuple(int(d) for d in tensor.dims)
+    if n == 0:
+        return np.empty(shape, dtype)
+    try:
+        values = np.memmap(target, dtype=dtype, mode="r", offset=offset, shape=shape)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{what} cannot be mapped: {exc}") from None
+    return values.view(np.ndarray) if dtype.isnative else values.astype(dtype.newbyteorder("="))
+
+
+def release_pages(values: np.ndarray) -> bool:
+    """Drop the resident pages of an array :func:`map_tensor` returned (they are read again
+    from the page cache when next used), so weights read once, to quantize them or to run
+    the float model, do not stay in the process's memory. False for any other array."""
+    base = values
+    while base is not None:
+        mm = getattr(base, "_mmap", None)
+        if isinstance(mm, mmap.mmap):
+            if hasattr(mmap, "MADV_DONTNEED"):
+                try:
+                    mm.madvise(mmap.MADV_DONTNEED)
+                except (OSError, ValueError):
+                    return False
+                return True
+            return False
+        base = getattr(base, "base", None)
+    return False
+
+
+def is_external(tensor: onnx.TensorProto | onnx.SparseTensorProto) -> bool:
+    return getattr(tensor, "data_location", None) == onnx.TensorProto.EXTERNAL
 
 
 def _checked(

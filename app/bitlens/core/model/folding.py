@@ -23,7 +23,7 @@ ops outside the ONNX domain.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,6 +58,7 @@ class FoldResult:
     depth: int = 0  # deepest subgraph level folded (0: the main graph)
     names: set[str] = field(default_factory=set)  # the initializers added
     failures: list[str] = field(default_factory=list)  # graph: reason, left unfolded
+    load: Callable[[onnx.ModelProto], None] | None = field(default=None, repr=False)
 
     def note(self, weights: int) -> str | None:
         """One line for the user; ``weights``: how many folded tensors are layer weights."""
@@ -74,14 +75,18 @@ class FoldResult:
         return "; ".join(parts) or None
 
 
-def fold_constants(model: onnx.ModelProto) -> FoldResult:
+def fold_constants(
+    model: onnx.ModelProto, load: Callable[[onnx.ModelProto], None] | None = None
+) -> FoldResult:
     """Replace every constant-only node of ``model`` (in place) by initializers.
 
     Only for a model the caller owns (the loader's in-memory copy), with every
     graph in topological order. Node names of the remaining nodes are kept.
+    ``load(sub_model)`` reads in the external data a folded subgraph's copy refers to
+    (the loader leaves large external tensors in their files).
     """
     opsets = list(model.opset_import)
-    result = FoldResult()
+    result = FoldResult(load=load)
     _fold_graph(model.graph, "", {}, opsets, model.ir_version, result)
     if result.nodes:
         _drop_unused(model.graph, result.freed)
@@ -208,6 +213,8 @@ def _evaluate(
         result.failures.append(f"{path or 'the main graph'} ({too_large})")
         return False
     try:
+        if result.load is not None:
+            result.load(sub_model)
         values = ReferenceEvaluator(sub_model).run(None, {}) if needed else []
         # Converted before the graph changes: a failure here leaves the graph as it was.
         tensors = [

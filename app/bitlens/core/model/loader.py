@@ -1,7 +1,8 @@
 """Opening an ONNX file (or a model built in code) as a :class:`LoadedModel`.
 
-The loader owns an in-memory copy of the model: external data read in,
-nodes sorted topologically and given unique names (see
+The loader owns an in-memory copy of the model: small external tensors
+read in, large ones memory-mapped where they are (read in only when
+something asks for :attr:`LoadedModel.proto`), nodes sorted topologically and given unique names (see
 :mod:`bitlens.core.model.graph`). The user's file is only read, never
 written. Every failure a user can cause is a :class:`ModelLoadError` whose
 one-line message names the file and the problem.
@@ -20,7 +21,13 @@ from google.protobuf.message import DecodeError
 from bitlens.core.errors import ModelLoadError
 from bitlens.core.fileio import stat_regular
 from bitlens.core.limits import MAX_MODEL_FILE_BYTES
-from bitlens.core.model.external import READ_CHUNK, iter_external_data
+from bitlens.core.model.external import (
+    READ_CHUNK,
+    external_tensors,
+    is_external,
+    iter_external_data,
+    map_tensor,
+)
 from bitlens.core.model.folding import fold_constants
 from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize, walk
 from bitlens.core.model.inventory import build_inventory
@@ -29,7 +36,7 @@ from bitlens.core.model.prequantized import note as quantized_note
 from bitlens.core.model.prequantized import quantized_ops
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
 from bitlens.core.model.types import ModelInfo, WeightInfo
-from bitlens.core.model.validate import check_model
+from bitlens.core.model.validate import check_model, element_count, expected_raw_bytes
 from bitlens.core.results import Progress, drain
 
 # Leading bytes of common files that are not ONNX, for a clearer message.
@@ -49,18 +56,62 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 
 @dataclass(eq=False)
 class LoadedModel:
-    """A model ready for the engine: its proto (data in memory) and its description."""
+    """A model ready for the engine: its proto and its description.
 
-    proto: onnx.ModelProto  # external data loaded in memory; never written back to the user's file
+    ``graph_proto`` may leave large external tensors in their files (see
+    bitlens.core.model.external): :meth:`weight`, :meth:`tensor_value` and
+    :meth:`materialize` read them through memory maps. :attr:`proto` is the same proto
+    with every external tensor read in (on first use; the exporter needs it whole).
+    Never written back to the user's file."""
+
+    graph_proto: onnx.ModelProto
     info: ModelInfo
     path: Path | None
     _consts: dict[tuple[str, str], ConstSource] = field(default_factory=dict, repr=False)
     _cache: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
     _paths: dict[str, list[str]] = field(default_factory=dict, repr=False)  # name -> graph paths
 
+    base_dir: Path | None = None
+
     def __post_init__(self) -> None:
         for path, name in self._consts:
             self._paths.setdefault(name, []).append(path)
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.path is not None else "model"
+
+    @property
+    def proto(self) -> onnx.ModelProto:
+        """The whole model in memory: external tensors still in their files are read in now
+        (once); the memory maps :meth:`weight` hands out stay valid."""
+        if external_tensors(self.graph_proto):
+            assert self.base_dir is not None
+            drain(iter_external_data(self.graph_proto, self.base_dir, self.label))
+        return self.graph_proto
+
+    @property
+    def nbytes(self) -> int:
+        """The model's size: its protobuf encoding plus external data not read in."""
+        outside = sum(
+            expected_raw_bytes(t.data_type, element_count(t.dims)) or 0
+            for t in external_tensors(self.graph_proto)
+        )
+        return self.graph_proto.ByteSize() + outside
+
+    def tensor_value(self, tensor: onnx.TensorProto) -> np.ndarray:
+        """A tensor's values in its stored type (a read-only map for external data)."""
+        if is_external(tensor):
+            assert self.base_dir is not None
+            return map_tensor(tensor, self.base_dir, self.label)
+        return to_numpy(tensor)
+
+    def materialize(self, model: onnx.ModelProto) -> None:
+        """Read into ``model`` (a graph copied from this one, e.g. a simulation graph) the
+        external tensors it still refers to."""
+        if external_tensors(model):
+            assert self.base_dir is not None
+            drain(iter_external_data(model, self.base_dir, self.label))
 
     def weight(self, name: str | WeightInfo, graph_path: str | None = None) -> np.ndarray:
         """Float values of a weight or bias (float64 stays float64, others float32).
@@ -82,10 +133,13 @@ class LoadedModel:
             raw = constant_value(src.node)
         else:
             assert src.tensor is not None
-            raw = to_numpy(src.tensor)
+            raw = self.tensor_value(src.tensor)
         values = as_float(raw) if raw.dtype.kind == "f" or raw.dtype.name == "bfloat16" else raw
         values.setflags(write=False)
-        self._cache[key] = values
+        if src.tensor is None or not is_external(src.tensor):
+            # Values read from a map are not kept: statistics read weight after weight, and
+            # each map's pages leave the process's memory when the caller drops it.
+            self._cache[key] = values
         return values
 
     def _key(self, name: str, graph_path: str | None) -> tuple[str, str]:
@@ -163,14 +217,15 @@ def _iter_finish(
     if not any(op.domain in ("", "ai.onnx") for op in proto.opset_import):
         raise ModelLoadError(f"{label}: the model declares no ONNX opset (truncated or corrupt?)")
     check_model(proto, label)  # before anything decodes a tensor or reads external data
-    yield from iter_external_data(proto, base_dir, label)
+    # Every external location and size is checked here; large tensors stay in their files.
+    yield from iter_external_data(proto, base_dir, label, keep_large=True)
     try:
         slots = normalize(proto)
     except GraphOrderError as exc:
         raise ModelLoadError(f"{label}: {exc}") from None
     _check_defined(slots, proto, label)
     # After normalize, so nodes keep the names (and layers the names) they have unfolded.
-    folded = fold_constants(proto)
+    folded = fold_constants(proto, lambda m: drain(iter_external_data(m, base_dir, label)))
     if folded.nodes:
         slots = walk(proto)
     info = build_inventory(proto, path, slots)  # reports the file's own IR version
@@ -183,7 +238,9 @@ def _iter_finish(
     for scope in {id(s.scope): s.scope for s in slots}.values():
         for name, src in scope.consts.items():
             consts[(scope.path, name)] = src
-    return LoadedModel(proto=proto, info=info, path=path, _consts=consts)
+    return LoadedModel(
+        graph_proto=proto, info=info, path=path, _consts=consts, base_dir=base_dir
+    )
 
 
 def _check_defined(slots: list[NodeSlot], proto: onnx.ModelProto, label: str) -> None:

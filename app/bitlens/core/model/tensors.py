@@ -122,7 +122,7 @@ def as_float(values: np.ndarray) -> np.ndarray:
     """
     if values.dtype == np.float64:
         return values
-    return values.astype(np.float32)
+    return values.astype(np.float32, copy=False)
 
 
 def value_info_to_tensor(vi: onnx.ValueInfoProto) -> TensorInfo:

@@ -25,7 +25,7 @@ def file_bytes_of(engine: Engine) -> tuple[int, int]:
     ones (the fidelity report's ``file_expected``), so a plan's file size is the first
     figure plus its weight bytes.
     """
-    total = engine.model.proto.ByteSize()
+    total = engine.model.nbytes
     weights = sum(layer.nbytes for layer in engine.info.layers)
     return total - weights, weights
 

@@ -1,0 +1,208 @@
+"""Re-evaluation from cached quantized activations: run only what follows a change.
+
+Under a plan, the value of a tensor depends only on the choices of the layers
+whose nodes come before the node producing it (graph order), plus the
+deployment target's quantizers on earlier tensors: weights and quantizer
+parameters are graph inputs read only by their own layer's nodes. So the
+engine keeps the values a run computed for the tensors that cross a *cut*
+(the point just before a layer, where a suffix run would start), keyed by
+that "prefix state". When a later plan changes layers from layer ``f`` on,
+the part of the simulation graph from ``f``'s cut onward runs alone (one
+session per cut, built lazily and cached), fed with the cached values of
+the tensors entering it, and gives the same numbers as the whole graph: the
+suffix holds the very same nodes, and every tensor crossing a cut is also an
+output of the whole graph, so ONNX Runtime fuses nothing across it in either.
+
+Layers inside If/Loop/Scan bodies, and weights that a node before the cut
+also reads (shared weights), leave those cuts out; the engine then runs the
+whole graph as before.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from bitlens.core.engine.graphs import node_reads, value_info
+from bitlens.core.engine.rewrite import fed_constants
+from bitlens.core.model.graph import is_constant_node
+from bitlens.core.model.types import ModelInfo
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """Where a simulation graph can be cut, one cut per main-graph layer.
+
+    ``order``: the main layers in graph order with ``positions`` (the model's node index
+    of each layer's node); ``start[f]``: the first simulation node of the part that
+    follows layer ``f``'s cut; ``boundary[f]``: the tensors entering that part;
+    ``position[t]``: for every tensor some cut reads, and each model output, the model's
+    node index its value is settled at (-1: before any node); ``index[t]``: the index of
+    the simulation node producing it (-1: a graph input)."""
+
+    order: tuple[str, ...]
+    positions: tuple[int, ...]
+    start: dict[str, int]
+    boundary: dict[str, tuple[str, ...]]
+    position: dict[str, int]
+    index: dict[str, int]
+
+    @property
+    def tensors(self) -> list[str]:
+        """Every tensor some cut reads: what a run fetches and keeps."""
+        return list(dict.fromkeys(t for b in self.boundary.values() for t in b))
+
+
+def find_cuts(sim: onnx.ModelProto, info: ModelInfo, positions: Mapping[str, int]) -> Cuts | None:
+    """The cuts of ``sim`` (the engine's simulation graph of ``info``); ``positions`` maps a
+    main-graph tensor to the model's node index producing it. None when the model has
+    layers inside subgraphs (their weights feed a node that is not theirs)."""
+    if any(layer.graph_path for layer in info.layers):
+        return None
+    g = sim.graph
+    nodes = list(g.node)
+    layers = sorted(
+        (positions[la.outputs[0]], la) for la in info.layers if la.outputs[0] in positions
+    )
+    if len(layers) != len(info.layers):
+        return None
+    # The model position of each simulation node: its own if it is one of the model's
+    # nodes, else that of the model node before it (inserted quantizers).
+    sim_pos: list[int] = []
+    last = -1
+    for node in nodes:
+        own = [positions[o] for o in node.output if o in positions]
+        if own:
+            last = own[0]
+        sim_pos.append(last)
+    producer = {o: i for i, node in enumerate(nodes) for o in node.output if o}
+    reads = [node_reads(n) for n in nodes]
+    last_read: dict[str, int] = {}
+    for i, names in enumerate(reads):
+        for name in names:
+            last_read[name] = i
+    graph_inputs = {v.name for v in g.input}
+    initializers = {t.name for t in g.initializer}
+    first_read: dict[str, int] = {}
+    for i in range(len(nodes) - 1, -1, -1):
+        for name in reads[i]:
+            first_read[name] = i
+    start: dict[str, int] = {}
+    boundary: dict[str, tuple[str, ...]] = {}
+    position: dict[str, int] = {}
+    index: dict[str, int] = {}
+    model_nodes = [i for i, n in enumerate(nodes) if _is_model_node(n, positions)]
+    model_pos = [sim_pos[i] for i in model_nodes]  # ascending: the model's order is kept
+    candidates = sorted(
+        (j, name)
+        for name, j in producer.items()
+        if last_read.get(name, -1) > j and not is_constant_node(nodes[j])
+    )
+    later_weights: set[str] = set()
+    for pos, layer in reversed(layers):
+        later_weights.update(w.name for w in fed_constants(layer))  # biases are fed too
+        # After the last model node before this layer's node: the layer's own activation
+        # quantizers, and the target's quantizers on that node's outputs, run in the part
+        # that follows the cut.
+        k = bisect_left(model_pos, pos)
+        s = model_nodes[k - 1] + 1 if k else 0
+        if any(first_read.get(w, len(nodes)) < s for w in later_weights):
+            continue  # a weight of this or a later layer is also read before the cut
+        crossing = [name for j, name in candidates if j < s and last_read[name] >= s]
+        start[layer.name] = s
+        boundary[layer.name] = tuple(crossing)
+        for name in crossing:
+            position[name] = sim_pos[producer[name]]
+            index[name] = producer[name]
+    for v in g.output:
+        if v.name in producer:
+            position.setdefault(v.name, sim_pos[producer[v.name]])
+            index.setdefault(v.name, producer[v.name])
+        elif v.name in graph_inputs or v.name in initializers:
+            position.setdefault(v.name, -1)
+            index.setdefault(v.name, -1)
+    return Cuts(
+        tuple(la.name for _, la in layers),
+        tuple(p for p, _ in layers),
+        start,
+        boundary,
+        position,
+        index,
+    )
+
+
+def _is_model_node(node: onnx.NodeProto, positions: Mapping[str, int]) -> bool:
+    return any(o in positions for o in node.output)
+
+
+def build_tail(
+    sim: onnx.ModelProto,
+    start: int,
+    boundary: Sequence[str],
+    types: Mapping[str, tuple[np.dtype, int]],
+) -> onnx.ModelProto:
+    """The simulation nodes from index ``start`` on (with the Constant nodes they read),
+    reading ``boundary`` as inputs; its outputs are ``sim``'s outputs produced there."""
+    g = sim.graph
+    nodes = list(g.node)
+    tail = nodes[start:]
+    produced = {o for n in tail for o in n.output if o}
+    wanted = {name for n in tail for name in node_reads(n)}
+    constants = [n for n in nodes[:start] if is_constant_node(n) and n.output[0] in wanted]
+    inputs = [v for v in g.input if v.name in wanted]
+    for name in boundary:
+        dtype, rank = types[name]
+        inputs.append(value_info(name, dtype, tuple([None] * rank)))
+    graph = helper.make_graph(
+        [*constants, *tail],
+        "bitlens_tail",
+        inputs,
+        [v for v in g.output if v.name in produced],
+        initializer=[t for t in g.initializer if t.name in wanted],
+    )
+    model = helper.make_model(graph, opset_imports=list(sim.opset_import))
+    model.ir_version = sim.ir_version
+    model.functions.extend(sim.functions)
+    return model
+
+
+class PrefixValues:
+    """Values of cut tensors per (structure, tensor, prefix state): a tuple over the
+    evaluation feeds. Least recently used entries go first past ``budget`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit  # never more than this
+        self.budget = limit  # what is kept now (the engine lowers it, see reuse.py)
+        self.nbytes = 0
+        self._values: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
+        self.types: dict[str, tuple[np.dtype, int]] = {}
+
+    def get(self, key: tuple) -> tuple[np.ndarray, ...] | None:
+        found = self._values.get(key)
+        if found is not None:
+            self._values.move_to_end(key)
+        return found
+
+    def put(self, key: tuple, values: Sequence[np.ndarray]) -> None:
+        """Keep ``values``, dropping the least recently used past the budget."""
+        if key in self._values:
+            self._values.move_to_end(key)
+            return
+        size = sum(v.nbytes for v in values)
+        if size > self.budget:
+            return
+        self._values[key] = tuple(values)
+        self.nbytes += size
+        while self.nbytes > self.budget and self._values:
+            _, old = self._values.popitem(last=False)
+            self.nbytes -= sum(v.nbytes for v in old)
+
+    def clear(self) -> None:
+        self._values.clear()
+        self.nbytes = 0

@@ -1,0 +1,171 @@
+"""Runs of a plan that reuse what an earlier plan computed upstream of a change.
+
+See :mod:`.prefix`: the evaluation runs the simulation graph from the cut of the first
+layer whose result is not cached yet, fed with the kept values of the tensors entering
+that part under the same prefix state, or the whole graph when they are not kept.
+Either way it keeps the values of every cut tensor it computed, for the next plan.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bitlens.core.engine import prefix
+from bitlens.core.engine.session import make_session
+from bitlens.core.plan import Plan
+
+if TYPE_CHECKING:
+    from bitlens.core.data import Dataset
+    from bitlens.core.engine.calibration import CalibrationMethod
+    from bitlens.core.engine.rewrite import SimGraph
+
+TAIL_SESSIONS = 8  # suffix sessions kept for re-evaluation (buffers: the shared arena)
+# Kept values: at most this many times what one whole run computes at the cuts (a plan
+# and the ones derived from it), and at most half the engine's activation budget.
+STATES_KEPT = 2
+_NOTHING_TO_RUN = 1 << 62  # a start past every node
+
+
+class PrefixRuns:
+    """Mixin: ``_plan_runs``, the evaluation feeds' values of a plan's outputs."""
+
+    data: Dataset
+    device: str
+    method: CalibrationMethod
+    reuse_prefix: bool  # False: always run the whole graph (the straightforward way)
+    _cuts: dict[tuple, prefix.Cuts | None]
+    _tails: OrderedDict[tuple, object]
+    _prefix_values: prefix.PrefixValues
+
+    def _state_keys(self, plan: Plan, cuts: prefix.Cuts) -> tuple[list[int], int]:
+        """Per layer in graph order, a key for everything that settles the values before its
+        cut (earlier layers' choices, the target's quantizers on earlier tensors, the
+        calibration); and the key after the last layer."""
+        pos = self._positions
+        placed = sorted(
+            ((pos.get(t, -1), t, q) for t, q in self.placement(plan).items()),
+            key=lambda item: item[0],
+        )
+        h, k = hash(("bitlens-prefix", self.method.value)), 0
+        before: list[int] = []
+        for here, name in zip(cuts.positions, cuts.order, strict=True):
+            while k < len(placed) and placed[k][0] < here:
+                h = hash((h, placed[k][1], placed[k][2]))
+                k += 1
+            before.append(h)
+            h = hash((h, name, self._choice_key(plan, name)))
+        for _, t, q in placed[k:]:
+            h = hash((h, t, q))
+        return before, h
+
+    def _plan_runs(
+        self,
+        skey: tuple,
+        sim: SimGraph,
+        whole: Callable[[], object],
+        plan: Plan,
+        feeds: Mapping[str, np.ndarray],
+        todo: Sequence[str],
+    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """``(i, values)`` per evaluation feed: the model outputs and the outputs of the
+        layers in ``todo`` (those whose errors are not cached) under ``plan``. ``whole()``
+        gives the session of the whole graph (built only when it runs)."""
+        samples, ev = self.data.samples, list(self.data.evaluation)
+        wanted = list(
+            dict.fromkeys([*self._output_names, *(sim.layer_outputs[n] for n in todo)])
+        )
+        cuts = self._cuts.get(skey) if self.reuse_prefix else None
+        if cuts is None:
+            for i, run in self._runs(whole(), wanted, lambda i: {**samples[i], **feeds}, ev):
+                yield i, dict(zip(wanted, run, strict=True))
+            return
+        before, final = self._state_keys(plan, cuts)
+
+        def key(t: str) -> tuple:
+            at = bisect_right(cuts.positions, cuts.position[t])
+            # No structure in the key: a tensor's value is settled by the prefix state alone,
+            # so a plan with another structure (the target moved its quantizers around the
+            # changed layer) still starts from what the plans before computed.
+            return (t, before[at] if at < len(before) else final)
+
+        start, kept, tail = self._tail_for(skey, sim, cuts, key, wanted, todo)
+        run_sess = whole() if tail is None and start != _NOTHING_TO_RUN else tail
+        ran = [t for t in wanted if cuts.index.get(t, 0) >= start]
+        keep = [t for t in cuts.tensors if cuts.index[t] >= start and t not in ran]
+        fetch = [*ran, *keep]
+        keepable = [t for t in fetch if t in cuts.position]
+        gathered: dict[str, list[np.ndarray]] = {t: [] for t in keepable}
+        where = {i: k for k, i in enumerate(ev)}
+
+        def feeds_of(i: int) -> dict[str, np.ndarray]:
+            return {**samples[i], **feeds, **{b: v[where[i]] for b, v in kept.items()}}
+
+        runs = self._runs(run_sess, fetch, feeds_of, ev) if fetch else ((i, []) for i in ev)
+        for i, run in runs:
+            values = dict(zip(fetch, run, strict=True))
+            for t in keepable:
+                gathered[t].append(values[t])
+            for t in wanted:
+                if t not in values:
+                    values[t] = kept[t][where[i]]
+            yield i, values
+        store = self._prefix_values
+        if start == 0:  # a whole run: room for about two plans' worth, within the limit
+            whole = sum(v.nbytes for vals in gathered.values() for v in vals)
+            store.budget = min(store.limit, STATES_KEPT * whole)
+        for t, vals in gathered.items():
+            store.types.setdefault(t, (vals[0].dtype, vals[0].ndim))
+            store.put(key(t), vals)
+
+    def _tail_for(self, skey, sim, cuts, key, wanted, todo):
+        """Where to start: (start, kept values, session). Everything kept: no run at all
+        (start past the end); else the latest cut at or before the first layer to measure
+        whose entering values and earlier outputs are kept (its tail session); else the
+        whole graph (0, {}, None)."""
+        store = self._prefix_values
+
+        def kept_values(names) -> dict[str, tuple[np.ndarray, ...]] | None:
+            found: dict[str, tuple[np.ndarray, ...]] = {}
+            for t in names:
+                got = store.get(key(t)) if t in cuts.position else None
+                if got is None:
+                    return None
+                found[t] = got
+            return found
+
+        if not todo:
+            every = kept_values(wanted)
+            if every is not None:
+                return _NOTHING_TO_RUN, every, None
+        order = cuts.order
+        measured = set(todo)
+        first = next((k for k, n in enumerate(order) if n in measured), len(order) - 1)
+        for k in range(first, -1, -1):
+            name = order[k]
+            if name not in cuts.start:
+                continue
+            s = cuts.start[name]
+            need = [*cuts.boundary[name], *(t for t in wanted if cuts.index.get(t, s) < s)]
+            kept = kept_values(need)
+            if kept is not None:
+                return s, kept, self._tail_session(skey, sim, name, cuts)
+        return 0, {}, None
+
+    def _tail_session(self, skey: tuple, sim: SimGraph, name: str, cuts: prefix.Cuts):
+        tkey = (skey, name)
+        if tkey in self._tails:
+            self._tails.move_to_end(tkey)
+            return self._tails[tkey]
+        model = prefix.build_tail(
+            sim.model, cuts.start[name], cuts.boundary[name], self._prefix_values.types
+        )
+        sess = make_session(model, self.device)
+        self._tails[tkey] = sess
+        while len(self._tails) > TAIL_SESSIONS:
+            self._tails.popitem(last=False)
+        return sess

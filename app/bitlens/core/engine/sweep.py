@@ -1,0 +1,168 @@
+"""The sensitivity sweep: one layer's weights at a time in each format, error at the
+first output, each run covering only what is downstream of the layer (see
+:mod:`.suffix`)."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+
+from bitlens.core import metrics
+from bitlens.core.engine import rewrite, suffix
+from bitlens.core.engine.session import make_session
+from bitlens.core.formats import Format, parse_format
+from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.results import Progress, SweepEntry
+from bitlens.core.weights import weight_bytes_after
+
+if TYPE_CHECKING:
+    from bitlens.core.data import Dataset
+    from bitlens.core.engine.store import ActivationStore
+    from bitlens.core.model.types import ModelInfo
+
+SUFFIX_SESSIONS = 4  # suffix sessions kept (their buffers come from the shared arena)
+SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-safely)
+
+
+class Sweep:
+    """Mixin: ``sweep`` over layers and formats."""
+
+    info: ModelInfo
+    data: Dataset
+    device: str
+    _store: ActivationStore
+    _suffixes: OrderedDict[str, tuple[object | None, tuple[str, ...]]]
+
+    def sweep(
+        self,
+        formats: Sequence[str | Format],
+        layers: Sequence[str] | None = None,
+        *,
+        suffix_runs: bool = True,
+    ) -> Generator[Progress, None, list[SweepEntry]]:
+        """Quantize one layer's weights at a time in each format; error at the first output.
+
+        With ``suffix_runs`` (the default) each run covers only the nodes downstream of the
+        layer, fed with the float values of what enters them (see :mod:`.suffix`); without,
+        the whole model runs each time (the straightforward way, same numbers to float32
+        rounding). Yields progress after each layer; the caller cancels by not resuming
+        (or ``close()``). Returns entries sorted worst first (lowest SQNR).
+        """
+        fmts = [parse_format(f) for f in formats]
+        names = list(self.info.layer_names if layers is None else layers)
+        yield from self.prepare()
+        ref = self._ensure_ref()
+        base = Plan(self.info)
+        sim, sess = self._session_for({})
+        float_feeds = self._float_weights()
+        out_name = self._output_names[0]
+        boundaries = self._sweep_boundaries(sim, names, out_name) if suffix_runs else {}
+        self._keep_float_values(sim, {b for bs in boundaries.values() for b in bs})
+        entries: list[SweepEntry] = []
+        workers = max(1, min(SWEEP_WORKERS, os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers, thread_name_prefix="bitlens-sweep") as pool:
+            for li, name in enumerate(names):
+                layer = self.info.layer(name)
+                runner = self._suffix(sim, name, out_name) if name in boundaries else None
+                per_format = []
+                for fmt in fmts:
+                    base.with_choices({name: LayerChoice(fmt)})  # validates the format here
+                    feeds = dict(float_feeds)
+                    for w in layer.weights:
+                        feeds[w.name] = self.quantized_weight(w, fmt, keep=False)
+                    per_format.append(feeds)
+
+                def one_run(
+                    job: tuple[int, int], runner=runner, per_format=per_format
+                ) -> np.ndarray:
+                    k, i = job
+                    feed = {**self.data.samples[i], **per_format[k]}
+                    if runner is None:
+                        return self._run(sess, [out_name], feed)[0]
+                    if runner[0] is None:  # the output does not depend on this layer
+                        return ref[out_name][i]
+                    upstream = {b: ref[b][i] for b in runner[1]}
+                    return self._run(runner[0], [out_name], {**feed, **upstream})[0]
+
+                # ORT leaves a core idle in sequential parts (an LSTM over time): runs of the
+                # layer's formats and feeds go two at a time; errors are summed in feed order.
+                ev = self.data.evaluation
+                jobs = [(k, i) for k in range(len(fmts)) for i in ev]
+                got = dict(zip(jobs, pool.map(one_run, jobs), strict=True))
+                for k, fmt in enumerate(fmts):
+                    sums = metrics.ErrorSums()
+                    for i in ev:
+                        sums.add(ref[out_name][i], got[(k, i)])
+                    entries.append(
+                        SweepEntry(name, fmt.name, sums.result(), weight_bytes_after(layer, fmt))
+                    )
+                del got
+                yield Progress(li + 1, len(names), f"sweep: {name}")
+        self._release_float_weights()
+        entries.sort(key=lambda e: e.output.sqnr_db)
+        return entries
+
+    def _sweep_boundaries(
+        self, sim: rewrite.SimGraph, names: Sequence[str], out_name: str
+    ) -> dict[str, tuple[str, ...]]:
+        """Per main-graph layer the sweep can run as a suffix, the tensors entering it."""
+        main = {layer.name for layer in rewrite.main_layers(self.info)}
+        out: dict[str, tuple[str, ...]] = {}
+        for name in names:
+            if name not in main:
+                continue
+            layer = self.info.layer(name)
+            try:
+                out[name] = suffix.boundary_names(
+                    sim.model, layer.outputs[0], out_name, [w.name for w in layer.weights]
+                )
+            except suffix.NotASuffix:
+                continue
+        return out
+
+    def _keep_float_values(self, sim: rewrite.SimGraph, names: set[str]) -> None:
+        """Make sure the float reference holds ``names`` on every evaluation feed, running the
+        float model once more (only if some are missing) with them exposed as outputs."""
+        ref = self._ensure_ref()
+        missing = sorted(
+            n
+            for n in names
+            if n not in ref.types or any((n, i) not in self._store for i in self.data.evaluation)
+        )
+        missing = [n for n in missing if n not in {t.name for t in self.info.inputs}]
+        if not missing:
+            return
+        model = onnx.ModelProto()
+        model.CopyFrom(sim.model)
+        exposed = {v.name for v in model.graph.output}
+        model.graph.output.extend(
+            rewrite.value_info_for(self.info, n) for n in missing if n not in exposed
+        )
+        sess = make_session(model, self.device)
+        weights = self._float_weights()
+        for i in self.data.evaluation:
+            values = self._run(sess, missing, {**self.data.samples[i], **weights})
+            for n, v in zip(missing, values, strict=True):
+                ref.types.setdefault(n, (v.dtype, v.ndim))
+                if (n, i) not in self._store:
+                    self._store.put(n, i, v)
+
+    def _suffix(self, sim: rewrite.SimGraph, name: str, out_name: str):
+        """The (session, boundary) running the part of the float graph downstream of layer
+        ``name`` (session None when ``out_name`` does not depend on it); built once, cached."""
+        if name in self._suffixes:
+            self._suffixes.move_to_end(name)
+            return self._suffixes[name]
+        layer = self.info.layer(name)
+        part = suffix.build_suffix(sim.model, layer.outputs[0], out_name, self._ensure_ref().types)
+        sess = None if part.model is None else make_session(part.model, self.device)
+        self._suffixes[name] = (sess, part.boundary)
+        while len(self._suffixes) > SUFFIX_SESSIONS:
+            self._suffixes.popitem(last=False)
+        return self._suffixes[name]

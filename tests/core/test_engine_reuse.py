@@ -1,0 +1,120 @@
+"""Re-evaluation from kept quantized values at layer cuts (engine/prefix.py, reuse.py) gives
+exactly what running the whole simulation graph gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine, prefix
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import LayerChoice, Plan
+from tests.core.engine_models import small_cnn
+from tests.core.test_engine_scale import deep_mlp, residual_two_outputs
+from tests.core.test_targets import silu_net
+
+
+def _plans(info) -> list[Plan]:
+    """W8A8, then one layer changed at a time (weights, activations, both, back), two at
+    once, another target, the same plan again, and a float plan."""
+    base = Plan.preset(info, "W8A8")
+    names = [la.name for la in info.layers]
+    plans = [base]
+    for name in names:
+        plans.append(base.with_choices({name: LayerChoice.of("int4 sym ch", "uint8 asym")}))
+        plans.append(base.with_choices({name: LayerChoice.of("int2 sym ch", "int8 sym")}))
+    plans.append(base)
+    plans.append(base.with_choices({names[-1]: LayerChoice.of("int2 sym ch")}))
+    if len(names) > 2:
+        plans.append(
+            base.with_choices(
+                {names[1]: LayerChoice.of("int4 sym ch"), names[-2]: LayerChoice.of("bin ch")}
+            )
+        )
+    plans.append(base.with_target("none"))
+    plans.append(base.with_target("none").with_choices({names[-1]: LayerChoice.of("int4 sym ch")}))
+    plans.append(Plan.preset(info, "W4A8"))
+    plans.append(Plan.preset(info, "W4A8"))
+    plans.append(Plan(info))
+    return plans
+
+
+def _data(info, n: int, dims: dict) -> Dataset:
+    return Dataset.random(info, n=n, seed=5, dims=dims)
+
+
+@pytest.mark.parametrize(
+    ("build", "dims"),
+    [
+        (small_cnn, {}),
+        (residual_two_outputs, {"N": 3}),
+        (lambda: deep_mlp(8), {"N": 4}),
+        (silu_net, {}),
+    ],
+    ids=["cnn", "residual_shared_weight", "mlp", "target_quantizers"],
+)
+def test_reevaluation_from_kept_values_equals_the_whole_graph(build, dims, monkeypatch) -> None:
+    loaded = from_proto(build())
+    data = _data(loaded.info, 6, dims)
+    plans = _plans(loaded.info)
+    tails = []
+    real = prefix.build_tail
+    monkeypatch.setattr(
+        prefix, "build_tail", lambda *a, **k: tails.append(a[1]) or real(*a, **k)
+    )
+    fast = Engine(loaded, data, device="cpu")
+    got = [fast.evaluate(p) for p in plans]
+    slow = Engine(loaded, data, device="cpu")
+    slow.reuse_prefix = False
+    want = [slow.evaluate(p) for p in plans]
+    assert got == want
+    assert tails, "no re-evaluation ran a suffix"
+    # and against engines that saw only that plan (nothing kept from earlier plans)
+    for p, g in list(zip(plans, got, strict=True))[:: max(1, len(plans) // 4)]:
+        alone = Engine(loaded, data, device="cpu")
+        alone.reuse_prefix = False
+        assert alone.evaluate(p) == g
+
+
+def test_cuts_leave_out_layers_whose_weight_is_read_before_them() -> None:
+    """Ws is read by mm_s1 and mm_s2: no cut after mm_s1 may start a suffix (mm_s1 would
+    keep its old weights), and every crossing tensor is an output of the whole graph."""
+    loaded = from_proto(residual_two_outputs())
+    engine = Engine(loaded, _data(loaded.info, 4, {"N": 2}), device="cpu")
+    sim, _ = engine._session_for({})
+    cuts = engine._cuts[engine._structure({})]
+    assert cuts is not None
+    assert {"mm_a", "mm_b", "mm_s1"} <= set(cuts.start)
+    assert not {"mm_c", "mm_s2"} & set(cuts.start)
+    outputs = {v.name for v in sim.model.graph.output}
+    assert set(cuts.tensors) <= outputs
+    assert cuts.boundary["mm_b"] == ("r",)
+
+
+def test_kept_values_stay_within_their_budget() -> None:
+    store = prefix.PrefixValues(100)
+    a = np.zeros(10, np.float32)  # 40 bytes
+    store.put(("k", 1), [a])
+    store.put(("k", 2), [a])
+    assert store.get(("k", 1)) is not None  # now the most recent
+    store.put(("k", 3), [a])
+    assert store.nbytes == 80 and store.get(("k", 2)) is None
+    store.put(("big",), [np.zeros(100, np.float32)])  # larger than the budget: not kept
+    assert store.get(("big",)) is None and store.nbytes == 80
+
+
+def test_a_weight_shared_with_a_later_layer_changes_the_earlier_layers_errors() -> None:
+    """mm_s1 and mm_s2 read the same Ws; the weight fed is the one mm_s2 (last in the plan)
+    quantizes. Changing only mm_s2 therefore changes mm_s1's results too: the cached
+    errors of mm_s1 from the plan before must not be reused (they were, before)."""
+    loaded = from_proto(residual_two_outputs())
+    data = _data(loaded.info, 6, {"N": 3})
+    base = Plan.preset(loaded.info, "W8A8")
+    changed = base.with_choices({"mm_s2": LayerChoice.of("int2 sym ch")})
+    engine = Engine(loaded, data, device="cpu")
+    engine.evaluate(base)
+    after = engine.evaluate(changed)
+    fresh = Engine(loaded, data, device="cpu").evaluate(changed)
+    assert after.layers["mm_s1"] == fresh.layers["mm_s1"]
+    assert after == fresh
