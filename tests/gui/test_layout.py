@@ -6,7 +6,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from bitlens.gui.main_window import MIN_SIDE_PANE, MainWindow
+from bitlens.gui.main_window import MainWindow
+from bitlens.gui.window_layout import MIN_SIDE_PANE
 from tests.gui.conftest import open_model
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any
 
+from bitlens.core.compare import db_text
 from bitlens.core.data import Dataset, load_path
 from bitlens.core.dims import MissingDimension, needed_dims
 from bitlens.core.engine import Engine
@@ -177,11 +177,7 @@ def dump_json(obj: Any) -> str:
 
 
 def fmt_db(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:.1f}"
+    return db_text(x)  # one rule for every dB the CLI prints
 
 
 def fmt_bytes(n: int) -> str:

@@ -11,6 +11,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from bitlens.cli import compare_report
 from bitlens.cli.common import (
     add_data_arguments,
     add_target_argument,
@@ -21,6 +22,7 @@ from bitlens.cli.common import (
     open_model,
 )
 from bitlens.cli.search import add_metric_argument
+from bitlens.core.compare import render_model_comparison, render_plan_comparison
 from bitlens.core.compute import compute_of
 from bitlens.core.export import accounting
 from bitlens.core.nonfinite import nonfinite_warning
@@ -55,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also run the plan as deployed (exported, default ONNX Runtime session: the "
         "integer kernels' numbers) and compare it with the simulation",
     )
+    compare_report.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -84,9 +87,11 @@ def read_plan(path: Path, info) -> Plan:
 
 
 def run(args: argparse.Namespace) -> int:
+    compare_report.check_report_target(args)
     metric = load_metric(args.metric) if args.metric else None
     model = open_model(args.model)
     plan = load_plan(args, model)
+    other = compare_report.model_comparison(args, model, plan)  # before the long part
     engine = calibrated_engine(args, model)
     ev = evaluate_with(engine, plan, metric)
     flags = no_saving(model.info, plan)
@@ -94,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.export_size:
         size = drain(accounting.predict(engine, plan))
     rows = _deployed(engine, plan) if args.deployed else None
+    b = compare_report.plan_comparison(args, model, engine, plan, ev, metric)
     if args.json:
         d = ev.to_dict()
         d["compute"] = compute_of(engine).to_dict(model.info, plan)
@@ -102,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
             d["export_size"] = dataclasses.asdict(size)
         if rows is not None:
             d["deployed"] = [r.to_dict() for r in rows]
+        if b is not None:
+            d["compare_plan"] = b[2].to_dict()
+        if other is not None:
+            d["compare_model"] = other.to_dict()
         print(dump_json(d))
     else:
         print(render(ev))
@@ -117,10 +127,23 @@ def run(args: argparse.Namespace) -> int:
                 same = "bit-exact" if r.exact else f"max |Δ| {r.max_abs_difference:.3g}"
                 print(f"  {r.name}: SQNR simulated {fmt_db(r.simulated.sqnr_db)}, deployed "
                       f"{fmt_db(r.deployed.sqnr_db)}; {same}")  # fmt: skip
+        if b is not None:
+            print("\n" + render_plan_comparison(b[2], _kind(ev)))
+        if other is not None:
+            print("\n" + render_model_comparison(other))
+    if b is not None:
+        compare_report.report(args, model, engine, b[0], b[1], b[2], other)
+    else:
+        compare_report.report(args, model, engine, plan, ev, None, other)
     warning = nonfinite_warning(engine, plan)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _kind(ev: Evaluation) -> str:
+    """The error kind the deltas show: accumulated when measured (there are data), else weight."""
+    return "accumulated" if any(r.accumulated for r in ev.layers.values()) else "weight"
 
 
 def no_saving(info, plan: Plan) -> list[str]:

@@ -40,7 +40,8 @@ _JSON_CHECK_MAX = 64 << 20  # an existing "JSON" file bigger than this is not on
 _TMP_RE = re.compile(r"^(?P<name>.+)\.bitlens-(?P<pid>\d+)-[a-z0-9_]{8}\.tmp$")
 _STAGING_RE = re.compile(r"^(?P<name>.+)\.bitlens-staging-(?P<pid>\d+)\.onnx$")
 
-KINDS = ("json", "onnx")
+KINDS = ("json", "onnx", "html")
+_KIND_NAMES = {"json": "JSON", "onnx": "an ONNX model", "html": "an HTML page"}
 
 
 # -- guarding a target ----------------------------------------------------------------------
@@ -68,7 +69,7 @@ def check_output(
 ) -> Path:
     """Refuse an output path that would destroy something; return it as a Path.
 
-    ``kind`` is ``"json"`` or ``"onnx"``: an existing file at ``path`` is
+    ``kind`` is ``"json"``, ``"onnx"`` or ``"html"``: an existing file at ``path`` is
     replaced only when it already is a file of that kind. ``inputs`` are the
     files the same run reads (model, plan, data): none of them may be the
     target.
@@ -99,7 +100,7 @@ def check_output(
     if st.st_size and not _is_kind(target, kind, st.st_size):
         raise BitlensError(
             f"refusing to replace {target} with the {what}: the existing file is not "
-            f"{'an ONNX model' if kind == 'onnx' else 'JSON'}; choose another name or remove it"
+            f"{_KIND_NAMES[kind]}; choose another name or remove it"
         )
     return target
 
@@ -110,6 +111,8 @@ def _is_kind(path: Path, kind: str, size: int) -> bool:
             if kind == "onnx":
                 head = fh.read(1)
                 return bool(head) and head[0] in _MODEL_FIRST_TAGS and not _is_text(path)
+            if kind == "html":
+                return _is_html(fh.read(1024))
             if size > _JSON_CHECK_MAX:
                 return False
             data = fh.read(_JSON_CHECK_MAX)
@@ -120,6 +123,13 @@ def _is_kind(path: Path, kind: str, size: int) -> bool:
     except (UnicodeDecodeError, ValueError, RecursionError):
         return False
     return True
+
+
+def _is_html(head: bytes) -> bool:
+    """An HTML page starts (after a byte-order mark, blanks or comments) with its doctype or
+    its ``<html`` tag; a report is never written over anything else."""
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n").lower()
+    return text.startswith(("<!doctype html", "<html", "<!--"))
 
 
 def _is_text(path: Path) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from bitlens.core import codes
 from bitlens.core.errors import BitlensError, DataError, PlanError
 from bitlens.core.export import accounting
 from bitlens.core.export.exporter import ExportOptions, check_target
@@ -49,6 +50,7 @@ class Controller(QObject):
     dimsNeeded = Signal()  # the open model has no input data: ask for its dynamic sizes
     nonfinite = Signal(str)  # the evaluated plan's outputs hold NaN/inf: which layer first
     sizePredicted = Signal(object, object)  # Plan, accounting.ExportSize of its export
+    codesReady = Signal(object, object)  # the request, a CodeSlice or why there is none
 
     def __init__(self, document: Document, parent: QObject | None = None, device: str = "auto"):
         super().__init__(parent)
@@ -125,7 +127,8 @@ class Controller(QObject):
         )  # fmt: skip
 
     def _on_opened(self, session: Session, what: object) -> None:
-        for key in ("detail", "evaluate", "outputs", "sweep", "search", "nonfinite", "size"):
+        for key in ("detail", "evaluate", "outputs", "sweep", "search", "nonfinite", "size",
+                    "codes"):
             self.runner.discard(key)  # computed with the previous engine
         self.detail = None
         self.sizes = {}
@@ -273,6 +276,23 @@ class Controller(QObject):
             return
         self.detail = detail
         self.detailChanged.emit(detail)
+
+    def request_codes(self, layer: str, choice: Any, start: int, count: int) -> Job | None:
+        """A slice of the layer's weight codes in ``choice``'s format (the detail's Codes tab)."""
+        session = self.session
+        if session is None or layer not in session.info.layer_names:
+            return None
+        asked = (layer, choice, start, count)
+
+        def failed(exc: BaseException) -> None:  # e.g. no weights: said in the tab, not an error
+            self.codesReady.emit(asked, str(exc))
+
+        return self.runner.submit(
+            Job("codes", f"Codes of {layer}", codes.layer_code_slice,
+                (session.model, session.info.layer(layer), choice.weight, start, count),
+                on_result=lambda s: self.codesReady.emit(asked, s), on_error=failed,
+                quiet=True, cancellable=False)
+        )  # fmt: skip
 
     # -- sweep ----------------------------------------------------------------------------------
     def run_sweep(self, formats: Sequence[str], layers: Sequence[str] | None = None) -> Job | None:

@@ -19,6 +19,7 @@ from bitlens.core.errors import PlanError
 from bitlens.core.model.types import Layer, ModelInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Evaluation
+from bitlens.gui.ab_compare import ABCompare
 from bitlens.gui.error_kind import ErrorKind
 from bitlens.gui.jobs import OutputPairs, Session
 from bitlens.gui.selection import LayerSelection
@@ -47,6 +48,7 @@ class Document(QObject):
         self.undo_stack = QUndoStack(self)
         self.selection = LayerSelection(self)
         self.error_kind = ErrorKind(self)  # which error every view colours and plots
+        self.ab = ABCompare(self)  # a pinned plan A the current plan is compared with
 
     # -- what is open ---------------------------------------------------------------------
     @property

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from bitlens.core.viewdata import Distribution
 from bitlens.gui import colors
 from bitlens.gui.activation_sandbox import ActivationSandbox
+from bitlens.gui.codes_view import CodesView
 from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.jobs import LayerDetail
 from bitlens.gui.recovery_table import RecoveryTable
@@ -81,6 +82,12 @@ class LayerDetailView(QWidget):
             1, "Every activation format on this layer's input: static (calibrated range) and "
             "dynamic (range of each input at run time), side by side"
         )
+        # the codes of the chosen weight format, next to the sandboxes
+        self.codes = CodesView(self)
+        self.sandboxes.addTab(self.codes, "Codes")
+        self.sandboxes.setTabToolTip(2, "The weights' integer codes, scales and rebuilt values")
+        self.sandboxes.setUsesScrollButtons(True)  # the tab bar never sets the pane's width
+        self.sandboxes.setElideMode(Qt.TextElideMode.ElideRight)
         splitter = QSplitter(Qt.Orientation.Vertical, self)
         splitter.addWidget(self.weight_plot)
         splitter.addWidget(self.act_plot)
@@ -107,6 +114,7 @@ class LayerDetailView(QWidget):
         self._draw(self.act_plot, None, "input activation")
         self.sandbox.setRowCount(0)
         self.act_sandbox.setRowCount(0)
+        self.codes.set_target(None, None)
         self.recovery.setRowCount(0)
 
     def show_detail(self, detail: LayerDetail | None) -> None:
@@ -117,8 +125,10 @@ class LayerDetailView(QWidget):
             self._draw(self.act_plot, None, "input activation")
             self.sandbox.setRowCount(0)
             self.act_sandbox.setRowCount(0)
+            self.codes.set_target(None, None)
             self.recovery.setRowCount(0)
             return
+        self.codes.set_target(detail.layer, detail.choice)
         c = detail.choice
         w = fmt_format(None if c.weight is None else c.weight.name)
         a = fmt_format(None if c.activation is None else c.activation.name)

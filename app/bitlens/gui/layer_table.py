@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMenu,
     QPushButton,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -40,7 +41,13 @@ from bitlens.core.targets import TARGET_TITLES, TARGETS
 from bitlens.gui.document import Document
 from bitlens.gui.format_delegate import FormatDelegate
 from bitlens.gui.format_help import add_format_tooltips
-from bitlens.gui.layer_table_model import NAME_ROLE, SORT_ROLE, Column, LayerTableModel
+from bitlens.gui.layer_table_model import (
+    AB_COLUMNS,
+    NAME_ROLE,
+    SORT_ROLE,
+    Column,
+    LayerTableModel,
+)
 from bitlens.gui.layer_table_view import FrozenColumnTableView
 from bitlens.gui.text import FLOAT_LABEL, split_dynamic, with_dynamic
 
@@ -181,6 +188,7 @@ class LayerTable(QWidget):
         bottom.addWidget(QLabel("activations:", self))
         bottom.addWidget(self.act_combo, 1)
         bottom.addWidget(self.apply_button)
+        self.tools = bottom  # the window adds its tool buttons (Pin A) at the end
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
@@ -192,8 +200,33 @@ class LayerTable(QWidget):
         document.planChanged.connect(self._show_target)
         document.planChanged.connect(self._show_matching_preset)
         document.evaluationChanged.connect(self._on_first_evaluation)
+        document.ab.changed.connect(self._show_ab_columns)
+        self._place_ab_columns()
         self._sized = False
         self._on_model_changed()
+
+    def add_tool_action(self, action) -> QToolButton:
+        """A button for one of the window's actions at the end of the table's tool row."""
+        button = QToolButton(self)
+        button.setDefaultAction(action)
+        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.tools.addWidget(button)
+        return button
+
+    def _place_ab_columns(self) -> None:
+        """The A/B deltas sit right after the error columns they compare, hidden until a plan
+        A is pinned."""
+        header = self.view.horizontalHeader()
+        for offset, col in enumerate(AB_COLUMNS, 1):
+            header.moveSection(header.visualIndex(col), header.visualIndex(Column.ACCUMULATED) + offset)
+        self._show_ab_columns()
+
+    def _show_ab_columns(self) -> None:
+        for col in AB_COLUMNS:
+            self.view.setColumnHidden(col, not self._doc.ab.pinned)
+        if self._doc.ab.pinned:
+            for col in AB_COLUMNS:
+                self.view.resizeColumnToContents(col)
 
     # -- commands --------------------------------------------------------------------------------
     def _context_menu(self, pos) -> None:

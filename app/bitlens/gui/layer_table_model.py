@@ -23,6 +23,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QFont
 
+from bitlens.core.compare import LayerDelta, verdict
 from bitlens.core.compute import compute_of
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.accounting import cannot_save
@@ -32,6 +33,7 @@ from bitlens.core.plan import LayerChoice, activation_choices, weight_choices
 from bitlens.core.recovery import RECOVERY_CHOICES, parse_recovery
 from bitlens.core.results import LayerResult, TensorError
 from bitlens.gui import colors
+from bitlens.gui.ab_compare import signed_bytes, signed_db, verdict_color
 from bitlens.gui.document import Document
 from bitlens.gui.error_kind import ERROR_KINDS
 from bitlens.gui.format_help import format_tooltip
@@ -67,8 +69,10 @@ class Column(IntEnum):
     LOCAL = 8
     ACCUMULATED = 9
     RAN_AS = 10
-    RECOVERY = 11
-    BOPS = 12
+    DELTA_ERROR = 11  # B - A of the coloured error kind, while a plan A is pinned
+    DELTA_BYTES = 12
+    RECOVERY = 13
+    BOPS = 14
 
 
 HEADERS = {
@@ -84,12 +88,17 @@ HEADERS = {
     Column.ACCUMULATED: ("Accum. SQNR", ERROR_KINDS["accumulated"][1]),
     Column.RAN_AS: ("Ran as", "The kernel ONNX Runtime ran for the layer in the last export "
                     "of this plan (QLinearConv, Conv (NCHWc) float, MatMulNBits ...)"),
+    Column.DELTA_ERROR: ("Δ SQNR vs A", "This plan's SQNR minus the pinned plan A's, of the "
+                         "error kind chosen in the plots (▲ blue better, ▼ orange worse)"),
+    Column.DELTA_BYTES: ("Δ size vs A", "This plan's weight bytes minus plan A's (▲ blue "
+                         "smaller, ▼ orange larger)"),
     Column.RECOVERY: ("Recovery", "Accuracy recovery for the weights, from calibration data: "
                       "GPTQ, bias correction, AWQ or clipping search by output error "
                       "(double-click to change)"),
     Column.BOPS: ("BOPs", "Bit-operations: MACs x weight bits x activation bits, per sample "
                   "at the data's input sizes (hover for the MACs)"),
 }
+AB_COLUMNS = (Column.DELTA_ERROR, Column.DELTA_BYTES)  # shown only while a plan A is pinned
 ERROR_COLUMNS = (Column.WEIGHT_SQNR, Column.LOCAL, Column.ACCUMULATED)
 KIND_COLUMN = {
     "weight": Column.WEIGHT_SQNR,
@@ -113,6 +122,7 @@ class LayerTableModel(QAbstractTableModel):
         document.evaluationChanged.connect(self._on_evaluation_changed)
         document.ranAsChanged.connect(self._on_plan_changed)
         document.error_kind.changed.connect(self._on_kind_changed)
+        document.ab.changed.connect(lambda: self._changed(Column.DELTA_ERROR, Column.DELTA_BYTES))
         self._on_model_changed()
 
     # -- lookups --------------------------------------------------------------------------
@@ -182,6 +192,12 @@ class LayerTableModel(QAbstractTableModel):
             return None
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(layer, col)
+        if col in AB_COLUMNS and role in (Qt.ItemDataRole.BackgroundRole,
+                                          Qt.ItemDataRole.ForegroundRole):
+            v = self._ab_verdict(layer, col)
+            if role == Qt.ItemDataRole.BackgroundRole:
+                return verdict_color(v)
+            return colors.INK if verdict_color(v) is not None else None
         coloured = col == KIND_COLUMN[self._doc.error_kind.kind]
         if role == Qt.ItemDataRole.BackgroundRole and coloured:
             scale = self._doc.error_kind.scale(self._doc.evaluation)
@@ -190,14 +206,14 @@ class LayerTableModel(QAbstractTableModel):
             return colors.INK if self._error(layer, col) is not None else None
         if (
             role == Qt.ItemDataRole.FontRole
-            and col in (Column.SIZE, *ERROR_COLUMNS)
+            and col in (Column.SIZE, *ERROR_COLUMNS, *AB_COLUMNS)
             and not self._doc.evaluation_current
         ):
             font = QFont()
             font.setItalic(True)
             return font
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (
-            Column.PARAMS, Column.SIZE, Column.BOPS, *ERROR_COLUMNS,
+            Column.PARAMS, Column.SIZE, Column.BOPS, *ERROR_COLUMNS, *AB_COLUMNS,
         ):  # fmt: skip
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -278,12 +294,31 @@ class LayerTableModel(QAbstractTableModel):
             return f"{fmt_bytes(layer.nbytes)} → {after}{flag}"
         if col == Column.RAN_AS:
             return self._ran_as(layer) or ""
+        if col == Column.DELTA_ERROR:
+            d = self._delta(layer)
+            return "" if d is None else signed_db(d.delta_db(self._doc.error_kind.kind))
+        if col == Column.DELTA_BYTES:
+            d = self._delta(layer)
+            return "" if d is None else signed_bytes(d.delta_bytes)
         if col == Column.RECOVERY:
             return RECOVERY_OFF if choice.recovery is None else choice.recovery.value
         if col == Column.BOPS:
             bops = self._bops(layer)
             return NONE if bops is None else fmt_count(bops)
         return fmt_db(_sqnr(self._error(layer, col)))
+
+    def _delta(self, layer: Layer) -> LayerDelta | None:
+        c = self._doc.ab.comparison
+        return None if c is None or not self._doc.ab.pinned else c.layer(layer.name)
+
+    def _ab_verdict(self, layer: Layer, col: Column) -> str:
+        d = self._delta(layer)
+        if d is None:
+            return ""
+        if col == Column.DELTA_ERROR:
+            return verdict(d.delta_db(self._doc.error_kind.kind))
+        db = d.delta_bytes
+        return "" if db is None else verdict(float(db), higher_is_better=False, tol=0.0)
 
     def _bops(self, layer: Layer) -> int | None:
         session = self._doc.session if self._doc.is_open else None
@@ -316,6 +351,13 @@ class LayerTableModel(QAbstractTableModel):
         if col == Column.SIZE:
             r = self._result(layer)
             return float(layer.nbytes if r is None else r.bytes_after)
+        if col in AB_COLUMNS:
+            d = self._delta(layer)
+            v = None if d is None else (
+                d.delta_db(self._doc.error_kind.kind) if col == Column.DELTA_ERROR
+                else d.delta_bytes
+            )  # fmt: skip
+            return _MISSING if v is None or math.isnan(v) else max(min(float(v), 1e300), -1e300)
         if col in ERROR_COLUMNS:
             s = _sqnr(self._error(layer, col))
             if s is None or math.isnan(s):
@@ -341,6 +383,14 @@ class LayerTableModel(QAbstractTableModel):
             if layer.graph_path:
                 lines.append(f"inside {layer.graph_path}")
             return "\n".join(lines)
+        if col in AB_COLUMNS:
+            d = self._delta(layer)
+            if d is None:
+                return None
+            kind = self._doc.error_kind.kind
+            sa, sb = d.sqnr(kind)
+            return (f"A: {d.choice_a}\nB: {d.choice_b}\n{kind} SQNR A {fmt_db(sa)}, "
+                    f"B {fmt_db(sb)}\nweights A {fmt_bytes(d.bytes_a)}, B {fmt_bytes(d.bytes_b)}")
         if col in ERROR_COLUMNS:
             err = self._error(layer, col)
             if err is None:
@@ -371,7 +421,7 @@ class LayerTableModel(QAbstractTableModel):
 
     def _on_kind_changed(self) -> None:
         self.headerDataChanged.emit(Qt.Orientation.Horizontal, Column.WEIGHT_SQNR, Column.ACCUMULATED)
-        self._changed(Column.WEIGHT_SQNR, Column.ACCUMULATED)
+        self._changed(Column.WEIGHT_SQNR, Column.DELTA_ERROR)
 
     def _changed(self, first: Column, last: Column) -> None:
         if self._layers:

@@ -1,59 +1,44 @@
-"""The Bitlens main window: menus, docks and the wiring between them.
+"""The Bitlens main window: its panes and the wiring between them.
 
 The layer table is the central editor; the graph, plots, layer detail,
 outputs and sweep results are docks that follow the one shared selection.
 Every command either edits the plan through the document (undoable) or
 starts a job through the controller (never blocking); failures land in the
-message bar above the table.
+message bar above the table. The menus (``window_menus``), the file commands
+(``window_files``) and the panes' layout (``window_layout``) are mixins of
+their own; this module builds the panes and routes the events between them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import (
-    QAction,
-    QActionGroup,
-    QCloseEvent,
-    QDragEnterEvent,
-    QDropEvent,
-    QKeySequence,
-    QShowEvent,
-)
+from PySide6.QtGui import QCloseEvent, QShowEvent
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
-    QFileDialog,
     QLabel,
     QMainWindow,
-    QMenu,
-    QMessageBox,
     QStackedWidget,
-    QTabBar,
     QVBoxLayout,
     QWidget,
 )
 
-from bitlens.core import samples
-from bitlens.core.dims import needed_dims, suggest_dims
-from bitlens.core.engine import CalibrationMethod
+from bitlens.core.dims import needed_dims
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.exporter import ExportOptions
-from bitlens.core.export.fidelity import default_report_path
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
 from bitlens.core.search import Point
+from bitlens.gui.ab_compare import ABStatusLabel
 from bitlens.gui.activation_sandbox import apply_activation
 from bitlens.gui.controller import Controller
-from bitlens.gui.data_dialog import DataDialog
 from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.document import Document
-from bitlens.gui.export_options import ExportOptionsDialog
 from bitlens.gui.export_report import ExportReportDialog
 from bitlens.gui.export_size_label import ExportSizeLabel
 from bitlens.gui.format_help import FormatReferenceDialog
@@ -70,10 +55,12 @@ from bitlens.gui.settings import STATE_VERSION, AppSettings
 from bitlens.gui.status_panel import StatusPanel
 from bitlens.gui.sweep_dialog import SweepDialog
 from bitlens.gui.sweep_view import SweepView
-from bitlens.gui.theme import THEMES, apply_theme
+from bitlens.gui.theme import apply_theme
+from bitlens.gui.window_compare import CompareCommandsMixin
+from bitlens.gui.window_files import FileCommandsMixin
+from bitlens.gui.window_layout import LayoutMixin
+from bitlens.gui.window_menus import MenusMixin
 
-MODEL_FILTER = "ONNX models (*.onnx);;All files (*)"
-PLAN_FILTER = "Bitlens plans (*.json);;All files (*)"
 WELCOME = (
     "<h2>Bitlens</h2><p>Open an ONNX model to choose a number format per layer<br>"
     "and see the error against the bytes saved.</p>"
@@ -81,12 +68,9 @@ WELCOME = (
 )
 # Failures that a later success of the same kind makes stale (by the words they start with)
 EDIT_FAILURES = ("Evaluating", "Setting", "Applying preset")  # cleared by a good evaluation
-FILE_FAILURES = ("Saving", "Opening the plan", "Importing", "Exporting ORT")  # by a good save/open
-DEFAULT_SIZE = (1400, 880)  # shrunk to the screen's free area when that is smaller
-MIN_SIDE_PANE = 220  # a restored side pane narrower than this gets this width back
 
 
-class MainWindow(QMainWindow):
+class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixin, QMainWindow):
     def __init__(
         self,
         settings: AppSettings | None = None,
@@ -157,8 +141,11 @@ class MainWindow(QMainWindow):
             self.controller, self, options=lambda: getattr(self, "export_options", None)
         )
         self.statusBar().addPermanentWidget(self.export_size)  # a tip never hides it
+        self.ab_status = ABStatusLabel(self.document.ab, self)  # A → B, while A is pinned
+        self.statusBar().addPermanentWidget(self.ab_status)
 
         self._build_menus()
+        self.pin_button = self.table.add_tool_action(self.act_pin)
         self._connect()
         self._default_state = self.saveState(STATE_VERSION)  # what View ▸ Reset Layout restores
         self._size_docks()
@@ -166,167 +153,14 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._update_actions()
 
-    # -- construction -----------------------------------------------------------------------------
-    def _fit_to_screen(self) -> None:
-        """Open at a comfortable size that never exceeds the screen's free area (a laptop's
-        1366x768 keeps its status bar on screen)."""
-        screen = self.screen() or QApplication.primaryScreen()
-        w, h = DEFAULT_SIZE
-        if screen is not None:
-            free = screen.availableGeometry()
-            # the frame and title bar take some pixels the geometry does not count
-            w, h = min(w, free.width() - 16), min(h, free.height() - 48)
-        self.resize(max(w, 640), max(h, 480))
 
-    def _size_docks(self) -> None:
-        """Share the width and height between the panes in proportion to the window."""
-        width, height = max(self.width(), 800), max(self.height(), 500)
-        side = [self.docks["graph"], self.docks["detail"]]
-        self.resizeDocks(side, [int(width * 0.2), int(width * 0.3)], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["plots"]], [int(height * 0.33)], Qt.Orientation.Vertical)
-
-    def reset_layout(self) -> None:
-        """View ▸ Reset Layout: every pane back where and how big it first was."""
-        for dock in self.docks.values():
-            dock.setFloating(False)
-        self.restoreState(self._default_state, STATE_VERSION)
-        for dock in self.docks.values():
-            dock.show()
-        self.docks["detail"].raise_()
-        self.docks["plots"].raise_()
-        self._size_docks()
-
-    def _unstick_docks(self) -> None:
-        """A restored layout may have squeezed a side pane to a sliver (the window once
-        shrank): give any visible, docked pane below a usable width its share back."""
-        narrow = [
-            d for d in self.docks.values()
-            if d.isVisible() and not d.isFloating()
-            and self.dockWidgetArea(d) in (Qt.DockWidgetArea.LeftDockWidgetArea,
-                                           Qt.DockWidgetArea.RightDockWidgetArea)
-            and d.width() < MIN_SIDE_PANE
-        ]  # fmt: skip
-        if narrow:
-            self.resizeDocks(narrow, [MIN_SIDE_PANE] * len(narrow), Qt.Orientation.Horizontal)
-
-    def _hide_stale_tab_bars(self) -> None:
-        """Qt can leave a tab bar of the tabbed docks from the layout before the first
-        resize visible on top of a pane (seen offscreen at 1920x1080, drawn over the
-        plots' toolbar): the tab bars in use sit next to the docks, never over one."""
-        docks = [d.geometry() for d in self.docks.values() if d.isVisible() and not d.isFloating()]
-        for bar in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
-            if bar.isVisible() and any(bar.geometry().intersects(g) for g in docks):
-                bar.hide()
-
-    def _dock(self, key: str, title: str, widget: QWidget, where: Qt.DockWidgetArea) -> None:
-        dock = QDockWidget(title, self)
-        dock.setObjectName(f"dock_{key}")
-        dock.setWidget(widget)
-        self.addDockWidget(where, dock)
-        self.docks[key] = dock
-
-    def _action(
-        self,
-        menu: QMenu,
-        text: str,
-        slot: Callable[[], object],
-        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
-        name: str = "",
-    ) -> QAction:
-        act = QAction(text, self)
-        if shortcut is not None:
-            act.setShortcut(QKeySequence(shortcut))
-        act.triggered.connect(lambda _checked=False: slot())
-        if name:
-            act.setObjectName(name)
-        menu.addAction(act)
-        return act
-
-    def _build_menus(self) -> None:
-        bar = self.menuBar()
-        SK = QKeySequence.StandardKey
-        m = bar.addMenu("&File")
-        self._action(m, "&Open Model…", self.open_model_dialog, SK.Open, "actionOpen")
-        self.samples_menu = m.addMenu("Open &Sample")
-        self.recent_menu = m.addMenu("Open &Recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent)
-        self.act_open_data = self._action(m, "Open &Data…", self.open_data_dialog, "Ctrl+D")
-        self.act_input_sizes = self._action(m, "Input &Sizes…", self.ask_input_sizes)
-        m.addSeparator()
-        self.act_open_plan = self._action(m, "Open &Plan…", self.open_plan_dialog, "Ctrl+Shift+O")
-        self.act_save_plan = self._action(m, "&Save Plan", self.save_plan, SK.Save, "actionSave")
-        self.act_save_as = self._action(m, "Save Plan &As…", self.save_plan_as, SK.SaveAs)
-        self.act_import = self._action(m, "&Import ORT Overrides…", self.import_overrides_dialog)
-        self.act_export = self._action(m, "&Export ORT Overrides…", self.export_overrides_dialog)
-        m.addSeparator()
-        self.act_export_model = self._action(
-            m, "Export &Quantized Model…", self.export_model_dialog, "Ctrl+E", "actionExportModel"
-        )
-        self._action(m, "Export Op&tions…", self.export_options_dialog)
-        m.addSeparator()
-        self._action(m, "&Quit", self.close, SK.Quit)
-        self._fill_samples()
-
-        m = bar.addMenu("&Edit")
-        self.act_undo = self.document.undo_stack.createUndoAction(self, "&Undo")
-        self.act_undo.setShortcuts(SK.Undo)  # every platform binding, not just the first
-        self.act_undo.setObjectName("actionUndo")
-        self.act_redo = self.document.undo_stack.createRedoAction(self, "&Redo")
-        redo = QKeySequence.keyBindings(SK.Redo)
-        for extra in ("Ctrl+Shift+Z", "Ctrl+Y"):  # both common spellings, everywhere
-            if QKeySequence(extra) not in redo:
-                redo.append(QKeySequence(extra))
-        self.act_redo.setShortcuts(redo)
-        self.act_redo.setObjectName("actionRedo")
-        m.addAction(self.act_undo)
-        m.addAction(self.act_redo)
-        m.addSeparator()
-        self.act_reset = self._action(m, "Reset Plan to &Float", self.reset_plan)
-
-        m = bar.addMenu("&Tools")
-        self.act_sweep = self._action(m, "Sensitivity &Sweep…", self.sweep_dialog, "Ctrl+R")
-        self.act_find_plan = self._action(
-            m, "&Find Plan…", self.show_search, "Ctrl+Shift+F", "actionFindPlan"
-        )
-        self.act_predict_size = self._action(
-            m, "Predict Export &File Size", lambda: self.export_size.predict()
-        )
-        cal = m.addMenu("&Calibration")
-        self.calibration_group = QActionGroup(self)
-        for method in CalibrationMethod:
-            act = QAction(method.value, self, checkable=True)
-            act.setChecked(method.value == "minmax")
-            act.triggered.connect(lambda _c=False, v=method.value: self.controller.recalibrate(v))
-            self.calibration_group.addAction(act)
-            cal.addAction(act)
-        self.calibration_menu = cal
-        m.addSeparator()
-        self.act_cancel = self._action(m, "&Cancel Running Job", self.controller.cancel, "Esc")
-        # Enabled only while a job can be cancelled, so Esc keeps closing editors otherwise.
-        self.act_cancel.setEnabled(False)
-
-        m = bar.addMenu("&View")
-        for dock in self.docks.values():
-            m.addAction(dock.toggleViewAction())
-        m.addSeparator()
-        self.act_reset_layout = self._action(m, "Reset &Layout", self.reset_layout)
-        m.addSeparator()
-        theme = m.addMenu("&Theme")
-        group = QActionGroup(self)
-        current = self.settings.theme()
-        for name in THEMES:
-            act = QAction(name.capitalize(), self, checkable=True)
-            act.setChecked(name == current)
-            act.triggered.connect(lambda _c=False, n=name: self.set_theme(n))
-            group.addAction(act)
-            theme.addAction(act)
-
-        m = bar.addMenu("&Help")
-        self.act_format_reference = self._action(m, "&Format Reference", self.show_format_reference)
 
     def _connect(self) -> None:
         doc, ctl, runner = self.document, self.controller, self.runner
         ctl.failed.connect(self.message_bar.show_error)
+        doc.ab.changed.connect(self._update_compare_actions)
+        self.detail.codes.requested.connect(ctl.request_codes)
+        ctl.codesReady.connect(self.detail.codes.on_codes)
         self.table.editFailed.connect(self.message_bar.show_error)
         ctl.opened.connect(self._on_opened)
         ctl.detailChanged.connect(self.detail.show_detail)
@@ -361,123 +195,6 @@ class MainWindow(QMainWindow):
         )
         self.table.pinRequested.connect(self.pin_layers)
         self.docks["outputs"].visibilityChanged.connect(self._on_outputs_visible)
-
-    # -- opening ----------------------------------------------------------------------------------
-    def open_model(self, path: str | Path) -> Job | None:
-        if not self._confirm_discard("open another model"):
-            return None
-        self.message_bar.hide()
-        return self.controller.open_model(path, dims=self.settings.model_dims(Path(path)))
-
-    def open_sample(self, name: str) -> Job | None:
-        if not self._confirm_discard("open another model"):
-            return None
-        self.message_bar.hide()
-        return self.controller.open_sample(name)
-
-    def open_default(self) -> Job | None:
-        """The bundled image sample, as ``bitlens`` with no arguments opens."""
-        return self.open_sample(samples.DEFAULT_SAMPLE)
-
-    def open_model_dialog(self) -> None:
-        recent = self.settings.recent_models()
-        start = str(recent[0].parent) if recent else ""
-        path, _ = QFileDialog.getOpenFileName(self, "Open ONNX model", start, MODEL_FILTER)
-        if path:
-            self.open_model(path)
-
-    def open_data_dialog(self) -> None:
-        info = self.document.info
-        if info is None:
-            return
-        session = self.document.session
-        data = None if session is None else session.data
-        feed = data.samples[data.evaluation[0]] if data is not None else None
-        remembered = self.settings.model_dims(session.path) if session and session.path else {}
-        request = DataDialog.ask(info, self, dims=suggest_dims(info, feed, remembered))
-        if request is not None:
-            self.controller.open_data(request)
-
-    def ask_input_sizes(self) -> DimsDialog | None:
-        """Open (without blocking) the dialog of the model's dynamic input sizes."""
-        session = self.document.session
-        if session is None or not needed_dims(session.info):
-            return None
-        if self.dims_dialog is not None and self.dims_dialog.isVisible():
-            return self.dims_dialog
-        data = session.data
-        feed = data.samples[data.evaluation[0]] if data is not None else None
-        remembered = self.settings.model_dims(session.path) if session.path else {}
-        dlg = DimsDialog(session.info, suggest_dims(session.info, feed, remembered), self)
-        dlg.accepted.connect(lambda: self._on_input_sizes(dlg, session))
-        dlg.rejected.connect(self._on_input_sizes_declined)
-        self.dims_dialog = dlg
-        dlg.open()
-        return dlg
-
-    def _on_input_sizes(self, dlg: DimsDialog, asked_for: Session) -> None:
-        session = self.document.session
-        if session is None or session.model is not asked_for.model:
-            return  # another model was opened meanwhile
-        dims = dlg.dims()
-        if session.path is not None:
-            self.settings.set_model_dims(session.path, dims)
-        self.controller.set_input_sizes(dims)
-
-    def _on_input_sizes_declined(self) -> None:
-        session = self.document.session
-        if session is not None and session.data is None:
-            self.message_bar.show_message(
-                "Weights only: activation and output errors need input sizes "
-                "(File ▸ Input Sizes…) or data (File ▸ Open Data…).",
-                "info",
-            )
-
-    def _fill_samples(self) -> None:
-        self.samples_menu.clear()
-        try:
-            found = samples.list_samples()
-        except BitlensError as exc:  # resources not installed: say so in the menu
-            act = self.samples_menu.addAction("No samples found")
-            act.setEnabled(False)
-            act.setToolTip(str(exc))
-            return
-        for sample in found:
-            act = self.samples_menu.addAction(
-                f"{sample.title} ({sample.domain})", lambda n=sample.name: self.open_sample(n)
-            )
-            act.setToolTip(str(sample.meta.get("description", "")))
-
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
-        recent = self.settings.recent_models()
-        for p in recent:
-            self.recent_menu.addAction(str(p), lambda p=p: self.open_model(p))
-        if recent:
-            self.recent_menu.addSeparator()
-            self.recent_menu.addAction("Clear List", self.settings.clear_recent_models)
-        else:
-            act = self.recent_menu.addAction("No recent models")
-            act.setEnabled(False)
-
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if _dropped_model(event) is not None:
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dropEvent(self, event: QDropEvent) -> None:
-        path = _dropped_model(event)
-        if path is not None:
-            event.acceptProposedAction()
-            self.open_model(path)
-
-    def _on_opened(self, what: object) -> None:
-        if isinstance(what, Path):
-            self.settings.add_recent_model(what)
-        info = self.document.info
-        if info is not None and info.notes:  # what the loader did in memory (IR version, folding)
-            self.message_bar.show_message(info.notes[0], "info", "\n".join(info.notes))
 
     def _on_model_changed(self) -> None:
         session = self.document.session
@@ -552,66 +269,6 @@ class MainWindow(QMainWindow):
         if info is not None:
             self.document.replace_plan(Plan(info), "Reset plan to float")
 
-    def _plan_dir(self) -> str:
-        doc = self.document
-        if doc.plan_path is not None:
-            return str(doc.plan_path)
-        session = doc.session
-        if session is not None and session.path is not None:
-            return str(session.path.with_suffix(".plan.json"))
-        return ""
-
-    def save_plan(self) -> bool:
-        if self.document.plan_path is None:
-            return self.save_plan_as()
-        return self._succeeded(self.controller.save_plan(self.document.plan_path))
-
-    def _succeeded(self, ok: bool) -> bool:
-        if ok:
-            self._clear_stale_error(FILE_FAILURES)
-        return ok
-
-    def save_plan_as(self) -> bool:
-        if self.document.plan is None:
-            return False
-        path, _ = QFileDialog.getSaveFileName(self, "Save plan", self._plan_dir(), PLAN_FILTER)
-        if not path:
-            return False
-        return self._succeeded(self.controller.save_plan(path))
-
-    def open_plan_dialog(self) -> None:
-        if self.document.plan is None:
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Open plan", self._plan_dir(), PLAN_FILTER)
-        if path:
-            self._succeeded(self.controller.load_plan(path))
-
-    def import_overrides_dialog(self) -> None:
-        if self.document.plan is None:
-            return
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Import ONNX Runtime TensorQuantOverrides", "", "JSON (*.json);;All files (*)"
-        )
-        if path:
-            self.controller.import_ort_overrides(path)
-
-    def export_overrides_dialog(self) -> None:
-        if self.document.plan is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export ONNX Runtime TensorQuantOverrides", "", "JSON (*.json);;All files (*)"
-        )
-        if not path:
-            return
-        left_out = self.controller.export_ort_overrides(path)
-        if left_out:
-            self.message_bar.show_message(
-                f"Exported to {Path(path).name}; {len(left_out)} choices have no ONNX Runtime "
-                "quant_type and were left out (see Details).",
-                "warning",
-                "\n".join(left_out),
-            )
-
     def _on_plan_changed(self) -> None:
         self.status.show_evaluation(self.document.evaluation, stale=True)
         self._update_title()
@@ -648,35 +305,6 @@ class MainWindow(QMainWindow):
         )
         if choice is not None:
             self.controller.run_sweep(*choice)
-
-    def export_model_dialog(self) -> None:
-        session = self.document.session
-        if session is None or self.document.plan is None:
-            return
-        # Next to the model when it is the user's; samples live in the install, so use home.
-        folder = session.path.parent if session.path and session.request else Path.home()
-        stem = session.path.stem if session.path else "model"
-        self.export_size.predict()  # the file it will write, in the worker while the user picks
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export quantized model", str(folder / f"{stem}.quant.onnx"), MODEL_FILTER
-        )
-        if path:
-            report = None
-            if self.export_report_dir is not None:
-                report = self.export_report_dir / default_report_path(path).name
-            self.controller.export_model(path, self.export_options, report)
-
-    def export_options_dialog(self) -> ExportOptionsDialog:
-        """File ▸ Export Options (not modal; applies when OK is pressed)."""
-        dlg = ExportOptionsDialog(self.export_options, self.export_report_dir, self)
-
-        def accepted() -> None:
-            self.export_options = dlg.options(self.export_options)
-            self.export_report_dir = dlg.chosen_report_dir()
-
-        dlg.accepted.connect(accepted)
-        dlg.open()
-        return dlg
 
     def _on_exported(self, report: FidelityReport) -> None:
         verdict = "fidelity check passed" if report.passed else "fidelity check FAILED"
@@ -748,6 +376,7 @@ class MainWindow(QMainWindow):
         self.setWindowModified(self.document.is_modified)
 
     def _update_actions(self) -> None:
+        self._update_compare_actions()
         has = self.document.is_open
         for act in (
             self.act_open_data, self.act_open_plan, self.act_save_plan, self.act_save_as,
@@ -758,30 +387,6 @@ class MainWindow(QMainWindow):
         self.calibration_menu.setEnabled(has)
         info = self.document.info
         self.act_input_sizes.setEnabled(info is not None and bool(needed_dims(info)))
-
-    def _restore_layout(self) -> None:
-        geometry, state = self.settings.window_layout()
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        if state is not None:
-            self._restored = self.restoreState(state, STATE_VERSION)
-
-    def _confirm_discard(self, action: str) -> bool:
-        """Ask before losing unsaved plan edits; True when it is fine to go on."""
-        if not self.document.is_modified:
-            return True
-        answer = QMessageBox.question(
-            self,
-            "Unsaved plan",
-            f"The plan has unsaved changes. Save them before you {action}?",
-            QMessageBox.StandardButton.Save
-            | QMessageBox.StandardButton.Discard
-            | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Save,
-        )
-        if answer == QMessageBox.StandardButton.Save:
-            return self.save_plan()
-        return answer == QMessageBox.StandardButton.Discard
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -803,12 +408,3 @@ class MainWindow(QMainWindow):
         self.controller.shutdown()
         event.accept()
 
-
-def _dropped_model(event: QDragEnterEvent | QDropEvent) -> Path | None:
-    mime = event.mimeData()
-    if not mime.hasUrls():
-        return None
-    for url in mime.urls():
-        if url.isLocalFile() and url.toLocalFile().lower().endswith(".onnx"):
-            return Path(url.toLocalFile())
-    return None

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from bitlens.core.units import byte_scale
 from bitlens.gui import colors
+from bitlens.gui.ab_compare import A_SERIES, signed_bytes, signed_db
 from bitlens.gui.document import Document
 from bitlens.gui.elided_label import ElidedLabel
 from bitlens.gui.error_kind import ErrorKindBox
@@ -105,9 +106,14 @@ class PlotsView(QWidget):
         self.error_bars = pg.BarGraphItem(x=[], height=[], width=BAR_W)
         self.before_bars = pg.BarGraphItem(x=[], height=[], width=BAR_W / 2, name="float")
         self.after_bars = pg.BarGraphItem(x=[], height=[], width=BAR_W / 2, name="plan")
+        # the pinned plan A's bars, next to the current plan's (shown only while pinned)
+        self.a_error_bars = pg.BarGraphItem(x=[], height=[], width=BAR_W / 2, name="A")
+        self.a_size_bars = pg.BarGraphItem(x=[], height=[], width=BAR_W / 3, name="A")
         self.error_plot.addItem(self.error_bars)
+        self.error_plot.addItem(self.a_error_bars)
         self.size_plot.addItem(self.before_bars)
         self.size_plot.addItem(self.after_bars)
+        self.size_plot.addItem(self.a_size_bars)
         self.marks = [pg.InfiniteLine(angle=90, movable=False) for _ in range(2)]
         for plot, mark in zip((self.error_plot, self.size_plot), self.marks, strict=True):
             plot.addItem(mark, ignoreBounds=True)
@@ -132,6 +138,7 @@ class PlotsView(QWidget):
         document.modelChanged.connect(self._on_model_changed)
         document.evaluationChanged.connect(self._redraw)
         document.selection.changed.connect(self._on_selection_changed)
+        document.ab.changed.connect(self._redraw)
         self._restyle()
         self._on_model_changed()
 
@@ -153,6 +160,8 @@ class PlotsView(QWidget):
         names = self._names
         self.error_plot.setLabel("left", METRIC_AXIS[metric])
         ev = self._doc.evaluation
+        ab = self._doc.ab
+        ev_a = ab.evaluation_a if ab.pinned else None
         s = error_series(ev, names, metric, source)
         ok = np.isfinite(s.values)
         x = np.arange(len(names), dtype=np.float64)
@@ -163,34 +172,49 @@ class PlotsView(QWidget):
                 150, 150, 150
             )
             brushes.append(pg.mkBrush(c.lighter(115) if exact else c))
-        self.error_bars.setOpts(x=x[ok], height=s.values[ok], width=BAR_W, brushes=brushes)
-        before, after = (
-            size_series(ev, names, [layer.nbytes for layer in info.layers])
-            if info is not None
-            else (np.empty(0), np.empty(0))
-        )
-        before, after = self._scale_sizes(before, after)
-        self.before_bars.setOpts(x=x - BAR_W / 4, height=before, width=BAR_W / 2)
+        # With a plan A pinned, A's bar (orange) stands left of the current plan's (B).
+        w_err = BAR_W / 2 if ev_a is not None else BAR_W
+        shift = BAR_W / 4 if ev_a is not None else 0.0
+        self.error_bars.setOpts(x=x[ok] + shift, height=s.values[ok], width=w_err, brushes=brushes)
+        a = error_series(ev_a, names, metric, source)
+        a_ok = np.isfinite(a.values)
+        self.a_error_bars.setOpts(x=x[a_ok] - shift, height=a.values[a_ok], width=w_err)
+        self.a_error_bars.setVisible(ev_a is not None)
+        nbytes = [] if info is None else [layer.nbytes for layer in info.layers]
+        before, after = size_series(ev, names, nbytes)
+        _, a_after = size_series(ev_a, names, nbytes)
+        before, after, a_after = self._scale_sizes(before, after, a_after)
+        third = BAR_W / 3
+        if ev_a is not None:  # float, A, B side by side
+            self.before_bars.setOpts(x=x - third, height=before, width=third)
+            has_a = np.isfinite(a_after)
+            self.a_size_bars.setOpts(x=x[has_a], height=a_after[has_a], width=third)
+            after_x, after_w = x + third, third
+        else:
+            self.before_bars.setOpts(x=x - BAR_W / 4, height=before, width=BAR_W / 2)
+            after_x, after_w = x + BAR_W / 4, BAR_W / 2
+        self.a_size_bars.setVisible(ev_a is not None)
         has_after = np.isfinite(after)
-        self.after_bars.setOpts(
-            x=x[has_after] + BAR_W / 4, height=after[has_after], width=BAR_W / 2
-        )
+        self.after_bars.setOpts(x=after_x[has_after], height=after[has_after], width=after_w)
+        self._legend(ev_a is not None)
         self._on_selection_changed(None)
 
-    def _scale_sizes(self, before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Bar heights on the chosen size axis: bytes in the largest binary unit that
-        keeps them readable, or log10 of the bytes (the axis then reads 10^n B)."""
+    def _scale_sizes(self, *sizes: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Bar heights on the chosen size axis (the float sizes first): bytes in the largest
+        binary unit that keeps them readable, or log10 of the bytes (the axis then reads
+        10^n B)."""
         axis = self.size_plot.getAxis("left")
         if self.size_scale.currentData():
             axis.setLogMode(False, True)
             self.size_plot.setLabel("left", "B (log)")
             # a bar starts at 1 B (log 0); a layer of no bytes draws no bar
-            return np.log10(np.maximum(before, 1.0)), np.log10(np.maximum(after, 1.0))
+            return tuple(np.log10(np.maximum(v, 1.0)) for v in sizes)
         axis.setLogMode(False, False)
+        before = sizes[0]
         largest = float(np.nanmax(before)) if before.size else 0.0
         divisor, unit = byte_scale(largest)
         self.size_plot.setLabel("left", unit)
-        return before / divisor, after / divisor
+        return tuple(v / divisor for v in sizes)
 
     def _restyle(self) -> None:
         pal = self.palette()
@@ -208,9 +232,16 @@ class PlotsView(QWidget):
         self.error_bars.setOpts(pen=line)
         for mark in self.marks:
             mark.setPen(pg.mkPen(colors.HIGHLIGHT, width=2))
+        self.a_error_bars.setOpts(brush=pg.mkBrush(A_SERIES), pen=line)
+        self.a_size_bars.setOpts(brush=pg.mkBrush(A_SERIES), pen=line)
+        self._legend(self._doc.ab.pinned)
+
+    def _legend(self, with_a: bool) -> None:
+        a = f"<span style='color:{A_SERIES.name()}'>■</span> A " if with_a else ""
+        plan = "B" if with_a else "plan"
         self.size_legend.setText(
-            f"<span style='color:{colors.BEFORE.name()}'>■</span> float "
-            f"<span style='color:{colors.AFTER.name()}'>■</span> plan"
+            f"<span style='color:{colors.BEFORE.name()}'>■</span> float {a}"
+            f"<span style='color:{colors.AFTER.name()}'>■</span> {plan}"
         )
 
     def changeEvent(self, event: QEvent) -> None:
@@ -250,6 +281,11 @@ class PlotsView(QWidget):
                     f"cos {src.cosine:.5f}"
                 )
             parts.append(f"{fmt_bytes(r.bytes_before)} → {fmt_bytes(r.bytes_after)}")
+        c = self._doc.ab.comparison
+        d = None if c is None or not self._doc.ab.pinned else c.layer(name)
+        if d is not None:  # against the pinned plan A
+            delta = signed_db(d.delta_db(self._doc.error_kind.kind)) or "—"
+            parts.append(f"vs A ({d.choice_a}): {delta}, {signed_bytes(d.delta_bytes) or '—'}")
         return " · ".join(parts)
 
     def layer_at_scene(self, pos: QPointF) -> str | None:

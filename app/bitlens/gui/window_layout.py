@@ -1,0 +1,82 @@
+"""Where the window's panes sit: the first size, the docks' shares, reset and restore.
+
+A mixin of :class:`~bitlens.gui.main_window.MainWindow` (it reads the window's
+``docks`` and ``settings``): the layout's rules live here, the wiring there.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QDockWidget, QTabBar, QWidget
+
+from bitlens.gui.settings import STATE_VERSION
+
+DEFAULT_SIZE = (1400, 880)  # shrunk to the screen's free area when that is smaller
+MIN_SIDE_PANE = 220  # a restored side pane narrower than this gets this width back
+
+
+class LayoutMixin:
+    def _fit_to_screen(self) -> None:
+        """Open at a comfortable size that never exceeds the screen's free area (a laptop's
+        1366x768 keeps its status bar on screen)."""
+        screen = self.screen() or QApplication.primaryScreen()
+        w, h = DEFAULT_SIZE
+        if screen is not None:
+            free = screen.availableGeometry()
+            # the frame and title bar take some pixels the geometry does not count
+            w, h = min(w, free.width() - 16), min(h, free.height() - 48)
+        self.resize(max(w, 640), max(h, 480))
+
+    def _size_docks(self) -> None:
+        """Share the width and height between the panes in proportion to the window."""
+        width, height = max(self.width(), 800), max(self.height(), 500)
+        side = [self.docks["graph"], self.docks["detail"]]
+        self.resizeDocks(side, [int(width * 0.2), int(width * 0.3)], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["plots"]], [int(height * 0.33)], Qt.Orientation.Vertical)
+
+    def reset_layout(self) -> None:
+        """View ▸ Reset Layout: every pane back where and how big it first was."""
+        for dock in self.docks.values():
+            dock.setFloating(False)
+        self.restoreState(self._default_state, STATE_VERSION)
+        for dock in self.docks.values():
+            dock.show()
+        self.docks["detail"].raise_()
+        self.docks["plots"].raise_()
+        self._size_docks()
+
+    def _unstick_docks(self) -> None:
+        """A restored layout may have squeezed a side pane to a sliver (the window once
+        shrank): give any visible, docked pane below a usable width its share back."""
+        narrow = [
+            d for d in self.docks.values()
+            if d.isVisible() and not d.isFloating()
+            and self.dockWidgetArea(d) in (Qt.DockWidgetArea.LeftDockWidgetArea,
+                                           Qt.DockWidgetArea.RightDockWidgetArea)
+            and d.width() < MIN_SIDE_PANE
+        ]  # fmt: skip
+        if narrow:
+            self.resizeDocks(narrow, [MIN_SIDE_PANE] * len(narrow), Qt.Orientation.Horizontal)
+
+    def _hide_stale_tab_bars(self) -> None:
+        """Qt can leave a tab bar of the tabbed docks from the layout before the first
+        resize visible on top of a pane (seen offscreen at 1920x1080, drawn over the
+        plots' toolbar): the tab bars in use sit next to the docks, never over one."""
+        docks = [d.geometry() for d in self.docks.values() if d.isVisible() and not d.isFloating()]
+        for bar in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
+            if bar.isVisible() and any(bar.geometry().intersects(g) for g in docks):
+                bar.hide()
+
+    def _dock(self, key: str, title: str, widget: QWidget, where: Qt.DockWidgetArea) -> None:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{key}")
+        dock.setWidget(widget)
+        self.addDockWidget(where, dock)
+        self.docks[key] = dock
+
+    def _restore_layout(self) -> None:
+        geometry, state = self.settings.window_layout()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self._restored = self.restoreState(state, STATE_VERSION)
