@@ -445,3 +445,36 @@ def random_feeds(m: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
         else:
             feeds[vi.name] = rng.standard_normal(shape).astype(dtype)
     return feeds
+
+
+def conv_chain(between: str, size: tuple[int, int] = (8, 8), kernel: int = 1) -> onnx.ModelProto:
+    """x [N,4,H,W] -> conv0 -> ACT -> conv1 -> ACT -> conv2 -> c2, 8 channels.
+
+    ``between``: "silu" (Sigmoid, Mul: YOLOv8's activation) or "leaky_max"
+    (LeakyRelu, then Max with 0: how tf2onnx writes Keras's LeakyReLU + maximum).
+    """
+    nodes: list[onnx.NodeProto] = []
+    inits = [init("zero", np.zeros((1,), np.float32))]
+    prev, cin, pad = "x", 4, kernel // 2
+    for i in range(3):
+        nodes.append(helper.make_node(
+            "Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[pad] * 4))  # fmt: skip
+        inits += [init(f"w{i}", weights((8, cin, kernel, kernel), seed=i)), init(f"b{i}", bias(8, seed=9 + i))]  # fmt: skip
+        cin = 8
+        if i == 2:
+            break
+        if between == "silu":
+            nodes.append(helper.make_node("Sigmoid", [f"c{i}"], [f"s{i}"]))
+            nodes.append(helper.make_node("Mul", [f"c{i}", f"s{i}"], [f"a{i}"]))
+        else:
+            nodes.append(helper.make_node("LeakyRelu", [f"c{i}"], [f"l{i}"], alpha=0.2))
+            nodes.append(helper.make_node("Max", [f"l{i}", "zero"], [f"a{i}"]))
+        prev = f"a{i}"
+    g = helper.make_graph(
+        nodes,
+        f"conv_chain_{between}",
+        [helper.make_tensor_value_info("x", FLOAT, ["N", 4, *size])],
+        [helper.make_tensor_value_info("c2", FLOAT, ["N", 8, *size])],
+        inits,
+    )
+    return model(g, 13)

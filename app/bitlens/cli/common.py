@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from bitlens.cli.progress import follow
 from bitlens.core.compare import db_text
 from bitlens.core.data import Dataset, load_path
 from bitlens.core.dims import MissingDimension, needed_dims
@@ -209,6 +210,5 @@ def calibrated_engine(args: argparse.Namespace, model: LoadedModel) -> Engine:
         device=args.device,
         memory_budget=budget_of(args),
     )
-    for _ in engine.calibrate(args.calibration):
-        pass
+    follow(engine.calibrate(args.calibration))
     return engine

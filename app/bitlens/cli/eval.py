@@ -21,6 +21,7 @@ from bitlens.cli.common import (
     fmt_db,
     open_model,
 )
+from bitlens.cli.progress import follow
 from bitlens.cli.search import add_metric_argument
 from bitlens.core.compare import render_model_comparison, render_plan_comparison
 from bitlens.core.compute import compute_of
@@ -28,7 +29,7 @@ from bitlens.core.export import accounting
 from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import PRESETS, Plan
 from bitlens.core.plan_schema import read_json_file
-from bitlens.core.results import Evaluation, drain
+from bitlens.core.results import Evaluation
 from bitlens.core.usermetric import evaluate_with, load_metric
 
 
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     flags = no_saving(model.info, plan)
     size = None
     if args.export_size:
-        size = drain(accounting.predict(engine, plan))
+        size = follow(accounting.predict(engine, plan))
     rows = _deployed(engine, plan) if args.deployed else None
     b = compare_report.plan_comparison(args, model, engine, plan, ev, metric)
     if args.json:

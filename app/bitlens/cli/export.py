@@ -21,6 +21,7 @@ from bitlens.cli.common import (
 )
 from bitlens.cli.eval import load_plan
 from bitlens.cli.outputs import guard_outputs
+from bitlens.cli.progress import follow
 from bitlens.core.engine import Engine
 from bitlens.core.errors import ExportError
 from bitlens.core.export.checklist import verdict_lines
@@ -104,19 +105,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {text}", file=sys.stderr)
     # Everything that can fail without activation ranges fails now, not after calibrating.
     prepared = preflight(engine, plan, options, args.output)
-    for _ in engine.calibrate(args.calibration):
-        pass
-    gen = export_and_check(engine, plan, args.output, options, report_path, prepared=prepared)
-    tty = sys.stderr.isatty()
-    try:
-        while True:
-            prog = next(gen)
-            if tty:
-                print(f"\r{prog.done}/{prog.total} {prog.message:60.60}", end="", file=sys.stderr)
-    except StopIteration as stop:
-        report: FidelityReport = stop.value
-    if tty:
-        print(file=sys.stderr)
+    follow(engine.calibrate(args.calibration))
+    report: FidelityReport = follow(
+        export_and_check(engine, plan, args.output, options, report_path, prepared=prepared)
+    )
     print(report.to_json() if args.json else render(report))
     if not args.json:
         print("\n".join(verdict_lines(report)))

@@ -10,7 +10,6 @@ output error and metric, and the float model and presets it was compared with.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from bitlens.cli.common import (
     add_data_arguments,
@@ -21,6 +20,7 @@ from bitlens.cli.common import (
     open_model,
 )
 from bitlens.cli.outputs import guard_outputs
+from bitlens.cli.progress import follow
 from bitlens.core.errors import SearchError
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.formats import parse_format
@@ -126,19 +126,7 @@ def run(args: argparse.Namespace) -> int:
         metric=metric,
         target=args.target or DEFAULT_TARGET,
     )
-    gen = search(engine, options)
-    tty = sys.stderr.isatty() and not args.json
-    try:
-        while True:
-            prog = next(gen)
-            if tty and hasattr(prog, "done"):
-                print(
-                    f"\r{prog.done}/{prog.total} {prog.message[:60]:<60}", end="", file=sys.stderr
-                )
-    except StopIteration as stop:
-        result: SearchResult = stop.value
-    if tty:
-        print(file=sys.stderr)
+    result: SearchResult = follow(search(engine, options))
     atomic_write_text(args.output, result.best.plan.to_json() + "\n")
     if args.front:
         atomic_write_text(args.front, dump_json(result.to_dict()) + "\n")

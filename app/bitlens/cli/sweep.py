@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from dataclasses import asdict
 
 from bitlens.cli.common import (
@@ -21,9 +20,10 @@ from bitlens.cli.common import (
     load_data,
     open_model,
 )
+from bitlens.cli.progress import follow
 from bitlens.core.engine import Engine
 from bitlens.core.input_values import compared_constants
-from bitlens.core.results import SweepEntry, drain
+from bitlens.core.results import SweepEntry
 
 DEFAULT_LADDER = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")
 
@@ -54,16 +54,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         memory_budget=budget_of(args),
     )
-    gen = engine.sweep(args.formats)
-    try:
-        while True:
-            prog = next(gen)
-            if not args.json and sys.stderr.isatty():
-                print(f"\r{prog.done}/{prog.total} {prog.message}", end="", file=sys.stderr)
-    except StopIteration as stop:
-        entries: list[SweepEntry] = stop.value
-    if not args.json and sys.stderr.isatty():
-        print(file=sys.stderr)
+    entries: list[SweepEntry] = follow(engine.sweep(args.formats))
     if args.json:
         print(
             dump_json(
@@ -105,7 +96,7 @@ def run_sensitivities(args: argparse.Namespace) -> int:
     metric = load_metric(args.metric) if args.metric else None
     model = open_model(args.model)
     engine = calibrated_engine(args, model)
-    entries = drain(sensitivities(engine, args.formats, args.activation_formats, metric=metric))
+    entries = follow(sensitivities(engine, args.formats, args.activation_formats, metric=metric))
     if args.json:
         print(
             dump_json({"providers": list(engine.providers), "entries": [vars(e) for e in entries]})

@@ -107,7 +107,7 @@ def quantize_model(engine: Engine, plan: Plan) -> QuantizedModel:
     acts: dict[tuple[str, str], ActivationQuantizer] = {}
     placed = engine.placement(plan)
     # first: the target's tensor ranges (this also gathers their statistics)
-    ranges = {t: engine.target_range(q) for t, q in placed.items()}
+    ranges = engine.target_ranges(placed)
     recovered: dict[str, Recovered] = {}
     for name, choice in plan.choices.items():
         layer = engine.info.layer(name)

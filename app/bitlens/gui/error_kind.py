@@ -83,11 +83,14 @@ class ErrorKindBox(QComboBox):
     def __init__(self, shared: ErrorKind, parent: QWidget | None = None):
         super().__init__(parent)
         self._shared = shared
+        # The kind alone ("accumulated", not "accumulated SQNR"): the plots' metric box
+        # says SQNR or MSE next to it, the graph's key says dB, and the short name fits
+        # the graph pane at 1280x720.
         for key, (label, tip) in ERROR_KINDS.items():
-            self.addItem(f"{label} SQNR", key)
+            self.addItem(label, key)
             self.setItemData(self.count() - 1, tip, _TOOLTIP_ROLE)
-        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(11)  # "accumulated" whole
+        # as wide as its longest name, whatever the font: never cut to "accumulat…"
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self._show(shared.kind)
         shared.changed.connect(self._show)
         self.currentIndexChanged.connect(lambda i: shared.set(self.itemData(i)))

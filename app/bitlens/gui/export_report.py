@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl
+from PySide6.QtCore import Qt
 from PySide6.QtGui import (
     QBrush,
     QColor,
-    QDesktopServices,
     QFontDatabase,
     QGuiApplication,
     QShowEvent,
@@ -37,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from bitlens.core.export.checklist import Check, Verdict, checklist, counts, summary
 from bitlens.core.export.report import FidelityReport, render
+from bitlens.gui.open_folder import open_folder
 
 COLUMNS = ("Check", "Expected", "Got", "Verdict")
 VERDICT_TEXT = {Verdict.PASS: "✔ pass", Verdict.WARNING: "⚠ warning", Verdict.FAIL: "✖ fail"}
@@ -150,7 +150,7 @@ class ExportReportDialog(QDialog):
     def open_folder(self) -> bool:
         """Open the folder of the exported model in the system's file manager."""
         folder = Path(self.report.export).resolve().parent
-        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+        return open_folder(folder)
 
     def copy_report(self) -> None:
         QGuiApplication.clipboard().setText(

@@ -6,7 +6,6 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QComboBox,
     QHBoxLayout,
     QLabel,
     QSplitter,
@@ -34,15 +33,11 @@ class GraphPanel(QWidget):
         self.properties = GraphProperties(document, self.view, self)
         self.metric_box = ErrorKindBox(document.error_kind, self)
         self.metric_box.setObjectName("graphMetric")
-        # The dock may be narrow on a laptop screen; the popup still shows whole names.
-        self.metric_box.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-        )
-        self.metric_box.setMinimumContentsLength(8)
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
         bar.addWidget(QLabel("Colour:", self))
-        bar.addWidget(self.metric_box, 1)
+        bar.addWidget(self.metric_box)
+        bar.addStretch(1)
         self.buttons: dict[str, QToolButton] = {}
         for key, text, tip, slot in (
             ("out", "−", "Zoom out (-)", lambda: self.view.zoom(0.8)),

@@ -8,6 +8,7 @@ The statistics of a weight are computed once per weight and kept.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QWidget
 
 from bitlens.core.errors import BitlensError
@@ -16,6 +17,7 @@ from bitlens.gui.document import Document
 from bitlens.gui.graph_view import GraphView
 from bitlens.gui.text import fmt_bytes, fmt_float, fmt_shape
 
+NAME_SHARE = 0.55  # of the pane's width, at most, for the property names
 EMPTY = "Click a node in the graph (or find one) to see its properties."
 
 
@@ -29,7 +31,9 @@ class GraphProperties(QTreeWidget):
         self.details: NodeDetails | None = None
         self.setColumnCount(2)
         self.setHeaderLabels(["Property", "Value"])
-        self.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        # names as wide as they need up to NAME_SHARE of the pane (long tensor names
+        # elide, whole in their tooltips): the values never run off a narrow pane
+        self.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         self.header().setStretchLastSection(True)
         self.setRootIsDecorated(True)
         self.setUniformRowHeights(True)
@@ -40,6 +44,14 @@ class GraphProperties(QTreeWidget):
         document.modelChanged.connect(self._on_model)
         document.planChanged.connect(self._refresh)
         self._refresh()
+
+    def _fit_columns(self) -> None:
+        room = self.viewport().width()
+        self.setColumnWidth(0, min(self.sizeHintForColumn(0) + 8, int(room * NAME_SHARE)))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_columns()
 
     def _on_model(self) -> None:
         self._index = None
@@ -94,6 +106,7 @@ class GraphProperties(QTreeWidget):
             self._row(sec, "min / max", f"{fmt_float(w.min)} / {fmt_float(w.max)}")
             self._row(sec, "mean / std", f"{fmt_float(w.mean)} / {fmt_float(w.std)}")
         self.expandAll()
+        self._fit_columns()
 
     def _io(self, name: str) -> None:
         kind, _, tensor = name.partition(":")
@@ -107,6 +120,7 @@ class GraphProperties(QTreeWidget):
             self._row(sec, "shape", fmt_shape(t.shape))
             self._row(sec, "dtype", t.dtype)
         self.expandAll()
+        self._fit_columns()
 
     def _message(self, text: str) -> None:
         item = QTreeWidgetItem(self, [text])

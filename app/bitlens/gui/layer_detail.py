@@ -32,6 +32,7 @@ from bitlens.gui.activation_sandbox import ActivationSandbox
 from bitlens.gui.codes_view import CodesView
 from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.jobs import LayerDetail
+from bitlens.gui.plot_title import FittedTitle
 from bitlens.gui.recovery_table import RecoveryTable
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
 
@@ -55,6 +56,7 @@ class LayerDetailView(QWidget):
             plot.hideButtons()
             plot.setMinimumHeight(70)  # short screens: the splitter gives them more
             plot.getPlotItem().setLabel("left", "count")
+        self.titles = {p: FittedTitle(p) for p in (self.weight_plot, self.act_plot)}
         self.sandbox = QTableWidget(0, len(SANDBOX_COLUMNS), self)
         self.sandbox.setObjectName("sandbox")
         self.sandbox.setHorizontalHeaderLabels(list(SANDBOX_COLUMNS))
@@ -136,34 +138,34 @@ class LayerDetailView(QWidget):
             f"<b>{detail.layer}</b> · weights: {w} · activations: {a}"
             f" · {fmt_bytes(detail.bytes_before)} in float"
         )
-        self._draw(self.weight_plot, detail.weights, "weights")
-        self.weight_plot.setToolTip(f"weight tensor {detail.weight_name}")
+        self._draw(self.weight_plot, detail.weights, "weights",
+                   f"weight tensor {detail.weight_name}")  # fmt: skip
         act_title = (
             "input activation" if detail.activation is not None
             else detail.activation_note or "input activation"
         )  # fmt: skip
-        self.act_plot.setToolTip(f"activation {detail.activation_name}")
-        self._draw(self.act_plot, detail.activation, act_title)
+        self._draw(self.act_plot, detail.activation, act_title,
+                   f"activation {detail.activation_name}")  # fmt: skip
         self._fill_sandbox(detail)
         self.act_sandbox.show_rows(detail.layer, detail.activations, detail.choice)
         current = None if detail.choice.recovery is None else detail.choice.recovery.value
         self.recovery.show_rows(detail.recovery, detail.recovery_format, current)
 
-    def _draw(self, plot: pg.PlotWidget, dist: Distribution | None, title: str) -> None:
+    def _draw(
+        self, plot: pg.PlotWidget, dist: Distribution | None, title: str, tip: str = ""
+    ) -> None:
         item = plot.getPlotItem()
         item.clear()
         fg = self.palette().color(QPalette.ColorRole.Text)
         if dist is None:
-            item.setTitle(title, color=fg, size="9pt")
+            self.titles[plot].set([(title, 9)], fg, tip)
             return
         if dist.fmt is None:
-            item.setTitle(f"{title} (float)", color=fg, size="9pt")
+            self.titles[plot].set([(f"{title} (float)", 9)], fg, tip)
         else:
             # Second line: which group's grid is drawn (per-channel formats have one each).
-            item.setTitle(
-                f"{title} — {dist.fmt}<br><span style='font-size:8pt'>grid shown: "
-                f"{dist.group}</span>", color=fg, size="9pt",
-            )  # fmt: skip
+            lines = [(f"{title} — {dist.fmt}", 9), (f"grid shown: {dist.group}", 8)]
+            self.titles[plot].set(lines, fg, tip)
         fill = pg.mkBrush(colors.AFTER.red(), colors.AFTER.green(), colors.AFTER.blue(), 150)
         item.addItem(
             pg.PlotDataItem(

@@ -76,7 +76,9 @@ class LayerTable(QWidget):
 
         self.filter = QLineEdit(self)
         self.filter.setObjectName("layerFilter")
-        self.filter.setPlaceholderText("Filter layers (name, op, format…)")
+        # short enough to show whole in the narrow toolbar at 1280x720; the tooltip says more
+        self.filter.setPlaceholderText("Filter layers")
+        self.filter.setToolTip("Show only the layers whose name, op or format contains this text")
         self.filter.setClearButtonEnabled(True)
         self.filter.textChanged.connect(self.proxy.setFilterFixedString)
         self.filter.installEventFilter(self)  # let the window's Ctrl+E and Ctrl+D through

@@ -9,6 +9,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QDockWidget, QTabBar, QWidget
 
+from bitlens.gui import layout_reset
 from bitlens.gui.settings import STATE_VERSION
 
 DEFAULT_SIZE = (1400, 880)  # shrunk to the screen's free area when that is smaller
@@ -36,14 +37,7 @@ class LayoutMixin:
 
     def reset_layout(self) -> None:
         """View ▸ Reset Layout: every pane back where and how big it first was."""
-        for dock in self.docks.values():
-            dock.setFloating(False)
-        self.restoreState(self._default_state, STATE_VERSION)
-        for dock in self.docks.values():
-            dock.show()
-        self.docks["detail"].raise_()
-        self.docks["plots"].raise_()
-        self._size_docks()
+        layout_reset.reset_layout(self)
 
     def _unstick_docks(self) -> None:
         """A restored layout may have squeezed a side pane to a sliver (the window once

@@ -73,6 +73,14 @@ class Ranges:
         self._ensure_stats([q.range_of])
         return self.activation_range(q.range_of, q.format)
 
+    def target_ranges(
+        self, placed: Mapping[str, targets.TensorQuantizer]
+    ) -> dict[str, tuple[Any, Any]]:
+        """Every target quantizer's range, their statistics gathered in one float session
+        (one each cost a session and a whole-model run per tensor: minutes on a detector)."""
+        self._ensure_stats([q.range_of for q in placed.values()])
+        return {t: self.target_range(q) for t, q in placed.items()}
+
     def _ensure_stats(self, names: Sequence[str]) -> None:
         """Calibration statistics of tensors no layer reads (a target's extra quantizers):
         one float run over the calibration samples fetching just them."""
@@ -186,10 +194,9 @@ class Ranges:
         placed: Mapping[str, targets.TensorQuantizer] | None = None,
     ) -> dict[str, np.ndarray]:
         placed = placed or {}
-        self._ensure_stats([q.range_of for q in placed.values()])
         feeds: dict[str, np.ndarray] = {}
-        for t, q in placed.items():
-            lo, hi = self.target_range(q)
+        for t, (lo, hi) in self.target_ranges(placed).items():
+            q = placed[t]
             feeds.update(quantizers.param_feeds("int", rewrite.extra_prefix(t), q.format, lo, hi))
         for name, choice in choices.items():
             fmt = choice.activation

@@ -86,6 +86,22 @@ def optimized_model(path: str, providers: list[str]) -> onnx.ModelProto:
         return onnx.load(opt_path)
 
 
+def _code_distance(
+    rec: QuantizerRecord, refs: Sequence[np.ndarray], gots: Sequence[np.ndarray], offset: int
+) -> np.ndarray | None:
+    """Per-element LSB distance of the deployed codes, sample by sample in the file's
+    layout (see probes.in_layout_of); None when a sample's shapes cannot be matched."""
+    parts = []
+    for ref, got in zip(refs, gots, strict=True):
+        ref = np.asarray(ref)
+        cands = probes.in_layout_of(ref, np.asarray(got).astype(np.float64) + offset)
+        if not cands:
+            return None
+        dists = [probes.lsb_distance(rec, ref, c) for c in cands]
+        parts.append(min(dists, key=lambda d: float(d.max()) if d.size else 0.0).ravel())
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def deployed_codes(
     optimized: onnx.ModelProto,
     providers: list[str],
@@ -130,9 +146,7 @@ def deployed_codes(
             )
             continue
         tensor, _, offset = loc
-        ref = flat_cat(ref_codes[probes.probe_tensor(rec)])
-        dep = flat_cat(got[tensor]).astype(np.float64) + offset
-        diff = probes.lsb_distance(rec, ref, dep) if ref.shape == dep.shape else None
+        diff = _code_distance(rec, ref_codes[probes.probe_tensor(rec)], got[tensor], offset)
         worst = float(diff.max()) if diff is not None and diff.size else math.inf
         frac = float(np.mean(diff > 0)) if diff is not None and diff.size else 1.0
         checks.append(

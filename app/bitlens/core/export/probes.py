@@ -136,6 +136,24 @@ def lsb_distance(rec: QuantizerRecord, ref: np.ndarray, got: np.ndarray) -> np.n
     return np.abs(a - b) / step
 
 
+def in_layout_of(ref: np.ndarray, got: np.ndarray) -> list[np.ndarray]:
+    """``got`` in the layouts it may hold ``ref``'s values in: as it is and channels-last.
+
+    ONNX Runtime's NHWC transformer runs chains of QLinearConv (and the ops between them)
+    channels-last and keeps the tensor names, so a probed code tensor can come back as
+    ``[N, H, W, C]`` for the ``[N, C, H, W]`` the file computes (onnxruntime
+    ``optimizer/nhwc_transformer.cc``). Comparing the flattened values would pair unrelated
+    elements. When a tensor's dims allow both readings (``H == W == C``), the caller takes
+    the closer one. Empty: no layout of ``got`` has ``ref``'s shape.
+    """
+    out = [got] if got.shape == ref.shape else []
+    if got.ndim == ref.ndim >= 3:
+        back = np.moveaxis(got, -1, 1)  # channels-last -> channels-first
+        if back.shape == ref.shape:
+            out.append(back)
+    return out
+
+
 def weight_model(
     exported: onnx.ModelProto, graph: onnx.GraphProto, weights: Sequence[tuple[str, int]]
 ) -> onnx.ModelProto:
