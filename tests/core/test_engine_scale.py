@@ -56,11 +56,12 @@ def deep_mlp(depth: int = 40, width: int = 16, old_ir_inputs: bool = False) -> o
 
 
 def _one_by_one(model: onnx.ModelProto, info) -> None:
-    """The straightforward removal the engine did before: rebuild the lists per weight."""
+    """The straightforward removal the engine did before: rebuild the lists per weight
+    (and per bias the engine feeds, rewrite.fed_constants)."""
     g = model.graph
     seen: set[str] = set()
     for layer in info.layers:
-        for w in layer.weights:
+        for w in rewrite.fed_constants(layer):
             if w.name in seen:
                 continue
             seen.add(w.name)

@@ -24,8 +24,9 @@ EXPECTED = {
         ("fc", "Gemm", "", [("fc.w", (10, 16), INIT, "", 0, 1)], ["fc.b"], ("flat",)),
     ],
     "mlp": [
-        ("fc1", "MatMul", "", [("fc1.w", (16, 32), INIT, "", 1, 0)], [], ("x",)),
-        ("fc2", "MatMul", "", [("fc2.w", (32, 8), INIT, "", 1, 0)], [], ("r1",)),
+        # the constant of the Add after a MatMul is the linear layer's bias (add_bias.py)
+        ("fc1", "MatMul", "", [("fc1.w", (16, 32), INIT, "", 1, 0)], ["fc1.b"], ("x",)),
+        ("fc2", "MatMul", "", [("fc2.w", (32, 8), INIT, "", 1, 0)], ["fc2.b"], ("r1",)),
     ],
     "embedding_model": [
         ("embed", "Gather", "", [("embed.w", (50, 16), INIT, "", 0, 1)], [], ()),
@@ -72,7 +73,7 @@ EXPECTED = {
         ("conv", "Conv", "", [("conv.w", (4, 3, 3, 3), INIT, "", 0, 1)], ["conv.b"], ("xt",))
     ],
     "dynamic_batch_mlp": [
-        ("fc1", "MatMul", "", [("fc1.w", (16, 24), INIT, "", 1, 0)], [], ("x",)),
+        ("fc1", "MatMul", "", [("fc1.w", (16, 24), INIT, "", 1, 0)], ["fc1.b"], ("x",)),
         ("fc2", "Gemm", "", [("fc2.w", (4, 24), INIT, "", 0, 1)], ["fc2.b"], ("r",)),
     ],
     "stateful_gru": [

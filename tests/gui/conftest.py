@@ -123,6 +123,18 @@ def wait_idle(qtbot, w: MainWindow, timeout: int = OPEN_TIMEOUT_MS) -> None:
     qtbot.waitUntil(idle, timeout=timeout)
 
 
+def wait_detail(qtbot, w: MainWindow, layer: str, weight: str | None = None) -> None:
+    """Until the layer detail shows ``layer`` complete (with weight format ``weight``)."""
+
+    def done() -> bool:
+        d = w.detail.detail
+        if not (d and d.layer == layer and d.complete):
+            return False
+        return weight is None or (d.choice.weight is not None and d.choice.weight.name == weight)
+
+    qtbot.waitUntil(done, timeout=30_000)
+
+
 def open_model(qtbot, w: MainWindow, path: Path) -> None:
     w.open_model(path)
     wait_idle(qtbot, w)

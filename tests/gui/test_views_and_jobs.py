@@ -10,7 +10,7 @@ from PySide6.QtCore import QPointF, Qt, QThreadPool
 
 from bitlens.gui import jobs
 from bitlens.gui.layer_table_model import NAME_ROLE
-from tests.gui.conftest import open_model, slowed, wait_idle
+from tests.gui.conftest import open_model, slowed, wait_detail, wait_idle
 
 
 def _slowed_sweep(monkeypatch: pytest.MonkeyPatch, delay: float = 0.05) -> None:
@@ -77,14 +77,7 @@ def test_table_selection_reaches_graph_and_plot_click_selects(qtbot, window, cnn
 def test_sandbox_pick_applies_format(qtbot, window, cnn_path: Path) -> None:
     open_model(qtbot, window, cnn_path)
     window.document.selection.set(["fc"])
-    qtbot.waitUntil(
-        lambda: bool(
-            window.detail.detail
-            and window.detail.detail.layer == "fc"
-            and window.detail.detail.complete
-        ),
-        timeout=20_000,
-    )
+    wait_detail(qtbot, window, "fc")
     schemes = window.detail.detail.schemes
     row = next(i for i, s in enumerate(schemes) if s.format == "int4 sym ch")
     window.detail.sandbox.cellDoubleClicked.emit(row, 0)

@@ -24,6 +24,7 @@ from bitlens.cli.common import (
 from bitlens.cli.progress import follow
 from bitlens.cli.search import add_metric_argument
 from bitlens.core.compare import render_model_comparison, render_plan_comparison
+from bitlens.core.compute import compute_of
 from bitlens.core.export import accounting
 from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import PRESETS, Plan
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     b = compare_report.plan_comparison(args, model, engine, plan, ev, metric)
     if args.json:
         d = ev.to_dict()
+        d["compute"] = compute_of(engine).to_dict(model.info, plan)
         d["cannot_save_bytes"] = flags
         if size is not None:
             d["export_size"] = dataclasses.asdict(size)
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         print(dump_json(d))
     else:
         print(render(ev))
+        print(render_compute(compute_of(engine), model.info, plan))
         for name in flags:
             print(f"layer {name}: {plan[name].weight.name} cannot save bytes on this layer "
                   "(its codes and scales alone take as much as the float weights)")
@@ -184,6 +187,12 @@ def render_deployed(rep) -> str:
     for la in rep.layers:
         lines.append(f"  {la.layer} ({la.tensor}): {la.describe()}")
     return "\n".join(lines)
+
+
+def render_compute(compute, info, plan: Plan) -> str:
+    q, f = compute.total_bops(info, plan), compute.total_bops(info, None)
+    ratio = f" ({f / q:.1f}x fewer than float)" if q else ""
+    return f"compute: {compute.total_macs:,} MACs, {q:,} BOPs under the plan{ratio}"
 
 
 def render(ev: Evaluation) -> str:

@@ -16,10 +16,11 @@ SQNR in dB and the bytes the weights would take, and totals at the bottom
          "weights": [{"name": "conv1.w", "shape": [8, 3, 3, 3], "dtype": "float32",
                       "storage": "initializer", "graph_path": "",
                       "channel_axis": 0, "block_axis": 1}],
-         "params": 216, "bytes": 864,
+         "params": 216, "bytes": 864, "macs": 27648,   # null when shapes are unknown
          "formats": {"fp16": {"sqnr_db": "inf", "bytes": 432}, ...}}
       ],
-      "totals": {"layers": 3, "params": 1234, "bytes": 4936,
+      "totals": {"layers": 3, "params": 1234, "bytes": 4936, "macs": 51200,
+                 "macs_input_shapes": {"x": [1, 3, 8, 8]},   # batch 1, declared sizes
                  "formats": {"fp16": {"bytes": 2468, "compression": 2.0}, ...}}
     }
 
@@ -37,6 +38,7 @@ import math
 import sys
 from typing import Any
 
+from bitlens.core.compute import count_macs, input_shapes
 from bitlens.core.formats import INSPECT_LADDER, parse_format
 from bitlens.core.model import load_model
 from bitlens.core.report import ModelReport, inspect_model, sqnr_json
@@ -67,12 +69,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     formats = [parse_format(f) for f in args.formats]  # bad names fail before loading
-    report = inspect_model(load_model(args.model), formats)
+    model = load_model(args.model)
+    report = inspect_model(model, formats)
+    compute = count_macs(model.proto, model.info, input_shapes(model.info))
     if args.json:
-        json.dump(to_json(report), sys.stdout, indent=2)
+        d = to_json(report)
+        for layer in d["layers"]:
+            layer["macs"] = compute.macs.get(layer["name"])
+        d["totals"]["macs"] = compute.total_macs
+        d["totals"]["macs_input_shapes"] = {k: list(v) for k, v in compute.input_shapes.items()}
+        json.dump(d, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(to_text(report))
+        shapes = ", ".join(f"{k} {list(v)}" for k, v in compute.input_shapes.items())
+        sys.stdout.write(f"compute: {compute.total_macs:,} MACs for one run at {shapes}\n")
     return 0
 
 

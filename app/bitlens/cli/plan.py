@@ -10,6 +10,8 @@ from bitlens.cli.eval import read_plan
 from bitlens.cli.outputs import guard_outputs
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.plan import PRESET_FORMATS, PRESETS, Plan
+from bitlens.core.recovery import RECOVERY_CHOICES, parse_recovery
+from bitlens.core.recovery.support import with_recovery
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--layers", nargs="+", metavar="L", help="only these layers (default: all)")
+    p.add_argument(
+        "--recovery",
+        choices=RECOVERY_CHOICES,
+        help="an accuracy-recovery method for the weights of every layer it applies to "
+        "(computed from the calibration data when the plan is evaluated or exported)",
+    )
     add_target_argument(p)
     p.add_argument(
         "--ort-overrides",
@@ -53,12 +61,17 @@ def run(args: argparse.Namespace) -> int:
         source = args.preset
     if args.target is not None:
         plan = plan.with_target(args.target)
+    skipped: list[str] = []
+    if args.recovery:
+        plan, skipped = with_recovery(plan, parse_recovery(args.recovery))
     if args.ort_overrides:
         text = dump_json(plan.to_ort_overrides(weights=model.weight))
     else:
         text = plan.to_json()
     atomic_write_text(args.output, text + "\n")
     print(f"wrote {args.output}: {len(plan.choices)} of {len(plan)} layers from {source}")
+    for line in skipped:
+        print(f"no recovery: {line}")
     left_out = plan.ort_unrepresentable(with_weights=True) if args.ort_overrides else []
     if left_out:
         print("not expressible as ORT overrides: " + "; ".join(left_out))

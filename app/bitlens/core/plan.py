@@ -31,7 +31,14 @@ from bitlens.core.formats import (
     registry,
 )
 from bitlens.core.model.types import Layer, ModelInfo
-from bitlens.core.plan_schema import check_ort_overrides, check_plan_dict, loads
+from bitlens.core.plan_schema import (
+    check_ort_overrides,
+    check_plan_dict,
+    loads,
+    plan_recoveries,
+)
+from bitlens.core.recovery import Recovery, parse_recovery
+from bitlens.core.recovery.support import check_recovery
 from bitlens.core.targets import DEFAULT_TARGET, check_target
 
 PLAN_VERSION = 1
@@ -67,6 +74,9 @@ class LayerChoice:
     # Integer activations only: take the range from each input at run time instead of
     # from calibration (dynamic quantization).
     dynamic: bool = False
+    # An accuracy-recovery method for the weights (bitlens.core.recovery), None: plain
+    # rounding. Written to JSON only when set, so plans without it read and write as before.
+    recovery: Recovery | None = None
 
     @property
     def is_float(self) -> bool:
@@ -78,11 +88,13 @@ class LayerChoice:
         weight: Format | str | None = None,
         activation: Format | str | None = None,
         dynamic: bool = False,
+        recovery: Recovery | str | None = None,
     ) -> LayerChoice:
         return cls(
             None if weight is None else parse_format(weight),
             None if activation is None else parse_format(activation),
             dynamic,
+            recovery if isinstance(recovery, Recovery) else parse_recovery(recovery),
         )
 
     def to_dict(self) -> dict[str, str | bool | None]:
@@ -92,6 +104,8 @@ class LayerChoice:
         }
         if self.dynamic:
             d["dynamic"] = True
+        if self.recovery is not None:
+            d["recovery"] = self.recovery.value
         return d
 
 
@@ -118,6 +132,8 @@ def validate_choice(layer: Layer, choice: LayerChoice) -> None:
                     f"layer {layer.name!r}: {w.name} names axis {w.axis}, "
                     f"but weight {wi.name!r} has shape {list(wi.shape)}"
                 )
+    if choice.recovery is not None:
+        check_recovery(layer, choice.weight, choice.recovery)
     if choice.dynamic and (a is None or a.family is not Family.INT):
         raise PlanError(
             f"layer {layer.name!r}: dynamic quantization needs an integer activation format"
@@ -260,9 +276,11 @@ class Plan(Mapping[str, LayerChoice]):
     @classmethod
     def from_dict(cls, info: ModelInfo, data: Any) -> Plan:
         choices: dict[str, LayerChoice] = {}
-        for name, (weight, activation, dynamic) in check_plan_dict(data, PLAN_VERSION).items():
+        checked = check_plan_dict(data, PLAN_VERSION)
+        recoveries = plan_recoveries(data)
+        for name, (weight, activation, dynamic) in checked.items():
             try:
-                choices[name] = LayerChoice.of(weight, activation, dynamic)
+                choices[name] = LayerChoice.of(weight, activation, dynamic, recoveries[name])
             except FormatError as exc:
                 raise PlanError(f"layer {name!r}: {exc}") from None
         target = data.get("target", DEFAULT_TARGET)
@@ -293,7 +311,8 @@ class Plan(Mapping[str, LayerChoice]):
         out: dict[str, list[dict[str, Any]]] = {}
         for name, choice in self._choices.items():
             layer = _layer(self.info, name)
-            for w in layer.weights if choice.weight is not None else ():
+            recovered = choice.recovery is not None  # codes ORT's rounding cannot reproduce
+            for w in layer.weights if choice.weight is not None and not recovered else ():
                 entries = _ort_weight_entries(choice.weight, w, weights)
                 if entries is not None:
                     out[w.name] = entries
@@ -309,7 +328,12 @@ class Plan(Mapping[str, LayerChoice]):
         msgs = []
         for name, choice in self._choices.items():
             w, a = choice.weight, choice.activation
-            if w is not None and ort_rule(w) is None and not (with_weights and _ort_explicit(w)):
+            if w is not None and choice.recovery is not None:
+                msgs.append(
+                    f"{name}: weight {w.name} with {choice.recovery.value} (ONNX Runtime's "
+                    "quantizer rounds to nearest; export the model with Bitlens instead)"
+                )
+            elif w is not None and ort_rule(w) is None and not (with_weights and _ort_explicit(w)):
                 why = (
                     "ONNX Runtime's symmetric int8 uses codes -127..127: choose "
                     f"{w.name.replace('sym', 'sym narrow', 1)} or give the weights"

@@ -25,7 +25,7 @@ MAX_DEPTH = 64  # plans nest 3 levels, overrides 4 (with "convert")
 MAX_INT_DIGITS = 30
 
 PLAN_KEYS = frozenset({"bitlens_plan", "model", "layers", "target"})
-CHOICE_KEYS = frozenset({"weight", "activation", "dynamic"})
+CHOICE_KEYS = frozenset({"weight", "activation", "dynamic", "recovery"})
 # Per-tensor override keys ORT's quantizer reads, with the JSON types they take.
 ORT_KEYS: dict[str, tuple[type, ...]] = {
     "quant_type": (str,),
@@ -141,6 +141,17 @@ def check_plan_dict(data: Any, version: int) -> dict[str, tuple[str | None, str 
         if type(dyn) is not bool:
             raise PlanError(f"layer {name!r}: 'dynamic' must be true or false, not {_kind(dyn)}")
         out[name] = (w, a, dyn)
+    return out
+
+
+def plan_recoveries(data: dict[str, Any]) -> dict[str, str | None]:
+    """layer -> its "recovery" method name (None when absent) of a checked plan object."""
+    out: dict[str, str | None] = {}
+    for name, entry in data["layers"].items():
+        value = entry.get("recovery")
+        if value is not None and not isinstance(value, str):
+            raise PlanError(f"layer {name!r}: 'recovery' must be a method name, not {_kind(value)}")
+        out[name] = value
     return out
 
 

@@ -32,6 +32,7 @@ from bitlens.core.targets import TensorQuantizer
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
+    from bitlens.core.recovery import Recovered
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +75,9 @@ class QuantizedModel:
     activations: Mapping[tuple[str, str], ActivationQuantizer]
     placed: Mapping[str, TensorQuantizer] = field(default_factory=dict)
     target_ranges: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+    # layer -> its recovery result (bitlens.core.recovery), whose weight is in ``weights``;
+    # the export also writes its bias and AWQ's multiply from here
+    recovered: Mapping[str, Recovered] = field(default_factory=dict)
 
     def weight(self, name: str) -> QuantizedWeight:
         try:
@@ -104,10 +108,13 @@ def quantize_model(engine: Engine, plan: Plan) -> QuantizedModel:
     placed = engine.placement(plan)
     # first: the target's tensor ranges (this also gathers their statistics)
     ranges = engine.target_ranges(placed)
+    recovered: dict[str, Recovered] = {}
     for name, choice in plan.choices.items():
         layer = engine.info.layer(name)
+        if choice.weight is not None and choice.recovery is not None:
+            recovered[name] = engine.recovery.result(layer, choice.weight, choice.recovery)
         for w in layer.weights if choice.weight is not None else ():
-            qw = engine.quantized(w, choice.weight)
+            qw = engine.recovery.quantized(layer, w, choice)
             prev = weights.setdefault(w.name, qw)
             if prev.fmt != qw.fmt:
                 raise ExportError(
@@ -126,5 +133,5 @@ def quantize_model(engine: Engine, plan: Plan) -> QuantizedModel:
             acts[(name, act)] = ActivationQuantizer(name, act, fmt, rng)
     return QuantizedModel(
         plan, MappingProxyType(weights), MappingProxyType(acts), MappingProxyType(dict(placed)),
-        MappingProxyType(ranges),
+        MappingProxyType(ranges), MappingProxyType(recovered),
     )  # fmt: skip

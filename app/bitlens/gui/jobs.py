@@ -25,9 +25,12 @@ from bitlens.core.errors import DataError, EngineError
 from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.export.fidelity import export_and_check
 from bitlens.core.export.report import FidelityReport
+from bitlens.core.formats import parse_format
 from bitlens.core.input_values import compared_constants
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import LayerChoice, Plan, activation_choices, weight_choices
+from bitlens.core.recovery.compare import RECOVERY_DEFAULT_FORMAT, MethodRow, iter_method_rows
+from bitlens.core.recovery.support import OPS as RECOVERY_OPS
 from bitlens.core.results import Evaluation, Progress, SweepEntry, TensorError
 from bitlens.core.search import Point, SearchOptions, SearchResult, search
 from bitlens.core.usermetric import Metric, evaluate_with
@@ -285,6 +288,8 @@ class LayerDetail:
     schemes: tuple[SchemeRow, ...] = ()
     activations: tuple[ActivationRow, ...] = ()  # static and dynamic, per activation format
     complete: bool = False
+    recovery: tuple[MethodRow, ...] = ()  # each method's layer output error vs rounding
+    recovery_format: str = ""
 
 
 def layer_detail(
@@ -340,6 +345,14 @@ def layer_detail(
             act_rows.append(row)
             yield Progress(len(act_rows), len(activation_choices(layer)), f"sandbox: {row.format}")
         detail = replace(detail, activations=tuple(act_rows))
+    if engine.data is not None and layer.op_type in RECOVERY_OPS and not layer.graph_path:
+        yield detail
+        rfmt = choice.weight or parse_format(RECOVERY_DEFAULT_FORMAT)
+        methods: list[MethodRow] = []
+        for mrow in iter_method_rows(engine, layer, rfmt):
+            methods.append(mrow)
+            yield Progress(len(methods), 5, f"recovery: {mrow.method}")
+        detail = replace(detail, recovery=tuple(methods), recovery_format=rfmt.name)
     return replace(detail, complete=True)
 
 

@@ -34,6 +34,7 @@ from bitlens.gui.codes_view import CodesView
 from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.jobs import LayerDetail
 from bitlens.gui.plot_title import FittedTitle
+from bitlens.gui.recovery_table import RecoveryTable
 from bitlens.gui.table_fill import sized_once
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
 
@@ -79,6 +80,11 @@ class LayerDetailView(QWidget):
         self.sandboxes.setObjectName("sandboxes")
         self.sandboxes.addTab(self.sandbox, "Weights")
         self.sandboxes.addTab(self.act_sandbox, "Activations")
+        self.recovery = RecoveryTable(self)
+        self.sandboxes.addTab(self.recovery, "Recovery")
+        self.sandboxes.setTabToolTip(
+            2, "Each recovery method's output error on this layer next to plain rounding"
+        )
         self.sandboxes.setTabToolTip(0, "Every weight format on this layer")
         self.sandboxes.setTabToolTip(
             1, "Every activation format on this layer's input: static (calibrated range) and "
@@ -118,6 +124,7 @@ class LayerDetailView(QWidget):
         self.sandbox.setRowCount(0)
         self.act_sandbox.setRowCount(0)
         self.codes.set_target(None, None)
+        self.recovery.setRowCount(0)
 
     def show_detail(self, detail: LayerDetail | None) -> None:
         self.detail = detail
@@ -129,6 +136,7 @@ class LayerDetailView(QWidget):
             self.sandbox.setRowCount(0)
             self.act_sandbox.setRowCount(0)
             self.codes.set_target(None, None)
+            self.recovery.setRowCount(0)
             return
         self.codes.set_target(detail.layer, detail.choice)
         c = detail.choice
@@ -152,6 +160,9 @@ class LayerDetailView(QWidget):
             self._fill_sandbox(detail)
         if self._fresh("activations", detail.layer, detail.activations, detail.choice):
             self.act_sandbox.show_rows(detail.layer, detail.activations, detail.choice)
+        if self._fresh("recovery", detail.layer, detail.recovery, detail.choice):
+            current = None if detail.choice.recovery is None else detail.choice.recovery.value
+            self.recovery.show_rows(detail.recovery, detail.recovery_format, current)
 
     def _fresh(self, part: str, *shown: object) -> bool:
         """Whether ``part`` must be drawn to show ``shown`` (and remember that it is);

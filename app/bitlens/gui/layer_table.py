@@ -157,6 +157,7 @@ class LayerTable(QWidget):
         self.delegate = FormatDelegate(self.view)
         self.view.setItemDelegateForColumn(Column.WEIGHT, self.delegate)
         self.view.setItemDelegateForColumn(Column.ACTIVATION, self.delegate)
+        self.view.setItemDelegateForColumn(Column.RECOVERY, self.delegate)
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)

@@ -8,6 +8,7 @@ latest evaluation; while a newer one is computed they are shown in italics.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from enum import IntEnum
 from typing import Any
@@ -23,11 +24,13 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QFont
 
 from bitlens.core.compare import LayerDelta, verdict
+from bitlens.core.compute import compute_of
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.accounting import cannot_save
 from bitlens.core.formats import parse_format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, activation_choices, weight_choices
+from bitlens.core.recovery import RECOVERY_CHOICES, parse_recovery
 from bitlens.core.results import LayerResult, TensorError
 from bitlens.gui import colors
 from bitlens.gui.ab_compare import signed_bytes, signed_db, verdict_color
@@ -68,6 +71,8 @@ class Column(IntEnum):
     RAN_AS = 10
     DELTA_ERROR = 11  # B - A of the coloured error kind, while a plan A is pinned
     DELTA_BYTES = 12
+    RECOVERY = 13
+    BOPS = 14
 
 
 HEADERS = {
@@ -87,6 +92,11 @@ HEADERS = {
                          "error kind chosen in the plots (▲ blue better, ▼ orange worse)"),
     Column.DELTA_BYTES: ("Δ size vs A", "This plan's weight bytes minus plan A's (▲ blue "
                          "smaller, ▼ orange larger)"),
+    Column.RECOVERY: ("Recovery", "Accuracy recovery for the weights, from calibration data: "
+                      "GPTQ, bias correction, AWQ or clipping search by output error "
+                      "(double-click to change)"),
+    Column.BOPS: ("BOPs", "Bit-operations: MACs x weight bits x activation bits, per sample "
+                  "at the data's input sizes (hover for the MACs)"),
 }
 AB_COLUMNS = (Column.DELTA_ERROR, Column.DELTA_BYTES)  # shown only while a plan A is pinned
 ERROR_COLUMNS = (Column.WEIGHT_SQNR, Column.LOCAL, Column.ACCUMULATED)
@@ -95,6 +105,7 @@ KIND_COLUMN = {
     "local": Column.LOCAL,
     "accumulated": Column.ACCUMULATED,
 }  # the error column coloured for each error kind
+RECOVERY_OFF = "off"
 _MISSING = -1e300  # sorts "no value" below every number
 
 
@@ -157,7 +168,7 @@ class LayerTableModel(QAbstractTableModel):
         f = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
         layer = self._layers[index.row()]
         col = index.column()
-        if (col == Column.WEIGHT and weight_choices(layer)) or (
+        if (col in (Column.WEIGHT, Column.RECOVERY) and weight_choices(layer)) or (
             col == Column.ACTIVATION and activation_choices(layer) and not layer.graph_path
         ):
             f |= Qt.ItemFlag.ItemIsEditable
@@ -181,6 +192,8 @@ class LayerTableModel(QAbstractTableModel):
                 return [FLOAT_LABEL, *weight_choices(layer)]
             if col == Column.ACTIVATION:  # static first, then dynamic, side by side
                 return [FLOAT_LABEL, *with_dynamic(activation_choices(layer))]
+            if col == Column.RECOVERY:
+                return [RECOVERY_OFF, *RECOVERY_CHOICES]
             return None
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(layer, col)
@@ -205,7 +218,7 @@ class LayerTableModel(QAbstractTableModel):
             font.setItalic(True)
             return font
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (
-            Column.PARAMS, Column.SIZE, *ERROR_COLUMNS, *AB_COLUMNS,
+            Column.PARAMS, Column.SIZE, Column.BOPS, *ERROR_COLUMNS, *AB_COLUMNS,
         ):  # fmt: skip
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -214,19 +227,27 @@ class LayerTableModel(QAbstractTableModel):
         if role != Qt.ItemDataRole.EditRole or not index.isValid():
             return False
         col = index.column()
-        if col not in (Column.WEIGHT, Column.ACTIVATION):
+        if col not in (Column.WEIGHT, Column.ACTIVATION, Column.RECOVERY):
             return False
         layer = self._layers[index.row()]
         text = str(value).strip()
-        kind = "weights" if col == Column.WEIGHT else "activations"
+        kind = {Column.WEIGHT: "weights", Column.ACTIVATION: "activations"}.get(col, "recovery")
         try:
+            if col == Column.RECOVERY:
+                old = self._choice(layer)
+                method = None if text == RECOVERY_OFF else text
+                new = dataclasses.replace(old, recovery=parse_recovery(method))
+                if new != old:
+                    self._doc.edit({layer.name: new}, f"{layer.name}: recovery → {text}")
+                return True
             name, dynamic = split_dynamic(text)
             fmt = None if name in ("", FLOAT_LABEL) else parse_format(name)
             old = self._choice(layer)
             if col == Column.WEIGHT:
-                new = LayerChoice(fmt, old.activation, old.dynamic)
+                keep = old.recovery if fmt is not None else None
+                new = LayerChoice(fmt, old.activation, old.dynamic, keep)
             else:
-                new = LayerChoice(old.weight, fmt, dynamic and fmt is not None)
+                new = LayerChoice(old.weight, fmt, dynamic and fmt is not None, old.recovery)
             if new == old:
                 return True
             self._doc.edit({layer.name: new}, f"{layer.name}: {kind} → {fmt_format(text or None)}")
@@ -284,6 +305,11 @@ class LayerTableModel(QAbstractTableModel):
         if col == Column.DELTA_BYTES:
             d = self._delta(layer)
             return "" if d is None else signed_bytes(d.delta_bytes)
+        if col == Column.RECOVERY:
+            return RECOVERY_OFF if choice.recovery is None else choice.recovery.value
+        if col == Column.BOPS:
+            bops = self._bops(layer)
+            return NONE if bops is None else fmt_count(bops)
         return fmt_db(_sqnr(self._error(layer, col)))
 
     def _delta(self, layer: Layer) -> LayerDelta | None:
@@ -298,6 +324,12 @@ class LayerTableModel(QAbstractTableModel):
             return verdict(d.delta_db(self._doc.error_kind.kind))
         db = d.delta_bytes
         return "" if db is None else verdict(float(db), higher_is_better=False, tol=0.0)
+
+    def _bops(self, layer: Layer) -> int | None:
+        session = self._doc.session if self._doc.is_open else None
+        if session is None or self._doc.plan is None:
+            return None
+        return compute_of(session.engine).bops(session.info, self._doc.plan).get(layer.name)
 
     def _ran_as(self, layer: Layer) -> str | None:
         """The last export's kernel for the layer, if that export was of the current plan."""
@@ -319,6 +351,8 @@ class LayerTableModel(QAbstractTableModel):
             return layer.index  # topological order, the natural order of a model
         if col == Column.PARAMS:
             return layer.params
+        if col == Column.BOPS:
+            return float(self._bops(layer) or -1)
         if col == Column.SIZE:
             r = self._result(layer)
             return float(layer.nbytes if r is None else r.bytes_after)
@@ -344,6 +378,9 @@ class LayerTableModel(QAbstractTableModel):
                 "this format cannot save bytes on this layer: its codes and scales alone take "
                 "as much as the float weights (e.g. blocks along an axis of size 1)"
             )
+        if col == Column.BOPS and self._doc.session is not None:
+            macs = compute_of(self._doc.session.engine).macs.get(layer.name)
+            return "MACs not known (shapes unknown)" if macs is None else f"{fmt_count(macs)} MACs"
         if col == Column.NAME:
             lines = [f"{layer.name} ({layer.op_type})"]
             lines += [f"weight {w.name}: {fmt_shape(w.shape)} {w.dtype}" for w in layer.weights]
@@ -382,7 +419,7 @@ class LayerTableModel(QAbstractTableModel):
         self.endResetModel()
 
     def _on_plan_changed(self) -> None:
-        self._changed(Column.WEIGHT, Column.RAN_AS)
+        self._changed(Column.WEIGHT, Column.BOPS)
 
     def _on_evaluation_changed(self) -> None:
         self._changed(Column.SIZE, Column.ACCUMULATED)

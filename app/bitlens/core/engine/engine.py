@@ -417,7 +417,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
                 name=layer.name,
                 weight_format=None if choice.weight is None else choice.weight.name,
                 activation_format=None if choice.activation is None else choice.activation.name,
-                weight=None if choice.weight is None else self.weight_error(layer, choice.weight),
+                weight=None if choice.weight is None else self.recovery.weight_error(layer, choice),
                 local=local_err.get(layer.name),
                 accumulated=accumulated,
                 bytes_before=layer.nbytes,

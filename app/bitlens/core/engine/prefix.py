@@ -30,6 +30,7 @@ import onnx
 from onnx import helper
 
 from bitlens.core.engine.graphs import node_reads, value_info
+from bitlens.core.engine.rewrite import fed_constants
 from bitlens.core.model.graph import is_constant_node
 from bitlens.core.model.types import ModelInfo
 
@@ -105,7 +106,7 @@ def find_cuts(sim: onnx.ModelProto, info: ModelInfo, positions: Mapping[str, int
     )
     later_weights: set[str] = set()
     for pos, layer in reversed(layers):
-        later_weights.update(w.name for w in layer.weights)
+        later_weights.update(w.name for w in fed_constants(layer))  # biases are fed too
         # After the last model node before this layer's node: the layer's own activation
         # quantizers, and the target's quantizers on that node's outputs, run in the part
         # that follows the cut.

@@ -88,6 +88,16 @@ def _check_kinds(info: ModelInfo, kinds: Kinds, opset: int) -> None:
             )
 
 
+def fed_constants(layer: Layer) -> tuple[WeightInfo, ...]:
+    """The constants of a layer the engine feeds as graph inputs: its weights, and its
+    main-graph bias initializers (bias correction feeds a changed bias, see
+    bitlens.core.recovery)."""
+    biases = tuple(
+        b for b in layer.biases if not b.graph_path and b.storage is Storage.INITIALIZER
+    )
+    return (*layer.weights, *biases)
+
+
 def _constant_names(g: onnx.GraphProto) -> set[str]:
     """Initializers and Constant-node outputs of the main graph."""
     return {t.name for t in g.initializer} | {
@@ -108,7 +118,7 @@ def copy_without_weights(
     skip = {
         w.name
         for layer in info.layers
-        for w in layer.weights
+        for w in fed_constants(layer)
         if not w.graph_path and w.storage is not Storage.CONSTANT
     }
     model = onnx.ModelProto()
@@ -139,7 +149,7 @@ def weights_to_inputs(
     weights: dict[str, WeightInfo] = {}
     by_graph: dict[str, tuple[set[str], set[str]]] = {}
     for layer in info.layers:
-        for w in layer.weights:
+        for w in fed_constants(layer):
             if w.name in weights:
                 continue
             weights[w.name] = w
@@ -238,7 +248,7 @@ def build_sim(
     existing = {v.name for v in g.output}
     layer_outputs: dict[str, str] = {}
     activations: list[str] = []
-    weights = {w.name for layer in info.layers for w in layer.weights}
+    weights = {w.name for layer in info.layers for w in fed_constants(layer)}
     consts = _constant_names(g)
     for layer in main_layers(info):
         layer_outputs[layer.name] = layer.outputs[0]
@@ -280,7 +290,7 @@ def build_local(
     """
     _check_kinds(info, kinds, info.opset)
     g = proto.graph
-    weight_names = {w.name: w for layer in info.layers for w in layer.weights}
+    weight_names = {w.name: w for layer in info.layers for w in fed_constants(layer)}
     const_names = _constant_names(g)
     nodes: list[onnx.NodeProto] = []
     inputs: dict[str, onnx.ValueInfoProto] = {}

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bitlens.core import metrics
+from bitlens.core.engine.rewrite import fed_constants
 from bitlens.core.formats import Format
 from bitlens.core.model.external import release_pages
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.quantized import QuantizedWeight, quantize_weight
+from bitlens.core.recovery.calibrated import RecoveryCache
 from bitlens.core.results import TensorError
 from bitlens.core.weights import bind
 
@@ -42,9 +44,14 @@ class WeightFeeds:
             self._float_feeds = {
                 w.name: self.model.weight(w).astype(np.dtype(w.dtype), copy=False)
                 for layer in self.info.layers
-                for w in layer.weights
+                for w in fed_constants(layer)
             }
         return dict(self._float_feeds)
+
+    @cached_property
+    def recovery(self) -> RecoveryCache:
+        """Recovery results (GPTQ, bias correction...) computed once per layer and format."""
+        return RecoveryCache(self)  # type: ignore[arg-type]
 
     @cached_property
     def _wcache_limit(self) -> int:
@@ -99,6 +106,9 @@ class WeightFeeds:
         feeds = self._float_weights()
         for name, choice in plan.items() if isinstance(plan, Mapping) else ():
             if choice.weight is None:
+                continue
+            if choice.recovery is not None:
+                feeds.update(self.recovery.feeds(self.info.layer(name), choice))
                 continue
             for w in self.info.layer(name).weights:
                 feeds[w.name] = self.quantized_weight(w, choice.weight)

@@ -20,6 +20,7 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 from bitlens.core import targets
+from bitlens.core.compute import compute_of
 from bitlens.core.engine import bind
 from bitlens.core.engine.graphs import find_graph, iter_nodes
 from bitlens.core.engine.session import requested_providers
@@ -61,6 +62,7 @@ from bitlens.core.fileio import atomic_write_text, check_output, replace_into, s
 from bitlens.core.formats import storage_bytes
 from bitlens.core.plan import Plan
 from bitlens.core.quantized import QuantizedModel, quantize_model
+from bitlens.core.recovery.export import planned_bias
 from bitlens.core.results import Progress
 
 if TYPE_CHECKING:
@@ -106,9 +108,8 @@ def check_fidelity(
     yield Progress(1, steps, "reloaded the export")
 
     # -- rule 2: the export in its simulated form, arranged as the engine runs it ----------
-    src_inits = {t.name: t for t in engine.model.proto.graph.initializer}
     biases = {
-        r.bias.feeds: (r.bias.bias, numpy_helper.to_array(src_inits[r.bias.bias]))
+        r.bias.feeds: (r.bias.bias, planned_bias(engine, qm, r.bias.bias))
         for r in records.values()
         if r.bias is not None
     }
@@ -343,6 +344,7 @@ def check_fidelity(
         samples=len(samples),
         failures=tuple(failures),
         notes=tuple(dict.fromkeys(notes)),
+        compute=compute_of(engine).to_dict(engine.info, plan),
     )
 
 

@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from bitlens.core.export import activations
 from bitlens.core.model.types import Layer, ModelInfo
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.recovery import Recovery
 from bitlens.core.targets import TensorQuantizer, kernel_format
 
 
 def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
-    """8-bit integer weights (not blocked) with a calibrated 8-bit activation on Conv/MatMul/Gemm."""
-    return kernel_format(layer, choice.weight, choice.activation, choice.dynamic)
+    """8-bit integer weights (not blocked) with a calibrated 8-bit activation on Conv/MatMul/Gemm
+    (not under AWQ, whose multiply after the decode keeps the weight out of the kernel)."""
+    return choice.recovery is not Recovery.AWQ and kernel_format(layer, choice.weight, choice.activation, choice.dynamic)
 
 
 # Ops ONNX Runtime moves a QuantizeLinear back across (QDQ propagation) or folds into the

@@ -28,6 +28,7 @@ from bitlens.core.formats import Format, QTensor, family_of, uniform
 from bitlens.core.model.types import Layer, Storage, WeightInfo
 from bitlens.core.plan import LayerChoice
 from bitlens.core.quantized import QuantizedModel
+from bitlens.core.recovery import export as recovery_export
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
@@ -92,6 +93,9 @@ def export_layer(
             act_scale = rec.scale
     encodings: list[WeightEncoding] = []
     weight_scale: np.ndarray | None = None
+    rec = qm.recovered.get(layer.name)
+    if rec is not None and (note := recovery_export.write_bias(state, layer, rec)):
+        notes.append(note)
     if choice.weight is not None:
         for w in layer.weights:
             fmt = bind(choice.weight, w)
@@ -106,7 +110,8 @@ def export_layer(
                     encodings.append(enc)
                 notes.append(f"weight {w.name} is shared; stored once")
                 continue
-            enc = _encode_one(state, layer, w, qm.weight(w.name).q, kernel, options, notes)
+            enc = _encode_one(state, layer, w, qm.weight(w.name).q, kernel, options, notes,
+                              None if rec is None else rec.input_scale)  # fmt: skip
             state.weights[w.name] = (fmt.name, enc)
             if enc is not None:
                 encodings.append(enc)
@@ -210,13 +215,16 @@ def _encode_one(
     kernel: bool,
     options: ExportOptions,
     notes: list[str],
+    input_scale: np.ndarray | None = None,
 ) -> WeightEncoding | None:
     fmt = q.fmt
     g = state.graph(w.graph_path)
     b = GraphBuilder(
         w.name, state.taken, state.shared.setdefault(w.graph_path, {}), state.functions
     )
-    if options.matmulnbits and not kernel and layer.op_type == "MatMul" and not w.graph_path:
+    if options.matmulnbits and input_scale is not None:
+        notes.append(f"{w.name}: AWQ's multiply after the decode keeps it out of MatMulNBits")
+    elif options.matmulnbits and not kernel and layer.op_type == "MatMul" and not w.graph_path:
         lay = matmulnbits.layout_for(fmt, w.shape)
         idx, node = node_producing(g, layer.outputs[0])
         if (
@@ -252,6 +260,8 @@ def _encode_one(
     if enc is None:
         notes.append(f"{w.name}: {fmt.name} keeps the weight's own {w.dtype} values")
         return None
+    if input_scale is not None:
+        recovery_export.scale_decoded(b, w.name, input_scale)
     remove_weight(g, w)
     state.add_to_graph(w.graph_path, b)
     return enc

@@ -160,6 +160,8 @@ class FidelityReport:
     samples: int
     failures: tuple[str, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # MACs and BOPs per layer and in total (bitlens.core.compute.Compute.to_dict)
+    compute: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -197,6 +199,10 @@ def _rel(actual: int, planned: int) -> float:
     return (actual - planned) / planned
 
 
+def _bops_text(bops: int | None) -> str:
+    return "-" if bops is None else f"{bops:.3g}"
+
+
 def render(r: FidelityReport) -> str:
     """A plain-text summary for the terminal."""
     lines = [
@@ -204,8 +210,10 @@ def render(r: FidelityReport) -> str:
         f"needs ONNX Runtime >= {r.min_ort} (checked with {r.ort_version})",
     ]
     rows = [
-        ("layer", "weight", "stored as", "activation", "ran as", "bytes plan -> stored", "file")
+        ("layer", "weight", "stored as", "activation", "ran as", "bytes plan -> stored", "file",
+         "BOPs")
     ]
+    per_layer = (r.compute or {}).get("layers", {})
     for la in r.layers:
         rows.append(
             (
@@ -216,6 +224,7 @@ def render(r: FidelityReport) -> str:
                 la.kernel,
                 f"{la.bytes_planned} -> {la.bytes_stored} ({100 * la.size_error:+.1f}%)",
                 f"{la.bytes_file:+d}" + ("" if la.saves_bytes else " (saves nothing)"),
+                _bops_text(per_layer.get(la.name, {}).get("bops")),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -250,6 +259,11 @@ def render(r: FidelityReport) -> str:
         f"({100 * r.weights_size_error:+.2f}%); file {r.file_bytes} B vs accounted "
         f"{r.file_expected} B ({100 * r.file_size_error:+.2f}%)"
     )
+    if r.compute is not None:
+        lines.append(
+            f"compute: {r.compute['total_macs']:,} MACs, {r.compute['total_bops']:,} BOPs "
+            f"(float {r.compute['total_bops_float']:,})"
+        )
     if r.latency is not None:
         lat = r.latency
         lines.append(

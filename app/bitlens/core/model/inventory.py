@@ -20,6 +20,7 @@ from pathlib import Path
 import onnx
 
 from bitlens.core.errors import ModelLoadError
+from bitlens.core.model.add_bias import with_add_biases
 from bitlens.core.model.graph import GraphOrderError, NodeSlot, outer_names, subgraphs, walk
 from bitlens.core.model.layers import find_layer
 from bitlens.core.model.shapes import infer_value_info
@@ -80,7 +81,7 @@ def build_inventory(
         inputs=inputs,
         outputs=outputs,
         nodes=tuple(nodes),
-        layers=tuple(layers),
+        layers=tuple(with_add_biases(layers, graph)),
         edges=_edges(slots, inputs, outputs),
         value_info=value_info,
     )

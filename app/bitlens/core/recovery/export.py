@@ -1,0 +1,57 @@
+"""What the exporter and the fidelity check read of a layer's recovery: the same
+:class:`~bitlens.core.recovery.Recovered` value the engine fed, so the file holds exactly
+the weights and bias that were evaluated."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from onnx import numpy_helper
+
+from bitlens.core.errors import ExportError
+from bitlens.core.export.graph import GraphBuilder, rename_output
+from bitlens.core.recovery import Recovered
+
+if TYPE_CHECKING:
+    from bitlens.core.engine.engine import Engine
+    from bitlens.core.export.editing import ExportState
+    from bitlens.core.model.types import Layer
+    from bitlens.core.quantized import QuantizedModel
+
+
+def planned_bias(engine: Engine, qm: QuantizedModel, name: str) -> np.ndarray:
+    """A bias as the engine feeds it under ``qm``'s plan (corrected where a layer asks)."""
+    for layer_name, rec in qm.recovered.items():
+        biases = engine.info.layer(layer_name).biases
+        if rec.bias is not None and biases and biases[0].name == name:
+            return rec.bias
+    return np.asarray(engine.model.weight(name)).astype(np.float32, copy=False)
+
+
+def write_bias(state: ExportState, layer: Layer, rec: Recovered) -> str | None:
+    """Replace the layer's bias initializer by the corrected one; a note, or None."""
+    if rec.bias is None:
+        return None
+    b = layer.biases[0]
+    if state.consumers(b.name) != 1:
+        raise ExportError(
+            f"layer {layer.name!r}: bias {b.name!r} is shared with other nodes; bias "
+            "correction needs a bias of its own"
+        )
+    g = state.model.graph
+    for i, t in enumerate(g.initializer):
+        if t.name == b.name:
+            value = rec.bias.astype(np.dtype(b.dtype)).reshape(b.shape)
+            g.initializer[i].CopyFrom(numpy_helper.from_array(value, b.name))
+            return f"bias {b.name} corrected for the weight rounding ({rec.note})"
+    raise ExportError(f"layer {layer.name!r}: bias {b.name!r} is not an initializer")
+
+
+def scale_decoded(b: GraphBuilder, weight: str, input_scale: np.ndarray) -> None:
+    """Make the decode subgraph of ``weight`` end in an exact float32 multiply by the
+    per-input-channel ``input_scale`` (AWQ's 1/s): the same product the engine computed,
+    folded to a constant when the session starts."""
+    inner = b.name("awq_decoded")
+    rename_output(b, weight, inner)
+    b.node("Mul", [inner, b.const("awq_inv_scale", input_scale.astype(np.float32))], weight)

@@ -1,0 +1,63 @@
+"""MACs and BOPs per layer, against shapes ONNX Runtime actually produces."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnxruntime as ort
+
+from bitlens.core.compute import count_macs, input_shapes
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
+from tests import builders
+from tests.core.export_models import conv_net, random_feeds
+
+
+def _ort_shapes(proto, feeds) -> dict[str, tuple[int, ...]]:
+    """Every node output's shape as ONNX Runtime computes it (the independent reference)."""
+    m = proto.__class__()
+    m.CopyFrom(proto)
+    known = {o.name for o in m.graph.output}
+    for n in m.graph.node:
+        for o in n.output:
+            if o not in known:
+                m.graph.output.add().name = o
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, (v.shape for v in sess.run(names, feeds)), strict=True))
+
+
+def test_conv_and_gemm_macs_follow_the_run_shapes_and_the_batch() -> None:
+    proto = conv_net(channels=8)
+    model = from_proto(proto)
+    data = random_feeds(model.info, 2, dims={"N": 3})
+    comp = count_macs(proto, model.info, {"x": data.samples[0]["x"].shape})  # batch 3
+    ran = _ort_shapes(proto, data.samples[0])
+    for layer in model.info.layers:
+        w = layer.weights[0].shape
+        out = ran[layer.outputs[0]]
+        k = math.prod(w[1:]) if layer.op_type == "Conv" else w[1]  # Gemm transB=1: [N, K]
+        assert comp.macs[layer.name] == math.prod(out) * k, layer.name
+    one = count_macs(proto, model.info, input_shapes(model.info))  # no data: batch 1
+    assert one.total_macs * 3 == sum(comp.macs.values())
+    assert input_shapes(model.info, data) == {"x": (1, 3, 16, 16)}  # per sample
+
+
+def test_recurrent_and_matmul_macs_and_bops_of_a_plan() -> None:
+    gru = from_proto(builders.stateful_gru())
+    comp = count_macs(builders.stateful_gru(), gru.info, input_shapes(gru.info))
+    assert comp.macs["gru"] == 3 * 1 * 3 * 4 * (5 + 4)  # T * batch * gates * H * (I + H)
+    proto = builders.mlp()
+    mlp = from_proto(proto)
+    comp = count_macs(proto, mlp.info, input_shapes(mlp.info))
+    x = np.zeros((2, 16), np.float32)
+    ran = _ort_shapes(proto, {"x": x})
+    for layer in mlp.info.layers:
+        assert comp.macs[layer.name] == math.prod(ran[layer.outputs[0]]) * layer.weights[0].shape[0]
+    plan = Plan.uniform(mlp.info, "int4 sym ch", "uint8 asym")
+    bops = comp.bops(mlp.info, plan)
+    assert all(bops[n] == comp.macs[n] * 4 * 8 for n in bops)
+    assert comp.total_bops(mlp.info, None) == comp.total_macs * 32 * 32
+    d = comp.to_dict(mlp.info, plan)
+    assert d["total_bops"] == comp.total_macs * 32 and d["total_macs"] == comp.total_macs

@@ -1,0 +1,42 @@
+"""The table's Recovery and BOPs columns and the sandbox's recovery comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+
+from bitlens.core.compute import compute_of
+from bitlens.gui.layer_table_model import Column
+from tests.gui.conftest import open_model, wait_detail, wait_idle
+
+
+def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
+    qtbot, window, cnn_path: Path
+) -> None:
+    open_model(qtbot, window, cnn_path)
+    model = window.table.model
+    row = model.row_of("conv2")
+    assert model.setData(model.index(row, Column.WEIGHT), "int4 sym ch", Qt.ItemDataRole.EditRole)
+    assert model.index(row, Column.RECOVERY).data(Qt.ItemDataRole.UserRole + 1)[1:] == [
+        "bias_correction", "gptq", "awq", "clip_search"
+    ]
+    assert model.setData(model.index(row, Column.RECOVERY), "gptq", Qt.ItemDataRole.EditRole)
+    wait_idle(qtbot, window)
+    assert window.document.plan["conv2"].recovery.value == "gptq"
+    assert model.index(row, Column.RECOVERY).data() == "gptq"
+    # a weight change keeps the method; "off" removes it
+    assert model.setData(model.index(row, Column.WEIGHT), "int3 sym ch", Qt.ItemDataRole.EditRole)
+    assert window.document.plan["conv2"].recovery.value == "gptq"
+    bops = compute_of(window.document.session.engine).bops(window.document.info, window.document.plan)
+    assert bops["conv2"] and model.index(row, Column.BOPS).data() not in ("", "—", None)
+    window.document.selection.set(["conv2"])
+    wait_detail(qtbot, window, "conv2", "int3 sym ch")
+    table = window.detail.recovery
+    methods = [table.item(i, 0).text() for i in range(table.rowCount())]
+    assert methods == ["plain", "bias_correction", "gptq", "awq", "clip_search"]
+    gptq = methods.index("gptq")
+    assert table.item(gptq, 2).text().startswith("+")  # better than plain rounding
+    assert table.item(gptq, 0).font().bold()  # the layer's current method
+    assert model.setData(model.index(row, Column.RECOVERY), "off", Qt.ItemDataRole.EditRole)
+    assert window.document.plan["conv2"].recovery is None
