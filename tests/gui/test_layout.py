@@ -90,7 +90,8 @@ def test_reset_layout_at_1920_shows_the_default_panes_only(qtbot, window, cnn_pa
     tabbed = {k: sorted(o.objectName() for o in window.tabifiedDockWidgets(d))
               for k, d in window.docks.items() if d.isVisible()}  # fmt: skip
     assert tabbed["graph"] == []
-    assert tabbed["detail"] == ["dock_outputs"] and tabbed["plots"] == ["dock_sweep"]
+    assert tabbed["detail"] == ["dock_outputs"]
+    assert tabbed["plots"] == ["dock_deployed", "dock_sweep"]  # the As deployed pane's place
     for key, share in (("graph", 0.2), ("detail", 0.3)):
         dock = window.docks[key]
         assert dock.isVisible() and not dock.isFloating()

@@ -40,3 +40,29 @@ def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
     assert table.item(gptq, 0).font().bold()  # the layer's current method
     assert model.setData(model.index(row, Column.RECOVERY), "off", Qt.ItemDataRole.EditRole)
     assert window.document.plan["conv2"].recovery is None
+
+
+def test_format_edits_elsewhere_keep_recovery_where_it_applies(
+    qtbot, window, cnn_path: Path
+) -> None:
+    """Set for selection, the sandbox and the activation sandbox keep a layer's method
+    (they dropped it); a weight format the method cannot use drops it instead of failing."""
+    open_model(qtbot, window, cnn_path)
+    model = window.table.model
+    row = model.row_of("conv2")
+    assert model.setData(model.index(row, Column.WEIGHT), "int4 sym ch", Qt.ItemDataRole.EditRole)
+    assert model.setData(model.index(row, Column.RECOVERY), "gptq", Qt.ItemDataRole.EditRole)
+    wait_idle(qtbot, window)
+    doc, table = window.document, window.table
+    doc.selection.set(["conv2"])
+    table.weight_combo.setCurrentText("int3 sym ch")
+    table.apply_to_selection()
+    assert doc.plan["conv2"].weight.name == "int3 sym ch"
+    assert doc.plan["conv2"].recovery.value == "gptq"
+    window.set_weight_format("conv2", "int5 sym ch")  # the sandbox's double-click
+    assert doc.plan["conv2"].recovery.value == "gptq"
+    assert not window.message_bar.isVisible()
+    table.weight_combo.setCurrentText("fp16")  # GPTQ needs an integer format
+    table.apply_to_selection()
+    assert doc.plan["conv2"].weight.name == "fp16" and doc.plan["conv2"].recovery is None
+    wait_idle(qtbot, window)

@@ -117,7 +117,7 @@ def apply_activation(
     mode = " (dynamic)" if dynamic else ""
     try:
         old = plan[layer]
-        new = LayerChoice(old.weight, parse_format(fmt), dynamic)
+        new = LayerChoice(old.weight, parse_format(fmt), dynamic, old.recovery)
         document.edit({layer: new}, f"{layer}: activations → {fmt}{mode}")
     except (BitlensError, KeyError) as exc:
         bar.show_error(f"Setting {layer} activations to {fmt}{mode}", exc)

@@ -38,6 +38,7 @@ from bitlens.core.plan import (
     activation_choices,
     weight_choices,
 )
+from bitlens.core.recovery.support import kept_recovery
 from bitlens.core.targets import TARGET_TITLES, TARGETS
 from bitlens.gui.document import Document
 from bitlens.gui.format_delegate import FormatDelegate
@@ -262,7 +263,8 @@ class LayerTable(QWidget):
                 act, dynamic = old.activation, old.dynamic
                 if a_text != UNCHANGED and activation_choices(layer) and not layer.graph_path:
                     act, dynamic = a, a_dynamic and a is not None
-                changes[name] = LayerChoice(weight, act, dynamic)
+                keep = kept_recovery(layer, weight, old.recovery)
+                changes[name] = LayerChoice(weight, act, dynamic, keep)
             what = ", ".join(t for t in (f"W {w_text}", f"A {a_text}") if UNCHANGED not in t)
             self._doc.edit(changes, f"{what} on {_count(names)}")
         except BitlensError as exc:

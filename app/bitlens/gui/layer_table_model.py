@@ -31,6 +31,7 @@ from bitlens.core.formats import parse_format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, activation_choices, weight_choices
 from bitlens.core.recovery import RECOVERY_CHOICES, parse_recovery
+from bitlens.core.recovery.support import kept_recovery
 from bitlens.core.results import LayerResult, TensorError
 from bitlens.gui import colors
 from bitlens.gui.ab_compare import signed_bytes, signed_db, verdict_color
@@ -244,7 +245,7 @@ class LayerTableModel(QAbstractTableModel):
             fmt = None if name in ("", FLOAT_LABEL) else parse_format(name)
             old = self._choice(layer)
             if col == Column.WEIGHT:
-                keep = old.recovery if fmt is not None else None
+                keep = kept_recovery(layer, fmt, old.recovery)
                 new = LayerChoice(fmt, old.activation, old.dynamic, keep)
             else:
                 new = LayerChoice(old.weight, fmt, dynamic and fmt is not None, old.recovery)

@@ -32,6 +32,7 @@ from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.recovery.support import kept_recovery
 from bitlens.core.results import Progress
 from bitlens.core.search import Point
 from bitlens.gui.ab_compare import ABStatusLabel
@@ -225,8 +226,9 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         if plan is None:
             return
         try:
-            old = plan[layer]
-            new = LayerChoice(parse_format(fmt), old.activation, old.dynamic)
+            old, weight = plan[layer], parse_format(fmt)
+            keep = kept_recovery(self.document.layer(layer), weight, old.recovery)
+            new = LayerChoice(weight, old.activation, old.dynamic, keep)
             self.document.edit({layer: new}, f"{layer}: weights → {fmt}")
         except (BitlensError, KeyError) as exc:
             self.message_bar.show_error(f"Setting {layer} weights to {fmt}", exc)

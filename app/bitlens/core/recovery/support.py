@@ -41,6 +41,20 @@ def check_recovery(layer: Layer, weight: Format | None, method: Recovery) -> Non
         )
 
 
+def kept_recovery(layer: Layer, weight: Format | None, method: Recovery | None) -> Recovery | None:
+    """``method`` if it still applies after the layer's weights change to ``weight``, else
+    None: a format change from the table, the sandbox or a selection keeps the layer's
+    recovery where it can and drops it where the new format rules it out (fp16, float),
+    instead of refusing the whole edit."""
+    if method is None:
+        return None
+    try:
+        check_recovery(layer, weight, method)
+    except PlanError:
+        return None
+    return method
+
+
 def with_recovery(plan: Plan, method: Recovery) -> tuple[Plan, list[str]]:
     """``plan`` with ``method`` on every quantized layer it applies to, and one
     ``layer: why`` line for each quantized layer it does not."""
