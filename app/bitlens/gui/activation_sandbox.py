@@ -99,10 +99,7 @@ def _error_item(fmt: str, err: TensorError | None, dynamic: bool) -> QTableWidge
             f"MSE {err.mse:.3g}, max |error| {err.max_abs:.3g}\n{how}\n"
             "double-click to use it for this layer's activations"
         )
-        c = colors.error_color(err.sqnr_db)
-        if c is not None:
-            it.setBackground(c)
-            it.setForeground(colors.INK)
+        colors.paint_error(it, err.sqnr_db)
     it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
     return it
 

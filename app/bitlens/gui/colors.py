@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QTableWidgetItem
 
 GOOD_DB = 40.0
 BAD_DB = 5.0
@@ -65,6 +66,15 @@ def error_color(sqnr_db: float | None, scale: ErrorScale = DEFAULT_SCALE) -> QCo
     else:
         t = min(max((sqnr_db - scale.lo) / (scale.hi - scale.lo), 0.0), 1.0)
     return scale_color(t)
+
+
+def paint_error(item: QTableWidgetItem, sqnr_db: float | None) -> None:
+    """Colour a table cell by its SQNR on the default scale, with dark ink for contrast
+    on the light end of the scale; a cell with nothing to show keeps its look."""
+    c = error_color(sqnr_db)
+    if c is not None:
+        item.setBackground(c)
+        item.setForeground(INK)
 
 
 def scale_color(t: float) -> QColor:

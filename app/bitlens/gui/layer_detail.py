@@ -242,10 +242,7 @@ class LayerDetailView(QWidget):
                     if j:
                         it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                     if j == 1:
-                        c = colors.error_color(row.error.sqnr_db)
-                        if c is not None:
-                            it.setBackground(c)
-                            it.setForeground(colors.INK)
+                        colors.paint_error(it, row.error.sqnr_db)
                     if row.format == current:
                         it.setFont(bold)
                     self.sandbox.setItem(i, j, it)

@@ -112,10 +112,7 @@ class OutputsView(QWidget):
             for j, text in enumerate(cells):
                 it = QTableWidgetItem(text)
                 if j == 1:
-                    c = colors.error_color(out.error.sqnr_db)
-                    if c is not None:
-                        it.setBackground(c)
-                        it.setForeground(colors.INK)
+                    colors.paint_error(it, out.error.sqnr_db)
                 self.table.setItem(i, j, it)
         self.summary.setText(self._summary_text())
         self._fit_height()

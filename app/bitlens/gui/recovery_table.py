@@ -50,9 +50,8 @@ class RecoveryTable(QTableWidget):
                 it.setToolTip(f"{fmt}, {r.method}: {r.note}")
                 if j in (1, 2):
                     it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if j == 1 and r.sqnr_db is not None and (c := colors.error_color(r.sqnr_db)):
-                    it.setBackground(c)
-                    it.setForeground(colors.INK)
+                if j == 1:
+                    colors.paint_error(it, r.sqnr_db)
                 if r.method == (current or "plain"):
                     f = it.font()
                     f.setBold(True)

@@ -101,10 +101,7 @@ class SweepView(QWidget):
                     if j == 0:
                         it.setData(SORT_ROLE + 1, i)
                     if j == 2:
-                        c = colors.error_color(e.output.sqnr_db)
-                        if c is not None:
-                            it.setBackground(c)
-                            it.setForeground(colors.INK)
+                        colors.paint_error(it, e.output.sqnr_db)
                     self.table.setItem(i, j, it)
         self.table.setSortingEnabled(True)
         self.table.sortItems(2, Qt.SortOrder.AscendingOrder)  # lowest output SQNR first
