@@ -121,3 +121,19 @@ def test_as_deployed_can_be_cancelled(
     qtbot.waitUntil(lambda: not window.runner.busy, timeout=TIMEOUT)
     assert window.deployed.pane.report is None
     assert not window.deployed.status.isVisible()
+
+
+def test_the_error_plots_stay_in_front_and_the_pane_titles_fit(qtbot, window) -> None:
+    """The As deployed pane is tabbed with the plots, not shown over them (it was the
+    bottom area's front tab at start), and its last column shows its whole title."""
+    window.resize(1280, 720)
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.docks["plots"].visibleRegion().isEmpty() is False
+    assert window.docks["deployed"].visibleRegion().isEmpty()
+    window.docks["deployed"].raise_()
+    qtbot.waitUntil(lambda: not window.docks["deployed"].visibleRegion().isEmpty(), timeout=5000)
+    table = window.deployed.pane.table
+    header = table.horizontalHeader()
+    title = table.horizontalHeaderItem(3).text()
+    assert header.sectionSize(3) >= header.fontMetrics().horizontalAdvance(title)

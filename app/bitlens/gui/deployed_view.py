@@ -74,7 +74,9 @@ class DeployedPane(QWidget):
         self.table.setWordWrap(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)  # whole title
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.run_button, 0, Qt.AlignmentFlag.AlignLeft)
@@ -163,6 +165,7 @@ class DeployedMode:
         window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
         window.docks["deployed"] = dock
         window.tabifyDockWidget(window.docks["plots"], dock)
+        window.docks["plots"].raise_()  # the error plots stay the bottom area's first view
         self.action: QAction | None = None
         self._runner: DeployedRunner | None = None
         self._runner_key: tuple[Engine, ExportOptions] | None = None

@@ -112,7 +112,7 @@ def preflight(
                 )
     src = engine.model.proto
     kernels = integer_kernel_layers(engine.info, plan, engine.placement(plan))
-    needed = _needed_opset(engine, plan, options, kernels)
+    needed = needed_opset(engine, plan, options, kernels)
     feeds = [engine.data.samples[i] for i in engine.data.evaluation[:2]]
     target, converted, notes = opsets.prepare(src, needed, options.opset, feeds)
     return Prepared(opsets.default_opset(src), target, converted, frozenset(kernels), notes)
@@ -251,7 +251,7 @@ def export(
 
 
 # -- opset needs ------------------------------------------------------------------------------
-def _needed_opset(engine: Engine, plan: Plan, options: ExportOptions, kernels: set[str]) -> int:
+def needed_opset(engine: Engine, plan: Plan, options: ExportOptions, kernels: set[str]) -> int:
     need = 13  # folded weights use opset-13 signatures (Unsqueeze axes as an input, bf16 Cast)
     for name, choice in plan.choices.items():
         kernel = name in kernels

@@ -11,9 +11,9 @@ from bitlens.core.export.accounting import ExportSize, predict
 from bitlens.core.export.exporter import (
     ExportOptions,
     Prepared,
-    _needed_opset,
     integer_kernel_candidate,
     integer_kernel_layers,
+    needed_opset,
     preflight,
 )
 from bitlens.core.formats import Format
@@ -168,4 +168,4 @@ class FileSizes:
     def opset(self, plan: Plan) -> int:
         """The opset the export needs for ``plan`` (it converts the model to at least that)."""
         kernels = integer_kernel_layers(self.info, plan, self.engine.placement(plan))
-        return _needed_opset(self.engine, plan, ExportOptions(), kernels)
+        return needed_opset(self.engine, plan, ExportOptions(), kernels)
