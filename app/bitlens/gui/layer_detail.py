@@ -115,10 +115,14 @@ class LayerDetailView(QWidget):
     def show_pending(self, layer: str, waiting_for: str | None) -> None:
         """Another layer was selected and its detail is not computed yet: say so rather
         than keep showing the previous layer's plots."""
+        after = f" after “{waiting_for}”" if waiting_for else ""
+        self._clear(f"<b>{layer}</b> · computing{after}…")
+
+    def _clear(self, header: str) -> None:
+        """No layer's detail shown: empty plots and tables under ``header``."""
         self.detail = None
         self._drawn.clear()
-        after = f" after “{waiting_for}”" if waiting_for else ""
-        self.header.setText(f"<b>{layer}</b> · computing{after}…")
+        self.header.setText(header)
         self._draw(self.weight_plot, None, "weights")
         self._draw(self.act_plot, None, "input activation")
         self.sandbox.setRowCount(0)
@@ -127,17 +131,10 @@ class LayerDetailView(QWidget):
         self.recovery.setRowCount(0)
 
     def show_detail(self, detail: LayerDetail | None) -> None:
-        self.detail = detail
         if detail is None:
-            self._drawn.clear()
-            self.header.setText("Select a layer (in the table, graph or plots) to inspect it.")
-            self._draw(self.weight_plot, None, "weights")
-            self._draw(self.act_plot, None, "input activation")
-            self.sandbox.setRowCount(0)
-            self.act_sandbox.setRowCount(0)
-            self.codes.set_target(None, None)
-            self.recovery.setRowCount(0)
+            self._clear("Select a layer (in the table, graph or plots) to inspect it.")
             return
+        self.detail = detail
         self.codes.set_target(detail.layer, detail.choice)
         c = detail.choice
         w = fmt_format(None if c.weight is None else c.weight.name)
