@@ -126,7 +126,8 @@ EOF
         version=$(PYTHONPATH=app "$py" -c "import bitlens; print(bitlens.__version__)")
         name="bitlens-${version}-${os}-${arch}-${flavor}"
         tar -C packaging/dist -czf "packaging/dist/${name}.tar.gz" "bitlens-$flavor"
-        echo "archive: packaging/dist/${name}.tar.gz ($(du -h "packaging/dist/${name}.tar.gz" | cut -f1))"
+        bytes=$(wc -c <"packaging/dist/${name}.tar.gz")
+        echo "archive: packaging/dist/${name}.tar.gz ($(awk -v b="$bytes" 'BEGIN { printf "%.1f MB", b / 1e6 }'))"
     fi
     if [ "$selftest" = 1 ]; then
         QT_QPA_PLATFORM=offscreen "$dist/bitlens" --selftest
