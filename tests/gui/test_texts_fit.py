@@ -199,3 +199,22 @@ def test_layer_table_leading_columns_fit_1920(qtbot, window) -> None:
         for row in range(model.rowCount()):
             text = model.text(row, col)
             assert fm.elidedText(text, Qt.TextElideMode.ElideMiddle, room) == text, (col, text)
+
+
+def test_graph_legend_names_the_float_swatch_as_far_as_it_fits(qtbot) -> None:
+    """At 1280x720 the float swatch stood without a word; now "float" at least."""
+    from bitlens.gui.graph_legend import GraphLegend
+
+    legend = GraphLegend()
+    qtbot.addWidget(legend)
+    legend.show()
+    fm = legend.fontMetrics()
+    widths = {
+        "float / no result": legend.sizeHint().width(),
+        "float": legend.minimumSizeHint().width() + fm.horizontalAdvance("float"),
+        "": legend.minimumSizeHint().width(),
+    }
+    for expected, width in widths.items():
+        legend.resize(width, legend.sizeHint().height())
+        legend.grab()  # paints it
+        assert legend.float_words == expected, (width, legend.float_words)
