@@ -138,7 +138,7 @@ def test_the_app_imports_nothing_the_bundle_leaves_out() -> None:
 def test_the_app_turns_on_nothing_the_stand_ins_cannot_serve() -> None:
     """pyqtgraph reads PySide6.QtOpenGL only in OpenGL mode, its peegee icon only in
     mkQApp, pygments' lexers only through superqt's CodeSyntaxHighlight (trim.py)."""
-    needles = ("useOpenGL", "setConfigOption", "QOpenGLWidget", "mkQApp", "CodeSyntaxHighlight")
+    needles = ("useOpenGL", "enableExperimental", "QOpenGLWidget", "mkQApp", "CodeSyntaxHighlight")
     hits = [
         f"{path.relative_to(APP)}: {n}"
         for path in APP.rglob("*.py")
