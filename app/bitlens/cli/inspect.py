@@ -38,7 +38,7 @@ import math
 import sys
 from typing import Any
 
-from bitlens.core.compute import count_macs, input_shapes
+from bitlens.core.compute import count_macs, describe_totals, input_shapes
 from bitlens.core.formats import INSPECT_LADDER, parse_format
 from bitlens.core.model import load_model
 from bitlens.core.report import ModelReport, inspect_model, sqnr_json
@@ -77,13 +77,14 @@ def run(args: argparse.Namespace) -> int:
         for layer in d["layers"]:
             layer["macs"] = compute.macs.get(layer["name"])
         d["totals"]["macs"] = compute.total_macs
+        d["totals"]["macs_unknown_layers"] = list(compute.unknown)
         d["totals"]["macs_input_shapes"] = {k: list(v) for k, v in compute.input_shapes.items()}
         json.dump(d, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(to_text(report))
-        shapes = ", ".join(f"{k} {list(v)}" for k, v in compute.input_shapes.items())
-        sys.stdout.write(f"compute: {compute.total_macs:,} MACs for one run at {shapes}\n")
+        totals = describe_totals(compute.to_dict(model.info, None), bops=False)
+        sys.stdout.write(f"compute: {totals}\n")
     return 0
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bitlens import __version__
 from bitlens.core.compare import ModelComparison, PlanComparison, db_text, verdict
+from bitlens.core.compute import describe_totals
 from bitlens.core.data_summary import DataSummary
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.fileio import atomic_write_text, check_output
@@ -165,6 +166,8 @@ def _fidelity(r: FidelityReport) -> list[str]:
         ("File size", f"{format_bytes(r.file_bytes)} ({r.file_bytes} B) against "
                       f"{r.file_expected} B predicted ({100 * r.file_size_error:+.1f}%)"),
     ]  # fmt: skip
+    if r.compute is not None:
+        rows.append(("Compute", escape(describe_totals(r.compute))))
     if r.latency is not None:
         lat = r.latency
         rows.append(("Latency", f"{lat.export_ms:.3g} ms against {lat.float_ms:.3g} ms in float "
