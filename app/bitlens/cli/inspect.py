@@ -38,7 +38,9 @@ import math
 import sys
 from typing import Any
 
+from bitlens.cli.common import parse_dims
 from bitlens.core.compute import count_macs, describe_totals, input_shapes
+from bitlens.core.errors import DataError
 from bitlens.core.formats import INSPECT_LADDER, parse_format
 from bitlens.core.model import load_model
 from bitlens.core.report import ModelReport, inspect_model, sqnr_json
@@ -64,6 +66,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help='formats to compare, each one argument, e.g. --formats "int8 sym ch" "nf4 blk64" '
         f"(default: {', '.join(INSPECT_LADDER)})",
     )
+    p.add_argument(
+        "--dim",
+        action="append",
+        default=[],
+        metavar="NAME=SIZE",
+        help="size of a dynamic input dimension for the MAC count, by its name, or "
+        "INPUT:AXIS for an unnamed one (repeatable; a dynamic batch axis counts 1)",
+    )
     p.set_defaults(func=run)
 
 
@@ -71,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     formats = [parse_format(f) for f in args.formats]  # bad names fail before loading
     model = load_model(args.model)
     report = inspect_model(model, formats)
-    compute = count_macs(model.proto, model.info, input_shapes(model.info))
+    dims = parse_dims(args.dim)
+    compute = count_macs(model.proto, model.info, input_shapes(model.info, dims=dims))
     if args.json:
         d = to_json(report)
         for layer in d["layers"]:
@@ -84,8 +95,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(to_text(report))
         totals = describe_totals(compute.to_dict(model.info, None), bops=False)
-        sys.stdout.write(f"compute: {totals}\n")
+        sys.stdout.write(f"compute: {totals}{_unsized(model.info, dims)}\n")
     return 0
+
+
+def _unsized(info, dims: dict[str, int]) -> str:
+    """Which --dim the MAC count lacks, if an input has a dynamic dimension left unsized."""
+    from bitlens.core.dims import MissingDimension, concrete_shape
+
+    for t in info.inputs:
+        try:
+            concrete_shape(t, dims)
+        except MissingDimension as exc:
+            return f"; input {exc.input!r} needs --dim {exc.key}=SIZE to count it"
+        except DataError:
+            continue
+    return ""
 
 
 def to_json(report: ModelReport) -> dict[str, Any]:
