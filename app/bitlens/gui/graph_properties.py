@@ -96,7 +96,7 @@ class GraphProperties(QTreeWidget):
         if d.graph_path:
             self._row(node, "inside", d.graph_path)
         # a short key: the name column keeps it whole in a 1280 px window's narrow pane
-        row = self._row(node, "quantizable", "yes: a layer of the table" if d.is_layer else "no")
+        row = self._row(node, "quantizable", "yes" if d.is_layer else "no")
         row.setToolTip(0, "Whether Bitlens can quantize this node's weights (a row of the table)")
         if d.attributes:
             attrs = self._section("Attributes", str(len(d.attributes)))
