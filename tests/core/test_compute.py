@@ -87,3 +87,21 @@ def test_unknown_macs_are_said_unknown_and_left_out_of_the_totals() -> None:
     text = describe_totals(some.to_dict(info, None), bops=False)
     assert text.startswith("100 MACs per sample at x [1, 16]")
     assert f"{len(names) - 1} of {len(names)} layers unknown" in text
+
+
+def test_an_input_shorter_than_the_kernel_counts_unknown_not_negative() -> None:
+    """ONNX inference sizes a Conv over 3 samples with a 5-tap kernel as -1 long (seen on
+    openWakeWord's melspectrogram at 32 samples): unknown, never a negative count."""
+    from onnx import helper
+
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+        "short",
+        [helper.make_tensor_value_info("x", builders.FLOAT, [1, 1, "T"])],
+        [helper.make_tensor_value_info("y", builders.FLOAT, [1, 2, "U"])],
+        [builders.init("w", builders.weights((2, 1, 5), seed=1))],
+    )
+    proto = builders.model(g)
+    info = from_proto(proto).info
+    assert count_macs(proto, info, {"x": (1, 1, 3)}).macs == {"conv": None}
+    assert count_macs(proto, info, {"x": (1, 1, 9)}).macs == {"conv": 2 * 5 * 5}

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from bitlens.core.model.concrete_shapes import concrete_value_info
+from bitlens.core.model.concrete_shapes import concrete_value_info, static_shape
 from bitlens.core.model.shapes import skeleton
 from bitlens.core.model.types import Layer, ModelInfo
 
@@ -174,10 +174,7 @@ def count_macs(
     nodes = {n.output[0]: n for n in proto.graph.node if n.output}
 
     def shape(name: str) -> tuple[int, ...] | None:
-        t = known.get(name)
-        if t is None or t.shape is None or not all(isinstance(d, int) for d in t.shape):
-            return None
-        return tuple(int(d) for d in t.shape)  # type: ignore[arg-type]
+        return static_shape(known.get(name))
 
     macs: dict[str, int | None] = {}
     for layer in info.layers:

@@ -63,8 +63,13 @@ def _infer(sk: onnx.ModelProto) -> dict[str, TensorInfo]:
     return out
 
 
-def _static(t: TensorInfo | None) -> tuple[int, ...] | None:
+def static_shape(t: TensorInfo | None) -> tuple[int, ...] | None:
+    """``t``'s shape if every dimension is a size; None if any is named, unknown or
+    negative (ONNX inference writes a negative size where an input is shorter than a
+    kernel: openWakeWord's melspectrogram at 32 samples against its 512-tap conv)."""
     if t is None or t.shape is None or not all(isinstance(d, int) for d in t.shape):
+        return None
+    if any(int(d) < 0 for d in t.shape):  # type: ignore[arg-type]
         return None
     return tuple(int(d) for d in t.shape)  # type: ignore[arg-type]
 
@@ -123,7 +128,7 @@ def _value_of(
         return None
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     if node.op_type in ("Shape", "Size"):
-        shape = _static(known.get(node.input[0]))
+        shape = static_shape(known.get(node.input[0]))
         if shape is None:
             return None
         if node.op_type == "Size":
