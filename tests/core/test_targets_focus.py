@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core.engine import Engine
@@ -25,12 +26,13 @@ from tests.core.test_engine import plain_run, rewritten
 from tests.core.test_export_models import run
 
 
-def focus(shared: bool = False) -> onnx.ModelProto:
+def focus(shared: bool = False, inner: bool = False) -> onnx.ModelProto:
     """x[1,3,16,16] -> Slice rows 0::2 / 1::2 -> Slice cols 0::2 / 1::2 -> Concat(4 phases)
     -> conv(12->8) -> Sigmoid/Mul (SiLU) -> conv2(8->4) -> y
 
     ``shared``: the Concat's output is also a graph output ``cat`` (read by a float
-    consumer), so no quantizer may move above the conv input."""
+    consumer), so no quantizer may move above the conv input. ``inner``: the Slices read
+    Sigmoid(x), a float tensor inside the network, which stays where it is."""
     rng = np.random.default_rng(0)
     mk = helper.make_node
     inits = [
@@ -42,9 +44,9 @@ def focus(shared: bool = False) -> onnx.ModelProto:
         numpy_helper.from_array(np.array([2], np.int64), "two"),
         numpy_helper.from_array(np.array([3], np.int64), "three"),
     ]
-    nodes = []
+    nodes = [mk("Sigmoid", ["x"], ["sx"])] if inner else []
     for r, r0 in (("r0", "zero"), ("r1", "one")):
-        nodes.append(mk("Slice", ["x", r0, "end", "two", "two"], [r]))
+        nodes.append(mk("Slice", ["sx" if inner else "x", r0, "end", "two", "two"], [r]))
         for c, c0 in (("c0", "zero"), ("c1", "one")):
             nodes.append(mk("Slice", [r, c0, "end", "three", "two"], [f"{r}{c}"]))
     nodes += [
@@ -100,8 +102,10 @@ def test_focus_stem_runs_on_codes(tmp_path: Path) -> None:
     assert ops["QuantizeLinear"] == 1  # the image, once; the Slices run on its codes
 
 
-def test_quantizer_stays_when_a_float_op_reads_the_tensor() -> None:
-    model = from_proto(focus(shared=True))
+@pytest.mark.parametrize("kind", ["shared", "inner"])
+def test_quantizer_stays_at_the_layer_input(kind: str) -> None:
+    # a float op reads the Concat's output; or the chain starts inside the network
+    model = from_proto(focus(shared=kind == "shared", inner=kind == "inner"))
     engine = Engine(model, random_feeds(model.info, 2), device="cpu")
     placed = engine.placement(Plan.preset(engine.info, "W8A8"))
-    assert not {"x", "r0", "r1", "r0c0", "cat"} & set(placed)
+    assert not {"x", "sx", "r0", "r1", "r0c0", "cat"} & set(placed)

@@ -247,7 +247,8 @@ def _move_up(
     add: Callable[[str, Format, str, str], None],
     kernel_outputs: set[str],
 ) -> None:
-    """Quantize on a layer input's grid above the data-movement ops that produce it.
+    """Quantize on a layer input's grid above the data-movement ops that produce it from
+    model inputs.
 
     The values reaching the layer input are a selection of those above, so quantizing
     there on the same grid gives the same codes (an exact identity for the simulation),
@@ -284,7 +285,16 @@ def _move_up(
                 ):
                     chain.discard(u)
                     changed = True
-        if len(chain) == 1:
+        # Only where the chain starts at model inputs (preprocessing: a Focus stem, an NHWC
+        # image transposed), which are then quantized once. Inside the network the tensor
+        # above is a layer's float output, and each tensor moved adds a
+        # QuantizeLinear/DequantizeLinear pair to the file to save a copy of a few bytes.
+        inner = [  # produced by a movement op from tensors of the chain
+            producer[u].op_type in MOVABLE and set(_data_inputs(producer[u])) <= chain
+            for u in chain
+            if u in producer
+        ]
+        if len(chain) == 1 or not all(inner):
             continue
         order = [*(i for i in chain if i not in producer), *(o for n in main for o in n.outputs)]
         for u in order:
