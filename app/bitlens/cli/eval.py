@@ -192,7 +192,11 @@ def render_deployed(rep) -> str:
 def render_compute(compute, info, plan: Plan) -> str:
     q, f = compute.total_bops(info, plan), compute.total_bops(info, None)
     ratio = f" ({f / q:.1f}x fewer than float)" if q else ""
-    return f"compute: {compute.total_macs:,} MACs, {q:,} BOPs under the plan{ratio}"
+    line = f"compute: {compute.total_macs:,} MACs, {q:,} BOPs under the plan{ratio}"
+    if compute.unknown:
+        line += (f"; {len(compute.unknown)} layers not counted (shapes not known, or inside "
+                 "an If/Loop body)")  # fmt: skip
+    return line
 
 
 def render(ev: Evaluation) -> str:

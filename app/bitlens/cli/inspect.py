@@ -38,7 +38,7 @@ import math
 import sys
 from typing import Any
 
-from bitlens.core.compute import count_macs, input_shapes
+from bitlens.core.compute import Compute, count_macs, input_shapes
 from bitlens.core.formats import INSPECT_LADDER, parse_format
 from bitlens.core.model import load_model
 from bitlens.core.report import ModelReport, inspect_model, sqnr_json
@@ -82,9 +82,20 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(to_text(report))
-        shapes = ", ".join(f"{k} {list(v)}" for k, v in compute.input_shapes.items())
-        sys.stdout.write(f"compute: {compute.total_macs:,} MACs for one run at {shapes}\n")
+        sys.stdout.write(compute_line(compute, len(model.info.inputs)) + "\n")
     return 0
+
+
+def compute_line(compute: Compute, n_inputs: int) -> str:
+    """MACs at the declared input sizes, or why they are not counted."""
+    if len(compute.input_shapes) < n_inputs:
+        return "compute: not counted: the input sizes are dynamic ('bitlens eval' counts MACs)"
+    shapes = ", ".join(f"{k} {list(v)}" for k, v in compute.input_shapes.items())
+    line = f"compute: {compute.total_macs:,} MACs for one run at {shapes}"
+    if compute.unknown:
+        line += (f" ({len(compute.unknown)} layers not sized by shape inference and not "
+                 "counted; 'bitlens eval' counts them from a run)")  # fmt: skip
+    return line
 
 
 def to_json(report: ModelReport) -> dict[str, Any]:

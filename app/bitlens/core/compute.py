@@ -44,6 +44,11 @@ class Compute:
     def total_macs(self) -> int:
         return sum(m for m in self.macs.values() if m)
 
+    @property
+    def unknown(self) -> tuple[str, ...]:
+        """Layers whose MACs are not known (their shapes are not), left out of the totals."""
+        return tuple(n for n, m in self.macs.items() if m is None)
+
     def bops(self, info: ModelInfo, plan: Plan | None) -> dict[str, int | None]:
         out: dict[str, int | None] = {}
         for layer in info.layers:
@@ -72,17 +77,40 @@ class Compute:
         }
 
 
-_OF_ENGINE: WeakKeyDictionary[Engine, Compute] = WeakKeyDictionary()
+# per engine: the count and whether it already read the float reference's shapes
+_OF_ENGINE: WeakKeyDictionary[Engine, tuple[Compute, bool]] = WeakKeyDictionary()
 
 
 def compute_of(engine: Engine) -> Compute:
     """The MACs of ``engine``'s model at its data's input sizes, counted once per engine
-    (the table, the CLI and the export report read this one value)."""
+    (the table, the CLI and the export report read this one value). Where shape inference
+    cannot size a layer (a transformer's batch lost in a Reshape fed by Shape ops), the
+    shapes the float reference really had count, once the engine has run it."""
     found = _OF_ENGINE.get(engine)
-    if found is None:
-        found = count_macs(engine.model.proto, engine.info, input_shapes(engine.info, engine.data))
-        _OF_ENGINE[engine] = found
-    return found
+    if found is not None and (found[1] or engine.reference_shapes(0) is None):
+        return found[0]
+    shapes = input_shapes(engine.info, engine.data)
+    observed, rows = _observed(engine, shapes)
+    count = count_macs(engine.model.proto, engine.info, shapes, observed, rows)
+    _OF_ENGINE[engine] = (count, engine.reference_shapes(0) is not None)
+    return count
+
+
+def _observed(
+    engine: Engine, shapes: Mapping[str, tuple[int, ...]]
+) -> tuple[dict[str, tuple[int, ...]] | None, int]:
+    """The shapes of the first evaluation feed whose inputs have the counted sizes (layer
+    outputs are kept for evaluation feeds), and its rows; None before the float pass."""
+    data = engine.data
+    if data is None:
+        return None, 1
+    batched = any(t.shape and not isinstance(t.shape[0], int) for t in engine.info.inputs)
+    for i in data.evaluation:
+        feed = data.samples[i]
+        if all(tuple(np.shape(feed[k]))[1:] == v[1:] for k, v in shapes.items() if k in feed):
+            rows = int(np.shape(next(iter(feed.values())))[0]) if batched else 1
+            return engine.reference_shapes(i), max(rows, 1)
+    return None, 1
 
 
 def weight_bits(layer: Layer, fmt) -> int:
@@ -131,9 +159,15 @@ def input_shapes(
 
 
 def count_macs(
-    proto: onnx.ModelProto, info: ModelInfo, shapes: Mapping[str, tuple[int, ...]]
+    proto: onnx.ModelProto,
+    info: ModelInfo,
+    shapes: Mapping[str, tuple[int, ...]],
+    observed: Mapping[str, tuple[int, ...]] | None = None,
+    rows: int = 1,
 ) -> Compute:
-    """MACs of every layer with the model inputs at ``shapes``."""
+    """MACs of every layer with the model inputs at ``shapes``; a layer shape inference
+    leaves unsized is counted from ``observed`` shapes (a real run of ``rows`` batch rows,
+    divided by them: every MAC count scales with the batch)."""
     sk = skeleton(proto)
     for vi in sk.graph.input:
         if vi.name in shapes and vi.type.HasField("tensor_type"):
@@ -152,7 +186,11 @@ def count_macs(
     macs: dict[str, int | None] = {}
     for layer in info.layers:
         node = nodes.get(layer.outputs[0]) if not layer.graph_path else None
-        macs[layer.name] = None if node is None else layer_macs(layer, node, shape)
+        m = None if node is None else layer_macs(layer, node, shape)
+        if m is None and node is not None and observed:
+            seen = layer_macs(layer, node, observed.get)
+            m = None if seen is None else seen // rows
+        macs[layer.name] = m
     return Compute(macs, dict(shapes))
 
 

@@ -519,6 +519,20 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
             return None
         return [ref[acts[0]][i] for i in feeds]
 
+    def reference_shapes(self, feed: int) -> dict[str, tuple[int, ...]] | None:
+        """Shapes of the float reference's tensors kept for ``feed`` (what really ran, where
+        shape inference cannot tell); None until the float pass has run (never runs it)."""
+        ref = self._ref
+        if ref is None:
+            return None
+        out: dict[str, tuple[int, ...]] = {}
+        for name in ref:
+            try:
+                out[name] = tuple(np.shape(ref.value(name, feed)))
+            except EngineError:  # not kept for this feed
+                continue
+        return out
+
     def scheme_table(
         self, layer: str, formats: Sequence[str | Format]
     ) -> list[tuple[str, TensorError, int]]:
