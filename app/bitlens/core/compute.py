@@ -1,8 +1,8 @@
 """Compute accounting: multiply-accumulates (MACs) per layer and bit-operations (BOPs).
 
 MACs come from the layer's shapes after ONNX shape inference with the model inputs sized
-by the first data feed (or the ``--dim`` sizes), with a dynamic batch axis at 1: they count
-one sample. BOPs are ``MACs x weight bits x activation bits`` (the usual hardware-cost
+by the first evaluation feed (or the ``--dim`` sizes), with a dynamic batch axis at 1: they
+count one sample; a layer inference cannot size counts the shapes that feed really ran at. BOPs are ``MACs x weight bits x activation bits`` (the usual hardware-cost
 proxy, e.g. Baskin et al., https://arxiv.org/abs/1804.10969, and van Baalen et al.,
 https://arxiv.org/abs/2005.07093): a float32 tensor counts 32 bits, a quantized one its
 format's bits. Computed once per model and input shapes (:func:`count_macs`); BOPs of a
@@ -82,35 +82,26 @@ _OF_ENGINE: WeakKeyDictionary[Engine, tuple[Compute, bool]] = WeakKeyDictionary(
 
 
 def compute_of(engine: Engine) -> Compute:
-    """The MACs of ``engine``'s model at its data's input sizes, counted once per engine
-    (the table, the CLI and the export report read this one value). Where shape inference
-    cannot size a layer (a transformer's batch lost in a Reshape fed by Shape ops), the
-    shapes the float reference really had count, once the engine has run it."""
+    """The MACs of ``engine``'s model at the sizes of its first evaluation feed, counted once
+    per engine (the table, the CLI and the export report read this one value). Where shape
+    inference cannot size a layer (a transformer's batch lost in a Reshape fed by Shape ops),
+    the shapes that feed really had in the float reference count, once the engine has run
+    it (layer outputs are kept for the evaluation feeds)."""
     found = _OF_ENGINE.get(engine)
     if found is not None and (found[1] or engine.reference_shapes(0) is None):
         return found[0]
-    shapes = input_shapes(engine.info, engine.data)
-    observed, rows = _observed(engine, shapes)
-    count = count_macs(engine.model.proto, engine.info, shapes, observed, rows)
-    _OF_ENGINE[engine] = (count, engine.reference_shapes(0) is not None)
-    return count
-
-
-def _observed(
-    engine: Engine, shapes: Mapping[str, tuple[int, ...]]
-) -> tuple[dict[str, tuple[int, ...]] | None, int]:
-    """The shapes of the first evaluation feed whose inputs have the counted sizes (layer
-    outputs are kept for evaluation feeds), and its rows; None before the float pass."""
     data = engine.data
-    if data is None:
-        return None, 1
-    batched = any(t.shape and not isinstance(t.shape[0], int) for t in engine.info.inputs)
-    for i in data.evaluation:
-        feed = data.samples[i]
-        if all(tuple(np.shape(feed[k]))[1:] == v[1:] for k, v in shapes.items() if k in feed):
-            rows = int(np.shape(next(iter(feed.values())))[0]) if batched else 1
-            return engine.reference_shapes(i), max(rows, 1)
-    return None, 1
+    feed = data.evaluation[0] if data is not None and data.evaluation else 0
+    shapes = input_shapes(engine.info, data, feed=feed)
+    observed = engine.reference_shapes(feed) if data is not None else None
+    rows = 1
+    if observed is not None and any(
+        t.shape and not isinstance(t.shape[0], int) for t in engine.info.inputs
+    ):
+        rows = max(1, int(np.shape(next(iter(data.samples[feed].values())))[0]))
+    count = count_macs(engine.model.proto, engine.info, shapes, observed, rows)
+    _OF_ENGINE[engine] = (count, observed is not None)
+    return count
 
 
 def weight_bits(layer: Layer, fmt) -> int:
@@ -130,16 +121,20 @@ def activation_bits(info: ModelInfo, layer: Layer, fmt) -> int:
 
 
 def input_shapes(
-    info: ModelInfo, data: Dataset | None = None, dims: Mapping[str, int] | None = None
+    info: ModelInfo,
+    data: Dataset | None = None,
+    dims: Mapping[str, int] | None = None,
+    *,
+    feed: int = 0,
 ) -> dict[str, tuple[int, ...]]:
-    """Concrete input shapes: the first data feed's, else the declared ones with named
+    """Concrete input shapes: data feed ``feed``'s, else the declared ones with named
     dims from ``dims``; a dynamic batch axis at 1; inputs with a dim left unknown are
     omitted."""
     if data is not None and data.samples:
-        # the first feed's sizes, one batch row: feeds are batched up to 32 rows per run
+        # the feed's sizes, one batch row: feeds are batched up to 32 rows per run
         declared = {t.name: t.shape for t in info.inputs}
         out = {}
-        for k, v in data.samples[0].items():
+        for k, v in data.samples[feed].items():
             shape = list(np.shape(v))
             first = (declared.get(k) or (None,))[0]
             if shape and not isinstance(first, int):
