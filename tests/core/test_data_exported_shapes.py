@@ -1,4 +1,4 @@
-"""Random and file inputs for two things real exports do that the declared shapes hide.
+"""Random and file inputs for three things real exports do that the declared shapes hide.
 
 - A transformer's ``attention_mask`` is an integer input the model turns into a large
   negative bias (``(1 - mask) * finfo.min``): random values above 1 overflow it, and
@@ -7,6 +7,8 @@
 - A PyTorch export can declare a dynamic batch yet bake batch 1 into a Reshape (PyPI
   ``khmersm``'s segmenter: output ``emissions [1, seq, 2]``, and a Reshape that fails at
   batch 4). Such a model gets one row per run, from random data and from files alike.
+- tf2onnx writes a JAX/TF one-hot as ``Equal`` against a constant index table (Magika:
+  bytes 0..256 against ``[1, 1, 257]``); random ids once came from 0..9 only.
 """
 
 from __future__ import annotations
@@ -111,3 +113,33 @@ def test_a_model_that_batches_still_gets_batches() -> None:
     proto = masked_embedding()
     data = Dataset.random(from_proto(proto).info, n=8, dims={"L": 3})
     assert len(data.samples) == 2 and data.samples[0]["ids"].shape == (4, 3)
+
+
+def one_hot_bytes() -> onnx.ModelProto:
+    """ids[N, 6] int32 -> Unsqueeze(-1) -> Equal(arange(20)[None, None]) -> Cast -> MatMul(W)."""
+    w = np.random.default_rng(5).normal(0, 0.5, (20, 4)).astype(np.float32)
+    table = np.arange(20, dtype=np.int32).reshape(1, 1, 20)
+    g = helper.make_graph(
+        [
+            helper.make_node("Unsqueeze", ["ids", "last"], ["col"]),
+            helper.make_node("Equal", ["col", "table"], ["hot"]),
+            helper.make_node("Cast", ["hot"], ["onehot"], to=TensorProto.FLOAT),
+            helper.make_node("MatMul", ["onehot", "W"], ["y"], name="dense"),
+        ],
+        "one_hot",
+        [helper.make_tensor_value_info("ids", TensorProto.INT32, ["N", 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6, 4])],
+        [
+            numpy_helper.from_array(table, "table"),
+            numpy_helper.from_array(np.array([-1], np.int64), "last"),
+            numpy_helper.from_array(w, "W"),
+        ],
+    )
+    return _model(g)
+
+
+def test_random_ids_span_a_one_hot_table() -> None:
+    data = Dataset.random(from_proto(one_hot_bytes()).info, n=8)
+    ids = np.concatenate([f["ids"] for f in data.samples])
+    assert ids.min() >= 0 and ids.max() == 19  # 48 draws from 0..19: every value is likely
+    assert len(np.unique(ids)) > 10

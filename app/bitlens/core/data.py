@@ -38,6 +38,7 @@ from bitlens.core.feed_arrays import (
     one_row_per_run,
     slice_rows,
 )
+from bitlens.core.input_ranges import index_ranges, is_mask
 from bitlens.core.limits import check_budget
 from bitlens.core.model.types import ModelInfo, TensorInfo
 
@@ -257,7 +258,7 @@ class Dataset:
         """``n`` samples of random data shaped from the model's inputs.
 
         Float inputs are standard normal; integer inputs feeding an embedding
-        are uniform token ids below its vocabulary size; integer or boolean masks
+        are uniform token ids below its vocabulary size (or a one-hot's depth); integer or boolean masks
         (named ``*mask*``) are all ones; ``dims`` gives sizes
         for dynamic dimensions (see :mod:`bitlens.core.dims`; a dynamic axis 0
         is the batch); ``values`` fixes integer inputs the model needs a given value in
@@ -266,7 +267,7 @@ class Dataset:
         if n < 1:
             raise DataError(f"the number of random samples must be at least 1, not {n}")
         rng = np.random.default_rng(seed)
-        vocab = _vocab_sizes(info)
+        vocab = index_ranges(info)
         arrays: dict[str, np.ndarray] = {}
         for t in info.inputs:
             shape = concrete_shape(t, dict(dims or {}))
@@ -281,7 +282,7 @@ class Dataset:
                 arrays[t.name] = rng.standard_normal(full).astype(dt)
             elif dt.kind in "iu" and values and t.name in values:
                 arrays[t.name] = np.full(full, values[t.name], dtype=dt)
-            elif dt.kind in "iub" and _is_mask(t.name):
+            elif dt.kind in "iub" and is_mask(t.name):
                 arrays[t.name] = np.ones(full, dtype=dt)
             elif dt.kind in "iu":
                 arrays[t.name] = rng.integers(0, vocab.get(t.name, 10), size=full).astype(dt)
@@ -559,24 +560,6 @@ def _split_text(n: int, n_cal: int, fraction: float, what: str) -> str:
         f"the first {n_cal} of {n} {what} calibrate, the other {n - n_cal} evaluate "
         f"(calibration fraction {fraction:g})"
     )
-
-
-def _is_mask(name: str) -> bool:
-    """An attention or padding mask (``attention_mask``, ``src_mask``, ``mask``): 1 keeps a
-    position (https://huggingface.co/docs/transformers/glossary#attention-mask). Random
-    values there are wrong twice: a value above 1 overflows the large negative bias the
-    model adds for masked positions (MiniLM then computes NaN), and a row all 0 masks
-    everything. Random inputs attend to every position."""
-    return "mask" in name.lower()
-
-
-def _vocab_sizes(info: ModelInfo) -> dict[str, int]:
-    """Input name -> vocabulary size, for integer inputs that index an embedding."""
-    out: dict[str, int] = {}
-    for layer in info.layers:
-        if layer.op_type == "Gather" and layer.weights and len(layer.inputs) > 1:
-            out[layer.inputs[1]] = layer.weights[0].shape[0]
-    return out
 
 
 def _image_input(info: ModelInfo, name: str | None) -> TensorInfo:
