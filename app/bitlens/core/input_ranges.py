@@ -7,8 +7,6 @@ nothing but bytes 0..9.
 
 from __future__ import annotations
 
-import numpy as np
-
 from bitlens.core.model.types import ModelInfo, NodeInfo
 
 
@@ -27,6 +25,9 @@ def is_mask(name: str) -> bool:
     return "mask" in name.lower()
 
 
+_INTEGER_TYPES = frozenset(
+    {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+)
 _SAME_VALUES = frozenset(
     {"Reshape", "Expand", "Unsqueeze", "Squeeze", "Cast", "Identity", "Flatten"}
 )
@@ -45,7 +46,7 @@ def onehot_depths(info: ModelInfo) -> dict[str, int]:
     graph_inputs = {t.name for t in info.inputs}
     out: dict[str, int] = {}
     for t in info.inputs:
-        if np.dtype(t.dtype).kind not in "iu":
+        if t.dtype not in _INTEGER_TYPES:
             continue
         frontier, seen = [t.name], set()
         while frontier and t.name not in out:
