@@ -41,6 +41,7 @@ from typing import Any
 from bitlens.core.compute import Compute, count_macs, input_shapes
 from bitlens.core.formats import INSPECT_LADDER, parse_format
 from bitlens.core.model import load_model
+from bitlens.core.model.other_tensors import other_float_tensors
 from bitlens.core.report import ModelReport, inspect_model, sqnr_json
 from bitlens.core.units import format_bytes
 
@@ -72,16 +73,23 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     report = inspect_model(model, formats)
     compute = count_macs(model.proto, model.info, input_shapes(model.info))
+    others, other_bytes = other_float_tensors(model.graph_proto, model.info)
     if args.json:
         d = to_json(report)
         for layer in d["layers"]:
             layer["macs"] = compute.macs.get(layer["name"])
         d["totals"]["macs"] = compute.total_macs
         d["totals"]["macs_input_shapes"] = {k: list(v) for k, v in compute.input_shapes.items()}
+        d["totals"]["other_float_tensors"] = {"count": others, "bytes": other_bytes}
         json.dump(d, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(to_text(report))
+        if others:
+            sys.stdout.write(
+                f"not in the table: {human_bytes(other_bytes)} in {others} float tensors that "
+                "no layer reads as a weight (biases, norms, tables); they stay as they are\n"
+            )
         sys.stdout.write(compute_line(compute, len(model.info.inputs)) + "\n")
     return 0
 
