@@ -478,3 +478,40 @@ def conv_chain(between: str, size: tuple[int, int] = (8, 8), kernel: int = 1) ->
         inits,
     )
     return model(g, 13)
+
+
+def outlier_mlp(d: int = 16, hidden: int = 32, out: int = 8) -> onnx.ModelProto:
+    """Two linears without and with a bias, for SmoothQuant and bias creation::
+
+        x[N, d] -> MatMul(W1) "fc1" (no bias) -> Relu -> Gemm(W2, b2) "fc2" -> y[N, out]
+
+    The outlier activation channel that SmoothQuant migrates comes from the data
+    (:func:`outlier_feeds`), as LLM activations carry theirs in a few fixed channels.
+    """
+    w1 = weights((d, hidden), seed=41, channel_axis=1, fan_in=d)
+    w2 = weights((hidden, out), seed=42, channel_axis=1, fan_in=hidden)
+    g = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "W1"], ["h0"], name="fc1"),
+            helper.make_node("Relu", ["h0"], ["h"]),
+            helper.make_node("Gemm", ["h", "W2", "b2"], ["y"], name="fc2"),
+        ],
+        "outlier_mlp",
+        [helper.make_tensor_value_info("x", FLOAT, ["N", d])],
+        [helper.make_tensor_value_info("y", FLOAT, ["N", out])],
+        [init("W1", w1), init("W2", w2), init("b2", bias(out, seed=43))],
+    )
+    return model(g)
+
+
+def outlier_feeds(n: int = 6, rows: int = 16, d: int = 16, *, channel: int = 3,
+                  gain: float = 40.0, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Feeds for :func:`outlier_mlp` whose input channel ``channel`` is ``gain`` times
+    larger than the others; bounded (uniform), so the calibration feeds see the range."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _ in range(n):
+        x = rng.uniform(-1.0, 1.0, (rows, d))
+        x[:, channel] *= gain
+        feeds.append({"x": x.astype(np.float32)})
+    return feeds

@@ -29,6 +29,7 @@ from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.ranges import Ranges
 from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
+from bitlens.core.engine.smoothing import smoothed_kind
 from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.engine.sweep import Sweep
@@ -133,9 +134,9 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         if plan is None:
             return {}
         return {
-            name: quantizers.kind_of(choice.activation, choice.dynamic)
+            name: smoothed_kind(choice, quantizers.kind_of(choice.activation, choice.dynamic))
             for name, choice in plan.choices.items()
-            if choice.activation is not None
+            if choice.activation is not None or choice.recovery is not None
         }
 
     def placement(self, plan: Plan) -> dict[str, targets.TensorQuantizer]:

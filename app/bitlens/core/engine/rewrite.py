@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from bitlens.core.engine import quantizers
+from bitlens.core.engine import quantizers, smoothing
 from bitlens.core.engine.graphs import (
     find_graph,
     node_producing,
@@ -81,7 +81,7 @@ def _check_kinds(info: ModelInfo, kinds: Kinds, opset: int) -> None:
                     f"layer {name!r}: activation quantization needs float32 activations; "
                     f"{act!r} is {t.dtype}"
                 )
-        need = quantizers.KIND_MIN_OPSET[kind]
+        need = smoothing.min_opset(kind)
         if opset < need:
             raise EngineError(
                 f"layer {name!r}: {kind} activations need opset {need}, the model is opset {opset}"
@@ -185,7 +185,7 @@ def _insert_quantizers(
         for k, act in enumerate(layer.activations):
             prefix = act_prefix(layer.name, k)
             y = f"{act}__{suffix}__{layer.name}"
-            nodes, io = quantizers.build(kind, act, y, prefix)
+            nodes, io = smoothing.input_nodes(kind, act, y, prefix)
             for i, name in enumerate(node.input):
                 if name == act:
                     node.input[i] = y
@@ -321,7 +321,7 @@ def build_local(
         if kind is not None:
             for k, act in enumerate(layer.activations):
                 y = f"{act}__lq__{layer.name}"
-                qnodes, io = quantizers.build(kind, act, y, act_prefix(layer.name, k))
+                qnodes, io = smoothing.input_nodes(kind, act, y, act_prefix(layer.name, k))
                 # Parameter names match the simulation graph's: one set of feeds serves both.
                 nodes.extend(qnodes)
                 for p in io.params:

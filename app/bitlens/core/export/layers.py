@@ -53,6 +53,7 @@ def export_layer(
     notes: list[str] = []
     quantizer_records: list[QuantizerRecord] = []
     act_scale: float | None = None
+    smooth = recovery_export.smooth_inputs(state, layer, qm.recovered.get(layer.name))
     if choice.activation is not None:
         _, node = node_producing(state.model.graph, layer.outputs[0])
         for act in layer.activations:
@@ -66,7 +67,7 @@ def export_layer(
             aq = qm.activation(layer.name, act)
             fmt = aq.fmt
             shared = placed.get(act)
-            if shared is not None and shared.format == fmt and not choice.dynamic:
+            if shared is not None and shared.format == fmt and not choice.dynamic and not smooth:
                 # The target quantizes this tensor where it is produced, with the same format
                 # and range: the layer reads that quantizer (a second one would be an identity).
                 lo, hi = qm.target_ranges[act]
@@ -79,13 +80,14 @@ def export_layer(
                 act_scale = rec.scale
                 continue
             lo_hi = (0.0, 0.0) if aq.value_range is None else aq.value_range
+            src = smooth.get(act, act)  # SmoothQuant's scaled input, or the activation
             rec = activations.encode_activation(
-                b, layer.name, act, fmt, dynamic=choice.dynamic, value_range=lo_hi
+                b, layer.name, src, fmt, dynamic=choice.dynamic, value_range=lo_hi
             )
             if rec.kind == "qdq" and layer.op_type in REQUANTIZED_BY_ORT and not kernel:
                 rec = _guard(b, rec, fmt)
             for i, name in enumerate(node.input):
-                if name == act:
+                if name == src:
                     node.input[i] = rec.output
             state.model.graph.initializer.extend(b.initializers)
             state.before.setdefault(layer.outputs[0], []).extend(b.nodes)

@@ -12,8 +12,17 @@ import numpy as np
 from onnx import helper
 
 from bitlens.core import metrics
+from bitlens.core.engine import smoothing
+from bitlens.core.engine.calibration import (
+    ActivationStats,
+    activation_range,
+    channel_stats,
+    needs_sample,
+)
 from bitlens.core.engine.graphs import node_producing
+from bitlens.core.engine.rewrite import act_prefix
 from bitlens.core.errors import EngineError
+from bitlens.core.formats import Granularity
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.quantized import QuantizedWeight
 from bitlens.core.recovery import Recovered, Recovery
@@ -22,6 +31,7 @@ from bitlens.core.recovery.bias import bias_correction
 from bitlens.core.recovery.clip import clip_search
 from bitlens.core.recovery.gptq import gptq
 from bitlens.core.recovery.problem import InputStats, LayerGeometry, geometry
+from bitlens.core.recovery.smooth import smoothquant
 from bitlens.core.weights import bind
 
 if TYPE_CHECKING:
@@ -51,6 +61,8 @@ def recover(
         return bias_correction(w, bias, fmt, geo, stats)
     if method is Recovery.AWQ:
         return awq(w, fmt, geo, stats)
+    if method is Recovery.SMOOTH:
+        return smoothquant(w, fmt, geo, stats)
     return clip_search(w, fmt, geo, stats)
 
 
@@ -63,6 +75,7 @@ class RecoveryCache:
         self._engine = weakref.proxy(engine)
         self._stats: OrderedDict[str, tuple[LayerGeometry, InputStats]] = OrderedDict()
         self._results: dict[tuple[str, str, Recovery], Recovered] = {}
+        self._smooth_ranges: dict[tuple[str, str, str, str, str], tuple] = {}
 
     def stats(self, layer: Layer) -> tuple[LayerGeometry, InputStats]:
         """The layer's geometry and input statistics on the calibration feeds."""
@@ -104,7 +117,7 @@ class RecoveryCache:
         w = layer.weights[0]
         rec = self.result(layer, choice.weight, choice.recovery)
         sums = metrics.ErrorSums()
-        sums.add(self._engine.model.weight(w).ravel(), rec.weight.ravel())
+        sums.add(self._engine.model.weight(w).ravel(), rec.seen_weight.ravel())
         return sums.result()
 
     def quantized(self, layer: Layer, w: WeightInfo, choice: LayerChoice) -> QuantizedWeight:
@@ -123,4 +136,34 @@ class RecoveryCache:
         out = {layer.weights[0].name: rec.weight}
         if rec.bias is not None:
             out[layer.biases[0].name] = rec.bias.astype(np.dtype(layer.biases[0].dtype))
+        if rec.act_scale is not None:
+            for k in range(len(layer.activations)):
+                out[smoothing.scale_input(act_prefix(layer.name, k))] = rec.act_scale
         return out
+
+    def smoothed_range(self, layer: Layer, choice: LayerChoice, act: str, fmt: Format) -> tuple:
+        """Calibrated range of SmoothQuant's scaled activation ``act * act_scale`` (what the
+        layer's quantizer sees), from the float calibration values, in bound format ``fmt``."""
+        assert choice.weight is not None and choice.recovery is Recovery.SMOOTH
+        eng = self._engine
+        key = (layer.name, act, fmt.name, choice.weight.name, eng.method.value)
+        if key not in self._smooth_ranges:
+            rec = self.result(layer, choice.weight, choice.recovery)
+            assert rec.act_scale is not None
+            ref = eng._ensure_ref()
+            values = [np.asarray(ref[act][i]) * rec.act_scale for i in eng.data.calibration]
+            name = f"{act} (smoothed for {layer.name})"
+            if fmt.granularity is Granularity.TENSOR:
+                st = ActivationStats.of(values, name, sample=needs_sample(fmt, eng.method))
+                rng: tuple = activation_range(st, fmt, eng.method)
+            else:
+                assert fmt.axis is not None
+                per_tensor = fmt.replace(granularity=Granularity.TENSOR, axis=None)
+                parts = [activation_range(st, per_tensor, eng.method)
+                         for st in channel_stats(values, name, fmt.axis)]  # fmt: skip
+                shape = [1] * values[0].ndim
+                shape[fmt.axis] = len(parts)
+                rng = tuple(np.array([p[i] for p in parts], np.float64).reshape(shape)
+                            for i in (0, 1))  # fmt: skip
+            self._smooth_ranges[key] = rng
+        return self._smooth_ranges[key]

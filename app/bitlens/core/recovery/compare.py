@@ -83,4 +83,4 @@ def iter_method_rows(engine: Engine, layer: Layer, fmt: Format) -> Iterator[Meth
         except BitlensError as exc:
             yield MethodRow(method.value, None, str(exc))
             continue
-        yield row(method.value, rec.weight, rec.bias, rec.note)
+        yield row(method.value, rec.seen_weight, rec.bias, rec.note)

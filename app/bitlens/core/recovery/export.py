@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from onnx import numpy_helper
 
+from bitlens.core.engine.graphs import node_producing
 from bitlens.core.errors import ExportError
 from bitlens.core.export.graph import GraphBuilder, rename_output
 from bitlens.core.recovery import Recovered
@@ -55,3 +56,24 @@ def scale_decoded(b: GraphBuilder, weight: str, input_scale: np.ndarray) -> None
     inner = b.name("awq_decoded")
     rename_output(b, weight, inner)
     b.node("Mul", [inner, b.const("awq_inv_scale", input_scale.astype(np.float32))], weight)
+
+
+def smooth_inputs(state: ExportState, layer: Layer, rec: Recovered | None) -> dict[str, str]:
+    """SmoothQuant's exact multiply of the layer's activation by ``rec.act_scale``, inserted
+    before the layer (and before its activation quantizer, written after this); the layer
+    reads the product. Returns activation -> scaled tensor ({} when not smoothed)."""
+    if rec is None or rec.act_scale is None:
+        return {}
+    _, node = node_producing(state.model.graph, layer.outputs[0])
+    out: dict[str, str] = {}
+    for act in layer.activations:
+        b = GraphBuilder(f"{layer.name}_smooth", state.taken)
+        scaled = b.node("Mul", [act, b.const("scale", rec.act_scale.astype(np.float32))],
+                        b.name(f"{act}_smoothed"))  # fmt: skip
+        for i, name in enumerate(node.input):
+            if name == act:
+                node.input[i] = scaled
+        state.model.graph.initializer.extend(b.initializers)
+        state.before.setdefault(layer.outputs[0], []).extend(b.nodes)
+        out[act] = scaled
+    return out

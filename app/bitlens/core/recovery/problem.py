@@ -186,6 +186,7 @@ class InputStats:
     hessian: np.ndarray  # (groups, cols, cols): sum over rows of x x^T
     total: np.ndarray  # (groups, cols): sum of x
     abs_total: np.ndarray  # (groups, cols): sum of |x|
+    abs_max: np.ndarray  # (groups, cols): max of |x|
     count: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -200,13 +201,15 @@ class InputStats:
     @classmethod
     def of(cls, geo: LayerGeometry, inputs: Iterable[np.ndarray]) -> InputStats:
         g, c = geo.groups, geo.cols
-        st = cls(np.zeros((g, c, c)), np.zeros((g, c)), np.zeros((g, c)))
+        st = cls(np.zeros((g, c, c)), np.zeros((g, c)), np.zeros((g, c)), np.zeros((g, c)))
         for x in inputs:
             for part in _pieces(np.asarray(x), geo):
                 f = geo.features(part)
                 st.hessian += np.einsum("nga,ngb->gab", f, f, optimize=True)
                 st.total += f.sum(axis=0)
                 st.abs_total += np.abs(f).sum(axis=0)
+                if len(f):
+                    np.maximum(st.abs_max, np.abs(f).max(axis=0), out=st.abs_max)
                 st.count += f.shape[0]
         if st.count == 0:
             raise EngineError("recovery needs calibration inputs, and there are none")
