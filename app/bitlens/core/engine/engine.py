@@ -29,8 +29,8 @@ from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.ranges import Ranges
 from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
-from bitlens.core.engine.smoothing import smoothed_kind
 from bitlens.core.engine.session import actual_providers, make_session
+from bitlens.core.engine.smoothing import smoothed_kind
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.engine.sweep import Sweep
 from bitlens.core.engine.weightfeeds import WeightFeeds
