@@ -172,7 +172,7 @@ def test_sandbox_rows_equal_the_layer_output_error_measured_directly() -> None:
     layer = model.info.layer("conv2")
     fmt = parse_format("int3 sym ch")
     rows = {r.method: r for r in method_rows(engine, layer, fmt)}
-    assert set(rows) == {"plain", "gptq", "bias_correction", "awq", "clip_search"}
+    assert set(rows) == {"plain", "gptq", "bias_correction", "awq", "clip_search", "smoothquant"}
     xs = [engine._ensure_ref()[layer.inputs[0]][i] for i in engine.data.calibration]
     w = engine.model.weight(layer.weights[0])
     b = engine.model.weight(layer.biases[0])[None, :, None, None].astype(np.float64)
