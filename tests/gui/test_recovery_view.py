@@ -19,7 +19,7 @@ def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
     row = model.row_of("conv2")
     assert model.setData(model.index(row, Column.WEIGHT), "int4 sym ch", Qt.ItemDataRole.EditRole)
     assert model.index(row, Column.RECOVERY).data(Qt.ItemDataRole.UserRole + 1)[1:] == [
-        "bias_correction", "gptq", "awq", "clip_search"
+        "bias_correction", "gptq", "awq", "clip_search", "smoothquant"
     ]
     assert model.setData(model.index(row, Column.RECOVERY), "gptq", Qt.ItemDataRole.EditRole)
     wait_idle(qtbot, window)
@@ -34,7 +34,7 @@ def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
     wait_detail(qtbot, window, "conv2", "int3 sym ch")
     table = window.detail.recovery
     methods = [table.item(i, 0).text() for i in range(table.rowCount())]
-    assert methods == ["plain", "bias_correction", "gptq", "awq", "clip_search"]
+    assert methods == ["plain", "bias_correction", "gptq", "awq", "clip_search", "smoothquant"]
     gptq = methods.index("gptq")
     assert table.item(gptq, 2).text().startswith("+")  # better than plain rounding
     assert table.item(gptq, 0).font().bold()  # the layer's current method
