@@ -27,10 +27,10 @@ from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
 from bitlens.core.engine.localerrors import LocalErrors
 from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.ranges import Ranges
+from bitlens.core.engine.recovery_nodes import recovery_kind
 from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
 from bitlens.core.engine.session import actual_providers, make_session
-from bitlens.core.engine.smoothing import smoothed_kind
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.engine.sweep import Sweep
 from bitlens.core.engine.weightfeeds import WeightFeeds
@@ -134,7 +134,9 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         if plan is None:
             return {}
         return {
-            name: smoothed_kind(choice, quantizers.kind_of(choice.activation, choice.dynamic))
+            name: recovery_kind(
+                self.info.layer(name), choice, quantizers.kind_of(choice.activation, choice.dynamic)
+            )
             for name, choice in plan.choices.items()
             if choice.activation is not None or choice.recovery is not None
         }

@@ -96,8 +96,6 @@ def export_layer(
     encodings: list[WeightEncoding] = []
     weight_scale: np.ndarray | None = None
     rec = qm.recovered.get(layer.name)
-    if rec is not None and (note := recovery_export.write_bias(state, layer, rec)):
-        notes.append(note)
     if choice.weight is not None:
         for w in layer.weights:
             fmt = bind(choice.weight, w)
@@ -119,6 +117,9 @@ def export_layer(
                 encodings.append(enc)
             if kernel:
                 weight_scale = np.asarray(qm.weight(w.name).q.scale, np.float32)
+    # after the weights: a bias created after a MatMul renames the MatMul's output
+    if rec is not None and (note := recovery_export.write_bias(state, layer, rec)):
+        notes.append(note)
     bias = None
     if kernel and options.int32_bias and act_scale is not None and weight_scale is not None:
         bias = int32_bias(engine, state, layer, np.float32(act_scale), weight_scale, notes)

@@ -12,7 +12,7 @@ import numpy as np
 from onnx import helper
 
 from bitlens.core import metrics
-from bitlens.core.engine import smoothing
+from bitlens.core.engine import recovery_nodes
 from bitlens.core.engine.calibration import (
     ActivationStats,
     activation_range,
@@ -134,11 +134,13 @@ class RecoveryCache:
         assert choice.weight is not None and choice.recovery is not None
         rec = self.result(layer, choice.weight, choice.recovery)
         out = {layer.weights[0].name: rec.weight}
-        if rec.bias is not None:
+        if rec.bias is not None and layer.biases:
             out[layer.biases[0].name] = rec.bias.astype(np.dtype(layer.biases[0].dtype))
+        elif rec.bias is not None:  # created (bias correction on a layer without one)
+            out[recovery_nodes.bias_input(layer.name)] = rec.bias.astype(np.float32)
         if rec.act_scale is not None:
             for k in range(len(layer.activations)):
-                out[smoothing.scale_input(act_prefix(layer.name, k))] = rec.act_scale
+                out[recovery_nodes.scale_input(act_prefix(layer.name, k))] = rec.act_scale
         return out
 
     def smoothed_range(self, layer: Layer, choice: LayerChoice, act: str, fmt: Format) -> tuple:

@@ -4,10 +4,12 @@ the weights and bias that were evaluated."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
-from onnx import numpy_helper
+import onnx
+from onnx import helper, numpy_helper
 
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.errors import ExportError
@@ -31,9 +33,12 @@ def planned_bias(engine: Engine, qm: QuantizedModel, name: str) -> np.ndarray:
 
 
 def write_bias(state: ExportState, layer: Layer, rec: Recovered) -> str | None:
-    """Replace the layer's bias initializer by the corrected one; a note, or None."""
+    """Replace the layer's bias initializer by the corrected one (or give a layer without
+    a bias the created one); a note, or None."""
     if rec.bias is None:
         return None
+    if not layer.biases:
+        return create_bias(state, layer, rec.bias)
     b = layer.biases[0]
     if state.consumers(b.name) != 1:
         raise ExportError(
@@ -47,6 +52,43 @@ def write_bias(state: ExportState, layer: Layer, rec: Recovered) -> str | None:
             g.initializer[i].CopyFrom(numpy_helper.from_array(value, b.name))
             return f"bias {b.name} corrected for the weight rounding ({rec.note})"
     raise ExportError(f"layer {layer.name!r}: bias {b.name!r} is not an initializer")
+
+
+CREATED_ADD = "created_add"
+
+
+def layer_node_of(nodes: Mapping[str, onnx.NodeProto], layer: Layer) -> onnx.NodeProto | None:
+    """The exported node of ``layer`` in ``nodes`` (output -> node): the one writing its
+    output, or the MatMul before the Add :func:`create_bias` put there."""
+    node = nodes.get(layer.outputs[0])
+    if node is not None and node.op_type == "Add" and node.name.startswith(
+        f"{layer.name}_bias_{CREATED_ADD}"
+    ):
+        return nodes.get(node.input[0])
+    return node
+
+
+def create_bias(state: ExportState, layer: Layer, bias: np.ndarray) -> str:
+    """The bias bias correction made for a layer that had none, written as the engine ran
+    it (``bitlens.core.engine.recovery_nodes.with_bias``): Conv's B, Gemm's C, or an Add
+    right after a MatMul that takes over the MatMul's output name."""
+    g = state.model.graph
+    idx, node = node_producing(g, layer.outputs[0])
+    b = GraphBuilder(f"{layer.name}_bias", state.taken)
+    const = b.const("created", np.asarray(bias, np.float32).reshape(-1))
+    if layer.op_type in ("Conv", "Gemm"):
+        node.input.append(const)
+    else:
+        out = layer.outputs[0]
+        unbiased = b.name(f"{out}_unbiased")
+        node.output[0] = unbiased
+        add = helper.make_node("Add", [unbiased, const], [out], name=b.name(CREATED_ADD))
+        g.node.insert(idx + 1, add)
+        # what was to go before the MatMul (its activation quantizers) still goes there
+        if out in state.before:
+            state.before[unbiased] = state.before.pop(out)
+    g.initializer.extend(b.initializers)
+    return f"bias created for the weight rounding ({bias.size} values)"
 
 
 def scale_decoded(b: GraphBuilder, weight: str, input_scale: np.ndarray) -> None:

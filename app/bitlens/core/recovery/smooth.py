@@ -6,7 +6,7 @@ the weight, per input channel, before both are quantized.
 ``smooth_lm`` of https://github.com/mit-han-lab/smoothquant ``smooth.py`` computes the
 same). The layer then computes ``Q(X / s) Q(W s)``: the activation is multiplied by the
 float32 ``1/s`` (:attr:`Recovered.act_scale`) in the graph, before its quantizer, in the
-engine (:mod:`bitlens.core.engine.smoothing`) and in the export alike, and the weight
+engine (:mod:`bitlens.core.engine.recovery_nodes`) and in the export alike, and the weight
 stored is ``W s`` rounded. Folding ``1/s`` into the op before would change that op's
 other readers and its float rounding, so the multiply stays a node of its own.
 """

@@ -38,9 +38,10 @@ def check_recovery(layer: Layer, weight: Format | None, method: Recovery) -> Non
         raise PlanError(f"{where} needs a float32 weight, not {layer.weights[0].dtype}")
     if method is Recovery.SMOOTH and layer.activations != layer.inputs[:1]:
         raise PlanError(f"{where} needs the layer's only float input to be its data input")
-    if method is Recovery.BIAS and not layer.biases:
+    if method is Recovery.BIAS and not layer.biases and layer.weights[0].dtype != "float32":
         raise PlanError(
-            f"{where} needs a constant bias input (Conv B or Gemm C); this layer has none"
+            f"{where} creates a float32 bias for a layer without one; the weight is "
+            f"{layer.weights[0].dtype}"
         )
 
 
