@@ -29,6 +29,8 @@ def planned_bias(engine: Engine, qm: QuantizedModel, name: str) -> np.ndarray:
         biases = engine.info.layer(layer_name).biases
         if rec.bias is not None and biases and biases[0].name == name:
             return rec.bias
+        if rec.bias is not None and not biases and name.startswith(_created(layer_name)):
+            return rec.bias.astype(np.float32).reshape(-1)  # made by create_bias
     return np.asarray(engine.model.weight(name)).astype(np.float32, copy=False)
 
 
@@ -57,6 +59,11 @@ def write_bias(state: ExportState, layer: Layer, rec: Recovered) -> str | None:
 CREATED_ADD = "created_add"
 
 
+def _created(layer: str) -> str:
+    """The start of the name of the bias :func:`create_bias` makes for ``layer``."""
+    return f"{layer}_bias_created"
+
+
 def layer_node_of(nodes: Mapping[str, onnx.NodeProto], layer: Layer) -> onnx.NodeProto | None:
     """The exported node of ``layer`` in ``nodes`` (output -> node): the one writing its
     output, or the MatMul before the Add :func:`create_bias` put there."""
@@ -76,6 +83,7 @@ def create_bias(state: ExportState, layer: Layer, bias: np.ndarray) -> str:
     idx, node = node_producing(g, layer.outputs[0])
     b = GraphBuilder(f"{layer.name}_bias", state.taken)
     const = b.const("created", np.asarray(bias, np.float32).reshape(-1))
+    assert const.startswith(_created(layer.name))
     if layer.op_type in ("Conv", "Gemm"):
         node.input.append(const)
     else:
