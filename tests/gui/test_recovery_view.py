@@ -38,6 +38,17 @@ def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
     gptq = methods.index("gptq")
     assert table.item(gptq, 2).text().startswith("+")  # better than plain rounding
     assert table.item(gptq, 0).font().bold()  # the layer's current method
+    # the Codes tab shows GPTQ's stored codes, as the export writes them
+    detail = window.detail
+    detail.sandboxes.setCurrentWidget(detail.codes)
+    qtbot.waitUntil(lambda: detail.codes.slice is not None and detail.codes.layer == "conv2",
+                    timeout=20_000)  # fmt: skip
+    assert "codes chosen by gptq" in detail.codes.slice.formula
+    wait_idle(qtbot, window)  # the engine is the worker's while it runs
+    engine = window.document.session.engine
+    want = engine.recovery.result(engine.info.layer("conv2"), window.document.plan["conv2"].weight,
+                                  window.document.plan["conv2"].recovery).qtensor.codes  # fmt: skip
+    assert [r.code for r in detail.codes.slice.rows] == list(want.reshape(-1)[:64])
     assert model.setData(model.index(row, Column.RECOVERY), "off", Qt.ItemDataRole.EditRole)
     assert window.document.plan["conv2"].recovery is None
 
