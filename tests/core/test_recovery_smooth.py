@@ -141,3 +141,26 @@ def test_smoothquant_exports_exactly(
     np.testing.assert_array_equal(inits[node.input[1]], rec.act_scale)
     if key == "cnn":
         engine.close()
+
+
+@pytest.mark.parametrize(("method", "act"), [("awq", None), ("smoothquant", A8),
+                                             ("bias_correction", None)])  # fmt: skip
+def test_recovery_constants_are_accounted(
+    mlp: Engine, tmp_path: Path, method: str, act: str | None
+) -> None:
+    """AWQ's and SmoothQuant's scales and a created bias count in the plan's bytes (the
+    table's Size) and in the export's layer records; the predicted file is the written one."""
+    from bitlens.core.export import accounting
+
+    plan = Plan(mlp.info, {"fc1": LayerChoice.of("int4 asym blk8", act, False, method)})
+    rec = mlp.recovery.result(mlp.info.layer("fc1"), plan["fc1"].weight, Recovery(method))
+    extra = {"awq": rec.input_scale, "smoothquant": rec.act_scale, "bias_correction": rec.bias}[method]
+    assert extra is not None
+    size = drain(accounting.predict(mlp, plan))
+    result = drain(export(mlp, plan, tmp_path / "m.onnx", ExportOptions()))
+    assert (tmp_path / "m.onnx").stat().st_size == size.file_bytes == result.file_bytes
+    plain_plan = Plan(mlp.info, {"fc1": LayerChoice.of("int4 asym blk8", act)})
+    plain = mlp.evaluate(plain_plan).layers["fc1"].bytes_after
+    after = mlp.evaluate(plan).layers["fc1"].bytes_after
+    assert after == plain + 4 * extra.size == result.layers["fc1"].bytes_planned
+    assert result.layers["fc1"].bytes_stored == after  # codes, scales, and the constant

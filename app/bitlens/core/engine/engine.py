@@ -424,7 +424,8 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
                 local=local_err.get(layer.name),
                 accumulated=accumulated,
                 bytes_before=layer.nbytes,
-                bytes_after=weight_bytes_after(layer, choice.weight),
+                bytes_after=weight_bytes_after(layer, choice.weight)
+                + self.recovery.extra_bytes(layer, choice),
             )
         ev = self.data.evaluation
         outputs = {

@@ -124,6 +124,7 @@ def export_layer(
     if kernel and options.int32_bias and act_scale is not None and weight_scale is not None:
         bias = int32_bias(engine, state, layer, np.float32(act_scale), weight_scale, notes)
     planned = weight_bytes_after(layer, choice.weight) if choice.weight is not None else 0
+    extra = engine.recovery.extra_bytes(layer, choice)  # AWQ/SmoothQuant scales, a created bias
     return LayerExport(
         name=layer.name,
         op_type=layer.op_type,
@@ -134,9 +135,9 @@ def export_layer(
         quantizers=tuple(quantizer_records),
         integer_kernel=kernel,
         bias=bias,
-        bytes_planned=planned,
+        bytes_planned=planned + extra,
         bytes_float=sum(w.nbytes for w in layer.weights if w.name in {e.weight for e in encodings}),
-        bytes_stored=sum(e.nbytes for e in encodings),
+        bytes_stored=sum(e.nbytes for e in encodings) + extra,
         notes=tuple(notes),
         accumulator_lsb=(
             float(np.float32(act_scale) * np.max(weight_scale))

@@ -143,6 +143,15 @@ class RecoveryCache:
                 out[recovery_nodes.scale_input(act_prefix(layer.name, k))] = rec.act_scale
         return out
 
+    def extra_bytes(self, layer: Layer, choice: LayerChoice) -> int:
+        """Bytes a layer's recovery stores besides its weight's codes and parameters:
+        AWQ's and SmoothQuant's float32 scale per input channel, a created bias."""
+        if choice.weight is None or choice.recovery is None:
+            return 0
+        rec = self.result(layer, choice.weight, choice.recovery)
+        made = rec.bias if rec.bias is not None and not layer.biases else None
+        return sum(4 * a.size for a in (rec.input_scale, rec.act_scale, made) if a is not None)
+
     def smoothed_range(self, layer: Layer, choice: LayerChoice, act: str, fmt: Format) -> tuple:
         """Calibrated range of SmoothQuant's scaled activation ``act * act_scale`` (what the
         layer's quantizer sees), from the float calibration values, in bound format ``fmt``."""
