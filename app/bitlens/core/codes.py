@@ -214,7 +214,7 @@ def planned_code_slice(
         return layer_code_slice(engine.model, layer, choice.weight, start, count)
     w = layer.weights[0]
     qw = engine.recovery.quantized(layer, w, choice)
-    rec = engine.recovery.result(layer, choice.weight, choice.recovery)
+    rec = engine.recovery.of(layer, choice)
     scaled = rec.input_scale is not None or rec.act_scale is not None
     note = (
         f"{rec.method.value}: q encodes x · s (s per input channel), x̂ = that / s"

@@ -119,7 +119,7 @@ def quantize_model(engine: Engine, plan: Plan) -> QuantizedModel:
     for name, choice in plan.choices.items():
         layer = engine.info.layer(name)
         if choice.weight is not None and choice.recovery is not None:
-            recovered[name] = engine.recovery.result(layer, choice.weight, choice.recovery)
+            recovered[name] = engine.recovery.of(layer, choice)
         for w in layer.weights if choice.weight is not None else ():
             qw = engine.recovery.quantized(layer, w, choice)
             prev = weights.setdefault(w.name, qw)

@@ -13,16 +13,9 @@ from onnx import helper
 
 from bitlens.core import metrics
 from bitlens.core.engine import recovery_nodes
-from bitlens.core.engine.calibration import (
-    ActivationStats,
-    activation_range,
-    channel_stats,
-    needs_sample,
-)
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.rewrite import act_prefix
 from bitlens.core.errors import EngineError
-from bitlens.core.formats import Granularity
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.quantized import QuantizedWeight
 from bitlens.core.recovery import Recovered, Recovery
@@ -31,7 +24,13 @@ from bitlens.core.recovery.bias import bias_correction
 from bitlens.core.recovery.clip import clip_search
 from bitlens.core.recovery.gptq import gptq
 from bitlens.core.recovery.problem import InputStats, LayerGeometry, geometry
-from bitlens.core.recovery.smooth import smoothquant
+from bitlens.core.recovery.quantized_input import (
+    Candidate,
+    calibration_inputs,
+    errors,
+    input_range,
+)
+from bitlens.core.recovery.smooth import Score, smoothquant
 from bitlens.core.weights import bind
 
 if TYPE_CHECKING:
@@ -52,9 +51,9 @@ def layer_geometry(engine: Engine, layer: Layer) -> LayerGeometry:
 
 def recover(
     method: Recovery, w: np.ndarray, bias: np.ndarray | None, fmt: Format,
-    geo: LayerGeometry, stats: InputStats,
+    geo: LayerGeometry, stats: InputStats, score: Score | None = None,
 ) -> Recovered:
-    """Run one method; ``fmt`` bound to the weight's axes."""
+    """Run one method; ``fmt`` bound to the weight's axes (``score``: SmoothQuant's)."""
     if method is Recovery.GPTQ:
         return gptq(w, fmt, geo, stats)
     if method is Recovery.BIAS:
@@ -62,7 +61,7 @@ def recover(
     if method is Recovery.AWQ:
         return awq(w, fmt, geo, stats)
     if method is Recovery.SMOOTH:
-        return smoothquant(w, fmt, geo, stats)
+        return smoothquant(w, fmt, geo, stats, score)
     return clip_search(w, fmt, geo, stats)
 
 
@@ -74,7 +73,7 @@ class RecoveryCache:
         # dropped engine (and its ONNX Runtime sessions and threads) to the cyclic collector.
         self._engine = weakref.proxy(engine)
         self._stats: OrderedDict[str, tuple[LayerGeometry, InputStats]] = OrderedDict()
-        self._results: dict[tuple[str, str, Recovery], Recovered] = {}
+        self._results: dict[tuple, Recovered] = {}
         self._smooth_ranges: dict[tuple[str, str, str, str, str], tuple] = {}
 
     def stats(self, layer: Layer) -> tuple[LayerGeometry, InputStats]:
@@ -94,19 +93,34 @@ class RecoveryCache:
             self._stats.popitem(last=False)
         return geo, stats
 
-    def result(self, layer: Layer, fmt: Format, method: Recovery) -> Recovered:
+    def result(
+        self, layer: Layer, fmt: Format, method: Recovery, activation: Format | None = None
+    ) -> Recovered:
+        """``method`` on ``layer``'s weight in ``fmt``; ``activation``: the layer's static
+        activation format, which SmoothQuant's search quantizes the input in (the other
+        methods do not read it)."""
         w = layer.weights[0]
         bound = bind(fmt, w)
-        key = (layer.name, bound.name, method)
+        act = activation if method is Recovery.SMOOTH else None
+        # SmoothQuant with an activation: its search calibrates the input as the engine does
+        how = None if act is None else (act.name, self._engine.method.value)
+        key = (layer.name, bound.name, method, how)
         if key not in self._results:
             geo, stats = self.stats(layer)
             value = self._engine.model.weight(w).astype(np.dtype(w.dtype), copy=False)
             bias = self._engine.model.weight(layer.biases[0]) if layer.biases else None
             try:
-                self._results[key] = recover(method, value, bias, bound, geo, stats)
+                score = None if act is None else self._smooth_score(layer, geo, value, act)
+                self._results[key] = recover(method, value, bias, bound, geo, stats, score)
             except EngineError as exc:
                 raise EngineError(f"layer {layer.name!r}: {exc}") from None
         return self._results[key]
+
+    def of(self, layer: Layer, choice: LayerChoice) -> Recovered:
+        """The recovery ``choice`` asks for (a weight format and a method)."""
+        assert choice.weight is not None and choice.recovery is not None
+        static = None if choice.dynamic else choice.activation
+        return self.result(layer, choice.weight, choice.recovery, static)
 
     def weight_error(self, layer: Layer, choice: LayerChoice) -> TensorError:
         """The layer's weight error under ``choice``: of the recovered weight when it asks
@@ -115,7 +129,7 @@ class RecoveryCache:
         if choice.recovery is None:
             return self._engine.weight_error(layer, choice.weight)
         w = layer.weights[0]
-        rec = self.result(layer, choice.weight, choice.recovery)
+        rec = self.of(layer, choice)
         sums = metrics.ErrorSums()
         sums.add(self._engine.model.weight(w).ravel(), rec.seen_weight.ravel())
         return sums.result()
@@ -126,13 +140,13 @@ class RecoveryCache:
         assert choice.weight is not None
         if choice.recovery is None:
             return self._engine.quantized(w, choice.weight)
-        rec = self.result(layer, choice.weight, choice.recovery)
+        rec = self.of(layer, choice)
         return QuantizedWeight(w.name, bind(choice.weight, w), rec.qtensor, rec.weight)
 
     def feeds(self, layer: Layer, choice: LayerChoice) -> dict[str, np.ndarray]:
         """The weight (and bias) values the engine feeds for ``layer`` under ``choice``."""
         assert choice.weight is not None and choice.recovery is not None
-        rec = self.result(layer, choice.weight, choice.recovery)
+        rec = self.of(layer, choice)
         out = {layer.weights[0].name: rec.weight}
         if rec.bias is not None and layer.biases:
             out[layer.biases[0].name] = rec.bias.astype(np.dtype(layer.biases[0].dtype))
@@ -148,7 +162,7 @@ class RecoveryCache:
         AWQ's and SmoothQuant's float32 scale per input channel, a created bias."""
         if choice.weight is None or choice.recovery is None:
             return 0
-        rec = self.result(layer, choice.weight, choice.recovery)
+        rec = self.of(layer, choice)
         made = rec.bias if rec.bias is not None and not layer.biases else None
         return sum(4 * a.size for a in (rec.input_scale, rec.act_scale, made) if a is not None)
 
@@ -159,22 +173,25 @@ class RecoveryCache:
         eng = self._engine
         key = (layer.name, act, fmt.name, choice.weight.name, eng.method.value)
         if key not in self._smooth_ranges:
-            rec = self.result(layer, choice.weight, choice.recovery)
+            rec = self.of(layer, choice)
             assert rec.act_scale is not None
-            ref = eng._ensure_ref()
-            values = [np.asarray(ref[act][i]) * rec.act_scale for i in eng.data.calibration]
+            values = [x * rec.act_scale for x in calibration_inputs(eng, layer)]
             name = f"{act} (smoothed for {layer.name})"
-            if fmt.granularity is Granularity.TENSOR:
-                st = ActivationStats.of(values, name, sample=needs_sample(fmt, eng.method))
-                rng: tuple = activation_range(st, fmt, eng.method)
-            else:
-                assert fmt.axis is not None
-                per_tensor = fmt.replace(granularity=Granularity.TENSOR, axis=None)
-                parts = [activation_range(st, per_tensor, eng.method)
-                         for st in channel_stats(values, name, fmt.axis)]  # fmt: skip
-                shape = [1] * values[0].ndim
-                shape[fmt.axis] = len(parts)
-                rng = tuple(np.array([p[i] for p in parts], np.float64).reshape(shape)
-                            for i in (0, 1))  # fmt: skip
-            self._smooth_ranges[key] = rng
+            self._smooth_ranges[key] = input_range(values, name, fmt, eng.method)
         return self._smooth_ranges[key]
+
+    def _smooth_score(self, layer: Layer, geo: LayerGeometry, w: np.ndarray,
+                      activation: Format) -> Score:
+        """SmoothQuant's search criterion with ``activation`` quantizing the scaled input."""
+        eng = self._engine
+        act = layer.activations[0]
+        bound = eng.bind_activation(layer, act, activation)
+        inputs = calibration_inputs(eng, layer)
+        zero = np.zeros(geo.groups * geo.rows)
+
+        def score(multiplier: np.ndarray, weight: np.ndarray) -> float:
+            rng = input_range([x * multiplier for x in inputs], act, bound, eng.method)
+            cand = Candidate(geo.to_2d(weight.astype(np.float64)), zero, multiplier, rng)
+            return errors(geo, inputs, w, zero, bound, [cand])[1][0]
+
+        return score
