@@ -22,7 +22,7 @@ from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.recovery import Recovery
 from bitlens.core.recovery.compare import method_rows
 from bitlens.core.recovery.problem import InputStats, geometry
-from bitlens.core.recovery.smooth import migration_scales
+from bitlens.core.recovery.smooth import ALPHAS, migration_scales
 from bitlens.core.results import drain
 from tests import builders
 from tests.core.export_models import conv_net, random_feeds
@@ -166,13 +166,29 @@ def test_recovery_constants_are_accounted(
     assert result.layers["fc1"].bytes_stored == after  # codes, scales, and the constant
 
 
-def test_alpha_search_never_loses_to_plain_rounding_on_calibration() -> None:
-    """``s = 1`` is a candidate, so on the calibration inputs SmoothQuant's layer error is
-    at most plain rounding's, also where migration does not help (random convolutions)."""
-    model = from_proto(conv_net(channels=8))
-    engine = Engine(model, random_feeds(model.info, 4), device="cpu")
-    for layer in model.info.layers:
-        rows = {r.method: r for r in method_rows(engine, layer, parse_format(W8),
-                                                 parse_format("uint8 asym"))}  # fmt: skip
-        assert rows["smoothquant"].sqnr_db >= rows["plain"].sqnr_db - 1e-9, layer.name
-    engine.close()
+def test_alpha_search_picks_the_least_error_on_calibration(mlp: Engine) -> None:
+    """The chosen alpha's layer error (input quantized as planned, on the calibration feeds)
+    is the least of the grid's, each candidate measured directly in float64 numpy."""
+    layer = mlp.info.layer("fc1")
+    rec = mlp.recovery.of(layer, _plan(mlp, "smoothquant")["fc1"])
+    w = mlp.model.weight(layer.weights[0]).astype(np.float64)
+    xs = [mlp.data.samples[i]["x"] for i in mlp.data.calibration]
+    geo = geometry("MatMul", w.shape, {}, 1)
+    stats = InputStats.of(geo, xs)
+
+    def error(inv: np.ndarray, wq: np.ndarray) -> float:
+        scaled = [x * inv for x in xs]
+        lo, hi = min(float(v.min()) for v in scaled), max(float(v.max()) for v in scaled)
+        return sum(float(np.sum((fake_quantize(v, parse_format(A8), value_range=(lo, hi))
+                                 .astype(np.float64) @ wq - x.astype(np.float64) @ w) ** 2))
+                   for x, v in zip(xs, scaled, strict=True))  # fmt: skip
+
+    errs = {}
+    for alpha in ALPHAS:
+        s = migration_scales(w.astype(np.float32), geo, stats, alpha)
+        wq = fake_quantize((w.astype(np.float32) * s[:, None]).astype(np.float32),
+                           parse_format("int8 sym ch1")).astype(np.float64)  # fmt: skip
+        errs[alpha] = error((np.float32(1) / s).astype(np.float32), wq)
+    got = error(rec.act_scale, rec.weight.astype(np.float64))
+    assert got == pytest.approx(min(errs.values()), rel=1e-6)
+    assert f"alpha {min(errs, key=errs.get):.2f}" in rec.note
