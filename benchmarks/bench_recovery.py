@@ -29,7 +29,7 @@ from bitlens.core.engine import Engine
 from bitlens.core.errors import PlanError
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import LayerChoice, Plan
-from bitlens.core.recovery import RECOVERY_CHOICES
+from bitlens.core.recovery import RECOVERY_CHOICES, smooth
 from bitlens.core.recovery.support import check_recovery
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     p.add_argument("--only-activations", action="store_true",
                    help="only the runs with quantized activations (SmoothQuant)")
+    p.add_argument("--smooth-alphas", type=float, nargs="+", metavar="A",
+                   help="SmoothQuant's alpha grid (default: the per-layer search's "
+                   f"{' '.join(map(str, smooth.ALPHAS))}; one value: that alpha everywhere)")
     args = p.parse_args(argv)
+    if args.smooth_alphas:
+        smooth.ALPHAS = tuple(args.smooth_alphas)
     ops = {"Conv", "Gemm", "MatMul"}
     rows: list[dict] = []
     print(f"{'model':17} {'weights / acts':26} {'method':16} {'layers':>6} {'SQNR dB':>8} "
