@@ -49,6 +49,16 @@ def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
     want = engine.recovery.result(engine.info.layer("conv2"), window.document.plan["conv2"].weight,
                                   window.document.plan["conv2"].recovery).qtensor.codes  # fmt: skip
     assert [r.code for r in detail.codes.slice.rows] == list(want.reshape(-1)[:64])
+    # with a quantized input the comparison quantizes it as planned (where SmoothQuant acts)
+    assert model.setData(model.index(row, Column.ACTIVATION), "uint8 asym", Qt.ItemDataRole.EditRole)
+    assert model.setData(model.index(row, Column.RECOVERY), "smoothquant", Qt.ItemDataRole.EditRole)
+    qtbot.waitUntil(lambda: window.detail.detail is not None and window.detail.detail.complete
+                    and window.detail.detail.choice.recovery is not None
+                    and window.detail.detail.choice.recovery.value == "smoothquant",
+                    timeout=30_000)  # fmt: skip
+    assert window.detail.detail.recovery_format == "int3 sym ch, uint8 asym activations"
+    smooth = [table.item(i, 0).text() for i in range(table.rowCount())].index("smoothquant")
+    assert table.item(smooth, 0).font().bold() and "uint8 asym" in table.item(smooth, 3).text()
     assert model.setData(model.index(row, Column.RECOVERY), "off", Qt.ItemDataRole.EditRole)
     assert window.document.plan["conv2"].recovery is None
 
