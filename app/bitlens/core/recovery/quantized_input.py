@@ -15,17 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bitlens.core.engine.calibration import (
-    ActivationStats,
-    CalibrationMethod,
-    activation_range,
-    channel_stats,
-    needs_sample,
-)
 from bitlens.core.formats import Format, Granularity, fake_quantize
 from bitlens.core.recovery.problem import LayerGeometry, feature_pieces
 
 if TYPE_CHECKING:
+    from bitlens.core.engine.calibration import CalibrationMethod
     from bitlens.core.engine.engine import Engine
     from bitlens.core.model.types import Layer
 
@@ -46,6 +40,14 @@ def input_range(
 ) -> tuple[Any, Any]:
     """The calibrated range of ``values`` (the calibration feeds of one tensor) in the
     bound format ``fmt``, as the engine's calibration derives it (per tensor or channel)."""
+    # imported here: bitlens.core.engine's package imports the Engine, which imports this
+    from bitlens.core.engine.calibration import (
+        ActivationStats,
+        activation_range,
+        channel_stats,
+        needs_sample,
+    )
+
     if fmt.granularity is Granularity.TENSOR:
         st = ActivationStats.of(list(values), name, sample=needs_sample(fmt, method))
         return activation_range(st, fmt, method)

@@ -17,6 +17,7 @@ import numpy as np
 
 from bitlens.core.errors import BitlensError
 from bitlens.core.formats import fake_quantize
+from bitlens.core.plan import LayerChoice
 from bitlens.core.recovery import Recovery
 from bitlens.core.recovery.problem import LayerGeometry
 from bitlens.core.recovery.quantized_input import Candidate, calibration_inputs, errors
@@ -39,8 +40,6 @@ def rows(
     engine: Engine, layer: Layer, fmt: Format, activation: Format, geo: LayerGeometry
 ) -> Iterator[MethodRow]:
     """Plain rounding and each method, with ``layer``'s input quantized in ``activation``."""
-    from bitlens.core.plan import LayerChoice
-
     act = layer.activations[0]
     bound = engine.bind_activation(layer, act, activation)
     w = engine.model.weight(layer.weights[0])
