@@ -25,6 +25,7 @@ from bitlens.cli.progress import follow
 from bitlens.cli.search import add_metric_argument
 from bitlens.core.compare import render_model_comparison, render_plan_comparison
 from bitlens.core.compute import compute_of, describe_totals
+from bitlens.core.engine.engine import DIVERGENCE_DB
 from bitlens.core.export import accounting
 from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import PRESETS, Plan
@@ -231,7 +232,8 @@ def render(ev: Evaluation) -> str:
     diverged = [d for d in ev.first_divergence if d]
     if diverged:
         lines.append(
-            f"{len(diverged)} of {len(ev.first_divergence)} samples diverge; first at: "
+            f"{len(diverged)} of {len(ev.first_divergence)} samples diverge (a layer's "
+            f"accumulated SQNR falls below {DIVERGENCE_DB:g} dB on them); first at: "
             + ", ".join(sorted(set(diverged)))
         )
     return "\n".join(lines)

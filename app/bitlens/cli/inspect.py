@@ -43,6 +43,7 @@ from bitlens.core.compute import count_macs, describe_totals, input_shapes
 from bitlens.core.errors import DataError
 from bitlens.core.formats import INSPECT_LADDER, parse_format
 from bitlens.core.model import load_model
+from bitlens.core.model.other_tensors import other_float_tensors
 from bitlens.core.report import ModelReport, inspect_model, sqnr_json
 from bitlens.core.units import format_bytes
 
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     report = inspect_model(model, formats)
     dims = parse_dims(args.dim)
     compute = count_macs(model.proto, model.info, input_shapes(model.info, dims=dims))
+    others, other_bytes = other_float_tensors(model.graph_proto, model.info)
     if args.json:
         d = to_json(report)
         for layer in d["layers"]:
@@ -90,17 +92,24 @@ def run(args: argparse.Namespace) -> int:
         d["totals"]["macs"] = compute.total_macs
         d["totals"]["macs_unknown_layers"] = list(compute.unknown)
         d["totals"]["macs_input_shapes"] = {k: list(v) for k, v in compute.input_shapes.items()}
+        d["totals"]["other_float_tensors"] = {"count": others, "bytes": other_bytes}
         json.dump(d, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(to_text(report))
+        if others:
+            sys.stdout.write(
+                f"not in the table: {human_bytes(other_bytes)} in {others} float tensors that "
+                "no layer reads as a weight (biases, norms, tables); they stay as they are\n"
+            )
         totals = describe_totals(compute.to_dict(model.info, None), bops=False)
-        sys.stdout.write(f"compute: {totals}{_unsized(model.info, dims)}\n")
+        sys.stdout.write(f"compute: {totals}{_unsized(model.info, dims, compute.unknown)}\n")
     return 0
 
 
-def _unsized(info, dims: dict[str, int]) -> str:
-    """Which --dim the MAC count lacks, if an input has a dynamic dimension left unsized."""
+def _unsized(info, dims: dict[str, int], unknown: tuple[str, ...]) -> str:
+    """Which --dim the MAC count lacks, if an input has a dynamic dimension left unsized;
+    else, where layers stay unknown, that a run counts them."""
     from bitlens.core.dims import MissingDimension, concrete_shape
 
     for t in info.inputs:
@@ -110,7 +119,7 @@ def _unsized(info, dims: dict[str, int]) -> str:
             return f"; input {exc.input!r} needs --dim {exc.key}=SIZE to count it"
         except DataError:
             continue
-    return ""
+    return "; 'bitlens eval' counts them from a run" if unknown else ""
 
 
 def to_json(report: ModelReport) -> dict[str, Any]:
