@@ -89,15 +89,16 @@ def describe_totals(d: Mapping[str, Any], bops: bool = True) -> str:
     says "unknown" where no layer's sizes are known and how many layers the totals miss."""
     layers = d.get("layers", {})
     unknown = sum(1 for v in layers.values() if v.get("macs") is None)
-    at = ", ".join(f"{k} {list(v)}" for k, v in d.get("input_shapes", {}).items()) or "-"
+    at = ", ".join(f"{k} {list(v)}" for k, v in d.get("input_shapes", {}).items())
     if layers and unknown == len(layers):
-        return f"MACs unknown: no layer's sizes could be inferred at {at}"
+        where = f"at {at}" if at else "without the input sizes"
+        return f"MACs unknown: no layer's sizes could be inferred {where}"
     text = f"{d['total_macs']:,} MACs"
     if bops:
         q, f = int(d["total_bops"]), int(d["total_bops_float"])
         ratio = f", {f / q:.1f}x fewer" if q and q != f else ""
         text += f", {q:,} BOPs under the plan (float {f:,}{ratio})"
-    text += f" per sample at {at}"
+    text += f" per sample at {at or 'the declared sizes'}"
     if unknown:
         text += (f"; {unknown} of {len(layers)} layers unknown (sizes not inferable, or inside "
                  "an If/Loop body), not counted")  # fmt: skip
