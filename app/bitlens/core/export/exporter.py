@@ -39,6 +39,7 @@ from bitlens.core.export import activations, matmulnbits, opsets
 from bitlens.core.export.editing import ExportState, field_bytes
 from bitlens.core.export.graph import used_names
 from bitlens.core.export.kernels import integer_kernel_candidate, integer_kernel_layers
+from bitlens.core.export.scalars import write_scalar_inputs
 from bitlens.core.export.layers import dtype_of, export_layer, export_tensor_quantizers
 from bitlens.core.export.records import (
     Built,
@@ -165,6 +166,7 @@ def build(
     state.finish()
     size_before = model.ByteSize()
     tensor_records = export_tensor_quantizers(state, qm)
+    notes.extend(write_scalar_inputs(state, qm, engine.scalar))
     tensor_bytes = model.ByteSize() - size_before
     if placed:
         notes.append(
