@@ -6,8 +6,11 @@ import collections
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+
+from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
@@ -84,3 +87,52 @@ def _dq_model(code: int, scale: float, zp: int) -> bytes:
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     return m.SerializeToString()
+
+
+def bn_hswish_net() -> onnx.ModelProto:
+    """x -> conv0 -> BatchNormalization -> HardSwish (Paddle's form, its scalars Constant
+    nodes) -> conv1 -> y: how PicoDet and PP-LCNet export with their BN unfolded."""
+    rng = np.random.default_rng(1)
+    mk = helper.make_node
+
+    def const(name: str, v: float) -> onnx.NodeProto:
+        return mk("Constant", [], [name], value=numpy_helper.from_array(np.asarray(v, np.float32)))
+
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in [
+        ("w0", rng.normal(0, 0.3, (8, 3, 3, 3))), ("w1", rng.normal(0, 0.3, (4, 8, 1, 1))),
+        ("g", rng.uniform(0.5, 2, 8)), ("b", rng.normal(0, 1, 8)),
+        ("mu", rng.normal(0, 0.2, 8)), ("var", rng.uniform(0.5, 2, 8)),
+    ]]  # fmt: skip
+    nodes = [
+        const("three", 3), const("zero", 0), const("six", 6),
+        mk("Conv", ["x", "w0"], ["c0"], name="conv0", pads=[1] * 4),
+        mk("BatchNormalization", ["c0", "g", "b", "mu", "var"], ["bn"]),
+        mk("Add", ["bn", "three"], ["p"]), mk("Clip", ["p", "zero", "six"], ["r"]),
+        mk("Mul", ["bn", "r"], ["m"]), mk("Div", ["m", "six"], ["h"]),
+        mk("Conv", ["h", "w1"], ["y"], name="conv1"),
+    ]  # fmt: skip
+    g = helper.make_graph(
+        nodes, "bn_hswish", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits,
+    )  # fmt: skip
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+def test_hswish_after_an_unfolded_batchnorm(tmp_path: Path) -> None:
+    model = from_proto(bn_hswish_net())
+    feeds = [random_feeds(model.proto, seed=s) for s in range(4)]
+    engine = Engine(model, Dataset(tuple(feeds), source="random feeds"), device="cpu")
+    plan = Plan.preset(engine.info, "W8A8")
+    placed = engine.placement(plan)
+    # conv0's output (its QLinearConv), the BN's output (read by the Add and the Mul), the Clip
+    assert {"c0", "bn", "r", "m"} <= set(placed) and "p" not in placed
+    result, report = run(engine, plan, tmp_path / "bn.onnx")
+    assert report.passed, report.failures
+    assert all(o.as_written_exact for o in report.outputs)
+    opt = optimized_model(str(result.path), ["CPUExecutionProvider"])
+    ops = collections.Counter(n.op_type for n in opt.graph.node)
+    assert ops["QLinearAdd"] == 1 and ops["QLinearMul"] == 1 and ops["Add"] == 0, ops
+    # the BN stays float (as in ORT's own QDQ export); the one Clip is conv1's guard
+    assert [n.input[1] for n in opt.graph.node if n.op_type == "Clip"] == ["conv1_a_guard_lo"]
