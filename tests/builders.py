@@ -457,7 +457,9 @@ def conv_chain(between: str, size: tuple[int, int] = (8, 8), kernel: int = 1) ->
     nodes: list[onnx.NodeProto] = []
     inits = [init("zero", np.zeros((1,), np.float32))]
     if between == "hswish":
-        inits += [init(n, np.asarray(v, np.float32)) for n, v in [("three", 3), ("lo", 0), ("six", 6)]]
+        inits += [
+            init(n, np.asarray(v, np.float32)) for n, v in [("three", 3), ("lo", 0), ("six", 6)]
+        ]
     prev, cin, pad = "x", 4, kernel // 2
     for i in range(3):
         nodes.append(helper.make_node(

@@ -161,9 +161,7 @@ def scalar_code(value: float) -> tuple[int, float, int]:
     return 0, 1.0, 0
 
 
-def _absorbed_end(
-    t: str, consumers: Mapping[str, list[NodeInfo]], outputs: set[str]
-) -> str:
+def _absorbed_end(t: str, consumers: Mapping[str, list[NodeInfo]], outputs: set[str]) -> str:
     """The tensor after the single-consumer Relu/Clip chain below ``t`` (``t`` itself
     when none): ORT removes those before a QuantizeLinear whose range they cannot widen."""
     while True:
@@ -278,6 +276,7 @@ def placement(
             t = _absorbed_end(t, consumers, outputs)
         if quantizable(t):
             add(t, fmt, t, f"output of {layer.name} ({layer.op_type}), so it runs as QLinearConv")
+
     def constant(t: str) -> bool:
         return t in producer and producer[t].op_type == "Constant"
 

@@ -39,7 +39,6 @@ from bitlens.core.export import activations, matmulnbits, opsets
 from bitlens.core.export.editing import ExportState, field_bytes
 from bitlens.core.export.graph import used_names
 from bitlens.core.export.kernels import integer_kernel_candidate, integer_kernel_layers
-from bitlens.core.export.scalars import write_scalar_inputs
 from bitlens.core.export.layers import dtype_of, export_layer, export_tensor_quantizers
 from bitlens.core.export.records import (
     Built,
@@ -48,6 +47,7 @@ from bitlens.core.export.records import (
     LayerExport,
     Prepared,
 )
+from bitlens.core.export.scalars import write_scalar_inputs
 from bitlens.core.export.weights import QDQ, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
 from bitlens.core.formats import family_of, parse_format
