@@ -119,19 +119,18 @@ def bn_hswish_net() -> onnx.ModelProto:
     return m
 
 
-def test_hswish_after_an_unfolded_batchnorm(tmp_path: Path) -> None:
+def test_hswish_after_an_unfolded_batchnorm_stays_float(tmp_path: Path) -> None:
+    """Quantizing the BN's output too (so the Add and Mul could still fuse) was measured
+    slower and less accurate on rapidocr's PP-OCR direction classifier (0.84x ORT's QDQ
+    and 29.5 dB instead of 0.76x and 32.7 dB): only the conv output is quantized."""
     model = from_proto(bn_hswish_net())
     feeds = [random_feeds(model.proto, seed=s) for s in range(4)]
     engine = Engine(model, Dataset(tuple(feeds), source="random feeds"), device="cpu")
     plan = Plan.preset(engine.info, "W8A8")
     placed = engine.placement(plan)
-    # conv0's output (its QLinearConv), the BN's output (read by the Add and the Mul), the Clip
-    assert {"c0", "bn", "r", "m"} <= set(placed) and "p" not in placed
+    assert "c0" in placed and not {"bn", "p", "r", "m"} & set(placed)
     result, report = run(engine, plan, tmp_path / "bn.onnx")
     assert report.passed, report.failures
     assert all(o.as_written_exact for o in report.outputs)
-    opt = optimized_model(str(result.path), ["CPUExecutionProvider"])
-    ops = collections.Counter(n.op_type for n in opt.graph.node)
-    assert ops["QLinearAdd"] == 1 and ops["QLinearMul"] == 1 and ops["Add"] == 0, ops
-    # the BN stays float (as in ORT's own QDQ export); the one Clip is conv1's guard
-    assert [n.input[1] for n in opt.graph.node if n.op_type == "Clip"] == ["conv1_a_guard_lo"]
+    names = {t for n in onnx.load(str(result.path)).graph.node for t in n.input}
+    assert not any(n.endswith("_exact") for n in names)  # the 3 stays a float constant

@@ -101,10 +101,6 @@ SAME_GRID = frozenset(
 )
 # Ops that only select or reorder values: a layer input's quantizer moves up through them.
 MOVABLE = frozenset({"Slice", "Concat", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten"})
-# Float ops with one data input that a HardSwish's input may come through from a quantized
-# conv output (see _scalar_add), and how many of them in a row.
-AFFINE = frozenset({"BatchNormalization", "Add", "Mul", "Sub", "Div"})
-AFFINE_STEPS = 3
 # Ops whose every input is data (the others read data from input 0 only; the rest are
 # shapes, axes, scales).
 _ALL_INPUTS = frozenset({"Add", "Mul", "Concat"})
@@ -277,30 +273,11 @@ def placement(
         if quantizable(t):
             add(t, fmt, t, f"output of {layer.name} ({layer.op_type}), so it runs as QLinearConv")
 
-    def constant(t: str) -> bool:
-        return t in producer and producer[t].op_type == "Constant"
-
-    def upstream(t: str) -> Format | None:
-        """The format of the quantized tensor ``t`` is computed from by a float affine
-        chain (BatchNormalization, Add/Mul/Sub/Div with constants: Paddle's unfolded BN
-        and PP-LCNetV3's learnable affine after a conv), None when there is none."""
-        for _ in range(AFFINE_STEPS):
-            p = producer.get(t)
-            if p is None or p.op_type not in AFFINE:
-                return None
-            data = [u for u in p.inputs if u and quantizable(u) and not constant(u)]
-            if len(data) != 1 or (p.op_type in ("Sub", "Div") and p.inputs[0] != data[0]):
-                return None
-            t = data[0]
-            if available(t) is not None:
-                return available(t)
-        return None
-
     # Ops with QLinear or uint8 forms, in topological order, when all their inputs are quantized.
     for n in main:
         if n.op_type not in REQUANTIZING and n.op_type not in SAME_GRID:
             continue
-        if _scalar_add(n, scalar, consumers, outputs, quantizable, available, upstream, add):
+        if _scalar_add(n, scalar, consumers, outputs, quantizable, available, add):
             continue
         # Only nearest Resize (the default mode) keeps values on the input's grid.
         if n.op_type == "Resize" and (
@@ -338,7 +315,6 @@ def _scalar_add(
     outputs: set[str],
     quantizable: Callable[[str], bool],
     available: Callable[[str], Format | None],
-    upstream: Callable[[str], Format | None],
     add: Callable[[str, Format, str, str], None],
 ) -> bool:
     """A HardSwish's ``x + 3`` as a QLinearAdd (see the module text): ``x`` quantized on
@@ -348,7 +324,7 @@ def _scalar_add(
     if found is None or not n.outputs:
         return False
     t = found[0]
-    fmt = (available(t) or upstream(t)) if quantizable(t) else None
+    fmt = available(t) if quantizable(t) else None
     if fmt is None or fmt.family is not Family.INT or fmt.signed or fmt.bits != 8:
         return False
     end = _absorbed_end(n.outputs[0], consumers, outputs)
