@@ -17,6 +17,7 @@ from bitlens.core.export.deployed import optimized_model
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from bitlens.core.targets import scalar_code
+from tests import builders
 from tests.builders import conv_chain, random_feeds
 from tests.core.test_engine import plain_run, rewritten
 from tests.core.test_export_models import run
@@ -83,9 +84,7 @@ def _dq_model(code: int, scale: float, zp: int) -> bytes:
         [helper.make_node("DequantizeLinear", ["c", "s", "z"], ["y"])], "dq", [],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])], inits,
     )  # fmt: skip
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    return m.SerializeToString()
+    return builders.model(g, 13).SerializeToString()
 
 
 def bn_hswish_net() -> onnx.ModelProto:
@@ -110,13 +109,10 @@ def bn_hswish_net() -> onnx.ModelProto:
         mk("Mul", ["bn", "r"], ["m"]), mk("Div", ["m", "six"], ["h"]),
         mk("Conv", ["h", "w1"], ["y"], name="conv1"),
     ]  # fmt: skip
-    g = helper.make_graph(
-        nodes, "bn_hswish", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits,
-    )  # fmt: skip
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    return m
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph(nodes, "bn_hswish", [vi("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [vi("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)  # fmt: skip
+    return builders.model(g, 13)
 
 
 def test_hswish_after_an_unfolded_batchnorm_stays_float(tmp_path: Path) -> None:
