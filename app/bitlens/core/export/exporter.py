@@ -47,6 +47,7 @@ from bitlens.core.export.records import (
     LayerExport,
     Prepared,
 )
+from bitlens.core.export.scalars import write_scalar_inputs
 from bitlens.core.export.weights import QDQ, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
 from bitlens.core.formats import family_of, parse_format
@@ -165,6 +166,7 @@ def build(
     state.finish()
     size_before = model.ByteSize()
     tensor_records = export_tensor_quantizers(state, qm)
+    notes.extend(write_scalar_inputs(state, qm, engine.scalar))
     tensor_bytes = model.ByteSize() - size_before
     if placed:
         notes.append(
