@@ -25,6 +25,7 @@ until the last step).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Generator
 from dataclasses import replace
 from pathlib import Path
@@ -47,6 +48,7 @@ from bitlens.core.export.records import (
     LayerExport,
     Prepared,
 )
+from bitlens.core.export.sizing import LayerSizer
 from bitlens.core.export.weights import QDQ, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
 from bitlens.core.formats import family_of, parse_format
@@ -65,6 +67,7 @@ __all__ = [
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
 
+_log = logging.getLogger(__name__)
 METADATA_KEY = "bitlens.export"
 MAX_PROTO_BYTES = 2**31 - 1
 
@@ -124,11 +127,15 @@ def build(
     options: ExportOptions | None = None,
     prepared: Prepared | None = None,
     quantized: QuantizedModel | None = None,
+    *,
+    exact_sizes: bool = False,
 ) -> Generator[Progress, None, Built]:
     """The export of ``plan`` in memory: what :func:`export` writes, for accounting.
 
     ``quantized``: the plan's weights and ranges (:func:`~bitlens.core.quantized.quantize_model`,
-    computed here otherwise); the export writes exactly those.
+    computed here otherwise); the export writes exactly those. ``exact_sizes``: measure each
+    layer's bytes by serializing the whole model before and after it (slow; the
+    :mod:`~bitlens.core.export.sizing` numbers are checked against one such measurement).
     """
     options = options or ExportOptions()
     if prepared is None:
@@ -154,13 +161,23 @@ def build(
     notes.extend(deployment_warnings(plan))
     notes.extend(check_plan(plan))
     placed = qm.placed
+    sizer = LayerSizer(model, base_bytes)
     for i, (name, choice) in enumerate(plan.choices.items()):
         layer = engine.info.layer(name)
-        size_before = model.ByteSize() + state.pending_bytes()
+        pending = state.pending_bytes()
+        if exact_sizes:
+            size_before = model.ByteSize()
+        else:
+            mark = sizer.mark(layer)
         rec = export_layer(engine, state, layer, choice, options, name in kernels, qm)
-        delta = model.ByteSize() + state.pending_bytes() - size_before
-        records[name] = replace(rec, bytes_file=delta)
+        grown = model.ByteSize() - size_before if exact_sizes else sizer.delta(mark)
+        records[name] = replace(rec, bytes_file=grown + state.pending_bytes() - pending)
         yield Progress(i + 1, len(plan.choices) + 1, f"exported {name}")
+    if not exact_sizes and sizer.total() != model.ByteSize():
+        # an edit outside what the sizer measures: never report a wrong number
+        _log.warning("per-layer export sizes off by %d B; measuring again the slow way",
+                     model.ByteSize() - sizer.total())  # fmt: skip
+        return (yield from build(engine, plan, options, prepared, qm, exact_sizes=True))
 
     state.finish()
     size_before = model.ByteSize()
