@@ -18,6 +18,18 @@ from bitlens.core.results import drain
 from tests import builders
 from tests.core.export_models import conv_net, random_feeds, transformer_block
 
+def _ir3_conv_net() -> onnx.ModelProto:
+    """conv_net as IR 3 files are: every initializer also listed as a graph input."""
+    m = conv_net(channels=8)
+    m.graph.input.extend(
+        onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+        for t in m.graph.initializer
+    )
+    m.ir_version = 3
+    m.opset_import[0].version = 9
+    return m
+
+
 # (model, weight format, activation format, recovery method, export options)
 CASES = {
     # integer kernels: activation QDQ renaming the conv's input, int32 biases replacing the
@@ -35,6 +47,8 @@ CASES = {
     "transformer awq qdq": (
         lambda: transformer_block(16, 32), "int4 sym ch", None, "awq", {"weights": "qdq"},
     ),
+    # initializers listed as graph inputs (removed with the weight), an opset upgrade
+    "IR 3 inputs": (_ir3_conv_net, "int8 sym ch", "uint8 asym", None, {}),
     # weights in Constant nodes (removed nodes), an opset upgrade
     "constant weights": (builders.opset12_constant_weights, "int4 sym ch", "uint8 asym", None, {}),
     # weights inside If branches and a Loop body, and read from the outer scope
