@@ -64,6 +64,7 @@ from bitlens.core.export.fidelity import export_and_check
 from bitlens.core.metrics import sqnr_db
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from export_speed import export_speed
 
 ROUNDS = 7  # interleaved timing rounds
 RUNS = 30  # runs per model per round
@@ -407,8 +408,16 @@ def main() -> None:
         "--no-none", action="store_true",
         help="leave out the W8A8 row with target 'none' (a large model's fidelity check is slow)",
     )  # fmt: skip
+    ap.add_argument(
+        "--speed", action="store_true",
+        help="time calibrate + export + fidelity check instead (export_speed.py; realistic CRNN)",
+    )  # fmt: skip
     args = ap.parse_args()
     ROUNDS, RUNS = args.rounds, args.runs
+    if args.speed:
+        dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
+        export_speed(Path(args.model) if args.model else None, dims, args.samples, 3)
+        return
     print(
         f"onnxruntime {ort.__version__} on CPU; default graph optimizations, "
         f"{THREADS} thread, batch 1; {args.data or 'random inputs'}"

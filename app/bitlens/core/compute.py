@@ -80,7 +80,8 @@ def compute_of(engine: Engine) -> Compute:
     (the table, the CLI and the export report read this one value)."""
     found = _OF_ENGINE.get(engine)
     if found is None:
-        found = count_macs(engine.model.proto, engine.info, input_shapes(engine.info, engine.data))
+        shapes = input_shapes(engine.info, engine.data)
+        found = count_macs(engine.model.graph_proto, engine.info, shapes)  # no weights read
         _OF_ENGINE[engine] = found
     return found
 

@@ -172,7 +172,7 @@ def check_fidelity(
         tol = verdict.reassociation_tolerance(w, u)
         scale = float(np.max(np.abs(w[np.isfinite(w)]))) if np.isfinite(w).any() else 0.0
         dep_abs = max_abs(w, d)
-        producer = verdict.producer_op(engine.model.proto.graph, name)
+        producer = verdict.producer_op(engine.model.graph_proto.graph, name)
         classes = verdict.looks_like_classes(want[name][0], producer)
         agreement, changes = (
             verdict.top1_changes(want[name], dep_out[name], tol) if classes else (None, 0)
@@ -290,7 +290,7 @@ def check_fidelity(
             )
 
     latency = None
-    float_sess = open_session(engine.model.proto, providers, mode="deployed")
+    float_sess = open_session(engine.model.runnable(), providers, mode="deployed")
     feed = engine.data.samples[samples[0]]
     t_exp = median_latency(sess_dep, feed, latency_budget_s)
     t_float = median_latency(float_sess, feed, latency_budget_s)

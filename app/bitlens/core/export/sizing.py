@@ -22,7 +22,35 @@ from dataclasses import dataclass
 import onnx
 
 from bitlens.core.export.editing import field_bytes
+from bitlens.core.model.external import external_tensors, is_external
 from bitlens.core.model.types import Layer
+from bitlens.core.model.validate import element_count, expected_raw_bytes
+
+
+def tensor_bytes(t: onnx.TensorProto) -> int:
+    """``t``'s serialized size with its data in the file: an external tensor (which the
+    loader leaves in its file, see bitlens.core.model.external) as it is once read in."""
+    if not is_external(t):
+        return t.ByteSize()
+    inline = onnx.TensorProto()
+    inline.CopyFrom(t)  # no data: it is in its file
+    del inline.external_data[:]
+    inline.data_location = onnx.TensorProto.DEFAULT  # set, as reading it in does
+    return inline.ByteSize() + field_bytes(
+        expected_raw_bytes(t.data_type, element_count(t.dims)) or 0
+    )
+
+
+def file_bytes(model: onnx.ModelProto) -> int:
+    """``model.ByteSize()`` once its external tensors are read in (the loader keeps only
+    main-graph initializers outside, so no subgraph's length prefix changes)."""
+    size = model.ByteSize()
+    outside = external_tensors(model)
+    if not outside:
+        return size
+    graph = model.graph.ByteSize()
+    grown = graph + sum(field_bytes(tensor_bytes(t)) - field_bytes(t.ByteSize()) for t in outside)
+    return size - field_bytes(graph) + field_bytes(grown)
 
 
 @dataclass(frozen=True)
@@ -39,9 +67,12 @@ class LayerSizer:
     """The main graph's serialized size, kept current from the parts each layer edits."""
 
     def __init__(self, model: onnx.ModelProto, model_bytes: int):
-        """``model_bytes``: ``model.ByteSize()``, already measured by the caller."""
+        """``model_bytes``: :func:`file_bytes` of ``model``, measured by the caller."""
         self.model = model
-        self.graph_bytes = model.graph.ByteSize()
+        self.graph_bytes = model.graph.ByteSize() + sum(
+            field_bytes(tensor_bytes(t)) - field_bytes(t.ByteSize())
+            for t in external_tensors(model)
+        )
         self.header = model_bytes - field_bytes(self.graph_bytes)  # every other model field
         # Names read once per node and initializer: reading them from the protobuf on every
         # scan cost 8 ms per scan of an 860-node model. Keyed by the message wrapper, which
@@ -50,7 +81,7 @@ class LayerSizer:
         self._names: dict[int, tuple[object, frozenset[str], str]] = {}
 
     def total(self) -> int:
-        """``model.ByteSize()`` as of the last :meth:`delta`."""
+        """:func:`file_bytes` of the model as of the last :meth:`delta`."""
         return self.header + field_bytes(self.graph_bytes)
 
     def mark(self, layer: Layer) -> Mark:
@@ -70,7 +101,7 @@ class LayerSizer:
         g = self.model.graph
         after = self._measure(mark.names, mark.owners, forget=True)
         after += sum(
-            field_bytes(t.ByteSize())
+            field_bytes(tensor_bytes(t))
             for t in g.initializer
             if (name := self._key(t)[1]) not in mark.initializers and name not in mark.names
         )
@@ -103,7 +134,8 @@ class LayerSizer:
         nodes = self._nodes(names, owners)
         # graphs of IR < 4 list their initializers as inputs too
         inits = [t for t in (*g.initializer, *g.input) if self._key(t)[1] in names]
-        size = sum(field_bytes(m.ByteSize()) for m in (*nodes, *inits))
+        size = sum(field_bytes(m.ByteSize()) for m in nodes)
+        size += sum(field_bytes(_size(m)) for m in inits)
         if forget:  # what the layer touched may have changed: read its names anew next time
             stale = {id(m) for m in (*nodes, *inits)}
             stale.update(
@@ -136,6 +168,10 @@ class LayerSizer:
             if p.startswith(f"{n.name or f'{n.op_type}_{i}'}/")
         }
         return frozenset(found or (_node_key(n) for _, n in holders))
+
+
+def _size(m) -> int:
+    return tensor_bytes(m) if isinstance(m, onnx.TensorProto) else m.ByteSize()
 
 
 def _node_key(node: onnx.NodeProto) -> str:

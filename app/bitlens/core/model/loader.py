@@ -90,6 +90,13 @@ class LoadedModel:
             drain(iter_external_data(self.graph_proto, self.base_dir, self.label))
         return self.graph_proto
 
+    def runnable(self) -> onnx.ModelProto | str:
+        """The model as ONNX Runtime should open it: its file when tensors are still in
+        external files (ONNX Runtime reads them from there itself), else :attr:`proto`."""
+        if self.path is not None and external_tensors(self.graph_proto):
+            return str(self.path)
+        return self.proto
+
     @property
     def nbytes(self) -> int:
         """The model's size: its protobuf encoding plus external data not read in."""
