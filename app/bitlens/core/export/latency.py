@@ -13,7 +13,7 @@ import onnxruntime as ort
 WARMUP = 3
 MIN_RUNS = 10
 MAX_RUNS = 200
-BUDGET_S = 1.5  # per model; small models get more runs, large ones at least MIN_RUNS
+BUDGET_S = 1.5  # per model (paired_latency: both together); small models get more runs
 
 
 @dataclass(frozen=True)
@@ -42,3 +42,35 @@ def median_latency(
         sess.run(outputs, dict(feed))
         times.append(time.perf_counter() - t0)
     return Timing(1000.0 * statistics.median(times), len(times))
+
+
+MIN_PAIRS = 5
+
+
+def paired_latency(
+    a: ort.InferenceSession,
+    b: ort.InferenceSession,
+    feed: Mapping[str, np.ndarray],
+    budget_s: float = BUDGET_S,
+    min_pairs: int = MIN_PAIRS,
+) -> tuple[Timing, Timing]:
+    """Median latency of two models (the export and the float model), run in turn.
+
+    Alternating puts both under the same load from other processes, so their ratio is
+    stable with fewer runs than timing one model after the other: the pairs stop once
+    ``min_pairs`` and ``budget_s`` (for both together) are met, at most MAX_RUNS each. One
+    warm-up run each (``a`` usually ran the evaluation feeds already)."""
+    outs = [[o.name for o in s.get_outputs()] for s in (a, b)]
+    for s, names in zip((a, b), outs, strict=True):
+        s.run(names, dict(feed))
+    times: tuple[list[float], list[float]] = ([], [])
+    start = time.perf_counter()
+    while len(times[0]) < MAX_RUNS and (
+        len(times[0]) < min_pairs or time.perf_counter() - start < budget_s
+    ):
+        for s, names, got in zip((a, b), outs, times, strict=True):
+            t0 = time.perf_counter()
+            s.run(names, dict(feed))
+            got.append(time.perf_counter() - t0)
+    ta, tb = (Timing(1000.0 * statistics.median(t), len(t)) for t in times)
+    return ta, tb
