@@ -136,9 +136,9 @@ def export_speed(
         return statistics.median(row[key] / row[base] for row in rows)
 
     print(
-        f"\n== export speed: {label}, {len(data.calibration)} calibrate / "
-        f"{len(data.evaluation)} evaluate feeds, {rounds} rounds, load average "
-        f"{os.getloadavg()[0]:.1f}"
+        f"\n== export speed: {label}, {samples} samples: {len(data.calibration)} calibration "
+        f"and {len(data.evaluation)} evaluation feeds (batched), {rounds} rounds, load "
+        f"average {os.getloadavg()[0]:.1f}"
     )
     print(f"  one float forward pass of the evaluation feeds: {1000 * med('float'):.0f} ms")
     print(
