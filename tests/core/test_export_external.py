@@ -4,6 +4,7 @@ those of the same model read wholly into memory first (the exporter's old route)
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import onnx
@@ -70,3 +71,13 @@ def test_external_model_exports_and_checks_without_reading_weights_in(saved: Pat
     assert abs(report.file_size_error) <= 0.02
     assert external.external_tensors(engine.model.graph_proto)
     assert not external.external_tensors(onnx.load(str(out), load_external_data=False))
+
+
+def test_runnable_is_the_file_unless_its_ir_version_was_lowered(saved: Path):
+    model = load_model(saved)
+    assert model.runnable() == str(saved)  # ONNX Runtime reads the external file itself
+    assert external.external_tensors(model.graph_proto)
+    # a file whose IR version this ONNX Runtime cannot read: the lowered copy, read in
+    model.info = dataclasses.replace(model.info, ir_version=model.graph_proto.ir_version + 1)
+    runnable = model.runnable()
+    assert isinstance(runnable, onnx.ModelProto) and not external.external_tensors(runnable)

@@ -92,8 +92,14 @@ class LoadedModel:
 
     def runnable(self) -> onnx.ModelProto | str:
         """The model as ONNX Runtime should open it: its file when tensors are still in
-        external files (ONNX Runtime reads them from there itself), else :attr:`proto`."""
-        if self.path is not None and external_tensors(self.graph_proto):
+        external files (ONNX Runtime reads them from there itself), unless its IR version
+        had to be lowered for this ONNX Runtime (bitlens.core.model.irversion); else
+        :attr:`proto`, read in whole."""
+        if (
+            self.path is not None
+            and self.graph_proto.ir_version == self.info.ir_version
+            and external_tensors(self.graph_proto)
+        ):
             return str(self.path)
         return self.proto
 
