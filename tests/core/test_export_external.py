@@ -7,8 +7,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
@@ -81,3 +83,30 @@ def test_runnable_is_the_file_unless_its_ir_version_was_lowered(saved: Path):
     model.info = dataclasses.replace(model.info, ir_version=model.graph_proto.ir_version + 1)
     runnable = model.runnable()
     assert isinstance(runnable, onnx.ModelProto) and not external.external_tensors(runnable)
+
+
+def test_a_bias_in_an_external_file_becomes_int32(tmp_path: Path):
+    """x[N,2] -> MatMul(W[2,262144]) -> Add(b[262144]) -> y: W and b (1 MiB and more) stay in
+    their file; W8A8 stores b as int32 on the Add (for QGemm), read from the file."""
+    rng = np.random.default_rng(3)
+    n = 1 << 18
+    w = rng.standard_normal((2, n)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm"),
+         helper.make_node("Add", ["m", "b"], ["y"], name="add")],
+        "external_bias",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "b")],
+    )  # fmt: skip
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 9
+    path = tmp_path / "bias.onnx"
+    onnx.save_model(m, path, save_as_external_data=True, location="w.bin", size_threshold=0)
+    engine = _engine(path, False)
+    assert {t.name for t in external.external_tensors(engine.model.graph_proto)} == {"W", "b"}
+    built = drain(build(engine, Plan.preset(engine.info, "W8A8")))
+    (rec,) = built.layers.values()
+    assert rec.bias is not None and rec.bias.bias == "b"
+    assert rec.bias.max_error <= float(np.max(np.abs(b))) * 2**-20 + 1e-3

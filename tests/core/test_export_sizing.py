@@ -18,6 +18,7 @@ from bitlens.core.results import drain
 from tests import builders
 from tests.core.export_models import conv_net, random_feeds, transformer_block
 
+
 def _ir3_conv_net() -> onnx.ModelProto:
     """conv_net as IR 3 files are: every initializer also listed as a graph input."""
     m = conv_net(channels=8)
