@@ -29,6 +29,9 @@ def test_paired_latency_alternates_and_times_each_model() -> None:
     ta, tb = paired_latency(fast, slow, {}, budget_s=0.0)
     assert ta.runs == tb.runs == MIN_PAIRS  # no budget: the minimum, in pairs
     assert log == ["a", "b"] * (MIN_PAIRS + 1)  # one warm-up each, then in turn
+    log.clear()
+    paired_latency(fast, slow, {}, budget_s=0.0, a_warm=True)
+    assert log == ["b", *(["a", "b"] * MIN_PAIRS)]  # a ran already: no warm-up
     assert 2.0 <= ta.median_ms < tb.median_ms and tb.median_ms >= 8.0
 
 

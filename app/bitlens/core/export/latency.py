@@ -44,7 +44,7 @@ def median_latency(
     return Timing(1000.0 * statistics.median(times), len(times))
 
 
-MIN_PAIRS = 5
+MIN_PAIRS = 3  # a model taking a second a run (a batch of 8 text lines) still gets a median
 
 
 def paired_latency(
@@ -53,16 +53,19 @@ def paired_latency(
     feed: Mapping[str, np.ndarray],
     budget_s: float = BUDGET_S,
     min_pairs: int = MIN_PAIRS,
+    *,
+    a_warm: bool = False,
 ) -> tuple[Timing, Timing]:
     """Median latency of two models (the export and the float model), run in turn.
 
     Alternating puts both under the same load from other processes, so their ratio is
     stable with fewer runs than timing one model after the other: the pairs stop once
     ``min_pairs`` and ``budget_s`` (for both together) are met, at most MAX_RUNS each. One
-    warm-up run each (``a`` usually ran the evaluation feeds already)."""
+    warm-up run each, none for ``a`` when ``a_warm`` (it ran the evaluation feeds)."""
     outs = [[o.name for o in s.get_outputs()] for s in (a, b)]
-    for s, names in zip((a, b), outs, strict=True):
-        s.run(names, dict(feed))
+    for s, names, warm in zip((a, b), outs, (a_warm, False), strict=True):
+        if not warm:
+            s.run(names, dict(feed))
     times: tuple[list[float], list[float]] = ([], [])
     start = time.perf_counter()
     while len(times[0]) < MAX_RUNS and (
