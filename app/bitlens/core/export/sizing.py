@@ -10,8 +10,9 @@ those names, and the initializers added during the step. A graph is a length-del
 of the model (https://protobuf.dev/programming-guides/encoding/#length-types), so the model
 grows by the graph's growth plus any change in the length prefix's varint.
 
-:meth:`LayerSizer.total` is what ``model.ByteSize()`` would return; the exporter compares it
-with one real ``ByteSize()`` after the last layer and re-measures the slow way on any
+Weights the loader left in external files count as the export will hold them
+(:func:`file_bytes`). :meth:`LayerSizer.total` is what :func:`file_bytes` would return; the
+exporter compares the two once after the last layer and re-measures the slow way on any
 difference, so an edit made outside these parts costs time, never a wrong number.
 """
 
