@@ -73,6 +73,7 @@ from bitlens.core.export.fidelity import export_and_check
 from bitlens.core.metrics import sqnr_db
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from export_speed import export_speed
 
 RUNS = 300  # interleaved timing iterations (each runs every model once) at most
 MIN_RUNS = 15  # at least, whatever the budget
@@ -517,8 +518,16 @@ def main() -> None:
         "--no-none", action="store_true",
         help="leave out the W8A8 row with target 'none' (a large model's fidelity check is slow)",
     )  # fmt: skip
+    ap.add_argument(
+        "--speed", action="store_true",
+        help="time calibrate + export + fidelity check instead (export_speed.py; realistic CRNN)",
+    )  # fmt: skip
     args = ap.parse_args()
     RUNS, BUDGET_S, THREADS = args.runs, args.budget, args.threads
+    if args.speed:
+        dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
+        export_speed(Path(args.model) if args.model else None, dims, args.samples, 3)
+        return
     print(
         f"onnxruntime {ort.__version__} on CPU; default graph optimizations, "
         f"{THREADS} thread, batch 1; {args.data or 'random inputs'}"
