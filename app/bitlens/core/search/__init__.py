@@ -67,6 +67,7 @@ from bitlens.core.search.measures import exported_size, file_bytes_of, output_er
 from bitlens.core.search.options import (
     DEFAULT_ACTIVATION_FORMATS,
     DEFAULT_BASE_ACTIVATION,
+    DEFAULT_RECOVERY,
     DEFAULT_REFERENCES,
     DEFAULT_WEIGHT_FORMATS,
     FLOAT_NAME,
@@ -79,6 +80,7 @@ from bitlens.core.search.runner import search
 __all__ = [
     "DEFAULT_ACTIVATION_FORMATS",
     "DEFAULT_BASE_ACTIVATION",
+    "DEFAULT_RECOVERY",
     "DEFAULT_REFERENCES",
     "DEFAULT_WEIGHT_FORMATS",
     "FLOAT_NAME",
