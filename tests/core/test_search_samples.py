@@ -11,6 +11,8 @@ formats alone the speech model kept 94.4% against float's 96.8% and the text tra
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from bitlens.core import samples
@@ -21,6 +23,7 @@ from bitlens.core.plan import Plan
 from bitlens.core.search import Budget, SearchOptions, SearchResult, exported_size, search
 
 
+@functools.cache  # one engine per sample: its calibration and recovery results serve both budgets
 def _engine(name: str) -> Engine:
     sample = samples.get_sample(name)
     model = load_model(sample.model_path)
