@@ -46,7 +46,7 @@ class Sweep:
         *,
         suffix_runs: bool = True,
     ) -> Generator[Progress, None, list[SweepEntry]]:
-        """Quantize one layer's weights at a time in each format; error at the first output.
+        """Quantize one layer's weights at a time in each format; error at the first float output.
 
         With ``suffix_runs`` (the default) each run covers only the nodes downstream of the
         layer, fed with the float values of what enters them (see :mod:`.suffix`); without,
@@ -61,7 +61,7 @@ class Sweep:
         base = Plan(self.info)
         sim, sess = self._session_for({})
         float_feeds = self._float_weights()
-        out_name = self._output_names[0]
+        out_name = self._error_output
         boundaries = self._sweep_boundaries(sim, names, out_name) if suffix_runs else {}
         self._keep_float_values(sim, {b for bs in boundaries.values() for b in bs})
         entries: list[SweepEntry] = []
