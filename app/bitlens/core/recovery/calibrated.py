@@ -41,12 +41,8 @@ def layer_geometry(engine: Engine, layer: Layer) -> LayerGeometry:
 
 
 def recover(
-    method: Recovery,
-    w: np.ndarray,
-    bias: np.ndarray | None,
-    fmt: Format,
-    geo: LayerGeometry,
-    stats: InputStats,
+    method: Recovery, w: np.ndarray, bias: np.ndarray | None, fmt: Format,
+    geo: LayerGeometry, stats: InputStats,
 ) -> Recovered:
     """Run one method; ``fmt`` bound to the weight's axes."""
     if method is Recovery.GPTQ:

@@ -41,15 +41,9 @@ def hessian_factor(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gptq_codes(
-    w: np.ndarray,
-    h: np.ndarray,
-    scale: np.ndarray,
-    zp: np.ndarray,
-    qmin: int,
-    qmax: int,
-    block: int = BLOCK,
-    factor: tuple[np.ndarray, np.ndarray] | None = None,
-) -> np.ndarray:
+    w: np.ndarray, h: np.ndarray, scale: np.ndarray, zp: np.ndarray, qmin: int, qmax: int,
+    block: int = BLOCK, factor: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:  # fmt: skip
     """Integer codes ``(rows, cols)`` of ``w`` with per-element fixed ``scale``/``zp``
     (``factor``: ``hessian_factor(h)``, when already computed)."""
     w = np.array(w, np.float64)
@@ -74,7 +68,9 @@ def gptq_codes(
     return codes
 
 
-def gptq(w: np.ndarray, fmt: Format, geo: LayerGeometry, stats: InputStats) -> Recovered:
+def gptq(
+    w: np.ndarray, fmt: Format, geo: LayerGeometry, stats: InputStats
+) -> Recovered:  # fmt: skip
     """GPTQ of weight ``w`` (its stored array) in ``fmt`` (bound to the weight's axes)."""
     require_int(fmt, "GPTQ")
     q0 = plain(w, fmt)

@@ -142,9 +142,8 @@ def _im2col(x: np.ndarray, geo: LayerGeometry) -> np.ndarray:
     return np.ascontiguousarray(win.transpose(order)).reshape(n * math.prod(out), -1)
 
 
-def geometry(
-    op_type: str, weight_shape: tuple[int, ...], attrs: Mapping[str, object], weight_slot: int
-) -> LayerGeometry:
+def geometry(op_type: str, weight_shape: tuple[int, ...], attrs: Mapping[str, object],
+             weight_slot: int) -> LayerGeometry:
     """The geometry of a supported layer, or an EngineError saying why it is not."""
     if op_type == "Conv":
         if weight_slot != 1:
@@ -152,9 +151,7 @@ def geometry(
         nd = len(weight_shape) - 2
         kernel = tuple(int(k) for k in weight_shape[2:])
         return LayerGeometry(
-            "Conv",
-            tuple(weight_shape),
-            groups=int(attrs.get("group", 1) or 1),  # type: ignore[arg-type]
+            "Conv", tuple(weight_shape), groups=int(attrs.get("group", 1) or 1),  # type: ignore[arg-type]
             kernel=kernel,
             strides=tuple(attrs.get("strides") or [1] * nd),  # type: ignore[arg-type]
             dilations=tuple(attrs.get("dilations") or [1] * nd),  # type: ignore[arg-type]
@@ -171,10 +168,11 @@ def geometry(
         ):
             raise EngineError("recovery on Gemm needs alpha = beta = 1")
         trans = op_type == "MatMul" or not int(attrs.get("transB", 0))  # type: ignore[call-overload]
-        return LayerGeometry(
-            op_type, tuple(weight_shape), trans=trans, trans_a=bool(int(attrs.get("transA", 0)))
-        )  # type: ignore[call-overload]
-    raise EngineError(f"recovery methods work on Conv, Gemm and MatMul layers, not {op_type}")
+        return LayerGeometry(op_type, tuple(weight_shape), trans=trans,
+                             trans_a=bool(int(attrs.get("transA", 0))))  # type: ignore[call-overload]
+    raise EngineError(
+        f"recovery methods work on Conv, Gemm and MatMul layers, not {op_type}"
+    )
 
 
 def _text(v: object) -> str:
