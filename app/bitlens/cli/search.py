@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     _guard_outputs(args)
     budget = Budget(args.max_bytes, args.size_ratio, args.max_error, args.min_metric)
     metric = load_metric(args.metric) if args.metric else None
+    recovery = tuple(m.value for m in parse_methods(args.recovery))  # before the model loads
     model = open_model(args.model)
     pins = parse_pins(args.pin, model.info)
     engine = calibrated_engine(args, model)
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         activation_formats=tuple(args.activation_formats),
         base_activation=None if args.activations == FLOAT_NAME else args.activations,
         wide_activations=args.wide_activations,
-        recovery=tuple(m.value for m in parse_methods(args.recovery)),
+        recovery=recovery,
         pins=pins,
         seed=args.seed,
         metric=metric,
