@@ -59,10 +59,11 @@ reproducible.
 
 Modules: ``options`` (budget, candidates, effort), ``points`` (evaluated plans, the front,
 the result), ``measures`` (output error, sizes, per-layer sensitivity), ``candidates``
-(formats a layer can take), ``recovered`` (recovery per layer and format), ``hull`` (convex hulls and the greedy order), ``state``
-(evaluation and plans), ``filesize`` and ``sizes`` (the size accounting the state holds),
-``overheads`` and ``activations`` (steps run on the state), ``weightpath`` (weight
-sensitivities and the path), ``refine`` and ``runner`` (the whole run).
+(formats a layer can take), ``recovered`` (recovery per layer and format), ``hull``
+(convex hulls and the greedy order), ``state`` (evaluation and plans), ``filesize`` and
+``sizes`` (the size accounting the state holds), ``overheads`` and ``activations`` (steps
+run on the state), ``weightpath`` (weight sensitivities and the path), ``refine`` and
+``runner`` (the whole run).
 """
 
 from bitlens.core.search.hull import _greedy, _hull, _Ladder
