@@ -94,7 +94,7 @@ def choose(
         except BitlensError:
             continue
         base = plain[fmt]
-        e = err(rec.weight)
+        e = err(rec.seen_weight)
         best = out.get(fmt)
         if base > 0 and e < base and (best is None or e / base < best.noise_factor**2):
             out[fmt] = Recovered(method, float(np.sqrt(e / base)))
