@@ -66,9 +66,11 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         memory_budget: int | None = None,
     ):
         """``data`` None: weights only (errors, sizes, the sandbox) until the inputs are
-        known. ``memory_budget``: bytes of float reference activations kept in memory (default:
-        store.default_budget()); the rest goes to a memory-mapped scratch file in a temporary
-        folder (ActivationStore)."""
+        known. ``memory_budget``: bytes of float reference activations kept in memory; the
+        rest goes to a memory-mapped scratch file in a temporary folder (ActivationStore).
+        Default: what one data feed keeps (measured on the first), within the share of the
+        process's memory budget (store.default_budget()); half of it again holds the
+        quantized values re-evaluation starts from (prefix.PrefixValues)."""
         limit_heap_growth()
         self.model = model
         self.info = model.info
@@ -96,6 +98,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         # Float reference values per (tensor, feed): layer and model outputs of the evaluation
         # feeds, layer inputs of every feed. None until prepare() ran.
         self._store = ActivationStore(default_budget() if memory_budget is None else memory_budget)
+        self._budget_per_feed = memory_budget is None  # lowered to one feed's values (prepare)
         self._ref: RefView | None = None
         # Re-evaluation from kept quantized values at layer cuts (see prefix.py), within
         # half the memory budget.
@@ -233,6 +236,10 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
             (order[len(calibration) :], fetch),
         ):
             for i, outs in self._runs(sess, names, lambda i: {**samples[i], **weights}, part):
+                if self._budget_per_feed:
+                    self._fit_budget(
+                        sum(v.nbytes for n, v in zip(names, outs, strict=True) if n in kept)
+                    )
                 for name, value in zip(names, outs, strict=True):
                     if value.dtype.kind == "f" and not np.isfinite(value).all():
                         raise EngineError(
@@ -246,7 +253,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
                         and (i in evaluation or name in every_feed)
                         and (name, i) not in store
                     ):
-                        store.put(name, i, value)
+                        store.put(name, i, value, cold=i not in evaluation)
                 for name, value in zip(names, outs, strict=True):
                     if i in calibration and value.dtype.kind == "f" and value.size:
                         lo, hi = float(value.min()), float(value.max())
@@ -264,6 +271,16 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
             first = np.asarray(self.data.samples[0][name])
             types.setdefault(name, (first.dtype, first.ndim))
         self._ref = RefView(store, self.data, inputs, types)
+
+    def _fit_budget(self, feed_bytes: int) -> None:
+        """Default budget: one feed's reference values in memory (those of the evaluation
+        feeds first: every evaluation reads them; calibration reads the others once), the
+        rest memory-mapped, so that memory does not grow with the data."""
+        self._budget_per_feed = False
+        store = self._store
+        store.budget = min(store.budget, feed_bytes)
+        store.reserve = min(store.budget, feed_bytes * len(self.data.evaluation))
+        self._prefix_values.limit = self._prefix_values.budget = store.budget // 2
 
     @property
     def memory_budget(self) -> int:

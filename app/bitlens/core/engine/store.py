@@ -28,6 +28,7 @@ from bitlens.core.limits import activation_budget
 if TYPE_CHECKING:
     from bitlens.core.data import Dataset
 
+
 def default_budget() -> int:
     """Bytes kept in memory by default: a share of the one memory budget
     (bitlens.core.limits.memory_budget, ``--memory-budget`` / ``$BITLENS_MEMORY_BUDGET``)."""
@@ -35,6 +36,16 @@ def default_budget() -> int:
         return activation_budget()
     except BitlensError as exc:
         raise EngineError(str(exc)) from None
+
+
+def owned(value: np.ndarray) -> np.ndarray:
+    """``value`` in memory of its own. ONNX Runtime hands its outputs to numpy without a
+    copy, in buffers of its arena (a capsule as the array's base); a value kept past the
+    run would hold that buffer, and the arena, which never shrinks, grows by every value
+    kept (measured: the memory of dropped reference values stayed with the process)."""
+    if value.base is None or isinstance(value.base, np.ndarray) or value.dtype.hasobject:
+        return value
+    return value.copy()
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,7 @@ class ActivationStore:
         if budget < 0:
             raise EngineError(f"memory budget must be >= 0 bytes, got {budget}")
         self.budget = int(budget)
+        self.reserve = 0  # bytes of the budget that cold values leave to the others (put)
         self._ram: dict[tuple[str, int], np.ndarray] = {}
         self._disk: dict[tuple[str, int], _Spilled] = {}
         self.ram_bytes = 0
@@ -62,12 +74,16 @@ class ActivationStore:
     def __contains__(self, key: tuple[str, int]) -> bool:
         return key in self._ram or key in self._disk
 
-    def put(self, name: str, index: int, value: np.ndarray) -> None:
+    def put(self, name: str, index: int, value: np.ndarray, *, cold: bool = False) -> None:
+        """Keep ``value``; ``cold`` values (read rarely: calibration-only feeds) stay in
+        memory only where they leave ``reserve`` bytes of the budget for the others."""
         key = (name, index)
         if key in self:
             raise EngineError(f"reference value of {name!r} for feed {index} stored twice")
         value = np.asarray(value)
-        if self.ram_bytes + value.nbytes <= self.budget or value.dtype.hasobject:
+        room = self.budget - (self.reserve if cold else 0)
+        if self.ram_bytes + value.nbytes <= room or value.dtype.hasobject:
+            value = owned(value)
             value.setflags(write=False)
             self._ram[key] = value
             self.ram_bytes += value.nbytes
