@@ -11,8 +11,9 @@ Rows, per model:
   over all the data (calibration and evaluation feeds);
 - sensitivity sweep over every layer x 4 formats, against L x F plain float runs of the
   evaluation feeds;
-- peak RSS of the engine part (measured before the quantize_static baseline runs), against
-  4 x the model's size + 2 x the float activations of one feed.
+- peak RSS of the engine part, in a process of its own doing only that work, above the
+  RSS of the interpreter and the libraries, against 4 x the model's size + 2 x the float
+  activations of one feed (every float tensor the model computes for one batch).
 
 Models: ``crnn`` (generated CRNN-like recognizer, ~11 MB, 44 convs, 8 samples of
 3x48x320, see bench_models.py), ``mlp100`` (generated 25 x 1024-wide MatMul stack,
@@ -136,8 +137,52 @@ def today_route(path: Path, weight: str, data: Dataset, out: Path) -> float:
     return time.perf_counter() - t0
 
 
+def engine_work(path: Path, dims: dict, samples: int, quick: bool, between=None) -> dict:
+    """Open, calibrate and evaluate W8A8 (timed), re-evaluate 16 one-layer changes (each
+    timed, ``between()`` run before each), sweep (timed)."""
+    t0 = time.perf_counter()
+    model = load_model(path)
+    data = Dataset.random(model.info, n=samples, dims=dims, seed=1)
+    engine = Engine(model, data, device="cpu")
+    drain(engine.calibrate("minmax"))
+    plan = Plan.preset(model.info, "W8A8")
+    engine.evaluate(plan)
+    open_s = time.perf_counter() - t0
+    names = [la.name for la in model.info.layers]
+    step = max(1, len(names) // 8)
+    targets = names[::step][:8]
+    re_times = []
+    for name in targets:
+        for bits in (4, 2):
+            p = plan.with_choices({name: LayerChoice.of(f"int{bits} sym ch", "uint8 asym")})
+            if between is not None:
+                between()
+            re_times.append(timed(lambda p=p: engine.evaluate(p)))
+    sweep_layers = names if not quick else names[:: max(1, len(names) // 12)]
+    sweep_s = timed(lambda: drain(engine.sweep(FORMATS, sweep_layers)))
+    engine.close()
+    return {
+        "model": model,
+        "data": data,
+        "targets": targets,
+        "layers": len(names),
+        "open": open_s,
+        "re_times": re_times,
+        "sweep": sweep_s,
+        "sweep_layers": len(sweep_layers),
+    }
+
+
+def engine_memory(path: Path, dims: dict[str, int], quick: bool, samples: int) -> dict:
+    """The engine's peak RSS, in a process that does nothing else: what the engine work
+    adds to the interpreter and the libraries (the high-water mark restarts after them)."""
+    base = restart_peak()
+    engine_work(path, dims, samples, quick)
+    return {"rss": peak_rss(), "base_rss": base}
+
+
 def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples: int) -> dict:
-    """Every row for one model file (runs in its own process)."""
+    """Every timed row for one model file (runs in its own process)."""
     size = path.stat().st_size
     data = Dataset.random(load_model(path).info, n=samples, dims=dims, seed=1)
     plain = plain_session(path)
@@ -154,34 +199,9 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples
     float_eval()  # warm
     f_evals = [timed(float_eval) for _ in range(5)]
     f_all = statistics.median(timed(float_all) for _ in range(3))
-    # The engine's memory is what it adds to the process once the interpreter, the
-    # libraries, the data and ONNX Runtime's own start-up are there (the baseline session's
-    # buffers are given back first, and the high-water mark restarts from here).
-    base_rss = restart_peak()
-
-    t0 = time.perf_counter()
-    model = load_model(path)
-    engine = Engine(model, data, device="cpu")
-    drain(engine.calibrate("minmax"))
-    plan = Plan.preset(model.info, "W8A8")
-    engine.evaluate(plan)
-    open_s = time.perf_counter() - t0
-
-    names = [la.name for la in model.info.layers]
-    step = max(1, len(names) // 8)
-    targets = names[::step][:8]
-    re_times = []
-    for name in targets:
-        for bits in (4, 2):
-            p = plan.with_choices({name: LayerChoice.of(f"int{bits} sym ch", "uint8 asym")})
-            # the baseline measured between the re-evaluations, so that both see the same load
-            f_evals.append(timed(float_eval))
-            re_times.append(timed(lambda p=p: engine.evaluate(p)))
-    f_eval = statistics.median(f_evals)
-    sweep_layers = names if not quick else names[:: max(1, len(names) // 12)]
-    sweep_s = timed(lambda: drain(engine.sweep(FORMATS, sweep_layers)))
-    rss = peak_rss()
-    engine.close()
+    # the baseline also measured between the re-evaluations, so that both see the same load
+    work = engine_work(path, dims, samples, quick, lambda: f_evals.append(timed(float_eval)))
+    model, targets, re_times = work["model"], work["targets"], work["re_times"]
     per_feed = batch_activations(path, data.samples[ev[0]])
 
     today = []
@@ -193,18 +213,16 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples
     return {
         "label": label,
         "size": size,
-        "layers": len(names),
+        "layers": work["layers"],
         "feeds": f"{len(data.calibration)} calibrate / {len(ev)} evaluate",
-        "f_eval": f_eval,
+        "f_eval": statistics.median(f_evals),
         "f_all": f_all,
         "re_median": statistics.median(re_times),
         "re_worst": max(re_times),
         "today": statistics.median(today) if today else None,
-        "open": open_s,
-        "sweep": sweep_s,
-        "sweep_layers": len(sweep_layers),
-        "rss": rss,
-        "base_rss": base_rss,
+        "open": work["open"],
+        "sweep": work["sweep"],
+        "sweep_layers": work["sweep_layers"],
         "per_feed": per_feed,
         "samples": samples,
         "load": os.getloadavg()[0],
@@ -329,8 +347,8 @@ def report(r: dict) -> None:
     engine_rss = r["rss"] - r["base_rss"]
     print(
         f"peak RSS                   : {r['rss'] / mb:.0f} MiB, of which the engine "
-        f"{engine_rss / mb:.0f} MiB (above {r['base_rss'] / mb:.0f} MiB of interpreter, "
-        f"libraries and data) = {engine_rss / budget:.2f}x of 4 x model + 2 x one feed's "
+        f"{engine_rss / mb:.0f} MiB (above {r['base_rss'] / mb:.0f} MiB of interpreter and "
+        f"libraries) = {engine_rss / budget:.2f}x of 4 x model + 2 x one feed's "
         f"float activations ({r['per_feed'] / mb:.0f} MiB; together {budget / mb:.0f} MiB; "
         "target <= 1x)"
     )
@@ -345,12 +363,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="sweep 12 layers, skip quantize_static")
     ap.add_argument("--samples", type=int, default=SAMPLES, help="random samples (8)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
     if args.child:
         path, label = args.child.split("::", 1)
         if label == "external":
             print(json.dumps(external_model(Path(path))))
+            return
+        if args.memory:
+            print(json.dumps(engine_memory(Path(path), dims, args.quick, args.samples)))
             return
         print(json.dumps(one_model(Path(path), dims, label, args.quick, args.samples)))
         return
@@ -381,11 +403,17 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--child", f"{path}::{label}", *extra]
             if args.quick and "--quick" not in cmd:
                 cmd.append("--quick")
-            out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-            if out.returncode:
-                print(f"{label}: failed\n{out.stderr[-3000:]}")
-                continue
-            report(json.loads(out.stdout.strip().splitlines()[-1]))
+            results = []
+            for extra_args in ([], ["--memory"]) if label != "external" else ([],):
+                out = subprocess.run(
+                    [*cmd, *extra_args], capture_output=True, text=True, env=os.environ.copy()
+                )
+                if out.returncode:
+                    print(f"{label}: failed\n{out.stderr[-3000:]}")
+                    break
+                results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            else:
+                report({k: v for r in results for k, v in r.items()})
 
 
 if __name__ == "__main__":

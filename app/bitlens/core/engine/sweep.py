@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 SUFFIX_SESSIONS = 4  # suffix sessions kept (their buffers come from the shared arena)
 SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-safely)
+# Formats of one layer whose weights are held at once: up to SWEEP_WORKERS while they stay
+# under this many bytes, else one (its runs over the feeds still go two at a time).
+SWEEP_WINDOW_BYTES = 16 << 20
 
 
 class Sweep:
@@ -73,10 +76,11 @@ class Sweep:
                     base.with_choices({name: LayerChoice(fmt)})  # validates the format here
                 # ORT leaves a core idle in sequential parts (an LSTM over time): runs of the
                 # layer's formats and feeds go two at a time; errors are summed in feed order.
-                # The weights of `workers` formats at a time are held (a 34 MB Gemm weight
-                # in four formats and their temporaries peaked at +320 MB).
-                for at in range(0, len(fmts), workers):
-                    window = fmts[at : at + workers]
+                # The weights of `step` formats at a time are held (a 34 MB Gemm weight in
+                # four formats and their temporaries peaked at +320 MB).
+                step = max(1, min(workers, SWEEP_WINDOW_BYTES // max(1, layer.nbytes)))
+                for at in range(0, len(fmts), step):
+                    window = fmts[at : at + step]
                     sums = self._sweep_window(pool, runner, sess, layer, window, float_feeds)
                     for fmt, err in zip(window, sums, strict=True):
                         entries.append(
