@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
 ACC_CACHE_ENTRIES = 50_000
+# Default in-memory reference: this many feeds' worth of kept values (see _fit_budget);
+# reading the rest from the memory-mapped scratch file costs a page-cache copy.
+REFERENCE_FEEDS = 0.5
 
 
 class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
@@ -68,7 +71,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         """``data`` None: weights only (errors, sizes, the sandbox) until the inputs are
         known. ``memory_budget``: bytes of float reference activations kept in memory; the
         rest goes to a memory-mapped scratch file in a temporary folder (ActivationStore).
-        Default: what one data feed keeps (measured on the first), within the share of the
+        Default: what half a data feed keeps (measured on the first), within the share of the
         process's memory budget (store.default_budget()); half of it again holds the
         quantized values re-evaluation starts from (prefix.PrefixValues)."""
         limit_heap_growth()
@@ -273,12 +276,15 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         self._ref = RefView(store, self.data, inputs, types)
 
     def _fit_budget(self, feed_bytes: int) -> None:
-        """Default budget: one feed's reference values in memory (those of the evaluation
-        feeds first: every evaluation reads them; calibration reads the others once), the
-        rest memory-mapped, so that memory does not grow with the data."""
+        """Default budget: REFERENCE_FEEDS feeds' reference values in memory (those of the
+        evaluation feeds first: every evaluation reads them; calibration reads the others
+        once), the rest memory-mapped, so that memory does not grow with the data. With the
+        kept prefix values (half as much) and one run's own buffers (every layer output and
+        cut tensor it fetches: about one feed's activations), the engine's activations stay
+        under two feeds' worth (issue 11's bound)."""
         self._budget_per_feed = False
         store = self._store
-        store.budget = min(store.budget, feed_bytes)
+        store.budget = min(store.budget, int(REFERENCE_FEEDS * feed_bytes))
         store.reserve = min(store.budget, feed_bytes * len(self.data.evaluation))
         self._prefix_values.limit = self._prefix_values.budget = store.budget // 2
 
