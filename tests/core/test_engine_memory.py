@@ -47,20 +47,6 @@ def test_the_default_budget_keeps_one_feed_in_memory_evaluation_feeds_first(
     assert default._prefix_values.limit == use["budget"] // 2
 
 
-def test_kept_values_do_not_hold_onnx_runtime_buffers() -> None:
-    """ORT returns its outputs in arena buffers (the array's base is a capsule); a value
-    kept past its run must be a copy, or the arena keeps growing by what is kept."""
-    engine = _engine(1 << 30)
-    plan = Plan.preset(engine.info, "W8A8")
-    engine.evaluate(plan)
-    engine.evaluate(plan.with_choices({"mm4": LayerChoice.of("int4 sym ch", "uint8 asym")}))
-    kept = [*engine._store._ram.values()]
-    kept += [v for values in engine._prefix_values._values.values() for v in values]
-    assert kept and engine._prefix_values.nbytes > 0
-    for value in kept:
-        assert value.base is None or isinstance(value.base, np.ndarray)
-
-
 @pytest.mark.parametrize("shape", [(37, 11), (5, 300001), (1, 9)])
 def test_binary_alpha_in_blocks_equals_the_whole_float64_mean(monkeypatch, shape) -> None:
     monkeypatch.setattr(sign, "_BLOCK_ELEMENTS", 64)  # many blocks, one row per block

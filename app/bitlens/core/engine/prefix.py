@@ -31,7 +31,6 @@ from onnx import helper
 
 from bitlens.core.engine.graphs import node_reads, value_info
 from bitlens.core.engine.rewrite import fed_constants
-from bitlens.core.engine.store import owned
 from bitlens.core.model.graph import is_constant_node
 from bitlens.core.model.types import ModelInfo
 
@@ -198,7 +197,7 @@ class PrefixValues:
         size = sum(v.nbytes for v in values)
         if size > self.budget:
             return
-        self._values[key] = tuple(owned(v) for v in values)
+        self._values[key] = tuple(values)
         self.nbytes += size
         while self.nbytes > self.budget and self._values:
             _, old = self._values.popitem(last=False)

@@ -38,16 +38,6 @@ def default_budget() -> int:
         raise EngineError(str(exc)) from None
 
 
-def owned(value: np.ndarray) -> np.ndarray:
-    """``value`` in memory of its own. ONNX Runtime hands its outputs to numpy without a
-    copy, in buffers of its arena (a capsule as the array's base); a value kept past the
-    run would hold that buffer, and the arena, which never shrinks, grows by every value
-    kept (measured: the memory of dropped reference values stayed with the process)."""
-    if value.base is None or isinstance(value.base, np.ndarray) or value.dtype.hasobject:
-        return value
-    return value.copy()
-
-
 @dataclass(frozen=True)
 class _Spilled:
     offset: int
@@ -83,14 +73,13 @@ class ActivationStore:
         value = np.asarray(value)
         room = self.budget - (self.reserve if cold else 0)
         if self.ram_bytes + value.nbytes <= room or value.dtype.hasobject:
-            value = owned(value)
             value.setflags(write=False)
             self._ram[key] = value
             self.ram_bytes += value.nbytes
             return
         fh = self._scratch()
         offset = fh.tell()
-        fh.write(np.ascontiguousarray(value).tobytes())
+        fh.write(np.ascontiguousarray(value).reshape(-1).view(np.uint8))  # no bytes copy
         self._disk[key] = _Spilled(offset, value.dtype, value.shape)
         self.spilled_bytes += value.nbytes
 
