@@ -39,12 +39,13 @@ def test_the_default_budget_keeps_one_feed_in_memory_evaluation_feeds_first(
     use, all_kept = default.memory_use(), whole.memory_use()
     assert all_kept["spilled"] == 0
     per_feed = all_kept["in_memory"] // 6  # every feed of this model keeps the same tensors
-    assert per_feed // 2 < use["budget"] < per_feed  # half a feed (a cal feed keeps fewer)
+    # a quarter of an evaluation feed's values (a calibration feed keeps fewer)
+    assert per_feed // 4 < use["budget"] < per_feed // 2
     assert use["in_memory"] <= use["budget"] and use["spilled"] > 0
     assert use["in_memory"] + use["spilled"] == all_kept["in_memory"]
     # what stays in memory belongs to the evaluation feeds, which every evaluation reads
     assert {i for _, i in default._store._ram} <= set(default.data.evaluation)
-    assert default._prefix_values.limit == use["budget"] // 2
+    assert 2 * use["budget"] < default._prefix_values.limit <= 3 * use["budget"] + 3
 
 
 @pytest.mark.parametrize("shape", [(37, 11), (5, 300001), (1, 9)])

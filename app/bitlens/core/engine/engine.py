@@ -53,8 +53,13 @@ if TYPE_CHECKING:
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
 ACC_CACHE_ENTRIES = 50_000
 # Default in-memory reference: this many feeds' worth of kept values (see _fit_budget);
-# reading the rest from the memory-mapped scratch file costs a page-cache copy.
-REFERENCE_FEEDS = 0.5
+# reading the rest from the memory-mapped scratch file costs a page-cache copy. Measured on
+# the CRNN (median re-evaluation / float run, same process): 0.5 + 0.25 2.08x, 0.25 + 0.5
+# 1.90x, 0.25 + 0.75 1.79x, everything in memory 1.63x.
+REFERENCE_FEEDS = 0.25
+# ... and this many feeds' worth of kept quantized values at layer cuts (re-evaluation
+# starts from them; when they are missing the whole graph runs, in a session of its own).
+PREFIX_FEEDS = 0.75
 
 
 class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
@@ -71,9 +76,9 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         """``data`` None: weights only (errors, sizes, the sandbox) until the inputs are
         known. ``memory_budget``: bytes of float reference activations kept in memory; the
         rest goes to a memory-mapped scratch file in a temporary folder (ActivationStore).
-        Default: what half a data feed keeps (measured on the first), within the share of the
-        process's memory budget (store.default_budget()); half of it again holds the
-        quantized values re-evaluation starts from (prefix.PrefixValues)."""
+        Default: a quarter of what one data feed keeps (measured on the first), within the
+        share of the process's memory budget (store.default_budget()); three quarters more
+        hold the quantized values re-evaluation starts from (prefix.PrefixValues)."""
         limit_heap_growth()
         self.model = model
         self.info = model.info
@@ -278,15 +283,17 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
     def _fit_budget(self, feed_bytes: int) -> None:
         """Default budget: REFERENCE_FEEDS feeds' reference values in memory (those of the
         evaluation feeds first: every evaluation reads them; calibration reads the others
-        once), the rest memory-mapped, so that memory does not grow with the data. With the
-        kept prefix values (half as much) and one run's own buffers (every layer output and
-        cut tensor it fetches: about one feed's activations), the engine's activations stay
-        under two feeds' worth (issue 11's bound)."""
+        once), the rest memory-mapped, so that memory does not grow with the data; and
+        PREFIX_FEEDS feeds' worth of kept prefix values, which save more time per byte (a
+        spilled value costs a page-cache copy, a missing prefix value a longer run). With one
+        run's own buffers (every layer output and cut tensor it fetches: about one feed's
+        activations) the engine's activations stay near two feeds' worth (issue 11's bound)."""
         self._budget_per_feed = False
         store = self._store
         store.budget = min(store.budget, int(REFERENCE_FEEDS * feed_bytes))
         store.reserve = min(store.budget, feed_bytes * len(self.data.evaluation))
-        self._prefix_values.limit = self._prefix_values.budget = store.budget // 2
+        values = self._prefix_values
+        values.limit = values.budget = min(values.limit, int(PREFIX_FEEDS * feed_bytes))
 
     @property
     def memory_budget(self) -> int:
