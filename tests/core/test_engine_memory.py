@@ -8,6 +8,7 @@ import pytest
 from bitlens.core import limits
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
+from bitlens.core.engine import engine as engine_module
 from bitlens.core.formats import sign
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
@@ -30,6 +31,8 @@ def test_the_default_budget_keeps_one_feed_in_memory_evaluation_feeds_first(
     monkeypatch,
 ) -> None:
     monkeypatch.setenv(limits.ENV_BUDGET, "1G")  # the process budget does not bind here
+    monkeypatch.setattr(engine_module, "REFERENCE_MIN", 0)  # this model's feeds are small
+    monkeypatch.setattr(engine_module, "PREFIX_MIN", 0)
     default = _engine(None)
     whole = _engine(1 << 30, default.model)
     plan = Plan.preset(default.info, "W8A8")
@@ -46,6 +49,21 @@ def test_the_default_budget_keeps_one_feed_in_memory_evaluation_feeds_first(
     # what stays in memory belongs to the evaluation feeds, which every evaluation reads
     assert {i for _, i in default._store._ram} <= set(default.data.evaluation)
     assert 2 * use["budget"] < default._prefix_values.limit <= 3 * use["budget"] + 3
+
+
+def test_small_activations_are_kept_whole_up_to_the_floors(monkeypatch) -> None:
+    """A model whose activations are small next to its weights keeps its whole reference
+    and its cut values (without them every change re-ran the whole model)."""
+    monkeypatch.setenv(limits.ENV_BUDGET, "1G")
+    engine = _engine(None)
+    plan = Plan.preset(engine.info, "W8A8")
+    engine.evaluate(plan)
+    use = engine.memory_use()
+    assert use["budget"] == engine_module.REFERENCE_MIN and use["spilled"] == 0
+    assert engine._prefix_values.limit == engine_module.PREFIX_MIN
+    changed = plan.with_choices({"mm5": LayerChoice.of("int4 sym ch", "uint8 asym")})
+    assert engine.evaluate(changed) == _engine(1 << 30, engine.model).evaluate(changed)
+    assert len(engine._tails) == 1  # the change ran from its cut, not the whole graph
 
 
 @pytest.mark.parametrize("shape", [(37, 11), (5, 300001), (1, 9)])

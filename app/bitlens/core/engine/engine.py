@@ -60,6 +60,10 @@ REFERENCE_FEEDS = 0.25
 # ... and this many feeds' worth of kept quantized values at layer cuts (re-evaluation
 # starts from them; when they are missing the whole graph runs, in a session of its own).
 PREFIX_FEEDS = 0.75
+# Floors for models whose activations are small next to their weights (a 100 MB MatMul
+# stack keeps 1 MB per feed: without kept prefix values every change re-ran all of it).
+REFERENCE_MIN = 8 << 20
+PREFIX_MIN = 16 << 20
 
 
 class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
@@ -290,10 +294,11 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         activations) the engine's activations stay near two feeds' worth (issue 11's bound)."""
         self._budget_per_feed = False
         store = self._store
-        store.budget = min(store.budget, int(REFERENCE_FEEDS * feed_bytes))
+        store.budget = min(store.budget, max(REFERENCE_MIN, int(REFERENCE_FEEDS * feed_bytes)))
         store.reserve = min(store.budget, feed_bytes * len(self.data.evaluation))
         values = self._prefix_values
-        values.limit = values.budget = min(values.limit, int(PREFIX_FEEDS * feed_bytes))
+        kept = max(PREFIX_MIN, int(PREFIX_FEEDS * feed_bytes))
+        values.limit = values.budget = min(values.limit, kept)
 
     @property
     def memory_budget(self) -> int:
