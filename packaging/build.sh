@@ -95,23 +95,39 @@ EOF
         "$py" packaging/icudata.py "$icu"
     fi
     if [ "$(uname -s)" = "Linux" ] && command -v strip >/dev/null; then
-        # Python built from source (pyenv) and some wheels ship debug sections: 35 MB of
-        # DWARF that nothing reads at run time. --strip-debug keeps every symbol.
+        # Python built from source (pyenv) and some wheels ship debug sections (35 MB of
+        # DWARF) and static symbol tables (4 MB): nothing reads them at run time.
+        # --strip-unneeded keeps the dynamic symbols that loading and dlopen use. Files
+        # auditwheel rewrote with patchelf (the *.libs folders, and the modules whose
+        # run path points there) are only rid of debug sections, if they have any, as
+        # before: strip can corrupt a patchelf'd file
+        # (https://github.com/NixOS/patchelf/issues/10), and the bundle tests have run
+        # these stripped of debug sections only.
         find "$dist/_internal" -type f \( -name '*.so' -o -name '*.so.*' \) -print0 |
             while IFS= read -r -d '' f; do
-                if readelf -S "$f" 2>/dev/null | grep -q ' \.debug_'; then
-                    strip --strip-debug "$f"
-                fi
+                dynamic=$(readelf -d "$f" 2>/dev/null || true)
+                case "$f $dynamic" in
+                    *.libs/* | *PATH*.libs*)
+                        sections=$(readelf -S "$f" 2>/dev/null || true)
+                        case "$sections" in *" .debug_"*) strip --strip-debug "$f" ;; esac
+                        ;;
+                    *) strip --strip-unneeded "$f" ;;
+                esac
             done
     fi
     cp packaging/bitlens.desktop "$dist/"
-    echo "bundle: $dist ($(du -sh "$dist" | cut -f1), built in $((SECONDS - start)) s)"
+    # Sizes in MB (10^6 bytes), the file sizes summed without following links: what the
+    # folder holds, independent of the file system's block size.
+    local bytes
+    bytes=$(find "$dist" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+    echo "bundle: $dist ($(awk -v b="$bytes" 'BEGIN { printf "%.1f MB", b / 1e6 }'), built in $((SECONDS - start)) s)"
     if [ "$archive" = 1 ]; then
         local version name
         version=$(PYTHONPATH=app "$py" -c "import bitlens; print(bitlens.__version__)")
         name="bitlens-${version}-${os}-${arch}-${flavor}"
         tar -C packaging/dist -czf "packaging/dist/${name}.tar.gz" "bitlens-$flavor"
-        echo "archive: packaging/dist/${name}.tar.gz ($(du -h "packaging/dist/${name}.tar.gz" | cut -f1))"
+        bytes=$(wc -c <"packaging/dist/${name}.tar.gz")
+        echo "archive: packaging/dist/${name}.tar.gz ($(awk -v b="$bytes" 'BEGIN { printf "%.1f MB", b / 1e6 }'))"
     fi
     if [ "$selftest" = 1 ]; then
         QT_QPA_PLATFORM=offscreen "$dist/bitlens" --selftest

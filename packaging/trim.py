@@ -10,6 +10,9 @@ never read. Each name below was checked against the bundle's self-test and a sub
 (tests/test_bundle.py); what stays is what a desktop session can need: the xcb, wayland,
 offscreen and minimal platforms, the xcb GL and wayland integrations, input methods (ibus,
 compose), image formats, the SVG icon engine and the xdg-desktop-portal theme.
+Python modules and data that Bitlens never imports or reads go too (MODULES_EXCLUDED,
+LAZY_SUBMODULES_KEPT, MODULES_REPLACED, DATA_DIRS_DROPPED); tests/test_packaging_trim.py
+checks that Bitlens's own code imports none of them and turns on nothing that would.
 """
 
 from __future__ import annotations
@@ -47,7 +50,44 @@ MODULES_EXCLUDED = (
     "_ssl",
     "_hashlib",
     "readline",
+    # pyqtgraph imports QtTest only to add qWait, inside try/except ImportError; Bitlens
+    # never calls it (Qt's libQt6Test goes with the binding).
+    "PySide6.QtTest",
+    # The Python binding of QtDBus, which nothing imports (Qt's own libQt6DBus stays:
+    # QtGui links to it for the desktop's portals and input methods).
+    "PySide6.QtDBus",
+    # ONNX Runtime's Python tools, quantizer and transformer optimizers: Bitlens quantizes
+    # and exports with its own code and imports none of them (onnxruntime/__init__.py
+    # does not either).
+    "onnxruntime.transformers",
+    "onnxruntime.quantization",
+    "onnxruntime.tools",
+    # numpy's Fortran wrapper generator and test helpers, and pydoc's help-topic text:
+    # never imported at run time (numpy loads both submodules lazily, by attribute).
+    "numpy.f2py",
+    "numpy.testing",
+    "pydoc_data",
 )
+# Packages whose submodules are looked up by name only when asked for; PyInstaller's hooks
+# collect all of them. superqt.utils imports pygments (for its CodeSyntaxHighlight, which
+# Bitlens does not use), and pygments then reads only the lexer and style tables
+# (_mapping); the 600 lexer and style modules (1.5 MB compressed) stay out.
+LAZY_SUBMODULES_KEPT = {
+    "pygments.lexers": ("pygments.lexers._mapping",),
+    "pygments.styles": ("pygments.styles._mapping",),
+}
+# PySide6.QtOpenGL (8.9 MB, the Python binding of every OpenGL function) is replaced in
+# the bundle by packaging/qtopengl_absent.py. pyqtgraph's PlotCurveItem and
+# PColorMeshItem import it when they are imported
+# (https://github.com/pyqtgraph/pyqtgraph/blob/pyqtgraph-0.14.0/pyqtgraph/graphicsItems/PlotCurveItem.py)
+# but use it only to draw through OpenGL, which pyqtgraph does only when its useOpenGL
+# option is on or a plot sits in a QOpenGLWidget; Bitlens does neither
+# (tests/test_packaging_trim.py checks that). Qt's C++ libQt6OpenGL stays: the
+# QtOpenGLWidgets binding and the xcb GL integration link to it.
+MODULES_REPLACED = {"PySide6.QtOpenGL": "qtopengl_absent.py"}
+# Data files nothing in Bitlens reads: pyqtgraph's "peegee" logo is read only by its
+# mkQApp(), which Bitlens does not call (it makes its own QApplication).
+DATA_DIRS_DROPPED = (("pyqtgraph", "icons", "peegee"),)
 # ONNX Runtime's TensorRT provider needs TensorRT, which is not bundled, and Bitlens only
 # ever asks for the CUDA and CPU providers (bitlens.core.engine.session).
 ORT_PROVIDERS_DROPPED = ("libonnxruntime_providers_tensorrt.so",)
@@ -59,10 +99,26 @@ def _parts(dest: str) -> tuple[str, ...]:
     return tuple(dest.replace("\\", "/").split("/"))
 
 
+def lazy_submodules_excluded(collect: Callable[[str], list[str]]) -> list[str]:
+    """The submodules of ``LAZY_SUBMODULES_KEPT``'s packages to exclude.
+
+    ``collect`` lists a package's submodules, the package included (PyInstaller's
+    ``collect_submodules``).
+    """
+    return sorted(
+        name
+        for package, kept in LAZY_SUBMODULES_KEPT.items()
+        for name in collect(package)
+        if name != package and name not in kept
+    )
+
+
 def is_dropped(dest: str) -> bool:
     """Whether a bundle path (a TOC entry's destination name) is left out."""
     parts = _parts(dest)
     if parts[:3] == (*_QT_PREFIX, "translations"):
+        return True
+    if any(parts[: len(d)] == d and len(parts) > len(d) for d in DATA_DIRS_DROPPED):
         return True
     if parts[:3] == (*_QT_PREFIX, "plugins") and len(parts) >= 5:
         folder, name = parts[3], parts[-1]

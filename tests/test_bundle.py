@@ -121,6 +121,30 @@ def test_bundle_carries_its_flavor_and_no_dead_weight(bundle: Path) -> None:
     assert not platforms & {"libqeglfs.so", "libqlinuxfb.so", "libqvnc.so"}
     dangling = [p for p in internal.rglob("*") if p.is_symlink() and not p.exists()]
     assert not dangling
+    # The Python modules and data trim.py leaves out or replaces (the stand-in is in the
+    # executable's archive; the self-test proves pyqtgraph's plots import and draw with it).
+    assert not (internal / "PySide6" / "QtOpenGL.abi3.so").exists()
+    assert (internal / "PySide6" / "QtOpenGLWidgets.abi3.so").exists()
+    assert not (internal / "PySide6" / "QtTest.abi3.so").exists()
+    assert not (internal / "pyqtgraph" / "icons" / "peegee").exists()
+
+
+# The CPU bundle's size target (README, "Standalone executable"), in MB = 10^6 bytes.
+CPU_BUNDLE_MAX_MB = 200
+
+
+def folder_mb(folder: Path) -> float:
+    """The sizes of the files under ``folder`` summed, links not followed, in MB (10^6 B)."""
+    files = (p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+def test_cpu_bundle_is_under_its_size_target(bundle: Path) -> None:
+    if not bundle.name.endswith("-cpu"):
+        pytest.skip("the size target is the CPU bundle's")
+    mb = folder_mb(bundle)
+    print(f"{bundle.name}: {mb:.1f} MB")
+    assert mb < CPU_BUNDLE_MAX_MB, f"{bundle.name} is {mb:.1f} MB, over {CPU_BUNDLE_MAX_MB} MB"
 
 
 # What Qt asks ICU for, printed one line each: collation with a language's own order

@@ -34,6 +34,12 @@ def slow_and_large_report() -> FidelityReport:
         latency=LatencyCheck(("CPUExecutionProvider",), 1.7, 1.0, 20), samples=4,
         failures=(),
         notes=("warning: layer 'conv2' stayed float although its plan asked for int8",),
+        compute={
+            "input_shapes": {"x": [1, 3, 8, 8]},
+            "layers": {"conv1": {"macs": 1000, "bops": 64_000},
+                       "conv2": {"macs": 2000, "bops": 128_000}},
+            "total_macs": 3000, "total_bops": 192_000, "total_bops_float": 3_072_000,
+        },
     )  # fmt: skip
 
 

@@ -84,9 +84,11 @@ def rewritten(engine: Engine, plan: Plan) -> onnx.ModelProto:
             if name in placed:
                 node.input[i] = f"{name}_tq"
     ordered: list[onnx.NodeProto] = []
-    for node in new_nodes:
-        ordered.append(node)
-        for t in node.output:
+    graph_inputs = [i.name for i in g.input]
+    for node in [None, *new_nodes]:  # None: the graph inputs, quantized first
+        if node is not None:
+            ordered.append(node)
+        for t in graph_inputs if node is None else node.output:
             if t in placed:
                 q = placed[t]
                 lo, hi = engine.target_range(q)

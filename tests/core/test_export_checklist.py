@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from bitlens.core.export.checklist import Verdict, checklist, counts, summary, verdict_lines
 from tests.core.report_values import failed_report, slow_and_large_report
 
@@ -52,3 +54,30 @@ def test_terminal_lines_name_the_warnings() -> None:
     )
     assert any(line.startswith("warning: file size: got 12.4 KiB (+26.6%)") for line in lines)
     assert lines[-1] == "fidelity check passed with 4 warning(s)"
+
+
+def test_bops_row_states_the_figure_against_float() -> None:
+    """The window's report showed no BOPs while the CLI and the report value had them."""
+    by = _by_check(checklist(slow_and_large_report()))
+    bops = by["bit-operations (BOPs)"]
+    assert bops.group == "compute" and bops.verdict is Verdict.PASS
+    assert bops.expected == "every layer counted; float 3.07M"
+    assert bops.got == "192.0k (16.0× fewer)"  # 3,072,000 / 192,000
+
+
+def test_bops_left_out_layers_make_a_warning() -> None:
+    r = slow_and_large_report()
+    assert r.compute is not None
+    one_unknown = {**r.compute, "layers": {**r.compute["layers"], "conv2": {"macs": None,
+                                                                             "bops": None}},
+                   "total_bops": 64_000, "total_bops_float": 1_024_000}  # fmt: skip
+    row = _by_check(checklist(dataclasses.replace(r, compute=one_unknown)))["bit-operations (BOPs)"]
+    assert row.verdict is Verdict.WARNING
+    assert row.got == "64.0k (16.0× fewer); 1 of 2 layers not counted"
+    none_known = {**r.compute, "total_bops": 0, "total_bops_float": 0,
+                  "layers": {n: {"macs": None, "bops": None} for n in r.compute["layers"]}}
+    row = _by_check(checklist(dataclasses.replace(r, compute=none_known)))["bit-operations (BOPs)"]
+    assert row.verdict is Verdict.WARNING and row.got.startswith("not counted")
+    assert row.expected == "every layer counted"
+    # a report without compute figures (older JSON) has no such row
+    assert "bit-operations (BOPs)" not in _by_check(checklist(dataclasses.replace(r, compute=None)))

@@ -116,3 +116,18 @@ def test_nice_ticks_cover_the_range() -> None:
     assert nice_ticks(0, 37) == [0, 10, 20, 30, 40]
     assert nice_ticks(-3, 42)[0] <= -3 and nice_ticks(-3, 42)[-1] >= 42
     assert nice_ticks(0, 0) == [0, 0.5, 1.0]  # an empty range still gets an axis
+
+
+def test_size_chart_tooltips_spell_bytes_as_the_tables_do(evaluated) -> None:
+    """Item 12 of issue 15: one convention. The size chart's tooltips read "0.3516 KiB"
+    where the layer table of the same report read "360 B"."""
+    from bitlens.core.units import format_bytes
+
+    model, _e, _a, _ea, b, ev_b = evaluated
+    html = render_html(ReportContent(model.info, "cnn.onnx", b, ev_b, None))
+    size_svg = re.findall(r"<svg.*?</svg>", html, re.S)[1]
+    tips = [t.text or "" for t in ET.fromstring(size_svg).iter("{http://www.w3.org/2000/svg}title")]
+    for layer in model.info.layers:
+        plan = format_bytes(ev_b.layers[layer.name].bytes_after)
+        assert f"{layer.name} · plan: {plan}" in tips, (plan, tips)
+        assert f"{layer.name} · float: {format_bytes(layer.nbytes)}" in tips

@@ -27,6 +27,10 @@ def test_report_table_shows_warnings_for_a_slow_large_export(qtbot) -> None:
     assert t.item(size, 3).text() == "warning"  # a word and an icon besides the colour
     assert not t.item(size, 3).icon().isNull()
     assert dlg.verdict_of(rows["y: as written"]) == "✔ pass"
+    bops = rows["bit-operations (BOPs)"]  # as the CLI and the text report give them
+    assert dlg.verdict_of(bops) == "✔ pass"
+    assert t.item(bops, 2).text() == "192.0k (16.0× fewer)"
+    assert "float 3.07M" in t.item(bops, 1).text()
     assert "passed with 4 warning(s)" in dlg.headline.text()
     assert not dlg.text.isVisible()
     dlg.details_button.click()  # the full text report

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFontMetricsF
 from PySide6.QtWidgets import QApplication, QComboBox, QStyle, QStyleOptionComboBox
 
 from bitlens.gui.elided_label import ElidedLabel
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import open_model, wait_detail, wait_idle
 
 
 def test_status_bar_and_explanations_fit_1280(qtbot, window, cnn_path) -> None:
@@ -131,3 +131,90 @@ def test_graph_properties_value_column_stays_in_its_pane_1280(qtbot, window) -> 
     assert props.columnViewportPosition(1) + props.columnWidth(1) <= room  # no value cut off
     wide = props.topLevelItem(0)  # its long cells say all in their tooltips
     assert wide.toolTip(1) == wide.text(1)
+
+
+def _wide_layer_model(path) -> None:
+    """One MatMul of 512x576 weights: 576.0 KiB in fp16, the widest byte counts the
+    weight sandbox shows (a ResNet-50's layers gave the same)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from tests.builders import init, model, weights
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="wide")],
+        "wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 512])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 576])],
+        [init("w", weights((512, 576), seed=3, channel_axis=1))],
+    )
+    onnx.save(model(graph), path)
+
+
+def test_weight_sandbox_never_scrolls_sideways(qtbot, window, tmp_path) -> None:
+    """At 1280x720 the Ratio column needed a horizontal scroll; the format name now takes
+    what the numbers leave, elided, down to a narrower pane than the default."""
+    path = tmp_path / "wide.onnx"
+    _wide_layer_model(path)
+    window.resize(1280, 720)
+    open_model(qtbot, window, path)
+    window.reset_layout()  # the panes as the window shares them out at this size
+    QApplication.processEvents()
+    window.document.selection.set(["wide"])
+    wait_detail(qtbot, window, "wide")
+    sandbox = window.detail.sandbox
+    dock = window.docks["detail"]
+    for width in (dock.width(), 330):
+        window.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+        QApplication.processEvents()
+        assert dock.width() <= 400
+        assert sandbox.rowCount() > 10
+        assert "KiB" in sandbox.item(0, 3).text()
+        header = sandbox.horizontalHeader()
+        assert header.length() <= sandbox.viewport().width(), (width, header.length())
+        assert not sandbox.horizontalScrollBar().isVisible()
+        last = header.count() - 1
+        assert header.sectionViewportPosition(last) + header.sectionSize(last) <= (
+            sandbox.viewport().width()
+        )
+
+
+def test_layer_table_leading_columns_fit_1920(qtbot, window) -> None:
+    """At 1920x1080 the size column (the last before the reference columns op, shape,
+    params) sat under the vertical scroll bar; and no fitted cell is elided."""
+    from bitlens.gui.layer_table_model import Column
+
+    window.resize(1920, 1080)
+    window.open_sample("digits_cnn")
+    wait_idle(qtbot, window)
+    window.reset_layout()  # the panes as the window shares them out at this size
+    QApplication.processEvents()
+    view, model = window.table.view, window.table.model
+    right = view.columnViewportPosition(Column.SIZE) + view.columnWidth(Column.SIZE)
+    assert right <= view.viewport().width(), (right, view.viewport().width())
+    margin = view.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, view) + 1
+    fm = QFontMetricsF(view.font())
+    for col in (Column.OP, Column.SIZE, Column.BOPS):
+        room = view.columnWidth(col) - 1 - 2 * margin  # less the grid line and text margins
+        for row in range(model.rowCount()):
+            text = model.text(row, col)
+            assert fm.elidedText(text, Qt.TextElideMode.ElideMiddle, room) == text, (col, text)
+
+
+def test_graph_legend_names_the_float_swatch_as_far_as_it_fits(qtbot) -> None:
+    """At 1280x720 the float swatch stood without a word; now "float" at least."""
+    from bitlens.gui.graph_legend import GraphLegend
+
+    legend = GraphLegend()
+    qtbot.addWidget(legend)
+    legend.show()
+    fm = legend.fontMetrics()
+    widths = {
+        "float / no result": legend.sizeHint().width(),
+        "float": legend.minimumSizeHint().width() + fm.horizontalAdvance("float"),
+        "": legend.minimumSizeHint().width(),
+    }
+    for expected, width in widths.items():
+        legend.resize(width, legend.sizeHint().height())
+        legend.grab()  # paints it
+        assert legend.float_words == expected, (width, legend.float_words)

@@ -228,7 +228,9 @@ def _charts(c: ReportContent, ev: Evaluation | None, kind: str) -> list[str]:
         "<div class='chart'>" + bar_chart(names, series, title=f"{label} per layer",
                                           y_label="dB", tooltip_unit=" dB") + "</div>",
         "<div class='chart'>" + bar_chart(names, sizes, title="Weight size per layer",
-                                          y_label=unit, tooltip_unit=f" {unit}") + "</div>",
+                                          y_label=unit,
+                                          tooltip_value=lambda v: format_bytes(v * div))
+        + "</div>",
     ]  # fmt: skip
 
 

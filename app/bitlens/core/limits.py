@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from bitlens.core.errors import BitlensError
+from bitlens.core.units import format_bytes
 
 GIB = 1 << 30
 # Protocol buffers cannot parse a message over 2 GiB; larger ONNX models keep their
@@ -80,13 +81,8 @@ def parse_size(text: str, name: str = ENV_BUDGET) -> int:
 
 
 def fmt_bytes(n: int) -> str:
-    """Bytes for a message: exact below 1 KiB, else with a binary unit."""
-    if n < 1024:
-        return f"{n} bytes"
-    for unit, size in (("TiB", 1 << 40), ("GiB", GIB), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} bytes"
+    """Bytes for a message: exact below 1 KiB, else in binary units as everywhere."""
+    return f"{n} bytes" if n < 1024 else format_bytes(n)
 
 
 def check_budget(nbytes: int, what: str, error: type[BitlensError] = BitlensError) -> None:

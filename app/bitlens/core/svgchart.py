@@ -12,7 +12,7 @@ in their tooltip. The output is plain SVG 1.1 text to inline in HTML.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -66,8 +66,10 @@ def bar_chart(
     y_label: str,
     height: int = 220,
     tooltip_unit: str = "",
+    tooltip_value: Callable[[float], str] | None = None,
 ) -> str:
-    """An SVG of grouped bars, one group per name, one bar per series."""
+    """An SVG of grouped bars, one group per name, one bar per series; a bar's tooltip
+    gives its value with ``tooltip_unit``, or as ``tooltip_value`` writes it."""
     n = len(names)
     left, right, top, bottom = 64, 12, 34, 28
     slots = max(n, 1)
@@ -115,6 +117,7 @@ def bar_chart(
             capped = i < len(s.capped) and s.capped[i]
             y0, y1 = sorted((zero, y(v)))
             tip = f"{name} · {s.label}: " + ("exact (drawn at the cap)" if capped
+                                               else tooltip_value(v) if tooltip_value
                                                else f"{v:.4g}{tooltip_unit}")  # fmt: skip
             opacity = " fill-opacity='0.45'" if capped else ""
             out.append(

@@ -87,6 +87,8 @@ SAME_GRID = frozenset(
         "Relu",
     }
 )
+# Ops that only select or reorder values: a layer input's quantizer moves up through them.
+MOVABLE = frozenset({"Slice", "Concat", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten"})
 # Ops whose every input is data (the others read data from input 0 only; the rest are
 # shapes, axes, scales).
 _ALL_INPUTS = frozenset({"Add", "Mul", "Concat"})
@@ -230,7 +232,74 @@ def placement(
             add(o, fmt, out[data[0]].range_of, f"output of {n.op_type} {n.name}, input's grid")
         else:
             add(o, fmt, o, f"output of {n.name} ({n.op_type}), so it runs as QLinear{n.op_type}")
+    kernel_outputs = {la.outputs[0] for la in kernels}
+    _move_up(layer_q, out, main, producer, consumers, quantizable, add, kernel_outputs)
     return out
+
+
+def _move_up(
+    layer_q: Mapping[str, Format],
+    out: Mapping[str, TensorQuantizer],
+    main: list[NodeInfo],
+    producer: Mapping[str, NodeInfo],
+    consumers: Mapping[str, list[NodeInfo]],
+    quantizable: Callable[[str], bool],
+    add: Callable[[str, Format, str, str], None],
+    kernel_outputs: set[str],
+) -> None:
+    """Quantize on a layer input's grid above the data-movement ops that produce it from
+    model inputs.
+
+    The values reaching the layer input are a selection of those above, so quantizing
+    there on the same grid gives the same codes (an exact identity for the simulation),
+    and ONNX Runtime runs the ops on 8-bit codes: a YOLOv5 Focus stem (Slice x6, Concat)
+    then slices a quarter of the bytes and its Concat becomes a QLinearConcat of equal
+    scales (a copy) instead of a float Concat before one QuantizeLinear. A tensor above
+    is taken only when every op reading it is such an op whose output is taken too, and a
+    Concat's inputs all or none; the layer input itself only when integer-kernel layers
+    alone read it (the target's quantizer is read by every consumer).
+    """
+    for t, fmt in layer_q.items():
+        users = consumers.get(t, [])
+        if t in out or not quantizable(t) or any(c.outputs[0] not in kernel_outputs for c in users):
+            continue
+        chain, todo = {t}, [t]
+        while todo:  # every tensor above t through movement ops
+            p = producer.get(todo.pop())
+            if p is None or p.op_type not in MOVABLE:
+                continue
+            for u in _data_inputs(p):
+                if u not in chain and quantizable(u) and u not in out and u not in layer_q:
+                    chain.add(u)
+                    todo.append(u)
+        changed = True
+        while changed:  # drop tensors also read elsewhere, and split Concats
+            changed = False
+            for u in list(chain - {t}):
+                users = consumers.get(u, [])
+                if not users or any(
+                    c.op_type not in MOVABLE
+                    or c.outputs[0] not in chain
+                    or not set(_data_inputs(c)) <= chain
+                    for c in users
+                ):
+                    chain.discard(u)
+                    changed = True
+        # Only where the chain starts at model inputs (preprocessing: a Focus stem, an NHWC
+        # image transposed), which are then quantized once. Inside the network the tensor
+        # above is a layer's float output, and each tensor moved adds a
+        # QuantizeLinear/DequantizeLinear pair to the file to save a copy of a few bytes.
+        inner = [  # produced by a movement op from tensors of the chain
+            producer[u].op_type in MOVABLE and set(_data_inputs(producer[u])) <= chain
+            for u in chain
+            if u in producer
+        ]
+        if len(chain) == 1 or not all(inner):
+            continue
+        order = [*(i for i in chain if i not in producer), *(o for n in main for o in n.outputs)]
+        for u in order:
+            if u in chain:
+                add(u, fmt, t, f"on the grid of {t}, moved up through data-movement ops")
 
 
 def _data_inputs(n: NodeInfo) -> list[str]:

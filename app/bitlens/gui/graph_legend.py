@@ -19,6 +19,7 @@ class GraphLegend(QWidget):
         self.setObjectName("graphLegend")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.scale = colors.DEFAULT_SCALE
+        self.float_words = ""  # what the last paint wrote next to the float swatch
         self.setToolTip(
             "Layer colour: its SQNR on this model's range of the chosen error (worst "
             "orange-red, best pale yellow); pale blue: kept in float or not evaluated yet.\n"
@@ -45,7 +46,8 @@ class GraphLegend(QWidget):
         # narrower than the full key: the float swatch's words are dropped to fit
         fm = self.fontMetrics()
         lo, hi, _flt = self._texts()
-        w = sum(fm.horizontalAdvance(t) for t in (lo, hi)) + _BAR_W // 2 + _SWATCH + 20
+        # the gaps paintEvent leaves: 2 + 4 around the bar, 4 + 14 before the swatch, 4 after
+        w = sum(fm.horizontalAdvance(t) for t in (lo, hi)) + _BAR_W // 2 + _SWATCH + 28
         return QSize(w, fm.height() + 6)
 
     def paintEvent(self, event: QPaintEvent) -> None:
@@ -75,6 +77,15 @@ class GraphLegend(QWidget):
         p.drawRect(QRectF(x, (h - _SWATCH) / 2, _SWATCH, _SWATCH))
         x += _SWATCH + 4
         p.setPen(text)
-        if full:
-            p.drawText(x, base, flt)
+        self.float_words = self._fitting(flt, self.width() - x)
+        p.drawText(x, base, self.float_words)
         p.end()
+
+    def _fitting(self, words: str, room: int) -> str:
+        """The float swatch's words as far as they fit in ``room`` px: all, else the first
+        ("float"; at 1280x720 the swatch stood alone), else none (the tooltip says them)."""
+        fm = self.fontMetrics()
+        for text in (words, words.split(" / ")[0]):
+            if fm.horizontalAdvance(text) <= room:
+                return text
+        return ""

@@ -70,9 +70,12 @@ class LayerDetailView(QWidget):
         self.sandbox.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.sandbox.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.sandbox.setToolTip("Every weight format on this layer; double-click to apply one")
-        self.sandbox.horizontalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents
-        )
+        # The numbers keep their width; the format name takes what is left and is elided
+        # when the pane is narrow (its tooltip names it), so the pane never scrolls
+        # sideways to show the Ratio column (it did at 1280x720).
+        header = self.sandbox.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.sandbox.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.sandbox.cellDoubleClicked.connect(self._on_pick)
         self.act_sandbox = ActivationSandbox(self)
@@ -93,7 +96,7 @@ class LayerDetailView(QWidget):
         # the codes of the chosen weight format, next to the sandboxes
         self.codes = CodesView(self)
         self.sandboxes.addTab(self.codes, "Codes")
-        self.sandboxes.setTabToolTip(2, "The weights' integer codes, scales and rebuilt values")
+        self.sandboxes.setTabToolTip(3, "The weights' integer codes, scales and rebuilt values")
         self.sandboxes.setUsesScrollButtons(True)  # the tab bar never sets the pane's width
         self.sandboxes.setElideMode(Qt.TextElideMode.ElideRight)
         splitter = QSplitter(Qt.Orientation.Vertical, self)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import (
     QEvent,
     QItemSelection,
@@ -11,7 +13,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QKeyEvent, QKeySequence
+from PySide6.QtGui import QFontMetricsF, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -341,14 +343,16 @@ class LayerTable(QWidget):
         # each a call into Python that waits for the worker's hold on the GIL (0.7 s on a
         # real model while it opens). Header text and a bounded sample of rows are enough.
         view, model = self.view, self.model
-        fm = view.fontMetrics()
+        fm = QFontMetricsF(view.font())
         style = view.style()
+        # The style's text margin on each side and the grid line; the text's advance is
+        # fractional (rounded down to whole pixels, "Gemm" was elided to "G…m").
         pad = 2 * (style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, view) + 1) + 1
         n = model.rowCount()
         rows = range(0, n, max(1, -(-n // FIT_ROWS)))
         header = view.horizontalHeader()
         for col in range(model.columnCount()):
-            cells = (fm.horizontalAdvance(model.text(r, col)) + pad for r in rows)
+            cells = (math.ceil(fm.horizontalAdvance(model.text(r, col))) + pad for r in rows)
             view.setColumnWidth(col, max([header.sectionSizeHint(col), *cells]))
         em = self.fontMetrics().horizontalAdvance("M")
         self.view.setColumnWidth(Column.NAME, min(self.view.columnWidth(Column.NAME), 16 * em))

@@ -76,6 +76,8 @@ class Column(IntEnum):
     BOPS = 14
 
 
+# Titles of two words take two lines: one line each, the three error columns alone were
+# 330 px wide at 1920x1080 and pushed the size column under the vertical scroll bar.
 HEADERS = {
     Column.NAME: ("Layer", "Node name"),
     Column.OP: ("Op", "ONNX operator"),
@@ -84,14 +86,14 @@ HEADERS = {
     Column.WEIGHT: ("Weights", "Weight format (double-click to change)"),
     Column.ACTIVATION: ("Activations", "Input activation format (double-click to change)"),
     Column.SIZE: ("Size", "Weight bytes in float → under the plan"),
-    Column.WEIGHT_SQNR: ("Weight SQNR", ERROR_KINDS["weight"][1]),
-    Column.LOCAL: ("Local SQNR", ERROR_KINDS["local"][1]),
-    Column.ACCUMULATED: ("Accum. SQNR", ERROR_KINDS["accumulated"][1]),
+    Column.WEIGHT_SQNR: ("Weight\nSQNR", ERROR_KINDS["weight"][1]),
+    Column.LOCAL: ("Local\nSQNR", ERROR_KINDS["local"][1]),
+    Column.ACCUMULATED: ("Accum.\nSQNR", ERROR_KINDS["accumulated"][1]),
     Column.RAN_AS: ("Ran as", "The kernel ONNX Runtime ran for the layer in the last export "
                     "of this plan (QLinearConv, Conv (NCHWc) float, MatMulNBits ...)"),
-    Column.DELTA_ERROR: ("Δ SQNR vs A", "This plan's SQNR minus the pinned plan A's, of the "
+    Column.DELTA_ERROR: ("Δ SQNR\nvs A", "This plan's SQNR minus the pinned plan A's, of the "
                          "error kind chosen in the plots (▲ blue better, ▼ orange worse)"),
-    Column.DELTA_BYTES: ("Δ size vs A", "This plan's weight bytes minus plan A's (▲ blue "
+    Column.DELTA_BYTES: ("Δ size\nvs A", "This plan's weight bytes minus plan A's (▲ blue "
                          "smaller, ▼ orange larger)"),
     Column.RECOVERY: ("Recovery", "Accuracy recovery for the weights, from calibration data: "
                       "GPTQ, bias correction, AWQ or clipping search by output error "

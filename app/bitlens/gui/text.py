@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 
 from bitlens.core.formats import Family, Granularity, parse_format
-from bitlens.core.units import format_bytes
+from bitlens.core.units import format_bytes, format_count
 
 FLOAT_LABEL = "keep float"
 DYNAMIC_SUFFIX = " (dynamic)"  # an activation format whose range comes from each input
@@ -41,15 +41,7 @@ def fmt_bytes(n: int | float | None) -> str:
 
 
 def fmt_count(n: int | None) -> str:
-    if n is None:
-        return NONE
-    if n < 1000:
-        return str(n)
-    if n < 1_000_000:
-        return f"{n / 1e3:.1f}k"
-    if n < 1_000_000_000:
-        return f"{n / 1e6:.2f}M"
-    return f"{n / 1e9:.2f}G"
+    return NONE if n is None else format_count(n)
 
 
 def fmt_db(x: float | None) -> str:

@@ -33,13 +33,24 @@ class BiasRecord:
 def _bias_add(
     g: onnx.GraphProto, tensor: str, inits: dict[str, onnx.TensorProto]
 ) -> tuple[onnx.NodeProto | None, int]:
-    """The Add that alone consumes ``tensor`` with a constant as its other input."""
+    """The Add that alone consumes ``tensor`` with a constant as its other input, also
+    through float-to-float Casts (open_nsfw's head: MatMul -> Cast -> Add), which ONNX
+    Runtime removes before it fuses MatMul + Add into a Gemm."""
     users = [n for n in g.node if tensor in n.input]
+    while len(users) == 1 and _float_cast(users[0]):
+        tensor = users[0].output[0]
+        users = [n for n in g.node if tensor in n.input]
     if len(users) != 1 or users[0].op_type != "Add" or len(users[0].input) != 2:
         return None, 0
     add = users[0]
     slot = 1 if add.input[0] == tensor else 0
     return (add, slot) if add.input[slot] in inits else (None, 0)
+
+
+def _float_cast(node: onnx.NodeProto) -> bool:
+    # The MatMul's output is float32 (a kernel layer's), so a Cast to float is an identity.
+    to = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "to"), None)
+    return node.op_type == "Cast" and to == onnx.TensorProto.FLOAT
 
 
 def int32_bias(

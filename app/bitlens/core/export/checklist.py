@@ -6,7 +6,8 @@ value, never from its text. A *fail* is what fails the export (the report's
 ``failures``); a *warning* is what a user should know although the export is
 correct: a file larger than accounted by more than ``SIZE_TARGET``, an export
 slower than the float model, layers planned for integer kernels that ONNX
-Runtime ran in float, results changed by the integer kernels' rounding.
+Runtime ran in float, results changed by the integer kernels' rounding, a compute
+count (BOPs) that leaves out layers whose sizes are not known.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from enum import StrEnum
 from bitlens.core.export import verdict
 from bitlens.core.export.deployed import INTEGER_KERNELS
 from bitlens.core.export.report import SIZE_TARGET, FidelityReport
-from bitlens.core.units import format_bytes
+from bitlens.core.units import format_bytes, format_count
 
 # Latency is measured on a shared machine; a ratio this close to 1 is noise, not a slowdown.
 SLOWER = 1.1
@@ -31,7 +32,7 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class Check:
-    group: str  # "storage", "outputs", "size", "speed" or "messages"
+    group: str  # "storage", "outputs", "size", "compute", "speed" or "messages"
     check: str
     expected: str
     got: str
@@ -44,6 +45,7 @@ def checklist(r: FidelityReport) -> tuple[Check, ...]:
     rows += _storage(r)
     rows += _outputs(r)
     rows += _sizes(r)
+    rows += _compute(r)
     rows += _speed(r)
     rows += [Check("messages", "problem", "none", f, Verdict.FAIL) for f in r.failures]
     rows += [
@@ -187,6 +189,35 @@ def _sizes(r: FidelityReport) -> list[Check]:
             within(r.file_size_error),
             f"the file against the accounting (within {100 * SIZE_TARGET:.0f}%)",
         ),
+    ]  # fmt: skip
+
+
+def _compute(r: FidelityReport) -> list[Check]:
+    """Bit-operations under the plan against float, the figure the CLI and the text report
+    print; a warning when layers are left out of it (their MACs are not known)."""
+    c = r.compute
+    if c is None:
+        return []
+    layers = c.get("layers", {})
+    if not layers:
+        return []
+    unknown = sum(1 for v in layers.values() if v.get("bops") is None)
+    q, f = int(c["total_bops"]), int(c["total_bops_float"])
+    expected = "every layer counted"
+    if unknown == len(layers):
+        got = f"not counted: no layer's sizes known ({unknown} layers)"
+    else:
+        expected += f"; float {format_count(f)}"
+        got = format_count(q) + (f" ({f / q:.1f}× fewer)" if q else "")
+        if unknown:
+            got += f"; {unknown} of {len(layers)} layers not counted"
+    return [
+        Check(
+            "compute", "bit-operations (BOPs)", expected, got,
+            Verdict.WARNING if unknown else Verdict.PASS,
+            "MACs × weight bits × activation bits per sample, at the data's input sizes; a "
+            "layer whose sizes shape inference cannot tell is left out of the totals",
+        )
     ]  # fmt: skip
 
 

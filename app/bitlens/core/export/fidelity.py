@@ -46,7 +46,7 @@ from bitlens.core.export.exporter import (
     check_target,
     export,
 )
-from bitlens.core.export.latency import BUDGET_S, median_latency
+from bitlens.core.export.latency import BUDGET_S, median_latencies
 from bitlens.core.export.packing import packed_size
 from bitlens.core.export.report import (
     SIZE_TARGET,
@@ -292,8 +292,7 @@ def check_fidelity(
     latency = None
     float_sess = open_session(engine.model.proto, providers, mode="deployed")
     feed = engine.data.samples[samples[0]]
-    t_exp = median_latency(sess_dep, feed, latency_budget_s)
-    t_float = median_latency(float_sess, feed, latency_budget_s)
+    t_exp, t_float = median_latencies([sess_dep, float_sess], feed, latency_budget_s)
     latency = LatencyCheck(
         tuple(sess_dep.get_providers()), t_exp.median_ms, t_float.median_ms,
         min(t_exp.runs, t_float.runs),
