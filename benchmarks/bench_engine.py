@@ -244,24 +244,26 @@ def restart_peak() -> int:
     return rss_now()
 
 
-def peak_rss() -> int:
-    """The process's peak RSS since the start or the last restart_peak()."""
+def _status_bytes(field: str) -> int | None:
+    """A size from /proc/self/status (Linux), None where there is none."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return None
+
+
+def peak_rss() -> int:
+    """The process's peak RSS since the start or the last restart_peak()."""
+    peak = _status_bytes("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def rss_now() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    return _status_bytes("VmRSS") or 0
 
 
 def external_model(path: Path) -> dict:
