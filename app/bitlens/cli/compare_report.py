@@ -70,9 +70,11 @@ def plan_comparison(
 def model_comparison(args: argparse.Namespace, model: LoadedModel, plan: Plan) -> ModelComparison | None:
     if not args.compare_model:
         return None
-    from bitlens.cli.common import open_model
+    from bitlens.core.model.dequantized import dequantized
+    from bitlens.core.model.loader import load_model
 
-    return compare_models(model, open_model(args.compare_model), plan)
+    # an export has no float layer: its weights are compared dequantized
+    return compare_models(model, dequantized(load_model(args.compare_model)), plan)
 
 
 def _inputs(args: argparse.Namespace) -> list[str | None]:

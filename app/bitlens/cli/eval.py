@@ -25,6 +25,7 @@ from bitlens.cli.progress import follow
 from bitlens.cli.search import add_metric_argument
 from bitlens.core.compare import render_model_comparison, render_plan_comparison
 from bitlens.core.compute import compute_of
+from bitlens.core.engine.engine import DIVERGENCE_DB
 from bitlens.core.export import accounting
 from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import PRESETS, Plan
@@ -192,7 +193,11 @@ def render_deployed(rep) -> str:
 def render_compute(compute, info, plan: Plan) -> str:
     q, f = compute.total_bops(info, plan), compute.total_bops(info, None)
     ratio = f" ({f / q:.1f}x fewer than float)" if q else ""
-    return f"compute: {compute.total_macs:,} MACs, {q:,} BOPs under the plan{ratio}"
+    line = f"compute: {compute.total_macs:,} MACs, {q:,} BOPs under the plan{ratio}"
+    if compute.unknown:
+        line += (f"; {len(compute.unknown)} layers not counted (shapes not known, or inside "
+                 "an If/Loop body)")  # fmt: skip
+    return line
 
 
 def render(ev: Evaluation) -> str:
@@ -233,7 +238,8 @@ def render(ev: Evaluation) -> str:
     diverged = [d for d in ev.first_divergence if d]
     if diverged:
         lines.append(
-            f"{len(diverged)} of {len(ev.first_divergence)} samples diverge; first at: "
+            f"{len(diverged)} of {len(ev.first_divergence)} samples diverge (a layer's "
+            f"accumulated SQNR falls below {DIVERGENCE_DB:g} dB on them); first at: "
             + ", ".join(sorted(set(diverged)))
         )
     return "\n".join(lines)

@@ -38,9 +38,10 @@ import math
 import sys
 from typing import Any
 
-from bitlens.core.compute import count_macs, input_shapes
+from bitlens.core.compute import Compute, count_macs, input_shapes
 from bitlens.core.formats import INSPECT_LADDER, parse_format
 from bitlens.core.model import load_model
+from bitlens.core.model.other_tensors import other_float_tensors
 from bitlens.core.report import ModelReport, inspect_model, sqnr_json
 from bitlens.core.units import format_bytes
 
@@ -72,19 +73,37 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     report = inspect_model(model, formats)
     compute = count_macs(model.proto, model.info, input_shapes(model.info))
+    others, other_bytes = other_float_tensors(model.graph_proto, model.info)
     if args.json:
         d = to_json(report)
         for layer in d["layers"]:
             layer["macs"] = compute.macs.get(layer["name"])
         d["totals"]["macs"] = compute.total_macs
         d["totals"]["macs_input_shapes"] = {k: list(v) for k, v in compute.input_shapes.items()}
+        d["totals"]["other_float_tensors"] = {"count": others, "bytes": other_bytes}
         json.dump(d, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(to_text(report))
-        shapes = ", ".join(f"{k} {list(v)}" for k, v in compute.input_shapes.items())
-        sys.stdout.write(f"compute: {compute.total_macs:,} MACs for one run at {shapes}\n")
+        if others:
+            sys.stdout.write(
+                f"not in the table: {human_bytes(other_bytes)} in {others} float tensors that "
+                "no layer reads as a weight (biases, norms, tables); they stay as they are\n"
+            )
+        sys.stdout.write(compute_line(compute, len(model.info.inputs)) + "\n")
     return 0
+
+
+def compute_line(compute: Compute, n_inputs: int) -> str:
+    """MACs at the declared input sizes, or why they are not counted."""
+    if len(compute.input_shapes) < n_inputs:
+        return "compute: not counted: the input sizes are dynamic ('bitlens eval' counts MACs)"
+    shapes = ", ".join(f"{k} {list(v)}" for k, v in compute.input_shapes.items())
+    line = f"compute: {compute.total_macs:,} MACs for one run at {shapes}"
+    if compute.unknown:
+        line += (f" ({len(compute.unknown)} layers not sized by shape inference and not "
+                 "counted; 'bitlens eval' counts them from a run)")  # fmt: skip
+    return line
 
 
 def to_json(report: ModelReport) -> dict[str, Any]:

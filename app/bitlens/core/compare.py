@@ -419,11 +419,15 @@ def _unmatched(label: str, names: Iterable[str]) -> list[str]:
 def compare_with_file(
     path: str | Path, model: LoadedModel, plan: Plan | None = None
 ) -> Generator[Progress, None, ModelComparison]:
-    """Load the model at ``path`` (cancellable between chunks) and compare ``model`` with it."""
+    """Load the model at ``path`` (cancellable between chunks) and compare ``model`` with it;
+    a quantized file (an export) is compared by its dequantized weights."""
+    from bitlens.core.model.dequantized import dequantized
     from bitlens.core.model.loader import iter_load_model
 
     p = Path(path)
-    yield Progress(0, 2, f"loading {p.name}")
+    yield Progress(0, 3, f"loading {p.name}")
     other = yield from iter_load_model(p)
-    yield Progress(1, 2, "comparing weights")
+    yield Progress(1, 3, "decoding quantized weights")
+    other = dequantized(other)
+    yield Progress(2, 3, "comparing weights")
     return compare_models(model, other, plan)

@@ -1,8 +1,8 @@
 """Compute accounting: multiply-accumulates (MACs) per layer and bit-operations (BOPs).
 
 MACs come from the layer's shapes after ONNX shape inference with the model inputs sized
-by the first data feed (or the ``--dim`` sizes), with a dynamic batch axis at 1: they count
-one sample. BOPs are ``MACs x weight bits x activation bits`` (the usual hardware-cost
+by the first evaluation feed (or the ``--dim`` sizes), with a dynamic batch axis at 1: they
+count one sample; a layer inference cannot size counts the shapes that feed really ran at. BOPs are ``MACs x weight bits x activation bits`` (the usual hardware-cost
 proxy, e.g. Baskin et al., https://arxiv.org/abs/1804.10969, and van Baalen et al.,
 https://arxiv.org/abs/2005.07093): a float32 tensor counts 32 bits, a quantized one its
 format's bits. Computed once per model and input shapes (:func:`count_macs`); BOPs of a
@@ -44,6 +44,11 @@ class Compute:
     def total_macs(self) -> int:
         return sum(m for m in self.macs.values() if m)
 
+    @property
+    def unknown(self) -> tuple[str, ...]:
+        """Layers whose MACs are not known (their shapes are not), left out of the totals."""
+        return tuple(n for n, m in self.macs.items() if m is None)
+
     def bops(self, info: ModelInfo, plan: Plan | None) -> dict[str, int | None]:
         out: dict[str, int | None] = {}
         for layer in info.layers:
@@ -72,17 +77,31 @@ class Compute:
         }
 
 
-_OF_ENGINE: WeakKeyDictionary[Engine, Compute] = WeakKeyDictionary()
+# per engine: the count and whether it already read the float reference's shapes
+_OF_ENGINE: WeakKeyDictionary[Engine, tuple[Compute, bool]] = WeakKeyDictionary()
 
 
 def compute_of(engine: Engine) -> Compute:
-    """The MACs of ``engine``'s model at its data's input sizes, counted once per engine
-    (the table, the CLI and the export report read this one value)."""
+    """The MACs of ``engine``'s model at the sizes of its first evaluation feed, counted once
+    per engine (the table, the CLI and the export report read this one value). Where shape
+    inference cannot size a layer (a transformer's batch lost in a Reshape fed by Shape ops),
+    the shapes that feed really had in the float reference count, once the engine has run
+    it (layer outputs are kept for the evaluation feeds)."""
     found = _OF_ENGINE.get(engine)
-    if found is None:
-        found = count_macs(engine.model.proto, engine.info, input_shapes(engine.info, engine.data))
-        _OF_ENGINE[engine] = found
-    return found
+    if found is not None and (found[1] or engine.reference_shapes(0) is None):
+        return found[0]
+    data = engine.data
+    feed = data.evaluation[0] if data is not None and data.evaluation else 0
+    shapes = input_shapes(engine.info, data, feed=feed)
+    observed = engine.reference_shapes(feed) if data is not None else None
+    rows = 1
+    if observed is not None and any(
+        t.shape and not isinstance(t.shape[0], int) for t in engine.info.inputs
+    ):
+        rows = max(1, int(np.shape(next(iter(data.samples[feed].values())))[0]))
+    count = count_macs(engine.model.proto, engine.info, shapes, observed, rows)
+    _OF_ENGINE[engine] = (count, observed is not None)
+    return count
 
 
 def weight_bits(layer: Layer, fmt) -> int:
@@ -102,16 +121,20 @@ def activation_bits(info: ModelInfo, layer: Layer, fmt) -> int:
 
 
 def input_shapes(
-    info: ModelInfo, data: Dataset | None = None, dims: Mapping[str, int] | None = None
+    info: ModelInfo,
+    data: Dataset | None = None,
+    dims: Mapping[str, int] | None = None,
+    *,
+    feed: int = 0,
 ) -> dict[str, tuple[int, ...]]:
-    """Concrete input shapes: the first data feed's, else the declared ones with named
+    """Concrete input shapes: data feed ``feed``'s, else the declared ones with named
     dims from ``dims``; a dynamic batch axis at 1; inputs with a dim left unknown are
     omitted."""
     if data is not None and data.samples:
-        # the first feed's sizes, one batch row: feeds are batched up to 32 rows per run
+        # the feed's sizes, one batch row: feeds are batched up to 32 rows per run
         declared = {t.name: t.shape for t in info.inputs}
         out = {}
-        for k, v in data.samples[0].items():
+        for k, v in data.samples[feed].items():
             shape = list(np.shape(v))
             first = (declared.get(k) or (None,))[0]
             if shape and not isinstance(first, int):
@@ -131,9 +154,15 @@ def input_shapes(
 
 
 def count_macs(
-    proto: onnx.ModelProto, info: ModelInfo, shapes: Mapping[str, tuple[int, ...]]
+    proto: onnx.ModelProto,
+    info: ModelInfo,
+    shapes: Mapping[str, tuple[int, ...]],
+    observed: Mapping[str, tuple[int, ...]] | None = None,
+    rows: int = 1,
 ) -> Compute:
-    """MACs of every layer with the model inputs at ``shapes``."""
+    """MACs of every layer with the model inputs at ``shapes``; a layer shape inference
+    leaves unsized is counted from ``observed`` shapes (a real run of ``rows`` batch rows,
+    divided by them: every MAC count scales with the batch)."""
     sk = skeleton(proto)
     for vi in sk.graph.input:
         if vi.name in shapes and vi.type.HasField("tensor_type"):
@@ -152,7 +181,11 @@ def count_macs(
     macs: dict[str, int | None] = {}
     for layer in info.layers:
         node = nodes.get(layer.outputs[0]) if not layer.graph_path else None
-        macs[layer.name] = None if node is None else layer_macs(layer, node, shape)
+        m = None if node is None else layer_macs(layer, node, shape)
+        if m is None and node is not None and observed:
+            seen = layer_macs(layer, node, observed.get)
+            m = None if seen is None else seen // rows
+        macs[layer.name] = m
     return Compute(macs, dict(shapes))
 
 

@@ -35,8 +35,10 @@ from bitlens.core.feed_arrays import (
     feed_array,
     join_rows,
     n_samples,
+    one_row_per_run,
     slice_rows,
 )
+from bitlens.core.input_ranges import index_ranges, is_mask
 from bitlens.core.limits import check_budget
 from bitlens.core.model.types import ModelInfo, TensorInfo
 
@@ -110,6 +112,7 @@ class Dataset:
         if labels is not None and len(labels) != n:
             raise DataError(f"{source}: {len(labels)} labels for {n} samples")
         batch = MAX_BATCH if all(batch_dynamic(inputs[k], a) for k, a in arrays.items()) else 1
+        batch = 1 if one_row_per_run(info.inputs, info.outputs) else batch
         # Split samples first, then batch each part: calibration and evaluation never share
         # a feed. One shape throughout, so batches are slices (views, no copies).
         n_cal = split_count(n, calibration_fraction)
@@ -182,6 +185,7 @@ class Dataset:
         n = len(units)
         n_cal = split_count(n, calibration_fraction)
         batchable = all(t.shape and not isinstance(t.shape[0], int) for t in info.inputs)
+        batchable = batchable and not one_row_per_run(info.inputs, info.outputs)
         feeds: list[dict[str, np.ndarray]] = []
         rows: list[np.ndarray] = []
         cal: list[int] = []
@@ -254,7 +258,8 @@ class Dataset:
         """``n`` samples of random data shaped from the model's inputs.
 
         Float inputs are standard normal; integer inputs feeding an embedding
-        are uniform token ids below its vocabulary size; ``dims`` gives sizes
+        are uniform token ids below its vocabulary size (or a one-hot's depth); integer or boolean masks
+        (named ``*mask*``) are all ones; ``dims`` gives sizes
         for dynamic dimensions (see :mod:`bitlens.core.dims`; a dynamic axis 0
         is the batch); ``values`` fixes integer inputs the model needs a given value in
         (:func:`bitlens.core.input_values.compared_constants`).
@@ -262,7 +267,7 @@ class Dataset:
         if n < 1:
             raise DataError(f"the number of random samples must be at least 1, not {n}")
         rng = np.random.default_rng(seed)
-        vocab = _vocab_sizes(info)
+        vocab = index_ranges(info)
         arrays: dict[str, np.ndarray] = {}
         for t in info.inputs:
             shape = concrete_shape(t, dict(dims or {}))
@@ -277,6 +282,8 @@ class Dataset:
                 arrays[t.name] = rng.standard_normal(full).astype(dt)
             elif dt.kind in "iu" and values and t.name in values:
                 arrays[t.name] = np.full(full, values[t.name], dtype=dt)
+            elif dt.kind in "iub" and is_mask(t.name):
+                arrays[t.name] = np.ones(full, dtype=dt)
             elif dt.kind in "iu":
                 arrays[t.name] = rng.integers(0, vocab.get(t.name, 10), size=full).astype(dt)
             elif dt.kind == "b":
@@ -553,15 +560,6 @@ def _split_text(n: int, n_cal: int, fraction: float, what: str) -> str:
         f"the first {n_cal} of {n} {what} calibrate, the other {n - n_cal} evaluate "
         f"(calibration fraction {fraction:g})"
     )
-
-
-def _vocab_sizes(info: ModelInfo) -> dict[str, int]:
-    """Input name -> vocabulary size, for integer inputs that index an embedding."""
-    out: dict[str, int] = {}
-    for layer in info.layers:
-        if layer.op_type == "Gather" and layer.weights and len(layer.inputs) > 1:
-            out[layer.inputs[1]] = layer.weights[0].shape[0]
-    return out
 
 
 def _image_input(info: ModelInfo, name: str | None) -> TensorInfo:

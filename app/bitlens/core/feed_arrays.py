@@ -114,6 +114,16 @@ def n_samples(t: TensorInfo, a: np.ndarray) -> int:
     return a.shape[0] // fixed if fixed > 1 else a.shape[0]
 
 
+def one_row_per_run(inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo]) -> bool:
+    """True when the model declares a dynamic batch but an output's axis 0 fixed at 1: the
+    exporter traced one row and baked it into the graph (khmersm's transformer, a PyTorch
+    dynamo export, reshapes to ``[seq, 1, 3, 192]`` and fails at batch 4), so rows run one
+    at a time. Wrong only for an output that is 1 whatever the batch: that costs speed, not
+    results (rows never mix)."""
+    dynamic = any(t.shape and not isinstance(t.shape[0], int) for t in inputs)
+    return dynamic and any(t.shape and t.shape[0] == 1 for t in outputs)
+
+
 def batch_dynamic(t: TensorInfo, a: np.ndarray) -> bool:
     rank = len(t.shape) if t.shape is not None else a.ndim
     return a.ndim == rank and bool(t.shape) and not isinstance(t.shape[0], int)  # type: ignore[index]

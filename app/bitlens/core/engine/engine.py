@@ -27,6 +27,7 @@ from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
 from bitlens.core.engine.localerrors import LocalErrors
 from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.ranges import Ranges
+from bitlens.core.engine.recovery_nodes import recovery_kind
 from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
 from bitlens.core.engine.session import actual_providers, make_session
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
 ACC_CACHE_ENTRIES = 50_000
+_FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
 # Default in-memory reference: this many feeds' worth of kept values (see _fit_budget);
 # reading the rest from the memory-mapped scratch file costs a page-cache copy. Measured on
 # the CRNN (median re-evaluation / float run, same process): 0.5 + 0.25 2.08x, 0.25 + 0.5
@@ -148,9 +150,11 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         if plan is None:
             return {}
         return {
-            name: quantizers.kind_of(choice.activation, choice.dynamic)
+            name: recovery_kind(
+                self.info.layer(name), choice, quantizers.kind_of(choice.activation, choice.dynamic)
+            )
             for name, choice in plan.choices.items()
-            if choice.activation is not None
+            if choice.activation is not None or choice.recovery is not None
         }
 
     def placement(self, plan: Plan) -> dict[str, targets.TensorQuantizer]:
@@ -348,14 +352,13 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
     @cached_property
     def _float_tensors(self) -> list[str]:
         """Main-graph node outputs known to be float, in graph order."""
-        floats = {"float32", "float16", "float64", "bfloat16"}
         vi = self.info.value_info
         return [
             o
             for node in self.info.nodes
             if not node.graph_path
             for o in node.outputs
-            if o and o in vi and vi[o].dtype in floats
+            if o and o in vi and vi[o].dtype in _FLOAT_TYPES
         ]
 
     @cached_property
@@ -379,6 +382,14 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
     @cached_property
     def _output_names(self) -> list[str]:
         return [t.name for t in self.info.outputs]
+
+    @cached_property
+    def _error_output(self) -> str:
+        """The output one number of error is read at (the sweep): the first float one. A
+        sentence-transformers export passes its integer ``input_ids`` through as output 0,
+        whose error is always 0 (paraphrase-MiniLM-L3-v2: every sweep entry read inf dB)."""
+        floats = [t.name for t in self.info.outputs if t.dtype in _FLOAT_TYPES]
+        return (floats or self._output_names)[0]
 
     def run_outputs(
         self, plan: Plan, samples: Sequence[int] | None = None
@@ -456,7 +467,8 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
                 local=local_err.get(layer.name),
                 accumulated=accumulated,
                 bytes_before=layer.nbytes,
-                bytes_after=weight_bytes_after(layer, choice.weight),
+                bytes_after=weight_bytes_after(layer, choice.weight)
+                + self.recovery.extra_bytes(layer, choice),
             )
         ev = self.data.evaluation
         outputs = {
@@ -527,7 +539,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         labels = self.data.eval_labels
         if labels is None or not self._output_names:
             return {}
-        name = self._output_names[0]
+        name = self._error_output
         r = concat([ref[name][i] for i in self.data.evaluation])
         g = concat(got[name])
         if not metrics.classifier_like(r) or len(r) != len(labels):
@@ -553,6 +565,20 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         if not acts or acts[0] not in ref:
             return None
         return [ref[acts[0]][i] for i in feeds]
+
+    def reference_shapes(self, feed: int) -> dict[str, tuple[int, ...]] | None:
+        """Shapes of the float reference's tensors kept for ``feed`` (what really ran, where
+        shape inference cannot tell); None until the float pass has run (never runs it)."""
+        ref = self._ref
+        if ref is None:
+            return None
+        out: dict[str, tuple[int, ...]] = {}
+        for name in ref:
+            try:
+                out[name] = tuple(np.shape(ref.value(name, feed)))
+            except EngineError:  # not kept for this feed
+                continue
+        return out
 
     def scheme_table(
         self, layer: str, formats: Sequence[str | Format]

@@ -49,7 +49,7 @@ class Sweep:
         *,
         suffix_runs: bool = True,
     ) -> Generator[Progress, None, list[SweepEntry]]:
-        """Quantize one layer's weights at a time in each format; error at the first output.
+        """Quantize one layer's weights at a time in each format; error at the first float output.
 
         With ``suffix_runs`` (the default) each run covers only the nodes downstream of the
         layer, fed with the float values of what enters them (see :mod:`.suffix`); without,
@@ -63,7 +63,7 @@ class Sweep:
         base = Plan(self.info)
         sim, sess = self._session_for({})
         float_feeds = self._float_weights()
-        out_name = self._output_names[0]
+        out_name = self._error_output
         boundaries = self._sweep_boundaries(sim, names, out_name) if suffix_runs else {}
         self._keep_float_values(sim, {b for bs in boundaries.values() for b in bs})
         entries: list[SweepEntry] = []
@@ -92,9 +92,9 @@ class Sweep:
         return entries
 
     def _sweep_window(self, pool, runner, sess, layer, window, float_feeds) -> list:
-        """The first output's error with ``layer``'s weights in each format of ``window``."""
+        """The first float output's error with ``layer``'s weights in each format of ``window``."""
         ref = self._ensure_ref()
-        out_name = self._output_names[0]
+        out_name = self._error_output
         per_format = []
         for fmt in window:
             feeds = dict(float_feeds)

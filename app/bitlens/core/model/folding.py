@@ -41,6 +41,11 @@ NOT_FOLDED = frozenset(
     }
 )  # fmt: skip
 
+# A float view for comparison folds weight decoding too; only random ops stay.
+DECODING_KEPT = NOT_FOLDED - {
+    "ConstantOfShape", "Expand", "Tile", "Range", "QuantizeLinear", "DequantizeLinear",
+}  # fmt: skip
+
 _FLOAT_BITS = {
     onnx.TensorProto.FLOAT16: 16,
     onnx.TensorProto.BFLOAT16: 16,
@@ -59,6 +64,11 @@ class FoldResult:
     names: set[str] = field(default_factory=set)  # the initializers added
     failures: list[str] = field(default_factory=list)  # graph: reason, left unfolded
     load: Callable[[onnx.ModelProto], None] | None = field(default=None, repr=False)
+    not_folded: frozenset[str] = NOT_FOLDED  # ops left as they are
+    # computes a constant-only model's outputs (default: ONNX's reference evaluator)
+    evaluate: Callable[[onnx.ModelProto], list] | None = field(default=None, repr=False)
+    domains: frozenset[str] = CONSTANT_DOMAINS  # op domains folded
+    functions: list[onnx.FunctionProto] = field(default_factory=list, repr=False)  # they use
 
     def note(self, weights: int) -> str | None:
         """One line for the user; ``weights``: how many folded tensors are layer weights."""
@@ -76,17 +86,29 @@ class FoldResult:
 
 
 def fold_constants(
-    model: onnx.ModelProto, load: Callable[[onnx.ModelProto], None] | None = None
+    model: onnx.ModelProto,
+    load: Callable[[onnx.ModelProto], None] | None = None,
+    *,
+    dequantize: bool = False,
+    evaluate: Callable[[onnx.ModelProto], list] | None = None,
 ) -> FoldResult:
     """Replace every constant-only node of ``model`` (in place) by initializers.
 
     Only for a model the caller owns (the loader's in-memory copy), with every
     graph in topological order. Node names of the remaining nodes are kept.
     ``load(sub_model)`` reads in the external data a folded subgraph's copy refers to
-    (the loader leaves large external tensors in their files).
+    (the loader leaves large external tensors in their files). ``dequantize`` also folds
+    the decoding of quantized constant weights (``DequantizeLinear``, unpacking, codebook
+    lookups), for a float view of a quantized model that is only compared, never exported;
+    ``evaluate(sub_model)`` then computes the values (the reference evaluator has no
+    ``DequantizeLinear`` before opset 19).
     """
     opsets = list(model.opset_import)
-    result = FoldResult(load=load)
+    result = FoldResult(load=load, evaluate=evaluate)
+    if dequantize:  # the decoding ops, and the model's own functions (packed-code unpacking)
+        result.not_folded = DECODING_KEPT
+        result.domains = CONSTANT_DOMAINS | {f.domain for f in model.functions}
+        result.functions = list(model.functions)
     _fold_graph(model.graph, "", {}, opsets, model.ir_version, result)
     if result.nodes:
         _drop_unused(model.graph, result.freed)
@@ -115,8 +137,10 @@ def _elem_type(src: onnx.TensorProto | onnx.NodeProto | None) -> int | None:
     return None
 
 
-def _foldable(node: onnx.NodeProto, known: dict, types: dict[str, int | None]) -> bool:
-    if node.domain not in CONSTANT_DOMAINS or node.op_type in NOT_FOLDED:
+def _foldable(
+    node: onnx.NodeProto, known: dict, types: dict[str, int | None], result: FoldResult
+) -> bool:
+    if node.domain not in result.domains or node.op_type in result.not_folded:
         return False
     if is_constant_node(node) or any(True for _ in subgraphs(node)):
         return False
@@ -149,7 +173,7 @@ def _fold_graph(
     types = {k: _elem_type(v) for k, v in known.items()}
     fold: list[onnx.NodeProto] = []
     for node in graph.node:
-        if _foldable(node, known, types):
+        if _foldable(node, known, types, result):
             fold.append(node)
             for out in node.output:
                 if out:
@@ -206,7 +230,7 @@ def _evaluate(
             consts.append(src)
     outputs = [helper.make_empty_tensor_value_info(n) for n in needed]
     sub = helper.make_graph([*consts, *fold], "constants", [], outputs, inits)
-    sub_model = helper.make_model(sub, opset_imports=opsets)
+    sub_model = helper.make_model(sub, opset_imports=opsets, functions=result.functions)
     sub_model.ir_version = ir_version
     too_large = _too_large(sub_model)
     if too_large:
@@ -215,7 +239,8 @@ def _evaluate(
     try:
         if result.load is not None:
             result.load(sub_model)
-        values = ReferenceEvaluator(sub_model).run(None, {}) if needed else []
+        run = result.evaluate or (lambda m: ReferenceEvaluator(m).run(None, {}))
+        values = run(sub_model) if needed else []
         # Converted before the graph changes: a failure here leaves the graph as it was.
         tensors = [
             numpy_helper.from_array(np.asarray(v), name)

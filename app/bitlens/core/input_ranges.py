@@ -1,0 +1,79 @@
+"""What values random data gives an integer input, read from how the graph uses it.
+
+Token ids must stay inside the table they index, and masks must keep positions: random
+integers from an arbitrary range made a transformer compute NaN and fed Magika's one-hot
+nothing but bytes 0..9.
+"""
+
+from __future__ import annotations
+
+from bitlens.core.model.types import ModelInfo, NodeInfo
+
+
+def index_ranges(info: ModelInfo) -> dict[str, int]:
+    """Input name -> exclusive upper bound of the indices it holds: an embedding's rows
+    (``Gather``) or a one-hot's depth (``Equal`` with a constant table)."""
+    return {**onehot_depths(info), **vocab_sizes(info)}
+
+
+def is_mask(name: str) -> bool:
+    """An attention or padding mask (``attention_mask``, ``src_mask``, ``mask``): 1 keeps a
+    position (https://huggingface.co/docs/transformers/glossary#attention-mask). Random
+    values there are wrong twice: a value above 1 overflows the large negative bias the
+    model adds for masked positions (MiniLM then computes NaN), and a row all 0 masks
+    everything. Random inputs attend to every position."""
+    return "mask" in name.lower()
+
+
+_INTEGER_TYPES = frozenset(
+    {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+)
+_SAME_VALUES = frozenset(
+    {"Reshape", "Expand", "Unsqueeze", "Squeeze", "Cast", "Identity", "Flatten"}
+)
+
+
+def onehot_depths(info: ModelInfo) -> dict[str, int]:
+    """Input name -> one-hot depth, for integer inputs compared (``Equal``) with a constant
+    table of indices: a JAX/TF one-hot as tf2onnx writes it (Magika's bytes 0..256 against a
+    ``[1, 1, 257]`` constant). The depth is the comparison's last axis."""
+    produced = {o for n in info.nodes if n.op_type != "Constant" for o in n.outputs}
+    consumers: dict[str, list[NodeInfo]] = {}
+    for n in info.nodes:
+        if not n.graph_path:
+            for i in n.inputs:
+                consumers.setdefault(i, []).append(n)
+    graph_inputs = {t.name for t in info.inputs}
+    out: dict[str, int] = {}
+    for t in info.inputs:
+        if t.dtype not in _INTEGER_TYPES:
+            continue
+        frontier, seen = [t.name], set()
+        while frontier and t.name not in out:
+            name = frontier.pop()
+            for n in consumers.get(name, ()):
+                if n.name in seen:
+                    continue
+                seen.add(n.name)
+                if n.op_type in _SAME_VALUES and n.inputs[0] == name:
+                    frontier.extend(n.outputs)
+                elif n.op_type == "Equal" and len(n.inputs) == 2:
+                    other = n.inputs[1] if n.inputs[0] == name else n.inputs[0]
+                    shape = (info.value_info.get(n.outputs[0]) or t).shape or ()
+                    depth = shape[-1] if shape else None
+                    if (
+                        other not in produced
+                        and other not in graph_inputs
+                        and (isinstance(depth, int) and depth > 1)
+                    ):
+                        out[t.name] = depth
+    return out
+
+
+def vocab_sizes(info: ModelInfo) -> dict[str, int]:
+    """Input name -> vocabulary size, for integer inputs that index an embedding."""
+    out: dict[str, int] = {}
+    for layer in info.layers:
+        if layer.op_type == "Gather" and layer.weights and len(layer.inputs) > 1:
+            out[layer.inputs[1]] = layer.weights[0].shape[0]
+    return out
