@@ -491,6 +491,44 @@ def conv_chain(between: str, size: tuple[int, int] = (8, 8), kernel: int = 1) ->
     return model(g, 13)
 
 
+def pad_by_computed_amounts() -> onnx.ModelProto:
+    """A conv sized only through computed pads and a computed Reshape target, as tf2onnx
+    and the PyTorch exporter write them (Yahoo's open_nsfw ResNet-50)::
+
+        zeros = ConstantOfShape([2]) ; pads = Cast(Concat(zeros, [1,1,0,0,1,1]), int64)
+        x[N,3,8,8] -> Cast -> Pad(pads) -> Conv(w[8,3,3,3]) -> c [N,8,8,8]
+        c -> Reshape(Concat(Shape(c)[:1], [-1])) -> Gemm(fc.w[512,4], transB=0) -> y [N,4]
+
+    ONNX shape inference alone sizes neither the conv nor the Gemm.
+    """
+    i64 = TensorProto.INT64
+    nodes = [
+        helper.make_node("Constant", [], ["two"], value=numpy_helper.from_array(np.array([2], np.int64))),
+        helper.make_node("ConstantOfShape", ["two"], ["zeros"],
+                         value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0])),
+        helper.make_node("Constant", [], ["hw"], value=numpy_helper.from_array(np.array([1, 1, 0, 0, 1, 1], np.float32))),
+        helper.make_node("Concat", ["zeros", "hw"], ["padf"], axis=0),
+        helper.make_node("Cast", ["padf"], ["pads"], to=i64),
+        helper.make_node("Cast", ["x"], ["xc"], to=FLOAT),
+        helper.make_node("Pad", ["xc", "pads"], ["xp"], mode="constant"),
+        helper.make_node("Conv", ["xp", "w", "b"], ["c"], name="conv"),
+        helper.make_node("Shape", ["c"], ["cs"], end=1),
+        helper.make_node("Constant", [], ["rest"], value=numpy_helper.from_array(np.array([-1], np.int64))),
+        helper.make_node("Concat", ["cs", "rest"], ["target"], axis=0),
+        helper.make_node("Reshape", ["c", "target"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc.w"], ["y"], name="fc"),
+    ]  # fmt: skip
+    g = helper.make_graph(
+        nodes,
+        "pad_by_computed_amounts",
+        [helper.make_tensor_value_info("x", FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", FLOAT, ["N", "K"])],
+        [init("w", weights((8, 3, 3, 3), seed=1)), init("b", bias(8, seed=2)),
+         init("fc.w", weights((512, 4), seed=3, channel_axis=1))],
+    )  # fmt: skip
+    return model(g, 17)
+
+
 def outlier_mlp(d: int = 16, hidden: int = 32, out: int = 8) -> onnx.ModelProto:
     """Two linears without and with a bias, for SmoothQuant and bias creation::
 

@@ -17,16 +17,18 @@ from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
-from tests.core.engine_models import _model
 
 
 def reshape_from_shape() -> onnx.ModelProto:
-    """x[N, 8] -> Reshape(Concat(Shape(x)[:1], [2, 4])) -> [N, 2, 4] -> MatMul(W[4, 3]) -> y."""
+    """x[N, 8] -> com.microsoft Gelu -> g -> Reshape(Concat(Shape(g)[:1], [2, 4])) -> [N, 2, 4]
+    -> MatMul(W[4, 3]) -> y. ONNX has no shape rule for the ONNX Runtime contrib op, so no
+    static means (inference, nor evaluating the Shape arithmetic) sizes ``proj``."""
     w = np.random.default_rng(0).normal(0, 0.5, (4, 3)).astype(np.float32)
     nodes = [
-        helper.make_node("Shape", ["x"], ["s"], end=1),
+        helper.make_node("Gelu", ["x"], ["g"], name="gelu", domain="com.microsoft"),
+        helper.make_node("Shape", ["g"], ["s"], end=1),
         helper.make_node("Concat", ["s", "rest"], ["shape"], axis=0),
-        helper.make_node("Reshape", ["x", "shape"], ["r"], name="split"),
+        helper.make_node("Reshape", ["g", "shape"], ["r"], name="split"),
         helper.make_node("MatMul", ["r", "W"], ["y"], name="proj"),
     ]
     g = helper.make_graph(
@@ -36,7 +38,11 @@ def reshape_from_shape() -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 3])],
         [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.array([2, 4]), "rest")],
     )
-    return _model(g)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17),
+                                            helper.make_opsetid("com.microsoft", 1)])  # fmt: skip
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
 
 
 def test_macs_of_a_layer_inference_cannot_size_come_from_the_run() -> None:

@@ -131,3 +131,18 @@ def test_size_chart_tooltips_spell_bytes_as_the_tables_do(evaluated) -> None:
         plan = format_bytes(ev_b.layers[layer.name].bytes_after)
         assert f"{layer.name} · plan: {plan}" in tips, (plan, tips)
         assert f"{layer.name} · float: {format_bytes(layer.nbytes)}" in tips
+
+
+def test_report_counts_bops_per_layer_and_says_unknown(evaluated) -> None:
+    """The Summary's compute line and the Layers table's BOPs column come from the one
+    Compute value; a layer whose MACs are unknown reads "unknown", never 0."""
+    from bitlens.core.compute import compute_of
+
+    model, engine, _a, _ea, b, ev_b = evaluated
+    d = compute_of(engine).to_dict(model.info, b)
+    html = render_html(ReportContent(model.info, "cnn.onnx", b, ev_b, None, compute=d))
+    assert f"{d['total_macs']:,} MACs" in html
+    assert f"<td class='num'>{d['layers']['conv2']['bops']:.3g}</td>" in html
+    d["layers"]["conv2"] = {"macs": None, "bops": None}
+    html = render_html(ReportContent(model.info, "cnn.onnx", b, ev_b, None, compute=d))
+    assert "<td class='num'>unknown</td>" in html and f"of {len(d['layers'])} layers unknown" in html

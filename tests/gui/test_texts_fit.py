@@ -8,6 +8,7 @@ from PySide6.QtGui import QColor, QFontMetricsF
 from PySide6.QtWidgets import QApplication, QComboBox, QStyle, QStyleOptionComboBox
 
 from bitlens.gui.elided_label import ElidedLabel
+from bitlens.gui.layer_table_model import Column
 from tests.gui.conftest import open_model, wait_detail, wait_idle
 
 
@@ -218,3 +219,49 @@ def test_graph_legend_names_the_float_swatch_as_far_as_it_fits(qtbot) -> None:
         legend.resize(width, legend.sizeHint().height())
         legend.grab()  # paints it
         assert legend.float_words == expected, (width, legend.float_words)
+
+
+def test_codes_tab_and_node_properties_fit_1280(qtbot, window, cnn_path) -> None:
+    """At 1280x720 the Codes tab's line ends in "…" (whole in its tooltip) instead of being
+    cut mid-word, its table needs no sideways scroll, and the properties pane's own words
+    ("quantizable layer" read "quanti… layer") stay whole."""
+    open_model(qtbot, window, cnn_path)
+    model = window.table.model
+    model.setData(model.index(model.row_of("conv2"), Column.WEIGHT), "int4 sym ch")
+    wait_idle(qtbot, window)
+    window.resize(1280, 720)
+    QApplication.processEvents()
+    window._size_docks()
+    window.docks["detail"].raise_()
+    QApplication.processEvents()
+    window.document.selection.set(["conv2"])
+    wait_detail(qtbot, window, "conv2")
+    detail = window.detail
+    detail.sandboxes.setCurrentWidget(detail.codes)
+    codes = detail.codes
+    qtbot.waitUntil(lambda: codes.slice is not None and codes.layer == "conv2", timeout=20_000)
+    QApplication.processEvents()
+    header = codes.header
+    assert isinstance(header, ElidedLabel)
+    assert header.mapTo(codes, header.rect().topRight()).x() <= codes.width()
+    assert header.elided and header.shown_text().endswith("…")  # 1280: too long for the row
+    assert header.toolTip().startswith(header.text()) and codes.slice.formula in header.text()
+    table = codes.table
+    assert table.horizontalScrollBar().maximum() == 0  # every shown column in the pane
+    for j in range(1, 8):  # the numbers are never cut
+        if not table.isColumnHidden(j):
+            assert table.columnWidth(j) >= table.sizeHintForColumn(j), j
+    assert table.isColumnHidden(5)  # Level: lookup formats only, every row empty here
+    r = codes.slice.rows[0]  # 64 rows of one output channel: one scale, said once above
+    assert table.isColumnHidden(3) and f"scale {table.item(0, 3).text()}" in header.text()
+    assert header.text().startswith(r.group) and table.isColumnHidden(8)
+    codes.count.setCurrentIndex(codes.count.findData(256))  # four channels: four scales
+    qtbot.waitUntil(lambda: codes.slice is not None and len(codes.slice.rows) == 256)
+    assert not table.isColumnHidden(3) and not table.isColumnHidden(8)
+    window.graph.find_box.edit.setText("conv2")
+    QApplication.processEvents()
+    props = window.graph.properties
+    assert props.row_text("Node", "quantizable") == "yes"
+    # a row of a section sits two indentations in (the root is decorated), then its text
+    need = props.fontMetrics().horizontalAdvance("quantizable") + 2 * props.indentation()
+    assert props.columnWidth(0) >= need

@@ -15,6 +15,7 @@ from bitlens.core.compare import (
     compare_evaluations,
     compare_models,
 )
+from bitlens.core.compute import compute_of
 from bitlens.core.engine import Engine
 from bitlens.core.errors import BitlensError, PlanError
 from bitlens.core.fileio import check_output
@@ -109,6 +110,7 @@ def report(
         calibration=args.calibration,
         comparison=comparison,
         models=models,
+        compute=compute_of(engine).to_dict(model.info, plan),
     )
     path = write_report(args.report, render_html(content), _inputs(args))
     print(f"report written to {path}", file=sys.stderr if args.json else sys.stdout)

@@ -24,7 +24,7 @@ from bitlens.cli.common import (
 from bitlens.cli.progress import follow
 from bitlens.cli.search import add_metric_argument
 from bitlens.core.compare import render_model_comparison, render_plan_comparison
-from bitlens.core.compute import compute_of
+from bitlens.core.compute import compute_of, describe_totals
 from bitlens.core.engine.engine import DIVERGENCE_DB
 from bitlens.core.export import accounting
 from bitlens.core.nonfinite import nonfinite_warning
@@ -191,13 +191,7 @@ def render_deployed(rep) -> str:
 
 
 def render_compute(compute, info, plan: Plan) -> str:
-    q, f = compute.total_bops(info, plan), compute.total_bops(info, None)
-    ratio = f" ({f / q:.1f}x fewer than float)" if q else ""
-    line = f"compute: {compute.total_macs:,} MACs, {q:,} BOPs under the plan{ratio}"
-    if compute.unknown:
-        line += (f"; {len(compute.unknown)} layers not counted (shapes not known, or inside "
-                 "an If/Loop body)")  # fmt: skip
-    return line
+    return "compute: " + describe_totals(compute.to_dict(info, plan))
 
 
 def render(ev: Evaluation) -> str:

@@ -38,7 +38,9 @@ import math
 import sys
 from typing import Any
 
-from bitlens.core.compute import Compute, count_macs, input_shapes
+from bitlens.cli.common import parse_dims
+from bitlens.core.compute import count_macs, describe_totals, input_shapes
+from bitlens.core.errors import DataError
 from bitlens.core.formats import INSPECT_LADDER, parse_format
 from bitlens.core.model import load_model
 from bitlens.core.model.other_tensors import other_float_tensors
@@ -65,6 +67,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help='formats to compare, each one argument, e.g. --formats "int8 sym ch" "nf4 blk64" '
         f"(default: {', '.join(INSPECT_LADDER)})",
     )
+    p.add_argument(
+        "--dim",
+        action="append",
+        default=[],
+        metavar="NAME=SIZE",
+        help="size of a dynamic input dimension for the MAC count, by its name, or "
+        "INPUT:AXIS for an unnamed one (repeatable; a dynamic batch axis counts 1)",
+    )
     p.set_defaults(func=run)
 
 
@@ -72,13 +82,15 @@ def run(args: argparse.Namespace) -> int:
     formats = [parse_format(f) for f in args.formats]  # bad names fail before loading
     model = load_model(args.model)
     report = inspect_model(model, formats)
-    compute = count_macs(model.proto, model.info, input_shapes(model.info))
+    dims = parse_dims(args.dim)
+    compute = count_macs(model.proto, model.info, input_shapes(model.info, dims=dims))
     others, other_bytes = other_float_tensors(model.graph_proto, model.info)
     if args.json:
         d = to_json(report)
         for layer in d["layers"]:
             layer["macs"] = compute.macs.get(layer["name"])
         d["totals"]["macs"] = compute.total_macs
+        d["totals"]["macs_unknown_layers"] = list(compute.unknown)
         d["totals"]["macs_input_shapes"] = {k: list(v) for k, v in compute.input_shapes.items()}
         d["totals"]["other_float_tensors"] = {"count": others, "bytes": other_bytes}
         json.dump(d, sys.stdout, indent=2)
@@ -90,20 +102,24 @@ def run(args: argparse.Namespace) -> int:
                 f"not in the table: {human_bytes(other_bytes)} in {others} float tensors that "
                 "no layer reads as a weight (biases, norms, tables); they stay as they are\n"
             )
-        sys.stdout.write(compute_line(compute, len(model.info.inputs)) + "\n")
+        totals = describe_totals(compute.to_dict(model.info, None), bops=False)
+        sys.stdout.write(f"compute: {totals}{_unsized(model.info, dims, compute.unknown)}\n")
     return 0
 
 
-def compute_line(compute: Compute, n_inputs: int) -> str:
-    """MACs at the declared input sizes, or why they are not counted."""
-    if len(compute.input_shapes) < n_inputs:
-        return "compute: not counted: the input sizes are dynamic ('bitlens eval' counts MACs)"
-    shapes = ", ".join(f"{k} {list(v)}" for k, v in compute.input_shapes.items())
-    line = f"compute: {compute.total_macs:,} MACs for one run at {shapes}"
-    if compute.unknown:
-        line += (f" ({len(compute.unknown)} layers not sized by shape inference and not "
-                 "counted; 'bitlens eval' counts them from a run)")  # fmt: skip
-    return line
+def _unsized(info, dims: dict[str, int], unknown: tuple[str, ...]) -> str:
+    """Which --dim the MAC count lacks, if an input has a dynamic dimension left unsized;
+    else, where layers stay unknown, that a run counts them."""
+    from bitlens.core.dims import MissingDimension, concrete_shape
+
+    for t in info.inputs:
+        try:
+            concrete_shape(t, dims)
+        except MissingDimension as exc:
+            return f"; input {exc.input!r} needs --dim {exc.key}=SIZE to count it"
+        except DataError:
+            continue
+    return "; 'bitlens eval' counts them from a run" if unknown else ""
 
 
 def to_json(report: ModelReport) -> dict[str, Any]:

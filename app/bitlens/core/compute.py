@@ -2,12 +2,16 @@
 
 MACs come from the layer's shapes after ONNX shape inference with the model inputs sized
 by the first evaluation feed (or the ``--dim`` sizes), with a dynamic batch axis at 1: they
-count one sample; a layer inference cannot size counts the shapes that feed really ran at. BOPs are ``MACs x weight bits x activation bits`` (the usual hardware-cost
-proxy, e.g. Baskin et al., https://arxiv.org/abs/1804.10969, and van Baalen et al.,
-https://arxiv.org/abs/2005.07093): a float32 tensor counts 32 bits, a quantized one its
+count one sample. Sizes the graph computes itself (pads through Cast chains, Reshape
+targets through Shape) are evaluated at those input sizes first
+(:mod:`bitlens.core.model.concrete_shapes`); a layer inference still cannot size counts
+the shapes that feed really ran at. BOPs are ``MACs x weight bits x activation bits``
+(the usual hardware-cost proxy, e.g. Baskin et al., https://arxiv.org/abs/1804.10969,
+and van Baalen et al., https://arxiv.org/abs/2005.07093): a float32 tensor counts 32 bits, a quantized one its
 format's bits. Computed once per model and input shapes (:func:`count_macs`); BOPs of a
 plan are then a product per layer (:meth:`Compute.bops`). Layers whose op has no MAC rule
-(Gather lookups: 0) or whose shapes are not known count ``None``.
+(Gather lookups: 0) or whose shapes are not known count ``None``: "unknown", left out of
+the totals, never 0.
 """
 
 from __future__ import annotations
@@ -15,14 +19,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 import numpy as np
 import onnx
 from onnx import helper
 
-from bitlens.core.model.shapes import infer_value_info, skeleton
+from bitlens.core.model.concrete_shapes import concrete_value_info, static_shape
+from bitlens.core.model.shapes import skeleton
 from bitlens.core.model.types import Layer, ModelInfo
 
 if TYPE_CHECKING:
@@ -42,11 +47,12 @@ class Compute:
 
     @property
     def total_macs(self) -> int:
+        """MACs of the layers whose sizes are known (see :attr:`unknown`)."""
         return sum(m for m in self.macs.values() if m)
 
     @property
     def unknown(self) -> tuple[str, ...]:
-        """Layers whose MACs are not known (their shapes are not), left out of the totals."""
+        """Layers whose MACs are not known: left out of every total, never counted as 0."""
         return tuple(n for n, m in self.macs.items() if m is None)
 
     def bops(self, info: ModelInfo, plan: Plan | None) -> dict[str, int | None]:
@@ -74,7 +80,29 @@ class Compute:
             "total_macs": self.total_macs,
             "total_bops": self.total_bops(info, plan),
             "total_bops_float": self.total_bops(info, None),
+            "unknown_layers": list(self.unknown),
         }
+
+
+def describe_totals(d: Mapping[str, Any], bops: bool = True) -> str:
+    """One line for :meth:`Compute.to_dict`'s totals, the same in the CLI and the reports:
+    says "unknown" where no layer's sizes are known and how many layers the totals miss."""
+    layers = d.get("layers", {})
+    unknown = sum(1 for v in layers.values() if v.get("macs") is None)
+    at = ", ".join(f"{k} {list(v)}" for k, v in d.get("input_shapes", {}).items())
+    if layers and unknown == len(layers):
+        where = f"at {at}" if at else "without the input sizes"
+        return f"MACs unknown: no layer's sizes could be inferred {where}"
+    text = f"{d['total_macs']:,} MACs"
+    if bops:
+        q, f = int(d["total_bops"]), int(d["total_bops_float"])
+        ratio = f", {f / q:.1f}x fewer" if q and q != f else ""
+        text += f", {q:,} BOPs under the plan (float {f:,}{ratio})"
+    text += f" per sample at {at or 'the declared sizes'}"
+    if unknown:
+        text += (f"; {unknown} of {len(layers)} layers unknown (sizes not inferable, or inside "
+                 "an If/Loop body), not counted")  # fmt: skip
+    return text
 
 
 # per engine: the count and whether it already read the float reference's shapes
@@ -170,14 +198,11 @@ def count_macs(
             vi.type.tensor_type.shape.Clear()
             for d in shapes[vi.name]:
                 vi.type.tensor_type.shape.dim.add().dim_value = int(d)
-    known = infer_value_info(sk)
+    known = concrete_value_info(sk)  # sizes computed in the graph (pads, Reshape targets) too
     nodes = {n.output[0]: n for n in proto.graph.node if n.output}
 
     def shape(name: str) -> tuple[int, ...] | None:
-        t = known.get(name)
-        if t is None or t.shape is None or not all(isinstance(d, int) for d in t.shape):
-            return None
-        return tuple(int(d) for d in t.shape)  # type: ignore[arg-type]
+        return static_shape(known.get(name))
 
     macs: dict[str, int | None] = {}
     for layer in info.layers:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bitlens import __version__
 from bitlens.core.compare import ModelComparison, PlanComparison, db_text, verdict
+from bitlens.core.compute import describe_totals
 from bitlens.core.data_summary import DataSummary
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.fileio import atomic_write_text, check_output
@@ -70,6 +71,7 @@ class ReportContent:
     error_kind: str = "accumulated"  # which error the charts and the Δ column use
     created: str = ""  # a timestamp; empty: now
     models: ModelComparison | None = None  # this model's weights against another model's
+    compute: dict | None = None  # MACs and BOPs of this plan (bitlens.core.compute.Compute.to_dict)
 
 
 def write_report(path: str | Path, html: str, inputs: Iterable[str | Path | None] = ()) -> Path:
@@ -135,6 +137,9 @@ def _summary(c: ReportContent, ev: Evaluation | None) -> list[str]:
         if diverged:
             rows.append(("Divergence", f"{len(diverged)} of {len(ev.first_divergence)} samples; "
                          "first at " + escape(", ".join(sorted(set(diverged))))))  # fmt: skip
+    compute = c.compute or (c.fidelity.compute if c.fidelity is not None else None)
+    if compute is not None:
+        rows.append(("Compute", escape(describe_totals(compute))))
     return ["<h2>Summary</h2>", _kv(rows)]
 
 
@@ -237,7 +242,8 @@ def _charts(c: ReportContent, ev: Evaluation | None, kind: str) -> list[str]:
 def _layer_table(c: ReportContent, ev: Evaluation | None, kind: str) -> list[str]:
     cmp = c.comparison
     head = ["#", "Layer", "Op", "Weight shape", "Params", "Weights", "Activations", "Size",
-            *KINDS.values()]  # fmt: skip
+            "BOPs", *KINDS.values()]  # fmt: skip
+    bops = (c.compute or {}).get("layers", {})
     if cmp is not None:
         head += ["A (weights / activations)", f"Δ {KINDS[kind]}", "Δ bytes"]
     out = ["<h2>Layers</h2>", "<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head)
@@ -254,6 +260,7 @@ def _layer_table(c: ReportContent, ev: Evaluation | None, kind: str) -> list[str
             f"<td class='num'>{layer.params}</td>",
             f"<td>{escape('float' if ch.weight is None else ch.weight.name)}</td>",
             f"<td>{escape(act)}</td>", f"<td class='num'>{size}</td>",
+            f"<td class='num'>{_bops(bops.get(layer.name), c.compute is not None)}</td>",
         ]  # fmt: skip
         for k in KINDS:
             e = _err(r, k)
@@ -304,6 +311,14 @@ def _models(m: ModelComparison) -> list[str]:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _bops(layer: dict | None, counted: bool) -> str:
+    """A layer's BOPs under the plan; "unknown" where its sizes cannot be told, never 0."""
+    if not counted:
+        return "—"
+    b = None if layer is None else layer.get("bops")
+    return "unknown" if b is None else f"{b:.3g}"
+
+
 def _kv(rows: list[tuple[str, str]]) -> str:
     body = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows)
     return f"<table class='kv'>{body}</table>"

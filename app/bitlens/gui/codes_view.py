@@ -10,12 +10,15 @@ in the worker; this widget asks for a slice (``requested``) and draws it.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QSizePolicy,
     QSpinBox,
+    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -23,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from bitlens.core.codes import CodeSlice, summary
 from bitlens.core.plan import LayerChoice
+from bitlens.gui.elided_label import ElidedLabel
 from bitlens.gui.model_compare_view import readonly_table
 from bitlens.gui.text import NONE
 
@@ -38,6 +42,47 @@ COLUMNS = (
     ("Group", "Which scale group the element belongs to"),
 )
 ROW_COUNTS = (32, 64, 256, 1024)
+PER_GROUP = ("Scale", "Zero pt", "Level", "Group")  # hidden while one value (or none) for all
+SHRINKS = (8, 0)  # Group, then Index: text columns that elide before numbers do
+
+
+def fit_columns(table: QTableWidget) -> str:
+    """Fit the columns to the pane without a sideways scroll where they can (the detail
+    pane is ~380 px wide at 1280x720). A group column every row leaves empty (Level for
+    integer formats) or gives one value (Scale, Zero pt, Group within one channel) is
+    hidden, that value returned ("channel 3 · scale 0.0123 · zero pt 0") for the line
+    above; the Index column then gives up width, eliding in the middle, before a number
+    is cut."""
+    rows = table.rowCount()
+    same = []
+    for j, (title, _tip) in enumerate(COLUMNS):
+        texts = {table.item(i, j).text() if table.item(i, j) else NONE for i in range(rows)}
+        hide = title in PER_GROUP and rows > 0 and len(texts) == 1
+        table.setColumnHidden(j, hide)
+        if hide and texts != {NONE}:
+            value = texts.pop()  # the group first: "channel 3 · scale 0.0123 · zero pt 0"
+            if title == "Group":
+                same.insert(0, value)
+            else:
+                same.append(f"{title.lower()} {value}")
+    shown = [j for j in range(table.columnCount()) if not table.isColumnHidden(j)]
+    need = {j: max(table.sizeHintForColumn(j), table.horizontalHeader().sectionSizeHint(j))
+            for j in shown}  # fmt: skip
+    room = table.viewport().width()
+    bar = table.verticalScrollBar()
+    if not bar.isVisible() and table.verticalHeader().length() > table.viewport().height():
+        room -= bar.sizeHint().width()  # the rows are about to need it
+    over = sum(need.values()) - room
+    for j in SHRINKS:
+        if over <= 0 or j not in need:
+            continue
+        floor = table.fontMetrics().horizontalAdvance("[0, …, 0]") + 8
+        cut = min(over, max(need[j] - floor, 0))
+        need[j] -= cut
+        over -= cut
+    for j, w in need.items():
+        table.setColumnWidth(j, w)
+    return " · ".join(same)
 
 
 def _num(x: float | None, digits: int = 5) -> str:
@@ -53,10 +98,9 @@ class CodesView(QWidget):
         self.choice: LayerChoice | None = None
         self.slice: CodeSlice | None = None
         self._asked: tuple | None = None  # the last request, so a repeat is not sent twice
-        self.header = QLabel(self)
+        # one line that never widens the pane: where narrow it ends in "…", whole in its tooltip
+        self.header = ElidedLabel(parent=self)
         self.header.setObjectName("codesHeader")
-        # one line that never widens the pane (a narrow pane cuts it; the tooltip holds it all)
-        self.header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.start = QSpinBox(self)
         self.start.setObjectName("codesStart")
         self.start.setRange(0, 0)
@@ -71,6 +115,8 @@ class CodesView(QWidget):
         self.count.currentIndexChanged.connect(lambda _i: self.refresh())
         self.table = readonly_table(COLUMNS, "codesTable", self)
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
         bar.addWidget(QLabel("From", self))
@@ -104,7 +150,7 @@ class CodesView(QWidget):
             self.show_message("Select a layer to see its weights' codes.")
             return
         if self.choice.weight is None:
-            self.show_message(f"<b>{self.layer}</b> keeps its weights in float: choose a weight "
+            self.show_message(f"{self.layer} keeps its weights in float: choose a weight "
                               "format to see its codes.")  # fmt: skip
             return
         if not self.isVisible():
@@ -113,7 +159,7 @@ class CodesView(QWidget):
         if ask == self._asked:
             return
         self._asked = ask
-        self.header.setText(f"<b>{self.layer}</b> · {self.choice.weight.name} · computing…")
+        self.header.setText(f"{self.layer} · {self.choice.weight.name} · computing…")
         self.requested.emit(*ask)
 
     def showEvent(self, event) -> None:
@@ -125,7 +171,7 @@ class CodesView(QWidget):
         if asked != self._asked:
             return
         if isinstance(result, str):
-            self.header.setText(f"<b>{self.layer}</b> · {result}")
+            self.header.setText(f"{self.layer} · {result}")
             self.table.setRowCount(0)
             return
         self.show_slice(result)
@@ -143,8 +189,6 @@ class CodesView(QWidget):
         self.start.setRange(0, max(s.total - 1, 0))
         self.start.setValue(s.start)
         self.start.blockSignals(False)
-        self.header.setText(f"{s.tensor} in {s.format}: {s.formula}")
-        self.header.setToolTip(f"{self.layer}: {summary(s)}\n{s.formula}")
         self.table.setRowCount(len(s.rows))
         right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
         for i, r in enumerate(s.rows):
@@ -158,3 +202,13 @@ class CodesView(QWidget):
                 if 0 < j < len(cells) - 1:
                     item.setTextAlignment(right)
                 self.table.setItem(i, j, item)
+        # one value for every row (its column hidden): said once, first, as a narrow pane
+        # cuts the end of the line (the layer and format also head the detail pane)
+        same = fit_columns(self.table)
+        lead = f"{same} · " if same else ""
+        self.header.setText(f"{lead}{s.tensor} in {s.format}: {s.formula}")
+        self.header.setToolTip(f"{self.layer}: {summary(s)}\n{lead}{s.formula}")
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        fit_columns(self.table)

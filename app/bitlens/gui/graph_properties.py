@@ -17,6 +17,9 @@ from bitlens.gui.document import Document
 from bitlens.gui.graph_view import GraphView
 from bitlens.gui.text import fmt_bytes, fmt_float, fmt_shape
 
+OWN_KEYS = ("op type", "name", "inside", "quantizable", "shape", "bytes", "format",
+            "min / max", "mean / std", "dtype")  # fmt: skip
+MIN_VALUE_WIDTH = 60  # px the values keep before the pane's own words are cut
 NAME_SHARE = 0.55  # of the pane's width, at most, for the property names
 EMPTY = "Click a node in the graph (or find one) to see its properties."
 
@@ -47,7 +50,12 @@ class GraphProperties(QTreeWidget):
 
     def _fit_columns(self) -> None:
         room = self.viewport().width()
-        self.setColumnWidth(0, min(self.sizeHintForColumn(0) + 8, int(room * NAME_SHARE)))
+        width = min(self.sizeHintForColumn(0) + 8, int(room * NAME_SHARE))
+        # the pane's own words stay whole ("quantizable layer" read "quanti… layer" at
+        # 1280x720); only tensor and attribute names elide
+        words = max(self.fontMetrics().horizontalAdvance(k) for k in OWN_KEYS)
+        own = words + 2 * self.indentation() + 16  # a row sits two levels in (root decorated)
+        self.setColumnWidth(0, max(width, min(own, room - MIN_VALUE_WIDTH)))
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -87,7 +95,9 @@ class GraphProperties(QTreeWidget):
         self._row(node, "name", d.name)
         if d.graph_path:
             self._row(node, "inside", d.graph_path)
-        self._row(node, "quantizable layer", "yes" if d.is_layer else "no")
+        # a short key: the name column keeps it whole in a 1280 px window's narrow pane
+        row = self._row(node, "quantizable", "yes" if d.is_layer else "no")
+        row.setToolTip(0, "Whether Bitlens can quantize this node's weights (a row of the table)")
         if d.attributes:
             attrs = self._section("Attributes", str(len(d.attributes)))
             for key, value in d.attributes:

@@ -313,7 +313,9 @@ class LayerTableModel(QAbstractTableModel):
             return RECOVERY_OFF if choice.recovery is None else choice.recovery.value
         if col == Column.BOPS:
             bops = self._bops(layer)
-            return NONE if bops is None else fmt_count(bops)
+            if bops is None:  # not 0: a layer whose sizes shape inference cannot tell
+                return "unknown" if self._doc.is_open and self._doc.plan is not None else NONE
+            return fmt_count(bops)
         return fmt_db(_sqnr(self._error(layer, col)))
 
     def _delta(self, layer: Layer) -> LayerDelta | None:
@@ -384,7 +386,8 @@ class LayerTableModel(QAbstractTableModel):
             )
         if col == Column.BOPS and self._doc.session is not None:
             macs = compute_of(self._doc.session.engine).macs.get(layer.name)
-            return "MACs not known (shapes unknown)" if macs is None else f"{fmt_count(macs)} MACs"
+            unknown = "MACs unknown: its sizes cannot be inferred, so the totals leave it out"
+            return unknown if macs is None else f"{fmt_count(macs)} MACs"
         if col == Column.NAME:
             lines = [f"{layer.name} ({layer.op_type})"]
             lines += [f"weight {w.name}: {fmt_shape(w.shape)} {w.dtype}" for w in layer.weights]

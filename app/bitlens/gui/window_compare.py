@@ -16,6 +16,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog
 
 from bitlens.core.compare import ModelComparison, compare_with_file
+from bitlens.core.compute import compute_of
 from bitlens.core.errors import BitlensError
 from bitlens.core.htmlreport import ReportContent, render_html, write_report
 from bitlens.gui.model_compare_view import ModelCompareDialog
@@ -135,6 +136,7 @@ class CompareCommandsMixin:
             comparison=doc.ab.comparison if doc.ab.pinned else None,
             error_kind=doc.error_kind.kind,
             models=self._model_comparison_of(session),
+            compute=compute_of(session.engine).to_dict(session.info, plan),
         )
 
     def _model_comparison_of(self, session) -> ModelComparison | None:

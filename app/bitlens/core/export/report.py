@@ -44,6 +44,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bitlens.core.compute import describe_totals
 from bitlens.core.jsonsafe import dumps
 
 SIZE_TARGET = 0.02
@@ -260,10 +261,7 @@ def render(r: FidelityReport) -> str:
         f"{r.file_expected} B ({100 * r.file_size_error:+.2f}%)"
     )
     if r.compute is not None:
-        lines.append(
-            f"compute: {r.compute['total_macs']:,} MACs, {r.compute['total_bops']:,} BOPs "
-            f"(float {r.compute['total_bops_float']:,})"
-        )
+        lines.append("compute: " + describe_totals(r.compute))
     if r.latency is not None:
         lat = r.latency
         lines.append(

@@ -29,20 +29,21 @@ def infer_value_info(proto: onnx.ModelProto) -> dict[str, TensorInfo]:
     except Exception:  # any inference failure leaves the declared types only
         inferred = proto
     out: dict[str, TensorInfo] = {}
-    _collect(inferred.graph, out)
+    collect_value_info(inferred.graph, out)
     return out
 
 
-def _collect(graph: onnx.GraphProto, out: dict[str, TensorInfo]) -> None:
+def collect_value_info(graph: onnx.GraphProto, out: dict[str, TensorInfo]) -> None:
+    """Add the typed values of ``graph`` and its subgraphs to ``out`` (first one wins)."""
     for vi in (*graph.input, *graph.output, *graph.value_info):
         if vi.name and vi.name not in out:
             out[vi.name] = value_info_to_tensor(vi)
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                _collect(attr.g, out)
+                collect_value_info(attr.g, out)
             for g in attr.graphs:
-                _collect(g, out)
+                collect_value_info(g, out)
 
 
 def skeleton(proto: onnx.ModelProto) -> onnx.ModelProto:
