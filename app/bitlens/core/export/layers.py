@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
+from bitlens.core import targets
 from bitlens.core.engine import bind, weight_bytes_after
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.errors import ExportError
@@ -111,7 +112,8 @@ def export_layer(
                 notes.append(f"weight {w.name} is shared; stored once")
                 continue
             enc = _encode_one(state, layer, w, qm.weight(w.name).q, kernel, options, notes,
-                              None if rec is None else rec.input_scale)  # fmt: skip
+                              None if rec is None else rec.input_scale,
+                              tensorrt=qm.plan.target == targets.TENSORRT)  # fmt: skip
             state.weights[w.name] = (fmt.name, enc)
             if enc is not None:
                 encodings.append(enc)
@@ -121,8 +123,12 @@ def export_layer(
     if rec is not None and (note := recovery_export.write_bias(state, layer, rec)):
         notes.append(note)
     bias = None
+    tensorrt = qm.plan.target == targets.TENSORRT
     if kernel and options.int32_bias and act_scale is not None and weight_scale is not None:
-        bias = int32_bias(engine, state, layer, np.float32(act_scale), weight_scale, notes)
+        if tensorrt:  # TensorRT dequantizes 8-bit (and fp8/int4) tensors only, never int32
+            notes.append(f"{layer.name}: bias kept float (TensorRT fuses a float bias)")
+        else:
+            bias = int32_bias(engine, state, layer, np.float32(act_scale), weight_scale, notes)
     planned = weight_bytes_after(layer, choice.weight) if choice.weight is not None else 0
     extra = engine.recovery.extra_bytes(layer, choice)  # AWQ/SmoothQuant scales, a created bias
     return LayerExport(
@@ -220,6 +226,8 @@ def _encode_one(
     options: ExportOptions,
     notes: list[str],
     input_scale: np.ndarray | None = None,
+    *,
+    tensorrt: bool = False,
 ) -> WeightEncoding | None:
     fmt = q.fmt
     g = state.graph(w.graph_path)
@@ -252,7 +260,9 @@ def _encode_one(
         notes.append(f"{w.name}: {fmt.name} has no native ONNX type; stored as folded codes")
     # QGemm and MatMulIntegerToFloat need the weight's zero point written out; QLinearConv
     # fuses without it (symmetric int8: all zeros), so a conv stores no per-channel zeros.
-    zero_point = kernel and layer.op_type != "Conv"
+    # The TensorRT target writes every int8 zero point (0) out: its Q/DQ rules want int8
+    # zero points present (bitlens.core.export.tensorrt cites NVIDIA's guide).
+    zero_point = tensorrt or (kernel and layer.op_type != "Conv")
     plain = family_of(fmt).plain_dtype(fmt)
     if plain is not None and plain.itemsize >= np.dtype(w.dtype).itemsize:
         enc = None  # a cast at or above the weight's own precision changes nothing
