@@ -22,7 +22,7 @@ from bitlens.core.export import activations, matmulnbits
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import int32_bias
 from bitlens.core.export.editing import ExportState, remove_weight
-from bitlens.core.export.graph import GraphBuilder
+from bitlens.core.export.graph import GraphBuilder, rename_output
 from bitlens.core.export.records import ExportOptions, LayerExport
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_qtensor, native_qdq_dtype
 from bitlens.core.formats import Format, QTensor, family_of, uniform
@@ -276,6 +276,25 @@ def _encode_one(
         return None
     if input_scale is not None:
         recovery_export.scale_decoded(b, w.name, input_scale)
+    elif enc.scheme == QDQ and layer.op_type == "MatMul" and not kernel and len(w.shape) == 2:
+        enc = _outside_matmulnbits(b, w, enc)
     remove_weight(g, w)
     state.add_to_graph(w.graph_path, b)
     return enc
+
+
+def _outside_matmulnbits(b: GraphBuilder, w: WeightInfo, enc: WeightEncoding) -> WeightEncoding:
+    """Put a Reshape (to the weight's own shape) between the weight's DequantizeLinear and the
+    MatMul. ONNX Runtime's optimizer rewrites a constant DequantizeLinear feeding a MatMul to
+    ``MatMulNBits`` with ``accuracy_level=4``, which quantizes the activations to int8 inside
+    the kernel (onnxruntime/core/optimizer/qdq_transformer/selectors_actions/qdq_actions.cc,
+    DQMatMulToMatMulNBitsAction; the level comes from the session option
+    ``session.qdq_matmulnbits_accuracy_level``, default 4): a real difference from the
+    file's float MatMul, not a reordering, that a default session would show. The Reshape
+    matches no selector, so the MatMul runs in float32 exactly as written."""
+    decoded = b.name("decoded")
+    rename_output(b, w.name, decoded)
+    b.node("Reshape", [decoded, b.const("shape", np.asarray(w.shape, np.int64))], w.name)
+    why = ("; a Reshape keeps ONNX Runtime from rewriting it to MatMulNBits, whose int8 "
+           "activations (accuracy_level 4) would differ from the file")
+    return replace(enc, description=enc.description + why)
