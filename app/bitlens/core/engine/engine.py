@@ -147,7 +147,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         if plan in self._placements:
             self._placements.move_to_end(plan)
             return self._placements[plan]
-        found = targets.placement(plan, self._attribute)
+        found = targets.placement(plan, self._attribute, self.scalar)
         self._placements[plan] = found
         while len(self._placements) > 64:
             self._placements.popitem(last=False)
@@ -313,6 +313,12 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
     @cached_property
     def _attribute(self):
         return target_stats.attribute_reader(self.model.graph_proto)
+
+    @cached_property
+    def scalar(self) -> targets.Scalar:
+        """A main-graph scalar float constant's value (None for other tensors): the target
+        lets a HardSwish's ``x + 3`` into a QLinearAdd, the export writes the 3 exactly."""
+        return target_stats.scalar_reader(self.model.graph_proto, self.model.tensor_value)
 
     @cached_property
     def _float_tensors(self) -> list[str]:
