@@ -295,6 +295,5 @@ def _outside_matmulnbits(b: GraphBuilder, w: WeightInfo, enc: WeightEncoding) ->
     decoded = b.name("decoded")
     rename_output(b, w.name, decoded)
     b.node("Reshape", [decoded, b.const("shape", np.asarray(w.shape, np.int64))], w.name)
-    why = ("; a Reshape keeps ONNX Runtime from rewriting it to MatMulNBits, whose int8 "
-           "activations (accuracy_level 4) would differ from the file")
+    why = "; a Reshape keeps it out of ONNX Runtime's int8-activation MatMulNBits rewrite"
     return replace(enc, description=enc.description + why)
