@@ -59,10 +59,10 @@ def test_export_with_plan_file_data_and_report_path(cnn: Path, tmp_path: Path) -
 
 
 def test_failed_fidelity_exits_1(tmp_path: Path) -> None:
-    """QDQ weights on MatMul are rewritten by ONNX Runtime into int8-activation MatMulNBits."""
+    """uint8 activations for the TensorRT target break its Q/DQ rules (int8 zero points)."""
     src = tmp_path / "tr.onnx"
     onnx.save(transformer_block(d=32, ff=64), str(src))
-    rc = main(["export", str(src), "--preset", "W4A16", "--weights", "qdq", "-o",
+    rc = main(["export", str(src), "--preset", "W4A8", "--target", "tensorrt", "-o",
                str(tmp_path / "q.onnx"), "--samples", "2", "--dim", "N=1", "--dim", "S=4",
                "--device", "cpu"])  # fmt: skip
     assert rc == 1

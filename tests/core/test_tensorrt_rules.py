@@ -18,6 +18,7 @@ from bitlens.core.engine import Engine
 from bitlens.core.export.tensorrt import structural_problems
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from tests import builders
 from tests.core.export_models import random_feeds
 from tests.core.test_export_models import run
 from tests.core.test_targets import silu_net
@@ -189,3 +190,21 @@ def test_tensorrt_target_export_follows_the_rules(tmp_path: Path) -> None:
     assert report.passed, report.failures
     problems, _ = structural_problems(onnx.load(str(result.path)))
     assert problems == []
+
+
+@pytest.mark.parametrize("build", [builders.conv_net, builders.mlp], ids=["conv", "mlp"])
+def test_tensorrt_preset_writes_int8_zero_points(build, tmp_path: Path) -> None:
+    """The W8A8 preset for the TensorRT target exports a conv net (Conv weights had no zero
+    point) and an MLP (its biases were int32 DequantizeLinear) passing TensorRT's rules."""
+    model = from_proto(build())
+    engine = Engine(model, random_feeds(model.info, 4), device="cpu")
+    plan = Plan.preset(engine.info, "W8A8", target="tensorrt")
+    assert plan.target == "tensorrt"
+    result, report = run(engine, plan, tmp_path / "trt.onnx")
+    assert report.passed, report.failures
+    exported = onnx.load(str(result.path))
+    assert structural_problems(exported)[0] == []
+    inits = {t.name: numpy_helper.to_array(t) for t in exported.graph.initializer}
+    dqs = [n for n in exported.graph.node if n.op_type == "DequantizeLinear"]
+    assert dqs and all(len(n.input) == 3 and inits[n.input[2]].dtype == np.int8 for n in dqs)
+    assert all(np.all(inits[n.input[2]] == 0) for n in dqs)

@@ -189,6 +189,21 @@ def test_target_combo_changes_the_plan_target_undoably(qtbot, window, cnn_path: 
     assert doc.plan.target == "ort-cpu" and table.target_combo.currentData() == "ort-cpu"
 
 
+def test_presets_for_the_tensorrt_target_use_its_formats(qtbot, window, cnn_path: Path) -> None:
+    """With the TensorRT target, W8A8 is int8 sym narrow ch / int8 sym (TensorRT's int8)."""
+    open_model(qtbot, window, cnn_path)
+    doc, table = window.document, window.table
+    table.target_combo.activated.emit(table.target_combo.findData("tensorrt"))
+    wait_idle(qtbot, window)
+    table.preset_combo.setCurrentText("W8A8")
+    table.preset_all.click()
+    wait_idle(qtbot, window)
+    assert doc.plan.target == "tensorrt"
+    assert doc.plan["conv1"].weight.name == "int8 sym narrow ch"
+    assert doc.plan["conv1"].activation.name == "int8 sym"
+    assert table.preset_combo.currentText() == "W8A8"  # the box names the preset it follows
+
+
 def test_size_column_flags_a_format_that_cannot_save_bytes(qtbot, window, tmp_path: Path) -> None:
     """int4 blk32 on a depthwise conv (reduction axis of size 1) stores a scale per weight."""
     import onnx

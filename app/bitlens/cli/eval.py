@@ -70,8 +70,8 @@ def load_plan(args: argparse.Namespace, model) -> Plan:
 
 
 def _read_plan(args: argparse.Namespace, model) -> Plan:
-    if getattr(args, "preset", None):
-        return Plan.preset(model.info, args.preset)
+    if getattr(args, "preset", None):  # in the formats of --target where they differ
+        return Plan.preset(model.info, args.preset, target=getattr(args, "target", None))
     return read_plan(Path(args.plan), model.info)
 
 

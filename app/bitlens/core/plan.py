@@ -39,7 +39,7 @@ from bitlens.core.plan_schema import (
 )
 from bitlens.core.recovery import Recovery, parse_recovery
 from bitlens.core.recovery.support import check_recovery
-from bitlens.core.targets import DEFAULT_TARGET, check_target
+from bitlens.core.targets import DEFAULT_TARGET, TENSORRT, check_target
 
 PLAN_VERSION = 1
 
@@ -65,6 +65,12 @@ PRESET_FORMATS: dict[str, tuple[str | None, str | None]] = {
     "binary": ("bin ch", None),
 }
 PRESETS: tuple[str, ...] = tuple(PRESET_FORMATS)
+# The TensorRT target's 8-bit presets: TensorRT's int8 is symmetric, weights -127..127 per
+# output channel and activations zero point 0 (bitlens.core.export.tensorrt has the rules).
+TENSORRT_PRESET_FORMATS: dict[str, tuple[str | None, str | None]] = {
+    "W8A8": ("int8 sym narrow ch", "int8 sym"),
+    "W8A16": ("int8 sym narrow ch", "fp16"),
+}
 
 
 @dataclass(frozen=True)
@@ -235,11 +241,19 @@ class Plan(Mapping[str, LayerChoice]):
         return cls(info)
 
     @classmethod
-    def preset(cls, info: ModelInfo, name: str, layers: Iterable[str] | None = None) -> Plan:
-        """All layers (or ``layers``) at a preset; activations only where the layer has one."""
+    def preset(
+        cls, info: ModelInfo, name: str, layers: Iterable[str] | None = None,
+        target: str | None = None,
+    ) -> Plan:
+        """All layers (or ``layers``) at a preset; activations only where the layer has one.
+        With ``target`` the plan is for that target, in its formats where they differ."""
         if name not in PRESET_FORMATS:
             raise PlanError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-        return cls.uniform(info, *PRESET_FORMATS[name], layers=layers)
+        if target is None:
+            return cls.uniform(info, *PRESET_FORMATS[name], layers=layers)
+        formats = TENSORRT_PRESET_FORMATS if target == TENSORRT else {}
+        fmts = formats.get(name, PRESET_FORMATS[name])
+        return cls.uniform(info, *fmts, layers=layers).with_target(target)
 
     @classmethod
     def uniform(

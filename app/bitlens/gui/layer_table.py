@@ -283,7 +283,7 @@ class LayerTable(QWidget):
         if not layers:
             return
         try:
-            preset = Plan.preset(info, name, layers)
+            preset = Plan.preset(info, name, layers, target=plan.target)  # its formats
             changes = {n: preset[n] for n in layers}
             self._doc.edit(changes, f"Preset {name} on {_count(layers)}")
         except BitlensError as exc:
@@ -381,7 +381,7 @@ class LayerTable(QWidget):
         if plan is not None and info is not None:
             for i, name in enumerate(PRESETS):
                 try:
-                    if Plan.preset(info, name) == plan:
+                    if Plan.preset(info, name, target=plan.target) == plan:
                         match = i
                         break
                 except BitlensError:

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bitlens.core import metrics
+from bitlens.core.engine.recovery_cache import RecoveryCache
 from bitlens.core.engine.rewrite import fed_constants
 from bitlens.core.formats import Format
 from bitlens.core.model.external import release_pages
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.quantized import QuantizedWeight, quantize_weight
-from bitlens.core.recovery.calibrated import RecoveryCache
 from bitlens.core.results import TensorError
 from bitlens.core.weights import bind
 

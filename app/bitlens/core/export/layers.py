@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
+from bitlens.core import targets
 from bitlens.core.engine import bind, weight_bytes_after
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.errors import ExportError
@@ -21,7 +22,7 @@ from bitlens.core.export import activations, matmulnbits
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import int32_bias
 from bitlens.core.export.editing import ExportState, remove_weight
-from bitlens.core.export.graph import GraphBuilder
+from bitlens.core.export.graph import GraphBuilder, rename_output
 from bitlens.core.export.records import ExportOptions, LayerExport
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_qtensor, native_qdq_dtype
 from bitlens.core.formats import Format, QTensor, family_of, uniform
@@ -111,7 +112,8 @@ def export_layer(
                 notes.append(f"weight {w.name} is shared; stored once")
                 continue
             enc = _encode_one(state, layer, w, qm.weight(w.name).q, kernel, options, notes,
-                              None if rec is None else rec.input_scale)  # fmt: skip
+                              None if rec is None else rec.input_scale,
+                              tensorrt=qm.plan.target == targets.TENSORRT)  # fmt: skip
             state.weights[w.name] = (fmt.name, enc)
             if enc is not None:
                 encodings.append(enc)
@@ -121,8 +123,12 @@ def export_layer(
     if rec is not None and (note := recovery_export.write_bias(state, layer, rec)):
         notes.append(note)
     bias = None
+    tensorrt = qm.plan.target == targets.TENSORRT
     if kernel and options.int32_bias and act_scale is not None and weight_scale is not None:
-        bias = int32_bias(engine, state, layer, np.float32(act_scale), weight_scale, notes)
+        if tensorrt:  # TensorRT dequantizes 8-bit (and fp8/int4) tensors only, never int32
+            notes.append(f"{layer.name}: bias kept float (TensorRT fuses a float bias)")
+        else:
+            bias = int32_bias(engine, state, layer, np.float32(act_scale), weight_scale, notes)
     planned = weight_bytes_after(layer, choice.weight) if choice.weight is not None else 0
     extra = engine.recovery.extra_bytes(layer, choice)  # AWQ/SmoothQuant scales, a created bias
     return LayerExport(
@@ -220,6 +226,8 @@ def _encode_one(
     options: ExportOptions,
     notes: list[str],
     input_scale: np.ndarray | None = None,
+    *,
+    tensorrt: bool = False,
 ) -> WeightEncoding | None:
     fmt = q.fmt
     g = state.graph(w.graph_path)
@@ -252,7 +260,9 @@ def _encode_one(
         notes.append(f"{w.name}: {fmt.name} has no native ONNX type; stored as folded codes")
     # QGemm and MatMulIntegerToFloat need the weight's zero point written out; QLinearConv
     # fuses without it (symmetric int8: all zeros), so a conv stores no per-channel zeros.
-    zero_point = kernel and layer.op_type != "Conv"
+    # The TensorRT target writes every int8 zero point (0) out: its Q/DQ rules want int8
+    # zero points present (bitlens.core.export.tensorrt cites NVIDIA's guide).
+    zero_point = tensorrt or (kernel and layer.op_type != "Conv")
     plain = family_of(fmt).plain_dtype(fmt)
     if plain is not None and plain.itemsize >= np.dtype(w.dtype).itemsize:
         enc = None  # a cast at or above the weight's own precision changes nothing
@@ -266,6 +276,24 @@ def _encode_one(
         return None
     if input_scale is not None:
         recovery_export.scale_decoded(b, w.name, input_scale)
+    elif enc.scheme == QDQ and layer.op_type == "MatMul" and not kernel and len(w.shape) == 2:
+        enc = _outside_matmulnbits(b, w, enc)
     remove_weight(g, w)
     state.add_to_graph(w.graph_path, b)
     return enc
+
+
+def _outside_matmulnbits(b: GraphBuilder, w: WeightInfo, enc: WeightEncoding) -> WeightEncoding:
+    """Put a Reshape (to the weight's own shape) between the weight's DequantizeLinear and the
+    MatMul. ONNX Runtime's optimizer rewrites a constant DequantizeLinear feeding a MatMul to
+    ``MatMulNBits`` with ``accuracy_level=4``, which quantizes the activations to int8 inside
+    the kernel (onnxruntime/core/optimizer/qdq_transformer/selectors_actions/qdq_actions.cc,
+    DQMatMulToMatMulNBitsAction; the level comes from the session option
+    ``session.qdq_matmulnbits_accuracy_level``, default 4): a real difference from the
+    file's float MatMul, not a reordering, that a default session would show. The Reshape
+    matches no selector, so the MatMul runs in float32 exactly as written."""
+    decoded = b.name("decoded")
+    rename_output(b, w.name, decoded)
+    b.node("Reshape", [decoded, b.const("shape", np.asarray(w.shape, np.int64))], w.name)
+    why = "; a Reshape keeps it out of ONNX Runtime's int8-activation MatMulNBits rewrite"
+    return replace(enc, description=enc.description + why)
