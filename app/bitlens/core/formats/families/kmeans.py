@@ -18,6 +18,7 @@ class KMeansFamily(LookupNames):
     grid_text = "a codebook of levels fitted by k-means to the values, stored with them"
     weight_choices = ("km4 ch", "km2 ch")
     examples = ("km4", "km2 ch0", "km3 ch1", "km8")
+    iterative_fit = True
 
     def validate(self, fmt: Format) -> str | None:
         if msg := super().validate(fmt):
