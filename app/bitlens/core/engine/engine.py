@@ -27,6 +27,7 @@ from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
 from bitlens.core.engine.localerrors import LocalErrors
 from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.ranges import Ranges
+from bitlens.core.engine.recovery_nodes import recovery_kind
 from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
 from bitlens.core.engine.session import actual_providers, make_session
@@ -134,9 +135,11 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         if plan is None:
             return {}
         return {
-            name: quantizers.kind_of(choice.activation, choice.dynamic)
+            name: recovery_kind(
+                self.info.layer(name), choice, quantizers.kind_of(choice.activation, choice.dynamic)
+            )
             for name, choice in plan.choices.items()
-            if choice.activation is not None
+            if choice.activation is not None or choice.recovery is not None
         }
 
     def placement(self, plan: Plan) -> dict[str, targets.TensorQuantizer]:
@@ -144,7 +147,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         if plan in self._placements:
             self._placements.move_to_end(plan)
             return self._placements[plan]
-        found = targets.placement(plan, self._attribute)
+        found = targets.placement(plan, self._attribute, self.scalar)
         self._placements[plan] = found
         while len(self._placements) > 64:
             self._placements.popitem(last=False)
@@ -312,6 +315,12 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         return target_stats.attribute_reader(self.model.graph_proto)
 
     @cached_property
+    def scalar(self) -> targets.Scalar:
+        """A main-graph scalar float constant's value (None for other tensors): the target
+        lets a HardSwish's ``x + 3`` into a QLinearAdd, the export writes the 3 exactly."""
+        return target_stats.scalar_reader(self.model.graph_proto, self.model.tensor_value)
+
+    @cached_property
     def _float_tensors(self) -> list[str]:
         """Main-graph node outputs known to be float, in graph order."""
         vi = self.info.value_info
@@ -429,7 +438,8 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
                 local=local_err.get(layer.name),
                 accumulated=accumulated,
                 bytes_before=layer.nbytes,
-                bytes_after=weight_bytes_after(layer, choice.weight),
+                bytes_after=weight_bytes_after(layer, choice.weight)
+                + self.recovery.extra_bytes(layer, choice),
             )
         ev = self.data.evaluation
         outputs = {
