@@ -64,8 +64,10 @@ def settle(path: Path, dims: dict[str, int]) -> str:
     print(f"selected layer: {layer}")
     for what, t in marks.items():
         print(f"  {what:12s} {t:7.2f} s after open")
-    print(f"  longest event-loop gap {1000 * gap[0]:.0f} ms (target <= 100 ms), "
-          f"ending while: {during[0]}")
+    print(
+        f"  longest event-loop gap {1000 * gap[0]:.0f} ms (target <= 100 ms), "
+        f"ending while: {during[0]}"
+    )
     timer.stop()
     win.close()
     return layer

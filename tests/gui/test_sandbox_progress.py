@@ -46,10 +46,12 @@ def test_rows_arrive_one_by_one_k_means_last_with_the_same_numbers() -> None:
     order = [next(s.format for s in d.schemes if s not in p.schemes)
              for p, d in zip(partial, [*partial[1:], final], strict=True)]  # fmt: skip
     kmeans = [f for f in final.formats if f.startswith("km")]
-    assert kmeans and order[-len(kmeans):] == kmeans
+    assert kmeans and order[-len(kmeans) :] == kmeans
     # the numbers of each row are those of the whole table computed at once
     engine = Engine(from_proto(m), None)
-    table = {name: (err, nbytes) for name, err, nbytes in engine.scheme_table("embed", final.formats)}
+    table = {
+        name: (err, nbytes) for name, err, nbytes in engine.scheme_table("embed", final.formats)
+    }
     for s in final.schemes:
         assert (s.error, s.bytes_after) == table[s.format]
 
