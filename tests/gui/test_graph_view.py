@@ -194,20 +194,22 @@ def test_large_weight_stats_are_computed_off_the_ui_thread(
     STATS_INLINE values the pane says "computing…" and a worker fills in the same numbers."""
     from bitlens.gui import graph_properties
 
-    monkeypatch.setattr(graph_properties, "STATS_INLINE", 100)  # W1 has 216 values
+    monkeypatch.setattr(graph_properties, "STATS_INLINE", 1000)  # W2 has 1152 values, W3 160
     open_model(qtbot, window, cnn_path)
     props = window.graph.properties
-    window.graph.find_box.edit.setText("conv1")
-    assert props.details is not None and props.details.name == "conv1"
+    window.graph.find_box.edit.setText("conv2")
+    assert props.details is not None and props.details.name == "conv2"
     # the refresh that shows the numbers runs on this thread: none can have come yet
-    assert props.row_text("Weight W1", "min / max") == "computing…"
-    w1 = numpy_helper.to_array(
-        next(t for t in small_cnn().graph.initializer if t.name == "W1")
+    assert props.row_text("Weight W2", "min / max") == "computing…"
+    w2 = numpy_helper.to_array(
+        next(t for t in small_cnn().graph.initializer if t.name == "W2")
     ).astype(np.float64)
-    qtbot.waitUntil(lambda: props.row_text("Weight W1", "min / max") != "computing…", timeout=10_000)
-    lo, hi = props.row_text("Weight W1", "min / max").split(" / ")
-    assert float(lo) == pytest.approx(w1.min(), rel=1e-3)
-    assert float(hi) == pytest.approx(w1.max(), rel=1e-3)
-    mean, std = props.row_text("Weight W1", "mean / std").split(" / ")
-    assert float(std) == pytest.approx(w1.std(), rel=1e-3)
-    assert props.row_text("Weight b1", "min / max") != "computing…"  # 8 values: at once
+    qtbot.waitUntil(lambda: props.row_text("Weight W2", "min / max") != "computing…", timeout=10_000)
+    lo, hi = props.row_text("Weight W2", "min / max").split(" / ")
+    assert float(lo) == pytest.approx(w2.min(), rel=1e-3)
+    assert float(hi) == pytest.approx(w2.max(), rel=1e-3)
+    mean, std = props.row_text("Weight W2", "mean / std").split(" / ")
+    assert float(mean) == pytest.approx(w2.mean(), rel=1e-3, abs=1e-6)
+    assert float(std) == pytest.approx(w2.std(), rel=1e-3)
+    window.graph.find_box.edit.setText("fc")
+    assert props.row_text("Weight W3", "min / max") != "computing…"  # small: at once

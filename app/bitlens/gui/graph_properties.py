@@ -10,9 +10,9 @@ thread, the pane saying "computing…" until they arrive.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from superqt.utils import create_worker
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QWidget
+from superqt.utils import create_worker
 
 from bitlens.core.errors import BitlensError
 from bitlens.core.node_details import NodeDetails, NodeIndex, ValueDesc
