@@ -185,3 +185,31 @@ def test_zoom_to_selection(qtbot, window, chain_path: Path) -> None:
         assert view.visible_rect().contains(view.node_item(name).sceneBoundingRect())
     assert view.scale_factor <= SELECTION_ZOOM
     assert view.node_item("mm20").text_mode(view.scale_factor) != "none"  # readable now
+
+
+def test_large_weight_stats_are_computed_off_the_ui_thread(
+    qtbot, window, cnn_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 30522 x 384 embedding's statistics took most of a second on the UI thread; above
+    STATS_INLINE values the pane says "computing…" and a worker fills in the same numbers."""
+    from bitlens.gui import graph_properties
+
+    monkeypatch.setattr(graph_properties, "STATS_INLINE", 1000)  # W2 has 1152 values, W3 160
+    open_model(qtbot, window, cnn_path)
+    props = window.graph.properties
+    window.graph.find_box.edit.setText("conv2")
+    assert props.details is not None and props.details.name == "conv2"
+    # the refresh that shows the numbers runs on this thread: none can have come yet
+    assert props.row_text("Weight W2", "min / max") == "computing…"
+    w2 = numpy_helper.to_array(
+        next(t for t in small_cnn().graph.initializer if t.name == "W2")
+    ).astype(np.float64)
+    qtbot.waitUntil(lambda: props.row_text("Weight W2", "min / max") != "computing…", timeout=10_000)
+    lo, hi = props.row_text("Weight W2", "min / max").split(" / ")
+    assert float(lo) == pytest.approx(w2.min(), rel=1e-3)
+    assert float(hi) == pytest.approx(w2.max(), rel=1e-3)
+    mean, std = props.row_text("Weight W2", "mean / std").split(" / ")
+    assert float(mean) == pytest.approx(w2.mean(), rel=1e-3, abs=1e-6)
+    assert float(std) == pytest.approx(w2.std(), rel=1e-3)
+    window.graph.find_box.edit.setText("fc")
+    assert props.row_text("Weight W3", "min / max") != "computing…"  # small: at once

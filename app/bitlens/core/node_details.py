@@ -43,6 +43,7 @@ class WeightStats:
     mean: float
     std: float
     format: str  # how the plan stores it: a format name, "float" or "float (bias)"
+    pending: bool = False  # min..std not computed yet (NaN): asked for with a size limit
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,14 @@ class NodeIndex:
     def __contains__(self, name: object) -> bool:
         return name in self._nodes
 
-    def details(self, name: str, plan: Plan | None = None) -> NodeDetails:
-        """The details of node ``name``; KeyError if the model has no such node."""
+    def details(
+        self, name: str, plan: Plan | None = None, *, stats_limit: int | None = None
+    ) -> NodeDetails:
+        """The details of node ``name``; KeyError if the model has no such node.
+
+        ``stats_limit``: weights of more values whose statistics are not known yet come back
+        ``pending`` (a window thread asks so; a second call without the limit computes them).
+        """
         node = self._nodes[name]
         info = self.model.info
         path = self._paths.get(name, "")
@@ -116,12 +123,17 @@ class NodeIndex:
             inputs.append(ValueDesc(tensor, tuple(values.shape), dtype, True, shown))
             if small and values.dtype.kind != "f":
                 continue  # a shape, axes or indices: its value says it all
-            lo, hi, mean, std = self._stat(tensor, path, values)
+            pending = (
+                stats_limit is not None
+                and values.size > stats_limit
+                and (path, tensor) not in self._stats
+            )
+            lo, hi, mean, std = (np.nan,) * 4 if pending else self._stat(tensor, path, values)
             weights.append(
                 WeightStats(
                     tensor, tuple(values.shape), dtype,
                     self._stored_nbytes(tensor, values), lo, hi, mean, std,
-                    formats.get(tensor, "float"),
+                    formats.get(tensor, "float"), pending,
                 )
             )  # fmt: skip
         return NodeDetails(

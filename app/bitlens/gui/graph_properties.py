@@ -2,7 +2,9 @@
 
 Filled from :class:`bitlens.core.node_details.NodeIndex` (one per opened model)
 whenever the focused node, the plan (a weight's format) or the model changes.
-The statistics of a weight are computed once per weight and kept.
+The statistics of a weight are computed once per weight and kept; those of a
+large weight (a 30522 x 384 embedding took most of a second) in a worker
+thread, the pane saying "computing…" until they arrive.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QWidget
+from superqt.utils import create_worker
 
 from bitlens.core.errors import BitlensError
 from bitlens.core.node_details import NodeDetails, NodeIndex, ValueDesc
@@ -22,6 +25,8 @@ OWN_KEYS = ("op type", "name", "inside", "quantizable", "shape", "bytes", "forma
 MIN_VALUE_WIDTH = 60  # px the values keep before the pane's own words are cut
 NAME_SHARE = 0.55  # of the pane's width, at most, for the property names
 EMPTY = "Click a node in the graph (or find one) to see its properties."
+# Weights of more values get their statistics off the UI thread (about 10 ms of numpy here).
+STATS_INLINE = 1 << 20
 
 
 class GraphProperties(QTreeWidget):
@@ -32,6 +37,8 @@ class GraphProperties(QTreeWidget):
         self.view = view
         self._index: NodeIndex | None = None
         self.details: NodeDetails | None = None
+        self._stats_worker = None  # the running statistics worker, if any
+        self._stats_asked: set[str] = set()  # nodes whose statistics a worker was asked for
         self.setColumnCount(2)
         self.setHeaderLabels(["Property", "Value"])
         # names as wide as they need up to NAME_SHARE of the pane (long tensor names
@@ -63,6 +70,7 @@ class GraphProperties(QTreeWidget):
 
     def _on_model(self) -> None:
         self._index = None
+        self._stats_asked.clear()
         self._refresh()
 
     def _node_index(self) -> NodeIndex | None:
@@ -85,11 +93,13 @@ class GraphProperties(QTreeWidget):
             self._io(name)
             return
         try:
-            d = index.details(name, self._doc.plan)
+            d = index.details(name, self._doc.plan, stats_limit=STATS_INLINE)
         except (KeyError, BitlensError, ValueError) as exc:
             self._message(f"{name}: no details ({exc})")
             return
         self.details = d
+        if any(w.pending for w in d.weights):
+            self._compute_stats(index, name)
         node = self._section("Node", d.name)
         self._row(node, "op type", d.op_type + ("" if d.domain == "ai.onnx" else f" ({d.domain})"))
         self._row(node, "name", d.name)
@@ -113,10 +123,30 @@ class GraphProperties(QTreeWidget):
             self._row(sec, "shape", f"{fmt_shape(w.shape)} {w.dtype}")
             self._row(sec, "bytes", f"{fmt_bytes(w.nbytes)} ({w.nbytes} B)")
             self._row(sec, "format", w.format)
+            if w.pending:
+                wait = "computing…" if self._stats_worker is not None else "unavailable"
+                self._row(sec, "min / max", wait)
+                self._row(sec, "mean / std", wait)
+                continue
             self._row(sec, "min / max", f"{fmt_float(w.min)} / {fmt_float(w.max)}")
             self._row(sec, "mean / std", f"{fmt_float(w.mean)} / {fmt_float(w.std)}")
         self.expandAll()
         self._fit_columns()
+
+    def _compute_stats(self, index: NodeIndex, name: str) -> None:
+        """Compute (and keep in ``index``) the node's weight statistics in a worker thread,
+        then show them if the node is still the focused one."""
+        if self._stats_worker is not None or name in self._stats_asked:
+            return  # one at a time (the pane refreshes when it is done), and once per node
+        self._stats_asked.add(name)
+        worker = create_worker(index.details, name, _start_thread=False, _ignore_errors=True)
+        self._stats_worker = worker
+        worker.finished.connect(self._on_stats_done)  # a slot: dropped if the pane is gone
+        worker.start()
+
+    def _on_stats_done(self) -> None:
+        self._stats_worker = None
+        self._refresh()  # the statistics are in the index now (or fail again, said as such)
 
     def _io(self, name: str) -> None:
         kind, _, tensor = name.partition(":")

@@ -26,6 +26,7 @@ from bitlens.core.export.exporter import ExportOptions
 from bitlens.core.export.fidelity import export_and_check
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.formats import parse_format
+from bitlens.core.formats.registry import family_of
 from bitlens.core.input_values import compared_constants
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import LayerChoice, Plan, activation_choices, weight_choices
@@ -285,7 +286,8 @@ class LayerDetail:
     activation: Distribution | None = None
     activation_name: str = ""
     activation_note: str = ""  # why there is no activation histogram
-    schemes: tuple[SchemeRow, ...] = ()
+    schemes: tuple[SchemeRow, ...] = ()  # the rows computed so far, in the order of `formats`
+    formats: tuple[str, ...] = ()  # every weight format of the sandbox, in display order
     activations: tuple[ActivationRow, ...] = ()  # static and dynamic, per activation format
     complete: bool = False
     recovery: tuple[MethodRow, ...] = ()  # each method's layer output error vs rounding
@@ -322,17 +324,23 @@ def layer_detail(
             act_name = acts[0]
     else:
         note = "this layer has no quantizable activation input"
+    formats = tuple(weight_choices(layer))  # listed at once, each "…" until computed
     detail = LayerDetail(
-        layer_name, choice, layer.nbytes, weights, weight_name, activation, act_name, note
-    )
+        layer_name, choice, layer.nbytes, weights, weight_name, activation, act_name, note,
+        formats=formats,
+    )  # fmt: skip
     yield detail
-    formats = weight_choices(layer)
-    rows: list[SchemeRow] = []
-    for i, (name, err, nbytes) in enumerate(_schemes(engine, layer_name, formats)):
+    done: dict[str, SchemeRow] = {}
+    # Each row is shown as it is computed (a k-means fit on a 30522-row embedding takes
+    # seconds, a cast milliseconds), cheap formats first; a newer request stops the job
+    # between two rows.
+    for i, (name, err, nbytes) in enumerate(_schemes(engine, layer_name, cheap_first(formats))):
         ratio = layer.nbytes / nbytes if nbytes else None
-        rows.append(SchemeRow(name, err, nbytes, ratio))
+        done[name] = SchemeRow(name, err, nbytes, ratio)
+        detail = replace(detail, schemes=tuple(done[f] for f in formats if f in done))
         yield Progress(i + 1, len(formats), f"sandbox: {name}")
-    detail = replace(detail, schemes=tuple(rows))
+        if i + 1 < len(formats):
+            yield detail
     if activation is not None and engine.data is not None:
         yield detail
         act_rows = []
@@ -356,6 +364,11 @@ def layer_detail(
         label = rfmt.name if afmt is None else f"{rfmt.name}, {afmt.name} activations"
         detail = replace(detail, recovery=tuple(methods), recovery_format=label)
     return replace(detail, complete=True)
+
+
+def cheap_first(formats: Sequence[str]) -> list[str]:
+    """``formats`` with those whose fit iterates over the values (k-means) last."""
+    return sorted(formats, key=lambda f: family_of(parse_format(f)).iterative_fit)
 
 
 def _schemes(engine: Engine, layer: str, formats: Sequence[str]):

@@ -217,40 +217,53 @@ class LayerDetailView(QWidget):
             item.enableAutoRange()
 
     def _fill_sandbox(self, detail: LayerDetail) -> None:
-        rows = detail.schemes
+        """One row per format in display order; a format still being computed shows "…"."""
+        computed = {row.format: row for row in detail.schemes}
+        order = detail.formats or tuple(computed)
         current = None if detail.choice.weight is None else detail.choice.weight.name
-        self.sandbox.setRowCount(len(rows))
+        self.sandbox.setRowCount(len(order))
         bold = QFont(self.font())
         bold.setBold(True)
+        waiting = self.palette().color(QPalette.ColorRole.PlaceholderText)
         with sized_once(self.sandbox):
-            for i, row in enumerate(rows):
-                cells = (
-                    row.format,
-                    fmt_db(row.error.sqnr_db),
-                    fmt_float(row.error.mse, 3),
-                    fmt_bytes(row.bytes_after),
-                    fmt_ratio(row.ratio),
-                )
-                tip = (
-                    f"{row.format}: SQNR {fmt_db(row.error.sqnr_db)}, MSE {row.error.mse:.3g}, "
-                    f"cosine {row.error.cosine:.6f}, max |error| {row.error.max_abs:.3g}\n"
-                    "double-click to use it for this layer's weights\n\n" + format_tooltip(row.format)
-                )
+            for i, name in enumerate(order):
+                row = computed.get(name)
+                if row is None:
+                    cells: tuple[str, ...] = (name, "…", "…", "…", "…")
+                    tip = f"{name}: computing…\n\n" + format_tooltip(name)
+                else:
+                    cells = (
+                        row.format,
+                        fmt_db(row.error.sqnr_db),
+                        fmt_float(row.error.mse, 3),
+                        fmt_bytes(row.bytes_after),
+                        fmt_ratio(row.ratio),
+                    )
+                    tip = (
+                        f"{row.format}: SQNR {fmt_db(row.error.sqnr_db)}, MSE {row.error.mse:.3g}, "
+                        f"cosine {row.error.cosine:.6f}, max |error| {row.error.max_abs:.3g}\n"
+                        "double-click to use it for this layer's weights\n\n"
+                        + format_tooltip(row.format)
+                    )
                 for j, text in enumerate(cells):
                     it = QTableWidgetItem(text)
                     it.setToolTip(tip)
                     if j:
                         it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                    if j == 1:
+                    if row is None:
+                        it.setForeground(waiting)
+                    elif j == 1:
                         colors.paint_error(it, row.error.sqnr_db)
-                    if row.format == current:
+                    if name == current:
                         it.setFont(bold)
                     self.sandbox.setItem(i, j, it)
 
     def _on_pick(self, row: int, _col: int) -> None:
-        if self.detail is None or row >= len(self.detail.schemes):
+        item = self.sandbox.item(row, 0)
+        if self.detail is None or item is None:
             return
-        self.formatPicked.emit(self.detail.layer, self.detail.schemes[row].format)
+        if any(s.format == item.text() for s in self.detail.schemes):  # not while "…"
+            self.formatPicked.emit(self.detail.layer, item.text())
 
     # -- palette ----------------------------------------------------------------------------------
     def _restyle(self) -> None:

@@ -95,6 +95,9 @@ class FormatFamily(ABC):
     grid_text: str  # what the family's grid is, in plain words (tooltips, Help)
     weight_choices: tuple[str, ...] = ()  # names the table and sandbox offer for weights
     examples: tuple[str, ...] = ()  # valid names covering the family (tests run each)
+    # Fitting iterates over the values (k-means): the sandbox computes these formats last,
+    # after every cheaper row is on screen.
+    iterative_fit: bool = False
 
     # -- names --------------------------------------------------------------------------
     @abstractmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bitlens.core.formats import lut
+from bitlens.core.formats import lut_rows
 from bitlens.core.formats.families.tables import LookupNames
 from bitlens.core.formats.family import Encoded, FoldContext, Range, scale_where
 from bitlens.core.formats.groups import Grouping
@@ -18,6 +18,7 @@ class KMeansFamily(LookupNames):
     grid_text = "a codebook of levels fitted by k-means to the values, stored with them"
     weight_choices = ("km4 ch", "km2 ch")
     examples = ("km4", "km2 ch0", "km3 ch1", "km8")
+    iterative_fit = True
 
     def validate(self, fmt: Format) -> str | None:
         if msg := super().validate(fmt):
@@ -33,8 +34,8 @@ class KMeansFamily(LookupNames):
     ) -> QTensor:
         k = 2**fmt.bits
         groups = grouping.groups(x.astype(np.float64))
-        books = np.stack([lut.kmeans_1d(g, k) for g in groups])  # (G, k)
-        codes_g = np.stack([lut.nearest(g, b) for g, b in zip(groups, books, strict=True)])
+        # every group at once; the same numbers as lut.kmeans_1d / lut.nearest group by group
+        books, codes_g = lut_rows.kmeans_rows(groups, k)  # (G, k), (G, S)
         codes = grouping.ungroup(codes_g).astype(np.uint8)
         book = books[0] if grouping.n_groups == 1 and grouping.param_shape == () else books
         return QTensor(fmt, codes, codebook=book)
