@@ -60,7 +60,9 @@ def test_kinds_from_the_graph():
     assert class_score_outputs(_head("", "y").graph, ["y"], labelled="y") == {"y"}
     for name in ("logits", "class_probs", "scores", "cls_out"):
         assert class_score_outputs(_head("", name).graph, [name]) == {name}
-    assert class_score_outputs(_head("", "sentence_embedding").graph, ["sentence_embedding"]) == set()
+    assert (
+        class_score_outputs(_head("", "sentence_embedding").graph, ["sentence_embedding"]) == set()
+    )
 
 
 def test_embedding_output_gets_cosine_not_top1():
