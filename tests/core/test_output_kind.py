@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from onnx import TensorProto, helper
 
@@ -11,6 +13,7 @@ from bitlens.core.model.loader import from_proto
 from bitlens.core.output_kind import class_score_outputs
 from bitlens.core.plan import Plan
 from tests import builders as b
+from tests.core.test_cli_entry import run_cli
 
 
 def _head(tail: str, out: str) -> b.onnx.ModelProto:
@@ -82,3 +85,24 @@ def test_classifier_head_keeps_top1():
     assert labelled.outputs["y"].top1_agreement is not None
     assert "accuracy" in labelled.task_metric
     assert _evaluate(_head("", "y")).outputs["y"].top1_agreement is None
+
+
+def test_cli_text_json_and_report_follow_the_kind(tmp_path):
+    """`bitlens eval` text, JSON and HTML report: cosine for an embedding, never top-1."""
+    emb, cls = tmp_path / "emb.onnx", tmp_path / "cls.onnx"
+    b.onnx.save(_head("ReduceL2-Div", "sentence_embedding"), emb)
+    b.onnx.save(_head("Softmax", "probs"), cls)
+    report = tmp_path / "emb.html"
+    res = run_cli("eval", str(emb), "--preset", "W4A8", "--report", str(report))
+    assert res.returncode == 0, res.stderr
+    line = next(s for s in res.stdout.splitlines() if s.startswith("output sentence_embedding"))
+    assert "cosine" in line and "top-1" not in res.stdout
+    html = report.read_text(encoding="utf-8")
+    assert "cosine" in html and "top-1" not in html
+    res = run_cli("eval", str(emb), "--preset", "W4A8", "--json")
+    out = json.loads(res.stdout)["outputs"]
+    out = out["sentence_embedding"] if isinstance(out, dict) else out[0]
+    assert out["top1_agreement"] is None and out["error"]["cosine"] > 0
+    res = run_cli("eval", str(cls), "--preset", "W4A8")
+    assert res.returncode == 0, res.stderr
+    assert "output probs:" in res.stdout and "top-1 agreement" in res.stdout
