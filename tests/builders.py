@@ -478,3 +478,78 @@ def conv_chain(between: str, size: tuple[int, int] = (8, 8), kernel: int = 1) ->
         inits,
     )
     return model(g, 13)
+
+
+def outlier_mlp(d: int = 16, hidden: int = 32, out: int = 8) -> onnx.ModelProto:
+    """Two linears without and with a bias, for SmoothQuant and bias creation::
+
+        x[N, d] -> MatMul(W1) "fc1" (no bias) -> Relu -> Gemm(W2, b2) "fc2" -> y[N, out]
+
+    The outlier activation channel that SmoothQuant migrates comes from the data
+    (:func:`outlier_feeds`), as LLM activations carry theirs in a few fixed channels.
+    """
+    w1 = weights((d, hidden), seed=41, channel_axis=1, fan_in=d)
+    w2 = weights((hidden, out), seed=42, channel_axis=1, fan_in=hidden)
+    g = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "W1"], ["h0"], name="fc1"),
+            helper.make_node("Relu", ["h0"], ["h"]),
+            helper.make_node("Gemm", ["h", "W2", "b2"], ["y"], name="fc2"),
+        ],
+        "outlier_mlp",
+        [helper.make_tensor_value_info("x", FLOAT, ["N", d])],
+        [helper.make_tensor_value_info("y", FLOAT, ["N", out])],
+        [init("W1", w1), init("W2", w2), init("b2", bias(out, seed=43))],
+    )
+    return model(g)
+
+
+def outlier_feeds(n: int = 6, rows: int = 16, d: int = 16, *, channel: int = 3,
+                  gain: float = 40.0, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Feeds for :func:`outlier_mlp` whose input channel ``channel`` is ``gain`` times
+    larger than the others; bounded (uniform), so the calibration feeds see the range."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _ in range(n):
+        x = rng.uniform(-1.0, 1.0, (rows, d))
+        x[:, channel] *= gain
+        feeds.append({"x": x.astype(np.float32)})
+    return feeds
+
+
+def unbiased_layers(weights_of: dict[str, np.ndarray] | None = None,
+                    biases: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
+    """A Conv, a Gemm and a MatMul without biases, each reading a ReLU (inputs with a
+    non-zero mean, which is what makes rounding shift the output)::
+
+        x[N,4,6,6] -> Relu -> Conv(conv.w) "conv" -> Relu -> Flatten
+                   -> Gemm(fc.w, transB=1) "fc" -> Relu -> MatMul(head.w) "head" -> y[N,5]
+
+    ``weights_of`` replaces weights and ``biases`` adds them (``conv``: B, ``fc``: C,
+    ``head``: an Add after the MatMul): the tests build the expected quantized model
+    with them.
+    """
+    w = {"conv.w": weights((6, 4, 3, 3), seed=51), "fc.w": weights((12, 6 * 16), seed=52),
+         "head.w": weights((12, 5), seed=53, channel_axis=1, fan_in=12), **(weights_of or {})}  # fmt: skip
+    b = biases or {}
+    conv_in = ["r0", "conv.w", *(["conv.b"] if "conv" in b else [])]
+    fc_in = ["flat", "fc.w", *(["fc.b"] if "fc" in b else [])]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r0"]),
+        helper.make_node("Conv", conv_in, ["c"], name="conv"),
+        helper.make_node("Relu", ["c"], ["r1"]),
+        helper.make_node("Flatten", ["r1"], ["flat"]),
+        helper.make_node("Gemm", fc_in, ["f"], name="fc", transB=1),
+        helper.make_node("Relu", ["f"], ["r2"]),
+        helper.make_node("MatMul", ["r2", "head.w"], ["h" if "head" in b else "y"], name="head"),
+    ]
+    inits = [init(k, v) for k, v in w.items()]
+    if "head" in b:
+        nodes.append(helper.make_node("Add", ["h", "head.b"], ["y"]))
+    inits += [init(f"{k}.b", v) for k, v in b.items()]
+    g = helper.make_graph(
+        nodes, "unbiased_layers",
+        [helper.make_tensor_value_info("x", FLOAT, ["N", 4, 6, 6])],
+        [helper.make_tensor_value_info("y", FLOAT, ["N", 5])], inits,
+    )  # fmt: skip
+    return model(g)

@@ -97,3 +97,32 @@ def test_scaled_element_formats_rebuild_as_scale_times_code(name: str) -> None:
         assert r.dequantized == float(x)
         assert r.dequantized == pytest.approx(np.float32(r.scale) * np.float32(r.code), rel=1e-6)
     assert "x̂ = X · q" in s.formula or "x̂ = scale · q" in s.formula
+
+
+@pytest.mark.parametrize("method", ["gptq", "awq", "smoothquant"])
+def test_codes_of_a_recovered_layer_are_the_exported_ones(method: str) -> None:
+    """The Codes tab shows what the plan stores (the QuantizedModel's codes), not plain
+    rounding; for AWQ/SmoothQuant x̂ is the weight as the layer's input sees it."""
+    from bitlens.core.codes import planned_code_slice
+    from bitlens.core.data import Dataset
+    from bitlens.core.engine import Engine
+    from bitlens.core.model.loader import from_proto
+    from bitlens.core.plan import LayerChoice, Plan
+    from bitlens.core.quantized import quantize_model
+    from tests import builders
+
+    model = from_proto(builders.outlier_mlp())
+    engine = Engine(model, Dataset(tuple(builders.outlier_feeds()), source="t"), device="cpu")
+    plan = Plan(model.info, {"fc1": LayerChoice.of("int3 sym ch", None, False, method)})
+    layer = model.info.layer("fc1")
+    n = layer.weights[0].numel
+    s = planned_code_slice(engine, layer, plan["fc1"], count=n)
+    stored = quantize_model(engine, plan).weight("W1").q
+    np.testing.assert_array_equal([r.code for r in s.rows], stored.codes.reshape(-1))
+    plain = code_slice(model.weight(layer.weights[0]), stored.fmt, count=n)
+    assert [r.code for r in s.rows] != [r.code for r in plain.rows]
+    rec = engine.recovery.result(layer, plan["fc1"].weight, plan["fc1"].recovery)
+    np.testing.assert_array_equal([r.dequantized for r in s.rows], rec.seen_weight.reshape(-1))
+    assert [r.value for r in s.rows] == [r.value for r in plain.rows]  # the float weight
+    assert method in s.formula
+    engine.close()

@@ -128,8 +128,11 @@ def test_bias_correction_zeroes_the_mean_output_shift() -> None:
     plain = x.astype(np.float64) @ rec.weight.T.astype(np.float64) + b
     np.testing.assert_allclose((yq - y).mean(axis=0), 0, atol=1e-5)
     assert np.abs((plain - y).mean(axis=0)).max() > 1e-3  # there was a shift to remove
-    with pytest.raises(EngineError, match="bias"):
-        bias_correction(w, None, parse_format("int3 sym ch0"), geo, st)
+    # without a bias the layer gets one: the same correction from zero
+    made = bias_correction(w, None, parse_format("int3 sym ch0"), geo, st)
+    np.testing.assert_allclose(made.bias, rec.bias - b, atol=1e-6)
+    with pytest.raises(EngineError, match="one bias per output"):
+        bias_correction(w, b[:3], parse_format("int3 sym ch0"), geo, st)
 
 
 @pytest.mark.parametrize("fmt", ["int4 sym ch0", "int4 asym blk8@1", "int3 sym"])
@@ -172,7 +175,7 @@ def test_sandbox_rows_equal_the_layer_output_error_measured_directly() -> None:
     layer = model.info.layer("conv2")
     fmt = parse_format("int3 sym ch")
     rows = {r.method: r for r in method_rows(engine, layer, fmt)}
-    assert set(rows) == {"plain", "gptq", "bias_correction", "awq", "clip_search"}
+    assert set(rows) == {"plain", "gptq", "bias_correction", "awq", "clip_search", "smoothquant"}
     xs = [engine._ensure_ref()[layer.inputs[0]][i] for i in engine.data.calibration]
     w = engine.model.weight(layer.weights[0])
     b = engine.model.weight(layer.biases[0])[None, :, None, None].astype(np.float64)

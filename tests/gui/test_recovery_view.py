@@ -19,7 +19,7 @@ def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
     row = model.row_of("conv2")
     assert model.setData(model.index(row, Column.WEIGHT), "int4 sym ch", Qt.ItemDataRole.EditRole)
     assert model.index(row, Column.RECOVERY).data(Qt.ItemDataRole.UserRole + 1)[1:] == [
-        "bias_correction", "gptq", "awq", "clip_search"
+        "bias_correction", "gptq", "awq", "clip_search", "smoothquant"
     ]
     assert model.setData(model.index(row, Column.RECOVERY), "gptq", Qt.ItemDataRole.EditRole)
     wait_idle(qtbot, window)
@@ -34,10 +34,31 @@ def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
     wait_detail(qtbot, window, "conv2", "int3 sym ch")
     table = window.detail.recovery
     methods = [table.item(i, 0).text() for i in range(table.rowCount())]
-    assert methods == ["plain", "bias_correction", "gptq", "awq", "clip_search"]
+    assert methods == ["plain", "bias_correction", "gptq", "awq", "clip_search", "smoothquant"]
     gptq = methods.index("gptq")
     assert table.item(gptq, 2).text().startswith("+")  # better than plain rounding
     assert table.item(gptq, 0).font().bold()  # the layer's current method
+    # the Codes tab shows GPTQ's stored codes, as the export writes them
+    detail = window.detail
+    detail.sandboxes.setCurrentWidget(detail.codes)
+    qtbot.waitUntil(lambda: detail.codes.slice is not None and detail.codes.layer == "conv2",
+                    timeout=20_000)  # fmt: skip
+    assert "codes chosen by gptq" in detail.codes.slice.formula
+    wait_idle(qtbot, window)  # the engine is the worker's while it runs
+    engine = window.document.session.engine
+    want = engine.recovery.result(engine.info.layer("conv2"), window.document.plan["conv2"].weight,
+                                  window.document.plan["conv2"].recovery).qtensor.codes  # fmt: skip
+    assert [r.code for r in detail.codes.slice.rows] == list(want.reshape(-1)[:64])
+    # with a quantized input the comparison quantizes it as planned (where SmoothQuant acts)
+    assert model.setData(model.index(row, Column.ACTIVATION), "uint8 asym", Qt.ItemDataRole.EditRole)
+    assert model.setData(model.index(row, Column.RECOVERY), "smoothquant", Qt.ItemDataRole.EditRole)
+    qtbot.waitUntil(lambda: window.detail.detail is not None and window.detail.detail.complete
+                    and window.detail.detail.choice.recovery is not None
+                    and window.detail.detail.choice.recovery.value == "smoothquant",
+                    timeout=30_000)  # fmt: skip
+    assert window.detail.detail.recovery_format == "int3 sym ch, uint8 asym activations"
+    smooth = [table.item(i, 0).text() for i in range(table.rowCount())].index("smoothquant")
+    assert table.item(smooth, 0).font().bold() and "uint8 asym" in table.item(smooth, 3).text()
     assert model.setData(model.index(row, Column.RECOVERY), "off", Qt.ItemDataRole.EditRole)
     assert window.document.plan["conv2"].recovery is None
 

@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bitlens.core.errors import FormatError
-from bitlens.core.formats import Family, Format, Granularity, dequantize, quantize
+from bitlens.core.formats import Family, Format, Granularity, QTensor, dequantize, quantize
 from bitlens.core.model.loader import LoadedModel
 from bitlens.core.model.types import Layer
 from bitlens.core.weights import bind
+
+if TYPE_CHECKING:
+    from bitlens.core.engine import Engine
+    from bitlens.core.plan import LayerChoice
 
 DEFAULT_COUNT = 64
 MAX_COUNT = 4096  # a slice is for reading: more rows than this is a request for the file
@@ -91,11 +96,16 @@ def code_slice(
     start: int = 0,
     count: int = DEFAULT_COUNT,
     name: str = "tensor",
+    stored: tuple[QTensor, np.ndarray] | None = None,
+    note: str = "",
 ) -> CodeSlice:
     """``count`` elements of ``values`` from flat index ``start``, with their codes.
 
     ``fmt`` must be bound to the tensor (per-channel and block formats need
     their axis, as :func:`bitlens.core.weights.bind` gives a layer's weight).
+    ``stored``: the codes and the values they stand for when they are not plain
+    rounding of ``values`` (a recovery method chose them); ``note`` says how, after the
+    formula.
     """
     x = np.asarray(values)
     total = int(x.size)
@@ -106,8 +116,8 @@ def code_slice(
     if count < 1:
         raise FormatError(f"{name}: count must be at least 1, got {count}")
     count = min(count, MAX_COUNT, total - start)
-    q = quantize(x, fmt, what=name)
-    xhat = dequantize(q)
+    q, xhat = (quantize(x, fmt, what=name), None) if stored is None else stored
+    xhat = dequantize(q) if xhat is None else np.asarray(xhat)
     flat = np.arange(start, start + count)
     idx = np.unravel_index(flat, x.shape)
     g = q.grouping
@@ -140,7 +150,8 @@ def code_slice(
         )
         for k in range(count)
     )
-    return CodeSlice(name, fmt.name, tuple(x.shape), start, total, rows, formula(fmt))
+    text = formula(fmt) + (f"; {note}" if note else "")
+    return CodeSlice(name, fmt.name, tuple(x.shape), start, total, rows, text)
 
 
 def _levels(q, fmt: Format, idx: tuple[np.ndarray, ...]) -> np.ndarray | None:
@@ -189,3 +200,27 @@ def layer_code_slice(
         raise FormatError(f"layer {layer.name} keeps its weights in float: no codes")
     w = layer.weights[0]
     return code_slice(model.weight(w), bind(fmt, w), start=start, count=count, name=w.name)
+
+
+def planned_code_slice(
+    engine: Engine, layer: Layer, choice: LayerChoice, start: int = 0, count: int = DEFAULT_COUNT
+) -> CodeSlice:
+    """The codes of ``layer``'s first weight as the plan's ``choice`` stores them: plain
+    rounding, or the codes its recovery method chose (the ones the engine feeds and the
+    export writes, :meth:`RecoveryCache.quantized`). For AWQ and SmoothQuant the codes
+    stand for ``x · s`` (``s`` per input channel); x̂ is then the weight as the layer's
+    input sees it, ``scale · (q − zero point) / s``."""
+    if choice.recovery is None or choice.weight is None or not layer.weights:
+        return layer_code_slice(engine.model, layer, choice.weight, start, count)
+    w = layer.weights[0]
+    qw = engine.recovery.quantized(layer, w, choice)
+    rec = engine.recovery.of(layer, choice)
+    scaled = rec.input_scale is not None or rec.act_scale is not None
+    note = (
+        f"{rec.method.value}: q encodes x · s (s per input channel), x̂ = that / s"
+        if scaled else f"codes chosen by {rec.method.value}"
+    )  # fmt: skip
+    return code_slice(
+        engine.model.weight(w), qw.fmt, start=start, count=count, name=w.name,
+        stored=(qw.q, rec.seen_weight), note=note,
+    )  # fmt: skip

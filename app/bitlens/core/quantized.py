@@ -27,7 +27,8 @@ import numpy as np
 from bitlens.core.errors import ExportError
 from bitlens.core.formats import Format, QTensor, dequantize, quantize
 from bitlens.core.model.types import WeightInfo
-from bitlens.core.plan import Plan
+from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.recovery import Recovery
 from bitlens.core.targets import TensorQuantizer
 
 if TYPE_CHECKING:
@@ -96,6 +97,12 @@ class QuantizedModel:
         return {name: qw.values for name, qw in self.weights.items()}
 
 
+def smoothed(choice: LayerChoice) -> bool:
+    """Whether the layer's activation is scaled (SmoothQuant) before its quantizer, which
+    then quantizes a tensor of its own, not one a deployment target already quantizes."""
+    return choice.recovery is Recovery.SMOOTH
+
+
 def quantize_model(engine: Engine, plan: Plan) -> QuantizedModel:
     """The plan's weights (the engine's own cached objects) and calibrated quantizer ranges.
 
@@ -112,7 +119,7 @@ def quantize_model(engine: Engine, plan: Plan) -> QuantizedModel:
     for name, choice in plan.choices.items():
         layer = engine.info.layer(name)
         if choice.weight is not None and choice.recovery is not None:
-            recovered[name] = engine.recovery.result(layer, choice.weight, choice.recovery)
+            recovered[name] = engine.recovery.of(layer, choice)
         for w in layer.weights if choice.weight is not None else ():
             qw = engine.recovery.quantized(layer, w, choice)
             prev = weights.setdefault(w.name, qw)
@@ -126,10 +133,10 @@ def quantize_model(engine: Engine, plan: Plan) -> QuantizedModel:
             shared = placed.get(act)
             if choice.dynamic:
                 rng = None
-            elif shared is not None and shared.format == fmt:  # the layer reads the target's
-                rng = ranges[act]
+            elif shared is not None and shared.format == fmt and not smoothed(choice):
+                rng = ranges[act]  # the layer reads the target's
             else:
-                rng = engine.layer_range(act, fmt, placed)
+                rng = engine.planned_range(layer, choice, act, fmt, placed)
             acts[(name, act)] = ActivationQuantizer(name, act, fmt, rng)
     return QuantizedModel(
         plan, MappingProxyType(weights), MappingProxyType(acts), MappingProxyType(dict(placed)),

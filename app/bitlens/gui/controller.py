@@ -288,8 +288,8 @@ class Controller(QObject):
             self.codesReady.emit(asked, str(exc))
 
         return self.runner.submit(
-            Job("codes", f"Codes of {layer}", codes.layer_code_slice,
-                (session.model, session.info.layer(layer), choice.weight, start, count),
+            Job("codes", f"Codes of {layer}", codes.planned_code_slice,
+                (session.engine, session.info.layer(layer), choice, start, count),
                 on_result=lambda s: self.codesReady.emit(asked, s), on_error=failed,
                 quiet=True, cancellable=False)
         )  # fmt: skip

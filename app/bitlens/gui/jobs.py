@@ -349,10 +349,12 @@ def layer_detail(
         yield detail
         rfmt = choice.weight or parse_format(RECOVERY_DEFAULT_FORMAT)
         methods: list[MethodRow] = []
-        for mrow in iter_method_rows(engine, layer, rfmt):
+        afmt = None if choice.dynamic else choice.activation  # SmoothQuant acts through it
+        for mrow in iter_method_rows(engine, layer, rfmt, afmt):
             methods.append(mrow)
-            yield Progress(len(methods), 5, f"recovery: {mrow.method}")
-        detail = replace(detail, recovery=tuple(methods), recovery_format=rfmt.name)
+            yield Progress(len(methods), 6, f"recovery: {mrow.method}")
+        label = rfmt.name if afmt is None else f"{rfmt.name}, {afmt.name} activations"
+        detail = replace(detail, recovery=tuple(methods), recovery_format=label)
     return replace(detail, complete=True)
 
 

@@ -99,7 +99,8 @@ HEADERS = {
     Column.DELTA_BYTES: ("Δ size\nvs A", "This plan's weight bytes minus plan A's (▲ blue "
                          "smaller, ▼ orange larger)"),
     Column.RECOVERY: ("Recovery", "Accuracy recovery for the weights, from calibration data: "
-                      "GPTQ, bias correction, AWQ or clipping search by output error "
+                      "GPTQ, bias correction, AWQ, clipping search by output error or "
+                      "SmoothQuant (activation outliers moved into the weights) "
                       "(double-click to change)"),
     Column.BOPS: ("BOPs", "Bit-operations: MACs x weight bits x activation bits, per sample "
                   "at the data's input sizes (hover for the MACs)"),

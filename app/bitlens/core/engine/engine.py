@@ -27,6 +27,7 @@ from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
 from bitlens.core.engine.localerrors import LocalErrors
 from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.ranges import Ranges
+from bitlens.core.engine.recovery_nodes import recovery_kind
 from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
 from bitlens.core.engine.session import actual_providers, make_session
@@ -135,9 +136,11 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         if plan is None:
             return {}
         return {
-            name: quantizers.kind_of(choice.activation, choice.dynamic)
+            name: recovery_kind(
+                self.info.layer(name), choice, quantizers.kind_of(choice.activation, choice.dynamic)
+            )
             for name, choice in plan.choices.items()
-            if choice.activation is not None
+            if choice.activation is not None or choice.recovery is not None
         }
 
     def placement(self, plan: Plan) -> dict[str, targets.TensorQuantizer]:
@@ -436,7 +439,8 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
                 local=local_err.get(layer.name),
                 accumulated=accumulated,
                 bytes_before=layer.nbytes,
-                bytes_after=weight_bytes_after(layer, choice.weight),
+                bytes_after=weight_bytes_after(layer, choice.weight)
+                + self.recovery.extra_bytes(layer, choice),
             )
         ev = self.data.evaluation
         outputs = {

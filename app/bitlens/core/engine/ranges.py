@@ -24,6 +24,7 @@ from bitlens.core.errors import EngineError
 from bitlens.core.formats import Format, Granularity
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice
+from bitlens.core.recovery import Recovery
 from bitlens.core.results import Progress
 
 if TYPE_CHECKING:
@@ -167,6 +168,16 @@ class Ranges:
             return self.activation_range(q.range_of, fmt)
         return self.activation_range(act, fmt)
 
+    def planned_range(
+        self, layer: Layer, choice: LayerChoice, act: str, fmt: Format,
+        placed: Mapping[str, targets.TensorQuantizer],
+    ) -> tuple[Any, Any]:
+        """The range of ``layer``'s quantizer on ``act`` under ``choice``: of the scaled
+        activation under SmoothQuant (bitlens.core.recovery.smooth), else :meth:`layer_range`."""
+        if choice.recovery is Recovery.SMOOTH:
+            return self.recovery.smoothed_range(layer, choice, act, fmt)  # type: ignore[attr-defined]
+        return self.layer_range(act, fmt, placed)
+
     def _channel_range(self, act: str, fmt: Format) -> tuple[np.ndarray, np.ndarray]:
         if fmt.axis is None:
             raise EngineError(f"per-channel activation format {fmt.name} needs its axis bound")
@@ -207,7 +218,9 @@ class Ranges:
             layer = self.info.layer(name)
             for k, act in enumerate(layer.activations):
                 bound = self.bind_activation(layer, act, fmt)
-                lo, hi = (0.0, 0.0) if choice.dynamic else self.layer_range(act, bound, placed)
+                lo, hi = (0.0, 0.0) if choice.dynamic else self.planned_range(
+                    layer, choice, act, bound, placed
+                )
                 feeds.update(
                     quantizers.param_feeds(kind, rewrite.act_prefix(name, k), bound, lo, hi)
                 )

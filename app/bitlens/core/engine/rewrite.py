@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from bitlens.core.engine import quantizers
+from bitlens.core.engine import quantizers, recovery_nodes
 from bitlens.core.engine.graphs import (
     find_graph,
     node_producing,
@@ -81,7 +81,7 @@ def _check_kinds(info: ModelInfo, kinds: Kinds, opset: int) -> None:
                     f"layer {name!r}: activation quantization needs float32 activations; "
                     f"{act!r} is {t.dtype}"
                 )
-        need = quantizers.KIND_MIN_OPSET[kind]
+        need = recovery_nodes.min_opset(kind)
         if opset < need:
             raise EngineError(
                 f"layer {name!r}: {kind} activations need opset {need}, the model is opset {opset}"
@@ -185,7 +185,7 @@ def _insert_quantizers(
         for k, act in enumerate(layer.activations):
             prefix = act_prefix(layer.name, k)
             y = f"{act}__{suffix}__{layer.name}"
-            nodes, io = quantizers.build(kind, act, y, prefix)
+            nodes, io = recovery_nodes.input_nodes(kind, act, y, prefix)
             for i, name in enumerate(node.input):
                 if name == act:
                     node.input[i] = y
@@ -242,6 +242,7 @@ def build_sim(
     weights_to_inputs(model, info, left_out)
     g = model.graph
     g.input.extend(_insert_quantizers(g, info, kinds, "q"))
+    g.input.extend(recovery_nodes.add_created_biases(g, info, kinds))
     if tensors:
         g.input.extend(_insert_tensor_quantizers(g, tensors))
     model_inputs = {v.name for v in g.input}
@@ -321,7 +322,7 @@ def build_local(
         if kind is not None:
             for k, act in enumerate(layer.activations):
                 y = f"{act}__lq__{layer.name}"
-                qnodes, io = quantizers.build(kind, act, y, act_prefix(layer.name, k))
+                qnodes, io = recovery_nodes.input_nodes(kind, act, y, act_prefix(layer.name, k))
                 # Parameter names match the simulation graph's: one set of feeds serves both.
                 nodes.extend(qnodes)
                 for p in io.params:
@@ -332,7 +333,7 @@ def build_local(
         for i, out in enumerate(node.output):
             if out:
                 node.output[i] = local_output(out)
-        nodes.append(node)
+        nodes.extend(recovery_nodes.add_created_biases_local(node, layer, kind, inputs))
         ref = _value_info_for(info, layer.outputs[0])
         ref.name = local_output(layer.outputs[0])
         outputs.append(ref)

@@ -62,7 +62,7 @@ from bitlens.core.fileio import atomic_write_text, check_output, replace_into, s
 from bitlens.core.formats import storage_bytes
 from bitlens.core.plan import Plan
 from bitlens.core.quantized import QuantizedModel, quantize_model
-from bitlens.core.recovery.export import planned_bias
+from bitlens.core.recovery.export import layer_node_of, planned_bias
 from bitlens.core.results import Progress
 
 if TYPE_CHECKING:
@@ -510,7 +510,7 @@ def _storage(
             )
         )  # fmt: skip
     nodes = {o: n for n in exported.graph.node for o in n.output}
-    layer_node = nodes.get(layer.outputs[0])
+    layer_node = layer_node_of(nodes, layer)  # past a bias Add the export created
     for q in rec.quantizers:
         if layer_node is None or q.output not in layer_node.input:
             problems.append(

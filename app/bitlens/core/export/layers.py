@@ -53,6 +53,7 @@ def export_layer(
     notes: list[str] = []
     quantizer_records: list[QuantizerRecord] = []
     act_scale: float | None = None
+    smooth = recovery_export.smooth_inputs(state, layer, qm.recovered.get(layer.name))
     if choice.activation is not None:
         _, node = node_producing(state.model.graph, layer.outputs[0])
         for act in layer.activations:
@@ -66,7 +67,7 @@ def export_layer(
             aq = qm.activation(layer.name, act)
             fmt = aq.fmt
             shared = placed.get(act)
-            if shared is not None and shared.format == fmt and not choice.dynamic:
+            if shared is not None and shared.format == fmt and not choice.dynamic and not smooth:
                 # The target quantizes this tensor where it is produced, with the same format
                 # and range: the layer reads that quantizer (a second one would be an identity).
                 lo, hi = qm.target_ranges[act]
@@ -79,13 +80,14 @@ def export_layer(
                 act_scale = rec.scale
                 continue
             lo_hi = (0.0, 0.0) if aq.value_range is None else aq.value_range
+            src = smooth.get(act, act)  # SmoothQuant's scaled input, or the activation
             rec = activations.encode_activation(
-                b, layer.name, act, fmt, dynamic=choice.dynamic, value_range=lo_hi
+                b, layer.name, src, fmt, dynamic=choice.dynamic, value_range=lo_hi
             )
             if rec.kind == "qdq" and layer.op_type in REQUANTIZED_BY_ORT and not kernel:
                 rec = _guard(b, rec, fmt)
             for i, name in enumerate(node.input):
-                if name == act:
+                if name == src:
                     node.input[i] = rec.output
             state.model.graph.initializer.extend(b.initializers)
             state.before.setdefault(layer.outputs[0], []).extend(b.nodes)
@@ -94,8 +96,6 @@ def export_layer(
     encodings: list[WeightEncoding] = []
     weight_scale: np.ndarray | None = None
     rec = qm.recovered.get(layer.name)
-    if rec is not None and (note := recovery_export.write_bias(state, layer, rec)):
-        notes.append(note)
     if choice.weight is not None:
         for w in layer.weights:
             fmt = bind(choice.weight, w)
@@ -117,10 +117,14 @@ def export_layer(
                 encodings.append(enc)
             if kernel:
                 weight_scale = np.asarray(qm.weight(w.name).q.scale, np.float32)
+    # after the weights: a bias created after a MatMul renames the MatMul's output
+    if rec is not None and (note := recovery_export.write_bias(state, layer, rec)):
+        notes.append(note)
     bias = None
     if kernel and options.int32_bias and act_scale is not None and weight_scale is not None:
         bias = int32_bias(engine, state, layer, np.float32(act_scale), weight_scale, notes)
     planned = weight_bytes_after(layer, choice.weight) if choice.weight is not None else 0
+    extra = engine.recovery.extra_bytes(layer, choice)  # AWQ/SmoothQuant scales, a created bias
     return LayerExport(
         name=layer.name,
         op_type=layer.op_type,
@@ -131,9 +135,9 @@ def export_layer(
         quantizers=tuple(quantizer_records),
         integer_kernel=kernel,
         bias=bias,
-        bytes_planned=planned,
+        bytes_planned=planned + extra,
         bytes_float=sum(w.nbytes for w in layer.weights if w.name in {e.weight for e in encodings}),
-        bytes_stored=sum(e.nbytes for e in encodings),
+        bytes_stored=sum(e.nbytes for e in encodings) + extra,
         notes=tuple(notes),
         accumulator_lsb=(
             float(np.float32(act_scale) * np.max(weight_scale))

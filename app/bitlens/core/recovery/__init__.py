@@ -14,7 +14,10 @@ evaluated. Methods (plan key ``"recovery"``):
   https://github.com/IST-DASLab/gptq ``gptq.py``);
 * ``awq``: activation-aware per-input-channel scales (Lin et al. 2023,
   https://arxiv.org/abs/2306.00978), kept as an exact multiply of the decoded weight;
-* ``clip_search``: per-output-channel clipping ratio chosen by output error.
+* ``clip_search``: per-output-channel clipping ratio chosen by output error;
+* ``smoothquant``: per-input-channel migration of activation outliers into the weights
+  (Xiao et al. 2022, https://arxiv.org/abs/2211.10438), an exact multiply of the
+  activation before its quantizer (:mod:`.smooth`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class Recovery(StrEnum):
     GPTQ = "gptq"
     AWQ = "awq"
     CLIP = "clip_search"
+    SMOOTH = "smoothquant"
 
 
 RECOVERY_CHOICES: tuple[str, ...] = tuple(m.value for m in Recovery)
@@ -45,7 +49,11 @@ class Recovered:
     stored codes and parameters; decoded, then multiplied by ``input_scale`` (when not
     None, a float32 array broadcastable to the weight), they are exactly ``weight``.
     ``bias``: the layer's new bias (float32), None when unchanged. ``note``: one line
-    about what was chosen, for the report.
+    about what was chosen, for the report. ``act_scale`` (SmoothQuant): the float32
+    per-input-channel multiplier of the layer's activation (shaped to broadcast against
+    it), applied before the activation quantizer; ``weight`` is then the weight in the
+    scaled space, and ``effective`` the weight as seen from the unscaled input
+    (``weight * 1/act_scale`` per input channel), which the error views compare.
     """
 
     method: Recovery
@@ -54,6 +62,13 @@ class Recovered:
     input_scale: np.ndarray | None = None
     bias: np.ndarray | None = None
     note: str = ""
+    act_scale: np.ndarray | None = None
+    effective: np.ndarray | None = None
+
+    @property
+    def seen_weight(self) -> np.ndarray:
+        """The weight as the layer's original input sees it (for weight and output errors)."""
+        return self.weight if self.effective is None else self.effective
 
 
 def parse_recovery(text: str | None) -> Recovery | None:

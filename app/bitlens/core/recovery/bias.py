@@ -27,21 +27,18 @@ def output_shift(dw: np.ndarray, geo: LayerGeometry, stats: InputStats) -> np.nd
 def bias_correction(
     w: np.ndarray, bias: np.ndarray | None, fmt: Format, geo: LayerGeometry, stats: InputStats
 ) -> Recovered:
-    """Plain rounding of ``w`` and the bias that cancels its mean output shift."""
-    if bias is None:
-        raise EngineError(
-            "bias correction needs the layer to have a constant bias input "
-            "(Conv B or Gemm C); this layer has none"
-        )
+    """Plain rounding of ``w`` and the bias that cancels its mean output shift; a layer
+    without a bias (``bias`` None) gets one, ``-shift`` (see ``recovery_nodes``)."""
     q = plain(w, fmt)
     wq = values(q, w.dtype)
     shift = output_shift(wq.astype(np.float64) - w.astype(np.float64), geo, stats)
-    b = np.asarray(bias, np.float64)
+    b = np.zeros(shift.size) if bias is None else np.asarray(bias, np.float64)
     if b.size != shift.size:
         raise EngineError(
             f"bias correction needs one bias per output channel; the bias has {b.size} "
             f"values, the layer {shift.size} outputs"
         )
     new = (b.reshape(-1) - shift).astype(np.float32).reshape(b.shape)
-    note = f"bias corrected by up to {float(np.max(np.abs(shift))):.3g}"
+    what = "bias created" if bias is None else "bias corrected"
+    note = f"{what} by up to {float(np.max(np.abs(shift))):.3g}"
     return Recovered(Recovery.BIAS, wq, q, bias=new, note=note)

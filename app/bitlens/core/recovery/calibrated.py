@@ -12,7 +12,9 @@ import numpy as np
 from onnx import helper
 
 from bitlens.core import metrics
+from bitlens.core.engine import recovery_nodes
 from bitlens.core.engine.graphs import node_producing
+from bitlens.core.engine.rewrite import act_prefix
 from bitlens.core.errors import EngineError
 from bitlens.core.model.types import Layer, WeightInfo
 from bitlens.core.quantized import QuantizedWeight
@@ -22,6 +24,13 @@ from bitlens.core.recovery.bias import bias_correction
 from bitlens.core.recovery.clip import clip_search
 from bitlens.core.recovery.gptq import gptq
 from bitlens.core.recovery.problem import InputStats, LayerGeometry, geometry
+from bitlens.core.recovery.quantized_input import (
+    Candidate,
+    calibration_inputs,
+    errors,
+    input_range,
+)
+from bitlens.core.recovery.smooth import Score, smoothquant
 from bitlens.core.weights import bind
 
 if TYPE_CHECKING:
@@ -42,15 +51,17 @@ def layer_geometry(engine: Engine, layer: Layer) -> LayerGeometry:
 
 def recover(
     method: Recovery, w: np.ndarray, bias: np.ndarray | None, fmt: Format,
-    geo: LayerGeometry, stats: InputStats,
+    geo: LayerGeometry, stats: InputStats, score: Score | None = None,
 ) -> Recovered:
-    """Run one method; ``fmt`` bound to the weight's axes."""
+    """Run one method; ``fmt`` bound to the weight's axes (``score``: SmoothQuant's)."""
     if method is Recovery.GPTQ:
         return gptq(w, fmt, geo, stats)
     if method is Recovery.BIAS:
         return bias_correction(w, bias, fmt, geo, stats)
     if method is Recovery.AWQ:
         return awq(w, fmt, geo, stats)
+    if method is Recovery.SMOOTH:
+        return smoothquant(w, fmt, geo, stats, score)
     return clip_search(w, fmt, geo, stats)
 
 
@@ -62,7 +73,8 @@ class RecoveryCache:
         # dropped engine (and its ONNX Runtime sessions and threads) to the cyclic collector.
         self._engine = weakref.proxy(engine)
         self._stats: OrderedDict[str, tuple[LayerGeometry, InputStats]] = OrderedDict()
-        self._results: dict[tuple[str, str, Recovery], Recovered] = {}
+        self._results: dict[tuple, Recovered] = {}
+        self._smooth_ranges: dict[tuple[str, str, str, str, str], tuple] = {}
 
     def stats(self, layer: Layer) -> tuple[LayerGeometry, InputStats]:
         """The layer's geometry and input statistics on the calibration feeds."""
@@ -81,19 +93,34 @@ class RecoveryCache:
             self._stats.popitem(last=False)
         return geo, stats
 
-    def result(self, layer: Layer, fmt: Format, method: Recovery) -> Recovered:
+    def result(
+        self, layer: Layer, fmt: Format, method: Recovery, activation: Format | None = None
+    ) -> Recovered:
+        """``method`` on ``layer``'s weight in ``fmt``; ``activation``: the layer's static
+        activation format, which SmoothQuant's search quantizes the input in (the other
+        methods do not read it)."""
         w = layer.weights[0]
         bound = bind(fmt, w)
-        key = (layer.name, bound.name, method)
+        act = activation if method is Recovery.SMOOTH else None
+        # SmoothQuant with an activation: its search calibrates the input as the engine does
+        how = None if act is None else (act.name, self._engine.method.value)
+        key = (layer.name, bound.name, method, how)
         if key not in self._results:
             geo, stats = self.stats(layer)
             value = self._engine.model.weight(w).astype(np.dtype(w.dtype), copy=False)
             bias = self._engine.model.weight(layer.biases[0]) if layer.biases else None
             try:
-                self._results[key] = recover(method, value, bias, bound, geo, stats)
+                score = None if act is None else self._smooth_score(layer, geo, value, act)
+                self._results[key] = recover(method, value, bias, bound, geo, stats, score)
             except EngineError as exc:
                 raise EngineError(f"layer {layer.name!r}: {exc}") from None
         return self._results[key]
+
+    def of(self, layer: Layer, choice: LayerChoice) -> Recovered:
+        """The recovery ``choice`` asks for (a weight format and a method)."""
+        assert choice.weight is not None and choice.recovery is not None
+        static = None if choice.dynamic else choice.activation
+        return self.result(layer, choice.weight, choice.recovery, static)
 
     def weight_error(self, layer: Layer, choice: LayerChoice) -> TensorError:
         """The layer's weight error under ``choice``: of the recovered weight when it asks
@@ -102,9 +129,9 @@ class RecoveryCache:
         if choice.recovery is None:
             return self._engine.weight_error(layer, choice.weight)
         w = layer.weights[0]
-        rec = self.result(layer, choice.weight, choice.recovery)
+        rec = self.of(layer, choice)
         sums = metrics.ErrorSums()
-        sums.add(self._engine.model.weight(w).ravel(), rec.weight.ravel())
+        sums.add(self._engine.model.weight(w).ravel(), rec.seen_weight.ravel())
         return sums.result()
 
     def quantized(self, layer: Layer, w: WeightInfo, choice: LayerChoice) -> QuantizedWeight:
@@ -113,14 +140,58 @@ class RecoveryCache:
         assert choice.weight is not None
         if choice.recovery is None:
             return self._engine.quantized(w, choice.weight)
-        rec = self.result(layer, choice.weight, choice.recovery)
+        rec = self.of(layer, choice)
         return QuantizedWeight(w.name, bind(choice.weight, w), rec.qtensor, rec.weight)
 
     def feeds(self, layer: Layer, choice: LayerChoice) -> dict[str, np.ndarray]:
         """The weight (and bias) values the engine feeds for ``layer`` under ``choice``."""
         assert choice.weight is not None and choice.recovery is not None
-        rec = self.result(layer, choice.weight, choice.recovery)
+        rec = self.of(layer, choice)
         out = {layer.weights[0].name: rec.weight}
-        if rec.bias is not None:
+        if rec.bias is not None and layer.biases:
             out[layer.biases[0].name] = rec.bias.astype(np.dtype(layer.biases[0].dtype))
+        elif rec.bias is not None:  # created (bias correction on a layer without one)
+            out[recovery_nodes.bias_input(layer.name)] = rec.bias.astype(np.float32)
+        if rec.act_scale is not None:
+            for k in range(len(layer.activations)):
+                out[recovery_nodes.scale_input(act_prefix(layer.name, k))] = rec.act_scale
         return out
+
+    def extra_bytes(self, layer: Layer, choice: LayerChoice) -> int:
+        """Bytes a layer's recovery stores besides its weight's codes and parameters:
+        AWQ's and SmoothQuant's float32 scale per input channel, a created bias."""
+        if choice.weight is None or choice.recovery is None:
+            return 0
+        rec = self.of(layer, choice)
+        made = rec.bias if rec.bias is not None and not layer.biases else None
+        return sum(4 * a.size for a in (rec.input_scale, rec.act_scale, made) if a is not None)
+
+    def smoothed_range(self, layer: Layer, choice: LayerChoice, act: str, fmt: Format) -> tuple:
+        """Calibrated range of SmoothQuant's scaled activation ``act * act_scale`` (what the
+        layer's quantizer sees), from the float calibration values, in bound format ``fmt``."""
+        assert choice.weight is not None and choice.recovery is Recovery.SMOOTH
+        eng = self._engine
+        key = (layer.name, act, fmt.name, choice.weight.name, eng.method.value)
+        if key not in self._smooth_ranges:
+            rec = self.of(layer, choice)
+            assert rec.act_scale is not None
+            values = [x * rec.act_scale for x in calibration_inputs(eng, layer)]
+            name = f"{act} (smoothed for {layer.name})"
+            self._smooth_ranges[key] = input_range(values, name, fmt, eng.method)
+        return self._smooth_ranges[key]
+
+    def _smooth_score(self, layer: Layer, geo: LayerGeometry, w: np.ndarray,
+                      activation: Format) -> Score:
+        """SmoothQuant's search criterion with ``activation`` quantizing the scaled input."""
+        eng = self._engine
+        act = layer.activations[0]
+        bound = eng.bind_activation(layer, act, activation)
+        inputs = calibration_inputs(eng, layer)
+        zero = np.zeros(geo.groups * geo.rows)
+
+        def score(multiplier: np.ndarray, weight: np.ndarray) -> float:
+            rng = input_range([x * multiplier for x in inputs], act, bound, eng.method)
+            cand = Candidate(geo.to_2d(weight.astype(np.float64)), zero, multiplier, rng)
+            return errors(geo, inputs, w, zero, bound, [cand])[1][0]
+
+        return score

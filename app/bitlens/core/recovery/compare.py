@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bitlens.core.errors import BitlensError
 from bitlens.core.formats import fake_quantize
-from bitlens.core.recovery import Recovery
+from bitlens.core.recovery import Recovery, with_activation
 from bitlens.core.recovery.problem import InputStats, LayerGeometry
+from bitlens.core.recovery.with_activation import MethodRow
 from bitlens.core.weights import bind
 
 if TYPE_CHECKING:
@@ -30,13 +30,6 @@ if TYPE_CHECKING:
 RECOVERY_DEFAULT_FORMAT = "int4 sym ch"  # compared when the layer's weights are float
 
 
-@dataclass(frozen=True)
-class MethodRow:
-    method: str  # "plain" or a Recovery value
-    sqnr_db: float | None  # None: the method does not apply (see note)
-    note: str = ""
-
-
 def _power(geo: LayerGeometry, st: InputStats, d: np.ndarray, e: np.ndarray) -> float:
     """``sum over calibration rows of ||d x + e||^2`` (d weight-shaped, e per output)."""
     d2 = geo.to_2d(np.asarray(d, np.float64))
@@ -46,17 +39,26 @@ def _power(geo: LayerGeometry, st: InputStats, d: np.ndarray, e: np.ndarray) -> 
     return float(quad + cross + st.count * np.sum(e2**2))
 
 
-def method_rows(engine: Engine, layer: Layer, fmt: Format) -> tuple[MethodRow, ...]:
-    """Plain rounding and every recovery method of ``layer`` in ``fmt``."""
-    return tuple(iter_method_rows(engine, layer, fmt))
+def method_rows(
+    engine: Engine, layer: Layer, fmt: Format, activation: Format | None = None
+) -> tuple[MethodRow, ...]:
+    """Plain rounding and every recovery method of ``layer`` in ``fmt``; with a (static)
+    ``activation`` format, each with the layer's input quantized as planned
+    (:mod:`.with_activation`), which is where SmoothQuant acts."""
+    return tuple(iter_method_rows(engine, layer, fmt, activation))
 
 
-def iter_method_rows(engine: Engine, layer: Layer, fmt: Format) -> Iterator[MethodRow]:
+def iter_method_rows(
+    engine: Engine, layer: Layer, fmt: Format, activation: Format | None = None
+) -> Iterator[MethodRow]:
     """:func:`method_rows` one row at a time (a worker can stop between methods)."""
     try:
         geo, st = engine.recovery.stats(layer)
     except BitlensError as exc:
         yield MethodRow("plain", None, str(exc))
+        return
+    if activation is not None:
+        yield from with_activation.rows(engine, layer, fmt, activation, geo)
         return
     w = layer.weights[0]
     value = engine.model.weight(w).astype(np.float64)
@@ -83,4 +85,4 @@ def iter_method_rows(engine: Engine, layer: Layer, fmt: Format) -> Iterator[Meth
         except BitlensError as exc:
             yield MethodRow(method.value, None, str(exc))
             continue
-        yield row(method.value, rec.weight, rec.bias, rec.note)
+        yield row(method.value, rec.seen_weight, rec.bias, rec.note)

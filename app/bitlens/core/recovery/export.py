@@ -4,11 +4,14 @@ the weights and bias that were evaluated."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
-from onnx import numpy_helper
+import onnx
+from onnx import helper, numpy_helper
 
+from bitlens.core.engine.graphs import node_producing
 from bitlens.core.errors import ExportError
 from bitlens.core.export.graph import GraphBuilder, rename_output
 from bitlens.core.recovery import Recovered
@@ -26,13 +29,18 @@ def planned_bias(engine: Engine, qm: QuantizedModel, name: str) -> np.ndarray:
         biases = engine.info.layer(layer_name).biases
         if rec.bias is not None and biases and biases[0].name == name:
             return rec.bias
+        if rec.bias is not None and not biases and name.startswith(_created(layer_name)):
+            return rec.bias.astype(np.float32).reshape(-1)  # made by create_bias
     return np.asarray(engine.model.weight(name)).astype(np.float32, copy=False)
 
 
 def write_bias(state: ExportState, layer: Layer, rec: Recovered) -> str | None:
-    """Replace the layer's bias initializer by the corrected one; a note, or None."""
+    """Replace the layer's bias initializer by the corrected one (or give a layer without
+    a bias the created one); a note, or None."""
     if rec.bias is None:
         return None
+    if not layer.biases:
+        return create_bias(state, layer, rec.bias)
     b = layer.biases[0]
     if state.consumers(b.name) != 1:
         raise ExportError(
@@ -48,6 +56,49 @@ def write_bias(state: ExportState, layer: Layer, rec: Recovered) -> str | None:
     raise ExportError(f"layer {layer.name!r}: bias {b.name!r} is not an initializer")
 
 
+CREATED_ADD = "created_add"
+
+
+def _created(layer: str) -> str:
+    """The start of the name of the bias :func:`create_bias` makes for ``layer``."""
+    return f"{layer}_bias_created"
+
+
+def layer_node_of(nodes: Mapping[str, onnx.NodeProto], layer: Layer) -> onnx.NodeProto | None:
+    """The exported node of ``layer`` in ``nodes`` (output -> node): the one writing its
+    output, or the MatMul before the Add :func:`create_bias` put there."""
+    node = nodes.get(layer.outputs[0])
+    if node is not None and node.op_type == "Add" and node.name.startswith(
+        f"{layer.name}_bias_{CREATED_ADD}"
+    ):
+        return nodes.get(node.input[0])
+    return node
+
+
+def create_bias(state: ExportState, layer: Layer, bias: np.ndarray) -> str:
+    """The bias bias correction made for a layer that had none, written as the engine ran
+    it (``bitlens.core.engine.recovery_nodes.with_bias``): Conv's B, Gemm's C, or an Add
+    right after a MatMul that takes over the MatMul's output name."""
+    g = state.model.graph
+    idx, node = node_producing(g, layer.outputs[0])
+    b = GraphBuilder(f"{layer.name}_bias", state.taken)
+    const = b.const("created", np.asarray(bias, np.float32).reshape(-1))
+    assert const.startswith(_created(layer.name))
+    if layer.op_type in ("Conv", "Gemm"):
+        node.input.append(const)
+    else:
+        out = layer.outputs[0]
+        unbiased = b.name(f"{out}_unbiased")
+        node.output[0] = unbiased
+        add = helper.make_node("Add", [unbiased, const], [out], name=b.name(CREATED_ADD))
+        g.node.insert(idx + 1, add)
+        # what was to go before the MatMul (its activation quantizers) still goes there
+        if out in state.before:
+            state.before[unbiased] = state.before.pop(out)
+    g.initializer.extend(b.initializers)
+    return f"bias created for the weight rounding ({bias.size} values)"
+
+
 def scale_decoded(b: GraphBuilder, weight: str, input_scale: np.ndarray) -> None:
     """Make the decode subgraph of ``weight`` end in an exact float32 multiply by the
     per-input-channel ``input_scale`` (AWQ's 1/s): the same product the engine computed,
@@ -55,3 +106,24 @@ def scale_decoded(b: GraphBuilder, weight: str, input_scale: np.ndarray) -> None
     inner = b.name("awq_decoded")
     rename_output(b, weight, inner)
     b.node("Mul", [inner, b.const("awq_inv_scale", input_scale.astype(np.float32))], weight)
+
+
+def smooth_inputs(state: ExportState, layer: Layer, rec: Recovered | None) -> dict[str, str]:
+    """SmoothQuant's exact multiply of the layer's activation by ``rec.act_scale``, inserted
+    before the layer (and before its activation quantizer, written after this); the layer
+    reads the product. Returns activation -> scaled tensor ({} when not smoothed)."""
+    if rec is None or rec.act_scale is None:
+        return {}
+    _, node = node_producing(state.model.graph, layer.outputs[0])
+    out: dict[str, str] = {}
+    for act in layer.activations:
+        b = GraphBuilder(f"{layer.name}_smooth", state.taken)
+        scaled = b.node("Mul", [act, b.const("scale", rec.act_scale.astype(np.float32))],
+                        b.name(f"{act}_smoothed"))  # fmt: skip
+        for i, name in enumerate(node.input):
+            if name == act:
+                node.input[i] = scaled
+        state.model.graph.initializer.extend(b.initializers)
+        state.before.setdefault(layer.outputs[0], []).extend(b.nodes)
+        out[act] = scaled
+    return out

@@ -186,6 +186,7 @@ class InputStats:
     hessian: np.ndarray  # (groups, cols, cols): sum over rows of x x^T
     total: np.ndarray  # (groups, cols): sum of x
     abs_total: np.ndarray  # (groups, cols): sum of |x|
+    abs_max: np.ndarray  # (groups, cols): max of |x|
     count: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -200,13 +201,15 @@ class InputStats:
     @classmethod
     def of(cls, geo: LayerGeometry, inputs: Iterable[np.ndarray]) -> InputStats:
         g, c = geo.groups, geo.cols
-        st = cls(np.zeros((g, c, c)), np.zeros((g, c)), np.zeros((g, c)))
+        st = cls(np.zeros((g, c, c)), np.zeros((g, c)), np.zeros((g, c)), np.zeros((g, c)))
         for x in inputs:
-            for part in _pieces(np.asarray(x), geo):
+            for part in feature_pieces(np.asarray(x), geo):
                 f = geo.features(part)
                 st.hessian += np.einsum("nga,ngb->gab", f, f, optimize=True)
                 st.total += f.sum(axis=0)
                 st.abs_total += np.abs(f).sum(axis=0)
+                if len(f):
+                    np.maximum(st.abs_max, np.abs(f).max(axis=0), out=st.abs_max)
                 st.count += f.shape[0]
         if st.count == 0:
             raise EngineError("recovery needs calibration inputs, and there are none")
@@ -216,7 +219,7 @@ class InputStats:
 FEATURE_BYTES = 64 << 20  # float64 feature rows made at a time (im2col grows a conv input)
 
 
-def _pieces(x: np.ndarray, geo: LayerGeometry) -> Iterable[np.ndarray]:
+def feature_pieces(x: np.ndarray, geo: LayerGeometry) -> Iterable[np.ndarray]:
     """``x`` split along its first axis so each piece's feature rows stay near
     FEATURE_BYTES (a batch of 32 images at 56x56 with 576 patch values is 460 MB)."""
     if x.ndim < 2 or x.shape[0] <= 1 or geo.trans_a:

@@ -31,13 +31,17 @@ def check_recovery(layer: Layer, weight: Format | None, method: Recovery) -> Non
         raise PlanError(f"{where} needs a float activation input to calibrate on")
     if method in (Recovery.GPTQ, Recovery.CLIP) and weight.family is not Family.INT:
         raise PlanError(f"{where} needs an integer weight format, not {weight.name}")
-    if method is Recovery.AWQ and (weight.is_float and not weight.has_scale):
+    scaled = (Recovery.AWQ, Recovery.SMOOTH)
+    if method in scaled and (weight.is_float and not weight.has_scale):
         raise PlanError(f"{where} needs a scaled weight format, not {weight.name}")
-    if method is Recovery.AWQ and layer.weights[0].dtype != "float32":
+    if method in scaled and layer.weights[0].dtype != "float32":
         raise PlanError(f"{where} needs a float32 weight, not {layer.weights[0].dtype}")
-    if method is Recovery.BIAS and not layer.biases:
+    if method is Recovery.SMOOTH and layer.activations != layer.inputs[:1]:
+        raise PlanError(f"{where} needs the layer's only float input to be its data input")
+    if method is Recovery.BIAS and not layer.biases and layer.weights[0].dtype != "float32":
         raise PlanError(
-            f"{where} needs a constant bias input (Conv B or Gemm C); this layer has none"
+            f"{where} creates a float32 bias for a layer without one; the weight is "
+            f"{layer.weights[0].dtype}"
         )
 
 
