@@ -353,7 +353,8 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
     def _class_outputs(self) -> frozenset[str]:
         """Outputs read as class scores (top-1, KL); embeddings get SQNR and cosine only."""
         labelled = None if self.data.labels is None else self._error_output
-        return class_score_outputs(self.model.proto.graph, self._output_names, labelled)
+        # graph_proto, not proto: proto reads every external weight into memory.
+        return class_score_outputs(self.model.graph_proto.graph, self._output_names, labelled)
 
     @cached_property
     def _error_output(self) -> str:
