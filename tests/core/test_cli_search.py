@@ -79,6 +79,7 @@ def test_search_with_user_metric_and_eval_reports_it(cnn_path, tmp_path) -> None
         (("--size-ratio", "0.5", "--pin", "nope=int8 sym ch"), "--pin names layer 'nope'"),
         (("--size-ratio", "0.5", "--metric", "nocolon"), "--metric expects module:function"),
         (("--min-metric", "0.5"), "needs a metric"),
+        (("--size-ratio", "0.5", "--recovery", "bogus"), "unknown recovery method 'bogus'"),
     ],
 )
 def test_search_errors_are_one_line(cnn_path, tmp_path, args, message) -> None:

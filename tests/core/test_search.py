@@ -16,6 +16,7 @@ from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.search import (
+    DEFAULT_WEIGHT_FORMATS,
     Budget,
     Point,
     SearchOptions,
@@ -113,9 +114,14 @@ def test_pins_are_kept(cnn: Engine) -> None:
 
 
 def test_fragile_layer_is_found_and_the_best_beats_uniform_plans() -> None:
-    """mm_b has one 12-sigma outlier per column: per-channel int4 ruins it."""
+    """mm_b has one 12-sigma outlier per column: per-channel int4 ruins it (plain rounding
+    and no codebook formats: GPTQ spreads the outliers' error, and a k-means codebook spends
+    a level on them, so either hides what this test looks for)."""
     engine = _engine(mlp_with_fragile_layer())
-    result, _ = _run(engine, Budget(size_ratio=0.3), base_activation=None)
+    formats = tuple(f for f in DEFAULT_WEIGHT_FORMATS if not f.startswith("km"))
+    result, _ = _run(
+        engine, Budget(size_ratio=0.3), base_activation=None, recovery=(), weight_formats=formats
+    )
     int4 = {s.layer: s.error for s in result.sensitivities if s.format == "int4 sym ch"}
     assert max(int4, key=int4.get) == "mm_b"
     uniform = [
@@ -297,3 +303,45 @@ def test_plans_the_export_cannot_write_are_never_chosen(cnn: Engine, monkeypatch
     best = result.best
     assert best.exported_bytes is not None and best.exported_bytes <= limit
     assert all(c.activation is None or c.activation.bits == 8 for c in best.plan.choices.values())
+
+
+def test_recovery_candidates_lower_the_layer_output_error() -> None:
+    """GPTQ's gain per (layer, format), checked against the layer's output error computed
+    here in float64 numpy from its calibration inputs."""
+    from bitlens.core.recovery import Recovery
+    from bitlens.core.search.recovered import choose
+
+    engine = _engine(mlp_with_fragile_layer())
+    model = engine.model
+    wa, wb = (np.asarray(model.weight(engine.info.layer(n).weights[0]), np.float64)
+              for n in ("mm_a", "mm_b"))  # fmt: skip
+    x = np.concatenate([engine.data.samples[i]["x"] for i in engine.data.calibration])
+    inputs = np.maximum(x.astype(np.float64) @ wa, 0.0)  # mm_b's input: Relu(x @ Wa)
+    layer = engine.info.layer("mm_b")
+    fmts = [parse_format("int3 sym ch"), parse_format("int8 sym ch"), parse_format("km3")]
+    got = choose(engine, layer, fmts, (Recovery.GPTQ,))
+    assert set(got) == {fmts[0]}  # 8 bits and codebooks are left to plain rounding
+    fmt = fmts[0]
+    plain = np.asarray(engine.quantized(layer.weights[0], fmt).values, np.float64)
+    rec = np.asarray(engine.recovery.result(layer, fmt, Recovery.GPTQ).weight, np.float64)
+    e_plain = np.sum((inputs @ (plain - wb)) ** 2)
+    e_rec = np.sum((inputs @ (rec - wb)) ** 2)
+    assert got[fmt].method is Recovery.GPTQ
+    assert got[fmt].noise_factor == pytest.approx(math.sqrt(e_rec / e_plain), rel=1e-6)
+    assert got[fmt].noise_factor < 0.9
+
+
+def test_search_gives_layers_recovery_and_the_export_keeps_it(tmp_path: Path) -> None:
+    engine = _engine(mlp_with_fragile_layer())
+    budget = Budget(size_ratio=0.5)
+    result, _ = _run(engine, budget, base_activation=None, check_export=True)
+    plain, _ = _run(engine, budget, base_activation=None, check_export=True, recovery=())
+    assert any(c.recovery is not None for p in result.tried for c in p.plan.choices.values())
+    assert not any(c.recovery is not None for p in plain.tried for c in p.plan.choices.values())
+    best = result.best
+    assert best.error <= plain.best.error
+    # the error is the engine's with the recovered weights, and the file is what it exports
+    (out,) = engine.evaluate(best.plan).outputs.values()
+    assert best.error == pytest.approx(out.error.rel_l2, rel=1e-9)
+    assert exported_size(engine, best.plan) == best.exported_bytes
+    assert best.exported_bytes <= 0.5 * result.float_bytes

@@ -29,6 +29,7 @@ from bitlens.core.plan import LayerChoice
 from bitlens.core.search import (
     DEFAULT_ACTIVATION_FORMATS,
     DEFAULT_BASE_ACTIVATION,
+    DEFAULT_RECOVERY,
     DEFAULT_WEIGHT_FORMATS,
     FLOAT_NAME,
     Budget,
@@ -36,6 +37,7 @@ from bitlens.core.search import (
     SearchResult,
     search,
 )
+from bitlens.core.search.recovered import parse_methods
 from bitlens.core.targets import DEFAULT_TARGET
 from bitlens.core.usermetric import load_metric
 
@@ -79,6 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wide-activations", type=int, metavar="N",
                    help="at most N layers keep activations wider than the base "
                    "(default: a tenth of the layers, at least 1)")  # fmt: skip
+    p.add_argument("--recovery", nargs="+", default=list(DEFAULT_RECOVERY), metavar="M",
+                   help="recovery methods a layer's 2- to 4-bit integer weights may get "
+                   f"({' '.join(DEFAULT_RECOVERY)}; 'none': plain rounding)")  # fmt: skip
     p.add_argument("-o", "--output", required=True, help="where to write the plan JSON")
     p.add_argument("--front", help="also write the front (and references) as JSON here")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -112,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     _guard_outputs(args)
     budget = Budget(args.max_bytes, args.size_ratio, args.max_error, args.min_metric)
     metric = load_metric(args.metric) if args.metric else None
+    recovery = tuple(m.value for m in parse_methods(args.recovery))  # before the model loads
     model = open_model(args.model)
     pins = parse_pins(args.pin, model.info)
     engine = calibrated_engine(args, model)
@@ -121,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         activation_formats=tuple(args.activation_formats),
         base_activation=None if args.activations == FLOAT_NAME else args.activations,
         wide_activations=args.wide_activations,
+        recovery=recovery,
         pins=pins,
         seed=args.seed,
         metric=metric,

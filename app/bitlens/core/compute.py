@@ -99,7 +99,8 @@ def compute_of(engine: Engine) -> Compute:
         t.shape and not isinstance(t.shape[0], int) for t in engine.info.inputs
     ):
         rows = max(1, int(np.shape(next(iter(data.samples[feed].values())))[0]))
-    count = count_macs(engine.model.proto, engine.info, shapes, observed, rows)
+    # the graph only: no external weight read in
+    count = count_macs(engine.model.graph_proto, engine.info, shapes, observed, rows)
     _OF_ENGINE[engine] = (count, observed is not None)
     return count
 

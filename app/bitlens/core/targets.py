@@ -29,7 +29,19 @@ The placement follows ONNX Runtime's own QDQ quantizer
 
 Graph outputs, tensors read inside If/Loop/Scan bodies and non-float tensors
 are never quantized, and an op with a constant data input (a bias Add, a
-scale Mul) stays float, as do the ops next to float layers.
+scale Mul) stays float, as do the ops next to float layers, with one
+exception: the Add of a paddle-style HardSwish ``x * Clip(x + 3, 0, 6) / 6``
+(Paddle2ONNX's form). With ``x`` already quantized on an asymmetric uint8
+grid (a conv output), its Clip's output is quantized (ORT's ``ClipQuantFusion`` removes a
+Clip whose range the QuantizeLinear's saturation already keeps), the
+scalar 3 is written as a DequantizeLinear of one code at scale 3 (exactly
+3.0, see :func:`scalar_code`: nothing changes in the simulation), so the
+Add runs as ``QLinearAdd`` and the Mul, both inputs then quantized, as
+``QLinearMul``; only the Div stays float. Where ``x`` comes from an unfolded
+BatchNormalization (PicoDet, PP-LCNet) it is not quantized for this: the
+extra quantizer measured slower and less accurate. ORT 1.31 fuses nothing around
+the ``HardSwish`` op (it splits it into a float HardSigmoid and Mul) or
+around ``HardSigmoid``, so those forms stay float.
 
 The "tensorrt" target adds no tensors: TensorRT places the requantization
 of a layer's output itself, fusing it into the next layer's input quantizer
@@ -45,6 +57,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from bitlens.core.errors import PlanError
 from bitlens.core.formats import Family, Format, Granularity
@@ -106,6 +120,7 @@ class TensorQuantizer:
 
 
 Placement = Mapping[str, TensorQuantizer]  # tensor -> quantizer, in topological order
+Scalar = Callable[[str], float | None]  # a main-graph scalar float constant's value, else None
 
 
 def check_target(name: str) -> str:
@@ -133,13 +148,71 @@ def kernel_format(layer: Layer, weight: Format | None, act: Format | None, dynam
     )
 
 
+def scalar_code(value: float) -> tuple[int, float, int]:
+    """(code, scale, zero point) of a uint8 DequantizeLinear giving exactly ``value``:
+    (code - zero point) is 1, -1 or 0, so the float32 product is ``value`` itself."""
+    v = float(np.float32(value))
+    if v > 0:
+        return 1, v, 0
+    if v < 0:
+        return 0, -v, 1
+    return 0, 1.0, 0
+
+
+def _absorbed_end(t: str, consumers: Mapping[str, list[NodeInfo]], outputs: set[str]) -> str:
+    """The tensor after the single-consumer Relu/Clip chain below ``t`` (``t`` itself
+    when none): ORT removes those before a QuantizeLinear whose range they cannot widen."""
+    while True:
+        users = consumers.get(t, [])
+        if len(users) != 1 or users[0].op_type not in ABSORBED or t in outputs:
+            return t
+        t = users[0].outputs[0]
+
+
+def scalar_operand(n: NodeInfo, scalar: Scalar | None) -> tuple[str, str, float] | None:
+    """(data input, constant input, value) of an Add of a tensor and a finite scalar
+    constant; None for any other node."""
+    if scalar is None or n.op_type != "Add" or len(n.inputs) != 2 or not all(n.inputs):
+        return None
+    for k in (0, 1):
+        value = scalar(n.inputs[k])
+        if value is not None and np.isfinite(value) and scalar(n.inputs[1 - k]) is None:
+            return n.inputs[1 - k], n.inputs[k], float(value)
+    return None
+
+
+def scalar_inputs(plan: Plan, placed: Placement, scalar: Scalar | None) -> dict[str, float]:
+    """Constant -> value of the scalars :func:`placement` lets into a QLinearAdd: the
+    export writes each as a DequantizeLinear of :func:`scalar_code` (an exact identity)."""
+    info = plan.info
+    main = [n for n in info.nodes if not n.graph_path]
+    consumers: dict[str, list[NodeInfo]] = {}
+    for n in main:
+        for t in n.inputs:
+            if t:
+                consumers.setdefault(t, []).append(n)
+    outputs = {t.name for t in info.outputs}
+    out: dict[str, float] = {}
+    for n in main:
+        found = scalar_operand(n, scalar)
+        if found is None or not n.outputs or found[0] not in placed:
+            continue
+        if _absorbed_end(n.outputs[0], consumers, outputs) in placed:
+            out[found[1]] = found[2]
+    return out
+
+
 def placement(
-    plan: Plan, attribute: Callable[[NodeInfo, str], object | None] | None = None
+    plan: Plan,
+    attribute: Callable[[NodeInfo, str], object | None] | None = None,
+    scalar: Scalar | None = None,
 ) -> dict[str, TensorQuantizer]:
     """The extra tensor quantizers ``plan.target`` needs for the plan's per-layer choices.
 
     ``attribute(node, name)`` reads a node attribute (Resize's mode), None when the node
-    does not set it; without ``attribute`` Resize stays float.
+    does not set it; without ``attribute`` Resize stays float. ``scalar(tensor)`` is the
+    value of a main-graph scalar float constant, None for anything else; without it a
+    HardSwish's Add stays float.
     """
     if plan.target != ORT_CPU:
         return {}
@@ -197,16 +270,16 @@ def placement(
             continue
         fmt = layer_q[layer.activations[0]]
         t = layer.outputs[0]
-        while fmt.family is Family.INT and not fmt.signed:  # asymmetric uint8: Relu absorbed
-            users = consumers.get(t, [])
-            if len(users) != 1 or users[0].op_type not in ABSORBED or t in outputs:
-                break
-            t = users[0].outputs[0]
+        if fmt.family is Family.INT and not fmt.signed:  # asymmetric uint8: Relu absorbed
+            t = _absorbed_end(t, consumers, outputs)
         if quantizable(t):
             add(t, fmt, t, f"output of {layer.name} ({layer.op_type}), so it runs as QLinearConv")
+
     # Ops with QLinear or uint8 forms, in topological order, when all their inputs are quantized.
     for n in main:
         if n.op_type not in REQUANTIZING and n.op_type not in SAME_GRID:
+            continue
+        if _scalar_add(n, scalar, consumers, outputs, quantizable, available, add):
             continue
         # Only nearest Resize (the default mode) keeps values on the input's grid.
         if n.op_type == "Resize" and (
@@ -235,6 +308,33 @@ def placement(
     kernel_outputs = {la.outputs[0] for la in kernels}
     _move_up(layer_q, out, main, producer, consumers, quantizable, add, kernel_outputs)
     return out
+
+
+def _scalar_add(
+    n: NodeInfo,
+    scalar: Scalar | None,
+    consumers: Mapping[str, list[NodeInfo]],
+    outputs: set[str],
+    quantizable: Callable[[str], bool],
+    available: Callable[[str], Format | None],
+    add: Callable[[str, Format, str, str], None],
+) -> bool:
+    """A HardSwish's ``x + 3`` as a QLinearAdd (see the module text): ``x`` quantized on
+    an asymmetric uint8 grid and the Add's only reader a Relu/Clip chain, whose output is
+    quantized on its own range. True when placed."""
+    found = scalar_operand(n, scalar)
+    if found is None or not n.outputs:
+        return False
+    t = found[0]
+    fmt = available(t) if quantizable(t) else None
+    if fmt is None or fmt.family is not Family.INT or fmt.signed or fmt.bits != 8:
+        return False
+    end = _absorbed_end(n.outputs[0], consumers, outputs)
+    if end == n.outputs[0] or not quantizable(end):
+        return False  # no Clip for ORT to remove: QLinearAdd plus a float Clip gains nothing
+    add(t, fmt, t, f"input of {n.name} ({n.op_type})")
+    add(end, fmt, end, f"output of {n.name} ({n.op_type}) after its Clip, so it runs as QLinearAdd")
+    return True
 
 
 def _move_up(

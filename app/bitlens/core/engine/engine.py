@@ -55,6 +55,18 @@ if TYPE_CHECKING:
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
 ACC_CACHE_ENTRIES = 50_000
 _FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
+# Default in-memory reference: this many feeds' worth of kept values (see _fit_budget);
+# reading the rest from the memory-mapped scratch file costs a page-cache copy. Measured on
+# the CRNN (median re-evaluation / float run, same process): 0.5 + 0.25 2.08x, 0.25 + 0.5
+# 1.90x, 0.25 + 0.75 1.79x, everything in memory 1.63x.
+REFERENCE_FEEDS = 0.25
+# ... and this many feeds' worth of kept quantized values at layer cuts (re-evaluation
+# starts from them; when they are missing the whole graph runs, in a session of its own).
+PREFIX_FEEDS = 0.75
+# Floors for models whose activations are small next to their weights (a 100 MB MatMul
+# stack keeps 1 MB per feed: without kept prefix values every change re-ran all of it).
+REFERENCE_MIN = 8 << 20
+PREFIX_MIN = 16 << 20
 
 
 class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
@@ -69,9 +81,11 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         memory_budget: int | None = None,
     ):
         """``data`` None: weights only (errors, sizes, the sandbox) until the inputs are
-        known. ``memory_budget``: bytes of float reference activations kept in memory (default:
-        store.default_budget()); the rest goes to a memory-mapped scratch file in a temporary
-        folder (ActivationStore)."""
+        known. ``memory_budget``: bytes of float reference activations kept in memory; the
+        rest goes to a memory-mapped scratch file in a temporary folder (ActivationStore).
+        Default: a quarter of what one data feed keeps (measured on the first), within the
+        share of the process's memory budget (store.default_budget()); three quarters more
+        hold the quantized values re-evaluation starts from (prefix.PrefixValues)."""
         limit_heap_growth()
         self.model = model
         self.info = model.info
@@ -99,6 +113,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         # Float reference values per (tensor, feed): layer and model outputs of the evaluation
         # feeds, layer inputs of every feed. None until prepare() ran.
         self._store = ActivationStore(default_budget() if memory_budget is None else memory_budget)
+        self._budget_per_feed = memory_budget is None  # lowered to one feed's values (prepare)
         self._ref: RefView | None = None
         # Re-evaluation from kept quantized values at layer cuts (see prefix.py), within
         # half the memory budget.
@@ -148,7 +163,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         if plan in self._placements:
             self._placements.move_to_end(plan)
             return self._placements[plan]
-        found = targets.placement(plan, self._attribute)
+        found = targets.placement(plan, self._attribute, self.scalar)
         self._placements[plan] = found
         while len(self._placements) > 64:
             self._placements.popitem(last=False)
@@ -238,6 +253,10 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
             (order[len(calibration) :], fetch),
         ):
             for i, outs in self._runs(sess, names, lambda i: {**samples[i], **weights}, part):
+                if self._budget_per_feed:
+                    self._fit_budget(
+                        sum(v.nbytes for n, v in zip(names, outs, strict=True) if n in kept)
+                    )
                 for name, value in zip(names, outs, strict=True):
                     if value.dtype.kind == "f" and not np.isfinite(value).all():
                         raise EngineError(
@@ -251,7 +270,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
                         and (i in evaluation or name in every_feed)
                         and (name, i) not in store
                     ):
-                        store.put(name, i, value)
+                        store.put(name, i, value, cold=i not in evaluation)
                 for name, value in zip(names, outs, strict=True):
                     if i in calibration and value.dtype.kind == "f" and value.size:
                         lo, hi = float(value.min()), float(value.max())
@@ -269,6 +288,22 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
             first = np.asarray(self.data.samples[0][name])
             types.setdefault(name, (first.dtype, first.ndim))
         self._ref = RefView(store, self.data, inputs, types)
+
+    def _fit_budget(self, feed_bytes: int) -> None:
+        """Default budget: REFERENCE_FEEDS feeds' reference values in memory (those of the
+        evaluation feeds first: every evaluation reads them; calibration reads the others
+        once), the rest memory-mapped, so that memory does not grow with the data; and
+        PREFIX_FEEDS feeds' worth of kept prefix values, which save more time per byte (a
+        spilled value costs a page-cache copy, a missing prefix value a longer run). With one
+        run's own buffers (every layer output and cut tensor it fetches: about one feed's
+        activations) the engine's activations stay near two feeds' worth (issue 11's bound)."""
+        self._budget_per_feed = False
+        store = self._store
+        store.budget = min(store.budget, max(REFERENCE_MIN, int(REFERENCE_FEEDS * feed_bytes)))
+        store.reserve = min(store.budget, feed_bytes * len(self.data.evaluation))
+        values = self._prefix_values
+        kept = max(PREFIX_MIN, int(PREFIX_FEEDS * feed_bytes))
+        values.limit = values.budget = min(values.limit, kept)
 
     @property
     def memory_budget(self) -> int:
@@ -314,6 +349,12 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
     @cached_property
     def _attribute(self):
         return target_stats.attribute_reader(self.model.graph_proto)
+
+    @cached_property
+    def scalar(self) -> targets.Scalar:
+        """A main-graph scalar float constant's value (None for other tensors): the target
+        lets a HardSwish's ``x + 3`` into a QLinearAdd, the export writes the 3 exactly."""
+        return target_stats.scalar_reader(self.model.graph_proto, self.model.tensor_value)
 
     @cached_property
     def _float_tensors(self) -> list[str]:

@@ -152,6 +152,8 @@ class PrefixRuns:
             s = cuts.start[name]
             need = [*cuts.boundary[name], *(t for t in wanted if cuts.index.get(t, s) < s)]
             kept = kept_values(need)
+            if kept is not None and s == 0:
+                break  # the part from the first node is the whole graph: its own session
             if kept is not None:
                 return s, kept, self._tail_session(skey, sim, name, cuts)
         return 0, {}, None

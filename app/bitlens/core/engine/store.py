@@ -28,6 +28,7 @@ from bitlens.core.limits import activation_budget
 if TYPE_CHECKING:
     from bitlens.core.data import Dataset
 
+
 def default_budget() -> int:
     """Bytes kept in memory by default: a share of the one memory budget
     (bitlens.core.limits.memory_budget, ``--memory-budget`` / ``$BITLENS_MEMORY_BUDGET``)."""
@@ -51,6 +52,7 @@ class ActivationStore:
         if budget < 0:
             raise EngineError(f"memory budget must be >= 0 bytes, got {budget}")
         self.budget = int(budget)
+        self.reserve = 0  # bytes of the budget that cold values leave to the others (put)
         self._ram: dict[tuple[str, int], np.ndarray] = {}
         self._disk: dict[tuple[str, int], _Spilled] = {}
         self.ram_bytes = 0
@@ -62,19 +64,22 @@ class ActivationStore:
     def __contains__(self, key: tuple[str, int]) -> bool:
         return key in self._ram or key in self._disk
 
-    def put(self, name: str, index: int, value: np.ndarray) -> None:
+    def put(self, name: str, index: int, value: np.ndarray, *, cold: bool = False) -> None:
+        """Keep ``value``; ``cold`` values (read rarely: calibration-only feeds) stay in
+        memory only where they leave ``reserve`` bytes of the budget for the others."""
         key = (name, index)
         if key in self:
             raise EngineError(f"reference value of {name!r} for feed {index} stored twice")
         value = np.asarray(value)
-        if self.ram_bytes + value.nbytes <= self.budget or value.dtype.hasobject:
+        room = self.budget - (self.reserve if cold else 0)
+        if self.ram_bytes + value.nbytes <= room or value.dtype.hasobject:
             value.setflags(write=False)
             self._ram[key] = value
             self.ram_bytes += value.nbytes
             return
         fh = self._scratch()
         offset = fh.tell()
-        fh.write(np.ascontiguousarray(value).tobytes())
+        fh.write(np.ascontiguousarray(value).reshape(-1).view(np.uint8))  # no bytes copy
         self._disk[key] = _Spilled(offset, value.dtype, value.shape)
         self.spilled_bytes += value.nbytes
 

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 SUFFIX_SESSIONS = 4  # suffix sessions kept (their buffers come from the shared arena)
 SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-safely)
+# Formats of one layer whose weights are held at once: up to SWEEP_WORKERS while they stay
+# under this many bytes, else one (its runs over the feeds still go two at a time).
+SWEEP_WINDOW_BYTES = 16 << 20
 
 
 class Sweep:
@@ -57,7 +60,6 @@ class Sweep:
         fmts = [parse_format(f) for f in formats]
         names = list(self.info.layer_names if layers is None else layers)
         yield from self.prepare()
-        ref = self._ensure_ref()
         base = Plan(self.info)
         sim, sess = self._session_for({})
         float_feeds = self._float_weights()
@@ -70,43 +72,56 @@ class Sweep:
             for li, name in enumerate(names):
                 layer = self.info.layer(name)
                 runner = self._suffix(sim, name, out_name) if name in boundaries else None
-                per_format = []
                 for fmt in fmts:
                     base.with_choices({name: LayerChoice(fmt)})  # validates the format here
-                    feeds = dict(float_feeds)
-                    for w in layer.weights:
-                        feeds[w.name] = self.quantized_weight(w, fmt, keep=False)
-                    per_format.append(feeds)
-
-                def one_run(
-                    job: tuple[int, int], runner=runner, per_format=per_format
-                ) -> np.ndarray:
-                    k, i = job
-                    feed = {**self.data.samples[i], **per_format[k]}
-                    if runner is None:
-                        return self._run(sess, [out_name], feed)[0]
-                    if runner[0] is None:  # the output does not depend on this layer
-                        return ref[out_name][i]
-                    upstream = {b: ref[b][i] for b in runner[1]}
-                    return self._run(runner[0], [out_name], {**feed, **upstream})[0]
-
                 # ORT leaves a core idle in sequential parts (an LSTM over time): runs of the
                 # layer's formats and feeds go two at a time; errors are summed in feed order.
-                ev = self.data.evaluation
-                jobs = [(k, i) for k in range(len(fmts)) for i in ev]
-                got = dict(zip(jobs, pool.map(one_run, jobs), strict=True))
-                for k, fmt in enumerate(fmts):
-                    sums = metrics.ErrorSums()
-                    for i in ev:
-                        sums.add(ref[out_name][i], got[(k, i)])
-                    entries.append(
-                        SweepEntry(name, fmt.name, sums.result(), weight_bytes_after(layer, fmt))
-                    )
-                del got
+                # The weights of `step` formats at a time are held (a 34 MB Gemm weight in
+                # four formats and their temporaries peaked at +320 MB).
+                step = max(1, min(workers, SWEEP_WINDOW_BYTES // max(1, layer.nbytes)))
+                for at in range(0, len(fmts), step):
+                    window = fmts[at : at + step]
+                    sums = self._sweep_window(pool, runner, sess, layer, window, float_feeds)
+                    for fmt, err in zip(window, sums, strict=True):
+                        entries.append(
+                            SweepEntry(name, fmt.name, err, weight_bytes_after(layer, fmt))
+                        )
                 yield Progress(li + 1, len(names), f"sweep: {name}")
         self._release_float_weights()
         entries.sort(key=lambda e: e.output.sqnr_db)
         return entries
+
+    def _sweep_window(self, pool, runner, sess, layer, window, float_feeds) -> list:
+        """The first float output's error with ``layer``'s weights in each format of ``window``."""
+        ref = self._ensure_ref()
+        out_name = self._error_output
+        per_format = []
+        for fmt in window:
+            feeds = dict(float_feeds)
+            for w in layer.weights:
+                feeds[w.name] = self.quantized_weight(w, fmt, keep=False)
+            per_format.append(feeds)
+
+        def one_run(job: tuple[int, int]) -> np.ndarray:
+            k, i = job
+            feed = {**self.data.samples[i], **per_format[k]}
+            if runner is None:
+                return self._run(sess, [out_name], feed)[0]
+            if runner[0] is None:  # the output does not depend on this layer
+                return ref[out_name][i]
+            upstream = {b: ref[b][i] for b in runner[1]}
+            return self._run(runner[0], [out_name], {**feed, **upstream})[0]
+
+        ev = self.data.evaluation
+        jobs = [(k, i) for k in range(len(window)) for i in ev]
+        got = dict(zip(jobs, pool.map(one_run, jobs), strict=True))
+        out = []
+        for k in range(len(window)):
+            sums = metrics.ErrorSums()
+            for i in ev:
+                sums.add(ref[out_name][i], got[(k, i)])
+            out.append(sums.result())
+        return out
 
     def _sweep_boundaries(
         self, sim: rewrite.SimGraph, names: Sequence[str], out_name: str

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from bitlens.core.engine.calibration import ActivationStats
+from bitlens.core.model import tensors
 from bitlens.core.model.types import NodeInfo
 
 PER_RUN = 32  # tensors fetched per float run
@@ -58,5 +59,37 @@ def attribute_reader(proto: onnx.ModelProto) -> Callable[[NodeInfo, str], object
             if attr.name == name:
                 return onnx.helper.get_attribute_value(attr)
         return None
+
+    return read
+
+
+def scalar_reader(
+    proto: onnx.ModelProto, value_of: Callable[[onnx.TensorProto], np.ndarray]
+) -> Callable[[str], float | None]:
+    """``read(tensor)``: the value of a main-graph float32 constant holding one element
+    (an initializer or a Constant node), None for anything else. ``value_of`` reads an
+    initializer (external data included)."""
+    g = proto.graph
+    inits = {
+        t.name: t
+        for t in g.initializer
+        if t.data_type == onnx.TensorProto.FLOAT and int(np.prod(t.dims)) == 1
+    }
+    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant" and n.output}
+    cache: dict[str, float | None] = {}
+
+    def read(name: str) -> float | None:
+        if name not in cache:
+            value: np.ndarray | None = None
+            if name in inits:
+                value = np.asarray(value_of(inits[name]))
+            elif name in consts:
+                try:
+                    value = np.asarray(tensors.constant_value(consts[name]))
+                except ValueError:
+                    value = None
+            ok = value is not None and value.dtype == np.float32 and value.size == 1
+            cache[name] = float(value.reshape(())) if ok else None
+        return cache[name]
 
     return read

@@ -55,8 +55,10 @@ class WeightFeeds:
 
     @cached_property
     def _wcache_limit(self) -> int:
-        """Room for the weights of a plan and of the next one, not for every format tried."""
-        return min(WEIGHT_CACHE_BYTES, max(2 * sum(la.nbytes for la in self.info.layers), 64 << 20))
+        """Room for a plan's weights (values and codes: 1.25x the float weights at 8-bit
+        codes) and the changed layers of the next plans, not for every format tried."""
+        weights = sum(la.nbytes for la in self.info.layers)
+        return min(WEIGHT_CACHE_BYTES, max(3 * weights // 2, 64 << 20))
 
     def quantized_weight(self, w: WeightInfo, fmt: Format, *, keep: bool = True) -> np.ndarray:
         """``w`` quantized in ``fmt`` (stored dtype); cached unless ``keep`` is False (the

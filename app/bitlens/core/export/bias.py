@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.export.editing import ExportState, remove_weight
@@ -91,7 +91,7 @@ def int32_bias(
     ):
         notes.append("Gemm alpha/beta are not 1; bias kept float (no QGemm)")
         return None
-    bias = numpy_helper.to_array(inits[name])
+    bias = np.asarray(engine.model.tensor_value(inits[name]))  # may be in an external file
     n_out = w.shape[out_axis]
     if bias.ndim != 1 or bias.size != n_out or bias.dtype != np.float32:
         notes.append(f"bias {name} is not a float32 vector of {n_out}; kept float")

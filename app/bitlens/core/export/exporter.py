@@ -25,6 +25,7 @@ until the last step).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Generator
 from dataclasses import replace
 from pathlib import Path
@@ -47,6 +48,8 @@ from bitlens.core.export.records import (
     LayerExport,
     Prepared,
 )
+from bitlens.core.export.scalars import write_scalar_inputs
+from bitlens.core.export.sizing import LayerSizer, file_bytes
 from bitlens.core.export.weights import QDQ, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
 from bitlens.core.formats import family_of, parse_format
@@ -65,6 +68,7 @@ __all__ = [
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
 
+_log = logging.getLogger(__name__)
 METADATA_KEY = "bitlens.export"
 MAX_PROTO_BYTES = 2**31 - 1
 
@@ -110,10 +114,15 @@ def preflight(
                     f"layer {layer.name!r}: activation {act!r} is {dtype}; activation "
                     "quantizers are exported for float32 tensors only"
                 )
-    src = engine.model.proto
     kernels = integer_kernel_layers(engine.info, plan, engine.placement(plan))
     needed = needed_opset(engine, plan, options, kernels)
     feeds = [engine.data.samples[i] for i in engine.data.evaluation[:2]]
+    # Large external tensors stay in their files unless an opset conversion, which runs the
+    # model from memory to verify it, needs the whole model.
+    src = engine.model.graph_proto
+    current = opsets.default_opset(src)
+    if opsets.candidates(current, needed, options.opset)[0] != current:
+        src = engine.model.proto
     target, converted, notes = opsets.prepare(src, needed, options.opset, feeds)
     return Prepared(opsets.default_opset(src), target, converted, frozenset(kernels), notes)
 
@@ -124,11 +133,15 @@ def build(
     options: ExportOptions | None = None,
     prepared: Prepared | None = None,
     quantized: QuantizedModel | None = None,
+    *,
+    exact_sizes: bool = False,
 ) -> Generator[Progress, None, Built]:
     """The export of ``plan`` in memory: what :func:`export` writes, for accounting.
 
     ``quantized``: the plan's weights and ranges (:func:`~bitlens.core.quantized.quantize_model`,
-    computed here otherwise); the export writes exactly those.
+    computed here otherwise); the export writes exactly those. ``exact_sizes``: measure each
+    layer's bytes by serializing the whole model before and after it (slow; the
+    :mod:`~bitlens.core.export.sizing` numbers are checked against one such measurement).
     """
     options = options or ExportOptions()
     if prepared is None:
@@ -136,13 +149,13 @@ def build(
     qm = quantized if quantized is not None else quantize_model(engine, plan)
     if qm.plan != plan:
         raise ExportError("the quantized model was computed for another plan")
-    src = engine.model.proto
+    src = engine.model.graph_proto  # large external tensors still in their files
     source_opset, target, kernels = prepared.source_opset, prepared.opset, prepared.kernels
     converted = prepared.converted is not None
     model = onnx.ModelProto()
     model.CopyFrom(prepared.converted if prepared.converted is not None else src)
     taken = used_names(model)
-    base_bytes = model.ByteSize()
+    base_bytes = file_bytes(model)  # external tensors counted as the file will hold them
     base_header = sum(field_bytes(p.ByteSize()) for p in model.metadata_props) + sum(
         field_bytes(o.ByteSize()) for o in model.opset_import
     )
@@ -154,18 +167,29 @@ def build(
     notes.extend(deployment_warnings(plan))
     notes.extend(check_plan(plan))
     placed = qm.placed
+    sizer = LayerSizer(model, base_bytes)
     for i, (name, choice) in enumerate(plan.choices.items()):
         layer = engine.info.layer(name)
-        size_before = model.ByteSize() + state.pending_bytes()
+        pending = state.pending_bytes()
+        if exact_sizes:
+            size_before = file_bytes(model)
+        else:
+            mark = sizer.mark(layer)
         rec = export_layer(engine, state, layer, choice, options, name in kernels, qm)
-        delta = model.ByteSize() + state.pending_bytes() - size_before
-        records[name] = replace(rec, bytes_file=delta)
+        grown = file_bytes(model) - size_before if exact_sizes else sizer.delta(mark)
+        records[name] = replace(rec, bytes_file=grown + state.pending_bytes() - pending)
         yield Progress(i + 1, len(plan.choices) + 1, f"exported {name}")
+    if not exact_sizes and sizer.total() != (now := file_bytes(model)):
+        # an edit outside what the sizer measures: never report a wrong number
+        _log.warning("per-layer export sizes off by %d B; measuring again the slow way",
+                     now - sizer.total())  # fmt: skip
+        return (yield from build(engine, plan, options, prepared, qm, exact_sizes=True))
 
     state.finish()
-    size_before = model.ByteSize()
+    size_before = file_bytes(model)
     tensor_records = export_tensor_quantizers(state, qm)
-    tensor_bytes = model.ByteSize() - size_before
+    notes.extend(write_scalar_inputs(state, qm, engine.scalar))
+    tensor_bytes = file_bytes(model) - size_before
     if placed:
         notes.append(
             f"target {plan.target}: {len(placed)} tensors besides layer inputs quantized "
@@ -191,11 +215,14 @@ def build(
         model.opset_import.append(helper.make_opsetid(matmulnbits.DOMAIN, 1))
     model.ir_version = max(src.ir_version, opsets.ir_version_for(model))
     _set_metadata(model, plan, records, min_ort)
-    if model.ByteSize() > MAX_PROTO_BYTES:
+    if file_bytes(model) > MAX_PROTO_BYTES:
         raise ExportError(
             "the export is larger than 2 GB; ONNX files that size need external data, "
             "which the exporter does not write yet"
         )
+    # the weights the plan leaves float, still in the source's files: into the export (only
+    # those, and only now: the source's other weights were never read in)
+    engine.model.materialize(model)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:  # a bug here, but name it for the user
@@ -243,7 +270,7 @@ def export(
         tensor_quantizers=built.tensor_quantizers,
         target=built.target,
         file_bytes=len(data),
-        source_bytes=engine.model.proto.ByteSize(),
+        source_bytes=file_bytes(engine.model.graph_proto),
         notes=built.notes,
         accounted_bytes=built.accounted_bytes,
         quantized=built.quantized,

@@ -22,7 +22,7 @@ from onnx import numpy_helper
 from bitlens.core import targets
 from bitlens.core.compute import compute_of
 from bitlens.core.engine import bind
-from bitlens.core.engine.graphs import find_graph, iter_nodes
+from bitlens.core.engine.graphs import iter_nodes
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import BitlensError, ExportError
 from bitlens.core.export import probes, tensorrt, verdict
@@ -48,6 +48,7 @@ from bitlens.core.export.exporter import (
 )
 from bitlens.core.export.latency import BUDGET_S, median_latencies
 from bitlens.core.export.packing import packed_size
+from bitlens.core.export.rebuild import rebuilt_weights
 from bitlens.core.export.report import (
     SIZE_TARGET,
     FidelityReport,
@@ -120,7 +121,7 @@ def check_fidelity(
         if e.scheme == "matmulnbits"
     }
     reference, decoded = probes.reference_model(exported, biases, nbits)
-    rebuilt = _rebuild_weights(exported, engine, records, providers)
+    rebuilt = rebuilt_weights(exported, engine, records, providers, qm)
     feeds_w = {
         w.name: rebuilt.get(w.name, decoded.get(w.name))
         for layer in engine.info.layers
@@ -172,7 +173,7 @@ def check_fidelity(
         tol = verdict.reassociation_tolerance(w, u)
         scale = float(np.max(np.abs(w[np.isfinite(w)]))) if np.isfinite(w).any() else 0.0
         dep_abs = max_abs(w, d)
-        producer = verdict.producer_op(engine.model.proto.graph, name)
+        producer = verdict.producer_op(engine.model.graph_proto.graph, name)
         classes = verdict.looks_like_classes(want[name][0], producer)
         agreement, changes = (
             verdict.top1_changes(want[name], dep_out[name], tol) if classes else (None, 0)
@@ -290,7 +291,7 @@ def check_fidelity(
             )
 
     latency = None
-    float_sess = open_session(engine.model.proto, providers, mode="deployed")
+    float_sess = open_session(engine.model.runnable(), providers, mode="deployed")
     feed = engine.data.samples[samples[0]]
     t_exp, t_float = median_latencies([sess_dep, float_sess], feed, latency_budget_s)
     latency = LatencyCheck(
@@ -404,36 +405,6 @@ def _nonfinite_failures(
     else:
         where = "; only the deployed run produces them, the simulation is finite"
     failures.append(f"output(s) {', '.join(map(repr, bad))} hold NaN or infinite values{where}")
-
-
-def _rebuild_weights(
-    exported: onnx.ModelProto,
-    engine: Engine,
-    records: dict[str, LayerExport],
-    providers: list[str],
-) -> dict[str, np.ndarray]:
-    """Every exported weight as the file rebuilds it, run as written (one model per graph)."""
-    by_graph: dict[str, list[tuple[str, int]]] = {}
-    for rec in records.values():
-        layer = engine.info.layer(rec.name)
-        paths = {w.name: w.graph_path for w in layer.weights}
-        for e in rec.weights:
-            if e.scheme != "matmulnbits":
-                by_graph.setdefault(paths[e.weight], []).append(
-                    (e.weight, _elem_type(engine, e.weight))
-                )
-    rebuilt: dict[str, np.ndarray] = {}
-    for path, weights in by_graph.items():
-        weights = list(dict.fromkeys(weights))
-        model = probes.weight_model(exported, find_graph(exported.graph, path), weights)
-        values = open_session(model, providers, mode="written").run([n for n, _ in weights], {})
-        rebuilt.update(zip((n for n, _ in weights), values, strict=True))
-    return rebuilt
-
-
-def _elem_type(engine: Engine, weight: str) -> int:
-    dtype = engine.model.weight(weight).dtype
-    return int(onnx.helper.np_dtype_to_tensor_dtype(dtype))
 
 
 def _float_bytes(engine: Engine, weight: str) -> int:

@@ -90,6 +90,19 @@ class LoadedModel:
             drain(iter_external_data(self.graph_proto, self.base_dir, self.label))
         return self.graph_proto
 
+    def runnable(self) -> onnx.ModelProto | str:
+        """The model as ONNX Runtime should open it: its file when tensors are still in
+        external files (ONNX Runtime reads them from there itself), unless its IR version
+        had to be lowered for this ONNX Runtime (bitlens.core.model.irversion); else
+        :attr:`proto`, read in whole."""
+        if (
+            self.path is not None
+            and self.graph_proto.ir_version == self.info.ir_version
+            and external_tensors(self.graph_proto)
+        ):
+            return str(self.path)
+        return self.proto
+
     @property
     def nbytes(self) -> int:
         """The model's size: its protobuf encoding plus external data not read in."""

@@ -32,17 +32,23 @@ def inverse_cholesky(h: np.ndarray, damp: float = DAMP) -> np.ndarray:
     return np.linalg.cholesky(hinv).T
 
 
-def gptq_codes(
-    w: np.ndarray, h: np.ndarray, scale: np.ndarray, zp: np.ndarray, qmin: int, qmax: int,
-    block: int = BLOCK,
-) -> np.ndarray:
-    """Integer codes ``(rows, cols)`` of ``w`` with per-element fixed ``scale``/``zp``."""
-    w = np.array(w, np.float64)
+def hessian_factor(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dead inputs, ``inverse_cholesky`` of ``h`` with their diagonal set to 1)."""
     h = np.array(h, np.float64)
     dead = np.diag(h) == 0
     h[dead, dead] = 1.0
+    return dead, inverse_cholesky(h)
+
+
+def gptq_codes(
+    w: np.ndarray, h: np.ndarray, scale: np.ndarray, zp: np.ndarray, qmin: int, qmax: int,
+    block: int = BLOCK, factor: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:  # fmt: skip
+    """Integer codes ``(rows, cols)`` of ``w`` with per-element fixed ``scale``/``zp``
+    (``factor``: ``hessian_factor(h)``, when already computed)."""
+    w = np.array(w, np.float64)
+    dead, u = hessian_factor(h) if factor is None else factor
     w[:, dead] = 0.0
-    u = inverse_cholesky(h)
     rows, cols = w.shape
     codes = np.zeros((rows, cols), np.int64)
     for i1 in range(0, cols, block):
@@ -64,7 +70,7 @@ def gptq_codes(
 
 def gptq(
     w: np.ndarray, fmt: Format, geo: LayerGeometry, stats: InputStats
-) -> Recovered:
+) -> Recovered:  # fmt: skip
     """GPTQ of weight ``w`` (its stored array) in ``fmt`` (bound to the weight's axes)."""
     require_int(fmt, "GPTQ")
     q0 = plain(w, fmt)
@@ -72,8 +78,15 @@ def gptq(
     scale = geo.to_2d(g.expand(q0.scale).astype(np.float64))
     zp = geo.to_2d(g.expand(q0.zero_point).astype(np.float64))
     w2 = geo.to_2d(np.asarray(w, np.float64))
+    # the factor depends on the inputs only: one per layer, whatever the format (a search
+    # tries several formats per layer)
+    factors = stats.extra.get("gptq_factors")
+    if factors is None:
+        factors = [hessian_factor(2.0 * stats.hessian[k]) for k in range(geo.groups)]
+        stats.extra["gptq_factors"] = factors
     codes2 = np.stack([
-        gptq_codes(w2[k], 2.0 * stats.hessian[k], scale[k], zp[k], fmt.qmin, fmt.qmax)
+        gptq_codes(w2[k], 2.0 * stats.hessian[k], scale[k], zp[k], fmt.qmin, fmt.qmax,
+                   factor=factors[k])  # type: ignore[index]
         for k in range(geo.groups)
     ])  # fmt: skip
     q = with_codes(q0, geo.from_2d(codes2))

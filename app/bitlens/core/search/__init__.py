@@ -23,7 +23,10 @@ its context (``filesize`` and ``sizes``).
    channel) where the measured gain is largest. They are measured in the
    context of int8 weights and every other activation at its choice; a set of
    swaps that is worse together than apart is dropped.
-2. **Weight sensitivity.** Each layer's weights alone (every other layer
+2. **Weight sensitivity.** A layer's 2- to 4-bit integer candidates carry the
+   recovery method (GPTQ by default) that lowers the layer's own calibration
+   output error, where one does (``recovered``): same bytes, less noise.
+   Each layer's weights alone (every other layer
    float) are measured at two anchor formats (per-channel int8 and int4); the
    other candidates' output noise is predicted from their weight error times
    the measured output/weight noise ratio, and measured for real once the path
@@ -56,10 +59,11 @@ reproducible.
 
 Modules: ``options`` (budget, candidates, effort), ``points`` (evaluated plans, the front,
 the result), ``measures`` (output error, sizes, per-layer sensitivity), ``candidates``
-(formats a layer can take), ``hull`` (convex hulls and the greedy order), ``state``
-(evaluation and plans), ``filesize`` and ``sizes`` (the size accounting the state holds),
-``overheads`` and ``activations`` (steps run on the state), ``weightpath`` (weight
-sensitivities and the path), ``refine`` and ``runner`` (the whole run).
+(formats a layer can take), ``recovered`` (recovery per layer and format), ``hull``
+(convex hulls and the greedy order), ``state`` (evaluation and plans), ``filesize`` and
+``sizes`` (the size accounting the state holds), ``overheads`` and ``activations`` (steps
+run on the state), ``weightpath`` (weight sensitivities and the path), ``refine`` and
+``runner`` (the whole run).
 """
 
 from bitlens.core.search.hull import _greedy, _hull, _Ladder
@@ -67,6 +71,7 @@ from bitlens.core.search.measures import exported_size, file_bytes_of, output_er
 from bitlens.core.search.options import (
     DEFAULT_ACTIVATION_FORMATS,
     DEFAULT_BASE_ACTIVATION,
+    DEFAULT_RECOVERY,
     DEFAULT_REFERENCES,
     DEFAULT_WEIGHT_FORMATS,
     FLOAT_NAME,
@@ -79,6 +84,7 @@ from bitlens.core.search.runner import search
 __all__ = [
     "DEFAULT_ACTIVATION_FORMATS",
     "DEFAULT_BASE_ACTIVATION",
+    "DEFAULT_RECOVERY",
     "DEFAULT_REFERENCES",
     "DEFAULT_WEIGHT_FORMATS",
     "FLOAT_NAME",

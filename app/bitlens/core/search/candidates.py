@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bitlens.core.errors import BitlensError, PlanError, SearchError
-from bitlens.core.formats import Format, Granularity, parse_format
+from bitlens.core.formats import Family, Format, Granularity, parse_format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, validate_choice
 from bitlens.core.search.options import FLOAT_NAME
@@ -28,13 +28,16 @@ def _parse_all(names: Iterable[str], what: str) -> list[Any]:
 
 
 def _anchors(cands: Sequence[tuple[int, float, Format]]) -> list[Format]:
-    """Two formats measured for every layer: the smallest nearest 8 and 4 bits per weight
-    (per-channel int8 and int4 with the default candidates)."""
+    """Two formats measured for every layer: the smallest integer ones nearest 8 and 4 bits
+    per weight (per-channel int8 and int4 with the default candidates; a codebook format
+    of as many bits is smaller, but the integer grid is the one most formats resemble)."""
     if len(cands) <= 2:
         return [f for _, _, f in cands]
     picks: list[Format] = []
     for bits in (8, 4):
-        best = min(cands, key=lambda c: (abs(c[2].bits - bits), c[0]))[2]
+        best = min(
+            cands, key=lambda c: (abs(c[2].bits - bits), c[2].family is not Family.INT, c[0])
+        )[2]
         if best not in picks:
             picks.append(best)
     return picks

@@ -11,14 +11,21 @@ from bitlens.core.targets import DEFAULT_TARGET
 from bitlens.core.usermetric import Metric
 
 # fp16, int16, int8 per channel, int7 to int5, int4 per channel and blocked, NF4/NF3 (normal
-# quantiles per block of 64, QLoRA's data type: https://arxiv.org/abs/2305.14314), int3,
-# int2, ternary, binary. Formats a layer cannot take are skipped for it.
+# quantiles per block of 64, QLoRA's data type: https://arxiv.org/abs/2305.14314), k-means
+# codebooks of 16, 8 and 4 levels per tensor (weight sharing, Han et al.:
+# https://arxiv.org/abs/1510.00149; the codebook costs 64 bytes at most, so these are the
+# smallest 4-, 3- and 2-bit formats), int3, int2, ternary, binary. Formats a layer cannot
+# take are skipped for it.
 DEFAULT_WEIGHT_FORMATS: tuple[str, ...] = (
     "fp16", "int16 sym ch", "int8 sym ch", "int7 sym ch", "int6 sym ch", "int5 sym ch",
-    "int4 sym ch", "int4 asym blk32", "nf4 blk64", "int3 sym ch", "nf3 blk64", "int2 asym blk32",
-    "tern ch", "bin ch",
+    "int4 sym ch", "int4 asym blk32", "nf4 blk64", "km4", "int3 sym ch", "nf3 blk64", "km3",
+    "int2 asym blk32", "km2", "tern ch", "bin ch",
 )  # fmt: skip
 FLOAT_NAME = "float"
+# GPTQ (https://arxiv.org/abs/2210.17323): same bytes as plain rounding, several dB less
+# output noise at 2 to 4 bits. The clipping search ("clip_search") can be added; it gains
+# less and costs a dozen output-error products per layer and format.
+DEFAULT_RECOVERY: tuple[str, ...] = ("gptq",)
 
 DEFAULT_ACTIVATION_FORMATS: tuple[str, ...] = (
     FLOAT_NAME, "fp16", "int16 sym", "uint8 asym", "int8 sym", "uint8 asym ch", "int8 sym ch",
@@ -90,6 +97,10 @@ class SearchOptions:
     # against the float model, search again with float activations (weights only) and keep
     # the better plan; None never does
     float_activation_fallback: float | None = 0.01
+    # Recovery methods (bitlens.core.recovery) the search may give a layer's low-bit integer
+    # weights, chosen per layer and format where they lower the layer's output error;
+    # empty: plain rounding everywhere
+    recovery: tuple[str, ...] = DEFAULT_RECOVERY
     # Deployment target of every plan the search builds, so its errors and sizes are those
     # of what that target deploys (bitlens.core.targets).
     target: str = DEFAULT_TARGET

@@ -21,6 +21,7 @@ class Sensitivity:
     error: float  # relative L2 error of the outputs
     metric: float | None
     bytes_saved: int  # against float weights (0 for activations: they are not stored)
+    recovery: str | None = None  # the weights' recovery method (GPTQ...), None: plain rounding
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,10 @@ class Point:
         acts: dict[str, int] = {}
         for choice in self.plan.choices.values():
             if choice.weight is not None:
-                counts[choice.weight.name] = counts.get(choice.weight.name, 0) + 1
+                name = choice.weight.name
+                if choice.recovery is not None:
+                    name += f" + {choice.recovery.value}"
+                counts[name] = counts.get(name, 0) + 1
             if choice.activation is not None:
                 acts[choice.activation.name] = acts.get(choice.activation.name, 0) + 1
         quantized = sum(counts.values())

@@ -31,15 +31,17 @@ def search(
     kept = engine.max_sessions
     engine.max_sessions = min(kept, 2)  # many structures, one after the other: keep few
     try:
-        result = yield from _Search(engine, options).run()
+        first = _Search(engine, options)
+        result = yield from first.run()
         if not _needs_float_activations(result, options):
             return result
         # Small budgets: the activation quantizers (and the tensors the target quantizes
         # with them) take kilobytes the weights then lack; on the text sample at half the
         # W8A8 size, weights-only plans kept 90% accuracy where 8-bit activations kept 62%.
-        alt = replace(options, base_activation=None)
+        second = _Search(engine, replace(options, base_activation=None))
+        second.recov = first.recov  # the recovery choices do not depend on activations
         try:
-            other = yield from _prefixed(_Search(engine, alt).run(), "float activations: ")
+            other = yield from _prefixed(second.run(), "float activations: ")
         except SearchError:
             return result
         return _merge(result, other)

@@ -12,12 +12,14 @@ from bitlens.core.errors import SearchError
 from bitlens.core.formats import Format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, Plan, validate_choice
+from bitlens.core.recovery import Recovery
 from bitlens.core.results import Progress
 from bitlens.core.search.filesize import FileSizes
 from bitlens.core.search.hull import _Ladder
 from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import SearchOptions
 from bitlens.core.search.points import Point, Sensitivity
+from bitlens.core.search.recovered import Recovered, parse_methods
 from bitlens.core.usermetric import Metric, concat_outputs
 from bitlens.core.weights import weight_bytes_after
 
@@ -60,6 +62,9 @@ class SearchState:
         self.wide: list[str] = []
         self.narrow: dict[str, Format | None] = {}  # the wide layers' choice before widening
         self.size = FileSizes(engine)  # the accounting of exported file sizes
+        # recovery methods the search may give a layer, and what each (layer, format) got
+        self.recovery_methods = parse_methods(options.recovery)
+        self.recov: dict[str, dict[Format, Recovered]] = {}
 
     # -- evaluation ------------------------------------------------------------------------
     def _error(self, got: Mapping[str, np.ndarray]) -> float:
@@ -109,8 +114,16 @@ class SearchState:
             if name in self.pins:
                 choices[name] = self.pins[name]
             else:
-                choices[name] = LayerChoice(weights.get(name), self.act.get(name))
+                w = weights.get(name)
+                choices[name] = LayerChoice(
+                    w, self.act.get(name), recovery=self._recovery_of(name, w)
+                )
         return self.plan_for(choices)
+
+    def _recovery_of(self, name: str, fmt: Format | None) -> Recovery | None:
+        """The recovery method the search gives ``name``'s weights in ``fmt`` (None: plain)."""
+        hit = self.recov.get(name, {}).get(fmt) if fmt is not None else None
+        return None if hit is None else hit.method
 
     # -- size accounting ---------------------------------------------------------------------
     def _reaccount(self) -> None:

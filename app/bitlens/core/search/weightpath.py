@@ -13,6 +13,7 @@ from bitlens.core.formats import Format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, validate_choice
 from bitlens.core.results import Progress
+from bitlens.core.search import recovered
 from bitlens.core.search.candidates import _fits_weight
 from bitlens.core.search.hull import _efficient, _greedy, _hull, _Ladder
 from bitlens.core.search.points import Sensitivity
@@ -25,7 +26,13 @@ class WeightPath(SearchState):
         self, layer: Layer, formats: Sequence[Format]
     ) -> list[tuple[int, float, Format]]:
         """Formats this layer can take that save bytes and are not beaten on both bytes and
-        weight error by another (the weight error is a cheap numpy figure)."""
+        weight error by another (the weight error is a cheap numpy figure; a format whose
+        recovery method lowers the layer's output error counts that much less error)."""
+        if layer.name not in self.recov:
+            self.recov[layer.name] = recovered.choose(
+                self.engine, layer, formats, self.recovery_methods
+            )
+        recov = self.recov[layer.name]
         ok: list[tuple[int, float, Format]] = []
         for fmt in formats:
             try:
@@ -36,6 +43,8 @@ class WeightPath(SearchState):
                 rel = self.engine.weight_error(layer, fmt).rel_l2
             except BitlensError:
                 continue
+            if fmt in recov:
+                rel *= recov[fmt].noise_factor
             ok.append((nbytes, rel * rel, fmt))
         return [
             (b, m, f) for b, m, f in ok
@@ -45,10 +54,12 @@ class WeightPath(SearchState):
     def _measure_weight(self, layer: Layer, fmt: Format) -> None:
         if (layer.name, fmt) in self.measured:
             return
-        err, met = self._measure(self.plan_for({layer.name: LayerChoice(fmt)}))
+        method = self._recovery_of(layer.name, fmt)
+        err, met = self._measure(self.plan_for({layer.name: LayerChoice(fmt, recovery=method)}))
         self.measured[(layer.name, fmt)] = (err * err, met)
         saved = layer.nbytes - weight_bytes_after(layer, fmt)
-        self.sens.append(Sensitivity(layer.name, "weight", fmt.name, err, met, saved))
+        rec = None if method is None else method.value
+        self.sens.append(Sensitivity(layer.name, "weight", fmt.name, err, met, saved, rec))
 
     def _predict(self, name: str, rel_w: float, fmt: Format) -> float:
         """Output noise power of one layer's weights in ``fmt``: measured, or the measured
@@ -57,10 +68,16 @@ class WeightPath(SearchState):
         hit = self.measured.get((name, fmt))
         if hit is not None:
             return hit[0]
-        known = sorted(
-            (math.log(w), math.log(self.measured[(name, f)][0] / w))
-            for _b, w, f in self.cands[name]
+        measured = [
+            (w, f) for _b, w, f in self.cands[name]
             if (name, f) in self.measured and w > 0 and self.measured[(name, f)][0] > 0
+        ]  # fmt: skip
+        # a recovered format's noise counts the layer-local gain of its method, which the
+        # whole model need not show as much: plain formats are predicted from plain ones
+        recov = self.recov.get(name, {})
+        alike = [(w, f) for w, f in measured if (f in recov) == (fmt in recov)]
+        known = sorted(
+            (math.log(w), math.log(self.measured[(name, f)][0] / w)) for w, f in alike or measured
         )
         if not known or rel_w <= 0:
             return 0.0

@@ -115,8 +115,7 @@ class BinaryFamily(_SignFamily):
     def quantize(
         self, x: np.ndarray, fmt: Format, grouping: Grouping, value_range: Range | None, what: str
     ) -> QTensor:
-        groups = grouping.groups(x.astype(np.float64))
-        alpha = grouping.to_params(sign.binary_alpha(groups))
+        alpha = grouping.to_params(sign.binary_alpha(grouping.groups(x)))
         return QTensor(fmt, sign.binary_quantize(x), scale=alpha)
 
     def dequantize(self, q: QTensor) -> np.ndarray:
