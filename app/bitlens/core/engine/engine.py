@@ -393,7 +393,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
     @cached_property
     def _class_outputs(self) -> frozenset[str]:
         """Outputs read as class scores (top-1, KL); embeddings get SQNR and cosine only."""
-        labelled = None if self.data.labels is None else self._error_output
+        labelled = None if self.data is None or self.data.labels is None else self._error_output
         # graph_proto, not proto: proto reads every external weight into memory.
         return class_score_outputs(self.model.graph_proto.graph, self._output_names, labelled)
 
