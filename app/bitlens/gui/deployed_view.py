@@ -14,6 +14,7 @@ one. A plan edit makes the shown run stale (it says so) until run again.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
@@ -85,7 +86,15 @@ class DeployedPane(QWidget):
         layout.addWidget(self.table, 1)
         self.report: DeployedReport | None = None
 
-    def show_report(self, report: DeployedReport | None, *, stale: bool = False) -> None:
+    def show_report(
+        self,
+        report: DeployedReport | None,
+        *,
+        stale: bool = False,
+        short: Mapping[str, str] | None = None,
+    ) -> None:
+        """``short``: the model's short layer names (ModelInfo.short_names) for the Layer
+        column; the full name is the cell's tooltip and what selection reads."""
         self.report = report
         if report is None:
             self.state.setText("Not run: the numbers elsewhere are the simulation's.")
@@ -118,7 +127,11 @@ class DeployedPane(QWidget):
             )
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if la.kind == "codes" and la.max_lsb is not None and la.max_lsb > 1:
+                if c == 0:
+                    item.setText((short or {}).get(text, text))
+                    item.setData(Qt.ItemDataRole.UserRole, text)
+                    item.setToolTip(text)
+                elif la.kind == "codes" and la.max_lsb is not None and la.max_lsb > 1:
                     item.setToolTip("more than one step: rounding of the integer kernels added up")
                 self.table.setItem(r, c, item)
         self.table.resizeColumnToContents(0)
@@ -138,7 +151,7 @@ class DeployedPane(QWidget):
             return
         for r in range(self.table.rowCount()):
             item = self.table.item(r, 0)
-            if item is not None and item.text() == name:
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == name:
                 self.table.blockSignals(True)
                 self.table.selectRow(r)
                 self.table.blockSignals(False)
@@ -228,7 +241,8 @@ class DeployedMode:
     # -- results ------------------------------------------------------------------------------
     def _on_result(self, report: DeployedReport) -> None:
         stale = report.plan != self.window.document.plan
-        self.pane.show_report(report, stale=stale)
+        info = self.window.document.info
+        self.pane.show_report(report, stale=stale, short=None if info is None else info.short_names)
         self.pane.select_layer(self.window.document.selection.current)
         self._show_status(report, stale)
 
@@ -268,4 +282,6 @@ class DeployedMode:
             return
         item = self.pane.table.item(rows[0].row(), 0)
         if item is not None:
-            self.window.document.selection.set([item.text()], origin=self.pane)
+            self.window.document.selection.set(
+                [item.data(Qt.ItemDataRole.UserRole)], origin=self.pane
+            )

@@ -112,6 +112,7 @@ class GraphFindBox(QWidget):
 
     def _show_count(self) -> None:
         text = self.edit.text().strip()
+        self.count.setToolTip("")
         if not text:
             self.count.setText("")
             self.edit.setStyleSheet("")
@@ -120,6 +121,7 @@ class GraphFindBox(QWidget):
             self.edit.setStyleSheet("QLineEdit { border: 1px solid #c0392b; }")
         else:
             self.count.setText(f"{self.index + 1}/{len(self.matches)}")
+            self.count.setToolTip(self.matches[self.index])  # the full name of the match shown
             self.edit.setStyleSheet("")
         for b in (self.prev_button, self.next_button):
             b.setEnabled(len(self.matches) > 1)

@@ -100,7 +100,9 @@ class GraphProperties(QTreeWidget):
         self.details = d
         if any(w.pending for w in d.weights):
             self._compute_stats(index, name)
-        node = self._section("Node", d.name)
+        info = self._doc.info
+        node = self._section("Node", d.name if info is None else info.short_names.get(d.name, d.name))
+        node.setToolTip(1, d.name)
         self._row(node, "op type", d.op_type + ("" if d.domain == "ai.onnx" else f" ({d.domain})"))
         self._row(node, "name", d.name)
         if d.graph_path:

@@ -428,7 +428,10 @@ def _make_item(
         return item
     node = nodes.get(name)
     op = node.op_type if node is not None else "?"
-    item = GraphNodeItem(name, op, name, is_layer=name in layers, is_io=False)
+    # A layer's box shows the part of its name that tells it apart; the tooltip, the
+    # properties pane and find keep the full name.
+    shown = info.short_names.get(name, name)
+    item = GraphNodeItem(name, op, shown, is_layer=name in layers, is_io=False)
     if node is not None and node.graph_path:
         item.setToolTip(f"{name} ({op}) inside {node.graph_path}")
     else:

@@ -47,6 +47,7 @@ from bitlens.gui.format_delegate import FormatDelegate
 from bitlens.gui.format_help import add_format_tooltips
 from bitlens.gui.layer_table_model import (
     AB_COLUMNS,
+    FILTER_ROLE,
     NAME_ROLE,
     SORT_ROLE,
     Column,
@@ -77,6 +78,7 @@ class LayerTable(QWidget):
         self.proxy.setSourceModel(self.model)
         self.proxy.setSortRole(SORT_ROLE)
         self.proxy.setFilterKeyColumn(-1)  # match the filter text in any column
+        self.proxy.setFilterRole(FILTER_ROLE)  # full layer names, not the short ones shown
         self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
 
         self.filter = QLineEdit(self)

@@ -54,6 +54,9 @@ from bitlens.gui.text import (
 SORT_ROLE = Qt.ItemDataRole.UserRole
 CHOICES_ROLE = Qt.ItemDataRole.UserRole + 1  # the format names a combo offers (float first)
 NAME_ROLE = Qt.ItemDataRole.UserRole + 2  # the layer name of any cell's row
+# What the filter box matches: the cell's text, but the full name in the Layer column (which
+# shows only the part of the name that tells layers apart, ModelInfo.short_names).
+FILTER_ROLE = Qt.ItemDataRole.UserRole + 3
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -185,6 +188,8 @@ class LayerTableModel(QAbstractTableModel):
         col = Column(index.column())
         if role == NAME_ROLE:
             return layer.name
+        if role == FILTER_ROLE:
+            return layer.name if col == Column.NAME else self._display(layer, col)
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(layer, col)
         if role == Qt.ItemDataRole.EditRole:
@@ -280,7 +285,8 @@ class LayerTableModel(QAbstractTableModel):
     def _display(self, layer: Layer, col: Column) -> str:
         choice = self._choice(layer)
         if col == Column.NAME:
-            return layer.name
+            info = self._doc.info
+            return layer.name if info is None else info.short_names.get(layer.name, layer.name)
         if col == Column.OP:
             return layer.op_type
         if col == Column.SHAPE:

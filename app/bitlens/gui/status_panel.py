@@ -84,10 +84,16 @@ class StatusPanel(QWidget):
         )
         self.bits_label.setText(f"{ev.avg_bits:.2f} bits/weight")
         parts = []
-        for out in list(ev.outputs.values())[:1]:
+        # The first output the plan changes: an exporter's pass-through of integer ids
+        # (paraphrase-MiniLM-L3-v2's output 0) is always exact and says nothing.
+        outs = list(ev.outputs.values())
+        changed = [o for o in outs if o.error.sqnr_db != float("inf")]
+        for out in (changed or outs)[:1]:
             parts.append(f"output {out.name}: {fmt_db(out.error.sqnr_db)}")
             if out.top1_agreement is not None:
                 parts.append(f"top-1 agreement {fmt_percent(out.top1_agreement)}")
+            else:  # not class scores (an embedding, a feature map): cosine, never top-1
+                parts.append(f"cos {out.error.cosine:.4f}")
         if "accuracy" in ev.task_metric:
             acc = f"accuracy {fmt_percent(ev.task_metric['accuracy'])}"
             if "accuracy_float" in ev.task_metric:

@@ -85,12 +85,13 @@ class SweepView(QWidget):
 
     def show_entries(self, entries: list[SweepEntry]) -> None:
         self.entries = list(entries)
+        short = self._short_names()
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(entries))
         with sized_once(self.table):
             for i, e in enumerate(entries):
                 values = (
-                    (e.layer, None), (e.format, None), (fmt_db(e.output.sqnr_db), e.output.sqnr_db),
+                    (short.get(e.layer, e.layer), None), (e.format, None), (fmt_db(e.output.sqnr_db), e.output.sqnr_db),
                     (f"{e.output.cosine:.5f}", e.output.cosine), (fmt_bytes(e.bytes_after), e.bytes_after),
                 )  # fmt: skip
                 for j, (text, key) in enumerate(values):
@@ -100,6 +101,7 @@ class SweepView(QWidget):
                         it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                     if j == 0:
                         it.setData(SORT_ROLE + 1, i)
+                        it.setToolTip(e.layer)
                     if j == 2:
                         colors.paint_error(it, e.output.sqnr_db)
                     self.table.setItem(i, j, it)
@@ -121,7 +123,10 @@ class SweepView(QWidget):
         self.heat.setRowCount(len(layers))
         self.heat.setColumnCount(len(formats))
         self.heat.setHorizontalHeaderLabels(formats)
-        self.heat.setVerticalHeaderLabels(layers)
+        short = self._short_names()
+        self.heat.setVerticalHeaderLabels([short.get(n, n) for n in layers])
+        for r, name in enumerate(layers):
+            self.heat.verticalHeaderItem(r).setToolTip(name)
         scale = colors.ErrorScale.spanning(e.output.sqnr_db for e in entries)
         self._cells = {}
         with sized_once(self.heat):
@@ -139,6 +144,11 @@ class SweepView(QWidget):
                     it.setForeground(colors.INK)
                 self.heat.setItem(r, c, it)
                 self._cells[(r, c)] = e
+
+    def _short_names(self) -> dict[str, str]:
+        """The model's short layer names (the part that tells layers apart)."""
+        info = self._doc.info
+        return {} if info is None else info.short_names
 
     def _on_heat_clicked(self, row: int, col: int) -> None:
         e = self._cells.get((row, col))

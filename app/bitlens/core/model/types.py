@@ -14,6 +14,8 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
+from bitlens.core.layer_names import short_names
+
 
 class Storage(StrEnum):
     INITIALIZER = "initializer"  # a graph (or subgraph) initializer
@@ -131,6 +133,12 @@ class ModelInfo:
     @cached_property
     def layer_names(self) -> tuple[str, ...]:
         return tuple(layer.name for layer in self.layers)
+
+    @cached_property
+    def short_names(self) -> dict[str, str]:
+        """Per layer, the part of its name that tells it apart (core/layer_names.py), for
+        narrow columns and headers; full names stay in tooltips, copy and find."""
+        return short_names(self.layer_names)
 
     @property
     def params(self) -> int:

@@ -1,0 +1,56 @@
+"""Which model outputs are class scores, so that top-1 agreement and KL mean something.
+
+Top-1 agreement and KL read an output as scores over classes. On a sentence embedding
+(paraphrase-MiniLM-L3-v2's mean-pooled [batch, 384] output) the argmax of the pooled
+vector is no result at all: at W4A8 it read "50% agreement" while the cosine was 0.99.
+So an output counts as class scores only on evidence: a Softmax/LogSoftmax computes it,
+its name says so (logits, probs, scores, class), or a classifier head (Gemm, MatMul, or
+a MatMul plus bias) computes it and the data carry labels for it. Anything else is judged
+by SQNR and cosine similarity alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import onnx
+
+# Ops that only move values around: a classifier's Gemm under a Flatten/Reshape is still a head.
+_PASS_THROUGH = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+_SOFTMAX = frozenset({"Softmax", "LogSoftmax"})
+_HEADS = frozenset({"Gemm", "MatMul"})
+# Whole words or name parts: "logits", "class_probs", "scores", "output_prob", "cls_logit".
+_SCORE_NAME = re.compile(r"logit|prob|score|class|softmax|(^|[^a-z])cls([^a-z]|$)", re.IGNORECASE)
+
+
+def _producer(nodes: dict[str, onnx.NodeProto], name: str) -> str | None:
+    """The op computing ``name``, through shape-only ops and a bias Add after a head."""
+    seen: set[str] = set()
+    node = nodes.get(name)
+    while node is not None and node.op_type in _PASS_THROUGH and node.input[0] not in seen:
+        seen.add(node.input[0])
+        node = nodes.get(node.input[0])
+    if node is not None and node.op_type == "Add":
+        # MatMul + Add(bias) is how many exporters write a Linear layer.
+        heads = [nodes[i] for i in node.input if i in nodes and nodes[i].op_type in _HEADS]
+        if heads:
+            return heads[0].op_type
+    return None if node is None else node.op_type
+
+
+def class_score_outputs(
+    graph: onnx.GraphProto, names: Iterable[str], labelled: str | None = None
+) -> frozenset[str]:
+    """The outputs among ``names`` that read as class scores (see the module docstring).
+
+    ``labelled`` is the output the data's labels belong to, if any: a Gemm/MatMul head
+    counts as a classifier only with labels, since a projection to an embedding is one too.
+    """
+    nodes = {o: n for n in graph.node for o in n.output}
+    found = set()
+    for name in names:
+        op = _producer(nodes, name)
+        if op in _SOFTMAX or _SCORE_NAME.search(name) or (name == labelled and op in _HEADS):
+            found.add(name)
+    return frozenset(found)
