@@ -108,3 +108,62 @@ def test_shutdown_waits_for_the_running_job(qtbot) -> None:
     assert len(log) == n  # nothing runs after shutdown
     runner.submit(Job("after", "a", lambda: 1))
     assert not runner.busy
+
+
+def _resumable(n: int, delay: float, done: list[int], order: list[str]):
+    """Steps that skip what an earlier, stopped run of the same request already did."""
+    for i in range(len(done), n):
+        time.sleep(delay)
+        done.append(i)
+        order.append(f"aside {i}")
+        yield Progress(i + 1, n, f"step {i}")
+    return list(done)
+
+
+def test_a_job_that_steps_aside_lets_another_run_first_and_starts_again(qtbot) -> None:
+    """The layer detail's sandbox (seconds on a big embedding) must not delay an edit's
+    evaluation: it stops between two yields and resumes after the other job."""
+    runner = EngineRunner()
+    done: list[int] = []
+    order: list[str] = []
+    results: list[object] = []
+
+    def evaluate() -> str:
+        order.append("evaluate")
+        return "evaluated"
+
+    with qtbot.waitSignal(runner.progressed, timeout=10_000):
+        runner.submit(Job("detail", "d", _resumable, (40, 0.02, done, order),
+                          on_result=results.append, steps_aside=True))  # fmt: skip
+    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=20_000):
+        runner.submit(Job("evaluate", "e", evaluate, on_result=results.append))
+    assert results == ["evaluated", list(range(40))]
+    first_eval = order.index("evaluate")
+    assert 0 < first_eval < 40  # it ran while the sandbox was half done
+    assert [o for o in order if o != "evaluate"] == [f"aside {i}" for i in range(40)]  # no redo
+
+
+def test_an_aside_job_is_not_queued_twice_when_its_key_is_asked_again(qtbot) -> None:
+    runner = EngineRunner()
+    results: list[object] = []
+    with qtbot.waitSignal(runner.progressed, timeout=10_000):
+        runner.submit(Job("detail", "d", _steps, (50, 0.02, []), steps_aside=True,
+                          on_result=lambda r: results.append(("old", r))))  # fmt: skip
+    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=20_000):
+        runner.submit(Job("detail", "d", _steps, (3, 0.0, []), steps_aside=True,
+                          on_result=lambda r: results.append(("new", r))))  # fmt: skip
+        runner.submit(Job("evaluate", "e", lambda: "evaluated", on_result=results.append))
+    assert results.count("evaluated") == 1
+    assert [r for r in results if r != "evaluated"] == [("new", 3)]
+
+
+def test_a_discarded_aside_job_is_not_started_again(qtbot) -> None:
+    runner = EngineRunner()
+    results: list[object] = []
+    with qtbot.waitSignal(runner.progressed, timeout=10_000):
+        runner.submit(Job("detail", "d", _steps, (50, 0.02, []), steps_aside=True,
+                          on_result=results.append))  # fmt: skip
+    runner.discard("detail")  # the selection went away
+    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=20_000):
+        runner.submit(Job("evaluate", "e", lambda: "evaluated", on_result=results.append))
+    assert results == ["evaluated"]

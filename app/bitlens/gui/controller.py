@@ -263,9 +263,10 @@ class Controller(QObject):
             return
         self.runner.submit(
             Job("detail", f"Inspecting {name}", jobs.layer_detail,
-                (doc.session.engine, name, doc.plan[name]),
+                (doc.session.engine, name, doc.plan[name], {}),
                 on_yield=self._on_detail, on_result=self._on_detail, quiet=True,
-                cancellable=False)  # cancelling a sweep must not leave the detail stale
+                cancellable=False,  # cancelling a sweep must not leave the detail stale
+                steps_aside=True)  # an edit's evaluation need not wait for the sandbox
         )  # fmt: skip
 
     def _on_detail(self, detail: LayerDetail) -> None:

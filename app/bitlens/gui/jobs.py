@@ -295,9 +295,13 @@ class LayerDetail:
 
 
 def layer_detail(
-    engine: Engine, layer_name: str, choice: LayerChoice
+    engine: Engine, layer_name: str, choice: LayerChoice, done: dict[str, SchemeRow] | None = None
 ) -> Generator[Progress | LayerDetail, None, LayerDetail]:
-    """Histograms first (yielded as soon as known), then the sandbox one format at a time."""
+    """Histograms first (yielded as soon as known), then the sandbox one format at a time.
+
+    ``done`` keeps the sandbox rows computed so far across runs of one request: a job that
+    stepped aside for an evaluation starts again without redoing them.
+    """
     layer = engine.info.layer(layer_name)
     weights, weight_name = None, ""
     if layer.weights:
@@ -329,17 +333,20 @@ def layer_detail(
         layer_name, choice, layer.nbytes, weights, weight_name, activation, act_name, note,
         formats=formats,
     )  # fmt: skip
+    done = {} if done is None else done
+    if done:
+        detail = replace(detail, schemes=tuple(done[f] for f in formats if f in done))
     yield detail
-    done: dict[str, SchemeRow] = {}
     # Each row is shown as it is computed (a k-means fit on a 30522-row embedding takes
     # seconds, a cast milliseconds), cheap formats first; a newer request stops the job
     # between two rows.
-    for i, (name, err, nbytes) in enumerate(_schemes(engine, layer_name, cheap_first(formats))):
+    todo = [f for f in cheap_first(formats) if f not in done]
+    for name, err, nbytes in _schemes(engine, layer_name, todo):
         ratio = layer.nbytes / nbytes if nbytes else None
         done[name] = SchemeRow(name, err, nbytes, ratio)
         detail = replace(detail, schemes=tuple(done[f] for f in formats if f in done))
-        yield Progress(i + 1, len(formats), f"sandbox: {name}")
-        if i + 1 < len(formats):
+        yield Progress(len(done), len(formats), f"sandbox: {name}")
+        if len(done) < len(formats):
             yield detail
     if activation is not None and engine.data is not None:
         yield detail

@@ -5,7 +5,10 @@ workers on Qt's thread pool. Jobs carry a ``key``: a new job replaces a
 queued one with the same key (ten quick plan edits cause one evaluation,
 not ten), and stops a running generator job with that key between two
 yields. A plain-function job cannot be interrupted; its result is dropped
-instead when a newer job with the same key was submitted meanwhile.
+instead when a newer job with the same key was submitted meanwhile. A
+generator job that ``steps_aside`` (the layer detail's sandbox: seconds of
+k-means on a large embedding) stops between two yields when any other job is
+submitted, and starts again after it, so a plan edit is evaluated at once.
 
 Cancel stops the running job (generators only, between yields) and drops
 the queued cancellable ones. :meth:`shutdown` quits everything and waits
@@ -17,7 +20,7 @@ from __future__ import annotations
 import inspect
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
@@ -53,6 +56,7 @@ class Job:
     on_error: Callable[[BaseException], None] | None = None  # default: the runner's `failed`
     cancellable: bool = True
     quiet: bool = False  # quick background work: a busy indicator, no progress bar
+    steps_aside: bool = False  # a generator that stops for any other job, then starts again
     serial: int = field(default=0, compare=False)
 
 
@@ -96,12 +100,22 @@ class EngineRunner(QObject):
         self._queue = [j for j in self._queue if j.key != job.key]
         self._queue.append(job)
         running = self._running
-        if running is not None and running.key == job.key and isinstance(
-            self._worker, GeneratorWorker
-        ):
-            self._worker.quit()
+        if running is not None and isinstance(self._worker, GeneratorWorker):
+            if running.key == job.key:
+                self._worker.quit()
+            elif running.steps_aside and not job.steps_aside:
+                self._set_aside(running)
         self._start_next()
         return job
+
+    def _set_aside(self, running: Job) -> None:
+        """Stop ``running`` between two yields and queue it again behind what is queued."""
+        self._worker.quit()
+        if self._current() is not running or any(j.key == running.key for j in self._queue):
+            return  # discarded, cancelled, or a newer request with its key is queued already
+        again = replace(running, serial=next(self._serials))
+        self._latest[again.key] = again.serial  # the stopped run's late yields are ignored
+        self._queue.append(again)
 
     def discard(self, key: str) -> None:
         """Forget jobs with ``key``: drop queued ones, ignore (and stop) the running one."""
