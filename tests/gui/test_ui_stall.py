@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
-from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
+from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice
@@ -156,3 +156,36 @@ def test_a_job_starting_leaves_the_window_layout_alone(qtbot, window):
     qtbot.wait(50)  # let a pending layout run
     assert (bar.height(), central.height()) == before
     window.status.set_idle()
+
+
+def test_the_progress_bar_never_paints_the_window_inside_a_job_handler(qtbot):
+    """QProgressBar.setRange/setValue repaint() at once, which painted every pending update
+    of the window (graph, plots) inside the handler that started a job. They are left to
+    the event loop's next ordinary paint."""
+    paints: list[str] = []
+
+    class Pane(QWidget):
+        def paintEvent(self, _event) -> None:
+            paints.append("pane")
+
+    top = QWidget()
+    qtbot.addWidget(top)
+    pane, panel = Pane(), StatusPanel()
+    pane.setMinimumSize(100, 100)
+    layout = QVBoxLayout(top)
+    layout.addWidget(pane)
+    layout.addWidget(panel)
+    top.show()
+    qtbot.waitExposed(top)
+    qtbot.waitUntil(lambda: bool(paints))
+    for start in (
+        lambda: panel.set_busy("Sweep", quiet=False, cancellable=True),
+        lambda: panel.show_progress(Progress(3, 10, "layer 3")),
+        lambda: panel.set_busy("Evaluate", quiet=False, cancellable=True),
+    ):
+        paints.clear()
+        pane.update()  # a pending paint, as after a model opened
+        start()
+        assert paints == []  # not painted inside the handler
+        qtbot.waitUntil(lambda: paints == ["pane"])  # but by the event loop
+    assert panel.progress.maximum() == 0  # the busy indicator is shown
