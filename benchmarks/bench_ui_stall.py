@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,8 +67,8 @@ def main() -> None:
 
     def tick() -> None:
         now, st = time.perf_counter(), _schedstat()
-        split = None if st is None or sched[0] is None else (
-            st[0] - sched[0][0], st[1] - sched[0][1]
+        split = (
+            None if st is None or sched[0] is None else (st[0] - sched[0][0], st[1] - sched[0][1])
         )
         if now - last[0] > gaps.get(phase[0], (0.0, None))[0]:
             gaps[phase[0]] = (now - last[0], split)
