@@ -15,13 +15,15 @@ from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QVBox
 
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice
-from bitlens.core.results import Progress, TensorError
+from bitlens.core.results import Progress, SweepEntry, TensorError
 from bitlens.core.viewdata import distribution
+from bitlens.gui.document import Document
 from bitlens.gui.jobs import LayerDetail, SchemeRow
 from bitlens.gui.layer_detail import LayerDetailView
 from bitlens.gui.layer_table import FIT_ROWS
 from bitlens.gui.layer_table_model import LayerTableModel
 from bitlens.gui.status_panel import PROGRESS_MS, StatusPanel
+from bitlens.gui.sweep_view import SweepView
 from bitlens.gui.table_fill import sized_once
 from tests.builders import init, model
 from tests.gui.conftest import open_model
@@ -189,3 +191,17 @@ def test_the_progress_bar_never_paints_the_window_inside_a_job_handler(qtbot):
         assert paints == []  # not painted inside the handler
         qtbot.waitUntil(lambda: paints == ["pane"])  # but by the event loop
     assert panel.progress.maximum() == 0  # the busy indicator is shown
+
+
+def test_sweep_results_are_listed_lowest_output_sqnr_first(qtbot):
+    view = SweepView(Document())
+    qtbot.addWidget(view)
+    sqnrs = [30.0, 5.0, 20.0, 12.5]
+    entries = [
+        SweepEntry(f"layer_{i}", "int8 sym ch", TensorError(1e-3, db, 0.99, 0.1, 0.1), 100 * i)
+        for i, db in enumerate(sqnrs)
+    ]
+    view.show_entries(entries)
+    shown = [view.table.item(r, 0).text() for r in range(view.table.rowCount())]
+    assert shown == ["layer_1", "layer_3", "layer_2", "layer_0"]
+    assert view.table.isSortingEnabled()
