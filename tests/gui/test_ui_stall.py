@@ -11,17 +11,19 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
-from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
+from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice
-from bitlens.core.results import Progress, TensorError
+from bitlens.core.results import Progress, SweepEntry, TensorError
 from bitlens.core.viewdata import distribution
+from bitlens.gui.document import Document
 from bitlens.gui.jobs import LayerDetail, SchemeRow
 from bitlens.gui.layer_detail import LayerDetailView
 from bitlens.gui.layer_table import FIT_ROWS
 from bitlens.gui.layer_table_model import LayerTableModel
 from bitlens.gui.status_panel import PROGRESS_MS, StatusPanel
+from bitlens.gui.sweep_view import SweepView
 from bitlens.gui.table_fill import sized_once
 from tests.builders import init, model
 from tests.gui.conftest import open_model
@@ -156,3 +158,50 @@ def test_a_job_starting_leaves_the_window_layout_alone(qtbot, window):
     qtbot.wait(50)  # let a pending layout run
     assert (bar.height(), central.height()) == before
     window.status.set_idle()
+
+
+def test_the_progress_bar_never_paints_the_window_inside_a_job_handler(qtbot):
+    """QProgressBar.setRange/setValue repaint() at once, which painted every pending update
+    of the window (graph, plots) inside the handler that started a job. They are left to
+    the event loop's next ordinary paint."""
+    paints: list[str] = []
+
+    class Pane(QWidget):
+        def paintEvent(self, _event) -> None:
+            paints.append("pane")
+
+    top = QWidget()
+    qtbot.addWidget(top)
+    pane, panel = Pane(), StatusPanel()
+    pane.setMinimumSize(100, 100)
+    layout = QVBoxLayout(top)
+    layout.addWidget(pane)
+    layout.addWidget(panel)
+    top.show()
+    qtbot.waitExposed(top)
+    qtbot.waitUntil(lambda: bool(paints))
+    for start in (
+        lambda: panel.set_busy("Sweep", quiet=False, cancellable=True),
+        lambda: panel.show_progress(Progress(3, 10, "layer 3")),
+        lambda: panel.set_busy("Evaluate", quiet=False, cancellable=True),
+    ):
+        paints.clear()
+        pane.update()  # a pending paint, as after a model opened
+        start()
+        assert paints == []  # not painted inside the handler
+        qtbot.waitUntil(lambda: paints == ["pane"])  # but by the event loop
+    assert panel.progress.maximum() == 0  # the busy indicator is shown
+
+
+def test_sweep_results_are_listed_lowest_output_sqnr_first(qtbot):
+    view = SweepView(Document())
+    qtbot.addWidget(view)
+    sqnrs = [30.0, 5.0, 20.0, 12.5]
+    entries = [
+        SweepEntry(f"layer_{i}", "int8 sym ch", TensorError(1e-3, db, 0.99, 0.1, 0.1), 100 * i)
+        for i, db in enumerate(sqnrs)
+    ]
+    view.show_entries(entries)
+    shown = [view.table.item(r, 0).text() for r in range(view.table.rowCount())]
+    assert shown == ["layer_1", "layer_3", "layer_2", "layer_0"]
+    assert view.table.isSortingEnabled()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QWidget
 
@@ -139,11 +142,25 @@ class StatusPanel(QWidget):
         why = fallback_reason() if providers and CUDA not in providers else None
         self.providers_label.setToolTip(why or PROVIDERS_TIP)
 
+    @contextmanager
+    def _bar_update_later(self) -> Iterator[None]:
+        """QProgressBar's setRange (through reset()) and setValue call repaint(), which paints
+        every pending update of the whole window at once, inside the job handler that called
+        them (the graph, the minimap and the plots after a model opened: tens of ms in one
+        event-loop turn). With updates off they only schedule an ordinary, coalesced paint.
+        See https://github.com/qt/qtbase, src/widgets/widgets/qprogressbar.cpp."""
+        self.progress.setUpdatesEnabled(False)
+        try:
+            yield
+        finally:
+            self.progress.setUpdatesEnabled(True)  # calls update()
+
     def set_busy(self, label: str, *, quiet: bool, cancellable: bool) -> None:
         self._drop_pending()
         self.job_label.setText(label + "…")
         self.progress.setVisible(True)
-        self.progress.setRange(0, 0)  # busy indicator until progress is known
+        with self._bar_update_later():
+            self.progress.setRange(0, 0)  # busy indicator until progress is known
         self.cancel_button.setVisible(not quiet and cancellable)
 
     def show_progress(self, p: Progress) -> None:
@@ -165,8 +182,9 @@ class StatusPanel(QWidget):
 
     def _apply_progress(self, p: Progress) -> None:
         if p.total > 0:
-            self.progress.setRange(0, p.total)
-            self.progress.setValue(p.done)
+            with self._bar_update_later():
+                self.progress.setRange(0, p.total)
+                self.progress.setValue(p.done)
         if p.message:
             self.job_label.setText(p.message)
 

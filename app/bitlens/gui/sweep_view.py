@@ -105,8 +105,10 @@ class SweepView(QWidget):
                     if j == 2:
                         colors.paint_error(it, e.output.sqnr_db)
                     self.table.setItem(i, j, it)
+        # lowest output SQNR first: enabling sorting sorts by the header's indicator, so
+        # setting it first sorts once (a second sortItems doubled the Python __lt__ calls)
+        self.table.horizontalHeader().setSortIndicator(2, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
-        self.table.sortItems(2, Qt.SortOrder.AscendingOrder)  # lowest output SQNR first
         self._fill_heat(entries)
         if entries:
             self.note.setText(
