@@ -173,10 +173,10 @@ def check_fidelity(
         tol = verdict.reassociation_tolerance(w, u)
         scale = float(np.max(np.abs(w[np.isfinite(w)]))) if np.isfinite(w).any() else 0.0
         dep_abs = max_abs(w, d)
-        producer = verdict.producer_op(engine.model.graph_proto.graph, name)
-        classes = verdict.looks_like_classes(want[name][0], producer)
+        axis = engine.class_score_axes.get(name, -1)
+        classes = verdict.looks_like_classes(want[name][0], name in engine.class_score_axes, axis)
         agreement, changes = (
-            verdict.top1_changes(want[name], dep_out[name], tol) if classes else (None, 0)
+            verdict.top1_changes(want[name], dep_out[name], tol, axis) if classes else (None, 0)
         )
         exact = same(w, d)
         level = (
