@@ -118,21 +118,11 @@ def test_top1_changes_ignore_near_ties_only() -> None:
     assert verdict.top1_changes(want, real_flip, 1e-3) == (0.5, 1)
     labels = [np.array([3, 4, 5])]
     assert verdict.top1_changes(labels, [np.array([3, 4, 6])], 0.0) == (pytest.approx(2 / 3), 1)
-    assert verdict.looks_like_classes(np.zeros((2, 10), np.float32), "Gemm")
-    assert verdict.looks_like_classes(np.zeros((1, 7), np.int64), None)
-    assert not verdict.looks_like_classes(np.zeros((2, 8, 32), np.float32), "Add")
-    assert not verdict.looks_like_classes(np.zeros((2, 384), np.float32), "Div")  # embedding
-    assert verdict.looks_like_classes(np.zeros((2, 8, 32), np.float32), "Softmax")
-    # CTC logits: MatMul -> Transpose -> Reshape -> output
-    g = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "W"], ["l"]),
-            helper.make_node("Transpose", ["l"], ["t"], perm=[1, 0, 2]),
-            helper.make_node("Reshape", ["t", "s"], ["y"]),
-        ],
-        "ctc", [], [],
-    )  # fmt: skip
-    assert verdict.producer_op(g, "y") == "MatMul"
+    assert verdict.looks_like_classes(np.zeros((2, 10), np.float32), True)
+    assert verdict.looks_like_classes(np.zeros((1, 7), np.int64), False)
+    assert not verdict.looks_like_classes(np.zeros((2, 8, 32), np.float32), False)
+    assert not verdict.looks_like_classes(np.zeros((2, 384), np.float32), False)  # embedding
+    assert verdict.looks_like_classes(np.zeros((2, 8, 32), np.float32), True)
 
 
 def test_eval_warns_naming_the_layer_that_made_nan(tmp_path: Path, capsys) -> None:

@@ -12,6 +12,7 @@ block.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -279,3 +280,28 @@ class SampleErrors:
 def classifier_like(x: np.ndarray) -> bool:
     """A float [batch, classes] output with at least two classes."""
     return x.dtype.kind == "f" and x.ndim == 2 and x.shape[1] >= 2
+
+
+def positional_scores_like(x: np.ndarray, axis: int) -> bool:
+    """A float output of rank >= 3 with at least two classes on ``axis``: scores per
+    position (frames, time steps), as a VAD's [1, T, C] or a CRNN's [T, N, C]."""
+    return x.dtype.kind == "f" and x.ndim >= 3 and -x.ndim <= axis < x.ndim and x.shape[axis] >= 2
+
+
+def positional_top1_kl(
+    ref: Sequence[np.ndarray], got: Sequence[np.ndarray], axis: int
+) -> tuple[float, float]:
+    """(top-1 agreement, mean KL) over every position of every sample, classes on ``axis``.
+
+    Samples may differ in length (T varies with the audio or the image width), so each is
+    reduced alone and the sums pooled: every position weighs the same.
+    """
+    agree = kl = 0.0
+    count = 0
+    for r, g in zip(ref, got, strict=True):
+        r, g = np.asarray(r), np.asarray(g)
+        n = r.size // r.shape[axis]
+        agree += top1_agreement(r, g, axis) * n
+        kl += mean_kl(r, g, axis) * n
+        count += n
+    return (agree / count, kl / count) if count else (1.0, 0.0)

@@ -36,7 +36,7 @@ from bitlens.core.engine.sweep import Sweep
 from bitlens.core.engine.weightfeeds import WeightFeeds
 from bitlens.core.errors import EngineError
 from bitlens.core.formats import Format, parse_format
-from bitlens.core.output_kind import class_score_outputs
+from bitlens.core.output_kind import class_score_axes
 from bitlens.core.plan import Plan
 from bitlens.core.quantized import QuantizedWeight
 from bitlens.core.results import (
@@ -391,11 +391,12 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         return [t.name for t in self.info.outputs]
 
     @cached_property
-    def _class_outputs(self) -> frozenset[str]:
-        """Outputs read as class scores (top-1, KL); embeddings get SQNR and cosine only."""
+    def class_score_axes(self) -> dict[str, int]:
+        """Outputs read as class scores (top-1, KL), each with the axis of its classes;
+        embeddings get SQNR and cosine only. The export's verdict reads the same judgement."""
         labelled = None if self.data is None or self.data.labels is None else self._error_output
         # graph_proto, not proto: proto reads every external weight into memory.
-        return class_score_outputs(self.model.graph_proto.graph, self._output_names, labelled)
+        return class_score_axes(self.model.graph_proto, self._output_names, labelled)
 
     @cached_property
     def _error_output(self) -> str:
@@ -508,12 +509,15 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
         for r_i, g_i in zip(ref, got, strict=True):
             sums.add(r_i, g_i)
         err = sums.result()
-        if name in self._class_outputs and all(
-            metrics.classifier_like(np.asarray(r_i)) for r_i in ref
-        ):
+        axis = self.class_score_axes.get(name)
+        if axis is None:
+            return OutputResult(name, err)
+        if all(metrics.classifier_like(np.asarray(r_i)) for r_i in ref):
             r, g = concat(ref), concat(got)
             if metrics.classifier_like(r):
                 return OutputResult(name, err, metrics.top1_agreement(r, g), metrics.mean_kl(r, g))
+        elif all(metrics.positional_scores_like(np.asarray(r_i), axis) for r_i in ref):
+            return OutputResult(name, err, *metrics.positional_top1_kl(ref, got, axis))
         return OutputResult(name, err)
 
     def _prefix_keys(self, plan: Plan) -> dict[str, tuple[str, int, str]]:

@@ -58,6 +58,7 @@ from bitlens.core.export.report import (
     QuantizerCheck,
     WeightCheck,
 )
+from bitlens.core.export.stayedfloat import stayed_float_notes
 from bitlens.core.export.weights import WeightEncoding
 from bitlens.core.fileio import atomic_write_text, check_output, replace_into, staging_path
 from bitlens.core.formats import storage_bytes
@@ -173,10 +174,10 @@ def check_fidelity(
         tol = verdict.reassociation_tolerance(w, u)
         scale = float(np.max(np.abs(w[np.isfinite(w)]))) if np.isfinite(w).any() else 0.0
         dep_abs = max_abs(w, d)
-        producer = verdict.producer_op(engine.model.graph_proto.graph, name)
-        classes = verdict.looks_like_classes(want[name][0], producer)
+        axis = engine.class_score_axes.get(name, -1)
+        classes = verdict.looks_like_classes(want[name][0], name in engine.class_score_axes, axis)
         agreement, changes = (
-            verdict.top1_changes(want[name], dep_out[name], tol) if classes else (None, 0)
+            verdict.top1_changes(want[name], dep_out[name], tol, axis) if classes else (None, 0)
         )
         exact = same(w, d)
         level = (
@@ -252,6 +253,7 @@ def check_fidelity(
 
     kernels = kernels_used(optimized, engine, records)
     layer_checks: list[LayerCheck] = []
+    stayed: list[tuple[str, str]] = []  # planned int8, ran float
     for name, rec in records.items():
         partial = layer_checks_partial[name]
         check = LayerCheck(**{**partial, "kernel": kernels.get(name, "?")})
@@ -273,16 +275,13 @@ def check_fidelity(
             and not rec.integer_kernel
             and not any(k in ran for k in INTEGER_KERNELS)
         ):
-            notes.append(
-                f"warning: layer {name!r} stayed float although its plan asked for int8: "
-                f"ONNX Runtime ran {ran} (target {plan.target!r}"
-                + (": its output is not requantized)" if plan.target == "none" else ")")
-            )
+            stayed.append((name, ran))
         if rec.integer_kernel and not any(k in kernels.get(name, "") for k in INTEGER_KERNELS):
             notes.append(
                 f"layer {name!r} was written as a fusable QDQ group, but ONNX Runtime ran "
                 f"{kernels.get(name, '?')} (no integer kernel for this pattern on this provider)"
             )
+    notes.extend(stayed_float_notes(plan.target, stayed))
     for q in quantizer_recs:
         if q.simulated:
             notes.append(

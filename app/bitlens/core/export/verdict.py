@@ -91,45 +91,28 @@ def reassociation_tolerance(reference: np.ndarray, u: float) -> float:
     return magnitude * max(REORDER_ULPS * UNIT_ROUNDOFF["fp32"], FLIP_ULPS * u)
 
 
-# Ops that move or relabel values without computing: seen through when asking what produced
-# an output.
-SHAPE_OPS = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
-CLASS_PRODUCERS = frozenset({"Softmax", "LogSoftmax", "Gemm", "MatMul"})
-
-
-def producer_op(graph: onnx.GraphProto, output: str) -> str | None:
-    """The op computing ``output``, looking through shape-only ops (a classifier's Gemm under
-    a Reshape, CTC logits under a Transpose)."""
-    producers = {o: n for n in graph.node for o in n.output}
-    seen: set[str] = set()
-    node = producers.get(output)
-    while node is not None and node.op_type in SHAPE_OPS and node.input[0] not in seen:
-        seen.add(node.input[0])
-        node = producers.get(node.input[0])
-    return None if node is None else node.op_type
-
-
-def looks_like_classes(value: np.ndarray, producer: str | None) -> bool:
-    """An output whose argmax is a result: integer labels or indices, or scores over a last
-    axis of at least two classes computed by a classifier head (Gemm, MatMul) or a
-    Softmax/LogSoftmax, per position (CTC logits [T, N, C] too). Embeddings, boxes and
-    feature maps come from other ops."""
+def looks_like_classes(value: np.ndarray, class_scores: bool, axis: int = -1) -> bool:
+    """An output whose argmax is a result: integer labels or indices, or float scores the
+    engine reads as class scores (``class_scores``, from
+    :func:`bitlens.core.output_kind.class_score_axes`, the judgement top-1 and KL use in the
+    inspector) with at least two classes on ``axis``, per position too (CTC logits [T, N, C]).
+    Embeddings, boxes and feature maps are judged by their drift alone."""
     v = np.asarray(value)
     if v.dtype.kind in "iub":
         return True
-    if v.dtype.kind != "f" or v.ndim < 2 or v.shape[-1] < 2:
+    if v.dtype.kind != "f" or v.ndim < 2 or not -v.ndim <= axis < v.ndim:
         return False
-    return producer in CLASS_PRODUCERS
+    return class_scores and v.shape[axis] >= 2
 
 
 def top1_changes(
-    want: Sequence[np.ndarray], got: Sequence[np.ndarray], tolerance: float
+    want: Sequence[np.ndarray], got: Sequence[np.ndarray], tolerance: float, axis: int = -1
 ) -> tuple[float, int]:
     """(agreement, real changes) of per-position results, simulated vs deployed.
 
-    Integer outputs compare element by element. Float scores compare the argmax over the
-    last axis; a change counts as real only where the simulated winner led the runner-up
-    by more than ``tolerance`` (a near-tie that reordering alone can flip is not a result
+    Integer outputs compare element by element. Float scores compare the argmax over
+    ``axis`` (the classes' axis, the last unless a Softmax says otherwise); a change counts
+    as real only where the simulated winner led the runner-up by more than ``tolerance`` (a near-tie that reordering alone can flip is not a result
     the simulation promised).
     """
     total = agree = real = 0
@@ -143,9 +126,9 @@ def top1_changes(
             agree += int(same.sum())
             real += int((~same).sum())
             continue
-        aw, ag = np.argmax(w, axis=-1), np.argmax(g, axis=-1)
+        aw, ag = np.argmax(w, axis=axis), np.argmax(g, axis=axis)
         same = aw == ag
-        top2 = np.sort(w, axis=-1)[..., -2:]
+        top2 = np.moveaxis(np.sort(w, axis=axis), axis, -1)[..., -2:]
         margin = top2[..., 1] - top2[..., 0]
         total += same.size
         agree += int(same.sum())
