@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +161,17 @@ def test_w8a8_export_runs_the_activations_as_integer_kernels(tmp_path: Path) -> 
     assert ops["BatchNormalization"] == 0, ops
     # the HardSwish's x + 3 and x * r fuse into integer kernels; only its Div stays float
     assert ops["QLinearAdd"] == 1 and ops["QLinearMul"] == 1 and ops["Add"] == 0, ops
+
+
+def test_inspect_says_how_many_were_folded_and_can_keep_them(tmp_path: Path) -> None:
+    from tests.core.test_cli_inspect import run_cli
+
+    path = tmp_path / "bn.onnx"
+    onnx.save(conv_bn_net()[0], str(path))
+    res = run_cli("inspect", str(path), "--json", "--formats", "int8 sym ch")
+    assert res.returncode == 0, res.stderr
+    notes = json.loads(res.stdout)["notes"]
+    assert any(n.startswith("2 BatchNormalization(s) folded") for n in notes), notes
+    res = run_cli("inspect", str(path), "--json", "--formats", "int8 sym ch", "--keep-batchnorm")
+    assert res.returncode == 0, res.stderr
+    assert not any("BatchNormalization" in n for n in json.loads(res.stdout)["notes"])
