@@ -132,8 +132,8 @@ def _fold_one(conv, bn, value, consumers, graph, inits, consts) -> bool:
     """Fold ``bn`` into ``conv`` if the pair qualifies; False (nothing changed) if not."""
     if conv.op_type != "Conv" or conv.domain not in CONSTANT_DOMAINS or len(conv.input) < 2:
         return False
-    if len(bn.output) != 1 or len(bn.input) != 5 or consumers.get(conv.output[0], 0) != 1:
-        return False
+    if any(bn.output[1:]) or len(bn.input) != 5 or consumers.get(conv.output[0], 0) != 1:
+        return False  # running statistics asked for: training form
     if any(a.name == "training_mode" and a.i for a in bn.attribute):
         return False
     eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
