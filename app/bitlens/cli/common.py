@@ -26,14 +26,15 @@ DATA_FORMS = (
 )
 
 
+KEEP_BN_HELP = (
+    "keep each BatchNormalization after a Conv as the file has it (default: fold it into the "
+    "Conv's weight and bias in memory, as ONNX Runtime does, so the activation after it can "
+    "run as an integer kernel)"
+)
+
+
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--keep-batchnorm",
-        action="store_true",
-        help="keep each BatchNormalization after a Conv as the file has it (default: fold it "
-        "into the Conv's weight and bias in memory, as ONNX Runtime does, so the activation "
-        "after it can run as an integer kernel)",
-    )
+    p.add_argument("--keep-batchnorm", action="store_true", help=KEEP_BN_HELP)
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
