@@ -29,7 +29,7 @@ import onnx
 from onnx import numpy_helper
 
 from bitlens.core.model.external import is_external
-from bitlens.core.model.graph import CONSTANT_DOMAINS, is_constant_node
+from bitlens.core.model.graph import CONSTANT_DOMAINS, is_constant_node, outer_names
 
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
 
@@ -64,7 +64,7 @@ def fold_batchnorms(model: onnx.ModelProto) -> BnFoldResult:
     for node in graph.node:
         for name in node.input:
             consumers[name] = consumers.get(name, 0) + 1
-    for node in graph.node:  # names read from inside subgraphs count as readers too
+    for node in graph.node:  # a name read inside a subgraph: never the Conv output's only reader
         for attr in node.attribute:
             if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
                 consumers.update({n: consumers.get(n, 0) + 2 for n in _sub_reads(attr)})
@@ -119,8 +119,6 @@ def fold_batchnorms(model: onnx.ModelProto) -> BnFoldResult:
 
 
 def _sub_reads(attr: onnx.AttributeProto) -> set[str]:
-    from bitlens.core.model.graph import outer_names
-
     graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
     out: set[str] = set()
     for g in graphs:
