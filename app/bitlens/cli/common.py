@@ -26,7 +26,19 @@ DATA_FORMS = (
 )
 
 
+KEEP_BN_HELP = (
+    "keep each BatchNormalization after a Conv as the file has it (default: fold it into the "
+    "Conv's weight and bias in memory, as ONNX Runtime does, so the activation after it can "
+    "run as an integer kernel)"
+)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep-batchnorm", action="store_true", help=KEEP_BN_HELP)
+
+
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_arguments(p)
     p.add_argument(
         "--data",
         metavar="D",
@@ -156,13 +168,13 @@ def read_source(
     return load_path(path, info, rate=args.rate, calibration_fraction=fraction)
 
 
-def open_model(path: str) -> LoadedModel:
+def open_model(path: str, *, fold_bn: bool = True) -> LoadedModel:
     """Load a model to work on; what the loader noted (IR version, folded weights) goes to
     stderr, so that ``--json`` output on stdout stays machine-readable.
 
     A model with no layer to quantize is an error here (inspect shows it instead).
     """
-    model = load_model(path)
+    model = load_model(path, fold_bn=fold_bn)
     if not model.info.layers:
         why = model.info.notes[-1] if model.info.notes else (
             "no Conv, Gemm, MatMul, Gather or RNN with float weights"

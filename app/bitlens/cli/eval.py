@@ -91,7 +91,7 @@ def read_plan(path: Path, info) -> Plan:
 def run(args: argparse.Namespace) -> int:
     compare_report.check_report_target(args)
     metric = load_metric(args.metric) if args.metric else None
-    model = open_model(args.model)
+    model = open_model(args.model, fold_bn=not args.keep_batchnorm)
     plan = load_plan(args, model)
     other = compare_report.model_comparison(args, model, plan)  # before the long part
     engine = calibrated_engine(args, model)

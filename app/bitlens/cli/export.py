@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if not str(args.output).lower().endswith(".onnx"):
         raise ExportError(f"{args.output}: the export must be an .onnx file")
     guard_outputs(args, [(args.output, "onnx", "export"), (report_path, "json", "fidelity report")])
-    model = open_model(args.model)
+    model = open_model(args.model, fold_bn=not args.keep_batchnorm)
     plan = load_plan(args, model)
     engine = Engine(
         model,

@@ -38,7 +38,7 @@ import math
 import sys
 from typing import Any
 
-from bitlens.cli.common import parse_dims
+from bitlens.cli.common import add_model_arguments, parse_dims
 from bitlens.core.compute import count_macs, describe_totals, input_shapes
 from bitlens.core.errors import DataError
 from bitlens.core.formats import INSPECT_LADDER, parse_format
@@ -75,12 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="size of a dynamic input dimension for the MAC count, by its name, or "
         "INPUT:AXIS for an unnamed one (repeatable; a dynamic batch axis counts 1)",
     )
+    add_model_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     formats = [parse_format(f) for f in args.formats]  # bad names fail before loading
-    model = load_model(args.model)
+    model = load_model(args.model, fold_bn=not args.keep_batchnorm)
     report = inspect_model(model, formats)
     dims = parse_dims(args.dim)
     compute = count_macs(model.proto, model.info, input_shapes(model.info, dims=dims))

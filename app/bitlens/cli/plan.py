@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bitlens.cli.common import add_target_argument
+from bitlens.cli.common import add_model_arguments, add_target_argument
 from bitlens.cli.eval import read_plan
 from bitlens.cli.outputs import guard_outputs
 from bitlens.core.fileio import atomic_write_text
@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(computed from the calibration data when the plan is evaluated or exported)",
     )
     add_target_argument(p)
+    add_model_arguments(p)
     p.add_argument(
         "--ort-overrides",
         action="store_true",
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from bitlens.cli.common import dump_json, open_model
 
     guard_outputs(args, [(args.output, "json", "plan")])
-    model = open_model(args.model)
+    model = open_model(args.model, fold_bn=not args.keep_batchnorm)
     if args.from_ort:
         plan = read_plan(Path(args.from_ort), model.info)
         source = args.from_ort

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     budget = Budget(args.max_bytes, args.size_ratio, args.max_error, args.min_metric)
     metric = load_metric(args.metric) if args.metric else None
     recovery = tuple(m.value for m in parse_methods(args.recovery))  # before the model loads
-    model = open_model(args.model)
+    model = open_model(args.model, fold_bn=not args.keep_batchnorm)
     pins = parse_pins(args.pin, model.info)
     engine = calibrated_engine(args, model)
     options = SearchOptions(

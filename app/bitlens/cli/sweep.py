@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.activation_formats or args.metric:
         return run_sensitivities(args)
-    model = open_model(args.model)
+    model = open_model(args.model, fold_bn=not args.keep_batchnorm)
     engine = Engine(
         model,
         load_data(args, model.info, compared_constants(model.graph_proto)),
@@ -94,7 +94,7 @@ def run_sensitivities(args: argparse.Namespace) -> int:
     from bitlens.core.usermetric import load_metric
 
     metric = load_metric(args.metric) if args.metric else None
-    model = open_model(args.model)
+    model = open_model(args.model, fold_bn=not args.keep_batchnorm)
     engine = calibrated_engine(args, model)
     entries = follow(sensitivities(engine, args.formats, args.activation_formats, metric=metric))
     if args.json:

@@ -38,8 +38,9 @@ scalar 3 is written as a DequantizeLinear of one code at scale 3 (exactly
 3.0, see :func:`scalar_code`: nothing changes in the simulation), so the
 Add runs as ``QLinearAdd`` and the Mul, both inputs then quantized, as
 ``QLinearMul``; only the Div stays float. Where ``x`` comes from an unfolded
-BatchNormalization (PicoDet, PP-LCNet) it is not quantized for this: the
-extra quantizer measured slower and less accurate. ORT 1.31 fuses nothing around
+BatchNormalization (PicoDet, PP-LCNet loaded with ``fold_bn=False``; by default
+the loader folds it into the Conv, bitlens.core.model.bn_fold) it is not
+quantized for this: the extra quantizer measured slower and less accurate. ORT 1.31 fuses nothing around
 the ``HardSwish`` op (it splits it into a float HardSigmoid and Mul) or
 around ``HardSigmoid``, so those forms stay float.
 

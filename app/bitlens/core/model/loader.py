@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 from bitlens.core.errors import ModelLoadError
 from bitlens.core.fileio import stat_regular
 from bitlens.core.limits import MAX_MODEL_FILE_BYTES
+from bitlens.core.model.bn_fold import fold_batchnorms
 from bitlens.core.model.external import (
     READ_CHUNK,
     external_tensors,
@@ -72,6 +73,7 @@ class LoadedModel:
     _paths: dict[str, list[str]] = field(default_factory=dict, repr=False)  # name -> graph paths
 
     base_dir: Path | None = None
+    bn_folded: int = 0  # BatchNormalizations folded into their Conv (bitlens.core.model.bn_fold)
 
     def __post_init__(self) -> None:
         for path, name in self._consts:
@@ -98,6 +100,7 @@ class LoadedModel:
         if (
             self.path is not None
             and self.graph_proto.ir_version == self.info.ir_version
+            and not self.bn_folded  # the file still has its BatchNormalizations
             and external_tensors(self.graph_proto)
         ):
             return str(self.path)
@@ -173,9 +176,12 @@ class LoadedModel:
         return paths_of[0], name
 
 
-def load_model(path: str | Path) -> LoadedModel:
-    """Open an ONNX file; raise ModelLoadError naming the file and the problem."""
-    gen = iter_load_model(path)
+def load_model(path: str | Path, *, fold_bn: bool = True) -> LoadedModel:
+    """Open an ONNX file; raise ModelLoadError naming the file and the problem.
+
+    ``fold_bn``: fold each BatchNormalization that directly follows a Conv into the
+    Conv's weight and bias (bitlens.core.model.bn_fold), as ONNX Runtime does."""
+    gen = iter_load_model(path, fold_bn=fold_bn)
     while True:
         try:
             next(gen)
@@ -183,7 +189,9 @@ def load_model(path: str | Path) -> LoadedModel:
             return stop.value
 
 
-def iter_load_model(path: str | Path) -> Generator[Progress, None, LoadedModel]:
+def iter_load_model(
+    path: str | Path, *, fold_bn: bool = True
+) -> Generator[Progress, None, LoadedModel]:
     """:func:`load_model` as a job: yields after each chunk it reads, so a window job
     reading a large model from a slow disk can be cancelled between chunks."""
     p = Path(path).expanduser()
@@ -200,29 +208,27 @@ def iter_load_model(path: str | Path) -> Generator[Progress, None, LoadedModel]:
         raise ModelLoadError(f"{p}: {_not_onnx(data, 'is corrupt or truncated')}") from None
     if not proto.HasField("graph"):
         raise ModelLoadError(f"{p}: {_not_onnx(data, 'has no graph')}")
-    return (yield from _iter_finish(proto, p, p.parent))
+    return (yield from _iter_finish(proto, p, p.parent, fold_bn))
 
 
-def from_proto(proto: onnx.ModelProto, path: Path | None = None) -> LoadedModel:
+def from_proto(
+    proto: onnx.ModelProto, path: Path | None = None, *, fold_bn: bool = True
+) -> LoadedModel:
     """Wrap a model built in code (copied: the caller's proto is left as it is).
 
     ``path`` says where the model would live, so that external data can be
-    found next to it.
+    found next to it; ``fold_bn`` as for :func:`load_model`.
     """
     if not isinstance(proto, onnx.ModelProto):
         raise ModelLoadError(f"expected an onnx.ModelProto, got {type(proto).__name__}")
     own = onnx.ModelProto()
     own.CopyFrom(proto)
     p = Path(path) if path is not None else None
-    return _finish(own, p, p.parent if p is not None else None)
-
-
-def _finish(proto: onnx.ModelProto, path: Path | None, base_dir: Path | None) -> LoadedModel:
-    return drain(_iter_finish(proto, path, base_dir))
+    return drain(_iter_finish(own, p, p.parent if p is not None else None, fold_bn))
 
 
 def _iter_finish(
-    proto: onnx.ModelProto, path: Path | None, base_dir: Path | None
+    proto: onnx.ModelProto, path: Path | None, base_dir: Path | None, fold_bn: bool = True
 ) -> Generator[Progress, None, LoadedModel]:
     label = str(path) if path is not None else "model"
     if not proto.HasField("graph") or len(proto.graph.node) == 0:
@@ -239,12 +245,14 @@ def _iter_finish(
     _check_defined(slots, proto, label)
     # After normalize, so nodes keep the names (and layers the names) they have unfolded.
     folded = fold_constants(proto, lambda m: drain(iter_external_data(m, base_dir, label)))
-    if folded.nodes:
+    bn = fold_batchnorms(proto) if fold_bn else None
+    if folded.nodes or (bn is not None and bn.folded):
         slots = walk(proto)
     info = build_inventory(proto, path, slots)  # reports the file's own IR version
     weights = {w.name for layer in info.layers for w in layer.weights} & folded.names
     prequant = quantized_note(quantized_ops(proto), len(info.layers))
-    notes = [n for n in (fit_ir_version(proto), folded.note(len(weights)), prequant) if n]
+    bn_note = bn.note() if bn is not None else None
+    notes = [n for n in (fit_ir_version(proto), folded.note(len(weights)), bn_note, prequant) if n]
     if notes:
         info = replace(info, notes=tuple(notes))
     consts: dict[tuple[str, str], ConstSource] = {}
@@ -252,7 +260,12 @@ def _iter_finish(
         for name, src in scope.consts.items():
             consts[(scope.path, name)] = src
     return LoadedModel(
-        graph_proto=proto, info=info, path=path, _consts=consts, base_dir=base_dir
+        graph_proto=proto,
+        info=info,
+        path=path,
+        _consts=consts,
+        base_dir=base_dir,
+        bn_folded=bn.folded if bn is not None else 0,
     )
 
 
