@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -51,6 +51,14 @@ class LayerDetailView(QWidget):
         # the parts already computed), and redrawing unchanged plots and tables on every
         # stage kept the window's thread busy while the worker computes the next one.
         self._drawn: dict[str, tuple[object, ...]] = {}
+        # show_later's detail, drawn by a zero timer: on a later event-loop turn than the
+        # handler that delivered it (a queued call would run in the same pass of posted
+        # events), and only the newest of the stages that arrived meanwhile.
+        self._queued: LayerDetail | None = None
+        self._later = QTimer(self)
+        self._later.setSingleShot(True)
+        self._later.setInterval(0)
+        self._later.timeout.connect(lambda: self.show_detail(self._queued))
         self.header = QLabel(self)
         self.header.setObjectName("detailHeader")
         self.header.setWordWrap(True)
@@ -115,9 +123,16 @@ class LayerDetailView(QWidget):
         self.show_detail(None)
 
     # -- content ------------------------------------------------------------------------------
+    def show_later(self, detail: LayerDetail | None) -> None:
+        """Show ``detail`` on a later event-loop turn (the controller's results: at open they
+        come in the same turn as the table's fill and the window's first paint, issue 11)."""
+        self._queued = detail
+        self._later.start()
+
     def show_pending(self, layer: str, waiting_for: str | None) -> None:
         """Another layer was selected and its detail is not computed yet: say so rather
         than keep showing the previous layer's plots."""
+        self._later.stop()  # a queued detail is the previous layer's
         after = f" after “{waiting_for}”" if waiting_for else ""
         self._clear(f"<b>{layer}</b> · computing{after}…")
 
@@ -134,6 +149,8 @@ class LayerDetailView(QWidget):
         self.recovery.setRowCount(0)
 
     def show_detail(self, detail: LayerDetail | None) -> None:
+        self._later.stop()
+        self._queued = None
         if detail is None:
             self._clear("Select a layer (in the table, graph or plots) to inspect it.")
             return
