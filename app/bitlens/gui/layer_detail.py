@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QFont, QPalette
+from PySide6.QtGui import QFont, QPalette, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -39,6 +39,9 @@ from bitlens.gui.table_fill import sized_once
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
 
 SANDBOX_COLUMNS = ("Format", "SQNR", "MSE", "Bytes", "Ratio")
+
+
+CODES_ROWS = 8  # rows the Codes tab's table shows at least, where the pane has the height
 
 
 class LayerDetailView(QWidget):
@@ -115,6 +118,8 @@ class LayerDetailView(QWidget):
         for i, stretch in enumerate((2, 2, 3)):  # the histograms keep their share of height
             splitter.setStretchFactor(i, stretch)
         splitter.setSizes([200, 200, 300])
+        self.splitter = splitter
+        self.sandboxes.currentChanged.connect(lambda _i: self._room_for_codes())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.header)
@@ -292,6 +297,40 @@ class LayerDetailView(QWidget):
                 ax = plot.getPlotItem().getAxis(axis)
                 ax.setPen(pg.mkPen(fg))
                 ax.setTextPen(pg.mkPen(fg))
+
+    def _room_for_codes(self) -> None:
+        """With the Codes tab shown, its table gets CODES_ROWS rows of height from the
+        histograms, down to their minimum, then from the input activation's (hidden while
+        the tab shows weight codes): at 1280x720 the plots' share left it 2-3 rows."""
+        codes = self.sandboxes.currentWidget() is self.codes
+        if not codes:
+            self.act_plot.setVisible(True)
+        if not codes or not self.isVisible():
+            return
+        table = self.codes.table
+        need = CODES_ROWS * table.verticalHeader().defaultSectionSize() - table.viewport().height()
+        sizes = self.splitter.sizes()
+        lent = sizes[1] if self.act_plot.isVisible() else 2 * self.act_plot.minimumHeight()
+        if not self.act_plot.isVisible() and -need > lent + self.splitter.handleWidth():
+            self.act_plot.setVisible(True)  # the pane grew: room for it again
+            self.splitter.setSizes([sizes[0], lent, sizes[2] - lent - self.splitter.handleWidth()])
+            return
+        if need <= 0 or len(sizes) != 3:
+            return
+        plots = (self.weight_plot, self.act_plot)
+        spare = [max(0, h - p.minimumHeight()) for h, p in zip(sizes, plots, strict=False)]
+        if sum(spare) < need and self.act_plot.isVisible():
+            self.act_plot.setVisible(False)  # its height goes to the tab area
+            sizes = [sizes[0], 0, sizes[2] + sizes[1] + self.splitter.handleWidth()]
+            spare[1] = 0
+            need -= sizes[2] - self.splitter.sizes()[2]
+        take = max(0, min(need, sum(spare)))
+        first = take * spare[0] // max(1, sum(spare))
+        self.splitter.setSizes([sizes[0] - first, sizes[1] - (take - first), sizes[2] + take])
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._room_for_codes()
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
