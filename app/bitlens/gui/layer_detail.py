@@ -119,7 +119,11 @@ class LayerDetailView(QWidget):
             splitter.setStretchFactor(i, stretch)
         splitter.setSizes([200, 200, 300])
         self.splitter = splitter
-        self.sandboxes.currentChanged.connect(lambda _i: self._room_for_codes())
+        self._codes_timer = QTimer(self)
+        self._codes_timer.setSingleShot(True)
+        self._codes_timer.setInterval(0)
+        self._codes_timer.timeout.connect(self._room_for_codes)
+        self.sandboxes.currentChanged.connect(lambda _i: self._codes_timer.start())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.header)
@@ -301,7 +305,8 @@ class LayerDetailView(QWidget):
     def _room_for_codes(self) -> None:
         """With the Codes tab shown, its table gets CODES_ROWS rows of height from the
         histograms, down to their minimum, then from the input activation's (hidden while
-        the tab shows weight codes): at 1280x720 the plots' share left it 2-3 rows."""
+        the tab shows weight codes): at 1280x720 the plots' share left it 2-3 rows. Run by
+        a zero timer, once the tab's page is laid out at its new height."""
         codes = self.sandboxes.currentWidget() is self.codes
         if not codes:
             self.act_plot.setVisible(True)
@@ -310,27 +315,31 @@ class LayerDetailView(QWidget):
         table = self.codes.table
         need = CODES_ROWS * table.verticalHeader().defaultSectionSize() - table.viewport().height()
         sizes = self.splitter.sizes()
-        lent = sizes[1] if self.act_plot.isVisible() else 2 * self.act_plot.minimumHeight()
-        if not self.act_plot.isVisible() and -need > lent + self.splitter.handleWidth():
-            self.act_plot.setVisible(True)  # the pane grew: room for it again
-            self.splitter.setSizes([sizes[0], lent, sizes[2] - lent - self.splitter.handleWidth()])
+        if len(sizes) != 3:
             return
-        if need <= 0 or len(sizes) != 3:
+        handle = self.splitter.handleWidth()
+        if not self.act_plot.isVisible():
+            lent = 2 * self.act_plot.minimumHeight()
+            if -need > lent + handle:  # the pane grew: room for it again
+                self.act_plot.setVisible(True)
+                self.splitter.setSizes([sizes[0], lent, sizes[2] - lent - handle])
+            sizes[1] = 0
+        if need <= 0:
             return
         plots = (self.weight_plot, self.act_plot)
         spare = [max(0, h - p.minimumHeight()) for h, p in zip(sizes, plots, strict=False)]
         if sum(spare) < need and self.act_plot.isVisible():
             self.act_plot.setVisible(False)  # its height goes to the tab area
-            sizes = [sizes[0], 0, sizes[2] + sizes[1] + self.splitter.handleWidth()]
-            spare[1] = 0
-            need -= sizes[2] - self.splitter.sizes()[2]
-        take = max(0, min(need, sum(spare)))
+            self.splitter.setSizes([sizes[0], 0, sizes[2] + sizes[1] + handle])
+            self._codes_timer.start()  # and the rest from the weights' plot, once laid out
+            return
+        take = min(need, sum(spare))
         first = take * spare[0] // max(1, sum(spare))
         self.splitter.setSizes([sizes[0] - first, sizes[1] - (take - first), sizes[2] + take])
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
-        self._room_for_codes()
+        self._codes_timer.start()
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
