@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from itertools import pairwise
 
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QKeyEvent,
@@ -71,6 +71,13 @@ class GraphView(QGraphicsView):
         self.focused: str | None = None
         self.layout_result: GraphLayout | None = None
         self._info: ModelInfo | None = None
+        self._pending: ModelInfo | None = None  # a model whose graph is still to be drawn
+        # A zero timer, not QTimer.singleShot(0, ...): that is a queued call, run in the same
+        # pass over posted events as the handler that made it (measured: no gap between).
+        self._later = QTimer(self)
+        self._later.setSingleShot(True)
+        self._later.setInterval(0)
+        self._later.timeout.connect(self._build_pending)
         self.color_by = document.error_kind.kind
         document.error_kind.changed.connect(self.set_color_by)
         self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
@@ -88,11 +95,13 @@ class GraphView(QGraphicsView):
 
     # -- public -----------------------------------------------------------------------------
     def node_item(self, name: str) -> GraphNodeItem:
+        self._build_pending()
         return self._items[name]
 
     @property
     def node_names(self) -> list[str]:
         """The drawn nodes, model inputs first, in topological order."""
+        self._build_pending()
         return list(self._items)
 
     @property
@@ -104,6 +113,7 @@ class GraphView(QGraphicsView):
         return self.mapToScene(self.viewport().rect()).boundingRect()
 
     def graph_rect(self) -> QRectF:
+        self._build_pending()
         return self._scene.itemsBoundingRect()
 
     def set_color_by(self, key: str) -> None:
@@ -115,6 +125,7 @@ class GraphView(QGraphicsView):
     def fit(self) -> None:
         """The whole graph in the view, however long: boxes without text when it has to
         (the minimap and the find box lead on from there)."""
+        self._build_pending()
         rect = self._scene.itemsBoundingRect()
         if rect.isEmpty():
             return
@@ -123,6 +134,7 @@ class GraphView(QGraphicsView):
     def zoom_to_selection(self) -> bool:
         """Fit the selected layers (and the focused node), magnifying at most
         ``SELECTION_ZOOM``; False when nothing is selected."""
+        self._build_pending()
         names = [*self._doc.selection.names, *([self.focused] if self.focused else [])]
         rects = [self._items[n].sceneBoundingRect() for n in names if n in self._items]
         if not rects:
@@ -142,6 +154,7 @@ class GraphView(QGraphicsView):
     def show_node(self, name: str, *, select: bool = True) -> None:
         """Focus node ``name``, select it if it is a layer, and centre it at a readable
         scale (the find box's action)."""
+        self._build_pending()
         item = self._items.get(name)
         if item is None:
             return
@@ -155,6 +168,7 @@ class GraphView(QGraphicsView):
         self.viewChanged.emit()
 
     def set_focus(self, name: str | None) -> None:
+        self._build_pending()
         if name == self.focused or (name is not None and name not in self._items):
             return
         old, self.focused = self.focused, name
@@ -256,10 +270,20 @@ class GraphView(QGraphicsView):
         self._edges_of.clear()
         self.focused = None
         self.focusChanged.emit("")
-        info = self._doc.info
+        self.layout_result = None
         if info is None:
-            self.layout_result = None
+            self._pending = None
             self.rebuilt.emit()
+            return
+        # Laid out and drawn on a later event-loop turn: the model's opening already fills
+        # the table, the detail and the window's first paint in this one (issue 11; 40-90 ms
+        # in one turn on a ResNet-50). Readers of the graph build it first (_build_pending).
+        self._pending = info
+        self._later.start()
+
+    def _build_pending(self) -> None:
+        info, self._pending = self._pending, None
+        if info is None or info is not self._info:
             return
         lay = layout_model(info, x_gap=SLOT_W, y_gap=LAYER_H)
         self.layout_result = lay

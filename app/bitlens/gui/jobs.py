@@ -17,6 +17,7 @@ from weakref import WeakKeyDictionary
 import numpy as np
 
 from bitlens.core.activation_table import ActivationRow, activation_rows
+from bitlens.core.compute import compute_of
 from bitlens.core.data import Dataset, load_path
 from bitlens.core.dims import needed_dims
 from bitlens.core.engine import Engine, bind
@@ -219,6 +220,7 @@ def _start(
                 f"{exc} (on random inputs {shapes}: other input sizes, File ▸ Input Sizes…, "
                 "or real data, File ▸ Open Data…, may run)"
             ) from exc
+    compute_of(engine)  # counted here rather than on the UI thread (see evaluate)
     return Session(model, data, engine, path, title, request, engine.providers)
 
 
@@ -232,7 +234,12 @@ def evaluate(engine: Engine, plan: Plan, metric: Metric | None = None) -> tuple[
     input data."""
     if engine.data is None:
         return plan, weight_evaluation(engine, plan)
-    return plan, evaluate_with(engine, plan, metric)
+    result = evaluate_with(engine, plan, metric)
+    # The float pass has now run: count MACs at the shapes it saw here, on the worker, so the
+    # table's BOPs column finds them counted (shape inference on the UI thread took 100 ms
+    # of one event-loop turn on a ResNet-50 as the window first showed the model).
+    compute_of(engine)
+    return plan, result
 
 
 def find_plan(

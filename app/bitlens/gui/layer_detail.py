@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import QFont, QPalette
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QPalette, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -41,6 +41,9 @@ from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
 SANDBOX_COLUMNS = ("Format", "SQNR", "MSE", "Bytes", "Ratio")
 
 
+CODES_ROWS = 8  # rows the Codes tab's table shows at least, where the pane has the height
+
+
 class LayerDetailView(QWidget):
     formatPicked = Signal(str, str)  # layer, weight format name
 
@@ -51,6 +54,14 @@ class LayerDetailView(QWidget):
         # the parts already computed), and redrawing unchanged plots and tables on every
         # stage kept the window's thread busy while the worker computes the next one.
         self._drawn: dict[str, tuple[object, ...]] = {}
+        # show_later's detail, drawn by a zero timer: on a later event-loop turn than the
+        # handler that delivered it (a queued call would run in the same pass of posted
+        # events), and only the newest of the stages that arrived meanwhile.
+        self._queued: LayerDetail | None = None
+        self._later = QTimer(self)
+        self._later.setSingleShot(True)
+        self._later.setInterval(0)
+        self._later.timeout.connect(lambda: self.show_detail(self._queued))
         self.header = QLabel(self)
         self.header.setObjectName("detailHeader")
         self.header.setWordWrap(True)
@@ -107,6 +118,12 @@ class LayerDetailView(QWidget):
         for i, stretch in enumerate((2, 2, 3)):  # the histograms keep their share of height
             splitter.setStretchFactor(i, stretch)
         splitter.setSizes([200, 200, 300])
+        self.splitter = splitter
+        self._codes_timer = QTimer(self)
+        self._codes_timer.setSingleShot(True)
+        self._codes_timer.setInterval(0)
+        self._codes_timer.timeout.connect(self._room_for_codes)
+        self.sandboxes.currentChanged.connect(lambda _i: self._codes_timer.start())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.header)
@@ -115,9 +132,16 @@ class LayerDetailView(QWidget):
         self.show_detail(None)
 
     # -- content ------------------------------------------------------------------------------
+    def show_later(self, detail: LayerDetail | None) -> None:
+        """Show ``detail`` on a later event-loop turn (the controller's results: at open they
+        come in the same turn as the table's fill and the window's first paint, issue 11)."""
+        self._queued = detail
+        self._later.start()
+
     def show_pending(self, layer: str, waiting_for: str | None) -> None:
         """Another layer was selected and its detail is not computed yet: say so rather
         than keep showing the previous layer's plots."""
+        self._later.stop()  # a queued detail is the previous layer's
         after = f" after “{waiting_for}”" if waiting_for else ""
         self._clear(f"<b>{layer}</b> · computing{after}…")
 
@@ -134,6 +158,8 @@ class LayerDetailView(QWidget):
         self.recovery.setRowCount(0)
 
     def show_detail(self, detail: LayerDetail | None) -> None:
+        self._later.stop()
+        self._queued = None
         if detail is None:
             self._clear("Select a layer (in the table, graph or plots) to inspect it.")
             return
@@ -275,6 +301,45 @@ class LayerDetailView(QWidget):
                 ax = plot.getPlotItem().getAxis(axis)
                 ax.setPen(pg.mkPen(fg))
                 ax.setTextPen(pg.mkPen(fg))
+
+    def _room_for_codes(self) -> None:
+        """With the Codes tab shown, its table gets CODES_ROWS rows of height from the
+        histograms, down to their minimum, then from the input activation's (hidden while
+        the tab shows weight codes): at 1280x720 the plots' share left it 2-3 rows. Run by
+        a zero timer, once the tab's page is laid out at its new height."""
+        codes = self.sandboxes.currentWidget() is self.codes
+        if not codes:
+            self.act_plot.setVisible(True)
+        if not codes or not self.isVisible():
+            return
+        table = self.codes.table
+        need = CODES_ROWS * table.verticalHeader().defaultSectionSize() - table.viewport().height()
+        sizes = self.splitter.sizes()
+        if len(sizes) != 3:
+            return
+        handle = self.splitter.handleWidth()
+        if not self.act_plot.isVisible():
+            lent = 2 * self.act_plot.minimumHeight()
+            if -need > lent + handle:  # the pane grew: room for it again
+                self.act_plot.setVisible(True)
+                self.splitter.setSizes([sizes[0], lent, sizes[2] - lent - handle])
+            sizes[1] = 0
+        if need <= 0:
+            return
+        plots = (self.weight_plot, self.act_plot)
+        spare = [max(0, h - p.minimumHeight()) for h, p in zip(sizes, plots, strict=False)]
+        if sum(spare) < need and self.act_plot.isVisible():
+            self.act_plot.setVisible(False)  # its height goes to the tab area
+            self.splitter.setSizes([sizes[0], 0, sizes[2] + sizes[1] + handle])
+            self._codes_timer.start()  # and the rest from the weights' plot, once laid out
+            return
+        take = min(need, sum(spare))
+        first = take * spare[0] // max(1, sum(spare))
+        self.splitter.setSizes([sizes[0] - first, sizes[1] - (take - first), sizes[2] + take])
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._codes_timer.start()
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)

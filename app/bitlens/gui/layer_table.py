@@ -13,7 +13,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QFontMetricsF, QKeyEvent, QKeySequence
+from PySide6.QtGui import QFontMetricsF, QKeyEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -212,6 +212,10 @@ class LayerTable(QWidget):
         document.ab.changed.connect(self._show_ab_columns)
         self._place_ab_columns()
         self._sized = False
+        # the Layer column's content width at the last fit; None once the user sized it
+        self._name_width: int | None = None
+        self._fitting = False
+        header.sectionResized.connect(self._on_section_resized)
         self._on_model_changed()
 
     def add_tool_action(self, action) -> QToolButton:
@@ -357,9 +361,36 @@ class LayerTable(QWidget):
             cells = (math.ceil(fm.horizontalAdvance(model.text(r, col))) + pad for r in rows)
             view.setColumnWidth(col, max([header.sectionSizeHint(col), *cells]))
         em = self.fontMetrics().horizontalAdvance("M")
-        self.view.setColumnWidth(Column.NAME, min(self.view.columnWidth(Column.NAME), 16 * em))
+        self._name_width = self.view.columnWidth(Column.NAME)
         for col, minimum in ((Column.WEIGHT, 9 * em), (Column.ACTIVATION, 8 * em)):
             self.view.setColumnWidth(col, max(self.view.columnWidth(col), minimum))
+        self._fit_name()
+
+    def _fit_name(self) -> None:
+        """The Layer column: its names in full where the table has room beside the other
+        columns (1920 px wide), else at least 16 em, the rest elided in the middle (1280)."""
+        if self._name_width is None:
+            return  # the user sized it
+        view = self.view
+        others = sum(
+            view.columnWidth(c) for c in range(self.model.columnCount())
+            if c != Column.NAME and not view.isColumnHidden(c)
+        )  # fmt: skip
+        em = self.fontMetrics().horizontalAdvance("M")
+        room = view.viewport().width() - others
+        self._fitting = True
+        try:
+            view.setColumnWidth(Column.NAME, min(self._name_width, max(16 * em, room)))
+        finally:
+            self._fitting = False
+
+    def _on_section_resized(self, col: int, _old: int, _new: int) -> None:
+        if col == Column.NAME and not self._fitting:
+            self._name_width = None  # dragged by the user: keep their width from now on
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_name()
 
     def _on_first_evaluation(self) -> None:
         # Sizes and errors are only known once evaluated: fit them the first time.
@@ -400,6 +431,7 @@ class LayerTable(QWidget):
     def _on_model_changed(self) -> None:
         self._show_matching_preset()
         self._sized = False
+        self._name_width = None
         self._fit_columns()
         has_model = self._doc.is_open
         self.apply_button.setEnabled(has_model)

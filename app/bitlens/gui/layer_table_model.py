@@ -124,6 +124,9 @@ class LayerTableModel(QAbstractTableModel):
         self._doc = document
         self._layers: tuple[Layer, ...] = ()
         self._rows: dict[str, int] = {}
+        # every layer's BOPs under one plan by one count: each cell painted used to count all
+        # layers again; (count, plan, BOPs by layer)
+        self._bops_of: tuple[object, object, dict[str, int | None]] | None = None
         document.modelChanged.connect(self._on_model_changed)
         document.planChanged.connect(self._on_plan_changed)
         document.evaluationChanged.connect(self._on_evaluation_changed)
@@ -341,7 +344,11 @@ class LayerTableModel(QAbstractTableModel):
         session = self._doc.session if self._doc.is_open else None
         if session is None or self._doc.plan is None:
             return None
-        return compute_of(session.engine).bops(session.info, self._doc.plan).get(layer.name)
+        count, plan = compute_of(session.engine), self._doc.plan
+        cached = self._bops_of
+        if cached is None or cached[0] is not count or cached[1] is not plan:
+            cached = self._bops_of = (count, plan, count.bops(session.info, plan))
+        return cached[2].get(layer.name)
 
     def _ran_as(self, layer: Layer) -> str | None:
         """The last export's kernel for the layer, if that export was of the current plan."""

@@ -166,7 +166,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         ctl.codesReady.connect(self.detail.codes.on_codes)
         self.table.editFailed.connect(self.message_bar.show_error)
         ctl.opened.connect(self._on_opened)
-        ctl.detailChanged.connect(self.detail.show_detail)
+        ctl.detailChanged.connect(self.detail.show_later)
         doc.selection.changed.connect(self._on_selection_for_detail)
         ctl.sweepFinished.connect(self._on_sweep_finished)
         ctl.exported.connect(self._on_exported)
