@@ -26,6 +26,7 @@ from bitlens.core.engine import prefix, quantizers, rewrite, target_stats
 from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
 from bitlens.core.engine.localerrors import LocalErrors
 from bitlens.core.engine.native_memory import limit_heap_growth
+from bitlens.core.engine.output_metrics import FLOAT_TYPES, OutputMetrics
 from bitlens.core.engine.ranges import Ranges
 from bitlens.core.engine.recovery_nodes import recovery_kind
 from bitlens.core.engine.reuse import PrefixRuns
@@ -36,13 +37,11 @@ from bitlens.core.engine.sweep import Sweep
 from bitlens.core.engine.weightfeeds import WeightFeeds
 from bitlens.core.errors import EngineError
 from bitlens.core.formats import Format, parse_format
-from bitlens.core.output_kind import class_score_axes
 from bitlens.core.plan import Plan
 from bitlens.core.quantized import QuantizedWeight
 from bitlens.core.results import (
     Evaluation,
     LayerResult,
-    OutputResult,
     Progress,
     TensorError,
 )
@@ -54,7 +53,6 @@ if TYPE_CHECKING:
 
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
 ACC_CACHE_ENTRIES = 50_000
-_FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
 # Default in-memory reference: this many feeds' worth of kept values (see _fit_budget);
 # reading the rest from the memory-mapped scratch file costs a page-cache copy. Measured on
 # the CRNN (median re-evaluation / float run, same process): 0.5 + 0.25 2.08x, 0.25 + 0.5
@@ -69,7 +67,7 @@ REFERENCE_MIN = 8 << 20
 PREFIX_MIN = 16 << 20
 
 
-class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
+class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMetrics):
     """Evaluate plans for one model on one dataset. Not thread-safe: use from one worker."""
 
     def __init__(
@@ -365,7 +363,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
             for node in self.info.nodes
             if not node.graph_path
             for o in node.outputs
-            if o and o in vi and vi[o].dtype in _FLOAT_TYPES
+            if o and o in vi and vi[o].dtype in FLOAT_TYPES
         ]
 
     @cached_property
@@ -389,22 +387,6 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
     @cached_property
     def _output_names(self) -> list[str]:
         return [t.name for t in self.info.outputs]
-
-    @cached_property
-    def class_score_axes(self) -> dict[str, int]:
-        """Outputs read as class scores (top-1, KL), each with the axis of its classes;
-        embeddings get SQNR and cosine only. The export's verdict reads the same judgement."""
-        labelled = None if self.data is None or self.data.labels is None else self._error_output
-        # graph_proto, not proto: proto reads every external weight into memory.
-        return class_score_axes(self.model.graph_proto, self._output_names, labelled)
-
-    @cached_property
-    def _error_output(self) -> str:
-        """The output one number of error is read at (the sweep): the first float one. A
-        sentence-transformers export passes its integer ``input_ids`` through as output 0,
-        whose error is always 0 (paraphrase-MiniLM-L3-v2: every sweep entry read inf dB)."""
-        floats = [t.name for t in self.info.outputs if t.dtype in _FLOAT_TYPES]
-        return (floats or self._output_names)[0]
 
     def run_outputs(
         self, plan: Plan, samples: Sequence[int] | None = None
@@ -502,24 +484,6 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
             task_metric=self._task_metric(ref, got),
         )
 
-    def _output_result(
-        self, name: str, ref: list[np.ndarray], got: list[np.ndarray]
-    ) -> OutputResult:
-        sums = metrics.ErrorSums()
-        for r_i, g_i in zip(ref, got, strict=True):
-            sums.add(r_i, g_i)
-        err = sums.result()
-        axis = self.class_score_axes.get(name)
-        if axis is None:
-            return OutputResult(name, err)
-        if all(metrics.classifier_like(np.asarray(r_i)) for r_i in ref):
-            r, g = concat(ref), concat(got)
-            if metrics.classifier_like(r):
-                return OutputResult(name, err, metrics.top1_agreement(r, g), metrics.mean_kl(r, g))
-        elif all(metrics.positional_scores_like(np.asarray(r_i), axis) for r_i in ref):
-            return OutputResult(name, err, *metrics.positional_top1_kl(ref, got, axis))
-        return OutputResult(name, err)
-
     def _prefix_keys(self, plan: Plan) -> dict[str, tuple[str, int, str]]:
         """Per layer, a key for the choices of every layer up to it (and the calibration)."""
         keys: dict[str, tuple[str, int, str]] = {}
@@ -554,20 +518,6 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs):
                 if first[s] is None and v < DIVERGENCE_DB:
                     first[s] = name
         return tuple(first)
-
-    def _task_metric(self, ref, got) -> dict[str, float]:
-        labels = self.data.eval_labels
-        if labels is None or not self._output_names:
-            return {}
-        name = self._error_output
-        r = concat([ref[name][i] for i in self.data.evaluation])
-        g = concat(got[name])
-        if not metrics.classifier_like(r) or len(r) != len(labels):
-            return {}
-        return {
-            "accuracy_float": float(np.mean(np.argmax(r, -1) == labels)),
-            "accuracy": float(np.mean(np.argmax(g, -1) == labels)),
-        }
 
     # -- sensitivity sweep -----------------------------------------------------------------
     # -- for views -----------------------------------------------------------------------

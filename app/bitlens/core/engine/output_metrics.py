@@ -1,0 +1,68 @@
+"""What the engine says about a model's outputs: which are class scores, where one number
+of error is read, and the per-output metrics (SQNR, cosine; top-1 and KL for class
+scores; accuracy when labels are given)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from bitlens.core import metrics
+from bitlens.core.output_kind import class_score_axes
+from bitlens.core.results import OutputResult
+from bitlens.core.usermetric import concat
+
+FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
+
+
+class OutputMetrics:
+    """Mixin of :class:`~bitlens.core.engine.engine.Engine` (reads its model, info, data)."""
+
+    @cached_property
+    def class_score_axes(self) -> dict[str, int]:
+        """Outputs read as class scores (top-1, KL), each with the axis of its classes;
+        embeddings get SQNR and cosine only. The export's verdict reads the same judgement."""
+        labelled = None if self.data is None or self.data.labels is None else self._error_output
+        # graph_proto, not proto: proto reads every external weight into memory.
+        return class_score_axes(self.model.graph_proto, self._output_names, labelled)
+
+    @cached_property
+    def _error_output(self) -> str:
+        """The output one number of error is read at (the sweep): the first float one. A
+        sentence-transformers export passes its integer ``input_ids`` through as output 0,
+        whose error is always 0 (paraphrase-MiniLM-L3-v2: every sweep entry read inf dB)."""
+        floats = [t.name for t in self.info.outputs if t.dtype in FLOAT_TYPES]
+        return (floats or self._output_names)[0]
+
+    def _output_result(
+        self, name: str, ref: list[np.ndarray], got: list[np.ndarray]
+    ) -> OutputResult:
+        sums = metrics.ErrorSums()
+        for r_i, g_i in zip(ref, got, strict=True):
+            sums.add(r_i, g_i)
+        err = sums.result()
+        axis = self.class_score_axes.get(name)
+        if axis is None:
+            return OutputResult(name, err)
+        if all(metrics.classifier_like(np.asarray(r_i)) for r_i in ref):
+            r, g = concat(ref), concat(got)
+            if metrics.classifier_like(r):
+                return OutputResult(name, err, metrics.top1_agreement(r, g), metrics.mean_kl(r, g))
+        elif all(metrics.positional_scores_like(np.asarray(r_i), axis) for r_i in ref):
+            return OutputResult(name, err, *metrics.positional_top1_kl(ref, got, axis))
+        return OutputResult(name, err)
+
+    def _task_metric(self, ref, got) -> dict[str, float]:
+        labels = self.data.eval_labels
+        if labels is None or not self._output_names:
+            return {}
+        name = self._error_output
+        r = concat([ref[name][i] for i in self.data.evaluation])
+        g = concat(got[name])
+        if not metrics.classifier_like(r) or len(r) != len(labels):
+            return {}
+        return {
+            "accuracy_float": float(np.mean(np.argmax(r, -1) == labels)),
+            "accuracy": float(np.mean(np.argmax(g, -1) == labels)),
+        }
