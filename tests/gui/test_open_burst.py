@@ -19,7 +19,7 @@ from bitlens.gui import jobs
 from bitlens.gui.jobs import DataRequest, LayerDetail
 from bitlens.gui.layer_detail import LayerDetailView
 from bitlens.gui.layer_table_model import Column
-from tests.gui.conftest import open_model
+from tests.gui.conftest import open_model, wait_idle
 
 
 def _run(gen):
@@ -56,13 +56,22 @@ def test_bops_are_counted_once_per_plan(qtbot, window, cnn_path: Path, monkeypat
     assert len(calls) == 1 and len(texts) == 3 * model.rowCount()
 
 
-def test_graph_is_drawn_on_a_later_turn(qtbot, window, cnn_path: Path, mlp_path) -> None:
+def test_graph_is_drawn_on_a_later_turn(
+    qtbot, window, cnn_path: Path, mlp_path, monkeypatch
+) -> None:
     open_model(qtbot, window, mlp_path)
+    wait_idle(qtbot, window)
     view = window.graph.view
     session = _run(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu"))
+    runner = window.controller.runner
+    # Jobs the load submits stay queued during the check: a worker finishing within this
+    # pass would queue its result, whose handler may read the graph (built on demand).
+    monkeypatch.setattr(runner, "_start_next", lambda: None)
     window.document.load(session)  # as the open job's result handler does
     QCoreApplication.sendPostedEvents()  # the queued calls of this pass: not the timer
     assert not view._items and view._pending is session.info
+    monkeypatch.undo()
+    runner._start_next()
     qtbot.waitUntil(lambda: bool(view._items), timeout=5_000)
     assert "conv2" in view._items and view._pending is None
 
