@@ -76,6 +76,19 @@ def test_graph_is_drawn_on_a_later_turn(
     assert "conv2" in view._items and view._pending is None
 
 
+def test_minimap_waits_for_the_pending_graph(qtbot, window, cnn_path: Path, mlp_path) -> None:
+    # The CI failure of test_graph_is_drawn_on_a_later_turn: the scene rect set for the last
+    # graph outlived its items, so a minimap paint in the same pass built the new graph.
+    open_model(qtbot, window, mlp_path)
+    wait_idle(qtbot, window)
+    view, minimap = window.graph.view, window.graph.minimap
+    window.document.load(_run(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu")))
+    minimap.repaint()  # a paint event in this turn
+    assert view.is_pending and not view._items
+    qtbot.waitUntil(lambda: not view.is_pending, timeout=5_000)
+    assert "conv2" in view._items
+
+
 def test_graph_readers_build_it_at_once(qtbot, window, cnn_path: Path, mlp_path) -> None:
     open_model(qtbot, window, mlp_path)
     view = window.graph.view

@@ -43,6 +43,8 @@ class GraphMinimap(QWidget):
     # -- geometry ---------------------------------------------------------------------------
     def _frame(self) -> tuple[QRectF, float, float] | None:
         """The graph's scene rectangle and the scales from scene to map pixels (x, y)."""
+        if self.view.is_pending:  # drawn once the view has built it (its rebuilt signal)
+            return None
         rect = self.view.scene().sceneRect()  # set once per graph (the items' bounds padded)
         if rect.isEmpty():
             return None

@@ -105,6 +105,11 @@ class GraphView(QGraphicsView):
         return list(self._items)
 
     @property
+    def is_pending(self) -> bool:
+        """A model's graph is still to be drawn (on a later turn; ``rebuilt`` follows)."""
+        return self._pending is not None
+
+    @property
     def scale_factor(self) -> float:
         return self.transform().m11()
 
@@ -265,6 +270,9 @@ class GraphView(QGraphicsView):
             return
         self._info = info
         self._scene.clear()
+        # The scene rect was set explicitly for the last graph; clearing the items keeps it,
+        # and the minimap would read the old bounds and build the new graph on its paint.
+        self._scene.setSceneRect(QRectF())
         self._items.clear()
         self._edges.clear()
         self._edges_of.clear()
