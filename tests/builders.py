@@ -602,3 +602,28 @@ def unbiased_layers(weights_of: dict[str, np.ndarray] | None = None,
         [helper.make_tensor_value_info("y", FLOAT, ["N", 5])], inits,
     )  # fmt: skip
     return model(g)
+
+
+def unrolled_rnn(steps: int = 4, d: int = 16) -> onnx.ModelProto:
+    """A recurrent cell unrolled over ``steps`` time steps, as PyTorch's exporter writes an
+    ``nn.LSTMCell`` called in a Python loop (captcha-whisperer's CRNN: 40 Gemms reading 4
+    initializers): every step's Gemm reads the same weight ``cell.w``::
+
+        h0 = x[2,d]; h(t+1) = Tanh(Gemm(h(t), cell.w[d,d], cell.b, transB=1)); y = h(steps)
+    """
+    nodes, h = [], "x"
+    for t in range(steps):
+        nodes.append(
+            helper.make_node("Gemm", [h, "cell.w", "cell.b"], [f"g{t}"], name=f"cell_{t}/Gemm", transB=1)
+        )
+        out = "y" if t == steps - 1 else f"h{t + 1}"
+        nodes.append(helper.make_node("Tanh", [f"g{t}"], [out], name=f"cell_{t}/Tanh"))
+        h = out
+    g = helper.make_graph(
+        nodes,
+        "unrolled_rnn",
+        [helper.make_tensor_value_info("x", FLOAT, [2, d])],
+        [helper.make_tensor_value_info("y", FLOAT, [2, d])],
+        [init("cell.w", weights((d, d), seed=21, fan_in=d)), init("cell.b", bias(d, seed=22))],
+    )
+    return model(g)

@@ -1,0 +1,46 @@
+"""A weight that several layers read is stored once, and every total says so.
+
+PyTorch's exporter unrolls an ``nn.LSTMCell`` called in a loop into one Gemm per time step,
+all reading the same initializers: captcha-whisperer's 19 MB CRNN (40 such Gemms) was
+reported by ``bitlens eval`` as "size 261.6 MiB -> 65.5 MiB" while ``inspect`` said 18.3 MiB.
+"""
+
+from __future__ import annotations
+
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine
+from bitlens.core.engine.weights_only import weight_evaluation
+from bitlens.core.formats import parse_format, storage_bytes
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
+from bitlens.core.report import inspect_model
+from tests import builders
+
+STEPS, D = 4, 16
+
+
+def _engine() -> Engine:
+    model = from_proto(builders.unrolled_rnn(STEPS, D))
+    return Engine(model, Dataset.random(model.info, n=4, seed=0), device="cpu")
+
+
+def test_one_shared_weight_counts_once_in_the_model_totals() -> None:
+    info = from_proto(builders.unrolled_rnn(STEPS, D)).info
+    assert len(info.layers) == STEPS
+    assert info.params == D * D
+    assert info.nbytes == 4 * D * D
+
+
+def test_evaluation_totals_count_the_shared_weight_once() -> None:
+    engine = _engine()
+    plan = Plan.uniform(engine.info, "int8 sym ch")
+    int8 = parse_format("int8 sym ch").with_axis(0)  # Gemm transB=1: output channels on axis 0
+    once = storage_bytes(int8, (D, D))
+    report = inspect_model(engine.model, ["int8 sym ch"])  # its totals dedupe on their own
+    for ev in (engine.evaluate(plan), weight_evaluation(engine, plan)):
+        assert ev.bytes_before == 4 * D * D == report.nbytes
+        assert ev.bytes_after == once == report.totals[0].nbytes
+        assert all(r.bytes_after == once for r in ev.layers.values())  # each layer's own view
+        assert ev.avg_bits == 8 * once / (D * D)
+    float_ev = engine.evaluate(Plan(engine.info))
+    assert float_ev.bytes_after == float_ev.bytes_before == 4 * D * D
