@@ -613,9 +613,9 @@ def unrolled_rnn(steps: int = 4, d: int = 16) -> onnx.ModelProto:
     """
     nodes, h = [], "x"
     for t in range(steps):
-        nodes.append(
-            helper.make_node("Gemm", [h, "cell.w", "cell.b"], [f"g{t}"], name=f"cell_{t}/Gemm", transB=1)
-        )
+        gemm = helper.make_node("Gemm", [h, "cell.w", "cell.b"], [f"g{t}"], transB=1)
+        gemm.name = f"cell_{t}/Gemm"
+        nodes.append(gemm)
         out = "y" if t == steps - 1 else f"h{t + 1}"
         nodes.append(helper.make_node("Tanh", [f"g{t}"], [out], name=f"cell_{t}/Tanh"))
         h = out
