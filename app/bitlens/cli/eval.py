@@ -239,6 +239,6 @@ def render(ev: Evaluation) -> str:
         lines.append(
             f"{len(diverged)} of {len(ev.first_divergence)} samples diverge (a layer's "
             f"accumulated SQNR falls below {DIVERGENCE_DB:g} dB on them); first at: "
-            + ", ".join(sorted(set(diverged)))
+            + ", ".join(sorted({shown.get(d, d) for d in diverged}))
         )
     return "\n".join(lines)
