@@ -6,6 +6,7 @@ for the FSMN voice-activity detector."""
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -81,15 +82,14 @@ def basic_pitch(n: int) -> dict[str, np.ndarray]:
 
 
 def _mel_like(audio: np.ndarray, n_fft: int, bands: int) -> np.ndarray:
-    """[frames, bands]: power spectrogram (Hann, hop n_fft/2) pooled into log-spaced bands,
+    """[frames, bands]: power spectrogram (Hann, hop n_fft/2) pooled into equal bands,
     in dB against its maximum, then speechmos's (db + 40) / 40 (aecmos.py, _mel_transform)."""
     hop = n_fft // 2
     frames = (len(audio) - n_fft) // hop + 1
     idx = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
     power = np.abs(np.fft.rfft(audio[idx] * np.hanning(n_fft), axis=1)) ** 2
-    edges = np.unique(np.geomspace(1, power.shape[1] - 1, bands + 1).astype(int))
-    edges = np.linspace(edges[0], edges[-1], bands + 1).astype(int)  # bands, never empty
-    pooled = np.stack([power[:, a : max(b, a + 1)].mean(1) for a, b in zip(edges, edges[1:])], 1)
+    edges = np.linspace(1, power.shape[1] - 1, bands + 1).astype(int)
+    pooled = np.stack([power[:, a : max(b, a + 1)].mean(1) for a, b in pairwise(edges)], 1)
     db = 10 * np.log10(np.maximum(pooled, 1e-10))
     return ((np.maximum(db - db.max(), -80.0) + 40) / 40).astype(np.float32)
 
