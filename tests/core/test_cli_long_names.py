@@ -21,16 +21,8 @@ from bitlens.core.engine import Engine
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from bitlens.core.report import inspect_model
+from bitlens.core.results import drain
 from tests import builders
-
-
-def drain(gen):
-    """A progress-yielding job's return value."""
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
 
 
 def _tf2onnx_named() -> onnx.ModelProto:

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
@@ -25,37 +24,19 @@ from bitlens.core.results import drain
 from tests import builders
 
 
-def _mono_conv():
-    g = helper.make_graph(
-        [
-            helper.make_node("Conv", ["x", "w1"], ["h"], name="mono", pads=[1, 1, 1, 1]),
-            helper.make_node("Relu", ["h"], ["r"], name="relu"),
-            helper.make_node("Conv", ["r", "w2"], ["y"], name="out"),
-        ],
-        "mono_conv",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, 8, 8])],
-        [
-            builders.init("w1", builders.weights((4, 1, 3, 3), seed=1)),
-            builders.init("w2", builders.weights((1, 4, 1, 1), seed=2)),
-        ],
-    )
-    return builders.model(g)
-
-
 @pytest.mark.parametrize("act", ["uint8 asym ch", "int8 sym ch"])
 def test_per_channel_activation_on_one_channel_exports(tmp_path: Path, act: str) -> None:
-    model = from_proto(_mono_conv())
+    model = from_proto(builders.two_convs(1))  # conv1 reads one channel
     engine = Engine(model, Dataset.random(model.info, n=4, seed=0), device="cpu")
     w8 = parse_format("int8 sym ch")
     plan = Plan(model.info).with_choices(
-        {"mono": LayerChoice(w8, parse_format(act)), "out": LayerChoice(w8, parse_format(act))}
+        {"conv1": LayerChoice(w8, parse_format(act)), "conv2": LayerChoice(w8, parse_format(act))}
     )
     out = tmp_path / "o.onnx"
     result = drain(export(engine, plan, out, ExportOptions()))
     report = drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
     assert report.passed, report.failures
-    mono = next(q for q in result.layers["mono"].quantizers)
+    mono = next(q for q in result.layers["conv1"].quantizers)
     assert "1 channel scales" in mono.description
     x = np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32)
     ref = ort.InferenceSession(model.proto.SerializeToString()).run(None, {"x": x})[0]

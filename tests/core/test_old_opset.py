@@ -10,9 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
@@ -22,28 +20,8 @@ from bitlens.core.plan import Plan
 from tests import builders
 
 
-def _opset9_net() -> onnx.ModelProto:
-    """x[N,3,8,8] -> Conv -> Relu -> Slice (attribute form, opset < 10) -> Conv -> y."""
-    g = helper.make_graph(
-        [
-            helper.make_node("Conv", ["x", "w1"], ["h"], name="conv1", pads=[1, 1, 1, 1]),
-            helper.make_node("Relu", ["h"], ["r"], name="relu"),
-            helper.make_node("Slice", ["r"], ["s"], name="crop", axes=[2], starts=[1], ends=[7]),
-            helper.make_node("Conv", ["s", "w2"], ["y"], name="conv2"),
-        ],
-        "opset9",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 6, 8])],
-        [
-            builders.init("w1", builders.weights((8, 3, 3, 3), seed=1)),
-            builders.init("w2", builders.weights((4, 8, 1, 1), seed=2)),
-        ],
-    )
-    return builders.model(g, opset=9)
-
-
 def test_opset9_model_is_raised_and_evaluates_w8a8() -> None:
-    proto = _opset9_net()
+    proto = builders.two_convs(3, opset=9, crop=True)  # Slice in its opset-9 form
     model = from_proto(proto)
     assert default_opset(model.proto) == MIN_OPSET
     assert any("opset 9 raised to 11" in n for n in model.info.notes), model.info.notes
