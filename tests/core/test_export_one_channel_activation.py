@@ -21,12 +21,12 @@ from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import drain
-from tests import builders
+from tests import exported_shapes
 
 
 @pytest.mark.parametrize("act", ["uint8 asym ch", "int8 sym ch"])
 def test_per_channel_activation_on_one_channel_exports(tmp_path: Path, act: str) -> None:
-    model = from_proto(builders.two_convs(1))  # conv1 reads one channel
+    model = from_proto(exported_shapes.two_convs(1))  # conv1 reads one channel
     engine = Engine(model, Dataset.random(model.info, n=4, seed=0), device="cpu")
     w8 = parse_format("int8 sym ch")
     plan = Plan(model.info).with_choices(

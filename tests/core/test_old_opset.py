@@ -17,11 +17,11 @@ from bitlens.core.engine import Engine
 from bitlens.core.model.loader import from_proto
 from bitlens.core.model.old_opset import MIN_OPSET, default_opset
 from bitlens.core.plan import Plan
-from tests import builders
+from tests import builders, exported_shapes
 
 
 def test_opset9_model_is_raised_and_evaluates_w8a8() -> None:
-    proto = builders.two_convs(3, opset=9, crop=True)  # Slice in its opset-9 form
+    proto = exported_shapes.two_convs(3, opset=9, crop=True)  # Slice in its opset-9 form
     model = from_proto(proto)
     assert default_opset(model.proto) == MIN_OPSET
     assert any("opset 9 raised to 11" in n for n in model.info.notes), model.info.notes

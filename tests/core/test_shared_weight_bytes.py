@@ -23,18 +23,18 @@ from bitlens.core.plan import Plan
 from bitlens.core.report import inspect_model
 from bitlens.core.results import drain
 from bitlens.core.search.filesize import FileSizes
-from tests import builders
+from tests import exported_shapes
 
 STEPS, D = 4, 16
 
 
 def _engine() -> Engine:
-    model = from_proto(builders.unrolled_rnn(STEPS, D))
+    model = from_proto(exported_shapes.unrolled_rnn(STEPS, D))
     return Engine(model, Dataset.random(model.info, n=4, seed=0), device="cpu")
 
 
 def test_one_shared_weight_counts_once_in_the_model_totals() -> None:
-    info = from_proto(builders.unrolled_rnn(STEPS, D)).info
+    info = from_proto(exported_shapes.unrolled_rnn(STEPS, D)).info
     assert len(info.layers) == STEPS
     assert info.params == D * D
     assert info.nbytes == 4 * D * D
@@ -81,7 +81,7 @@ def test_search_size_accounting_counts_a_shared_weight_once(tmp_path: Path) -> N
     """The search's file sizes (before it learns the export's overheads from real exports)
     counted the shared weight's saving once per reader: on a 6-step unrolled cell its front
     showed files of -60 KiB and it found no plan at 0.3 of the float size."""
-    model = from_proto(builders.unrolled_rnn(6, 64))
+    model = from_proto(exported_shapes.unrolled_rnn(6, 64))
     engine = Engine(model, Dataset.random(model.info, n=4, seed=0), device="cpu")
     drain(engine.calibrate())
     sizes = FileSizes(engine)
