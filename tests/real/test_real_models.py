@@ -181,9 +181,12 @@ def test_eval(case) -> None:
     assert [la["name"] for la in report["layers"] if not la["graph_path"]
             and macs[la["name"]]["macs"] is None] == []  # fmt: skip
     assert 0 < out["bytes_after"] < out["bytes_before"]
-    # weights stored once are counted once: no more than the file (and its external data)
-    stored = sum(f.stat().st_size for f in path.parent.glob(f"{path.name}*"))
-    assert out["bytes_before"] <= stored
+    # weights stored once are counted once: no more than the file (and its external data),
+    # unless some are computed from constants (silero-vad: the folded LSTM weights outweigh
+    # the constants they are sliced and concatenated from)
+    if not any("computed from constants" in n for n in report["notes"]):
+        stored = sum(f.stat().st_size for f in path.parent.glob(f"{path.name}*"))
+        assert out["bytes_before"] <= stored
     assert 3.5 < out["compression"] < 4.1
     for name, o in out["outputs"].items():
         # W8A8 on real inputs: the outputs stay close (noise-free data would show ~30-40 dB)
