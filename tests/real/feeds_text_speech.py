@@ -6,6 +6,7 @@ for the FSMN voice-activity detector."""
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -70,4 +71,44 @@ def fsmn_vad(n: int, frames: int = 40) -> dict[str, np.ndarray]:
     feeds = {"speech": np.stack(speech)[:, None].astype(np.float32)}
     for k in range(4):
         feeds[f"in_cache{k}"] = np.zeros((n, 1, 128, 19, 1), np.float32)
+    return feeds
+
+
+def basic_pitch(n: int) -> dict[str, np.ndarray]:
+    # basic_pitch/inference.py: mono audio at 22050 Hz cut into windows of 43844 samples
+    # (AUDIO_N_SAMPLES), shape [windows, 43844, 1], float32 in [-1, 1].
+    audio = inputs.voiced_audio(43844 * n, 22050, seed=21)
+    return {"serving_default_input_2:0": audio.reshape(n, 43844, 1)}
+
+
+def _mel_like(audio: np.ndarray, n_fft: int, bands: int) -> np.ndarray:
+    """[frames, bands]: power spectrogram (Hann, hop n_fft/2) pooled into equal bands,
+    in dB against its maximum, then speechmos's (db + 40) / 40 (aecmos.py, _mel_transform)."""
+    hop = n_fft // 2
+    frames = (len(audio) - n_fft) // hop + 1
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
+    power = np.abs(np.fft.rfft(audio[idx] * np.hanning(n_fft), axis=1)) ** 2
+    edges = np.linspace(1, power.shape[1] - 1, bands + 1).astype(int)
+    pooled = np.stack([power[:, a : max(b, a + 1)].mean(1) for a, b in pairwise(edges)], 1)
+    db = 10 * np.log10(np.maximum(pooled, 1e-10))
+    return ((np.maximum(db - db.max(), -80.0) + 40) / 40).astype(np.float32)
+
+
+def aecmos(n: int) -> dict[str, np.ndarray]:
+    # speechmos/aecmos.py, 'aecmos_48kHz': loopback, microphone and enhanced clips at 48 kHz,
+    # 160-band features each (dft 1536, hop 768), plus 20 + 20 frames of scenario marker
+    # ('st': far end single talk), stacked [1, 3, frames, 160]; h0 zeros [4, 1, 96]. Its GRU
+    # state fixes the batch at 1: one numbered feed per clip, clips of different lengths.
+    feeds = {}
+    for i in range(n):
+        length = 768 * (40 + 8 * (i % 3)) + 768
+        far = inputs.voiced_audio(length, 48000, seed=30 + i)
+        near = 0.4 * far + 0.1 * inputs.voiced_audio(length, 48000, seed=40 + i)
+        enh = near - 0.35 * far
+        chans = []
+        for sig, marker in ((far, 1.0), (near, 0.0), (enh, 1.0)):
+            f = _mel_like(sig, 1536, 160)
+            chans.append(np.concatenate([f, np.full((20, 160), marker), np.zeros((20, 160))]))
+        feeds[f"input/{i}"] = np.stack(chans)[None].astype(np.float32)
+        feeds[f"h0/{i}"] = np.zeros((4, 1, 96), np.float32)
     return feeds

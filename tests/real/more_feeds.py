@@ -83,3 +83,10 @@ def wakeword_embedding(melspectrogram: Path, n: int) -> dict[str, np.ndarray]:
     spec = np.squeeze(sess.run(None, {"input": audio[None].astype(np.float32)})[0]) / 10 + 2
     windows = np.stack([spec[8 * i : 8 * i + 76] for i in range(n)])
     return {"input_1": windows[..., None].astype(np.float32)}
+
+
+def captcha(n: int) -> dict[str, np.ndarray]:
+    # captcha_whisperer/preprocess.py: RGB resized to 160 x 60, BGR order, CHW, values kept
+    # in 0..255 (no mean, no scaling). Captcha-like: dark characters on a light line.
+    imgs = [inputs.text_line_rgb(160, 60, seed=50 + i)[..., ::-1] for i in range(n)]
+    return {"image": np.stack(imgs).transpose(0, 3, 1, 2).astype(np.float32)}

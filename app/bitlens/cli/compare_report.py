@@ -68,7 +68,9 @@ def plan_comparison(
     return plan_b, ev_b, compare_evaluations(plan_a, ev_a, plan_b, ev_b)
 
 
-def model_comparison(args: argparse.Namespace, model: LoadedModel, plan: Plan) -> ModelComparison | None:
+def model_comparison(
+    args: argparse.Namespace, model: LoadedModel, plan: Plan
+) -> ModelComparison | None:
     if not args.compare_model:
         return None
     from bitlens.core.model.dequantized import dequantized

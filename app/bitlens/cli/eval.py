@@ -21,6 +21,7 @@ from bitlens.cli.common import (
     fmt_db,
     open_model,
 )
+from bitlens.cli.names import shortened_note, shown_names
 from bitlens.cli.progress import follow
 from bitlens.cli.search import add_metric_argument
 from bitlens.core.compare import render_model_comparison, render_plan_comparison
@@ -121,8 +122,10 @@ def run(args: argparse.Namespace) -> int:
         print(render(ev))
         print(render_compute(compute_of(engine), model.info, plan))
         for name in flags:
-            print(f"layer {name}: {plan[name].weight.name} cannot save bytes on this layer "
-                  "(its codes and scales alone take as much as the float weights)")
+            print(
+                f"layer {name}: {plan[name].weight.name} cannot save bytes on this layer "
+                "(its codes and scales alone take as much as the float weights)"
+            )
         if size is not None:
             print(render_size(size))
         if deployed is not None:
@@ -196,10 +199,11 @@ def render_compute(compute, info, plan: Plan) -> str:
 
 def render(ev: Evaluation) -> str:
     rows = [("layer", "weight", "activation", "w SQNR", "local", "accum", "bytes")]
+    shown = shown_names(list(ev.layers))
     for r in ev.layers.values():
         rows.append(
             (
-                r.name,
+                shown[r.name],
                 r.weight_format or "float",
                 r.activation_format or "float",
                 fmt_db(r.weight.sqnr_db if r.weight else None),
@@ -213,6 +217,7 @@ def render(ev: Evaluation) -> str:
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += [n for n in (shortened_note(shown),) if n]
     lines.append("")
     for o in ev.outputs.values():
         extra = ""
@@ -234,6 +239,6 @@ def render(ev: Evaluation) -> str:
         lines.append(
             f"{len(diverged)} of {len(ev.first_divergence)} samples diverge (a layer's "
             f"accumulated SQNR falls below {DIVERGENCE_DB:g} dB on them); first at: "
-            + ", ".join(sorted(set(diverged)))
+            + ", ".join(sorted({shown.get(d, d) for d in diverged}))
         )
     return "\n".join(lines)

@@ -39,6 +39,7 @@ import sys
 from typing import Any
 
 from bitlens.cli.common import add_model_arguments, parse_dims
+from bitlens.cli.names import shortened_note, shown_names
 from bitlens.core.compute import count_macs, describe_totals, input_shapes
 from bitlens.core.errors import DataError
 from bitlens.core.formats import INSPECT_LADDER, parse_format
@@ -186,10 +187,11 @@ def to_text(report: ModelReport) -> str:
     show_graph = any(layer.graph_path for layer in report.layers)
     head = ["layer", *(["in graph"] if show_graph else []), "op", "weight shape", "params", "now"]
     rows: list[list[str]] = []
+    shown = shown_names([layer.name for layer in report.layers])
     for layer in report.layers:
         shape = " + ".join("x".join(str(d) for d in w.shape) for w in layer.weights)
         row = [
-            layer.name,
+            shown[layer.name],
             *([layer.graph_path or "main"] if show_graph else []),
             layer.op_type,
             shape,
@@ -233,6 +235,7 @@ def to_text(report: ModelReport) -> str:
             "(no quantizable layers: no Conv, Gemm, MatMul, Gather or RNN with float weights)"
         )
     out += [rule, line(total), line(ratio)]
+    out += [n for n in (shortened_note(shown),) if n]
     return "\n".join(out) + "\n"
 
 

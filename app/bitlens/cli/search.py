@@ -19,6 +19,7 @@ from bitlens.cli.common import (
     fmt_bytes,
     open_model,
 )
+from bitlens.cli.names import resolve_layer
 from bitlens.cli.outputs import guard_outputs
 from bitlens.cli.progress import follow
 from bitlens.core.errors import SearchError
@@ -96,8 +97,10 @@ def parse_pins(items: list[str], info: ModelInfo) -> dict[str, LayerChoice]:
         name, sep, spec = item.rpartition("=")
         if not sep or not name:
             raise SearchError(f"--pin expects LAYER=WEIGHT[,ACTIVATION], got {item!r}")
-        if name not in info.layer_names:
+        full = resolve_layer(name, info)
+        if full is None:
             raise SearchError(f"--pin names layer {name!r}, which the model does not have")
+        name = full
         w, _, a = (s.strip() for s in spec.partition(","))
         pins[name] = LayerChoice(
             None if w in ("", FLOAT_NAME) else parse_format(w),

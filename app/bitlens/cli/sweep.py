@@ -20,6 +20,7 @@ from bitlens.cli.common import (
     load_data,
     open_model,
 )
+from bitlens.cli.names import shortened_note, shown_names
 from bitlens.cli.progress import follow
 from bitlens.core.engine import Engine
 from bitlens.core.input_values import compared_constants
@@ -67,23 +68,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(entries: list[SweepEntry], top: int) -> str:
-    shown = entries if top <= 0 else entries[:top]
+    top_entries = entries if top <= 0 else entries[:top]
+    shown = shown_names(list(dict.fromkeys(e.layer for e in top_entries)))
     rows = [("layer", "format", "output SQNR", "cosine", "bytes")]
     rows += [
         (
-            e.layer,
+            shown[e.layer],
             e.format,
             fmt_db(e.output.sqnr_db),
             f"{e.output.cosine:.5f}",
             fmt_bytes(e.bytes_after),
         )
-        for e in shown
+        for e in top_entries
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    if len(shown) < len(entries):
-        lines.append(f"... {len(entries) - len(shown)} more (--top 0 shows all)")
+    if len(top_entries) < len(entries):
+        lines.append(f"... {len(entries) - len(top_entries)} more (--top 0 shows all)")
+    lines += [n for n in (shortened_note(shown),) if n]
     return "\n".join(lines)
 
 
@@ -103,15 +106,17 @@ def run_sensitivities(args: argparse.Namespace) -> int:
         )
         return 0
     shown = entries if args.top <= 0 else entries[: args.top]
+    names = shown_names(list(dict.fromkeys(e.layer for e in shown)))
     rows = [("layer", "kind", "format", "output error", "SQNR", "metric", "bytes saved")]
     for e in shown:
         sqnr = -20 * math.log10(e.error) if e.error > 0 else math.inf
-        rows.append((e.layer, e.kind, e.format, f"{e.error:.4g}", fmt_db(sqnr),
+        rows.append((names[e.layer], e.kind, e.format, f"{e.error:.4g}", fmt_db(sqnr),
                      "-" if e.metric is None else f"{e.metric:.4g}", fmt_bytes(e.bytes_saved)))  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if len(shown) < len(entries):
         lines.append(f"... {len(entries) - len(shown)} more (--top 0 shows all)")
+    lines += [n for n in (shortened_note(names),) if n]
     print("\n".join(lines))
     return 0

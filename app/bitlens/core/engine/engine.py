@@ -46,7 +46,7 @@ from bitlens.core.results import (
     TensorError,
 )
 from bitlens.core.usermetric import concat
-from bitlens.core.weights import weight_bytes_after
+from bitlens.core.weights import stored_bytes, weight_bytes_after
 
 if TYPE_CHECKING:
     from bitlens.core.model.loader import LoadedModel
@@ -471,11 +471,15 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         outputs = {
             n: self._output_result(n, [ref[n][i] for i in ev], got[n]) for n in self._output_names
         }
+        before, after = stored_bytes(
+            self.info.layers, {n: plan[n].weight for n in self.info.layer_names}
+        )
+        extra = sum(self.recovery.extra_bytes(la, plan[la.name]) for la in self.info.layers)
         return Evaluation(
             layers=layers,
             outputs=outputs,
-            bytes_before=sum(r.bytes_before for r in layers.values()),
-            bytes_after=sum(r.bytes_after for r in layers.values()),
+            bytes_before=before,
+            bytes_after=after + extra,
             params=self.info.params,
             providers=self._providers,
             first_divergence=self._first_divergence(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from bitlens.core.plan import Plan
 from bitlens.core.results import Evaluation, LayerResult
-from bitlens.core.weights import weight_bytes_after
+from bitlens.core.weights import stored_bytes, weight_bytes_after
 
 if TYPE_CHECKING:
     from bitlens.core.engine.engine import Engine
@@ -35,11 +35,14 @@ def weight_evaluation(engine: Engine, plan: Plan) -> Evaluation:
             bytes_before=layer.nbytes,
             bytes_after=weight_bytes_after(layer, choice.weight),
         )
+    before, after = stored_bytes(
+        engine.info.layers, {n: plan[n].weight for n in engine.info.layer_names}
+    )
     return Evaluation(
         layers=layers,
         outputs={},
-        bytes_before=sum(r.bytes_before for r in layers.values()),
-        bytes_after=sum(r.bytes_after for r in layers.values()),
+        bytes_before=before,
+        bytes_after=after,
         params=engine.info.params,
         providers=(),
     )

@@ -102,7 +102,9 @@ def encode_activation(
     b.extend(nodes)
     codes = f"{prefix}__aq_clip" if kind in ("int", "int-dyn") else None
     scale = zero = None
-    if kind == "int" and feeds[f"{prefix}__scale"].size > 1:  # per channel
+    # per channel by the format, not by the count: a per-channel format on a 1-channel tensor
+    # (basic-pitch's mono convs) has one scale of shape [1, 1, 1, 1], not a scalar
+    if kind == "int" and fmt.granularity is not Granularity.TENSOR:
         text = (
             f"{fmt.name} simulated in float (Div, Round, Add, Clip, Sub, Mul), "
             f"{feeds[f'{prefix}__scale'].size} channel scales"
@@ -113,6 +115,9 @@ def encode_activation(
         text = f"{fmt.name} simulated in float (Div, Round, Add, Clip, Sub, Mul), scale {scale:.6g}"
     elif kind == "int-dyn":
         text = f"dynamic {fmt.name}: range of each input at run time, simulated in float"
+    elif kind.startswith("fp8") and fmt.granularity is not Granularity.TENSOR:
+        n = feeds[f"{prefix}__scale"].size
+        text = f"{kind} simulated (Div, Cast to {kind} and back, Mul), {n} channel scales"
     elif kind.startswith("fp8"):
         scale = float(feeds[f"{prefix}__scale"])
         text = f"{kind} simulated (Div, Cast to {kind} and back, Mul), scale {scale:.6g}"

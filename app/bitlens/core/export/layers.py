@@ -95,6 +95,9 @@ def export_layer(
             quantizer_records.append(rec)
             act_scale = rec.scale
     encodings: list[WeightEncoding] = []
+    # the float weights this layer replaces: a shared weight counts for its first reader only
+    # (an unrolled LSTMCell's 20 Gemms read one weight; the others reuse its stored form)
+    replaced: set[str] = set()
     weight_scale: np.ndarray | None = None
     rec = qm.recovered.get(layer.name)
     if choice.weight is not None:
@@ -117,6 +120,7 @@ def export_layer(
             state.weights[w.name] = (fmt.name, enc)
             if enc is not None:
                 encodings.append(enc)
+                replaced.add(w.name)
             if kernel:
                 weight_scale = np.asarray(qm.weight(w.name).q.scale, np.float32)
     # after the weights: a bias created after a MatMul renames the MatMul's output
@@ -142,7 +146,7 @@ def export_layer(
         integer_kernel=kernel,
         bias=bias,
         bytes_planned=planned + extra,
-        bytes_float=sum(w.nbytes for w in layer.weights if w.name in {e.weight for e in encodings}),
+        bytes_float=sum(w.nbytes for w in layer.weights if w.name in replaced),
         bytes_stored=sum(e.nbytes for e in encodings) + extra,
         notes=tuple(notes),
         accumulator_lsb=(

@@ -34,6 +34,7 @@ from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, nor
 from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.irversion import fit_ir_version
 from bitlens.core.model.negative_dims import negative_dims_as_dynamic, negative_dims_note
+from bitlens.core.model.old_opset import raise_old_opset
 from bitlens.core.model.prequantized import note as quantized_note
 from bitlens.core.model.prequantized import quantized_ops
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
@@ -240,6 +241,7 @@ def _iter_finish(
     check_model(proto, label)  # before anything decodes a tensor or reads external data
     # Every external location and size is checked here; large tensors stay in their files.
     yield from iter_external_data(proto, base_dir, label, keep_large=True)
+    proto, opset_note = raise_old_opset(proto)
     try:
         slots = normalize(proto)
     except GraphOrderError as exc:
@@ -254,11 +256,8 @@ def _iter_finish(
     weights = {w.name for layer in info.layers for w in layer.weights} & folded.names
     prequant = quantized_note(quantized_ops(proto), len(info.layers))
     bn_note = bn.note() if bn is not None else None
-    notes = [
-        n
-        for n in (dynamic_note, fit_ir_version(proto), folded.note(len(weights)), bn_note, prequant)
-        if n
-    ]
+    ir_note, folded_note = fit_ir_version(proto), folded.note(len(weights))
+    notes = [n for n in (dynamic_note, opset_note, ir_note, folded_note, bn_note, prequant) if n]
     if notes:
         info = replace(info, notes=tuple(notes))
     consts: dict[tuple[str, str], ConstSource] = {}

@@ -140,13 +140,24 @@ class ModelInfo:
         narrow columns and headers; full names stay in tooltips, copy and find."""
         return short_names(self.layer_names)
 
+    # A weight several layers read (tied embeddings; an LSTM that PyTorch's exporter unrolled
+    # into one Gemm per time step, all reading the same initializer) is stored once.
+    @cached_property
+    def unique_weights(self) -> tuple[WeightInfo, ...]:
+        """Every quantizable weight once, in order of first use."""
+        seen: dict[tuple[str, str], WeightInfo] = {}
+        for layer in self.layers:
+            for w in layer.weights:
+                seen.setdefault((w.graph_path, w.name), w)
+        return tuple(seen.values())
+
     @property
     def params(self) -> int:
-        return sum(layer.params for layer in self.layers)
+        return sum(w.numel for w in self.unique_weights)
 
     @property
     def nbytes(self) -> int:
-        return sum(layer.nbytes for layer in self.layers)
+        return sum(w.nbytes for w in self.unique_weights)
 
 
 def _itemsize(dtype: str) -> int:

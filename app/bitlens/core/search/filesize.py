@@ -55,6 +55,18 @@ class FileSizes:
         self.unexportable: dict[Plan, str] = {}  # plan -> why its export failed
         self.misses: list[int] = []  # how far the accounting was from each real export
         self.learned = LearnedSizes()
+        # A weight several layers read (an unrolled LSTMCell's Gemms) is stored once, by the
+        # export's first layer reading it: the others neither save nor add its bytes.
+        first: dict[tuple[str, str], str] = {}
+        for layer in self.info.layers:
+            for w in layer.weights:
+                first.setdefault((w.graph_path, w.name), layer.name)
+        self._reuses = {
+            layer.name
+            for layer in self.info.layers
+            if layer.weights
+            and all(first[(w.graph_path, w.name)] != layer.name for w in layer.weights)
+        }
 
     # -- real exports ------------------------------------------------------------------------
     def exported(self, plan: Plan) -> int | None:
@@ -128,7 +140,7 @@ class FileSizes:
         layer = self.info.layer(name)
         w, a = choice.weight, choice.activation
         net = 0
-        if w is not None:
+        if w is not None and name not in self._reuses:
             net += weight_bytes_after(layer, w) - layer.nbytes
             net += self.w_overhead.get(w, 0) - self.learned.shared.get(w, 0)
         if a is not None:

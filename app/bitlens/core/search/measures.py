@@ -26,7 +26,7 @@ def file_bytes_of(engine: Engine) -> tuple[int, int]:
     figure plus its weight bytes.
     """
     total = engine.model.nbytes
-    weights = sum(layer.nbytes for layer in engine.info.layers)
+    weights = engine.info.nbytes  # a weight several layers read is stored once
     return total - weights, weights
 
 
