@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +23,7 @@ from bitlens.core.errors import ExportError
 from bitlens.core.export import probes
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.exporter import LayerExport
-from bitlens.core.export.report import OutputCheck, QuantizerCheck
+from bitlens.core.export.report import QuantizerCheck
 from bitlens.core.model.types import Layer
 
 if TYPE_CHECKING:
@@ -155,94 +154,6 @@ def deployed_codes(
             QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, worst, frac)
         )
     return checks
-
-
-def local_checks(
-    exported: onnx.ModelProto,
-    reference: onnx.ModelProto,
-    providers: list[str],
-    engine: Engine,
-    samples: list[int],
-    recs: list[QuantizerRecord],
-    checks: list[QuantizerCheck],
-    ref_codes: dict[str, list[np.ndarray]],
-    outputs: list[OutputCheck],
-    acc_lsb: float,
-    failures: list[str],
-    notes: list[str],
-) -> tuple[list[QuantizerCheck], list[OutputCheck]]:
-    """The 1-LSB rule kernel by kernel.
-
-    Differences flow downstream: a code one step off changes the sums of the
-    next layer, so after a few fused layers the whole-model codes may differ
-    by more than one step although no kernel does. Each segment (the nodes
-    from the codes feeding a quantizer to that quantizer) is therefore run
-    alone on the as-written codes, once in a default session of the export
-    and once as written from the reference, and compared. Segments are only
-    run where the whole-model comparison exceeds 1 LSB or cannot see the codes.
-    """
-    types = probes.tensor_types(reference)
-    boundary = {probes.probe_tensor(q) for q in recs} | {t.name for t in engine.info.inputs}
-
-    def run_segment(target: str) -> tuple[np.ndarray, np.ndarray] | None:
-        seg_dep = probes.segment(exported, target, boundary, types)
-        seg_ref = probes.segment(reference, target, boundary, types)
-        if seg_dep is None or seg_ref is None:
-            return None
-        s_dep = open_session(seg_dep, providers, mode="deployed")
-        s_ref = open_session(seg_ref, providers, mode="written")
-        names = [i.name for i in seg_ref.graph.input]
-        got, want = [], []
-        for k, i in enumerate(samples):
-            feed = {
-                n: ref_codes[n][k] if n in ref_codes else engine.data.samples[i][n] for n in names
-            }
-            got.append(s_dep.run([target], feed)[0])
-            want.append(s_ref.run([target], feed)[0])
-        return flat_cat(want), flat_cat(got)
-
-    out_checks: list[QuantizerCheck] = []
-    for rec, qc in zip(recs, checks, strict=True):
-        if qc.max_lsb is not None and qc.max_lsb <= 1:
-            out_checks.append(qc)
-            continue
-        pair = run_segment(probes.probe_tensor(rec))
-        what = f"layer {rec.layer!r}: {rec.format} values of {rec.activation!r}"
-        if pair is None:
-            if qc.max_lsb is None:
-                notes.append(f"{what} live only inside fused kernels and could not be compared")
-            else:
-                failures.append(f"{what} differ by {qc.max_lsb:.3g} LSB (allowed: 1)")
-            out_checks.append(qc)
-            continue
-        want, got = pair
-        local = float(probes.lsb_distance(rec, want, got).max()) if want.size else 0.0
-        if local > 1:
-            failures.append(
-                f"{what} differ by {local:.3g} LSB when their own segment runs deployed vs "
-                "as written (allowed: 1)"
-            )
-        out_checks.append(replace(qc, local_lsb=local))
-    out_outputs: list[OutputCheck] = []
-    for o in outputs:
-        if o.deployed_exact:
-            out_outputs.append(o)
-            continue
-        pair = run_segment(o.name)
-        if pair is None:
-            out_outputs.append(o)
-            continue
-        want, got = pair
-        tol = max(o.tolerance, acc_lsb)
-        local = max_abs(want, got)
-        if local > tol:
-            failures.append(
-                f"output {o.name!r}: its last segment differs by {local:.3g} deployed vs as "
-                f"written (allowed {tol:.3g}: float reordering, or one accumulator step of an "
-                "integer kernel)"
-            )
-        out_outputs.append(replace(o, local_max_abs=local, local_tolerance=tol))
-    return out_checks, out_outputs
 
 
 def kernels_used(

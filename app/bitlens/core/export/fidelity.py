@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,10 +32,8 @@ from bitlens.core.export.deployed import (
     deployed_codes,
     flat_cat,
     kernels_used,
-    local_checks,
     max_abs,
     open_session,
-    optimized_model,
     same,
 )
 from bitlens.core.export.exporter import (
@@ -58,6 +57,7 @@ from bitlens.core.export.report import (
     QuantizerCheck,
     WeightCheck,
 )
+from bitlens.core.export.segments import local_checks
 from bitlens.core.export.stayedfloat import stayed_float_notes
 from bitlens.core.export.weights import WeightEncoding
 from bitlens.core.fileio import atomic_write_text, check_output, replace_into, staging_path
@@ -159,7 +159,8 @@ def check_fidelity(
     }
 
     # -- rule 3: deployed ------------------------------------------------------------------------
-    sess_dep = open_session(str(result.path), providers, mode="deployed")
+    # one default session both runs the export and saves the graph ONNX Runtime made of it
+    sess_dep, optimized = _deployed_session(result.path, providers)
     dep_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     for i in samples:
         for name, v in zip(out_names, sess_dep.run(out_names, engine.data.samples[i]), strict=True):
@@ -201,7 +202,6 @@ def check_fidelity(
     _nonfinite_failures(engine, plan, sim, sim_feeds, samples, outputs, want, providers, failures)
     yield Progress(3, steps, "ran the export in a default session")
 
-    optimized = optimized_model(str(result.path), providers)
     quantizer_checks = [
         QuantizerCheck(q.layer, q.activation, q.format, q.simulated, None, None)
         for q in quantizer_recs
@@ -292,7 +292,10 @@ def check_fidelity(
     latency = None
     float_sess = open_session(engine.model.runnable(), providers, mode="deployed")
     feed = engine.data.samples[samples[0]]
-    t_exp, t_float = median_latencies([sess_dep, float_sess], feed, latency_budget_s)
+    # the export's session has just run every evaluation feed: it needs no warm-up
+    t_exp, t_float = median_latencies(
+        [sess_dep, float_sess], feed, latency_budget_s, warmups=(0, 1)
+    )
     latency = LatencyCheck(
         tuple(sess_dep.get_providers()), t_exp.median_ms, t_float.median_ms,
         min(t_exp.runs, t_float.runs),
@@ -348,6 +351,17 @@ def check_fidelity(
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _deployed_session(
+    path: Path, providers: list[str]
+) -> tuple[ort.InferenceSession, onnx.ModelProto]:
+    """A default session of the export and the graph ONNX Runtime optimized for it (saved by
+    that session as it loads, instead of a second session built only to save it)."""
+    with tempfile.TemporaryDirectory(prefix="bitlens-opt-") as tmp:
+        opt_path = str(Path(tmp) / "optimized.onnx")
+        sess = open_session(str(path), providers, mode="deployed", optimized=opt_path)
+        return sess, onnx.load(opt_path)
+
+
 def _run_unoptimized(
     model: onnx.ModelProto,
     extra: dict[str, np.ndarray],

@@ -122,7 +122,11 @@ def lsb_distance(rec: QuantizerRecord, ref: np.ndarray, got: np.ndarray) -> np.n
     rounding flip anywhere is at most this step.
     """
     if rec.kind == "qdq" or rec.kind in ("int", "int-dyn"):
-        return np.abs(np.asarray(ref, np.int64) - np.asarray(got, np.int64))
+        a, b = np.asarray(ref), np.asarray(got)
+        if a.dtype.kind in "iu" and b.dtype.kind in "iu" and max(a.itemsize, b.itemsize) <= 2:
+            # codes of at most 16 bits: their difference fits int32 (half the memory traffic)
+            return np.abs(a.astype(np.int32) - b.astype(np.int32))
+        return np.abs(np.asarray(a, np.int64) - np.asarray(b, np.int64))
     from bitlens.core.formats.floats import FLOAT_DTYPES
 
     a, b = np.asarray(ref, np.float64), np.asarray(got, np.float64)
