@@ -62,6 +62,8 @@ def open_session(
 
 
 def flat_cat(values: Sequence[np.ndarray]) -> np.ndarray:
+    if len(values) == 1:  # one batched feed: a view, no copy
+        return np.asarray(values[0]).ravel()
     return np.concatenate([np.asarray(v).ravel() for v in values]) if values else np.zeros(0)
 
 
@@ -95,7 +97,10 @@ def _code_distance(
     parts = []
     for ref, got in zip(refs, gots, strict=True):
         ref = np.asarray(ref)
-        cands = probes.in_layout_of(ref, np.asarray(got).astype(np.float64) + offset)
+        got = np.asarray(got)
+        # integer codes stay integers (int16 holds uint8 - 128): no float64 copy to compare
+        wide = np.int16 if got.dtype.kind in "iu" and got.itemsize == 1 else np.float64
+        cands = probes.in_layout_of(ref, got.astype(wide) + wide(offset))
         if not cands:
             return None
         dists = [probes.lsb_distance(rec, ref, c) for c in cands]
@@ -120,7 +125,8 @@ def deployed_codes(
     Runtime optimized (fused kernels included), saved and re-run with no
     further optimization; its outputs must equal the deployed session's.
     """
-    found = {id(rec): probes.locate(optimized, rec) for rec in recs}
+    index = probes.GraphIndex.of(optimized)
+    found = {id(rec): probes.locate(optimized, rec, index) for rec in recs}
     wanted = list(dict.fromkeys((loc[0], loc[1]) for loc in found.values() if loc is not None))
     sess = open_session(probes.with_outputs(optimized, wanted), providers, mode="written")
     out_names = list(dep_out)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -201,26 +202,47 @@ def weight_model(
     return model
 
 
-def locate(optimized: onnx.ModelProto, rec: QuantizerRecord) -> tuple[str, int, int] | None:
+@dataclass(frozen=True)
+class GraphIndex:
+    """What :func:`locate` looks up in an optimized graph, gathered in one pass over it."""
+
+    produced: frozenset[str]
+    inits: Mapping[str, onnx.TensorProto]
+    quantizers: Mapping[str, list[onnx.NodeProto]]  # QuantizeLinear nodes by node name
+
+    @classmethod
+    def of(cls, model: onnx.ModelProto) -> GraphIndex:
+        nodes = list(iter_nodes(model.graph))
+        quantizers: dict[str, list[onnx.NodeProto]] = {}
+        for n in nodes:
+            if n.op_type == "QuantizeLinear":
+                quantizers.setdefault(n.name, []).append(n)
+        return cls(
+            frozenset(o for n in nodes for o in n.output),
+            {t.name: t for t in model.graph.initializer},
+            quantizers,
+        )
+
+
+def locate(
+    optimized: onnx.ModelProto, rec: QuantizerRecord, index: GraphIndex | None = None
+) -> tuple[str, int, int] | None:
     """Where a quantizer's codes live in ONNX Runtime's optimized graph.
 
     Returns (tensor, element type, offset) with ``our code = their code + offset``,
     or None when the codes only exist inside a fused kernel. ONNX Runtime keeps
     the tensor names that later nodes read, but converts int8 activation pairs
     to uint8 with the zero point moved by 128 (``qdq_s8_to_u8``), renaming them;
-    the QuantizeLinear node keeps its name, which finds them.
+    the QuantizeLinear node keeps its name, which finds them. ``index``: the graph's
+    :class:`GraphIndex`, built once by a caller that locates many quantizers.
     """
-    g = optimized.graph
-    produced = {o for n in iter_nodes(g) for o in n.output}
+    index = index or GraphIndex.of(optimized)
     name = probe_tensor(rec)
     ours = code_type(rec)
-    if name in produced:
+    if name in index.produced:
         return name, ours, 0
-    inits = {t.name: t for t in g.initializer}
-    for n in iter_nodes(g):
-        if n.name != rec.node or n.op_type != "QuantizeLinear":
-            continue
-        zp = inits.get(n.input[2]) if len(n.input) > 2 else None
+    for n in index.quantizers.get(rec.node, ()):
+        zp = index.inits.get(n.input[2]) if len(n.input) > 2 else None
         theirs = zp.data_type if zp is not None else onnx.TensorProto.UINT8
         if theirs == ours:
             return n.output[0], theirs, 0
