@@ -15,6 +15,7 @@ from onnx import numpy_helper
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
 from bitlens.core.export import fidelity, probes, segments, verdict
+from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.exporter import ExportOptions, ExportResult, export
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.model.loader import from_proto
@@ -180,3 +181,21 @@ def test_cut_model_computes_each_segment_as_its_own_model(tmp_path: Path) -> Non
     for t in cut:
         for a, b in zip(cut[t], alone[t], strict=True):
             assert np.array_equal(a, b, equal_nan=True), t
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [(np.int8, np.int8), (np.uint8, np.uint8), (np.int8, np.int16), (np.int16, np.int16)],
+)
+def test_code_distance_in_narrow_integers_equals_int64(ours: type, theirs: type) -> None:
+    """The LSB distance of integer codes, computed in int16/int32, equals the int64 one at
+    the extremes of each type (no wrap-around)."""
+    rec = QuantizerRecord("l", "a", "a_q", "int8 sym", "qdq", "a_c", 0.1, 0.0, "", 13)
+    lo, hi = np.iinfo(ours).min, np.iinfo(ours).max
+    t_lo, t_hi = np.iinfo(theirs).min, np.iinfo(theirs).max
+    rng = np.random.default_rng(0)
+    ref = np.concatenate([[lo, hi, lo, hi], rng.integers(lo, hi, 200, endpoint=True)])
+    got = np.concatenate([[t_hi, t_lo, t_lo, t_hi], rng.integers(t_lo, t_hi, 200, endpoint=True)])
+    ref, got = ref.astype(ours), got.astype(theirs)
+    want = np.abs(ref.astype(np.int64) - got.astype(np.int64))
+    assert np.array_equal(probes.lsb_distance(rec, ref, got), want)

@@ -43,13 +43,16 @@ Pairs = dict[str, tuple[np.ndarray, np.ndarray]]  # target -> (as written, deplo
 
 
 def segment_nodes(
-    model: onnx.ModelProto, target: str, boundary: set[str], types: Mapping[str, onnx.TypeProto]
+    g: onnx.GraphProto,
+    producer: Mapping[str, int],
+    inits: set[str],
+    target: str,
+    boundary: set[str],
+    types: Mapping[str, onnx.TypeProto],
 ) -> tuple[set[int], list[str]] | None:
-    """Indices of the main-graph nodes computing ``target`` from the nearest ``boundary``
-    tensors, and those tensors; None where :func:`probes.segment` gives no segment."""
-    g = model.graph
-    producer = {o: k for k, n in enumerate(g.node) for o in n.output}
-    inits = {t.name for t in g.initializer}
+    """Indices of the nodes of ``g`` (``producer``: node index by output, ``inits``: its
+    initializer names) computing ``target`` from the nearest ``boundary`` tensors, and those
+    tensors; None where :func:`probes.segment` gives no segment."""
     nodes: set[int] = set()
     inputs: list[str] = []
     stack, seen = [target], set()
@@ -92,11 +95,13 @@ def cut_model(
     the graph output that holds it.
     """
     g = model.graph
+    producer = {o: k for k, n in enumerate(g.node) for o in n.output}
+    inits = {t.name for t in g.initializer}
     nodes: set[int] = set()
     inputs: dict[str, None] = {}
     outputs: dict[str, str] = {}
     for t in dict.fromkeys(targets):
-        found = segment_nodes(model, t, boundary, types)
+        found = segment_nodes(g, producer, inits, t, boundary, types)
         if found is None:
             continue
         nodes |= found[0]
