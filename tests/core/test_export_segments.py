@@ -39,13 +39,14 @@ def _both(
     """The check with the cut model, then with every segment in its own sessions; and the
     targets the cut model was asked for (empty: no segment was in doubt)."""
     calls: list[list[str]] = []
-    real_cut = segments.run_cut
+    real = segments.run_segments
 
-    def counting_cut(*args, **kwargs):
-        calls.append(list(args[2]))  # the targets in doubt
-        return real_cut(*args, **kwargs)
+    def counting(*args, one_by_one: bool = False):
+        if not one_by_one:
+            calls.append(list(args[2]))  # the targets in doubt
+        return real(*args, one_by_one=one_by_one)
 
-    monkeypatch.setattr(segments, "run_cut", counting_cut)
+    monkeypatch.setattr(segments, "run_segments", counting)
     fast = drain(fidelity.check_fidelity(engine, plan, result, latency_budget_s=0.0))
     monkeypatch.setattr(
         fidelity, "local_checks", functools.partial(segments.local_checks, one_by_one=True)
@@ -171,12 +172,9 @@ def test_cut_model_computes_each_segment_as_its_own_model(tmp_path: Path) -> Non
         shape = [d.dim_value or 2 for d in types[name].tensor_type.shape.dim]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(types[name].tensor_type.elem_type)
         feed[name] = rng.integers(0, 100, shape).astype(dtype)
-    cut = segments.run_cut(
-        exported, exported, targets, boundary, types, ["CPUExecutionProvider"], [feed]
-    )
-    alone = segments.run_alone(
-        exported, exported, targets, boundary, types, ["CPUExecutionProvider"], [feed]
-    )
+    args = (exported, exported, targets, boundary, types, ["CPUExecutionProvider"], [feed])
+    cut = segments.run_segments(*args)
+    alone = segments.run_segments(*args, one_by_one=True)
     assert cut.keys() == alone.keys() and len(cut) >= len(recs)
     for t in cut:
         for a, b in zip(cut[t], alone[t], strict=True):

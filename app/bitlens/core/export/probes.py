@@ -253,6 +253,54 @@ def locate(
     return None
 
 
+def segment_walk(
+    g: onnx.GraphProto,
+    producer: Mapping[str, int],
+    inits: Mapping[str, onnx.TensorProto],
+    target: str,
+    boundary: set[str],
+    types: Mapping[str, onnx.TypeProto],
+) -> tuple[set[int], list[str], list[str]] | None:
+    """The walk behind :func:`segment`: indices of the nodes of ``g`` computing ``target``
+    from the nearest ``boundary`` tensors, those tensors, and the initializers the nodes read.
+    ``producer`` maps each output to its node's index, ``inits`` the initializers by name
+    (built once by a caller that walks from many targets). None: no segment (see there)."""
+    nodes: set[int] = set()
+    inputs: list[str] = []
+    used: list[str] = []
+    stack, seen = [target], set()
+    while stack:
+        name = stack.pop()
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        if name in boundary and name != target:
+            inputs.append(name)
+        elif name in inits:
+            used.append(name)
+        elif name in producer:
+            node = g.node[producer[name]]
+            if any(
+                a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                for a in node.attribute
+            ):
+                return None
+            nodes.add(producer[name])
+            stack.extend(node.input)
+        else:
+            return None
+    if any(n not in types for n in inputs) or target not in types:
+        return None
+    return nodes, inputs, used
+
+
+def value_info(name: str, tp: onnx.TypeProto) -> onnx.ValueInfoProto:
+    vi = onnx.ValueInfoProto()
+    vi.name = name
+    vi.type.CopyFrom(tp)
+    return vi
+
+
 def segment(
     model: onnx.ModelProto,
     target: str,
@@ -269,46 +317,16 @@ def segment(
     fed (a subgraph's outer-scope value, an untyped boundary).
     """
     g = model.graph
-    producer = {o: n for n in g.node for o in n.output}
+    producer = {o: k for k, n in enumerate(g.node) for o in n.output}
     inits = {t.name: t for t in g.initializer}
-    nodes: dict[int, onnx.NodeProto] = {}
-    inputs: list[str] = []
-    used: dict[str, onnx.TensorProto] = {}
-    stack, seen = [target], set()
-    while stack:
-        name = stack.pop()
-        if not name or name in seen:
-            continue
-        seen.add(name)
-        if name in boundary and name != target:
-            inputs.append(name)
-        elif name in inits:
-            used[name] = inits[name]
-        elif name in producer:
-            node = producer[name]
-            if any(
-                a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-                for a in node.attribute
-            ):
-                return None
-            nodes[id(node)] = node
-            stack.extend(node.input)
-        else:
-            return None
-    if any(n not in types for n in inputs) or target not in types:
+    found = segment_walk(g, producer, inits, target, boundary, types)
+    if found is None:
         return None
-    graph_inputs = []
-    for n in inputs:
-        vi = onnx.ValueInfoProto()
-        vi.name = n
-        vi.type.CopyFrom(types[n])
-        graph_inputs.append(vi)
-    out = onnx.ValueInfoProto()
-    out.name = target
-    out.type.CopyFrom(types[target])
+    nodes, inputs, used = found
     g2 = helper.make_graph(
-        [n for n in g.node if id(n) in nodes], "bitlens_segment", graph_inputs, [out],
-        list(used.values()),
+        [n for k, n in enumerate(g.node) if k in nodes], "bitlens_segment",
+        [value_info(n, types[n]) for n in inputs], [value_info(target, types[target])],
+        [inits[n] for n in used],
     )  # fmt: skip
     seg = helper.make_model(
         g2, opset_imports=list(model.opset_import), functions=list(model.functions)

@@ -15,7 +15,7 @@ recognizer: 174 sessions, a third of the export + check's time). The cut
 keeps each segment's nodes, initializers and symbolic input types as the
 one-segment model has them, so ONNX Runtime makes the same fusions inside
 each; where the cut model does not load, each segment is run alone as before
-(:func:`run_alone`).
+(``one_by_one``).
 """
 
 from __future__ import annotations
@@ -42,45 +42,6 @@ LOCAL = "__bitlens_local"  # suffix of a cut target's own value, computed from f
 Pairs = dict[str, tuple[np.ndarray, np.ndarray]]  # target -> (as written, deployed), flat
 
 
-def segment_nodes(
-    g: onnx.GraphProto,
-    producer: Mapping[str, int],
-    inits: set[str],
-    target: str,
-    boundary: set[str],
-    types: Mapping[str, onnx.TypeProto],
-) -> tuple[set[int], list[str]] | None:
-    """Indices of the nodes of ``g`` (``producer``: node index by output, ``inits``: its
-    initializer names) computing ``target`` from the nearest ``boundary`` tensors, and those
-    tensors; None where :func:`probes.segment` gives no segment."""
-    nodes: set[int] = set()
-    inputs: list[str] = []
-    stack, seen = [target], set()
-    while stack:
-        name = stack.pop()
-        if not name or name in seen:
-            continue
-        seen.add(name)
-        if name in boundary and name != target:
-            inputs.append(name)
-        elif name in inits:
-            continue
-        elif name in producer:
-            k = producer[name]
-            if any(
-                a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-                for a in g.node[k].attribute
-            ):
-                return None
-            nodes.add(k)
-            stack.extend(g.node[k].input)
-        else:
-            return None
-    if any(n not in types for n in inputs) or target not in types:
-        return None
-    return nodes, inputs
-
-
 def cut_model(
     model: onnx.ModelProto,
     targets: Sequence[str],
@@ -96,16 +57,18 @@ def cut_model(
     """
     g = model.graph
     producer = {o: k for k, n in enumerate(g.node) for o in n.output}
-    inits = {t.name for t in g.initializer}
+    inits = {t.name: t for t in g.initializer}
     nodes: set[int] = set()
     inputs: dict[str, None] = {}
+    used: dict[str, None] = {}
     outputs: dict[str, str] = {}
     for t in dict.fromkeys(targets):
-        found = segment_nodes(g, producer, inits, t, boundary, types)
+        found = probes.segment_walk(g, producer, inits, t, boundary, types)
         if found is None:
             continue
         nodes |= found[0]
         inputs.update(dict.fromkeys(found[1]))
+        used.update(dict.fromkeys(found[2]))
         outputs[t] = t + LOCAL if t in boundary else t
     renamed = {t: out for t, out in outputs.items() if out != t}
     kept: list[onnx.NodeProto] = []
@@ -117,12 +80,11 @@ def cut_model(
             for j, o in enumerate(n.output):
                 n.output[j] = renamed.get(o, o)
         kept.append(n)
-    used = {i for n in kept for i in n.input}
-    graph_inputs = [_value_info(n, types[n]) for n in inputs]
-    graph_outputs = [_value_info(out, types[t]) for t, out in outputs.items()]
     g2 = helper.make_graph(
-        kept, "bitlens_segments", graph_inputs, graph_outputs,
-        [t for t in g.initializer if t.name in used],
+        kept, "bitlens_segments",
+        [probes.value_info(n, types[n]) for n in inputs],
+        [probes.value_info(out, types[t]) for t, out in outputs.items()],
+        [inits[n] for n in used],
     )  # fmt: skip
     cut = helper.make_model(
         g2, opset_imports=list(model.opset_import), functions=list(model.functions)
@@ -137,14 +99,7 @@ def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
     return out
 
 
-def _value_info(name: str, tp: onnx.TypeProto) -> onnx.ValueInfoProto:
-    vi = onnx.ValueInfoProto()
-    vi.name = name
-    vi.type.CopyFrom(tp)
-    return vi
-
-
-def run_cut(
+def run_segments(
     exported: onnx.ModelProto,
     reference: onnx.ModelProto,
     targets: Sequence[str],
@@ -152,55 +107,52 @@ def run_cut(
     types: Mapping[str, onnx.TypeProto],
     providers: list[str],
     feeds: Sequence[Mapping[str, np.ndarray]],
+    *,
+    one_by_one: bool = False,
 ) -> Pairs:
-    """Every segment of ``targets`` at once, deployed (the export, default session) and as
-    written (the reference, no optimization), on ``feeds`` (boundary values by name)."""
+    """Every segment of ``targets``, deployed (the export, default session) and as written
+    (the reference, no optimization), on ``feeds`` (boundary values by name): all at once
+    in the cut model, or ``one_by_one``, each in its own two sessions (the straightforward
+    way, kept as the fallback and as the tests' reference)."""
+    if one_by_one:
+        out: Pairs = {}
+        for t in dict.fromkeys(targets):
+            seg_dep = probes.segment(exported, t, boundary, types)
+            seg_ref = probes.segment(reference, t, boundary, types)
+            if seg_dep is not None and seg_ref is not None:
+                out.update(_run_both(seg_dep, seg_ref, {t: (t, t)}, providers, feeds))
+        return out
     cut_dep, names_dep = cut_model(exported, targets, boundary, types)
     cut_ref, names_ref = cut_model(reference, targets, boundary, types)
     common = [t for t in dict.fromkeys(targets) if t in names_dep and t in names_ref]
     if not common:
         return {}
-    s_dep = open_session(cut_dep, providers, mode="deployed")
-    s_ref = open_session(cut_ref, providers, mode="written")
-    in_dep = [i.name for i in cut_dep.graph.input]
-    in_ref = [i.name for i in cut_ref.graph.input]
-    want: dict[str, list[np.ndarray]] = {t: [] for t in common}
-    got: dict[str, list[np.ndarray]] = {t: [] for t in common}
-    for feed in feeds:
-        w = s_ref.run([names_ref[t] for t in common], {n: feed[n] for n in in_ref})
-        d = s_dep.run([names_dep[t] for t in common], {n: feed[n] for n in in_dep})
-        for t, a, b in zip(common, w, d, strict=True):
-            want[t].append(a)
-            got[t].append(b)
-    return {t: (flat_cat(want[t]), flat_cat(got[t])) for t in common}
+    fetch = {t: (names_dep[t], names_ref[t]) for t in common}
+    return _run_both(cut_dep, cut_ref, fetch, providers, feeds)
 
 
-def run_alone(
-    exported: onnx.ModelProto,
-    reference: onnx.ModelProto,
-    targets: Sequence[str],
-    boundary: set[str],
-    types: Mapping[str, onnx.TypeProto],
+def _run_both(
+    dep: onnx.ModelProto,
+    ref: onnx.ModelProto,
+    fetch: Mapping[str, tuple[str, str]],
     providers: list[str],
     feeds: Sequence[Mapping[str, np.ndarray]],
 ) -> Pairs:
-    """Each segment of ``targets`` in its own two sessions (the straightforward way)."""
-    out: Pairs = {}
-    for target in dict.fromkeys(targets):
-        seg_dep = probes.segment(exported, target, boundary, types)
-        seg_ref = probes.segment(reference, target, boundary, types)
-        if seg_dep is None or seg_ref is None:
-            continue
-        s_dep = open_session(seg_dep, providers, mode="deployed")
-        s_ref = open_session(seg_ref, providers, mode="written")
-        names = [i.name for i in seg_ref.graph.input]
-        want, got = [], []
-        for feed in feeds:
-            f = {n: feed[n] for n in names}
-            got.append(s_dep.run([target], f)[0])
-            want.append(s_ref.run([target], f)[0])
-        out[target] = (flat_cat(want), flat_cat(got))
-    return out
+    """``dep`` in a default session and ``ref`` as written, each fed what its inputs name;
+    per target, the (as written, deployed) values of the outputs ``fetch`` names for it."""
+    s_dep = open_session(dep, providers, mode="deployed")
+    s_ref = open_session(ref, providers, mode="written")
+    in_dep = [i.name for i in dep.graph.input]
+    in_ref = [i.name for i in ref.graph.input]
+    want: dict[str, list[np.ndarray]] = {t: [] for t in fetch}
+    got: dict[str, list[np.ndarray]] = {t: [] for t in fetch}
+    for feed in feeds:
+        w = s_ref.run([r for _, r in fetch.values()], {n: feed[n] for n in in_ref})
+        d = s_dep.run([d for d, _ in fetch.values()], {n: feed[n] for n in in_dep})
+        for t, a, b in zip(fetch, w, d, strict=True):
+            want[t].append(a)
+            got[t].append(b)
+    return {t: (flat_cat(want[t]), flat_cat(got[t])) for t in fetch}
 
 
 def local_checks(
@@ -235,13 +187,13 @@ def local_checks(
         {**engine.data.samples[i], **{n: v[k] for n, v in ref_codes.items()}}
         for k, i in enumerate(samples)
     ]
-    run = run_alone if one_by_one else run_cut
+    args = (exported, reference, targets, boundary, types, providers, feeds)
     try:
-        pairs = run(exported, reference, targets, boundary, types, providers, feeds)
+        pairs = run_segments(*args, one_by_one=one_by_one)
     except ExportError:
         if one_by_one:
             raise
-        pairs = run_alone(exported, reference, targets, boundary, types, providers, feeds)
+        pairs = run_segments(*args, one_by_one=True)  # ORT refused the cut model
 
     out_checks: list[QuantizerCheck] = []
     for rec, qc in zip(recs, checks, strict=True):
