@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import crnn
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
-from bitlens.core.export.exporter import ExportOptions, preflight
 from bitlens.core.export import fidelity
+from bitlens.core.export.exporter import ExportOptions, preflight
 from bitlens.core.export.fidelity import export_and_check
 from bitlens.core.export.latency import median_latencies
 from bitlens.core.model.loader import load_model
