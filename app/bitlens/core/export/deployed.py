@@ -2,8 +2,9 @@
 
 Split from :mod:`bitlens.core.export.fidelity`: this module opens the
 exported file in ONNX Runtime (as written and as deployed), reads the
-codes each quantizer produces after ORT's rewrites, re-runs segments kernel
-by kernel where differences accumulate, and names the kernels that ran.
+codes each quantizer produces after ORT's rewrites, and names the kernels
+that ran (the segment-by-segment 1-LSB check is in
+:mod:`bitlens.core.export.segments`).
 """
 
 from __future__ import annotations
