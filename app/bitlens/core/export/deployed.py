@@ -2,8 +2,9 @@
 
 Split from :mod:`bitlens.core.export.fidelity`: this module opens the
 exported file in ONNX Runtime (as written and as deployed), reads the
-codes each quantizer produces after ORT's rewrites, re-runs segments kernel
-by kernel where differences accumulate, and names the kernels that ran.
+codes each quantizer produces after ORT's rewrites, and names the kernels
+that ran (the segment-by-segment 1-LSB check is in
+:mod:`bitlens.core.export.segments`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from bitlens.core.errors import ExportError
 from bitlens.core.export import probes
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.exporter import LayerExport
-from bitlens.core.export.report import OutputCheck, QuantizerCheck
+from bitlens.core.export.report import QuantizerCheck
 from bitlens.core.model.types import Layer
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ def open_session(
 
 
 def flat_cat(values: Sequence[np.ndarray]) -> np.ndarray:
+    if len(values) == 1:  # one batched feed: a view, no copy
+        return np.asarray(values[0]).ravel()
     return np.concatenate([np.asarray(v).ravel() for v in values]) if values else np.zeros(0)
 
 
@@ -96,7 +98,10 @@ def _code_distance(
     parts = []
     for ref, got in zip(refs, gots, strict=True):
         ref = np.asarray(ref)
-        cands = probes.in_layout_of(ref, np.asarray(got).astype(np.float64) + offset)
+        got = np.asarray(got)
+        # integer codes stay integers (int16 holds uint8 - 128): no float64 copy to compare
+        wide = np.int16 if got.dtype.kind in "iu" and got.itemsize == 1 else np.float64
+        cands = probes.in_layout_of(ref, got.astype(wide) + wide(offset))
         if not cands:
             return None
         dists = [probes.lsb_distance(rec, ref, c) for c in cands]
@@ -121,7 +126,8 @@ def deployed_codes(
     Runtime optimized (fused kernels included), saved and re-run with no
     further optimization; its outputs must equal the deployed session's.
     """
-    found = {id(rec): probes.locate(optimized, rec) for rec in recs}
+    index = probes.GraphIndex.of(optimized)
+    found = {id(rec): probes.locate(optimized, rec, index) for rec in recs}
     wanted = list(dict.fromkeys((loc[0], loc[1]) for loc in found.values() if loc is not None))
     sess = open_session(probes.with_outputs(optimized, wanted), providers, mode="written")
     out_names = list(dep_out)
@@ -155,94 +161,6 @@ def deployed_codes(
             QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, worst, frac)
         )
     return checks
-
-
-def local_checks(
-    exported: onnx.ModelProto,
-    reference: onnx.ModelProto,
-    providers: list[str],
-    engine: Engine,
-    samples: list[int],
-    recs: list[QuantizerRecord],
-    checks: list[QuantizerCheck],
-    ref_codes: dict[str, list[np.ndarray]],
-    outputs: list[OutputCheck],
-    acc_lsb: float,
-    failures: list[str],
-    notes: list[str],
-) -> tuple[list[QuantizerCheck], list[OutputCheck]]:
-    """The 1-LSB rule kernel by kernel.
-
-    Differences flow downstream: a code one step off changes the sums of the
-    next layer, so after a few fused layers the whole-model codes may differ
-    by more than one step although no kernel does. Each segment (the nodes
-    from the codes feeding a quantizer to that quantizer) is therefore run
-    alone on the as-written codes, once in a default session of the export
-    and once as written from the reference, and compared. Segments are only
-    run where the whole-model comparison exceeds 1 LSB or cannot see the codes.
-    """
-    types = probes.tensor_types(reference)
-    boundary = {probes.probe_tensor(q) for q in recs} | {t.name for t in engine.info.inputs}
-
-    def run_segment(target: str) -> tuple[np.ndarray, np.ndarray] | None:
-        seg_dep = probes.segment(exported, target, boundary, types)
-        seg_ref = probes.segment(reference, target, boundary, types)
-        if seg_dep is None or seg_ref is None:
-            return None
-        s_dep = open_session(seg_dep, providers, mode="deployed")
-        s_ref = open_session(seg_ref, providers, mode="written")
-        names = [i.name for i in seg_ref.graph.input]
-        got, want = [], []
-        for k, i in enumerate(samples):
-            feed = {
-                n: ref_codes[n][k] if n in ref_codes else engine.data.samples[i][n] for n in names
-            }
-            got.append(s_dep.run([target], feed)[0])
-            want.append(s_ref.run([target], feed)[0])
-        return flat_cat(want), flat_cat(got)
-
-    out_checks: list[QuantizerCheck] = []
-    for rec, qc in zip(recs, checks, strict=True):
-        if qc.max_lsb is not None and qc.max_lsb <= 1:
-            out_checks.append(qc)
-            continue
-        pair = run_segment(probes.probe_tensor(rec))
-        what = f"layer {rec.layer!r}: {rec.format} values of {rec.activation!r}"
-        if pair is None:
-            if qc.max_lsb is None:
-                notes.append(f"{what} live only inside fused kernels and could not be compared")
-            else:
-                failures.append(f"{what} differ by {qc.max_lsb:.3g} LSB (allowed: 1)")
-            out_checks.append(qc)
-            continue
-        want, got = pair
-        local = float(probes.lsb_distance(rec, want, got).max()) if want.size else 0.0
-        if local > 1:
-            failures.append(
-                f"{what} differ by {local:.3g} LSB when their own segment runs deployed vs "
-                "as written (allowed: 1)"
-            )
-        out_checks.append(replace(qc, local_lsb=local))
-    out_outputs: list[OutputCheck] = []
-    for o in outputs:
-        if o.deployed_exact:
-            out_outputs.append(o)
-            continue
-        pair = run_segment(o.name)
-        if pair is None:
-            out_outputs.append(o)
-            continue
-        want, got = pair
-        tol = max(o.tolerance, acc_lsb)
-        local = max_abs(want, got)
-        if local > tol:
-            failures.append(
-                f"output {o.name!r}: its last segment differs by {local:.3g} deployed vs as "
-                f"written (allowed {tol:.3g}: float reordering, or one accumulator step of an "
-                "integer kernel)"
-            )
-        out_outputs.append(replace(o, local_max_abs=local, local_tolerance=tol))
-    return out_checks, out_outputs
 
 
 def kernels_used(

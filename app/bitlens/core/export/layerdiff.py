@@ -98,6 +98,7 @@ def plan_probes(
             for t in n.inputs:
                 consumers.setdefault(t, []).append(n)
     produced = {o for n in iter_nodes(optimized.graph) for o in n.output}
+    index = probes.GraphIndex.of(optimized)
     out: list[Probe] = []
     for layer in info.layers:
         if layer.graph_path or not layer.outputs:
@@ -109,7 +110,7 @@ def plan_probes(
             chain.append(t)
         rec = next((by_tensor[c] for c in chain if c in by_tensor), None)
         if rec is not None:
-            loc = probes.locate(optimized, rec) or _kernel_output(optimized, layer.name, rec)
+            loc = probes.locate(optimized, rec, index) or _kernel_output(optimized, layer.name, rec)
             sim = f"{rec.activation}__tq"
             if loc is None:
                 out.append(Probe(layer.name, rec.activation, "", sim, rec))

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -122,7 +123,13 @@ def lsb_distance(rec: QuantizerRecord, ref: np.ndarray, got: np.ndarray) -> np.n
     rounding flip anywhere is at most this step.
     """
     if rec.kind == "qdq" or rec.kind in ("int", "int-dyn"):
-        return np.abs(np.asarray(ref, np.int64) - np.asarray(got, np.int64))
+        a, b = np.asarray(ref), np.asarray(got)
+        if a.dtype.kind in "iu" and b.dtype.kind in "iu" and max(a.itemsize, b.itemsize) <= 2:
+            # codes of at most 8 (16) bits: their difference fits int16 (int32), a quarter
+            # (half) of the memory traffic of int64
+            wide = np.int16 if max(a.itemsize, b.itemsize) == 1 else np.int32
+            return np.abs(a.astype(wide) - b.astype(wide))
+        return np.abs(np.asarray(a, np.int64) - np.asarray(b, np.int64))
     from bitlens.core.formats.floats import FLOAT_DTYPES
 
     a, b = np.asarray(ref, np.float64), np.asarray(got, np.float64)
@@ -197,32 +204,101 @@ def weight_model(
     return model
 
 
-def locate(optimized: onnx.ModelProto, rec: QuantizerRecord) -> tuple[str, int, int] | None:
+@dataclass(frozen=True)
+class GraphIndex:
+    """What :func:`locate` looks up in an optimized graph, gathered in one pass over it."""
+
+    produced: frozenset[str]
+    inits: Mapping[str, onnx.TensorProto]
+    quantizers: Mapping[str, list[onnx.NodeProto]]  # QuantizeLinear nodes by node name
+
+    @classmethod
+    def of(cls, model: onnx.ModelProto) -> GraphIndex:
+        nodes = list(iter_nodes(model.graph))
+        quantizers: dict[str, list[onnx.NodeProto]] = {}
+        for n in nodes:
+            if n.op_type == "QuantizeLinear":
+                quantizers.setdefault(n.name, []).append(n)
+        return cls(
+            frozenset(o for n in nodes for o in n.output),
+            {t.name: t for t in model.graph.initializer},
+            quantizers,
+        )
+
+
+def locate(
+    optimized: onnx.ModelProto, rec: QuantizerRecord, index: GraphIndex | None = None
+) -> tuple[str, int, int] | None:
     """Where a quantizer's codes live in ONNX Runtime's optimized graph.
 
     Returns (tensor, element type, offset) with ``our code = their code + offset``,
     or None when the codes only exist inside a fused kernel. ONNX Runtime keeps
     the tensor names that later nodes read, but converts int8 activation pairs
     to uint8 with the zero point moved by 128 (``qdq_s8_to_u8``), renaming them;
-    the QuantizeLinear node keeps its name, which finds them.
+    the QuantizeLinear node keeps its name, which finds them. ``index``: the graph's
+    :class:`GraphIndex`, built once by a caller that locates many quantizers.
     """
-    g = optimized.graph
-    produced = {o for n in iter_nodes(g) for o in n.output}
+    index = index or GraphIndex.of(optimized)
     name = probe_tensor(rec)
     ours = code_type(rec)
-    if name in produced:
+    if name in index.produced:
         return name, ours, 0
-    inits = {t.name: t for t in g.initializer}
-    for n in iter_nodes(g):
-        if n.name != rec.node or n.op_type != "QuantizeLinear":
-            continue
-        zp = inits.get(n.input[2]) if len(n.input) > 2 else None
+    for n in index.quantizers.get(rec.node, ()):
+        zp = index.inits.get(n.input[2]) if len(n.input) > 2 else None
         theirs = zp.data_type if zp is not None else onnx.TensorProto.UINT8
         if theirs == ours:
             return n.output[0], theirs, 0
         if ours == onnx.TensorProto.INT8 and theirs == onnx.TensorProto.UINT8:
             return n.output[0], theirs, -128
     return None
+
+
+def segment_walk(
+    g: onnx.GraphProto,
+    producer: Mapping[str, int],
+    inits: Mapping[str, onnx.TensorProto],
+    target: str,
+    boundary: set[str],
+    types: Mapping[str, onnx.TypeProto],
+) -> tuple[set[int], list[str], list[str]] | None:
+    """The walk behind :func:`segment`: indices of the nodes of ``g`` computing ``target``
+    from the nearest ``boundary`` tensors, those tensors, and the initializers the nodes read.
+    ``producer`` maps each output to its node's index, ``inits`` the initializers by name
+    (built once by a caller that walks from many targets). None: no segment (see there)."""
+    nodes: set[int] = set()
+    inputs: list[str] = []
+    used: list[str] = []
+    stack, seen = [target], set()
+    while stack:
+        name = stack.pop()
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        if name in boundary and name != target:
+            inputs.append(name)
+        elif name in inits:
+            used.append(name)
+        elif name in producer:
+            node = g.node[producer[name]]
+            if any(
+                a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                for a in node.attribute
+            ):
+                return None
+            nodes.add(producer[name])
+            stack.extend(node.input)
+        else:
+            return None
+    if any(n not in types for n in inputs) or target not in types:
+        return None
+    return nodes, inputs, used
+
+
+def value_info(name: str, tp: onnx.TypeProto) -> onnx.ValueInfoProto:
+    vi = onnx.ValueInfoProto()
+    vi.name = name
+    vi.type.CopyFrom(tp)
+    return vi
 
 
 def segment(
@@ -241,46 +317,16 @@ def segment(
     fed (a subgraph's outer-scope value, an untyped boundary).
     """
     g = model.graph
-    producer = {o: n for n in g.node for o in n.output}
+    producer = {o: k for k, n in enumerate(g.node) for o in n.output}
     inits = {t.name: t for t in g.initializer}
-    nodes: dict[int, onnx.NodeProto] = {}
-    inputs: list[str] = []
-    used: dict[str, onnx.TensorProto] = {}
-    stack, seen = [target], set()
-    while stack:
-        name = stack.pop()
-        if not name or name in seen:
-            continue
-        seen.add(name)
-        if name in boundary and name != target:
-            inputs.append(name)
-        elif name in inits:
-            used[name] = inits[name]
-        elif name in producer:
-            node = producer[name]
-            if any(
-                a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-                for a in node.attribute
-            ):
-                return None
-            nodes[id(node)] = node
-            stack.extend(node.input)
-        else:
-            return None
-    if any(n not in types for n in inputs) or target not in types:
+    found = segment_walk(g, producer, inits, target, boundary, types)
+    if found is None:
         return None
-    graph_inputs = []
-    for n in inputs:
-        vi = onnx.ValueInfoProto()
-        vi.name = n
-        vi.type.CopyFrom(types[n])
-        graph_inputs.append(vi)
-    out = onnx.ValueInfoProto()
-    out.name = target
-    out.type.CopyFrom(types[target])
+    nodes, inputs, used = found
     g2 = helper.make_graph(
-        [n for n in g.node if id(n) in nodes], "bitlens_segment", graph_inputs, [out],
-        list(used.values()),
+        [n for k, n in enumerate(g.node) if k in nodes], "bitlens_segment",
+        [value_info(n, types[n]) for n in inputs], [value_info(target, types[target])],
+        [inits[n] for n in used],
     )  # fmt: skip
     seg = helper.make_model(
         g2, opset_imports=list(model.opset_import), functions=list(model.functions)
