@@ -354,7 +354,12 @@ def rescale_operand(n: NodeInfo, scalar: Scalar | None) -> tuple[str, float] | N
     sides = (1,) if n.op_type == "Div" else (1, 0)
     for k in sides:
         value = scalar(n.inputs[k])
-        if value is not None and np.isfinite(value) and value > 0 and scalar(n.inputs[1 - k]) is None:
+        if (
+            value is not None
+            and np.isfinite(value)
+            and value > 0
+            and scalar(n.inputs[1 - k]) is None
+        ):
             return n.inputs[1 - k], (1.0 / value if n.op_type == "Div" else value)
     return None
 

@@ -52,7 +52,11 @@ def identity_on_codes(
 
 
 def fold(
-    g: onnx.GraphProto, node: onnx.NodeProto, fmt: Format, src: QuantizerRecord, rec: QuantizerRecord
+    g: onnx.GraphProto,
+    node: onnx.NodeProto,
+    fmt: Format,
+    src: QuantizerRecord,
+    rec: QuantizerRecord,
 ) -> QuantizerRecord | None:
     """``rec`` (the quantizer of ``node``'s output) rewritten to dequantize ``src``'s codes when
     ``node`` is a Div/Mul of ``src``'s tensor by a positive scalar constant and that is an
