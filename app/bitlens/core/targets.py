@@ -37,7 +37,11 @@ Clip whose range the QuantizeLinear's saturation already keeps), the
 scalar 3 is written as a DequantizeLinear of one code at scale 3 (exactly
 3.0, see :func:`scalar_code`: nothing changes in the simulation), so the
 Add runs as ``QLinearAdd`` and the Mul, both inputs then quantized, as
-``QLinearMul``; only the Div stays float. Where ``x`` comes from an unfolded
+``QLinearMul``. The Div by 6 (any Div or Mul of a quantized tensor by a
+positive scalar constant) is quantized on its input's grid scaled by the
+constant, which returns the input's codes: the export writes it as one
+DequantizeLinear of those codes (bitlens.core.export.rescale), so nothing of
+the HardSwish runs in float. Where ``x`` comes from an unfolded
 BatchNormalization (PicoDet, PP-LCNet loaded with ``fold_bn=False``; by default
 the loader folds it into the Conv, bitlens.core.model.bn_fold) it is not
 quantized for this: the extra quantizer measured slower and less accurate. ORT 1.31 fuses nothing around
