@@ -489,14 +489,17 @@ def equal_size_line(paths: dict[str, Path], db: dict[str, float]) -> str:
     file is no larger than ORT's QDQ file (the default plan, or W8A8 on just the layers ORT
     quantizes), against ORT's."""
     limit = paths["ort qdq"].stat().st_size
-    fits = [
-        k for k in db
-        if k.startswith("bitlens W8A8") and k != "bitlens W8A8 none"
-        and paths[k].stat().st_size <= limit
-    ]  # fmt: skip
+    ours = [k for k in db if k.startswith("bitlens W8A8") and k != "bitlens W8A8 none"]
+    fits = [k for k in ours if paths[k].stat().st_size <= limit]
     theirs = db["ort qdq"]
     if not fits:
-        return f"at equal size: no Bitlens W8A8 export is as small as ORT's {limit / 1024:.0f} KiB"
+        k = min(ours, key=lambda k: paths[k].stat().st_size)
+        size = paths[k].stat().st_size
+        return (
+            f"at equal size: no Bitlens W8A8 export is as small as ORT's {limit / 1024:.0f} KiB; "
+            f"the smallest, {k}, is {100 * (size / limit - 1):.1f}% larger, SQNR {db[k]:.1f} vs "
+            f"ORT's {theirs:.1f} dB"
+        )
     best = max(fits, key=lambda k: db[k])
     return (
         f"at equal size (file <= ORT's {limit / 1024:.0f} KiB): {best} "
