@@ -42,8 +42,10 @@ def test_scalar_code_is_exact() -> None:
 def test_placement_quantizes_the_clip_and_the_mul(engine: Engine) -> None:
     placed = engine.placement(Plan.preset(engine.info, "W8A8"))
     for i in (0, 1):
-        assert {f"c{i}", f"r{i}", f"m{i}"} <= set(placed)
-        assert f"p{i}" not in placed and f"a{i}" not in placed  # Add before its Clip; Div
+        assert {f"c{i}", f"r{i}", f"m{i}", f"a{i}"} <= set(placed)
+        assert f"p{i}" not in placed  # the Add before its Clip
+        # the Div by 6: the Mul's grid divided by 6 (bitlens.core.export.rescale)
+        assert (placed[f"a{i}"].range_of, placed[f"a{i}"].range_scale) == (f"m{i}", 1 / 6)
     assert placed["r0"].range_of == "r0"
     # with int8 symmetric activations the Clip cannot be absorbed: the Add stays float
     sym = engine.placement(Plan.uniform(engine.info, "int8 sym ch", "int8 sym"))
@@ -64,12 +66,13 @@ def test_engine_simulates_exactly_the_exported_quantizers(engine: Engine, tmp_pa
     assert kernels["conv0"] == kernels["conv1"] == "QLinearConv"  # conv2 writes the graph output
     opt = optimized_model(str(result.path), ["CPUExecutionProvider"])
     ops = collections.Counter(n.op_type for n in opt.graph.node)
-    # x + 3 as QLinearAdd, its Clip removed, x * r as QLinearMul: only the Div is float
+    # x + 3 as QLinearAdd, its Clip removed, x * r as QLinearMul, the Div by 6 folded into
+    # the DequantizeLinear of the Mul's codes (the next QLinearConv's input scale)
     assert ops["QLinearAdd"] == 2 and ops["QLinearMul"] == 2, ops
-    assert ops["Add"] == 0 and ops["Mul"] == 0 and ops["Div"] == 2, ops
-    # the one Clip left is the guard in front of conv2, a float Conv (bitlens.core.export.layers)
-    clips = [n for n in opt.graph.node if n.op_type == "Clip"]
-    assert [n.input[1] for n in clips] == ["conv2_a_guard_lo"]
+    assert ops["Add"] == 0 and ops["Mul"] == 0 and ops["Div"] == 0, ops
+    # conv2 (it writes the graph output: a float Conv) reads the Div's folded quantizer, so it
+    # needs no guard of its own (bitlens.core.export.layers._guard) and no Clip is left
+    assert ops["Clip"] == 0 and ops["Conv"] == 1, ops
 
 
 def _dq_model(code: int, scale: float, zp: int) -> bytes:

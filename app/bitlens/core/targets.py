@@ -37,7 +37,11 @@ Clip whose range the QuantizeLinear's saturation already keeps), the
 scalar 3 is written as a DequantizeLinear of one code at scale 3 (exactly
 3.0, see :func:`scalar_code`: nothing changes in the simulation), so the
 Add runs as ``QLinearAdd`` and the Mul, both inputs then quantized, as
-``QLinearMul``; only the Div stays float. Where ``x`` comes from an unfolded
+``QLinearMul``. The Div by 6 (any Div or Mul of a quantized tensor by a
+positive scalar constant) is quantized on its input's grid scaled by the
+constant, which returns the input's codes: the export writes it as one
+DequantizeLinear of those codes (bitlens.core.export.rescale), so nothing of
+the HardSwish runs in float. Where ``x`` comes from an unfolded
 BatchNormalization (PicoDet, PP-LCNet loaded with ``fold_bn=False``; by default
 the loader folds it into the Conv, bitlens.core.model.bn_fold) it is not
 quantized for this: the extra quantizer measured slower and less accurate. ORT 1.31 fuses nothing around
@@ -118,6 +122,8 @@ class TensorQuantizer:
     format: Format
     range_of: str  # the tensor whose calibrated range sets scale and zero point
     reason: str  # why the target quantizes it, for reports
+    # The range is range_of's times this (a Div or Mul by a positive constant: see _rescale).
+    range_scale: float = 1.0
 
 
 Placement = Mapping[str, TensorQuantizer]  # tensor -> quantizer, in topological order
@@ -256,9 +262,9 @@ def placement(
 
     out: dict[str, TensorQuantizer] = {}
 
-    def add(t: str, fmt: Format, range_of: str, reason: str) -> None:
+    def add(t: str, fmt: Format, range_of: str, reason: str, range_scale: float = 1.0) -> None:
         if t not in out:
-            out[t] = TensorQuantizer(t, fmt, range_of, reason)
+            out[t] = TensorQuantizer(t, fmt, range_of, reason, range_scale)
 
     def available(t: str) -> Format | None:
         if t in out:
@@ -278,6 +284,8 @@ def placement(
 
     # Ops with QLinear or uint8 forms, in topological order, when all their inputs are quantized.
     for n in main:
+        if _rescale(n, scalar, out, quantizable, add):
+            continue
         if n.op_type not in REQUANTIZING and n.op_type not in SAME_GRID:
             continue
         if _scalar_add(n, scalar, consumers, outputs, quantizable, available, add):
@@ -303,7 +311,9 @@ def placement(
             add(t, f, src, f"input of {n.name} ({n.op_type})")
         o = n.outputs[0]
         if n.op_type in SAME_GRID:
-            add(o, fmt, out[data[0]].range_of, f"output of {n.op_type} {n.name}, input's grid")
+            first = out[data[0]]
+            add(o, fmt, first.range_of, f"output of {n.op_type} {n.name}, input's grid",
+                first.range_scale)  # fmt: skip
         else:
             add(o, fmt, o, f"output of {n.name} ({n.op_type}), so it runs as QLinear{n.op_type}")
     kernel_outputs = {la.outputs[0] for la in kernels}
@@ -335,6 +345,53 @@ def _scalar_add(
         return False  # no Clip for ORT to remove: QLinearAdd plus a float Clip gains nothing
     add(t, fmt, t, f"input of {n.name} ({n.op_type})")
     add(end, fmt, end, f"output of {n.name} ({n.op_type}) after its Clip, so it runs as QLinearAdd")
+    return True
+
+
+def rescale_operand(n: NodeInfo, scalar: Scalar | None) -> tuple[str, float] | None:
+    """(data input, factor) of a Div of a tensor by a positive finite scalar constant (factor
+    1 / constant) or a Mul of a tensor and one (factor the constant); None for any other node."""
+    if scalar is None or n.op_type not in ("Div", "Mul") or len(n.inputs) != 2:
+        return None
+    if not all(n.inputs) or not n.outputs:
+        return None
+    sides = (1,) if n.op_type == "Div" else (1, 0)
+    for k in sides:
+        value = scalar(n.inputs[k])
+        if (
+            value is not None
+            and np.isfinite(value)
+            and value > 0
+            and scalar(n.inputs[1 - k]) is None
+        ):
+            return n.inputs[1 - k], (1.0 / value if n.op_type == "Div" else value)
+    return None
+
+
+def _rescale(
+    n: NodeInfo,
+    scalar: Scalar | None,
+    out: Mapping[str, TensorQuantizer],
+    quantizable: Callable[[str], bool],
+    add: Callable[..., None],
+) -> bool:
+    """A Div or Mul by a positive scalar constant of a tensor the target quantizes (the ``/ 6``
+    of a paddle-style HardSwish): its output is quantized on the input's grid times the
+    factor, same zero point. Every dequantized input value ``(q - z) * s`` divided by 6 is
+    ``(q - z) * (s / 6)``, so the requantization returns the input's codes (an identity in
+    the simulation) and the export writes the op as one DequantizeLinear of those codes
+    with the scaled step (bitlens.core.export.layers.export_tensor_quantizers): ONNX Runtime
+    has no QLinear Div, and ``DequantizeLinear -> Div -> QuantizeLinear`` ran float over the
+    whole tensor (a third of a PP-LCNet's int8 latency). True when placed."""
+    found = rescale_operand(n, scalar)
+    if found is None or found[0] not in out or not quantizable(n.outputs[0]):
+        return False
+    src = out[found[0]]
+    if src.format.family is not Family.INT:
+        return False
+    add(n.outputs[0], src.format, src.range_of,
+        f"output of {n.name} ({n.op_type} by a constant), the input's codes rescaled",
+        src.range_scale * found[1])  # fmt: skip
     return True
 
 

@@ -72,7 +72,14 @@ class Ranges:
     def target_range(self, q: targets.TensorQuantizer) -> tuple[Any, Any]:
         """Calibrated (lo, hi) of a deployment target's tensor quantizer."""
         self._ensure_stats([q.range_of])
-        return self.activation_range(q.range_of, q.format)
+        return self._scaled(q, self.activation_range(q.range_of, q.format))
+
+    @staticmethod
+    def _scaled(q: targets.TensorQuantizer, rng: tuple[Any, Any]) -> tuple[Any, Any]:
+        """``rng`` times the quantizer's positive ``range_scale`` (a Div/Mul by a constant)."""
+        if q.range_scale == 1.0:
+            return rng
+        return rng[0] * q.range_scale, rng[1] * q.range_scale
 
     def target_ranges(
         self, placed: Mapping[str, targets.TensorQuantizer]
@@ -165,11 +172,15 @@ class Ranges:
         (and the export can leave it out)."""
         q = placed.get(act)
         if q is not None and q.format == fmt:
-            return self.activation_range(q.range_of, fmt)
+            return self._scaled(q, self.activation_range(q.range_of, fmt))
         return self.activation_range(act, fmt)
 
     def planned_range(
-        self, layer: Layer, choice: LayerChoice, act: str, fmt: Format,
+        self,
+        layer: Layer,
+        choice: LayerChoice,
+        act: str,
+        fmt: Format,
         placed: Mapping[str, targets.TensorQuantizer],
     ) -> tuple[Any, Any]:
         """The range of ``layer``'s quantizer on ``act`` under ``choice``: of the scaled
@@ -218,8 +229,10 @@ class Ranges:
             layer = self.info.layer(name)
             for k, act in enumerate(layer.activations):
                 bound = self.bind_activation(layer, act, fmt)
-                lo, hi = (0.0, 0.0) if choice.dynamic else self.planned_range(
-                    layer, choice, act, bound, placed
+                lo, hi = (
+                    (0.0, 0.0)
+                    if choice.dynamic
+                    else self.planned_range(layer, choice, act, bound, placed)
                 )
                 feeds.update(
                     quantizers.param_feeds(kind, rewrite.act_prefix(name, k), bound, lo, hi)

@@ -117,7 +117,10 @@ def check_fidelity(
         dict.fromkeys([*(q for r in records.values() for q in r.quantizers),
                        *result.tensor_quantizers])
     )  # fmt: skip
-    code_outputs = [(probes.probe_tensor(q), probes.code_type(q)) for q in quantizer_recs]
+    # a folded Div/Mul's quantizer shares its input's codes (bitlens.core.export.rescale)
+    code_outputs = list(
+        dict.fromkeys((probes.probe_tensor(q), probes.code_type(q)) for q in quantizer_recs)
+    )
     simulated = probes.with_outputs(probes.weights_as_inputs(reference, feeds_w), code_outputs)
     sess_sim = open_session(simulated, providers, mode="written")
     out_names = [o.name for o in engine.info.outputs]

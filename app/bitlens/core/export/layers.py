@@ -18,7 +18,7 @@ from bitlens.core import targets
 from bitlens.core.engine import bind, weight_bytes_after
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.errors import ExportError
-from bitlens.core.export import activations, matmulnbits
+from bitlens.core.export import activations, matmulnbits, rescale
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import int32_bias
 from bitlens.core.export.editing import ExportState, remove_weight
@@ -164,24 +164,44 @@ def export_tensor_quantizers(state: ExportState, qm: QuantizedModel) -> dict[str
     after: dict[str, list[onnx.NodeProto]] = {}
     first: list[onnx.NodeProto] = []
     out: dict[str, QuantizerRecord] = {}
-    produced = {o for n in g.node for o in n.output}
+    producer = {o: n for n in g.node for o in n.output}
+    dropped: set[int] = set()  # Div/Mul nodes folded into a DequantizeLinear (export.rescale)
+    orphans: set[str] = set()  # their inputs' dequantized values, perhaps read by nothing else
     for t, q in qm.placed.items():
         b = GraphBuilder(f"{t}_t", state.taken)
         rec = activations.encode_activation(
             b, "", t, q.format, dynamic=False, value_range=qm.target_ranges[t]
         )
-        out[t] = replace(rec, layer=f"({q.reason})")
         g.initializer.extend(b.initializers)
-        (after.setdefault(t, []) if t in produced else first).extend(b.nodes)
+        node = producer.get(t)
+        src = next((out[i] for i in node.input if i in out), None) if node is not None else None
+        folded = None
+        if q.range_scale != 1.0 and src is not None:
+            folded = rescale.fold(g, node, q.format, src, rec)
+        if folded is not None and node is not None and src is not None:
+            dq = b.nodes[-1]  # read the input's codes: the Div/Mul and the QuantizeLinear go
+            dq.input[0] = folded.codes
+            after[src.activation].append(dq)
+            dropped.add(id(node))
+            orphans.add(src.output)
+            rec = folded
+        else:
+            (after.setdefault(t, []) if t in producer else first).extend(b.nodes)
+        out[t] = replace(rec, layer=f"({q.reason})")
     for node in g.node:
         for i, name in enumerate(node.input):
             if name in out:
                 node.input[i] = out[name].output
     ordered = list(first)
     for node in g.node:
-        ordered.append(node)
+        if id(node) not in dropped:
+            ordered.append(node)
         for o in node.output:
             ordered.extend(after.get(o, []))
+    # the DequantizeLinear only a folded op read (target tensors are never graph outputs nor
+    # read inside subgraphs: bitlens.core.targets.placement)
+    read = {i for n in ordered for i in n.input}
+    ordered = [n for n in ordered if not (set(n.output) & orphans) or n.output[0] in read]
     del g.node[:]
     g.node.extend(ordered)
     return out
