@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, prefix
+from bitlens.core.engine import Engine, prefix, reuse
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
 from tests.core.engine_models import small_cnn
@@ -118,3 +118,64 @@ def test_a_weight_shared_with_a_later_layer_changes_the_earlier_layers_errors() 
     fresh = Engine(loaded, data, device="cpu").evaluate(changed)
     assert after.layers["mm_s1"] == fresh.layers["mm_s1"]
     assert after == fresh
+
+
+def test_values_spread_over_cuts_under_a_small_budget_give_the_same_numbers() -> None:
+    """When one run's cut values exceed the room for them, every m-th cut's values are kept
+    (reuse.spread_cuts) and a base plan's values outlive one-off variants (PrefixValues):
+    a change in the middle after two changes of the first layer then starts from a kept cut
+    near it instead of running the whole graph (it did before), with the same numbers."""
+    loaded = from_proto(deep_mlp(12))
+    data = _data(loaded.info, 6, {"N": 4})
+    names = [la.name for la in loaded.info.layers]
+    base = Plan.preset(loaded.info, "W8A8")
+    plans = [base]
+    for name in (names[0], names[6], names[9]):
+        plans.append(base.with_choices({name: LayerChoice.of("int4 sym ch", "uint8 asym")}))
+        plans.append(base.with_choices({name: LayerChoice.of("int2 sym ch", "uint8 asym")}))
+    plans.append(plans[-1].with_choices({names[10]: LayerChoice.of("int4 sym ch")}))
+    probe = Engine(loaded, data, device="cpu")
+    probe.evaluate(base)
+    whole = probe._prefix_values.nbytes  # every cut value of one whole run
+    fast = Engine(loaded, data, device="cpu")
+    fast._prefix_values.limit = whole // 2  # room per run: a quarter of them
+    starts: list[int] = []
+    real = fast._tail_for
+    fast._tail_for = lambda *a: (lambda r: starts.append(r[0]) or r)(real(*a))
+    got = [fast.evaluate(p) for p in plans]
+    assert fast._prefix_values.nbytes <= whole // 2
+    slow = Engine(loaded, data, device="cpu")
+    slow.reuse_prefix = False
+    assert got == [slow.evaluate(p) for p in plans]
+    # base, the two first-layer variants run whole; the later changes start past the middle
+    assert starts[:3] == [0, 0, 0]
+    assert all(0 < s for s in starts[3:7]), starts
+
+
+def test_spread_cuts_keeps_every_mth_cut_within_the_room() -> None:
+    cuts = prefix.Cuts(
+        order=("a", "b", "c", "d"),
+        positions=(0, 1, 2, 3),
+        start={"a": 0, "b": 2, "c": 4, "d": 6},
+        boundary={"a": (), "b": ("t1",), "c": ("t2",), "d": ("t3",)},
+        position={"t1": 1, "t2": 3, "t3": 5},
+        index={"t1": 1, "t2": 3, "t3": 5},
+    )
+    v = [np.zeros(10, np.float32)]  # 40 bytes each
+    gathered = {"t1": v, "t2": v, "t3": v}
+    assert reuse.spread_cuts(cuts, 0, gathered, 120) == ["t1", "t2", "t3"]
+    assert reuse.spread_cuts(cuts, 0, gathered, 80) == ["t2"]  # cuts a and c
+    assert reuse.spread_cuts(cuts, 2, gathered, 80) == ["t1", "t3"]  # b and d
+    assert reuse.spread_cuts(cuts, 0, gathered, 10) == []
+
+
+def test_unread_values_go_newest_first() -> None:
+    store = prefix.PrefixValues(120)
+    a = np.zeros(10, np.float32)  # 40 bytes
+    for k in (1, 2, 3):
+        store.put(("base", k), [a])
+    store.put(("variant", 1), [a])  # over the budget: the newest unread other value goes
+    assert ("base", 1) in store and ("base", 2) in store and ("base", 3) not in store
+    assert store.get(("base", 1)) is not None  # read: kept past unread ones
+    store.put(("variant", 2), [a])
+    assert ("variant", 1) not in store and ("base", 1) in store and ("base", 2) in store
