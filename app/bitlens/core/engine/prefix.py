@@ -214,7 +214,9 @@ class PrefixValues:
         self._values[key] = tuple(values)
         self.nbytes += size
         while self.nbytes > self.budget and self._values:
-            old = next((k for k in reversed(self._values) if k not in self._read and k != key), None)
+            old = next(
+                (k for k in reversed(self._values) if k not in self._read and k != key), None
+            )
             if old is None:
                 old = next(iter(self._values))
             self.nbytes -= sum(v.nbytes for v in self._values.pop(old))
