@@ -3,11 +3,14 @@ exactly what running the whole simulation graph gives."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, prefix, reuse
+from bitlens.core.engine import Engine, chain, prefix, reuse
+from bitlens.core.engine.session import make_session
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
 from tests.core.engine_models import small_cnn
@@ -179,3 +182,52 @@ def test_unread_values_go_newest_first() -> None:
     assert store.get(("base", 1)) is not None  # read: kept past unread ones
     store.put(("variant", 2), [a])
     assert ("variant", 1) not in store and ("base", 1) in store and ("base", 2) in store
+
+
+def test_suffix_parts_are_shared_between_structures_with_the_same_numbers() -> None:
+    """A change that moves the target's quantizers (int4 weights on ort-cpu) makes a new
+    simulation graph; its suffix runs as a chain of parts (chain.py) whose sessions are
+    shared with other structures wherever a part's graph is the same: only the parts
+    holding a change get a new session, and the numbers stay those of the whole graph."""
+    loaded = from_proto(deep_mlp(16))
+    data = _data(loaded.info, 6, {"N": 4})
+    names = [la.name for la in loaded.info.layers]
+    base = Plan.preset(loaded.info, "W8A8")
+    plans = [base]
+    for name in (names[4], names[8], names[12], names[2]):
+        plans.append(base.with_choices({name: LayerChoice.of("int4 sym ch", "uint8 asym")}))
+        plans.append(base.with_choices({name: LayerChoice.of("int2 sym ch", "uint8 asym")}))
+    fast = Engine(loaded, data, device="cpu")
+    got = [fast.evaluate(p) for p in plans]
+    slow = Engine(loaded, data, device="cpu")
+    slow.reuse_prefix = False
+    assert got == [slow.evaluate(p) for p in plans]
+    chains = [c for c in fast._tails.values() if isinstance(c, chain.Chain)]
+    assert len(chains) >= 4 and all(len(c.parts) > 1 for c in chains[:2])
+    used = {id(sess) for c in chains for sess, _, _ in c.parts}
+    assert len(used) < sum(len(c.parts) for c in chains)  # some parts shared
+    assert len(fast._part_sessions) == len(used)
+
+
+def test_chain_runs_its_parts_as_one_graph() -> None:
+    """Chain.run on a graph cut in two gives what the session of the whole graph gives."""
+    loaded = from_proto(deep_mlp(4))
+    data = _data(loaded.info, 2, {"N": 3})
+    engine = Engine(loaded, data, device="cpu")
+    plan = Plan.preset(loaded.info, "W8A8")
+    engine.evaluate(plan)  # runs the whole graph once: every cut tensor's type is known
+    sim, feeds = engine.simulation(plan)
+    key, _ = engine._sim_for(engine._kinds(plan), tuple(engine.placement(plan)))
+    cuts = engine._cuts[key]
+    parts: OrderedDict = OrderedDict()
+    built = chain.build_chain(
+        sim.model, cuts, 0, engine._prefix_values.types, parts, make_session
+    )
+    assert len(built.parts) == len(set(cuts.start.values())) == 4
+    whole = make_session(sim.model)
+    fetch = [o.name for o in whole.get_outputs()]
+    feed = {**data.samples[0], **feeds}
+    want = whole.run(fetch, {i.name: feed[i.name] for i in whole.get_inputs()})
+    got = built.run(fetch, {a.name: feed[a.name] for a in built.get_inputs()})
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_array_equal(w, g)

@@ -118,6 +118,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         self.reuse_prefix = True
         self._cuts: dict[tuple, prefix.Cuts | None] = {}
         self._tails: OrderedDict[tuple, object] = OrderedDict()
+        self._part_sessions: OrderedDict[bytes, object] = OrderedDict()  # chain.py
         self._prefix_values = prefix.PrefixValues(self._store.budget // 2)
         self._stats: dict[str, ActivationStats] = {}
         self._minmax: dict[str, tuple[float, float]] = {}  # float tensors on calibration feeds
@@ -326,6 +327,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         self._float_feeds = None
         self._store.close()
         self._tails.clear()
+        self._part_sessions.clear()
         self._prefix_values.clear()
         self._ref = None
         if self._executor is not None:

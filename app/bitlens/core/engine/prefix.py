@@ -152,12 +152,14 @@ def build_tail(
     start: int,
     boundary: Sequence[str],
     types: Mapping[str, tuple[np.dtype, int]],
+    end: int | None = None,
 ) -> onnx.ModelProto:
-    """The simulation nodes from index ``start`` on (with the Constant nodes they read),
-    reading ``boundary`` as inputs; its outputs are ``sim``'s outputs produced there."""
+    """The simulation nodes from index ``start`` on (up to ``end``, excluded; with the
+    Constant nodes they read), reading ``boundary`` as inputs; its outputs are ``sim``'s
+    outputs produced there."""
     g = sim.graph
     nodes = list(g.node)
-    tail = nodes[start:]
+    tail = nodes[start:end]
     produced = {o for n in tail for o in n.output if o}
     wanted = {name for n in tail for name in node_reads(n)}
     constants = [n for n in nodes[:start] if is_constant_node(n) and n.output[0] in wanted]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bitlens.core.engine import prefix
+from bitlens.core.engine import chain, prefix
 from bitlens.core.engine.session import make_session
 from bitlens.core.plan import Plan
 
@@ -40,6 +40,7 @@ class PrefixRuns:
     reuse_prefix: bool  # False: always run the whole graph (the straightforward way)
     _cuts: dict[tuple, prefix.Cuts | None]
     _tails: OrderedDict[tuple, object]
+    _part_sessions: OrderedDict[bytes, object]  # see chain.py
     _prefix_values: prefix.PrefixValues
 
     def _state_keys(self, plan: Plan, cuts: prefix.Cuts) -> tuple[list[int], int]:
@@ -164,10 +165,19 @@ class PrefixRuns:
         if tkey in self._tails:
             self._tails.move_to_end(tkey)
             return self._tails[tkey]
-        model = prefix.build_tail(
-            sim.model, cuts.start[name], cuts.boundary[name], self._prefix_values.types
-        )
-        sess = make_session(model, self.device)
+        types = self._prefix_values.types
+        if all(t in types for b in cuts.boundary.values() for t in b):
+            sess = chain.build_chain(
+                sim.model,
+                cuts,
+                cuts.start[name],
+                types,
+                self._part_sessions,
+                lambda model: make_session(model, self.device),
+            )
+        else:  # some cut's tensor never ran yet (its type is unknown): one session
+            model = prefix.build_tail(sim.model, cuts.start[name], cuts.boundary[name], types)
+            sess = make_session(model, self.device)
         self._tails[tkey] = sess
         while len(self._tails) > TAIL_SESSIONS:
             self._tails.popitem(last=False)
