@@ -231,3 +231,22 @@ def test_chain_runs_its_parts_as_one_graph() -> None:
     got = built.run(fetch, {a.name: feed[a.name] for a in built.get_inputs()})
     for w, g in zip(want, got, strict=True):
         np.testing.assert_array_equal(w, g)
+
+
+def test_kept_quantizer_parameters_equal_fresh_ones() -> None:
+    """Ranges._params keeps parameter feeds per (kind, prefix, format, range): after many
+    plans they still equal freshly computed ones (nothing downstream writes into them)."""
+    loaded = from_proto(small_cnn())
+    data = _data(loaded.info, 4, {})
+    engine = Engine(loaded, data, device="cpu")
+    plans = _plans(loaded.info)
+    for p in plans:
+        engine.evaluate(p)
+    for p in plans[:3]:
+        placed = engine.placement(p)
+        kept = engine._param_feeds(p.choices, placed)
+        engine._param_cache.clear()
+        fresh = engine._param_feeds(p.choices, placed)
+        assert kept.keys() == fresh.keys()
+        for k in kept:
+            np.testing.assert_array_equal(kept[k], fresh[k])
