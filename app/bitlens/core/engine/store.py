@@ -63,6 +63,7 @@ class ActivationStore:
         self._dir: str | None = None
         self._file = None
         self._finalizer: weakref.finalize | None = None
+        self._unflushed = False  # spilled bytes may sit in the file's buffer (see get)
 
     def __contains__(self, key: tuple[str, int]) -> bool:
         return key in self._ram or key in self._disk
@@ -84,6 +85,7 @@ class ActivationStore:
         offset = fh.tell()
         fh.write(np.ascontiguousarray(value).reshape(-1).view(np.uint8))  # no bytes copy
         self._disk[key] = _Spilled(offset, value.dtype, value.shape)
+        self._unflushed = True
         self.spilled_bytes += value.nbytes
 
     def get(self, name: str, index: int) -> np.ndarray:
@@ -95,7 +97,9 @@ class ActivationStore:
         if where is None:
             raise KeyError(key)
         assert self._file is not None
-        self._file.flush()
+        if self._unflushed:
+            self._unflushed = False
+            self._file.flush()
         if 0 in where.shape:
             return np.empty(where.shape, where.dtype)
         nbytes = int(np.prod(where.shape)) * where.dtype.itemsize
