@@ -27,7 +27,6 @@ def test_a_sweep_prepared_ahead_equals_one_prepared_in_turn(build, monkeypatch) 
     ahead = _run_sweep(Engine(loaded, data, device="cpu"))
     assert any(submitted)  # the preparing thread ran
     monkeypatch.undo()
-    # a window budget of 0: one format per window, nothing prepared during runs
-    monkeypatch.setattr(sweep, "SWEEP_WINDOW_BYTES", 0)
+    monkeypatch.setattr(sweep, "PREPARE_AHEAD", False)
     in_turn = _run_sweep(Engine(loaded, data, device="cpu"))
     assert ahead == in_turn

@@ -31,6 +31,7 @@ SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-saf
 # Formats of one layer whose weights are held at once: up to SWEEP_WORKERS while they stay
 # under this many bytes, else one (its runs over the feeds still go two at a time).
 SWEEP_WINDOW_BYTES = 16 << 20
+PREPARE_AHEAD = True  # the next layer's weights and session are prepared during runs
 
 
 class Sweep:
@@ -102,7 +103,7 @@ class Sweep:
                 ahead = None
                 if k + 1 < len(tasks):
                     after = self.info.layer(tasks[k + 1][1]).nbytes
-                    if max(layer.nbytes, after) <= SWEEP_WINDOW_BYTES // 2:
+                    if PREPARE_AHEAD and max(layer.nbytes, after) <= SWEEP_WINDOW_BYTES // 2:
                         ahead = prep.submit(prepare, k + 1)
                 sums = self._sweep_window(pool, runner, sess, window, per_format)
                 del per_format
