@@ -24,9 +24,11 @@ import re
 import sys
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterator
 from functools import cache
 
+import numpy as np
 import onnx
 import onnxruntime as ort
 
@@ -199,11 +201,75 @@ def shared_arena() -> bool:
     return True
 
 
+# Sessions built without an arena: asking them to shrink one fails their runs.
+_without_arena: weakref.WeakSet = weakref.WeakSet()
+
+
+@cache
+def _shrinking() -> ort.RunOptions:
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
+
+
+def run_options(session: ort.InferenceSession) -> ort.RunOptions | None:
+    """Options for every run of the engine's sessions: at the end of each run the CPU arena
+    gives back its regions that no live buffer uses.
+
+    The arena otherwise keeps its largest footprint for the process's life: a run that
+    fetches every layer output (the float reference, a whole evaluation) grows it by about
+    one feed's activations, and the fetched arrays ORT hands to numpy are views into it. The
+    values the engine keeps (ActivationStore, prefix values) stay where they are; the rest
+    goes back to the system when the next run ends. ``memory.enable_memory_arena_shrinkage``:
+    https://onnxruntime.ai/docs/api/c/group___global.html (run option keys,
+    onnxruntime_run_options_config_keys.h). With arena extend strategy kSameAsRequested
+    (shared_arena) a region is one request, so a freed buffer frees its region. Measured on
+    the generated CRNN (engine's peak RSS above the interpreter): 290 -> 256 MiB."""
+    return None if session in _without_arena else _shrinking()
+
+
+@cache
+def _releaser() -> ort.InferenceSession | None:
+    """A one-element session on the shared arena, run only to shrink it (None: no arena)."""
+    if not shared_arena():
+        return None
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Neg", ["x"], ["y"])], "release", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    so = session_options()
+    so.add_session_config_entry("session.use_env_allocators", "1")
+    return ort.InferenceSession(model.SerializeToString(), so, providers=[CPU])
+
+
+_release_lock = threading.Lock()
+
+
+def release_arena() -> None:
+    """Give back the shared arena's free regions now, not at the end of the next run: a
+    run's fetched outputs, dropped after their metrics were taken, would otherwise stay
+    reserved until then (the arena shrinks only at the end of a run, when the outputs of
+    that run are still alive). ONNX Runtime's Python API has no call for it, so this
+    runs a one-element session on the same arena with the shrinking run option."""
+    sess = _releaser()
+    if sess is None:
+        return
+    with _release_lock:
+        sess.run(["y"], {"x": _ONE}, _shrinking())
+
+
+_ONE = np.zeros(1, np.float32)
+
+
 def make_session(
     model: onnx.ModelProto, device: str = "auto", *, arena: bool = True
 ) -> ort.InferenceSession:
-    """``arena=True``: CPU buffers from the process's shared arena (:func:`shared_arena`);
-    False: no arena at all (memory returned after each run, slower)."""
+    """``arena=True``: CPU buffers from the process's shared arena (:func:`shared_arena`),
+    shrunk after each run (:func:`run_options`); False: no arena at all (memory returned
+    after each run, slower)."""
     problem = check_runnable(model)
     if problem:
         raise EngineError(problem)
@@ -214,7 +280,7 @@ def make_session(
         so.enable_cpu_mem_arena = arena
         so.enable_mem_pattern = arena
     try:
-        return ort.InferenceSession(
+        session = ort.InferenceSession(
             model.SerializeToString(),
             sess_options=so,
             providers=requested_providers(device),
@@ -222,6 +288,9 @@ def make_session(
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EngineError(f"ONNX Runtime cannot build a session for this model: {msg}") from exc
+    if not arena:
+        _without_arena.add(session)
+    return session
 
 
 def actual_providers(session: ort.InferenceSession) -> tuple[str, ...]:
