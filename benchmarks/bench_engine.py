@@ -50,8 +50,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import crnn, mlp_stack, write_external_mlp
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
+from bitlens.core.limits import ENV_BUDGET, memory_budget
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.units import format_bytes
 
 FORMATS = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")
 SAMPLES = 8
@@ -179,6 +181,67 @@ def engine_memory(path: Path, dims: dict[str, int], quick: bool, samples: int) -
     base = restart_peak()
     engine_work(path, dims, samples, quick)
     return {"rss": peak_rss(), "base_rss": base}
+
+
+def memory_phases(path: Path, dims: dict[str, int], quick: bool, samples: int) -> dict:
+    """RSS at the start and end of each phase of the engine work and its peak within it
+    (the high-water mark restarted at each phase's start), above the RSS of the interpreter
+    and the libraries, with the Python-side allocations tracemalloc saw (numpy's own
+    buffers; ONNX Runtime's arena and the protobuf are not among them)."""
+    import gc
+    import tracemalloc
+
+    base = restart_peak()
+    tracemalloc.start()
+    rows: list[list] = []
+    held: dict = {}
+
+    def phase(label: str, fn) -> None:
+        start = restart_peak()
+        t0 = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - t0
+        gc.collect()
+        traced = tracemalloc.get_traced_memory()[0]
+        rows.append([label, start - base, peak_rss() - base, rss_now() - base, traced, seconds])
+
+    phase("load", lambda: held.update(model=load_model(path)))
+    model = held["model"]
+    data = Dataset.random(model.info, n=samples, dims=dims, seed=1)
+    phase("Engine()", lambda: held.update(engine=Engine(model, data, device="cpu")))
+    engine = held["engine"]
+    phase("float reference", lambda: drain(engine.prepare()))
+    phase("calibrate", lambda: drain(engine.calibrate("minmax")))
+    plan = Plan.preset(model.info, "W8A8")
+    phase("first W8A8 evaluation", lambda: engine.evaluate(plan))
+    names = [la.name for la in model.info.layers]
+    changes = [
+        plan.with_choices({n: LayerChoice.of(f"int{b} sym ch", "uint8 asym")})
+        for n in names[:: max(1, len(names) // 8)][:8]
+        for b in (4, 2)
+    ]
+    phase("16 re-evaluations", lambda: [engine.evaluate(p) for p in changes])
+    swept = names if not quick else names[:: max(1, len(names) // 12)]
+    phase(f"sweep {len(swept)} x {len(FORMATS)}", lambda: drain(engine.sweep(FORMATS, swept)))
+    use = engine.memory_use()
+    engine.close()
+    return {"phases": rows, "memory_use": use}
+
+
+def report_phases(label: str, r: dict) -> None:
+    mb = 1 << 20
+    print(f"\n   memory by phase, {label} (MiB above the interpreter and libraries)")
+    print(f"   {'phase':24s} {'start':>6s} {'peak':>6s} {'end':>6s} {'numpy':>6s} {'s':>6s}")
+    for name, start, peak, end, traced, secs in r["phases"]:
+        print(
+            f"   {name:24s} {start / mb:6.0f} {peak / mb:6.0f} {end / mb:6.0f} "
+            f"{traced / mb:6.0f} {secs:6.2f}"
+        )
+    use = r["memory_use"]
+    print(
+        f"   reference activations: budget {use['budget'] / mb:.0f} MiB, in memory "
+        f"{use['in_memory'] / mb:.0f} MiB, spilled {use['spilled'] / mb:.0f} MiB"
+    )
 
 
 def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples: int) -> dict:
@@ -366,8 +429,21 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=SAMPLES, help="random samples (8)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--memory-detail",
+        action="store_true",
+        help="also print RSS per phase (load, float reference, calibration, first W8A8 "
+        "evaluation, re-evaluations, sweep), in a process of its own",
+    )
+    ap.add_argument(
+        "--memory-budget",
+        help="the memory budget the engine plans with (e.g. 512M; default: half the "
+        "physical memory, the engine sizing its share from the data)",
+    )
     args = ap.parse_args()
     dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
+    if args.memory_budget:
+        os.environ[ENV_BUDGET] = args.memory_budget  # children inherit it
     if args.child:
         path, label = args.child.split("::", 1)
         if label == "external":
@@ -376,8 +452,15 @@ def main() -> None:
         if args.memory:
             print(json.dumps(engine_memory(Path(path), dims, args.quick, args.samples)))
             return
+        if args.memory_detail:
+            print(json.dumps(memory_phases(Path(path), dims, args.quick, args.samples)))
+            return
         print(json.dumps(one_model(Path(path), dims, label, args.quick, args.samples)))
         return
+    print(
+        f"memory budget: {format_bytes(memory_budget())} (--memory-budget or ${ENV_BUDGET}; "
+        "the engine keeps a data-sized share of it, Engine._fit_budget)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         jobs: list[tuple[Path, str, list[str]]] = []
         for name in args.models:
@@ -416,6 +499,14 @@ def main() -> None:
                 results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             else:
                 report({k: v for r in results for k, v in r.items()})
+                if args.memory_detail and label != "external":
+                    out = subprocess.run(
+                        [*cmd, "--memory-detail"], capture_output=True, text=True, env=os.environ
+                    )
+                    if out.returncode:
+                        print(f"{label}: memory detail failed\n{out.stderr[-3000:]}")
+                    else:
+                        report_phases(label, json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 if __name__ == "__main__":
