@@ -244,6 +244,18 @@ def report_phases(label: str, r: dict) -> None:
     )
 
 
+def memory_baseline(path: Path, dims: dict[str, int], label: str, samples: int) -> dict:
+    """What the RSS row is measured against, without the timed rows (``--memory-only``)."""
+    data = Dataset.random(load_model(path).info, n=samples, dims=dims, seed=1)
+    return {
+        "label": label,
+        "size": path.stat().st_size,
+        "per_feed": batch_activations(path, data.samples[data.evaluation[0]]),
+        "samples": samples,
+        "load": os.getloadavg()[0],
+    }
+
+
 def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples: int) -> dict:
     """Every timed row for one model file (runs in its own process)."""
     size = path.stat().st_size
@@ -380,9 +392,12 @@ def report(r: dict) -> None:
     if r.get("external"):
         report_external(r)
         return
-    mb = 1 << 20
-    lf = r["sweep_layers"] * len(FORMATS) * r["f_eval"]
     budget = 4 * r["size"] + 2 * r["per_feed"]
+    if "f_eval" not in r:  # --memory-only
+        print(f"\n== {r['label']}: {r['size'] / 1e6:.1f} MB, load average {r['load']:.1f}")
+        report_rss(r, budget)
+        return
+    lf = r["sweep_layers"] * len(FORMATS) * r["f_eval"]
     print(
         f"\n== {r['label']}: {r['size'] / 1e6:.1f} MB, {r['layers']} layers, {r['feeds']} "
         f"feeds ({r['samples']} samples), load average {r['load']:.1f}"
@@ -409,6 +424,11 @@ def report(r: dict) -> None:
         f"sweep {r['sweep_layers']} layers x {len(FORMATS)}     : {r['sweep'] / lf:5.2f}x of "
         f"L x F float runs ({r['sweep']:.1f} s; target <= 0.5x and < 60 s)"
     )
+    report_rss(r, budget)
+
+
+def report_rss(r: dict, budget: int) -> None:
+    mb = 1 << 20
     engine_rss = r["rss"] - r["base_rss"]
     print(
         f"peak RSS                   : {r['rss'] / mb:.0f} MiB, of which the engine "
@@ -429,6 +449,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=SAMPLES, help="random samples (8)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--memory-only", action="store_true", help="only the peak RSS row")
     ap.add_argument(
         "--memory-detail",
         action="store_true",
@@ -454,6 +475,9 @@ def main() -> None:
             return
         if args.memory_detail:
             print(json.dumps(memory_phases(Path(path), dims, args.quick, args.samples)))
+            return
+        if args.memory_only:
+            print(json.dumps(memory_baseline(Path(path), dims, label, args.samples)))
             return
         print(json.dumps(one_model(Path(path), dims, label, args.quick, args.samples)))
         return
@@ -488,11 +512,14 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--child", f"{path}::{label}", *extra]
             if args.quick and "--quick" not in cmd:
                 cmd.append("--quick")
+            if args.memory_only:
+                cmd.append("--memory-only")
             results = []
             for extra_args in ([], ["--memory"]) if label != "external" else ([],):
-                out = subprocess.run(
-                    [*cmd, *extra_args], capture_output=True, text=True, env=os.environ.copy()
-                )
+                child = [*cmd, *extra_args]
+                if extra_args:  # the memory child measures the whole engine work
+                    child = [a for a in child if a != "--memory-only"]
+                out = subprocess.run(child, capture_output=True, text=True, env=os.environ.copy())
                 if out.returncode:
                     print(f"{label}: failed\n{out.stderr[-3000:]}")
                     break
@@ -500,8 +527,9 @@ def main() -> None:
             else:
                 report({k: v for r in results for k, v in r.items()})
                 if args.memory_detail and label != "external":
+                    detail = [a for a in cmd if a != "--memory-only"]
                     out = subprocess.run(
-                        [*cmd, "--memory-detail"], capture_output=True, text=True, env=os.environ
+                        [*detail, "--memory-detail"], capture_output=True, text=True, env=os.environ
                     )
                     if out.returncode:
                         print(f"{label}: memory detail failed\n{out.stderr[-3000:]}")
