@@ -25,7 +25,10 @@ ONNX file (random data; ``--dim NAME=SIZE`` for its dynamic dimensions). Each mo
 in a fresh process so that its peak RSS is its own.
 
 Run: ``PYTHONPATH=app python benchmarks/bench_engine.py crnn /path/to/common.onnx
---dim image_width=128`` (default: crnn).
+--dim image_width=128`` (default: crnn). ``--memory-only``: only the RSS row;
+``--memory-detail``: also the RSS per phase of the engine work (load, float reference,
+calibration, first W8A8 evaluation, re-evaluations, sweep); ``--memory-budget 512M``: the
+memory budget the engine plans with (stated on the first line).
 """
 
 from __future__ import annotations
@@ -186,8 +189,8 @@ def engine_memory(path: Path, dims: dict[str, int], quick: bool, samples: int) -
 def memory_phases(path: Path, dims: dict[str, int], quick: bool, samples: int) -> dict:
     """RSS at the start and end of each phase of the engine work and its peak within it
     (the high-water mark restarted at each phase's start), above the RSS of the interpreter
-    and the libraries, with the Python-side allocations tracemalloc saw (numpy's own
-    buffers; ONNX Runtime's arena and the protobuf are not among them)."""
+    and the libraries, with what tracemalloc traced at its end (Python objects and numpy's
+    own buffers; ONNX Runtime's arena, the parsed protobuf and memory maps are not traced)."""
     import gc
     import tracemalloc
 
@@ -231,7 +234,7 @@ def memory_phases(path: Path, dims: dict[str, int], quick: bool, samples: int) -
 def report_phases(label: str, r: dict) -> None:
     mb = 1 << 20
     print(f"\n   memory by phase, {label} (MiB above the interpreter and libraries)")
-    print(f"   {'phase':24s} {'start':>6s} {'peak':>6s} {'end':>6s} {'numpy':>6s} {'s':>6s}")
+    print(f"   {'phase':24s} {'start':>6s} {'peak':>6s} {'end':>6s} {'traced':>6s} {'s':>6s}")
     for name, start, peak, end, traced, secs in r["phases"]:
         print(
             f"   {name:24s} {start / mb:6.0f} {peak / mb:6.0f} {end / mb:6.0f} "
