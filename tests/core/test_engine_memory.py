@@ -91,45 +91,37 @@ def _plans_of(info) -> list[Plan]:
     ]
 
 
-def test_shrinking_the_arena_after_runs_changes_no_number(monkeypatch) -> None:
-    """The arena gives back free regions after each run and each evaluation (session.py):
-    the same errors, outputs and sweep as runs that keep the arena whole."""
-    from bitlens.core.engine import running
+def test_giving_back_the_arena_changes_no_number(monkeypatch) -> None:
+    """The arena gives back its free regions after the float reference, each evaluation and
+    each layer of a sweep (session.release_arena): the same errors, outputs and sweep as
+    an engine that keeps the arena whole."""
+    from bitlens.core.engine import sweep as sweep_module
 
     loaded = from_proto(residual_two_outputs())
     data = Dataset.random(loaded.info, n=6, seed=3, dims={"N": 3})
     plans = _plans_of(loaded.info)
+    released = []
+    real = session_module.release_arena
+
+    def counted() -> None:
+        released.append(1)
+        real()
+
+    monkeypatch.setattr(engine_module, "release_arena", counted)
+    monkeypatch.setattr(sweep_module, "release_arena", counted)
     lean = Engine(loaded, data, device="cpu")
     got = [lean.evaluate(p) for p in plans]
     got_sweep = list(lean.sweep(["int4 sym ch", "bin ch"]))
     got_out = lean.run_outputs(plans[1])
-    shrinks = []
-    real = session_module.run_options
-    monkeypatch.setattr(running, "run_options", lambda s: shrinks.append(s) or None)
+    assert len(released) >= 1 + len(plans) + len(loaded.info.layers)
     monkeypatch.setattr(engine_module, "release_arena", lambda: None)
+    monkeypatch.setattr(sweep_module, "release_arena", lambda: None)
     whole = Engine(loaded, data, device="cpu")
     assert [whole.evaluate(p) for p in plans] == got
     assert list(whole.sweep(["int4 sym ch", "bin ch"])) == got_sweep
     for name, values in whole.run_outputs(plans[1]).items():
         for a, b in zip(values, got_out[name], strict=True):
             np.testing.assert_array_equal(a, b)
-    assert shrinks and all(real(s) is not None for s in shrinks[:3])  # the lean path shrank
-
-
-def test_a_session_without_an_arena_is_never_asked_to_shrink_one() -> None:
-    """Asking a session without an arena to shrink it fails its run in ONNX Runtime."""
-    from bitlens.core.engine.running import Runs
-
-    model = deep_mlp(2, 8)
-    sess = session_module.make_session(model, "cpu", arena=False)
-    assert session_module.run_options(sess) is None
-    x = np.ones((3, 8), np.float32)
-    out = Runs._run(sess, [sess.get_outputs()[0].name], {"x": x})
-    with_arena = session_module.make_session(model, "cpu")
-    assert session_module.run_options(with_arena) is not None
-    want = Runs._run(with_arena, [with_arena.get_outputs()[0].name], {"x": x})
-    np.testing.assert_array_equal(out[0], want[0])
-    session_module.release_arena()  # nothing to give back is not an error
 
 
 def test_mapped_float_weights_are_the_decoded_ones_and_change_no_number(monkeypatch) -> None:

@@ -169,11 +169,7 @@ class Ranges:
         return self.activation_range(act, fmt)
 
     def planned_range(
-        self,
-        layer: Layer,
-        choice: LayerChoice,
-        act: str,
-        fmt: Format,
+        self, layer: Layer, choice: LayerChoice, act: str, fmt: Format,
         placed: Mapping[str, targets.TensorQuantizer],
     ) -> tuple[Any, Any]:
         """The range of ``layer``'s quantizer on ``act`` under ``choice``: of the scaled
@@ -222,10 +218,8 @@ class Ranges:
             layer = self.info.layer(name)
             for k, act in enumerate(layer.activations):
                 bound = self.bind_activation(layer, act, fmt)
-                lo, hi = (
-                    (0.0, 0.0)
-                    if choice.dynamic
-                    else self.planned_range(layer, choice, act, bound, placed)
+                lo, hi = (0.0, 0.0) if choice.dynamic else self.planned_range(
+                    layer, choice, act, bound, placed
                 )
                 feeds.update(
                     quantizers.param_feeds(kind, rewrite.act_prefix(name, k), bound, lo, hi)

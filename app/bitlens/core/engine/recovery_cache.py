@@ -162,9 +162,8 @@ class RecoveryCache:
             self._smooth_ranges[key] = input_range(values, name, fmt, eng.method)
         return self._smooth_ranges[key]
 
-    def _smooth_score(
-        self, layer: Layer, geo: LayerGeometry, w: np.ndarray, activation: Format
-    ) -> Score:
+    def _smooth_score(self, layer: Layer, geo: LayerGeometry, w: np.ndarray,
+                      activation: Format) -> Score:
         """SmoothQuant's search criterion with ``activation`` quantizing the scaled input."""
         eng = self._engine
         act = layer.activations[0]

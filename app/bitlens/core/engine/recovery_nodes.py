@@ -108,9 +108,7 @@ def add_created_biases(graph: GraphProto, info: ModelInfo, kinds) -> list[ValueI
     nodes: list[NodeProto] = []
     for node in graph.node:
         layer = layers.get(node.output[0]) if node.output else None
-        nodes.extend(
-            [node] if layer is None else with_bias(node, layer.op_type, bias_input(layer.name))
-        )
+        nodes.extend([node] if layer is None else with_bias(node, layer.op_type, bias_input(layer.name)))
     del graph.node[:]
     graph.node.extend(nodes)
     return [value_info(bias_input(la.name), "float32", None) for la in layers.values()]

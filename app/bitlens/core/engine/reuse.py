@@ -76,7 +76,9 @@ class PrefixRuns:
         layers in ``todo`` (those whose errors are not cached) under ``plan``. ``whole()``
         gives the session of the whole graph (built only when it runs)."""
         samples, ev = self.data.samples, list(self.data.evaluation)
-        wanted = list(dict.fromkeys([*self._output_names, *(sim.layer_outputs[n] for n in todo)]))
+        wanted = list(
+            dict.fromkeys([*self._output_names, *(sim.layer_outputs[n] for n in todo)])
+        )
         cuts = self._cuts.get(skey) if self.reuse_prefix else None
         if cuts is None:
             for i, run in self._runs(whole(), wanted, lambda i: {**samples[i], **feeds}, ev):

@@ -92,7 +92,9 @@ def fed_constants(layer: Layer) -> tuple[WeightInfo, ...]:
     """The constants of a layer the engine feeds as graph inputs: its weights, and its
     main-graph bias initializers (bias correction feeds a changed bias, see
     bitlens.core.recovery)."""
-    biases = tuple(b for b in layer.biases if not b.graph_path and b.storage is Storage.INITIALIZER)
+    biases = tuple(
+        b for b in layer.biases if not b.graph_path and b.storage is Storage.INITIALIZER
+    )
     return (*layer.weights, *biases)
 
 

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from bitlens.core.engine.session import run_options
 from bitlens.core.errors import EngineError
 
 RUN_WORKERS = 2  # concurrent runs over the feeds in prepare and evaluate (see Runs._runs)
@@ -27,8 +26,7 @@ class Runs:
     def _run(sess, fetch: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         wanted = {i.name for i in sess.get_inputs()}
         try:
-            feed = {k: v for k, v in feeds.items() if k in wanted}
-            return sess.run(list(fetch), feed, run_options(sess))
+            return sess.run(list(fetch), {k: v for k, v in feeds.items() if k in wanted})
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EngineError(f"ONNX Runtime failed to run the model: {first}") from exc

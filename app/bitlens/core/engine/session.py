@@ -24,7 +24,6 @@ import re
 import sys
 import tempfile
 import threading
-import weakref
 from collections.abc import Iterator
 from functools import cache
 
@@ -201,31 +200,11 @@ def shared_arena() -> bool:
     return True
 
 
-# Sessions built without an arena: asking them to shrink one fails their runs.
-_without_arena: weakref.WeakSet = weakref.WeakSet()
-
-
 @cache
 def _shrinking() -> ort.RunOptions:
     options = ort.RunOptions()
     options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options
-
-
-def run_options(session: ort.InferenceSession) -> ort.RunOptions | None:
-    """Options for every run of the engine's sessions: at the end of each run the CPU arena
-    gives back its regions that no live buffer uses.
-
-    The arena otherwise keeps its largest footprint for the process's life: a run that
-    fetches every layer output (the float reference, a whole evaluation) grows it by about
-    one feed's activations, and the fetched arrays ORT hands to numpy are views into it. The
-    values the engine keeps (ActivationStore, prefix values) stay where they are; the rest
-    goes back to the system when the next run ends. ``memory.enable_memory_arena_shrinkage``:
-    https://onnxruntime.ai/docs/api/c/group___global.html (run option keys,
-    onnxruntime_run_options_config_keys.h). With arena extend strategy kSameAsRequested
-    (shared_arena) a region is one request, so a freed buffer frees its region. Measured on
-    the generated CRNN (engine's peak RSS above the interpreter): 290 -> 256 MiB."""
-    return None if session in _without_arena else _shrinking()
 
 
 @cache
@@ -249,11 +228,21 @@ _release_lock = threading.Lock()
 
 
 def release_arena() -> None:
-    """Give back the shared arena's free regions now, not at the end of the next run: a
-    run's fetched outputs, dropped after their metrics were taken, would otherwise stay
-    reserved until then (the arena shrinks only at the end of a run, when the outputs of
-    that run are still alive). ONNX Runtime's Python API has no call for it, so this
-    runs a one-element session on the same arena with the shrinking run option."""
+    """Give back the shared arena's regions that no live buffer uses.
+
+    The arena otherwise keeps its largest footprint for the process's life: a batch of
+    runs that fetch every layer output (the float reference, an evaluation) grows it by
+    about a feed's activations, and the fetched arrays ORT hands to numpy are views into
+    it, so they stay reserved after the engine measured and dropped them (measured on the
+    generated CRNN after the float reference: 142 -> 70 MiB above the interpreter). The
+    engine calls this after such batches and after each layer of a sweep, not after every
+    run: shrinking at the end of each run (run option
+    ``memory.enable_memory_arena_shrinkage``, onnxruntime_run_options_config_keys.h) made
+    the next run map and fault in its buffers again, 15-60% slower runs on the CRNN. With
+    arena extend strategy kSameAsRequested (shared_arena) a region is one request, so a
+    freed buffer frees its region; the values the engine keeps stay where they are.
+    ONNX Runtime's Python API has no call for it, so this runs a one-element session on the
+    same arena with that run option."""
     sess = _releaser()
     if sess is None:
         return
@@ -267,9 +256,9 @@ _ONE = np.zeros(1, np.float32)
 def make_session(
     model: onnx.ModelProto, device: str = "auto", *, arena: bool = True
 ) -> ort.InferenceSession:
-    """``arena=True``: CPU buffers from the process's shared arena (:func:`shared_arena`),
-    shrunk after each run (:func:`run_options`); False: no arena at all (memory returned
-    after each run, slower)."""
+    """``arena=True``: CPU buffers from the process's shared arena (:func:`shared_arena`,
+    given back by :func:`release_arena`); False: no arena at all (memory returned after
+    each run, slower)."""
     problem = check_runnable(model)
     if problem:
         raise EngineError(problem)
@@ -280,7 +269,7 @@ def make_session(
         so.enable_cpu_mem_arena = arena
         so.enable_mem_pattern = arena
     try:
-        session = ort.InferenceSession(
+        return ort.InferenceSession(
             model.SerializeToString(),
             sess_options=so,
             providers=requested_providers(device),
@@ -288,9 +277,6 @@ def make_session(
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EngineError(f"ONNX Runtime cannot build a session for this model: {msg}") from exc
-    if not arena:
-        _without_arena.add(session)
-    return session
 
 
 def actual_providers(session: ort.InferenceSession) -> tuple[str, ...]:
