@@ -31,7 +31,7 @@ from bitlens.core.engine.ranges import Ranges
 from bitlens.core.engine.recovery_nodes import recovery_kind
 from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
-from bitlens.core.engine.session import actual_providers, make_session
+from bitlens.core.engine.session import actual_providers, make_session, release_arena
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.engine.sweep import Sweep
 from bitlens.core.engine.weightfeeds import WeightFeeds
@@ -284,6 +284,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
                 yield Progress(done, n, f"float reference: sample {done} of {n}")
         self._minmax = minmax
         self._release_float_weights()
+        release_arena()  # the last runs' outputs, measured and dropped
         inputs = {t.name for t in self.info.inputs}
         for name in inputs:
             first = np.asarray(self.data.samples[0][name])
@@ -455,6 +456,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         local_err = self._local_errors(plan, layer_out, feeds)
         del feeds
         self._release_float_weights()
+        release_arena()  # the last runs' outputs, measured and dropped
         layers: dict[str, LayerResult] = {}
         for layer in self.info.layers:
             choice = plan[layer.name]

@@ -15,7 +15,7 @@ import onnx
 
 from bitlens.core import metrics
 from bitlens.core.engine import rewrite, suffix
-from bitlens.core.engine.session import make_session
+from bitlens.core.engine.session import make_session, release_arena
 from bitlens.core.formats import Format, parse_format
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress, SweepEntry
@@ -112,6 +112,7 @@ class Sweep:
                 if ahead is None and k + 1 < len(tasks):
                     ahead = prep.submit(prepare, k + 1)
                 if k + 1 == len(tasks) or tasks[k + 1][0] != li:
+                    release_arena()  # this layer's runs' buffers (session.release_arena)
                     yield Progress(li + 1, len(names), f"sweep: {name}")
         self._release_float_weights()
         entries.sort(key=lambda e: e.output.sqnr_db)
