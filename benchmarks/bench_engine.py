@@ -25,7 +25,10 @@ ONNX file (random data; ``--dim NAME=SIZE`` for its dynamic dimensions). Each mo
 in a fresh process so that its peak RSS is its own.
 
 Run: ``PYTHONPATH=app python benchmarks/bench_engine.py crnn /path/to/common.onnx
---dim image_width=128`` (default: crnn).
+--dim image_width=128`` (default: crnn). ``--memory-only``: only the RSS row;
+``--memory-detail``: also the RSS per phase of the engine work (load, float reference,
+calibration, first W8A8 evaluation, re-evaluations, sweep); ``--memory-budget 512M``: the
+memory budget the engine plans with (stated on the first line).
 """
 
 from __future__ import annotations
@@ -50,8 +53,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import crnn, mlp_stack, write_external_mlp
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
+from bitlens.core.limits import ENV_BUDGET, memory_budget
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.units import format_bytes
 
 FORMATS = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")
 SAMPLES = 8
@@ -179,6 +184,79 @@ def engine_memory(path: Path, dims: dict[str, int], quick: bool, samples: int) -
     base = restart_peak()
     engine_work(path, dims, samples, quick)
     return {"rss": peak_rss(), "base_rss": base}
+
+
+def memory_phases(path: Path, dims: dict[str, int], quick: bool, samples: int) -> dict:
+    """RSS at the start and end of each phase of the engine work and its peak within it
+    (the high-water mark restarted at each phase's start), above the RSS of the interpreter
+    and the libraries, with what tracemalloc traced at its end (Python objects and numpy's
+    own buffers; ONNX Runtime's arena, the parsed protobuf and memory maps are not traced)."""
+    import gc
+    import tracemalloc
+
+    base = restart_peak()
+    tracemalloc.start()
+    rows: list[list] = []
+    held: dict = {}
+
+    def phase(label: str, fn) -> None:
+        start = restart_peak()
+        t0 = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - t0
+        gc.collect()
+        traced = tracemalloc.get_traced_memory()[0]
+        rows.append([label, start - base, peak_rss() - base, rss_now() - base, traced, seconds])
+
+    phase("load", lambda: held.update(model=load_model(path)))
+    model = held["model"]
+    data = Dataset.random(model.info, n=samples, dims=dims, seed=1)
+    phase("Engine()", lambda: held.update(engine=Engine(model, data, device="cpu")))
+    engine = held["engine"]
+    phase("float reference", lambda: drain(engine.prepare()))
+    phase("calibrate", lambda: drain(engine.calibrate("minmax")))
+    plan = Plan.preset(model.info, "W8A8")
+    phase("first W8A8 evaluation", lambda: engine.evaluate(plan))
+    names = [la.name for la in model.info.layers]
+    changes = [
+        plan.with_choices({n: LayerChoice.of(f"int{b} sym ch", "uint8 asym")})
+        for n in names[:: max(1, len(names) // 8)][:8]
+        for b in (4, 2)
+    ]
+    phase("16 re-evaluations", lambda: [engine.evaluate(p) for p in changes])
+    swept = names if not quick else names[:: max(1, len(names) // 12)]
+    phase(f"sweep {len(swept)} x {len(FORMATS)}", lambda: drain(engine.sweep(FORMATS, swept)))
+    use = engine.memory_use()
+    engine.close()
+    return {"phases": rows, "memory_use": use}
+
+
+def report_phases(label: str, r: dict) -> None:
+    mb = 1 << 20
+    print(f"\n   memory by phase, {label} (MiB above the interpreter and libraries)")
+    print(f"   {'phase':24s} {'start':>6s} {'peak':>6s} {'end':>6s} {'traced':>6s} {'s':>6s}")
+    for name, start, peak, end, traced, secs in r["phases"]:
+        print(
+            f"   {name:24s} {start / mb:6.0f} {peak / mb:6.0f} {end / mb:6.0f} "
+            f"{traced / mb:6.0f} {secs:6.2f}"
+        )
+    use = r["memory_use"]
+    print(
+        f"   reference activations: budget {use['budget'] / mb:.0f} MiB, in memory "
+        f"{use['in_memory'] / mb:.0f} MiB, spilled {use['spilled'] / mb:.0f} MiB"
+    )
+
+
+def memory_baseline(path: Path, dims: dict[str, int], label: str, samples: int) -> dict:
+    """What the RSS row is measured against, without the timed rows (``--memory-only``)."""
+    data = Dataset.random(load_model(path).info, n=samples, dims=dims, seed=1)
+    return {
+        "label": label,
+        "size": path.stat().st_size,
+        "per_feed": batch_activations(path, data.samples[data.evaluation[0]]),
+        "samples": samples,
+        "load": os.getloadavg()[0],
+    }
 
 
 def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples: int) -> dict:
@@ -317,9 +395,12 @@ def report(r: dict) -> None:
     if r.get("external"):
         report_external(r)
         return
-    mb = 1 << 20
-    lf = r["sweep_layers"] * len(FORMATS) * r["f_eval"]
     budget = 4 * r["size"] + 2 * r["per_feed"]
+    if "f_eval" not in r:  # --memory-only
+        print(f"\n== {r['label']}: {r['size'] / 1e6:.1f} MB, load average {r['load']:.1f}")
+        report_rss(r, budget)
+        return
+    lf = r["sweep_layers"] * len(FORMATS) * r["f_eval"]
     print(
         f"\n== {r['label']}: {r['size'] / 1e6:.1f} MB, {r['layers']} layers, {r['feeds']} "
         f"feeds ({r['samples']} samples), load average {r['load']:.1f}"
@@ -346,6 +427,11 @@ def report(r: dict) -> None:
         f"sweep {r['sweep_layers']} layers x {len(FORMATS)}     : {r['sweep'] / lf:5.2f}x of "
         f"L x F float runs ({r['sweep']:.1f} s; target <= 0.5x and < 60 s)"
     )
+    report_rss(r, budget)
+
+
+def report_rss(r: dict, budget: int) -> None:
+    mb = 1 << 20
     engine_rss = r["rss"] - r["base_rss"]
     print(
         f"peak RSS                   : {r['rss'] / mb:.0f} MiB, of which the engine "
@@ -366,8 +452,22 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=SAMPLES, help="random samples (8)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--memory-only", action="store_true", help="only the peak RSS row")
+    ap.add_argument(
+        "--memory-detail",
+        action="store_true",
+        help="also print RSS per phase (load, float reference, calibration, first W8A8 "
+        "evaluation, re-evaluations, sweep), in a process of its own",
+    )
+    ap.add_argument(
+        "--memory-budget",
+        help="the memory budget the engine plans with (e.g. 512M; default: half the "
+        "physical memory, the engine sizing its share from the data)",
+    )
     args = ap.parse_args()
     dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
+    if args.memory_budget:
+        os.environ[ENV_BUDGET] = args.memory_budget  # children inherit it
     if args.child:
         path, label = args.child.split("::", 1)
         if label == "external":
@@ -376,8 +476,18 @@ def main() -> None:
         if args.memory:
             print(json.dumps(engine_memory(Path(path), dims, args.quick, args.samples)))
             return
+        if args.memory_detail:
+            print(json.dumps(memory_phases(Path(path), dims, args.quick, args.samples)))
+            return
+        if args.memory_only:
+            print(json.dumps(memory_baseline(Path(path), dims, label, args.samples)))
+            return
         print(json.dumps(one_model(Path(path), dims, label, args.quick, args.samples)))
         return
+    print(
+        f"memory budget: {format_bytes(memory_budget())} (--memory-budget or ${ENV_BUDGET}; "
+        "the engine keeps a data-sized share of it, Engine._fit_budget)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         jobs: list[tuple[Path, str, list[str]]] = []
         for name in args.models:
@@ -405,17 +515,29 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--child", f"{path}::{label}", *extra]
             if args.quick and "--quick" not in cmd:
                 cmd.append("--quick")
+            if args.memory_only:
+                cmd.append("--memory-only")
             results = []
             for extra_args in ([], ["--memory"]) if label != "external" else ([],):
-                out = subprocess.run(
-                    [*cmd, *extra_args], capture_output=True, text=True, env=os.environ.copy()
-                )
+                child = [*cmd, *extra_args]
+                if extra_args:  # the memory child measures the whole engine work
+                    child = [a for a in child if a != "--memory-only"]
+                out = subprocess.run(child, capture_output=True, text=True, env=os.environ.copy())
                 if out.returncode:
                     print(f"{label}: failed\n{out.stderr[-3000:]}")
                     break
                 results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             else:
                 report({k: v for r in results for k, v in r.items()})
+                if args.memory_detail and label != "external":
+                    detail = [a for a in cmd if a != "--memory-only"]
+                    out = subprocess.run(
+                        [*detail, "--memory-detail"], capture_output=True, text=True, env=os.environ
+                    )
+                    if out.returncode:
+                        print(f"{label}: memory detail failed\n{out.stderr[-3000:]}")
+                    else:
+                        report_phases(label, json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 if __name__ == "__main__":

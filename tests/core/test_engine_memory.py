@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnx import numpy_helper
 
 from bitlens.core import limits
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine
+from bitlens.core.engine import Engine, rewrite, weightspill
 from bitlens.core.engine import engine as engine_module
+from bitlens.core.engine import session as session_module
 from bitlens.core.formats import sign
+from bitlens.core.model.external import release_pages
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
-from tests.core.test_engine_scale import deep_mlp
+from tests.core.test_engine_scale import deep_mlp, residual_two_outputs
 
 
 def _engine(budget: int | None, loaded=None) -> Engine:
@@ -75,3 +78,75 @@ def test_binary_alpha_in_blocks_equals_the_whole_float64_mean(monkeypatch, shape
     np.testing.assert_array_equal(sign.binary_alpha(groups), want)
     monkeypatch.setattr(sign, "_BLOCK_ELEMENTS", 2 * shape[1] + 1)  # two rows per block
     np.testing.assert_array_equal(sign.binary_alpha(groups), want)
+
+
+def _plans_of(info) -> list[Plan]:
+    base = Plan.preset(info, "W8A8")
+    names = [la.name for la in info.layers]
+    return [
+        base,
+        base.with_choices({names[1]: LayerChoice.of("int4 sym ch", "uint8 asym")}),
+        base.with_choices({names[-1]: LayerChoice.of("int2 sym ch")}),
+        Plan(info),
+    ]
+
+
+def test_giving_back_the_arena_changes_no_number(monkeypatch) -> None:
+    """The arena gives back its free regions after the float reference, each evaluation and
+    each layer of a sweep (session.release_arena): the same errors, outputs and sweep as
+    an engine that keeps the arena whole."""
+    from bitlens.core.engine import sweep as sweep_module
+
+    loaded = from_proto(residual_two_outputs())
+    data = Dataset.random(loaded.info, n=6, seed=3, dims={"N": 3})
+    plans = _plans_of(loaded.info)
+    released = []
+    real = session_module.release_arena
+
+    def counted() -> None:
+        released.append(1)
+        real()
+
+    monkeypatch.setattr(engine_module, "release_arena", counted)
+    monkeypatch.setattr(sweep_module, "release_arena", counted)
+    lean = Engine(loaded, data, device="cpu")
+    got = [lean.evaluate(p) for p in plans]
+    got_sweep = list(lean.sweep(["int4 sym ch", "bin ch"]))
+    got_out = lean.run_outputs(plans[1])
+    assert len(released) >= 1 + len(plans) + len(loaded.info.layers)
+    monkeypatch.setattr(engine_module, "release_arena", lambda: None)
+    monkeypatch.setattr(sweep_module, "release_arena", lambda: None)
+    whole = Engine(loaded, data, device="cpu")
+    assert [whole.evaluate(p) for p in plans] == got
+    assert list(whole.sweep(["int4 sym ch", "bin ch"])) == got_sweep
+    for name, values in whole.run_outputs(plans[1]).items():
+        for a, b in zip(values, got_out[name], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_mapped_float_weights_are_the_decoded_ones_and_change_no_number(monkeypatch) -> None:
+    """Float weights moved to a memory-mapped scratch file (weightspill.py) hold the very
+    values decoded from the protobuf, and every result is the same as with decoded arrays;
+    a weight two layers read (Ws) is moved once."""
+    monkeypatch.setattr(weightspill, "SPILL_MIN_BYTES", 0)  # this model's weights are small
+    proto = residual_two_outputs()
+    mapped_model, plain_model = from_proto(proto), from_proto(proto)
+    data = Dataset.random(mapped_model.info, n=6, seed=4, dims={"N": 3})
+    plans = _plans_of(mapped_model.info)
+    mapped = Engine(mapped_model, data, device="cpu")
+    plain = Engine(plain_model, data, device="cpu")
+    plain.map_float_weights = False
+    again = _plans_of(plain_model.info)
+    assert [mapped.evaluate(p) for p in plans] == [plain.evaluate(p) for p in again]
+    fed = [w for la in mapped_model.info.layers for w in rewrite.fed_constants(la)]
+    assert fed
+    for w in fed:
+        value = mapped_model.weight(w)
+        want = numpy_helper.to_array(
+            next(t for t in proto.graph.initializer if t.name == w.name)
+        ).astype(value.dtype)
+        np.testing.assert_array_equal(value, want)
+        assert release_pages(value), f"{w.name} is not memory-mapped"
+        assert not value.flags.writeable
+        assert not release_pages(plain_model.weight(w))
+    assert weightspill.spill_weights(mapped_model, fed) == 0  # moved already

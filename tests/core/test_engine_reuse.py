@@ -3,11 +3,14 @@ exactly what running the whole simulation graph gives."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, prefix
+from bitlens.core.engine import Engine, chain, prefix, reuse
+from bitlens.core.engine.session import make_session
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
 from tests.core.engine_models import small_cnn
@@ -118,3 +121,132 @@ def test_a_weight_shared_with_a_later_layer_changes_the_earlier_layers_errors() 
     fresh = Engine(loaded, data, device="cpu").evaluate(changed)
     assert after.layers["mm_s1"] == fresh.layers["mm_s1"]
     assert after == fresh
+
+
+def test_values_spread_over_cuts_under_a_small_budget_give_the_same_numbers() -> None:
+    """When one run's cut values exceed the room for them, every m-th cut's values are kept
+    (reuse.spread_cuts) and a base plan's values outlive one-off variants (PrefixValues):
+    a change in the middle after two changes of the first layer then starts from a kept cut
+    near it instead of running the whole graph (it did before), with the same numbers."""
+    loaded = from_proto(deep_mlp(12))
+    data = _data(loaded.info, 6, {"N": 4})
+    names = [la.name for la in loaded.info.layers]
+    base = Plan.preset(loaded.info, "W8A8")
+    plans = [base]
+    for name in (names[0], names[6], names[9]):
+        plans.append(base.with_choices({name: LayerChoice.of("int4 sym ch", "uint8 asym")}))
+        plans.append(base.with_choices({name: LayerChoice.of("int2 sym ch", "uint8 asym")}))
+    plans.append(plans[-1].with_choices({names[10]: LayerChoice.of("int4 sym ch")}))
+    probe = Engine(loaded, data, device="cpu")
+    probe.evaluate(base)
+    whole = probe._prefix_values.nbytes  # every cut value of one whole run
+    fast = Engine(loaded, data, device="cpu")
+    fast._prefix_values.limit = whole // 2  # room per run: a quarter of them
+    starts: list[int] = []
+    real = fast._tail_for
+    fast._tail_for = lambda *a: (lambda r: starts.append(r[0]) or r)(real(*a))
+    got = [fast.evaluate(p) for p in plans]
+    assert fast._prefix_values.nbytes <= whole // 2
+    slow = Engine(loaded, data, device="cpu")
+    slow.reuse_prefix = False
+    assert got == [slow.evaluate(p) for p in plans]
+    # base and the two first-layer variants run whole; the later changes start at a kept cut
+    assert starts[:3] == [0, 0, 0]
+    assert all(s > 0 for s in starts[3:7]), starts
+
+
+def test_spread_cuts_keeps_every_mth_cut_within_the_room() -> None:
+    cuts = prefix.Cuts(
+        order=("a", "b", "c", "d"),
+        positions=(0, 1, 2, 3),
+        start={"a": 0, "b": 2, "c": 4, "d": 6},
+        boundary={"a": (), "b": ("t1",), "c": ("t2",), "d": ("t3",)},
+        position={"t1": 1, "t2": 3, "t3": 5},
+        index={"t1": 1, "t2": 3, "t3": 5},
+    )
+    v = [np.zeros(10, np.float32)]  # 40 bytes each
+    gathered = {"t1": v, "t2": v, "t3": v}
+    assert reuse.spread_cuts(cuts, 0, gathered, 120) == ["t1", "t2", "t3"]
+    assert reuse.spread_cuts(cuts, 0, gathered, 80) == ["t2"]  # cuts a and c
+    assert reuse.spread_cuts(cuts, 2, gathered, 80) == ["t1", "t3"]  # b and d
+    assert reuse.spread_cuts(cuts, 0, gathered, 10) == []
+
+
+def test_unread_values_go_newest_first() -> None:
+    store = prefix.PrefixValues(120)
+    a = np.zeros(10, np.float32)  # 40 bytes
+    for k in (1, 2, 3):
+        store.put(("base", k), [a])
+    store.put(("variant", 1), [a])  # over the budget: the newest unread other value goes
+    assert ("base", 1) in store and ("base", 2) in store and ("base", 3) not in store
+    assert store.get(("base", 1)) is not None  # read: kept past unread ones
+    store.put(("variant", 2), [a])
+    assert ("variant", 1) not in store and ("base", 1) in store and ("base", 2) in store
+
+
+def test_suffix_parts_are_shared_between_structures_with_the_same_numbers() -> None:
+    """A change that moves the target's quantizers (int4 weights on ort-cpu) makes a new
+    simulation graph; its suffix runs as a chain of parts (chain.py) whose sessions are
+    shared with other structures wherever a part's graph is the same: only the parts
+    holding a change get a new session, and the numbers stay those of the whole graph."""
+    loaded = from_proto(deep_mlp(16))
+    data = _data(loaded.info, 6, {"N": 4})
+    names = [la.name for la in loaded.info.layers]
+    base = Plan.preset(loaded.info, "W8A8")
+    plans = [base]
+    for name in (names[4], names[8], names[12], names[2]):
+        plans.append(base.with_choices({name: LayerChoice.of("int4 sym ch", "uint8 asym")}))
+        plans.append(base.with_choices({name: LayerChoice.of("int2 sym ch", "uint8 asym")}))
+    fast = Engine(loaded, data, device="cpu")
+    got = [fast.evaluate(p) for p in plans]
+    slow = Engine(loaded, data, device="cpu")
+    slow.reuse_prefix = False
+    assert got == [slow.evaluate(p) for p in plans]
+    chains = [c for c in fast._tails.values() if isinstance(c, chain.Chain)]
+    assert len(chains) >= 4 and all(len(c.parts) > 1 for c in chains[:2])
+    used = {id(sess) for c in chains for sess, _, _ in c.parts}
+    assert len(used) < sum(len(c.parts) for c in chains)  # some parts shared
+    assert len(fast._part_sessions) == len(used)
+
+
+def test_chain_runs_its_parts_as_one_graph() -> None:
+    """Chain.run on a graph cut in two gives what the session of the whole graph gives."""
+    loaded = from_proto(deep_mlp(4))
+    data = _data(loaded.info, 2, {"N": 3})
+    engine = Engine(loaded, data, device="cpu")
+    plan = Plan.preset(loaded.info, "W8A8")
+    engine.evaluate(plan)  # runs the whole graph once: every cut tensor's type is known
+    sim, feeds = engine.simulation(plan)
+    key, _ = engine._sim_for(engine._kinds(plan), tuple(engine.placement(plan)))
+    cuts = engine._cuts[key]
+    parts: OrderedDict = OrderedDict()
+    built = chain.build_chain(
+        sim.model, cuts, 0, engine._prefix_values.types, parts, make_session
+    )
+    assert len(built.parts) == len(set(cuts.start.values())) == 4
+    whole = make_session(sim.model)
+    fetch = [o.name for o in whole.get_outputs()]
+    feed = {**data.samples[0], **feeds}
+    want = whole.run(fetch, {i.name: feed[i.name] for i in whole.get_inputs()})
+    got = built.run(fetch, {a.name: feed[a.name] for a in built.get_inputs()})
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_array_equal(w, g)
+
+
+def test_kept_quantizer_parameters_equal_fresh_ones() -> None:
+    """Ranges._params keeps parameter feeds per (kind, prefix, format, range): after many
+    plans they still equal freshly computed ones (nothing downstream writes into them)."""
+    loaded = from_proto(small_cnn())
+    data = _data(loaded.info, 4, {})
+    engine = Engine(loaded, data, device="cpu")
+    plans = _plans(loaded.info)
+    for p in plans:
+        engine.evaluate(p)
+    for p in plans[:3]:
+        placed = engine.placement(p)
+        kept = engine._param_feeds(p.choices, placed)
+        engine._param_cache.clear()
+        fresh = engine._param_feeds(p.choices, placed)
+        assert kept.keys() == fresh.keys()
+        for k in kept:
+            np.testing.assert_array_equal(kept[k], fresh[k])

@@ -102,15 +102,19 @@ class ErrorSums:
             rc = r[s : s + per].astype(dtype, copy=False)
             ac = a[s : s + per].astype(dtype, copy=False)
             sums = _row_sums(rc, ac)
-            if dtype == np.float32 and not all(np.isfinite(x).all() for x in sums[:4]):
+            totals = [float(x.sum(dtype=np.float64)) for x in sums[:4]]
+            # A row's float32 sum overflowed (or met a NaN) exactly when a float64 total of
+            # them is not finite: one check per block, not one per row and figure.
+            if dtype == np.float32 and not all(map(math.isfinite, totals)):
                 sums = _row_sums(rc.astype(np.float64), ac.astype(np.float64))
-            noise, signal, power_a, cross, max_abs = sums
-            self.noise += float(noise.sum(dtype=np.float64))
-            self.signal += float(signal.sum(dtype=np.float64))
-            self.power_a += float(power_a.sum(dtype=np.float64))
-            self.cross += float(cross.sum(dtype=np.float64))
+                totals = [float(x.sum(dtype=np.float64)) for x in sums[:4]]
+            noise, signal, _, _, max_abs = sums
+            self.noise += totals[0]
+            self.signal += totals[1]
+            self.power_a += totals[2]
+            self.cross += totals[3]
             self.max_abs = max(self.max_abs, float(max_abs))
-            out.extend(_sqnr(float(sg), float(nz)) for sg, nz in zip(signal, noise, strict=True))
+            out.extend(map(_sqnr, signal.tolist(), noise.tolist()))
         self.count += r.size
         return out
 

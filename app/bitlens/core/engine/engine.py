@@ -31,7 +31,7 @@ from bitlens.core.engine.ranges import Ranges
 from bitlens.core.engine.recovery_nodes import recovery_kind
 from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
-from bitlens.core.engine.session import actual_providers, make_session
+from bitlens.core.engine.session import actual_providers, make_session, release_arena
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.engine.sweep import Sweep
 from bitlens.core.engine.weightfeeds import WeightFeeds
@@ -118,11 +118,14 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         self.reuse_prefix = True
         self._cuts: dict[tuple, prefix.Cuts | None] = {}
         self._tails: OrderedDict[tuple, object] = OrderedDict()
+        self._part_sessions: OrderedDict[bytes, object] = OrderedDict()  # chain.py
         self._prefix_values = prefix.PrefixValues(self._store.budget // 2)
         self._stats: dict[str, ActivationStats] = {}
         self._minmax: dict[str, tuple[float, float]] = {}  # float tensors on calibration feeds
         # (activation, format, method) -> (lo, hi): floats, or arrays for per-channel formats
         self._ranges: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._param_cache: dict[tuple, dict[str, np.ndarray]] = {}  # Ranges._params
+        self._sizes: dict[tuple[str, Format | None], int] = {}  # (layer, format) -> bytes
         self.method = CalibrationMethod.MINMAX
         self._placements: OrderedDict[Plan, dict[str, targets.TensorQuantizer]] = OrderedDict()
         self._providers: tuple[str, ...] = ()
@@ -281,6 +284,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
                 yield Progress(done, n, f"float reference: sample {done} of {n}")
         self._minmax = minmax
         self._release_float_weights()
+        release_arena()  # the last runs' outputs, measured and dropped
         inputs = {t.name for t in self.info.inputs}
         for name in inputs:
             first = np.asarray(self.data.samples[0][name])
@@ -326,6 +330,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         self._float_feeds = None
         self._store.close()
         self._tails.clear()
+        self._part_sessions.clear()
         self._prefix_values.clear()
         self._ref = None
         if self._executor is not None:
@@ -451,6 +456,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         local_err = self._local_errors(plan, layer_out, feeds)
         del feeds
         self._release_float_weights()
+        release_arena()  # the last runs' outputs, measured and dropped
         layers: dict[str, LayerResult] = {}
         for layer in self.info.layers:
             choice = plan[layer.name]
@@ -464,7 +470,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
                 local=local_err.get(layer.name),
                 accumulated=accumulated,
                 bytes_before=layer.nbytes,
-                bytes_after=weight_bytes_after(layer, choice.weight)
+                bytes_after=self._bytes_after(layer, choice.weight)
                 + self.recovery.extra_bytes(layer, choice),
             )
         ev = self.data.evaluation
@@ -487,6 +493,14 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
             ),
             task_metric=self._task_metric(ref, got),
         )
+
+    def _bytes_after(self, layer, fmt: Format | None) -> int:
+        """weights.weight_bytes_after, kept per (layer, format): binding each layer's format
+        anew cost 15 ms per evaluation on a 46-layer CRNN."""
+        key = (layer.name, fmt)
+        if key not in self._sizes:
+            self._sizes[key] = weight_bytes_after(layer, fmt)
+        return self._sizes[key]
 
     def _prefix_keys(self, plan: Plan) -> dict[str, tuple[str, int, str]]:
         """Per layer, a key for the choices of every layer up to it (and the calibration)."""
@@ -516,12 +530,12 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         below DIVERGENCE_DB; None if none does."""
         if not rows:
             return ()
-        first: list[str | None] = [None] * len(rows[0])
-        for name, sqnrs in zip(names, rows, strict=True):
-            for s, v in enumerate(sqnrs):
-                if first[s] is None and v < DIVERGENCE_DB:
-                    first[s] = name
-        return tuple(first)
+        # one array test, not a Python loop over layers x samples (40 ms per evaluation
+        # for 100 layers x 256 samples)
+        below = np.asarray(rows, np.float64).reshape(len(rows), -1) < DIVERGENCE_DB
+        hit, at = below.any(axis=0), below.argmax(axis=0)
+        picks = zip(hit.tolist(), at.tolist(), strict=True)
+        return tuple(names[k] if h else None for h, k in picks)
 
     # -- sensitivity sweep -----------------------------------------------------------------
     # -- for views -----------------------------------------------------------------------

@@ -152,12 +152,14 @@ def build_tail(
     start: int,
     boundary: Sequence[str],
     types: Mapping[str, tuple[np.dtype, int]],
+    end: int | None = None,
 ) -> onnx.ModelProto:
-    """The simulation nodes from index ``start`` on (with the Constant nodes they read),
-    reading ``boundary`` as inputs; its outputs are ``sim``'s outputs produced there."""
+    """The simulation nodes from index ``start`` on (up to ``end``, excluded; with the
+    Constant nodes they read), reading ``boundary`` as inputs; its outputs are ``sim``'s
+    outputs produced there."""
     g = sim.graph
     nodes = list(g.node)
-    tail = nodes[start:]
+    tail = nodes[start:end]
     produced = {o for n in tail for o in n.output if o}
     wanted = {name for n in tail for name in node_reads(n)}
     constants = [n for n in nodes[:start] if is_constant_node(n) and n.output[0] in wanted]
@@ -180,23 +182,31 @@ def build_tail(
 
 class PrefixValues:
     """Values of cut tensors per (structure, tensor, prefix state): a tuple over the
-    evaluation feeds. Least recently used entries go first past ``budget`` bytes."""
+    evaluation feeds. Past ``budget`` bytes, entries never read back go first, newest
+    first, then the least recently used: the values of the plan the later changes start
+    from (the user's base plan, kept first) outlive those of each one-off variant, which
+    otherwise pushed them out after two variants (each run keeps what fits after them)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  # never more than this
         self.budget = limit  # what is kept now (the engine lowers it, see reuse.py)
         self.nbytes = 0
         self._values: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
+        self._read: set[tuple] = set()  # keys some run started from
         self.types: dict[str, tuple[np.dtype, int]] = {}
 
     def get(self, key: tuple) -> tuple[np.ndarray, ...] | None:
         found = self._values.get(key)
         if found is not None:
             self._values.move_to_end(key)
+            self._read.add(key)
         return found
 
+    def __contains__(self, key: tuple) -> bool:
+        return key in self._values
+
     def put(self, key: tuple, values: Sequence[np.ndarray]) -> None:
-        """Keep ``values``, dropping the least recently used past the budget."""
+        """Keep ``values``, dropping others past the budget (see the class)."""
         if key in self._values:
             self._values.move_to_end(key)
             return
@@ -206,9 +216,15 @@ class PrefixValues:
         self._values[key] = tuple(values)
         self.nbytes += size
         while self.nbytes > self.budget and self._values:
-            _, old = self._values.popitem(last=False)
-            self.nbytes -= sum(v.nbytes for v in old)
+            old = next(
+                (k for k in reversed(self._values) if k not in self._read and k != key), None
+            )
+            if old is None:
+                old = next(iter(self._values))
+            self.nbytes -= sum(v.nbytes for v in self._values.pop(old))
+            self._read.discard(old)
 
     def clear(self) -> None:
         self._values.clear()
+        self._read.clear()
         self.nbytes = 0

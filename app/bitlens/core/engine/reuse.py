@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bitlens.core.engine import prefix
+from bitlens.core.engine import chain, prefix
 from bitlens.core.engine.session import make_session
 from bitlens.core.plan import Plan
 
@@ -40,6 +40,7 @@ class PrefixRuns:
     reuse_prefix: bool  # False: always run the whole graph (the straightforward way)
     _cuts: dict[tuple, prefix.Cuts | None]
     _tails: OrderedDict[tuple, object]
+    _part_sessions: OrderedDict[bytes, object]  # see chain.py
     _prefix_values: prefix.PrefixValues
 
     def _state_keys(self, plan: Plan, cuts: prefix.Cuts) -> tuple[list[int], int]:
@@ -120,7 +121,8 @@ class PrefixRuns:
             store.budget = min(store.limit, STATES_KEPT * whole)
         for t, vals in gathered.items():
             store.types.setdefault(t, (vals[0].dtype, vals[0].ndim))
-            store.put(key(t), vals)
+        for t in spread_cuts(cuts, start, gathered, store.budget // STATES_KEPT):
+            store.put(key(t), gathered[t])
 
     def _tail_for(self, skey, sim, cuts, key, wanted, todo):
         """Where to start: (start, kept values, session). Everything kept: no run at all
@@ -163,11 +165,40 @@ class PrefixRuns:
         if tkey in self._tails:
             self._tails.move_to_end(tkey)
             return self._tails[tkey]
-        model = prefix.build_tail(
-            sim.model, cuts.start[name], cuts.boundary[name], self._prefix_values.types
-        )
-        sess = make_session(model, self.device)
+        types = self._prefix_values.types
+        if all(t in types for b in cuts.boundary.values() for t in b):
+            sess = chain.build_chain(
+                sim.model,
+                cuts,
+                cuts.start[name],
+                types,
+                self._part_sessions,
+                lambda model: make_session(model, self.device),
+            )
+        else:  # some cut's tensor never ran yet (its type is unknown): one session
+            model = prefix.build_tail(sim.model, cuts.start[name], cuts.boundary[name], types)
+            sess = make_session(model, self.device)
         self._tails[tkey] = sess
         while len(self._tails) > TAIL_SESSIONS:
             self._tails.popitem(last=False)
         return sess
+
+
+def spread_cuts(
+    cuts: prefix.Cuts, start: int, gathered: Mapping[str, Sequence[np.ndarray]], room: int
+) -> list[str]:
+    """The gathered cut tensors to keep within ``room`` bytes: all of them when they fit,
+    else those of every m-th cut from ``start`` on, the smallest m that fits. Kept in graph
+    order under a budget smaller than one run's cut values, the last cuts pushed out the
+    first ones: a change early in the model then ran the whole graph again (on a CRNN, a
+    first change of an early layer cost a new whole-graph session and run, 2-2.5x a float
+    run); spread out, a change starts at the nearest kept cut before it."""
+    size = {t: sum(v.nbytes for v in vals) for t, vals in gathered.items()}
+    if sum(size.values()) <= room:
+        return list(gathered)
+    later = [n for n in cuts.order if n in cuts.start and cuts.start[n] >= start]
+    for m in range(2, len(later) + 1):
+        picked = dict.fromkeys(t for n in later[::m] for t in cuts.boundary[n] if t in size)
+        if sum(size[t] for t in picked) <= room:
+            return list(picked)
+    return []

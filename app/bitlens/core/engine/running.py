@@ -7,6 +7,7 @@ model (an LSTM over time) and its sessions run thread-safely.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -40,17 +41,32 @@ class Runs:
     ) -> Iterator[tuple[int, list[np.ndarray]]]:
         """``(i, outputs)`` of ``sess`` on ``feeds_of(i)`` for each index, in order, RUN_WORKERS
         runs at a time: ORT leaves a core idle in sequential parts (an LSTM over time), and at
-        most RUN_WORKERS feeds' outputs are in memory at once."""
+        most RUN_WORKERS feeds' outputs are in memory at once (the one the caller holds and
+        those of runs in flight)."""
         if RUN_WORKERS <= 1 or len(indices) <= 1:
             for i in indices:
                 yield i, self._run(sess, fetch, feeds_of(i))
             return
         pool = self._pool()
-        for s in range(0, len(indices), RUN_WORKERS):
-            window = indices[s : s + RUN_WORKERS]
-            futures = [pool.submit(self._run, sess, fetch, feeds_of(i)) for i in window]
-            for i, fut in zip(window, futures, strict=True):
-                yield i, fut.result()
+        # A sliding window, not lockstep pairs: while the caller measures one feed's
+        # outputs the next run goes, and a new run starts as soon as the caller is done
+        # with one (pairs left the cores idle while the second of each pair was measured:
+        # on 256 one-row feeds a third of a re-evaluation was waiting).
+        ahead: deque = deque()
+        todo = iter(indices)
+        for i in todo:
+            ahead.append((i, pool.submit(self._run, sess, fetch, feeds_of(i))))
+            if len(ahead) == RUN_WORKERS:
+                break
+        while ahead:
+            i, fut = ahead.popleft()
+            out = fut.result()
+            del fut  # the future would keep the outputs alive past the caller's use
+            yield i, out
+            del out
+            nxt = next(todo, None)
+            if nxt is not None:
+                ahead.append((nxt, pool.submit(self._run, sess, fetch, feeds_of(nxt))))
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:

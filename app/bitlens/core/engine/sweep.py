@@ -15,7 +15,7 @@ import onnx
 
 from bitlens.core import metrics
 from bitlens.core.engine import rewrite, suffix
-from bitlens.core.engine.session import make_session
+from bitlens.core.engine.session import make_session, release_arena
 from bitlens.core.formats import Format, parse_format
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress, SweepEntry
@@ -31,6 +31,7 @@ SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-saf
 # Formats of one layer whose weights are held at once: up to SWEEP_WORKERS while they stay
 # under this many bytes, else one (its runs over the feeds still go two at a time).
 SWEEP_WINDOW_BYTES = 16 << 20
+PREPARE_AHEAD = True  # the next layer's weights and session are prepared during runs
 
 
 class Sweep:
@@ -68,39 +69,70 @@ class Sweep:
         self._keep_float_values(sim, {b for bs in boundaries.values() for b in bs})
         entries: list[SweepEntry] = []
         workers = max(1, min(SWEEP_WORKERS, os.cpu_count() or 1))
-        with ThreadPoolExecutor(workers, thread_name_prefix="bitlens-sweep") as pool:
-            for li, name in enumerate(names):
+        for name in names:
+            for fmt in fmts:
+                base.with_choices({name: LayerChoice(fmt)})  # validates the format here
+        # ORT leaves a core idle in sequential parts (an LSTM over time): runs of the layer's
+        # formats and feeds go two at a time; errors are summed in feed order. The weights
+        # of `step` formats at a time are held (a 34 MB Gemm weight in four formats and
+        # their temporaries peaked at +320 MB).
+        tasks: list[tuple[int, str, list[Format]]] = []
+        for li, name in enumerate(names):
+            layer = self.info.layer(name)
+            step = max(1, min(workers, SWEEP_WINDOW_BYTES // max(1, layer.nbytes)))
+            tasks += [(li, name, fmts[at : at + step]) for at in range(0, len(fmts), step)]
+
+        def prepare(k: int):
+            """Task k's suffix runner and weight feeds (quantized here)."""
+            _, name, window = tasks[k]
+            runner = self._suffix(sim, name, out_name) if name in boundaries else None
+            return runner, self._window_feeds(self.info.layer(name), window, float_feeds)
+
+        # The next task is prepared (its weights quantized, its suffix session built) while
+        # the runs of this one go: 10-40% of a sweep was this work with the run pool idle.
+        # Only for small layers, so that one more window of weights is held at most.
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="bitlens-sweep") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="bitlens-sweep-prep") as prep,
+        ):
+            ahead = prep.submit(prepare, 0) if tasks else None
+            for k, (li, name, window) in enumerate(tasks):
+                assert ahead is not None
+                runner, per_format = ahead.result()
                 layer = self.info.layer(name)
-                runner = self._suffix(sim, name, out_name) if name in boundaries else None
-                for fmt in fmts:
-                    base.with_choices({name: LayerChoice(fmt)})  # validates the format here
-                # ORT leaves a core idle in sequential parts (an LSTM over time): runs of the
-                # layer's formats and feeds go two at a time; errors are summed in feed order.
-                # The weights of `step` formats at a time are held (a 34 MB Gemm weight in
-                # four formats and their temporaries peaked at +320 MB).
-                step = max(1, min(workers, SWEEP_WINDOW_BYTES // max(1, layer.nbytes)))
-                for at in range(0, len(fmts), step):
-                    window = fmts[at : at + step]
-                    sums = self._sweep_window(pool, runner, sess, layer, window, float_feeds)
-                    for fmt, err in zip(window, sums, strict=True):
-                        entries.append(
-                            SweepEntry(name, fmt.name, err, weight_bytes_after(layer, fmt))
-                        )
-                yield Progress(li + 1, len(names), f"sweep: {name}")
+                ahead = None
+                if k + 1 < len(tasks):
+                    after = self.info.layer(tasks[k + 1][1]).nbytes
+                    if PREPARE_AHEAD and max(layer.nbytes, after) <= SWEEP_WINDOW_BYTES // 2:
+                        ahead = prep.submit(prepare, k + 1)
+                sums = self._sweep_window(pool, runner, sess, window, per_format)
+                del per_format
+                for fmt, err in zip(window, sums, strict=True):
+                    entries.append(SweepEntry(name, fmt.name, err, weight_bytes_after(layer, fmt)))
+                if ahead is None and k + 1 < len(tasks):
+                    ahead = prep.submit(prepare, k + 1)
+                if k + 1 == len(tasks) or tasks[k + 1][0] != li:
+                    release_arena()  # this layer's runs' buffers (session.release_arena)
+                    yield Progress(li + 1, len(names), f"sweep: {name}")
         self._release_float_weights()
         entries.sort(key=lambda e: e.output.sqnr_db)
         return entries
 
-    def _sweep_window(self, pool, runner, sess, layer, window, float_feeds) -> list:
-        """The first float output's error with ``layer``'s weights in each format of ``window``."""
-        ref = self._ensure_ref()
-        out_name = self._error_output
+    def _window_feeds(self, layer, window, float_feeds) -> list[dict[str, np.ndarray]]:
+        """Per format of ``window``, the float weights with ``layer``'s quantized in it."""
         per_format = []
         for fmt in window:
             feeds = dict(float_feeds)
             for w in layer.weights:
                 feeds[w.name] = self.quantized_weight(w, fmt, keep=False)
             per_format.append(feeds)
+        return per_format
+
+    def _sweep_window(self, pool, runner, sess, window, per_format) -> list:
+        """The first float output's error with each format of ``window`` (its weight feeds
+        in ``per_format``)."""
+        ref = self._ensure_ref()
+        out_name = self._error_output
 
         def one_run(job: tuple[int, int]) -> np.ndarray:
             k, i = job

@@ -13,6 +13,7 @@ import numpy as np
 from bitlens.core import metrics
 from bitlens.core.engine.recovery_cache import RecoveryCache
 from bitlens.core.engine.rewrite import fed_constants
+from bitlens.core.engine.weightspill import spill_weights
 from bitlens.core.formats import Format
 from bitlens.core.model.external import release_pages
 from bitlens.core.model.types import Layer, WeightInfo
@@ -38,8 +39,12 @@ class WeightFeeds:
     _wcache_bytes: int
     _werr: dict[tuple[str, str], TensorError]
 
+    map_float_weights = True  # large float weights held once, memory-mapped (weightspill.py)
+
     def _float_weights(self) -> dict[str, np.ndarray]:
         if self._float_feeds is None:
+            if self.map_float_weights:
+                spill_weights(self.model, [w for la in self.info.layers for w in fed_constants(la)])
             # weight() widens fp16/bf16 to float32; the session's inputs keep the stored type.
             self._float_feeds = {
                 w.name: self.model.weight(w).astype(np.dtype(w.dtype), copy=False)

@@ -160,6 +160,20 @@ class LoadedModel:
             self._cache[key] = values
         return values
 
+    def holds_weight(self, w: WeightInfo) -> bool:
+        """Whether :meth:`weight` keeps ``w``'s values in memory (decoded, not mapped)."""
+        return self._key(w.name, w.graph_path) in self._cache
+
+    def hold_weight(self, w: WeightInfo, values: np.ndarray) -> None:
+        """Keep ``values`` as ``w``'s values from now on: the same numbers held elsewhere,
+        e.g. memory-mapped (bitlens.core.engine.weightspill); checked against the current."""
+        key = self._key(w.name, w.graph_path)
+        old = self._cache[key]
+        if values.dtype != old.dtype or values.shape != old.shape:
+            raise ValueError(f"values of {w.name!r} must keep dtype and shape")
+        values.setflags(write=False)
+        self._cache[key] = values
+
     def _key(self, name: str, graph_path: str | None) -> tuple[str, str]:
         if graph_path is not None:
             if (graph_path, name) not in self._consts:

@@ -1,0 +1,112 @@
+"""A suffix of the simulation graph run as a chain of parts, each part's session shared by
+every structure whose graph has the very same part.
+
+Changing a layer's weight to a format the deployment target cannot run quantized (int4 on
+ort-cpu) moves the target's tensor quantizers around that layer: a new simulation graph,
+and before this a new session for everything after the change (100-160 ms of ONNX Runtime
+set-up on a 46-layer CRNN, about a third of a float run). The suffix is instead cut at a
+fixed grid of layer cuts into parts; a part's session is keyed by the part's serialized
+graph, so only the part holding the change is new. Every tensor crossing a cut is an output
+of the whole simulation graph (prefix.py), so ONNX Runtime fuses nothing across a cut in
+either, and the chain computes exactly what one session over the suffix computes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from bitlens.core.engine import prefix
+
+PARTS = 8  # parts a whole graph's cuts are grouped into
+PART_SESSIONS = 64  # part sessions kept (their buffers come from the shared arena)
+
+
+class _Arg:
+    """What the engine's runner reads of a session input: its name."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class Chain:
+    """Parts of a graph run one after another, with a session's ``get_inputs``/``run``."""
+
+    def __init__(self, parts: Sequence[tuple[object, tuple[str, ...], tuple[str, ...]]]):
+        """``parts``: (session, input names, output names) in graph order."""
+        self.parts = list(parts)
+        produced: set[str] = set()
+        names: list[str] = []
+        for _, inputs, outputs in self.parts:
+            names += [n for n in inputs if n not in produced]
+            produced.update(outputs)
+        self._inputs = [_Arg(n) for n in dict.fromkeys(names)]
+        self._fetches: dict[tuple[str, ...], list[list[str]]] = {}
+
+    def get_inputs(self) -> list[_Arg]:
+        return self._inputs
+
+    def _plan(self, fetch: tuple[str, ...]) -> list[list[str]]:
+        """Per part, what it must fetch: what is asked for or read by a later part."""
+        plan = self._fetches.get(fetch)
+        if plan is None:
+            need = set(fetch)
+            plan = []
+            for _, inputs, outputs in reversed(self.parts):
+                plan.append([o for o in outputs if o in need])
+                need.update(inputs)
+            plan.reverse()
+            self._fetches[fetch] = plan
+        return plan
+
+    def run(self, fetch: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        values = dict(feeds)
+        for (sess, inputs, _), want in zip(self.parts, self._plan(tuple(fetch)), strict=True):
+            if want:
+                got = sess.run(want, {n: values[n] for n in inputs})
+                values.update(zip(want, got, strict=True))
+        return [values[t] for t in fetch]
+
+
+def part_starts(cuts: prefix.Cuts, start: int) -> list[int]:
+    """Where the parts of the suffix from node ``start`` begin: ``start``, then every
+    ``len(cuts) / PARTS``-th cut of the graph after it (a fixed grid, so that suffixes
+    from different cuts share their later parts)."""
+    starts = sorted(set(cuts.start.values()))
+    step = max(1, -(-len(starts) // PARTS))
+    return [start, *(s for s in starts[::step] if s > start)]
+
+
+def build_chain(
+    sim: onnx.ModelProto,
+    cuts: prefix.Cuts,
+    start: int,
+    types: Mapping[str, tuple[np.dtype, int]],
+    sessions: OrderedDict[bytes, object],
+    make: Callable[[onnx.ModelProto], object],
+) -> Chain:
+    """The chain running ``sim`` from node ``start`` (a cut's first node) to the end; part
+    sessions come from ``sessions`` (keyed by the part's serialized graph) or ``make``."""
+    boundary = {s: cuts.boundary[n] for n, s in cuts.start.items()}
+    starts = part_starts(cuts, start)
+    parts = []
+    for s, e in zip(starts, [*starts[1:], None], strict=True):
+        model = prefix.build_tail(sim, s, boundary[s], types, end=e)
+        key = hashlib.blake2b(model.SerializeToString(deterministic=True)).digest()
+        sess = sessions.get(key)
+        if sess is None:
+            sess = sessions[key] = make(model)
+            while len(sessions) > PART_SESSIONS:
+                sessions.popitem(last=False)
+        else:
+            sessions.move_to_end(key)
+        g = model.graph
+        inputs = tuple(v.name for v in g.input)
+        parts.append((sess, inputs, tuple(v.name for v in g.output)))
+    return Chain(parts)
