@@ -33,6 +33,9 @@ def test_w8a8_on_an_opset12_constant_weight_model_works_by_default(tmp_path: Pat
     plan = Plan.preset(engine.info, "W8A8")
     result = drain(export(engine, plan, tmp_path / "o.onnx"))
     assert (result.source_opset, result.opset) == (12, 13)
+    # the source's size, measured before the upgrade, not the converted model's
+    assert result.source_bytes == engine.model.proto.ByteSize()
+    assert result.file_bytes == (tmp_path / "o.onnx").stat().st_size
     report = drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
     assert report.passed, report.failures
 
@@ -41,11 +44,11 @@ def test_next_candidate_is_tried_when_an_upgrade_changes_outputs(monkeypatch) ->
     real = opsets.convert
     tried: list[int] = []
 
-    def convert(model, target, feeds):
+    def convert(model, target, feeds, source=None):
         tried.append(target)
         if target == 13:  # as the version converter does for some operators
             raise ExportError("upgrading the model to opset 13 changed output 'y' on sample 0")
-        return real(model, target, feeds)
+        return real(model, target, feeds, source)
 
     monkeypatch.setattr(opsets, "convert", convert)
     engine = _engine()
@@ -55,7 +58,7 @@ def test_next_candidate_is_tried_when_an_upgrade_changes_outputs(monkeypatch) ->
 
 
 def test_no_candidate_names_every_attempt(monkeypatch) -> None:
-    def convert(model, target, feeds):
+    def convert(model, target, feeds, source=None):
         raise ExportError(f"changed output at {target}")
 
     monkeypatch.setattr(opsets, "convert", convert)
@@ -102,3 +105,32 @@ def test_forced_opset_is_used(tmp_path: Path) -> None:
     engine = _engine()
     prepared = preflight(engine, Plan.preset(engine.info, "W8A8"), ExportOptions(opset=17))
     assert prepared.opset == 17 and prepared.converted is not None
+
+
+def test_upgrade_is_what_the_version_converter_writes() -> None:
+    """Converting from bytes gives the very model onnx.version_converter gives."""
+    engine = _engine()
+    prepared = preflight(engine, Plan.preset(engine.info, "W8A8"))
+    src = engine.model.proto
+    want = onnx.version_converter.convert_version(src, 13)
+    want.ir_version = max(src.ir_version, opsets.ir_version_for(want))
+    assert prepared.converted is not None
+    assert prepared.converted.SerializeToString() == want.SerializeToString()
+
+
+def test_source_is_run_once_for_every_candidate(monkeypatch) -> None:
+    real_run = opsets._run
+    runs: list[int] = []  # the opset of each model run
+
+    def run(data, feeds):
+        opset = opsets.default_opset(onnx.load_from_string(data))
+        runs.append(opset)
+        if opset in (13, 14):
+            raise RuntimeError(f"cannot run opset {opset}")  # the next candidate is tried
+        return real_run(data, feeds)
+
+    monkeypatch.setattr(opsets, "_run", run)
+    engine = _engine()
+    prepared = preflight(engine, Plan.preset(engine.info, "W8A8"))
+    assert prepared.opset == 15
+    assert sorted(runs) == [12, 13, 14, 15]  # the source (opset 12) once

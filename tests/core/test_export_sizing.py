@@ -114,3 +114,40 @@ def test_an_edit_the_sizer_misses_is_measured_again(monkeypatch, caplog) -> None
     assert {k: r.bytes_file for k, r in built.layers.items()} == {
         k: r.bytes_file for k, r in slow.layers.items()
     }
+
+
+def _with_header(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every kind of model field besides the graph: scalars, strings, repeated messages."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    m.doc_string = "a model"
+    m.producer_name, m.producer_version, m.model_version = "test", "1.0", 7
+    onnx.helper.set_model_props(m, {"k": "v" * 300})
+    m.functions.append(
+        onnx.helper.make_function(
+            "local", "F", ["a"], ["b"], [onnx.helper.make_node("Relu", ["a"], ["b"])],
+            [onnx.helper.make_opsetid("", 13)],
+        )
+    )  # fmt: skip
+    m.opset_import.append(onnx.helper.make_opsetid("local", 1))
+    return m
+
+
+def test_file_bytes_is_the_serialized_size() -> None:
+    """The header measured apart from the graph adds up to the whole model's encoding."""
+    m = _with_header(conv_net())
+    assert sizing.file_bytes(m) == len(m.SerializeToString()) == m.ByteSize()
+    assert sizing.file_bytes(m, sizing.graph_bytes(m)) == m.ByteSize()
+    bare = onnx.ModelProto()
+    assert sizing.file_bytes(bare) == 0
+    bare.ir_version = 9  # no graph field at all: no graph length prefix is counted
+    assert sizing.file_bytes(bare) == bare.ByteSize()
+
+
+def test_file_bytes_counts_unknown_fields() -> None:
+    """A field this onnx does not know (a newer ONNX wrote it) is kept in the encoding."""
+    m = _with_header(conv_net())
+    extra = b"\xf8\x07\x05"  # field 127, varint 5: unknown to ModelProto
+    parsed = onnx.ModelProto.FromString(m.SerializeToString() + extra)
+    assert parsed.ByteSize() == m.ByteSize() + len(extra)
+    assert sizing.file_bytes(parsed) == parsed.ByteSize()

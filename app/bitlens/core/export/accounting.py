@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from bitlens.core.engine import bind
 from bitlens.core.export.exporter import ExportOptions, Prepared, build
-from bitlens.core.export.sizing import file_bytes
 from bitlens.core.formats import Format, storage_bytes
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import Plan
@@ -60,7 +59,7 @@ def predict(
     (``prepared``: from :func:`preflight` for this plan, which runs otherwise)."""
     built = yield from build(engine, plan, options, prepared)
     return ExportSize(
-        source_bytes=file_bytes(engine.model.graph_proto),
+        source_bytes=built.source_bytes,
         # the serialized size itself (one pass over the built model): the per-layer sums
         # can miss a byte where a subgraph's length prefix grows by one
         file_bytes=built.model.ByteSize(),

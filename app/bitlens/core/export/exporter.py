@@ -49,7 +49,7 @@ from bitlens.core.export.records import (
     Prepared,
 )
 from bitlens.core.export.scalars import write_scalar_inputs
-from bitlens.core.export.sizing import LayerSizer, file_bytes
+from bitlens.core.export.sizing import LayerSizer, file_bytes, graph_bytes
 from bitlens.core.export.weights import QDQ, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
 from bitlens.core.formats import family_of, parse_format
@@ -155,7 +155,10 @@ def build(
     model = onnx.ModelProto()
     model.CopyFrom(prepared.converted if prepared.converted is not None else src)
     taken = used_names(model)
-    base_bytes = file_bytes(model)  # external tensors counted as the file will hold them
+    base_graph = graph_bytes(model)  # external tensors counted as the file will hold them
+    base_bytes = file_bytes(model, base_graph)
+    # the model unchanged: the source's size is the same measurement
+    source_bytes = base_bytes if prepared.converted is None else file_bytes(src)
     base_header = sum(field_bytes(p.ByteSize()) for p in model.metadata_props) + sum(
         field_bytes(o.ByteSize()) for o in model.opset_import
     )
@@ -167,7 +170,7 @@ def build(
     notes.extend(deployment_warnings(plan))
     notes.extend(check_plan(plan))
     placed = qm.placed
-    sizer = LayerSizer(model, base_bytes)
+    sizer = LayerSizer(model, base_bytes, base_graph)
     for i, (name, choice) in enumerate(plan.choices.items()):
         layer = engine.info.layer(name)
         pending = state.pending_bytes()
@@ -189,7 +192,8 @@ def build(
     size_before = file_bytes(model)
     tensor_records = export_tensor_quantizers(state, qm)
     notes.extend(write_scalar_inputs(state, qm, engine.scalar))
-    tensor_bytes = file_bytes(model) - size_before
+    graph_now = graph_bytes(model)  # the graph's last change: only the header changes below
+    tensor_bytes = file_bytes(model, graph_now) - size_before
     if placed:
         notes.append(
             f"target {plan.target}: {len(placed)} tensors besides layer inputs quantized "
@@ -215,7 +219,7 @@ def build(
         model.opset_import.append(helper.make_opsetid(matmulnbits.DOMAIN, 1))
     model.ir_version = max(src.ir_version, opsets.ir_version_for(model))
     _set_metadata(model, plan, records, min_ort)
-    if file_bytes(model) > MAX_PROTO_BYTES:
+    if file_bytes(model, graph_now) > MAX_PROTO_BYTES:
         raise ExportError(
             "the export is larger than 2 GB; ONNX files that size need external data, "
             "which the exporter does not write yet"
@@ -232,6 +236,7 @@ def build(
         model, source_opset, target, min_ort, converted, records, base_bytes, tuple(notes),
         base_header, tensor_bytes,
         tuple(q for t, q in tensor_records.items() if t not in shared), plan.target, qm,
+        source_bytes,
     )  # fmt: skip
 
 
@@ -270,7 +275,7 @@ def export(
         tensor_quantizers=built.tensor_quantizers,
         target=built.target,
         file_bytes=len(data),
-        source_bytes=file_bytes(engine.model.graph_proto),
+        source_bytes=built.source_bytes,
         notes=built.notes,
         accounted_bytes=built.accounted_bytes,
         quantized=built.quantized,

@@ -286,6 +286,7 @@ def check_fidelity(
     latency = LatencyCheck(
         tuple(sess_dep.get_providers()), t_exp.median_ms, t_float.median_ms,
         min(t_exp.runs, t_float.runs),
+        t_float.ratio_spread if math.isfinite(t_float.ratio_spread) else None,
     )  # fmt: skip
     yield Progress(5, steps, "measured latency")
 

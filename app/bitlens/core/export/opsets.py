@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import helper
+from onnx.onnx_cpp2py_export import version_converter as _cpp_converter
 
 from bitlens.core.errors import ExportError
 
@@ -85,11 +86,12 @@ def prepare(
     """
     current = default_opset(model)
     tried: list[str] = []
+    source = _Source(model, feeds)  # serialized and run once for every candidate
     for target in candidates(current, needed, forced):
         if target == current:
             return target, None, ()
         try:
-            converted = convert(model, target, feeds)
+            converted = convert(model, target, feeds, source)
         except ExportError as exc:
             tried.append(f"{target}: {exc}")
             continue
@@ -103,28 +105,62 @@ def prepare(
     )
 
 
-def _run(model: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
+def _run(data: bytes, feeds: Sequence[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     return [sess.run(None, f) for f in feeds]
 
 
+class _Source:
+    """The model being upgraded, serialized once, and its outputs, computed once: the
+    converter and both verification sessions read bytes, and serializing a 54 MB model
+    costs 0.2-0.4 s each time (``version_converter.convert_version`` serializes its input
+    and parses its output; the converter itself works on bytes)."""
+
+    def __init__(self, model: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]]):
+        self.model, self.feeds = model, feeds
+        self._data: bytes | None = None
+        self._outputs: list[list[np.ndarray]] | None = None
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            self._data = self.model.SerializeToString()
+        return self._data
+
+    def outputs(self) -> list[list[np.ndarray]]:
+        if self._outputs is None:
+            self._outputs = _run(self.data, self.feeds)
+        return self._outputs
+
+
 def convert(
-    model: onnx.ModelProto, target: int, feeds: Sequence[dict[str, np.ndarray]]
+    model: onnx.ModelProto,
+    target: int,
+    feeds: Sequence[dict[str, np.ndarray]],
+    source: _Source | None = None,
 ) -> onnx.ModelProto:
-    """``model`` at opset ``target``; its outputs on ``feeds`` must not change by one bit."""
+    """``model`` at opset ``target``; its outputs on ``feeds`` must not change by one bit.
+    ``source``: ``model`` serialized and run already (for several targets)."""
+    source = source if source is not None else _Source(model, feeds)
     try:
-        converted = onnx.version_converter.convert_version(model, target)
+        # what onnx.version_converter.convert_version does, minus serializing the model
+        # again (https://github.com/onnx/onnx/blob/main/onnx/version_converter.py)
+        data = _convert_bytes(source.data, target)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(
             f"cannot upgrade the model from opset {default_opset(model)} to {target}: {first}"
         ) from exc
-    converted.ir_version = max(model.ir_version, ir_version_for(converted))
+    converted = onnx.load_from_string(data)
+    ir = max(model.ir_version, ir_version_for(converted))
+    if converted.ir_version != ir:
+        converted.ir_version = ir
+        data = converted.SerializeToString()
     try:
-        before, after = _run(model, feeds), _run(converted, feeds)
+        before, after = source.outputs(), _run(data, feeds)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"the model upgraded to opset {target} does not run: {first}") from exc
@@ -137,6 +173,10 @@ def convert(
                     "cannot be exported for this model)"
                 )
     return converted
+
+
+def _convert_bytes(data: bytes, target: int) -> bytes:
+    return _cpp_converter.convert_version(data, target)
 
 
 def ir_version_for(model: onnx.ModelProto) -> int:

@@ -100,6 +100,7 @@ class Built:
     tensor_quantizers: tuple[QuantizerRecord, ...] = ()  # those no layer reports as its own
     target: str = "none"
     quantized: QuantizedModel | None = None  # the weights and ranges written
+    source_bytes: int = 0  # sizing.file_bytes of the source model
 
     @property
     def accounted_bytes(self) -> int:

@@ -134,6 +134,8 @@ class LatencyCheck:
     export_ms: float
     float_ms: float
     runs: int
+    # relative half-width of the ~95% interval of the median per-run ratio export / float
+    ratio_spread: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -267,7 +269,9 @@ def render(r: FidelityReport) -> str:
         lines.append(
             f"latency on {', '.join(lat.providers)}: export {lat.export_ms:.3f} ms, "
             f"float {lat.float_ms:.3f} ms (x{lat.ratio:.2f}), median of {lat.runs} runs"
-        )
+            + (f", ratio within ±{100 * lat.ratio_spread:.1f}% (95%)"
+               if lat.ratio_spread is not None and math.isfinite(lat.ratio_spread) else "")
+        )  # fmt: skip
     lines += [n if n.startswith("warning: ") else f"note: {n}" for n in r.notes]
     lines += [f"FAILED: {f}" for f in r.failures]
     lines.append("fidelity check passed" if r.passed else "fidelity check FAILED")
