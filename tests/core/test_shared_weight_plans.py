@@ -165,7 +165,10 @@ def test_the_search_decides_a_group_once_and_never_splits_it(engine: Engine) -> 
     assert weight_rows == {CELLS[0], "head"}
     assert {e.layer for e in sens if e.kind == "activation"} == {*CELLS, "head"}
     options = SearchOptions(
-        Budget(size_ratio=0.5), front_probes=4, refine_evaluations=8, references=("W8A8",),
+        Budget(size_ratio=0.5),
+        front_probes=4,
+        refine_evaluations=8,
+        references=("W8A8",),
         check_export=False,
     )
     result = drain(search(engine, options))
@@ -188,3 +191,7 @@ def test_the_cli_reads_a_split_plan_as_the_window_does(tmp_path: Path) -> None:
     rows = json.loads(res.stdout)["layers"]
     assert [rows[n]["weight_format"] for n in CELLS] == [INT8] * STEPS
     assert rows["head"]["weight_format"] is None
+    res = run_cli("sweep", str(tmp_path / "m.onnx"), "--formats", INT8)
+    assert res.returncode == 0, res.stderr
+    assert "note: cell_0/Gemm shares its weights with 2 other layer(s)" in res.stderr
+    assert "cell_1/Gemm" not in res.stdout and "cell_0/Gemm" in res.stdout
