@@ -65,8 +65,8 @@ def normalize(
     info: ModelInfo, choices: Mapping[str, tuple[object, object]]
 ) -> tuple[dict[str, tuple[object, object]], list[str]]:
     """For each group whose readers disagree on (weight format, recovery), the choice of its
-    first reader in model order that quantizes the weight, for all of them (what the export
-    and the engine already applied to the shared tensor). Returns the (weight, recovery) to
+    first reader in model order that quantizes the weight, for all of them (where the other
+    readers were float, what the export already wrote for the shared tensor). Returns the (weight, recovery) to
     set per layer that changes, and one note per group naming its layers."""
     fixed: dict[str, tuple[object, object]] = {}
     notes: list[str] = []
@@ -79,12 +79,12 @@ def normalize(
         picks = [choices.get(n, none) for n in group]
         if len(set(picks)) == 1:
             continue
-        at = next(i for i, p in enumerate(picks) if p[0] is not None)
+        at = next((i for i, p in enumerate(picks) if p[0] is not None), 0)
         win = picks[at]
         for n, p in zip(group, picks, strict=True):
             if p != win:
                 fixed[n] = win
-        fmt = getattr(win[0], "name", str(win[0]))
+        fmt = "float" if win[0] is None else getattr(win[0], "name", str(win[0]))
         notes.append(
             f"layers {_listed(group)} read one weight and disagreed on its format: "
             f"all now take {fmt} (from {group[at]})"
