@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import onnx
@@ -341,8 +342,9 @@ def test_conflicting_formats_on_a_shared_weight_are_refused(tmp_path: Path) -> N
     same = Plan.uniform(engine.info, "int4 sym ch")
     _, report = run(engine, same, tmp_path / "same.onnx")
     assert report.passed
-    mixed = Plan(
-        engine.info, {"a": LayerChoice.of("int4 sym ch"), "b": LayerChoice.of("int8 sym ch")}
-    )
+    choices = {"a": LayerChoice.of("int4 sym ch"), "b": LayerChoice.of("int8 sym ch")}
+    mixed = Plan(engine.info, choices)  # a plan gives a shared weight's readers one format
+    assert mixed["b"].weight == mixed["a"].weight and len(mixed.notes) == 1
+    mixed._choices = MappingProxyType(choices)  # split behind Plan's back: the export refuses
     with pytest.raises(ExportError, match="shared by several layers"):
         drain(export(engine, mixed, tmp_path / "mixed.onnx"))

@@ -81,12 +81,16 @@ def read_plan(path: Path, info) -> Plan:
     ``extra_options``/``TensorQuantOverrides`` key), told apart by their keys. Read
     through the plan schema's safe reader (regular file, size cap, UTF-8, bounded nesting)."""
     data = read_json_file(path, "plan")
+    plan = None
     if isinstance(data, dict) and "bitlens_plan" not in data:
         inner = data.get("extra_options", data)
         inner = inner.get("TensorQuantOverrides", inner) if isinstance(inner, dict) else inner
         if isinstance(inner, dict):
-            return Plan.from_ort_overrides(info, inner)
-    return Plan.from_dict(info, data)
+            plan = Plan.from_ort_overrides(info, inner)
+    plan = Plan.from_dict(info, data) if plan is None else plan
+    for note in plan.notes:  # readers of a shared weight given one format (as the window)
+        print(f"note: {path.name}: {note}", file=sys.stderr)
+    return plan
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from dataclasses import asdict
 
 from bitlens.cli.common import (
@@ -25,6 +26,7 @@ from bitlens.cli.progress import follow
 from bitlens.core.engine import Engine
 from bitlens.core.input_values import compared_constants
 from bitlens.core.results import SweepEntry
+from bitlens.core.shared_weights import group_note, weight_groups
 
 DEFAULT_LADDER = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")
 
@@ -56,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
         memory_budget=budget_of(args),
     )
     entries: list[SweepEntry] = follow(engine.sweep(args.formats))
+    groups = weight_groups(model.info)  # a shared weight is swept once, as its first reader
+    for name in dict.fromkeys(e.layer for e in entries if e.layer in groups):
+        print(f"note: {name} {group_note(groups[name])}; swept once for all", file=sys.stderr)
     if args.json:
         print(
             dump_json(

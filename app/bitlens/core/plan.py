@@ -39,6 +39,7 @@ from bitlens.core.plan_schema import (
 )
 from bitlens.core.recovery import Recovery, parse_recovery
 from bitlens.core.recovery.support import check_recovery
+from bitlens.core.shared_weights import normalize, weight_groups
 from bitlens.core.targets import DEFAULT_TARGET, TENSORRT, check_target
 
 PLAN_VERSION = 1
@@ -194,6 +195,18 @@ class Plan(Mapping[str, LayerChoice]):
             validate_choice(layers[name], choice)
             if not choice.is_float:
                 clean[name] = choice
+        # Readers of one weight share one weight format (bitlens.core.shared_weights): a plan
+        # that disagrees takes its first quantizing reader's, and says so in ``notes``.
+        fixed, notes = normalize(info, {n: (c.weight, c.recovery) for n, c in clean.items()})
+        for name, (weight, recovery) in fixed.items():
+            prev = clean.get(name, FLOAT)
+            choice = dataclasses.replace(prev, weight=weight, recovery=recovery)
+            validate_choice(layers[name], choice)
+            if choice.is_float:
+                clean.pop(name, None)
+            else:
+                clean[name] = choice
+        self.notes: tuple[str, ...] = tuple(notes)
         self._choices = MappingProxyType(clean)
 
     # -- Mapping over *all* layers --------------------------------------------------
@@ -229,8 +242,21 @@ class Plan(Mapping[str, LayerChoice]):
 
     # -- edits ---------------------------------------------------------------------
     def with_choices(self, changes: Mapping[str, LayerChoice]) -> Plan:
+        """These layers' choices changed; a changed weight format (or recovery) is given to
+        every layer that reads the same weight (their activations stay their own)."""
         merged = dict(self._choices)
         merged.update(changes)
+        groups = weight_groups(self.info) if changes else {}
+        for name, choice in changes.items():
+            old = self._choices.get(name, FLOAT)
+            if (choice.weight, choice.recovery) == (old.weight, old.recovery):
+                continue
+            for other in groups.get(name, ()):
+                if other not in changes:
+                    prev = merged.get(other, FLOAT)
+                    merged[other] = dataclasses.replace(
+                        prev, weight=choice.weight, recovery=choice.recovery
+                    )
         return Plan(self.info, merged, self.target)
 
     def with_target(self, target: str) -> Plan:

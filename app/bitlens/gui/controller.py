@@ -431,7 +431,9 @@ class Controller(QObject):
         def read() -> None:
             info = _need_info(doc)
             plan = Plan.from_dict(info, read_json_file(p, "plan"))
-            doc.replace_plan(plan, f"Open plan {p.name}")
+            # readers of a shared weight given one format: the step says so (as the CLI)
+            notes = "".join(f" ({n})" for n in plan.notes)
+            doc.replace_plan(plan, f"Open plan {p.name}{notes}")
             doc.mark_saved(p)  # the window holds what the file holds: nothing unsaved
 
         return self._attempt(f"Opening the plan {p.name}", read)

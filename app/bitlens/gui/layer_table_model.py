@@ -33,6 +33,7 @@ from bitlens.core.plan import LayerChoice, activation_choices, weight_choices
 from bitlens.core.recovery import RECOVERY_CHOICES, parse_recovery
 from bitlens.core.recovery.support import kept_recovery
 from bitlens.core.results import LayerResult, TensorError
+from bitlens.core.shared_weights import group_note, weight_groups
 from bitlens.gui import colors
 from bitlens.gui.ab_compare import signed_bytes, signed_db, verdict_color
 from bitlens.gui.document import Document
@@ -124,6 +125,7 @@ class LayerTableModel(QAbstractTableModel):
         self._doc = document
         self._layers: tuple[Layer, ...] = ()
         self._rows: dict[str, int] = {}
+        self._groups: dict[str, tuple[str, ...]] = {}
         # every layer's BOPs under one plan by one count: each cell painted used to count all
         # layers again; (count, plan, BOPs by layer)
         self._bops_of: tuple[object, object, dict[str, int | None]] | None = None
@@ -262,7 +264,11 @@ class LayerTableModel(QAbstractTableModel):
                 new = LayerChoice(old.weight, fmt, dynamic and fmt is not None, old.recovery)
             if new == old:
                 return True
-            self._doc.edit({layer.name: new}, f"{layer.name}: {kind} → {fmt_format(text or None)}")
+            also = len(self._groups.get(layer.name, ())) - 1 if col == Column.WEIGHT else 0
+            with_group = f" (and {also} layers reading the same weight)" if also > 0 else ""
+            self._doc.edit(
+                {layer.name: new}, f"{layer.name}{with_group}: {kind} → {fmt_format(text or None)}"
+            )
         except BitlensError as exc:
             self.editFailed.emit(f"Setting {layer.name} {kind} to {text}", exc)
             return False
@@ -390,6 +396,10 @@ class LayerTableModel(QAbstractTableModel):
         return self._display(layer, col)
 
     def _tooltip(self, layer: Layer, col: Column) -> str | None:
+        group = self._groups.get(layer.name) if col in (Column.WEIGHT, Column.RECOVERY) else None
+        if group is not None:  # why editing this cell changes other rows too
+            tip = format_tooltip(self._display(layer, col)) if col == Column.WEIGHT else ""
+            return "\n".join(t for t in (tip, f"{layer.name} {group_note(group)}") if t)
         if col in (Column.WEIGHT, Column.ACTIVATION):
             return format_tooltip(self._display(layer, col)) or None
         if col == Column.SIZE and cannot_save(layer, self._choice(layer).weight):
@@ -436,6 +446,7 @@ class LayerTableModel(QAbstractTableModel):
         self.beginResetModel()
         self._layers = () if info is None else info.layers
         self._rows = {layer.name: i for i, layer in enumerate(self._layers)}
+        self._groups = {} if info is None else weight_groups(info)  # readers of one weight
         self.endResetModel()
 
     def _on_plan_changed(self) -> None:

@@ -19,6 +19,7 @@ from bitlens.core.engine.session import make_session, release_arena
 from bitlens.core.formats import Format, parse_format
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress, SweepEntry
+from bitlens.core.shared_weights import one_per_group
 from bitlens.core.weights import weight_bytes_after
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class Sweep:
         (or ``close()``). Returns entries sorted worst first (lowest SQNR).
         """
         fmts = [parse_format(f) for f in formats]
-        names = list(self.info.layer_names if layers is None else layers)
+        names = one_per_group(self.info, self.info.layer_names if layers is None else layers)
         yield from self.prepare()
         base = Plan(self.info)
         sim, sess = self._session_for({})

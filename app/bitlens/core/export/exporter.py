@@ -97,16 +97,21 @@ def preflight(
         raise ExportError("the plan was made for a different model")
     if path is not None:
         check_target(engine, Path(path))
-    bound: dict[str, str] = {}
-    for name, choice in plan.choices.items():
-        layer = engine.info.layer(name)
-        for w in layer.weights if choice.weight is not None else ():
-            fmt = bind(choice.weight, w).name
-            if bound.setdefault(w.name, fmt) != fmt:
+    bound: dict[tuple[str, str], tuple[str, str]] = {}
+    for layer in engine.info.layers:  # float readers too: the file holds one copy
+        choice = plan[layer.name]
+        for w in layer.weights:
+            fmt = "float" if choice.weight is None else bind(choice.weight, w).name
+            got = (fmt, "" if choice.recovery is None else f" with {choice.recovery.value}")
+            first = bound.setdefault((w.graph_path, w.name), got)
+            if first != got:
                 raise ExportError(
                     f"weight {w.name!r} is shared by several layers with different formats "
-                    f"({bound[w.name]} and {fmt}); give them the same format"
+                    f"({''.join(first)} and {''.join(got)} on {layer.name}); give them the "
+                    "same format"
                 )
+    for name, choice in plan.choices.items():
+        layer = engine.info.layer(name)
         for act in layer.activations if choice.activation is not None else ():
             dtype = dtype_of(engine, act)
             if dtype not in (None, "float32"):

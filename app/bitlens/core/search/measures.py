@@ -14,6 +14,7 @@ from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress, drain
 from bitlens.core.search.candidates import _fits, _fits_weight, _parse_all
 from bitlens.core.search.points import Sensitivity
+from bitlens.core.shared_weights import one_per_group
 from bitlens.core.usermetric import Metric, concat_outputs, default_metric, reference_outputs
 from bitlens.core.weights import weight_bytes_after
 
@@ -57,11 +58,12 @@ def sensitivities(
     wfmts = _parse_all(weight_formats, "weight") if weight_formats else []
     afmts = _parse_all(activation_formats, "activation") if activation_formats else []
     names = list(engine.info.layer_names if layers is None else layers)
+    deciders = set(one_per_group(engine.info, names))  # a shared weight's group: one entry
     out: list[Sensitivity] = []
     for i, name in enumerate(names):
         layer = engine.info.layer(name)
         trials: list[tuple[str, str, LayerChoice, int]] = []
-        for fmt in wfmts:
+        for fmt in wfmts if name in deciders else ():
             if layer.weights and _fits_weight(layer, fmt):
                 saved = layer.nbytes - weight_bytes_after(layer, fmt)
                 trials.append(("weight", fmt.name, LayerChoice(fmt), saved))

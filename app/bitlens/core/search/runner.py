@@ -18,6 +18,7 @@ from bitlens.core.search.options import FLOAT_NAME, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
 from bitlens.core.search.points import Point, SearchResult, pareto_front
 from bitlens.core.search.refine import Refinement
+from bitlens.core.shared_weights import one_per_group, weight_groups
 from bitlens.core.usermetric import default_metric, reference_outputs
 
 
@@ -123,7 +124,11 @@ class _Search(Refinement):
             layer for layer in free
             if base is not None and layer.activations and not layer.graph_path
         ]  # fmt: skip
-        wlayers = [layer for layer in free if layer.weights]
+        # a weight read by several layers is one decision, taken by its first reader (the
+        # plan gives the others its format); a group with a pinned reader follows the pin
+        deciders = set(one_per_group(self.info, [la.name for la in free if la.weights]))
+        pinned = {n for p in self.pins for n in weight_groups(self.info).get(p, ())}
+        wlayers = [la for la in free if la.name in deciders and la.name not in pinned]
         self.total = len(wlayers) * len(wfmts) + 3 * len(act_layers) + opts.front_probes
         self.total += 6 if opts.budget.by_size and opts.check_export else 0
         self.total += opts.refine_evaluations + len(opts.references) + 2

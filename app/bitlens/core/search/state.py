@@ -20,6 +20,7 @@ from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import SearchOptions
 from bitlens.core.search.points import Point, Sensitivity
 from bitlens.core.search.recovered import Recovered, parse_methods
+from bitlens.core.shared_weights import one_per_group
 from bitlens.core.usermetric import Metric, concat_outputs
 from bitlens.core.weights import weight_bytes_after
 
@@ -86,9 +87,11 @@ class SearchState:
                 self.tried.append(hit)
             return hit
         error, metric = self._measure(plan)
+        once = set(one_per_group(self.info, self.info.layer_names))  # shared weights once
         weight_bytes = sum(
-            weight_bytes_after(layer, plan[layer.name].weight) for layer in self.info.layers
-        )
+            weight_bytes_after(la, plan[la.name].weight) for la in self.info.layers
+            if la.name in once
+        )  # fmt: skip
         nbytes = self.size.file_bytes(plan)
         real = self.size.real_if_near(plan, nbytes)
         p = Point(plan, nbytes if real is None else real, weight_bytes, error, metric, label, real)

@@ -1,0 +1,98 @@
+"""Weights read by several layers: one weight format (and recovery) for all their readers.
+
+PyTorch's exporter unrolls an ``nn.LSTMCell`` called in a loop into one Gemm per time step,
+all reading the same initializers. The exported file holds each weight once, so its readers
+cannot keep different formats: a plan that gave ``cell_0`` int8 and the other steps float
+was exported (and simulated) with int8 for every step while the table said "float". Plans
+therefore keep each group of readers at one weight choice (:func:`spread`, :func:`normalize`).
+Activation formats stay per layer: each reader has its own input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from bitlens.core.model.types import ModelInfo
+
+
+def weight_groups(info: ModelInfo) -> dict[str, tuple[str, ...]]:
+    """Layer name -> the readers (in model order) of the weights it shares with other layers;
+    layers whose weights no other layer reads are absent."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    first_reader: dict[tuple[str, str], str] = {}  # (graph path, weight name) -> layer
+    for layer in info.layers:
+        parent.setdefault(layer.name, layer.name)
+        for w in layer.weights:
+            other = first_reader.setdefault((w.graph_path, w.name), layer.name)
+            parent[root(layer.name)] = root(other)
+    members: dict[str, list[str]] = {}
+    for layer in info.layers:
+        members.setdefault(root(layer.name), []).append(layer.name)
+    return {n: tuple(g) for g in members.values() if len(g) > 1 for n in g}
+
+
+def one_per_group(info: ModelInfo, names: Iterable[str]) -> list[str]:
+    """``names`` less the later readers of a weight group already represented: the sweep
+    quantizes the shared tensor once, which is every reader's weights (one entry per group)."""
+    groups = weight_groups(info)
+    out: list[str] = []
+    taken: set[tuple[str, ...]] = set()
+    for name in names:
+        group = groups.get(name)
+        if group is None or group not in taken:
+            out.append(name)
+            if group is not None:
+                taken.add(group)
+    return out
+
+
+def group_note(names: tuple[str, ...]) -> str:
+    """Why a reader's weight cell follows the others' (window tooltip, CLI)."""
+    return (
+        f"shares its weights with {len(names) - 1} other layer(s) ({_listed(names)}): the file "
+        "stores them once, so all readers take one weight format"
+    )
+
+
+def normalize(
+    info: ModelInfo, choices: Mapping[str, tuple[object, object]]
+) -> tuple[dict[str, tuple[object, object]], list[str]]:
+    """For each group whose readers disagree on (weight format, recovery), the choice of its
+    first reader in model order that quantizes the weight, for all of them (where the other
+    readers were float, what the export already wrote for the shared tensor). Returns the (weight, recovery) to
+    set per layer that changes, and one note per group naming its layers."""
+    fixed: dict[str, tuple[object, object]] = {}
+    notes: list[str] = []
+    seen: set[tuple[str, ...]] = set()
+    none = (None, None)
+    for group in weight_groups(info).values():
+        if group in seen:
+            continue
+        seen.add(group)
+        picks = [choices.get(n, none) for n in group]
+        if len(set(picks)) == 1:
+            continue
+        at = next((i for i, p in enumerate(picks) if p[0] is not None), 0)
+        win = picks[at]
+        for n, p in zip(group, picks, strict=True):
+            if p != win:
+                fixed[n] = win
+        fmt = "float" if win[0] is None else getattr(win[0], "name", str(win[0]))
+        notes.append(
+            f"layers {_listed(group)} read one weight and disagreed on its format: "
+            f"all now take {fmt} (from {group[at]})"
+        )
+    return fixed, notes
+
+
+def _listed(names: tuple[str, ...], most: int = 4) -> str:
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[:most])} and {len(names) - most} more"
