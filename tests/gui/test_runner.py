@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
 
 from bitlens.core.errors import DataError
 from bitlens.core.results import Progress
+from bitlens.gui.priority import WORKER_NICE_STEP
 from bitlens.gui.runner import EngineRunner, Job
 
 
-def _steps(n: int, delay: float, log: list[int]):
+def _steps(n: int, delay: float, log: list[int], gate: threading.Event | None = None):
+    """``n`` steps of ``delay`` s; with a ``gate``, held after the first one until it opens
+    (the test's cancel reaches the job before it could finish, however loaded the machine)."""
     for i in range(n):
         time.sleep(delay)
         log.append(i)
         yield Progress(i + 1, n, f"step {i}")
+        if gate is not None and i == 0:
+            gate.wait(60)
     return n
 
 
@@ -46,10 +57,12 @@ def test_cancel_stops_a_generator_between_yields(qtbot) -> None:
     runner = EngineRunner()
     log: list[int] = []
     done: list[object] = []
+    gate = threading.Event()
     with qtbot.waitSignal(runner.progressed, timeout=10_000):
-        runner.submit(Job("sweep", "s", _steps, (100, 0.02, log), on_result=done.append))
+        runner.submit(Job("sweep", "s", _steps, (100, 0.02, log, gate), on_result=done.append))
     with qtbot.waitSignal(runner.cancelled, timeout=10_000):
         runner.cancel()
+        gate.set()
     qtbot.waitUntil(lambda: not runner.busy, timeout=10_000)
     assert done == []
     assert 0 < len(log) < 100
@@ -61,10 +74,11 @@ def test_a_cancelled_generator_is_closed_before_cancelled_is_reported(qtbot) -> 
     runner = EngineRunner()
     cleaned: list[str] = []
     keep: list[object] = []  # holds the generator: only an explicit close runs its finally
+    gate = threading.Event()
 
     def job():
         try:
-            yield from _steps(100, 0.02, [])
+            yield from _steps(100, 0.02, [], gate)
         finally:
             cleaned.append(threading.current_thread().name)
 
@@ -77,6 +91,7 @@ def test_a_cancelled_generator_is_closed_before_cancelled_is_reported(qtbot) -> 
         runner.submit(Job("export", "x", started, ()))
     with qtbot.waitSignal(runner.cancelled, timeout=10_000):
         runner.cancel()
+        gate.set()
     assert len(cleaned) == 1 and cleaned[0] != threading.main_thread().name
 
 
@@ -110,13 +125,15 @@ def test_shutdown_waits_for_the_running_job(qtbot) -> None:
     assert not runner.busy
 
 
-def _resumable(n: int, delay: float, done: list[int], order: list[str]):
-    """Steps that skip what an earlier, stopped run of the same request already did."""
+def _resumable(n: int, delay: float, done: list[int], order: list[str], gate: threading.Event):
+    """Steps that skip what an earlier, stopped run of the same request already did; held
+    after the first step until ``gate`` opens."""
     for i in range(len(done), n):
         time.sleep(delay)
         done.append(i)
         order.append(f"aside {i}")
         yield Progress(i + 1, n, f"step {i}")
+        gate.wait(60)
     return list(done)
 
 
@@ -127,16 +144,18 @@ def test_a_job_that_steps_aside_lets_another_run_first_and_starts_again(qtbot) -
     done: list[int] = []
     order: list[str] = []
     results: list[object] = []
+    gate = threading.Event()
 
     def evaluate() -> str:
         order.append("evaluate")
         return "evaluated"
 
     with qtbot.waitSignal(runner.progressed, timeout=10_000):
-        runner.submit(Job("detail", "d", _resumable, (40, 0.02, done, order),
+        runner.submit(Job("detail", "d", _resumable, (40, 0.02, done, order, gate),
                           on_result=results.append, steps_aside=True))  # fmt: skip
     with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=20_000):
         runner.submit(Job("evaluate", "e", evaluate, on_result=results.append))
+        gate.set()
     assert results == ["evaluated", list(range(40))]
     first_eval = order.index("evaluate")
     assert 0 < first_eval < 40  # it ran while the sandbox was half done
@@ -167,3 +186,41 @@ def test_a_discarded_aside_job_is_not_started_again(qtbot) -> None:
     with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=20_000):
         runner.submit(Job("evaluate", "e", lambda: "evaluated", on_result=results.append))
     assert results == ["evaluated"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_jobs_and_the_ort_threads_they_start_run_below_the_window(qtbot) -> None:
+    """Issue 11: the engine's threads fill the cores while a model opens or a sweep runs;
+    at a lower priority than the window's thread they leave it a CPU for its events."""
+    from tests.builders import mlp
+
+    window_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    runner = EngineRunner()
+    seen: list[tuple[int, set[int]]] = []
+
+    def job() -> None:
+        own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        before = _thread_nices()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 2  # one thread of ORT's own besides the caller
+        sess = ort.InferenceSession(mlp().SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])  # fmt: skip
+        started = {n for t, n in _thread_nices().items() if t not in before}
+        del sess
+        seen.append((own, started))
+
+    with qtbot.waitSignal(runner.finished, timeout=10_000):
+        runner.submit(Job("j", "j", job))
+    ((own, started),) = seen
+    assert own == min(window_nice + WORKER_NICE_STEP, 19)
+    assert started == {own}  # ORT's intra-op thread, started by the session, inherits it
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == window_nice
+
+
+def _thread_nices() -> dict[int, int]:
+    """Each thread of this process: its nice value (field 19 of /proc/self/task/TID/stat)."""
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        out[int(task.name)] = int(fields[16])
+    return out

@@ -5,15 +5,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import pytest
-
 from bitlens.gui import jobs
-from tests.gui.conftest import open_model, screenshot, slowed, wait_idle
-
-
-def _slowed_search(monkeypatch: pytest.MonkeyPatch, delay: float = 0.2) -> None:
-    """Make the real search pause after each step, so a test can act while it runs."""
-    monkeypatch.setattr(jobs, "find_plan", slowed(jobs.find_plan, delay))
+from tests.gui.conftest import held, open_model, screenshot, wait_idle
 
 
 def _run(qtbot, window, ratio: float = 0.8):
@@ -59,7 +52,8 @@ def test_search_runs_and_a_front_point_applies_and_undoes(qtbot, window, cnn_pat
 
 
 def test_search_cancel_stops_it(qtbot, window, cnn_path: Path, monkeypatch) -> None:
-    _slowed_search(monkeypatch)
+    search, release = held(jobs.find_plan)  # held after its first step until Cancel was sent
+    monkeypatch.setattr(jobs, "find_plan", search)
     open_model(qtbot, window, cnn_path)
     panel = window.search
     window.show_search()
@@ -70,6 +64,7 @@ def test_search_cancel_stops_it(qtbot, window, cnn_path: Path, monkeypatch) -> N
     assert panel.cancel_button.isEnabled() and not panel.run_button.isEnabled()
     with qtbot.waitSignal(window.runner.cancelled, timeout=20_000):
         panel.cancel_button.click()
+        release.set()
     qtbot.waitUntil(lambda: not window.runner.busy, timeout=20_000)
     assert results == [None]
     assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()

@@ -189,7 +189,7 @@ def test_the_progress_bar_never_paints_the_window_inside_a_job_handler(qtbot):
         pane.update()  # a pending paint, as after a model opened
         start()
         assert paints == []  # not painted inside the handler
-        qtbot.waitUntil(lambda: paints == ["pane"])  # but by the event loop
+        qtbot.waitUntil(lambda: bool(paints))  # but by the event loop (once or more)
     assert panel.progress.maximum() == 0  # the busy indicator is shown
 
 
