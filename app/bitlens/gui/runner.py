@@ -24,9 +24,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
-from superqt.utils import GeneratorWorker, WorkerBase, create_worker
+from superqt.utils import FunctionWorker, GeneratorWorker, WorkerBase, create_worker
 
 from bitlens.core.results import Progress
+from bitlens.gui.priority import yield_to_window
 
 
 class ClosingGeneratorWorker(GeneratorWorker):
@@ -39,10 +40,19 @@ class ClosingGeneratorWorker(GeneratorWorker):
     """
 
     def work(self) -> Any:
+        yield_to_window()
         try:
             return super().work()
         finally:
             self._gen.close()
+
+
+class YieldingFunctionWorker(FunctionWorker):
+    """A function worker whose thread gives way to the window's (see yield_to_window)."""
+
+    def work(self) -> Any:
+        yield_to_window()
+        return super().work()
 
 
 @dataclass
@@ -165,7 +175,11 @@ class EngineRunner(QObject):
             *job.args,
             _start_thread=False,
             _ignore_errors=True,
-            _worker_class=ClosingGeneratorWorker if inspect.isgeneratorfunction(job.func) else None,
+            _worker_class=(
+                ClosingGeneratorWorker
+                if inspect.isgeneratorfunction(job.func)
+                else YieldingFunctionWorker
+            ),
         )
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
