@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
-from pathlib import Path
-
-import onnxruntime as ort
-import pytest
 
 from bitlens.core.errors import DataError
 from bitlens.core.results import Progress
-from bitlens.gui.priority import WORKER_NICE_STEP
 from bitlens.gui.runner import EngineRunner, Job
 
 
@@ -187,40 +180,3 @@ def test_a_discarded_aside_job_is_not_started_again(qtbot) -> None:
         runner.submit(Job("evaluate", "e", lambda: "evaluated", on_result=results.append))
     assert results == ["evaluated"]
 
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
-def test_jobs_and_the_ort_threads_they_start_run_below_the_window(qtbot) -> None:
-    """Issue 11: the engine's threads fill the cores while a model opens or a sweep runs;
-    at a lower priority than the window's thread they leave it a CPU for its events."""
-    from tests.builders import mlp
-
-    window_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    runner = EngineRunner()
-    seen: list[tuple[int, set[int]]] = []
-
-    def job() -> None:
-        own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        before = _thread_nices()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 2  # one thread of ORT's own besides the caller
-        sess = ort.InferenceSession(mlp().SerializeToString(), so,
-                                    providers=["CPUExecutionProvider"])  # fmt: skip
-        started = {n for t, n in _thread_nices().items() if t not in before}
-        del sess
-        seen.append((own, started))
-
-    with qtbot.waitSignal(runner.finished, timeout=10_000):
-        runner.submit(Job("j", "j", job))
-    ((own, started),) = seen
-    assert own == min(window_nice + WORKER_NICE_STEP, 19)
-    assert started == {own}  # ORT's intra-op thread, started by the session, inherits it
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == window_nice
-
-
-def _thread_nices() -> dict[int, int]:
-    """Each thread of this process: its nice value (field 19 of /proc/self/task/TID/stat)."""
-    out = {}
-    for task in Path("/proc/self/task").iterdir():
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        out[int(task.name)] = int(fields[16])
-    return out

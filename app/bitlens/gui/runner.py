@@ -24,10 +24,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
-from superqt.utils import FunctionWorker, GeneratorWorker, WorkerBase, create_worker
+from superqt.utils import GeneratorWorker, WorkerBase, create_worker
 
 from bitlens.core.results import Progress
-from bitlens.gui.priority import yield_to_window
 
 
 class ClosingGeneratorWorker(GeneratorWorker):
@@ -40,19 +39,10 @@ class ClosingGeneratorWorker(GeneratorWorker):
     """
 
     def work(self) -> Any:
-        yield_to_window()
         try:
             return super().work()
         finally:
             self._gen.close()
-
-
-class YieldingFunctionWorker(FunctionWorker):
-    """A function worker whose thread gives way to the window's (see yield_to_window)."""
-
-    def work(self) -> Any:
-        yield_to_window()
-        return super().work()
 
 
 @dataclass
@@ -175,11 +165,7 @@ class EngineRunner(QObject):
             *job.args,
             _start_thread=False,
             _ignore_errors=True,
-            _worker_class=(
-                ClosingGeneratorWorker
-                if inspect.isgeneratorfunction(job.func)
-                else YieldingFunctionWorker
-            ),
+            _worker_class=ClosingGeneratorWorker if inspect.isgeneratorfunction(job.func) else None,
         )
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
