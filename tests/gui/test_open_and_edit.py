@@ -8,7 +8,7 @@ from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtWidgets import QComboBox
 
 from bitlens.gui.layer_table_model import NAME_ROLE, Column
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import OPEN_TIMEOUT_MS, open_model, wait_idle
 
 
 def _cell(w, name: str, column: Column):
@@ -144,7 +144,8 @@ def test_plan_the_engine_refuses_is_reported_and_undo_recovers(
     open_model(qtbot, window, path)
     model = window.table.model
     assert model.setData(model.index(0, Column.ACTIVATION), "uint8 asym")
-    qtbot.waitUntil(lambda: window.document.evaluation_failed and not window.runner.busy)
+    qtbot.waitUntil(lambda: window.document.evaluation_failed and not window.runner.busy,
+                    timeout=OPEN_TIMEOUT_MS)  # a job: not the 5 s default on a busy machine
     assert "float64" in window.message_bar.text.text()
     assert "failed" in window.status.size_label.text()
     window.act_undo.trigger()

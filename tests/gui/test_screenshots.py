@@ -21,7 +21,7 @@ import pytest
 from PySide6.QtWidgets import QApplication
 
 from bitlens.gui.theme import apply_theme
-from tests.gui.conftest import ROOT, screenshot, wait_idle
+from tests.gui.conftest import OPEN_TIMEOUT_MS, ROOT, screenshot, wait_idle
 
 SIZES = ((1280, 720), (1920, 1080))
 README_SHOT = ROOT / "docs" / "bitlens-window.png"
@@ -86,7 +86,8 @@ def test_screenshot_welcome_error_and_sweep(qtbot, window, tmp_path, restore_the
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"\x08\x07 definitely not protobuf \xff" * 4)
     window.open_model(bad)
-    qtbot.waitUntil(lambda: window.message_bar.isVisible() and not window.runner.busy)
+    qtbot.waitUntil(lambda: window.message_bar.isVisible() and not window.runner.busy,
+                    timeout=OPEN_TIMEOUT_MS)  # a job: not the 5 s default on a busy machine
     window.message_bar.details_button.setChecked(True)
     QApplication.processEvents()
     assert window.stack.currentWidget() is window.welcome

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QApplication, QComboBox, QStyle, QStyleOptionCombo
 
 from bitlens.gui.elided_label import ElidedLabel
 from bitlens.gui.layer_table_model import Column
-from tests.gui.conftest import open_model, wait_detail, wait_idle
+from tests.gui.conftest import OPEN_TIMEOUT_MS, open_model, wait_detail, wait_idle
 
 
 def test_status_bar_and_explanations_fit_1280(qtbot, window, cnn_path) -> None:
@@ -257,7 +257,8 @@ def test_codes_tab_and_node_properties_fit_1280(qtbot, window, cnn_path) -> None
     assert table.isColumnHidden(3) and f"scale {table.item(0, 3).text()}" in header.text()
     assert header.text().startswith(r.group) and table.isColumnHidden(8)
     codes.count.setCurrentIndex(codes.count.findData(256))  # four channels: four scales
-    qtbot.waitUntil(lambda: codes.slice is not None and len(codes.slice.rows) == 256)
+    qtbot.waitUntil(lambda: codes.slice is not None and len(codes.slice.rows) == 256,
+                    timeout=OPEN_TIMEOUT_MS)  # a job: not the 5 s default on a busy machine
     assert not table.isColumnHidden(3) and not table.isColumnHidden(8)
     window.graph.find_box.edit.setText("conv2")
     QApplication.processEvents()
