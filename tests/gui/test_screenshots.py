@@ -46,10 +46,10 @@ def _prepare(qtbot, window, sample: str, layer: str) -> None:
             and window.detail.detail.layer == layer
             and window.detail.detail.complete
         ),
-        timeout=30_000,
+        timeout=OPEN_TIMEOUT_MS,
     )
     window.docks["outputs"].raise_()  # outputs are computed while their dock shows
-    qtbot.waitUntil(lambda: bool(window.document.outputs), timeout=30_000)
+    qtbot.waitUntil(lambda: bool(window.document.outputs), timeout=OPEN_TIMEOUT_MS)
     wait_idle(qtbot, window)
     window.docks["detail"].raise_()
     QApplication.processEvents()
@@ -94,7 +94,7 @@ def test_screenshot_welcome_error_and_sweep(qtbot, window, tmp_path, restore_the
     screenshot(window, "welcome_with_error")
     window.open_sample("speech_kws")
     wait_idle(qtbot, window)
-    with qtbot.waitSignal(window.controller.sweepFinished, timeout=30_000):
+    with qtbot.waitSignal(window.controller.sweepFinished, timeout=OPEN_TIMEOUT_MS):
         window.controller.run_sweep(["int8 sym ch", "int4 sym ch", "int2 sym ch", "tern ch"])
     wait_idle(qtbot, window)
     QApplication.processEvents()
@@ -151,7 +151,7 @@ def test_screenshot_sizes_real_model(qtbot, window, restore_theme) -> None:
     qtbot.waitUntil(
         lambda: bool(window.detail.detail and window.detail.detail.layer == layer
                      and window.detail.detail.complete),
-        timeout=60_000,
+        timeout=OPEN_TIMEOUT_MS,
     )  # fmt: skip
     wait_idle(qtbot, window, 120_000)
     _each_size_and_theme(qtbot, window, "sizes_nsfw")

@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 from bitlens.gui import jobs
-from tests.gui.conftest import held, open_model, screenshot, wait_idle
+from tests.gui.conftest import OPEN_TIMEOUT_MS, held, open_model, screenshot, wait_idle
 
 
 def _run(qtbot, window, ratio: float = 0.8):
@@ -15,7 +15,7 @@ def _run(qtbot, window, ratio: float = 0.8):
     assert window.docks["search"].isVisible()
     panel.kind.setCurrentIndex(panel.kind.findData("size_ratio"))
     panel.value.setValue(ratio)
-    with qtbot.waitSignal(window.controller.searchFinished, timeout=60_000) as blocker:
+    with qtbot.waitSignal(window.controller.searchFinished, timeout=OPEN_TIMEOUT_MS) as blocker:
         panel.run_button.click()
     return blocker.args[0]
 
@@ -88,7 +88,7 @@ def test_pinned_layer_stays_and_bad_metric_reports(qtbot, window, cnn_path: Path
     bad = tmp_path / "bad_metric.py"
     bad.write_text("def score(outputs, reference, labels):\n    return 1 / 0\n")
     window.search.metric.setText(f"{bad}:score")
-    with qtbot.waitSignal(window.controller.searchFinished, timeout=60_000) as blocker:
+    with qtbot.waitSignal(window.controller.searchFinished, timeout=OPEN_TIMEOUT_MS) as blocker:
         window.search.run_button.click()
     assert blocker.args[0] is None
     bar = window.message_bar
