@@ -21,7 +21,7 @@ import pytest
 from PySide6.QtWidgets import QApplication
 
 from bitlens.gui.theme import apply_theme
-from tests.gui.conftest import OPEN_TIMEOUT_MS, ROOT, screenshot, wait_idle
+from tests.gui.conftest import ROOT, WAIT_MS, screenshot, wait_idle
 
 SIZES = ((1280, 720), (1920, 1080))
 README_SHOT = ROOT / "docs" / "bitlens-window.png"
@@ -46,10 +46,10 @@ def _prepare(qtbot, window, sample: str, layer: str) -> None:
             and window.detail.detail.layer == layer
             and window.detail.detail.complete
         ),
-        timeout=OPEN_TIMEOUT_MS,
+        timeout=WAIT_MS,
     )
     window.docks["outputs"].raise_()  # outputs are computed while their dock shows
-    qtbot.waitUntil(lambda: bool(window.document.outputs), timeout=OPEN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: bool(window.document.outputs), timeout=WAIT_MS)
     wait_idle(qtbot, window)
     window.docks["detail"].raise_()
     QApplication.processEvents()
@@ -87,14 +87,14 @@ def test_screenshot_welcome_error_and_sweep(qtbot, window, tmp_path, restore_the
     bad.write_bytes(b"\x08\x07 definitely not protobuf \xff" * 4)
     window.open_model(bad)
     qtbot.waitUntil(lambda: window.message_bar.isVisible() and not window.runner.busy,
-                    timeout=OPEN_TIMEOUT_MS)  # a job: not the 5 s default on a busy machine
+                    timeout=WAIT_MS)  # a job: not the 5 s default on a busy machine
     window.message_bar.details_button.setChecked(True)
     QApplication.processEvents()
     assert window.stack.currentWidget() is window.welcome
     screenshot(window, "welcome_with_error")
     window.open_sample("speech_kws")
     wait_idle(qtbot, window)
-    with qtbot.waitSignal(window.controller.sweepFinished, timeout=OPEN_TIMEOUT_MS):
+    with qtbot.waitSignal(window.controller.sweepFinished, timeout=WAIT_MS):
         window.controller.run_sweep(["int8 sym ch", "int4 sym ch", "int2 sym ch", "tern ch"])
     wait_idle(qtbot, window)
     QApplication.processEvents()
@@ -151,7 +151,7 @@ def test_screenshot_sizes_real_model(qtbot, window, restore_theme) -> None:
     qtbot.waitUntil(
         lambda: bool(window.detail.detail and window.detail.detail.layer == layer
                      and window.detail.detail.complete),
-        timeout=OPEN_TIMEOUT_MS,
+        timeout=WAIT_MS,
     )  # fmt: skip
     wait_idle(qtbot, window, 120_000)
     _each_size_and_theme(qtbot, window, "sizes_nsfw")

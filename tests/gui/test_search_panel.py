@@ -6,7 +6,7 @@ import itertools
 from pathlib import Path
 
 from bitlens.gui import jobs
-from tests.gui.conftest import OPEN_TIMEOUT_MS, held, open_model, screenshot, wait_idle
+from tests.gui.conftest import WAIT_MS, held, open_model, screenshot, wait_idle
 
 
 def _run(qtbot, window, ratio: float = 0.8):
@@ -15,7 +15,7 @@ def _run(qtbot, window, ratio: float = 0.8):
     assert window.docks["search"].isVisible()
     panel.kind.setCurrentIndex(panel.kind.findData("size_ratio"))
     panel.value.setValue(ratio)
-    with qtbot.waitSignal(window.controller.searchFinished, timeout=OPEN_TIMEOUT_MS) as blocker:
+    with qtbot.waitSignal(window.controller.searchFinished, timeout=WAIT_MS) as blocker:
         panel.run_button.click()
     return blocker.args[0]
 
@@ -59,13 +59,13 @@ def test_search_cancel_stops_it(qtbot, window, cnn_path: Path, monkeypatch) -> N
     window.show_search()
     results = []
     window.controller.searchFinished.connect(results.append)
-    with qtbot.waitSignal(window.runner.progressed, timeout=20_000):
+    with qtbot.waitSignal(window.runner.progressed, timeout=WAIT_MS):
         panel.run_button.click()
     assert panel.cancel_button.isEnabled() and not panel.run_button.isEnabled()
-    with qtbot.waitSignal(window.runner.cancelled, timeout=20_000):
+    with qtbot.waitSignal(window.runner.cancelled, timeout=WAIT_MS):
         panel.cancel_button.click()
         release.set()
-    qtbot.waitUntil(lambda: not window.runner.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=WAIT_MS)
     assert results == [None]
     assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
     assert "Stopped" in panel.status.text()
@@ -88,7 +88,7 @@ def test_pinned_layer_stays_and_bad_metric_reports(qtbot, window, cnn_path: Path
     bad = tmp_path / "bad_metric.py"
     bad.write_text("def score(outputs, reference, labels):\n    return 1 / 0\n")
     window.search.metric.setText(f"{bad}:score")
-    with qtbot.waitSignal(window.controller.searchFinished, timeout=OPEN_TIMEOUT_MS) as blocker:
+    with qtbot.waitSignal(window.controller.searchFinished, timeout=WAIT_MS) as blocker:
         window.search.run_button.click()
     assert blocker.args[0] is None
     bar = window.message_bar
