@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings, QThreadPool
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from bitlens.core.results import Progress
 from bitlens.gui.main_window import MainWindow
 from bitlens.gui.settings import AppSettings
 from tests.core.engine_models import mlp_with_fragile_layer, small_cnn
@@ -25,6 +27,7 @@ SHOTS = ROOT / "screenshots"
 # under load runs several times slower than a quiet one (a 30 s wait failed there).
 WAIT_MS = 120_000
 OPEN_TIMEOUT_MS = WAIT_MS
+HOLD_S = 60.0  # how long a held job waits for its test at most
 
 
 
@@ -117,11 +120,15 @@ def window(qtbot, settings: AppSettings, no_modal: list[str]) -> Iterator[MainWi
 
 
 def wait_idle(qtbot, w: MainWindow, timeout: int = OPEN_TIMEOUT_MS) -> None:
-    """Until the window has no job left and its evaluation matches the plan."""
+    """Until the window has no job left, its evaluation matches the plan, and the results
+    are drawn: the graph and the layer detail are drawn by zero timers on a later turn than
+    the job's result, so a test reading them at once could still see the previous ones
+    (when the runner fell idle at the end of one of waitUntil's short waits)."""
     doc = w.document
 
     def idle() -> bool:
-        return not w.runner.busy and doc.is_open and doc.evaluation_current
+        drawn = not (w.graph.view.is_pending or w.detail.is_pending)
+        return not w.runner.busy and doc.is_open and doc.evaluation_current and drawn
 
     qtbot.waitUntil(idle, timeout=timeout)
 
@@ -148,6 +155,34 @@ def screenshot(widget: QWidget, name: str) -> Path:
     p = SHOTS / f"{name}.png"
     assert widget.grab().save(str(p)), f"could not save {p}"
     return p
+
+
+def held(real, at: Callable[[object], bool] = lambda item: isinstance(item, Progress)):
+    """``real`` (a progress generator function) stopping after the first item ``at`` accepts
+    until the test sets the returned event; then it runs on at its own pace.
+
+    A test that cancels the job meanwhile and then sets the event reaches the job before it
+    can finish, however slowly the window's thread gets to the progress: a pause after each
+    step (``slowed``) only made that likely, and on a loaded machine the job could end first.
+    """
+    release = threading.Event()
+
+    def hold(*args):
+        gen = real(*args)
+        waiting = True
+        try:
+            while True:
+                item = next(gen)
+                yield item
+                if waiting and at(item):
+                    waiting = False
+                    release.wait(HOLD_S)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            gen.close()  # a cancelled job's own cleanup (an export's staging file) runs now
+
+    return hold, release
 
 
 def slowed(real, delay: float):

@@ -17,7 +17,7 @@ from bitlens.core.plan import Plan
 from bitlens.core.results import drain
 from bitlens.gui.text import fmt_db
 from tests.core.test_targets import silu_net
-from tests.gui.conftest import WAIT_MS, open_model, slowed, wait_idle
+from tests.gui.conftest import WAIT_MS, held, open_model, wait_idle
 
 TIMEOUT = 60_000
 
@@ -112,12 +112,14 @@ def test_as_deployed_can_be_cancelled(
     onnx.save(silu_net(), str(src))
     open_model(qtbot, window, src)
     _w8a8(qtbot, window)
-    monkeypatch.setattr(DeployedRunner, "run", slowed(DeployedRunner.run, 0.3))
+    run, release = held(DeployedRunner.run)  # held after its first step until Cancel was sent
+    monkeypatch.setattr(DeployedRunner, "run", run)
     with qtbot.waitSignal(window.runner.progressed, timeout=TIMEOUT):
         window.act_deployed.trigger()
     assert window.status.cancel_button.isVisible()
     with qtbot.waitSignal(window.runner.cancelled, timeout=TIMEOUT):
         window.status.cancel_button.click()
+        release.set()
     qtbot.waitUntil(lambda: not window.runner.busy, timeout=TIMEOUT)
     assert window.deployed.pane.report is None
     assert not window.deployed.status.isVisible()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import onnx
@@ -11,7 +10,7 @@ import pytest
 from PySide6.QtWidgets import QFileDialog
 
 from bitlens.gui import jobs
-from tests.gui.conftest import WAIT_MS, open_model, screenshot, wait_idle
+from tests.gui.conftest import WAIT_MS, held, open_model, screenshot, wait_idle
 
 
 def _preset(qtbot, window, name: str) -> None:
@@ -68,19 +67,10 @@ def test_export_can_be_cancelled_and_writes_nothing(
     qtbot, window, cnn_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Cancel during the fidelity check: the file already at the target stays as it was."""
-    real = jobs.export_model
-
-    def slowed(*args):
-        gen = real(*args)
-        try:
-            while True:
-                progress = next(gen)
-                time.sleep(0.05)  # a large model's pace, so Cancel lands mid-way
-                yield progress
-        except StopIteration as stop:
-            return stop.value
-
-    monkeypatch.setattr(jobs, "export_model", slowed)
+    # held once the model is in staging, until Cancel was sent: the check cannot finish and
+    # rename it into place first, however late the window's thread sees that progress
+    export, release = held(jobs.export_model, lambda p: "wrote" in p.message)
+    monkeypatch.setattr(jobs, "export_model", export)
     open_model(qtbot, window, cnn_path)
     _preset(qtbot, window, "W8A8")
     out = tmp_path / "previous.onnx"
@@ -92,6 +82,7 @@ def test_export_can_be_cancelled_and_writes_nothing(
         seen.append(progress.message)
         if job.key == "export" and "wrote" in progress.message:
             window.controller.cancel()
+            release.set()
 
     window.runner.progressed.connect(on_progress)
     with qtbot.waitSignal(window.runner.cancelled, timeout=60_000):

@@ -144,7 +144,8 @@ def test_plan_the_engine_refuses_is_reported_and_undo_recovers(
     open_model(qtbot, window, path)
     model = window.table.model
     assert model.setData(model.index(0, Column.ACTIVATION), "uint8 asym")
-    qtbot.waitUntil(lambda: window.document.evaluation_failed and not window.runner.busy)
+    qtbot.waitUntil(lambda: window.document.evaluation_failed and not window.runner.busy,
+                    timeout=WAIT_MS)  # a job: not the 5 s default on a busy machine
     assert "float64" in window.message_bar.text.text()
     assert "failed" in window.status.size_label.text()
     window.act_undo.trigger()

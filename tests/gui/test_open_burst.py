@@ -66,11 +66,13 @@ def test_graph_is_drawn_on_a_later_turn(
     runner = window.controller.runner
     # Jobs the load submits stay queued during the check: a worker finishing within this
     # pass would queue its result, whose handler may read the graph (built on demand).
-    monkeypatch.setattr(runner, "_start_next", lambda: None)
-    window.document.load(session)  # as the open job's result handler does
-    QCoreApplication.sendPostedEvents()  # the queued calls of this pass: not the timer
-    assert not view._items and view._pending is session.info
-    monkeypatch.undo()
+    # (a context of its own: undoing the test's monkeypatch would also undo the no_modal
+    # fixture's, and closing the window could then wait on a real dialog)
+    with monkeypatch.context() as held:
+        held.setattr(runner, "_start_next", lambda: None)
+        window.document.load(session)  # as the open job's result handler does
+        QCoreApplication.sendPostedEvents()  # the queued calls of this pass: not the timer
+        assert not view._items and view._pending is session.info
     runner._start_next()
     qtbot.waitUntil(lambda: bool(view._items), timeout=WAIT_MS)
     assert "conv2" in view._items and view._pending is None

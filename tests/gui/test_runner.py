@@ -11,11 +11,15 @@ from bitlens.gui.runner import EngineRunner, Job
 from tests.gui.conftest import WAIT_MS
 
 
-def _steps(n: int, delay: float, log: list[int]):
+def _steps(n: int, delay: float, log: list[int], gate: threading.Event | None = None):
+    """``n`` steps of ``delay`` s; with a ``gate``, held after the first one until it opens
+    (the test's cancel reaches the job before it could finish, however loaded the machine)."""
     for i in range(n):
         time.sleep(delay)
         log.append(i)
         yield Progress(i + 1, n, f"step {i}")
+        if gate is not None and i == 0:
+            gate.wait(60)
     return n
 
 
@@ -47,10 +51,12 @@ def test_cancel_stops_a_generator_between_yields(qtbot) -> None:
     runner = EngineRunner()
     log: list[int] = []
     done: list[object] = []
+    gate = threading.Event()
     with qtbot.waitSignal(runner.progressed, timeout=WAIT_MS):
-        runner.submit(Job("sweep", "s", _steps, (100, 0.02, log), on_result=done.append))
+        runner.submit(Job("sweep", "s", _steps, (100, 0.02, log, gate), on_result=done.append))
     with qtbot.waitSignal(runner.cancelled, timeout=WAIT_MS):
         runner.cancel()
+        gate.set()
     qtbot.waitUntil(lambda: not runner.busy, timeout=WAIT_MS)
     assert done == []
     assert 0 < len(log) < 100
@@ -62,10 +68,11 @@ def test_a_cancelled_generator_is_closed_before_cancelled_is_reported(qtbot) -> 
     runner = EngineRunner()
     cleaned: list[str] = []
     keep: list[object] = []  # holds the generator: only an explicit close runs its finally
+    gate = threading.Event()
 
     def job():
         try:
-            yield from _steps(100, 0.02, [])
+            yield from _steps(100, 0.02, [], gate)
         finally:
             cleaned.append(threading.current_thread().name)
 
@@ -78,6 +85,7 @@ def test_a_cancelled_generator_is_closed_before_cancelled_is_reported(qtbot) -> 
         runner.submit(Job("export", "x", started, ()))
     with qtbot.waitSignal(runner.cancelled, timeout=WAIT_MS):
         runner.cancel()
+        gate.set()
     assert len(cleaned) == 1 and cleaned[0] != threading.main_thread().name
 
 
@@ -111,13 +119,15 @@ def test_shutdown_waits_for_the_running_job(qtbot) -> None:
     assert not runner.busy
 
 
-def _resumable(n: int, delay: float, done: list[int], order: list[str]):
-    """Steps that skip what an earlier, stopped run of the same request already did."""
+def _resumable(n: int, delay: float, done: list[int], order: list[str], gate: threading.Event):
+    """Steps that skip what an earlier, stopped run of the same request already did; held
+    after the first step until ``gate`` opens."""
     for i in range(len(done), n):
         time.sleep(delay)
         done.append(i)
         order.append(f"aside {i}")
         yield Progress(i + 1, n, f"step {i}")
+        gate.wait(60)
     return list(done)
 
 
@@ -128,16 +138,18 @@ def test_a_job_that_steps_aside_lets_another_run_first_and_starts_again(qtbot) -
     done: list[int] = []
     order: list[str] = []
     results: list[object] = []
+    gate = threading.Event()
 
     def evaluate() -> str:
         order.append("evaluate")
         return "evaluated"
 
     with qtbot.waitSignal(runner.progressed, timeout=WAIT_MS):
-        runner.submit(Job("detail", "d", _resumable, (40, 0.02, done, order),
+        runner.submit(Job("detail", "d", _resumable, (40, 0.02, done, order, gate),
                           on_result=results.append, steps_aside=True))  # fmt: skip
     with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=WAIT_MS):
         runner.submit(Job("evaluate", "e", evaluate, on_result=results.append))
+        gate.set()
     assert results == ["evaluated", list(range(40))]
     first_eval = order.index("evaluate")
     assert 0 < first_eval < 40  # it ran while the sandbox was half done

@@ -86,7 +86,8 @@ def test_screenshot_welcome_error_and_sweep(qtbot, window, tmp_path, restore_the
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"\x08\x07 definitely not protobuf \xff" * 4)
     window.open_model(bad)
-    qtbot.waitUntil(lambda: window.message_bar.isVisible() and not window.runner.busy)
+    qtbot.waitUntil(lambda: window.message_bar.isVisible() and not window.runner.busy,
+                    timeout=WAIT_MS)  # a job: not the 5 s default on a busy machine
     window.message_bar.details_button.setChecked(True)
     QApplication.processEvents()
     assert window.stack.currentWidget() is window.welcome
@@ -150,7 +151,7 @@ def test_screenshot_sizes_real_model(qtbot, window, restore_theme) -> None:
     qtbot.waitUntil(
         lambda: bool(window.detail.detail and window.detail.detail.layer == layer
                      and window.detail.detail.complete),
-        timeout=60_000,
+        timeout=WAIT_MS,
     )  # fmt: skip
     wait_idle(qtbot, window, 120_000)
     _each_size_and_theme(qtbot, window, "sizes_nsfw")

@@ -5,15 +5,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import pytest
-
 from bitlens.gui import jobs
-from tests.gui.conftest import WAIT_MS, open_model, screenshot, slowed, wait_idle
-
-
-def _slowed_search(monkeypatch: pytest.MonkeyPatch, delay: float = 0.2) -> None:
-    """Make the real search pause after each step, so a test can act while it runs."""
-    monkeypatch.setattr(jobs, "find_plan", slowed(jobs.find_plan, delay))
+from tests.gui.conftest import WAIT_MS, held, open_model, screenshot, wait_idle
 
 
 def _run(qtbot, window, ratio: float = 0.8):
@@ -22,7 +15,7 @@ def _run(qtbot, window, ratio: float = 0.8):
     assert window.docks["search"].isVisible()
     panel.kind.setCurrentIndex(panel.kind.findData("size_ratio"))
     panel.value.setValue(ratio)
-    with qtbot.waitSignal(window.controller.searchFinished, timeout=60_000) as blocker:
+    with qtbot.waitSignal(window.controller.searchFinished, timeout=WAIT_MS) as blocker:
         panel.run_button.click()
     return blocker.args[0]
 
@@ -59,7 +52,8 @@ def test_search_runs_and_a_front_point_applies_and_undoes(qtbot, window, cnn_pat
 
 
 def test_search_cancel_stops_it(qtbot, window, cnn_path: Path, monkeypatch) -> None:
-    _slowed_search(monkeypatch)
+    search, release = held(jobs.find_plan)  # held after its first step until Cancel was sent
+    monkeypatch.setattr(jobs, "find_plan", search)
     open_model(qtbot, window, cnn_path)
     panel = window.search
     window.show_search()
@@ -70,6 +64,7 @@ def test_search_cancel_stops_it(qtbot, window, cnn_path: Path, monkeypatch) -> N
     assert panel.cancel_button.isEnabled() and not panel.run_button.isEnabled()
     with qtbot.waitSignal(window.runner.cancelled, timeout=WAIT_MS):
         panel.cancel_button.click()
+        release.set()
     qtbot.waitUntil(lambda: not window.runner.busy, timeout=WAIT_MS)
     assert results == [None]
     assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
@@ -93,7 +88,7 @@ def test_pinned_layer_stays_and_bad_metric_reports(qtbot, window, cnn_path: Path
     bad = tmp_path / "bad_metric.py"
     bad.write_text("def score(outputs, reference, labels):\n    return 1 / 0\n")
     window.search.metric.setText(f"{bad}:score")
-    with qtbot.waitSignal(window.controller.searchFinished, timeout=60_000) as blocker:
+    with qtbot.waitSignal(window.controller.searchFinished, timeout=WAIT_MS) as blocker:
         window.search.run_button.click()
     assert blocker.args[0] is None
     bar = window.message_bar

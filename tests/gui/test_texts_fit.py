@@ -257,7 +257,8 @@ def test_codes_tab_and_node_properties_fit_1280(qtbot, window, cnn_path) -> None
     assert table.isColumnHidden(3) and f"scale {table.item(0, 3).text()}" in header.text()
     assert header.text().startswith(r.group) and table.isColumnHidden(8)
     codes.count.setCurrentIndex(codes.count.findData(256))  # four channels: four scales
-    qtbot.waitUntil(lambda: codes.slice is not None and len(codes.slice.rows) == 256)
+    qtbot.waitUntil(lambda: codes.slice is not None and len(codes.slice.rows) == 256,
+                    timeout=WAIT_MS)  # a job: not the 5 s default on a busy machine
     assert not table.isColumnHidden(3) and not table.isColumnHidden(8)
     window.graph.find_box.edit.setText("conv2")
     QApplication.processEvents()

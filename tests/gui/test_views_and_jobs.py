@@ -10,7 +10,7 @@ from PySide6.QtCore import QPointF, Qt, QThreadPool
 
 from bitlens.gui import jobs
 from bitlens.gui.layer_table_model import NAME_ROLE
-from tests.gui.conftest import WAIT_MS, open_model, slowed, wait_detail, wait_idle
+from tests.gui.conftest import WAIT_MS, held, open_model, slowed, wait_detail, wait_idle
 
 
 def _slowed_sweep(monkeypatch: pytest.MonkeyPatch, delay: float = 0.05) -> None:
@@ -108,7 +108,8 @@ def test_sweep_runs_to_completion(qtbot, window, mlp_path: Path) -> None:
 
 
 def test_sweep_cancel_stops_it(qtbot, window, mlp_path: Path, monkeypatch) -> None:
-    _slowed_sweep(monkeypatch, delay=0.3)
+    sweep, release = held(jobs.sweep)  # held after its first step until Cancel was sent
+    monkeypatch.setattr(jobs, "sweep", sweep)
     open_model(qtbot, window, mlp_path)
     finished = []
     window.controller.sweepFinished.connect(finished.append)
@@ -117,6 +118,7 @@ def test_sweep_cancel_stops_it(qtbot, window, mlp_path: Path, monkeypatch) -> No
     assert window.status.cancel_button.isVisible()
     with qtbot.waitSignal(window.runner.cancelled, timeout=WAIT_MS):
         window.status.cancel_button.click()
+        release.set()
     qtbot.waitUntil(lambda: not window.runner.busy, timeout=WAIT_MS)
     assert finished == []
     assert "Cancelled" in window.message_bar.text.text()

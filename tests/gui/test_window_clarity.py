@@ -184,7 +184,10 @@ def test_detail_follows_the_selection_through_a_cancelled_sweep(
     window.document.selection.set([names[0]], names[0])
     qtbot.waitUntil(lambda: window.detail.detail is not None, timeout=WAIT_MS)
     window.controller.run_sweep(["int8 sym ch", "int4 sym ch"])
-    qtbot.waitUntil(lambda: window.runner.running is not None and window.runner.running.key == "sweep")
+    qtbot.waitUntil(  # after the detail job still filling the sandbox has stepped aside
+        lambda: window.runner.running is not None and window.runner.running.key == "sweep",
+        timeout=WAIT_MS,
+    )
     window.document.selection.set([names[1]], names[1])
     assert window.detail.detail is None  # not the previous layer's plots
     assert names[1] in window.detail.header.text() and "computing" in window.detail.header.text()

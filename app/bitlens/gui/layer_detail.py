@@ -138,6 +138,11 @@ class LayerDetailView(QWidget):
         self._queued = detail
         self._later.start()
 
+    @property
+    def is_pending(self) -> bool:
+        """A detail handed to show_later is still to be drawn (by the zero timer)."""
+        return self._later.isActive()
+
     def show_pending(self, layer: str, waiting_for: str | None) -> None:
         """Another layer was selected and its detail is not computed yet: say so rather
         than keep showing the previous layer's plots."""

@@ -115,6 +115,21 @@ KIND_COLUMN = {
 }  # the error column coloured for each error kind
 RECOVERY_OFF = "off"
 _MISSING = -1e300  # sorts "no value" below every number
+# Qt asks data(), flags() and columnCount() for every cell it paints or measures, thousands
+# of times as a model opens: Column(i), len(Column) and or-ing Qt flags each cost micro-
+# seconds in Python's enum module (a third of the table's share of the window's thread at
+# open, profiled on the CRNN of benchmarks/bench_ui_stall.py). Looked up once here.
+_COLUMNS = tuple(Column)
+_N_COLUMNS = len(_COLUMNS)
+_ENABLED = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+_NUMBERS = frozenset((Column.PARAMS, Column.SIZE, Column.BOPS, *ERROR_COLUMNS, *AB_COLUMNS))
+_STALE_ITALIC = frozenset((Column.SIZE, *ERROR_COLUMNS, *AB_COLUMNS))
+_ROLES = frozenset((  # the roles data() answers; Qt asks a painted cell for others too
+    NAME_ROLE, FILTER_ROLE, SORT_ROLE, CHOICES_ROLE, Qt.ItemDataRole.DisplayRole,
+    Qt.ItemDataRole.EditRole, Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.BackgroundRole,
+    Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.FontRole, Qt.ItemDataRole.TextAlignmentRole,
+))  # fmt: skip
 
 
 class LayerTableModel(QAbstractTableModel):
@@ -150,19 +165,19 @@ class LayerTableModel(QAbstractTableModel):
     def text(self, row: int, col: int) -> str:
         """The text a cell shows, straight from Python (sizing columns without Qt's
         round trips through :meth:`data`)."""
-        return self._display(self._layers[row], Column(col))
+        return self._display(self._layers[row], _COLUMNS[col])
 
     # -- Qt model interface -----------------------------------------------------------------
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._layers)
 
     def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(Column)
+        return 0 if parent.isValid() else _N_COLUMNS
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
-        if orientation != Qt.Orientation.Horizontal or section >= len(Column):
+        if orientation != Qt.Orientation.Horizontal or section >= _N_COLUMNS:
             return None
-        title, tip = HEADERS[Column(section)]
+        title, tip = HEADERS[_COLUMNS[section]]
         coloured = section == KIND_COLUMN[self._doc.error_kind.kind]
         if role == Qt.ItemDataRole.DisplayRole:
             return title
@@ -177,7 +192,7 @@ class LayerTableModel(QAbstractTableModel):
     def flags(self, index: _Index) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
-        f = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        f = _ENABLED
         layer = self._layers[index.row()]
         col = index.column()
         if (col in (Column.WEIGHT, Column.RECOVERY) and weight_choices(layer)) or (
@@ -187,10 +202,10 @@ class LayerTableModel(QAbstractTableModel):
         return f
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
+        if role not in _ROLES or not index.isValid():
             return None
         layer = self._layers[index.row()]
-        col = Column(index.column())
+        col = _COLUMNS[index.column()]
         if role == NAME_ROLE:
             return layer.name
         if role == FILTER_ROLE:
@@ -225,16 +240,14 @@ class LayerTableModel(QAbstractTableModel):
             return colors.INK if self._error(layer, col) is not None else None
         if (
             role == Qt.ItemDataRole.FontRole
-            and col in (Column.SIZE, *ERROR_COLUMNS, *AB_COLUMNS)
+            and col in _STALE_ITALIC
             and not self._doc.evaluation_current
         ):
             font = QFont()
             font.setItalic(True)
             return font
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (
-            Column.PARAMS, Column.SIZE, Column.BOPS, *ERROR_COLUMNS, *AB_COLUMNS,
-        ):  # fmt: skip
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in _NUMBERS:
+            return _RIGHT
         return None
 
     def setData(self, index: _Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
