@@ -237,6 +237,19 @@ def test_cancelled_export_writes_nothing(engines: dict[str, Engine], tmp_path: P
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cancel_after_the_check_writes_nothing(engines: dict[str, Engine], tmp_path: Path) -> None:
+    # A Cancel that lands after the check's last progress: the job stops at the final
+    # "writing" step, before the export is renamed into place (it was written before).
+    engine = engines["cnn"]
+    plan = Plan.preset(engine.info, "W8A8")
+    gen = export_and_check(engine, plan, tmp_path / "o.onnx", latency_budget_s=0.0)
+    last = next(gen)
+    while last.message != "writing the export":
+        last = next(gen)
+    gen.close()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_float_layers_stay_untouched(engines: dict[str, Engine], tmp_path: Path) -> None:
     engine = engines["cnn"]
     plan = Plan(engine.info, {"conv2": LayerChoice.of("int4 sym ch", "uint8 asym")})

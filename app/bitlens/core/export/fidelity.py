@@ -442,6 +442,9 @@ def export_and_check(
     try:
         result = yield from export(engine, plan, staging, options, prepared)
         report = yield from check_fidelity(engine, plan, result, latency_budget_s=latency_budget_s)
+        # A last chance to cancel before the file is put in place: a Cancel pressed during
+        # the check's final part would otherwise be reported while the export is written.
+        yield Progress(1, 1, "writing the export")
     except BaseException:  # cancelled (GeneratorExit) or failed: leave nothing behind
         staging.unlink(missing_ok=True)
         raise
