@@ -202,7 +202,17 @@ def _w8a8_bytes(engine: Engine) -> int:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-samples", action="store_true")
+    ap.add_argument("--real-rest", nargs="*", metavar="MODEL",
+                    help="the non-vision real models (all, or those named): W8A8 against the "
+                    "search at its size, on the exported files in plain ONNX Runtime")  # fmt: skip
+    ap.add_argument("--repro", action="store_true",
+                    help="with --real-rest: run each search twice and compare the plans")
     args = ap.parse_args()
-    bench_50_layers()
-    if not args.skip_samples:
-        bench_samples()
+    if args.real_rest is not None:
+        from real_search_rest import bench_real_rest
+
+        bench_real_rest(args.real_rest, repro=args.repro)
+    else:
+        bench_50_layers()
+        if not args.skip_samples:
+            bench_samples()
