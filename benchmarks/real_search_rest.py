@@ -19,6 +19,7 @@ fsmn-vad, minilm-l3, ddddocr-crnn).
 
 from __future__ import annotations
 
+import itertools
 import sys
 import tempfile
 import time
@@ -77,7 +78,7 @@ def run_search(engine: Engine, limit: int, seed: int) -> tuple[SearchResult, flo
 
 def _monotone(result: SearchResult) -> bool:
     f = result.front
-    return all(a.file_bytes < b.file_bytes and a.error > b.error for a, b in zip(f, f[1:]))
+    return all(a.file_bytes < b.file_bytes and a.error > b.error for a, b in itertools.pairwise(f))
 
 
 def bench_one(case_id: str, work: Path, repro: bool, seed: int = 0) -> str:
