@@ -1,0 +1,55 @@
+"""Issue 13 on the real-model suite: at the size of the uniform W8A8 export, the searched
+plan's exported file is no larger and its output error, measured on the exported files in
+plain ONNX Runtime, is lower (tests/real/search_vs_w8a8.py runs the commands).
+
+Each test runs the cheapest configuration that still decides: 2 samples that calibrate and
+2 that evaluate, small images where the model's height and width are dynamic, one search.
+Models whose search takes minutes even so (ResNet-50, ddddocr's 416x416 detector) are
+compared by ``benchmarks/bench_search.py --real`` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from tests.real import vision_feeds, wheels
+from tests.real.search_vs_w8a8 import Feeds, RealCase, measure
+
+SMALL = dict(calib=2, evaluate=2, held_out=0)
+
+
+def _check(case: RealCase, tmp_path: Path) -> None:
+    try:
+        row = measure(case, tmp_path, repeat=False, timeout=240)
+    except wheels.FetchError as exc:
+        pytest.skip(f"the real-model suite needs PyPI: {exc}")
+    assert row.searched_bytes <= row.w8a8_bytes, row
+    assert row.searched_error < row.w8a8_error, row
+    assert row.monotone, row
+
+
+def _case(id: str, wheel: wheels.Wheel, filename: str, samples: Callable[[int], list[Feeds]]):
+    return RealCase(id, wheel, filename, samples, **SMALL)
+
+
+@pytest.mark.timeout(600)
+def test_rapidocr_direction_classifier(tmp_path: Path) -> None:
+    cls = partial(vision_feeds.rapidocr_cls, width=96)
+    _check(_case("rapidocr-cls", wheels.RAPIDOCR, "ch_ppocr_mobile_v2.0_cls_infer.onnx", cls),
+           tmp_path)  # fmt: skip
+
+
+@pytest.mark.timeout(600)
+def test_rapidocr_text_detector(tmp_path: Path) -> None:
+    det = partial(vision_feeds.rapidocr_det, height=64, width=96)
+    _check(_case("rapidocr-det", wheels.RAPIDOCR, "ch_PP-OCRv4_det_infer.onnx", det), tmp_path)
+
+
+@pytest.mark.timeout(600)
+def test_nudenet_detector(tmp_path: Path) -> None:
+    yolo = partial(vision_feeds.nudenet, size=64)
+    _check(_case("nudenet-yolov8n", wheels.NUDENET, "320n.onnx", yolo), tmp_path)
