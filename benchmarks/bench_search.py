@@ -210,11 +210,16 @@ if __name__ == "__main__":
     ap.add_argument("--real", action="store_true", help="the real-model rows instead")
     ap.add_argument("--only", nargs="+", default=[], metavar="ID", help="with --real")
     ap.add_argument("--no-repeat", action="store_true", help="with --real")
+    ap.add_argument("--models", choices=("all", "vision", "rest"), default="all",
+                    help="with --real: the vision models, the others, or all")  # fmt: skip
     args = ap.parse_args()
     if args.real:
-        from search_real import bench_vision
+        from search_real import bench_rest, bench_vision
 
-        bench_vision(args.only, not args.no_repeat)
+        if args.models in ("all", "vision"):
+            bench_vision(args.only, not args.no_repeat)
+        if args.models in ("all", "rest"):
+            bench_rest(args.only, not args.no_repeat)
         raise SystemExit(0)
     bench_50_layers()
     if not args.skip_samples:

