@@ -32,7 +32,7 @@ from tests.real.search_vs_w8a8 import RealCase, Row, measure  # noqa: E402
 
 def print_table(rows: Sequence[Row]) -> None:
     print("| model | W8A8 bytes | W8A8 error (eval / held-out) | searched bytes | searched error "
-          "(eval / held-out) | bytes ratio | error ratio (eval) | search s | evaluations | "
+          "(eval / held-out) | bytes ratio | error ratio (eval) | search s wall (CPU) | evaluations | "
           "front monotone | same with seed |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -41,7 +41,7 @@ def print_table(rows: Sequence[Row]) -> None:
             f"| {r.id} | {r.w8a8_bytes} | {r.w8a8_error:.4g} / {r.w8a8_held:.4g} | "
             f"{r.searched_bytes} | {r.searched_error:.4g} / {r.searched_held:.4g} | "
             f"{r.searched_bytes / r.w8a8_bytes:.4f} | {r.searched_error / r.w8a8_error:.3f} | "
-            f"{r.search_seconds:.0f} | {r.evaluations} | "
+            f"{r.search_seconds:.0f} ({r.search_cpu:.0f} CPU) | {r.evaluations} | "
             f"{'yes' if r.monotone else 'NO'} ({r.front_points} points) | {same} |"
         )
     for r in rows:

