@@ -17,8 +17,9 @@ in under 2 minutes on a 2-core machine; front/preset ratios below 1).
 
 ``--real`` instead runs the search against uniform W8A8 at its exported size on the
 real-model suite's models, everything measured on the exported files in plain ONNX Runtime
-(benchmarks/search_real.py; ``--only ID ...`` picks models, ``--no-repeat`` skips the
-second search that checks the seed reproduces the plan and front).
+(benchmarks/search_real.py; ``--models vision|rest`` one list, ``--only ID ...`` picks
+models, ``--no-repeat`` skips the second search that checks the seed reproduces the plan
+and front).
 """
 
 from __future__ import annotations

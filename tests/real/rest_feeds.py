@@ -58,7 +58,8 @@ def khmersm(n: int) -> list[Feeds]:
 
 
 def fsmn_vad(n: int) -> list[Feeds]:
-    return per_sample(feeds_text_speech.fsmn_vad(n), n)
+    # its arrays stack whole feeds (speech [1, frames, 400], caches [1, 128, 19, 1])
+    return [{k: v[i] for k, v in feeds_text_speech.fsmn_vad(n).items()} for i in range(n)]
 
 
 def minilm(n: int) -> list[Feeds]:
