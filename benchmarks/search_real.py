@@ -61,7 +61,7 @@ def run_cases(cases: Sequence[RealCase], only: Sequence[str] = (), repeat: bool 
             except (RuntimeError, wheels.FetchError) as exc:
                 print(f"{case.id}: {exc}", flush=True)
                 continue
-            print(f"{case.id}: done in {time.perf_counter() - t:.0f} s", flush=True)
+            print(f"{case.id}: done in {time.perf_counter() - t:.0f} s: {rows[-1]}", flush=True)
     print_table(rows)
 
 
