@@ -14,6 +14,12 @@ accuracy.
 
 Run: ``.venv/bin/python benchmarks/bench_search.py`` (target: the 50-layer search
 in under 2 minutes on a 2-core machine; front/preset ratios below 1).
+
+``--real`` instead runs the search against uniform W8A8 at its exported size on the
+real-model suite's models, everything measured on the exported files in plain ONNX Runtime
+(benchmarks/search_real.py; ``--models vision|rest`` one list, ``--only ID ...`` picks
+models, ``--no-repeat`` skips the second search that checks the seed reproduces the plan
+and front).
 """
 
 from __future__ import annotations
@@ -202,7 +208,20 @@ def _w8a8_bytes(engine: Engine) -> int:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-samples", action="store_true")
+    ap.add_argument("--real", action="store_true", help="the real-model rows instead")
+    ap.add_argument("--only", nargs="+", default=[], metavar="ID", help="with --real")
+    ap.add_argument("--no-repeat", action="store_true", help="with --real")
+    ap.add_argument("--models", choices=("all", "vision", "rest"), default="all",
+                    help="with --real: the vision models, the others, or all")  # fmt: skip
     args = ap.parse_args()
+    if args.real:
+        from search_real import bench_rest, bench_vision
+
+        if args.models in ("all", "vision"):
+            bench_vision(args.only, not args.no_repeat)
+        if args.models in ("all", "rest"):
+            bench_rest(args.only, not args.no_repeat)
+        raise SystemExit(0)
     bench_50_layers()
     if not args.skip_samples:
         bench_samples()

@@ -161,6 +161,9 @@ def render(r: SearchResult, output: str) -> str:
     ]
     if b.exported_bytes is not None:
         lines.append(f"  checked by a real export: the file is {fmt_bytes(b.exported_bytes)}")
+    if b.deployed_error is not None:
+        lines.append(f"  its export in a default ONNX Runtime session: output error "
+                     f"{b.deployed_error:.4g}")  # fmt: skip
     if r.wide_layers:
         lines.append(f"  wider activations kept on: {', '.join(r.wide_layers)}")
     lines.append("references:")

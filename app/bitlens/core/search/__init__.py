@@ -46,7 +46,10 @@ its context (``filesize`` and ``sizes``).
    bytes from where they cost the least error to where they buy the most. An
    error or metric budget bisects the path and then shaves bytes while the
    real figure holds. Under a size budget the chosen plan's size is its real
-   export's; when it is over, the search chooses again below. When the plan
+   export's; when it is over, the search chooses again below. The last choice, between
+   the two best plans that fit and the best with its 8-bit activation swaps undone, is
+   made on their exports run in a default ONNX Runtime session (``deployed``): its integer
+   kernels round otherwise than the simulation, by as much as the plans differ. When the plan
    loses more than a point of the task metric, a second search keeps
    activations float (their quantizers' bytes go to the weights) and the
    better plan wins.
@@ -62,8 +65,8 @@ the result), ``measures`` (output error, sizes, per-layer sensitivity), ``candid
 (formats a layer can take), ``recovered`` (recovery per layer and format), ``hull``
 (convex hulls and the greedy order), ``state`` (evaluation and plans), ``filesize`` and
 ``sizes`` (the size accounting the state holds), ``overheads`` and ``activations`` (steps
-run on the state), ``weightpath`` (weight sensitivities and the path), ``refine`` and
-``runner`` (the whole run).
+run on the state), ``weightpath`` (weight sensitivities and the path), ``deployed`` (errors
+of exports as deployed), ``refine`` and ``runner`` (the whole run).
 """
 
 from bitlens.core.search.hull import _greedy, _hull, _Ladder

@@ -104,3 +104,8 @@ class SearchOptions:
     # Deployment target of every plan the search builds, so its errors and sizes are those
     # of what that target deploys (bitlens.core.targets).
     target: str = DEFAULT_TARGET
+    # Size budgets, ONNX Runtime CPU target: the last choice between the best plans that fit
+    # (and the best one with its 8-bit activation swaps undone) is made on their exports'
+    # errors in a default ONNX Runtime session, whose integer kernels round otherwise than
+    # the simulation (core/search/deployed.py); a few exports more
+    deployed_check: bool = True

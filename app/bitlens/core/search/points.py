@@ -35,6 +35,9 @@ class Point:
     metric: float | None
     label: str  # "search", "float" or a preset name
     exported_bytes: int | None = None  # the real exported file, where it was checked
+    # the exported file's output error in a default ONNX Runtime session, where the search
+    # measured it (its last choice under a size budget: core/search/deployed.py)
+    deployed_error: float | None = None
 
     @property
     def sqnr_db(self) -> float:
@@ -69,6 +72,7 @@ class Point:
             "sqnr_db": self.sqnr_db,
             "metric": self.metric,
             "exported_bytes": self.exported_bytes,
+            "deployed_error": self.deployed_error,
             "plan": self.plan.to_dict(),
         }
 

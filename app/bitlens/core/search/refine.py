@@ -10,6 +10,7 @@ from dataclasses import replace
 from bitlens.core.errors import SearchError
 from bitlens.core.formats import Format
 from bitlens.core.results import Progress
+from bitlens.core.search.deployed import DEPLOYED_CHOICES, deployed_choice
 from bitlens.core.search.points import Point
 from bitlens.core.search.weightpath import WeightPath
 
@@ -79,14 +80,20 @@ class Refinement(WeightPath):
         over = 0
         for _ in range(4):
             overs = []
+            fits = []
             for p in self._ranking(limit)[:4]:
                 real = self.size.exported(p.plan)
                 yield self._tick("checking the exported size")
                 if real is None:
                     continue
                 if real <= budget:
-                    return replace(p, exported_bytes=real)
-                overs.append(real - p.file_bytes)
+                    fits.append(replace(p, exported_bytes=real))
+                    if len(fits) == DEPLOYED_CHOICES:
+                        break
+                else:
+                    overs.append(real - p.file_bytes)
+            if fits:
+                return (yield from deployed_choice(self, fits, budget))
             # aim lower by the smallest shortfall of the accounting seen: the plans that
             # differ least from what was measured
             over = min(overs) if overs else 1

