@@ -113,6 +113,8 @@ def export_layer(
                 if enc is not None:
                     encodings.append(enc)
                 notes.append(f"weight {w.name} is shared; stored once")
+                if kernel:  # this layer's int32 bias needs the shared weight's scale too
+                    weight_scale = np.asarray(qm.weight(w.name).q.scale, np.float32)
                 continue
             enc = _encode_one(state, layer, w, qm.weight(w.name).q, kernel, options, notes,
                               None if rec is None else rec.input_scale,
