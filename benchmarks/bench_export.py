@@ -457,7 +457,9 @@ def bench(
     try:
         quantize_dynamic(str(src), str(dyn), weight_type=QuantType.QInt8)
         paths["ort dynamic"] = dyn
-    except ValueError as exc:  # e.g. PP-OCRv4's rec: "Expected conv2d_157.w_0 to be an initializer"
+    # e.g. PP-OCRv4's rec: "Expected conv2d_157.w_0 to be an initializer" (ValueError);
+    # captcha-whisperer's unrolled LSTMCell: "Unable to find data type for weight_name=..."
+    except (ValueError, RuntimeError) as exc:
         print(f"ort dynamic left out: quantize_dynamic failed: {exc}")
 
     sessions = {k: session(p) for k, p in paths.items()}
