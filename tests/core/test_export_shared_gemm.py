@@ -20,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from bitlens.core.engine import Engine
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from tests import builders
 from tests.core.export_models import random_feeds
 from tests.core.test_export_models import run
 
@@ -36,14 +37,8 @@ def shared_gemm_chain(steps: int = 3) -> onnx.ModelProto:
         nodes.append(helper.make_node("Gemm", [t, "w", "b"], [f"g{i}"], name=f"gemm{i}", transB=1))
         t = "y" if i == steps - 1 else f"h{i}"
         nodes.append(helper.make_node("Tanh", [f"g{i}"], [t], name=f"tanh{i}"))
-    g = helper.make_graph(
-        nodes, "cell", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 16])], inits,
-    )  # fmt: skip
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    return m
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 16]) for n in ("x", "y")]
+    return builders.model(helper.make_graph(nodes, "cell", io[:1], io[1:], inits))
 
 
 def test_gemms_sharing_a_weight_and_bias_run_as_qgemm(tmp_path: Path) -> None:
