@@ -13,6 +13,8 @@ deployed.
 The placement follows ONNX Runtime's own QDQ quantizer
 (onnxruntime/python/tools/quantization/registry.py and operators/):
 
+* a Conv with one output channel is not an integer-kernel layer (see
+  :func:`slower_as_integer`: QLinearConv measured slower than float there);
 * Conv/MatMul/Gemm inputs are the plan's layer quantizers; a Conv's output is
   quantized too (``QDQConv``), after a single-consumer Relu/Clip, which ORT
   then removes (``QDQRemovableActivation``: with an asymmetric uint8 range
