@@ -78,8 +78,10 @@ def export_layer(
                     layer.name, act, act, fmt.name, "shared", None, float(scale), float(zp),
                     "the deployment target's quantizer of this tensor", 10,
                 )  # fmt: skip
-                if layer.op_type in REQUANTIZED_BY_ORT and not kernel:
-                    rec = _guard(b, rec, fmt)  # the shared quantizer's output is a DQ's too
+                if not kernel and targets.slower_as_integer(layer):
+                    # kept float on purpose: the shared quantizer is a DequantizeLinear too, and
+                    # a quantizer after it (the next layer's input) would make ORT fuse it
+                    rec = _guard(b, rec, fmt)
                     node.input[:] = [rec.output if i == act else i for i in node.input]
                     state.model.graph.initializer.extend(b.initializers)
                     state.before.setdefault(layer.outputs[0], []).extend(b.nodes)
