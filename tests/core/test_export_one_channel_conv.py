@@ -19,6 +19,7 @@ from bitlens.core import targets
 from bitlens.core.engine import Engine
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from tests import builders
 from tests.core.export_models import random_feeds
 from tests.core.test_export_models import run
 
@@ -37,14 +38,8 @@ def narrow_conv_net() -> onnx.ModelProto:
             nodes.append(helper.make_node("Relu", [f"{k}_c"], [t]))
         else:
             nodes[-1].output[0] = "y"
-    g = helper.make_graph(
-        nodes, "narrow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits,
-    )  # fmt: skip
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    return m
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 8, 8]) for n in ("x", "y")]
+    return builders.model(helper.make_graph(nodes, "narrow", io[:1], io[1:], inits))
 
 
 def test_one_output_channel_conv_stays_float(tmp_path: Path) -> None:
