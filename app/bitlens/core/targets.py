@@ -13,6 +13,8 @@ deployed.
 The placement follows ONNX Runtime's own QDQ quantizer
 (onnxruntime/python/tools/quantization/registry.py and operators/):
 
+* a Conv with one output channel is not an integer-kernel layer (see
+  :func:`slower_as_integer`: QLinearConv measured slower than float there);
 * Conv/MatMul/Gemm inputs are the plan's layer quantizers; a Conv's output is
   quantized too (``QDQConv``), after a single-consumer Relu/Clip, which ORT
   then removes (``QDQRemovableActivation``: with an asymmetric uint8 range
@@ -136,12 +138,31 @@ def check_target(name: str) -> str:
     return name
 
 
+def slower_as_integer(layer: Layer) -> str | None:
+    """Why ONNX Runtime's integer kernel for ``layer`` is slower than its float kernel, None
+    when it is not known to be.
+
+    A Conv with a single output channel: QLinearConv measured 1.2x to 50x slower than the
+    float Conv on ONNX Runtime 1.31 CPU (1 x 256 filters over 22k samples, 1 x 33 x 3 x 3 and
+    1 x 32 x 7 x 3 kernels: basic-pitch's CQT low-pass filters and output heads), while 2 or
+    more output channels ran faster as int8. Such a layer stays float (its weights folded to
+    the plan's values), so its output gets no requantization either."""
+    if layer.op_type == "Conv" and layer.weights and layer.weights[0].shape[:1] == (1,):
+        return (
+            "it has one output channel, where ONNX Runtime's QLinearConv runs slower than "
+            "its float Conv"
+        )
+    return None
+
+
 def kernel_format(layer: Layer, weight: Format | None, act: Format | None, dynamic: bool) -> bool:
     """An integer-kernel layer: Conv/MatMul/Gemm in the main graph with 8-bit integer weights
-    (per tensor or channel) and a calibrated 8-bit per-tensor integer activation."""
+    (per tensor or channel) and a calibrated 8-bit per-tensor integer activation, whose
+    integer kernel is not known to be slower than float (:func:`slower_as_integer`)."""
     return (
         layer.op_type in KERNEL_OPS
         and not layer.graph_path
+        and slower_as_integer(layer) is None
         and len(layer.weights) == 1
         and weight is not None
         and act is not None
@@ -522,6 +543,7 @@ def deployment_warnings(plan: Plan) -> list[str]:
         elif int8_w and layer.op_type in KERNEL_OPS and not kernel_format(layer, w, a, c.dynamic):
             why = (
                 "inside a subgraph" if layer.graph_path
+                else f"stays float because {slow}" if (slow := slower_as_integer(layer))
                 else "no activation format" if a is None
                 else f"activation {a.name} (integer kernels need per-tensor 8-bit integers)"
             )  # fmt: skip

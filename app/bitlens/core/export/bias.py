@@ -83,8 +83,8 @@ def int32_bias(
         out_axis = 0 if layer.op_type == "Conv" else (0 if attrs.get("transB", 0) else 1)
     else:
         return None
-    if name not in inits or state.consumers(name) != 1:
-        notes.append(f"bias {name} is not a constant of this layer alone; kept float")
+    if name not in inits:
+        notes.append(f"bias {name} is not a constant; kept float")
         return None
     if layer.op_type == "Gemm" and (
         attrs.get("beta", 1.0) != 1.0 or attrs.get("alpha", 1.0) != 1.0
@@ -113,7 +113,13 @@ def int32_bias(
     attrs_dq = {"axis": 0} if scale.ndim == 1 else {}
     out = b.node("DequantizeLinear", [qn, sn], **attrs_dq)  # type: ignore[arg-type]
     target.input[slot] = out
-    remove_weight(g, WeightInfo(name, bias.shape, "float32", Storage.INITIALIZER, "", 0, 0))
+    # A bias shared by several layers (an unrolled LSTMCell's Gemms all read one bias_ih) gets
+    # an int32 copy per layer, each at its own s_x * s_w: ONNX Runtime fuses a Gemm into QGemm
+    # only when every input, C included, is a DequantizeLinear output (GemmNodeGroupSelector in
+    # onnxruntime/core/optimizer/qdq_transformer/selectors_actions/qdq_selectors.cc). The float
+    # bias goes once its last reader has its copy.
+    if state.consumers(name) == 0:
+        remove_weight(g, WeightInfo(name, bias.shape, "float32", Storage.INITIALIZER, "", 0, 0))
     g.initializer.extend(b.initializers)
     state.before.setdefault(layer.outputs[0], []).extend(b.nodes)
     err = float(np.max(np.abs(q.astype(np.float32) * np.broadcast_to(scale, bias.shape) - bias)))

@@ -40,7 +40,12 @@ from bitlens.core.export import activations, matmulnbits, opsets
 from bitlens.core.export.editing import ExportState, field_bytes
 from bitlens.core.export.graph import used_names
 from bitlens.core.export.kernels import integer_kernel_candidate, integer_kernel_layers
-from bitlens.core.export.layers import dtype_of, export_layer, export_tensor_quantizers
+from bitlens.core.export.layers import (
+    GUARD_TEXT,
+    dtype_of,
+    export_layer,
+    export_tensor_quantizers,
+)
 from bitlens.core.export.records import (
     Built,
     ExportOptions,
@@ -208,7 +213,7 @@ def build(
     shared = {q.activation for r in records.values() for q in r.quantizers if q.kind == "shared"}
     records = {
         name: replace(r, quantizers=tuple(
-            replace(tensor_records[q.activation], layer=name) if q.kind == "shared" else q
+            _shared_record(tensor_records[q.activation], name, q) if q.kind == "shared" else q
             for q in r.quantizers
         ))
         for name, r in records.items()
@@ -328,3 +333,14 @@ def _set_metadata(
     props = {p.key: p.value for p in model.metadata_props}
     props[METADATA_KEY] = json.dumps(info)
     helper.set_model_props(model, props)
+
+
+def _shared_record(
+    tensor: activations.QuantizerRecord, layer: str, q: activations.QuantizerRecord
+) -> activations.QuantizerRecord:
+    """The target's quantizer of a tensor as ``layer``'s own; read through the Clip guard
+    (bitlens.core.export.layers._guard) when the layer has one."""
+    if q.output == q.activation:
+        return replace(tensor, layer=layer)
+    return replace(tensor, layer=layer, output=q.output,
+                   description=tensor.description + GUARD_TEXT)  # fmt: skip

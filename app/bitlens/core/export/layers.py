@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 # per tensor (and the bias to int32) when their input comes from a DequantizeLinear and their
 # output leads to a QuantizeLinear: see _guard.
 REQUANTIZED_BY_ORT = frozenset({"Conv", "ConvTranspose", "Gemm"})
+GUARD_TEXT = "; a Clip to the same range keeps ONNX Runtime from re-quantizing the weights"
 
 
 def export_layer(
@@ -77,6 +78,13 @@ def export_layer(
                     layer.name, act, act, fmt.name, "shared", None, float(scale), float(zp),
                     "the deployment target's quantizer of this tensor", 10,
                 )  # fmt: skip
+                if not kernel and targets.slower_as_integer(layer):
+                    # kept float on purpose: the shared quantizer is a DequantizeLinear too, and
+                    # a quantizer after it (the next layer's input) would make ORT fuse it
+                    rec = _guard(b, rec, fmt)
+                    node.input[:] = [rec.output if i == act else i for i in node.input]
+                    state.model.graph.initializer.extend(b.initializers)
+                    state.before.setdefault(layer.outputs[0], []).extend(b.nodes)
                 quantizer_records.append(rec)
                 act_scale = rec.scale
                 continue
@@ -113,6 +121,8 @@ def export_layer(
                 if enc is not None:
                     encodings.append(enc)
                 notes.append(f"weight {w.name} is shared; stored once")
+                if kernel:  # this layer's int32 bias needs the shared weight's scale too
+                    weight_scale = np.asarray(qm.weight(w.name).q.scale, np.float32)
                 continue
             enc = _encode_one(state, layer, w, qm.weight(w.name).q, kernel, options, notes,
                               None if rec is None else rec.input_scale,
@@ -226,11 +236,7 @@ def _guard(b: GraphBuilder, rec: QuantizerRecord, fmt: Format) -> QuantizerRecor
          b.const("guard_hi", np.asarray(hi, np.float32))],
         b.name(f"{rec.activation}_guarded"),
     )  # fmt: skip
-    text = (
-        rec.description
-        + "; a Clip to the same range keeps ONNX Runtime from re-quantizing the weights"
-    )
-    return replace(rec, output=out, description=text)
+    return replace(rec, output=out, description=rec.description + GUARD_TEXT)
 
 
 def dtype_of(engine: Engine, tensor: str) -> str | None:
