@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 from bitlens.core.plan import ACTIVATION_CHOICES
 from tests.core.engine_models import small_cnn
 from tests.core.ort_dynamic import dynamic_qdq_sqnr
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_idle
 
 
 def _float_r1(feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
@@ -37,7 +37,7 @@ def test_sandbox_shows_static_and_dynamic_and_applies_either(
     detail = window.detail
     qtbot.waitUntil(
         lambda: bool(detail.detail and detail.detail.layer == "conv2" and detail.detail.complete),
-        timeout=30_000,
+        timeout=WAIT_MS,
     )
     box = detail.act_sandbox
     detail.sandboxes.setCurrentWidget(box)
@@ -62,7 +62,7 @@ def test_sandbox_shows_static_and_dynamic_and_applies_either(
     assert choice.weight == weight_before
     wait_idle(qtbot, window)
     assert not doc.evaluation_failed
-    qtbot.waitUntil(lambda: bool(detail.detail and detail.detail.complete), timeout=30_000)
+    qtbot.waitUntil(lambda: bool(detail.detail and detail.detail.complete), timeout=WAIT_MS)
     assert box.item(row, 2).font().bold() and not box.item(row, 1).font().bold()
     _double_click(box, row, 1)  # the static error: back to a calibrated range
     assert not doc.plan["conv2"].dynamic

@@ -12,7 +12,7 @@ from onnx import helper, numpy_helper
 
 from bitlens.gui.jobs import DataRequest
 from bitlens.gui.layer_table_model import Column
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_idle
 
 
 def _bad_models(tmp_path: Path, good: Path) -> list[tuple[Path, str]]:
@@ -37,7 +37,7 @@ def _bad_models(tmp_path: Path, good: Path) -> list[tuple[Path, str]]:
 
 def _expect_error(qtbot, window, fragment: str) -> None:
     qtbot.waitUntil(
-        lambda: window.message_bar.isVisible() and not window.runner.busy, timeout=20_000
+        lambda: window.message_bar.isVisible() and not window.runner.busy, timeout=WAIT_MS
     )
     text = window.message_bar.text.text()
     assert fragment in text and "unexpected error" not in text, text

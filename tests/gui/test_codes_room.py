@@ -9,7 +9,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QApplication
 
 from bitlens.gui.layer_detail import CODES_ROWS
-from tests.gui.conftest import open_model
+from tests.gui.conftest import WAIT_MS, open_model
 
 
 def _rows(detail) -> float:
@@ -27,7 +27,7 @@ def test_codes_table_gets_rows_at_1280(qtbot, window, cnn_path: Path) -> None:
     window.document.selection.set(["conv2"])
     detail = window.detail
     qtbot.waitUntil(lambda: detail.detail is not None and detail.detail.layer == "conv2",
-                    timeout=20_000)  # fmt: skip
+                    timeout=WAIT_MS)  # fmt: skip
     QApplication.processEvents()
     detail.sandboxes.setCurrentWidget(detail.codes)
     assert detail.height() <= 340  # short: the case this is about
@@ -36,13 +36,13 @@ def test_codes_table_gets_rows_at_1280(qtbot, window, cnn_path: Path) -> None:
     wp = detail.weight_plot
     qtbot.waitUntil(lambda: _rows(detail) >= CODES_ROWS or (
         not detail.act_plot.isVisible() and wp.height() <= wp.minimumHeight()
-    ), timeout=3_000)  # fmt: skip
+    ), timeout=WAIT_MS)  # fmt: skip
     assert wp.isVisible()
 
     detail.sandboxes.setCurrentWidget(detail.sandbox)
-    qtbot.waitUntil(detail.act_plot.isVisible, timeout=3_000)
+    qtbot.waitUntil(detail.act_plot.isVisible, timeout=WAIT_MS)
 
     dock.resize(330, 700)  # tall enough for both histograms and the rows
     detail.sandboxes.setCurrentWidget(detail.codes)
     qtbot.waitUntil(lambda: _rows(detail) >= CODES_ROWS and detail.act_plot.isVisible(),
-                    timeout=3_000)  # fmt: skip
+                    timeout=WAIT_MS)  # fmt: skip

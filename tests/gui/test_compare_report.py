@@ -18,7 +18,7 @@ from bitlens.gui.layer_table_model import Column
 from bitlens.gui.series import error_series
 from bitlens.gui.text import FLOAT_LABEL
 from tests.core.engine_models import small_cnn
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_idle
 
 
 def _set_weight(qtbot, window, layer: str, fmt: str) -> None:
@@ -39,7 +39,7 @@ def test_pin_a_then_change_shows_b_next_to_a(qtbot, window, cnn_path: Path) -> N
     assert not table.view.isColumnHidden(Column.DELTA_ERROR)
     _set_weight(qtbot, window, "conv2", "int2 sym ch")
     qtbot.waitUntil(lambda: window.document.ab.comparison is not None
-                    and window.document.ab.comparison.changed == ("conv2",), timeout=20_000)
+                    and window.document.ab.comparison.changed == ("conv2",), timeout=WAIT_MS)
     m = table.model
     row = m.row_of("conv2")
     window.document.error_kind.set("weight")
@@ -96,7 +96,7 @@ def test_compare_with_model_matches_layers_by_name(qtbot, window, cnn_path, tmp_
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(path), "")))
     window.act_compare_model.trigger()
     qtbot.waitUntil(lambda: window.model_compare is not None and window.model_compare.isVisible(),
-                    timeout=20_000)
+                    timeout=WAIT_MS)
     dlg = window.model_compare
     assert dlg.table.rowCount() == 2  # conv1, conv2; fc and head are unmatched
     assert "only in this model</b>: fc" in dlg.summary.text()
@@ -127,7 +127,7 @@ def test_save_report_writes_html_and_never_over_an_input(qtbot, window, cnn_path
     open_model(qtbot, window, cnn_path)
     window.act_pin.trigger()
     _set_weight(qtbot, window, "fc", "int4 sym ch")
-    qtbot.waitUntil(lambda: window.document.ab.comparison.changed == ("fc",), timeout=20_000)
+    qtbot.waitUntil(lambda: window.document.ab.comparison.changed == ("fc",), timeout=WAIT_MS)
     out = tmp_path / "report.html"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(out), "")))
     window.act_save_report.trigger()
@@ -153,10 +153,10 @@ def test_codes_tab_shows_the_layers_codes(qtbot, window, cnn_path: Path) -> None
     window.document.selection.set(["conv2"])
     detail = window.detail
     qtbot.waitUntil(lambda: detail.detail is not None and detail.detail.layer == "conv2",
-                    timeout=20_000)  # fmt: skip
+                    timeout=WAIT_MS)  # fmt: skip
     detail.sandboxes.setCurrentWidget(detail.codes)
     codes = detail.codes
-    qtbot.waitUntil(lambda: codes.slice is not None and codes.layer == "conv2", timeout=20_000)
+    qtbot.waitUntil(lambda: codes.slice is not None and codes.layer == "conv2", timeout=WAIT_MS)
     s = codes.slice
     assert s.format == "int4 sym ch0" and s.total == 16 * 8 * 3 * 3
     assert codes.table.rowCount() == 64
@@ -169,10 +169,10 @@ def test_codes_tab_shows_the_layers_codes(qtbot, window, cnn_path: Path) -> None
     assert "scale · (q − zero point)" in codes.header.text()
     assert "elements 0–63 of 1152" in codes.header.toolTip()
     codes.start.setValue(100)  # page on
-    qtbot.waitUntil(lambda: codes.slice.start == 100, timeout=20_000)
+    qtbot.waitUntil(lambda: codes.slice.start == 100, timeout=WAIT_MS)
     assert codes.table.item(0, 0).text() == str(list(codes.slice.rows[0].index))
     _set_weight(qtbot, window, "conv2", FLOAT_LABEL)  # kept float: says so instead of codes
-    qtbot.waitUntil(lambda: "keeps its weights in float" in codes.header.text(), timeout=20_000)
+    qtbot.waitUntil(lambda: "keeps its weights in float" in codes.header.text(), timeout=WAIT_MS)
     assert codes.table.rowCount() == 0
 
 
@@ -207,7 +207,7 @@ def test_compare_with_an_already_quantized_model_says_so(qtbot, window, cnn_path
     monkeypatch.setattr(QFileDialog, "getOpenFileName",
                         staticmethod(lambda *a, **k: (str(quantized), "")))  # fmt: skip
     window.act_compare_model.trigger()
-    qtbot.waitUntil(lambda: window.model_compare is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: window.model_compare is not None, timeout=WAIT_MS)
     text = window.model_compare.summary.text()
     assert "already quantized" in text
     assert "only in this model</b>" in text

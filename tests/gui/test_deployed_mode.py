@@ -17,7 +17,7 @@ from bitlens.core.plan import Plan
 from bitlens.core.results import drain
 from bitlens.gui.text import fmt_db
 from tests.core.test_targets import silu_net
-from tests.gui.conftest import open_model, slowed, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, slowed, wait_idle
 
 TIMEOUT = 60_000
 
@@ -132,7 +132,7 @@ def test_the_error_plots_stay_in_front_and_the_pane_titles_fit(qtbot, window) ->
     assert window.docks["plots"].visibleRegion().isEmpty() is False
     assert window.docks["deployed"].visibleRegion().isEmpty()
     window.docks["deployed"].raise_()
-    qtbot.waitUntil(lambda: not window.docks["deployed"].visibleRegion().isEmpty(), timeout=5000)
+    qtbot.waitUntil(lambda: not window.docks["deployed"].visibleRegion().isEmpty(), timeout=WAIT_MS)
     table = window.deployed.pane.table
     header = table.horizontalHeader()
     title = table.horizontalHeaderItem(3).text()

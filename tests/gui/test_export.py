@@ -11,7 +11,7 @@ import pytest
 from PySide6.QtWidgets import QFileDialog
 
 from bitlens.gui import jobs
-from tests.gui.conftest import open_model, screenshot, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, screenshot, wait_idle
 
 
 def _preset(qtbot, window, name: str) -> None:
@@ -58,7 +58,7 @@ def test_export_refuses_to_overwrite_the_model(qtbot, window, cnn_path: Path) ->
     open_model(qtbot, window, cnn_path)
     _preset(qtbot, window, "W8A8")
     source = cnn_path.read_bytes()
-    with qtbot.waitSignal(window.controller.failed, timeout=5_000) as blocker:
+    with qtbot.waitSignal(window.controller.failed, timeout=WAIT_MS) as blocker:
         assert window.controller.export_model(cnn_path) is None
     assert "model being inspected" in str(blocker.args[1])
     assert cnn_path.read_bytes() == source

@@ -18,7 +18,7 @@ from bitlens.core.plan import Plan
 from bitlens.gui.export_size_label import ASK
 from bitlens.gui.text import fmt_bytes
 from tests.core.test_export_verdict import _overflow_model
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_idle
 
 
 def _apply(qtbot, window, plan: Plan) -> None:
@@ -41,7 +41,7 @@ def test_predicted_file_size_is_the_written_file_size(
     assert f"Export file: {fmt_bytes(size.file_bytes)} predicted" in label.text()
     assert size.file_bytes != window.document.evaluation.bytes_after  # not the weights alone
     # kept per plan: asking again answers at once, with no job
-    with qtbot.waitSignal(window.controller.sizePredicted, timeout=1_000):
+    with qtbot.waitSignal(window.controller.sizePredicted, timeout=WAIT_MS):
         assert window.controller.predict_size(window.export_options) is None
     out = tmp_path / f"cnn.{preset}.onnx"
     with qtbot.waitSignal(window.controller.exported, timeout=60_000) as done:

@@ -15,7 +15,7 @@ from bitlens.gui.data_dialog import DataDialog, symbolic_dims
 from bitlens.gui.jobs import DataRequest
 from bitlens.gui.layer_table_model import Column
 from bitlens.gui.main_window import MainWindow
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_idle
 
 
 def _quantize(qtbot, window, layer: str, fmt: str, column: Column = Column.WEIGHT) -> None:
@@ -137,20 +137,20 @@ def test_open_data_npz_and_generated(qtbot, window, cnn_path: Path, tmp_path: Pa
     npz = tmp_path / "data.npz"
     np.savez(npz, x=rng.normal(size=(6, 3, 8, 8)).astype(np.float32), labels=np.arange(6) % 10)
     window.controller.open_data(DataRequest("npz", path=npz))
-    qtbot.waitUntil(lambda: window.document.session.data.source == "data.npz", timeout=20_000)
+    qtbot.waitUntil(lambda: window.document.session.data.source == "data.npz", timeout=WAIT_MS)
     wait_idle(qtbot, window)
     # the plan survives a change of data, and labels give an accuracy
     assert window.document.plan["conv1"].weight.name == "int4 sym ch"
     assert "accuracy" in window.document.evaluation.task_metric
     assert "Accuracy" in window.outputs.summary.text()
     window.controller.open_data(DataRequest("random", samples=3, seed=5))
-    qtbot.waitUntil(lambda: "seed 5" in window.document.session.data.source, timeout=20_000)
+    qtbot.waitUntil(lambda: "seed 5" in window.document.session.data.source, timeout=WAIT_MS)
     wait_idle(qtbot, window)
     # a data file that does not fit the model is reported, the old data stay
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, y=np.zeros((2, 3), np.float32))
     window.controller.open_data(DataRequest("npz", path=wrong))
-    qtbot.waitUntil(lambda: window.message_bar.isVisible(), timeout=20_000)
+    qtbot.waitUntil(lambda: window.message_bar.isVisible(), timeout=WAIT_MS)
     assert "wrong.npz" in window.message_bar.text.text()
     assert "seed 5" in window.document.session.data.source
 
@@ -183,7 +183,7 @@ def test_new_data_keeps_selection_and_graph_view(qtbot, window, cnn_path: Path) 
     view.zoom(1.5)
     scale = view.transform().m11()
     window.controller.open_data(DataRequest("random", samples=3, seed=2))
-    qtbot.waitUntil(lambda: "seed 2" in window.document.session.data.source, timeout=20_000)
+    qtbot.waitUntil(lambda: "seed 2" in window.document.session.data.source, timeout=WAIT_MS)
     wait_idle(qtbot, window)
     assert window.document.selection.names == ("conv2",)
     assert [r.row() for r in window.table.view.selectionModel().selectedRows()] == [1]

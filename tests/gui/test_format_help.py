@@ -12,7 +12,7 @@ from bitlens.core.formats.spec import FLOAT_KINDS
 from bitlens.core.plan import ACTIVATION_CHOICES, WEIGHT_CHOICES, Plan
 from bitlens.gui import colors
 from bitlens.gui.layer_table_model import Column
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_idle
 
 
 def _tips(combo) -> list[str]:
@@ -44,7 +44,7 @@ def test_sandbox_rows_explain_their_format(qtbot, window, cnn_path: Path) -> Non
     name = window.document.info.layer_names[0]
     window.document.selection.set([name], name)
     qtbot.waitUntil(
-        lambda: window.detail.detail is not None and window.detail.detail.complete, timeout=20_000
+        lambda: window.detail.detail is not None and window.detail.detail.complete, timeout=WAIT_MS
     )
     item = window.detail.sandbox.item(0, 0)
     assert "bits per value" in item.toolTip() and "grid:" in item.toolTip()

@@ -16,7 +16,7 @@ from bitlens.core.plan import Plan
 from bitlens.gui.graph_view import FIRST_VIEW_MIN, SELECTION_ZOOM
 from tests.builders import weights
 from tests.core.engine_models import small_cnn
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_idle
 
 BLOCKS = 24  # 24 x (MatMul + 9 Relu) = 240 nodes in one long chain
 
@@ -204,7 +204,7 @@ def test_large_weight_stats_are_computed_off_the_ui_thread(
     w2 = numpy_helper.to_array(
         next(t for t in small_cnn().graph.initializer if t.name == "W2")
     ).astype(np.float64)
-    qtbot.waitUntil(lambda: props.row_text("Weight W2", "min / max") != "computing…", timeout=10_000)
+    qtbot.waitUntil(lambda: props.row_text("Weight W2", "min / max") != "computing…", timeout=WAIT_MS)
     lo, hi = props.row_text("Weight W2", "min / max").split(" / ")
     assert float(lo) == pytest.approx(w2.min(), rel=1e-3)
     assert float(hi) == pytest.approx(w2.max(), rel=1e-3)

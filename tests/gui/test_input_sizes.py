@@ -14,7 +14,7 @@ from bitlens.core.plan import LayerChoice
 from bitlens.gui.data_dialog import DataDialog
 from bitlens.gui.jobs import DataRequest
 from tests.core.data_models import line_feeds, ocr_line, two_inputs_shared_dim
-from tests.gui.conftest import OPEN_TIMEOUT_MS, wait_idle
+from tests.gui.conftest import OPEN_TIMEOUT_MS, WAIT_MS, wait_idle
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_opens_with_no_data_then_evaluates_after_the_sizes_dialog(
     assert {"conv", "classify", "input:x"} <= set(window.graph.view._items)
     assert "No input data" in window.status.data_label.text()
     # weight errors need no data
-    with qtbot.waitSignal(doc.evaluationChanged, timeout=20_000):
+    with qtbot.waitSignal(doc.evaluationChanged, timeout=WAIT_MS):
         doc.edit({"conv": LayerChoice.of("int4 sym ch", None)}, "int4")
     wait_idle(qtbot, window)
     ev = doc.evaluation

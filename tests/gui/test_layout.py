@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QApplication, QTabBar
 
 from bitlens.gui.main_window import MainWindow
 from bitlens.gui.window_layout import MIN_SIDE_PANE
-from tests.gui.conftest import open_model
+from tests.gui.conftest import WAIT_MS, open_model
 
 
 def test_window_fits_a_laptop_screen(qtbot, window, cnn_path) -> None:
@@ -58,7 +58,7 @@ def test_a_saved_sliver_is_not_restored(qtbot, settings, no_modal) -> None:
     second.resize(1280, 720)
     second.show()
     qtbot.waitExposed(second)
-    qtbot.waitUntil(lambda: second.docks["detail"].width() >= MIN_SIDE_PANE, timeout=2000)
+    qtbot.waitUntil(lambda: second.docks["detail"].width() >= MIN_SIDE_PANE, timeout=WAIT_MS)
     second.close()
 
 

@@ -11,7 +11,7 @@ from bitlens.gui.data_dialog import DataDialog
 from bitlens.gui.jobs import DataRequest
 from bitlens.gui.sweep_dialog import SweepDialog
 from bitlens.gui.theme import apply_theme
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_idle
 
 
 def test_samples_menu_lists_the_bundled_samples(qtbot, window) -> None:
@@ -36,7 +36,7 @@ def test_calibration_method_recalibrates_and_reevaluates(qtbot, window, cnn_path
     wait_idle(qtbot, window)
     minmax = window.document.evaluation.layers["conv2"].local
     act = next(a for a in window.calibration_group.actions() if a.text() == "percentile")
-    with qtbot.waitSignal(window.controller.calibrated, timeout=20_000):
+    with qtbot.waitSignal(window.controller.calibrated, timeout=WAIT_MS):
         act.trigger()
     wait_idle(qtbot, window)
     assert window.controller.calibration == "percentile" and act.isChecked()
@@ -53,7 +53,7 @@ def test_sweep_and_data_dialogs_start_jobs(qtbot, window, mlp_path: Path, monkey
         return ["int2 sym ch"], list(selected)
 
     monkeypatch.setattr(SweepDialog, "ask", staticmethod(ask_sweep))
-    with qtbot.waitSignal(window.controller.sweepFinished, timeout=20_000) as blocker:
+    with qtbot.waitSignal(window.controller.sweepFinished, timeout=WAIT_MS) as blocker:
         window.act_sweep.trigger()
     assert asked == [("mm_b",)]
     assert [(e.layer, e.format) for e in blocker.args[0]] == [("mm_b", "int2 sym ch")]
@@ -67,7 +67,7 @@ def test_sweep_and_data_dialogs_start_jobs(qtbot, window, mlp_path: Path, monkey
         DataDialog, "ask", staticmethod(lambda info, parent=None, dims=None: DataRequest(samples=2, seed=9))
     )
     window.act_open_data.trigger()
-    qtbot.waitUntil(lambda: "seed 9" in window.document.session.data.source, timeout=20_000)
+    qtbot.waitUntil(lambda: "seed 9" in window.document.session.data.source, timeout=WAIT_MS)
 
 
 def test_sweep_dialog_defaults(qtbot) -> None:

@@ -8,7 +8,7 @@ from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtWidgets import QComboBox
 
 from bitlens.gui.layer_table_model import NAME_ROLE, Column
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_idle
 
 
 def _cell(w, name: str, column: Column):
@@ -44,7 +44,7 @@ def test_delegate_edit_changes_summary(qtbot, window, cnn_path: Path) -> None:
     assert combo is not None, "double-clicking a format cell opens a combo box"
     i = combo.findText("int4 sym ch")
     assert i > 0
-    with qtbot.waitSignal(doc.evaluationChanged, timeout=20_000):
+    with qtbot.waitSignal(doc.evaluationChanged, timeout=WAIT_MS):
         combo.setCurrentIndex(i)
         combo.activated.emit(i)
     wait_idle(qtbot, window)
@@ -111,7 +111,7 @@ def test_corrupt_file_shows_message_and_app_stays_usable(
     bad.write_bytes(b"\x08\x07garbage that is not a protobuf \xff\xfe" * 10)
     window.open_model(bad)
     bar = window.message_bar
-    qtbot.waitUntil(lambda: bar.isVisible() and not window.runner.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: bar.isVisible() and not window.runner.busy, timeout=WAIT_MS)
     assert bar.level == "error"
     assert "broken.onnx" in bar.text.text()
     assert "Traceback" not in bar.text.text()

@@ -19,7 +19,7 @@ from bitlens.gui import jobs
 from bitlens.gui.jobs import DataRequest, LayerDetail
 from bitlens.gui.layer_detail import LayerDetailView
 from bitlens.gui.layer_table_model import Column
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_idle
 
 
 def _run(gen):
@@ -72,7 +72,7 @@ def test_graph_is_drawn_on_a_later_turn(
     assert not view._items and view._pending is session.info
     monkeypatch.undo()
     runner._start_next()
-    qtbot.waitUntil(lambda: bool(view._items), timeout=5_000)
+    qtbot.waitUntil(lambda: bool(view._items), timeout=WAIT_MS)
     assert "conv2" in view._items and view._pending is None
 
 
@@ -85,7 +85,7 @@ def test_minimap_waits_for_the_pending_graph(qtbot, window, cnn_path: Path, mlp_
     window.document.load(_run(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu")))
     minimap.repaint()  # a paint event in this turn
     assert view.is_pending and not view._items
-    qtbot.waitUntil(lambda: not view.is_pending, timeout=5_000)
+    qtbot.waitUntil(lambda: not view.is_pending, timeout=WAIT_MS)
     assert "conv2" in view._items
 
 
@@ -106,7 +106,7 @@ def test_detail_is_drawn_on_a_later_turn(qtbot) -> None:
     assert view.detail is None
     later = LayerDetail("fc", LayerChoice(), 256, weights, "fc.w")
     view.show_later(later)  # stages that arrive meanwhile: only the newest is drawn
-    qtbot.waitUntil(lambda: view.detail is not None, timeout=5_000)
+    qtbot.waitUntil(lambda: view.detail is not None, timeout=WAIT_MS)
     assert view.detail is later
     view.show_later(first)
     view.show_pending("fc2", None)  # another layer selected: the queued detail is stale

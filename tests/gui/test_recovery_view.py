@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 
 from bitlens.core.compute import compute_of
 from bitlens.gui.layer_table_model import Column
-from tests.gui.conftest import open_model, wait_detail, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_detail, wait_idle
 
 
 def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
@@ -42,7 +42,7 @@ def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
     detail = window.detail
     detail.sandboxes.setCurrentWidget(detail.codes)
     qtbot.waitUntil(lambda: detail.codes.slice is not None and detail.codes.layer == "conv2",
-                    timeout=20_000)  # fmt: skip
+                    timeout=WAIT_MS)  # fmt: skip
     assert "codes chosen by gptq" in detail.codes.slice.formula
     wait_idle(qtbot, window)  # the engine is the worker's while it runs
     engine = window.document.session.engine
@@ -55,7 +55,7 @@ def test_recovery_column_edits_the_plan_and_the_detail_compares_methods(
     qtbot.waitUntil(lambda: window.detail.detail is not None and window.detail.detail.complete
                     and window.detail.detail.choice.recovery is not None
                     and window.detail.detail.choice.recovery.value == "smoothquant",
-                    timeout=30_000)  # fmt: skip
+                    timeout=WAIT_MS)  # fmt: skip
     assert window.detail.detail.recovery_format == "int3 sym ch, uint8 asym activations"
     smooth = [table.item(i, 0).text() for i in range(table.rowCount())].index("smoothquant")
     assert table.item(smooth, 0).font().bold() and "uint8 asym" in table.item(smooth, 3).text()

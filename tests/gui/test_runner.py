@@ -8,6 +8,7 @@ import time
 from bitlens.core.errors import DataError
 from bitlens.core.results import Progress
 from bitlens.gui.runner import EngineRunner, Job
+from tests.gui.conftest import WAIT_MS
 
 
 def _steps(n: int, delay: float, log: list[int]):
@@ -32,7 +33,7 @@ def test_jobs_run_one_at_a_time_and_newer_supersede(qtbot) -> None:
             active[0] -= 1
         return x
 
-    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=10_000):
+    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=WAIT_MS):
         for x in range(5):
             runner.submit(Job("eval", "e", work, (x,), on_result=results.append))
         runner.submit(Job("other", "o", work, (100,), on_result=results.append))
@@ -46,11 +47,11 @@ def test_cancel_stops_a_generator_between_yields(qtbot) -> None:
     runner = EngineRunner()
     log: list[int] = []
     done: list[object] = []
-    with qtbot.waitSignal(runner.progressed, timeout=10_000):
+    with qtbot.waitSignal(runner.progressed, timeout=WAIT_MS):
         runner.submit(Job("sweep", "s", _steps, (100, 0.02, log), on_result=done.append))
-    with qtbot.waitSignal(runner.cancelled, timeout=10_000):
+    with qtbot.waitSignal(runner.cancelled, timeout=WAIT_MS):
         runner.cancel()
-    qtbot.waitUntil(lambda: not runner.busy, timeout=10_000)
+    qtbot.waitUntil(lambda: not runner.busy, timeout=WAIT_MS)
     assert done == []
     assert 0 < len(log) < 100
 
@@ -73,9 +74,9 @@ def test_a_cancelled_generator_is_closed_before_cancelled_is_reported(qtbot) -> 
         keep.append(gen)
         return (yield from gen)
 
-    with qtbot.waitSignal(runner.progressed, timeout=10_000):
+    with qtbot.waitSignal(runner.progressed, timeout=WAIT_MS):
         runner.submit(Job("export", "x", started, ()))
-    with qtbot.waitSignal(runner.cancelled, timeout=10_000):
+    with qtbot.waitSignal(runner.cancelled, timeout=WAIT_MS):
         runner.cancel()
     assert len(cleaned) == 1 and cleaned[0] != threading.main_thread().name
 
@@ -87,18 +88,18 @@ def test_errors_reach_failed_and_the_lane_goes_on(qtbot) -> None:
     def bad() -> None:
         raise DataError("no data for input 'x'")
 
-    with qtbot.waitSignal(runner.failed, timeout=10_000) as blocker:
+    with qtbot.waitSignal(runner.failed, timeout=WAIT_MS) as blocker:
         runner.submit(Job("a", "Reading data", bad))
         runner.submit(Job("b", "next", lambda: 7, on_result=results.append))
     assert blocker.args[0] == "Reading data"
     assert isinstance(blocker.args[1], DataError)
-    qtbot.waitUntil(lambda: results == [7], timeout=10_000)
+    qtbot.waitUntil(lambda: results == [7], timeout=WAIT_MS)
 
 
 def test_shutdown_waits_for_the_running_job(qtbot) -> None:
     runner = EngineRunner()
     log: list[int] = []
-    with qtbot.waitSignal(runner.progressed, timeout=10_000):
+    with qtbot.waitSignal(runner.progressed, timeout=WAIT_MS):
         runner.submit(Job("sweep", "s", _steps, (1000, 0.01, log)))
     runner.submit(Job("later", "l", lambda: 1))
     assert runner.shutdown(10_000)
@@ -132,10 +133,10 @@ def test_a_job_that_steps_aside_lets_another_run_first_and_starts_again(qtbot) -
         order.append("evaluate")
         return "evaluated"
 
-    with qtbot.waitSignal(runner.progressed, timeout=10_000):
+    with qtbot.waitSignal(runner.progressed, timeout=WAIT_MS):
         runner.submit(Job("detail", "d", _resumable, (40, 0.02, done, order),
                           on_result=results.append, steps_aside=True))  # fmt: skip
-    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=20_000):
+    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=WAIT_MS):
         runner.submit(Job("evaluate", "e", evaluate, on_result=results.append))
     assert results == ["evaluated", list(range(40))]
     first_eval = order.index("evaluate")
@@ -146,10 +147,10 @@ def test_a_job_that_steps_aside_lets_another_run_first_and_starts_again(qtbot) -
 def test_an_aside_job_is_not_queued_twice_when_its_key_is_asked_again(qtbot) -> None:
     runner = EngineRunner()
     results: list[object] = []
-    with qtbot.waitSignal(runner.progressed, timeout=10_000):
+    with qtbot.waitSignal(runner.progressed, timeout=WAIT_MS):
         runner.submit(Job("detail", "d", _steps, (50, 0.02, []), steps_aside=True,
                           on_result=lambda r: results.append(("old", r))))  # fmt: skip
-    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=20_000):
+    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=WAIT_MS):
         runner.submit(Job("detail", "d", _steps, (3, 0.0, []), steps_aside=True,
                           on_result=lambda r: results.append(("new", r))))  # fmt: skip
         runner.submit(Job("evaluate", "e", lambda: "evaluated", on_result=results.append))
@@ -160,10 +161,10 @@ def test_an_aside_job_is_not_queued_twice_when_its_key_is_asked_again(qtbot) -> 
 def test_a_discarded_aside_job_is_not_started_again(qtbot) -> None:
     runner = EngineRunner()
     results: list[object] = []
-    with qtbot.waitSignal(runner.progressed, timeout=10_000):
+    with qtbot.waitSignal(runner.progressed, timeout=WAIT_MS):
         runner.submit(Job("detail", "d", _steps, (50, 0.02, []), steps_aside=True,
                           on_result=results.append))  # fmt: skip
     runner.discard("detail")  # the selection went away
-    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=20_000):
+    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=WAIT_MS):
         runner.submit(Job("evaluate", "e", lambda: "evaluated", on_result=results.append))
     assert results == ["evaluated"]

@@ -21,7 +21,7 @@ import pytest
 from PySide6.QtWidgets import QApplication
 
 from bitlens.gui.theme import apply_theme
-from tests.gui.conftest import ROOT, screenshot, wait_idle
+from tests.gui.conftest import ROOT, WAIT_MS, screenshot, wait_idle
 
 SIZES = ((1280, 720), (1920, 1080))
 README_SHOT = ROOT / "docs" / "bitlens-window.png"
@@ -46,10 +46,10 @@ def _prepare(qtbot, window, sample: str, layer: str) -> None:
             and window.detail.detail.layer == layer
             and window.detail.detail.complete
         ),
-        timeout=30_000,
+        timeout=WAIT_MS,
     )
     window.docks["outputs"].raise_()  # outputs are computed while their dock shows
-    qtbot.waitUntil(lambda: bool(window.document.outputs), timeout=30_000)
+    qtbot.waitUntil(lambda: bool(window.document.outputs), timeout=WAIT_MS)
     wait_idle(qtbot, window)
     window.docks["detail"].raise_()
     QApplication.processEvents()
@@ -93,7 +93,7 @@ def test_screenshot_welcome_error_and_sweep(qtbot, window, tmp_path, restore_the
     screenshot(window, "welcome_with_error")
     window.open_sample("speech_kws")
     wait_idle(qtbot, window)
-    with qtbot.waitSignal(window.controller.sweepFinished, timeout=30_000):
+    with qtbot.waitSignal(window.controller.sweepFinished, timeout=WAIT_MS):
         window.controller.run_sweep(["int8 sym ch", "int4 sym ch", "int2 sym ch", "tern ch"])
     wait_idle(qtbot, window)
     QApplication.processEvents()

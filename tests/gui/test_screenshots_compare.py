@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication
 
 from bitlens.core.htmlreport import render_html
 from bitlens.gui.theme import apply_theme
-from tests.gui.conftest import SHOTS, screenshot, wait_idle
+from tests.gui.conftest import SHOTS, WAIT_MS, screenshot, wait_idle
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def _digits_ab(qtbot, window) -> None:
     window.table.preset_all.click()
     wait_idle(qtbot, window)
     qtbot.waitUntil(lambda: window.document.ab.comparison is not None
-                    and len(window.document.ab.comparison.changed) > 0, timeout=30_000)  # fmt: skip
+                    and len(window.document.ab.comparison.changed) > 0, timeout=WAIT_MS)  # fmt: skip
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
@@ -47,9 +47,9 @@ def test_screenshot_ab_compare_and_codes(qtbot, window, light, theme: str) -> No
     window.document.selection.set([layer])
     detail = window.detail
     qtbot.waitUntil(lambda: detail.detail is not None and detail.detail.layer == layer,
-                    timeout=30_000)  # fmt: skip
+                    timeout=WAIT_MS)  # fmt: skip
     detail.sandboxes.setCurrentWidget(detail.codes)
-    qtbot.waitUntil(lambda: detail.codes.slice is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: detail.codes.slice is not None, timeout=WAIT_MS)
     wait_idle(qtbot, window)
     QApplication.processEvents()
     assert window.ab_status.isVisible() and "▼" in window.ab_status.text()
@@ -77,9 +77,9 @@ def test_screenshot_model_compare_and_report(qtbot, window, light, tmp_path) -> 
             tuned.graph.initializer[i].CopyFrom(numpy_helper.from_array(moved, t.name))
     next(n for n in tuned.graph.node if n.name == "/fc2/Gemm").name = "/head/Gemm"
     onnx.save(tuned, tmp_path / "digits_tuned.onnx")
-    with qtbot.waitSignal(window.runner.finished, timeout=30_000):
+    with qtbot.waitSignal(window.runner.finished, timeout=WAIT_MS):
         window.compare_with_model(tmp_path / "digits_tuned.onnx")
-    qtbot.waitUntil(lambda: window.model_compare is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: window.model_compare is not None, timeout=WAIT_MS)
     dlg = window.model_compare
     dlg.resize(1000, 420)
     QApplication.processEvents()

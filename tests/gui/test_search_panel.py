@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bitlens.gui import jobs
-from tests.gui.conftest import open_model, screenshot, slowed, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, screenshot, slowed, wait_idle
 
 
 def _slowed_search(monkeypatch: pytest.MonkeyPatch, delay: float = 0.2) -> None:
@@ -65,12 +65,12 @@ def test_search_cancel_stops_it(qtbot, window, cnn_path: Path, monkeypatch) -> N
     window.show_search()
     results = []
     window.controller.searchFinished.connect(results.append)
-    with qtbot.waitSignal(window.runner.progressed, timeout=20_000):
+    with qtbot.waitSignal(window.runner.progressed, timeout=WAIT_MS):
         panel.run_button.click()
     assert panel.cancel_button.isEnabled() and not panel.run_button.isEnabled()
-    with qtbot.waitSignal(window.runner.cancelled, timeout=20_000):
+    with qtbot.waitSignal(window.runner.cancelled, timeout=WAIT_MS):
         panel.cancel_button.click()
-    qtbot.waitUntil(lambda: not window.runner.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=WAIT_MS)
     assert results == [None]
     assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
     assert "Stopped" in panel.status.text()

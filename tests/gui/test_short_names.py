@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication
 
 from bitlens.gui.layer_table_model import Column
 from tests import builders as b
-from tests.gui.conftest import open_model
+from tests.gui.conftest import WAIT_MS, open_model
 
 PREFIX = "/model/model.0/auto_model/encoder"
 PARTS = ("attention/self/query", "attention/self/key", "attention/self/value",
@@ -83,6 +83,6 @@ def test_layer_column_tells_layers_apart_at_1280(qtbot, window, bert_path) -> No
     first = f"{PREFIX}/layer.0/attention/self/query/MatMul"
     window.document.selection.set([first], first, origin=None)
     QApplication.processEvents()
-    qtbot.waitUntil(lambda: window.graph.properties.details is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.graph.properties.details is not None, timeout=WAIT_MS)
     top = window.graph.properties.topLevelItem(0)
     assert top.text(1) == "layer.0/attention/query/MatMul" and top.toolTip(1) == first

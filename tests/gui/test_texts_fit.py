@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QApplication, QComboBox, QStyle, QStyleOptionCombo
 
 from bitlens.gui.elided_label import ElidedLabel
 from bitlens.gui.layer_table_model import Column
-from tests.gui.conftest import open_model, wait_detail, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_detail, wait_idle
 
 
 def test_status_bar_and_explanations_fit_1280(qtbot, window, cnn_path) -> None:
@@ -98,7 +98,7 @@ def test_graph_colour_filter_and_histogram_titles_fit_1280(qtbot, window, cnn_pa
     detail = window.detail
     window.document.selection.set(["conv2"])
     qtbot.waitUntil(lambda: bool(detail.detail and detail.detail.layer == "conv2"
-                                 and detail.detail.complete), timeout=30_000)  # fmt: skip
+                                 and detail.detail.complete), timeout=WAIT_MS)  # fmt: skip
     window.docks["detail"].raise_()
     window.resizeDocks([window.docks["detail"]], [230], Qt.Orientation.Horizontal)
     QApplication.processEvents()
@@ -240,7 +240,7 @@ def test_codes_tab_and_node_properties_fit_1280(qtbot, window, cnn_path) -> None
     detail = window.detail
     detail.sandboxes.setCurrentWidget(detail.codes)
     codes = detail.codes
-    qtbot.waitUntil(lambda: codes.slice is not None and codes.layer == "conv2", timeout=20_000)
+    qtbot.waitUntil(lambda: codes.slice is not None and codes.layer == "conv2", timeout=WAIT_MS)
     QApplication.processEvents()
     header = codes.header
     assert isinstance(header, ElidedLabel)

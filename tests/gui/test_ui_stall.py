@@ -26,7 +26,7 @@ from bitlens.gui.status_panel import PROGRESS_MS, StatusPanel
 from bitlens.gui.sweep_view import SweepView
 from bitlens.gui.table_fill import sized_once
 from tests.builders import init, model
-from tests.gui.conftest import open_model
+from tests.gui.conftest import WAIT_MS, open_model
 
 N_LAYERS = 2 * FIT_ROWS + 8
 
@@ -154,7 +154,7 @@ def test_a_job_starting_leaves_the_window_layout_alone(qtbot, window):
     bar, central = window.statusBar(), window.centralWidget()
     before = (bar.height(), central.height())
     window.status.set_busy("Sweep", quiet=False, cancellable=True)
-    qtbot.waitUntil(lambda: window.status.progress.isVisible(), timeout=1000)
+    qtbot.waitUntil(lambda: window.status.progress.isVisible(), timeout=WAIT_MS)
     qtbot.wait(50)  # let a pending layout run
     assert (bar.height(), central.height()) == before
     window.status.set_idle()

@@ -10,7 +10,7 @@ from PySide6.QtCore import QPointF, Qt, QThreadPool
 
 from bitlens.gui import jobs
 from bitlens.gui.layer_table_model import NAME_ROLE
-from tests.gui.conftest import open_model, slowed, wait_detail, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, slowed, wait_detail, wait_idle
 
 
 def _slowed_sweep(monkeypatch: pytest.MonkeyPatch, delay: float = 0.05) -> None:
@@ -42,7 +42,7 @@ def test_graph_click_selects_in_table_plots_and_detail(qtbot, window, cnn_path: 
         lambda: window.detail.detail is not None
         and window.detail.detail.layer == "conv2"
         and window.detail.detail.complete,
-        timeout=20_000,
+        timeout=WAIT_MS,
     )
     detail = window.detail.detail
     assert detail.weights is not None and detail.weights.counts.sum() == 16 * 8 * 3 * 3
@@ -87,7 +87,7 @@ def test_sandbox_pick_applies_format(qtbot, window, cnn_path: Path) -> None:
     qtbot.waitUntil(
         lambda: window.detail.detail.weights is not None
         and window.detail.detail.weights.fmt == "int4 sym ch0",
-        timeout=20_000,
+        timeout=WAIT_MS,
     )
     levels = window.detail.detail.weights.levels
     assert levels.size == 16  # int4 codes -8..7
@@ -97,7 +97,7 @@ def test_sandbox_pick_applies_format(qtbot, window, cnn_path: Path) -> None:
 
 def test_sweep_runs_to_completion(qtbot, window, mlp_path: Path) -> None:
     open_model(qtbot, window, mlp_path)
-    with qtbot.waitSignal(window.controller.sweepFinished, timeout=30_000) as blocker:
+    with qtbot.waitSignal(window.controller.sweepFinished, timeout=WAIT_MS) as blocker:
         window.controller.run_sweep(["int4 sym ch", "int8 sym ch"])
     entries = blocker.args[0]
     assert len(entries) == 3 * 2
@@ -112,12 +112,12 @@ def test_sweep_cancel_stops_it(qtbot, window, mlp_path: Path, monkeypatch) -> No
     open_model(qtbot, window, mlp_path)
     finished = []
     window.controller.sweepFinished.connect(finished.append)
-    with qtbot.waitSignal(window.runner.progressed, timeout=20_000):
+    with qtbot.waitSignal(window.runner.progressed, timeout=WAIT_MS):
         window.controller.run_sweep(["int4 sym ch"])
     assert window.status.cancel_button.isVisible()
-    with qtbot.waitSignal(window.runner.cancelled, timeout=20_000):
+    with qtbot.waitSignal(window.runner.cancelled, timeout=WAIT_MS):
         window.status.cancel_button.click()
-    qtbot.waitUntil(lambda: not window.runner.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=WAIT_MS)
     assert finished == []
     assert "Cancelled" in window.message_bar.text.text()
     assert not window.status.cancel_button.isVisible()
@@ -147,7 +147,7 @@ def test_close_with_sweep_running(qtbot, settings, mlp_path: Path, monkeypatch, 
     qtbot.addWidget(w)
     w.show()
     open_model(qtbot, w, mlp_path)
-    with qtbot.waitSignal(w.runner.progressed, timeout=20_000):
+    with qtbot.waitSignal(w.runner.progressed, timeout=WAIT_MS):
         w.controller.run_sweep(["int4 sym ch", "int2 sym ch"])
     assert w.runner.busy
     assert w.close()
@@ -170,7 +170,7 @@ def test_per_channel_activation_in_table_and_detail(qtbot, window, cnn_path: Pat
         and window.detail.detail.layer == "conv2"
         and window.detail.detail.activation is not None
         and window.detail.detail.activation.fmt == "uint8 asym ch1",
-        timeout=20_000,
+        timeout=WAIT_MS,
     )
     assert window.detail.detail.activation.group.startswith("channel ")
 
@@ -188,7 +188,7 @@ def test_sweep_heat_map_states_its_baseline_and_applies_a_cell(
     formats, layers = dlg.choice()
     assert layers is None and dlg.runs() == len(names) * len(formats)
     assert f"= {dlg.runs()} runs" in dlg.estimate.text() and "8 evaluation" in dlg.estimate.text()
-    with qtbot.waitSignal(window.controller.sweepFinished, timeout=30_000):
+    with qtbot.waitSignal(window.controller.sweepFinished, timeout=WAIT_MS):
         window.controller.run_sweep(["int4 sym ch", "int8 sym ch"])
     heat = window.sweep.heat
     assert heat.rowCount() == len(names) and heat.columnCount() == 2

@@ -17,7 +17,7 @@ from bitlens.core.errors import PlanError
 from bitlens.core.plan import Plan
 from bitlens.gui.layer_table_model import Column
 from bitlens.gui.text import fmt_bytes
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_idle
 from tests.gui.test_views_and_jobs import _slowed_sweep
 
 
@@ -163,7 +163,7 @@ def test_dark_theme_scatter_title_is_readable(qtbot, window, cnn_path: Path, qap
 
     open_model(qtbot, window, cnn_path)
     window.docks["outputs"].raise_()
-    qtbot.waitUntil(lambda: bool(window.document.outputs), timeout=20_000)
+    qtbot.waitUntil(lambda: bool(window.document.outputs), timeout=WAIT_MS)
     try:
         window.set_theme("dark")
         QApplication.processEvents()
@@ -182,7 +182,7 @@ def test_detail_follows_the_selection_through_a_cancelled_sweep(
     open_model(qtbot, window, cnn_path)
     names = window.document.info.layer_names
     window.document.selection.set([names[0]], names[0])
-    qtbot.waitUntil(lambda: window.detail.detail is not None, timeout=20_000)
+    qtbot.waitUntil(lambda: window.detail.detail is not None, timeout=WAIT_MS)
     window.controller.run_sweep(["int8 sym ch", "int4 sym ch"])
     qtbot.waitUntil(lambda: window.runner.running is not None and window.runner.running.key == "sweep")
     window.document.selection.set([names[1]], names[1])
@@ -191,7 +191,7 @@ def test_detail_follows_the_selection_through_a_cancelled_sweep(
     window.controller.cancel()
     qtbot.waitUntil(
         lambda: window.detail.detail is not None and window.detail.detail.layer == names[1],
-        timeout=20_000,
+        timeout=WAIT_MS,
     )
 
 
