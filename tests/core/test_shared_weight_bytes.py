@@ -94,5 +94,9 @@ def test_search_size_accounting_counts_a_shared_weight_once(tmp_path: Path) -> N
         # the unlearned part is what the export writes around the weights (scales, Q/DQ
         # nodes, names; int4's unpacking function), learned later from real exports
         assert 0 < accounted <= real, (preset, accounted, real)
-        if preset == "W8A8":  # little around int8: well under the float weight's 16 KiB
-            assert real - accounted < 4 * 64 * 64 // 4, (accounted, real)
+        if preset == "W8A8":
+            # around int8: each step's QGemm has its own int32 bias copy and scales (ORT
+            # fuses a Gemm only with a dequantized bias of its own) and their DQ nodes,
+            # 6 x ~1.1 KiB, still well under the float weight's 16 KiB; a saving counted
+            # once per reader would be 6 x 12 KiB off
+            assert real - accounted < 4 * 64 * 64 // 2, (accounted, real)
