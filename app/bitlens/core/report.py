@@ -80,11 +80,8 @@ def inspect_model(
     memo: dict[tuple[str, str, int], tuple[np.ndarray, int]] = {}
     layers = tuple(_layer_report(model, layer, fmts, names, memo) for layer in model.info.layers)
 
-    unique: dict[tuple[str, str], WeightInfo] = {}
-    for layer in model.info.layers:
-        for w in layer.weights:
-            unique.setdefault((w.graph_path, w.name), w)
-    nbytes = sum(w.nbytes for w in unique.values())
+    unique = [(w.graph_path, w.name) for w in model.info.unique_weights]
+    nbytes = model.info.nbytes  # a weight several layers read, once
     totals = []
     for i, name in enumerate(names):
         fbytes = sum(memo[(*key, i)][1] for key in unique)
@@ -97,7 +94,7 @@ def inspect_model(
         producer=info.producer,
         formats=names,
         layers=layers,
-        params=sum(w.numel for w in unique.values()),
+        params=model.info.params,
         nbytes=nbytes,
         totals=tuple(totals),
         notes=info.notes,

@@ -69,6 +69,8 @@ class SearchState:
         self.recovery_methods = parse_methods(options.recovery)
         self.recov: dict[str, dict[Format, Recovered]] = {}
         self.deployed: DeployedErrors | None = None  # made when first needed
+        # the layers whose weights a point's bytes count: a shared weight's group once
+        self._counted = frozenset(one_per_group(self.info, self.info.layer_names))
 
     # -- evaluation ------------------------------------------------------------------------
     def _error(self, got: Mapping[str, np.ndarray]) -> float:
@@ -90,10 +92,9 @@ class SearchState:
                 self.tried.append(hit)
             return hit
         error, metric = self._measure(plan)
-        once = set(one_per_group(self.info, self.info.layer_names))  # shared weights once
         weight_bytes = sum(
             weight_bytes_after(la, plan[la.name].weight) for la in self.info.layers
-            if la.name in once
+            if la.name in self._counted
         )  # fmt: skip
         nbytes = self.size.file_bytes(plan)
         real = self.size.real_if_near(plan, nbytes)
