@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 INTEGER_KERNELS = frozenset(
     {
         "QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "ConvInteger",
-        "MatMulInteger", "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul",
+        "MatMulInteger", "DynamicQuantizeMatMul", "QLinearAdd", "QLinearMul", "DynamicQuantizeLSTM",
     }
 )  # fmt: skip
 COMPUTE_OPS = INTEGER_KERNELS | {

@@ -227,6 +227,8 @@ def build(
                     min_ort = need
     if any(w.scheme == "matmulnbits" for r in records.values() for w in r.weights):
         model.opset_import.append(helper.make_opsetid(matmulnbits.DOMAIN, 1))
+    elif any(w.scheme == "dqlstm" for r in records.values() for w in r.weights):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))  # DynamicQuantizeLSTM
     model.ir_version = max(src.ir_version, opsets.ir_version_for(model))
     _set_metadata(model, plan, records, min_ort)
     if file_bytes(model, graph_now) > MAX_PROTO_BYTES:

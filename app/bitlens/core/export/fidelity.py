@@ -23,7 +23,7 @@ from bitlens.core import targets
 from bitlens.core.compute import compute_of
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import BitlensError, ExportError
-from bitlens.core.export import probes, tensorrt, verdict
+from bitlens.core.export import dynamic_lstm, probes, tensorrt, verdict
 from bitlens.core.export.deployed import (
     INTEGER_KERNELS,
     deployed_codes,
@@ -105,7 +105,9 @@ def check_fidelity(
         if e.scheme == "matmulnbits"
     }
     reference, decoded = probes.reference_model(exported, biases, nbits)
-    rebuilt = rebuilt_weights(exported, engine, records, providers, qm)
+    # DynamicQuantizeLSTM layers in the form the engine simulates (bitlens.core.export.dynamic_lstm)
+    reference = dynamic_lstm.restore_simulated(reference, dynamic_lstm.weight_names_of(records))
+    rebuilt = rebuilt_weights(reference, engine, records, providers, qm)
     feeds_w = {
         w.name: rebuilt.get(w.name, decoded.get(w.name))
         for layer in engine.info.layers
@@ -148,10 +150,22 @@ def check_fidelity(
     # -- rule 3: deployed ------------------------------------------------------------------------
     # one default session both runs the export and saves the graph ONNX Runtime made of it
     sess_dep, optimized = _deployed_session(result.path, providers)
+    ran_optimized, judged = optimized, exported
+    if dynamic_lstm.kernel_nodes(exported):
+        # the kernel quantizes its hidden state at every step, which the engine does not
+        # simulate: the rules judge the rest of the file with those layers as simulated, and
+        # the kernel's own difference is measured and reported (dynamic_lstm.difference_notes)
+        judged = dynamic_lstm.restore_simulated(exported, dynamic_lstm.weight_names_of(records))
+        sess_judged, optimized = _deployed_model_session(judged, providers)
+    else:
+        sess_judged = sess_dep
     dep_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     for i in samples:
-        for name, v in zip(out_names, sess_dep.run(out_names, engine.data.samples[i]), strict=True):
+        values = sess_judged.run(out_names, engine.data.samples[i])
+        for name, v in zip(out_names, values, strict=True):
             dep_out[name].append(v)
+    if sess_judged is not sess_dep:
+        notes.extend(dynamic_lstm.difference_notes(sess_dep, engine, samples, out_names, dep_out))
     outputs: list[OutputCheck] = []
     for name in out_names:
         # Rule 2 compares like with like: the engine's graph and the file, both run as
@@ -201,7 +215,7 @@ def check_fidelity(
         )  # fmt: skip
         acc = max((r.accumulator_lsb or 0.0 for r in records.values()), default=0.0)
         quantizer_checks, outputs = local_checks(
-            exported, reference, providers, engine, samples, quantizer_recs,
+            judged, reference, providers, engine, samples, quantizer_recs,
             quantizer_checks, ref_codes, outputs, acc, failures, notes,
         )  # fmt: skip
         kernels_ok = len(failures) == before
@@ -238,7 +252,7 @@ def check_fidelity(
             )
     yield Progress(4, steps, "compared activation codes")
 
-    kernels = kernels_used(optimized, engine, records)
+    kernels = kernels_used(ran_optimized, engine, records)
     layer_checks: list[LayerCheck] = []
     stayed: list[tuple[str, str]] = []  # planned int8, ran float
     for name, rec in records.items():
@@ -348,6 +362,15 @@ def _deployed_session(
         opt_path = str(Path(tmp) / "optimized.onnx")
         sess = open_session(str(path), providers, mode="deployed", optimized=opt_path)
         return sess, onnx.load(opt_path)
+
+
+def _deployed_model_session(
+    model: onnx.ModelProto, providers: list[str]
+) -> tuple[ort.InferenceSession, onnx.ModelProto]:
+    with tempfile.TemporaryDirectory(prefix="bitlens-judged-") as tmp:
+        path = Path(tmp) / "judged.onnx"
+        onnx.save(model, str(path))
+        return _deployed_session(path, providers)
 
 
 def _run_unoptimized(

@@ -18,7 +18,7 @@ from bitlens.core import targets
 from bitlens.core.engine import bind, weight_bytes_after
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.errors import ExportError
-from bitlens.core.export import activations, matmulnbits, rescale
+from bitlens.core.export import activations, dynamic_lstm, matmulnbits, rescale
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import int32_bias
 from bitlens.core.export.editing import ExportState, remove_weight
@@ -51,6 +51,8 @@ def export_layer(
     qm: QuantizedModel,
 ) -> LayerExport:
     """Write ``layer`` as ``choice`` says, reading its weights and ranges from ``qm``."""
+    if dynamic_lstm.applies(layer, choice, qm.plan.target):
+        return dynamic_lstm.write(engine, state, layer, choice, qm)
     placed = qm.placed
     notes: list[str] = []
     quantizer_records: list[QuantizerRecord] = []

@@ -16,7 +16,7 @@ from onnx import numpy_helper
 
 from bitlens.core.engine import bind
 from bitlens.core.engine.graphs import iter_nodes
-from bitlens.core.export import probes
+from bitlens.core.export import dynamic_lstm, probes
 from bitlens.core.export.deployed import same
 from bitlens.core.export.exporter import LayerExport
 from bitlens.core.export.packing import packed_size
@@ -97,6 +97,10 @@ def layer_storage(
         if not exact:
             wp.append(f"weight {w.name!r} rebuilt from the file differs from the simulated one")
         planned = storage_bytes(fmt, tuple(w.shape))
+        if enc.scheme == "dqlstm":  # the kernel's layout: scales and zeros per direction
+            planned = sum(t.nbytes for t in enc.stored if t.role == "codes") + sum(
+                dynamic_lstm.kernel_param_bytes(w.shape, fmt)
+            )
         if enc.nbytes > planned * 1.02 + 8 * len(enc.stored):
             wp.append(f"stores {enc.nbytes} bytes, the plan accounts {planned} (upcast?)")
         weight_checks.append(
@@ -115,7 +119,8 @@ def layer_storage(
             )
         if probes.probe_tensor(q) not in nodes:
             problems.append(f"quantizer codes {probes.probe_tensor(q)!r} are missing")
-    if choice.activation is not None and not rec.quantizers:
+    kernel_quantizes = layer_node is not None and layer_node.op_type == dynamic_lstm.OP
+    if choice.activation is not None and not rec.quantizers and not kernel_quantizes:
         problems.append(f"activation format {choice.activation.name} was not exported")
     scheme = "; ".join(dict.fromkeys(e.description for e in rec.weights)) or (
         "float (unchanged)" if choice.weight is None else "kept at source precision"
