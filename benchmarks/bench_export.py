@@ -65,7 +65,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from bitlens.core import targets
+from bitlens.core import lstm_kernel, targets
 from bitlens.core.data import Dataset, load_path
 from bitlens.core.engine import Engine
 from bitlens.core.export.deployed import INTEGER_KERNELS
@@ -439,6 +439,8 @@ def bench(
     ]
     if len(kernel_layers) < len(w8a8.choices):  # e.g. an LSTM: ORT leaves it float
         plans.append((EQUAL, Plan.preset(engine.info, "W8A8", kernel_layers), ExportOptions()))
+    if (lstm := lstm_kernel.with_kernel(w8a8)) != w8a8:  # the LSTM as DynamicQuantizeLSTM
+        plans.append(("bitlens W8A8 lstm-kernel", lstm, ExportOptions()))
     if with_none:
         plans.append(("bitlens W8A8 none", w8a8.with_target("none"), ExportOptions()))
     plans += [(f"bitlens {k}", Plan.preset(engine.info, v), o) for k, v, o in extra]

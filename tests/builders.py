@@ -602,3 +602,34 @@ def unbiased_layers(weights_of: dict[str, np.ndarray] | None = None,
         [helper.make_tensor_value_info("y", FLOAT, ["N", 5])], inits,
     )  # fmt: skip
     return model(g)
+
+
+def lstm_recognizer(
+    steps: int = 6, inp: int = 16, hidden: int = 16, classes: int = 7, opset: int = 12
+) -> onnx.ModelProto:
+    """A CRNN-style tail: a bidirectional LSTM and a per-step classifier (ddddocr's shape)::
+
+        x [T, 1, inp] -> LSTM(W, R, B, bidirectional) -> y [T, 2, 1, hidden]
+          -> Transpose(0, 2, 1, 3) -> Reshape [T, 2*hidden] -> Gemm(G, transB) -> logits [T, C]
+    """
+    d = 2
+    w = weights((d, 4 * hidden, inp), seed=41, fan_in=inp, channel_axis=1)
+    r = weights((d, 4 * hidden, hidden), seed=42, fan_in=hidden, channel_axis=1)
+    b = bias(d * 8 * hidden, seed=43).reshape(d, 8 * hidden)
+    g = weights((classes, d * hidden), seed=44)
+    nodes = [
+        helper.make_node("LSTM", ["x", "W", "R", "B"], ["y"], name="lstm",
+                         direction="bidirectional", hidden_size=hidden),
+        helper.make_node("Transpose", ["y"], ["yt"], perm=[0, 2, 1, 3]),
+        helper.make_node("Reshape", ["yt", "shape"], ["feat"]),
+        helper.make_node("Gemm", ["feat", "G", "GB"], ["logits"], name="head", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "lstm_recognizer",
+        [helper.make_tensor_value_info("x", FLOAT, [steps, 1, inp])],
+        [helper.make_tensor_value_info("logits", FLOAT, [steps, classes])],
+        [init("W", w), init("R", r), init("B", b), init("G", g),
+         init("GB", bias(classes, seed=45)),
+         init("shape", np.array([steps, d * hidden], np.int64))],
+    )  # fmt: skip
+    return model(graph, opset)

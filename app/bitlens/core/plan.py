@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from bitlens.core import lstm_kernel
 from bitlens.core.errors import FormatError, PlanError
 from bitlens.core.formats import (
     Family,
@@ -40,7 +41,7 @@ from bitlens.core.plan_schema import (
 from bitlens.core.recovery import Recovery, parse_recovery
 from bitlens.core.recovery.support import check_recovery
 from bitlens.core.shared_weights import normalize, weight_groups
-from bitlens.core.targets import DEFAULT_TARGET, TENSORRT, check_target
+from bitlens.core.targets import DEFAULT_TARGET, ORT_CPU, TENSORRT, check_target
 
 PLAN_VERSION = 1
 
@@ -276,10 +277,13 @@ class Plan(Mapping[str, LayerChoice]):
         if name not in PRESET_FORMATS:
             raise PlanError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
         if target is None:
-            return cls.uniform(info, *PRESET_FORMATS[name], layers=layers)
-        formats = TENSORRT_PRESET_FORMATS if target == TENSORRT else {}
-        fmts = formats.get(name, PRESET_FORMATS[name])
-        return cls.uniform(info, *fmts, layers=layers).with_target(target)
+            plan = cls.uniform(info, *PRESET_FORMATS[name], layers=layers)
+        else:
+            formats = TENSORRT_PRESET_FORMATS if target == TENSORRT else {}
+            fmts = formats.get(name, PRESET_FORMATS[name])
+            plan = cls.uniform(info, *fmts, layers=layers).with_target(target)
+        # ONNX Runtime's CPU provider runs an int8 LSTM as DynamicQuantizeLSTM (lstm_kernel)
+        return lstm_kernel.with_kernel(plan) if plan.target == ORT_CPU else plan
 
     @classmethod
     def uniform(

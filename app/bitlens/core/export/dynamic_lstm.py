@@ -43,8 +43,9 @@ from bitlens.core.export.editing import ExportState, remove_weight
 from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.export.records import LayerExport
 from bitlens.core.export.weights import StoredTensor, WeightEncoding
-from bitlens.core.formats import Family, Format, Granularity, parse_format
-from bitlens.core.model.types import Layer, Storage
+from bitlens.core.formats import Format, Granularity, parse_format
+from bitlens.core.lstm_kernel import KERNEL_ACTIVATION, eligible
+from bitlens.core.model.types import Layer
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
@@ -53,38 +54,20 @@ if TYPE_CHECKING:
 
 OP = "DynamicQuantizeLSTM"
 DOMAIN = "com.microsoft"
-# the activation the kernel computes in: uint8 with the range of each input (the engine's
-# dynamic quantizer of this format follows the same rule)
-KERNEL_ACTIVATION = "uint8 asym"
 # inputs 0-7 as in ONNX's LSTM (X, W, R, B, sequence_lens, initial_h, initial_c, P), then
 # W_scale, W_zero_point, R_scale, R_zero_point
 _LSTM_INPUTS = 8
 
 
-def eligible(layer: Layer, weight: Format | None, act: Format | None, dynamic: bool) -> bool:
-    """``DynamicQuantizeLSTM`` computes exactly this choice's weights (see the module doc)."""
-    return (
-        layer.op_type == "LSTM"
-        and not layer.graph_path
-        and len(layer.weights) == 2
-        and all(w.storage is Storage.INITIALIZER and w.dtype == "float32" for w in layer.weights)
-        and dynamic
-        and act is not None
-        and act.name == KERNEL_ACTIVATION
-        and weight is not None
-        and weight.family is Family.INT
-        and weight.bits == 8
-        and weight.signed
-        and weight.symmetric
-        and weight.granularity in (Granularity.TENSOR, Granularity.CHANNEL)
-    )
-
-
-def applies(layer: Layer, choice: LayerChoice, target: str) -> bool:
+def applies(layer: Layer, choice: LayerChoice, target: str, node: onnx.NodeProto) -> bool:
+    """Export ``layer`` as the kernel. A batch-major LSTM (``layout`` 1) is not: the kernel
+    has no such attribute (onnxruntime's quantizer drops it); it then runs as simulated, a
+    dynamic quantizer in float and ONNX's LSTM."""
     return (
         target == targets.ORT_CPU
         and choice.recovery is None
         and eligible(layer, choice.weight, choice.activation, choice.dynamic)
+        and not any(a.name == "layout" and a.i != 0 for a in node.attribute)
     )
 
 
@@ -106,8 +89,6 @@ def write(
     """Replace ``layer``'s LSTM node by ``DynamicQuantizeLSTM`` reading its int8 codes."""
     g = state.model.graph
     idx, node = node_producing(g, layer.outputs[0])
-    if any(a.name == "layout" and a.i != 0 for a in node.attribute):
-        raise ValueError("batch-major LSTM")  # eligible() callers check layout first
     b = GraphBuilder(f"{layer.name}_dq", state.taken)
     encodings: list[WeightEncoding] = []
     params: list[str] = []
@@ -134,7 +115,7 @@ def write(
             WeightEncoding(
                 w.name, choice.weight.name if choice.weight else "", "dqlstm",
                 f"int8 codes [D, K, 4H] read by {OP}, {scale.size} scales", st, False, 1,
-            )  # fmt: skip
+            )
         )
         params += [s_name, z_name]
         remove_weight(g, w)
@@ -271,3 +252,4 @@ def kernel_param_bytes(shape: Sequence[int], fmt: Format) -> tuple[int, int]:
     one per direction (per tensor) or per direction and gate row (per channel)."""
     n = shape[0] * (shape[1] if fmt.granularity is Granularity.CHANNEL else 1)
     return 4 * n, n
+

@@ -1,0 +1,64 @@
+"""Which LSTM layers the ``ort-cpu`` target runs as ONNX Runtime's ``DynamicQuantizeLSTM``.
+
+A per-layer choice in the plan: an LSTM whose choice is ``dynamic`` with ``uint8 asym``
+activations and symmetric 8-bit integer weights (per tensor, or per channel on the gate
+rows) is exported as that integer kernel (bitlens.core.export.dynamic_lstm has the layout
+and the measurements). The ``ort-cpu`` presets choose it where it applies: on ddddocr's
+CRNN recognizer its LSTM ran 3 to 30 times faster than the float LSTM alone, and the whole
+W8A8 export went from 1.07 to 0.58 of ONNX Runtime's ``quantize_static`` file at the same
+output error (26.8 vs 26.9 dB; ORT's 23.6). A plan can turn it off per layer
+(``"dynamic": false``): the LSTM then reads a calibrated quantizer and runs in float.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from bitlens.core.formats import Family, Format, Granularity
+from bitlens.core.model.types import Layer, Storage
+
+if TYPE_CHECKING:
+    from bitlens.core.plan import LayerChoice, Plan
+
+# the activation the kernel computes in: uint8 with the range of each input (the engine's
+# dynamic quantizer of this format follows the same rule)
+KERNEL_ACTIVATION = "uint8 asym"
+
+
+def eligible(layer: Layer, weight: Format | None, act: Format | None, dynamic: bool) -> bool:
+    """``DynamicQuantizeLSTM`` computes exactly this choice's weights and input quantizer."""
+    return (
+        layer.op_type == "LSTM"
+        and not layer.graph_path
+        and len(layer.weights) == 2
+        and all(w.storage is Storage.INITIALIZER and w.dtype == "float32" for w in layer.weights)
+        and dynamic
+        and act is not None
+        and act.name == KERNEL_ACTIVATION
+        and weight is not None
+        and weight.family is Family.INT
+        and weight.bits == 8
+        and weight.signed
+        and weight.symmetric
+        and weight.granularity in (Granularity.TENSOR, Granularity.CHANNEL)
+    )
+
+
+def kernel_choice(layer: Layer, choice: LayerChoice) -> LayerChoice:
+    """``choice`` marked dynamic where that makes ``layer`` the integer kernel."""
+    if choice.dynamic or choice.recovery is not None:
+        return choice
+    if eligible(layer, choice.weight, choice.activation, True):
+        return dataclasses.replace(choice, dynamic=True)
+    return choice
+
+
+def with_kernel(plan: Plan) -> Plan:
+    """``plan`` with every LSTM that can run as the kernel marked dynamic."""
+    changes = {}
+    for name, c in plan.choices.items():
+        new = kernel_choice(plan.info.layer(name), c)
+        if new != c:
+            changes[name] = new
+    return plan.with_choices(changes) if changes else plan

@@ -1,0 +1,158 @@
+"""An LSTM with int8 weights exported as ONNX Runtime's DynamicQuantizeLSTM (ort-cpu target).
+
+ONNX Runtime's own static quantizer leaves an LSTM float; its float kernel was most of the
+int8 time of a CRNN recognizer. A plan that marks the LSTM ``dynamic`` (uint8 activations,
+symmetric int8 weights) is written as the contrib kernel, which quantizes its input and
+hidden state at run time (bitlens.core.export.dynamic_lstm).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from bitlens.core import lstm_kernel, targets
+from bitlens.core.engine import Engine
+from bitlens.core.export.asdeployed import DeployedRunner
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.results import drain
+from tests import builders
+from tests.core.export_models import random_feeds
+from tests.core.test_export_models import run
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    model = from_proto(builders.lstm_recognizer())
+    eng = Engine(model, random_feeds(model.info, 4), device="cpu")
+    drain(eng.calibrate("minmax"))
+    return eng
+
+
+def _reference_kernel(w: np.ndarray, r: np.ndarray, b: np.ndarray, per_channel: bool):
+    """ONNX Runtime's DynamicQuantizeLSTM built by hand from the float weights, quantized in
+    numpy with Bitlens's int8 sym rule (codes -128..127, scale = 2 max|w| / 255 per gate row
+    over both directions, or per tensor), as onnxruntime's quantization/operators/lstm.py
+    lays it out."""
+    d, rows, hidden = w.shape[0], w.shape[1], r.shape[2]
+    inits = [numpy_helper.from_array(b, "B")]
+    names = []
+    for name, x in (("W", w), ("R", r)):
+        amax = np.abs(x).max(axis=(0, 2)) if per_channel else np.abs(x).max()
+        s = (np.float32(2) * np.float32(amax) / np.float32(255)).astype(np.float32)
+        sb = s.reshape(1, rows, 1) if per_channel else s
+        codes = np.clip(np.rint(x / sb), -128, 127).astype(np.int8)
+        scale = np.broadcast_to(s, (d, rows)).copy() if per_channel else np.full(d, s, np.float32)
+        inits += [
+            numpy_helper.from_array(np.ascontiguousarray(codes.transpose(0, 2, 1)), name),
+            numpy_helper.from_array(scale, f"{name}_s"),
+            numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{name}_z"),
+        ]
+        names += [f"{name}_s", f"{name}_z"]
+    node = helper.make_node(
+        "DynamicQuantizeLSTM", ["x", "W", "R", "B", "", "", "", "", *names], ["y"],
+        domain="com.microsoft", direction="bidirectional", hidden_size=hidden,
+    )  # fmt: skip
+    g = helper.make_graph(
+        [node], "ref", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits,
+    )  # fmt: skip
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
+                                            helper.make_opsetid("com.microsoft", 1)])  # fmt: skip
+    m.ir_version = 8
+    return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _with_output(path: Path, name: str) -> ort.InferenceSession:
+    m = onnx.load(str(path))
+    m.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    # as written: a default session moves the head's quantizer up through Transpose/Reshape
+    # onto the LSTM's output (QDQ propagation), and would return that tensor quantized
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("weight", ["int8 sym ch", "int8 sym"])
+def test_lstm_runs_as_dynamic_quantize_lstm(engine: Engine, weight: str, tmp_path: Path) -> None:
+    plan = lstm_kernel.with_kernel(Plan.uniform(engine.info, weight, "uint8 asym"))
+    assert plan["lstm"].dynamic and not plan["head"].dynamic
+    result, report = run(engine, plan, tmp_path / "k.onnx")
+    assert report.passed, report.failures
+    ops = [n.op_type for n in onnx.load(str(result.path)).graph.node]
+    assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
+    layers = {la.name: la for la in report.layers}
+    assert layers["lstm"].kernel == "DynamicQuantizeLSTM"
+    assert all(w.exact for w in layers["lstm"].weights)  # the codes rebuild the engine's weights
+    assert any("hidden state" in n for n in report.notes)
+    # the file's LSTM output equals an independently built kernel on the same inputs, bit for bit
+    src = {t.name: numpy_helper.to_array(t) for t in builders.lstm_recognizer().graph.initializer}
+    ref = _reference_kernel(src["W"], src["R"], src["B"], per_channel=weight.endswith("ch"))
+    ours = _with_output(result.path, "y")
+    for i in engine.data.evaluation:
+        x = engine.data.samples[i]["x"]
+        np.testing.assert_array_equal(ours.run(["y"], {"x": x})[0], ref.run(["y"], {"x": x})[0])
+
+
+def test_kernel_size_is_accounted(engine: Engine, tmp_path: Path) -> None:
+    plan = lstm_kernel.with_kernel(Plan.preset(engine.info, "W8A8"))
+    result, report = run(engine, plan, tmp_path / "k.onnx")
+    rec = result.layers["lstm"]
+    # int8 codes of W [2, 64, 16] and R [2, 64, 16], plus a float32 scale and an int8 zero
+    # point per direction and gate row
+    assert rec.bytes_stored == 2 * (2 * 64 * 16 + 2 * 64 * 5)
+    assert report.file_bytes == report.file_expected
+    assert all(not w.problems for la in report.layers for w in la.weights)
+
+
+def test_other_choices_keep_the_float_lstm(engine: Engine, tmp_path: Path) -> None:
+    """int4 weights, static activations, another target: ONNX's LSTM as before."""
+    static = Plan.uniform(engine.info, "int8 sym ch", "uint8 asym")
+    c = static["lstm"]
+    int4 = Plan.uniform(engine.info, "int4 sym ch", "uint8 asym")
+    plans = [
+        static,  # not dynamic
+        int4.with_choices({"lstm": LayerChoice(int4["lstm"].weight, c.activation, True)}),
+        lstm_kernel.with_kernel(static).with_target(targets.NONE),
+    ]
+    for k, plan in enumerate(plans):
+        result, report = run(engine, plan, tmp_path / f"f{k}.onnx")
+        assert report.passed, (k, report.failures)
+        ops = [n.op_type for n in onnx.load(str(result.path)).graph.node]
+        assert "LSTM" in ops and "DynamicQuantizeLSTM" not in ops, k
+
+
+def test_the_ort_cpu_presets_choose_the_kernel(engine: Engine) -> None:
+    plan = Plan.preset(engine.info, "W8A8")
+    assert plan["lstm"].dynamic and not plan["head"].dynamic
+    assert Plan.from_json(engine.info, plan.to_json()) == plan  # "dynamic": true in the JSON
+    assert not Plan.preset(engine.info, "W8A8", target=targets.NONE)["lstm"].dynamic
+    assert not Plan.preset(engine.info, "W4A8")["lstm"].dynamic  # int4 weights: no kernel
+    # a plan turns it off per layer
+    off = plan.with_choices({"lstm": LayerChoice(plan["lstm"].weight, plan["lstm"].activation)})
+    assert not off["lstm"].dynamic
+
+
+def test_as_deployed_is_the_file(engine: Engine, tmp_path: Path) -> None:
+    plan = lstm_kernel.with_kernel(Plan.preset(engine.info, "W8A8"))
+    runner = DeployedRunner(engine)
+    try:
+        rep = drain(runner.run(plan))
+    finally:
+        runner.close()
+    result, _ = run(engine, plan, tmp_path / "fresh.onnx")
+    fresh = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    dep = np.concatenate(
+        [fresh.run(["logits"], engine.data.samples[i])[0].ravel() for i in engine.data.evaluation]
+    )
+    sim = np.concatenate([s.ravel() for s in engine.run_outputs(plan)["logits"]])
+    out = {o.name: o for o in rep.outputs}["logits"]
+    assert out.max_abs_difference == pytest.approx(float(np.abs(dep - sim).max()), abs=1e-12)
+    # the hidden state's run-time quantization, which the simulation does not model, shows
+    assert not out.exact and out.max_abs_difference > 0
