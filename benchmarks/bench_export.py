@@ -12,6 +12,11 @@ activations uint8:
 * **bitlens W8A8**: ``Plan.preset(W8A8)`` with the default deployment target
   ``ort-cpu`` (the extra tensor quantizers ONNX Runtime needs for QLinearConv,
   QLinearAdd, QLinearSigmoid...), exported and fidelity-checked;
+  an LSTM with int8 weights runs as ONNX Runtime's ``DynamicQuantizeLSTM``
+  (bitlens.core.lstm_kernel);
+* **bitlens W8A8 float LSTM** (only with such an LSTM): the same plan with
+  the LSTM on a calibrated input quantizer and ONNX's float LSTM, as before
+  the kernel (the paired "before" row);
 * **bitlens W8A8 none**: the same plan with target ``none`` (layer inputs
   only, Bitlens 1.0);
 * **bitlens W8A8 kern** (only where some planned layer has no integer
@@ -29,7 +34,7 @@ with the lowest and highest ratio over five consecutive fifths of the runs
 them alike) and in how many iterations Bitlens's W8A8 ran faster than ORT's QDQ
 (about 50% when the two are at parity), output SQNR against float, arg-max agreement with float
 (the class of a classifier, the character of each OCR frame), file size,
-and for Bitlens how many of the plan's int8 Conv/MatMul/Gemm layers ONNX
+and for Bitlens how many of the plan's int8 Conv/MatMul/Gemm/LSTM layers ONNX
 Runtime ran as integer kernels. The goal: Bitlens W8A8 latency <= ort qdq
 with SQNR no worse.
 
@@ -386,6 +391,7 @@ def export_bitlens(engine: Engine, plan: Plan, out: Path, options: ExportOptions
     wanted = [
         la for la in report.layers
         if targets.kernel_format(engine.info.layer(la.name), *_choice(plan, la.name))
+        or lstm_kernel.eligible(engine.info.layer(la.name), *_choice(plan, la.name))
     ]  # fmt: skip
     integer = [la for la in wanted if any(k in la.kernel for k in INTEGER_KERNELS)]
     kernels = Counter(la.kernel for la in report.layers)
@@ -439,8 +445,8 @@ def bench(
     ]
     if len(kernel_layers) < len(w8a8.choices):  # e.g. an LSTM: ORT leaves it float
         plans.append((EQUAL, Plan.preset(engine.info, "W8A8", kernel_layers), ExportOptions()))
-    if (lstm := lstm_kernel.with_kernel(w8a8)) != w8a8:  # the LSTM as DynamicQuantizeLSTM
-        plans.append(("bitlens W8A8 lstm-kernel", lstm, ExportOptions()))
+    if (float_lstm := lstm_kernel.without_kernel(w8a8)) != w8a8:  # before DynamicQuantizeLSTM
+        plans.append(("bitlens W8A8 float LSTM", float_lstm, ExportOptions()))
     if with_none:
         plans.append(("bitlens W8A8 none", w8a8.with_target("none"), ExportOptions()))
     plans += [(f"bitlens {k}", Plan.preset(engine.info, v), o) for k, v, o in extra]

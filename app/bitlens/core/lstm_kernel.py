@@ -62,3 +62,13 @@ def with_kernel(plan: Plan) -> Plan:
         if new != c:
             changes[name] = new
     return plan.with_choices(changes) if changes else plan
+
+
+def without_kernel(plan: Plan) -> Plan:
+    """``plan`` with its kernel LSTMs back on a calibrated input quantizer and ONNX's float
+    LSTM (what the presets chose before the kernel; for comparisons)."""
+    changes = {}
+    for name, c in plan.choices.items():
+        if c.dynamic and eligible(plan.info.layer(name), c.weight, c.activation, True):
+            changes[name] = dataclasses.replace(c, dynamic=False)
+    return plan.with_choices(changes) if changes else plan

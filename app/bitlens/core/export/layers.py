@@ -51,9 +51,7 @@ def export_layer(
     qm: QuantizedModel,
 ) -> LayerExport:
     """Write ``layer`` as ``choice`` says, reading its weights and ranges from ``qm``."""
-    if dynamic_lstm.applies(
-        layer, choice, qm.plan.target, node_producing(state.model.graph, layer.outputs[0])[1]
-    ):
+    if dynamic_lstm.applies(layer, choice, qm.plan.target, state.model.graph):
         return dynamic_lstm.write(engine, state, layer, choice, qm)
     placed = qm.placed
     notes: list[str] = []
