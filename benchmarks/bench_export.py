@@ -448,7 +448,8 @@ def bench(
     if (float_lstm := lstm_kernel.without_kernel(w8a8)) != w8a8:  # before DynamicQuantizeLSTM
         plans.append(("bitlens W8A8 float LSTM", float_lstm, ExportOptions()))
     if with_none:
-        plans.append(("bitlens W8A8 none", w8a8.with_target("none"), ExportOptions()))
+        none = lstm_kernel.without_kernel(w8a8).with_target("none")  # Bitlens 1.0's plan
+        plans.append(("bitlens W8A8 none", none, ExportOptions()))
     plans += [(f"bitlens {k}", Plan.preset(engine.info, v), o) for k, v, o in extra]
     for label, plan, options in plans:
         out = tmp / f"{name}_{label.replace(' ', '_')}.onnx"
