@@ -59,18 +59,15 @@ DOMAIN = "com.microsoft"
 _LSTM_INPUTS = 8
 
 
-def applies(layer: Layer, choice: LayerChoice, target: str, graph: onnx.GraphProto) -> bool:
-    """Export ``layer`` (a node of the main ``graph``) as the kernel. A batch-major LSTM
-    (``layout`` 1) is not: the kernel has no such attribute (onnxruntime's quantizer drops
-    it); it then runs as simulated, a dynamic quantizer in float and ONNX's LSTM."""
-    if not (
+def applies(layer: Layer, choice: LayerChoice, target: str) -> bool:
+    """Export ``layer`` as the kernel. (A batch-major LSTM, ``layout`` 1, needs no case:
+    ONNX Runtime's CPU LSTM kernels, this one included, share ``LSTMBase``, which refuses it,
+    onnxruntime/core/providers/cpu/rnn/lstm_base.h.)"""
+    return (
         target == targets.ORT_CPU
         and choice.recovery is None
         and eligible(layer, choice.weight, choice.activation, choice.dynamic)
-    ):
-        return False
-    _, node = node_producing(graph, layer.outputs[0])
-    return not any(a.name == "layout" and a.i != 0 for a in node.attribute)
+    )
 
 
 def _params(q_scale: np.ndarray, directions: int, rows: int) -> np.ndarray:

@@ -51,7 +51,7 @@ def export_layer(
     qm: QuantizedModel,
 ) -> LayerExport:
     """Write ``layer`` as ``choice`` says, reading its weights and ranges from ``qm``."""
-    if dynamic_lstm.applies(layer, choice, qm.plan.target, state.model.graph):
+    if dynamic_lstm.applies(layer, choice, qm.plan.target):
         return dynamic_lstm.write(engine, state, layer, choice, qm)
     placed = qm.placed
     notes: list[str] = []
