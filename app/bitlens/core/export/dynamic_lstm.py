@@ -1,7 +1,8 @@
 """An LSTM with int8 weights exported as ONNX Runtime's ``DynamicQuantizeLSTM`` kernel.
 
-ONNX Runtime's ``quantize_static`` leaves an LSTM float (its QDQ quantizer has no LSTM
-handler), and a float LSTM over a dequantized int8 weight runs the float kernel: on
+ONNX Runtime's ``quantize_static`` leaves an LSTM float (in
+onnxruntime/python/tools/quantization/registry.py LSTM is in ``IntegerOpsRegistry``, the
+dynamic quantizer's, and not in ``QDQRegistry``), and a float LSTM over a dequantized int8 weight runs the float kernel: on
 ddddocr's CRNN (bidirectional, hidden 512, 16-40 steps) that LSTM and the classifier head
 were three quarters of the int8 model's time. The contrib operator ``com.microsoft``
 ``DynamicQuantizeLSTM`` (what ``quantize_dynamic`` writes, see
