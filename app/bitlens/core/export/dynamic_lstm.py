@@ -221,30 +221,37 @@ def difference_notes(
     samples: Sequence[int],
     names: Sequence[str],
     judged: Mapping[str, list[np.ndarray]],
+    simulated: Mapping[str, list[np.ndarray]],
 ) -> list[str]:
-    """The file itself against the file with its ``DynamicQuantizeLSTM`` layers as simulated
-    (both in default sessions), per output: what the kernels' run-time quantization of the
-    hidden state adds, which only the window's "as deployed" mode shows."""
+    """Per output: the file itself against the simulation, and against the file with its
+    ``DynamicQuantizeLSTM`` layers as simulated (all in default sessions): what the kernels'
+    run-time quantization of the hidden state adds, which only the window's "as deployed"
+    mode shows."""
     notes = []
     got: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for i in samples:
         for n, v in zip(names, sess.run(list(names), engine.data.samples[i]), strict=True):
             got[n].append(v)
     for n in names:
-        a = np.concatenate([np.ravel(v) for v in got[n]]).astype(np.float64)
-        b = np.concatenate([np.ravel(v) for v in judged[n]]).astype(np.float64)
-        if a.shape != b.shape or a.dtype.kind != "f":
+        a = _flat(got[n])
+        b, w = _flat(judged[n]), _flat(simulated[n])
+        if a.dtype.kind != "f" or a.shape != b.shape or a.shape != w.shape or not a.size:
             continue
-        diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-        span = float(np.max(np.abs(b))) if b.size else 0.0
-        rel = diff / span if span > 0 else 0.0
+        span = float(np.max(np.abs(w[np.isfinite(w)]), initial=0.0))
+        kernel, total = float(np.max(np.abs(a - b))), float(np.max(np.abs(a - w)))
+        k_rel, t_rel = (kernel / span, total / span) if span > 0 else (0.0, 0.0)
         notes.append(
-            f"output {n!r}: {OP}'s run-time quantization of the LSTM's hidden state (not "
-            f"simulated) moves it by up to {diff:.3g} ({rel:.2g} of its range); the other rules "
-            "judged the file with those layers as simulated; `bitlens eval --deployed` shows "
-            "the deployed numbers"
+            f"output {n!r}: the file differs from the simulation by up to {total:.3g} "
+            f"({t_rel:.2g} of its range); {OP}'s run-time quantization of the LSTM's "
+            f"hidden state (not simulated) alone moves it by up to {kernel:.3g} ({k_rel:.2g}): "
+            "the rules above judged the file with those layers as simulated; `bitlens eval "
+            "--deployed` shows the deployed numbers"
         )
     return notes
+
+
+def _flat(values: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.ravel(v) for v in values]) if values else np.zeros(0)
 
 
 def kernel_param_bytes(shape: Sequence[int], fmt: Format) -> tuple[int, int]:

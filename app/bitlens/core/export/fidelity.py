@@ -165,7 +165,9 @@ def check_fidelity(
         for name, v in zip(out_names, values, strict=True):
             dep_out[name].append(v)
     if sess_judged is not sess_dep:
-        notes.extend(dynamic_lstm.difference_notes(sess_dep, engine, samples, out_names, dep_out))
+        notes.extend(
+            dynamic_lstm.difference_notes(sess_dep, engine, samples, out_names, dep_out, want)
+        )
     outputs: list[OutputCheck] = []
     for name in out_names:
         # Rule 2 compares like with like: the engine's graph and the file, both run as
