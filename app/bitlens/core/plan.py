@@ -273,7 +273,9 @@ class Plan(Mapping[str, LayerChoice]):
         target: str | None = None,
     ) -> Plan:
         """All layers (or ``layers``) at a preset; activations only where the layer has one.
-        With ``target`` the plan is for that target, in its formats where they differ."""
+        With ``target`` the plan is for that target, in its formats where they differ. For
+        ``ort-cpu`` (the default) an LSTM with 8-bit weights is marked dynamic, which runs it
+        as ONNX Runtime's integer ``DynamicQuantizeLSTM`` (:mod:`bitlens.core.lstm_kernel`)."""
         if name not in PRESET_FORMATS:
             raise PlanError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
         if target is None:
