@@ -22,7 +22,7 @@ import numpy as np
 
 from bitlens.core import metrics, targets
 from bitlens.core.data import Dataset, batch_of
-from bitlens.core.engine import prefix, quantizers, rewrite, target_stats
+from bitlens.core.engine import prefix, quantizers, requantize, rewrite, target_stats
 from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
 from bitlens.core.engine.localerrors import LocalErrors
 from bitlens.core.engine.native_memory import limit_heap_growth
@@ -116,6 +116,9 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         # Re-evaluation from kept quantized values at layer cuts (see prefix.py), within
         # half the memory budget.
         self.reuse_prefix = True
+        # Leave out layer quantizers that repeat the target's exactly (requantize.py); False:
+        # the straightforward graph, for tests.
+        self.skip_redundant = True
         self._cuts: dict[tuple, prefix.Cuts | None] = {}
         self._tails: OrderedDict[tuple, object] = OrderedDict()
         self._part_sessions: OrderedDict[bytes, object] = OrderedDict()  # chain.py
@@ -171,22 +174,37 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         return found
 
     @staticmethod
-    def _structure(kinds: Mapping[str, str | None], tensors: Sequence[str] = ()) -> tuple:
-        """The key of a simulation graph: layers' quantizer kinds, the target's tensors."""
-        return (tuple(sorted((k, v) for k, v in kinds.items() if v)), tuple(tensors))
+    def _structure(
+        kinds: Mapping[str, str | None], tensors: Sequence[str] = (), skip: Sequence = ()
+    ) -> tuple:
+        """The key of a simulation graph: layers' quantizer kinds, the target's tensors, the
+        layer quantizers left out (requantize.py)."""
+        return (tuple(sorted((k, v) for k, v in kinds.items() if v)), tuple(tensors), tuple(skip))
+
+    def _structure_of(self, plan: Plan) -> tuple[dict[str, str | None], tuple, tuple]:
+        """``_sim_for``'s arguments for ``plan``."""
+        placed = self.placement(plan)
+        skip = (
+            requantize.redundant_quantizers(self.info, plan.choices, placed)
+            if self.skip_redundant
+            else ()
+        )
+        return self._kinds(plan), tuple(placed), skip
 
     def _sim_for(
-        self, kinds: Mapping[str, str | None], tensors: Sequence[str] = ()
+        self, kinds: Mapping[str, str | None], tensors: Sequence[str] = (), skip: Sequence = ()
     ) -> tuple[tuple, rewrite.SimGraph]:
         """The structure's key and simulation graph (built once; its session only when a
         run needs the whole graph, see _session_for)."""
-        key = self._structure(kinds, tensors)
+        key = self._structure(kinds, tensors, skip)
         if key in self._sessions:
             self._sessions.move_to_end(key)
             return key, self._sessions[key][0]
         # The graph as loaded: external weights stay in their files (fed from memory maps);
         # other external tensors the copy keeps are read into it.
-        sim = rewrite.build_sim(self.model.graph_proto, self.info, dict(key[0]), key[1])
+        sim = rewrite.build_sim(
+            self.model.graph_proto, self.info, dict(key[0]), key[1], skip=key[2]
+        )
         self.model.materialize(sim.model)
         cuts = prefix.find_cuts(sim.model, self.info, self._positions)
         if cuts is not None:  # every tensor crossing a cut is an output (see prefix.py)
@@ -194,7 +212,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
             sim.model.graph.output.extend(
                 rewrite.value_info_for(self.info, t) for t in cuts.tensors if t not in exposed
             )
-        if key == ((), ()):  # the float graph: every float tensor, for min-max statistics
+        if key == ((), (), ()):  # the float graph: every float tensor, for min-max statistics
             exposed = {v.name for v in sim.model.graph.output}
             sim.model.graph.output.extend(
                 rewrite.value_info_for(self.info, t)
@@ -208,9 +226,11 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
             self._cuts.pop(old, None)
         return key, sim
 
-    def _session_for(self, kinds: Mapping[str, str | None], tensors: Sequence[str] = ()):
+    def _session_for(
+        self, kinds: Mapping[str, str | None], tensors: Sequence[str] = (), skip: Sequence = ()
+    ):
         """(simulation graph, its session) of a structure."""
-        key, sim = self._sim_for(kinds, tensors)
+        key, sim = self._sim_for(kinds, tensors, skip)
         entry = self._sessions[key]
         if entry[1] is None:
             entry[1] = make_session(sim.model, self.device)
@@ -400,7 +420,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         self._ensure_ref()
         idx = self.data.evaluation if samples is None else samples
         placed = self.placement(plan)
-        _sim, sess = self._session_for(self._kinds(plan), tuple(placed))
+        _sim, sess = self._session_for(*self._structure_of(plan))
         feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices, placed)}
         out: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
         for i in idx:
@@ -414,7 +434,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         (weights, quantizer parameters): for checks that run the same graph another way,
         e.g. without ONNX Runtime's graph optimizations."""
         placed = self.placement(plan)
-        sim, _ = self._session_for(self._kinds(plan), tuple(placed))
+        sim, _ = self._session_for(*self._structure_of(plan))
         feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices, placed)}
         return sim, feeds
 
@@ -424,7 +444,8 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
             raise EngineError("the plan was made for a different model")
         ref = self._ensure_ref()
         placed = self.placement(plan)
-        skey, sim = self._sim_for(self._kinds(plan), tuple(placed))
+        structure = self._structure_of(plan)
+        skey, sim = self._sim_for(*structure)
         choices = plan.choices
         feeds = {**self._weight_feeds(choices), **self._param_feeds(choices, placed)}
         layer_out = sim.layer_outputs
@@ -437,7 +458,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         # A feed (two, see _runs) at a time: each fetched layer output is measured and dropped.
         # Only the part of the graph after the first change runs when the values entering
         # it are kept from an earlier plan (reuse.py).
-        whole = lambda: self._session_for(self._kinds(plan), tuple(placed))[1]  # noqa: E731
+        whole = lambda: self._session_for(*structure)[1]  # noqa: E731
         for i, values in self._plan_runs(skey, sim, whole, plan, feeds, todo):
             for n in self._output_names:
                 got[n].append(values[n])

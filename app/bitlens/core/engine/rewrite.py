@@ -18,7 +18,7 @@ from inside a subgraph).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,17 +172,30 @@ def weights_to_inputs(
 
 
 def _insert_quantizers(
-    graph: onnx.GraphProto, info: ModelInfo, kinds: Kinds, suffix: str
+    graph: onnx.GraphProto,
+    info: ModelInfo,
+    kinds: Kinds,
+    suffix: str,
+    skip: Collection[tuple[str, str]] = (),
 ) -> list[onnx.ValueInfoProto]:
-    """Insert activation quantizers before their layers; returns the parameter inputs."""
+    """Insert activation quantizers before their layers, except the (layer, activation)
+    pairs in ``skip`` (see :func:`bitlens.core.engine.requantize.redundant_quantizers`);
+    returns the parameter inputs."""
     inserts: dict[int, list[onnx.NodeProto]] = {}
     params: list[onnx.ValueInfoProto] = []
+    # one pass for every layer's node (a scan per layer cost 2 ms per graph on a CRNN)
+    producer = {o: i for i, n in enumerate(graph.node) for o in n.output}
     for layer in main_layers(info):
         kind = kinds.get(layer.name)
         if kind is None:
             continue
-        idx, node = node_producing(graph, layer.outputs[0])
+        if layer.outputs[0] not in producer:
+            raise EngineError(f"no node produces {layer.outputs[0]!r}")
+        idx = producer[layer.outputs[0]]
+        node = graph.node[idx]
         for k, act in enumerate(layer.activations):
+            if (layer.name, act) in skip:
+                continue
             prefix = act_prefix(layer.name, k)
             y = f"{act}__{suffix}__{layer.name}"
             nodes, io = recovery_nodes.input_nodes(kind, act, y, prefix)
@@ -234,14 +247,17 @@ def build_sim(
     kinds: Kinds,
     tensors: Sequence[str] = (),
     expose: Sequence[str] = (),
+    skip: Collection[tuple[str, str]] = (),
 ) -> SimGraph:
     """The simulation graph; ``tensors`` are quantized where produced (a deployment target's
-    extra quantizers), ``expose`` are additional tensors to fetch."""
+    extra quantizers), ``expose`` are additional tensors to fetch; the layer quantizers of
+    the (layer, activation) pairs in ``skip`` are left out (exact identities: the target
+    quantizes that activation in the same format and range, requantize.py)."""
     _check_kinds(info, kinds, info.opset)
     model, left_out = copy_without_weights(proto, info)
     weights_to_inputs(model, info, left_out)
     g = model.graph
-    g.input.extend(_insert_quantizers(g, info, kinds, "q"))
+    g.input.extend(_insert_quantizers(g, info, kinds, "q", skip))
     g.input.extend(recovery_nodes.add_created_biases(g, info, kinds))
     if tensors:
         g.input.extend(_insert_tensor_quantizers(g, tensors))
