@@ -97,7 +97,7 @@ def build_chain(
     starts = part_starts(cuts, start)
     parts = []
     for s, e in zip(starts, [*starts[1:], None], strict=True):
-        model = prefix.build_tail(sim, s, boundary[s], types, end=e)
+        model = prefix.build_tail(sim, s, boundary[s], types, end=e, index=cuts.graph)
         key = hashlib.blake2b(model.SerializeToString(deterministic=True)).digest()
         sess = sessions.get(key)
         if sess is None:
