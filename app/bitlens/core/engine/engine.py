@@ -130,7 +130,8 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         self._param_cache: dict[tuple, dict[str, np.ndarray]] = {}  # Ranges._params
         self._sizes: dict[tuple[str, Format | None], int] = {}  # (layer, format) -> bytes
         self.method = CalibrationMethod.MINMAX
-        self._placements: OrderedDict[Plan, dict[str, targets.TensorQuantizer]] = OrderedDict()
+        # plan, and targets.placement_key -> placement
+        self._placements: OrderedDict[object, dict[str, targets.TensorQuantizer]] = OrderedDict()
         self._providers: tuple[str, ...] = ()
         self._float_feeds: dict[str, np.ndarray] | None = None
         self._check_data()
@@ -167,9 +168,14 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         if plan in self._placements:
             self._placements.move_to_end(plan)
             return self._placements[plan]
-        found = targets.placement(plan, self._attribute, self.scalar)
-        self._placements[plan] = found
-        while len(self._placements) > 64:
+        # then per what the placement depends on: most weight changes keep it
+        key = targets.placement_key(plan)
+        found = self._placements.get(key)
+        if found is None:
+            found = targets.placement(plan, self._attribute, self.scalar)
+        for k in (plan, key):
+            self._placements[k] = found
+        while len(self._placements) > 128:
             self._placements.popitem(last=False)
         return found
 
