@@ -22,7 +22,8 @@ import numpy as np
 
 from bitlens.core import metrics, targets
 from bitlens.core.data import Dataset, batch_of
-from bitlens.core.engine import prefix, quantizers, requantize, rewrite, target_stats
+from bitlens.core.engine import prefix, quantizers, rewrite, target_stats
+from bitlens.core.engine.arena_release import ArenaReleaser
 from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
 from bitlens.core.engine.localerrors import LocalErrors
 from bitlens.core.engine.native_memory import limit_heap_growth
@@ -33,6 +34,7 @@ from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
 from bitlens.core.engine.session import actual_providers, make_session, release_arena
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
+from bitlens.core.engine.structure import Structures
 from bitlens.core.engine.sweep import Sweep
 from bitlens.core.engine.weightfeeds import WeightFeeds
 from bitlens.core.errors import EngineError
@@ -67,7 +69,9 @@ REFERENCE_MIN = 8 << 20
 PREFIX_MIN = 16 << 20
 
 
-class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMetrics):
+class Engine(
+    Structures, Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMetrics
+):
     """Evaluate plans for one model on one dataset. Not thread-safe: use from one worker."""
 
     def __init__(
@@ -123,6 +127,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         self._tails: OrderedDict[tuple, object] = OrderedDict()
         self._part_sessions: OrderedDict[bytes, object] = OrderedDict()  # chain.py
         self._prefix_values = prefix.PrefixValues(self._store.budget // 2)
+        self._arena = ArenaReleaser()  # gives the arena back after evaluations
         self._stats: dict[str, ActivationStats] = {}
         self._minmax: dict[str, tuple[float, float]] = {}  # float tensors on calibration feeds
         # (activation, format, method) -> (lo, hi): floats, or arrays for per-channel formats
@@ -162,40 +167,6 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
             for name, choice in plan.choices.items()
             if choice.activation is not None or choice.recovery is not None
         }
-
-    def placement(self, plan: Plan) -> dict[str, targets.TensorQuantizer]:
-        """The tensors ``plan.target`` quantizes besides the layer inputs (cached per plan)."""
-        if plan in self._placements:
-            self._placements.move_to_end(plan)
-            return self._placements[plan]
-        # then per what the placement depends on: most weight changes keep it
-        key = targets.placement_key(plan)
-        found = self._placements.get(key)
-        if found is None:
-            found = targets.placement(plan, self._attribute, self.scalar)
-        for k in (plan, key):
-            self._placements[k] = found
-        while len(self._placements) > 128:
-            self._placements.popitem(last=False)
-        return found
-
-    @staticmethod
-    def _structure(
-        kinds: Mapping[str, str | None], tensors: Sequence[str] = (), skip: Sequence = ()
-    ) -> tuple:
-        """The key of a simulation graph: layers' quantizer kinds, the target's tensors, the
-        layer quantizers left out (requantize.py)."""
-        return (tuple(sorted((k, v) for k, v in kinds.items() if v)), tuple(tensors), tuple(skip))
-
-    def _structure_of(self, plan: Plan) -> tuple[dict[str, str | None], tuple, tuple]:
-        """``_sim_for``'s arguments for ``plan``."""
-        placed = self.placement(plan)
-        skip = (
-            requantize.redundant_quantizers(self.info, plan.choices, placed)
-            if self.skip_redundant
-            else ()
-        )
-        return self._kinds(plan), tuple(placed), skip
 
     def _sim_for(
         self, kinds: Mapping[str, str | None], tensors: Sequence[str] = (), skip: Sequence = ()
@@ -326,6 +297,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         run's own buffers (every layer output and cut tensor it fetches: about one feed's
         activations) the engine's activations stay near two feeds' worth (issue 11's bound)."""
         self._budget_per_feed = False
+        self._arena.slack = feed_bytes // 2
         store = self._store
         store.budget = min(store.budget, max(REFERENCE_MIN, int(REFERENCE_FEEDS * feed_bytes)))
         store.reserve = min(store.budget, feed_bytes * len(self.data.evaluation))
@@ -483,7 +455,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         local_err = self._local_errors(plan, layer_out, feeds)
         del feeds
         self._release_float_weights()
-        release_arena()  # the last runs' outputs, measured and dropped
+        self._arena.maybe_release()  # the last runs' outputs, once they add up
         layers: dict[str, LayerResult] = {}
         for layer in self.info.layers:
             choice = plan[layer.name]
