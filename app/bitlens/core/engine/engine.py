@@ -297,7 +297,7 @@ class Engine(
         run's own buffers (every layer output and cut tensor it fetches: about one feed's
         activations) the engine's activations stay near two feeds' worth (issue 11's bound)."""
         self._budget_per_feed = False
-        self._arena.slack = feed_bytes // 2
+        self._arena.slack = feed_bytes
         store = self._store
         store.budget = min(store.budget, max(REFERENCE_MIN, int(REFERENCE_FEEDS * feed_bytes)))
         store.reserve = min(store.budget, feed_bytes * len(self.data.evaluation))
