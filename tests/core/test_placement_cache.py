@@ -46,3 +46,21 @@ def test_placement_key_ignores_weights_that_keep_the_integer_kernel() -> None:
     assert targets.placement_key(per_tensor) == targets.placement_key(base)
     assert targets.placement_key(four) == targets.placement_key(two)
     assert targets.placement_key(four) != targets.placement_key(base)
+
+
+def test_kept_stored_bytes_and_plan_hashes_equal_fresh_ones() -> None:
+    from bitlens.core.weights import stored_bytes
+
+    loaded = from_proto(silu_net())
+    engine = Engine(loaded, None, device="cpu")
+    base = Plan.preset(loaded.info, "W8A8")
+    names = loaded.info.layer_names
+    plans = [base, Plan.preset(loaded.info, "W4A8"), Plan(loaded.info)]
+    plans += [base.with_choices({n: LayerChoice.of("int2 sym ch", "uint8 asym")}) for n in names]
+    for plan in plans + plans:
+        formats = tuple(plan[n].weight for n in names)
+        assert engine._stored_bytes(formats) == stored_bytes(
+            loaded.info.layers, {n: plan[n].weight for n in names}
+        )
+        fresh = hash((plan.target, tuple(sorted(plan.choices.items()))))
+        assert hash(plan) == fresh == hash(Plan(loaded.info, dict(plan.choices), plan.target))
