@@ -187,6 +187,7 @@ class PrefixRuns:
                 types,
                 self._part_sessions,
                 lambda model: make_session(model, self.device),
+                self._pool(),
             )
         else:  # some cut's tensor never ran yet (its type is unknown): one session
             model = prefix.build_tail(sim.model, cuts.start[name], cuts.boundary[name], types)
