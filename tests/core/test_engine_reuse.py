@@ -4,6 +4,7 @@ exactly what running the whole simulation graph gives."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -217,20 +218,24 @@ def test_chain_runs_its_parts_as_one_graph() -> None:
     plan = Plan.preset(loaded.info, "W8A8")
     engine.evaluate(plan)  # runs the whole graph once: every cut tensor's type is known
     sim, feeds = engine.simulation(plan)
-    key, _ = engine._sim_for(engine._kinds(plan), tuple(engine.placement(plan)))
+    key, _ = engine._sim_for(*engine._structure_of(plan))
     cuts = engine._cuts[key]
-    parts: OrderedDict = OrderedDict()
-    built = chain.build_chain(
-        sim.model, cuts, 0, engine._prefix_values.types, parts, make_session
-    )
-    assert len(built.parts) == len(set(cuts.start.values())) == 4
     whole = make_session(sim.model)
     fetch = [o.name for o in whole.get_outputs()]
     feed = {**data.samples[0], **feeds}
     want = whole.run(fetch, {i.name: feed[i.name] for i in whole.get_inputs()})
-    got = built.run(fetch, {a.name: feed[a.name] for a in built.get_inputs()})
-    for w, g in zip(want, got, strict=True):
-        np.testing.assert_array_equal(w, g)
+    # the parts built one after another, and on two threads (as the engine builds them)
+    for pool in (None, ThreadPoolExecutor(2)):
+        parts: OrderedDict = OrderedDict()
+        built = chain.build_chain(
+            sim.model, cuts, 0, engine._prefix_values.types, parts, make_session, pool
+        )
+        assert len(built.parts) == len(set(cuts.start.values())) == 4 == len(parts)
+        got = built.run(fetch, {a.name: feed[a.name] for a in built.get_inputs()})
+        for w, g in zip(want, got, strict=True):
+            np.testing.assert_array_equal(w, g)
+        if pool is not None:
+            pool.shutdown()
 
 
 def test_kept_quantizer_parameters_equal_fresh_ones() -> None:

@@ -52,3 +52,23 @@ def test_block_check_equals_the_per_row_check(dtype) -> None:
     assert got[3] == math.inf and got[5] == -math.inf
     if dtype == np.float32:
         assert math.isfinite(got[7])  # redone in float64
+
+
+def test_block_max_abs_equals_the_whole_difference() -> None:
+    """ErrorSums.add takes |ref - approx| in place per block: its max equals numpy's over the
+    whole difference, in float32, in the float64 redo of an overflowing block, and for
+    float64 inputs."""
+    rng = np.random.default_rng(4)
+    n = 3 * metrics.CHUNK + 17
+    ref = rng.standard_normal(n).astype(np.float32)
+    approx = ref + np.float32(0.01) * rng.standard_normal(n).astype(np.float32)
+    approx[metrics.CHUNK + 5] = ref[metrics.CHUNK + 5] - np.float32(3.0)  # the largest
+    big = ref.copy()
+    big[7] = np.float32(3e19)  # float32 squares overflow: that block runs in float64
+    for r, a in ((ref, approx), (big, approx), (ref.astype(np.float64), approx.astype(np.float64))):
+        want = float(np.max(np.abs(r - a)))
+        r_before, a_before = r.copy(), a.copy()
+        assert metrics.ErrorSums().add(r, a).max_abs == want
+        # the inputs are left as they were (only the block's own difference is overwritten)
+        np.testing.assert_array_equal(r, r_before)
+        np.testing.assert_array_equal(a, a_before)

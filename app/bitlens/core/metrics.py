@@ -61,22 +61,25 @@ class ErrorSums:
         dtype = _work_dtype(r.dtype, a.dtype)
         r = np.ascontiguousarray(r).reshape(-1)
         a = np.ascontiguousarray(a).reshape(-1)
-        for s in range(0, r.size, CHUNK):
-            rc = r[s : s + CHUNK].astype(dtype, copy=False)
-            ac = a[s : s + CHUNK].astype(dtype, copy=False)
-            with np.errstate(over="ignore", invalid="ignore"):
+        # one errstate for every block (entering it per block cost a tenth of the time)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for s in range(0, r.size, CHUNK):
+                rc = r[s : s + CHUNK].astype(dtype, copy=False)
+                ac = a[s : s + CHUNK].astype(dtype, copy=False)
                 d = rc - ac
                 sums = (float(d @ d), float(rc @ rc), float(ac @ ac), float(rc @ ac))
-            if dtype == np.float32 and not all(map(math.isfinite, sums)):
-                # float32 squares overflow past ~1.8e19: redo this block in float64.
-                rc, ac = rc.astype(np.float64), ac.astype(np.float64)
-                d = rc - ac
-                sums = (float(d @ d), float(rc @ rc), float(ac @ ac), float(rc @ ac))
-            self.noise += sums[0]
-            self.signal += sums[1]
-            self.power_a += sums[2]
-            self.cross += sums[3]
-            self.max_abs = max(self.max_abs, float(np.max(np.abs(d))))
+                if dtype == np.float32 and not all(map(math.isfinite, sums)):
+                    # float32 squares overflow past ~1.8e19: redo this block in float64.
+                    rc, ac = rc.astype(np.float64), ac.astype(np.float64)
+                    d = rc - ac
+                    sums = (float(d @ d), float(rc @ rc), float(ac @ ac), float(rc @ ac))
+                self.noise += sums[0]
+                self.signal += sums[1]
+                self.power_a += sums[2]
+                self.cross += sums[3]
+                # |d| in place: d is this block's own temporary (a new array per block
+                # cost a third of the time on a CRNN's layer outputs)
+                self.max_abs = max(self.max_abs, float(np.abs(d, out=d).max()))
         self.count += r.size
         return self
 

@@ -231,7 +231,14 @@ class Plan(Mapping[str, LayerChoice]):
         )
 
     def __hash__(self) -> int:
-        return hash((self.target, tuple(sorted((k, v) for k, v in self._choices.items()))))
+        # kept: a plan never changes, and the engine looks plans up several times an
+        # evaluation (hashing every choice's formats each time)
+        found = self.__dict__.get("_hash")
+        if found is None:
+            found = self._hash = hash(
+                (self.target, tuple(sorted((k, v) for k, v in self._choices.items())))
+            )
+        return found
 
     def __repr__(self) -> str:
         return f"Plan({len(self._choices)} of {len(self)} layers quantized)"

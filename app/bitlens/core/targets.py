@@ -230,6 +230,20 @@ def scalar_inputs(plan: Plan, placed: Placement, scalar: Scalar | None) -> dict[
     return out
 
 
+def placement_key(plan: Plan) -> tuple:
+    """What :func:`placement` reads of ``plan``: the target and the integer-kernel layers
+    with their activation formats. Plans with the same key get the same placement (a
+    weight moved between 4 and 2 bits, or per tensor and per channel, keeps it)."""
+    if plan.target != ORT_CPU:
+        return (plan.target,)
+    kernels = []
+    for layer in plan.info.layers:
+        c = plan[layer.name]
+        if kernel_format(layer, c.weight, c.activation, c.dynamic):
+            kernels.append((layer.name, c.activation))
+    return (plan.target, tuple(kernels))
+
+
 def placement(
     plan: Plan,
     attribute: Callable[[NodeInfo, str], object | None] | None = None,

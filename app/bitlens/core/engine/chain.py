@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 
 import numpy as np
 import onnx
@@ -90,23 +91,35 @@ def build_chain(
     types: Mapping[str, tuple[np.dtype, int]],
     sessions: OrderedDict[bytes, object],
     make: Callable[[onnx.ModelProto], object],
+    pool: Executor | None = None,
 ) -> Chain:
     """The chain running ``sim`` from node ``start`` (a cut's first node) to the end; part
-    sessions come from ``sessions`` (keyed by the part's serialized graph) or ``make``."""
+    sessions come from ``sessions`` (keyed by the part's serialized graph) or ``make``,
+    the missing ones on ``pool``'s threads when given (ONNX Runtime builds a session
+    without holding the GIL: the first change of a structure builds up to PARTS of them)."""
     boundary = {s: cuts.boundary[n] for n, s in cuts.start.items()}
     starts = part_starts(cuts, start)
-    parts = []
+    models = []
     for s, e in zip(starts, [*starts[1:], None], strict=True):
-        model = prefix.build_tail(sim, s, boundary[s], types, end=e)
+        model = prefix.build_tail(sim, s, boundary[s], types, end=e, index=cuts.graph)
         key = hashlib.blake2b(model.SerializeToString(deterministic=True)).digest()
-        sess = sessions.get(key)
+        models.append((key, model))
+    missing = {key: model for key, model in models if key not in sessions}
+    if pool is not None and len(missing) > 1:
+        made = dict(zip(missing, pool.map(make, missing.values()), strict=True))
+    else:
+        made = {key: make(model) for key, model in missing.items()}
+    parts = []
+    for key, model in models:
+        sess = made.get(key)
         if sess is None:
-            sess = sessions[key] = make(model)
-            while len(sessions) > PART_SESSIONS:
-                sessions.popitem(last=False)
-        else:
+            sess = sessions[key]
             sessions.move_to_end(key)
+        else:
+            sessions[key] = sess
         g = model.graph
         inputs = tuple(v.name for v in g.input)
         parts.append((sess, inputs, tuple(v.name for v in g.output)))
+    while len(sessions) > PART_SESSIONS:
+        sessions.popitem(last=False)
     return Chain(parts)

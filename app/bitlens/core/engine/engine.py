@@ -23,6 +23,7 @@ import numpy as np
 from bitlens.core import metrics, targets
 from bitlens.core.data import Dataset, batch_of
 from bitlens.core.engine import prefix, quantizers, rewrite, target_stats
+from bitlens.core.engine.arena_release import ArenaReleaser
 from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
 from bitlens.core.engine.localerrors import LocalErrors
 from bitlens.core.engine.native_memory import limit_heap_growth
@@ -33,6 +34,7 @@ from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
 from bitlens.core.engine.session import actual_providers, make_session, release_arena
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
+from bitlens.core.engine.structure import Structures
 from bitlens.core.engine.sweep import Sweep
 from bitlens.core.engine.weightfeeds import WeightFeeds
 from bitlens.core.errors import EngineError
@@ -67,7 +69,9 @@ REFERENCE_MIN = 8 << 20
 PREFIX_MIN = 16 << 20
 
 
-class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMetrics):
+class Engine(
+    Structures, Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMetrics
+):
     """Evaluate plans for one model on one dataset. Not thread-safe: use from one worker."""
 
     def __init__(
@@ -116,18 +120,24 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         # Re-evaluation from kept quantized values at layer cuts (see prefix.py), within
         # half the memory budget.
         self.reuse_prefix = True
+        # Leave out layer quantizers that repeat the target's exactly (requantize.py); False:
+        # the straightforward graph, for tests.
+        self.skip_redundant = True
         self._cuts: dict[tuple, prefix.Cuts | None] = {}
         self._tails: OrderedDict[tuple, object] = OrderedDict()
         self._part_sessions: OrderedDict[bytes, object] = OrderedDict()  # chain.py
         self._prefix_values = prefix.PrefixValues(self._store.budget // 2)
+        self._arena = ArenaReleaser()  # gives the arena back after evaluations
         self._stats: dict[str, ActivationStats] = {}
         self._minmax: dict[str, tuple[float, float]] = {}  # float tensors on calibration feeds
         # (activation, format, method) -> (lo, hi): floats, or arrays for per-channel formats
         self._ranges: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._param_cache: dict[tuple, dict[str, np.ndarray]] = {}  # Ranges._params
         self._sizes: dict[tuple[str, Format | None], int] = {}  # (layer, format) -> bytes
+        self._stored: dict[tuple, tuple[int, int]] = {}  # weight formats -> stored_bytes
         self.method = CalibrationMethod.MINMAX
-        self._placements: OrderedDict[Plan, dict[str, targets.TensorQuantizer]] = OrderedDict()
+        # plan, and targets.placement_key -> placement
+        self._placements: OrderedDict[object, dict[str, targets.TensorQuantizer]] = OrderedDict()
         self._providers: tuple[str, ...] = ()
         self._float_feeds: dict[str, np.ndarray] | None = None
         self._check_data()
@@ -159,34 +169,20 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
             if choice.activation is not None or choice.recovery is not None
         }
 
-    def placement(self, plan: Plan) -> dict[str, targets.TensorQuantizer]:
-        """The tensors ``plan.target`` quantizes besides the layer inputs (cached per plan)."""
-        if plan in self._placements:
-            self._placements.move_to_end(plan)
-            return self._placements[plan]
-        found = targets.placement(plan, self._attribute, self.scalar)
-        self._placements[plan] = found
-        while len(self._placements) > 64:
-            self._placements.popitem(last=False)
-        return found
-
-    @staticmethod
-    def _structure(kinds: Mapping[str, str | None], tensors: Sequence[str] = ()) -> tuple:
-        """The key of a simulation graph: layers' quantizer kinds, the target's tensors."""
-        return (tuple(sorted((k, v) for k, v in kinds.items() if v)), tuple(tensors))
-
     def _sim_for(
-        self, kinds: Mapping[str, str | None], tensors: Sequence[str] = ()
+        self, kinds: Mapping[str, str | None], tensors: Sequence[str] = (), skip: Sequence = ()
     ) -> tuple[tuple, rewrite.SimGraph]:
         """The structure's key and simulation graph (built once; its session only when a
         run needs the whole graph, see _session_for)."""
-        key = self._structure(kinds, tensors)
+        key = self._structure(kinds, tensors, skip)
         if key in self._sessions:
             self._sessions.move_to_end(key)
             return key, self._sessions[key][0]
         # The graph as loaded: external weights stay in their files (fed from memory maps);
         # other external tensors the copy keeps are read into it.
-        sim = rewrite.build_sim(self.model.graph_proto, self.info, dict(key[0]), key[1])
+        sim = rewrite.build_sim(
+            self.model.graph_proto, self.info, dict(key[0]), key[1], skip=key[2]
+        )
         self.model.materialize(sim.model)
         cuts = prefix.find_cuts(sim.model, self.info, self._positions)
         if cuts is not None:  # every tensor crossing a cut is an output (see prefix.py)
@@ -194,7 +190,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
             sim.model.graph.output.extend(
                 rewrite.value_info_for(self.info, t) for t in cuts.tensors if t not in exposed
             )
-        if key == ((), ()):  # the float graph: every float tensor, for min-max statistics
+        if key == ((), (), ()):  # the float graph: every float tensor, for min-max statistics
             exposed = {v.name for v in sim.model.graph.output}
             sim.model.graph.output.extend(
                 rewrite.value_info_for(self.info, t)
@@ -208,9 +204,11 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
             self._cuts.pop(old, None)
         return key, sim
 
-    def _session_for(self, kinds: Mapping[str, str | None], tensors: Sequence[str] = ()):
+    def _session_for(
+        self, kinds: Mapping[str, str | None], tensors: Sequence[str] = (), skip: Sequence = ()
+    ):
         """(simulation graph, its session) of a structure."""
-        key, sim = self._sim_for(kinds, tensors)
+        key, sim = self._sim_for(kinds, tensors, skip)
         entry = self._sessions[key]
         if entry[1] is None:
             entry[1] = make_session(sim.model, self.device)
@@ -300,6 +298,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         run's own buffers (every layer output and cut tensor it fetches: about one feed's
         activations) the engine's activations stay near two feeds' worth (issue 11's bound)."""
         self._budget_per_feed = False
+        self._arena.slack = feed_bytes
         store = self._store
         store.budget = min(store.budget, max(REFERENCE_MIN, int(REFERENCE_FEEDS * feed_bytes)))
         store.reserve = min(store.budget, feed_bytes * len(self.data.evaluation))
@@ -400,7 +399,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         self._ensure_ref()
         idx = self.data.evaluation if samples is None else samples
         placed = self.placement(plan)
-        _sim, sess = self._session_for(self._kinds(plan), tuple(placed))
+        _sim, sess = self._session_for(*self._structure_of(plan))
         feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices, placed)}
         out: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
         for i in idx:
@@ -414,7 +413,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         (weights, quantizer parameters): for checks that run the same graph another way,
         e.g. without ONNX Runtime's graph optimizations."""
         placed = self.placement(plan)
-        sim, _ = self._session_for(self._kinds(plan), tuple(placed))
+        sim, _ = self._session_for(*self._structure_of(plan))
         feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices, placed)}
         return sim, feeds
 
@@ -424,7 +423,8 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
             raise EngineError("the plan was made for a different model")
         ref = self._ensure_ref()
         placed = self.placement(plan)
-        skey, sim = self._sim_for(self._kinds(plan), tuple(placed))
+        structure = self._structure_of(plan)
+        skey, sim = self._sim_for(*structure)
         choices = plan.choices
         feeds = {**self._weight_feeds(choices), **self._param_feeds(choices, placed)}
         layer_out = sim.layer_outputs
@@ -437,7 +437,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         # A feed (two, see _runs) at a time: each fetched layer output is measured and dropped.
         # Only the part of the graph after the first change runs when the values entering
         # it are kept from an earlier plan (reuse.py).
-        whole = lambda: self._session_for(self._kinds(plan), tuple(placed))[1]  # noqa: E731
+        whole = lambda: self._session_for(*structure)[1]  # noqa: E731
         for i, values in self._plan_runs(skey, sim, whole, plan, feeds, todo):
             for n in self._output_names:
                 got[n].append(values[n])
@@ -456,7 +456,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         local_err = self._local_errors(plan, layer_out, feeds)
         del feeds
         self._release_float_weights()
-        release_arena()  # the last runs' outputs, measured and dropped
+        self._arena.maybe_release()  # the last runs' outputs, once they add up
         layers: dict[str, LayerResult] = {}
         for layer in self.info.layers:
             choice = plan[layer.name]
@@ -477,9 +477,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         outputs = {
             n: self._output_result(n, [ref[n][i] for i in ev], got[n]) for n in self._output_names
         }
-        before, after = stored_bytes(
-            self.info.layers, {n: plan[n].weight for n in self.info.layer_names}
-        )
+        before, after = self._stored_bytes(tuple(plan[n].weight for n in self.info.layer_names))
         extra = sum(self.recovery.extra_bytes(la, plan[la.name]) for la in self.info.layers)
         return Evaluation(
             layers=layers,
@@ -493,6 +491,18 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
             ),
             task_metric=self._task_metric(ref, got),
         )
+
+    def _stored_bytes(self, formats: tuple[Format | None, ...]) -> tuple[int, int]:
+        """weights.stored_bytes per tuple of layer weight formats (0.6 ms an evaluation on
+        the CRNN, most of a re-evaluation's fixed cost besides the runs)."""
+        found = self._stored.get(formats)
+        if found is None:
+            if len(self._stored) > 256:
+                self._stored.clear()
+            found = self._stored[formats] = stored_bytes(
+                self.info.layers, dict(zip(self.info.layer_names, formats, strict=True))
+            )
+        return found
 
     def _bytes_after(self, layer, fmt: Format | None) -> int:
         """weights.weight_bytes_after, kept per (layer, format): binding each layer's format

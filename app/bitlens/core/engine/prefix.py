@@ -23,7 +23,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -33,6 +33,36 @@ from bitlens.core.engine.graphs import node_reads, value_info
 from bitlens.core.engine.rewrite import fed_constants
 from bitlens.core.model.graph import is_constant_node
 from bitlens.core.model.types import ModelInfo
+
+
+@dataclass(frozen=True)
+class GraphIndex:
+    """A simulation graph's nodes read once into Python values: what :func:`find_cuts` and
+    every :func:`build_tail` of a chain read (reading them from the protobuf for each of a
+    chain's parts cost 5-10 ms per new structure on a 46-layer CRNN)."""
+
+    nodes: list[onnx.NodeProto]
+    reads: list[list[str]]
+    outputs: list[tuple[str, ...]]
+    constant: list[bool]
+    input_order: dict[str, int]  # graph input -> its position
+    inputs: list[onnx.ValueInfoProto]
+    initializers: dict[str, onnx.TensorProto]
+
+
+def graph_index(sim: onnx.ModelProto) -> GraphIndex:
+    g = sim.graph
+    nodes = list(g.node)
+    inputs = list(g.input)
+    return GraphIndex(
+        nodes,
+        [node_reads(n) for n in nodes],
+        [tuple(n.output) for n in nodes],
+        [is_constant_node(n) for n in nodes],
+        {v.name: i for i, v in enumerate(inputs)},
+        inputs,
+        {t.name: t for t in g.initializer},
+    )
 
 
 @dataclass(frozen=True)
@@ -52,6 +82,8 @@ class Cuts:
     boundary: dict[str, tuple[str, ...]]
     position: dict[str, int]
     index: dict[str, int]
+    # the graph the cuts were found in, read once (build_tail reads it too)
+    graph: GraphIndex | None = field(default=None, compare=False, repr=False)
 
     @property
     def tensors(self) -> list[str]:
@@ -66,7 +98,9 @@ def find_cuts(sim: onnx.ModelProto, info: ModelInfo, positions: Mapping[str, int
     if any(layer.graph_path for layer in info.layers):
         return None
     g = sim.graph
-    nodes = list(g.node)
+    gi = graph_index(sim)
+    nodes = gi.nodes
+    outs = gi.outputs
     layers = sorted(
         (positions[la.outputs[0]], la) for la in info.layers if la.outputs[0] in positions
     )
@@ -76,19 +110,19 @@ def find_cuts(sim: onnx.ModelProto, info: ModelInfo, positions: Mapping[str, int
     # nodes, else that of the model node before it (inserted quantizers).
     sim_pos: list[int] = []
     last = -1
-    for node in nodes:
-        own = [positions[o] for o in node.output if o in positions]
+    for out in outs:
+        own = [positions[o] for o in out if o in positions]
         if own:
             last = own[0]
         sim_pos.append(last)
-    producer = {o: i for i, node in enumerate(nodes) for o in node.output if o}
-    reads = [node_reads(n) for n in nodes]
+    producer = {o: i for i, out in enumerate(outs) for o in out if o}
+    reads = gi.reads
     last_read: dict[str, int] = {}
     for i, names in enumerate(reads):
         for name in names:
             last_read[name] = i
-    graph_inputs = {v.name for v in g.input}
-    initializers = {t.name for t in g.initializer}
+    graph_inputs = set(gi.input_order)
+    initializers = set(gi.initializers)
     first_read: dict[str, int] = {}
     for i in range(len(nodes) - 1, -1, -1):
         for name in reads[i]:
@@ -97,12 +131,12 @@ def find_cuts(sim: onnx.ModelProto, info: ModelInfo, positions: Mapping[str, int
     boundary: dict[str, tuple[str, ...]] = {}
     position: dict[str, int] = {}
     index: dict[str, int] = {}
-    model_nodes = [i for i, n in enumerate(nodes) if _is_model_node(n, positions)]
+    model_nodes = [i for i, out in enumerate(outs) if any(o in positions for o in out)]
     model_pos = [sim_pos[i] for i in model_nodes]  # ascending: the model's order is kept
     candidates = sorted(
         (j, name)
         for name, j in producer.items()
-        if last_read.get(name, -1) > j and not is_constant_node(nodes[j])
+        if last_read.get(name, -1) > j and not gi.constant[j]
     )
     # as arrays: a cut's crossing tensors are one vectorized test (the list scan per layer
     # cost 10 ms a structure on a 46-layer CRNN)
@@ -140,11 +174,8 @@ def find_cuts(sim: onnx.ModelProto, info: ModelInfo, positions: Mapping[str, int
         boundary,
         position,
         index,
+        gi,
     )
-
-
-def _is_model_node(node: onnx.NodeProto, positions: Mapping[str, int]) -> bool:
-    return any(o in positions for o in node.output)
 
 
 def build_tail(
@@ -153,17 +184,23 @@ def build_tail(
     boundary: Sequence[str],
     types: Mapping[str, tuple[np.dtype, int]],
     end: int | None = None,
+    index: GraphIndex | None = None,
 ) -> onnx.ModelProto:
     """The simulation nodes from index ``start`` on (up to ``end``, excluded; with the
     Constant nodes they read), reading ``boundary`` as inputs; its outputs are ``sim``'s
-    outputs produced there."""
+    outputs produced there. ``index``: ``sim`` read once (:func:`graph_index`)."""
     g = sim.graph
-    nodes = list(g.node)
+    ix = graph_index(sim) if index is None else index
+    nodes = ix.nodes
     tail = nodes[start:end]
-    produced = {o for n in tail for o in n.output if o}
-    wanted = {name for n in tail for name in node_reads(n)}
-    constants = [n for n in nodes[:start] if is_constant_node(n) and n.output[0] in wanted]
-    inputs = [v for v in g.input if v.name in wanted]
+    stop = len(nodes) if end is None else end
+    produced = {o for out in ix.outputs[start:stop] for o in out if o}
+    wanted = {name for names in ix.reads[start:stop] for name in names}
+    constants = [
+        nodes[j] for j in range(start) if ix.constant[j] and ix.outputs[j][0] in wanted
+    ]
+    order = ix.input_order
+    inputs = [ix.inputs[k] for k in sorted(order[n] for n in wanted if n in order)]
     for name in boundary:
         dtype, rank = types[name]
         inputs.append(value_info(name, dtype, tuple([None] * rank)))
@@ -172,7 +209,7 @@ def build_tail(
         "bitlens_tail",
         inputs,
         [v for v in g.output if v.name in produced],
-        initializer=[t for t in g.initializer if t.name in wanted],
+        initializer=[t for name, t in ix.initializers.items() if name in wanted],
     )
     model = helper.make_model(graph, opset_imports=list(sim.opset_import))
     model.ir_version = sim.ir_version
