@@ -36,7 +36,7 @@ from onnx import helper
 
 from bitlens.core.engine import bind, quantizers
 from bitlens.core.errors import BitlensError, ExportError
-from bitlens.core.export import activations, matmulnbits, opsets
+from bitlens.core.export import activations, matmulnbits, opsets, spacetodepth
 from bitlens.core.export.editing import ExportState, field_bytes
 from bitlens.core.export.graph import used_names
 from bitlens.core.export.kernels import integer_kernel_candidate, integer_kernel_layers
@@ -199,6 +199,7 @@ def build(
         return (yield from build(engine, plan, options, prepared, qm, exact_sizes=True))
 
     state.finish()
+    records = spacetodepth.rewrite(model, engine, qm, records, taken)
     size_before = file_bytes(model)
     tensor_records = export_tensor_quantizers(state, qm)
     notes.extend(write_scalar_inputs(state, qm, engine.scalar))

@@ -19,6 +19,7 @@ from bitlens.core.engine.graphs import find_graph
 from bitlens.core.export import probes
 from bitlens.core.export.deployed import open_session
 from bitlens.core.export.records import LayerExport
+from bitlens.core.export.spacetodepth import source_weight
 from bitlens.core.quantized import QuantizedModel
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ def rebuilt_weights(
     qm: QuantizedModel,
 ) -> dict[str, np.ndarray]:
     by_graph: dict[str, list[tuple[str, int]]] = {}
+    # a stem conv's weight the export stores rearranged (bitlens.core.export.spacetodepth)
+    s2d = {r.space_to_depth.weight: r.space_to_depth for r in records.values() if r.space_to_depth}
     for rec in records.values():
         layer = engine.info.layer(rec.name)
         paths = {w.name: w.graph_path for w in layer.weights}
@@ -48,6 +51,9 @@ def rebuilt_weights(
         sess = open_session(model, providers, mode="written")
         for name, _ in weights:
             (got,) = sess.run([name], {})
+            if name in s2d:
+                back = source_weight(s2d[name], got)
+                got = got if back is None else back
             qw = qm.weights.get(name)
             rebuilt[name] = qw.values if qw is not None and identical(got, qw.values) else got
     return rebuilt
