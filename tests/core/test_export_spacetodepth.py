@@ -36,7 +36,12 @@ def stem_net(k: int, pads: list[int], h: int, w: int, cin: int = 3, dim: str | N
         helper.make_node("Conv", ["s.r", "c.w"], ["y"], name="conv", pads=[1, 1, 1, 1]),
     ]  # fmt: skip
     shape = [1, cin, h, dim or w]
-    out = [1, 4, (h + pads[0] + pads[2] - k) // 2 + 1, "Wo" if dim else (w + pads[1] + pads[3] - k) // 2 + 1]
+    out = [
+        1,
+        4,
+        (h + pads[0] + pads[2] - k) // 2 + 1,
+        "Wo" if dim else (w + pads[1] + pads[3] - k) // 2 + 1,
+    ]
     g = helper.make_graph(
         nodes, "stem", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], inits,
@@ -73,7 +78,9 @@ def test_stem_is_space_to_depth_and_bit_identical(
     assert result.layers["stem"].space_to_depth is not None
     assert {la.name: la.kernel for la in report.layers}["stem"] == "QLinearConv"
     assert result.accounted_bytes == result.file_bytes
-    ops = [n.op_type for n in optimized_model(str(result.path), ["CPUExecutionProvider"]).graph.node]
+    ops = [
+        n.op_type for n in optimized_model(str(result.path), ["CPUExecutionProvider"]).graph.node
+    ]
     assert "SpaceToDepth" in ops and "Pad" not in ops  # the weight chain folded at load
     # the same plan without the rewrite: ONNX Runtime's QLinearConv on the source layout
     monkeypatch.setattr(spacetodepth, "MAX_CHANNELS", 0)

@@ -81,9 +81,7 @@ def _static_input(engine: Engine, tensor: str) -> tuple[int, int, int] | None:
     return int(c), int(h), int(w)
 
 
-def _new_geometry(
-    size: int, k: int, pad_lo: int, pad_hi: int
-) -> tuple[int, int, int, int] | None:
+def _new_geometry(size: int, k: int, pad_lo: int, pad_hi: int) -> tuple[int, int, int, int] | None:
     """(new kernel, new pad before, new pad after, zero taps before) along one axis."""
     out = (size + pad_lo + pad_hi - k) // 2 + 1
     offset = pad_lo % 2
@@ -174,7 +172,9 @@ def _rewrite_one(
     pad = b.const("pads", np.array(
         [0, 0, off_h, off_w, 0, 0, 2 * k2h - kh - off_h, 2 * k2w - kw - off_w], np.int64))  # fmt: skip
     padded = b.node("Pad", [codes, pad])
-    split = b.node("Reshape", [padded, b.const("split", np.array([o, c, k2h, 2, k2w, 2], np.int64))])
+    split = b.node(
+        "Reshape", [padded, b.const("split", np.array([o, c, k2h, 2, k2w, 2], np.int64))]
+    )
     moved = b.node("Transpose", [split], perm=[0, 3, 5, 1, 2, 4])
     folded = b.node("Reshape", [moved, b.const("shape", np.array([o, 4 * c, k2h, k2w], np.int64))])
     s2d = b.node("SpaceToDepth", [dq_x.input[0]], blocksize=2)
