@@ -36,7 +36,7 @@ from onnx import helper
 
 from bitlens.core.engine import bind, quantizers
 from bitlens.core.errors import BitlensError, ExportError
-from bitlens.core.export import activations, matmulnbits, opsets, spacetodepth
+from bitlens.core.export import activations, focus, matmulnbits, opsets, spacetodepth
 from bitlens.core.export.editing import ExportState, field_bytes
 from bitlens.core.export.graph import used_names
 from bitlens.core.export.kernels import integer_kernel_candidate, integer_kernel_layers
@@ -203,6 +203,7 @@ def build(
     size_before = file_bytes(model)
     tensor_records = export_tensor_quantizers(state, qm)
     notes.extend(write_scalar_inputs(state, qm, engine.scalar))
+    records, tensor_records = focus.rewrite(model, engine, qm, records, tensor_records, taken)
     graph_now = graph_bytes(model)  # the graph's last change: only the header changes below
     tensor_bytes = file_bytes(model, graph_now) - size_before
     if placed:

@@ -23,7 +23,7 @@ from bitlens.core import targets
 from bitlens.core.compute import compute_of
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import BitlensError, ExportError
-from bitlens.core.export import probes, spacetodepth, tensorrt, verdict
+from bitlens.core.export import focus, probes, spacetodepth, tensorrt, verdict
 from bitlens.core.export.deployed import (
     INTEGER_KERNELS,
     deployed_codes,
@@ -106,6 +106,7 @@ def check_fidelity(
     }
     reference, decoded = probes.reference_model(exported, biases, nbits)
     spacetodepth.restore(reference, records)
+    focus.restore(reference, records)
     rebuilt = rebuilt_weights(exported, engine, records, providers, qm)
     feeds_w = {
         w.name: rebuilt.get(w.name, decoded.get(w.name))
