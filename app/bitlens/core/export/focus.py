@@ -30,7 +30,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from bitlens.core import targets
-from bitlens.core.export.graph import GraphBuilder
+from bitlens.core.export.graph import GraphBuilder, used_names
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
@@ -235,7 +235,7 @@ def restore(model: onnx.ModelProto, records: Mapping[str, LayerExport]) -> None:
     if not done:
         return
     g = model.graph
-    taken = {o for n in g.node for o in n.output} | {t.name for t in g.initializer}
+    taken = used_names(model)
     for rec in done:
         b = GraphBuilder(f"{rec.node}_unfocus", taken)
         idx = b.const("channels", np.array(rec.source, np.int64))
