@@ -18,8 +18,8 @@ import onnx
 from bitlens.core.engine.graphs import find_graph
 from bitlens.core.export import probes
 from bitlens.core.export.deployed import open_session
-from bitlens.core.export.records import LayerExport
 from bitlens.core.export.focus import source_weight as focus_weight
+from bitlens.core.export.records import LayerExport
 from bitlens.core.export.spacetodepth import source_weight
 from bitlens.core.quantized import QuantizedModel
 
