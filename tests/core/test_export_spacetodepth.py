@@ -118,3 +118,19 @@ def test_source_weight_inverts_the_layout() -> None:
     np.testing.assert_array_equal(spacetodepth.source_weight(rec, new), w)
     new[0, 0, 0, 0] = 1.0  # a tap the rewrite adds as zero
     assert spacetodepth.source_weight(rec, new) is None
+
+
+def test_as_deployed_mode_runs_the_rewritten_stem(tmp_path: Path) -> None:
+    from bitlens.core.export.asdeployed import DeployedRunner
+
+    engine = _engine(stem_net(3, [1, 1, 1, 1], 16, 16))
+    plan = Plan.preset(engine.info, "W8A8")
+    runner = DeployedRunner(engine)
+    try:
+        got = runner.outputs(plan)["y"]
+    finally:
+        runner.close()
+    result, _ = run(engine, plan, tmp_path / "s2d.onnx")
+    assert result.layers["stem"].space_to_depth is not None
+    for a, b in zip(got, _deployed(result.path, engine), strict=True):
+        np.testing.assert_array_equal(a, b)  # bit-exact with a fresh default session
