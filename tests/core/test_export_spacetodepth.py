@@ -76,6 +76,7 @@ def test_stem_is_space_to_depth_and_bit_identical(
     assert report.passed, report.failures
     assert all(o.as_written_exact for o in report.outputs)
     assert result.layers["stem"].space_to_depth is not None
+    assert result.min_ort == spacetodepth.MIN_ORT  # uint8 SpaceToDepth on the CPU
     assert {la.name: la.kernel for la in report.layers}["stem"] == "QLinearConv"
     assert result.accounted_bytes == result.file_bytes
     ops = [
@@ -88,6 +89,18 @@ def test_stem_is_space_to_depth_and_bit_identical(
     assert plain.layers["stem"].space_to_depth is None
     for a, b in zip(_deployed(result.path, engine), _deployed(plain.path, engine), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_not_rewritten_on_an_onnx_runtime_without_uint8_space_to_depth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ort, "__version__", "1.27.0")
+    assert not spacetodepth.available()
+    engine = _engine(stem_net(3, [1] * 4, 16, 16))
+    result, report = run(engine, Plan.preset(engine.info, "W8A8"), tmp_path / "old.onnx")
+    assert report.passed, report.failures
+    assert result.layers["stem"].space_to_depth is None
+    assert result.min_ort != spacetodepth.MIN_ORT
 
 
 def test_not_rewritten_where_it_was_not_measured(tmp_path: Path) -> None:

@@ -227,6 +227,10 @@ def build(
                 need = matmulnbits.BITS_MIN_ORT[parse_format(w.format).bits]
                 if opsets.version_key(need) > opsets.version_key(min_ort):
                     min_ort = need
+    if any(r.space_to_depth or r.focus for r in records.values()) and opsets.version_key(
+        spacetodepth.MIN_ORT
+    ) > opsets.version_key(min_ort):
+        min_ort = spacetodepth.MIN_ORT  # SpaceToDepth on uint8 codes
     if any(w.scheme == "matmulnbits" for r in records.values() for w in r.weights):
         model.opset_import.append(helper.make_opsetid(matmulnbits.DOMAIN, 1))
     model.ir_version = max(src.ir_version, opsets.ir_version_for(model))

@@ -16,7 +16,8 @@ QLinearConv, whose int32 sums do not depend on the channel order.
 Every quantizer inside the Focus requantizes on the image's grid (an exact identity),
 so the ones the rewrite removes change no value; the fidelity check maps the weight
 back to the source channel order and, in the simulated form, gathers the conv's input
-back into the Focus order (:func:`restore`), which is exact data movement.
+back into the Focus order (:func:`restore`), which is exact data movement. Like the stem
+rewrite it needs ONNX Runtime 1.28 or later (bitlens.core.export.spacetodepth.MIN_ORT).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from bitlens.core import targets
+from bitlens.core.export import spacetodepth
 from bitlens.core.export.graph import GraphBuilder, used_names
 
 if TYPE_CHECKING:
@@ -115,7 +117,7 @@ def rewrite(
     """Rewrite the Focus stems of the finished export; returns the records (the conv's
     with the rewrite; the removed identity quantizers left out)."""
     out, tensors = dict(records), dict(tensor_records)
-    if qm.plan.target != targets.ORT_CPU:
+    if qm.plan.target != targets.ORT_CPU or not spacetodepth.available():
         return out, tensors
     g = model.graph
     for cat in [n for n in g.node if n.op_type == "Concat" and len(n.input) == 4]:

@@ -25,22 +25,25 @@ starts (before its QDQ fusions), gives the DequantizeLinear the new layout.
 Only where the activation is a graph input of static, even height and width (the
 codes are then still NCHW: inside the network ONNX Runtime holds NHWC tensors, and a
 SpaceToDepth there would cost two transposes), uint8 activation codes (SpaceToDepth on
-uint8 is what was measured), symmetric int8 weights (zero point 0, so the padded taps
+uint8 is what was measured; ONNX Runtime 1.28 or later, see MIN_ORT), symmetric int8 weights (zero point 0, so the padded taps
 are zero) and 1 to 4 input channels (what was measured).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import helper
 
 from bitlens.core import targets
 from bitlens.core.export.graph import GraphBuilder
+from bitlens.core.export.opsets import version_key
 from bitlens.core.export.sizing import graph_bytes
 
 if TYPE_CHECKING:
@@ -49,6 +52,17 @@ if TYPE_CHECKING:
     from bitlens.core.quantized import QuantizedModel
 
 MAX_CHANNELS = 4  # input channels where it was measured faster (3: an RGB stem)
+# The first ONNX Runtime whose CPU SpaceToDepth takes uint8: microsoft/onnxruntime#29154, merged
+# after 1.27.0 was released. Older ones cannot load the rewritten file, so it is written only
+# when the installed ONNX Runtime (which the fidelity check runs) has it, and the export
+# records this as its minimum version.
+MIN_ORT = "1.28.0"
+
+
+def available() -> bool:
+    """The installed ONNX Runtime runs SpaceToDepth on uint8 (see MIN_ORT)."""
+    have = tuple(int(p) for p in re.findall(r"\d+", ort.__version__)[:3])
+    return have >= version_key(MIN_ORT)
 
 
 @dataclass(frozen=True)
@@ -100,7 +114,7 @@ def rewrite(
 ) -> dict[str, LayerExport]:
     """Rewrite every eligible stem conv of the finished export; returns the records with
     the rewrite and the bytes it added (to the layer's ``bytes_file``)."""
-    if qm.plan.target != targets.ORT_CPU:
+    if qm.plan.target != targets.ORT_CPU or not available():
         return dict(records)
     out = dict(records)
     for name, rec in records.items():
