@@ -62,6 +62,13 @@ def _deployed(path: Path, engine: Engine) -> list[np.ndarray]:
     return [sess.run(["y"], engine.data.samples[i])[0] for i in engine.data.evaluation]
 
 
+NEEDS_ORT = pytest.mark.skipif(
+    not spacetodepth.available(),
+    reason=f"uint8 SpaceToDepth needs onnxruntime {spacetodepth.MIN_ORT}",
+)
+
+
+@NEEDS_ORT
 @pytest.mark.parametrize(
     ("k", "pads", "h", "w"),
     [(3, [1, 1, 1, 1], 16, 16), (7, [3, 3, 3, 3], 16, 12), (3, [0, 0, 0, 0], 12, 16),
@@ -133,6 +140,7 @@ def test_source_weight_inverts_the_layout() -> None:
     assert spacetodepth.source_weight(rec, new) is None
 
 
+@NEEDS_ORT
 def test_as_deployed_mode_runs_the_rewritten_stem(tmp_path: Path) -> None:
     from bitlens.core.export.asdeployed import DeployedRunner
 
