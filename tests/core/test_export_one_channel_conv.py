@@ -24,15 +24,17 @@ from tests.core.export_models import random_feeds
 from tests.core.test_export_models import run
 
 
-def narrow_conv_net() -> onnx.ModelProto:
-    """x[1,4,8,8] -> wide (Conv 8) -> Relu -> narrow (Conv 1) -> Relu -> last (Conv 4) -> y"""
+def narrow_conv_net(k: int = 3) -> onnx.ModelProto:
+    """x[1,4,8,8] -> wide (Conv 8) -> Relu -> narrow (Conv 1, k x k) -> Relu -> last (Conv 4)
+    -> y"""
     rng = np.random.default_rng(0)
-    shapes = {"wide": (8, 4, 3, 3), "narrow": (1, 8, 3, 3), "last": (4, 1, 3, 3)}
+    shapes = {"wide": (8, 4, 3, 3), "narrow": (1, 8, k, k), "last": (4, 1, 3, 3)}
     inits = [numpy_helper.from_array(rng.normal(0, 0.3, s).astype(np.float32), f"{k}_w")
              for k, s in shapes.items()]  # fmt: skip
     nodes, t = [], "x"
     for i, k in enumerate(shapes):
-        nodes.append(helper.make_node("Conv", [t, f"{k}_w"], [f"{k}_c"], name=k, pads=[1] * 4))
+        pads = [shapes[k][2] // 2] * 4
+        nodes.append(helper.make_node("Conv", [t, f"{k}_w"], [f"{k}_c"], name=k, pads=pads))
         t = "y" if i == len(shapes) - 1 else f"{k}_r"
         if t != "y":
             nodes.append(helper.make_node("Relu", [f"{k}_c"], [t]))
@@ -56,4 +58,17 @@ def test_one_output_channel_conv_stays_float(tmp_path: Path) -> None:
     assert kernels["wide"] == "QLinearConv"
     assert "QLinear" not in kernels["narrow"] and "Integer" not in kernels["narrow"]
     assert not result.layers["narrow"].integer_kernel
+    assert report.passed, report.failures
+
+
+def test_one_output_channel_1x1_conv_is_an_integer_kernel(tmp_path: Path) -> None:
+    # a detector's 1 x C x 1 x 1 objectness/class head: QLinearConv was faster there
+    model = from_proto(narrow_conv_net(k=1))
+    engine = Engine(model, random_feeds(model.info, 4), device="cpu")
+    plan = Plan.preset(engine.info, "W8A8")
+    assert "narrow_r" in engine.placement(plan)
+    assert not [w for w in targets.deployment_warnings(plan) if "'narrow'" in w]
+    result, report = run(engine, plan, tmp_path / "narrow1x1.onnx")
+    assert {la.name: la.kernel for la in report.layers}["narrow"] == "QLinearConv"
+    assert result.layers["narrow"].integer_kernel
     assert report.passed, report.failures

@@ -50,9 +50,12 @@ def _ref(result: SearchResult, label: str):
 
 
 # the plan's error against W8A8's: the text transformer's margin is smaller (one int7 layer
-# and a float head pay for each other within a few hundred bytes; measured 0.951 with seed 0)
+# and a float head pay for each other within a few hundred bytes; measured 0.951 with seed 0
+# while W8A8's int32 biases stored an 8-byte-per-channel scale vector and int32 codes; with
+# them stored compactly (bitlens.core.export.biasstore) W8A8's file is smaller at the same
+# error, leaving the search less room: 0.992)
 @pytest.mark.parametrize(
-    ("name", "ratio"), [("digits_cnn", 0.75), ("speech_kws", 0.75), ("text_transformer", 0.97)]
+    ("name", "ratio"), [("digits_cnn", 0.75), ("speech_kws", 0.75), ("text_transformer", 0.999)]
 )
 def test_search_beats_w8a8_at_its_size(name: str, ratio: float) -> None:
     engine = _engine(name)

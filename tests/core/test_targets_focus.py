@@ -4,7 +4,8 @@ YOLOv5's Focus stem (ddddocr's detector) slices the image into four pixel phases
 concatenates them before the first conv. Quantized only at the conv's input, ONNX Runtime
 slices and concatenates float32 and quantizes the result; on the same grid above the
 Slices it slices uint8 codes and runs the Concat as a QLinearConcat of equal scales, with
-the same codes (the values reaching the conv are a selection of the image's).
+the same codes (the values reaching the conv are a selection of the image's). The export
+then writes the four phases as one SpaceToDepth of those codes (bitlens.core.export.focus).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core.engine import Engine
+from bitlens.core.export import focus as focus_export
+from bitlens.core.export import spacetodepth
 from bitlens.core.export.deployed import optimized_model
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
@@ -98,8 +101,36 @@ def test_focus_stem_runs_on_codes(tmp_path: Path) -> None:
     ops = collections.Counter(
         n.op_type for n in optimized_model(str(result.path), ["CPUExecutionProvider"]).graph.node
     )
-    assert ops["QLinearConcat"] == 1 and ops["Concat"] == 0
-    assert ops["QuantizeLinear"] == 1  # the image, once; the Slices run on its codes
+    assert ops["QuantizeLinear"] == 1  # the image, once
+    assert result.accounted_bytes == result.file_bytes
+    if not spacetodepth.available():  # ONNX Runtime < 1.28: the Slices run on the codes
+        assert ops["QLinearConcat"] == 1 and ops["Concat"] == 0
+        return
+    # the four phases as one SpaceToDepth of the image's codes (bitlens.core.export.focus)
+    assert ops["SpaceToDepth"] == 1 and ops["Slice"] == 0 and "Concat" not in str(ops)
+    assert result.layers["conv1"].focus is not None
+
+
+@pytest.mark.skipif(not spacetodepth.available(), reason="uint8 SpaceToDepth: onnxruntime 1.28+")
+def test_focus_as_space_to_depth_deploys_the_same_bits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnxruntime as ort
+
+    model = from_proto(focus())
+    engine = Engine(model, random_feeds(model.info, 4), device="cpu")
+    plan = Plan.preset(engine.info, "W8A8")
+    result, report = run(engine, plan, tmp_path / "s2d.onnx")
+    assert report.passed, report.failures
+    monkeypatch.setattr(focus_export, "_rewrite_one", lambda *a: None)
+    plain, _ = run(engine, plan, tmp_path / "slices.onnx")  # Slices + QLinearConcat
+    assert plain.layers["conv1"].focus is None
+    a, b = (ort.InferenceSession(str(r.path), providers=["CPUExecutionProvider"])
+            for r in (result, plain))  # fmt: skip
+    for i in engine.data.evaluation:
+        np.testing.assert_array_equal(
+            a.run(["y"], engine.data.samples[i])[0], b.run(["y"], engine.data.samples[i])[0]
+        )
 
 
 @pytest.mark.parametrize("kind", ["shared", "inner"])

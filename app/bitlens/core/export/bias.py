@@ -10,6 +10,7 @@ import onnx
 from onnx import helper
 
 from bitlens.core.engine.graphs import node_producing
+from bitlens.core.export.biasstore import compact_bias
 from bitlens.core.export.editing import ExportState, remove_weight
 from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.model.types import Layer, Storage, WeightInfo
@@ -108,8 +109,7 @@ def int32_bias(
         return None
     q = ratio.astype(np.int32)
     b = GraphBuilder(f"{name}_i32", state.taken)
-    qn = b.const("codes", q)
-    sn = b.const("scale", scale)
+    qn, sn = compact_bias(b, state, q, np.float32(act_scale), weight_scale, scale, w.name)
     attrs_dq = {"axis": 0} if scale.ndim == 1 else {}
     out = b.node("DequantizeLinear", [qn, sn], **attrs_dq)  # type: ignore[arg-type]
     target.input[slot] = out

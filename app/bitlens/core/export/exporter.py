@@ -36,7 +36,7 @@ from onnx import helper
 
 from bitlens.core.engine import bind, quantizers
 from bitlens.core.errors import BitlensError, ExportError
-from bitlens.core.export import activations, matmulnbits, opsets
+from bitlens.core.export import activations, focus, matmulnbits, opsets, spacetodepth
 from bitlens.core.export.editing import ExportState, field_bytes
 from bitlens.core.export.graph import used_names
 from bitlens.core.export.kernels import integer_kernel_candidate, integer_kernel_layers
@@ -199,9 +199,11 @@ def build(
         return (yield from build(engine, plan, options, prepared, qm, exact_sizes=True))
 
     state.finish()
+    records = spacetodepth.rewrite(model, engine, qm, records, taken)
     size_before = file_bytes(model)
     tensor_records = export_tensor_quantizers(state, qm)
     notes.extend(write_scalar_inputs(state, qm, engine.scalar))
+    records, tensor_records = focus.rewrite(model, engine, qm, records, tensor_records, taken)
     graph_now = graph_bytes(model)  # the graph's last change: only the header changes below
     tensor_bytes = file_bytes(model, graph_now) - size_before
     if placed:
@@ -225,6 +227,10 @@ def build(
                 need = matmulnbits.BITS_MIN_ORT[parse_format(w.format).bits]
                 if opsets.version_key(need) > opsets.version_key(min_ort):
                     min_ort = need
+    if any(r.space_to_depth or r.focus for r in records.values()) and opsets.version_key(
+        spacetodepth.MIN_ORT
+    ) > opsets.version_key(min_ort):
+        min_ort = spacetodepth.MIN_ORT  # SpaceToDepth on uint8 codes
     if any(w.scheme == "matmulnbits" for r in records.values() for w in r.weights):
         model.opset_import.append(helper.make_opsetid(matmulnbits.DOMAIN, 1))
     elif any(w.scheme == "dqlstm" for r in records.values() for w in r.weights):

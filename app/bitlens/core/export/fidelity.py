@@ -23,7 +23,7 @@ from bitlens.core import targets
 from bitlens.core.compute import compute_of
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import BitlensError, ExportError
-from bitlens.core.export import dynamic_lstm, probes, tensorrt, verdict
+from bitlens.core.export import dynamic_lstm, focus, probes, spacetodepth, tensorrt, verdict
 from bitlens.core.export.deployed import (
     INTEGER_KERNELS,
     deployed_codes,
@@ -107,7 +107,11 @@ def check_fidelity(
     reference, decoded = probes.reference_model(exported, biases, nbits)
     # DynamicQuantizeLSTM layers in the form the engine simulates (bitlens.core.export.dynamic_lstm)
     reference = dynamic_lstm.restore_simulated(reference, dynamic_lstm.weight_names_of(records))
+    # weights read before the stem rewrites are undone: rebuilt_weights maps their stored
+    # layout back itself (bitlens.core.export.spacetodepth, focus)
     rebuilt = rebuilt_weights(reference, engine, records, providers, qm)
+    spacetodepth.restore(reference, records)
+    focus.restore(reference, records)
     feeds_w = {
         w.name: rebuilt.get(w.name, decoded.get(w.name))
         for layer in engine.info.layers

@@ -18,7 +18,9 @@ import onnx
 from bitlens.core.engine.graphs import find_graph
 from bitlens.core.export import probes
 from bitlens.core.export.deployed import open_session
+from bitlens.core.export.focus import source_weight as focus_weight
 from bitlens.core.export.records import LayerExport
+from bitlens.core.export.spacetodepth import source_weight
 from bitlens.core.quantized import QuantizedModel
 
 if TYPE_CHECKING:
@@ -33,6 +35,10 @@ def rebuilt_weights(
     qm: QuantizedModel,
 ) -> dict[str, np.ndarray]:
     by_graph: dict[str, list[tuple[str, int]]] = {}
+    # a stem conv's weight the export stores rearranged (bitlens.core.export.spacetodepth)
+    s2d = {r.space_to_depth.weight: r.space_to_depth for r in records.values() if r.space_to_depth}
+    # a conv's weight after a Focus stem, its input channels permuted (bitlens.core.export.focus)
+    focused = {r.focus.weight: r.focus for r in records.values() if r.focus}
     for rec in records.values():
         layer = engine.info.layer(rec.name)
         paths = {w.name: w.graph_path for w in layer.weights}
@@ -48,6 +54,11 @@ def rebuilt_weights(
         sess = open_session(model, providers, mode="written")
         for name, _ in weights:
             (got,) = sess.run([name], {})
+            if name in s2d:
+                back = source_weight(s2d[name], got)
+                got = got if back is None else back
+            if name in focused:
+                got = focus_weight(focused[name], got)
             qw = qm.weights.get(name)
             rebuilt[name] = qw.values if qw is not None and identical(got, qw.values) else got
     return rebuilt

@@ -11,6 +11,8 @@ from bitlens.core.errors import ExportError
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import BiasRecord
 from bitlens.core.export.editing import field_bytes
+from bitlens.core.export.focus import FocusRecord
+from bitlens.core.export.spacetodepth import SpaceToDepthRecord
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding
 from bitlens.core.quantized import QuantizedModel
 
@@ -61,6 +63,10 @@ class LayerExport:
     bytes_float: int = 0
     # integer-kernel layers: the step of their int32 accumulator, s_x * max(s_w)
     accumulator_lsb: float | None = None
+    # a stem conv written as SpaceToDepth + a stride-1 conv (bitlens.core.export.spacetodepth)
+    space_to_depth: SpaceToDepthRecord | None = None
+    # a Focus stem before it written as SpaceToDepth (bitlens.core.export.focus)
+    focus: FocusRecord | None = None
 
 
 @dataclass(frozen=True)
