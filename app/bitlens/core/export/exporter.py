@@ -61,6 +61,7 @@ from bitlens.core.formats import family_of, parse_format
 from bitlens.core.plan import Plan
 from bitlens.core.quantized import QuantizedModel, quantize_model
 from bitlens.core.results import Progress
+from bitlens.core.shared_weights import stored_readers
 from bitlens.core.targets import check_plan, deployment_warnings
 
 # Re-exported: callers import the export's records and kernel choice from here.
@@ -175,14 +176,20 @@ def build(
     yield Progress(0, len(plan.choices) + 1, f"exporting at opset {target}")
 
     state = ExportState(model, taken)
+    # which reader writes each weight (the others reuse its stored form): the same rule as
+    # the byte totals and the search's file sizes
+    state.stored = stored_readers(
+        engine.info.layers, {n: plan[n].weight for n in engine.info.layer_names}
+    )
     records: dict[str, LayerExport] = {}
     notes: list[str] = list(prepared.notes)
     notes.extend(deployment_warnings(plan))
     notes.extend(check_plan(plan))
     placed = qm.placed
     sizer = LayerSizer(model, base_bytes, base_graph)
-    for i, (name, choice) in enumerate(plan.choices.items()):
-        layer = engine.info.layer(name)
+    # in model order: a weight's stored reader comes before the readers that reuse it
+    for i, name in enumerate(n for n in engine.info.layer_names if n in plan.choices):
+        layer, choice = engine.info.layer(name), plan[name]
         pending = state.pending_bytes()
         if exact_sizes:
             size_before = file_bytes(model)

@@ -111,8 +111,9 @@ def export_layer(
     if choice.weight is not None:
         for w in layer.weights:
             fmt = bind(choice.weight, w)
-            if w.name in state.weights:
-                prev_fmt, enc = state.weights[w.name]
+            key = (w.graph_path, w.name)
+            if state.stored[key][0] != layer.name:  # an earlier reader wrote it
+                prev_fmt, enc = state.weights[key]
                 if prev_fmt != fmt.name:
                     raise ExportError(
                         f"weight {w.name!r} is shared by several layers with different formats "
@@ -127,7 +128,7 @@ def export_layer(
             enc = _encode_one(state, layer, w, qm.weight(w.name).q, kernel, options, notes,
                               None if rec is None else rec.input_scale,
                               tensorrt=qm.plan.target == targets.TENSORRT)  # fmt: skip
-            state.weights[w.name] = (fmt.name, enc)
+            state.weights[key] = (fmt.name, enc)
             if enc is not None:
                 encodings.append(enc)
                 replaced.add(w.name)
