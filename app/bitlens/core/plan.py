@@ -40,7 +40,7 @@ from bitlens.core.plan_schema import (
 from bitlens.core.recovery import Recovery, parse_recovery
 from bitlens.core.recovery.support import check_recovery
 from bitlens.core.shared_weights import normalize, weight_groups
-from bitlens.core.targets import DEFAULT_TARGET, TENSORRT, check_target
+from bitlens.core.targets import DEFAULT_TARGET, TENSORRT, check_target, idle_input_quantizer
 
 PLAN_VERSION = 1
 
@@ -276,10 +276,18 @@ class Plan(Mapping[str, LayerChoice]):
         if name not in PRESET_FORMATS:
             raise PlanError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
         if target is None:
-            return cls.uniform(info, *PRESET_FORMATS[name], layers=layers)
-        formats = TENSORRT_PRESET_FORMATS if target == TENSORRT else {}
-        fmts = formats.get(name, PRESET_FORMATS[name])
-        return cls.uniform(info, *fmts, layers=layers).with_target(target)
+            plan = cls.uniform(info, *PRESET_FORMATS[name], layers=layers)
+        else:
+            formats = TENSORRT_PRESET_FORMATS if target == TENSORRT else {}
+            fmts = formats.get(name, PRESET_FORMATS[name])
+            plan = cls.uniform(info, *fmts, layers=layers).with_target(target)
+        # a layer the target keeps float reads its input unquantized (no kernel to feed)
+        idle = {
+            n: dataclasses.replace(c, activation=None, dynamic=False)
+            for n, c in plan.choices.items()
+            if idle_input_quantizer(info.layer(n), c.weight, c.activation, plan.target)
+        }
+        return plan.with_choices(idle) if idle else plan
 
     @classmethod
     def uniform(

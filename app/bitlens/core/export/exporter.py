@@ -39,6 +39,7 @@ from bitlens.core.errors import BitlensError, ExportError
 from bitlens.core.export import activations, matmulnbits, opsets
 from bitlens.core.export.editing import ExportState, field_bytes
 from bitlens.core.export.graph import used_names
+from bitlens.core.export.guards import guard_float_readers
 from bitlens.core.export.kernels import integer_kernel_candidate, integer_kernel_layers
 from bitlens.core.export.layers import (
     GUARD_TEXT,
@@ -208,6 +209,12 @@ def build(
     state.finish()
     size_before = file_bytes(model)
     tensor_records = export_tensor_quantizers(state, qm)
+    kernel_outputs = {engine.info.layer(n).outputs[0] for n in kernels}
+    if guarded := guard_float_readers(model.graph, kernel_outputs, taken):
+        notes.append(
+            f"{len(guarded)} float Conv/Gemm layer(s) read a quantized tensor: a Clip keeps "
+            "ONNX Runtime from quantizing their weights to int8"
+        )
     notes.extend(write_scalar_inputs(state, qm, engine.scalar))
     graph_now = graph_bytes(model)  # the graph's last change: only the header changes below
     tensor_bytes = file_bytes(model, graph_now) - size_before

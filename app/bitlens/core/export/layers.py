@@ -23,6 +23,7 @@ from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import int32_bias
 from bitlens.core.export.editing import ExportState, remove_weight
 from bitlens.core.export.graph import GraphBuilder, rename_output
+from bitlens.core.export.guards import REQUANTIZED_BY_ORT
 from bitlens.core.export.records import ExportOptions, LayerExport
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_qtensor, native_qdq_dtype
 from bitlens.core.formats import Format, QTensor, family_of, uniform
@@ -34,10 +35,6 @@ from bitlens.core.recovery import export as recovery_export
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
 
-# ONNX Runtime's WeightBiasQuantization pass quantizes the float weight of these ops to int8
-# per tensor (and the bias to int32) when their input comes from a DequantizeLinear and their
-# output leads to a QuantizeLinear: see _guard.
-REQUANTIZED_BY_ORT = frozenset({"Conv", "ConvTranspose", "Gemm"})
 GUARD_TEXT = "; a Clip to the same range keeps ONNX Runtime from re-quantizing the weights"
 
 
@@ -78,9 +75,10 @@ def export_layer(
                     layer.name, act, act, fmt.name, "shared", None, float(scale), float(zp),
                     "the deployment target's quantizer of this tensor", 10,
                 )  # fmt: skip
-                if not kernel and targets.slower_as_integer(layer):
-                    # kept float on purpose: the shared quantizer is a DequantizeLinear too, and
-                    # a quantizer after it (the next layer's input) would make ORT fuse it
+                if not kernel and layer.op_type in REQUANTIZED_BY_ORT:
+                    # not an integer kernel (kept float on purpose, or int4 weights...): the
+                    # shared quantizer is a DequantizeLinear too, and a quantizer after it
+                    # (the next layer's input) would make ORT re-quantize its weights
                     rec = _guard(b, rec, fmt)
                     node.input[:] = [rec.output if i == act else i for i in node.input]
                     state.model.graph.initializer.extend(b.initializers)
