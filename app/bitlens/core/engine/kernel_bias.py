@@ -12,7 +12,7 @@ output, both run with no graph optimization. Both sides round with :func:`int32_
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,6 @@ from onnx import helper
 from bitlens.core import targets
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.rewrite import act_prefix
-from bitlens.core.export.kernels import integer_kernel_layers
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
@@ -65,10 +64,10 @@ def output_axis(layer: Layer, attrs: Mapping[str, object]) -> int:
 
 
 def rounded_bias_layers(
-    info: ModelInfo, graph: onnx.GraphProto, plan: Plan, placed
+    info: ModelInfo, graph: onnx.GraphProto, plan: Plan, kernels: Iterable[str]
 ) -> dict[str, tuple[str, int]]:
-    """Integer-kernel layers whose bias the default export stores as int32: layer -> (bias,
-    number of output channels).
+    """Integer-kernel layers (``kernels``, the export's) whose bias the default export stores
+    as int32: layer -> (bias, number of output channels).
 
     The bias must be the layer's alone (one fed value cannot carry two layers' grids) and a
     Gemm's alpha and beta 1 (the exporter keeps the bias float otherwise)."""
@@ -79,7 +78,7 @@ def rounded_bias_layers(
         for t in node.inputs:
             readers[t] = readers.get(t, 0) + 1
     out: dict[str, tuple[str, int]] = {}
-    for name in sorted(integer_kernel_layers(info, plan, placed)):
+    for name in sorted(kernels):
         layer = info.layer(name)
         if not layer.biases or readers.get(layer.biases[0].name, 0) != 1:
             continue
@@ -131,9 +130,12 @@ class KernelBiases:
         if plan in cache:
             cache.move_to_end(plan)
             return cache[plan]
-        found = rounded_bias_layers(
-            self.info, self.model.graph_proto.graph, plan, self.placement(plan)  # type: ignore[attr-defined]
-        )
+        # imported here: the export imports the engine (a module-level import is a cycle)
+        from bitlens.core.export.kernels import integer_kernel_layers
+
+        placed = self.placement(plan)  # type: ignore[attr-defined]
+        kernels = integer_kernel_layers(self.info, plan, placed)
+        found = rounded_bias_layers(self.info, self.model.graph_proto.graph, plan, kernels)
         cache[plan] = found
         while len(cache) > 64:
             cache.popitem(last=False)
