@@ -26,8 +26,9 @@ from tests.core.export_models import random_feeds
 
 
 def linear_conv_net() -> onnx.ModelProto:
-    """x[1,4,6,6] -> Conv(8, bias) -> Relu -> Flatten -> MatMul + Add (a PyTorch Linear)
-    -> Relu -> Gemm(bias) -> y[1,10]: a bias on each kind of integer-kernel layer."""
+    """x[1,4,6,6] -> Conv(8, bias) -> Relu -> Flatten -> MatMul + Add (a PyTorch Linear, with
+    a float Cast between as in open_nsfw's head) -> Relu -> Gemm(bias) -> y[1,10]: a bias on
+    each kind of integer-kernel layer."""
     rng = np.random.default_rng(3)
     inits = [
         builders.init("cw", rng.normal(0, 0.3, (8, 4, 3, 3)).astype(np.float32)),
@@ -42,7 +43,8 @@ def linear_conv_net() -> onnx.ModelProto:
         helper.make_node("Relu", ["c"], ["cr"], name="relu0"),
         helper.make_node("Flatten", ["cr"], ["f"], name="flat"),
         helper.make_node("MatMul", ["f", "mw"], ["m"], name="linear"),
-        helper.make_node("Add", ["m", "mb"], ["ma"], name="linear_bias"),
+        helper.make_node("Cast", ["m"], ["mc"], name="linear_cast", to=TensorProto.FLOAT),
+        helper.make_node("Add", ["mc", "mb"], ["ma"], name="linear_bias"),
         helper.make_node("Relu", ["ma"], ["mr"], name="relu1"),
         helper.make_node("Gemm", ["mr", "gw", "gb"], ["y"], name="head", transB=1),
     ]
