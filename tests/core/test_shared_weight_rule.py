@@ -5,7 +5,8 @@ the exported file all count it there, once.
 Two recurrent layers that share their recurrence weight ``r`` but each have their own input
 weight: the search's file-size accounting counted ``r``'s saving for both (a layer stored
 its weights unless every one of them had an earlier reader), and its points' weight bytes
-left out ``rnn2``'s own ``w2`` (only the first layer of a sharing group was counted).
+and its sensitivities' bytes saved left out ``rnn2``'s own ``w2`` (only the first layer of a
+sharing group was counted), although a plan gives the whole group one weight format.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from bitlens.core.results import drain
 from bitlens.core.search import Budget, SearchOptions
+from bitlens.core.search.measures import sensitivities
 from bitlens.core.search.state import SearchState
 from bitlens.core.shared_weights import stored_by, stored_readers
 from bitlens.core.weights import stored_bytes
@@ -86,6 +88,9 @@ def test_search_sizes_stored_bytes_and_the_export_count_a_shared_weight_once(
     assert state.point(plan).weight_bytes == want_after
     float_plan = Plan(m.info)
     assert state.size.file_bytes(plan) - state.size.file_bytes(float_plan) == after - before
+    # the sensitivity of the group's one weight decision saves all its weights, each once
+    (entry,) = drain(sensitivities(engine, [INT8]))
+    assert (entry.layer, entry.bytes_saved) == ("rnn1", before - after)
     # the file: each float weight replaced once, by its stored reader, with one int8 copy
     out = tmp_path / "o.onnx"
     result = drain(export(engine, plan, out, ExportOptions()))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from bitlens.core.formats import Format, Granularity, storage_bytes
-from bitlens.core.model.types import Layer, WeightInfo
-from bitlens.core.shared_weights import stored_readers
+from bitlens.core.model.types import Layer, ModelInfo, WeightInfo
+from bitlens.core.shared_weights import stored_readers, weight_groups
 
 
 def bind(fmt: Format, w: WeightInfo) -> Format:
@@ -33,3 +33,12 @@ def stored_bytes(layers: Iterable[Layer], formats: Mapping[str, Format | None]) 
         before += w.nbytes
         after += w.nbytes if fmt is None else storage_bytes(bind(fmt, w), w.shape)
     return before, after
+
+
+def saved_by(info: ModelInfo, name: str, fmt: Format) -> int:
+    """Bytes a weight format on layer ``name`` saves in the file: a plan gives it to every
+    layer sharing a weight with ``name`` (shared_weights.weight_groups), so every weight those
+    layers read counts, each once, as :func:`stored_bytes` counts them."""
+    names = weight_groups(info).get(name, (name,))
+    before, after = stored_bytes([info.layer(n) for n in names], dict.fromkeys(names, fmt))
+    return before - after
