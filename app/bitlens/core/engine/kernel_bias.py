@@ -121,24 +121,20 @@ class KernelBiases:
     model: LoadedModel
 
     @cached_property
-    def _rounded_biases(self) -> OrderedDict[Plan, dict[str, tuple[str, int]]]:
-        return OrderedDict()
+    def _rounded_biases(self) -> _PerPlan:
+        return _PerPlan()
 
     def _rounded(self, plan: Plan) -> dict[str, tuple[str, int]]:
         """:func:`rounded_bias_layers` of ``plan`` (cached per plan)."""
-        cache = self._rounded_biases
-        if plan in cache:
-            cache.move_to_end(plan)
-            return cache[plan]
-        # imported here: the export imports the engine (a module-level import is a cycle)
-        from bitlens.core.export.kernels import integer_kernel_layers
+        found = self._rounded_biases.get(plan)
+        if found is None:
+            # imported here: the export imports the engine (a module-level import is a cycle)
+            from bitlens.core.export.kernels import integer_kernel_layers
 
-        placed = self.placement(plan)  # type: ignore[attr-defined]
-        kernels = integer_kernel_layers(self.info, plan, placed)
-        found = rounded_bias_layers(self.info, self.model.graph_proto.graph, plan, kernels)
-        cache[plan] = found
-        while len(cache) > 64:
-            cache.popitem(last=False)
+            placed = self.placement(plan)  # type: ignore[attr-defined]
+            kernels = integer_kernel_layers(self.info, plan, placed)
+            found = rounded_bias_layers(self.info, self.model.graph_proto.graph, plan, kernels)
+            self._rounded_biases.put(plan, found)
         return found
 
     def _plan_feeds(
@@ -155,3 +151,27 @@ class KernelBiases:
             scale = lambda la: engine.recovery.quantized(la, la.weights[0], plan[la.name]).q.scale  # noqa: E731
             feeds.update(rounded_feeds(self.info, rounded, feeds, scale))
         return feeds
+
+
+class _PerPlan:
+    """The last 64 plans' values; the last plan also by identity: every layer's prefix key
+    asks for it (engine._choice_key), and hashing a plan sorts its choices."""
+
+    def __init__(self) -> None:
+        self._values: OrderedDict[Plan, dict[str, tuple[str, int]]] = OrderedDict()
+        self._last: tuple[Plan, dict[str, tuple[str, int]]] | None = None
+
+    def get(self, plan: Plan) -> dict[str, tuple[str, int]] | None:
+        if self._last is not None and self._last[0] is plan:
+            return self._last[1]
+        found = self._values.get(plan)
+        if found is not None:
+            self._values.move_to_end(plan)
+            self._last = (plan, found)
+        return found
+
+    def put(self, plan: Plan, value: dict[str, tuple[str, int]]) -> None:
+        self._values[plan] = value
+        self._last = (plan, value)
+        while len(self._values) > 64:
+            self._values.popitem(last=False)
