@@ -215,6 +215,7 @@ def build(
             f"{len(guarded)} float Conv/Gemm layer(s) read a quantized tensor: a Clip keeps "
             "ONNX Runtime from quantizing their weights to int8"
         )
+        records = {n: _read_through_guard(r, engine, guarded) for n, r in records.items()}
     notes.extend(write_scalar_inputs(state, qm, engine.scalar))
     graph_now = graph_bytes(model)  # the graph's last change: only the header changes below
     tensor_bytes = file_bytes(model, graph_now) - size_before
@@ -358,3 +359,15 @@ def _shared_record(
         return replace(tensor, layer=layer)
     return replace(tensor, layer=layer, output=q.output,
                    description=tensor.description + GUARD_TEXT)  # fmt: skip
+
+
+def _read_through_guard(rec: LayerExport, engine: Engine, guarded: dict[str, str]) -> LayerExport:
+    """A layer guarded after its record was made (guards.guard_float_readers) reads the
+    target's quantizer through the Clip: its shared quantizer's output is the Clip's."""
+    clip = guarded.get(engine.info.layer(rec.name).outputs[0])
+    if clip is None:
+        return rec
+    return replace(rec, quantizers=tuple(
+        replace(q, output=clip) if q.kind == "shared" and q.output == q.activation else q
+        for q in rec.quantizers
+    ))  # fmt: skip

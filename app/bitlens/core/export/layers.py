@@ -75,10 +75,10 @@ def export_layer(
                     layer.name, act, act, fmt.name, "shared", None, float(scale), float(zp),
                     "the deployment target's quantizer of this tensor", 10,
                 )  # fmt: skip
-                if not kernel and layer.op_type in REQUANTIZED_BY_ORT:
-                    # not an integer kernel (kept float on purpose, or int4 weights...): the
-                    # shared quantizer is a DequantizeLinear too, and a quantizer after it
-                    # (the next layer's input) would make ORT re-quantize its weights
+                if not kernel and targets.slower_as_integer(layer):
+                    # kept float on purpose: the shared quantizer is a DequantizeLinear too, and
+                    # a quantizer after it (the next layer's input) would make ORT fuse it
+                    # (other layers reading it: guards.guard_float_readers)
                     rec = _guard(b, rec, fmt)
                     node.input[:] = [rec.output if i == act else i for i in node.input]
                     state.model.graph.initializer.extend(b.initializers)
