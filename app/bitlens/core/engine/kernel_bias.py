@@ -158,6 +158,8 @@ class KernelBiases:
         cache = self._bias_values
         todo: dict[str, tuple[str, int]] = {}
         for name, (bias, n_out) in rounded.items():
+            if bias not in feeds:  # a Constant node's: not fed, so it stays as the file has it
+                continue
             act = feeds.get(f"{act_prefix(name, 0)}__scale")
             key = (name, plan[name], None if act is None else act.tobytes())
             hit = cache.get(key)
