@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, bind
 from bitlens.core.errors import EngineError, PlanError
+from bitlens.core.export.kernels import integer_kernel_layers
 from bitlens.core.formats import fake_quantize, parse_format
 from bitlens.core.formats.uniform import params_from_range
 from bitlens.core.model.loader import from_proto
@@ -26,14 +27,16 @@ def make_engine(proto: onnx.ModelProto, n: int = 8, seed: int = 0) -> Engine:
 
 
 def rewritten(engine: Engine, plan: Plan) -> onnx.ModelProto:
-    """The plan applied the ordinary way: quantized weights baked in as initializers and
-    real QuantizeLinear -> (Clip) -> DequantizeLinear / Cast pairs on activations."""
+    """The plan applied the ordinary way: quantized weights baked in as initializers,
+    real QuantizeLinear -> (Clip) -> DequantizeLinear / Cast pairs on activations, and the
+    biases of integer-kernel layers rounded to s_x * s_w as the export stores them."""
     m = onnx.ModelProto()
     m.CopyFrom(engine.model.proto)
     g = m.graph
     inits = {t.name: t for t in g.initializer}
     new_nodes: list[onnx.NodeProto] = []
     extra: list[onnx.TensorProto] = []
+    kernels = integer_kernel_layers(engine.info, plan, engine.placement(plan))
     for node in g.node:
         layer = next((la for la in engine.info.layers if la.outputs[0] == node.output[0]), None)
         choice = plan[layer.name] if layer else LayerChoice()
@@ -61,6 +64,12 @@ def rewritten(engine: Engine, plan: Plan) -> onnx.ModelProto:
                         numpy_helper.from_array(np.asarray(z, zdt).ravel().squeeze(), zn),
                     ]
                     axis = {} if bound.axis is None else {"axis": bound.axis}
+                    if layer.name in kernels and layer.biases:  # stored as int32 at s_x * s_w
+                        b = layer.biases[0].name
+                        sw = engine.quantized(layer.weights[0], choice.weight).q.scale
+                        step = (np.float32(s) * np.asarray(sw, np.float32)).astype(np.float64)
+                        codes = np.rint(engine.model.weight(b).astype(np.float64) / step)
+                        inits[b].CopyFrom(numpy_helper.from_array((codes * step).astype(np.float32), b))
                     q = y + "_q"
                     new_nodes.append(helper.make_node("QuantizeLinear", [act, sn, zn], [q], **axis))
                     if fmt.bits < 8:

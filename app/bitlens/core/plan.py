@@ -41,7 +41,13 @@ from bitlens.core.plan_schema import (
 from bitlens.core.recovery import Recovery, parse_recovery
 from bitlens.core.recovery.support import check_recovery
 from bitlens.core.shared_weights import normalize, weight_groups
-from bitlens.core.targets import DEFAULT_TARGET, ORT_CPU, TENSORRT, check_target
+from bitlens.core.targets import (
+    DEFAULT_TARGET,
+    ORT_CPU,
+    TENSORRT,
+    check_target,
+    idle_input_quantizer,
+)
 
 PLAN_VERSION = 1
 
@@ -291,6 +297,13 @@ class Plan(Mapping[str, LayerChoice]):
             formats = TENSORRT_PRESET_FORMATS if target == TENSORRT else {}
             fmts = formats.get(name, PRESET_FORMATS[name])
             plan = cls.uniform(info, *fmts, layers=layers).with_target(target)
+        # a layer the target keeps float reads its input unquantized (no kernel to feed)
+        idle = {
+            n: dataclasses.replace(c, activation=None, dynamic=False)
+            for n, c in plan.choices.items()
+            if idle_input_quantizer(info.layer(n), c.weight, c.activation, plan.target)
+        }
+        plan = plan.with_choices(idle) if idle else plan
         # ONNX Runtime's CPU provider runs an int8 LSTM as DynamicQuantizeLSTM (lstm_kernel)
         return lstm_kernel.with_kernel(plan) if plan.target == ORT_CPU else plan
 

@@ -12,7 +12,42 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from bitlens.core.model.types import ModelInfo
+from bitlens.core.model.types import Layer, ModelInfo, WeightInfo
+
+WeightKey = tuple[str, str]  # (graph path, name): one tensor of the file
+
+
+def stored_readers(
+    layers: Iterable[Layer], formats: Mapping[str, object | None] | None = None
+) -> dict[WeightKey, tuple[str, WeightInfo]]:
+    """Per weight, the reader whose weight format the exported file stores it in, with that
+    reader's view of it (its axes): the first reader in model order whose format quantizes
+    it, else its first reader (the weight stays float). The export writes the weight there
+    and every other reader, a float one before it included, reads that stored form.
+    ``formats``: layer name -> weight format (None: float); omitted, every reader quantizes
+    (the readers of a plan's weight share one format, so its first reader stores it).
+
+    The one rule the exporter, the byte totals (:func:`bitlens.core.weights.stored_bytes`)
+    and the search's file sizes follow."""
+    found: dict[WeightKey, tuple[str, WeightInfo, bool]] = {}
+    for layer in layers:
+        quantizes = formats is None or formats.get(layer.name) is not None
+        for w in layer.weights:
+            key = (w.graph_path, w.name)
+            held = found.get(key)
+            if held is None or (quantizes and not held[2]):
+                found[key] = (layer.name, w, quantizes)
+    return {key: (name, w) for key, (name, w, _) in found.items()}
+
+
+def stored_by(info: ModelInfo) -> dict[str, tuple[WeightInfo, ...]]:
+    """Per layer, the weights a plan's file stores in its format (:func:`stored_readers`
+    with every reader quantizing): those it is the first to read; empty for a layer that
+    only reads weights stored by earlier layers."""
+    out: dict[str, list[WeightInfo]] = {layer.name: [] for layer in info.layers}
+    for name, w in stored_readers(info.layers).values():
+        out[name].append(w)
+    return {name: tuple(ws) for name, ws in out.items()}
 
 
 def weight_groups(info: ModelInfo) -> dict[str, tuple[str, ...]]:

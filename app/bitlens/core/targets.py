@@ -165,10 +165,27 @@ def kernel_format(layer: Layer, weight: Format | None, act: Format | None, dynam
     """An integer-kernel layer: Conv/MatMul/Gemm in the main graph with 8-bit integer weights
     (per tensor or channel) and a calibrated 8-bit per-tensor integer activation, whose
     integer kernel is not known to be slower than float (:func:`slower_as_integer`)."""
+    return slower_as_integer(layer) is None and _kernel_shaped(layer, weight, act, dynamic)
+
+
+def idle_input_quantizer(
+    layer: Layer, weight: Format | None, act: Format | None, target: str
+) -> bool:
+    """Whether an 8-bit input quantizer on ``layer`` only costs on ``target``: its formats fit
+    an integer kernel but ONNX Runtime's is slower there (:func:`slower_as_integer`), so the
+    layer runs as a float Conv and the quantizer adds a Q/DQ pair and its rounding error. The
+    presets leave such a layer's input float."""
+    return (
+        target == ORT_CPU
+        and slower_as_integer(layer) is not None
+        and _kernel_shaped(layer, weight, act, False)
+    )
+
+
+def _kernel_shaped(layer: Layer, weight: Format | None, act: Format | None, dynamic: bool) -> bool:
     return (
         layer.op_type in KERNEL_OPS
         and not layer.graph_path
-        and slower_as_integer(layer) is None
         and len(layer.weights) == 1
         and weight is not None
         and act is not None

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from bitlens.core.formats import Format, Granularity, storage_bytes
-from bitlens.core.model.types import Layer, WeightInfo
+from bitlens.core.model.types import Layer, ModelInfo, WeightInfo
+from bitlens.core.shared_weights import stored_readers, weight_groups
 
 
 def bind(fmt: Format, w: WeightInfo) -> Format:
@@ -24,17 +25,20 @@ def weight_bytes_after(layer: Layer, fmt: Format | None) -> int:
 
 def stored_bytes(layers: Iterable[Layer], formats: Mapping[str, Format | None]) -> tuple[int, int]:
     """Bytes of the layers' weights (before, after) with each layer's weights in
-    ``formats[layer.name]``, counting a weight several layers read once per stored form, as the
-    file stores it: the exporter refuses formats that disagree on a shared weight."""
-    before: dict[tuple[str, str], int] = {}
-    after: dict[tuple[str, str, str | None], int] = {}
-    for layer in layers:
-        fmt = formats[layer.name]
-        for w in layer.weights:
-            before[(w.graph_path, w.name)] = w.nbytes
-            if fmt is None:
-                after[(w.graph_path, w.name, None)] = w.nbytes
-            else:
-                bound = bind(fmt, w)
-                after[(w.graph_path, w.name, bound.name)] = storage_bytes(bound, w.shape)
-    return sum(before.values()), sum(after.values())
+    ``formats[layer.name]``, each weight once, in the format of the reader the file stores it
+    for (:func:`bitlens.core.shared_weights.stored_readers`)."""
+    before = after = 0
+    for reader, w in stored_readers(layers, formats).values():
+        fmt = formats[reader]
+        before += w.nbytes
+        after += w.nbytes if fmt is None else storage_bytes(bind(fmt, w), w.shape)
+    return before, after
+
+
+def saved_by(info: ModelInfo, name: str, fmt: Format) -> int:
+    """Bytes a weight format on layer ``name`` saves in the file: a plan gives it to every
+    layer sharing a weight with ``name`` (shared_weights.weight_groups), so every weight those
+    layers read counts, each once, as :func:`stored_bytes` counts them."""
+    names = weight_groups(info).get(name, (name,))
+    before, after = stored_bytes([info.layer(n) for n in names], dict.fromkeys(names, fmt))
+    return before - after

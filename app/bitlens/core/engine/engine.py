@@ -25,6 +25,7 @@ from bitlens.core.data import Dataset, batch_of
 from bitlens.core.engine import prefix, quantizers, rewrite, target_stats
 from bitlens.core.engine.arena_release import ArenaReleaser
 from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
+from bitlens.core.engine.kernel_bias import KernelBiases
 from bitlens.core.engine.localerrors import LocalErrors
 from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.output_metrics import FLOAT_TYPES, OutputMetrics
@@ -70,7 +71,8 @@ PREFIX_MIN = 16 << 20
 
 
 class Engine(
-    Structures, Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMetrics
+    Structures, Ranges, WeightFeeds, KernelBiases, LocalErrors, Sweep, PrefixRuns, Runs,
+    OutputMetrics
 ):
     """Evaluate plans for one model on one dataset. Not thread-safe: use from one worker."""
 
@@ -385,8 +387,9 @@ class Engine(
         return out
 
     def _choice_key(self, plan: Plan, name: str) -> tuple:
-        """What settles a layer's computation: its choice and those of its weights' sharers."""
-        return (plan[name], *(plan[n] for n in self._sharers[name]))
+        """What settles a layer's computation: its choice, those of its weights' sharers, and
+        whether its bias is rounded to int32 (a Conv's depends on later layers' choices)."""
+        return (plan[name], *(plan[n] for n in self._sharers[name]), name in self._rounded(plan))
 
     @cached_property
     def _output_names(self) -> list[str]:
@@ -400,7 +403,7 @@ class Engine(
         idx = self.data.evaluation if samples is None else samples
         placed = self.placement(plan)
         _sim, sess = self._session_for(*self._structure_of(plan))
-        feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices, placed)}
+        feeds = self._plan_feeds(plan, placed)
         out: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
         for i in idx:
             values = self._run(sess, self._output_names, {**self.data.samples[i], **feeds})
@@ -408,14 +411,16 @@ class Engine(
                 out[n].append(v)
         return out
 
-    def simulation(self, plan: Plan) -> tuple[rewrite.SimGraph, dict[str, np.ndarray]]:
+    def simulation(
+        self, plan: Plan, *, int32_bias: bool = True
+    ) -> tuple[rewrite.SimGraph, dict[str, np.ndarray]]:
         """The graph the engine runs for ``plan`` and what it feeds besides each sample
         (weights, quantizer parameters): for checks that run the same graph another way,
-        e.g. without ONNX Runtime's graph optimizations."""
+        e.g. without ONNX Runtime's graph optimizations. ``int32_bias``: as an export with
+        that option (ExportOptions.int32_bias) stores integer-kernel biases."""
         placed = self.placement(plan)
         sim, _ = self._session_for(*self._structure_of(plan))
-        feeds = {**self._weight_feeds(plan.choices), **self._param_feeds(plan.choices, placed)}
-        return sim, feeds
+        return sim, self._plan_feeds(plan, placed, int32_bias=int32_bias)
 
     def evaluate(self, plan: Plan) -> Evaluation:
         """Per-layer (weight, local, accumulated) and per-output errors of ``plan``."""
@@ -425,8 +430,7 @@ class Engine(
         placed = self.placement(plan)
         structure = self._structure_of(plan)
         skey, sim = self._sim_for(*structure)
-        choices = plan.choices
-        feeds = {**self._weight_feeds(choices), **self._param_feeds(choices, placed)}
+        feeds = self._plan_feeds(plan, placed)
         layer_out = sim.layer_outputs
         # A layer's output depends only on the choices of the layers before it (topological
         # order): outputs upstream of every change are reused, neither fetched nor measured.

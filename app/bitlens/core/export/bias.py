@@ -10,6 +10,7 @@ import onnx
 from onnx import helper
 
 from bitlens.core.engine.graphs import node_producing
+from bitlens.core.engine.kernel_bias import dequantized, int32_grid
 from bitlens.core.export.biasstore import compact_bias
 from bitlens.core.export.editing import ExportState, remove_weight
 from bitlens.core.export.graph import GraphBuilder
@@ -17,9 +18,6 @@ from bitlens.core.model.types import Layer, Storage, WeightInfo
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
-
-INT32 = np.iinfo(np.int32)
-
 
 @dataclass(frozen=True)
 class BiasRecord:
@@ -93,21 +91,12 @@ def int32_bias(
         notes.append("Gemm alpha/beta are not 1; bias kept float (no QGemm)")
         return None
     bias = np.asarray(engine.model.tensor_value(inits[name]))  # may be in an external file
-    n_out = w.shape[out_axis]
-    if bias.ndim != 1 or bias.size != n_out or bias.dtype != np.float32:
-        notes.append(f"bias {name} is not a float32 vector of {n_out}; kept float")
+    # the engine rounds its simulated bias with the same function (engine/kernel_bias.py)
+    grid = int32_grid(bias, act_scale, weight_scale, w.shape[out_axis])
+    if isinstance(grid, str):
+        notes.append(f"bias {name} {grid}; kept float")
         return None
-    if weight_scale.ndim == 1 and weight_scale.size == n_out:
-        pass
-    elif weight_scale.ndim != 0:
-        notes.append("weight scales are not per output channel; bias kept float")
-        return None
-    scale = (act_scale * weight_scale).astype(np.float32)
-    ratio = np.rint(bias.astype(np.float64) / np.broadcast_to(scale, bias.shape))
-    if np.any(np.abs(ratio) > INT32.max):
-        notes.append(f"bias {name} does not fit int32 at scale s_x*s_w; kept float")
-        return None
-    q = ratio.astype(np.int32)
+    q, scale = grid
     b = GraphBuilder(f"{name}_i32", state.taken)
     qn, sn = compact_bias(b, state, q, np.float32(act_scale), weight_scale, scale, w.name)
     attrs_dq = {"axis": 0} if scale.ndim == 1 else {}
@@ -122,5 +111,5 @@ def int32_bias(
         remove_weight(g, WeightInfo(name, bias.shape, "float32", Storage.INITIALIZER, "", 0, 0))
     g.initializer.extend(b.initializers)
     state.before.setdefault(layer.outputs[0], []).extend(b.nodes)
-    err = float(np.max(np.abs(q.astype(np.float32) * np.broadcast_to(scale, bias.shape) - bias)))
+    err = float(np.max(np.abs(dequantized(q, scale) - bias)))
     return BiasRecord(name, out, "s_x * s_w per channel" if scale.ndim else "s_x * s_w", err)

@@ -9,6 +9,7 @@ from bitlens.core.errors import ExportError
 from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.export.weights import WeightEncoding
 from bitlens.core.model.types import Storage, WeightInfo
+from bitlens.core.shared_weights import WeightKey
 
 
 class ExportState:
@@ -19,7 +20,9 @@ class ExportState:
         self.taken = taken
         self.prepend: dict[str, list[onnx.NodeProto]] = {}  # graph path -> nodes to put first
         self.before: dict[str, list[onnx.NodeProto]] = {}  # layer output -> nodes to insert first
-        self.weights: dict[str, tuple[str, WeightEncoding | None]] = {}  # name -> (format, enc)
+        # (graph path, weight) -> (format, encoding) as its stored reader wrote it
+        self.weights: dict[WeightKey, tuple[str, WeightEncoding | None]] = {}
+        self.stored: dict[WeightKey, tuple[str, WeightInfo]] = {}  # shared_weights.stored_readers
         self._sized: dict[int, tuple[int, int]] = {}
         self.shared: dict[
             str, dict[tuple, str]

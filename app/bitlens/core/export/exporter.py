@@ -39,6 +39,7 @@ from bitlens.core.errors import BitlensError, ExportError
 from bitlens.core.export import activations, focus, matmulnbits, opsets, spacetodepth
 from bitlens.core.export.editing import ExportState, field_bytes
 from bitlens.core.export.graph import used_names
+from bitlens.core.export.guards import guard_float_readers
 from bitlens.core.export.kernels import integer_kernel_candidate, integer_kernel_layers
 from bitlens.core.export.layers import (
     GUARD_TEXT,
@@ -61,6 +62,7 @@ from bitlens.core.formats import family_of, parse_format
 from bitlens.core.plan import Plan
 from bitlens.core.quantized import QuantizedModel, quantize_model
 from bitlens.core.results import Progress
+from bitlens.core.shared_weights import stored_readers
 from bitlens.core.targets import check_plan, deployment_warnings
 
 # Re-exported: callers import the export's records and kernel choice from here.
@@ -175,14 +177,20 @@ def build(
     yield Progress(0, len(plan.choices) + 1, f"exporting at opset {target}")
 
     state = ExportState(model, taken)
+    # which reader writes each weight (the others reuse its stored form): the same rule as
+    # the byte totals and the search's file sizes
+    state.stored = stored_readers(
+        engine.info.layers, {n: plan[n].weight for n in engine.info.layer_names}
+    )
     records: dict[str, LayerExport] = {}
     notes: list[str] = list(prepared.notes)
     notes.extend(deployment_warnings(plan))
     notes.extend(check_plan(plan))
     placed = qm.placed
     sizer = LayerSizer(model, base_bytes, base_graph)
-    for i, (name, choice) in enumerate(plan.choices.items()):
-        layer = engine.info.layer(name)
+    # in model order: a weight's stored reader comes before the readers that reuse it
+    for i, name in enumerate(n for n in engine.info.layer_names if n in plan.choices):
+        layer, choice = engine.info.layer(name), plan[name]
         pending = state.pending_bytes()
         if exact_sizes:
             size_before = file_bytes(model)
@@ -202,6 +210,13 @@ def build(
     records = spacetodepth.rewrite(model, engine, qm, records, taken)
     size_before = file_bytes(model)
     tensor_records = export_tensor_quantizers(state, qm)
+    kernel_outputs = {engine.info.layer(n).outputs[0] for n in kernels}
+    if guarded := guard_float_readers(model.graph, kernel_outputs, taken):
+        notes.append(
+            f"{len(guarded)} float Conv/Gemm layer(s) read a quantized tensor: a Clip keeps "
+            "ONNX Runtime from quantizing their weights to int8"
+        )
+        records = {n: _read_through_guard(r, engine, guarded) for n, r in records.items()}
     notes.extend(write_scalar_inputs(state, qm, engine.scalar))
     records, tensor_records = focus.rewrite(model, engine, qm, records, tensor_records, taken)
     graph_now = graph_bytes(model)  # the graph's last change: only the header changes below
@@ -352,3 +367,15 @@ def _shared_record(
         return replace(tensor, layer=layer)
     return replace(tensor, layer=layer, output=q.output,
                    description=tensor.description + GUARD_TEXT)  # fmt: skip
+
+
+def _read_through_guard(rec: LayerExport, engine: Engine, guarded: dict[str, str]) -> LayerExport:
+    """A layer guarded after its record was made (guards.guard_float_readers) reads the
+    target's quantizer through the Clip: its shared quantizer's output is the Clip's."""
+    clip = guarded.get(engine.info.layer(rec.name).outputs[0])
+    if clip is None:
+        return rec
+    return replace(rec, quantizers=tuple(
+        replace(q, output=clip) if q.kind == "shared" and q.output == q.activation else q
+        for q in rec.quantizers
+    ))  # fmt: skip

@@ -133,7 +133,8 @@ def check_fidelity(
     code_names = [n for n, _ in code_outputs]
     samples = list(engine.data.evaluation)
     want = engine.run_outputs(plan, samples)  # what the inspector shows (optimized session)
-    sim, sim_feeds = engine.simulation(plan)
+    # the reference above has the float biases back, so the engine's graph is fed them too
+    sim, sim_feeds = engine.simulation(plan, int32_bias=False)
     want_written = _run_unoptimized(sim.model, sim_feeds, engine, samples, out_names, providers)
     ref_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     ref_codes: dict[str, list[np.ndarray]] = {n: [] for n in code_names}

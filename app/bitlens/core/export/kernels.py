@@ -19,7 +19,7 @@ def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
 
 # Ops ONNX Runtime moves a QuantizeLinear back across (QDQ propagation) or folds into the
 # kernel before it, so a Conv whose output reaches an 8-bit quantizer through them fuses.
-_PASS_TO_Q = frozenset(
+PASS_TO_Q = frozenset(
     {"Relu", "Clip", "MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"}
 )
 
@@ -31,7 +31,7 @@ def integer_kernel_layers(
 
     Conv fuses (QLinearConv) only when its result is requantized: its output must
     reach a tensor the plan quantizes to 8 bits through ops that keep the grid
-    (``_PASS_TO_Q``). Otherwise the Conv would run in float on weights dequantized at
+    (``PASS_TO_Q``). Otherwise the Conv would run in float on weights dequantized at
     every run, so its weights are folded instead (same values, float speed).
     MatMul (MatMulIntegerToFloat) and Gemm (QGemm) also fuse with a float output.
     """
@@ -63,7 +63,7 @@ def integer_kernel_layers(
                 out.add(name)
                 break
             users = consumers.get(t, [])
-            if len(users) != 1 or users[0].op_type not in _PASS_TO_Q:
+            if len(users) != 1 or users[0].op_type not in PASS_TO_Q:
                 break
             t = users[0].outputs[0]
     return out

@@ -23,6 +23,7 @@ from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import int32_bias
 from bitlens.core.export.editing import ExportState, remove_weight
 from bitlens.core.export.graph import GraphBuilder, rename_output
+from bitlens.core.export.guards import REQUANTIZED_BY_ORT
 from bitlens.core.export.records import ExportOptions, LayerExport
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_qtensor, native_qdq_dtype
 from bitlens.core.formats import Format, QTensor, family_of, uniform
@@ -34,10 +35,6 @@ from bitlens.core.recovery import export as recovery_export
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
 
-# ONNX Runtime's WeightBiasQuantization pass quantizes the float weight of these ops to int8
-# per tensor (and the bias to int32) when their input comes from a DequantizeLinear and their
-# output leads to a QuantizeLinear: see _guard.
-REQUANTIZED_BY_ORT = frozenset({"Conv", "ConvTranspose", "Gemm"})
 GUARD_TEXT = "; a Clip to the same range keeps ONNX Runtime from re-quantizing the weights"
 
 
@@ -83,6 +80,7 @@ def export_layer(
                 if not kernel and targets.slower_as_integer(layer):
                     # kept float on purpose: the shared quantizer is a DequantizeLinear too, and
                     # a quantizer after it (the next layer's input) would make ORT fuse it
+                    # (other layers reading it: guards.guard_float_readers)
                     rec = _guard(b, rec, fmt)
                     node.input[:] = [rec.output if i == act else i for i in node.input]
                     state.model.graph.initializer.extend(b.initializers)
@@ -113,8 +111,9 @@ def export_layer(
     if choice.weight is not None:
         for w in layer.weights:
             fmt = bind(choice.weight, w)
-            if w.name in state.weights:
-                prev_fmt, enc = state.weights[w.name]
+            key = (w.graph_path, w.name)
+            if state.stored[key][0] != layer.name:  # an earlier reader wrote it
+                prev_fmt, enc = state.weights[key]
                 if prev_fmt != fmt.name:
                     raise ExportError(
                         f"weight {w.name!r} is shared by several layers with different formats "
@@ -129,7 +128,7 @@ def export_layer(
             enc = _encode_one(state, layer, w, qm.weight(w.name).q, kernel, options, notes,
                               None if rec is None else rec.input_scale,
                               tensorrt=qm.plan.target == targets.TENSORRT)  # fmt: skip
-            state.weights[w.name] = (fmt.name, enc)
+            state.weights[key] = (fmt.name, enc)
             if enc is not None:
                 encodings.append(enc)
                 replaced.add(w.name)

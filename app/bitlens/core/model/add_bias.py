@@ -40,11 +40,17 @@ def _add_bias(layer, consumers, inits, outputs) -> WeightInfo | None:
     w = layer.weights[0]
     if layer.inputs[1:2] != (w.name,) or len(w.shape) != 2 or layer.outputs[0] in outputs:
         return None
-    users = consumers.get(layer.outputs[0], [])
-    if len(users) != 1 or users[0].op_type != "Add" or len(users[0].input) != 2:
+    out = layer.outputs[0]
+    users = consumers.get(out, [])
+    # also through float-to-float Casts (open_nsfw's head: MatMul -> Cast -> Add), identities
+    # on a float32 MatMul's output that the export's int32 bias looks through too
+    while w.dtype == "float32" and len(users) == 1 and _float_cast(users[0]):
+        out = users[0].output[0]
+        users = consumers.get(out, [])
+    if out in outputs or len(users) != 1 or users[0].op_type != "Add" or len(users[0].input) != 2:
         return None
     add = users[0]
-    other = add.input[1] if add.input[0] == layer.outputs[0] else add.input[0]
+    other = add.input[1] if add.input[0] == out else add.input[0]
     t = inits.get(other)
     if t is None or t.data_type != onnx.TensorProto.FLOAT or len(consumers.get(other, [])) != 1:
         return None
@@ -52,3 +58,8 @@ def _add_bias(layer, consumers, inits, outputs) -> WeightInfo | None:
     if not dims or math.prod(dims) != w.shape[1] or dims[-1] != w.shape[1]:
         return None
     return WeightInfo(other, dims, "float32", Storage.INITIALIZER, "", 0, 0)
+
+
+def _float_cast(node: onnx.NodeProto) -> bool:
+    to = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "to"), None)
+    return node.op_type == "Cast" and to == onnx.TensorProto.FLOAT

@@ -16,13 +16,14 @@ from bitlens.core.export.exporter import (
     needed_opset,
     preflight,
 )
-from bitlens.core.formats import Format
+from bitlens.core.formats import Format, storage_bytes
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import drain
 from bitlens.core.search.measures import file_bytes_of
 from bitlens.core.search.sizes import LearnedSizes
-from bitlens.core.weights import weight_bytes_after
+from bitlens.core.shared_weights import stored_by
+from bitlens.core.weights import bind
 
 # Plans the accounting puts this close to a size budget are measured by a real export: a
 # few hundred bytes decide between a preset and the plan that beats it at its size.
@@ -57,16 +58,7 @@ class FileSizes:
         self.learned = LearnedSizes()
         # A weight several layers read (an unrolled LSTMCell's Gemms) is stored once, by the
         # export's first layer reading it: the others neither save nor add its bytes.
-        first: dict[tuple[str, str], str] = {}
-        for layer in self.info.layers:
-            for w in layer.weights:
-                first.setdefault((w.graph_path, w.name), layer.name)
-        self._reuses = {
-            layer.name
-            for layer in self.info.layers
-            if layer.weights
-            and all(first[(w.graph_path, w.name)] != layer.name for w in layer.weights)
-        }
+        self._stores = stored_by(self.info)
 
     # -- real exports ------------------------------------------------------------------------
     def exported(self, plan: Plan) -> int | None:
@@ -140,8 +132,9 @@ class FileSizes:
         layer = self.info.layer(name)
         w, a = choice.weight, choice.activation
         net = 0
-        if w is not None and name not in self._reuses:
-            net += weight_bytes_after(layer, w) - layer.nbytes
+        stores = self._stores[name]
+        if w is not None and stores:
+            net += sum(storage_bytes(bind(w, s), s.shape) - s.nbytes for s in stores)
             net += self.w_overhead.get(w, 0) - self.learned.shared.get(w, 0)
         if a is not None:
             net += self.a_overhead

@@ -16,7 +16,7 @@ from bitlens.core.search.candidates import _fits, _fits_weight, _parse_all
 from bitlens.core.search.points import Sensitivity
 from bitlens.core.shared_weights import one_per_group
 from bitlens.core.usermetric import Metric, concat_outputs, default_metric, reference_outputs
-from bitlens.core.weights import weight_bytes_after
+from bitlens.core.weights import saved_by
 
 
 def file_bytes_of(engine: Engine) -> tuple[int, int]:
@@ -65,7 +65,7 @@ def sensitivities(
         trials: list[tuple[str, str, LayerChoice, int]] = []
         for fmt in wfmts if name in deciders else ():
             if layer.weights and _fits_weight(layer, fmt):
-                saved = layer.nbytes - weight_bytes_after(layer, fmt)
+                saved = saved_by(engine.info, name, fmt)  # its group's weights, each once
                 trials.append(("weight", fmt.name, LayerChoice(fmt), saved))
         for fmt in afmts:
             if fmt is not None and _fits(layer, fmt):

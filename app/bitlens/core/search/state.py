@@ -21,9 +21,8 @@ from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import SearchOptions
 from bitlens.core.search.points import Point, Sensitivity
 from bitlens.core.search.recovered import Recovered, parse_methods
-from bitlens.core.shared_weights import one_per_group
 from bitlens.core.usermetric import Metric, concat_outputs
-from bitlens.core.weights import weight_bytes_after
+from bitlens.core.weights import stored_bytes
 
 
 class SearchState:
@@ -69,8 +68,6 @@ class SearchState:
         self.recovery_methods = parse_methods(options.recovery)
         self.recov: dict[str, dict[Format, Recovered]] = {}
         self.deployed: DeployedErrors | None = None  # made when first needed
-        # the layers whose weights a point's bytes count: a shared weight's group once
-        self._counted = frozenset(one_per_group(self.info, self.info.layer_names))
 
     # -- evaluation ------------------------------------------------------------------------
     def _error(self, got: Mapping[str, np.ndarray]) -> float:
@@ -92,10 +89,10 @@ class SearchState:
                 self.tried.append(hit)
             return hit
         error, metric = self._measure(plan)
-        weight_bytes = sum(
-            weight_bytes_after(la, plan[la.name].weight) for la in self.info.layers
-            if la.name in self._counted
-        )  # fmt: skip
+        # each weight once, in the format its file stores it in (shared_weights.stored_readers)
+        weight_bytes = stored_bytes(
+            self.info.layers, {n: plan[n].weight for n in self.info.layer_names}
+        )[1]
         nbytes = self.size.file_bytes(plan)
         real = self.size.real_if_near(plan, nbytes)
         p = Point(plan, nbytes if real is None else real, weight_bytes, error, metric, label, real)

@@ -18,7 +18,7 @@ from bitlens.core.search.candidates import _fits_weight
 from bitlens.core.search.hull import _efficient, _greedy, _hull, _Ladder
 from bitlens.core.search.points import Sensitivity
 from bitlens.core.search.state import SearchState
-from bitlens.core.weights import weight_bytes_after
+from bitlens.core.weights import saved_by
 
 
 class WeightPath(SearchState):
@@ -57,7 +57,7 @@ class WeightPath(SearchState):
         method = self._recovery_of(layer.name, fmt)
         err, met = self._measure(self.plan_for({layer.name: LayerChoice(fmt, recovery=method)}))
         self.measured[(layer.name, fmt)] = (err * err, met)
-        saved = layer.nbytes - weight_bytes_after(layer, fmt)
+        saved = saved_by(self.info, layer.name, fmt)  # its group's weights, each once
         rec = None if method is None else method.value
         self.sens.append(Sensitivity(layer.name, "weight", fmt.name, err, met, saved, rec))
 

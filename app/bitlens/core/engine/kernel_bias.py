@@ -1,0 +1,204 @@
+"""Biases as the export stores them for integer kernels: int32 codes at scale s_x * s_w.
+
+ONNX Runtime's QGemm, QLinearConv and MatMulIntegerToFloat add the bias to the int32
+accumulator, so the export stores an integer-kernel layer's float bias as int32 at the
+accumulator's scale (bitlens.core.export.bias). The rounding to that grid is tiny (half of
+s_x * s_w), but the simulation must make it too: on khmersm's transformer the float bias
+made the engine's W8A8 graph differ from the exported file by 1e-5 relative at the first
+linear layer, which flipped activation codes downstream and reached 0.0022 relative at the
+output, both run with no graph optimization. Both sides round with :func:`int32_grid`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from bitlens.core import targets
+from bitlens.core.engine.graphs import node_producing
+from bitlens.core.engine.rewrite import act_prefix
+
+if TYPE_CHECKING:
+    from bitlens.core.engine import Engine
+    from bitlens.core.model.loader import LoadedModel
+    from bitlens.core.model.types import Layer, ModelInfo
+    from bitlens.core.plan import Plan
+    from bitlens.core.targets import TensorQuantizer
+
+INT32 = np.iinfo(np.int32)
+
+
+def int32_grid(
+    bias: np.ndarray, act_scale: np.float32, weight_scale: np.ndarray, n_out: int
+) -> tuple[np.ndarray, np.ndarray] | str:
+    """(int32 codes, float32 scale s_x * s_w) of a layer's bias, or why it stays float."""
+    if bias.ndim != 1 or bias.size != n_out or bias.dtype != np.float32:
+        return f"is not a float32 vector of {n_out}"
+    if weight_scale.ndim not in (0, 1) or (weight_scale.ndim == 1 and weight_scale.size != n_out):
+        return "weight scales are not per output channel"
+    scale = (np.float32(act_scale) * weight_scale).astype(np.float32)
+    ratio = np.rint(bias.astype(np.float64) / np.broadcast_to(scale, bias.shape))
+    if np.any(np.abs(ratio) > INT32.max):
+        return "does not fit int32 at scale s_x*s_w"
+    return ratio.astype(np.int32), scale
+
+
+def dequantized(codes: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """What DequantizeLinear computes from int32 codes: float32(code) * scale in float32."""
+    return codes.astype(np.float32) * np.broadcast_to(scale, codes.shape)
+
+
+def output_axis(layer: Layer, attrs: Mapping[str, object]) -> int:
+    """The weight axis of the layer's output channels (the bias's length)."""
+    if layer.op_type == "MatMul":
+        return len(layer.weights[0].shape) - 1
+    if layer.op_type == "Gemm":
+        return 0 if attrs.get("transB", 0) else 1
+    return 0
+
+
+def rounded_bias_layers(
+    info: ModelInfo, graph: onnx.GraphProto, plan: Plan, kernels: Iterable[str]
+) -> dict[str, tuple[str, int]]:
+    """Integer-kernel layers (``kernels``, the export's) whose bias the default export stores
+    as int32: layer -> (bias, number of output channels).
+
+    The bias must be the layer's alone (one fed value cannot carry two layers' grids) and a
+    Gemm's alpha and beta 1 (the exporter keeps the bias float otherwise)."""
+    if plan.target == targets.TENSORRT:  # TensorRT fuses a float bias (export/layers.py)
+        return {}
+    readers: dict[str, int] = {}
+    for node in info.nodes:
+        for t in node.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    out: dict[str, tuple[str, int]] = {}
+    for name in sorted(kernels):
+        layer = info.layer(name)
+        if not layer.biases or readers.get(layer.biases[0].name, 0) != 1:
+            continue
+        _, node = node_producing(graph, layer.outputs[0])
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+            continue
+        out[name] = (layer.biases[0].name, layer.weights[0].shape[output_axis(layer, attrs)])
+    return out
+
+
+def rounded_feeds(
+    info: ModelInfo,
+    rounded: Mapping[str, tuple[str, int]],
+    feeds: Mapping[str, np.ndarray],
+    weight_scale,
+) -> dict[str, np.ndarray]:
+    """The bias feeds of the ``rounded`` layers (:func:`rounded_bias_layers`) on the int32
+    grid, from the bias and activation scale in ``feeds``; ``weight_scale(layer)`` gives the
+    layer's weight scale. A bias the export would keep float is fed unchanged."""
+    out: dict[str, np.ndarray] = {}
+    for name, (bias, n_out) in rounded.items():
+        layer = info.layer(name)
+        act = feeds.get(f"{act_prefix(name, 0)}__scale")
+        if len(layer.activations) != 1 or act is None or act.size != 1 or bias not in feeds:
+            continue
+        grid = int32_grid(
+            np.asarray(feeds[bias]), np.float32(act.reshape(())),
+            np.asarray(weight_scale(layer), np.float32), n_out,
+        )  # fmt: skip
+        if not isinstance(grid, str):
+            out[bias] = dequantized(*grid)
+    return out
+
+
+class KernelBiases:
+    """Mixin of the Engine: the feeds of a plan's run, integer-kernel biases included."""
+
+    info: ModelInfo
+    model: LoadedModel
+
+    @cached_property
+    def _rounded_biases(self) -> _PerPlan:
+        return _PerPlan()
+
+    @cached_property
+    def _bias_values(self) -> dict[tuple, np.ndarray]:
+        return {}
+
+    def _rounded(self, plan: Plan) -> dict[str, tuple[str, int]]:
+        """:func:`rounded_bias_layers` of ``plan`` (cached per plan)."""
+        found = self._rounded_biases.get(plan)
+        if found is None:
+            # imported here: the export imports the engine (a module-level import is a cycle)
+            from bitlens.core.export.kernels import integer_kernel_layers
+
+            placed = self.placement(plan)  # type: ignore[attr-defined]
+            kernels = integer_kernel_layers(self.info, plan, placed)
+            found = rounded_bias_layers(self.info, self.model.graph_proto.graph, plan, kernels)
+            self._rounded_biases.put(plan, found)
+        return found
+
+    def _plan_feeds(
+        self, plan: Plan, placed: Mapping[str, TensorQuantizer], *, int32_bias: bool = True
+    ) -> dict[str, np.ndarray]:
+        """What a run of ``plan`` feeds besides the sample: weights, quantizer parameters, and
+        integer-kernel biases on the int32 grid the export stores them on."""
+        engine: Engine = self  # type: ignore[assignment]
+        feeds = {
+            **engine._weight_feeds(plan.choices), **engine._param_feeds(plan.choices, placed)
+        }  # fmt: skip
+        rounded = self._rounded(plan) if int32_bias else {}
+        if not rounded:
+            return feeds
+        # kept per (layer, choice, activation scale): computing them took 1.2-1.5 ms of each
+        # evaluation on ddddocr's CRNN and khmersm (22 and 13 layers)
+        cache = self._bias_values
+        todo: dict[str, tuple[str, int]] = {}
+        for name, (bias, n_out) in rounded.items():
+            if bias not in feeds:  # a Constant node's: not fed, so it stays as the file has it
+                continue
+            act = feeds.get(f"{act_prefix(name, 0)}__scale")
+            key = (name, plan[name], None if act is None else act.tobytes())
+            hit = cache.get(key)
+            if hit is not None:
+                feeds[bias] = hit
+            else:
+                todo[name] = (bias, n_out)
+        if todo:
+            scale = lambda la: engine.recovery.quantized(la, la.weights[0], plan[la.name]).q.scale  # noqa: E731
+            done = rounded_feeds(self.info, todo, feeds, scale)
+            if len(cache) > 4096:
+                cache.clear()
+            for name, (bias, _) in todo.items():
+                act = feeds.get(f"{act_prefix(name, 0)}__scale")
+                key = (name, plan[name], None if act is None else act.tobytes())
+                cache[key] = done.get(bias, feeds[bias])  # unchanged where it stays float
+            feeds.update(done)
+        return feeds
+
+
+class _PerPlan:
+    """The last 64 plans' values; the last plan also by identity: every layer's prefix key
+    asks for it (engine._choice_key), and hashing a plan sorts its choices."""
+
+    def __init__(self) -> None:
+        self._values: OrderedDict[Plan, dict[str, tuple[str, int]]] = OrderedDict()
+        self._last: tuple[Plan, dict[str, tuple[str, int]]] | None = None
+
+    def get(self, plan: Plan) -> dict[str, tuple[str, int]] | None:
+        if self._last is not None and self._last[0] is plan:
+            return self._last[1]
+        found = self._values.get(plan)
+        if found is not None:
+            self._values.move_to_end(plan)
+            self._last = (plan, found)
+        return found
+
+    def put(self, plan: Plan, value: dict[str, tuple[str, int]]) -> None:
+        self._values[plan] = value
+        self._last = (plan, value)
+        while len(self._values) > 64:
+            self._values.popitem(last=False)

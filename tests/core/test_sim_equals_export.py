@@ -1,0 +1,100 @@
+"""The engine's simulation of a plan computes what its exported file computes, both run with
+no graph optimization (ORT_DISABLE_ALL), bit for bit.
+
+The export stores an integer-kernel layer's bias as int32 at scale s_x * s_w (what QGemm,
+QLinearConv and MatMulIntegerToFloat take); the engine used to feed the float bias, so on
+khmersm's transformer its W8A8 output differed from the file's by 0.0022 relative (a 1e-5
+bias rounding at the first linear layer flipped activation codes downstream).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from bitlens.core.engine import Engine
+from bitlens.core.export.exporter import export
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
+from bitlens.core.results import drain
+from tests import builders
+from tests.core.export_models import random_feeds
+
+
+def linear_conv_net() -> onnx.ModelProto:
+    """x[1,4,6,6] -> Conv(8, bias) -> Relu -> Flatten -> MatMul + Add (a PyTorch Linear, with
+    a float Cast between as in open_nsfw's head) -> Relu -> Gemm(bias) -> y[1,10]: a bias on
+    each kind of integer-kernel layer."""
+    rng = np.random.default_rng(3)
+    inits = [
+        builders.init("cw", rng.normal(0, 0.3, (8, 4, 3, 3)).astype(np.float32)),
+        builders.init("cb", rng.normal(0, 0.2, 8).astype(np.float32)),
+        builders.init("mw", rng.normal(0, 0.1, (128, 16)).astype(np.float32)),
+        builders.init("mb", rng.normal(0, 0.2, 16).astype(np.float32)),
+        builders.init("gw", rng.normal(0, 0.3, (10, 16)).astype(np.float32)),
+        builders.init("gb", rng.normal(0, 0.2, 10).astype(np.float32)),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "cw", "cb"], ["c"], name="conv", pads=[0, 0, 0, 0]),
+        helper.make_node("Relu", ["c"], ["cr"], name="relu0"),
+        helper.make_node("Flatten", ["cr"], ["f"], name="flat"),
+        helper.make_node("MatMul", ["f", "mw"], ["m"], name="linear"),
+        helper.make_node("Cast", ["m"], ["mc"], name="linear_cast", to=TensorProto.FLOAT),
+        helper.make_node("Add", ["mc", "mb"], ["ma"], name="linear_bias"),
+        helper.make_node("Relu", ["ma"], ["mr"], name="relu1"),
+        helper.make_node("Gemm", ["mr", "gw", "gb"], ["y"], name="head", transB=1),
+    ]
+    io = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6]),
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10]),
+    ]
+    return builders.model(helper.make_graph(nodes, "lin", io[:1], io[1:], inits))
+
+
+def _unoptimized(model: onnx.ModelProto | str) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    src = model if isinstance(model, str) else model.SerializeToString()
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def test_w8a8_simulation_equals_the_exported_file_as_written(tmp_path: Path) -> None:
+    model = from_proto(linear_conv_net())
+    engine = Engine(model, random_feeds(model.info, 4), device="cpu")
+    plan = Plan.preset(engine.info, "W8A8")
+    out = tmp_path / "w8a8.onnx"
+    result = drain(export(engine, plan, out))
+    stored = {n for n, r in result.layers.items() if r.bias is not None}
+    assert stored == {"conv", "linear", "head"}  # every kernel layer's bias became int32
+    sim, feeds = engine.simulation(plan)
+    s_sim, s_file = _unoptimized(sim.model), _unoptimized(str(out))
+    wanted = {i.name for i in s_sim.get_inputs()}
+    for i in engine.data.evaluation:
+        sample = engine.data.samples[i]
+        (a,) = s_sim.run(["y"], {k: v for k, v in {**sample, **feeds}.items() if k in wanted})
+        (b,) = s_file.run(["y"], sample)
+        np.testing.assert_array_equal(a, b)
+    # the fed biases are the file's int32 codes times s_x * s_w (DequantizeLinear, float32)
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(out).graph.initializer}
+    for name, rec in result.layers.items():
+        bias = rec.bias
+        assert bias is not None, name
+        codes, scale = inits[f"{bias.bias}_i32_codes"], inits[f"{bias.bias}_i32_scale"]
+        np.testing.assert_array_equal(feeds[bias.bias], codes.astype(np.float32) * scale)
+    # and run_outputs (the window's numbers) reads the same biases
+    np.testing.assert_array_equal(
+        engine.run_outputs(plan)["y"][0],
+        _optimized_sim(sim.model, {**engine.data.samples[engine.data.evaluation[0]], **feeds}),
+    )
+
+
+def _optimized_sim(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> np.ndarray:
+    from bitlens.core.engine.session import make_session
+
+    sess = make_session(model, "cpu")
+    wanted = {i.name for i in sess.get_inputs()}
+    return sess.run(["y"], {k: v for k, v in feed.items() if k in wanted})[0]
