@@ -71,8 +71,15 @@ PREFIX_MIN = 16 << 20
 
 
 class Engine(
-    Structures, Ranges, WeightFeeds, KernelBiases, LocalErrors, Sweep, PrefixRuns, Runs,
-    OutputMetrics
+    Structures,
+    Ranges,
+    WeightFeeds,
+    KernelBiases,
+    LocalErrors,
+    Sweep,
+    PrefixRuns,
+    Runs,
+    OutputMetrics,
 ):
     """Evaluate plans for one model on one dataset. Not thread-safe: use from one worker."""
 
