@@ -98,3 +98,50 @@ def _optimized_sim(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> np.nd
     sess = make_session(model, "cpu")
     wanted = {i.name for i in sess.get_inputs()}
     return sess.run(["y"], {k: v for k, v in feed.items() if k in wanted})[0]
+
+
+def shared_bias_gemms() -> onnx.ModelProto:
+    """x[2,8] -> Gemm(w1, b) and Mul(x, 5) -> Gemm(w2, b), added -> y[2,8]: one bias
+    initializer read by two Gemms whose inputs have different ranges, so different activation
+    scales (an unrolled LSTMCell's Gemms all read one bias, as in captcha-whisperer's CRNN)."""
+    rng = np.random.default_rng(5)
+    inits = [
+        builders.init("w1", rng.normal(0, 0.3, (8, 8)).astype(np.float32)),
+        builders.init("w2", rng.normal(0, 0.3, (8, 8)).astype(np.float32)),
+        builders.init("b", rng.normal(0, 0.4, 8).astype(np.float32)),
+        builders.init("five", np.array(5.0, np.float32)),
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b"], ["g1"], name="first", transB=1),
+        helper.make_node("Mul", ["x", "five"], ["x5"], name="scale_up"),
+        helper.make_node("Gemm", ["x5", "w2", "b"], ["g2"], name="second", transB=1),
+        helper.make_node("Add", ["g1", "g2"], ["y"], name="sum"),
+    ]
+    io = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8]),
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8]),
+    ]
+    return builders.model(helper.make_graph(nodes, "shared_bias", io[:1], io[1:], inits))
+
+
+def test_a_bias_shared_by_two_gemms_is_rounded_per_reader(tmp_path: Path) -> None:
+    """The export stores an int32 copy of a shared bias per reader, each at that reader's
+    s_x * s_w; the engine fed one float tensor to both, so the simulation differed."""
+    model = from_proto(shared_bias_gemms())
+    engine = Engine(model, random_feeds(model.info, 4), device="cpu")
+    plan = Plan.preset(engine.info, "W8A8")
+    out = tmp_path / "shared.onnx"
+    result = drain(export(engine, plan, out))
+    assert {n for n, r in result.layers.items() if r.bias is not None} == {"first", "second"}
+    sim, feeds = engine.simulation(plan)
+    s_sim, s_file = _unoptimized(sim.model), _unoptimized(str(out))
+    wanted = {i.name for i in s_sim.get_inputs()}
+    for i in engine.data.evaluation:
+        sample = engine.data.samples[i]
+        (a,) = s_sim.run(["y"], {k: v for k, v in {**sample, **feeds}.items() if k in wanted})
+        (b,) = s_file.run(["y"], sample)
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(
+        engine.run_outputs(plan)["y"][0],
+        _optimized_sim(sim.model, {**engine.data.samples[engine.data.evaluation[0]], **feeds}),
+    )

@@ -22,7 +22,7 @@ from onnx import helper
 
 from bitlens.core import targets
 from bitlens.core.engine.graphs import node_producing
-from bitlens.core.engine.rewrite import act_prefix
+from bitlens.core.engine.rewrite import act_prefix, reader_counts
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
@@ -64,29 +64,34 @@ def output_axis(layer: Layer, attrs: Mapping[str, object]) -> int:
 
 
 def rounded_bias_layers(
-    info: ModelInfo, graph: onnx.GraphProto, plan: Plan, kernels: Iterable[str]
+    info: ModelInfo,
+    graph: onnx.GraphProto,
+    plan: Plan,
+    kernels: Iterable[str],
+    own_inputs: Mapping[str, tuple[str, str]],
 ) -> dict[str, tuple[str, int]]:
     """Integer-kernel layers (``kernels``, the export's) whose bias the default export stores
-    as int32: layer -> (bias, number of output channels).
+    as int32: layer -> (the bias's feed, number of output channels).
 
-    The bias must be the layer's alone (one fed value cannot carry two layers' grids) and a
+    The bias must be the layer's alone or read from the layer's own input (``own_inputs``,
+    :func:`rewrite.shared_biases`: one fed value cannot carry two layers' grids), and a
     Gemm's alpha and beta 1 (the exporter keeps the bias float otherwise)."""
     if plan.target == targets.TENSORRT:  # TensorRT fuses a float bias (export/layers.py)
         return {}
-    readers: dict[str, int] = {}
-    for node in info.nodes:
-        for t in node.inputs:
-            readers[t] = readers.get(t, 0) + 1
+    readers = reader_counts(info)
     out: dict[str, tuple[str, int]] = {}
     for name in sorted(kernels):
         layer = info.layer(name)
-        if not layer.biases or readers.get(layer.biases[0].name, 0) != 1:
+        if not layer.biases:
+            continue
+        feed = own_inputs[name][1] if name in own_inputs else layer.biases[0].name
+        if name not in own_inputs and readers.get(feed, 0) != 1:
             continue
         _, node = node_producing(graph, layer.outputs[0])
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
             continue
-        out[name] = (layer.biases[0].name, layer.weights[0].shape[output_axis(layer, attrs)])
+        out[name] = (feed, layer.weights[0].shape[output_axis(layer, attrs)])
     return out
 
 
@@ -137,7 +142,8 @@ class KernelBiases:
 
             placed = self.placement(plan)  # type: ignore[attr-defined]
             kernels = integer_kernel_layers(self.info, plan, placed)
-            found = rounded_bias_layers(self.info, self.model.graph_proto.graph, plan, kernels)
+            graph, own = self.model.graph_proto.graph, self._bias_inputs  # type: ignore[attr-defined]
+            found = rounded_bias_layers(self.info, graph, plan, kernels, own)
             self._rounded_biases.put(plan, found)
         return found
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from bitlens.core import metrics
 from bitlens.core.engine.recovery_cache import RecoveryCache
-from bitlens.core.engine.rewrite import fed_constants
+from bitlens.core.engine.rewrite import fed_constants, shared_biases
 from bitlens.core.engine.weightspill import spill_weights
 from bitlens.core.formats import Format
 from bitlens.core.model.external import release_pages
@@ -51,7 +51,16 @@ class WeightFeeds:
                 for layer in self.info.layers
                 for w in fed_constants(layer)
             }
+            for bias, alias in self._bias_inputs.values():
+                self._float_feeds[alias] = self._float_feeds[bias]
         return dict(self._float_feeds)
+
+    @cached_property
+    def _bias_inputs(self) -> dict[str, tuple[str, str]]:
+        """:func:`rewrite.shared_biases`: the layers that read a shared bias from their own
+        input; each is fed the bias (:meth:`_weight_feeds`) or its own int32-rounded copy
+        (kernel_bias.py)."""
+        return shared_biases(self.info)
 
     @cached_property
     def recovery(self) -> RecoveryCache:
@@ -119,4 +128,6 @@ class WeightFeeds:
                 continue
             for w in self.info.layer(name).weights:
                 feeds[w.name] = self.quantized_weight(w, choice.weight)
+        for bias, alias in self._bias_inputs.values():  # bias correction may have changed it
+            feeds[alias] = feeds[bias]
         return feeds
