@@ -21,7 +21,6 @@ import onnx
 from onnx import helper
 
 from bitlens.core import targets
-from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.rewrite import act_prefix, reader_counts
 
 if TYPE_CHECKING:
@@ -63,36 +62,43 @@ def output_axis(layer: Layer, attrs: Mapping[str, object]) -> int:
     return 0
 
 
-def rounded_bias_layers(
-    info: ModelInfo,
-    graph: onnx.GraphProto,
-    plan: Plan,
-    kernels: Iterable[str],
-    own_inputs: Mapping[str, tuple[str, str]],
+def bias_layers(
+    info: ModelInfo, graph: onnx.GraphProto, own_inputs: Mapping[str, tuple[str, str]]
 ) -> dict[str, tuple[str, int]]:
-    """Integer-kernel layers (``kernels``, the export's) whose bias the default export stores
-    as int32: layer -> (the bias's feed, number of output channels).
+    """Main-graph layers whose bias the default export stores as int32 when the layer runs
+    an integer kernel: layer -> (the bias's feed, number of output channels).
 
     The bias must be the layer's alone or read from the layer's own input (``own_inputs``,
     :func:`rewrite.shared_biases`: one fed value cannot carry two layers' grids), and a
-    Gemm's alpha and beta 1 (the exporter keeps the bias float otherwise)."""
-    if plan.target == targets.TENSORRT:  # TensorRT fuses a float bias (export/layers.py)
-        return {}
+    Gemm's alpha and beta 1 (the exporter keeps the bias float otherwise). The same for
+    every plan: computed once (a scan of the graph per layer and plan cost 14 ms of each
+    new plan on captcha-whisperer's CRNN, 80 Gemms)."""
     readers = reader_counts(info)
+    producer = {o: n for n in graph.node for o in n.output}
     out: dict[str, tuple[str, int]] = {}
-    for name in sorted(kernels):
-        layer = info.layer(name)
-        if not layer.biases:
+    for layer in info.layers:
+        node = producer.get(layer.outputs[0]) if layer.outputs else None
+        if not layer.biases or node is None:
             continue
-        feed = own_inputs[name][1] if name in own_inputs else layer.biases[0].name
-        if name not in own_inputs and readers.get(feed, 0) != 1:
+        own = own_inputs.get(layer.name)
+        feed = own[1] if own is not None else layer.biases[0].name
+        if own is None and readers.get(feed, 0) != 1:
             continue
-        _, node = node_producing(graph, layer.outputs[0])
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
             continue
-        out[name] = (feed, layer.weights[0].shape[output_axis(layer, attrs)])
+        out[layer.name] = (feed, layer.weights[0].shape[output_axis(layer, attrs)])
     return out
+
+
+def rounded_bias_layers(
+    candidates: Mapping[str, tuple[str, int]], plan: Plan, kernels: Iterable[str]
+) -> dict[str, tuple[str, int]]:
+    """The integer-kernel layers (``kernels``, the export's) of :func:`bias_layers`
+    (``candidates``) whose bias ``plan``'s export stores as int32."""
+    if plan.target == targets.TENSORRT:  # TensorRT fuses a float bias (export/layers.py)
+        return {}
+    return {name: candidates[name] for name in sorted(kernels) if name in candidates}
 
 
 def rounded_feeds(
@@ -130,6 +136,12 @@ class KernelBiases:
         return _PerPlan()
 
     @cached_property
+    def _bias_layers(self) -> dict[str, tuple[str, int]]:
+        """:func:`bias_layers` of the model."""
+        own = self._bias_inputs  # type: ignore[attr-defined]
+        return bias_layers(self.info, self.model.graph_proto.graph, own)
+
+    @cached_property
     def _bias_values(self) -> dict[tuple, np.ndarray]:
         return {}
 
@@ -142,8 +154,7 @@ class KernelBiases:
 
             placed = self.placement(plan)  # type: ignore[attr-defined]
             kernels = integer_kernel_layers(self.info, plan, placed)
-            graph, own = self.model.graph_proto.graph, self._bias_inputs  # type: ignore[attr-defined]
-            found = rounded_bias_layers(self.info, graph, plan, kernels, own)
+            found = rounded_bias_layers(self._bias_layers, plan, kernels)
             self._rounded_biases.put(plan, found)
         return found
 
