@@ -17,6 +17,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core.engine import Engine
+from bitlens.core.engine.rewrite import shared_biases
 from bitlens.core.export.exporter import export
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
@@ -70,6 +71,20 @@ def test_w8a8_simulation_equals_the_exported_file_as_written(tmp_path: Path) -> 
     result = drain(export(engine, plan, out))
     stored = {n for n, r in result.layers.items() if r.bias is not None}
     assert stored == {"conv", "linear", "head"}  # every kernel layer's bias became int32
+    feeds = _assert_sim_equals_file(engine, plan, out)
+    # the fed biases are the file's int32 codes times s_x * s_w (DequantizeLinear, float32)
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(out).graph.initializer}
+    for name, rec in result.layers.items():
+        bias = rec.bias
+        assert bias is not None, name
+        codes, scale = inits[f"{bias.bias}_i32_codes"], inits[f"{bias.bias}_i32_scale"]
+        np.testing.assert_array_equal(feeds[bias.bias], codes.astype(np.float32) * scale)
+
+
+def _assert_sim_equals_file(engine: Engine, plan: Plan, out: Path) -> dict[str, np.ndarray]:
+    """The simulation of ``plan`` run as written gives the exported file's ``y`` on every
+    evaluation feed, and run_outputs (the window's numbers) reads the same feeds; returns
+    them."""
     sim, feeds = engine.simulation(plan)
     s_sim, s_file = _unoptimized(sim.model), _unoptimized(str(out))
     wanted = {i.name for i in s_sim.get_inputs()}
@@ -78,18 +93,11 @@ def test_w8a8_simulation_equals_the_exported_file_as_written(tmp_path: Path) -> 
         (a,) = s_sim.run(["y"], {k: v for k, v in {**sample, **feeds}.items() if k in wanted})
         (b,) = s_file.run(["y"], sample)
         np.testing.assert_array_equal(a, b)
-    # the fed biases are the file's int32 codes times s_x * s_w (DequantizeLinear, float32)
-    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(out).graph.initializer}
-    for name, rec in result.layers.items():
-        bias = rec.bias
-        assert bias is not None, name
-        codes, scale = inits[f"{bias.bias}_i32_codes"], inits[f"{bias.bias}_i32_scale"]
-        np.testing.assert_array_equal(feeds[bias.bias], codes.astype(np.float32) * scale)
-    # and run_outputs (the window's numbers) reads the same biases
     np.testing.assert_array_equal(
         engine.run_outputs(plan)["y"][0],
         _optimized_sim(sim.model, {**engine.data.samples[engine.data.evaluation[0]], **feeds}),
     )
+    return feeds
 
 
 def _optimized_sim(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> np.ndarray:
@@ -133,15 +141,8 @@ def test_a_bias_shared_by_two_gemms_is_rounded_per_reader(tmp_path: Path) -> Non
     out = tmp_path / "shared.onnx"
     result = drain(export(engine, plan, out))
     assert {n for n, r in result.layers.items() if r.bias is not None} == {"first", "second"}
-    sim, feeds = engine.simulation(plan)
-    s_sim, s_file = _unoptimized(sim.model), _unoptimized(str(out))
-    wanted = {i.name for i in s_sim.get_inputs()}
-    for i in engine.data.evaluation:
-        sample = engine.data.samples[i]
-        (a,) = s_sim.run(["y"], {k: v for k, v in {**sample, **feeds}.items() if k in wanted})
-        (b,) = s_file.run(["y"], sample)
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(
-        engine.run_outputs(plan)["y"][0],
-        _optimized_sim(sim.model, {**engine.data.samples[engine.data.evaluation[0]], **feeds}),
-    )
+    feeds = _assert_sim_equals_file(engine, plan, out)
+    # each Gemm is fed its own copy, on its own grid
+    (b1, first), (b2, second) = (shared_biases(engine.info)[n] for n in ("first", "second"))
+    assert b1 == b2 == "b"
+    assert not np.array_equal(feeds[first], feeds[second])
