@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core.engine import Engine
@@ -108,10 +109,11 @@ def _optimized_sim(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> np.nd
     return sess.run(["y"], {k: v for k, v in feed.items() if k in wanted})[0]
 
 
-def shared_bias_gemms() -> onnx.ModelProto:
+def shared_bias_gemms(*, add_bias: bool = False) -> onnx.ModelProto:
     """x[2,8] -> Gemm(w1, b) and Mul(x, 5) -> Gemm(w2, b), added -> y[2,8]: one bias
     initializer read by two Gemms whose inputs have different ranges, so different activation
-    scales (an unrolled LSTMCell's Gemms all read one bias, as in captcha-whisperer's CRNN)."""
+    scales (an unrolled LSTMCell's Gemms all read one bias, as in captcha-whisperer's CRNN).
+    ``add_bias``: y also gets b added by an Add (a reader that is no layer)."""
     rng = np.random.default_rng(5)
     inits = [
         builders.init("w1", rng.normal(0, 0.3, (8, 8)).astype(np.float32)),
@@ -123,8 +125,10 @@ def shared_bias_gemms() -> onnx.ModelProto:
         helper.make_node("Gemm", ["x", "w1", "b"], ["g1"], name="first", transB=1),
         helper.make_node("Mul", ["x", "five"], ["x5"], name="scale_up"),
         helper.make_node("Gemm", ["x5", "w2", "b"], ["g2"], name="second", transB=1),
-        helper.make_node("Add", ["g1", "g2"], ["y"], name="sum"),
+        helper.make_node("Add", ["g1", "g2"], ["y0" if add_bias else "y"], name="sum"),
     ]
+    if add_bias:
+        nodes.append(helper.make_node("Add", ["y0", "b"], ["y"], name="plus_b"))
     io = [
         helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8]),
         helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8]),
@@ -132,10 +136,11 @@ def shared_bias_gemms() -> onnx.ModelProto:
     return builders.model(helper.make_graph(nodes, "shared_bias", io[:1], io[1:], inits))
 
 
-def test_a_bias_shared_by_two_gemms_is_rounded_per_reader(tmp_path: Path) -> None:
+@pytest.mark.parametrize("add_bias", [False, True])
+def test_a_bias_shared_by_two_gemms_is_rounded_per_reader(tmp_path: Path, add_bias: bool) -> None:
     """The export stores an int32 copy of a shared bias per reader, each at that reader's
     s_x * s_w; the engine fed one float tensor to both, so the simulation differed."""
-    model = from_proto(shared_bias_gemms())
+    model = from_proto(shared_bias_gemms(add_bias=add_bias))
     engine = Engine(model, random_feeds(model.info, 4), device="cpu")
     plan = Plan.preset(engine.info, "W8A8")
     out = tmp_path / "shared.onnx"
@@ -146,3 +151,6 @@ def test_a_bias_shared_by_two_gemms_is_rounded_per_reader(tmp_path: Path) -> Non
     (b1, first), (b2, second) = (shared_biases(engine.info)[n] for n in ("first", "second"))
     assert b1 == b2 == "b"
     assert not np.array_equal(feeds[first], feeds[second])
+    # the float bias stays an input only while a node still reads it (the Add)
+    sim, _ = engine.simulation(plan)
+    assert ("b" in {i.name for i in sim.model.graph.input}) is add_bias
