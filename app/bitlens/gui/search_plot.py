@@ -84,7 +84,7 @@ class SearchPlot(QWidget):
         if p.label == "search":
             self.points.append(p)
             _show(self.tried, self.points)
-            _show(self.front, list(pareto_front(self.points)))
+            _show(self.front, list(pareto_front(self.points, self.references)))
         elif p.label == "float":
             self.references.append(p)
             self.float_line.setValue(p.file_bytes)
@@ -103,7 +103,7 @@ class SearchPlot(QWidget):
 
     @property
     def front_points(self) -> tuple[Point, ...]:
-        return pareto_front(self.points)
+        return pareto_front(self.points, self.references)
 
     # -- interaction -----------------------------------------------------------------------------
     def _on_clicked(self, _item, spots, *_ev) -> None:
