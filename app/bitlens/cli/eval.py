@@ -231,6 +231,11 @@ def render(ev: Evaluation) -> str:
             f"output {o.name}: SQNR {fmt_db(o.error.sqnr_db)} dB, cosine {o.error.cosine:.5f}, "
             f"max abs {o.error.max_abs:.4g}, rel L2 {o.error.rel_l2:.4g}{extra}"
         )
+        if o.shape_differs:
+            lines.append(
+                f"  its shape depends on the data and differs from float's on "
+                f"{o.shape_differs}; compared zero-padded (what one side lacks counts as error)"
+            )
     for k, v in ev.task_metric.items():
         builtin = k in ("accuracy", "accuracy_float")
         lines.append(f"{k}: {100 * v:.2f}%" if builtin else f"{k}: {v:.6g}")
