@@ -22,6 +22,7 @@ from bitlens.core.engine import Engine
 from bitlens.core.metrics import tensor_error_f64, zero_padded
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from bitlens.core.viewdata import scatter_pairs
 from tests.builders import FLOAT, init, model, weights
 
 
@@ -80,3 +81,8 @@ def test_the_error_is_that_of_both_zero_padded() -> None:
 def test_different_ranks_still_refuse() -> None:
     with pytest.raises(ValueError, match="rank mismatch"):
         zero_padded(np.zeros((2, 3)), np.zeros(6))
+
+
+def test_the_outputs_scatter_matches_them_zero_padded() -> None:
+    r, q = scatter_pairs([np.array([1.0, 2.0, 3.0])], [np.array([1.5, 2.5])])
+    assert r.tolist() == [1.0, 2.0, 3.0] and q.tolist() == [1.5, 2.5, 0.0]
