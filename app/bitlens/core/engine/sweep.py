@@ -208,7 +208,11 @@ class Sweep:
             self._suffixes.move_to_end(name)
             return self._suffixes[name]
         layer = self.info.layer(name)
-        part = suffix.build_suffix(sim.model, layer.outputs[0], out_name, self._ensure_ref().types)
+        ref = self._ensure_ref()
+        part = suffix.build_suffix(
+            sim.model, layer.outputs[0], out_name, ref.types,
+            lambda n: suffix.common_shape([ref.value(n, i).shape for i in self.data.evaluation]),
+        )  # fmt: skip
         sess = None if part.model is None else make_session(part.model, self.device)
         self._suffixes[name] = (sess, part.boundary)
         while len(self._suffixes) > SUFFIX_SESSIONS:
