@@ -108,8 +108,8 @@ class SearchResult:
 
 def pareto_front(points: Iterable[Point], beaten_by: Iterable[Point] = ()) -> tuple[Point, ...]:
     """The points no other point beats on both bytes and error; bytes up, error strictly down.
-    A point that one of ``beaten_by`` (the float model, the presets) beats is left off: a
-    plan larger than the float file with a non-zero error is no trade-off."""
+    A point that one of ``beaten_by`` (the float model) beats is left off: a plan larger
+    than the float file with a non-zero error is no trade-off."""
     refs = [(r.file_bytes, r.error) for r in beaten_by]
     front: list[Point] = []
     for p in sorted(points, key=lambda p: (p.file_bytes, p.error)):
