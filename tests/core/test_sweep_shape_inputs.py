@@ -18,6 +18,7 @@ from bitlens.core.engine import Engine
 from bitlens.core.engine.suffix import common_shape
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.results import drain
 from tests.builders import FLOAT, bias, init, model, weights
 
 
@@ -56,12 +57,7 @@ def resize_to_computed_sizes() -> onnx.ModelProto:
 def test_sweep_runs_past_a_resize_with_computed_sizes() -> None:
     m = from_proto(resize_to_computed_sizes())
     engine = Engine(m, Dataset.random(m.info, n=4, dims={"N": 1}, seed=2), device="cpu")
-    gen = engine.sweep(["int4 sym ch"])
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        entries = stop.value
+    entries = drain(engine.sweep(["int4 sym ch"]))
     got = {e.layer: e.output.sqnr_db for e in entries}
     assert set(got) == {"conv0", "conv1"}
     # the suffix run gives what a whole evaluation of the same one-layer plan gives
