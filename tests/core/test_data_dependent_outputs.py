@@ -22,6 +22,7 @@ from bitlens.core.engine import Engine
 from bitlens.core.metrics import tensor_error_f64, zero_padded
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from bitlens.core.results import drain
 from bitlens.core.viewdata import scatter_pairs
 from tests.builders import FLOAT, init, model, weights
 
@@ -86,3 +87,10 @@ def test_different_ranks_still_refuse() -> None:
 def test_the_outputs_scatter_matches_them_zero_padded() -> None:
     r, q = scatter_pairs([np.array([1.0, 2.0, 3.0])], [np.array([1.5, 2.5])])
     assert r.tolist() == [1.0, 2.0, 3.0] and q.tolist() == [1.5, 2.5, 0.0]
+
+
+def test_the_sweep_measures_outputs_of_another_length() -> None:
+    m = from_proto(positives_of_matmul())
+    engine = Engine(m, Dataset.random(m.info, n=8, seed=1), device="cpu")
+    (entry,) = drain(engine.sweep(["bin ch"]))
+    assert entry.layer == "fc" and entry.output.sqnr_db < 20

@@ -75,7 +75,9 @@ class ErrorSums:
         self.noise = self.signal = self.power_a = self.cross = self.max_abs = 0.0
 
     def add(self, ref: np.ndarray, approx: np.ndarray) -> ErrorSums:
-        r, a = zero_padded(ref, approx)
+        r, a = np.asarray(ref), np.asarray(approx)
+        if r.shape != a.shape:
+            raise ValueError(f"shape mismatch: reference {r.shape} vs approximation {a.shape}")
         dtype = _work_dtype(r.dtype, a.dtype)
         r = np.ascontiguousarray(r).reshape(-1)
         a = np.ascontiguousarray(a).reshape(-1)
