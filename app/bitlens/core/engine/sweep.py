@@ -152,7 +152,8 @@ class Sweep:
         for k in range(len(window)):
             sums = metrics.ErrorSums()
             for i in ev:
-                sums.add(ref[out_name][i], got[(k, i)])
+                # an output whose length depends on the data (metrics.zero_padded)
+                sums.add(*metrics.zero_padded(ref[out_name][i], got[(k, i)]))
             out.append(sums.result())
         return out
 
@@ -208,7 +209,11 @@ class Sweep:
             self._suffixes.move_to_end(name)
             return self._suffixes[name]
         layer = self.info.layer(name)
-        part = suffix.build_suffix(sim.model, layer.outputs[0], out_name, self._ensure_ref().types)
+        ref = self._ensure_ref()
+        part = suffix.build_suffix(
+            sim.model, layer.outputs[0], out_name, ref.types,
+            lambda n: suffix.common_shape([ref.value(n, i).shape for i in self.data.evaluation]),
+        )  # fmt: skip
         sess = None if part.model is None else make_session(part.model, self.device)
         self._suffixes[name] = (sess, part.boundary)
         while len(self._suffixes) > SUFFIX_SESSIONS:
