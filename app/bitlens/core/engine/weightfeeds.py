@@ -89,6 +89,10 @@ class WeightFeeds:
             self._wcache_bytes -= old.nbytes
         return q
 
+    def _drop_weight_cache(self) -> None:
+        self._wcache.clear()
+        self._wcache_bytes = 0
+
     def weight_error(self, layer: Layer, fmt: Format) -> TensorError:
         """Error of the layer's weights (all of them, concatenated) in ``fmt``."""
         key = (layer.name, fmt.name)
