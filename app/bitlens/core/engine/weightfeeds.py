@@ -4,7 +4,8 @@ quantized in a format (cached within a byte limit), and the weight error of a fo
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from bitlens.core.model.types import ModelInfo
 
 WEIGHT_CACHE_BYTES = 512 << 20  # at most; and at most twice the model's weights (see below)
+# Weights quantized at once when a plan needs several: numpy leaves the interpreter lock in
+# its array loops, so two threads use both cores (a first W8A8 evaluation quantizes every
+# weight: 60-130 ms of one core on the CRNN and ddddocr's common.onnx, the other idle).
+QUANTIZE_WORKERS = 2
 
 
 class WeightFeeds:
@@ -77,17 +82,49 @@ class WeightFeeds:
         if key in self._wcache:
             self._wcache.move_to_end(key)
             return self._wcache[key]
+        q = self._quantize_now(w, fmt)
+        if keep:
+            self._keep_quantized(key, q)
+        return q
+
+    def _quantize_now(self, w: WeightInfo, fmt: Format) -> QuantizedWeight:
+        """``w`` in the bound format ``fmt``, computed (thread-safe: reads the model only)."""
         value = self.model.weight(w)
         q = quantize_weight(value, w, fmt)
         release_pages(value)  # a mapped external weight: read again only when needed
-        if not keep:
-            return q
+        return q
+
+    def _keep_quantized(self, key: tuple[str, str], q: QuantizedWeight) -> None:
         self._wcache[key] = q
         self._wcache_bytes += q.nbytes
         while self._wcache_bytes > self._wcache_limit and len(self._wcache) > 1:
             _, old = self._wcache.popitem(last=False)
             self._wcache_bytes -= old.nbytes
-        return q
+
+    def _quantized_many(self, pairs: Sequence[tuple[WeightInfo, Format]]) -> list[np.ndarray]:
+        """The values of each (weight, format) of ``pairs``, as :meth:`quantized_weight`
+        gives them one by one: those not cached are computed QUANTIZE_WORKERS at a time
+        (largest first, so the threads finish together) and cached in ``pairs``' order."""
+        bound = [(w, bind(fmt, w)) for w, fmt in pairs]
+        todo = {
+            (w.name, fmt.name): (w, fmt)
+            for w, fmt in bound
+            if (w.name, fmt.name) not in self._wcache
+        }
+        done: dict[tuple[str, str], QuantizedWeight] = {}
+        if QUANTIZE_WORKERS > 1 and len(todo) > 1:
+            order = sorted(todo, key=lambda k: -todo[k][0].nbytes)
+            with ThreadPoolExecutor(QUANTIZE_WORKERS, thread_name_prefix="bitlens-q") as pool:
+                found = pool.map(lambda k: self._quantize_now(*todo[k]), order)
+                done = dict(zip(order, found, strict=True))
+            for key in todo:
+                self._keep_quantized(key, done[key])
+        return [
+            done[(w.name, fmt.name)].values
+            if (w.name, fmt.name) in done
+            else self.quantized_weight(w, fmt)
+            for w, fmt in bound
+        ]
 
     def _drop_weight_cache(self) -> None:
         self._wcache.clear()
@@ -115,12 +152,22 @@ class WeightFeeds:
 
     def _weight_feeds(self, plan: Plan | Mapping[str, LayerChoice]) -> dict[str, np.ndarray]:
         feeds = self._float_weights()
-        for name, choice in plan.items() if isinstance(plan, Mapping) else ():
-            if choice.weight is None:
-                continue
+        choices = [
+            (self.info.layer(name), choice)
+            for name, choice in (plan.items() if isinstance(plan, Mapping) else ())
+            if choice.weight is not None
+        ]
+        pairs = [
+            (w, choice.weight)
+            for layer, choice in choices
+            if choice.recovery is None
+            for w in layer.weights
+        ]
+        values = iter(self._quantized_many(pairs))  # in the order of the loop below
+        for layer, choice in choices:  # in plan order: a shared weight's last reader wins
             if choice.recovery is not None:
-                feeds.update(self.recovery.feeds(self.info.layer(name), choice))
+                feeds.update(self.recovery.feeds(layer, choice))
                 continue
-            for w in self.info.layer(name).weights:
-                feeds[w.name] = self.quantized_weight(w, choice.weight)
+            for w in layer.weights:
+                feeds[w.name] = next(values)
         return feeds
