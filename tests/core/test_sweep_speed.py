@@ -12,8 +12,8 @@ from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, sweep
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
-from tests.builders import init, model, weights
-from tests.core.test_engine_scale import _run_sweep, deep_mlp
+from tests.builders import conv_net, init, model, weights
+from tests.core.test_engine_scale import _close, _run_sweep, deep_mlp
 
 
 def skip_through_tanh():
@@ -42,16 +42,28 @@ def skip_through_tanh():
     return model(g)
 
 
-def _engine(build, n: int = 6) -> Engine:
+def _engine(build, n: int = 6, dims: dict[str, int] | None = None) -> Engine:
     loaded = from_proto(build())
-    return Engine(loaded, Dataset.random(loaded.info, n=n, seed=5, dims={"N": 3}), device="cpu")
+    data = Dataset.random(loaded.info, n=n, seed=5, dims={"N": 3} if dims is None else dims)
+    return Engine(loaded, data, device="cpu")
 
 
 def test_suffix_sessions_on_one_thread_give_the_entries_of_default_sessions(monkeypatch) -> None:
-    one = _run_sweep(_engine(lambda: deep_mlp(8)))
-    monkeypatch.setattr(sweep, "SUFFIX_THREADS", 0)  # ONNX Runtime's default: one per core
-    default = _run_sweep(_engine(lambda: deep_mlp(8)))
-    assert one == default
+    """MatMul stacks: the same entries. Convolutions: ONNX Runtime may split a convolution's
+    sums differently over one thread and over two (measured on ddddocr's common.onnx:
+    1e-5 apart in one Conv's output), so equal to float32 rounding, the suffix sweep's
+    contract (test_engine_scale.test_suffix_sweep_equals_the_full_model_sweep)."""
+    for build, exact in ((lambda: deep_mlp(8), True), (conv_net, False)):
+        monkeypatch.setattr(sweep, "SUFFIX_THREADS", 1)
+        one = _run_sweep(_engine(build, dims={"N": 3} if exact else {}))
+        monkeypatch.setattr(sweep, "SUFFIX_THREADS", 0)  # ONNX Runtime's default
+        default = _run_sweep(_engine(build, dims={"N": 3} if exact else {}))
+        if exact:
+            assert one == default
+            continue
+        assert one.keys() == default.keys()
+        for key in one:
+            _close(one[key].output, default[key].output, rel=1e-5)
 
 
 def test_values_read_with_the_float_session_equal_those_of_a_session_exposing_them(

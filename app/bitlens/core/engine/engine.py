@@ -12,6 +12,7 @@ so a float plan reproduces it exactly.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -259,7 +260,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
                         sum(v.nbytes for n, v in zip(names, outs, strict=True) if n in kept)
                     )
                 for name, value in zip(names, outs, strict=True):
-                    if value.dtype.kind == "f" and not np.isfinite(value).all():
+                    if not _finite(value, name, minmax if i in calibration else None):
                         raise EngineError(
                             f"the float model computes NaN or infinite values in {name!r} on "
                             f"data sample {i}; errors against it would be meaningless"
@@ -272,13 +273,6 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
                         and (name, i) not in store
                     ):
                         store.put(name, i, value, cold=i not in evaluation)
-                for name, value in zip(names, outs, strict=True):
-                    if i in calibration and value.dtype.kind == "f" and value.size:
-                        lo, hi = float(value.min()), float(value.max())
-                        old = minmax.get(name)
-                        minmax[name] = (
-                            (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
-                        )
                 del outs
                 done += 1
                 yield Progress(done, n, f"float reference: sample {done} of {n}")
@@ -578,3 +572,18 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
             fmt = parse_format(f)
             rows.append((fmt.name, self.weight_error(lay, fmt), weight_bytes_after(lay, fmt)))
         return rows
+
+
+def _finite(value: np.ndarray, name: str, minmax: dict[str, tuple[float, float]] | None) -> bool:
+    """Whether a float run's value holds no NaN or infinity. With ``minmax`` (a calibration
+    feed) its min and max are merged in too, and they answer: a NaN or an infinity shows in
+    them, so one pass over the values does both (a separate ``isfinite`` pass cost 10-15 ms
+    per float reference on the CRNN)."""
+    if value.dtype.kind != "f":
+        return True
+    if minmax is None or not value.size:
+        return bool(np.isfinite(value).all())
+    lo, hi = float(value.min()), float(value.max())
+    old = minmax.get(name)
+    minmax[name] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+    return math.isfinite(lo) and math.isfinite(hi)
