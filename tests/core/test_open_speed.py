@@ -26,6 +26,7 @@ def _plans(info) -> list[Plan]:
 
 
 def test_weights_quantized_two_at_a_time_equal_those_quantized_in_turn(monkeypatch) -> None:
+    """Quantized values, codes, weight errors and whole evaluations."""
     for build in (lambda: deep_mlp(6), conv_net):
         loaded = from_proto(build())
         data = Dataset.random(loaded.info, n=4, seed=2, dims={"N": 2})
@@ -46,6 +47,7 @@ def test_weights_quantized_two_at_a_time_equal_those_quantized_in_turn(monkeypat
         one = Engine(loaded, data, device="cpu")
         assert [one.evaluate(p) for p in _plans(loaded.info)] == got
         assert list(one._wcache) == list(two._wcache)  # cached in the same order
+        assert one._werr == two._werr  # weight errors computed ahead in the pool, or in turn
         for key, q in one._wcache.items():
             np.testing.assert_array_equal(two._wcache[key].values, q.values)
             np.testing.assert_array_equal(two._wcache[key].q.codes, q.q.codes)
