@@ -61,7 +61,10 @@ ACC_CACHE_ENTRIES = 50_000
 REFERENCE_FEEDS = 0.25
 # ... and this many feeds' worth of kept quantized values at layer cuts (re-evaluation
 # starts from them; when they are missing the whole graph runs, in a session of its own).
-PREFIX_FEEDS = 0.75
+# 0.75 put the CRNN's peak RSS at 241 MiB during re-evaluations (issue 11 allows 219);
+# 0.4: 209 MiB, and the same median CPU time per re-evaluation of 16 changes (126 / 128
+# ms, one process; reuse.spread_cuts keeps every m-th cut when they do not all fit).
+PREFIX_FEEDS = 0.4
 # Floors for models whose activations are small next to their weights (a 100 MB MatMul
 # stack keeps 1 MB per feed: without kept prefix values every change re-ran all of it).
 REFERENCE_MIN = 8 << 20
@@ -83,7 +86,7 @@ class Engine(Ranges, WeightFeeds, LocalErrors, Sweep, PrefixRuns, Runs, OutputMe
         known. ``memory_budget``: bytes of float reference activations kept in memory; the
         rest goes to a memory-mapped scratch file in a temporary folder (ActivationStore).
         Default: a quarter of what one data feed keeps (measured on the first), within the
-        share of the process's memory budget (store.default_budget()); three quarters more
+        share of the process's memory budget (store.default_budget()); 0.4 of a feed more
         hold the quantized values re-evaluation starts from (prefix.PrefixValues)."""
         limit_heap_growth()
         self.model = model
