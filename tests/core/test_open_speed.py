@@ -25,33 +25,32 @@ def _plans(info) -> list[Plan]:
     ]
 
 
-def test_weights_quantized_two_at_a_time_equal_those_quantized_in_turn(monkeypatch) -> None:
+@pytest.mark.parametrize("build", [lambda: deep_mlp(6), conv_net], ids=["mlp", "conv"])
+def test_weights_quantized_two_at_a_time_equal_those_quantized_in_turn(build, monkeypatch) -> None:
     """Quantized values, codes, weight errors and whole evaluations."""
-    for build in (lambda: deep_mlp(6), conv_net):
-        loaded = from_proto(build())
-        data = Dataset.random(loaded.info, n=4, seed=2, dims={"N": 2})
-        threads: list[str] = []
-        real = weightfeeds.quantize_weight
+    import threading
 
-        def spy(*a, **k):
-            import threading
+    loaded = from_proto(build())
+    data = Dataset.random(loaded.info, n=4, seed=2, dims={"N": 2})
+    threads: list[str] = []
+    real = weightfeeds.quantize_weight
 
-            threads.append(threading.current_thread().name)
-            return real(*a, **k)
+    def spy(*a, **k):
+        threads.append(threading.current_thread().name)
+        return real(*a, **k)
 
-        monkeypatch.setattr(weightfeeds, "quantize_weight", spy)
-        two = Engine(loaded, data, device="cpu")
-        got = [two.evaluate(p) for p in _plans(loaded.info)]
-        assert any(t.startswith("bitlens-q") for t in threads)  # the pool quantized
-        monkeypatch.setattr(weightfeeds, "QUANTIZE_WORKERS", 1)
-        one = Engine(loaded, data, device="cpu")
-        assert [one.evaluate(p) for p in _plans(loaded.info)] == got
-        assert list(one._wcache) == list(two._wcache)  # cached in the same order
-        assert one._werr == two._werr  # weight errors computed ahead in the pool, or in turn
-        for key, q in one._wcache.items():
-            np.testing.assert_array_equal(two._wcache[key].values, q.values)
-            np.testing.assert_array_equal(two._wcache[key].q.codes, q.q.codes)
-        monkeypatch.undo()
+    monkeypatch.setattr(weightfeeds, "quantize_weight", spy)
+    two = Engine(loaded, data, device="cpu")
+    got = [two.evaluate(p) for p in _plans(loaded.info)]
+    assert any(t.startswith("bitlens-q") for t in threads)  # the pool quantized
+    monkeypatch.setattr(weightfeeds, "QUANTIZE_WORKERS", 1)
+    one = Engine(loaded, data, device="cpu")
+    assert [one.evaluate(p) for p in _plans(loaded.info)] == got
+    assert list(one._wcache) == list(two._wcache)  # cached in the same order
+    assert one._werr == two._werr  # weight errors computed ahead in the pool, or in turn
+    for key, q in one._wcache.items():
+        np.testing.assert_array_equal(two._wcache[key].values, q.values)
+        np.testing.assert_array_equal(two._wcache[key].q.codes, q.q.codes)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
@@ -83,9 +82,7 @@ def test_the_float_reference_keeps_each_tensors_min_and_max_on_the_calibration_f
     sess = engine._session_for({})[1]
     weights = engine._float_weights()
     names = [o.name for o in sess.get_outputs()]
-    runs = [
-        engine._run(sess, names, {**data.samples[i], **weights}) for i in data.calibration
-    ]
+    runs = [engine._run(sess, names, {**data.samples[i], **weights}) for i in data.calibration]
     for k, name in enumerate(names):
         want = (min(float(r[k].min()) for r in runs), max(float(r[k].max()) for r in runs))
         assert engine._minmax[name] == want

@@ -140,9 +140,7 @@ class WeightFeeds:
     def _weight_error(self, layer: Layer, fmt: Format) -> TensorError:
         return self._error_of(layer, lambda w: self.quantized_weight(w, fmt))
 
-    def _error_of(
-        self, layer: Layer, values_of: Callable[[WeightInfo], np.ndarray]
-    ) -> TensorError:
+    def _error_of(self, layer: Layer, values_of: Callable[[WeightInfo], np.ndarray]) -> TensorError:
         sums = metrics.ErrorSums()  # over the weights in turn, as if concatenated
         for w in layer.weights:
             value = self.model.weight(w)
