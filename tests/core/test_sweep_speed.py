@@ -1,7 +1,7 @@
 """The sweep's faster paths (engine/sweep.py) give the numbers of the straightforward ones:
-suffix sessions on one ONNX Runtime thread, the float values a suffix starts from read
-with the float session itself, and the caches the sweep drops rebuilt by the next
-evaluation."""
+the float values a suffix starts from read with the float session itself, the caches the
+sweep drops rebuilt by the next evaluation, and suffix sessions on one ONNX Runtime
+thread (sweep.SUFFIX_THREADS, off by default)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def _engine(build, n: int = 6, dims: dict[str, int] | None = None) -> Engine:
 
 
 def test_suffix_sessions_on_one_thread_give_the_entries_of_default_sessions(monkeypatch) -> None:
-    """MatMul stacks: the same entries. Convolutions: ONNX Runtime may split a convolution's
+    """sweep.SUFFIX_THREADS = 1 (a setting, not the default). MatMul stacks: the same
+    entries. Convolutions: ONNX Runtime may split a convolution's
     sums differently over one thread and over two (measured on ddddocr's common.onnx:
     1e-5 apart in one Conv's output), so equal to float32 rounding, the suffix sweep's
     contract (test_engine_scale.test_suffix_sweep_equals_the_full_model_sweep)."""

@@ -33,11 +33,13 @@ SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-saf
 # under this many bytes, else one (its runs over the feeds still go two at a time).
 SWEEP_WINDOW_BYTES = 16 << 20
 PREPARE_AHEAD = True  # the next layer's weights and session are prepared during runs
-# ONNX Runtime threads per suffix session: the sweep's runs already go SWEEP_WORKERS at a
-# time, and a batch-1 run split over two threads waits on its threads' wake-ups (spinning
-# is off, session.py) at every node; one thread per run keeps both cores busy without it
-# (and the numbers are the same: tests/core/test_sweep_speed.py).
-SUFFIX_THREADS = 1
+# ONNX Runtime threads per suffix session (0: its default, one per core). The sweep's runs
+# already go SWEEP_WORKERS at a time, so 1 saves the threads' hand-offs: 5-10% less CPU
+# time, but under load (other processes on the cores) a one-thread run gets a smaller
+# share of them, and the sweep took longer (load 10-14, one process, alternated: CRNN
+# 0.55x against 0.47x of L x F float runs, common.onnx 0.74x against 0.54x). ONNX Runtime
+# may also split a convolution's sums differently (tests/core/test_sweep_speed.py).
+SUFFIX_THREADS = 0
 
 
 class Sweep:
