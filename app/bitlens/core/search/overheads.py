@@ -11,6 +11,7 @@ from bitlens.core.formats import Format, parse_format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice
 from bitlens.core.results import Progress
+from bitlens.core.search.activations import activation_units
 from bitlens.core.search.candidates import _fits_weight
 from bitlens.core.search.measures import exported_size
 from bitlens.core.search.state import SearchState
@@ -92,19 +93,22 @@ def measure_wide_costs(s: SearchState) -> Generator[Progress, None, None]:
     ref_plan = s.plan_of(s.ctx_weights)
     e_ref = s.size.export(ref_plan)[0].file_bytes
     acc_ref = s.point(ref_plan).file_bytes
-    for name in list(s.wide):
-        s.act = {**narrow, name: saved[name]}
+    # one export per decision: a shared weight's readers widen together, and share its cost
+    for unit in activation_units(s, [s.info.layer(n) for n in s.wide]):
+        s.act = {**narrow, **{n: saved[n] for n in unit}}
         plan = s.plan_of(s.ctx_weights)
         try:
             e = s.size.export(plan)[0].file_bytes
         except BitlensError:
             # a wide format the export cannot write for this model (e.g. int16 needs
             # opset 21, and upgrading the model changes its outputs): stay narrow
-            saved = {**saved, name: s.narrow[name]}
-            s.wide.remove(name)
+            saved = {**saved, **{n: s.narrow[n] for n in unit}}
+            s.wide = [n for n in s.wide if n not in unit]
             continue
         extra = (e - e_ref) - (s.point(plan).file_bytes - acc_ref)
-        s.size.act_extra[(name, saved[name])] = extra
-        yield s._tick(f"export cost of {name}'s wide activation")
+        for i, n in enumerate(unit):
+            share = extra // len(unit) + (1 if i < extra % len(unit) else 0)
+            s.size.act_extra[(n, saved[n])] = share
+        yield s._tick(f"export cost of {unit[0]}'s wide activation")
     s.act = saved
     s._reaccount()
