@@ -118,7 +118,8 @@ def choose_activations(
         return [f for f in same if all(_fits(by_name[n], f) for n in unit)]
 
     for i in (0, 1):
-        todo = units if i == 0 else _ranked(s, units, gains)[: WIDE_SHORTLIST * k]
+        # (ties in model order: the seed's draws stay those of the two rankings below)
+        todo = units if i == 0 else _ranked(s, units, gains, False)[: WIDE_SHORTLIST * k]
         for unit in todo:
             fmts = fitting(unit)[:1] if i == 0 else fitting(unit)[1:]
             if not fmts:
@@ -189,7 +190,8 @@ def _ranked(
     s: SearchState,
     units: Sequence[tuple[str, ...]],
     gains: Mapping[tuple[str, ...], tuple[float, Any]],
+    seeded: bool = True,
 ) -> list[tuple[str, ...]]:
-    tie = {unit: float(s.rng.random()) for unit in units}
+    tie = {unit: float(s.rng.random()) if seeded else i for i, unit in enumerate(units)}
     known = [unit for unit in units if unit in gains]
     return sorted(known, key=lambda u: (-gains[u][0], tie[u]))
