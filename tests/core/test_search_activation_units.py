@@ -43,3 +43,17 @@ def test_no_symmetric_swap_on_an_input_after_relu() -> None:
     swaps = {e.layer for e in result.sensitivities if e.format == "int8 sym"}
     assert "fc1" in swaps
     assert "fc2" not in swaps
+
+
+def test_a_one_point_ladder_is_measured_near_the_budget() -> None:
+    """A layer whose only hull point is a quantized format (predicted at no noise, so it
+    beats float on both counts) has no step to compare with the path's: it is measured,
+    not skipped (the text sample's head Gemm, whose int8 noise decided its plan)."""
+    from bitlens.core.formats import parse_format
+    from bitlens.core.search.weightpath import _near
+
+    int8 = parse_format("int8 sym ch")
+    assert _near([(193, 0.0, int8)], 0, 1e-9)
+    ladder = [(1000, 0.0, None), (500, 1e-6, int8), (250, 1e-3, int8)]
+    assert _near(ladder, 1, 2e-9)  # its step in costs 2e-9 per byte: at the budget's slope
+    assert not _near(ladder, 2, 1e-12)  # both steps cost far more per byte than the path's

@@ -200,8 +200,10 @@ def _slope(points: Sequence[tuple[int, float, Format | None]], i: int) -> float:
 
 
 def _near(points: Sequence[tuple[int, float, Format | None]], j: int, critical: float | None) -> bool:
-    """Whether a step into or out of point ``j`` costs within ``MARGIN`` of ``critical``."""
-    if critical is None or critical <= 0:
-        return True
+    """Whether a step into or out of point ``j`` costs within ``MARGIN`` of ``critical``
+    (a ladder of one point, whose format the prediction put at no noise, has no step and is
+    measured)."""
     steps = [_slope(points, i) for i in (j - 1, j) if 0 <= i < len(points) - 1]
+    if critical is None or critical <= 0 or not steps:
+        return True
     return any(critical / MARGIN <= s <= critical * MARGIN for s in steps)
