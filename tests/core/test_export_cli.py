@@ -36,6 +36,9 @@ def test_export_with_preset_writes_model_and_report(
     assert rc == 0
     text = capsys.readouterr().out
     assert "QLinearConv" in text and "fidelity check passed" in text
+    # the per-layer file column is a change against the float file (negative: saved); a bare
+    # "file" header over "-55563" read as a broken size on g2p-id's BERT
+    assert "file vs float (B)" in text
     report = json.loads((tmp_path / "cnn_w8a8.fidelity.json").read_text())
     assert report["passed"] is True
     assert [la["name"] for la in report["layers"]] == ["conv1", "conv2", "conv3", "fc"]

@@ -185,6 +185,20 @@ def test_pareto_front_is_monotone(cnn: Engine) -> None:
     assert [(p.file_bytes, p.error) for p in front] == [(10, 0.5), (20, 0.2), (40, 0.1)]
 
 
+def test_pareto_front_leaves_off_what_the_float_model_beats(cnn: Engine) -> None:
+    # g2p-id's BERT: a plan of float weights with int8 activations was on the front at
+    # 894 KiB and error 0.02, right of the float model (884 KiB, error 0) that beats it.
+    plan = Plan(cnn.info)
+    pts = [Point(plan, b, b, e, None, "search") for b, e in [(10, 0.5), (40, 0.2), (90, 0.02)]]
+    front = pareto_front(pts, [Point(plan, 88, 88, 0.0, None, "float")])
+    assert [(p.file_bytes, p.error) for p in front] == [(10, 0.5), (40, 0.2)]
+    # a point equal to a reference is no worse than it: it stays
+    same = pareto_front(pts, [Point(plan, 40, 40, 0.2, None, "float")])
+    assert [(p.file_bytes, p.error) for p in same] == [(10, 0.5), (40, 0.2), (90, 0.02)]
+
+
+
+
 # -- user metrics ----------------------------------------------------------------------------
 
 

@@ -75,3 +75,15 @@ def test_pending_rows_show_dots_and_cannot_be_applied(qtbot) -> None:
     with QSignalBlocker(view):
         view.show_detail(details[-1])
     assert "…" not in {table.item(r, 1).text() for r in range(table.rowCount())}
+
+
+def test_a_layer_without_activation_input_shows_no_empty_axes(qtbot) -> None:
+    # g2p-id's BERT in the window: its embedding's activation plot drew a count axis 0..1
+    # over an empty 0..1 range under "this layer has no quantizable activation input"
+    m = builders.embedding_model()
+    view = LayerDetailView()
+    qtbot.addWidget(view)
+    view.show_detail(_details(m, "embed")[-1])
+    for plot, shown in ((view.act_plot, False), (view.weight_plot, True)):
+        item = plot.getPlotItem()
+        assert [item.getAxis(a).isVisible() for a in ("left", "bottom")] == [shown, shown]

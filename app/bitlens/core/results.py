@@ -43,6 +43,9 @@ class OutputResult:
     error: TensorError
     top1_agreement: float | None = None  # fraction of samples whose argmax matches float
     kl: float | None = None  # mean KL(float softmax || quantized softmax)
+    # where the output's shape depends on the data and differs from float's: how many
+    # evaluation samples and the first pair of shapes (compared zero-padded; metrics.py)
+    shape_differs: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from bitlens.core.formats import Format, Granularity, Grouping, family_of
+from bitlens.core.metrics import zero_padded
 
 MAX_LEVELS = 64  # a grid with more levels than this is drawn as its clip range only
 DEFAULT_BINS = 120
@@ -109,8 +110,10 @@ def scatter_pairs(
     Even spacing rather than random sampling keeps the picture identical from
     one plan to the next, so a change in the scatter is a change in the model.
     """
-    r = np.concatenate([np.asarray(a, np.float64).ravel() for a in reference])
-    q = np.concatenate([np.asarray(a, np.float64).ravel() for a in approx])
+    # an output whose length depends on the data is matched zero-padded, as its error is
+    pairs = [zero_padded(a, b) for a, b in zip(reference, approx, strict=True)]
+    r = np.concatenate([np.asarray(a, np.float64).ravel() for a, _ in pairs])
+    q = np.concatenate([np.asarray(b, np.float64).ravel() for _, b in pairs])
     if r.shape != q.shape:
         raise ValueError(f"reference has {r.size} values, approximation {q.size}")
     if r.size > max_points:

@@ -213,6 +213,10 @@ class LayerDetailView(QWidget):
         item = plot.getPlotItem()
         item.clear()
         fg = self.palette().color(QPalette.ColorRole.Text)
+        # No distribution (a Gather has no activation input): its title says why; axes of
+        # an empty 0..1 count plot would read as a measured nothing.
+        for axis in ("left", "bottom"):
+            item.showAxis(axis, dist is not None)
         if dist is None:
             self.titles[plot].set([(title, 9)], fg, tip)
             return

@@ -113,6 +113,11 @@ class OutputsView(QWidget):
                 it = QTableWidgetItem(text)
                 if j == 1:
                     colors.paint_error(it, out.error.sqnr_db)
+                if out.shape_differs:
+                    it.setToolTip(
+                        f"The shape of this output depends on the data and differs from "
+                        f"float's on {out.shape_differs}: compared zero-padded"
+                    )
                 self.table.setItem(i, j, it)
         self.summary.setText(self._summary_text())
         self._fit_height()

@@ -84,7 +84,7 @@ class SearchPlot(QWidget):
         if p.label == "search":
             self.points.append(p)
             _show(self.tried, self.points)
-            _show(self.front, list(pareto_front(self.points)))
+            _show(self.front, list(pareto_front(self.points, self._float)))
         elif p.label == "float":
             self.references.append(p)
             self.float_line.setValue(p.file_bytes)
@@ -97,13 +97,17 @@ class SearchPlot(QWidget):
             self.plot.addItem(text)
             self._labels.append(text)
 
+    @property
+    def _float(self) -> list[Point]:
+        return [r for r in self.references if r.label == "float"]
+
     def mark(self, p: Point | None) -> None:
         """Star the plan that was applied (or chosen as the best within the budget)."""
         _show(self.chosen, [] if p is None else [p])
 
     @property
     def front_points(self) -> tuple[Point, ...]:
-        return pareto_front(self.points)
+        return pareto_front(self.points, self._float)
 
     # -- interaction -----------------------------------------------------------------------------
     def _on_clicked(self, _item, spots, *_ev) -> None:

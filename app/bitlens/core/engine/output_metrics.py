@@ -4,6 +4,7 @@ scores; accuracy when labels are given)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cached_property
 
 import numpy as np
@@ -38,20 +39,30 @@ class OutputMetrics:
     def _output_result(
         self, name: str, ref: list[np.ndarray], got: list[np.ndarray]
     ) -> OutputResult:
+        differ = [(r.shape, g.shape) for r, g in zip(ref, got, strict=True) if r.shape != g.shape]
+        note = None
+        if differ:
+            (rs, gs), n = differ[0], len(ref)
+            note = f"{len(differ)} of {n} feeds: {list(gs)} against float's {list(rs)}"
+            pairs = [metrics.zero_padded(r, g) for r, g in zip(ref, got, strict=True)]
+            ref, got = [r for r, _ in pairs], [g for _, g in pairs]
         sums = metrics.ErrorSums()
         for r_i, g_i in zip(ref, got, strict=True):
             sums.add(r_i, g_i)
         err = sums.result()
         axis = self.class_score_axes.get(name)
+        res = OutputResult(name, err, shape_differs=note)
         if axis is None:
-            return OutputResult(name, err)
+            return res
         if all(metrics.classifier_like(np.asarray(r_i)) for r_i in ref):
             r, g = concat(ref), concat(got)
             if metrics.classifier_like(r):
-                return OutputResult(name, err, metrics.top1_agreement(r, g), metrics.mean_kl(r, g))
+                return replace(res, top1_agreement=metrics.top1_agreement(r, g),
+                               kl=metrics.mean_kl(r, g))  # fmt: skip
         elif all(metrics.positional_scores_like(np.asarray(r_i), axis) for r_i in ref):
-            return OutputResult(name, err, *metrics.positional_top1_kl(ref, got, axis))
-        return OutputResult(name, err)
+            top1, kl = metrics.positional_top1_kl(ref, got, axis)
+            return replace(res, top1_agreement=top1, kl=kl)
+        return res
 
     def _task_metric(self, ref, got) -> dict[str, float]:
         labels = self.data.eval_labels

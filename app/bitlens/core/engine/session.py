@@ -254,15 +254,17 @@ _ONE = np.zeros(1, np.float32)
 
 
 def make_session(
-    model: onnx.ModelProto, device: str = "auto", *, arena: bool = True
+    model: onnx.ModelProto, device: str = "auto", *, arena: bool = True, threads: int = 0
 ) -> ort.InferenceSession:
     """``arena=True``: CPU buffers from the process's shared arena (:func:`shared_arena`,
     given back by :func:`release_arena`); False: no arena at all (memory returned after
-    each run, slower)."""
+    each run, slower). ``threads``: ONNX Runtime's intra-op threads (0: its default, one
+    per core); 1 for sessions whose runs the caller already runs on every core at once."""
     problem = check_runnable(model)
     if problem:
         raise EngineError(problem)
     so = session_options()
+    so.intra_op_num_threads = threads
     if arena and shared_arena():
         so.add_session_config_entry("session.use_env_allocators", "1")
     else:

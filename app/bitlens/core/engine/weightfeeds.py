@@ -4,7 +4,8 @@ quantized in a format (cached within a byte limit), and the weight error of a fo
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from bitlens.core.model.types import ModelInfo
 
 WEIGHT_CACHE_BYTES = 512 << 20  # at most; and at most twice the model's weights (see below)
+# Weights quantized at once when a plan needs several: numpy leaves the interpreter lock in
+# its array loops, so two threads use both cores (a first W8A8 evaluation quantizes every
+# weight: 60-130 ms of one core on the CRNN and ddddocr's common.onnx, the other idle).
+QUANTIZE_WORKERS = 2
 
 
 class WeightFeeds:
@@ -86,17 +91,53 @@ class WeightFeeds:
         if key in self._wcache:
             self._wcache.move_to_end(key)
             return self._wcache[key]
+        q = self._quantize_now(w, fmt)
+        if keep:
+            self._keep_quantized(key, q)
+        return q
+
+    def _quantize_now(self, w: WeightInfo, fmt: Format) -> QuantizedWeight:
+        """``w`` in the bound format ``fmt``, computed (thread-safe: reads the model only)."""
         value = self.model.weight(w)
         q = quantize_weight(value, w, fmt)
         release_pages(value)  # a mapped external weight: read again only when needed
-        if not keep:
-            return q
+        return q
+
+    def _keep_quantized(self, key: tuple[str, str], q: QuantizedWeight) -> None:
         self._wcache[key] = q
         self._wcache_bytes += q.nbytes
         while self._wcache_bytes > self._wcache_limit and len(self._wcache) > 1:
             _, old = self._wcache.popitem(last=False)
             self._wcache_bytes -= old.nbytes
-        return q
+
+    def _quantized_many(self, pairs: Sequence[tuple[WeightInfo, Format]]) -> list[np.ndarray]:
+        """The values of each (weight, format) of ``pairs``, as :meth:`quantized_weight`
+        gives them one by one: those not cached are computed QUANTIZE_WORKERS at a time
+        (largest first, so the threads finish together) and cached in ``pairs``' order."""
+        bound = [(w, bind(fmt, w)) for w, fmt in pairs]
+        todo = {
+            (w.name, fmt.name): (w, fmt)
+            for w, fmt in bound
+            if (w.name, fmt.name) not in self._wcache
+        }
+        done: dict[tuple[str, str], QuantizedWeight] = {}
+        if QUANTIZE_WORKERS > 1 and len(todo) > 1:
+            order = sorted(todo, key=lambda k: -todo[k][0].nbytes)
+            with ThreadPoolExecutor(QUANTIZE_WORKERS, thread_name_prefix="bitlens-q") as pool:
+                found = pool.map(lambda k: self._quantize_now(*todo[k]), order)
+                done = dict(zip(order, found, strict=True))
+            for key in todo:
+                self._keep_quantized(key, done[key])
+        return [
+            done[(w.name, fmt.name)].values
+            if (w.name, fmt.name) in done
+            else self.quantized_weight(w, fmt)
+            for w, fmt in bound
+        ]
+
+    def _drop_weight_cache(self) -> None:
+        self._wcache.clear()
+        self._wcache_bytes = 0
 
     def weight_error(self, layer: Layer, fmt: Format) -> TensorError:
         """Error of the layer's weights (all of them, concatenated) in ``fmt``."""
@@ -106,12 +147,39 @@ class WeightFeeds:
         return self._werr[key]
 
     def _weight_error(self, layer: Layer, fmt: Format) -> TensorError:
+        return self._error_of(layer, lambda w: self.quantized_weight(w, fmt))
+
+    def _error_of(self, layer: Layer, values_of: Callable[[WeightInfo], np.ndarray]) -> TensorError:
         sums = metrics.ErrorSums()  # over the weights in turn, as if concatenated
         for w in layer.weights:
             value = self.model.weight(w)
-            sums.add(value.ravel(), self.quantized_weight(w, fmt).ravel())
+            sums.add(value.ravel(), values_of(w).ravel())
             release_pages(value)
         return sums.result()
+
+    def _weight_errors_ahead(
+        self, choices: Sequence[tuple[Layer, LayerChoice]], got: Sequence[np.ndarray]
+    ) -> None:
+        """The weight errors of the plan's layers not known yet (every evaluation reports
+        each layer's), QUANTIZE_WORKERS at a time from the values ``got`` just quantized
+        (in the order of :meth:`_weight_feeds`'s pairs): the sums :meth:`weight_error`
+        computes, the other core busy too (47 ms of one core on common.onnx's W8A8)."""
+        todo: list[tuple[tuple[str, str], Layer, dict[str, np.ndarray]]] = []
+        values = iter(got)
+        for layer, choice in choices:
+            if choice.recovery is not None:
+                continue
+            assert choice.weight is not None
+            mine = {w.name: next(values) for w in layer.weights}
+            key = (layer.name, choice.weight.name)
+            if key not in self._werr and key not in {k for k, _, _ in todo}:
+                todo.append((key, layer, mine))
+        if QUANTIZE_WORKERS < 2 or len(todo) < 2:
+            return
+        with ThreadPoolExecutor(QUANTIZE_WORKERS, thread_name_prefix="bitlens-q") as pool:
+            found = list(pool.map(lambda t: self._error_of(t[1], lambda w: t[2][w.name]), todo))
+        for (key, _, _), err in zip(todo, found, strict=True):
+            self._werr[key] = err
 
     def _release_float_weights(self) -> None:
         """Let the pages of mapped external weights go after a run read them."""
@@ -120,14 +188,26 @@ class WeightFeeds:
 
     def _weight_feeds(self, plan: Plan | Mapping[str, LayerChoice]) -> dict[str, np.ndarray]:
         feeds = self._float_weights()
-        for name, choice in plan.items() if isinstance(plan, Mapping) else ():
-            if choice.weight is None:
-                continue
+        choices = [
+            (self.info.layer(name), choice)
+            for name, choice in (plan.items() if isinstance(plan, Mapping) else ())
+            if choice.weight is not None
+        ]
+        pairs = [
+            (w, choice.weight)
+            for layer, choice in choices
+            if choice.recovery is None
+            for w in layer.weights
+        ]
+        got = self._quantized_many(pairs)
+        self._weight_errors_ahead(choices, got)
+        values = iter(got)  # in the order of the loop below
+        for layer, choice in choices:  # in plan order: a shared weight's last reader wins
             if choice.recovery is not None:
-                feeds.update(self.recovery.feeds(self.info.layer(name), choice))
+                feeds.update(self.recovery.feeds(layer, choice))
                 continue
-            for w in self.info.layer(name).weights:
-                feeds[w.name] = self.quantized_weight(w, choice.weight)
+            for w in layer.weights:
+                feeds[w.name] = next(values)
         for bias, alias in self._bias_inputs.values():  # bias correction may have changed it
             feeds[alias] = feeds[bias]
         return feeds

@@ -213,8 +213,8 @@ def render(r: FidelityReport) -> str:
         f"needs ONNX Runtime >= {r.min_ort} (checked with {r.ort_version})",
     ]
     rows = [
-        ("layer", "weight", "stored as", "activation", "ran as", "bytes plan -> stored", "file",
-         "BOPs")
+        ("layer", "weight", "stored as", "activation", "ran as", "bytes plan -> stored",
+         "file vs float (B)", "BOPs")
     ]
     per_layer = (r.compute or {}).get("layers", {})
     for la in r.layers:

@@ -7,8 +7,9 @@ mean square over the outputs); its size is the exported file's: the float
 export, less the float weights the plan replaces, plus the planned weight
 bytes, plus what the exporter writes around them (unpacking nodes, scales,
 quantizers, integer-kernel groups, provenance). Under a size budget that
-graph cost is first measured per format, by exporting (in memory) one and two
-small layers in each weight format, every activation at the base format, one
+graph cost is first measured per format, by exporting (in memory) two small
+layers in each weight format (the export reports each one's bytes), every
+activation at the base format, one
 integer-kernel group per op type and each wide activation; then the uniform
 plans nearest the budget, and every plan the accounting puts within a few
 hundred bytes of it, are exported in memory: those plans carry their real
@@ -22,7 +23,10 @@ its context (``filesize`` and ``sizes``).
    ``wide_activations`` layers keep a wider one (float, fp16, int16, per
    channel) where the measured gain is largest. They are measured in the
    context of int8 weights and every other activation at its choice; a set of
-   swaps that is worse together than apart is dropped.
+   swaps that is worse together than apart is dropped. The readers of one shared
+   weight are one decision; the widest integer format ranks every decision and
+   the other wide formats are measured on a shortlist; no symmetric swap is tried
+   on an input that is never negative.
 2. **Weight sensitivity.** A layer's 2- to 4-bit integer candidates carry the
    recovery method (GPTQ by default) that lowers the layer's own calibration
    output error, where one does (``recovered``): same bytes, less noise.
@@ -30,7 +34,8 @@ its context (``filesize`` and ``sizes``).
    float) are measured at two anchor formats (per-channel int8 and int4); the
    other candidates' output noise is predicted from their weight error times
    the measured output/weight noise ratio, and measured for real once the path
-   shows which formats each layer takes near the budget.
+   shows which formats each layer takes near the budget (those whose steps cost
+   noise per byte near the path's there).
 3. **Greedy allocation.** Output noise powers of independent quantizers add
    approximately, so each layer's (bytes, noise) points are reduced to their
    lower convex hull and the layers are stepped down together, always taking

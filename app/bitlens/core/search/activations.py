@@ -1,11 +1,17 @@
 """Activation choices: the base format everywhere, free 8-bit swaps, a few wide exceptions
-where the measured gain is largest."""
+where the measured gain is largest.
+
+Readers of one shared weight (an unrolled LSTMCell's Gemms, one per time step) are one
+decision, as their weights are: their inputs are one recurrence's states at successive
+steps, so one measurement of the group (every reader switched together) stands for all,
+and captcha-whisperer's CRNN (80 Gemms reading 4 weights) takes 29 decisions, not 105."""
 
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
+from bitlens.core.errors import BitlensError
 from bitlens.core.formats import Family, Format, Granularity, parse_format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import Plan
@@ -14,14 +20,37 @@ from bitlens.core.search.candidates import _fits, _wider
 from bitlens.core.search.options import FLOAT_NAME
 from bitlens.core.search.points import Point, Sensitivity
 from bitlens.core.search.state import SearchState
+from bitlens.core.shared_weights import weight_groups
+
+# Wide formats after the first are measured on this many times the layers that can keep one
+# (the units the first ranks highest): the widest integer format's gain bounds the others'
+# closely, so the rest only decide between formats where a wide one can be chosen at all.
+WIDE_SHORTLIST = 2
+
+
+def activation_units(s: SearchState, layers: Sequence[Layer]) -> list[tuple[str, ...]]:
+    """``layers`` grouped into decisions, in model order: the readers of one shared weight
+    together, every other layer alone."""
+    groups = weight_groups(s.info)
+    names = {layer.name for layer in layers}
+    units: list[tuple[str, ...]] = []
+    seen: set[str] = set()
+    for layer in layers:
+        if layer.name in seen:
+            continue
+        unit = tuple(n for n in groups.get(layer.name, (layer.name,)) if n in names)
+        seen.update(unit)
+        units.append(unit)
+    return units
 
 
 def choose_activations(
     s: SearchState, base: Format, formats: Sequence[Format | None], layers: Sequence[Layer]
 ) -> Generator[Progress | Point, None, None]:
     """Each layer's input activation in ``s.act``: the base, an 8-bit swap where it alone
-    lowers the error, and at most ``wide_activations`` wider ones where they gain most
-    (``s.wide``, with their narrow choice in ``s.narrow``)."""
+    lowers the error, and wider ones on at most ``wide_activations`` decisions (a shared
+    weight's readers are one) where they gain most (``s.wide``, with their narrow choice
+    in ``s.narrow``)."""
     if not layers:
         return
     free = [
@@ -31,22 +60,25 @@ def choose_activations(
         and base.family is Family.INT
     ]  # fmt: skip
     wide = [f for f in formats if f is None or _wider(f, base)]
+    units = activation_units(s, layers)
+    by_name = {layer.name: layer for layer in layers}
     # narrower activations save no file bytes and only add error: never chosen
     for layer in layers:
         s.act[layer.name] = base
     base_err = s.point(s.plan_of(s.ctx_weights), "search").error
     yield s._tick("activations at the base format")
-    for layer in layers:
+    for unit in units:
         best, best_err = base, base_err
         for fmt in free:
-            if not _fits(layer, fmt):
+            if not all(_fits(by_name[n], fmt) for n in unit) or _never_better(s, unit, base, fmt):
                 continue
-            err, met = s._measure(_with_act(s, layer.name, fmt))
-            s.sens.append(Sensitivity(layer.name, "activation", fmt.name, err, met, 0))
+            err, met = s._measure(_with_act(s, unit, fmt))
+            s.sens.append(Sensitivity(unit[0], "activation", fmt.name, err, met, 0))
             if err < best_err:
                 best, best_err = fmt, err
-        s.act[layer.name] = best
-        yield s._tick(f"sensitivity: {layer.name} activation 8-bit")
+        for n in unit:
+            s.act[n] = best
+        yield s._tick(f"sensitivity: {unit[0]} activation 8-bit")
     ctx = s.point(s.plan_of(s.ctx_weights), "search")
     # Swaps each better alone can be worse together, or with coarser weights (int8 sym
     # after a Relu gives up a bit that int8 weights hide and int4 ones do not): keep
@@ -66,69 +98,100 @@ def choose_activations(
     else:
         ctx = s.point(s.plan_of(s.ctx_weights), "search")
     k = s.opts.wide_activations
-    k = max(1, round(0.1 * len(layers))) if k is None else k
+    k = max(1, round(0.1 * len(units))) if k is None else k
     if k <= 0 or not wide:
         return
     # Wide candidates that keep the integer quantizer reuse the same session; the others
     # (float, fp16...) build one session per layer (memory the size of the model's), so
-    # they are tried only on the two layers where the integer ones gain most.
-    same = [f for f in wide if f is not None and f.family is Family.INT]
-    other = [f for f in wide if f not in same]
+    # they are tried only on the two decisions where the integer ones gain most.
+    same = sorted(
+        (f for f in wide if f is not None and f.family is Family.INT), key=lambda f: -f.bits
+    )
+    other = [f for f in wide if f is None or f.family is not Family.INT]
     if None in other:
         # float has no error, so a float cast (fp16, bf16) can only tie with it: each is
         # a new session structure per layer, so only float is tried
         other = [None]
-    gains: dict[str, tuple[float, Format | None]] = {}
-    for layer in layers:
-        for fmt in same:
-            if not _fits(layer, fmt):
+    gains: dict[tuple[str, ...], tuple[float, Format | None]] = {}
+    # the widest integer format on every decision, the others on the shortlist it ranks
+    def fitting(unit: tuple[str, ...]) -> list[Format]:
+        return [f for f in same if all(_fits(by_name[n], f) for n in unit)]
+
+    for i in (0, 1):
+        # (ties in model order: the seed's draws stay those of the two rankings below)
+        todo = units if i == 0 else _ranked(s, units, gains, False)[: WIDE_SHORTLIST * k]
+        for unit in todo:
+            fmts = fitting(unit)[:1] if i == 0 else fitting(unit)[1:]
+            if not fmts:
                 continue
-            err, met = s._measure(_with_act(s, layer.name, fmt))
-            s.sens.append(Sensitivity(layer.name, "activation", fmt.name, err, met, 0))
-            _keep_gain(gains, layer.name, ctx.error, err, fmt)
-        yield s._tick(f"sensitivity: {layer.name} wide activation")
-    ranked = _ranked(s, layers, gains)
-    tops = ranked[:2] if same else ranked
-    for name in tops:
+            for fmt in fmts:
+                err, met = s._measure(_with_act(s, unit, fmt))
+                s.sens.append(Sensitivity(unit[0], "activation", fmt.name, err, met, 0))
+                _keep_gain(gains, unit, ctx.error, err, fmt)
+            yield s._tick(f"sensitivity: {unit[0]} wide activation")
+    ranked = _ranked(s, units, gains)
+    tops = ranked[:2] if same else units
+    for unit in tops:
         for fmt in other:
-            err, met = s._measure(_with_act(s, name, fmt))
+            err, met = s._measure(_with_act(s, unit, fmt))
             label = FLOAT_NAME if fmt is None else fmt.name
-            s.sens.append(Sensitivity(name, "activation", label, err, met, 0))
-            _keep_gain(gains, name, ctx.error, err, fmt)
-        yield s._tick(f"sensitivity: {name} float activation")
-    chosen = [n for n in _ranked(s, layers, gains) if gains[n][0] > 0][:k]
+            s.sens.append(Sensitivity(unit[0], "activation", label, err, met, 0))
+            _keep_gain(gains, unit, ctx.error, err, fmt)
+        yield s._tick(f"sensitivity: {unit[0]} float activation")
+    chosen = [u for u in _ranked(s, units, gains) if gains[u][0] > 0][:k]
     saved = dict(s.act)
-    s.narrow = {name: s.act[name] for name in chosen}
-    for name in chosen:
-        s.act[name] = gains[name][1]
+    s.narrow = {n: s.act[n] for u in chosen for n in u}
+    for unit in chosen:
+        for n in unit:
+            s.act[n] = gains[unit][1]
     if chosen and s.point(s.plan_of(s.ctx_weights), "search").error > ctx.error:
-        s.act, chosen = saved, []  # together they do not help: keep the context
-    s.wide = chosen
+        s.act, chosen, s.narrow = saved, [], {}  # together they do not help: keep the context
+    s.wide = [n for u in chosen for n in u]
+
+
+def _never_better(s: SearchState, unit: Sequence[str], base: Format, fmt: Format) -> bool:
+    """A symmetric 8-bit swap for an asymmetric base on inputs that are never negative: the
+    same range in half the steps, so more noise, never less (the calibrated base range
+    starts at 0 exactly when the tensor has no negative value)."""
+    if fmt.symmetric == base.symmetric or base.symmetric:
+        return False
+    layers = [s.info.layer(n) for n in unit]
+    try:
+        return all(
+            float(s.engine.activation_range(a, base)[0]) >= 0
+            for la in layers for a in la.activations
+        )  # fmt: skip
+    except (BitlensError, TypeError, ValueError):
+        return False
 
 
 def _with_act(
     s: SearchState,
-    name: str,
+    unit: Sequence[str],
     fmt: Format | None,
     weights: Mapping[str, Format | None] | None = None,
 ) -> Plan:
-    saved = s.act[name]
-    s.act[name] = fmt
+    saved = dict(s.act)
+    for name in unit:
+        s.act[name] = fmt
     try:
         return s.plan_of(s.ctx_weights if weights is None else weights)
     finally:
-        s.act[name] = saved
+        s.act = saved
 
 
-def _keep_gain(gains, name: str, ctx_err: float, err: float, fmt: Format | None) -> None:
+def _keep_gain(gains, name: tuple[str, ...], ctx_err: float, err: float, fmt: Format | None) -> None:
     gain = ctx_err * ctx_err - err * err
     if name not in gains or gain > gains[name][0]:
         gains[name] = (gain, fmt)
 
 
 def _ranked(
-    s: SearchState, layers: Sequence[Layer], gains: Mapping[str, tuple[float, Any]]
-) -> list[str]:
-    tie = {layer.name: float(s.rng.random()) for layer in layers}
-    names = [layer.name for layer in layers if layer.name in gains]
-    return sorted(names, key=lambda n: (-gains[n][0], tie[n]))
+    s: SearchState,
+    units: Sequence[tuple[str, ...]],
+    gains: Mapping[tuple[str, ...], tuple[float, Any]],
+    seeded: bool = True,
+) -> list[tuple[str, ...]]:
+    tie = {unit: float(s.rng.random()) if seeded else i for i, unit in enumerate(units)}
+    known = [unit for unit in units if unit in gains]
+    return sorted(known, key=lambda u: (-gains[u][0], tie[u]))

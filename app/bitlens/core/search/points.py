@@ -106,10 +106,16 @@ class SearchResult:
         }
 
 
-def pareto_front(points: Iterable[Point]) -> tuple[Point, ...]:
-    """The points no other point beats on both bytes and error; bytes up, error strictly down."""
+def pareto_front(points: Iterable[Point], beaten_by: Iterable[Point] = ()) -> tuple[Point, ...]:
+    """The points no other point beats on both bytes and error; bytes up, error strictly down.
+    A point that one of ``beaten_by`` (the float model) beats is left off: a plan larger
+    than the float file with a non-zero error is no trade-off."""
+    refs = [(r.file_bytes, r.error) for r in beaten_by]
     front: list[Point] = []
     for p in sorted(points, key=lambda p: (p.file_bytes, p.error)):
+        if any(b <= p.file_bytes and e <= p.error and (b, e) != (p.file_bytes, p.error)
+               for b, e in refs):  # fmt: skip
+            continue
         if not front or p.error < front[-1].error:
             front.append(p)
     return tuple(front)

@@ -95,7 +95,7 @@ def _merge(a: SearchResult, b: SearchResult) -> SearchResult:
     tried = a.tried + b.tried
     return replace(
         win,
-        front=pareto_front(tried),
+        front=pareto_front(tried, [r for r in a.references if r.label == FLOAT_NAME]),
         tried=tried,
         references=a.references,
         sensitivities=a.sensitivities + b.sensitivities,
@@ -197,7 +197,7 @@ class _Search(Refinement):
         return SearchResult(
             budget=opts.budget,
             best=best,
-            front=pareto_front(self.tried),
+            front=pareto_front(self.tried, refs[:1]),  # the float model: refs[0]
             tried=tuple(self.tried),
             references=tuple(replace(self._cache[r.plan], label=r.label) for r in refs),
             sensitivities=tuple(self.sens),

@@ -98,21 +98,35 @@ class WeightPath(SearchState):
         self.moves = _greedy(ladders)
 
     def _measure_around(self, k: int) -> Generator[Progress, None, None]:
-        """Measure the predicted formats each layer takes near step ``k`` of the path."""
+        """Measure the predicted formats each layer takes near step ``k`` of the path: where
+        a step to or from them costs noise per byte within ``MARGIN`` times the path's at
+        ``k`` (marginal analysis: a step far cheaper is taken, a step far dearer is not,
+        whatever a prediction off by that much says)."""
         weights = self._weights_at(k)
+        critical = self._slope_at(k)
         todo = []
         for name, lad in self.ladders.items():
             i = next(i for i, p in enumerate(lad.points) if p[2] == weights[name])
             for j in (i - 1, i, i + 1):
                 if 0 <= j < len(lad.points) and lad.points[j][2] is not None:
                     fmt = lad.points[j][2]
-                    if (name, fmt) not in self.measured:
+                    if (name, fmt) not in self.measured and _near(lad.points, j, critical):
                         todo.append((name, fmt))
         self.total += len(todo)
         for name, fmt in todo:
             self._measure_weight(self.info.layer(name), fmt)
             yield self._tick(f"sensitivity: {name} weights {fmt.name}")
         self._rebuild()
+
+    def _slope_at(self, k: int) -> float | None:
+        """Noise per byte of the path's step ``k`` (the last one taken before it at the
+        end; None on an empty path)."""
+        if not self.moves:
+            return None
+        k = min(max(k, 1), len(self.moves)) - 1
+        name = self.moves[k]
+        i = sum(1 for n in self.moves[:k] if n == name)
+        return _slope(self.ladders[name].points, i)
 
     def _weights_at(self, k: int) -> dict[str, Format | None]:
         """Each layer's weight format after the first ``k`` greedy moves (0 = all float)."""
@@ -171,3 +185,25 @@ class WeightPath(SearchState):
             return min(above, key=lambda p: p[0])[2] if above else False
         below = [p for p in eff if p[0] < cur]
         return max(below, key=lambda p: p[0])[2] if below else False
+
+
+# A step whose predicted noise per byte is within this factor of the path's at the budget
+# is measured; one further off stays on its side of the budget unless its prediction (the
+# output/weight noise ratio carried over from the measured anchors) is off by more.
+MARGIN = 8.0
+
+
+def _slope(points: Sequence[tuple[int, float, Format | None]], i: int) -> float:
+    """Noise per byte saved of the ladder's step from point ``i`` to ``i + 1``."""
+    (b0, n0, _), (b1, n1, _) = points[i], points[i + 1]
+    return (n1 - n0) / max(1, b0 - b1)
+
+
+def _near(points: Sequence[tuple[int, float, Format | None]], j: int, critical: float | None) -> bool:
+    """Whether a step into or out of point ``j`` costs within ``MARGIN`` of ``critical``
+    (a ladder of one point, whose format the prediction put at no noise, has no step and is
+    measured)."""
+    steps = [_slope(points, i) for i in (j - 1, j) if 0 <= i < len(points) - 1]
+    if critical is None or critical <= 0 or not steps:
+        return True
+    return any(critical / MARGIN <= s <= critical * MARGIN for s in steps)

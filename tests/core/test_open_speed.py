@@ -1,0 +1,88 @@
+"""The open path's faster ways (issue 11: open + calibrate + first evaluation) give the
+numbers of the straightforward ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine, weightfeeds
+from bitlens.core.engine.engine import _finite
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import LayerChoice, Plan
+from tests.builders import conv_net
+from tests.core.test_engine_scale import deep_mlp
+
+
+def _plans(info) -> list[Plan]:
+    w8a8 = Plan.preset(info, "W8A8")
+    first = info.layer_names[0]
+    return [
+        w8a8,
+        Plan.preset(info, "W4A8"),
+        w8a8.with_choices({first: LayerChoice.of("bin ch", "uint8 asym")}),
+    ]
+
+
+@pytest.mark.parametrize("build", [lambda: deep_mlp(6), conv_net], ids=["mlp", "conv"])
+def test_weights_quantized_two_at_a_time_equal_those_quantized_in_turn(build, monkeypatch) -> None:
+    """Quantized values, codes, weight errors and whole evaluations."""
+    import threading
+
+    loaded = from_proto(build())
+    data = Dataset.random(loaded.info, n=4, seed=2, dims={"N": 2})
+    threads: list[str] = []
+    real = weightfeeds.quantize_weight
+
+    def spy(*a, **k):
+        threads.append(threading.current_thread().name)
+        return real(*a, **k)
+
+    monkeypatch.setattr(weightfeeds, "quantize_weight", spy)
+    two = Engine(loaded, data, device="cpu")
+    got = [two.evaluate(p) for p in _plans(loaded.info)]
+    assert any(t.startswith("bitlens-q") for t in threads)  # the pool quantized
+    monkeypatch.setattr(weightfeeds, "QUANTIZE_WORKERS", 1)
+    one = Engine(loaded, data, device="cpu")
+    assert [one.evaluate(p) for p in _plans(loaded.info)] == got
+    assert list(one._wcache) == list(two._wcache)  # cached in the same order
+    assert one._werr == two._werr  # weight errors computed ahead in the pool, or in turn
+    for key, q in one._wcache.items():
+        np.testing.assert_array_equal(two._wcache[key].values, q.values)
+        np.testing.assert_array_equal(two._wcache[key].q.codes, q.q.codes)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_min_max_finiteness_equals_isfinite_and_the_separate_min_max(dtype) -> None:
+    """engine._finite: on a calibration feed, the min and max it merges equal numpy's, and
+    it answers as np.isfinite(...).all() for NaN, +-inf and finite values."""
+    rng = np.random.default_rng(3)
+    values = (rng.standard_normal((5, 7)) * 3).astype(dtype)
+    for poison in (None, np.nan, np.inf, -np.inf):
+        v = values.copy()
+        if poison is not None:
+            v[2, 3] = poison
+        minmax: dict[str, tuple[float, float]] = {"t": (-0.5, 0.25)}
+        assert _finite(v, "t", minmax) == bool(np.isfinite(v).all())
+        assert _finite(v, "t", None) == bool(np.isfinite(v).all())
+        if poison is None:
+            assert minmax["t"] == (
+                min(-0.5, float(v.min())),
+                max(0.25, float(v.max())),
+            )
+    assert _finite(np.zeros((0, 3), dtype), "t", {}) and _finite(np.arange(4), "t", {})
+
+
+def test_the_float_reference_keeps_each_tensors_min_and_max_on_the_calibration_feeds() -> None:
+    loaded = from_proto(deep_mlp(4))
+    data = Dataset.random(loaded.info, n=6, seed=2, dims={"N": 5})
+    engine = Engine(loaded, data, device="cpu")
+    list(engine.prepare())
+    sess = engine._session_for({})[1]
+    weights = engine._float_weights()
+    names = [o.name for o in sess.get_outputs()]
+    runs = [engine._run(sess, names, {**data.samples[i], **weights}) for i in data.calibration]
+    for k, name in enumerate(names):
+        want = (min(float(r[k].min()) for r in runs), max(float(r[k].max()) for r in runs))
+        assert engine._minmax[name] == want
