@@ -30,6 +30,7 @@ from bitlens.core.export.deployed import open_session
 from bitlens.core.export.exporter import export
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress, drain
+from bitlens.core.search.guard import MIN_EFFECTIVE, at_least_as_precise, widened
 from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import FLOAT_NAME
 from bitlens.core.search.points import Point
@@ -136,8 +137,14 @@ def deployed_choice(
         real = s.size.exported(undone)
         if real is not None and real <= budget:
             cands.append(replace(q, exported_bytes=real))
+    preset = None
     if s.split.check:
         cands += yield from uniform_candidates(s, cands, budget)
+        preset = yield from _tiny_data_preset(s, cands, budget)
+        if preset is not None:
+            # too few numbers to show that going below the preset costs nothing: only plans
+            # at least as precise as it everywhere (core/search/guard.py)
+            cands = [p for p in cands if at_least_as_precise(p.plan, preset.plan)]
     if len(cands) == 1 and not s.split.check:
         return cands[0]
     if deployed and s.deployed is None:
@@ -168,7 +175,10 @@ def deployed_choice(
     if not scored:
         return cands[0]
     best = min(scored)[3]
-    if s.split.check and best.plan != fits[0].plan:
+    preset = next((r.label for r in s.references if r.plan == best.plan), None)
+    if preset is not None and preset != FLOAT_NAME:
+        best = replace(best, label=preset)  # a preset, whether the search reached it or not
+    if preset is None and s.split.check and best.plan != fits[0].plan:
         first = next((t[3] for t in scored if t[3].plan == fits[0].plan), None)
         if first is not None and first.check_error is not None:
             what = "another plan" if best.label == "search" else f"the {best.label} preset"
@@ -178,6 +188,37 @@ def deployed_choice(
                 f"returns {what}, {best.check_error:.4g} there ({best.summary()})"
             )
     return best
+
+
+def _tiny_data_preset(
+    s: SearchState, cands: list[Point], budget: int
+) -> Generator[Progress | Point, None, Point | None]:
+    """The same-size preset among ``cands`` when its output error on the evaluation feeds is
+    carried by fewer than MIN_EFFECTIVE numbers (then ``cands`` gains the preset with the
+    search's wider activations, when its export fits); None otherwise."""
+    labels = {r.plan: r.label for r in s.references if r.label != FLOAT_NAME}
+    preset = next((p for p in cands if p.plan in labels), None)
+    if preset is None:
+        return None
+    count = s.effective(preset.plan)
+    if count >= MIN_EFFECTIVE:
+        return None
+    preset = replace(preset, label=labels[preset.plan])
+    s.notes.append(
+        f"the {preset.label} preset's output error on the evaluation feeds is carried by "
+        f"{count:.3g} numbers (fewer than {MIN_EFFECTIVE}): too few to show that a layer "
+        f"below its precision costs nothing on other data, so every layer stays at least as "
+        f"precise as {preset.label}"
+    )
+    wide = widened(preset.plan, cands[0].plan)
+    if wide != preset.plan and all(wide != p.plan for p in cands):
+        q = s.point(wide)
+        yield q
+        real = s.size.exported(wide)
+        yield s._tick("export size of the preset with wider activations")
+        if real is not None and real <= budget:
+            cands.append(replace(q, exported_bytes=real))
+    return preset
 
 
 def uniform_candidates(

@@ -15,18 +15,26 @@ worse than it on the held-back feeds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from bitlens.core.data import Dataset
 from bitlens.core.errors import SearchError
 from bitlens.core.feed_arrays import batch_of
+from bitlens.core.formats import Format
+from bitlens.core.plan import Plan
 
 # Fewer held-back rows than this cannot tell plans of near-equal error apart (on a 2-class
 # classifier each row is one number); the result says so.
 MIN_CHECK_ROWS = 8
+# When the uniform preset's output error on the evaluation feeds is carried by fewer numbers
+# than this (its participation ratio: 2 per row for open_nsfw's 2-class softmax, thousands
+# for a detector), the data cannot show that a layer below the preset's precision costs
+# nothing: the plan returned keeps every layer at least as precise as the preset.
+MIN_EFFECTIVE = 16
 
 
 @dataclass(frozen=True)
@@ -84,3 +92,40 @@ def split_notes(data: Dataset, split: Split) -> list[str]:
         f"{rows + rows_of(data, split.fit)}): too few to tell plans of near-equal error apart "
         f"reliably; give at least {MIN_CHECK_ROWS * 3} evaluation rows"
     ]
+
+
+def effective_count(errors: Sequence[np.ndarray]) -> float:
+    """How many numbers carry the error: (sum e^2)^2 / sum e^4 over every element (the
+    participation ratio; n for n equal errors, 1 when one element holds it all)."""
+    s2 = sum(float(np.sum(np.square(e, dtype=np.float64))) for e in errors)
+    s4 = sum(float(np.sum(np.square(np.square(e, dtype=np.float64)))) for e in errors)
+    return s2 * s2 / s4 if s4 > 0 else math.inf
+
+
+def at_least_as_precise(plan: Plan, preset: Plan) -> bool:
+    """Every layer's weights and input activation float, in the preset's format, or in one
+    of more bits: noise powers of independent quantizers add, so on any data such a plan is
+    expected to be no worse than the preset."""
+
+    def ok(mine: Format | None, theirs: Format | None) -> bool:
+        if mine is None or mine == theirs:
+            return True
+        return theirs is not None and mine.bits > theirs.bits
+
+    return all(
+        ok(c.weight, preset[name].weight) and ok(c.activation, preset[name].activation)
+        for name, c in plan.choices.items()
+    )
+
+
+def widened(preset: Plan, plan: Plan) -> Plan:
+    """``preset`` with the input activations ``plan`` keeps wider (float, fp16, int16): the
+    same weights and file bytes, less activation noise."""
+    choices = dict(preset.choices)
+    for name, c in preset.choices.items():
+        a = plan[name].activation
+        if a != c.activation and (
+            a is None or (c.activation is not None and a.bits > c.activation.bits)
+        ):
+            choices[name] = replace(c, activation=a)
+    return Plan(preset.info, choices, preset.target)

@@ -16,7 +16,7 @@ from bitlens.core.recovery import Recovery
 from bitlens.core.results import Progress
 from bitlens.core.search.deployed import DeployedErrors, Part, Scored, score
 from bitlens.core.search.filesize import FileSizes
-from bitlens.core.search.guard import Split, labels_of, split_feeds
+from bitlens.core.search.guard import Split, effective_count, labels_of, split_feeds
 from bitlens.core.search.hull import _Ladder
 from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import SearchOptions
@@ -112,6 +112,20 @@ class SearchState:
         self.evaluations += 1
         got = concat_outputs(self.engine.run_outputs(plan, part.feeds))
         return score(got, part, self.metric)
+
+    def effective(self, plan: Plan) -> float:
+        """How many numbers carry ``plan``'s simulated output error on every evaluation
+        feed, fitted and held back (guard.effective_count)."""
+        errors = []
+        for part in (self.fit_part, self.check_part):
+            if part is None or not part.feeds:
+                continue
+            got = concat_outputs(self.engine.run_outputs(plan, part.feeds))
+            self.evaluations += 1
+            for name, ref in part.reference.items():
+                if np.issubdtype(ref.dtype, np.floating):
+                    errors.append(np.asarray(got[name], np.float64) - ref)
+        return effective_count(errors)
 
     def _measure(self, plan: Plan) -> tuple[float, float | None]:
         got = concat_outputs(self.engine.run_outputs(plan, self.split.fit))
