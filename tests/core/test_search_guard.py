@@ -88,8 +88,10 @@ def test_plans_are_fitted_on_some_feeds_and_chosen_on_the_others(
     the float model, recomputed here in float64 numpy."""
     monkeypatch.setattr(deployed, "MIN_EFFECTIVE", 0)
     result, _ = _run(six, Budget(max_bytes=_limit(six)), check_export=True)
-    assert sorted(result.fit_feeds + result.check_feeds) == list(six.data.evaluation)
-    assert len(result.check_feeds) == 2
+    ev = six.data.evaluation  # one row per feed: the held-back rows are feeds
+    assert result.eval_rows == 6 and len(result.check_rows) == 2
+    check = [ev[k] for k in result.check_rows]
+    fit = [i for i in ev if i not in check]
     best = result.best
     flt = ort.InferenceSession(
         six.model.graph_proto.SerializeToString(), providers=["CPUExecutionProvider"]
@@ -98,17 +100,15 @@ def test_plans_are_fitted_on_some_feeds_and_chosen_on_the_others(
     def outputs(sess, feeds):
         return np.concatenate([sess.run(None, six.data.samples[i])[0] for i in feeds])
 
-    sim = np.concatenate(six.run_outputs(best.plan, result.fit_feeds)["y"])
-    assert best.error == pytest.approx(_rel_l2(outputs(flt, result.fit_feeds), sim), rel=1e-4)
+    sim = np.concatenate(six.run_outputs(best.plan, fit)["y"])
+    assert best.error == pytest.approx(_rel_l2(outputs(flt, fit), sim), rel=1e-4)
     path = tmp_path / "best.onnx"
     drain(export(six, best.plan, path))
     dep = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    want = _rel_l2(outputs(flt, result.check_feeds), outputs(dep, result.check_feeds))
+    want = _rel_l2(outputs(flt, check), outputs(dep, check))
     assert best.check_error == pytest.approx(want, rel=1e-4, abs=1e-7)
     # never worse than the preset of the same size on the held-back feeds
-    w8a8 = DeployedErrors(
-        six, result_part(six, result.fit_feeds), result_part(six, result.check_feeds)
-    )
+    w8a8 = DeployedErrors(six, result_part(six, fit), result_part(six, check))
     preset = Plan.preset(six.info, "W8A8").with_target(best.plan.target)
     assert best.check_error <= w8a8.check(preset)[0] + 1e-12
     assert any("only 2 evaluation row(s) held back" in n for n in result.notes)
@@ -152,7 +152,7 @@ def test_the_preset_wins_when_the_searched_plans_lose_on_held_back_feeds(six, mo
 def test_the_result_says_when_nothing_is_held_back() -> None:
     one = _feeds_engine(1)
     result, _ = _run(one, Budget(max_bytes=_limit(one)), check_export=True)
-    assert result.check_feeds == () and result.best.check_error is None
+    assert result.check_rows == () and result.best.check_error is None
     assert any("none was held back" in n for n in result.notes)
 
 
@@ -180,3 +180,25 @@ def test_with_few_numbers_every_layer_stays_at_least_as_precise_as_the_preset(si
     assert at_least_as_precise(result.best.plan, preset)
     assert result.best.check_error is not None
     assert any("stays at least as precise as W8A8" in n for n in result.notes)
+
+
+def test_batched_evaluation_rows_are_split_and_the_engine_keeps_its_data(cnn_batched) -> None:
+    """Loaders batch up to 32 rows into one feed: the rows are split, not the feeds, and the
+    engine's data is as before once the search ends."""
+    data = cnn_batched.data
+    result, _ = _run(cnn_batched, Budget(max_bytes=_limit(cnn_batched)), check_export=True)
+    assert cnn_batched.data is data
+    assert result.eval_rows == 6 and len(result.check_rows) == 2
+    assert result.best.check_error is not None
+    again, _ = _run(cnn_batched, Budget(max_bytes=_limit(cnn_batched)), check_export=True)
+    assert again.check_rows == result.check_rows and again.best.plan == result.best.plan
+
+
+@pytest.fixture(scope="module")
+def cnn_batched() -> Engine:
+    model = from_proto(small_cnn())
+    data = Dataset.random(model.info, n=12, seed=3)  # 6 rows calibrate, 6 evaluate
+    assert len(data.evaluation) == 1
+    engine = Engine(model, data, device="cpu")
+    drain(engine.calibrate("minmax"))
+    return engine

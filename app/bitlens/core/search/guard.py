@@ -23,8 +23,9 @@ import numpy as np
 
 from bitlens.core.data import Dataset
 from bitlens.core.errors import SearchError
-from bitlens.core.feed_arrays import batch_of
+from bitlens.core.feed_arrays import batch_of, one_row_per_run
 from bitlens.core.formats import Format
+from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import Plan
 
 # Fewer held-back rows than this cannot tell plans of near-equal error apart (on a 2-class
@@ -43,6 +44,8 @@ class Split:
 
     fit: tuple[int, ...]
     check: tuple[int, ...]
+    # positions of the held-back rows among the evaluation rows (feed order, then row)
+    check_rows: tuple[int, ...] = ()
 
 
 def split_feeds(evaluation: Sequence[int], fraction: float, seed: int) -> Split:
@@ -61,6 +64,49 @@ def split_feeds(evaluation: Sequence[int], fraction: float, seed: int) -> Split:
     return Split(
         tuple(f for i, f in enumerate(feeds) if i not in held),
         tuple(f for i, f in enumerate(feeds) if i in held),
+    )
+
+
+def split_rows(data: Dataset, batchable: bool, fraction: float, seed: int) -> tuple[Dataset, Split]:
+    """``data`` with its evaluation rows split into fitted and held-back feeds (appended to
+    its samples; its own feeds unchanged) and that split: the loaders batch up to 32 rows
+    into one feed, so a split by feeds alone would often hold nothing back. Models whose
+    axis 0 is no batch axis are split by feeds."""
+    rows = [(i, r) for i in data.evaluation for r in range(batch_of(data.samples[i]))]
+    if not batchable or len(rows) == len(data.evaluation) or fraction == 0:
+        by_feed = split_feeds(data.evaluation, fraction, seed)
+        held_rows = tuple(k for k, (i, _r) in enumerate(rows) if i in by_feed.check)
+        return data, replace(by_feed, check_rows=held_rows)
+    held = set(split_feeds(range(len(rows)), fraction, seed).check)
+    samples = list(data.samples)
+    labels = [] if data.labels is None else [data.labels]
+    parts: tuple[list[int], list[int]] = ([], [])
+    bounds = np.cumsum([0, *(batch_of(f) for f in data.samples)])
+    for i in data.evaluation:
+        mine = [k for k, (j, _r) in enumerate(rows) if j == i]
+        for part, keep in (
+            (parts[0], [k not in held for k in mine]),
+            (parts[1], [k in held for k in mine]),
+        ):
+            picked = np.flatnonzero(keep)
+            if not len(picked):
+                continue
+            part.append(len(samples))
+            samples.append({k: v[picked] for k, v in data.samples[i].items()})
+            if data.labels is not None:
+                labels.append(data.labels[bounds[i] : bounds[i + 1]][picked])
+    out = replace(
+        data,
+        samples=tuple(samples),
+        labels=None if data.labels is None else np.concatenate(labels),
+    )
+    return out, Split(tuple(parts[0]), tuple(parts[1]), tuple(sorted(held)))
+
+
+def batchable(info: ModelInfo) -> bool:
+    """Whether the model's rows can run in feeds of any size (axis 0 a dynamic batch)."""
+    return all(t.shape and not isinstance(t.shape[0], int) for t in info.inputs) and not (
+        one_row_per_run(info.inputs, info.outputs)
     )
 
 

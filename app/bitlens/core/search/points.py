@@ -96,18 +96,18 @@ class SearchResult:
     float_bytes: int
     wide_layers: tuple[str, ...]  # layers whose activations stay wider than the base
     seed: int
-    # evaluation feeds the plans were fitted on and those held back to check the last
-    # choice (core/search/guard.py); what the result says about them
-    fit_feeds: tuple[int, ...] = ()
-    check_feeds: tuple[int, ...] = ()
+    # evaluation rows held back from the search to check its last choice (the rest fit the
+    # plans: core/search/guard.py); what the result says about them
+    eval_rows: int = 0  # rows of the evaluation feeds
+    check_rows: tuple[int, ...] = ()  # positions of the held-back ones among them
     notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "budget": self.budget.describe(),
             "seed": self.seed,
-            "fit_feeds": list(self.fit_feeds),
-            "check_feeds": list(self.check_feeds),
+            "eval_rows": self.eval_rows,
+            "check_rows": list(self.check_rows),
             "notes": list(self.notes),
             "metric": self.metric_name,
             "evaluations": self.evaluations,

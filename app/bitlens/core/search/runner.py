@@ -14,7 +14,7 @@ from bitlens.core.plan import Plan
 from bitlens.core.results import Progress
 from bitlens.core.search.activations import choose_activations
 from bitlens.core.search.candidates import _anchors, _parse_all
-from bitlens.core.search.guard import split_notes
+from bitlens.core.search.guard import batchable, rows_of, split_notes, split_rows
 from bitlens.core.search.options import FLOAT_NAME, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
 from bitlens.core.search.points import Point, SearchResult, pareto_front
@@ -32,15 +32,23 @@ def search(
     """
     kept = engine.max_sessions
     engine.max_sessions = min(kept, 2)  # many structures, one after the other: keep few
+    data = engine.data
+    split = None
+    if data is not None and options.budget.by_size and options.check_export:
+        # evaluation rows held back from the search (guard.py): their feeds are added to the
+        # engine's data for the search's duration, its own feeds unchanged
+        engine.data, split = split_rows(
+            data, batchable(engine.info), options.check_fraction, options.seed
+        )
     try:
-        first = _Search(engine, options)
+        first = _Search(engine, options, split)
         result = yield from first.run()
         if not _needs_float_activations(result, options):
             return result
         # Small budgets: the activation quantizers (and the tensors the target quantizes
         # with them) take kilobytes the weights then lack; on the text sample at half the
         # W8A8 size, weights-only plans kept 90% accuracy where 8-bit activations kept 62%.
-        second = _Search(engine, replace(options, base_activation=None))
+        second = _Search(engine, replace(options, base_activation=None), split)
         second.recov = first.recov  # the recovery choices do not depend on activations
         try:
             other = yield from _prefixed(second.run(), "float activations: ")
@@ -49,6 +57,7 @@ def search(
         return _merge(result, other)
     finally:
         engine.max_sessions = kept
+        engine.data = data
 
 
 def _needs_float_activations(result: SearchResult, options: SearchOptions) -> bool:
@@ -214,7 +223,7 @@ class _Search(Refinement):
             float_bytes=self.size.fixed_bytes + self.size.float_weight_bytes,
             wide_layers=tuple(n for n in self.wide if best.plan[n].activation != self.narrow[n]),
             seed=opts.seed,
-            fit_feeds=self.split.fit,
-            check_feeds=self.split.check,
+            eval_rows=rows_of(engine.data, self.split.fit + self.split.check),
+            check_rows=self.split.check_rows,
             notes=tuple(self.notes),
         )

@@ -45,7 +45,7 @@ class SearchState:
     moves: list[str]
     base_act: Format | None  # the base activation format (None: activations stay float)
 
-    def __init__(self, engine: Engine, options: SearchOptions):
+    def __init__(self, engine: Engine, options: SearchOptions, split: Split | None = None):
         self.engine = engine
         self.opts = options
         self.info = engine.info
@@ -75,7 +75,7 @@ class SearchState:
         evaluation = () if engine.data is None else engine.data.evaluation
         checked = options.budget.by_size and options.check_export
         fraction = options.check_fraction if checked else 0.0
-        self.split: Split = split_feeds(evaluation, fraction, options.seed)
+        self.split: Split = split or split_feeds(evaluation, fraction, options.seed)
         self.fit_part: Part
         self.check_part: Part | None = None
         self.references: list[Point] = []  # float and the presets, once evaluated
