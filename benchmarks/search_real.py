@@ -47,6 +47,8 @@ def print_table(rows: Sequence[Row]) -> None:
     for r in rows:
         print(f"  {r.id}: {'beats' if r.beats else 'DOES NOT BEAT'} W8A8 at its size; "
               f"weights {r.summary}")  # fmt: skip
+        for note in r.notes:
+            print(f"    note: {note}")
 
 
 def run_cases(cases: Sequence[RealCase], only: Sequence[str] = (), repeat: bool = True) -> None:

@@ -67,6 +67,7 @@ class Row:
     monotone: bool
     reproducible: bool | None  # None: not checked
     summary: str
+    notes: tuple[str, ...] = ()  # what the search's result says about its choice
 
     @property
     def beats(self) -> bool:
@@ -180,4 +181,5 @@ def measure(case: RealCase, work: Path, repeat: bool = True, timeout: float = 36
     return Row(
         case.id, limit, w8_eval, w8_held, searched.stat().st_size, s_eval, s_held, seconds, cpu,
         int(out["evaluations"]), len(front), _monotone(front), reproducible, summary,
+        tuple(out.get("notes", ())),
     )  # fmt: skip

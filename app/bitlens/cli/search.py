@@ -164,6 +164,11 @@ def render(r: SearchResult, output: str) -> str:
     if b.deployed_error is not None:
         lines.append(f"  its export in a default ONNX Runtime session: output error "
                      f"{b.deployed_error:.4g}")  # fmt: skip
+    if b.check_error is not None:
+        lines.append(f"  on the {len(r.check_rows)} evaluation row(s) held back from the "
+                     f"search: output error {b.check_error:.4g}"
+                     + ("" if b.check_metric is None else f", {name} {b.check_metric:.4g}"))  # fmt: skip
+    lines += [f"note: {n}" for n in r.notes]
     if r.wide_layers:
         lines.append(f"  wider activations kept on: {', '.join(r.wide_layers)}")
     lines.append("references:")

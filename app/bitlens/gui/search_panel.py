@@ -218,6 +218,7 @@ class SearchPanel(QWidget):
         self._say(
             f"Best within the budget (starred), {result.evaluations} evaluations: "
             f"{tooltip(result.best)}. Click a point to apply its plan."
+            + "".join(f"\nNote: {n}" for n in result.notes)  # in the tooltip
         )
 
     def _on_hovered(self, p: Point | None) -> None:

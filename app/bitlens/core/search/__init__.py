@@ -54,7 +54,10 @@ its context (``filesize`` and ``sizes``).
    export's; when it is over, the search chooses again below. The last choice, between
    the two best plans that fit and the best with its 8-bit activation swaps undone, is
    made on their exports run in a default ONNX Runtime session (``deployed``): its integer
-   kernels round otherwise than the simulation, by as much as the plans differ. When the plan
+   kernels round otherwise than the simulation, by as much as the plans differ. A third of
+   the evaluation feeds is held back from all of this and that last choice, against the
+   same-size uniform preset too, is made on them (``guard``): with few feeds the search
+   finds plans whose errors cancel on the feeds it fits and nowhere else. When the plan
    loses more than a point of the task metric, a second search keeps
    activations float (their quantizers' bytes go to the weights) and the
    better plan wins.
@@ -71,7 +74,7 @@ the result), ``measures`` (output error, sizes, per-layer sensitivity), ``candid
 (convex hulls and the greedy order), ``state`` (evaluation and plans), ``filesize`` and
 ``sizes`` (the size accounting the state holds), ``overheads`` and ``activations`` (steps
 run on the state), ``weightpath`` (weight sensitivities and the path), ``deployed`` (errors
-of exports as deployed), ``refine`` and ``runner`` (the whole run).
+of exports as deployed), ``guard`` (the held-back feeds), ``refine`` and ``runner`` (the whole run).
 """
 
 from bitlens.core.search.hull import _greedy, _hull, _Ladder

@@ -8,7 +8,9 @@ W8A8's 0.0036; the exported files measured 0.0040 and 0.0036 in a default sessio
 deployed kernels can differ from the simulation by half the quantization error itself).
 Near a size budget the plans compared differ by that much, so the last choice between a
 few plans that fit is made on the files a user deploys (:mod:`bitlens.core.export.deployed`
-opens them as a user's ONNX Runtime does).
+opens them as a user's ONNX Runtime does). Where evaluation feeds are held back
+(:mod:`bitlens.core.search.guard`), that choice is made on them, against the uniform plans of
+the same size as well.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Generator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +30,9 @@ from bitlens.core.export.deployed import open_session
 from bitlens.core.export.exporter import export
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress, drain
+from bitlens.core.search.guard import MIN_EFFECTIVE, at_least_as_precise, widened
 from bitlens.core.search.measures import output_error
+from bitlens.core.search.options import FLOAT_NAME
 from bitlens.core.search.points import Point
 from bitlens.core.targets import ORT_CPU
 from bitlens.core.usermetric import Metric, concat_outputs
@@ -39,60 +43,91 @@ if TYPE_CHECKING:
 # Plans that fit a size budget compared as deployed, best simulated first (each is one
 # export and one session more), besides the best one with its activation swaps undone.
 DEPLOYED_CHOICES = 2
+# Uniform plans whose export is tried per kind (presets, the search's own) before giving up
+# on one that fits the budget.
+UNIFORM_TRIES = 2
+
+
+@dataclass(frozen=True)
+class Part:
+    """Feeds a plan's outputs are compared on, with the float model's outputs on them and
+    their label rows."""
+
+    feeds: tuple[int, ...]
+    reference: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
+
+
+Scored = tuple[float, float | None]  # relative L2 error of the outputs, task metric
 
 
 class DeployedErrors:
-    """Output errors of plans' exports run in a default session, cached per plan."""
+    """Output errors of plans' exports run in a default session, cached per plan: on the
+    feeds the search fits and on those it holds back (one export and session for both)."""
 
     def __init__(
-        self,
-        engine: Engine,
-        reference: dict[str, np.ndarray],
-        metric: Metric | None = None,
-        labels: np.ndarray | None = None,
+        self, engine: Engine, fit: Part, check: Part | None = None, metric: Metric | None = None
     ):
         self.engine = engine
-        self.reference = reference
+        self.parts = (fit,) if check is None or not check.feeds else (fit, check)
         self.metric = metric
-        self.labels = labels
-        self._errors: dict[Plan, tuple[float, float | None] | None] = {}
+        self._errors: dict[Plan, tuple[Scored, ...] | None] = {}
 
-    def error(self, plan: Plan) -> tuple[float, float | None] | None:
+    def error(self, plan: Plan) -> Scored | None:
         """The relative L2 error of ``plan``'s deployed outputs against the float model's on
-        the evaluation samples (as the search measures the simulation) and the task metric
-        on them; None: the plan cannot be exported or loaded."""
+        the feeds the search fits (as the search measures the simulation) and the task
+        metric on them; None: the plan cannot be exported or loaded."""
+        got = self._scores(plan)
+        return None if got is None else got[0]
+
+    def check(self, plan: Plan) -> Scored | None:
+        """The same on the held-back feeds (None also when none are held back)."""
+        got = self._scores(plan)
+        return None if got is None or len(got) < 2 else got[1]
+
+    def _scores(self, plan: Plan) -> tuple[Scored, ...] | None:
         if plan in self._errors:
             return self._errors[plan]
         engine = self.engine
         names = [t.name for t in engine.info.outputs]
-        got: dict[str, list[np.ndarray]] = {n: [] for n in names}
-        err: tuple[float, float | None] | None
+        err: tuple[Scored, ...] | None
         try:
             with tempfile.TemporaryDirectory(prefix="bitlens-search-") as tmp:
                 path = Path(tmp) / "plan.onnx"
                 drain(export(engine, plan, path))
                 sess = open_session(str(path), list(engine.providers), mode="deployed")
-                for i in engine.data.evaluation:
-                    values = sess.run(names, engine.data.samples[i])
-                    for n, v in zip(names, values, strict=True):
-                        got[n].append(v)
+                scores = []
+                for part in self.parts:
+                    got: dict[str, list[np.ndarray]] = {n: [] for n in names}
+                    for i in part.feeds:
+                        values = sess.run(names, engine.data.samples[i])
+                        for n, v in zip(names, values, strict=True):
+                            got[n].append(v)
+                    scores.append(score(concat_outputs(got), part, self.metric))
                 del sess
-            out = concat_outputs(got)
-            metric = None if self.metric is None else self.metric(out, self.reference, self.labels)
-            err = (output_error(self.reference, out), metric)
+            err = tuple(scores)
         except BitlensError:
             err = None
         self._errors[plan] = err
         return err
 
 
+def score(out: dict[str, np.ndarray], part: Part, metric: Metric | None) -> Scored:
+    """Output error and task metric of ``out`` on ``part``'s feeds."""
+    met = None if metric is None else metric(out, part.reference, part.labels)
+    return output_error(part.reference, out), met
+
+
 def deployed_choice(
     s: SearchState, fits: list[Point], budget: int
 ) -> Generator[Progress | Point, None, Point]:
     """The plan to return among ``fits`` (plans whose export fits ``budget``, best simulated
-    first) and the first one with its 8-bit activation swaps undone: the best as deployed,
-    by the search's ranking (task metric up to the float model's, then output error)."""
-    if not s.opts.deployed_check or s.opts.target != ORT_CPU:
+    first), the first one with its 8-bit activation swaps undone and, when evaluation feeds
+    are held back, the uniform plans of the same size (core/search/guard.py): the best as
+    deployed, by the search's ranking (task metric up to the float model's, then output
+    error), on the held-back feeds where there are some."""
+    deployed = s.opts.deployed_check and s.opts.target == ORT_CPU
+    if not deployed and not s.split.check:
         return fits[0]
     cands = list(fits)
     undone = _swaps_undone(s, fits[0].plan)
@@ -102,21 +137,117 @@ def deployed_choice(
         real = s.size.exported(undone)
         if real is not None and real <= budget:
             cands.append(replace(q, exported_bytes=real))
-    if len(cands) == 1:
+    preset = None
+    if s.split.check:
+        cands += yield from uniform_candidates(s, cands, budget)
+        preset = yield from _tiny_data_preset(s, cands, budget)
+        if preset is not None:
+            # too few numbers to show that going below the preset costs nothing: only plans
+            # at least as precise as it everywhere (core/search/guard.py)
+            cands = [p for p in cands if at_least_as_precise(p.plan, preset.plan)]
+    if len(cands) == 1 and not s.split.check:
         return cands[0]
-    if s.deployed is None:
-        s.deployed = DeployedErrors(s.engine, s.ref, s.metric, s.labels)
+    if deployed and s.deployed is None:
+        s.deployed = DeployedErrors(s.engine, s.fit_part, s.check_part, s.metric)
     top = s.float_metric if s.float_metric is not None else math.inf
     scored = []
     for i, p in enumerate(cands):
-        got = s.deployed.error(p.plan)
+        if deployed:
+            got = s.deployed.error(p.plan)  # type: ignore[union-attr]
+            checked = s.deployed.check(p.plan) if got is not None else None  # type: ignore[union-attr]
+        else:
+            got = None
+            checked = s.simulated_check(p.plan)
         s.total += 1
-        yield s._tick("comparing the best plans as deployed")
-        if got is not None:
-            err, met = got
-            key = -min(met, top) if met is not None else 0.0
-            scored.append((key, err, i, replace(p, deployed_error=err)))
-    return min(scored)[3] if scored else cands[0]
+        yield s._tick("comparing the best plans" + (" as deployed" if deployed else ""))
+        if deployed and got is None:
+            continue
+        p = replace(
+            p,
+            deployed_error=None if got is None else got[0],
+            check_error=None if checked is None else checked[0],
+            check_metric=None if checked is None else checked[1],
+        )
+        decide = checked if checked is not None else got
+        err, met = decide  # type: ignore[misc]
+        key = -min(met, top) if met is not None else 0.0
+        scored.append((key, err, i, p))
+    if not scored:
+        return cands[0]
+    best = min(scored)[3]
+    preset = next((r.label for r in s.references if r.plan == best.plan), None)
+    if preset is not None and preset != FLOAT_NAME:
+        best = replace(best, label=preset)  # a preset, whether the search reached it or not
+    if preset is None and s.split.check and best.plan != fits[0].plan:
+        first = next((t[3] for t in scored if t[3].plan == fits[0].plan), None)
+        if first is not None and first.check_error is not None:
+            what = "another plan" if best.label == "search" else f"the {best.label} preset"
+            s.notes.append(
+                f"the plan that fit the evaluation feeds best (error {first.error:.4g} there) "
+                f"had error {first.check_error:.4g} on the held-back feeds: the search "
+                f"returns {what}, {best.check_error:.4g} there ({best.summary()})"
+            )
+    return best
+
+
+def _tiny_data_preset(
+    s: SearchState, cands: list[Point], budget: int
+) -> Generator[Progress | Point, None, Point | None]:
+    """The same-size preset among ``cands`` when its output error on the evaluation feeds is
+    carried by fewer than MIN_EFFECTIVE numbers (then ``cands`` gains the preset with the
+    search's wider activations, when its export fits); None otherwise."""
+    labels = {r.plan: r.label for r in s.references if r.label != FLOAT_NAME}
+    preset = next((p for p in cands if p.plan in labels), None)
+    if preset is None:
+        return None
+    count = s.effective(preset.plan)
+    if count >= MIN_EFFECTIVE:
+        return None
+    preset = replace(preset, label=labels[preset.plan])
+    s.notes.append(
+        f"the {preset.label} preset's output error on the evaluation feeds is carried by "
+        f"{count:.3g} numbers (fewer than {MIN_EFFECTIVE}): too few to show that a layer "
+        f"below its precision costs nothing on other data, so every layer stays at least as "
+        f"precise as {preset.label}"
+    )
+    wide = widened(preset.plan, cands[0].plan)
+    if wide != preset.plan and all(wide != p.plan for p in cands):
+        q = s.point(wide)
+        yield q
+        real = s.size.exported(wide)
+        yield s._tick("export size of the preset with wider activations")
+        if real is not None and real <= budget:
+            cands.append(replace(q, exported_bytes=real))
+    return preset
+
+
+def uniform_candidates(
+    s: SearchState, have: list[Point], budget: int
+) -> Generator[Progress | Point, None, list[Point]]:
+    """The largest reference preset whose export fits ``budget`` (W8A8 at its own size) and
+    the uniform plan of the search that fits best on the feeds it fits: the plans a mixed
+    one must beat on the held-back feeds."""
+    seen = {p.plan for p in have}
+    out: list[Point] = []
+    presets = sorted(
+        (p for p in s.references if p.label != FLOAT_NAME), key=lambda p: -p.file_bytes
+    )
+    uniform = sorted((u[0] for u in s.uniform), key=lambda p: p.error)
+    for group in (presets, uniform):
+        tries = UNIFORM_TRIES
+        for p in group:
+            if p.plan in seen or p.file_bytes > budget or p.plan in s.size.unexportable:
+                continue
+            real = s.size.exported(p.plan)
+            yield s._tick(f"export size of {p.summary()}")
+            if real is not None and real <= budget:
+                out.append(replace(p, exported_bytes=real))
+                seen.add(p.plan)
+                break
+            tries -= 1
+            if not tries:
+                break
+    return out
 
 
 def _swaps_undone(s: SearchState, plan: Plan) -> Plan | None:

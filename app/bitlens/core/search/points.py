@@ -38,6 +38,10 @@ class Point:
     # the exported file's output error in a default ONNX Runtime session, where the search
     # measured it (its last choice under a size budget: core/search/deployed.py)
     deployed_error: float | None = None
+    # the output error on the evaluation feeds the search held back (as deployed where
+    # deployed_error is measured, else simulated): its last choice (core/search/guard.py)
+    check_error: float | None = None
+    check_metric: float | None = None  # the task metric there
 
     @property
     def sqnr_db(self) -> float:
@@ -73,6 +77,8 @@ class Point:
             "metric": self.metric,
             "exported_bytes": self.exported_bytes,
             "deployed_error": self.deployed_error,
+            "check_error": self.check_error,
+            "check_metric": self.check_metric,
             "plan": self.plan.to_dict(),
         }
 
@@ -90,11 +96,19 @@ class SearchResult:
     float_bytes: int
     wide_layers: tuple[str, ...]  # layers whose activations stay wider than the base
     seed: int
+    # evaluation rows held back from the search to check its last choice (the rest fit the
+    # plans: core/search/guard.py); what the result says about them
+    eval_rows: int = 0  # rows of the evaluation feeds
+    check_rows: tuple[int, ...] = ()  # positions of the held-back ones among them
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "budget": self.budget.describe(),
             "seed": self.seed,
+            "eval_rows": self.eval_rows,
+            "check_rows": list(self.check_rows),
+            "notes": list(self.notes),
             "metric": self.metric_name,
             "evaluations": self.evaluations,
             "float_bytes": self.float_bytes,

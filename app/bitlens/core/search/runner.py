@@ -14,12 +14,13 @@ from bitlens.core.plan import Plan
 from bitlens.core.results import Progress
 from bitlens.core.search.activations import choose_activations
 from bitlens.core.search.candidates import _anchors, _parse_all
+from bitlens.core.search.guard import batchable, rows_of, split_notes, split_rows
 from bitlens.core.search.options import FLOAT_NAME, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
 from bitlens.core.search.points import Point, SearchResult, pareto_front
 from bitlens.core.search.refine import Refinement
 from bitlens.core.shared_weights import one_per_group, weight_groups
-from bitlens.core.usermetric import default_metric, reference_outputs
+from bitlens.core.usermetric import default_metric
 
 
 def search(
@@ -31,15 +32,23 @@ def search(
     """
     kept = engine.max_sessions
     engine.max_sessions = min(kept, 2)  # many structures, one after the other: keep few
+    data = engine.data
+    split = None
+    if data is not None and options.budget.by_size and options.check_export:
+        # evaluation rows held back from the search (guard.py): their feeds are added to the
+        # engine's data for the search's duration, its own feeds unchanged
+        engine.data, split = split_rows(
+            data, batchable(engine.info), options.check_fraction, options.seed
+        )
     try:
-        first = _Search(engine, options)
+        first = _Search(engine, options, split)
         result = yield from first.run()
         if not _needs_float_activations(result, options):
             return result
         # Small budgets: the activation quantizers (and the tensors the target quantizes
         # with them) take kilobytes the weights then lack; on the text sample at half the
         # W8A8 size, weights-only plans kept 90% accuracy where 8-bit activations kept 62%.
-        second = _Search(engine, replace(options, base_activation=None))
+        second = _Search(engine, replace(options, base_activation=None), split)
         second.recov = first.recov  # the recovery choices do not depend on activations
         try:
             other = yield from _prefixed(second.run(), "float activations: ")
@@ -48,6 +57,7 @@ def search(
         return _merge(result, other)
     finally:
         engine.max_sessions = kept
+        engine.data = data
 
 
 def _needs_float_activations(result: SearchResult, options: SearchOptions) -> bool:
@@ -83,12 +93,16 @@ def _merge(a: SearchResult, b: SearchResult) -> SearchResult:
     flt = next(p for p in a.references if p.label == FLOAT_NAME).metric
     top = flt if flt is not None else math.inf
 
-    # both measured as deployed: those errors decide (core/search/deployed.py)
+    # both measured on the held-back feeds, or as deployed: those errors decide
+    # (core/search/guard.py, deployed.py)
+    checked = a.best.check_error is not None and b.best.check_error is not None
     deployed = a.best.deployed_error is not None and b.best.deployed_error is not None
 
     def rank(p: Point) -> tuple[float, float, int]:
         metric = -math.inf if p.metric is None else p.metric
-        error = p.deployed_error if deployed else p.error
+        if checked:
+            metric = -math.inf if p.check_metric is None else p.check_metric
+        error = p.check_error if checked else p.deployed_error if deployed else p.error
         return (-min(metric, top), error, p.file_bytes)  # type: ignore[return-value]
 
     win = a if rank(a.best) <= rank(b.best) else b
@@ -100,6 +114,7 @@ def _merge(a: SearchResult, b: SearchResult) -> SearchResult:
         references=a.references,
         sensitivities=a.sensitivities + b.sensitivities,
         evaluations=a.evaluations + b.evaluations,
+        notes=tuple(dict.fromkeys(a.notes + b.notes)),
     )
 
 
@@ -109,8 +124,9 @@ class _Search(Refinement):
         if engine.data is None:
             raise SearchError("the search runs the model: give it input data (or input sizes)")
         yield from engine.prepare()
-        self.ref = reference_outputs(engine)
-        self.labels = engine.data.eval_labels
+        self.set_parts()  # ref and labels: the fitted evaluation feeds'
+        if opts.budget.by_size and opts.check_export and opts.check_fraction > 0:
+            self.notes += split_notes(engine.data, self.split)
         self.metric = opts.metric or default_metric(self.ref, self.labels)
         if opts.budget.min_metric is not None and self.metric is None:
             raise SearchError(
@@ -151,6 +167,7 @@ class _Search(Refinement):
             )
             yield refs[-1]
             yield self._tick(f"reference {name}")
+        self.references = refs
 
         self.wfmts = wfmts
         self.wlayers = wlayers
@@ -206,4 +223,7 @@ class _Search(Refinement):
             float_bytes=self.size.fixed_bytes + self.size.float_weight_bytes,
             wide_layers=tuple(n for n in self.wide if best.plan[n].activation != self.narrow[n]),
             seed=opts.seed,
+            eval_rows=rows_of(engine.data, self.split.fit + self.split.check),
+            check_rows=self.split.check_rows,
+            notes=tuple(self.notes),
         )

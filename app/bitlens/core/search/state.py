@@ -14,14 +14,15 @@ from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, Plan, validate_choice
 from bitlens.core.recovery import Recovery
 from bitlens.core.results import Progress
-from bitlens.core.search.deployed import DeployedErrors
+from bitlens.core.search.deployed import DeployedErrors, Part, Scored, score
 from bitlens.core.search.filesize import FileSizes
+from bitlens.core.search.guard import Split, effective_count, labels_of, split_feeds
 from bitlens.core.search.hull import _Ladder
 from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import SearchOptions
 from bitlens.core.search.points import Point, Sensitivity
 from bitlens.core.search.recovered import Recovered, parse_methods
-from bitlens.core.usermetric import Metric, concat_outputs
+from bitlens.core.usermetric import Metric, concat_outputs, reference_outputs
 from bitlens.core.weights import stored_bytes
 
 
@@ -43,7 +44,7 @@ class SearchState:
     moves: list[str]
     base_act: Format | None  # the base activation format (None: activations stay float)
 
-    def __init__(self, engine: Engine, options: SearchOptions):
+    def __init__(self, engine: Engine, options: SearchOptions, split: Split | None = None):
         self.engine = engine
         self.opts = options
         self.info = engine.info
@@ -68,13 +69,63 @@ class SearchState:
         self.recovery_methods = parse_methods(options.recovery)
         self.recov: dict[str, dict[Format, Recovered]] = {}
         self.deployed: DeployedErrors | None = None  # made when first needed
+        # evaluation feeds fitted and held back (size budgets), and the float model's
+        # outputs on each part (set by the run, like ``ref``)
+        evaluation = () if engine.data is None else engine.data.evaluation
+        checked = options.budget.by_size and options.check_export
+        fraction = options.check_fraction if checked else 0.0
+        self.split: Split = split or split_feeds(evaluation, fraction, options.seed)
+        self.fit_part: Part
+        self.check_part: Part | None = None
+        self.references: list[Point] = []  # float and the presets, once evaluated
+        self.notes: list[str] = []  # what the result says about its choice
 
     # -- evaluation ------------------------------------------------------------------------
     def _error(self, got: Mapping[str, np.ndarray]) -> float:
         return output_error(self.ref, got)
 
+    def set_parts(self) -> None:
+        """The float model's outputs and the labels on the fitted and held-back feeds:
+        ``ref`` and ``labels`` are the fitted part's, which every plan is measured on."""
+        data = self.engine.data
+        parts = []
+        for feeds in (self.split.fit, self.split.check):
+            if not feeds:
+                ref = {}
+            elif feeds == tuple(data.evaluation):
+                ref = reference_outputs(self.engine)  # cached per engine
+            else:
+                ref = concat_outputs(self.engine.run_outputs(Plan(self.info), feeds))
+            parts.append(Part(feeds, ref, labels_of(data, feeds)))
+        self.fit_part = parts[0]
+        self.check_part = parts[1] if self.split.check else None
+        self.ref, self.labels = self.fit_part.reference, self.fit_part.labels
+
+    def simulated_check(self, plan: Plan) -> Scored | None:
+        """Output error and metric of ``plan``'s simulation on the held-back feeds."""
+        part = self.check_part
+        if part is None:
+            return None
+        self.evaluations += 1
+        got = concat_outputs(self.engine.run_outputs(plan, part.feeds))
+        return score(got, part, self.metric)
+
+    def effective(self, plan: Plan) -> float:
+        """How many numbers carry ``plan``'s simulated output error on every evaluation
+        feed, fitted and held back (guard.effective_count)."""
+        errors = []
+        for part in (self.fit_part, self.check_part):
+            if part is None or not part.feeds:
+                continue
+            got = concat_outputs(self.engine.run_outputs(plan, part.feeds))
+            self.evaluations += 1
+            for name, ref in part.reference.items():
+                if np.issubdtype(ref.dtype, np.floating):
+                    errors.append(np.asarray(got[name], np.float64) - ref)
+        return effective_count(errors)
+
     def _measure(self, plan: Plan) -> tuple[float, float | None]:
-        got = concat_outputs(self.engine.run_outputs(plan))
+        got = concat_outputs(self.engine.run_outputs(plan, self.split.fit))
         self.evaluations += 1
         metric = None if self.metric is None else self.metric(got, self.ref, self.labels)
         return self._error(got), metric

@@ -1,0 +1,204 @@
+"""Evaluation feeds held back from the search, its last choice made on them against the
+uniform preset of the same size (core/search/guard.py), on a tiny CNN built in code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine
+from bitlens.core.errors import SearchError
+from bitlens.core.export.exporter import export
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
+from bitlens.core.results import drain
+from bitlens.core.search import Budget, deployed, exported_size
+from bitlens.core.search.deployed import DeployedErrors
+from bitlens.core.search.guard import (
+    at_least_as_precise,
+    effective_count,
+    labels_of,
+    split_feeds,
+    widened,
+)
+from bitlens.core.targets import DEFAULT_TARGET
+from tests.core.engine_models import small_cnn
+from tests.core.test_search import _run
+
+
+def _feeds_engine(n_eval: int, n_cal: int = 3) -> Engine:
+    """small_cnn with one image per feed: ``n_cal`` calibrate, ``n_eval`` evaluate."""
+    model = from_proto(small_cnn())
+    rng = np.random.default_rng(5)
+    samples = tuple(
+        {"x": rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)} for _ in range(n_cal + n_eval)
+    )
+    data = Dataset(samples, None, tuple(range(n_cal)), tuple(range(n_cal, n_cal + n_eval)))
+    engine = Engine(model, data, device="cpu")
+    drain(engine.calibrate("minmax"))
+    return engine
+
+
+@pytest.fixture(scope="module")
+def six() -> Engine:
+    return _feeds_engine(6)
+
+
+def _limit(engine: Engine) -> int:
+    return exported_size(engine, Plan.preset(engine.info, "W8A8"))
+
+
+def _rel_l2(ref: np.ndarray, got: np.ndarray) -> float:
+    ref, got = ref.astype(np.float64), got.astype(np.float64)
+    return float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+
+
+def test_split_is_seeded_disjoint_and_never_takes_every_feed() -> None:
+    feeds = tuple(range(10, 19))
+    a = split_feeds(feeds, 1 / 3, seed=0)
+    assert a == split_feeds(feeds, 1 / 3, seed=0)
+    assert len(a.check) == 3 and sorted(a.fit + a.check) == list(feeds)
+    assert not set(a.fit) & set(a.check)
+    assert {split_feeds(feeds, 1 / 3, seed=s).check for s in range(6)} != {a.check}
+    assert split_feeds((4, 5), 1 / 3, 0).check in ((4,), (5,))  # one of two
+    assert split_feeds((4, 5), 0.9, 0).fit  # never all
+    assert split_feeds((4,), 1 / 3, 0).check == ()
+    assert split_feeds(feeds, 0, 0).fit == feeds
+    with pytest.raises(SearchError, match="held-back fraction"):
+        split_feeds(feeds, 1.0, 0)
+
+
+def test_labels_follow_the_rows_of_each_feed() -> None:
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    samples = ({"x": x}, {"x": np.zeros((2, 3, 8, 8), np.float32)}, {"x": x})
+    data = Dataset(samples, np.array([7, 8, 9, 10]), (0,), (1, 2))
+    assert labels_of(data, (2, 1)).tolist() == [10, 8, 9]
+    assert labels_of(data, ()) is None
+
+
+def test_plans_are_fitted_on_some_feeds_and_chosen_on_the_others(
+    six: Engine, tmp_path: Path, monkeypatch
+):
+    """The best plan's error is its simulation's on the fitted feeds; its check error is its
+    exported file's in a default ONNX Runtime session on the held-back feeds, both against
+    the float model, recomputed here in float64 numpy."""
+    monkeypatch.setattr(deployed, "MIN_EFFECTIVE", 0)
+    result, _ = _run(six, Budget(max_bytes=_limit(six)), check_export=True)
+    ev = six.data.evaluation  # one row per feed: the held-back rows are feeds
+    assert result.eval_rows == 6 and len(result.check_rows) == 2
+    check = [ev[k] for k in result.check_rows]
+    fit = [i for i in ev if i not in check]
+    best = result.best
+    flt = ort.InferenceSession(
+        six.model.graph_proto.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+
+    def outputs(sess, feeds):
+        return np.concatenate([sess.run(None, six.data.samples[i])[0] for i in feeds])
+
+    sim = np.concatenate(six.run_outputs(best.plan, fit)["y"])
+    assert best.error == pytest.approx(_rel_l2(outputs(flt, fit), sim), rel=1e-4)
+    path = tmp_path / "best.onnx"
+    drain(export(six, best.plan, path))
+    dep = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = _rel_l2(outputs(flt, check), outputs(dep, check))
+    assert best.check_error == pytest.approx(want, rel=1e-4, abs=1e-7)
+    # never worse than the preset of the same size on the held-back feeds
+    w8a8 = DeployedErrors(six, result_part(six, fit), result_part(six, check))
+    preset = Plan.preset(six.info, "W8A8").with_target(best.plan.target)
+    assert best.check_error <= w8a8.check(preset)[0] + 1e-12
+    assert any("only 2 evaluation row(s) held back" in n for n in result.notes)
+
+
+def result_part(engine: Engine, feeds):
+    from bitlens.core.search.deployed import Part
+    from bitlens.core.usermetric import concat_outputs
+
+    return Part(tuple(feeds), concat_outputs(engine.run_outputs(Plan(engine.info), feeds)))
+
+
+def test_the_preset_wins_when_the_searched_plans_lose_on_held_back_feeds(six, monkeypatch):
+    """A plan that fits the fitted feeds best but not the held-back ones is not returned: the
+    same-size preset is."""
+    preset = Plan.preset(six.info, "W8A8").with_target(DEFAULT_TARGET)
+    seen: list[Plan] = []
+
+    def check(self, plan: Plan):
+        seen.append(plan)
+        return (0.01 if plan == preset else 0.5, None)
+
+    monkeypatch.setattr(DeployedErrors, "check", check)
+    monkeypatch.setattr(deployed, "MIN_EFFECTIVE", 0)  # the choice by errors alone
+    # above W8A8's size the search's own plans are wider, and W8A8 the largest preset
+    budget = Budget(max_bytes=int(_limit(six) * 1.3))
+    result, _ = _run(six, budget, check_export=True)
+    assert len(seen) >= 3  # the searched plans, the preset and the best uniform plan
+    assert result.best.plan == preset and result.best.label == "W8A8"
+    assert result.best.check_error == 0.01
+
+    def check_searched(self, plan: Plan):
+        return (0.5 if plan == preset else 0.01 * (1 + len(seen)), None)
+
+    seen.clear()
+    monkeypatch.setattr(DeployedErrors, "check", check_searched)
+    result, _ = _run(six, budget, check_export=True)
+    assert result.best.label == "search" and result.best.check_error < 0.5
+
+
+def test_the_result_says_when_nothing_is_held_back() -> None:
+    one = _feeds_engine(1)
+    result, _ = _run(one, Budget(max_bytes=_limit(one)), check_export=True)
+    assert result.check_rows == () and result.best.check_error is None
+    assert any("none was held back" in n for n in result.notes)
+
+
+def test_effective_count_and_precision_order() -> None:
+    assert effective_count([np.ones(6), np.zeros(3)]) == pytest.approx(6)
+    assert effective_count([np.array([10.0, 0.01, 0.01])]) == pytest.approx(1, abs=1e-5)
+    info = from_proto(small_cnn()).info
+    w8a8 = Plan.preset(info, "W8A8")
+    assert at_least_as_precise(w8a8, w8a8)
+    assert at_least_as_precise(Plan.preset(info, "W8A16"), w8a8)  # fp16 activations
+    assert at_least_as_precise(Plan(info), w8a8)  # float
+    assert not at_least_as_precise(Plan.preset(info, "W4A8"), w8a8)
+    swap = Plan.uniform(info, "int8 sym ch", "int8 sym")  # same bits, another format
+    assert not at_least_as_precise(swap, w8a8)
+    wide = widened(w8a8, Plan.preset(info, "W4A16"))
+    assert [wide[n].weight for n in info.layer_names] == [w8a8[n].weight for n in info.layer_names]
+    assert all(wide[n].activation == Plan.preset(info, "W4A16")[n].activation for n in wide)
+
+
+def test_with_few_numbers_every_layer_stays_at_least_as_precise_as_the_preset(six) -> None:
+    """Six 10-class rows: the error is carried by too few numbers to show that a layer below
+    W8A8 costs nothing on other data, even with a budget above W8A8's size."""
+    result, _ = _run(six, Budget(max_bytes=int(_limit(six) * 1.3)), check_export=True)
+    preset = Plan.preset(six.info, "W8A8").with_target(DEFAULT_TARGET)
+    assert at_least_as_precise(result.best.plan, preset)
+    assert result.best.check_error is not None
+    assert any("stays at least as precise as W8A8" in n for n in result.notes)
+
+
+def test_batched_evaluation_rows_are_split_and_the_engine_keeps_its_data(cnn_batched) -> None:
+    """Loaders batch up to 32 rows into one feed: the rows are split, not the feeds, and the
+    engine's data is as before once the search ends."""
+    data = cnn_batched.data
+    result, _ = _run(cnn_batched, Budget(max_bytes=_limit(cnn_batched)), check_export=True)
+    assert cnn_batched.data is data
+    assert result.eval_rows == 6 and len(result.check_rows) == 2
+    assert result.best.check_error is not None
+    again, _ = _run(cnn_batched, Budget(max_bytes=_limit(cnn_batched)), check_export=True)
+    assert again.check_rows == result.check_rows and again.best.plan == result.best.plan
+
+
+@pytest.fixture(scope="module")
+def cnn_batched() -> Engine:
+    model = from_proto(small_cnn())
+    data = Dataset.random(model.info, n=12, seed=3)  # 6 rows calibrate, 6 evaluate
+    assert len(data.evaluation) == 1
+    engine = Engine(model, data, device="cpu")
+    drain(engine.calibrate("minmax"))
+    return engine
