@@ -69,6 +69,11 @@ def test_wakeword_embedding(tmp_path: Path) -> None:
 @pytest.mark.timeout(1800)
 def test_aecmos_48k(tmp_path: Path) -> None:
     """speechmos's 48 kHz AECMOS: 4 convs, two GRUs with a state input, 3 MatMuls; opset 9,
-    raised to 11 in memory for the 8-bit activations; one clip per feed (batch 1)."""
-    _check(_case("aecmos-48k", wheels.SPEECHMOS, "Run_1668423760_Stage_0.onnx",
-                 rest_feeds.aecmos), tmp_path)  # fmt: skip
+    raised to 11 in memory for the 8-bit activations; one clip per feed (batch 1). Its output
+    is one score per clip, so 2 evaluated clips (of 4 calibrating) carry W8A8's error in too few numbers for the
+    search to go below W8A8's precision anywhere (core/search/guard.py): it returns W8A8
+    itself. 16 clips carry it in about 6 numbers, enough for the activation choices, and
+    the search wins there (benchmarks/search_real.py's row evaluates the same 16)."""
+    case = RealCase("aecmos-48k", wheels.SPEECHMOS, "Run_1668423760_Stage_0.onnx",
+                    rest_feeds.aecmos, calib=4, evaluate=16, held_out=0)  # fmt: skip
+    _check(case, tmp_path)
