@@ -23,7 +23,7 @@ import numpy as np
 
 from bitlens.core import metrics, targets
 from bitlens.core.data import Dataset, batch_of
-from bitlens.core.engine import prefix, quantizers, rewrite, target_stats
+from bitlens.core.engine import prefix, rewrite, target_stats
 from bitlens.core.engine.arena_release import ArenaReleaser
 from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
 from bitlens.core.engine.kernel_bias import KernelBiases
@@ -31,7 +31,6 @@ from bitlens.core.engine.localerrors import LocalErrors
 from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.output_metrics import FLOAT_TYPES, OutputMetrics
 from bitlens.core.engine.ranges import Ranges
-from bitlens.core.engine.recovery_nodes import recovery_kind
 from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
 from bitlens.core.engine.session import actual_providers, make_session, release_arena
@@ -170,17 +169,6 @@ class Engine(
         if not self._providers:
             self._session_for({})
         return self._providers
-
-    def _kinds(self, plan: Plan | None) -> dict[str, str | None]:
-        if plan is None:
-            return {}
-        return {
-            name: recovery_kind(
-                self.info.layer(name), choice, quantizers.kind_of(choice.activation, choice.dynamic)
-            )
-            for name, choice in plan.choices.items()
-            if choice.activation is not None or choice.recovery is not None
-        }
 
     def _sim_for(
         self, kinds: Mapping[str, str | None], tensors: Sequence[str] = (), skip: Sequence = ()

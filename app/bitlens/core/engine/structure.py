@@ -7,21 +7,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 
 from bitlens.core import targets
-from bitlens.core.engine import requantize
+from bitlens.core.engine import quantizers, requantize
+from bitlens.core.engine.recovery_nodes import recovery_kind
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import Plan
 
 
 class Structures:
-    """Mixin of :class:`~bitlens.core.engine.engine.Engine`: ``placement``, ``_structure``
-    and ``_structure_of``."""
+    """Mixin of :class:`~bitlens.core.engine.engine.Engine`: ``placement``, ``_kinds``,
+    ``_structure`` and ``_structure_of``."""
 
     info: ModelInfo
     skip_redundant: bool  # False: keep every layer quantizer (the straightforward graph)
     _placements: OrderedDict[object, dict[str, targets.TensorQuantizer]]
     _attribute: Callable[..., object | None]
     scalar: targets.Scalar
-    _kinds: Callable[[Plan | None], dict[str, str | None]]
 
     def placement(self, plan: Plan) -> dict[str, targets.TensorQuantizer]:
         """The tensors ``plan.target`` quantizes besides the layer inputs (cached per plan)."""
@@ -38,6 +38,18 @@ class Structures:
         while len(self._placements) > 128:
             self._placements.popitem(last=False)
         return found
+
+    def _kinds(self, plan: Plan | None) -> dict[str, str | None]:
+        """The quantizer kind of each layer the plan quantizes or recovers (the graph's nodes)."""
+        if plan is None:
+            return {}
+        return {
+            name: recovery_kind(
+                self.info.layer(name), choice, quantizers.kind_of(choice.activation, choice.dynamic)
+            )
+            for name, choice in plan.choices.items()
+            if choice.activation is not None or choice.recovery is not None
+        }
 
     @staticmethod
     def _structure(
