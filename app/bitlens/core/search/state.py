@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from bitlens.core import lstm_kernel
 from bitlens.core.engine import Engine
 from bitlens.core.errors import SearchError
 from bitlens.core.formats import Format
@@ -22,6 +23,7 @@ from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import SearchOptions
 from bitlens.core.search.points import Point, Sensitivity
 from bitlens.core.search.recovered import Recovered, parse_methods
+from bitlens.core.targets import ORT_CPU
 from bitlens.core.usermetric import Metric, concat_outputs, reference_outputs
 from bitlens.core.weights import stored_bytes
 
@@ -159,7 +161,15 @@ class SearchState:
 
     # -- plans -------------------------------------------------------------------------------
     def plan_for(self, choices: Mapping[str, LayerChoice]) -> Plan:
-        """A plan of these choices at the search's deployment target."""
+        """A plan of these choices at the search's deployment target. On ``ort-cpu`` an LSTM
+        whose choice fits ONNX Runtime's DynamicQuantizeLSTM runs as it, as in the presets
+        (core/lstm_kernel.py): the search's plans otherwise ran it float, slower than the
+        W8A8 they are compared with. A pinned choice is kept as the user wrote it."""
+        if self.opts.target == ORT_CPU:
+            choices = {
+                n: c if n in self.pins else lstm_kernel.kernel_choice(self.info.layer(n), c)
+                for n, c in choices.items()
+            }
         return Plan(self.info, choices, self.opts.target)
 
     def plan_of(self, weights: Mapping[str, Format | None]) -> Plan:
