@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 from bitlens.gui import jobs
+from bitlens.gui.search_plot import LogErrorAxis
 from tests.gui.conftest import WAIT_MS, held, open_model, screenshot, wait_idle
 
 
@@ -106,3 +108,15 @@ def test_search_panel_screenshot(qtbot, window) -> None:
     assert result is not None and result.best.metric is not None
     wait_idle(qtbot, window)
     assert screenshot(window, "find_plan").exists()
+
+
+def test_error_axis_labels_only_the_1_2_5_ticks(qtbot) -> None:
+    """On the panel's short plot pyqtgraph's labels of all nine ticks of a decade ran into
+    each other; the axis labels 1, 2 and 5 of each decade (the grid keeps every tick)."""
+    axis = LogErrorAxis("left")
+    values = [math.log10(m * 10.0**e) for e in (-2, -1) for m in range(1, 10)]
+    labels = axis.logTickStrings(values, 1.0, 1.0)
+    got = dict(zip((round(10**v, 6) for v in values), labels, strict=True))
+    labelled = {v for v, s in got.items() if s}
+    assert labelled == {0.01, 0.02, 0.05, 0.1, 0.2, 0.5}, got
+    assert got[0.2] == "0.2" and got[0.05] == "0.05"

@@ -18,6 +18,22 @@ from bitlens.core.search import Point, pareto_front
 from bitlens.gui.text import fmt_bytes
 
 FLOOR = 1e-6  # errors below this (exact plans) are drawn here on the log axis
+# the mantissas of the log axis's labelled ticks: pyqtgraph labels all of 1..9 in a decade when
+# its fill check (a total over the axis, not per label) passes, and on the panel's short plot
+# the labels of 6..9 ran into each other at the top of each decade
+LABELLED = (1, 2, 5)
+
+
+class LogErrorAxis(pg.AxisItem):
+    """A log axis labelling the 1-2-5 ticks of each decade; the others keep their grid line."""
+
+    def logTickStrings(self, values, scale, spacing):
+        out = super().logTickStrings(values, scale, spacing)
+        return [s if _mantissa(v) in LABELLED else "" for v, s in zip(values, out, strict=True)]
+
+
+def _mantissa(log_value: float) -> int:
+    return round(10 ** (log_value - math.floor(log_value + 1e-9)))
 
 
 class SearchPlot(QWidget):
@@ -28,7 +44,7 @@ class SearchPlot(QWidget):
         super().__init__(parent)
         self.points: list[Point] = []  # search plans, in the order tried
         self.references: list[Point] = []
-        self.plot = pg.PlotWidget(self)
+        self.plot = pg.PlotWidget(self, axisItems={"left": LogErrorAxis("left")})
         self.plot.setObjectName("searchPlot")
         self.plot.setLogMode(x=False, y=True)
         self.plot.showGrid(x=True, y=True, alpha=0.25)
