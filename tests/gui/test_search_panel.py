@@ -97,6 +97,7 @@ def test_pinned_layer_stays_and_bad_metric_reports(qtbot, window, cnn_path: Path
     assert "ZeroDivisionError" in bar.text.text()
     assert "Traceback" in bar.details.toPlainText() and "1 / 0" in bar.details.toPlainText()
     assert window.search.run_button.isEnabled()
+    assert window.search.status.text().startswith("Failed")  # not "Stopped": it raised
     wait_idle(qtbot, window)
 
 

@@ -47,6 +47,7 @@ class Controller(QObject):
     searchStarted = Signal()
     searchPoint = Signal(object)  # a Point the running search evaluated
     searchFinished = Signal(object)  # SearchResult, or None when cancelled or failed
+    searchFailed = Signal()  # just before searchFinished(None) when the search raised
     dimsNeeded = Signal()  # the open model has no input data: ask for its dynamic sizes
     nonfinite = Signal(str)  # the evaluated plan's outputs hold NaN/inf: which layer first
     sizePredicted = Signal(object, object)  # Plan, accounting.ExportSize of its export
@@ -328,6 +329,7 @@ class Controller(QObject):
             self.searchFinished.emit(result)
 
         def failed(exc: BaseException) -> None:
+            self.searchFailed.emit()
             self.searchFinished.emit(None)
             self.failed.emit("Finding a plan", exc)
 

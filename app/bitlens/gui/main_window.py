@@ -192,6 +192,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         self.search.failed.connect(self.message_bar.show_error)
         ctl.searchStarted.connect(self.search.started)
         ctl.searchPoint.connect(self.search.add_point)
+        ctl.searchFailed.connect(self.search.mark_failed)
         ctl.searchFinished.connect(self.search.finished)
         runner.progressed.connect(
             lambda job, prog: self.search.show_progress(prog) if job.key == "search" else None

@@ -53,6 +53,7 @@ class SearchPanel(QWidget):
         self.result: SearchResult | None = None
         self._bytes_default = 0.0  # half the open model's file
         self.running = False
+        self._failed = False  # the search that is ending raised (mark_failed)
 
         self.kind = QComboBox(self)
         self.kind.setObjectName("budgetKind")
@@ -204,13 +205,23 @@ class SearchPanel(QWidget):
         self.progress.setMaximum(max(1, progress.total))
         self.progress.setValue(progress.done)
 
+    def mark_failed(self) -> None:
+        """The search raised: ``finished(None)`` follows and says so instead of "Stopped"."""
+        self._failed = True
+
     def finished(self, result: SearchResult | None) -> None:
         """The search ended: with a result, or ``None`` when cancelled or failed."""
         self.running = False
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         if result is None:
-            self.status.setText("Stopped. The plans tried so far stay on the plot.")
+            if self._failed:  # the window's message bar says why
+                self.status.setText(
+                    "Failed (the message above says why). The plans tried so far stay on the plot."
+                )
+            else:
+                self.status.setText("Stopped. The plans tried so far stay on the plot.")
+            self._failed = False
             return
         self.result = result
         self.plot.mark(result.best)
