@@ -139,6 +139,8 @@ def test_the_preset_wins_when_the_searched_plans_lose_on_held_back_feeds(six, mo
     assert len(seen) >= 3  # the searched plans, the preset and the best uniform plan
     assert result.best.plan == preset and result.best.label == "W8A8"
     assert result.best.check_error == 0.01
+    # the result says why the preset, not the plan that fit best, came back
+    assert any("returns the W8A8 preset" in n for n in result.notes), result.notes
 
     def check_searched(self, plan: Plan):
         return (0.5 if plan == preset else 0.01 * (1 + len(seen)), None)

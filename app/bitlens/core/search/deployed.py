@@ -178,7 +178,7 @@ def deployed_choice(
     preset = next((r.label for r in s.references if r.plan == best.plan), None)
     if preset is not None and preset != FLOAT_NAME:
         best = replace(best, label=preset)  # a preset, whether the search reached it or not
-    if preset is None and s.split.check and best.plan != fits[0].plan:
+    if s.split.check and best.plan != fits[0].plan:  # say why, a preset's win too
         first = next((t[3] for t in scored if t[3].plan == fits[0].plan), None)
         if first is not None and first.check_error is not None:
             what = "another plan" if best.label == "search" else f"the {best.label} preset"
