@@ -10,7 +10,7 @@ import onnx
 from onnx import helper
 
 from bitlens.core.engine.graphs import node_producing
-from bitlens.core.engine.kernel_bias import dequantized, int32_grid
+from bitlens.core.engine.kernel_bias import dequantized, int32_grid, output_axis
 from bitlens.core.export.biasstore import compact_bias
 from bitlens.core.export.editing import ExportState, remove_weight
 from bitlens.core.export.graph import GraphBuilder
@@ -76,10 +76,9 @@ def int32_bias(
         target, slot = _bias_add(g, layer.outputs[0], inits)
         if target is None:
             return None
-        name, out_axis = target.input[slot], len(w.shape) - 1
+        name = target.input[slot]
     elif layer.op_type in ("Conv", "Gemm") and len(node.input) > 2 and node.input[2]:
         target, slot, name = node, 2, node.input[2]
-        out_axis = 0 if layer.op_type == "Conv" else (0 if attrs.get("transB", 0) else 1)
     else:
         return None
     if name not in inits:
@@ -92,7 +91,7 @@ def int32_bias(
         return None
     bias = np.asarray(engine.model.tensor_value(inits[name]))  # may be in an external file
     # the engine rounds its simulated bias with the same function (engine/kernel_bias.py)
-    grid = int32_grid(bias, act_scale, weight_scale, w.shape[out_axis])
+    grid = int32_grid(bias, act_scale, weight_scale, w.shape[output_axis(layer, attrs)])
     if isinstance(grid, str):
         notes.append(f"bias {name} {grid}; kept float")
         return None
