@@ -202,12 +202,21 @@ class WeightFeeds:
         got = self._quantized_many(pairs)
         self._weight_errors_ahead(choices, got)
         values = iter(got)  # in the order of the loop below
+        own: set[str] = set()  # shared-bias inputs fed a reader's own corrected bias
         for layer, choice in choices:  # in plan order: a shared weight's last reader wins
             if choice.recovery is not None:
-                feeds.update(self.recovery.feeds(layer, choice))
+                fed = self.recovery.feeds(layer, choice)
+                split = self._bias_inputs.get(layer.name)
+                if split is not None and split[0] in fed:
+                    # bias correction of one reader of a shared bias: the shift it cancels
+                    # is this reader's own, so only this reader's input gets it
+                    fed[split[1]] = fed.pop(split[0])
+                    own.add(split[1])
+                feeds.update(fed)
                 continue
             for w in layer.weights:
                 feeds[w.name] = next(values)
-        for bias, alias in self._bias_inputs.values():  # bias correction may have changed it
-            feeds[alias] = feeds[bias]
+        for bias, alias in self._bias_inputs.values():
+            if alias not in own:
+                feeds[alias] = feeds[bias]
         return feeds

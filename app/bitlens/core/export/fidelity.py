@@ -94,7 +94,7 @@ def check_fidelity(
 
     # -- rule 2: the export in its simulated form, arranged as the engine runs it ----------
     biases = {
-        r.bias.feeds: (r.bias.bias, planned_bias(engine, qm, r.bias.bias))
+        r.bias.feeds: (r.bias.bias, planned_bias(engine, qm, r.name, r.bias.bias))
         for r in records.values()
         if r.bias is not None
     }

@@ -19,18 +19,18 @@ from bitlens.core.recovery import Recovered
 if TYPE_CHECKING:
     from bitlens.core.engine.engine import Engine
     from bitlens.core.export.editing import ExportState
-    from bitlens.core.model.types import Layer
+    from bitlens.core.model.types import Layer, WeightInfo
     from bitlens.core.quantized import QuantizedModel
 
 
-def planned_bias(engine: Engine, qm: QuantizedModel, name: str) -> np.ndarray:
-    """A bias as the engine feeds it under ``qm``'s plan (corrected where a layer asks)."""
-    for layer_name, rec in qm.recovered.items():
-        biases = engine.info.layer(layer_name).biases
-        if rec.bias is not None and biases and biases[0].name == name:
-            return rec.bias
-        if rec.bias is not None and not biases and name.startswith(_created(layer_name)):
-            return rec.bias.astype(np.float32).reshape(-1)  # made by create_bias
+def planned_bias(engine: Engine, qm: QuantizedModel, layer: str, name: str) -> np.ndarray:
+    """The bias ``name`` of ``layer`` as the engine feeds it under ``qm``'s plan: the
+    layer's own corrected (or created) bias where it asks for bias correction, else the
+    model's. By layer, not by name: readers of one shared bias each have their own."""
+    rec = qm.recovered.get(layer)
+    if rec is not None and rec.bias is not None:
+        biases = engine.info.layer(layer).biases  # none: made by create_bias
+        return rec.bias.astype(np.float32).reshape(biases[0].shape if biases else (-1,))
     return np.asarray(engine.model.weight(name)).astype(np.float32, copy=False)
 
 
@@ -43,10 +43,7 @@ def write_bias(state: ExportState, layer: Layer, rec: Recovered) -> str | None:
         return create_bias(state, layer, rec.bias)
     b = layer.biases[0]
     if state.consumers(b.name) != 1:
-        raise ExportError(
-            f"layer {layer.name!r}: bias {b.name!r} is shared with other nodes; bias "
-            "correction needs a bias of its own"
-        )
+        return _own_bias(state, layer, b, rec)
     g = state.model.graph
     for i, t in enumerate(g.initializer):
         if t.name == b.name:
@@ -54,6 +51,25 @@ def write_bias(state: ExportState, layer: Layer, rec: Recovered) -> str | None:
             g.initializer[i].CopyFrom(numpy_helper.from_array(value, b.name))
             return f"bias {b.name} corrected for the weight rounding ({rec.note})"
     raise ExportError(f"layer {layer.name!r}: bias {b.name!r} is not an initializer")
+
+
+def _own_bias(state: ExportState, layer: Layer, b: WeightInfo, rec: Recovered) -> str:
+    """A corrected bias that other nodes read too: this layer reads its own copy (each
+    reader's correction cancels its own weight's rounding, as the engine feeds it, see
+    ``rewrite.shared_biases``); the last reader left gets the original, in place."""
+    assert rec.bias is not None
+    g = state.model.graph
+    _, node = node_producing(g, layer.outputs[0])
+    slots = [i for i, name in enumerate(node.input) if name == b.name]
+    if layer.op_type not in ("Conv", "Gemm") or slots != [2]:
+        raise ExportError(
+            f"layer {layer.name!r}: bias {b.name!r} is shared with other nodes and not the "
+            "layer's third input; bias correction needs a bias of its own"
+        )
+    own = GraphBuilder(f"{b.name}_of_{layer.name}", state.taken)
+    node.input[2] = own.const("corrected", rec.bias.astype(np.dtype(b.dtype)).reshape(b.shape))
+    g.initializer.extend(own.initializers)
+    return f"bias {b.name} (shared) corrected for this layer's weight rounding ({rec.note})"
 
 
 CREATED_ADD = "created_add"
