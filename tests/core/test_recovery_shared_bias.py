@@ -154,3 +154,31 @@ def test_export_equals_engine(engine: Engine, tmp_path: Path, fmt: str, act: str
         for n in LAYERS:
             rec = engine.recovery.result(engine.info.layer(n), plan[n].weight, Recovery.BIAS)
             np.testing.assert_array_equal(inits[nodes[n].input[2]], rec.bias, err_msg=n)
+
+
+def test_rounded_bias_follows_the_bias_value(engine: Engine, monkeypatch) -> None:
+    """The int32-grid copy of an integer-kernel layer's bias is cached; a different float
+    bias fed under the same choice and activation scale gets its own rounding, not the
+    cached one (the cache key holds the value)."""
+    from bitlens.core.engine.kernel_bias import dequantized, int32_grid
+    from bitlens.core.engine.rewrite import act_prefix
+
+    plan = Plan(engine.info, {n: LayerChoice.of("int8 sym ch", "uint8 asym") for n in LAYERS})
+    placed = engine.placement(plan)
+    rounded = engine._rounded(plan)
+    assert "g1" in rounded  # an integer kernel whose bias the engine rounds
+    feed, n_out = rounded["g1"]
+    first = engine._plan_feeds(plan, placed)[feed]
+    plain_feeds = engine._weight_feeds
+    monkeypatch.setattr(engine, "_weight_feeds", lambda p: {
+        k: (2 * v if k == feed else v) for k, v in plain_feeds(p).items()
+    })  # fmt: skip
+    feeds = engine._plan_feeds(plan, placed)
+    layer = engine.info.layer("g1")
+    act = np.float32(feeds[f"{act_prefix('g1', 0)}__scale"].reshape(()))
+    wscale = np.asarray(engine.quantized(layer.weights[0], plan["g1"].weight).q.scale, np.float32)
+    bias = 2 * np.asarray(engine.model.weight(layer.biases[0]), np.float32)
+    grid = int32_grid(bias, act, wscale, n_out)
+    assert not isinstance(grid, str)
+    np.testing.assert_array_equal(feeds[feed], dequantized(*grid))
+    assert not np.array_equal(feeds[feed], first)

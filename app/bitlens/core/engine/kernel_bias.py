@@ -11,6 +11,7 @@ output, both run with no graph optimization. Both sides round with :func:`int32_
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from functools import cached_property
@@ -170,15 +171,18 @@ class KernelBiases:
         rounded = self._rounded(plan) if int32_bias else {}
         if not rounded:
             return feeds
-        # kept per (layer, choice, activation scale): computing them took 1.2-1.5 ms of each
-        # evaluation on ddddocr's CRNN and khmersm (22 and 13 layers)
+        # kept per (layer, choice, activation scale, float bias): computing them took 1.2-1.5
+        # ms of each evaluation on ddddocr's CRNN and khmersm (22 and 13 layers)
         cache = self._bias_values
         todo: dict[str, tuple[str, int]] = {}
+        keys: dict[str, tuple] = {}
         for name, (bias, n_out) in rounded.items():
             if bias not in feeds:  # a Constant node's: not fed, so it stays as the file has it
                 continue
             act = feeds.get(f"{act_prefix(name, 0)}__scale")
-            key = (name, plan[name], None if act is None else act.tobytes())
+            keys[name] = key = (
+                name, plan[name], None if act is None else act.tobytes(), _digest(feeds[bias])
+            )  # fmt: skip
             hit = cache.get(key)
             if hit is not None:
                 feeds[bias] = hit
@@ -190,11 +194,18 @@ class KernelBiases:
             if len(cache) > 4096:
                 cache.clear()
             for name, (bias, _) in todo.items():
-                act = feeds.get(f"{act_prefix(name, 0)}__scale")
-                key = (name, plan[name], None if act is None else act.tobytes())
-                cache[key] = done.get(bias, feeds[bias])  # unchanged where it stays float
+                cache[keys[name]] = done.get(bias, feeds[bias])  # unchanged where it stays float
             feeds.update(done)
         return feeds
+
+
+def _digest(value: np.ndarray) -> tuple:
+    """The float bias's identity in the cache key: the rounded copy is a function of its
+    value, which is not the layer's choice alone (a bias shared by several layers is fed
+    what bias correction made of it, see weightfeeds). 16 bytes of BLAKE2b of its bytes
+    (a bias is at most a few thousand values: microseconds)."""
+    v = np.ascontiguousarray(value)
+    return (v.dtype.str, v.shape, hashlib.blake2b(v.view(np.uint8), digest_size=16).digest())
 
 
 class _PerPlan:
