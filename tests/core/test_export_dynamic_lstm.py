@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core import lstm_kernel, targets
 from bitlens.core.engine import Engine
+from bitlens.core.engine.weights_only import weight_evaluation
 from bitlens.core.export.asdeployed import DeployedRunner
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
@@ -109,6 +110,25 @@ def test_kernel_size_is_accounted(engine: Engine, tmp_path: Path) -> None:
     assert rec.bytes_stored == 2 * (2 * 64 * 16 + 2 * 64 * 5)
     assert report.file_bytes == report.file_expected
     assert all(not w.problems for la in report.layers for w in la.weights)
+
+
+@pytest.mark.parametrize("weight", ["int8 sym ch", "int8 sym"])
+def test_predicted_bytes_are_the_files(engine: Engine, tmp_path: Path, weight: str) -> None:
+    """What the window and ``eval`` show for the kernel LSTM (its bytes after, the model's
+    total) is what the file stores: the kernel's layout keeps a scale and a zero point per
+    direction (and gate row), which the format's own accounting has once and without."""
+    plan = lstm_kernel.with_kernel(Plan.uniform(engine.info, weight, "uint8 asym"))
+    result, _ = run(engine, plan, tmp_path / "k.onnx")
+    rec = result.layers["lstm"]
+    stored = onnx.load(str(result.path)).graph.initializer
+    in_file = sum(numpy_helper.to_array(t).nbytes for t in stored
+                  if t.name in {s.name for e in rec.weights for s in e.stored})  # fmt: skip
+    ev = engine.evaluate(plan)
+    assert ev.layers["lstm"].bytes_after == rec.bytes_stored == rec.bytes_planned == in_file
+    head = ev.layers["head"].bytes_after
+    assert ev.bytes_after == in_file + head
+    only = weight_evaluation(engine, plan)  # without data: the same figures
+    assert only.layers["lstm"].bytes_after == in_file and only.bytes_after == ev.bytes_after
 
 
 def test_other_choices_keep_the_float_lstm(engine: Engine, tmp_path: Path) -> None:

@@ -13,10 +13,12 @@ output error (26.8 vs 26.9 dB; ORT's 23.6). A plan can turn it off per layer
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING
 
+from bitlens.core import targets
 from bitlens.core.formats import Family, Format, Granularity
-from bitlens.core.model.types import Layer, Storage
+from bitlens.core.model.types import Layer, Storage, WeightInfo
 
 if TYPE_CHECKING:
     from bitlens.core.plan import LayerChoice, Plan
@@ -43,6 +45,34 @@ def eligible(layer: Layer, weight: Format | None, act: Format | None, dynamic: b
         and weight.symmetric
         and weight.granularity in (Granularity.TENSOR, Granularity.CHANNEL)
     )
+
+
+def runs_kernel(layer: Layer, choice: LayerChoice, target: str) -> bool:
+    """The export writes ``layer`` under ``choice`` as ``DynamicQuantizeLSTM``."""
+    return (
+        target == targets.ORT_CPU
+        and choice.recovery is None
+        and eligible(layer, choice.weight, choice.activation, choice.dynamic)
+    )
+
+
+def kernel_layers(plan: Plan) -> frozenset[str]:
+    """The layers of ``plan`` the export writes as the kernel (:func:`runs_kernel`)."""
+    return frozenset(
+        name
+        for name, c in plan.choices.items()
+        if c.dynamic and runs_kernel(plan.info.layer(name), c, plan.target)
+    )
+
+
+def kernel_weight_bytes(w: WeightInfo, fmt: Format) -> int:
+    """Bytes the kernel's layout stores for an LSTM weight ``[D, 4H, K]``: int8 codes, and a
+    float32 scale and an int8 zero point per direction (per tensor) or per direction and
+    gate row (per channel; a scale shared by the directions is stored once for each), as
+    bitlens.core.export.dynamic_lstm writes them."""
+    directions, rows = w.shape[0], w.shape[1]
+    scales = directions if fmt.granularity is Granularity.TENSOR else directions * rows
+    return math.prod(w.shape) + 5 * scales
 
 
 def kernel_choice(layer: Layer, choice: LayerChoice) -> LayerChoice:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from bitlens.core.formats import Format, Granularity, storage_bytes
+from bitlens.core.lstm_kernel import kernel_weight_bytes
 from bitlens.core.model.types import Layer, ModelInfo, WeightInfo
 from bitlens.core.shared_weights import stored_readers, weight_groups
 
@@ -16,22 +17,35 @@ def bind(fmt: Format, w: WeightInfo) -> Format:
     return fmt.with_axis(w.channel_axis if fmt.granularity is Granularity.CHANNEL else w.block_axis)
 
 
-def weight_bytes_after(layer: Layer, fmt: Format | None) -> int:
-    """Bytes of the layer's quantizable weights stored in ``fmt`` (None: as they are)."""
+def weight_bytes_after(layer: Layer, fmt: Format | None, kernel: bool = False) -> int:
+    """Bytes of the layer's quantizable weights stored in ``fmt`` (None: as they are);
+    ``kernel``: in the layout of the LSTM kernel the export writes the layer as
+    (:func:`bitlens.core.lstm_kernel.runs_kernel`)."""
     if fmt is None:
         return layer.nbytes
-    return sum(storage_bytes(bind(fmt, w), w.shape) for w in layer.weights)
+    return sum(_bytes(w, fmt, kernel) for w in layer.weights)
 
 
-def stored_bytes(layers: Iterable[Layer], formats: Mapping[str, Format | None]) -> tuple[int, int]:
+def _bytes(w: WeightInfo, fmt: Format, kernel: bool) -> int:
+    if kernel:
+        return kernel_weight_bytes(w, bind(fmt, w))
+    return storage_bytes(bind(fmt, w), w.shape)
+
+
+def stored_bytes(
+    layers: Iterable[Layer],
+    formats: Mapping[str, Format | None],
+    kernels: Collection[str] = (),
+) -> tuple[int, int]:
     """Bytes of the layers' weights (before, after) with each layer's weights in
     ``formats[layer.name]``, each weight once, in the format of the reader the file stores it
-    for (:func:`bitlens.core.shared_weights.stored_readers`)."""
+    for (:func:`bitlens.core.shared_weights.stored_readers`); the layers named in
+    ``kernels`` in the LSTM kernel's layout (:func:`bitlens.core.lstm_kernel.kernel_layers`)."""
     before = after = 0
     for reader, w in stored_readers(layers, formats).values():
         fmt = formats[reader]
         before += w.nbytes
-        after += w.nbytes if fmt is None else storage_bytes(bind(fmt, w), w.shape)
+        after += w.nbytes if fmt is None else _bytes(w, fmt, reader in kernels)
     return before, after
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bitlens.core import metrics, targets
+from bitlens.core import lstm_kernel, metrics, targets
 from bitlens.core.data import Dataset, batch_of
 from bitlens.core.engine import prefix, rewrite, target_stats
 from bitlens.core.engine.arena_release import ArenaReleaser
@@ -145,7 +145,7 @@ class Engine(
         # (activation, format, method) -> (lo, hi): floats, or arrays for per-channel formats
         self._ranges: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._param_cache: dict[tuple, dict[str, np.ndarray]] = {}  # Ranges._params
-        self._sizes: dict[tuple[str, Format | None], int] = {}  # (layer, format) -> bytes
+        self._sizes: dict[tuple[str, Format | None, bool], int] = {}  # (layer, format, kernel)
         self._stored: dict[tuple, tuple[int, int]] = {}  # weight formats -> stored_bytes
         self.method = CalibrationMethod.MINMAX
         # plan, and targets.placement_key -> placement
@@ -454,6 +454,7 @@ class Engine(
         self._release_float_weights()
         self._arena.maybe_release()  # the last runs' outputs, once they add up
         layers: dict[str, LayerResult] = {}
+        kernels = lstm_kernel.kernel_layers(plan)  # stored in the LSTM kernel's layout
         for layer in self.info.layers:
             choice = plan[layer.name]
             out = layer_out.get(layer.name)
@@ -466,14 +467,14 @@ class Engine(
                 local=local_err.get(layer.name),
                 accumulated=accumulated,
                 bytes_before=layer.nbytes,
-                bytes_after=self._bytes_after(layer, choice.weight)
+                bytes_after=self._bytes_after(layer, choice.weight, layer.name in kernels)
                 + self.recovery.extra_bytes(layer, choice),
             )
         ev = self.data.evaluation
         outputs = {
             n: self._output_result(n, [ref[n][i] for i in ev], got[n]) for n in self._output_names
         }
-        before, after = self._stored_bytes(tuple(plan[n].weight for n in self.info.layer_names))
+        before, after = self._stored_bytes(plan, kernels)
         extra = sum(self.recovery.extra_bytes(la, plan[la.name]) for la in self.info.layers)
         return Evaluation(
             layers=layers,
@@ -488,24 +489,25 @@ class Engine(
             task_metric=self._task_metric(ref, got),
         )
 
-    def _stored_bytes(self, formats: tuple[Format | None, ...]) -> tuple[int, int]:
+    def _stored_bytes(self, plan: Plan, kernels: frozenset[str]) -> tuple[int, int]:
         """weights.stored_bytes per tuple of layer weight formats (0.6 ms an evaluation on
         the CRNN, most of a re-evaluation's fixed cost besides the runs)."""
-        found = self._stored.get(formats)
+        formats = tuple(plan[n].weight for n in self.info.layer_names)
+        found = self._stored.get((formats, kernels))
         if found is None:
             if len(self._stored) > 256:
                 self._stored.clear()
-            found = self._stored[formats] = stored_bytes(
-                self.info.layers, dict(zip(self.info.layer_names, formats, strict=True))
+            found = self._stored[(formats, kernels)] = stored_bytes(
+                self.info.layers, dict(zip(self.info.layer_names, formats, strict=True)), kernels
             )
         return found
 
-    def _bytes_after(self, layer, fmt: Format | None) -> int:
+    def _bytes_after(self, layer, fmt: Format | None, kernel: bool = False) -> int:
         """weights.weight_bytes_after, kept per (layer, format): binding each layer's format
         anew cost 15 ms per evaluation on a 46-layer CRNN."""
-        key = (layer.name, fmt)
+        key = (layer.name, fmt, kernel)
         if key not in self._sizes:
-            self._sizes[key] = weight_bytes_after(layer, fmt)
+            self._sizes[key] = weight_bytes_after(layer, fmt, kernel)
         return self._sizes[key]
 
     def _prefix_keys(self, plan: Plan) -> dict[str, tuple[str, int, str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bitlens.core import lstm_kernel
 from bitlens.core.plan import Plan
 from bitlens.core.results import Evaluation, LayerResult
 from bitlens.core.weights import stored_bytes, weight_bytes_after
@@ -23,6 +24,7 @@ def weight_evaluation(engine: Engine, plan: Plan) -> Evaluation:
     """Per-layer weight error and bytes of ``plan``; local, accumulated and output errors
     are absent (None, no outputs) because they need inputs."""
     layers: dict[str, LayerResult] = {}
+    kernels = lstm_kernel.kernel_layers(plan)  # stored in the LSTM kernel's layout
     for layer in engine.info.layers:
         choice = plan[layer.name]
         layers[layer.name] = LayerResult(
@@ -33,10 +35,10 @@ def weight_evaluation(engine: Engine, plan: Plan) -> Evaluation:
             local=None,
             accumulated=None,
             bytes_before=layer.nbytes,
-            bytes_after=weight_bytes_after(layer, choice.weight),
+            bytes_after=weight_bytes_after(layer, choice.weight, layer.name in kernels),
         )
     before, after = stored_bytes(
-        engine.info.layers, {n: plan[n].weight for n in engine.info.layer_names}
+        engine.info.layers, {n: plan[n].weight for n in engine.info.layer_names}, kernels
     )
     return Evaluation(
         layers=layers,

@@ -36,7 +36,6 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from bitlens.core import targets
 from bitlens.core.engine import weight_bytes_after
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.export import activations
@@ -45,7 +44,7 @@ from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.export.records import LayerExport
 from bitlens.core.export.weights import StoredTensor, WeightEncoding
 from bitlens.core.formats import Format, Granularity, parse_format
-from bitlens.core.lstm_kernel import KERNEL_ACTIVATION, eligible
+from bitlens.core.lstm_kernel import KERNEL_ACTIVATION, runs_kernel
 from bitlens.core.model.types import Layer
 
 if TYPE_CHECKING:
@@ -64,11 +63,7 @@ def applies(layer: Layer, choice: LayerChoice, target: str) -> bool:
     """Export ``layer`` as the kernel. (A batch-major LSTM, ``layout`` 1, needs no case:
     ONNX Runtime's CPU LSTM kernels, this one included, share ``LSTMBase``, which refuses it,
     onnxruntime/core/providers/cpu/rnn/lstm_base.h.)"""
-    return (
-        target == targets.ORT_CPU
-        and choice.recovery is None
-        and eligible(layer, choice.weight, choice.activation, choice.dynamic)
-    )
+    return runs_kernel(layer, choice, target)
 
 
 def _params(q_scale: np.ndarray, directions: int, rows: int) -> np.ndarray:
@@ -139,7 +134,7 @@ def write(
         quantizers=(),
         integer_kernel=True,
         bias=None,
-        bytes_planned=weight_bytes_after(layer, choice.weight) if choice.weight else 0,
+        bytes_planned=weight_bytes_after(layer, choice.weight, kernel=True) if choice.weight else 0,
         bytes_float=sum(w.nbytes for w in layer.weights),
         bytes_stored=stored_bytes,
         notes=(

@@ -144,7 +144,8 @@ class SearchState:
         error, metric = self._measure(plan)
         # each weight once, in the format its file stores it in (shared_weights.stored_readers)
         weight_bytes = stored_bytes(
-            self.info.layers, {n: plan[n].weight for n in self.info.layer_names}
+            self.info.layers, {n: plan[n].weight for n in self.info.layer_names},
+            lstm_kernel.kernel_layers(plan),
         )[1]
         nbytes = self.size.file_bytes(plan)
         real = self.size.real_if_near(plan, nbytes)
