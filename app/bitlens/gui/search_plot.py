@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QEvent, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from bitlens.core.search import Point, pareto_front
@@ -49,7 +50,9 @@ class SearchPlot(QWidget):
         self.plot.setLogMode(x=False, y=True)
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setLabel("bottom", "file size by the plan's accounting", units="B")
-        self.plot.setLabel("left", "output error (relative L2)")
+        # short: the panel's plot is about 160 px high at 1280x720, and "output error
+        # (relative L2)" was cut off at its top
+        self.plot.setLabel("left", "error (rel. L2)")
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.addLegend(offset=(-10, 10))
         # PlotDataItems (not bare scatter items) so that the log y axis applies to them
@@ -84,6 +87,27 @@ class SearchPlot(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
+        self._restyle()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self._restyle()
+
+    def _restyle(self) -> None:
+        """The theme's colours, as the window's other plots (pyqtgraph draws black
+        otherwise, the one dark pane of the light theme)."""
+        pal = self.palette()
+        fg = pal.color(QPalette.ColorRole.Text)
+        self.plot.setBackground(pal.color(QPalette.ColorRole.Base))
+        for axis in ("left", "bottom"):
+            ax = self.plot.getPlotItem().getAxis(axis)
+            ax.setPen(pg.mkPen(fg))
+            ax.setTextPen(pg.mkPen(fg))
+        legend = self.plot.getPlotItem().legend
+        if legend is not None:
+            legend.setLabelTextColor(fg)
+        self.float_line.label.setColor(fg)
 
     # -- data ----------------------------------------------------------------------------------
     def clear(self) -> None:

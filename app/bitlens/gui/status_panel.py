@@ -128,9 +128,11 @@ class StatusPanel(QWidget):
             self.data_label.setStyleSheet(warn)
             tip += "\nOpen real data with File ▸ Open Data…"
         else:
+            # samples (batch rows), not runs: feeds of one shape run batched, and "1
+            # calibrate, 1 evaluate (nsfw.npz (8 feeds))" read as if 6 feeds were lost
             self.data_label.setText(
-                f"Data: {summary.calibration.feeds} calibrate, "
-                f"{summary.evaluation.feeds} evaluate ({summary.source})"
+                f"Data: {summary.calibration.rows} calibrate, "
+                f"{summary.evaluation.rows} evaluate ({summary.source})"
             )
             self.data_label.setStyleSheet("")
         self.data_label.setToolTip(tip)
