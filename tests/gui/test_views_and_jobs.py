@@ -196,10 +196,12 @@ def test_sweep_heat_map_states_its_baseline_and_applies_a_cell(
     assert heat.rowCount() == len(names) and heat.columnCount() == 2
     assert [heat.verticalHeaderItem(r).text() for r in range(heat.rowCount())] == list(names)
     assert "Baseline: the float model" in window.sweep.note.text()
+    # columns by size, most bytes first, whatever order the results came in
+    assert [heat.horizontalHeaderItem(c).text() for c in range(2)] == ["int8 sym ch", "int4 sym ch"]
     row = names.index("mm_b")
     assert heat.item(row, 0).background().color() != heat.item(row, 1).background().color()
-    heat.cellClicked.emit(row, 0)
+    heat.cellClicked.emit(row, 1)
     assert window.document.selection.current == "mm_b"
-    heat.cellDoubleClicked.emit(row, 0)
+    heat.cellDoubleClicked.emit(row, 1)
     wait_idle(qtbot, window)
     assert window.document.plan["mm_b"].weight.name == "int4 sym ch"
