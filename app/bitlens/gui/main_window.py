@@ -59,7 +59,7 @@ from bitlens.gui.sweep_dialog import SweepDialog
 from bitlens.gui.sweep_view import SweepView
 from bitlens.gui.theme import apply_theme
 from bitlens.gui.window_compare import CompareCommandsMixin
-from bitlens.gui.window_files import FileCommandsMixin
+from bitlens.gui.window_files import WEIGHTS_ONLY, FileCommandsMixin
 from bitlens.gui.window_layout import LayoutMixin
 from bitlens.gui.window_menus import MenusMixin
 
@@ -215,6 +215,9 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         self.status.show_data(
             None if data is None else data.summary(), is_open=session is not None
         )
+        bar = self.message_bar
+        if data is not None and bar.isVisible() and bar.what == WEIGHTS_ONLY:
+            bar.hide()  # said when the sizes were declined; data has come since
         for act in self.calibration_group.actions():
             act.setChecked(act.text() == self.controller.calibration)
         self._update_title()

@@ -25,6 +25,7 @@ from bitlens.gui.runner import Job
 MODEL_FILTER = "ONNX models (*.onnx);;All files (*)"
 PLAN_FILTER = "Bitlens plans (*.json);;All files (*)"
 # Failures that a later success of the same kind makes stale (by the words they start with)
+WEIGHTS_ONLY = "weights only"  # the message bar's mark of the sizes-declined note
 FILE_FAILURES = ("Saving", "Opening the plan", "Importing", "Exporting ORT")  # by a good save/open
 
 
@@ -99,6 +100,7 @@ class FileCommandsMixin:
                 "(File ▸ Input Sizes…) or data (File ▸ Open Data…).",
                 "info",
             )
+            self.message_bar.what = WEIGHTS_ONLY  # hidden once data comes (main_window)
 
     def _fill_samples(self) -> None:
         self.samples_menu.clear()
