@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pyqtgraph as pg
 from PySide6.QtGui import QPalette
 
 from bitlens.gui.jobs import DataRequest
@@ -55,3 +56,36 @@ def test_find_plan_plot_follows_the_theme(qtbot, window) -> None:
         window.set_theme("system")
     label = plot.plot.getPlotItem().getAxis("left").labelText
     assert len(label) <= 16, label  # fits the panel's short plot at 1280x720
+
+
+def test_find_plan_plot_sizes_in_binary_units(qtbot) -> None:
+    """File sizes on the scatter in KiB/MiB like every other size in the window (pyqtgraph's
+    SI prefix drew a 51.5 MiB float model at 54 MB), the legend readable in the theme's text
+    colour, and float's label clear of the legend."""
+    from bitlens.core.model.loader import from_proto
+    from bitlens.core.plan import Plan
+    from bitlens.core.search import Point
+    from bitlens.gui.search_plot import SearchPlot
+    from tests import builders
+
+    plot = SearchPlot()
+    qtbot.addWidget(plot)
+    plan = Plan(from_proto(builders.dynamic_batch_mlp()).info)
+    mib = 1 << 20
+    plot.add(Point(plan, 800 << 10, 800 << 10, 0.2, None, "W4A8"))  # 800 KiB: KiB at first
+    assert plot.plot.getAxis("bottom").labelText.endswith("(KiB)")
+    x, _ = plot.refs.getData()
+    assert list(x) == [800.0]
+    plot.add(Point(plan, 54_000_000, 54_000_000, 0.0, None, "float"))
+    plot.add(Point(plan, 13 * mib, 13 * mib, 0.05, None, "W8A8"))
+    plot.add(Point(plan, 7 * mib, 7 * mib, 0.08, None, "search"))
+    assert plot.plot.getAxis("bottom").labelText.endswith("(MiB)")
+    x, _ = plot.refs.getData()
+    assert list(x) == [800 / 1024, 13.0]  # earlier points redrawn in the new unit
+    assert plot.float_line.value() == 54_000_000 / mib
+    assert list(plot.tried.getData()[0]) == [7.0]
+    assert [t.pos().x() for t in plot._labels] == [800 / 1024, 13.0]
+    text = plot.palette().color(QPalette.ColorRole.Text).name()
+    legend = plot.plot.getPlotItem().legend
+    assert [pg.mkColor(label.opts["color"]).name() for _s, label in legend.items] == [text] * 3
+    assert plot.float_line.label.orthoPos < 0.5  # low: the legend is at the top right

@@ -16,6 +16,7 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from bitlens.core.search import Point, pareto_front
+from bitlens.core.units import byte_scale
 from bitlens.gui.text import fmt_bytes
 
 FLOOR = 1e-6  # errors below this (exact plans) are drawn here on the log axis
@@ -49,7 +50,11 @@ class SearchPlot(QWidget):
         self.plot.setObjectName("searchPlot")
         self.plot.setLogMode(x=False, y=True)
         self.plot.showGrid(x=True, y=True, alpha=0.25)
-        self.plot.setLabel("bottom", "file size by the plan's accounting", units="B")
+        # binary units, as every other size in the window (pyqtgraph's SI prefix made the
+        # float line of a 51.5 MiB model read 54 MB); set by _rescale
+        self._divisor, self._unit = 1.0, "B"
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
+        self.plot.setLabel("bottom", self._x_label())
         # short: the panel's plot is about 160 px high at 1280x720, and "output error
         # (relative L2)" was cut off at its top
         self.plot.setLabel("left", "error (rel. L2)")
@@ -70,13 +75,15 @@ class SearchPlot(QWidget):
         )  # fmt: skip
         self.float_line = pg.InfiniteLine(
             angle=90, pen=pg.mkPen((90, 90, 90), style=pg.QtCore.Qt.PenStyle.DashLine),
-            label="float", labelOpts={"position": 0.9},
+            # near the bottom: the legend holds the top right, where float's line runs
+            label="float", labelOpts={"position": 0.08},
         )  # fmt: skip
         self.chosen = pg.PlotDataItem(
             pen=None, symbol="star", symbolSize=18, symbolPen=pg.mkPen("k"),
             symbolBrush=pg.mkBrush(250, 200, 40),
         )  # fmt: skip
-        self._labels: list[pg.TextItem] = []
+        self._labels: list[pg.TextItem] = []  # the presets' names, in their order
+        self._chosen: list[Point] = []
         for item in (self.tried, self.front, self.refs, self.chosen):
             self.plot.addItem(item)
         self.plot.addItem(self.float_line)
@@ -105,8 +112,10 @@ class SearchPlot(QWidget):
             ax.setPen(pg.mkPen(fg))
             ax.setTextPen(pg.mkPen(fg))
         legend = self.plot.getPlotItem().legend
-        if legend is not None:
+        if legend is not None:  # its labels take a colour when their text is set
             legend.setLabelTextColor(fg)
+            for _sample, label in legend.items:
+                label.setText(label.text, color=fg)
         self.float_line.label.setColor(fg)
 
     # -- data ----------------------------------------------------------------------------------
@@ -116,6 +125,7 @@ class SearchPlot(QWidget):
         for label in self._labels:
             self.plot.removeItem(label)
         self._labels = []
+        self._chosen = []
         for item in (self.tried, self.refs, self.chosen, self.front):
             item.setData([], [])
         self.float_line.hide()
@@ -123,19 +133,39 @@ class SearchPlot(QWidget):
     def add(self, p: Point) -> None:
         if p.label == "search":
             self.points.append(p)
-            _show(self.tried, self.points)
-            _show(self.front, list(pareto_front(self.points, self._float)))
-        elif p.label == "float":
-            self.references.append(p)
-            self.float_line.setValue(p.file_bytes)
-            self.float_line.show()
         else:
             self.references.append(p)
-            _show(self.refs, [r for r in self.references if r.label != "float"])
+        if p.label not in ("search", "float"):
             text = pg.TextItem(p.label, anchor=(0, 1), color=(180, 60, 30))
-            text.setPos(p.file_bytes, math.log10(_y(p)))
             self.plot.addItem(text)
             self._labels.append(text)
+        self._rescale()
+        self._draw()
+
+    def _rescale(self) -> None:
+        largest = max((q.file_bytes for q in (*self.points, *self.references)), default=0)
+        scale = byte_scale(float(largest))
+        if scale != (self._divisor, self._unit):
+            self._divisor, self._unit = scale
+            self.plot.setLabel("bottom", self._x_label())
+
+    def _x_label(self) -> str:
+        return f"file size by the plan's accounting ({self._unit})"
+
+    def _draw(self) -> None:
+        """Every item at the current unit of the x axis."""
+        d = self._divisor
+        _show(self.tried, self.points, d)
+        _show(self.front, list(pareto_front(self.points, self._float)), d)
+        refs = [r for r in self.references if r.label != "float"]
+        _show(self.refs, refs, d)
+        for text, r in zip(self._labels, refs, strict=True):
+            text.setPos(r.file_bytes / d, math.log10(_y(r)))
+        floats = self._float
+        if floats:
+            self.float_line.setValue(floats[-1].file_bytes / d)
+            self.float_line.show()
+        _show(self.chosen, self._chosen, d)
 
     @property
     def _float(self) -> list[Point]:
@@ -143,7 +173,8 @@ class SearchPlot(QWidget):
 
     def mark(self, p: Point | None) -> None:
         """Star the plan that was applied (or chosen as the best within the budget)."""
-        _show(self.chosen, [] if p is None else [p])
+        self._chosen = [] if p is None else [p]
+        _show(self.chosen, self._chosen, self._divisor)
 
     @property
     def front_points(self) -> tuple[Point, ...]:
@@ -175,5 +206,5 @@ def _y(p: Point) -> float:
     return max(p.error, FLOOR)
 
 
-def _show(item: pg.PlotDataItem, points: list[Point]) -> None:
-    item.setData([p.file_bytes for p in points], [_y(p) for p in points], data=points)
+def _show(item: pg.PlotDataItem, points: list[Point], divisor: float) -> None:
+    item.setData([p.file_bytes / divisor for p in points], [_y(p) for p in points], data=points)
