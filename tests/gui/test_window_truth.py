@@ -89,3 +89,26 @@ def test_find_plan_plot_sizes_in_binary_units(qtbot) -> None:
     legend = plot.plot.getPlotItem().legend
     assert [pg.mkColor(label.opts["color"]).name() for _s, label in legend.items] == [text] * 3
     assert plot.float_line.label.orthoPos < 0.5  # low: the legend is at the top right
+
+
+def test_running_job_keeps_room_in_the_status_bar(qtbot) -> None:
+    """At 1280 px the long output and data lines left a running search's step "refe…"."""
+    from PySide6.QtWidgets import QApplication
+
+    from bitlens.gui.status_panel import StatusPanel
+
+    panel = StatusPanel()
+    qtbot.addWidget(panel)
+    panel.resize(1280, 30)
+    panel.size_label.setText("Weights 51.5 MiB → 13.0 MiB (3.98×)")
+    panel.bits_label.setText("8.05 bits/weight")
+    panel.output_label.setText("output 387: 27.1 dB · cos 0.9990 · +2 more outputs and more")
+    panel.data_label.setText("Data: 8 calibrate, 8 evaluate (ocr.npz (16 feeds)) and more")
+    panel.providers_label.setText("ORT: CPU")
+    panel.show()
+    panel.set_busy("reference W4A8 of the plan search", quiet=False, cancellable=True)
+    qtbot.waitUntil(lambda: panel.progress.isVisible())
+    QApplication.processEvents()  # the layout takes the new minimum
+    assert panel.job_label.shown_text().startswith("reference W4A8 of the")
+    panel.set_idle()
+    assert panel.job_label.minimumWidth() == 0

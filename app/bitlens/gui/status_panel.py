@@ -16,6 +16,9 @@ from bitlens.gui.text import fmt_bytes, fmt_db, fmt_percent, fmt_ratio
 
 PROVIDERS_TIP = "Execution providers ONNX Runtime actually runs on"
 PROGRESS_MS = 100  # at most one progress repaint per this many ms
+# the running job's words keep this many characters of room: at 1280 px the output and data
+# lines took the rest and a search's step read "refe…"
+JOB_CHARS = 28
 
 
 class StatusPanel(QWidget):
@@ -159,7 +162,7 @@ class StatusPanel(QWidget):
 
     def set_busy(self, label: str, *, quiet: bool, cancellable: bool) -> None:
         self._drop_pending()
-        self.job_label.setText(label + "…")
+        self._set_job_text(label + "…")
         self.progress.setVisible(True)
         with self._bar_update_later():
             self.progress.setRange(0, 0)  # busy indicator until progress is known
@@ -188,10 +191,18 @@ class StatusPanel(QWidget):
                 self.progress.setRange(0, p.total)
                 self.progress.setValue(p.done)
         if p.message:
-            self.job_label.setText(p.message)
+            self._set_job_text(p.message)
+
+    def _set_job_text(self, text: str) -> None:
+        fm = self.job_label.fontMetrics()
+        room = min(fm.horizontalAdvance(text) + 2, fm.averageCharWidth() * JOB_CHARS)
+        if self.job_label.minimumWidth() != room:
+            self.job_label.setMinimumWidth(room)
+        self.job_label.setText(text)
 
     def set_idle(self) -> None:
         self._drop_pending()
         self.job_label.setText("")
+        self.job_label.setMinimumWidth(0)  # the room goes back to the output and data lines
         self.progress.setVisible(False)
         self.cancel_button.setVisible(False)
