@@ -69,9 +69,15 @@ def ml_only_classifier(features: int = 4, classes: int = 3) -> onnx.ModelProto:
     coefs = rng.standard_normal(features * classes).astype(np.float32).tolist()
     nodes = [
         helper.make_node(
-            "LinearClassifier", ["x"], ["label", "scores"], domain=ML, coefficients=coefs,
-            intercepts=[0.1] * classes, classlabels_ints=list(range(classes)), multi_class=1,
-        ),  # fmt: skip
+            "LinearClassifier",
+            ["x"],
+            ["label", "scores"],
+            domain=ML,
+            coefficients=coefs,
+            intercepts=[0.1] * classes,
+            classlabels_ints=list(range(classes)),
+            multi_class=1,
+        ),
         helper.make_node("Normalizer", ["scores"], ["probs"], domain=ML, norm="L1"),
     ]
     zipmap, seq_out = _zipmap_outputs("probs", classes)
