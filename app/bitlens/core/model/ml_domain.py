@@ -46,7 +46,8 @@ def note(ops: Counter[str], float_layers: int) -> str | None:
     what = f"{n} {ML_DOMAIN} operator{'s' if n > 1 else ''} ({kinds})"
     if float_layers:
         return (
-            f"{what} {'stays' if n == 1 else 'stay'} float: their parameters are attributes, not weights Bitlens can "
+            f"{what} {'stays float: its' if n == 1 else 'stay float: their'} parameters are "
+            "attributes, not weights Bitlens can "
             f"quantize; only the {float_layers} ONNX-domain layer(s) are listed"
         )
     return (
