@@ -180,7 +180,10 @@ class DeployedRunner:
             probed = dict(zip([*names, *dep_fetch], values, strict=True))
             verified &= all(np.array_equal(deployed[n], probed[n]) for n in names)
             run_feed = {k2: v for k2, v in {**feed, **feeds}.items() if k2 in wanted}
-            sims = dict(zip(sim_fetch, sim_sess.run(sim_fetch, run_feed), strict=True))
+            # run([]) returns every output, not none: no layer probed (fused away), no run
+            sims = dict(zip(sim_fetch, sim_sess.run(sim_fetch, run_feed), strict=True)) if (
+                sim_fetch
+            ) else {}  # fmt: skip
             # (the simulation graph with the layer values exposed; its quantizers are the
             # engine's, fed the same weights and parameters)
             for a in accs.values():
