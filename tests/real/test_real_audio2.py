@@ -10,8 +10,6 @@ fidelity check, as a new user would; plus what each one showed broken before (ci
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,39 +18,26 @@ import pytest
 from bitlens.core.export import verdict
 from bitlens.core.export.report import SIZE_TARGET
 from tests.real import feeds_audio2, wheels
-from tests.real.test_real_models import SAMPLES, model_path, run_cli
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    wheel: wheels.Wheel
-    filename: str
-    feeds: Callable[[int], dict[str, np.ndarray]]
-    ops: dict[str, int]  # op type -> layers of it the inventory lists
-    min_sqnr_db: float  # every output's SQNR under W8A8 on these inputs
-
+from tests.real.test_real_models import SAMPLES, Case, model_path, run_cli
 
 CASES = (
     # W8A8 leaves it near 12 dB: the raw audio and the STFT's output at 8 bits (W8A16 gives
     # 28-32 dB; the search finds plans of W8A8's size near 26 dB)
     Case("silero-vad-v6", wheels.FASTER_WHISPER, "silero_vad_v6.onnx", feeds_audio2.silero_v6,
-         {"Conv": 6, "LSTM": 1}, 8.0),
+         {"Conv": 6, "LSTM": 1}, min_sqnr_db=8.0),
     # W8A8 leaves its log-mel output near 7 dB: 8-bit codes of a power spectrum spanning
     # twelve decades, then a log that magnifies the quiet bins' error (as basic-pitch's CQT)
     Case("wakeword-melspectrogram", wheels.OPENWAKEWORD, "melspectrogram.onnx",
-         feeds_audio2.melspectrogram, {"Conv": 2, "MatMul": 1}, 5.0),
+         feeds_audio2.melspectrogram, {"Conv": 2, "MatMul": 1}, min_sqnr_db=5.0),
 )  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: c.id)
 def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     c: Case = request.param
-    path = model_path(c.wheel, c.filename)
     work = tmp_path_factory.mktemp(c.id)
-    data = work / "data.npz"
-    np.savez(data, **c.feeds(SAMPLES))
-    return c, path, data, work
+    np.savez(work / "data.npz", **c.feeds(SAMPLES))
+    return c, model_path(c.wheel, c.filename), work / "data.npz", work
 
 
 def test_inspect_eval_and_export_at_w8a8(case) -> None:
