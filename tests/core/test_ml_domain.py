@@ -28,6 +28,7 @@ def test_model_declaring_only_ai_onnx_ml_opens_and_says_why_nothing_is_quantized
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "no ONNX-domain opset" in out and "this model has none" in out
+    assert "compute: no quantizable layer to count MACs of" in out  # it said "0 MACs"
     assert main(["eval", str(path), "--preset", "W8A8", "--samples", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nothing to quantize" in err and "ai.onnx.ml" in err
