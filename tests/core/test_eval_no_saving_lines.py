@@ -14,12 +14,13 @@ from tests.builders import FLOAT, bias, init, model, weights
 
 
 def depthwise_chain(n: int = 6, channels: int = 8) -> onnx.ModelProto:
-    """x [1,8,8,8] -> n depthwise 3x3 convs (group 8): 9 weights per output channel."""
+    """x [1,8,8,8] -> n depthwise 1x1 convs (group 8): one weight per output channel, so a
+    block format holds one value per scale (3x3 ones now block along their kernel rows)."""
     nodes, inits, prev = [], [], "x"
     for i in range(n):
         nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"],
-                                      name=f"dw{i}", group=channels, pads=[1] * 4))  # fmt: skip
-        inits += [init(f"w{i}", weights((channels, 1, 3, 3), seed=i)),
+                                      name=f"dw{i}", group=channels))  # fmt: skip
+        inits += [init(f"w{i}", weights((channels, 1, 1, 1), seed=i)),
                   init(f"b{i}", bias(channels, seed=20 + i))]  # fmt: skip
         prev = f"c{i}"
     g = helper.make_graph(

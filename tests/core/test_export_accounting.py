@@ -62,12 +62,13 @@ def test_transformer_file_lands_on_the_accounting(tmp_path: Path) -> None:
 
 
 def _depthwise() -> onnx.ModelProto:
-    """x[N,8,6,6] -> Conv(W[8,1,3,3], group 8) -> Relu -> Conv(W2[8,8,1,1]) -> y: the
-    depthwise conv's reduction axis (1) has one element."""
+    """x[N,8,6,6] -> Conv(W[8,1,1,1], group 8) -> Relu -> Conv(W2[8,8,1,1]) -> y: the
+    depthwise conv's reduction axes all have one element (a 3x3 one's blocks run along its
+    kernel rows and save bytes)."""
     rng = np.random.default_rng(0)
     g = helper.make_graph(
         [
-            helper.make_node("Conv", ["x", "W"], ["h"], name="dw", group=8, pads=[1, 1, 1, 1]),
+            helper.make_node("Conv", ["x", "W"], ["h"], name="dw", group=8),
             helper.make_node("Relu", ["h"], ["r"]),
             helper.make_node("Conv", ["r", "W2"], ["y"], name="pw"),
         ],
@@ -75,7 +76,7 @@ def _depthwise() -> onnx.ModelProto:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 6, 6])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 6, 6])],
         [
-            numpy_helper.from_array(rng.normal(0, 0.3, (8, 1, 3, 3)).astype(np.float32), "W"),
+            numpy_helper.from_array(rng.normal(0, 0.3, (8, 1, 1, 1)).astype(np.float32), "W"),
             numpy_helper.from_array(rng.normal(0, 0.3, (8, 8, 1, 1)).astype(np.float32), "W2"),
         ],
     )

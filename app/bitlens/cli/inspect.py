@@ -225,7 +225,8 @@ def to_text(report: ModelReport) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     title = report.path or "model"
-    meta = f"opset {report.opset}" + (f", {report.producer}" if report.producer else "")
+    meta = f"opset {report.opset}" if report.opset else "no ONNX-domain opset"
+    meta += f", {report.producer}" if report.producer else ""
     out = [f"{title} ({meta})", *(f"note: {n}" for n in report.notes)]
     out += ["weight SQNR and bytes per format", "", line(head), rule]
     if rows:

@@ -31,6 +31,7 @@ from bitlens.core.search import (
     DEFAULT_ACTIVATION_FORMATS,
     DEFAULT_BASE_ACTIVATION,
     DEFAULT_RECOVERY,
+    DEFAULT_SIZE_RATIO,
     DEFAULT_WEIGHT_FORMATS,
     FLOAT_NAME,
     Budget,
@@ -58,11 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="ONNX model file")
     add_data_arguments(p)
     p.add_argument("--calibration", default="minmax", help="minmax, percentile, mse or entropy")
-    g = p.add_mutually_exclusive_group(required=True)
+    g = p.add_mutually_exclusive_group()
     g.add_argument("--max-bytes", type=int, metavar="N", help="largest exported file size")
-    g.add_argument(
-        "--size-ratio", type=float, metavar="R", help="largest size as a fraction of float"
-    )
+    g.add_argument("--size-ratio", type=float, metavar="R",
+                   help="largest size as a fraction of float (the default budget: "
+                   f"{DEFAULT_SIZE_RATIO:g}, as the window's Find Plan panel)")  # fmt: skip
     g.add_argument("--max-error", type=float, metavar="E",
                    help="largest relative L2 error of the outputs (0.01 = 1%%)")  # fmt: skip
     g.add_argument("--min-metric", type=float, metavar="M", help="smallest task metric")
@@ -118,7 +119,10 @@ def _guard_outputs(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _guard_outputs(args)
-    budget = Budget(args.max_bytes, args.size_ratio, args.max_error, args.min_metric)
+    limits = (args.max_bytes, args.size_ratio, args.max_error, args.min_metric)
+    if all(v is None for v in limits):  # no budget given: the window's default one
+        limits = (None, DEFAULT_SIZE_RATIO, None, None)
+    budget = Budget(*limits)
     metric = load_metric(args.metric) if args.metric else None
     recovery = tuple(m.value for m in parse_methods(args.recovery))  # before the model loads
     model = open_model(args.model, fold_bn=not args.keep_batchnorm)

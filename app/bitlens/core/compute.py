@@ -88,6 +88,8 @@ def describe_totals(d: Mapping[str, Any], bops: bool = True) -> str:
     """One line for :meth:`Compute.to_dict`'s totals, the same in the CLI and the reports:
     says "unknown" where no layer's sizes are known and how many layers the totals miss."""
     layers = d.get("layers", {})
+    if not layers:  # "0 MACs per sample" read as a measured nothing (ai.onnx.ml classifiers)
+        return "no quantizable layer to count MACs of"
     unknown = sum(1 for v in layers.values() if v.get("macs") is None)
     at = ", ".join(f"{k} {list(v)}" for k, v in d.get("input_shapes", {}).items())
     # a Gather (an embedding) counts 0 MACs at any size: knowing only those is knowing none

@@ -62,6 +62,12 @@ def _pad(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.pad(x, [(0, s - d) for s, d in zip(shape, x.shape, strict=True)])
 
 
+def _max_keep_nan(a: float, b: float) -> float:
+    """max() that keeps a NaN: Python's max(0.0, nan) is 0.0, which showed "max abs 0" for
+    an output that was NaN under the plan (fp16 activations overflowing to inf - inf)."""
+    return b if b != b or b > a else a
+
+
 CHUNK = 1 << 14  # values per block: float32 dot products stay accurate, numpy overhead small
 
 
@@ -99,7 +105,7 @@ class ErrorSums:
                 self.cross += sums[3]
                 # |d| in place: d is this block's own temporary (a new array per block
                 # cost a third of the time on a CRNN's layer outputs)
-                self.max_abs = max(self.max_abs, float(np.abs(d, out=d).max()))
+                self.max_abs = _max_keep_nan(self.max_abs, float(np.abs(d, out=d).max()))
         self.count += r.size
         return self
 
@@ -136,7 +142,7 @@ class ErrorSums:
             self.signal += totals[1]
             self.power_a += totals[2]
             self.cross += totals[3]
-            self.max_abs = max(self.max_abs, float(max_abs))
+            self.max_abs = _max_keep_nan(self.max_abs, float(max_abs))
             out.extend(map(_sqnr, signal.tolist(), noise.tolist()))
         self.count += r.size
         return out
@@ -147,7 +153,7 @@ class ErrorSums:
         self.signal += other.signal
         self.power_a += other.power_a
         self.cross += other.cross
-        self.max_abs = max(self.max_abs, other.max_abs)
+        self.max_abs = _max_keep_nan(self.max_abs, other.max_abs)
         return self
 
     @property

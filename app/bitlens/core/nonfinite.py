@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from bitlens.core.export import verdict
+from bitlens.core.formats.floats import fmax
 from bitlens.core.plan import Plan
 
 if TYPE_CHECKING:
@@ -29,7 +32,27 @@ def nonfinite_warning(engine: Engine, plan: Plan) -> str | None:
     found = verdict.first_nonfinite(sim.model, samples, sim.layer_outputs, engine.providers)
     where = "" if found is None else (
         f", first produced by layer {found[0]!r} on evaluation sample {found[1]}"
+        + _overflow_hint(engine, plan, found[0])
     )  # fmt: skip
     return (
         f"output(s) {', '.join(map(repr, bad))} hold NaN or infinite values under this plan{where}"
+    )
+
+
+def _overflow_hint(engine: Engine, plan: Plan, layer: str) -> str:
+    """Why, when the layer's float activation format cannot hold its input: an audio front
+    end's power spectrum (openWakeWord's melspectrogram.onnx) reaches 1e12, fp16 stops at
+    65504, and the cast gives inf (then inf - inf is NaN)."""
+    act = plan[layer].activation
+    if act is None or not act.float_kind:
+        return ""
+    values = engine.activation_values(layer)
+    if values is None or values.size == 0:
+        return ""
+    peak, limit = float(np.max(np.abs(values))), fmax(act.float_kind)
+    if not peak > limit:
+        return ""
+    return (
+        f"; its {act.name} input activation reaches {peak:.3g} on the calibration data, past "
+        f"{act.float_kind}'s largest value {limit:g} (keep it float, or use int16 sym)"
     )

@@ -31,6 +31,7 @@ from bitlens.core.viewdata import Distribution
 from bitlens.gui import colors
 from bitlens.gui.activation_sandbox import ActivationSandbox
 from bitlens.gui.codes_view import CodesView
+from bitlens.gui.compact_axis import CompactAxis
 from bitlens.gui.format_help import format_tooltip
 from bitlens.gui.jobs import LayerDetail
 from bitlens.gui.plot_title import FittedTitle
@@ -66,8 +67,11 @@ class LayerDetailView(QWidget):
         self.header.setObjectName("detailHeader")
         self.header.setWordWrap(True)
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.weight_plot = pg.PlotWidget(self)
-        self.act_plot = pg.PlotWidget(self)
+        self.weight_plot, self.act_plot = (
+            pg.PlotWidget(self, axisItems={"bottom": CompactAxis("bottom"),
+                                           "left": CompactAxis("left")})
+            for _ in range(2)
+        )  # fmt: skip
         for plot in (self.weight_plot, self.act_plot):
             plot.setMenuEnabled(False)
             plot.hideButtons()

@@ -28,13 +28,13 @@ from PySide6.QtWidgets import (
 
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
-from bitlens.core.search import Budget, Point, SearchOptions, SearchResult
+from bitlens.core.search import DEFAULT_SIZE_RATIO, Budget, Point, SearchOptions, SearchResult
 from bitlens.core.usermetric import load_metric
 from bitlens.gui.search_plot import SearchPlot, tooltip
 
 # budget kind -> (label, minimum, maximum, default, decimals)
 BUDGETS: dict[str, tuple[str, float, float, float, int]] = {
-    "size_ratio": ("Size ratio (of float)", 0.01, 1.0, 0.25, 3),
+    "size_ratio": ("Size ratio (of float)", 0.01, 1.0, DEFAULT_SIZE_RATIO, 3),
     "max_bytes": ("Max file bytes", 1, 1e12, 1e6, 0),
     "max_error": ("Max output error (rel. L2)", 1e-5, 10.0, 0.02, 5),
     "min_metric": ("Min metric", -1e9, 1e9, 0.95, 4),

@@ -84,6 +84,11 @@ class StatusPanel(QWidget):
             self.output_label.setText("")
             return
         mark = " (last good plan; this one failed)" if failed else " (updating…)" if stale else ""
+        if not ev.bytes_before:  # ai.onnx.ml classifiers: "Weights 0 B → 0 B (-)" said nothing
+            self.size_label.setText("No quantizable weights")
+            self.bits_label.setText("")
+            self.output_label.setText("")
+            return
         self.size_label.setText(
             f"Weights {fmt_bytes(ev.bytes_before)} → {fmt_bytes(ev.bytes_after)} "
             f"({fmt_ratio(ev.compression)}){mark}"

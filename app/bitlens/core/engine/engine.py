@@ -40,6 +40,7 @@ from bitlens.core.engine.sweep import Sweep
 from bitlens.core.engine.weightfeeds import WeightFeeds
 from bitlens.core.errors import EngineError
 from bitlens.core.formats import Format, parse_format
+from bitlens.core.model.tensors import is_tensor_value
 from bitlens.core.plan import Plan
 from bitlens.core.quantized import QuantizedWeight
 from bitlens.core.results import (
@@ -385,7 +386,7 @@ class Engine(
 
     @cached_property
     def _output_names(self) -> list[str]:
-        return [t.name for t in self.info.outputs]
+        return [t.name for t in self.info.outputs if is_tensor_value(t)]
 
     def run_outputs(
         self, plan: Plan, samples: Sequence[int] | None = None

@@ -29,6 +29,7 @@ from bitlens.core.export import layerdiff
 from bitlens.core.export.deployed import open_session, optimized_model
 from bitlens.core.export.exporter import ExportOptions, export
 from bitlens.core.export.layerdiff import LayerDifference, Probe
+from bitlens.core.model.tensors import is_tensor_value
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress, TensorError
 
@@ -139,7 +140,7 @@ class DeployedRunner:
     def outputs(self, plan: Plan) -> dict[str, list[np.ndarray]]:
         """Model outputs of the deployed export on the evaluation samples."""
         sess = self.session(plan)
-        names = [t.name for t in self.engine.info.outputs]
+        names = [t.name for t in self.engine.info.outputs if is_tensor_value(t)]
         out: dict[str, list[np.ndarray]] = {n: [] for n in names}
         for i in self.engine.data.evaluation:
             for n, v in zip(names, sess.run(names, self.engine.data.samples[i]), strict=True):
@@ -160,7 +161,7 @@ class DeployedRunner:
         it with the simulation, per output and per layer; yields progress between samples."""
         engine = self.engine
         built = yield from self._build(plan)
-        names = [t.name for t in engine.info.outputs]
+        names = [t.name for t in engine.info.outputs if is_tensor_value(t)]
         sim, feeds = engine.simulation(plan)
         sim_sess = make_session(layerdiff.sim_model(sim.model, engine.info, built.probes),
                                 engine.device)  # fmt: skip
@@ -179,7 +180,10 @@ class DeployedRunner:
             probed = dict(zip([*names, *dep_fetch], values, strict=True))
             verified &= all(np.array_equal(deployed[n], probed[n]) for n in names)
             run_feed = {k2: v for k2, v in {**feed, **feeds}.items() if k2 in wanted}
-            sims = dict(zip(sim_fetch, sim_sess.run(sim_fetch, run_feed), strict=True))
+            # run([]) returns every output, not none: no layer probed (fused away), no run
+            sims = dict(zip(sim_fetch, sim_sess.run(sim_fetch, run_feed), strict=True)) if (
+                sim_fetch
+            ) else {}  # fmt: skip
             # (the simulation graph with the layer values exposed; its quantizers are the
             # engine's, fed the same weights and parameters)
             for a in accs.values():

@@ -56,6 +56,7 @@ from bitlens.core.export.stayedfloat import stayed_float_notes
 from bitlens.core.export.storage import all_initializers, layer_storage
 from bitlens.core.export.weights import WeightEncoding
 from bitlens.core.fileio import atomic_write_text, check_output, replace_into, staging_path
+from bitlens.core.model.tensors import is_tensor_value
 from bitlens.core.plan import Plan
 from bitlens.core.quantized import quantize_model
 from bitlens.core.recovery.export import planned_bias
@@ -129,7 +130,7 @@ def check_fidelity(
     )
     simulated = probes.with_outputs(probes.weights_as_inputs(reference, feeds_w), code_outputs)
     sess_sim = open_session(simulated, providers, mode="written")
-    out_names = [o.name for o in engine.info.outputs]
+    out_names = [o.name for o in engine.info.outputs if is_tensor_value(o)]
     code_names = [n for n, _ in code_outputs]
     samples = list(engine.data.evaluation)
     want = engine.run_outputs(plan, samples)  # what the inspector shows (optimized session)

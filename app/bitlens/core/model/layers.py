@@ -121,6 +121,12 @@ def _conv(slot: NodeSlot, dtype_of: DtypeOf) -> Layer | None:
     if w is None:
         return None
     ch, blk = (0, 1) if slot.node.op_type == "Conv" else (1, 0)
+    if blk == 1 and w.shape[1] == 1 and max(w.shape[2:]) > 1:
+        # One input channel per group (a depthwise conv, an STFT as a 1-channel conv: Silero
+        # VAD's 258x1x256): blocks along axis 1 would hold one value each, a scale per
+        # weight. Every axis past 0 is summed over, so the blocks run along the longest
+        # kernel axis instead.
+        blk = 2 + max(range(len(w.shape) - 2), key=lambda i: w.shape[2 + i])
     b = _float_const(slot, 2)
     return _layer(slot, [_Pick(w, ch, blk)], [b] if b else [], _activation(slot, 0, dtype_of))
 

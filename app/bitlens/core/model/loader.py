@@ -33,6 +33,8 @@ from bitlens.core.model.folding import fold_constants
 from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize, walk
 from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.irversion import fit_ir_version
+from bitlens.core.model.ml_domain import ml_ops, non_tensor_outputs_note, uses_onnx_domain
+from bitlens.core.model.ml_domain import note as ml_note
 from bitlens.core.model.negative_dims import negative_dims_as_dynamic, negative_dims_note
 from bitlens.core.model.old_opset import raise_old_opset
 from bitlens.core.model.prequantized import note as quantized_note
@@ -249,7 +251,9 @@ def _iter_finish(
     label = str(path) if path is not None else "model"
     if not proto.HasField("graph") or len(proto.graph.node) == 0:
         raise ModelLoadError(f"{label}: the model has no graph nodes")
-    if not any(op.domain in ("", "ai.onnx") for op in proto.opset_import):
+    if not any(op.domain in ("", "ai.onnx") for op in proto.opset_import) and uses_onnx_domain(
+        proto
+    ):
         raise ModelLoadError(f"{label}: the model declares no ONNX opset (truncated or corrupt?)")
     dynamic_note = negative_dims_note(negative_dims_as_dynamic(proto))
     check_model(proto, label)  # before anything decodes a tensor or reads external data
@@ -269,9 +273,15 @@ def _iter_finish(
     info = build_inventory(proto, path, slots)  # reports the file's own IR version
     weights = {w.name for layer in info.layers for w in layer.weights} & folded.names
     prequant = quantized_note(quantized_ops(proto), len(info.layers))
+    ml = ml_note(ml_ops(proto), len(info.layers))
+    untensored = non_tensor_outputs_note(info.outputs) if info.layers else None
     bn_note = bn.note() if bn is not None else None
     ir_note, folded_note = fit_ir_version(proto), folded.note(len(weights))
-    notes = [n for n in (dynamic_note, opset_note, ir_note, folded_note, bn_note, prequant) if n]
+    notes = [
+        n
+        for n in (dynamic_note, opset_note, ir_note, folded_note, bn_note, prequant, ml, untensored)
+        if n
+    ]
     if notes:
         info = replace(info, notes=tuple(notes))
     consts: dict[tuple[str, str], ConstSource] = {}

@@ -30,7 +30,7 @@ def raise_old_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None
     """``model`` at opset 11 with a note saying so, or ``model`` itself with a note saying
     why not (None when the model is already opset 11 or newer)."""
     old = default_opset(model)
-    if old >= MIN_OPSET:
+    if old >= MIN_OPSET or not old:  # not old: no ONNX-domain node (only ai.onnx.ml ones)
         return model, None
     if any(_is_external(t) for t in model.graph.initializer):
         return model, _kept(old, "its weights are in external data")

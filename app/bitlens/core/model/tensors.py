@@ -145,6 +145,12 @@ def value_info_to_tensor(vi: onnx.ValueInfoProto) -> TensorInfo:
     return TensorInfo(vi.name, tuple(dims), dtype_name(tt.elem_type))
 
 
+def is_tensor_value(info: TensorInfo) -> bool:
+    """False for a sequence, map or optional value (a ZipMap's list of {class: score} maps):
+    numbers cannot be compared element by element there."""
+    return not info.dtype.startswith(("sequence(", "map(", "optional(", "sparse_tensor"))
+
+
 def _non_tensor_type(tp: onnx.TypeProto) -> str:
     kind = tp.WhichOneof("value")
     if kind == "sequence_type":

@@ -31,6 +31,9 @@ DEFAULT_ACTIVATION_FORMATS: tuple[str, ...] = (
     FLOAT_NAME, "fp16", "int16 sym", "uint8 asym", "int8 sym", "uint8 asym ch", "int8 sym ch",
 )  # fmt: skip
 DEFAULT_BASE_ACTIVATION = "uint8 asym"
+# The budget when none is given (the CLI) and the Find Plan panel's first value: a quarter of
+# the float size, about a uniform 8-bit export's.
+DEFAULT_SIZE_RATIO = 0.25
 
 # Presets with 8-bit activations share the search's session structure; A16 presets (fp16
 # activations everywhere) each cost the engine another session (about 1 GB on ResNet-50).
