@@ -59,7 +59,7 @@ from bitlens.gui.sweep_dialog import SweepDialog
 from bitlens.gui.sweep_view import SweepView
 from bitlens.gui.theme import apply_theme
 from bitlens.gui.window_compare import CompareCommandsMixin
-from bitlens.gui.window_files import FileCommandsMixin
+from bitlens.gui.window_files import WEIGHTS_ONLY_HINT, FileCommandsMixin
 from bitlens.gui.window_layout import LayoutMixin
 from bitlens.gui.window_menus import MenusMixin
 
@@ -212,6 +212,8 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
             dlg.reject()
             self.dims_dialog = None
         data = None if session is None else session.data
+        if data is not None and self.message_bar.text.text() == WEIGHTS_ONLY_HINT:
+            self.message_bar.hide()  # the hint asked for data, which are here now
         self.status.show_data(
             None if data is None else data.summary(), is_open=session is not None
         )

@@ -25,6 +25,10 @@ from bitlens.gui.runner import Job
 MODEL_FILTER = "ONNX models (*.onnx);;All files (*)"
 PLAN_FILTER = "Bitlens plans (*.json);;All files (*)"
 # Failures that a later success of the same kind makes stale (by the words they start with)
+WEIGHTS_ONLY_HINT = (
+    "Weights only: activation and output errors need input sizes "
+    "(File ▸ Input Sizes…) or data (File ▸ Open Data…)."
+)  # shown when the sizes are declined; hidden once data open (main_window)
 FILE_FAILURES = ("Saving", "Opening the plan", "Importing", "Exporting ORT")  # by a good save/open
 
 
@@ -94,11 +98,7 @@ class FileCommandsMixin:
     def _on_input_sizes_declined(self) -> None:
         session = self.document.session
         if session is not None and session.data is None:
-            self.message_bar.show_message(
-                "Weights only: activation and output errors need input sizes "
-                "(File ▸ Input Sizes…) or data (File ▸ Open Data…).",
-                "info",
-            )
+            self.message_bar.show_message(WEIGHTS_ONLY_HINT, "info")
 
     def _fill_samples(self) -> None:
         self.samples_menu.clear()
