@@ -40,7 +40,7 @@ from bitlens.core.feed_arrays import (
 )
 from bitlens.core.input_ranges import index_ranges, is_mask
 from bitlens.core.limits import check_budget
-from bitlens.core.model.types import ModelInfo, TensorInfo
+from bitlens.core.model.types import Dim, ModelInfo, TensorInfo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FEED_SUFFIXES = (".npz", ".npy")
@@ -357,14 +357,16 @@ class Dataset:
         info: ModelInfo,
         *,
         size: tuple[int, int] | None = None,
-        layout: str = "NCHW",
+        layout: str | None = None,
         scale: float = 1 / 255,
         mean: float | Sequence[float] = 0.0,
         std: float | Sequence[float] = 1.0,
         input_name: str | None = None,
         calibration_fraction: float = 0.5,
     ) -> Dataset:
-        """Every image in ``folder`` (sorted by name), resized and normalized: ``(x*scale - mean)/std``."""
+        """Every image in ``folder`` (sorted by name), resized and normalized: ``(x*scale - mean)/std``.
+
+        ``layout`` None: read from the input's shape (:func:`image_layout`)."""
         folder = Path(folder)
         files = (
             sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -374,14 +376,14 @@ class Dataset:
         if not files:
             raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
         target = _image_input(info, input_name)
-        layout = layout.upper()
-        if layout not in ("NCHW", "NHWC"):
-            raise DataError(f"image layout must be NCHW or NHWC, not {layout!r}")
         shape = target.shape or ()
         if len(shape) != 4:
             raise DataError(
                 f"input {target.name!r} has shape {list(shape)}; images need a 4-D input"
             )
+        layout = (layout or image_layout(shape)).upper()
+        if layout not in ("NCHW", "NHWC"):
+            raise DataError(f"image layout must be NCHW or NHWC, not {layout!r}")
         c_dim = shape[1] if layout == "NCHW" else shape[3]
         hw = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
         channels = c_dim if isinstance(c_dim, int) else 3
@@ -460,6 +462,14 @@ class Dataset:
             calibration_fraction=calibration_fraction,
             source=f"{p.name} ({len(frames)} frames)",
         )
+
+
+def image_layout(shape: Sequence[Dim]) -> str:
+    """NHWC when a 4-D input's last axis holds 1, 3 or 4 channels and its axis 1 does not
+    (Keras and TensorFlow exports: MTCNN's ``[N, 48, 48, 3]``, open_nsfw's
+    ``[batch, 224, 224, 3]``), else NCHW."""
+    channels = (1, 3, 4)
+    return "NHWC" if shape[3] in channels and shape[1] not in channels else "NCHW"
 
 
 def load_path(
