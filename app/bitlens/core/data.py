@@ -38,9 +38,10 @@ from bitlens.core.feed_arrays import (
     one_row_per_run,
     slice_rows,
 )
+from bitlens.core.image_shape import image_layout, image_size
 from bitlens.core.input_ranges import index_ranges, is_mask
 from bitlens.core.limits import check_budget
-from bitlens.core.model.types import Dim, ModelInfo, TensorInfo
+from bitlens.core.model.types import ModelInfo, TensorInfo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FEED_SUFFIXES = (".npz", ".npy")
@@ -363,10 +364,12 @@ class Dataset:
         std: float | Sequence[float] = 1.0,
         input_name: str | None = None,
         calibration_fraction: float = 0.5,
+        dims: Mapping[str, int] | None = None,
     ) -> Dataset:
         """Every image in ``folder`` (sorted by name), resized and normalized: ``(x*scale - mean)/std``.
 
-        ``layout`` None: read from the input's shape (:func:`image_layout`)."""
+        ``layout`` None: read from the input's shape; ``size`` None: the input's, else from
+        ``dims`` (bitlens.core.image_shape)."""
         folder = Path(folder)
         files = (
             sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -385,14 +388,8 @@ class Dataset:
         if layout not in ("NCHW", "NHWC"):
             raise DataError(f"image layout must be NCHW or NHWC, not {layout!r}")
         c_dim = shape[1] if layout == "NCHW" else shape[3]
-        hw = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
         channels = c_dim if isinstance(c_dim, int) else 3
-        if size is None:
-            if not all(isinstance(d, int) for d in hw):
-                raise DataError(
-                    f"input {target.name!r} has dynamic height/width; give an image size"
-                )
-            size = (int(hw[0]), int(hw[1]))  # type: ignore[arg-type]
+        size = size or image_size(target, layout, dims)
         mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
         if mode is None:
             raise DataError(f"input {target.name!r} has {channels} channels; images give 1, 3 or 4")
@@ -464,16 +461,13 @@ class Dataset:
         )
 
 
-def image_layout(shape: Sequence[Dim]) -> str:
-    """NHWC when a 4-D input's last axis holds 1, 3 or 4 channels and its axis 1 does not
-    (Keras and TensorFlow exports: MTCNN's ``[N, 48, 48, 3]``, open_nsfw's
-    ``[batch, 224, 224, 3]``), else NCHW."""
-    channels = (1, 3, 4)
-    return "NHWC" if shape[3] in channels and shape[1] not in channels else "NCHW"
-
-
 def load_path(
-    path: str | Path, info: ModelInfo, *, rate: int = 16000, calibration_fraction: float = 0.5
+    path: str | Path,
+    info: ModelInfo,
+    *,
+    rate: int = 16000,
+    calibration_fraction: float = 0.5,
+    dims: Mapping[str, int] | None = None,
 ) -> Dataset:
     """Data from one path, its kind read from what it is: a folder of ``.wav`` files, of
     ``.npz``/``.npy`` feeds or of images; a ``.wav`` file; an ``.npz``/``.npy`` file."""
@@ -486,7 +480,7 @@ def load_path(
             return Dataset.from_wav(p, info, rate=rate, calibration_fraction=fraction)
         if any(f.suffix.lower() in FEED_SUFFIXES for f in p.iterdir()):
             return Dataset.from_folder(p, info, calibration_fraction=fraction)
-        return Dataset.from_images(p, info, calibration_fraction=fraction)
+        return Dataset.from_images(p, info, calibration_fraction=fraction, dims=dims)
     if p.suffix.lower() == ".wav":
         return Dataset.from_wav(p, info, rate=rate, calibration_fraction=fraction)
     return Dataset.from_npz(p, info, calibration_fraction=calibration_fraction)
