@@ -73,3 +73,37 @@ def tinyocr_rec(n: int) -> Feeds:
         x = line.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         feeds[f"x/{i}"] = (x - 0.5) / 0.5
     return feeds
+
+
+def trueocr_det(n: int) -> Feeds:
+    """trueocr/page.py: an ink map, 1 - grey/255, sides multiples of 32 padded with white;
+    the batch is fixed at 1, so one numbered feed per page."""
+    feeds = {}
+    for i in range(n):
+        grey = vision_feeds.page(128, 96, seed=800 + i).mean(axis=2)
+        feeds[f"x/{i}"] = (1.0 - grey / 255.0).astype(np.float32)[None, None]
+    return feeds
+
+
+def trueocr_order(n: int) -> Feeds:
+    """trueocr/order.py's line_features of a page's text lines (x0, y0, x1, y1 over the page
+    size, centres, width, log heights and aspect ratio, then six text features, zero without
+    recognized text) and an all-true mask, as page.py feeds them; pages differ in line count."""
+    feeds = {}
+    for i in range(n):
+        rng = np.random.default_rng(820 + i)
+        lines = 6 + 3 * (i % 3)
+        W, H = 600.0, 800.0
+        y0 = 40 + np.cumsum(rng.uniform(24, 40, lines)).astype(np.float32)
+        x0 = rng.uniform(30, 80, lines).astype(np.float32)
+        x1 = x0 + rng.uniform(200, 480, lines).astype(np.float32)
+        h = rng.uniform(14, 20, lines).astype(np.float32)
+        w = x1 - x0
+        med_h = float(np.median(h))
+        geom = np.stack([x0 / W, y0 / H, x1 / W, (y0 + h) / H, (x0 + x1) / (2 * W),
+                         (2 * y0 + h) / (2 * H), w / W, np.log(h / med_h), np.log(w / h) / 4.0,
+                         np.full(lines, med_h / H * 20.0)], 1)  # fmt: skip
+        feats = np.concatenate([geom, np.zeros((lines, 6), np.float32)], 1)
+        feeds[f"feats/{i}"] = feats[None].astype(np.float32)
+        feeds[f"mask/{i}"] = np.ones((1, lines), bool)
+    return feeds

