@@ -222,3 +222,15 @@ def test_a_sweep_that_asked_for_sizes_runs_once_they_are_given(
             timeout=OPEN_TIMEOUT_MS,
         )
         wait_idle(qtbot, window)
+
+
+def test_data_dialog_starts_at_the_layout_of_the_image_input(qtbot) -> None:
+    """An NHWC input (MTCNN's [N, 48, 48, 3]) starts the images page at NHWC, an NCHW one
+    at NCHW (it always started at NCHW)."""
+    from bitlens.core.model.loader import from_proto
+    from tests.builders import nhwc_conv
+
+    for proto, want in ((nhwc_conv(), "NHWC"), (ocr_line(width="width"), "NCHW")):
+        dlg = DataDialog(from_proto(proto).info)
+        qtbot.addWidget(dlg)
+        assert dlg.layout_box.currentText() == want
