@@ -65,14 +65,11 @@ def tinyocr_det(n: int) -> Feeds:
 
 
 def tinyocr_rec(n: int) -> Feeds:
-    """tinyocr/runtime.py: Rec.rec_img_shape [3, 48, 320], (x/255 - 0.5)/0.5; line widths
-    differ, one numbered feed each."""
-    feeds = {}
-    for i in range(n):
-        line = inputs.text_line_rgb(160 + 32 * (i % 3), 48, seed=780 + i)
-        x = line.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        feeds[f"x/{i}"] = (x - 0.5) / 0.5
-    return feeds
+    """tinyocr/runtime.py: Rec.rec_img_shape [3, 48, 320], (x/255 - 0.5)/0.5: PaddleOCR's
+    recognizer preprocessing, as PP-OCRv4's in test_real_models (line widths differ)."""
+    from tests.real.test_real_models import _rapidocr_feeds
+
+    return _rapidocr_feeds(n)
 
 
 def trueocr_det(n: int) -> Feeds:

