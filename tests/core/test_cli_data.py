@@ -82,3 +82,29 @@ def test_bad_data_arguments_are_one_line(ocr, model, args, message) -> None:
     assert res.returncode != 0
     assert message in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_a_folder_of_images_for_dynamic_sizes_takes_them_from_dim(tmp_path) -> None:
+    """MTCNN's PNet (``[N, M1, M2, 3]``) and PP-OCRv6's recognizer (``[?, 3, 48, ?]``) with
+    ``--data images/``: the error said "give an image size" and the command line had no way
+    to; ``--dim`` now gives the height and width the images are resized to."""
+    from PIL import Image
+
+    from tests.builders import nhwc_conv
+
+    m = nhwc_conv()
+    for d, name in zip(m.graph.input[0].type.tensor_type.shape.dim, "NHW", strict=False):
+        d.dim_param = name  # x: [N, H, W, 3]
+    onnx.save(m, tmp_path / "nhwc.onnx")
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.new("RGB", (20, 10), (40 * i, 90, 200)).save(images / f"{i}.png")
+    args = ("eval", str(tmp_path / "nhwc.onnx"), "--preset", "W8A8", "--data", str(images))
+    res = run_cli(*args)
+    assert res.returncode != 0
+    assert "give an image size (on the command line: --dim H=SIZE --dim W=SIZE)" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    res = run_cli(*args, "--dim", "H=6", "--dim", "W=12", "--json")
+    assert res.returncode == 0, res.stderr
+    assert "x [1, 6, 12, 3]" in res.stderr  # NHWC, the sizes given

@@ -79,6 +79,24 @@ def test_image_folder_resized_and_normalized(tmp_path, cnn_info) -> None:
     assert np.allclose(x[:, 2], 1.0) and np.allclose(x[0, 0], -1.0)
 
 
+def test_image_folder_for_an_nhwc_input_is_read_as_nhwc(tmp_path) -> None:
+    """A Keras export's ``[N, 48, 48, 3]`` input (MTCNN's ONet): ``--data images/`` said
+    "input has 48 channels; images give 1, 3 or 4", and the command line has no layout
+    option. The layout now comes from the input's shape; an explicit one still wins."""
+    from bitlens.core.model.loader import from_proto
+    from tests.builders import nhwc_conv
+
+    info = from_proto(nhwc_conv()).info  # x: [1, 8, 8, 3]
+    for i in range(2):
+        Image.new("RGB", (8, 8), (i * 100, 50, 200)).save(tmp_path / f"{i}.png")
+    ds = Dataset.from_images(tmp_path, info)
+    x = ds.samples[0]["x"]
+    assert x.shape == (1, 8, 8, 3)
+    np.testing.assert_allclose(x[0, 3, 5], np.array([0, 50, 200], np.float64) / 255, rtol=1e-6)
+    with pytest.raises(DataError, match="has 8 channels"):
+        Dataset.from_images(tmp_path, info, layout="NCHW")
+
+
 def test_image_folder_errors(tmp_path, cnn_info) -> None:
     with pytest.raises(DataError, match="no images"):
         Dataset.from_images(tmp_path, cnn_info)

@@ -302,3 +302,34 @@ def test_a_subgraph_that_cannot_be_folded_is_left_as_is_and_named(monkeypatch) -
     (note,) = loaded.info.notes
     assert note.startswith("could not fold constants in ") and "no kernel for this op" in note
     assert any(n.op_type == "Slice" for n in _all_nodes(loaded.proto.graph))
+
+
+def test_weights_decoded_from_int8_codes_are_named_as_already_quantized() -> None:
+    """tinyocr's PP-OCRv6 recognizer stores every weight as int8 codes, Cast to float and
+    multiplied by a per-channel scale::
+
+        x[1,4] -> MatMul(B = Mul(Cast(Constant int8 [4,8]), Constant scale [1,8])) -> y[1,8]
+
+    The weight folds (so it is a layer), but the note must say the file already holds it
+    quantized: the sizes shown are float32, 4x what the file stores."""
+    codes = np.clip(np.round(weights((4, 8), seed=9) / 0.01), -127, 127).astype(np.int8)
+    scale = np.linspace(0.005, 0.02, 8, dtype=np.float32).reshape(1, 8)
+    nodes = [
+        _const("codes", codes),
+        helper.make_node("Cast", ["codes"], ["wf"], to=TensorProto.FLOAT),
+        _const("scale", scale),
+        helper.make_node("Mul", ["wf", "scale"], ["w"]),
+        helper.make_node("MatMul", ["x", "w"], ["y"]),
+    ]
+    g = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", FLOAT, [1, 8])],
+    )  # fmt: skip
+    loaded = from_proto(model(g, opset=17))
+    (layer,) = loaded.info.layers
+    np.testing.assert_array_equal(
+        loaded.weight(layer.weights[0]), (codes.astype(np.float64) * scale).astype(np.float32)
+    )
+    (note,) = [n for n in loaded.info.notes if "computed from constants" in n]
+    assert "1 of them decode integer codes stored in the file (1 from int8" in note
+    assert "already weight-quantized" in note

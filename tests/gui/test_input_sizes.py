@@ -83,6 +83,22 @@ def test_declining_the_sizes_keeps_weights_and_asks_again_for_a_sweep(
     window.dims_dialog.reject()
 
 
+def test_the_weights_only_hint_goes_when_data_open(
+    qtbot, window, line_path: Path, tmp_path
+) -> None:
+    """Declining the sizes, then File > Open Data (as with tinyocr's PP-OCRv6 detector): the
+    'Weights only: ... need input sizes or data' hint stayed above results computed on data."""
+    _open_without_data(qtbot, window, line_path)
+    window.dims_dialog.reject()
+    assert "Weights only" in window.message_bar.text.text()
+    data = tmp_path / "lines.npz"
+    np.savez(data, **{f"x/{i}": np.ones((1, 1, 8, 12 + i), np.float32) for i in range(2)})
+    window.controller.open_data(DataRequest("npz", path=data))
+    qtbot.waitUntil(lambda: window.document.session.data is not None, timeout=OPEN_TIMEOUT_MS)
+    wait_idle(qtbot, window)
+    assert not window.message_bar.isVisible(), window.message_bar.text.text()
+
+
 def test_shared_dim_is_one_box_and_sizes_come_from_the_data(qtbot, window, tmp_path) -> None:
     path = tmp_path / "shared.onnx"
     onnx.save(two_inputs_shared_dim(), path)
@@ -206,3 +222,15 @@ def test_a_sweep_that_asked_for_sizes_runs_once_they_are_given(
             timeout=OPEN_TIMEOUT_MS,
         )
         wait_idle(qtbot, window)
+
+
+def test_data_dialog_starts_at_the_layout_of_the_image_input(qtbot) -> None:
+    """An NHWC input (MTCNN's [N, 48, 48, 3]) starts the images page at NHWC, an NCHW one
+    at NCHW (it always started at NCHW)."""
+    from bitlens.core.model.loader import from_proto
+    from tests.builders import nhwc_conv
+
+    for proto, want in ((nhwc_conv(), "NHWC"), (ocr_line(width="width"), "NCHW")):
+        dlg = DataDialog(from_proto(proto).info)
+        qtbot.addWidget(dlg)
+        assert dlg.layout_box.currentText() == want

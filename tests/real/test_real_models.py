@@ -162,13 +162,19 @@ def model_path(wheel: wheels.Wheel, filename: str) -> Path:
     return files[filename]
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: c.id)
-def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    c: Case = request.param
+def prepare(c: Case, tmp_path_factory: pytest.TempPathFactory, samples: int = SAMPLES):
+    """The case's model file, its ``samples`` feeds saved as an npz, and a work folder."""
     path = model_path(c.wheel, c.filename)
     work = tmp_path_factory.mktemp(c.id)
     data = work / "data.npz"
-    np.savez(data, **c.feeds(SAMPLES))
+    np.savez(data, **c.feeds(samples))
+    return path, data, work
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: c.id)
+def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    c: Case = request.param
+    path, data, work = prepare(c, tmp_path_factory)
     res = run_cli("inspect", str(path), "--json", "--formats", "int8 sym ch", "int4 sym ch")
     assert res.returncode == 0, res.stderr
     return c, path, data, work, json.loads(res.stdout)

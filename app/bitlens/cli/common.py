@@ -71,8 +71,9 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=SIZE",
-        help="size of a dynamic input dimension for random inputs, by its name, or "
-        "INPUT:AXIS for an unnamed one (repeatable)",
+        help="size of a dynamic input dimension for random inputs (and the height and width "
+        "a folder of images is resized to), by its name, or INPUT:AXIS for an unnamed one "
+        "(repeatable)",
     )
     p.add_argument("--rate", type=int, default=16000, help="WAV sample rate to resample to (16000)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -163,7 +164,8 @@ def _dataset(args: argparse.Namespace, info: ModelInfo, values: dict[str, int] |
 def read_source(
     path: str, info: ModelInfo, args: argparse.Namespace, fraction: float = 0.5
 ) -> Dataset:
-    return load_path(path, info, rate=args.rate, calibration_fraction=fraction)
+    dims = parse_dims(args.dim)  # a folder of images for dynamic sizes: their height, width
+    return load_path(path, info, rate=args.rate, calibration_fraction=fraction, dims=dims)
 
 
 def open_model(path: str, *, fold_bn: bool = True) -> LoadedModel:

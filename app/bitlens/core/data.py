@@ -38,6 +38,7 @@ from bitlens.core.feed_arrays import (
     one_row_per_run,
     slice_rows,
 )
+from bitlens.core.image_shape import image_layout, image_size
 from bitlens.core.input_ranges import index_ranges, is_mask
 from bitlens.core.limits import check_budget
 from bitlens.core.model.types import ModelInfo, TensorInfo
@@ -357,14 +358,18 @@ class Dataset:
         info: ModelInfo,
         *,
         size: tuple[int, int] | None = None,
-        layout: str = "NCHW",
+        layout: str | None = None,
         scale: float = 1 / 255,
         mean: float | Sequence[float] = 0.0,
         std: float | Sequence[float] = 1.0,
         input_name: str | None = None,
         calibration_fraction: float = 0.5,
+        dims: Mapping[str, int] | None = None,
     ) -> Dataset:
-        """Every image in ``folder`` (sorted by name), resized and normalized: ``(x*scale - mean)/std``."""
+        """Every image in ``folder`` (sorted by name), resized and normalized: ``(x*scale - mean)/std``.
+
+        ``layout`` None: read from the input's shape; ``size`` None: the input's, else from
+        ``dims`` (bitlens.core.image_shape)."""
         folder = Path(folder)
         files = (
             sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -374,23 +379,17 @@ class Dataset:
         if not files:
             raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
         target = _image_input(info, input_name)
-        layout = layout.upper()
-        if layout not in ("NCHW", "NHWC"):
-            raise DataError(f"image layout must be NCHW or NHWC, not {layout!r}")
         shape = target.shape or ()
         if len(shape) != 4:
             raise DataError(
                 f"input {target.name!r} has shape {list(shape)}; images need a 4-D input"
             )
+        layout = (layout or image_layout(shape)).upper()
+        if layout not in ("NCHW", "NHWC"):
+            raise DataError(f"image layout must be NCHW or NHWC, not {layout!r}")
         c_dim = shape[1] if layout == "NCHW" else shape[3]
-        hw = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
         channels = c_dim if isinstance(c_dim, int) else 3
-        if size is None:
-            if not all(isinstance(d, int) for d in hw):
-                raise DataError(
-                    f"input {target.name!r} has dynamic height/width; give an image size"
-                )
-            size = (int(hw[0]), int(hw[1]))  # type: ignore[arg-type]
+        size = size or image_size(target, layout, dims)
         mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
         if mode is None:
             raise DataError(f"input {target.name!r} has {channels} channels; images give 1, 3 or 4")
@@ -463,7 +462,12 @@ class Dataset:
 
 
 def load_path(
-    path: str | Path, info: ModelInfo, *, rate: int = 16000, calibration_fraction: float = 0.5
+    path: str | Path,
+    info: ModelInfo,
+    *,
+    rate: int = 16000,
+    calibration_fraction: float = 0.5,
+    dims: Mapping[str, int] | None = None,
 ) -> Dataset:
     """Data from one path, its kind read from what it is: a folder of ``.wav`` files, of
     ``.npz``/``.npy`` feeds or of images; a ``.wav`` file; an ``.npz``/``.npy`` file."""
@@ -476,7 +480,7 @@ def load_path(
             return Dataset.from_wav(p, info, rate=rate, calibration_fraction=fraction)
         if any(f.suffix.lower() in FEED_SUFFIXES for f in p.iterdir()):
             return Dataset.from_folder(p, info, calibration_fraction=fraction)
-        return Dataset.from_images(p, info, calibration_fraction=fraction)
+        return Dataset.from_images(p, info, calibration_fraction=fraction, dims=dims)
     if p.suffix.lower() == ".wav":
         return Dataset.from_wav(p, info, rate=rate, calibration_fraction=fraction)
     return Dataset.from_npz(p, info, calibration_fraction=calibration_fraction)

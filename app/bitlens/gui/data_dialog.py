@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from bitlens.core.dims import needed_dims, suggest_dims
+from bitlens.core.image_shape import image_layout
 from bitlens.core.model.types import ModelInfo
 from bitlens.gui.jobs import DataRequest
 from bitlens.gui.text import fmt_shape
@@ -177,6 +178,9 @@ class DataDialog(QDialog):
             box.setSpecialValueText("from the model")
         self.layout_box = QComboBox(page)
         self.layout_box.addItems(["NCHW", "NHWC"])
+        four_d = [t.shape for t in self.info.inputs if t.shape and len(t.shape) == 4]
+        if four_d:  # a Keras export's [N, H, W, 3] starts at NHWC
+            self.layout_box.setCurrentText(image_layout(four_d[0]))
         self.scale_box = QDoubleSpinBox(page)
         self.scale_box.setDecimals(6)
         self.scale_box.setRange(1e-6, 1e6)

@@ -243,6 +243,7 @@ class Engine(
         store = self._store
         types: dict[str, tuple[np.dtype, int]] = {}
         minmax: dict[str, tuple[float, float]] = {}
+        unbounded: set[str] = set()  # tensors only measured, holding an infinity
         n = len(self.data.samples)
         samples = self.data.samples
         order = [i for i in range(n) if i in calibration] + [
@@ -260,6 +261,9 @@ class Engine(
                     )
                 for name, value in zip(names, outs, strict=True):
                     if not _finite(value, name, minmax if i in calibration else None):
+                        if name not in kept:  # min-max only: a mask's -inf fill is by design
+                            unbounded.add(name)
+                            continue
                         raise EngineError(
                             f"the float model computes NaN or infinite values in {name!r} on "
                             f"data sample {i}; errors against it would be meaningless"
@@ -275,7 +279,7 @@ class Engine(
                 del outs
                 done += 1
                 yield Progress(done, n, f"float reference: sample {done} of {n}")
-        self._minmax = minmax
+        self._minmax = {k: v for k, v in minmax.items() if k not in unbounded}
         self._release_float_weights()
         release_arena()  # the last runs' outputs, measured and dropped
         inputs = {t.name for t in self.info.inputs}

@@ -23,6 +23,7 @@ ops outside the ONNX domain.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -69,9 +70,13 @@ class FoldResult:
     evaluate: Callable[[onnx.ModelProto], list] | None = field(default=None, repr=False)
     domains: frozenset[str] = CONSTANT_DOMAINS  # op domains folded
     functions: list[onnx.FunctionProto] = field(default_factory=list, repr=False)  # they use
+    # initializers added that decode integer codes (a Cast of an int8 constant to float,
+    # then a scale): name -> the codes' dtype name
+    decoded: dict[str, str] = field(default_factory=dict)
 
-    def note(self, weights: int) -> str | None:
-        """One line for the user; ``weights``: how many folded tensors are layer weights."""
+    def note(self, weights: int, decoded: Counter[str] | None = None) -> str | None:
+        """One line for the user; ``weights``: how many folded tensors are layer weights;
+        ``decoded``: how many of those decode integer codes, by the codes' dtype."""
         parts = []
         if weights:
             deep = f", up to {self.depth} subgraph level(s) deep" if self.depth else ""
@@ -79,6 +84,17 @@ class FoldResult:
                 f"{weights} layer weight(s) are computed from constants in the file; Bitlens "
                 f"folded them in memory ({self.nodes} constant-only node(s) in "
                 f"{len(self.graphs)} graph(s){deep}) to quantize and export them"
+            )
+        if decoded:
+            # A hand-made weight-only quantization (tinyocr's PP-OCRv6: int8 codes, Cast,
+            # Mul by a per-channel scale) folds to float32 like any other constant chain;
+            # the sizes shown are then float32 sizes, not the file's.
+            kinds = ", ".join(f"{n} from {dtype}" for dtype, n in decoded.most_common())
+            parts.append(
+                f"{sum(decoded.values())} of them decode integer codes stored in the file "
+                f"({kinds}, cast to float and scaled): the file is already weight-quantized, "
+                "and the sizes here count those weights as float32, so an export saves "
+                "less than the compression shown"
             )
         if self.failures:
             parts.append("could not fold constants in " + "; ".join(self.failures))
@@ -259,9 +275,38 @@ def _evaluate(
     result.nodes += len(fold)
     result.tensors += len(needed)
     result.names.update(needed)
+    decoded = _decoded(fold, known)
+    result.decoded.update((n, decoded[n]) for n in needed if n in decoded)
     result.graphs.append(path)
     result.freed |= reads
     return True
+
+
+_INT_ELEM_TYPES = frozenset(
+    {
+        onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT16,
+        onnx.TensorProto.UINT16, onnx.TensorProto.INT4, onnx.TensorProto.UINT4,
+    }
+)  # fmt: skip
+
+
+def _decoded(
+    fold: list[onnx.NodeProto], known: dict[str, onnx.TensorProto | onnx.NodeProto | None]
+) -> dict[str, str]:
+    """Values of ``fold`` (in graph order) computed from a Cast of integer codes to float,
+    each with the codes' dtype name."""
+    out: dict[str, str] = {}
+    for node in fold:
+        src = None
+        if node.op_type == "Cast":
+            to = next((a.i for a in node.attribute if a.name == "to"), None)
+            elem = _elem_type(known.get(node.input[0]))
+            if elem in _INT_ELEM_TYPES and to in _FLOAT_BITS:
+                src = onnx.helper.tensor_dtype_to_np_dtype(elem).name
+        src = src or next((out[i] for i in node.input if i in out), None)
+        if src is not None:
+            out.update((o, src) for o in node.output if o)
+    return out
 
 
 def _too_large(sub_model: onnx.ModelProto) -> str | None:

@@ -10,6 +10,7 @@ one-line message names the file and the problem.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -276,7 +277,8 @@ def _iter_finish(
     ml = ml_note(ml_ops(proto), len(info.layers))
     untensored = non_tensor_outputs_note(info.outputs) if info.layers else None
     bn_note = bn.note() if bn is not None else None
-    ir_note, folded_note = fit_ir_version(proto), folded.note(len(weights))
+    decoded = Counter(folded.decoded[w] for w in weights if w in folded.decoded)
+    ir_note, folded_note = fit_ir_version(proto), folded.note(len(weights), decoded)
     notes = [
         n
         for n in (dynamic_note, opset_note, ir_note, folded_note, bn_note, prequant, ml, untensored)
