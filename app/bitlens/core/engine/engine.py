@@ -33,7 +33,6 @@ from bitlens.core.engine.output_metrics import FLOAT_TYPES, OutputMetrics
 from bitlens.core.engine.ranges import Ranges
 from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
-from bitlens.core.engine.session import release_arena
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.engine.structure import Structures
 from bitlens.core.engine.sweep import Sweep
@@ -223,7 +222,12 @@ class Engine(
                 yield Progress(done, n, f"float reference: sample {done} of {n}")
         self._minmax = minmax
         self._release_float_weights()
-        release_arena()  # the last runs' outputs, measured and dropped
+        # The arena keeps the last runs' (dropped) buffers for the first evaluation, whose
+        # runs reuse them; it gives them back after (ArenaReleaser: its first call always
+        # releases), as do a sweep and a calibration that samples values. Given back here,
+        # that evaluation mapped and faulted them in again: on the CRNN 17k page faults and
+        # 30-40 ms of CPU, on ddddocr's common.onnx 50-80 ms (open + first evaluation:
+        # 700 ms), for 2-4 MiB more at the evaluation's peak (below the re-evaluations').
         inputs = {t.name for t in self.info.inputs}
         for name in inputs:
             first = np.asarray(self.data.samples[0][name])
