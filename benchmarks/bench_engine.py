@@ -11,6 +11,9 @@ Rows, per model:
   over all the data (calibration and evaluation feeds);
 - sensitivity sweep over every layer x 4 formats, against L x F plain float runs of the
   evaluation feeds;
+- the open and sweep rows again in CPU time (every thread of the process, user and
+  system) against the same baselines on a session whose threads do not spin: on a
+  loaded machine wall ratios move with the load, CPU ratios much less;
 - peak RSS of the engine part, in a process of its own doing only that work, above the
   RSS of the interpreter and the libraries, against 4 x the model's size + 2 x the float
   activations of one feed (every float tensor the model computes for one batch).
@@ -62,9 +65,13 @@ FORMATS = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")
 SAMPLES = 8
 
 
-def plain_session(path: Path) -> ort.InferenceSession:
+def plain_session(path: Path, *, spin: bool = True) -> ort.InferenceSession:
+    """``spin=False``: ORT's threads sleep between runs instead of spinning, so the CPU time
+    of a run is its work (the CPU-time baselines; the engine's sessions do not spin either)."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
@@ -72,6 +79,15 @@ def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def cpu_timed(fn) -> float:
+    """CPU seconds of the whole process (every thread, user and system) while ``fn`` ran:
+    less sensitive than wall time to other processes on the cores, so ratios of it stay
+    meaningful on a loaded machine (wall ratios there flatter or punish by the load)."""
+    c0 = time.process_time()
+    fn()
+    return time.process_time() - c0
 
 
 def drain(gen):
@@ -145,14 +161,14 @@ def today_route(path: Path, weight: str, data: Dataset, out: Path) -> float:
 def engine_work(path: Path, dims: dict, samples: int, quick: bool, between=None) -> dict:
     """Open, calibrate and evaluate W8A8 (timed), re-evaluate 16 one-layer changes (each
     timed, ``between()`` run before each), sweep (timed)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model = load_model(path)
     data = Dataset.random(model.info, n=samples, dims=dims, seed=1)
     engine = Engine(model, data, device="cpu")
     drain(engine.calibrate("minmax"))
     plan = Plan.preset(model.info, "W8A8")
     engine.evaluate(plan)
-    open_s = time.perf_counter() - t0
+    open_s, open_cpu = time.perf_counter() - t0, time.process_time() - c0
     names = [la.name for la in model.info.layers]
     step = max(1, len(names) // 8)
     targets = names[::step][:8]
@@ -164,7 +180,9 @@ def engine_work(path: Path, dims: dict, samples: int, quick: bool, between=None)
                 between()
             re_times.append(timed(lambda p=p: engine.evaluate(p)))
     sweep_layers = names if not quick else names[:: max(1, len(names) // 12)]
-    sweep_s = timed(lambda: drain(engine.sweep(FORMATS, sweep_layers)))
+    t0, c0 = time.perf_counter(), time.process_time()
+    drain(engine.sweep(FORMATS, sweep_layers))
+    sweep_s, sweep_cpu = time.perf_counter() - t0, time.process_time() - c0
     engine.close()
     return {
         "model": model,
@@ -172,8 +190,10 @@ def engine_work(path: Path, dims: dict, samples: int, quick: bool, between=None)
         "targets": targets,
         "layers": len(names),
         "open": open_s,
+        "open_cpu": open_cpu,
         "re_times": re_times,
         "sweep": sweep_s,
+        "sweep_cpu": sweep_cpu,
         "sweep_layers": len(sweep_layers),
     }
 
@@ -277,8 +297,16 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples
     float_eval()  # warm
     f_evals = [timed(float_eval) for _ in range(5)]
     f_all = statistics.median(timed(float_all) for _ in range(3))
+    quiet = plain_session(path, spin=False)
+    cpu_eval = lambda: [quiet.run(None, data.samples[i]) for i in ev]  # noqa: E731
+    cpu_all = lambda: [quiet.run(None, s) for s in data.samples]  # noqa: E731
+    cpu_eval()  # warm
+    c_evals = [cpu_timed(cpu_eval) for _ in range(5)]
+    c_alls = [cpu_timed(cpu_all) for _ in range(3)]
     # the baseline also measured between the re-evaluations, so that both see the same load
     work = engine_work(path, dims, samples, quick, lambda: f_evals.append(timed(float_eval)))
+    c_evals += [cpu_timed(cpu_eval) for _ in range(5)]  # before and after, as the load moves
+    c_alls += [cpu_timed(cpu_all) for _ in range(3)]
     model, targets, re_times = work["model"], work["targets"], work["re_times"]
     per_feed = batch_activations(path, data.samples[ev[0]])
 
@@ -295,11 +323,15 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples
         "feeds": f"{len(data.calibration)} calibrate / {len(ev)} evaluate",
         "f_eval": statistics.median(f_evals),
         "f_all": f_all,
+        "c_eval": statistics.median(c_evals),
+        "c_all": statistics.median(c_alls),
         "re_median": statistics.median(re_times),
         "re_worst": max(re_times),
         "today": statistics.median(today) if today else None,
         "open": work["open"],
+        "open_cpu": work["open_cpu"],
         "sweep": work["sweep"],
+        "sweep_cpu": work["sweep_cpu"],
         "sweep_layers": work["sweep_layers"],
         "per_feed": per_feed,
         "samples": samples,
@@ -426,6 +458,13 @@ def report(r: dict) -> None:
     print(
         f"sweep {r['sweep_layers']} layers x {len(FORMATS)}     : {r['sweep'] / lf:5.2f}x of "
         f"L x F float runs ({r['sweep']:.1f} s; target <= 0.5x and < 60 s)"
+    )
+    lf_cpu = r["sweep_layers"] * len(FORMATS) * r["c_eval"]
+    print(
+        f"  in CPU time (all threads; baselines without spinning threads): open "
+        f"{r['open_cpu'] / r['c_all']:5.2f}x ({1000 * r['open_cpu']:.0f} ms vs "
+        f"{1000 * r['c_all']:.0f} ms), sweep {r['sweep_cpu'] / lf_cpu:5.2f}x "
+        f"({r['sweep_cpu']:.1f} s vs {lf_cpu:.1f} s)"
     )
     report_rss(r, budget)
 

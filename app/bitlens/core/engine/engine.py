@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,6 @@ from bitlens.core.engine.output_metrics import FLOAT_TYPES, OutputMetrics
 from bitlens.core.engine.ranges import Ranges
 from bitlens.core.engine.reuse import PrefixRuns
 from bitlens.core.engine.running import Runs
-from bitlens.core.engine.session import actual_providers, make_session, release_arena
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.engine.structure import Structures
 from bitlens.core.engine.sweep import Sweep
@@ -164,59 +163,6 @@ class Engine(
                     f"data sample {i} feeds {sorted(feed)}, the model needs {sorted(names)}"
                 )
 
-    @property
-    def providers(self) -> tuple[str, ...]:
-        """Providers the sessions actually run on (after the first session is built)."""
-        if not self._providers:
-            self._session_for({})
-        return self._providers
-
-    def _sim_for(
-        self, kinds: Mapping[str, str | None], tensors: Sequence[str] = (), skip: Sequence = ()
-    ) -> tuple[tuple, rewrite.SimGraph]:
-        """The structure's key and simulation graph (built once; its session only when a
-        run needs the whole graph, see _session_for)."""
-        key = self._structure(kinds, tensors, skip)
-        if key in self._sessions:
-            self._sessions.move_to_end(key)
-            return key, self._sessions[key][0]
-        # The graph as loaded: external weights stay in their files (fed from memory maps);
-        # other external tensors the copy keeps are read into it.
-        sim = rewrite.build_sim(
-            self.model.graph_proto, self.info, dict(key[0]), key[1], skip=key[2]
-        )
-        self.model.materialize(sim.model)
-        cuts = prefix.find_cuts(sim.model, self.info, self._positions)
-        if cuts is not None:  # every tensor crossing a cut is an output (see prefix.py)
-            exposed = {v.name for v in sim.model.graph.output}
-            sim.model.graph.output.extend(
-                rewrite.value_info_for(self.info, t) for t in cuts.tensors if t not in exposed
-            )
-        if key == ((), (), ()):  # the float graph: every float tensor, for min-max statistics
-            exposed = {v.name for v in sim.model.graph.output}
-            sim.model.graph.output.extend(
-                rewrite.value_info_for(self.info, t)
-                for t in self._float_tensors
-                if t not in exposed
-            )
-        self._cuts[key] = cuts
-        self._sessions[key] = [sim, None]
-        while len(self._sessions) > max(1, self.max_sessions):
-            old, _ = self._sessions.popitem(last=False)
-            self._cuts.pop(old, None)
-        return key, sim
-
-    def _session_for(
-        self, kinds: Mapping[str, str | None], tensors: Sequence[str] = (), skip: Sequence = ()
-    ):
-        """(simulation graph, its session) of a structure."""
-        key, sim = self._sim_for(kinds, tensors, skip)
-        entry = self._sessions[key]
-        if entry[1] is None:
-            entry[1] = make_session(sim.model, self.device)
-            self._providers = actual_providers(entry[1])
-        return sim, entry[1]
-
     # -- float reference & calibration ------------------------------------------------
     def prepare(self) -> Iterator[Progress]:
         """Run the float model once over every sample, keeping what the metrics need: the
@@ -281,7 +227,12 @@ class Engine(
                 yield Progress(done, n, f"float reference: sample {done} of {n}")
         self._minmax = {k: v for k, v in minmax.items() if k not in unbounded}
         self._release_float_weights()
-        release_arena()  # the last runs' outputs, measured and dropped
+        # The arena keeps the last runs' (dropped) buffers for the first evaluation, whose
+        # runs reuse them; it gives them back after (ArenaReleaser: its first call always
+        # releases), as do a sweep and a calibration that samples values. Given back here,
+        # that evaluation mapped and faulted them in again: on the CRNN 17k page faults and
+        # 30-40 ms of CPU, on ddddocr's common.onnx 50-80 ms (open + first evaluation:
+        # 700 ms), for 2-4 MiB more at the evaluation's peak (below the re-evaluations').
         inputs = {t.name for t in self.info.inputs}
         for name in inputs:
             first = np.asarray(self.data.samples[0][name])

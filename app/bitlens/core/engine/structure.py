@@ -1,23 +1,38 @@
 """Which simulation graph a plan runs: the deployment target's placement (cached per what
-it depends on) and the structure key of the graph (see engine.py)."""
+it depends on), the structure key of the graph (see engine.py), and the cache of
+simulation graphs and their sessions per structure."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from bitlens.core import targets
-from bitlens.core.engine import quantizers, requantize
+from bitlens.core.engine import prefix, quantizers, requantize, rewrite
 from bitlens.core.engine.recovery_nodes import recovery_kind
+from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import Plan
+
+if TYPE_CHECKING:
+    from bitlens.core.model.loader import LoadedModel
 
 
 class Structures:
     """Mixin of :class:`~bitlens.core.engine.engine.Engine`: ``placement``, ``_kinds``,
-    ``_structure`` and ``_structure_of``."""
+    ``_structure``, ``_structure_of``, and the graphs and sessions per structure
+    (``_sim_for``, ``_session_for``, ``providers``)."""
 
     info: ModelInfo
+    model: LoadedModel
+    device: str
+    max_sessions: int
+    _sessions: OrderedDict[tuple, list]  # structure -> [simulation graph, session or None]
+    _cuts: dict[tuple, prefix.Cuts | None]
+    _providers: tuple[str, ...]
+    _positions: dict[str, int]
+    _float_tensors: list[str]
     skip_redundant: bool  # False: keep every layer quantizer (the straightforward graph)
     _placements: OrderedDict[object, dict[str, targets.TensorQuantizer]]
     _attribute: Callable[..., object | None]
@@ -68,3 +83,56 @@ class Structures:
             else ()
         )
         return self._kinds(plan), tuple(placed), skip
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """Providers the sessions actually run on (after the first session is built)."""
+        if not self._providers:
+            self._session_for({})
+        return self._providers
+
+    def _sim_for(
+        self, kinds: Mapping[str, str | None], tensors: Sequence[str] = (), skip: Sequence = ()
+    ) -> tuple[tuple, rewrite.SimGraph]:
+        """The structure's key and simulation graph (built once; its session only when a
+        run needs the whole graph, see _session_for)."""
+        key = self._structure(kinds, tensors, skip)
+        if key in self._sessions:
+            self._sessions.move_to_end(key)
+            return key, self._sessions[key][0]
+        # The graph as loaded: external weights stay in their files (fed from memory maps);
+        # other external tensors the copy keeps are read into it.
+        sim = rewrite.build_sim(
+            self.model.graph_proto, self.info, dict(key[0]), key[1], skip=key[2]
+        )
+        self.model.materialize(sim.model)
+        cuts = prefix.find_cuts(sim.model, self.info, self._positions)
+        if cuts is not None:  # every tensor crossing a cut is an output (see prefix.py)
+            exposed = {v.name for v in sim.model.graph.output}
+            sim.model.graph.output.extend(
+                rewrite.value_info_for(self.info, t) for t in cuts.tensors if t not in exposed
+            )
+        if key == ((), (), ()):  # the float graph: every float tensor, for min-max statistics
+            exposed = {v.name for v in sim.model.graph.output}
+            sim.model.graph.output.extend(
+                rewrite.value_info_for(self.info, t)
+                for t in self._float_tensors
+                if t not in exposed
+            )
+        self._cuts[key] = cuts
+        self._sessions[key] = [sim, None]
+        while len(self._sessions) > max(1, self.max_sessions):
+            old, _ = self._sessions.popitem(last=False)
+            self._cuts.pop(old, None)
+        return key, sim
+
+    def _session_for(
+        self, kinds: Mapping[str, str | None], tensors: Sequence[str] = (), skip: Sequence = ()
+    ):
+        """(simulation graph, its session) of a structure."""
+        key, sim = self._sim_for(kinds, tensors, skip)
+        entry = self._sessions[key]
+        if entry[1] is None:
+            entry[1] = make_session(sim.model, self.device)
+            self._providers = actual_providers(entry[1])
+        return sim, entry[1]

@@ -24,6 +24,7 @@ from bitlens.core.weights import weight_bytes_after
 
 if TYPE_CHECKING:
     from bitlens.core.data import Dataset
+    from bitlens.core.engine.arena_release import ArenaReleaser
     from bitlens.core.engine.store import ActivationStore
     from bitlens.core.model.types import ModelInfo
 
@@ -50,6 +51,7 @@ class Sweep:
     device: str
     _store: ActivationStore
     _suffixes: OrderedDict[str, tuple[object | None, tuple[str, ...]]]
+    _arena: ArenaReleaser
 
     def sweep(
         self,
@@ -135,6 +137,7 @@ class Sweep:
         peak RSS 25-60 MiB over issue 11's bound on the CRNN and ddddocr's common.onnx."""
         self._prefix_values.clear()
         self._drop_weight_cache()
+        self._arena.maybe_release()  # e.g. the float reference's buffers (Engine.prepare)
 
     def _window_feeds(self, layer, window, float_feeds) -> list[dict[str, np.ndarray]]:
         """Per format of ``window``, the float weights with ``layer``'s quantized in it."""

@@ -1,0 +1,74 @@
+"""The float reference leaves ONNX Runtime's shared arena to the first evaluation, whose
+runs reuse its buffers instead of mapping and faulting in new ones (Engine.prepare); that
+evaluation, a sweep, or a calibration that samples values gives it back first. The numbers
+are those of an engine that gave it back at once."""
+
+from __future__ import annotations
+
+import threading
+
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine, session
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
+from tests.builders import conv_net
+
+
+def _engines(n: int) -> list[Engine]:
+    loaded = from_proto(conv_net())
+    data = Dataset.random(loaded.info, n=4, seed=7)
+    return [Engine(loaded, data, device="cpu") for _ in range(n)]
+
+
+class _CountingLock:
+    """session.release_arena's lock, counting the releases of every caller (the engine,
+    the sweep, ArenaReleaser: each imported the function by name)."""
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls, self._lock = calls, threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self.calls.append("x")
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+
+def _counting(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    monkeypatch.setattr(session, "_release_lock", _CountingLock(calls))
+    return calls
+
+
+def test_the_first_evaluation_gives_back_the_arena_the_float_reference_left(monkeypatch) -> None:
+    kept, released = _engines(2)
+    calls = _counting(monkeypatch)
+    for _ in kept.calibrate("minmax"):
+        pass
+    assert calls == []  # the float reference's buffers wait for the evaluation's runs
+    plan = Plan.preset(kept.info, "W8A8")
+    got = kept.evaluate(plan)
+    assert len(calls) == 1  # ArenaReleaser: its first call always gives the arena back
+    for _ in released.prepare():
+        pass
+    session.release_arena()  # as the float reference did before
+    for _ in released.calibrate("minmax"):
+        pass
+    assert got == released.evaluate(plan)
+
+
+def test_a_sampling_calibration_or_a_sweep_gives_it_back_first(monkeypatch) -> None:
+    sampling, sweeping = _engines(2)
+    calls = _counting(monkeypatch)
+    for _ in sampling.prepare():
+        pass
+    for _ in sampling.calibrate("percentile"):
+        assert calls  # before the first activation's values are read and sampled
+    calls.clear()
+    for _ in sweeping.prepare():
+        pass
+    gen = sweeping.sweep(["int4 sym ch"], ["conv1"])
+    next(gen)  # the float reference is there: the first step is the first layer's
+    assert calls
+    gen.close()
