@@ -172,6 +172,10 @@ def session_options() -> ort.SessionOptions:
     # ORT's worker threads otherwise spin after each run and starve the numpy work
     # (quantization, metrics) that the engine does between runs.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # The engine's quantizers are real QuantizeLinear/DequantizeLinear nodes (int_activation.
+    # qdq_nodes); ORT otherwise fuses DQ -> Add -> Q into QLinearAdd and the like, integer
+    # kernels whose requantization differs from the float simulation (FACTS.md: QDQ fusion).
+    so.add_session_config_entry("session.disable_quant_qdq", "1")
     so.log_severity_level = 3
     return so
 

@@ -19,6 +19,9 @@ class Structures:
 
     info: ModelInfo
     skip_redundant: bool  # False: keep every layer quantizer (the straightforward graph)
+    # Per-tensor integer quantizers as real Q/Clip/DQ nodes (quantizers.engine_kind); False:
+    # the float chain everywhere (the straightforward graph, for tests)
+    qdq_quantizers = True
     _placements: OrderedDict[object, dict[str, targets.TensorQuantizer]]
     _attribute: Callable[..., object | None]
     scalar: targets.Scalar
@@ -45,11 +48,14 @@ class Structures:
             return {}
         return {
             name: recovery_kind(
-                self.info.layer(name), choice, quantizers.kind_of(choice.activation, choice.dynamic)
+                self.info.layer(name), choice, self._engine_kind(choice.activation, choice.dynamic)
             )
             for name, choice in plan.choices.items()
             if choice.activation is not None or choice.recovery is not None
         }
+
+    def _engine_kind(self, fmt, dynamic: bool) -> str | None:
+        return quantizers.engine_kind(fmt, dynamic, self.info.opset, self.qdq_quantizers)
 
     @staticmethod
     def _structure(
