@@ -182,7 +182,7 @@ class Engine(
         # The graph as loaded: external weights stay in their files (fed from memory maps);
         # other external tensors the copy keeps are read into it.
         sim = rewrite.build_sim(
-            self.model.graph_proto, self.info, dict(key[0]), key[1], skip=key[2], qdq=self.qdq_quantizers
+            self.model.graph_proto, self.info, dict(key[0]), key[1], key[2], self.qdq_quantizers
         )
         self.model.materialize(sim.model)
         cuts = prefix.find_cuts(sim.model, self.info, self._positions)

@@ -321,9 +321,9 @@ def build_sim(
     info: ModelInfo,
     kinds: Kinds,
     tensors: Sequence[str] = (),
-    expose: Sequence[str] = (),
     skip: Collection[tuple[str, str]] = (),
     qdq: bool = True,
+    expose: Sequence[str] = (),
 ) -> SimGraph:
     """The simulation graph; ``tensors`` are quantized where produced (a deployment target's
     extra quantizers, of kind quantizers.target_kind: ``qdq`` False keeps the float chain),
