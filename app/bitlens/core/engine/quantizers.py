@@ -11,6 +11,7 @@ format needs and hands each request to the family that builds it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ _BUILDERS: dict[str, FormatFamily] = {k: f for f in FAMILIES for k in f.activati
 KIND_MIN_OPSET: dict[str, int] = {k: f.activation_kinds[k] for k, f in _BUILDERS.items()}
 
 
+@lru_cache(maxsize=4096)  # formats are frozen; asked per layer of every evaluation
 def kind_of(fmt: Format | None, dynamic: bool = False) -> str | None:
     """The quantizer structure a format needs (None: no quantizer)."""
     if fmt is None:
@@ -41,6 +43,7 @@ def kind_of(fmt: Format | None, dynamic: bool = False) -> str | None:
 QDQ_KIND = "int-q"
 
 
+@lru_cache(maxsize=4096)
 def engine_kind(fmt: Format | None, dynamic: bool, opset: int, qdq: bool = True) -> str | None:
     """The quantizer structure the engine's graphs use for ``fmt``: :func:`kind_of`, with a
     per-tensor ``int`` of at most 256 codes run as real QuantizeLinear/DequantizeLinear
