@@ -74,6 +74,15 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def timed_cpu(fn, cpu: list[float]) -> float:
+    """Wall seconds of ``fn()``; its process CPU seconds (every thread) go to ``cpu``: on a
+    machine others load, CPU-time ratios measured in the same run wander far less than wall."""
+    c0 = time.process_time()
+    wall = timed(fn)
+    cpu.append(time.process_time() - c0)
+    return wall
+
+
 def drain(gen):
     try:
         while True:
@@ -156,13 +165,14 @@ def engine_work(path: Path, dims: dict, samples: int, quick: bool, between=None)
     names = [la.name for la in model.info.layers]
     step = max(1, len(names) // 8)
     targets = names[::step][:8]
-    re_times = []
+    re_times: list[float] = []
+    re_cpu: list[float] = []
     for name in targets:
         for bits in (4, 2):
             p = plan.with_choices({name: LayerChoice.of(f"int{bits} sym ch", "uint8 asym")})
             if between is not None:
                 between()
-            re_times.append(timed(lambda p=p: engine.evaluate(p)))
+            re_times.append(timed_cpu(lambda p=p: engine.evaluate(p), re_cpu))
     sweep_layers = names if not quick else names[:: max(1, len(names) // 12)]
     sweep_s = timed(lambda: drain(engine.sweep(FORMATS, sweep_layers)))
     engine.close()
@@ -173,6 +183,7 @@ def engine_work(path: Path, dims: dict, samples: int, quick: bool, between=None)
         "layers": len(names),
         "open": open_s,
         "re_times": re_times,
+        "re_cpu": re_cpu,
         "sweep": sweep_s,
         "sweep_layers": len(sweep_layers),
     }
@@ -275,10 +286,13 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples
             plain.run(None, s)
 
     float_eval()  # warm
-    f_evals = [timed(float_eval) for _ in range(5)]
+    f_cpu: list[float] = []
+    f_evals = [timed_cpu(float_eval, f_cpu) for _ in range(5)]
     f_all = statistics.median(timed(float_all) for _ in range(3))
     # the baseline also measured between the re-evaluations, so that both see the same load
-    work = engine_work(path, dims, samples, quick, lambda: f_evals.append(timed(float_eval)))
+    work = engine_work(
+        path, dims, samples, quick, lambda: f_evals.append(timed_cpu(float_eval, f_cpu))
+    )
     model, targets, re_times = work["model"], work["targets"], work["re_times"]
     per_feed = batch_activations(path, data.samples[ev[0]])
 
@@ -297,6 +311,8 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples
         "f_all": f_all,
         "re_median": statistics.median(re_times),
         "re_worst": max(re_times),
+        "re_cpu": (statistics.median(work["re_cpu"]), max(work["re_cpu"])),
+        "f_cpu": statistics.median(f_cpu),
         "today": statistics.median(today) if today else None,
         "open": work["open"],
         "sweep": work["sweep"],
@@ -414,6 +430,9 @@ def report(r: dict) -> None:
         f"re-evaluate one layer      : median {r['re_median'] / r['f_eval']:5.2f}x, worst "
         f"{r['re_worst'] / r['f_eval']:5.2f}x one float run   (target <= 1.5x / 2.5x)"
     )
+    if r.get("re_cpu"):
+        med, worst = (t / r["f_cpu"] for t in r["re_cpu"])
+        print(f"  in process CPU time       : median {med:5.2f}x, worst {worst:5.2f}x (same run)")
     if r["today"]:
         print(
             f"  vs quantize_static route : {r['today'] / r['re_median']:5.1f}x faster "
