@@ -360,23 +360,14 @@ def build_sim(
 
 def value_info_for(info: ModelInfo, name: str) -> onnx.ValueInfoProto:
     """A ValueInfo for a tensor of ``info`` (float of unknown shape when not inferred)."""
-    out = onnx.ValueInfoProto()
-    out.CopyFrom(_value_info_for(info, name))  # a copy of a kept proto: callers may rename it
-    return out
+    return _value_info_for(info, name)
 
 
 def _value_info_for(info: ModelInfo, name: str) -> onnx.ValueInfoProto:
     t = info.value_info.get(name)
     if t is None:
-        return _value_info(name, np.float32, None)
-    return _value_info(name, t.dtype, None if t.shape is None else tuple(t.shape))
-
-
-# Kept like the quantizer protos above: a new structure exposes every layer output and cut
-# tensor again (a fifth of build_sim on a CRNN). Callers only copy them into graphs.
-@lru_cache(maxsize=1 << 16)
-def _value_info(name: str, dtype, shape: tuple | None) -> onnx.ValueInfoProto:
-    return value_info(name, dtype, shape)
+        return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+    return value_info(name, t.dtype, t.shape)
 
 
 def build_local(
@@ -443,8 +434,7 @@ def build_local(
             if out:
                 node.output[i] = local_output(out)
         nodes.extend(recovery_nodes.add_created_biases_local(node, layer, kind, inputs))
-        ref = onnx.ValueInfoProto()
-        ref.CopyFrom(_value_info_for(info, layer.outputs[0]))  # a kept proto: never changed
+        ref = _value_info_for(info, layer.outputs[0])
         ref.name = local_output(layer.outputs[0])
         outputs.append(ref)
     graph = helper.make_graph(
