@@ -201,8 +201,8 @@ def _validate(f: Format) -> None:
 
 @lru_cache(maxsize=4096)
 def format_name(f: Format) -> str:
-    """Kept per format (frozen): an evaluation asks for hundreds of names (result rows,
-    cache keys), 3-10 ms of each re-evaluation on a 46-layer CRNN when built anew."""
+    """Kept per format (frozen): an evaluation asks for about 450 names on a 46-layer CRNN
+    (result rows, cache keys); 1.3 us each to build, 0.35 us kept."""
     from bitlens.core.formats import registry
 
     parts: list[str] = [registry.family_of(f).head(f)]
