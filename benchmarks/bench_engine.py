@@ -90,6 +90,15 @@ def cpu_timed(fn) -> float:
     return time.process_time() - c0
 
 
+def timed_cpu(fn, cpu: list[float]) -> float:
+    """Wall seconds of ``fn()``; its process CPU seconds (every thread) go to ``cpu``: on a
+    machine others load, CPU-time ratios measured in the same run wander far less than wall."""
+    c0 = time.process_time()
+    wall = timed(fn)
+    cpu.append(time.process_time() - c0)
+    return wall
+
+
 def drain(gen):
     try:
         while True:
@@ -172,13 +181,14 @@ def engine_work(path: Path, dims: dict, samples: int, quick: bool, between=None)
     names = [la.name for la in model.info.layers]
     step = max(1, len(names) // 8)
     targets = names[::step][:8]
-    re_times = []
+    re_times: list[float] = []
+    re_cpu: list[float] = []
     for name in targets:
         for bits in (4, 2):
             p = plan.with_choices({name: LayerChoice.of(f"int{bits} sym ch", "uint8 asym")})
             if between is not None:
                 between()
-            re_times.append(timed(lambda p=p: engine.evaluate(p)))
+            re_times.append(timed_cpu(lambda p=p: engine.evaluate(p), re_cpu))
     sweep_layers = names if not quick else names[:: max(1, len(names) // 12)]
     t0, c0 = time.perf_counter(), time.process_time()
     drain(engine.sweep(FORMATS, sweep_layers))
@@ -192,6 +202,7 @@ def engine_work(path: Path, dims: dict, samples: int, quick: bool, between=None)
         "open": open_s,
         "open_cpu": open_cpu,
         "re_times": re_times,
+        "re_cpu": re_cpu,
         "sweep": sweep_s,
         "sweep_cpu": sweep_cpu,
         "sweep_layers": len(sweep_layers),
@@ -295,7 +306,8 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples
             plain.run(None, s)
 
     float_eval()  # warm
-    f_evals = [timed(float_eval) for _ in range(5)]
+    f_cpu: list[float] = []
+    f_evals = [timed_cpu(float_eval, f_cpu) for _ in range(5)]
     f_all = statistics.median(timed(float_all) for _ in range(3))
     quiet = plain_session(path, spin=False)
     cpu_eval = lambda: [quiet.run(None, data.samples[i]) for i in ev]  # noqa: E731
@@ -304,7 +316,9 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples
     c_evals = [cpu_timed(cpu_eval) for _ in range(5)]
     c_alls = [cpu_timed(cpu_all) for _ in range(3)]
     # the baseline also measured between the re-evaluations, so that both see the same load
-    work = engine_work(path, dims, samples, quick, lambda: f_evals.append(timed(float_eval)))
+    work = engine_work(
+        path, dims, samples, quick, lambda: f_evals.append(timed_cpu(float_eval, f_cpu))
+    )
     c_evals += [cpu_timed(cpu_eval) for _ in range(5)]  # before and after, as the load moves
     c_alls += [cpu_timed(cpu_all) for _ in range(3)]
     model, targets, re_times = work["model"], work["targets"], work["re_times"]
@@ -327,6 +341,8 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples
         "c_all": statistics.median(c_alls),
         "re_median": statistics.median(re_times),
         "re_worst": max(re_times),
+        "re_cpu": (statistics.median(work["re_cpu"]), max(work["re_cpu"])),
+        "f_cpu": statistics.median(f_cpu),
         "today": statistics.median(today) if today else None,
         "open": work["open"],
         "open_cpu": work["open_cpu"],
@@ -446,6 +462,9 @@ def report(r: dict) -> None:
         f"re-evaluate one layer      : median {r['re_median'] / r['f_eval']:5.2f}x, worst "
         f"{r['re_worst'] / r['f_eval']:5.2f}x one float run   (target <= 1.5x / 2.5x)"
     )
+    if r.get("re_cpu"):
+        med, worst = (t / r["f_cpu"] for t in r["re_cpu"])
+        print(f"  in process CPU time       : median {med:5.2f}x, worst {worst:5.2f}x (same run)")
     if r["today"]:
         print(
             f"  vs quantize_static route : {r['today'] / r['re_median']:5.1f}x faster "

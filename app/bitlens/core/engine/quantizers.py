@@ -11,6 +11,7 @@ format needs and hands each request to the family that builds it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from onnx import NodeProto
 
 from bitlens.core.errors import EngineError
 from bitlens.core.formats import Format, family_of
+from bitlens.core.formats.families.int_activation import qdq_fits
 from bitlens.core.formats.family import FormatFamily
 from bitlens.core.formats.registry import FAMILIES
 
@@ -26,6 +28,7 @@ _BUILDERS: dict[str, FormatFamily] = {k: f for f in FAMILIES for k in f.activati
 KIND_MIN_OPSET: dict[str, int] = {k: f.activation_kinds[k] for k, f in _BUILDERS.items()}
 
 
+@lru_cache(maxsize=4096)  # formats are frozen; asked per layer of every evaluation
 def kind_of(fmt: Format | None, dynamic: bool = False) -> str | None:
     """The quantizer structure a format needs (None: no quantizer)."""
     if fmt is None:
@@ -34,6 +37,29 @@ def kind_of(fmt: Format | None, dynamic: bool = False) -> str | None:
     if kind is not None:
         return kind
     raise EngineError(f"activation format {fmt.name} cannot be simulated")
+
+
+# The Q/Clip/DQ form of ``int`` (int_activation.qdq_nodes) and the opset it needs.
+QDQ_KIND = "int-q"
+
+
+@lru_cache(maxsize=4096)
+def engine_kind(fmt: Format | None, dynamic: bool, opset: int, qdq: bool = True) -> str | None:
+    """The quantizer structure the engine's graphs use for ``fmt``: :func:`kind_of`, with a
+    per-tensor ``int`` of at most 256 codes run as real QuantizeLinear/DequantizeLinear
+    (``qdq`` and opset 12+: the same values, a third of the cost). Exports keep
+    :func:`kind_of`'s forms."""
+    kind = kind_of(fmt, dynamic)
+    if kind == "int" and qdq and opset >= KIND_MIN_OPSET[QDQ_KIND]:
+        assert fmt is not None
+        if qdq_fits(fmt):
+            return QDQ_KIND
+    return kind
+
+
+def target_kind(opset: int, qdq: bool = True) -> str:
+    """The kind of a deployment target's tensor quantizers (8-bit per tensor, targets.py)."""
+    return QDQ_KIND if qdq and opset >= KIND_MIN_OPSET[QDQ_KIND] else "int"
 
 
 @dataclass(frozen=True)

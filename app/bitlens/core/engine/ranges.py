@@ -4,7 +4,7 @@ fed to the sessions."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,6 +54,8 @@ class Ranges:
     _prefix_values: PrefixValues
     _param_cache: dict[tuple, dict[str, np.ndarray]]
     _arena: ArenaReleaser
+    qdq_quantizers: bool  # Structures: the engine's quantizer kinds
+    _engine_kind: Callable[[Format | None, bool], str | None]
 
     def calibrate(self, method: str = "minmax") -> Iterator[Progress]:
         """Gather activation statistics on the calibration samples (progress per activation)."""
@@ -235,12 +237,13 @@ class Ranges:
         feeds: dict[str, np.ndarray] = {}
         for t, (lo, hi) in self.target_ranges(placed).items():
             q = placed[t]
-            feeds.update(self._params("int", rewrite.extra_prefix(t), q.format, lo, hi))
+            kind = quantizers.target_kind(self.info.opset, self.qdq_quantizers)
+            feeds.update(self._params(kind, rewrite.extra_prefix(t), q.format, lo, hi))
         for name, choice in choices.items():
             fmt = choice.activation
             if fmt is None:
                 continue
-            kind = quantizers.kind_of(fmt, choice.dynamic)
+            kind = self._engine_kind(fmt, choice.dynamic)
             assert kind is not None
             layer = self.info.layer(name)
             for k, act in enumerate(layer.activations):

@@ -234,8 +234,10 @@ def _input_nodes(kind: str, x: str, y: str, prefix: str) -> tuple[tuple, quantiz
 
 
 @lru_cache(maxsize=1 << 14)
-def _target_nodes(x: str, y: str, prefix: str) -> tuple[tuple, quantizers.QuantizerIO]:
-    nodes, io = quantizers.build("int", x, y, prefix)
+def _target_nodes(
+    x: str, y: str, prefix: str, kind: str = "int"
+) -> tuple[tuple, quantizers.QuantizerIO]:
+    nodes, io = quantizers.build(kind, x, y, prefix)
     return tuple(nodes), io
 
 
@@ -288,7 +290,7 @@ def _insert_quantizers(
 
 
 def _insert_tensor_quantizers(
-    graph: onnx.GraphProto, tensors: Sequence[str]
+    graph: onnx.GraphProto, tensors: Sequence[str], kind: str = "int"
 ) -> list[onnx.ValueInfoProto]:
     """Quantize each of ``tensors`` where it is produced; every main-graph consumer (layer
     quantizers included) reads the result. Returns the parameter inputs."""
@@ -302,7 +304,7 @@ def _insert_tensor_quantizers(
     params: list[onnx.ValueInfoProto] = []
     producers = {o: i for i, n in enumerate(graph.node) for o in n.output}
     for t in tensors:
-        nodes, io = _target_nodes(t, renamed[t], extra_prefix(t))
+        nodes, io = _target_nodes(t, renamed[t], extra_prefix(t), kind)
         at.setdefault(producers.get(t, -1), []).extend(nodes)
         params.extend(_param_input(p) for p in io.params)
     new_nodes: list[onnx.NodeProto] = list(at.get(-1, []))
@@ -319,13 +321,15 @@ def build_sim(
     info: ModelInfo,
     kinds: Kinds,
     tensors: Sequence[str] = (),
-    expose: Sequence[str] = (),
     skip: Collection[tuple[str, str]] = (),
+    qdq: bool = True,
+    expose: Sequence[str] = (),
 ) -> SimGraph:
     """The simulation graph; ``tensors`` are quantized where produced (a deployment target's
-    extra quantizers), ``expose`` are additional tensors to fetch; the layer quantizers of
-    the (layer, activation) pairs in ``skip`` are left out (exact identities: the target
-    quantizes that activation in the same format and range, requantize.py)."""
+    extra quantizers, of kind quantizers.target_kind: ``qdq`` False keeps the float chain),
+    ``expose`` are additional tensors to fetch; the layer quantizers of the (layer,
+    activation) pairs in ``skip`` are left out (exact identities: the target quantizes that
+    activation in the same format and range, requantize.py)."""
     _check_kinds(info, kinds, info.opset)
     model, left_out = copy_without_weights(proto, info)
     weights_to_inputs(model, info, left_out)
@@ -334,7 +338,8 @@ def build_sim(
     g.input.extend(_insert_quantizers(g, info, kinds, "q", skip))
     g.input.extend(recovery_nodes.add_created_biases(g, info, kinds))
     if tensors:
-        g.input.extend(_insert_tensor_quantizers(g, tensors))
+        kind = quantizers.target_kind(info.opset, qdq)
+        g.input.extend(_insert_tensor_quantizers(g, tensors, kind))
     model_inputs = {v.name for v in g.input}
     existing = {v.name for v in g.output}
     layer_outputs: dict[str, str] = {}

@@ -34,6 +34,9 @@ class Structures:
     _positions: dict[str, int]
     _float_tensors: list[str]
     skip_redundant: bool  # False: keep every layer quantizer (the straightforward graph)
+    # Per-tensor integer quantizers as real Q/Clip/DQ nodes (quantizers.engine_kind); False:
+    # the float chain everywhere (the straightforward graph, for tests)
+    qdq_quantizers = True
     _placements: OrderedDict[object, dict[str, targets.TensorQuantizer]]
     _attribute: Callable[..., object | None]
     scalar: targets.Scalar
@@ -60,11 +63,14 @@ class Structures:
             return {}
         return {
             name: recovery_kind(
-                self.info.layer(name), choice, quantizers.kind_of(choice.activation, choice.dynamic)
+                self.info.layer(name), choice, self._engine_kind(choice.activation, choice.dynamic)
             )
             for name, choice in plan.choices.items()
             if choice.activation is not None or choice.recovery is not None
         }
+
+    def _engine_kind(self, fmt, dynamic: bool) -> str | None:
+        return quantizers.engine_kind(fmt, dynamic, self.info.opset, self.qdq_quantizers)
 
     @staticmethod
     def _structure(
@@ -103,7 +109,7 @@ class Structures:
         # The graph as loaded: external weights stay in their files (fed from memory maps);
         # other external tensors the copy keeps are read into it.
         sim = rewrite.build_sim(
-            self.model.graph_proto, self.info, dict(key[0]), key[1], skip=key[2]
+            self.model.graph_proto, self.info, dict(key[0]), key[1], key[2], self.qdq_quantizers
         )
         self.model.materialize(sim.model)
         cuts = prefix.find_cuts(sim.model, self.info, self._positions)

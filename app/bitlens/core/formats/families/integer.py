@@ -92,7 +92,8 @@ class IntFamily(FormatFamily):
         return uniform.qdq_groups(fmt)
 
     # -- engine and export --------------------------------------------------------------
-    activation_kinds = MappingProxyType({"int": 11, "int-dyn": 11})
+    # int-q: the engine's Q/Clip/DQ form of a per-tensor int (uint8 Clip needs opset 12)
+    activation_kinds = MappingProxyType({"int": 11, "int-dyn": 11, "int-q": 12})
 
     def activation_kind(self, fmt: Format, dynamic: bool) -> str | None:
         return "int-dyn" if dynamic else "int"
@@ -102,6 +103,8 @@ class IntFamily(FormatFamily):
     ) -> tuple[list[NodeProto], tuple[str, ...]]:
         if kind == "int-dyn":
             return int_activation.dynamic_nodes(x, y, prefix)
+        if kind == "int-q":
+            return int_activation.qdq_nodes(x, y, prefix)
         return int_activation.static_nodes(x, y, prefix)
 
     def activation_feeds(
