@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from bitlens.core.errors import ExportError
 from bitlens.core.export import probes
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.exporter import LayerExport
+from bitlens.core.export.reductions import CodeAgreement
 from bitlens.core.export.report import QuantizerCheck
 from bitlens.core.model.types import Layer
 
@@ -91,22 +92,19 @@ def optimized_model(path: str, providers: list[str]) -> onnx.ModelProto:
 
 
 def _code_distance(
-    rec: QuantizerRecord, refs: Sequence[np.ndarray], gots: Sequence[np.ndarray], offset: int
+    rec: QuantizerRecord, ref: np.ndarray, got: np.ndarray, offset: int
 ) -> np.ndarray | None:
-    """Per-element LSB distance of the deployed codes, sample by sample in the file's
-    layout (see probes.in_layout_of); None when a sample's shapes cannot be matched."""
-    parts = []
-    for ref, got in zip(refs, gots, strict=True):
-        ref = np.asarray(ref)
-        got = np.asarray(got)
-        # integer codes stay integers (int16 holds uint8 - 128): no float64 copy to compare
-        wide = np.int16 if got.dtype.kind in "iu" and got.itemsize == 1 else np.float64
-        cands = probes.in_layout_of(ref, got.astype(wide) + wide(offset))
-        if not cands:
-            return None
-        dists = [probes.lsb_distance(rec, ref, c) for c in cands]
-        parts.append(min(dists, key=lambda d: float(d.max()) if d.size else 0.0).ravel())
-    return np.concatenate(parts) if parts else np.zeros(0)
+    """Per-element LSB distance of one sample's deployed codes in the file's layout (see
+    probes.in_layout_of); None when the shapes cannot be matched."""
+    ref = np.asarray(ref)
+    got = np.asarray(got)
+    # integer codes stay integers (int16 holds uint8 - 128): no float64 copy to compare
+    wide = np.int16 if got.dtype.kind in "iu" and got.itemsize == 1 else np.float64
+    cands = probes.in_layout_of(ref, got.astype(wide) + wide(offset))
+    if not cands:
+        return None
+    dists = [probes.lsb_distance(rec, ref, c) for c in cands]
+    return min(dists, key=lambda d: float(d.max()) if d.size else 0.0).ravel()
 
 
 def deployed_codes(
@@ -115,16 +113,18 @@ def deployed_codes(
     engine: Engine,
     samples: list[int],
     recs: list[QuantizerRecord],
-    ref_codes: dict[str, list[np.ndarray]],
+    ref_codes: Sequence[Mapping[str, np.ndarray]],
     dep_out: dict[str, list[np.ndarray]],
     failures: list[str],
 ) -> list[QuantizerCheck]:
-    """Deployed codes of every quantizer vs the as-written run.
+    """Deployed codes of every quantizer vs the as-written run (``ref_codes[k]``: the
+    simulated codes of ``samples[k]`` by tensor name).
 
     Exposing a code tensor of the deployed model as an output would stop ONNX
     Runtime from fusing around it, so the codes are read from the graph ONNX
     Runtime optimized (fused kernels included), saved and re-run with no
-    further optimization; its outputs must equal the deployed session's.
+    further optimization; its outputs must equal the deployed session's. One
+    sample's codes are compared at a time (bitlens.core.export.reductions).
     """
     index = probes.GraphIndex.of(optimized)
     found = {id(rec): probes.locate(optimized, rec, index) for rec in recs}
@@ -132,14 +132,23 @@ def deployed_codes(
     sess = open_session(probes.with_outputs(optimized, wanted), providers, mode="written")
     out_names = list(dep_out)
     code_names = [n for n, _ in wanted]
-    got: dict[str, list[np.ndarray]] = {n: [] for n in code_names}
+    agreement = {id(rec): CodeAgreement() for rec in recs}
     reproduced = True
     for k, i in enumerate(samples):
         values = sess.run([*out_names, *code_names], engine.data.samples[i])
         for name, v in zip(out_names, values[: len(out_names)], strict=True):
             reproduced &= same(np.asarray(v), np.asarray(dep_out[name][k]))
-        for name, v in zip(code_names, values[len(out_names) :], strict=True):
-            got[name].append(v)
+        got = dict(zip(code_names, values[len(out_names) :], strict=True))
+        del values
+        ref = ref_codes[k]
+        for rec in recs:
+            loc = found[id(rec)]
+            if loc is not None:
+                tensor, _, offset = loc
+                distance = _code_distance(rec, ref[probes.probe_tensor(rec)], got[tensor], offset)
+                agreement[id(rec)].add(distance)
+        del got, ref
+    del sess
     if not reproduced:
         failures.append(
             "ONNX Runtime's optimized graph, re-run as saved, does not reproduce the deployed "
@@ -147,18 +156,14 @@ def deployed_codes(
         )
     checks: list[QuantizerCheck] = []
     for rec in recs:
-        loc = found[id(rec)]
-        if loc is None:  # it exists only inside a fused kernel
+        if found[id(rec)] is None:  # it exists only inside a fused kernel
             checks.append(
                 QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, None, None)
             )
             continue
-        tensor, _, offset = loc
-        diff = _code_distance(rec, ref_codes[probes.probe_tensor(rec)], got[tensor], offset)
-        worst = float(diff.max()) if diff is not None and diff.size else math.inf
-        frac = float(np.mean(diff > 0)) if diff is not None and diff.size else 1.0
+        a = agreement[id(rec)]
         checks.append(
-            QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, worst, frac)
+            QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, a.worst, a.share)
         )
     return checks
 
