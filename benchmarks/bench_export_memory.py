@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -72,6 +73,7 @@ def _run_child(kind: str, model: str, data: str, out: str, budget: str | None) -
 def _baselines(model: str, data: str, rounds: int) -> dict:
     """The bound and the time baselines, in this process."""
     import onnx
+    import onnxruntime as ort
     from onnx import version_converter
 
     from bench_engine import batch_activations
@@ -80,6 +82,8 @@ def _baselines(model: str, data: str, rounds: int) -> dict:
     from bitlens.core.model.loader import load_model
     from export_speed import _session, ort_route
 
+    ort.set_default_logger_severity(3)  # quantize_static's calibration session warns per run
+    logging.getLogger().setLevel(logging.ERROR)  # and it advises pre-processing
     loaded = load_model(model)
     ns = argparse.Namespace(data=data, calib_data=None, eval_data=None, calib_fraction=0.5,
                             samples=8, dim=[], rate=16000)  # fmt: skip

@@ -175,22 +175,31 @@ def kernels_used(
     out: dict[str, str] = {}
     nodes = [n for n in iter_nodes(optimized.graph) if n.op_type in COMPUTE_OPS]
     for name, rec in records.items():
-        layer = engine.info.layer(name)
-        signature = {w.name for w in layer.weights}
-        signature |= {t.name for e in rec.weights for t in e.stored}
-        inputs = set(layer.activations) | {q.output for q in rec.quantizers}
-        # Fused nodes keep the weight or the layer's name; layout-changed ones (NCHWc) keep
-        # only the activation they read.
-        candidates = (
-            [n for n in nodes if signature & set(n.input)],
-            [n for n in nodes if n.name == name or n.name.startswith(f"{name}_token")],
-            [n for n in nodes if n.input and n.input[0] in inputs],
-            [n for n in nodes if set(layer.outputs) & set(n.output)],
-            [n for n in nodes if n.name in {f"{t}_nchwc" for t in fused_outputs(engine, layer)}],
-        )
-        found = next((c for c in candidates if c), [])
+        found = _layer_nodes(nodes, engine, engine.info.layer(name), rec)
         out[name] = ", ".join(dict.fromkeys(op_label(n) for n in found)) or "?"
     return out
+
+
+def _layer_nodes(
+    nodes: list[onnx.NodeProto], engine: Engine, layer: Layer, rec: LayerExport
+) -> list[onnx.NodeProto]:
+    """The nodes of the first rule that finds any: fused nodes keep the weight or the layer's
+    name; layout-changed ones (NCHWc) keep only the activation they read. Each rule runs only
+    when those before found none (the last walks the whole model for each node before)."""
+    signature = {w.name for w in layer.weights}
+    signature |= {t.name for e in rec.weights for t in e.stored}
+    if found := [n for n in nodes if signature & set(n.input)]:
+        return found
+    name = layer.name
+    if found := [n for n in nodes if n.name == name or n.name.startswith(f"{name}_token")]:
+        return found
+    inputs = set(layer.activations) | {q.output for q in rec.quantizers}
+    if found := [n for n in nodes if n.input and n.input[0] in inputs]:
+        return found
+    if found := [n for n in nodes if set(layer.outputs) & set(n.output)]:
+        return found
+    fused = {f"{t}_nchwc" for t in fused_outputs(engine, layer)}
+    return [n for n in nodes if n.name in fused]
 
 
 def fused_outputs(engine: Engine, layer: Layer) -> set[str]:
