@@ -55,9 +55,20 @@ def open_session(
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if optimized:
         so.optimized_model_filepath = optimized
-    data = model if isinstance(model, str) else model.SerializeToString()
+    if isinstance(model, str):
+        return _session(model, so, providers)
+    # From a file: a session made from bytes keeps them for its life (onnxruntime's
+    # InferenceSession holds them as _model_bytes to rebuild itself), a whole serialized
+    # model per open session (51 MiB for a 54 MB recognizer's float session).
+    with tempfile.TemporaryDirectory(prefix="bitlens-session-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(model.SerializeToString())
+        return _session(str(path), so, providers)
+
+
+def _session(path: str, so: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(data, sess_options=so, providers=providers)
+        return ort.InferenceSession(path, sess_options=so, providers=providers)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"ONNX Runtime cannot load the exported model: {first}") from exc
