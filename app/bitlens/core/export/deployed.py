@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from bitlens.core.errors import ExportError
 from bitlens.core.export import probes
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.exporter import LayerExport
+from bitlens.core.export.reductions import CodeAgreement
 from bitlens.core.export.report import QuantizerCheck
 from bitlens.core.model.types import Layer
 
@@ -54,9 +55,20 @@ def open_session(
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if optimized:
         so.optimized_model_filepath = optimized
-    data = model if isinstance(model, str) else model.SerializeToString()
+    if isinstance(model, str):
+        return _session(model, so, providers)
+    # From a file: a session made from bytes keeps them for its life (onnxruntime's
+    # InferenceSession holds them as _model_bytes to rebuild itself), a whole serialized
+    # model per open session (51 MiB for a 54 MB recognizer's float session).
+    with tempfile.TemporaryDirectory(prefix="bitlens-session-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(model.SerializeToString())
+        return _session(str(path), so, providers)
+
+
+def _session(path: str, so: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(data, sess_options=so, providers=providers)
+        return ort.InferenceSession(path, sess_options=so, providers=providers)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"ONNX Runtime cannot load the exported model: {first}") from exc
@@ -91,22 +103,19 @@ def optimized_model(path: str, providers: list[str]) -> onnx.ModelProto:
 
 
 def _code_distance(
-    rec: QuantizerRecord, refs: Sequence[np.ndarray], gots: Sequence[np.ndarray], offset: int
+    rec: QuantizerRecord, ref: np.ndarray, got: np.ndarray, offset: int
 ) -> np.ndarray | None:
-    """Per-element LSB distance of the deployed codes, sample by sample in the file's
-    layout (see probes.in_layout_of); None when a sample's shapes cannot be matched."""
-    parts = []
-    for ref, got in zip(refs, gots, strict=True):
-        ref = np.asarray(ref)
-        got = np.asarray(got)
-        # integer codes stay integers (int16 holds uint8 - 128): no float64 copy to compare
-        wide = np.int16 if got.dtype.kind in "iu" and got.itemsize == 1 else np.float64
-        cands = probes.in_layout_of(ref, got.astype(wide) + wide(offset))
-        if not cands:
-            return None
-        dists = [probes.lsb_distance(rec, ref, c) for c in cands]
-        parts.append(min(dists, key=lambda d: float(d.max()) if d.size else 0.0).ravel())
-    return np.concatenate(parts) if parts else np.zeros(0)
+    """Per-element LSB distance of one sample's deployed codes in the file's layout (see
+    probes.in_layout_of); None when the shapes cannot be matched."""
+    ref = np.asarray(ref)
+    got = np.asarray(got)
+    # integer codes stay integers (int16 holds uint8 - 128): no float64 copy to compare
+    wide = np.int16 if got.dtype.kind in "iu" and got.itemsize == 1 else np.float64
+    cands = probes.in_layout_of(ref, got.astype(wide) + wide(offset))
+    if not cands:
+        return None
+    dists = [probes.lsb_distance(rec, ref, c) for c in cands]
+    return min(dists, key=lambda d: float(d.max()) if d.size else 0.0).ravel()
 
 
 def deployed_codes(
@@ -115,16 +124,18 @@ def deployed_codes(
     engine: Engine,
     samples: list[int],
     recs: list[QuantizerRecord],
-    ref_codes: dict[str, list[np.ndarray]],
+    ref_codes: Sequence[Mapping[str, np.ndarray]],
     dep_out: dict[str, list[np.ndarray]],
     failures: list[str],
 ) -> list[QuantizerCheck]:
-    """Deployed codes of every quantizer vs the as-written run.
+    """Deployed codes of every quantizer vs the as-written run (``ref_codes[k]``: the
+    simulated codes of ``samples[k]`` by tensor name).
 
     Exposing a code tensor of the deployed model as an output would stop ONNX
     Runtime from fusing around it, so the codes are read from the graph ONNX
     Runtime optimized (fused kernels included), saved and re-run with no
-    further optimization; its outputs must equal the deployed session's.
+    further optimization; its outputs must equal the deployed session's. One
+    sample's codes are compared at a time (bitlens.core.export.reductions).
     """
     index = probes.GraphIndex.of(optimized)
     found = {id(rec): probes.locate(optimized, rec, index) for rec in recs}
@@ -132,14 +143,23 @@ def deployed_codes(
     sess = open_session(probes.with_outputs(optimized, wanted), providers, mode="written")
     out_names = list(dep_out)
     code_names = [n for n, _ in wanted]
-    got: dict[str, list[np.ndarray]] = {n: [] for n in code_names}
+    agreement = {id(rec): CodeAgreement() for rec in recs}
     reproduced = True
     for k, i in enumerate(samples):
         values = sess.run([*out_names, *code_names], engine.data.samples[i])
         for name, v in zip(out_names, values[: len(out_names)], strict=True):
             reproduced &= same(np.asarray(v), np.asarray(dep_out[name][k]))
-        for name, v in zip(code_names, values[len(out_names) :], strict=True):
-            got[name].append(v)
+        got = dict(zip(code_names, values[len(out_names) :], strict=True))
+        del values
+        ref = ref_codes[k]
+        for rec in recs:
+            loc = found[id(rec)]
+            if loc is not None:
+                tensor, _, offset = loc
+                distance = _code_distance(rec, ref[probes.probe_tensor(rec)], got[tensor], offset)
+                agreement[id(rec)].add(distance)
+        del got, ref
+    del sess
     if not reproduced:
         failures.append(
             "ONNX Runtime's optimized graph, re-run as saved, does not reproduce the deployed "
@@ -147,18 +167,14 @@ def deployed_codes(
         )
     checks: list[QuantizerCheck] = []
     for rec in recs:
-        loc = found[id(rec)]
-        if loc is None:  # it exists only inside a fused kernel
+        if found[id(rec)] is None:  # it exists only inside a fused kernel
             checks.append(
                 QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, None, None)
             )
             continue
-        tensor, _, offset = loc
-        diff = _code_distance(rec, ref_codes[probes.probe_tensor(rec)], got[tensor], offset)
-        worst = float(diff.max()) if diff is not None and diff.size else math.inf
-        frac = float(np.mean(diff > 0)) if diff is not None and diff.size else 1.0
+        a = agreement[id(rec)]
         checks.append(
-            QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, worst, frac)
+            QuantizerCheck(rec.layer, rec.activation, rec.format, rec.simulated, a.worst, a.share)
         )
     return checks
 
@@ -170,22 +186,31 @@ def kernels_used(
     out: dict[str, str] = {}
     nodes = [n for n in iter_nodes(optimized.graph) if n.op_type in COMPUTE_OPS]
     for name, rec in records.items():
-        layer = engine.info.layer(name)
-        signature = {w.name for w in layer.weights}
-        signature |= {t.name for e in rec.weights for t in e.stored}
-        inputs = set(layer.activations) | {q.output for q in rec.quantizers}
-        # Fused nodes keep the weight or the layer's name; layout-changed ones (NCHWc) keep
-        # only the activation they read.
-        candidates = (
-            [n for n in nodes if signature & set(n.input)],
-            [n for n in nodes if n.name == name or n.name.startswith(f"{name}_token")],
-            [n for n in nodes if n.input and n.input[0] in inputs],
-            [n for n in nodes if set(layer.outputs) & set(n.output)],
-            [n for n in nodes if n.name in {f"{t}_nchwc" for t in fused_outputs(engine, layer)}],
-        )
-        found = next((c for c in candidates if c), [])
+        found = _layer_nodes(nodes, engine, engine.info.layer(name), rec)
         out[name] = ", ".join(dict.fromkeys(op_label(n) for n in found)) or "?"
     return out
+
+
+def _layer_nodes(
+    nodes: list[onnx.NodeProto], engine: Engine, layer: Layer, rec: LayerExport
+) -> list[onnx.NodeProto]:
+    """The nodes of the first rule that finds any: fused nodes keep the weight or the layer's
+    name; layout-changed ones (NCHWc) keep only the activation they read. Each rule runs only
+    when those before found none (the last walks the whole model for each node before)."""
+    signature = {w.name for w in layer.weights}
+    signature |= {t.name for e in rec.weights for t in e.stored}
+    if found := [n for n in nodes if signature & set(n.input)]:
+        return found
+    name = layer.name
+    if found := [n for n in nodes if n.name == name or n.name.startswith(f"{name}_token")]:
+        return found
+    inputs = set(layer.activations) | {q.output for q in rec.quantizers}
+    if found := [n for n in nodes if n.input and n.input[0] in inputs]:
+        return found
+    if found := [n for n in nodes if set(layer.outputs) & set(n.output)]:
+        return found
+    fused = {f"{t}_nchwc" for t in fused_outputs(engine, layer)}
+    return [n for n in nodes if n.name in fused]
 
 
 def fused_outputs(engine: Engine, layer: Layer) -> set[str]:

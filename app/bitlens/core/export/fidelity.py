@@ -21,9 +21,10 @@ import onnxruntime as ort
 
 from bitlens.core import targets
 from bitlens.core.compute import compute_of
-from bitlens.core.engine.session import requested_providers
+from bitlens.core.engine.session import release_arena, requested_providers
 from bitlens.core.errors import BitlensError, ExportError
 from bitlens.core.export import dynamic_lstm, focus, probes, spacetodepth, tensorrt, verdict
+from bitlens.core.export.codestore import SampleCodes
 from bitlens.core.export.deployed import (
     INTEGER_KERNELS,
     deployed_codes,
@@ -133,17 +134,22 @@ def check_fidelity(
     out_names = [o.name for o in engine.info.outputs if is_tensor_value(o)]
     code_names = [n for n, _ in code_outputs]
     samples = list(engine.data.evaluation)
-    want = engine.run_outputs(plan, samples)  # what the inspector shows (optimized session)
+    # what the inspector shows (optimized session)
+    want = _owned(engine.run_outputs(plan, samples))
+    release_arena()  # that run's buffers in the engine's arena, which nothing holds now
     # the reference above has the float biases back, so the engine's graph is fed them too
     sim, sim_feeds = engine.simulation(plan, int32_bias=False)
     want_written = _run_unoptimized(sim.model, sim_feeds, engine, samples, out_names, providers)
     ref_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
-    ref_codes: dict[str, list[np.ndarray]] = {n: [] for n in code_names}
+    ref_codes = SampleCodes()  # each sample's codes, within the memory budget
     for i in samples:
-        fetch = [*out_names, *code_names]
-        values = sess_sim.run(fetch, {**engine.data.samples[i], **feeds_w})
-        for name, v in zip(fetch, values, strict=True):
-            (ref_out if name in ref_out else ref_codes)[name].append(v)
+        values = sess_sim.run([*out_names, *code_names], {**engine.data.samples[i], **feeds_w})
+        for name, v in zip(out_names, values[: len(out_names)], strict=True):
+            ref_out[name].append(np.array(v))  # a copy: the run's arrays hold its arena
+        ref_codes.append(dict(zip(code_names, values[len(out_names) :], strict=True)))
+        del values
+    # its arena (one run of the whole model with every code exposed) and the weights it read
+    del sess_sim, simulated, feeds_w
     yield Progress(2, steps, "ran the export in its simulated form")
 
     # -- rule 1: storage --------------------------------------------------------------------
@@ -152,25 +158,29 @@ def check_fidelity(
         name: layer_storage(engine, plan, qm, exported, rec, rebuilt, decoded, inits)
         for name, rec in records.items()
     }
+    del rebuilt, decoded, inits
 
     # -- rule 3: deployed ------------------------------------------------------------------------
     # one default session both runs the export and saves the graph ONNX Runtime made of it
-    sess_dep, optimized = _deployed_session(result.path, providers)
-    ran_optimized, judged = optimized, exported
-    if dynamic_lstm.kernel_nodes(exported):
+    lstm_kernels = bool(dynamic_lstm.kernel_nodes(exported))
+    judged = exported
+    if lstm_kernels:
         # the kernel quantizes its hidden state at every step, which the engine does not
         # simulate: the rules judge the rest of the file with those layers as simulated, and
         # the kernel's own difference is measured and reported (dynamic_lstm.difference_notes)
         judged = dynamic_lstm.restore_simulated(exported, dynamic_lstm.weight_names_of(records))
         sess_judged, optimized = _deployed_model_session(judged, providers)
     else:
-        sess_judged = sess_dep
+        sess_judged, optimized = _deployed_session(result.path, providers)
     dep_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     for i in samples:
         values = sess_judged.run(out_names, engine.data.samples[i])
         for name, v in zip(out_names, values, strict=True):
-            dep_out[name].append(v)
-    if sess_judged is not sess_dep:
+            dep_out[name].append(np.array(v))
+    sess_dep, ran_optimized = sess_judged, optimized
+    del sess_judged
+    if lstm_kernels:  # the file itself, in a session of its own once the judged one is gone
+        sess_dep, ran_optimized = _deployed_session(result.path, providers)
         notes.extend(
             dynamic_lstm.difference_notes(sess_dep, engine, samples, out_names, dep_out, want)
         )
@@ -211,6 +221,21 @@ def check_fidelity(
     _nonfinite_failures(engine, plan, sim, sim_feeds, samples, outputs, want, providers, failures)
     yield Progress(3, steps, "ran the export in a default session")
 
+    # Timed now, while the export's session is warm from every evaluation feed (it needs no
+    # warm-up), so that it and the float model's session are gone before the code checks.
+    float_sess = open_session(engine.model.runnable(), providers, mode="deployed")
+    t_exp, t_float = median_latencies(
+        [sess_dep, float_sess], engine.data.samples[samples[0]], latency_budget_s,
+        warmups=(0, 1),
+    )  # fmt: skip
+    latency = LatencyCheck(
+        tuple(sess_dep.get_providers()), t_exp.median_ms, t_float.median_ms,
+        min(t_exp.runs, t_float.runs),
+        t_float.ratio_spread if math.isfinite(t_float.ratio_spread) else None,
+    )  # fmt: skip
+    del sess_dep, float_sess
+    yield Progress(4, steps, "measured latency")
+
     quantizer_checks = [
         QuantizerCheck(q.layer, q.activation, q.format, q.simulated, None, None)
         for q in quantizer_recs
@@ -233,6 +258,7 @@ def check_fidelity(
             else o
             for o in outputs
         ]
+    ref_codes.close()
     for o in outputs:
         if o.top1_changes and o.level == verdict.INTEGER:
             # Every quantizer is within the integer kernels' documented 1 LSB when it runs
@@ -258,7 +284,7 @@ def check_fidelity(
                 f"({o.deployed_max_rel:.2g} of its range), more than float reordering explains "
                 f"({o.tolerance:.3g}) and not explained by 1-LSB integer kernels"
             )
-    yield Progress(4, steps, "compared activation codes")
+    yield Progress(5, steps, "compared activation codes")
 
     kernels = kernels_used(ran_optimized, engine, records)
     layer_checks: list[LayerCheck] = []
@@ -297,20 +323,6 @@ def check_fidelity(
                 f"layer {q.layer!r}: {q.format} activations are simulated in float; "
                 "ONNX Runtime has no integer kernel for this format"
             )
-
-    latency = None
-    float_sess = open_session(engine.model.runnable(), providers, mode="deployed")
-    feed = engine.data.samples[samples[0]]
-    # the export's session has just run every evaluation feed: it needs no warm-up
-    t_exp, t_float = median_latencies(
-        [sess_dep, float_sess], feed, latency_budget_s, warmups=(0, 1)
-    )
-    latency = LatencyCheck(
-        tuple(sess_dep.get_providers()), t_exp.median_ms, t_float.median_ms,
-        min(t_exp.runs, t_float.runs),
-        t_float.ratio_spread if math.isfinite(t_float.ratio_spread) else None,
-    )  # fmt: skip
-    yield Progress(5, steps, "measured latency")
 
     replaced = sum(
         _float_bytes(engine, e.weight) for r in records.values() for e in _unique(r.weights)
@@ -396,8 +408,14 @@ def _run_unoptimized(
     for i in samples:
         feed = {k: v for k, v in {**engine.data.samples[i], **extra}.items() if k in wanted}
         for n, v in zip(names, sess.run(list(names), feed), strict=True):
-            out[n].append(v)
+            out[n].append(np.array(v))  # a copy: the run's arrays would keep its arena
     return out
+
+
+def _owned(values: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    """Copies of a session's outputs: ONNX Runtime's arrays are views into its arena, and
+    keeping one keeps the arena (every buffer of the largest run) after the session."""
+    return {n: [np.array(v) for v in vs] for n, vs in values.items()}
 
 
 def _nonfinite_failures(

@@ -122,7 +122,7 @@ def lsb_distance(rec: QuantizerRecord, ref: np.ndarray, got: np.ndarray) -> np.n
     float32 summation noise of the layer feeding them, and a one-code
     rounding flip anywhere is at most this step.
     """
-    if rec.kind == "qdq" or rec.kind in ("int", "int-dyn"):
+    if integer_codes(rec):
         a, b = np.asarray(ref), np.asarray(got)
         if a.dtype.kind in "iu" and b.dtype.kind in "iu" and max(a.itemsize, b.itemsize) <= 2:
             # codes of at most 8 (16) bits: their difference fits int16 (int32), a quarter
@@ -130,17 +130,26 @@ def lsb_distance(rec: QuantizerRecord, ref: np.ndarray, got: np.ndarray) -> np.n
             wide = np.int16 if max(a.itemsize, b.itemsize) == 1 else np.int32
             return np.abs(a.astype(wide) - b.astype(wide))
         return np.abs(np.asarray(a, np.int64) - np.asarray(b, np.int64))
+    a, b = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+    return np.abs(a - b) / float_step(rec, float(np.max(np.abs(a))) if a.size else 0.0)
+
+
+def integer_codes(rec: QuantizerRecord) -> bool:
+    """Whether :func:`lsb_distance` counts the quantizer's steps as integer code differences."""
+    return rec.kind == "qdq" or rec.kind in ("int", "int-dyn")
+
+
+def float_step(rec: QuantizerRecord, top: float) -> float:
+    """One LSB of a float-format quantizer (fp16, bf16, fp8) for a tensor whose largest
+    magnitude is ``top``: the format's spacing there (inf where it has none)."""
     from bitlens.core.formats.floats import FLOAT_DTYPES
 
-    a, b = np.asarray(ref, np.float64), np.asarray(got, np.float64)
     scale = float(rec.scale) if rec.kind.startswith("fp8") and rec.scale else 1.0
-    top = float(np.max(np.abs(a))) / scale if a.size else 0.0
     dt = FLOAT_DTYPES[rec.kind]
-    at = np.asarray(top).astype(dt)
+    at = np.asarray(top / scale).astype(dt)
     bits = at.view(np.uint8 if dt.itemsize == 1 else np.uint16)
     step = float(np.asarray(bits + 1).view(dt).astype(np.float64) - at.astype(np.float64))
-    step = step * scale if step > 0 else np.inf
-    return np.abs(a - b) / step
+    return step * scale if step > 0 else np.inf
 
 
 def in_layout_of(ref: np.ndarray, got: np.ndarray) -> list[np.ndarray]:

@@ -20,7 +20,7 @@ each; where the cut model does not load, each segment is run alone as before
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,8 @@ from onnx import helper
 from bitlens.core.errors import ExportError
 from bitlens.core.export import probes
 from bitlens.core.export.activations import QuantizerRecord
-from bitlens.core.export.deployed import flat_cat, max_abs, open_session
+from bitlens.core.export.deployed import open_session
+from bitlens.core.export.reductions import LsbMax, MaxAbsDiff
 from bitlens.core.export.report import OutputCheck, QuantizerCheck
 
 if TYPE_CHECKING:
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
 
 LOCAL = "__bitlens_local"  # suffix of a cut target's own value, computed from fed codes
 
-Pairs = dict[str, tuple[np.ndarray, np.ndarray]]  # target -> (as written, deployed), flat
+# one feed's values, target -> (as written, deployed)
+Consumer = Callable[[Mapping[str, tuple[np.ndarray, np.ndarray]]], None]
 
 
 def cut_model(
@@ -107,28 +109,33 @@ def run_segments(
     types: Mapping[str, onnx.TypeProto],
     providers: list[str],
     feeds: Sequence[Mapping[str, np.ndarray]],
+    consume: Consumer,
     *,
     one_by_one: bool = False,
-) -> Pairs:
+) -> list[str]:
     """Every segment of ``targets``, deployed (the export, default session) and as written
     (the reference, no optimization), on ``feeds`` (boundary values by name): all at once
     in the cut model, or ``one_by_one``, each in its own two sessions (the straightforward
-    way, kept as the fallback and as the tests' reference)."""
+    way, kept as the fallback and as the tests' reference). ``consume`` gets each feed's
+    values, per target (as written, deployed), as they are computed, so that one feed's
+    values are held at a time. Returns the targets computed."""
     if one_by_one:
-        out: Pairs = {}
+        done: list[str] = []
         for t in dict.fromkeys(targets):
             seg_dep = probes.segment(exported, t, boundary, types)
             seg_ref = probes.segment(reference, t, boundary, types)
             if seg_dep is not None and seg_ref is not None:
-                out.update(_run_both(seg_dep, seg_ref, {t: (t, t)}, providers, feeds))
-        return out
+                _run_both(seg_dep, seg_ref, {t: (t, t)}, providers, feeds, consume)
+                done.append(t)
+        return done
     cut_dep, names_dep = cut_model(exported, targets, boundary, types)
     cut_ref, names_ref = cut_model(reference, targets, boundary, types)
     common = [t for t in dict.fromkeys(targets) if t in names_dep and t in names_ref]
     if not common:
-        return {}
+        return []
     fetch = {t: (names_dep[t], names_ref[t]) for t in common}
-    return _run_both(cut_dep, cut_ref, fetch, providers, feeds)
+    _run_both(cut_dep, cut_ref, fetch, providers, feeds, consume)
+    return common
 
 
 def _run_both(
@@ -137,22 +144,36 @@ def _run_both(
     fetch: Mapping[str, tuple[str, str]],
     providers: list[str],
     feeds: Sequence[Mapping[str, np.ndarray]],
-) -> Pairs:
+    consume: Consumer,
+) -> None:
     """``dep`` in a default session and ``ref`` as written, each fed what its inputs name;
-    per target, the (as written, deployed) values of the outputs ``fetch`` names for it."""
+    per feed and target, the (as written, deployed) values of the outputs ``fetch`` names
+    for it, handed to ``consume``."""
     s_dep = open_session(dep, providers, mode="deployed")
     s_ref = open_session(ref, providers, mode="written")
     in_dep = [i.name for i in dep.graph.input]
     in_ref = [i.name for i in ref.graph.input]
-    want: dict[str, list[np.ndarray]] = {t: [] for t in fetch}
-    got: dict[str, list[np.ndarray]] = {t: [] for t in fetch}
     for feed in feeds:
         w = s_ref.run([r for _, r in fetch.values()], {n: feed[n] for n in in_ref})
         d = s_dep.run([d for d, _ in fetch.values()], {n: feed[n] for n in in_dep})
-        for t, a, b in zip(fetch, w, d, strict=True):
-            want[t].append(a)
-            got[t].append(b)
-    return {t: (flat_cat(want[t]), flat_cat(got[t])) for t in fetch}
+        consume({t: (a, b) for t, a, b in zip(fetch, w, d, strict=True)})
+        del w, d
+
+
+class _Feeds(Sequence[dict[str, np.ndarray]]):
+    """The segments' feeds, each built when read: sample ``samples[k]``'s model inputs and
+    the simulation's codes of it (one sample's codes in memory at a time)."""
+
+    def __init__(
+        self, engine: Engine, samples: Sequence[int], codes: Sequence[Mapping[str, np.ndarray]]
+    ) -> None:
+        self._engine, self._samples, self._codes = engine, samples, codes
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def __getitem__(self, k: int) -> dict[str, np.ndarray]:  # type: ignore[override]
+        return {**self._engine.data.samples[self._samples[k]], **self._codes[k]}
 
 
 def local_checks(
@@ -163,7 +184,7 @@ def local_checks(
     samples: list[int],
     recs: list[QuantizerRecord],
     checks: list[QuantizerCheck],
-    ref_codes: dict[str, list[np.ndarray]],
+    ref_codes: Sequence[Mapping[str, np.ndarray]],
     outputs: list[OutputCheck],
     acc_lsb: float,
     failures: list[str],
@@ -183,34 +204,50 @@ def local_checks(
         if qc.max_lsb is None or qc.max_lsb > 1
     ]
     targets = [*doubt, *(o.name for o in outputs if not o.deployed_exact)]
-    feeds = [
-        {**engine.data.samples[i], **{n: v[k] for n, v in ref_codes.items()}}
-        for k, i in enumerate(samples)
-    ]
-    args = (exported, reference, targets, boundary, types, providers, feeds)
+    # the figures, reduced feed by feed (bitlens.core.export.reductions): each quantizer
+    # judged below on its segment's codes, each output not bit-exact on its last segment
+    lsb = {
+        id(rec): LsbMax(rec)
+        for rec, qc in zip(recs, checks, strict=True)
+        if qc.max_lsb is None or not qc.max_lsb <= 1
+    }
+    readers: dict[str, list[LsbMax | MaxAbsDiff]] = {}
+    for rec in recs:
+        if id(rec) in lsb:
+            readers.setdefault(probes.probe_tensor(rec), []).append(lsb[id(rec)])
+    diff = {o.name: MaxAbsDiff() for o in outputs if not o.deployed_exact}
+    for name, acc in diff.items():
+        readers.setdefault(name, []).append(acc)
+
+    def consume(values: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        for t, (want, got) in values.items():
+            for acc in readers.get(t, ()):
+                acc.add(want, got)
+
+    args = (exported, reference, targets, boundary, types, providers,
+            _Feeds(engine, samples, ref_codes), consume)  # fmt: skip
     try:
-        pairs = run_segments(*args, one_by_one=one_by_one)
-    except ExportError:
+        done = set(run_segments(*args, one_by_one=one_by_one))
+    except ExportError:  # raised opening the sessions, before any feed ran
         if one_by_one:
             raise
-        pairs = run_segments(*args, one_by_one=True)  # ORT refused the cut model
+        done = set(run_segments(*args, one_by_one=True))  # ORT refused the cut model
 
     out_checks: list[QuantizerCheck] = []
     for rec, qc in zip(recs, checks, strict=True):
         if qc.max_lsb is not None and qc.max_lsb <= 1:
             out_checks.append(qc)
             continue
-        pair = pairs.get(probes.probe_tensor(rec))
+        t = probes.probe_tensor(rec)
         what = f"layer {rec.layer!r}: {rec.format} values of {rec.activation!r}"
-        if pair is None:
+        if t not in done:
             if qc.max_lsb is None:
                 notes.append(f"{what} live only inside fused kernels and could not be compared")
             else:
                 failures.append(f"{what} differ by {qc.max_lsb:.3g} LSB (allowed: 1)")
             out_checks.append(qc)
             continue
-        want, got = pair
-        local = float(probes.lsb_distance(rec, want, got).max()) if want.size else 0.0
+        local = lsb[id(rec)].value
         if local > 1:
             failures.append(
                 f"{what} differ by {local:.3g} LSB when their own segment runs deployed vs "
@@ -219,13 +256,11 @@ def local_checks(
         out_checks.append(replace(qc, local_lsb=local))
     out_outputs: list[OutputCheck] = []
     for o in outputs:
-        pair = None if o.deployed_exact else pairs.get(o.name)
-        if pair is None:
+        if o.deployed_exact or o.name not in done:
             out_outputs.append(o)
             continue
-        want, got = pair
         tol = max(o.tolerance, acc_lsb)
-        local = max_abs(want, got)
+        local = diff[o.name].value
         if local > tol:
             failures.append(
                 f"output {o.name!r}: its last segment differs by {local:.3g} deployed vs as "

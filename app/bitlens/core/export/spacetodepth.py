@@ -117,17 +117,21 @@ def rewrite(
     if qm.plan.target != targets.ORT_CPU or not available():
         return dict(records)
     out = dict(records)
+    before: int | None = None  # the graph's size: measured once, then after each rewrite
     for name, rec in records.items():
         if not rec.integer_kernel or rec.op_type != "Conv":
             continue
-        before = graph_bytes(model)
+        if before is None:  # (a conv it leaves alone is left unedited: the size stays)
+            before = graph_bytes(model)
         done = _rewrite_one(model, engine, qm, rec, taken)
         if done is not None:
+            after = graph_bytes(model)
             out[name] = replace(
-                rec, space_to_depth=done, bytes_file=rec.bytes_file + graph_bytes(model) - before,
+                rec, space_to_depth=done, bytes_file=rec.bytes_file + after - before,
                 notes=(*rec.notes, "written as SpaceToDepth + a stride-1 conv (same sums, "
                        "a faster QLinearConv for a few input channels)"),
             )  # fmt: skip
+            before = after
     return out
 
 
