@@ -18,8 +18,10 @@ from bitlens.core.plan import Plan
 from bitlens.core.results import drain
 from bitlens.core.search import Budget, deployed, exported_size
 from bitlens.core.search.deployed import DeployedErrors
+from bitlens.core.recovery import Recovery
 from bitlens.core.search.guard import (
     at_least_as_precise,
+    bias_corrected,
     effective_count,
     labels_of,
     split_feeds,
@@ -204,3 +206,44 @@ def cnn_batched() -> Engine:
     engine = Engine(model, data, device="cpu")
     drain(engine.calibrate("minmax"))
     return engine
+
+
+def test_bias_corrected_twin_takes_integer_layers_only() -> None:
+    info = from_proto(small_cnn()).info
+    w8a8 = Plan.preset(info, "W8A8")
+    twin = bias_corrected(w8a8)
+    assert twin is not None
+    assert {n: twin[n].recovery for n in info.layer_names} == dict.fromkeys(
+        info.layer_names, Recovery.BIAS
+    )
+    assert [twin[n].weight for n in info.layer_names] == [w8a8[n].weight for n in info.layer_names]
+    assert at_least_as_precise(twin, w8a8)  # the same formats: the tiny-data rule keeps it
+    # conv2 has no bias: without ``created`` it stays plain; pins and fp16 are left alone
+    own = bias_corrected(w8a8, pinned=("fc",), created=False)
+    assert own is not None
+    assert [own[n].recovery for n in ("conv1", "conv2", "fc")] == [Recovery.BIAS, None, None]
+    assert bias_corrected(Plan.uniform(info, "fp16")) is None
+    assert bias_corrected(Plan(info)) is None
+    assert bias_corrected(twin) is None  # every layer already has a method
+
+
+def test_the_last_choice_tries_the_plans_with_bias_correction(six, monkeypatch) -> None:
+    """With few numbers carrying the error the plan stays at least as precise as W8A8, and
+    the preset with bias correction (same formats, the rounding's mean shift removed) is one
+    of the plans the held-back rows choose between; it is returned when it wins there."""
+    seen: list[Plan] = []
+
+    def check(self, plan: Plan):
+        seen.append(plan)
+        corrected = any(plan[n].recovery is Recovery.BIAS for n in plan.choices)
+        return (0.01 if corrected else 0.02, None)
+
+    monkeypatch.setattr(DeployedErrors, "check", check)
+    result, _ = _run(six, Budget(max_bytes=int(_limit(six) * 1.3)), check_export=True)
+    preset = Plan.preset(six.info, "W8A8").with_target(DEFAULT_TARGET)
+    assert bias_corrected(preset) in seen
+    best = result.best
+    assert best.check_error == 0.01 and at_least_as_precise(best.plan, preset)
+    assert any(best.plan[n].recovery is Recovery.BIAS for n in best.plan.choices)
+    assert best.exported_bytes is not None and best.exported_bytes <= int(_limit(six) * 1.3)
+    assert exported_size(six, best.plan) == best.exported_bytes

@@ -30,7 +30,12 @@ from bitlens.core.export.deployed import open_session
 from bitlens.core.export.exporter import export
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress, drain
-from bitlens.core.search.guard import MIN_EFFECTIVE, at_least_as_precise, widened
+from bitlens.core.search.guard import (
+    MIN_EFFECTIVE,
+    at_least_as_precise,
+    bias_corrected,
+    widened,
+)
 from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import FLOAT_NAME
 from bitlens.core.search.points import Point
@@ -46,6 +51,8 @@ DEPLOYED_CHOICES = 2
 # Uniform plans whose export is tried per kind (presets, the search's own) before giving up
 # on one that fits the budget.
 UNIFORM_TRIES = 2
+# Plans of the last choice tried with bias correction too (one or two exports each).
+TWINS = 4
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,7 @@ def deployed_choice(
             # too few numbers to show that going below the preset costs nothing: only plans
             # at least as precise as it everywhere (core/search/guard.py)
             cands = [p for p in cands if at_least_as_precise(p.plan, preset.plan)]
+        cands += yield from bias_twins(s, cands, budget)
     if len(cands) == 1 and not s.split.check:
         return cands[0]
     if deployed and s.deployed is None:
@@ -219,6 +227,30 @@ def _tiny_data_preset(
         if real is not None and real <= budget:
             cands.append(replace(q, exported_bytes=real))
     return preset
+
+
+def bias_twins(
+    s: SearchState, cands: list[Point], budget: int
+) -> Generator[Progress | Point, None, list[Point]]:
+    """Each of the first TWINS of ``cands`` with bias correction on its integer layers
+    (guard.bias_corrected: on every such layer, else only on those with a bias), where its
+    export fits ``budget``: the same formats with the mean shift of rounding removed."""
+    seen = {p.plan for p in cands}
+    out: list[Point] = []
+    for p in cands[:TWINS]:
+        for created in (True, False):
+            twin = bias_corrected(p.plan, tuple(s.pins), created)
+            if twin is None or twin in seen:
+                continue
+            seen.add(twin)
+            real = s.size.exported(twin)
+            yield s._tick("export size with bias correction")
+            if real is not None and real <= budget:
+                q = s.point(twin)
+                yield q
+                out.append(replace(q, exported_bytes=real))
+                break
+    return out
 
 
 def uniform_candidates(
