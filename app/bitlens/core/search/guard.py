@@ -24,7 +24,7 @@ import numpy as np
 from bitlens.core.data import Dataset
 from bitlens.core.errors import PlanError, SearchError
 from bitlens.core.feed_arrays import batch_of, one_row_per_run
-from bitlens.core.formats import Family, Format
+from bitlens.core.formats import Family
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import Plan
 from bitlens.core.recovery import Recovery
@@ -148,22 +148,6 @@ def effective_count(errors: Sequence[np.ndarray]) -> float:
     s2 = sum(float(np.sum(np.square(e, dtype=np.float64))) for e in errors)
     s4 = sum(float(np.sum(np.square(np.square(e, dtype=np.float64)))) for e in errors)
     return s2 * s2 / s4 if s4 > 0 else math.inf
-
-
-def at_least_as_precise(plan: Plan, preset: Plan) -> bool:
-    """Every layer's weights and input activation float, in the preset's format, or in one
-    of more bits: noise powers of independent quantizers add, so on any data such a plan is
-    expected to be no worse than the preset."""
-
-    def ok(mine: Format | None, theirs: Format | None) -> bool:
-        if mine is None or mine == theirs:
-            return True
-        return theirs is not None and mine.bits > theirs.bits
-
-    return all(
-        ok(c.weight, preset[name].weight) and ok(c.activation, preset[name].activation)
-        for name, c in plan.choices.items()
-    )
 
 
 def widened(preset: Plan, plan: Plan) -> Plan:
