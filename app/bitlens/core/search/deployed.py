@@ -215,12 +215,8 @@ def _preset_variants(
             )
         wide = widened(preset.plan, cands[0].plan)
         if wide != preset.plan and all(wide != p.plan for p in cands):
-            real = s.size.exported(wide)
-            yield s._tick("export size of the preset with wider activations")
-            if real is not None and real <= budget:
-                q = s.point(wide)
-                yield q
-                out.append(replace(q, exported_bytes=real))
+            got = yield from _if_it_fits(s, wide, budget, "the preset with wider activations")
+            out += [got] if got is not None else []
     out += yield from bias_twins(s, cands + out, budget)
     return out
 
@@ -242,14 +238,24 @@ def bias_twins(
             if p.exported_bytes is not None and budget - p.exported_bytes < TWIN_BYTES * n:
                 continue  # the file records each layer's method: no room for them
             seen.add(twin)
-            real = s.size.exported(twin)
-            yield s._tick("export size with bias correction")
-            if real is not None and real <= budget:
-                q = s.point(twin)
-                yield q
-                out.append(replace(q, exported_bytes=real))
+            got = yield from _if_it_fits(s, twin, budget, "a plan with bias correction")
+            if got is not None:
+                out.append(got)
                 break
     return out
+
+
+def _if_it_fits(
+    s: SearchState, plan: Plan, budget: int, what: str
+) -> Generator[Progress | Point, None, Point | None]:
+    """``plan`` evaluated, with its real exported size, when that export fits ``budget``."""
+    real = s.size.exported(plan)
+    yield s._tick(f"export size of {what}")
+    if real is None or real > budget:
+        return None
+    q = s.point(plan)
+    yield q
+    return replace(q, exported_bytes=real)
 
 
 def uniform_candidates(
