@@ -33,10 +33,12 @@ from bitlens.core.recovery.support import check_recovery
 # Fewer held-back rows than this cannot tell plans of near-equal error apart (on a 2-class
 # classifier each row is one number); the result says so.
 MIN_CHECK_ROWS = 8
-# When the uniform preset's output error on the evaluation feeds is carried by fewer numbers
+# When the uniform preset's output error on the evaluation rows is carried by fewer numbers
 # than this (its participation ratio: 2 per row for open_nsfw's 2-class softmax, thousands
-# for a detector), the data cannot show that a layer below the preset's precision costs
-# nothing: the plan returned keeps every layer at least as precise as the preset.
+# for a detector), the held-back rows decide on little and the result says so. (Keeping
+# every layer at least as precise as the preset then returned W8A8 itself on rapidocr's
+# direction classifier and magika, whose searched plans had 0.67 and 0.59 of its error on
+# rows no step of the search had seen.)
 MIN_EFFECTIVE = 16
 
 
