@@ -15,11 +15,12 @@ from bitlens.core.errors import SearchError
 from bitlens.core.export.exporter import export
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from bitlens.core.recovery import Recovery
 from bitlens.core.results import drain
-from bitlens.core.search import Budget, deployed, exported_size
+from bitlens.core.search import Budget, exported_size
 from bitlens.core.search.deployed import DeployedErrors
 from bitlens.core.search.guard import (
-    at_least_as_precise,
+    bias_corrected,
     effective_count,
     labels_of,
     split_feeds,
@@ -86,7 +87,6 @@ def test_plans_are_fitted_on_some_feeds_and_chosen_on_the_others(
     """The best plan's error is its simulation's on the fitted feeds; its check error is its
     exported file's in a default ONNX Runtime session on the held-back feeds, both against
     the float model, recomputed here in float64 numpy."""
-    monkeypatch.setattr(deployed, "MIN_EFFECTIVE", 0)
     result, _ = _run(six, Budget(max_bytes=_limit(six)), check_export=True)
     ev = six.data.evaluation  # one row per feed: the held-back rows are feeds
     assert result.eval_rows == 6 and len(result.check_rows) == 2
@@ -132,7 +132,6 @@ def test_the_preset_wins_when_the_searched_plans_lose_on_held_back_feeds(six, mo
         return (0.01 if plan == preset else 0.5, None)
 
     monkeypatch.setattr(DeployedErrors, "check", check)
-    monkeypatch.setattr(deployed, "MIN_EFFECTIVE", 0)  # the choice by errors alone
     # above W8A8's size the search's own plans are wider, and W8A8 the largest preset
     budget = Budget(max_bytes=int(_limit(six) * 1.3))
     result, _ = _run(six, budget, check_export=True)
@@ -158,30 +157,36 @@ def test_the_result_says_when_nothing_is_held_back() -> None:
     assert any("none was held back" in n for n in result.notes)
 
 
-def test_effective_count_and_precision_order() -> None:
+def test_effective_count_and_widened_preset() -> None:
     assert effective_count([np.ones(6), np.zeros(3)]) == pytest.approx(6)
     assert effective_count([np.array([10.0, 0.01, 0.01])]) == pytest.approx(1, abs=1e-5)
     info = from_proto(small_cnn()).info
     w8a8 = Plan.preset(info, "W8A8")
-    assert at_least_as_precise(w8a8, w8a8)
-    assert at_least_as_precise(Plan.preset(info, "W8A16"), w8a8)  # fp16 activations
-    assert at_least_as_precise(Plan(info), w8a8)  # float
-    assert not at_least_as_precise(Plan.preset(info, "W4A8"), w8a8)
-    swap = Plan.uniform(info, "int8 sym ch", "int8 sym")  # same bits, another format
-    assert not at_least_as_precise(swap, w8a8)
     wide = widened(w8a8, Plan.preset(info, "W4A16"))
     assert [wide[n].weight for n in info.layer_names] == [w8a8[n].weight for n in info.layer_names]
     assert all(wide[n].activation == Plan.preset(info, "W4A16")[n].activation for n in wide)
+    assert widened(w8a8, Plan.preset(info, "W4A8")) == w8a8  # nothing wider to take
 
 
-def test_with_few_numbers_every_layer_stays_at_least_as_precise_as_the_preset(six) -> None:
-    """Six 10-class rows: the error is carried by too few numbers to show that a layer below
-    W8A8 costs nothing on other data, even with a budget above W8A8's size."""
-    result, _ = _run(six, Budget(max_bytes=int(_limit(six) * 1.3)), check_export=True)
+def test_with_few_numbers_the_held_back_rows_still_decide(six, monkeypatch) -> None:
+    """Six 10-class rows carry W8A8's error in few numbers. A plan with layers below W8A8's
+    precision that wins on the held-back rows is returned (on rapidocr's direction
+    classifier and magika such plans had 0.67 and 0.59 of W8A8's error on 64 and 32 rows
+    the search never saw, where a rule keeping every layer at least as precise as W8A8
+    returned W8A8 itself); the result says how few numbers decided."""
     preset = Plan.preset(six.info, "W8A8").with_target(DEFAULT_TARGET)
-    assert at_least_as_precise(result.best.plan, preset)
-    assert result.best.check_error is not None
-    assert any("stays at least as precise as W8A8" in n for n in result.notes)
+
+    def below(plan: Plan) -> bool:
+        return any(plan[n].weight is not None and plan[n].weight.bits < 8 for n in plan.choices)
+
+    def check(self, plan: Plan):
+        return (0.01 if below(plan) else 0.02, None)
+
+    monkeypatch.setattr(DeployedErrors, "check", check)
+    result, _ = _run(six, Budget(max_bytes=_limit(six)), check_export=True)
+    assert below(result.best.plan) and result.best.plan != preset
+    assert result.best.check_error == 0.01
+    assert any("carried by" in n and "fewer than 16" in n for n in result.notes), result.notes
 
 
 def test_batched_evaluation_rows_are_split_and_the_engine_keeps_its_data(cnn_batched) -> None:
@@ -204,3 +209,43 @@ def cnn_batched() -> Engine:
     engine = Engine(model, data, device="cpu")
     drain(engine.calibrate("minmax"))
     return engine
+
+
+def test_bias_corrected_twin_takes_integer_layers_only() -> None:
+    info = from_proto(small_cnn()).info
+    w8a8 = Plan.preset(info, "W8A8")
+    twin = bias_corrected(w8a8)
+    assert twin is not None
+    assert {n: twin[n].recovery for n in info.layer_names} == dict.fromkeys(
+        info.layer_names, Recovery.BIAS
+    )
+    assert [twin[n].weight for n in info.layer_names] == [w8a8[n].weight for n in info.layer_names]
+    # conv2 has no bias: without ``created`` it stays plain; pins and fp16 are left alone
+    own = bias_corrected(w8a8, pinned=("fc",), created=False)
+    assert own is not None
+    assert [own[n].recovery for n in ("conv1", "conv2", "fc")] == [Recovery.BIAS, None, None]
+    assert bias_corrected(Plan.uniform(info, "fp16")) is None
+    assert bias_corrected(Plan(info)) is None
+    assert bias_corrected(twin) is None  # every layer already has a method
+
+
+def test_the_last_choice_tries_the_plans_with_bias_correction(six, monkeypatch) -> None:
+    """The same-size preset with bias correction (its formats, the rounding's mean shift
+    removed) is one of the plans the held-back rows choose between, and is returned when
+    it wins there, its export within the budget."""
+    preset = Plan.preset(six.info, "W8A8").with_target(DEFAULT_TARGET)
+    twin = bias_corrected(preset)
+    seen: list[Plan] = []
+
+    def check(self, plan: Plan):
+        seen.append(plan)
+        return (0.01 if plan == twin else 0.02, None)
+
+    monkeypatch.setattr(DeployedErrors, "check", check)
+    budget = int(_limit(six) * 1.3)
+    result, _ = _run(six, Budget(max_bytes=budget), check_export=True)
+    assert twin in seen
+    best = result.best
+    assert best.plan == twin and best.check_error == 0.01
+    assert best.exported_bytes is not None and best.exported_bytes <= budget
+    assert exported_size(six, best.plan) == best.exported_bytes

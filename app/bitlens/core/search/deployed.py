@@ -30,7 +30,11 @@ from bitlens.core.export.deployed import open_session
 from bitlens.core.export.exporter import export
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress, drain
-from bitlens.core.search.guard import MIN_EFFECTIVE, at_least_as_precise, widened
+from bitlens.core.search.guard import (
+    MIN_EFFECTIVE,
+    bias_corrected,
+    widened,
+)
 from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import FLOAT_NAME
 from bitlens.core.search.points import Point
@@ -46,6 +50,10 @@ DEPLOYED_CHOICES = 2
 # Uniform plans whose export is tried per kind (presets, the search's own) before giving up
 # on one that fits the budget.
 UNIFORM_TRIES = 2
+# Plans of the last choice tried with bias correction too (one or two exports each).
+TWINS = 4
+# Bytes the export's record of the plan grows by, at least, per layer given a method.
+TWIN_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -137,14 +145,9 @@ def deployed_choice(
         real = s.size.exported(undone)
         if real is not None and real <= budget:
             cands.append(replace(q, exported_bytes=real))
-    preset = None
     if s.split.check:
         cands += yield from uniform_candidates(s, cands, budget)
-        preset = yield from _tiny_data_preset(s, cands, budget)
-        if preset is not None:
-            # too few numbers to show that going below the preset costs nothing: only plans
-            # at least as precise as it everywhere (core/search/guard.py)
-            cands = [p for p in cands if at_least_as_precise(p.plan, preset.plan)]
+        cands += yield from _preset_variants(s, cands, budget)
     if len(cands) == 1 and not s.split.check:
         return cands[0]
     if deployed and s.deployed is None:
@@ -190,35 +193,69 @@ def deployed_choice(
     return best
 
 
-def _tiny_data_preset(
+def _preset_variants(
     s: SearchState, cands: list[Point], budget: int
-) -> Generator[Progress | Point, None, Point | None]:
-    """The same-size preset among ``cands`` when its output error on the evaluation feeds is
-    carried by fewer than MIN_EFFECTIVE numbers (then ``cands`` gains the preset with the
-    search's wider activations, when its export fits); None otherwise."""
+) -> Generator[Progress | Point, None, list[Point]]:
+    """The same-size preset among ``cands`` with the search's wider activations and the
+    first plans with bias correction (bias_twins), where their exports fit ``budget``: the
+    plans that differ from the preset and the searched plans only by being at least as
+    precise. When the preset's output error on the evaluation rows is carried by fewer than
+    MIN_EFFECTIVE numbers the result says that the held-back rows decided on little."""
+    out: list[Point] = []
     labels = {r.plan: r.label for r in s.references if r.label != FLOAT_NAME}
     preset = next((p for p in cands if p.plan in labels), None)
-    if preset is None:
+    if preset is not None:
+        count = s.effective(preset.plan)
+        if count < MIN_EFFECTIVE:
+            s.notes.append(
+                f"the {labels[preset.plan]} preset's output error on the evaluation rows is "
+                f"carried by {count:.3g} numbers (fewer than {MIN_EFFECTIVE}): the held-back "
+                "rows' choice rests on as few; give more evaluation rows for a choice that "
+                "holds on other data"
+            )
+        wide = widened(preset.plan, cands[0].plan)
+        if wide != preset.plan and all(wide != p.plan for p in cands):
+            got = yield from _if_it_fits(s, wide, budget, "the preset with wider activations")
+            out += [got] if got is not None else []
+    out += yield from bias_twins(s, cands + out, budget)
+    return out
+
+
+def bias_twins(
+    s: SearchState, cands: list[Point], budget: int
+) -> Generator[Progress | Point, None, list[Point]]:
+    """Each of the first TWINS of ``cands`` with bias correction on its integer layers
+    (guard.bias_corrected: on every such layer, else only on those with a bias), where its
+    export fits ``budget``: the same formats with the mean shift of rounding removed."""
+    seen = {p.plan for p in cands}
+    out: list[Point] = []
+    for p in cands[:TWINS]:
+        for created in (True, False):
+            twin = bias_corrected(p.plan, tuple(s.pins), created)
+            if twin is None or twin in seen:
+                continue
+            n = sum(twin[k].recovery != p.plan[k].recovery for k in twin.choices)
+            if p.exported_bytes is not None and budget - p.exported_bytes < TWIN_BYTES * n:
+                continue  # the file records each layer's method: no room for them
+            seen.add(twin)
+            got = yield from _if_it_fits(s, twin, budget, "a plan with bias correction")
+            if got is not None:
+                out.append(got)
+                break
+    return out
+
+
+def _if_it_fits(
+    s: SearchState, plan: Plan, budget: int, what: str
+) -> Generator[Progress | Point, None, Point | None]:
+    """``plan`` evaluated, with its real exported size, when that export fits ``budget``."""
+    real = s.size.exported(plan)
+    yield s._tick(f"export size of {what}")
+    if real is None or real > budget:
         return None
-    count = s.effective(preset.plan)
-    if count >= MIN_EFFECTIVE:
-        return None
-    preset = replace(preset, label=labels[preset.plan])
-    s.notes.append(
-        f"the {preset.label} preset's output error on the evaluation feeds is carried by "
-        f"{count:.3g} numbers (fewer than {MIN_EFFECTIVE}): too few to show that a layer "
-        f"below its precision costs nothing on other data, so every layer stays at least as "
-        f"precise as {preset.label}"
-    )
-    wide = widened(preset.plan, cands[0].plan)
-    if wide != preset.plan and all(wide != p.plan for p in cands):
-        q = s.point(wide)
-        yield q
-        real = s.size.exported(wide)
-        yield s._tick("export size of the preset with wider activations")
-        if real is not None and real <= budget:
-            cands.append(replace(q, exported_bytes=real))
-    return preset
+    q = s.point(plan)
+    yield q
+    return replace(q, exported_bytes=real)
 
 
 def uniform_candidates(
