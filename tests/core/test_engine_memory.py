@@ -94,9 +94,10 @@ def _plans_of(info) -> list[Plan]:
 
 
 def test_giving_back_the_arena_changes_no_number(monkeypatch) -> None:
-    """The arena gives back its free regions after the float reference, each evaluation and
-    each layer of a sweep (session.release_arena): the same errors, outputs and sweep as
-    an engine that keeps the arena whole."""
+    """The arena gives back its free regions after each evaluation (the first also gives
+    back the float reference's), before a sweep and after each of its layers
+    (session.release_arena): the same errors, outputs and sweep as an engine that keeps
+    the arena whole."""
     from bitlens.core.engine import arena_release
     from bitlens.core.engine import sweep as sweep_module
 
@@ -110,7 +111,6 @@ def test_giving_back_the_arena_changes_no_number(monkeypatch) -> None:
         released.append(1)
         real()
 
-    monkeypatch.setattr(engine_module, "release_arena", counted)
     monkeypatch.setattr(sweep_module, "release_arena", counted)
     monkeypatch.setattr(arena_release, "release_arena", counted)
     # the RSS unknown: evaluations give the arena back every time (arena_release.py)
@@ -121,7 +121,6 @@ def test_giving_back_the_arena_changes_no_number(monkeypatch) -> None:
     got_out = lean.run_outputs(plans[1])
     swept = one_per_group(loaded.info, loaded.info.layer_names)  # readers of Ws: once
     assert len(released) >= 1 + len(plans) + len(swept)
-    monkeypatch.setattr(engine_module, "release_arena", lambda: None)
     monkeypatch.setattr(sweep_module, "release_arena", lambda: None)
     monkeypatch.setattr(arena_release, "release_arena", lambda: None)
     whole = Engine(loaded, data, device="cpu")
