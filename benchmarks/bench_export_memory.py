@@ -76,7 +76,7 @@ def _baselines(model: str, data: str, rounds: int) -> dict:
     import onnxruntime as ort
     from onnx import version_converter
 
-    from bench_engine import batch_activations
+    from bench_engine import batch_activations, timed
     from bitlens.cli.common import load_data
     from bitlens.core.input_values import compared_constants
     from bitlens.core.model.loader import load_model
@@ -96,14 +96,12 @@ def _baselines(model: str, data: str, rounds: int) -> dict:
     per_feed = batch_activations(Path(model), ds.samples[ds.evaluation[0]])
     plain = _session(Path(model))
 
-    def float_pass() -> float:
-        t0 = time.perf_counter()
+    def float_pass() -> None:
         for i in ds.evaluation:
             plain.run(None, ds.samples[i])
-        return time.perf_counter() - t0
 
     float_pass()  # warm
-    passes = sorted(float_pass() for _ in range(5))
+    passes = sorted(timed(float_pass) for _ in range(5))
     with tempfile.TemporaryDirectory(prefix="bitlens-memb-") as tmp:
         src = Path(model)
         proto = onnx.load(model)
