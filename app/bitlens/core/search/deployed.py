@@ -30,11 +30,7 @@ from bitlens.core.export.deployed import open_session
 from bitlens.core.export.exporter import export
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress, drain
-from bitlens.core.search.guard import (
-    MIN_EFFECTIVE,
-    bias_corrected,
-    widened,
-)
+from bitlens.core.search.guard import MIN_EFFECTIVE, bias_corrected, widened
 from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import FLOAT_NAME
 from bitlens.core.search.points import Point
@@ -198,8 +194,8 @@ def _preset_variants(
 ) -> Generator[Progress | Point, None, list[Point]]:
     """The same-size preset among ``cands`` with the search's wider activations and the
     first plans with bias correction (bias_twins), where their exports fit ``budget``: the
-    plans that differ from the preset and the searched plans only by being at least as
-    precise. When the preset's output error on the evaluation rows is carried by fewer than
+    same weight formats with less noise expected on any data (an activation quantizer
+    fewer, the rounding's mean shift removed). When the preset's output error on the evaluation rows is carried by fewer than
     MIN_EFFECTIVE numbers the result says that the held-back rows decided on little."""
     out: list[Point] = []
     labels = {r.plan: r.label for r in s.references if r.label != FLOAT_NAME}
