@@ -73,11 +73,13 @@ class PrefixRuns:
         plan: Plan,
         feeds: Mapping[str, np.ndarray],
         todo: Sequence[str],
+        indices: Sequence[int] | None = None,
     ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        """``(i, values)`` per evaluation feed: the model outputs and the outputs of the
-        layers in ``todo`` (those whose errors are not cached) under ``plan``. ``whole()``
-        gives the session of the whole graph (built only when it runs)."""
-        samples, ev = self.data.samples, list(self.data.evaluation)
+        """``(i, values)`` per evaluation feed (or per feed of ``indices``): the model outputs
+        and the outputs of the layers in ``todo`` (those whose errors are not cached) under
+        ``plan``. ``whole()`` gives the session of the whole graph (built only when it runs)."""
+        samples = self.data.samples
+        ev = list(self.data.evaluation if indices is None else indices)
         wanted = list(
             dict.fromkeys([*self._output_names, *(sim.layer_outputs[n] for n in todo)])
         )
@@ -92,8 +94,11 @@ class PrefixRuns:
             at = bisect_right(cuts.positions, cuts.position[t])
             # No structure in the key: a tensor's value is settled by the prefix state alone,
             # so a plan with another structure (the target moved its quantizers around the
-            # changed layer) still starts from what the plans before computed.
-            return (t, before[at] if at < len(before) else final)
+            # changed layer) still starts from what the plans before computed. The feeds are:
+            # kept values are one array per feed run.
+            return (t, before[at] if at < len(before) else final, feeds_key)
+
+        feeds_key = tuple(ev)
 
         start, kept, tail = self._tail_for(skey, sim, cuts, key, wanted, todo)
         run_sess = whole() if tail is None and start != _NOTHING_TO_RUN else tail
@@ -124,6 +129,32 @@ class PrefixRuns:
             store.types.setdefault(t, (vals[0].dtype, vals[0].ndim))
         for t in spread_cuts(cuts, start, gathered, store.budget // STATES_KEPT):
             store.put(key(t), gathered[t])
+
+    def plan_outputs(
+        self, plan: Plan, indices: Sequence[int] | None = None
+    ) -> dict[str, list[np.ndarray]]:
+        """Model outputs under ``plan`` on the feeds ``indices`` (default: the evaluation
+        feeds), as ``run_outputs`` gives them, but run from the kept values entering the
+        first layer whose choice differs from plans run before (the search measures one
+        change at a time: on a 102-conv detector a change near the end ran the whole model,
+        and a new quantizer structure built a whole-model session; here only the part
+        holding the change is built). Call ``forget_kept_values`` when the feeds at these
+        indices change."""
+        self._ensure_ref()
+        placed = self.placement(plan)
+        structure = self._structure_of(plan)
+        skey, sim = self._sim_for(*structure)
+        feeds = self._plan_feeds(plan, placed)
+        whole = lambda: self._session_for(*structure)[1]  # noqa: E731
+        out: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
+        for _i, values in self._plan_runs(skey, sim, whole, plan, feeds, (), indices):
+            for n in self._output_names:
+                out[n].append(values[n])
+        return out
+
+    def forget_kept_values(self) -> None:
+        """Drop the values kept for later runs (their feeds are about to change)."""
+        self._prefix_values.clear()
 
     def _tail_for(self, skey, sim, cuts, key, wanted, todo):
         """Where to start: (start, kept values, session). Everything kept: no run at all

@@ -71,7 +71,7 @@ def sensitivities(
             if fmt is not None and _fits(layer, fmt):
                 trials.append(("activation", fmt.name, LayerChoice(None, fmt), 0))
         for kind, label, choice, saved in trials:
-            got = concat_outputs(engine.run_outputs(Plan(engine.info, {name: choice})))
+            got = concat_outputs(engine.plan_outputs(Plan(engine.info, {name: choice})))
             value = None if metric is None else metric(got, ref, labels)
             out.append(Sensitivity(name, kind, label, output_error(ref, got), value, saved))
         yield Progress(i + 1, len(names), f"sensitivity: {name}")

@@ -57,6 +57,8 @@ def search(
         return _merge(result, other)
     finally:
         engine.max_sessions = kept
+        if engine.data is not data:
+            engine.forget_kept_values()  # kept for the split's feeds, gone with them
         engine.data = data
 
 
@@ -150,7 +152,8 @@ class _Search(Refinement):
         deciders = set(one_per_group(self.info, [la.name for la in free if la.weights]))
         pinned = {n for p in self.pins for n in weight_groups(self.info).get(p, ())}
         wlayers = [la for la in free if la.name in deciders and la.name not in pinned]
-        self.total = len(wlayers) * len(wfmts) + 3 * len(act_layers) + opts.front_probes
+        # per weight layer: its candidates (and recovery), then its anchors measured
+        self.total = 2 * len(wlayers) + 3 * len(act_layers) + len(wfmts) + opts.front_probes
         self.total += 6 if opts.budget.by_size and opts.check_export else 0
         self.total += opts.refine_evaluations + len(opts.references) + 2
 
@@ -171,9 +174,12 @@ class _Search(Refinement):
 
         self.wfmts = wfmts
         self.wlayers = wlayers
-        self.cands: dict[str, list[tuple[int, float, Format]]] = {
-            layer.name: self._weight_candidates(layer, wfmts) for layer in wlayers
-        }
+        # (recovery is a GPTQ pass per layer and low-bit format: seconds per layer on a big
+        # convnet, so each layer is a step that shows progress and can be cancelled after)
+        self.cands: dict[str, list[tuple[int, float, Format]]] = {}
+        for layer in wlayers:
+            self.cands[layer.name] = self._weight_candidates(layer, wfmts)
+            yield self._tick(f"candidates: {layer.name} weights")
         self.measured: dict[tuple[str, Format], tuple[float, float | None]] = {}
         # 2. activations: base everywhere, free 8-bit swaps, a few wide exceptions; measured
         # with 8-bit weights, the context a budget near W8A8 needs them in

@@ -127,7 +127,8 @@ class SearchState:
         return effective_count(errors)
 
     def _measure(self, plan: Plan) -> tuple[float, float | None]:
-        got = concat_outputs(self.engine.run_outputs(plan, self.split.fit))
+        # from the values kept upstream of the plan's first change (plans differ in a layer)
+        got = concat_outputs(self.engine.plan_outputs(plan, self.split.fit))
         self.evaluations += 1
         metric = None if self.metric is None else self.metric(got, self.ref, self.labels)
         return self._error(got), metric
