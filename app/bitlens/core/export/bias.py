@@ -74,7 +74,12 @@ def int32_bias(
     w = layer.weights[0]
     if layer.op_type == "MatMul":
         target, slot = _bias_add(g, layer.outputs[0], inits)
-        if target is None:
+        # only the bias the model's layer lists (model/add_bias.py): the engine rounds that
+        # one alone (kernel_bias.bias_layers); an Add constant other nodes read too stayed
+        # float in the simulation, and editing an Add outside the layer's tensors put the
+        # per-layer byte accounting off (open_nsfw's head, before add_bias looked
+        # through its Cast)
+        if target is None or not layer.biases or target.input[slot] != layer.biases[0].name:
             return None
         name = target.input[slot]
     elif layer.op_type in ("Conv", "Gemm") and len(node.input) > 2 and node.input[2]:
