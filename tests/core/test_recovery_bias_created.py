@@ -81,3 +81,22 @@ def test_created_bias_exports_exactly(
     ops = {n.name: n for n in g.node}
     assert len(ops["conv"].input) == 3 and len(ops["fc"].input) == 3
     assert options or any(n.op_type == "Add" and n.output[0] == "y" for n in g.node)  # after MatMul
+
+
+def test_created_bias_of_an_integer_kernel_is_simulated_as_stored(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The export stores a created Conv/Gemm bias as int32 at s_x * s_w like any bias of an
+    integer kernel; the engine rounds it the same way, so the file run as written equals
+    the engine's output bit for bit (captcha-whisperer's CRNN: 0.51 apart before)."""
+    plan = _plan(engine, "int8 sym ch", "bias_correction", "uint8 asym")
+    rounded = engine._rounded(plan)
+    assert {"conv", "fc"} <= set(rounded)  # their created biases, on the int32 grid
+    result = drain(export(engine, plan, tmp_path / "m.onnx", ExportOptions()))
+    assert result.layers["conv"].bias is not None and result.layers["fc"].bias is not None
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(result.path), so, providers=["CPUExecutionProvider"])
+    got = engine.run_outputs(plan)["y"]
+    for i, y in zip(engine.data.evaluation, got, strict=True):
+        np.testing.assert_array_equal(sess.run(None, engine.data.samples[i])[0], y)

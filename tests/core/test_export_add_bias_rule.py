@@ -1,0 +1,65 @@
+"""A MatMul's int32 bias is the one constant the model's layer lists as its bias (the Add
+after it, through float Casts, read by that Add alone): the constant the engine rounds to
+the int32 grid too. An Add constant other nodes also read stays float in the file as in the
+simulation, and the exporter's per-layer byte accounting stays exact (no slow re-measure)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnx import helper
+
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine
+from bitlens.core.export.exporter import ExportOptions, export
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
+from bitlens.core.results import drain
+from tests import builders
+
+
+def shared_add_bias() -> Engine:
+    """Two linear layers whose Adds read one constant ``b``; the first through a Cast
+    (open_nsfw's head writes MatMul -> Cast -> Add)::
+
+        x[N,16] -> MatMul(w1) -> Cast -> Add(b) -> Relu -> MatMul(w2) -> Add(b) -> y[N,16]
+    """
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["m1"], name="fc1"),
+        helper.make_node("Cast", ["m1"], ["c1"], to=1),
+        helper.make_node("Add", ["c1", "b"], ["a1"]),
+        helper.make_node("Relu", ["a1"], ["r1"]),
+        helper.make_node("MatMul", ["r1", "w2"], ["m2"], name="fc2"),
+        helper.make_node("Add", ["m2", "b"], ["y"]),
+    ]
+    g = helper.make_graph(
+        nodes, "shared_add_bias",
+        [helper.make_tensor_value_info("x", builders.FLOAT, ["N", 16])],
+        [helper.make_tensor_value_info("y", builders.FLOAT, ["N", 16])],
+        [builders.init("w1", builders.weights((16, 16), seed=71, channel_axis=1)),
+         builders.init("w2", builders.weights((16, 16), seed=72, channel_axis=1)),
+         builders.init("b", builders.bias(16, seed=73))],
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    feeds = tuple({"x": rng.standard_normal((4, 16)).astype(np.float32)} for _ in range(4))
+    model = from_proto(builders.model(g))
+    return Engine(model, Dataset(feeds, source="test"), device="cpu")
+
+
+def test_shared_add_constant_stays_float_as_simulated(tmp_path: Path, caplog) -> None:
+    engine = shared_add_bias()
+    assert all(not la.biases for la in engine.info.layers)  # the constant is not theirs
+    plan = Plan.preset(engine.info, "W8A8")
+    with caplog.at_level(logging.WARNING):
+        result = drain(export(engine, plan, tmp_path / "m.onnx", ExportOptions()))
+    assert not [r for r in caplog.records if "per-layer export sizes off" in r.getMessage()]
+    assert all(r.bias is None for r in result.layers.values())
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(result.path), so, providers=["CPUExecutionProvider"])
+    got = engine.run_outputs(plan)["y"]
+    for i, y in zip(engine.data.evaluation, got, strict=True):  # the file is the simulation
+        np.testing.assert_array_equal(sess.run(None, engine.data.samples[i])[0], y)
