@@ -14,7 +14,7 @@ from bitlens.core.engine import Engine
 from bitlens.core.errors import SearchError
 from bitlens.core.export.exporter import export
 from bitlens.core.model.loader import from_proto
-from bitlens.core.plan import Plan
+from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.recovery import Recovery
 from bitlens.core.results import drain
 from bitlens.core.search import Budget, exported_size
@@ -249,3 +249,22 @@ def test_the_last_choice_tries_the_plans_with_bias_correction(six, monkeypatch) 
     assert best.plan == twin and best.check_error == 0.01
     assert best.exported_bytes is not None and best.exported_bytes <= budget
     assert exported_size(six, best.plan) == best.exported_bytes
+
+
+def test_the_presets_compared_at_the_end_keep_the_pins(six, monkeypatch) -> None:
+    """The reference presets are drawn as they are, but the one the last choice compares
+    (and may return) keeps the user's pins; the Find Plan panel's pinned float layer came
+    back as int8/int4 from the preset and its wider-activation variant."""
+    first = six.info.layer_names[0]
+    pin = LayerChoice(None, None)
+    preset = Plan.preset(six.info, "W8A8").with_target(DEFAULT_TARGET)
+    pinned_preset = preset.with_choices({first: pin})
+
+    def check(self, plan: Plan):
+        return (0.01 if plan == pinned_preset else 0.5, None)
+
+    monkeypatch.setattr(DeployedErrors, "check", check)
+    budget = Budget(max_bytes=int(_limit(six) * 1.3))
+    result, _ = _run(six, budget, check_export=True, pins={first: pin})
+    assert all(p.plan[first] == pin for p in result.tried)
+    assert result.best.plan == pinned_preset and result.best.check_error == 0.01

@@ -209,7 +209,7 @@ def _preset_variants(
                 "rows' choice rests on as few; give more evaluation rows for a choice that "
                 "holds on other data"
             )
-        wide = widened(preset.plan, cands[0].plan)
+        wide = with_pins(s, widened(preset.plan, cands[0].plan))
         if wide != preset.plan and all(wide != p.plan for p in cands):
             got = yield from _if_it_fits(s, wide, budget, "the preset with wider activations")
             out += [got] if got is not None else []
@@ -239,6 +239,13 @@ def bias_twins(
                 out.append(got)
                 break
     return out
+
+
+def with_pins(s: SearchState, plan: Plan) -> Plan:
+    """``plan`` with the user's pinned layers as pinned: the reference presets are drawn as
+    they are, but a plan the search may return keeps every pin."""
+    changes = {n: c for n, c in s.pins.items() if plan[n] != c}
+    return plan.with_choices(changes) if changes else plan
 
 
 def _if_it_fits(
@@ -271,6 +278,12 @@ def uniform_candidates(
         for p in group:
             if p.plan in seen or p.file_bytes > budget or p.plan in s.size.unexportable:
                 continue
+            pinned = with_pins(s, p.plan)
+            if pinned != p.plan:  # a preset drawn for comparison ignores pins; a result may not
+                if pinned in seen:
+                    continue
+                p = s.point(pinned)
+                yield p
             real = s.size.exported(p.plan)
             yield s._tick(f"export size of {p.summary()}")
             if real is not None and real <= budget:
