@@ -31,6 +31,7 @@ from bitlens.core.formats import (
     quantize,
     registry,
 )
+from bitlens.core.model.stored_grid import layer_grid
 from bitlens.core.model.types import Layer, ModelInfo
 from bitlens.core.plan_schema import (
     check_ort_overrides,
@@ -548,9 +549,7 @@ def _keep_stored_grids(plan: Plan) -> Plan:
         w = c.weight
         if w is None or w.family is not Family.INT or w.bits != 8 or not w.signed:
             continue
-        layer = plan.info.layer(name)
-        found = {grids.get((x.graph_path, x.name)) for x in layer.weights}
-        grid = found.pop() if len(found) == 1 else None
+        grid = layer_grid(grids, plan.info.layer(name).weights)
         if grid is None or (plan.target == TENSORRT and not parse_format(grid).narrow):
             continue
         if grid != w.name:

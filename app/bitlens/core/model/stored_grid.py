@@ -104,3 +104,22 @@ def note(grids: dict[Key, str | None]) -> str | None:
             "BatchNorm), so quantizing them re-rounds the file's codes"
         )
     return "; ".join(parts)
+
+
+def layer_grid(grids: dict[Key, str | None], weights: Iterable[WeightInfo]) -> str | None:
+    """The one exact grid all of a layer's weights share (a layer has one weight format),
+    or None: some weight not decoded from codes, none exact, or grids that differ."""
+    found = {grids.get((w.graph_path, w.name)) for w in weights}
+    return found.pop() if len(found) == 1 else None
+
+
+def layer_note(grids: dict[Key, str | None], weights: Iterable[WeightInfo]) -> str:
+    """For the layer detail: what the file stores and what the 8-bit presets do with it
+    ("" for a layer with no weight decoded from integer codes)."""
+    weights = list(weights)
+    if not any((w.graph_path, w.name) in grids for w in weights):
+        return ""
+    grid = layer_grid(grids, weights)
+    if grid is not None:
+        return f"int8 codes in the file: W8A8/W8A16 keep the file's own grid ({grid}), exactly"
+    return "int8 codes in the file, on no grid Bitlens's min-max scales reproduce: re-rounded"
