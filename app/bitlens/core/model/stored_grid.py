@@ -96,6 +96,7 @@ def note(grids: dict[Key, str | None]) -> str | None:
         parts.append(
             f"the W8A8 and W8A16 presets keep {exact} of the {len(grids)} weight(s) decoded "
             f"from integer codes on the file's own grid ({', '.join(kept)}), exactly"
+            + ("" if all("narrow" in g for g in kept) else " (for TensorRT, the narrow grids only)")
         )
     if exact < len(grids):
         parts.append(
