@@ -140,6 +140,10 @@ def test_the_preset_wins_when_the_searched_plans_lose_on_held_back_feeds(six, mo
     assert result.best.check_error == 0.01
     # the result says why the preset, not the plan that fit best, came back
     assert any("returns the W8A8 preset" in n for n in result.notes), result.notes
+    # and why the front can list smaller plans of lower error than the one returned
+    why = next(n for n in result.notes if "returns the W8A8 preset" in n)
+    assert f"{result.best.file_bytes} bytes, error {result.best.error:.4g} on the fitted" in why
+    assert "The front ranks plans on the fitted feeds only" in why
 
     def check_searched(self, plan: Plan):
         return (0.5 if plan == preset else 0.01 * (1 + len(seen)), None)
