@@ -121,3 +121,38 @@ def test_error_axis_labels_only_the_1_2_5_ticks(qtbot) -> None:
     labelled = {v for v, s in got.items() if s}
     assert labelled == {0.01, 0.02, 0.05, 0.1, 0.2, 0.5}, got
     assert got[0.2] == "0.2" and got[0.05] == "0.05"
+
+
+def test_searches_in_the_window_give_the_plans_of_fresh_engines(
+    qtbot, window, cnn_path: Path
+) -> None:
+    """Issue 13: the panel runs every search on the window's one engine; with seeds 1 then
+    0 it returns what a search with the CLI's options gives on a fresh engine of the same
+    data (SearchOptions' defaults, as ``bitlens search``)."""
+    from bitlens.core.engine import Engine
+    from bitlens.core.search import Budget, SearchOptions, search
+
+    open_model(qtbot, window, cnn_path)
+    engine = window.controller.session.engine
+    got = []
+    for seed in (1, 0):
+        window.search.seed.setValue(seed)
+        got.append(_run(qtbot, window, ratio=0.8))
+        wait_idle(qtbot, window)
+    for seed, result in zip((1, 0), got, strict=True):
+        fresh = Engine(engine.model, engine.data, device="cpu")
+        for _ in fresh.calibrate(engine.method.value):
+            pass
+        options = SearchOptions(Budget(size_ratio=0.8), seed=seed, target=result.best.plan.target)
+        gen = search(fresh, options)
+        try:
+            while True:
+                next(gen)
+        except StopIteration as stop:
+            alone = stop.value
+        assert result.best.plan.to_json() == alone.best.plan.to_json()
+        assert (result.best.error, result.best.file_bytes) == (
+            alone.best.error,
+            alone.best.file_bytes,
+        )
+        assert [p.plan.to_json() for p in result.front] == [p.plan.to_json() for p in alone.front]
