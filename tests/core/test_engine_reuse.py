@@ -293,3 +293,35 @@ def test_a_whole_run_holds_only_the_cut_values_it_keeps_across_feeds() -> None:
     assert 0 < engine._prefix_values.nbytes <= whole // 4
     # the first feed's values still held when the last feed ran: its share of what is kept
     assert alive[0] <= per_feed // 4, (alive, per_feed)
+
+
+def test_a_feeds_values_are_dropped_before_the_run_after_next_starts() -> None:
+    """At most two feeds' outputs are alive at once (Runs._runs): the one being measured
+    and the run in flight. _plan_runs held each feed's values until the next arrived, so a
+    third feed's were alive while a run went (+100 MiB on ddddocr's detector)."""
+    loaded = from_proto(deep_mlp(12))
+    feeds = tuple(Dataset.random(loaded.info, 1, {"N": 4}, seed).samples[0] for seed in range(8))
+    data = Dataset(feeds, calibration=(0, 1, 2, 3), evaluation=(4, 5, 6, 7))
+    engine = Engine(loaded, data, device="cpu")
+    engine._prefix_values.limit = 0  # no cut value kept: none stays alive on purpose
+    list(engine.calibrate())
+    done: list[tuple[list[str], list[weakref.ref]]] = []
+    alive: list[int] = []
+    real = engine._run
+    outputs = set(engine._output_names)  # kept for the output errors
+
+    def spy(sess, fetch, feeds):
+        if len(done) >= 2 and done[-2][0] == list(fetch):  # the plan runs, one per feed
+            gc.collect()
+            old = [r() for t, r in zip(*done[-2], strict=True) if t not in outputs]
+            alive.append(sum(v is not None for v in old))
+        out = real(sess, fetch, feeds)
+        done.append((list(fetch), [weakref.ref(v) for v in out]))
+        return out
+
+    engine._run = spy
+    got = engine.evaluate(Plan.preset(loaded.info, "W8A8"))
+    assert len(alive) >= 2 and not any(alive), alive  # from the third feed's run on
+    slow = Engine(loaded, data, device="cpu")
+    slow.reuse_prefix = False
+    assert got == slow.evaluate(Plan.preset(loaded.info, "W8A8"))
