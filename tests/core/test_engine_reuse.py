@@ -297,8 +297,9 @@ def test_a_whole_run_holds_only_the_cut_values_it_keeps_across_feeds() -> None:
 
 def test_a_feeds_values_are_dropped_before_the_run_after_next_starts() -> None:
     """At most two feeds' outputs are alive at once (Runs._runs): the one being measured
-    and the run in flight. _plan_runs held each feed's values until the next arrived, so a
-    third feed's were alive while a run went (+100 MiB on ddddocr's detector)."""
+    and the run in flight. _plan_runs (and the local errors, one tensor) held each feed's
+    values until the next arrived, so a third feed's were alive while a run went (+100 MiB
+    on ddddocr's detector)."""
     loaded = from_proto(deep_mlp(12))
     feeds = tuple(Dataset.random(loaded.info, 1, {"N": 4}, seed).samples[0] for seed in range(8))
     data = Dataset(feeds, calibration=(0, 1, 2, 3), evaluation=(4, 5, 6, 7))
@@ -311,7 +312,7 @@ def test_a_feeds_values_are_dropped_before_the_run_after_next_starts() -> None:
     outputs = set(engine._output_names)  # kept for the output errors
 
     def spy(sess, fetch, feeds):
-        if len(done) >= 2 and done[-2][0] == list(fetch):  # the plan runs, one per feed
+        if len(done) >= 2 and done[-2][0] == list(fetch):  # plan runs, then local runs
             gc.collect()
             old = [r() for t, r in zip(*done[-2], strict=True) if t not in outputs]
             alive.append(sum(v is not None for v in old))
