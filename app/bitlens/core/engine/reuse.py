@@ -80,7 +80,9 @@ class PrefixRuns:
         ``plan``. ``whole()`` gives the session of the whole graph (built only when it runs)."""
         samples = self.data.samples
         ev = list(self.data.evaluation if indices is None else indices)
-        wanted = list(dict.fromkeys([*self._output_names, *(sim.layer_outputs[n] for n in todo)]))
+        wanted = list(
+            dict.fromkeys([*self._output_names, *(sim.layer_outputs[n] for n in todo)])
+        )
         cuts = self._cuts.get(skey) if self.reuse_prefix else None
         if cuts is None:
             for i, run in self._runs(whole(), wanted, lambda i: {**samples[i], **feeds}, ev):
