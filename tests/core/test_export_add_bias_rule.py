@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from onnx import helper
 
 from bitlens.core.data import Dataset
@@ -19,6 +18,7 @@ from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from bitlens.core.results import drain
 from tests import builders
+from tests.core.as_written import assert_file_is_engine
 
 
 def shared_add_bias() -> Engine:
@@ -57,9 +57,4 @@ def test_shared_add_constant_stays_float_as_simulated(tmp_path: Path, caplog) ->
         result = drain(export(engine, plan, tmp_path / "m.onnx", ExportOptions()))
     assert not [r for r in caplog.records if "per-layer export sizes off" in r.getMessage()]
     assert all(r.bias is None for r in result.layers.values())
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(str(result.path), so, providers=["CPUExecutionProvider"])
-    got = engine.run_outputs(plan)["y"]
-    for i, y in zip(engine.data.evaluation, got, strict=True):  # the file is the simulation
-        np.testing.assert_array_equal(sess.run(None, engine.data.samples[i])[0], y)
+    assert_file_is_engine(engine, plan, result.path)  # the file is the simulation

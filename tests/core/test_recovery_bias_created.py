@@ -21,6 +21,7 @@ from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.recovery import Recovery
 from bitlens.core.results import drain
 from tests import builders
+from tests.core.as_written import assert_file_is_engine
 
 LAYERS = ("conv", "fc", "head")
 
@@ -94,9 +95,4 @@ def test_created_bias_of_an_integer_kernel_is_simulated_as_stored(
     assert {"conv", "fc"} <= set(rounded)  # their created biases, on the int32 grid
     result = drain(export(engine, plan, tmp_path / "m.onnx", ExportOptions()))
     assert result.layers["conv"].bias is not None and result.layers["fc"].bias is not None
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(str(result.path), so, providers=["CPUExecutionProvider"])
-    got = engine.run_outputs(plan)["y"]
-    for i, y in zip(engine.data.evaluation, got, strict=True):
-        np.testing.assert_array_equal(sess.run(None, engine.data.samples[i])[0], y)
+    assert_file_is_engine(engine, plan, result.path)  # the file is the simulation
