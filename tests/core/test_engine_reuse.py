@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, chain, prefix, reuse
+from bitlens.core.engine import Engine, chain, prefix, reuse, running
 from bitlens.core.engine.session import make_session
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
@@ -271,6 +271,7 @@ def test_a_whole_run_holds_only_the_cut_values_it_keeps_across_feeds() -> None:
     per_feed = whole // len(data.evaluation)
     engine = Engine(loaded, data, device="cpu")
     engine._prefix_values.limit = whole // 2  # room for a quarter of them
+    engine.run_workers = running.RUN_WORKERS
     list(engine.calibrate())
     alive: list[int] = []
     real = engine._runs
@@ -305,6 +306,7 @@ def test_a_feeds_values_are_dropped_before_the_run_after_next_starts() -> None:
     data = Dataset(feeds, calibration=(0, 1, 2, 3), evaluation=(4, 5, 6, 7))
     engine = Engine(loaded, data, device="cpu")
     engine._prefix_values.limit = 0  # no cut value kept: none stays alive on purpose
+    engine.run_workers = running.RUN_WORKERS  # two runs in flight (one for a MatMul stack)
     list(engine.calibrate())
     done: list[tuple[list[str], list[weakref.ref]]] = []
     alive: list[int] = []
@@ -326,3 +328,13 @@ def test_a_feeds_values_are_dropped_before_the_run_after_next_starts() -> None:
     slow = Engine(loaded, data, device="cpu")
     slow.reuse_prefix = False
     assert got == slow.evaluate(Plan.preset(loaded.info, "W8A8"))
+
+
+def test_two_runs_in_flight_only_for_models_with_a_sequential_part() -> None:
+    """A second run in flight holds a second feed's activations; it saves time only where
+    one run leaves a core idle (an LSTM over time), not where ORT spreads each node over
+    the cores (running.run_workers)."""
+    assert Engine(from_proto(deep_mlp(4)), None).run_workers == 1
+    assert running.run_workers(["Conv", "LSTM", "Gemm"]) == running.RUN_WORKERS
+    assert running.run_workers(["Conv", "Loop"]) == running.RUN_WORKERS
+    assert running.run_workers(["Conv", "Relu", "MatMul"]) == 1

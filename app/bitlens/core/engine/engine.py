@@ -32,7 +32,7 @@ from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.output_metrics import FLOAT_TYPES, OutputMetrics
 from bitlens.core.engine.ranges import Ranges
 from bitlens.core.engine.reuse import PrefixRuns
-from bitlens.core.engine.running import Runs
+from bitlens.core.engine.running import Runs, run_workers
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.engine.structure import Structures
 from bitlens.core.engine.sweep import Sweep
@@ -115,6 +115,7 @@ class Engine(
         self._wcache: OrderedDict[tuple[str, str], QuantizedWeight] = OrderedDict()
         self._wcache_bytes = 0
         self._executor: ThreadPoolExecutor | None = None
+        self.run_workers = run_workers(n.op_type for n in self.info.nodes)
         self._werr: dict[tuple[str, str], TensorError] = {}  # (layer, format) -> weight error
         # (layer, choice key, calibration method) -> local error: a layer's local error depends
         # only on its own choice (and its shared weights' other readers', see _choice_key),
