@@ -25,7 +25,7 @@ def run_workers(op_types: Iterable[str]) -> int:
     """Runs in flight over the feeds for a model of these operators: RUN_WORKERS with a
     sequential one, else one. A second run in flight holds a second feed's activations:
     on ddddocr's detector (83 convs, 4 evaluation feeds) peak RSS 391 -> 272 MiB with one,
-    in the same wall time (3.5-4.3 s and 3.4-3.8 s for open + first evaluation, same
+    in the same wall time (`bitlens eval` 3.5-4.3 s with two, 3.4-3.8 s with one, same
     machine, alternated); on its LSTM recognizer two at a time stay faster (1.1-1.5 s
     against 1.5-2.0 s) for 2% more memory."""
     return RUN_WORKERS if SEQUENTIAL_OPS.intersection(op_types) else 1
