@@ -31,6 +31,7 @@ from bitlens.core.formats import (
     quantize,
     registry,
 )
+from bitlens.core.model.stored_grid import layer_grid
 from bitlens.core.model.types import Layer, ModelInfo
 from bitlens.core.plan_schema import (
     check_ort_overrides,
@@ -304,6 +305,7 @@ class Plan(Mapping[str, LayerChoice]):
             if idle_input_quantizer(info.layer(n), c.weight, c.activation, plan.target)
         }
         plan = plan.with_choices(idle) if idle else plan
+        plan = _keep_stored_grids(plan)
         # ONNX Runtime's CPU provider runs an int8 LSTM as DynamicQuantizeLSTM (lstm_kernel)
         return lstm_kernel.with_kernel(plan) if plan.target == ORT_CPU else plan
 
@@ -535,6 +537,24 @@ def _format_from_ort(tensor: str, entries: list[Any], *, weight: bool) -> Format
     if "axis" in entry:
         text += f" ch{int(entry['axis'])}"
     return parse_format(text)
+
+
+def _keep_stored_grids(plan: Plan) -> Plan:
+    """An 8-bit preset's weights decoded from int8 codes in the file go on the int8 format
+    that reproduces them exactly (the file's own grid, bitlens.core.model.stored_grid) instead
+    of re-rounding them; TensorRT only where that grid is its -127..127."""
+    grids = plan.info.stored_grids
+    changes = {}
+    for name, c in plan.choices.items() if grids else ():
+        w = c.weight
+        if w is None or w.family is not Family.INT or w.bits != 8 or not w.signed:
+            continue
+        grid = layer_grid(grids, plan.info.layer(name).weights)
+        if grid is None or (plan.target == TENSORRT and not parse_format(grid).narrow):
+            continue
+        if grid != w.name:
+            changes[name] = dataclasses.replace(c, weight=parse_format(grid))
+    return plan.with_choices(changes) if changes else plan
 
 
 def _layer(info: ModelInfo, name: str) -> Layer:

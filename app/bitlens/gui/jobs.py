@@ -29,6 +29,7 @@ from bitlens.core.export.report import FidelityReport
 from bitlens.core.formats import parse_format
 from bitlens.core.formats.registry import family_of
 from bitlens.core.input_values import compared_constants
+from bitlens.core.model.stored_grid import layer_grid, layer_note
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import LayerChoice, Plan, activation_choices, weight_choices
 from bitlens.core.recovery.compare import RECOVERY_DEFAULT_FORMAT, MethodRow, iter_method_rows
@@ -299,6 +300,8 @@ class LayerDetail:
     complete: bool = False
     recovery: tuple[MethodRow, ...] = ()  # each method's layer output error vs rounding
     recovery_format: str = ""
+    # weights the file stores as integer codes: the grid the 8-bit presets keep (stored_grid)
+    grid_note: str = ""
 
 
 def layer_detail(
@@ -336,9 +339,11 @@ def layer_detail(
     else:
         note = "this layer has no quantizable activation input"
     formats = tuple(weight_choices(layer))  # listed at once, each "…" until computed
+    grid = layer_grid(engine.info.stored_grids, layer.weights)  # the file's own, if not listed
+    formats += (grid,) if grid is not None and grid not in formats else ()
     detail = LayerDetail(
         layer_name, choice, layer.nbytes, weights, weight_name, activation, act_name, note,
-        formats=formats,
+        formats=formats, grid_note=layer_note(engine.info.stored_grids, layer.weights),
     )  # fmt: skip
     done = {} if done is None else done
     if done:

@@ -10,6 +10,8 @@ a worker.
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
@@ -180,6 +182,7 @@ class LayerDetailView(QWidget):
         self.header.setText(
             f"<b>{detail.layer}</b> · weights: {w} · activations: {a}"
             f" · {fmt_bytes(detail.bytes_before)} in float"
+            + (f"<br>{html.escape(detail.grid_note, quote=False)}" if detail.grid_note else "")
         )
         tip = f"weight tensor {detail.weight_name}"
         if self._fresh("weights", detail.weights, tip):

@@ -40,6 +40,8 @@ from bitlens.core.model.negative_dims import negative_dims_as_dynamic, negative_
 from bitlens.core.model.old_opset import raise_old_opset
 from bitlens.core.model.prequantized import note as quantized_note
 from bitlens.core.model.prequantized import quantized_ops
+from bitlens.core.model.stored_grid import note as stored_grid_note
+from bitlens.core.model.stored_grid import stored_grids
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
 from bitlens.core.model.types import ModelInfo, WeightInfo
 from bitlens.core.model.validate import check_model, element_count, expected_raw_bytes
@@ -290,7 +292,7 @@ def _iter_finish(
     for scope in {id(s.scope): s.scope for s in slots}.values():
         for name, src in scope.consts.items():
             consts[(scope.path, name)] = src
-    return LoadedModel(
+    model = LoadedModel(
         graph_proto=proto,
         info=info,
         path=path,
@@ -298,6 +300,13 @@ def _iter_finish(
         base_dir=base_dir,
         bn_folded=bn.folded if bn is not None else 0,
     )
+    if decoded:  # the presets keep such weights on the file's own int8 grid
+        coded = [w for layer in info.layers for w in layer.weights if w.name in folded.decoded]
+        grids = stored_grids(coded, model.weight)
+        grid_note = stored_grid_note(grids)
+        notes = tuple(info.notes) + ((grid_note,) if grid_note else ())
+        model.info = replace(info, stored_grids=grids, notes=notes)
+    return model
 
 
 def _check_defined(slots: list[NodeSlot], proto: onnx.ModelProto, label: str) -> None:

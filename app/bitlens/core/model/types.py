@@ -113,6 +113,9 @@ class ModelInfo:
     # One-line facts the loader established that the user should read (IR version run in
     # memory, weights folded from constants, an already quantized model).
     notes: tuple[str, ...] = ()
+    # Weights decoded from integer codes in the file, (graph path, name) -> the int8 format
+    # that reproduces them exactly, None where none does (bitlens.core.model.stored_grid).
+    stored_grids: dict[tuple[str, str], str | None] = field(default_factory=dict, compare=False)
 
     def layer(self, name: str) -> Layer:
         try:
