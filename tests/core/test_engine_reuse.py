@@ -3,6 +3,8 @@ exactly what running the whole simulation graph gives."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, chain, prefix, reuse
+from bitlens.core.engine import Engine, chain, prefix, reuse, running
 from bitlens.core.engine.session import make_session
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
@@ -64,9 +66,7 @@ def test_reevaluation_from_kept_values_equals_the_whole_graph(build, dims, monke
     plans = _plans(loaded.info)
     tails = []
     real = prefix.build_tail
-    monkeypatch.setattr(
-        prefix, "build_tail", lambda *a, **k: tails.append(a[1]) or real(*a, **k)
-    )
+    monkeypatch.setattr(prefix, "build_tail", lambda *a, **k: tails.append(a[1]) or real(*a, **k))
     fast = Engine(loaded, data, device="cpu")
     got = [fast.evaluate(p) for p in plans]
     slow = Engine(loaded, data, device="cpu")
@@ -255,3 +255,86 @@ def test_kept_quantizer_parameters_equal_fresh_ones() -> None:
         assert kept.keys() == fresh.keys()
         for k in kept:
             np.testing.assert_array_equal(kept[k], fresh[k])
+
+
+def test_a_whole_run_holds_only_the_cut_values_it_keeps_across_feeds() -> None:
+    """The first evaluation keeps some cut values for later plans; the others are dropped
+    feed by feed, not held until the last feed ran (all of them were: on ddddocr's
+    detector 407 MiB held to keep 16), and the numbers are those of the whole graph."""
+    loaded = from_proto(deep_mlp(12))
+    feeds = tuple(Dataset.random(loaded.info, 1, {"N": 4}, seed).samples[0] for seed in range(8))
+    data = Dataset(feeds, calibration=(0, 1, 2, 3), evaluation=(4, 5, 6, 7))
+    base = Plan.preset(loaded.info, "W8A8")
+    probe = Engine(loaded, data, device="cpu")
+    probe.evaluate(base)
+    whole = probe._prefix_values.nbytes  # every cut value of one whole run, all feeds
+    per_feed = whole // len(data.evaluation)
+    engine = Engine(loaded, data, device="cpu")
+    engine._prefix_values.limit = whole // 2  # room for a quarter of them
+    engine.run_workers = running.RUN_WORKERS
+    list(engine.calibrate())
+    alive: list[int] = []
+    real = engine._runs
+
+    def spy(sess, fetch, feeds_of, indices):
+        refs: list[weakref.ref] = []
+        for k, (i, out) in enumerate(real(sess, fetch, feeds_of, indices)):
+            if k == 0:
+                refs = [weakref.ref(v) for v in out]
+            elif k == len(indices) - 1:
+                gc.collect()
+                alive.append(sum(v.nbytes for r in refs if (v := r()) is not None))
+            yield i, out
+
+    engine._runs = spy
+    got = engine.evaluate(base)
+    slow = Engine(loaded, data, device="cpu")
+    slow.reuse_prefix = False
+    assert got == slow.evaluate(base)
+    assert 0 < engine._prefix_values.nbytes <= whole // 4
+    # the first feed's values still held when the last feed ran: its share of what is kept
+    assert alive[0] <= per_feed // 4, (alive, per_feed)
+
+
+def test_a_feeds_values_are_dropped_before_the_run_after_next_starts() -> None:
+    """At most two feeds' outputs are alive at once (Runs._runs): the one being measured
+    and the run in flight. _plan_runs (and the local errors, one tensor) held each feed's
+    values until the next arrived, so a third feed's were alive while a run went (+100 MiB
+    on ddddocr's detector)."""
+    loaded = from_proto(deep_mlp(12))
+    feeds = tuple(Dataset.random(loaded.info, 1, {"N": 4}, seed).samples[0] for seed in range(8))
+    data = Dataset(feeds, calibration=(0, 1, 2, 3), evaluation=(4, 5, 6, 7))
+    engine = Engine(loaded, data, device="cpu")
+    engine._prefix_values.limit = 0  # no cut value kept: none stays alive on purpose
+    engine.run_workers = running.RUN_WORKERS  # two runs in flight (one for a MatMul stack)
+    list(engine.calibrate())
+    done: list[tuple[list[str], list[weakref.ref]]] = []
+    alive: list[int] = []
+    real = engine._run
+    outputs = set(engine._output_names)  # kept for the output errors
+
+    def spy(sess, fetch, feeds):
+        if len(done) >= 2 and done[-2][0] == list(fetch):  # plan runs, then local runs
+            gc.collect()
+            old = [r() for t, r in zip(*done[-2], strict=True) if t not in outputs]
+            alive.append(sum(v is not None for v in old))
+        out = real(sess, fetch, feeds)
+        done.append((list(fetch), [weakref.ref(v) for v in out]))
+        return out
+
+    engine._run = spy
+    got = engine.evaluate(Plan.preset(loaded.info, "W8A8"))
+    assert len(alive) >= 2 and not any(alive), alive  # from the third feed's run on
+    slow = Engine(loaded, data, device="cpu")
+    slow.reuse_prefix = False
+    assert got == slow.evaluate(Plan.preset(loaded.info, "W8A8"))
+
+
+def test_two_runs_in_flight_only_for_models_with_a_sequential_part() -> None:
+    """A second run in flight holds a second feed's activations; it saves time only where
+    one run leaves a core idle (an LSTM over time), not where ORT spreads each node over
+    the cores (running.run_workers)."""
+    assert Engine(from_proto(deep_mlp(4)), None).run_workers == 1
+    assert running.run_workers(["Conv", "LSTM", "Gemm"]) == running.RUN_WORKERS
+    assert running.run_workers(["Conv", "Loop"]) == running.RUN_WORKERS
+    assert running.run_workers(["Conv", "Relu", "MatMul"]) == 1

