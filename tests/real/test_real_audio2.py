@@ -18,7 +18,7 @@ import pytest
 from bitlens.core.export import verdict
 from bitlens.core.export.report import SIZE_TARGET
 from tests.real import feeds_audio2, wheels
-from tests.real.test_real_models import SAMPLES, Case, model_path, run_cli
+from tests.real.test_real_models import SAMPLES, Case, model_path, run_cli, w8a8_eval
 
 CASES = (
     # W8A8 leaves it near 12 dB: the raw audio and the STFT's output at 8 bits (W8A16 gives
@@ -49,13 +49,7 @@ def test_inspect_eval_and_export_at_w8a8(case) -> None:
         counts[layer["op_type"]] = counts.get(layer["op_type"], 0) + 1
     assert counts == c.ops
 
-    res = run_cli("eval", str(path), "--preset", "W8A8", "--data", str(data), "--json")
-    assert res.returncode == 0, res.stderr
-    ev = json.loads(res.stdout)
-    assert 3.5 < ev["compression"] < 4.1
-    for name, o in ev["outputs"].items():
-        sqnr = float(o["error"]["sqnr_db"])
-        assert np.isfinite(sqnr) and sqnr > c.min_sqnr_db, (name, o)
+    ev = w8a8_eval(c, path, data)
 
     out = work / "w8a8.onnx"
     res = run_cli("export", str(path), "--preset", "W8A8", "--data", str(data), "-o", str(out),

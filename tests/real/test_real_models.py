@@ -171,6 +171,19 @@ def prepare(c: Case, tmp_path_factory: pytest.TempPathFactory, samples: int = SA
     return path, data, work
 
 
+def w8a8_eval(c: Case, path: Path, data: Path) -> dict:
+    """``bitlens eval --preset W8A8 --json`` on the case's data, checked: it runs, the
+    compression is about 4x, and every output's SQNR is finite and above the case's floor."""
+    res = run_cli("eval", str(path), "--preset", "W8A8", "--data", str(data), "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert 3.5 < out["compression"] < 4.1
+    for name, o in out["outputs"].items():
+        sqnr = float(o["error"]["sqnr_db"])
+        assert np.isfinite(sqnr) and sqnr > c.min_sqnr_db, (name, o)
+    return out
+
+
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: c.id)
 def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     c: Case = request.param

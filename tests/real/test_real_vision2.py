@@ -19,7 +19,7 @@ import pytest
 
 from bitlens.core.export import verdict
 from tests.real import feeds_vision2, wheels
-from tests.real.test_real_models import Case, prepare, run_cli
+from tests.real.test_real_models import Case, prepare, run_cli, w8a8_eval
 
 # test_real_models.Case; its exports and window fields are not read here (W8A8 only)
 CASES = (
@@ -78,13 +78,7 @@ def test_inspect(case) -> None:
 
 def test_w8a8_eval(case) -> None:
     c, path, data, _ = case
-    res = run_cli("eval", str(path), "--preset", "W8A8", "--data", str(data), "--json")
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
-    assert 3.5 < out["compression"] < 4.1
-    for name, o in out["outputs"].items():
-        sqnr = float(o["error"]["sqnr_db"])
-        assert np.isfinite(sqnr) and sqnr > c.min_sqnr_db, (name, o)
+    out = w8a8_eval(c, path, data)
     for name, layer in out["layers"].items():
         assert np.isfinite(layer["local"]["mse"]), name
         if c.id == "ppocrv6-rec-tiny":  # int8 codes in the file: W8A8 keeps the file's grid
