@@ -71,6 +71,7 @@ def test_search_cancel_stops_it(qtbot, window, cnn_path: Path, monkeypatch) -> N
     assert results == [None]
     assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
     assert "Stopped" in panel.status.text()
+    assert panel.progress.text() == ""  # not the percentage reached when it stopped
     # the engine still evaluates plans after the cancelled search
     window.document.edit({"conv1": window.document.plan["conv1"]}, "nothing")
     model = window.table.model

@@ -215,6 +215,7 @@ class SearchPanel(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         if result is None:
+            self.progress.reset()  # no percentage of a search that did not finish
             if self._failed:  # the window's message bar says why
                 self.status.setText(
                     "Failed (the message above says why). The plans tried so far stay on the plot."
