@@ -34,13 +34,37 @@ SWEEP_WORKERS = 2  # concurrent sweep runs (ONNX Runtime sessions run thread-saf
 # under this many bytes, else one (its runs over the feeds still go two at a time).
 SWEEP_WINDOW_BYTES = 16 << 20
 PREPARE_AHEAD = True  # the next layer's weights and session are prepared during runs
-# ONNX Runtime threads per suffix session (0: its default, one per core). The sweep's runs
-# already go SWEEP_WORKERS at a time, so 1 saves the threads' hand-offs: 5-10% less CPU
-# time, but under load (other processes on the cores) a one-thread run gets a smaller
-# share of them, and the sweep took longer (load 10-14, one process, alternated: CRNN
-# 0.55x against 0.47x of L x F float runs, common.onnx 0.74x against 0.54x). ONNX Runtime
-# may also split a convolution's sums differently (tests/core/test_sweep_speed.py).
-SUFFIX_THREADS = 0
+# ONNX Runtime threads per suffix session; None: the cores shared among the SWEEP_WORKERS
+# runs in flight (suffix_threads: one each on 2 cores), 0: ONNX Runtime's default (one per
+# core for each run, SWEEP_WORKERS x as many threads as cores). Measured on the 2-core
+# machine with the sweep's process given nearly all of the cores (the quiet machine the
+# targets are set on), 16 or 23 layers x 4 formats, 0 and 1 alternated in one process:
+# CRNN 0.47x, 0.47x of L x F float runs with 0, 0.40x, 0.37x with 1 (CPU 0.76x -> 0.65-0.69x);
+# ddddocr's common.onnx 0.82x, 0.84x -> 0.76x, 0.77x (CPU 1.16x -> 1.04x). Under load from
+# other processes a one-thread run gets a smaller share of the cores (load 10-14: CRNN 0.55x
+# against 0.47x). ONNX Runtime may split a convolution's sums differently over one thread
+# and two (tests/core/test_sweep_speed.py): the suffix sweep equals the whole-model sweep
+# to float32 rounding either way.
+SUFFIX_THREADS: int | None = None
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def sweep_workers() -> int:
+    """Sweep runs in flight at once: SWEEP_WORKERS, at most one per core."""
+    return max(1, min(SWEEP_WORKERS, _cores()))
+
+
+def suffix_threads() -> int:
+    """ONNX Runtime threads of each suffix session (see SUFFIX_THREADS)."""
+    if SUFFIX_THREADS is not None:
+        return SUFFIX_THREADS
+    return max(1, _cores() // sweep_workers())
 
 
 class Sweep:
@@ -79,7 +103,7 @@ class Sweep:
         boundaries = self._sweep_boundaries(sim, names, out_name) if suffix_runs else {}
         self._keep_float_values(sim, {b for bs in boundaries.values() for b in bs})
         entries: list[SweepEntry] = []
-        workers = max(1, min(SWEEP_WORKERS, os.cpu_count() or 1))
+        workers = sweep_workers()
         for name in names:
             for fmt in fmts:
                 base.with_choices({name: LayerChoice(fmt)})  # validates the format here
@@ -245,7 +269,7 @@ class Sweep:
         sess = (
             None
             if part.model is None
-            else make_session(part.model, self.device, threads=SUFFIX_THREADS)
+            else make_session(part.model, self.device, threads=suffix_threads())
         )
         self._suffixes[name] = (sess, part.boundary)
         while len(self._suffixes) > SUFFIX_SESSIONS:
