@@ -25,12 +25,23 @@ def _plans(info) -> list[Plan]:
     ]
 
 
-@pytest.mark.parametrize("build", [lambda: deep_mlp(6), conv_net], ids=["mlp", "conv"])
-def test_weights_quantized_two_at_a_time_equal_those_quantized_in_turn(build, monkeypatch) -> None:
-    """Quantized values, codes, weight errors and whole evaluations."""
+@pytest.mark.parametrize(
+    ("build", "pool_min"),
+    [(lambda: deep_mlp(6), 0), (conv_net, 0), (conv_net, 800)],
+    ids=["mlp", "conv", "conv-large"],
+)
+def test_weights_quantized_two_at_a_time_equal_those_quantized_in_turn(
+    build, pool_min, monkeypatch
+) -> None:
+    """Quantized values, codes, weight errors and whole evaluations: every weight on the
+    two threads, or only those of at least POOL_MIN_BYTES (conv_net's weights: 640, 864
+    and 4608 bytes) and the rest in turn."""
     import threading
 
+    monkeypatch.setattr(weightfeeds, "POOL_MIN_BYTES", pool_min)
     loaded = from_proto(build())
+    sizes = sorted(w.nbytes for la in loaded.info.layers for w in la.weights)
+    assert pool_min == 0 or sizes[0] < pool_min <= sizes[-2]  # two large ones at least
     data = Dataset.random(loaded.info, n=4, seed=2, dims={"N": 2})
     threads: list[str] = []
     real = weightfeeds.quantize_weight
@@ -43,6 +54,7 @@ def test_weights_quantized_two_at_a_time_equal_those_quantized_in_turn(build, mo
     two = Engine(loaded, data, device="cpu")
     got = [two.evaluate(p) for p in _plans(loaded.info)]
     assert any(t.startswith("bitlens-q") for t in threads)  # the pool quantized
+    assert pool_min == 0 or "MainThread" in threads  # and the small ones in turn
     monkeypatch.setattr(weightfeeds, "QUANTIZE_WORKERS", 1)
     one = Engine(loaded, data, device="cpu")
     assert [one.evaluate(p) for p in _plans(loaded.info)] == got

@@ -32,6 +32,12 @@ WEIGHT_CACHE_BYTES = 512 << 20  # at most; and at most twice the model's weights
 # its array loops, so two threads use both cores (a first W8A8 evaluation quantizes every
 # weight: 60-130 ms of one core on the CRNN and ddddocr's common.onnx, the other idle).
 QUANTIZE_WORKERS = 2
+# ... only weights this large go to the two threads (when two or more of them are due);
+# smaller ones are quantized in turn. numpy keeps the interpreter lock through the many
+# small operations of a small weight, so two threads of them wait on each other: on the
+# generated CRNN (47 weights under 1 MiB) the W8A8 feeds took 76 ms two at a time and 30
+# ms in turn (near-quiet 2-core machine).
+POOL_MIN_BYTES = 1 << 20
 
 
 class WeightFeeds:
@@ -121,11 +127,13 @@ class WeightFeeds:
             if (w.name, fmt.name) not in self._wcache
         }
         done: dict[tuple[str, str], QuantizedWeight] = {}
-        if QUANTIZE_WORKERS > 1 and len(todo) > 1:
-            order = sorted(todo, key=lambda k: -todo[k][0].nbytes)
+        large = [k for k in todo if todo[k][0].nbytes >= POOL_MIN_BYTES]
+        if QUANTIZE_WORKERS > 1 and len(large) > 1:
+            order = sorted(large, key=lambda k: -todo[k][0].nbytes)
             with ThreadPoolExecutor(QUANTIZE_WORKERS, thread_name_prefix="bitlens-q") as pool:
                 found = pool.map(lambda k: self._quantize_now(*todo[k]), order)
                 done = dict(zip(order, found, strict=True))
+            done.update((k, self._quantize_now(*todo[k])) for k in todo if k not in done)
             for key in todo:
                 self._keep_quantized(key, done[key])
         return [
@@ -174,12 +182,14 @@ class WeightFeeds:
             key = (layer.name, choice.weight.name)
             if key not in self._werr and key not in {k for k, _, _ in todo}:
                 todo.append((key, layer, mine))
-        if QUANTIZE_WORKERS < 2 or len(todo) < 2:
-            return
+        large = [t for t in todo if t[1].nbytes >= POOL_MIN_BYTES]
+        if QUANTIZE_WORKERS < 2 or len(large) < 2:
+            return  # computed in turn when asked for (weight_error)
+        error = lambda t: self._error_of(t[1], lambda w: t[2][w.name])  # noqa: E731
         with ThreadPoolExecutor(QUANTIZE_WORKERS, thread_name_prefix="bitlens-q") as pool:
-            found = list(pool.map(lambda t: self._error_of(t[1], lambda w: t[2][w.name]), todo))
-        for (key, _, _), err in zip(todo, found, strict=True):
-            self._werr[key] = err
+            found = dict(zip((t[0] for t in large), pool.map(error, large), strict=True))
+        for key, layer, mine in todo:
+            self._werr[key] = found[key] if key in found else error((key, layer, mine))
 
     def _release_float_weights(self) -> None:
         """Let the pages of mapped external weights go after a run read them."""
