@@ -3,12 +3,16 @@ numbers of the straightforward ones."""
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
+import onnx
 import pytest
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, weightfeeds
 from bitlens.core.engine.engine import _finite
+from bitlens.core.model import loader
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
 from tests.builders import conv_net
@@ -98,3 +102,27 @@ def test_the_float_reference_keeps_each_tensors_min_and_max_on_the_calibration_f
     for k, name in enumerate(names):
         want = (min(float(r[k].min()) for r in runs), max(float(r[k].max()) for r in runs))
         assert engine._minmax[name] == want
+
+
+def test_a_file_read_into_a_populated_map_loads_as_one_read_into_a_bytearray(
+    tmp_path, monkeypatch
+) -> None:
+    """loader._buffer: the file's bytes in anonymous memory mapped at once (Linux) give the
+    model a bytearray gives; the map is closed once the proto is parsed."""
+    path = tmp_path / "conv.onnx"
+    onnx.save(conv_net(), path)
+    made: list = []
+    real = loader._buffer
+
+    def spy(size: int):
+        made.append(real(size))
+        return made[-1]
+
+    monkeypatch.setattr(loader, "_buffer", spy)
+    mapped = loader.load_model(path)
+    if hasattr(mmap, "MAP_POPULATE"):
+        assert isinstance(made[0], mmap.mmap) and made[0].closed
+    monkeypatch.setattr(loader, "_buffer", bytearray)
+    plain = loader.load_model(path)
+    assert mapped.graph_proto.SerializeToString() == plain.graph_proto.SerializeToString()
+    assert mapped.info == plain.info
