@@ -46,6 +46,7 @@ from bitlens.core.model.stored_grid import stored_grids
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
 from bitlens.core.model.types import ModelInfo, WeightInfo
 from bitlens.core.model.validate import check_model, element_count, expected_raw_bytes
+from bitlens.core.model.wire import initializer_raw_lengths
 from bitlens.core.results import Progress, drain
 
 # Leading bytes of common files that are not ONNX, for a clearer message.
@@ -223,6 +224,7 @@ def iter_load_model(
     view = memoryview(data)
     try:
         proto.ParseFromString(view)
+        raw_lengths = initializer_raw_lengths(view)  # measured here: no copy (wire.py)
     except (DecodeError, RuntimeError, ValueError) as exc:
         if "MaxDepth" in str(exc) or "recursion" in str(exc).lower():
             raise ModelLoadError(
@@ -237,7 +239,7 @@ def iter_load_model(
         del data
     if not proto.HasField("graph"):
         raise ModelLoadError(f"{p}: {_not_onnx(head, 'has no graph')}")
-    return (yield from _iter_finish(proto, p, p.parent, fold_bn))
+    return (yield from _iter_finish(proto, p, p.parent, fold_bn, raw_lengths))
 
 
 def from_proto(
@@ -257,7 +259,11 @@ def from_proto(
 
 
 def _iter_finish(
-    proto: onnx.ModelProto, path: Path | None, base_dir: Path | None, fold_bn: bool = True
+    proto: onnx.ModelProto,
+    path: Path | None,
+    base_dir: Path | None,
+    fold_bn: bool = True,
+    raw_lengths: list[int | None] | None = None,
 ) -> Generator[Progress, None, LoadedModel]:
     label = str(path) if path is not None else "model"
     if not proto.HasField("graph") or len(proto.graph.node) == 0:
@@ -267,7 +273,8 @@ def _iter_finish(
     ):
         raise ModelLoadError(f"{label}: the model declares no ONNX opset (truncated or corrupt?)")
     dynamic_note = negative_dims_note(negative_dims_as_dynamic(proto))
-    check_model(proto, label)  # before anything decodes a tensor or reads external data
+    # before anything decodes a tensor or reads external data
+    check_model(proto, label, raw_lengths)
     # Every external location and size is checked here; large tensors stay in their files.
     yield from iter_external_data(proto, base_dir, label, keep_large=True)
     proto, opset_note = raise_old_opset(proto)

@@ -13,7 +13,7 @@ once at load, and raises :class:`ModelLoadError` naming the tensor or field.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import onnx
@@ -113,22 +113,31 @@ def decoded_bytes(data_type: int, count: int) -> int:
 
 
 # -- checks ---------------------------------------------------------------------------------------
-def check_model(model: onnx.ModelProto, label: str) -> None:
-    """Every string readable, every tensor's data consistent with its type and shape."""
+def check_model(
+    model: onnx.ModelProto, label: str, raw_lengths: Sequence[int | None] | None = None
+) -> None:
+    """Every string readable, every tensor's data consistent with its type and shape.
+    ``raw_lengths``: the main-graph initializers' raw data lengths as the file holds them
+    (bitlens.core.model.wire), so that their bytes need not be copied to be measured."""
     check_strings(model, label)
     check_io_types(model, label)
     check_constant_nodes(model, label)
+    known = list(raw_lengths or ())
+    if len(known) != len(model.graph.initializer):
+        known = []
     total = 0
-    for what, tensor in walk_tensors(model):
+    for k, (what, tensor) in enumerate(walk_tensors(model)):
         if isinstance(tensor, onnx.SparseTensorProto):
             total += check_sparse(tensor, f"{label}: {what}")
-        else:
-            total += check_tensor(tensor, f"{label}: {what}")
+        else:  # walk_tensors yields the main graph's initializers first, in order
+            raw = known[k] if k < len(known) else None
+            total += check_tensor(tensor, f"{label}: {what}", raw)
     check_budget(total, f"{label}: the model's tensors", ModelLoadError)
 
 
-def check_tensor(t: onnx.TensorProto, what: str) -> int:
-    """Raise unless ``t``'s data fit its type and shape; return its decoded size in bytes."""
+def check_tensor(t: onnx.TensorProto, what: str, raw_length: int | None = None) -> int:
+    """Raise unless ``t``'s data fit its type and shape; return its decoded size in bytes.
+    ``raw_length``: the length of its raw data when known without copying them."""
     if t.data_type not in _KNOWN_TYPES:
         kind = (
             "no element type"
@@ -151,9 +160,10 @@ def check_tensor(t: onnx.TensorProto, what: str) -> int:
             raise ModelLoadError(
                 f"{what} is a string tensor with raw data, which ONNX does not allow"
             )
-        if len(t.raw_data) != want:
+        have = len(t.raw_data) if raw_length is None else raw_length
+        if have != want:
             raise ModelLoadError(
-                f"{what} holds {len(t.raw_data)} bytes of data, but its type "
+                f"{what} holds {have} bytes of data, but its type "
                 f"{_type_name(t.data_type)} and shape {list(t.dims)} need {want}"
             )
         return size
