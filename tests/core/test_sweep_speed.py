@@ -128,3 +128,14 @@ def test_evaluations_after_a_sweep_equal_those_before() -> None:
     engine._acc.clear()  # measure again, from the rebuilt caches
     engine._local.clear()
     assert [engine.evaluate(w8a8), engine.evaluate(changed)] == before
+
+
+def test_suffix_sessions_share_the_cores_among_the_runs_in_flight(monkeypatch) -> None:
+    """sweep.suffix_threads: SWEEP_WORKERS runs in flight share the cores (one thread each
+    on 2 cores); SUFFIX_THREADS, when set, wins (0: ONNX Runtime's default)."""
+    monkeypatch.setattr(sweep, "SUFFIX_THREADS", None)
+    for cores, workers, threads in ((1, 1, 1), (2, 2, 1), (3, 2, 1), (8, 2, 4)):
+        monkeypatch.setattr(sweep, "_cores", lambda cores=cores: cores)
+        assert (sweep.sweep_workers(), sweep.suffix_threads()) == (workers, threads)
+    monkeypatch.setattr(sweep, "SUFFIX_THREADS", 0)
+    assert sweep.suffix_threads() == 0
