@@ -128,6 +128,12 @@ class TensorQuantizer:
     range_scale: float = 1.0
 
 
+    @property
+    def grid(self) -> tuple:
+        """What settles the quantized values (not ``reason``, which is for reports)."""
+        return (self.tensor, self.format, self.range_of, self.range_scale)
+
+
 Placement = Mapping[str, TensorQuantizer]  # tensor -> quantizer, in topological order
 Scalar = Callable[[str], float | None]  # a main-graph scalar float constant's value, else None
 

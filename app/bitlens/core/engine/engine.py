@@ -483,10 +483,7 @@ class Engine(
         # The target's tensor quantizers count for the layers after the node producing them
         # (a later layer's choice can quantize an earlier tensor, so they are keyed apart).
         pos = self._positions
-        placed = sorted(
-            ((pos.get(t, -1), t, q) for t, q in self.placement(plan).items()),
-            key=lambda item: item[0],
-        )
+        placed = prefix.placed_in_order(self.placement(plan), pos)
         h, k = 0, 0
         for layer in self.info.layers:
             here = pos.get(layer.outputs[0], -1)
