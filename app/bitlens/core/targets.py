@@ -127,7 +127,6 @@ class TensorQuantizer:
     # The range is range_of's times this (a Div or Mul by a positive constant: see _rescale).
     range_scale: float = 1.0
 
-
     @property
     def grid(self) -> tuple:
         """What settles the quantized values (not ``reason``, which is for reports)."""
