@@ -400,7 +400,7 @@ class Engine(
         # 400 MiB above the float reference, now 500 MiB below it; re-evaluations grow less
         # and keep their buffers.
         self._arena.maybe_release()
-        last = self.data.evaluation[-1]
+        last = self.data.evaluation[-1] if self.data.evaluation else None
         for i, values in self._plan_runs(skey, sim, whole, plan, feeds, todo):
             for n in self._output_names:
                 got[n].append(values[n])
