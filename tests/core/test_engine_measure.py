@@ -26,6 +26,10 @@ def _pairs(seed: int, rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def _const(value: np.ndarray):
+    return lambda: value
+
+
 @pytest.mark.parametrize("rows", [1, 4])
 def test_two_threads_give_the_sums_of_one(rows: int, monkeypatch) -> None:
     monkeypatch.setattr(measure, "PARALLEL_MIN_VALUES", 1)
@@ -34,15 +38,18 @@ def test_two_threads_give_the_sums_of_one(rows: int, monkeypatch) -> None:
     two = [metrics.SampleErrors() for _ in feeds[0]]
     with ThreadPoolExecutor(1) as pool:
         for pairs in feeds:
-            measure.measure([(e, r, g) for e, (r, g) in zip(one, pairs, strict=True)], rows)
-            measure.measure([(e, r, g) for e, (r, g) in zip(two, pairs, strict=True)], rows, pool)
+            measure.measure([(e, _const(r), g) for e, (r, g) in zip(one, pairs, strict=True)], rows)
+            measure.measure(
+                [(e, _const(r), g) for e, (r, g) in zip(two, pairs, strict=True)], rows, pool
+            )
     assert [e.result() for e in one] == [e.result() for e in two]
 
 
 def test_an_error_on_the_other_thread_reaches_the_caller(monkeypatch) -> None:
     monkeypatch.setattr(measure, "PARALLEL_MIN_VALUES", 1)
     r = np.zeros((1, 8), np.float32)
-    pairs = [(metrics.SampleErrors(), r, r), (metrics.SampleErrors(), r, np.zeros((1, 2, 4)))]
+    bad = np.zeros((1, 2, 4))
+    pairs = [(metrics.SampleErrors(), lambda: r, r), (metrics.SampleErrors(), lambda: r, bad)]
     with ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="rank mismatch"):
         measure.measure(pairs, 1, pool)
 

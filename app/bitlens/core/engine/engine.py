@@ -16,7 +16,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -405,7 +405,10 @@ class Engine(
             for n in self._output_names:
                 got[n].append(values[n])
             rows = batch_of(self.data.samples[i])
-            pairs = [(measures[n], ref[layer_out[n]][i], values[layer_out[n]]) for n in todo]
+            pairs = [
+                (measures[n], partial(ref.value, layer_out[n], i), values[layer_out[n]])
+                for n in todo
+            ]
             # after the last run the run threads are idle: two threads measure (measure.py)
             measure.measure(
                 pairs, rows, self._pool() if i == last and self.measure_threads else None
