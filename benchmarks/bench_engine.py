@@ -167,9 +167,11 @@ def today_route(path: Path, weight: str, data: Dataset, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def engine_work(path: Path, dims: dict, samples: int, quick: bool, between=None) -> dict:
+def engine_work(
+    path: Path, dims: dict, samples: int, quick: bool, between=None, sweep: bool = True
+) -> dict:
     """Open, calibrate and evaluate W8A8 (timed), re-evaluate 16 one-layer changes (each
-    timed, ``between()`` run before each), sweep (timed)."""
+    timed, ``between()`` run before each), sweep (timed; ``sweep`` False: not run)."""
     t0, c0 = time.perf_counter(), time.process_time()
     model = load_model(path)
     data = Dataset.random(model.info, n=samples, dims=dims, seed=1)
@@ -190,8 +192,11 @@ def engine_work(path: Path, dims: dict, samples: int, quick: bool, between=None)
                 between()
             re_times.append(timed_cpu(lambda p=p: engine.evaluate(p), re_cpu))
     sweep_layers = names if not quick else names[:: max(1, len(names) // 12)]
+    if not sweep:
+        sweep_layers = []
     t0, c0 = time.perf_counter(), time.process_time()
-    drain(engine.sweep(FORMATS, sweep_layers))
+    if sweep_layers:
+        drain(engine.sweep(FORMATS, sweep_layers))
     sweep_s, sweep_cpu = time.perf_counter() - t0, time.process_time() - c0
     engine.close()
     return {
@@ -290,8 +295,11 @@ def memory_baseline(path: Path, dims: dict[str, int], label: str, samples: int) 
     }
 
 
-def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples: int) -> dict:
-    """Every timed row for one model file (runs in its own process)."""
+def one_model(
+    path: Path, dims: dict[str, int], label: str, quick: bool, samples: int, reeval: bool = False
+) -> dict:
+    """Every timed row for one model file (runs in its own process); ``reeval``: only the
+    re-evaluation row (no sweep, no quantize_static route)."""
     size = path.stat().st_size
     data = Dataset.random(load_model(path).info, n=samples, dims=dims, seed=1)
     plain = plain_session(path)
@@ -317,7 +325,12 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples
     c_alls = [cpu_timed(cpu_all) for _ in range(3)]
     # the baseline also measured between the re-evaluations, so that both see the same load
     work = engine_work(
-        path, dims, samples, quick, lambda: f_evals.append(timed_cpu(float_eval, f_cpu))
+        path,
+        dims,
+        samples,
+        quick,
+        lambda: f_evals.append(timed_cpu(float_eval, f_cpu)),
+        sweep=not reeval,
     )
     c_evals += [cpu_timed(cpu_eval) for _ in range(5)]  # before and after, as the load moves
     c_alls += [cpu_timed(cpu_all) for _ in range(3)]
@@ -325,7 +338,7 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples
     per_feed = batch_activations(path, data.samples[ev[0]])
 
     today = []
-    if not quick:
+    if not quick and not reeval:
         weight = model.info.layer(targets[len(targets) // 2]).weights[0].name
         with tempfile.TemporaryDirectory() as tmp:
             for k in range(2):
@@ -349,6 +362,7 @@ def one_model(path: Path, dims: dict[str, int], label: str, quick: bool, samples
         "sweep": work["sweep"],
         "sweep_cpu": work["sweep_cpu"],
         "sweep_layers": work["sweep_layers"],
+        "reeval_only": reeval,
         "per_feed": per_feed,
         "samples": samples,
         "load": os.getloadavg()[0],
@@ -465,6 +479,8 @@ def report(r: dict) -> None:
     if r.get("re_cpu"):
         med, worst = (t / r["f_cpu"] for t in r["re_cpu"])
         print(f"  in process CPU time       : median {med:5.2f}x, worst {worst:5.2f}x (same run)")
+    if r.get("reeval_only"):
+        return
     if r["today"]:
         print(
             f"  vs quantize_static route : {r['today'] / r['re_median']:5.1f}x faster "
@@ -507,6 +523,11 @@ def main() -> None:
     )
     ap.add_argument("--dim", action="append", default=[], help="NAME=SIZE for a file's inputs")
     ap.add_argument("--quick", action="store_true", help="sweep 12 layers, skip quantize_static")
+    ap.add_argument(
+        "--reeval-only",
+        action="store_true",
+        help="only the re-evaluation row (no sweep, quantize_static route or memory child)",
+    )
     ap.add_argument("--samples", type=int, default=SAMPLES, help="random samples (8)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
@@ -540,7 +561,8 @@ def main() -> None:
         if args.memory_only:
             print(json.dumps(memory_baseline(Path(path), dims, label, args.samples)))
             return
-        print(json.dumps(one_model(Path(path), dims, label, args.quick, args.samples)))
+        result = one_model(Path(path), dims, label, args.quick, args.samples, args.reeval_only)
+        print(json.dumps(result))
         return
     print(
         f"memory budget: {format_bytes(memory_budget())} (--memory-budget or ${ENV_BUDGET}; "
@@ -575,8 +597,11 @@ def main() -> None:
                 cmd.append("--quick")
             if args.memory_only:
                 cmd.append("--memory-only")
+            if args.reeval_only:
+                cmd.append("--reeval-only")
             results = []
-            for extra_args in ([], ["--memory"]) if label != "external" else ([],):
+            memory = label != "external" and not args.reeval_only
+            for extra_args in ([], ["--memory"]) if memory else ([],):
                 child = [*cmd, *extra_args]
                 if extra_args:  # the memory child measures the whole engine work
                     child = [a for a in child if a != "--memory-only"]

@@ -127,6 +127,11 @@ class TensorQuantizer:
     # The range is range_of's times this (a Div or Mul by a positive constant: see _rescale).
     range_scale: float = 1.0
 
+    @property
+    def grid(self) -> tuple:
+        """What settles the quantized values (not ``reason``, which is for reports)."""
+        return (self.tensor, self.format, self.range_of, self.range_scale)
+
 
 Placement = Mapping[str, TensorQuantizer]  # tensor -> quantizer, in topological order
 Scalar = Callable[[str], float | None]  # a main-graph scalar float constant's value, else None

@@ -16,14 +16,14 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bitlens.core import lstm_kernel, metrics, targets
 from bitlens.core.data import Dataset, batch_of
-from bitlens.core.engine import prefix, rewrite, target_stats
+from bitlens.core.engine import measure, prefix, rewrite, target_stats
 from bitlens.core.engine.arena_release import ArenaReleaser
 from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
 from bitlens.core.engine.kernel_bias import KernelBiases
@@ -136,6 +136,8 @@ class Engine(
         # Leave out layer quantizers that repeat the target's exactly (requantize.py); False:
         # the straightforward graph, for tests.
         self.skip_redundant = True
+        # Measure the last run's layer outputs on two threads (measure.py); False: one.
+        self.measure_threads = True
         self._cuts: dict[tuple, prefix.Cuts | None] = {}
         self._tails: OrderedDict[tuple, object] = OrderedDict()
         self._part_sessions: OrderedDict[bytes, object] = OrderedDict()  # chain.py
@@ -398,14 +400,20 @@ class Engine(
         # 400 MiB above the float reference, now 500 MiB below it; re-evaluations grow less
         # and keep their buffers.
         self._arena.maybe_release()
+        last = self.data.evaluation[-1] if self.data.evaluation else None
         for i, values in self._plan_runs(skey, sim, whole, plan, feeds, todo):
             for n in self._output_names:
                 got[n].append(values[n])
             rows = batch_of(self.data.samples[i])
-            for name in todo:
-                out = layer_out[name]
-                measures[name].add(ref[out][i], values[out], rows)
-            del values
+            pairs = [
+                (measures[n], partial(ref.value, layer_out[n], i), values[layer_out[n]])
+                for n in todo
+            ]
+            # after the last run the run threads are idle: two threads measure (measure.py)
+            measure.measure(
+                pairs, rows, self._pool() if i == last and self.measure_threads else None
+            )
+            del values, pairs
         for name in todo:
             self._acc[keys[name]] = measures[name].result()
         acc = {n: self._acc[keys[n]] for n in layer_out}  # before eviction can drop any
@@ -483,10 +491,7 @@ class Engine(
         # The target's tensor quantizers count for the layers after the node producing them
         # (a later layer's choice can quantize an earlier tensor, so they are keyed apart).
         pos = self._positions
-        placed = sorted(
-            ((pos.get(t, -1), t, q) for t, q in self.placement(plan).items()),
-            key=lambda item: item[0],
-        )
+        placed = prefix.placed_in_order(self.placement(plan), pos)
         h, k = 0, 0
         for layer in self.info.layers:
             here = pos.get(layer.outputs[0], -1)

@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from bitlens.core import targets
 from bitlens.core.engine.graphs import node_reads, value_info
 from bitlens.core.engine.rewrite import fed_constants
 from bitlens.core.model.graph import is_constant_node
@@ -215,6 +216,17 @@ def build_tail(
     model.ir_version = sim.ir_version
     model.functions.extend(sim.functions)
     return model
+
+
+def placed_in_order(
+    placed: Mapping[str, targets.TensorQuantizer], positions: Mapping[str, int]
+) -> list[tuple[int, str, tuple]]:
+    """The target's quantizers as (position of the producing node, tensor, what settles
+    its values) in graph order, for the keys of values settled before a point: the same for
+    plans that quantize the same tensors the same way in another order or for another
+    reason (a first layer at int4: its output is quantized as an Add's input, no longer as
+    its QLinearConv's output; keyed apart, nothing kept was read again)."""
+    return sorted((positions.get(t, -1), t, q.grid) for t, q in placed.items())
 
 
 class PrefixValues:

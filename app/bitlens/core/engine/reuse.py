@@ -49,10 +49,7 @@ class PrefixRuns:
         cut (earlier layers' choices, the target's quantizers on earlier tensors, the
         calibration); and the key after the last layer."""
         pos = self._positions
-        placed = sorted(
-            ((pos.get(t, -1), t, q) for t, q in self.placement(plan).items()),
-            key=lambda item: item[0],
-        )
+        placed = prefix.placed_in_order(self.placement(plan), pos)
         h, k = hash(("bitlens-prefix", self.method.value)), 0
         before: list[int] = []
         for here, name in zip(cuts.positions, cuts.order, strict=True):

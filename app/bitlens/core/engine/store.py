@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class ActivationStore:
         self._file = None
         self._finalizer: weakref.finalize | None = None
         self._unflushed = False  # spilled bytes may sit in the file's buffer (see get)
+        self._flush_lock = threading.Lock()
 
     def __contains__(self, key: tuple[str, int]) -> bool:
         return key in self._ram or key in self._disk
@@ -98,8 +100,12 @@ class ActivationStore:
             raise KeyError(key)
         assert self._file is not None
         if self._unflushed:
-            self._unflushed = False
-            self._file.flush()
+            # flushed before the flag drops, under a lock: two threads read reference
+            # values at once (engine/measure.py), and neither may map unwritten bytes
+            with self._flush_lock:
+                if self._unflushed:
+                    self._file.flush()
+                    self._unflushed = False
         if 0 in where.shape:
             return np.empty(where.shape, where.dtype)
         nbytes = int(np.prod(where.shape)) * where.dtype.itemsize
