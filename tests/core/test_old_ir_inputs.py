@@ -26,9 +26,11 @@ from bitlens.core.results import drain
 from tests.builders import FLOAT, bias, init, model, weights
 
 
-def initializers_as_inputs() -> onnx.ModelProto:
+def initializers_as_inputs(kept_bn: bool = False) -> onnx.ModelProto:
     """x[2,3,8,8] -> conv1 -> BatchNormalization -> Relu -> conv2 -> y, at opset 9 and IR 4,
-    every initializer also declared as a graph input (as PyTorch 1.2 wrote them)."""
+    every initializer also declared as a graph input (as PyTorch 1.2 wrote them). With
+    ``kept_bn``: conv1 -> Relu -> conv2 -> Relu -> BN -> conv3, the BN after a Relu, where
+    it cannot be folded (CenterFace keeps those after its ConvTransposes)."""
     rng = np.random.default_rng(0)
     inits = [
         init("c1.w", weights((8, 3, 3, 3), seed=1)),
@@ -39,12 +41,26 @@ def initializers_as_inputs() -> onnx.ModelProto:
         init("c2.w", weights((4, 8, 1, 1), seed=4)),
         init("c2.b", bias(4, seed=5)),
     ]
+    mk = helper.make_node
     nodes = [
-        helper.make_node("Conv", ["x", "c1.w"], ["c1"], name="conv1", pads=[1] * 4),
-        helper.make_node("BatchNormalization", ["c1", "bn.s", "bn.b", "bn.m", "bn.v"], ["n1"]),
-        helper.make_node("Relu", ["n1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "c2.w", "c2.b"], ["y"], name="conv2"),
+        mk("Conv", ["x", "c1.w"], ["c1"], name="conv1", pads=[1] * 4),
+        mk("BatchNormalization", ["c1", "bn.s", "bn.b", "bn.m", "bn.v"], ["n1"]),
+        mk("Relu", ["n1"], ["r1"]),
+        mk("Conv", ["r1", "c2.w", "c2.b"], ["y"], name="conv2"),
     ]
+    if kept_bn:
+        inits[5:] = [
+            init("c2.w", weights((8, 8, 1, 1), seed=4)),
+            init("c3.w", weights((4, 8, 1, 1), seed=6)),
+        ]
+        nodes = [
+            mk("Conv", ["x", "c1.w"], ["c1"], name="conv1", pads=[1] * 4),
+            mk("Relu", ["c1"], ["r1"]),
+            mk("Conv", ["r1", "c2.w"], ["c2"], name="conv2"),
+            mk("Relu", ["c2"], ["r2"]),
+            mk("BatchNormalization", ["r2", "bn.s", "bn.b", "bn.m", "bn.v"], ["n2"]),
+            mk("Conv", ["n2", "c3.w"], ["y"], name="conv3"),
+        ]
     declared = [helper.make_tensor_value_info(t.name, FLOAT, list(t.dims)) for t in inits]
     g = helper.make_graph(
         nodes,
@@ -85,3 +101,22 @@ def test_batchnorm_with_parameters_listed_as_inputs_is_folded() -> None:
     x = np.random.default_rng(1).normal(0, 1, (2, 3, 8, 8)).astype(np.float32)
     want, got = _run(proto, x), _run(m.proto, x)
     assert np.abs(got - want).max() <= 1e-5 * float(np.abs(want).max())
+
+
+def test_reevaluation_reads_a_kept_batchnorm_listed_as_inputs() -> None:
+    """The search measures each change from kept values, running the graph as a chain of
+    part sessions (engine/chain.py); the kept BN's parameters were listed as part inputs
+    nobody fed (KeyError 'bn.s': the search stopped on CenterFace)."""
+    m = from_proto(initializers_as_inputs(kept_bn=True))
+    assert m.bn_folded == 0
+    data = Dataset.random(m.info, n=4, seed=3)
+    engine = Engine(m, data, device="cpu")
+    base = Plan(m.info).with_choices(
+        {n: LayerChoice.of("int8 sym ch") for n in ("conv1", "conv2", "conv3")}
+    )
+    engine.plan_outputs(base)
+    for layer in ("conv3", "conv2", "conv1"):
+        plan = base.with_choices({layer: LayerChoice.of("int4 sym ch")})
+        fast = engine.plan_outputs(plan)["y"]
+        want = Engine(m, data, device="cpu").plan_outputs(plan)["y"]
+        assert all(np.array_equal(a, b) for a, b in zip(fast, want, strict=True)), layer
