@@ -17,9 +17,9 @@ import json
 import numpy as np
 import pytest
 
-from bitlens.core.export import verdict
 from tests.real import feeds_vision3, wheels
 from tests.real.test_real_models import Case, prepare, run_cli, w8a8_eval
+from tests.real.test_real_vision2 import check_inspect, check_w8a8_export
 
 # test_real_models.Case; its exports and window fields are not read here (W8A8 only)
 CASES = (
@@ -54,39 +54,20 @@ def _stored(path) -> dict[str, bytes]:
 
 def test_inspect(case) -> None:
     c, path, _, _ = case
-    res = run_cli("inspect", str(path), "--json", "--formats", "int8 sym ch")
-    assert res.returncode == 0, res.stderr
-    report = json.loads(res.stdout)
-    counts: dict[str, int] = {}
-    for layer in report["layers"]:
-        counts[layer["op_type"]] = counts.get(layer["op_type"], 0) + 1
-        assert layer["formats"]["int8 sym ch"]["sqnr_db"] > 30, layer["name"]
-    assert {op: counts.get(op, 0) for op in c.ops} == c.ops, counts
-    if c.id in NOTES:
-        assert any(NOTES[c.id] in n for n in report["notes"]), report["notes"]
+    check_inspect(c, path, NOTES.get(c.id))
 
 
 def test_w8a8_eval(case) -> None:
     c, path, data, _ = case
-    out = w8a8_eval(c, path, data)
-    for name, layer in out["layers"].items():
-        assert np.isfinite(layer["local"]["mse"]), name
+    layers = w8a8_eval(c, path, data)["layers"]
+    assert len(layers) == sum(c.ops.values())
+    assert [n for n, la in layers.items() if not np.isfinite(la["local"]["mse"])] == []
 
 
 def test_w8a8_export_is_what_was_simulated(case) -> None:
     _, path, data, work = case
     before = _stored(path)
-    out = work / "w8a8.onnx"
-    res = run_cli("export", str(path), "--preset", "W8A8", "--data", str(data), "-o", str(out),
-                  "--json")  # fmt: skip
-    assert res.stdout.strip(), res.stderr
-    fid = json.loads(res.stdout)
-    assert res.returncode == 0 and fid["passed"] and not fid["failures"], fid["failures"]
-    assert out.stat().st_size == fid["file_bytes"]
-    for o in fid["outputs"]:
-        assert o["as_written_exact"], o  # the file computes the simulation, bit for bit
-        assert o["level"] in (verdict.BIT_EXACT, verdict.REASSOCIATION, verdict.INTEGER), o
-    assert all(la["ok"] for la in fid["layers"])
+    check_w8a8_export(path, data, work)
     assert _stored(path) == before  # the user's file and its external data are untouched
 
 
