@@ -286,7 +286,10 @@ def test_suffix_sweep_equals_the_full_model_sweep(build) -> None:
         _close(a[key].output, b[key].output, rel=1e-5)
         assert a[key].bytes_after == b[key].bytes_after
     if build is residual_two_outputs:
-        assert a[("mm_c", "bin ch")].output.sqnr_db == math.inf  # y does not read Wc
+        # y does not read Wc: its entries are read at y2, the output it reaches
+        assert a[("mm_c", "bin ch")].at_output == "y2"
+        assert math.isfinite(a[("mm_c", "bin ch")].output.sqnr_db)
+        assert a[("mm_a", "bin ch")].at_output is None
         assert "mm_s1" not in fast._suffixes  # Ws is shared upstream-of-nothing but twice read
         assert fast._suffixes["mm_b"][1] == ("r",)  # the skip input comes from the float run
 

@@ -62,8 +62,9 @@ def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     return (c, *prepare(c, tmp_path_factory, SAMPLES))
 
 
-def test_inspect(case) -> None:
-    c, path, _, _ = case
+def check_inspect(c: Case, path, note: str | None) -> None:
+    """``inspect --json``: the case's layer counts, every layer above 30 dB at int8 per
+    channel, and ``note`` (when given) in one of its notes. Shared with test_real_vision3."""
     res = run_cli("inspect", str(path), "--json", "--formats", "int8 sym ch")
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
@@ -72,8 +73,13 @@ def test_inspect(case) -> None:
         counts[layer["op_type"]] = counts.get(layer["op_type"], 0) + 1
         assert layer["formats"]["int8 sym ch"]["sqnr_db"] > 30, layer["name"]
     assert {op: counts.get(op, 0) for op in c.ops} == c.ops, counts
-    if c.id in NOTES:
-        assert any(NOTES[c.id] in n for n in report["notes"]), report["notes"]
+    if note is not None:
+        assert any(note in n for n in report["notes"]), report["notes"]
+
+
+def test_inspect(case) -> None:
+    c, path, _, _ = case
+    check_inspect(c, path, NOTES.get(c.id))
 
 
 def test_w8a8_eval(case) -> None:
@@ -86,8 +92,10 @@ def test_w8a8_eval(case) -> None:
             assert float(layer["weight"]["sqnr_db"]) > 130, (name, layer["weight"])  # not 48 dB
 
 
-def test_w8a8_export_is_what_was_simulated(case) -> None:
-    c, path, data, work = case
+def check_w8a8_export(path, data, work) -> dict:
+    """``export --preset W8A8 --json`` into ``work``: it passes its fidelity check, the file
+    computes the simulation bit for bit as written and within the deployed levels as
+    deployed. Returns the fidelity report. Shared with test_real_vision3."""
     out = work / "w8a8.onnx"
     res = run_cli("export", str(path), "--preset", "W8A8", "--data", str(data), "-o", str(out),
                   "--json")  # fmt: skip
@@ -99,5 +107,11 @@ def test_w8a8_export_is_what_was_simulated(case) -> None:
         assert o["as_written_exact"], o  # the file computes the simulation, bit for bit
         assert o["level"] in (verdict.BIT_EXACT, verdict.REASSOCIATION, verdict.INTEGER), o
     assert all(la["ok"] for la in fid["layers"])
+    return fid
+
+
+def test_w8a8_export_is_what_was_simulated(case) -> None:
+    c, path, data, work = case
+    fid = check_w8a8_export(path, data, work)
     if c.id == "ppocrv6-rec-tiny":  # already int8 in the file: W8A8 cannot shrink it 4x
         assert fid["file_bytes"] > 0.9 * path.stat().st_size

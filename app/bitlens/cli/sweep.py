@@ -24,6 +24,7 @@ from bitlens.cli.common import (
 from bitlens.cli.names import shortened_note, shown_names
 from bitlens.cli.progress import follow
 from bitlens.core.engine import Engine
+from bitlens.core.engine.output_metrics import FLOAT_TYPES
 from bitlens.core.input_values import compared_constants
 from bitlens.core.results import SweepEntry
 from bitlens.core.shared_weights import group_note, weight_groups
@@ -68,11 +69,12 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     else:
-        print(render(entries, args.top))
+        floats = [t.name for t in model.info.outputs if t.dtype in FLOAT_TYPES]
+        print(render(entries, args.top, floats[0] if floats else "first"))
     return 0
 
 
-def render(entries: list[SweepEntry], top: int) -> str:
+def render(entries: list[SweepEntry], top: int, first_output: str = "first") -> str:
     top_entries = entries if top <= 0 else entries[:top]
     shown = shown_names(list(dict.fromkeys(e.layer for e in top_entries)))
     rows = [("layer", "format", "output SQNR", "cosine", "bytes")]
@@ -86,6 +88,12 @@ def render(entries: list[SweepEntry], top: int) -> str:
         )
         for e in top_entries
     ]
+    # layers that do not reach the first output (a detector's other heads) are read at
+    # the first output they reach: say which, only when some are
+    if any(e.at_output for e in entries):
+        rows = [(*rows[0], "at output")] + [
+            (*r, e.at_output or first_output) for r, e in zip(rows[1:], top_entries, strict=True)
+        ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

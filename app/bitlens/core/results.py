@@ -80,6 +80,9 @@ class SweepEntry:
     format: str
     output: TensorError  # model-output error with only this layer quantized
     bytes_after: int
+    # the output that error is read at when not the model's first float output (a layer
+    # that does not reach it: a detector's other heads); None: that first float output
+    at_output: str | None = None
 
 
 @dataclass(frozen=True)

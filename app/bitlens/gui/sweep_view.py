@@ -137,7 +137,8 @@ class SweepView(QWidget):
                 it = QTableWidgetItem(fmt_db(e.output.sqnr_db))
                 it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 it.setToolTip(
-                    f"{e.layer} in {e.format}: output SQNR {fmt_db(e.output.sqnr_db)}, cosine "
+                    f"{e.layer} in {e.format}: output SQNR {fmt_db(e.output.sqnr_db)}"
+                    f"{f' (at output {e.at_output})' if e.at_output else ''}, cosine "
                     f"{e.output.cosine:.5f}, {fmt_bytes(e.bytes_after)}\ndouble-click to apply"
                 )
                 col = colors.error_color(e.output.sqnr_db, scale)

@@ -201,7 +201,9 @@ def build_tail(
         nodes[j] for j in range(start) if ix.constant[j] and ix.outputs[j][0] in wanted
     ]
     order = ix.input_order
-    inputs = [ix.inputs[k] for k in sorted(order[n] for n in wanted if n in order)]
+    # an initializer also declared as an input (IR < 4 exporters) is carried, not fed
+    fed = [order[n] for n in wanted if n in order and n not in ix.initializers]
+    inputs = [ix.inputs[k] for k in sorted(fed)]
     for name in boundary:
         dtype, rank = types[name]
         inputs.append(value_info(name, dtype, tuple([None] * rank)))

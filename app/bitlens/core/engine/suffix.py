@@ -96,10 +96,13 @@ def _cut(sim: onnx.ModelProto, start: str, output: str, changed: Sequence[str] =
             if name in seen or (j is not None and j in keep):
                 continue
             seen.add(name)
-            if name in graph_inputs:
-                inputs.append(name)
-            elif name in initializers:
+            # An initializer also listed among the inputs (IR < 4 exporters, e.g. PyTorch
+            # 1.2's CenterFace) is the constant it is in practice (model/folding.py): the
+            # suffix carries it, since nothing feeds it.
+            if name in initializers:
                 inits.append(name)
+            elif name in graph_inputs:
+                inputs.append(name)
             elif j is not None and is_constant_node(nodes[j]):
                 constants.add(j)
             else:

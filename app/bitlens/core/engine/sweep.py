@@ -1,5 +1,6 @@
 """The sensitivity sweep: one layer's weights at a time in each format, error at the
-first output, each run covering only what is downstream of the layer (see
+first float output (or, for a layer that does not reach it, the first it reaches: a
+detector's other heads), each run covering only what is downstream of the layer (see
 :mod:`.suffix`)."""
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import onnx
 
 from bitlens.core import metrics
 from bitlens.core.engine import rewrite, suffix
+from bitlens.core.engine.output_metrics import FLOAT_TYPES
 from bitlens.core.engine.session import make_session, release_arena
 from bitlens.core.formats import Format, parse_format
+from bitlens.core.model.graph import outer_names
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress, SweepEntry
 from bitlens.core.shared_weights import one_per_group
@@ -99,8 +102,8 @@ class Sweep:
         base = Plan(self.info)
         sim, sess = self._session_for({})
         float_feeds = self._float_weights()
-        out_name = self._error_output
-        boundaries = self._sweep_boundaries(sim, names, out_name) if suffix_runs else {}
+        outs = self._sweep_outputs(sim.model, names)
+        boundaries = self._sweep_boundaries(sim, names, outs) if suffix_runs else {}
         self._keep_float_values(sim, {b for bs in boundaries.values() for b in bs})
         entries: list[SweepEntry] = []
         workers = sweep_workers()
@@ -120,7 +123,7 @@ class Sweep:
         def prepare(k: int):
             """Task k's suffix runner and weight feeds (quantized here)."""
             _, name, window = tasks[k]
-            runner = self._suffix(sim, name, out_name) if name in boundaries else None
+            runner = self._suffix(sim, name, outs[name]) if name in boundaries else None
             return runner, self._window_feeds(self.info.layer(name), window, float_feeds)
 
         # The next task is prepared (its weights quantized, its suffix session built) while
@@ -140,10 +143,13 @@ class Sweep:
                     after = self.info.layer(tasks[k + 1][1]).nbytes
                     if PREPARE_AHEAD and max(layer.nbytes, after) <= SWEEP_WINDOW_BYTES // 2:
                         ahead = prep.submit(prepare, k + 1)
-                sums = self._sweep_window(pool, runner, sess, window, per_format)
+                sums = self._sweep_window(pool, runner, sess, window, per_format, outs[name])
                 del per_format
+                at = None if outs[name] == self._error_output else outs[name]
                 for fmt, err in zip(window, sums, strict=True):
-                    entries.append(SweepEntry(name, fmt.name, err, weight_bytes_after(layer, fmt)))
+                    entries.append(
+                        SweepEntry(name, fmt.name, err, weight_bytes_after(layer, fmt), at)
+                    )
                 if ahead is None and k + 1 < len(tasks):
                     ahead = prep.submit(prepare, k + 1)
                 if k + 1 == len(tasks) or tasks[k + 1][0] != li:
@@ -173,11 +179,36 @@ class Sweep:
             per_format.append(feeds)
         return per_format
 
-    def _sweep_window(self, pool, runner, sess, window, per_format) -> list:
-        """The first float output's error with each format of ``window`` (its weight feeds
-        in ``per_format``)."""
+    def _sweep_outputs(self, model: onnx.ModelProto, names: Sequence[str]) -> dict[str, str]:
+        """Per layer, the output its entries are read at: the first float output, else the
+        first float output computed from the layer's output. CenterFace's scale, offset and
+        landmark heads do not reach its heatmap (output 0): read there, every format of
+        them showed no error at all (inf dB), as if they could be crushed to one bit."""
+        default = self._error_output
+        floats = [t.name for t in self.info.outputs if t.dtype in FLOAT_TYPES]
+        nodes = list(model.graph.node)
+        reads = [set(n.input) | _subgraph_reads(n) for n in nodes]
+        feeds_default = {default}  # every tensor the default output is computed from
+        for node, read in zip(reversed(nodes), reversed(reads), strict=True):
+            if feeds_default.intersection(node.output):
+                feeds_default |= read
+        out: dict[str, str] = {}
+        for name in names:
+            start = self.info.layer(name).outputs[0]
+            out[name] = default
+            if start in feeds_default or len(floats) < 2:
+                continue
+            reached = {start}
+            for node, read in zip(nodes, reads, strict=True):  # topological order
+                if reached & read:
+                    reached.update(node.output)
+            out[name] = next((o for o in floats if o in reached), default)
+        return out
+
+    def _sweep_window(self, pool, runner, sess, window, per_format, out_name: str) -> list:
+        """Output ``out_name``'s error with each format of ``window`` (its weight feeds in
+        ``per_format``)."""
         ref = self._ensure_ref()
-        out_name = self._error_output
 
         def one_run(job: tuple[int, int]) -> np.ndarray:
             k, i = job
@@ -202,7 +233,7 @@ class Sweep:
         return out
 
     def _sweep_boundaries(
-        self, sim: rewrite.SimGraph, names: Sequence[str], out_name: str
+        self, sim: rewrite.SimGraph, names: Sequence[str], outs: dict[str, str]
     ) -> dict[str, tuple[str, ...]]:
         """Per main-graph layer the sweep can run as a suffix, the tensors entering it."""
         main = {layer.name for layer in rewrite.main_layers(self.info)}
@@ -213,7 +244,7 @@ class Sweep:
             layer = self.info.layer(name)
             try:
                 out[name] = suffix.boundary_names(
-                    sim.model, layer.outputs[0], out_name, [w.name for w in layer.weights]
+                    sim.model, layer.outputs[0], outs[name], [w.name for w in layer.weights]
                 )
             except suffix.NotASuffix:
                 continue
@@ -275,3 +306,15 @@ class Sweep:
         while len(self._suffixes) > SUFFIX_SESSIONS:
             self._suffixes.popitem(last=False)
         return self._suffixes[name]
+
+
+def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
+    """Outer names an If/Loop/Scan node's bodies read (the node depends on them too)."""
+    out: set[str] = set()
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            out |= outer_names(attr.g)
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            for g in attr.graphs:
+                out |= outer_names(g)
+    return out

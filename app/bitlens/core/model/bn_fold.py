@@ -77,7 +77,9 @@ def fold_batchnorms(model: onnx.ModelProto) -> BnFoldResult:
 
     def value(name: str) -> np.ndarray | None:
         """A float constant's values, if ``name`` is one nothing can override."""
-        if name in inputs:
+        # An initializer also listed among the inputs (IR < 4 exporters) is the constant it
+        # is in practice, as for the inventory (graph.py) and the constant folding
+        if name in inputs and name not in inits:
             return None
         t = inits.get(name)
         if t is None and name in consts:
@@ -115,6 +117,10 @@ def fold_batchnorms(model: onnx.ModelProto) -> BnFoldResult:
         kept_inits = [t for t in graph.initializer if t.name not in dead]
         del graph.initializer[:]
         graph.initializer.extend(kept_inits)
+        if any(v.name in dead for v in graph.input):  # declared as inputs too: no more
+            kept_inputs = [v for v in graph.input if v.name not in dead]
+            del graph.input[:]
+            graph.input.extend(kept_inputs)
     return BnFoldResult(folded, kept)
 
 
