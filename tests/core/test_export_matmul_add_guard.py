@@ -21,9 +21,9 @@ from onnx import helper
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
+from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
-from bitlens.core.formats import parse_format
 from tests import builders
 from tests.core.as_written import assert_file_is_engine
 from tests.core.test_export_models import run

