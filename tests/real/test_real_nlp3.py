@@ -77,15 +77,14 @@ def test_w8a8_eval_and_export_match_plain_onnx_runtime(case) -> None:
     assert lo < ev["compression"] < hi, ev["compression"]
 
     out = work / "w8a8.onnx"
-    res = run_cli("export", str(path), "--preset", "W8A8", "--data", str(data), "-o", str(out),
-                  "--json")  # fmt: skip
-    assert res.stdout.strip(), res.stderr
-    fid = json.loads(res.stdout)
-    assert res.returncode == 0 and fid["passed"] and not fid["failures"], fid["failures"]
+    args = ("export", str(path), "--preset", "W8A8", "--data", str(data), "-o", str(out), "--json")
+    res = run_cli(*args)
+    fid = json.loads(res.stdout or "{}")
+    assert (res.returncode, fid.get("passed"), fid.get("failures")) == (0, True, []), res.stderr
     assert out.stat().st_size == fid["file_bytes"]
-    for o in fid["outputs"]:
-        assert o["as_written_exact"], o  # the file computes the simulation, bit for bit
-        assert o["level"] in (verdict.BIT_EXACT, verdict.REASSOCIATION, verdict.INTEGER), o
+    # the file as written computes the simulation bit for bit; deployed, within its verdicts
+    good = (verdict.BIT_EXACT, verdict.REASSOCIATION, verdict.INTEGER)
+    assert all(o["as_written_exact"] and o["level"] in good for o in fid["outputs"]), fid
     read = {i for n in onnx.load(out).graph.node for i in n.input}
     assert {t.name for t in onnx.load(out).graph.initializer} <= read  # nothing stored unread
 
