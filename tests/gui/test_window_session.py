@@ -1,0 +1,84 @@
+"""What a user's session on real models showed at 1280x720 and 1920x1080 (ddddocr's CRNN,
+open_nsfw, PP-OCRv6's recognizer), each on a small model built in code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontMetricsF
+from PySide6.QtWidgets import QApplication, QStyle
+
+from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.formats import parse_format
+from bitlens.gui.layer_table_model import Column
+from tests import builders
+from tests.gui.conftest import open_model, wait_detail, wait_idle
+
+
+@pytest.fixture
+def lstm_path(tmp_path: Path) -> Path:
+    p = tmp_path / "crnn_tail.onnx"
+    onnx.save(builders.lstm_recognizer(), p)
+    return p
+
+
+def _cut(view, model, col: int) -> list[str]:
+    """The texts of column ``col`` that its cells elide."""
+    margin = view.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, view) + 1
+    fm = QFontMetricsF(view.font())
+    room = view.columnWidth(col) - 1 - 2 * margin  # less the grid line and text margins
+    texts = {model.text(row, col) for row in range(model.rowCount())}
+    return [t for t in texts if fm.elidedText(t, Qt.TextElideMode.ElideMiddle, room) != t]
+
+
+def test_table_widens_for_formats_and_kernels_that_come_later(
+    qtbot, window, lstm_path: Path
+) -> None:
+    """Opened in float, the columns were sized for "keep float" once: W8A8 then cut the
+    LSTM's "uint8 asym (dynamic)" to "uint8 …namic)", a file's own "int8 sym narrow ch" to
+    "int8 …ow ch" at 1280, and an export's "QLinearConv" to "QLi…onv"."""
+    window.resize(1280, 720)
+    open_model(qtbot, window, lstm_path)
+    doc, table = window.document, window.table
+    view, model = table.view, table.model
+    plan = Plan.preset(doc.info, "W8A8")
+    narrow = LayerChoice(parse_format("int8 sym narrow ch"), plan["head"].activation)
+    doc.replace_plan(plan.with_choices({"head": narrow}), "W8A8, narrow head")
+    wait_idle(qtbot, window)
+    assert doc.plan["lstm"].dynamic  # the ort-cpu preset runs the LSTM kernel
+    assert model.text(model.row_of("lstm"), Column.ACTIVATION) == "uint8 asym (dynamic)"
+    assert model.text(model.row_of("head"), Column.WEIGHT) == "int8 sym narrow ch"
+    for col in (Column.WEIGHT, Column.ACTIVATION):
+        assert not _cut(view, model, col), col
+    doc.set_ran_as(doc.plan, {"lstm": "DynamicQuantizeLSTM", "head": "QGemm"})
+    assert model.text(model.row_of("lstm"), Column.RAN_AS) == "DynamicQuantizeLSTM"
+    assert not _cut(view, model, Column.RAN_AS)
+    # a column the user sized keeps the user's width
+    view.horizontalHeader().resizeSection(Column.WEIGHT, 40)
+    doc.replace_plan(Plan.preset(doc.info, "W4A8"), "W4A8")
+    wait_idle(qtbot, window)
+    assert view.columnWidth(Column.WEIGHT) == 40
+
+
+def test_histogram_titles_name_the_format_as_the_table_does(
+    qtbot, window, lstm_path: Path
+) -> None:
+    """The LSTM's weights are per channel along axis 1: the histogram said "int8 sym ch1"
+    where the table says "int8 sym ch"; its dynamic activations read as static."""
+    open_model(qtbot, window, lstm_path)
+    doc = window.document
+    doc.replace_plan(Plan.preset(doc.info, "W8A8"), "W8A8")
+    wait_idle(qtbot, window)
+    doc.selection.set(["lstm"], "lstm")
+    wait_detail(qtbot, window, "lstm", "int8 sym ch")
+    detail = window.detail
+    assert detail.detail.weights.fmt == "int8 sym ch1"  # bound to the LSTM's channel axis
+    weights = detail.titles[detail.weight_plot].text
+    assert weights.splitlines()[0] == "weights — int8 sym ch", weights
+    assert "channel" in weights.splitlines()[1]  # which channel's grid: said on line two
+    act = detail.titles[detail.act_plot].text
+    assert act.splitlines()[0] == "input activation — uint8 asym (dynamic)", act
+    assert "activations: uint8 asym (dynamic)" in detail.header.text()
