@@ -9,10 +9,10 @@ import onnx
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontMetricsF
-from PySide6.QtWidgets import QApplication, QStyle
+from PySide6.QtWidgets import QStyle
 
-from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.formats import parse_format
+from bitlens.core.plan import LayerChoice, Plan
 from bitlens.gui.layer_table_model import Column
 from tests import builders
 from tests.gui.conftest import open_model, wait_detail, wait_idle
