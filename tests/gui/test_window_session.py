@@ -8,14 +8,15 @@ from pathlib import Path
 import onnx
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFontMetricsF
+from PySide6.QtGui import QColor, QFontMetricsF, QImage
 from PySide6.QtWidgets import QStyle
 
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.gui.jobs import DataRequest
 from bitlens.gui.layer_table_model import Column
 from tests import builders
-from tests.gui.conftest import open_model, wait_detail, wait_idle
+from tests.gui.conftest import WAIT_MS, open_model, wait_detail, wait_idle
 
 
 @pytest.fixture
@@ -82,3 +83,33 @@ def test_histogram_titles_name_the_format_as_the_table_does(
     act = detail.titles[detail.act_plot].text
     assert act.splitlines()[0] == "input activation — uint8 asym (dynamic)", act
     assert "activations: uint8 asym (dynamic)" in detail.header.text()
+
+
+def _png_folder(folder: Path, n: int = 4, size: int = 8) -> Path:
+    """``n`` small RGB images, each a different colour gradient."""
+    folder.mkdir()
+    for i in range(n):
+        image = QImage(size, size, QImage.Format.Format_RGB32)
+        for y in range(size):
+            for x in range(size):
+                image.setPixelColor(x, y, QColor(30 * i + 20 * x, 25 * y, 200 - 40 * i))
+        assert image.save(str(folder / f"img{i}.png"))
+    return folder
+
+
+def test_detail_follows_the_selection_when_data_comes(
+    qtbot, window, cnn_path: Path, tmp_path: Path
+) -> None:
+    """A folder of images for the open model kept the selected row but emptied the layer
+    detail ("Select a layer…") until the next edit."""
+    open_model(qtbot, window, cnn_path)
+    layer = window.document.selection.current
+    assert layer is not None  # the first layer, selected on open
+    wait_detail(qtbot, window, layer)
+    request = DataRequest("images", path=_png_folder(tmp_path / "images"))
+    window.controller.open_data(request)
+    qtbot.waitUntil(lambda: window.document.session.request == request, timeout=WAIT_MS)
+    wait_idle(qtbot, window)
+    assert window.document.selection.current == layer
+    wait_detail(qtbot, window, layer)
+    assert window.detail.header.text().startswith(f"<b>{layer}</b>")

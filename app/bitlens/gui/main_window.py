@@ -166,7 +166,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         ctl.codesReady.connect(self.detail.codes.on_codes)
         self.table.editFailed.connect(self.message_bar.show_error)
         ctl.opened.connect(self._on_opened)
-        ctl.detailChanged.connect(self.detail.show_later)
+        ctl.detailChanged.connect(self._on_detail_changed)
         doc.selection.changed.connect(self._on_selection_for_detail)
         ctl.sweepFinished.connect(self._on_sweep_finished)
         ctl.exported.connect(self._on_exported)
@@ -326,6 +326,13 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         self.sweep.show_entries(entries)
         self.docks["sweep"].show()
         self.docks["sweep"].raise_()
+
+    def _on_detail_changed(self, detail: object) -> None:
+        current = self.document.selection.current
+        if detail is None and current is not None and self.runner.busy:
+            self.detail.show_pending(current, None)  # asked for again (other data): coming
+        else:
+            self.detail.show_later(detail)
 
     def _on_selection_for_detail(self, _origin: object) -> None:
         current = self.document.selection.current
