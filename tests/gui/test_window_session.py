@@ -13,8 +13,10 @@ from PySide6.QtWidgets import QStyle
 
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.gui.export_size_label import ASK
 from bitlens.gui.jobs import DataRequest
 from bitlens.gui.layer_table_model import Column
+from bitlens.gui.text import fmt_bytes
 from tests import builders
 from tests.gui.conftest import WAIT_MS, open_model, wait_detail, wait_idle
 
@@ -113,3 +115,51 @@ def test_detail_follows_the_selection_when_data_comes(
     assert window.document.selection.current == layer
     wait_detail(qtbot, window, layer)
     assert window.detail.header.text().startswith(f"<b>{layer}</b>")
+
+
+def _w8a8(qtbot, window, path: Path) -> None:
+    open_model(qtbot, window, path)
+    doc = window.document
+    doc.replace_plan(Plan.preset(doc.info, "W8A8"), "W8A8")
+    wait_idle(qtbot, window)
+
+
+def test_unpin_clears_the_pin_note(qtbot, window, cnn_path: Path) -> None:
+    """After Unpin A the bar still said "Pinned the current plan as A: change the plan to
+    see B's deltas…"."""
+    _w8a8(qtbot, window, cnn_path)
+    bar = window.message_bar
+    assert window.pin_plan_a()
+    assert bar.isVisible() and "Pinned" in bar.text.text()
+    window.unpin_plan_a()
+    assert not bar.isVisible()
+    # another message stays: Unpin A hides only its own note
+    window.pin_plan_a()
+    bar.show_message("Something else.", "warning")
+    window.unpin_plan_a()
+    assert bar.isVisible() and bar.text.text() == "Something else."
+
+
+def test_export_tells_its_file_size_and_samples(
+    qtbot, window, cnn_path: Path, tmp_path: Path
+) -> None:
+    """After an export the status bar still asked "Export file: ? (click to predict)"; the
+    report said "1 evaluation samples" for 4 images run as one batch."""
+    _w8a8(qtbot, window, cnn_path)
+    doc = window.document
+    out = tmp_path / "cnn.w8a8.onnx"
+    with qtbot.waitSignal(window.controller.exported, timeout=WAIT_MS) as blocker:
+        window.controller.export_model(out)
+    report = blocker.args[0]
+    size = window.export_size
+    assert size.text() == f"Export file: {fmt_bytes(out.stat().st_size)} ({out.name})"
+    assert report.file_bytes == out.stat().st_size
+    rows = doc.session.data.summary().evaluation.rows
+    runs = report.samples
+    assert (rows, runs) == (4, 1)  # random inputs: 8 samples, half evaluate, one batch
+    assert "checked on 4 evaluation samples in 1 run." in window.export_report.headline.text()
+    window.export_report.close()
+    doc.replace_plan(Plan.preset(doc.info, "W4A8"), "W4A8")  # another plan: not known
+    assert size.text() == ASK
+    doc.undo_stack.undo()  # the exported plan again
+    assert size.text().endswith(f"({out.name})")

@@ -319,7 +319,11 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         self.message_bar.show_message(
             f"Exported {report.export}: {verdict}.", "info" if report.passed else "error"
         )
-        self.export_report = ExportReportDialog(report, self)
+        if self.document.ran_as_plan is not None:  # the plan exported (the controller's)
+            self.export_size.show_exported(self.document.ran_as_plan, report)
+        data = None if self.document.session is None else self.document.session.data
+        rows = None if data is None else data.summary().evaluation.rows
+        self.export_report = ExportReportDialog(report, self, rows=rows)
         self.export_report.show()
 
     def _on_sweep_finished(self, entries: list) -> None:
