@@ -7,6 +7,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+from onnx import TensorProto, helper
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFontMetricsF, QImage
 from PySide6.QtWidgets import QStyle
@@ -163,3 +164,27 @@ def test_export_tells_its_file_size_and_samples(
     assert size.text() == ASK
     doc.undo_stack.undo()  # the exported plan again
     assert size.text().endswith(f"({out.name})")
+
+
+def test_graph_opens_with_the_selected_layer_in_sight(qtbot, window, tmp_path: Path) -> None:
+    """open_nsfw's first conv sits below 30 rows of casts and reshapes of the input: the
+    graph opened on those, the selected layer out of sight."""
+    nodes, prev = [], "x"
+    for i in range(40):
+        nodes.append(helper.make_node("Relu", [prev], [f"r{i}"], name=f"relu{i}"))
+        prev = f"r{i}"
+    nodes.append(helper.make_node("MatMul", [prev, "W"], ["y"], name="first_layer"))
+    g = helper.make_graph(
+        nodes, "deep_stem",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
+        [builders.init("W", builders.weights((8, 8), seed=3))],
+    )  # fmt: skip
+    path = tmp_path / "deep_stem.onnx"
+    onnx.save(builders.model(g), path)
+    open_model(qtbot, window, path)
+    view = window.graph.view
+    assert window.document.selection.current == "first_layer"
+    item = view.node_item("first_layer").sceneBoundingRect()
+    assert view.visible_rect().contains(item)
+    assert view.focused == "first_layer"
