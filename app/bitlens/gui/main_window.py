@@ -205,6 +205,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         self.search.reset(None if session is None else session.model_bytes)
         self.stack.setCurrentWidget(self.table if session is not None else self.welcome)
         self.status.show_providers(() if session is None else session.providers)
+        self.status.set_model(None if session is None else session.info)
         self.status.show_evaluation(None, stale=False)
         dlg = self.dims_dialog
         if dlg is not None and (session is None or dlg.info is not session.info):
