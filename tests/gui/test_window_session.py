@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -20,7 +19,7 @@ from bitlens.gui.jobs import DataRequest
 from bitlens.gui.layer_table_model import Column
 from bitlens.gui.text import fmt_bytes
 from tests import builders
-from tests.core.coded_models import FLAT, OUT, C, K, _codes, _decoded, coded_net
+from tests.core.coded_models import FLAT, OUT, C, K, coded_net, coded_pair
 from tests.gui.conftest import WAIT_MS, open_model, wait_detail, wait_idle
 
 
@@ -192,32 +191,12 @@ def test_graph_opens_with_the_selected_layer_in_sight(qtbot, window, tmp_path: P
     assert view.focused == "first_layer"
 
 
-def _coded_pair() -> onnx.ModelProto:
-    """x[1,3,8,8] -> Conv (int8 codes, a scale per channel: -127..127) -> Flatten -> MatMul
-    "fc" (int8 codes -128..127, one scale): both on an int8 grid Bitlens reproduces."""
-    conv_q = _codes((C, 3, K, K), 1, -127, 127, axis=0)
-    conv_s = np.linspace(0.002, 0.01, C, dtype=np.float32).reshape(C, 1, 1, 1)
-    fc_q = _codes((FLAT, OUT), 2, -128, 127, axis=None)
-    nodes = [
-        *_decoded("conv_w", conv_q, conv_s),
-        helper.make_node("Conv", ["x", "conv_w"], ["c"], pads=[1] * 4, name="conv"),
-        helper.make_node("Flatten", ["c"], ["f"]),
-        *_decoded("fc_w", fc_q, np.array(0.0037, np.float32)),
-        helper.make_node("MatMul", ["f", "fc_w"], ["y"], name="fc"),
-    ]
-    g = helper.make_graph(
-        nodes, "coded_pair", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, OUT])],
-    )  # fmt: skip
-    return builders.model(g)
-
-
 def test_status_bar_sizes_an_int8_file_as_stored(qtbot, window, tmp_path: Path) -> None:
     """PP-OCRv6's recognizer stores its weights as int8 codes: at W8A8 (its own grid) the
     status bar said "3.84x" smaller, counting the weights as the float32 they are in memory,
     while the load note said an export saves less."""
     path = tmp_path / "coded.onnx"
-    onnx.save(_coded_pair(), path)
+    onnx.save(coded_pair(), path)
     _w8a8(qtbot, window, path)
     ev = window.document.evaluation
     # codes of one byte, a float32 scale per channel (conv) and one per tensor with its
