@@ -14,9 +14,11 @@ from PySide6.QtWidgets import QStyle
 
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice, Plan
+from bitlens.core.results import Progress
 from bitlens.gui.export_size_label import ASK
 from bitlens.gui.jobs import DataRequest
 from bitlens.gui.layer_table_model import Column
+from bitlens.gui.search_panel import SearchPanel
 from bitlens.gui.text import fmt_bytes
 from tests import builders
 from tests.core.coded_models import FLAT, OUT, C, K, coded_net, coded_pair
@@ -219,3 +221,24 @@ def test_status_bar_says_float32_where_the_file_grid_is_unknown(
     label = window.status.size_label
     assert label.text().startswith(f"Weights {fmt_bytes(window.document.evaluation.bytes_before)} as float32 → ")
     assert "an export saves less" in label.toolTip()
+
+
+def test_find_plan_panel_says_the_step_and_stays_narrow(qtbot) -> None:
+    """A search on ddddocr's CRNN measured sensitivities for minutes with an empty plot and
+    only a percentage in the panel; the step was in the status bar, away from the plot."""
+    panel = SearchPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    narrow = panel.minimumSizeHint().width()
+    panel.started()
+    panel.show_progress(Progress(3, 40, "sensitivity: /Conv_1 wide activation"))
+    assert panel.status.text() == (
+        "Searching: at most 0.25 of the float size · sensitivity: /Conv_1 wide activation"
+    )
+    panel.value.setValue(0.5)  # a budget typed meanwhile is not the one searched
+    panel.show_progress(Progress(4, 40, "sensitivity: " + "/very/long/layer/name" * 20))
+    assert panel.status.text().startswith("Searching: at most 0.25 of the float size · ")
+    assert panel.minimumSizeHint().width() <= narrow  # the long line is cut, not the window
+    panel.finished(None)
+    panel.show_progress(Progress(5, 40, "late step"))  # a step reported after the stop
+    assert panel.status.text().startswith("Stopped")

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QListWidget,
     QProgressBar,
@@ -30,6 +29,7 @@ from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
 from bitlens.core.search import DEFAULT_SIZE_RATIO, Budget, Point, SearchOptions, SearchResult
 from bitlens.core.usermetric import load_metric
+from bitlens.gui.elided_label import ElidedLabel
 from bitlens.gui.search_plot import SearchPlot, tooltip
 
 # budget kind -> (label, minimum, maximum, default, decimals)
@@ -90,9 +90,10 @@ class SearchPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancelRequested)
         self.progress = QProgressBar(self)
         self.progress.setTextVisible(True)
-        self.status = QLabel("Set a budget and press Find plan.", self)
+        # elided, not as wide as its text: a long step or result line widened the window
+        self.status = ElidedLabel("Set a budget and press Find plan.", self)
         self.status.setObjectName("searchStatus")
-        self.status.setWordWrap(False)
+        self._searching = ""  # "Searching: <the budget it started with>"
         self.plot = SearchPlot(self)
         self.plot.pointClicked.connect(self.applyRequested)
         self.plot.pointHovered.connect(self._on_hovered)
@@ -196,7 +197,8 @@ class SearchPanel(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        self.status.setText(f"Searching: {self.budget().describe()}…")
+        self._searching = f"Searching: {self.budget().describe()}"
+        self.status.setText(self._searching + "…")
 
     def add_point(self, p: Point) -> None:
         self.plot.add(p)
@@ -204,6 +206,9 @@ class SearchPanel(QWidget):
     def show_progress(self, progress: Progress) -> None:
         self.progress.setMaximum(max(1, progress.total))
         self.progress.setValue(progress.done)
+        if progress.message and self.running:  # the step, where the user looks: minutes of
+            # sensitivities on a real model showed only a percentage and an empty plot
+            self.status.setText(f"{self._searching} · {progress.message}")
 
     def mark_failed(self) -> None:
         """The search raised: ``finished(None)`` follows and says so instead of "Stopped"."""
