@@ -12,16 +12,20 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFontMetricsF, QImage
 from PySide6.QtWidgets import QStyle
 
+from bitlens.core.compare import compare_models
 from bitlens.core.formats import parse_format
+from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
 from bitlens.gui.export_size_label import ASK
 from bitlens.gui.jobs import DataRequest
 from bitlens.gui.layer_table_model import Column
+from bitlens.gui.model_compare_view import ModelCompareDialog
 from bitlens.gui.search_panel import SearchPanel
 from bitlens.gui.text import fmt_bytes
 from tests import builders
 from tests.core.coded_models import FLAT, OUT, C, K, coded_net, coded_pair
+from tests.core.engine_models import small_cnn
 from tests.gui.conftest import WAIT_MS, open_model, wait_detail, wait_idle
 
 
@@ -242,3 +246,20 @@ def test_find_plan_panel_says_the_step_and_stays_narrow(qtbot) -> None:
     panel.finished(None)
     panel.show_progress(Progress(5, 40, "late step"))  # a step reported after the stop
     assert panel.status.text().startswith("Stopped")
+
+
+def test_model_comparison_gives_its_room_to_the_names(qtbot, cnn_path: Path) -> None:
+    """Compare With Model at 1000 px: the last column (the other model's SQNR) stretched to
+    a third of the dialog, a coloured bar with its number far at the right."""
+    model = from_proto(small_cnn())
+    comparison = compare_models(model, from_proto(small_cnn(seed=1)), Plan.preset(model.info, "W8A8"))
+    dlg = ModelCompareDialog(comparison)
+    qtbot.addWidget(dlg)
+    dlg.resize(1000, 500)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    table, header = dlg.table, dlg.table.horizontalHeader()
+    last = table.columnCount() - 1
+    assert header.sectionSize(last) <= header.sectionSizeHint(last) + 8
+    assert header.sectionSize(0) > header.sectionSizeHint(0)  # the names take the room
+    assert sum(header.sectionSize(c) for c in range(last + 1)) <= table.viewport().width()
