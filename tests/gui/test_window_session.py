@@ -10,13 +10,14 @@ import pytest
 from onnx import TensorProto, helper
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFontMetricsF, QImage
-from PySide6.QtWidgets import QStyle
+from PySide6.QtWidgets import QApplication, QStyle, QStyleOptionFrame
 
 from bitlens.core.compare import compare_models
 from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
+from bitlens.gui.data_dialog import DataDialog
 from bitlens.gui.export_size_label import ASK
 from bitlens.gui.jobs import DataRequest
 from bitlens.gui.layer_table_model import Column
@@ -263,3 +264,30 @@ def test_model_comparison_gives_its_room_to_the_names(qtbot, cnn_path: Path) -> 
     assert header.sectionSize(last) <= header.sectionSizeHint(last) + 8
     assert header.sectionSize(0) > header.sectionSizeHint(0)  # the names take the room
     assert sum(header.sectionSize(c) for c in range(last + 1)) <= table.viewport().width()
+
+
+def _hint_fits(edit) -> bool:
+    """Whether a line edit shows its whole placeholder (its contents less Qt's 2 px a side)."""
+    opt = QStyleOptionFrame()
+    edit.initStyleOption(opt)
+    rect = edit.style().subElementRect(QStyle.SubElement.SE_LineEditContents, opt, edit)
+    margins = edit.textMargins()
+    room = rect.width() - margins.left() - margins.right() - 4
+    return edit.fontMetrics().horizontalAdvance(edit.placeholderText()) <= room
+
+
+def test_metric_and_evaluation_data_hints_read_whole(qtbot, window, cnn_path: Path) -> None:
+    """At 1280x720 the Find Plan metric box read "built-in (ac…" beside an 80 px "…" button;
+    the data dialog's evaluation box read "none: split the da…"."""
+    window.resize(1280, 720)
+    open_model(qtbot, window, cnn_path)
+    window.show_search()
+    window._size_docks()
+    QApplication.processEvents()
+    assert window.search.metric.isVisible()
+    assert _hint_fits(window.search.metric), window.search.metric.width()
+    dlg = DataDialog(window.document.info, window)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    assert _hint_fits(dlg.eval_path), dlg.eval_path.width()

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -64,12 +65,15 @@ class SearchPanel(QWidget):
         self.kind.currentIndexChanged.connect(self._on_kind)
         self.metric = QLineEdit(self)
         self.metric.setObjectName("metricSpec")
-        self.metric.setPlaceholderText("built-in (accuracy with labels); or module:function")
+        # short enough to read whole in the panel at 1280x720 ("built-in (ac…" was all)
+        self.metric.setPlaceholderText("built-in, or module:function")
         self.metric.setToolTip(
+            "Empty: the built-in metrics (accuracy when the data have labels). "
             "Your metric f(outputs, reference_outputs, labels) -> float, higher is better: "
             "module:function or path/to/file.py:function"
         )
-        browse = QPushButton("…", self)
+        browse = QToolButton(self)  # a button as wide as its "…", not a push button's 80 px
+        browse.setText("…")
         browse.setToolTip("Pick a Python file holding the metric")
         browse.clicked.connect(self._browse_metric)
         self.seed = QSpinBox(self)
@@ -99,7 +103,12 @@ class SearchPanel(QWidget):
         self.plot.pointHovered.connect(self._on_hovered)
 
         form = QFormLayout()
-        form.addRow(self.kind, self.value)
+        # the budget's kind and value on one row: the kind box in the label column made
+        # that column 185 px wide and left the metric and pins 140 px at 1280x720
+        brow = QHBoxLayout()
+        brow.addWidget(self.kind, 1)
+        brow.addWidget(self.value, 1)
+        form.addRow("Budget:", brow)
         mrow = QHBoxLayout()
         mrow.addWidget(self.metric, 1)
         mrow.addWidget(browse)
