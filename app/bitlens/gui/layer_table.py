@@ -404,11 +404,15 @@ class LayerTable(QWidget):
         grew = False
         self._fitting = True
         try:
+            doc = self._doc
+            kernels = doc.ran_as.values() if doc.ran_as_plan == doc.plan else ()
             for col in (Column.WEIGHT, Column.ACTIVATION, Column.RAN_AS):
                 if col in self._user_sized or view.isColumnHidden(col):
                     continue
-                texts = {model.text(r, col) for r in range(model.rowCount())}
-                need = max(math.ceil(fm.horizontalAdvance(t)) + pad for t in texts)
+                texts = set(kernels) if col == Column.RAN_AS else {
+                    model.text(r, col) for r in range(model.rowCount())
+                }  # fmt: skip
+                need = max((math.ceil(fm.horizontalAdvance(t)) + pad for t in texts), default=0)
                 if need > view.columnWidth(col):
                     view.setColumnWidth(col, need)
                     grew = True
