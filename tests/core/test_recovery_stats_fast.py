@@ -15,7 +15,7 @@ from bitlens.core.recovery.problem import InputStats, geometry
 def _plain_stats(x: np.ndarray, groups: int, stride: int) -> tuple[np.ndarray, ...]:
     """Hessian, sums, absolute sums and maxima of a 1x1 conv's features, pixel by pixel."""
     x = x.astype(np.float64)[:, :, ::stride, ::stride]
-    n, c, h, w = x.shape
+    c = x.shape[1]
     per = c // groups
     rows = x.transpose(0, 2, 3, 1).reshape(-1, c)  # one row per output pixel
     hess = np.zeros((groups, per, per))
@@ -29,7 +29,12 @@ def _plain_stats(x: np.ndarray, groups: int, stride: int) -> tuple[np.ndarray, .
 
 @pytest.mark.parametrize(
     "attrs",
-    [{}, {"strides": [2, 2]}, {"group": 2}, {"group": 3, "strides": [1, 2], "auto_pad": "SAME_UPPER"}],
+    [
+        {},
+        {"strides": [2, 2]},
+        {"group": 2},
+        {"group": 3, "strides": [1, 2], "auto_pad": "SAME_UPPER"},
+    ],
 )
 def test_pointwise_conv_stats_equal_the_pixel_by_pixel_sums(attrs: dict) -> None:
     rng = np.random.default_rng(3)
@@ -40,7 +45,10 @@ def test_pointwise_conv_stats_equal_the_pixel_by_pixel_sums(attrs: dict) -> None
     kept = x.copy()
     st = InputStats.of(geo, [x, x[:1]])
     assert np.array_equal(x, kept)  # the caller's values are read, never overwritten
-    parts = [_plain_stats(v, g, 1) for v in (x[:, :, :: stride[0], :: stride[1]], x[:1, :, :: stride[0], :: stride[1]])]
+    parts = [
+        _plain_stats(v, g, 1)
+        for v in (x[:, :, :: stride[0], :: stride[1]], x[:1, :, :: stride[0], :: stride[1]])
+    ]
     np.testing.assert_allclose(st.hessian, parts[0][0] + parts[1][0], rtol=1e-12)
     np.testing.assert_allclose(st.total, parts[0][1] + parts[1][1], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(st.abs_total, parts[0][2] + parts[1][2], rtol=1e-12)
