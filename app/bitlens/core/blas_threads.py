@@ -20,10 +20,14 @@ import ctypes
 import functools
 import glob
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import numpy as np
+
+Y = TypeVar("Y")
+R = TypeVar("R")
 
 # (set, get) symbol pairs: scipy-openblas 64-bit and 32-bit integer builds, plain OpenBLAS
 _SYMBOLS = (
@@ -72,3 +76,18 @@ def blas_threads(n: int) -> Iterator[None]:
         yield
     finally:
         setter(before)
+
+
+def each_step(gen: Generator[Y, None, R], n: int) -> Generator[Y, None, R]:
+    """``gen`` run with ``n`` OpenBLAS threads while it works, the count restored whenever
+    it yields (its consumer, e.g. the window's thread, keeps its own) and when closed."""
+    try:
+        while True:
+            with blas_threads(n):
+                try:
+                    item = next(gen)
+                except StopIteration as stop:
+                    return stop.value
+            yield item
+    finally:
+        gen.close()

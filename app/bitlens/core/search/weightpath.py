@@ -8,7 +8,6 @@ from collections.abc import Generator, Mapping, Sequence
 
 import numpy as np
 
-from bitlens.core.blas_threads import blas_threads
 from bitlens.core.errors import BitlensError
 from bitlens.core.formats import Format
 from bitlens.core.model.types import Layer
@@ -29,26 +28,24 @@ class WeightPath(SearchState):
         """Formats this layer can take that save bytes and are not beaten on both bytes and
         weight error by another (the weight error is a cheap numpy figure; a format whose
         recovery method lowers the layer's output error counts that much less error)."""
-        # numpy only (Hessians, GPTQ, quantization): one BLAS thread (core/blas_threads.py)
-        with blas_threads(1):
-            if layer.name not in self.recov:
-                self.recov[layer.name] = recovered.choose(
-                    self.engine, layer, formats, self.recovery_methods
-                )
-            recov = self.recov[layer.name]
-            ok: list[tuple[int, float, Format]] = []
-            for fmt in formats:
-                try:
-                    validate_choice(layer, LayerChoice(fmt))
-                    nbytes = self._lb(layer, fmt)
-                    if fmt not in self.size.w_overhead or nbytes >= layer.nbytes:
-                        continue
-                    rel = self.engine.weight_error(layer, fmt).rel_l2
-                except BitlensError:
+        if layer.name not in self.recov:
+            self.recov[layer.name] = recovered.choose(
+                self.engine, layer, formats, self.recovery_methods
+            )
+        recov = self.recov[layer.name]
+        ok: list[tuple[int, float, Format]] = []
+        for fmt in formats:
+            try:
+                validate_choice(layer, LayerChoice(fmt))
+                nbytes = self._lb(layer, fmt)
+                if fmt not in self.size.w_overhead or nbytes >= layer.nbytes:
                     continue
-                if fmt in recov:
-                    rel *= recov[fmt].noise_factor
-                ok.append((nbytes, rel * rel, fmt))
+                rel = self.engine.weight_error(layer, fmt).rel_l2
+            except BitlensError:
+                continue
+            if fmt in recov:
+                rel *= recov[fmt].noise_factor
+            ok.append((nbytes, rel * rel, fmt))
         return [
             (b, m, f) for b, m, f in ok
             if not any(b2 <= b and m2 <= m and (b2, m2) != (b, m) for b2, m2, _ in ok)
