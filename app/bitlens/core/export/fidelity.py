@@ -172,6 +172,7 @@ def check_fidelity(
         sess_judged, optimized = _deployed_model_session(judged, providers)
     else:
         sess_judged, optimized = _deployed_session(result.path, providers)
+    del exported  # the check reads ``judged`` (the same proto unless restored) from here on
     dep_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     for i in samples:
         values = sess_judged.run(out_names, engine.data.samples[i])
@@ -184,6 +185,10 @@ def check_fidelity(
         notes.extend(
             dynamic_lstm.difference_notes(sess_dep, engine, samples, out_names, dep_out, want)
         )
+    # the kernels named now, so that the file's optimized graph (its weights included) is not
+    # held through the latency and code checks when it is not the one they run
+    kernels = kernels_used(ran_optimized, engine, records)
+    del ran_optimized
     outputs: list[OutputCheck] = []
     for name in out_names:
         # Rule 2 compares like with like: the engine's graph and the file, both run as
@@ -286,7 +291,6 @@ def check_fidelity(
             )
     yield Progress(5, steps, "compared activation codes")
 
-    kernels = kernels_used(ran_optimized, engine, records)
     layer_checks: list[LayerCheck] = []
     stayed: list[tuple[str, str]] = []  # planned int8, ran float
     for name, rec in records.items():
