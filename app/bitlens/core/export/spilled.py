@@ -24,7 +24,9 @@ class SpilledModel:
     """``model``'s bytes in an anonymous temporary file (gone when this object is)."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
-        self._file = tempfile.TemporaryFile(prefix="bitlens-converted-")
+        # open for this object's life (closed by close() or when it is collected); each
+        # load maps it only while parsing, so its pages do not stay in the process's RSS
+        self._file = tempfile.TemporaryFile(prefix="bitlens-converted-")  # noqa: SIM115
         self._file.write(model.SerializeToString())
         self._file.flush()
         self.nbytes = self._file.tell()
