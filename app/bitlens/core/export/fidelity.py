@@ -224,6 +224,10 @@ def check_fidelity(
                 f"(max |Δ| {max_abs(ww, r):.3g}); the file does not encode the plan exactly"
             )
     _nonfinite_failures(engine, plan, sim, sim_feeds, samples, outputs, want, providers, failures)
+    # every output of every evaluation feed, four times over, and the last output's
+    # concatenations: not needed by the latency and code checks, which open sessions
+    del want, want_written, ref_out, sim, sim_feeds
+    ww = r = w = d = None
     yield Progress(3, steps, "ran the export in a default session")
 
     # Timed now, while the export's session is warm from every evaluation feed (it needs no
@@ -251,6 +255,7 @@ def check_fidelity(
             optimized, providers, engine, samples, quantizer_recs, ref_codes, dep_out,
             failures,
         )  # fmt: skip
+        del dep_out  # before the segment sessions open
         acc = max((r.accumulator_lsb or 0.0 for r in records.values()), default=0.0)
         quantizer_checks, outputs = local_checks(
             judged, reference, providers, engine, samples, quantizer_recs,
