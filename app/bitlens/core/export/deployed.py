@@ -45,20 +45,12 @@ FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh",
 
 
 def open_session(
-    model: onnx.ModelProto | str,
-    providers: list[str],
-    *,
-    mode: str,
-    optimized: str = "",
-    arena: bool = True,
+    model: onnx.ModelProto | str, providers: list[str], *, mode: str, optimized: str = ""
 ) -> ort.InferenceSession:
     """``deployed``: default options, what a user's deployment gets. ``written``: no graph
-    optimization, every node run as stored. ``arena`` False: ONNX Runtime's CPU memory
-    arena off, each buffer freed when its last reader is done (an arena keeps the regions
-    of the largest run for the session's life)."""
+    optimization, every node run as stored."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    so.enable_cpu_mem_arena = arena
     if mode == "written":
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if optimized:

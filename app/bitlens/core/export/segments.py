@@ -149,11 +149,8 @@ def _run_both(
     """``dep`` in a default session and ``ref`` as written, each fed what its inputs name;
     per feed and target, the (as written, deployed) values of the outputs ``fetch`` names
     for it, handed to ``consume``."""
-    # No arenas: two sessions run one feed each through the whole cut model, and each arena
-    # kept its run's largest regions next to the other's (common_det.onnx: 367 -> 345 MiB
-    # above the interpreter, the same CPU time)
-    s_dep = open_session(dep, providers, mode="deployed", arena=False)
-    s_ref = open_session(ref, providers, mode="written", arena=False)
+    s_dep = open_session(dep, providers, mode="deployed")
+    s_ref = open_session(ref, providers, mode="written")
     in_dep = [i.name for i in dep.graph.input]
     in_ref = [i.name for i in ref.graph.input]
     for feed in feeds:
