@@ -27,6 +27,7 @@ from bitlens.core.search.guard import (
     widened,
 )
 from bitlens.core.targets import DEFAULT_TARGET
+from tests.builders import lstm_recognizer
 from tests.core.engine_models import small_cnn
 from tests.core.test_search import _run
 
@@ -309,3 +310,16 @@ def test_when_8_bit_activations_leave_only_the_preset_it_searches_weights_only(
     got = _deployed_error(six, best.plan, tmp_path / "best.onnx", feeds)
     assert got < _deployed_error(six, w8a8, tmp_path / "w8a8.onnx", feeds)
     assert exported_size(six, best.plan) == best.exported_bytes
+
+
+def test_widened_preset_with_a_dynamic_lstm_and_float_activations() -> None:
+    """W8A8 runs an LSTM as DynamicQuantizeLSTM (dynamic uint8 input); widened by a
+    weights-only plan its input turns float, which is no longer dynamic (g2p-id's LSTM
+    encoder stopped the weights-only search: "dynamic quantization needs an integer
+    activation format")."""
+    info = from_proto(lstm_recognizer()).info
+    w8a8 = Plan.preset(info, "W8A8")
+    assert w8a8["lstm"].dynamic
+    wide = widened(w8a8, Plan.uniform(info, "int8 sym ch", None))
+    assert wide["lstm"].activation is None and not wide["lstm"].dynamic
+    assert wide["lstm"].weight == w8a8["lstm"].weight
