@@ -7,11 +7,13 @@ each after its package's own preprocessing), split into one feed per sample.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
-from tests.real import feeds_audio2, feeds_g2p_denoise_table, feeds_text_speech, more_feeds, wheels
-from tests.real.test_real_models import _ddddocr_feeds, _rapidocr_feeds, _silero_feeds
+from tests.real import feeds_text_speech, more_feeds, wheels
+from tests.real.test_real_models import _ddddocr_feeds, _silero_feeds
 from tests.real.vision_feeds import Feeds, batch1
 
 _NUMBERED = re.compile(r"(.+)/(\d+)")
@@ -28,6 +30,16 @@ def per_sample(feeds: dict[str, np.ndarray], n: int) -> list[Feeds]:
         assert m is not None
         out[int(m.group(2))][m.group(1)] = value
     return out
+
+
+def _split(make: Callable[[int], dict[str, np.ndarray]], n: int) -> list[Feeds]:
+    return per_sample(make(n), n)
+
+
+def each(make: Callable[[int], dict[str, np.ndarray]]) -> Callable[[int], list[Feeds]]:
+    """A suite feed maker (``n`` -> an npz dict, as tests/real/feeds_*.py make them) as one
+    dict per sample."""
+    return partial(_split, make)
 
 
 def _file(wheel: wheels.Wheel, name: str):
@@ -87,31 +99,3 @@ def captcha(n: int) -> list[Feeds]:
 def silero_vad(n: int) -> list[Feeds]:
     # Silero VAD v5: one 576-sample window, its state and the rate per sample (rate a scalar)
     return [{k: np.asarray(v[i]) for k, v in _silero_feeds(n).items()} for i in range(n)]
-
-
-def silero_v6(n: int) -> list[Feeds]:
-    return per_sample(feeds_audio2.silero_v6(n), n)  # one clip of windows per feed
-
-
-def melspectrogram(n: int) -> list[Feeds]:
-    return per_sample(feeds_audio2.melspectrogram(n), n)
-
-
-def ppocrv4_rec(n: int) -> list[Feeds]:
-    return per_sample(_rapidocr_feeds(n), n)  # text lines of four widths
-
-
-def g2p_bert(n: int) -> list[Feeds]:
-    return per_sample(feeds_g2p_denoise_table.g2p_bert(n), n)
-
-
-def g2p_encoder(n: int) -> list[Feeds]:
-    return per_sample(feeds_g2p_denoise_table.g2p_encoder(n), n)
-
-
-def nsnet2(n: int) -> list[Feeds]:
-    return per_sample(feeds_g2p_denoise_table.nsnet2(n), n)
-
-
-def table(n: int) -> list[Feeds]:
-    return per_sample(feeds_g2p_denoise_table.table(n), n)  # one table per feed
