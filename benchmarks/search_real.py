@@ -49,8 +49,9 @@ def print_table(rows: Sequence[Row]) -> None:
             f"{'yes' if r.monotone else 'NO'} ({r.front_points} points) | {same} |"
         )
     for r in rows:
-        print(f"  {r.id}: {'beats' if r.beats else 'DOES NOT BEAT'} W8A8 at its size; "
-              f"weights {r.summary}")  # fmt: skip
+        held = {None: "", True: ", beats it on held-out", False: ", DOES NOT BEAT it on held-out"}
+        print(f"  {r.id}: {'beats' if r.beats else 'DOES NOT BEAT'} W8A8 at its size"
+              f"{held[r.beats_held]}; weights {r.summary}")  # fmt: skip
         for note in r.notes:
             print(f"    note: {note}")
 

@@ -73,6 +73,13 @@ class Row:
     def beats(self) -> bool:
         return self.searched_bytes <= self.w8a8_bytes and self.searched_error < self.w8a8_error
 
+    @property
+    def beats_held(self) -> bool | None:
+        """The same on the held-out samples (None: none held out)."""
+        if math.isnan(self.w8a8_held):
+            return None
+        return self.searched_bytes <= self.w8a8_bytes and self.searched_held < self.w8a8_held
+
 
 def _cli(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(APP)}
