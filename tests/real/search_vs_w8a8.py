@@ -124,6 +124,15 @@ def _errors(
     ]
 
 
+def _counts(choices, key: str) -> str:
+    """``3x int8 sym ch, 1x float``: how many layers take each format of ``key``."""
+    counts: dict[str, int] = {}
+    for choice in choices:
+        f = choice.get(key) or "float"
+        counts[f] = counts.get(f, 0) + 1
+    return ", ".join(f"{n}x {f}" for f, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def _monotone(front: Sequence[dict]) -> bool:
     return all(
         a["file_bytes"] < b["file_bytes"] and a["error"] > b["error"] for a, b in pairwise(front)
@@ -180,11 +189,8 @@ def measure(case: RealCase, work: Path, repeat: bool = True, timeout: float = 36
         raise RuntimeError(f"export of the searched plan failed: {res.stderr[-2000:]}")
     (w8_eval, w8_held), (s_eval, s_held) = _errors(model, [w8a8, searched], [evaluation, held])
     best = out["best"]
-    counts: dict[str, int] = {}
-    for choice in best["plan"]["layers"].values():
-        w = choice.get("weight") or "float"
-        counts[w] = counts.get(w, 0) + 1
-    summary = ", ".join(f"{n}x {w}" for w, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    summary = "; activations ".join(_counts(best["plan"]["layers"].values(), k)
+                                    for k in ("weight", "activation"))  # fmt: skip
     return Row(
         case.id, limit, w8_eval, w8_held, searched.stat().st_size, s_eval, s_held, seconds, cpu,
         int(out["evaluations"]), len(front), _monotone(front), reproducible, summary,
