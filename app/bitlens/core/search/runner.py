@@ -19,6 +19,7 @@ from bitlens.core.search.options import FLOAT_NAME, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
 from bitlens.core.search.points import Point, SearchResult, pareto_front
 from bitlens.core.search.refine import Refinement
+from bitlens.core.search.speed import with_speed
 from bitlens.core.shared_weights import one_per_group, weight_groups
 from bitlens.core.usermetric import default_metric
 
@@ -28,8 +29,18 @@ def search(
 ) -> Generator[Progress | Point, None, SearchResult]:
     """Run the search; yields Progress and every whole plan evaluated (for live plots).
 
-    Cancel by not resuming the generator (or ``close()``); the engine stays usable.
+    Cancel by not resuming the generator (or ``close()``); the engine stays usable. Where
+    the plan was exported, the result also gives its deployed speed (core/search/speed.py).
     """
+    result = yield from _found(engine, options)
+    if not options.speed_check:
+        return result
+    return (yield from with_speed(engine, result, options.target))
+
+
+def _found(
+    engine: Engine, options: SearchOptions
+) -> Generator[Progress | Point, None, SearchResult]:
     kept = engine.max_sessions
     engine.max_sessions = min(kept, 2)  # many structures, one after the other: keep few
     data = engine.data
