@@ -64,3 +64,23 @@ def coded_net() -> tuple[onnx.ModelProto, dict[str, tuple[np.ndarray, np.ndarray
     )  # fmt: skip
     stored = {"conv": (conv_q, conv_s), "fc": (fc_q, fc_s), "head": (head_q, head_s)}
     return model(g, opset=17), stored
+
+
+def coded_pair() -> onnx.ModelProto:
+    """x[1,3,8,8] -> Conv (int8 codes, a scale per channel: -127..127) -> Flatten -> MatMul
+    "fc" (int8 codes -128..127, one scale): both on an int8 grid Bitlens reproduces."""
+    conv_q = _codes((C, 3, K, K), 1, -127, 127, axis=0)
+    conv_s = np.linspace(0.002, 0.01, C, dtype=np.float32).reshape(C, 1, 1, 1)
+    fc_q = _codes((FLAT, OUT), 2, -128, 127, axis=None)
+    nodes = [
+        *_decoded("conv_w", conv_q, conv_s),
+        helper.make_node("Conv", ["x", "conv_w"], ["c"], pads=[1] * 4, name="conv"),
+        helper.make_node("Flatten", ["c"], ["f"]),
+        *_decoded("fc_w", fc_q, np.array(0.0037, np.float32)),
+        helper.make_node("MatMul", ["f", "fc_w"], ["y"], name="fc"),
+    ]
+    g = helper.make_graph(
+        nodes, "coded_pair", [helper.make_tensor_value_info("x", FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", FLOAT, [1, OUT])],
+    )  # fmt: skip
+    return model(g, opset=17)

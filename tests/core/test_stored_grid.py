@@ -22,7 +22,8 @@ from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
-from tests.core.coded_models import coded_net
+from bitlens.core.weights import file_bytes
+from tests.core.coded_models import FLAT, OUT, C, K, coded_net, coded_pair
 
 
 def test_each_decoded_weight_is_matched_to_the_grid_that_reproduces_it() -> None:
@@ -106,3 +107,19 @@ def test_the_export_stores_the_files_codes_and_equals_the_simulation(
             and np.allclose(v.ravel(), s.ravel(), rtol=2e-7, atol=0)
             for v in inits
         ), name  # fmt: skip
+
+
+def test_eval_sizes_an_int8_file_as_stored(tmp_path: Path, capsys) -> None:
+    """`bitlens eval` said "3.84x" at W8A8 on a file of int8 codes (its float32 size in
+    memory against the plan); it now gives what the file stores as well, as the window's
+    status bar does."""
+    src = tmp_path / "coded.onnx"
+    onnx.save(coded_pair(), src)
+    # codes of one byte, a float32 scale per conv channel, one scale and zero point for fc
+    stored = C * 3 * K * K + 4 * C + FLAT * OUT + 4 + 1
+    assert main(["eval", str(src), "--preset", "W8A8", "--json", "--device", "cpu"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["file_weight_bytes"] == stored == d["bytes_after"]
+    assert main(["eval", str(src), "--preset", "W8A8", "--device", "cpu"]) == 0
+    assert "1.00x against this plan" in capsys.readouterr().out
+    assert file_bytes(from_proto(coded_net()[0]).info) is None  # a grid unknown: not said

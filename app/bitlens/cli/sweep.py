@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     entries: list[SweepEntry] = follow(engine.sweep(args.formats))
     groups = weight_groups(model.info)  # a shared weight is swept once, as its first reader
     for name in dict.fromkeys(e.layer for e in entries if e.layer in groups):
-        print(f"note: {name} {group_note(groups[name])}; swept once for all", file=sys.stderr)
+        print(f"note: {group_note(name, groups[name])}; swept once for all", file=sys.stderr)
     if args.json:
         print(
             dump_json(

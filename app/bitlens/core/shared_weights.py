@@ -88,11 +88,13 @@ def one_per_group(info: ModelInfo, names: Iterable[str]) -> list[str]:
     return out
 
 
-def group_note(names: tuple[str, ...]) -> str:
-    """Why a reader's weight cell follows the others' (window tooltip, CLI)."""
+def group_note(layer: str, names: tuple[str, ...]) -> str:
+    """Why ``layer``'s weight cell follows the other readers' in ``names`` (window tooltip,
+    CLI); the list names the others only (it named the layer itself among its "others")."""
+    others = tuple(n for n in names if n != layer)
     return (
-        f"shares its weights with {len(names) - 1} other layer(s) ({_listed(names)}): the file "
-        "stores them once, so all readers take one weight format"
+        f"{layer} shares its weights with {len(others)} other layer(s) ({_listed(others)}): "
+        "the file stores them once, so all readers take one weight format"
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
-from bitlens.core.formats import Format, Granularity, storage_bytes
+from bitlens.core.formats import Format, Granularity, parse_format, storage_bytes
 from bitlens.core.lstm_kernel import kernel_weight_bytes
 from bitlens.core.model.types import Layer, ModelInfo, WeightInfo
 from bitlens.core.shared_weights import stored_readers, weight_groups
@@ -47,6 +47,25 @@ def stored_bytes(
         before += w.nbytes
         after += w.nbytes if fmt is None else _bytes(w, fmt, reader in kernels)
     return before, after
+
+
+def file_bytes(info: ModelInfo) -> int | None:
+    """Bytes the model file itself stores for the layers' weights, each weight once, when
+    some of them are decoded from int8 codes in the file (a hand-made weight-only
+    quantization, tinyocr's PP-OCRv6): those at their grid's storage (codes and scales, as
+    an export in that format stores them), the others at their size. Every other total
+    counts decoded weights as the float32 they are in memory, and "3.84x smaller" on such
+    a file promised a saving an export cannot make. None when no weight is decoded, or one
+    lies on no grid Bitlens reproduces (:mod:`bitlens.core.model.stored_grid`), whose
+    storage is then unknown."""
+    grids = info.stored_grids
+    if not grids or any(g is None for g in grids.values()):
+        return None
+    total = 0
+    for key, (_reader, w) in stored_readers(info.layers).items():
+        grid = grids.get(key)
+        total += w.nbytes if grid is None else storage_bytes(bind(parse_format(grid), w), w.shape)
+    return total
 
 
 def saved_by(info: ModelInfo, name: str, fmt: Format) -> int:

@@ -143,6 +143,9 @@ class Controller(QObject):
         start = Plan.preset(session.info, SAMPLE_START_PRESET) if isinstance(what, str) else None
         self.document.load(session, start)
         self.detailChanged.emit(None)
+        # new data for the same model keeps the selection, which alone asks for no detail:
+        # the pane said "Select a layer" under a selected row until the next edit
+        self.request_detail()
         if what is not None:
             self.opened.emit(what)
         self.evaluate()

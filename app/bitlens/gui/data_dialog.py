@@ -156,6 +156,8 @@ class DataDialog(QDialog):
         )
         self.eval_path.setObjectName("evalPath")
         self.eval_path.setPlaceholderText("none: split the data above")
+        fm = self.eval_path.fontMetrics()  # the whole hint ("none: split the da…" was all)
+        self.eval_path.setMinimumWidth(fm.horizontalAdvance(self.eval_path.placeholderText()) + 16)
         self.fraction_box = QDoubleSpinBox(box)
         self.fraction_box.setObjectName("calibFraction")
         self.fraction_box.setRange(0.05, 0.95)

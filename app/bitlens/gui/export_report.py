@@ -57,7 +57,11 @@ INK = QColor(20, 20, 20)
 class ExportReportDialog(QDialog):
     """Non-modal: the user can keep working while reading it."""
 
-    def __init__(self, report: FidelityReport, parent: QWidget | None = None):
+    def __init__(
+        self, report: FidelityReport, parent: QWidget | None = None, rows: int | None = None
+    ):
+        """``rows``: the evaluation samples the check ran (the report counts runs, and feeds
+        of one shape run batched: "1 evaluation samples" for 4 images)."""
         super().__init__(parent)
         self.report = report
         self.checks: tuple[Check, ...] = checklist(report)
@@ -69,7 +73,7 @@ class ExportReportDialog(QDialog):
         self.summary = (
             f"{Path(report.export).name}: {mark} {summary(report, self.checks)}. "
             f"Needs ONNX Runtime ≥ {report.min_ort}; opset {report.opset}; "
-            f"{report.samples} evaluation samples."
+            f"checked on {_samples(report.samples, rows)}."
         )
         self.headline = QLabel(self.summary)
         self.headline.setWordWrap(True)
@@ -156,3 +160,11 @@ class ExportReportDialog(QDialog):
         QGuiApplication.clipboard().setText(
             f"{self.summary}\n\n{self.as_text()}\n\n{self.text.toPlainText()}"
         )
+
+
+def _samples(runs: int, rows: int | None) -> str:
+    """How much evaluation data the check ran: samples, and runs where they differ."""
+    if rows is None or rows == runs:
+        n = runs if rows is None else rows
+        return f"{n} evaluation sample{'s' if n != 1 else ''}"
+    return f"{rows} evaluation samples in {runs} run{'s' if runs != 1 else ''}"

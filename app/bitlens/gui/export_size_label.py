@@ -10,6 +10,7 @@ everything, which takes seconds on a real model, so it runs in the worker only w
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QMouseEvent
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import QLabel, QWidget
 
 from bitlens.core.export.accounting import ExportSize
 from bitlens.core.export.exporter import ExportOptions
+from bitlens.core.export.report import FidelityReport
 from bitlens.core.plan import Plan
 from bitlens.gui.controller import Controller
 from bitlens.gui.text import fmt_bytes
@@ -43,6 +45,8 @@ class ExportSizeLabel(QLabel):
         self.setObjectName("exportSize")
         self.controller = controller
         self.size: ExportSize | None = None  # the prediction shown, for the current plan
+        # the last export: (plan, options, what the label says of its file)
+        self._exported: tuple[Plan, ExportOptions | None, str] | None = None
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setToolTip(TIP)
         controller.sizePredicted.connect(self._on_predicted)
@@ -58,7 +62,22 @@ class ExportSizeLabel(QLabel):
         self.setVisible(doc.is_open)
         known = None if doc.plan is None else self.controller.sizes.get((doc.plan, self.options()))
         self.size = known
-        self.setText(ASK if known is None else self._describe(known))
+        self.setText(self._describe(known) if known is not None else self._written() or ASK)
+
+    def show_exported(self, plan: Plan, report: FidelityReport) -> None:
+        """An export of ``plan`` finished: its file's real size stands until the plan or the
+        export options change (it read "?" after the export had told it)."""
+        name = Path(report.export).name
+        text = f"Export file: {fmt_bytes(report.file_bytes)} ({name})"
+        self._exported = (plan, self.options(), text)
+        self.refresh()
+
+    def _written(self) -> str | None:
+        """The last export's size when it was of the current plan and export options."""
+        doc, done = self.controller.document, self._exported
+        if done is None or doc.plan is None or done[0] != doc.plan or done[1] != self.options():
+            return None
+        return done[2]
 
     def _on_predicted(self, plan: Plan, size: ExportSize) -> None:
         if plan != self.controller.document.plan or (
@@ -70,7 +89,7 @@ class ExportSizeLabel(QLabel):
 
     def _on_job_finished(self, job: object) -> None:
         if getattr(job, "key", None) == "size" and self.size is None:
-            self.setText(ASK)  # failed or cancelled: the message bar says why
+            self.setText(self._written() or ASK)  # failed or cancelled: the message bar says why
 
     def predict(self) -> None:
         """Ask for the current plan's prediction (shown at once when already known)."""

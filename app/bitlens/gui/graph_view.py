@@ -314,8 +314,10 @@ class GraphView(QGraphicsView):
             self._items[name] = item
         self._scene.setSceneRect(self._scene.itemsBoundingRect().adjusted(-40, -40, 40, 40))
         self._recolor()
-        self._on_selection_changed(None)
         self._first_view()
+        # then the selected layer (the first, on open) in sight: open_nsfw's first conv sits
+        # below 30 rows of input casts and reshapes, and the first view showed only those
+        self._on_selection_changed(None)
         self.rebuilt.emit()
 
     def _recolor(self) -> None:

@@ -28,6 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bitlens.core.errors import FormatError
+from bitlens.core.formats import parse_format
 from bitlens.core.plan import LayerChoice
 from bitlens.core.viewdata import Distribution
 from bitlens.gui import colors
@@ -39,7 +41,15 @@ from bitlens.gui.jobs import LayerDetail
 from bitlens.gui.plot_title import FittedTitle
 from bitlens.gui.recovery_table import RecoveryTable
 from bitlens.gui.table_fill import sized_once
-from bitlens.gui.text import fmt_bytes, fmt_db, fmt_float, fmt_format, fmt_ratio
+from bitlens.gui.text import (
+    DYNAMIC_SUFFIX,
+    fmt_bytes,
+    fmt_db,
+    fmt_float,
+    fmt_format,
+    fmt_ratio,
+    split_dynamic,
+)
 
 SANDBOX_COLUMNS = ("Format", "SQNR", "MSE", "Bytes", "Ratio")
 
@@ -179,6 +189,7 @@ class LayerDetailView(QWidget):
         c = detail.choice
         w = fmt_format(None if c.weight is None else c.weight.name)
         a = fmt_format(None if c.activation is None else c.activation.name)
+        a += DYNAMIC_SUFFIX if c.dynamic and c.activation is not None else ""
         self.header.setText(
             f"<b>{detail.layer}</b> · weights: {w} · activations: {a}"
             f" · {fmt_bytes(detail.bytes_before)} in float"
@@ -186,14 +197,14 @@ class LayerDetailView(QWidget):
         )
         tip = f"weight tensor {detail.weight_name}"
         if self._fresh("weights", detail.weights, tip):
-            self._draw(self.weight_plot, detail.weights, "weights", tip)
+            self._draw(self.weight_plot, detail.weights, "weights", tip, w)
         act_title = (
             "input activation" if detail.activation is not None
             else detail.activation_note or "input activation"
         )  # fmt: skip
         tip = f"activation {detail.activation_name}"
-        if self._fresh("activation", detail.activation, act_title, tip):
-            self._draw(self.act_plot, detail.activation, act_title, tip)
+        if self._fresh("activation", detail.activation, act_title, tip, a):
+            self._draw(self.act_plot, detail.activation, act_title, tip, a)
         if self._fresh("schemes", detail.schemes, detail.choice):
             self._fill_sandbox(detail)
         if self._fresh("activations", detail.layer, detail.activations, detail.choice):
@@ -215,8 +226,16 @@ class LayerDetailView(QWidget):
         return True
 
     def _draw(
-        self, plot: pg.PlotWidget, dist: Distribution | None, title: str, tip: str = ""
+        self,
+        plot: pg.PlotWidget,
+        dist: Distribution | None,
+        title: str,
+        tip: str = "",
+        chosen: str = "",
     ) -> None:
+        """``chosen``: the format as the table names it (the histogram's own name has its
+        axis bound: "int8 sym ch1" for the table's "int8 sym ch"; the grid line says which
+        group is drawn)."""
         item = plot.getPlotItem()
         item.clear()
         fg = self.palette().color(QPalette.ColorRole.Text)
@@ -231,7 +250,8 @@ class LayerDetailView(QWidget):
             self.titles[plot].set([(f"{title} (float)", 9)], fg, tip)
         else:
             # Second line: which group's grid is drawn (per-channel formats have one each).
-            lines = [(f"{title} — {dist.fmt}", 9), (f"grid shown: {dist.group}", 8)]
+            name = chosen if _same_format(chosen, dist.fmt) else dist.fmt
+            lines = [(f"{title} — {name}", 9), (f"grid shown: {dist.group}", 8)]
             self.titles[plot].set(lines, fg, tip)
         fill = pg.mkBrush(colors.AFTER.red(), colors.AFTER.green(), colors.AFTER.blue(), 150)
         item.addItem(
@@ -363,3 +383,14 @@ class LayerDetailView(QWidget):
             self._restyle()
             self._drawn.clear()
             self.show_detail(self.detail)
+
+
+def _same_format(chosen: str, drawn: str) -> bool:
+    """Whether the table's ``chosen`` name ("int8 sym ch", "uint8 asym (dynamic)") is the
+    format drawn as ``drawn`` ("int8 sym ch0"): equal but for the axis bound to the layer."""
+    name, _dynamic = split_dynamic(chosen)
+    try:
+        a, b = parse_format(name), parse_format(drawn)
+    except FormatError:
+        return False
+    return a == b or (a.axis is None and b.axis is not None and a.with_axis(b.axis) == b)

@@ -208,6 +208,8 @@ class LayerTable(QWidget):
         document.modelChanged.connect(self._on_model_changed)
         document.planChanged.connect(self._show_target)
         document.planChanged.connect(self._show_matching_preset)
+        document.planChanged.connect(self._grow_to_fit)
+        document.ranAsChanged.connect(self._grow_to_fit)
         document.evaluationChanged.connect(self._on_first_evaluation)
         document.ab.changed.connect(self._show_ab_columns)
         self._place_ab_columns()
@@ -215,6 +217,7 @@ class LayerTable(QWidget):
         # the Layer column's content width at the last fit; None once the user sized it
         self._name_width: int | None = None
         self._fitting = False
+        self._user_sized: set[int] = set()  # columns the user dragged: their width stays
         header.sectionResized.connect(self._on_section_resized)
         self._on_model_changed()
 
@@ -350,20 +353,23 @@ class LayerTable(QWidget):
         # real model while it opens). Header text and a bounded sample of rows are enough.
         view, model = self.view, self.model
         fm = QFontMetricsF(view.font())
-        style = view.style()
-        # The style's text margin on each side and the grid line; the text's advance is
-        # fractional (rounded down to whole pixels, "Gemm" was elided to "G…m").
-        pad = 2 * (style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, view) + 1) + 1
+        # The text's advance is fractional (rounded down to whole pixels, "Gemm" was elided
+        # to "G…m").
+        pad = self._cell_pad()
         n = model.rowCount()
         rows = range(0, n, max(1, -(-n // FIT_ROWS)))
         header = view.horizontalHeader()
-        for col in range(model.columnCount()):
-            cells = (math.ceil(fm.horizontalAdvance(model.text(r, col))) + pad for r in rows)
-            view.setColumnWidth(col, max([header.sectionSizeHint(col), *cells]))
         em = self.fontMetrics().horizontalAdvance("M")
-        self._name_width = self.view.columnWidth(Column.NAME)
-        for col, minimum in ((Column.WEIGHT, 9 * em), (Column.ACTIVATION, 8 * em)):
-            self.view.setColumnWidth(col, max(self.view.columnWidth(col), minimum))
+        self._fitting = True
+        try:
+            for col in range(model.columnCount()):
+                cells = (math.ceil(fm.horizontalAdvance(model.text(r, col))) + pad for r in rows)
+                view.setColumnWidth(col, max([header.sectionSizeHint(col), *cells]))
+            for col, minimum in ((Column.WEIGHT, 9 * em), (Column.ACTIVATION, 8 * em)):
+                view.setColumnWidth(col, max(view.columnWidth(col), minimum))
+        finally:
+            self._fitting = False
+        self._name_width = view.columnWidth(Column.NAME)
         self._fit_name()
 
     def _fit_name(self) -> None:
@@ -384,9 +390,49 @@ class LayerTable(QWidget):
         finally:
             self._fitting = False
 
+    def _grow_to_fit(self) -> None:
+        """Widen the format and "Ran as" columns to their longest text after an edit or an
+        export: sized once at the first evaluation (a float plan: "keep float", no kernels),
+        they cut what came later ("uint8 …namic)" on an LSTM, "int8 …ow ch", "QLi…onv").
+        Every row counts here (a model's one LSTM is easily missed by a sample); the texts
+        come straight from Python, each distinct one measured once."""
+        model, view = self.model, self.view
+        if not self._sized or not model.rowCount():
+            return
+        fm = QFontMetricsF(view.font())
+        pad = self._cell_pad()
+        grew = False
+        self._fitting = True
+        try:
+            doc = self._doc
+            kernels = doc.ran_as.values() if doc.ran_as_plan == doc.plan else ()
+            for col in (Column.WEIGHT, Column.ACTIVATION, Column.RAN_AS):
+                if col in self._user_sized or view.isColumnHidden(col):
+                    continue
+                texts = set(kernels) if col == Column.RAN_AS else {
+                    model.text(r, col) for r in range(model.rowCount())
+                }  # fmt: skip
+                need = max((math.ceil(fm.horizontalAdvance(t)) + pad for t in texts), default=0)
+                if need > view.columnWidth(col):
+                    view.setColumnWidth(col, need)
+                    grew = True
+        finally:
+            self._fitting = False
+        if grew:
+            self._fit_name()
+
+    def _cell_pad(self) -> int:
+        """The style's text margin on each side of a cell and the grid line."""
+        view = self.view
+        margin = view.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, view)
+        return 2 * (margin + 1) + 1
+
     def _on_section_resized(self, col: int, _old: int, _new: int) -> None:
-        if col == Column.NAME and not self._fitting:
-            self._name_width = None  # dragged by the user: keep their width from now on
+        if self._fitting:
+            return
+        self._user_sized.add(col)  # dragged by the user: keep their width from now on
+        if col == Column.NAME:
+            self._name_width = None
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -397,6 +443,7 @@ class LayerTable(QWidget):
         if not self._sized:
             self._sized = True
             self._fit_columns()
+            self._grow_to_fit()  # the formats of every row, not of the sample only
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.filter and event.type() == QEvent.Type.ShortcutOverride:
@@ -432,6 +479,7 @@ class LayerTable(QWidget):
         self._show_matching_preset()
         self._sized = False
         self._name_width = None
+        self._user_sized.clear()
         self._fit_columns()
         has_model = self._doc.is_open
         self.apply_button.setEnabled(has_model)

@@ -412,7 +412,7 @@ class LayerTableModel(QAbstractTableModel):
         group = self._groups.get(layer.name) if col in (Column.WEIGHT, Column.RECOVERY) else None
         if group is not None:  # why editing this cell changes other rows too
             tip = format_tooltip(self._display(layer, col)) if col == Column.WEIGHT else ""
-            return "\n".join(t for t in (tip, f"{layer.name} {group_note(group)}") if t)
+            return "\n".join(t for t in (tip, group_note(layer.name, group)) if t)
         if col in (Column.WEIGHT, Column.ACTIVATION):
             return format_tooltip(self._display(layer, col)) or None
         if col == Column.SIZE and cannot_save(layer, self._choice(layer).weight):

@@ -166,7 +166,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         ctl.codesReady.connect(self.detail.codes.on_codes)
         self.table.editFailed.connect(self.message_bar.show_error)
         ctl.opened.connect(self._on_opened)
-        ctl.detailChanged.connect(self.detail.show_later)
+        ctl.detailChanged.connect(self._on_detail_changed)
         doc.selection.changed.connect(self._on_selection_for_detail)
         ctl.sweepFinished.connect(self._on_sweep_finished)
         ctl.exported.connect(self._on_exported)
@@ -205,6 +205,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         self.search.reset(None if session is None else session.model_bytes)
         self.stack.setCurrentWidget(self.table if session is not None else self.welcome)
         self.status.show_providers(() if session is None else session.providers)
+        self.status.set_model(None if session is None else session.info)
         self.status.show_evaluation(None, stale=False)
         dlg = self.dims_dialog
         if dlg is not None and (session is None or dlg.info is not session.info):
@@ -319,13 +320,24 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         self.message_bar.show_message(
             f"Exported {report.export}: {verdict}.", "info" if report.passed else "error"
         )
-        self.export_report = ExportReportDialog(report, self)
+        if self.document.ran_as_plan is not None:  # the plan exported (the controller's)
+            self.export_size.show_exported(self.document.ran_as_plan, report)
+        data = None if self.document.session is None else self.document.session.data
+        rows = None if data is None else data.summary().evaluation.rows
+        self.export_report = ExportReportDialog(report, self, rows=rows)
         self.export_report.show()
 
     def _on_sweep_finished(self, entries: list) -> None:
         self.sweep.show_entries(entries)
         self.docks["sweep"].show()
         self.docks["sweep"].raise_()
+
+    def _on_detail_changed(self, detail: object) -> None:
+        current = self.document.selection.current
+        if detail is None and current is not None and self.runner.busy:
+            self.detail.show_pending(current, None)  # asked for again (other data): coming
+        else:
+            self.detail.show_later(detail)
 
     def _on_selection_for_detail(self, _origin: object) -> None:
         current = self.document.selection.current

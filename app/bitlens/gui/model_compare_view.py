@@ -75,7 +75,9 @@ class ModelCompareDialog(QDialog):
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.table = readonly_table(COLUMNS, "modelCompareTable", self)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        # the room left goes to the names, not to the last SQNR: stretched to 350 px at
+        # 1000 px wide, its colour filled a bar with the number far at its right end
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.cellClicked.connect(self._on_click)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.close)

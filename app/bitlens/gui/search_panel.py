@@ -16,12 +16,12 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QListWidget,
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +30,7 @@ from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
 from bitlens.core.search import DEFAULT_SIZE_RATIO, Budget, Point, SearchOptions, SearchResult
 from bitlens.core.usermetric import load_metric
+from bitlens.gui.elided_label import ElidedLabel
 from bitlens.gui.search_plot import SearchPlot, tooltip
 
 # budget kind -> (label, minimum, maximum, default, decimals)
@@ -64,12 +65,15 @@ class SearchPanel(QWidget):
         self.kind.currentIndexChanged.connect(self._on_kind)
         self.metric = QLineEdit(self)
         self.metric.setObjectName("metricSpec")
-        self.metric.setPlaceholderText("built-in (accuracy with labels); or module:function")
+        # short enough to read whole in the panel at 1280x720 ("built-in (ac…" was all)
+        self.metric.setPlaceholderText("built-in, or module:function")
         self.metric.setToolTip(
+            "Empty: the built-in metrics (accuracy when the data have labels). "
             "Your metric f(outputs, reference_outputs, labels) -> float, higher is better: "
             "module:function or path/to/file.py:function"
         )
-        browse = QPushButton("…", self)
+        browse = QToolButton(self)  # a button as wide as its "…", not a push button's 80 px
+        browse.setText("…")
         browse.setToolTip("Pick a Python file holding the metric")
         browse.clicked.connect(self._browse_metric)
         self.seed = QSpinBox(self)
@@ -90,15 +94,21 @@ class SearchPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancelRequested)
         self.progress = QProgressBar(self)
         self.progress.setTextVisible(True)
-        self.status = QLabel("Set a budget and press Find plan.", self)
+        # elided, not as wide as its text: a long step or result line widened the window
+        self.status = ElidedLabel("Set a budget and press Find plan.", self)
         self.status.setObjectName("searchStatus")
-        self.status.setWordWrap(False)
+        self._searching = ""  # "Searching: <the budget it started with>"
         self.plot = SearchPlot(self)
         self.plot.pointClicked.connect(self.applyRequested)
         self.plot.pointHovered.connect(self._on_hovered)
 
         form = QFormLayout()
-        form.addRow(self.kind, self.value)
+        # the budget's kind and value on one row: the kind box in the label column made
+        # that column 185 px wide and left the metric and pins 140 px at 1280x720
+        brow = QHBoxLayout()
+        brow.addWidget(self.kind, 1)
+        brow.addWidget(self.value, 1)
+        form.addRow("Budget:", brow)
         mrow = QHBoxLayout()
         mrow.addWidget(self.metric, 1)
         mrow.addWidget(browse)
@@ -196,7 +206,8 @@ class SearchPanel(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        self.status.setText(f"Searching: {self.budget().describe()}…")
+        self._searching = f"Searching: {self.budget().describe()}"
+        self.status.setText(self._searching + "…")
 
     def add_point(self, p: Point) -> None:
         self.plot.add(p)
@@ -204,6 +215,9 @@ class SearchPanel(QWidget):
     def show_progress(self, progress: Progress) -> None:
         self.progress.setMaximum(max(1, progress.total))
         self.progress.setValue(progress.done)
+        if progress.message and self.running:  # the step, where the user looks: minutes of
+            # sensitivities on a real model showed only a percentage and an empty plot
+            self.status.setText(f"{self._searching} · {progress.message}")
 
     def mark_failed(self) -> None:
         """The search raised: ``finished(None)`` follows and says so instead of "Stopped"."""

@@ -10,7 +10,9 @@ from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QWidget
 
 from bitlens.core.data_summary import DataSummary
 from bitlens.core.engine.session import CUDA, fallback_reason
+from bitlens.core.model.types import ModelInfo
 from bitlens.core.results import Evaluation, Progress
+from bitlens.core.weights import file_bytes
 from bitlens.gui.elided_label import ElidedLabel
 from bitlens.gui.text import fmt_bytes, fmt_db, fmt_percent, fmt_ratio
 
@@ -73,11 +75,22 @@ class StatusPanel(QWidget):
         self._progress_timer.setSingleShot(True)
         self._progress_timer.setInterval(PROGRESS_MS)
         self._progress_timer.timeout.connect(self._show_pending)
+        # weights the file stores as int8 codes: (how many, the file's bytes for all weights
+        # or None when unknown); (0, None) for any other model
+        self._coded: tuple[int, int | None] = (0, None)
         self.show_evaluation(None, stale=False)
         self.show_providers(())
         self.set_idle()
 
+    def set_model(self, info: ModelInfo | None) -> None:
+        """The open model: whether its file already stores weights as integer codes."""
+        if info is None or not info.stored_grids:
+            self._coded = (0, None)
+        else:
+            self._coded = (len(info.stored_grids), file_bytes(info))
+
     def show_evaluation(self, ev: Evaluation | None, *, stale: bool, failed: bool = False) -> None:
+        self.size_label.setToolTip("")
         if ev is None:
             self.size_label.setText("Evaluation failed" if failed else "No plan evaluated")
             self.bits_label.setText("")
@@ -89,10 +102,7 @@ class StatusPanel(QWidget):
             self.bits_label.setText("")
             self.output_label.setText("")
             return
-        self.size_label.setText(
-            f"Weights {fmt_bytes(ev.bytes_before)} → {fmt_bytes(ev.bytes_after)} "
-            f"({fmt_ratio(ev.compression)}){mark}"
-        )
+        self._show_sizes(ev, mark)
         self.bits_label.setText(f"{ev.avg_bits:.2f} bits/weight")
         parts = []
         # The first output the plan changes: an exporter's pass-through of integer ids
@@ -113,6 +123,30 @@ class StatusPanel(QWidget):
         if len(ev.outputs) > 1:
             parts.append(f"+{len(ev.outputs) - 1} more outputs")
         self.output_label.setText(" · ".join(parts))
+
+    def _show_sizes(self, ev: Evaluation, mark: str) -> None:
+        """Weights before and after, against what the file stores: a file of int8 codes is
+        not 3.84x smaller at W8A8, whatever its float32 size in memory."""
+        after = fmt_bytes(ev.bytes_after)
+        coded, stored = self._coded
+        as_float = f"{fmt_bytes(ev.bytes_before)} as float32, {fmt_ratio(ev.compression)}"
+        if not coded:
+            before, ratio, tip = fmt_bytes(ev.bytes_before), ev.compression, ""
+        elif stored is not None:
+            before, ratio = f"{fmt_bytes(stored)} in the file", stored / ev.bytes_after
+            tip = (
+                f"{coded} weight(s) are int8 codes in the file, which stores the weights in "
+                f"{fmt_bytes(stored)}. The table, the plots and Find Plan count them as the "
+                f"float32 they are in memory ({as_float} smaller than this plan)."
+            )
+        else:
+            before, ratio = f"{fmt_bytes(ev.bytes_before)} as float32", ev.compression
+            tip = (
+                f"{coded} weight(s) are integer codes in the file, counted here as float32: "
+                "an export saves less than this (Export file: click to predict its size)."
+            )
+        self.size_label.setText(f"Weights {before} → {after} ({fmt_ratio(ratio)}){mark}")
+        self.size_label.setToolTip(tip)
 
     def show_data(self, summary: DataSummary | None, *, is_open: bool) -> None:
         """Which data calibrate and evaluate; a warning for random inputs or none at all."""

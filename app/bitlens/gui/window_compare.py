@@ -24,6 +24,7 @@ from bitlens.gui.runner import Job
 from bitlens.gui.window_files import MODEL_FILTER
 
 REPORT_FILTER = "HTML reports (*.html);;All files (*)"
+PINNED = "pinned A"  # the message bar's mark of the Pin Plan as A note
 
 
 class CompareCommandsMixin:
@@ -44,11 +45,15 @@ class CompareCommandsMixin:
             "(Δ columns), the plots and the status bar. Compare ▸ Unpin A ends it.",
             "info",
         )
+        self.message_bar.what = PINNED  # hidden again on Unpin A
         self._update_compare_actions()
         return True
 
     def unpin_plan_a(self) -> None:
         self.document.ab.unpin()
+        bar = self.message_bar
+        if bar.isVisible() and bar.what == PINNED:
+            bar.hide()  # it described a comparison that has ended
         self._update_compare_actions()
 
     def _update_compare_actions(self) -> None:

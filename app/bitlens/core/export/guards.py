@@ -27,28 +27,51 @@ REQUANTIZED_BY_ORT = frozenset({"Conv", "ConvTranspose", "Gemm"})
 _F32 = np.finfo(np.float32).max
 
 
-def guard_float_readers(
-    g: onnx.GraphProto, kernel_outputs: Collection[str], taken: set[str]
-) -> dict[str, str]:
-    """Put a Clip between a DequantizeLinear and each main-graph Conv/ConvTranspose/Gemm
-    reading it as input 0 that is not an integer-kernel layer (whose output is not in
-    ``kernel_outputs``) and whose output reaches a quantizer; returns each guarded node's
-    output -> the Clip's output it now reads."""
-    producer = {o: n for n in g.node for o in n.output if o}
+def fused_output(node: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]]) -> str | None:
+    """The output of the node ONNX Runtime may re-quantize ``node``'s weights in, else None.
+
+    A MatMul read by one Add becomes a Gemm first (MatMulAddFusion, a level-1 rewrite:
+    onnxruntime/core/optimizer/matmul_add_fusion.cc), whose output is the Add's; measured on
+    1.31.1 with OSKut's Dense layers (tf2onnx, 2-D MatMul + bias Add): int3 weights folded
+    to float were re-quantized to int8 inside a QGemm and the next layer's uint8 input moved
+    by 2 LSB. Any Add counts: guarding a layer that would not fuse costs one float Clip."""
+    if node.op_type in REQUANTIZED_BY_ORT:
+        return node.output[0]
+    if node.op_type == "MatMul":
+        users = consumers.get(node.output[0], [])
+        if len(users) == 1 and users[0].op_type == "Add":
+            return users[0].output[0]
+    return None
+
+
+def consumers_of(g: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in g.node:
         for t in n.input:
             consumers.setdefault(t, []).append(n)
+    return consumers
+
+
+def guard_float_readers(
+    g: onnx.GraphProto, kernel_outputs: Collection[str], taken: set[str]
+) -> dict[str, str]:
+    """Put a Clip between a DequantizeLinear and each main-graph Conv/ConvTranspose/Gemm (or
+    MatMul that becomes one, see fused_output) reading it as input 0 that is not an integer-kernel layer (whose output is not in
+    ``kernel_outputs``) and whose output reaches a quantizer; returns each guarded node's
+    output -> the Clip's output it now reads."""
+    producer = {o: n for n in g.node for o in n.output if o}
+    consumers = consumers_of(g)
     guarded: dict[str, str] = {}
     ordered: list[onnx.NodeProto] = []
     for node in g.node:
         src = producer.get(node.input[0]) if node.input else None
+        fused = fused_output(node, consumers)
         if (
-            node.op_type in REQUANTIZED_BY_ORT
+            fused is not None
             and node.output[0] not in kernel_outputs
             and src is not None
             and src.op_type == "DequantizeLinear"
-            and _reaches_quantizer(node.output[0], consumers, len(g.node))
+            and _reaches_quantizer(fused, consumers, len(g.node))
         ):
             b = GraphBuilder(f"{node.output[0]}_guard", taken)
             lo = b.const("lo", np.asarray(-_F32, np.float32))

@@ -216,7 +216,16 @@ class _Fold:
         self.b, self.grouping = b, g
         self.granularity_text = _granularity_text(g)
         self.stored: list[StoredTensor] = []
-        self._shape = _shape_const(b, "shape", g.shape)
+        self._shape_name: str | None = None
+
+    @property
+    def _shape(self) -> str:
+        # Made on first use only: formats whose codes keep the weight's shape (int8 Cast
+        # and scale) never read it, and an unread initializer makes ONNX Runtime log a
+        # "Removing initializer" warning at every session start of the exported file.
+        if self._shape_name is None:
+            self._shape_name = _shape_const(self.b, "shape", self.grouping.shape)
+        return self._shape_name
 
     def node(self, op: str, inputs: list[str], **attrs: object) -> str:
         return self.b.node(op, inputs, **attrs)
