@@ -110,7 +110,7 @@ def test_slower_plan_gets_a_one_line_warning(cnn, monkeypatch) -> None:
         cnn, Budget(max_bytes=limit), check_export=True, check_fraction=0, speed_check=False
     )
 
-    def fake(sessions, feed, budget_s):
+    def fake(sessions, feed, budget_s, patience):
         return [Timing(1.0, 20, 0.0, 1.0), Timing(1.89, 20, 0.01, 1.89),
                 Timing(0.5, 20, 0.01, 0.5)][: len(sessions)]  # fmt: skip
 

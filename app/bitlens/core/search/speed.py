@@ -32,9 +32,11 @@ if TYPE_CHECKING:
 
 W8A8 = "W8A8"
 # Seconds of timing per session (each of float, W8A8 and the plan): the rounds interleave,
-# so the whole check costs about three times this, more while the machine is too busy for
-# a meaningful band (core/export/latency.py).
-BUDGET_S = 1.0
+# so the whole check costs about three times this, up to PATIENCE times that while the
+# machine is too busy for a meaningful band (core/export/latency.py), whose fastest runs
+# then give the ratios. A window's search waits for it: kept short.
+BUDGET_S = 0.5
+PATIENCE = 2
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ def plan_speed(
             sessions += [open_session(p, providers, mode="deployed") for p in paths]
         except BitlensError:
             return None
-        times = median_latencies(sessions, feed, budget_s)
+        times = median_latencies(sessions, feed, budget_s, patience=PATIENCE)
         used = tuple(sessions[0].get_providers())
         del sessions
     # one reading for all three: the medians where every band is tight, else the fastest
