@@ -174,7 +174,9 @@ def render(r: SearchResult, output: str) -> str:
                      + ("" if b.check_metric is None else f", {name} {b.check_metric:.4g}"))  # fmt: skip
     if r.speed is not None:
         lines.append(f"  {r.speed.describe()}")
-    lines += [n if n.startswith("warning: ") else f"note: {n}" for n in r.notes]
+        warning = r.speed.warning()
+        lines += [warning] if warning else []
+    lines += [f"note: {n}" for n in r.notes]
     if r.wide_layers:
         lines.append(f"  wider activations kept on: {', '.join(r.wide_layers)}")
     lines.append("references:")

@@ -249,6 +249,7 @@ class SearchPanel(QWidget):
             + ("" if speed is None else f", {speed.short()}")
             + f": {tooltip(result.best)}. Click a point to apply its plan."
             + ("" if speed is None else f"\n{speed.describe()}")
+            + ("" if speed is None or not speed.warning() else f"\n{speed.warning()}")
             + "".join(f"\nNote: {n}" for n in result.notes)  # in the tooltip
         )
 
