@@ -125,8 +125,12 @@ def test_slower_plan_gets_a_one_line_warning(cnn, monkeypatch) -> None:
 
 def test_plan_speed_of_a_plan_without_integer_kernels(cnn) -> None:
     """fp16 weights everywhere: exported and timed for real (no figure asserted: the
-    machine is shared), the W8A8 reference too."""
+    machine is shared), the W8A8 reference too; the layers without integer kernels named."""
     plan = Plan.preset(cnn.info, "fp16")
     got: PlanSpeed | None = drain(plan_speed(cnn, plan, Plan.preset(cnn.info, "W8A8"), 0.05))
     assert got is not None and got.plan_ms > 0 and got.w8a8_ms is not None
     assert got.describe().startswith("deployed latency")
+    # every weight layer at fp16 runs without an integer kernel, and the warning says so
+    assert got.float_run == (("fp16", sum(1 for la in cnn.info.layers if la.weights)),)
+    slow = dataclasses.replace(got, vs_float=1.5)
+    assert f"{got.float_run[0][1]}× fp16" in (slow.warning() or "")

@@ -12,6 +12,7 @@ fastest, W8A8 0.57x. The result says so, in numbers, where the search exported i
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.deployed import open_session
 from bitlens.core.export.exporter import export
+from bitlens.core.export.kernels import integer_kernel_layers
 from bitlens.core.export.latency import fastest_ratio, judged_ratio, median_latencies
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress, drain
@@ -52,6 +54,9 @@ class PlanSpeed:
     vs_float: float | None
     vs_w8a8: float | None
     how: str  # how the ratio to float was read
+    # quantized layers the export writes without an integer kernel, per weight format (they
+    # run as float operators with quantize work around them: core/export/kernels.py)
+    float_run: tuple[tuple[str, int], ...] = ()
 
     @property
     def slower_than_float(self) -> bool:
@@ -90,10 +95,17 @@ class PlanSpeed:
             if self.w8a8_ms is not None and self.float_ms > 0
             else ""
         )
+        why = ""
+        if self.float_run:
+            n = sum(c for _f, c in self.float_run)
+            kinds = ", ".join(f"{c}× {f}" for f, c in self.float_run)
+            why = (
+                f": {n} quantized layer(s) get no integer kernel ({kinds}; only 8-bit integer "
+                "weights with 8-bit activations do) and run as float plus quantize work"
+            )
         return (
             f"warning: the plan runs SLOWER than the float model in ONNX Runtime "
-            f"(x{self.vs_float:.2f}): its formats without integer kernels (fp16, int4 blocked "
-            f"or asymmetric weights, int16 activations) run as float plus quantize work{w}"
+            f"(x{self.vs_float:.2f}){why}{w}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,7 +167,19 @@ def plan_speed(
     vs_w8a8 = None
     if vs_float is not None and w8a8_ms:
         vs_w8a8 = ms[1] / w8a8_ms
-    return PlanSpeed(used, ms[1], ms[0], w8a8_ms, vs_float, vs_w8a8, how)
+    return PlanSpeed(used, ms[1], ms[0], w8a8_ms, vs_float, vs_w8a8, how, _float_run(engine, plan))
+
+
+def _float_run(engine: Engine, plan: Plan) -> tuple[tuple[str, int], ...]:
+    """Weight formats of the plan's quantized layers the export writes without an integer
+    kernel, most common first."""
+    kernels = integer_kernel_layers(engine.info, plan, engine.placement(plan))
+    counts = Counter(
+        "float weights" if c.weight is None else c.weight.name
+        for name, c in plan.choices.items()
+        if name not in kernels and (c.weight is not None or c.activation is not None)
+    )
+    return tuple(counts.most_common())
 
 
 def with_speed(
