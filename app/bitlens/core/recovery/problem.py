@@ -204,16 +204,46 @@ class InputStats:
         st = cls(np.zeros((g, c, c)), np.zeros((g, c)), np.zeros((g, c)), np.zeros((g, c)))
         for x in inputs:
             for part in feature_pieces(np.asarray(x), geo):
-                f = geo.features(part)
-                st.hessian += np.einsum("nga,ngb->gab", f, f, optimize=True)
-                st.total += f.sum(axis=0)
-                st.abs_total += np.abs(f).sum(axis=0)
-                if len(f):
-                    np.maximum(st.abs_max, np.abs(f).max(axis=0), out=st.abs_max)
-                st.count += f.shape[0]
+                for f in _feature_columns(geo, part):
+                    st._add(f)
         if st.count == 0:
             raise EngineError("recovery needs calibration inputs, and there are none")
         return st
+
+    def _add(self, f: np.ndarray) -> None:
+        """Add feature rows given as ``(groups, cols, n)`` (any strides; a scratch array,
+        overwritten here by its absolute values)."""
+        # one matrix product per group, on views: no transposed copy of the rows
+        self.hessian += f @ f.transpose(0, 2, 1)
+        self.total += f.sum(axis=2)
+        if f.shape[2]:
+            a = np.abs(f, out=f)  # im2col rows are large: no second copy
+            self.abs_total += a.sum(axis=2)
+            np.maximum(self.abs_max, a.max(axis=2), out=self.abs_max)
+        self.count += f.shape[2]
+
+
+def _pointwise(geo: LayerGeometry) -> bool:
+    """A 1x1 convolution without padding: its feature rows are the input's pixels."""
+    if geo.op_type != "Conv" or geo.kernel_size != 1:
+        return False
+    return geo.auto_pad != "NOTSET" or not any(geo.pads)
+
+
+def _feature_columns(geo: LayerGeometry, x: np.ndarray) -> Iterable[np.ndarray]:
+    """The feature rows of ``x`` as ``(groups, cols, n)`` arrays of their own (one per image
+    of a 1x1 convolution's input, which needs no im2col copy: its channels are the
+    features)."""
+    if not _pointwise(geo):
+        f = geo.features(x)
+        yield (f.copy() if np.shares_memory(f, x) else f).transpose(1, 2, 0)
+        return
+    nd = len(geo.kernel)
+    if x.ndim != nd + 2:
+        raise EngineError(f"conv input has rank {x.ndim}, expected {nd + 2}")
+    x = x[(slice(None), slice(None), *(slice(None, None, s) for s in geo.strides))]
+    for image in x:
+        yield np.array(image, np.float64).reshape(geo.groups, geo.cols, -1)
 
 
 FEATURE_BYTES = 64 << 20  # float64 feature rows made at a time (im2col grows a conv input)
