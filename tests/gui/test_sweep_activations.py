@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
 from bitlens.core.engine import Engine
 from bitlens.core.results import drain
 from bitlens.core.search import Sensitivity, sensitivities
+from bitlens.core.usermetric import Metric
 from bitlens.gui import jobs
 from bitlens.gui.sweep_dialog import DEFAULT_ACTIVATIONS, SweepDialog
 from bitlens.gui.text import fmt_db
@@ -117,3 +119,27 @@ def test_activation_sweep_cancels(qtbot, window, mlp_path, monkeypatch) -> None:
         release.set()
     qtbot.waitUntil(lambda: not window.runner.busy, timeout=WAIT_MS)
     assert finished == [] and "Cancelled" in window.message_bar.text.text()
+
+
+def _closeness(outputs, reference, labels) -> float:
+    """Negative largest absolute output difference (higher is better)."""
+    return -max(float(np.max(np.abs(outputs[k] - reference[k]))) for k in reference)
+
+
+def test_loaded_metric_is_measured_by_the_weights_sweep(qtbot, window, mlp_path) -> None:
+    """As `bitlens sweep --metric`: a metric loaded (by Find Plan) makes even a weights-only
+    sweep measure it, with the same numbers as the core's."""
+    open_model(qtbot, window, mlp_path)
+    metric = Metric("closeness", _closeness, "negative largest output difference")
+    window.controller.metric = metric
+    with qtbot.waitSignal(window.controller.sweepFinished, timeout=WAIT_MS) as blocker:
+        window.controller.run_sweep(WEIGHTS)
+    got = {(e.layer, e.format): e for e in blocker.args[0]}
+    engine = Engine(window.document.session.model, window.document.session.data, device="cpu")
+    drain(engine.calibrate(window.controller.calibration))
+    want = drain(sensitivities(engine, WEIGHTS, metric=metric))
+    assert sorted(got) == sorted((e.layer, e.format) for e in want) and want
+    for w in want:
+        assert got[(w.layer, w.format)].metric == pytest.approx(w.metric, rel=1e-5, abs=1e-9)
+    assert window.controller.sweep_metric == "closeness"
+    assert "Task metric: closeness" in window.sweep.note.text()
