@@ -105,14 +105,22 @@ def test_window_sweep_equals_the_core_and_applies_an_activation(qtbot, digits) -
     assert window.document.plan[layer] == before
 
 
-def test_activation_sweep_cancels(qtbot, window, mlp_path, monkeypatch) -> None:
+def test_activation_sweep_from_the_menu_cancels(qtbot, window, mlp_path, monkeypatch) -> None:
     measure, release = held(jobs.sensitivities)  # held after its first step until Cancel
     monkeypatch.setattr(jobs, "sensitivities", measure)
     open_model(qtbot, window, mlp_path)
     finished = []
     window.controller.sweepFinished.connect(finished.append)
+    asked = []
+
+    def ask(selected, parent=None, **counts):  # the dialog's answer: activations only
+        asked.append(counts)
+        return [], None, ["uint8 asym"]
+
+    monkeypatch.setattr(SweepDialog, "ask", staticmethod(ask))
     with qtbot.waitSignal(window.runner.progressed, timeout=WAIT_MS):
-        window.controller.run_sweep([], None, ["uint8 asym"])
+        window.act_sweep.trigger()  # Tools ▸ Sensitivity Sweep…
+    assert asked[0]["metric"] is None and asked[0]["n_layers"] == len(window.document.info.layers)
     assert window.status.cancel_button.isVisible()
     with qtbot.waitSignal(window.runner.cancelled, timeout=WAIT_MS):
         window.status.cancel_button.click()
