@@ -89,6 +89,7 @@ def test_window_sweep_equals_the_core_and_applies_an_activation(qtbot, digits) -
     assert f"accuracy {entry.metric:.4g}" in tip and "saves no file bytes" in tip
     assert heat.item(row, 2).text() == fmt_db(-20 * math.log10(entry.error))
     assert view.table.columnCount() == 7 and view.table.rowCount() == len(got)
+    assert not view.table.isColumnHidden(5)  # the metric: accuracy on the labels
 
     # double-click: that layer's input activation in int8 sym, one undoable step
     before = window.document.plan[layer]
@@ -151,3 +152,7 @@ def test_loaded_metric_is_measured_by_the_weights_sweep(qtbot, window, mlp_path)
         assert got[(w.layer, w.format)].metric == pytest.approx(w.metric, rel=1e-5, abs=1e-9)
     assert window.controller.sweep_metric == "closeness"
     assert "Task metric: closeness" in window.sweep.note.text()
+    # with no metric measured (no labels, none loaded) the list has no column of dashes
+    layer = window.document.info.layer_names[0]
+    window.sweep.show_entries([Sensitivity(layer, "activation", "int8 sym", 0.1, None, 0)])
+    assert window.sweep.table.isColumnHidden(5) and "Task metric: none" in window.sweep.note.text()

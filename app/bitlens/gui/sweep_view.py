@@ -115,6 +115,7 @@ class SweepView(QWidget):
                     it = _Item(text)
                     if key is not None:
                         it.setData(SORT_ROLE, float(key))
+                    if key is not None or text == "-":  # a number, or none measured
                         it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                     if j == 0:
                         it.setData(SORT_ROLE + 1, i)
@@ -126,6 +127,9 @@ class SweepView(QWidget):
         # setting it first sorts once (a second sortItems doubled the Python __lt__ calls)
         self.table.horizontalHeader().setSortIndicator(sqnr_col, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
+        for c in range(len(columns)):  # no labels and no metric loaded: no column of dashes
+            dashes = columns[c] == "Metric" and all(getattr(e, "metric", None) is None for e in entries)
+            self.table.setColumnHidden(c, dashes)
         self._fill_heat(entries)
         if entries and measured:
             kinds = "weights (weight columns) or its input activation (activation columns)"
