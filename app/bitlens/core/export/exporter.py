@@ -56,6 +56,7 @@ from bitlens.core.export.records import (
 )
 from bitlens.core.export.scalars import write_scalar_inputs
 from bitlens.core.export.sizing import LayerSizer, file_bytes, graph_bytes
+from bitlens.core.export.spilled import SpilledModel
 from bitlens.core.export.weights import QDQ, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
 from bitlens.core.formats import family_of, parse_format
@@ -136,7 +137,8 @@ def preflight(
     if opsets.candidates(current, needed, options.opset)[0] != current:
         src = engine.model.proto
     target, converted, notes = opsets.prepare(src, needed, options.opset, feeds)
-    return Prepared(opsets.default_opset(src), target, converted, frozenset(kernels), notes)
+    spilled = None if converted is None else SpilledModel(converted)
+    return Prepared(opsets.default_opset(src), target, spilled, frozenset(kernels), notes)
 
 
 def build(
@@ -163,14 +165,16 @@ def build(
         raise ExportError("the quantized model was computed for another plan")
     src = engine.model.graph_proto  # large external tensors still in their files
     source_opset, target, kernels = prepared.source_opset, prepared.opset, prepared.kernels
-    converted = prepared.converted is not None
-    model = onnx.ModelProto()
-    model.CopyFrom(prepared.converted if prepared.converted is not None else src)
+    converted = prepared.converted_file is not None
+    model = prepared.converted  # a new proto, parsed from its file
+    if model is None:
+        model = onnx.ModelProto()
+        model.CopyFrom(src)
     taken = used_names(model)
     base_graph = graph_bytes(model)  # external tensors counted as the file will hold them
     base_bytes = file_bytes(model, base_graph)
     # the model unchanged: the source's size is the same measurement
-    source_bytes = base_bytes if prepared.converted is None else file_bytes(src)
+    source_bytes = file_bytes(src) if converted else base_bytes
     base_header = sum(field_bytes(p.ByteSize()) for p in model.metadata_props) + sum(
         field_bytes(o.ByteSize()) for o in model.opset_import
     )

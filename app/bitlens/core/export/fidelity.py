@@ -172,6 +172,7 @@ def check_fidelity(
         sess_judged, optimized = _deployed_model_session(judged, providers)
     else:
         sess_judged, optimized = _deployed_session(result.path, providers)
+    del exported  # the check reads ``judged`` (the same proto unless restored) from here on
     dep_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     for i in samples:
         values = sess_judged.run(out_names, engine.data.samples[i])
@@ -184,6 +185,10 @@ def check_fidelity(
         notes.extend(
             dynamic_lstm.difference_notes(sess_dep, engine, samples, out_names, dep_out, want)
         )
+    # the kernels named now, so that the file's optimized graph (its weights included) is not
+    # held through the latency and code checks when it is not the one they run
+    kernels = kernels_used(ran_optimized, engine, records)
+    del ran_optimized
     outputs: list[OutputCheck] = []
     for name in out_names:
         # Rule 2 compares like with like: the engine's graph and the file, both run as
@@ -219,6 +224,10 @@ def check_fidelity(
                 f"(max |Δ| {max_abs(ww, r):.3g}); the file does not encode the plan exactly"
             )
     _nonfinite_failures(engine, plan, sim, sim_feeds, samples, outputs, want, providers, failures)
+    # every output of every evaluation feed, four times over, and the last output's
+    # concatenations: not needed by the latency and code checks, which open sessions
+    del want, want_written, ref_out, sim, sim_feeds
+    ww = r = w = d = None
     yield Progress(3, steps, "ran the export in a default session")
 
     # Timed now, while the export's session is warm from every evaluation feed (it needs no
@@ -246,6 +255,7 @@ def check_fidelity(
             optimized, providers, engine, samples, quantizer_recs, ref_codes, dep_out,
             failures,
         )  # fmt: skip
+        del dep_out  # before the segment sessions open
         acc = max((r.accumulator_lsb or 0.0 for r in records.values()), default=0.0)
         quantizer_checks, outputs = local_checks(
             judged, reference, providers, engine, samples, quantizer_recs,
@@ -286,7 +296,6 @@ def check_fidelity(
             )
     yield Progress(5, steps, "compared activation codes")
 
-    kernels = kernels_used(ran_optimized, engine, records)
     layer_checks: list[LayerCheck] = []
     stayed: list[tuple[str, str]] = []  # planned int8, ran float
     for name, rec in records.items():

@@ -13,6 +13,7 @@ from bitlens.core.export.bias import BiasRecord
 from bitlens.core.export.editing import field_bytes
 from bitlens.core.export.focus import FocusRecord
 from bitlens.core.export.spacetodepth import SpaceToDepthRecord
+from bitlens.core.export.spilled import SpilledModel
 from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding
 from bitlens.core.quantized import QuantizedModel
 
@@ -127,6 +128,13 @@ class Prepared:
 
     source_opset: int
     opset: int
-    converted: onnx.ModelProto | None  # None: the source model at its own opset
+    # the converted model, on disk until the export is built (bitlens.core.export.spilled);
+    # None: the source model at its own opset
+    converted_file: SpilledModel | None
     kernels: frozenset[str]
     notes: tuple[str, ...]
+
+    @property
+    def converted(self) -> onnx.ModelProto | None:
+        """The converted model, a new proto at each call (None: no conversion)."""
+        return None if self.converted_file is None else self.converted_file.load()
