@@ -27,6 +27,7 @@ from bitlens.core.search.guard import (
     widened,
 )
 from bitlens.core.targets import DEFAULT_TARGET
+from tests.builders import lstm_recognizer
 from tests.core.engine_models import small_cnn
 from tests.core.test_search import _run
 
@@ -272,3 +273,53 @@ def test_the_presets_compared_at_the_end_keep_the_pins(six, monkeypatch) -> None
     result, _ = _run(six, budget, check_export=True, pins={first: pin})
     assert all(p.plan[first] == pin for p in result.tried)
     assert result.best.plan == pinned_preset and result.best.check_error == 0.01
+
+
+def _deployed_error(engine: Engine, plan: Plan, path: Path, feeds) -> float:
+    """``plan``'s exported file run in plain ONNX Runtime on ``feeds``, against the float
+    model's outputs (float64)."""
+    drain(export(engine, plan, path))
+    quant = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ref = ort.InferenceSession(
+        engine.model.proto.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    got = np.concatenate([quant.run(None, engine.data.samples[i])[0] for i in feeds])
+    want = np.concatenate([ref.run(None, engine.data.samples[i])[0] for i in feeds])
+    return _rel_l2(want, got)
+
+
+def test_when_8_bit_activations_leave_only_the_preset_it_searches_weights_only(
+    six, tmp_path: Path
+) -> None:
+    """With 8-bit activations everywhere and int8 weights the only candidates, nothing the
+    search builds can beat W8A8 at its size, and it returned W8A8 itself (the text sample
+    did so with every candidate: its activation error is spread over all its layers). It
+    now searches again with float activations, as when a small budget costs accuracy, and
+    returns the weights-only plan: no larger, lower error in plain ONNX Runtime."""
+    limit = _limit(six)
+    result, _ = _run(
+        six, Budget(max_bytes=limit), check_export=True, weight_formats=("int8 sym ch",),
+        activation_formats=("uint8 asym",), wide_activations=0, recovery=(),
+    )  # fmt: skip
+    best = result.best
+    assert best.exported_bytes is not None and best.exported_bytes <= limit
+    assert all(best.plan[n].activation is None for n in best.plan), best.summary()
+    assert any("no plan beat the W8A8 preset" in n for n in result.notes), result.notes
+    w8a8 = Plan.preset(six.info, "W8A8").with_target(DEFAULT_TARGET)
+    feeds = six.data.evaluation
+    got = _deployed_error(six, best.plan, tmp_path / "best.onnx", feeds)
+    assert got < _deployed_error(six, w8a8, tmp_path / "w8a8.onnx", feeds)
+    assert exported_size(six, best.plan) == best.exported_bytes
+
+
+def test_widened_preset_with_a_dynamic_lstm_and_float_activations() -> None:
+    """W8A8 runs an LSTM as DynamicQuantizeLSTM (dynamic uint8 input); widened by a
+    weights-only plan its input turns float, which is no longer dynamic (g2p-id's LSTM
+    encoder stopped the weights-only search: "dynamic quantization needs an integer
+    activation format")."""
+    info = from_proto(lstm_recognizer()).info
+    w8a8 = Plan.preset(info, "W8A8")
+    assert w8a8["lstm"].dynamic
+    wide = widened(w8a8, Plan.uniform(info, "int8 sym ch", None))
+    assert wide["lstm"].activation is None and not wide["lstm"].dynamic
+    assert wide["lstm"].weight == w8a8["lstm"].weight

@@ -64,15 +64,14 @@ def _ref(result: SearchResult, label: str):
     return next(p for p in result.references if p.label == label)
 
 
-# the plan's error against W8A8's. The text transformer has no margin left: with its int32
-# biases stored compactly (bitlens.core.export.biasstore) W8A8's file is smaller at the same
-# error, the search's plans of that size fit its evaluation rows 2-4% better than W8A8, and
-# on the third held back (core/search/guard.py: task metric first, then error) W8A8 itself
-# wins, so the search returns it: never worse, not better (issue 13 stays open on this).
-@pytest.mark.parametrize(
-    ("name", "ratio"), [("digits_cnn", 0.75), ("speech_kws", 0.75), ("text_transformer", 1.0)]
-)
-def test_search_beats_w8a8_at_its_size(name: str, ratio: float) -> None:
+# the plan's error against W8A8's, on every evaluation row. The text transformer's W8A8 error
+# is mostly its activations', spread over all 13 layers: with 8-bit activations (one wide)
+# nothing beat W8A8 on the held-back rows and the search returned W8A8 itself; it then
+# searches weights-only (core/search/runner.py), whose plan of that size has 0.6 of W8A8's
+# error (on 1500 sentences from the sample's generator no row of the sample holds: 0.0057
+# against 0.0089).
+@pytest.mark.parametrize("name", ["digits_cnn", "speech_kws", "text_transformer"])
+def test_search_beats_w8a8_at_its_size(name: str) -> None:
     engine = _engine(name)
     w8a8_bytes = exported_size(engine, Plan.preset(engine.info, "W8A8"))
     result = _search(engine, w8a8_bytes)
@@ -82,7 +81,7 @@ def test_search_beats_w8a8_at_its_size(name: str, ratio: float) -> None:
     assert exported_size(engine, best.plan) == best.exported_bytes
     # on every evaluation row (the search held a third back to check its choice)
     (err, met), (w8_err, w8_met) = _full(engine, best.plan), _full(engine, w8a8.plan)
-    assert (err < ratio * w8_err) if ratio < 1 else (err <= w8_err), (err, w8_err)
+    assert err < 0.75 * w8_err, (err, w8_err)
     assert met >= w8_met
 
 

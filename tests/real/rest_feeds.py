@@ -7,11 +7,13 @@ each after its package's own preprocessing), split into one feed per sample.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
 from tests.real import feeds_text_speech, more_feeds, wheels
-from tests.real.test_real_models import _ddddocr_feeds
+from tests.real.test_real_models import _ddddocr_feeds, _silero_feeds
 from tests.real.vision_feeds import Feeds, batch1
 
 _NUMBERED = re.compile(r"(.+)/(\d+)")
@@ -28,6 +30,16 @@ def per_sample(feeds: dict[str, np.ndarray], n: int) -> list[Feeds]:
         assert m is not None
         out[int(m.group(2))][m.group(1)] = value
     return out
+
+
+def _split(make: Callable[[int], dict[str, np.ndarray]], n: int) -> list[Feeds]:
+    return per_sample(make(n), n)
+
+
+def each(make: Callable[[int], dict[str, np.ndarray]]) -> Callable[[int], list[Feeds]]:
+    """A suite feed maker (``n`` -> an npz dict, as tests/real/feeds_*.py make them) as one
+    dict per sample."""
+    return partial(_split, make)
 
 
 def _file(wheel: wheels.Wheel, name: str):
@@ -82,3 +94,8 @@ def aecmos(n: int) -> list[Feeds]:
 
 def captcha(n: int) -> list[Feeds]:
     return per_sample(more_feeds.captcha(n), n)
+
+
+def silero_vad(n: int) -> list[Feeds]:
+    # Silero VAD v5: one 576-sample window, its state and the rate per sample (rate a scalar)
+    return [{k: np.asarray(v[i]) for k, v in _silero_feeds(n).items()} for i in range(n)]

@@ -73,6 +73,13 @@ class Row:
     def beats(self) -> bool:
         return self.searched_bytes <= self.w8a8_bytes and self.searched_error < self.w8a8_error
 
+    @property
+    def beats_held(self) -> bool | None:
+        """The same on the held-out samples (None: none held out)."""
+        if math.isnan(self.w8a8_held):
+            return None
+        return self.searched_bytes <= self.w8a8_bytes and self.searched_held < self.w8a8_held
+
 
 def _cli(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(APP)}
@@ -115,6 +122,15 @@ def _errors(
         ]
         for f in files
     ]
+
+
+def _counts(choices, key: str) -> str:
+    """``3x int8 sym ch, 1x float``: how many layers take each format of ``key``."""
+    counts: dict[str, int] = {}
+    for choice in choices:
+        f = choice.get(key) or "float"
+        counts[f] = counts.get(f, 0) + 1
+    return ", ".join(f"{n}x {f}" for f, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _monotone(front: Sequence[dict]) -> bool:
@@ -173,11 +189,8 @@ def measure(case: RealCase, work: Path, repeat: bool = True, timeout: float = 36
         raise RuntimeError(f"export of the searched plan failed: {res.stderr[-2000:]}")
     (w8_eval, w8_held), (s_eval, s_held) = _errors(model, [w8a8, searched], [evaluation, held])
     best = out["best"]
-    counts: dict[str, int] = {}
-    for choice in best["plan"]["layers"].values():
-        w = choice.get("weight") or "float"
-        counts[w] = counts.get(w, 0) + 1
-    summary = ", ".join(f"{n}x {w}" for w, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    summary = "; activations ".join(_counts(best["plan"]["layers"].values(), k)
+                                    for k in ("weight", "activation"))  # fmt: skip
     return Row(
         case.id, limit, w8_eval, w8_held, searched.stat().st_size, s_eval, s_held, seconds, cpu,
         int(out["evaluations"]), len(front), _monotone(front), reproducible, summary,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.real import rest_feeds, vision_feeds, wheels
+from tests.real import feeds_audio2, feeds_g2p_denoise_table, rest_feeds, vision_feeds, wheels
 from tests.real.search_vs_w8a8 import Feeds, RealCase, measure
 
 SMALL = dict(calib=2, evaluate=2, held_out=0)
@@ -77,3 +77,20 @@ def test_aecmos_48k(tmp_path: Path) -> None:
     case = RealCase("aecmos-48k", wheels.SPEECHMOS, "Run_1668423760_Stage_0.onnx",
                     rest_feeds.aecmos, calib=4, evaluate=16, held_out=0)  # fmt: skip
     _check(case, tmp_path)
+
+
+@pytest.mark.timeout(900)
+def test_g2p_lstm_encoder(tmp_path: Path) -> None:
+    """g2p-id's tf2onnx LSTM encoder: one LSTM, which W8A8 runs as DynamicQuantizeLSTM. With
+    8-bit activations nothing beat W8A8 on the held-back row and the search returned it;
+    its weights-only search (core/search/runner.py) now wins."""
+    _check(_case("g2p-id-lstm", wheels.G2P_ID, "encoder_model.onnx", rest_feeds.each(feeds_g2p_denoise_table.g2p_encoder)),
+           tmp_path)  # fmt: skip
+
+
+@pytest.mark.timeout(900)
+def test_wakeword_melspectrogram(tmp_path: Path) -> None:
+    """openWakeWord's mel front end: 8-bit codes of a power spectrum spanning twelve decades
+    leave W8A8 near 0.45 relative error; the search's plan keeps them wide."""
+    _check(_case("wakeword-melspectrogram", wheels.OPENWAKEWORD, "melspectrogram.onnx",
+                 rest_feeds.each(feeds_audio2.melspectrogram)), tmp_path)  # fmt: skip

@@ -161,7 +161,10 @@ def widened(preset: Plan, plan: Plan) -> Plan:
         if a != c.activation and (
             a is None or (c.activation is not None and a.bits > c.activation.bits)
         ):
-            choices[name] = replace(c, activation=a)
+            # an LSTM the preset runs as ONNX Runtime's DynamicQuantizeLSTM (dynamic uint8)
+            # reads a float input as any other layer: dynamic needs an integer format
+            dynamic = c.dynamic and a is not None and a.family is Family.INT
+            choices[name] = replace(c, activation=a, dynamic=dynamic)
     return Plan(preset.info, choices, preset.target)
 
 
