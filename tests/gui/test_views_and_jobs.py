@@ -188,7 +188,8 @@ def test_sweep_heat_map_states_its_baseline_and_applies_a_cell(
     qtbot.addWidget(dlg)
     assert dlg.all_layers.isChecked()  # one selected layer: sweep them all
     formats, layers = dlg.choice()
-    assert layers is None and dlg.runs() == len(names) * len(formats)
+    assert layers is None
+    assert dlg.runs() == len(names) * (len(formats) + len(dlg.activation_formats()))
     assert f"= {dlg.runs()} runs" in dlg.estimate.text() and "8 evaluation" in dlg.estimate.text()
     with qtbot.waitSignal(window.controller.sweepFinished, timeout=WAIT_MS):
         window.controller.run_sweep(["int4 sym ch", "int8 sym ch"])

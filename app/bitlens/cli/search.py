@@ -172,6 +172,10 @@ def render(r: SearchResult, output: str) -> str:
         lines.append(f"  on the {len(r.check_rows)} evaluation row(s) held back from the "
                      f"search: output error {b.check_error:.4g}"
                      + ("" if b.check_metric is None else f", {name} {b.check_metric:.4g}"))  # fmt: skip
+    if r.speed is not None:
+        lines.append(f"  {r.speed.describe()}")
+        warning = r.speed.warning()
+        lines += [warning] if warning else []
     lines += [f"note: {n}" for n in r.notes]
     if r.wide_layers:
         lines.append(f"  wider activations kept on: {', '.join(r.wide_layers)}")

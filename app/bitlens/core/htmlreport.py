@@ -172,8 +172,10 @@ def _fidelity(r: FidelityReport) -> list[str]:
     ]  # fmt: skip
     if r.latency is not None:
         lat = r.latency
+        ratio, how = lat.judged
         rows.append(("Latency", f"{lat.export_ms:.3g} ms against {lat.float_ms:.3g} ms in float "
-                     f"({lat.ratio:.2f}×, {lat.runs} runs on {escape(', '.join(lat.providers))})"))
+                     + (f"({ratio:.2f}×, " if ratio is not None else "(")
+                     + f"{escape(how)}, on {escape(', '.join(lat.providers))})"))
     out = ["<h2>Export fidelity</h2>", _kv(rows)]
     if r.outputs:
         out.append("<table><tr><th>Output</th><th>Level</th><th>max |Δ| deployed</th>"

@@ -27,7 +27,7 @@ from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import Plan
 from bitlens.core.plan_schema import read_json_file
 from bitlens.core.results import SweepEntry
-from bitlens.core.search import Point, SearchOptions
+from bitlens.core.search import Point, SearchOptions, Sensitivity
 from bitlens.core.usermetric import Metric
 from bitlens.gui import jobs
 from bitlens.gui.document import Document
@@ -60,7 +60,8 @@ class Controller(QObject):
         self.device = device
         self.want_outputs = True  # the outputs view is shown: compute its scatter data
         self.detail: LayerDetail | None = None
-        self.sweep_results: list[SweepEntry] = []
+        self.sweep_results: list[SweepEntry] | list[Sensitivity] = []
+        self.sweep_metric: str | None = None  # the task metric of the last sweep's entries
         self.calibration = "minmax"
         # plan -> the export's predicted size (building an export in memory takes seconds on
         # a real model: done on demand, once per plan and engine)
@@ -134,6 +135,7 @@ class Controller(QObject):
         self.detail = None
         self.sizes = {}
         self.sweep_results = []
+        self.sweep_metric = None
         self.calibration = "minmax"
         resume, self._after_data = self._after_data, None
         if what is not None:  # another model (or sample): a pending action was for the last one
@@ -300,20 +302,36 @@ class Controller(QObject):
         )  # fmt: skip
 
     # -- sweep ----------------------------------------------------------------------------------
-    def run_sweep(self, formats: Sequence[str], layers: Sequence[str] | None = None) -> Job | None:
+    def run_sweep(
+        self,
+        formats: Sequence[str],
+        layers: Sequence[str] | None = None,
+        activation_formats: Sequence[str] = (),
+    ) -> Job | None:
+        """Each layer alone in each weight format (and, with ``activation_formats`` or a
+        loaded task metric, its input activation in each: ``bitlens sweep
+        --activation-formats/--metric``, entries with output error, metric, bytes saved)."""
         session = self.session
-        if session is None or self._needs_data(lambda: self.run_sweep(formats, layers)):
+        acts = list(activation_formats)
+        if session is None or self._needs_data(lambda: self.run_sweep(formats, layers, acts)):
             return None
 
-        def done(entries: list[SweepEntry]) -> None:
+        def done(entries: list[SweepEntry] | list[Sensitivity], metric: str | None = None) -> None:
             self.sweep_results = entries
+            self.sweep_metric = metric
             self.sweepFinished.emit(entries)
 
         n = len(layers) if layers is not None else len(session.info.layers)
+        chosen = None if layers is None else list(layers)
+        if acts or self.metric is not None:
+            return self.runner.submit(
+                Job("sweep", f"Sensitivity sweep over {n} layers", jobs.sensitivities,
+                    (session.engine, list(formats), acts, chosen, self.metric),
+                    on_result=lambda r: done(*r))
+            )  # fmt: skip
         return self.runner.submit(
             Job("sweep", f"Sensitivity sweep over {n} layers", jobs.sweep,
-                (session.engine, list(formats), None if layers is None else list(layers)),
-                on_result=done)
+                (session.engine, list(formats), chosen), on_result=done)
         )  # fmt: skip
 
     # -- plan search ------------------------------------------------------------------------------

@@ -35,8 +35,9 @@ from bitlens.core.plan import LayerChoice, Plan, activation_choices, weight_choi
 from bitlens.core.recovery.compare import RECOVERY_DEFAULT_FORMAT, MethodRow, iter_method_rows
 from bitlens.core.recovery.support import OPS as RECOVERY_OPS
 from bitlens.core.results import Evaluation, Progress, SweepEntry, TensorError
-from bitlens.core.search import Point, SearchOptions, SearchResult, search
-from bitlens.core.usermetric import Metric, evaluate_with
+from bitlens.core.search import Point, SearchOptions, SearchResult, Sensitivity, search
+from bitlens.core.search import sensitivities as measure_sensitivities
+from bitlens.core.usermetric import Metric, default_metric, evaluate_with, reference_outputs
 from bitlens.core.viewdata import Distribution, distribution, scatter_pairs
 
 if TYPE_CHECKING:
@@ -254,6 +255,23 @@ def sweep(
     engine: Engine, formats: Sequence[str], layers: Sequence[str] | None
 ) -> Generator[Progress, None, list[SweepEntry]]:
     return (yield from engine.sweep(formats, layers))
+
+
+def sensitivities(
+    engine: Engine,
+    formats: Sequence[str],
+    activation_formats: Sequence[str],
+    layers: Sequence[str] | None,
+    metric: Metric | None,
+) -> Generator[Progress, None, tuple[list[Sensitivity], str | None]]:
+    """The sweep with input activations or a task metric, as ``bitlens sweep
+    --activation-formats/--metric`` runs it; with the name of the metric it measured (the
+    user's, else accuracy when the data have labels, else None)."""
+    entries = yield from measure_sensitivities(
+        engine, formats, activation_formats, layers, metric=metric
+    )
+    used = metric or default_metric(reference_outputs(engine), engine.data.eval_labels)
+    return entries, None if used is None else used.name
 
 
 def export_model(

@@ -177,6 +177,10 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         self.detail.formatPicked.connect(self.set_weight_format)
         self.detail.act_sandbox.picked.connect(partial(apply_activation, doc, self.message_bar))
         self.sweep.formatPicked.connect(self.set_weight_format)
+        # a sweep's activation entry: static, as the sweep measured it (calibrated range)
+        self.sweep.activationPicked.connect(
+            lambda layer, fmt: apply_activation(doc, self.message_bar, layer, fmt, False)
+        )
         doc.modelChanged.connect(self._on_model_changed)
         doc.planChanged.connect(self._on_plan_changed)
         doc.evaluationChanged.connect(self._on_evaluation)
@@ -311,6 +315,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
             self,
             n_layers=len(session.info.layers),
             n_samples=None if data is None else len(data.evaluation),
+            metric=None if self.controller.metric is None else self.controller.metric.name,
         )
         if choice is not None:
             self.controller.run_sweep(*choice)
@@ -328,7 +333,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         self.export_report.show()
 
     def _on_sweep_finished(self, entries: list) -> None:
-        self.sweep.show_entries(entries)
+        self.sweep.show_entries(entries, self.controller.sweep_metric)
         self.docks["sweep"].show()
         self.docks["sweep"].raise_()
 

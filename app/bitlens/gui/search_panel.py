@@ -241,9 +241,15 @@ class SearchPanel(QWidget):
         self.result = result
         self.plot.mark(result.best)
         self.progress.setValue(self.progress.maximum())
+        speed = result.speed
+        # the deployed speed on the first line, the one the panel shows (the rest in the tooltip)
         self._say(
-            f"Best within the budget (starred), {result.evaluations} evaluations: "
-            f"{tooltip(result.best)}. Click a point to apply its plan."
+            ("" if speed is None or not speed.slower_than_float else "⚠ ")
+            + f"Best within the budget (starred), {result.evaluations} evaluations"
+            + ("" if speed is None else f", {speed.short()}")
+            + f": {tooltip(result.best)}. Click a point to apply its plan."
+            + ("" if speed is None else f"\n{speed.describe()}")
+            + ("" if speed is None or not speed.warning() else f"\n{speed.warning()}")
             + "".join(f"\nNote: {n}" for n in result.notes)  # in the tooltip
         )
 

@@ -1,13 +1,15 @@
-"""Choose what a sensitivity sweep tries: weight formats, and all or selected layers."""
+"""Choose what a sensitivity sweep tries: weight formats, input-activation formats, and all
+or selected layers (the window's ``bitlens sweep --formats F --activation-formats A``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
+    QGridLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -17,7 +19,30 @@ from PySide6.QtWidgets import (
 )
 
 from bitlens.core.formats import INSPECT_LADDER
-from bitlens.core.plan import WEIGHT_CHOICES
+from bitlens.core.plan import ACTIVATION_CHOICES, WEIGHT_CHOICES
+
+# The 8-bit activations a W8A8 export deploys (uint8 asymmetric: ONNX Runtime's default
+# QDQ; int8 symmetric: TensorRT's): which layers' inputs do not take them is what a sweep
+# over activations is for. Wider formats (fp16, int16) can be ticked to see what rescues them.
+DEFAULT_ACTIVATIONS = ("uint8 asym", "int8 sym")
+
+# (weight formats, layers or None for all, activation formats)
+SweepChoice = tuple[list[str], list[str] | None, list[str]]
+
+
+def _checklist(parent: QWidget, names: Iterable[str], checked: set[str], name: str) -> QListWidget:
+    box = QListWidget(parent)
+    box.setObjectName(name)
+    for text in names:
+        item = QListWidgetItem(text, box)
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+        item.setCheckState(Qt.CheckState.Checked if text in checked else Qt.CheckState.Unchecked)
+    return box
+
+
+def _ticked(box: QListWidget) -> list[str]:
+    items = (box.item(i) for i in range(box.count()))
+    return [it.text() for it in items if it.checkState() == Qt.CheckState.Checked]
 
 
 class SweepDialog(QDialog):
@@ -27,20 +52,23 @@ class SweepDialog(QDialog):
         parent: QWidget | None = None,
         n_layers: int | None = None,
         n_samples: int | None = None,
+        metric: str | None = None,
     ):
         super().__init__(parent)
         self.setWindowTitle("Sensitivity sweep")
         self.selected = tuple(selected)
         self.n_layers = n_layers if n_layers is not None else len(self.selected)
         self.n_samples = n_samples
-        self.formats = QListWidget(self)
-        default = {f for f in INSPECT_LADDER if f != "fp16"}
-        for name in WEIGHT_CHOICES:
-            item = QListWidgetItem(name, self.formats)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(
-                Qt.CheckState.Checked if name in default else Qt.CheckState.Unchecked
-            )
+        weights = {f for f in INSPECT_LADDER if f != "fp16"}
+        self.formats = _checklist(self, WEIGHT_CHOICES, weights, "sweepWeightFormats")
+        self.activations = _checklist(
+            self, ACTIVATION_CHOICES, set(DEFAULT_ACTIVATIONS), "sweepActivationFormats"
+        )
+        self.activations.setToolTip(
+            "Each layer's input activation alone in each ticked format (range from the "
+            "calibration), everything else float; activations are not stored in the file, "
+            "so these save no bytes"
+        )
         self.all_layers = QRadioButton("All layers", self)
         self.sel_layers = QRadioButton(f"The {len(self.selected)} selected layers", self)
         self.sel_layers.setEnabled(bool(self.selected))
@@ -49,50 +77,72 @@ class SweepDialog(QDialog):
         self.estimate = QLabel(self)
         self.estimate.setObjectName("sweepEstimate")
         self.estimate.setWordWrap(True)
-        self.formats.itemChanged.connect(self._update_estimate)
+        self.metric_note = metric
+        for box in (self.formats, self.activations):
+            box.itemChanged.connect(self._update_estimate)
         self.all_layers.toggled.connect(self._update_estimate)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
         )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
+        self.ok = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        lists = QGridLayout()
+        lists.addWidget(QLabel("Weights in:", self), 0, 0)
+        lists.addWidget(QLabel("Input activations in:", self), 0, 1)
+        lists.addWidget(self.formats, 1, 0)
+        lists.addWidget(self.activations, 1, 1)
         layout = QVBoxLayout(self)
         layout.addWidget(
-            QLabel("Quantize one layer's weights at a time in each format\n"
-                   "and measure the model output error:", self)
+            QLabel("Quantize one layer at a time, its weights in each weight format and its\n"
+                   "input activation in each activation format, and measure the model output error:",
+                   self)
         )  # fmt: skip
-        layout.addWidget(self.formats)
+        layout.addLayout(lists)
         layout.addWidget(self.all_layers)
         layout.addWidget(self.sel_layers)
-        layout.addWidget(
-            QLabel("Baseline: the float model (exact output). Each result quantizes one "
-                   "layer's weights alone, everything else float.", self)
-        )  # fmt: skip
+        baseline = QLabel("Baseline: the float model (exact output). Each result quantizes one "
+                          "layer's weights or input activation alone, everything else float.",
+                          self)  # fmt: skip
+        baseline.setWordWrap(True)
+        layout.addWidget(baseline)
         layout.addWidget(self.estimate)
         layout.addWidget(buttons)
         self._update_estimate()
 
     def runs(self) -> int:
         """Model runs the sweep will make: layers x formats (each over the evaluation set)."""
-        formats, layers = self.choice()
+        formats, layers, acts = self.sweep_choice()
         n = self.n_layers if layers is None else len(layers)
-        return n * len(formats)
+        return n * (len(formats) + len(acts))
 
     def _update_estimate(self, *_args: object) -> None:
-        formats, layers = self.choice()
+        formats, layers, acts = self.sweep_choice()
         n = self.n_layers if layers is None else len(layers)
         samples = "" if self.n_samples is None else f" on {self.n_samples} evaluation samples"
-        self.estimate.setText(
-            f"{n} layers × {len(formats)} formats = {self.runs()} runs of the model{samples}."
+        text = (
+            f"{n} layers × ({len(formats)} weight + {len(acts)} activation formats) = "
+            f"{self.runs()} runs of the model{samples}."
         )
+        if acts or self.metric_note:
+            # as `bitlens sweep --activation-formats/--metric`: whole-model runs, each entry
+            # with the output error, the task metric and the bytes saved
+            text += (f" Task metric: {self.metric_note}." if self.metric_note else
+                     " Task metric: accuracy when the data have labels.")  # fmt: skip
+        self.estimate.setText(text)
+        self.ok.setEnabled(bool(formats or acts))
 
     def choice(self) -> tuple[list[str], list[str] | None]:
-        formats = [
-            self.formats.item(i).text()
-            for i in range(self.formats.count())
-            if self.formats.item(i).checkState() == Qt.CheckState.Checked
-        ]
-        return formats, (list(self.selected) if self.sel_layers.isChecked() else None)
+        """The weight formats and the layers (None: all)."""
+        formats, layers, _ = self.sweep_choice()
+        return formats, layers
+
+    def activation_formats(self) -> list[str]:
+        return _ticked(self.activations)
+
+    def sweep_choice(self) -> SweepChoice:
+        layers = list(self.selected) if self.sel_layers.isChecked() else None
+        return _ticked(self.formats), layers, self.activation_formats()
 
     @classmethod
     def ask(
@@ -101,9 +151,10 @@ class SweepDialog(QDialog):
         parent: QWidget | None = None,
         n_layers: int | None = None,
         n_samples: int | None = None,
-    ) -> tuple[list[str], list[str] | None] | None:
-        dlg = cls(selected, parent, n_layers, n_samples)
+        metric: str | None = None,
+    ) -> SweepChoice | None:
+        dlg = cls(selected, parent, n_layers, n_samples, metric)
         if dlg.exec() != QDialog.DialogCode.Accepted:
             return None
-        formats, layers = dlg.choice()
-        return (formats, layers) if formats else None
+        formats, layers, acts = dlg.sweep_choice()
+        return (formats, layers, acts) if formats or acts else None

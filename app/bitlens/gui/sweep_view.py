@@ -2,12 +2,16 @@
 
 A heat map (layers in model order by formats, colour = output SQNR with only
 that layer quantized, against the float model's exact output) and the same
-results as a list, worst first. Clicking a cell or row selects its layer
-everywhere; double-clicking applies that format to that layer's weights (an
-undoable edit).
+results as a list, worst first. A sweep over input activations too (or with a
+task metric: ``bitlens sweep --activation-formats/--metric``) gives each entry's
+output error, metric and bytes saved, the activation formats in columns of their
+own. Clicking a cell or row selects its layer everywhere; double-clicking applies
+that format to that layer's weights or input activation (an undoable edit).
 """
 
 from __future__ import annotations
+
+import math
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -21,13 +25,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bitlens.core.plan import ACTIVATION_CHOICES
 from bitlens.core.results import SweepEntry
+from bitlens.core.search import Sensitivity
 from bitlens.gui import colors
 from bitlens.gui.document import Document
 from bitlens.gui.table_fill import sized_once
 from bitlens.gui.text import fmt_bytes, fmt_db
 
 COLUMNS = ("Layer", "Format", "Output SQNR", "cosine", "Bytes")
+# the CLI's table for a sweep over activations or with a metric (cli/sweep.py)
+SENSITIVITY_COLUMNS = ("Layer", "Kind", "Format", "Output error", "SQNR", "Metric", "Bytes saved")
+Entry = SweepEntry | Sensitivity
 SORT_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -43,11 +52,13 @@ class _Item(QTableWidgetItem):
 
 class SweepView(QWidget):
     formatPicked = Signal(str, str)  # layer, weight format
+    activationPicked = Signal(str, str)  # layer, input-activation format
 
     def __init__(self, document: Document, parent: QWidget | None = None):
         super().__init__(parent)
         self._doc = document
-        self.entries: list[SweepEntry] = []
+        self.entries: list[Entry] = []
+        self.metric: str | None = None
         self.note = QLabel("Run Tools ▸ Sensitivity sweep to rank layers by how much "
                            "quantizing each one alone hurts the output.", self)  # fmt: skip
         self.note.setWordWrap(True)
@@ -73,7 +84,7 @@ class SweepView(QWidget):
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self.heat, "Heat map")
         self.tabs.addTab(self.table, "List")
-        self._cells: dict[tuple[int, int], SweepEntry] = {}
+        self._cells: dict[tuple[int, int], Entry] = {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.note)
@@ -83,65 +94,89 @@ class SweepView(QWidget):
     def _on_model_changed(self) -> None:
         self.show_entries([])
 
-    def show_entries(self, entries: list[SweepEntry]) -> None:
+    def show_entries(self, entries: list[Entry], metric: str | None = None) -> None:
+        """Show a sweep's entries: SweepEntry (weights only) or Sensitivity (weights and
+        input activations, with ``metric``, the task metric's name, where one was measured)."""
         self.entries = list(entries)
+        self.metric = metric
         short = self._short_names()
+        measured = any(isinstance(e, Sensitivity) for e in entries)
+        columns = SENSITIVITY_COLUMNS if measured else COLUMNS
         self.table.setSortingEnabled(False)
+        self.table.clear()
+        self.table.setColumnCount(len(columns))
+        self.table.setHorizontalHeaderLabels(list(columns))
         self.table.setRowCount(len(entries))
+        sqnr_col = columns.index("SQNR" if measured else "Output SQNR")
         with sized_once(self.table):
             for i, e in enumerate(entries):
-                values = (
-                    (short.get(e.layer, e.layer), None), (e.format, None), (fmt_db(e.output.sqnr_db), e.output.sqnr_db),
-                    (f"{e.output.cosine:.5f}", e.output.cosine), (fmt_bytes(e.bytes_after), e.bytes_after),
-                )  # fmt: skip
+                values = _row(e, short.get(e.layer, e.layer))
                 for j, (text, key) in enumerate(values):
                     it = _Item(text)
                     if key is not None:
                         it.setData(SORT_ROLE, float(key))
+                    if key is not None or text == "-":  # a number, or none measured
                         it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                     if j == 0:
                         it.setData(SORT_ROLE + 1, i)
                         it.setToolTip(e.layer)
-                    if j == 2:
-                        colors.paint_error(it, e.output.sqnr_db)
+                    if j == sqnr_col:
+                        colors.paint_error(it, _sqnr(e))
                     self.table.setItem(i, j, it)
         # lowest output SQNR first: enabling sorting sorts by the header's indicator, so
         # setting it first sorts once (a second sortItems doubled the Python __lt__ calls)
-        self.table.horizontalHeader().setSortIndicator(2, Qt.SortOrder.AscendingOrder)
+        self.table.horizontalHeader().setSortIndicator(sqnr_col, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
+        for c in range(len(columns)):  # no labels and no metric loaded: no column of dashes
+            dashes = columns[c] == "Metric" and all(getattr(e, "metric", None) is None for e in entries)
+            self.table.setColumnHidden(c, dashes)
         self._fill_heat(entries)
-        if entries:
+        if entries and measured:
+            kinds = "weights (weight columns) or its input activation (activation columns)"
+            self.note.setText(
+                f"{len(entries)} results. Baseline: the float model (exact output); each cell "
+                f"quantizes one layer's {kinds} alone. Task metric: "
+                f"{metric or 'none (no labels; a metric loaded in Find Plan is used)'}. "
+                "Click to select, double-click to apply."
+            )
+        elif entries:
             self.note.setText(
                 f"{len(entries)} results. Baseline: the float model (exact output); each cell "
                 "quantizes one layer's weights alone. Click to select, double-click to apply."
             )
 
-    def _fill_heat(self, entries: list[SweepEntry]) -> None:
+    def _fill_heat(self, entries: list[Entry]) -> None:
         info = self._doc.info
         order = {n: i for i, n in enumerate(info.layer_names)} if info is not None else {}
         layers = sorted({e.layer for e in entries}, key=lambda n: order.get(n, len(order)))
-        formats = _by_size(entries)
+        weights = _by_size([e for e in entries if _kind(e) == "weight"])
+        acts = _activations_wide_first(entries)
+        both = bool(acts) or any(isinstance(e, Sensitivity) for e in entries)
+        columns = [("weight", f) for f in weights] + [("activation", f) for f in acts]
         self.heat.clear()
         self.heat.setRowCount(len(layers))
-        self.heat.setColumnCount(len(formats))
-        self.heat.setHorizontalHeaderLabels(formats)
+        self.heat.setColumnCount(len(columns))
+        self.heat.setHorizontalHeaderLabels([_header(k, f, both) for k, f in columns])
+        for c, (kind, fmt) in enumerate(columns):
+            self.heat.horizontalHeaderItem(c).setToolTip(
+                f"weights in {fmt}" if kind == "weight" else
+                f"the layer's input activation in {fmt} (range from the calibration)"
+            )  # fmt: skip
         short = self._short_names()
         self.heat.setVerticalHeaderLabels([short.get(n, n) for n in layers])
         for r, name in enumerate(layers):
             self.heat.verticalHeaderItem(r).setToolTip(name)
-        scale = colors.ErrorScale.spanning(e.output.sqnr_db for e in entries)
+        scale = colors.ErrorScale.spanning(_sqnr(e) for e in entries)
         self._cells = {}
+        row_of = {n: r for r, n in enumerate(layers)}
+        col_of = {key: c for c, key in enumerate(columns)}
         with sized_once(self.heat):
             for e in entries:
-                r, c = layers.index(e.layer), formats.index(e.format)
-                it = QTableWidgetItem(fmt_db(e.output.sqnr_db))
+                r, c = row_of[e.layer], col_of[(_kind(e), e.format)]
+                it = QTableWidgetItem(fmt_db(_sqnr(e)))
                 it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                it.setToolTip(
-                    f"{e.layer} in {e.format}: output SQNR {fmt_db(e.output.sqnr_db)}"
-                    f"{f' (at output {e.at_output})' if e.at_output else ''}, cosine "
-                    f"{e.output.cosine:.5f}, {fmt_bytes(e.bytes_after)}\ndouble-click to apply"
-                )
-                col = colors.error_color(e.output.sqnr_db, scale)
+                it.setToolTip(_tooltip(e, self.metric))
+                col = colors.error_color(_sqnr(e), scale)
                 if col is not None:
                     it.setBackground(col)
                     it.setForeground(colors.INK)
@@ -161,9 +196,15 @@ class SweepView(QWidget):
     def _on_heat_pick(self, row: int, col: int) -> None:
         e = self._cells.get((row, col))
         if e is not None:
+            self._pick(e)
+
+    def _pick(self, e: Entry) -> None:
+        if _kind(e) == "activation":
+            self.activationPicked.emit(e.layer, e.format)
+        else:
             self.formatPicked.emit(e.layer, e.format)
 
-    def _entry(self, row: int) -> SweepEntry | None:
+    def _entry(self, row: int) -> Entry | None:
         item = self.table.item(row, 0)
         if item is None:
             return None
@@ -180,14 +221,76 @@ class SweepView(QWidget):
     def _on_pick(self, row: int, _col: int) -> None:
         e = self._entry(row)
         if e is not None:
-            self.formatPicked.emit(e.layer, e.format)
+            self._pick(e)
 
 
-def _by_size(entries: list[SweepEntry]) -> list[str]:
-    """The swept formats, most bytes first (int8, int4, int2...): the entries come worst
-    first, and columns in their order moved with the results (int4, int2, int8 on
+def _kind(e: Entry) -> str:
+    return e.kind if isinstance(e, Sensitivity) else "weight"
+
+
+def _sqnr(e: Entry) -> float:
+    """Output SQNR in dB; a Sensitivity's relative L2 error as the CLI prints it."""
+    if isinstance(e, SweepEntry):
+        return e.output.sqnr_db
+    return -20.0 * math.log10(e.error) if e.error > 0 else math.inf
+
+
+def _row(e: Entry, shown: str) -> tuple[tuple[str, float | None], ...]:
+    """The list's cells: (text, sort key or None)."""
+    if isinstance(e, SweepEntry):
+        return (
+            (shown, None), (e.format, None), (fmt_db(e.output.sqnr_db), e.output.sqnr_db),
+            (f"{e.output.cosine:.5f}", e.output.cosine), (fmt_bytes(e.bytes_after), e.bytes_after),
+        )  # fmt: skip
+    return (
+        (shown, None), (e.kind, None), (e.format, None), (f"{e.error:.4g}", e.error),
+        (fmt_db(_sqnr(e)), _sqnr(e)),
+        ("-" if e.metric is None else f"{e.metric:.4g}", e.metric),
+        (fmt_bytes(e.bytes_saved), e.bytes_saved),
+    )  # fmt: skip
+
+
+def _header(kind: str, fmt: str, both: bool) -> str:
+    """A heat-map column's title: the format, and under it which tensor when activations
+    were swept too."""
+    if not both:
+        return fmt
+    return f"{fmt}\n{'weights' if kind == 'weight' else 'input act.'}"
+
+
+def _tooltip(e: Entry, metric: str | None) -> str:
+    if isinstance(e, SweepEntry):
+        return (
+            f"{e.layer} in {e.format}: output SQNR {fmt_db(e.output.sqnr_db)}"
+            f"{f' (at output {e.at_output})' if e.at_output else ''}, cosine "
+            f"{e.output.cosine:.5f}, {fmt_bytes(e.bytes_after)}\ndouble-click to apply"
+        )
+    what = "weights" if e.kind == "weight" else "input activation"
+    value = "-" if e.metric is None else f"{e.metric:.4g}"
+    saved = (
+        f"saves {fmt_bytes(e.bytes_saved)} against float weights" if e.kind == "weight"
+        else "saves no file bytes (activations are not stored in the file)"
+    )  # fmt: skip
+    return (
+        f"{e.layer}: {what} in {e.format}\noutput error {e.error:.4g} (SQNR {fmt_db(_sqnr(e))}), "
+        f"{metric or 'metric'} {value}\n{saved}\ndouble-click to apply"
+    )
+
+
+def _activations_wide_first(entries: list[Entry]) -> list[str]:
+    """The swept activation formats in the plan's order (fp16 and int16 before 8 bits)."""
+    found = {e.format for e in entries if _kind(e) == "activation"}
+    rank = {f: i for i, f in enumerate(ACTIVATION_CHOICES)}
+    return sorted(found, key=lambda f: rank.get(f, len(rank)))
+
+
+def _by_size(entries: list[Entry]) -> list[str]:
+    """The swept weight formats, most bytes first (int8, int4, int2...): the entries come
+    worst first, and columns in their order moved with the results (int4, int2, int8 on
     open_nsfw, whose first conv measured worse at int4 than at int2)."""
     size: dict[str, int] = {}
     for e in entries:
-        size[e.format] = size.get(e.format, 0) + e.bytes_after
+        # a Sensitivity gives bytes saved: fewer saved is more bytes
+        n = e.bytes_after if isinstance(e, SweepEntry) else -e.bytes_saved
+        size[e.format] = size.get(e.format, 0) + n
     return sorted(size, key=lambda f: -size[f])  # stable: equal sizes keep their order

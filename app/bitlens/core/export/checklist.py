@@ -225,14 +225,16 @@ def _speed(r: FidelityReport) -> list[Check]:
     lat = r.latency
     if lat is None:
         return []
-    slower = lat.ratio > SLOWER
+    ratio, how = lat.judged
+    # not measured is no pass: the user is told the speed is unknown
+    slower = ratio is None or ratio > SLOWER
     return [
         Check(
             "speed", f"latency ({', '.join(p.removesuffix('ExecutionProvider') for p in lat.providers)})",
             f"no slower than float ({lat.float_ms:.3f} ms)",
-            f"{lat.export_ms:.3f} ms (×{lat.ratio:.2f})",
+            f"{lat.export_ms:.3f} ms" + (f" (×{ratio:.2f})" if ratio is not None else ": not measured"),
             Verdict.WARNING if slower else Verdict.PASS,
-            f"median of {lat.runs} runs; formats without integer kernels run as float "
+            f"{how}; formats without integer kernels run as float "
             "simulation and can be slower than the float model",
         )
     ]  # fmt: skip

@@ -241,6 +241,7 @@ def check_fidelity(
         tuple(sess_dep.get_providers()), t_exp.median_ms, t_float.median_ms,
         min(t_exp.runs, t_float.runs),
         t_float.ratio_spread if math.isfinite(t_float.ratio_spread) else None,
+        t_exp.min_ms, t_float.min_ms,
     )  # fmt: skip
     del sess_dep, float_sess
     yield Progress(4, steps, "measured latency")

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bitlens.core.compute import describe_totals
+from bitlens.core.export.latency import judged_ratio
 from bitlens.core.jsonsafe import dumps
 
 SIZE_TARGET = 0.02
@@ -136,10 +137,22 @@ class LatencyCheck:
     runs: int
     # relative half-width of the ~95% interval of the median per-run ratio export / float
     ratio_spread: float | None = None
+    # the fastest run of each (0: not timed); their ratio stands in for a too loose median's
+    export_min_ms: float = 0.0
+    float_min_ms: float = 0.0
 
     @property
     def ratio(self) -> float:
         return self.export_ms / self.float_ms if self.float_ms > 0 else math.inf
+
+    @property
+    def judged(self) -> tuple[float | None, str]:
+        """(export / float time a verdict may use, None: not measured; how it was read)."""
+        fastest = (
+            self.export_min_ms / self.float_min_ms
+            if self.export_min_ms > 0 and self.float_min_ms > 0 else None
+        )  # fmt: skip
+        return judged_ratio(self.ratio, self.ratio_spread, fastest, self.runs)
 
 
 @dataclass(frozen=True)
@@ -190,6 +203,7 @@ class FidelityReport:
             ld["size_error"] = layer.size_error
         if self.latency is not None:
             d["latency"]["ratio"] = self.latency.ratio
+            d["latency"]["judged_ratio"], d["latency"]["judged_how"] = self.latency.judged
         return d
 
     def to_json(self) -> str:
@@ -266,11 +280,11 @@ def render(r: FidelityReport) -> str:
         lines.append("compute: " + describe_totals(r.compute))
     if r.latency is not None:
         lat = r.latency
+        value, how = lat.judged
         lines.append(
             f"latency on {', '.join(lat.providers)}: export {lat.export_ms:.3f} ms, "
-            f"float {lat.float_ms:.3f} ms (x{lat.ratio:.2f}), median of {lat.runs} runs"
-            + (f", ratio within ±{100 * lat.ratio_spread:.1f}% (95%)"
-               if lat.ratio_spread is not None and math.isfinite(lat.ratio_spread) else "")
+            f"float {lat.float_ms:.3f} ms"
+            + (f" (x{value:.2f}), {how}" if value is not None else f": ratio {how}")
         )  # fmt: skip
     lines += [n if n.startswith("warning: ") else f"note: {n}" for n in r.notes]
     lines += [f"FAILED: {f}" for f in r.failures]

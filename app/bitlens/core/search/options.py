@@ -112,6 +112,9 @@ class SearchOptions:
     # errors in a default ONNX Runtime session, whose integer kernels round otherwise than
     # the simulation (core/search/deployed.py); a few exports more
     deployed_check: bool = True
+    # Where the plan was exported for ONNX Runtime CPU: time it against the float model and
+    # W8A8 in default sessions and warn when it runs slower than float (core/search/speed.py)
+    speed_check: bool = True
     # Size budgets: this fraction of the evaluation feeds (at least one, when there are two
     # or more) is held back from the search and its last choice made on it, against the
     # uniform plans of the same size too, so the plan's error holds on data it did not fit

@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitlens.core.plan import Plan
 from bitlens.core.search.options import Budget
+
+if TYPE_CHECKING:
+    from bitlens.core.search.speed import PlanSpeed
 
 
 @dataclass(frozen=True)
@@ -101,9 +104,13 @@ class SearchResult:
     eval_rows: int = 0  # rows of the evaluation feeds
     check_rows: tuple[int, ...] = ()  # positions of the held-back ones among them
     notes: tuple[str, ...] = ()
+    # the plan's deployed latency against float and W8A8, where it was exported and timed
+    # (core/search/speed.py)
+    speed: PlanSpeed | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "speed": None if self.speed is None else self.speed.to_dict(),
             "budget": self.budget.describe(),
             "seed": self.seed,
             "eval_rows": self.eval_rows,

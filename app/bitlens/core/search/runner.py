@@ -20,6 +20,7 @@ from bitlens.core.search.options import FLOAT_NAME, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
 from bitlens.core.search.points import Point, SearchResult, pareto_front
 from bitlens.core.search.refine import Refinement
+from bitlens.core.search.speed import with_speed
 from bitlens.core.shared_weights import one_per_group, weight_groups
 from bitlens.core.usermetric import default_metric
 
@@ -31,9 +32,19 @@ def search(
 
     Cancel by not resuming the generator (or ``close()``); the engine stays usable.
     Its steps run numpy's OpenBLAS on one thread (core/blas_threads.py: on the 50-layer
-    benchmark under load, 36 -> 28 s CPU with the same plan).
+    benchmark under load, 36 -> 28 s CPU with the same plan). Where the plan was exported,
+    the result also gives its deployed speed (core/search/speed.py).
     """
-    return each_step(_search(engine, options), 1)
+    return each_step(_timed(engine, options), 1)
+
+
+def _timed(
+    engine: Engine, options: SearchOptions
+) -> Generator[Progress | Point, None, SearchResult]:
+    result = yield from _search(engine, options)
+    if not options.speed_check:
+        return result
+    return (yield from with_speed(engine, result, options.target))
 
 
 def _search(
