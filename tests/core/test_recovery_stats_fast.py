@@ -84,3 +84,25 @@ def test_grouped_gptq_equals_each_group_alone() -> None:
         alone = gptq_codes(w[k], h[k], scale[k], zp[k], fmt.qmin, fmt.qmax)
         np.testing.assert_array_equal(together[k], alone)
     assert np.all(together[2][:, 4] == 0)  # the dead input's weights are zero
+
+
+@pytest.mark.parametrize(
+    ("weight", "attrs", "shape"),
+    [((4, 3, 3, 3), {}, (2, 3, 3, 3)), ((4, 1, 1, 1), {"pads": [1, 1, 1, 1]}, (1, 1, 5, 5))],
+)
+def test_im2col_rows_that_are_a_read_only_view_are_copied(weight, attrs, shape) -> None:
+    """One output position (or one padded channel under a 1x1 kernel) made im2col return the
+    read-only sliding-window view itself, which the statistics overwrite with |x|: the
+    search stopped on openWakeWord's embedding model ("output array is read-only")."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x.flags.writeable = False
+    before = x.copy()
+    geo = geometry("Conv", weight, attrs, 1)
+    st = InputStats.of(geo, [x])
+    f = geo.features(np.array(x, np.float64)).reshape(-1, geo.groups, geo.cols)  # (n, g, c)
+    assert st.count == f.shape[0]
+    np.testing.assert_array_equal(st.total, f.sum(0))
+    np.testing.assert_array_equal(st.abs_max, np.abs(f).max(0))
+    np.testing.assert_allclose(st.hessian, np.einsum("ngc,ngd->gcd", f, f), rtol=1e-12)
+    np.testing.assert_array_equal(x, before)

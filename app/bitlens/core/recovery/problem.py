@@ -236,7 +236,11 @@ def _feature_columns(geo: LayerGeometry, x: np.ndarray) -> Iterable[np.ndarray]:
     features)."""
     if not _pointwise(geo):
         f = geo.features(x)
-        yield (f.copy() if np.shares_memory(f, x) else f).transpose(1, 2, 0)
+        # _add overwrites the rows: a copy where they are the caller's values or a read-only
+        # window view (im2col returns sliding_window_view itself when a conv has one output
+        # position, or a 1x1 kernel on one padded channel: openWakeWord's embedding model)
+        mine = f.flags.writeable and not np.shares_memory(f, x)
+        yield (f if mine else f.copy()).transpose(1, 2, 0)
         return
     nd = len(geo.kernel)
     if x.ndim != nd + 2:
