@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bitlens.core import targets
+from bitlens.core import plan_checks
 from bitlens.core.engine import Engine
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
@@ -51,7 +51,7 @@ def test_one_output_channel_conv_stays_float(tmp_path: Path) -> None:
     placed = engine.placement(plan)
     assert "wide_r" in placed  # the wide conv's output is requantized: QLinearConv
     assert "narrow_r" not in placed and "narrow_c" not in placed
-    warnings = targets.deployment_warnings(plan)
+    warnings = plan_checks.deployment_warnings(plan)
     assert [w for w in warnings if "'narrow'" in w and "one output channel" in w]
     result, report = run(engine, plan, tmp_path / "narrow.onnx")
     kernels = {la.name: la.kernel for la in report.layers}
@@ -67,7 +67,7 @@ def test_one_output_channel_1x1_conv_is_an_integer_kernel(tmp_path: Path) -> Non
     engine = Engine(model, random_feeds(model.info, 4), device="cpu")
     plan = Plan.preset(engine.info, "W8A8")
     assert "narrow_r" in engine.placement(plan)
-    assert not [w for w in targets.deployment_warnings(plan) if "'narrow'" in w]
+    assert not [w for w in plan_checks.deployment_warnings(plan) if "'narrow'" in w]
     result, report = run(engine, plan, tmp_path / "narrow1x1.onnx")
     assert {la.name: la.kernel for la in report.layers}["narrow"] == "QLinearConv"
     assert result.layers["narrow"].integer_kernel

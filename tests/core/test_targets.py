@@ -18,7 +18,7 @@ from bitlens.core.errors import PlanError
 from bitlens.core.export.deployed import optimized_model
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
-from bitlens.core.targets import check_plan, deployment_warnings
+from bitlens.core.plan_checks import check_plan, deployment_warnings
 from tests.core.export_models import random_feeds
 from tests.core.test_engine import plain_run, rewritten
 from tests.core.test_export_models import run

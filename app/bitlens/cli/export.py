@@ -30,7 +30,7 @@ from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
 from bitlens.core.input_values import compared_constants
 from bitlens.core.plan import PRESETS
-from bitlens.core.targets import check_plan, deployment_warnings
+from bitlens.core.plan_checks import check_plan, deployment_warnings
 
 
 def register(sub: argparse._SubParsersAction) -> None:

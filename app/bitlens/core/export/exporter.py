@@ -61,10 +61,10 @@ from bitlens.core.export.weights import QDQ, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
 from bitlens.core.formats import family_of, parse_format
 from bitlens.core.plan import Plan
+from bitlens.core.plan_checks import check_plan, deployment_warnings
 from bitlens.core.quantized import QuantizedModel, quantize_model
 from bitlens.core.results import Progress
 from bitlens.core.shared_weights import stored_readers
-from bitlens.core.targets import check_plan, deployment_warnings
 
 # Re-exported: callers import the export's records and kernel choice from here.
 __all__ = [

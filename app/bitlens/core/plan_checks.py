@@ -1,0 +1,95 @@
+"""What a plan asks of its deployment target that the target will not do as asked, said
+before the export: TensorRT's Q/DQ rules (check_plan) and the layers ONNX Runtime's CPU
+provider will run in float although the plan gives them 8-bit integers
+(deployment_warnings). The placement rules they rest on are in core/targets.py."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bitlens.core.formats import Family, Granularity
+from bitlens.core.targets import (
+    KERNEL_OPS,
+    NONE,
+    TENSORRT,
+    kernel_format,
+    placement,
+    slower_as_integer,
+)
+
+if TYPE_CHECKING:
+    from bitlens.core.plan import Plan
+
+
+def check_plan(plan: Plan) -> list[str]:
+    """Problems of ``choices`` for ``target`` (empty: fine). TensorRT's Q/DQ rules: int8
+    activations symmetric with zero point 0 and per tensor; weights int8 symmetric in
+    -127..127, per tensor or per output channel (axis 0 for Conv, the output axis for
+    Gemm/MatMul). The exported file is checked against the same rules by
+    :func:`bitlens.core.export.tensorrt.structural_problems`."""
+    if plan.target != TENSORRT:
+        return []
+    problems = []
+    for name, c in plan.choices.items():
+        w, a, dyn = c.weight, c.activation, c.dynamic
+        layer = plan.info.layer(name)
+        if a is not None and a.family is Family.INT:
+            if a.bits != 8 or not a.signed or not a.symmetric or dyn:
+                problems.append(
+                    f"{name}: TensorRT needs static symmetric int8 activations, not {a.name}"
+                )
+            elif a.granularity is not Granularity.TENSOR:
+                problems.append(f"{name}: TensorRT needs per-tensor activations, not {a.name}")
+        if w is not None and w.family is Family.INT and layer.op_type in KERNEL_OPS:
+            if w.bits != 8 or not w.signed or not w.symmetric:
+                problems.append(f"{name}: TensorRT needs symmetric int8 weights, not {w.name}")
+            elif w.granularity is Granularity.BLOCK:
+                problems.append(f"{name}: TensorRT needs per-tensor or per-channel weights")
+            elif w.granularity is Granularity.CHANNEL and w.axis not in (
+                None,
+                layer.weights[0].channel_axis,
+            ):
+                problems.append(f"{name}: TensorRT needs weights per output channel")
+            if w.bits == 8 and w.signed and w.symmetric and not w.narrow:
+                # TensorRT's int8 weights are -127..127 (activations -128..127)
+                problems.append(
+                    f"{name}: TensorRT needs int8 weights in -127..127 (int8 sym narrow), "
+                    f"not {w.name}"
+                )
+    return problems
+
+
+def deployment_warnings(plan: Plan) -> list[str]:
+    """Before export: layers whose plan asks for 8-bit integers that ONNX Runtime's CPU provider
+    will not run as integer kernels, and the slow dynamic-conv path."""
+    out: list[str] = []
+    placed = placement(plan)
+    for name, c in plan.choices.items():
+        layer = plan.info.layer(name)
+        w, a = c.weight, c.activation
+        int8_w = w is not None and w.family is Family.INT and w.bits == 8
+        if layer.op_type == "Conv" and c.dynamic and a is not None:
+            out.append(
+                f"layer {name!r}: dynamic activations on a Conv have no fast path in ONNX "
+                "Runtime (its ConvInteger runs 3-6x slower than float on CPU); the export "
+                "simulates them in float: prefer calibrated (static) activations for QLinearConv"
+            )
+        elif int8_w and layer.op_type in KERNEL_OPS and not kernel_format(layer, w, a, c.dynamic):
+            why = (
+                "inside a subgraph" if layer.graph_path
+                else f"stays float because {slow}" if (slow := slower_as_integer(layer))
+                else "no activation format" if a is None
+                else f"activation {a.name} (integer kernels need per-tensor 8-bit integers)"
+            )  # fmt: skip
+            out.append(f"layer {name!r}: int8 weights will run in float: {why}")
+        elif (
+            plan.target == NONE
+            and layer.op_type == "Conv"
+            and kernel_format(layer, w, a, c.dynamic)
+            and layer.outputs[0] not in placed
+        ):
+            out.append(
+                f"layer {name!r}: with target 'none' its output is not requantized, so ONNX "
+                "Runtime runs it as a float Conv unless the next quantizer follows directly"
+            )
+    return out
