@@ -53,7 +53,7 @@ around ``HardSigmoid``, so those forms stay float.
 The "tensorrt" target adds no tensors: TensorRT places the requantization
 of a layer's output itself, fusing it into the next layer's input quantizer
 (NVIDIA's "Q/DQ layer placement recommendations": quantize the inputs of
-quantizable layers). Its rules are about formats (see :func:`check_plan`):
+quantizable layers). Its rules are about formats (see :func:`bitlens.core.plan_checks.check_plan`):
 symmetric int8 activations with zero point 0, per tensor, and symmetric int8
 weights per output channel. "none" adds nothing and checks nothing: only
 the plan's layer inputs are quantized (Bitlens 1.0 behaviour).
