@@ -16,10 +16,10 @@ import onnx
 
 from bitlens.core import metrics
 from bitlens.core.engine import rewrite, suffix
+from bitlens.core.engine.graphs import node_reads
 from bitlens.core.engine.output_metrics import FLOAT_TYPES
 from bitlens.core.engine.session import make_session, release_arena
 from bitlens.core.formats import Format, parse_format
-from bitlens.core.model.graph import outer_names
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress, SweepEntry
 from bitlens.core.shared_weights import one_per_group
@@ -187,7 +187,7 @@ class Sweep:
         default = self._error_output
         floats = [t.name for t in self.info.outputs if t.dtype in FLOAT_TYPES]
         nodes = list(model.graph.node)
-        reads = [set(n.input) | _subgraph_reads(n) for n in nodes]
+        reads = [set(node_reads(n)) for n in nodes]
         feeds_default = {default}  # every tensor the default output is computed from
         for node, read in zip(reversed(nodes), reversed(reads), strict=True):
             if feeds_default.intersection(node.output):
@@ -306,15 +306,3 @@ class Sweep:
         while len(self._suffixes) > SUFFIX_SESSIONS:
             self._suffixes.popitem(last=False)
         return self._suffixes[name]
-
-
-def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
-    """Outer names an If/Loop/Scan node's bodies read (the node depends on them too)."""
-    out: set[str] = set()
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            out |= outer_names(attr.g)
-        elif attr.type == onnx.AttributeProto.GRAPHS:
-            for g in attr.graphs:
-                out |= outer_names(g)
-    return out
