@@ -86,6 +86,16 @@ TARGET_TITLES = {
 }
 
 KERNEL_OPS = frozenset({"Conv", "MatMul", "Gemm"})
+# Integer weight widths of integer-kernel layers. 4-bit codes are stored as ONNX INT4/UINT4
+# and Cast to int8/uint8 before their DequantizeLinear (bitlens.core.export.weights); ONNX
+# Runtime folds the Cast into an 8-bit initializer when the session starts, before its QDQ
+# fusions, so the layer runs as QLinearConv / QLinearMatMul / QGemm at 4-bit file size.
+# Measured on ONNX Runtime 1.31.1 CPU with onnx.helper models: Conv, MatMul and Gemm, per
+# tensor and per channel, int4 and uint4 (zero point 8) all fuse, with outputs bit-identical
+# to the same codes stored as int8/uint8. INT2 codes Cast the same way fuse too, but need
+# opset 25 (ONNX Runtime 1.24+); 3-bit codes would be stored at 4 bits and 5-7-bit codes at
+# 8, more bytes than their plan accounts: those widths stay float layers (folded weights).
+KERNEL_WEIGHT_BITS = frozenset({4, 8})
 # ORT removes these before a QuantizeLinear whose range they cannot widen.
 ABSORBED = frozenset({"Relu", "Clip"})
 # QLinear forms with their own output scale: every data input and the output quantized.
@@ -167,9 +177,10 @@ def slower_as_integer(layer: Layer) -> str | None:
 
 
 def kernel_format(layer: Layer, weight: Format | None, act: Format | None, dynamic: bool) -> bool:
-    """An integer-kernel layer: Conv/MatMul/Gemm in the main graph with 8-bit integer weights
-    (per tensor or channel) and a calibrated 8-bit per-tensor integer activation, whose
-    integer kernel is not known to be slower than float (:func:`slower_as_integer`)."""
+    """An integer-kernel layer: Conv/MatMul/Gemm in the main graph with 8-bit or 4-bit
+    integer weights (per tensor or channel: :data:`KERNEL_WEIGHT_BITS`) and a calibrated
+    8-bit per-tensor integer activation, whose integer kernel is not known to be slower than
+    float (:func:`slower_as_integer`)."""
     return slower_as_integer(layer) is None and _kernel_shaped(layer, weight, act, dynamic)
 
 
@@ -196,7 +207,7 @@ def _kernel_shaped(layer: Layer, weight: Format | None, act: Format | None, dyna
         and act is not None
         and not dynamic
         and weight.family is Family.INT
-        and weight.bits == 8
+        and weight.bits in KERNEL_WEIGHT_BITS
         and weight.granularity is not Granularity.BLOCK
         and act.family is Family.INT
         and act.bits == 8

@@ -16,7 +16,11 @@ for bit (the values the inspector simulated):
 * **qdq**: a standard DequantizeLinear on a native ONNX type (int8, uint8,
   int16, uint16, int4, uint4, int2, uint2, fp8) with per-axis or blocked
   parameters. The exporter uses it where an integer kernel should run
-  (8-bit weights next to 8-bit activations) or when the user asks for QDQ.
+  (8-bit or 4-bit weights next to 8-bit activations) or when the user asks for QDQ.
+  An integer-kernel layer's 4-bit codes are stored as INT4/UINT4 and Cast to
+  int8/uint8 before the DequantizeLinear (``widen``): ONNX Runtime folds the
+  Cast at load, and its QDQ fusions only take 8-bit weights
+  (bitlens.core.targets.KERNEL_WEIGHT_BITS).
 
 Every element of the level arithmetic matches the codec: a uniform code
 ``q`` with zero point ``z`` becomes ``float32(q - z) * scale``; the stored
@@ -108,11 +112,15 @@ def encode_qtensor(
     mode: str = FOLD,
     allow_int2: bool = False,
     zero_point: bool = False,
+    widen: bool = False,
 ) -> WeightEncoding:
-    """Add nodes producing tensor ``w.name`` (of ``dtype``) from the quantized ``q``."""
+    """Add nodes producing tensor ``w.name`` (of ``dtype``) from the quantized ``q``.
+
+    ``widen``: in QDQ mode, codes narrower than 8 bits are Cast to 8 bits (int8/uint8)
+    before the DequantizeLinear, as integer kernels need."""
     fmt = q.fmt
     if mode == QDQ and (dt := native_qdq_dtype(fmt, allow_int2)) is not None:
-        return _qdq(b, w, q, dt, dtype, zero_point)
+        return _qdq(b, w, q, dt, dtype, zero_point, widen)
     if not fmt.has_scale:
         return _cast(b, w, q, dtype)
     return _folded(b, w, q, dtype)
@@ -273,12 +281,28 @@ def _folded(b: GraphBuilder, w: WeightInfo, q: QTensor, dtype: np.dtype) -> Weig
     )  # fmt: skip
 
 
+_WIDE_INT = {True: (np.dtype(np.int8), 3), False: (np.dtype(np.uint8), 2)}  # ONNX INT8, UINT8
+
+
 def _qdq(
-    b: GraphBuilder, w: WeightInfo, q: QTensor, dt: np.dtype, dtype: np.dtype, zero_point: bool
+    b: GraphBuilder,
+    w: WeightInfo,
+    q: QTensor,
+    dt: np.dtype,
+    dtype: np.dtype,
+    zero_point: bool,
+    widen: bool = False,
 ) -> WeightEncoding:
     fmt, g = q.fmt, q.grouping
+    wide = _WIDE_INT[fmt.signed] if widen and fmt.bits < 8 else None
+
+    def widened(name: str) -> str:
+        # a constant Cast ONNX Runtime folds into an 8-bit initializer at session start
+        return name if wide is None else b.node("Cast", [name], to=wide[1])
+
     stored: list[StoredTensor] = []
     name, st = _store(b, "codes", q.codes.astype(dt), "codes", bits=fmt.bits, label=dt.name)
+    name = widened(name)
     stored.append(st)
     sname, sst = _store(b, "scale", np.asarray(q.scale, np.float32), "scale")
     stored.append(sst)
@@ -288,7 +312,7 @@ def _qdq(
             b, "zp", np.asarray(q.zero_point).astype(dt), "zero_point", bits=fmt.bits, label=dt.name
         )
         stored.append(zst)
-        inputs.append(zname)
+        inputs.append(widened(zname))
     attrs: dict[str, int] = {}
     if g.granularity is not Granularity.TENSOR:
         attrs["axis"] = g.axis
@@ -298,4 +322,9 @@ def _qdq(
     _finish(b, out, dtype, w.name)
     min_opset = family_of(fmt).export_min_opset(fmt, True)
     text = f"DequantizeLinear of {dt.name} codes, float32 scale {_granularity_text(g)}"
+    if wide is not None:
+        text = (
+            f"DequantizeLinear of {dt.name} codes Cast to {wide[0].name} (folded when the "
+            f"session starts, for the integer kernel), float32 scale {_granularity_text(g)}"
+        )
     return WeightEncoding(w.name, fmt.name, "qdq", text, tuple(stored), False, min_opset)
