@@ -131,3 +131,19 @@ def test_other_widths_and_targets_stay_float_layers(engine: Engine) -> None:
     assert kernel_format(layer, parse_format("int4 sym ch"), act, False)
     trt = _plan(engine, "int4 sym ch").with_target(TENSORRT)
     assert integer_kernel_layers(engine.info, trt) == set()
+
+
+def test_a_float_matmul_behind_a_float_cast_keeps_its_int3_weights(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """int3 weights stay a float layer; the MatMul's Cast(to float) before its bias Add
+    (as tf2onnx and open_nsfw write it) hid the MatMul + Add -> Gemm fusion from the guard,
+    so ONNX Runtime re-quantized the folded int3 weights to int8 in a QGemm and the
+    deployed file moved by 3 LSB from the simulation (the fidelity check failed)."""
+    plan = _plan(engine, "int3 sym ch")
+    out = tmp_path / "w3a8.onnx"
+    result = drain(export(engine, plan, out))
+    assert not any(r.integer_kernel for r in result.layers.values())
+    assert "QGemm" not in _optimized_ops(out, tmp_path)
+    report = drain(check_fidelity(engine, plan, result, latency_budget_s=0))
+    assert report.passed, report.to_dict()

@@ -34,14 +34,25 @@ def fused_output(node: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]
     onnxruntime/core/optimizer/matmul_add_fusion.cc), whose output is the Add's; measured on
     1.31.1 with OSKut's Dense layers (tf2onnx, 2-D MatMul + bias Add): int3 weights folded
     to float were re-quantized to int8 inside a QGemm and the next layer's uint8 input moved
-    by 2 LSB. Any Add counts: guarding a layer that would not fuse costs one float Clip."""
+    by 2 LSB. Any Add counts: guarding a layer that would not fuse costs one float Clip.
+    A Cast to float32 between them (open_nsfw's head, tf2onnx) counts as nothing: the MatMul
+    of a dequantized (float32) input already is float32, and ONNX Runtime removes the Cast
+    before fusing (measured on 1.31.1: int3 weights re-quantized inside a QGemm, 3 LSB)."""
     if node.op_type in REQUANTIZED_BY_ORT:
         return node.output[0]
     if node.op_type == "MatMul":
         users = consumers.get(node.output[0], [])
+        while len(users) == 1 and _float_cast(users[0]):
+            users = consumers.get(users[0].output[0], [])
         if len(users) == 1 and users[0].op_type == "Add":
             return users[0].output[0]
     return None
+
+
+def _float_cast(node: onnx.NodeProto) -> bool:
+    return node.op_type == "Cast" and any(
+        a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in node.attribute
+    )
 
 
 def consumers_of(g: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
