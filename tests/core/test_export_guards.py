@@ -72,7 +72,8 @@ def _qlinear_convs(path: Path, tmp_path: Path) -> int:
 
 W8A8 = LayerChoice.of("int8 sym ch", "uint8 asym")
 MID = {
-    "int4 weights reading the target's quantizer": LayerChoice.of("int4 sym ch", "uint8 asym"),
+    # (int4 weights per channel are an integer kernel since: int3 is not)
+    "int3 weights reading the target's quantizer": LayerChoice.of("int3 sym ch", "uint8 asym"),
     "kept float": LayerChoice(),
     "int8 weights, float input": LayerChoice.of("int8 sym ch"),
 }

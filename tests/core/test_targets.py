@@ -106,8 +106,10 @@ def test_ort_cpu_places_quantizers_like_ort_does(engine: Engine) -> None:
     # Identity's input is still quantizable
     assert all(q.format.name == "uint8 asym" for q in placed.values())
     assert engine.placement(Plan.preset(engine.info, "W8A8").with_target("none")) == {}
-    # int4 weights get no integer kernel: nothing to add for them
-    assert engine.placement(Plan.preset(engine.info, "W4A8")) == {}
+    # int4 weights (per channel) next to uint8 activations are integer kernels too (stored
+    # as INT4, Cast to int8 for ONNX Runtime: test_export_int4_kernel.py): the same tensors
+    assert engine.placement(Plan.preset(engine.info, "W4A8")) == placed
+    assert engine.placement(Plan.preset(engine.info, "W4A16")) == {}  # blocks, fp16: none
 
 
 def test_engine_simulates_the_targets_quantizers_exactly(engine: Engine) -> None:
@@ -305,12 +307,12 @@ def test_cli_export_warns_before_exporting(
 
 
 def test_cached_errors_follow_the_targets_quantizers() -> None:
-    """Changing one layer to int4 drops its output quantizer (and the Sigmoid/Mul ones after
+    """Changing one layer to int3 drops its output quantizer (and the Sigmoid/Mul ones after
     it): the accumulated errors reused from the previous plan must still be right."""
     model = from_proto(silu_net())
     data = random_feeds(model.info, 4)
     first = Plan.preset(model.info, "W8A8")
-    second = first.with_choices({"conv1": LayerChoice.of("int4 sym ch", "uint8 asym")})
+    second = first.with_choices({"conv1": LayerChoice.of("int3 sym ch", "uint8 asym")})
     assert set(Engine(model, data, device="cpu").placement(first)) != set(
         Engine(model, data, device="cpu").placement(second)
     )
