@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import dataclasses
 
 import numpy as np
 import onnxruntime as ort

@@ -43,7 +43,9 @@ def engine() -> Engine:
 def _plan(engine: Engine, weights: str) -> Plan:
     w8a8 = Plan.preset(engine.info, "W8A8")
     fmt = parse_format(weights)
-    return w8a8.with_choices({n: dataclasses.replace(c, weight=fmt) for n, c in w8a8.choices.items()})
+    return w8a8.with_choices(
+        {n: dataclasses.replace(c, weight=fmt) for n, c in w8a8.choices.items()}
+    )
 
 
 def _optimized_ops(path: Path, tmp: Path) -> list[str]:

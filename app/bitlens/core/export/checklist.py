@@ -112,12 +112,13 @@ def _storage(r: FidelityReport) -> list[Check]:
         rows.append(
             Check(
                 "storage", "integer kernels",
-                f"{len(fused)} int8 layers run as integer kernels",
+                f"{len(fused)} integer-weight layers run as integer kernels",
                 f"{len(ran)} of {len(fused)}" + (f" (float: {', '.join(missed[:3])}"
                                                  + ("…" if len(missed) > 3 else "") + ")"
                                                  if missed else ""),
                 Verdict.WARNING if missed else Verdict.PASS,
-                "layers written as fusable int8 QDQ groups and what ONNX Runtime ran",
+                "layers written as fusable 8-bit QDQ groups (4-bit codes Cast to int8) and "
+                "what ONNX Runtime ran",
             )
         )  # fmt: skip
     return rows

@@ -15,7 +15,9 @@ def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
     """8-bit or 4-bit integer weights (not blocked) with a calibrated 8-bit activation on
     Conv/MatMul/Gemm (not under AWQ, whose multiply after the decode keeps the weight out of
     the kernel)."""
-    return choice.recovery is not Recovery.AWQ and kernel_format(layer, choice.weight, choice.activation, choice.dynamic)
+    return choice.recovery is not Recovery.AWQ and kernel_format(
+        layer, choice.weight, choice.activation, choice.dynamic
+    )
 
 
 def _kernel_on_target(choice: LayerChoice, target: str) -> bool:
@@ -59,7 +61,9 @@ def integer_kernel_layers(
     out: set[str] = set()
     for name, choice in plan.choices.items():
         layer = info.layer(name)
-        if not integer_kernel_candidate(layer, choice) or not _kernel_on_target(choice, plan.target):
+        if not integer_kernel_candidate(layer, choice) or not _kernel_on_target(
+            choice, plan.target
+        ):
             continue
         if layer.op_type != "Conv":
             out.add(name)
