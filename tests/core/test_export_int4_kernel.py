@@ -21,13 +21,16 @@ import pytest
 from onnx import TensorProto, numpy_helper
 
 from bitlens.core.engine import Engine
-from bitlens.core.export.exporter import export, integer_kernel_layers
+from bitlens.core.errors import ExportError
+from bitlens.core.export import opsets
+from bitlens.core.export.exporter import ExportOptions, export, integer_kernel_layers, preflight
 from bitlens.core.export.fidelity import check_fidelity
 from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from bitlens.core.results import drain
 from bitlens.core.targets import TENSORRT, kernel_format, placement
+from tests import builders
 from tests.core.export_models import random_feeds
 from tests.core.test_sim_equals_export import _assert_sim_equals_file, linear_conv_net
 
@@ -149,3 +152,46 @@ def test_a_float_matmul_behind_a_float_cast_keeps_its_int3_weights(
     assert "QGemm" not in _optimized_ops(out, tmp_path)
     report = drain(check_fidelity(engine, plan, result, latency_budget_s=0))
     assert report.passed, report.to_dict()
+
+
+def test_below_opset_21_the_codes_are_stored_as_int8_and_still_run_as_kernels(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Where the model cannot be upgraded to opset 21 (ONNX INT4), the export keeps its
+    opset and stores the 4-bit codes as int8: the same kernels and values, 8 bits a code,
+    said in a note (an ExportError before: no upgrade keeps the model's outputs)."""
+    plan = _plan(engine, "int4 sym ch")
+    out = tmp_path / "w4a8_17.onnx"
+    result = drain(export(engine, plan, out, ExportOptions(opset=17)))
+    assert result.opset == 17
+    assert any("stored as 8-bit codes" in n for n in result.notes)
+    m = onnx.load(str(out))
+    assert not [t for t in m.graph.initializer if t.data_type == TensorProto.INT4]
+    assert {n for n, r in result.layers.items() if r.integer_kernel} == LAYERS
+    assert (
+        sum(s.nbytes for s in result.layers["conv"].weights[0].stored if s.role == "codes")
+        == 8 * 4 * 9
+    )
+    ops = _optimized_ops(out, tmp_path)
+    assert "QLinearConv" in ops and ops.count("QGemm") == 2
+    _assert_sim_equals_file(engine, plan, out)
+    report = drain(check_fidelity(engine, plan, result, latency_budget_s=0))
+    assert report.passed, report.to_dict()
+
+
+def test_an_upgrade_to_21_that_changes_outputs_keeps_the_lower_opset(monkeypatch) -> None:
+    real = opsets.convert
+
+    def convert(model, target, feeds, source=None):
+        if target >= 21:  # as the version converter does for some models (PP-OCRv4 rec)
+            raise ExportError(f"upgrading the model to opset {target} changed output 'y'")
+        return real(model, target, feeds, source)
+
+    monkeypatch.setattr(opsets, "convert", convert)
+    model = from_proto(builders.opset12_constant_weights())
+    engine = Engine(model, random_feeds(model.info, 2), device="cpu")
+    w4a8 = Plan.preset(engine.info, "W4A8")
+    assert integer_kernel_layers(engine.info, w4a8, engine.placement(w4a8))
+    prepared = preflight(engine, w4a8)
+    assert prepared.opset == 13
+    assert any("stored as 8-bit codes" in n for n in prepared.notes)

@@ -28,6 +28,7 @@ class ExportState:
             str, dict[tuple, str]
         ] = {}  # graph path -> GraphBuilder.shared  # id(pending list) -> (nodes sized, bytes)
         self.functions: dict[str, onnx.FunctionProto] = {}  # GraphBuilder.functions
+        self.opset = 0  # the export's opset (build sets it): how 4-bit kernel codes are stored
 
     def graph(self, path: str) -> onnx.GraphProto:
         return find_graph(self.model.graph, path)

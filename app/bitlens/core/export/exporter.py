@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Generator
+from collections.abc import Collection, Generator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -134,9 +134,21 @@ def preflight(
     # model from memory to verify it, needs the whole model.
     src = engine.model.graph_proto
     current = opsets.default_opset(src)
-    if opsets.candidates(current, needed, options.opset)[0] != current:
-        src = engine.model.proto
-    target, converted, notes = opsets.prepare(src, needed, options.opset, feeds)
+    try:
+        if opsets.candidates(current, needed, options.opset)[0] != current:
+            src = engine.model.proto
+        target, converted, notes = opsets.prepare(src, needed, options.opset, feeds)
+    except ExportError:
+        # ONNX INT4 needs opset 21: where the model cannot get there, the integer-kernel
+        # layers' 4-bit codes are stored as int8/uint8 (the same codes and kernels, 8 bits each)
+        lower = needed_opset(engine, plan, options, kernels, int4_codes=False)
+        if lower >= needed:
+            raise
+        if opsets.candidates(current, lower, options.opset)[0] != current:
+            src = engine.model.proto
+        target, converted, notes = opsets.prepare(src, lower, options.opset, feeds)
+        notes = (*notes, f"4-bit weights of integer-kernel layers stored as 8-bit codes (twice "
+                 f"their planned bytes): ONNX INT4 needs opset 21, the export is opset {target}")
     spilled = None if converted is None else SpilledModel(converted)
     return Prepared(opsets.default_opset(src), target, spilled, frozenset(kernels), notes)
 
@@ -181,6 +193,7 @@ def build(
     yield Progress(0, len(plan.choices) + 1, f"exporting at opset {target}")
 
     state = ExportState(model, taken)
+    state.opset = target
     # which reader writes each weight (the others reuse its stored form): the same rule as
     # the byte totals and the search's file sizes
     state.stored = stored_readers(
@@ -320,7 +333,12 @@ def export(
 
 
 # -- opset needs ------------------------------------------------------------------------------
-def needed_opset(engine: Engine, plan: Plan, options: ExportOptions, kernels: set[str]) -> int:
+def needed_opset(
+    engine: Engine, plan: Plan, options: ExportOptions, kernels: Collection[str],
+    *, int4_codes: bool = True,
+) -> int:
+    """The lowest opset the plan's export needs. ``int4_codes=False``: what it needs with the
+    4-bit codes of integer-kernel layers stored as int8 (ONNX INT4 needs opset 21)."""
     need = 13  # folded weights use opset-13 signatures (Unsqueeze axes as an input, bf16 Cast)
     for name, choice in plan.choices.items():
         kernel = name in kernels
@@ -328,6 +346,8 @@ def needed_opset(engine: Engine, plan: Plan, options: ExportOptions, kernels: se
         if w is not None:
             qdq = kernel or options.weights == QDQ
             native = qdq and native_qdq_dtype(w, options.int2_qdq) is not None
+            if kernel and w.bits < 8 and not int4_codes:
+                w = replace(w, bits=8)  # DequantizeLinear of int8/uint8 codes
             need = max(need, family_of(w).export_min_opset(w, native))
         a = choice.activation
         if a is not None:

@@ -25,7 +25,15 @@ from bitlens.core.export.editing import ExportState, remove_weight
 from bitlens.core.export.graph import GraphBuilder, rename_output
 from bitlens.core.export.guards import consumers_of, fused_output
 from bitlens.core.export.records import ExportOptions, LayerExport
-from bitlens.core.export.weights import FOLD, QDQ, WeightEncoding, encode_qtensor, native_qdq_dtype
+from bitlens.core.export.weights import (
+    CAST,
+    FOLD,
+    QDQ,
+    STORE_8BIT,
+    WeightEncoding,
+    encode_qtensor,
+    native_qdq_dtype,
+)
 from bitlens.core.formats import Format, QTensor, family_of, uniform
 from bitlens.core.model.types import Layer, Storage, WeightInfo
 from bitlens.core.plan import LayerChoice
@@ -302,7 +310,7 @@ def _encode_one(
     else:
         enc = encode_qtensor(
             b, w, q, np.dtype(w.dtype), mode=mode, allow_int2=options.int2_qdq,
-            zero_point=zero_point, widen=kernel,
+            zero_point=zero_point, widen=_widen(fmt, kernel, state.opset),
         )  # fmt: skip
     if enc is None:
         notes.append(f"{w.name}: {fmt.name} keeps the weight's own {w.dtype} values")
@@ -314,6 +322,14 @@ def _encode_one(
     remove_weight(g, w)
     state.add_to_graph(w.graph_path, b)
     return enc
+
+
+def _widen(fmt: Format, kernel: bool, opset: int) -> str | None:
+    """How an integer-kernel layer's sub-8-bit codes reach its 8-bit kernel: Cast from their
+    native type, or stored as 8-bit codes where the export's opset lacks that type."""
+    if not kernel or fmt.bits >= 8:
+        return None
+    return CAST if family_of(fmt).export_min_opset(fmt, True) <= opset else STORE_8BIT
 
 
 def _outside_matmulnbits(b: GraphBuilder, w: WeightInfo, enc: WeightEncoding) -> WeightEncoding:

@@ -42,6 +42,10 @@ from bitlens.core.model.types import WeightInfo
 
 FOLD = "fold"
 QDQ = "qdq"
+# How an integer-kernel layer's sub-8-bit codes reach the 8-bit DequantizeLinear its kernel
+# needs: Cast from their native type (INT4), or stored as 8-bit codes (below opset 21).
+CAST = "cast"
+STORE_8BIT = "8bit"
 
 _ONNX_FLOAT = {"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16}
 
@@ -69,6 +73,8 @@ class WeightEncoding:
     stored: tuple[StoredTensor, ...]
     folded: bool  # constant subgraph ONNX Runtime folds to float when the session starts
     min_opset: int
+    # n-bit codes stored as 8-bit ones (an integer kernel below opset 21): more bytes than planned
+    widened: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -112,12 +118,13 @@ def encode_qtensor(
     mode: str = FOLD,
     allow_int2: bool = False,
     zero_point: bool = False,
-    widen: bool = False,
+    widen: str | None = None,
 ) -> WeightEncoding:
     """Add nodes producing tensor ``w.name`` (of ``dtype``) from the quantized ``q``.
 
-    ``widen``: in QDQ mode, codes narrower than 8 bits are Cast to 8 bits (int8/uint8)
-    before the DequantizeLinear, as integer kernels need."""
+    ``widen`` (QDQ mode, codes narrower than 8 bits), as integer kernels need 8-bit codes:
+    :data:`CAST` stores them in their native type and Casts them to int8/uint8 before the
+    DequantizeLinear; :data:`STORE_8BIT` stores them as int8/uint8."""
     fmt = q.fmt
     if mode == QDQ and (dt := native_qdq_dtype(fmt, allow_int2)) is not None:
         return _qdq(b, w, q, dt, dtype, zero_point, widen)
@@ -291,17 +298,20 @@ def _qdq(
     dt: np.dtype,
     dtype: np.dtype,
     zero_point: bool,
-    widen: bool = False,
+    widen: str | None = None,
 ) -> WeightEncoding:
     fmt, g = q.fmt, q.grouping
-    wide = _WIDE_INT[fmt.signed] if widen and fmt.bits < 8 else None
+    wide = _WIDE_INT[fmt.signed] if widen is not None and fmt.bits < 8 else None
+    if wide is not None and widen == STORE_8BIT:
+        dt, wide = wide[0], None
 
     def widened(name: str) -> str:
         # a constant Cast ONNX Runtime folds into an 8-bit initializer at session start
         return name if wide is None else b.node("Cast", [name], to=wide[1])
 
     stored: list[StoredTensor] = []
-    name, st = _store(b, "codes", q.codes.astype(dt), "codes", bits=fmt.bits, label=dt.name)
+    bits = dt.itemsize * 8 if widen == STORE_8BIT else fmt.bits
+    name, st = _store(b, "codes", q.codes.astype(dt), "codes", bits=bits, label=dt.name)
     name = widened(name)
     stored.append(st)
     sname, sst = _store(b, "scale", np.asarray(q.scale, np.float32), "scale")
@@ -309,7 +319,7 @@ def _qdq(
     inputs = [name, sname]
     if q.zero_point is not None and (zero_point or not (fmt.symmetric and fmt.signed)):
         zname, zst = _store(
-            b, "zp", np.asarray(q.zero_point).astype(dt), "zero_point", bits=fmt.bits, label=dt.name
+            b, "zp", np.asarray(q.zero_point).astype(dt), "zero_point", bits=bits, label=dt.name
         )
         stored.append(zst)
         inputs.append(widened(zname))
@@ -322,9 +332,14 @@ def _qdq(
     _finish(b, out, dtype, w.name)
     min_opset = family_of(fmt).export_min_opset(fmt, True)
     text = f"DequantizeLinear of {dt.name} codes, float32 scale {_granularity_text(g)}"
-    if wide is not None:
+    if widen == STORE_8BIT:
+        min_opset = 13 if g.granularity is Granularity.CHANNEL else 10
+        text = f"{fmt.bits}-bit " + text + " (no INT4 type below opset 21)"
+    elif wide is not None:
         text = (
             f"DequantizeLinear of {dt.name} codes Cast to {wide[0].name} (folded when the "
             f"session starts, for the integer kernel), float32 scale {_granularity_text(g)}"
         )
-    return WeightEncoding(w.name, fmt.name, "qdq", text, tuple(stored), False, min_opset)
+    return WeightEncoding(
+        w.name, fmt.name, "qdq", text, tuple(stored), False, min_opset, widen == STORE_8BIT
+    )
