@@ -63,7 +63,8 @@ def test_same_target_quantizers_in_another_order_are_one_structure(monkeypatch) 
     loaded = from_proto(residual_cnn())
     info = loaded.info
     base = Plan.preset(info, "W8A8")
-    first = base.with_choices({"conv0": LayerChoice.of("int4 sym ch", "uint8 asym")})
+    # int3: no integer kernel (int4 per channel is one since session 9)
+    first = base.with_choices({"conv0": LayerChoice.of("int3 sym ch", "uint8 asym")})
     a, b = targets.placement(base), targets.placement(first)
     # the case: one set of tensors, in another order, r0 placed for another reason
     assert set(a) == set(b) and list(a) != list(b)
@@ -82,7 +83,7 @@ def test_same_target_quantizers_in_another_order_are_one_structure(monkeypatch) 
     slow.skip_redundant = False
     want = [slow.evaluate(p) for p in plans]
     assert got == want
-    # the float reference's graph and W8A8's, shared by conv0 at int4 and int2 and conv3 at
+    # the float reference's graph and W8A8's, shared by conv0 at int3 and int2 and conv3 at
     # int4 (its output is the model's: no target quantizer moves)
     assert simulated == 2
     assert fast._structure_of(base)[1] == fast._structure_of(first)[1]
