@@ -140,15 +140,16 @@ def preflight(
         target, converted, notes = opsets.prepare(src, needed, options.opset, feeds)
     except ExportError:
         # ONNX INT4 needs opset 21: where the model cannot get there, the integer-kernel
-        # layers' 4-bit codes are stored as int8/uint8 (the same codes and kernels, 8 bits each)
+        # layers' 4-bit codes are stored packed and unpacked by opset-13 operators that ONNX
+        # Runtime folds (the same codes, bytes and kernels)
         lower = needed_opset(engine, plan, options, kernels, int4_codes=False)
         if lower >= needed:
             raise
         if opsets.candidates(current, lower, options.opset)[0] != current:
             src = engine.model.proto
         target, converted, notes = opsets.prepare(src, lower, options.opset, feeds)
-        notes = (*notes, f"4-bit weights of integer-kernel layers stored as 8-bit codes (twice "
-                 f"their planned bytes): ONNX INT4 needs opset 21, the export is opset {target}")
+        notes = (*notes, f"4-bit weights of integer-kernel layers stored as packed codes "
+                 f"unpacked at load: ONNX INT4 needs opset 21, the export is opset {target}")
     spilled = None if converted is None else SpilledModel(converted)
     return Prepared(opsets.default_opset(src), target, spilled, frozenset(kernels), notes)
 
@@ -338,7 +339,7 @@ def needed_opset(
     *, int4_codes: bool = True,
 ) -> int:
     """The lowest opset the plan's export needs. ``int4_codes=False``: what it needs with the
-    4-bit codes of integer-kernel layers stored as int8 (ONNX INT4 needs opset 21)."""
+    4-bit codes of integer-kernel layers stored packed (ONNX INT4 needs opset 21)."""
     need = 13  # folded weights use opset-13 signatures (Unsqueeze axes as an input, bf16 Cast)
     for name, choice in plan.choices.items():
         kernel = name in kernels
@@ -347,7 +348,7 @@ def needed_opset(
             qdq = kernel or options.weights == QDQ
             native = qdq and native_qdq_dtype(w, options.int2_qdq) is not None
             if kernel and w.bits < 8 and not int4_codes:
-                w = replace(w, bits=8)  # DequantizeLinear of int8/uint8 codes
+                w = replace(w, bits=8)  # a DequantizeLinear of int8/uint8 codes
             need = max(need, family_of(w).export_min_opset(w, native))
         a = choice.activation
         if a is not None:

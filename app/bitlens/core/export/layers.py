@@ -28,8 +28,8 @@ from bitlens.core.export.records import ExportOptions, LayerExport
 from bitlens.core.export.weights import (
     CAST,
     FOLD,
+    PACKED,
     QDQ,
-    STORE_8BIT,
     WeightEncoding,
     encode_qtensor,
     native_qdq_dtype,
@@ -326,10 +326,10 @@ def _encode_one(
 
 def _widen(fmt: Format, kernel: bool, opset: int) -> str | None:
     """How an integer-kernel layer's sub-8-bit codes reach its 8-bit kernel: Cast from their
-    native type, or stored as 8-bit codes where the export's opset lacks that type."""
+    native type, or unpacked from a packed stream where the export's opset lacks that type."""
     if not kernel or fmt.bits >= 8:
         return None
-    return CAST if family_of(fmt).export_min_opset(fmt, True) <= opset else STORE_8BIT
+    return CAST if family_of(fmt).export_min_opset(fmt, True) <= opset else PACKED
 
 
 def _outside_matmulnbits(b: GraphBuilder, w: WeightInfo, enc: WeightEncoding) -> WeightEncoding:

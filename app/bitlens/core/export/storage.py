@@ -83,7 +83,7 @@ def layer_storage(
                         wp.append(
                             f"{t.name}: expected {fmt.bits}-bit packed codes, found {nbytes} bytes"
                         )
-                elif elem != (8 if enc.widened else fmt.bits):  # widened: 8-bit codes, noted
+                elif elem != fmt.bits:
                     wp.append(f"{t.name}: codes stored with {elem} bits, the plan says {fmt.bits}")
             if nbytes != t.nbytes:
                 wp.append(f"{t.name}: {nbytes} bytes in the file, {t.nbytes} recorded")
@@ -101,8 +101,7 @@ def layer_storage(
             planned = sum(t.nbytes for t in enc.stored if t.role == "codes") + sum(
                 dynamic_lstm.kernel_param_bytes(w.shape, fmt)
             )
-        # widened: 4-bit kernel codes as int8 below opset 21, which the export's notes say
-        if not enc.widened and enc.nbytes > planned * 1.02 + 8 * len(enc.stored):
+        if enc.nbytes > planned * 1.02 + 8 * len(enc.stored):
             wp.append(f"stores {enc.nbytes} bytes, the plan accounts {planned} (upcast?)")
         weight_checks.append(
             WeightCheck(

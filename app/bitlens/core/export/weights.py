@@ -43,9 +43,11 @@ from bitlens.core.model.types import WeightInfo
 FOLD = "fold"
 QDQ = "qdq"
 # How an integer-kernel layer's sub-8-bit codes reach the 8-bit DequantizeLinear its kernel
-# needs: Cast from their native type (INT4), or stored as 8-bit codes (below opset 21).
+# needs: Cast from their native type (INT4, opset 21), or, below opset 21, unpacked from an
+# n-bit packed stream and Cast (opset 13 operators). Both are constant subgraphs ONNX Runtime
+# folds into an int8/uint8 initializer before its QDQ fusions.
 CAST = "cast"
-STORE_8BIT = "8bit"
+PACKED = "packed"
 
 _ONNX_FLOAT = {"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16}
 
@@ -73,8 +75,6 @@ class WeightEncoding:
     stored: tuple[StoredTensor, ...]
     folded: bool  # constant subgraph ONNX Runtime folds to float when the session starts
     min_opset: int
-    # n-bit codes stored as 8-bit ones (an integer kernel below opset 21): more bytes than planned
-    widened: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -124,7 +124,7 @@ def encode_qtensor(
 
     ``widen`` (QDQ mode, codes narrower than 8 bits), as integer kernels need 8-bit codes:
     :data:`CAST` stores them in their native type and Casts them to int8/uint8 before the
-    DequantizeLinear; :data:`STORE_8BIT` stores them as int8/uint8."""
+    DequantizeLinear; :data:`PACKED` stores them as an n-bit packed stream, unpacked and Cast."""
     fmt = q.fmt
     if mode == QDQ and (dt := native_qdq_dtype(fmt, allow_int2)) is not None:
         return _qdq(b, w, q, dt, dtype, zero_point, widen)
@@ -302,27 +302,32 @@ def _qdq(
 ) -> WeightEncoding:
     fmt, g = q.fmt, q.grouping
     wide = _WIDE_INT[fmt.signed] if widen is not None and fmt.bits < 8 else None
-    if wide is not None and widen == STORE_8BIT:
-        dt, wide = wide[0], None
 
     def widened(name: str) -> str:
         # a constant Cast ONNX Runtime folds into an 8-bit initializer at session start
         return name if wide is None else b.node("Cast", [name], to=wide[1])
 
     stored: list[StoredTensor] = []
-    bits = dt.itemsize * 8 if widen == STORE_8BIT else fmt.bits
-    name, st = _store(b, "codes", q.codes.astype(dt), "codes", bits=bits, label=dt.name)
+    if wide is not None and widen == PACKED:
+        flat, st = _store_codes(b, "codes", q.codes.astype(np.int32) - fmt.qmin, fmt.bits)
+        name = b.node("Reshape", [flat, _shape_const(b, "shape", g.shape)])
+        if fmt.qmin:  # back from offset codes u = q - qmin, in int64
+            name = b.node("Add", [name, b.const("qmin", np.array(fmt.qmin, np.int64))])
+        dt = wide[0]  # the zero point, if any, is stored as an 8-bit code
+    else:
+        name, st = _store(b, "codes", q.codes.astype(dt), "codes", bits=fmt.bits, label=dt.name)
     name = widened(name)
     stored.append(st)
     sname, sst = _store(b, "scale", np.asarray(q.scale, np.float32), "scale")
     stored.append(sst)
     inputs = [name, sname]
     if q.zero_point is not None and (zero_point or not (fmt.symmetric and fmt.signed)):
+        zbits = 8 if widen == PACKED else fmt.bits
         zname, zst = _store(
-            b, "zp", np.asarray(q.zero_point).astype(dt), "zero_point", bits=bits, label=dt.name
+            b, "zp", np.asarray(q.zero_point).astype(dt), "zero_point", bits=zbits, label=dt.name
         )
         stored.append(zst)
-        inputs.append(widened(zname))
+        inputs.append(zname if widen == PACKED else widened(zname))
     attrs: dict[str, int] = {}
     if g.granularity is not Granularity.TENSOR:
         attrs["axis"] = g.axis
@@ -332,14 +337,16 @@ def _qdq(
     _finish(b, out, dtype, w.name)
     min_opset = family_of(fmt).export_min_opset(fmt, True)
     text = f"DequantizeLinear of {dt.name} codes, float32 scale {_granularity_text(g)}"
-    if widen == STORE_8BIT:
-        min_opset = 13 if g.granularity is Granularity.CHANNEL else 10
-        text = f"{fmt.bits}-bit " + text + " (no INT4 type below opset 21)"
+    if wide is not None and widen == PACKED:
+        min_opset = 13
+        text = (
+            f"{fmt.bits}-bit packed codes unpacked and Cast to {wide[0].name} (folded when the "
+            f"session starts, for the integer kernel), DequantizeLinear with float32 scale "
+            f"{_granularity_text(g)}"
+        )
     elif wide is not None:
         text = (
             f"DequantizeLinear of {dt.name} codes Cast to {wide[0].name} (folded when the "
             f"session starts, for the integer kernel), float32 scale {_granularity_text(g)}"
         )
-    return WeightEncoding(
-        w.name, fmt.name, "qdq", text, tuple(stored), False, min_opset, widen == STORE_8BIT
-    )
+    return WeightEncoding(w.name, fmt.name, "qdq", text, tuple(stored), False, min_opset)
