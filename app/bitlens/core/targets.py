@@ -92,9 +92,11 @@ KERNEL_OPS = frozenset({"Conv", "MatMul", "Gemm"})
 # fusions, so the layer runs as QLinearConv / QLinearMatMul / QGemm at 4-bit file size.
 # Measured on ONNX Runtime 1.31.1 CPU with onnx.helper models: Conv, MatMul and Gemm, per
 # tensor and per channel, int4 and uint4 (zero point 8) all fuse, with outputs bit-identical
-# to the same codes stored as int8/uint8. INT2 codes Cast the same way fuse too, but need
-# opset 25 (ONNX Runtime 1.24+); 3-bit codes would be stored at 4 bits and 5-7-bit codes at
-# 8, more bytes than their plan accounts: those widths stay float layers (folded weights).
+# to the same codes stored as int8/uint8. Below opset 21 the codes are stored packed and
+# unpacked by opset-13 operators (the folded encoding's), then Cast: fused too. The same
+# unpack + Cast of 2-, 3-, 5- and 6-bit codes also fused into QLinearConv, bit-identical
+# (measured, 1.31.1), so every integer width could be a kernel at its own bytes; not done
+# yet: 2/3/5/6/7-bit layers stay float layers (folded weights).
 KERNEL_WEIGHT_BITS = frozenset({4, 8})
 # ORT removes these before a QuantizeLinear whose range they cannot widen.
 ABSORBED = frozenset({"Relu", "Clip"})
