@@ -66,3 +66,19 @@ def test_plans_whose_outputs_change_length_are_measured_zero_padded() -> None:
     result, _ = _run(engine, Budget(size_ratio=0.5))
     assert np.isfinite(result.best.error)
     assert {r.label for r in result.references} == {"float", "W8A8"}
+    # with held-back feeds too (their last choice counts the numbers the error rests on)
+    limit = 2 * engine.model.nbytes
+    result, _ = _run(engine, Budget(max_bytes=limit), check_export=True, deployed_check=False)
+    assert np.isfinite(result.best.error) and result.best.check_error is not None
+
+
+def test_feeds_joined_flat_on_one_side_are_compared_flat() -> None:
+    """Feeds of [1, L, 2] whose L differs between feeds under the plan only: the plan's side
+    is joined flat (usermetric.concat), the float side stacks; both are compared flat."""
+    rng = np.random.default_rng(1)
+    ref = [rng.normal(0, 1, (1, 3, 2)) for _ in range(2)]
+    got = [ref[0][:, :2] + 0.01, np.concatenate([ref[1], rng.normal(0, 1, (1, 4, 2))], 1)]
+    stacked = np.concatenate(ref, 0)
+    flat = np.concatenate([g.ravel() for g in got])
+    expect = _padded_rel_l2(stacked.ravel(), flat)
+    assert output_error({"y": stacked}, {"y": flat}) == pytest.approx(expect, rel=1e-6)
