@@ -168,8 +168,8 @@ class WeightPath(SearchState):
         """Per activation context, the smallest uniform plan over ``limit`` brought within
         it (``_shaved``), evaluated: starts for the local search. On arabic-name-romanizer's
         decoder, 8-bit weights with the wide activation were 282 bytes over W8A8's size;
-        shaved by one layer at int7 they had 0.0052 error on 64 new rows where the path's
-        plan had 0.0062 and W8A8 0.0162."""
+        with one layer a step down they had 0.0052 error on 64 new rows where the path's
+        plan had 0.0062 and W8A8 0.0162 (benchmarks/search_real.py)."""
         kept = self.act
         contexts: dict[str, list[tuple[Point, dict[str, Format | None]]]] = {}
         for p, acts in self.uniform:
@@ -190,17 +190,19 @@ class WeightPath(SearchState):
     def _shaved(
         self, weights: Mapping[str, Format | None], limit: int
     ) -> dict[str, Format | None] | None:
-        """``weights`` brought within ``limit`` bytes by steps down (None: no step is left):
-        while one step suffices, the one that adds the least predicted noise; before that,
-        the cheapest per byte saved. A uniform plan a little over the budget (its 8-bit
-        weights with the wide activations) is a start the path may not pass near: the path
-        trades bytes between layers by predicted noise, which misses what the activations
-        chosen afterwards do to the whole plan."""
+        """``weights`` brought within ``limit`` bytes by at most SHAVE_STEPS steps down
+        (None: more are needed, or no step is left): while one step suffices, the one that
+        adds the least predicted noise; before that, the cheapest per byte saved. A uniform
+        plan a little over the budget (its 8-bit weights with the wide activations) is a
+        start the path may not pass near: the path trades bytes between layers by predicted
+        noise, which misses what the activations chosen afterwards do to the whole plan."""
         w = dict(weights)
-        for _ in range(4 * len(self.ladders)):  # every step drops a layer's bytes: bounded
+        for taken in range(SHAVE_STEPS + 1):
             over = self._bytes_of(w) - limit
             if over <= 0:
                 return w
+            if taken == SHAVE_STEPS:
+                break
             steps = []
             for name in self.ladders:
                 fmt = self._neighbor(w, name, up=False)
@@ -245,6 +247,10 @@ class WeightPath(SearchState):
         return max(below, key=lambda p: p[0])[2] if below else False
 
 
+# Steps down a uniform plan over a size budget may take to become a start of the local
+# search: "a little over" (one or two layers), where the path's mixes do not pass; each
+# shaved plan is one evaluation more.
+SHAVE_STEPS = 2
 # A step whose predicted noise per byte is within this factor of the path's at the budget
 # is measured; one further off stays on its side of the budget unless its prediction (the
 # output/weight noise ratio carried over from the measured anchors) is off by more.
