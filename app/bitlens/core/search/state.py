@@ -19,7 +19,7 @@ from bitlens.core.search.deployed import DeployedErrors, Part, Scored, score
 from bitlens.core.search.filesize import FileSizes
 from bitlens.core.search.guard import Split, effective_count, labels_of, split_feeds
 from bitlens.core.search.hull import _Ladder
-from bitlens.core.search.measures import output_error
+from bitlens.core.search.measures import output_error, padded_pair
 from bitlens.core.search.options import SearchOptions
 from bitlens.core.search.points import Point, Sensitivity
 from bitlens.core.search.recovered import Recovered, parse_methods
@@ -123,7 +123,9 @@ class SearchState:
             self.evaluations += 1
             for name, ref in part.reference.items():
                 if np.issubdtype(ref.dtype, np.floating):
-                    errors.append(np.asarray(got[name], np.float64) - ref)
+                    # zero-padded where the output's length depends on the data
+                    r, g = padded_pair(ref, got[name])
+                    errors.append(np.asarray(g, np.float64) - r)
         return effective_count(errors)
 
     def _measure(self, plan: Plan) -> tuple[float, float | None]:

@@ -16,7 +16,7 @@ from bitlens.core.results import Progress
 from bitlens.core.search import recovered
 from bitlens.core.search.candidates import _fits_weight
 from bitlens.core.search.hull import _efficient, _greedy, _hull, _Ladder
-from bitlens.core.search.points import Sensitivity
+from bitlens.core.search.points import Point, Sensitivity
 from bitlens.core.search.state import SearchState
 from bitlens.core.weights import saved_by
 
@@ -162,6 +162,66 @@ class WeightPath(SearchState):
             out[name] = max(below, key=lambda x: x[0])[1] if below else None
         return out
 
+    def shaved_uniform(
+        self, limit: int
+    ) -> Generator[Point, None, list[tuple[Point, dict[str, Format | None]]]]:
+        """Per activation context, the smallest uniform plan over ``limit`` brought within
+        it (``_shaved``), evaluated: starts for the local search. On arabic-name-romanizer's
+        decoder, 8-bit weights with the wide activation were 282 bytes over W8A8's size;
+        with one layer a step down they had 0.0052 error on 64 new rows where the path's
+        plan had 0.0062 and W8A8 0.0162 (benchmarks/search_real.py)."""
+        kept = self.act
+        contexts: dict[str, list[tuple[Point, dict[str, Format | None]]]] = {}
+        for p, acts in self.uniform:
+            if p.file_bytes > limit:
+                contexts.setdefault(repr(sorted(acts.items())), []).append((p, acts))
+        out = []
+        for over in contexts.values():
+            p, acts = min(over, key=lambda u: u[0].file_bytes)
+            self.act = acts
+            weights = self._shaved({n: p.plan[n].weight for n in self.ladders}, limit)
+            if weights is not None:
+                q = self.point(self.plan_of(weights))
+                yield q
+                out.append((q, acts))
+        self.act = kept
+        return out
+
+    def _shaved(
+        self, weights: Mapping[str, Format | None], limit: int
+    ) -> dict[str, Format | None] | None:
+        """``weights`` brought within ``limit`` bytes by at most SHAVE_STEPS steps down
+        (None: more are needed, or no step is left): while one step suffices, the one that
+        adds the least predicted noise; before that, the cheapest per byte saved. A uniform
+        plan a little over the budget (its 8-bit weights with the wide activations) is a
+        start the path may not pass near: the path trades bytes between layers by predicted
+        noise, which misses what the activations chosen afterwards do to the whole plan."""
+        w = dict(weights)
+        for taken in range(SHAVE_STEPS + 1):
+            over = self._bytes_of(w) - limit
+            if over <= 0:
+                return w
+            if taken == SHAVE_STEPS:
+                break
+            steps = []
+            for name in self.ladders:
+                fmt = self._neighbor(w, name, up=False)
+                if fmt is False:
+                    continue
+                layer = self.ladders[name].layer
+                saved = self._lb(layer, w[name]) - self._lb(layer, fmt)  # type: ignore[arg-type]
+                noise = self._noise(name, fmt) - self._noise(name, w[name])  # type: ignore[arg-type]
+                steps.append((saved >= over, noise, saved, name, fmt))
+            if not steps:
+                return None
+            enough = [s for s in steps if s[0]]
+            if enough:
+                _, _, _, name, fmt = min(enough, key=lambda s: (s[1], -s[2], s[3]))
+            else:
+                _, _, _, name, fmt = min(steps, key=lambda s: (s[1] / max(1, s[2]), s[3]))
+            w[name] = fmt  # type: ignore[assignment]
+        return None
+
     def _noise(self, name: str, fmt: Format | None) -> float:
         if fmt is None:
             return 0.0
@@ -187,6 +247,10 @@ class WeightPath(SearchState):
         return max(below, key=lambda p: p[0])[2] if below else False
 
 
+# Steps down a uniform plan over a size budget may take to become a start of the local
+# search: "a little over" (one or two layers), where the path's mixes do not pass; each
+# shaved plan is one evaluation more.
+SHAVE_STEPS = 2
 # A step whose predicted noise per byte is within this factor of the path's at the budget
 # is measured; one further off stays on its side of the budget unless its prediction (the
 # output/weight noise ratio carried over from the measured anchors) is off by more.
