@@ -61,7 +61,9 @@ def test_weights_written_from_the_file_are_its_values_and_change_no_number(tmp_p
     plain = Engine(decoded, data, device="cpu")
     plain.map_float_weights = False  # the straightforward way: decoded arrays fed
     assert fast.evaluate(plans[0]) == plain.evaluate(plans[1])
-    assert list(fast.sweep(["int4 sym ch"], names[:2])) == list(plain.sweep(["int4 sym ch"], names[:2]))
+    assert list(fast.sweep(["int4 sym ch"], names[:2])) == list(
+        plain.sweep(["int4 sym ch"], names[:2])
+    )
 
 
 def test_float64_weights_are_written_and_other_types_decoded(tmp_path) -> None:

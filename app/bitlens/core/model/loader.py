@@ -41,12 +41,12 @@ from bitlens.core.model.negative_dims import negative_dims_as_dynamic, negative_
 from bitlens.core.model.old_opset import raise_old_opset
 from bitlens.core.model.prequantized import note as quantized_note
 from bitlens.core.model.prequantized import quantized_ops
+from bitlens.core.model.rawspill import RawWeight, adopt, spill_raw
 from bitlens.core.model.stored_grid import note as stored_grid_note
 from bitlens.core.model.stored_grid import stored_grids
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
 from bitlens.core.model.types import ModelInfo, WeightInfo
 from bitlens.core.model.validate import check_model, element_count, expected_raw_bytes
-from bitlens.core.model.rawspill import RawWeight, adopt, spill_raw
 from bitlens.core.model.wire import initializer_raw_spans
 from bitlens.core.results import Progress, drain
 
