@@ -17,6 +17,7 @@ from bitlens.core.engine import Engine
 from bitlens.core.model import rawspill
 from bitlens.core.model.external import release_pages
 from bitlens.core.model.loader import from_proto, load_model
+from bitlens.core.model.wire import initializer_raw_spans
 from bitlens.core.plan import LayerChoice, Plan
 from tests import builders, exported_shapes
 from tests.core.test_bn_fold import conv_bn_net
@@ -81,8 +82,6 @@ def test_float64_weights_are_written_and_other_types_decoded(tmp_path) -> None:
     twice.CopyFrom(g)
     twice.initializer.append(numpy_helper.from_array(np.zeros(3, np.float32), "typed"))
     data = onnx.ModelProto(graph=twice).SerializeToString()
-    from bitlens.core.model.wire import initializer_raw_spans
-
     spilled = rawspill.spill_raw(data, twice, initializer_raw_spans(data))
     assert set(spilled) == {"w", "b"}  # "typed" twice, "half" fp16
 

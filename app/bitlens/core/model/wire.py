@@ -1,4 +1,4 @@
-"""The byte length of each main-graph initializer's ``raw_data``, read from the file's bytes.
+"""Where each main-graph initializer's ``raw_data`` lies in the file's bytes, and its length.
 
 The loader checks that every tensor's data fit its type and shape
 (:func:`bitlens.core.model.validate.check_tensor`). Asked for ``len(t.raw_data)``,
@@ -6,7 +6,9 @@ protobuf's Python API first copies the bytes into a new ``bytes`` object: 20 ms 
 54 MB of ddddocr's ``common.onnx``, one more pass over every weight at load. The lengths
 are in the file anyway: each ``raw_data`` is a length-delimited field of its
 ``TensorProto``, so a walk over the protobuf wire format (field tags and lengths, skipping
-every other field) reads them without touching the data.
+every other field) reads them without touching the data. The same walk gives where each
+``raw_data`` lies, so the loader writes large weights out from the file's bytes
+(:mod:`bitlens.core.model.rawspill`).
 https://protobuf.dev/programming-guides/encoding/ (wire format);
 field numbers from onnx.proto (https://github.com/onnx/onnx/blob/main/onnx/onnx.proto):
 ``ModelProto.graph`` 7, ``GraphProto.initializer`` 5, ``TensorProto.raw_data`` 9.
