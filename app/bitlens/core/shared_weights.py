@@ -98,6 +98,18 @@ def group_note(layer: str, names: tuple[str, ...]) -> str:
     )
 
 
+def groups_note(firsts: tuple[str, ...], groups: Mapping[str, tuple[str, ...]]) -> str:
+    """One note for many groups, named by their first readers (the sweep of a Siamese
+    VGG16 printed 13 lines of :func:`group_note`, one per pair of branches, before its
+    table)."""
+    readers = sum(len(groups[n]) for n in firsts)
+    return (
+        f"{len(firsts)} weights are each read by several layers ({readers} layers in all; "
+        f"first readers {_listed(firsts)}): the file stores each once, so its readers take "
+        "one weight format"
+    )
+
+
 def normalize(
     info: ModelInfo, choices: Mapping[str, tuple[object, object]]
 ) -> tuple[dict[str, tuple[object, object]], list[str]]:
