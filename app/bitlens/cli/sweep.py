@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Collection
 from dataclasses import asdict
 
 from bitlens.cli.common import (
@@ -27,12 +26,10 @@ from bitlens.cli.progress import follow
 from bitlens.core.engine import Engine
 from bitlens.core.engine.output_metrics import FLOAT_TYPES
 from bitlens.core.input_values import compared_constants
-from bitlens.core.model.types import ModelInfo
 from bitlens.core.results import SweepEntry
-from bitlens.core.shared_weights import group_note, groups_note, weight_groups
+from bitlens.core.shared_weights import shared_notes
 
 DEFAULT_LADDER = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")
-MAX_GROUP_NOTES = 3  # more shared-weight groups than this: one note for all
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,16 +71,6 @@ def run(args: argparse.Namespace) -> int:
         floats = [t.name for t in model.info.outputs if t.dtype in FLOAT_TYPES]
         print(render(entries, args.top, floats[0] if floats else "first"))
     return 0
-
-
-def shared_notes(info: ModelInfo, swept: Collection[str]) -> list[str]:
-    """A shared weight is swept once, as its first reader: one note per group in model
-    order, or one note for them all past ``MAX_GROUP_NOTES``."""
-    groups = weight_groups(info)
-    firsts = tuple(n for n in info.layer_names if n in swept and groups.get(n, ("",))[0] == n)
-    if len(firsts) > MAX_GROUP_NOTES:
-        return [groups_note(firsts, groups)]
-    return [group_note(n, groups[n]) for n in firsts]
 
 
 def render(entries: list[SweepEntry], top: int, first_output: str = "first") -> str:

@@ -1,8 +1,9 @@
-"""The sweep's notes on weights several layers read: one per group, or one for all.
+"""Notes on weights several layers read (sweep, inspect): one per group, or one for all.
 
 A tf2onnx Siamese network (CapSpot's VGG16 matcher) runs both branches on the same 13 conv
 weights; ``bitlens sweep`` printed 13 near-identical notes, in the order of the ranked
-table, before the table itself.
+table, before the table itself, and ``bitlens inspect`` listed both branches' full bytes
+with totals half their sum and no word on why.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bitlens.cli.sweep import MAX_GROUP_NOTES, shared_notes
 from bitlens.core.model.loader import from_proto
+from bitlens.core.shared_weights import MAX_GROUP_NOTES, shared_notes
 from tests.builders import weights
+from tests.core.test_cli_inspect import run_cli
 
 
 def siamese(blocks: int) -> onnx.ModelProto:
@@ -54,3 +56,12 @@ def test_many_groups_get_one_note() -> None:
     # only the groups the sweep ran are noted
     (one,) = shared_notes(info, {"block0/conv_a", "block0/conv_b"})
     assert one.startswith("block0/conv_a shares its weights with 1 other layer(s)")
+
+
+def test_inspect_says_why_the_totals_are_not_the_sum(tmp_path) -> None:
+    path = tmp_path / "siamese.onnx"
+    onnx.save(siamese(MAX_GROUP_NOTES + 1), path)
+    res = run_cli("inspect", str(path), "--formats", "int8 sym ch")
+    assert res.returncode == 0, res.stderr
+    shared = [line for line in res.stdout.splitlines() if line.startswith("shared: ")]
+    assert len(shared) == 1 and shared[0].endswith("the totals count each weight once"), shared
