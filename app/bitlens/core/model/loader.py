@@ -32,6 +32,7 @@ from bitlens.core.model.external import (
     map_tensor,
 )
 from bitlens.core.model.folding import fold_constants
+from bitlens.core.model.loop_invariants import loop_constants_note, read_loop_constants
 from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize, walk
 from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.irversion import fit_ir_version
@@ -278,6 +279,7 @@ def _iter_finish(
     # Every external location and size is checked here; large tensors stay in their files.
     yield from iter_external_data(proto, base_dir, label, keep_large=True)
     proto, opset_note = raise_old_opset(proto)
+    loop_note = loop_constants_note(read_loop_constants(proto))
     try:
         slots = normalize(proto)
     except GraphOrderError as exc:
@@ -298,7 +300,8 @@ def _iter_finish(
     ir_note, folded_note = fit_ir_version(proto), folded.note(len(weights), decoded)
     notes = [
         n
-        for n in (dynamic_note, opset_note, ir_note, folded_note, bn_note, prequant, ml, untensored)
+        for n in (dynamic_note, opset_note, loop_note, ir_note, folded_note, bn_note, prequant, ml,
+                  untensored)
         if n
     ]
     if notes:
