@@ -16,6 +16,37 @@ def index_ranges(info: ModelInfo) -> dict[str, int]:
     return {**onehot_depths(info), **vocab_sizes(info)}
 
 
+def mask_inputs(info: ModelInfo) -> frozenset[str]:
+    """Integer or boolean inputs used as a mask whatever their name: the value (through
+    reshapes and casts) is subtracted from a constant, as BERT-style models turn a mask into
+    the bias ``(1 - mask) * large_negative`` (transformers' ``get_extended_attention_mask``).
+    PyTorch names such an input after its first consumer (sudachi-b-imitator's ALBERT:
+    ``onnx::Unsqueeze_1``), and random ids there made the float model compute NaN."""
+    produced = {o for n in info.nodes if n.op_type != "Constant" for o in n.outputs}
+    consumers: dict[str, list[NodeInfo]] = {}
+    for n in info.nodes:
+        if not n.graph_path:
+            for i in n.inputs:
+                consumers.setdefault(i, []).append(n)
+    found = set()
+    for t in info.inputs:
+        if t.dtype not in _INTEGER_TYPES | {"bool"}:
+            continue
+        frontier, seen = [t.name], set()
+        while frontier and t.name not in found:
+            name = frontier.pop()
+            for n in consumers.get(name, ()):
+                if n.name in seen:
+                    continue
+                seen.add(n.name)
+                if n.op_type in _SAME_VALUES and n.inputs[0] == name:
+                    frontier.extend(n.outputs)
+                elif n.op_type == "Sub" and list(n.inputs[1:2]) == [name]:
+                    if n.inputs[0] not in produced and n.inputs[0] != name:
+                        found.add(t.name)
+    return frozenset(found)
+
+
 def is_mask(name: str) -> bool:
     """An attention or padding mask (``attention_mask``, ``src_mask``, ``mask``): 1 keeps a
     position (https://huggingface.co/docs/transformers/glossary#attention-mask). Random
