@@ -106,7 +106,7 @@ def test_the_carried_weight_is_exported_quantized(
     h = x[0].astype(np.float64)
     for _ in range(3):
         h = np.tanh(h @ (codes * scale))
-    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(
-        None, {"x": x[0]}
-    )[0]
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x[0]})[
+        0
+    ]
     assert np.abs(got - 3 * h).max() < 1e-5

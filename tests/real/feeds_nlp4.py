@@ -67,7 +67,9 @@ def lac(folder: Path, n: int) -> dict[str, np.ndarray]:
     feeds = {}
     for i in range(n):
         text = _CHINESE[i % len(_CHINESE)]
-        feeds[f"token_ids/{i}"] = np.array([[vocab.get(q2b.get(c, c), oov) for c in text]], np.int64)
+        feeds[f"token_ids/{i}"] = np.array(
+            [[vocab.get(q2b.get(c, c), oov) for c in text]], np.int64
+        )
         feeds[f"length/{i}"] = np.array([len(text)], np.int64)
     return feeds
 

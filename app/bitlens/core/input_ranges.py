@@ -41,9 +41,13 @@ def mask_inputs(info: ModelInfo) -> frozenset[str]:
                 seen.add(n.name)
                 if n.op_type in _SAME_VALUES and n.inputs[0] == name:
                     frontier.extend(n.outputs)
-                elif n.op_type == "Sub" and list(n.inputs[1:2]) == [name]:
-                    if n.inputs[0] not in produced and n.inputs[0] != name:
-                        found.add(t.name)
+                elif (
+                    n.op_type == "Sub"
+                    and list(n.inputs[1:2]) == [name]
+                    and n.inputs[0] not in produced
+                    and n.inputs[0] != name
+                ):
+                    found.add(t.name)
     return frozenset(found)
 
 

@@ -32,10 +32,10 @@ from bitlens.core.model.external import (
     map_tensor,
 )
 from bitlens.core.model.folding import fold_constants
-from bitlens.core.model.loop_invariants import loop_constants_note, read_loop_constants
 from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize, walk
 from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.irversion import fit_ir_version
+from bitlens.core.model.loop_invariants import loop_constants_note, read_loop_constants
 from bitlens.core.model.ml_domain import ml_ops, non_tensor_outputs_note, uses_onnx_domain
 from bitlens.core.model.ml_domain import note as ml_note
 from bitlens.core.model.negative_dims import negative_dims_as_dynamic, negative_dims_note
@@ -300,10 +300,11 @@ def _iter_finish(
     ir_note, folded_note = fit_ir_version(proto), folded.note(len(weights), decoded)
     notes = [
         n
-        for n in (dynamic_note, opset_note, loop_note, ir_note, folded_note, bn_note, prequant, ml,
-                  untensored)
+        for n in (dynamic_note, opset_note, ir_note, folded_note, bn_note, prequant, ml, untensored)
         if n
     ]
+    if loop_note:
+        notes.append(loop_note)
     if notes:
         info = replace(info, notes=tuple(notes))
     consts: dict[tuple[str, str], ConstSource] = {}

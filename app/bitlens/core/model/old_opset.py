@@ -112,7 +112,9 @@ def _random_feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:
             continue
         tt = vi.type.tensor_type
         shape = [
-            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (1 if i == 0 else _OTHER_AXES)
+            d.dim_value
+            if d.HasField("dim_value") and d.dim_value > 0
+            else (1 if i == 0 else _OTHER_AXES)
             for i, d in enumerate(tt.shape.dim)
         ]
         dtype = _NUMPY.get(tt.elem_type)
