@@ -77,7 +77,7 @@ def test_a_weight_carried_unchanged_by_a_loop_is_a_layer_and_computes_the_same()
     loaded = from_proto(proto)
     assert loaded.info.layer_names == ("cell",)  # was () : the MatMul read a body input
     assert [w.name for w in loaded.info.layers[0].weights] == ["kernel"]
-    assert any("1 constant(s) a Loop carried" in n for n in loaded.info.notes)
+    assert any("1 layer weight(s) that a Loop carried" in n for n in loaded.info.notes)
     loop = next(n for n in loaded.proto.graph.node if n.op_type == "Loop")
     assert list(loop.input) == ["trip", "keep", "x", "zero"]  # the counter stays carried
     x = np.random.default_rng(0).standard_normal((1, 8)).astype(np.float32)

@@ -279,7 +279,7 @@ def _iter_finish(
     # Every external location and size is checked here; large tensors stay in their files.
     yield from iter_external_data(proto, base_dir, label, keep_large=True)
     proto, opset_note = raise_old_opset(proto)
-    loop_note = loop_constants_note(read_loop_constants(proto))
+    carried = read_loop_constants(proto)
     try:
         slots = normalize(proto)
     except GraphOrderError as exc:
@@ -303,7 +303,8 @@ def _iter_finish(
         for n in (dynamic_note, opset_note, ir_note, folded_note, bn_note, prequant, ml, untensored)
         if n
     ]
-    if loop_note:
+    weight_names = {w.name for layer in info.layers for w in layer.weights}
+    if loop_note := loop_constants_note(len(carried & weight_names)):
         notes.append(loop_note)
     if notes:
         info = replace(info, notes=tuple(notes))

@@ -23,35 +23,36 @@ import onnx
 from bitlens.core.model.graph import CONSTANT_DOMAINS, is_constant_node, subgraphs
 
 
-def read_loop_constants(model: onnx.ModelProto) -> int:
-    """Rewrite every such carried constant in place; returns how many were rewritten."""
-    return _graph(model.graph, frozenset())
+def read_loop_constants(model: onnx.ModelProto) -> set[str]:
+    """Rewrite every such carried constant in place; returns the constants' names."""
+    names: set[str] = set()
+    _graph(model.graph, frozenset(), names)
+    return names
 
 
-def loop_constants_note(count: int) -> str | None:
-    if not count:
+def loop_constants_note(weights: int) -> str | None:
+    """The note for ``weights`` layer weights that were carried constants."""
+    if not weights:
         return None
     return (
-        f"{count} constant(s) a Loop carried unchanged as loop state (tf2onnx's form of a "
-        "Keras RNN) are read by the Loop body as the constants they are, in memory (the file "
-        "is unchanged), so the layers that read them can be quantized"
+        f"{weights} layer weight(s) that a Loop carried unchanged as loop state (tf2onnx's "
+        "form of a Keras RNN) are read in the Loop body as the constants they are, in memory "
+        "(the file is unchanged), so they can be quantized"
     )
 
 
-def _graph(graph: onnx.GraphProto, outer_consts: frozenset[str]) -> int:
+def _graph(graph: onnx.GraphProto, outer_consts: frozenset[str], names: set[str]) -> None:
     consts = outer_consts | {t.name for t in graph.initializer}
     consts |= {n.output[0] for n in graph.node if is_constant_node(n)}
     consts -= {i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}}
-    count = 0
     for node in graph.node:
         if node.op_type == "Loop" and node.domain in CONSTANT_DOMAINS:
-            count += _loop(graph, node, consts)
+            names |= _loop(graph, node, consts)
         for _, g in subgraphs(node):
-            count += _graph(g, consts)
-    return count
+            _graph(g, consts, names)
 
 
-def _loop(graph: onnx.GraphProto, node: onnx.NodeProto, consts: frozenset[str]) -> int:
+def _loop(graph: onnx.GraphProto, node: onnx.NodeProto, consts: frozenset[str]) -> set[str]:
     body = next(a.g for a in node.attribute if a.name == "body")
     read = _reads(graph) | {o.name for o in graph.output}
     defined = _defined(body)
@@ -68,6 +69,7 @@ def _loop(graph: onnx.GraphProto, node: onnx.NodeProto, consts: frozenset[str]) 
             and outer not in defined  # the outer name is not shadowed inside the body
         ):
             drop.append(j)
+    names = {node.input[2 + j] for j in drop}
     for j in reversed(drop):
         inner = body.input[2 + j].name
         del body.output[1 + j]
@@ -75,7 +77,7 @@ def _loop(graph: onnx.GraphProto, node: onnx.NodeProto, consts: frozenset[str]) 
         _rename(body, inner, node.input[2 + j])
         del node.input[2 + j]
         del node.output[j]
-    return len(drop)
+    return names
 
 
 def _reads(graph: onnx.GraphProto) -> set[str]:
