@@ -35,6 +35,7 @@ from bitlens.core.model.folding import fold_constants
 from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize, walk
 from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.irversion import fit_ir_version
+from bitlens.core.model.loop_invariants import loop_constants_note, read_loop_constants
 from bitlens.core.model.ml_domain import ml_ops, non_tensor_outputs_note, uses_onnx_domain
 from bitlens.core.model.ml_domain import note as ml_note
 from bitlens.core.model.negative_dims import negative_dims_as_dynamic, negative_dims_note
@@ -289,6 +290,7 @@ def _iter_finish(
     proto, opset_note = raise_old_opset(proto)
     if proto is not parsed:  # converted: every tensor is the converter's copy
         spilled = None
+    carried = read_loop_constants(proto)
     try:
         slots = normalize(proto)
     except GraphOrderError as exc:
@@ -312,6 +314,9 @@ def _iter_finish(
         for n in (dynamic_note, opset_note, ir_note, folded_note, bn_note, prequant, ml, untensored)
         if n
     ]
+    weight_names = {w.name for layer in info.layers for w in layer.weights}
+    if loop_note := loop_constants_note(len(carried & weight_names)):
+        notes.append(loop_note)
     if notes:
         info = replace(info, notes=tuple(notes))
     consts: dict[tuple[str, str], ConstSource] = {}
