@@ -109,8 +109,9 @@ def reader_counts(info: ModelInfo) -> dict[str, int]:
 
 
 def shared_biases(info: ModelInfo) -> dict[str, tuple[str, str]]:
-    """Main-graph Gemm and Conv layers whose fed bias other nodes read too: layer -> (bias,
-    the graph input the layer reads it from in the engine's graphs).
+    """Main-graph Gemm, Conv and MatMul (its bias is the Add constant after it,
+    model/add_bias.py) layers whose fed bias other nodes read too: layer -> (bias, the
+    graph input the layer reads it from in the engine's graphs).
 
     The export stores an int32 copy of such a bias per integer-kernel reader, each at that
     reader's s_x * s_w (export/bias.py); one fed tensor cannot carry several grids, so each
@@ -121,7 +122,7 @@ def shared_biases(info: ModelInfo) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for layer in main_layers(info):
         fed = fed_constants(layer)[len(layer.weights) :]
-        if layer.op_type in ("Gemm", "Conv") and fed and readers.get(fed[0].name, 0) > 1:
+        if layer.op_type in BIASED and fed and readers.get(fed[0].name, 0) > 1:
             out[layer.name] = (fed[0].name, f"{fed[0].name}__of__{layer.name}")
     return out
 
@@ -133,11 +134,15 @@ def _split_shared_biases(graph: onnx.GraphProto, info: ModelInfo) -> list[onnx.V
     if not shared:
         return []
     producer = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
     moved: dict[str, int] = {}
     added: list[onnx.ValueInfoProto] = []
     for name, (bias, alias) in shared.items():
         layer = info.layer(name)
-        node = producer.get(layer.outputs[0])
+        node = bias_reader(layer, producer, consumers)
         if node is None or list(node.input).count(bias) != 1:
             continue
         node.input[list(node.input).index(bias)] = alias
@@ -149,6 +154,24 @@ def _split_shared_biases(graph: onnx.GraphProto, info: ModelInfo) -> list[onnx.V
     for i in reversed([i for i, v in enumerate(graph.input) if v.name in gone]):
         del graph.input[i]
     return added
+
+
+BIASED = ("Gemm", "Conv", "MatMul")  # the layers whose bias the engine may feed per reader
+
+
+def bias_reader(
+    layer: Layer,
+    producer: Mapping[str, onnx.NodeProto],
+    consumers: Mapping[str, Sequence[onnx.NodeProto]],
+) -> onnx.NodeProto | None:
+    """The node reading ``layer``'s bias: the layer's own node, or for a MatMul the Add
+    after it, also through float Casts (model/add_bias.py lists that Add's constant)."""
+    if layer.op_type != "MatMul":
+        return producer.get(layer.outputs[0])
+    users = consumers.get(layer.outputs[0], [])
+    while len(users) == 1 and users[0].op_type == "Cast":
+        users = consumers.get(users[0].output[0], [])
+    return users[0] if len(users) == 1 and users[0].op_type == "Add" else None
 
 
 def _constant_names(g: onnx.GraphProto) -> set[str]:

@@ -15,6 +15,7 @@ from bitlens.core.export.biasstore import compact_bias
 from bitlens.core.export.editing import ExportState, remove_weight
 from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.model.types import Layer, Storage, WeightInfo
+from bitlens.core.recovery.export import own_bias_prefix
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
@@ -79,7 +80,13 @@ def int32_bias(
         # float in the simulation, and editing an Add outside the layer's tensors put the
         # per-layer byte accounting off (open_nsfw's head, before add_bias looked
         # through its Cast)
-        if target is None or not layer.biases or target.input[slot] != layer.biases[0].name:
+        # (or this layer's own bias-corrected copy of a shared one, recovery/export.py)
+        if target is None or not layer.biases:
+            return None
+        listed = layer.biases[0].name
+        if target.input[slot] != listed and not target.input[slot].startswith(
+            own_bias_prefix(listed, layer.name)
+        ):
             return None
         name = target.input[slot]
     elif layer.op_type in ("Conv", "Gemm") and len(node.input) > 2 and node.input[2]:

@@ -20,7 +20,14 @@ from bitlens.core.model.types import Layer, Storage, WeightInfo
 def with_add_biases(layers: list[Layer], graph: onnx.GraphProto) -> list[Layer]:
     """``layers`` with each main-graph MatMul's Add constant as its bias, where the
     MatMul output feeds one Add alone and the constant is a float32 initializer of one
-    value per output column used by that Add only."""
+    value per output column.
+
+    The constant may be read by other nodes too: ALBERT's shared layers (sudachi-b-imitator)
+    run one Linear four times, four MatMul + Add pairs on one weight and one bias. Like a bias
+    shared by Gemms (bitlens.core.engine.rewrite.shared_biases), each such layer reads the
+    bias from its own input in the engine and gets its own int32 copy in the export: with
+    the float bias kept, ONNX Runtime fused MatMul + Add into a float Gemm (the input shape
+    is static) and 24 of the 27 layers lost their integer kernel."""
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node.input:
@@ -52,7 +59,7 @@ def _add_bias(layer, consumers, inits, outputs) -> WeightInfo | None:
     add = users[0]
     other = add.input[1] if add.input[0] == out else add.input[0]
     t = inits.get(other)
-    if t is None or t.data_type != onnx.TensorProto.FLOAT or len(consumers.get(other, [])) != 1:
+    if t is None or t.data_type != onnx.TensorProto.FLOAT:
         return None
     dims = tuple(int(d) for d in t.dims)
     if not dims or math.prod(dims) != w.shape[1] or dims[-1] != w.shape[1]:

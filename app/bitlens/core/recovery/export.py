@@ -12,6 +12,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from bitlens.core.engine.graphs import node_producing
+from bitlens.core.engine.rewrite import BIASED, bias_reader
 from bitlens.core.errors import ExportError
 from bitlens.core.export.graph import GraphBuilder, rename_output
 from bitlens.core.recovery import Recovered
@@ -53,21 +54,35 @@ def write_bias(state: ExportState, layer: Layer, rec: Recovered) -> str | None:
     raise ExportError(f"layer {layer.name!r}: bias {b.name!r} is not an initializer")
 
 
+def own_bias_prefix(bias: str, layer: str) -> str:
+    """The start of the name of ``layer``'s own corrected copy of the shared ``bias``."""
+    return f"{bias}_of_{layer}"
+
+
 def _own_bias(state: ExportState, layer: Layer, b: WeightInfo, rec: Recovered) -> str:
     """A corrected bias that other nodes read too: this layer reads its own copy (each
     reader's correction cancels its own weight's rounding, as the engine feeds it, see
     ``rewrite.shared_biases``); the last reader left gets the original, in place."""
     assert rec.bias is not None
     g = state.model.graph
-    _, node = node_producing(g, layer.outputs[0])
-    slots = [i for i, name in enumerate(node.input) if name == b.name]
-    if layer.op_type not in ("Conv", "Gemm") or slots != [2]:
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    # a MatMul's bias is the Add constant after it (model/add_bias.py: ALBERT's shared layers)
+    node = bias_reader(layer, producer, consumers)
+    slots = [] if node is None else [i for i, name in enumerate(node.input) if name == b.name]
+    wanted = [0, 1] if layer.op_type == "MatMul" else [2]
+    if layer.op_type not in BIASED or len(slots) != 1 or slots[0] not in wanted:
         raise ExportError(
-            f"layer {layer.name!r}: bias {b.name!r} is shared with other nodes and not the "
-            "layer's third input; bias correction needs a bias of its own"
+            f"layer {layer.name!r}: bias {b.name!r} is shared with other nodes and not read "
+            "where the layer's bias goes; bias correction needs a bias of its own"
         )
-    own = GraphBuilder(f"{b.name}_of_{layer.name}", state.taken)
-    node.input[2] = own.const("corrected", rec.bias.astype(np.dtype(b.dtype)).reshape(b.shape))
+    assert node is not None
+    own = GraphBuilder(own_bias_prefix(b.name, layer.name), state.taken)
+    value = rec.bias.astype(np.dtype(b.dtype)).reshape(b.shape)
+    node.input[slots[0]] = own.const("corrected", value)
     g.initializer.extend(own.initializers)
     return f"bias {b.name} (shared) corrected for this layer's weight rounding ({rec.note})"
 
