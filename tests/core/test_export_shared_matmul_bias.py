@@ -92,13 +92,18 @@ def test_shared_linear_layers_run_as_qgemm_with_own_int32_bias(tmp_path: Path) -
             np.testing.assert_array_equal(codes, np.rint(b.astype(np.float64) / scale))
 
 
-def test_bias_correction_of_one_shared_linear_layer_stays_a_kernel(tmp_path: Path) -> None:
+def test_bias_correction_of_shared_linear_layers_stays_a_kernel(tmp_path: Path) -> None:
+    # one reader corrected (its own copy, the others read the original) and all of them
+    # (the last reader left corrects the original in place, recovery/export.py)
     engine = shared_linear([1, 8, 16])
     w8a8 = Plan.preset(engine.info, "W8A8")
-    plan = w8a8.with_choices({"fc1": dataclasses.replace(w8a8["fc1"], recovery=Recovery.BIAS)})
-    path = tmp_path / "corrected.onnx"
-    result, report = run(engine, plan, path)
-    assert report.passed, report.failures
-    assert all(result.layers[f"fc{i}"].bias is not None for i in range(STEPS))
-    assert _optimized_ops(path, tmp_path).count("QGemm") == STEPS
-    assert_file_is_engine(engine, plan, path)
+    for corrected in (["fc1"], [f"fc{i}" for i in range(STEPS)]):
+        plan = w8a8.with_choices(
+            {n: dataclasses.replace(w8a8[n], recovery=Recovery.BIAS) for n in corrected}
+        )
+        path = tmp_path / f"corrected{len(corrected)}.onnx"
+        result, report = run(engine, plan, path)
+        assert report.passed, report.failures
+        assert all(result.layers[f"fc{i}"].bias is not None for i in range(STEPS))
+        assert _optimized_ops(path, tmp_path).count("QGemm") == STEPS
+        assert_file_is_engine(engine, plan, path)

@@ -75,12 +75,12 @@ def int32_bias(
     w = layer.weights[0]
     if layer.op_type == "MatMul":
         target, slot = _bias_add(g, layer.outputs[0], inits)
-        # only the bias the model's layer lists (model/add_bias.py): the engine rounds that
-        # one alone (kernel_bias.bias_layers); an Add constant other nodes read too stayed
-        # float in the simulation, and editing an Add outside the layer's tensors put the
+        # only the bias the model's layer lists (model/add_bias.py), or this layer's own
+        # bias-corrected copy of it (recovery/export.py): the engine rounds that one alone
+        # (kernel_bias.bias_layers; a bias other nodes read too from the layer's own input,
+        # rewrite.shared_biases), and editing an Add outside the layer's tensors put the
         # per-layer byte accounting off (open_nsfw's head, before add_bias looked
         # through its Cast)
-        # (or this layer's own bias-corrected copy of a shared one, recovery/export.py)
         if target is None or not layer.biases:
             return None
         listed = layer.biases[0].name
