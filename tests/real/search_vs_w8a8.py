@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from bitlens.core.export.latency import median_latencies
 from bitlens.core.search import output_error
 from bitlens.core.usermetric import concat
 from tests.real import wheels
@@ -68,6 +69,9 @@ class Row:
     reproducible: bool | None  # None: not checked
     summary: str
     notes: tuple[str, ...] = ()  # what the search's result says about its choice
+    # deployed time of the searched file and of W8A8's against the float model's, fastest
+    # interleaved runs in default sessions on the first evaluation sample (_latencies)
+    latency: tuple[float, float] | None = None
 
     @property
     def beats(self) -> bool:
@@ -133,6 +137,19 @@ def _counts(choices, key: str) -> str:
     return ", ".join(f"{n}x {f}" for f, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+def _latencies(model: Path, files: Sequence[Path], feed: Feeds) -> tuple[float, ...]:
+    """Each file's fastest run over the float model's, runs interleaved in default sessions
+    (load from other processes only adds time: core/export/latency.py)."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sessions = [
+        ort.InferenceSession(str(f), so, providers=["CPUExecutionProvider"])
+        for f in (model, *files)
+    ]
+    times = median_latencies(sessions, feed, budget_s=2.0)
+    return tuple(t.min_ms / times[0].min_ms for t in times[1:])
+
+
 def _monotone(front: Sequence[dict]) -> bool:
     return all(
         a["file_bytes"] < b["file_bytes"] and a["error"] > b["error"] for a, b in pairwise(front)
@@ -188,11 +205,12 @@ def measure(case: RealCase, work: Path, repeat: bool = True, timeout: float = 36
     if not searched.exists():
         raise RuntimeError(f"export of the searched plan failed: {res.stderr[-2000:]}")
     (w8_eval, w8_held), (s_eval, s_held) = _errors(model, [w8a8, searched], [evaluation, held])
+    latency = _latencies(model, [searched, w8a8], evaluation[0])
     best = out["best"]
     summary = "; activations ".join(_counts(best["plan"]["layers"].values(), k)
                                     for k in ("weight", "activation"))  # fmt: skip
     return Row(
         case.id, limit, w8_eval, w8_held, searched.stat().st_size, s_eval, s_held, seconds, cpu,
         int(out["evaluations"]), len(front), _monotone(front), reproducible, summary,
-        tuple(out.get("notes", ())),
+        tuple(out.get("notes", ())), (latency[0], latency[1]),
     )  # fmt: skip
