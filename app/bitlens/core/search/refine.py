@@ -132,7 +132,11 @@ class Refinement(WeightPath):
         self._rebuild()
 
     def _fits(self, p: Point, limit: int) -> bool:
-        return p.file_bytes <= limit and p.plan not in self.size.unexportable
+        return (
+            p.file_bytes <= limit
+            and p.plan not in self.size.unexportable
+            and self.quick_enough(p.plan)
+        )
 
     def _best_within(self, limit: int) -> Point:
         return self._ranking(limit)[0]
@@ -217,6 +221,8 @@ class Refinement(WeightPath):
         b = self.opts.budget
 
         def ok(p: Point) -> bool:
+            if not self.quick_enough(p.plan):
+                return False
             if b.max_error is not None:
                 return p.error <= b.max_error
             return p.metric is not None and p.metric >= b.min_metric  # type: ignore[operator]
@@ -225,7 +231,8 @@ class Refinement(WeightPath):
         start = self.point(self.plan_of(self._weights_at(0)))
         if not ok(start):
             raise SearchError(
-                f"even with float weights the plan misses the budget ({b.describe()}): error "
+                f"even with {'float weights' if self.speed is None else 'the widest weights the speed limit allows'}"
+                f" the plan misses the budget ({b.describe()}): error "
                 f"{start.error:.4g}"
                 + ("" if start.metric is None else f", metric {start.metric:.4g}")
                 + "; allow more wide activations or keep activations float"

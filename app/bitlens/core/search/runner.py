@@ -9,19 +9,22 @@ from dataclasses import replace
 
 from bitlens.core.blas_threads import each_step
 from bitlens.core.engine import Engine
-from bitlens.core.errors import SearchError
+from bitlens.core.errors import BitlensError, SearchError
 from bitlens.core.formats import Format, parse_format
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress
 from bitlens.core.search.activations import choose_activations
 from bitlens.core.search.candidates import _anchors, _parse_all
+from bitlens.core.search.filesize import FileSizes
 from bitlens.core.search.guard import batchable, rows_of, split_notes, split_rows
+from bitlens.core.search.latency import measure_w8a8, speed_limit
 from bitlens.core.search.options import FLOAT_NAME, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
 from bitlens.core.search.points import Point, SearchResult, pareto_front
 from bitlens.core.search.refine import Refinement
-from bitlens.core.search.speed import with_speed
+from bitlens.core.search.speed import W8A8, with_speed
 from bitlens.core.shared_weights import one_per_group, weight_groups
+from bitlens.core.targets import ORT_CPU, kernel_format
 from bitlens.core.usermetric import default_metric
 
 
@@ -41,14 +44,15 @@ def search(
 def _timed(
     engine: Engine, options: SearchOptions
 ) -> Generator[Progress | Point, None, SearchResult]:
-    result = yield from _search(engine, options)
+    sizes: list[FileSizes] = []  # the first search's accounting, its W8A8 export kept
+    result = yield from _search(engine, options, sizes)
     if not options.speed_check:
         return result
-    return (yield from with_speed(engine, result, options.target))
+    return (yield from with_speed(engine, result, options.target, sizes[0] if sizes else None))
 
 
 def _search(
-    engine: Engine, options: SearchOptions
+    engine: Engine, options: SearchOptions, sizes: list[FileSizes]
 ) -> Generator[Progress | Point, None, SearchResult]:
     kept = engine.max_sessions
     engine.max_sessions = min(kept, 2)  # many structures, one after the other: keep few
@@ -62,14 +66,23 @@ def _search(
         )
     try:
         first = _Search(engine, options, split)
+        sizes.append(first.size)
         result = yield from first.run()
         if not _needs_float_activations(result, options):
             return result
+        if first.speed is not None and first.speed.locked:
+            # weights-only plans run every layer in float: slower than the limit
+            return replace(result, notes=(*result.notes, (
+                "plans with float activations were not searched: they run in float, slower "
+                f"than the speed limit (x{first.speed.limit:.2f} of the float time predicted; "
+                "--max-latency none allows them)"
+            )))  # fmt: skip
         # Small budgets: the activation quantizers (and the tensors the target quantizes
         # with them) take kilobytes the weights then lack; on the text sample at half the
         # W8A8 size, weights-only plans kept 90% accuracy where 8-bit activations kept 62%.
         second = _Search(engine, replace(options, base_activation=None), split)
         second.recov = first.recov  # the recovery choices do not depend on activations
+        second.speed, second.speed_known = first.speed, True  # measured once
         try:
             other = yield from _prefixed(second.run(), "float activations: ")
         except SearchError:
@@ -162,6 +175,36 @@ def _merge(a: SearchResult, b: SearchResult) -> SearchResult:
 
 
 class _Search(Refinement):
+    speed_known = False  # the latency limit decided (by this search or the first)
+
+    def _steer_speed(
+        self, wfmts: list[Format], base: Format | None
+    ) -> Generator[Progress, None, None]:
+        """The latency limit (core/search/latency.py): where the target is ONNX Runtime CPU
+        and W8A8 measures faster than float, the layers whose integer kernel the limit needs
+        are locked to formats that keep it."""
+        opts = self.opts
+        if self.speed_known or opts.max_latency is None or opts.target != ORT_CPU:
+            return
+        self.speed_known = True
+        if base is None or base.signed:
+            return  # no plan has a (fast: latency.plan_kernels) integer kernel
+        w8a8 = Plan.preset(self.info, W8A8).with_target(opts.target)
+        self.size.keep = w8a8
+        try:
+            model = self.size.kept_export()
+        except BitlensError:
+            return
+        yield self._tick("timing W8A8 against float")
+        able = {
+            la.name: any(kernel_format(la, f, base, False) for f in wfmts) for la in self.wlayers
+        }
+        self.speed = speed_limit(
+            self.engine, w8a8, measure_w8a8(self.engine, model), opts.max_latency, able
+        )
+        if self.speed is not None:
+            self.notes.append(self.speed.describe())
+
     def run(self) -> Generator[Progress | Point, None, SearchResult]:
         engine, opts = self.engine, self.opts
         if engine.data is None:
@@ -215,6 +258,7 @@ class _Search(Refinement):
 
         self.wfmts = wfmts
         self.wlayers = wlayers
+        yield from self._steer_speed(wfmts, base)
         # (recovery is a GPTQ pass per layer and low-bit format: seconds per layer on a big
         # convnet, so each layer is a step that shows progress and can be cancelled after)
         self.cands: dict[str, list[tuple[int, float, Format]]] = {}
