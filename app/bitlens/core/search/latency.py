@@ -13,27 +13,26 @@ INTEGER_COST where it keeps an integer kernel; a plan's predicted time is the su
 against the float model's. Bytes live in weights and time in MACs, so the layers whose
 integer kernel costs the least time per weight byte (a classifier's Gemm: one MAC per weight
 per row) are the ones allowed to leave it; the others are *locked*: the search offers them
-only formats that keep their kernel, keeps their input activation 8-bit per tensor, and no
-plan it returns predicts slower than the limit (W8A8's predicted time plus SLACK by default).
+only formats that keep their kernel, keeps their input activation 8-bit unsigned per tensor,
+and no plan it returns predicts slower than the limit (W8A8's predicted time plus SLACK by
+default). A size budget too small for the locked layers' formats frees more of them, those
+with the most bytes per MAC first: the budget comes first, speed where it can.
 
-Whether speed matters at all is measured, once: the W8A8 export the search builds for its
-sizes (kept in memory, :class:`bitlens.core.search.filesize.FileSizes`) is timed against the
-float model. Where W8A8 runs no faster than SPEED_MATTERS of float (small transformers, whose
-quantize work outweighs their few MACs), integer kernels buy nothing and nothing is locked.
+Below MIN_MACS per sample nothing is steered: there ONNX Runtime's per-node work outweighs
+the arithmetic and W8A8 runs slower than float (measured, interleaved medians, one thread
+each: a 3-layer CNN of 88k MACs at 1.18x and 1.65x, a 1.7k-MAC MLP at 1.14x; a 3.7M-MAC CNN
+at 0.73x, the bundled samples of 1.1M to 2.5M MACs at 0.50x to 0.77x). The rule depends on
+the model only, so a seed still reproduces the plan.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bitlens.core.compute import compute_of
 from bitlens.core.engine import Engine
-from bitlens.core.engine.session import requested_providers
-from bitlens.core.errors import BitlensError
-from bitlens.core.export.deployed import open_session
 from bitlens.core.export.kernels import integer_kernel_layers
-from bitlens.core.export.latency import fastest_ratio, judged_ratio, median_latencies
 from bitlens.core.formats import Format
 from bitlens.core.plan import Plan
 from bitlens.core.search.options import AS_W8A8
@@ -46,9 +45,8 @@ INTEGER_COST = 0.4
 # The default limit: W8A8's predicted time plus this fraction of it (the deployed timing's
 # own noise on a busy machine is about as large: core/export/latency.py PRECISION).
 SLACK = 0.05
-# W8A8 measured at this fraction of the float time or more: speed is not steered.
-SPEED_MATTERS = 0.9
-TIMING_S = 0.3  # seconds of timing per session for that measurement
+# Models with fewer MACs per sample (in layers W8A8 gives integer kernels) are not steered.
+MIN_MACS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ class Speed:
     macs: Mapping[str, float]
     limit: float  # the predicted time a returned plan may take, of the float model's
     w8a8: float  # W8A8's predicted time, of the float model's
-    measured: float | None  # W8A8's measured time against float (None: not measured)
+    kernels: frozenset[str]  # W8A8's integer-kernel layers the candidates can keep so
     locked: frozenset[str]  # layers that keep their integer kernel
 
     def predict(self, kernels: Iterable[str]) -> float:
@@ -69,11 +67,11 @@ class Speed:
         return t / total if total > 0 else 1.0
 
     def describe(self) -> str:
-        """One line for the result's notes (no timing in it: a seed reproduces the notes)."""
+        """One line for the result's notes."""
         return (
-            f"speed: W8A8 runs faster than float here, so plans are kept to x{self.limit:.2f} "
-            f"of the float time as predicted from MACs and integer kernels (W8A8 "
-            f"x{self.w8a8:.2f}); {len(self.locked)} layer(s) keep their integer kernel"
+            f"speed: plans are kept to x{self.limit:.2f} of the float time as predicted from "
+            f"MACs and integer kernels (W8A8 x{self.w8a8:.2f}); {len(self.locked)} of "
+            f"{len(self.kernels)} layer(s) keep their integer kernel"
         )
 
 
@@ -105,60 +103,43 @@ def layer_macs(engine: Engine) -> dict[str, float]:
     return out
 
 
-def measure_w8a8(engine: Engine, w8a8_model) -> float | None:
-    """W8A8's deployed time against the float model's (fastest interleaved runs where the
-    band is loose), on the first evaluation feed; None when it cannot be timed."""
-    data = engine.data
-    if data is None or not data.evaluation:
-        return None
-    feed = data.samples[next(iter(data.evaluation))]
-    providers = requested_providers(engine.device)
-    try:
-        sessions = [
-            open_session(engine.model.runnable(), providers, mode="deployed"),
-            open_session(w8a8_model, providers, mode="deployed"),
-        ]
-    except BitlensError:
-        return None
-    flt, got = median_latencies(sessions, feed, TIMING_S, patience=1)
-    del sessions
-    ratio, _how = judged_ratio(
-        got.median_ms / flt.median_ms, got.ratio_spread, fastest_ratio(got, flt), got.runs
-    )
-    return ratio if ratio is not None else fastest_ratio(got, flt)
-
-
 def speed_limit(
-    engine: Engine,
-    w8a8: Plan,
-    measured: float | None,
-    max_latency: float | str,
-    able: Mapping[str, bool],
+    engine: Engine, w8a8: Plan, max_latency: float | str, able: Mapping[str, bool]
 ) -> Speed | None:
     """The limit for ``max_latency`` (AS_W8A8 or a ratio of the float time), or None where
-    speed is not steered (W8A8 measured at SPEED_MATTERS of float or more). ``able``: per
-    layer, whether the search's candidate formats can keep its integer kernel at all."""
-    if measured is not None and measured >= SPEED_MATTERS:
-        return None
+    speed is not steered (fewer than MIN_MACS in W8A8's integer-kernel layers). ``able``:
+    per layer, whether the search's candidate formats can keep its integer kernel at all."""
     macs = layer_macs(engine)
-    kern = [n for n in plan_kernels(engine, w8a8) if n in macs and able.get(n, False)]
-    if not kern:
-        return None  # no layer could keep an integer kernel
-    base = Speed(macs, 1.0, 1.0, measured, frozenset())
-    ref = base.predict(kern)
+    kern = frozenset(n for n in plan_kernels(engine, w8a8) if n in macs and able.get(n, False))
+    if sum(macs[n] for n in kern) < MIN_MACS:
+        return None
+    ref = Speed(macs, 1.0, 1.0, kern, frozenset()).predict(kern)
     limit = ref * (1 + SLACK) if max_latency == AS_W8A8 else max(float(max_latency), ref)
     # free the layers whose kernel buys the least time per weight byte while the plan with
     # all of them off their kernels stays within the limit
-    order = sorted(
-        kern, key=lambda n: (macs[n] / max(1, engine.info.layer(n).nbytes), n)
-    )
     total = sum(macs.values())
     spent = ref
-    freed: set[str] = set()
-    for n in order:
+    locked = set(kern)
+    for n in _by_time_per_byte(engine, kern, macs):
         step = macs[n] * (1.0 - INTEGER_COST) / total
-        if spent + step > limit + 1e-12:
-            continue
-        spent += step
-        freed.add(n)
-    return Speed(macs, limit, ref, measured, frozenset(set(kern) - freed))
+        if spent + step <= limit + 1e-12:
+            spent += step
+            locked.discard(n)
+    return Speed(macs, limit, ref, kern, frozenset(locked))
+
+
+def unlocked(speed: Speed, names: Iterable[str]) -> Speed:
+    """``speed`` with ``names`` free to leave their kernels, the limit raised to what the
+    remaining locked layers alone reach."""
+    locked = speed.locked - set(names)
+    return replace(speed, locked=locked, limit=max(speed.limit, speed.predict(locked)))
+
+
+def _by_time_per_byte(engine: Engine, names: Iterable[str], macs: Mapping[str, float]) -> list[str]:
+    """``names``, the least MACs per weight byte first (the first to leave a kernel)."""
+    return sorted(names, key=lambda n: (macs[n] / max(1, engine.info.layer(n).nbytes), n))
+
+
+def freeing_order(engine: Engine, speed: Speed) -> list[str]:
+    """The locked layers in the order a size budget frees them: most bytes per MAC first."""
+    return _by_time_per_byte(engine, speed.locked, speed.macs)

@@ -132,3 +132,22 @@ class SearchOptions:
             raise SearchError(f"max latency must be {AS_W8A8!r} or a ratio of the float time, got {m!r}")
         if isinstance(m, (int, float)) and not m > 0:
             raise SearchError(f"max latency must be a positive ratio of the float time, got {m}")
+
+
+def parse_max_latency(text: str) -> float | str | None:
+    """``W8A8`` (as fast as the W8A8 preset), ``none`` (speed not steered) or a ratio of
+    the float model's time (``0.5``)."""
+    t = text.strip()
+    if t.upper() == AS_W8A8:
+        return AS_W8A8
+    if t.lower() == "none":
+        return None
+    try:
+        value = float(t)
+    except ValueError:
+        raise SearchError(
+            f"max latency must be {AS_W8A8}, none or a ratio of the float time, got {text!r}"
+        ) from None
+    if not value > 0:
+        raise SearchError(f"max latency must be a positive ratio of the float time, got {text!r}")
+    return value

@@ -31,15 +31,15 @@ class Refinement(WeightPath):
             yield self._tick("front: evaluating plans along the path")
         return out
 
-    def _by_size(self) -> Generator[Progress | Point, None, Point]:
+    def _byte_limit(self) -> int:
+        """The size budget in bytes."""
         b = self.opts.budget
-        limit = (
-            b.max_bytes
-            if b.max_bytes is not None
-            else int(
-                b.size_ratio * (self.size.fixed_bytes + self.size.float_weight_bytes)  # type: ignore[operator]
-            )
-        )
+        if b.max_bytes is not None:
+            return b.max_bytes
+        return int(b.size_ratio * (self.size.fixed_bytes + self.size.float_weight_bytes))  # type: ignore[operator]
+
+    def _by_size(self) -> Generator[Progress | Point, None, Point]:
+        limit = self._byte_limit()
         if self.opts.check_export:
             yield from self._learn_sizes(limit)
             self.size.limit = limit

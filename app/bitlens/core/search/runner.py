@@ -9,22 +9,23 @@ from dataclasses import replace
 
 from bitlens.core.blas_threads import each_step
 from bitlens.core.engine import Engine
-from bitlens.core.errors import BitlensError, SearchError
+from bitlens.core.errors import SearchError
 from bitlens.core.formats import Format, parse_format
+from bitlens.core.model.types import Layer
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress
 from bitlens.core.search.activations import choose_activations
 from bitlens.core.search.candidates import _anchors, _parse_all
 from bitlens.core.search.filesize import FileSizes
 from bitlens.core.search.guard import batchable, rows_of, split_notes, split_rows
-from bitlens.core.search.latency import measure_w8a8, speed_limit
+from bitlens.core.search.latency import Speed, freeing_order, speed_limit, unlocked
 from bitlens.core.search.options import FLOAT_NAME, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
 from bitlens.core.search.points import Point, SearchResult, pareto_front
 from bitlens.core.search.refine import Refinement
 from bitlens.core.search.speed import W8A8, with_speed
 from bitlens.core.shared_weights import one_per_group, weight_groups
-from bitlens.core.targets import ORT_CPU, kernel_format
+from bitlens.core.targets import ORT_CPU
 from bitlens.core.usermetric import default_metric
 
 
@@ -82,7 +83,7 @@ def _search(
         # W8A8 size, weights-only plans kept 90% accuracy where 8-bit activations kept 62%.
         second = _Search(engine, replace(options, base_activation=None), split)
         second.recov = first.recov  # the recovery choices do not depend on activations
-        second.speed, second.speed_known = first.speed, True  # measured once
+        second.speed_known = True  # not steered (else it would not run)
         try:
             other = yield from _prefixed(second.run(), "float activations: ")
         except SearchError:
@@ -177,39 +178,57 @@ def _merge(a: SearchResult, b: SearchResult) -> SearchResult:
 class _Search(Refinement):
     speed_known = False  # the latency limit decided (by this search or the first)
 
-    def _steer_speed(
-        self, wfmts: list[Format], base: Format | None
-    ) -> Generator[Progress, None, None]:
-        """The latency limit (core/search/latency.py): where the target is ONNX Runtime CPU
-        and W8A8 measures faster than float, the layers whose integer kernel the limit needs
-        are locked to formats that keep it."""
+    def _steer_speed(self, base: Format | None, act_layers: list[Layer]) -> None:
+        """The latency limit (core/search/latency.py) where the target is ONNX Runtime CPU:
+        the layers whose integer kernel it needs keep only the candidates that keep it, as
+        many as the size budget leaves room for."""
         opts = self.opts
         if self.speed_known or opts.max_latency is None or opts.target != ORT_CPU:
             return
-        self.speed_known = True
         if base is None or base.signed:
             return  # no plan has a (fast: latency.plan_kernels) integer kernel
-        w8a8 = Plan.preset(self.info, W8A8).with_target(opts.target)
-        self.size.keep = w8a8
-        try:
-            model = self.size.kept_export()
-        except BitlensError:
-            return
-        yield self._tick("timing W8A8 against float")
         able = {
-            la.name: any(kernel_format(la, f, base, False) for f in wfmts) for la in self.wlayers
+            la.name: any(self._keeps_kernel(la, f) for _b, _w, f in self.cands[la.name])
+            for la in self.wlayers
         }
-        self.speed = speed_limit(
-            self.engine, w8a8, measure_w8a8(self.engine, model), opts.max_latency, able
-        )
-        if self.speed is not None:
-            self.notes.append(self.speed.describe())
+        speed = speed_limit(self.engine, self._w8a8, opts.max_latency, able)
+        if speed is None:
+            return
+        if opts.budget.by_size:
+            # the smallest plan the locked layers allow must fit: else free them, most
+            # bytes per MAC first (with every activation at the base, as the path starts)
+            limit = self._byte_limit()
+            saved, self.act = self.act, {la.name: base for la in act_layers}
+            for name in [None, *freeing_order(self.engine, speed)]:
+                speed = speed if name is None else unlocked(speed, [name])
+                if self._bytes_of(self._smallest(speed)) <= limit:
+                    break
+            self.act = saved
+        self.speed = speed
+        self.cands = {
+            n: [c for c in cands if n not in speed.locked or self._keeps_kernel(self.info.layer(n), c[2])]
+            for n, cands in self.cands.items()
+        }
+        self.notes.append(speed.describe())
+
+    def _smallest(self, speed: Speed) -> dict[str, Format | None]:
+        """Each searched layer's smallest candidate (a locked one's among those keeping its
+        integer kernel)."""
+        out: dict[str, Format | None] = {}
+        for name, cands in self.cands.items():
+            layer = self.info.layer(name)
+            ok = [c for c in cands if name not in speed.locked or self._keeps_kernel(layer, c[2])]
+            out[name] = min(ok, key=lambda c: c[0])[2] if ok else None
+        return out
 
     def run(self) -> Generator[Progress | Point, None, SearchResult]:
         engine, opts = self.engine, self.opts
         if engine.data is None:
             raise SearchError("the search runs the model: give it input data (or input sizes)")
         yield from engine.prepare()
+        self._w8a8 = Plan.preset(self.info, W8A8).with_target(opts.target)
+        if opts.speed_check and opts.target == ORT_CPU:
+            self.size.keep = self._w8a8  # its export, built for the sizes, is timed at the end
         self.set_parts()  # ref and labels: the fitted evaluation feeds'
         if opts.budget.by_size and opts.check_export and opts.check_fraction > 0:
             self.notes += split_notes(engine.data, self.split)
@@ -258,13 +277,13 @@ class _Search(Refinement):
 
         self.wfmts = wfmts
         self.wlayers = wlayers
-        yield from self._steer_speed(wfmts, base)
         # (recovery is a GPTQ pass per layer and low-bit format: seconds per layer on a big
         # convnet, so each layer is a step that shows progress and can be cancelled after)
         self.cands: dict[str, list[tuple[int, float, Format]]] = {}
         for layer in wlayers:
             self.cands[layer.name] = self._weight_candidates(layer, wfmts)
             yield self._tick(f"candidates: {layer.name} weights")
+        self._steer_speed(base, act_layers)
         self.measured: dict[tuple[str, Format], tuple[float, float | None]] = {}
         # 2. activations: base everywhere, free 8-bit swaps, a few wide exceptions; measured
         # with 8-bit weights, the context a budget near W8A8 needs them in
