@@ -69,9 +69,10 @@ class Row:
     reproducible: bool | None  # None: not checked
     summary: str
     notes: tuple[str, ...] = ()  # what the search's result says about its choice
-    # deployed time of the searched file and of W8A8's against the float model's, fastest
-    # interleaved runs in default sessions on the first evaluation sample (_latencies)
-    latency: tuple[float, float] | None = None
+    # deployed time of the searched file and of W8A8's against the float model's, in default
+    # sessions on the first evaluation sample, runs interleaved (_latencies): the medians'
+    # ratios, then the fastest runs'
+    latency: tuple[float, float, float, float] | None = None
 
     @property
     def beats(self) -> bool:
@@ -138,16 +139,18 @@ def _counts(choices, key: str) -> str:
 
 
 def _latencies(model: Path, files: Sequence[Path], feed: Feeds) -> tuple[float, ...]:
-    """Each file's fastest run over the float model's, runs interleaved in default sessions
-    (load from other processes only adds time: core/export/latency.py)."""
+    """Each file's median run over the float model's, then each one's fastest run over the
+    float model's, runs interleaved in default sessions (core/export/latency.py)."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sessions = [
         ort.InferenceSession(str(f), so, providers=["CPUExecutionProvider"])
         for f in (model, *files)
     ]
-    times = median_latencies(sessions, feed, budget_s=2.0)
-    return tuple(t.min_ms / times[0].min_ms for t in times[1:])
+    times = median_latencies(sessions, feed, budget_s=3.0)
+    return tuple(t.median_ms / times[0].median_ms for t in times[1:]) + tuple(
+        t.min_ms / times[0].min_ms for t in times[1:]
+    )
 
 
 def _monotone(front: Sequence[dict]) -> bool:
@@ -212,5 +215,5 @@ def measure(case: RealCase, work: Path, repeat: bool = True, timeout: float = 36
     return Row(
         case.id, limit, w8_eval, w8_held, searched.stat().st_size, s_eval, s_held, seconds, cpu,
         int(out["evaluations"]), len(front), _monotone(front), reproducible, summary,
-        tuple(out.get("notes", ())), (latency[0], latency[1]),
+        tuple(out.get("notes", ())), (latency[0], latency[1], latency[2], latency[3]),
     )  # fmt: skip
