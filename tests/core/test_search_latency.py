@@ -33,6 +33,7 @@ from bitlens.core.search.latency import (
 from bitlens.core.search.options import AS_W8A8, parse_max_latency
 from tests.builders import FLOAT, bias, init, model, weights
 from tests.core.engine_models import small_cnn
+from tests.core.test_cli_entry import run_cli
 from tests.core.test_search import _engine, _run
 
 
@@ -168,3 +169,14 @@ def test_max_latency_option_and_parsing() -> None:
         SearchOptions(Budget(size_ratio=0.5), max_latency="fast")
     with pytest.raises(SearchError, match="max latency"):
         SearchOptions(Budget(size_ratio=0.5), max_latency=0.0)
+
+
+def test_cli_max_latency(tmp_path) -> None:
+    """A wrong ``--max-latency`` is one line, before the model is run (the text sample's
+    search in test_search_samples.py runs with ``none``)."""
+    path = tmp_path / "net.onnx"
+    onnx.save(convs_then_fc(), path)
+    plan = tmp_path / "plan.json"
+    res = run_cli("search", str(path), "--samples", "6", "--max-latency", "fast", "-o", str(plan))
+    assert res.returncode == 2 and not plan.exists()
+    assert res.stderr.strip().count("\n") == 0 and "max latency" in res.stderr
