@@ -205,19 +205,22 @@ class _Search(Refinement):
                     break
             self.act = saved
         self.speed = speed
-        self.cands = {
-            n: [c for c in cands if n not in speed.locked or self._keeps_kernel(self.info.layer(n), c[2])]
-            for n, cands in self.cands.items()
-        }
+        self.cands = {n: self._allowed(n, speed) for n in self.cands}
         self.notes.append(speed.describe())
 
+    def _allowed(self, name: str, speed: Speed) -> list[tuple[int, float, Format]]:
+        """``name``'s candidates under ``speed``: a locked layer's keep its integer kernel."""
+        layer = self.info.layer(name)
+        return [
+            c for c in self.cands[name]
+            if name not in speed.locked or self._keeps_kernel(layer, c[2])
+        ]  # fmt: skip
+
     def _smallest(self, speed: Speed) -> dict[str, Format | None]:
-        """Each searched layer's smallest candidate (a locked one's among those keeping its
-        integer kernel)."""
+        """Each searched layer's smallest candidate under ``speed`` (None: none, float)."""
         out: dict[str, Format | None] = {}
-        for name, cands in self.cands.items():
-            layer = self.info.layer(name)
-            ok = [c for c in cands if name not in speed.locked or self._keeps_kernel(layer, c[2])]
+        for name in self.cands:
+            ok = self._allowed(name, speed)
             out[name] = min(ok, key=lambda c: c[0])[2] if ok else None
         return out
 
