@@ -146,16 +146,16 @@ def test_small_models_are_not_steered() -> None:
 
 
 def test_a_small_size_budget_frees_locked_layers(engine) -> None:
-    """A third of W8A8's size does not fit the convolutions at int8 next to the smallest
-    classifier: the budget comes first, the heaviest bytes per MAC leave their kernels
-    first, and the plan is still within the (raised) limit."""
-    limit = exported_size(engine, Plan.preset(engine.info, "W8A8")) // 3
+    """A quarter of W8A8's size does not fit the convolutions at int8 next to the smallest
+    classifier: the budget comes first, the fewest MACs per byte leave their kernels first
+    (conv_a: 64; conv_b and conv_c: 256, by name), and the plan is within the raised limit."""
+    limit = exported_size(engine, Plan.preset(engine.info, "W8A8")) // 4
     result, _ = _run(engine, Budget(max_bytes=limit))
     assert result.best.file_bytes <= limit
     (note,) = [n for n in result.notes if n.startswith("speed:")]
     kept = int(re.search(r"(\d+) of \d+ layer\(s\) keep", note).group(1))  # type: ignore[union-attr]
-    assert kept < 3  # conv_a (64 MACs per byte) left its kernel; conv_b and c (256) kept theirs
-    assert {"conv_b", "conv_c"} <= plan_kernels(engine, result.best.plan)
+    assert 0 < kept < 3
+    assert "conv_c" in plan_kernels(engine, result.best.plan)
 
 
 def test_max_latency_option_and_parsing() -> None:

@@ -62,8 +62,8 @@ class FileSizes:
         # A weight several layers read (an unrolled LSTMCell's Gemms) is stored once, by the
         # export's first layer reading it: the others neither save nor add its bytes.
         self._stores = stored_by(self.info)
-        # The one plan whose built export is kept (W8A8: the speed steering and the speed
-        # check time it, core/search/latency.py and speed.py) and that export, once built
+        # The one plan whose built export is kept (W8A8: the speed check times it,
+        # core/search/speed.py) and that export, once built
         self.keep: Plan | None = None
         self.kept: onnx.ModelProto | None = None
 

@@ -15,7 +15,7 @@ from bitlens.core.model.types import Layer
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress
 from bitlens.core.search.activations import choose_activations
-from bitlens.core.search.candidates import _anchors, _parse_all
+from bitlens.core.search.candidates import _anchors, _fits_weight, _parse_all
 from bitlens.core.search.filesize import FileSizes
 from bitlens.core.search.guard import batchable, rows_of, split_notes, split_rows
 from bitlens.core.search.latency import Speed, freeing_order, speed_limit, unlocked
@@ -188,12 +188,16 @@ class _Search(Refinement):
         if base is None or base.signed:
             return  # no plan has a (fast: latency.plan_kernels) integer kernel
         able = {
-            la.name: any(self._keeps_kernel(la, f) for _b, _w, f in self.cands[la.name])
+            la.name: any(_fits_weight(la, f) and self._keeps_kernel(la, f) for f in self.wfmts)
             for la in self.wlayers
         }
         speed = speed_limit(self.engine, self._w8a8, opts.max_latency, able)
         if speed is None:
             return
+        # each such layer's candidates among the formats that keep its kernel (a kernel
+        # format another beats on bytes and error is still one the layer may need)
+        self.speed = replace(speed, locked=speed.kernels)
+        kept = {n: self._weight_candidates(self.info.layer(n), self.wfmts) for n in speed.kernels}
         if opts.budget.by_size:
             # the smallest plan the locked layers allow must fit: else free them, most
             # bytes per MAC first (with every activation at the base, as the path starts)
@@ -201,26 +205,21 @@ class _Search(Refinement):
             saved, self.act = self.act, {la.name: base for la in act_layers}
             for name in [None, *freeing_order(self.engine, speed)]:
                 speed = speed if name is None else unlocked(speed, [name])
-                if self._bytes_of(self._smallest(speed)) <= limit:
+                if self._bytes_of(self._smallest(speed, kept)) <= limit:
                     break
             self.act = saved
         self.speed = speed
-        self.cands = {n: self._allowed(n, speed) for n in self.cands}
+        self.cands.update({n: kept[n] for n in speed.locked})
         self.notes.append(speed.describe())
 
-    def _allowed(self, name: str, speed: Speed) -> list[tuple[int, float, Format]]:
-        """``name``'s candidates under ``speed``: a locked layer's keep its integer kernel."""
-        layer = self.info.layer(name)
-        return [
-            c for c in self.cands[name]
-            if name not in speed.locked or self._keeps_kernel(layer, c[2])
-        ]  # fmt: skip
-
-    def _smallest(self, speed: Speed) -> dict[str, Format | None]:
-        """Each searched layer's smallest candidate under ``speed`` (None: none, float)."""
+    def _smallest(
+        self, speed: Speed, kept: dict[str, list[tuple[int, float, Format]]]
+    ) -> dict[str, Format | None]:
+        """Each searched layer's smallest candidate, a locked one's among ``kept`` (those
+        keeping its integer kernel; None: float)."""
         out: dict[str, Format | None] = {}
-        for name in self.cands:
-            ok = self._allowed(name, speed)
+        for name, cands in self.cands.items():
+            ok = kept[name] if name in speed.locked else cands
             out[name] = min(ok, key=lambda c: c[0])[2] if ok else None
         return out
 

@@ -9,17 +9,16 @@ from collections.abc import Generator, Mapping, Sequence
 import numpy as np
 
 from bitlens.core.errors import BitlensError
+from bitlens.core.export.kernels import integer_kernel_candidate
 from bitlens.core.formats import Format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, validate_choice
-from bitlens.core.recovery import Recovery
 from bitlens.core.results import Progress
 from bitlens.core.search import recovered
 from bitlens.core.search.candidates import _fits_weight
 from bitlens.core.search.hull import _efficient, _greedy, _hull, _Ladder
 from bitlens.core.search.points import Sensitivity
 from bitlens.core.search.state import SearchState
-from bitlens.core.targets import kernel_format
 from bitlens.core.weights import saved_by
 
 
@@ -56,10 +55,10 @@ class WeightPath(SearchState):
         ]  # fmt: skip
 
     def _keeps_kernel(self, layer: Layer, fmt: Format | None) -> bool:
-        """``fmt`` keeps ``layer``'s integer kernel with the base activation (and the
-        method the search gives it: AWQ's multiply keeps weights out of the kernel)."""
+        """``fmt`` (with the recovery method the search gives it) keeps ``layer``'s integer
+        kernel next to the base activation: the export's rule."""
         method = self._recovery_of(layer.name, fmt)
-        return method is not Recovery.AWQ and kernel_format(layer, fmt, self.base_act, False)
+        return integer_kernel_candidate(layer, LayerChoice(fmt, self.base_act, recovery=method))
 
     def _float_point(self, layer: Layer) -> list[tuple[int, float, Format | None]]:
         """The float weights as a ladder point: not for a locked layer that has a format
