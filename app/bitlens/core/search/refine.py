@@ -67,6 +67,7 @@ class Refinement(WeightPath):
                 raise SearchError(
                     f"no plan fits in {limit} bytes: the smallest the candidates reach is "
                     f"{smallest} bytes (pins and the file's other contents included)"
+                    + self._speed_hint()
                 )
             fits = starts
         cur, self.act = min(fits, key=lambda u: u[0].error)
@@ -114,7 +115,16 @@ class Refinement(WeightPath):
             yield from self._refine_size(weights, p, limit)
         raise SearchError(
             f"no plan found whose exported file fits in {budget} bytes (the export adds "
-            f"{over} bytes of graph to the last plan tried)"
+            f"{over} bytes of graph to the last plan tried)" + self._speed_hint()
+        )
+
+    def _speed_hint(self) -> str:
+        """Why fewer plans were open, where the latency limit locked layers."""
+        if self.speed is None or not self.speed.locked:
+            return ""
+        return (
+            f"; the speed limit keeps {len(self.speed.locked)} layer(s) on integer kernels "
+            "(--max-latency none lifts it)"
         )
 
     def _learn_sizes(self, limit: int) -> Generator[Progress, None, None]:
@@ -231,11 +241,11 @@ class Refinement(WeightPath):
         start = self.point(self.plan_of(self._weights_at(0)))
         if not ok(start):
             raise SearchError(
-                f"even with {'float weights' if self.speed is None else 'the widest weights the speed limit allows'}"
-                f" the plan misses the budget ({b.describe()}): error "
+                f"even with the widest weights the plan misses the budget ({b.describe()}): error "
                 f"{start.error:.4g}"
                 + ("" if start.metric is None else f", metric {start.metric:.4g}")
                 + "; allow more wide activations or keep activations float"
+                + self._speed_hint()
             )
         passed = max(k for k, p in [(0, start), *probed.items()] if ok(p))
         yield from self._measure_around(passed)
