@@ -288,7 +288,7 @@ def uniform_candidates(
             if p.plan in seen or p.file_bytes > budget or p.plan in s.size.unexportable:
                 continue
             if not s.quick_enough(p.plan):
-                continue  # W4A8's int4 layers run as float convolutions
+                continue  # a preset over the latency limit (core/search/latency.py)
             pinned = with_pins(s, p.plan)
             if pinned != p.plan:  # a preset drawn for comparison ignores pins; a result may not
                 if pinned in seen:
