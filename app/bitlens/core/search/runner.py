@@ -68,7 +68,18 @@ def _search(
     try:
         first = _Search(engine, options, split)
         sizes.append(first.size)
-        result = yield from first.run()
+        try:
+            result = yield from first.run()
+        except SearchError as exc:
+            if first.speed is None or not first.speed.locked:
+                raise
+            # the accounting let the locked layers in, the real exports did not fit: the
+            # budget comes first (core/search/latency.py)
+            note = f"the speed limit left no plan within the budget ({exc}): searched without it"
+            locked, first = first, _Search(engine, replace(options, max_latency=None), split)
+            first.recov = locked.recov  # the recovery choices do not depend on speed
+            result = yield from first.run()
+            result = replace(result, notes=(*result.notes, note))
         if not _needs_float_activations(result, options):
             return result
         if first.speed is not None and first.speed.locked and options.max_latency != AS_W8A8:
