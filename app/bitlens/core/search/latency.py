@@ -16,7 +16,10 @@ per row) are the ones allowed to leave it; the others are *locked*: the search o
 only formats that keep their kernel, keeps their input activation 8-bit unsigned per tensor,
 and no plan it returns predicts slower than the limit (W8A8's predicted time plus SLACK by
 default). A size budget too small for the locked layers' formats frees more of them, those
-with the most bytes per MAC first: the budget comes first, speed where it can.
+with the most bytes per MAC first: the budget comes first, speed where it can (and where
+the real exports still do not fit, the search runs again without the limit). Where the
+default limit's search returns the same-size preset itself, the weights-only search runs
+as it did before, and its plan, at the float model's speed, says so (core/search/runner.py).
 
 Below MIN_MACS per sample nothing is steered: there ONNX Runtime's per-node work outweighs
 the arithmetic and W8A8 runs slower than float (measured, interleaved medians, one thread
