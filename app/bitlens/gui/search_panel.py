@@ -202,7 +202,7 @@ class SearchPanel(QWidget):
     def started(self) -> None:
         self.running = True
         self.result = None
-        self.plot.clear()
+        self.plot.clear(searching=True)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
@@ -230,6 +230,8 @@ class SearchPanel(QWidget):
         self.cancel_button.setEnabled(False)
         if result is None:
             self.progress.reset()  # no percentage of a search that did not finish
+            if self.plot.is_empty:  # stopped before its first plan: not "Searching" any more
+                self.plot.clear()
             if self._failed:  # the window's message bar says why
                 self.status.setText(
                     "Failed (the message above says why). The plans tried so far stay on the plot."

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bitlens.core.formats import INSPECT_LADDER
+from bitlens.core.formats import SWEEP_LADDER
 from bitlens.core.plan import ACTIVATION_CHOICES, WEIGHT_CHOICES
 
 # The 8-bit activations a W8A8 export deploys (uint8 asymmetric: ONNX Runtime's default
@@ -59,8 +59,8 @@ class SweepDialog(QDialog):
         self.selected = tuple(selected)
         self.n_layers = n_layers if n_layers is not None else len(self.selected)
         self.n_samples = n_samples
-        weights = {f for f in INSPECT_LADDER if f != "fp16"}
-        self.formats = _checklist(self, WEIGHT_CHOICES, weights, "sweepWeightFormats")
+        # ticked as `bitlens sweep` defaults (--formats), one definition for both
+        self.formats = _checklist(self, WEIGHT_CHOICES, set(SWEEP_LADDER), "sweepWeightFormats")
         self.activations = _checklist(
             self, ACTIVATION_CHOICES, set(DEFAULT_ACTIVATIONS), "sweepActivationFormats"
         )

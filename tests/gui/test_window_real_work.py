@@ -1,0 +1,122 @@
+"""What the window showed a user of real models, each on a small model built in code:
+Find Plan's empty plot, sizes ONNX invented, and the sweep's default formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from bitlens.cli import build_parser
+from bitlens.core.formats import SWEEP_LADDER
+from bitlens.core.search import Budget, SearchOptions
+from bitlens.gui.search_plot import EMPTY, WAITING
+from bitlens.gui.sweep_dialog import SweepDialog, _ticked
+from tests import builders
+from tests.gui.conftest import WAIT_MS, held, open_model
+
+
+def test_find_plan_shows_what_the_plot_will_hold_before_the_first_plan(
+    qtbot, window, cnn_path: Path, monkeypatch
+) -> None:
+    """Before the first run the plot showed bare 0..1 axes and an empty log axis."""
+    from bitlens.gui import jobs
+
+    search, release = held(jobs.find_plan)  # waits after its first step until released
+    monkeypatch.setattr(jobs, "find_plan", search)
+    open_model(qtbot, window, cnn_path)
+    window.act_find_plan.trigger()
+    panel = window.search
+    plot = panel.plot
+    qtbot.waitUntil(plot.placeholder.isVisible, timeout=WAIT_MS)
+    assert plot.is_empty and not plot.plot.isVisible()
+    assert plot.placeholder.text() == EMPTY
+    window.controller.run_search(SearchOptions(Budget(size_ratio=0.8)))
+    qtbot.waitUntil(lambda: panel.running, timeout=WAIT_MS)
+    assert plot.is_empty and plot.placeholder.text() == WAITING  # no plan yet
+    with qtbot.waitSignal(window.controller.searchFinished, timeout=WAIT_MS):
+        release.set()
+    assert not plot.is_empty and plot.plot.isVisible() and not plot.placeholder.isVisible()
+    assert plot.points and plot.references
+    panel.reset()  # another model: its plans are gone, the placeholder says so again
+    assert plot.is_empty and plot.placeholder.isVisible() and plot.placeholder.text() == EMPTY
+
+
+def test_search_stopped_before_its_first_plan_says_no_plans(
+    qtbot, window, cnn_path: Path, monkeypatch
+) -> None:
+    from bitlens.gui import jobs
+
+    search, release = held(jobs.find_plan)
+    monkeypatch.setattr(jobs, "find_plan", search)
+    open_model(qtbot, window, cnn_path)
+    window.act_find_plan.trigger()
+    window.controller.run_search(SearchOptions(Budget(size_ratio=0.8)))
+    panel = window.search
+    qtbot.waitUntil(lambda: panel.running, timeout=WAIT_MS)
+    with qtbot.waitSignal(window.controller.searchFinished, timeout=WAIT_MS) as blocker:
+        window.controller.cancel()
+    release.set()
+    assert blocker.args == [None]
+    assert panel.plot.is_empty and panel.plot.placeholder.text() == EMPTY
+
+
+def _invented_dims_model() -> onnx.ModelProto:
+    """x [unk__7, 8] (a tf2onnx batch) -> MatMul W -> y -> NonZero -> nz [2, unk__0]
+
+    ONNX's shape inference names NonZero's count of hits "unk__0" itself."""
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm"),
+         helper.make_node("NonZero", ["y"], ["nz"], name="nonzero")],
+        "invented",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["unk__7", 8])],
+        [helper.make_tensor_value_info("nz", TensorProto.INT64, [2, None])],
+        [builders.init("W", builders.weights((8, 8), seed=1))],
+    )  # fmt: skip
+    return builders.model(g)
+
+
+def _tip(props, section: str, key: str) -> str:
+    for i in range(props.topLevelItemCount()):
+        top = props.topLevelItem(i)
+        if top.text(0).startswith(section):
+            for j in range(top.childCount()):
+                if top.child(j).text(0) == key:
+                    return top.child(j).toolTip(1)
+    raise KeyError(key)
+
+
+def test_properties_show_invented_sizes_as_unknown(qtbot, window, tmp_path: Path) -> None:
+    """The properties read "unk__0" where a size is unknown: names no one chose."""
+    path = tmp_path / "invented.onnx"
+    onnx.save(_invented_dims_model(), path)
+    open_model(qtbot, window, path)
+    props = window.graph.properties
+    window.graph.find_box.edit.setText("nonzero")
+    qtbot.waitUntil(lambda: props.row_text("Node", "name") == "nonzero", timeout=WAIT_MS)
+    assert props.row_text("Inputs", "y") == "?×8 float32"
+    assert props.row_text("Outputs", "nz") == "2×? int64"
+    assert "unk__0" in _tip(props, "Outputs", "nz") and "unk__7" in _tip(props, "Inputs", "y")
+    window.graph.view.set_focus("input:x")
+    qtbot.waitUntil(lambda: props.row_text("Model input", "shape") is not None, timeout=WAIT_MS)
+    assert props.row_text("Model input", "shape") == "?×8"
+    assert "unk__7" in _tip(props, "Model input", "shape")
+    texts = [it.text(1) for it in _items(props)]
+    assert not any("unk__" in t for t in texts), texts
+
+
+def _items(tree):
+    for i in range(tree.topLevelItemCount()):
+        top = tree.topLevelItem(i)
+        yield top
+        yield from (top.child(j) for j in range(top.childCount()))
+
+
+def test_sweep_dialog_ticks_the_formats_the_cli_sweeps(qtbot) -> None:
+    """The window's sweep ticked "tern ch" too, which `bitlens sweep` does not try."""
+    dlg = SweepDialog(["a", "b"], n_layers=2)
+    qtbot.addWidget(dlg)
+    cli = build_parser().parse_args(["sweep", "model.onnx"])
+    assert set(_ticked(dlg.formats)) == set(cli.formats) == set(SWEEP_LADDER)
+    assert "tern ch" not in cli.formats
