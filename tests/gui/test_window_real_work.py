@@ -7,14 +7,18 @@ from pathlib import Path
 
 import onnx
 from onnx import TensorProto, helper
+from PySide6.QtCore import QThreadPool
+from PySide6.QtWidgets import QApplication, QTabBar
 
 from bitlens.cli import build_parser
 from bitlens.core.formats import SWEEP_LADDER
 from bitlens.core.search import Budget, SearchOptions
+from bitlens.gui.main_window import MainWindow
 from bitlens.gui.search_plot import EMPTY, WAITING
 from bitlens.gui.sweep_dialog import SweepDialog, _ticked
 from tests import builders
 from tests.gui.conftest import WAIT_MS, held, open_model
+from tests.gui.test_layout import _tab_bars_over_docks
 
 
 def test_find_plan_shows_what_the_plot_will_hold_before_the_first_plan(
@@ -120,3 +124,33 @@ def test_sweep_dialog_ticks_the_formats_the_cli_sweeps(qtbot) -> None:
     cli = build_parser().parse_args(["sweep", "model.onnx"])
     assert set(_ticked(dlg.formats)) == set(cli.formats) == set(SWEEP_LADDER)
     assert "tern ch" not in cli.formats
+
+
+def test_no_stale_tab_bar_over_the_graph_when_the_window_grows(
+    qtbot, settings, no_modal, cnn_path: Path
+) -> None:
+    """Shown at 1280x720, then made 1920x1080: the bottom docks' tab bar from before
+    "As deployed" joined them, left by Qt out of sight below the small window (at
+    (0, 726), 545 px wide, in a user's session started at 1280x720), lay over the graph's
+    properties. Whether Qt leaves it depends on the order of its layout passes, so the
+    test puts such a bar where Qt left it."""
+    window = MainWindow(settings, device="cpu")
+    qtbot.addWidget(window)
+    window.resize(1280, 720)
+    stale = QTabBar(window)
+    for text in ("Error and size per layer", "Sweep results"):
+        stale.addTab(text)
+    stale.setGeometry(0, 726, 545, 26)
+    window.show()
+    qtbot.waitExposed(window)
+    open_model(qtbot, window, cnn_path)
+    window.resize(1920, 1080)
+    qtbot.waitUntil(lambda: window.docks["plots"].width() > 1800, timeout=WAIT_MS)
+    QApplication.processEvents()
+    assert _tab_bars_over_docks(window) == []
+    assert not stale.isVisible()
+    bars = [b for b in window.findChildren(QTabBar) if b.isVisible()]
+    tabs = [{b.tabText(i) for i in range(b.count())} for b in bars]
+    assert {"Error and size per layer", "Sweep results", "As deployed"} in tabs  # the real one
+    window.close()
+    assert QThreadPool.globalInstance().waitForDone(10_000)

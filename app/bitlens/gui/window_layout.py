@@ -55,10 +55,20 @@ class LayoutMixin:
     def _hide_stale_tab_bars(self) -> None:
         """Qt can leave a tab bar of the tabbed docks from the layout before the first
         resize visible on top of a pane (seen offscreen at 1920x1080, drawn over the
-        plots' toolbar): the tab bars in use sit next to the docks, never over one."""
+        plots' toolbar): the tab bars in use sit next to the docks, never over one.
+        One such bar, of the bottom docks before "As deployed" joined them, sat below a
+        1280x720 window, out of sight, and came over the graph's properties when the
+        window grew to 1920x1080: a bar whose tabs another visible bar also holds (and
+        more) is stale wherever it is."""
         docks = [d.geometry() for d in self.docks.values() if d.isVisible() and not d.isFloating()]
-        for bar in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
-            if bar.isVisible() and any(bar.geometry().intersects(g) for g in docks):
+        bars = [
+            b for b in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly)
+            if b.isVisible()
+        ]  # fmt: skip
+        tabs = {b: {b.tabText(i) for i in range(b.count())} for b in bars}
+        for bar in bars:
+            over = any(bar.geometry().intersects(g) for g in docks)
+            if over or any(tabs[bar] < tabs[other] for other in bars):
                 bar.hide()
 
     def _dock(self, key: str, title: str, widget: QWidget, where: Qt.DockWidgetArea) -> None:
