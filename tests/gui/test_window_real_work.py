@@ -126,6 +126,25 @@ def test_sweep_dialog_ticks_the_formats_the_cli_sweeps(qtbot) -> None:
     assert "tern ch" not in cli.formats
 
 
+def test_sweep_dialog_shows_the_ticked_formats_within_a_720_px_screen(qtbot) -> None:
+    """At 1280x720 the weights list showed 11 of its 32 formats: two ticked ones were
+    below its fold."""
+    dlg = SweepDialog(["a"], n_layers=2)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    hint = dlg.sizeHint()
+    assert hint.height() <= 720 - 48  # a 720 px screen's free area less the title bar
+    dlg.resize(hint)  # the size it opens at on a screen that has room (offscreen has 600 px)
+    qtbot.waitUntil(lambda: dlg.height() == hint.height(), timeout=WAIT_MS)
+    for box in (dlg.formats, dlg.activations):
+        ticked = [box.item(i) for i in range(box.count()) if box.item(i).text() in _ticked(box)]
+        assert ticked
+        for item in ticked:
+            assert box.viewport().rect().contains(box.visualItemRect(item)), item.text()
+    assert dlg.sel_layers.text() == "The selected layer"
+
+
 def test_no_stale_tab_bar_over_the_graph_when_the_window_grows(
     qtbot, settings, no_modal, cnn_path: Path
 ) -> None:
