@@ -3,6 +3,7 @@ Find Plan's empty plot, sizes ONNX invented, and the sweep's default formats."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import onnx
@@ -12,11 +13,14 @@ from PySide6.QtWidgets import QApplication, QTabBar
 
 from bitlens.cli import build_parser
 from bitlens.core.formats import SWEEP_LADDER
-from bitlens.core.search import Budget, SearchOptions
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
+from bitlens.core.search import Budget, Point, SearchOptions
 from bitlens.gui.main_window import MainWindow
-from bitlens.gui.search_plot import EMPTY, WAITING
+from bitlens.gui.search_plot import EMPTY, WAITING, SearchPlot
 from bitlens.gui.sweep_dialog import SweepDialog, _ticked
 from tests import builders
+from tests.core.engine_models import small_cnn
 from tests.gui.conftest import WAIT_MS, held, open_model
 from tests.gui.test_layout import _tab_bars_over_docks
 
@@ -173,3 +177,32 @@ def test_no_stale_tab_bar_over_the_graph_when_the_window_grows(
     assert {"Error and size per layer", "Sweep results", "As deployed"} in tabs  # the real one
     window.close()
     assert QThreadPool.globalInstance().waitForDone(10_000)
+
+
+def test_search_plot_labels_errors_within_one_decade(qtbot) -> None:
+    """open_nsfw's presets before the search's first plan (W8A8 0.056, W4A8 0.095): the
+    error axis ran 0.05..0.1 and labelled only its 1-2-5 ticks, i.e. none it showed."""
+    plan = Plan.float(from_proto(small_cnn()).info)
+    plot = SearchPlot()
+    qtbot.addWidget(plot)
+    plot.resize(900, 170)
+    plot.show()
+    for label, size, error in (("float", 23_000_000, 0.0), ("W8A8", 6_000_000, 0.056),
+                               ("W4A8", 3_200_000, 0.095)):  # fmt: skip
+        plot.add(Point(plan, size, size, error, None, label))
+    axis, view = plot.plot.getAxis("left"), plot.plot.getViewBox()
+
+    def fitted() -> bool:  # the view ranges over the two errors, within one decade
+        lo, hi = view.viewRange()[1]
+        return lo < math.log10(0.056) and math.log10(0.095) < hi < -0.9
+
+    qtbot.waitUntil(fitted, timeout=WAIT_MS)
+    lo, hi = view.viewRange()[1]
+    shown = [
+        text
+        for spacing, values in axis.tickValues(lo, hi, 150)
+        for text in axis.tickStrings([v for v in values if lo <= v <= hi], 1.0, spacing)
+        if text
+    ]
+    assert len(shown) >= 2, shown
+    assert all(0.05 <= float(t) <= 0.1 for t in shown), shown

@@ -24,6 +24,10 @@ FLOOR = 1e-6  # errors below this (exact plans) are drawn here on the log axis
 # its fill check (a total over the axis, not per label) passes, and on the panel's short plot
 # the labels of 6..9 ran into each other at the top of each decade
 LABELLED = (1, 2, 5)
+MIN_LABELS = 2  # fewer 1-2-5 labels than this in view: every tick is labelled
+# room around the points (of the view's range): a preset's name, written above its point,
+# was cut off at the top edge of the short plot
+PADDING = 0.08
 # In place of the plot until the first plan or preset arrives: an empty plot showed bare
 # 0..1 axes and a log axis with no decades, which read as a broken chart.
 EMPTY = (
@@ -41,7 +45,11 @@ class LogErrorAxis(pg.AxisItem):
 
     def logTickStrings(self, values, scale, spacing):
         out = super().logTickStrings(values, scale, spacing)
-        return [s if _mantissa(v) in LABELLED else "" for v, s in zip(values, out, strict=True)]
+        kept = [s if _mantissa(v) in LABELLED else "" for v, s in zip(values, out, strict=True)]
+        # within a decade (open_nsfw's W8A8 at 0.056 and W4A8 at 0.095, before the search's
+        # first plan) the ticks are 0.06..0.1 and at most one is a 1-2-5: the axis read
+        # no number at all. Those few ticks all fit, so all are labelled.
+        return kept if sum(1 for k in kept if k) >= MIN_LABELS else out
 
 
 def _mantissa(log_value: float) -> int:
@@ -59,6 +67,7 @@ class SearchPlot(QWidget):
         self.plot = pg.PlotWidget(self, axisItems={"left": LogErrorAxis("left")})
         self.plot.setObjectName("searchPlot")
         self.plot.setLogMode(x=False, y=True)
+        self.plot.getViewBox().setDefaultPadding(PADDING)
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         # binary units, as every other size in the window (pyqtgraph's SI prefix made the
         # float line of a 51.5 MiB model read 54 MB); set by _rescale
