@@ -9,13 +9,14 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 from PySide6.QtCore import QThreadPool
-from PySide6.QtWidgets import QApplication, QTabBar
+from PySide6.QtWidgets import QApplication, QFormLayout, QLabel, QTabBar
 
 from bitlens.cli import build_parser
 from bitlens.core.formats import SWEEP_LADDER
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from bitlens.core.search import Budget, Point, SearchOptions
+from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.main_window import MainWindow
 from bitlens.gui.search_plot import EMPTY, WAITING, SearchPlot
 from bitlens.gui.sweep_dialog import SweepDialog, _ticked
@@ -206,3 +207,25 @@ def test_search_plot_labels_errors_within_one_decade(qtbot) -> None:
     ]
     assert len(shown) >= 2, shown
     assert all(0.05 <= float(t) <= 0.1 for t in shown), shown
+
+
+def test_input_sizes_name_an_invented_dimension_by_where_it_is(qtbot) -> None:
+    """tf2onnx names the sizes of a Keras model's inputs "unk__N": the sizes dialog asked
+    for "unk__9" as if the model named it so.
+
+    x [N, unk__9, 8] -> MatMul W -> y"""
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "seq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "unk__9", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "unk__9", 8])],
+        [builders.init("W", builders.weights((8, 8), seed=1))],
+    )  # fmt: skip
+    info = from_proto(builders.model(g)).info
+    dlg = DimsDialog(info, {"unk__9": 5})
+    qtbot.addWidget(dlg)
+    form = dlg.layout().itemAt(1).layout()
+    labels = [form.itemAt(i, QFormLayout.ItemRole.LabelRole).widget().text()
+              for i in range(form.rowCount())]  # fmt: skip
+    assert "x[1] (unnamed, unk__9)" in labels and not any(t.startswith("unk__") for t in labels)
+    assert dlg.dims()["unk__9"] == 5  # still keyed by the file's name
+    assert "<b>x</b>: N×?×8 float32" in dlg.findChild(QLabel).text()
