@@ -229,3 +229,23 @@ def test_input_sizes_name_an_invented_dimension_by_where_it_is(qtbot) -> None:
     assert "x[1] (unnamed, unk__9)" in labels and not any(t.startswith("unk__") for t in labels)
     assert dlg.dims()["unk__9"] == 5  # still keyed by the file's name
     assert "<b>x</b>: N×?×8 float32" in dlg.findChild(QLabel).text()
+
+
+def test_side_panes_keep_their_share_when_the_window_is_maximized(
+    qtbot, window, cnn_path: Path
+) -> None:
+    """Opened at 1280 and maximized to 1920, the graph pane kept its 256 px (the
+    properties cut off) and the table took all 640 px."""
+    window.resize(1280, 720)
+    open_model(qtbot, window, cnn_path)
+    qtbot.waitUntil(lambda: window.width() == 1280, timeout=WAIT_MS)
+    QApplication.processEvents()
+    graph, detail = window.docks["graph"], window.docks["detail"]
+    before = graph.width(), detail.width()
+    window.resize(1920, 1080)
+
+    def grown() -> bool:
+        return all(abs(d.width() - w * 1.5) < 30 for d, w in zip((graph, detail), before, strict=True))
+
+    qtbot.waitUntil(grown, timeout=WAIT_MS)
+    assert window.table.width() > 800

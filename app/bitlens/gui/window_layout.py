@@ -6,7 +6,8 @@ A mixin of :class:`~bitlens.gui.main_window.MainWindow` (it reads the window's
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QApplication, QDockWidget, QTabBar, QWidget
 
 from bitlens.gui import layout_reset
@@ -14,6 +15,8 @@ from bitlens.gui.settings import STATE_VERSION
 
 DEFAULT_SIZE = (1400, 880)  # shrunk to the screen's free area when that is smaller
 MIN_SIDE_PANE = 220  # a restored side pane narrower than this gets this width back
+SIDES = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea)
+GROWN = 1.2  # the window this much wider at once (maximized): the side panes grow with it
 
 
 class LayoutMixin:
@@ -34,6 +37,27 @@ class LayoutMixin:
         side = [self.docks["graph"], self.docks["detail"]]
         self.resizeDocks(side, [int(width * 0.2), int(width * 0.3)], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["plots"]], [int(height * 0.33)], Qt.Orientation.Vertical)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Qt gives all of a wider window to the central table: a window opened at 1280 and
+        maximized to 1920 kept a 256 px graph pane (its properties cut to "44.7 Mi…1792 B)")
+        next to a table with 130 px to spare. A jump in width grows the side panes in
+        proportion, so they keep the share they had (the user's own, if they set one)."""
+        super().resizeEvent(event)
+        old, new = event.oldSize().width(), event.size().width()
+        if getattr(self, "_shown", False) and old > 0 and new >= old * GROWN:
+            QTimer.singleShot(0, lambda: self._grow_side_docks(new / old))
+
+    def _grow_side_docks(self, factor: float) -> None:
+        areas: dict[Qt.DockWidgetArea, QDockWidget] = {}
+        for d in self.docks.values():  # one per side, the tab in front: a tab behind it
+            # (Outputs behind the layer detail) keeps the width it had when last in front
+            area = self.dockWidgetArea(d)
+            if not d.visibleRegion().isEmpty() and not d.isFloating() and area in SIDES:
+                areas.setdefault(area, d)
+        docks = list(areas.values())
+        widths = [round(d.width() * factor) for d in docks]
+        self.resizeDocks(docks, widths, Qt.Orientation.Horizontal)
 
     def reset_layout(self) -> None:
         """View ▸ Reset Layout: every pane back where and how big it first was."""
