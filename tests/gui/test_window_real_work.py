@@ -20,9 +20,10 @@ from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.main_window import MainWindow
 from bitlens.gui.search_plot import EMPTY, WAITING, SearchPlot
 from bitlens.gui.sweep_dialog import SweepDialog, _ticked
+from bitlens.gui.text import fmt_db
 from tests import builders
 from tests.core.engine_models import small_cnn
-from tests.gui.conftest import WAIT_MS, held, open_model
+from tests.gui.conftest import WAIT_MS, held, open_model, wait_idle
 from tests.gui.test_layout import _tab_bars_over_docks
 
 
@@ -249,3 +250,38 @@ def test_side_panes_keep_their_share_when_the_window_is_maximized(
 
     qtbot.waitUntil(grown, timeout=WAIT_MS)
     assert window.table.width() > 800
+
+
+def test_a_to_b_line_reads_the_first_output_the_plans_change(
+    qtbot, window, tmp_path: Path
+) -> None:
+    """MiniLM's output 0 passes the integer ids through: the status bar's A→B line read
+    "exact→exact =" for W8A8 against W4A8, its output line the embedding's SQNR.
+
+    ids (int64) -> Identity -> ids_out ;  x -> MatMul W -> y"""
+    g = helper.make_graph(
+        [helper.make_node("Identity", ["ids"], ["ids_out"], name="pass"),
+         helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+        "passthrough",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 4]),
+         helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("ids_out", TensorProto.INT64, [1, 4]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        [builders.init("W", builders.weights((8, 8), seed=2))],
+    )  # fmt: skip
+    path = tmp_path / "passthrough.onnx"
+    onnx.save(builders.model(g), path)
+    open_model(qtbot, window, path)
+    doc = window.document
+    doc.replace_plan(Plan.preset(doc.info, "W8A8"), "W8A8")
+    wait_idle(qtbot, window)
+    assert window.pin_plan_a()
+    doc.replace_plan(Plan.preset(doc.info, "W4A8"), "W4A8")
+    wait_idle(qtbot, window)
+    label = window.ab_status
+    qtbot.waitUntil(lambda: label.text().startswith("A→B "), timeout=WAIT_MS)
+    c = doc.ab.comparison
+    y = next(o for o in c.outputs if o.name == "y")
+    assert c.outputs[0].name == "ids_out"  # the pass-through comes first
+    assert label.text().startswith(f"A→B {fmt_db(y.sqnr_a)}→{fmt_db(y.sqnr_b)} ")
+    assert "exact→exact" not in label.text()
