@@ -15,8 +15,9 @@ from bitlens.gui.settings import STATE_VERSION
 
 DEFAULT_SIZE = (1400, 880)  # shrunk to the screen's free area when that is smaller
 MIN_SIDE_PANE = 220  # a restored side pane narrower than this gets this width back
-SIDES = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea)
-GROWN = 1.2  # the window this much wider at once (maximized): the side panes grow with it
+# the side panes' first shares of the window's width (the graph left, the detail right)
+SHARES = {Qt.DockWidgetArea.LeftDockWidgetArea: 0.2, Qt.DockWidgetArea.RightDockWidgetArea: 0.3}
+JUMP = 1.2  # the window this much wider or narrower at once: the side panes follow
 
 
 class LayoutMixin:
@@ -35,28 +36,30 @@ class LayoutMixin:
         """Share the width and height between the panes in proportion to the window."""
         width, height = max(self.width(), 800), max(self.height(), 500)
         side = [self.docks["graph"], self.docks["detail"]]
-        self.resizeDocks(side, [int(width * 0.2), int(width * 0.3)], Qt.Orientation.Horizontal)
+        shares = [SHARES[self.dockWidgetArea(d)] for d in side]
+        self.resizeDocks(side, [int(width * f) for f in shares], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["plots"]], [int(height * 0.33)], Qt.Orientation.Vertical)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         """Qt gives all of a wider window to the central table: a window opened at 1280 and
         maximized to 1920 kept a 256 px graph pane (its properties cut to "44.7 Mi…1792 B)")
-        next to a table with 130 px to spare. A jump in width grows the side panes in
-        proportion, so they keep the share they had (the user's own, if they set one)."""
+        next to a table with 130 px to spare. A jump in width (maximized, restored) scales
+        the side panes with it, each at most its first share of the window: panes grown
+        on every maximize, never shrunk on restore, would squeeze the table in the end."""
         super().resizeEvent(event)
         old, new = event.oldSize().width(), event.size().width()
-        if getattr(self, "_shown", False) and old > 0 and new >= old * GROWN:
-            QTimer.singleShot(0, lambda: self._grow_side_docks(new / old))
+        if getattr(self, "_shown", False) and old > 0 and max(new / old, old / new) >= JUMP:
+            QTimer.singleShot(0, lambda: self._scale_side_docks(new / old))
 
-    def _grow_side_docks(self, factor: float) -> None:
+    def _scale_side_docks(self, factor: float) -> None:
         areas: dict[Qt.DockWidgetArea, QDockWidget] = {}
         for d in self.docks.values():  # one per side, the tab in front: a tab behind it
             # (Outputs behind the layer detail) keeps the width it had when last in front
             area = self.dockWidgetArea(d)
-            if not d.visibleRegion().isEmpty() and not d.isFloating() and area in SIDES:
+            if not d.visibleRegion().isEmpty() and not d.isFloating() and area in SHARES:
                 areas.setdefault(area, d)
         docks = list(areas.values())
-        widths = [round(d.width() * factor) for d in docks]
+        widths = [round(min(d.width() * factor, SHARES[a] * self.width())) for a, d in areas.items()]
         self.resizeDocks(docks, widths, Qt.Orientation.Horizontal)
 
     def reset_layout(self) -> None:
