@@ -59,7 +59,12 @@ class LayoutMixin:
             if not d.visibleRegion().isEmpty() and not d.isFloating() and area in SHARES:
                 areas.setdefault(area, d)
         docks = list(areas.values())
-        widths = [round(min(d.width() * factor, SHARES[a] * self.width())) for a, d in areas.items()]
+        # narrower: Qt took the width from the table first, and from the panes too once the
+        # table was down to its minimum; then their widths are already cut, not scaled
+        central = self.centralWidget()
+        cut = factor < 1 and central.width() <= central.minimumSizeHint().width() + 2
+        scale = 1.0 if cut else factor
+        widths = [round(min(d.width() * scale, SHARES[a] * self.width())) for a, d in areas.items()]
         self.resizeDocks(docks, widths, Qt.Orientation.Horizontal)
 
     def reset_layout(self) -> None:
