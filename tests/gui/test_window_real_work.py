@@ -70,6 +70,7 @@ def test_search_stopped_before_its_first_plan_says_no_plans(
     release.set()
     assert blocker.args == [None]
     assert panel.plot.is_empty and panel.plot.placeholder.text() == EMPTY
+    assert panel.status.text() == "Stopped before its first plan."  # none "stay on the plot"
 
 
 def _invented_dims_model() -> onnx.ModelProto:
