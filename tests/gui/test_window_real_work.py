@@ -193,6 +193,7 @@ def test_search_plot_labels_errors_within_one_decade(qtbot) -> None:
     for label, size, error in (("float", 23_000_000, 0.0), ("W8A8", 6_000_000, 0.056),
                                ("W4A8", 3_200_000, 0.095)):  # fmt: skip
         plot.add(Point(plan, size, size, error, None, label))
+        assert plot.is_empty == (label == "float")  # float alone: a line on bare axes
     axis, view = plot.plot.getAxis("left"), plot.plot.getViewBox()
 
     def fitted() -> bool:  # the view ranges over the two errors, within one decade

@@ -160,7 +160,7 @@ class SearchPlot(QWidget):
 
     @property
     def is_empty(self) -> bool:
-        """No plan or preset to draw yet: the placeholder shows, not the axes."""
+        """No plan or preset to draw yet (float at most): the placeholder shows, not the axes."""
         return self._stack.currentWidget() is self.placeholder
 
     def add(self, p: Point) -> None:
@@ -174,7 +174,8 @@ class SearchPlot(QWidget):
             self._labels.append(text)
         self._rescale()
         self._draw()
-        self._stack.setCurrentWidget(self.plot)
+        if p.label != "float":  # float alone is a line on bare axes (a search stopped early)
+            self._stack.setCurrentWidget(self.plot)
 
     def _rescale(self) -> None:
         largest = max((q.file_bytes for q in (*self.points, *self.references)), default=0)
