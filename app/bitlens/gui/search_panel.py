@@ -215,7 +215,7 @@ class SearchPanel(QWidget):
     def started(self) -> None:
         self.running = True
         self.result = None
-        self.plot.clear()
+        self.plot.clear(searching=True)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
@@ -243,12 +243,14 @@ class SearchPanel(QWidget):
         self.cancel_button.setEnabled(False)
         if result is None:
             self.progress.reset()  # no percentage of a search that did not finish
+            empty = self.plot.is_empty  # stopped before its first plan
+            if empty:
+                self.plot.clear()  # not "Searching" any more
+            kept = " before its first plan." if empty else ". The plans tried so far stay on the plot."
             if self._failed:  # the window's message bar says why
-                self.status.setText(
-                    "Failed (the message above says why). The plans tried so far stay on the plot."
-                )
+                self.status.setText("Failed (the message above says why)" + kept)
             else:
-                self.status.setText("Stopped. The plans tried so far stay on the plot.")
+                self.status.setText("Stopped" + kept)
             self._failed = False
             return
         self.result = result
