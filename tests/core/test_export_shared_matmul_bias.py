@@ -56,7 +56,7 @@ def shared_linear(shape: list[int | str]) -> Engine:
     return Engine(from_proto(builders.model(g)), Dataset(feeds, source="test"), device="cpu")
 
 
-def _optimized_ops(path: Path, tmp_path: Path) -> list[str]:
+def optimized_ops(path: Path, tmp_path: Path) -> list[str]:
     """The ops ONNX Runtime runs after its graph optimizations (the file as deployed)."""
     so = ort.SessionOptions()
     so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
@@ -75,7 +75,7 @@ def test_shared_linear_layers_run_as_qgemm_with_own_int32_bias(tmp_path: Path) -
         assert {la.name: la.kernel for la in report.layers} == {
             f"fc{i}": "QGemm" for i in range(STEPS)
         }
-        ops = _optimized_ops(path, tmp_path)
+        ops = optimized_ops(path, tmp_path)
         assert ops.count("QGemm") == STEPS and "Gemm" not in ops and "MatMul" not in ops
         assert_file_is_engine(engine, plan, path)
         # each copy is the float bias rounded at its layer's s_x * s_w (float64 reference)
@@ -105,5 +105,5 @@ def test_bias_correction_of_shared_linear_layers_stays_a_kernel(tmp_path: Path) 
         result, report = run(engine, plan, path)
         assert report.passed, report.failures
         assert all(result.layers[f"fc{i}"].bias is not None for i in range(STEPS))
-        assert _optimized_ops(path, tmp_path).count("QGemm") == STEPS
+        assert optimized_ops(path, tmp_path).count("QGemm") == STEPS
         assert_file_is_engine(engine, plan, path)

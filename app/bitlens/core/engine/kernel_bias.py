@@ -39,13 +39,18 @@ INT32 = np.iinfo(np.int32)
 def int32_grid(
     bias: np.ndarray, act_scale: np.float32, weight_scale: np.ndarray, n_out: int
 ) -> tuple[np.ndarray, np.ndarray] | str:
-    """(int32 codes, float32 scale s_x * s_w) of a layer's bias, or why it stays float."""
-    if bias.ndim != 1 or bias.size != n_out or bias.dtype != np.float32:
+    """(int32 codes, float32 scale s_x * s_w) of a layer's bias, or why it stays float.
+
+    The codes keep the bias's shape: a vector, or ``[1, ..., 1, n_out]`` (jax2tf writes a
+    Dense bias as ``[1, n_out]``: magika's last layer). Kept float, ONNX Runtime fused its
+    2-D MatMul + Add into a float Gemm; as int32 codes with per-channel scales on the last
+    axis it builds QGemm (measured on 1.31.1)."""
+    if bias.size != n_out or bias.shape[-1:] != (n_out,) or bias.dtype != np.float32:
         return f"is not a float32 vector of {n_out}"
     if weight_scale.ndim not in (0, 1) or (weight_scale.ndim == 1 and weight_scale.size != n_out):
         return "weight scales are not per output channel"
     scale = (np.float32(act_scale) * weight_scale).astype(np.float32)
-    ratio = np.rint(bias.astype(np.float64) / np.broadcast_to(scale, bias.shape))
+    ratio = np.rint(bias.astype(np.float64) / np.broadcast_to(scale, bias.shape[-1:]))
     if np.any(np.abs(ratio) > INT32.max):
         return "does not fit int32 at scale s_x*s_w"
     return ratio.astype(np.int32), scale
@@ -53,7 +58,7 @@ def int32_grid(
 
 def dequantized(codes: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """What DequantizeLinear computes from int32 codes: float32(code) * scale in float32."""
-    return codes.astype(np.float32) * np.broadcast_to(scale, codes.shape)
+    return codes.astype(np.float32) * np.broadcast_to(scale, codes.shape[-1:])
 
 
 def output_axis(layer: Layer, attrs: Mapping[str, object]) -> int:

@@ -110,7 +110,7 @@ def int32_bias(
     q, scale = grid
     b = GraphBuilder(f"{name}_i32", state.taken)
     qn, sn = compact_bias(b, state, q, np.float32(act_scale), weight_scale, scale, w.name)
-    attrs_dq = {"axis": 0} if scale.ndim == 1 else {}
+    attrs_dq = {"axis": q.ndim - 1} if scale.ndim == 1 else {}  # the output channels
     out = b.node("DequantizeLinear", [qn, sn], **attrs_dq)  # type: ignore[arg-type]
     target.input[slot] = out
     # A bias shared by several layers (an unrolled LSTMCell's Gemms all read one bias_ih) gets
