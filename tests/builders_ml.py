@@ -34,7 +34,9 @@ def _ml_model(graph: onnx.GraphProto, opsets: list[tuple[str, int]], ir: int) ->
     return m
 
 
-def mlp_classifier(features: int = 6, hidden: int = 16, classes: int = 3) -> onnx.ModelProto:
+def mlp_classifier(
+    features: int = 6, hidden: int = 16, classes: int = 3, opset: int = 13
+) -> onnx.ModelProto:
     """skl2onnx's MLPClassifier: MatMul/Add/Relu, Softmax, ArgMax label, and a ZipMap whose
     ``probabilities`` output is a sequence of {class: probability} maps."""
     nodes = [
@@ -59,7 +61,31 @@ def mlp_classifier(features: int = 6, hidden: int = 16, classes: int = 3) -> onn
             init("b2", bias(classes, seed=4)),
         ],
     )
-    return _ml_model(graph, [("", 13), (ML, 1)], ir=8)
+    return _ml_model(graph, [("", opset), (ML, 1)], ir=8 if opset >= 13 else 4)
+
+
+def tree_classifier(features: int = 4) -> onnx.ModelProto:
+    """onnxmltools' LightGBM classifier at opset 9 (luscinia's P3_0017_full.onnx): one
+    TreeEnsembleClassifier (a stump here), Cast of the label, Identity, ZipMap; IR 4."""
+    tree = helper.make_node(
+        "TreeEnsembleClassifier", ["x"], ["label0", "probs0"], domain=ML,
+        classlabels_int64s=[0, 1], nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2],
+        nodes_featureids=[0, 0, 0], nodes_values=[0.0, 0.0, 0.0],
+        nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"], nodes_truenodeids=[1, 0, 0],
+        nodes_falsenodeids=[2, 0, 0], nodes_missing_value_tracks_true=[0, 0, 0],
+        nodes_hitrates=[1.0, 1.0, 1.0], class_treeids=[0, 0], class_nodeids=[1, 2],
+        class_ids=[1, 1], class_weights=[-1.0, 1.0], post_transform="LOGISTIC",
+    )  # fmt: skip
+    cast = helper.make_node("Cast", ["label0"], ["label"], to=TensorProto.INT64)
+    ident = helper.make_node("Identity", ["probs0"], ["probs"])
+    zipmap, seq_out = _zipmap_outputs("probs", 2)
+    graph = helper.make_graph(
+        [tree, cast, ident, zipmap],
+        "tree_classifier",
+        [helper.make_tensor_value_info("x", FLOAT, [None, features])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, [None]), seq_out],
+    )
+    return _ml_model(graph, [("", 9), (ML, 1)], ir=4)
 
 
 def ml_only_classifier(features: int = 4, classes: int = 3) -> onnx.ModelProto:

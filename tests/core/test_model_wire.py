@@ -40,6 +40,17 @@ def test_lengths_are_those_of_the_parsed_proto(build) -> None:
     assert None in _expected(_mixed().SerializeToString())  # the typed one has no raw data
 
 
+def test_spans_hold_the_bytes_protobuf_parses_as_raw_data() -> None:
+    data = _mixed().SerializeToString()
+    proto = onnx.ModelProto()
+    proto.ParseFromString(data)
+    spans = wire.initializer_raw_spans(data)
+    assert spans is not None and len(spans) == len(proto.graph.initializer)
+    for t, span in zip(proto.graph.initializer, spans, strict=True):
+        assert (span is None) == (not t.HasField("raw_data"))
+        assert span is None or data[span[0] : span[1]] == t.raw_data
+
+
 def test_a_graph_met_twice_is_merged_as_protobuf_merges_it() -> None:
     """Two serialized models one after the other parse as one model whose graph has the
     initializers of both, in order."""

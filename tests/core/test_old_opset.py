@@ -18,6 +18,7 @@ from bitlens.core.model.loader import from_proto
 from bitlens.core.model.old_opset import MIN_OPSET, default_opset
 from bitlens.core.plan import Plan
 from tests import builders, exported_shapes
+from tests.builders_ml import mlp_classifier, tree_classifier
 
 
 def test_opset9_model_is_raised_and_evaluates_w8a8() -> None:
@@ -44,3 +45,24 @@ def test_opset11_model_is_left_as_it_is() -> None:
     model = from_proto(proto)
     assert default_opset(model.proto) == default_opset(proto)
     assert not any("raised to" in n for n in model.info.notes)
+
+
+def test_opset9_classifier_with_a_zipmap_output_is_raised() -> None:
+    """onnxmltools writes opset 9; its ZipMap output is a list of dicts in ONNX Runtime, and
+    comparing the upgraded model's outputs raised AttributeError ('list' object has no
+    attribute 'shape'): luscinia's LightGBM model could not be opened at all."""
+    model = from_proto(mlp_classifier(opset=9))
+    assert default_opset(model.proto) == MIN_OPSET
+    assert any("opset 9 raised to 11" in n for n in model.info.notes), model.info.notes
+    assert model.info.layer_names == ("fc1", "fc2")
+
+
+def test_opset9_model_without_a_layer_op_is_not_upgraded() -> None:
+    """Nothing in a tree ensemble can take 8-bit activations, so the upgrade (which runs the
+    model twice to check it: minutes for luscinia's 194 MB of trees) is skipped."""
+    proto = tree_classifier()
+    model = from_proto(proto)
+    assert default_opset(model.proto) == 9
+    assert model.info.layers == ()
+    assert not any("opset" in n for n in model.info.notes), model.info.notes
+    assert any("TreeEnsembleClassifier" in n and "has none" in n for n in model.info.notes)

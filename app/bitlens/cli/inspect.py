@@ -46,6 +46,7 @@ from bitlens.core.formats import INSPECT_LADDER, parse_format
 from bitlens.core.model import load_model
 from bitlens.core.model.other_tensors import other_float_tensors
 from bitlens.core.report import ModelReport, inspect_model, sqnr_json
+from bitlens.core.shared_weights import shared_notes
 from bitlens.core.units import format_bytes
 
 
@@ -104,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
                 f"not in the table: {human_bytes(other_bytes)} in {others} float tensors that "
                 "no layer reads as a weight (biases, norms, tables); they stay as they are\n"
             )
+        for note in shared_notes(model.info):  # the table lists each reader's view
+            sys.stdout.write(f"shared: {note}; the totals count each weight once\n")
         totals = describe_totals(compute.to_dict(model.info, None), bops=False)
         sys.stdout.write(f"compute: {totals}{_unsized(model.info, dims, compute.unknown)}\n")
     return 0

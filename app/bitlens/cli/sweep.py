@@ -27,7 +27,7 @@ from bitlens.core.engine import Engine
 from bitlens.core.engine.output_metrics import FLOAT_TYPES
 from bitlens.core.input_values import compared_constants
 from bitlens.core.results import SweepEntry
-from bitlens.core.shared_weights import group_note, weight_groups
+from bitlens.core.shared_weights import shared_notes
 
 DEFAULT_LADDER = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")
 
@@ -59,9 +59,8 @@ def run(args: argparse.Namespace) -> int:
         memory_budget=budget_of(args),
     )
     entries: list[SweepEntry] = follow(engine.sweep(args.formats))
-    groups = weight_groups(model.info)  # a shared weight is swept once, as its first reader
-    for name in dict.fromkeys(e.layer for e in entries if e.layer in groups):
-        print(f"note: {group_note(name, groups[name])}; swept once for all", file=sys.stderr)
+    for note in shared_notes(model.info, {e.layer for e in entries}):
+        print(f"note: {note}; swept once for all", file=sys.stderr)
     if args.json:
         print(
             dump_json(

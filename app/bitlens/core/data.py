@@ -39,7 +39,7 @@ from bitlens.core.feed_arrays import (
     slice_rows,
 )
 from bitlens.core.image_shape import image_layout, image_size
-from bitlens.core.input_ranges import index_ranges, is_mask
+from bitlens.core.input_ranges import index_ranges, is_mask, mask_inputs
 from bitlens.core.limits import check_budget
 from bitlens.core.model.types import ModelInfo, TensorInfo
 
@@ -268,7 +268,7 @@ class Dataset:
         if n < 1:
             raise DataError(f"the number of random samples must be at least 1, not {n}")
         rng = np.random.default_rng(seed)
-        vocab = index_ranges(info)
+        vocab, masks = index_ranges(info), mask_inputs(info)
         arrays: dict[str, np.ndarray] = {}
         for t in info.inputs:
             shape = concrete_shape(t, dict(dims or {}))
@@ -283,7 +283,7 @@ class Dataset:
                 arrays[t.name] = rng.standard_normal(full).astype(dt)
             elif dt.kind in "iu" and values and t.name in values:
                 arrays[t.name] = np.full(full, values[t.name], dtype=dt)
-            elif dt.kind in "iub" and is_mask(t.name):
+            elif dt.kind in "iub" and (is_mask(t.name) or t.name in masks):
                 arrays[t.name] = np.ones(full, dtype=dt)
             elif dt.kind in "iu":
                 arrays[t.name] = rng.integers(0, vocab.get(t.name, 10), size=full).astype(dt)

@@ -127,7 +127,8 @@ def _summary(c: ReportContent, ev: Evaluation | None) -> list[str]:
             text = (f"SQNR {_db(e.sqnr_db)} dB, cosine {e.cosine:.5f}, max |Δ| {e.max_abs:.4g}, "
                     f"relative L2 {e.rel_l2:.4g}")  # fmt: skip
             if o.top1_agreement is not None:
-                text += f", top-1 agreement {100 * o.top1_agreement:.1f}%, KL {o.kl:.4g}"
+                text += f", top-1 agreement {100 * o.top1_agreement:.1f}%"
+                text += f", KL {o.kl:.4g}" if o.kl is not None else ""  # none for class indices
             rows.append((f"Output {escape(o.name)}", text))
         for k, v in sorted(ev.task_metric.items(), key=lambda kv: kv[0] == "accuracy_float"):
             builtin = k in ("accuracy", "accuracy_float")

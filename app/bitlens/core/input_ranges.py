@@ -7,6 +7,8 @@ nothing but bytes 0..9.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from bitlens.core.model.types import ModelInfo, NodeInfo
 
 
@@ -14,6 +16,24 @@ def index_ranges(info: ModelInfo) -> dict[str, int]:
     """Input name -> exclusive upper bound of the indices it holds: an embedding's rows
     (``Gather``) or a one-hot's depth (``Equal`` with a constant table)."""
     return {**onehot_depths(info), **vocab_sizes(info)}
+
+
+def mask_inputs(info: ModelInfo) -> frozenset[str]:
+    """Integer or boolean inputs used as a mask whatever their name: the value (through
+    reshapes and casts) is subtracted from a constant, as BERT-style models turn a mask into
+    the bias ``(1 - mask) * large_negative`` (transformers' ``get_extended_attention_mask``).
+    PyTorch names such an input after its first consumer (sudachi-b-imitator's ALBERT:
+    ``onnx::Unsqueeze_1``), and random ids there made the float model compute NaN."""
+    produced, consumers = _graph_values(info)
+    found = set()
+    for t in info.inputs:
+        if t.dtype not in _INTEGER_TYPES | {"bool"}:
+            continue
+        for name, n in _uses(t.name, consumers):
+            if n.op_type == "Sub" and n.inputs[1:2] == (name,) and n.inputs[0] not in produced:
+                found.add(t.name)
+                break
+    return frozenset(found)
 
 
 def is_mask(name: str) -> bool:
@@ -37,37 +57,53 @@ def onehot_depths(info: ModelInfo) -> dict[str, int]:
     """Input name -> one-hot depth, for integer inputs compared (``Equal``) with a constant
     table of indices: a JAX/TF one-hot as tf2onnx writes it (Magika's bytes 0..256 against a
     ``[1, 1, 257]`` constant). The depth is the comparison's last axis."""
+    produced, consumers = _graph_values(info)
+    graph_inputs = {t.name for t in info.inputs}
+    out: dict[str, int] = {}
+    for t in info.inputs:
+        if t.dtype not in _INTEGER_TYPES:
+            continue
+        for name, n in _uses(t.name, consumers):
+            if n.op_type == "Equal" and len(n.inputs) == 2:
+                other = n.inputs[1] if n.inputs[0] == name else n.inputs[0]
+                shape = (info.value_info.get(n.outputs[0]) or t).shape or ()
+                depth = shape[-1] if shape else None
+                if (
+                    other not in produced
+                    and other not in graph_inputs
+                    and (isinstance(depth, int) and depth > 1)
+                ):
+                    out[t.name] = depth
+                    break
+    return out
+
+
+def _graph_values(info: ModelInfo) -> tuple[set[str], dict[str, list[NodeInfo]]]:
+    """Values some node computes (Constant outputs are constants), and the main graph's
+    consumers of each value."""
     produced = {o for n in info.nodes if n.op_type != "Constant" for o in n.outputs}
     consumers: dict[str, list[NodeInfo]] = {}
     for n in info.nodes:
         if not n.graph_path:
             for i in n.inputs:
                 consumers.setdefault(i, []).append(n)
-    graph_inputs = {t.name for t in info.inputs}
-    out: dict[str, int] = {}
-    for t in info.inputs:
-        if t.dtype not in _INTEGER_TYPES:
-            continue
-        frontier, seen = [t.name], set()
-        while frontier and t.name not in out:
-            name = frontier.pop()
-            for n in consumers.get(name, ()):
-                if n.name in seen:
-                    continue
-                seen.add(n.name)
-                if n.op_type in _SAME_VALUES and n.inputs[0] == name:
-                    frontier.extend(n.outputs)
-                elif n.op_type == "Equal" and len(n.inputs) == 2:
-                    other = n.inputs[1] if n.inputs[0] == name else n.inputs[0]
-                    shape = (info.value_info.get(n.outputs[0]) or t).shape or ()
-                    depth = shape[-1] if shape else None
-                    if (
-                        other not in produced
-                        and other not in graph_inputs
-                        and (isinstance(depth, int) and depth > 1)
-                    ):
-                        out[t.name] = depth
-    return out
+    return produced, consumers
+
+
+def _uses(start: str, consumers: dict[str, list[NodeInfo]]) -> Iterator[tuple[str, NodeInfo]]:
+    """(value, node) for each node reading ``start`` or a copy of it through ops that keep
+    its values (reshapes, casts); those ops themselves are followed, not yielded."""
+    frontier, seen = [start], set()
+    while frontier:
+        name = frontier.pop()
+        for n in consumers.get(name, ()):
+            if n.name in seen:
+                continue
+            seen.add(n.name)
+            if n.op_type in _SAME_VALUES and n.inputs[0] == name:
+                frontier.extend(n.outputs)
+            else:
+                yield name, n
 
 
 def vocab_sizes(info: ModelInfo) -> dict[str, int]:

@@ -10,11 +10,12 @@ Activation formats stay per layer: each reader has its own input.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from bitlens.core.model.types import Layer, ModelInfo, WeightInfo
 
 WeightKey = tuple[str, str]  # (graph path, name): one tensor of the file
+MAX_GROUP_NOTES = 3  # more groups than this get one note (shared_notes)
 
 
 def stored_readers(
@@ -96,6 +97,31 @@ def group_note(layer: str, names: tuple[str, ...]) -> str:
         f"{layer} shares its weights with {len(others)} other layer(s) ({_listed(others)}): "
         "the file stores them once, so all readers take one weight format"
     )
+
+
+def groups_note(firsts: tuple[str, ...], groups: Mapping[str, tuple[str, ...]]) -> str:
+    """One note for many groups, named by their first readers (the sweep of a Siamese
+    VGG16 printed 13 lines of :func:`group_note`, one per pair of branches, before its
+    table)."""
+    readers = sum(len(groups[n]) for n in firsts)
+    return (
+        f"{len(firsts)} weights are each read by several layers ({readers} layers in all; "
+        f"first readers {_listed(firsts)}): the file stores each once, so its readers take "
+        "one weight format"
+    )
+
+
+def shared_notes(info: ModelInfo, layers: Collection[str] | None = None) -> list[str]:
+    """:func:`group_note` for each group whose first reader is in ``layers`` (None: every
+    layer), in model order; past ``MAX_GROUP_NOTES`` groups one :func:`groups_note`."""
+    groups = weight_groups(info)
+    firsts = tuple(
+        n for n in info.layer_names
+        if (layers is None or n in layers) and groups.get(n, ("",))[0] == n
+    )  # fmt: skip
+    if len(firsts) > MAX_GROUP_NOTES:
+        return [groups_note(firsts, groups)]
+    return [group_note(n, groups[n]) for n in firsts]
 
 
 def normalize(

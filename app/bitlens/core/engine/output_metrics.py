@@ -10,7 +10,7 @@ from functools import cached_property
 import numpy as np
 
 from bitlens.core import metrics
-from bitlens.core.output_kind import class_score_axes
+from bitlens.core.output_kind import class_score_axes, label_outputs
 from bitlens.core.results import OutputResult
 from bitlens.core.usermetric import concat
 
@@ -27,6 +27,11 @@ class OutputMetrics:
         labelled = None if self.data is None or self.data.labels is None else self._error_output
         # graph_proto, not proto: proto reads every external weight into memory.
         return class_score_axes(self.model.graph_proto, self._output_names, labelled)
+
+    @cached_property
+    def _label_outputs(self) -> frozenset[str]:
+        """Outputs that are ArgMax/ArgMin class indices: judged by top-1 agreement."""
+        return label_outputs(self.model.graph_proto.graph, self._output_names)
 
     @cached_property
     def _error_output(self) -> str:
@@ -52,6 +57,10 @@ class OutputMetrics:
         err = sums.result()
         axis = self.class_score_axes.get(name)
         res = OutputResult(name, err, shape_differs=note)
+        if name in self._label_outputs:  # the fraction of positions that keep their label
+            same = sum(int(np.sum(r_i == g_i)) for r_i, g_i in zip(ref, got, strict=True))
+            total = sum(int(np.size(r_i)) for r_i in ref)
+            return replace(res, top1_agreement=same / total if total else 1.0)
         if axis is None:
             return res
         if all(metrics.classifier_like(np.asarray(r_i)) for r_i in ref):

@@ -29,6 +29,7 @@ from bitlens.core.recovery.quantized_input import (
     input_range,
 )
 from bitlens.core.recovery.smooth import Score
+from bitlens.core.shared_weights import stored_readers
 from bitlens.core.weights import bind
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class RecoveryCache:
         self._stats: OrderedDict[str, tuple[LayerGeometry, InputStats]] = OrderedDict()
         self._results: dict[tuple, Recovered] = {}
         self._smooth_ranges: dict[tuple[str, str, str, str, str], tuple] = {}
+        self._readers: dict[tuple[str, str], str] | None = None  # weight -> stored reader
 
     def stats(self, layer: Layer) -> tuple[LayerGeometry, InputStats]:
         """The layer's geometry and input statistics on the calibration feeds."""
@@ -81,6 +83,7 @@ class RecoveryCache:
         """``method`` on ``layer``'s weight in ``fmt``; ``activation``: the layer's static
         activation format, which SmoothQuant's search quantizes the input in (the other
         methods do not read it)."""
+        layer = self._reader(layer)
         w = layer.weights[0]
         bound = bind(fmt, w)
         act = activation if method is Recovery.SMOOTH else None
@@ -97,6 +100,19 @@ class RecoveryCache:
             except EngineError as exc:
                 raise EngineError(f"layer {layer.name!r}: {exc}") from None
         return self._results[key]
+
+    def _reader(self, layer: Layer) -> Layer:
+        """The layer whose inputs recover ``layer``'s weight: for a weight several layers
+        read, the one the file stores it for (shared_weights.stored_readers), so every
+        reader simulates the one tensor the export writes. Recovered from each reader's own
+        inputs, the engine fed the last reader's weight and the export wrote the first's:
+        CapSpot's Siamese VGG16 under a searched plan with GPTQ failed its fidelity check."""
+        if self._readers is None:
+            found = stored_readers(self._engine.info.layers)
+            self._readers = {key: name for key, (name, _) in found.items()}
+        w = layer.weights[0]
+        name = self._readers.get((w.graph_path, w.name), layer.name)
+        return layer if name == layer.name else self._engine.info.layer(name)
 
     def of(self, layer: Layer, choice: LayerChoice) -> Recovered:
         """The recovery ``choice`` asks for (a weight format and a method)."""

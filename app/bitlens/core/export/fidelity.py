@@ -343,8 +343,14 @@ def check_fidelity(
                 f"layer {lc.name!r}: {lc.weight_format} cannot save bytes here: the file holds "
                 f"{lc.bytes_float + lc.bytes_file} B for {lc.bytes_float} B of float weights"
             )
-    planned = sum(lc.bytes_planned for lc in layer_checks)
-    stored = sum(lc.bytes_stored for lc in layer_checks)
+    planned = stored = 0
+    counted: set[str] = set()
+    for lc, rec in zip(layer_checks, records.values(), strict=True):
+        names = {e.weight for e in rec.weights}
+        if names and names <= counted:  # a later reader of shared weights: stored once
+            continue
+        counted |= names
+        planned, stored = planned + lc.bytes_planned, stored + lc.bytes_stored
     file_bytes = result.path.stat().st_size
     expected = result.accounted_bytes or (result.source_bytes - replaced + planned)
     if expected and abs(file_bytes - expected) > SIZE_TARGET * expected:

@@ -31,6 +31,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from bitlens.core import targets
+from bitlens.core.engine import graphs
 from bitlens.core.export import spacetodepth
 from bitlens.core.export.graph import GraphBuilder, used_names
 
@@ -218,11 +219,27 @@ def _rewrite_one(
             nodes.append(b.nodes[0])
     read = {i for n in nodes for i in n.input} | {o.name for o in g.output}
     # a DequantizeLinear of the image's codes that only the Slices read goes too
-    nodes = [n for n in nodes if n.op_type != "DequantizeLinear" or n.output[0] in read]
+    kept = [n for n in nodes if n.op_type != "DequantizeLinear" or n.output[0] in read]
+    _drop_inputs_of(g, [n for n in g.node if all(n is not k for k in kept)], kept)
     del g.node[:]
-    g.node.extend(nodes)
+    g.node.extend(kept)
     g.initializer.extend(b.initializers)
     return rec.name, record
+
+
+def _drop_inputs_of(
+    g: onnx.GraphProto, removed: list[onnx.NodeProto], kept: list[onnx.NodeProto]
+) -> None:
+    """The initializers only ``removed`` read (the Slices' starts, ends, axes and steps, the
+    identity quantizers' scales and zero points) leave the file with them: ONNX Runtime
+    warns of each initializer no node reads when it loads the file."""
+    gone = {i for n in removed for i in n.input}
+    still = {i for n in kept for i in graphs.node_reads(n)}
+    still |= {v.name for v in (*g.input, *g.output)}  # old IR: initializers declared as inputs
+    if dead := gone - still:
+        keep = [t for t in g.initializer if t.name not in dead]
+        del g.initializer[:]
+        g.initializer.extend(keep)
 
 
 def source_weight(record: FocusRecord, value: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
 class BnFoldResult:
     folded: int = 0  # BatchNormalization nodes removed
     kept: int = 0  # BatchNormalization nodes left (not after a Conv, or not foldable)
+    rewritten: frozenset[str] = frozenset()  # Conv weights and biases given folded values
 
     def note(self) -> str | None:
         """One line for the user, or None when nothing was folded."""
@@ -91,6 +92,7 @@ def fold_batchnorms(model: onnx.ModelProto) -> BnFoldResult:
     drop: set[int] = set()
     freed: set[str] = set()  # the folded BNs' parameters
     folded = kept = 0
+    rewritten: set[str] = set()
     for bn in graph.node:
         if bn.op_type != "BatchNormalization" or bn.domain not in CONSTANT_DOMAINS:
             continue
@@ -99,6 +101,7 @@ def fold_batchnorms(model: onnx.ModelProto) -> BnFoldResult:
             kept += 1
             continue
         drop.add(id(bn))
+        rewritten.update(n for n in conv.input[1:3] if n)
         freed.update(bn.input[1:])
         folded += 1
     if drop:
@@ -121,7 +124,7 @@ def fold_batchnorms(model: onnx.ModelProto) -> BnFoldResult:
             kept_inputs = [v for v in graph.input if v.name not in dead]
             del graph.input[:]
             graph.input.extend(kept_inputs)
-    return BnFoldResult(folded, kept)
+    return BnFoldResult(folded, kept, frozenset(rewritten))
 
 
 def _sub_reads(attr: onnx.AttributeProto) -> set[str]:

@@ -23,6 +23,7 @@ DtypeOf = Callable[[str], str | None]  # dtype name of a graph value, None when 
 
 RECURRENT = frozenset({"LSTM", "GRU", "RNN"})
 CONV = frozenset({"Conv", "ConvTranspose"})
+LAYER_OPS = CONV | RECURRENT | {"Gemm", "MatMul", "Gather"}  # the op types find_layer reads
 
 
 @dataclass(frozen=True)

@@ -35,18 +35,20 @@ from bitlens.core.model.folding import fold_constants
 from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize, walk
 from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.irversion import fit_ir_version
+from bitlens.core.model.loop_invariants import loop_constants_note, read_loop_constants
 from bitlens.core.model.ml_domain import ml_ops, non_tensor_outputs_note, uses_onnx_domain
 from bitlens.core.model.ml_domain import note as ml_note
 from bitlens.core.model.negative_dims import negative_dims_as_dynamic, negative_dims_note
 from bitlens.core.model.old_opset import raise_old_opset
 from bitlens.core.model.prequantized import note as quantized_note
 from bitlens.core.model.prequantized import quantized_ops
+from bitlens.core.model.rawspill import RawWeight, adopt, spill_raw
 from bitlens.core.model.stored_grid import note as stored_grid_note
 from bitlens.core.model.stored_grid import stored_grids
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
 from bitlens.core.model.types import ModelInfo, WeightInfo
 from bitlens.core.model.validate import check_model, element_count, expected_raw_bytes
-from bitlens.core.model.wire import initializer_raw_lengths
+from bitlens.core.model.wire import initializer_raw_spans
 from bitlens.core.results import Progress, drain
 
 # Leading bytes of common files that are not ONNX, for a clearer message.
@@ -224,7 +226,10 @@ def iter_load_model(
     view = memoryview(data)
     try:
         proto.ParseFromString(view)
-        raw_lengths = initializer_raw_lengths(view)  # measured here: no copy (wire.py)
+        spans = initializer_raw_spans(view)  # measured here: no copy (wire.py)
+        raw_lengths = None if spans is None else [s if s is None else s[1] - s[0] for s in spans]
+        # large float weights out to a mapped scratch file from these bytes (rawspill.py)
+        spilled = spill_raw(view, proto.graph, spans)
     except (DecodeError, RuntimeError, ValueError) as exc:
         if "MaxDepth" in str(exc) or "recursion" in str(exc).lower():
             raise ModelLoadError(
@@ -239,7 +244,7 @@ def iter_load_model(
         del data
     if not proto.HasField("graph"):
         raise ModelLoadError(f"{p}: {_not_onnx(head, 'has no graph')}")
-    return (yield from _iter_finish(proto, p, p.parent, fold_bn, raw_lengths))
+    return (yield from _iter_finish(proto, p, p.parent, fold_bn, raw_lengths, spilled))
 
 
 def from_proto(
@@ -264,7 +269,11 @@ def _iter_finish(
     base_dir: Path | None,
     fold_bn: bool = True,
     raw_lengths: list[int | None] | None = None,
+    spilled: dict[str, RawWeight] | None = None,
 ) -> Generator[Progress, None, LoadedModel]:
+    """The checks and in-memory rewrites shared by every way in. ``spilled``: large
+    weights written from the file's bytes (rawspill.py), held by the model for those the
+    rewrites here left as the file has them."""
     label = str(path) if path is not None else "model"
     if not proto.HasField("graph") or len(proto.graph.node) == 0:
         raise ModelLoadError(f"{label}: the model has no graph nodes")
@@ -277,7 +286,11 @@ def _iter_finish(
     check_model(proto, label, raw_lengths)
     # Every external location and size is checked here; large tensors stay in their files.
     yield from iter_external_data(proto, base_dir, label, keep_large=True)
+    parsed = proto
     proto, opset_note = raise_old_opset(proto)
+    if proto is not parsed:  # converted: every tensor is the converter's copy
+        spilled = None
+    carried = read_loop_constants(proto)
     try:
         slots = normalize(proto)
     except GraphOrderError as exc:
@@ -301,6 +314,9 @@ def _iter_finish(
         for n in (dynamic_note, opset_note, ir_note, folded_note, bn_note, prequant, ml, untensored)
         if n
     ]
+    weight_names = {w.name for layer in info.layers for w in layer.weights}
+    if loop_note := loop_constants_note(len(carried & weight_names)):
+        notes.append(loop_note)
     if notes:
         info = replace(info, notes=tuple(notes))
     consts: dict[tuple[str, str], ConstSource] = {}
@@ -315,6 +331,11 @@ def _iter_finish(
         base_dir=base_dir,
         bn_folded=bn.folded if bn is not None else 0,
     )
+    rewritten = folded.names | (bn.rewritten if bn is not None else frozenset())
+    for name, values in adopt(spilled or {}, proto.graph, rewritten).items():
+        src = consts.get(("", name))
+        if src is not None and src.tensor is not None and src.node is None:
+            model._cache[("", name)] = values
     if decoded:  # the presets keep such weights on the file's own int8 grid
         coded = [w for layer in info.layers for w in layer.weights if w.name in folded.decoded]
         grids = stored_grids(coded, model.weight)

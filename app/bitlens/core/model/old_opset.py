@@ -18,6 +18,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from bitlens.core.model.graph import subgraphs
+from bitlens.core.model.layers import LAYER_OPS
+
 MIN_OPSET = 11  # the integer activation quantizers' (formats/families/integer.py)
 _OTHER_AXES = 32  # a size for a dynamic axis past the batch (the input-sizes dialog's default)
 
@@ -32,6 +35,8 @@ def raise_old_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None
     old = default_opset(model)
     if old >= MIN_OPSET or not old:  # not old: no ONNX-domain node (only ai.onnx.ml ones)
         return model, None
+    if not _has_layer_op(model.graph):  # nothing to give 8-bit activations: skip the upgrade,
+        return model, None  # whose check runs the model twice (minutes for a large tree model)
     if any(_is_external(t) for t in model.graph.initializer):
         return model, _kept(old, "its weights are in external data")
     try:
@@ -42,13 +47,34 @@ def raise_old_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None
     except Exception as exc:  # the converter and ORT raise many types; the reason is shown
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         return model, _kept(old, f"the upgrade failed: {first or type(exc).__name__}")
-    for x, y in zip(before, after, strict=True):
-        if x.shape != y.shape or not np.array_equal(x, y, equal_nan=True):
-            return model, _kept(old, "the upgraded model's outputs differ")
+    if not all(_same(x, y) for x, y in zip(before, after, strict=True)):
+        return model, _kept(old, "the upgraded model's outputs differ")
     return converted, (
         f"opset {old} raised to {MIN_OPSET} in memory (the file is unchanged) for the integer "
         f"activation quantizers; the upgraded model's outputs are bit-identical on random inputs"
     )
+
+
+def _has_layer_op(graph: onnx.GraphProto) -> bool:
+    """Whether any node, in any subgraph, is of an op type that can be a quantizable layer."""
+    for node in graph.node:
+        if node.domain in ("", "ai.onnx") and node.op_type in LAYER_OPS:
+            return True
+        if any(_has_layer_op(g) for _, g in subgraphs(node)):
+            return True
+    return False
+
+
+def _same(x: object, y: object) -> bool:
+    """Bit-identical outputs; ORT returns non-tensor outputs as Python lists and dicts
+    (onnxmltools' classifiers end in ZipMap: a sequence of maps from label to probability)."""
+    if isinstance(x, np.ndarray) and isinstance(y, np.ndarray):
+        return x.shape == y.shape and np.array_equal(x, y, equal_nan=True)
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y, strict=True))
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
+    return type(x) is type(y) and bool(np.array_equal(x, y, equal_nan=True))
 
 
 def _kept(old: int, why: str) -> str:
@@ -86,7 +112,9 @@ def _random_feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:
             continue
         tt = vi.type.tensor_type
         shape = [
-            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (1 if i == 0 else _OTHER_AXES)
+            d.dim_value
+            if d.HasField("dim_value") and d.dim_value > 0
+            else (1 if i == 0 else _OTHER_AXES)
             for i, d in enumerate(tt.shape.dim)
         ]
         dtype = _NUMPY.get(tt.elem_type)

@@ -1,4 +1,4 @@
-"""The byte length of each main-graph initializer's ``raw_data``, read from the file's bytes.
+"""Where each main-graph initializer's ``raw_data`` lies in the file's bytes, and its length.
 
 The loader checks that every tensor's data fit its type and shape
 (:func:`bitlens.core.model.validate.check_tensor`). Asked for ``len(t.raw_data)``,
@@ -6,7 +6,9 @@ protobuf's Python API first copies the bytes into a new ``bytes`` object: 20 ms 
 54 MB of ddddocr's ``common.onnx``, one more pass over every weight at load. The lengths
 are in the file anyway: each ``raw_data`` is a length-delimited field of its
 ``TensorProto``, so a walk over the protobuf wire format (field tags and lengths, skipping
-every other field) reads them without touching the data.
+every other field) reads them without touching the data. The same walk gives where each
+``raw_data`` lies, so the loader writes large weights out from the file's bytes
+(:mod:`bitlens.core.model.rawspill`).
 https://protobuf.dev/programming-guides/encoding/ (wire format);
 field numbers from onnx.proto (https://github.com/onnx/onnx/blob/main/onnx/onnx.proto):
 ``ModelProto.graph`` 7, ``GraphProto.initializer`` 5, ``TensorProto.raw_data`` 9.
@@ -71,12 +73,20 @@ def initializer_raw_lengths(data) -> list[int | None] | None:
     ``raw_data`` (None where it has none); None when the bytes are not read alike (the
     caller then asks the parsed proto). A message field met twice is merged by protobuf:
     the graph's initializers from every occurrence of ``graph``, the last ``raw_data``."""
+    spans = initializer_raw_spans(data)
+    return None if spans is None else [None if s is None else s[1] - s[0] for s in spans]
+
+
+def initializer_raw_spans(data) -> list[tuple[int, int] | None] | None:
+    """:func:`initializer_raw_lengths` as the ``(start, end)`` of each ``raw_data`` in
+    ``data``: the bytes protobuf parses that field from (bitlens.core.model.rawspill
+    writes them out without decoding the tensor)."""
     buf = memoryview(data).cast("B")
     # A field costs about a microsecond here, copying 4 KiB about as much: a graph of many
     # nodes and small weights (or data written as one field per value) is left to protobuf.
     budget = [max(FIELDS_MIN, len(buf) // 4096)]
     try:
-        lengths: list[int | None] = []
+        spans: list[tuple[int, int] | None] = []
         for number, start, end in _fields(buf, 0, len(buf), budget):
             if number != _MODEL_GRAPH:
                 continue
@@ -86,9 +96,9 @@ def initializer_raw_lengths(data) -> list[int | None] | None:
                 raw = None
                 for field, r_start, r_end in _fields(buf, t_start, t_end, budget):
                     if field == _TENSOR_RAW_DATA:
-                        raw = r_end - r_start
-                lengths.append(raw)
-        return lengths
+                        raw = (r_start, r_end)
+                spans.append(raw)
+        return spans
     except _Malformed:
         return None
     finally:

@@ -150,6 +150,7 @@ def deployed_choice(
         s.deployed = DeployedErrors(s.engine, s.fit_part, s.check_part, s.metric)
     top = s.float_metric if s.float_metric is not None else math.inf
     scored = []
+    s.total += len(cands)  # counted up front: the bar moves on as each is compared
     for i, p in enumerate(cands):
         if deployed:
             got = s.deployed.error(p.plan)  # type: ignore[union-attr]
@@ -157,7 +158,6 @@ def deployed_choice(
         else:
             got = None
             checked = s.simulated_check(p.plan)
-        s.total += 1
         yield s._tick("comparing the best plans" + (" as deployed" if deployed else ""))
         if deployed and got is None:
             continue

@@ -1,0 +1,112 @@
+"""Large float weights written from the file's bytes to a memory-mapped scratch file at load.
+
+The engine feeds every weight to its sessions as an array, and holds the large ones in a
+read-only memory map of an anonymous scratch file (bitlens.core.engine.weightspill), so
+that they live in the page cache rather than in the process's memory. Decoding them from
+the parsed protobuf first (protobuf's ``raw_data`` copies the bytes, then numpy holds
+them) cost 17-27 ms of CPU for ddddocr's 54 MB ``common.onnx`` before they were written
+out; the very same bytes are in the file the loader has just read. Here each large float
+initializer's ``raw_data`` is written from the file's bytes (their places in the file come
+from the wire-format walk, :mod:`bitlens.core.model.wire`) while the loader still holds
+them, and the model hands out views of the map instead of decoding.
+
+Only what the loader can vouch for is used: a main-graph initializer of float32 or
+float64 (the types :meth:`LoadedModel.weight` returns as stored), stored little-endian as
+ONNX's ``raw_data`` is (https://onnx.ai/onnx/repo-docs/IR.html, "raw_data"), on a
+little-endian machine, whose name is defined once, and that nothing in the loader rewrote
+afterwards (folded BatchNormalizations, an opset upgrade): :func:`adopt` takes the names
+of those and checks each tensor's type and shape once more.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from bitlens.core.model.external import is_external
+
+RAW_SPILL_MIN_BYTES = 1 << 20  # as the engine's weightspill.SPILL_MIN_BYTES: smaller stay decoded
+_ALIGN = 64  # each weight starts on a cache line (ORT's kernels read with SIMD loads)
+_TYPES = {onnx.TensorProto.FLOAT: np.dtype("<f4"), onnx.TensorProto.DOUBLE: np.dtype("<f8")}
+
+
+@dataclass(frozen=True)
+class RawWeight:
+    """One initializer's values in the scratch map, and what it was when written."""
+
+    values: np.ndarray  # read-only view of the map, in the tensor's shape
+    data_type: int
+    dims: tuple[int, ...]
+
+
+def spill_raw(
+    data, graph: onnx.GraphProto, spans: Sequence[tuple[int, int] | None] | None
+) -> dict[str, RawWeight]:
+    """Write the ``raw_data`` of ``graph``'s large float initializers from ``data`` (the
+    bytes ``graph`` was parsed from; ``spans`` from wire.initializer_raw_spans) to one
+    temporary file mapped read-only once; their views by name. Nothing when the walk did
+    not read the bytes (``spans`` None) or they do not match the parsed initializers."""
+    if spans is None or sys.byteorder != "little" or len(spans) != len(graph.initializer):
+        return {}
+    counts: dict[str, int] = {}
+    for t in graph.initializer:
+        counts[t.name] = counts.get(t.name, 0) + 1
+    chosen: list[tuple[onnx.TensorProto, tuple[int, int]]] = []
+    for t, span in zip(graph.initializer, spans, strict=True):
+        dtype = _TYPES.get(t.data_type)
+        if span is None or dtype is None or counts[t.name] != 1 or is_external(t):
+            continue
+        size = span[1] - span[0]
+        if size < RAW_SPILL_MIN_BYTES or size != dtype.itemsize * int(np.prod(t.dims)):
+            continue
+        chosen.append((t, span))
+    if not chosen:
+        return {}
+    src = memoryview(data).cast("B")
+    places: list[tuple[onnx.TensorProto, int, int]] = []
+    try:
+        with tempfile.TemporaryFile(prefix="bitlens-weights-") as fh:
+            for t, (start, end) in chosen:
+                fh.write(b"\0" * (-fh.tell() % _ALIGN))
+                places.append((t, fh.tell(), end - start))
+                fh.write(src[start:end])  # the file's bytes, not a decoded copy
+            fh.flush()
+            whole = np.memmap(fh, dtype=np.uint8, mode="r")  # the map keeps its own descriptor
+    except OSError:  # no room for the scratch file: the weights are decoded when asked for
+        return {}
+    finally:
+        src.release()
+    out: dict[str, RawWeight] = {}
+    for t, offset, size in places:
+        dims = tuple(int(d) for d in t.dims)
+        view = whole[offset : offset + size].view(_TYPES[t.data_type]).reshape(dims)
+        out[t.name] = RawWeight(view, t.data_type, dims)
+    return out
+
+
+def adopt(
+    spilled: dict[str, RawWeight], graph: onnx.GraphProto, rewritten: Collection[str]
+) -> dict[str, np.ndarray]:
+    """The spilled values still valid for ``graph`` after the loader's rewrites: not among
+    ``rewritten`` (names whose values the loader replaced), still one raw-data initializer
+    of the same type and shape. Views are read-only and in the stored dtype."""
+    if not spilled:
+        return {}
+    inits: dict[str, onnx.TensorProto | None] = {}
+    for t in graph.initializer:
+        if t.name in spilled:
+            inits[t.name] = None if t.name in inits else t  # defined twice: not vouched
+    out: dict[str, np.ndarray] = {}
+    for name, raw in spilled.items():
+        t = inits.get(name)
+        if t is None or name in rewritten or is_external(t) or not t.HasField("raw_data"):
+            continue
+        if t.data_type != raw.data_type or tuple(t.dims) != raw.dims:
+            continue
+        out[name] = raw.values
+    return out
