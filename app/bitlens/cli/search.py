@@ -39,6 +39,7 @@ from bitlens.core.search import (
     SearchResult,
     search,
 )
+from bitlens.core.search.options import AS_W8A8, parse_max_latency
 from bitlens.core.search.recovered import parse_methods
 from bitlens.core.targets import DEFAULT_TARGET
 from bitlens.core.usermetric import load_metric
@@ -86,6 +87,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recovery", nargs="+", default=list(DEFAULT_RECOVERY), metavar="M",
                    help="recovery methods a layer's 2- to 4-bit integer weights may get "
                    f"({' '.join(DEFAULT_RECOVERY)}; 'none': plain rounding)")  # fmt: skip
+    p.add_argument("--max-latency", default=AS_W8A8, metavar="RATIO",
+                   help="ONNX Runtime CPU: the deployed time a plan may take, predicted from "
+                   f"MACs and integer kernels: '{AS_W8A8}' (default: as fast as the W8A8 "
+                   "preset, where W8A8 runs faster than float), a ratio of the float time "
+                   "(0.5), or 'none'")  # fmt: skip
     p.add_argument("-o", "--output", required=True, help="where to write the plan JSON")
     p.add_argument("--front", help="also write the front (and references) as JSON here")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -123,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if all(v is None for v in limits):  # no budget given: the window's default one
         limits = (None, DEFAULT_SIZE_RATIO, None, None)
     budget = Budget(*limits)
+    max_latency = parse_max_latency(args.max_latency)
     metric = load_metric(args.metric) if args.metric else None
     recovery = tuple(m.value for m in parse_methods(args.recovery))  # before the model loads
     model = open_model(args.model, fold_bn=not args.keep_batchnorm)
@@ -139,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         metric=metric,
         target=args.target or DEFAULT_TARGET,
+        max_latency=max_latency,
     )
     result: SearchResult = follow(search(engine, options))
     atomic_write_text(args.output, result.best.plan.to_json() + "\n")

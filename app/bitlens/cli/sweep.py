@@ -25,18 +25,18 @@ from bitlens.cli.names import shortened_note, shown_names
 from bitlens.cli.progress import follow
 from bitlens.core.engine import Engine
 from bitlens.core.engine.output_metrics import FLOAT_TYPES
+from bitlens.core.formats import SWEEP_LADDER
 from bitlens.core.input_values import compared_constants
 from bitlens.core.results import SweepEntry
 from bitlens.core.shared_weights import shared_notes
-
-DEFAULT_LADDER = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="sensitivity sweep: each layer alone at each format")
     p.add_argument("model", help="ONNX model file")
     add_data_arguments(p)
-    p.add_argument("--formats", nargs="+", default=list(DEFAULT_LADDER), metavar="F")
+    p.add_argument("--formats", nargs="+", default=list(SWEEP_LADDER), metavar="F",
+                   help=f"weight formats (default: {', '.join(SWEEP_LADDER)})")  # fmt: skip
     p.add_argument("--activation-formats", nargs="+", default=[], metavar="F",
                    help="also each layer's input activation alone in these formats")  # fmt: skip
     p.add_argument("--metric", metavar="MOD:FN",

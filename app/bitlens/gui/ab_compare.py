@@ -127,8 +127,10 @@ class ABStatusLabel(QLabel):
             return
         # short, for a 1280 px status bar: the marks say which way; the tooltip has the rest
         parts = []
-        if c.outputs:
-            o = c.outputs[0]
+        # the first output either plan changes, as the status bar's output line: MiniLM's
+        # output 0 passes integer ids through and read "exact→exact =" for any plans
+        changed = [o for o in c.outputs if not (_exact(o.sqnr_a) and _exact(o.sqnr_b))]
+        for o in (changed or list(c.outputs))[:1]:
             mark = MARK.get(verdict(o.delta_db), "")
             parts.append(f"{fmt_db(o.sqnr_a)}→{fmt_db(o.sqnr_b)} {mark}".strip())
         mark = MARK[verdict(float(c.delta_bytes), higher_is_better=False, tol=0.0)]
@@ -144,3 +146,7 @@ class ABStatusLabel(QLabel):
         tip.append("▲ better, ▼ worse (Compare ▸ Unpin A to stop comparing)")
         self.setToolTip("\n".join(tip))
         self.setVisible(True)
+
+
+def _exact(sqnr: float | None) -> bool:
+    return sqnr is not None and math.isinf(sqnr) and sqnr > 0

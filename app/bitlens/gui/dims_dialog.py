@@ -22,9 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bitlens.core.dims import needed_dims
+from bitlens.core.dims import DimSpec, needed_dims
 from bitlens.core.model.types import ModelInfo
-from bitlens.gui.text import fmt_shape
+from bitlens.gui.text import fmt_shape, is_invented_dim
 
 MAX_SIZE = 1 << 20
 
@@ -54,7 +54,7 @@ class DimsDialog(QDialog):
             box.setRange(1, MAX_SIZE)
             box.setValue(int(suggested.get(spec.key, 1)))
             self.boxes[spec.key] = box
-            form.addRow(spec.label, box)
+            form.addRow(_label(spec), box)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
         )
@@ -67,3 +67,12 @@ class DimsDialog(QDialog):
 
     def dims(self) -> dict[str, int]:
         return {k: b.value() for k, b in self.boxes.items()}
+
+
+def _label(spec: DimSpec) -> str:
+    """The dimension's name, or where it is for a name the file's exporter invented
+    ("unk__56 (input[0])" read like a size the model asks for by that name)."""
+    if not is_invented_dim(spec.key):
+        return spec.label
+    where = ", ".join(f"{name}[{axis}]" for name, axis in spec.uses)
+    return f"{where} (unnamed, {spec.key})"

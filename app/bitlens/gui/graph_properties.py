@@ -18,7 +18,7 @@ from bitlens.core.errors import BitlensError
 from bitlens.core.node_details import NodeDetails, NodeIndex, ValueDesc
 from bitlens.gui.document import Document
 from bitlens.gui.graph_view import GraphView
-from bitlens.gui.text import fmt_bytes, fmt_float, fmt_shape
+from bitlens.gui.text import fmt_bytes, fmt_float, fmt_shape, shape_note
 
 OWN_KEYS = ("op type", "name", "inside", "quantizable", "shape", "bytes", "format",
             "min / max", "mean / std", "dtype")  # fmt: skip
@@ -116,10 +116,10 @@ class GraphProperties(QTreeWidget):
                 self._row(attrs, key, value)
         ins = self._section("Inputs", str(len(d.inputs)))
         for v in d.inputs:
-            self._row(ins, v.name, _value_text(v))
+            self._value_row(ins, v)
         outs = self._section("Outputs", str(len(d.outputs)))
         for v in d.outputs:
-            self._row(outs, v.name, _value_text(v))
+            self._value_row(outs, v)
         for w in d.weights:
             sec = self._section(f"Weight {w.name}", w.format)
             self._row(sec, "shape", f"{fmt_shape(w.shape)} {w.dtype}")
@@ -159,7 +159,8 @@ class GraphProperties(QTreeWidget):
         sec = self._section(f"Model {kind}", tensor)
         self._row(sec, "name", tensor)
         if t is not None:
-            self._row(sec, "shape", fmt_shape(t.shape))
+            row = self._row(sec, "shape", fmt_shape(t.shape))
+            _note(row, t.shape)
             self._row(sec, "dtype", t.dtype)
         self.expandAll()
         self._fit_columns()
@@ -183,6 +184,9 @@ class GraphProperties(QTreeWidget):
         item.setToolTip(1, value)
         return item
 
+    def _value_row(self, parent: QTreeWidgetItem, v: ValueDesc) -> None:
+        _note(self._row(parent, v.name, _value_text(v)), v.shape)
+
     def row_text(self, section: str, key: str) -> str | None:
         """The value shown for ``key`` under the section starting with ``section``."""
         for i in range(self.topLevelItemCount()):
@@ -200,3 +204,9 @@ def _value_text(v: ValueDesc) -> str:
     if v.constant:
         text += " (constant" + (f": {v.value})" if v.value else ")")
     return text
+
+
+def _note(row: QTreeWidgetItem, shape: tuple | None) -> None:
+    """Say in the value's tooltip what its "?" sizes are (an invented ``unk__N`` name)."""
+    if shape is not None and (note := shape_note(shape)):
+        row.setToolTip(1, f"{row.text(1)}\n{note}")

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
 from bitlens.core.search import DEFAULT_SIZE_RATIO, Budget, Point, SearchOptions, SearchResult
+from bitlens.core.search.options import AS_W8A8, parse_max_latency
 from bitlens.core.usermetric import load_metric
 from bitlens.gui.elided_label import ElidedLabel
 from bitlens.gui.search_plot import SearchPlot, tooltip
@@ -76,6 +77,16 @@ class SearchPanel(QWidget):
         browse.setText("…")
         browse.setToolTip("Pick a Python file holding the metric")
         browse.clicked.connect(self._browse_metric)
+        # the deployed-time limit (core/search/latency.py): typed as the CLI's --max-latency
+        self.speed = QComboBox(self)
+        self.speed.setObjectName("maxLatency")
+        self.speed.setEditable(True)
+        self.speed.addItems([AS_W8A8, "none", "0.5"])
+        self.speed.setToolTip(
+            f"{AS_W8A8}: plans deploy as fast as the W8A8 preset in ONNX Runtime CPU (where "
+            "W8A8 runs faster than float; predicted from MACs and integer kernels); a ratio "
+            "of the float time (0.5); none: speed not steered"
+        )
         self.seed = QSpinBox(self)
         self.seed.setObjectName("searchSeed")
         self.seed.setRange(0, 2**31 - 1)
@@ -113,6 +124,7 @@ class SearchPanel(QWidget):
         mrow.addWidget(self.metric, 1)
         mrow.addWidget(browse)
         form.addRow("Metric:", mrow)
+        form.addRow("Speed:", self.speed)
         form.addRow("Seed:", self.seed)
         prow = QHBoxLayout()
         prow.addWidget(self.pin_list, 1)
@@ -153,6 +165,7 @@ class SearchPanel(QWidget):
             pins=dict(self.pins),
             seed=self.seed.value(),
             metric=load_metric(spec) if spec else None,
+            max_latency=parse_max_latency(self.speed.currentText()),
         )
 
     def request_run(self) -> None:
@@ -202,7 +215,7 @@ class SearchPanel(QWidget):
     def started(self) -> None:
         self.running = True
         self.result = None
-        self.plot.clear()
+        self.plot.clear(searching=True)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
@@ -230,12 +243,14 @@ class SearchPanel(QWidget):
         self.cancel_button.setEnabled(False)
         if result is None:
             self.progress.reset()  # no percentage of a search that did not finish
+            empty = self.plot.is_empty  # stopped before its first plan
+            if empty:
+                self.plot.clear()  # not "Searching" any more
+            kept = " before its first plan." if empty else ". The plans tried so far stay on the plot."
             if self._failed:  # the window's message bar says why
-                self.status.setText(
-                    "Failed (the message above says why). The plans tried so far stay on the plot."
-                )
+                self.status.setText("Failed (the message above says why)" + kept)
             else:
-                self.status.setText("Stopped. The plans tried so far stay on the plot.")
+                self.status.setText("Stopped" + kept)
             self._failed = False
             return
         self.result = result

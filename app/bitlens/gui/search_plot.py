@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
 
 from bitlens.core.search import Point, pareto_front
 from bitlens.core.units import byte_scale
@@ -24,6 +24,20 @@ FLOOR = 1e-6  # errors below this (exact plans) are drawn here on the log axis
 # its fill check (a total over the axis, not per label) passes, and on the panel's short plot
 # the labels of 6..9 ran into each other at the top of each decade
 LABELLED = (1, 2, 5)
+MIN_LABELS = 2  # fewer 1-2-5 labels than this in view: every tick is labelled
+# room around the points (of the view's range): a preset's name, written above its point,
+# was cut off at the top edge of the short plot
+PADDING = 0.08
+# In place of the plot until the first plan or preset arrives: an empty plot showed bare
+# 0..1 axes and a log axis with no decades, which read as a broken chart.
+EMPTY = (
+    "No plans yet. Press Find plan: every plan the search tries appears here, its exported "
+    "file size across and its output error (relative L2, log scale) up, next to float and "
+    "the presets (W8A8, …) for reference."
+)
+# ... and while a search runs but has no plan yet (on a real model its per-layer
+# sensitivities come first, for a minute or more; the step is said below the plot)
+WAITING = "Searching: the plans appear here as the search tries them."
 
 
 class LogErrorAxis(pg.AxisItem):
@@ -31,7 +45,11 @@ class LogErrorAxis(pg.AxisItem):
 
     def logTickStrings(self, values, scale, spacing):
         out = super().logTickStrings(values, scale, spacing)
-        return [s if _mantissa(v) in LABELLED else "" for v, s in zip(values, out, strict=True)]
+        kept = [s if _mantissa(v) in LABELLED else "" for v, s in zip(values, out, strict=True)]
+        # within a decade (open_nsfw's W8A8 at 0.056 and W4A8 at 0.095, before the search's
+        # first plan) the ticks are 0.06..0.1 and at most one is a 1-2-5: the axis read
+        # no number at all. Those few ticks all fit, so all are labelled.
+        return kept if sum(1 for k in kept if k) >= MIN_LABELS else out
 
 
 def _mantissa(log_value: float) -> int:
@@ -49,6 +67,7 @@ class SearchPlot(QWidget):
         self.plot = pg.PlotWidget(self, axisItems={"left": LogErrorAxis("left")})
         self.plot.setObjectName("searchPlot")
         self.plot.setLogMode(x=False, y=True)
+        self.plot.getViewBox().setDefaultPadding(PADDING)
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         # binary units, as every other size in the window (pyqtgraph's SI prefix made the
         # float line of a 51.5 MiB model read 54 MB); set by _rescale
@@ -91,9 +110,15 @@ class SearchPlot(QWidget):
         for item in (self.tried, self.front, self.refs):
             item.sigPointsClicked.connect(self._on_clicked)
             item.sigPointsHovered.connect(self._on_hovered)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot)
+        self.placeholder = QLabel(EMPTY, self)
+        self.placeholder.setObjectName("searchPlotEmpty")
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setMargin(12)
+        self._stack = QStackedLayout(self)
+        self._stack.setContentsMargins(0, 0, 0, 0)
+        self._stack.addWidget(self.placeholder)
+        self._stack.addWidget(self.plot)
         self._restyle()
 
     def changeEvent(self, event: QEvent) -> None:
@@ -119,7 +144,8 @@ class SearchPlot(QWidget):
         self.float_line.label.setColor(fg)
 
     # -- data ----------------------------------------------------------------------------------
-    def clear(self) -> None:
+    def clear(self, searching: bool = False) -> None:
+        """Forget every point; the placeholder says whether a search is under way."""
         self.points = []
         self.references = []
         for label in self._labels:
@@ -129,6 +155,13 @@ class SearchPlot(QWidget):
         for item in (self.tried, self.refs, self.chosen, self.front):
             item.setData([], [])
         self.float_line.hide()
+        self.placeholder.setText(WAITING if searching else EMPTY)
+        self._stack.setCurrentWidget(self.placeholder)
+
+    @property
+    def is_empty(self) -> bool:
+        """No plan or preset to draw yet (float at most): the placeholder shows, not the axes."""
+        return self._stack.currentWidget() is self.placeholder
 
     def add(self, p: Point) -> None:
         if p.label == "search":
@@ -141,6 +174,8 @@ class SearchPlot(QWidget):
             self._labels.append(text)
         self._rescale()
         self._draw()
+        if p.label != "float":  # float alone is a line on bare axes (a search stopped early)
+            self._stack.setCurrentWidget(self.plot)
 
     def _rescale(self) -> None:
         largest = max((q.file_bytes for q in (*self.points, *self.references)), default=0)

@@ -3,9 +3,9 @@ or selected layers (the window's ``bitlens sweep --formats F --activation-format
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bitlens.core.formats import INSPECT_LADDER
+from bitlens.core.formats import SWEEP_LADDER
 from bitlens.core.plan import ACTIVATION_CHOICES, WEIGHT_CHOICES
 
 # The 8-bit activations a W8A8 export deploys (uint8 asymmetric: ONNX Runtime's default
@@ -26,12 +26,27 @@ from bitlens.core.plan import ACTIVATION_CHOICES, WEIGHT_CHOICES
 # over activations is for. Wider formats (fp16, int16) can be ticked to see what rescues them.
 DEFAULT_ACTIVATIONS = ("uint8 asym", "int8 sym")
 
+LIST_MAX_PX = 440  # the format lists' height at most: the dialog fits a 720 px screen
 # (weight formats, layers or None for all, activation formats)
 SweepChoice = tuple[list[str], list[str] | None, list[str]]
 
 
-def _checklist(parent: QWidget, names: Iterable[str], checked: set[str], name: str) -> QListWidget:
-    box = QListWidget(parent)
+class _FormatList(QListWidget):
+    """A checklist that asks for the height of its rows down to the last ticked one (and
+    one more): at 1280x720 the weights list showed 11 of its 32 rows, and "int2 sym ch" and
+    "bin ch", ticked, were below its fold. Asked, not required: on a small screen the
+    dialog still fits, the list scrolls."""
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        items = (self.item(i) for i in range(self.count()))
+        ticked = [i for i, it in enumerate(items) if it.checkState() == Qt.CheckState.Checked]
+        rows = (max(ticked, default=0) + 2) * self.sizeHintForRow(0) + 2 * self.frameWidth()
+        return QSize(hint.width(), max(hint.height(), min(rows, LIST_MAX_PX)))
+
+
+def _checklist(parent: QWidget, names: Sequence[str], checked: set[str], name: str) -> QListWidget:
+    box = _FormatList(parent)
     box.setObjectName(name)
     for text in names:
         item = QListWidgetItem(text, box)
@@ -59,8 +74,8 @@ class SweepDialog(QDialog):
         self.selected = tuple(selected)
         self.n_layers = n_layers if n_layers is not None else len(self.selected)
         self.n_samples = n_samples
-        weights = {f for f in INSPECT_LADDER if f != "fp16"}
-        self.formats = _checklist(self, WEIGHT_CHOICES, weights, "sweepWeightFormats")
+        # ticked as `bitlens sweep` defaults (--formats), one definition for both
+        self.formats = _checklist(self, WEIGHT_CHOICES, set(SWEEP_LADDER), "sweepWeightFormats")
         self.activations = _checklist(
             self, ACTIVATION_CHOICES, set(DEFAULT_ACTIVATIONS), "sweepActivationFormats"
         )
@@ -70,7 +85,10 @@ class SweepDialog(QDialog):
             "so these save no bytes"
         )
         self.all_layers = QRadioButton("All layers", self)
-        self.sel_layers = QRadioButton(f"The {len(self.selected)} selected layers", self)
+        n_sel = len(self.selected)
+        self.sel_layers = QRadioButton(
+            "The selected layer" if n_sel == 1 else f"The {n_sel} selected layers", self
+        )
         self.sel_layers.setEnabled(bool(self.selected))
         # one selected layer is usually just where the cursor was: sweep them all then
         (self.sel_layers if len(self.selected) > 1 else self.all_layers).setChecked(True)

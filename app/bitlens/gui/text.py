@@ -7,6 +7,7 @@ the table, status bar and tooltips spell the same value the same way.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from bitlens.core.formats import Family, Granularity, parse_format
@@ -33,6 +34,11 @@ def split_dynamic(text: str) -> tuple[str, bool]:
         return text.removesuffix(DYNAMIC_SUFFIX), True
     return text, False
 NONE = "—"
+# Dimension names no one chose: ONNX's shape inference names a size it cannot tell
+# "unk__N" (github.com/onnx/onnx, onnx/shape_inference/implementation.cc:
+# MaterializeSymbolicShape, symbol_table.createNew("unk__")), and
+# tf2onnx does the same for a Keras model's batch. Shown as "?", their names in tooltips.
+INVENTED_DIM = re.compile(r"unk__\d+")
 
 
 def fmt_bytes(n: int | float | None) -> str:
@@ -68,7 +74,28 @@ def fmt_percent(x: float | None) -> str:
 def fmt_shape(shape: Sequence[int | str | None] | None) -> str:
     if shape is None:
         return "?"
-    return "×".join("?" if d is None else str(d) for d in shape) or "scalar"
+    return "×".join(fmt_dim(d) for d in shape) or "scalar"
+
+
+def fmt_dim(d: int | str | None) -> str:
+    """A size, a dynamic size's name, or "?" where it has none (or an invented one)."""
+    return "?" if d is None or is_invented_dim(d) else str(d)
+
+
+def is_invented_dim(d: int | str | None) -> bool:
+    return isinstance(d, str) and INVENTED_DIM.fullmatch(d) is not None
+
+
+def shape_note(shape: Sequence[int | str | None] | None) -> str:
+    """For a tooltip: what the "?" of :func:`fmt_shape` stand for ("" when none does)."""
+    if shape is None:
+        return "? : the shape is unknown until the model runs"
+    names = list(dict.fromkeys(d for d in shape if is_invented_dim(d)))
+    unnamed = any(d is None for d in shape)
+    if not (names or unnamed):
+        return ""
+    named = f" (the file or ONNX's shape inference calls it {', '.join(names)})" if names else ""
+    return f"? : a size known only when the model runs{named}"
 
 
 def fmt_format(name: str | None) -> str:

@@ -6,7 +6,8 @@ A mixin of :class:`~bitlens.gui.main_window.MainWindow` (it reads the window's
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QApplication, QDockWidget, QTabBar, QWidget
 
 from bitlens.gui import layout_reset
@@ -14,6 +15,9 @@ from bitlens.gui.settings import STATE_VERSION
 
 DEFAULT_SIZE = (1400, 880)  # shrunk to the screen's free area when that is smaller
 MIN_SIDE_PANE = 220  # a restored side pane narrower than this gets this width back
+# the side panes' first shares of the window's width (the graph left, the detail right)
+SHARES = {Qt.DockWidgetArea.LeftDockWidgetArea: 0.2, Qt.DockWidgetArea.RightDockWidgetArea: 0.3}
+JUMP = 1.2  # the window this much wider or narrower at once: the side panes follow
 
 
 class LayoutMixin:
@@ -32,8 +36,36 @@ class LayoutMixin:
         """Share the width and height between the panes in proportion to the window."""
         width, height = max(self.width(), 800), max(self.height(), 500)
         side = [self.docks["graph"], self.docks["detail"]]
-        self.resizeDocks(side, [int(width * 0.2), int(width * 0.3)], Qt.Orientation.Horizontal)
+        shares = [SHARES[self.dockWidgetArea(d)] for d in side]
+        self.resizeDocks(side, [int(width * f) for f in shares], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["plots"]], [int(height * 0.33)], Qt.Orientation.Vertical)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Qt gives all of a wider window to the central table: a window opened at 1280 and
+        maximized to 1920 kept a 256 px graph pane (its properties cut to "44.7 Mi…1792 B)")
+        next to a table with 130 px to spare. A jump in width (maximized, restored) scales
+        the side panes with it, each at most its first share of the window: panes grown
+        on every maximize, never shrunk on restore, would squeeze the table in the end."""
+        super().resizeEvent(event)
+        old, new = event.oldSize().width(), event.size().width()
+        if getattr(self, "_shown", False) and old > 0 and max(new / old, old / new) >= JUMP:
+            QTimer.singleShot(0, lambda: self._scale_side_docks(new / old))
+
+    def _scale_side_docks(self, factor: float) -> None:
+        areas: dict[Qt.DockWidgetArea, QDockWidget] = {}
+        for d in self.docks.values():  # one per side, the tab in front: a tab behind it
+            # (Outputs behind the layer detail) keeps the width it had when last in front
+            area = self.dockWidgetArea(d)
+            if not d.visibleRegion().isEmpty() and not d.isFloating() and area in SHARES:
+                areas.setdefault(area, d)
+        docks = list(areas.values())
+        # narrower: Qt took the width from the table first, and from the panes too once the
+        # table was down to its minimum; then their widths are already cut, not scaled
+        central = self.centralWidget()
+        cut = factor < 1 and central.width() <= central.minimumSizeHint().width() + 2
+        scale = 1.0 if cut else factor
+        widths = [round(min(d.width() * scale, SHARES[a] * self.width())) for a, d in areas.items()]
+        self.resizeDocks(docks, widths, Qt.Orientation.Horizontal)
 
     def reset_layout(self) -> None:
         """View ▸ Reset Layout: every pane back where and how big it first was."""
@@ -55,10 +87,20 @@ class LayoutMixin:
     def _hide_stale_tab_bars(self) -> None:
         """Qt can leave a tab bar of the tabbed docks from the layout before the first
         resize visible on top of a pane (seen offscreen at 1920x1080, drawn over the
-        plots' toolbar): the tab bars in use sit next to the docks, never over one."""
+        plots' toolbar): the tab bars in use sit next to the docks, never over one.
+        One such bar, of the bottom docks before "As deployed" joined them, sat below a
+        1280x720 window, out of sight, and came over the graph's properties when the
+        window grew to 1920x1080: a bar whose tabs another visible bar also holds (and
+        more) is stale wherever it is."""
         docks = [d.geometry() for d in self.docks.values() if d.isVisible() and not d.isFloating()]
-        for bar in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
-            if bar.isVisible() and any(bar.geometry().intersects(g) for g in docks):
+        bars = [
+            b for b in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly)
+            if b.isVisible()
+        ]  # fmt: skip
+        tabs = {b: {b.tabText(i) for i in range(b.count())} for b in bars}
+        for bar in bars:
+            over = any(bar.geometry().intersects(g) for g in docks)
+            if over or any(tabs[bar] < tabs[other] for other in bars):
                 bar.hide()
 
     def _dock(self, key: str, title: str, widget: QWidget, where: Qt.DockWidgetArea) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bitlens.core.engine import bind
-from bitlens.core.export.exporter import ExportOptions, Prepared, build
+from bitlens.core.export.exporter import Built, ExportOptions, Prepared, build
 from bitlens.core.formats import Format, storage_bytes
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import Plan
@@ -58,6 +58,11 @@ def predict(
     """The export's size, from building it in memory exactly as :func:`export` would
     (``prepared``: from :func:`preflight` for this plan, which runs otherwise)."""
     built = yield from build(engine, plan, options, prepared)
+    return size_of(built)
+
+
+def size_of(built: Built) -> ExportSize:
+    """The size of an export built in memory."""
     return ExportSize(
         source_bytes=built.source_bytes,
         # the serialized size itself (one pass over the built model): the per-layer sums

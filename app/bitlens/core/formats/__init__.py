@@ -19,6 +19,7 @@ from bitlens.core.formats.registry import family_of
 from bitlens.core.formats.spec import (
     FLOAT_KINDS,
     INSPECT_LADDER,
+    SWEEP_LADDER,
     Family,
     Format,
     Granularity,
@@ -30,6 +31,7 @@ from bitlens.core.formats.spec import (
 __all__ = [
     "FLOAT_KINDS",
     "INSPECT_LADDER",
+    "SWEEP_LADDER",
     "Family",
     "Format",
     "Granularity",

@@ -283,3 +283,7 @@ def parse_format(text: str | Format) -> Format:
 INSPECT_LADDER: tuple[str, ...] = (
     "fp16", "int8 sym ch", "int4 sym ch", "int2 sym ch", "tern ch", "bin ch",
 )
+# The weight formats a sensitivity sweep tries by default, in `bitlens sweep` and in the
+# window's sweep dialog alike (one definition: the window had ternary too, the CLI not):
+# the integer ladder a mixed plan picks from; every extra format costs a run per layer.
+SWEEP_LADDER: tuple[str, ...] = ("int8 sym ch", "int4 sym ch", "int2 sym ch", "bin ch")

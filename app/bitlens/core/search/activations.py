@@ -72,6 +72,8 @@ def choose_activations(
         for fmt in free:
             if not all(_fits(by_name[n], fmt) for n in unit) or _never_better(s, unit, base, fmt):
                 continue
+            if fmt.signed != base.signed and any(s.locked(n) for n in unit):
+                continue  # x86 integer kernels are fast on unsigned inputs (latency.py)
             err, met = s._measure(_with_act(s, unit, fmt))
             s.sens.append(Sensitivity(unit[0], "activation", fmt.name, err, met, 0))
             if err < best_err:
@@ -113,6 +115,9 @@ def choose_activations(
         # a new session structure per layer, so only float is tried
         other = [None]
     gains: dict[tuple[str, ...], tuple[float, Format | None]] = {}
+    # a wide activation loses the layer's integer kernel: none on layers that keep theirs
+    # for speed (core/search/latency.py)
+    units = [u for u in units if not any(s.locked(n) for n in u)]
     # the widest integer format on every decision, the others on the shortlist it ranks
     def fitting(unit: tuple[str, ...]) -> list[Format]:
         return [f for f in same if all(_fits(by_name[n], f) for n in unit)]
@@ -138,7 +143,7 @@ def choose_activations(
             s.sens.append(Sensitivity(unit[0], "activation", label, err, met, 0))
             _keep_gain(gains, unit, ctx.error, err, fmt)
         yield s._tick(f"sensitivity: {unit[0]} float activation")
-    chosen = [u for u in _ranked(s, units, gains) if gains[u][0] > 0][:k]
+    chosen = _within_speed(s, [u for u in _ranked(s, units, gains) if gains[u][0] > 0], gains, k)
     saved = dict(s.act)
     s.narrow = {n: s.act[n] for u in chosen for n in u}
     for unit in chosen:
@@ -147,6 +152,32 @@ def choose_activations(
     if chosen and s.point(s.plan_of(s.ctx_weights), "search").error > ctx.error:
         s.act, chosen, s.narrow = saved, [], {}  # together they do not help: keep the context
     s.wide = [n for u in chosen for n in u]
+
+
+def _within_speed(
+    s: SearchState,
+    ranked: Sequence[tuple[str, ...]],
+    gains: Mapping[tuple[str, ...], tuple[float, Any]],
+    k: int,
+) -> list[tuple[str, ...]]:
+    """The first ``k`` of ``ranked`` whose wide activations together keep the plan within
+    the latency limit: a Conv keeps its integer kernel only while its output is requantized
+    to 8 bits, so a wide input downstream of a locked Conv costs that Conv's kernel."""
+    chosen: list[tuple[str, ...]] = []
+    for unit in ranked:
+        if len(chosen) >= k:
+            break
+        if s.speed is not None:
+            saved = dict(s.act)
+            for u in (*chosen, unit):
+                for n in u:
+                    s.act[n] = gains[u][1]
+            fast = s.quick_enough(s.plan_of(s.ctx_weights))
+            s.act = saved
+            if not fast:
+                continue
+        chosen.append(unit)
+    return chosen
 
 
 def _never_better(s: SearchState, unit: Sequence[str], base: Format, fmt: Format) -> bool:

@@ -139,7 +139,7 @@ def deployed_choice(
         q = s.point(undone)
         yield q
         real = s.size.exported(undone)
-        if real is not None and real <= budget:
+        if real is not None and real <= budget and s.quick_enough(undone):
             cands.append(replace(q, exported_bytes=real))
     if s.split.check:
         cands += yield from uniform_candidates(s, cands, budget)
@@ -257,7 +257,10 @@ def with_pins(s: SearchState, plan: Plan) -> Plan:
 def _if_it_fits(
     s: SearchState, plan: Plan, budget: int, what: str
 ) -> Generator[Progress | Point, None, Point | None]:
-    """``plan`` evaluated, with its real exported size, when that export fits ``budget``."""
+    """``plan`` evaluated, with its real exported size, when that export fits ``budget``
+    (and the plan the latency limit: core/search/latency.py)."""
+    if not s.quick_enough(plan):
+        return None
     real = s.size.exported(plan)
     yield s._tick(f"export size of {what}")
     if real is None or real > budget:
@@ -284,6 +287,8 @@ def uniform_candidates(
         for p in group:
             if p.plan in seen or p.file_bytes > budget or p.plan in s.size.unexportable:
                 continue
+            if not s.quick_enough(p.plan):
+                continue  # a preset over the latency limit (core/search/latency.py)
             pinned = with_pins(s, p.plan)
             if pinned != p.plan:  # a preset drawn for comparison ignores pins; a result may not
                 if pinned in seen:

@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 
+import onnx
+
 from bitlens.core.engine import Engine
 from bitlens.core.errors import BitlensError
-from bitlens.core.export.accounting import ExportSize, predict
+from bitlens.core.export.accounting import ExportSize, size_of
 from bitlens.core.export.exporter import (
     ExportOptions,
     Prepared,
+    build,
     integer_kernel_candidate,
     integer_kernel_layers,
     needed_opset,
@@ -60,6 +63,10 @@ class FileSizes:
         # A weight several layers read (an unrolled LSTMCell's Gemms) is stored once, by the
         # export's first layer reading it: the others neither save nor add its bytes.
         self._stores = stored_by(self.info)
+        # The one plan whose built export is kept (W8A8: the speed check times it,
+        # core/search/speed.py) and that export, once built
+        self.keep: Plan | None = None
+        self.kept: onnx.ModelProto | None = None
 
     # -- real exports ------------------------------------------------------------------------
     def exported(self, plan: Plan) -> int | None:
@@ -106,7 +113,21 @@ class FileSizes:
             raise prepared
         opset = prepared.opset
         prepared = replace(prepared, kernels=frozenset(kernels))
-        return drain(predict(self.engine, plan, prepared=prepared)), opset
+        built = drain(build(self.engine, plan, None, prepared))
+        if plan == self.keep:
+            self.kept = built.model
+        return size_of(built), opset
+
+    def kept_export(self) -> onnx.ModelProto:
+        """The export of ``keep`` built in memory: built once, its size learnt as
+        :meth:`exported` learns it (raises the export's BitlensError)."""
+        if self.kept is None and self.keep is not None:
+            self.exported(self.keep)
+            if self.kept is None:  # its size was known before it was to be kept
+                self.export(self.keep)
+        if self.kept is None:
+            raise BitlensError("no export is kept")
+        return self.kept
 
     def update_near(self) -> None:
         """How close to the limit a plan must be to be exported: twice the accounting's

@@ -31,6 +31,7 @@ DEFAULT_ACTIVATION_FORMATS: tuple[str, ...] = (
     FLOAT_NAME, "fp16", "int16 sym", "uint8 asym", "int8 sym", "uint8 asym ch", "int8 sym ch",
 )  # fmt: skip
 DEFAULT_BASE_ACTIVATION = "uint8 asym"
+AS_W8A8 = "W8A8"  # SearchOptions.max_latency: as fast as the W8A8 preset (predicted)
 # The budget when none is given (the CLI) and the Find Plan panel's first value: a quarter of
 # the float size, about a uniform 8-bit export's.
 DEFAULT_SIZE_RATIO = 0.25
@@ -120,3 +121,33 @@ class SearchOptions:
     # uniform plans of the same size too, so the plan's error holds on data it did not fit
     # (core/search/guard.py); 0 fits every evaluation feed
     check_fraction: float = 1 / 3
+    # ONNX Runtime CPU: the predicted deployed time a plan may take, of the float model's,
+    # or AS_W8A8 (W8A8's predicted time, a little slack: core/search/latency.py); layers
+    # whose integer kernel it needs keep one. None: speed is not steered
+    max_latency: float | str | None = AS_W8A8
+
+    def __post_init__(self) -> None:
+        m = self.max_latency
+        if isinstance(m, str) and m != AS_W8A8:
+            raise SearchError(f"max latency must be {AS_W8A8!r} or a ratio of the float time, got {m!r}")
+        if isinstance(m, (int, float)) and not m > 0:
+            raise SearchError(f"max latency must be a positive ratio of the float time, got {m}")
+
+
+def parse_max_latency(text: str) -> float | str | None:
+    """``W8A8`` (as fast as the W8A8 preset), ``none`` (speed not steered) or a ratio of
+    the float model's time (``0.5``)."""
+    t = text.strip()
+    if t.upper() == AS_W8A8:
+        return AS_W8A8
+    if t.lower() == "none":
+        return None
+    try:
+        value = float(t)
+    except ValueError:
+        raise SearchError(
+            f"max latency must be {AS_W8A8}, none or a ratio of the float time, got {text!r}"
+        ) from None
+    if not value > 0:
+        raise SearchError(f"max latency must be a positive ratio of the float time, got {text!r}")
+    return value

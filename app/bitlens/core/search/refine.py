@@ -31,15 +31,15 @@ class Refinement(WeightPath):
             yield self._tick("front: evaluating plans along the path")
         return out
 
-    def _by_size(self) -> Generator[Progress | Point, None, Point]:
+    def _byte_limit(self) -> int:
+        """The size budget in bytes."""
         b = self.opts.budget
-        limit = (
-            b.max_bytes
-            if b.max_bytes is not None
-            else int(
-                b.size_ratio * (self.size.fixed_bytes + self.size.float_weight_bytes)  # type: ignore[operator]
-            )
-        )
+        if b.max_bytes is not None:
+            return b.max_bytes
+        return int(b.size_ratio * (self.size.fixed_bytes + self.size.float_weight_bytes))  # type: ignore[operator]
+
+    def _by_size(self) -> Generator[Progress | Point, None, Point]:
+        limit = self._byte_limit()
         if self.opts.check_export:
             yield from self._learn_sizes(limit)
             self.size.limit = limit
@@ -68,6 +68,7 @@ class Refinement(WeightPath):
                 raise SearchError(
                     f"no plan fits in {limit} bytes: the smallest the candidates reach is "
                     f"{smallest} bytes (pins and the file's other contents included)"
+                    + self._speed_hint()
                 )
             fits = starts
         cur, self.act = min(fits, key=lambda u: u[0].error)
@@ -115,7 +116,16 @@ class Refinement(WeightPath):
             yield from self._refine_size(weights, p, limit)
         raise SearchError(
             f"no plan found whose exported file fits in {budget} bytes (the export adds "
-            f"{over} bytes of graph to the last plan tried)"
+            f"{over} bytes of graph to the last plan tried)" + self._speed_hint()
+        )
+
+    def _speed_hint(self) -> str:
+        """Why fewer plans were open, where the latency limit locked layers."""
+        if self.speed is None or not self.speed.locked:
+            return ""
+        return (
+            f"; the speed limit keeps {len(self.speed.locked)} layer(s) on integer kernels "
+            "(--max-latency none lifts it)"
         )
 
     def _learn_sizes(self, limit: int) -> Generator[Progress, None, None]:
@@ -133,7 +143,11 @@ class Refinement(WeightPath):
         self._rebuild()
 
     def _fits(self, p: Point, limit: int) -> bool:
-        return p.file_bytes <= limit and p.plan not in self.size.unexportable
+        return (
+            p.file_bytes <= limit
+            and p.plan not in self.size.unexportable
+            and self.quick_enough(p.plan)
+        )
 
     def _best_within(self, limit: int) -> Point:
         return self._ranking(limit)[0]
@@ -218,6 +232,8 @@ class Refinement(WeightPath):
         b = self.opts.budget
 
         def ok(p: Point) -> bool:
+            if not self.quick_enough(p.plan):
+                return False
             if b.max_error is not None:
                 return p.error <= b.max_error
             return p.metric is not None and p.metric >= b.min_metric  # type: ignore[operator]
@@ -226,10 +242,11 @@ class Refinement(WeightPath):
         start = self.point(self.plan_of(self._weights_at(0)))
         if not ok(start):
             raise SearchError(
-                f"even with float weights the plan misses the budget ({b.describe()}): error "
+                f"even with the widest weights the plan misses the budget ({b.describe()}): error "
                 f"{start.error:.4g}"
                 + ("" if start.metric is None else f", metric {start.metric:.4g}")
                 + "; allow more wide activations or keep activations float"
+                + self._speed_hint()
             )
         passed = max(k for k, p in [(0, start), *probed.items()] if ok(p))
         yield from self._measure_around(passed)

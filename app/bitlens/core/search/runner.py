@@ -11,17 +11,21 @@ from bitlens.core.blas_threads import each_step
 from bitlens.core.engine import Engine
 from bitlens.core.errors import SearchError
 from bitlens.core.formats import Format, parse_format
+from bitlens.core.model.types import Layer
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress
 from bitlens.core.search.activations import choose_activations
-from bitlens.core.search.candidates import _anchors, _parse_all
+from bitlens.core.search.candidates import _anchors, _fits_weight, _parse_all
+from bitlens.core.search.filesize import FileSizes
 from bitlens.core.search.guard import batchable, rows_of, split_notes, split_rows
-from bitlens.core.search.options import FLOAT_NAME, SearchOptions
+from bitlens.core.search.latency import Speed, freeing_order, speed_limit, unlocked
+from bitlens.core.search.options import AS_W8A8, FLOAT_NAME, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
 from bitlens.core.search.points import Point, SearchResult, pareto_front
 from bitlens.core.search.refine import Refinement
-from bitlens.core.search.speed import with_speed
+from bitlens.core.search.speed import W8A8, with_speed
 from bitlens.core.shared_weights import one_per_group, weight_groups
+from bitlens.core.targets import ORT_CPU
 from bitlens.core.usermetric import default_metric
 
 
@@ -41,14 +45,15 @@ def search(
 def _timed(
     engine: Engine, options: SearchOptions
 ) -> Generator[Progress | Point, None, SearchResult]:
-    result = yield from _search(engine, options)
+    sizes: list[FileSizes] = []  # the first search's accounting, its W8A8 export kept
+    result = yield from _search(engine, options, sizes)
     if not options.speed_check:
         return result
-    return (yield from with_speed(engine, result, options.target))
+    return (yield from with_speed(engine, result, options.target, sizes[0] if sizes else None))
 
 
 def _search(
-    engine: Engine, options: SearchOptions
+    engine: Engine, options: SearchOptions, sizes: list[FileSizes]
 ) -> Generator[Progress | Point, None, SearchResult]:
     kept = engine.max_sessions
     engine.max_sessions = min(kept, 2)  # many structures, one after the other: keep few
@@ -62,14 +67,37 @@ def _search(
         )
     try:
         first = _Search(engine, options, split)
-        result = yield from first.run()
+        sizes.append(first.size)
+        try:
+            result = yield from first.run()
+        except SearchError as exc:
+            if first.speed is None or not first.speed.locked:
+                raise
+            # the accounting let the locked layers in, the real exports did not fit: the
+            # budget comes first (core/search/latency.py)
+            note = f"the speed limit left no plan within the budget ({exc}): searched without it"
+            locked, first = first, _Search(engine, replace(options, max_latency=None), split)
+            first.recov = locked.recov  # the recovery choices do not depend on speed
+            result = yield from first.run()
+            result = replace(result, notes=(*result.notes, note))
         if not _needs_float_activations(result, options):
             return result
+        if first.speed is not None and first.speed.locked and options.max_latency != AS_W8A8:
+            # weights-only plans run every layer in float: slower than the limit asked for
+            return replace(result, notes=(*result.notes, (
+                "plans with float activations were not searched: they run in float, slower "
+                f"than the speed limit (x{first.speed.limit:.2f} of the float time predicted; "
+                "--max-latency none allows them)"
+            )))  # fmt: skip
+        # The default limit (as fast as W8A8) gives way where nothing that fast beats W8A8:
+        # the weights-only plan runs at the float model's speed, and says so (fsmn-vad, the
+        # text sample: their wins over W8A8 are weights-only plans)
         # Small budgets: the activation quantizers (and the tensors the target quantizes
         # with them) take kilobytes the weights then lack; on the text sample at half the
         # W8A8 size, weights-only plans kept 90% accuracy where 8-bit activations kept 62%.
         second = _Search(engine, replace(options, base_activation=None), split)
         second.recov = first.recov  # the recovery choices do not depend on activations
+        second.speed_known = True  # not steered (else it would not run)
         try:
             other = yield from _prefixed(second.run(), "float activations: ")
         except SearchError:
@@ -83,6 +111,9 @@ def _search(
                 f"feeds{'' if was is None else f' (error {was:.4g} there)'}; the plan returned "
                 "keeps its activations float (weights only: they run in float when deployed)"
                 + ("" if now is None else f" and has error {now:.4g} there")
+                + ("" if first.speed is None else
+                   f", slower than {preset} (--max-latency {first.speed.limit:.2f} keeps "
+                   f"{preset}'s speed instead)")
             )))  # fmt: skip
         return merged
     finally:
@@ -162,11 +193,61 @@ def _merge(a: SearchResult, b: SearchResult) -> SearchResult:
 
 
 class _Search(Refinement):
+    speed_known = False  # the latency limit decided (by this search or the first)
+
+    def _steer_speed(self, base: Format | None, act_layers: list[Layer]) -> None:
+        """The latency limit (core/search/latency.py) where the target is ONNX Runtime CPU:
+        the layers whose integer kernel it needs keep only the candidates that keep it, as
+        many as the size budget leaves room for."""
+        opts = self.opts
+        if self.speed_known or opts.max_latency is None or opts.target != ORT_CPU:
+            return
+        if base is None or base.signed:
+            return  # no plan has a (fast: latency.plan_kernels) integer kernel
+        able = {
+            la.name: any(_fits_weight(la, f) and self._keeps_kernel(la, f) for f in self.wfmts)
+            for la in self.wlayers
+        }
+        speed = speed_limit(self.engine, self._w8a8, opts.max_latency, able)
+        if speed is None:
+            return
+        # each such layer's candidates among the formats that keep its kernel (a kernel
+        # format another beats on bytes and error is still one the layer may need)
+        self.speed = replace(speed, locked=speed.kernels)
+        kept = {n: self._weight_candidates(self.info.layer(n), self.wfmts) for n in speed.kernels}
+        if opts.budget.by_size:
+            # the smallest plan the locked layers allow must fit: else free them, most
+            # bytes per MAC first (with every activation at the base, as the path starts)
+            limit = self._byte_limit()
+            saved, self.act = self.act, {la.name: base for la in act_layers}
+            for name in [None, *freeing_order(self.engine, speed)]:
+                speed = speed if name is None else unlocked(speed, [name])
+                if self._bytes_of(self._smallest(speed, kept)) <= limit:
+                    break
+            self.act = saved
+        self.speed = speed
+        self.cands.update({n: kept[n] for n in speed.locked})
+        self.notes.append(speed.describe())
+
+    def _smallest(
+        self, speed: Speed, kept: dict[str, list[tuple[int, float, Format]]]
+    ) -> dict[str, Format | None]:
+        """Each searched layer's smallest candidate, a locked one's among ``kept`` (those
+        keeping its integer kernel; None: float)."""
+        out: dict[str, Format | None] = {}
+        for name, cands in self.cands.items():
+            ok = kept[name] if name in speed.locked else cands
+            out[name] = min(ok, key=lambda c: c[0])[2] if ok else None
+        return out
+
     def run(self) -> Generator[Progress | Point, None, SearchResult]:
         engine, opts = self.engine, self.opts
         if engine.data is None:
             raise SearchError("the search runs the model: give it input data (or input sizes)")
         yield from engine.prepare()
+        self._w8a8 = Plan.preset(self.info, W8A8).with_target(opts.target)
+        if opts.speed_check and opts.target == ORT_CPU:
+            self.size.keep = self._w8a8  # its export, built for the sizes, is timed at the end
         self.set_parts()  # ref and labels: the fitted evaluation feeds'
         if opts.budget.by_size and opts.check_export and opts.check_fraction > 0:
             self.notes += split_notes(engine.data, self.split)
@@ -221,6 +302,7 @@ class _Search(Refinement):
         for layer in wlayers:
             self.cands[layer.name] = self._weight_candidates(layer, wfmts)
             yield self._tick(f"candidates: {layer.name} weights")
+        self._steer_speed(base, act_layers)
         self.measured: dict[tuple[str, Format], tuple[float, float | None]] = {}
         # 2. activations: base everywhere, free 8-bit swaps, a few wide exceptions; measured
         # with 8-bit weights, the context a budget near W8A8 needs them in

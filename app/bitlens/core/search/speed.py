@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import onnx
+
 from bitlens.core.engine import Engine
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import BitlensError
@@ -30,6 +32,7 @@ from bitlens.core.results import Progress, drain
 from bitlens.core.targets import ORT_CPU
 
 if TYPE_CHECKING:
+    from bitlens.core.search.filesize import FileSizes
     from bitlens.core.search.points import SearchResult
 
 W8A8 = "W8A8"
@@ -121,20 +124,25 @@ class PlanSpeed:
 
 
 def plan_speed(
-    engine: Engine, plan: Plan, w8a8: Plan | None, budget_s: float = BUDGET_S
+    engine: Engine,
+    plan: Plan,
+    w8a8: Plan | onnx.ModelProto | None,
+    budget_s: float = BUDGET_S,
 ) -> Generator[Progress, None, PlanSpeed | None]:
-    """Export ``plan`` (and ``w8a8``) to a temporary folder and time them against the float
-    model, runs interleaved, on the first evaluation feed; None when the plan cannot be
-    exported or loaded (W8A8 failing only leaves its figures out)."""
+    """Export ``plan`` (and ``w8a8``, unless given as its export built in memory) to a
+    temporary folder and time them against the float model, runs interleaved, on the first
+    evaluation feed; None when the plan cannot be exported or loaded (W8A8 failing only
+    leaves its figures out)."""
     data = engine.data
     if data is None or not data.evaluation:
         return None
     feed = data.samples[next(iter(data.evaluation))]
     providers = requested_providers(engine.device)
     with tempfile.TemporaryDirectory(prefix="bitlens-speed-") as tmp:
-        paths: list[str] = []
+        paths: list[str | onnx.ModelProto] = []
         for k, p in enumerate((plan, w8a8)):
-            if p is None:
+            if not isinstance(p, Plan):
+                paths += [] if p is None else [p]  # the search's own W8A8 build
                 continue
             path = str(Path(tmp) / f"plan{k}.onnx")
             yield Progress(k, 3, "exporting to time it" if k == 0 else "exporting W8A8 to time it")
@@ -183,14 +191,26 @@ def _float_run(engine: Engine, plan: Plan) -> tuple[tuple[str, int], ...]:
 
 
 def with_speed(
-    engine: Engine, result: SearchResult, target: str, budget_s: float = BUDGET_S
+    engine: Engine,
+    result: SearchResult,
+    target: str,
+    sizes: FileSizes | None = None,
+    budget_s: float = BUDGET_S,
 ) -> Generator[Progress, None, SearchResult]:
     """``result`` with its plan's deployed speed (:meth:`PlanSpeed.warning` says when it is
     slower than the float model), where the search exported the plan for ONNX Runtime CPU;
-    else as it is."""
+    else as it is. ``sizes``: the search's accounting, whose W8A8 export (built in memory
+    for its sizes or the speed steering) is timed rather than exported again."""
     if target != ORT_CPU or result.best.exported_bytes is None:
         return result
-    w8a8 = Plan.preset(engine.info, W8A8).with_target(target)
+    w8a8: Plan | onnx.ModelProto | None = Plan.preset(engine.info, W8A8).with_target(target)
+    if sizes is not None:
+        if sizes.keep is None:
+            sizes.keep = w8a8
+        try:
+            w8a8 = sizes.kept_export() if sizes.keep == w8a8 else w8a8
+        except BitlensError:
+            w8a8 = None
     speed = yield from plan_speed(engine, result.best.plan, w8a8, budget_s)
     if speed is None:
         return result

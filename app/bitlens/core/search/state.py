@@ -19,6 +19,7 @@ from bitlens.core.search.deployed import DeployedErrors, Part, Scored, score
 from bitlens.core.search.filesize import FileSizes
 from bitlens.core.search.guard import Split, effective_count, labels_of, split_feeds
 from bitlens.core.search.hull import _Ladder
+from bitlens.core.search.latency import Speed, plan_kernels
 from bitlens.core.search.measures import output_error, padded_pair
 from bitlens.core.search.options import SearchOptions
 from bitlens.core.search.points import Point, Sensitivity
@@ -81,6 +82,9 @@ class SearchState:
         self.check_part: Part | None = None
         self.references: list[Point] = []  # float and the presets, once evaluated
         self.notes: list[str] = []  # what the result says about its choice
+        # the latency limit and its locked layers (core/search/latency.py; None: not steered)
+        self.speed: Speed | None = None
+        self._latency: dict[Plan, float] = {}
 
     # -- evaluation ------------------------------------------------------------------------
     def _error(self, got: Mapping[str, np.ndarray]) -> float:
@@ -162,6 +166,25 @@ class SearchState:
         self.done += 1
         self.total = max(self.total, self.done + 1)
         return Progress(self.done, self.total, message)
+
+    # -- speed -------------------------------------------------------------------------------
+    def latency_of(self, plan: Plan) -> float | None:
+        """``plan``'s predicted deployed time against the float model's (None: not steered)."""
+        if self.speed is None:
+            return None
+        hit = self._latency.get(plan)
+        if hit is None:
+            hit = self._latency[plan] = self.speed.predict(plan_kernels(self.engine, plan))
+        return hit
+
+    def quick_enough(self, plan: Plan) -> bool:
+        """Within the latency limit (always, where speed is not steered)."""
+        t = self.latency_of(plan)
+        return t is None or t <= self.speed.limit + 1e-9  # type: ignore[union-attr]
+
+    def locked(self, name: str) -> bool:
+        """A layer that keeps its integer kernel: formats that lose it are not offered."""
+        return self.speed is not None and name in self.speed.locked
 
     # -- plans -------------------------------------------------------------------------------
     def plan_for(self, choices: Mapping[str, LayerChoice]) -> Plan:

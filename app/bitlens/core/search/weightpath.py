@@ -9,6 +9,7 @@ from collections.abc import Generator, Mapping, Sequence
 import numpy as np
 
 from bitlens.core.errors import BitlensError
+from bitlens.core.export.kernels import integer_kernel_candidate
 from bitlens.core.formats import Format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, validate_choice
@@ -45,11 +46,26 @@ class WeightPath(SearchState):
                 continue
             if fmt in recov:
                 rel *= recov[fmt].noise_factor
+            if self.locked(layer.name) and not self._keeps_kernel(layer, fmt):
+                continue
             ok.append((nbytes, rel * rel, fmt))
         return [
             (b, m, f) for b, m, f in ok
             if not any(b2 <= b and m2 <= m and (b2, m2) != (b, m) for b2, m2, _ in ok)
         ]  # fmt: skip
+
+    def _keeps_kernel(self, layer: Layer, fmt: Format | None) -> bool:
+        """``fmt`` (with the recovery method the search gives it) keeps ``layer``'s integer
+        kernel next to the base activation: the export's rule."""
+        method = self._recovery_of(layer.name, fmt)
+        return integer_kernel_candidate(layer, LayerChoice(fmt, self.base_act, recovery=method))
+
+    def _float_point(self, layer: Layer) -> list[tuple[int, float, Format | None]]:
+        """The float weights as a ladder point: not for a locked layer that has a format
+        keeping its integer kernel (float weights would lose it)."""
+        if self.locked(layer.name) and self.cands.get(layer.name):
+            return []
+        return [(layer.nbytes, 0.0, None)]
 
     def _measure_weight(self, layer: Layer, fmt: Format) -> None:
         if (layer.name, fmt) in self.measured:
@@ -90,7 +106,7 @@ class WeightPath(SearchState):
         """Hulls and the greedy path from what is measured and predicted now."""
         ladders = []
         for layer in self.wlayers:
-            pts: list[tuple[int, float, Format | None]] = [(layer.nbytes, 0.0, None)]
+            pts = self._float_point(layer)
             for nbytes, rel_w, fmt in self.cands[layer.name]:
                 pts.append((nbytes, self._predict(layer.name, rel_w, fmt), fmt))
             ladders.append(_Ladder(layer, _hull(pts)))
@@ -151,14 +167,18 @@ class WeightPath(SearchState):
 
     def _uniform(self, fmt: Format) -> dict[str, Format | None]:
         """Every searched layer at ``fmt``, or where it cannot take it, at its nearest
-        candidate no larger (else float)."""
+        candidate no larger (else float; a locked layer: its smallest format that keeps the
+        integer kernel)."""
         out: dict[str, Format | None] = {}
         for name, lad in self.ladders.items():
-            if _fits_weight(lad.layer, fmt) and self._lb(lad.layer, fmt) < lad.layer.nbytes:
+            allowed = not self.locked(name) or any(f == fmt for _b, _w, f in self.cands[name])
+            if allowed and _fits_weight(lad.layer, fmt) and self._lb(lad.layer, fmt) < lad.layer.nbytes:
                 out[name] = fmt
                 continue
             target = self._lb(lad.layer, fmt) if _fits_weight(lad.layer, fmt) else 0
             below = [(b, f) for b, _w, f in self.cands[name] if b <= target]
+            if not below and not self._float_point(lad.layer):
+                below = [min((b, f) for b, _w, f in self.cands[name])]  # a locked layer
             out[name] = max(below, key=lambda x: x[0])[1] if below else None
         return out
 
@@ -236,7 +256,7 @@ class WeightPath(SearchState):
         cur = self._lb(layer, weights[name])
         # bytes in the current context (the integer-kernel cost depends on the activation
         # now chosen), so the current format is never its own neighbour
-        pts = [(layer.nbytes, 0.0, None)] + [
+        pts = self._float_point(layer) + [
             (self._lb(layer, f), self._noise(name, f), f) for _b, _w, f in self.cands[name]
         ]
         eff = [p for p in _efficient(pts) if p[2] != weights[name]]

@@ -1,0 +1,148 @@
+"""Steering the search toward plans that deploy as fast as W8A8: a per-layer latency model.
+
+On ONNX Runtime CPU a quantized layer runs on an integer kernel (QLinearConv, QGemm,
+MatMulIntegerToFloat) only where its formats fit one (:func:`bitlens.core.targets.kernel_format`,
+and for a Conv an 8-bit requantized output: :func:`bitlens.core.export.kernels.integer_kernel_layers`);
+every other quantized layer runs as a float Conv/MatMul on dequantized weights with quantize
+work around it (https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html).
+Session 8 measured searched plans that gave the heavy convolutions int4 or fp16 weights at
+1.02-1.09x the float time on vietcombank-captcha where W8A8 ran at 0.47-0.59x.
+
+The model: a layer costs its multiply-accumulates (MACs, :mod:`bitlens.core.compute`), times
+INTEGER_COST where it keeps an integer kernel; a plan's predicted time is the sum over layers
+against the float model's. Bytes live in weights and time in MACs, so the layers whose
+integer kernel costs the least time per weight byte (a classifier's Gemm: one MAC per weight
+per row) are the ones allowed to leave it; the others are *locked*: the search offers them
+only formats that keep their kernel, keeps their input activation 8-bit unsigned per tensor,
+and no plan it returns predicts slower than the limit (W8A8's predicted time plus SLACK by
+default). A size budget too small for the locked layers' formats frees more of them, those
+with the most bytes per MAC first: the budget comes first, speed where it can (and where
+the real exports still do not fit, the search runs again without the limit). Where the
+default limit's search returns the same-size preset itself, the weights-only search runs
+as it did before, and its plan, at the float model's speed, says so (core/search/runner.py).
+
+Below MIN_MACS per sample nothing is steered: there ONNX Runtime's per-node work outweighs
+the arithmetic and W8A8 runs slower than float (measured, interleaved medians, one thread
+each: a 3-layer CNN of 88k MACs at 1.18x and 1.65x, a 1.7k-MAC MLP at 1.14x; a 3.7M-MAC CNN
+at 0.73x, the bundled samples of 1.1M to 2.5M MACs at 0.50x to 0.77x). The rule depends on
+the model only, so a seed still reproduces the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from bitlens.core.compute import compute_of
+from bitlens.core.engine import Engine
+from bitlens.core.export.kernels import integer_kernel_layers
+from bitlens.core.formats import Format
+from bitlens.core.plan import Plan
+from bitlens.core.search.options import AS_W8A8
+
+# An integer kernel's time per MAC against the float kernel's. ONNX Runtime 1.31 CPU, whole
+# models at W8A8 against float (session 8, interleaved fastest runs): malviz's ResNet-18
+# 0.29x, vietcombank-captcha 0.47-0.59x, open_nsfw's ResNet-50 0.73x; the convolutions'
+# share of those times is larger than the model's, so a layer's own ratio is lower still.
+INTEGER_COST = 0.4
+# The default limit: W8A8's predicted time plus this fraction of it (the deployed timing's
+# own noise on a busy machine is about as large: core/export/latency.py PRECISION).
+SLACK = 0.05
+# Models with fewer MACs per sample (in layers W8A8 gives integer kernels) are not steered.
+MIN_MACS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Speed:
+    """The search's latency limit for one model: MACs per layer, the locked layers."""
+
+    macs: Mapping[str, float]
+    limit: float  # the predicted time a returned plan may take, of the float model's
+    w8a8: float  # W8A8's predicted time, of the float model's
+    kernels: frozenset[str]  # W8A8's integer-kernel layers the candidates can keep so
+    locked: frozenset[str]  # layers that keep their integer kernel
+
+    def predict(self, kernels: Iterable[str]) -> float:
+        """A plan's predicted time against the float model's, from its integer-kernel layers."""
+        total = sum(self.macs.values())
+        k = set(kernels)
+        t = sum(m * (INTEGER_COST if n in k else 1.0) for n, m in self.macs.items())
+        return t / total if total > 0 else 1.0
+
+    def describe(self) -> str:
+        """One line for the result's notes."""
+        return (
+            f"speed: plans are kept to x{self.limit:.2f} of the float time as predicted from "
+            f"MACs and integer kernels (W8A8 x{self.w8a8:.2f}); {len(self.locked)} of "
+            f"{len(self.kernels)} layer(s) keep their integer kernel"
+        )
+
+
+def plan_kernels(engine: Engine, plan: Plan) -> set[str]:
+    """Layers of ``plan`` the export writes for ONNX Runtime's fast integer kernels: with an
+    unsigned activation. A signed 8-bit input (int8 sym) still runs as QLinearConv, but
+    ONNX Runtime's x86 kernels are built for u8 x s8 products (VPMADDUBSW: "U8S8",
+    https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html, data type
+    selection): vietcombank-captcha's four convs with int8 sym inputs ran at 0.88-0.89x of the
+    float time, against 0.46-0.51x for W8A8's uint8 ones (medians, interleaved runs)."""
+    kernels = integer_kernel_layers(engine.info, plan, engine.placement(plan))
+    return {n for n in kernels if not _signed(plan[n].activation)}
+
+
+def _signed(act: Format | None) -> bool:
+    return act is not None and act.signed
+
+
+def layer_macs(engine: Engine) -> dict[str, float]:
+    """MACs per layer with weights at the first evaluation feed's sizes; where shapes are not
+    known, the weight count (one row's MACs) stands in."""
+    macs = compute_of(engine).macs
+    out: dict[str, float] = {}
+    for layer in engine.info.layers:
+        if not layer.weights:
+            continue
+        m = macs.get(layer.name)
+        out[layer.name] = float(m if m else sum(w.numel for w in layer.weights))
+    return out
+
+
+def speed_limit(
+    engine: Engine, w8a8: Plan, max_latency: float | str, able: Mapping[str, bool]
+) -> Speed | None:
+    """The limit for ``max_latency`` (AS_W8A8 or a ratio of the float time), or None where
+    speed is not steered (fewer than MIN_MACS in W8A8's integer-kernel layers). ``able``:
+    per layer, whether the search's candidate formats can keep its integer kernel at all."""
+    macs = layer_macs(engine)
+    kern = frozenset(n for n in plan_kernels(engine, w8a8) if n in macs and able.get(n, False))
+    if sum(macs[n] for n in kern) < MIN_MACS:
+        return None
+    ref = Speed(macs, 1.0, 1.0, kern, frozenset()).predict(kern)
+    limit = ref * (1 + SLACK) if max_latency == AS_W8A8 else max(float(max_latency), ref)
+    # free the layers whose kernel buys the least time per weight byte while the plan with
+    # all of them off their kernels stays within the limit
+    total = sum(macs.values())
+    spent = ref
+    locked = set(kern)
+    for n in _by_time_per_byte(engine, kern, macs):
+        step = macs[n] * (1.0 - INTEGER_COST) / total
+        if spent + step <= limit + 1e-12:
+            spent += step
+            locked.discard(n)
+    return Speed(macs, limit, ref, kern, frozenset(locked))
+
+
+def unlocked(speed: Speed, names: Iterable[str]) -> Speed:
+    """``speed`` with ``names`` free to leave their kernels, the limit raised to what the
+    remaining locked layers alone reach."""
+    locked = speed.locked - set(names)
+    return replace(speed, locked=locked, limit=max(speed.limit, speed.predict(locked)))
+
+
+def _by_time_per_byte(engine: Engine, names: Iterable[str], macs: Mapping[str, float]) -> list[str]:
+    """``names``, the least MACs per weight byte first (the first to leave a kernel)."""
+    return sorted(names, key=lambda n: (macs[n] / max(1, engine.info.layer(n).nbytes), n))
+
+
+def freeing_order(engine: Engine, speed: Speed) -> list[str]:
+    """The locked layers in the order a size budget frees them: most bytes per MAC first."""
+    return _by_time_per_byte(engine, speed.locked, speed.macs)

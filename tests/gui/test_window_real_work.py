@@ -1,0 +1,296 @@
+"""What the window showed a user of real models, each on a small model built in code:
+Find Plan's empty plot, sizes ONNX invented, and the sweep's default formats."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+from PySide6.QtCore import QThreadPool
+from PySide6.QtWidgets import QApplication, QFormLayout, QLabel, QTabBar
+
+from bitlens.cli import build_parser
+from bitlens.core.formats import SWEEP_LADDER
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
+from bitlens.core.search import Budget, Point, SearchOptions
+from bitlens.gui.dims_dialog import DimsDialog
+from bitlens.gui.main_window import MainWindow
+from bitlens.gui.search_plot import EMPTY, WAITING, SearchPlot
+from bitlens.gui.sweep_dialog import SweepDialog, _ticked
+from bitlens.gui.text import fmt_db
+from tests import builders
+from tests.core.engine_models import small_cnn
+from tests.gui.conftest import WAIT_MS, held, open_model, wait_idle
+from tests.gui.test_layout import _tab_bars_over_docks
+
+
+def test_find_plan_shows_what_the_plot_will_hold_before_the_first_plan(
+    qtbot, window, cnn_path: Path, monkeypatch
+) -> None:
+    """Before the first run the plot showed bare 0..1 axes and an empty log axis."""
+    from bitlens.gui import jobs
+
+    search, release = held(jobs.find_plan)  # waits after its first step until released
+    monkeypatch.setattr(jobs, "find_plan", search)
+    open_model(qtbot, window, cnn_path)
+    window.act_find_plan.trigger()
+    panel = window.search
+    plot = panel.plot
+    qtbot.waitUntil(plot.placeholder.isVisible, timeout=WAIT_MS)
+    assert plot.is_empty and not plot.plot.isVisible()
+    assert plot.placeholder.text() == EMPTY
+    window.controller.run_search(SearchOptions(Budget(size_ratio=0.8)))
+    qtbot.waitUntil(lambda: panel.running, timeout=WAIT_MS)
+    assert plot.is_empty and plot.placeholder.text() == WAITING  # no plan yet
+    with qtbot.waitSignal(window.controller.searchFinished, timeout=WAIT_MS):
+        release.set()
+    assert not plot.is_empty and plot.plot.isVisible() and not plot.placeholder.isVisible()
+    assert plot.points and plot.references
+    panel.reset()  # another model: its plans are gone, the placeholder says so again
+    assert plot.is_empty and plot.placeholder.isVisible() and plot.placeholder.text() == EMPTY
+
+
+def test_search_stopped_before_its_first_plan_says_no_plans(
+    qtbot, window, cnn_path: Path, monkeypatch
+) -> None:
+    from bitlens.gui import jobs
+
+    search, release = held(jobs.find_plan)
+    monkeypatch.setattr(jobs, "find_plan", search)
+    open_model(qtbot, window, cnn_path)
+    window.act_find_plan.trigger()
+    window.controller.run_search(SearchOptions(Budget(size_ratio=0.8)))
+    panel = window.search
+    qtbot.waitUntil(lambda: panel.running, timeout=WAIT_MS)
+    with qtbot.waitSignal(window.controller.searchFinished, timeout=WAIT_MS) as blocker:
+        window.controller.cancel()
+    release.set()
+    assert blocker.args == [None]
+    assert panel.plot.is_empty and panel.plot.placeholder.text() == EMPTY
+    assert panel.status.text() == "Stopped before its first plan."  # none "stay on the plot"
+
+
+def _invented_dims_model() -> onnx.ModelProto:
+    """x [unk__7, 8] (a tf2onnx batch) -> MatMul W -> y -> NonZero -> nz [2, unk__0]
+
+    ONNX's shape inference names NonZero's count of hits "unk__0" itself."""
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm"),
+         helper.make_node("NonZero", ["y"], ["nz"], name="nonzero")],
+        "invented",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["unk__7", 8])],
+        [helper.make_tensor_value_info("nz", TensorProto.INT64, [2, None])],
+        [builders.init("W", builders.weights((8, 8), seed=1))],
+    )  # fmt: skip
+    return builders.model(g)
+
+
+def _tip(props, section: str, key: str) -> str:
+    for i in range(props.topLevelItemCount()):
+        top = props.topLevelItem(i)
+        if top.text(0).startswith(section):
+            for j in range(top.childCount()):
+                if top.child(j).text(0) == key:
+                    return top.child(j).toolTip(1)
+    raise KeyError(key)
+
+
+def test_properties_show_invented_sizes_as_unknown(qtbot, window, tmp_path: Path) -> None:
+    """The properties read "unk__0" where a size is unknown: names no one chose."""
+    path = tmp_path / "invented.onnx"
+    onnx.save(_invented_dims_model(), path)
+    open_model(qtbot, window, path)
+    props = window.graph.properties
+    window.graph.find_box.edit.setText("nonzero")
+    qtbot.waitUntil(lambda: props.row_text("Node", "name") == "nonzero", timeout=WAIT_MS)
+    assert props.row_text("Inputs", "y") == "?×8 float32"
+    assert props.row_text("Outputs", "nz") == "2×? int64"
+    assert "unk__0" in _tip(props, "Outputs", "nz") and "unk__7" in _tip(props, "Inputs", "y")
+    window.graph.view.set_focus("input:x")
+    qtbot.waitUntil(lambda: props.row_text("Model input", "shape") is not None, timeout=WAIT_MS)
+    assert props.row_text("Model input", "shape") == "?×8"
+    assert "unk__7" in _tip(props, "Model input", "shape")
+    texts = [it.text(1) for it in _items(props)]
+    assert not any("unk__" in t for t in texts), texts
+
+
+def _items(tree):
+    for i in range(tree.topLevelItemCount()):
+        top = tree.topLevelItem(i)
+        yield top
+        yield from (top.child(j) for j in range(top.childCount()))
+
+
+def test_sweep_dialog_ticks_the_formats_the_cli_sweeps(qtbot) -> None:
+    """The window's sweep ticked "tern ch" too, which `bitlens sweep` does not try."""
+    dlg = SweepDialog(["a", "b"], n_layers=2)
+    qtbot.addWidget(dlg)
+    cli = build_parser().parse_args(["sweep", "model.onnx"])
+    assert set(_ticked(dlg.formats)) == set(cli.formats) == set(SWEEP_LADDER)
+    assert "tern ch" not in cli.formats
+
+
+def test_sweep_dialog_shows_the_ticked_formats_within_a_720_px_screen(qtbot) -> None:
+    """At 1280x720 the weights list showed 11 of its 32 formats: two ticked ones were
+    below its fold."""
+    dlg = SweepDialog(["a"], n_layers=2)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    hint = dlg.sizeHint()
+    assert hint.height() <= 720 - 48  # a 720 px screen's free area less the title bar
+    dlg.resize(hint)  # the size it opens at on a screen that has room (offscreen has 600 px)
+    qtbot.waitUntil(lambda: dlg.height() == hint.height(), timeout=WAIT_MS)
+    for box in (dlg.formats, dlg.activations):
+        ticked = [box.item(i) for i in range(box.count()) if box.item(i).text() in _ticked(box)]
+        assert ticked
+        for item in ticked:
+            assert box.viewport().rect().contains(box.visualItemRect(item)), item.text()
+    assert dlg.sel_layers.text() == "The selected layer"
+
+
+def test_no_stale_tab_bar_over_the_graph_when_the_window_grows(
+    qtbot, settings, no_modal, cnn_path: Path
+) -> None:
+    """Shown at 1280x720, then made 1920x1080: the bottom docks' tab bar from before
+    "As deployed" joined them, left by Qt out of sight below the small window (at
+    (0, 726), 545 px wide, in a user's session started at 1280x720), lay over the graph's
+    properties. Whether Qt leaves it depends on the order of its layout passes, so the
+    test puts such a bar where Qt left it."""
+    window = MainWindow(settings, device="cpu")
+    qtbot.addWidget(window)
+    window.resize(1280, 720)
+    stale = QTabBar(window)
+    for text in ("Error and size per layer", "Sweep results"):
+        stale.addTab(text)
+    stale.setGeometry(0, 726, 545, 26)
+    window.show()
+    qtbot.waitExposed(window)
+    open_model(qtbot, window, cnn_path)
+    window.resize(1920, 1080)
+    qtbot.waitUntil(lambda: window.docks["plots"].width() > 1800, timeout=WAIT_MS)
+    QApplication.processEvents()
+    assert _tab_bars_over_docks(window) == []
+    assert not stale.isVisible()
+    bars = [b for b in window.findChildren(QTabBar) if b.isVisible()]
+    tabs = [{b.tabText(i) for i in range(b.count())} for b in bars]
+    assert {"Error and size per layer", "Sweep results", "As deployed"} in tabs  # the real one
+    window.close()
+    assert QThreadPool.globalInstance().waitForDone(10_000)
+
+
+def test_search_plot_labels_errors_within_one_decade(qtbot) -> None:
+    """open_nsfw's presets before the search's first plan (W8A8 0.056, W4A8 0.095): the
+    error axis ran 0.05..0.1 and labelled only its 1-2-5 ticks, i.e. none it showed."""
+    plan = Plan.float(from_proto(small_cnn()).info)
+    plot = SearchPlot()
+    qtbot.addWidget(plot)
+    plot.resize(900, 170)
+    plot.show()
+    for label, size, error in (("float", 23_000_000, 0.0), ("W8A8", 6_000_000, 0.056),
+                               ("W4A8", 3_200_000, 0.095)):  # fmt: skip
+        plot.add(Point(plan, size, size, error, None, label))
+        assert plot.is_empty == (label == "float")  # float alone: a line on bare axes
+    axis, view = plot.plot.getAxis("left"), plot.plot.getViewBox()
+
+    def fitted() -> bool:  # the view ranges over the two errors, within one decade
+        lo, hi = view.viewRange()[1]
+        return lo < math.log10(0.056) and math.log10(0.095) < hi < -0.9
+
+    qtbot.waitUntil(fitted, timeout=WAIT_MS)
+    lo, hi = view.viewRange()[1]
+    shown = [
+        text
+        for spacing, values in axis.tickValues(lo, hi, 150)
+        for text in axis.tickStrings([v for v in values if lo <= v <= hi], 1.0, spacing)
+        if text
+    ]
+    assert len(shown) >= 2, shown
+    assert all(0.05 <= float(t) <= 0.1 for t in shown), shown
+
+
+def test_input_sizes_name_an_invented_dimension_by_where_it_is(qtbot) -> None:
+    """tf2onnx names the sizes of a Keras model's inputs "unk__N": the sizes dialog asked
+    for "unk__9" as if the model named it so.
+
+    x [N, unk__9, 8] -> MatMul W -> y"""
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "seq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "unk__9", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "unk__9", 8])],
+        [builders.init("W", builders.weights((8, 8), seed=1))],
+    )  # fmt: skip
+    info = from_proto(builders.model(g)).info
+    dlg = DimsDialog(info, {"unk__9": 5})
+    qtbot.addWidget(dlg)
+    form = dlg.layout().itemAt(1).layout()
+    labels = [form.itemAt(i, QFormLayout.ItemRole.LabelRole).widget().text()
+              for i in range(form.rowCount())]  # fmt: skip
+    assert "x[1] (unnamed, unk__9)" in labels and not any(t.startswith("unk__") for t in labels)
+    assert dlg.dims()["unk__9"] == 5  # still keyed by the file's name
+    assert "<b>x</b>: N×?×8 float32" in dlg.findChild(QLabel).text()
+
+
+def test_side_panes_keep_their_share_when_the_window_is_maximized(
+    qtbot, window, cnn_path: Path
+) -> None:
+    """Opened at 1280 and maximized to 1920, the graph pane kept its 256 px (the
+    properties cut off) and the table took all 640 px. Grown on every maximize and never
+    shrunk on restore, the panes would squeeze the table after a few."""
+    window.resize(1280, 720)
+    open_model(qtbot, window, cnn_path)
+    qtbot.waitUntil(lambda: window.width() == 1280, timeout=WAIT_MS)
+    QApplication.processEvents()
+    graph, detail = window.docks["graph"], window.docks["detail"]
+    before = graph.width(), detail.width()
+    window.resize(1920, 1080)
+
+    def grown() -> bool:
+        return all(abs(d.width() - w * 1.5) < 30 for d, w in zip((graph, detail), before, strict=True))
+
+    qtbot.waitUntil(grown, timeout=WAIT_MS)
+    assert window.table.width() > 800
+    wide = graph.width(), detail.width()
+    for _ in range(2):  # restored and maximized again: the panes never creep wider
+        window.resize(1280, 720)
+        qtbot.waitUntil(lambda: window.table.width() >= 1280 - sum(before) - 30, timeout=WAIT_MS)
+        window.resize(1920, 1080)
+        qtbot.waitUntil(lambda: (graph.width(), detail.width()) == wide, timeout=WAIT_MS)
+
+
+def test_a_to_b_line_reads_the_first_output_the_plans_change(
+    qtbot, window, tmp_path: Path
+) -> None:
+    """MiniLM's output 0 passes the integer ids through: the status bar's A→B line read
+    "exact→exact =" for W8A8 against W4A8, its output line the embedding's SQNR.
+
+    ids (int64) -> Identity -> ids_out ;  x -> MatMul W -> y"""
+    g = helper.make_graph(
+        [helper.make_node("Identity", ["ids"], ["ids_out"], name="pass"),
+         helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+        "passthrough",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 4]),
+         helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("ids_out", TensorProto.INT64, [1, 4]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        [builders.init("W", builders.weights((8, 8), seed=2))],
+    )  # fmt: skip
+    path = tmp_path / "passthrough.onnx"
+    onnx.save(builders.model(g), path)
+    open_model(qtbot, window, path)
+    doc = window.document
+    doc.replace_plan(Plan.preset(doc.info, "W8A8"), "W8A8")
+    wait_idle(qtbot, window)
+    assert window.pin_plan_a()
+    doc.replace_plan(Plan.preset(doc.info, "W4A8"), "W4A8")
+    wait_idle(qtbot, window)
+    label = window.ab_status
+    qtbot.waitUntil(lambda: label.text().startswith("A→B "), timeout=WAIT_MS)
+    c = doc.ab.comparison
+    y = next(o for o in c.outputs if o.name == "y")
+    assert c.outputs[0].name == "ids_out"  # the pass-through comes first
+    assert label.text().startswith(f"A→B {fmt_db(y.sqnr_a)}→{fmt_db(y.sqnr_b)} ")
+    assert "exact→exact" not in label.text()
