@@ -192,7 +192,10 @@ def run_bitlens(*args: str, timeout: float | None = 120) -> subprocess.Completed
             if _server is None or not _server.alive():
                 _server = _Server()
             if _same(env, _server.env):
-                return _server.run(list(args), env, timeout)
+                try:
+                    return _server.run(list(args), env, timeout)
+                except EOFError:  # it could not start (a module that fails to import):
+                    pass  # a fresh interpreter shows the user's error as it is
     return subprocess.run(
         [sys.executable, "-m", "bitlens", *args],
         capture_output=True, text=True, env=env, timeout=timeout,
