@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import onnx
 import pytest
 
 from tests.builders import conv_net, lstm_in_if, opset12_constant_weights
+from tests.cli_fork import run_bitlens
 
 APP = Path(__file__).resolve().parents[2] / "app"
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(APP)}
-    return subprocess.run(
-        [sys.executable, "-m", "bitlens", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+    """``python -m bitlens ARGS`` in a child process forked from a warm one (tests/cli_fork.py:
+    the same result without a second of start-up per command)."""
+    return run_bitlens(*args, timeout=timeout)
 
 
 @pytest.mark.parametrize(

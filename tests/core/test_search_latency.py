@@ -146,10 +146,11 @@ def test_small_models_are_not_steered() -> None:
 
 
 def test_a_small_size_budget_frees_locked_layers(engine) -> None:
-    """A quarter of W8A8's size does not fit the convolutions at int8 next to the smallest
-    classifier: the budget comes first, the fewest MACs per byte leave their kernels first
+    """A fifth of W8A8's size does not fit the convolutions' kernels even at int4 (a quarter
+    does since 4-bit weights keep integer kernels) next to the smallest classifier: the budget
+    comes first, the fewest MACs per byte leave their kernels first
     (conv_a: 64; conv_b and conv_c: 256, by name), and the plan is within the raised limit."""
-    limit = exported_size(engine, Plan.preset(engine.info, "W8A8")) // 4
+    limit = exported_size(engine, Plan.preset(engine.info, "W8A8")) // 8
     result, _ = _run(engine, Budget(max_bytes=limit))
     assert result.best.file_bytes <= limit
     (note,) = [n for n in result.notes if n.startswith("speed:")]

@@ -1,5 +1,6 @@
-"""Layers planned as int8 that ONNX Runtime ran in float: one line per layer where that is a
-problem (ort-cpu, none), one folded line where it is expected (tensorrt on ORT CPU)."""
+"""Layers planned as integer kernels that ONNX Runtime ran in float: one line per layer where
+that is a problem (ort-cpu, none), one folded line where it is expected (tensorrt on ORT CPU,
+4-bit weights on targets other than ort-cpu), each naming the plan's real weight format."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from bitlens.core.engine import Engine
 from bitlens.core.export.deployed import INTEGER_KERNELS
 from bitlens.core.export.stayedfloat import stayed_float_notes
+from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from tests.core.export_models import random_feeds
@@ -29,8 +31,11 @@ def test_tensorrt_target_folds_float_layers_into_one_line(tmp_path: Path) -> Non
     assert not line.startswith("warning: ") and repr(floats[0]) in line
 
 
+INT8 = parse_format("int8 sym ch")
+
+
 def test_other_targets_keep_one_warning_per_layer() -> None:
-    stayed = [(f"conv{i}", "Conv") for i in range(5)]
+    stayed = [(f"conv{i}", "Conv", INT8) for i in range(5)]
     ort_cpu = stayed_float_notes("ort-cpu", stayed)
     assert len(ort_cpu) == 5 and all(n.startswith("warning: layer 'conv") for n in ort_cpu)
     assert stayed_float_notes("none", stayed[:1]) == [
@@ -40,3 +45,28 @@ def test_other_targets_keep_one_warning_per_layer() -> None:
     (trt,) = stayed_float_notes("tensorrt", stayed)
     assert trt.startswith("5 layer(s)") and "'conv0', 'conv1', 'conv2' and 2 more" in trt
     assert stayed_float_notes("tensorrt", []) == []
+
+
+def test_4bit_layers_name_their_format(tmp_path: Path) -> None:
+    """Before: a W4A8 plan exported for target 'none' (or 'tensorrt'), whose 4-bit weights the
+    export folds to float by design, was told its layers "asked for int8"."""
+    model = from_proto(silu_net())
+    engine = Engine(model, random_feeds(model.info, 4), device="cpu")
+    plan = Plan.uniform(engine.info, "int4 sym ch", "int8 sym").with_target("none")
+    _, report = run(engine, plan, tmp_path / "w4a8_none.onnx")
+    assert not any("int8" in n and "stayed float" in n for n in report.notes), report.notes
+    (line,) = [n for n in report.notes if "with int4 weights ran in float" in n]
+    assert "for target 'none' the export writes them folded to float" in line
+    assert "'conv0'" in line
+    # on ort-cpu a 4-bit layer is an integer-kernel layer: one that ran float is a warning
+    # with its own format; tensorrt folds 8-bit and 4-bit layers into their own lines
+    uint4 = parse_format("uint4 asym")
+    assert stayed_float_notes("ort-cpu", [("mm", "MatMul", uint4)]) == [
+        "warning: layer 'mm' stayed float although its plan asked for uint4: ONNX Runtime "
+        "ran MatMul (target 'ort-cpu')"
+    ]
+    four, eight = stayed_float_notes(
+        "tensorrt", [("a", "Conv", parse_format("int4 sym")), ("b", "Conv", INT8)]
+    )
+    assert four.startswith("1 layer(s) with int4 weights ran in float ('a')")
+    assert eight.startswith("1 layer(s) planned as int8 ran in float on this ONNX Runtime")

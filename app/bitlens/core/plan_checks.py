@@ -1,16 +1,19 @@
 """What a plan asks of its deployment target that the target will not do as asked, said
 before the export: TensorRT's Q/DQ rules (check_plan) and the layers ONNX Runtime's CPU
-provider will run in float although the plan gives them 8-bit integers
-(deployment_warnings). The placement rules they rest on are in core/targets.py."""
+provider will run in float although the plan asks for integer kernels (8-bit integers, or
+4-bit weights next to 8-bit activations: deployment_warnings). The placement rules they
+rest on are in core/targets.py."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bitlens.core.formats import Family, Granularity
+from bitlens.core.formats import Family, Format, Granularity
 from bitlens.core.targets import (
     KERNEL_OPS,
+    KERNEL_WEIGHT_BITS,
     NONE,
+    ORT_CPU,
     TENSORRT,
     kernel_format,
     placement,
@@ -18,6 +21,7 @@ from bitlens.core.targets import (
 )
 
 if TYPE_CHECKING:
+    from bitlens.core.model.types import Layer
     from bitlens.core.plan import Plan
 
 
@@ -60,31 +64,30 @@ def check_plan(plan: Plan) -> list[str]:
 
 
 def deployment_warnings(plan: Plan) -> list[str]:
-    """Before export: layers whose plan asks for 8-bit integers that ONNX Runtime's CPU provider
-    will not run as integer kernels, and the slow dynamic-conv path."""
+    """Before export: layers whose plan asks for an integer kernel (8-bit integer weights, or
+    4-bit ones per tensor or channel next to a quantized activation:
+    :data:`~bitlens.core.targets.KERNEL_WEIGHT_BITS`) that ONNX Runtime's CPU provider will
+    not run as one, and the slow dynamic-conv path."""
     out: list[str] = []
     placed = placement(plan)
     for name, c in plan.choices.items():
         layer = plan.info.layer(name)
         w, a = c.weight, c.activation
-        int8_w = w is not None and w.family is Family.INT and w.bits == 8
         if layer.op_type == "Conv" and c.dynamic and a is not None:
             out.append(
                 f"layer {name!r}: dynamic activations on a Conv have no fast path in ONNX "
                 "Runtime (its ConvInteger runs 3-6x slower than float on CPU); the export "
                 "simulates them in float: prefer calibrated (static) activations for QLinearConv"
             )
-        elif int8_w and layer.op_type in KERNEL_OPS and not kernel_format(layer, w, a, c.dynamic):
-            why = (
-                "inside a subgraph" if layer.graph_path
-                else f"stays float because {slow}" if (slow := slower_as_integer(layer))
-                else "no activation format" if a is None
-                else f"activation {a.name} (integer kernels need per-tensor 8-bit integers)"
-            )  # fmt: skip
-            out.append(f"layer {name!r}: int8 weights will run in float: {why}")
+        elif w is not None and _asks_kernel(w, a) and layer.op_type in KERNEL_OPS and (
+            why := _why_float(layer, w, a, c.dynamic, plan.target)
+        ):
+            out.append(f"layer {name!r}: {_code_type(w)} weights will run in float: {why}")
         elif (
             plan.target == NONE
             and layer.op_type == "Conv"
+            and w is not None
+            and w.bits == 8
             and kernel_format(layer, w, a, c.dynamic)
             and layer.outputs[0] not in placed
         ):
@@ -93,3 +96,38 @@ def deployment_warnings(plan: Plan) -> list[str]:
                 "Runtime runs it as a float Conv unless the next quantizer follows directly"
             )
     return out
+
+
+def _asks_kernel(w: Format, a: Format | None) -> bool:
+    """8-bit integer weights; 4-bit ones per tensor or channel next to a quantized activation
+    (weight-only 4-bit, and blocked 4-bit as in W4A16, ask for small files, not a kernel)."""
+    if w.family is not Family.INT or w.bits not in KERNEL_WEIGHT_BITS:
+        return False
+    return w.bits == 8 or (a is not None and w.granularity is not Granularity.BLOCK)
+
+
+def _why_float(layer: Layer, w: Format, a: Format | None, dynamic: bool, target: str) -> str:
+    """Why the layer will not be an integer kernel ("" when it will be one)."""
+    if kernel_format(layer, w, a, dynamic):
+        if w.bits < 8 and target != ORT_CPU:
+            return (
+                f"target {target!r} writes 4-bit weights folded to float (they reach ONNX "
+                "Runtime's 8-bit integer kernels through a Cast it folds at load only with "
+                "target 'ort-cpu')"
+            )
+        return ""
+    if layer.graph_path:
+        return "inside a subgraph"
+    if slow := slower_as_integer(layer):
+        return f"stays float because {slow}"
+    if w.granularity is Granularity.BLOCK or len(layer.weights) != 1:
+        return "per-block weights (integer kernels take per-tensor or per-channel weights)"
+    if a is None:
+        return "no activation format"
+    if dynamic:
+        return "dynamic activations (integer kernels need calibrated ones)"
+    return f"activation {a.name} (integer kernels need per-tensor 8-bit integers)"
+
+
+def _code_type(w: Format) -> str:
+    return f"{'' if w.signed else 'u'}int{w.bits}"

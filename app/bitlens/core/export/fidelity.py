@@ -53,7 +53,7 @@ from bitlens.core.export.report import (
     QuantizerCheck,
 )
 from bitlens.core.export.segments import local_checks
-from bitlens.core.export.stayedfloat import stayed_float_notes
+from bitlens.core.export.stayedfloat import Stayed, stayed_float_notes
 from bitlens.core.export.storage import all_initializers, layer_storage
 from bitlens.core.export.weights import WeightEncoding
 from bitlens.core.fileio import atomic_write_text, check_output, replace_into, staging_path
@@ -298,7 +298,7 @@ def check_fidelity(
     yield Progress(5, steps, "compared activation codes")
 
     layer_checks: list[LayerCheck] = []
-    stayed: list[tuple[str, str]] = []  # planned int8, ran float
+    stayed: list[Stayed] = []  # planned as an integer kernel, ran float
     for name, rec in records.items():
         partial = layer_checks_partial[name]
         check = LayerCheck(**{**partial, "kernel": kernels.get(name, "?")})
@@ -320,7 +320,7 @@ def check_fidelity(
             and not rec.integer_kernel
             and not any(k in ran for k in INTEGER_KERNELS)
         ):
-            stayed.append((name, ran))
+            stayed.append((name, ran, choice.weight))
         if rec.integer_kernel and not any(k in kernels.get(name, "") for k in INTEGER_KERNELS):
             notes.append(
                 f"layer {name!r} was written as a fusable QDQ group, but ONNX Runtime ran "

@@ -1,4 +1,4 @@
-"""Messages for layers whose plan asked for an int8 kernel that ONNX Runtime did not run.
+"""Messages for layers whose plan asked for an integer kernel that ONNX Runtime did not run.
 
 For the "ort-cpu" and "none" targets each such layer is a warning of its own: the export was
 meant to run integer kernels on this runtime. For the "tensorrt" target it is what the file is
@@ -8,6 +8,10 @@ https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/quantized
 and ONNX Runtime's CPU provider forms QLinearConv / QGemm only from a DequantizeLinear -> op ->
 QuantizeLinear group, so it runs those layers in float. One line says so with the count (a
 YOLO-style detector has 83 convolutions, which read as 83 warnings before).
+
+4-bit weights reach ONNX Runtime's 8-bit kernels through a Cast it folds at load, which only
+the "ort-cpu" target writes (core/export/kernels.py ``_kernel_on_target``): on the others such
+a layer's weights are folded to float by design, said once with the layers' real format.
 """
 
 from __future__ import annotations
@@ -15,29 +19,60 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bitlens.core import targets
+from bitlens.core.formats import Format
 
 # How many layer names the folded line shows before "and N more".
 SHOWN = 3
 
+Stayed = tuple[str, str, Format]  # layer, kernel ONNX Runtime ran, the plan's weight format
 
-def stayed_float_notes(target: str, stayed: Sequence[tuple[str, str]]) -> list[str]:
-    """The report lines for ``stayed``: (layer, kernel ONNX Runtime ran) per layer whose plan
-    asked for int8 but that ran without an integer kernel, in graph order."""
+
+def code_type(fmt: Format) -> str:
+    """The integer type a kernel format's codes are: int8, uint8, int4, uint4."""
+    return f"{'' if fmt.signed else 'u'}int{fmt.bits}"
+
+
+def stayed_float_notes(target: str, stayed: Sequence[Stayed]) -> list[str]:
+    """The report lines for ``stayed``: per layer whose plan asked for an integer kernel (8-bit
+    or 4-bit integer weights next to 8-bit activations) but that ran without one, in graph
+    order."""
+    narrow = [s for s in stayed if s[2].bits < 8 and target != targets.ORT_CPU]
+    stayed = [s for s in stayed if s not in narrow]
+    notes = _folded_by_target(target, narrow)
     if target != targets.TENSORRT:
-        return [
-            f"warning: layer {name!r} stayed float although its plan asked for int8: "
-            f"ONNX Runtime ran {ran} (target {target!r}"
+        return notes + [
+            f"warning: layer {name!r} stayed float although its plan asked for "
+            f"{code_type(fmt)}: ONNX Runtime ran {ran} (target {target!r}"
             + (": its output is not requantized)" if target == targets.NONE else ")")
-            for name, ran in stayed
+            for name, ran, fmt in stayed
         ]
     if not stayed:
-        return []
-    names = ", ".join(repr(name) for name, _ in stayed[:SHOWN])
-    more = f" and {len(stayed) - SHOWN} more" if len(stayed) > SHOWN else ""
+        return notes
     return [
-        f"{len(stayed)} layer(s) planned as int8 ran in float on this ONNX Runtime session "
-        f"({names}{more}), as expected for target 'tensorrt': TensorRT requantizes their "
-        "outputs inside its fused int8 kernels, so the file has no QuantizeLinear after them, "
-        "and ONNX Runtime's CPU provider builds integer kernels only from DequantizeLinear -> "
-        "op -> QuantizeLinear groups"
+        *notes,
+        f"{len(stayed)} layer(s) planned as {_types(stayed)} ran in float on this ONNX Runtime "
+        f"session ({_names(stayed)}), as expected for target 'tensorrt': TensorRT requantizes "
+        "their outputs inside its fused int8 kernels, so the file has no QuantizeLinear after "
+        "them, and ONNX Runtime's CPU provider builds integer kernels only from "
+        "DequantizeLinear -> op -> QuantizeLinear groups",
     ]
+
+
+def _folded_by_target(target: str, narrow: Sequence[Stayed]) -> list[str]:
+    if not narrow:
+        return []
+    return [
+        f"{len(narrow)} layer(s) with {_types(narrow)} weights ran in float "
+        f"({_names(narrow)}): for target {target!r} the export writes them folded to float; "
+        "4-bit codes reach ONNX Runtime's 8-bit integer kernels (through a Cast it folds at "
+        "load) only with target 'ort-cpu'"
+    ]
+
+
+def _types(stayed: Sequence[Stayed]) -> str:
+    return " or ".join(dict.fromkeys(code_type(fmt) for _, _, fmt in stayed))
+
+
+def _names(stayed: Sequence[Stayed]) -> str:
+    names = ", ".join(repr(name) for name, _, _ in stayed[:SHOWN])
+    return names + (f" and {len(stayed) - SHOWN} more" if len(stayed) > SHOWN else "")

@@ -3,6 +3,7 @@ overheads corrected by real exports built in memory (core/search/sizes.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 
 import onnx
@@ -45,7 +46,7 @@ class FileSizes:
         # what the export writes around the weights, per format / quantizer / integer group
         self.w_overhead: dict[Format, int] = {}
         self.a_overhead = 0
-        self.k_overhead: dict[str, int] = {}
+        self.k_overhead: dict[tuple[str, Format], int] = {}  # (op type, weight format)
         self.act_extra: dict[tuple[str, Format | None], int] = {}  # wide activations
         # Size budgets: plans whose accounted size is within ``near`` bytes of ``limit`` are
         # exported in memory (cached per plan) and carry their real size; the accounting's
@@ -85,34 +86,32 @@ class FileSizes:
             guess = self.file_bytes(plan)
             self.misses.append(abs(size.file_bytes - guess))
             base = self.fixed_bytes + self.float_weight_bytes
+            kernels = self.kernels(plan)
+            whole = {n for n, c in plan.choices.items() if self.whole(n, c, n in kernels)}
             self.learned.learn(
-                plan,
-                size,
-                integer_kernel_layers(self.info, plan),
-                opset,
-                self.choices(plan),
-                base,
-                self.estimate,
+                plan, size, kernels, opset, self.choices(plan), base, self.estimate, whole
             )
             hit = self._exported[plan] = size.file_bytes
             self.update_near()
         return hit
 
     def export(self, plan: Plan) -> tuple[ExportSize, int]:
-        """``plan``'s export built in memory, and the opset it needs (nothing learnt)."""
-        kernels = integer_kernel_layers(self.info, plan, self.engine.placement(plan))
-        opset = self.opset(plan)
+        """``plan``'s export built in memory, and the opset it is written at (nothing
+        learnt)."""
+        kernels = self.kernels(plan)
+        needed = self.needed_opset(plan)
         # the opset conversion (a model copy, verified by two runs) once per opset, and
         # its failure too
-        prepared = self._prepared.get(opset)
+        prepared = self._prepared.get(needed)
         if prepared is None:
             try:
                 prepared = preflight(self.engine, plan)
             except BitlensError as exc:
                 prepared = exc
-            self._prepared[opset] = prepared
+            self._prepared[needed] = prepared
         if isinstance(prepared, BitlensError):
             raise prepared
+        opset = prepared.opset
         prepared = replace(prepared, kernels=frozenset(kernels))
         built = drain(build(self.engine, plan, None, prepared))
         if plan == self.keep:
@@ -156,11 +155,14 @@ class FileSizes:
         stores = self._stores[name]
         if w is not None and stores:
             net += sum(storage_bytes(bind(w, s), s.shape) - s.nbytes for s in stores)
+        if kernel and w is not None and (layer.op_type, w) in self.k_overhead:
+            # an integer-kernel layer's own encoding, measured whole: none of the folded
+            # format's nodes or shared constants (4-bit codes Cast, or packed below opset 21)
+            net += self.k_overhead[(layer.op_type, w)] - self.learned.kernel_shared.get(w, 0)
+        elif w is not None and stores:
             net += self.w_overhead.get(w, 0) - self.learned.shared.get(w, 0)
         if a is not None:
             net += self.a_overhead
-        if kernel:
-            net += self.k_overhead.get(layer.op_type, 0)
         return net + self.act_extra.get((name, a), 0)
 
     def net(self, layer: Layer, choice: LayerChoice, kernel: bool) -> int:
@@ -171,12 +173,30 @@ class FileSizes:
 
     def file_bytes(self, plan: Plan) -> int:
         """The exported file's size: weights plus what the export writes around them."""
-        kernels = integer_kernel_layers(self.info, plan)
+        kernels = self.kernels(plan)
         total = self.fixed_bytes + self.float_weight_bytes
-        total += self.learned.shared_bytes({c.weight for c in plan.choices.values()})
+        total += self.learned.shared_bytes(*self.shared_formats(plan, kernels))
         for layer in self.info.layers:
             total += self.net(layer, plan[layer.name], layer.name in kernels)
         return total + self.learned.rest(self.opset(plan), self.choices(plan))
+
+    def shared_formats(
+        self, plan: Plan, kernels: Collection[str]
+    ) -> tuple[set[Format | None], set[Format | None]]:
+        """The weight formats whose shared constants ``plan``'s file holds: those of its
+        layers not measured whole, and those of its layers measured whole (:meth:`whole`)."""
+        whole = {n for n, c in plan.choices.items() if self.whole(n, c, n in kernels)}
+        return (
+            {c.weight for n, c in plan.choices.items() if n not in whole},
+            {plan[n].weight for n in whole},
+        )
+
+    def whole(self, name: str, choice: LayerChoice, kernel: bool) -> bool:
+        """Whether ``name``'s cost in ``choice`` is measured whole, its format's shared
+        constants left out: an integer-kernel group whose cost ``k_overhead`` holds (its
+        weights are a QDQ group, not the folded format's nodes)."""
+        op = self.info.layer(name).op_type
+        return kernel and choice.weight is not None and (op, choice.weight) in self.k_overhead
 
     def layer_bytes(self, layer: Layer, fmt: Format | None, act: Format | None) -> int:
         """A layer's bytes with weights in ``fmt`` (its float weights for None), everything
@@ -191,7 +211,22 @@ class FileSizes:
     def choices(self, plan: Plan) -> tuple[LayerChoice, ...]:
         return tuple(plan[name] for name in self.info.layer_names)
 
-    def opset(self, plan: Plan) -> int:
+    def kernels(self, plan: Plan) -> set[str]:
+        """``plan``'s integer-kernel layers, as its export writes them: a Conv is one where
+        the target's placement requantizes its output (a quantizer the plan's layer inputs
+        alone do not show: ONNX Runtime's requantizing ops)."""
+        return integer_kernel_layers(self.info, plan, self.engine.placement(plan))
+
+    def needed_opset(self, plan: Plan) -> int:
         """The opset the export needs for ``plan`` (it converts the model to at least that)."""
-        kernels = integer_kernel_layers(self.info, plan, self.engine.placement(plan))
+        kernels = self.kernels(plan)
         return needed_opset(self.engine, plan, ExportOptions(), kernels)
+
+    def opset(self, plan: Plan) -> int:
+        """The opset ``plan``'s export is written at: the one it needs, or, where the model
+        cannot be converted to opset 21 that ONNX INT4 needs, a lower one with the 4-bit
+        codes of integer-kernel layers stored packed (core/export/exporter.py ``preflight``;
+        known once an export at that need was built: the overhead step builds one)."""
+        needed = self.needed_opset(plan)
+        prepared = self._prepared.get(needed)
+        return prepared.opset if isinstance(prepared, Prepared) else needed

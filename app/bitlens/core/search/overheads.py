@@ -4,11 +4,11 @@ exporting small plans in memory (unpacking nodes, scales, quantizers, integer-ke
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
+from dataclasses import replace
 
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.accounting import predict
-from bitlens.core.export.exporter import integer_kernel_layers
-from bitlens.core.formats import Format, parse_format
+from bitlens.core.formats import Format
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice
 from bitlens.core.results import Progress, drain
@@ -16,6 +16,7 @@ from bitlens.core.search.activations import activation_units
 from bitlens.core.search.candidates import _fits_weight
 from bitlens.core.search.measures import exported_size
 from bitlens.core.search.state import SearchState
+from bitlens.core.targets import KERNEL_WEIGHT_BITS
 from bitlens.core.weights import weight_bytes_after
 
 
@@ -60,20 +61,59 @@ def measure_overheads(
     all_base = {la.name: LayerChoice(None, base) for la in acts}
     e_a = exported_size(s.engine, s.plan_for(all_base))
     s.size.a_overhead = max(0, round((e_a - e0) / len(acts)))
-    # 8-bit weights next to 8-bit activations become an integer-kernel group, which the
-    # export writes differently (QDQ for ONNX Runtime to fuse): its own cost
-    # (per op type: a MatMul group and a Conv group differ)
-    int8 = parse_format("int8 sym ch")
-    for layer in sorted(acts, key=lambda la: la.nbytes):
-        if layer.op_type in s.size.k_overhead or int8 not in kept:
-            continue
-        plan = s.plan_for({**all_base, layer.name: LayerChoice(int8, base)})
-        if layer.name not in integer_kernel_layers(s.info, plan):
-            continue
-        e = exported_size(s.engine, plan)
-        delta = weight_bytes_after(layer, int8) - layer.nbytes
-        s.size.k_overhead[layer.op_type] = e - e_a - delta - s.size.w_overhead[int8]
+    # 8-bit and 4-bit weights next to 8-bit activations become an integer-kernel group,
+    # which the export writes differently (QDQ for ONNX Runtime to fuse; 4-bit codes Cast to
+    # int8, or below opset 21 stored packed and unpacked: core/export/weights.py): its cost
+    # per op type (a MatMul group and a Conv group differ) and weight format, measured whole
+    # (the folded format's nodes and shared constants are not written for such a layer)
+    for fmt in kept:
+        if fmt.bits in KERNEL_WEIGHT_BITS:
+            _kernel_costs(s, acts, fmt, LayerChoice(None, base), e_a)
     return kept
+
+
+def _kernel_costs(
+    s: SearchState, acts: Sequence[Layer], fmt: Format, flt: LayerChoice, e_a: int
+) -> None:
+    """``fmt``'s integer-kernel cost per op type: the smallest layer of each op type alone in
+    a kernel group (every activation at ``flt``'s, whose export weighs ``e_a``), then the two
+    smallest together, for what they share once per file (small constants the exporter
+    shares by value, the packed codes' unpacking, an opset conversion). Through the
+    accounting's own export, which also settles the opset the export really takes (below
+    opset 21 where the model cannot be upgraded)."""
+    all_base = {la.name: flt for la in acts}
+    choice = replace(flt, weight=fmt)
+    measured: list[Layer] = []
+    for layer in sorted(acts, key=lambda la: la.nbytes):
+        done = (layer.op_type, fmt) in s.size.k_overhead
+        if done and len(measured) == 2:
+            continue
+        plan = s.plan_for({**all_base, layer.name: choice})
+        if layer.name not in s.size.kernels(plan):
+            continue
+        if not done:
+            try:
+                e = s.size.export(plan)[0].file_bytes
+            except BitlensError:
+                return
+            delta = weight_bytes_after(layer, fmt) - layer.nbytes
+            s.size.k_overhead[(layer.op_type, fmt)] = e - e_a - delta
+        if len(measured) < 2:
+            measured.append(layer)
+    if len(measured) < 2:
+        return
+    plan = s.plan_for({**all_base, **{la.name: choice for la in measured}})
+    if not set(s.size.kernels(plan)) >= {la.name for la in measured}:
+        return
+    try:
+        e = s.size.export(plan)[0].file_bytes
+    except BitlensError:
+        return
+    alone = sum(
+        weight_bytes_after(la, fmt) - la.nbytes + s.size.k_overhead[(la.op_type, fmt)]
+        for la in measured
+    )
+    s.size.learned.kernel_shared[fmt] = max(0, alone - (e - e_a))
 
 
 def _one_and_two(

@@ -33,6 +33,9 @@ class LearnedSizes:
     # paid once per file by the first layer in a weight format: constants the exporter
     # shares by value between the layers of one format (measured with two small layers)
     shared: dict[Format, int] = field(default_factory=dict)
+    # the same, paid by the first integer-kernel layer measured whole in a format (its QDQ
+    # group's constants: core/search/overheads.py ``_kernel_costs``)
+    kernel_shared: dict[Format, int] = field(default_factory=dict)
     layers: dict[Key, int] = field(default_factory=dict)  # real net bytes - estimate
     # What the file holds beyond the layers' and shared bytes (the export record, which
     # describes every layer, and the quantizers on tensors that are no layer's input), per
@@ -50,22 +53,30 @@ class LearnedSizes:
         choices: tuple[LayerChoice, ...],
         base: int,
         estimate: Estimate,
+        whole: Set[str] = frozenset(),
     ) -> None:
         """Learn from ``size``, the real export of ``plan``; ``base`` is what the accounting
-        puts besides the layers (the float export) and ``estimate`` its per-layer guess."""
+        puts besides the layers (the float export) and ``estimate`` its per-layer guess;
+        ``whole``: layers whose estimate leaves their format's shared constants out (their
+        integer-kernel group's cost is measured whole), so they pay none of them."""
         seen: set[Format] = set()
+        seen_whole: set[Format] = set()
         total = base
         for rec in size.layers:
             choice = plan[rec.name]
             nbytes = rec.file_bytes
             w = choice.weight
-            if w is not None and w not in seen:
-                seen.add(w)  # the exporter writes layers in plan order: this one paid
+            # the exporter writes layers in plan order: the first of a format paid
+            if w is not None and rec.name in whole and w not in seen_whole:
+                seen_whole.add(w)
+                nbytes -= self.kernel_shared.get(w, 0)
+            elif w is not None and rec.name not in whole and w not in seen:
+                seen.add(w)
                 nbytes -= self.shared.get(w, 0)
             kernel = rec.name in kernels
             self.layers[(rec.name, choice, kernel)] = nbytes - estimate(rec.name, choice, kernel)
             total += nbytes
-        total += self.shared_bytes(seen)
+        total += self.shared_bytes(seen, seen_whole)
         self.rests.append((opset, choices, size.file_bytes - total))
 
     def layer(self, name: str, choice: LayerChoice, kernel: bool) -> int:
@@ -82,5 +93,11 @@ class LearnedSizes:
 
         return min(seen, key=differ)[2]
 
-    def shared_bytes(self, formats: Set[Format | None]) -> int:
-        return sum(self.shared.get(f, 0) for f in formats if f is not None)
+    def shared_bytes(
+        self, formats: Set[Format | None], whole: Set[Format | None] = frozenset()
+    ) -> int:
+        """What the layers in ``formats`` (and the kernel layers measured whole in
+        ``whole``) share once per file."""
+        return sum(self.shared.get(f, 0) for f in formats if f is not None) + sum(
+            self.kernel_shared.get(f, 0) for f in whole if f is not None
+        )
