@@ -29,7 +29,9 @@ from tests.core.as_written import assert_file_is_engine
 from tests.core.test_export_models import run
 
 
-def _dense_pair() -> Engine:
+def dense_pair(row: bool = False, hidden: int = 64) -> Engine:
+    """The two Dense layers; ``row``: biases written as rows ``[1, n]`` (jax2tf)."""
+    shape = (lambda n: (1, n)) if row else (lambda n: (n,))
     nodes = [
         helper.make_node("MatMul", ["x", "w1"], ["m1"], name="fc1"),
         helper.make_node("Add", ["m1", "b1"], ["a1"]),
@@ -41,10 +43,10 @@ def _dense_pair() -> Engine:
         nodes, "dense_pair",
         [helper.make_tensor_value_info("x", builders.FLOAT, ["N", 16])],
         [helper.make_tensor_value_info("y", builders.FLOAT, ["N", 8])],
-        [builders.init("w1", builders.weights((16, 64), seed=81, channel_axis=1)),
-         builders.init("b1", builders.bias(64, seed=82)),
-         builders.init("w2", builders.weights((64, 8), seed=83, channel_axis=1)),
-         builders.init("b2", builders.bias(8, seed=84))],
+        [builders.init("w1", builders.weights((16, hidden), seed=81, channel_axis=1)),
+         builders.init("b1", builders.bias(hidden, seed=82).reshape(shape(hidden))),
+         builders.init("w2", builders.weights((hidden, 8), seed=83, channel_axis=1)),
+         builders.init("b2", builders.bias(8, seed=84).reshape(shape(8)))],
     )  # fmt: skip
     rng = np.random.default_rng(0)
     feeds = tuple({"x": rng.standard_normal((32, 16)).astype(np.float32)} for _ in range(4))
@@ -61,7 +63,7 @@ def _requantized_by_ort(path: Path, tmp_path: Path) -> list[str]:
 
 
 def test_folded_matmul_before_a_bias_add_is_not_requantized_by_ort(tmp_path: Path) -> None:
-    engine = _dense_pair()
+    engine = dense_pair()
     uint8 = parse_format("uint8 asym")
     plan = Plan.float(engine.info).with_choices({
         "fc1": LayerChoice(weight=parse_format("int3 sym ch"), activation=uint8),

@@ -14,42 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
-from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine
-from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
-from tests import builders
 from tests.core.as_written import assert_file_is_engine
+from tests.core.test_export_matmul_add_guard import dense_pair
 from tests.core.test_export_models import run
 from tests.core.test_export_shared_matmul_bias import optimized_ops
 
 
-def _row_bias_mlp() -> Engine:
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["m1"], name="fc1"),
-        helper.make_node("Add", ["m1", "b1"], ["a1"]),
-        helper.make_node("Relu", ["a1"], ["r1"]),
-        helper.make_node("MatMul", ["r1", "w2"], ["m2"], name="fc2"),
-        helper.make_node("Add", ["m2", "b2"], ["y"]),
-    ]
-    g = helper.make_graph(
-        nodes, "row_bias",
-        [helper.make_tensor_value_info("x", builders.FLOAT, ["N", 16])],
-        [helper.make_tensor_value_info("y", builders.FLOAT, ["N", 8])],
-        [builders.init("w1", builders.weights((16, 32), seed=61, channel_axis=1)),
-         builders.init("b1", builders.bias(32, seed=62).reshape(1, 32)),
-         builders.init("w2", builders.weights((32, 8), seed=63, channel_axis=1)),
-         builders.init("b2", builders.bias(8, seed=64).reshape(1, 8))],
-    )  # fmt: skip
-    rng = np.random.default_rng(0)
-    feeds = tuple({"x": rng.standard_normal((8, 16)).astype(np.float32)} for _ in range(4))
-    return Engine(from_proto(builders.model(g)), Dataset(feeds, source="test"), device="cpu")
-
-
 def test_row_bias_is_stored_as_int32_and_the_layer_runs_as_qgemm(tmp_path: Path) -> None:
-    engine = _row_bias_mlp()
+    # 32 wide: at 64 the storage check flags fc1's per-channel zero points (1 byte per 16)
+    engine = dense_pair(row=True, hidden=32)
     plan = Plan.preset(engine.info, "W8A8")
     path = tmp_path / "row.onnx"
     result, report = run(engine, plan, path)
