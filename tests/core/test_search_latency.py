@@ -30,7 +30,7 @@ from bitlens.core.search.latency import (
     speed_limit,
     unlocked,
 )
-from bitlens.core.search.options import AS_W8A8, parse_max_latency
+from bitlens.core.search.options import AS_W8A8, HALF_W8A8, parse_max_latency
 from tests.builders import FLOAT, bias, init, model, weights
 from tests.core.engine_models import small_cnn
 from tests.core.test_cli_entry import run_cli
@@ -84,10 +84,10 @@ def _qlinear_convs(engine, plan: Plan, path) -> int:
     return sum(n.op_type == "QLinearConv" for n in optimized_model(str(path), ["CPUExecutionProvider"]).graph.node)
 
 
-def test_default_search_keeps_the_heavy_convolutions_on_integer_kernels(
+def test_w8a8_limited_search_keeps_the_heavy_convolutions_on_integer_kernels(
     engine, tmp_path, monkeypatch
 ) -> None:
-    """At W8A8's size, the default search's plan runs every convolution as QLinearConv in
+    """At W8A8's size, the search limited to W8A8's speed runs every convolution as QLinearConv in
     ONNX Runtime's own optimized graph, as W8A8 does; its speed check times the W8A8 export
     the search built for its sizes (one export written: the plan's)."""
     w8a8 = Plan.preset(engine.info, "W8A8")
@@ -100,7 +100,9 @@ def test_default_search_keeps_the_heavy_convolutions_on_integer_kernels(
         return real_export(eng, plan, path, *a, **kw)
 
     monkeypatch.setattr(speed_mod, "export", counted)
-    result, _ = _run(engine, Budget(max_bytes=limit), check_export=True, check_fraction=0)
+    result, _ = _run(
+        engine, Budget(max_bytes=limit), check_export=True, check_fraction=0, max_latency=AS_W8A8
+    )
     best = result.best
     assert best.exported_bytes is not None and best.exported_bytes <= limit
     assert _qlinear_convs(engine, w8a8, tmp_path / "w8a8.onnx") == 3
@@ -131,6 +133,10 @@ def test_speed_limit_locks_the_layers_whose_kernels_carry_the_time(engine) -> No
     assert speed_limit(engine, w8a8, 1.0, able).locked == frozenset()  # type: ignore[union-attr]
     low = speed_limit(engine, w8a8, 0.1, able)
     assert low is not None and low.limit == pytest.approx(low.w8a8) and low.locked == set(macs)
+    # the default: halfway from W8A8's predicted time to float's; it locks a subset of W8A8's
+    half = speed_limit(engine, w8a8, HALF_W8A8, able)
+    assert half is not None and half.limit == pytest.approx((INTEGER_COST + 1) / 2)
+    assert half.locked < speed.locked and half.predict(half.locked) <= half.limit
     # a layer whose candidates cannot keep its kernel is not locked (nor counted in W8A8's)
     no_c = speed_limit(engine, w8a8, AS_W8A8, {**able, "conv_c": False})
     assert no_c is not None and "conv_c" not in no_c.locked | no_c.kernels
@@ -151,7 +157,7 @@ def test_a_small_size_budget_frees_locked_layers(engine) -> None:
     comes first, the fewest MACs per byte leave their kernels first
     (conv_a: 64; conv_b and conv_c: 256, by name), and the plan is within the raised limit."""
     limit = exported_size(engine, Plan.preset(engine.info, "W8A8")) // 5
-    result, _ = _run(engine, Budget(max_bytes=limit))
+    result, _ = _run(engine, Budget(max_bytes=limit), max_latency=AS_W8A8)
     assert result.best.file_bytes <= limit
     (note,) = [n for n in result.notes if n.startswith("speed:")]
     kept = int(re.search(r"(\d+) of \d+ layer\(s\) keep", note).group(1))  # type: ignore[union-attr]
@@ -161,6 +167,7 @@ def test_a_small_size_budget_frees_locked_layers(engine) -> None:
 
 def test_max_latency_option_and_parsing() -> None:
     assert parse_max_latency("w8a8") == AS_W8A8
+    assert parse_max_latency("Half") == HALF_W8A8 == SearchOptions(Budget(size_ratio=0.5)).max_latency
     assert parse_max_latency(" none ") is None
     assert parse_max_latency("0.5") == 0.5
     for bad in ("fast", "0", "-1"):

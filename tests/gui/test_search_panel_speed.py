@@ -9,7 +9,7 @@ from bitlens.gui.search_panel import SearchPanel
 def test_speed_field_sets_the_requests_max_latency(qtbot) -> None:
     panel = SearchPanel()
     qtbot.addWidget(panel)
-    assert panel.options().max_latency == "W8A8"  # the default: as fast as W8A8
+    assert panel.options().max_latency == "half"  # the default: half of W8A8's speed-up
     panel.speed.setCurrentText("none")
     assert panel.options().max_latency is None
     panel.speed.setCurrentText("0.6")

@@ -39,7 +39,7 @@ from bitlens.core.search import (
     SearchResult,
     search,
 )
-from bitlens.core.search.options import AS_W8A8, parse_max_latency
+from bitlens.core.search.options import AS_W8A8, HALF_W8A8, parse_max_latency
 from bitlens.core.search.recovered import parse_methods
 from bitlens.core.targets import DEFAULT_TARGET
 from bitlens.core.usermetric import load_metric
@@ -87,11 +87,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recovery", nargs="+", default=list(DEFAULT_RECOVERY), metavar="M",
                    help="recovery methods a layer's 2- to 4-bit integer weights may get "
                    f"({' '.join(DEFAULT_RECOVERY)}; 'none': plain rounding)")  # fmt: skip
-    p.add_argument("--max-latency", default=AS_W8A8, metavar="RATIO",
+    p.add_argument("--max-latency", default=HALF_W8A8, metavar="RATIO",
                    help="ONNX Runtime CPU: the deployed time a plan may take, predicted from "
-                   f"MACs and integer kernels: '{AS_W8A8}' (default: as fast as the W8A8 "
-                   "preset, where W8A8 runs faster than float), a ratio of the float time "
-                   "(0.5), or 'none'")  # fmt: skip
+                   f"MACs and integer kernels: '{HALF_W8A8}' (default: keep at least half of "
+                   f"W8A8's speed-up over float), '{AS_W8A8}' (as fast as the W8A8 preset), a "
+                   "ratio of the float time (0.5), or 'none'; only where W8A8 runs faster "
+                   "than float")  # fmt: skip
     p.add_argument("-o", "--output", required=True, help="where to write the plan JSON")
     p.add_argument("--front", help="also write the front (and references) as JSON here")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

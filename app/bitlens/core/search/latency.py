@@ -14,8 +14,8 @@ against the float model's. Bytes live in weights and time in MACs, so the layers
 integer kernel costs the least time per weight byte (a classifier's Gemm: one MAC per weight
 per row) are the ones allowed to leave it; the others are *locked*: the search offers them
 only formats that keep their kernel, keeps their input activation 8-bit unsigned per tensor,
-and no plan it returns predicts slower than the limit (W8A8's predicted time plus SLACK by
-default). A size budget too small for the locked layers' formats frees more of them, those
+and no plan it returns predicts slower than the limit (by default halfway between W8A8's
+predicted time and the float model's; W8A8's plus SLACK with ``W8A8``). A size budget too small for the locked layers' formats frees more of them, those
 with the most bytes per MAC first: the budget comes first, speed where it can (and where
 the real exports still do not fit, the search runs again without the limit). Where the
 default limit's search returns the same-size preset itself, the weights-only search runs
@@ -38,7 +38,7 @@ from bitlens.core.engine import Engine
 from bitlens.core.export.kernels import integer_kernel_layers
 from bitlens.core.formats import Format
 from bitlens.core.plan import Plan
-from bitlens.core.search.options import AS_W8A8
+from bitlens.core.search.options import AS_W8A8, HALF_W8A8
 
 # An integer kernel's time per MAC against the float kernel's. ONNX Runtime 1.31 CPU, whole
 # models at W8A8 against float (session 8, interleaved fastest runs): malviz's ResNet-18
@@ -109,7 +109,7 @@ def layer_macs(engine: Engine) -> dict[str, float]:
 def speed_limit(
     engine: Engine, w8a8: Plan, max_latency: float | str, able: Mapping[str, bool]
 ) -> Speed | None:
-    """The limit for ``max_latency`` (AS_W8A8 or a ratio of the float time), or None where
+    """The limit for ``max_latency`` (AS_W8A8, HALF_W8A8 or a ratio of the float time), or None where
     speed is not steered (fewer than MIN_MACS in W8A8's integer-kernel layers). ``able``:
     per layer, whether the search's candidate formats can keep its integer kernel at all."""
     macs = layer_macs(engine)
@@ -117,7 +117,12 @@ def speed_limit(
     if sum(macs[n] for n in kern) < MIN_MACS:
         return None
     ref = Speed(macs, 1.0, 1.0, kern, frozenset()).predict(kern)
-    limit = ref * (1 + SLACK) if max_latency == AS_W8A8 else max(float(max_latency), ref)
+    if max_latency == AS_W8A8:
+        limit = ref * (1 + SLACK)
+    elif max_latency == HALF_W8A8:
+        limit = max(ref * (1 + SLACK), (ref + 1.0) / 2)
+    else:
+        limit = max(float(max_latency), ref)
     # free the layers whose kernel buys the least time per weight byte while the plan with
     # all of them off their kernels stays within the limit
     total = sum(macs.values())

@@ -19,7 +19,7 @@ from bitlens.core.search.candidates import _anchors, _fits_weight, _parse_all
 from bitlens.core.search.filesize import FileSizes
 from bitlens.core.search.guard import batchable, rows_of, split_notes, split_rows
 from bitlens.core.search.latency import Speed, freeing_order, speed_limit, unlocked
-from bitlens.core.search.options import AS_W8A8, FLOAT_NAME, SearchOptions
+from bitlens.core.search.options import FLOAT_NAME, RELATIVE_LATENCIES, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
 from bitlens.core.search.points import Point, SearchResult, pareto_front
 from bitlens.core.search.refine import Refinement
@@ -82,14 +82,18 @@ def _search(
             result = replace(result, notes=(*result.notes, note))
         if not _needs_float_activations(result, options):
             return result
-        if first.speed is not None and first.speed.locked and options.max_latency != AS_W8A8:
+        if (
+            first.speed is not None
+            and first.speed.locked
+            and options.max_latency not in RELATIVE_LATENCIES
+        ):
             # weights-only plans run every layer in float: slower than the limit asked for
             return replace(result, notes=(*result.notes, (
                 "plans with float activations were not searched: they run in float, slower "
                 f"than the speed limit (x{first.speed.limit:.2f} of the float time predicted; "
                 "--max-latency none allows them)"
             )))  # fmt: skip
-        # The default limit (as fast as W8A8) gives way where nothing that fast beats W8A8:
+        # A limit set from W8A8's time (the default) gives way where nothing that fast beats W8A8:
         # the weights-only plan runs at the float model's speed, and says so (fsmn-vad, the
         # text sample: their wins over W8A8 are weights-only plans)
         # Small budgets: the activation quantizers (and the tensors the target quantizes
