@@ -116,8 +116,8 @@ def _search(
                 "keeps its activations float (weights only: they run in float when deployed)"
                 + ("" if now is None else f" and has error {now:.4g} there")
                 + ("" if first.speed is None else
-                   f", slower than {preset} (--max-latency {first.speed.limit:.2f} keeps "
-                   f"{preset}'s speed instead)")
+                   f", slower than the speed limit (--max-latency {first.speed.limit:.2f} "
+                   "keeps that limit instead)")
             )))  # fmt: skip
         return merged
     finally:
