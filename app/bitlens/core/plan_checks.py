@@ -13,9 +13,9 @@ from bitlens.core.targets import (
     KERNEL_OPS,
     KERNEL_WEIGHT_BITS,
     NONE,
-    ORT_CPU,
     TENSORRT,
     kernel_format,
+    kernel_weight_on_target,
     placement,
     slower_as_integer,
 )
@@ -109,7 +109,7 @@ def _asks_kernel(w: Format, a: Format | None) -> bool:
 def _why_float(layer: Layer, w: Format, a: Format | None, dynamic: bool, target: str) -> str:
     """Why the layer will not be an integer kernel ("" when it will be one)."""
     if kernel_format(layer, w, a, dynamic):
-        if w.bits < 8 and target != ORT_CPU:
+        if not kernel_weight_on_target(w, target):
             return (
                 f"target {target!r} writes 4-bit weights folded to float (they reach ONNX "
                 "Runtime's 8-bit integer kernels through a Cast it folds at load only with "

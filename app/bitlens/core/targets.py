@@ -186,6 +186,14 @@ def kernel_format(layer: Layer, weight: Format | None, act: Format | None, dynam
     return slower_as_integer(layer) is None and _kernel_shaped(layer, weight, act, dynamic)
 
 
+def kernel_weight_on_target(weight: Format | None, target: str) -> bool:
+    """Whether ``target`` writes ``weight`` (a :func:`kernel_format` layer's) for the integer
+    kernel: 4-bit weights reach the 8-bit kernel through a Cast ONNX Runtime folds at load
+    (:data:`KERNEL_WEIGHT_BITS`), written with ``ort-cpu`` only; other targets fold them to
+    float and keep integer kernels for 8-bit weights."""
+    return target == ORT_CPU or (weight is not None and weight.bits == 8)
+
+
 def idle_input_quantizer(
     layer: Layer, weight: Format | None, act: Format | None, target: str
 ) -> bool:

@@ -8,7 +8,7 @@ from bitlens.core.export import activations
 from bitlens.core.model.types import Layer, ModelInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.recovery import Recovery
-from bitlens.core.targets import ORT_CPU, TensorQuantizer, kernel_format
+from bitlens.core.targets import TensorQuantizer, kernel_format, kernel_weight_on_target
 
 
 def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
@@ -18,12 +18,6 @@ def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
     return choice.recovery is not Recovery.AWQ and kernel_format(
         layer, choice.weight, choice.activation, choice.dynamic
     )
-
-
-def _kernel_on_target(choice: LayerChoice, target: str) -> bool:
-    """4-bit weights reach an 8-bit kernel through a Cast ONNX Runtime folds at load
-    (bitlens.core.targets.KERNEL_WEIGHT_BITS); other targets get 8-bit weights only."""
-    return target == ORT_CPU or (choice.weight is not None and choice.weight.bits == 8)
 
 
 # Ops ONNX Runtime moves a QuantizeLinear back across (QDQ propagation) or folds into the
@@ -61,8 +55,8 @@ def integer_kernel_layers(
     out: set[str] = set()
     for name, choice in plan.choices.items():
         layer = info.layer(name)
-        if not integer_kernel_candidate(layer, choice) or not _kernel_on_target(
-            choice, plan.target
+        if not integer_kernel_candidate(layer, choice) or not kernel_weight_on_target(
+            choice.weight, plan.target
         ):
             continue
         if layer.op_type != "Conv":

@@ -36,7 +36,7 @@ def stayed_float_notes(target: str, stayed: Sequence[Stayed]) -> list[str]:
     """The report lines for ``stayed``: per layer whose plan asked for an integer kernel (8-bit
     or 4-bit integer weights next to 8-bit activations) but that ran without one, in graph
     order."""
-    narrow = [s for s in stayed if s[2].bits < 8 and target != targets.ORT_CPU]
+    narrow = [s for s in stayed if not targets.kernel_weight_on_target(s[2], target)]
     stayed = [s for s in stayed if s not in narrow]
     notes = _folded_by_target(target, narrow)
     if target != targets.TENSORRT:
