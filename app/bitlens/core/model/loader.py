@@ -33,6 +33,7 @@ from bitlens.core.model.external import (
 )
 from bitlens.core.model.folding import fold_constants
 from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize, walk
+from bitlens.core.model.half_activations import half_activations_note
 from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.irversion import fit_ir_version
 from bitlens.core.model.loop_invariants import loop_constants_note, read_loop_constants
@@ -317,6 +318,8 @@ def _iter_finish(
     weight_names = {w.name for layer in info.layers for w in layer.weights}
     if loop_note := loop_constants_note(len(carried & weight_names)):
         notes.append(loop_note)
+    if half_note := half_activations_note(info):
+        notes.append(half_note)
     if notes:
         info = replace(info, notes=tuple(notes))
     consts: dict[tuple[str, str], ConstSource] = {}

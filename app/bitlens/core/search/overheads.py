@@ -9,6 +9,7 @@ from dataclasses import replace
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.accounting import predict
 from bitlens.core.formats import Format
+from bitlens.core.model.half_activations import quantizable_activations
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice
 from bitlens.core.results import Progress, drain
@@ -54,7 +55,7 @@ def measure_overheads(
         if second is not None and 0 <= second < first:
             s.size.learned.shared[fmt] = first - second
         yield s._tick(f"export cost of {fmt.name}")
-    acts = [la for la in s.info.layers if la.activations and not la.graph_path]
+    acts = [la for la in s.info.layers if quantizable_activations(s.info, la)]
     if base is None or not acts:
         return kept
     # every activation at the base: the quantizers' cost, on average
