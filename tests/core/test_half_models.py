@@ -19,6 +19,7 @@ from onnx import numpy_helper
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from bitlens.core.engine import Engine
+from bitlens.core.export import checklist
 from bitlens.core.formats import fake_quantize, parse_format
 from bitlens.core.model.half_activations import quantizable_activations
 from bitlens.core.model.loader import from_proto
@@ -75,5 +76,7 @@ def test_w8a8_on_a_float16_model_quantizes_weights_only(tmp_path: Path) -> None:
     assert [n for n in report.notes if "within float16 rounding" in n] or all(
         o.as_written_exact for o in report.outputs
     )
+    rows = [c for c in checklist.checklist(report) if c.group == "outputs"]
+    assert rows and all(c.verdict is not checklist.Verdict.FAIL for c in rows), rows
     got = ort.InferenceSession(str(tmp_path / "half.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(got.run(None, {"x": x})[0], want)
