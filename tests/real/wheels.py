@@ -329,6 +329,20 @@ CHARS2VEC = Wheel(
 )
 
 
+# Fifth set of non-vision models (tests/real/test_real_nlp5.py): brainmaze-eeg-models' EEG
+# detectors, time series. A PyTorch 2.14 seizure detector (opset 18: a Conv2d over a [100, time]
+# spectrogram, two LSTMs, logits and probs laid out [time, batch, 4]) and a PyTorch 2.5 sleep-
+# spindle detector (opset 17: two inputs, 22 Conv1d, GELU written with Erf, BatchNorms,
+# ConvTranspose upsampling, 7500 samples).
+BRAINMAZE_EEG = Wheel(
+    "brainmaze-eeg-models",
+    "0.1.0",
+    "brainmaze_eeg_models-0.1.0-py3-none-any.whl",
+    "25ec131ac5ed39cf8032a07cc22f5744f13a589f45b10885726e096e41e1d104",
+    "BSD-3-Clause",
+)
+
+
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "bitlens-tests"
