@@ -28,7 +28,7 @@ CASES = (
          {"Conv": 2, "LSTM": 2, "MatMul": 1}, min_sqnr_db=35.0),
     # 2 windows (1 calibrates, 1 evaluates): 7500 samples through 4e9 MACs each
     Case("eeg-spindles", _EEG, "spindle-detector-eeg.onnx", feeds_nlp5.spindles,
-         {"Conv": 22, "ConvTranspose": 4, "MatMul": 3}, min_sqnr_db=30.0),
+         {"Conv": 22, "ConvTranspose": 4, "MatMul": 3}, min_sqnr_db=25.0),
 )  # fmt: skip
 SAMPLES = {"eeg-seizure": 4, "eeg-spindles": 2}  # half calibrate, half evaluate
 
