@@ -68,8 +68,8 @@ def test_w8a8_eval_and_export_keep_the_models_decisions(case) -> None:
     want, got = _plain_ort(path, evaluation), _plain_ort(out, evaluation)
     sqnr_as_eval_reports(ev, want, got, c.min_sqnr_db)
 
-    def decided(outputs: list[list[np.ndarray]], j: int, axis: int = -1) -> np.ndarray:
-        return np.concatenate([r[j].argmax(axis).ravel() for r in outputs])
+    def decided(outputs: list[list[np.ndarray]], j: int) -> np.ndarray:  # classes: last axis
+        return np.concatenate([r[j].argmax(-1).ravel() for r in outputs])
 
     if c.id == "eeg-seizure":  # probs [time, batch, 4]: the class of every column and row
         assert np.array_equal(decided(want, 1), decided(got, 1))
