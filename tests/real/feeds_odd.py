@@ -3,7 +3,11 @@ package's own preprocessing (cited): several inputs of different kinds per run."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import onnx
+from onnxruntime.transformers.float16 import convert_float_to_float16
 
 # bert-base-uncased's vocabulary (all-MiniLM-L6-v2 uses it): [PAD] 0, [CLS] 101, [SEP] 102;
 # whole words from "the" (1996) up, most frequent first, so low ids are common words.
@@ -24,3 +28,12 @@ def minilm(n: int, length: int = 24) -> dict[str, np.ndarray]:
         ids[i, : words + 2] = [_CLS, *(_FIRST_WORD + ranks), _SEP]
         mask[i, : words + 2] = 1
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
+def half_model(source: Path, dest: Path) -> Path:
+    """``source`` converted to float16 the way GPU deployments do it: ONNX Runtime's own
+    converter with float32 inputs and outputs kept (``keep_io_types``), saved as one file
+    (the source's external data read in)."""
+    model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    onnx.save(model, str(dest))
+    return dest

