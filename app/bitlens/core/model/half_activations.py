@@ -1,4 +1,5 @@
-"""Layers whose activations are not float32, as in models stored and run in float16.
+"""Layers whose activations are not float32, as in models stored and run in float16
+(or float64, as some scikit-learn conversions compute).
 
 Exporters and converters write whole models in float16 for GPUs (ONNX Runtime's
 ``convert_float_to_float16``, https://github.com/microsoft/onnxruntime/blob/main/
@@ -44,7 +45,7 @@ def half_activations_note(info: ModelInfo) -> str | None:
     )
     return (
         f"{len(layers)} of {len(info.layers)} layer(s) compute on {'/'.join(dtypes)} activations "
-        "(the model runs in reduced precision); Bitlens quantizes activations in float32 only, "
+        "(not float32); Bitlens quantizes activations in float32 only, "
         "so the presets and the search quantize these layers' weights and leave their "
         "activations as the file computes them"
     )
