@@ -36,7 +36,7 @@ import numpy as np
 from onnx import numpy_helper
 
 from bitlens.core.export.graph import GraphBuilder, rename_output
-from bitlens.core.export.packing import pack, unpack_nodes
+from bitlens.core.export.packing import pack, packed_size, unpack_nodes
 from bitlens.core.formats import Format, Granularity, Grouping, QTensor, family_of, quantize
 from bitlens.core.model.types import WeightInfo
 
@@ -126,6 +126,8 @@ def encode_qtensor(
     :data:`CAST` stores them in their native type and Casts them to int8/uint8 before the
     DequantizeLinear; :data:`PACKED` stores them as an n-bit packed stream, unpacked and Cast."""
     fmt = q.fmt
+    if mode == QDQ and widen == PACKED and fmt.bits < 8:  # any width: no native type needed
+        return _qdq(b, w, q, _WIDE_INT[fmt.signed][0], dtype, zero_point, widen)
     if mode == QDQ and (dt := native_qdq_dtype(fmt, allow_int2)) is not None:
         return _qdq(b, w, q, dt, dtype, zero_point, widen)
     if not fmt.has_scale:
@@ -163,6 +165,21 @@ def _store_codes(b: GraphBuilder, hint: str, codes: np.ndarray, bits: int, role:
         label=f"uint8 ({bits}-bit packed)",
     )
     return unpack_nodes(b, name, bits, flat.size, hint), st
+
+
+def _packed_codes(
+    b: GraphBuilder, hint: str, codes: np.ndarray, bits: int, qmin: int, shape: tuple[int, ...]
+) -> tuple[str, StoredTensor]:
+    """Integer codes (or zero points) of ``shape`` stored as an n-bit packed stream of offset
+    codes ``u = q - qmin`` and rebuilt as int64 ``q`` by opset-13 operators (constant: ONNX
+    Runtime folds them when the session starts)."""
+    role = "zero_point" if hint == "zp" else "codes"
+    u = np.asarray(codes).astype(np.int32) - qmin
+    flat, st = _store_codes(b, hint, u, bits, role)
+    name = b.node("Reshape", [flat, _shape_const(b, f"{hint}_shape", shape)])
+    if qmin:
+        name = b.node("Add", [name, b.const(f"{hint}_qmin", np.array(qmin, np.int64))])
+    return name, st
 
 
 def _shape_const(b: GraphBuilder, hint: str, shape: tuple[int, ...]) -> str:
@@ -308,12 +325,10 @@ def _qdq(
         return name if wide is None else b.node("Cast", [name], to=wide[1])
 
     stored: list[StoredTensor] = []
-    if wide is not None and widen == PACKED:
-        flat, st = _store_codes(b, "codes", q.codes.astype(np.int32) - fmt.qmin, fmt.bits)
-        name = b.node("Reshape", [flat, _shape_const(b, "shape", g.shape)])
-        if fmt.qmin:  # back from offset codes u = q - qmin, in int64
-            name = b.node("Add", [name, b.const("qmin", np.array(fmt.qmin, np.int64))])
-        dt = wide[0]  # the zero point, if any, is stored as an 8-bit code
+    packed = wide is not None and widen == PACKED
+    if packed:
+        name, st = _packed_codes(b, "codes", q.codes, fmt.bits, fmt.qmin, g.shape)
+        dt = wide[0]
     else:
         name, st = _store(b, "codes", q.codes.astype(dt), "codes", bits=fmt.bits, label=dt.name)
     name = widened(name)
@@ -322,12 +337,18 @@ def _qdq(
     stored.append(sst)
     inputs = [name, sname]
     if q.zero_point is not None and (zero_point or not (fmt.symmetric and fmt.signed)):
-        zbits = 8 if widen == PACKED else fmt.bits
-        zname, zst = _store(
-            b, "zp", np.asarray(q.zero_point).astype(dt), "zero_point", bits=zbits, label=dt.name
-        )
+        zp = np.asarray(q.zero_point)
+        if packed and packed_size(zp.size, fmt.bits) < zp.size:  # packed like the codes
+            zname, zst = _packed_codes(b, "zp", zp, fmt.bits, fmt.qmin, g.param_shape)
+            zname = widened(zname)
+        else:  # native, or 8-bit: a packed stream of under 8 codes is no smaller
+            zbits = 8 if packed else fmt.bits
+            zname, zst = _store(
+                b, "zp", zp.astype(dt), "zero_point", bits=zbits, label=dt.name
+            )  # fmt: skip
+            zname = zname if packed else widened(zname)
         stored.append(zst)
-        inputs.append(zname if widen == PACKED else widened(zname))
+        inputs.append(zname)
     attrs: dict[str, int] = {}
     if g.granularity is not Granularity.TENSOR:
         attrs["axis"] = g.axis
@@ -335,10 +356,9 @@ def _qdq(
         attrs["block_size"] = g.block_size
     out = b.node("DequantizeLinear", inputs, **attrs)  # type: ignore[arg-type]
     _finish(b, out, dtype, w.name)
-    min_opset = family_of(fmt).export_min_opset(fmt, True)
+    min_opset = 13 if packed else family_of(fmt).export_min_opset(fmt, True)
     text = f"DequantizeLinear of {dt.name} codes, float32 scale {_granularity_text(g)}"
-    if wide is not None and widen == PACKED:
-        min_opset = 13
+    if packed:
         text = (
             f"{fmt.bits}-bit packed codes unpacked and Cast to {wide[0].name} (folded when the "
             f"session starts, for the integer kernel), DequantizeLinear with float32 scale "
