@@ -127,11 +127,12 @@ def test_the_simulation_requantizes_an_int4_conv_like_an_int8_one(engine: Engine
 
 
 def test_other_widths_and_targets_stay_float_layers(engine: Engine) -> None:
-    """3-bit codes would take 4 bits and 5-7-bit codes 8 in the file, more than the plan
-    accounts; TensorRT gets no Cast from 4 bits: those layers keep float weights."""
+    """Blocked codes have no integer kernel, 16-bit ones no 8-bit one; TensorRT gets no Cast
+    from 4 bits: those layers keep float weights (2- to 7-bit widths:
+    test_export_kernel_widths.py)."""
     layer = engine.info.layer("conv")
     act = parse_format("uint8 asym")
-    for weights in ("int2 sym ch", "int3 sym ch", "int5 sym ch", "int4 sym blk32"):
+    for weights in ("int16 sym ch", "int4 sym blk32", "int3 sym blk16"):
         assert not kernel_format(layer, parse_format(weights), act, False), weights
     assert kernel_format(layer, parse_format("int4 sym ch"), act, False)
     trt = _plan(engine, "int4 sym ch").with_target(TENSORRT)
@@ -141,11 +142,11 @@ def test_other_widths_and_targets_stay_float_layers(engine: Engine) -> None:
 def test_a_float_matmul_behind_a_float_cast_keeps_its_int3_weights(
     engine: Engine, tmp_path: Path
 ) -> None:
-    """int3 weights stay a float layer; the MatMul's Cast(to float) before its bias Add
+    """Blocked int3 weights stay a float layer; the MatMul's Cast(to float) before its bias Add
     (as tf2onnx and open_nsfw write it) hid the MatMul + Add -> Gemm fusion from the guard,
     so ONNX Runtime re-quantized the folded int3 weights to int8 in a QGemm and the
     deployed file moved by 3 LSB from the simulation (the fidelity check failed)."""
-    plan = _plan(engine, "int3 sym ch")
+    plan = _plan(engine, "int3 sym blk16")
     out = tmp_path / "w3a8.onnx"
     result = drain(export(engine, plan, out))
     assert not any(r.integer_kernel for r in result.layers.values())

@@ -16,10 +16,13 @@ for bit (the values the inspector simulated):
 * **qdq**: a standard DequantizeLinear on a native ONNX type (int8, uint8,
   int16, uint16, int4, uint4, int2, uint2, fp8) with per-axis or blocked
   parameters. The exporter uses it where an integer kernel should run
-  (8-bit or 4-bit weights next to 8-bit activations) or when the user asks for QDQ.
-  An integer-kernel layer's 4-bit codes are stored as INT4/UINT4 and Cast to
-  int8/uint8 before the DequantizeLinear (``widen``): ONNX Runtime folds the
-  Cast at load, and its QDQ fusions only take 8-bit weights
+  (2- to 8-bit weights next to 8-bit activations) or when the user asks for QDQ.
+  An integer-kernel layer's narrower codes reach an int8/uint8 DequantizeLinear
+  through a constant subgraph (``widen``): 4-bit codes stored as INT4/UINT4 and
+  Cast; 2-, 3-, 5-, 6- and 7-bit codes (and 4-bit ones below opset 21) stored
+  as an n-bit packed stream, unpacked and Cast, their zero points likewise (or
+  made by a ConstantOfShape where all are 0). ONNX Runtime folds it at load,
+  and its QDQ fusions only take 8-bit weights
   (bitlens.core.targets.KERNEL_WEIGHT_BITS).
 
 Every element of the level arithmetic matches the codec: a uniform code
@@ -338,17 +341,23 @@ def _qdq(
     inputs = [name, sname]
     if q.zero_point is not None and (zero_point or not (fmt.symmetric and fmt.signed)):
         zp = np.asarray(q.zero_point)
-        if packed and packed_size(zp.size, fmt.bits) < zp.size:  # packed like the codes
+        if packed and not zp.any():
+            # zeros (symmetric codes, which QGemm still wants written out) made at load:
+            # 8-bit ones would cost a byte per channel the plan does not account
+            zero = numpy_helper.from_array(np.zeros(1, dt), "zero")
+            shape = _shape_const(b, "zp_shape", g.param_shape)
+            inputs.append(b.node("ConstantOfShape", [shape], value=zero))
+        elif packed and packed_size(zp.size, fmt.bits) < zp.size:  # packed like the codes
             zname, zst = _packed_codes(b, "zp", zp, fmt.bits, fmt.qmin, g.param_shape)
-            zname = widened(zname)
+            stored.append(zst)
+            inputs.append(widened(zname))
         else:  # native, or 8-bit: a packed stream of under 8 codes is no smaller
-            zbits = 8 if packed else fmt.bits
             zname, zst = _store(
-                b, "zp", zp.astype(dt), "zero_point", bits=zbits, label=dt.name
+                b, "zp", zp.astype(dt), "zero_point", bits=8 if packed else fmt.bits,
+                label=dt.name,
             )  # fmt: skip
-            zname = zname if packed else widened(zname)
-        stored.append(zst)
-        inputs.append(zname)
+            stored.append(zst)
+            inputs.append(zname if packed else widened(zname))
     attrs: dict[str, int] = {}
     if g.granularity is not Granularity.TENSOR:
         attrs["axis"] = g.axis

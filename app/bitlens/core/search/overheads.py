@@ -61,9 +61,10 @@ def measure_overheads(
     all_base = {la.name: LayerChoice(None, base) for la in acts}
     e_a = exported_size(s.engine, s.plan_for(all_base))
     s.size.a_overhead = max(0, round((e_a - e0) / len(acts)))
-    # 8-bit and 4-bit weights next to 8-bit activations become an integer-kernel group,
-    # which the export writes differently (QDQ for ONNX Runtime to fuse; 4-bit codes Cast to
-    # int8, or below opset 21 stored packed and unpacked: core/export/weights.py): its cost
+    # 2- to 8-bit weights next to 8-bit activations become an integer-kernel group, which
+    # the export writes differently (QDQ for ONNX Runtime to fuse; 4-bit codes Cast to int8,
+    # other widths, or 4 bits below opset 21, stored packed and unpacked:
+    # core/export/weights.py): its cost
     # per op type (a MatMul group and a Conv group differ) and weight format, measured whole
     # (the folded format's nodes and shared constants are not written for such a layer)
     for fmt in kept:
