@@ -1,11 +1,12 @@
-"""2-, 3-, 5-, 6- and 7-bit integer weights next to 8-bit activations run as ONNX Runtime's
-integer kernels, at their own file size.
+"""2-, 3-, 5-, 6- and 7-bit integer weights, and ternary and binary ones, next to 8-bit
+activations run as ONNX Runtime's integer kernels, at their own file size.
 
 Before, only 8- and 4-bit weights made an integer-kernel layer: a layer with int3 (or int2,
-int5, int6, int7) weights was written as a float Conv/MatMul/Gemm on weights folded at load,
+int5, int6, int7, ternary, binary) weights was written as a float Conv/MatMul/Gemm on weights folded at load,
 with Q/DQ work around it, so plans using those widths ran slower than W8A8. Now the codes are
 stored as an n-bit packed stream that opset-13 operators unpack and Cast to int8/uint8 before
-the DequantizeLinear (zero points likewise); ONNX Runtime folds that constant subgraph when the
+the DequantizeLinear (zero points likewise; ternary codes -1/0/+1 and binary signs -1/+1 with
+alpha as the scale); ONNX Runtime folds that constant subgraph when the
 session starts and fuses QLinearConv / QGemm, and the engine simulates the layer exactly like
 an 8-bit one (int32 bias, output requantization).
 
@@ -27,7 +28,7 @@ from onnx import TensorProto, numpy_helper
 from bitlens.core.engine import Engine, bind
 from bitlens.core.export.exporter import export, integer_kernel_layers
 from bitlens.core.export.fidelity import check_fidelity
-from bitlens.core.formats import parse_format, quantize
+from bitlens.core.formats import Family, parse_format, quantize
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from bitlens.core.plan_checks import deployment_warnings
@@ -63,20 +64,24 @@ def _with_plain_codes(engine: Engine, plan: Plan, path: Path, out: Path) -> None
         w = engine.info.layer(name).weights[0]
         q = quantize(engine.model.weight(w.name), bind(plan[name].weight, w))
         wide = np.int8 if q.fmt.signed else np.uint8
+        codes = q.codes.astype(wide)
+        if q.fmt.family is Family.BINARY:  # signs: -alpha / +alpha
+            codes = np.where(q.codes.astype(bool), 1, -1).astype(np.int8)
         dq = by_out[w.name]
         assert dq.op_type == "DequantizeLinear"
         dq.input[0] = f"{w.name}_plain_codes"
-        m.graph.initializer.append(numpy_helper.from_array(q.codes.astype(wide), dq.input[0]))
+        m.graph.initializer.append(numpy_helper.from_array(codes, dq.input[0]))
         if len(dq.input) > 2:
             dq.input[2] = f"{w.name}_plain_zp"
-            zp = np.asarray(q.zero_point).astype(wide)
+            zp = np.zeros(q.scale.shape, wide) if q.zero_point is None else q.zero_point
+            zp = np.asarray(zp).astype(wide)
             m.graph.initializer.append(numpy_helper.from_array(zp, dq.input[2]))
     onnx.save(m, str(out))
 
 
 @pytest.mark.parametrize(
     "weights", ["int3 sym ch", "uint3 asym ch", "int2 sym ch", "int5 asym", "int6 sym ch",
-                "uint7 asym ch"],
+                "uint7 asym ch", "tern ch", "bin ch", "tern mse"],
 )  # fmt: skip
 def test_every_width_runs_as_integer_kernels_exactly_as_simulated(
     engine: Engine, weights: str, tmp_path: Path

@@ -178,8 +178,8 @@ def slower_as_integer(layer: Layer) -> str | None:
 
 
 def kernel_format(layer: Layer, weight: Format | None, act: Format | None, dynamic: bool) -> bool:
-    """An integer-kernel layer: Conv/MatMul/Gemm in the main graph with 2- to 8-bit
-    integer weights (per tensor or channel: :data:`KERNEL_WEIGHT_BITS`) and a calibrated
+    """An integer-kernel layer: Conv/MatMul/Gemm in the main graph with 2- to 8-bit integer,
+    ternary or binary weights per tensor or channel (:func:`kernel_weight`) and a calibrated
     8-bit per-tensor integer activation, whose integer kernel is not known to be slower than
     float (:func:`slower_as_integer`)."""
     return slower_as_integer(layer) is None and _kernel_shaped(layer, weight, act, dynamic)
@@ -215,13 +215,22 @@ def _kernel_shaped(layer: Layer, weight: Format | None, act: Format | None, dyna
         and weight is not None
         and act is not None
         and not dynamic
-        and weight.family is Family.INT
-        and weight.bits in KERNEL_WEIGHT_BITS
-        and weight.granularity is not Granularity.BLOCK
+        and kernel_weight(weight)
         and act.family is Family.INT
         and act.bits == 8
         and act.granularity is Granularity.TENSOR
     )
+
+
+def kernel_weight(weight: Format) -> bool:
+    """Weights an integer kernel can take: 2- to 8-bit integers (:data:`KERNEL_WEIGHT_BITS`),
+    ternary and binary ones (codes -1/0/+1 and -1/+1 times alpha: an int8 DequantizeLinear
+    gives exactly the simulated ``float32(code) * alpha``), per tensor or per channel."""
+    if weight.granularity is Granularity.BLOCK:
+        return False
+    if weight.family is Family.INT:
+        return weight.bits in KERNEL_WEIGHT_BITS
+    return weight.family in (Family.TERNARY, Family.BINARY)
 
 
 def scalar_code(value: float) -> tuple[int, float, int]:

@@ -40,7 +40,7 @@ from onnx import numpy_helper
 
 from bitlens.core.export.graph import GraphBuilder, rename_output
 from bitlens.core.export.packing import pack, packed_size, unpack_nodes
-from bitlens.core.formats import Format, Granularity, Grouping, QTensor, family_of, quantize
+from bitlens.core.formats import Family, Format, Granularity, Grouping, QTensor, family_of, quantize
 from bitlens.core.model.types import WeightInfo
 
 FOLD = "fold"
@@ -171,15 +171,18 @@ def _store_codes(b: GraphBuilder, hint: str, codes: np.ndarray, bits: int, role:
 
 
 def _packed_codes(
-    b: GraphBuilder, hint: str, codes: np.ndarray, bits: int, qmin: int, shape: tuple[int, ...]
+    b: GraphBuilder, hint: str, codes: np.ndarray, bits: int, qmin: int, shape: tuple[int, ...],
+    step: int = 1,
 ) -> tuple[str, StoredTensor]:
     """Integer codes (or zero points) of ``shape`` stored as an n-bit packed stream of offset
-    codes ``u = q - qmin`` and rebuilt as int64 ``q`` by opset-13 operators (constant: ONNX
-    Runtime folds them when the session starts)."""
+    codes ``u = (q - qmin) / step`` and rebuilt as int64 ``q`` by opset-13 operators
+    (constant: ONNX Runtime folds them when the session starts)."""
     role = "zero_point" if hint == "zp" else "codes"
-    u = np.asarray(codes).astype(np.int32) - qmin
+    u = (np.asarray(codes).astype(np.int32) - qmin) // step
     flat, st = _store_codes(b, hint, u, bits, role)
     name = b.node("Reshape", [flat, _shape_const(b, f"{hint}_shape", shape)])
+    if step != 1:
+        name = b.node("Mul", [name, b.const(f"{hint}_step", np.array(step, np.int64))])
     if qmin:
         name = b.node("Add", [name, b.const(f"{hint}_qmin", np.array(qmin, np.int64))])
     return name, st
@@ -311,6 +314,17 @@ def _folded(b: GraphBuilder, w: WeightInfo, q: QTensor, dtype: np.dtype) -> Weig
 _WIDE_INT = {True: (np.dtype(np.int8), 3), False: (np.dtype(np.uint8), 2)}  # ONNX INT8, UINT8
 
 
+def _kernel_codes(q: QTensor) -> tuple[np.ndarray, int, int]:
+    """(integer codes, their least value, the step between values) of an integer-kernel
+    layer's weight: uniform integers as they are; ternary codes -1/0/+1 and binary signs as
+    -1/+1, which times alpha are exactly the simulated values (bitlens.core.formats.sign)."""
+    if q.fmt.family is Family.TERNARY:
+        return q.codes, -1, 1
+    if q.fmt.family is Family.BINARY:
+        return q.codes.astype(np.int8) * 2 - 1, -1, 2
+    return q.codes, q.fmt.qmin, 1
+
+
 def _qdq(
     b: GraphBuilder,
     w: WeightInfo,
@@ -330,7 +344,8 @@ def _qdq(
     stored: list[StoredTensor] = []
     packed = wide is not None and widen == PACKED
     if packed:
-        name, st = _packed_codes(b, "codes", q.codes, fmt.bits, fmt.qmin, g.shape)
+        codes, qmin, step = _kernel_codes(q)
+        name, st = _packed_codes(b, "codes", codes, fmt.bits, qmin, g.shape, step)
         dt = wide[0]
     else:
         name, st = _store(b, "codes", q.codes.astype(dt), "codes", bits=fmt.bits, label=dt.name)
@@ -339,8 +354,11 @@ def _qdq(
     sname, sst = _store(b, "scale", np.asarray(q.scale, np.float32), "scale")
     stored.append(sst)
     inputs = [name, sname]
-    if q.zero_point is not None and (zero_point or not (fmt.symmetric and fmt.signed)):
-        zp = np.asarray(q.zero_point)
+    zp = q.zero_point
+    if zp is None and packed and fmt.family is not Family.INT:  # ternary, binary: 0
+        zp = np.zeros(g.param_shape, np.int8)
+    if zp is not None and (zero_point or not (fmt.symmetric and fmt.signed)):
+        zp = np.asarray(zp)
         if packed and not zp.any():
             # zeros (symmetric codes, which QGemm still wants written out) made at load:
             # 8-bit ones would cost a byte per channel the plan does not account
