@@ -15,6 +15,7 @@ from bitlens.core.targets import (
     NONE,
     TENSORRT,
     kernel_format,
+    kernel_weight,
     kernel_weight_on_target,
     placement,
     slower_as_integer,
@@ -102,9 +103,9 @@ def _asks_kernel(w: Format, a: Format | None) -> bool:
     """8-bit integer weights; 2- to 7-bit ones per tensor or channel next to a quantized
     activation (weight-only narrow codes, and blocked ones as in W4A16, ask for small files,
     not a kernel)."""
-    if w.family is not Family.INT or w.bits not in KERNEL_WEIGHT_BITS:
-        return False
-    return w.bits == 8 or (a is not None and w.granularity is not Granularity.BLOCK)
+    if w.family is Family.INT and w.bits in KERNEL_WEIGHT_BITS:
+        return w.bits == 8 or (a is not None and w.granularity is not Granularity.BLOCK)
+    return a is not None and kernel_weight(w)  # ternary, binary
 
 
 def _why_float(layer: Layer, w: Format, a: Format | None, dynamic: bool, target: str) -> str:
@@ -131,4 +132,6 @@ def _why_float(layer: Layer, w: Format, a: Format | None, dynamic: bool, target:
 
 
 def _code_type(w: Format) -> str:
+    if w.family in (Family.TERNARY, Family.BINARY):
+        return w.family.value
     return f"{'' if w.signed else 'u'}int{w.bits}"

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bitlens.core import targets
-from bitlens.core.formats import Format
+from bitlens.core.formats import Family, Format
 
 # How many layer names the folded line shows before "and N more".
 SHOWN = 3
@@ -28,7 +28,10 @@ Stayed = tuple[str, str, Format]  # layer, kernel ONNX Runtime ran, the plan's w
 
 
 def code_type(fmt: Format) -> str:
-    """The integer type a kernel format's codes are: int8, uint8, int4, uint3, ..."""
+    """The integer type a kernel format's codes are: int8, uint8, int4, uint3, ..., ternary,
+    binary."""
+    if fmt.family in (Family.TERNARY, Family.BINARY):
+        return fmt.family.value
     return f"{'' if fmt.signed else 'u'}int{fmt.bits}"
 
 
