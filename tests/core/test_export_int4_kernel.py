@@ -78,6 +78,17 @@ def _as_int8_codes(path: Path, out: Path) -> None:
     onnx.save(m, str(out))
 
 
+def _fused_and_faithful(engine: Engine, plan: Plan, result, out: Path, tmp: Path) -> None:
+    """ONNX Runtime folds the Casts (and unpacking) and fuses every layer into an integer
+    kernel; the simulation is the file as written, bit for bit; the fidelity check passes."""
+    ops = _optimized_ops(out, tmp)
+    assert "QLinearConv" in ops and ops.count("QGemm") == 2
+    assert not {"Conv", "MatMul", "Gemm", "Cast"} & set(ops)
+    _assert_sim_equals_file(engine, plan, out)
+    report = drain(check_fidelity(engine, plan, result, latency_budget_s=0))
+    assert report.passed, report.to_dict()
+
+
 def _run(path: Path, feed: dict[str, np.ndarray]) -> np.ndarray:
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -105,14 +116,7 @@ def test_int4_layers_run_as_integer_kernels_exactly_as_simulated(
     conv = result.layers["conv"]
     assert sum(s.nbytes for s in conv.weights[0].stored if s.role == "codes") == 8 * 4 * 9 // 2
     assert conv.bytes_stored == conv.bytes_planned
-    # ONNX Runtime folds the Casts and fuses every layer into an integer kernel
-    ops = _optimized_ops(out, tmp_path)
-    assert "QLinearConv" in ops and ops.count("QGemm") == 2
-    assert not {"Conv", "MatMul", "Gemm", "Cast"} & set(ops)
-    # the simulation is the file as written, bit for bit, and the fidelity check passes
-    _assert_sim_equals_file(engine, plan, out)
-    report = drain(check_fidelity(engine, plan, result, latency_budget_s=0))
-    assert report.passed, report.to_dict()
+    _fused_and_faithful(engine, plan, result, out, tmp_path)
     # deployed, the 4-bit file computes exactly what the same codes stored as 8 bits do
     _as_int8_codes(out, tmp_path / "w8codes.onnx")
     feed = engine.data.samples[engine.data.evaluation[0]]

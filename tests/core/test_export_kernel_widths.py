@@ -17,7 +17,6 @@ by numpy from the plan's quantized weights.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,6 @@ from onnx import TensorProto, numpy_helper
 
 from bitlens.core.engine import Engine, bind
 from bitlens.core.export.exporter import export, integer_kernel_layers
-from bitlens.core.export.fidelity import check_fidelity
 from bitlens.core.formats import Family, parse_format, quantize
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
@@ -35,7 +33,7 @@ from bitlens.core.plan_checks import deployment_warnings
 from bitlens.core.results import drain
 from bitlens.core.targets import TENSORRT, placement
 from tests.core.export_models import random_feeds
-from tests.core.test_export_int4_kernel import _optimized_ops, _run
+from tests.core.test_export_int4_kernel import _fused_and_faithful, _optimized_ops, _plan, _run
 from tests.core.test_sim_equals_export import _assert_sim_equals_file, linear_conv_net
 
 LAYERS = {"conv", "linear", "head"}  # Conv, MatMul (+ bias Add), Gemm
@@ -43,16 +41,8 @@ LAYERS = {"conv", "linear", "head"}  # Conv, MatMul (+ bias Add), Gemm
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
-    model = from_proto(linear_conv_net())
+    model = from_proto(linear_conv_net())  # opset 17
     return Engine(model, random_feeds(model.info, 4), device="cpu")
-
-
-def _plan(engine: Engine, weights: str) -> Plan:
-    w8a8 = Plan.preset(engine.info, "W8A8")
-    fmt = parse_format(weights)
-    return w8a8.with_choices(
-        {n: dataclasses.replace(c, weight=fmt) for n, c in w8a8.choices.items()}
-    )
 
 
 def _with_plain_codes(engine: Engine, plan: Plan, path: Path, out: Path) -> None:
@@ -103,14 +93,7 @@ def test_every_width_runs_as_integer_kernels_exactly_as_simulated(
     for name in LAYERS:
         for s in result.layers[name].weights[0].stored:
             assert s.role != "codes" or s.bits == bits, (name, s)
-    # ONNX Runtime folds the unpacking and fuses every layer into an integer kernel
-    ops = _optimized_ops(out, tmp_path)
-    assert "QLinearConv" in ops and ops.count("QGemm") == 2
-    assert not {"Conv", "MatMul", "Gemm", "Cast"} & set(ops)
-    # the simulation is the file as written, bit for bit, and the fidelity check passes
-    _assert_sim_equals_file(engine, plan, out)
-    report = drain(check_fidelity(engine, plan, result, latency_budget_s=0))
-    assert report.passed, report.to_dict()
+    _fused_and_faithful(engine, plan, result, out, tmp_path)
     # deployed, the file computes exactly what the same codes stored as 8 bits do
     _with_plain_codes(engine, plan, out, tmp_path / "plain.onnx")
     for i in engine.data.evaluation[:2]:
