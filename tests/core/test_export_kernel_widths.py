@@ -31,6 +31,7 @@ from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from bitlens.core.plan_checks import deployment_warnings
 from bitlens.core.results import drain
+from bitlens.core.search.latency import plan_kernels
 from bitlens.core.targets import TENSORRT, placement
 from tests.core.export_models import random_feeds
 from tests.core.test_export_int4_kernel import _fused_and_faithful, _optimized_ops, _plan, _run
@@ -79,6 +80,7 @@ def test_every_width_runs_as_integer_kernels_exactly_as_simulated(
     plan = _plan(engine, weights)
     bits = parse_format(weights).bits
     assert integer_kernel_layers(engine.info, plan, engine.placement(plan)) == LAYERS
+    assert plan_kernels(engine, plan) == LAYERS  # the search's latency model counts them
     assert placement(plan) == placement(Plan.preset(engine.info, "W8A8"))
     assert not deployment_warnings(plan)
     out = tmp_path / "wna8.onnx"
