@@ -136,7 +136,7 @@ def preflight(
     current = opsets.default_opset(src)
     try:
         if opsets.candidates(current, needed, options.opset)[0] != current:
-            src = engine.model.proto
+            src = engine.model.whole()  # a copy read in, dropped after the conversion
         target, converted, notes = opsets.prepare(src, needed, options.opset, feeds)
     except ExportError:
         # ONNX INT4 needs opset 21: where the model cannot get there, the integer-kernel
@@ -146,7 +146,7 @@ def preflight(
         if lower >= needed:
             raise
         if opsets.candidates(current, lower, options.opset)[0] != current:
-            src = engine.model.proto
+            src = engine.model.whole()  # a copy read in, dropped after the conversion
         target, converted, notes = opsets.prepare(src, lower, options.opset, feeds)
         notes = (*notes, f"4-bit weights of integer-kernel layers stored as packed codes "
                  f"unpacked at load: ONNX INT4 needs opset 21, the export is opset {target}")

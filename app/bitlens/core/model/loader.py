@@ -11,6 +11,7 @@ one-line message names the file and the problem.
 from __future__ import annotations
 
 import mmap
+import os
 from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass, field, replace
@@ -42,7 +43,16 @@ from bitlens.core.model.negative_dims import negative_dims_as_dynamic, negative_
 from bitlens.core.model.old_opset import raise_old_opset
 from bitlens.core.model.prequantized import note as quantized_note
 from bitlens.core.model.prequantized import quantized_ops
-from bitlens.core.model.rawspill import RawWeight, adopt, spill_raw
+from bitlens.core.model.rawspill import (
+    Detached,
+    RawWeight,
+    adopt,
+    detach,
+    detached_values,
+    graph_growth,
+    reattach,
+    spill_raw,
+)
 from bitlens.core.model.stored_grid import note as stored_grid_note
 from bitlens.core.model.stored_grid import stored_grids
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
@@ -74,7 +84,9 @@ class LoadedModel:
     bitlens.core.model.external): :meth:`weight`, :meth:`tensor_value` and
     :meth:`materialize` read them through memory maps. :attr:`proto` is the same proto
     with every external tensor read in (on first use; the exporter needs it whole).
-    Never written back to the user's file."""
+    Large float weights the loader wrote to its scratch map (rawspill.py) are held there
+    only: ``graph_proto`` refers to their place in the file, and the same methods serve
+    them from the map. Never written back to the user's file."""
 
     graph_proto: onnx.ModelProto
     info: ModelInfo
@@ -85,6 +97,8 @@ class LoadedModel:
 
     base_dir: Path | None = None
     bn_folded: int = 0  # BatchNormalizations folded into their Conv (bitlens.core.model.bn_fold)
+    # main-graph initializers whose bytes only the scratch map holds (rawspill.detach)
+    _detached: dict[str, Detached] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for path, name in self._consts:
@@ -98,24 +112,45 @@ class LoadedModel:
     def proto(self) -> onnx.ModelProto:
         """The whole model in memory: external tensors still in their files are read in now
         (once); the memory maps :meth:`weight` hands out stay valid."""
-        if external_tensors(self.graph_proto):
-            assert self.base_dir is not None
-            drain(iter_external_data(self.graph_proto, self.base_dir, self.label))
+        self.materialize(self.graph_proto)
         return self.graph_proto
+
+    def copy_proto(self) -> onnx.ModelProto:
+        """A copy of ``graph_proto`` with the weights only the scratch map holds put back;
+        tensors in external files stay there (a copy to rewrite, e.g. a new model)."""
+        copy = onnx.ModelProto()
+        copy.CopyFrom(self.graph_proto)
+        reattach(copy, self._detached)
+        return copy
+
+    def whole(self) -> onnx.ModelProto:
+        """The model with every tensor in memory, for one use: :attr:`proto` itself when
+        nothing is left out, else a copy read in (``graph_proto`` keeps leaving them out).
+        Not to be modified."""
+        if not external_tensors(self.graph_proto):
+            return self.graph_proto
+        copy = onnx.ModelProto()
+        copy.CopyFrom(self.graph_proto)
+        self.materialize(copy)
+        return copy
 
     def runnable(self) -> onnx.ModelProto | str:
         """The model as ONNX Runtime should open it: its file when tensors are still in
         external files (ONNX Runtime reads them from there itself), unless its IR version
         had to be lowered for this ONNX Runtime (bitlens.core.model.irversion); else
         :attr:`proto`, read in whole."""
+        outside = [
+            t for t in external_tensors(self.graph_proto)
+            if detached_values(t, self._detached) is None
+        ]  # fmt: skip
         if (
             self.path is not None
             and self.graph_proto.ir_version == self.info.ir_version
             and not self.bn_folded  # the file still has its BatchNormalizations
-            and external_tensors(self.graph_proto)
+            and outside
         ):
             return str(self.path)
-        return self.proto
+        return self.whole() if self._detached else self.proto
 
     @property
     def nbytes(self) -> int:
@@ -123,11 +158,18 @@ class LoadedModel:
         outside = sum(
             expected_raw_bytes(t.data_type, element_count(t.dims)) or 0
             for t in external_tensors(self.graph_proto)
+            if detached_values(t, self._detached) is None
         )
-        return self.graph_proto.ByteSize() + outside
+        size = self.graph_proto.ByteSize() + outside
+        if grown := graph_growth(self.graph_proto, self._detached):
+            graph = self.graph_proto.graph.ByteSize()  # its length prefix grows too
+            size += _field_bytes(graph + grown) - _field_bytes(graph)
+        return size
 
     def tensor_value(self, tensor: onnx.TensorProto) -> np.ndarray:
         """A tensor's values in its stored type (a read-only map for external data)."""
+        if (d := detached_values(tensor, self._detached)) is not None:
+            return d.values
         if is_external(tensor):
             assert self.base_dir is not None
             return map_tensor(tensor, self.base_dir, self.label)
@@ -136,6 +178,7 @@ class LoadedModel:
     def materialize(self, model: onnx.ModelProto) -> None:
         """Read into ``model`` (a graph copied from this one, e.g. a simulation graph) the
         external tensors it still refers to."""
+        reattach(model, self._detached)
         if external_tensors(model):
             assert self.base_dir is not None
             drain(iter_external_data(model, self.base_dir, self.label))
@@ -332,10 +375,15 @@ def _iter_finish(
         bn_folded=bn.folded if bn is not None else 0,
     )
     rewritten = folded.names | (bn.rewritten if bn is not None else frozenset())
+    held: dict[str, np.ndarray] = {}
     for name, values in adopt(spilled or {}, proto.graph, rewritten).items():
         src = consts.get(("", name))
         if src is not None and src.tensor is not None and src.node is None:
-            model._cache[("", name)] = values
+            model._cache[("", name)] = held[name] = values
+    if held and path is not None and spilled and _names_itself(path):
+        # the proto's own copy of those bytes goes (rawspill.detach); only where the file
+        # can be named as their location, as ONNX Runtime or a copy of the proto would
+        model._detached = detach(proto.graph, held, spilled, path.name)
     if decoded:  # the presets keep such weights on the file's own int8 grid
         coded = [w for layer in info.layers for w in layer.weights if w.name in folded.decoded]
         grids = stored_grids(coded, model.weight)
@@ -343,6 +391,20 @@ def _iter_finish(
         notes = tuple(info.notes) + ((grid_note,) if grid_note else ())
         model.info = replace(info, stored_grids=grids, notes=notes)
     return model
+
+
+def _names_itself(path: Path) -> bool:
+    """Whether ``path``'s name, in its folder, leads to the file itself and not out through
+    a link (external.resolve_location refuses such a location)."""
+    try:
+        return Path(os.path.realpath(path)).parent == Path(os.path.realpath(path.parent))
+    except (OSError, ValueError):
+        return False
+
+
+def _field_bytes(n: int) -> int:
+    """Encoded size of a length-delimited protobuf field of ``n`` bytes (ModelProto.graph)."""
+    return 1 + max(1, (n.bit_length() + 6) // 7) + n
 
 
 def _check_defined(slots: list[NodeSlot], proto: onnx.ModelProto, label: str) -> None:
