@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 from bitlens.core.errors import ModelLoadError
 from bitlens.core.fileio import stat_regular
 from bitlens.core.limits import MAX_MODEL_FILE_BYTES
+from bitlens.core.model import splice
 from bitlens.core.model.bn_fold import fold_batchnorms
 from bitlens.core.model.external import (
     READ_CHUNK,
@@ -99,6 +100,7 @@ class LoadedModel:
     bn_folded: int = 0  # BatchNormalizations folded into their Conv (bitlens.core.model.bn_fold)
     # main-graph initializers whose bytes only the scratch map holds (rawspill.detach)
     _detached: dict[str, Detached] = field(default_factory=dict, repr=False)
+    _file_stamp: tuple[int, int] | None = field(default=None, repr=False)  # size, mtime_ns
 
     def __post_init__(self) -> None:
         for path, name in self._consts:
@@ -123,6 +125,14 @@ class LoadedModel:
         reattach(copy, self._detached)
         return copy
 
+    def serialized(self) -> bytes:
+        """The whole model's bytes, every tensor in (``proto.SerializeToString()`` once read
+        in) without a second copy of the scratch map's weights in protobuf (splice.py)."""
+        outside = external_tensors(self.graph_proto)
+        if any(detached_values(t, self._detached) is None for t in outside):
+            return self.whole().SerializeToString()  # files besides the map: a copy read in
+        return splice.serialized(self.graph_proto, self._detached)
+
     def whole(self) -> onnx.ModelProto:
         """The model with every tensor in memory, for one use: :attr:`proto` itself when
         nothing is left out, else a copy read in (``graph_proto`` keeps leaving them out).
@@ -138,7 +148,9 @@ class LoadedModel:
         """The model as ONNX Runtime should open it: its file when tensors are still in
         external files (ONNX Runtime reads them from there itself), unless its IR version
         had to be lowered for this ONNX Runtime (bitlens.core.model.irversion); else
-        :attr:`proto`, read in whole."""
+        :attr:`proto`, read in whole. A model whose only tensors left out are the scratch
+        map's is opened from its file too when the loader rewrote nothing ONNX Runtime
+        reads (no note) and the file is as it was read; else from a copy read in."""
         outside = [
             t for t in external_tensors(self.graph_proto)
             if detached_values(t, self._detached) is None
@@ -150,7 +162,16 @@ class LoadedModel:
             and outside
         ):
             return str(self.path)
-        return self.whole() if self._detached else self.proto
+        if not self._detached:
+            return self.proto
+        if (
+            self.path is not None
+            and self.graph_proto.ir_version == self.info.ir_version
+            and not self.info.notes
+            and self._file_stamp == _stamp(self.path)
+        ):
+            return str(self.path)  # no copy of the weights in this process
+        return self.whole()
 
     @property
     def nbytes(self) -> int:
@@ -344,6 +365,19 @@ def _iter_finish(
     bn = fold_batchnorms(proto) if fold_bn else None
     if folded.nodes or (bn is not None and bn.folded):
         slots = walk(proto)
+    rewritten = folded.names | (bn.rewritten if bn is not None else frozenset())
+    adopted = adopt(spilled or {}, proto.graph, rewritten)
+    detached: dict[str, Detached] = {}
+    if adopted and spilled and path is not None and _names_itself(path):
+        # the proto's own copy of those bytes goes (rawspill.detach), where the file can be
+        # named as their location, as ONNX Runtime or a copy of the proto would read it.
+        # Clearing a field frees nothing of protobuf's arena (upb): a copy without them
+        # does, once nothing refers to the parsed message (the slots are walked again).
+        detached = detach(proto.graph, adopted, spilled, path.name)
+        fresh = onnx.ModelProto()
+        fresh.CopyFrom(proto)
+        proto = fresh
+        slots = walk(proto)
     info = build_inventory(proto, path, slots)  # reports the file's own IR version
     weights = {w.name for layer in info.layers for w in layer.weights} & folded.names
     prequant = quantized_note(quantized_ops(proto), len(info.layers))
@@ -374,16 +408,12 @@ def _iter_finish(
         base_dir=base_dir,
         bn_folded=bn.folded if bn is not None else 0,
     )
-    rewritten = folded.names | (bn.rewritten if bn is not None else frozenset())
-    held: dict[str, np.ndarray] = {}
-    for name, values in adopt(spilled or {}, proto.graph, rewritten).items():
+    model._detached = detached
+    model._file_stamp = _stamp(path) if detached and path is not None else None
+    for name, values in adopted.items():
         src = consts.get(("", name))
         if src is not None and src.tensor is not None and src.node is None:
-            model._cache[("", name)] = held[name] = values
-    if held and path is not None and spilled and _names_itself(path):
-        # the proto's own copy of those bytes goes (rawspill.detach); only where the file
-        # can be named as their location, as ONNX Runtime or a copy of the proto would
-        model._detached = detach(proto.graph, held, spilled, path.name)
+            model._cache[("", name)] = values
     if decoded:  # the presets keep such weights on the file's own int8 grid
         coded = [w for layer in info.layers for w in layer.weights if w.name in folded.decoded]
         grids = stored_grids(coded, model.weight)
@@ -400,6 +430,15 @@ def _names_itself(path: Path) -> bool:
         return Path(os.path.realpath(path)).parent == Path(os.path.realpath(path.parent))
     except (OSError, ValueError):
         return False
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """The file's size and modification time, to tell whether it changed since the load."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def _field_bytes(n: int) -> int:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from bitlens.core.model.external import is_external
+from bitlens.core.model.external import is_external, release_pages
 
 RAW_SPILL_MIN_BYTES = 1 << 20  # as the engine's weightspill.SPILL_MIN_BYTES: smaller stay decoded
 _ALIGN = 64  # each weight starts on a cache line (ORT's kernels read with SIMD loads)
@@ -187,6 +187,10 @@ def reattach(model: onnx.ModelProto, detached: dict[str, Detached]) -> int:
             t.ClearField("data_location")
         t.raw_data = d.values.tobytes()  # little-endian: spill_raw wrote only on such machines
         n += 1
+    if n:
+        # the map's pages just read stay in the process's memory until released; they are
+        # read again from the page cache when the weights are next used
+        release_pages(next(iter(detached.values())).values)
     return n
 
 
