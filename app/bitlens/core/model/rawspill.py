@@ -159,8 +159,13 @@ def detach(
     return out
 
 
-def detached_values(tensor: onnx.TensorProto, detached: dict[str, Detached]) -> Detached | None:
-    """``tensor``'s entry when it is (a copy of) one :func:`detach` wrote, else None."""
+def detached_values(
+    tensor: onnx.TensorProto | onnx.SparseTensorProto, detached: dict[str, Detached]
+) -> Detached | None:
+    """``tensor``'s entry when it is (a copy of) one :func:`detach` wrote, else None (a
+    sparse tensor, which has no name of its own, never is)."""
+    if not detached or not isinstance(tensor, onnx.TensorProto):
+        return None
     d = detached.get(tensor.name)
     if d is None or not is_external(tensor):
         return None
