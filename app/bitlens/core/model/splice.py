@@ -22,6 +22,7 @@ import onnx
 
 from bitlens.core.model.external import release_pages
 from bitlens.core.model.rawspill import Detached, detached_values
+from bitlens.core.model.wire import read_varint
 
 _MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
 _RAW_DATA, _EXTERNAL_DATA, _DATA_LOCATION = 9, 13, 14
@@ -84,32 +85,21 @@ def _fields(buf: memoryview, pos: int, end: int) -> Iterator[tuple[int, int, int
     """(field number, wire type, tag start, value start, field end) of each field."""
     while pos < end:
         tag = pos
-        key, pos = _read_varint(buf, pos)
+        key, pos = read_varint(buf, pos, len(buf))
         number, kind = key >> 3, key & 7
         start = pos
         if kind == _VARINT:
-            _, pos = _read_varint(buf, pos)
+            _, pos = read_varint(buf, pos, len(buf))
         elif kind == _I64:
             pos += 8
         elif kind == _I32:
             pos += 4
         elif kind == _LEN:
-            size, start = _read_varint(buf, pos)
+            size, start = read_varint(buf, pos, len(buf))
             pos = start + size
         else:  # groups are not used by onnx.proto, and protobuf wrote these bytes
             raise ValueError(f"unexpected wire type {kind}")
         yield number, kind, tag, start, pos
-
-
-def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
 
 
 def _key(number: int) -> bytes:
