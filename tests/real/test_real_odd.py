@@ -16,6 +16,7 @@ Each command is seconds of work on 2 + 2 short sentences or 1 + 1 images: one ex
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import onnxruntime as ort
@@ -40,12 +41,8 @@ def test_minilm_int8_codes_stay_on_the_files_grid(tmp_path_factory) -> None:
     infinite) and the third embedding, stored float, at int8; the padded batch evaluates."""
     path, data, _ = prepare(MINILM, tmp_path_factory, 4)
     res = run_cli("inspect", str(path), "--json", "--formats", "int8 sym ch")
-    assert res.returncode == 0, res.stderr
-    report = json.loads(res.stdout)
-    ops: dict[str, int] = {}
-    for layer in report["layers"]:
-        ops[layer["op_type"]] = ops.get(layer["op_type"], 0) + 1
-    assert ops == MINILM.ops
+    report = json.loads(res.stdout) if res.returncode == 0 else {}
+    assert Counter(la["op_type"] for la in report.get("layers", ())) == MINILM.ops, res.stderr
     assert any("38 from int8, cast to float and scaled" in n for n in report["notes"])
     out = w8a8_eval(MINILM, path, data)
     exact = [n for n, la in out["layers"].items() if la["weight"]["sqnr_db"] == "inf"]
