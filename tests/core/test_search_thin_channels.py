@@ -6,7 +6,6 @@ inputs whose channels hold MIN_CHANNEL_VALUES calibration values."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from bitlens.core.data import Dataset
