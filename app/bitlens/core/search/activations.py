@@ -128,12 +128,20 @@ def choose_activations(
     # for speed (core/search/latency.py)
     units = [u for u in units if not any(s.locked(n) for n in u)]
     # the widest integer format on every decision, the others on the shortlist it ranks
+    thin: dict[tuple[str, ...], bool] = {}  # per unit, read once (the store's tensors)
+
     def fitting(unit: tuple[str, ...]) -> list[Format]:
-        return [
-            f for f in same
-            if all(_fits(by_name[n], f) for n in unit)
-            and (f.granularity is not Granularity.CHANNEL or not _thin_channels(s, unit))
-        ]  # fmt: skip
+        out = []
+        for f in same:
+            if not all(_fits(by_name[n], f) for n in unit):
+                continue
+            if f.granularity is Granularity.CHANNEL:
+                if unit not in thin:
+                    thin[unit] = _thin_channels(s, unit)
+                if thin[unit]:
+                    continue
+            out.append(f)
+        return out
 
     for i in (0, 1):
         # (ties in model order: the seed's draws stay those of the two rankings below)
