@@ -15,7 +15,7 @@ from bitlens.core.model.loader import from_proto
 from bitlens.core.results import drain
 from bitlens.core.search import Budget
 from bitlens.core.search import activations as acts
-from tests.builders import outlier_feeds, outlier_mlp
+from tests.builders import conv_net, outlier_feeds, outlier_mlp
 from tests.core.test_search import _run
 
 
@@ -75,3 +75,16 @@ def test_per_channel_ranges_on_enough_values_are_tried() -> None:
     assert engine.channel_values(fc1, fc1.activations[0]) == 120 >= acts.MIN_CHANNEL_VALUES
     result, _ = _run(engine, Budget(size_ratio=0.5), wide_activations=2)
     assert _per_channel_tries(result) == {"fc1", "fc2"}
+
+
+def test_channel_values_of_a_convolution_count_every_position() -> None:
+    """conv2 reads r1[1, 8, 8, 8] (NCHW, channel axis 1): 64 values per channel per feed,
+    and fc reads flat[1, 16]: one. Counted from the feeds' shapes, independently."""
+    proto = conv_net()
+    info = from_proto(proto).info
+    data = Dataset.random(info, n=6, seed=3)
+    engine = Engine(from_proto(proto), data, device="cpu")
+    feeds = len(data.calibration)
+    conv2, fc = info.layer("conv2"), info.layer("fc")
+    assert engine.channel_values(conv2, conv2.activations[0]) == feeds * 8 * 8
+    assert engine.channel_values(fc, fc.activations[0]) == feeds
