@@ -88,3 +88,24 @@ def test_channel_values_of_a_convolution_count_every_position() -> None:
     conv2, fc = info.layer("conv2"), info.layer("fc")
     assert engine.channel_values(conv2, conv2.activations[0]) == feeds * 8 * 8
     assert engine.channel_values(fc, fc.activations[0]) == feeds
+
+
+def test_recovery_needs_as_many_calibration_vectors_as_input_features() -> None:
+    """GPTQ on mm_b (32 input features): with 3 calibration rows its second-moment matrix
+    has rank 3, the compensation fits those rows and its measured gain is theirs, so no
+    recovery candidate; with 64 rows it is one."""
+    from bitlens.core.recovery import Recovery
+    from bitlens.core.search.recovered import choose
+    from tests.core.engine_models import mlp_with_fragile_layer
+
+    fmt = parse_format("int3 sym ch")
+    for n, rows, expect in ((6, 3, set()), (128, 64, {fmt})):
+        proto = mlp_with_fragile_layer()
+        data = Dataset.random(from_proto(proto).info, n=n, seed=3)
+        engine = Engine(from_proto(proto), data, device="cpu")
+        drain(engine.calibrate("minmax"))
+        assert sum(data.samples[i]["x"].shape[0] for i in data.calibration) == rows
+        layer = engine.info.layer("mm_b")
+        _geo, stats = engine.recovery.stats(layer)
+        assert stats.count == rows
+        assert set(choose(engine, layer, [fmt], (Recovery.GPTQ,))) == expect
