@@ -155,6 +155,7 @@ REST: tuple[RealCase, ...] = (
     # its rows come in 4 kinds (rf.magika), one of each evaluated: on 32 more rows, a plan
     # with int8 per-channel inputs to its last Dense (4 calibration values per channel) had
     # 1.56x W8A8's error; per-channel activations now need 100 values (search/activations.py)
+    # and GPTQ as many calibration vectors as input features (search/recovered.py)
     RealCase("magika", wheels.MAGIKA, "model.onnx", rf.magika),
     RealCase("wakeword-embedding", wheels.OPENWAKEWORD, "embedding_model.onnx",
              rf.wakeword_embedding),
