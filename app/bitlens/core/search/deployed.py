@@ -30,7 +30,14 @@ from bitlens.core.export.deployed import open_session
 from bitlens.core.export.exporter import export
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress, drain
-from bitlens.core.search.guard import MIN_EFFECTIVE, bias_corrected, widened
+from bitlens.core.search.guard import (
+    MIN_CHECK_ROWS,
+    MIN_EFFECTIVE,
+    bias_corrected,
+    held_on_both,
+    rows_of,
+    widened,
+)
 from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import FLOAT_NAME
 from bitlens.core.search.points import Point
@@ -150,6 +157,7 @@ def deployed_choice(
         s.deployed = DeployedErrors(s.engine, s.fit_part, s.check_part, s.metric)
     top = s.float_metric if s.float_metric is not None else math.inf
     scored = []
+    both: list[tuple[float, float]] = []  # (error on the fitted rows, the deciding error)
     s.total += len(cands)  # counted up front: the bar moves on as each is compared
     for i, p in enumerate(cands):
         if deployed:
@@ -171,8 +179,12 @@ def deployed_choice(
         err, met = decide  # type: ignore[misc]
         key = -min(met, top) if met is not None else 0.0
         scored.append((key, err, i, p))
+        both.append((p.error if got is None else got[0], err))
     if not scored:
         return cands[0]
+    if s.check_part is not None and rows_of(s.engine.data, s.split.check) < MIN_CHECK_ROWS:
+        # too few held-back rows to decide alone: a plan must hold on the fitted rows too
+        scored = [(t[0], r, t[2], t[3]) for t, r in zip(scored, held_on_both(both), strict=True)]
     best = min(scored)[3]
     preset = next((r.label for r in s.references if r.plan == best.plan), None)
     if preset is not None and preset != FLOAT_NAME:
