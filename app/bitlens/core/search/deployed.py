@@ -34,7 +34,7 @@ from bitlens.core.search.guard import (
     MIN_CHECK_ROWS,
     MIN_EFFECTIVE,
     bias_corrected,
-    held_on_both,
+    no_worse_than_preset,
     rows_of,
     widened,
 )
@@ -183,8 +183,14 @@ def deployed_choice(
     if not scored:
         return cands[0]
     if s.check_part is not None and rows_of(s.engine.data, s.split.check) < MIN_CHECK_ROWS:
-        # too few held-back rows to decide alone: a plan must hold on the fitted rows too
-        scored = [(t[0], r, t[2], t[3]) for t, r in zip(scored, held_on_both(both), strict=True)]
+        # too few held-back rows to decide alone: no plan worse than the same-size preset on
+        # the rows it was fitted to (guard.no_worse_than_preset)
+        presets = {r.plan for r in s.references if r.label != FLOAT_NAME}
+        points = [t[3] for t in scored]
+        keep = no_worse_than_preset(
+            [(p.file_bytes, f, p.plan in presets) for p, (f, _c) in zip(points, both, strict=True)]
+        )
+        scored = [t for t, k in zip(scored, keep, strict=True) if k]
     best = min(scored)[3]
     preset = next((r.label for r in s.references if r.plan == best.plan), None)
     if preset is not None and preset != FLOAT_NAME:

