@@ -34,7 +34,7 @@ from bitlens.core.search.guard import (
     MIN_CHECK_ROWS,
     MIN_EFFECTIVE,
     bias_corrected,
-    no_worse_than_preset,
+    not_far_worse_than_preset,
     rows_of,
     widened,
 )
@@ -184,10 +184,10 @@ def deployed_choice(
         return cands[0]
     if s.check_part is not None and rows_of(s.engine.data, s.split.check) < MIN_CHECK_ROWS:
         # too few held-back rows to decide alone: no plan worse than the same-size preset on
-        # the rows it was fitted to (guard.no_worse_than_preset)
+        # the rows it was fitted to (guard.not_far_worse_than_preset)
         presets = {r.plan for r in s.references if r.label != FLOAT_NAME}
         points = [t[3] for t in scored]
-        keep = no_worse_than_preset(
+        keep = not_far_worse_than_preset(
             [(p.file_bytes, f, p.plan in presets) for p, (f, _c) in zip(points, both, strict=True)]
         )
         scored = [t for t, k in zip(scored, keep, strict=True) if k]
