@@ -344,10 +344,10 @@ def test_plans_the_export_cannot_write_are_never_chosen(cnn: Engine, monkeypatch
 
     prepare = opsets.prepare
 
-    def no_upgrade(model, needed, forced, feeds):
+    def no_upgrade(model, needed, forced, feeds, *serialize):
         if needed > opsets.default_opset(model):
             raise ExportError(f"upgrading the model to opset {needed} changed output 'y'")
-        return prepare(model, needed, forced, feeds)
+        return prepare(model, needed, forced, feeds, *serialize)
 
     monkeypatch.setattr(opsets, "prepare", no_upgrade)
     limit = exported_size(cnn, Plan.preset(cnn.info, "W8A8"))
