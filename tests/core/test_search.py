@@ -33,10 +33,13 @@ from tests.core.engine_models import mlp_with_fragile_layer, small_cnn
 FAST = dict(front_probes=4, refine_evaluations=8, references=("W8A8",), check_export=False)
 
 
-def _engine(proto, labels: bool = False, n: int = 6) -> Engine:
+def _engine(proto, labels: bool = False, calibrate: int = 3) -> Engine:
+    """Random data: ``calibrate`` rows calibrate, 3 evaluate (the search offers GPTQ only
+    where the calibration gives two feature rows per input feature: search/recovered.py)."""
     model = from_proto(proto)
     info = model.info
-    data = Dataset.random(info, n=n, seed=3)
+    n = calibrate + 3
+    data = Dataset.random(info, n=n, seed=3, calibration_fraction=calibrate / n)
     if labels:
         # labels from the float model itself: its accuracy is 1 and quantization lowers it
         ref = Engine(model, data, device="cpu").run_outputs(Plan(info), range(len(data.samples)))
@@ -362,8 +365,7 @@ def test_recovery_candidates_lower_the_layer_output_error() -> None:
     from bitlens.core.recovery import Recovery
     from bitlens.core.search.recovered import choose
 
-    # 64 calibration rows for mm_b's 32 input features (fewer: no recovery is tried)
-    engine = _engine(mlp_with_fragile_layer(), n=128)
+    engine = _engine(mlp_with_fragile_layer(), calibrate=64)  # mm_b: 32 features
     model = engine.model
     wa, wb = (np.asarray(model.weight(engine.info.layer(n).weights[0]), np.float64)
               for n in ("mm_a", "mm_b"))  # fmt: skip
@@ -384,7 +386,7 @@ def test_recovery_candidates_lower_the_layer_output_error() -> None:
 
 
 def test_search_gives_layers_recovery_and_the_export_keeps_it(tmp_path: Path) -> None:
-    engine = _engine(mlp_with_fragile_layer(), n=128)  # 64 calibration rows, 32 features
+    engine = _engine(mlp_with_fragile_layer(), calibrate=64)
     budget = Budget(size_ratio=0.5)
     # every evaluation row fits (none held back): the error compared below is the engine's
     kw = dict(base_activation=None, check_export=True, check_fraction=0)

