@@ -113,17 +113,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _unsized(info, dims: dict[str, int], unknown: tuple[str, ...]) -> str:
-    """Which --dim the MAC count lacks, if an input has a dynamic dimension left unsized;
-    else, where layers stay unknown, that a run counts them."""
-    from bitlens.core.dims import MissingDimension, concrete_shape
+    """Every --dim the MAC count lacks, if inputs have dynamic dimensions left unsized (all
+    of them at once: a detector's height and width are two, and naming one per run sent the
+    user back a second time); else, where layers stay unknown, that a run counts them."""
+    from bitlens.core.dims import needed_dims
 
-    for t in info.inputs:
-        try:
-            concrete_shape(t, dims)
-        except MissingDimension as exc:
-            return f"; input {exc.input!r} needs --dim {exc.key}=SIZE to count it"
-        except DataError:
-            continue
+    missing = [spec for spec in needed_dims(info) if spec.key not in dims]
+    if missing:
+        names = list(dict.fromkeys(name for spec in missing for name, _ in spec.uses))
+        who = f"input {names[0]!r} needs" if len(names) == 1 else (
+            "inputs " + ", ".join(repr(n) for n in names) + " need")
+        flags = " ".join(f"--dim {spec.key}=SIZE" for spec in missing)
+        return f"; {who} {flags} to count it"
     return "; 'bitlens eval' counts them from a run" if unknown else ""
 
 
