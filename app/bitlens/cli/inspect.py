@@ -41,7 +41,6 @@ from typing import Any
 from bitlens.cli.common import add_model_arguments, parse_dims
 from bitlens.cli.names import shortened_note, shown_names
 from bitlens.core.compute import count_macs, describe_totals, input_shapes
-from bitlens.core.errors import DataError
 from bitlens.core.formats import INSPECT_LADDER, parse_format
 from bitlens.core.model import load_model
 from bitlens.core.model.other_tensors import other_float_tensors
@@ -121,8 +120,11 @@ def _unsized(info, dims: dict[str, int], unknown: tuple[str, ...]) -> str:
     missing = [spec for spec in needed_dims(info) if spec.key not in dims]
     if missing:
         names = list(dict.fromkeys(name for spec in missing for name, _ in spec.uses))
-        who = f"input {names[0]!r} needs" if len(names) == 1 else (
-            "inputs " + ", ".join(repr(n) for n in names) + " need")
+        who = (
+            f"input {names[0]!r} needs"
+            if len(names) == 1
+            else ("inputs " + ", ".join(repr(n) for n in names) + " need")
+        )
         flags = " ".join(f"--dim {spec.key}=SIZE" for spec in missing)
         return f"; {who} {flags} to count it"
     return "; 'bitlens eval' counts them from a run" if unknown else ""
