@@ -28,13 +28,11 @@ def ppocrv5_det(n: int) -> Feeds:
 
 
 def ppocrv5_rec(n: int) -> Feeds:
-    """SVTR-LCNet recognizer: RGB line at height 48, (x/255 - 0.5)/0.5, CHW; widths differ."""
-    feeds = {}
-    for i in range(n):
-        line = inputs.text_line_rgb(160 + 64 * (i % 3), 48, seed=1500 + i)
-        x = line.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        feeds[f"x/{i}"] = (x - 0.5) / 0.5
-    return feeds
+    """SVTR-LCNet recognizer: RGB line at height 48, (x/255 - 0.5)/0.5, CHW; widths differ:
+    PaddleOCR's recognizer preprocessing, as PP-OCRv4's in test_real_models."""
+    from tests.real.test_real_models import _rapidocr_feeds
+
+    return _rapidocr_feeds(n)
 
 
 def ppocrv5_cls(n: int) -> Feeds:

@@ -54,7 +54,7 @@ def test_detector_names_both_sizes_it_lacks() -> None:
 
 @pytest.mark.parametrize("case_id", ["ppocrv5-rec", "ppocrv5-cls"])
 def test_w8a8_eval(tmp_path_factory: pytest.TempPathFactory, case_id: str) -> None:
-    """Lines of three widths (numbered feeds) for the recognizer, upright and upside-down
+    """Lines of different widths (numbered feeds) for the recognizer, upright and upside-down
     lines for the classifier: W8A8 stays above the floor; the outputs declare no shape."""
     c = BY_ID[case_id]
     path, data, _ = prepare(c, tmp_path_factory, 4)
