@@ -344,8 +344,12 @@ def test_fp16_activation_quantization_is_refused_clearly() -> None:
     engine = make_engine(m)
     ev = engine.evaluate(Plan.uniform(engine.info, "int4 sym ch"))  # fp16 weights quantize fine
     assert ev.layers["mm16"].weight.sqnr_db < 30
+    # a uniform plan leaves float16 activations as they are (half_activations.py) ...
+    assert not Plan.uniform(engine.info, None, "uint8 asym").choices
+    # ... and a layer asked for one explicitly is refused with the reason
+    asked = Plan(engine.info, {"mm16": LayerChoice.of(None, "uint8 asym")})
     with pytest.raises(EngineError, match="float32 activations; 'x' is float16"):
-        engine.evaluate(Plan.uniform(engine.info, None, "uint8 asym"))
+        engine.evaluate(asked)
 
 
 def test_per_channel_activations_fit_each_channel() -> None:

@@ -63,8 +63,9 @@ def test_same_target_quantizers_in_another_order_are_one_structure(monkeypatch) 
     loaded = from_proto(residual_cnn())
     info = loaded.info
     base = Plan.preset(info, "W8A8")
-    # int3: no integer kernel (int4 per channel is one since session 9)
-    first = base.with_choices({"conv0": LayerChoice.of("int3 sym ch", "uint8 asym")})
+    # int3 in blocks: no integer kernel (every width per tensor or channel is one since
+    # session 10)
+    first = base.with_choices({"conv0": LayerChoice.of("int3 sym blk16", "uint8 asym")})
     a, b = targets.placement(base), targets.placement(first)
     # the case: one set of tensors, in another order, r0 placed for another reason
     assert set(a) == set(b) and list(a) != list(b)
@@ -74,7 +75,7 @@ def test_same_target_quantizers_in_another_order_are_one_structure(monkeypatch) 
     real = rewrite.build_sim
     monkeypatch.setattr(rewrite, "build_sim", lambda *a, **k: built.append(1) or real(*a, **k))
     fast = Engine(loaded, data, device="cpu")
-    plans = [base, first, base.with_choices({"conv0": LayerChoice.of("int2 sym ch", "uint8 asym")})]
+    plans = [base, first, base.with_choices({"conv0": LayerChoice.of("int2 sym blk16", "uint8 asym")})]
     plans += [base, base.with_choices({"conv3": LayerChoice.of("int4 sym ch", "uint8 asym")})]
     got = [fast.evaluate(p) for p in plans]
     simulated = len(built)

@@ -72,8 +72,8 @@ def _qlinear_convs(path: Path, tmp_path: Path) -> int:
 
 W8A8 = LayerChoice.of("int8 sym ch", "uint8 asym")
 MID = {
-    # (int4 weights per channel are an integer kernel since: int3 is not)
-    "int3 weights reading the target's quantizer": LayerChoice.of("int3 sym ch", "uint8 asym"),
+    # (every width per tensor or channel is an integer kernel since session 10: blocks are not)
+    "int3 weights reading the target's quantizer": LayerChoice.of("int3 sym blk16", "uint8 asym"),
     "kept float": LayerChoice(),
     "int8 weights, float input": LayerChoice.of("int8 sym ch"),
 }

@@ -78,6 +78,17 @@ def _as_int8_codes(path: Path, out: Path) -> None:
     onnx.save(m, str(out))
 
 
+def _fused_and_faithful(engine: Engine, plan: Plan, result, out: Path, tmp: Path) -> None:
+    """ONNX Runtime folds the Casts (and unpacking) and fuses every layer into an integer
+    kernel; the simulation is the file as written, bit for bit; the fidelity check passes."""
+    ops = _optimized_ops(out, tmp)
+    assert "QLinearConv" in ops and ops.count("QGemm") == 2
+    assert not {"Conv", "MatMul", "Gemm", "Cast"} & set(ops)
+    _assert_sim_equals_file(engine, plan, out)
+    report = drain(check_fidelity(engine, plan, result, latency_budget_s=0))
+    assert report.passed, report.to_dict()
+
+
 def _run(path: Path, feed: dict[str, np.ndarray]) -> np.ndarray:
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -105,14 +116,7 @@ def test_int4_layers_run_as_integer_kernels_exactly_as_simulated(
     conv = result.layers["conv"]
     assert sum(s.nbytes for s in conv.weights[0].stored if s.role == "codes") == 8 * 4 * 9 // 2
     assert conv.bytes_stored == conv.bytes_planned
-    # ONNX Runtime folds the Casts and fuses every layer into an integer kernel
-    ops = _optimized_ops(out, tmp_path)
-    assert "QLinearConv" in ops and ops.count("QGemm") == 2
-    assert not {"Conv", "MatMul", "Gemm", "Cast"} & set(ops)
-    # the simulation is the file as written, bit for bit, and the fidelity check passes
-    _assert_sim_equals_file(engine, plan, out)
-    report = drain(check_fidelity(engine, plan, result, latency_budget_s=0))
-    assert report.passed, report.to_dict()
+    _fused_and_faithful(engine, plan, result, out, tmp_path)
     # deployed, the 4-bit file computes exactly what the same codes stored as 8 bits do
     _as_int8_codes(out, tmp_path / "w8codes.onnx")
     feed = engine.data.samples[engine.data.evaluation[0]]
@@ -127,11 +131,12 @@ def test_the_simulation_requantizes_an_int4_conv_like_an_int8_one(engine: Engine
 
 
 def test_other_widths_and_targets_stay_float_layers(engine: Engine) -> None:
-    """3-bit codes would take 4 bits and 5-7-bit codes 8 in the file, more than the plan
-    accounts; TensorRT gets no Cast from 4 bits: those layers keep float weights."""
+    """Blocked codes have no integer kernel, 16-bit ones no 8-bit one; TensorRT gets no Cast
+    from 4 bits: those layers keep float weights (2- to 7-bit widths:
+    test_export_kernel_widths.py)."""
     layer = engine.info.layer("conv")
     act = parse_format("uint8 asym")
-    for weights in ("int2 sym ch", "int3 sym ch", "int5 sym ch", "int4 sym blk32"):
+    for weights in ("int16 sym ch", "int4 sym blk32", "int3 sym blk16"):
         assert not kernel_format(layer, parse_format(weights), act, False), weights
     assert kernel_format(layer, parse_format("int4 sym ch"), act, False)
     trt = _plan(engine, "int4 sym ch").with_target(TENSORRT)
@@ -141,11 +146,11 @@ def test_other_widths_and_targets_stay_float_layers(engine: Engine) -> None:
 def test_a_float_matmul_behind_a_float_cast_keeps_its_int3_weights(
     engine: Engine, tmp_path: Path
 ) -> None:
-    """int3 weights stay a float layer; the MatMul's Cast(to float) before its bias Add
+    """Blocked int3 weights stay a float layer; the MatMul's Cast(to float) before its bias Add
     (as tf2onnx and open_nsfw write it) hid the MatMul + Add -> Gemm fusion from the guard,
     so ONNX Runtime re-quantized the folded int3 weights to int8 in a QGemm and the
     deployed file moved by 3 LSB from the simulation (the fidelity check failed)."""
-    plan = _plan(engine, "int3 sym ch")
+    plan = _plan(engine, "int3 sym blk16")
     out = tmp_path / "w3a8.onnx"
     result = drain(export(engine, plan, out))
     assert not any(r.integer_kernel for r in result.layers.values())

@@ -42,10 +42,13 @@ def test_placement_key_ignores_weights_that_keep_the_integer_kernel() -> None:
     name = loaded.info.layers[1].name
     per_tensor = base.with_choices({name: LayerChoice.of("int8 sym", "uint8 asym")})
     four = base.with_choices({name: LayerChoice.of("int4 sym ch", "uint8 asym")})
-    three = base.with_choices({name: LayerChoice.of("int3 sym ch", "uint8 asym")})
-    two = base.with_choices({name: LayerChoice.of("int2 sym ch", "uint8 asym")})
+    bits3 = base.with_choices({name: LayerChoice.of("int3 sym ch", "uint8 asym")})
+    # blocked weights have no integer kernel
+    three = base.with_choices({name: LayerChoice.of("int3 sym blk16", "uint8 asym")})
+    two = base.with_choices({name: LayerChoice.of("int2 sym blk16", "uint8 asym")})
     assert targets.placement_key(per_tensor) == targets.placement_key(base)
     assert targets.placement_key(four) == targets.placement_key(base)  # int4: a kernel too
+    assert targets.placement_key(bits3) == targets.placement_key(base)  # and int3
     assert targets.placement_key(three) == targets.placement_key(two)
     assert targets.placement_key(two) != targets.placement_key(base)
 

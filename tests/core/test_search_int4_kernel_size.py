@@ -29,24 +29,26 @@ def cnn() -> Engine:
     return _engine(small_cnn())  # opset 17: Conv, Conv, Gemm
 
 
-def _sizes(engine: Engine):
+def _sizes(engine: Engine, formats: tuple[str, ...] = FORMATS):
     """A size search's accounting after its overhead step (no plan's export learnt yet)."""
     w8a8 = Plan.preset(engine.info, "W8A8")
     opts = SearchOptions(
         Budget(max_bytes=exported_size(engine, w8a8)),
-        weight_formats=FORMATS,
+        weight_formats=formats,
         activation_formats=("int8 sym",),
         references=("W8A8",),
         check_export=True,
     )
     s = _Search(engine, opts)
     wlayers = [la for la in engine.info.layers if la.weights]
-    drain(measure_overheads(s, wlayers, _parse_all(FORMATS, "weight"), parse_format("int8 sym")))
+    drain(measure_overheads(s, wlayers, _parse_all(formats, "weight"), parse_format("int8 sym")))
     return s.size, w8a8
 
 
-def _check(engine: Engine, opset: int, tolerance: dict[str, int]) -> None:
-    size, w8a8 = _sizes(engine)
+def _check(
+    engine: Engine, opset: int, tolerance: dict[str, int], formats: tuple[str, ...] = FORMATS
+) -> None:
+    size, w8a8 = _sizes(engine, formats)
     # what the file holds besides the layers (the export record) is learnt from whole
     # exports: the accounting is compared on what a plan adds to W8A8's file
     acc0, real0 = size.file_bytes(w8a8), exported_size(engine, w8a8)

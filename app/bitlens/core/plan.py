@@ -31,6 +31,7 @@ from bitlens.core.formats import (
     quantize,
     registry,
 )
+from bitlens.core.model.half_activations import quantizable_activations
 from bitlens.core.model.stored_grid import layer_grid
 from bitlens.core.model.types import Layer, ModelInfo
 from bitlens.core.plan_schema import (
@@ -323,9 +324,10 @@ class Plan(Mapping[str, LayerChoice]):
         out: dict[str, LayerChoice] = {}
         for name in names:
             layer = _layer(info, name)
-            # Activations inside If/Loop/Scan bodies cannot be quantized (validate_choice):
-            # a preset quantizes those layers' weights only.
-            act = choice.activation if layer.activations and not layer.graph_path else None
+            # Activations inside If/Loop/Scan bodies (validate_choice) or in float16
+            # (half_activations.py) cannot be quantized: a preset quantizes those layers'
+            # weights only.
+            act = choice.activation if quantizable_activations(info, layer) else None
             out[name] = LayerChoice(choice.weight, act, choice.dynamic and act is not None)
         return cls(info, out)
 

@@ -1,7 +1,7 @@
 """What a plan asks of its deployment target that the target will not do as asked, said
 before the export: TensorRT's Q/DQ rules (check_plan) and the layers ONNX Runtime's CPU
 provider will run in float although the plan asks for integer kernels (8-bit integers, or
-4-bit weights next to 8-bit activations: deployment_warnings). The placement rules they
+2- to 7-bit weights next to 8-bit activations: deployment_warnings). The placement rules they
 rest on are in core/targets.py."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from bitlens.core.targets import (
     NONE,
     TENSORRT,
     kernel_format,
+    kernel_weight,
     kernel_weight_on_target,
     placement,
     slower_as_integer,
@@ -65,7 +66,7 @@ def check_plan(plan: Plan) -> list[str]:
 
 def deployment_warnings(plan: Plan) -> list[str]:
     """Before export: layers whose plan asks for an integer kernel (8-bit integer weights, or
-    4-bit ones per tensor or channel next to a quantized activation:
+    2- to 7-bit ones per tensor or channel next to a quantized activation:
     :data:`~bitlens.core.targets.KERNEL_WEIGHT_BITS`) that ONNX Runtime's CPU provider will
     not run as one, and the slow dynamic-conv path."""
     out: list[str] = []
@@ -99,11 +100,12 @@ def deployment_warnings(plan: Plan) -> list[str]:
 
 
 def _asks_kernel(w: Format, a: Format | None) -> bool:
-    """8-bit integer weights; 4-bit ones per tensor or channel next to a quantized activation
-    (weight-only 4-bit, and blocked 4-bit as in W4A16, ask for small files, not a kernel)."""
-    if w.family is not Family.INT or w.bits not in KERNEL_WEIGHT_BITS:
-        return False
-    return w.bits == 8 or (a is not None and w.granularity is not Granularity.BLOCK)
+    """8-bit integer weights; 2- to 7-bit ones per tensor or channel next to a quantized
+    activation (weight-only narrow codes, and blocked ones as in W4A16, ask for small files,
+    not a kernel)."""
+    if w.family is Family.INT and w.bits in KERNEL_WEIGHT_BITS:
+        return w.bits == 8 or (a is not None and w.granularity is not Granularity.BLOCK)
+    return a is not None and kernel_weight(w)  # ternary, binary
 
 
 def _why_float(layer: Layer, w: Format, a: Format | None, dynamic: bool, target: str) -> str:
@@ -111,9 +113,9 @@ def _why_float(layer: Layer, w: Format, a: Format | None, dynamic: bool, target:
     if kernel_format(layer, w, a, dynamic):
         if not kernel_weight_on_target(w, target):
             return (
-                f"target {target!r} writes 4-bit weights folded to float (they reach ONNX "
-                "Runtime's 8-bit integer kernels through a Cast it folds at load only with "
-                "target 'ort-cpu')"
+                f"target {target!r} writes {w.bits}-bit weights folded to float (they "
+                "reach ONNX Runtime's 8-bit integer kernels through a Cast it folds at load "
+                "only with target 'ort-cpu')"
             )
         return ""
     if layer.graph_path:
@@ -130,4 +132,6 @@ def _why_float(layer: Layer, w: Format, a: Format | None, dynamic: bool, target:
 
 
 def _code_type(w: Format) -> str:
+    if w.family in (Family.TERNARY, Family.BINARY):
+        return w.family.value
     return f"{'' if w.signed else 'u'}int{w.bits}"

@@ -86,18 +86,17 @@ TARGET_TITLES = {
 }
 
 KERNEL_OPS = frozenset({"Conv", "MatMul", "Gemm"})
-# Integer weight widths of integer-kernel layers. 4-bit codes are stored as ONNX INT4/UINT4
-# and Cast to int8/uint8 before their DequantizeLinear (bitlens.core.export.weights); ONNX
-# Runtime folds the Cast into an 8-bit initializer when the session starts, before its QDQ
-# fusions, so the layer runs as QLinearConv / QLinearMatMul / QGemm at 4-bit file size.
-# Measured on ONNX Runtime 1.31.1 CPU with onnx.helper models: Conv, MatMul and Gemm, per
-# tensor and per channel, int4 and uint4 (zero point 8) all fuse, with outputs bit-identical
-# to the same codes stored as int8/uint8. Below opset 21 the codes are stored packed and
-# unpacked by opset-13 operators (the folded encoding's), then Cast: fused too. The same
-# unpack + Cast of 2-, 3-, 5- and 6-bit codes also fused into QLinearConv, bit-identical
-# (measured, 1.31.1), so every integer width could be a kernel at its own bytes; not done
-# yet: 2/3/5/6/7-bit layers stay float layers (folded weights).
-KERNEL_WEIGHT_BITS = frozenset({4, 8})
+# Integer weight widths of integer-kernel layers: every uniform width from 2 to 8 bits.
+# Narrower codes reach the 8-bit DequantizeLinear the fusions need through a constant
+# subgraph ONNX Runtime folds into an int8/uint8 initializer when the session starts, before
+# its QDQ fusions (bitlens.core.export.weights): 4-bit codes stored as ONNX INT4/UINT4 and
+# Cast (opset 21); 2-, 3-, 5-, 6- and 7-bit codes (and 4-bit ones below opset 21) stored as an
+# n-bit packed stream unpacked by opset-13 operators and Cast. The layer then runs as
+# QLinearConv / QLinearMatMul / QGemm at its own file size. Measured on ONNX Runtime 1.31.1
+# CPU with onnx.helper models (tests/core/test_export_kernel_widths.py): Conv, MatMul and
+# Gemm, per tensor and per channel, signed and unsigned, every width fuses, with outputs
+# bit-identical to the same codes stored as int8/uint8.
+KERNEL_WEIGHT_BITS = frozenset(range(2, 9))
 # ORT removes these before a QuantizeLinear whose range they cannot widen.
 ABSORBED = frozenset({"Relu", "Clip"})
 # QLinear forms with their own output scale: every data input and the output quantized.
@@ -179,8 +178,8 @@ def slower_as_integer(layer: Layer) -> str | None:
 
 
 def kernel_format(layer: Layer, weight: Format | None, act: Format | None, dynamic: bool) -> bool:
-    """An integer-kernel layer: Conv/MatMul/Gemm in the main graph with 8-bit or 4-bit
-    integer weights (per tensor or channel: :data:`KERNEL_WEIGHT_BITS`) and a calibrated
+    """An integer-kernel layer: Conv/MatMul/Gemm in the main graph with 2- to 8-bit integer,
+    ternary or binary weights per tensor or channel (:func:`kernel_weight`) and a calibrated
     8-bit per-tensor integer activation, whose integer kernel is not known to be slower than
     float (:func:`slower_as_integer`)."""
     return slower_as_integer(layer) is None and _kernel_shaped(layer, weight, act, dynamic)
@@ -188,9 +187,9 @@ def kernel_format(layer: Layer, weight: Format | None, act: Format | None, dynam
 
 def kernel_weight_on_target(weight: Format | None, target: str) -> bool:
     """Whether ``target`` writes ``weight`` (a :func:`kernel_format` layer's) for the integer
-    kernel: 4-bit weights reach the 8-bit kernel through a Cast ONNX Runtime folds at load
-    (:data:`KERNEL_WEIGHT_BITS`), written with ``ort-cpu`` only; other targets fold them to
-    float and keep integer kernels for 8-bit weights."""
+    kernel: narrower weights reach the 8-bit kernel through a constant Cast ONNX Runtime
+    folds at load (:data:`KERNEL_WEIGHT_BITS`), written with ``ort-cpu`` only; other targets
+    fold them to float and keep integer kernels for 8-bit weights."""
     return target == ORT_CPU or (weight is not None and weight.bits == 8)
 
 
@@ -216,13 +215,22 @@ def _kernel_shaped(layer: Layer, weight: Format | None, act: Format | None, dyna
         and weight is not None
         and act is not None
         and not dynamic
-        and weight.family is Family.INT
-        and weight.bits in KERNEL_WEIGHT_BITS
-        and weight.granularity is not Granularity.BLOCK
+        and kernel_weight(weight)
         and act.family is Family.INT
         and act.bits == 8
         and act.granularity is Granularity.TENSOR
     )
+
+
+def kernel_weight(weight: Format) -> bool:
+    """Weights an integer kernel can take: 2- to 8-bit integers (:data:`KERNEL_WEIGHT_BITS`),
+    ternary and binary ones (codes -1/0/+1 and -1/+1 times alpha: an int8 DequantizeLinear
+    gives exactly the simulated ``float32(code) * alpha``), per tensor or per channel."""
+    if weight.granularity is Granularity.BLOCK:
+        return False
+    if weight.family is Family.INT:
+        return weight.bits in KERNEL_WEIGHT_BITS
+    return weight.family in (Family.TERNARY, Family.BINARY)
 
 
 def scalar_code(value: float) -> tuple[int, float, int]:

@@ -31,13 +31,13 @@ from PySide6.QtWidgets import (
 
 from bitlens.core.errors import BitlensError
 from bitlens.core.formats import parse_format
+from bitlens.core.model.half_activations import quantizable_activations
 from bitlens.core.plan import (
     ACTIVATION_CHOICES,
     PRESETS,
     WEIGHT_CHOICES,
     LayerChoice,
     Plan,
-    activation_choices,
     weight_choices,
 )
 from bitlens.core.recovery.support import kept_recovery
@@ -275,7 +275,8 @@ class LayerTable(QWidget):
                 old = self._doc.plan[name]
                 weight = old.weight if w_text == UNCHANGED or not weight_choices(layer) else w
                 act, dynamic = old.activation, old.dynamic
-                if a_text != UNCHANGED and activation_choices(layer) and not layer.graph_path:
+                info = self._doc.info  # no activations in If bodies nor on fp16 ones
+                if a_text != UNCHANGED and info and quantizable_activations(info, layer):
                     act, dynamic = a, a_dynamic and a is not None
                 keep = kept_recovery(layer, weight, old.recovery)
                 changes[name] = LayerChoice(weight, act, dynamic, keep)

@@ -28,6 +28,7 @@ from bitlens.core.compute import compute_of
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.accounting import cannot_save
 from bitlens.core.formats import parse_format
+from bitlens.core.model.half_activations import quantizable_activations
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, activation_choices, weight_choices
 from bitlens.core.recovery import RECOVERY_CHOICES, parse_recovery
@@ -196,7 +197,10 @@ class LayerTableModel(QAbstractTableModel):
         layer = self._layers[index.row()]
         col = index.column()
         if (col in (Column.WEIGHT, Column.RECOVERY) and weight_choices(layer)) or (
-            col == Column.ACTIVATION and activation_choices(layer) and not layer.graph_path
+            col == Column.ACTIVATION
+            and self._doc.info is not None
+            and activation_choices(layer)
+            and quantizable_activations(self._doc.info, layer)  # not in If bodies, not fp16
         ):
             f |= Qt.ItemFlag.ItemIsEditable
         return f

@@ -154,6 +154,19 @@ class Ranges:
             return fmt
         return fmt.with_axis(self.activation_axis(layer, act))
 
+    def channel_values(self, layer: Layer, act: str) -> int:
+        """How many calibration values one channel of ``act`` holds (the sample a per-channel
+        range of ``layer``'s input rests on): each calibration feed's values over its
+        channel count, summed. A MatMul on [rows, features] gets one value per row."""
+        ref = self._ensure_ref()
+        axis = self.activation_axis(layer, act)
+        count = 0
+        for j in self.data.calibration:
+            v = np.asarray(ref.value(act, j))
+            if v.ndim > axis and v.shape[axis]:
+                count += v.size // v.shape[axis]
+        return count
+
     def activation_range(self, act: str, fmt: Format) -> tuple[Any, Any]:
         """Calibrated (lo, hi): floats per tensor; for a per-channel format (axis bound, see
         :meth:`bind_activation`) arrays shaped to broadcast against the activation."""

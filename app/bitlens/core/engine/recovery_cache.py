@@ -42,7 +42,7 @@ STATS_KEPT = 2  # input statistics kept (a 3x3x512 conv's Hessian is 170 MB)
 
 
 def layer_geometry(engine: Engine, layer: Layer) -> LayerGeometry:
-    _, node = node_producing(engine.model.proto.graph, layer.outputs[0])
+    _, node = node_producing(engine.model.graph_proto.graph, layer.outputs[0])  # nodes only
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     slot = list(node.input).index(layer.weights[0].name)
     return geometry(layer.op_type, layer.weights[0].shape, attrs, slot)

@@ -130,14 +130,13 @@ def preflight(
     kernels = integer_kernel_layers(engine.info, plan, engine.placement(plan))
     needed = needed_opset(engine, plan, options, kernels)
     feeds = [engine.data.samples[i] for i in engine.data.evaluation[:2]]
-    # Large external tensors stay in their files unless an opset conversion, which runs the
-    # model from memory to verify it, needs the whole model.
+    # Large external tensors stay in their files (and the loader's scratch map): an opset
+    # conversion, which runs the model from memory to verify it, serializes the whole model
+    # once without reading them into the proto (LoadedModel.serialized).
     src = engine.model.graph_proto
-    current = opsets.default_opset(src)
+    whole = engine.model.serialized
     try:
-        if opsets.candidates(current, needed, options.opset)[0] != current:
-            src = engine.model.proto
-        target, converted, notes = opsets.prepare(src, needed, options.opset, feeds)
+        target, converted, notes = opsets.prepare(src, needed, options.opset, feeds, whole)
     except ExportError:
         # ONNX INT4 needs opset 21: where the model cannot get there, the integer-kernel
         # layers' 4-bit codes are stored packed and unpacked by opset-13 operators that ONNX
@@ -145,9 +144,7 @@ def preflight(
         lower = needed_opset(engine, plan, options, kernels, int4_codes=False)
         if lower >= needed:
             raise
-        if opsets.candidates(current, lower, options.opset)[0] != current:
-            src = engine.model.proto
-        target, converted, notes = opsets.prepare(src, lower, options.opset, feeds)
+        target, converted, notes = opsets.prepare(src, lower, options.opset, feeds, whole)
         notes = (*notes, f"4-bit weights of integer-kernel layers stored as packed codes "
                  f"unpacked at load: ONNX INT4 needs opset 21, the export is opset {target}")
     spilled = None if converted is None else SpilledModel(converted)

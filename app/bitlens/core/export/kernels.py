@@ -12,7 +12,7 @@ from bitlens.core.targets import TensorQuantizer, kernel_format, kernel_weight_o
 
 
 def integer_kernel_candidate(layer: Layer, choice: LayerChoice) -> bool:
-    """8-bit or 4-bit integer weights (not blocked) with a calibrated 8-bit activation on
+    """2- to 8-bit integer weights (not blocked) with a calibrated 8-bit activation on
     Conv/MatMul/Gemm (not under AWQ, whose multiply after the decode keeps the weight out of
     the kernel)."""
     return choice.recovery is not Recovery.AWQ and kernel_format(

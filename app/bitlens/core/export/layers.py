@@ -297,7 +297,8 @@ def _encode_one(
                 "of two >= 16 along K, dividing K); exported as folded codes"
             )
     mode = QDQ if kernel or options.weights == QDQ else FOLD
-    if mode == QDQ and native_qdq_dtype(fmt, options.int2_qdq) is None:
+    widen = _widen(fmt, kernel, state.opset, options.int2_qdq)
+    if mode == QDQ and widen != PACKED and native_qdq_dtype(fmt, options.int2_qdq) is None:
         notes.append(f"{w.name}: {fmt.name} has no native ONNX type; stored as folded codes")
     # QGemm and MatMulIntegerToFloat need the weight's zero point written out; QLinearConv
     # fuses without it (symmetric int8: all zeros), so a conv stores no per-channel zeros.
@@ -310,7 +311,7 @@ def _encode_one(
     else:
         enc = encode_qtensor(
             b, w, q, np.dtype(w.dtype), mode=mode, allow_int2=options.int2_qdq,
-            zero_point=zero_point, widen=_widen(fmt, kernel, state.opset),
+            zero_point=zero_point, widen=widen,
         )  # fmt: skip
     if enc is None:
         notes.append(f"{w.name}: {fmt.name} keeps the weight's own {w.dtype} values")
@@ -324,11 +325,14 @@ def _encode_one(
     return enc
 
 
-def _widen(fmt: Format, kernel: bool, opset: int) -> str | None:
+def _widen(fmt: Format, kernel: bool, opset: int, allow_int2: bool) -> str | None:
     """How an integer-kernel layer's sub-8-bit codes reach its 8-bit kernel: Cast from their
-    native type, or unpacked from a packed stream where the export's opset lacks that type."""
+    native type (INT4; INT2 where asked for), or unpacked from a packed stream where ONNX
+    has no such type (3, 5, 6, 7 bits) or the export's opset lacks it."""
     if not kernel or fmt.bits >= 8:
         return None
+    if native_qdq_dtype(fmt, allow_int2) is None:
+        return PACKED
     return CAST if family_of(fmt).export_min_opset(fmt, True) <= opset else PACKED
 
 

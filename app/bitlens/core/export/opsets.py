@@ -15,7 +15,7 @@ calibration, so a model that cannot be exported fails in seconds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -79,14 +79,17 @@ def prepare(
     needed: int,
     forced: int | None,
     feeds: Sequence[dict[str, np.ndarray]],
+    serialize: Callable[[], bytes] | None = None,
 ) -> tuple[int, onnx.ModelProto | None, tuple[str, ...]]:
     """(opset, the converted model or None when the model's own opset serves, notes).
 
     Tries each candidate in turn; raises one message naming every attempt when none works.
+    ``serialize``: the whole model's bytes where ``model`` leaves tensors out
+    (LoadedModel.serialized); ``model`` itself is only read for its opsets and outputs.
     """
     current = default_opset(model)
     tried: list[str] = []
-    source = _Source(model, feeds)  # serialized and run once for every candidate
+    source = _Source(model, feeds, serialize)  # serialized and run once for every candidate
     for target in candidates(current, needed, forced):
         if target == current:
             return target, None, ()
@@ -119,15 +122,21 @@ class _Source:
     costs 0.2-0.4 s each time (``version_converter.convert_version`` serializes its input
     and parses its output; the converter itself works on bytes)."""
 
-    def __init__(self, model: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]]):
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        feeds: Sequence[dict[str, np.ndarray]],
+        serialize: Callable[[], bytes] | None = None,
+    ):
         self.model, self.feeds = model, feeds
+        self._serialize = serialize if serialize is not None else model.SerializeToString
         self._data: bytes | None = None
         self._outputs: list[list[np.ndarray]] | None = None
 
     @property
     def data(self) -> bytes:
         if self._data is None:
-            self._data = self.model.SerializeToString()
+            self._data = self._serialize()
         return self._data
 
     def outputs(self) -> list[list[np.ndarray]]:

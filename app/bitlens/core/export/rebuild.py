@@ -42,10 +42,11 @@ def rebuilt_weights(
     for rec in records.values():
         layer = engine.info.layer(rec.name)
         paths = {w.name: w.graph_path for w in layer.weights}
+        dtypes = {w.name: w.dtype for w in layer.weights}
         for e in rec.weights:
             if e.scheme != "matmulnbits":
                 by_graph.setdefault(paths[e.weight], []).append(
-                    (e.weight, _elem_type(engine, e.weight))
+                    (e.weight, _elem_type(dtypes[e.weight]))
                 )
     rebuilt: dict[str, np.ndarray] = {}
     for path, weights in by_graph.items():
@@ -75,6 +76,7 @@ def identical(a: np.ndarray, b: np.ndarray) -> bool:
     )
 
 
-def _elem_type(engine: Engine, weight: str) -> int:
-    dtype = engine.model.weight(weight).dtype
-    return int(onnx.helper.np_dtype_to_tensor_dtype(dtype))
+def _elem_type(dtype: str) -> int:
+    # the file's own type: a float16 model's weights are held as float32 in memory
+    # (loader.as_float) but the export decodes them back to float16
+    return int(onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))

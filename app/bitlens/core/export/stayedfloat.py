@@ -9,7 +9,7 @@ and ONNX Runtime's CPU provider forms QLinearConv / QGemm only from a Dequantize
 QuantizeLinear group, so it runs those layers in float. One line says so with the count (a
 YOLO-style detector has 83 convolutions, which read as 83 warnings before).
 
-4-bit weights reach ONNX Runtime's 8-bit kernels through a Cast it folds at load, which only
+2- to 7-bit weights reach ONNX Runtime's 8-bit kernels through a Cast it folds at load, which only
 the "ort-cpu" target writes (core/export/kernels.py ``_kernel_on_target``): on the others such
 a layer's weights are folded to float by design, said once with the layers' real format.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bitlens.core import targets
-from bitlens.core.formats import Format
+from bitlens.core.formats import Family, Format
 
 # How many layer names the folded line shows before "and N more".
 SHOWN = 3
@@ -28,13 +28,16 @@ Stayed = tuple[str, str, Format]  # layer, kernel ONNX Runtime ran, the plan's w
 
 
 def code_type(fmt: Format) -> str:
-    """The integer type a kernel format's codes are: int8, uint8, int4, uint4."""
+    """The integer type a kernel format's codes are: int8, uint8, int4, uint3, ..., ternary,
+    binary."""
+    if fmt.family in (Family.TERNARY, Family.BINARY):
+        return fmt.family.value
     return f"{'' if fmt.signed else 'u'}int{fmt.bits}"
 
 
 def stayed_float_notes(target: str, stayed: Sequence[Stayed]) -> list[str]:
-    """The report lines for ``stayed``: per layer whose plan asked for an integer kernel (8-bit
-    or 4-bit integer weights next to 8-bit activations) but that ran without one, in graph
+    """The report lines for ``stayed``: per layer whose plan asked for an integer kernel (2- to
+    8-bit integer weights next to 8-bit activations) but that ran without one, in graph
     order."""
     narrow = [s for s in stayed if not targets.kernel_weight_on_target(s[2], target)]
     stayed = [s for s in stayed if s not in narrow]
@@ -64,8 +67,8 @@ def _folded_by_target(target: str, narrow: Sequence[Stayed]) -> list[str]:
     return [
         f"{len(narrow)} layer(s) with {_types(narrow)} weights ran in float "
         f"({_names(narrow)}): for target {target!r} the export writes them folded to float; "
-        "4-bit codes reach ONNX Runtime's 8-bit integer kernels (through a Cast it folds at "
-        "load) only with target 'ort-cpu'"
+        "codes narrower than 8 bits reach ONNX Runtime's 8-bit integer kernels (through a "
+        "Cast it folds at load) only with target 'ort-cpu'"
     ]
 
 

@@ -62,6 +62,9 @@ REORDER_ULPS = 2.0**11
 FLIP_ULPS = 2.0
 
 
+_HALF_ROUNDOFF = {"float16": UNIT_ROUNDOFF["fp16"], "bfloat16": UNIT_ROUNDOFF["bf16"]}
+
+
 def narrowest_roundoff(plan: Plan, output_dtype: np.dtype) -> float:
     """The unit roundoff of the narrowest float type an output's values pass through: its
     own dtype, or a float activation format the plan uses (fp16, bf16, fp8)."""
@@ -72,6 +75,10 @@ def narrowest_roundoff(plan: Plan, output_dtype: np.dtype) -> float:
         fmt = choice.activation
         if fmt is not None and fmt.family is Family.FLOAT:
             u = max(u, UNIT_ROUNDOFF.get(fmt.float_kind, u))
+    # a model that itself computes in float16 (a GPU export) rounds there whatever the plan
+    for t in plan.info.value_info.values():
+        if t.dtype in _HALF_ROUNDOFF:
+            u = max(u, _HALF_ROUNDOFF[t.dtype])
     return u
 
 

@@ -16,10 +16,13 @@ for bit (the values the inspector simulated):
 * **qdq**: a standard DequantizeLinear on a native ONNX type (int8, uint8,
   int16, uint16, int4, uint4, int2, uint2, fp8) with per-axis or blocked
   parameters. The exporter uses it where an integer kernel should run
-  (8-bit or 4-bit weights next to 8-bit activations) or when the user asks for QDQ.
-  An integer-kernel layer's 4-bit codes are stored as INT4/UINT4 and Cast to
-  int8/uint8 before the DequantizeLinear (``widen``): ONNX Runtime folds the
-  Cast at load, and its QDQ fusions only take 8-bit weights
+  (2- to 8-bit weights next to 8-bit activations) or when the user asks for QDQ.
+  An integer-kernel layer's narrower codes reach an int8/uint8 DequantizeLinear
+  through a constant subgraph (``widen``): 4-bit codes stored as INT4/UINT4 and
+  Cast; 2-, 3-, 5-, 6- and 7-bit codes (and 4-bit ones below opset 21) stored
+  as an n-bit packed stream, unpacked and Cast, their zero points likewise (or
+  made by a ConstantOfShape where all are 0). ONNX Runtime folds it at load,
+  and its QDQ fusions only take 8-bit weights
   (bitlens.core.targets.KERNEL_WEIGHT_BITS).
 
 Every element of the level arithmetic matches the codec: a uniform code
@@ -36,8 +39,8 @@ import numpy as np
 from onnx import numpy_helper
 
 from bitlens.core.export.graph import GraphBuilder, rename_output
-from bitlens.core.export.packing import pack, unpack_nodes
-from bitlens.core.formats import Format, Granularity, Grouping, QTensor, family_of, quantize
+from bitlens.core.export.packing import pack, packed_size, unpack_nodes
+from bitlens.core.formats import Family, Format, Granularity, Grouping, QTensor, family_of, quantize
 from bitlens.core.model.types import WeightInfo
 
 FOLD = "fold"
@@ -126,6 +129,8 @@ def encode_qtensor(
     :data:`CAST` stores them in their native type and Casts them to int8/uint8 before the
     DequantizeLinear; :data:`PACKED` stores them as an n-bit packed stream, unpacked and Cast."""
     fmt = q.fmt
+    if mode == QDQ and widen == PACKED and fmt.bits < 8:  # any width: no native type needed
+        return _qdq(b, w, q, _WIDE_INT[fmt.signed][0], dtype, zero_point, widen)
     if mode == QDQ and (dt := native_qdq_dtype(fmt, allow_int2)) is not None:
         return _qdq(b, w, q, dt, dtype, zero_point, widen)
     if not fmt.has_scale:
@@ -163,6 +168,24 @@ def _store_codes(b: GraphBuilder, hint: str, codes: np.ndarray, bits: int, role:
         label=f"uint8 ({bits}-bit packed)",
     )
     return unpack_nodes(b, name, bits, flat.size, hint), st
+
+
+def _packed_codes(
+    b: GraphBuilder, hint: str, codes: np.ndarray, bits: int, qmin: int, shape: tuple[int, ...],
+    step: int = 1,
+) -> tuple[str, StoredTensor]:
+    """Integer codes (or zero points) of ``shape`` stored as an n-bit packed stream of offset
+    codes ``u = (q - qmin) / step`` and rebuilt as int64 ``q`` by opset-13 operators
+    (constant: ONNX Runtime folds them when the session starts)."""
+    role = "zero_point" if hint == "zp" else "codes"
+    u = (np.asarray(codes).astype(np.int32) - qmin) // step
+    flat, st = _store_codes(b, hint, u, bits, role)
+    name = b.node("Reshape", [flat, _shape_const(b, f"{hint}_shape", shape)])
+    if step != 1:
+        name = b.node("Mul", [name, b.const(f"{hint}_step", np.array(step, np.int64))])
+    if qmin:
+        name = b.node("Add", [name, b.const(f"{hint}_qmin", np.array(qmin, np.int64))])
+    return name, st
 
 
 def _shape_const(b: GraphBuilder, hint: str, shape: tuple[int, ...]) -> str:
@@ -291,6 +314,17 @@ def _folded(b: GraphBuilder, w: WeightInfo, q: QTensor, dtype: np.dtype) -> Weig
 _WIDE_INT = {True: (np.dtype(np.int8), 3), False: (np.dtype(np.uint8), 2)}  # ONNX INT8, UINT8
 
 
+def _kernel_codes(q: QTensor) -> tuple[np.ndarray, int, int]:
+    """(integer codes, their least value, the step between values) of an integer-kernel
+    layer's weight: uniform integers as they are; ternary codes -1/0/+1 and binary signs as
+    -1/+1, which times alpha are exactly the simulated values (bitlens.core.formats.sign)."""
+    if q.fmt.family is Family.TERNARY:
+        return q.codes, -1, 1
+    if q.fmt.family is Family.BINARY:
+        return q.codes.astype(np.int8) * 2 - 1, -1, 2
+    return q.codes, q.fmt.qmin, 1
+
+
 def _qdq(
     b: GraphBuilder,
     w: WeightInfo,
@@ -308,12 +342,11 @@ def _qdq(
         return name if wide is None else b.node("Cast", [name], to=wide[1])
 
     stored: list[StoredTensor] = []
-    if wide is not None and widen == PACKED:
-        flat, st = _store_codes(b, "codes", q.codes.astype(np.int32) - fmt.qmin, fmt.bits)
-        name = b.node("Reshape", [flat, _shape_const(b, "shape", g.shape)])
-        if fmt.qmin:  # back from offset codes u = q - qmin, in int64
-            name = b.node("Add", [name, b.const("qmin", np.array(fmt.qmin, np.int64))])
-        dt = wide[0]  # the zero point, if any, is stored as an 8-bit code
+    packed = wide is not None and widen == PACKED
+    if packed:
+        codes, qmin, step = _kernel_codes(q)
+        name, st = _packed_codes(b, "codes", codes, fmt.bits, qmin, g.shape, step)
+        dt = wide[0]
     else:
         name, st = _store(b, "codes", q.codes.astype(dt), "codes", bits=fmt.bits, label=dt.name)
     name = widened(name)
@@ -321,13 +354,28 @@ def _qdq(
     sname, sst = _store(b, "scale", np.asarray(q.scale, np.float32), "scale")
     stored.append(sst)
     inputs = [name, sname]
-    if q.zero_point is not None and (zero_point or not (fmt.symmetric and fmt.signed)):
-        zbits = 8 if widen == PACKED else fmt.bits
-        zname, zst = _store(
-            b, "zp", np.asarray(q.zero_point).astype(dt), "zero_point", bits=zbits, label=dt.name
-        )
-        stored.append(zst)
-        inputs.append(zname if widen == PACKED else widened(zname))
+    zp = q.zero_point
+    if zp is None and packed and fmt.family is not Family.INT:  # ternary, binary: 0
+        zp = np.zeros(g.param_shape, np.int8)
+    if zp is not None and (zero_point or not (fmt.symmetric and fmt.signed)):
+        zp = np.asarray(zp)
+        if packed and not zp.any():
+            # zeros (symmetric codes, which QGemm still wants written out) made at load:
+            # 8-bit ones would cost a byte per channel the plan does not account
+            zero = numpy_helper.from_array(np.zeros(1, dt), "zero")
+            shape = _shape_const(b, "zp_shape", g.param_shape)
+            inputs.append(b.node("ConstantOfShape", [shape], value=zero))
+        elif packed and packed_size(zp.size, fmt.bits) < zp.size:  # packed like the codes
+            zname, zst = _packed_codes(b, "zp", zp, fmt.bits, fmt.qmin, g.param_shape)
+            stored.append(zst)
+            inputs.append(widened(zname))
+        else:  # native, or 8-bit: a packed stream of under 8 codes is no smaller
+            zname, zst = _store(
+                b, "zp", zp.astype(dt), "zero_point", bits=8 if packed else fmt.bits,
+                label=dt.name,
+            )  # fmt: skip
+            stored.append(zst)
+            inputs.append(zname if packed else widened(zname))
     attrs: dict[str, int] = {}
     if g.granularity is not Granularity.TENSOR:
         attrs["axis"] = g.axis
@@ -335,10 +383,9 @@ def _qdq(
         attrs["block_size"] = g.block_size
     out = b.node("DequantizeLinear", inputs, **attrs)  # type: ignore[arg-type]
     _finish(b, out, dtype, w.name)
-    min_opset = family_of(fmt).export_min_opset(fmt, True)
+    min_opset = 13 if packed else family_of(fmt).export_min_opset(fmt, True)
     text = f"DequantizeLinear of {dt.name} codes, float32 scale {_granularity_text(g)}"
-    if wide is not None and widen == PACKED:
-        min_opset = 13
+    if packed:
         text = (
             f"{fmt.bits}-bit packed codes unpacked and Cast to {wide[0].name} (folded when the "
             f"session starts, for the integer kernel), DequantizeLinear with float32 scale "

@@ -69,7 +69,8 @@ def quantize(x: np.ndarray, scale: np.ndarray, zp: np.ndarray, fmt: Format) -> n
     if v.shape != np.broadcast_shapes(v.shape, z32.shape):
         v = np.broadcast_to(v, np.broadcast_shapes(v.shape, z32.shape)).copy()
     np.rint(v, out=v)
-    v += z32
+    if z32.any():  # symmetric signed formats: adding 0 changes no code (-0.0 becomes 0 too)
+        v += z32
     np.clip(v, fmt.qmin, fmt.qmax, out=v)
     return v.astype(code_dtype(fmt))
 
@@ -87,7 +88,8 @@ def dequantize(q: np.ndarray, scale: np.ndarray, zp: np.ndarray) -> np.ndarray:
     v = np.asarray(q).astype(np.float32)
     if v.shape != shape:
         v = np.broadcast_to(v, shape).copy()
-    v -= z32
+    if z32.any():  # a zero point of 0 (symmetric signed formats): the same floats without it
+        v -= z32
     v *= s32
     return v
 

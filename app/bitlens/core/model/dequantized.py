@@ -28,8 +28,7 @@ def dequantized(model: LoadedModel) -> LoadedModel:
     weight decoding is folded to float values (a note says so)."""
     if not quantized_ops(model.graph_proto):
         return model
-    proto = onnx.ModelProto()
-    proto.CopyFrom(model.graph_proto)
+    proto = model.copy_proto()
     label = str(model.path) if model.path is not None else "model"
     base = model.base_dir
     folded = fold_constants(

@@ -11,6 +11,7 @@ one-line message names the file and the problem.
 from __future__ import annotations
 
 import mmap
+import os
 from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ from google.protobuf.message import DecodeError
 from bitlens.core.errors import ModelLoadError
 from bitlens.core.fileio import stat_regular
 from bitlens.core.limits import MAX_MODEL_FILE_BYTES
+from bitlens.core.model import splice
 from bitlens.core.model.bn_fold import fold_batchnorms
 from bitlens.core.model.external import (
     READ_CHUNK,
@@ -33,6 +35,7 @@ from bitlens.core.model.external import (
 )
 from bitlens.core.model.folding import fold_constants
 from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize, walk
+from bitlens.core.model.half_activations import half_activations_note
 from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.irversion import fit_ir_version
 from bitlens.core.model.loop_invariants import loop_constants_note, read_loop_constants
@@ -42,7 +45,16 @@ from bitlens.core.model.negative_dims import negative_dims_as_dynamic, negative_
 from bitlens.core.model.old_opset import raise_old_opset
 from bitlens.core.model.prequantized import note as quantized_note
 from bitlens.core.model.prequantized import quantized_ops
-from bitlens.core.model.rawspill import RawWeight, adopt, spill_raw
+from bitlens.core.model.rawspill import (
+    Detached,
+    RawWeight,
+    adopt,
+    detach,
+    detached_values,
+    graph_growth,
+    reattach,
+    spill_raw,
+)
 from bitlens.core.model.stored_grid import note as stored_grid_note
 from bitlens.core.model.stored_grid import stored_grids
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
@@ -74,7 +86,9 @@ class LoadedModel:
     bitlens.core.model.external): :meth:`weight`, :meth:`tensor_value` and
     :meth:`materialize` read them through memory maps. :attr:`proto` is the same proto
     with every external tensor read in (on first use; the exporter needs it whole).
-    Never written back to the user's file."""
+    Large float weights the loader wrote to its scratch map (rawspill.py) are held there
+    only: ``graph_proto`` refers to their place in the file, and the same methods serve
+    them from the map. Never written back to the user's file."""
 
     graph_proto: onnx.ModelProto
     info: ModelInfo
@@ -85,6 +99,9 @@ class LoadedModel:
 
     base_dir: Path | None = None
     bn_folded: int = 0  # BatchNormalizations folded into their Conv (bitlens.core.model.bn_fold)
+    # main-graph initializers whose bytes only the scratch map holds (rawspill.detach)
+    _detached: dict[str, Detached] = field(default_factory=dict, repr=False)
+    _file_stamp: tuple[int, int] | None = field(default=None, repr=False)  # size, mtime_ns
 
     def __post_init__(self) -> None:
         for path, name in self._consts:
@@ -98,24 +115,64 @@ class LoadedModel:
     def proto(self) -> onnx.ModelProto:
         """The whole model in memory: external tensors still in their files are read in now
         (once); the memory maps :meth:`weight` hands out stay valid."""
-        if external_tensors(self.graph_proto):
-            assert self.base_dir is not None
-            drain(iter_external_data(self.graph_proto, self.base_dir, self.label))
+        self.materialize(self.graph_proto)
         return self.graph_proto
+
+    def copy_proto(self) -> onnx.ModelProto:
+        """A copy of ``graph_proto`` with the weights only the scratch map holds put back;
+        tensors in external files stay there (a copy to rewrite, e.g. a new model)."""
+        copy = onnx.ModelProto()
+        copy.CopyFrom(self.graph_proto)
+        reattach(copy, self._detached)
+        return copy
+
+    def serialized(self) -> bytes:
+        """The whole model's bytes, every tensor in (``proto.SerializeToString()`` once read
+        in) without a second copy of the scratch map's weights in protobuf (splice.py)."""
+        outside = external_tensors(self.graph_proto)
+        if any(detached_values(t, self._detached) is None for t in outside):
+            return self.whole().SerializeToString()  # files besides the map: a copy read in
+        return splice.serialized(self.graph_proto, self._detached)
+
+    def whole(self) -> onnx.ModelProto:
+        """The model with every tensor in memory, for one use: :attr:`proto` itself when
+        nothing is left out, else a copy read in (``graph_proto`` keeps leaving them out).
+        Not to be modified."""
+        if not external_tensors(self.graph_proto):
+            return self.graph_proto
+        copy = onnx.ModelProto()
+        copy.CopyFrom(self.graph_proto)
+        self.materialize(copy)
+        return copy
 
     def runnable(self) -> onnx.ModelProto | str:
         """The model as ONNX Runtime should open it: its file when tensors are still in
         external files (ONNX Runtime reads them from there itself), unless its IR version
         had to be lowered for this ONNX Runtime (bitlens.core.model.irversion); else
-        :attr:`proto`, read in whole."""
+        :attr:`proto`, read in whole. A model whose only tensors left out are the scratch
+        map's is opened from its file too when the loader rewrote nothing ONNX Runtime
+        reads (no note) and the file is as it was read; else from a copy read in."""
+        outside = [
+            t for t in external_tensors(self.graph_proto)
+            if detached_values(t, self._detached) is None
+        ]  # fmt: skip
         if (
             self.path is not None
             and self.graph_proto.ir_version == self.info.ir_version
             and not self.bn_folded  # the file still has its BatchNormalizations
-            and external_tensors(self.graph_proto)
+            and outside
         ):
             return str(self.path)
-        return self.proto
+        if not self._detached:
+            return self.proto
+        if (
+            self.path is not None
+            and self.graph_proto.ir_version == self.info.ir_version
+            and not self.info.notes
+            and self._file_stamp == _stamp(self.path)
+        ):
+            return str(self.path)  # no copy of the weights in this process
+        return self.whole()
 
     @property
     def nbytes(self) -> int:
@@ -123,11 +180,18 @@ class LoadedModel:
         outside = sum(
             expected_raw_bytes(t.data_type, element_count(t.dims)) or 0
             for t in external_tensors(self.graph_proto)
+            if detached_values(t, self._detached) is None
         )
-        return self.graph_proto.ByteSize() + outside
+        size = self.graph_proto.ByteSize() + outside
+        if grown := graph_growth(self.graph_proto, self._detached):
+            graph = self.graph_proto.graph.ByteSize()  # its length prefix grows too
+            size += _field_bytes(graph + grown) - _field_bytes(graph)
+        return size
 
     def tensor_value(self, tensor: onnx.TensorProto) -> np.ndarray:
         """A tensor's values in its stored type (a read-only map for external data)."""
+        if (d := detached_values(tensor, self._detached)) is not None:
+            return d.values
         if is_external(tensor):
             assert self.base_dir is not None
             return map_tensor(tensor, self.base_dir, self.label)
@@ -136,6 +200,7 @@ class LoadedModel:
     def materialize(self, model: onnx.ModelProto) -> None:
         """Read into ``model`` (a graph copied from this one, e.g. a simulation graph) the
         external tensors it still refers to."""
+        reattach(model, self._detached)
         if external_tensors(model):
             assert self.base_dir is not None
             drain(iter_external_data(model, self.base_dir, self.label))
@@ -301,6 +366,19 @@ def _iter_finish(
     bn = fold_batchnorms(proto) if fold_bn else None
     if folded.nodes or (bn is not None and bn.folded):
         slots = walk(proto)
+    rewritten = folded.names | (bn.rewritten if bn is not None else frozenset())
+    adopted = adopt(spilled or {}, proto.graph, rewritten)
+    detached: dict[str, Detached] = {}
+    if adopted and spilled and path is not None and _names_itself(path):
+        # the proto's own copy of those bytes goes (rawspill.detach), where the file can be
+        # named as their location, as ONNX Runtime or a copy of the proto would read it.
+        # Clearing a field frees nothing of protobuf's arena (upb): a copy without them
+        # does, once nothing refers to the parsed message (the slots are walked again).
+        detached = detach(proto.graph, adopted, spilled, path.name)
+        fresh = onnx.ModelProto()
+        fresh.CopyFrom(proto)
+        proto = fresh
+        slots = walk(proto)
     info = build_inventory(proto, path, slots)  # reports the file's own IR version
     weights = {w.name for layer in info.layers for w in layer.weights} & folded.names
     prequant = quantized_note(quantized_ops(proto), len(info.layers))
@@ -317,6 +395,8 @@ def _iter_finish(
     weight_names = {w.name for layer in info.layers for w in layer.weights}
     if loop_note := loop_constants_note(len(carried & weight_names)):
         notes.append(loop_note)
+    if half_note := half_activations_note(info):
+        notes.append(half_note)
     if notes:
         info = replace(info, notes=tuple(notes))
     consts: dict[tuple[str, str], ConstSource] = {}
@@ -331,8 +411,9 @@ def _iter_finish(
         base_dir=base_dir,
         bn_folded=bn.folded if bn is not None else 0,
     )
-    rewritten = folded.names | (bn.rewritten if bn is not None else frozenset())
-    for name, values in adopt(spilled or {}, proto.graph, rewritten).items():
+    model._detached = detached
+    model._file_stamp = _stamp(path) if detached and path is not None else None
+    for name, values in adopted.items():
         src = consts.get(("", name))
         if src is not None and src.tensor is not None and src.node is None:
             model._cache[("", name)] = values
@@ -343,6 +424,29 @@ def _iter_finish(
         notes = tuple(info.notes) + ((grid_note,) if grid_note else ())
         model.info = replace(info, stored_grids=grids, notes=notes)
     return model
+
+
+def _names_itself(path: Path) -> bool:
+    """Whether ``path``'s name, in its folder, leads to the file itself and not out through
+    a link (external.resolve_location refuses such a location)."""
+    try:
+        return Path(os.path.realpath(path)).parent == Path(os.path.realpath(path.parent))
+    except (OSError, ValueError):
+        return False
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """The file's size and modification time, to tell whether it changed since the load."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _field_bytes(n: int) -> int:
+    """Encoded size of a length-delimited protobuf field of ``n`` bytes (ModelProto.graph)."""
+    return 1 + max(1, (n.bit_length() + 6) // 7) + n
 
 
 def _check_defined(slots: list[NodeSlot], proto: onnx.ModelProto, label: str) -> None:

@@ -16,6 +16,15 @@ ONNX's ``raw_data`` is (https://onnx.ai/onnx/repo-docs/IR.html, "raw_data"), on 
 little-endian machine, whose name is defined once, and that nothing in the loader rewrote
 afterwards (folded BatchNormalizations, an opset upgrade): :func:`adopt` takes the names
 of those and checks each tensor's type and shape once more.
+
+The parsed proto then need not hold those bytes a second time (54 MB on ``common.onnx``,
+for as long as the model is open, an export included): :func:`detach` turns each adopted
+initializer into an external-data reference to its place in the model's own file (ONNX's
+``location``/``offset``/``length``, https://onnx.ai/onnx/repo-docs/ExternalData.html), so
+that everything that already handles large external tensors (sizes, copies, ONNX Runtime
+opened from the file) handles these alike; the model itself serves their values from the
+scratch map (:func:`detached_values`) and writes them back into a proto from there
+(:func:`reattach`), so a file changed on disk after the load is never read.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from bitlens.core.model.external import is_external
+from bitlens.core.model.external import is_external, release_pages
 
 RAW_SPILL_MIN_BYTES = 1 << 20  # as the engine's weightspill.SPILL_MIN_BYTES: smaller stay decoded
 _ALIGN = 64  # each weight starts on a cache line (ORT's kernels read with SIMD loads)
@@ -42,6 +51,7 @@ class RawWeight:
     values: np.ndarray  # read-only view of the map, in the tensor's shape
     data_type: int
     dims: tuple[int, ...]
+    start: int = 0  # where its raw_data starts in the model's file
 
 
 def spill_raw(
@@ -67,6 +77,7 @@ def spill_raw(
         chosen.append((t, span))
     if not chosen:
         return {}
+    offset_in_file = {t.name: span[0] for t, span in chosen}
     src = memoryview(data).cast("B")
     places: list[tuple[onnx.TensorProto, int, int]] = []
     try:
@@ -85,7 +96,7 @@ def spill_raw(
     for t, offset, size in places:
         dims = tuple(int(d) for d in t.dims)
         view = whole[offset : offset + size].view(_TYPES[t.data_type]).reshape(dims)
-        out[t.name] = RawWeight(view, t.data_type, dims)
+        out[t.name] = RawWeight(view, t.data_type, dims, offset_in_file[t.name])
     return out
 
 
@@ -110,3 +121,107 @@ def adopt(
             continue
         out[name] = raw.values
     return out
+
+
+@dataclass(frozen=True)
+class Detached:
+    """An initializer whose ``raw_data`` the parsed proto no longer holds: its values in the
+    scratch map, the external-data entries that stand for them, and what it was."""
+
+    values: np.ndarray
+    entries: tuple[tuple[str, str], ...]
+    had_location: bool  # whether the tensor set data_location (to DEFAULT) in the file
+
+
+def detach(
+    graph: onnx.GraphProto,
+    adopted: dict[str, np.ndarray],
+    spilled: dict[str, RawWeight],
+    location: str,
+) -> dict[str, Detached]:
+    """Replace the ``raw_data`` of ``graph``'s ``adopted`` initializers (:func:`adopt`'s
+    result) by references to their bytes in the model's file, named ``location`` relative
+    to its folder; what :func:`reattach` needs to put them back, by name."""
+    out: dict[str, Detached] = {}
+    for t in graph.initializer:
+        values = adopted.get(t.name)
+        if values is None:
+            continue
+        start = spilled[t.name].start
+        entries = (("location", location), ("offset", str(start)), ("length", str(values.nbytes)))
+        had_location = t.HasField("data_location")
+        t.ClearField("raw_data")
+        t.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in entries:
+            e = t.external_data.add()
+            e.key, e.value = key, value
+        out[t.name] = Detached(values, entries, had_location)
+    return out
+
+
+def detached_values(
+    tensor: onnx.TensorProto | onnx.SparseTensorProto, detached: dict[str, Detached]
+) -> Detached | None:
+    """``tensor``'s entry when it is (a copy of) one :func:`detach` wrote, else None (a
+    sparse tensor, which has no name of its own, never is)."""
+    if not detached or not isinstance(tensor, onnx.TensorProto):
+        return None
+    d = detached.get(tensor.name)
+    if d is None or not is_external(tensor):
+        return None
+    if tuple((e.key, e.value) for e in tensor.external_data) != d.entries:
+        return None
+    return d
+
+
+def reattach(model: onnx.ModelProto, detached: dict[str, Detached]) -> int:
+    """Put the ``raw_data`` back into every detached initializer of ``model``'s main graph
+    (``model`` may be a copy), from the scratch map: the tensors are again as the file has
+    them, byte for byte. The number put back."""
+    if not detached:
+        return 0
+    n = 0
+    for t in model.graph.initializer:
+        d = detached_values(t, detached)
+        if d is None:
+            continue
+        del t.external_data[:]
+        if d.had_location:
+            t.data_location = onnx.TensorProto.DEFAULT
+        else:
+            t.ClearField("data_location")
+        t.raw_data = d.values.tobytes()  # little-endian: spill_raw wrote only on such machines
+        n += 1
+    if n:
+        # the map's pages just read stay in the process's memory until released; they are
+        # read again from the page cache when the weights are next used
+        release_pages(next(iter(detached.values())).values)
+    return n
+
+
+def graph_growth(model: onnx.ModelProto, detached: dict[str, Detached]) -> int:
+    """How many bytes ``model``'s main graph gains when :func:`reattach` runs (exactly)."""
+    grown = 0
+    for t in model.graph.initializer:
+        d = detached_values(t, detached)
+        if d is not None:
+            now = t.ByteSize()
+            raw = d.values.nbytes
+            # without external_data and data_location (2 bytes if it was set), with raw_data
+            stored = now - sum(_field(e.ByteSize()) for e in t.external_data) - 2
+            stored += (2 if d.had_location else 0) + _field(raw)
+            grown += _field(stored) - _field(now)
+    return grown
+
+
+def _field(n: int) -> int:
+    """Encoded size of a length-delimited field of ``n`` bytes (field number < 16)."""
+    return 1 + _varint_len(n) + n
+
+
+def _varint_len(n: int) -> int:
+    size = 1
+    while n >= 0x80:
+        n >>= 7
+        size += 1
+    return size

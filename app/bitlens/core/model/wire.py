@@ -27,7 +27,8 @@ class _Malformed(Exception):
     pass
 
 
-def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
+def read_varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
+    """The base-128 varint at ``buf[pos]`` and the position after it (not past ``end``)."""
     value = shift = 0
     while True:
         if pos >= end or shift > 63:
@@ -48,16 +49,16 @@ def _fields(buf: memoryview, pos: int, end: int, budget: list[int]):
         budget[0] -= 1
         if budget[0] < 0:
             raise _Malformed
-        key, pos = _varint(buf, pos, end)
+        key, pos = read_varint(buf, pos, end)
         number, kind = key >> 3, key & 7
         if kind == _VARINT:
-            _, pos = _varint(buf, pos, end)
+            _, pos = read_varint(buf, pos, end)
         elif kind == _I64:
             pos += 8
         elif kind == _I32:
             pos += 4
         elif kind == _LEN:
-            size, pos = _varint(buf, pos, end)
+            size, pos = read_varint(buf, pos, end)
             if pos + size > end:
                 raise _Malformed
             yield number, pos, pos + size

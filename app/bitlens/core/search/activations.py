@@ -26,6 +26,15 @@ from bitlens.core.shared_weights import weight_groups
 # (the units the first ranks highest): the widest integer format's gain bounds the others'
 # closely, so the rest only decide between formats where a wide one can be chosen at all.
 WIDE_SHORTLIST = 2
+# A per-channel activation range is the extreme of each channel's calibration values: a new
+# value exceeds the largest of n exchangeable ones with probability 1/(n+1)
+# (https://en.wikipedia.org/wiki/Order_statistic), so ranges resting on a few values clip
+# new data. magika's last Dense reads [rows, 512]: 4 calibration rows give each channel 4
+# values, and every new row escaped 60-99 of its 512 channel ranges (the clipped part 6-23%
+# of the row's norm; its per-tensor range: 1 value in 32 rows), so the plan that chose
+# int8 per channel there on the rows the search fits had 1.56x W8A8's error on 32 others.
+# Per-channel activation formats are tried only on inputs whose channels hold this many.
+MIN_CHANNEL_VALUES = 100
 
 
 def activation_units(s: SearchState, layers: Sequence[Layer]) -> list[tuple[str, ...]]:
@@ -119,8 +128,20 @@ def choose_activations(
     # for speed (core/search/latency.py)
     units = [u for u in units if not any(s.locked(n) for n in u)]
     # the widest integer format on every decision, the others on the shortlist it ranks
+    thin: dict[tuple[str, ...], bool] = {}  # per unit, read once (the store's tensors)
+
     def fitting(unit: tuple[str, ...]) -> list[Format]:
-        return [f for f in same if all(_fits(by_name[n], f) for n in unit)]
+        out = []
+        for f in same:
+            if not all(_fits(by_name[n], f) for n in unit):
+                continue
+            if f.granularity is Granularity.CHANNEL:
+                if unit not in thin:
+                    thin[unit] = _thin_channels(s, unit)
+                if thin[unit]:
+                    continue
+            out.append(f)
+        return out
 
     for i in (0, 1):
         # (ties in model order: the seed's draws stay those of the two rankings below)
@@ -178,6 +199,18 @@ def _within_speed(
                 continue
         chosen.append(unit)
     return chosen
+
+
+def _thin_channels(s: SearchState, unit: Sequence[str]) -> bool:
+    """Whether an input of ``unit`` has fewer than MIN_CHANNEL_VALUES calibration values per
+    channel (False where the engine cannot tell: the layer keeps its candidates)."""
+    try:
+        return any(
+            s.engine.channel_values(la, a) < MIN_CHANNEL_VALUES
+            for la in (s.info.layer(n) for n in unit) for a in la.activations
+        )  # fmt: skip
+    except BitlensError:
+        return False
 
 
 def _never_better(s: SearchState, unit: Sequence[str], base: Format, fmt: Format) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.accounting import predict
 from bitlens.core.formats import Format
+from bitlens.core.model.half_activations import quantizable_activations
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice
 from bitlens.core.results import Progress, drain
@@ -16,7 +17,7 @@ from bitlens.core.search.activations import activation_units
 from bitlens.core.search.candidates import _fits_weight
 from bitlens.core.search.measures import exported_size
 from bitlens.core.search.state import SearchState
-from bitlens.core.targets import KERNEL_WEIGHT_BITS
+from bitlens.core.targets import kernel_weight
 from bitlens.core.weights import weight_bytes_after
 
 
@@ -54,20 +55,21 @@ def measure_overheads(
         if second is not None and 0 <= second < first:
             s.size.learned.shared[fmt] = first - second
         yield s._tick(f"export cost of {fmt.name}")
-    acts = [la for la in s.info.layers if la.activations and not la.graph_path]
+    acts = [la for la in s.info.layers if quantizable_activations(s.info, la)]
     if base is None or not acts:
         return kept
     # every activation at the base: the quantizers' cost, on average
     all_base = {la.name: LayerChoice(None, base) for la in acts}
     e_a = exported_size(s.engine, s.plan_for(all_base))
     s.size.a_overhead = max(0, round((e_a - e0) / len(acts)))
-    # 8-bit and 4-bit weights next to 8-bit activations become an integer-kernel group,
-    # which the export writes differently (QDQ for ONNX Runtime to fuse; 4-bit codes Cast to
-    # int8, or below opset 21 stored packed and unpacked: core/export/weights.py): its cost
-    # per op type (a MatMul group and a Conv group differ) and weight format, measured whole
-    # (the folded format's nodes and shared constants are not written for such a layer)
+    # 2- to 8-bit, ternary and binary weights next to 8-bit activations become an
+    # integer-kernel group, which the export writes differently (QDQ for ONNX Runtime to
+    # fuse; 4-bit codes Cast to int8, other widths, or 4 bits below opset 21, stored packed
+    # and unpacked: core/export/weights.py): its cost per op type (a MatMul group and a Conv
+    # group differ) and weight format, measured whole (the folded format's nodes and shared
+    # constants are not written for such a layer)
     for fmt in kept:
-        if fmt.bits in KERNEL_WEIGHT_BITS:
+        if kernel_weight(fmt):
             _kernel_costs(s, acts, fmt, LayerChoice(None, base), e_a)
     return kept
 

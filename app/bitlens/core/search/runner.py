@@ -11,6 +11,7 @@ from bitlens.core.blas_threads import each_step
 from bitlens.core.engine import Engine
 from bitlens.core.errors import SearchError
 from bitlens.core.formats import Format, parse_format
+from bitlens.core.model.half_activations import quantizable_activations
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress
@@ -271,7 +272,7 @@ class _Search(Refinement):
         self.base_act = base
         act_layers = [
             layer for layer in free
-            if base is not None and layer.activations and not layer.graph_path
+            if base is not None and quantizable_activations(self.info, layer)
         ]  # fmt: skip
         # a weight read by several layers is one decision, taken by its first reader (the
         # plan gives the others its format); a group with a pinned reader follows the pin

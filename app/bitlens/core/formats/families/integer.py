@@ -74,13 +74,13 @@ class IntFamily(FormatFamily):
         lo, hi = group_ranges(x, fmt, grouping, value_range, self.range_qdq(fmt), what)
         scale, zp = uniform.params_from_range(lo, hi, fmt)
         check_grid(uniform.grid_extremes(scale, zp, fmt), fmt, what)
-        codes = uniform.quantize(x, grouping.expand(scale), grouping.expand(zp), fmt)
+        codes = uniform.quantize(x, grouping.expand(scale), _expand_zero_point(grouping, zp), fmt)
         return QTensor(fmt, codes, scale=scale, zero_point=zp)
 
     def dequantize(self, q: QTensor) -> np.ndarray:
         assert q.scale is not None and q.zero_point is not None
         g = q.grouping
-        return uniform.dequantize(q.codes, g.expand(q.scale), g.expand(q.zero_point))
+        return uniform.dequantize(q.codes, g.expand(q.scale), _expand_zero_point(g, q.zero_point))
 
     def storage_bits(self, fmt: Format, g: Grouping) -> int:
         total = fmt.bits * g.numel + SCALE_BITS * g.n_groups
@@ -178,3 +178,11 @@ class IntFamily(FormatFamily):
     def reference(self) -> list[tuple[str, str]]:
         widths = ", ".join(str(b) for b in sorted(INT_WIDTHS))
         return [(f"intN / uintN (N = {widths})", self.grid_text)]
+
+
+def _expand_zero_point(grouping: Grouping, zp: np.ndarray) -> np.ndarray:
+    """Zero points aligned with the tensor; all zero (symmetric signed formats) as one
+    scalar 0, which uniform.quantize/dequantize skip: block formats otherwise repeat them
+    to the weight's size, and every weight value had 0 added and subtracted."""
+    zp = np.asarray(zp)
+    return grouping.expand(zp) if zp.any() else np.zeros((), zp.dtype)
