@@ -42,12 +42,12 @@ def test_inspect(c: Case) -> None:
 
 
 def test_detector_names_both_sizes_it_lacks() -> None:
-    """x [d0, 3, d1, d2]: the MAC count asks for d1 and d2 at once (counted once both are
-    given: tests/core/test_cli_inspect_unsized.py)."""
+    """x [d0, 3, d1, d2]: the MAC count asks for d1 and d2 at once (on a small model:
+    tests/core/test_cli_missing_dims.py)."""
     path = model_path(wheels.OCRSPINE, "ppocrv5_det.onnx")
     res = run_cli("inspect", str(path))
     assert res.returncode == 0, res.stderr
-    assert "input 'x' needs --dim d1=SIZE --dim d2=SIZE to count it" in res.stdout
+    assert "input 'x' needs --dim d1=SIZE, input 'x' needs --dim d2=SIZE to count it" in res.stdout
 
 
 @pytest.mark.parametrize("case_id", ["ppocrv5-rec", "ppocrv5-cls"])
