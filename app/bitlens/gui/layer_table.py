@@ -58,6 +58,9 @@ from bitlens.gui.text import FLOAT_LABEL, split_dynamic, with_dynamic
 
 UNCHANGED = "(unchanged)"
 MIXED = "(mixed plan)"
+# what the box shows while nothing is quantized: a model opens so, and "(mixed plan)" there
+# read as if a plan had been applied (PP-OCRv5's models opened with no data)
+ALL_FLOAT = "(all float)"  # no longer than MIXED: the box is narrow at 1280 px
 # A line edit takes these as emacs-style editing keys (end of line, delete) on Linux,
 # which would swallow the window's Export (Ctrl+E) and Open Data (Ctrl+D) shortcuts.
 PASS_THROUGH = (QKeySequence("Ctrl+E"), QKeySequence("Ctrl+D"))
@@ -467,6 +470,8 @@ class LayerTable(QWidget):
                         break
                 except BitlensError:
                     continue
+        floating = plan is not None and all(c.is_float for c in plan.choices.values())
+        self.preset_combo.setPlaceholderText(ALL_FLOAT if floating else MIXED)
         self.preset_combo.setCurrentIndex(match)
         self._enable_preset_buttons()
 

@@ -179,7 +179,7 @@ def convert(
     source.drop_data()
     converted = onnx.load_from_string(data)
     ir = max(model.ir_version, ir_version_for(converted))
-    if converted.ir_version != ir:
+    if _restore_declared_shapes(model, converted) or converted.ir_version != ir:
         converted.ir_version = ir
         data = converted.SerializeToString()
     try:
@@ -197,6 +197,25 @@ def convert(
                     "cannot be exported for this model)"
                 )
     return converted
+
+
+def _restore_declared_shapes(source: onnx.ModelProto, converted: onnx.ModelProto) -> bool:
+    """Put back the source's declared type of each main-graph input and output that the
+    converter left with no shape at all; whether any was. Its Softmax adapter (opset 11 to
+    13, an axis other than the last) drops the output's shape when the declared one
+    contradicts the inferred one: ocrspine's PP-OCRv5 recognizer declares its 3-D output
+    as ``shape {}`` (rank 0), and the export then failed the ONNX checker, which requires
+    a shape on the main graph's inputs and outputs."""
+    declared = {vi.name: vi for vi in (*source.graph.input, *source.graph.output)}
+    restored = False
+    for vi in (*converted.graph.input, *converted.graph.output):
+        src = declared.get(vi.name)
+        if src is None or vi.type.WhichOneof("value") != "tensor_type":
+            continue
+        if not vi.type.tensor_type.HasField("shape") and src.type.tensor_type.HasField("shape"):
+            vi.type.CopyFrom(src.type)
+            restored = True
+    return restored
 
 
 def _convert_bytes(data: bytes, target: int) -> bytes:

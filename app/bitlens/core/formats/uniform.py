@@ -41,9 +41,13 @@ def params_from_range(lo: np.ndarray, hi: np.ndarray, fmt: Format) -> tuple[np.n
     span = hi - lo
     scale64 = span / float(qmax - qmin)
     scale = scale64.astype(np.float32)
-    # A zero range (all-zero tensor) gets scale 1 so that 0 maps to 0 exactly;
-    # a range so tiny its scale underflows float32 gets the smallest normal.
-    scale = np.where(span == 0, np.float32(1.0), np.maximum(scale, _F32_TINY)).astype(np.float32)
+    # A zero range (all-zero tensor), or one so tiny its scale is below float32's smallest
+    # normal, gets scale 1: its values all code to the zero point and decode to 0, as
+    # onnxruntime.quantization's compute_scale_zp does (quant_utils.py: "if scale <
+    # numpy.finfo(rmax.dtype).tiny: scale = 1.0"). A scale of that smallest normal instead
+    # put a bias at s_x * 1.2e-38, beyond int32: PP-OCRv5's text-line classifier has a conv
+    # channel of subnormal weights whose bias ONNX Runtime then quantized itself, wrongly.
+    scale = np.where(scale64 < _F32_TINY, np.float32(1.0), scale).astype(np.float32)
     if fmt.symmetric:
         zp = np.full(scale.shape, 0 if fmt.signed else (qmax + qmin + 1) // 2, dtype=np.float64)
     else:
