@@ -138,6 +138,8 @@ def quantize_model(engine: Engine, plan: Plan) -> QuantizedModel:
             else:
                 rng = engine.planned_range(layer, choice, act, fmt, placed)
             acts[(name, act)] = ActivationQuantizer(name, act, fmt, rng)
+    # integer-kernel weights whose scale their int32 bias needed raised, as the engine feeds
+    weights.update(engine.bias_fitted_weights(plan, placed))
     return QuantizedModel(
         plan, MappingProxyType(weights), MappingProxyType(acts), MappingProxyType(dict(placed)),
         MappingProxyType(ranges), MappingProxyType(recovered),

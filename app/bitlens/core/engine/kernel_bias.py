@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ from onnx import helper
 
 from bitlens.core import targets
 from bitlens.core.engine import recovery_nodes
+from bitlens.core.engine.bias_fit import fitted_weight
 from bitlens.core.engine.rewrite import act_prefix, reader_counts
 from bitlens.core.recovery import Recovery
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from bitlens.core.model.loader import LoadedModel
     from bitlens.core.model.types import Layer, ModelInfo
     from bitlens.core.plan import Plan
+    from bitlens.core.quantized import QuantizedWeight
     from bitlens.core.targets import TensorQuantizer
 
 INT32 = np.iinfo(np.int32)
@@ -141,24 +143,33 @@ def rounded_feeds(
     info: ModelInfo,
     rounded: Mapping[str, tuple[str, int]],
     feeds: Mapping[str, np.ndarray],
-    weight_scale,
-) -> dict[str, np.ndarray]:
+    quantized: Callable[[Layer], QuantizedWeight],
+    shared: Collection[str] = (),
+) -> tuple[dict[str, np.ndarray], dict[str, QuantizedWeight]]:
     """The bias feeds of the ``rounded`` layers (:func:`rounded_bias_layers`) on the int32
-    grid, from the bias and activation scale in ``feeds``; ``weight_scale(layer)`` gives the
-    layer's weight scale. A bias the export would keep float is fed unchanged."""
+    grid, from the bias and activation scale in ``feeds``; ``quantized(layer)`` gives the
+    layer's quantized weight. A bias the export would keep float is fed unchanged. Where the
+    bias would not fit int32, the weight's scale is raised first (:func:`bias_fit.fitted_weight`,
+    not for a weight other layers read too: ``shared``); those weights come back as the
+    second mapping, by weight name."""
     out: dict[str, np.ndarray] = {}
+    fitted: dict[str, QuantizedWeight] = {}
     for name, (bias, n_out) in rounded.items():
         layer = info.layer(name)
         act = feeds.get(f"{act_prefix(name, 0)}__scale")
         if len(layer.activations) != 1 or act is None or act.size != 1 or bias not in feeds:
             continue
-        grid = int32_grid(
-            np.asarray(feeds[bias]), np.float32(act.reshape(())),
-            np.asarray(weight_scale(layer), np.float32), n_out,
-        )  # fmt: skip
+        s_x = np.float32(act.reshape(()))
+        qw = quantized(layer)
+        value = np.asarray(feeds[bias])
+        if qw.name not in shared:
+            fit = fitted_weight(qw, value, s_x, n_out)
+            if fit is not None:
+                fitted[qw.name] = qw = fit
+        grid = int32_grid(value, s_x, np.asarray(qw.q.scale, np.float32), n_out)
         if not isinstance(grid, str):
             out[bias] = dequantized(*grid)
-    return out
+    return out, fitted
 
 
 class KernelBiases:
@@ -178,7 +189,7 @@ class KernelBiases:
         return bias_layers(self.info, self.model.graph_proto.graph, own)
 
     @cached_property
-    def _bias_values(self) -> dict[tuple, np.ndarray]:
+    def _bias_values(self) -> dict[tuple, tuple[np.ndarray, QuantizedWeight | None]]:
         return {}
 
     def _rounded(self, plan: Plan) -> dict[str, tuple[str, int]]:
@@ -196,21 +207,58 @@ class KernelBiases:
             self._rounded_biases.put(plan, found)
         return found
 
+    @cached_property
+    def _shared_weights(self) -> frozenset[str]:
+        """Weights more than one layer reads: their scale is not raised for one reader's
+        bias (the other readers would read it too)."""
+        seen: set[str] = set()
+        shared: set[str] = set()
+        for layer in self.info.layers:
+            for w in layer.weights:
+                (shared if w.name in seen else seen).add(w.name)
+        return frozenset(shared)
+
     def _plan_feeds(
         self, plan: Plan, placed: Mapping[str, TensorQuantizer], *, int32_bias: bool = True
     ) -> dict[str, np.ndarray]:
         """What a run of ``plan`` feeds besides the sample: weights, quantizer parameters, and
-        integer-kernel biases on the int32 grid the export stores them on."""
+        integer-kernel biases on the int32 grid the export stores them on. The weights whose
+        scale the bias needed raised (:func:`bias_fit.fitted_weight`) are fed raised even
+        with ``int32_bias`` False: the export stores them so either way."""
         engine: Engine = self  # type: ignore[assignment]
         feeds = {
             **engine._weight_feeds(plan.choices), **engine._param_feeds(plan.choices, placed)
         }  # fmt: skip
-        rounded = self._rounded(plan) if int32_bias else {}
+        biases, fitted = self._kernel_biases(plan, feeds)
+        feeds.update((name, qw.values) for name, qw in fitted.items())
+        if int32_bias:
+            feeds.update(biases)
+        return feeds
+
+    def bias_fitted_weights(
+        self, plan: Plan, placed: Mapping[str, TensorQuantizer]
+    ) -> dict[str, QuantizedWeight]:
+        """The weights of ``plan`` whose scale its integer-kernel biases needed raised, by
+        name: what the export stores in place of the plain quantized weight."""
+        engine: Engine = self  # type: ignore[assignment]
+        feeds = {
+            **engine._weight_feeds(plan.choices), **engine._param_feeds(plan.choices, placed)
+        }  # fmt: skip
+        return self._kernel_biases(plan, feeds)[1]
+
+    def _kernel_biases(
+        self, plan: Plan, feeds: Mapping[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, QuantizedWeight]]:
+        """:func:`rounded_feeds` of ``plan``'s integer-kernel layers, from ``feeds``."""
+        rounded = self._rounded(plan)
         if not rounded:
-            return feeds
+            return {}, {}
+        engine: Engine = self  # type: ignore[assignment]
         # kept per (layer, choice, activation scale, float bias): computing them took 1.2-1.5
         # ms of each evaluation on ddddocr's CRNN and khmersm (22 and 13 layers)
         cache = self._bias_values
+        biases: dict[str, np.ndarray] = {}
+        fitted: dict[str, QuantizedWeight] = {}
         todo: dict[str, tuple[str, int]] = {}
         keys: dict[str, tuple] = {}
         for name, (bias, n_out) in rounded.items():
@@ -221,19 +269,24 @@ class KernelBiases:
                 name, plan[name], None if act is None else act.tobytes(), _digest(feeds[bias])
             )  # fmt: skip
             hit = cache.get(key)
-            if hit is not None:
-                feeds[bias] = hit
-            else:
+            if hit is None:
                 todo[name] = (bias, n_out)
+                continue
+            biases[bias] = hit[0]
+            if hit[1] is not None:
+                fitted[hit[1].name] = hit[1]
         if todo:
-            scale = lambda la: engine.recovery.quantized(la, la.weights[0], plan[la.name]).q.scale  # noqa: E731
-            done = rounded_feeds(self.info, todo, feeds, scale)
+            quantized = lambda la: engine.recovery.quantized(la, la.weights[0], plan[la.name])  # noqa: E731
+            done, fits = rounded_feeds(self.info, todo, feeds, quantized, self._shared_weights)
             if len(cache) > 4096:
                 cache.clear()
             for name, (bias, _) in todo.items():
-                cache[keys[name]] = done.get(bias, feeds[bias])  # unchanged where it stays float
-            feeds.update(done)
-        return feeds
+                fit = fits.get(self.info.layer(name).weights[0].name)
+                # unchanged where it stays float
+                cache[keys[name]] = (done.get(bias, feeds[bias]), fit)
+            biases.update(done)
+            fitted.update(fits)
+        return biases, fitted
 
 
 def _digest(value: np.ndarray) -> tuple:
