@@ -75,6 +75,20 @@ def plain_session(path: Path, *, spin: bool = True) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
+def settle(limit: float = 1.0) -> None:
+    """Wait until no thread of this process uses the CPU: a plain session's ORT threads
+    spin on after its run returns (ORT's default, ``session.intra_op.allow_spinning``), on
+    the CRNN about 45 ms of one core within 100 ms. A timed engine step started right after
+    a float baseline run shared the two cores with that spin, and its CPU-time figures
+    counted it (every thread of the process). ``limit``: the most seconds to wait."""
+    end = time.perf_counter() + limit
+    while time.perf_counter() < end:
+        c0 = time.process_time()
+        time.sleep(0.01)
+        if time.process_time() - c0 < 0.0005:
+            return
+
+
 def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -92,7 +106,9 @@ def cpu_timed(fn) -> float:
 
 def timed_cpu(fn, cpu: list[float]) -> float:
     """Wall seconds of ``fn()``; its process CPU seconds (every thread) go to ``cpu``: on a
-    machine others load, CPU-time ratios measured in the same run wander far less than wall."""
+    machine others load, CPU-time ratios measured in the same run wander far less than wall.
+    Starts once the threads of earlier runs have stopped spinning (settle)."""
+    settle()
     c0 = time.process_time()
     wall = timed(fn)
     cpu.append(time.process_time() - c0)
@@ -172,6 +188,7 @@ def engine_work(
 ) -> dict:
     """Open, calibrate and evaluate W8A8 (timed), re-evaluate 16 one-layer changes (each
     timed, ``between()`` run before each), sweep (timed; ``sweep`` False: not run)."""
+    settle()
     t0, c0 = time.perf_counter(), time.process_time()
     model = load_model(path)
     data = Dataset.random(model.info, n=samples, dims=dims, seed=1)
@@ -194,6 +211,7 @@ def engine_work(
     sweep_layers = names if not quick else names[:: max(1, len(names) // 12)]
     if not sweep:
         sweep_layers = []
+    settle()
     t0, c0 = time.perf_counter(), time.process_time()
     if sweep_layers:
         drain(engine.sweep(FORMATS, sweep_layers))

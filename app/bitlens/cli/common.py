@@ -158,7 +158,12 @@ def _dataset(args: argparse.Namespace, info: ModelInfo, values: dict[str, int] |
             info, n=args.samples, dims=dims, calibration_fraction=fraction, values=values
         )
     except MissingDimension as exc:
-        raise DataError(f"{exc}; give it with --dim {exc.key}=SIZE") from None
+        # every size still missing at once, not one per attempt (pyfrspell's lemmatizer
+        # needs both src_seq and tgt_seq)
+        rest = [d.key for d in needed_dims(info) if d.key not in dims and d.key != exc.key]
+        more = "".join(f" --dim {k}=SIZE" for k in rest)
+        also = f"; the model also needs{more}" if rest else ""
+        raise DataError(f"{exc}; give it with --dim {exc.key}=SIZE{also}") from None
 
 
 def read_source(

@@ -117,13 +117,20 @@ def _unsized(info, dims: dict[str, int], unknown: tuple[str, ...]) -> str:
     else, where layers stay unknown, that a run counts them."""
     from bitlens.core.dims import MissingDimension, concrete_shape
 
+    missing: dict[str, str] = {}  # --dim key -> the first input that needs it
     for t in info.inputs:
-        try:
-            concrete_shape(t, dims)
-        except MissingDimension as exc:
-            return f"; input {exc.input!r} needs --dim {exc.key}=SIZE to count it"
-        except DataError:
-            continue
+        while True:  # every size this input lacks, not only its first
+            try:
+                concrete_shape(t, {**dims, **dict.fromkeys(missing, 1)})
+            except MissingDimension as exc:
+                missing.setdefault(exc.key, exc.input)
+                continue
+            except DataError:
+                pass
+            break
+    if missing:
+        needs = ", ".join(f"input {i!r} needs --dim {k}=SIZE" for k, i in missing.items())
+        return f"; {needs} to count it"
     return "; 'bitlens eval' counts them from a run" if unknown else ""
 
 

@@ -12,6 +12,7 @@ exits.
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import tempfile
@@ -115,9 +116,17 @@ class ActivationStore:
             # spent half a float run per evaluation opening maps of 1 KiB values
             data = os.pread(self._file.fileno(), nbytes, where.offset)
             return np.frombuffer(data, where.dtype).reshape(where.shape)
-        return np.memmap(
-            self._file.name, dtype=where.dtype, mode="r", offset=where.offset, shape=where.shape
-        )
+        # A read-only map of just this value on the open scratch file, unmapped when the
+        # array is dropped: np.memmap by file name opened the file and built a memmap
+        # object per value (60 us a value, against 15 us; a re-evaluation from a CRNN's
+        # first layer reads 46 of them).
+        start = where.offset - where.offset % mmap.ALLOCATIONGRANULARITY
+        view = mmap.mmap(
+            self._file.fileno(), where.offset - start + nbytes, access=mmap.ACCESS_READ,
+            offset=start,
+        )  # fmt: skip
+        out = np.frombuffer(view, where.dtype, int(np.prod(where.shape)), where.offset - start)
+        return out.reshape(where.shape)
 
     def _scratch(self):
         if self._file is None:
