@@ -13,7 +13,7 @@ When the caller's environment differs from the server's in anything but pytest's
 ``PYTEST_CURRENT_TEST`` (what a library reads at import could differ), or when the server
 cannot be used, the command runs in a fresh interpreter exactly as before.
 ``python -m bitlens`` as such is still started fresh by tests/core/test_cli_entry.py,
-tests/gui/test_smoke.py and tests/real/search_vs_w8a8.py.
+tests/gui/test_smoke.py and benchmarks/search_real.py (tests/real/search_vs_w8a8.py).
 """
 
 from __future__ import annotations

