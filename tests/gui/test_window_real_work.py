@@ -67,7 +67,7 @@ def test_search_stopped_before_its_first_plan_says_no_plans(
     qtbot.waitUntil(lambda: panel.running, timeout=WAIT_MS)
     with qtbot.waitSignal(window.controller.searchFinished, timeout=WAIT_MS) as blocker:
         window.controller.cancel()
-    release.set()
+        release.set()  # the held job reaches its cancel check (set after the wait, it sat HOLD_S)
     assert blocker.args == [None]
     assert panel.plot.is_empty and panel.plot.placeholder.text() == EMPTY
     assert panel.status.text() == "Stopped before its first plan."  # none "stay on the plot"
