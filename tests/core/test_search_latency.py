@@ -23,13 +23,14 @@ from bitlens.core.results import drain
 from bitlens.core.search import Budget, SearchOptions, exported_size
 from bitlens.core.search import speed as speed_mod
 from bitlens.core.search.latency import (
-    INTEGER_COST,
     SLACK,
+    layer_costs,
     layer_macs,
     plan_kernels,
     speed_limit,
     unlocked,
 )
+from bitlens.core.search.layer_cost import BOUNDARY_COST, INTEGER_COST
 from bitlens.core.search.options import (
     AS_W8A8,
     DEFAULT_WEIGHT_FORMATS,
@@ -86,7 +87,10 @@ def engine():
 def _qlinear_convs(engine, plan: Plan, path) -> int:
     """QLinearConv nodes in the graph ONNX Runtime runs for ``plan``'s export."""
     drain(export(engine, plan, str(path)))
-    return sum(n.op_type == "QLinearConv" for n in optimized_model(str(path), ["CPUExecutionProvider"]).graph.node)
+    return sum(
+        n.op_type == "QLinearConv"
+        for n in optimized_model(str(path), ["CPUExecutionProvider"]).graph.node
+    )
 
 
 def test_w8a8_limited_search_keeps_the_heavy_convolutions_on_integer_kernels(
@@ -118,8 +122,10 @@ def test_w8a8_limited_search_keeps_the_heavy_convolutions_on_integer_kernels(
 
 
 def test_speed_limit_locks_the_layers_whose_kernels_carry_the_time(engine) -> None:
-    """MACs per weight byte decide: the Gemms (0.25 MAC per byte) leave their kernels first,
-    as far as the slack allows; the convolutions (64 to 256) keep theirs."""
+    """Time saved per weight byte decides: the Gemms (0.25 MAC per byte) leave their kernels
+    first, as far as the slack allows; the convolutions (64 to 256) keep theirs. W8A8's
+    predicted time: its kernels' MACs at INTEGER_COST plus the quantize work per output
+    element of its kernel layers (core/search/layer_cost.py)."""
     macs = layer_macs(engine)
     assert macs["conv_c"] == 32 * 32 * 9 * 16 * 16 and macs["fc"] == 128 * 512
     w8a8 = Plan.preset(engine.info, "W8A8")
@@ -128,25 +134,35 @@ def test_speed_limit_locks_the_layers_whose_kernels_carry_the_time(engine) -> No
     speed = speed_limit(engine, w8a8, AS_W8A8, able)
     assert speed is not None
     total = sum(macs.values())
-    assert speed.w8a8 == pytest.approx(INTEGER_COST)
-    assert speed.limit == pytest.approx(INTEGER_COST * (1 + SLACK))
-    assert speed.locked == {"conv_a", "conv_b", "conv_c"}  # conv_a alone costs more than the slack
-    freed = (macs["fc"] + macs["out"]) * (1 - INTEGER_COST) / total
+    # output elements: 16 and 32 channels at 16x16, 128 and 10 rows
+    elements = 16 * 256 + 2 * 32 * 256 + 128 + 10
+    ref = (INTEGER_COST * total + BOUNDARY_COST * elements) / total
+    assert layer_costs(engine, macs)["conv_b"].boundary == BOUNDARY_COST * 32 * 256
+    assert speed.w8a8 == pytest.approx(ref)
+    assert speed.limit == pytest.approx(ref * (1 + SLACK))
+    # the slack frees the Gemms and conv_a (27 MACs per output element: the fewest per byte)
+    assert speed.locked == {"conv_b", "conv_c"}
+    freed = (macs["fc"] + macs["out"] + macs["conv_a"]) * (1 - INTEGER_COST) / total
     assert speed.predict(speed.locked) == pytest.approx(speed.w8a8 + freed)
     assert speed.predict(speed.locked) <= speed.limit
-    # a ratio of the float time: none locked when it allows float; W8A8 at the least
-    assert speed_limit(engine, w8a8, 1.0, able).locked == frozenset()  # type: ignore[union-attr]
+    # a ratio of the float time: W8A8 at the least; at float's time the quantize work of
+    # 8-bit activations still needs the heaviest kernel; none locked at twice float's
+    at_float = speed_limit(engine, w8a8, 1.0, able)
+    assert at_float is not None and speed.predict(()) > 1.0
+    assert at_float.locked == {"conv_c"} and at_float.predict(at_float.locked) <= 1.0
+    assert speed_limit(engine, w8a8, 2.0, able).locked == frozenset()  # type: ignore[union-attr]
     low = speed_limit(engine, w8a8, 0.1, able)
     assert low is not None and low.limit == pytest.approx(low.w8a8) and low.locked == set(macs)
     # the default: halfway from W8A8's predicted time to float's; it locks a subset of W8A8's
     half = speed_limit(engine, w8a8, HALF_W8A8, able)
-    assert half is not None and half.limit == pytest.approx((INTEGER_COST + 1) / 2)
-    assert half.locked < speed.locked and half.predict(half.locked) <= half.limit
+    assert half is not None and half.limit == pytest.approx((ref + 1) / 2)
+    assert half.locked <= speed.locked and half.predict(half.locked) <= half.limit
+    assert all(half.predict(half.locked - {n}) > half.limit for n in half.locked)  # no more
     # a layer whose candidates cannot keep its kernel is not locked (nor counted in W8A8's)
     no_c = speed_limit(engine, w8a8, AS_W8A8, {**able, "conv_c": False})
     assert no_c is not None and "conv_c" not in no_c.locked | no_c.kernels
     # freeing a locked layer raises the limit to what the others reach
-    assert unlocked(speed, ["conv_c"]).limit == pytest.approx(speed.predict({"conv_a", "conv_b"}))
+    assert unlocked(speed, ["conv_c"]).limit == pytest.approx(speed.predict({"conv_b"}))
 
 
 def test_small_models_are_not_steered() -> None:
@@ -176,7 +192,9 @@ def test_a_small_size_budget_frees_locked_layers(engine) -> None:
 
 def test_max_latency_option_and_parsing() -> None:
     assert parse_max_latency("w8a8") == AS_W8A8
-    assert parse_max_latency("Half") == HALF_W8A8 == SearchOptions(Budget(size_ratio=0.5)).max_latency
+    assert (
+        parse_max_latency("Half") == HALF_W8A8 == SearchOptions(Budget(size_ratio=0.5)).max_latency
+    )
     assert parse_max_latency(" none ") is None
     assert parse_max_latency("0.5") == 0.5
     for bad in ("fast", "0", "-1"):

@@ -8,16 +8,22 @@ work around it (https://onnxruntime.ai/docs/performance/model-optimizations/quan
 Session 8 measured searched plans that gave the heavy convolutions int4 or fp16 weights at
 1.02-1.09x the float time on vietcombank-captcha where W8A8 ran at 0.47-0.59x.
 
-The model: a layer costs its multiply-accumulates (MACs, :mod:`bitlens.core.compute`), times
-INTEGER_COST where it keeps an integer kernel; a plan's predicted time is the sum over layers
-against the float model's. Bytes live in weights and time in MACs, so the layers whose
-integer kernel costs the least time per weight byte (a classifier's Gemm: one MAC per weight
-per row) are the ones allowed to leave it; the others are *locked*: the search offers them
-only formats that keep their kernel, keeps their input activation 8-bit unsigned per tensor,
-and no plan it returns predicts slower than the limit (by default halfway between W8A8's
-predicted time and the float model's; W8A8's plus SLACK with ``W8A8``). A size budget too small for the locked layers' formats frees more of them, those
-with the most bytes per MAC first: the budget comes first, speed where it can (and where
-the real exports still do not fit, the search runs again without the limit). Where the
+The model (:mod:`bitlens.core.search.layer_cost`): a layer costs its multiply-accumulates
+(MACs, :mod:`bitlens.core.compute`), a depthwise convolution more per MAC, and less on an
+integer kernel (a depthwise one more: QLinearConv is slower there than the float kernel);
+the quantize work ONNX Runtime leaves around W8A8's integer-kernel layers costs a fixed
+amount per output element of theirs, in every plan the search makes (its activations stay
+8-bit). A plan's predicted time is the sum against the float model's. Where W8A8 itself is
+predicted no faster than float (channels-poor detectors: PP-OCRv6's tiny one ran at 1.4x),
+nothing is steered. Bytes live in weights and time in MACs, so the layers whose integer
+kernel saves the least time per weight byte (a classifier's Gemm: one MAC per weight per
+row; a depthwise convolution: none) are the ones allowed to leave it; the others are
+*locked*: the search offers them only formats that keep their kernel, keeps their input
+activation 8-bit unsigned per tensor, and no plan it returns predicts slower than the limit
+(by default halfway between W8A8's predicted time and the float model's; W8A8's plus SLACK
+with ``W8A8``). A size budget too small for the locked layers' formats frees more of them,
+those with the most bytes per saved time first: the budget comes first, speed where it can
+(and where the real exports still do not fit, the search runs again without the limit). Where the
 default limit's search returns the same-size preset itself, the weights-only search runs
 as it did before, and its plan, at the float model's speed, says so (core/search/runner.py).
 
@@ -38,13 +44,9 @@ from bitlens.core.engine import Engine
 from bitlens.core.export.kernels import integer_kernel_layers
 from bitlens.core.formats import Format
 from bitlens.core.plan import Plan
+from bitlens.core.search.layer_cost import LayerCost, layer_cost
 from bitlens.core.search.options import AS_W8A8, HALF_W8A8
 
-# An integer kernel's time per MAC against the float kernel's. ONNX Runtime 1.31 CPU, whole
-# models at W8A8 against float (session 8, interleaved fastest runs): malviz's ResNet-18
-# 0.29x, vietcombank-captcha 0.47-0.59x, open_nsfw's ResNet-50 0.73x; the convolutions'
-# share of those times is larger than the model's, so a layer's own ratio is lower still.
-INTEGER_COST = 0.4
 # The default limit: W8A8's predicted time plus this fraction of it (the deployed timing's
 # own noise on a busy machine is about as large: core/export/latency.py PRECISION).
 SLACK = 0.05
@@ -54,9 +56,9 @@ MIN_MACS = 1_000_000
 
 @dataclass(frozen=True)
 class Speed:
-    """The search's latency limit for one model: MACs per layer, the locked layers."""
+    """The search's latency limit for one model: cost per layer, the locked layers."""
 
-    macs: Mapping[str, float]
+    costs: Mapping[str, LayerCost]
     limit: float  # the predicted time a returned plan may take, of the float model's
     w8a8: float  # W8A8's predicted time, of the float model's
     kernels: frozenset[str]  # W8A8's integer-kernel layers the candidates can keep so
@@ -64,16 +66,18 @@ class Speed:
 
     def predict(self, kernels: Iterable[str]) -> float:
         """A plan's predicted time against the float model's, from its integer-kernel layers."""
-        total = sum(self.macs.values())
+        total = sum(c.float for c in self.costs.values())
         k = set(kernels)
-        t = sum(m * (INTEGER_COST if n in k else 1.0) for n, m in self.macs.items())
+        t = sum(c.kernel if n in k else c.float for n, c in self.costs.items())
+        # W8A8's activations stay 8-bit in every plan the search makes: its quantize work
+        t += sum(self.costs[n].boundary for n in self.kernels)
         return t / total if total > 0 else 1.0
 
     def describe(self) -> str:
         """One line for the result's notes."""
         return (
             f"speed: plans are kept to x{self.limit:.2f} of the float time as predicted from "
-            f"MACs and integer kernels (W8A8 x{self.w8a8:.2f}); {len(self.locked)} of "
+            f"MACs, integer kernels and quantize work (W8A8 x{self.w8a8:.2f}); {len(self.locked)} of "
             f"{len(self.kernels)} layer(s) keep their integer kernel"
         )
 
@@ -110,13 +114,17 @@ def speed_limit(
     engine: Engine, w8a8: Plan, max_latency: float | str, able: Mapping[str, bool]
 ) -> Speed | None:
     """The limit for ``max_latency`` (AS_W8A8, HALF_W8A8 or a ratio of the float time), or None where
-    speed is not steered (fewer than MIN_MACS in W8A8's integer-kernel layers). ``able``:
-    per layer, whether the search's candidate formats can keep its integer kernel at all."""
+    speed is not steered (fewer than MIN_MACS in W8A8's integer-kernel layers, or W8A8
+    predicted no faster than float). ``able``: per layer, whether the search's candidate
+    formats can keep its integer kernel at all."""
     macs = layer_macs(engine)
     kern = frozenset(n for n in plan_kernels(engine, w8a8) if n in macs and able.get(n, False))
     if sum(macs[n] for n in kern) < MIN_MACS:
         return None
-    ref = Speed(macs, 1.0, 1.0, kern, frozenset()).predict(kern)
+    costs = layer_costs(engine, macs)
+    ref = Speed(costs, 1.0, 1.0, kern, frozenset()).predict(kern)
+    if ref >= 1.0:
+        return None  # no kernel makes it faster: locking layers would only cost error
     if max_latency == AS_W8A8:
         limit = ref * (1 + SLACK)
     elif max_latency == HALF_W8A8:
@@ -125,15 +133,20 @@ def speed_limit(
         limit = max(float(max_latency), ref)
     # free the layers whose kernel buys the least time per weight byte while the plan with
     # all of them off their kernels stays within the limit
-    total = sum(macs.values())
+    total = sum(c.float for c in costs.values())
     spent = ref
     locked = set(kern)
-    for n in _by_time_per_byte(engine, kern, macs):
-        step = macs[n] * (1.0 - INTEGER_COST) / total
+    for n in _by_time_per_byte(engine, kern, costs):
+        step = costs[n].saved / total
         if spent + step <= limit + 1e-12:
             spent += step
             locked.discard(n)
-    return Speed(macs, limit, ref, kern, frozenset(locked))
+    return Speed(costs, limit, ref, kern, frozenset(locked))
+
+
+def layer_costs(engine: Engine, macs: Mapping[str, float]) -> dict[str, LayerCost]:
+    """Each layer's cost (core/search/layer_cost.py) at its MACs per sample."""
+    return {n: layer_cost(engine.info.layer(n), m) for n, m in macs.items()}
 
 
 def unlocked(speed: Speed, names: Iterable[str]) -> Speed:
@@ -143,11 +156,14 @@ def unlocked(speed: Speed, names: Iterable[str]) -> Speed:
     return replace(speed, locked=locked, limit=max(speed.limit, speed.predict(locked)))
 
 
-def _by_time_per_byte(engine: Engine, names: Iterable[str], macs: Mapping[str, float]) -> list[str]:
-    """``names``, the least MACs per weight byte first (the first to leave a kernel)."""
-    return sorted(names, key=lambda n: (macs[n] / max(1, engine.info.layer(n).nbytes), n))
+def _by_time_per_byte(
+    engine: Engine, names: Iterable[str], costs: Mapping[str, LayerCost]
+) -> list[str]:
+    """``names``, the least time saved per weight byte first (the first to leave a kernel;
+    a kernel slower than float first of all)."""
+    return sorted(names, key=lambda n: (costs[n].saved / max(1, engine.info.layer(n).nbytes), n))
 
 
 def freeing_order(engine: Engine, speed: Speed) -> list[str]:
-    """The locked layers in the order a size budget frees them: most bytes per MAC first."""
-    return _by_time_per_byte(engine, speed.locked, speed.macs)
+    """The locked layers in the order a size budget frees them: most bytes per saved time first."""
+    return _by_time_per_byte(engine, speed.locked, speed.costs)
