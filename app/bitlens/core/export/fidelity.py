@@ -206,6 +206,8 @@ def check_fidelity(
             verdict.top1_changes(want[name], dep_out[name], tol, axis) if classes else (None, 0)
         )
         exact = same(w, d)
+        written_exact, written_abs = same(ww, r), max_abs(ww, r)
+        half = not written_exact and computes_in_half(plan.info) and written_abs <= tol
         level = (
             verdict.BIT_EXACT if exact
             else verdict.REASSOCIATION if dep_abs <= tol and not changes
@@ -213,18 +215,19 @@ def check_fidelity(
         )  # fmt: skip
         outputs.append(
             OutputCheck(
-                name, same(ww, r), max_abs(ww, r), exact, dep_abs,
+                name, written_exact, written_abs, exact, dep_abs,
                 dep_abs / scale if scale > 0 else (0.0 if dep_abs == 0 else math.inf),
                 level=level, tolerance=tol, top1_agreement=agreement, top1_changes=changes,
                 nonfinite=verdict.nonfinite(want[name]) or verdict.nonfinite(dep_out[name]),
+                as_written_half=half,
             )
         )  # fmt: skip
-        if not same(ww, r) and computes_in_half(plan.info) and max_abs(ww, r) <= tol:
-            notes.append(half_written_note(name, max_abs(ww, r)))
-        elif not same(ww, r):
+        if half:
+            notes.append(half_written_note(name, written_abs))
+        elif not written_exact:
             failures.append(
                 f"output {name!r} run as written differs from the engine's graph run as written "
-                f"(max |Δ| {max_abs(ww, r):.3g}); the file does not encode the plan exactly"
+                f"(max |Δ| {written_abs:.3g}); the file does not encode the plan exactly"
             )
     _nonfinite_failures(engine, plan, sim, sim_feeds, samples, outputs, want, providers, failures)
     # every output of every evaluation feed, four times over, and the last output's
