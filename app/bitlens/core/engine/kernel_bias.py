@@ -225,10 +225,7 @@ class KernelBiases:
         integer-kernel biases on the int32 grid the export stores them on. The weights whose
         scale the bias needed raised (:func:`bias_fit.fitted_weight`) are fed raised even
         with ``int32_bias`` False: the export stores them so either way."""
-        engine: Engine = self  # type: ignore[assignment]
-        feeds = {
-            **engine._weight_feeds(plan.choices), **engine._param_feeds(plan.choices, placed)
-        }  # fmt: skip
+        feeds = self._weight_and_param_feeds(plan, placed)
         biases, fitted = self._kernel_biases(plan, feeds)
         feeds.update((name, qw.values) for name, qw in fitted.items())
         if int32_bias:
@@ -240,11 +237,14 @@ class KernelBiases:
     ) -> dict[str, QuantizedWeight]:
         """The weights of ``plan`` whose scale its integer-kernel biases needed raised, by
         name: what the export stores in place of the plain quantized weight."""
+        return self._kernel_biases(plan, self._weight_and_param_feeds(plan, placed))[1]
+
+    def _weight_and_param_feeds(
+        self, plan: Plan, placed: Mapping[str, TensorQuantizer]
+    ) -> dict[str, np.ndarray]:
+        """``plan``'s weight values and quantizer parameters, as a run feeds them."""
         engine: Engine = self  # type: ignore[assignment]
-        feeds = {
-            **engine._weight_feeds(plan.choices), **engine._param_feeds(plan.choices, placed)
-        }  # fmt: skip
-        return self._kernel_biases(plan, feeds)[1]
+        return {**engine._weight_feeds(plan.choices), **engine._param_feeds(plan.choices, placed)}
 
     def _kernel_biases(
         self, plan: Plan, feeds: Mapping[str, np.ndarray]
