@@ -24,6 +24,8 @@ from bitlens.core.search import Budget, SearchOptions, exported_size
 from bitlens.core.search import speed as speed_mod
 from bitlens.core.search.latency import (
     SLACK,
+    NotSteered,
+    Speed,
     layer_costs,
     layer_macs,
     plan_kernels,
@@ -116,7 +118,8 @@ def test_w8a8_limited_search_keeps_the_heavy_convolutions_on_integer_kernels(
     assert best.exported_bytes is not None and best.exported_bytes <= limit
     assert _qlinear_convs(engine, w8a8, tmp_path / "w8a8.onnx") == 3
     assert _qlinear_convs(engine, best.plan, tmp_path / "best.onnx") == 3
-    assert any(n.startswith("speed: plans are kept to") for n in result.notes)
+    steer = result.steering
+    assert steer is not None and steer.text.startswith("speed: plans are kept to")
     assert result.speed is not None and result.speed.w8a8_ms is not None
     assert len(written) == 1  # the plan; W8A8 was built by the search already
 
@@ -132,7 +135,7 @@ def test_speed_limit_locks_the_layers_whose_kernels_carry_the_time(engine) -> No
     assert plan_kernels(engine, w8a8) == set(macs)
     able = dict.fromkeys(macs, True)
     speed = speed_limit(engine, w8a8, AS_W8A8, able)
-    assert speed is not None
+    assert isinstance(speed, Speed)
     total = sum(macs.values())
     # output elements: 16 and 32 channels at 16x16, 128 and 10 rows
     elements = 16 * 256 + 2 * 32 * 256 + 128 + 10
@@ -148,19 +151,19 @@ def test_speed_limit_locks_the_layers_whose_kernels_carry_the_time(engine) -> No
     # a ratio of the float time: W8A8 at the least; at float's time the quantize work of
     # 8-bit activations still needs the heaviest kernel; none locked at twice float's
     at_float = speed_limit(engine, w8a8, 1.0, able)
-    assert at_float is not None and speed.predict(()) > 1.0
+    assert isinstance(at_float, Speed) and speed.predict(()) > 1.0
     assert at_float.locked == {"conv_c"} and at_float.predict(at_float.locked) <= 1.0
     assert speed_limit(engine, w8a8, 2.0, able).locked == frozenset()  # type: ignore[union-attr]
     low = speed_limit(engine, w8a8, 0.1, able)
-    assert low is not None and low.limit == pytest.approx(low.w8a8) and low.locked == set(macs)
+    assert isinstance(low, Speed) and low.limit == pytest.approx(low.w8a8) and low.locked == set(macs)
     # the default: halfway from W8A8's predicted time to float's; it locks a subset of W8A8's
     half = speed_limit(engine, w8a8, HALF_W8A8, able)
-    assert half is not None and half.limit == pytest.approx((ref + 1) / 2)
+    assert isinstance(half, Speed) and half.limit == pytest.approx((ref + 1) / 2)
     assert half.locked <= speed.locked and half.predict(half.locked) <= half.limit
     assert all(half.predict(half.locked - {n}) > half.limit for n in half.locked)  # no more
     # a layer whose candidates cannot keep its kernel is not locked (nor counted in W8A8's)
     no_c = speed_limit(engine, w8a8, AS_W8A8, {**able, "conv_c": False})
-    assert no_c is not None and "conv_c" not in no_c.locked | no_c.kernels
+    assert isinstance(no_c, Speed) and "conv_c" not in no_c.locked | no_c.kernels
     # freeing a locked layer raises the limit to what the others reach
     assert unlocked(speed, ["conv_c"]).limit == pytest.approx(speed.predict({"conv_b"}))
 
@@ -169,7 +172,7 @@ def test_small_models_are_not_steered() -> None:
     """Under MIN_MACS per sample ONNX Runtime's W8A8 runs slower than float (small_cnn: 88k
     MACs, measured 1.18x): nothing to steer."""
     tiny = _engine(small_cnn())
-    assert speed_limit(tiny, Plan.preset(tiny.info, "W8A8"), AS_W8A8, {}) is None
+    assert isinstance(speed_limit(tiny, Plan.preset(tiny.info, "W8A8"), AS_W8A8, {}), NotSteered)
 
 
 def test_a_small_size_budget_frees_locked_layers(engine) -> None:
@@ -184,7 +187,8 @@ def test_a_small_size_budget_frees_locked_layers(engine) -> None:
     formats = tuple(f for f in DEFAULT_WEIGHT_FORMATS if f not in narrow)
     result, _ = _run(engine, Budget(max_bytes=limit), max_latency=AS_W8A8, weight_formats=formats)
     assert result.best.file_bytes <= limit
-    (note,) = [n for n in result.notes if n.startswith("speed:")]
+    assert result.steering is not None
+    note = result.steering.text
     kept = int(re.search(r"(\d+) of \d+ layer\(s\) keep", note).group(1))  # type: ignore[union-attr]
     assert 0 < kept < 3
     assert "conv_c" in plan_kernels(engine, result.best.plan)

@@ -8,12 +8,21 @@ plan near a speed W8A8 never had. The rules here are shapes only, never timings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import onnx
 import pytest
 from onnx import helper
 
 from bitlens.core.plan import Plan
-from bitlens.core.search.latency import freeing_order, layer_costs, layer_macs, speed_limit
+from bitlens.core.search.latency import (
+    NotSteered,
+    Speed,
+    freeing_order,
+    layer_costs,
+    layer_macs,
+    speed_limit,
+)
 from bitlens.core.search.layer_cost import (
     BOUNDARY_COST,
     DEPTHWISE_FLOAT,
@@ -27,14 +36,18 @@ from tests.builders import FLOAT, bias, init, model, weights
 from tests.core.test_search import _engine
 
 
-def pointwise_net(channels: int, side: int, dw: bool = False) -> onnx.ModelProto:
+def pointwise_net(
+    channels: int, side: int, dw: bool = False, names: Sequence[str] = (), kernel: int = 3
+) -> onnx.ModelProto:
     """x[N,C,S,S] -> Conv(p0: CxCx1x1) -> Relu -> Conv(p1) -> Relu -> Conv(p2) -> Relu
-    -> Conv(p3) -> y; with ``dw``, Conv(dw: Cx1x3x3, group C) -> Relu between p1 and p2."""
-    names = ["p0", "p1", "dw", "p2", "p3"] if dw else ["p0", "p1", "p2", "p3"]
+    -> Conv(p3) -> y; with ``dw``, Conv(dw: Cx1x3x3, group C) -> Relu between p1 and p2.
+    ``names``: these layers instead, in order, those named dw... depthwise (``kernel``)."""
+    names = names or (["p0", "p1", "dw", "p2", "p3"] if dw else ["p0", "p1", "p2", "p3"])
     nodes, inits, prev = [], [], "x"
     for i, n in enumerate(names):
-        shape = (channels, 1, 3, 3) if n == "dw" else (channels, channels, 1, 1)
-        extra = {"group": channels, "pads": [1] * 4} if n == "dw" else {}
+        depthwise = n.startswith("dw")
+        shape = (channels, 1, kernel, kernel) if depthwise else (channels, channels, 1, 1)
+        extra = {"group": channels, "pads": [kernel // 2] * 4} if depthwise else {}
         out = "y" if n == names[-1] else f"{n}.out"
         nodes.append(helper.make_node("Conv", [prev, f"{n}.w", f"{n}.b"], [out], name=n, **extra))
         inits += [
@@ -83,10 +96,10 @@ def test_channels_poor_models_are_not_steered() -> None:
     search locks nothing. 128 channels at the same MACs: W8A8 predicted faster, steered."""
     _e, poor, macs = _speed(pointwise_net(16, 64))
     assert sum(macs.values()) == 4 * 16 * 16 * 64 * 64
-    assert poor is None
+    assert isinstance(poor, NotSteered) and poor.w8a8 > 1.0
     _e, rich, macs = _speed(pointwise_net(128, 8))
     assert sum(macs.values()) == 4 * 128 * 128 * 64
-    assert rich is not None
+    assert isinstance(rich, Speed)
     # p3 writes the graph's output, not an 8-bit one: a float Conv (core/export/kernels.py)
     assert rich.kernels == {"p0", "p1", "p2"}
     expected = (3 * INTEGER_COST + 1 + 3 * BOUNDARY_COST / 128) / 4
@@ -98,7 +111,7 @@ def test_a_depthwise_kernel_is_freed_first() -> None:
     """Its integer kernel saves no time: the default limit never locks it, and a size budget
     frees it before any layer whose kernel saves time."""
     engine, speed, _macs = _speed(pointwise_net(128, 8, dw=True))
-    assert speed is not None and "dw" in speed.kernels
+    assert isinstance(speed, Speed) and "dw" in speed.kernels
     assert "dw" not in speed.locked
     everything = speed.__class__(speed.costs, speed.limit, speed.w8a8, speed.kernels, speed.kernels)
     assert freeing_order(engine, everything)[0] == "dw"

@@ -185,6 +185,8 @@ def render(r: SearchResult, output: str) -> str:
         lines.append(f"  {r.speed.describe()}")
         warning = r.speed.warning()
         lines += [warning] if warning else []
+    if r.steering is not None:
+        lines.append(f"  {r.steering.text}")
     lines += [f"note: {n}" for n in r.notes]
     if r.wide_layers:
         lines.append(f"  wider activations kept on: {', '.join(r.wide_layers)}")

@@ -88,6 +88,11 @@ class SearchPanel(QWidget):
             "than float; predicted from MACs and integer kernels); a ratio of the float time "
             "(0.5); none: speed not steered"
         )
+        # after a search: whether it held plans to a predicted time, W8A8's predicted ratio
+        # (the default limit keeps nothing where W8A8 is predicted no faster than float)
+        self.speed_note = ElidedLabel("", self)
+        self.speed_note.setObjectName("speedNote")
+        self.speed_note.setVisible(False)
         self.seed = QSpinBox(self)
         self.seed.setObjectName("searchSeed")
         self.seed.setRange(0, 2**31 - 1)
@@ -126,6 +131,7 @@ class SearchPanel(QWidget):
         mrow.addWidget(browse)
         form.addRow("Metric:", mrow)
         form.addRow("Speed:", self.speed)
+        form.addRow("", self.speed_note)
         form.addRow("Seed:", self.seed)
         prow = QHBoxLayout()
         prow.addWidget(self.pin_list, 1)
@@ -210,12 +216,14 @@ class SearchPanel(QWidget):
         self.result = None
         self.plot.clear()
         self.clear_pins()
+        self._show_steering(None)
         self.status.setText("Set a budget and press Find plan.")
 
     # -- progress from the worker ------------------------------------------------------------------
     def started(self) -> None:
         self.running = True
         self.result = None
+        self._show_steering(None)
         self.plot.clear(searching=True)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -257,7 +265,9 @@ class SearchPanel(QWidget):
         self.result = result
         self.plot.mark(result.best)
         self.progress.setValue(self.progress.maximum())
+        self._show_steering(result)
         speed = result.speed
+        steer = result.steering
         # the deployed speed on the first line, the one the panel shows (the rest in the tooltip)
         self._say(
             ("" if speed is None or not speed.slower_than_float else "⚠ ")
@@ -266,8 +276,16 @@ class SearchPanel(QWidget):
             + f": {tooltip(result.best)}. Click a point to apply its plan."
             + ("" if speed is None else f"\n{speed.describe()}")
             + ("" if speed is None or not speed.warning() else f"\n{speed.warning()}")
+            + ("" if steer is None else f"\n{steer.text}")
             + "".join(f"\nNote: {n}" for n in result.notes)  # in the tooltip
         )
+
+    def _show_steering(self, result: SearchResult | None) -> None:
+        """Under the Speed field: what the last search did with it."""
+        steer = None if result is None else result.steering
+        self.speed_note.setText("" if steer is None else steer.short())
+        self.speed_note.setToolTip("" if steer is None else steer.text)
+        self.speed_note.setVisible(steer is not None)
 
     def _on_hovered(self, p: Point | None) -> None:
         if p is not None:

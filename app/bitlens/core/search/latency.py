@@ -46,6 +46,7 @@ from bitlens.core.formats import Format
 from bitlens.core.plan import Plan
 from bitlens.core.search.layer_cost import LayerCost, layer_cost
 from bitlens.core.search.options import AS_W8A8, HALF_W8A8
+from bitlens.core.search.points import Steering
 
 # The default limit: W8A8's predicted time plus this fraction of it (the deployed timing's
 # own noise on a busy machine is about as large: core/export/latency.py PRECISION).
@@ -74,12 +75,46 @@ class Speed:
         return t / total if total > 0 else 1.0
 
     def describe(self) -> str:
-        """One line for the result's notes."""
+        """The result's line on speed."""
         return (
             f"speed: plans are kept to x{self.limit:.2f} of the float time as predicted from "
             f"MACs, integer kernels and quantize work (W8A8 x{self.w8a8:.2f}); {len(self.locked)} of "
             f"{len(self.kernels)} layer(s) keep their integer kernel"
         )
+
+    def steering(self) -> Steering:
+        return Steering(self.describe(), self.w8a8, self.limit)
+
+
+@dataclass(frozen=True)
+class NotSteered:
+    """Why a limit set from W8A8's speed holds no layer to its integer kernel: the result
+    says so with W8A8's predicted time, or a user who asked for half of W8A8's speed-up
+    could not tell that there was none to keep (PP-OCRv6's tiny detector: W8A8 predicted at
+    1.21x the float time, measured 1.36-1.47x)."""
+
+    w8a8: float  # W8A8's predicted time, of the float model's
+    kernel_macs: float  # MACs per sample in W8A8's integer-kernel layers
+
+    def describe(self) -> str:
+        """The result's line on speed."""
+        if self.kernel_macs < MIN_MACS:
+            why = (
+                f"its integer-kernel layers do {self.kernel_macs:,.0f} MACs per sample, under "
+                f"{MIN_MACS:,}, where ONNX Runtime's per-node work outweighs the arithmetic"
+            )
+        else:
+            why = (
+                "no faster than float: the quantize work and depthwise kernels outweigh what "
+                "its integer kernels save"
+            )
+        return (
+            f"speed: not steered: W8A8 is predicted at x{self.w8a8:.2f} of the float time "
+            f"({why}); no plan is held to integer kernels"
+        )
+
+    def steering(self) -> Steering:
+        return Steering(self.describe(), self.w8a8, None)
 
 
 def plan_kernels(engine: Engine, plan: Plan) -> set[str]:
@@ -112,19 +147,19 @@ def layer_macs(engine: Engine) -> dict[str, float]:
 
 def speed_limit(
     engine: Engine, w8a8: Plan, max_latency: float | str, able: Mapping[str, bool]
-) -> Speed | None:
-    """The limit for ``max_latency`` (AS_W8A8, HALF_W8A8 or a ratio of the float time), or None where
-    speed is not steered (fewer than MIN_MACS in W8A8's integer-kernel layers, or W8A8
-    predicted no faster than float). ``able``: per layer, whether the search's candidate
-    formats can keep its integer kernel at all."""
+) -> Speed | NotSteered:
+    """The limit for ``max_latency`` (AS_W8A8, HALF_W8A8 or a ratio of the float time), or
+    NotSteered where speed is not steered (fewer than MIN_MACS in W8A8's integer-kernel
+    layers, or W8A8 predicted no faster than float). ``able``: per layer, whether the
+    search's candidate formats can keep its integer kernel at all."""
     macs = layer_macs(engine)
     kern = frozenset(n for n in plan_kernels(engine, w8a8) if n in macs and able.get(n, False))
-    if sum(macs[n] for n in kern) < MIN_MACS:
-        return None
     costs = layer_costs(engine, macs)
     ref = Speed(costs, 1.0, 1.0, kern, frozenset()).predict(kern)
-    if ref >= 1.0:
-        return None  # no kernel makes it faster: locking layers would only cost error
+    kernel_macs = sum(macs[n] for n in kern)
+    if kernel_macs < MIN_MACS or ref >= 1.0:
+        # too small, or no kernel makes it faster: locking layers would only cost error
+        return NotSteered(ref, kernel_macs)
     if max_latency == AS_W8A8:
         limit = ref * (1 + SLACK)
     elif max_latency == HALF_W8A8:

@@ -28,6 +28,31 @@ class Sensitivity:
 
 
 @dataclass(frozen=True)
+class Steering:
+    """Whether the search held plans to a predicted deployed time (core/search/latency.py):
+    one line for the user, W8A8's predicted time and the limit (None: not steered), both as
+    ratios of the float model's time."""
+
+    text: str
+    w8a8: float
+    limit: float | None
+
+    def short(self) -> str:
+        """The gist, for a narrow label: the ratios first."""
+        if self.limit is None:
+            return f"not steered: W8A8 predicted x{self.w8a8:.2f} of float"
+        return f"kept to x{self.limit:.2f} of float (W8A8 predicted x{self.w8a8:.2f})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "steered": self.limit is not None,
+            "w8a8_predicted": self.w8a8,
+            "limit": self.limit,
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True)
 class Point:
     """A whole plan, evaluated for real."""
 
@@ -107,10 +132,14 @@ class SearchResult:
     # the plan's deployed latency against float and W8A8, where it was exported and timed
     # (core/search/speed.py)
     speed: PlanSpeed | None = None
+    # whether and how the plans were held to a predicted deployed time (None: no limit was
+    # asked, the target is not ONNX Runtime CPU, or no plan has 8-bit unsigned activations)
+    steering: Steering | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "speed": None if self.speed is None else self.speed.to_dict(),
+            "steering": None if self.steering is None else self.steering.to_dict(),
             "budget": self.budget.describe(),
             "seed": self.seed,
             "eval_rows": self.eval_rows,

@@ -19,10 +19,16 @@ from bitlens.core.search.activations import choose_activations
 from bitlens.core.search.candidates import _anchors, _fits_weight, _parse_all
 from bitlens.core.search.filesize import FileSizes
 from bitlens.core.search.guard import batchable, rows_of, split_notes, split_rows
-from bitlens.core.search.latency import Speed, freeing_order, speed_limit, unlocked
+from bitlens.core.search.latency import (
+    NotSteered,
+    Speed,
+    freeing_order,
+    speed_limit,
+    unlocked,
+)
 from bitlens.core.search.options import FLOAT_NAME, RELATIVE_LATENCIES, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
-from bitlens.core.search.points import Point, SearchResult, pareto_front
+from bitlens.core.search.points import Point, SearchResult, Steering, pareto_front
 from bitlens.core.search.refine import Refinement
 from bitlens.core.search.speed import W8A8, with_speed
 from bitlens.core.shared_weights import one_per_group, weight_groups
@@ -76,11 +82,16 @@ def _search(
                 raise
             # the accounting let the locked layers in, the real exports did not fit: the
             # budget comes first (core/search/latency.py)
-            note = f"the speed limit left no plan within the budget ({exc}): searched without it"
+            w8a8 = first.speed.w8a8
             locked, first = first, _Search(engine, replace(options, max_latency=None), split)
             first.recov = locked.recov  # the recovery choices do not depend on speed
+            first.steering = Steering(
+                "speed: not steered: the speed limit left no plan within the budget "
+                f"({exc}): searched without it",
+                w8a8,
+                None,
+            )
             result = yield from first.run()
-            result = replace(result, notes=(*result.notes, note))
         if not _needs_float_activations(result, options):
             return result
         if (
@@ -194,11 +205,13 @@ def _merge(a: SearchResult, b: SearchResult) -> SearchResult:
         sensitivities=a.sensitivities + b.sensitivities,
         evaluations=a.evaluations + b.evaluations,
         notes=win.notes,  # the other's notes say why it returned a plan that is not returned
+        steering=a.steering,  # the first search decides it; the second is never steered
     )
 
 
 class _Search(Refinement):
     speed_known = False  # the latency limit decided (by this search or the first)
+    steering: Steering | None = None  # what it decided, for the result
 
     def _steer_speed(self, base: Format | None, act_layers: list[Layer]) -> None:
         """The latency limit (core/search/latency.py) where the target is ONNX Runtime CPU:
@@ -214,7 +227,8 @@ class _Search(Refinement):
             for la in self.wlayers
         }
         speed = speed_limit(self.engine, self._w8a8, opts.max_latency, able)
-        if speed is None:
+        if isinstance(speed, NotSteered):
+            self.steering = speed.steering()
             return
         # each such layer's candidates among the formats that keep its kernel (a kernel
         # format another beats on bytes and error is still one the layer may need)
@@ -232,7 +246,7 @@ class _Search(Refinement):
             self.act = saved
         self.speed = speed
         self.cands.update({n: kept[n] for n in speed.locked})
-        self.notes.append(speed.describe())
+        self.steering = speed.steering()
 
     def _smallest(
         self, speed: Speed, kept: dict[str, list[tuple[int, float, Format]]]
@@ -360,4 +374,5 @@ class _Search(Refinement):
             eval_rows=rows_of(engine.data, self.split.fit + self.split.check),
             check_rows=self.split.check_rows,
             notes=tuple(self.notes),
+            steering=self.steering,
         )
