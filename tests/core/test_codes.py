@@ -116,7 +116,7 @@ def test_codes_of_a_recovered_layer_are_the_exported_ones(method: str) -> None:
     plan = Plan(model.info, {"fc1": LayerChoice.of("int3 sym ch", None, False, method)})
     layer = model.info.layer("fc1")
     n = layer.weights[0].numel
-    s = planned_code_slice(engine, layer, plan["fc1"], count=n)
+    s = planned_code_slice(engine, plan, layer, count=n)
     stored = quantize_model(engine, plan).weight("W1").q
     np.testing.assert_array_equal([r.code for r in s.rows], stored.codes.reshape(-1))
     plain = code_slice(model.weight(layer.weights[0]), stored.fmt, count=n)

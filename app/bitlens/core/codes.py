@@ -27,7 +27,7 @@ from bitlens.core.weights import bind
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
-    from bitlens.core.plan import LayerChoice
+    from bitlens.core.plan import Plan
 
 DEFAULT_COUNT = 64
 MAX_COUNT = 4096  # a slice is for reading: more rows than this is a request for the file
@@ -203,24 +203,50 @@ def layer_code_slice(
 
 
 def planned_code_slice(
-    engine: Engine, layer: Layer, choice: LayerChoice, start: int = 0, count: int = DEFAULT_COUNT
+    engine: Engine, plan: Plan, layer: Layer, start: int = 0, count: int = DEFAULT_COUNT
 ) -> CodeSlice:
-    """The codes of ``layer``'s first weight as the plan's ``choice`` stores them: plain
-    rounding, or the codes its recovery method chose (the ones the engine feeds and the
-    export writes, :meth:`RecoveryCache.quantized`). For AWQ and SmoothQuant the codes
-    stand for ``x · s`` (``s`` per input channel); x̂ is then the weight as the layer's
+    """The codes of ``layer``'s first weight as ``plan`` stores them: plain rounding, or the
+    codes its recovery method chose (the ones the engine feeds and the export writes,
+    :meth:`RecoveryCache.quantized`), with the scale of each channel whose int32 bias did not
+    fit on an integer kernel raised as the export raises it (core/engine/bias_fit.py: those
+    channels' codes are the weight requantized at that scale). For AWQ and SmoothQuant the
+    codes stand for ``x · s`` (``s`` per input channel); x̂ is then the weight as the layer's
     input sees it, ``scale · (q − zero point) / s``."""
-    if choice.recovery is None or choice.weight is None or not layer.weights:
+    choice = plan[layer.name]
+    if choice.weight is None or not layer.weights:
         return layer_code_slice(engine.model, layer, choice.weight, start, count)
     w = layer.weights[0]
-    qw = engine.recovery.quantized(layer, w, choice)
-    rec = engine.recovery.of(layer, choice)
-    scaled = rec.input_scale is not None or rec.act_scale is not None
-    note = (
-        f"{rec.method.value}: q encodes x · s (s per input channel), x̂ = that / s"
-        if scaled else f"codes chosen by {rec.method.value}"
-    )  # fmt: skip
+    notes: list[str] = []
+    stored: tuple[QTensor, np.ndarray] | None = None
+    fmt = bind(choice.weight, w)
+    if choice.recovery is not None:
+        qw = engine.recovery.quantized(layer, w, choice)
+        rec = engine.recovery.of(layer, choice)
+        scaled = rec.input_scale is not None or rec.act_scale is not None
+        notes.append(
+            f"{rec.method.value}: q encodes x · s (s per input channel), x̂ = that / s"
+            if scaled else f"codes chosen by {rec.method.value}"
+        )  # fmt: skip
+        stored, fmt = (qw.q, rec.seen_weight), qw.fmt
+    fitted = engine.bias_fitted_weights(plan, engine.placement(plan)).get(w.name)
+    if fitted is not None:
+        before = np.asarray(
+            (stored[0] if stored is not None else quantize(engine.model.weight(w), fmt)).scale
+        )
+        raised = np.flatnonzero(np.asarray(fitted.q.scale) != before)
+        where = "" if before.ndim == 0 else f" of channel(s) {_some(raised)}"
+        notes.append(
+            f"the scale{where} raised so the int32 bias fits (ONNX Runtime's rule), its codes "
+            "requantized at it"
+        )
+        stored, fmt = (fitted.q, fitted.values), fitted.fmt
     return code_slice(
-        engine.model.weight(w), qw.fmt, start=start, count=count, name=w.name,
-        stored=(qw.q, rec.seen_weight), note=note,
+        engine.model.weight(w), fmt, start=start, count=count, name=w.name, stored=stored,
+        note="; ".join(notes),
     )  # fmt: skip
+
+
+def _some(indices: np.ndarray, shown: int = 8) -> str:
+    """``1, 4, 9`` or ``1, 4, 9, … (20 in all)``."""
+    head = ", ".join(str(int(i)) for i in indices[:shown])
+    return head if len(indices) <= shown else f"{head}, … ({len(indices)} in all)"

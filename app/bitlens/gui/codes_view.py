@@ -3,7 +3,7 @@
 For the selected layer's first weight in its planned format, a slice of
 the tensor: the float weight x, the stored integer code q, the group's
 scale and zero point (or lookup level), the value rebuilt from them x̂, and
-the error x̂ − x. The numbers come from :func:`bitlens.core.codes.layer_code_slice`
+the error x̂ − x. The numbers come from :func:`bitlens.core.codes.planned_code_slice`
 in the worker; this widget asks for a slice (``requested``) and draws it.
 """
 

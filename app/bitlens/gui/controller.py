@@ -285,18 +285,21 @@ class Controller(QObject):
         self.detailChanged.emit(detail)
 
     def request_codes(self, layer: str, choice: Any, start: int, count: int) -> Job | None:
-        """A slice of the layer's weight codes in ``choice``'s format (the detail's Codes tab)."""
-        session = self.session
-        if session is None or layer not in session.info.layer_names:
+        """A slice of the layer's weight codes in ``choice``'s format (the detail's Codes tab),
+        as the export of the plan writes them (a scale its int32 bias needed raised)."""
+        session, plan = self.session, self.document.plan
+        if session is None or plan is None or layer not in session.info.layer_names:
             return None
         asked = (layer, choice, start, count)
+        if plan[layer] != choice:  # the detail asks for the layer's choice in this plan
+            plan = plan.with_choices({layer: choice})
 
         def failed(exc: BaseException) -> None:  # e.g. no weights: said in the tab, not an error
             self.codesReady.emit(asked, str(exc))
 
         return self.runner.submit(
             Job("codes", f"Codes of {layer}", codes.planned_code_slice,
-                (session.engine, session.info.layer(layer), choice, start, count),
+                (session.engine, plan, session.info.layer(layer), start, count),
                 on_result=lambda s: self.codesReady.emit(asked, s), on_error=failed,
                 quiet=True, cancellable=False)
         )  # fmt: skip
