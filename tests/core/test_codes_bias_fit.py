@@ -2,8 +2,8 @@
 weight scale (core/engine/bias_fit.py): the raised scale and the codes requantized at it.
 
 Before, :func:`bitlens.core.codes.planned_code_slice` showed plain rounding: conv0's dead
-channel (weights ~1e-35, bias 4) at a scale of ~8e-38 with codes of ±127, where the exported
-file stores a scale of ~1e-9 and codes of 0.
+channel (weights ~1e-35, bias 4) at a scale of 7.8e-38 with codes of -128 and 127, where the
+exported file stores a scale of 6.8e-8 and codes of 0.
 """
 
 from __future__ import annotations
