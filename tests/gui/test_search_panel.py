@@ -90,7 +90,7 @@ def test_pinned_layer_stays_and_bad_metric_reports(qtbot, window, cnn_path: Path
 
     bad = tmp_path / "bad_metric.py"
     bad.write_text("def score(outputs, reference, labels):\n    return 1 / 0\n")
-    window.search.metric.setText(f"{bad}:score")
+    window.search.metric_spec.setText(f"{bad}:score")
     with qtbot.waitSignal(window.controller.searchFinished, timeout=WAIT_MS) as blocker:
         window.search.run_button.click()
     assert blocker.args[0] is None

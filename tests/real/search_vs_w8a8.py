@@ -242,6 +242,8 @@ def measure(
     return Row(
         case.id, limit, w8_eval, w8_held, searched.stat().st_size, s_eval, s_held, seconds, cpu,
         int(out["evaluations"]), len(front), _monotone(front), reproducible, summary,
-        tuple(out.get("notes", ())),
+        # the line on speed steering (SearchResult.steering) first, then the notes
+        tuple(x for x in ((out.get("steering") or {}).get("text"),) if x)
+        + tuple(out.get("notes", ())),
         None if timed is None else (timed[0], timed[1], timed[2], timed[3]),
     )  # fmt: skip

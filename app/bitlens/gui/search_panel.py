@@ -64,11 +64,11 @@ class SearchPanel(QWidget):
         self.value = QDoubleSpinBox(self)
         self.value.setObjectName("budgetValue")
         self.kind.currentIndexChanged.connect(self._on_kind)
-        self.metric = QLineEdit(self)
-        self.metric.setObjectName("metricSpec")
+        self.metric_spec = QLineEdit(self)
+        self.metric_spec.setObjectName("metricSpec")
         # short enough to read whole in the panel at 1280x720 ("built-in (ac…" was all)
-        self.metric.setPlaceholderText("built-in, or module:function")
-        self.metric.setToolTip(
+        self.metric_spec.setPlaceholderText("built-in, or module:function")
+        self.metric_spec.setToolTip(
             "Empty: the built-in metrics (accuracy when the data have labels). "
             "Your metric f(outputs, reference_outputs, labels) -> float, higher is better: "
             "module:function or path/to/file.py:function"
@@ -127,7 +127,7 @@ class SearchPanel(QWidget):
         brow.addWidget(self.value, 1)
         form.addRow("Budget:", brow)
         mrow = QHBoxLayout()
-        mrow.addWidget(self.metric, 1)
+        mrow.addWidget(self.metric_spec, 1)
         mrow.addWidget(browse)
         form.addRow("Metric:", mrow)
         form.addRow("Speed:", self.speed)
@@ -166,7 +166,7 @@ class SearchPanel(QWidget):
 
     def options(self) -> SearchOptions:
         """The typed request from the widgets (MetricError/SearchError if they are wrong)."""
-        spec = self.metric.text().strip()
+        spec = self.metric_spec.text().strip()
         return SearchOptions(
             self.budget(),
             pins=dict(self.pins),
@@ -310,5 +310,5 @@ class SearchPanel(QWidget):
     def _browse_metric(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Metric file", "", "Python (*.py)")
         if path:
-            self.metric.setText(f"{path}:")
-            self.metric.setFocus()
+            self.metric_spec.setText(f"{path}:")
+            self.metric_spec.setFocus()

@@ -58,7 +58,7 @@ class SweepView(QWidget):
         super().__init__(parent)
         self._doc = document
         self.entries: list[Entry] = []
-        self.metric: str | None = None
+        self.metric_name: str | None = None
         self.note = QLabel("Run Tools ▸ Sensitivity sweep to rank layers by how much "
                            "quantizing each one alone hurts the output.", self)  # fmt: skip
         self.note.setWordWrap(True)
@@ -98,7 +98,7 @@ class SweepView(QWidget):
         """Show a sweep's entries: SweepEntry (weights only) or Sensitivity (weights and
         input activations, with ``metric``, the task metric's name, where one was measured)."""
         self.entries = list(entries)
-        self.metric = metric
+        self.metric_name = metric
         short = self._short_names()
         measured = any(isinstance(e, Sensitivity) for e in entries)
         columns = SENSITIVITY_COLUMNS if measured else COLUMNS
@@ -175,7 +175,7 @@ class SweepView(QWidget):
                 r, c = row_of[e.layer], col_of[(_kind(e), e.format)]
                 it = QTableWidgetItem(fmt_db(_sqnr(e)))
                 it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                it.setToolTip(_tooltip(e, self.metric))
+                it.setToolTip(_tooltip(e, self.metric_name))
                 col = colors.error_color(_sqnr(e), scale)
                 if col is not None:
                     it.setBackground(col)
