@@ -80,6 +80,9 @@ def test_a_tiny_model_is_not_steered_for_its_size() -> None:
     verdict = _limit(engine)
     assert isinstance(verdict, NotSteered) and verdict.kernel_macs < 1_000_000
     assert f"x{verdict.w8a8:.2f}" in verdict.describe() and "MACs per sample" in verdict.describe()
+    # Silero VAD v5's W8A8 has no integer-kernel layer (its LSTMs sit inside an If): the line
+    # says that rather than a count of 0 MACs
+    assert "none of its layers runs on an integer kernel" in NotSteered(1.0, 0.0).describe()
 
 
 def test_an_lstm_on_its_kernel_is_named_where_the_prediction_leaves_it_out() -> None:

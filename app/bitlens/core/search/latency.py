@@ -108,7 +108,9 @@ class NotSteered:
             "not in the prediction"
             if self.lstm_kernels else ""
         )  # fmt: skip
-        if self.kernel_macs < MIN_MACS:
+        if self.kernel_macs <= 0:
+            why = "none of its layers runs on an integer kernel"
+        elif self.kernel_macs < MIN_MACS:
             why = (
                 f"its integer-kernel layers do {self.kernel_macs:,.0f} MACs per sample, under "
                 f"{MIN_MACS:,}, where ONNX Runtime's per-node work outweighs the arithmetic"
