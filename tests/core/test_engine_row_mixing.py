@@ -10,11 +10,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bitlens.core.data import Dataset
+from bitlens.core.data import ROWS_MIX_NOTE, Dataset
 from bitlens.core.engine import Engine
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from bitlens.core.search.guard import split_rows
+from tests.core.test_cli_inspect import run_cli
 from tests.core.test_engine import plain_run
 
 
@@ -76,3 +77,13 @@ def test_rows_that_stand_alone_stay_joined() -> None:
     engine = Engine(model, arrays)
     list(engine.prepare())
     assert engine.data is arrays and [arrays.samples[i]["x"].shape[0] for i in arrays.evaluation] == [6]
+
+
+def test_the_command_line_says_the_feeds_run_alone(tmp_path) -> None:
+    path, data = tmp_path / "rows.onnx", tmp_path / "feeds.npz"
+    onnx.save(_model(mix=True), path)
+    np.savez(data, **{f"x/{i}": f["x"] for i, f in enumerate(_feeds(4))})
+    res = run_cli("eval", str(path), "--preset", "W8A8", "--data", str(data))
+    assert res.returncode == 0, res.stderr
+    notes = [line for line in res.stdout.splitlines() if "mixes rows" in line]
+    assert notes == [f"note: {ROWS_MIX_NOTE}"]

@@ -12,8 +12,9 @@ must be what plain ONNX Runtime measures on the exported file, run on each piece
 the exported head must name every detector's function as the float one does.
 
 slovorez 0.1.0 (tf2onnx 1.17, float16 weights and activations: int32 character ids through
-a Gather embedding and six Conv1d written as Conv2d) is opened and evaluated at W8A8 (its
-weights only: Bitlens quantizes float32 activations alone, and says so).
+a Gather embedding and six Conv1d written as Conv2d) is evaluated and exported at W8A8 (its
+weights only: Bitlens quantizes float32 activations alone, and says so); the export is judged
+against how far the float model's own file is from the engine's graph of it.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def test_w8a8_eval_and_export_match_plain_onnx_runtime_piece_by_piece(case) -> N
             assert np.array_equal(w[0].argmax(-1), g[0].argmax(-1))
 
 
-def test_a_float16_segmenter_is_evaluated_on_its_weights(tmp_path) -> None:
+def test_a_float16_segmenter_exports_within_its_own_float16_rounding(tmp_path) -> None:
     path = model_path(_SLOVOREZ, "slovorez-test.onnx")
     assert _layer_ops(path) == {"Gather": 1, "Conv": 6}
     feeds = feeds_text6.slovorez(path.parent / "config.json", 4)
@@ -78,4 +79,17 @@ def test_a_float16_segmenter_is_evaluated_on_its_weights(tmp_path) -> None:
     assert "float16 activations" in res.stderr
     # the morpheme tag of every letter (BIES over 27 tags) as the float model gives it
     assert ev["outputs"]["output_0"]["top1_agreement"] > 0.98
-    assert float(ev["outputs"]["output_0"]["error"]["sqnr_db"]) > 35.0
+
+    # The export failed its fidelity check: 2.0e-3 from the engine's graph, where the float
+    # model itself is 3.4e-3 from it (core/export/half_floor.py).
+    out = tmp_path / "w8a8.onnx"
+    res = run_cli("export", str(path), "--preset", "W8A8", "--data", str(data), "-o", str(out),
+                  "--json")  # fmt: skip
+    fid = json.loads(res.stdout or "{}")
+    assert (res.returncode, fid.get("passed"), fid.get("failures")) == (0, True, []), res.stderr
+    (o,) = fid["outputs"]
+    assert o["as_written_exact"] or o["as_written_half"]
+    assert any("own file differs from the engine's graph" in n for n in fid["notes"])
+    names = sorted({k.split("/")[0] for k in feeds})
+    evaluation = [{k: feeds[f"{k}/{i}"] for k in names} for i in (2, 3)]
+    sqnr_as_eval_reports(ev, _plain_ort(path, evaluation), _plain_ort(out, evaluation), 35.0)
