@@ -55,7 +55,7 @@ def test_a_model_that_mixes_rows_runs_every_feed_alone() -> None:
     assert [data.samples[i]["x"].shape for i in data.evaluation] == [(6, 4)]  # joined
     engine = Engine(model, data)
     list(engine.prepare())
-    assert engine.data.rows_mix and "mixes rows" in engine.data.split
+    assert engine.data.rows_mix and ROWS_MIX_NOTE in engine.data.split
     assert [engine.data.samples[i]["x"].shape for i in engine.data.evaluation] == [(3, 4)] * 2
     # the float outputs are what plain ONNX Runtime gives on each feed alone
     got = engine.run_outputs(Plan.float(model.info))["y"]
@@ -85,5 +85,5 @@ def test_the_command_line_says_the_feeds_run_alone(tmp_path) -> None:
     np.savez(data, **{f"x/{i}": f["x"] for i, f in enumerate(_feeds(4))})
     res = run_cli("eval", str(path), "--preset", "W8A8", "--data", str(data))
     assert res.returncode == 0, res.stderr
-    notes = [line for line in res.stdout.splitlines() if "mixes rows" in line]
+    notes = [line for line in res.stdout.splitlines() if "rows apart" in line]
     assert notes == [f"note: {ROWS_MIX_NOTE}"]

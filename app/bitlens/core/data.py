@@ -47,8 +47,8 @@ from bitlens.core.model.types import ModelInfo, TensorInfo
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FEED_SUFFIXES = (".npz", ".npy")
 ROWS_MIX_NOTE = (
-    "the model mixes rows along axis 0 (a row's outputs change with the rows beside it), "
-    "so every sample and feed runs alone"
+    "the model does not keep rows apart along axis 0 (a sample's outputs change, or lose "
+    "their rows, when others run beside it), so every sample and feed runs alone"
 )
 _FEED_KEY = re.compile(r"(.+)/(\d+)")  # NAME/INDEX: one of several feeds in one .npz
 
