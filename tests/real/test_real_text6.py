@@ -33,6 +33,7 @@ from tests.real.test_real_nlp3 import (
     eval_and_export,
     sqnr_as_eval_reports,
 )
+from tests.real.test_real_nlp5 import _evaluation
 
 _ATSPM, _SLOVOREZ = wheels.ATSPM_DETECTOR, wheels.SLOVOREZ
 _PAIR, _HEAD = "x100_w32full_pair.onnx", "x100_w32full_head.onnx"
@@ -56,9 +57,7 @@ def test_w8a8_eval_and_export_match_plain_onnx_runtime_piece_by_piece(case) -> N
     assert _layer_ops(path) == c.ops
 
     ev, out = eval_and_export(path, data, work)
-    names = sorted({k.split("/")[0] for k in feeds})
-    n = SAMPLES[c.id]
-    evaluation = [{k: feeds[f"{k}/{i}"] for k in names} for i in range(n // 2, n)]
+    evaluation = _evaluation(feeds, SAMPLES[c.id])  # each piece alone
     want, got = _plain_ort(path, evaluation), _plain_ort(out, evaluation)
     sqnr_as_eval_reports(ev, want, got, c.min_sqnr_db)
     if c.id == "atspm-head":  # function log-probabilities [D, 7]: each detector's class
@@ -90,6 +89,5 @@ def test_a_float16_segmenter_exports_within_its_own_float16_rounding(tmp_path) -
     (o,) = fid["outputs"]
     assert o["as_written_exact"] or o["as_written_half"]
     assert any("own file differs from the engine's graph" in n for n in fid["notes"])
-    names = sorted({k.split("/")[0] for k in feeds})
-    evaluation = [{k: feeds[f"{k}/{i}"] for k in names} for i in (2, 3)]
+    evaluation = _evaluation(feeds, 4)
     sqnr_as_eval_reports(ev, _plain_ort(path, evaluation), _plain_ort(out, evaluation), 35.0)
