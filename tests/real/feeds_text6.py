@@ -3,7 +3,7 @@
 a signal controller's event log) and slovorez's Russian morpheme segmenter (character ids).
 
 atspm-detector reads a controller's high-resolution event log with pandas and DuckDB, which
-are not dependencies here; the log is simulated below instead (a two-ring, eight-phase
+are not dependencies here; the log is simulated below instead (a two-ring, four-phase
 controller with stop-bar presence detectors) and rasterised as the package does
 (atspm_detector/funcnet.py: render and assemble_kept; streams.py: cover and onrate).
 """
