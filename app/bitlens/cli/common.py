@@ -8,7 +8,7 @@ from typing import Any
 
 from bitlens.cli.progress import follow
 from bitlens.core.compare import db_text
-from bitlens.core.data import Dataset, load_path
+from bitlens.core.data import ROWS_MIX_NOTE, Dataset, load_path
 from bitlens.core.dims import MissingDimension, needed_dims
 from bitlens.core.engine import Engine
 from bitlens.core.errors import BitlensError, DataError, EngineError, ModelLoadError
@@ -219,13 +219,24 @@ def budget_of(args: argparse.Namespace) -> int | None:
     return nbytes // ACTIVATION_SHARE
 
 
-def calibrated_engine(args: argparse.Namespace, model: LoadedModel) -> Engine:
-    """An engine on ``--data`` for ``model``, calibrated with ``--calibration``."""
+def engine_on_data(args: argparse.Namespace, model: LoadedModel) -> Engine:
+    """An engine on ``--data`` for ``model``; where the model mixes rows along axis 0,
+    its joined feeds split back (core/engine/row_mixing.py) and the user told so."""
     engine = Engine(
         model,
         load_data(args, model.info, compared_constants(model.graph_proto)),
         device=args.device,
         memory_budget=budget_of(args),
     )
+    engine.keep_rows_apart()
+    if engine.data is not None and engine.data.rows_mix:
+        out = sys.stderr if getattr(args, "json", False) else sys.stdout
+        print(f"note: {ROWS_MIX_NOTE}", file=out, flush=True)
+    return engine
+
+
+def calibrated_engine(args: argparse.Namespace, model: LoadedModel) -> Engine:
+    """An engine on ``--data`` for ``model``, calibrated with ``--calibration``."""
+    engine = engine_on_data(args, model)
     follow(engine.calibrate(args.calibration))
     return engine

@@ -15,20 +15,17 @@ import sys
 from bitlens.cli.common import (
     add_data_arguments,
     add_target_argument,
-    budget_of,
-    load_data,
+    engine_on_data,
     open_model,
 )
 from bitlens.cli.eval import load_plan
 from bitlens.cli.outputs import guard_outputs
 from bitlens.cli.progress import follow
-from bitlens.core.engine import Engine
 from bitlens.core.errors import ExportError
 from bitlens.core.export.checklist import verdict_lines
 from bitlens.core.export.exporter import ExportOptions, preflight
 from bitlens.core.export.fidelity import default_report_path, export_and_check
 from bitlens.core.export.report import FidelityReport, render
-from bitlens.core.input_values import compared_constants
 from bitlens.core.plan import PRESETS
 from bitlens.core.plan_checks import check_plan, deployment_warnings
 
@@ -87,12 +84,7 @@ def run(args: argparse.Namespace) -> int:
     guard_outputs(args, [(args.output, "onnx", "export"), (report_path, "json", "fidelity report")])
     model = open_model(args.model, fold_bn=not args.keep_batchnorm)
     plan = load_plan(args, model)
-    engine = Engine(
-        model,
-        load_data(args, model.info, compared_constants(model.graph_proto)),
-        device=args.device,
-        memory_budget=budget_of(args),
-    )
+    engine = engine_on_data(args, model)
     options = ExportOptions(
         weights=args.weights,
         matmulnbits=args.matmulnbits,

@@ -14,19 +14,16 @@ from dataclasses import asdict
 
 from bitlens.cli.common import (
     add_data_arguments,
-    budget_of,
     dump_json,
+    engine_on_data,
     fmt_bytes,
     fmt_db,
-    load_data,
     open_model,
 )
 from bitlens.cli.names import shortened_note, shown_names
 from bitlens.cli.progress import follow
-from bitlens.core.engine import Engine
 from bitlens.core.engine.output_metrics import FLOAT_TYPES
 from bitlens.core.formats import SWEEP_LADDER
-from bitlens.core.input_values import compared_constants
 from bitlens.core.results import SweepEntry
 from bitlens.core.shared_weights import shared_notes
 
@@ -52,12 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.activation_formats or args.metric:
         return run_sensitivities(args)
     model = open_model(args.model, fold_bn=not args.keep_batchnorm)
-    engine = Engine(
-        model,
-        load_data(args, model.info, compared_constants(model.graph_proto)),
-        device=args.device,
-        memory_budget=budget_of(args),
-    )
+    engine = engine_on_data(args, model)
     entries: list[SweepEntry] = follow(engine.sweep(args.formats))
     for note in shared_notes(model.info, {e.layer for e in entries}):
         print(f"note: {note}; swept once for all", file=sys.stderr)

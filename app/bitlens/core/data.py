@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,10 @@ from bitlens.core.model.types import ModelInfo, TensorInfo
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FEED_SUFFIXES = (".npz", ".npy")
+ROWS_MIX_NOTE = (
+    "the model does not keep rows apart along axis 0 (a sample's outputs change, or lose "
+    "their rows, when others run beside it), so every sample and feed runs alone"
+)
 _FEED_KEY = re.compile(r"(.+)/(\d+)")  # NAME/INDEX: one of several feeds in one .npz
 
 
@@ -62,6 +67,11 @@ class Dataset:
     source: str = ""
     split: str = ""
     generated: bool = False
+    # Per feed, the rows of each unit (sample or given feed) joined into it along axis 0;
+    # () where none were joined. rows_apart() undoes the joins for a model whose axis 0
+    # is no batch axis (engine/row_mixing.py).
+    parts: tuple[tuple[int, ...], ...] = ()
+    rows_mix: bool = False  # the model mixes rows along axis 0: every unit runs alone
 
     def __post_init__(self) -> None:
         if not self.samples:
@@ -87,6 +97,31 @@ class Dataset:
             self.generated,
             part_summary(self.samples, self.calibration),
             part_summary(self.samples, self.evaluation),
+        )
+
+    def rows_apart(self) -> Dataset:
+        """This dataset with every joined feed split back into its units, in order (the
+        labels, one per row, keep their order), and ``rows_mix`` set."""
+        samples: list[dict[str, np.ndarray]] = []
+        index: list[list[int]] = []
+        for i, feed in enumerate(self.samples):
+            sizes = self.parts[i] if i < len(self.parts) and self.parts[i] else (batch_of(feed),)
+            bounds = np.cumsum([0, *sizes])
+            mine = []
+            for lo, hi in pairwise(bounds):
+                mine.append(len(samples))
+                samples.append(
+                    feed if len(sizes) == 1 else {k: v[lo:hi] for k, v in feed.items()}
+                )
+            index.append(mine)
+        return replace(
+            self,
+            samples=tuple(samples),
+            calibration=tuple(j for i in self.calibration for j in index[i]),
+            evaluation=tuple(j for i in self.evaluation for j in index[i]),
+            parts=(),
+            rows_mix=True,
+            split=f"{self.split}; {ROWS_MIX_NOTE}",
         )
 
     # -- sources -----------------------------------------------------------------------
@@ -118,6 +153,7 @@ class Dataset:
         # a feed. One shape throughout, so batches are slices (views, no copies).
         n_cal = split_count(n, calibration_fraction)
         feeds: list[dict[str, np.ndarray]] = []
+        parts: list[tuple[int, ...]] = []
         cal: list[int] = []
         ev: list[int] = []
         for lo, hi, part in ((0, n_cal, cal), (n_cal, n, ev)):
@@ -125,10 +161,11 @@ class Dataset:
                 stop = min(start + batch, hi)
                 part.append(len(feeds))
                 feeds.append({k: slice_rows(inputs[k], a, start, stop) for k, a in arrays.items()})
+                parts.append((1,) * (stop - start) if batch > 1 else ())
         if n == 1:
             ev = cal
         split = _split_text(n, n_cal, calibration_fraction, "samples")
-        return cls(tuple(feeds), labels, tuple(cal), tuple(ev), source, split)
+        return cls(tuple(feeds), labels, tuple(cal), tuple(ev), source, split, parts=tuple(parts))
 
     @classmethod
     def from_feeds(
@@ -188,6 +225,7 @@ class Dataset:
         batchable = all(t.shape and not isinstance(t.shape[0], int) for t in info.inputs)
         batchable = batchable and not one_row_per_run(info.inputs, info.outputs)
         feeds: list[dict[str, np.ndarray]] = []
+        parts: list[tuple[int, ...]] = []
         rows: list[np.ndarray] = []
         cal: list[int] = []
         ev: list[int] = []
@@ -195,6 +233,7 @@ class Dataset:
             for group in batches(units[lo:hi], batchable):
                 part.append(len(feeds))
                 members = [units[lo + j] for j in group]
+                parts.append(tuple(batch_of(m) for m in members) if len(members) > 1 else ())
                 feeds.append(
                     {k: join_rows([m[k] for m in members]) for k in members[0]}
                     if len(members) > 1
@@ -206,7 +245,9 @@ class Dataset:
             ev = cal
         all_labels = np.concatenate(rows) if rows else None
         split = _split_text(n, n_cal, calibration_fraction, what)
-        return cls(tuple(feeds), all_labels, tuple(cal), tuple(ev), source, split)
+        return cls(
+            tuple(feeds), all_labels, tuple(cal), tuple(ev), source, split, parts=tuple(parts)
+        )
 
     @classmethod
     def separate(cls, calibration: Dataset, evaluation: Dataset) -> Dataset:
@@ -232,6 +273,7 @@ class Dataset:
             f"{calibration.source} (calibration), {evaluation.source} (evaluation)",
             "separate calibration and evaluation data",
             evaluation.generated,
+            parts=_parts_of(calibration) + _parts_of(evaluation),
         )
 
     def reused(self, role: str) -> Dataset:
@@ -576,3 +618,8 @@ def _image_input(info: ModelInfo, name: str | None) -> TensorInfo:
     if not floats:
         raise DataError("the model has no float input to feed")
     return floats[0]
+
+
+def _parts_of(data: Dataset) -> tuple[tuple[int, ...], ...]:
+    """``data.parts``, one entry per feed (() for a feed joined from nothing)."""
+    return tuple(data.parts[i] if i < len(data.parts) else () for i in range(len(data.samples)))

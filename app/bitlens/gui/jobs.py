@@ -223,7 +223,9 @@ def _start(
                 "or real data, File ▸ Open Data…, may run)"
             ) from exc
     compute_of(engine)  # counted here rather than on the UI thread (see evaluate)
-    return Session(model, data, engine, path, title, request, engine.providers)
+    # engine.data: the feeds as run (split back where the model mixes rows along axis 0,
+    # core/engine/row_mixing.py), so the status bar says what calibrated and evaluated
+    return Session(model, engine.data, engine, path, title, request, engine.providers)
 
 
 def recalibrate(engine: Engine, method: str) -> Generator[Progress, None, str]:

@@ -32,6 +32,7 @@ from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.output_metrics import FLOAT_TYPES, OutputMetrics
 from bitlens.core.engine.ranges import Ranges
 from bitlens.core.engine.reuse import PrefixRuns
+from bitlens.core.engine.row_mixing import rows_apart_where_they_mix
 from bitlens.core.engine.running import Runs, run_workers
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.engine.structure import Structures
@@ -166,6 +167,19 @@ class Engine(
                     f"data sample {i} feeds {sorted(feed)}, the model needs {sorted(names)}"
                 )
 
+    def keep_rows_apart(self) -> None:
+        """Split the data's joined feeds back into their units where the model mixes rows
+        along axis 0 (row_mixing.py); before the float reference, once."""
+        data = self.data
+        if data is None or data.rows_mix or self._ref is not None:
+            return
+        _sim, sess = self._session_for({})
+        weights = self._float_weights()
+        names = self._output_names
+        self.data = rows_apart_where_they_mix(
+            data, lambda feed: self._run(sess, names, {**feed, **weights})
+        )
+
     # -- float reference & calibration ------------------------------------------------
     def prepare(self) -> Iterator[Progress]:
         """Run the float model once over every sample, keeping what the metrics need: the
@@ -175,6 +189,7 @@ class Engine(
             return
         if self.data is None:
             raise EngineError("no input data yet: give the input sizes or data first")
+        self.keep_rows_apart()
         sim, sess = self._session_for({})
         # Topological-ish order, so a NaN is reported where it first appears.
         fetch = list(

@@ -42,6 +42,7 @@ from bitlens.core.export.exporter import (
     check_target,
     export,
 )
+from bitlens.core.export.half_floor import FLOOR_FACTOR, half_floor
 from bitlens.core.export.latency import BUDGET_S, median_latencies
 from bitlens.core.export.rebuild import rebuilt_weights
 from bitlens.core.export.report import (
@@ -191,13 +192,17 @@ def check_fidelity(
     kernels = kernels_used(ran_optimized, engine, records)
     del ran_optimized
     outputs: list[OutputCheck] = []
+    in_half = computes_in_half(plan.info)
+    # a float16 model: how far its own float file is from the engine's graph (half_floor.py)
+    floors = half_floor(engine, samples, out_names, providers) if in_half else {}
     for name in out_names:
         # Rule 2 compares like with like: the engine's graph and the file, both run as
         # written (no graph optimization), must agree bit for bit.
         ww, r = flat_cat(want_written[name]), flat_cat(ref_out[name])
         w, d = flat_cat(want[name]), flat_cat(dep_out[name])
         u = verdict.narrowest_roundoff(plan, w.dtype)
-        tol = verdict.reassociation_tolerance(w, u)
+        floor_written, floor_deployed = floors.get(name, (0.0, 0.0))
+        tol = max(verdict.reassociation_tolerance(w, u), FLOOR_FACTOR * floor_deployed)
         scale = float(np.max(np.abs(w[np.isfinite(w)]))) if np.isfinite(w).any() else 0.0
         dep_abs = max_abs(w, d)
         axis = engine.class_score_axes.get(name, -1)
@@ -207,7 +212,11 @@ def check_fidelity(
         )
         exact = same(w, d)
         written_exact, written_abs = same(ww, r), max_abs(ww, r)
-        half = not written_exact and computes_in_half(plan.info) and written_abs <= tol
+        half = (
+            not written_exact
+            and in_half
+            and written_abs <= max(tol, FLOOR_FACTOR * floor_written)
+        )
         level = (
             verdict.BIT_EXACT if exact
             else verdict.REASSOCIATION if dep_abs <= tol and not changes
@@ -224,6 +233,13 @@ def check_fidelity(
         )  # fmt: skip
         if half:
             notes.append(half_written_note(name, written_abs))
+        if in_half and max(floor_written, floor_deployed) > 0:
+            notes.append(
+                f"output {name!r}: this float16 model's own file differs from the engine's "
+                f"graph of it by {floor_written:.3g} as written and {floor_deployed:.3g} "
+                f"deployed with nothing quantized; the export is judged within "
+                f"{FLOOR_FACTOR:g}x that (core/export/half_floor.py)"
+            )
         elif not written_exact:
             failures.append(
                 f"output {name!r} run as written differs from the engine's graph run as written "

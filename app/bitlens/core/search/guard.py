@@ -77,7 +77,7 @@ def split_rows(data: Dataset, batchable: bool, fraction: float, seed: int) -> tu
     into one feed, so a split by feeds alone would often hold nothing back. Models whose
     axis 0 is no batch axis are split by feeds."""
     rows = [(i, r) for i in data.evaluation for r in range(batch_of(data.samples[i]))]
-    if not batchable or len(rows) == len(data.evaluation) or fraction == 0:
+    if not batchable or data.rows_mix or len(rows) == len(data.evaluation) or fraction == 0:
         by_feed = split_feeds(data.evaluation, fraction, seed)
         held_rows = tuple(k for k, (i, _r) in enumerate(rows) if i in by_feed.check)
         return data, replace(by_feed, check_rows=held_rows)

@@ -64,6 +64,7 @@ def _search(
 ) -> Generator[Progress | Point, None, SearchResult]:
     kept = engine.max_sessions
     engine.max_sessions = min(kept, 2)  # many structures, one after the other: keep few
+    engine.keep_rows_apart()  # before rows are held back: rows that mix stay together
     data = engine.data
     split = None
     if data is not None and options.budget.by_size and options.check_export:
