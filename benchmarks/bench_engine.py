@@ -29,7 +29,8 @@ in a fresh process so that its peak RSS is its own.
 
 Run: ``PYTHONPATH=app python benchmarks/bench_engine.py crnn /path/to/common.onnx
 --dim image_width=128`` (default: crnn). ``--memory-only``: only the RSS row;
-``--memory-detail``: also the RSS per phase of the engine work (load, float reference,
+``--overlap-ab N``: only the open row, N opens with the engine's side thread on and N with
+it off, alternated in one process; ``--memory-detail``: also the RSS per phase of the engine work (load, float reference,
 calibration, first W8A8 evaluation, re-evaluations, sweep); ``--memory-budget 512M``: the
 memory budget the engine plans with (stated on the first line).
 """
@@ -183,20 +184,65 @@ def today_route(path: Path, weight: str, data: Dataset, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def engine_work(
-    path: Path, dims: dict, samples: int, quick: bool, between=None, sweep: bool = True
-) -> dict:
-    """Open, calibrate and evaluate W8A8 (timed), re-evaluate 16 one-layer changes (each
-    timed, ``between()`` run before each), sweep (timed; ``sweep`` False: not run)."""
+def open_engine(path: Path, dims: dict, samples: int, overlap: bool = True) -> tuple:
+    """Open, calibrate and evaluate W8A8, timed: (model, data, engine, plan, wall s, CPU s).
+    ``overlap`` False: the engine's side-thread work done in turn (Engine.overlap)."""
     settle()
     t0, c0 = time.perf_counter(), time.process_time()
     model = load_model(path)
     data = Dataset.random(model.info, n=samples, dims=dims, seed=1)
     engine = Engine(model, data, device="cpu")
+    engine.overlap = overlap
     drain(engine.calibrate("minmax"))
     plan = Plan.preset(model.info, "W8A8")
     engine.evaluate(plan)
-    open_s, open_cpu = time.perf_counter() - t0, time.process_time() - c0
+    return model, data, engine, plan, time.perf_counter() - t0, time.process_time() - c0
+
+
+def overlap_ab(path: Path, dims: dict, samples: int, rounds: int) -> dict:
+    """The open row with the engine's side thread on and off (Engine.overlap), alternated in
+    one process (the order swapped every other round), and a non-spinning float run of all
+    feeds before each open: medians of wall and CPU seconds."""
+    data = Dataset.random(load_model(path).info, n=samples, dims=dims, seed=1)
+    quiet = plain_session(path, spin=False)
+    float_all = lambda: [quiet.run(None, s) for s in data.samples]  # noqa: E731
+    float_all()  # warm
+    base: list[tuple[float, float]] = []
+    opened: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for r in range(rounds):
+        for overlap in (True, False) if r % 2 == 0 else (False, True):
+            settle()
+            c0 = time.process_time()
+            base.append((timed(float_all), time.process_time() - c0))
+            *_, engine, _, wall, cpu = open_engine(path, dims, samples, overlap)
+            engine.close()
+            opened[overlap].append((wall, cpu))
+    med = lambda rows, k: statistics.median(x[k] for x in rows)  # noqa: E731
+    return {
+        "float": (med(base, 0), med(base, 1)),
+        **{f"overlap_{k}": (med(v, 0), med(v, 1)) for k, v in opened.items()},
+        "rounds": rounds,
+        "load": os.getloadavg()[0],
+    }
+
+
+def report_ab(label: str, r: dict) -> None:
+    fw, fc = r["float"]
+    print(f"== {label}: open + calibrate + 1st eval, side thread on / off, {r['rounds']} rounds "
+          f"alternated (load average {r['load']:.1f}); float run of all feeds {1000 * fw:.0f} ms "
+          f"wall, {1000 * fc:.0f} ms CPU")  # fmt: skip
+    for key, name in (("overlap_True", "on "), ("overlap_False", "off")):
+        w, c = r[key]
+        print(f"  {name}: wall {1000 * w:.0f} ms ({w / fw:.2f}x), CPU {1000 * c:.0f} ms "
+              f"({c / fc:.2f}x)")  # fmt: skip
+
+
+def engine_work(
+    path: Path, dims: dict, samples: int, quick: bool, between=None, sweep: bool = True
+) -> dict:
+    """Open, calibrate and evaluate W8A8 (timed), re-evaluate 16 one-layer changes (each
+    timed, ``between()`` run before each), sweep (timed; ``sweep`` False: not run)."""
+    model, data, engine, plan, open_s, open_cpu = open_engine(path, dims, samples)
     names = [la.name for la in model.info.layers]
     step = max(1, len(names) // 8)
     targets = names[::step][:8]
@@ -547,6 +593,13 @@ def main() -> None:
         help="only the re-evaluation row (no sweep, quantize_static route or memory child)",
     )
     ap.add_argument("--samples", type=int, default=SAMPLES, help="random samples (8)")
+    ap.add_argument(
+        "--overlap-ab",
+        type=int,
+        metavar="ROUNDS",
+        help="only the open row, the engine's side thread on and off alternated in one "
+        "process (Engine.overlap), ROUNDS opens each",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--memory-only", action="store_true", help="only the peak RSS row")
@@ -578,6 +631,9 @@ def main() -> None:
             return
         if args.memory_only:
             print(json.dumps(memory_baseline(Path(path), dims, label, args.samples)))
+            return
+        if args.overlap_ab:
+            print(json.dumps(overlap_ab(Path(path), dims, args.samples, args.overlap_ab)))
             return
         result = one_model(Path(path), dims, label, args.quick, args.samples, args.reeval_only)
         print(json.dumps(result))
@@ -617,6 +673,14 @@ def main() -> None:
                 cmd.append("--memory-only")
             if args.reeval_only:
                 cmd.append("--reeval-only")
+            if args.overlap_ab:
+                ab = [*cmd, "--overlap-ab", str(args.overlap_ab)]
+                out = subprocess.run(ab, capture_output=True, text=True, env=os.environ.copy())
+                if out.returncode:
+                    print(f"{label}: failed\n{out.stderr[-3000:]}")
+                else:
+                    report_ab(label, json.loads(out.stdout.strip().splitlines()[-1]))
+                continue
             results = []
             memory = label != "external" and not args.reeval_only
             for extra_args in ([], ["--memory"]) if memory else ([],):

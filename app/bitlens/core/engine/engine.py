@@ -116,6 +116,7 @@ class Engine(
         self._wcache: OrderedDict[tuple[str, str], QuantizedWeight] = OrderedDict()
         self._wcache_bytes = 0
         self._executor: ThreadPoolExecutor | None = None
+        self._side_executor: ThreadPoolExecutor | None = None  # Runs._aside
         self.run_workers = run_workers(n.op_type for n in self.info.nodes)
         self._werr: dict[tuple[str, str], TensorError] = {}  # (layer, format) -> weight error
         # (layer, choice key, calibration method) -> local error: a layer's local error depends
@@ -298,9 +299,11 @@ class Engine(
         self._part_sessions.clear()
         self._prefix_values.clear()
         self._ref = None
-        if self._executor is not None:
-            self._executor.shutdown()
-            self._executor = None
+        for pool in (self._executor, self._side_executor):
+            if pool is not None:
+                pool.shutdown()
+        self._executor = self._side_executor = None
+        self._werr_ahead = None
 
     def _ensure_ref(self) -> RefView:
         for _ in self.prepare():
@@ -394,8 +397,13 @@ class Engine(
         placed = self.placement(plan)
         structure = self._structure_of(plan)
         skey, sim = self._sim_for(*structure)
-        feeds = self._plan_feeds(plan, placed)
         layer_out = sim.layer_outputs
+        # On the side thread, in turn, while the weights are quantized and the plan runs:
+        # the whole graph's session (if the runs need it), the local errors' graph and
+        # session, then the weight errors (_plan_feeds)
+        self._session_ahead(skey, sim)
+        local_ahead = self._local_ahead(plan, layer_out)
+        feeds = self._plan_feeds(plan, placed)
         # A layer's output depends only on the choices of the layers before it (topological
         # order): outputs upstream of every change are reused, neither fetched nor measured.
         keys = self._prefix_keys(plan)
@@ -437,7 +445,7 @@ class Engine(
         while len(self._acc) > ACC_CACHE_ENTRIES:
             self._acc.popitem(last=False)
         self._arena.maybe_release()
-        local_err = self._local_errors(plan, layer_out, feeds)
+        local_err = self._local_errors(plan, layer_out, feeds, local_ahead)
         del feeds
         self._release_float_weights()
         self._arena.maybe_release()  # the last runs' outputs, once they add up

@@ -3,7 +3,9 @@ its error is its own and not what upstream layers passed on."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +26,14 @@ if TYPE_CHECKING:
 BULK_LOCAL_MIN = 4  # layers whose local error is due at once: from here, one graph for all
 
 
+@dataclass(frozen=True)
+class LocalAhead:
+    """The bulk local session of ``names``, being built on the side thread."""
+
+    names: tuple[str, ...]
+    session: Future
+
+
 class LocalErrors:
     """Mixin: ``_local_errors`` of a plan's quantized layers, cached per layer choice."""
 
@@ -33,6 +43,7 @@ class LocalErrors:
     device: str
     _local_sessions: dict[tuple[str, str | None], object]
     _local: dict[tuple[str, tuple, str], TensorError]
+    _aside: Callable[[Callable[[], object]], Future | None]
 
     def _local_session(self, layer: str, kind: str | None):
         """The session computing ``layer`` alone from float inputs (built once per kind)."""
@@ -54,20 +65,48 @@ class LocalErrors:
         _, node = node_producing(g, name)
         return tensors.constant_value(node)
 
-    def _local_errors(
-        self, plan: Plan, layer_out: Mapping[str, str], feeds: Mapping[str, np.ndarray]
-    ) -> dict[str, TensorError]:
-        """Local error of every quantized main-graph layer, running only the changed ones."""
-        ref = self._ensure_ref()
+    def _local_todo(
+        self, plan: Plan, layer_out: Mapping[str, str]
+    ) -> tuple[dict[str, tuple], list[str]]:
+        """The cache key of each quantized main-graph layer's local error, and the layers
+        whose error is not cached."""
         keys = {
             name: (name, self._choice_key(plan, name), self.method.value)
             for name in plan.choices
             if name in layer_out
         }
+        return keys, [name for name, key in keys.items() if key not in self._local]
+
+    def _local_ahead(self, plan: Plan, layer_out: Mapping[str, str]) -> LocalAhead | None:
+        """The bulk local graph's session for ``plan`` started on the side thread (Runs._aside)
+        when :meth:`_local_errors` will need one; None otherwise."""
+        _, todo = self._local_todo(plan, layer_out)
+        if len(todo) < BULK_LOCAL_MIN:
+            return None
         kinds = self._kinds(plan)
-        todo = [name for name, key in keys.items() if key not in self._local]
+        names = tuple(todo)
+        built = self._aside(lambda: self._bulk_local_session(names, kinds))
+        return None if built is None else LocalAhead(names, built)
+
+    def _local_errors(
+        self,
+        plan: Plan,
+        layer_out: Mapping[str, str],
+        feeds: Mapping[str, np.ndarray],
+        ahead: LocalAhead | None = None,
+    ) -> dict[str, TensorError]:
+        """Local error of every quantized main-graph layer, running only the changed ones;
+        ``ahead``: the bulk session :meth:`_local_ahead` started for ``plan``."""
+        ref = self._ensure_ref()
+        keys, todo = self._local_todo(plan, layer_out)
+        kinds = self._kinds(plan)
         if len(todo) >= BULK_LOCAL_MIN:
-            self._bulk_local_errors(todo, {n: keys[n] for n in todo}, kinds, layer_out, feeds)
+            session = (
+                ahead.session.result()
+                if ahead is not None and ahead.names == tuple(todo)
+                else self._bulk_local_session(todo, kinds)
+            )
+            self._bulk_local_errors(todo, {n: keys[n] for n in todo}, session, layer_out, feeds)
             todo = []
         for name in todo:
             key = keys[name]
@@ -86,27 +125,31 @@ class LocalErrors:
             self._local[key] = sums.result()
         return {name: self._local[key] for name, key in keys.items() if key in self._local}
 
-    def _bulk_local_errors(
-        self,
-        names: Sequence[str],
-        keys: Mapping[str, tuple],
-        kinds: Mapping[str, str | None],
-        layer_out: Mapping[str, str],
-        feeds: Mapping[str, np.ndarray],
-    ) -> None:
-        """Local errors of many layers at once: one graph holding a copy of each layer, one
-        run per feed (46 one-layer sessions cost 4x a forward pass on a CRNN; this one, 1x).
-        Built for this set of layers and kinds, and not kept."""
-        ref = self._ensure_ref()
+    def _bulk_local_session(self, names: Sequence[str], kinds: Mapping[str, str | None]):
+        """The session of one graph holding a copy of each of ``names`` (46 one-layer
+        sessions cost 4x a forward pass on a CRNN; this one, 1x). Built for this set of
+        layers and kinds, and not kept."""
         proto = rewrite.build_local(
             self.model.graph_proto,
             self.info,
             {n: kinds.get(n) for n in names},
-            ref.types,
+            self._ensure_ref().types,
             self._constant,
             list(names),
         )
-        session = make_session(proto, self.device)
+        return make_session(proto, self.device)
+
+    def _bulk_local_errors(
+        self,
+        names: Sequence[str],
+        keys: Mapping[str, tuple],
+        session,
+        layer_out: Mapping[str, str],
+        feeds: Mapping[str, np.ndarray],
+    ) -> None:
+        """Local errors of many layers at once: ``session`` (:meth:`_bulk_local_session`
+        of ``names``), one run per feed."""
+        ref = self._ensure_ref()
         reads = [i.name for i in session.get_inputs() if i.name in ref]
         fetch = [rewrite.local_output(layer_out[n]) for n in names]
         sums = {n: metrics.ErrorSums() for n in names}

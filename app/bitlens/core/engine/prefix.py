@@ -256,6 +256,9 @@ class PrefixValues:
     def __contains__(self, key: tuple) -> bool:
         return key in self._values
 
+    def __len__(self) -> int:
+        return len(self._values)
+
     def put(self, key: tuple, values: Sequence[np.ndarray]) -> None:
         """Keep ``values``, dropping others past the budget (see the class)."""
         if key in self._values:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 
 from bitlens.core.errors import EngineError
+
+T = TypeVar("T")
 
 RUN_WORKERS = 2  # concurrent runs over the feeds in prepare and evaluate (see Runs._runs)
 # Operators that run step by step, where one run leaves a core idle.
@@ -35,7 +38,11 @@ class Runs:
     """Mixin: ``_run`` (one run, errors translated) and ``_runs`` (runs over feeds)."""
 
     _executor: ThreadPoolExecutor | None
+    _side_executor: ThreadPoolExecutor | None
     run_workers: int = RUN_WORKERS  # runs in flight (run_workers(); never above RUN_WORKERS)
+    # Build sessions and compute weight errors on a side thread while the main thread
+    # quantizes or runs (see _aside); False: each in turn where it is needed (for tests).
+    overlap: bool = True
 
     @staticmethod
     def _run(sess, fetch: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -87,3 +94,18 @@ class Runs:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(RUN_WORKERS, thread_name_prefix="bitlens-run")
         return self._executor
+
+    def _aside(self, fn: Callable[[], T]) -> Future[T] | None:
+        """``fn()`` started on the side thread (one, jobs in the order given), None when
+        ``overlap`` is off (the caller then does the work where it needs it). For work the
+        main thread does not need at once, started before what it does meanwhile: ONNX
+        Runtime leaves the interpreter lock while it builds a session or runs, numpy in its
+        array loops, so on two cores a session build beside the weights' quantization, or
+        the local graph's build and the weight errors beside the plan's runs, take a core
+        that one thread in turn left idle (a first W8A8 evaluation of ddddocr's
+        common.onnx: README, "Open: the first evaluation's work overlapped")."""
+        if not self.overlap:
+            return None
+        if self._side_executor is None:
+            self._side_executor = ThreadPoolExecutor(1, thread_name_prefix="bitlens-side")
+        return self._side_executor.submit(fn)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from functools import cached_property
+from concurrent.futures import Future
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 from bitlens.core import targets
@@ -29,8 +30,12 @@ class Structures:
     model: LoadedModel
     device: str
     max_sessions: int
-    _sessions: OrderedDict[tuple, list]  # structure -> [simulation graph, session or None]
+    # structure -> [simulation graph, session, its build on the side thread (a Future) or None]
+    _sessions: OrderedDict[tuple, list]
     _cuts: dict[tuple, prefix.Cuts | None]
+    _prefix_values: prefix.PrefixValues
+    reuse_prefix: bool
+    _aside: Callable[[Callable[[], object]], Future | None]
     _providers: tuple[str, ...]
     _positions: dict[str, int]
     _float_tensors: list[str]
@@ -160,5 +165,21 @@ class Structures:
         entry = self._sessions[key]
         if entry[1] is None:
             entry[1] = make_session(sim.model, self.device)
-            self._providers = actual_providers(entry[1])
+        elif isinstance(entry[1], Future):  # built on the side thread (_session_ahead)
+            entry[1] = entry[1].result()
+        else:
+            return sim, entry[1]
+        self._providers = actual_providers(entry[1])
         return sim, entry[1]
+
+    def _session_ahead(self, key: tuple, sim: rewrite.SimGraph) -> None:
+        """Start building the structure's whole-graph session on the side thread when the
+        next runs will need it: no value is kept to start from (reuse.py: the first
+        evaluation after calibration, or the engine's prefix reuse off). The same model and
+        options as :meth:`_session_for`'s, so the same numbers; it waits for the build."""
+        entry = self._sessions[key]
+        if entry[1] is not None:
+            return
+        if self.reuse_prefix and self._cuts.get(key) is not None and len(self._prefix_values):
+            return  # runs may start at a cut, in a session of their own (reuse._tail_for)
+        entry[1] = self._aside(partial(make_session, sim.model, self.device))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from functools import cached_property
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,6 +49,7 @@ class WeightFeeds:
     _wcache: OrderedDict[tuple[str, str], QuantizedWeight]
     _wcache_bytes: int
     _werr: dict[tuple[str, str], TensorError]
+    _werr_ahead: Future | None = None  # _weight_errors_ahead's work on the side thread
 
     map_float_weights = True  # large float weights held once, memory-mapped (weightspill.py)
 
@@ -149,6 +150,7 @@ class WeightFeeds:
 
     def weight_error(self, layer: Layer, fmt: Format) -> TensorError:
         """Error of the layer's weights (all of them, concatenated) in ``fmt``."""
+        self._join_weight_errors()
         key = (layer.name, fmt.name)
         if key not in self._werr:
             self._werr[key] = self._weight_error(layer, fmt)
@@ -171,7 +173,10 @@ class WeightFeeds:
         """The weight errors of the plan's layers not known yet (every evaluation reports
         each layer's), QUANTIZE_WORKERS at a time from the values ``got`` just quantized
         (in the order of :meth:`_weight_feeds`'s pairs): the sums :meth:`weight_error`
-        computes, the other core busy too (47 ms of one core on common.onnx's W8A8)."""
+        computes, the other core busy too (47 ms of one core on common.onnx's W8A8). On the
+        side thread (Runs._aside) while the plan runs: no run needs them, only the results
+        (:meth:`weight_error` waits for them)."""
+        self._join_weight_errors()
         todo: list[tuple[tuple[str, str], Layer, dict[str, np.ndarray]]] = []
         values = iter(got)
         for layer, choice in choices:
@@ -185,11 +190,29 @@ class WeightFeeds:
         large = [t for t in todo if t[1].nbytes >= POOL_MIN_BYTES]
         if QUANTIZE_WORKERS < 2 or len(large) < 2:
             return  # computed in turn when asked for (weight_error)
+        work = partial(self._weight_errors_of, todo, large)
+        self._werr_ahead = self._aside(work)  # type: ignore[attr-defined]
+        if self._werr_ahead is None:
+            work()
+
+    def _weight_errors_of(
+        self,
+        todo: Sequence[tuple[tuple[str, str], Layer, dict[str, np.ndarray]]],
+        large: Sequence[tuple[tuple[str, str], Layer, dict[str, np.ndarray]]],
+    ) -> None:
+        """:meth:`_weight_errors_ahead`'s sums: ``large`` two at a time, then the rest."""
         error = lambda t: self._error_of(t[1], lambda w: t[2][w.name])  # noqa: E731
         with ThreadPoolExecutor(QUANTIZE_WORKERS, thread_name_prefix="bitlens-q") as pool:
             found = dict(zip((t[0] for t in large), pool.map(error, large), strict=True))
         for key, layer, mine in todo:
             self._werr[key] = found[key] if key in found else error((key, layer, mine))
+
+    def _join_weight_errors(self) -> None:
+        """Wait for the weight errors :meth:`_weight_errors_ahead` computes aside (and raise
+        what that raised)."""
+        ahead, self._werr_ahead = self._werr_ahead, None
+        if ahead is not None:
+            ahead.result()
 
     def _release_float_weights(self) -> None:
         """Let the pages of mapped external weights go after a run read them."""

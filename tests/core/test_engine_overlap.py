@@ -1,0 +1,86 @@
+"""Work the engine does on its side thread while the main thread quantizes and runs
+(Runs._aside: the whole graph's session, the local errors' session, the weight errors)
+gives the very numbers of doing each in turn, and an error there reaches the caller."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine, localerrors, structure, weightfeeds
+from bitlens.core.errors import EngineError
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import LayerChoice, Plan
+from tests.core.engine_models import small_cnn
+from tests.core.test_engine_same_structure import residual_cnn
+
+
+def _recording(monkeypatch, module, label: str, seen: list[tuple[str, str]]) -> None:
+    real = module.make_session
+
+    def make_session(*args, **kwargs):
+        seen.append((label, threading.current_thread().name))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "make_session", make_session)
+
+
+@pytest.mark.parametrize(("build", "dims"), [(small_cnn, {}), (residual_cnn, {"N": 3})])
+def test_side_thread_gives_the_numbers_of_each_in_turn(build, dims, monkeypatch) -> None:
+    """small_cnn / residual_cnn (tests/core): W8A8, then each layer at int4, then W4A8, on
+    one engine that builds aside and one that builds in turn."""
+    monkeypatch.setattr(weightfeeds, "POOL_MIN_BYTES", 1)  # their weights are small
+    monkeypatch.setattr(localerrors, "BULK_LOCAL_MIN", 2)  # and their layers few
+    seen: list[tuple[str, str]] = []
+    _recording(monkeypatch, structure, "whole", seen)
+    _recording(monkeypatch, localerrors, "local", seen)
+    real_errors = weightfeeds.WeightFeeds._weight_errors_of
+
+    def errors_of(self, *args):
+        seen.append(("weight errors", threading.current_thread().name))
+        return real_errors(self, *args)
+
+    monkeypatch.setattr(weightfeeds.WeightFeeds, "_weight_errors_of", errors_of)
+    loaded = from_proto(build())
+    info = loaded.info
+    data = Dataset.random(info, n=6, seed=3, dims=dims)
+    base = Plan.preset(info, "W8A8")
+    plans = [
+        base,
+        *(base.with_choices({la.name: LayerChoice.of("int4 sym ch")}) for la in info.layers),
+        Plan.preset(info, "W4A8"),
+    ]
+    results = {}
+    where = {}
+    for overlap in (True, False):
+        engine = Engine(loaded, data, device="cpu")
+        engine.overlap = overlap
+        for _ in engine.calibrate("minmax"):
+            pass
+        seen.clear()
+        results[overlap] = [engine.evaluate(p) for p in plans]
+        where[overlap] = list(seen)
+        engine.close()
+    assert results[True] == results[False]
+    side = {label for label, thread in where[True] if thread.startswith("bitlens-side")}
+    assert side == {"whole", "local", "weight errors"}  # the first evaluation's, at least
+    assert not any(thread.startswith("bitlens-side") for _, thread in where[False])
+
+
+def test_an_error_on_the_side_thread_reaches_the_caller(monkeypatch) -> None:
+    loaded = from_proto(small_cnn())
+    data = Dataset.random(loaded.info, n=4, seed=1)
+    engine = Engine(loaded, data, device="cpu")
+    for _ in engine.calibrate("minmax"):
+        pass
+
+    def refuse(*_args, **_kwargs):
+        assert threading.current_thread().name.startswith("bitlens-side")
+        raise EngineError("ONNX Runtime cannot build a session for this model: refused")
+
+    monkeypatch.setattr(structure, "make_session", refuse)
+    with pytest.raises(EngineError, match="refused"):
+        engine.evaluate(Plan.preset(loaded.info, "W8A8"))
+    engine.close()
