@@ -17,18 +17,10 @@ from bitlens.core.engine import Engine
 from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from bitlens.core.results import drain
 from bitlens.core.search import Budget, SearchOptions, exported_size, search
 from bitlens.core.search.runner import grid_formats
 from tests.core.coded_models import coded_net, coded_pair
-
-
-def _run(engine: Engine, options: SearchOptions):
-    gen = search(engine, options)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
 
 
 def test_weights_only_search_keeps_the_stored_codes_exactly() -> None:
@@ -39,9 +31,10 @@ def test_weights_only_search_keeps_the_stored_codes_exactly() -> None:
     for _ in engine.calibrate("minmax"):
         pass
     limit = exported_size(engine, Plan.preset(loaded.info, "W8A8"))
-    result = _run(engine, SearchOptions(
-        Budget(max_bytes=limit), base_activation=None, speed_check=False, references=("W8A8",)
-    ))  # fmt: skip
+    result = drain(search(engine, SearchOptions(
+        Budget(max_bytes=limit), base_activation=None, speed_check=False, references=("W8A8",),
+        front_probes=4, refine_evaluations=8, recovery=(), deployed_check=False,
+    )))  # fmt: skip
     # each layer measured alone at 8 bits on its own grid (exact: float32 rounding of the
     # outputs at most), never re-rounded on int8 sym ch's (about 1e-3)
     eight = {(s.layer, s.format): s.error for s in result.sensitivities
