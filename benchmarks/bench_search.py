@@ -19,7 +19,8 @@ in under 2 minutes on a 2-core machine; front/preset ratios below 1).
 real-model suite's models, everything measured on the exported files in plain ONNX Runtime
 (benchmarks/search_real.py; ``--models vision|rest`` one list, ``--only ID ...`` picks
 models, ``--no-repeat`` skips the second search that checks the seed reproduces the plan
-and front).
+and front, ``--more-held N`` scores N further held-out samples as a third set (default
+16), ``--keep DIR`` keeps each model's plan, front and exports in DIR/ID).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -213,14 +215,20 @@ if __name__ == "__main__":
     ap.add_argument("--no-repeat", action="store_true", help="with --real")
     ap.add_argument("--models", choices=("all", "vision", "rest"), default="all",
                     help="with --real: the vision models, the others, or all")  # fmt: skip
+    ap.add_argument("--more-held", type=int, default=16, metavar="N",
+                    help="with --real: N further held-out samples, scored as a set "
+                         "(default 16; 0: none)")  # fmt: skip
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="with --real: copy each model's plan, front and exports to DIR/ID")  # fmt: skip
     args = ap.parse_args()
     if args.real:
         from search_real import bench_rest, bench_vision
 
+        kw = {"more_held": args.more_held, "keep": args.keep}
         if args.models in ("all", "vision"):
-            bench_vision(args.only, not args.no_repeat)
+            bench_vision(args.only, not args.no_repeat, **kw)
         if args.models in ("all", "rest"):
-            bench_rest(args.only, not args.no_repeat)
+            bench_rest(args.only, not args.no_repeat, **kw)
         raise SystemExit(0)
     bench_50_layers()
     if not args.skip_samples:

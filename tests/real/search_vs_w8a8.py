@@ -73,6 +73,10 @@ class Row:
     # sessions on the first evaluation sample, runs interleaved (_latencies): the medians'
     # ratios, then the fastest runs'
     latency: tuple[float, float, float, float] | None = None
+    # W8A8's and the searched file's error on ``more_held`` further held-out samples, scored
+    # as one set (NaN: none asked for): 4 held-out rows are few to judge a plan by
+    w8a8_more: float = math.nan
+    searched_more: float = math.nan
 
     @property
     def beats(self) -> bool:
@@ -203,15 +207,24 @@ def _child_cpu() -> float:
 
 
 def measure(
-    case: RealCase, work: Path, repeat: bool = True, timeout: float = 3600, tests: bool = False
+    case: RealCase,
+    work: Path,
+    repeat: bool = True,
+    timeout: float = 3600,
+    tests: bool = False,
+    more_held: int = 0,
 ) -> Row:
     """Both exports and the search of ``case`` in ``work``; ``repeat`` searches twice with
     the same seed; ``timeout`` bounds each command. ``tests``: what the tests read, sooner:
     the commands run from the fork server (the search's CPU is then NaN) and the deployed
-    files are not timed (seconds per file for the benchmark's latency figures)."""
+    files are not timed (seconds per file for the benchmark's latency figures).
+    ``more_held``: that many further samples (the feed maker's next ones; the search never
+    sees them) are scored as a third set."""
     model = wheels.model_files(case.wheel)[case.filename]
-    samples = case.samples(case.calib + case.evaluate + case.held_out)
+    samples = case.samples(case.calib + case.evaluate + case.held_out + more_held)
     seen = case.calib + case.evaluate
+    more = samples[seen + case.held_out :]
+    samples = samples[: seen + case.held_out]
     data = work / "data.npz"
     _save(samples[:seen], data)  # the first half calibrates (--calib-fraction 0.5)
     evaluation, held = samples[case.calib : seen], samples[seen:]
@@ -234,7 +247,9 @@ def measure(
                "-o", str(searched), "--json", timeout=timeout, fork=tests)  # fmt: skip
     if not searched.exists():
         raise RuntimeError(f"export of the searched plan failed: {res.stderr[-2000:]}")
-    (w8_eval, w8_held), (s_eval, s_held) = _errors(model, [w8a8, searched], [evaluation, held])
+    (w8_eval, w8_held, w8_more), (s_eval, s_held, s_more) = _errors(
+        model, [w8a8, searched], [evaluation, held, more]
+    )
     timed = None if tests else _latencies(model, [searched, w8a8], evaluation[0])
     best = out["best"]
     summary = "; activations ".join(_counts(best["plan"]["layers"].values(), k)
@@ -245,5 +260,5 @@ def measure(
         # the line on speed steering (SearchResult.steering) first, then the notes
         tuple(x for x in ((out.get("steering") or {}).get("text"),) if x)
         + tuple(out.get("notes", ())),
-        None if timed is None else (timed[0], timed[1], timed[2], timed[3]),
+        None if timed is None else (timed[0], timed[1], timed[2], timed[3]), w8_more, s_more,
     )  # fmt: skip

@@ -545,18 +545,28 @@ def _keep_stored_grids(plan: Plan) -> Plan:
     """An 8-bit preset's weights decoded from int8 codes in the file go on the int8 format
     that reproduces them exactly (the file's own grid, bitlens.core.model.stored_grid) instead
     of re-rounding them; TensorRT only where that grid is its -127..127."""
-    grids = plan.info.stored_grids
     changes = {}
-    for name, c in plan.choices.items() if grids else ():
-        w = c.weight
-        if w is None or w.family is not Family.INT or w.bits != 8 or not w.signed:
-            continue
-        grid = layer_grid(grids, plan.info.layer(name).weights)
-        if grid is None or (plan.target == TENSORRT and not parse_format(grid).narrow):
-            continue
-        if grid != w.name:
-            changes[name] = dataclasses.replace(c, weight=parse_format(grid))
+    for name, c in plan.choices.items() if plan.info.stored_grids else ():
+        grid = stored_grid(plan.info, name, c.weight, plan.target)
+        if grid is not None and grid.name != c.weight.name:  # type: ignore[union-attr]
+            changes[name] = dataclasses.replace(c, weight=grid)
     return plan.with_choices(changes) if changes else plan
+
+
+def stored_grid(info: ModelInfo, name: str, weight: Format | None, target: str) -> Format | None:
+    """The int8 format on the file's own grid that takes the place of ``weight`` (a signed
+    8-bit integer format) for layer ``name``, whose weights the file stores as int8 codes on
+    it (bitlens.core.model.stored_grid); None when there is none (TensorRT: only its
+    -127..127 grid)."""
+    w = weight
+    if not info.stored_grids or w is None or w.family is not Family.INT:
+        return None
+    if w.bits != 8 or not w.signed:
+        return None
+    grid = layer_grid(info.stored_grids, info.layer(name).weights)
+    if grid is None or (target == TENSORRT and not parse_format(grid).narrow):
+        return None
+    return parse_format(grid)
 
 
 def _layer(info: ModelInfo, name: str) -> Layer:

@@ -71,6 +71,9 @@ class SearchState:
         # recovery methods the search may give a layer, and what each (layer, format) got
         self.recovery_methods = parse_methods(options.recovery)
         self.recov: dict[str, dict[Format, Recovered]] = {}
+        # int8 formats on the file's own grid, offered only to the layers whose weights the
+        # file stores as int8 codes on them (grid_formats)
+        self.grid_layers: dict[Format, frozenset[str]] = {}
         self.deployed: DeployedErrors | None = None  # made when first needed
         # evaluation feeds fitted and held back (size budgets), and the float model's
         # outputs on each part (set by the run, like ``ref``)

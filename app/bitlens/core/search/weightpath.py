@@ -12,7 +12,7 @@ from bitlens.core.errors import BitlensError
 from bitlens.core.export.kernels import integer_kernel_candidate
 from bitlens.core.formats import Format
 from bitlens.core.model.types import Layer
-from bitlens.core.plan import LayerChoice, validate_choice
+from bitlens.core.plan import LayerChoice, stored_grid, validate_choice
 from bitlens.core.results import Progress
 from bitlens.core.search import recovered
 from bitlens.core.search.candidates import _fits_weight
@@ -36,6 +36,8 @@ class WeightPath(SearchState):
         recov = self.recov[layer.name]
         ok: list[tuple[int, float, Format]] = []
         for fmt in formats:
+            if layer.name not in self.grid_layers.get(fmt, (layer.name,)):
+                continue  # another layer's stored grid (grid_formats)
             try:
                 validate_choice(layer, LayerChoice(fmt))
                 nbytes = self._lb(layer, fmt)
@@ -53,6 +55,12 @@ class WeightPath(SearchState):
             (b, m, f) for b, m, f in ok
             if not any(b2 <= b and m2 <= m and (b2, m2) != (b, m) for b2, m2, _ in ok)
         ]  # fmt: skip
+
+    def on_grid(self, name: str, fmt: Format) -> Format:
+        """``fmt``, or for a signed 8-bit integer format the int8 format on the file's own
+        grid where layer ``name``'s weights are stored as int8 codes on it (grid_formats)."""
+        grid = stored_grid(self.info, name, fmt, self.opts.target)
+        return grid if grid is not None and name in self.grid_layers.get(grid, ()) else fmt
 
     def _keeps_kernel(self, layer: Layer, fmt: Format | None) -> bool:
         """``fmt`` (with the recovery method the search gives it) keeps ``layer``'s integer
@@ -170,8 +178,11 @@ class WeightPath(SearchState):
         candidate no larger (else float; a locked layer: its smallest format that keeps the
         integer kernel)."""
         out: dict[str, Format | None] = {}
+        wanted = fmt
         for name, lad in self.ladders.items():
+            fmt = self.on_grid(name, wanted)
             allowed = not self.locked(name) or any(f == fmt for _b, _w, f in self.cands[name])
+            allowed = allowed and name in self.grid_layers.get(fmt, (name,))
             if allowed and _fits_weight(lad.layer, fmt) and self._lb(lad.layer, fmt) < lad.layer.nbytes:
                 out[name] = fmt
                 continue
