@@ -112,7 +112,18 @@ VISION: tuple[RealCase, ...] = (
         evaluate=16,
         held_out=16,
     ),
-    RealCase("rapidocr-det", wheels.RAPIDOCR, "ch_PP-OCRv4_det_infer.onnx", vf.rapidocr_det),
+    # with 4 evaluation pages two are W8A8's worst of 24 (error 0.52 and 0.62, the others
+    # 0.15-0.35), one of them the held-back row: the search returned a plan whose errors
+    # offset W8A8's on those two and lost on the held-out pages (README, "Finding a plan",
+    # session 11); 8 evaluation pages (2 held back) and 8 held out
+    RealCase(
+        "rapidocr-det",
+        wheels.RAPIDOCR,
+        "ch_PP-OCRv4_det_infer.onnx",
+        vf.rapidocr_det,
+        evaluate=8,
+        held_out=8,
+    ),
     RealCase("nudenet-yolov8n", wheels.NUDENET, "320n.onnx", vf.nudenet),
     RealCase(
         "ddddocr-det",
