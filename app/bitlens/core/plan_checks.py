@@ -105,11 +105,12 @@ def deployment_warnings(plan: Plan) -> list[str]:
 
 
 def _layers(names: list[str]) -> str:
-    """``layer 'a'``, ``layers 'a' and 'b'``, or ``16 layers ('a', 'b' and 14 more)``."""
+    """``layer 'a'``, ``layers 'a', 'b' and 'c'`` (up to three), else ``16 layers ('a', 'b'
+    and 14 more)``."""
     if len(names) == 1:
         return f"layer {names[0]!r}"
-    if len(names) == 2:
-        return f"layers {names[0]!r} and {names[1]!r}"
+    if len(names) <= 3:
+        return f"layers {', '.join(map(repr, names[:-1]))} and {names[-1]!r}"
     return f"{len(names)} layers ({names[0]!r}, {names[1]!r} and {len(names) - 2} more)"
 
 
