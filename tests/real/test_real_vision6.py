@@ -22,7 +22,7 @@ import pytest
 from tests.real import feeds_vision6, wheels
 from tests.real.test_real_models import Case, model_path, prepare, run_cli, w8a8_eval
 from tests.real.test_real_vision2 import check_inspect
-from tests.real.test_real_vision4 import _sqnr_db, _stored
+from tests.real.test_real_vision4 import _sqnr_db, _stored, exported_w8a8
 
 # test_real_models.Case; its exports and window fields are not read here
 CASES = (
@@ -62,12 +62,7 @@ def test_captcha_export_runs_in_plain_onnxruntime(tmp_path_factory) -> None:
     w8a8_eval(c, path, data)
     before = _stored(path)
     out = work / "w8a8.onnx"
-    res = run_cli("export", str(path), "--preset", "W8A8", "--data", str(data), "-o", str(out),
-                  "--json")  # fmt: skip
-    assert res.stdout.strip(), res.stderr[-2000:]
-    fid = json.loads(res.stdout)
-    assert res.returncode == 0 and fid["passed"] and not fid["failures"], fid["failures"]
-    assert all(o["as_written_exact"] for o in fid["outputs"]), fid["outputs"]
+    exported_w8a8(path, data, out)
     assert _stored(path) == before
     held_out = {k: v[2:] for k, v in np.load(data).items()}
     ref, got = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
