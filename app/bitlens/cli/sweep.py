@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 
 from bitlens.cli.common import (
@@ -61,13 +62,18 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         floats = [t.name for t in model.info.outputs if t.dtype in FLOAT_TYPES]
-        print(render(entries, args.top, floats[0] if floats else "first"))
+        print(render(entries, args.top, floats[0] if floats else "first", model.info.layer_names))
     return 0
 
 
-def render(entries: list[SweepEntry], top: int, first_output: str = "first") -> str:
+def render(
+    entries: list[SweepEntry], top: int, first_output: str = "first", among: Sequence[str] = ()
+) -> str:
+    """The ranked table; ``among``: the model's layer names, which short names tell apart."""
     top_entries = entries if top <= 0 else entries[:top]
-    shown = shown_names(list(dict.fromkeys(e.layer for e in top_entries)))
+    shown = shown_names(
+        list(dict.fromkeys(e.layer for e in top_entries)), [*among, *(e.layer for e in entries)]
+    )
     rows = [("layer", "format", "output SQNR", "cosine", "bytes")]
     rows += [
         (
@@ -110,7 +116,7 @@ def run_sensitivities(args: argparse.Namespace) -> int:
         )
         return 0
     shown = entries if args.top <= 0 else entries[: args.top]
-    names = shown_names(list(dict.fromkeys(e.layer for e in shown)))
+    names = shown_names(list(dict.fromkeys(e.layer for e in shown)), model.info.layer_names)
     rows = [("layer", "kind", "format", "output error", "SQNR", "metric", "bytes saved")]
     for e in shown:
         sqnr = -20 * math.log10(e.error) if e.error > 0 else math.inf

@@ -68,8 +68,11 @@ def deployment_warnings(plan: Plan) -> list[str]:
     """Before export: layers whose plan asks for an integer kernel (8-bit integer weights, or
     2- to 7-bit ones per tensor or channel next to a quantized activation:
     :data:`~bitlens.core.targets.KERNEL_WEIGHT_BITS`) that ONNX Runtime's CPU provider will
-    not run as one, and the slow dynamic-conv path."""
+    not run as one, and the slow dynamic-conv path. Layers that run in float for the same
+    reason are said in one line (mk8dx-table-reader's bidirectional LSTM has 16 MatMuls in
+    Loop bodies: 16 lines of 130 characters, twice, said one thing)."""
     out: list[str] = []
+    in_float: dict[tuple[str, str], list[str]] = {}  # (code type, why) -> layers
     placed = placement(plan)
     for name, c in plan.choices.items():
         layer = plan.info.layer(name)
@@ -83,7 +86,7 @@ def deployment_warnings(plan: Plan) -> list[str]:
         elif w is not None and _asks_kernel(w, a) and layer.op_type in KERNEL_OPS and (
             why := _why_float(layer, w, a, c.dynamic, plan.target)
         ):
-            out.append(f"layer {name!r}: {_code_type(w)} weights will run in float: {why}")
+            in_float.setdefault((_code_type(w), why), []).append(name)
         elif (
             plan.target == NONE
             and layer.op_type == "Conv"
@@ -96,7 +99,19 @@ def deployment_warnings(plan: Plan) -> list[str]:
                 f"layer {name!r}: with target 'none' its output is not requantized, so ONNX "
                 "Runtime runs it as a float Conv unless the next quantizer follows directly"
             )
+    for (code, why), names in in_float.items():
+        out.append(f"{_layers(names)}: {code} weights will run in float: {why}")
     return out
+
+
+def _layers(names: list[str]) -> str:
+    """``layer 'a'``, ``layers 'a', 'b' and 'c'`` (up to three), else ``16 layers ('a', 'b'
+    and 14 more)``."""
+    if len(names) == 1:
+        return f"layer {names[0]!r}"
+    if len(names) <= 3:
+        return f"layers {', '.join(map(repr, names[:-1]))} and {names[-1]!r}"
+    return f"{len(names)} layers ({names[0]!r}, {names[1]!r} and {len(names) - 2} more)"
 
 
 def _asks_kernel(w: Format, a: Format | None) -> bool:

@@ -36,7 +36,7 @@ from onnx import helper
 
 from bitlens.core.engine import bind, quantizers
 from bitlens.core.errors import BitlensError, ExportError
-from bitlens.core.export import activations, focus, matmulnbits, opsets, spacetodepth
+from bitlens.core.export import activations, deadconsts, focus, matmulnbits, opsets, spacetodepth
 from bitlens.core.export.editing import ExportState, field_bytes
 from bitlens.core.export.graph import used_names
 from bitlens.core.export.guards import guard_float_readers
@@ -234,6 +234,7 @@ def build(
         records = {n: _read_through_guard(r, engine, guarded) for n, r in records.items()}
     notes.extend(write_scalar_inputs(state, qm, engine.scalar))
     records, tensor_records = focus.rewrite(model, engine, qm, records, tensor_records, taken)
+    deadconsts.drop_unread(model.graph)
     graph_now = graph_bytes(model)  # the graph's last change: only the header changes below
     tensor_bytes = file_bytes(model, graph_now) - size_before
     if placed:

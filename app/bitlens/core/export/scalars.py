@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from bitlens.core.export import deadconsts
 from bitlens.core.export.editing import ExportState
 from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.model import tensors
@@ -53,6 +54,7 @@ def write_scalar_inputs(state: ExportState, qm: QuantizedModel, scalar: Scalar) 
     ordered = [*first, *g.node]
     del g.node[:]
     g.node.extend(ordered)
+    deadconsts.drop_unread(g, found)  # the float scalars no node reads now
     return [
         f"target: {len(found)} scalar constant(s) of HardSwish-style Adds written as exact "
         "DequantizeLinear codes (3.0 is code 1 at scale 3), so the Adds run as QLinearAdd"

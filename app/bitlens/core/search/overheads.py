@@ -115,7 +115,12 @@ def _kernel_costs(
         weight_bytes_after(la, fmt) - la.nbytes + s.size.k_overhead[(la.op_type, fmt)]
         for la in measured
     )
-    s.size.learned.kernel_shared[fmt] = max(0, alone - (e - e_a))
+    # Not clamped at 0: what the file pays once can be negative. Raising the opset to 21
+    # for ONNX INT4 rewrites the model, and ONNX's version converter drops duplicated
+    # value_info: isbnx's YOLO26n (PyTorch 2.12) lists 510 tensors 2595 times, and its file
+    # shrank by 562 kB with any one int4 layer. Clamped, every int4 kernel layer was
+    # counted -562 kB and the search's sizes went below zero (-52 MiB for W4A8).
+    s.size.learned.kernel_shared[fmt] = alone - (e - e_a)
 
 
 def _one_and_two(
