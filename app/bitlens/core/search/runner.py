@@ -22,6 +22,7 @@ from bitlens.core.search.guard import batchable, rows_of, split_notes, split_row
 from bitlens.core.search.latency import Speed, freeing_order, speed_limit, unlocked
 from bitlens.core.search.options import FLOAT_NAME, RELATIVE_LATENCIES, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
+from bitlens.core.search.passes import Shared
 from bitlens.core.search.points import Point, SearchResult, pareto_front
 from bitlens.core.search.refine import Refinement
 from bitlens.core.search.speed import W8A8, with_speed
@@ -66,8 +67,9 @@ def _search(
         engine.data, split = split_rows(
             data, batchable(engine.info), options.check_fraction, options.seed
         )
+    shared = Shared()  # what every pass measures alike (passes.py)
     try:
-        first = _Search(engine, options, split)
+        first = _Search(engine, options, split, shared)
         sizes.append(first.size)
         try:
             result = yield from first.run()
@@ -77,7 +79,7 @@ def _search(
             # the accounting let the locked layers in, the real exports did not fit: the
             # budget comes first (core/search/latency.py)
             note = f"the speed limit left no plan within the budget ({exc}): searched without it"
-            locked, first = first, _Search(engine, replace(options, max_latency=None), split)
+            locked, first = first, _Search(engine, replace(options, max_latency=None), split, shared)
             first.recov = locked.recov  # the recovery choices do not depend on speed
             result = yield from first.run()
             result = replace(result, notes=(*result.notes, note))
@@ -100,7 +102,7 @@ def _search(
         # Small budgets: the activation quantizers (and the tensors the target quantizes
         # with them) take kilobytes the weights then lack; on the text sample at half the
         # W8A8 size, weights-only plans kept 90% accuracy where 8-bit activations kept 62%.
-        second = _Search(engine, replace(options, base_activation=None), split)
+        second = _Search(engine, replace(options, base_activation=None), split, shared)
         second.recov = first.recov  # the recovery choices do not depend on activations
         second.speed_known = True  # not steered (else it would not run)
         try:
