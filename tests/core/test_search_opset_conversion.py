@@ -3,7 +3,7 @@
 Every in-memory export the search builds for a plan needing a newer opset than the model's
 (ONNX INT4 needs opset 21) ran the export's preflight, which converts the model and verifies
 the conversion with two ONNX Runtime sessions: the export-cost measurements of each format,
-and each plan of the last choice run as deployed. On PP-OCRv5's recognizer (opset 11: per-channel
+each plan of the last choice run as deployed, and the plan the speed check times. On PP-OCRv5's recognizer (opset 11: per-channel
 quantizers need 13) that was 33 conversions and a tenth of a search's CPU. The conversion depends on the opset only.
 """
 
@@ -35,9 +35,8 @@ def test_one_conversion_per_opset(monkeypatch) -> None:
 
     monkeypatch.setattr(opsets, "convert", counted)
     opts = SearchOptions(
-        Budget(size_ratio=0.9), front_probes=4, refine_evaluations=6, references=("W8A8",),
-        speed_check=False,
-    )  # fmt: skip
+        Budget(size_ratio=0.9), front_probes=4, refine_evaluations=6, references=("W8A8",)
+    )  # the speed check exports the plan too
     gen = search(engine, opts)
     try:
         while True:
