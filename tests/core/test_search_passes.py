@@ -3,9 +3,10 @@
 Under a size budget a search whose first plan loses too much of the task metric (or is the
 same-size preset) runs again with float activations. That second pass measured the float
 model and the presets again, every layer's weights alone again, and rebuilt in memory the
-exports that give each format's cost, and ran the same preset's export as deployed again:
-on PP-OCRv5's recognizer about half of the second pass's CPU. Each is now done once per
-search: the same plan is never run twice on the fitted feeds, nor exported twice.
+exports that give each format's cost, and ran the same preset's export as deployed again
+(the text sample at W8A8's size: 225 model runs before, 177 now, the same plan). Each is
+now done once per search: the same plan is never run twice on the fitted feeds, nor
+exported twice.
 """
 
 from __future__ import annotations

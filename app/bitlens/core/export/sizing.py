@@ -120,8 +120,8 @@ class LayerSizer:
         owners = self._owners(layer)
         # one pass over the graph's nodes and one over its initializers serve every scan
         # below (the graph does not change before the layer is written): on PP-OCRv5's
-        # recognizer the scans were about half of each export's CPU, and the search builds
-        # dozens of exports
+        # recognizer the scans were about a quarter of an export's py-spy samples, and a
+        # search builds dozens of exports
         nodes = self._entries(self.model.graph.node)
         inits = self._entries(self.model.graph.initializer)
         # the layer's node (inputs renamed, replaced), the Add holding a MatMul's bias, the
