@@ -101,6 +101,15 @@ def preflight(
     file, formats that disagree on a shared weight, activation types, and the opset (the model
     is converted and verified here, trying the candidates in turn)."""
     options = options or ExportOptions()
+    check_plan_export(engine, plan, path)
+    kernels = integer_kernel_layers(engine.info, plan, engine.placement(plan))
+    needed = needed_opset(engine, plan, options, kernels)
+    return convert_for(engine, plan, options, kernels, needed)
+
+
+def check_plan_export(engine: Engine, plan: Plan, path: str | Path | None = None) -> None:
+    """What an export of ``plan`` checks before anything is built: the plan's model, the
+    target file, formats that disagree on a shared weight, activation types."""
     if plan.info is not engine.info:
         raise ExportError("the plan was made for a different model")
     if path is not None:
@@ -127,8 +136,13 @@ def preflight(
                     f"layer {layer.name!r}: activation {act!r} is {dtype}; activation "
                     "quantizers are exported for float32 tensors only"
                 )
-    kernels = integer_kernel_layers(engine.info, plan, engine.placement(plan))
-    needed = needed_opset(engine, plan, options, kernels)
+
+
+def convert_for(
+    engine: Engine, plan: Plan, options: ExportOptions, kernels: Collection[str], needed: int
+) -> Prepared:
+    """The model at the opset ``plan`` needs (``needed``; converted and verified when it is
+    not the model's own), the same for every plan needing that opset but for ``kernels``."""
     feeds = [engine.data.samples[i] for i in engine.data.evaluation[:2]]
     # Large external tensors stay in their files (and the loader's scratch map): an opset
     # conversion, which runs the model from memory to verify it, serializes the whole model

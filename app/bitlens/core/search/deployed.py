@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +27,7 @@ import numpy as np
 from bitlens.core.engine import Engine
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.deployed import open_session
-from bitlens.core.export.exporter import export
+from bitlens.core.export.exporter import Prepared, export
 from bitlens.core.plan import Plan
 from bitlens.core.results import Progress, drain
 from bitlens.core.search.guard import (
@@ -77,9 +77,17 @@ class DeployedErrors:
     feeds the search fits and on those it holds back (one export and session for both)."""
 
     def __init__(
-        self, engine: Engine, fit: Part, check: Part | None = None, metric: Metric | None = None
+        self,
+        engine: Engine,
+        fit: Part,
+        check: Part | None = None,
+        metric: Metric | None = None,
+        prepare: Callable[[Plan], Prepared] | None = None,
     ):
         self.engine = engine
+        # the export's preflight for a plan (FileSizes.prepared: its opset conversion
+        # done once per opset); None: each export runs its own
+        self.prepare = prepare
         self.parts = (fit,) if check is None or not check.feeds else (fit, check)
         self.metric = metric
         self._errors: dict[Plan, tuple[Scored, ...] | None] = {}
@@ -105,7 +113,8 @@ class DeployedErrors:
         try:
             with tempfile.TemporaryDirectory(prefix="bitlens-search-") as tmp:
                 path = Path(tmp) / "plan.onnx"
-                drain(export(engine, plan, path))
+                prepared = None if self.prepare is None else self.prepare(plan)
+                drain(export(engine, plan, path, None, prepared))
                 sess = open_session(str(path), list(engine.providers), mode="deployed")
                 scores = []
                 for part in self.parts:
@@ -154,7 +163,12 @@ def deployed_choice(
     if len(cands) == 1 and not s.split.check:
         return cands[0]
     if deployed and s.deployed is None:
-        s.deployed = DeployedErrors(s.engine, s.fit_part, s.check_part, s.metric)
+        # one per search, its passes included: they compare on the same feeds
+        if s.shared.deployed is None:
+            s.shared.deployed = DeployedErrors(
+                s.engine, s.fit_part, s.check_part, s.metric, s.size.prepared
+            )
+        s.deployed = s.shared.deployed
     top = s.float_metric if s.float_metric is not None else math.inf
     scored = []
     both: list[tuple[float, float]] = []  # (error on the fitted rows, the deciding error)

@@ -10,11 +10,13 @@ import onnx
 
 from bitlens.core.engine import Engine
 from bitlens.core.errors import BitlensError
-from bitlens.core.export.accounting import ExportSize, size_of
+from bitlens.core.export.accounting import ExportSize, predict, size_of
 from bitlens.core.export.exporter import (
     ExportOptions,
     Prepared,
     build,
+    check_plan_export,
+    convert_for,
     integer_kernel_candidate,
     integer_kernel_layers,
     needed_opset,
@@ -25,6 +27,7 @@ from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import drain
 from bitlens.core.search.measures import file_bytes_of
+from bitlens.core.search.passes import Shared
 from bitlens.core.search.sizes import LearnedSizes
 from bitlens.core.shared_weights import stored_by
 from bitlens.core.weights import bind
@@ -39,8 +42,11 @@ NEAR_RECENT = 4  # the window follows the accounting's misses on the last export
 class FileSizes:
     """Accounted and real export sizes of plans for one engine's model."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, shared: Shared | None = None):
         self.engine = engine
+        # exports built in memory and opset conversions, per plan, kept across the search's
+        # passes (core/search/passes.py)
+        self.shared = shared if shared is not None else Shared()
         self.info = engine.info
         self.fixed_bytes, self.float_weight_bytes = file_bytes_of(engine)
         # what the export writes around the weights, per format / quantizer / integer group
@@ -56,7 +62,7 @@ class FileSizes:
         self.limit: int | None = None
         self.near = 0
         self._exported: dict[Plan, int] = {}
-        self._prepared: dict[int, Prepared | BitlensError] = {}
+        self._prepared: dict[int, Prepared | BitlensError] = self.shared.prepared
         self.unexportable: dict[Plan, str] = {}  # plan -> why its export failed
         self.misses: list[int] = []  # how far the accounting was from each real export
         self.learned = LearnedSizes()
@@ -97,7 +103,56 @@ class FileSizes:
 
     def export(self, plan: Plan) -> tuple[ExportSize, int]:
         """``plan``'s export built in memory, and the opset it is written at (nothing
-        learnt)."""
+        learnt; built once per search, its passes included)."""
+        built = self.shared.built
+        hit = built.get(plan)
+        if hit is not None and not (plan == self.keep and self.kept is None):
+            if isinstance(hit, BitlensError):
+                raise hit
+            return hit
+        try:
+            got = self._export(plan)
+        except BitlensError as exc:
+            built[plan] = exc
+            raise
+        built[plan] = got
+        return got
+
+    def predicted(self, plan: Plan) -> ExportSize:
+        """``plan``'s export built in memory through a preflight of its own, as
+        ``bitlens export`` builds it (its own checks and opset conversion; once per search)."""
+        hit = self.shared.predicted.get(plan)
+        if hit is None:
+            try:
+                hit = drain(predict(self.engine, plan, None, self.prepared(plan)))
+            except BitlensError as exc:
+                hit = exc
+            self.shared.predicted[plan] = hit
+        if isinstance(hit, BitlensError):
+            raise hit
+        return hit
+
+    def prepared(self, plan: Plan) -> Prepared:
+        """``preflight(engine, plan)``, its opset conversion done once per opset."""
+        check_plan_export(self.engine, plan)
+        return self._converted(plan)
+
+    def _converted(self, plan: Plan) -> Prepared:
+        """What ``preflight`` gives ``plan`` but its own checks: the model at the opset the
+        plan needs, converted once per opset (a model copy verified by two runs: on
+        PP-OCRv5's recognizer, opset 11, 33 conversions took a tenth of a search's CPU). Where
+        the conversion fell back to a lower opset (which the plan's 4-bit layers decide) it
+        runs for the plan itself."""
+        kernels = self.kernels(plan)
+        needed = self.needed_opset(plan)
+        known = self._prepared.get(needed)
+        if isinstance(known, Prepared) and known.opset >= needed:
+            return replace(known, kernels=frozenset(kernels))
+        prepared = convert_for(self.engine, plan, ExportOptions(), kernels, needed)
+        self._prepared.setdefault(needed, prepared)
+        return prepared
+
+    def _export(self, plan: Plan) -> tuple[ExportSize, int]:
         kernels = self.kernels(plan)
         needed = self.needed_opset(plan)
         # the opset conversion (a model copy, verified by two runs) once per opset, and

@@ -7,15 +7,13 @@ from collections.abc import Generator, Sequence
 from dataclasses import replace
 
 from bitlens.core.errors import BitlensError
-from bitlens.core.export.accounting import predict
 from bitlens.core.formats import Format
 from bitlens.core.model.half_activations import quantizable_activations
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice
-from bitlens.core.results import Progress, drain
+from bitlens.core.results import Progress
 from bitlens.core.search.activations import activation_units
 from bitlens.core.search.candidates import _fits_weight
-from bitlens.core.search.measures import exported_size
 from bitlens.core.search.state import SearchState
 from bitlens.core.targets import kernel_weight
 from bitlens.core.weights import weight_bytes_after
@@ -33,7 +31,7 @@ def measure_overheads(
     s.size.k_overhead = {}
     if not (s.opts.check_export and s.opts.budget.by_size):
         return wfmts
-    e0 = exported_size(s.engine, s.plan_for({}))
+    e0 = s.size.predicted(s.plan_for({})).file_bytes
     s.size.fixed_bytes = e0 - s.size.float_weight_bytes
     kept = []
     for fmt in wfmts:
@@ -60,7 +58,7 @@ def measure_overheads(
         return kept
     # every activation at the base: the quantizers' cost, on average
     all_base = {la.name: LayerChoice(None, base) for la in acts}
-    e_a = exported_size(s.engine, s.plan_for(all_base))
+    e_a = s.size.predicted(s.plan_for(all_base)).file_bytes
     s.size.a_overhead = max(0, round((e_a - e0) / len(acts)))
     # 2- to 8-bit, ternary and binary weights next to 8-bit activations become an
     # integer-kernel group, which the export writes differently (QDQ for ONNX Runtime to
@@ -134,9 +132,9 @@ def _one_and_two(
     then two (an export of a large model costs seconds)."""
     if len(layers) == 1:
         layer = layers[0]
-        e = exported_size(s.engine, s.plan_for({layer.name: LayerChoice(fmt)}))
+        e = s.size.predicted(s.plan_for({layer.name: LayerChoice(fmt)})).file_bytes
         return e - e0 - weight_bytes_after(layer, fmt) + layer.nbytes, None
-    size = drain(predict(s.engine, s.plan_for({la.name: LayerChoice(fmt) for la in layers})))
+    size = s.size.predicted(s.plan_for({la.name: LayerChoice(fmt) for la in layers}))
     own = {r.name: r.file_bytes for r in size.layers}
     order = {name: i for i, name in enumerate(s.info.layer_names)}
     payer, other = sorted(layers, key=lambda la: order[la.name])

@@ -28,6 +28,7 @@ from bitlens.core.search.latency import (
 )
 from bitlens.core.search.options import FLOAT_NAME, RELATIVE_LATENCIES, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
+from bitlens.core.search.passes import Shared
 from bitlens.core.search.points import Point, SearchResult, Steering, pareto_front
 from bitlens.core.search.refine import Refinement
 from bitlens.core.search.speed import W8A8, with_speed
@@ -73,8 +74,9 @@ def _search(
         engine.data, split = split_rows(
             data, batchable(engine.info), options.check_fraction, options.seed
         )
+    shared = Shared()  # what every pass measures alike (passes.py)
     try:
-        first = _Search(engine, options, split)
+        first = _Search(engine, options, split, shared)
         sizes.append(first.size)
         try:
             result = yield from first.run()
@@ -84,7 +86,7 @@ def _search(
             # the accounting let the locked layers in, the real exports did not fit: the
             # budget comes first (core/search/latency.py)
             w8a8 = first.speed.w8a8
-            locked, first = first, _Search(engine, replace(options, max_latency=None), split)
+            locked, first = first, _Search(engine, replace(options, max_latency=None), split, shared)
             first.recov = locked.recov  # the recovery choices do not depend on speed
             first.steering = Steering(
                 "speed: not steered: the speed limit left no plan within the budget "
@@ -112,7 +114,7 @@ def _search(
         # Small budgets: the activation quantizers (and the tensors the target quantizes
         # with them) take kilobytes the weights then lack; on the text sample at half the
         # W8A8 size, weights-only plans kept 90% accuracy where 8-bit activations kept 62%.
-        second = _Search(engine, replace(options, base_activation=None), split)
+        second = _Search(engine, replace(options, base_activation=None), split, shared)
         second.recov = first.recov  # the recovery choices do not depend on activations
         second.speed_known = True  # not steered (else it would not run)
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ from bitlens.core.engine import Engine
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.deployed import open_session
-from bitlens.core.export.exporter import export
+from bitlens.core.export.exporter import Prepared, export
 from bitlens.core.export.kernels import integer_kernel_layers
 from bitlens.core.export.latency import fastest_ratio, judged_ratio, median_latencies
 from bitlens.core.plan import Plan
@@ -128,11 +128,13 @@ def plan_speed(
     plan: Plan,
     w8a8: Plan | onnx.ModelProto | None,
     budget_s: float = BUDGET_S,
+    prepare: Callable[[Plan], Prepared] | None = None,
 ) -> Generator[Progress, None, PlanSpeed | None]:
     """Export ``plan`` (and ``w8a8``, unless given as its export built in memory) to a
     temporary folder and time them against the float model, runs interleaved, on the first
     evaluation feed; None when the plan cannot be exported or loaded (W8A8 failing only
-    leaves its figures out)."""
+    leaves its figures out). ``prepare``: the export's preflight for a plan (the search's
+    FileSizes.prepared, its opset conversion done once)."""
     data = engine.data
     if data is None or not data.evaluation:
         return None
@@ -147,7 +149,7 @@ def plan_speed(
             path = str(Path(tmp) / f"plan{k}.onnx")
             yield Progress(k, 3, "exporting to time it" if k == 0 else "exporting W8A8 to time it")
             try:
-                drain(export(engine, p, path))
+                drain(export(engine, p, path, None, None if prepare is None else prepare(p)))
             except BitlensError:
                 if k == 0:
                     return None
@@ -211,7 +213,8 @@ def with_speed(
             w8a8 = sizes.kept_export() if sizes.keep == w8a8 else w8a8
         except BitlensError:
             w8a8 = None
-    speed = yield from plan_speed(engine, result.best.plan, w8a8, budget_s)
+    prepare = None if sizes is None else sizes.prepared
+    speed = yield from plan_speed(engine, result.best.plan, w8a8, budget_s, prepare)
     if speed is None:
         return result
     # not a note: the notes are part of what a seed reproduces, and timings are not

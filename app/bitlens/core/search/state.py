@@ -22,6 +22,7 @@ from bitlens.core.search.hull import _Ladder
 from bitlens.core.search.latency import Speed, plan_kernels
 from bitlens.core.search.measures import output_error, padded_pair
 from bitlens.core.search.options import SearchOptions
+from bitlens.core.search.passes import Shared
 from bitlens.core.search.points import Point, Sensitivity
 from bitlens.core.search.recovered import Recovered, parse_methods
 from bitlens.core.targets import ORT_CPU
@@ -47,8 +48,16 @@ class SearchState:
     moves: list[str]
     base_act: Format | None  # the base activation format (None: activations stay float)
 
-    def __init__(self, engine: Engine, options: SearchOptions, split: Split | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        options: SearchOptions,
+        split: Split | None = None,
+        shared: Shared | None = None,
+    ):
         self.engine = engine
+        # what the search's passes measure alike, measured once (core/search/passes.py)
+        self.shared = shared if shared is not None else Shared()
         self.opts = options
         self.info = engine.info
         self.rng = np.random.default_rng(options.seed)
@@ -67,7 +76,7 @@ class SearchState:
         self.act: dict[str, Format | None] = {}  # activation choice per layer (pins aside)
         self.wide: list[str] = []
         self.narrow: dict[str, Format | None] = {}  # the wide layers' choice before widening
-        self.size = FileSizes(engine)  # the accounting of exported file sizes
+        self.size = FileSizes(engine, self.shared)  # the accounting of exported file sizes
         # recovery methods the search may give a layer, and what each (layer, format) got
         self.recovery_methods = parse_methods(options.recovery)
         self.recov: dict[str, dict[Format, Recovered]] = {}
@@ -136,11 +145,15 @@ class SearchState:
         return effective_count(errors)
 
     def _measure(self, plan: Plan) -> tuple[float, float | None]:
+        hit = self.shared.measured.get(plan)
+        if hit is not None:
+            return hit
         # from the values kept upstream of the plan's first change (plans differ in a layer)
         got = concat_outputs(self.engine.plan_outputs(plan, self.split.fit))
         self.evaluations += 1
         metric = None if self.metric is None else self.metric(got, self.ref, self.labels)
-        return self._error(got), metric
+        hit = self.shared.measured[plan] = (self._error(got), metric)
+        return hit
 
     def point(self, plan: Plan, label: str = "search") -> Point:
         hit = self._cache.get(plan)
