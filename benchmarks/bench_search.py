@@ -224,13 +224,15 @@ if __name__ == "__main__":
                     "(default: this checkout's)")  # fmt: skip
     ap.add_argument("--rounds", type=int, default=1, help="with --memory-only")
     ap.add_argument("--search-memory", default=None, help="with --memory-only: passed on")
+    ap.add_argument("--size-ratio", default=None, help="with --memory-only: passed on")
     args = ap.parse_args()
     if args.memory_only:
         from pathlib import Path
 
         from search_memory import HERE, bench_memory
 
-        extra = () if args.search_memory is None else ("--search-memory", args.search_memory)
+        extra = [] if args.search_memory is None else ["--search-memory", args.search_memory]
+        extra += [] if args.size_ratio is None else ["--size-ratio", args.size_ratio]
         codes = [Path(c) for c in args.code] or [HERE]
         model, data = (Path(p) for p in args.memory_only)
         bench_memory(model, data, codes, args.rounds, extra)

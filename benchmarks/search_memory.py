@@ -52,9 +52,8 @@ def search_row(model: Path, data: Path, code: Path, extra: Sequence[str] = ()) -
     with tempfile.TemporaryDirectory(prefix="bench-search-memory-") as tmp:
         cmd = [sys.executable, "-m", "bitlens", "search", str(model), "--data", str(data),
                "-o", str(Path(tmp) / "plan.json"), "--json", *extra]  # fmt: skip
-        peak, cpu, wall, out, err = _child(cmd, code)
+        peak, cpu, wall, out, _ = _child(cmd, code)
     res = json.loads(out)
-    stated = next((ln for ln in err.splitlines() if ln.startswith("search memory:")), "")
     return {
         "peak": peak,
         "cpu": cpu,
@@ -62,7 +61,7 @@ def search_row(model: Path, data: Path, code: Path, extra: Sequence[str] = ()) -
         "bytes": res["best"]["file_bytes"],
         "error": res["best"]["error"],
         "evaluations": res["evaluations"],
-        "stated": stated,
+        "stated": res.get("search_memory"),
     }
 
 
@@ -83,6 +82,7 @@ def bench_memory(
                 f"({above / size:.1f}x the model file); CPU {row['cpu']:.1f} s, wall "
                 f"{row['wall']:.0f} s; {row['evaluations']} evaluations; plan "
                 f"{row['bytes']} B, error {row['error']:.6g}; load "
-                f"{os.getloadavg()[0]:.1f}" + (f"; {row['stated']}" if row["stated"] else ""),
+                f"{os.getloadavg()[0]:.1f}"
+                + ("" if row["stated"] is None else f"; bound {row['stated'] / MIB:.0f} MiB"),
                 flush=True,
             )

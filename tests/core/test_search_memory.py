@@ -3,6 +3,8 @@ feeds of several shapes (Engine.prepare)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -14,6 +16,7 @@ from bitlens.core.search import Budget, SearchOptions, memory, search
 from tests.core.engine_models import small_cnn
 from tests.core.test_cli_entry import run_cli
 
+FAST_CLI = ("--samples", "6", "--size-ratio", "0.8")
 FAST = dict(front_probes=4, refine_evaluations=8, references=("W8A8",))
 
 
@@ -64,13 +67,13 @@ def test_bound_frees_between_steps_and_keeps_the_plan(monkeypatch: pytest.Monkey
 
 
 def test_default_bound_follows_the_model_size() -> None:
-    """16 times the model file, at least 256 MiB, within the process's memory budget."""
+    """24 times the model file, at least 384 MiB, within the process's memory budget."""
     model = from_proto(small_cnn())
     engine = Engine(model, Dataset.random(model.info, n=2, seed=0), device="cpu")
     assert memory.search_memory(engine) == memory.SEARCH_MEMORY_MIN
     assert memory.search_memory(engine, 5 << 20) == 5 << 20
     big = type("Big", (), {"nbytes": 100 << 20})()
-    assert memory.search_memory(type("E", (), {"model": big})()) == 1600 << 20  # type: ignore[arg-type]
+    assert memory.search_memory(type("E", (), {"model": big})()) == 2400 << 20  # type: ignore[arg-type]
 
 
 def _widths_model() -> bytes:
@@ -114,9 +117,16 @@ def test_float_reference_gives_back_the_arena_as_feeds_grow_it(
     assert engine._arena.floor is None  # the next maybe_release gives back the last feed's
 
 
-def test_cli_rejects_a_bad_search_memory(tmp_path) -> None:
+def test_cli_states_the_bound_and_rejects_a_bad_one(tmp_path) -> None:
     path = tmp_path / "cnn.onnx"
     path.write_bytes(small_cnn().SerializeToString())
+    out = tmp_path / "plan.json"
+    res = run_cli("search", str(path), *FAST_CLI, "--search-memory", "300M", "-o", str(out),
+                  "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["search_memory"] == 300 << 20
+    res = run_cli("search", str(path), *FAST_CLI, "-o", str(out))
+    assert "memory: at most 384.0 MiB kept resident between the search's steps" in res.stdout
     res = run_cli("search", str(path), "--search-memory", "lots", "-o", str(tmp_path / "p.json"))
     assert res.returncode != 0
     assert res.stderr.strip().splitlines()[-1].endswith(

@@ -10,7 +10,6 @@ output error and metric, and the float model and presets it was compared with.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from bitlens.cli.common import (
     add_data_arguments,
@@ -99,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "than float")  # fmt: skip
     p.add_argument("--search-memory", default=None, metavar="SIZE",
                    help="memory the search may keep resident between its steps, e.g. 512M "
-                   "(default: 16 times the model's size, at least 256M); above it, it gives "
+                   "(default: 24 times the model's size, at least 384M); above it, it gives "
                    "back what it can rebuild")  # fmt: skip
     p.add_argument("-o", "--output", required=True, help="where to write the plan JSON")
     p.add_argument("--front", help="also write the front (and references) as JSON here")
@@ -162,8 +161,6 @@ def run(args: argparse.Namespace) -> int:
         memory_limit=memory_limit,
     )
     limit = search_memory(engine, memory_limit)
-    print(f"search memory: at most {format_bytes(limit)} resident between steps "
-          "(--search-memory)", file=sys.stderr)  # fmt: skip
     result: SearchResult = follow(search(engine, options))
     atomic_write_text(args.output, result.best.plan.to_json() + "\n")
     if args.front:
@@ -171,9 +168,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         d = result.to_dict()
         d.pop("sensitivities")
+        d["search_memory"] = limit
         print(dump_json(d))
     else:
         print(render(result, args.output))
+        print(f"memory: at most {format_bytes(limit)} kept resident between the search's "
+              "steps (--search-memory)")  # fmt: skip
     return 0
 
 

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 Y = TypeVar("Y")
 R = TypeVar("R")
 
-SEARCH_MEMORY_MIN = 256 << 20
-MODEL_MULTIPLE = 16  # the model, its quantized copies, an export in memory and sessions
+SEARCH_MEMORY_MIN = 384 << 20
+MODEL_MULTIPLE = 24  # the model, its quantized copies, an export in memory, sessions, a run
 
 
 def search_memory(engine: Engine, limit: int | None = None) -> int:
