@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, arena_release
 from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
 from bitlens.core.search import Budget, SearchOptions, memory, search
 from tests.core.engine_models import small_cnn
 from tests.core.test_cli_entry import run_cli
@@ -133,3 +134,25 @@ def test_cli_states_the_bound_and_rejects_a_bad_one(tmp_path) -> None:
         "--search-memory='lots': expected a size such as 4G"
     ), res.stderr
     assert not (tmp_path / "p.json").exists()
+
+
+def test_outputs_over_feeds_of_several_widths_give_back_the_arena(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same in ``run_outputs`` (the search's float outputs of its fitted and held-back
+    feeds came after the float reference: 937 MiB on PP-OCRv5 rec's 4 widths); the outputs
+    are those of a run without releases."""
+    rng = np.random.default_rng(1)
+    samples = tuple({"x": rng.normal(size=(1, 8, w)).astype(np.float32)} for w in (5, 7, 9, 11))
+    model = from_proto(_widths_model())
+    engine = Engine(model, Dataset(samples, calibration=(0,), evaluation=(1, 2, 3)), device="cpu")
+    for _ in engine.prepare():
+        pass
+    plain = engine.run_outputs(Plan(model.info), [0, 1, 2, 3])
+    reads, released = iter(range(1, 1000)), []
+    monkeypatch.setattr(arena_release, "resident_bytes", lambda: next(reads) << 30)
+    monkeypatch.setattr(arena_release, "release_arena", lambda: released.append(1))
+    got = engine.run_outputs(Plan(model.info), [0, 1, 2, 3])
+    assert len(released) == 3
+    for a, b in zip(plain["y"], got["y"], strict=True):
+        np.testing.assert_array_equal(a, b)

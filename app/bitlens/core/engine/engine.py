@@ -380,10 +380,19 @@ class Engine(
         _sim, sess = self._session_for(*self._structure_of(plan))
         feeds = self._plan_feeds(plan, placed)
         out: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
-        for i in idx:
+        floor = self._arena.floor
+        for k, i in enumerate(idx):
             values = self._run(sess, self._output_names, {**self.data.samples[i], **feeds})
             for n, v in zip(self._output_names, values, strict=True):
                 out[n].append(v)
+            del values
+            # as in prepare: feeds of other shapes grow the arena by a run each (the plan
+            # search's float outputs of PP-OCRv5 rec's 4 line widths: 937 MiB peak)
+            if k == 0:
+                self._arena.mark()
+            elif self._arena.maybe_release(PREPARE_GROWTH):
+                floor = self._arena.floor
+        self._arena.floor = floor
         return out
 
     def simulation(
