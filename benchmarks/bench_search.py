@@ -21,6 +21,9 @@ real-model suite's models, everything measured on the exported files in plain ON
 models, ``--no-repeat`` skips the second search that checks the seed reproduces the plan
 and front, ``--more-held N`` scores N further held-out samples as a third set (default
 16), ``--keep DIR`` keeps each model's plan, front and exports in DIR/ID).
+
+``--memory-only MODEL DATA [--code APP ...] [--rounds N]``: only the peak RSS of a default
+search, over the model file's size, each in a process of its own (benchmarks/search_memory.py).
 """
 
 from __future__ import annotations
@@ -220,7 +223,25 @@ if __name__ == "__main__":
                          "(default 16; 0: none)")  # fmt: skip
     ap.add_argument("--keep", type=Path, metavar="DIR",
                     help="with --real: copy each model's plan, front and exports to DIR/ID")  # fmt: skip
+    ap.add_argument("--memory-only", nargs=2, metavar=("MODEL", "DATA"),
+                    help="only the peak RSS of a default search of MODEL on DATA, in a "
+                    "process of its own (benchmarks/search_memory.py)")  # fmt: skip
+    ap.add_argument("--code", nargs="+", default=[], metavar="APP",
+                    help="with --memory-only: Bitlens's app folder(s) to run, alternated "
+                    "(default: this checkout's)")  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=1, help="with --memory-only")
+    ap.add_argument("--search-memory", default=None, help="with --memory-only: passed on")
+    ap.add_argument("--size-ratio", default=None, help="with --memory-only: passed on")
     args = ap.parse_args()
+    if args.memory_only:
+        from search_memory import HERE, bench_memory
+
+        extra = [] if args.search_memory is None else ["--search-memory", args.search_memory]
+        extra += [] if args.size_ratio is None else ["--size-ratio", args.size_ratio]
+        codes = [Path(c) for c in args.code] or [HERE]
+        model, data = (Path(p) for p in args.memory_only)
+        bench_memory(model, data, codes, args.rounds, extra)
+        raise SystemExit(0)
     if args.real:
         from search_real import bench_rest, bench_vision
 

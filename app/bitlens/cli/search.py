@@ -25,6 +25,7 @@ from bitlens.cli.progress import follow
 from bitlens.core.errors import SearchError
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.formats import parse_format
+from bitlens.core.limits import parse_size
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import LayerChoice
 from bitlens.core.search import (
@@ -39,9 +40,11 @@ from bitlens.core.search import (
     SearchResult,
     search,
 )
+from bitlens.core.search.memory import search_memory
 from bitlens.core.search.options import AS_W8A8, HALF_W8A8, parse_max_latency
 from bitlens.core.search.recovered import parse_methods
 from bitlens.core.targets import DEFAULT_TARGET
+from bitlens.core.units import format_bytes
 from bitlens.core.usermetric import load_metric
 
 
@@ -93,6 +96,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    f"W8A8's speed-up over float), '{AS_W8A8}' (as fast as the W8A8 preset), a "
                    "ratio of the float time (0.5), or 'none'; only where W8A8 runs faster "
                    "than float")  # fmt: skip
+    p.add_argument("--search-memory", default=None, metavar="SIZE",
+                   help="memory the search may keep resident between its steps, e.g. 512M "
+                   "(default: 24 times the model's size, at least 384M); above it, it gives "
+                   "back what it can rebuild")  # fmt: skip
     p.add_argument("-o", "--output", required=True, help="where to write the plan JSON")
     p.add_argument("--front", help="also write the front (and references) as JSON here")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -133,6 +140,9 @@ def run(args: argparse.Namespace) -> int:
     max_latency = parse_max_latency(args.max_latency)
     metric = load_metric(args.metric) if args.metric else None
     recovery = tuple(m.value for m in parse_methods(args.recovery))  # before the model loads
+    memory_limit = None
+    if args.search_memory is not None:
+        memory_limit = parse_size(args.search_memory, "--search-memory")
     model = open_model(args.model, fold_bn=not args.keep_batchnorm)
     pins = parse_pins(args.pin, model.info)
     engine = calibrated_engine(args, model)
@@ -148,7 +158,9 @@ def run(args: argparse.Namespace) -> int:
         metric=metric,
         target=args.target or DEFAULT_TARGET,
         max_latency=max_latency,
+        memory_limit=memory_limit,
     )
+    limit = search_memory(engine, memory_limit)
     result: SearchResult = follow(search(engine, options))
     atomic_write_text(args.output, result.best.plan.to_json() + "\n")
     if args.front:
@@ -156,9 +168,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         d = result.to_dict()
         d.pop("sensitivities")
+        d["search_memory"] = limit
         print(dump_json(d))
     else:
         print(render(result, args.output))
+        print(f"memory: at most {format_bytes(limit)} kept resident between the search's "
+              "steps (--search-memory)")  # fmt: skip
     return 0
 
 

@@ -35,10 +35,17 @@ class ArenaReleaser:
         self.slack = slack
         self.floor: int | None = None
 
-    def maybe_release(self) -> bool:
-        """Release if grown (or unknown); True when it released."""
+    def mark(self) -> None:
+        """Count growth from the RSS now, without releasing (the footprint of a first run,
+        which the runs after it reuse)."""
+        self.floor = resident_bytes()
+
+    def maybe_release(self, least: int = 0) -> bool:
+        """Release if grown by more than the slack and ``least`` (or unknown); True when it
+        released."""
         rss = resident_bytes()
-        if rss is not None and self.floor is not None and rss <= self.floor + self.slack:
+        slack = max(self.slack, least)
+        if rss is not None and self.floor is not None and rss <= self.floor + slack:
             return False
         release_arena()
         self.floor = resident_bytes()

