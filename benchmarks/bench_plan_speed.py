@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from bitlens.core import lstm_kernel
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
 from bitlens.core.export.exporter import export
@@ -45,7 +46,7 @@ from bitlens.core.model.loader import load_model
 from bitlens.core.plan import Plan
 from bitlens.core.results import drain
 from bitlens.core.search.latency import Speed, layer_macs, plan_kernels, speed_limit
-from bitlens.core.search.layer_cost import BOUNDARY_COST, INTEGER_COST, output_elements
+from bitlens.core.search.layer_cost import BOUNDARY_COST, INTEGER_COST, lstm_cost, output_elements
 from bitlens.core.search.options import HALF_W8A8
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,6 +173,32 @@ def measured_terms(
             f"{elements:,.0f} elements, other ops {rest[0]:.3f} -> {rest[1]:.3f} ms")  # fmt: skip
 
 
+def lstm_terms(engine: Engine, w8a8: Plan, flt: dict[str, float], q: dict[str, float]) -> str:
+    """The LSTM terms as the profiles show them: the float LSTM's and DynamicQuantizeLSTM's
+    time per MAC against the other float layers' (the model's lstm_cost, in the same units),
+    and the kernel's against the float LSTM's; empty where W8A8 runs no LSTM on the kernel."""
+    macs = layer_macs(engine)
+    lstms = [n for n in lstm_kernel.kernel_layers(w8a8) if n in macs]
+    if not lstms or flt.get("LSTM", 0.0) <= 0:
+        return ""
+    l_macs = sum(macs[n] for n in lstms)
+    model = [lstm_cost(engine.info.layer(n), macs[n]) for n in lstms]
+    m_flt, m_kernel = (sum(getattr(c, k) for c in model) / l_macs for k in ("float", "kernel"))
+    others = sum(m for n, m in macs.items() if engine.info.layer(n).op_type != "LSTM")
+    dense = sum(flt.get(o, 0.0) for o in FLOAT_LAYER_OPS - {"LSTM", "GRU"})
+    kernel_ms = q.get("DynamicQuantizeLSTM", 0.0)
+    if dense > 0 and others > 0:
+        unit = dense / others
+        per_mac = (f"float LSTM x{flt['LSTM'] / l_macs / unit:.2f} of the other float layers "
+                   f"per MAC (model {m_flt:.2f}), DynamicQuantizeLSTM "
+                   f"x{kernel_ms / l_macs / unit:.2f} (model {m_kernel:.2f}); ")  # fmt: skip
+    else:
+        per_mac = "no other float layer; "
+    return (f"{len(lstms)} LSTM(s), {l_macs:,.0f} MACs: float LSTM {flt['LSTM']:.3f} ms, "
+            f"DynamicQuantizeLSTM {kernel_ms:.3f} ms; {per_mac}kernel "
+            f"x{kernel_ms / flt['LSTM']:.2f} of the float LSTM (model {m_kernel / m_flt:.2f})")  # fmt: skip
+
+
 def predicted_w8a8(engine: Engine, w8a8: Plan) -> str:
     """W8A8's time against float's as the search's latency model predicts it (every layer
     able to keep its kernel: core/search/latency.py)."""
@@ -263,6 +290,9 @@ def bench(
                 f"{k} x{node_ms[k] / node_ms['float']:.2f}" for k in plans
             ))  # fmt: skip
             print(f"  W8A8 measured: {measured_terms(engine, w8a8, by_op['float'], by_op['W8A8'])}")
+            lstm = lstm_terms(engine, w8a8, by_op["float"], by_op["W8A8"])
+            if lstm:
+                print(f"  W8A8 LSTMs measured: {lstm}")
     return 0
 
 

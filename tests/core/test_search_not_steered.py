@@ -18,7 +18,6 @@ from bitlens.core.plan import Plan
 from bitlens.core.search import Budget
 from bitlens.core.search.latency import NotSteered, layer_macs, speed_limit
 from bitlens.core.search.options import HALF_W8A8
-from tests.builders import lstm_recognizer
 from tests.core.test_search import _engine, _run
 from tests.core.test_search_latency_rules import pointwise_net
 
@@ -84,14 +83,3 @@ def test_a_tiny_model_is_not_steered_for_its_size() -> None:
     # says that rather than a count of 0 MACs
     assert "none of its layers runs on an integer kernel" in NotSteered(1.0, 0.0).describe()
 
-
-def test_an_lstm_on_its_kernel_is_named_where_the_prediction_leaves_it_out() -> None:
-    """W8A8 runs an int8 LSTM as DynamicQuantizeLSTM, faster than float (g2p-id's encoder:
-    0.57-0.61x); the latency model counts it as a float layer, so a CRNN tail whose only
-    other kernel is a small Gemm is not steered, and the line says the LSTM is left out
-    rather than letting "x1.00" stand for W8A8's speed."""
-    engine = _engine(lstm_recognizer(steps=32, inp=64, hidden=64))
-    verdict = _limit(engine)
-    assert isinstance(verdict, NotSteered) and verdict.lstm_kernels == 1
-    assert "1 LSTM(s) on DynamicQuantizeLSTM" in verdict.describe()
-    assert verdict.kernel_macs < 1_000_000 < layer_macs(engine)["lstm"]

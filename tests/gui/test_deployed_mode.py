@@ -72,6 +72,8 @@ def test_as_deployed_in_the_window_equals_a_fresh_session(qtbot, window, tmp_pat
         assert o.deployed.sqnr_db == fresh[o.name][0]  # bit for bit the same outputs
         assert o.max_abs_difference == fresh[o.name][1]
     pane = window.deployed.pane
+    # the mode keeps the main window as main_window, not window (QWidget's window() name)
+    assert window.deployed.main_window is window and pane.window() is window
     assert pane.table.rowCount() == 5
     assert pane.table.item(0, 0).text() == "conv0"
     assert "codes" in pane.table.item(0, 1).text()

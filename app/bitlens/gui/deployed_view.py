@@ -163,7 +163,7 @@ class DeployedMode:
     """Wires the pane, the Tools menu action and a status-bar label to the window's jobs."""
 
     def __init__(self, window: MainWindow):
-        self.window = window
+        self.main_window = window
         self.pane = DeployedPane(window)
         self.status = QLabel(window)
         self.status.setObjectName("statusDeployed")
@@ -190,10 +190,10 @@ class DeployedMode:
         doc.selection.changed.connect(self._on_selection)
 
     def dock(self) -> QDockWidget:
-        return self.window.docks["deployed"]
+        return self.main_window.docks["deployed"]
 
     def add_action(self, menu: QMenu) -> QAction:
-        self.action = QAction("Evaluate As &Deployed", self.window)
+        self.action = QAction("Evaluate As &Deployed", self.main_window)
         self.action.setObjectName("actionEvaluateDeployed")
         self.action.triggered.connect(lambda _c=False: self.run())
         menu.addAction(self.action)
@@ -202,7 +202,7 @@ class DeployedMode:
     # -- running ----------------------------------------------------------------------------
     def run(self) -> Job | None:
         """Start the as-deployed evaluation of the current plan (a cancellable job)."""
-        w = self.window
+        w = self.main_window
         session, plan = w.document.session, w.document.plan
         if session is None or plan is None:
             return None
@@ -233,17 +233,17 @@ class DeployedMode:
         """Close the cached sessions in the job lane, after any job still using them."""
         old, self._runner, self._runner_key = self._runner, None, None
         if old is not None:
-            self.window.runner.submit(
+            self.main_window.runner.submit(
                 Job("deployed-close", "Closing as-deployed sessions", old.close,
                     cancellable=False, quiet=True)
             )  # fmt: skip
 
     # -- results ------------------------------------------------------------------------------
     def _on_result(self, report: DeployedReport) -> None:
-        stale = report.plan != self.window.document.plan
-        info = self.window.document.info
+        stale = report.plan != self.main_window.document.plan
+        info = self.main_window.document.info
         self.pane.show_report(report, stale=stale, short=None if info is None else info.short_names)
-        self.pane.select_layer(self.window.document.selection.current)
+        self.pane.select_layer(self.main_window.document.selection.current)
         self._show_status(report, stale)
 
     def _show_status(self, report: DeployedReport | None, stale: bool) -> None:
@@ -262,19 +262,19 @@ class DeployedMode:
     def _on_plan_changed(self) -> None:
         report = self.pane.report
         if report is not None:
-            stale = report.plan != self.window.document.plan
+            stale = report.plan != self.main_window.document.plan
             self.pane.set_stale(stale)
             self._show_status(report, stale)
 
     def _on_model_changed(self) -> None:
-        self.window.runner.discard(JOB_KEY)
+        self.main_window.runner.discard(JOB_KEY)
         self._close_runner()
         self.pane.show_report(None)
         self._show_status(None, False)
 
     def _on_selection(self, origin: object) -> None:
         if origin is not self.pane:
-            self.pane.select_layer(self.window.document.selection.current)
+            self.pane.select_layer(self.main_window.document.selection.current)
 
     def _on_row(self) -> None:
         rows = self.pane.table.selectionModel().selectedRows()
@@ -282,6 +282,6 @@ class DeployedMode:
             return
         item = self.pane.table.item(rows[0].row(), 0)
         if item is not None:
-            self.window.document.selection.set(
+            self.main_window.document.selection.set(
                 [item.data(Qt.ItemDataRole.UserRole)], origin=self.pane
             )

@@ -44,7 +44,7 @@ class ExportSizeLabel(QLabel):
         self.options = options  # the export options in force (they change the file)
         self.setObjectName("exportSize")
         self.controller = controller
-        self.size: ExportSize | None = None  # the prediction shown, for the current plan
+        self.predicted: ExportSize | None = None  # the prediction shown, for the current plan
         # the last export: (plan, options, what the label says of its file)
         self._exported: tuple[Plan, ExportOptions | None, str] | None = None
         self.setCursor(Qt.CursorShape.PointingHandCursor)
@@ -61,7 +61,7 @@ class ExportSizeLabel(QLabel):
         doc = self.controller.document
         self.setVisible(doc.is_open)
         known = None if doc.plan is None else self.controller.sizes.get((doc.plan, self.options()))
-        self.size = known
+        self.predicted = known
         self.setText(self._describe(known) if known is not None else self._written() or ASK)
 
     def show_exported(self, plan: Plan, report: FidelityReport) -> None:
@@ -84,18 +84,18 @@ class ExportSizeLabel(QLabel):
             self.controller.sizes.get((plan, self.options())) is not size
         ):
             return  # predicted for a plan since edited, or under other export options
-        self.size = size
+        self.predicted = size
         self.setText(self._describe(size))
 
     def _on_job_finished(self, job: object) -> None:
-        if getattr(job, "key", None) == "size" and self.size is None:
+        if getattr(job, "key", None) == "size" and self.predicted is None:
             self.setText(self._written() or ASK)  # failed or cancelled: the message bar says why
 
     def predict(self) -> None:
         """Ask for the current plan's prediction (shown at once when already known)."""
-        if self.size is None:
+        if self.predicted is None:
             self.setText("Export file: predicting…")
-            if self.controller.predict_size(self.options()) is None and self.size is None:
+            if self.controller.predict_size(self.options()) is None and self.predicted is None:
                 self.setText(ASK)  # nothing to predict yet (no model, or no data)
 
     @staticmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
+from bitlens.core import lstm_kernel
 from bitlens.core.errors import BitlensError
 from bitlens.core.formats import Family, Format, Granularity, parse_format
 from bitlens.core.model.types import Layer
@@ -81,8 +82,8 @@ def choose_activations(
         for fmt in free:
             if not all(_fits(by_name[n], fmt) for n in unit) or _never_better(s, unit, base, fmt):
                 continue
-            if fmt.signed != base.signed and any(s.locked(n) for n in unit):
-                continue  # x86 integer kernels are fast on unsigned inputs (latency.py)
+            if any(s.locked(n) and not _keeps_fast_input(by_name[n], fmt) for n in unit):
+                continue
             err, met = s._measure(_with_act(s, unit, fmt))
             s.sens.append(Sensitivity(unit[0], "activation", fmt.name, err, met, 0))
             if err < best_err:
@@ -199,6 +200,15 @@ def _within_speed(
                 continue
         chosen.append(unit)
     return chosen
+
+
+def _keeps_fast_input(layer: Layer, fmt: Format) -> bool:
+    """Whether a locked layer keeps its fast integer kernel with input ``fmt``: x86's kernels
+    are fast on unsigned inputs (latency.py plan_kernels); an LSTM stays DynamicQuantizeLSTM
+    only with the input quantizer that kernel computes (core/lstm_kernel.py)."""
+    if layer.op_type == "LSTM":
+        return fmt.name == lstm_kernel.KERNEL_ACTIVATION
+    return not fmt.signed
 
 
 def _thin_channels(s: SearchState, unit: Sequence[str]) -> bool:

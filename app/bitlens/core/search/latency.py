@@ -2,7 +2,10 @@
 
 On ONNX Runtime CPU a quantized layer runs on an integer kernel (QLinearConv, QGemm,
 MatMulIntegerToFloat) only where its formats fit one (:func:`bitlens.core.targets.kernel_format`,
-and for a Conv an 8-bit requantized output: :func:`bitlens.core.export.kernels.integer_kernel_layers`);
+and for a Conv an 8-bit requantized output: :func:`bitlens.core.export.kernels.integer_kernel_layers`),
+an LSTM (DynamicQuantizeLSTM) only with int8 symmetric weights, no recovery and the kernel's
+own per-run uint8 input (:func:`bitlens.core.lstm_kernel.runs_kernel`: a locked LSTM keeps
+those; before, g2p-id's encoder was predicted at the float time while W8A8 ran at 0.58x);
 every other quantized layer runs as a float Conv/MatMul on dequantized weights with quantize
 work around it (https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html).
 Session 8 measured searched plans that gave the heavy convolutions int4 or fp16 weights at
@@ -96,18 +99,9 @@ class NotSteered:
 
     w8a8: float  # W8A8's predicted time, of the float model's
     kernel_macs: float  # MACs per sample in W8A8's integer-kernel layers
-    # W8A8's LSTMs on ONNX Runtime's DynamicQuantizeLSTM (core/lstm_kernel.py): the model
-    # leaves them out (as float layers), though the kernel runs them faster (g2p-id's encoder,
-    # one LSTM: W8A8 at 0.57-0.61x of the float time, fastest interleaved runs, one thread)
-    lstm_kernels: int = 0
 
     def describe(self) -> str:
         """The result's line on speed."""
-        lstm = (
-            f"; its {self.lstm_kernels} LSTM(s) on DynamicQuantizeLSTM, faster than float, are "
-            "not in the prediction"
-            if self.lstm_kernels else ""
-        )  # fmt: skip
         if self.kernel_macs <= 0:
             why = "none of its layers runs on an integer kernel"
         elif self.kernel_macs < MIN_MACS:
@@ -122,7 +116,7 @@ class NotSteered:
             )
         return (
             f"speed: not steered: W8A8 is predicted at x{self.w8a8:.2f} of the float time "
-            f"({why}); no plan is held to integer kernels{lstm}"
+            f"({why}); no plan is held to integer kernels"
         )
 
     def steering(self) -> Steering:
@@ -131,13 +125,14 @@ class NotSteered:
 
 def plan_kernels(engine: Engine, plan: Plan) -> set[str]:
     """Layers of ``plan`` the export writes for ONNX Runtime's fast integer kernels: with an
-    unsigned activation. A signed 8-bit input (int8 sym) still runs as QLinearConv, but
+    unsigned activation, and its DynamicQuantizeLSTM LSTMs. A signed 8-bit input (int8 sym) still runs as QLinearConv, but
     ONNX Runtime's x86 kernels are built for u8 x s8 products (VPMADDUBSW: "U8S8",
     https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html, data type
     selection): vietcombank-captcha's four convs with int8 sym inputs ran at 0.88-0.89x of the
     float time, against 0.46-0.51x for W8A8's uint8 ones (medians, interleaved runs)."""
     kernels = integer_kernel_layers(engine.info, plan, engine.placement(plan))
-    return {n for n in kernels if not _signed(plan[n].activation)}
+    # and the LSTMs it writes as DynamicQuantizeLSTM (uint8 inputs, quantized per run)
+    return {n for n in kernels if not _signed(plan[n].activation)} | lstm_kernel.kernel_layers(plan)
 
 
 def _signed(act: Format | None) -> bool:
@@ -171,7 +166,7 @@ def speed_limit(
     kernel_macs = sum(macs[n] for n in kern)
     if kernel_macs < MIN_MACS or ref >= 1.0:
         # too small, or no kernel makes it faster: locking layers would only cost error
-        return NotSteered(ref, kernel_macs, len(lstm_kernel.kernel_layers(w8a8) & macs.keys()))
+        return NotSteered(ref, kernel_macs)
     if max_latency == AS_W8A8:
         limit = ref * (1 + SLACK)
     elif max_latency == HALF_W8A8:

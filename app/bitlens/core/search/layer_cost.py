@@ -20,6 +20,16 @@ vietcombank-captcha and malviz's ResNet-18 (tests/real/wheels.py):
   element of the detectors' integer-kernel layers; 38 on vietcombank-captcha, 12 on
   ResNet-18. Channels-poor layers (few MACs per output element) pay it most: W8A8 ran the
   tiny detector at 1.36-1.56x float.
+
+LSTMs (session 11, same profiler, one thread, load 25-33; bidirectional LSTMs built with
+tests/builders.py lstm_recognizer at batch 1, a Gemm head as the dense reference; g2p-id's
+encoder and ddddocr's CRNN, tests/real/wheels.py; ``benchmarks/bench_plan_speed.py
+--weights "int8 sym ch" --profile``): ONNX's float LSTM took 2.1-2.5x a dense layer's time
+per MAC at hidden 64-256, 3.8x at 384 and 19-32x at 512 (ddddocr's), where its recurrent
+weight (4 MiB per direction) no longer stays in the core's cache (2 MiB L2 there);
+DynamicQuantizeLSTM 2.5-3.3x at hidden 64-128 (slower than the float LSTM: 1.18-1.37x its
+time) and 0.8-1.3x from 256 on (0.43x, 0.58x g2p-id's, 0.21x and 0.03-0.07x of the float
+LSTM's time).
 """
 
 from __future__ import annotations
@@ -34,6 +44,17 @@ INTEGER_COST = 0.4
 # A depthwise convolution's time per MAC against a dense float convolution's: float, integer.
 DEPTHWISE_FLOAT = 1.9
 DEPTHWISE_INTEGER = 3.0
+# An LSTM's time per MAC against a dense float layer's (module docstring, "LSTMs"): as ONNX's
+# float LSTM while its recurrent weight (float32, per direction) stays under LSTM_SPILL_BYTES,
+# and beyond; on ONNX Runtime's DynamicQuantizeLSTM (core/lstm_kernel.py) from
+# LSTM_KERNEL_HIDDEN hidden units on, and below. The kernel quantizes its own input and
+# state at every step, so no quantize work is left around it.
+LSTM_FLOAT = 2.3
+LSTM_FLOAT_SPILLED = 19.0
+LSTM_SPILL_BYTES = 3 * 2**20
+LSTM_KERNEL = 1.1
+LSTM_KERNEL_SMALL = 2.8
+LSTM_KERNEL_HIDDEN = 256
 # Quantize work per output element of an integer-kernel layer, in MAC-times (the lower end
 # of the measured 38-66 on the models where it matters).
 BOUNDARY_COST = 40.0
@@ -76,7 +97,25 @@ def output_elements(layer: Layer, macs: float) -> float:
 
 def layer_cost(layer: Layer, macs: float) -> LayerCost:
     """``layer``'s cost at ``macs`` MACs per sample."""
+    if layer.op_type == "LSTM":
+        return lstm_cost(layer, macs)
     boundary = BOUNDARY_COST * output_elements(layer, macs)
     if depthwise(layer):
         return LayerCost(macs * DEPTHWISE_FLOAT, macs * DEPTHWISE_INTEGER, boundary)
     return LayerCost(macs, macs * INTEGER_COST, boundary)
+
+
+def lstm_hidden(layer: Layer) -> int:
+    """An LSTM's hidden size, from its weight ``W [D, 4H, K]``."""
+    shape = layer.weights[0].shape if layer.weights else ()
+    return int(shape[1]) // 4 if len(shape) == 3 else 0
+
+
+def lstm_cost(layer: Layer, macs: float) -> LayerCost:
+    """An LSTM's cost: float, or on DynamicQuantizeLSTM (only W8A8's int8 choices run it:
+    core/lstm_kernel.py eligible)."""
+    hidden = lstm_hidden(layer)
+    recurrent = 4 * (4 * hidden * hidden)  # float32 bytes of R per direction
+    flt = LSTM_FLOAT_SPILLED if recurrent > LSTM_SPILL_BYTES else LSTM_FLOAT
+    kernel = LSTM_KERNEL if hidden >= LSTM_KERNEL_HIDDEN else LSTM_KERNEL_SMALL
+    return LayerCost(macs * flt, macs * kernel, 0.0)

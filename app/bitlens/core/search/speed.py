@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import onnx
 
+from bitlens.core import lstm_kernel
 from bitlens.core.engine import Engine
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import BitlensError
@@ -184,6 +185,7 @@ def _float_run(engine: Engine, plan: Plan) -> tuple[tuple[str, int], ...]:
     """Weight formats of the plan's quantized layers the export writes without an integer
     kernel, most common first."""
     kernels = integer_kernel_layers(engine.info, plan, engine.placement(plan))
+    kernels |= lstm_kernel.kernel_layers(plan)  # DynamicQuantizeLSTM: an integer kernel too
     counts = Counter(
         "float weights" if c.weight is None else c.weight.name
         for name, c in plan.choices.items()

@@ -8,6 +8,7 @@ from collections.abc import Generator, Mapping, Sequence
 
 import numpy as np
 
+from bitlens.core import lstm_kernel
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.kernels import integer_kernel_candidate
 from bitlens.core.formats import Format
@@ -64,9 +65,14 @@ class WeightPath(SearchState):
 
     def _keeps_kernel(self, layer: Layer, fmt: Format | None) -> bool:
         """``fmt`` (with the recovery method the search gives it) keeps ``layer``'s integer
-        kernel next to the base activation: the export's rule."""
+        kernel next to the base activation: the export's rule (an LSTM's: lstm_kernel)."""
         method = self._recovery_of(layer.name, fmt)
-        return integer_kernel_candidate(layer, LayerChoice(fmt, self.base_act, recovery=method))
+        choice = LayerChoice(fmt, self.base_act, recovery=method)
+        # an LSTM's kernel is DynamicQuantizeLSTM: int8 symmetric weights, no recovery, its
+        # input quantized per run (core/lstm_kernel.py), as plan_for marks it
+        return integer_kernel_candidate(layer, choice) or lstm_kernel.runs_kernel(
+            layer, lstm_kernel.kernel_choice(layer, choice), self.opts.target
+        )
 
     def _float_point(self, layer: Layer) -> list[tuple[int, float, Format | None]]:
         """The float weights as a ladder point: not for a locked layer that has a format
