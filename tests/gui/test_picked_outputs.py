@@ -16,9 +16,7 @@ from tests.core.test_topk_selected_outputs import identity_head
 from tests.gui.conftest import WAIT_MS, open_model, screenshot, wait_idle
 
 
-def test_the_outputs_panel_names_the_tensor_before_the_pick(
-    qtbot, window, tmp_path: Path
-) -> None:
+def test_the_outputs_panel_names_the_tensor_before_the_pick(qtbot, window, tmp_path: Path) -> None:
     path = tmp_path / "topk_head.onnx"
     onnx.save(identity_head(), str(path))
     window.resize(1280, 720)

@@ -4,6 +4,7 @@ scores; accuracy when labels are given)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import cached_property
 
@@ -68,7 +69,9 @@ class OutputMetrics:
         floats = [t.name for t in self.info.outputs if t.dtype in FLOAT_TYPES]
         return (floats or self._output_names)[0]
 
-    def _output_result(self, name: str, ref, got: dict, feeds: list[int]) -> OutputResult:
+    def _output_result(
+        self, name: str, ref, got: Mapping[str, list[np.ndarray]], feeds: Sequence[int]
+    ) -> OutputResult:
         """Errors of output ``name`` (of the tensor before its pick, see measured_on) from
         the float reference ``ref[tensor][feed]`` and the plan's values ``got[tensor]``."""
         on = self.measured_on.get(name)
@@ -94,7 +97,7 @@ class OutputMetrics:
         err = sums.result()
         axis = self.class_score_axes.get(name) if judged else None
         res = OutputResult(name, err, shape_differs=note)
-        if judged and name in self._label_outputs:  # the fraction of positions that keep their label
+        if judged and name in self._label_outputs:  # the positions that keep their label
             same = sum(int(np.sum(r_i == g_i)) for r_i, g_i in zip(ref, got, strict=True))
             total = sum(int(np.size(r_i)) for r_i in ref)
             return replace(res, top1_agreement=same / total if total else 1.0)

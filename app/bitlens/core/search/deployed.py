@@ -133,7 +133,6 @@ class DeployedErrors:
         self._errors[plan] = err
         return err
 
-
     def _exposed(self, path: Path, names: list[str]) -> tuple[list[str], tuple[Part, ...]]:
         """What to fetch from the export at ``path`` for each output, and the parts to
         compare it on: each picked output's tensor before the pick, added to the export's
@@ -192,9 +191,7 @@ def deployed_choice(
     if len(cands) == 1 and not s.split.check:
         return cands[0]
     if deployed and s.deployed is None:
-        s.deployed = DeployedErrors(
-            s.engine, s.fit_part, s.check_part, s.metric, s.before_pick
-        )
+        s.deployed = DeployedErrors(s.engine, s.fit_part, s.check_part, s.metric, s.before_pick)
     top = s.float_metric if s.float_metric is not None else math.inf
     scored = []
     both: list[tuple[float, float]] = []  # (error on the fitted rows, the deciding error)
