@@ -121,14 +121,29 @@ def identity_head() -> onnx.ModelProto:
     return m
 
 
-def test_the_picked_output_error_is_the_tensor_before_the_pick() -> None:
-    """The rows of det swap under W8A8; its error is raw's (the candidates before the
-    TopK), while run_outputs (what the export's checks compare) still gives det itself."""
+def ties_engine() -> Engine:
+    """An engine of :func:`identity_head` on :func:`near_ties`, its float reference run."""
     loaded = from_proto(identity_head())
     data = Dataset.from_arrays(loaded.info, {"x": near_ties()}, calibration_fraction=0.5)
     engine = Engine(loaded, data, device="cpu")
     drain(engine.prepare())
-    plan = Plan.preset(loaded.info, "W8A8")
+    return engine
+
+
+def search_state(engine: Engine) -> SearchState:
+    """The search's state with its references set, as a run without a metric sets it."""
+    s = SearchState(engine, SearchOptions(Budget(size_ratio=0.5)))
+    s.set_parts()
+    s.metric = None  # as runner.py sets it without a metric or labels
+    return s
+
+
+def test_the_picked_output_error_is_the_tensor_before_the_pick() -> None:
+    """The rows of det swap under W8A8; its error is raw's (the candidates before the
+    TopK), while run_outputs (what the export's checks compare) still gives det itself."""
+    engine = ties_engine()
+    info = engine.info
+    plan = Plan.preset(info, "W8A8")
     ev = engine.evaluate(plan)
     det, raw = ev.outputs["det"], ev.outputs["raw"]
     assert engine.measured_on == {"det": "raw"}
@@ -136,7 +151,7 @@ def test_the_picked_output_error_is_the_tensor_before_the_pick() -> None:
     assert det.error == raw.error and det.error.sqnr_db > 30
     # compared position by position, det reads the swapped rows (the old number)
     real = engine.run_outputs(plan)["det"]
-    ref = engine.run_outputs(Plan(loaded.info))["det"]
+    ref = engine.run_outputs(Plan(info))["det"]
     assert real[0].shape == (1, 4, 5)
     swapped = metrics.tensor_error(np.concatenate(ref), np.concatenate(real))
     assert swapped.sqnr_db < det.error.sqnr_db - 10, (swapped.sqnr_db, det.error.sqnr_db)
@@ -165,20 +180,16 @@ def test_eval_says_which_tensor_the_error_compares(tmp_path: Path, capsys) -> No
 def test_the_search_measures_plans_before_the_pick() -> None:
     """The search's output error (its fitted feeds) reads det's candidates before the TopK:
     the same number as raw's, not the swapped rows'."""
-    loaded = from_proto(identity_head())
-    data = Dataset.from_arrays(loaded.info, {"x": near_ties()}, calibration_fraction=0.5)
-    engine = Engine(loaded, data, device="cpu")
-    drain(engine.prepare())
-    s = SearchState(engine, SearchOptions(Budget(size_ratio=0.5)))
-    s.set_parts()
-    s.metric = None  # as the run sets it without a metric or labels (runner.py)
+    engine = ties_engine()
+    info = engine.info
+    s = search_state(engine)
     assert s.ref["det"].shape == s.ref["raw"].shape  # raw's values under det's name
-    plan = Plan.preset(loaded.info, "W8A8")
+    plan = Plan.preset(info, "W8A8")
     error, _metric = s._measure(plan)
     got = concat_outputs(engine.run_outputs(plan, s.split.fit, before_pick=True))
     assert error == output_error(s.ref, got)
     # det alone: its candidates before the pick against its swapped rows (the old number)
-    real_ref = concat_outputs(engine.run_outputs(Plan(loaded.info), s.split.fit))
+    real_ref = concat_outputs(engine.run_outputs(Plan(info), s.split.fit))
     real = concat_outputs(engine.run_outputs(plan, s.split.fit))
     before = output_error({"det": s.ref["det"]}, got)
     assert output_error({"det": real_ref["det"]}, real) > 5 * before
@@ -188,14 +199,10 @@ def test_the_search_measures_plans_before_the_pick() -> None:
 def test_the_search_compares_exports_before_the_pick_too() -> None:
     """The search's check of exports in plain ONNX Runtime (deployed.py) reads the same
     tensor: the export exposes raw for det, so its error is the simulation's."""
-    loaded = from_proto(identity_head())
-    data = Dataset.from_arrays(loaded.info, {"x": near_ties()}, calibration_fraction=0.5)
-    engine = Engine(loaded, data, device="cpu")
-    drain(engine.prepare())
-    s = SearchState(engine, SearchOptions(Budget(size_ratio=0.5)))
-    s.set_parts()
-    s.metric = None
-    plan = Plan.preset(loaded.info, "W8A8")
+    engine = ties_engine()
+    info = engine.info
+    s = search_state(engine)
+    plan = Plan.preset(info, "W8A8")
     simulated, _ = s._measure(plan)
     deployed = DeployedErrors(engine, s.fit_part, None, None, before_pick=True).error(plan)
     assert deployed is not None
