@@ -28,6 +28,7 @@ from bitlens.core.compare import render_model_comparison, render_plan_comparison
 from bitlens.core.compute import compute_of, describe_totals
 from bitlens.core.engine.engine import DIVERGENCE_DB
 from bitlens.core.export import accounting
+from bitlens.core.model.selected_outputs import picked_text
 from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import PRESETS, Plan
 from bitlens.core.plan_schema import read_json_file
@@ -257,6 +258,8 @@ def render(ev: Evaluation) -> str:
             f"output {o.name}: SQNR {fmt_db(o.error.sqnr_db)} dB, cosine {o.error.cosine:.5f}, "
             f"max abs {o.error.max_abs:.4g}, rel L2 {o.error.rel_l2:.4g}{extra}"
         )
+        if o.measured_on:
+            lines.append(f"  {picked_text(o.measured_on)}")
         if o.shape_differs:
             lines.append(
                 f"  its shape depends on the data and differs from float's on "

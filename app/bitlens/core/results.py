@@ -46,6 +46,9 @@ class OutputResult:
     # where the output's shape depends on the data and differs from float's: how many
     # evaluation samples and the first pair of shapes (compared zero-padded; metrics.py)
     shape_differs: str | None = None
+    # an output whose rows a TopK/NMS picks: the tensor before the pick its error compares
+    # (Engine.measured_on)
+    measured_on: str | None = None
 
 
 @dataclass(frozen=True)

@@ -151,17 +151,22 @@ def evaluate_with(engine: Engine, plan: Plan, metric: Metric | None) -> Evaluati
     return replace(ev, task_metric={**ev.task_metric, **metric_values(engine, plan, metric)})
 
 
-# engine -> float outputs on its evaluation samples, computed once per engine (and data).
-_REFERENCE: WeakKeyDictionary[Engine, dict[str, np.ndarray]] = WeakKeyDictionary()
+# engine -> (before_pick -> float outputs on its evaluation samples), computed once per
+# engine (and data).
+_REFERENCE: WeakKeyDictionary[Engine, dict[bool, dict[str, np.ndarray]]] = WeakKeyDictionary()
 
 
-def reference_outputs(engine: Engine) -> dict[str, np.ndarray]:
-    """The float model's outputs on the evaluation samples (cached per engine)."""
+def reference_outputs(engine: Engine, before_pick: bool = False) -> dict[str, np.ndarray]:
+    """The float model's outputs on the evaluation samples (cached per engine);
+    ``before_pick``: as Engine.run_outputs'."""
     from bitlens.core.plan import Plan as _Plan
 
-    ref = _REFERENCE.get(engine)
+    kept = _REFERENCE.setdefault(engine, {})
+    ref = kept.get(before_pick)
     if ref is None:
-        ref = _REFERENCE[engine] = concat_outputs(engine.run_outputs(_Plan(engine.info)))
+        ref = kept[before_pick] = concat_outputs(
+            engine.run_outputs(_Plan(engine.info), before_pick=before_pick)
+        )
     return ref
 
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from bitlens.core.model.selected_outputs import picked_text
 from bitlens.gui import colors
 from bitlens.gui.document import Document
 from bitlens.gui.series import divergence_counts
@@ -103,7 +104,7 @@ class OutputsView(QWidget):
         self.table.setRowCount(len(outputs))
         for i, out in enumerate(outputs):
             cells = (
-                out.name,
+                out.name if out.measured_on is None else f"{out.name} (before its pick)",
                 fmt_db(out.error.sqnr_db),
                 f"{out.error.cosine:.5f}",
                 fmt_percent(out.top1_agreement),
@@ -113,7 +114,9 @@ class OutputsView(QWidget):
                 it = QTableWidgetItem(text)
                 if j == 1:
                     colors.paint_error(it, out.error.sqnr_db)
-                if out.shape_differs:
+                if out.measured_on:
+                    it.setToolTip(picked_text(out.measured_on))
+                elif out.shape_differs:
                     it.setToolTip(
                         f"The shape of this output depends on the data and differs from "
                         f"float's on {out.shape_differs}: compared zero-padded"

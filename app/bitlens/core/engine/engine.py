@@ -197,7 +197,7 @@ class Engine(
         sim, sess = self._session_for({})
         # Topological-ish order, so a NaN is reported where it first appears.
         fetch = list(
-            dict.fromkeys([*sim.activations, *sim.layer_outputs.values(), *self._output_names])
+            dict.fromkeys([*sim.activations, *sim.layer_outputs.values(), *self._output_fetch])
         )
         every_feed = set(sim.activations)
         # On the calibration feeds, also the min and max of every other float tensor: a
@@ -389,18 +389,22 @@ class Engine(
         return [t.name for t in self.info.outputs if is_tensor_value(t)]
 
     def run_outputs(
-        self, plan: Plan, samples: Sequence[int] | None = None
+        self, plan: Plan, samples: Sequence[int] | None = None, *, before_pick: bool = False
     ) -> dict[str, list[np.ndarray]]:
-        """Model outputs under ``plan`` for the given feeds (default: the evaluation feeds)."""
+        """Model outputs under ``plan`` for the given feeds (default: the evaluation feeds).
+        ``before_pick``: an output of :attr:`measured_on` holds the tensor its rows are
+        picked from instead (what its error compares); the export's checks read the real
+        outputs."""
         self._ensure_ref()
         idx = self.data.evaluation if samples is None else samples
         placed = self.placement(plan)
         _sim, sess = self._session_for(*self._structure_of(plan))
         feeds = self._plan_feeds(plan, placed)
+        names = self._fetched_for(before_pick)
         out: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
         floor = self._arena.floor
         for k, i in enumerate(idx):
-            values = self._run(sess, self._output_names, {**self.data.samples[i], **feeds})
+            values = self._run(sess, names, {**self.data.samples[i], **feeds})
             for n, v in zip(self._output_names, values, strict=True):
                 out[n].append(v)
             del values
@@ -443,7 +447,7 @@ class Engine(
         # order): outputs upstream of every change are reused, neither fetched nor measured.
         keys = self._prefix_keys(plan)
         todo = [n for n in layer_out if keys[n] not in self._acc]
-        got: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
+        got: dict[str, list[np.ndarray]] = {n: [] for n in self._output_fetch}
         measures = {n: metrics.SampleErrors() for n in todo}
         # A feed (two, see _runs) at a time: each fetched layer output is measured and dropped.
         # Only the part of the graph after the first change runs when the values entering
@@ -460,7 +464,7 @@ class Engine(
         self._arena.maybe_release()
         last = self.data.evaluation[-1] if self.data.evaluation else None
         for i, values in self._plan_runs(skey, sim, whole, plan, feeds, todo):
-            for n in self._output_names:
+            for n in self._output_fetch:
                 got[n].append(values[n])
             rows = batch_of(self.data.samples[i])
             pairs = [
@@ -502,9 +506,7 @@ class Engine(
                 + self.recovery.extra_bytes(layer, choice),
             )
         ev = self.data.evaluation
-        outputs = {
-            n: self._output_result(n, [ref[n][i] for i in ev], got[n]) for n in self._output_names
-        }
+        outputs = {n: self._output_result(n, ref, got, ev) for n in self._output_names}
         formats = tuple(plan[n].weight for n in self.info.layer_names)
         before, after = self._stored_bytes(formats, kernels)
         extra = sum(self.recovery.extra_bytes(la, plan[la.name]) for la in self.info.layers)

@@ -4,12 +4,14 @@ scores; accuracy when labels are given)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import cached_property
 
 import numpy as np
 
 from bitlens.core import metrics
+from bitlens.core.model.selected_outputs import before_pick
 from bitlens.core.output_kind import class_score_axes, label_outputs
 from bitlens.core.results import OutputResult
 from bitlens.core.usermetric import concat
@@ -34,6 +36,32 @@ class OutputMetrics:
         return label_outputs(self.model.graph_proto.graph, self._output_names)
 
     @cached_property
+    def measured_on(self) -> dict[str, str]:
+        """Output -> the tensor its error is measured on, for an output whose rows a TopK or
+        NonMaxSuppression picks (model/selected_outputs.py): near-equal candidates swap
+        places under quantization, so compared position by position such an output says
+        nothing (isbnx's YOLO26n: 1.1 dB at W8A8 while its first box moved 2 px); the
+        candidates before the pick are compared instead, every one at its own position.
+        Only an output picked from one float tensor is measured so."""
+        types = {t.name: t.dtype for t in self.info.outputs}
+        found = before_pick(self.model.graph_proto.graph)
+        return {
+            n: found[n][0]
+            for n in self._output_names
+            if len(found.get(n, ())) == 1 and types.get(n) in FLOAT_TYPES
+        }
+
+    @cached_property
+    def _output_fetch(self) -> list[str]:
+        """The outputs and the tensors measured for them, each once."""
+        return list(dict.fromkeys([*self._output_names, *self.measured_on.values()]))
+
+    def _fetched_for(self, before_pick: bool) -> list[str]:
+        """The tensor fetched for each output: the measured one when ``before_pick``."""
+        on = self.measured_on if before_pick else {}
+        return [on.get(n, n) for n in self._output_names]
+
+    @cached_property
     def _error_output(self) -> str:
         """The output one number of error is read at (the sweep): the first float one. A
         sentence-transformers export passes its integer ``input_ids`` through as output 0,
@@ -42,8 +70,20 @@ class OutputMetrics:
         return (floats or self._output_names)[0]
 
     def _output_result(
-        self, name: str, ref: list[np.ndarray], got: list[np.ndarray]
+        self, name: str, ref, got: Mapping[str, list[np.ndarray]], feeds: Sequence[int]
     ) -> OutputResult:
+        """Errors of output ``name`` (of the tensor before its pick, see measured_on) from
+        the float reference ``ref[tensor][feed]`` and the plan's values ``got[tensor]``."""
+        on = self.measured_on.get(name)
+        tensor = on or name
+        res = self._errors_of(name, [ref[tensor][i] for i in feeds], got[tensor], not on)
+        return replace(res, measured_on=on) if on else res
+
+    def _errors_of(
+        self, name: str, ref: list[np.ndarray], got: list[np.ndarray], judged: bool = True
+    ) -> OutputResult:
+        """``judged``: read as class scores or labels where the output is one (not the
+        candidates before a pick)."""
         differ = [(r.shape, g.shape) for r, g in zip(ref, got, strict=True) if r.shape != g.shape]
         note = None
         if differ:
@@ -55,9 +95,9 @@ class OutputMetrics:
         for r_i, g_i in zip(ref, got, strict=True):
             sums.add(r_i, g_i)
         err = sums.result()
-        axis = self.class_score_axes.get(name)
+        axis = self.class_score_axes.get(name) if judged else None
         res = OutputResult(name, err, shape_differs=note)
-        if name in self._label_outputs:  # the fraction of positions that keep their label
+        if judged and name in self._label_outputs:  # the positions that keep their label
             same = sum(int(np.sum(r_i == g_i)) for r_i, g_i in zip(ref, got, strict=True))
             total = sum(int(np.size(r_i)) for r_i in ref)
             return replace(res, top1_agreement=same / total if total else 1.0)

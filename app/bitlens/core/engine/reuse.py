@@ -78,7 +78,7 @@ class PrefixRuns:
         samples = self.data.samples
         ev = list(self.data.evaluation if indices is None else indices)
         wanted = list(
-            dict.fromkeys([*self._output_names, *(sim.layer_outputs[n] for n in todo)])
+            dict.fromkeys([*self._output_fetch, *(sim.layer_outputs[n] for n in todo)])
         )
         cuts = self._cuts.get(skey) if self.reuse_prefix else None
         if cuts is None:
@@ -143,7 +143,7 @@ class PrefixRuns:
                 store.put(key(t), gathered[t])
 
     def plan_outputs(
-        self, plan: Plan, indices: Sequence[int] | None = None
+        self, plan: Plan, indices: Sequence[int] | None = None, *, before_pick: bool = False
     ) -> dict[str, list[np.ndarray]]:
         """Model outputs under ``plan`` on the feeds ``indices`` (default: the evaluation
         feeds), as ``run_outputs`` gives them, but run from the kept values entering the
@@ -151,7 +151,7 @@ class PrefixRuns:
         change at a time: on a 102-conv detector a change near the end ran the whole model,
         and a new quantizer structure built a whole-model session; here only the part
         holding the change is built). Call ``forget_kept_values`` when the feeds at these
-        indices change."""
+        indices change. ``before_pick``: as ``run_outputs``'."""
         self._ensure_ref()
         placed = self.placement(plan)
         structure = self._structure_of(plan)
@@ -159,9 +159,10 @@ class PrefixRuns:
         feeds = self._plan_feeds(plan, placed)
         whole = lambda: self._session_for(*structure)[1]  # noqa: E731
         out: dict[str, list[np.ndarray]] = {n: [] for n in self._output_names}
+        fetched = self._fetched_for(before_pick)
         for _i, values in self._plan_runs(skey, sim, whole, plan, feeds, (), indices):
-            for n in self._output_names:
-                out[n].append(values[n])
+            for n, t in zip(self._output_names, fetched, strict=True):
+                out[n].append(values[t])
         return out
 
     def forget_kept_values(self) -> None:

@@ -367,8 +367,9 @@ class SimBase:
         return {v.name: v for v in self.outputs}
 
 
-def sim_base(proto: onnx.ModelProto, info: ModelInfo) -> SimBase:
-    """The shared part of every simulation graph of ``proto`` (see :class:`SimBase`)."""
+def sim_base(proto: onnx.ModelProto, info: ModelInfo, expose: Sequence[str] = ()) -> SimBase:
+    """The shared part of every simulation graph of ``proto`` (see :class:`SimBase`);
+    ``expose``: further tensors every simulation graph fetches."""
     model, left_out = copy_without_weights(proto, info)
     weights_to_inputs(model, info, left_out)
     g = model.graph
@@ -387,7 +388,7 @@ def sim_base(proto: onnx.ModelProto, info: ModelInfo) -> SimBase:
                 activations.append(a)
     existing = {v.name for v in g.output}
     outputs: list[onnx.ValueInfoProto] = []
-    for t in [*layer_outputs.values(), *activations]:
+    for t in [*layer_outputs.values(), *activations, *expose]:
         if t not in existing:
             existing.add(t)
             outputs.append(_value_info_for(info, t))

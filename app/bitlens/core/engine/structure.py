@@ -153,7 +153,9 @@ class Structures:
         """What every structure's simulation graph shares (rewrite.sim_base), with the
         external tensors it still refers to read in once: external weights stay in their
         files (fed from memory maps), the copies of it carry the rest."""
-        base = rewrite.sim_base(self.model.graph_proto, self.info)
+        base = rewrite.sim_base(
+            self.model.graph_proto, self.info, tuple(self.measured_on.values())
+        )
         self.model.materialize(base.model)
         return base
 

@@ -145,7 +145,7 @@ class Sweep:
                         ahead = prep.submit(prepare, k + 1)
                 sums = self._sweep_window(pool, runner, sess, window, per_format, outs[name])
                 del per_format
-                at = None if outs[name] == self._error_output else outs[name]
+                at = None if outs[name] == self._read_at else outs[name]
                 for fmt, err in zip(window, sums, strict=True):
                     entries.append(
                         SweepEntry(name, fmt.name, err, weight_bytes_after(layer, fmt), at)
@@ -158,6 +158,11 @@ class Sweep:
         self._release_float_weights()
         entries.sort(key=lambda e: e.output.sqnr_db)
         return entries
+
+    @property
+    def _read_at(self) -> str:
+        """The tensor the default output's error is read at (the tensor before its pick)."""
+        return self.measured_on.get(self._error_output, self._error_output)
 
     def _room_for_sweep(self) -> None:
         """Drop what re-evaluation keeps and the sweep never reads: the values kept at layer
@@ -203,7 +208,8 @@ class Sweep:
                 if reached & read:
                     reached.update(node.output)
             out[name] = next((o for o in floats if o in reached), default)
-        return out
+        # an output whose rows a TopK/NMS picks is read before the pick (Engine.measured_on)
+        return {name: self.measured_on.get(o, o) for name, o in out.items()}
 
     def _sweep_window(self, pool, runner, sess, window, per_format, out_name: str) -> list:
         """Output ``out_name``'s error with each format of ``window`` (its weight feeds in

@@ -55,8 +55,8 @@ from bitlens.core.model.rawspill import (
     reattach,
     spill_raw,
 )
+from bitlens.core.model.selected_outputs import before_pick, selected_outputs
 from bitlens.core.model.selected_outputs import note as selected_note
-from bitlens.core.model.selected_outputs import selected_outputs
 from bitlens.core.model.stored_grid import note as stored_grid_note
 from bitlens.core.model.stored_grid import stored_grids
 from bitlens.core.model.tensors import as_float, constant_value, to_numpy
@@ -399,7 +399,8 @@ def _iter_finish(
         notes.append(loop_note)
     if half_note := half_activations_note(info):
         notes.append(half_note)
-    if info.layers and (picked_note := selected_note(selected_outputs(proto.graph))):
+    picked = selected_outputs(proto.graph) if info.layers else {}
+    if picked and (picked_note := selected_note(picked, before_pick(proto.graph))):
         notes.append(picked_note)
     if notes:
         info = replace(info, notes=tuple(notes))

@@ -27,6 +27,13 @@ def selected_outputs(graph: onnx.GraphProto) -> dict[str, str]:
     GatherND (through any arithmetic on them), and the gathered values reach the output. The
     positions themselves as an output (a classifier's top-5 labels) are not listed: they are
     compared as labels."""
+    _picked, chosen = _trace(graph)
+    return {o.name: chosen[o.name] for o in graph.output if o.name in chosen}
+
+
+def _trace(graph: onnx.GraphProto) -> tuple[dict[str, str], dict[str, str]]:
+    """(tensors derived from picked positions, tensors holding values the positions chose),
+    each -> the picker node."""
     picked: dict[str, str] = {}  # tensor derived from picked positions -> picker node
     chosen: dict[str, str] = {}  # tensor holding values the positions chose -> picker node
     for node in graph.node:  # ONNX graphs are topologically sorted
@@ -47,16 +54,77 @@ def selected_outputs(graph: onnx.GraphProto) -> dict[str, str]:
                 chosen.setdefault(out, by_value[0])
             if by_position and node.op_type not in _GATHERS:
                 picked.setdefault(out, by_position[0])
-    return {o.name: chosen[o.name] for o in graph.output if o.name in chosen}
+    return picked, chosen
 
 
-def note(selected: dict[str, str]) -> str | None:
-    """One line naming each such output and the node that picks its rows."""
+def before_pick(graph: onnx.GraphProto) -> dict[str, tuple[str, ...]]:
+    """Each output of :func:`selected_outputs` -> the tensors its rows are picked from:
+    the data inputs of the gathers whose picked positions choose its values, followed back
+    through earlier picks (YOLO26 gathers again among the rows its first TopK gathered).
+    Sources that are together every output of one Split are read as the Split's input:
+    YOLO26n splits its ``[1, 8400, 4 + classes]`` candidates into boxes and scores and
+    gathers from both, so its ``output0`` is picked from that one tensor."""
+    picked, chosen = _trace(graph)
+    producer = {o: n for n in graph.node for o in n.output if o}
+    found: dict[str, tuple[str, ...]] = {}
+    for out in (o.name for o in graph.output if o.name in chosen):
+        sources: list[str] = []
+        stack, seen = [out], {out}
+        while stack:
+            node = producer.get(stack.pop())
+            if node is None:
+                continue
+            # indices derived from a pick: positions (picked), or positions gathered by
+            # positions (chosen: YOLO26's second gather takes the first pick's rows)
+            by_pick = len(node.input) > 1 and (node.input[1] in picked or node.input[1] in chosen)
+            if node.op_type in _GATHERS and by_pick:
+                data = node.input[0]
+                if data not in chosen:  # positions gathered (data in picked) are no values
+                    if data not in picked and data not in sources:
+                        sources.append(data)
+                    continue
+                ahead = [data]
+            else:
+                ahead = [i for i in node.input if i in chosen]
+            for t in ahead:
+                if t not in seen:
+                    seen.add(t)
+                    stack.append(t)
+        node = producer.get(sources[0]) if sources else None
+        if (
+            node is not None
+            and all(producer.get(t) is node for t in sources)
+            and node.op_type == "Split"
+            and set(sources) == {o for o in node.output if o}
+        ):
+            sources = [node.input[0]]
+        if sources:
+            found[out] = tuple(sources)
+    return found
+
+
+def picked_text(tensor: str) -> str:
+    """What an output's error measured before its pick says (eval, the window)."""
+    return (
+        f"its rows are picked by score: the error compares {tensor!r}, the candidates "
+        "before the pick, each at its own position"
+    )
+
+
+def note(selected: dict[str, str], before: dict[str, tuple[str, ...]]) -> str | None:
+    """One line naming each such output, the node that picks its rows and, where it is
+    picked from one tensor (``before``, :func:`before_pick`), the tensor its error compares
+    instead (Engine.measured_on)."""
     if not selected:
         return None
     named = ", ".join(f"{out!r} (by {node!r})" for out, node in selected.items())
-    return (
+    measured = {o: t[0] for o, t in before.items() if o in selected and len(t) == 1}
+    head = (
         f"output(s) {named} hold rows picked by score: quantization moves the scores, so "
-        "near-equal candidates swap places and the error compares different rows there, "
-        "worse than the rows picked first; judge it by the picked results"
+        "near-equal candidates swap places and compared position by position the output "
+        "compares different rows"
     )
+    if len(measured) == len(selected):
+        on = ", ".join(f"{o!r} on {t!r}" for o, t in measured.items())
+        return f"{head}; its error is measured on the candidates before the pick: {on}"
+    return f"{head}, worse than the rows picked first; judge it by the picked results"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import onnx
 
 from bitlens.core.engine import Engine
 from bitlens.core.errors import BitlensError
@@ -83,6 +84,7 @@ class DeployedErrors:
         check: Part | None = None,
         metric: Metric | None = None,
         prepare: Callable[[Plan], Prepared] | None = None,
+        before_pick: bool = False,
     ):
         self.engine = engine
         # the export's preflight for a plan (FileSizes.prepared: its opset conversion
@@ -90,6 +92,10 @@ class DeployedErrors:
         self.prepare = prepare
         self.parts = (fit,) if check is None or not check.feeds else (fit, check)
         self.metric = metric
+        # the parts' references hold the tensors before the picks (Engine.measured_on):
+        # the exports expose them too, or are compared on real references (_real_parts)
+        self._before = dict(engine.measured_on) if before_pick else {}
+        self._real: tuple[Part, ...] | None = None
         self._errors: dict[Plan, tuple[Scored, ...] | None] = {}
 
     def error(self, plan: Plan) -> Scored | None:
@@ -115,12 +121,13 @@ class DeployedErrors:
                 path = Path(tmp) / "plan.onnx"
                 prepared = None if self.prepare is None else self.prepare(plan)
                 drain(export(engine, plan, path, None, prepared))
+                fetch, parts = self._exposed(path, names)
                 sess = open_session(str(path), list(engine.providers), mode="deployed")
                 scores = []
-                for part in self.parts:
+                for part in parts:
                     got: dict[str, list[np.ndarray]] = {n: [] for n in names}
                     for i in part.feeds:
-                        values = sess.run(names, engine.data.samples[i])
+                        values = sess.run(fetch, engine.data.samples[i])
                         for n, v in zip(names, values, strict=True):
                             got[n].append(v)
                     scores.append(score(concat_outputs(got), part, self.metric))
@@ -130,6 +137,32 @@ class DeployedErrors:
             err = None
         self._errors[plan] = err
         return err
+
+    def _exposed(self, path: Path, names: list[str]) -> tuple[list[str], tuple[Part, ...]]:
+        """What to fetch from the export at ``path`` for each output, and the parts to
+        compare it on: each picked output's tensor before the pick, added to the export's
+        outputs (the search's own temporary file), where the export computes it under its
+        name; else the outputs themselves against the float model's real outputs."""
+        if not self._before:
+            return names, self.parts
+        model = onnx.load(str(path), load_external_data=False)
+        produced = {o for node in model.graph.node for o in node.output}
+        if not set(self._before.values()) <= produced:
+            if self._real is None:
+                engine, float_plan = self.engine, Plan(self.engine.info)
+                self._real = tuple(
+                    replace(p, reference=concat_outputs(engine.run_outputs(float_plan, p.feeds)))
+                    for p in self.parts
+                )
+            return names, self._real
+        exposed = {v.name for v in model.graph.output}
+        model.graph.output.extend(
+            onnx.helper.make_empty_tensor_value_info(t)
+            for t in dict.fromkeys(self._before.values())
+            if t not in exposed
+        )
+        onnx.save(model, str(path))
+        return [self._before.get(n, n) for n in names], self.parts
 
 
 def score(out: dict[str, np.ndarray], part: Part, metric: Metric | None) -> Scored:
@@ -166,7 +199,7 @@ def deployed_choice(
         # one per search, its passes included: they compare on the same feeds
         if s.shared.deployed is None:
             s.shared.deployed = DeployedErrors(
-                s.engine, s.fit_part, s.check_part, s.metric, s.size.prepared
+                s.engine, s.fit_part, s.check_part, s.metric, s.size.prepared, s.before_pick
             )
         s.deployed = s.shared.deployed
     top = s.float_metric if s.float_metric is not None else math.inf

@@ -67,7 +67,10 @@ def sensitivities(
     or accuracy with labels) and bytes saved. Formats a layer cannot take are skipped.
     Returns the entries worst first (highest output error)."""
     yield from engine.prepare()
-    ref = reference_outputs(engine)
+    # the error of an output whose rows a TopK/NMS picks is read before the pick
+    # (Engine.measured_on); the user's metric reads the outputs themselves
+    before = metric is None
+    ref = reference_outputs(engine, before)
     labels = engine.data.eval_labels
     metric = metric or default_metric(ref, labels)
     wfmts = _parse_all(weight_formats, "weight") if weight_formats else []
@@ -86,7 +89,8 @@ def sensitivities(
             if fmt is not None and _fits(layer, fmt):
                 trials.append(("activation", fmt.name, LayerChoice(None, fmt), 0))
         for kind, label, choice, saved in trials:
-            got = concat_outputs(engine.plan_outputs(Plan(engine.info, {name: choice})))
+            plan = Plan(engine.info, {name: choice})
+            got = concat_outputs(engine.plan_outputs(plan, before_pick=before))
             value = None if metric is None else metric(got, ref, labels)
             out.append(Sensitivity(name, kind, label, output_error(ref, got), value, saved))
         yield Progress(i + 1, len(names), f"sensitivity: {name}")

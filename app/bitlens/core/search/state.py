@@ -102,6 +102,15 @@ class SearchState:
     def _error(self, got: Mapping[str, np.ndarray]) -> float:
         return output_error(self.ref, got)
 
+    @property
+    def before_pick(self) -> bool:
+        """Whether an output whose rows a TopK/NMS picks is compared before the pick
+        (Engine.measured_on): unless the user's metric reads the outputs themselves."""
+        return self.opts.metric is None
+
+    def _outputs(self, plan: Plan, feeds) -> dict[str, list[np.ndarray]]:
+        return self.engine.run_outputs(plan, feeds, before_pick=self.before_pick)
+
     def set_parts(self) -> None:
         """The float model's outputs and the labels on the fitted and held-back feeds:
         ``ref`` and ``labels`` are the fitted part's, which every plan is measured on."""
@@ -111,9 +120,10 @@ class SearchState:
             if not feeds:
                 ref = {}
             elif feeds == tuple(data.evaluation):
-                ref = reference_outputs(self.engine)  # cached per engine
+                ref = reference_outputs(self.engine, self.before_pick)  # cached per engine
             else:
-                ref = concat_outputs(self.engine.run_outputs(Plan(self.info), feeds))
+                float_plan = Plan(self.info)
+                ref = concat_outputs(self._outputs(float_plan, feeds))
             parts.append(Part(feeds, ref, labels_of(data, feeds)))
         self.fit_part = parts[0]
         self.check_part = parts[1] if self.split.check else None
@@ -125,7 +135,7 @@ class SearchState:
         if part is None:
             return None
         self.evaluations += 1
-        got = concat_outputs(self.engine.run_outputs(plan, part.feeds))
+        got = concat_outputs(self._outputs(plan, part.feeds))
         return score(got, part, self.metric)
 
     def effective(self, plan: Plan) -> float:
@@ -135,7 +145,7 @@ class SearchState:
         for part in (self.fit_part, self.check_part):
             if part is None or not part.feeds:
                 continue
-            got = concat_outputs(self.engine.run_outputs(plan, part.feeds))
+            got = concat_outputs(self._outputs(plan, part.feeds))
             self.evaluations += 1
             for name, ref in part.reference.items():
                 if np.issubdtype(ref.dtype, np.floating):
@@ -149,7 +159,9 @@ class SearchState:
         if hit is not None:
             return hit
         # from the values kept upstream of the plan's first change (plans differ in a layer)
-        got = concat_outputs(self.engine.plan_outputs(plan, self.split.fit))
+        got = concat_outputs(
+            self.engine.plan_outputs(plan, self.split.fit, before_pick=self.before_pick)
+        )
         self.evaluations += 1
         metric = None if self.metric is None else self.metric(got, self.ref, self.labels)
         hit = self.shared.measured[plan] = (self._error(got), metric)
