@@ -44,9 +44,9 @@ def test_second_pass_measures_and_exports_nothing_twice(monkeypatch) -> None:
     builds: Counter = Counter()
     plan_outputs = engine.plan_outputs
 
-    def counted_outputs(plan, indices=None):
+    def counted_outputs(plan, indices=None, **kw):
         runs[(plan, tuple(indices or ()))] += 1
-        return plan_outputs(plan, indices)
+        return plan_outputs(plan, indices, **kw)
 
     engine.plan_outputs = counted_outputs  # type: ignore[method-assign]
 
