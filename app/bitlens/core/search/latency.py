@@ -27,8 +27,9 @@ activation 8-bit unsigned per tensor, and no plan it returns predicts slower tha
 with ``W8A8``). A size budget too small for the locked layers' formats frees more of them,
 those with the most bytes per saved time first: the budget comes first, speed where it can
 (and where the real exports still do not fit, the search runs again without the limit). Where the
-default limit's search returns the same-size preset itself, the weights-only search runs
-as it did before, and its plan, at the float model's speed, says so (core/search/runner.py).
+default limit's search returns the same-size preset itself, or W8A8's predicted saving is
+marginal (MARGINAL), the weights-only search runs too, and its plan, at the float model's
+speed, says so (core/search/runner.py).
 
 Below MIN_MACS per sample nothing is steered: there ONNX Runtime's per-node work outweighs
 the arithmetic and W8A8 runs slower than float (measured, interleaved medians, one thread
@@ -57,6 +58,14 @@ from bitlens.core.search.points import Steering
 SLACK = 0.05
 # Models with fewer MACs per sample (in layers W8A8 gives integer kernels) are not steered.
 MIN_MACS = 1_000_000
+# W8A8's predicted time (of the float model's) from which its saving is marginal: the default
+# limits then also let the weights-only search run (core/search/runner.py). Predicted /
+# measured (README "Finding a plan", one thread): at 0.83-1.21 predicted W8A8 measured
+# 0.72-1.47x float (rapidocr-det 0.88 / 0.93-1.05, PP-OCRv5's detector 0.88 / 0.72-0.89,
+# ppocrv6-rec-tiny 0.83 / 1.03-1.40, ppocrv6-det-tiny 1.21 / 1.35-1.47): the model's error
+# there (+-0.2) is the whole predicted saving; at 0.46-0.61 it measured 0.28-0.69x
+# (malviz 0.46, vietcombank-captcha 0.57, open_nsfw 0.61). 0.8 lies between the two groups.
+MARGINAL = 0.8
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,15 @@ class NotSteered:
 
     def steering(self) -> Steering:
         return Steering(self.describe(), self.w8a8, None)
+
+
+def marginal(verdict: Speed | NotSteered) -> bool:
+    """Whether W8A8's predicted saving over float is marginal or none (at or above MARGINAL),
+    where the prediction holds at all (not under MIN_MACS: there W8A8 ran slower than float
+    whatever the model said, and small models are searched once, as before)."""
+    if isinstance(verdict, NotSteered) and verdict.kernel_macs < MIN_MACS:
+        return False
+    return verdict.w8a8 >= MARGINAL
 
 
 def plan_kernels(engine: Engine, plan: Plan) -> set[str]:
