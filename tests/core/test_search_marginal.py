@@ -57,6 +57,9 @@ def test_marginal_saving_also_searches_weights_only_and_keeps_the_better_plan() 
     assert "did better on the held-back feeds and is returned" in steer.text
     assert "\n" not in steer.text
     assert result.to_dict()["steering"]["text"] == steer.text
+    # the panel's short label says what runs, not the limit the returned plan does not keep
+    assert steer.weights_only and result.to_dict()["steering"]["weights_only"]
+    assert steer.short().startswith("weights only, float speed")
 
 
 def test_a_real_saving_or_an_explicit_limit_searches_once() -> None:
@@ -66,6 +69,8 @@ def test_a_real_saving_or_an_explicit_limit_searches_once() -> None:
     assert not marginal(_limit(engine))
     result, _ = _run(engine, Budget(size_ratio=0.3))
     assert result.steering is not None and "marginal" not in result.steering.text
+    assert not result.steering.weights_only
+    assert result.steering.short().startswith("kept to x")
     engine = _engine(pointwise_net(128, 8, dw=True))
     result, yielded = _run(engine, Budget(size_ratio=0.3), max_latency=0.95)
     assert not _second_ran(yielded) and None not in _activations(result)

@@ -55,7 +55,8 @@ def test_a_search_that_does_not_steer_says_so_with_w8a8s_predicted_ratio() -> No
     (line,) = [x for x in render(result, "plan.json").splitlines() if "not steered" in x]
     assert line.strip() == steer.text
     assert result.to_dict()["steering"] == {
-        "steered": False, "w8a8_predicted": verdict.w8a8, "limit": None, "text": steer.text
+        "steered": False, "w8a8_predicted": verdict.w8a8, "limit": None, "text": steer.text,
+        "weights_only": steer.weights_only,
     }  # fmt: skip
 
 

@@ -36,11 +36,18 @@ class Steering:
     text: str
     w8a8: float
     limit: float | None
+    # the plan returned is the weights-only search's, run beside the limited one where
+    # W8A8's predicted saving is marginal (runner._marginal_steering): it runs at float's
+    # speed, whatever the limit
+    weights_only: bool = False
 
     def short(self) -> str:
         """The gist, for a narrow label: the ratios first."""
+        w8a8 = f"W8A8 predicted x{self.w8a8:.2f} of float"
         if self.limit is None:
-            return f"not steered: W8A8 predicted x{self.w8a8:.2f} of float"
+            return f"not steered{', weights only' if self.weights_only else ''}: {w8a8}"
+        if self.weights_only:
+            return f"weights only, float speed: {w8a8}"
         return f"kept to x{self.limit:.2f} of float (W8A8 predicted x{self.w8a8:.2f})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,6 +56,7 @@ class Steering:
             "w8a8_predicted": self.w8a8,
             "limit": self.limit,
             "text": self.text,
+            "weights_only": self.weights_only,
         }
 
 

@@ -195,7 +195,7 @@ def _marginal_steering(steer: Steering, won: bool, first: SearchResult) -> Steer
         if won
         else f"the plan with 8-bit activations did better on {where} and is returned"
     )
-    return replace(steer, text=(
+    return replace(steer, weights_only=won, text=(
         f"{steer.text}; W8A8's predicted saving is marginal (x{steer.w8a8:.2f} of the float "
         f"time, at or above x{MARGINAL:.2f}), so the weights-only search ran too: {kept}"
     ))  # fmt: skip
