@@ -195,10 +195,7 @@ def build(
         model = onnx.ModelProto()
         model.CopyFrom(src)
     taken = used_names(model)
-    base_graph = graph_bytes(model)  # external tensors counted as the file will hold them
-    base_bytes = file_bytes(model, base_graph)
-    # the model unchanged: the source's size is the same measurement
-    source_bytes = file_bytes(src) if converted else base_bytes
+    base_graph, base_bytes, source_bytes = _start_sizes(prepared, model, src)
     base_header = sum(field_bytes(p.ByteSize()) for p in model.metadata_props) + sum(
         field_bytes(o.ByteSize()) for o in model.opset_import
     )
@@ -236,8 +233,9 @@ def build(
         return (yield from build(engine, plan, options, prepared, qm, exact_sizes=True))
 
     state.finish()
-    records = spacetodepth.rewrite(model, engine, qm, records, taken)
-    size_before = file_bytes(model)
+    records, graph = spacetodepth.rewrite(model, engine, qm, records, taken)
+    # the graph as the rewrite left it, where it measured it: not serialized twice
+    size_before = file_bytes(model, graph)
     tensor_records = export_tensor_quantizers(state, qm)
     kernel_outputs = {engine.info.layer(n).outputs[0] for n in kernels}
     if guarded := guard_float_readers(model.graph, kernel_outputs, taken):
@@ -371,6 +369,23 @@ def needed_opset(
                 assert kind is not None
                 need = max(need, quantizers.KIND_MIN_OPSET[kind])
     return need
+
+
+def _start_sizes(
+    prepared: Prepared, model: onnx.ModelProto, src: onnx.ModelProto
+) -> tuple[int, int, int]:
+    """(graph bytes, file bytes) of ``model``, the unchanged start of every build from
+    ``prepared`` (a copy of the source, or the converted model parsed from its file), and the
+    source's file bytes: measured once per preparation."""
+    sizes = prepared.start_sizes
+    if not sizes:
+        # external tensors counted as the file will hold them
+        graph = graph_bytes(model)
+        sizes["graph"], sizes["file"] = graph, file_bytes(model, graph)
+        # the model unchanged: the source's size is the same measurement
+        converted = prepared.converted_file is not None
+        sizes["source"] = file_bytes(src) if converted else sizes["file"]
+    return sizes["graph"], sizes["file"], sizes["source"]
 
 
 def _set_metadata(

@@ -49,6 +49,14 @@ def fused_output(node: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]
     return None
 
 
+def fused_output_in(node: onnx.NodeProto, g: onnx.GraphProto) -> str | None:
+    """:func:`fused_output` of ``node`` in ``g``, whose readers are indexed only for a MatMul
+    (the only op whose answer depends on them): the index is a pass over every node, and
+    an export asks once per quantized layer (on PP-OCRv5's recognizer, 860 nodes, an eighth
+    of the search's export-cost measurements)."""
+    return fused_output(node, consumers_of(g) if node.op_type == "MatMul" else {})
+
+
 def _float_cast(node: onnx.NodeProto) -> bool:
     return node.op_type == "Cast" and any(
         a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in node.attribute

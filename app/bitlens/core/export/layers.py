@@ -23,7 +23,7 @@ from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import int32_bias
 from bitlens.core.export.editing import ExportState, remove_weight
 from bitlens.core.export.graph import GraphBuilder, rename_output
-from bitlens.core.export.guards import consumers_of, fused_output
+from bitlens.core.export.guards import fused_output_in
 from bitlens.core.export.records import ExportOptions, LayerExport
 from bitlens.core.export.weights import (
     CAST,
@@ -102,7 +102,7 @@ def export_layer(
                 b, layer.name, src, fmt, dynamic=choice.dynamic, value_range=lo_hi
             )
             if rec.kind == "qdq" and not kernel and (
-                fused_output(node, consumers_of(state.model.graph)) is not None
+                fused_output_in(node, state.model.graph) is not None
             ):
                 rec = _guard(b, rec, fmt)
             for i, name in enumerate(node.input):

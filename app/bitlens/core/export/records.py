@@ -133,6 +133,12 @@ class Prepared:
     converted_file: SpilledModel | None
     kernels: frozenset[str]
     notes: tuple[str, ...]
+    # Sizes of the model every build from this preparation starts from (the source's, the
+    # copy's graph and file), measured by the first build: each is a whole-model
+    # serialization (upb sizes a message by encoding it), and the search builds dozens of
+    # exports from one preparation (core/search/filesize.py, core/search/overheads.py).
+    # Shared by the copies ``dataclasses.replace`` makes for other kernels.
+    start_sizes: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def converted(self) -> onnx.ModelProto | None:

@@ -111,11 +111,12 @@ def rewrite(
     qm: QuantizedModel,
     records: Mapping[str, LayerExport],
     taken: set[str],
-) -> dict[str, LayerExport]:
+) -> tuple[dict[str, LayerExport], int | None]:
     """Rewrite every eligible stem conv of the finished export; returns the records with
-    the rewrite and the bytes it added (to the layer's ``bytes_file``)."""
+    the rewrite and the bytes it added (to the layer's ``bytes_file``), and the graph's
+    :func:`graph_bytes` as the rewrite leaves it (None where it did not measure it)."""
     if qm.plan.target != targets.ORT_CPU or not available():
-        return dict(records)
+        return dict(records), None
     out = dict(records)
     before: int | None = None  # the graph's size: measured once, then after each rewrite
     for name, rec in records.items():
@@ -132,7 +133,7 @@ def rewrite(
                        "a faster QLinearConv for a few input channels)"),
             )  # fmt: skip
             before = after
-    return out
+    return out, before
 
 
 def _rewrite_one(
