@@ -33,4 +33,16 @@ def test_the_outputs_panel_names_the_tensor_before_the_pick(qtbot, window, tmp_p
     det, raw = rows["det (before its pick)"], rows["raw"]
     assert "compares 'raw'" in table.item(det, 0).toolTip()
     assert table.item(det, 1).text() == table.item(raw, 1).text() != "inf"
+    # no output holds class scores: top-1 and KL are hidden, the names keep the room
+    assert table.isColumnHidden(3) and table.isColumnHidden(4) and not table.isColumnHidden(1)
     screenshot(window, "picked_outputs_1280x720")
+
+
+def test_a_classifier_keeps_its_top1_column(qtbot, window) -> None:
+    """The digits sample's logits are class scores: top-1 and KL stay shown."""
+    window.open_sample("digits_cnn")
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(lambda: window.document.evaluation is not None, timeout=WAIT_MS)
+    table = window.outputs.table
+    assert not table.isColumnHidden(3) and not table.isColumnHidden(4)
+    assert table.item(0, 3).text().endswith("%")

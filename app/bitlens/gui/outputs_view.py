@@ -122,6 +122,12 @@ class OutputsView(QWidget):
                         f"float's on {out.shape_differs}: compared zero-padded"
                     )
                 self.table.setItem(i, j, it)
+        # top-1 and KL judge class scores only: where no output has them their columns go,
+        # so the output's name keeps the room (the dock is ~200 px wide at 1280x720, where
+        # the name was elided to "...")
+        for j in (3, 4):
+            empty = all(self.table.item(i, j).text() == NONE for i in range(len(outputs)))
+            self.table.setColumnHidden(j, empty)
         self.summary.setText(self._summary_text())
         self._fit_height()
 
