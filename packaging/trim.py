@@ -33,7 +33,7 @@ QT_PLUGINS_DROPPED = (
 )
 # Python modules the app never imports whose extension modules link large libraries:
 # Pillow's AVIF (libavif, 4.7 MB; Bitlens reads png/jpg/bmp/gif/tiff/webp, see
-# bitlens.core.data.IMAGE_SUFFIXES), font rendering (freetype + harfbuzz) and colour
+# bitlens.core.media_data.IMAGE_SUFFIXES), font rendering (freetype + harfbuzz) and colour
 # management (lcms2); Qt's network module (gssapi/krb5); OpenSSL (hashlib falls back to
 # Python's built-in sha1/sha256 when _hashlib is missing:
 # https://github.com/python/cpython/blob/3.11/Lib/hashlib.py); readline (interactive only).

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bitlens.core.data import IMAGE_SUFFIXES
+from bitlens.core.media_data import IMAGE_SUFFIXES
 
 BUNDLES = [Path(p) for p in os.environ.get("BITLENS_BUNDLE", "").split(os.pathsep) if p]
 pytestmark = pytest.mark.skipif(

@@ -1,6 +1,6 @@
 """Min-max calibration takes each activation's range from the float reference run, which
 merges every float tensor's min and max over the calibration feeds as it goes
-(engine._finite), instead of reading the kept values back (ranges.Ranges.calibrate): the
+(reference._finite), instead of reading the kept values back (ranges.Ranges.calibrate): the
 same statistics, ranges and evaluations as reading them, spilled or not."""
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bitlens.core.data import Dataset, read_wav, resample
+from bitlens.core.data import Dataset
+from bitlens.core.datafiles import read_wav, resample
 from bitlens.core.errors import DataError
 from bitlens.core.model.loader import from_proto
 from tests.core.engine_models import small_cnn, two_input_stateful

@@ -9,7 +9,7 @@ from onnx import numpy_helper
 from bitlens.core import limits
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, rewrite, weightspill
-from bitlens.core.engine import engine as engine_module
+from bitlens.core.engine import reference as reference_module
 from bitlens.core.engine import session as session_module
 from bitlens.core.formats import sign
 from bitlens.core.model.external import release_pages
@@ -35,8 +35,8 @@ def test_the_default_budget_keeps_one_feed_in_memory_evaluation_feeds_first(
     monkeypatch,
 ) -> None:
     monkeypatch.setenv(limits.ENV_BUDGET, "1G")  # the process budget does not bind here
-    monkeypatch.setattr(engine_module, "REFERENCE_MIN", 0)  # this model's feeds are small
-    monkeypatch.setattr(engine_module, "PREFIX_MIN", 0)
+    monkeypatch.setattr(reference_module, "REFERENCE_MIN", 0)  # this model's feeds are small
+    monkeypatch.setattr(reference_module, "PREFIX_MIN", 0)
     default = _engine(None)
     whole = _engine(1 << 30, default.model)
     plan = Plan.preset(default.info, "W8A8")
@@ -52,7 +52,7 @@ def test_the_default_budget_keeps_one_feed_in_memory_evaluation_feeds_first(
     assert use["in_memory"] + use["spilled"] == all_kept["in_memory"]
     # what stays in memory belongs to the evaluation feeds, which every evaluation reads
     assert {i for _, i in default._store._ram} <= set(default.data.evaluation)
-    # kept prefix values: 0.4 of a feed (engine.PREFIX_FEEDS) against 0.25 (REFERENCE_FEEDS)
+    # kept prefix values: 0.4 of a feed (reference.PREFIX_FEEDS) against 0.25 (REFERENCE_FEEDS)
     assert 3 * use["budget"] // 2 < default._prefix_values.limit <= 8 * use["budget"] // 5 + 2
 
 
@@ -64,8 +64,8 @@ def test_small_activations_are_kept_whole_up_to_the_floors(monkeypatch) -> None:
     plan = Plan.preset(engine.info, "W8A8")
     engine.evaluate(plan)
     use = engine.memory_use()
-    assert use["budget"] == engine_module.REFERENCE_MIN and use["spilled"] == 0
-    assert engine._prefix_values.limit == engine_module.PREFIX_MIN
+    assert use["budget"] == reference_module.REFERENCE_MIN and use["spilled"] == 0
+    assert engine._prefix_values.limit == reference_module.PREFIX_MIN
     changed = plan.with_choices({"mm5": LayerChoice.of("int4 sym ch", "uint8 asym")})
     assert engine.evaluate(changed) == _engine(1 << 30, engine.model).evaluate(changed)
     assert len(engine._tails) == 1  # the change ran from its cut, not the whole graph

@@ -11,7 +11,7 @@ import pytest
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, weightfeeds
-from bitlens.core.engine.engine import _finite
+from bitlens.core.engine.reference import _finite
 from bitlens.core.model import loader
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
@@ -71,7 +71,7 @@ def test_weights_quantized_two_at_a_time_equal_those_quantized_in_turn(
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
 def test_min_max_finiteness_equals_isfinite_and_the_separate_min_max(dtype) -> None:
-    """engine._finite: on a calibration feed, the min and max it merges equal numpy's, and
+    """reference._finite: on a calibration feed, the min and max it merges equal numpy's, and
     it answers as np.isfinite(...).all() for NaN, +-inf and finite values."""
     rng = np.random.default_rng(3)
     values = (rng.standard_normal((5, 7)) * 3).astype(dtype)

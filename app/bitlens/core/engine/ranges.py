@@ -75,7 +75,7 @@ class Ranges:
         for i, a in enumerate(acts):
             if a not in self._stats and a in minmax:
                 # The float reference merged each float tensor's min and max over the
-                # calibration feeds as it ran (engine._finite): the statistics min-max
+                # calibration feeds as it ran (reference._finite): the statistics min-max
                 # needs, without reading the values back (most are spilled to the scratch
                 # file: on the generated CRNN 36 MiB read back through memory maps, 11 ms of
                 # CPU and 1000 page faults per calibration).
