@@ -21,6 +21,7 @@ import pytest
 from bitlens.cli import main
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
+from bitlens.core.errors import SearchError
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from bitlens.core.search import Budget
@@ -57,6 +58,10 @@ def test_a_branch_the_feeds_never_take_keeps_w8a8_and_the_result_says_so() -> No
     assert best[then].weight != w8a8[then].weight  # the branch that runs is searched
     (note,) = [n for n in result.notes if "never ran" in n]
     assert repr(other) in note and repr(then) not in note and "int8 sym ch" in note
+
+    # a budget the kept layer leaves no room for says why (it blamed the user's pins)
+    with pytest.raises(SearchError, match=r"1 layer\(s\) the feeds never ran keep W8A8's weights"):
+        _run(engine, Budget(size_ratio=0.3))
 
 
 def test_the_sweep_says_which_layers_changed_nothing_because_they_never_ran(

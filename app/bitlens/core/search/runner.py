@@ -320,6 +320,7 @@ class _Search(Refinement):
             del self.cands[name]
             self.ctx_weights.pop(name, None)
         self.wlayers = [la for la in self.wlayers if la.name not in self.pins]
+        self.unrun = tuple(names)
         self.notes.append(kept_note(names, self._w8a8))
 
     def _smallest(
