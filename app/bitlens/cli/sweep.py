@@ -27,6 +27,7 @@ from bitlens.core.engine.output_metrics import FLOAT_TYPES
 from bitlens.core.formats import SWEEP_LADDER
 from bitlens.core.results import SweepEntry
 from bitlens.core.shared_weights import shared_notes
+from bitlens.core.unrun_layers import sweep_note, unrun_in_sweep
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     entries: list[SweepEntry] = follow(engine.sweep(args.formats))
     for note in shared_notes(model.info, {e.layer for e in entries}):
         print(f"note: {note}; swept once for all", file=sys.stderr)
+    unrun = unrun_in_sweep(model.info, entries)
+    if unrun:
+        print(f"note: {sweep_note(unrun)}", file=sys.stderr)
     if args.json:
         print(
             dump_json(

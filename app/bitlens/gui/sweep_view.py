@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from bitlens.core.plan import ACTIVATION_CHOICES
 from bitlens.core.results import SweepEntry
 from bitlens.core.search import Sensitivity
+from bitlens.core.unrun_layers import sweep_note, unrun_in_sweep
 from bitlens.gui import colors
 from bitlens.gui.document import Document
 from bitlens.gui.table_fill import sized_once
@@ -140,9 +141,12 @@ class SweepView(QWidget):
                 "Click to select, double-click to apply."
             )
         elif entries:
+            info, weights = self._doc.info, [e for e in entries if isinstance(e, SweepEntry)]
+            unrun = unrun_in_sweep(info, weights) if info is not None else []
             self.note.setText(
                 f"{len(entries)} results. Baseline: the float model (exact output); each cell "
                 "quantizes one layer's weights alone. Click to select, double-click to apply."
+                + (f" Note: {sweep_note(unrun)}." if unrun else "")
             )
 
     def _fill_heat(self, entries: list[Entry]) -> None:

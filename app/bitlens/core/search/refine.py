@@ -69,6 +69,7 @@ class Refinement(WeightPath):
                     f"no plan fits in {limit} bytes: the smallest the candidates reach is "
                     f"{smallest} bytes (pins and the file's other contents included)"
                     + self._speed_hint()
+                    + self._unrun_hint()
                 )
             fits = starts
         cur, self.act = min(fits, key=lambda u: u[0].error)
@@ -126,6 +127,15 @@ class Refinement(WeightPath):
         return (
             f"; the speed limit keeps {len(self.speed.locked)} layer(s) on integer kernels "
             "(--max-latency none lifts it)"
+        )
+
+    def _unrun_hint(self) -> str:
+        """Why fewer bytes were open, where layers the feeds never ran keep W8A8's choice."""
+        if not self.unrun:
+            return ""
+        return (
+            f"; {len(self.unrun)} layer(s) the feeds never ran keep W8A8's weights (feeds that "
+            "take every branch let the search size them; --pin LAYER=FORMAT sets one)"
         )
 
     def _learn_sizes(self, limit: int) -> Generator[Progress, None, None]:

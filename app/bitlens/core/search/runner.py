@@ -35,6 +35,7 @@ from bitlens.core.search.passes import Shared
 from bitlens.core.search.points import Point, SearchResult, Steering, pareto_front
 from bitlens.core.search.refine import Refinement
 from bitlens.core.search.speed import W8A8, with_speed
+from bitlens.core.search.unexercised import kept_note, never_ran
 from bitlens.core.shared_weights import one_per_group, weight_groups
 from bitlens.core.targets import ORT_CPU
 from bitlens.core.usermetric import default_metric
@@ -308,6 +309,20 @@ class _Search(Refinement):
         self.cands.update({n: kept[n] for n in speed.locked})
         self.steering = speed.steering()
 
+    def _keep_unrun(self) -> None:
+        """Layers the feeds never ran keep W8A8's choice (core/search/unexercised.py)."""
+        locked = self.speed.locked if self.speed is not None else ()
+        names = [n for n in never_ran(self.wlayers, self.cands, self.measured) if n not in locked]
+        if not names:
+            return
+        for name in names:
+            self.pins[name] = self._w8a8[name]
+            del self.cands[name]
+            self.ctx_weights.pop(name, None)
+        self.wlayers = [la for la in self.wlayers if la.name not in self.pins]
+        self.unrun = tuple(names)
+        self.notes.append(kept_note(names, self._w8a8))
+
     def _smallest(
         self, speed: Speed, kept: dict[str, list[tuple[int, float, Format]]]
     ) -> dict[str, Format | None]:
@@ -402,6 +417,7 @@ class _Search(Refinement):
             for fmt in _anchors(self.cands[layer.name]):
                 self._measure_weight(layer, fmt)
             yield self._tick(f"sensitivity: {layer.name} weights")
+        self._keep_unrun()
         self._rebuild()
         # every candidate format on every layer: uniform plans, on the plot and as starts;
         # with and without the wide activations (chosen with int8 weights, they can hurt

@@ -47,6 +47,7 @@ class SearchState:
     ladders: dict[str, _Ladder]
     moves: list[str]
     base_act: Format | None  # the base activation format (None: activations stay float)
+    unrun: tuple[str, ...] = ()  # layers the feeds never ran, kept at W8A8 (unexercised.py)
 
     def __init__(
         self,
