@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from bitlens.core.model.graph import CONSTANT_DOMAINS
+from bitlens.core.model.graph import CONSTANT_DOMAINS, is_constant_node
 
 _LAYERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 # The scalar constants' names: the export finds the form by them where it stays float
@@ -47,8 +47,9 @@ def decompose_hardswish(model: onnx.ModelProto) -> int:
     """Rewrite every float32 main-graph HardSwish as Add, Clip, Mul and Div (in place); the
     Div writes the HardSwish's output name. Returns how many were rewritten."""
     graph = model.graph
+    # by position: a node's Python wrapper (and so its id()) need not outlive the loop
     todo = {
-        id(n) for n in graph.node
+        i for i, n in enumerate(graph.node)
         if n.op_type == "HardSwish" and n.domain in CONSTANT_DOMAINS and _float32(n.input[0], graph)
     }  # fmt: skip
     if not todo:
@@ -69,8 +70,8 @@ def decompose_hardswish(model: onnx.ModelProto) -> int:
     )
     mk = onnx.helper.make_node
     nodes: list[onnx.NodeProto] = []
-    for node in graph.node:
-        if id(node) not in todo:
+    for i, node in enumerate(graph.node):
+        if i not in todo:
             nodes.append(node)
             continue
         x, base = node.input[0], node.name or node.output[0]
@@ -94,4 +95,9 @@ def _float32(name: str, graph: onnx.GraphProto) -> bool:
     if producer is None or producer.op_type not in _LAYERS or len(producer.input) < 2:
         return False
     w = next((t for t in graph.initializer if t.name == producer.input[1]), None)
+    if w is None:  # a weight in a Constant node
+        const = next(
+            (n for n in graph.node if is_constant_node(n) and producer.input[1] in n.output), None
+        )
+        w = next((a.t for a in const.attribute if a.name == "value"), None) if const else None
     return w is not None and w.data_type == onnx.TensorProto.FLOAT
