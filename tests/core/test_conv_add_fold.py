@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core.data import Dataset
@@ -17,6 +16,7 @@ from bitlens.core.export.deployed import optimized_model
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from tests import builders
+from tests.core.test_bn_fold import _ort
 from tests.core.test_export_models import run
 
 SQRT2 = float(np.sqrt(2.0))
@@ -57,13 +57,6 @@ def conv_add_net() -> onnx.ModelProto:
         [numpy_helper.from_array(f32(v), k) for k, v in arrays.items()],
     )  # fmt: skip
     return builders.model(g, 13)
-
-
-def _ort(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # no ORT folding
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    return sess.run(None, {"x": x})[0]
 
 
 def test_per_channel_adds_fold_into_the_conv_bias() -> None:

