@@ -40,6 +40,7 @@ from bitlens.core.export import activations, deadconsts, focus, matmulnbits, ops
 from bitlens.core.export.editing import ExportState, field_bytes
 from bitlens.core.export.graph import used_names
 from bitlens.core.export.guards import guard_float_readers
+from bitlens.core.export.hardswish_float import restore_float_hardswish
 from bitlens.core.export.kernels import integer_kernel_candidate, integer_kernel_layers
 from bitlens.core.export.layers import (
     GUARD_TEXT,
@@ -246,6 +247,7 @@ def build(
         records = {n: _read_through_guard(r, engine, guarded) for n, r in records.items()}
     notes.extend(write_scalar_inputs(state, qm, engine.scalar))
     records, tensor_records = focus.rewrite(model, engine, qm, records, tensor_records, taken)
+    notes.extend(restore_float_hardswish(model.graph, target))
     deadconsts.drop_unread(model.graph)
     graph_now = graph_bytes(model)  # the graph's last change: only the header changes below
     tensor_bytes = file_bytes(model, graph_now) - size_before

@@ -43,6 +43,7 @@ from bitlens.core.export.exporter import (
     export,
 )
 from bitlens.core.export.half_floor import FLOOR_FACTOR, half_floor
+from bitlens.core.export.hardswish_float import as_exported_hardswish
 from bitlens.core.export.latency import BUDGET_S, median_latencies
 from bitlens.core.export.rebuild import rebuilt_weights
 from bitlens.core.export.report import (
@@ -141,7 +142,10 @@ def check_fidelity(
     release_arena()  # that run's buffers in the engine's arena, which nothing holds now
     # the reference above has the float biases back, so the engine's graph is fed them too
     sim, sim_feeds = engine.simulation(plan, int32_bias=False)
-    want_written = _run_unoptimized(sim.model, sim_feeds, engine, samples, out_names, providers)
+    # with the export's one float rewrite (a float HardSwish written as the op again)
+    written_sim = as_exported_hardswish(sim.model, out_names)
+    want_written = _run_unoptimized(written_sim, sim_feeds, engine, samples, out_names, providers)
+    del written_sim
     ref_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     ref_codes = SampleCodes()  # each sample's codes, within the memory budget
     for i in samples:

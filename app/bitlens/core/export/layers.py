@@ -18,7 +18,7 @@ from bitlens.core import targets
 from bitlens.core.engine import bind, weight_bytes_after
 from bitlens.core.engine.graphs import node_producing
 from bitlens.core.errors import ExportError
-from bitlens.core.export import activations, dynamic_lstm, matmulnbits, rescale
+from bitlens.core.export import activations, deadconsts, dynamic_lstm, matmulnbits, rescale
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import int32_bias
 from bitlens.core.export.editing import ExportState, remove_weight
@@ -188,12 +188,18 @@ def export_tensor_quantizers(state: ExportState, qm: QuantizedModel) -> dict[str
     producer = {o: n for n in g.node for o in n.output}
     dropped: set[int] = set()  # Div/Mul nodes folded into a DequantizeLinear (export.rescale)
     orphans: set[str] = set()  # their inputs' dequantized values, perhaps read by nothing else
+    # the tensor after whose QuantizeLinear a tensor's nodes go: a folded one's codes are its
+    # input's, so a chain of folds (a HardSwish's / 6, then a Mul by a constant) anchors all
+    # its DequantizeLinears at the first quantizer
+    anchor: dict[str, str] = {}
+    created: set[str] = set()  # initializers written or freed here: unread ones go
     for t, q in qm.placed.items():
         b = GraphBuilder(f"{t}_t", state.taken)
         rec = activations.encode_activation(
             b, "", t, q.format, dynamic=False, value_range=qm.target_ranges[t]
         )
         g.initializer.extend(b.initializers)
+        created.update(i.name for i in b.initializers)
         node = producer.get(t)
         src = next((out[i] for i in node.input if i in out), None) if node is not None else None
         folded = None
@@ -202,8 +208,10 @@ def export_tensor_quantizers(state: ExportState, qm: QuantizedModel) -> dict[str
         if folded is not None and node is not None and src is not None:
             dq = b.nodes[-1]  # read the input's codes: the Div/Mul and the QuantizeLinear go
             dq.input[0] = folded.codes
-            after[src.activation].append(dq)
+            anchor[t] = anchor.get(src.activation, src.activation)
+            after[anchor[t]].append(dq)
             dropped.add(id(node))
+            created.update(node.input)  # its constant, unread once it is folded
             orphans.add(src.output)
             rec = folded
         else:
@@ -225,6 +233,7 @@ def export_tensor_quantizers(state: ExportState, qm: QuantizedModel) -> dict[str
     ordered = [n for n in ordered if not (set(n.output) & orphans) or n.output[0] in read]
     del g.node[:]
     g.node.extend(ordered)
+    deadconsts.drop_unread(g, created)  # e.g. a folded chain's middle zero point
     return out
 
 

@@ -61,34 +61,7 @@ def fold_batchnorms(model: onnx.ModelProto) -> BnFoldResult:
     gets one, named after the BN.
     """
     graph = model.graph
-    consumers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers[name] = consumers.get(name, 0) + 1
-    for node in graph.node:  # a name read inside a subgraph: never the Conv output's only reader
-        for attr in node.attribute:
-            if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-                consumers.update({n: consumers.get(n, 0) + 2 for n in _sub_reads(attr)})
-    for out in graph.output:
-        consumers[out.name] = consumers.get(out.name, 0) + 1
-    inputs = {i.name for i in graph.input}
-    inits = {t.name: t for t in graph.initializer}
-    consts = {n.output[0]: n for n in graph.node if is_constant_node(n)}
-    producer = {o: n for n in graph.node for o in n.output if o}
-
-    def value(name: str) -> np.ndarray | None:
-        """A float constant's values, if ``name`` is one nothing can override."""
-        # An initializer also listed among the inputs (IR < 4 exporters) is the constant it
-        # is in practice, as for the inventory (graph.py) and the constant folding
-        if name in inputs and name not in inits:
-            return None
-        t = inits.get(name)
-        if t is None and name in consts:
-            t = next((a.t for a in consts[name].attribute if a.name == "value"), None)
-        if t is None or t.data_type not in _FLOATS or is_external(t):
-            return None
-        return numpy_helper.to_array(t)
-
+    ctx = FoldContext.of(graph)
     drop: set[int] = set()
     freed: set[str] = set()  # the folded BNs' parameters
     folded = kept = 0
@@ -96,35 +69,112 @@ def fold_batchnorms(model: onnx.ModelProto) -> BnFoldResult:
     for bn in graph.node:
         if bn.op_type != "BatchNormalization" or bn.domain not in CONSTANT_DOMAINS:
             continue
-        conv = producer.get(bn.input[0])
-        if conv is None or not _fold_one(conv, bn, value, consumers, graph, inits, consts):
+        conv = ctx.producer.get(bn.input[0])
+        if conv is None or not _fold_one(conv, bn, ctx, graph):
             kept += 1
             continue
         drop.add(id(bn))
         rewritten.update(n for n in conv.input[1:3] if n)
         freed.update(bn.input[1:])
         folded += 1
-    if drop:
-        for bn in graph.node:
-            if id(bn) in drop:
-                for name in bn.input[1:]:
-                    consumers[name] -= 1
-        dead = {n for n in freed if consumers.get(n, 0) == 0}  # nothing else reads them
-        keep = [
-            n
-            for n in graph.node
-            if id(n) not in drop and not (is_constant_node(n) and n.output[0] in dead)
-        ]
-        del graph.node[:]
-        graph.node.extend(keep)
-        kept_inits = [t for t in graph.initializer if t.name not in dead]
-        del graph.initializer[:]
-        graph.initializer.extend(kept_inits)
-        if any(v.name in dead for v in graph.input):  # declared as inputs too: no more
-            kept_inputs = [v for v in graph.input if v.name not in dead]
-            del graph.input[:]
-            graph.input.extend(kept_inputs)
+    remove_nodes(graph, drop, freed, ctx.consumers)
     return BnFoldResult(folded, kept, frozenset(rewritten))
+
+
+@dataclass
+class FoldContext:
+    """What a fold into a Conv reads of the main graph: how many readers each name has (a
+    name read inside a subgraph or a graph output counts as more than one), producers, and
+    the float constants nothing can override."""
+
+    consumers: dict[str, int]
+    producer: dict[str, onnx.NodeProto]
+    inputs: set[str]
+    inits: dict[str, onnx.TensorProto]
+    consts: dict[str, onnx.NodeProto]
+
+    @classmethod
+    def of(cls, graph: onnx.GraphProto) -> FoldContext:
+        consumers: dict[str, int] = {}
+        for node in graph.node:
+            for name in node.input:
+                consumers[name] = consumers.get(name, 0) + 1
+        for node in graph.node:  # a name read inside a subgraph: never a Conv output's only reader
+            for attr in node.attribute:
+                if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+                    consumers.update({n: consumers.get(n, 0) + 2 for n in _sub_reads(attr)})
+        for out in graph.output:
+            consumers[out.name] = consumers.get(out.name, 0) + 1
+        return cls(
+            consumers,
+            {o: n for n in graph.node for o in n.output if o},
+            {i.name for i in graph.input},
+            {t.name: t for t in graph.initializer},
+            {n.output[0]: n for n in graph.node if is_constant_node(n)},
+        )
+
+    def value(self, name: str) -> np.ndarray | None:
+        """A float constant's values, if ``name`` is one nothing can override."""
+        # An initializer also listed among the inputs (IR < 4 exporters) is the constant it
+        # is in practice, as for the inventory (graph.py) and the constant folding
+        if name in self.inputs and name not in self.inits:
+            return None
+        t = self.inits.get(name)
+        if t is None and name in self.consts:
+            t = next((a.t for a in self.consts[name].attribute if a.name == "value"), None)
+        if t is None or t.data_type not in _FLOATS or is_external(t):
+            return None
+        return numpy_helper.to_array(t)
+
+    def set_bias(
+        self, conv: onnx.NodeProto, values: np.ndarray, new_name: str, graph: onnx.GraphProto
+    ) -> str:
+        """Give ``conv`` the bias ``values``: in its own bias constant where nothing else
+        reads it, else in a new initializer named after ``new_name``. Returns the name."""
+        b_name = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
+        if b_name is not None and self.consumers.get(b_name, 0) == 1:
+            _set(b_name, values, graph, self.inits, self.consts)
+            return b_name
+        if b_name is not None:  # shared: this conv reads a copy of its own
+            self.consumers[b_name] -= 1
+        name = _unique_name(new_name, graph)
+        t = numpy_helper.from_array(values, name)
+        graph.initializer.append(t)
+        self.inits[name] = t
+        self.consumers[name] = 1
+        if len(conv.input) == 2:
+            conv.input.append(name)
+        else:  # an empty name stood for "no bias"
+            conv.input[2] = name
+        return name
+
+
+def remove_nodes(
+    graph: onnx.GraphProto, drop: set[int], freed: set[str], consumers: dict[str, int]
+) -> None:
+    """Remove the nodes whose ids are in ``drop`` and the constants of ``freed`` that nothing
+    reads any more (initializers, Constant nodes, and their input entries)."""
+    if not drop:
+        return
+    for node in graph.node:
+        if id(node) in drop:
+            for name in node.input:
+                if name in freed:
+                    consumers[name] -= 1
+    dead = {n for n in freed if consumers.get(n, 0) == 0}  # nothing else reads them
+    keep = [
+        n for n in graph.node
+        if id(n) not in drop and not (is_constant_node(n) and n.output[0] in dead)
+    ]  # fmt: skip
+    del graph.node[:]
+    graph.node.extend(keep)
+    kept_inits = [t for t in graph.initializer if t.name not in dead]
+    del graph.initializer[:]
+    graph.initializer.extend(kept_inits)
+    if any(v.name in dead for v in graph.input):  # declared as inputs too: no more
+        kept_inputs = [v for v in graph.input if v.name not in dead]
+        del graph.input[:]
+        graph.input.extend(kept_inputs)
 
 
 def _sub_reads(attr: onnx.AttributeProto) -> set[str]:
@@ -135,8 +185,9 @@ def _sub_reads(attr: onnx.AttributeProto) -> set[str]:
     return out
 
 
-def _fold_one(conv, bn, value, consumers, graph, inits, consts) -> bool:
+def _fold_one(conv, bn, ctx: FoldContext, graph) -> bool:
     """Fold ``bn`` into ``conv`` if the pair qualifies; False (nothing changed) if not."""
+    consumers, value = ctx.consumers, ctx.value
     if conv.op_type != "Conv" or conv.domain not in CONSTANT_DOMAINS or len(conv.input) < 2:
         return False
     if any(bn.output[1:]) or len(bn.input) != 5 or consumers.get(conv.output[0], 0) != 1:
@@ -162,16 +213,8 @@ def _fold_one(conv, bn, value, consumers, graph, inits, consts) -> bool:
     b_new = ((b.astype(np.float64) - mean) * s + beta).astype(w.dtype)
     if not (np.isfinite(w_new).all() and np.isfinite(b_new).all()):
         return False
-    _set(w_name, w_new, graph, inits, consts)
-    if b_name is None:
-        b_name = _unique_name(f"{bn.name or bn.output[0]}_folded_bias", graph)
-        graph.initializer.append(numpy_helper.from_array(b_new, b_name))
-        if len(conv.input) == 2:
-            conv.input.append(b_name)
-        else:  # an empty name stood for "no bias"
-            conv.input[2] = b_name
-    else:
-        _set(b_name, b_new, graph, inits, consts)
+    _set(w_name, w_new, graph, ctx.inits, ctx.consts)
+    ctx.set_bias(conv, b_new, f"{bn.name or bn.output[0]}_folded_bias", graph)
     conv.output[0] = bn.output[0]
     return True
 

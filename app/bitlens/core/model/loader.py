@@ -26,6 +26,7 @@ from bitlens.core.fileio import stat_regular
 from bitlens.core.limits import MAX_MODEL_FILE_BYTES
 from bitlens.core.model import splice
 from bitlens.core.model.bn_fold import fold_batchnorms
+from bitlens.core.model.conv_add_fold import fold_conv_adds
 from bitlens.core.model.external import (
     READ_CHUNK,
     external_tensors,
@@ -36,6 +37,7 @@ from bitlens.core.model.external import (
 from bitlens.core.model.folding import fold_constants
 from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize, walk
 from bitlens.core.model.half_activations import half_activations_note
+from bitlens.core.model.hardswish import decompose_hardswish, hardswish_note
 from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.irversion import fit_ir_version
 from bitlens.core.model.loop_invariants import loop_constants_note, read_loop_constants
@@ -101,6 +103,8 @@ class LoadedModel:
 
     base_dir: Path | None = None
     bn_folded: int = 0  # BatchNormalizations folded into their Conv (bitlens.core.model.bn_fold)
+    add_folded: int = 0  # per-channel Adds folded into their Conv's bias (conv_add_fold)
+    hardswish_split: int = 0  # HardSwish ops written as Add, Clip, Mul, Div (hardswish)
     # main-graph initializers whose bytes only the scratch map holds (rawspill.detach)
     _detached: dict[str, Detached] = field(default_factory=dict, repr=False)
     _file_stamp: tuple[int, int] | None = field(default=None, repr=False)  # size, mtime_ns
@@ -161,7 +165,7 @@ class LoadedModel:
         if (
             self.path is not None
             and self.graph_proto.ir_version == self.info.ir_version
-            and not self.bn_folded  # the file still has its BatchNormalizations
+            and not (self.bn_folded or self.add_folded or self.hardswish_split)  # as in the file
             and outside
         ):
             return str(self.path)
@@ -272,7 +276,9 @@ def load_model(path: str | Path, *, fold_bn: bool = True) -> LoadedModel:
     """Open an ONNX file; raise ModelLoadError naming the file and the problem.
 
     ``fold_bn``: fold each BatchNormalization that directly follows a Conv into the
-    Conv's weight and bias (bitlens.core.model.bn_fold), as ONNX Runtime does."""
+    Conv's weight and bias (bitlens.core.model.bn_fold), and each Add of a per-channel
+    constant after a Conv into its bias (bitlens.core.model.conv_add_fold), as ONNX Runtime
+    does."""
     gen = iter_load_model(path, fold_bn=fold_bn)
     while True:
         try:
@@ -366,9 +372,13 @@ def _iter_finish(
     # After normalize, so nodes keep the names (and layers the names) they have unfolded.
     folded = fold_constants(proto, lambda m: drain(iter_external_data(m, base_dir, label)))
     bn = fold_batchnorms(proto) if fold_bn else None
-    if folded.nodes or (bn is not None and bn.folded):
+    adds = fold_conv_adds(proto) if fold_bn else None
+    hardswish = decompose_hardswish(proto) if fold_bn else 0
+    if folded.nodes or hardswish or any(f is not None and f.folded for f in (bn, adds)):
         slots = walk(proto)
-    rewritten = folded.names | (bn.rewritten if bn is not None else frozenset())
+    rewritten = folded.names
+    for fold in (bn, adds):
+        rewritten |= fold.rewritten if fold is not None else frozenset()
     adopted = adopt(spilled or {}, proto.graph, rewritten)
     detached: dict[str, Detached] = {}
     if adopted and spilled and path is not None and _names_itself(path):
@@ -387,11 +397,23 @@ def _iter_finish(
     ml = ml_note(ml_ops(proto), len(info.layers))
     untensored = non_tensor_outputs_note(info.outputs) if info.layers else None
     bn_note = bn.note() if bn is not None else None
+    add_note = adds.note() if adds is not None else None
     decoded = Counter(folded.decoded[w] for w in weights if w in folded.decoded)
     ir_note, folded_note = fit_ir_version(proto), folded.note(len(weights), decoded)
     notes = [
         n
-        for n in (dynamic_note, opset_note, ir_note, folded_note, bn_note, prequant, ml, untensored)
+        for n in (
+            dynamic_note,
+            opset_note,
+            ir_note,
+            folded_note,
+            bn_note,
+            add_note,
+            hardswish_note(hardswish),
+            prequant,
+            ml,
+            untensored,
+        )
         if n
     ]
     weight_names = {w.name for layer in info.layers for w in layer.weights}
@@ -415,6 +437,8 @@ def _iter_finish(
         _consts=consts,
         base_dir=base_dir,
         bn_folded=bn.folded if bn is not None else 0,
+        add_folded=adds.folded if adds is not None else 0,
+        hardswish_split=hardswish,
     )
     model._detached = detached
     model._file_stamp = _stamp(path) if detached and path is not None else None
