@@ -5,7 +5,8 @@ the exports of plans the accounting had just built in memory to learn their real
 was exported again from the same preparation. The accounting now keeps the builds that fit
 the budget, serialized, and those bytes are written out instead: the same file.
 
-    x -> Conv -> Relu -> Conv -> Relu -> GAP -> Flatten -> Gemm -> y   (tests/core/engine_models)
+    x -> Conv -> Relu -> Conv -> Relu -> GAP -> Flatten -> Gemm -> y   (engine_models.small_cnn,
+    labelled as tests/core/test_search_passes.py labels it)
 """
 
 from __future__ import annotations
@@ -15,29 +16,18 @@ from dataclasses import replace
 
 import numpy as np
 
-from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine
 from bitlens.core.export import exporter
 from bitlens.core.formats import parse_format
-from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import drain
 from bitlens.core.search import Budget, SearchOptions, filesize, search
 from bitlens.core.search.builtfiles import BuiltFiles
 from bitlens.core.search.filesize import FileSizes
-from tests.core.engine_models import small_cnn
-
-
-def _engine() -> Engine:
-    model = from_proto(small_cnn())
-    data = Dataset.random(model.info, n=9, seed=3, calibration_fraction=3 / 9)
-    engine = Engine(model, data, device="cpu")
-    drain(engine.calibrate("minmax"))
-    return engine
+from tests.core.test_search_passes import _labelled_engine
 
 
 def test_deployed_and_timed_plans_are_built_once(monkeypatch) -> None:
-    engine = _engine()
+    engine = _labelled_engine()
     builds: Counter = Counter()
     real_build = exporter.build
 
@@ -69,7 +59,7 @@ def test_deployed_and_timed_plans_are_built_once(monkeypatch) -> None:
 
 
 def test_kept_bytes_are_the_export_file(tmp_path) -> None:
-    engine = _engine()
+    engine = _labelled_engine()
     sizes = FileSizes(engine)
     int4 = parse_format("int4 sym ch")
     plan = Plan(engine.info).with_choices({"conv2": LayerChoice(int4), "fc": LayerChoice(int4)})
@@ -85,7 +75,7 @@ def test_kept_bytes_are_the_export_file(tmp_path) -> None:
 
 
 def test_kept_files_are_bounded() -> None:
-    engine = _engine()
+    engine = _labelled_engine()
     plans = [
         Plan(engine.info).with_choices({"fc": LayerChoice(parse_format(f"int{b} sym ch"))})
         for b in (4, 6, 8)
