@@ -104,13 +104,13 @@ def test_w8a8_limited_search_keeps_the_heavy_convolutions_on_integer_kernels(
     w8a8 = Plan.preset(engine.info, "W8A8")
     limit = exported_size(engine, w8a8)
     written: list[str] = []
-    real_export = speed_mod.export
+    real_export = speed_mod.write_export
 
     def counted(eng, plan, path, *a, **kw):
         written.append(str(path))
         return real_export(eng, plan, path, *a, **kw)
 
-    monkeypatch.setattr(speed_mod, "export", counted)
+    monkeypatch.setattr(speed_mod, "write_export", counted)
     result, _ = _run(
         engine, Budget(max_bytes=limit), check_export=True, check_fraction=0, max_latency=AS_W8A8
     )

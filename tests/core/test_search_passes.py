@@ -59,7 +59,9 @@ def test_second_pass_measures_and_exports_nothing_twice(monkeypatch) -> None:
 
     monkeypatch.setattr(filesize, "build", counting(filesize.build, "build"))
     monkeypatch.setattr(accounting, "build", counting(accounting.build, "predict"))
-    monkeypatch.setattr(deployed_mod, "export", counting(deployed_mod.export, "deployed"))
+    monkeypatch.setattr(
+        deployed_mod, "write_export", counting(deployed_mod.write_export, "deployed")
+    )
     # a fallback below zero: the weights-only pass always runs (the first pass's metric is
     # never a point above the float model's)
     opts = SearchOptions(

@@ -52,7 +52,11 @@ class ExportState:
         return total + sum(field_bytes(f.ByteSize()) for f in self.functions.values())
 
     def consumers(self, tensor: str) -> int:
-        return sum(1 for n in iter_nodes(self.model.graph) for i in n.input if i == tensor)
+        # membership first (in C): a Python loop over every node's inputs, once per int32
+        # bias, was 4% of a default search's profile on nudenet's YOLOv8n
+        return sum(
+            list(n.input).count(tensor) for n in iter_nodes(self.model.graph) if tensor in n.input
+        )
 
     def finish(self) -> None:
         """Insert the pending nodes. Rewriting a graph's node list copies its nodes, and with

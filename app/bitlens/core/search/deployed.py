@@ -85,11 +85,15 @@ class DeployedErrors:
         metric: Metric | None = None,
         prepare: Callable[[Plan], Prepared] | None = None,
         before_pick: bool = False,
+        built: Callable[[Plan, Prepared], bytes | None] | None = None,
     ):
         self.engine = engine
         # the export's preflight for a plan (FileSizes.prepared: its opset conversion
         # done once per opset); None: each export runs its own
         self.prepare = prepare
+        # the export the search built in memory from that preparation, serialized, if kept
+        # (FileSizes.built_file: the same bytes, not built again)
+        self.built = built
         self.parts = (fit,) if check is None or not check.feeds else (fit, check)
         self.metric = metric
         # the parts' references hold the tensors before the picks (Engine.measured_on):
@@ -120,7 +124,7 @@ class DeployedErrors:
             with tempfile.TemporaryDirectory(prefix="bitlens-search-") as tmp:
                 path = Path(tmp) / "plan.onnx"
                 prepared = None if self.prepare is None else self.prepare(plan)
-                drain(export(engine, plan, path, None, prepared))
+                write_export(engine, plan, path, prepared, self.built)
                 fetch, parts = self._exposed(path, names)
                 sess = open_session(str(path), list(engine.providers), mode="deployed")
                 scores = []
@@ -165,6 +169,22 @@ class DeployedErrors:
         return [self._before.get(n, n) for n in names], self.parts
 
 
+def write_export(
+    engine: Engine,
+    plan: Plan,
+    path: Path,
+    prepared: Prepared | None,
+    built: Callable[[Plan, Prepared], bytes | None] | None,
+) -> None:
+    """``plan``'s export written to ``path`` (a temporary file of the search's): the bytes
+    ``built`` kept of it where it gives them for ``prepared``, else exported anew."""
+    data = None if prepared is None or built is None else built(plan, prepared)
+    if data is None:
+        drain(export(engine, plan, path, None, prepared))
+    else:
+        path.write_bytes(data)
+
+
 def score(out: dict[str, np.ndarray], part: Part, metric: Metric | None) -> Scored:
     """Output error and task metric of ``out`` on ``part``'s feeds."""
     met = None if metric is None else metric(out, part.reference, part.labels)
@@ -199,8 +219,9 @@ def deployed_choice(
         # one per search, its passes included: they compare on the same feeds
         if s.shared.deployed is None:
             s.shared.deployed = DeployedErrors(
-                s.engine, s.fit_part, s.check_part, s.metric, s.size.prepared, s.before_pick
-            )
+                s.engine, s.fit_part, s.check_part, s.metric, s.size.prepared, s.before_pick,
+                s.size.built_file,
+            )  # fmt: skip
         s.deployed = s.shared.deployed
     top = s.float_metric if s.float_metric is not None else math.inf
     scored = []

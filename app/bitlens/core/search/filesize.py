@@ -26,6 +26,7 @@ from bitlens.core.formats import Format, storage_bytes
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import drain
+from bitlens.core.search.builtfiles import MIN_BYTES, MODEL_MULTIPLE, BuiltFiles
 from bitlens.core.search.measures import file_bytes_of
 from bitlens.core.search.passes import Shared
 from bitlens.core.search.sizes import LearnedSizes
@@ -47,6 +48,10 @@ class FileSizes:
         # exports built in memory and opset conversions, per plan, kept across the search's
         # passes (core/search/passes.py)
         self.shared = shared if shared is not None else Shared()
+        if self.shared.files is None:
+            limit = max(MIN_BYTES, MODEL_MULTIPLE * engine.model.nbytes)
+            self.shared.files = BuiltFiles(limit)
+        self.files: BuiltFiles = self.shared.files
         self.info = engine.info
         self.fixed_bytes, self.float_weight_bytes = file_bytes_of(engine)
         # what the export writes around the weights, per format / quantizer / integer group
@@ -85,7 +90,7 @@ class FileSizes:
         hit = self._exported.get(plan)
         if hit is None:
             try:
-                size, opset = self.export(plan)
+                size, opset = self.export(plan, keep_file=True)
             except BitlensError as exc:
                 self.unexportable[plan] = str(exc)
                 return None
@@ -101,9 +106,10 @@ class FileSizes:
             self.update_near()
         return hit
 
-    def export(self, plan: Plan) -> tuple[ExportSize, int]:
+    def export(self, plan: Plan, keep_file: bool = False) -> tuple[ExportSize, int]:
         """``plan``'s export built in memory, and the opset it is written at (nothing
-        learnt; built once per search, its passes included)."""
+        learnt; built once per search, its passes included). ``keep_file``: a real-size
+        check: where the export fits the limit it is kept serialized (:meth:`built_file`)."""
         built = self.shared.built
         hit = built.get(plan)
         if hit is not None and not (plan == self.keep and self.kept is None):
@@ -111,12 +117,17 @@ class FileSizes:
                 raise hit
             return hit
         try:
-            got = self._export(plan)
+            got = self._export(plan, keep_file)
         except BitlensError as exc:
             built[plan] = exc
             raise
         built[plan] = got
         return got
+
+    def built_file(self, plan: Plan, prepared: Prepared) -> bytes | None:
+        """What ``export(engine, plan, path, None, prepared)`` writes, where the search built
+        that export in memory from the same preparation and still keeps it; else None."""
+        return self.files.get(plan, prepared)
 
     def predicted(self, plan: Plan) -> ExportSize:
         """``plan``'s export built in memory through a preflight of its own, as
@@ -152,7 +163,7 @@ class FileSizes:
         self._prepared.setdefault(needed, prepared)
         return prepared
 
-    def _export(self, plan: Plan) -> tuple[ExportSize, int]:
+    def _export(self, plan: Plan, keep_file: bool = False) -> tuple[ExportSize, int]:
         kernels = self.kernels(plan)
         needed = self.needed_opset(plan)
         # the opset conversion (a model copy, verified by two runs) once per opset, and
@@ -171,7 +182,12 @@ class FileSizes:
         built = drain(build(self.engine, plan, None, prepared))
         if plan == self.keep:
             self.kept = built.model
-        return size_of(built), opset
+        size = size_of(built)
+        # the plans the last choice runs as deployed fit the budget, as the one timed does
+        fits = self.limit is None or size.file_bytes <= self.limit
+        if (keep_file and fits) or plan == self.keep:
+            self.files.put(plan, prepared, built.model.SerializeToString())
+        return size, opset
 
     def kept_export(self) -> onnx.ModelProto:
         """The export of ``keep`` built in memory: built once, its size learnt as

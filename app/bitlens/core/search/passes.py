@@ -21,6 +21,7 @@ from bitlens.core.plan import Plan
 if TYPE_CHECKING:
     from bitlens.core.export.accounting import ExportSize
     from bitlens.core.export.exporter import Prepared
+    from bitlens.core.search.builtfiles import BuiltFiles
     from bitlens.core.search.deployed import DeployedErrors
 
 
@@ -38,3 +39,5 @@ class Shared:
     prepared: dict[int, Prepared | BitlensError] = field(default_factory=dict)
     # exports run in a default session (core/search/deployed.py), made when first needed
     deployed: DeployedErrors | None = None
+    # the exports that fit the budget, serialized, for those runs (core/search/builtfiles.py)
+    files: BuiltFiles | None = None

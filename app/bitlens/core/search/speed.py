@@ -25,11 +25,12 @@ from bitlens.core.engine import Engine
 from bitlens.core.engine.session import requested_providers
 from bitlens.core.errors import BitlensError
 from bitlens.core.export.deployed import open_session
-from bitlens.core.export.exporter import Prepared, export
+from bitlens.core.export.exporter import Prepared
 from bitlens.core.export.kernels import integer_kernel_layers
 from bitlens.core.export.latency import fastest_ratio, judged_ratio, median_latencies
 from bitlens.core.plan import Plan
-from bitlens.core.results import Progress, drain
+from bitlens.core.results import Progress
+from bitlens.core.search.deployed import write_export
 from bitlens.core.targets import ORT_CPU
 
 if TYPE_CHECKING:
@@ -130,12 +131,14 @@ def plan_speed(
     w8a8: Plan | onnx.ModelProto | None,
     budget_s: float = BUDGET_S,
     prepare: Callable[[Plan], Prepared] | None = None,
+    built: Callable[[Plan, Prepared], bytes | None] | None = None,
 ) -> Generator[Progress, None, PlanSpeed | None]:
     """Export ``plan`` (and ``w8a8``, unless given as its export built in memory) to a
     temporary folder and time them against the float model, runs interleaved, on the first
     evaluation feed; None when the plan cannot be exported or loaded (W8A8 failing only
     leaves its figures out). ``prepare``: the export's preflight for a plan (the search's
-    FileSizes.prepared, its opset conversion done once)."""
+    FileSizes.prepared, its opset conversion done once); ``built``: the export the search
+    built in memory from that preparation, if kept (FileSizes.built_file)."""
     data = engine.data
     if data is None or not data.evaluation:
         return None
@@ -150,7 +153,8 @@ def plan_speed(
             path = str(Path(tmp) / f"plan{k}.onnx")
             yield Progress(k, 3, "exporting to time it" if k == 0 else "exporting W8A8 to time it")
             try:
-                drain(export(engine, p, path, None, None if prepare is None else prepare(p)))
+                prepared = None if prepare is None else prepare(p)
+                write_export(engine, p, Path(path), prepared, built)
             except BitlensError:
                 if k == 0:
                     return None
@@ -216,7 +220,8 @@ def with_speed(
         except BitlensError:
             w8a8 = None
     prepare = None if sizes is None else sizes.prepared
-    speed = yield from plan_speed(engine, result.best.plan, w8a8, budget_s, prepare)
+    built = None if sizes is None else sizes.built_file
+    speed = yield from plan_speed(engine, result.best.plan, w8a8, budget_s, prepare, built)
     if speed is None:
         return result
     # not a note: the notes are part of what a seed reproduces, and timings are not
