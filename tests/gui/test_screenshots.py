@@ -56,20 +56,6 @@ def _prepare(qtbot, window, sample: str, layer: str) -> None:
     QApplication.processEvents()
 
 
-@pytest.mark.parametrize("theme", ["light", "dark"])
-def test_screenshot_digits(qtbot, window, theme: str, restore_theme) -> None:
-    window.set_theme(theme)
-    window.resize(1500, 950)
-    layer = "/conv2/Conv"
-    _prepare(qtbot, window, "digits_cnn", layer)
-    assert window.detail.sandbox.rowCount() > 10
-    assert window.plots.error_bars.opts["height"].size > 0
-    screenshot(window, f"main_digits_{theme}")
-    window.docks["outputs"].raise_()
-    QApplication.processEvents()
-    screenshot(window.outputs, f"outputs_digits_{theme}")
-
-
 def test_screenshot_transformer(qtbot, window, restore_theme) -> None:
     window.set_theme("light")
     window.resize(1500, 950)
@@ -128,6 +114,22 @@ def test_screenshot_sizes_sample(qtbot, window, restore_theme) -> None:
     window.graph.find_box.edit.setText("conv2")  # the graph focused on the selected layer
     QApplication.processEvents()
     assert window.graph.properties.row_text("Node", "op type") == "Conv"
+    assert window.detail.sandbox.rowCount() > 10
+    assert window.plots.error_bars.opts["height"].size > 0
+    # The same window at 1500x950 in both themes, with its outputs pane: these had a test
+    # of their own per theme, which opened and evaluated the sample again (half a minute
+    # on a busy 2-core machine) for the same picture.
+    for theme in ("light", "dark"):
+        window.set_theme(theme)
+        window.resize(1500, 950)
+        QApplication.processEvents()
+        window._size_docks()
+        QApplication.processEvents()
+        screenshot(window, f"main_digits_{theme}")
+        window.docks["outputs"].raise_()
+        QApplication.processEvents()
+        screenshot(window.outputs, f"outputs_digits_{theme}")
+        window.docks["detail"].raise_()
     shots = _each_size_and_theme(qtbot, window, "sizes_digits")
     if os.environ.get("BITLENS_UPDATE_DOCS") == "1":
         shutil.copyfile(shots[0], README_SHOT)  # digits, 1280x720, light

@@ -78,7 +78,12 @@ def _rapidocr_feeds(n: int) -> dict[str, np.ndarray]:
 
 CASES = (
     Case("ddddocr-crnn", wheels.DDDDOCR, "common.onnx", _ddddocr_feeds, {"Conv": 21, "LSTM": 1, "Gemm": 1}),
-    Case("open-nsfw-resnet50", wheels.OPEN_NSFW, "open_nsfw.onnx", _nsfw_feeds, {"Conv": 53, "MatMul": 1}),
+    # W8A8 only: its mixed export (16 s of CPU) took the paths the others' mixed plans take,
+    # int4 per channel on convs (ddddocr-crnn, ppocrv4-rec), int4 blocks on the largest layer
+    # being a conv (wakeword-embedding), an int4 MatMul (ppocrv4-rec, magika); its NHWC
+    # input's Transpose takes no format.
+    Case("open-nsfw-resnet50", wheels.OPEN_NSFW, "open_nsfw.onnx", _nsfw_feeds, {"Conv": 53, "MatMul": 1},
+         ("W8A8",)),
     # Silero VAD v5: its LSTM weights are built from Constant nodes two If levels deep.
     Case("silero-vad", wheels.SILERO_VAD, "silero_vad.onnx", _silero_feeds, {"Conv": 12, "LSTM": 4}),
     # PP-OCRv4: opset 12 with Constant-node weights; upgrading it to opset 21 changes its output.

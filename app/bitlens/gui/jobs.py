@@ -196,7 +196,7 @@ def change_data(session: Session, request: DataRequest) -> Generator[Progress, N
     data = build_dataset(request, session.info, compared_constants(session.model.graph_proto))
     return (
         yield from _start(session.model, data, session.path, session.title, request,
-                          session.engine.device)
+                          session.engine.device, previous=session.engine)
     )  # fmt: skip
 
 
@@ -207,8 +207,13 @@ def _start(
     title: str,
     request: DataRequest | None,
     device: str,
+    previous: Engine | None = None,
 ) -> Generator[Progress, None, Session]:
+    """A session of ``model`` on ``data``; ``previous``: the engine of the same model it
+    replaces, whose weight errors still hold (they do not depend on the data)."""
     engine = Engine(model, data, device=device)
+    if previous is not None:
+        engine.keep_weight_errors(previous)
     if data is not None:
         try:
             yield from engine.calibrate("minmax")
