@@ -31,6 +31,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from bitlens.core.engine import nchwc
 from bitlens.core.errors import EngineError
 from bitlens.core.model.irversion import check_runnable
 
@@ -276,12 +277,12 @@ def make_session(
     else:
         so.enable_cpu_mem_arena = arena
         so.enable_mem_pattern = arena
+    providers = requested_providers(device)
+    # fed-filter convs on ONNX Runtime's NCHWc kernels where they exist (nchwc.py)
+    graph, wrap = nchwc.nchwc_graph(model, providers)
     try:
-        return ort.InferenceSession(
-            model.SerializeToString(),
-            sess_options=so,
-            providers=requested_providers(device),
-        )
+        sess = ort.InferenceSession(graph.SerializeToString(), sess_options=so, providers=providers)
+        return sess if wrap is None else nchwc.NchwcSession(sess, *wrap)
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EngineError(f"ONNX Runtime cannot build a session for this model: {msg}") from exc
