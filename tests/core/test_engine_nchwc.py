@@ -5,6 +5,7 @@ reassociation), and what the engine predicts is still what the exported file com
 
 from __future__ import annotations
 
+import gc
 import platform
 import tempfile
 from pathlib import Path
@@ -168,6 +169,11 @@ def test_fed_convs_run_on_nchwc_and_equal_the_plain_convs() -> None:
     for got, ref in zip(fast.run(names, {"x": x, **changed}), want2, strict=True):
         _close(got, ref)
     assert not np.allclose(want2[-1], want[-1])
+    # a reordered copy is held only while its source array lives (no memory kept after)
+    assert f"w0{nchwc.SUFFIX}" in nchwc.REORDERED._kept
+    del changed
+    gc.collect()
+    assert f"w0{nchwc.SUFFIX}" not in nchwc.REORDERED._kept
 
 
 def _conv_engine() -> Engine:
