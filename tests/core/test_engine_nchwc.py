@@ -213,3 +213,41 @@ def test_engine_on_nchwc_predicts_the_plain_engine_and_the_exported_file(
     result = drain(export(engine, plan, tmp_path / "w8a8.onnx", ExportOptions()))
     report = drain(check_fidelity(engine, plan, result, latency_budget_s=0.0))
     assert report.passed, report.failures
+
+
+@needs_nchwc
+def test_a_filter_a_subgraph_also_reads_stays_an_input() -> None:
+    """x -> Conv(w) -> y, and an If whose branches read w from the outer scope: the rewrite
+    feeds the conv the reordered filter and keeps w, which the If still reads."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    branch = lambda n: helper.make_graph(  # noqa: E731
+        [helper.make_node("ReduceSum", ["w"], [f"s{n}"], keepdims=0)],
+        f"b{n}",
+        [],
+        [helper.make_tensor_value_info(f"s{n}", TensorProto.FLOAT, [])],
+    )
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("If", ["c"], ["s"], then_branch=branch(0), else_branch=branch(1)),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8]),
+        helper.make_tensor_value_info("w", TensorProto.FLOAT, [16, 3, 3, 3]),
+        helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8, 8]),
+        helper.make_tensor_value_info("s", TensorProto.FLOAT, []),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", inputs, outputs), opset_imports=[helper.make_opsetid("", 13)]
+    )
+    model.ir_version = 8
+    fast = make_session(model, "cpu")
+    assert isinstance(fast, nchwc.NchwcSession)
+    assert "w" in {i.name for i in fast._session.get_inputs()}
+    feeds = {"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32), "w": w, "c": np.array(True)}
+    plain = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for got, want in zip(fast.run(["y", "s"], feeds), plain.run(["y", "s"], feeds), strict=True):
+        _close(got, want)
