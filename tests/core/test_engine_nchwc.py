@@ -251,3 +251,26 @@ def test_a_filter_a_subgraph_also_reads_stays_an_input() -> None:
     plain = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     for got, want in zip(fast.run(["y", "s"], feeds), plain.run(["y", "s"], feeds), strict=True):
         _close(got, want)
+
+
+@needs_nchwc
+def test_a_rewritten_graph_onnx_runtime_refuses_leaves_the_plain_graph(monkeypatch) -> None:
+    model, feeds = conv_net()
+    rewrite = nchwc.nchwc_graph
+
+    def refused(m: onnx.ModelProto, providers):
+        graph, wrap = rewrite(m, providers)
+        for node in graph.graph.node:
+            if node.op_type == "ReorderOutput":
+                del node.attribute[:]  # its required "channels"
+        return graph, wrap
+
+    monkeypatch.setattr(nchwc, "nchwc_graph", refused)
+    sess = make_session(model, "cpu")
+    assert not isinstance(sess, nchwc.NchwcSession)
+    x = np.random.default_rng(2).standard_normal((1, 3, 21, 25)).astype(np.float32)
+    plain = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for got, want in zip(
+        sess.run(["c7"], {"x": x, **feeds}), plain.run(["c7"], {"x": x, **feeds}), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
