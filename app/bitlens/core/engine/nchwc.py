@@ -91,16 +91,24 @@ def _probe() -> int | None:
     w0 = rng.standard_normal((48, 3, 3, 3)).astype(np.float32)  # 3 channels in: "bo"
     w1 = rng.standard_normal((4, 48, 3, 3)).astype(np.float32)  # 48 in, 4 out: "bibo"
     b1 = rng.standard_normal(4).astype(np.float32)
+    w2 = rng.standard_normal((48, 1, 3, 3)).astype(np.float32)  # depthwise: "bo"
     nodes = [
         helper.make_node("Conv", ["x", "w0"], ["h"], pads=[1, 1, 1, 1]),
         helper.make_node("Conv", ["h", "w1", "b1"], ["y"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["h", "w2"], ["z"], pads=[1, 1, 1, 1], group=48),
     ]
     graph = helper.make_graph(
         nodes,
         "probe",
         [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 8, 8])],
-        [numpy_helper.from_array(a, n) for a, n in ((w0, "w0"), (w1, "w1"), (b1, "b1"))],
+        [
+            helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 8, 8]),
+            helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [1, 48, 8, 8]),
+        ],
+        [
+            numpy_helper.from_array(a, n)
+            for a, n in ((w0, "w0"), (w1, "w1"), (b1, "b1"), (w2, "w2"))
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -112,17 +120,22 @@ def _probe() -> int | None:
         ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
         opt = onnx.load(so.optimized_model_filepath)
     inits = {t.name: numpy_helper.to_array(t) for t in opt.graph.initializer}
-    convs = [n for n in opt.graph.node if n.op_type == "Conv" and n.domain == DOMAIN]
-    if len(convs) != 2 or any(c.input[1] not in inits for c in convs):
+    convs: dict[str, onnx.NodeProto] = {}
+    for n in opt.graph.node:
+        if n.op_type == "Conv" and n.domain == DOMAIN and n.input[1] in inits:
+            depthwise = _attrs(n).get("group", 1) > 1
+            convs["z" if depthwise else "h" if inits[n.input[1]].shape[1] == 3 else "y"] = n
+    if len(convs) != 3:
         return None
-    block = inits[convs[1].input[1]].shape[0]  # 4 output channels padded to one block
+    block = inits[convs["y"].input[1]].shape[0]  # 4 output channels padded to one block
     if block < 4 or block & (block - 1):
         return None
-    expect = [(w0, "bo"), (w1, "bibo")]
-    for conv, (w, layout) in zip(convs, expect, strict=True):
-        if not np.array_equal(inits[conv.input[1]], reorder_filter(w, block, layout)):
+    for out, w, layout in (("h", w0, "bo"), ("y", w1, "bibo"), ("z", w2, "bo")):
+        if not np.array_equal(inits[convs[out].input[1]], reorder_filter(w, block, layout)):
             return None
-    bias = inits.get(convs[1].input[2]) if len(convs[1].input) > 2 else None
+    if _attrs(convs["z"]).get("group") != _padded(48, block):
+        return None
+    bias = inits.get(convs["y"].input[2]) if len(convs["y"].input) > 2 else None
     if bias is None or not np.array_equal(bias, pad_bias(b1, block)):
         return None
     return int(block)
@@ -199,13 +212,19 @@ def _rewrite_conv(
     attrs = _attrs(node)
     w = inputs.get(node.input[1])
     shape = None if w is None or w.name in constants else _static_shape(w)
-    if shape is None or len(shape) != 4 or attrs.get("group", 1) != 1:
+    if shape is None or len(shape) != 4:
         return None
     o, i, kh, kw = shape
-    if list(attrs.get("kernel_shape", [kh, kw])) != [kh, kw] or o % 4:
+    group = attrs.get("group", 1)
+    depthwise = group > 1 and i == 1 and o == group  # one filter per channel
+    if (group != 1 and not depthwise) or o % 4:
+        return None
+    if list(attrs.get("kernel_shape", [kh, kw])) != [kh, kw]:
         return None
     # MLAS reads an NCHW input of fewer channels than a block directly; a wider one is
-    # reordered (MlasReorderInputNchw handles channel counts that are multiples of 4).
+    # reordered (MlasReorderInputNchw handles channel counts that are multiples of 4). A
+    # depthwise conv reads a reordered input, its filters in the "bo" layout, and one
+    # group per padded channel (what NchwcTransformer writes for it).
     layout = "bo" if i < block else "bibo"
     if layout == "bibo" and i % 4:
         return None
@@ -215,7 +234,7 @@ def _rewrite_conv(
     name = node.name or node.output[0]
     out: list[onnx.NodeProto] = []
     x = node.input[0]
-    if layout == "bibo":
+    if layout == "bibo" or depthwise:
         x = f"{node.output[0]}{SUFFIX}_in"
         out.append(
             helper.make_node(
@@ -254,7 +273,7 @@ def _rewrite_conv(
             f"{name}{SUFFIX}",
             domain=DOMAIN,
             kernel_shape=[kh, kw],
-            group=1,
+            group=_padded(o, block) if depthwise else 1,
             **keep,
         )
     )
