@@ -18,7 +18,7 @@ optimize a two-conv probe with constant filters and checks that this module's nu
 reorders give the very filters ONNX Runtime wrote (MlasReorderFilterOIHWBo for a conv
 reading fewer channels than a block, in NCHW; MlasReorderFilterOIHWBiBo otherwise,
 onnxruntime/core/mlas/lib/reorder.cpp). Anything else (no NCHWc kernels on this CPU or
-build, another layout, a grouped conv, a filter of unknown shape, a non-CPU provider)
+build, another layout, a grouped conv other than depthwise, a filter of unknown shape, a non-CPU provider)
 keeps the plain Conv: the rewrite is a speed-up, never a change of what is computed
 beyond float reassociation (the same kernels the float file runs on).
 """
@@ -164,7 +164,7 @@ def _static_shape(v: onnx.ValueInfoProto) -> tuple[int, ...] | None:
 
 def rewrite(model: onnx.ModelProto, block: int) -> tuple[onnx.ModelProto, dict[str, Fed]] | None:
     """A copy of ``model`` whose main-graph Conv nodes with a fed float filter of static
-    shape (group 1, 2-D) run on the NCHWc kernels, and the new inputs; None when no conv
+    shape (2-D, group 1 or depthwise) run on the NCHWc kernels, and the new inputs; None when no conv
     qualifies. The input a conv read its filter (and a bias of a partial last block) from
     stays an input only if another node reads it."""
     g = model.graph
