@@ -14,11 +14,12 @@ rewritten here to ReorderInput -> nchwc Conv -> ReorderOutput, and the session's
 the filter reordered in numpy (:func:`reorder_filter`, cached per fed array).
 
 The block size and the layouts are not assumed: :func:`block_size` lets ONNX Runtime
-optimize a two-conv probe with constant filters and checks that this module's numpy
+optimize a three-conv probe with constant filters and checks that this module's numpy
 reorders give the very filters ONNX Runtime wrote (MlasReorderFilterOIHWBo for a conv
-reading fewer channels than a block, in NCHW; MlasReorderFilterOIHWBiBo otherwise,
-onnxruntime/core/mlas/lib/reorder.cpp). Anything else (no NCHWc kernels on this CPU or
-build, another layout, a grouped conv other than depthwise, a filter of unknown shape, a non-CPU provider)
+reading fewer channels than a block, in NCHW, and for a depthwise conv, one group per
+padded channel; MlasReorderFilterOIHWBiBo otherwise, onnxruntime/core/mlas/lib/
+reorder.cpp). Anything else (no NCHWc kernels on this CPU or build, another layout, a
+grouped conv other than depthwise, a filter of unknown shape, a non-CPU provider)
 keeps the plain Conv: the rewrite is a speed-up, never a change of what is computed
 beyond float reassociation (the same kernels the float file runs on).
 """
