@@ -23,7 +23,10 @@ from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.recovery import Recovery
 from bitlens.core.results import drain
 from tests import builders
-from tests.core.as_written import assert_file_is_engine
+from tests.core.as_written import assert_file_is_engine, plain_convs  # noqa: F401 (a fixture)
+
+# bit for bit against ORT_DISABLE_ALL's plain Conv (as_written.plain_convs)
+pytestmark = pytest.mark.usefixtures("plain_convs")
 
 LAYERS = ("c1", "c2", "g1", "g2")
 BIAS_OF = {"c1": "cb", "c2": "cb", "g1": "gb", "g2": "gb"}

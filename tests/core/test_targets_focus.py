@@ -24,9 +24,13 @@ from bitlens.core.export import spacetodepth
 from bitlens.core.export.deployed import optimized_model
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
+from tests.core.as_written import plain_convs  # noqa: F401 (a fixture)
 from tests.core.export_models import random_feeds
 from tests.core.test_engine import plain_run, rewritten
 from tests.core.test_export_models import run
+
+# bit for bit against ORT_DISABLE_ALL's plain Conv (as_written.plain_convs)
+pytestmark = pytest.mark.usefixtures("plain_convs")
 
 
 def focus(shared: bool = False, inner: bool = False) -> onnx.ModelProto:

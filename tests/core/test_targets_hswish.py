@@ -19,8 +19,12 @@ from bitlens.core.plan import Plan
 from bitlens.core.targets import scalar_code
 from tests import builders
 from tests.builders import conv_chain, random_feeds
+from tests.core.as_written import plain_convs  # noqa: F401 (a fixture)
 from tests.core.test_engine import plain_run, rewritten
 from tests.core.test_export_models import run
+
+# bit for bit against ORT_DISABLE_ALL's plain Conv (as_written.plain_convs)
+pytestmark = pytest.mark.usefixtures("plain_convs")
 
 
 @pytest.fixture(scope="module")

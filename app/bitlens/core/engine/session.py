@@ -31,6 +31,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from bitlens.core.engine import nchwc
 from bitlens.core.errors import EngineError
 from bitlens.core.model.irversion import check_runnable
 
@@ -276,12 +277,18 @@ def make_session(
     else:
         so.enable_cpu_mem_arena = arena
         so.enable_mem_pattern = arena
+    providers = requested_providers(device)
+    # fed-filter convs on ONNX Runtime's NCHWc kernels where they exist (nchwc.py); the
+    # plain graph if ONNX Runtime refuses the rewritten one (a speed-up, never a failure)
+    graph, wrap = nchwc.nchwc_graph(model, providers)
+    if wrap is not None:
+        try:
+            sess = ort.InferenceSession(graph.SerializeToString(), so, providers=providers)
+            return nchwc.NchwcSession(sess, *wrap)
+        except Exception as exc:
+            log.debug("NCHWc convolutions refused, plain convolutions instead: %s", exc)
     try:
-        return ort.InferenceSession(
-            model.SerializeToString(),
-            sess_options=so,
-            providers=requested_providers(device),
-        )
+        return ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=providers)
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EngineError(f"ONNX Runtime cannot build a session for this model: {msg}") from exc
