@@ -294,3 +294,34 @@ def test_a_to_b_line_reads_the_first_output_the_plans_change(
     assert c.outputs[0].name == "ids_out"  # the pass-through comes first
     assert label.text().startswith(f"A→B {fmt_db(y.sqnr_a)}→{fmt_db(y.sqnr_b)} ")
     assert "exact→exact" not in label.text()
+
+
+def test_output_error_stays_readable_while_a_job_runs_at_1280(qtbot, window, cnn_path) -> None:
+    """ddddocr at 1280x720: while Find Plan ran (minutes), the status bar read "output …":
+    the running job's words and the data warning took the room of the output's figure."""
+    open_model(qtbot, window, cnn_path)  # random inputs: the long data warning shows
+    window.resize(1280, 720)
+    status = window.status
+    status.size_label.setText("Weights 51.5 MiB → 12.9 MiB (3.99×)")  # ddddocr's widths
+    window.export_size.setText("Export file: ? (click to predict)")
+    status.set_busy("export cost of int4 asym blk32 (plan search)", quiet=False, cancellable=True)
+    qtbot.waitUntil(status.progress.isVisible, timeout=WAIT_MS)
+    QApplication.processEvents()
+    out = window.document.evaluation.outputs
+    name = next(iter(out))
+    headline = f"output {name}: {fmt_db(out[name].error.sqnr_db)}"
+    assert status.output_label.text().startswith(headline)
+    assert status.output_label.shown_text().startswith(headline)
+    bar = window.statusBar()
+    for label in (status.output_label, status.data_label, status.job_label):
+        assert label.mapTo(window, label.rect().topRight()).x() <= bar.width()
+    status.set_idle()
+
+
+def test_a_long_output_name_is_cut_in_its_middle_before_its_figure(qtbot) -> None:
+    from bitlens.gui.status_panel import NAME_CHARS, _short
+
+    name = "encoder/layer.11/attention/output/LayerNorm_output_0"
+    short = _short(name)
+    assert len(short) == NAME_CHARS - 1 and short.startswith(name[:5]) and short.endswith(name[-5:])
+    assert _short("387") == "387"
