@@ -325,3 +325,16 @@ def test_a_long_output_name_is_cut_in_its_middle_before_its_figure(qtbot) -> Non
     short = _short(name)
     assert len(short) == NAME_CHARS - 1 and short.startswith(name[:5]) and short.endswith(name[-5:])
     assert _short("387") == "387"
+
+
+def test_speed_lines_say_which_ratio_is_predicted_and_which_measured(qtbot) -> None:
+    """ddddocr's Find Plan: "kept to x0.58 of float" under Speed and "runs in ONNX Runtime at
+    x0.65 float" in the status line read as a broken limit; the first is the latency model's
+    prediction, the second a measurement of the exported file."""
+    from bitlens.core.search.points import Steering
+    from bitlens.core.search.speed import PlanSpeed
+
+    steer = Steering("speed: plans are kept to x0.58 of the float time", 0.16, 0.58)
+    speed = PlanSpeed(("CPUExecutionProvider",), 6.5, 10.0, 2.4, 0.65, 2.71, "medians")
+    assert steer.short() == "kept to x0.58 of float, predicted (W8A8 predicted x0.16)"
+    assert speed.short() == "measured in ONNX Runtime at x0.65 float's time, x2.71 W8A8's"
