@@ -338,3 +338,41 @@ def test_speed_lines_say_which_ratio_is_predicted_and_which_measured(qtbot) -> N
     speed = PlanSpeed(("CPUExecutionProvider",), 6.5, 10.0, 2.4, 0.65, 2.71, "medians")
     assert steer.short() == "kept to x0.58 of float, predicted (W8A8 predicted x0.16)"
     assert speed.short() == "measured in ONNX Runtime at x0.65 float's time, x2.71 W8A8's"
+
+
+def _pass_through_first() -> onnx.ModelProto:
+    """x [4, 8] -> Identity -> passed (output 0, never changed by a plan)
+                -> MatMul W [8, 6] -> y (output 1)"""
+    import numpy as np
+
+    w = np.random.default_rng(0).standard_normal((8, 6)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["passed"], name="keep"),
+         helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+        "pass_through_first",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+        [helper.make_tensor_value_info("passed", TensorProto.FLOAT, [4, 8]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 6])],
+        [onnx.numpy_helper.from_array(w, "W")],
+    )  # fmt: skip
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_outputs_scatter_the_first_output_the_plan_changes(qtbot, window, tmp_path) -> None:
+    """MiniLM (paraphrase-MiniLM-L3-v2): its output 0 passes the token ids through; the
+    Outputs pane scattered that exact line while the status bar read output 2's 21 dB."""
+    path = tmp_path / "two.onnx"
+    onnx.save(_pass_through_first(), path)
+    window.docks["outputs"].raise_()
+    open_model(qtbot, window, path)
+    window.document.replace_plan(Plan.preset(window.document.info, "W4A8"), "W4A8")
+    wait_idle(qtbot, window)
+    view = window.outputs
+    qtbot.waitUntil(lambda: bool(window.document.outputs), timeout=WAIT_MS)
+    assert view.choice.currentText() == "y"
+    assert "values of y" in view.plot.getPlotItem().titleLabel.text
+    view.choice.setCurrentIndex(0)  # the user's pick stays
+    view.choice.activated.emit(0)
+    window.document.replace_plan(Plan.preset(window.document.info, "W8A8"), "W8A8")
+    wait_idle(qtbot, window)
+    assert view.choice.currentText() == "passed"
