@@ -371,6 +371,10 @@ def test_outputs_scatter_the_first_output_the_plan_changes(qtbot, window, tmp_pa
     qtbot.waitUntil(lambda: bool(window.document.outputs), timeout=WAIT_MS)
     assert view.choice.currentText() == "y"
     assert "values of y" in view.plot.getPlotItem().titleLabel.text
+    for side in ("bottom", "left"):  # open_nsfw's 0.05..0.95 read "(x0.001)" 50..950 below
+        axis = view.plot.getAxis(side)
+        axis.setRange(0.05, 0.95)
+        assert axis.autoSIPrefixScale == 1.0 and "x0.001" not in axis.labelString()
     view.choice.setCurrentIndex(0)  # the user's pick stays
     view.choice.activated.emit(0)
     window.document.replace_plan(Plan.preset(window.document.info, "W8A8"), "W8A8")

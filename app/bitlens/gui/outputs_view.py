@@ -67,8 +67,11 @@ class OutputsView(QWidget):
         self.plot = pg.PlotWidget(self)
         self.plot.setMenuEnabled(False)
         self.plot.setAspectLocked(False)
-        self.plot.setLabel("bottom", "float model")
-        self.plot.setLabel("left", "quantized plan")
+        # one scale on both axes: pyqtgraph's SI prefix read open_nsfw's scores 0.05..0.95 as
+        # "float model (x0.001)" 50..950 against a plain 0..1 on the quantized side
+        for side, label in (("bottom", "float model"), ("left", "quantized plan")):
+            self.plot.getAxis(side).enableAutoSIPrefix(False)
+            self.plot.setLabel(side, label)
         self.scatter = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(colors.AFTER))
         self.diagonal = pg.PlotDataItem(pen=pg.mkPen(colors.HIGHLIGHT, width=1))
         self.plot.addItem(self.diagonal)
