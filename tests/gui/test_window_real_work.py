@@ -380,3 +380,37 @@ def test_outputs_scatter_the_first_output_the_plan_changes(qtbot, window, tmp_pa
     window.document.replace_plan(Plan.preset(window.document.info, "W8A8"), "W8A8")
     wait_idle(qtbot, window)
     assert view.choice.currentText() == "passed"
+
+
+def test_sweep_heat_map_shows_the_selected_layer(qtbot, window, tmp_path) -> None:
+    """open_nsfw at 1280x720: the heat map shows four of its 54 rows; the layer selected in
+    the table was not among them, after the sweep or when another was selected."""
+    from tests.gui.test_ui_stall import _deep_mlp
+
+    path = tmp_path / "deep.onnx"
+    onnx.save(_deep_mlp(24), path)
+    open_model(qtbot, window, path)
+    window.resize(1280, 720)
+    names = window.document.info.layer_names
+    last = names[-1]
+    window.document.selection.set([last], last)
+    heat = window.sweep.heat
+    heat.setFixedHeight(6 * heat.verticalHeader().defaultSectionSize())  # a few rows show
+    with qtbot.waitSignal(window.controller.sweepFinished, timeout=WAIT_MS):
+        window.controller.run_sweep(["int4 sym ch"])
+    wait_idle(qtbot, window)
+    QApplication.processEvents()
+
+    def shown(name: str) -> bool:
+        r = names.index(name)
+        y = heat.rowViewportPosition(r)
+        return 0 <= y and y + heat.rowHeight(r) <= heat.viewport().height()
+
+    def bold(name: str) -> bool:
+        return heat.verticalHeaderItem(names.index(name)).font().bold()
+
+    assert shown(last) and bold(last) and not bold(names[0])
+    window.document.selection.set([names[0]], names[0])
+    QApplication.processEvents()
+    assert shown(names[0]) and bold(names[0]) and not bold(last)
+    assert not heat.selectedItems()  # a cell is a format: none is picked for the user
