@@ -404,7 +404,7 @@ def test_sweep_heat_map_shows_the_selected_layer(qtbot, window, tmp_path) -> Non
     def shown(name: str) -> bool:
         r = names.index(name)
         y = heat.rowViewportPosition(r)
-        return 0 <= y and y + heat.rowHeight(r) <= heat.viewport().height()
+        return y >= 0 and y + heat.rowHeight(r) <= heat.viewport().height()
 
     def bold(name: str) -> bool:
         return heat.verticalHeaderItem(names.index(name)).font().bold()
