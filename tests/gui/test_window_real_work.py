@@ -18,6 +18,7 @@ from bitlens.core.plan import Plan
 from bitlens.core.search import Budget, Point, SearchOptions
 from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.main_window import MainWindow
+from bitlens.gui.search_panel import SearchPanel
 from bitlens.gui.search_plot import EMPTY, WAITING, SearchPlot
 from bitlens.gui.sweep_dialog import SweepDialog, _ticked
 from bitlens.gui.text import fmt_db
@@ -342,8 +343,16 @@ def test_speed_lines_say_which_ratio_is_predicted_and_which_measured(qtbot) -> N
 
     steer = Steering("speed: plans are kept to x0.58 of the float time", 0.16, 0.58)
     speed = PlanSpeed(("CPUExecutionProvider",), 6.5, 10.0, 2.4, 0.65, 2.71, "medians")
-    assert steer.short() == "kept to x0.58 of float, predicted (W8A8 predicted x0.16)"
+    assert steer.short() == "kept to x0.58 of float, predicted (W8A8 x0.16)"
     assert speed.short() == "measured in ONNX Runtime at x0.65 float's time, x2.71 W8A8's"
+    panel = SearchPanel()  # the note under Speed stays whole in the 1280 px window's panel
+    qtbot.addWidget(panel)
+    panel.resize(1270, 220)
+    panel.speed_note.setText(steer.short())
+    panel.speed_note.setVisible(True)
+    panel.show()
+    QApplication.processEvents()
+    assert not panel.speed_note.elided
 
 
 def _pass_through_first() -> onnx.ModelProto:

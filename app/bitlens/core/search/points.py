@@ -50,7 +50,7 @@ class Steering:
             return f"weights only, float speed: {w8a8}"
         # "predicted": the panel's status line then gives the measured ratio, which differs
         # (ddddocr: kept to x0.58, measured x0.65) and read as the limit broken
-        return f"kept to x{self.limit:.2f} of float, predicted (W8A8 predicted x{self.w8a8:.2f})"
+        return f"kept to x{self.limit:.2f} of float, predicted (W8A8 x{self.w8a8:.2f})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
