@@ -409,12 +409,15 @@ def test_sweep_heat_map_shows_the_selected_layer(qtbot, window, tmp_path) -> Non
     names = window.document.info.layer_names
     last = names[-1]
     window.document.selection.set([last], last)
+    window.docks["plots"].raise_()  # the sweep's dock hidden behind it until the sweep ends
+    QApplication.processEvents()
     heat = window.sweep.heat
-    heat.setFixedHeight(6 * heat.verticalHeader().defaultSectionSize())  # a few rows show
     with qtbot.waitSignal(window.controller.sweepFinished, timeout=WAIT_MS):
         window.controller.run_sweep(["int4 sym ch"])
     wait_idle(qtbot, window)
+    qtbot.waitUntil(heat.isVisible, timeout=WAIT_MS)
     QApplication.processEvents()
+    assert heat.viewport().height() < 24 * heat.rowHeight(0)  # not every row shows
 
     def shown(name: str) -> bool:
         r = names.index(name)
@@ -424,7 +427,8 @@ def test_sweep_heat_map_shows_the_selected_layer(qtbot, window, tmp_path) -> Non
     def bold(name: str) -> bool:
         return heat.verticalHeaderItem(names.index(name)).font().bold()
 
-    assert shown(last) and bold(last) and not bold(names[0])
+    qtbot.waitUntil(lambda: shown(last), timeout=WAIT_MS)  # once the dock is laid out
+    assert bold(last) and not bold(names[0])
     window.document.selection.set([names[0]], names[0])
     QApplication.processEvents()
     assert shown(names[0]) and bold(names[0]) and not bold(last)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -200,6 +201,15 @@ class SweepView(QWidget):
         r = self._rows.get(current or "")
         if r is not None and origin is not self:
             self.heat.scrollTo(self.heat.model().index(r, 0))
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Scroll once laid out: the sweep's results arrive while its dock is hidden behind
+        another tab, where the heat map's height (so the scroll) is not yet the real one."""
+        super().showEvent(event)
+        QTimer.singleShot(0, self._refollow)  # a bound slot: dropped if the view is gone
+
+    def _refollow(self) -> None:
+        self._follow_selection(None)
 
     def _short_names(self) -> dict[str, str]:
         """The model's short layer names (the part that tells layers apart)."""
