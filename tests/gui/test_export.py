@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
 import pytest
 from PySide6.QtWidgets import QFileDialog
 
+from bitlens.core.export.checklist import Verdict, checklist, counts, summary
 from bitlens.gui import jobs
 from tests.gui.conftest import WAIT_MS, held, open_model, screenshot, wait_idle
 
@@ -49,8 +51,15 @@ def test_export_writes_model_and_report_and_shows_it(
     assert "int4" in dialog.text.toPlainText()
     assert dialog.table.rowCount() == len(dialog.checks) >= 5
     screenshot(dialog, "export_report")
-    assert "Exported" in window.message_bar.text.text()
+    bar, rows = window.message_bar, checklist(report)
+    assert bar.text.text() == f"Exported {report.export}: {summary(report, rows)}."
+    assert bar.level == ("warning" if counts(rows)[Verdict.WARNING] else "info")
     dialog.close()
+    # open_nsfw's searched plan: its report warned (x1.10 float's time), the bar said "passed"
+    window._on_exported(replace(report, file_bytes=2 * report.file_expected))  # off its size
+    assert "passed with" in bar.text.text() and "warning(s)" in bar.text.text()
+    assert bar.level == "warning"
+    window.export_report.close()
 
 
 def test_export_refuses_to_overwrite_the_model(qtbot, window, cnn_path: Path) -> None:

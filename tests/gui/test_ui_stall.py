@@ -31,11 +31,12 @@ from tests.gui.conftest import WAIT_MS, open_model, wait_idle
 N_LAYERS = 2 * FIT_ROWS + 8
 
 
-def _deep_mlp() -> onnx.ModelProto:
-    """N_LAYERS MatMul layers of 4x4 in a chain: more rows than the columns are sized from."""
+def _deep_mlp(n: int = N_LAYERS) -> onnx.ModelProto:
+    """``n`` MatMul layers of 4x4 in a chain (N_LAYERS: more rows than the columns are
+    sized from)."""
     rng = np.random.default_rng(0)
     nodes, inits, x = [], [], "x"
-    for i in range(N_LAYERS):
+    for i in range(n):
         w = f"w{i}"
         inits.append(init(w, (0.5 * rng.standard_normal((4, 4))).astype(np.float32)))
         nodes.append(helper.make_node("MatMul", [x, w], [f"h{i}"], name=f"layer_{i}"))

@@ -18,6 +18,7 @@ from bitlens.core.plan import Plan
 from bitlens.core.search import Budget, Point, SearchOptions
 from bitlens.gui.dims_dialog import DimsDialog
 from bitlens.gui.main_window import MainWindow
+from bitlens.gui.search_panel import SearchPanel
 from bitlens.gui.search_plot import EMPTY, WAITING, SearchPlot
 from bitlens.gui.sweep_dialog import SweepDialog, _ticked
 from bitlens.gui.text import fmt_db
@@ -294,3 +295,141 @@ def test_a_to_b_line_reads_the_first_output_the_plans_change(
     assert c.outputs[0].name == "ids_out"  # the pass-through comes first
     assert label.text().startswith(f"A→B {fmt_db(y.sqnr_a)}→{fmt_db(y.sqnr_b)} ")
     assert "exact→exact" not in label.text()
+
+
+def test_output_error_stays_readable_while_a_job_runs_at_1280(qtbot, window, cnn_path) -> None:
+    """ddddocr at 1280x720: while Find Plan ran (minutes), the status bar read "output …":
+    the running job's words and the data warning took the room of the output's figure."""
+    open_model(qtbot, window, cnn_path)  # random inputs: the long data warning shows
+    window.resize(1280, 720)
+    status = window.status
+    status.size_label.setText("Weights 65.7 MiB → 16.5 MiB (3.98×)")  # MiniLM's widths
+    status.set_busy("export cost of int16 sym ch", quiet=False, cancellable=True)
+    qtbot.waitUntil(status.progress.isVisible, timeout=WAIT_MS)
+    out = window.document.evaluation.outputs
+    name = next(iter(out))
+    headline = f"output {name}: {fmt_db(out[name].error.sqnr_db)}"
+    assert status.output_label.text().startswith(headline)
+    bar, size = window.statusBar(), window.export_size
+    # MiniLM's prediction (then its exported file's name) beside the job cut the size figure
+    for text in ("Export file: ? (click to predict)",
+                 "Export file: 16.6 MiB predicted (from 65.7 MiB, opset 17)",
+                 "Export file: 16.6 MiB (paraphrase-MiniLM-L3-v2.quant.onnx)"):  # fmt: skip
+        size.setText(text)
+        QApplication.processEvents()
+        assert status.output_label.shown_text().startswith(headline), text
+        assert not status.size_label.elided, text
+        assert size.shown_text().startswith(text.split(" (")[0].removesuffix(" predicted"))
+        for label in (status.output_label, status.data_label, status.job_label, size):
+            assert label.mapTo(window, label.rect().topRight()).x() <= bar.width()
+    status.set_idle()
+
+
+def test_a_long_output_name_is_cut_in_its_middle_before_its_figure(qtbot) -> None:
+    from bitlens.gui.status_panel import NAME_CHARS, _short
+
+    name = "encoder/layer.11/attention/output/LayerNorm_output_0"
+    short = _short(name)
+    assert len(short) == NAME_CHARS - 1 and short.startswith(name[:5]) and short.endswith(name[-5:])
+    assert _short("387") == "387"
+
+
+def test_speed_lines_say_which_ratio_is_predicted_and_which_measured(qtbot) -> None:
+    """ddddocr's Find Plan: "kept to x0.58 of float" under Speed and "runs in ONNX Runtime at
+    x0.65 float" in the status line read as a broken limit; the first is the latency model's
+    prediction, the second a measurement of the exported file."""
+    from bitlens.core.search.points import Steering
+    from bitlens.core.search.speed import PlanSpeed
+
+    steer = Steering("speed: plans are kept to x0.58 of the float time", 0.16, 0.58)
+    speed = PlanSpeed(("CPUExecutionProvider",), 6.5, 10.0, 2.4, 0.65, 2.71, "medians")
+    assert steer.short() == "kept to x0.58 of float, predicted (W8A8 x0.16)"
+    assert speed.short() == "measured in ONNX Runtime at x0.65 float's time, x2.71 W8A8's"
+    panel = SearchPanel()  # the note under Speed stays whole in the 1280 px window's panel
+    qtbot.addWidget(panel)
+    panel.resize(1270, 220)
+    panel.speed_note.setText(steer.short())
+    panel.speed_note.setVisible(True)
+    panel.show()
+    QApplication.processEvents()
+    assert not panel.speed_note.elided
+
+
+def _pass_through_first() -> onnx.ModelProto:
+    """x [4, 8] -> Identity -> passed (output 0, never changed by a plan)
+                -> MatMul W [8, 6] -> y (output 1)"""
+    import numpy as np
+
+    w = np.random.default_rng(0).standard_normal((8, 6)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["passed"], name="keep"),
+         helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+        "pass_through_first",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+        [helper.make_tensor_value_info("passed", TensorProto.FLOAT, [4, 8]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 6])],
+        [onnx.numpy_helper.from_array(w, "W")],
+    )  # fmt: skip
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_outputs_scatter_the_first_output_the_plan_changes(qtbot, window, tmp_path) -> None:
+    """MiniLM (paraphrase-MiniLM-L3-v2): its output 0 passes the token ids through; the
+    Outputs pane scattered that exact line while the status bar read output 2's 21 dB."""
+    path = tmp_path / "two.onnx"
+    onnx.save(_pass_through_first(), path)
+    window.docks["outputs"].raise_()
+    open_model(qtbot, window, path)
+    window.document.replace_plan(Plan.preset(window.document.info, "W4A8"), "W4A8")
+    wait_idle(qtbot, window)
+    view = window.outputs
+    qtbot.waitUntil(lambda: bool(window.document.outputs), timeout=WAIT_MS)
+    assert view.choice.currentText() == "y"
+    assert "values of y" in view.plot.getPlotItem().titleLabel.text
+    for side in ("bottom", "left"):  # open_nsfw's 0.05..0.95 read "(x0.001)" 50..950 below
+        axis = view.plot.getAxis(side)
+        axis.setRange(0.05, 0.95)
+        assert axis.autoSIPrefixScale == 1.0 and "x0.001" not in axis.labelString()
+    view.choice.setCurrentIndex(0)  # the user's pick stays
+    view.choice.activated.emit(0)
+    window.document.replace_plan(Plan.preset(window.document.info, "W8A8"), "W8A8")
+    wait_idle(qtbot, window)
+    assert view.choice.currentText() == "passed"
+
+
+def test_sweep_heat_map_shows_the_selected_layer(qtbot, window, tmp_path) -> None:
+    """open_nsfw at 1280x720: the heat map shows four of its 54 rows; the layer selected in
+    the table was not among them, after the sweep or when another was selected."""
+    from tests.gui.test_ui_stall import _deep_mlp
+
+    path = tmp_path / "deep.onnx"
+    onnx.save(_deep_mlp(24), path)
+    open_model(qtbot, window, path)
+    window.resize(1280, 720)
+    names = window.document.info.layer_names
+    last = names[-1]
+    window.document.selection.set([last], last)
+    window.docks["plots"].raise_()  # the sweep's dock hidden behind it until the sweep ends
+    QApplication.processEvents()
+    heat = window.sweep.heat
+    with qtbot.waitSignal(window.controller.sweepFinished, timeout=WAIT_MS):
+        window.controller.run_sweep(["int4 sym ch"])
+    wait_idle(qtbot, window)
+    qtbot.waitUntil(heat.isVisible, timeout=WAIT_MS)
+    QApplication.processEvents()
+    assert heat.viewport().height() < 24 * heat.rowHeight(0)  # not every row shows
+
+    def shown(name: str) -> bool:
+        r = names.index(name)
+        y = heat.rowViewportPosition(r)
+        return y >= 0 and y + heat.rowHeight(r) <= heat.viewport().height()
+
+    def bold(name: str) -> bool:
+        return heat.verticalHeaderItem(names.index(name)).font().bold()
+
+    qtbot.waitUntil(lambda: shown(last), timeout=WAIT_MS)  # once the dock is laid out
+    assert bold(last) and not bold(names[0])
+    window.document.selection.set([names[0]], names[0])
+    QApplication.processEvents()
+    assert shown(names[0]) and bold(names[0]) and not bold(last)
+    assert not heat.selectedItems()  # a cell is a format: none is picked for the user

@@ -22,6 +22,7 @@ class ElidedLabel(QLabel):
         super().__init__(text, parent)
         self._tip = ""
         self._shrink = shrink
+        self._kept = ""  # the start it never cuts (set_kept)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.setTextFormat(Qt.TextFormat.PlainText)
 
@@ -32,6 +33,13 @@ class ElidedLabel(QLabel):
     def setText(self, text: str) -> None:
         super().setText(text)
         self._update_tip()
+
+    def set_kept(self, start: str) -> None:
+        """Never shrink below ``start`` (the text's beginning) and an ellipsis: the status
+        bar's output line lost its figure ("output …") while a job's words took the room."""
+        if start != self._kept:
+            self._kept = start
+            self.updateGeometry()
 
     @property
     def elided(self) -> bool:
@@ -46,7 +54,8 @@ class ElidedLabel(QLabel):
     def minimumSizeHint(self) -> QSize:
         fm = self.fontMetrics()
         full = fm.horizontalAdvance(self.text()) + 2 * self.margin() + 2
-        width = min(fm.averageCharWidth() * MIN_CHARS, full) if self._shrink else full
+        least = max(fm.averageCharWidth() * MIN_CHARS, fm.horizontalAdvance(self._kept + "…") + 2)
+        width = min(least, full) if self._shrink else full
         return QSize(width, super().minimumSizeHint().height())
 
     def _update_tip(self) -> None:

@@ -62,11 +62,16 @@ class OutputsView(QWidget):
         self.choice = QComboBox(self)
         self.choice.setObjectName("outputChoice")
         self.choice.currentIndexChanged.connect(self._draw_scatter)
+        self._picked = False  # the user chose the scattered output (else: the first changed)
+        self.choice.activated.connect(self._on_picked)
         self.plot = pg.PlotWidget(self)
         self.plot.setMenuEnabled(False)
         self.plot.setAspectLocked(False)
-        self.plot.setLabel("bottom", "float model")
-        self.plot.setLabel("left", "quantized plan")
+        # one scale on both axes: pyqtgraph's SI prefix read open_nsfw's scores 0.05..0.95 as
+        # "float model (x0.001)" 50..950 against a plain 0..1 on the quantized side
+        for side, label in (("bottom", "float model"), ("left", "quantized plan")):
+            self.plot.getAxis(side).enableAutoSIPrefix(False)
+            self.plot.setLabel(side, label)
         self.scatter = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(colors.AFTER))
         self.diagonal = pg.PlotDataItem(pen=pg.mkPen(colors.HIGHLIGHT, width=1))
         self.plot.addItem(self.diagonal)
@@ -88,8 +93,12 @@ class OutputsView(QWidget):
         self._restyle()
         self._on_model_changed()
 
+    def _on_picked(self, _index: int) -> None:
+        self._picked = True
+
     def _on_model_changed(self) -> None:
         info = self._doc.info
+        self._picked = False
         self.choice.blockSignals(True)
         self.choice.clear()
         if info is not None:
@@ -130,6 +139,18 @@ class OutputsView(QWidget):
             self.table.setColumnHidden(j, empty)
         self.summary.setText(self._summary_text())
         self._fit_height()
+        self._scatter_first_changed(outputs)
+
+    def _scatter_first_changed(self, outputs: list) -> None:
+        """Scatter the first output the plan changes until the user picks one: MiniLM's first
+        output is its token ids passed through, always exact, and the scatter showed a line
+        of them (as the status bar's output figure, status_panel.py)."""
+        if self._picked:
+            return
+        changed = [o.name for o in outputs if o.error.sqnr_db != float("inf")]
+        index = self.choice.findText(changed[0]) if changed else -1
+        if index >= 0 and index != self.choice.currentIndex():
+            self.choice.setCurrentIndex(index)  # draws it (currentIndexChanged)
 
     def _fit_height(self) -> None:
         """As tall as its rows (up to six): most models have one output."""

@@ -21,6 +21,15 @@ PROGRESS_MS = 100  # at most one progress repaint per this many ms
 # the running job's words keep this many characters of room: at 1280 px the output and data
 # lines took the rest and a search's step read "refe…"
 JOB_CHARS = 28
+NAME_CHARS = 24  # an output name longer than this is cut in its middle (whole in the tooltip)
+
+
+def _short(name: str) -> str:
+    """``name`` cut in its middle to NAME_CHARS: the error figure after it must fit."""
+    if len(name) <= NAME_CHARS:
+        return name
+    half = (NAME_CHARS - 1) // 2
+    return f"{name[:half]}…{name[-half:]}"
 
 
 class StatusPanel(QWidget):
@@ -91,6 +100,7 @@ class StatusPanel(QWidget):
 
     def show_evaluation(self, ev: Evaluation | None, *, stale: bool, failed: bool = False) -> None:
         self.size_label.setToolTip("")
+        self.output_label.setToolTip("")
         if ev is None:
             self.size_label.setText("Evaluation failed" if failed else "No plan evaluated")
             self.bits_label.setText("")
@@ -110,7 +120,7 @@ class StatusPanel(QWidget):
         outs = list(ev.outputs.values())
         changed = [o for o in outs if o.error.sqnr_db != float("inf")]
         for out in (changed or outs)[:1]:
-            parts.append(f"output {out.name}: {fmt_db(out.error.sqnr_db)}")
+            parts.append(f"output {_short(out.name)}: {fmt_db(out.error.sqnr_db)}")
             if out.top1_agreement is not None:
                 parts.append(f"top-1 agreement {fmt_percent(out.top1_agreement)}")
             else:  # not class scores (an embedding, a feature map): cosine, never top-1
@@ -123,6 +133,10 @@ class StatusPanel(QWidget):
         if len(ev.outputs) > 1:
             parts.append(f"+{len(ev.outputs) - 1} more outputs")
         self.output_label.setText(" · ".join(parts))
+        # the first output's error stays readable while a job's words take the room
+        self.output_label.set_kept(parts[0] if parts else "")
+        cut = [o.name for o in (changed or outs)[:1] if _short(o.name) != o.name]
+        self.output_label.setToolTip(f"Output {cut[0]}" if cut else "")
 
     def _show_sizes(self, ev: Evaluation, mark: str) -> None:
         """Weights before and after, against what the file stores: a file of int8 codes is

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -86,11 +87,13 @@ class SweepView(QWidget):
         self.tabs.addTab(self.heat, "Heat map")
         self.tabs.addTab(self.table, "List")
         self._cells: dict[tuple[int, int], Entry] = {}
+        self._rows: dict[str, int] = {}  # the heat map's row of each layer
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.note)
         layout.addWidget(self.tabs, 1)
         document.modelChanged.connect(self._on_model_changed)
+        document.selection.changed.connect(self._follow_selection)
 
     def _on_model_changed(self) -> None:
         self.show_entries([])
@@ -132,6 +135,7 @@ class SweepView(QWidget):
             dashes = columns[c] == "Metric" and all(getattr(e, "metric", None) is None for e in entries)
             self.table.setColumnHidden(c, dashes)
         self._fill_heat(entries)
+        self._follow_selection(None)
         if entries and measured:
             kinds = "weights (weight columns) or its input activation (activation columns)"
             self.note.setText(
@@ -172,7 +176,7 @@ class SweepView(QWidget):
             self.heat.verticalHeaderItem(r).setToolTip(name)
         scale = colors.ErrorScale.spanning(_sqnr(e) for e in entries)
         self._cells = {}
-        row_of = {n: r for r, n in enumerate(layers)}
+        row_of = self._rows = {n: r for r, n in enumerate(layers)}
         col_of = {key: c for c, key in enumerate(columns)}
         with sized_once(self.heat):
             for e in entries:
@@ -186,6 +190,30 @@ class SweepView(QWidget):
                     it.setForeground(colors.INK)
                 self.heat.setItem(r, c, it)
                 self._cells[(r, c)] = e
+
+    def _follow_selection(self, origin: object) -> None:
+        """The selected layer's row in bold and scrolled into view: at 1280x720 the heat map
+        shows four of open_nsfw's 54 rows, and the layer picked in the table was not among
+        them. Nothing is selected in the map (a cell is a format, not just the layer)."""
+        current = self._doc.selection.current
+        for name, r in self._rows.items():
+            head = self.heat.verticalHeaderItem(r)
+            if head is not None and head.font().bold() != (name == current):
+                font = head.font()
+                font.setBold(name == current)
+                head.setFont(font)
+        r = self._rows.get(current or "")
+        if r is not None and origin is not self:
+            self.heat.scrollTo(self.heat.model().index(r, 0))
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Scroll once laid out: the sweep's results arrive while its dock is hidden behind
+        another tab, where the heat map's height (so the scroll) is not yet the real one."""
+        super().showEvent(event)
+        QTimer.singleShot(0, self._refollow)  # a bound slot: dropped if the view is gone
+
+    def _refollow(self) -> None:
+        self._follow_selection(None)
 
     def _short_names(self) -> dict[str, str]:
         """The model's short layer names (the part that tells layers apart)."""

@@ -22,11 +22,15 @@ from bitlens.core.model.prequantized import note as quantized_note
 from bitlens.core.model.prequantized import quantized_ops
 from bitlens.core.results import drain
 
+_NARROW = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+
 
 def dequantized(model: LoadedModel) -> LoadedModel:
-    """``model`` itself when it holds no quantized weights, else a copy whose constant
-    weight decoding is folded to float values (a note says so)."""
-    if not quantized_ops(model.graph_proto):
+    """``model`` itself when it holds no quantized or narrow-float weights, else a copy whose
+    constant weight decoding is folded to float values (a note says so). An export's fp16
+    layers store their weights as fp16 read through a Cast to float: without folding it
+    the loader saw no layer there, and MiniLM's export compared "5 only in this model"."""
+    if not (quantized_ops(model.graph_proto) or _widened(model.graph_proto.graph)):
         return model
     proto = model.copy_proto()
     label = str(model.path) if model.path is not None else "model"
@@ -43,11 +47,17 @@ def dequantized(model: LoadedModel) -> LoadedModel:
     # what the loader says of the activation quantizers left is not news here
     left = quantized_note(quantized_ops(out.graph_proto), len(out.info.layers))
     note = (
-        f"its quantized weights were decoded to float in memory ({folded.nodes} decoding "
-        "node(s) folded) to compare them"
+        f"its quantized or fp16 weights were decoded to float in memory ({folded.nodes} "
+        "decoding node(s) folded) to compare them"
     )
     notes = (*(n for n in out.info.notes if n != left), note)
     return replace(out, info=replace(out.info, notes=notes))
+
+
+def _widened(graph: onnx.GraphProto) -> bool:
+    """Whether a Cast in the main graph widens an initializer (fp16 or bf16 storage)."""
+    narrow = {t.name for t in graph.initializer if t.data_type in _NARROW}
+    return any(n.op_type == "Cast" and n.input and n.input[0] in narrow for n in graph.node)
 
 
 def _run(sub_model: onnx.ModelProto) -> list:

@@ -73,6 +73,7 @@ class FoldResult:
     # initializers added that decode integer codes (a Cast of an int8 constant to float,
     # then a scale): name -> the codes' dtype name
     decoded: dict[str, str] = field(default_factory=dict)
+    widen: bool = False  # also fold widening float Casts (fp16 storage, for comparing only)
 
     def note(self, weights: int, decoded: Counter[str] | None = None) -> str | None:
         """One line for the user; ``weights``: how many folded tensors are layer weights;
@@ -117,7 +118,7 @@ def fold_constants(
     the decoding of quantized constant weights (``DequantizeLinear``, unpacking, codebook
     lookups), for a float view of a quantized model that is only compared, never exported;
     ``evaluate(sub_model)`` then computes the values (the reference evaluator has no
-    ``DequantizeLinear`` before opset 19).
+    ``DequantizeLinear`` before opset 19); widening float Casts (fp16 storage) fold too.
     """
     opsets = list(model.opset_import)
     result = FoldResult(load=load, evaluate=evaluate)
@@ -125,6 +126,7 @@ def fold_constants(
         result.not_folded = DECODING_KEPT
         result.domains = CONSTANT_DOMAINS | {f.domain for f in model.functions}
         result.functions = list(model.functions)
+        result.widen = True  # an export's fp16 weights are read through a Cast to float
     _fold_graph(model.graph, "", {}, opsets, model.ir_version, result)
     if result.nodes:
         _drop_unused(model.graph, result.freed)
@@ -162,7 +164,7 @@ def _foldable(
         return False
     if not all(name in known for name in node.input if name):
         return False
-    if node.op_type == "Cast":
+    if node.op_type == "Cast" and not result.widen:
         to = next((a.i for a in node.attribute if a.name == "to"), None)
         src = types.get(node.input[0])
         if src in _FLOAT_BITS and to in _FLOAT_BITS and _FLOAT_BITS[to] > _FLOAT_BITS[src]:

@@ -48,7 +48,9 @@ class Steering:
             return f"not steered{', weights only' if self.weights_only else ''}: {w8a8}"
         if self.weights_only:
             return f"weights only, float speed: {w8a8}"
-        return f"kept to x{self.limit:.2f} of float (W8A8 predicted x{self.w8a8:.2f})"
+        # "predicted": the panel's status line then gives the measured ratio, which differs
+        # (ddddocr: kept to x0.58, measured x0.65) and read as the limit broken
+        return f"kept to x{self.limit:.2f} of float, predicted (W8A8 x{self.w8a8:.2f})"
 
     def to_dict(self) -> dict[str, Any]:
         return {

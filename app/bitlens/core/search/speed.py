@@ -71,9 +71,9 @@ class PlanSpeed:
         """A few words: the deployed time against float and W8A8."""
         if self.vs_float is None:
             return "deployed speed not measured"
-        w = "" if self.vs_w8a8 is None else f", x{self.vs_w8a8:.2f} W8A8"
+        w = "" if self.vs_w8a8 is None else f", x{self.vs_w8a8:.2f} W8A8's"
         slower = " (SLOWER than float)" if self.slower_than_float else ""
-        return f"runs in ONNX Runtime at x{self.vs_float:.2f} float{w}{slower}"
+        return f"measured in ONNX Runtime at x{self.vs_float:.2f} float's time{w}{slower}"
 
     def describe(self) -> str:
         """One line: the deployed times and ratios."""
