@@ -95,6 +95,9 @@ def test_a_float_hardswish_is_written_as_one_op(tmp_path: Path) -> None:
     written = collections.Counter(n.op_type for n in onnx.load(str(result.path)).graph.node)
     assert written["HardSwish"] == 2 and not written.keys() & {"Clip", "Div"}, written
     assert any("2 HardSwish op(s) left float" in n for n in result.notes), result.notes
+    graph = onnx.load(str(result.path)).graph
+    read = {i for n in graph.node for i in n.input}
+    assert not [t.name for t in graph.initializer if t.name not in read]  # the 0, 3, 6 too
 
 
 def test_a_scaled_hardswish_exports_on_integer_kernels(tmp_path: Path) -> None:

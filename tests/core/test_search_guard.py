@@ -316,8 +316,8 @@ def test_widened_preset_with_a_dynamic_lstm_and_float_activations() -> None:
     """W8A8 runs an LSTM as DynamicQuantizeLSTM (dynamic uint8 input); widened by a
     weights-only plan its input turns float, which is no longer dynamic (g2p-id's LSTM
     encoder stopped the weights-only search: "dynamic quantization needs an integer
-    activation format")."""
-    info = from_proto(lstm_recognizer()).info
+    activation format"). At 128 hidden x 64 inputs, where the preset chooses the kernel."""
+    info = from_proto(lstm_recognizer(steps=2, inp=64, hidden=128)).info
     w8a8 = Plan.preset(info, "W8A8")
     assert w8a8["lstm"].dynamic
     wide = widened(w8a8, Plan.uniform(info, "int8 sym ch", None))

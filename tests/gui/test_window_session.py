@@ -33,7 +33,8 @@ from tests.gui.conftest import WAIT_MS, open_model, wait_detail, wait_idle
 @pytest.fixture
 def lstm_path(tmp_path: Path) -> Path:
     p = tmp_path / "crnn_tail.onnx"
-    onnx.save(builders.lstm_recognizer(), p)
+    # 128 hidden x 64 inputs: where the ort-cpu preset runs the LSTM kernel (core/lstm_kernel.py)
+    onnx.save(builders.lstm_recognizer(inp=64, hidden=128), p)
     return p
 
 

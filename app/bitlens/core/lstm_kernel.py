@@ -8,6 +8,10 @@ CRNN recognizer its LSTM ran 3 to 30 times faster than the float LSTM alone, and
 W8A8 export went from 1.07 to 0.58 of ONNX Runtime's ``quantize_static`` file at the same
 output error (26.8 vs 26.9 dB; ORT's 23.6). A plan can turn it off per layer
 (``"dynamic": false``): the LSTM then reads a calibrated quantizer and runs in float.
+
+The presets and the search choose the kernel only where it runs faster than ONNX's float
+LSTM (:func:`pays`): on small LSTMs its per-step quantization of the hidden state costs more
+than its int8 products save (session 12, below KERNEL_MIN_STEP_WEIGHTS).
 """
 
 from __future__ import annotations
@@ -26,6 +30,16 @@ if TYPE_CHECKING:
 # the activation the kernel computes in: uint8 with the range of each input (the engine's
 # dynamic quantizer of this format follows the same rule)
 KERNEL_ACTIVATION = "uint8 asym"
+# Weights one step of one direction reads, 4H x (K + H) (W [4H, K] and R [4H, H]), from which
+# the kernel ran faster than ONNX's float LSTM. Measured (session 12, ONNX Runtime 1.31.1's
+# profiler, one thread, fastest node time of 3 x 30 runs, load 23-25) on tests/builders.py
+# lstm_recognizer (bidirectional, batch 1, 32-64 steps), kernel / float LSTM node time:
+# K=64: H 64 1.37, H 96 1.10-1.33, H 112 0.97-1.02 (once 1.84), H 128 0.87-0.89,
+# H 160 0.77-0.79 (once 1.16), H 192 0.62; K=16: H 96 1.24, H 112 1.10, H 128 0.92-0.97;
+# K=256: H 64 0.97, H 96 0.61-0.80, H 128 0.84 (step weights 73,728-81,920 were ties,
+# 98,304 and more won). The recurrent product R h runs once per step whatever the batch
+# of steps, so the crossover follows the step's weights rather than the sequence length.
+KERNEL_MIN_STEP_WEIGHTS = 96 * 1024
 
 
 def eligible(layer: Layer, weight: Format | None, act: Format | None, dynamic: bool) -> bool:
@@ -45,6 +59,48 @@ def eligible(layer: Layer, weight: Format | None, act: Format | None, dynamic: b
         and weight.symmetric
         and weight.granularity in (Granularity.TENSOR, Granularity.CHANNEL)
     )
+
+
+def step_weights(layer: Layer) -> int:
+    """Weights one step of one direction of an LSTM reads: 4H x (K + H), from W [D, 4H, K]
+    and R [D, 4H, H]; 0 where the shapes are not those."""
+    shapes = [w.shape for w in layer.weights]
+    if layer.op_type != "LSTM" or len(shapes) != 2 or any(len(s) != 3 for s in shapes):
+        return 0
+    (_, rows, k), (_, _, h) = shapes
+    return int(rows) * (int(k) + int(h))
+
+
+def pays(layer: Layer) -> bool:
+    """The kernel runs ``layer`` faster than ONNX's float LSTM (KERNEL_MIN_STEP_WEIGHTS)."""
+    return step_weights(layer) >= KERNEL_MIN_STEP_WEIGHTS
+
+
+def stays_float(layer: Layer, choice: LayerChoice, target: str) -> bool:
+    """``choice`` could run ``layer`` as the kernel, which the presets and the search leave
+    out because it would run slower than the float LSTM (:func:`pays`)."""
+    return (
+        target == targets.ORT_CPU
+        and not choice.dynamic
+        and choice.recovery is None
+        and not pays(layer)
+        and eligible(layer, choice.weight, choice.activation, True)
+    )
+
+
+def float_note(plan: Plan) -> list[str]:
+    """One line for the LSTMs :func:`stays_float` keeps on ONNX's float LSTM, saying why."""
+    names = [n for n, c in plan.choices.items()
+             if stays_float(plan.info.layer(n), c, plan.target)]  # fmt: skip
+    if not names:
+        return []
+    layer = plan.info.layer(names[0])
+    what = f"{len(names)} LSTMs" if len(names) > 1 else f"LSTM {names[0]!r}"
+    return [
+        f"{what} kept as ONNX's float LSTM (int8 weights dequantized): DynamicQuantizeLSTM "
+        f"ran slower than it below {KERNEL_MIN_STEP_WEIGHTS:,} weights per step and direction "
+        f"(here {step_weights(layer):,}: hidden 128 x 64 inputs is the first that gained)"
+    ]
 
 
 def runs_kernel(layer: Layer, choice: LayerChoice, target: str) -> bool:
@@ -76,16 +132,17 @@ def kernel_weight_bytes(w: WeightInfo, fmt: Format) -> int:
 
 
 def kernel_choice(layer: Layer, choice: LayerChoice) -> LayerChoice:
-    """``choice`` marked dynamic where that makes ``layer`` the integer kernel."""
+    """``choice`` marked dynamic where that makes ``layer`` the integer kernel and the kernel
+    runs faster than the float LSTM (:func:`pays`)."""
     if choice.dynamic or choice.recovery is not None:
         return choice
-    if eligible(layer, choice.weight, choice.activation, True):
+    if pays(layer) and eligible(layer, choice.weight, choice.activation, True):
         return dataclasses.replace(choice, dynamic=True)
     return choice
 
 
 def with_kernel(plan: Plan) -> Plan:
-    """``plan`` with every LSTM that can run as the kernel marked dynamic."""
+    """``plan`` with every LSTM that can run as the kernel, and gains by it, marked dynamic."""
     changes = {}
     for name, c in plan.choices.items():
         new = kernel_choice(plan.info.layer(name), c)

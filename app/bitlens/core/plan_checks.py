@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bitlens.core import lstm_kernel
 from bitlens.core.formats import Family, Format, Granularity
 from bitlens.core.targets import (
     KERNEL_OPS,
@@ -101,7 +102,7 @@ def deployment_warnings(plan: Plan) -> list[str]:
             )
     for (code, why), names in in_float.items():
         out.append(f"{_layers(names)}: {code} weights will run in float: {why}")
-    return out
+    return out + lstm_kernel.float_note(plan)
 
 
 def _layers(names: list[str]) -> str:

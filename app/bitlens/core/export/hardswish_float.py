@@ -11,16 +11,22 @@ thread, 480x640 page). In float the two compute the same function up to float ro
 
 Only the loader's form is matched, every tensor inside it plain float (nothing quantized):
 ``Add(x, 3) -> Clip(., 0, 6) -> Mul(x, .) -> Div(., 6)`` on the loader's scalar constants,
-each intermediate read by the next op alone.
+each intermediate read by the next op alone. A ``x * HardSigmoid(x)`` pair the loader wrote
+in that form (its constants named ``PAIR_PREFIX``) goes back to the pair, at any opset, its
+alpha and beta ``1 / (1/a)`` and ``(b/a) / (1/a)`` (exact: bitlens.core.model.hardswish
+pair_constants).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
-from bitlens.core.model.hardswish import CONST_PREFIX
+from bitlens.core.export.deadconsts import drop_unread
+from bitlens.core.model.hardswish import CONST_PREFIX, PAIR_PREFIX
 
 
 def as_exported_hardswish(model: onnx.ModelProto, outputs: Collection[str]) -> onnx.ModelProto:
@@ -42,10 +48,13 @@ def as_exported_hardswish(model: onnx.ModelProto, outputs: Collection[str]) -> o
 
 def restore_float_hardswish(graph: onnx.GraphProto, opset: int) -> list[str]:
     """Rewrite each plain float decomposed HardSwish of ``graph`` as one HardSwish node (in
-    place; ``opset``: the export's, 14 or later has the op). Returns the report's notes."""
-    if opset < 14:
-        return []
-    consts = {t.name for t in graph.initializer if t.name.startswith(CONST_PREFIX)}
+    place; ``opset``: the export's, 14 or later has the op), and each decomposed HardSigmoid
+    and Mul pair as the pair. Returns the report's notes."""
+    values = {
+        t.name: np.float32(numpy_helper.to_array(t))
+        for t in graph.initializer if t.name.startswith(CONST_PREFIX)
+    }  # fmt: skip
+    consts = set(values)
     readers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node.input:
@@ -59,7 +68,8 @@ def restore_float_hardswish(graph: onnx.GraphProto, opset: int) -> list[str]:
         return found[0]
 
     drop: set[int] = set()
-    new: dict[int, onnx.NodeProto] = {}
+    new: dict[int, list[onnx.NodeProto]] = {}
+    pairs = 0
     for add in graph.node:
         if add.op_type != "Add" or len(add.input) != 2 or add.input[1] not in consts:
             continue
@@ -71,14 +81,35 @@ def restore_float_hardswish(graph: onnx.GraphProto, opset: int) -> list[str]:
         if div is None or div.input[1] not in consts or div.input[0] != mul.output[0]:
             continue
         name = div.name.removesuffix("/Div") or div.output[0]
-        new[id(add)] = onnx.helper.make_node("HardSwish", [x], [div.output[0]], name=name)
+        if add.input[1].startswith(PAIR_PREFIX):
+            hi = values[div.input[1]]
+            alpha, beta = np.float32(1) / hi, values[add.input[1]] / hi
+            new[id(add)] = [
+                onnx.helper.make_node("HardSigmoid", [x], [clip.output[0]], name=name,
+                                      alpha=float(alpha), beta=float(beta)),
+                onnx.helper.make_node("Mul", [x, clip.output[0]], [div.output[0]], name=mul.name),
+            ]  # fmt: skip
+            pairs += 1
+        elif opset >= 14:
+            new[id(add)] = [onnx.helper.make_node("HardSwish", [x], [div.output[0]], name=name)]
+        else:
+            continue
         drop.update(id(n) for n in (clip, mul, div))
     if not new:
         return []
-    nodes = [new.get(id(n), n) for n in graph.node if id(n) not in drop]
+    nodes = [m for n in graph.node if id(n) not in drop for m in new.get(id(n), [n])]
     del graph.node[:]
     graph.node.extend(nodes)
-    return [
-        f"{len(new)} HardSwish op(s) left float by the plan written as HardSwish again (one "
-        "op ONNX Runtime fuses into the float Conv before it)"
-    ]
+    drop_unread(graph, consts)  # the form's constants nothing reads now
+    notes = []
+    if len(new) > pairs:
+        notes.append(
+            f"{len(new) - pairs} HardSwish op(s) left float by the plan written as HardSwish "
+            "again (one op ONNX Runtime fuses into the float Conv before it)"
+        )
+    if pairs:
+        notes.append(
+            f"{pairs} x * HardSigmoid(x) pair(s) left float by the plan written as the pair "
+            "again (two float ops instead of four)"
+        )
+    return notes

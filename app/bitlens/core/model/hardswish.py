@@ -16,9 +16,21 @@ fidelity check all see the four ops. In float they compute the ONNX definition
 ``x * max(0, min(1, x / 6 + 0.5))`` up to float rounding. Only main-graph HardSwish nodes
 whose input is known to be float32 (declared, or a Conv/Gemm/MatMul output with float32
 weights) are rewritten: the constants are float32.
+
+Paddle2ONNX at opset 11 (no HardSwish op) writes the same function as ``HardSigmoid(x)``
+(alpha 1/6, beta 0.5) and ``Mul(x, .)``: PP-OCRv5's mobile detector has 24 such pairs, which
+its W8A8 export also ran in float between the quantizers (``DequantizeLinear -> HardSigmoid,
+Mul -> QuantizeLinear``). A pair whose HardSigmoid only that Mul reads, with the Mul's other
+input the HardSigmoid's own, is written as ``x * Clip(x + b/a, 0, 1/a) / (1/a)``: in exact
+arithmetic ``a * Clip(x + b/a, 0, 1/a) = Clip(a x + b, 0, 1)``, the ONNX definition, for any
+``a > 0``. Only where ``1/a`` and ``b/a`` in float32 give back ``a`` and ``b`` exactly (0.2 and
+1/6 with 0.5 do), so the export can write the pair back as it was where it stays float. A
+HardSigmoid gating another tensor (a squeeze-and-excitation block's ``x * hs(y)``) is left.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -27,9 +39,14 @@ from onnx import numpy_helper
 from bitlens.core.model.graph import CONSTANT_DOMAINS, is_constant_node
 
 _LAYERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# Ops whose output has the type of each of their (non-empty) inputs: ONNX's one type T.
+_SAME_TYPE = frozenset({"Identity", "Add", "Sub", "Mul", "Div", "Relu", "Clip", "Sigmoid",
+                        "HardSigmoid", "LeakyRelu"})  # fmt: skip
 # The scalar constants' names: the export finds the form by them where it stays float
 # (bitlens.core.export.hardswish_float).
 CONST_PREFIX = "hardswish_"
+# Those of a HardSigmoid and Mul pair's form: written back as the pair, not as HardSwish.
+PAIR_PREFIX = f"{CONST_PREFIX}hardsigmoid"
 
 
 def hardswish_note(count: int) -> str | None:
@@ -40,6 +57,17 @@ def hardswish_note(count: int) -> str | None:
         f"{count} HardSwish op(s) written as x * Clip(x + 3, 0, 6) / 6 (in memory; the file is "
         "unchanged), so ONNX Runtime can run them on integer kernels: float outputs differ "
         "from the file's by float rounding only"
+    )
+
+
+def pair_note(count: int) -> str | None:
+    """One line for the HardSigmoid and Mul pairs rewritten, or None."""
+    if not count:
+        return None
+    return (
+        f"{count} x * HardSigmoid(x) pair(s) written as x * Clip(x + b/a, 0, 1/a) / (1/a) (in "
+        "memory; the file is unchanged), so ONNX Runtime can run them on integer kernels: "
+        "float outputs differ from the file's by float rounding only"
     )
 
 
@@ -54,15 +82,7 @@ def decompose_hardswish(model: onnx.ModelProto) -> int:
     }  # fmt: skip
     if not todo:
         return 0
-    used = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
-    used |= {i.name for i in graph.input} | {n.name for n in graph.node}
-
-    def fresh(base: str) -> str:
-        name, k = base, 1
-        while name in used:
-            name, k = f"{base}_{k}", k + 1
-        used.add(name)
-        return name
+    fresh = _namer(graph)
 
     consts = {v: fresh(f"{CONST_PREFIX}{v}") for v in (0, 3, 6)}
     graph.initializer.extend(
@@ -87,12 +107,115 @@ def decompose_hardswish(model: onnx.ModelProto) -> int:
     return len(todo)
 
 
-def _float32(name: str, graph: onnx.GraphProto) -> bool:
+def pair_constants(alpha: float, beta: float) -> tuple[np.float32, np.float32] | None:
+    """(b/a, 1/a) in float32 for HardSigmoid(alpha, beta), or None where ``a`` is not positive
+    or the two do not give back ``a`` and ``b`` exactly (1 / (1/a) and (b/a) / (1/a))."""
+    a, b = np.float32(alpha), np.float32(beta)
+    if not (np.isfinite(a) and np.isfinite(b) and a > 0):
+        return None
+    with np.errstate(over="ignore"):
+        hi = np.float32(1) / a
+        shift = b / a
+    if not (np.isfinite(hi) and np.isfinite(shift)):
+        return None
+    return (shift, hi) if np.float32(1) / hi == a and shift / hi == b else None
+
+
+def decompose_hardsigmoid_mul(model: onnx.ModelProto) -> int:
+    """Rewrite every float32 main-graph ``Mul(x, HardSigmoid(x))`` (the HardSigmoid read by
+    that Mul alone) as Add, Clip, Mul and Div (in place); the Div writes the Mul's output
+    name. Returns how many pairs were rewritten."""
+    graph = model.graph
+    readers: dict[str, list[int]] = {}
+    for i, n in enumerate(graph.node):
+        for name in n.input:
+            readers.setdefault(name, []).append(i)
+    outputs = {o.name for o in graph.output}
+    pairs: dict[int, tuple[int, tuple[np.float32, np.float32]]] = {}  # Mul -> (HardSigmoid, consts)
+    for i, n in enumerate(graph.node):
+        if n.op_type != "HardSigmoid" or n.domain not in CONSTANT_DOMAINS or not n.output:
+            continue
+        x, y = n.input[0], n.output[0]
+        read = readers.get(y, [])
+        if y in outputs or len(read) != 1:
+            continue
+        mul = graph.node[read[0]]
+        if mul.op_type != "Mul" or sorted(mul.input) != sorted([x, y]) or x == y:
+            continue
+        attrs = {a.name: a.f for a in n.attribute}
+        found = pair_constants(attrs.get("alpha", 0.2), attrs.get("beta", 0.5))
+        if found is not None and _float32(x, graph):
+            pairs[read[0]] = (i, found)
+    if not pairs:
+        return 0
+    fresh = _namer(graph)
+
+    consts: dict[float, str] = {}
+
+    def const(value: np.float32) -> str:
+        if float(value) not in consts:
+            consts[float(value)] = fresh(f"{PAIR_PREFIX}_{float(value):g}")
+            graph.initializer.append(numpy_helper.from_array(np.asarray(value), consts[float(value)]))
+        return consts[float(value)]
+
+    zero = const(np.float32(0))
+    dropped = {h for h, _ in pairs.values()}
+    mk = onnx.helper.make_node
+    nodes: list[onnx.NodeProto] = []
+    for i, node in enumerate(graph.node):
+        if i in dropped:
+            continue
+        if i not in pairs:
+            nodes.append(node)
+            continue
+        hs = graph.node[pairs[i][0]]
+        shift, hi = pairs[i][1]
+        x, base = hs.input[0], hs.name or hs.output[0]
+        p, r, m = (fresh(f"{base}/{part}") for part in ("shifted", "clipped", "times"))
+        nodes += [
+            mk("Add", [x, const(shift)], [p], name=fresh(f"{base}/Add")),
+            mk("Clip", [p, zero, const(hi)], [r], name=fresh(f"{base}/Clip")),
+            mk("Mul", [x, r], [m], name=node.name or fresh(f"{base}/Mul")),
+            mk("Div", [m, const(hi)], [node.output[0]], name=fresh(f"{base}/Div")),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(pairs)
+
+
+def _namer(graph: onnx.GraphProto) -> Callable[[str], str]:
+    """A function giving names no tensor, node or initializer of ``graph`` has (nor an earlier
+    name it gave)."""
+    used = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
+    used |= {i.name for i in graph.input} | {n.name for n in graph.node}
+
+    def fresh(base: str) -> str:
+        name, k = base, 1
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        return name
+
+    return fresh
+
+
+def _float32(name: str, graph: onnx.GraphProto, depth: int = 8) -> bool:
+    """``name`` is known to be float32: declared so, a float32 initializer, the output of a
+    layer with float32 weights, or of an op whose output has its inputs' type (Identity, an
+    elementwise op: PP-OCRv5's learnable affine blocks, ``w0 * conv + w1`` then Identity,
+    come between its convs and their HardSigmoids) with such an input, up to ``depth`` ops up."""
     for v in (*graph.input, *graph.value_info, *graph.output):
         if v.name == name and v.type.HasField("tensor_type"):
             return v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    init = next((t for t in graph.initializer if t.name == name), None)
+    if init is not None:
+        return init.data_type == onnx.TensorProto.FLOAT
     producer = next((n for n in graph.node if name in n.output), None)
-    if producer is None or producer.op_type not in _LAYERS or len(producer.input) < 2:
+    if producer is None or depth <= 0:
+        return False
+    if producer.op_type in _SAME_TYPE and producer.domain in CONSTANT_DOMAINS:
+        return any(_float32(i, graph, depth - 1) for i in producer.input if i)
+    if producer.op_type not in _LAYERS or len(producer.input) < 2:
         return False
     w = next((t for t in graph.initializer if t.name == producer.input[1]), None)
     if w is None:  # a weight in a Constant node

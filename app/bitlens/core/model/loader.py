@@ -37,7 +37,12 @@ from bitlens.core.model.external import (
 from bitlens.core.model.folding import fold_constants
 from bitlens.core.model.graph import ConstSource, GraphOrderError, NodeSlot, normalize, walk
 from bitlens.core.model.half_activations import half_activations_note
-from bitlens.core.model.hardswish import decompose_hardswish, hardswish_note
+from bitlens.core.model.hardswish import (
+    decompose_hardsigmoid_mul,
+    decompose_hardswish,
+    hardswish_note,
+    pair_note,
+)
 from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.irversion import fit_ir_version
 from bitlens.core.model.loop_invariants import loop_constants_note, read_loop_constants
@@ -104,7 +109,7 @@ class LoadedModel:
     base_dir: Path | None = None
     bn_folded: int = 0  # BatchNormalizations folded into their Conv (bitlens.core.model.bn_fold)
     add_folded: int = 0  # per-channel Adds folded into their Conv's bias (conv_add_fold)
-    hardswish_split: int = 0  # HardSwish ops written as Add, Clip, Mul, Div (hardswish)
+    hardswish_split: int = 0  # HardSwish ops, x * HardSigmoid(x) pairs written as Add, Clip, Mul, Div
     # main-graph initializers whose bytes only the scratch map holds (rawspill.detach)
     _detached: dict[str, Detached] = field(default_factory=dict, repr=False)
     _file_stamp: tuple[int, int] | None = field(default=None, repr=False)  # size, mtime_ns
@@ -374,7 +379,8 @@ def _iter_finish(
     bn = fold_batchnorms(proto) if fold_bn else None
     adds = fold_conv_adds(proto) if fold_bn else None
     hardswish = decompose_hardswish(proto) if fold_bn else 0
-    if folded.nodes or hardswish or any(f is not None and f.folded for f in (bn, adds)):
+    pairs = decompose_hardsigmoid_mul(proto) if fold_bn else 0
+    if folded.nodes or hardswish or pairs or any(f is not None and f.folded for f in (bn, adds)):
         slots = walk(proto)
     rewritten = folded.names
     for fold in (bn, adds):
@@ -410,6 +416,7 @@ def _iter_finish(
             bn_note,
             add_note,
             hardswish_note(hardswish),
+            pair_note(pairs),
             prequant,
             ml,
             untensored,
@@ -438,7 +445,7 @@ def _iter_finish(
         base_dir=base_dir,
         bn_folded=bn.folded if bn is not None else 0,
         add_folded=adds.folded if adds is not None else 0,
-        hardswish_split=hardswish,
+        hardswish_split=hardswish + pairs,
     )
     model._detached = detached
     model._file_stamp = _stamp(path) if detached and path is not None else None

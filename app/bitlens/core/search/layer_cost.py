@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from bitlens.core import lstm_kernel
 from bitlens.core.model.types import Layer
 
 # An integer kernel's time per MAC against the float kernel's (dense layers).
@@ -47,12 +48,14 @@ DEPTHWISE_INTEGER = 3.0
 # An LSTM's time per MAC against a dense float layer's (module docstring, "LSTMs"): as ONNX's
 # float LSTM while its recurrent weight (float32, per direction) stays under LSTM_SPILL_BYTES,
 # and beyond; on ONNX Runtime's DynamicQuantizeLSTM (core/lstm_kernel.py) from
-# LSTM_KERNEL_HIDDEN hidden units on, and below. The kernel quantizes its own input and
-# state at every step, so no quantize work is left around it.
+# LSTM_KERNEL_HIDDEN hidden units on, from lstm_kernel.pays' crossover to there (MID), and
+# below it (SMALL: only a plan that asks for the kernel there gets it). The kernel quantizes
+# its own input and state at every step, so no quantize work is left around it.
 LSTM_FLOAT = 2.3
 LSTM_FLOAT_SPILLED = 19.0
 LSTM_SPILL_BYTES = 3 * 2**20
 LSTM_KERNEL = 1.1
+LSTM_KERNEL_MID = 2.0
 LSTM_KERNEL_SMALL = 2.8
 LSTM_KERNEL_HIDDEN = 256
 # Quantize work per output element of an integer-kernel layer, in MAC-times (the lower end
@@ -117,5 +120,8 @@ def lstm_cost(layer: Layer, macs: float) -> LayerCost:
     hidden = lstm_hidden(layer)
     recurrent = 4 * (4 * hidden * hidden)  # float32 bytes of R per direction
     flt = LSTM_FLOAT_SPILLED if recurrent > LSTM_SPILL_BYTES else LSTM_FLOAT
-    kernel = LSTM_KERNEL if hidden >= LSTM_KERNEL_HIDDEN else LSTM_KERNEL_SMALL
+    if hidden >= LSTM_KERNEL_HIDDEN:
+        kernel = LSTM_KERNEL
+    else:
+        kernel = LSTM_KERNEL_MID if lstm_kernel.pays(layer) else LSTM_KERNEL_SMALL
     return LayerCost(macs * flt, macs * kernel, 0.0)
