@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from bitlens.core.engine.row_cap import cap_rows, first_joined, first_unit, input_bytes, run_share
 from bitlens.core.engine.row_mixing import rows_apart_where_they_mix
 from bitlens.core.engine.store import RefView
 from bitlens.core.errors import EngineError
@@ -39,18 +40,48 @@ PREFIX_MIN = 16 << 20
 class FloatReference:
     """Engine mixin: the float reference and the memory budget it is kept within."""
 
+    _rows_checked: object = None  # the data keep_rows_apart last gave (checked once)
+
     def keep_rows_apart(self) -> None:
-        """Split the data's joined feeds back into their units where the model mixes rows
-        along axis 0 (row_mixing.py); before the float reference, once."""
+        """Before the float reference, once: split the data's joined feeds into runs whose
+        fetched values fit the memory budget's share (row_cap.py), and back into their units
+        where the model mixes rows along axis 0 (row_mixing.py)."""
         data = self.data
-        if data is None or data.rows_mix or self._ref is not None:
+        if data is None or data.rows_mix or self._ref is not None or data is self._rows_checked:
             return
-        _sim, sess = self._session_for({})
+        joined = first_joined(data)
+        if joined is None:
+            return
+        sim, sess = self._session_for({})
         weights = self._float_weights()
         names = self._output_names
+        # The first unit alone, fetching what the float reference fetches: its values per
+        # input byte size every run; its outputs are row_mixing's run of that unit alone.
+        unit = first_unit(data, joined)
+        fetch = list(dict.fromkeys([*names, *(t for p in self._reference_fetch(sim) for t in p)]))
+        outs = self._run(sess, fetch, {**unit, **weights})
+        alone = outs[: len(names)]
+        per_byte = sum(getattr(v, "nbytes", 0) for v in outs) / max(1, input_bytes(unit))
+        del outs
+        capped = cap_rows(data, per_byte, run_share())
         self.data = rows_apart_where_they_mix(
-            data, lambda feed: self._run(sess, names, {**feed, **weights})
+            capped,
+            lambda feed: self._run(sess, names, {**feed, **weights}),
+            alone if capped is data else None,
         )
+        self._rows_checked = self.data
+
+    def _reference_fetch(self, sim) -> tuple[list[str], list[str]]:
+        """What the float reference fetches: the metrics' values (layer inputs and outputs,
+        model outputs, in topological-ish order, so a NaN is reported where it first
+        appears), and on the calibration feeds every other float tensor for its min and max
+        (a deployment target's quantizers need them, target_range; they would otherwise
+        cost one more float run over those feeds)."""
+        fetch = list(
+            dict.fromkeys([*sim.activations, *sim.layer_outputs.values(), *self._output_fetch])
+        )
+        kept = set(fetch)
+        return fetch, [t for t in self._float_tensors if t not in kept]
 
     # -- float reference & calibration ------------------------------------------------
     def prepare(self) -> Iterator[Progress]:
@@ -63,16 +94,9 @@ class FloatReference:
             raise EngineError("no input data yet: give the input sizes or data first")
         self.keep_rows_apart()
         sim, sess = self._session_for({})
-        # Topological-ish order, so a NaN is reported where it first appears.
-        fetch = list(
-            dict.fromkeys([*sim.activations, *sim.layer_outputs.values(), *self._output_fetch])
-        )
+        fetch, extra = self._reference_fetch(sim)
         every_feed = set(sim.activations)
-        # On the calibration feeds, also the min and max of every other float tensor: a
-        # deployment target's quantizers need them (target_range), which otherwise cost
-        # one more float run over those feeds.
         kept = set(fetch)  # the rest only for their min and max
-        extra = [t for t in self._float_tensors if t not in kept]
         weights = self._float_weights()
         evaluation = set(self.data.evaluation)
         calibration = set(self.data.calibration)

@@ -26,11 +26,18 @@ _MIXED = 1e-3
 Run = Callable[[Mapping[str, np.ndarray]], Sequence[np.ndarray]]
 
 
-def rows_mix(run: Run, feed: Mapping[str, np.ndarray], parts: Sequence[int]) -> bool:
+def rows_mix(
+    run: Run,
+    feed: Mapping[str, np.ndarray],
+    parts: Sequence[int],
+    alone: Sequence[np.ndarray] | None = None,
+) -> bool:
     """Whether the first unit of ``feed`` (``parts[0]`` rows) gives other outputs alone than
-    together with the second; ``run`` is the float model's."""
+    together with the second; ``run`` is the float model's, ``alone`` its outputs on the
+    first unit when the caller ran it already."""
     first, two = parts[0], parts[0] + parts[1]
-    alone = run({k: v[:first] for k, v in feed.items()})
+    if alone is None:
+        alone = run({k: v[:first] for k, v in feed.items()})
     joined = run({k: v[:two] for k, v in feed.items()})
     for a, j in zip(alone, joined, strict=True):
         a, j = np.asarray(a), np.asarray(j)
@@ -69,10 +76,13 @@ def _rows_of(alone: np.ndarray, joined: np.ndarray, first: int, two: int) -> np.
     return None
 
 
-def rows_apart_where_they_mix(data: Dataset, run: Run) -> Dataset:
+def rows_apart_where_they_mix(
+    data: Dataset, run: Run, alone: Sequence[np.ndarray] | None = None
+) -> Dataset:
     """``data`` as given when its model's rows stand alone or nothing was joined; else with
-    every joined feed split back into its units (Dataset.rows_apart)."""
+    every joined feed split back into its units (Dataset.rows_apart). ``alone``: the float
+    outputs of the first joined feed's first unit, when the caller ran it already."""
     joined = next((i for i, p in enumerate(data.parts) if len(p) > 1), None)
-    if joined is None or not rows_mix(run, data.samples[joined], data.parts[joined]):
+    if joined is None or not rows_mix(run, data.samples[joined], data.parts[joined], alone):
         return data
     return data.rows_apart()
