@@ -95,7 +95,7 @@ def test_gemm_patterns_without_integer_kernels_are_predicted_float(tmp_path: Pat
     said = " ".join(deployment_warnings(w8a8))
     assert "'scaled'" in said and "alpha or beta" in said
     assert "'matmul_first'" in said and "'gemm_first'" in said and "first operand" in said
-    result, report = run(engine, w8a8, tmp_path / "w8a8.onnx")
+    _, report = run(engine, w8a8, tmp_path / "w8a8.onnx")
     assert report.passed, report.to_dict()
     ran = {la.name: any(k in la.kernel for k in INTEGER_KERNELS) for la in report.layers}
     assert ran == {la.name: la.integer_kernel for la in report.layers}  # as predicted
