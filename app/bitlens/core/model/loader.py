@@ -43,6 +43,7 @@ from bitlens.core.model.ml_domain import ml_ops, non_tensor_outputs_note, uses_o
 from bitlens.core.model.ml_domain import note as ml_note
 from bitlens.core.model.negative_dims import negative_dims_as_dynamic, negative_dims_note
 from bitlens.core.model.old_opset import raise_old_opset
+from bitlens.core.model.optional_outputs import name_omitted_outputs
 from bitlens.core.model.prequantized import note as quantized_note
 from bitlens.core.model.prequantized import quantized_ops
 from bitlens.core.model.rawspill import (
@@ -354,6 +355,7 @@ def _iter_finish(
     # Every external location and size is checked here; large tensors stay in their files.
     yield from iter_external_data(proto, base_dir, label, keep_large=True)
     file_ir = drop_constant_inputs(proto)
+    name_omitted_outputs(proto)
     parsed = proto
     proto, opset_note = raise_old_opset(proto)
     if proto is not parsed:  # converted: every tensor is the converter's copy
