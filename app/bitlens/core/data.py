@@ -39,7 +39,7 @@ from bitlens.core.feed_arrays import (
     one_row_per_run,
     slice_rows,
 )
-from bitlens.core.input_ranges import index_ranges, is_mask, mask_inputs
+from bitlens.core.input_ranges import index_ranges, is_mask, mask_inputs, sequence_lengths
 from bitlens.core.limits import check_budget
 from bitlens.core.media_data import images_dataset, wav_dataset
 from bitlens.core.model.types import ModelInfo
@@ -310,6 +310,7 @@ class Dataset:
             raise DataError(f"the number of random samples must be at least 1, not {n}")
         rng = np.random.default_rng(seed)
         vocab, masks = index_ranges(info), mask_inputs(info)
+        lengths = sequence_lengths(info, dims or {})
         arrays: dict[str, np.ndarray] = {}
         for t in info.inputs:
             shape = concrete_shape(t, dict(dims or {}))
@@ -324,6 +325,8 @@ class Dataset:
                 arrays[t.name] = rng.standard_normal(full).astype(dt)
             elif dt.kind in "iu" and values and t.name in values:
                 arrays[t.name] = np.full(full, values[t.name], dtype=dt)
+            elif dt.kind in "iu" and t.name in lengths:
+                arrays[t.name] = np.full(full, lengths[t.name], dtype=dt)
             elif dt.kind in "iub" and (is_mask(t.name) or t.name in masks):
                 arrays[t.name] = np.ones(full, dtype=dt)
             elif dt.kind in "iu":

@@ -7,8 +7,9 @@ nothing but bytes 0..9.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
+from bitlens.core.dims import MissingDimension, concrete_shape
 from bitlens.core.model.types import ModelInfo, NodeInfo
 
 
@@ -112,4 +113,37 @@ def vocab_sizes(info: ModelInfo) -> dict[str, int]:
     for layer in info.layers:
         if layer.op_type == "Gather" and layer.weights and len(layer.inputs) > 1:
             out[layer.inputs[1]] = layer.weights[0].shape[0]
+    return out
+
+
+_RECURRENT = frozenset({"RNN", "GRU", "LSTM"})
+
+
+def sequence_lengths(info: ModelInfo, dims: Mapping[str, int]) -> dict[str, int]:
+    """Input name -> the sequence length, for integer inputs that are an RNN/GRU/LSTM's
+    ``sequence_lens`` (input 4, through reshapes and casts), where that node's X has a
+    known time axis (axis 0: ONNX Runtime's CPU kernels take no ``layout=1``). Each value
+    must lie in [0, seq_length] (ORT refuses others: "Invalid value/s in sequence_lens"),
+    and random integers below 10 were past a 7-step sequence or 0, an empty one; random
+    inputs give every sequence its full length, as a padding mask gives all ones."""
+    _, consumers = _graph_values(info)
+    graph_inputs = {t.name: t for t in info.inputs}
+    out: dict[str, int] = {}
+    for t in info.inputs:
+        if t.dtype not in _INTEGER_TYPES:
+            continue
+        for name, n in _uses(t.name, consumers):
+            if n.op_type not in _RECURRENT or n.inputs[4:5] != (name,):
+                continue
+            x = graph_inputs.get(n.inputs[0]) or info.value_info.get(n.inputs[0])
+            if x is None or not x.shape:
+                continue
+            if isinstance(x.shape[0], int) and x.shape[0] > 0:
+                out[t.name] = x.shape[0]
+            elif n.inputs[0] in graph_inputs:
+                try:
+                    out[t.name] = concrete_shape(x, dims)[0]
+                except MissingDimension:  # a size not given: random integers, as before
+                    continue
+            break
     return out

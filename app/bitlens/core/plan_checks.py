@@ -20,6 +20,7 @@ from bitlens.core.targets import (
     kernel_weight_on_target,
     placement,
     slower_as_integer,
+    unfused_pattern,
 )
 
 if TYPE_CHECKING:
@@ -138,6 +139,8 @@ def _why_float(layer: Layer, w: Format, a: Format | None, dynamic: bool, target:
         return "inside a subgraph"
     if slow := slower_as_integer(layer):
         return f"stays float because {slow}"
+    if pattern := unfused_pattern(layer, w):
+        return pattern
     if w.granularity is Granularity.BLOCK or len(layer.weights) != 1:
         return "per-block weights (integer kernels take per-tensor or per-channel weights)"
     if a is None:

@@ -219,7 +219,43 @@ def _kernel_shaped(layer: Layer, weight: Format | None, act: Format | None, dyna
         and act.family is Family.INT
         and act.bits == 8
         and act.granularity is Granularity.TENSOR
+        and unfused_pattern(layer, weight) is None
     )
+
+
+def unfused_pattern(layer: Layer, weight: Format) -> str | None:
+    """Why ONNX Runtime makes no integer kernel of this MatMul/Gemm's QDQ group whatever
+    the formats (None when nothing in the layer's shape prevents one). Such a layer keeps
+    its weights folded (a float kernel), so what the search and the export predict is what
+    runs. Rules from GemmNodeGroupSelector / MatMulNodeGroupSelector in
+    onnxruntime/core/optimizer/qdq_transformer/selectors_actions/qdq_selectors.cc and the
+    kernels they make (ONNX Runtime 1.31):
+
+    - the weight is the first operand (``Gemm(W, x)``, ``MatMul(W, x)``): an int8 weight
+      there with a uint8 activation as the second fails "if A is signed int, B must be
+      signed int", and a per-channel scale on A has no kernel (measured: Gemm and MatMul
+      ran float);
+    - a Gemm with a bias and alpha or beta not 1: the int32 bias is not written (it would
+      need beta), and the selector fuses only when every input, C included, is a
+      DequantizeLinear output ("beta needs to be 1.0");
+    - a MatMul whose weight has more than 2 dims ([G, K, N], or [1, K, N] broadcast) with
+      per-channel weights: the group still fuses, but QLinearMatMul / MatMulIntegerToFloat
+      then refuse the 1-D zero point at run time ("weight zero point must be a scalar, 1D
+      tensor of size 1, or last to second dimension is 1":
+      onnxruntime/core/providers/cpu/quantization/quantize_linear_matmul.cc), so the W8A8
+      file could not run at all."""
+    if layer.op_type not in ("MatMul", "Gemm"):
+        return None
+    if layer.activations[:1] == layer.inputs[1:2]:
+        return "its weight is the first operand, which ONNX Runtime's integer kernels do not take"
+    if layer.op_type == "Gemm" and layer.scaled and layer.biases:
+        return "a Gemm with a bias and alpha or beta not 1 has no integer kernel in ONNX Runtime"
+    if weight.granularity is Granularity.CHANNEL and any(len(w.shape) > 2 for w in layer.weights):
+        return (
+            "per-channel weights with more than 2 dims, which ONNX Runtime's integer MatMul "
+            "kernels refuse (per-tensor weights fuse)"
+        )
+    return None
 
 
 def kernel_weight(weight: Format) -> bool:

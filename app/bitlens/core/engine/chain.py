@@ -20,6 +20,7 @@ from concurrent.futures import Executor
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from bitlens.core.engine import prefix
 
@@ -39,11 +40,19 @@ class _Arg:
 class Chain:
     """Parts of a graph run one after another, with a session's ``get_inputs``/``run``."""
 
-    def __init__(self, parts: Sequence[tuple[object, tuple[str, ...], tuple[str, ...]]]):
-        """``parts``: (session, input names, output names) in graph order."""
+    def __init__(
+        self,
+        parts: Sequence[tuple[object, tuple[str, ...], tuple[str, ...]]],
+        constants: Mapping[str, np.ndarray] | None = None,
+        passthrough: Sequence[str] = (),
+    ):
+        """``parts``: (session, input names, output names) in graph order; ``constants`` and
+        ``passthrough``: graph outputs no node makes (an initializer, a graph input listed
+        as an output), which no part fetches: given as they are."""
         self.parts = list(parts)
+        self._constants = dict(constants or {})
         produced: set[str] = set()
-        names: list[str] = []
+        names: list[str] = list(passthrough)
         for _, inputs, outputs in self.parts:
             names += [n for n in inputs if n not in produced]
             produced.update(outputs)
@@ -67,7 +76,7 @@ class Chain:
         return plan
 
     def run(self, fetch: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        values = dict(feeds)
+        values = {**self._constants, **feeds}
         for (sess, inputs, _), want in zip(self.parts, self._plan(tuple(fetch)), strict=True):
             if want:
                 got = sess.run(want, {n: values[n] for n in inputs})
@@ -122,4 +131,9 @@ def build_chain(
         parts.append((sess, inputs, tuple(v.name for v in g.output)))
     while len(sessions) > PART_SESSIONS:
         sessions.popitem(last=False)
-    return Chain(parts)
+    # Graph outputs no node makes (prefix.Cuts index -1): a whole run fetches them too
+    # (reuse.py), and no part has them; a constant output read by a key was "'k'".
+    g = sim.graph
+    listed = {v.name for v in g.output}
+    constants = {t.name: numpy_helper.to_array(t) for t in g.initializer if t.name in listed}
+    return Chain(parts, constants, [v.name for v in g.input if v.name in listed])

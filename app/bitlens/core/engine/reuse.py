@@ -99,7 +99,10 @@ class PrefixRuns:
 
         start, kept, tail = self._tail_for(skey, sim, cuts, key, wanted, todo)
         run_sess = whole() if tail is None and start != _NOTHING_TO_RUN else tail
-        ran = [t for t in wanted if cuts.index.get(t, 0) >= start]
+        # A whole run (start 0) also fetches the outputs no node makes (index -1: a graph
+        # input or an initializer listed as an output); a later start finds them kept.
+        first = start if start > 0 else -1
+        ran = [t for t in wanted if cuts.index.get(t, 0) >= first]
         keep = [t for t in cuts.tensors if cuts.index[t] >= start and t not in ran]
         fetch = [*ran, *keep]
         keepable = [t for t in fetch if t in cuts.position]

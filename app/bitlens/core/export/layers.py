@@ -320,7 +320,7 @@ def _encode_one(
     else:
         enc = encode_qtensor(
             b, w, q, np.dtype(w.dtype), mode=mode, allow_int2=options.int2_qdq,
-            zero_point=zero_point, widen=widen,
+            zero_point=zero_point, widen=widen, zeros_at_load=not tensorrt,
         )  # fmt: skip
     if enc is None:
         notes.append(f"{w.name}: {fmt.name} keeps the weight's own {w.dtype} values")

@@ -89,6 +89,12 @@ def native_qdq_dtype(fmt: Format, allow_int2: bool) -> np.dtype | None:
     return family_of(fmt).native_qdq_dtype(fmt, allow_int2)
 
 
+# From this many channels, symmetric 8-bit zero points (all 0) are made at load by a
+# ConstantOfShape rather than stored: the node, its shape and names cost about 90 bytes (87
+# on a 16 x 16 Gemm's weight, measured on the file), a byte per channel above that.
+ZEROS_AT_LOAD_MIN = 128
+
+
 def encode_weight(
     b: GraphBuilder,
     w: WeightInfo,
@@ -122,17 +128,20 @@ def encode_qtensor(
     allow_int2: bool = False,
     zero_point: bool = False,
     widen: str | None = None,
+    zeros_at_load: bool = True,
 ) -> WeightEncoding:
     """Add nodes producing tensor ``w.name`` (of ``dtype``) from the quantized ``q``.
 
-    ``widen`` (QDQ mode, codes narrower than 8 bits), as integer kernels need 8-bit codes:
+    ``zero_point``: write the zero point out even where it is 0 (symmetric codes); all-zero
+    8-bit ones are then made at load by a ConstantOfShape unless ``zeros_at_load`` is False
+    (TensorRT wants them stored). ``widen`` (QDQ mode, codes narrower than 8 bits), as integer kernels need 8-bit codes:
     :data:`CAST` stores them in their native type and Casts them to int8/uint8 before the
     DequantizeLinear; :data:`PACKED` stores them as an n-bit packed stream, unpacked and Cast."""
     fmt = q.fmt
     if mode == QDQ and widen == PACKED and fmt.bits < 8:  # any width: no native type needed
         return _qdq(b, w, q, _WIDE_INT[fmt.signed][0], dtype, zero_point, widen)
     if mode == QDQ and (dt := native_qdq_dtype(fmt, allow_int2)) is not None:
-        return _qdq(b, w, q, dt, dtype, zero_point, widen)
+        return _qdq(b, w, q, dt, dtype, zero_point, widen, zeros_at_load)
     if not fmt.has_scale:
         return _cast(b, w, q, dtype)
     return _folded(b, w, q, dtype)
@@ -333,6 +342,7 @@ def _qdq(
     dtype: np.dtype,
     zero_point: bool,
     widen: str | None = None,
+    zeros_at_load: bool = True,
 ) -> WeightEncoding:
     fmt, g = q.fmt, q.grouping
     wide = _WIDE_INT[fmt.signed] if widen is not None and fmt.bits < 8 else None
@@ -359,9 +369,10 @@ def _qdq(
         zp = np.zeros(g.param_shape, np.int8)
     if zp is not None and (zero_point or not (fmt.symmetric and fmt.signed)):
         zp = np.asarray(zp)
-        if packed and not zp.any():
-            # zeros (symmetric codes, which QGemm still wants written out) made at load:
-            # 8-bit ones would cost a byte per channel the plan does not account
+        eight = fmt.bits == 8 and zeros_at_load and zp.size >= ZEROS_AT_LOAD_MIN
+        if (packed or eight) and not zp.any():
+            # zeros (symmetric codes, which QGemm and MatMulIntegerToFloat still want written
+            # out) made at load: 8-bit ones cost a byte per channel the plan does not account
             zero = numpy_helper.from_array(np.zeros(1, dt), "zero")
             shape = _shape_const(b, "zp_shape", g.param_shape)
             inputs.append(b.node("ConstantOfShape", [shape], value=zero))

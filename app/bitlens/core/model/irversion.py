@@ -88,6 +88,32 @@ def fit_ir_version(model: onnx.ModelProto) -> str | None:
     )
 
 
+def drop_constant_inputs(model: onnx.ModelProto) -> int:
+    """Below IR 4, remove from the main graph's inputs the initializers listed there.
+
+    IR 3 and older required every initializer to be declared as a graph input, yet ONNX
+    Runtime lets no input override one in such a file (``Graph::CanOverrideInitializer``
+    is ``ir_version_ >= 4``: onnxruntime/core/graph/graph.h), so they are constants it folds
+    and fuses. Every model Bitlens derives from the file (the opset upgrade, the simulation
+    graphs, the export) is written at IR 4 or later, where the same declarations make the
+    weights overridable inputs: ORT then optimizes less, the float outputs moved by float
+    reassociation (3e-7 on a Conv + Gemm), the opset 9 to 11 upgrade was refused as "outputs
+    differ", and every 8-bit activation was refused with it. Dropping the declarations keeps
+    the model ORT runs for the file, bit for bit, in the in-memory copy only; that copy is
+    IR 4 (onnx's version converter, like IR 3 itself, refuses an initializer that is not
+    an input: "Input w is undefined!"). Returns the file's IR version.
+    """
+    file_ir = int(model.ir_version)
+    if not 0 < file_ir < 4:
+        return file_ir
+    names = {t.name for t in model.graph.initializer}
+    keep = [vi for vi in model.graph.input if vi.name not in names]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    model.ir_version = 4
+    return file_ir
+
+
 def check_runnable(model: onnx.ModelProto) -> str | None:
     """A one-line reason ONNX Runtime cannot load ``model`` for its IR version, or None."""
     if model.ir_version <= ORT_MIN_READS_IR or model.ir_version <= ort_max_ir_version():

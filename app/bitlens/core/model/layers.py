@@ -99,6 +99,7 @@ def _layer(
     picks: list[_Pick],
     biases: list[ConstSource],
     activations: tuple[str, ...],
+    scaled: bool = False,
 ) -> Layer | None:
     if not picks:
         return None
@@ -113,6 +114,7 @@ def _layer(
         weights=tuple(_info(p.src, p.channel_axis, p.block_axis) for p in picks),
         biases=tuple(_info(b, 0, 0) for b in biases),  # biases have no axes of their own
         activations=activations,
+        scaled=scaled,
     )
 
 
@@ -139,14 +141,15 @@ def _gemm(slot: NodeSlot, dtype_of: DtypeOf) -> Layer | None:
         return None
     c = _float_const(slot, 2)
     biases = [c] if c else []
+    scaled = any(at.name in ("alpha", "beta") and at.f != 1.0 for at in node.attribute)
     if b is not None:
         # B is [N, K] with transB=1, else [K, N]: N is the output channel.
         ch, blk = (0, 1) if _attr_int(node, "transB", 0) else (1, 0)
-        return _layer(slot, [_Pick(b, ch, blk)], biases, _activation(slot, 0, dtype_of))
+        return _layer(slot, [_Pick(b, ch, blk)], biases, _activation(slot, 0, dtype_of), scaled)
     assert a is not None
     # A is [M, K], or [K, M] with transA=1: M indexes output rows.
     ch, blk = (1, 0) if _attr_int(node, "transA", 0) else (0, 1)
-    return _layer(slot, [_Pick(a, ch, blk)], biases, _activation(slot, 1, dtype_of))
+    return _layer(slot, [_Pick(a, ch, blk)], biases, _activation(slot, 1, dtype_of), scaled)
 
 
 def _matmul(slot: NodeSlot, dtype_of: DtypeOf) -> Layer | None:

@@ -44,12 +44,13 @@ from bitlens.core.model.hardswish import (
     pair_note,
 )
 from bitlens.core.model.inventory import build_inventory
-from bitlens.core.model.irversion import fit_ir_version
+from bitlens.core.model.irversion import drop_constant_inputs, fit_ir_version
 from bitlens.core.model.loop_invariants import loop_constants_note, read_loop_constants
 from bitlens.core.model.ml_domain import ml_ops, non_tensor_outputs_note, uses_onnx_domain
 from bitlens.core.model.ml_domain import note as ml_note
 from bitlens.core.model.negative_dims import negative_dims_as_dynamic, negative_dims_note
 from bitlens.core.model.old_opset import raise_old_opset
+from bitlens.core.model.optional_outputs import name_omitted_outputs
 from bitlens.core.model.prequantized import note as quantized_note
 from bitlens.core.model.prequantized import quantized_ops
 from bitlens.core.model.rawspill import (
@@ -364,6 +365,8 @@ def _iter_finish(
     check_model(proto, label, raw_lengths)
     # Every external location and size is checked here; large tensors stay in their files.
     yield from iter_external_data(proto, base_dir, label, keep_large=True)
+    file_ir = drop_constant_inputs(proto)
+    name_omitted_outputs(proto)
     parsed = proto
     proto, opset_note = raise_old_opset(proto)
     if proto is not parsed:  # converted: every tensor is the converter's copy
@@ -397,7 +400,9 @@ def _iter_finish(
         fresh.CopyFrom(proto)
         proto = fresh
         slots = walk(proto)
-    info = build_inventory(proto, path, slots)  # reports the file's own IR version
+    info = build_inventory(proto, path, slots)
+    if info.ir_version != file_ir:  # reports the file's own IR version
+        info = replace(info, ir_version=file_ir)
     weights = {w.name for layer in info.layers for w in layer.weights} & folded.names
     prequant = quantized_note(quantized_ops(proto), len(info.layers))
     ml = ml_note(ml_ops(proto), len(info.layers))

@@ -68,6 +68,7 @@ class Layer:
     weights: tuple[WeightInfo, ...]  # quantized by the layer's weight format
     biases: tuple[WeightInfo, ...] = ()  # other constants, kept in float
     activations: tuple[str, ...] = ()  # float activations feeding the layer (quantizable)
+    scaled: bool = False  # a Gemm whose alpha or beta is not 1
 
     @property
     def params(self) -> int:
