@@ -17,6 +17,8 @@ from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import drain
 from tests import builders
 from tests.core.export_models import conv_net, random_feeds, transformer_block
+from tests.core.test_export_shared_gemm import shared_gemm_chain
+from tests.core.test_sim_equals_export import shared_bias_gemms
 
 
 def _ir3_conv_net() -> onnx.ModelProto:
@@ -55,6 +57,13 @@ CASES = {
     # weights inside If branches and a Loop body, and read from the outer scope
     "lstm in If": (builders.lstm_in_if, "int4 sym ch", None, None, {}),
     "loop": (builders.loop_with_matmul, "int8 sym ch", "uint8 asym", None, {}),
+    # one weight and bias read by three Gemms (QGemm kernels, an int32 bias copy per reader;
+    # the stored reader's weight reused by the others); a bias shared with an Add
+    "shared gemm": (shared_gemm_chain, "int8 sym ch", "uint8 asym", None, {}),
+    "shared bias and Add": (
+        lambda: shared_bias_gemms(add_bias=True), "int8 sym ch", "uint8 asym", None, {},
+    ),
+    "shared gemm int4": (shared_gemm_chain, "int4 sym ch", None, None, {}),
 }  # fmt: skip
 
 
