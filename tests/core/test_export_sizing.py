@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import onnx
 import pytest
 
@@ -17,6 +18,8 @@ from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import drain
 from tests import builders
 from tests.core.export_models import conv_net, random_feeds, transformer_block
+from tests.core.test_export_shared_gemm import shared_gemm_chain
+from tests.core.test_sim_equals_export import shared_bias_gemms
 
 
 def _ir3_conv_net() -> onnx.ModelProto:
@@ -55,6 +58,13 @@ CASES = {
     # weights inside If branches and a Loop body, and read from the outer scope
     "lstm in If": (builders.lstm_in_if, "int4 sym ch", None, None, {}),
     "loop": (builders.loop_with_matmul, "int8 sym ch", "uint8 asym", None, {}),
+    # one weight and bias read by three Gemms (QGemm kernels, an int32 bias copy per reader;
+    # the stored reader's weight reused by the others); a bias shared with an Add
+    "shared gemm": (shared_gemm_chain, "int8 sym ch", "uint8 asym", None, {}),
+    "shared bias and Add": (
+        lambda: shared_bias_gemms(add_bias=True), "int8 sym ch", "uint8 asym", None, {},
+    ),
+    "shared gemm int4": (shared_gemm_chain, "int4 sym ch", None, None, {}),
 }  # fmt: skip
 
 
@@ -151,3 +161,44 @@ def test_file_bytes_counts_unknown_fields() -> None:
     parsed = onnx.ModelProto.FromString(m.SerializeToString() + extra)
     assert parsed.ByteSize() == m.ByteSize() + len(extra)
     assert sizing.file_bytes(parsed) == parsed.ByteSize()
+
+
+def test_sizer_follows_replaced_and_removed_parts_by_name() -> None:
+    """The sizer finds a layer's parts through an index of names, kept across layers while
+    the graph is edited: initializers replaced under the same name, removed (their
+    messages freed, so their ids may come back for others), added; nodes replaced, inserted
+    before the layer, renamed. Each layer's delta equals the whole model's growth."""
+    proto = conv_net(channels=4)
+    layers = from_proto(proto).info.layers
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    g = model.graph
+    sizer = sizing.LayerSizer(model, sizing.file_bytes(model))
+    for i, layer in enumerate(layers):
+        before = sizing.file_bytes(model)
+        mark = sizer.mark(layer)
+        w = layer.weights[0].name
+        old = next(t for t in g.initializer if t.name == w)
+        codes = onnx.numpy_helper.from_array(
+            onnx.numpy_helper.to_array(old).astype(np.int8), f"{w}_q"
+        )
+        g.initializer.remove(old)  # freed: its id may be reused by the tensors added next
+        g.initializer.extend([codes, onnx.numpy_helper.from_array(np.float32(0.5), f"s{i}")])
+        node = next(n for n in g.node if layer.outputs[0] in n.output)
+        g.node.insert(
+            list(g.node).index(node),
+            onnx.helper.make_node("DequantizeLinear", [f"{w}_q", f"s{i}"], [w]),
+        )
+        if i % 2:  # the node replaced by a copy with a new name and attribute
+            new = onnx.NodeProto()
+            new.CopyFrom(node)
+            new.name = f"{node.name}_replaced"
+            new.doc_string = "x" * 40 * (i + 1)
+            g.node.remove(node)
+            g.node.insert(i, new)
+        else:  # edited in place: an input renamed through an Identity
+            g.node.insert(0, onnx.helper.make_node("Identity", [node.input[0]], [f"id{i}"]))
+            node.input[0] = f"id{i}"
+        grown = sizer.delta(mark)
+        assert grown == sizing.file_bytes(model) - before, layer.name
+    assert sizer.total() == model.ByteSize()

@@ -50,9 +50,12 @@ class QuantizedWeight:
         return int(self.values.nbytes + self.q.codes.nbytes)
 
 
-def quantize_weight(value: np.ndarray, w: WeightInfo, fmt: Format) -> QuantizedWeight:
-    """``value`` (weight ``w``) in the bound format ``fmt``; the engine's one entry point."""
-    q = quantize(value, fmt, what=f"weight {w.name!r}")
+def quantize_weight(
+    value: np.ndarray, w: WeightInfo, fmt: Format, fit: object | None = None
+) -> QuantizedWeight:
+    """``value`` (weight ``w``) in the bound format ``fmt``; the engine's one entry point.
+    ``fit``: what an earlier quantize of this weight in ``fmt`` fitted (formats.fitted)."""
+    q = quantize(value, fmt, what=f"weight {w.name!r}", fit=fit)
     values = dequantize(q).astype(np.dtype(w.dtype), copy=False)
     return QuantizedWeight(w.name, fmt, q, values)
 

@@ -19,6 +19,7 @@ difference, so an edit made outside these parts costs time, never a wrong number
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 
 import onnx
 from google.protobuf import unknown_fields
@@ -93,6 +94,13 @@ class Mark:
     owners: frozenset[str]  # keys of main-graph nodes holding the layer's subgraph
     before: int  # their serialized bytes, each as a field of the graph
     initializers: frozenset[str]  # every initializer name of the main graph at the mark
+    # ids of the initializers' wrappers at the mark (held by the sizer until its delta):
+    # only the others can be new then; None: every initializer is looked at
+    present: frozenset[int] | None = None
+
+
+_Entry = tuple[object, frozenset[str], str]
+_KEY = itemgetter(2)
 
 
 class LayerSizer:
@@ -108,7 +116,15 @@ class LayerSizer:
         # scan cost 8 ms per scan of an 860-node model. Keyed by the message wrapper, which
         # upb keeps as one object per element while it is referenced (held here); the
         # entries of what a layer touched are dropped after it, as those are what it edits.
-        self._names: dict[int, tuple[object, frozenset[str], str]] = {}
+        self._names: dict[int, _Entry] = {}
+        # The same entries indexed by the names a node reads and writes (``_io``) and by
+        # their key (``_keys``): a layer's parts are looked up by its names where a Python
+        # pass over every node and initializer tested each (3-5 passes per layer and build,
+        # 0.25-0.45 ms each on YOLOv8n's 955 nodes: README "The plans run as deployed").
+        self._io: dict[str, set[int]] = {}
+        self._keys: dict[str, set[int]] = {}
+        # (numbers of nodes, initializers, inputs; their id sets) as the last delta left them
+        self._last: tuple[int, int, int, set[int], set[int], set[int]] | None = None
 
     def total(self) -> int:
         """:func:`file_bytes` of the model as of the last :meth:`delta`."""
@@ -118,85 +134,110 @@ class LayerSizer:
         names = {*layer.outputs, *layer.activations}
         names.update(w.name for w in (*layer.weights, *layer.biases))
         owners = self._owners(layer)
-        # one pass over the graph's nodes and one over its initializers serve every scan
-        # below (the graph does not change before the layer is written): on PP-OCRv5's
-        # recognizer the scans were about a quarter of an export's py-spy samples, and a
-        # search builds dozens of exports
-        nodes = self._entries(self.model.graph.node)
-        inits = self._entries(self.model.graph.initializer)
+        nodes, init_ids, inputs = self._graph()
         # the layer's node (inputs renamed, replaced), the Add holding a MatMul's bias, the
         # Constant nodes holding its weights; the constants those nodes read (biases)
         for n in self._nodes(frozenset(names), owners, nodes):
-            names.update(n.input)
+            names.update(n.input)  # type: ignore[attr-defined]
         frozen = frozenset(names)
-        every = frozenset(key for _m, _io, key in inits)
-        return Mark(frozen, owners, self._measure(frozen, owners, nodes, inits), every)
+        every = frozenset(map(_KEY, map(self._names.__getitem__, init_ids)))
+        before = self._measure(frozen, owners, nodes, init_ids | inputs)[0]
+        return Mark(frozen, owners, before, every, frozenset(init_ids))
 
     def delta(self, mark: Mark) -> int:
         """Bytes the model grew by since ``mark`` (negative when it shrank)."""
         g = self.model.graph
-        after = self._measure(
-            mark.names, mark.owners, self._entries(g.node), self._entries(g.initializer), True
-        )
-        inits = self._entries(g.initializer)  # anew: the names the layer touched were dropped
-        after += sum(
-            field_bytes(tensor_bytes(t))
-            for t, _io, name in inits
-            if name not in mark.initializers and name not in mark.names
-        )
+        nodes = self._entries(g.node)
+        init_ids = self._entries(g.initializer)
+        inputs = self._entries(g.input)
+        after, stale = self._measure(mark.names, mark.owners, nodes, init_ids | inputs)
+        # what the layer touched may have changed: its entries are read anew (those still in
+        # the graph at once, from the messages held: nothing changes before the next mark)
+        present = nodes | init_ids | inputs
+        for k in stale:
+            entry = self._drop(k)
+            if entry is not None and k in present:
+                self._read(k, entry[0])
+        self._last = (len(g.node), len(g.initializer), len(g.input), nodes, init_ids, inputs)
+        # An initializer present at the mark and not read anew had its name in
+        # mark.initializers then and has it still: only the others can be new.
+        since = init_ids if mark.present is None else init_ids - mark.present
+        entries = self._names
+        for i in since | (init_ids & stale):
+            t, _io, name = entries[i]
+            if name not in mark.initializers and name not in mark.names:
+                after += field_bytes(tensor_bytes(t))  # type: ignore[arg-type]
         old = field_bytes(self.graph_bytes)
         self.graph_bytes += after - mark.before
         return field_bytes(self.graph_bytes) - old
 
-    def _entries(self, msgs) -> list[tuple[object, frozenset[str], str]]:
-        """(message, the names a node reads and writes, its key), or (message, ∅, the name)
-        of an initializer or a graph input, for each of ``msgs`` (read once per message)."""
-        cache = self._names
-        get = cache.get
-        out = []
-        for m in msgs:
-            entry = get(id(m))
-            if entry is None:
-                if isinstance(m, onnx.NodeProto):
-                    entry = (m, frozenset((*m.input, *m.output)), _node_key(m))
-                else:
-                    entry = (m, frozenset(), m.name)
-                cache[id(m)] = entry
-            out.append(entry)
-        return out
+    def _graph(self) -> tuple[set[int], set[int], set[int]]:
+        """The ids of the main graph's nodes, initializers and inputs. Iterating a repeated
+        field of 955 nodes took 1-2.5 ms (upb finds each element's wrapper; YOLOv8n under
+        load): the sets the last :meth:`delta` read serve the next mark, as long as the
+        graph has the same number of each (the exporter edits nothing between a layer's
+        delta and the next one's mark; an edit missed anyway shows in the exporter's check
+        of :meth:`total`)."""
+        g = self.model.graph
+        last = self._last
+        if last is not None and last[:3] == (len(g.node), len(g.initializer), len(g.input)):
+            return last[3], last[4], last[5]
+        return self._entries(g.node), self._entries(g.initializer), self._entries(g.input)
+
+    def _entries(self, msgs) -> set[int]:
+        """The ids of ``msgs``' wrappers, each one's entry read in if it is new."""
+        held = list(msgs)  # every wrapper referenced while its id is taken: ids stay unique
+        ids = list(map(id, held))
+        present = set(ids)
+        new = present.difference(self._names)
+        for i, m in zip(ids, held, strict=True) if new else ():
+            if i in new:
+                self._read(i, m)
+        return present
+
+    def _read(self, i: int, m) -> None:
+        """Enter ``m`` (id ``i``): (message, the names a node reads and writes, its key), or
+        (message, ∅, the name) of an initializer or a graph input."""
+        if isinstance(m, onnx.NodeProto):
+            entry = (m, frozenset((*m.input, *m.output)), _node_key(m))
+        else:
+            entry = (m, frozenset(), m.name)
+        self._names[i] = entry
+        for n in entry[1]:
+            self._io.setdefault(n, set()).add(i)
+        self._keys.setdefault(entry[2], set()).add(i)
 
     def _nodes(
-        self,
-        names: frozenset[str],
-        owners: frozenset[str],
-        nodes: list[tuple[object, frozenset[str], str]],
+        self, names: frozenset[str], owners: frozenset[str], nodes: set[int]
     ) -> list[onnx.NodeProto]:
-        return [m for m, io, key in nodes if key in owners or not names.isdisjoint(io)]  # type: ignore[misc]
+        """The nodes of ``nodes`` (ids) that read or write one of ``names``, or whose key is
+        one of ``owners``."""
+        found = (_lookup(self._io, names) | _lookup(self._keys, owners)) & nodes
+        return [self._names[i][0] for i in found]  # type: ignore[misc]
 
     def _measure(
-        self,
-        names: frozenset[str],
-        owners: frozenset[str],
-        nodes: list[tuple[object, frozenset[str], str]],
-        inits: list[tuple[object, frozenset[str], str]],
-        forget: bool = False,
-    ) -> int:
+        self, names: frozenset[str], owners: frozenset[str], nodes: set[int], readers: set[int]
+    ) -> tuple[int, set[int]]:
+        """Serialized bytes of the nodes of ``nodes`` and the initializers or inputs of
+        ``readers`` (ids) that ``names`` and ``owners`` reach; the ids of the entries that
+        name those, or are those (what a layer with these names may have edited)."""
         found = self._nodes(names, owners, nodes)
         # graphs of IR < 4 list their initializers as inputs too
-        touched = [m for m, _io, key in (*inits, *self._entries(self.model.graph.input))
-                   if key in names]  # fmt: skip
+        touched_ids = _lookup(self._keys, names) & readers
+        touched = [self._names[i][0] for i in touched_ids]
         size = sum(field_bytes(m.ByteSize()) for m in found)
         size += sum(field_bytes(_size(m)) for m in touched)
-        if forget:  # what the layer touched may have changed: read its names anew next time
-            stale = {id(m) for m in (*found, *touched)}
-            stale.update(
-                k
-                for k, (_, io, key) in self._names.items()
-                if key in names or not io.isdisjoint(names)
-            )
-            for k in stale:
-                self._names.pop(k, None)
-        return size
+        stale = {id(m) for m in found} | touched_ids
+        stale |= _lookup(self._io, names) | _lookup(self._keys, names)
+        return size, stale
+
+    def _drop(self, i: int) -> _Entry | None:
+        entry = self._names.pop(i, None)
+        if entry is not None:
+            for n in entry[1]:
+                _discard(self._io, n, i)
+            _discard(self._keys, entry[2], i)
+        return entry
 
     def _owners(self, layer: Layer) -> frozenset[str]:
         """Keys of the main-graph nodes whose subgraphs hold the layer (its weights may live
@@ -219,6 +260,19 @@ class LayerSizer:
             if p.startswith(f"{n.name or f'{n.op_type}_{i}'}/")
         }
         return frozenset(found or (_node_key(n) for _, n in holders))
+
+
+def _discard(index: dict[str, set[int]], name: str, i: int) -> None:
+    ids = index[name]
+    ids.discard(i)
+    if not ids:
+        del index[name]
+
+
+def _lookup(index: dict[str, set[int]], names) -> set[int]:
+    """Every id ``index`` files under one of ``names``."""
+    get = index.get
+    return set().union(*(get(n, ()) for n in names))
 
 
 def _size(m) -> int:

@@ -21,7 +21,9 @@ from bitlens.core.formats.qtensor import SCALE_BITS, QTensor
 from bitlens.core.formats.registry import family_of
 from bitlens.core.formats.spec import Format, parse_format
 
-__all__ = ["SCALE_BITS", "QTensor", "dequantize", "fake_quantize", "quantize", "storage_bits"]
+__all__ = [
+    "SCALE_BITS", "QTensor", "dequantize", "fake_quantize", "fitted", "quantize", "storage_bits",
+]
 
 
 def check_finite(x: np.ndarray, what: str = "tensor") -> None:
@@ -43,6 +45,7 @@ def quantize(
     *,
     value_range: tuple[np.ndarray | float, np.ndarray | float] | None = None,
     what: str = "tensor",
+    fit: object | None = None,
 ) -> QTensor:
     """Quantize ``x`` in ``fmt``.
 
@@ -50,7 +53,9 @@ def quantize(
     layout (e.g. from activation calibration) instead of computing them from
     ``x`` with the format's range method. Binary and ternary formats derive
     their alpha and threshold from ``x`` itself and ignore it, as does
-    k-means. ``what`` names the tensor in errors.
+    k-means. ``what`` names the tensor in errors. ``fit``: :func:`fitted` of an
+    earlier quantize of this same ``x`` in ``fmt`` (k-means's codebooks): the same result,
+    without fitting again.
     """
     fmt = parse_format(fmt)
     x = _numeric(np.asarray(x), what)
@@ -61,7 +66,15 @@ def quantize(
     family = family_of(fmt)
     if fmt.has_scale:
         _check_float32_range(x, fmt, what)
+    if fit is not None:
+        return family.quantize_fitted(x, fmt, grouping, fit, what)
     return family.quantize(x, fmt, grouping, value_range, what)
+
+
+def fitted(q: QTensor) -> object | None:
+    """What :func:`quantize` fitted to give ``q`` (k-means's codebooks), to pass back as
+    its ``fit`` for the same values; None where there is nothing worth keeping."""
+    return family_of(q.fmt).fitted(q)
 
 
 _NATIVE_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))

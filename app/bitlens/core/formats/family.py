@@ -127,6 +127,19 @@ class FormatFamily(ABC):
     ) -> QTensor:
         """Codes and parameters of finite, numeric, non-empty ``x``."""
 
+    def fitted(self, q: QTensor) -> object | None:
+        """What :meth:`quantize` fitted to the values to give ``q`` and is worth keeping
+        (k-means: its codebooks), for :meth:`quantize_fitted` on the same values; None:
+        nothing (a range is recomputed faster than looked up)."""
+        return None
+
+    def quantize_fitted(
+        self, x: np.ndarray, fmt: Format, grouping: Grouping, fit: object, what: str
+    ) -> QTensor:
+        """:meth:`quantize` of ``x`` given :meth:`fitted` of an earlier quantize of the same
+        ``x`` in ``fmt``: the same codes and parameters, without fitting again."""
+        return self.quantize(x, fmt, grouping, None, what)
+
     @abstractmethod
     def dequantize(self, q: QTensor) -> np.ndarray:
         """The values a runtime reconstructs from ``q`` (float32)."""

@@ -33,16 +33,27 @@ def kmeans_rows(groups: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     codes, the numbers of :func:`lut.kmeans_1d` and :func:`lut.nearest` row by row."""
     g = np.asarray(groups, np.float64)
     books = np.empty((g.shape[0], k), np.float32)
-    codes = np.empty(g.shape, np.uint8)
     fast = _keyable(g)
     for r in np.flatnonzero(~fast):
         books[r] = lut.kmeans_1d(g[r], k)
+    for chunk in _chunks(np.flatnonzero(fast), g.shape[1]):
+        books[chunk] = _fit_sorted(np.sort(g[chunk], axis=1), k)
+    return books, nearest_rows(g, books, fast)
+
+
+def nearest_rows(groups: np.ndarray, books: np.ndarray, fast: np.ndarray | None = None) -> np.ndarray:
+    """``(G, S)`` uint8 codes of every row of ``groups`` against its row of ``books``: the
+    codes :func:`kmeans_rows` returns with those books (it ends with this step), so books
+    fitted once give the same codes again without fitting. ``fast``: :func:`_keyable` of
+    the rows, when known."""
+    g = np.asarray(groups, np.float64)
+    fast = _keyable(g) if fast is None else fast
+    codes = np.empty(g.shape, np.uint8)
+    for r in np.flatnonzero(~fast):
         codes[r] = lut.nearest(g[r], books[r])
     for chunk in _chunks(np.flatnonzero(fast), g.shape[1]):
-        rows = g[chunk]
-        books[chunk] = _fit_sorted(np.sort(rows, axis=1), k)
-        codes[chunk] = _count_below(_midpoints(books[chunk]), rows)
-    return books, codes
+        codes[chunk] = _count_below(_midpoints(books[chunk]), g[chunk])
+    return codes
 
 
 # -- the row-wise pieces ------------------------------------------------------------------

@@ -36,6 +36,23 @@ class KMeansFamily(LookupNames):
         groups = grouping.groups(x.astype(np.float64))
         # every group at once; the same numbers as lut.kmeans_1d / lut.nearest group by group
         books, codes_g = lut_rows.kmeans_rows(groups, k)  # (G, k), (G, S)
+        return self._qtensor(fmt, grouping, books, codes_g)
+
+    def fitted(self, q: QTensor) -> np.ndarray:
+        """The ``(G, k)`` codebooks (a few bytes per channel, where the codes and values are
+        the size of the weight: the engine's weight cache drops those and keeps these)."""
+        assert q.codebook is not None
+        return np.atleast_2d(q.codebook)
+
+    def quantize_fitted(
+        self, x: np.ndarray, fmt: Format, grouping: Grouping, fit: object, what: str
+    ) -> QTensor:
+        groups = grouping.groups(x.astype(np.float64))
+        books = np.asarray(fit)
+        return self._qtensor(fmt, grouping, books, lut_rows.nearest_rows(groups, books))
+
+    @staticmethod
+    def _qtensor(fmt: Format, grouping: Grouping, books: np.ndarray, codes_g: np.ndarray) -> QTensor:
         codes = grouping.ungroup(codes_g).astype(np.uint8)
         book = books[0] if grouping.n_groups == 1 and grouping.param_shape == () else books
         return QTensor(fmt, codes, codebook=book)
