@@ -14,16 +14,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine
 from bitlens.core.export.deployed import optimized_model
 from bitlens.core.model.hardswish import decompose_hardsigmoid_mul, pair_constants
-from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from tests import builders
 from tests.core.test_bn_fold import _ort
 from tests.core.test_export_models import run
-from tests.core.test_hardswish_split import hardswish_net
+from tests.core.test_hardswish_split import check_loaded_rewrite, engine_on, hardswish_net
 
 ALPHAS = (1 / 6, 0.2)  # PP-OCRv5's two HardSigmoids, both with beta 0.5
 
@@ -51,23 +48,8 @@ def pair_net() -> onnx.ModelProto:
     return proto
 
 
-def _engine() -> Engine:
-    rng = np.random.default_rng(5)
-    feeds = tuple({"x": rng.normal(0, 1.5, (1, 3, 8, 8)).astype(np.float32)} for _ in range(4))
-    return Engine(from_proto(pair_net()), Dataset(feeds, source="random feeds"), device="cpu")
-
-
 def test_loaded_model_computes_the_pairs() -> None:
-    proto = pair_net()
-    model = from_proto(proto)
-    assert model.hardswish_split == 2
-    assert any(n.startswith("2 x * HardSigmoid(x) pair(s) written as") for n in model.info.notes)
-    ops = collections.Counter(n.op_type for n in model.proto.graph.node)
-    assert ops["HardSigmoid"] == 0 and ops["Clip"] == 2 and ops["Div"] == 2, ops
-    x = np.random.default_rng(0).normal(0, 3, (1, 3, 8, 8)).astype(np.float32)
-    runs = [_ort(m, x) for m in (proto, model.proto)]  # as stored, no ORT fusion
-    assert np.abs(runs[1] - runs[0]).max() <= 1e-5 * np.abs(runs[0]).max()
-    assert from_proto(proto, fold_bn=False).hardswish_split == 0
+    check_loaded_rewrite(pair_net(), "2 x * HardSigmoid(x) pair(s) written as", "HardSigmoid", 3.0)
 
 
 def test_only_exact_self_gating_pairs_are_rewritten() -> None:
@@ -93,7 +75,7 @@ def test_only_exact_self_gating_pairs_are_rewritten() -> None:
 
 
 def test_w8a8_runs_the_pairs_on_integer_kernels(tmp_path: Path) -> None:
-    engine = _engine()
+    engine = engine_on(pair_net())
     result, report = run(engine, Plan.preset(engine.info, "W8A8"), tmp_path / "w8a8.onnx")
     assert report.passed, report.failures
     ops = collections.Counter(
@@ -106,7 +88,7 @@ def test_w8a8_runs_the_pairs_on_integer_kernels(tmp_path: Path) -> None:
 def test_a_float_pair_is_written_back_as_it_was(tmp_path: Path) -> None:
     """W8A8's weights with float activations: the export writes each pair as the file had it
     (same alpha and beta, float32 for float32), not four float ops, at opset 11."""
-    engine = _engine()
+    engine = engine_on(pair_net())
     w8a8 = Plan.preset(engine.info, "W8A8")
     plan = w8a8.with_choices(
         {n: dataclasses.replace(c, activation=None) for n, c in w8a8.choices.items()}

@@ -48,29 +48,35 @@ def hardswish_net() -> onnx.ModelProto:
     return builders.model(g, 17)
 
 
-def _engine() -> Engine:
+def engine_on(proto: onnx.ModelProto) -> Engine:
+    """An engine on ``proto`` (input x, 1x3x8x8) with 4 random feeds."""
     rng = np.random.default_rng(5)
     feeds = tuple({"x": rng.normal(0, 1.5, (1, 3, 8, 8)).astype(np.float32)} for _ in range(4))
-    return Engine(from_proto(hardswish_net()), Dataset(feeds, source="random feeds"), device="cpu")
+    return Engine(from_proto(proto), Dataset(feeds, source="random feeds"), device="cpu")
 
 
-def test_loaded_model_computes_hardswish() -> None:
-    proto = hardswish_net()
+def check_loaded_rewrite(proto: onnx.ModelProto, note: str, gone: str, spread: float) -> None:
+    """Loading ``proto`` writes its 2 ``gone`` ops in the Clip/Div form, says so in a note
+    starting with ``note``, and computes what the file does; ``--keep-batchnorm`` keeps them."""
     model = from_proto(proto)
     assert model.hardswish_split == 2
-    assert any(n.startswith("2 HardSwish op(s) written as") for n in model.info.notes)
+    assert any(n.startswith(note) for n in model.info.notes)
     ops = collections.Counter(n.op_type for n in model.proto.graph.node)
-    assert ops["HardSwish"] == 0 and ops["Clip"] == 2 and ops["Div"] == 2, ops
-    x = np.random.default_rng(0).normal(0, 2, (1, 3, 8, 8)).astype(np.float32)
+    assert ops[gone] == 0 and ops["Clip"] == 2 and ops["Div"] == 2, ops
+    x = np.random.default_rng(0).normal(0, spread, (1, 3, 8, 8)).astype(np.float32)
     runs = [_ort(m, x) for m in (proto, model.proto)]  # as stored, no ORT fusion
     assert np.abs(runs[1] - runs[0]).max() <= 1e-5 * np.abs(runs[0]).max()
     assert from_proto(proto, fold_bn=False).hardswish_split == 0
 
 
+def test_loaded_model_computes_hardswish() -> None:
+    check_loaded_rewrite(hardswish_net(), "2 HardSwish op(s) written as", "HardSwish", 2.0)
+
+
 def test_w8a8_runs_hardswish_on_integer_kernels(tmp_path: Path) -> None:
     """Before, ONNX Runtime split each HardSwish into a float HardSigmoid and Mul between a
     DequantizeLinear and a QuantizeLinear."""
-    engine = _engine()
+    engine = engine_on(hardswish_net())
     result, report = run(engine, Plan.preset(engine.info, "W8A8"), tmp_path / "w8a8.onnx")
     assert report.passed, report.failures
     ops = collections.Counter(
@@ -85,7 +91,7 @@ def test_a_float_hardswish_is_written_as_one_op(tmp_path: Path) -> None:
     """W8A8's weights with float activations: nothing of the HardSwish is quantized, so the
     export writes the op (ONNX Runtime fuses it into the float conv) rather than four float
     ops; the fidelity check still passes."""
-    engine = _engine()
+    engine = engine_on(hardswish_net())
     w8a8 = Plan.preset(engine.info, "W8A8")
     plan = w8a8.with_choices(
         {n: dataclasses.replace(c, activation=None) for n, c in w8a8.choices.items()}
