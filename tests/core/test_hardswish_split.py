@@ -76,7 +76,13 @@ def test_loaded_model_computes_hardswish() -> None:
 def test_w8a8_runs_hardswish_on_integer_kernels(tmp_path: Path) -> None:
     """Before, ONNX Runtime split each HardSwish into a float HardSigmoid and Mul between a
     DequantizeLinear and a QuantizeLinear."""
-    engine = engine_on(hardswish_net())
+    check_w8a8_on_integer_kernels(hardswish_net(), tmp_path)
+
+
+def check_w8a8_on_integer_kernels(proto: onnx.ModelProto, tmp_path: Path) -> None:
+    """W8A8 of ``proto`` (this file's net, its two activations in any form) runs in ONNX
+    Runtime as QLinearConv, QLinearAdd and QLinearMul, no float activation op left."""
+    engine = engine_on(proto)
     result, report = run(engine, Plan.preset(engine.info, "W8A8"), tmp_path / "w8a8.onnx")
     assert report.passed, report.failures
     ops = collections.Counter(
