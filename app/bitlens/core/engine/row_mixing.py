@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from bitlens.core.data import Dataset
+from bitlens.core.engine.row_cap import first_joined
 
 # Rows that stand alone differ joined only by float reassociation (a GEMM's blocking changes
 # with the row count): far below this, relative to the output's RMS. The detector head's
@@ -82,7 +83,7 @@ def rows_apart_where_they_mix(
     """``data`` as given when its model's rows stand alone or nothing was joined; else with
     every joined feed split back into its units (Dataset.rows_apart). ``alone``: the float
     outputs of the first joined feed's first unit, when the caller ran it already."""
-    joined = next((i for i, p in enumerate(data.parts) if len(p) > 1), None)
+    joined = first_joined(data)
     if joined is None or not rows_mix(run, data.samples[joined], data.parts[joined], alone):
         return data
     return data.rows_apart()

@@ -51,23 +51,20 @@ PAIR_PREFIX = f"{CONST_PREFIX}hardsigmoid"
 
 def hardswish_note(count: int) -> str | None:
     """One line for the user, or None when nothing was rewritten."""
-    if not count:
-        return None
-    return (
-        f"{count} HardSwish op(s) written as x * Clip(x + 3, 0, 6) / 6 (in memory; the file is "
-        "unchanged), so ONNX Runtime can run them on integer kernels: float outputs differ "
-        "from the file's by float rounding only"
-    )
+    return _note(count, "HardSwish op(s) written as x * Clip(x + 3, 0, 6) / 6")
 
 
 def pair_note(count: int) -> str | None:
     """One line for the HardSigmoid and Mul pairs rewritten, or None."""
+    return _note(count, "x * HardSigmoid(x) pair(s) written as x * Clip(x + b/a, 0, 1/a) / (1/a)")
+
+
+def _note(count: int, what: str) -> str | None:
     if not count:
         return None
     return (
-        f"{count} x * HardSigmoid(x) pair(s) written as x * Clip(x + b/a, 0, 1/a) / (1/a) (in "
-        "memory; the file is unchanged), so ONNX Runtime can run them on integer kernels: "
-        "float outputs differ from the file's by float rounding only"
+        f"{count} {what} (in memory; the file is unchanged), so ONNX Runtime can run them on "
+        "integer kernels: float outputs differ from the file's by float rounding only"
     )
 
 
