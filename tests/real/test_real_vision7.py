@@ -8,7 +8,7 @@ speechmos ships them: DNSMOS's sig_bak_ovr (keras2onnx 1.8, raw 9 s audio, an ST
 Convs then a log power) and PLCMOS v2 (PyTorch 1.11, two GRUs and 12 Gemms, a rank-0 score
 over a dynamic batch axis). Inputs are made as the packages make them (feeds_vision7.py).
 The segmenter's and DNSMOS's evaluations (1024x1024 pixels, 19 GMACs per DNSMOS row: 10 to
-30 s of CPU each) and every model's search are in README's real-model notes, not here.
+30 s of CPU each) and every model's search are in docs/real-models.md, not here.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ github.com/microsoft/onnxruntime) moves a float Conv onto MLAS's NCHWc kernels o
 its filter is a constant: it reorders the filter once, when the session is built. The
 engine feeds every weight as a graph input (a new format is a numpy quantization and a
 run, never a new session), so its convolutions ran on the plain NCHW path: on the
-benchmark CRNN 62.7 ms of Conv a run against 36.1 ms in the float file (README,
+benchmark CRNN 62.7 ms of Conv a run against 36.1 ms in the float file (docs/benchmarks.md,
 "Re-evaluation's floor"). The kernels themselves are ordinary operators of the
 ``com.microsoft.nchwc`` domain (onnxruntime/contrib_ops/cpu/nchwc_ops.cc): ``Conv`` reads
 its filter from input 1 at run time, in MLAS's blocked layout. So each fed-filter Conv is

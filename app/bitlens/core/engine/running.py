@@ -103,7 +103,7 @@ class Runs:
         array loops, so on two cores a session build beside the weights' quantization, or
         the local graph's build and the weight errors beside the plan's runs, take a core
         that one thread in turn left idle (a first W8A8 evaluation of ddddocr's
-        common.onnx: README, "Open: the first evaluation's work overlapped")."""
+        common.onnx: docs/benchmarks.md, "Open: the first evaluation's work overlapped")."""
         if not self.overlap:
             return None
         if self._side_executor is None:

@@ -108,7 +108,7 @@ class WeightFeeds:
         """(weight, bound format) -> what quantizing it fitted (k-means codebooks: a few
         bytes per channel), kept when the weight cache drops the codes and values: a search
         on nudenet's YOLOv8n fitted 192 k-means weight/format pairs 346 times (33 s of a
-        655 s profile, README "The plans run as deployed, built once"). The weights never
+        655 s profile, docs/benchmarks.md "The plans run as deployed, built once"). The weights never
         change in an engine, so neither do these."""
         return {}
 

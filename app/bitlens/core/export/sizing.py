@@ -120,7 +120,7 @@ class LayerSizer:
         # The same entries indexed by the names a node reads and writes (``_io``) and by
         # their key (``_keys``): a layer's parts are looked up by its names where a Python
         # pass over every node and initializer tested each (3-5 passes per layer and build,
-        # 0.25-0.45 ms each on YOLOv8n's 955 nodes: README "The plans run as deployed").
+        # 0.25-0.45 ms each on YOLOv8n's 955 nodes: docs/benchmarks.md "The plans run as deployed").
         self._io: dict[str, set[int]] = {}
         self._keys: dict[str, set[int]] = {}
         # (numbers of nodes, initializers, inputs; their id sets) as the last delta left them

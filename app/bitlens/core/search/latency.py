@@ -60,7 +60,7 @@ SLACK = 0.05
 MIN_MACS = 1_000_000
 # W8A8's predicted time (of the float model's) from which its saving is marginal: the default
 # limits then also let the weights-only search run (core/search/runner.py). Predicted /
-# measured (README "Finding a plan", one thread): at 0.83-1.21 predicted W8A8 measured
+# measured (docs/finding-a-plan.md, one thread): at 0.83-1.21 predicted W8A8 measured
 # 0.72-1.47x float (rapidocr-det 0.88 / 0.93-1.05, PP-OCRv5's detector 0.88 / 0.72-0.89,
 # ppocrv6-rec-tiny 0.83 / 1.03-1.40, ppocrv6-det-tiny 1.21 / 1.35-1.47): the model's error
 # there (+-0.2) is the whole predicted saving; at 0.46-0.61 it measured 0.28-0.69x
