@@ -23,6 +23,13 @@ from collections.abc import Sequence
 SEP = "/"
 
 
+def listed(names: Sequence[str], most: int = 3, *, quoted: bool = True) -> str:
+    """Names in a one-line message, at most ``most`` of them: ``'a', 'b', 'c' and 4 more``
+    (``quoted=False``: ``a, b, c and 4 more``). The full list belongs in a report, not a line."""
+    shown = ", ".join(repr(n) if quoted else n for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def _split(name: str) -> list[str]:
     parts = [p for p in name.split(SEP) if p]
     return parts or [name]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
+from bitlens.core.layer_names import listed
 from bitlens.core.model.types import Layer, ModelInfo, WeightInfo
 
 WeightKey = tuple[str, str]  # (graph path, name): one tensor of the file
@@ -94,7 +95,7 @@ def group_note(layer: str, names: tuple[str, ...]) -> str:
     CLI); the list names the others only (it named the layer itself among its "others")."""
     others = tuple(n for n in names if n != layer)
     return (
-        f"{layer} shares its weights with {len(others)} other layer(s) ({_listed(others)}): "
+        f"{layer} shares its weights with {len(others)} other layer(s) ({listed(others, 4, quoted=False)}): "
         "the file stores them once, so all readers take one weight format"
     )
 
@@ -106,7 +107,7 @@ def groups_note(firsts: tuple[str, ...], groups: Mapping[str, tuple[str, ...]]) 
     readers = sum(len(groups[n]) for n in firsts)
     return (
         f"{len(firsts)} weights are each read by several layers ({readers} layers in all; "
-        f"first readers {_listed(firsts)}): the file stores each once, so its readers take "
+        f"first readers {listed(firsts, 4, quoted=False)}): the file stores each once, so its readers take "
         "one weight format"
     )
 
@@ -149,13 +150,8 @@ def normalize(
                 fixed[n] = win
         fmt = "float" if win[0] is None else getattr(win[0], "name", str(win[0]))
         notes.append(
-            f"layers {_listed(group)} read one weight and disagreed on its format: "
+            f"layers {listed(group, 4, quoted=False)} read one weight and disagreed on its format: "
             f"all now take {fmt} (from {group[at]})"
         )
     return fixed, notes
 
-
-def _listed(names: tuple[str, ...], most: int = 4) -> str:
-    if len(names) <= most:
-        return ", ".join(names)
-    return f"{', '.join(names[:most])} and {len(names) - most} more"

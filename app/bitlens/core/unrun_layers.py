@@ -11,14 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from bitlens.core.layer_names import listed
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.results import SweepEntry
-
-
-def listed(names: Sequence[str], most: int = 3) -> str:
-    """``'a', 'b', 'c' and 4 more``."""
-    shown = ", ".join(repr(n) for n in names[:most])
-    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def unrun_in_sweep(info: ModelInfo, entries: Sequence[SweepEntry]) -> list[str]:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from bitlens.core import targets
 from bitlens.core.formats import Family, Format
+from bitlens.core.layer_names import listed
 
 # How many layer names the folded line shows before "and N more".
 SHOWN = 3
@@ -54,7 +55,7 @@ def stayed_float_notes(target: str, stayed: Sequence[Stayed]) -> list[str]:
     return [
         *notes,
         f"{len(stayed)} layer(s) planned as {_types(stayed)} ran in float on this ONNX Runtime "
-        f"session ({_names(stayed)}), as expected for target 'tensorrt': TensorRT requantizes "
+        f"session ({listed([s[0] for s in stayed], SHOWN)}), as expected for target 'tensorrt': TensorRT requantizes "
         "their outputs inside its fused int8 kernels, so the file has no QuantizeLinear after "
         "them, and ONNX Runtime's CPU provider builds integer kernels only from "
         "DequantizeLinear -> op -> QuantizeLinear groups",
@@ -66,7 +67,7 @@ def _folded_by_target(target: str, narrow: Sequence[Stayed]) -> list[str]:
         return []
     return [
         f"{len(narrow)} layer(s) with {_types(narrow)} weights ran in float "
-        f"({_names(narrow)}): for target {target!r} the export writes them folded to float; "
+        f"({listed([s[0] for s in narrow], SHOWN)}): for target {target!r} the export writes them folded to float; "
         "codes narrower than 8 bits reach ONNX Runtime's 8-bit integer kernels (through a "
         "Cast it folds at load) only with target 'ort-cpu'"
     ]
@@ -75,7 +76,3 @@ def _folded_by_target(target: str, narrow: Sequence[Stayed]) -> list[str]:
 def _types(stayed: Sequence[Stayed]) -> str:
     return " or ".join(dict.fromkeys(code_type(fmt) for _, _, fmt in stayed))
 
-
-def _names(stayed: Sequence[Stayed]) -> str:
-    names = ", ".join(repr(name) for name, _, _ in stayed[:SHOWN])
-    return names + (f" and {len(stayed) - SHOWN} more" if len(stayed) > SHOWN else "")

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from bitlens.core.formats import Format
+from bitlens.core.layer_names import listed
 from bitlens.core.model.types import Layer
 from bitlens.core.plan import Plan
-from bitlens.core.unrun_layers import listed
 
 
 def never_ran(
