@@ -9,6 +9,12 @@ same output position holds another box. Compared element by element, isbnx's YOL
 pixels (that row alone: 52 to 60 dB; tests/real/test_real_vision6.py). Such an output
 is named at load time, with the node that picks its rows, so that no one reads its SQNR as
 the model's error. Only the main graph is read: a selection inside a Loop body is not seen.
+
+A pick whose scores no quantization can move is no such pick: PyTorch's
+``pack_padded_sequence(enforce_sorted=False)`` exports a TopK over the integer sequence
+lengths that orders the rows before an LSTM and puts them back after it (pythainlp's thai2rom
+encoder, tests/real/test_real_text8.py). Its rows never swap, and the candidates "before the
+pick" there were the embedding table's weights, whose error ``eval`` printed as the outputs'.
 """
 
 from __future__ import annotations
@@ -19,6 +25,12 @@ import onnx
 _PICKERS = {"TopK": 1, "NonMaxSuppression": 0}
 # ops whose second input says which elements of the first are taken
 _GATHERS = frozenset({"Gather", "GatherElements", "GatherND"})
+# ops whose output depends on their input's shape only, never on its values
+_SHAPE_ONLY = frozenset({"Shape", "Size"})
+_FLOAT_TYPES = frozenset({
+    onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+    onnx.TensorProto.DOUBLE,
+})  # fmt: skip
 
 
 def selected_outputs(graph: onnx.GraphProto) -> dict[str, str]:
@@ -36,9 +48,12 @@ def _trace(graph: onnx.GraphProto) -> tuple[dict[str, str], dict[str, str]]:
     each -> the picker node."""
     picked: dict[str, str] = {}  # tensor derived from picked positions -> picker node
     chosen: dict[str, str] = {}  # tensor holding values the positions chose -> picker node
+    moves = _float_derived(graph)
     for node in graph.node:  # ONNX graphs are topologically sorted
         label = node.name or node.op_type
         slot = _PICKERS.get(node.op_type)
+        if slot is not None and not any(i in moves for i in node.input[:1]):
+            slot = None  # scores no quantization moves (integer lengths): positions never swap
         if slot is not None and len(node.output) > slot and node.output[slot]:
             picked[node.output[slot]] = label
         by_position = [picked[i] for i in node.input if i in picked]
@@ -57,15 +72,38 @@ def _trace(graph: onnx.GraphProto) -> tuple[dict[str, str], dict[str, str]]:
     return picked, chosen
 
 
+def _float_derived(graph: onnx.GraphProto) -> set[str]:
+    """Tensors whose values follow from float values (a float input, weight or constant):
+    the only ones quantization can move. A node with a subgraph counts as reading them."""
+    moves = {v.name for v in graph.input if v.type.tensor_type.elem_type in _FLOAT_TYPES}
+    moves |= {t.name for t in graph.initializer if t.data_type in _FLOAT_TYPES}
+    for node in graph.node:
+        reads = node.op_type not in _SHAPE_ONLY and any(i in moves for i in node.input)
+        if node.op_type == "Constant":
+            reads = any(
+                a.name in ("value_float", "value_floats")
+                or (a.name == "value" and a.t.data_type in _FLOAT_TYPES)
+                for a in node.attribute
+            )
+        if reads or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                        for a in node.attribute):  # fmt: skip
+            moves.update(o for o in node.output if o)
+    return moves
+
+
 def before_pick(graph: onnx.GraphProto) -> dict[str, tuple[str, ...]]:
     """Each output of :func:`selected_outputs` -> the tensors its rows are picked from:
     the data inputs of the gathers whose picked positions choose its values, followed back
     through earlier picks (YOLO26 gathers again among the rows its first TopK gathered).
+    An output picked from a stored table (an initializer or a Constant: rows of weights)
+    has none: a weight's error is no output's.
     Sources that are together every output of one Split are read as the Split's input:
     YOLO26n splits its ``[1, 8400, 4 + classes]`` candidates into boxes and scores and
     gathers from both, so its ``output0`` is picked from that one tensor."""
     picked, chosen = _trace(graph)
     producer = {o: n for n in graph.node for o in n.output if o}
+    constants = {t.name for t in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     found: dict[str, tuple[str, ...]] = {}
     for out in (o.name for o in graph.output if o.name in chosen):
         sources: list[str] = []
@@ -98,7 +136,7 @@ def before_pick(graph: onnx.GraphProto) -> dict[str, tuple[str, ...]]:
             and set(sources) == {o for o in node.output if o}
         ):
             sources = [node.input[0]]
-        if sources:
+        if sources and not constants.intersection(sources):  # a table's rows are no candidates
             found[out] = tuple(sources)
     return found
 
