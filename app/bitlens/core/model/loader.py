@@ -43,6 +43,7 @@ from bitlens.core.model.hardswish import (
     hardswish_note,
     pair_note,
 )
+from bitlens.core.model.identity_drop import drop_identities
 from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.irversion import drop_constant_inputs, fit_ir_version
 from bitlens.core.model.loop_invariants import loop_constants_note, read_loop_constants
@@ -379,11 +380,13 @@ def _iter_finish(
     _check_defined(slots, proto, label)
     # After normalize, so nodes keep the names (and layers the names) they have unfolded.
     folded = fold_constants(proto, lambda m: drain(iter_external_data(m, base_dir, label)))
+    # as ONNX Runtime does first: the rules below and the target's placement see its graph
+    identities = drop_identities(proto) if fold_bn else 0
     bn = fold_batchnorms(proto) if fold_bn else None
     adds = fold_conv_adds(proto) if fold_bn else None
     hardswish = decompose_hardswish(proto) if fold_bn else 0
     pairs = decompose_hardsigmoid_mul(proto) if fold_bn else 0
-    if folded.nodes or hardswish or pairs or any(f is not None and f.folded for f in (bn, adds)):
+    if folded.nodes or identities or hardswish or pairs or any(f is not None and f.folded for f in (bn, adds)):
         slots = walk(proto)
     rewritten = folded.names
     for fold in (bn, adds):
