@@ -25,11 +25,10 @@ from tests.core.test_export_models import run
 
 
 def narrow_conv_net(k: int = 3) -> onnx.ModelProto:
-    """x[1,8,8,8] -> wide (Conv 8) -> Relu -> narrow (Conv 1, k x k) -> Relu -> last (Conv 4)
-    -> y (wide reads 8 input channels: with fewer it would stay float too, as an image's
-    stem does, test_export_stem_conv.py)"""
+    """x[1,4,8,8] -> wide (Conv 8) -> Relu -> narrow (Conv 1, k x k) -> Relu -> last (Conv 4)
+    -> y"""
     rng = np.random.default_rng(0)
-    shapes = {"wide": (8, 8, 3, 3), "narrow": (1, 8, k, k), "last": (4, 1, 3, 3)}
+    shapes = {"wide": (8, 4, 3, 3), "narrow": (1, 8, k, k), "last": (4, 1, 3, 3)}
     inits = [numpy_helper.from_array(rng.normal(0, 0.3, s).astype(np.float32), f"{k}_w")
              for k, s in shapes.items()]  # fmt: skip
     nodes, t = [], "x"
@@ -41,7 +40,7 @@ def narrow_conv_net(k: int = 3) -> onnx.ModelProto:
             nodes.append(helper.make_node("Relu", [f"{k}_c"], [t]))
         else:
             nodes[-1].output[0] = "y"
-    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, c, 8, 8]) for n, c in (("x", 8), ("y", 4))]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 8, 8]) for n in ("x", "y")]
     return builders.model(helper.make_graph(nodes, "narrow", io[:1], io[1:], inits))
 
 

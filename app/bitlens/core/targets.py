@@ -13,10 +13,8 @@ deployed.
 The placement follows ONNX Runtime's own QDQ quantizer
 (onnxruntime/python/tools/quantization/registry.py and operators/):
 
-* a Conv with one output channel and a kernel larger than 1 x 1, or with few input values
-  per output (an image's 3 x 3 stem) is not an integer-kernel layer
-  (:func:`bitlens.core.slow_kernels.slower_as_integer`: QLinearConv measured slower than
-  float there);
+* a Conv with one output channel and a kernel larger than 1 x 1 is not an integer-kernel
+  layer (see :func:`slower_as_integer`: QLinearConv measured slower than float there);
 * Conv/MatMul/Gemm inputs are the plan's layer quantizers; a Conv's output is
   quantized too (``QDQConv``), after a single-consumer Relu/Clip, which ORT
   then removes (``QDQRemovableActivation``: with an asymmetric uint8 range
@@ -71,7 +69,6 @@ import numpy as np
 
 from bitlens.core.errors import PlanError
 from bitlens.core.formats import Family, Format, Granularity
-from bitlens.core.slow_kernels import slower_as_integer
 
 if TYPE_CHECKING:
     from bitlens.core.model.types import Layer, NodeInfo
@@ -155,6 +152,29 @@ def check_target(name: str) -> str:
     if name not in TARGETS:
         raise PlanError(f"unknown deployment target {name!r}; known: {', '.join(TARGETS)}")
     return name
+
+
+def slower_as_integer(layer: Layer) -> str | None:
+    """Why ONNX Runtime's integer kernel for ``layer`` is slower than its float kernel, None
+    when it is not known to be.
+
+    A Conv with a single output channel: QLinearConv measured 1.2x to 50x slower than the
+    float Conv on ONNX Runtime 1.31 CPU (1 x 256 filters over 22k samples, 1 x 33 x 3 x 3 and
+    1 x 32 x 7 x 3 kernels: basic-pitch's CQT low-pass filters and output heads), while 2 or
+    more output channels ran faster as int8. Such a layer stays float (its weights folded to
+    the plan's values), so its output gets no requantization either.
+
+    Not a 1 x 1 kernel: the six 1 x 96 x 1 x 1 objectness/class heads of ddddocr's
+    common_det (YOLOX-style) ran as QLinearConv in 153 us all together in ONNX Runtime's own
+    QDQ file, against 751 us for their float path in the export (DequantizeLinear, NCHWc
+    reorders, float Conv, the Clip guard, a float Concat; per-node profile, one thread)."""
+    shape = layer.weights[0].shape if layer.weights else ()
+    if layer.op_type == "Conv" and shape[:1] == (1,) and int(np.prod(shape[2:])) > 1:
+        return (
+            "it has one output channel and a kernel larger than 1 x 1, where ONNX Runtime's "
+            "QLinearConv runs slower than its float Conv"
+        )
+    return None
 
 
 def kernel_format(layer: Layer, weight: Format | None, act: Format | None, dynamic: bool) -> bool:

@@ -115,7 +115,6 @@ def _layer(
         biases=tuple(_info(b, 0, 0) for b in biases),  # biases have no axes of their own
         activations=activations,
         scaled=scaled,
-        group=_attr_int(node, "group", 1) if node.op_type in ("Conv", "ConvTranspose") else 1,
     )
 
 

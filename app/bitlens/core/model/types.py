@@ -69,7 +69,6 @@ class Layer:
     biases: tuple[WeightInfo, ...] = ()  # other constants, kept in float
     activations: tuple[str, ...] = ()  # float activations feeding the layer (quantizable)
     scaled: bool = False  # a Gemm whose alpha or beta is not 1
-    group: int = 1  # a Conv's (or ConvTranspose's) group attribute
 
     @property
     def params(self) -> int:

@@ -103,7 +103,7 @@ def depthwise(layer: Layer) -> bool:
     if layer.op_type != "Conv" or not layer.weights:
         return False
     shape = layer.weights[0].shape
-    return len(shape) >= 3 and shape[1] == 1 and shape[0] > 1 and layer.group > 1
+    return len(shape) >= 3 and shape[1] == 1 and shape[0] > 1
 
 
 def output_elements(layer: Layer, macs: float) -> float:
