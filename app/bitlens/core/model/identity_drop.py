@@ -16,6 +16,13 @@ An Identity stays where its output is a graph output or is read inside a subgrap
 Loop body names outer values by name), and where it copies an initializer, a graph input or a
 Constant (a weight shared through Identity nodes stays as the file shares it: captcha-crnn's
 LSTMCell weights). Elsewhere its readers read its input: values are unchanged.
+
+The loader drops them after its folds (bn_fold, conv_add_fold, hardswish), which an Identity
+still stops where it stood between the two ops: dropped first, PP-OCRv5's detector had its
+``ConvTranspose -> Identity -> Add`` bias folded into the ConvTranspose, whose unfolded
+BatchNormalization and Relu then ran 3 LSB apart in ONNX Runtime's optimized session and the
+output 0.16 of its range off the simulation (the fidelity check failed; not investigated
+further).
 """
 
 from __future__ import annotations

@@ -380,12 +380,13 @@ def _iter_finish(
     _check_defined(slots, proto, label)
     # After normalize, so nodes keep the names (and layers the names) they have unfolded.
     folded = fold_constants(proto, lambda m: drain(iter_external_data(m, base_dir, label)))
-    # as ONNX Runtime does first: the rules below and the target's placement see its graph
-    identities = drop_identities(proto) if fold_bn else 0
     bn = fold_batchnorms(proto) if fold_bn else None
     adds = fold_conv_adds(proto) if fold_bn else None
     hardswish = decompose_hardswish(proto) if fold_bn else 0
     pairs = decompose_hardsigmoid_mul(proto) if fold_bn else 0
+    # as ONNX Runtime does: the target's placement sees its graph. After the folds, which an
+    # Identity still stops as before (PP-OCRv5's ConvTranspose -> Identity -> bias Add)
+    identities = drop_identities(proto) if fold_bn else 0
     if folded.nodes or identities or hardswish or pairs or any(f is not None and f.folded for f in (bn, adds)):
         slots = walk(proto)
     rewritten = folded.names

@@ -33,7 +33,7 @@ blk32`` weights on both models and with ``fp16`` weights on malviz's ResNet-18 (
 vietcombank-captcha's), and the reorders and guards another 0.06-0.10x: the plans ran at
 1.45x (malviz) and 1.21-1.60x (vietcombank-captcha) of the float node time, where the model
 counted such a layer at the float layer's cost and predicted 1.05 and 1.17 (OFF_KERNEL,
-below; with it 1.36 and 1.47 and the search keeps more layers on their kernels).
+below; with it 1.35 and 1.47 and the search keeps more layers on their kernels).
 
 LSTMs (session 11, same profiler, one thread, load 25-33; bidirectional LSTMs built with
 tests/builders.py lstm_recognizer at batch 1, a Gemm head as the dense reference; g2p-id's
