@@ -45,7 +45,7 @@ from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import load_model
 from bitlens.core.plan import Plan
 from bitlens.core.results import drain
-from bitlens.core.search.latency import Speed, layer_macs, plan_kernels, speed_limit
+from bitlens.core.search.latency import Speed, layer_costs, layer_macs, plan_kernels, speed_limit
 from bitlens.core.search.layer_cost import BOUNDARY_COST, INTEGER_COST, lstm_cost, output_elements
 from bitlens.core.search.options import HALF_W8A8
 
@@ -199,13 +199,16 @@ def lstm_terms(engine: Engine, w8a8: Plan, flt: dict[str, float], q: dict[str, f
             f"x{kernel_ms / flt['LSTM']:.2f} of the float LSTM (model {m_kernel / m_flt:.2f})")  # fmt: skip
 
 
-def predicted_w8a8(engine: Engine, w8a8: Plan) -> str:
-    """W8A8's time against float's as the search's latency model predicts it (every layer
-    able to keep its kernel: core/search/latency.py)."""
+def predicted_w8a8(engine: Engine, w8a8: Plan, plan: Plan) -> str:
+    """W8A8's time and the plan's against float's as the search's latency model predicts them
+    (every layer able to keep its kernel: core/search/latency.py)."""
     macs = layer_macs(engine)
     verdict = speed_limit(engine, w8a8, HALF_W8A8, dict.fromkeys(macs, True))
     kern = verdict.kernels if isinstance(verdict, Speed) else plan_kernels(engine, w8a8)
-    return (f"W8A8 predicted x{verdict.w8a8:.2f} float, {len(kern & macs.keys())}/{len(macs)} "
+    costs = layer_costs(engine, macs)
+    mine = Speed(costs, 1.0, 1.0, frozenset(kern), frozenset()).predict(plan_kernels(engine, plan))
+    return (f"W8A8 predicted x{verdict.w8a8:.2f} float, plan x{mine:.2f}, "
+            f"{len(kern & macs.keys())}/{len(macs)} "
             f"weight layers on integer kernels, {sum(macs.values()):,.0f} MACs per sample")  # fmt: skip
 
 
@@ -282,7 +285,7 @@ def bench(
             print(f"  {k:6s} fastest {min(t):9.3f} ms (x{min(t) / f_min:.2f} float)  "
                   f"median {statistics.median(t):9.3f} ms (x{statistics.median(t) / f_med:.2f})  "
                   f"{sizes[k]:>10,d} B  {kernels[k]}")  # fmt: skip
-        print(f"  latency model: {predicted_w8a8(engine, w8a8)}")
+        print(f"  latency model: {predicted_w8a8(engine, w8a8, plans['plan'])}")
         if args.profile:
             by_op = {k: profile(paths[k], feed) for k in ("float", *plans)}
             node_ms = {k: sum(v.values()) for k, v in by_op.items()}

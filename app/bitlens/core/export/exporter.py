@@ -56,6 +56,7 @@ from bitlens.core.export.records import (
     Prepared,
 )
 from bitlens.core.export.scalars import write_scalar_inputs
+from bitlens.core.export.shape_reads import shapes_read_codes
 from bitlens.core.export.sizing import LayerSizer, file_bytes, graph_bytes
 from bitlens.core.export.spilled import SpilledModel
 from bitlens.core.export.weights import QDQ, native_qdq_dtype
@@ -248,6 +249,7 @@ def build(
     notes.extend(write_scalar_inputs(state, qm, engine.scalar))
     records, tensor_records = focus.rewrite(model, engine, qm, records, tensor_records, taken)
     notes.extend(restore_float_hardswish(model.graph, target))
+    shapes_read_codes(model.graph)
     deadconsts.drop_unread(model.graph)
     graph_now = graph_bytes(model)  # the graph's last change: only the header changes below
     tensor_bytes = file_bytes(model, graph_now) - size_before

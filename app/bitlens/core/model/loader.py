@@ -43,6 +43,7 @@ from bitlens.core.model.hardswish import (
     hardswish_note,
     pair_note,
 )
+from bitlens.core.model.identity_drop import drop_identities
 from bitlens.core.model.inventory import build_inventory
 from bitlens.core.model.irversion import drop_constant_inputs, fit_ir_version
 from bitlens.core.model.loop_invariants import loop_constants_note, read_loop_constants
@@ -383,7 +384,10 @@ def _iter_finish(
     adds = fold_conv_adds(proto) if fold_bn else None
     hardswish = decompose_hardswish(proto) if fold_bn else 0
     pairs = decompose_hardsigmoid_mul(proto) if fold_bn else 0
-    if folded.nodes or hardswish or pairs or any(f is not None and f.folded for f in (bn, adds)):
+    # as ONNX Runtime does: the target's placement sees its graph. After the folds, which an
+    # Identity still stops as before (PP-OCRv5's ConvTranspose -> Identity -> bias Add)
+    identities = drop_identities(proto) if fold_bn else 0
+    if folded.nodes or identities or hardswish or pairs or any(f is not None and f.folded for f in (bn, adds)):
         slots = walk(proto)
     rewritten = folded.names
     for fold in (bn, adds):

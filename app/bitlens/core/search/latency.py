@@ -82,7 +82,11 @@ class Speed:
         """A plan's predicted time against the float model's, from its integer-kernel layers."""
         total = sum(c.float for c in self.costs.values())
         k = set(kernels)
-        t = sum(c.kernel if n in k else c.float for n, c in self.costs.items())
+        # a W8A8 kernel layer left off its kernel runs between its 8-bit activations
+        t = sum(
+            c.kernel if n in k else c.off if n in self.kernels else c.float
+            for n, c in self.costs.items()
+        )
         # W8A8's activations stay 8-bit in every plan the search makes: its quantize work
         t += sum(self.costs[n].boundary for n in self.kernels)
         return t / total if total > 0 else 1.0
