@@ -23,6 +23,7 @@ class ElidedLabel(QLabel):
         self._tip = ""
         self._shrink = shrink
         self._kept = ""  # the start it never cuts (set_kept)
+        self._short = ""  # what it shows instead of a cut text, when that fits (set_short)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.setTextFormat(Qt.TextFormat.PlainText)
 
@@ -41,15 +42,23 @@ class ElidedLabel(QLabel):
             self._kept = start
             self.updateGeometry()
 
+    def set_short(self, short: str) -> None:
+        """Show ``short`` (whole in its tooltip) where the text does not fit: "⚠ Random
+        inputs" says more than "⚠ Random inputs: errors on noise can misl…"."""
+        if short != self._short:
+            self._short = short
+            self.update()
+
     @property
     def elided(self) -> bool:
         """Whether the text is cut at the current width."""
         return self.fontMetrics().horizontalAdvance(self.text()) > self.contentsRect().width()
 
     def shown_text(self) -> str:
-        return self.fontMetrics().elidedText(
-            self.text(), Qt.TextElideMode.ElideRight, self.contentsRect().width()
-        )
+        fm, room, text = self.fontMetrics(), self.contentsRect().width(), self.text()
+        if self._short and fm.horizontalAdvance(text) > room:
+            text = self._short
+        return fm.elidedText(text, Qt.TextElideMode.ElideRight, room)
 
     def minimumSizeHint(self) -> QSize:
         fm = self.fontMetrics()

@@ -255,7 +255,11 @@ class SearchPanel(QWidget):
             empty = self.plot.is_empty  # stopped before its first plan
             if empty:
                 self.plot.clear()  # not "Searching" any more
-            kept = " before its first plan." if empty else ". The plans tried so far stay on the plot."
+                kept = " before its first plan."
+            elif not self.plot.points:  # open_nsfw stopped in its sensitivities: only presets
+                kept = " before its first plan (the presets stay on the plot)."
+            else:
+                kept = ". The plans tried so far stay on the plot."
             if self._failed:  # the window's message bar says why
                 self.status.setText("Failed (the message above says why)" + kept)
             else:

@@ -87,6 +87,8 @@ class StatusPanel(QWidget):
         # weights the file stores as int8 codes: (how many, the file's bytes for all weights
         # or None when unknown); (0, None) for any other model
         self._coded: tuple[int, int | None] = (0, None)
+        self._busy = False
+        self._figures = ("", "")  # the first output's error, then all its figures (_keep)
         self.show_evaluation(None, stale=False)
         self.show_providers(())
         self.set_idle()
@@ -133,10 +135,18 @@ class StatusPanel(QWidget):
         if len(ev.outputs) > 1:
             parts.append(f"+{len(ev.outputs) - 1} more outputs")
         self.output_label.setText(" · ".join(parts))
-        # the first output's error stays readable while a job's words take the room
-        self.output_label.set_kept(parts[0] if parts else "")
+        self._figures = (parts[0], " · ".join(parts[:2])) if parts else ("", "")
+        self._keep()
         cut = [o.name for o in (changed or outs)[:1] if _short(o.name) != o.name]
         self.output_label.setToolTip(f"Output {cut[0]}" if cut else "")
+
+    def _keep(self) -> None:
+        """The output line's start that is never cut. Idle, the first output's figures all
+        stay whole and the data line gives way (at 1280 px open_nsfw's read "top-1
+        agreement 100.…" beside a cut warning); while a job's words take the room, its
+        error alone (the line lost its figure, "output …", in session 12)."""
+        error, figures = self._figures
+        self.output_label.set_kept(error if self._busy else figures)
 
     def _show_sizes(self, ev: Evaluation, mark: str) -> None:
         """Weights before and after, against what the file stores: a file of int8 codes is
@@ -172,6 +182,7 @@ class StatusPanel(QWidget):
             return
         if summary is None:
             self.data_label.setText("⚠ No input data: weight errors only")
+            self.data_label.set_short("⚠ No input data")
             self.data_label.setToolTip(
                 "Activation and output errors need inputs: give the input sizes "
                 "(File ▸ Input Sizes…) or open data (File ▸ Open Data…)."
@@ -179,8 +190,10 @@ class StatusPanel(QWidget):
             self.data_label.setStyleSheet(warn)
             return
         tip = "\n".join(summary.lines())
+        self.data_label.set_short("")
         if summary.generated:
             self.data_label.setText("⚠ Random inputs: errors on noise can mislead")
+            self.data_label.set_short("⚠ Random inputs")
             self.data_label.setStyleSheet(warn)
             tip += "\nOpen real data with File ▸ Open Data…"
         else:
@@ -215,6 +228,8 @@ class StatusPanel(QWidget):
 
     def set_busy(self, label: str, *, quiet: bool, cancellable: bool) -> None:
         self._drop_pending()
+        self._busy = True
+        self._keep()
         self._set_job_text(label + "…")
         self.progress.setVisible(True)
         with self._bar_update_later():
@@ -255,6 +270,8 @@ class StatusPanel(QWidget):
 
     def set_idle(self) -> None:
         self._drop_pending()
+        self._busy = False
+        self._keep()
         self.job_label.setText("")
         self.job_label.setMinimumWidth(0)  # the room goes back to the output and data lines
         self.progress.setVisible(False)

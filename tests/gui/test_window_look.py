@@ -1,0 +1,172 @@
+"""What a user saw at 1280x720 driving the window on real models (session 13: open_nsfw,
+ddddocr's CRNN, paraphrase-MiniLM-L3-v2, nudenet), each on a small model built in code."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from PySide6.QtCore import QRect, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QApplication, QStyle
+
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
+from bitlens.core.search import Point
+from bitlens.gui.search_panel import SearchPanel
+from bitlens.gui.theme import dark_palette, light_palette
+from tests import builders
+from tests.core.engine_models import small_cnn
+from tests.gui.conftest import open_model, wait_idle
+
+OUTPUT = "scores"  # open_nsfw's "4195": its figures are as wide as the data warning
+
+
+def _classifier() -> onnx.ModelProto:
+    """x [1, 64] -> Gemm W [64, 256] -> Relu -> Gemm W2 [256, 64] -> Softmax -> OUTPUT [1, 64]
+
+    Class scores (the status bar gives top-1 agreement) under a long output name, and a
+    weight whose shape and type ("256×64 float32 (constant)") outgrow a 1280 px window's
+    properties pane."""
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W"], ["h"], name="fc1"),
+         helper.make_node("Relu", ["h"], ["r"], name="relu"),
+         helper.make_node("Gemm", ["r", "W2"], ["z"], name="fc2"),
+         helper.make_node("Softmax", ["z"], [OUTPUT], name="softmax", axis=1)],
+        "classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [1, 64])],
+        [builders.init("W", builders.weights((64, 256), seed=1)),
+         builders.init("W2", builders.weights((256, 64), seed=2))],
+    )  # fmt: skip
+    return builders.model(g)
+
+
+@pytest.fixture
+def classifier_1280(qtbot, window, tmp_path: Path):
+    """The window at 1280x720 on the classifier at W8A8, random inputs (its sizes are fixed)."""
+    path = tmp_path / "classifier.onnx"
+    onnx.save(_classifier(), path)
+    window.resize(1280, 720)
+    open_model(qtbot, window, path)
+    window._size_docks()
+    doc = window.document
+    doc.replace_plan(Plan.preset(doc.info, "W8A8"), "W8A8")
+    wait_idle(qtbot, window)
+    QApplication.processEvents()
+    return window
+
+
+def test_graph_properties_wrap_values_to_their_column_1280(qtbot, classifier_1280) -> None:
+    """At 1280x720 the value column is about 110 px: open_nsfw's "512×128×1×1 float32
+    (constant)" showed "512×128×1×1 float…", every row one line high."""
+    window = classifier_1280
+    props = window.graph.properties
+    window.graph.find_box.edit.setText("fc2")
+    qtbot.waitUntil(lambda: props.row_text("Node", "name") == "fc2", timeout=5000)
+    QApplication.processEvents()
+    # the text's margins either side, as Qt's styles paint it (qcommonstyle.cpp,
+    # viewItemDrawText)
+    margin = props.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, props) + 1
+    room = props.columnWidth(1) - 2 * margin
+    fm = props.fontMetrics()
+    wrapped = 0
+    for i in range(props.topLevelItemCount()):
+        top = props.topLevelItem(i)
+        for j in range(top.childCount()):
+            row = top.child(j)
+            text = row.text(1)
+            need = fm.boundingRect(QRect(0, 0, room, 10_000), Qt.TextFlag.TextWordWrap, text)
+            assert props.visualItemRect(row).height() >= need.height(), text
+            wrapped += need.height() > fm.height()
+    assert props.row_text("Inputs", "W2") == "256×64 float32 (constant)"
+    assert wrapped  # the weight's line is wider than the column: it took more lines
+    # a narrower pane lays the rows out again, taller
+    row = next(top.child(j) for i in range(props.topLevelItemCount())
+               if (top := props.topLevelItem(i)).text(0) == "Inputs"
+               for j in range(top.childCount()) if top.child(j).text(0) == "W2")  # fmt: skip
+    before = props.visualItemRect(row).height()
+    props.setColumnWidth(0, props.columnWidth(0) + props.columnWidth(1) // 2)
+    qtbot.waitUntil(lambda: props.visualItemRect(row).height() > before, timeout=5000)
+
+
+def test_status_bar_keeps_the_output_figures_whole_1280(qtbot, classifier_1280) -> None:
+    """open_nsfw at 1280x720, idle: "output 4195: 26.1 dB · top-1 agreement 100.…" beside
+    "⚠ Random inputs: errors on noise can misl…". The warning gives way, to its short form."""
+    status = classifier_1280.status
+    out, data = status.output_label, status.data_label
+    assert out.text().startswith(f"output {OUTPUT}: ") and "top-1 agreement" in out.text()
+    assert not out.elided, (out.width(), out.text())
+    assert data.text().startswith("⚠ Random inputs")
+    if data.elided:  # whole in its tooltip, said short where it is cut
+        short = "⚠ Random inputs"
+        assert data.shown_text() in (short, short[: len(data.shown_text()) - 1] + "…")
+        assert data.text() in data.toolTip()
+    status.set_busy("Finding a plan (at most 0.25 of the float size)", quiet=False,
+                    cancellable=True)  # fmt: skip
+    QApplication.processEvents()
+    # a job's words take the room: the error figure still shows
+    assert out.shown_text().startswith(out.text().split(" · ")[0])
+    status.set_idle()
+    QApplication.processEvents()
+    assert not out.elided
+
+
+def _presets(errors: tuple[float, float]) -> list[Point]:
+    plan = Plan.float(from_proto(small_cnn()).info)
+    return [Point(plan, size, size, error, None, label)
+            for label, size, error in (("float", 23_000_000, 0.0), ("W8A8", 6_000_000, errors[0]),
+                                       ("W4A8", 3_200_000, errors[1]))]  # fmt: skip
+
+
+def _contrast(a: QColor, b: QColor) -> float:
+    """WCAG 2.1's contrast ratio (https://www.w3.org/TR/WCAG21/#dfn-contrast-ratio)."""
+
+    def lum(c: QColor) -> float:
+        ch = [x / 255 for x in (c.red(), c.green(), c.blue())]
+        lin = [x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in ch]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_search_panel_stopped_with_only_presets_says_no_plan_and_labels_its_axis(qtbot) -> None:
+    """open_nsfw's search, stopped in its sensitivities: the plot held W8A8 and W4A8 at
+    errors 0.057 and 0.0505, its axis read one number (0.05), the panel said "The plans
+    tried so far stay on the plot" over a plot with none, and in the dark theme the
+    presets' names were brick red on near-black (2.7:1)."""
+    panel = SearchPanel()
+    qtbot.addWidget(panel)
+    panel.resize(1280, 230)
+    panel.show()
+    panel.started()
+    for p in _presets((0.057, 0.0505)):
+        panel.add_point(p)
+    panel.finished(None)
+    assert panel.status.text() == "Stopped before its first plan (the presets stay on the plot)."
+    plot = panel.plot
+    axis, view = plot.plot.getAxis("left"), plot.plot.getViewBox()
+
+    def fitted() -> bool:
+        lo, hi = view.viewRange()[1]
+        return lo < math.log10(0.0505) and math.log10(0.057) < hi < math.log10(0.065)
+
+    qtbot.waitUntil(fitted, timeout=5000)
+    lo, hi = view.viewRange()[1]
+    shown = [
+        text
+        for spacing, values in axis.tickValues(lo, hi, 150)
+        for text in axis.tickStrings([v for v in values if lo <= v <= hi], 1.0, spacing)
+        if text
+    ]
+    assert len(shown) >= 2 and len(set(shown)) == len(shown), shown
+    assert all(10**lo <= float(t) <= 10**hi for t in shown), shown
+    for theme in (light_palette(), dark_palette()):
+        plot.setPalette(theme)
+        background = plot.plot.backgroundBrush().color()
+        for label in plot._labels:
+            assert _contrast(label.color, background) >= 4.5, (label.color.getRgb(), background)
