@@ -104,6 +104,9 @@ def test_status_bar_keeps_the_output_figures_whole_1280(qtbot, classifier_1280) 
     if data.elided:  # whole in its tooltip, said short where it is cut
         short = "⚠ Random inputs"
         assert data.shown_text() in (short, short[: len(data.shown_text()) - 1] + "…")
+        # and takes no more room than that: MiniLM's output line lost "+3 more outputs"
+        # beside a short warning that kept its whole text's width
+        assert data.width() <= data.short_width(), (data.width(), data.short_width())
         assert data.text() in data.toolTip()
     status.set_busy("Finding a plan (at most 0.25 of the float size)", quiet=False,
                     cancellable=True)  # fmt: skip

@@ -49,6 +49,16 @@ class ElidedLabel(QLabel):
             self._short = short
             self.update()
 
+    def short_width(self) -> int:
+        """The width its short form needs (0 without one)."""
+        return self._width(self._short) if self._short else 0
+
+    def full_width(self) -> int:
+        return self._width(self.text())
+
+    def _width(self, text: str) -> int:
+        return self.fontMetrics().horizontalAdvance(text) + 2 * self.margin() + 2
+
     @property
     def elided(self) -> bool:
         """Whether the text is cut at the current width."""
@@ -62,7 +72,7 @@ class ElidedLabel(QLabel):
 
     def minimumSizeHint(self) -> QSize:
         fm = self.fontMetrics()
-        full = fm.horizontalAdvance(self.text()) + 2 * self.margin() + 2
+        full = self.full_width()
         least = max(fm.averageCharWidth() * MIN_CHARS, fm.horizontalAdvance(self._kept + "…") + 2)
         width = min(least, full) if self._shrink else full
         return QSize(width, super().minimumSizeHint().height())

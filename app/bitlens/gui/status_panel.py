@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from PySide6.QtCore import QTimer, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QWidget
 
 from bitlens.core.data_summary import DataSummary
@@ -21,6 +22,8 @@ PROGRESS_MS = 100  # at most one progress repaint per this many ms
 # the running job's words keep this many characters of room: at 1280 px the output and data
 # lines took the rest and a search's step read "refe…"
 JOB_CHARS = 28
+SPACING = 12  # px between the labels
+UNBOUNDED = 16_777_215  # Qt's QWIDGETSIZE_MAX
 NAME_CHARS = 24  # an output name longer than this is cut in its middle (whole in the tooltip)
 
 
@@ -65,7 +68,7 @@ class StatusPanel(QWidget):
             self.providers_label,
         ):  # fmt: skip
             layout.addWidget(w)
-            layout.addSpacing(12)
+            layout.addSpacing(SPACING)
         layout.addStretch(1)
         layout.addWidget(self.job_label)
         layout.addWidget(self.progress)
@@ -147,6 +150,28 @@ class StatusPanel(QWidget):
         error alone (the line lost its figure, "output …", in session 12)."""
         error, figures = self._figures
         self.output_label.set_kept(error if self._busy else figures)
+        self._fit_data()
+
+    def _fit_data(self) -> None:
+        """The data line at its short form where the whole line does not fit: Qt's layout
+        cuts both lines by the same pixels, and MiniLM's warning, shown short, kept the room
+        its whole text asked for while the output line beside it lost "+3 more outputs"."""
+        label = self.data_label
+        short = label.short_width()
+        cap = UNBOUNDED
+        if short:
+            shown = [w for w in self.findChildren(QWidget) if w.isVisible() and w is not label]
+            others = sum(w.sizeHint().width() for w in shown if w.parent() is self)
+            margins = self.layout().contentsMargins()
+            spacing = SPACING * 5 + margins.left() + margins.right()
+            if others + spacing + label.full_width() > self.width():
+                cap = short
+        if label.maximumWidth() != cap:
+            label.setMaximumWidth(cap)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_data()
 
     def _show_sizes(self, ev: Evaluation, mark: str) -> None:
         """Weights before and after, against what the file stores: a file of int8 codes is
@@ -183,6 +208,7 @@ class StatusPanel(QWidget):
         if summary is None:
             self.data_label.setText("⚠ No input data: weight errors only")
             self.data_label.set_short("⚠ No input data")
+            self._fit_data()
             self.data_label.setToolTip(
                 "Activation and output errors need inputs: give the input sizes "
                 "(File ▸ Input Sizes…) or open data (File ▸ Open Data…)."
@@ -205,6 +231,7 @@ class StatusPanel(QWidget):
             )
             self.data_label.setStyleSheet("")
         self.data_label.setToolTip(tip)
+        self._fit_data()
 
     def show_providers(self, providers: tuple[str, ...]) -> None:
         names = [p.removesuffix("ExecutionProvider") for p in providers]
