@@ -20,7 +20,7 @@ from bitlens.gui.search_panel import SearchPanel
 from bitlens.gui.theme import dark_palette, light_palette
 from tests import builders
 from tests.core.engine_models import small_cnn
-from tests.gui.conftest import open_model, wait_idle
+from tests.gui.conftest import open_model, wait_detail, wait_idle
 
 OUTPUT = "scores"  # open_nsfw's "4195": its figures are as wide as the data warning
 
@@ -173,3 +173,16 @@ def test_search_panel_stopped_with_only_presets_says_no_plan_and_labels_its_axis
         background = plot.plot.backgroundBrush().color()
         for label in plot._labels:
             assert _contrast(label.color, background) >= 4.5, (label.color.getRgb(), background)
+
+
+def test_layer_detail_header_wraps_between_its_parts(qtbot, classifier_1280) -> None:
+    """At 1280x720 the header broke "20.2 | KiB in float" and "keep | float" across lines."""
+    window = classifier_1280
+    window.document.selection.set(["fc2"], "fc2")
+    wait_detail(qtbot, window, "fc2")
+    text = window.detail.header.text()
+    head, *parts = text.split("<br>")[0].split(" · ")
+    assert head == "<b>fc2</b>"
+    assert [p.split(":")[0] for p in parts[:2]] == ["weights", "activations"]
+    assert parts[2].endswith("in\u00a0float") and "64.0\u00a0KiB" in parts[2]
+    assert not any(" " in p for p in parts), parts  # only non-breaking spaces inside a part
