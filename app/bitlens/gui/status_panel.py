@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import QEvent, QTimer, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QWidget
 
@@ -157,17 +157,21 @@ class StatusPanel(QWidget):
         cuts both lines by the same pixels, and MiniLM's warning, shown short, kept the room
         its whole text asked for while the output line beside it lost "+3 more outputs"."""
         label = self.data_label
-        short = label.short_width()
         cap = UNBOUNDED
-        if short:
-            shown = [w for w in self.findChildren(QWidget) if w.isVisible() and w is not label]
-            others = sum(w.sizeHint().width() for w in shown if w.parent() is self)
-            margins = self.layout().contentsMargins()
-            spacing = SPACING * 5 + margins.left() + margins.right()
-            if others + spacing + label.full_width() > self.width():
-                cap = short
+        if label.short_width():
+            # the layout's own sum (margins, spacings, the visible widgets), with the data
+            # line at its whole width
+            given = min(label.sizeHint().width(), label.maximumWidth())
+            need = self.layout().sizeHint().width() - given + label.full_width()
+            if need > self.width():
+                cap = label.short_width()
         if label.maximumWidth() != cap:
             label.setMaximumWidth(cap)
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.LayoutRequest:  # a text or a widget's size changed
+            self._fit_data()
+        return super().event(event)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
