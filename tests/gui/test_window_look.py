@@ -139,7 +139,7 @@ def _contrast(a: QColor, b: QColor) -> float:
 
 def test_search_panel_stopped_with_only_presets_says_no_plan_and_labels_its_axis(qtbot) -> None:
     """open_nsfw's search, stopped in its sensitivities: the plot held W8A8 and W4A8 at
-    errors 0.057 and 0.0505, its axis read one number (0.05), the panel said "The plans
+    errors between 0.05 and 0.06, its axis read one number (0.05), the panel said "The plans
     tried so far stay on the plot" over a plot with none, and in the dark theme the
     presets' names were brick red on near-black (2.7:1)."""
     panel = SearchPanel()

@@ -56,9 +56,8 @@ class LogErrorAxis(pg.AxisItem):
         inside = [v for _spacing, values in levels for v in values if minVal <= v <= maxVal]
         if len(inside) >= MIN_LABELS or not maxVal > minVal:
             return levels
-        # open_nsfw's presets at errors 0.0505 and 0.057 (a search stopped before its first
-        # plan): the view ran 0.049..0.058, whose one whole-digit tick was 0.05, the axis's
-        # only number. Finer ticks, at a 1-2-5 step in the errors themselves, name the range.
+        # open_nsfw's two presets between errors 0.05 and 0.06 (a search stopped before its
+        # first plan): the view's one whole-digit tick was 0.05, the axis's only number. Finer ticks, at a 1-2-5 step in the errors themselves, name the range.
         lo, hi = 10.0**minVal, 10.0**maxVal
         step = _nice_step((hi - lo) / FINE_TICKS)
         fine = [
