@@ -4,6 +4,7 @@ ddddocr's CRNN, paraphrase-MiniLM-L3-v2, nudenet), each on a small model built i
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -15,7 +16,7 @@ from PySide6.QtWidgets import QApplication, QStyle
 
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
-from bitlens.core.search import Point
+from bitlens.core.search import Budget, Point, SearchResult
 from bitlens.gui.search_panel import SearchPanel
 from bitlens.gui.theme import dark_palette, light_palette
 from tests import builders
@@ -195,3 +196,27 @@ def test_search_panel_stopped_with_only_presets_says_no_plan_and_labels_its_axis
         for label in plot._labels:
             assert _contrast(label.color, background) >= 4.5, (label.color.getRgb(), background)
 
+
+
+def test_search_panel_says_its_errors_are_on_the_rows_it_fits(qtbot) -> None:
+    """nudenet: a front point read "error 0.04356 (27.2 dB)" and, applied, the status bar
+    27.6 dB: the search measures the evaluation rows it does not hold back, nothing said so."""
+    panel = SearchPanel()
+    qtbot.addWidget(panel)
+    refs = _presets((0.057, 0.0505))
+    plan = refs[0].plan
+    p = Point(plan, 4_000_000, 4_000_000, 0.04356, None, "search")
+    result = SearchResult(
+        Budget(size_ratio=0.25), best=p, front=(p,), tried=(p,), references=tuple(refs),
+        sensitivities=(), evaluations=9, metric_name=None, float_bytes=23_000_000,
+        wide_layers=(), seed=0, eval_rows=4, check_rows=(2,),
+    )  # fmt: skip
+    panel.started()
+    panel.finished(result)
+    panel._on_hovered(p)
+    assert panel.status.text().startswith(
+        "search: 3.8 MiB, error 0.04356 (27.2 dB) on the 3 of 4 evaluation rows it fits"
+    ), panel.status.text()
+    panel.finished(replace(result, check_rows=()))  # none held back: all rows, said as before
+    panel._on_hovered(p)
+    assert panel.status.text().startswith("search: 3.8 MiB, error 0.04356 (27.2 dB) …")
