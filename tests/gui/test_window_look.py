@@ -131,6 +131,16 @@ def test_status_bar_and_detail_header_keep_their_figures_whole_1280(
     assert [p.split(":")[0] for p in parts[:2]] == ["weights", "activations"]
     assert parts[2].endswith("in\u00a0float") and "64.0\u00a0KiB" in parts[2]
     assert not any(" " in p for p in parts), parts  # only non-breaking spaces inside a part
+    # a searched point applied says where each error was measured (see the test below)
+    doc = window.document
+    p = Point(Plan.preset(doc.info, "W4A8"), 40_000, 40_000, 0.08, None, "search")
+    window.search.finished(_result(p, (p,)))
+    window.apply_search_point(p)
+    assert window.message_bar.text.text().endswith(
+        "The plot's error is on the 3 of 4 evaluation rows it fits; the status bar's on all "
+        "of them."
+    ), window.message_bar.text.text()
+    wait_idle(qtbot, window)
 
 
 def _presets(errors: tuple[float, float]) -> list[Point]:
@@ -198,6 +208,15 @@ def test_search_panel_stopped_with_only_presets_says_no_plan_and_labels_its_axis
 
 
 
+def _result(p: Point, refs: tuple[Point, ...]) -> SearchResult:
+    """A finished search of one plan, ``p``, that held back one of 4 evaluation rows."""
+    return SearchResult(
+        Budget(size_ratio=0.25), best=p, front=(p,), tried=(p,), references=refs,
+        sensitivities=(), evaluations=9, metric_name=None, float_bytes=23_000_000,
+        wide_layers=(), seed=0, eval_rows=4, check_rows=(2,),
+    )  # fmt: skip
+
+
 def test_search_panel_says_its_errors_are_on_the_rows_it_fits(qtbot) -> None:
     """nudenet: a front point read "error 0.04356 (27.2 dB)" and, applied, the status bar
     27.6 dB: the search measures the evaluation rows it does not hold back, nothing said so."""
@@ -206,11 +225,7 @@ def test_search_panel_says_its_errors_are_on_the_rows_it_fits(qtbot) -> None:
     refs = _presets((0.057, 0.0505))
     plan = refs[0].plan
     p = Point(plan, 4_000_000, 4_000_000, 0.04356, None, "search")
-    result = SearchResult(
-        Budget(size_ratio=0.25), best=p, front=(p,), tried=(p,), references=tuple(refs),
-        sensitivities=(), evaluations=9, metric_name=None, float_bytes=23_000_000,
-        wide_layers=(), seed=0, eval_rows=4, check_rows=(2,),
-    )  # fmt: skip
+    result = _result(p, tuple(refs))
     panel.started()
     panel.finished(result)
     panel._on_hovered(p)
