@@ -40,7 +40,7 @@ EMPTY = (
 # sensitivities come first, for a minute or more; the step is said below the plot)
 WAITING = "Searching: the plans appear here as the search tries them."
 # The presets' names, readable on the plot's background in either theme: the light theme's
-# brick red on the dark theme's near-black base measured a contrast of 2.7:1, under the 4.5:1
+# brick red on the dark theme's near-black base measured a contrast of 2.9:1, under the 4.5:1
 # WCAG asks of text (https://www.w3.org/TR/WCAG21/#contrast-minimum).
 PRESET_INK = {False: (180, 60, 30), True: (255, 150, 100)}  # by colors.is_dark
 
@@ -57,7 +57,8 @@ class LogErrorAxis(pg.AxisItem):
         if len(inside) >= MIN_LABELS or not maxVal > minVal:
             return levels
         # open_nsfw's two presets between errors 0.05 and 0.06 (a search stopped before its
-        # first plan): the view's one whole-digit tick was 0.05, the axis's only number. Finer ticks, at a 1-2-5 step in the errors themselves, name the range.
+        # first plan): the view's one whole-digit tick was 0.05, the axis's only number.
+        # Finer ticks, at a 1-2-5 step in the errors themselves, name the range.
         lo, hi = 10.0**minVal, 10.0**maxVal
         step = _nice_step((hi - lo) / FINE_TICKS)
         fine = [
