@@ -26,6 +26,7 @@ from tests import builders
 from tests.core.engine_models import small_cnn
 from tests.gui.conftest import WAIT_MS, held, open_model, wait_idle
 from tests.gui.test_layout import _tab_bars_over_docks
+from tests.gui.test_window_look import axis_labels
 
 
 def test_find_plan_shows_what_the_plot_will_hold_before_the_first_plan(
@@ -195,20 +196,14 @@ def test_search_plot_labels_errors_within_one_decade(qtbot) -> None:
                                ("W4A8", 3_200_000, 0.095)):  # fmt: skip
         plot.add(Point(plan, size, size, error, None, label))
         assert plot.is_empty == (label == "float")  # float alone: a line on bare axes
-    axis, view = plot.plot.getAxis("left"), plot.plot.getViewBox()
+    view = plot.plot.getViewBox()
 
     def fitted() -> bool:  # the view ranges over the two errors, within one decade
         lo, hi = view.viewRange()[1]
         return lo < math.log10(0.056) and math.log10(0.095) < hi < -0.9
 
     qtbot.waitUntil(fitted, timeout=WAIT_MS)
-    lo, hi = view.viewRange()[1]
-    shown = [
-        text
-        for spacing, values in axis.tickValues(lo, hi, 150)
-        for text in axis.tickStrings([v for v in values if lo <= v <= hi], 1.0, spacing)
-        if text
-    ]
+    shown = axis_labels(plot)
     assert len(shown) >= 2, shown
     assert all(0.05 <= float(t) <= 0.1 for t in shown), shown
 

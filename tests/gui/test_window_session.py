@@ -94,7 +94,7 @@ def test_histogram_titles_name_the_format_as_the_table_does(
     assert "channel" in weights.splitlines()[1]  # which channel's grid: said on line two
     act = detail.titles[detail.act_plot].text
     assert act.splitlines()[0] == "input activation — uint8 asym (dynamic)", act
-    assert "activations: uint8 asym (dynamic)" in detail.header.text()
+    assert "activations: uint8 asym (dynamic)" in detail.header.text().replace("\u00a0", " ")
 
 
 def _png_folder(folder: Path, n: int = 4, size: int = 8) -> Path:

@@ -23,6 +23,7 @@ class ElidedLabel(QLabel):
         self._tip = ""
         self._shrink = shrink
         self._kept = ""  # the start it never cuts (set_kept)
+        self._short = ""  # what it shows instead of a cut text, when that fits (set_short)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.setTextFormat(Qt.TextFormat.PlainText)
 
@@ -41,19 +42,37 @@ class ElidedLabel(QLabel):
             self._kept = start
             self.updateGeometry()
 
+    def set_short(self, short: str) -> None:
+        """Show ``short`` (whole in its tooltip) where the text does not fit: "⚠ Random
+        inputs" says more than "⚠ Random inputs: errors on noise can misl…"."""
+        if short != self._short:
+            self._short = short
+            self.update()
+
+    def short_width(self) -> int:
+        """The width its short form needs (0 without one)."""
+        return self._width(self._short) if self._short else 0
+
+    def full_width(self) -> int:
+        return self._width(self.text())
+
+    def _width(self, text: str) -> int:
+        return self.fontMetrics().horizontalAdvance(text) + 2 * self.margin() + 2
+
     @property
     def elided(self) -> bool:
         """Whether the text is cut at the current width."""
         return self.fontMetrics().horizontalAdvance(self.text()) > self.contentsRect().width()
 
     def shown_text(self) -> str:
-        return self.fontMetrics().elidedText(
-            self.text(), Qt.TextElideMode.ElideRight, self.contentsRect().width()
-        )
+        fm, room, text = self.fontMetrics(), self.contentsRect().width(), self.text()
+        if self._short and fm.horizontalAdvance(text) > room:
+            text = self._short
+        return fm.elidedText(text, Qt.TextElideMode.ElideRight, room)
 
     def minimumSizeHint(self) -> QSize:
         fm = self.fontMetrics()
-        full = fm.horizontalAdvance(self.text()) + 2 * self.margin() + 2
+        full = self.full_width()
         least = max(fm.averageCharWidth() * MIN_CHARS, fm.horizontalAdvance(self._kept + "…") + 2)
         width = min(least, full) if self._shrink else full
         return QSize(width, super().minimumSizeHint().height())

@@ -9,9 +9,17 @@ thread, the pane saying "computing…" until they arrive.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QModelIndex, QRect, QSize, Qt
 from PySide6.QtGui import QResizeEvent
-from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QWidget
+from PySide6.QtWidgets import (
+    QHeaderView,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QWidget,
+)
 from superqt.utils import create_worker
 
 from bitlens.core.errors import BitlensError
@@ -46,8 +54,14 @@ class GraphProperties(QTreeWidget):
         self.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         self.header().setStretchLastSection(True)
         self.setRootIsDecorated(True)
-        self.setUniformRowHeights(True)
-        self.setWordWrap(False)
+        # Values wrap onto as many lines as they need: at 1280x720 the value column is about
+        # 110 px and "512×128×1×1 float32 (constant)" (open_nsfw) was cut to its first
+        # word. Rows then differ in height, and QTreeView keeps each row's height from
+        # its last layout, so a column resize lays the rows out again.
+        self.setUniformRowHeights(False)
+        self.setWordWrap(True)
+        self.setItemDelegateForColumn(1, _WrappedValues(self))
+        self.header().sectionResized.connect(self._on_section_resized)
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.setAlternatingRowColors(True)
         view.focusChanged.connect(self._refresh)
@@ -67,6 +81,9 @@ class GraphProperties(QTreeWidget):
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._fit_columns()
+
+    def _on_section_resized(self, *_args: object) -> None:
+        self.scheduleDelayedItemsLayout()  # the wrapped rows' heights follow the new width
 
     def _on_model(self) -> None:
         self._index = None
@@ -196,6 +213,26 @@ class GraphProperties(QTreeWidget):
                     if top.child(j).text(0) == key:
                         return top.child(j).text(1)
         return None
+
+
+class _WrappedValues(QStyledItemDelegate):
+    """Row heights for values wrapped to the value column's width. QTreeView asks the
+    delegate for a row's height without the column's width (qtreeview.cpp,
+    indexRowSizeHint), so Qt's own delegate measures the text on one line."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        size = super().sizeHint(option, index)
+        tree = self.parent()
+        text = index.data()
+        if not isinstance(tree, QTreeWidget) or not text:
+            return size
+        style = tree.style()
+        margin = style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, tree) + 1
+        width = max(1, tree.columnWidth(1) - 2 * margin)
+        fm = option.fontMetrics
+        lines = fm.boundingRect(QRect(0, 0, width, 1 << 20), Qt.TextFlag.TextWordWrap, text)
+        pad = max(0, size.height() - fm.height())  # the style's room above and below a line
+        return QSize(size.width(), max(size.height(), lines.height() + pad))
 
 
 def _value_text(v: ValueDesc) -> str:

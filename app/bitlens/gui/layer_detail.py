@@ -55,6 +55,7 @@ SANDBOX_COLUMNS = ("Format", "SQNR", "MSE", "Bytes", "Ratio")
 
 
 CODES_ROWS = 8  # rows the Codes tab's table shows at least, where the pane has the height
+NBSP = "\u00a0"  # a space no line breaks at
 
 
 class LayerDetailView(QWidget):
@@ -190,9 +191,12 @@ class LayerDetailView(QWidget):
         w = fmt_format(None if c.weight is None else c.weight.name)
         a = fmt_format(None if c.activation is None else c.activation.name)
         a += DYNAMIC_SUFFIX if c.dynamic and c.activation is not None else ""
+        # the header wraps between its parts, never inside one: at 1280x720 it broke
+        # "20.2 | KiB in float" and "keep | float" across lines (ddddocr, nudenet)
+        parts = (f"weights: {w}", f"activations: {a}", f"{fmt_bytes(detail.bytes_before)} in float")
         self.header.setText(
-            f"<b>{detail.layer}</b> · weights: {w} · activations: {a}"
-            f" · {fmt_bytes(detail.bytes_before)} in float"
+            f"<b>{html.escape(detail.layer, quote=False)}</b> · "
+            + " · ".join(html.escape(t, quote=False).replace(" ", NBSP) for t in parts)
             + (f"<br>{html.escape(detail.grid_note, quote=False)}" if detail.grid_note else "")
         )
         tip = f"weight tensor {detail.weight_name}"

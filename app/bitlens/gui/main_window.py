@@ -272,9 +272,11 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         self.search.plot.mark(point)
         if changed:
             self.document.selection.set(changed, changed[0], origin=self.search)
+        fitted = self.search.fitted_rows()  # the plot's error, where not on every row
+        where = f" The plot's error is{fitted}; the status bar's on all of them." if fitted else ""
         self.message_bar.show_message(
             f"Applied a searched plan: {len(changed)} layers changed (selected in the table). "
-            "Edit ▸ Undo goes back.",
+            f"Edit ▸ Undo goes back.{where}",
             "info",
         )
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import QEvent, QTimer, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QWidget
 
 from bitlens.core.data_summary import DataSummary
@@ -21,6 +22,8 @@ PROGRESS_MS = 100  # at most one progress repaint per this many ms
 # the running job's words keep this many characters of room: at 1280 px the output and data
 # lines took the rest and a search's step read "refe…"
 JOB_CHARS = 28
+SPACING = 12  # px between the labels
+UNBOUNDED = 16_777_215  # Qt's QWIDGETSIZE_MAX
 NAME_CHARS = 24  # an output name longer than this is cut in its middle (whole in the tooltip)
 
 
@@ -65,7 +68,7 @@ class StatusPanel(QWidget):
             self.providers_label,
         ):  # fmt: skip
             layout.addWidget(w)
-            layout.addSpacing(12)
+            layout.addSpacing(SPACING)
         layout.addStretch(1)
         layout.addWidget(self.job_label)
         layout.addWidget(self.progress)
@@ -87,6 +90,8 @@ class StatusPanel(QWidget):
         # weights the file stores as int8 codes: (how many, the file's bytes for all weights
         # or None when unknown); (0, None) for any other model
         self._coded: tuple[int, int | None] = (0, None)
+        self._busy = False
+        self._figures = ("", "")  # the first output's error, then all its figures (_keep)
         self.show_evaluation(None, stale=False)
         self.show_providers(())
         self.set_idle()
@@ -133,10 +138,44 @@ class StatusPanel(QWidget):
         if len(ev.outputs) > 1:
             parts.append(f"+{len(ev.outputs) - 1} more outputs")
         self.output_label.setText(" · ".join(parts))
-        # the first output's error stays readable while a job's words take the room
-        self.output_label.set_kept(parts[0] if parts else "")
+        self._figures = (parts[0], " · ".join(parts[:2])) if parts else ("", "")
+        self._keep()
         cut = [o.name for o in (changed or outs)[:1] if _short(o.name) != o.name]
         self.output_label.setToolTip(f"Output {cut[0]}" if cut else "")
+
+    def _keep(self) -> None:
+        """The output line's start that is never cut. Idle, the first output's figures all
+        stay whole and the data line gives way (at 1280 px open_nsfw's read "top-1
+        agreement 100.…" beside a cut warning); while a job's words take the room, its
+        error alone (the line lost its figure, "output …", in session 12)."""
+        error, figures = self._figures
+        self.output_label.set_kept(error if self._busy else figures)
+        self._fit_data()
+
+    def _fit_data(self) -> None:
+        """The data line at its short form where the whole line does not fit: Qt's layout
+        cuts both lines by the same pixels, and MiniLM's warning, shown short, kept the room
+        its whole text asked for while the output line beside it lost "+3 more outputs"."""
+        label = self.data_label
+        cap = UNBOUNDED
+        if label.short_width():
+            # the layout's own sum (margins, spacings, the visible widgets), with the data
+            # line at its whole width
+            given = min(label.sizeHint().width(), label.maximumWidth())
+            need = self.layout().sizeHint().width() - given + label.full_width()
+            if need > self.width():
+                cap = label.short_width()
+        if label.maximumWidth() != cap:
+            label.setMaximumWidth(cap)
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.LayoutRequest:  # a text or a widget's size changed
+            self._fit_data()
+        return super().event(event)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_data()
 
     def _show_sizes(self, ev: Evaluation, mark: str) -> None:
         """Weights before and after, against what the file stores: a file of int8 codes is
@@ -172,6 +211,8 @@ class StatusPanel(QWidget):
             return
         if summary is None:
             self.data_label.setText("⚠ No input data: weight errors only")
+            self.data_label.set_short("⚠ No input data")
+            self._fit_data()
             self.data_label.setToolTip(
                 "Activation and output errors need inputs: give the input sizes "
                 "(File ▸ Input Sizes…) or open data (File ▸ Open Data…)."
@@ -179,8 +220,10 @@ class StatusPanel(QWidget):
             self.data_label.setStyleSheet(warn)
             return
         tip = "\n".join(summary.lines())
+        self.data_label.set_short("")
         if summary.generated:
             self.data_label.setText("⚠ Random inputs: errors on noise can mislead")
+            self.data_label.set_short("⚠ Random inputs")
             self.data_label.setStyleSheet(warn)
             tip += "\nOpen real data with File ▸ Open Data…"
         else:
@@ -192,6 +235,7 @@ class StatusPanel(QWidget):
             )
             self.data_label.setStyleSheet("")
         self.data_label.setToolTip(tip)
+        self._fit_data()
 
     def show_providers(self, providers: tuple[str, ...]) -> None:
         names = [p.removesuffix("ExecutionProvider") for p in providers]
@@ -215,6 +259,8 @@ class StatusPanel(QWidget):
 
     def set_busy(self, label: str, *, quiet: bool, cancellable: bool) -> None:
         self._drop_pending()
+        self._busy = True
+        self._keep()
         self._set_job_text(label + "…")
         self.progress.setVisible(True)
         with self._bar_update_later():
@@ -255,6 +301,8 @@ class StatusPanel(QWidget):
 
     def set_idle(self) -> None:
         self._drop_pending()
+        self._busy = False
+        self._keep()
         self.job_label.setText("")
         self.job_label.setMinimumWidth(0)  # the room goes back to the output and data lines
         self.progress.setVisible(False)
