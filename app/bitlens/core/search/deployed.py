@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -134,7 +134,9 @@ class DeployedErrors:
                         values = sess.run(fetch, engine.data.samples[i])
                         for n, v in zip(names, values, strict=True):
                             got[n].append(v)
-                    scores.append(score(concat_outputs(got), part, self.metric))
+                    scores.append(
+                        score(concat_outputs(got), part, self.metric, engine.label_outputs)
+                    )
                 del sess
             err = tuple(scores)
         except BitlensError:
@@ -185,10 +187,16 @@ def write_export(
         path.write_bytes(data)
 
 
-def score(out: dict[str, np.ndarray], part: Part, metric: Metric | None) -> Scored:
-    """Output error and task metric of ``out`` on ``part``'s feeds."""
+def score(
+    out: dict[str, np.ndarray],
+    part: Part,
+    metric: Metric | None,
+    label_outputs: Collection[str] = (),
+) -> Scored:
+    """Output error and task metric of ``out`` on ``part``'s feeds (``label_outputs``:
+    outputs compared as class indices, measures.output_error)."""
     met = None if metric is None else metric(out, part.reference, part.labels)
-    return output_error(part.reference, out), met
+    return output_error(part.reference, out, label_outputs), met
 
 
 def deployed_choice(

@@ -101,7 +101,7 @@ class SearchState:
 
     # -- evaluation ------------------------------------------------------------------------
     def _error(self, got: Mapping[str, np.ndarray]) -> float:
-        return output_error(self.ref, got)
+        return output_error(self.ref, got, self.engine.label_outputs)
 
     @property
     def before_pick(self) -> bool:
@@ -137,7 +137,7 @@ class SearchState:
             return None
         self.evaluations += 1
         got = concat_outputs(self._outputs(plan, part.feeds))
-        return score(got, part, self.metric)
+        return score(got, part, self.metric, self.engine.label_outputs)
 
     def effective(self, plan: Plan) -> float:
         """How many numbers carry ``plan``'s simulated output error on every evaluation
