@@ -133,8 +133,10 @@ class SearchState:
     def simulated_check(self, plan: Plan) -> Scored | None:
         """Output error and metric of ``plan``'s simulation on the held-back feeds."""
         part = self.check_part
-        if part is None:
-            return None
+        return None if part is None else self.simulated_on(plan, part)
+
+    def simulated_on(self, plan: Plan, part: Part) -> Scored:
+        """Output error and metric of ``plan``'s simulation on ``part``'s feeds."""
         self.evaluations += 1
         got = concat_outputs(self._outputs(plan, part.feeds))
         return score(got, part, self.metric, self.engine.label_outputs)
