@@ -67,7 +67,8 @@ def test_a_plan_that_wins_the_held_back_rows_but_not_the_calibration_rows_is_not
         return (0.010 if worse else 0.012, None)
 
     monkeypatch.setattr(DeployedErrors, "check", lucky)
-    result, _ = _run(six, budget=Budget(max_bytes=_limit(six)), check_export=True)
+    # (no timing of the deployed files: no assertion reads it)
+    result, _ = _run(six, Budget(max_bytes=_limit(six)), check_export=True, speed_check=False)
     assert preset in calib
     lucky_ones = [p for p in calib if calib[p] > calib[preset] and fitted[p] <= 2 * fitted[preset]]
     assert lucky_ones  # the old code returned one of them
