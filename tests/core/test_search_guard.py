@@ -188,6 +188,9 @@ def test_with_few_numbers_the_held_back_rows_still_decide(six, monkeypatch) -> N
         return (0.01 if below(plan) else 0.02, None)
 
     monkeypatch.setattr(DeployedErrors, "check", check)
+    # the held-back rows' say alone: the calibration rows' check (test_search_calib_check.py)
+    # would turn down the plans these made-up errors favour where they are worse there
+    monkeypatch.setattr(DeployedErrors, "calibration", lambda self, plan: None)
     result, _ = _run(six, Budget(max_bytes=_limit(six)), check_export=True)
     assert below(result.best.plan) and result.best.plan != preset
     assert result.best.check_error == 0.01

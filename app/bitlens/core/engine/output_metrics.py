@@ -31,7 +31,7 @@ class OutputMetrics:
         return class_score_axes(self.model.graph_proto, self._output_names, labelled)
 
     @cached_property
-    def _label_outputs(self) -> frozenset[str]:
+    def label_outputs(self) -> frozenset[str]:
         """Outputs that are ArgMax/ArgMin class indices: judged by top-1 agreement."""
         return label_outputs(self.model.graph_proto.graph, self._output_names)
 
@@ -97,7 +97,7 @@ class OutputMetrics:
         err = sums.result()
         axis = self.class_score_axes.get(name) if judged else None
         res = OutputResult(name, err, shape_differs=note)
-        if judged and name in self._label_outputs:  # the positions that keep their label
+        if judged and name in self.label_outputs:  # the positions that keep their label
             same = sum(int(np.sum(r_i == g_i)) for r_i, g_i in zip(ref, got, strict=True))
             total = sum(int(np.size(r_i)) for r_i in ref)
             return replace(res, top1_agreement=same / total if total else 1.0)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,6 +86,7 @@ class DeployedErrors:
         prepare: Callable[[Plan], Prepared] | None = None,
         before_pick: bool = False,
         built: Callable[[Plan, Prepared], bytes | None] | None = None,
+        calib: Part | None = None,
     ):
         self.engine = engine
         # the export's preflight for a plan (FileSizes.prepared: its opset conversion
@@ -95,6 +96,8 @@ class DeployedErrors:
         # (FileSizes.built_file: the same bytes, not built again)
         self.built = built
         self.parts = (fit,) if check is None or not check.feeds else (fit, check)
+        # the calibration rows, a second check where few rows are held back (calib_check.py)
+        self.parts += (calib,) if calib is not None and len(self.parts) == 2 else ()
         self.metric = metric
         # the parts' references hold the tensors before the picks (Engine.measured_on):
         # the exports expose them too, or are compared on real references (_real_parts)
@@ -113,6 +116,11 @@ class DeployedErrors:
         """The same on the held-back feeds (None also when none are held back)."""
         got = self._scores(plan)
         return None if got is None or len(got) < 2 else got[1]
+
+    def calibration(self, plan: Plan) -> Scored | None:
+        """The same on the calibration rows (None also when they are not compared)."""
+        got = self._scores(plan)
+        return None if got is None or len(got) < 3 else got[2]
 
     def _scores(self, plan: Plan) -> tuple[Scored, ...] | None:
         if plan in self._errors:
@@ -134,7 +142,9 @@ class DeployedErrors:
                         values = sess.run(fetch, engine.data.samples[i])
                         for n, v in zip(names, values, strict=True):
                             got[n].append(v)
-                    scores.append(score(concat_outputs(got), part, self.metric))
+                    scores.append(
+                        score(concat_outputs(got), part, self.metric, engine.label_outputs)
+                    )
                 del sess
             err = tuple(scores)
         except BitlensError:
@@ -185,10 +195,16 @@ def write_export(
         path.write_bytes(data)
 
 
-def score(out: dict[str, np.ndarray], part: Part, metric: Metric | None) -> Scored:
-    """Output error and task metric of ``out`` on ``part``'s feeds."""
+def score(
+    out: dict[str, np.ndarray],
+    part: Part,
+    metric: Metric | None,
+    label_outputs: Collection[str] = (),
+) -> Scored:
+    """Output error and task metric of ``out`` on ``part``'s feeds (``label_outputs``:
+    outputs compared as class indices, measures.output_error)."""
     met = None if metric is None else metric(out, part.reference, part.labels)
-    return output_error(part.reference, out), met
+    return output_error(part.reference, out, label_outputs), met
 
 
 def deployed_choice(
@@ -215,12 +231,17 @@ def deployed_choice(
         cands += yield from _preset_variants(s, cands, budget)
     if len(cands) == 1 and not s.split.check:
         return cands[0]
+    from bitlens.core.search.calib_check import calibration_part, confirmed  # imports Part
+
+    few = s.check_part is not None and rows_of(s.engine.data, s.split.check) < MIN_CHECK_ROWS
+    if few and s.shared.calib is None:
+        s.shared.calib = calibration_part(s) or False
     if deployed and s.deployed is None:
         # one per search, its passes included: they compare on the same feeds
         if s.shared.deployed is None:
             s.shared.deployed = DeployedErrors(
                 s.engine, s.fit_part, s.check_part, s.metric, s.size.prepared, s.before_pick,
-                s.size.built_file,
+                s.size.built_file, s.shared.calib or None,
             )  # fmt: skip
         s.deployed = s.shared.deployed
     top = s.float_metric if s.float_metric is not None else math.inf
@@ -250,15 +271,17 @@ def deployed_choice(
         both.append((p.error if got is None else got[0], err))
     if not scored:
         return cands[0]
-    if s.check_part is not None and rows_of(s.engine.data, s.split.check) < MIN_CHECK_ROWS:
+    if few:
         # too few held-back rows to decide alone: no plan worse than the same-size preset on
-        # the rows it was fitted to (guard.not_far_worse_than_preset)
+        # the rows it was fitted to (guard.not_far_worse_than_preset), nor on the
+        # calibration rows (calib_check.py)
         presets = {r.plan for r in s.references if r.label != FLOAT_NAME}
         points = [t[3] for t in scored]
         keep = not_far_worse_than_preset(
             [(p.file_bytes, f, p.plan in presets) for p, (f, _c) in zip(points, both, strict=True)]
         )
         scored = [t for t, k in zip(scored, keep, strict=True) if k]
+        scored = confirmed(s, scored, deployed, top)
     best = min(scored)[3]
     preset = next((r.label for r in s.references if r.plan == best.plan), None)
     if preset is not None and preset != FLOAT_NAME:

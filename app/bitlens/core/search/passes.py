@@ -13,7 +13,7 @@ the uniform plans of the same size). Those are measured once and looked up by pl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from bitlens.core.errors import BitlensError
 from bitlens.core.plan import Plan
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from bitlens.core.export.accounting import ExportSize
     from bitlens.core.export.exporter import Prepared
     from bitlens.core.search.builtfiles import BuiltFiles
-    from bitlens.core.search.deployed import DeployedErrors
+    from bitlens.core.search.deployed import DeployedErrors, Part
 
 
 @dataclass
@@ -41,3 +41,8 @@ class Shared:
     deployed: DeployedErrors | None = None
     # the exports that fit the budget, serialized, for those runs (core/search/builtfiles.py)
     files: BuiltFiles | None = None
+    # the calibration rows the last choice also compares on (core/search/calib_check.py):
+    # None until needed, False where there are none
+    calib: Part | Literal[False] | None = None
+    # what the result says where the calibration rows turned a plan down, in any pass
+    calib_notes: list[str] = field(default_factory=list)

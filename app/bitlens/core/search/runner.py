@@ -133,6 +133,9 @@ def _search(
         except SearchError:
             return result
         merged = _merge(result, other)
+        # the calibration rows' say in either pass (calib_check.py), whichever plan won
+        vetoes = tuple(n for n in shared.calib_notes if n not in merged.notes)
+        merged = replace(merged, notes=(*merged.notes, *vetoes))
         if also and merged.steering is not None:
             won = merged.best is other.best
             merged = replace(merged, steering=_marginal_steering(merged.steering, won, result))
@@ -141,7 +144,9 @@ def _search(
             was, now = result.best.check_error, other.best.check_error
             merged = replace(merged, notes=(*merged.notes, (
                 f"with 8-bit activations no plan beat the {preset} preset on the held-back "
-                f"feeds{'' if was is None else f' (error {was:.4g} there)'}; the plan returned "
+                f"feeds{'' if was is None else f' (error {was:.4g} there)'}"
+                + (" and the calibration rows" if shared.calib_notes else "")
+                + "; the plan returned "
                 "keeps its activations float (weights only: they run in float when deployed)"
                 + ("" if now is None else f" and has error {now:.4g} there")
                 + ("" if first.speed is None else

@@ -101,7 +101,7 @@ class SearchState:
 
     # -- evaluation ------------------------------------------------------------------------
     def _error(self, got: Mapping[str, np.ndarray]) -> float:
-        return output_error(self.ref, got)
+        return output_error(self.ref, got, self.engine.label_outputs)
 
     @property
     def before_pick(self) -> bool:
@@ -133,11 +133,13 @@ class SearchState:
     def simulated_check(self, plan: Plan) -> Scored | None:
         """Output error and metric of ``plan``'s simulation on the held-back feeds."""
         part = self.check_part
-        if part is None:
-            return None
+        return None if part is None else self.simulated_on(plan, part)
+
+    def simulated_on(self, plan: Plan, part: Part) -> Scored:
+        """Output error and metric of ``plan``'s simulation on ``part``'s feeds."""
         self.evaluations += 1
         got = concat_outputs(self._outputs(plan, part.feeds))
-        return score(got, part, self.metric)
+        return score(got, part, self.metric, self.engine.label_outputs)
 
     def effective(self, plan: Plan) -> float:
         """How many numbers carry ``plan``'s simulated output error on every evaluation
