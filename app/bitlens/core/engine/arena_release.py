@@ -6,6 +6,15 @@ re-evaluation 197 -> 153 ms of CPU without it, peak RSS 321 -> 331 MiB over 16 c
 The arena is given back once the process has grown by more than ``slack`` bytes since the
 last time (half a feed's activations by default, Engine._fit_budget), so memory stays
 bounded while a run of clicks reuses the buffers of the one before.
+
+That alone still gave them back at nearly every re-evaluation that runs most of the graph:
+its run's buffers, fetched outputs and local runs grow the process by more than a feed's
+activations, so each such re-evaluation released, and the next one faulted its buffers in
+again (generated CRNN, changes of the first layer: ~25k page faults each, eval 177-215 ->
+129-165 ms of CPU without releasing; docs/benchmarks.md, "Re-evaluation's worst case"). So
+work that grows back to about where the last release was made (``reached``: the same
+footprint again) keeps its buffers; only growth beyond it releases. Peak RSS is what that
+work reaches anyway.
 """
 
 from __future__ import annotations
@@ -27,6 +36,9 @@ def resident_bytes() -> int | None:
         return None
 
 
+REACHED_PART = 4  # growth past the last release's RSS that releases again: a quarter slack
+
+
 class ArenaReleaser:
     """Gives the arena back when the RSS grew by more than ``slack`` since the last time
     (always where the RSS cannot be read)."""
@@ -34,6 +46,10 @@ class ArenaReleaser:
     def __init__(self, slack: int = 0) -> None:
         self.slack = slack
         self.floor: int | None = None
+        # The RSS the last release was made at: what the work before it had grown to. Work
+        # that grows back to it (the same plan's runs, a re-evaluation from the same layer)
+        # finds its buffers kept (see maybe_release).
+        self.reached: int | None = None
 
     def mark(self) -> None:
         """Count growth from the RSS now, without releasing (the footprint of a first run,
@@ -45,8 +61,12 @@ class ArenaReleaser:
         released."""
         rss = resident_bytes()
         slack = max(self.slack, least)
-        if rss is not None and self.floor is not None and rss <= self.floor + slack:
-            return False
+        if rss is not None and self.floor is not None:
+            if rss <= self.floor + slack:
+                return False
+            if self.reached is not None and rss <= self.reached + slack // REACHED_PART:
+                return False
         release_arena()
+        self.reached = rss
         self.floor = resident_bytes()
         return True
