@@ -161,6 +161,7 @@ class Engine(
         bound, core/search/memory.py)."""
         self._parts_epoch += 1  # parts being built ahead are not kept (reuse.py)
         self._parts_built.clear()
+        self._parts_due = None
         self._sessions.clear()
         self._local_sessions.clear()
         self._suffixes.clear()
@@ -359,6 +360,7 @@ class Engine(
             )
         ev = self.data.evaluation
         outputs = {n: self._output_result(n, ref, got, ev) for n in self._output_names}
+        self._start_parts_ahead()  # the next structure's chain, while the caller reads these
         formats = tuple(plan[n].weight for n in self.info.layer_names)
         before, after = self._stored_bytes(formats, kernels)
         extra = sum(self.recovery.extra_bytes(la, plan[la.name]) for la in self.info.layers)

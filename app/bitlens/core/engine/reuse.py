@@ -44,6 +44,7 @@ class PrefixRuns:
     _part_sessions: OrderedDict[bytes, object]  # see chain.py
     _parts_built: set[tuple]  # structures whose parts _parts_ahead built (or is building)
     _parts_epoch: int  # counts drop_sessions/close: parts built ahead before them are not kept
+    _parts_due: Callable[[], int] | None = None  # _parts_ahead's job, not started yet
     _prefix_values: prefix.PrefixValues
     _sessions: OrderedDict[tuple, list]  # structure -> [simulation graph, session or None]
 
@@ -171,6 +172,7 @@ class PrefixRuns:
         for _i, values in self._plan_runs(skey, sim, whole, plan, feeds, (), indices):
             for n, t in zip(self._output_names, fetched, strict=True):
                 out[n].append(values[t])
+        self._start_parts_ahead()
         return out
 
     def forget_kept_values(self) -> None:
@@ -234,7 +236,9 @@ class PrefixRuns:
         of the generated CRNN (8 sessions, about a float run of CPU: docs/benchmarks.md,
         "Re-evaluation's worst case"). Once per structure; nothing when the side thread is
         off (Runs.overlap) or a cut's type is unknown. An error there is left for the chain,
-        which builds what is missing when it runs and reports it."""
+        which builds what is missing when it runs and reports it. Started by
+        :meth:`_start_parts_ahead` once the caller's results are done, so that it does not
+        compete with their last runs."""
         types = self._prefix_values.types
         if skey in self._parts_built or len(chain.part_starts(cuts, 0)) < 2:
             return
@@ -242,17 +246,21 @@ class PrefixRuns:
             return
         self._parts_built.add(skey)
         epoch = self._parts_epoch
-        self._aside(
-            partial(
-                chain.build_parts_ahead,
-                sim.model,
-                cuts,
-                dict(types),
-                self._part_sessions,
-                lambda model: make_session(model, self.device),
-                lambda: self._parts_epoch == epoch,
-            )
+        self._parts_due = partial(
+            chain.build_parts_ahead,
+            sim.model,
+            cuts,
+            dict(types),
+            self._part_sessions,
+            lambda model: make_session(model, self.device),
+            lambda: self._parts_epoch == epoch,
         )
+
+    def _start_parts_ahead(self) -> None:
+        """Start what :meth:`_parts_ahead` prepared, if anything."""
+        due, self._parts_due = self._parts_due, None
+        if due is not None:
+            self._aside(due)
 
     def _tail_session(self, skey: tuple, sim: SimGraph, name: str, cuts: prefix.Cuts):
         tkey = (skey, name)
