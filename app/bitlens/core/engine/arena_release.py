@@ -66,7 +66,10 @@ class ArenaReleaser:
                 return False
             if self.reached is not None and rss <= self.reached + slack // REACHED_PART:
                 return False
+        # A release with no floor (the first, or the one after the float reference) was not
+        # made for growth: what it found is not a footprint to keep (a first evaluation gives
+        # the arena back before its runs and again before its local errors, as before).
+        self.reached = rss if self.floor is not None else None
         release_arena()
-        self.reached = rss
         self.floor = resident_bytes()
         return True
