@@ -27,6 +27,14 @@ def _recording(monkeypatch, module, label: str, seen: list[tuple[str, str]]) -> 
     monkeypatch.setattr(module, "make_session", make_session)
 
 
+def _calibrated(loaded, data: Dataset, overlap: bool) -> Engine:
+    engine = Engine(loaded, data, device="cpu")
+    engine.overlap = overlap
+    for _ in engine.calibrate("minmax"):
+        pass
+    return engine
+
+
 @pytest.mark.parametrize(("build", "dims"), [(small_cnn, {}), (residual_cnn, {"N": 3})])
 def test_side_thread_gives_the_numbers_of_each_in_turn(build, dims, monkeypatch) -> None:
     """small_cnn / residual_cnn (tests/core): W8A8, then each layer at int4, then W4A8, on
@@ -55,10 +63,7 @@ def test_side_thread_gives_the_numbers_of_each_in_turn(build, dims, monkeypatch)
     results = {}
     where = {}
     for overlap in (True, False):
-        engine = Engine(loaded, data, device="cpu")
-        engine.overlap = overlap
-        for _ in engine.calibrate("minmax"):
-            pass
+        engine = _calibrated(loaded, data, overlap)
         seen.clear()
         results[overlap] = [engine.evaluate(p) for p in plans]
         where[overlap] = list(seen)
@@ -103,10 +108,7 @@ def test_parts_built_ahead_leave_a_new_structure_only_its_changed_part(monkeypat
     first = base.with_choices({info.layers[0].name: LayerChoice.of("int4 sym ch")})
     results = {}
     for overlap in (True, False):
-        engine = Engine(loaded, data, device="cpu")
-        engine.overlap = overlap
-        for _ in engine.calibrate("minmax"):
-            pass
+        engine = _calibrated(loaded, data, overlap)
         w8a8 = engine.evaluate(base)
         if overlap:
             assert engine._side_executor is not None
