@@ -12,10 +12,9 @@ its run's buffers, fetched outputs and local runs grow the process by more than 
 activations, so each such re-evaluation released, and the next one faulted its buffers in
 again (generated CRNN, changes of the first layer: ~25k page faults each, eval 177-215 ->
 129-165 ms of CPU without releasing; docs/benchmarks.md, "Re-evaluation's worst case"). So
-work that grows back to no more than the RSS the last release was made at (``reached``:
-the same footprint again) keeps its buffers; only growth beyond it releases, and raises
-``reached``. Peak RSS stays what that work reaches anyway (a quarter of the slack allowed
-on top of it: +12 MiB in the CRNN's re-evaluations, for no fewer page faults).
+work that grows back to about where the last release was made (``reached``: the same
+footprint again) keeps its buffers; only growth beyond it releases. Peak RSS is what that
+work reaches anyway.
 """
 
 from __future__ import annotations
@@ -35,6 +34,9 @@ def resident_bytes() -> int | None:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
+
+
+REACHED_PART = 4  # growth past the last release's RSS that releases again: a quarter slack
 
 
 class ArenaReleaser:
@@ -62,7 +64,7 @@ class ArenaReleaser:
         if rss is not None and self.floor is not None:
             if rss <= self.floor + slack:
                 return False
-            if self.reached is not None and rss <= self.reached:
+            if self.reached is not None and rss <= self.reached + slack // REACHED_PART:
                 return False
         # A release with no floor (the first, or the one after the float reference) was not
         # made for growth: what it found is not a footprint to keep (a first evaluation gives
