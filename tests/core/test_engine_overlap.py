@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, localerrors, structure, weightfeeds
+from bitlens.core.engine import Engine, localerrors, reuse, structure, weightfeeds
 from bitlens.core.errors import EngineError
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
@@ -25,6 +25,14 @@ def _recording(monkeypatch, module, label: str, seen: list[tuple[str, str]]) -> 
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, "make_session", make_session)
+
+
+def _calibrated(loaded, data: Dataset, overlap: bool) -> Engine:
+    engine = Engine(loaded, data, device="cpu")
+    engine.overlap = overlap
+    for _ in engine.calibrate("minmax"):
+        pass
+    return engine
 
 
 @pytest.mark.parametrize(("build", "dims"), [(small_cnn, {}), (residual_cnn, {"N": 3})])
@@ -55,10 +63,7 @@ def test_side_thread_gives_the_numbers_of_each_in_turn(build, dims, monkeypatch)
     results = {}
     where = {}
     for overlap in (True, False):
-        engine = Engine(loaded, data, device="cpu")
-        engine.overlap = overlap
-        for _ in engine.calibrate("minmax"):
-            pass
+        engine = _calibrated(loaded, data, overlap)
         seen.clear()
         results[overlap] = [engine.evaluate(p) for p in plans]
         where[overlap] = list(seen)
@@ -84,3 +89,34 @@ def test_an_error_on_the_side_thread_reaches_the_caller(monkeypatch) -> None:
     with pytest.raises(EngineError, match="refused"):
         engine.evaluate(Plan.preset(loaded.info, "W8A8"))
     engine.close()
+
+
+def test_parts_built_ahead_leave_a_new_structure_only_its_changed_part(monkeypatch) -> None:
+    """After W8A8 ran whole, the side thread builds its chain's part sessions
+    (reuse.PrefixRuns._parts_ahead); the first layer at int4 (a new structure: the target's
+    quantizers move) then builds one session, the part holding the change, where it built
+    every part of the chain; the evaluations equal an engine that builds nothing ahead."""
+    made: list[str] = []
+    real = reuse.make_session
+    monkeypatch.setattr(
+        reuse, "make_session", lambda *a, **k: (made.append("part"), real(*a, **k))[1]
+    )
+    loaded = from_proto(residual_cnn())
+    info = loaded.info
+    data = Dataset.random(info, n=6, seed=3, dims={"N": 3})
+    base = Plan.preset(info, "W8A8")
+    first = base.with_choices({info.layers[0].name: LayerChoice.of("int4 sym ch")})
+    results = {}
+    for overlap in (True, False):
+        engine = _calibrated(loaded, data, overlap)
+        w8a8 = engine.evaluate(base)
+        if overlap:
+            assert engine._side_executor is not None
+            engine._side_executor.submit(lambda: None).result()  # the jobs before it ran
+            assert len(engine._part_sessions) == len(made) > 1
+        made.clear()
+        results[overlap] = (w8a8, engine.evaluate(first))
+        assert len(made) == (1 if overlap else 4)  # residual_cnn's chain: 4 parts
+        made.clear()
+        engine.close()
+    assert results[True] == results[False]

@@ -207,7 +207,11 @@ def test_suffix_parts_are_shared_between_structures_with_the_same_numbers() -> N
     assert len(chains) >= 4 and all(len(c.parts) > 1 for c in chains[:2])
     used = {id(sess) for c in chains for sess, _, _ in c.parts}
     assert len(used) < sum(len(c.parts) for c in chains)  # some parts shared
-    assert len(fast._part_sessions) == len(used)
+    kept = {id(sess) for sess in fast._part_sessions.values()}
+    assert used <= kept
+    # besides them only W8A8's parts, built ahead after its whole run (reuse._parts_ahead)
+    w8a8_cuts = fast._cuts[fast._sim_for(*fast._structure_of(base))[0]]
+    assert len(kept - used) < len(chain.part_starts(w8a8_cuts, 0))
 
 
 def test_chain_runs_its_parts_as_one_graph() -> None:

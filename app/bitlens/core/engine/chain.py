@@ -93,6 +93,51 @@ def part_starts(cuts: prefix.Cuts, start: int) -> list[int]:
     return [start, *(s for s in starts[::step] if s > start)]
 
 
+def part_models(
+    sim: onnx.ModelProto,
+    cuts: prefix.Cuts,
+    start: int,
+    types: Mapping[str, tuple[np.dtype, int]],
+) -> list[tuple[bytes, onnx.ModelProto]]:
+    """The parts of ``sim`` from node ``start`` on (:func:`part_starts`), each with the key
+    its session is kept under (a digest of its serialized graph)."""
+    boundary = {s: cuts.boundary[n] for n, s in cuts.start.items()}
+    starts = part_starts(cuts, start)
+    models = []
+    for s, e in zip(starts, [*starts[1:], None], strict=True):
+        model = prefix.build_tail(sim, s, boundary[s], types, end=e, index=cuts.graph)
+        key = hashlib.blake2b(model.SerializeToString(deterministic=True)).digest()
+        models.append((key, model))
+    return models
+
+
+def build_parts_ahead(
+    sim: onnx.ModelProto,
+    cuts: prefix.Cuts,
+    types: Mapping[str, tuple[np.dtype, int]],
+    sessions: OrderedDict[bytes, object],
+    make: Callable[[onnx.ModelProto], object],
+    current: Callable[[], bool],
+) -> int:
+    """Build the sessions of every part of ``sim`` that ``sessions`` lacks and add them
+    (on the engine's side thread, while nothing needs them yet); the number added.
+    ``current()`` False: the sessions were dropped meanwhile, add nothing. Only adds: the
+    thread building a chain reads and trims ``sessions`` (each dict operation is atomic
+    under the interpreter lock; a part both threads build is one wasted build)."""
+    built = 0
+    for key, model in part_models(sim, cuts, 0, types):
+        if not current():
+            break
+        if key in sessions:
+            continue
+        sess = make(model)
+        if not current():
+            break
+        sessions.setdefault(key, sess)
+        built += 1
+    return built
+
+
 def build_chain(
     sim: onnx.ModelProto,
     cuts: prefix.Cuts,
@@ -106,13 +151,7 @@ def build_chain(
     sessions come from ``sessions`` (keyed by the part's serialized graph) or ``make``,
     the missing ones on ``pool``'s threads when given (ONNX Runtime builds a session
     without holding the GIL: the first change of a structure builds up to PARTS of them)."""
-    boundary = {s: cuts.boundary[n] for n, s in cuts.start.items()}
-    starts = part_starts(cuts, start)
-    models = []
-    for s, e in zip(starts, [*starts[1:], None], strict=True):
-        model = prefix.build_tail(sim, s, boundary[s], types, end=e, index=cuts.graph)
-        key = hashlib.blake2b(model.SerializeToString(deterministic=True)).digest()
-        models.append((key, model))
+    models = part_models(sim, cuts, start, types)
     missing = {key: model for key, model in models if key not in sessions}
     if pool is not None and len(missing) > 1:
         made = dict(zip(missing, pool.map(make, missing.values()), strict=True))

@@ -127,6 +127,8 @@ class Engine(
         self._cuts: dict[tuple, prefix.Cuts | None] = {}
         self._tails: OrderedDict[tuple, object] = OrderedDict()
         self._part_sessions: OrderedDict[bytes, object] = OrderedDict()  # chain.py
+        self._parts_built: set[tuple] = set()  # reuse.PrefixRuns._parts_ahead
+        self._parts_epoch = 0
         self._prefix_values = prefix.PrefixValues(self._store.budget // 2)
         self._arena = ArenaReleaser()  # gives the arena back after evaluations
         self._stats: dict[str, ActivationStats] = {}
@@ -157,6 +159,9 @@ class Engine(
         sessions (per structure, layer, cut and suffix) and the cached quantized weights.
         The reference, the kept prefix values, ranges and errors stay (the search's memory
         bound, core/search/memory.py)."""
+        self._parts_epoch += 1  # parts being built ahead are not kept (reuse.py)
+        self._parts_built.clear()
+        self._parts_due = None
         self._sessions.clear()
         self._local_sessions.clear()
         self._suffixes.clear()
@@ -167,6 +172,7 @@ class Engine(
 
     def close(self) -> None:
         """Release sessions, caches and the scratch file; the engine cannot be used after."""
+        self._parts_epoch += 1  # parts being built ahead stop there (reuse.py)
         self._sessions.clear()
         self._local_sessions.clear()
         self._suffixes.clear()
@@ -354,6 +360,7 @@ class Engine(
             )
         ev = self.data.evaluation
         outputs = {n: self._output_result(n, ref, got, ev) for n in self._output_names}
+        self._start_parts_ahead()  # the next structure's chain, while the caller reads these
         formats = tuple(plan[n].weight for n in self.info.layer_names)
         before, after = self._stored_bytes(formats, kernels)
         extra = sum(self.recovery.extra_bytes(la, plan[la.name]) for la in self.info.layers)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +42,9 @@ class PrefixRuns:
     _cuts: dict[tuple, prefix.Cuts | None]
     _tails: OrderedDict[tuple, object]
     _part_sessions: OrderedDict[bytes, object]  # see chain.py
+    _parts_built: set[tuple]  # structures whose parts _parts_ahead built (or is building)
+    _parts_epoch: int  # counts drop_sessions/close: parts built ahead before them are not kept
+    _parts_due: Callable[[], int] | None = None  # _parts_ahead's job, not started yet
     _prefix_values: prefix.PrefixValues
     _sessions: OrderedDict[tuple, list]  # structure -> [simulation graph, session or None]
 
@@ -141,6 +145,8 @@ class PrefixRuns:
             del run, values
         if start == 0:  # a whole run: room for about two plans' worth, within the limit
             store.budget = _kept_budget(store, start, sum(size.values()))
+            if tail is None:
+                self._parts_ahead(skey, sim, cuts)
         for t in pick_cuts(cuts, start, size, store.budget // STATES_KEPT):
             if t in gathered:  # else a later feed's shapes changed the pick: not kept
                 store.put(key(t), gathered[t])
@@ -166,6 +172,7 @@ class PrefixRuns:
         for _i, values in self._plan_runs(skey, sim, whole, plan, feeds, (), indices):
             for n, t in zip(self._output_names, fetched, strict=True):
                 out[n].append(values[t])
+        self._start_parts_ahead()
         return out
 
     def forget_kept_values(self) -> None:
@@ -219,6 +226,41 @@ class PrefixRuns:
             return False
         types = self._prefix_values.types
         return all(t in types for b in cuts.boundary.values() for t in b)
+
+    def _parts_ahead(self, skey: tuple, sim: SimGraph, cuts: prefix.Cuts) -> None:
+        """After the whole graph of a structure ran in its own session: the sessions of its
+        chain's parts, built on the side thread (Runs._aside) while the caller reads the
+        results. The first change that makes a new structure (int4 on ort-cpu moves the
+        target's quantizers around the layer) runs a chain from its cut on, whose later parts
+        are this structure's very parts; built then, they were the costliest re-evaluation
+        of the generated CRNN (8 sessions, about a float run of CPU: docs/benchmarks.md,
+        "Re-evaluation's worst case"). Once per structure; nothing when the side thread is
+        off (Runs.overlap) or a cut's type is unknown. An error there is left for the chain,
+        which builds what is missing when it runs and reports it. Started by
+        :meth:`_start_parts_ahead` once the caller's results are done, so that it does not
+        compete with their last runs."""
+        types = self._prefix_values.types
+        if skey in self._parts_built or len(chain.part_starts(cuts, 0)) < 2:
+            return
+        if not all(t in types for b in cuts.boundary.values() for t in b):
+            return
+        self._parts_built.add(skey)
+        epoch = self._parts_epoch
+        self._parts_due = partial(
+            chain.build_parts_ahead,
+            sim.model,
+            cuts,
+            dict(types),
+            self._part_sessions,
+            lambda model: make_session(model, self.device),
+            lambda: self._parts_epoch == epoch,
+        )
+
+    def _start_parts_ahead(self) -> None:
+        """Start what :meth:`_parts_ahead` prepared, if anything."""
+        due, self._parts_due = self._parts_due, None
+        if due is not None:
+            self._aside(due)
 
     def _tail_session(self, skey: tuple, sim: SimGraph, name: str, cuts: prefix.Cuts):
         tkey = (skey, name)
