@@ -29,6 +29,7 @@ class ExportState:
         ] = {}  # graph path -> GraphBuilder.shared  # id(pending list) -> (nodes sized, bytes)
         self.functions: dict[str, onnx.FunctionProto] = {}  # GraphBuilder.functions
         self.opset = 0  # the export's opset (build sets it): how 4-bit kernel codes are stored
+        self._flat: bool | None = None  # the model holds no subgraph (consumers: known once)
 
     def graph(self, path: str) -> onnx.GraphProto:
         return find_graph(self.model.graph, path)
@@ -54,9 +55,14 @@ class ExportState:
     def consumers(self, tensor: str) -> int:
         # membership first (in C): a Python loop over every node's inputs, once per int32
         # bias, was 4% of a default search's profile on nudenet's YOLOv8n
-        return sum(
-            list(n.input).count(tensor) for n in iter_nodes(self.model.graph) if tensor in n.input
-        )
+        g = self.model.graph
+        if self._flat is None:
+            self._flat = not any(_holds_graph(n) for n in g.node)
+        # a model without subgraphs keeps none: the exporter adds no node that holds one.
+        # Its main graph's nodes alone, then, without reading every node's attributes
+        # (still 4.3% of nudenet's search, sampled, in session 13; 1.3-2.6x faster per call)
+        nodes = g.node if self._flat else iter_nodes(g)
+        return sum(list(n.input).count(tensor) for n in nodes if tensor in n.input)
 
     def finish(self) -> None:
         """Insert the pending nodes. Rewriting a graph's node list copies its nodes, and with
@@ -84,6 +90,12 @@ class ExportState:
             self.model.functions.append(f)
         for domain in sorted({f.domain for f in self.functions.values()}):
             self.model.opset_import.append(onnx.helper.make_opsetid(domain, 1))
+
+
+def _holds_graph(node: onnx.NodeProto) -> bool:
+    return any(
+        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
+    )
 
 
 def field_bytes(n: int) -> int:

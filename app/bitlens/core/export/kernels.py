@@ -47,11 +47,7 @@ def integer_kernel_layers(
         and choice.activation.bits == 8
         for act in info.layer(name).activations
     } | {t for t, q in (placed or {}).items() if q.format.bits == 8}
-    consumers: dict[str, list] = {}
-    for node in info.nodes:
-        if not node.graph_path:
-            for t in node.inputs:
-                consumers.setdefault(t, []).append(node)
+    consumers = info.main_readers
     out: set[str] = set()
     for name, choice in plan.choices.items():
         layer = info.layer(name)
@@ -67,7 +63,7 @@ def integer_kernel_layers(
             if t in q8:
                 out.add(name)
                 break
-            users = consumers.get(t, [])
+            users = consumers.get(t, ())
             if len(users) != 1 or users[0].op_type not in PASS_TO_Q:
                 break
             t = users[0].outputs[0]

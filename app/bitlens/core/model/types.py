@@ -144,6 +144,19 @@ class ModelInfo:
         narrow columns and headers; full names stay in tooltips, copy and find."""
         return short_names(self.layer_names)
 
+    @cached_property
+    def main_readers(self) -> dict[str, tuple[NodeInfo, ...]]:
+        """Per tensor name, the main graph's nodes that read it, in graph order. Computed
+        once: which Convs fuse into integer kernels walks it for every plan the search
+        sizes (core/export/kernels.py), and building it per call was 2.3 of a 129 s
+        profile of nudenet's YOLOv8n search (docs/finding-a-plan.md, session 13)."""
+        readers: dict[str, list[NodeInfo]] = {}
+        for node in self.nodes:
+            if not node.graph_path:
+                for t in node.inputs:
+                    readers.setdefault(t, []).append(node)
+        return {t: tuple(nodes) for t, nodes in readers.items()}
+
     # A weight several layers read (tied embeddings; an LSTM that PyTorch's exporter unrolled
     # into one Gemm per time step, all reading the same initializer) is stored once.
     @cached_property

@@ -78,6 +78,7 @@ class FileSizes:
         # core/search/speed.py) and that export, once built
         self.keep: Plan | None = None
         self.kept: onnx.ModelProto | None = None
+        self._kernels: dict[Plan, frozenset[str]] = {}  # kernels(), per plan
 
     # -- real exports ------------------------------------------------------------------------
     def exported(self, plan: Plan) -> int | None:
@@ -282,11 +283,17 @@ class FileSizes:
     def choices(self, plan: Plan) -> tuple[LayerChoice, ...]:
         return tuple(plan[name] for name in self.info.layer_names)
 
-    def kernels(self, plan: Plan) -> set[str]:
+    def kernels(self, plan: Plan) -> frozenset[str]:
         """``plan``'s integer-kernel layers, as its export writes them: a Conv is one where
         the target's placement requantizes its output (a quantizer the plan's layer inputs
         alone do not show: ONNX Runtime's requantizing ops)."""
-        return integer_kernel_layers(self.info, plan, self.engine.placement(plan))
+        hit = self._kernels.get(plan)
+        if hit is None:
+            # per plan: the accounting asks it several times of every plan it sizes (file
+            # bytes, opset, the export), and it depends on the plan alone
+            hit = frozenset(integer_kernel_layers(self.info, plan, self.engine.placement(plan)))
+            self._kernels[plan] = hit
+        return hit
 
     def needed_opset(self, plan: Plan) -> int:
         """The opset the export needs for ``plan`` (it converts the model to at least that)."""
