@@ -276,3 +276,14 @@ def test_the_kernel_computes_the_same_from_fed_weights() -> None:
     const = session(False).run(["y"], {"x": x})[0]
     fed = session(True).run(["y"], {"x": x, **consts})[0]
     np.testing.assert_array_equal(fed, const)
+
+
+def test_the_lstms_error_follows_the_target(engine: Engine) -> None:
+    """The same choice runs the kernel on ``ort-cpu`` only: another target's evaluation of
+    the LSTM is the float LSTM behind a dynamic quantizer again, not a cached kernel error."""
+    plan = _asked(Plan.uniform(engine.info, "int8 sym ch", "uint8 asym"))
+    kernel = engine.evaluate(plan).layers["lstm"].local
+    other = engine.evaluate(plan.with_target(targets.NONE)).layers["lstm"].local
+    again = engine.evaluate(plan).layers["lstm"].local
+    assert kernel is not None and other is not None
+    assert other.max_abs != kernel.max_abs and again == kernel
