@@ -20,6 +20,8 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from bitlens.core import targets
 from bitlens.core.formats import Family, Format, Granularity
 from bitlens.core.model.types import Layer, Storage, WeightInfo
@@ -159,3 +161,16 @@ def without_kernel(plan: Plan) -> Plan:
         if c.dynamic and eligible(plan.info.layer(name), c.weight, c.activation, True):
             changes[name] = dataclasses.replace(c, dynamic=False)
     return plan.with_choices(changes) if changes else plan
+
+
+def kernel_params(q_scale: np.ndarray, directions: int, rows: int) -> np.ndarray:
+    """The kernel's scale layout: ``[D]`` per tensor, ``[D, 4*hidden]`` per gate row (the
+    export stores it, the engine feeds it: bitlens.core.engine.lstm_nodes)."""
+    s = np.asarray(q_scale, np.float32)
+    if s.size == 1:
+        return np.full((directions,), s.reshape(()), np.float32)
+    if s.size == rows:  # one scale per gate row, shared by the directions
+        return np.broadcast_to(s.reshape(1, rows), (directions, rows)).copy()
+    if s.size == directions * rows:
+        return s.reshape(directions, rows)
+    raise ValueError(f"scale of {s.size} values for {directions} x {rows} rows")

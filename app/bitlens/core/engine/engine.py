@@ -234,8 +234,18 @@ class Engine(
 
     def _choice_key(self, plan: Plan, name: str) -> tuple:
         """What settles a layer's computation: its choice, those of its weights' sharers, and
-        whether its bias is rounded to int32 (a Conv's depends on later layers' choices)."""
-        return (plan[name], *(plan[n] for n in self._sharers[name]), name in self._rounded(plan))
+        whether its bias is rounded to int32 (a Conv's depends on later layers' choices), and
+        whether it runs as the LSTM kernel (the plan's target decides, lstm_nodes.py)."""
+        choice = plan[name]
+        kernel = choice.dynamic and lstm_kernel.runs_kernel(
+            self.info.layer(name), choice, plan.target
+        )
+        return (
+            choice,
+            *(plan[n] for n in self._sharers[name]),
+            name in self._rounded(plan),
+            kernel,
+        )
 
     @cached_property
     def _output_names(self) -> list[str]:

@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from bitlens.core.engine import quantizers, recovery_nodes
+from bitlens.core.engine import lstm_nodes, quantizers, recovery_nodes
 from bitlens.core.engine.graphs import (
     find_graph,
     node_producing,
@@ -67,7 +67,7 @@ def main_layers(info: ModelInfo) -> list[Layer]:
 
 def _check_kinds(info: ModelInfo, kinds: Kinds, opset: int) -> None:
     for name, kind in kinds.items():
-        if kind is None:
+        if kind is None or kind == lstm_nodes.KIND:
             continue
         layer = info.layer(name)
         if layer.graph_path:
@@ -285,7 +285,7 @@ def _insert_quantizers(
     producer = {o: i for i, n in enumerate(graph.node) for o in n.output}
     for layer in main_layers(info):
         kind = kinds.get(layer.name)
-        if kind is None:
+        if kind is None or kind == lstm_nodes.KIND:  # the kernel quantizes its input itself
             continue
         if layer.outputs[0] not in producer:
             raise EngineError(f"no node produces {layer.outputs[0]!r}")
@@ -419,6 +419,10 @@ def build_sim(
     g = model.graph
     g.input.extend(_insert_quantizers(g, info, kinds, "q", skip))
     g.input.extend(recovery_nodes.add_created_biases(g, info, kinds))
+    kernels = [info.layer(n) for n, k in kinds.items() if k == lstm_nodes.KIND]
+    if kernels:
+        g.input.extend(lstm_nodes.add_kernels(g, kernels))
+        lstm_nodes.with_domain(model)
     if tensors:
         kind = quantizers.target_kind(info.opset, qdq)
         g.input.extend(_insert_tensor_quantizers(g, tensors, kind))
@@ -479,8 +483,13 @@ def build_local(
         if layer.name in shared:  # its own bias input, as in the simulation graph
             bias, alias = shared[layer.name]
             node.input[:] = [alias if n == bias else n for n in node.input]
+        kind = kinds.get(layer.name)
+        if kind == lstm_nodes.KIND:  # the kernel, as in the simulation graph
+            node.CopyFrom(lstm_nodes.kernel_node(node, layer))
+            inputs.update((v.name, v) for v in lstm_nodes.kernel_inputs(layer))
+            kind = None  # and no quantizer: the kernel quantizes its input itself
         for name in node.input:
-            if not name:
+            if not name or name in inputs:
                 continue
             if name in weight_names:
                 w = weight_names[name]
@@ -492,7 +501,6 @@ def build_local(
                     raise EngineError(f"layer {layer.name!r}: no captured value for input {name!r}")
                 dt, rank = input_types[name]
                 inputs.setdefault(name, value_info(name, dt, tuple([None] * rank)))
-        kind = kinds.get(layer.name)
         if kind is not None:
             for k, act in enumerate(layer.activations):
                 y = f"{act}__lq__{layer.name}"
@@ -516,4 +524,6 @@ def build_local(
     )
     local = helper.make_model(graph, opset_imports=list(proto.opset_import))
     local.ir_version = proto.ir_version
+    if any(k == lstm_nodes.KIND for k in kinds.values()):
+        lstm_nodes.with_domain(local)
     return local

@@ -10,8 +10,8 @@ from concurrent.futures import Future
 from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
-from bitlens.core import targets
-from bitlens.core.engine import prefix, quantizers, requantize, rewrite
+from bitlens.core import lstm_kernel, targets
+from bitlens.core.engine import lstm_nodes, prefix, quantizers, requantize, rewrite
 from bitlens.core.engine.recovery_nodes import recovery_kind
 from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.model.types import ModelInfo
@@ -68,7 +68,9 @@ class Structures:
         if plan is None:
             return {}
         return {
-            name: recovery_kind(
+            name: lstm_nodes.KIND
+            if choice.dynamic and lstm_kernel.runs_kernel(self.info.layer(name), choice, plan.target)
+            else recovery_kind(
                 self.info.layer(name), choice, self._engine_kind(choice.activation, choice.dynamic)
             )
             for name, choice in plan.choices.items()

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bitlens.core import metrics
+from bitlens.core import lstm_kernel, metrics
+from bitlens.core.engine import lstm_nodes
 from bitlens.core.engine.recovery_cache import RecoveryCache
 from bitlens.core.engine.rewrite import fed_constants, shared_biases
 from bitlens.core.engine.weightspill import spill_weights
@@ -158,7 +159,24 @@ class WeightFeeds:
             for w, fmt in bound
         ]
 
+    @cached_property
+    def _kernel_cache(self) -> OrderedDict[tuple[str, str], dict[str, np.ndarray]]:
+        return OrderedDict()
+
+    def _kernel_feeds(self, w: WeightInfo, fmt: Format) -> dict[str, np.ndarray]:
+        """:func:`lstm_nodes.feeds` of ``w`` in ``fmt``, the last few kept (a transposed copy
+        of the codes: a sweep evaluates the same LSTM formats plan after plan)."""
+        key = (w.name, bind(fmt, w).name)
+        cache = self._kernel_cache
+        if key not in cache:
+            cache[key] = lstm_nodes.feeds(self.quantized(w, fmt))
+            while len(cache) > 8:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        return cache[key]
+
     def _drop_weight_cache(self) -> None:
+        self._kernel_cache.clear()
         self._wcache.clear()
         self._wcache_bytes = 0
 
@@ -276,6 +294,11 @@ class WeightFeeds:
                 continue
             for w in layer.weights:
                 feeds[w.name] = next(values)
+            if choice.dynamic and lstm_kernel.eligible(layer, choice.weight, choice.activation, True):
+                # the codes a graph running it as the kernel reads (lstm_nodes; unread,
+                # and left out of the run, where the target runs no kernel)
+                for w in layer.weights:
+                    feeds.update(self._kernel_feeds(w, choice.weight))
         for bias, alias in self._bias_inputs.values():
             if alias not in own:
                 feeds[alias] = feeds[bias]

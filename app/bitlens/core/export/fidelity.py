@@ -109,9 +109,9 @@ def check_fidelity(
         for e in r.weights
         if e.scheme == "matmulnbits"
     }
+    # (a DynamicQuantizeLSTM stays: the engine runs that kernel too, bitlens.core.engine.lstm_nodes)
     reference, decoded = probes.reference_model(exported, biases, nbits)
-    # DynamicQuantizeLSTM layers in the form the engine simulates (bitlens.core.export.dynamic_lstm)
-    reference = dynamic_lstm.restore_simulated(reference, dynamic_lstm.weight_names_of(records))
+    decoded.update(dynamic_lstm.decoded_weights(exported, records))
     # weights read before the stem rewrites are undone: rebuilt_weights maps their stored
     # layout back itself (bitlens.core.export.spacetodepth, focus)
     rebuilt = rebuilt_weights(reference, engine, records, providers, qm)
@@ -168,33 +168,13 @@ def check_fidelity(
 
     # -- rule 3: deployed ------------------------------------------------------------------------
     # one default session both runs the export and saves the graph ONNX Runtime made of it
-    lstm_kernels = bool(dynamic_lstm.kernel_nodes(exported))
-    judged = exported
-    if lstm_kernels:
-        # the kernel quantizes its hidden state at every step, which the engine does not
-        # simulate: the rules judge the rest of the file with those layers as simulated, and
-        # the kernel's own difference is measured and reported (dynamic_lstm.difference_notes)
-        judged = dynamic_lstm.restore_simulated(exported, dynamic_lstm.weight_names_of(records))
-        sess_judged, optimized = _deployed_model_session(judged, providers)
-    else:
-        sess_judged, optimized = _deployed_session(result.path, providers)
-    del exported  # the check reads ``judged`` (the same proto unless restored) from here on
+    sess_dep, optimized = _deployed_session(result.path, providers)
     dep_out: dict[str, list[np.ndarray]] = {n: [] for n in out_names}
     for i in samples:
-        values = sess_judged.run(out_names, engine.data.samples[i])
+        values = sess_dep.run(out_names, engine.data.samples[i])
         for name, v in zip(out_names, values, strict=True):
             dep_out[name].append(np.array(v))
-    sess_dep, ran_optimized = sess_judged, optimized
-    del sess_judged
-    if lstm_kernels:  # the file itself, in a session of its own once the judged one is gone
-        sess_dep, ran_optimized = _deployed_session(result.path, providers)
-        notes.extend(
-            dynamic_lstm.difference_notes(sess_dep, engine, samples, out_names, dep_out, want)
-        )
-    # the kernels named now, so that the file's optimized graph (its weights included) is not
-    # held through the latency and code checks when it is not the one they run
-    kernels = kernels_used(ran_optimized, engine, records)
-    del ran_optimized
+    kernels = kernels_used(optimized, engine, records)
     outputs: list[OutputCheck] = []
     in_half = computes_in_half(plan.info)
     # a float16 model: how far its own float file is from the engine's graph (half_floor.py)
@@ -285,7 +265,7 @@ def check_fidelity(
         del dep_out  # before the segment sessions open
         acc = max((r.accumulator_lsb or 0.0 for r in records.values()), default=0.0)
         quantizer_checks, outputs = local_checks(
-            judged, reference, providers, engine, samples, quantizer_recs,
+            exported, reference, providers, engine, samples, quantizer_recs,
             quantizer_checks, ref_codes, outputs, acc, failures, notes,
         )  # fmt: skip
         kernels_ok = len(failures) == before
@@ -424,15 +404,6 @@ def _deployed_session(
         opt_path = str(Path(tmp) / "optimized.onnx")
         sess = open_session(str(path), providers, mode="deployed", optimized=opt_path)
         return sess, onnx.load(opt_path)
-
-
-def _deployed_model_session(
-    model: onnx.ModelProto, providers: list[str]
-) -> tuple[ort.InferenceSession, onnx.ModelProto]:
-    with tempfile.TemporaryDirectory(prefix="bitlens-judged-") as tmp:
-        path = Path(tmp) / "judged.onnx"
-        onnx.save(model, str(path))
-        return _deployed_session(path, providers)
 
 
 def _run_unoptimized(

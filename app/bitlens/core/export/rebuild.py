@@ -44,7 +44,7 @@ def rebuilt_weights(
         paths = {w.name: w.graph_path for w in layer.weights}
         dtypes = {w.name: w.dtype for w in layer.weights}
         for e in rec.weights:
-            if e.scheme != "matmulnbits":
+            if e.scheme not in ("matmulnbits", "dqlstm"):  # decoded in numpy (fidelity.py)
                 by_graph.setdefault(paths[e.weight], []).append(
                     (e.weight, _elem_type(dtypes[e.weight]))
                 )

@@ -89,7 +89,7 @@ def layer_storage(
                 wp.append(f"{t.name}: {nbytes} bytes in the file, {t.nbytes} recorded")
         want = qm.weight(w.name).values  # what the engine fed and the export wrote
         got = rebuilt.get(w.name)
-        if enc.scheme == "matmulnbits":
+        if enc.scheme in ("matmulnbits", "dqlstm"):  # decoded in numpy from the stored tensors
             got = decoded.get(w.name)
         # bit for bit (NaN payloads and -0 included); a per-channel quantized weight along
         # a weight's last axis comes back as a transposed view, which has no byte view as is
