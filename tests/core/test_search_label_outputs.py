@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from bitlens.cli.search import render
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
 from bitlens.core.model.loader import from_proto
@@ -69,3 +70,8 @@ def test_search_reports_the_argmax_output_error_eval_reports() -> None:
     listed = next(p for p in result.references if p.label == "W8A8")
     assert listed.error == changed  # the old code: the indices' relative L2 (0.3-0.5)
     assert all(0 <= p.error <= 1 for p in result.tried)
+    # the CLI says what the error counts and prints no dB figure (a relative L2's reading)
+    assert result.label_outputs == ("y",)
+    text = render(result, "plan.json")
+    assert "dB" not in text.splitlines()[1]
+    assert "the fraction of changed labels for 'y'" in text

@@ -25,6 +25,7 @@ from bitlens.cli.progress import follow
 from bitlens.core.errors import SearchError
 from bitlens.core.fileio import atomic_write_text
 from bitlens.core.formats import parse_format
+from bitlens.core.layer_names import listed
 from bitlens.core.limits import parse_size
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import LayerChoice
@@ -180,13 +181,19 @@ def run(args: argparse.Namespace) -> int:
 def render(r: SearchResult, output: str) -> str:
     b = r.best
     name = r.metric_name
+    # a dB figure reads a relative L2 error; with ArgMax outputs the error counts changed labels
+    db = "" if r.label_outputs else f" ({b.sqnr_db:.1f} dB)"
     lines = [
         f"budget: {r.budget.describe()}; {r.evaluations} evaluations, seed {r.seed}",
         f"wrote {output}: {fmt_bytes(b.file_bytes)} ({b.file_bytes / r.float_bytes:.3f} of float), "
-        f"output error {b.error:.4g} ({b.sqnr_db:.1f} dB)"
+        f"output error {b.error:.4g}{db}"
         + ("" if b.metric is None else f", {name} {b.metric:.4g}"),
         f"  {b.summary()}",
     ]
+    if r.label_outputs:
+        lines.append(f"  output error: the fraction of changed labels for {listed(r.label_outputs)}"
+                     " (class indices), relative L2 for any other output, root mean square over "
+                     "the outputs")  # fmt: skip
     if b.exported_bytes is not None:
         lines.append(f"  checked by a real export: the file is {fmt_bytes(b.exported_bytes)}")
     if b.deployed_error is not None:

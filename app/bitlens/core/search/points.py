@@ -145,9 +145,13 @@ class SearchResult:
     # whether and how the plans were held to a predicted deployed time (None: no limit was
     # asked, the target is not ONNX Runtime CPU, or no plan has 8-bit unsigned activations)
     steering: Steering | None = None
+    # ArgMax/ArgMin outputs, whose error is the fraction of labels that changed
+    # (measures.output_error): the error is then no relative L2, and no dB figure reads it
+    label_outputs: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "label_outputs": list(self.label_outputs),
             "speed": None if self.speed is None else self.speed.to_dict(),
             "steering": None if self.steering is None else self.steering.to_dict(),
             "budget": self.budget.describe(),

@@ -459,4 +459,5 @@ class _Search(Refinement):
             check_rows=self.split.check_rows,
             notes=tuple(self.notes),
             steering=self.steering,
+            label_outputs=tuple(sorted(engine.label_outputs)),
         )
