@@ -18,6 +18,7 @@ from bitlens.core.engine import Engine
 from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import from_proto
 from bitlens.core.recovery import Recovery
+from bitlens.core.search import recovered
 from bitlens.core.search.recovered import MIN_ROWS_PER_FEATURE, choose
 from tests.core.engine_models import mlp_with_fragile_layer
 
@@ -60,3 +61,20 @@ def test_gptq_is_offered_from_enough_rows() -> None:
     fmt = parse_format("int3 sym ch")
     got = choose(engine, layer, [fmt], (Recovery.GPTQ,))
     assert got[fmt].method is Recovery.GPTQ and got[fmt].noise_factor < 0.9
+
+
+def test_a_layer_over_the_feature_limit_reads_no_input_statistics(monkeypatch) -> None:
+    """Past MAX_FEATURES input features no method is offered, and the layer's input
+    statistics (a features x features matrix) are never computed: OpenCV Zoo's SFace ends in
+    a Gemm of 50176 features, whose 20 GB matrix got the default search killed for memory
+    before the limit was checked."""
+    engine = _engine(calibrate=MIN_ROWS_PER_FEATURE * 32)
+    layer = engine.info.layer("mm_b")  # 32 input features
+    fmt = parse_format("int3 sym ch")
+
+    def read(layer):
+        raise AssertionError(f"statistics of {layer.name} computed")
+
+    monkeypatch.setattr(recovered, "MAX_FEATURES", 31)
+    monkeypatch.setattr(engine.recovery, "stats", read)
+    assert choose(engine, layer, [fmt], (Recovery.GPTQ, Recovery.BIAS)) == {}
