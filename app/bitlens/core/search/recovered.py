@@ -81,6 +81,16 @@ def eligible(layer: Layer, fmt: Format, method: Recovery) -> bool:
     return True
 
 
+def too_wide(engine: Engine, layer: Layer) -> bool:
+    """Whether ``layer`` reads more input features than MAX_FEATURES: no recovery method is
+    computed there, bias correction included (its statistics hold the same features x
+    features matrix)."""
+    try:
+        return layer_geometry(engine, layer).cols > MAX_FEATURES
+    except (BitlensError, ValueError, KeyError):
+        return False  # no geometry: check_recovery refuses the layer anyway
+
+
 def choose(
     engine: Engine, layer: Layer, formats: Sequence[Format], methods: Sequence[Recovery]
 ) -> dict[Format, Recovered]:
@@ -94,7 +104,7 @@ def choose(
         # the geometry first: the statistics hold a features x features matrix, which the
         # feature limit is there to keep small (SFace's last Gemm: 50176 features, a 20 GB
         # matrix; the search was killed for memory at 16.9 GB before it checked the limit)
-        if layer_geometry(engine, layer).cols > MAX_FEATURES:
+        if too_wide(engine, layer):
             return {}
         geo, stats = engine.recovery.stats(layer)
     except BitlensError:
