@@ -18,6 +18,9 @@ from bitlens.core.engine import Engine
 from bitlens.core.formats import parse_format
 from bitlens.core.model.loader import from_proto
 from bitlens.core.recovery import Recovery
+from bitlens.core.results import drain
+from bitlens.core.search import recovered, search
+from bitlens.core.search.options import Budget, SearchOptions
 from bitlens.core.search.recovered import MIN_ROWS_PER_FEATURE, choose
 from tests.core.engine_models import mlp_with_fragile_layer
 
@@ -60,3 +63,37 @@ def test_gptq_is_offered_from_enough_rows() -> None:
     fmt = parse_format("int3 sym ch")
     got = choose(engine, layer, [fmt], (Recovery.GPTQ,))
     assert got[fmt].method is Recovery.GPTQ and got[fmt].noise_factor < 0.9
+
+
+def test_a_layer_over_the_feature_limit_reads_no_input_statistics(monkeypatch) -> None:
+    """Past MAX_FEATURES input features no method is offered, and the layer's input
+    statistics (a features x features matrix) are never computed: OpenCV Zoo's SFace ends in
+    a Gemm of 50176 features, whose 20 GB matrix got the default search killed for memory
+    before the limit was checked."""
+    engine = _engine(calibrate=MIN_ROWS_PER_FEATURE * 32)
+    layer = engine.info.layer("mm_b")  # 32 input features
+    fmt = parse_format("int3 sym ch")
+
+    def read(layer):
+        raise AssertionError(f"statistics of {layer.name} computed")
+
+    monkeypatch.setattr(recovered, "MAX_FEATURES", 31)
+    monkeypatch.setattr(engine.recovery, "stats", read)
+    assert choose(engine, layer, [fmt], (Recovery.GPTQ, Recovery.BIAS)) == {}
+
+
+def test_the_search_reads_no_statistics_past_the_limit(monkeypatch) -> None:
+    """Nor does the rest of the search: its bias-corrected twins of the best plans
+    (core/search/deployed.py) exported bias correction on every integer layer, which built
+    SFace's 20 GB matrix again (killed at 21.6 GB after the candidates were fixed)."""
+    engine = _engine(calibrate=MIN_ROWS_PER_FEATURE * 32)
+    monkeypatch.setattr(recovered, "MAX_FEATURES", 31)  # mm_b's 32 features are past it
+    real = engine.recovery.stats
+
+    def stats(layer):
+        assert layer.name != "mm_b", "statistics of mm_b computed"
+        return real(layer)
+
+    monkeypatch.setattr(engine.recovery, "stats", stats)
+    result = drain(search(engine, SearchOptions(Budget(size_ratio=0.5))))
+    assert result.best.plan["mm_b"].recovery is None

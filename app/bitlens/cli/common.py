@@ -27,7 +27,7 @@ DATA_FORMS = (
 
 
 KEEP_BN_HELP = (
-    "keep each BatchNormalization, and each Add of a per-channel constant, after a Conv as "
+    "keep each BatchNormalization, and each Mul or Add of a per-channel constant, after a Conv as "
     "the file has it (default: fold it into the Conv's weight and bias in memory, as ONNX "
     "Runtime does, so the activation after it can run as an integer kernel), and each "
     "HardSwish op (default: written as x * Clip(x + 3, 0, 6) / 6, which ONNX Runtime runs "

@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-bytes", type=int, metavar="N", help="largest exported file size")
     g.add_argument("--size-ratio", type=float, metavar="R",
                    help="largest size as a fraction of float (the default budget: "
-                   f"{DEFAULT_SIZE_RATIO:g}, as the window's Find Plan panel)")  # fmt: skip
+                   f"{DEFAULT_SIZE_RATIO:g}, as the window's Find Plan panel, or W8A8's size "
+                   "where no plan fits that)")  # fmt: skip
     g.add_argument("--max-error", type=float, metavar="E",
                    help="largest relative L2 error of the outputs (0.01 = 1%%)")  # fmt: skip
     g.add_argument("--min-metric", type=float, metavar="M", help="smallest task metric")
@@ -135,9 +136,10 @@ def _guard_outputs(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _guard_outputs(args)
     limits = (args.max_bytes, args.size_ratio, args.max_error, args.min_metric)
-    if all(v is None for v in limits):  # no budget given: the window's default one
+    default = all(v is None for v in limits)
+    if default:  # no budget given: the window's default one
         limits = (None, DEFAULT_SIZE_RATIO, None, None)
-    budget = Budget(*limits)
+    budget = Budget(*limits, default=default)
     max_latency = parse_max_latency(args.max_latency)
     metric = load_metric(args.metric) if args.metric else None
     recovery = tuple(m.value for m in parse_methods(args.recovery))  # before the model loads

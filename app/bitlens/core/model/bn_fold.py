@@ -133,7 +133,7 @@ class FoldContext:
         reads it, else in a new initializer named after ``new_name``. Returns the name."""
         b_name = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
         if b_name is not None and self.consumers.get(b_name, 0) == 1:
-            _set(b_name, values, graph, self.inits, self.consts)
+            set_constant(b_name, values, graph, self.inits, self.consts)
             return b_name
         if b_name is not None:  # shared: this conv reads a copy of its own
             self.consumers[b_name] -= 1
@@ -213,13 +213,13 @@ def _fold_one(conv, bn, ctx: FoldContext, graph) -> bool:
     b_new = ((b.astype(np.float64) - mean) * s + beta).astype(w.dtype)
     if not (np.isfinite(w_new).all() and np.isfinite(b_new).all()):
         return False
-    _set(w_name, w_new, graph, ctx.inits, ctx.consts)
+    set_constant(w_name, w_new, graph, ctx.inits, ctx.consts)
     ctx.set_bias(conv, b_new, f"{bn.name or bn.output[0]}_folded_bias", graph)
     conv.output[0] = bn.output[0]
     return True
 
 
-def _set(name: str, values: np.ndarray, graph, inits, consts) -> None:
+def set_constant(name: str, values: np.ndarray, graph, inits, consts) -> None:
     t = numpy_helper.from_array(values, name)
     if name in inits:
         inits[name].CopyFrom(t)

@@ -64,7 +64,7 @@ def fold_conv_adds(model: onnx.ModelProto) -> AddFoldResult:
     for add in graph.node:
         if add.op_type != "Add" or add.domain not in CONSTANT_DOMAINS or len(add.input) != 2:
             continue
-        if _feeds_a_float_fusion(add.output[0], readers):
+        if feeds_a_float_fusion(add.output[0], readers):
             continue
         for i in (0, 1):
             conv = ctx.producer.get(add.input[i])
@@ -84,7 +84,7 @@ def fold_conv_adds(model: onnx.ModelProto) -> AddFoldResult:
     return AddFoldResult(len(drop), frozenset(rewritten))
 
 
-def _feeds_a_float_fusion(name: str, readers: dict[str, list[onnx.NodeProto]]) -> bool:
+def feeds_a_float_fusion(name: str, readers: dict[str, list[onnx.NodeProto]]) -> bool:
     """Whether ``name`` (through Identity nodes) is read twice, by a Div or Mul among others:
     a GELU ``x * 0.5 * (1 + Erf(x / sqrt 2))`` or an ``x * f(x)`` that ONNX Runtime fuses in
     float only while both read one tensor. Folded, the conv output is quantized there, and

@@ -27,6 +27,7 @@ from bitlens.core.limits import MAX_MODEL_FILE_BYTES
 from bitlens.core.model import splice
 from bitlens.core.model.bn_fold import fold_batchnorms
 from bitlens.core.model.conv_add_fold import fold_conv_adds
+from bitlens.core.model.conv_mul_fold import fold_conv_muls
 from bitlens.core.model.external import (
     READ_CHUNK,
     external_tensors,
@@ -111,6 +112,7 @@ class LoadedModel:
     base_dir: Path | None = None
     bn_folded: int = 0  # BatchNormalizations folded into their Conv (bitlens.core.model.bn_fold)
     add_folded: int = 0  # per-channel Adds folded into their Conv's bias (conv_add_fold)
+    mul_folded: int = 0  # per-channel Muls folded into their Conv (conv_mul_fold)
     hardswish_split: int = 0  # HardSwish ops, x * HardSigmoid(x) pairs written as Add, Clip, Mul, Div
     # main-graph initializers whose bytes only the scratch map holds (rawspill.detach)
     _detached: dict[str, Detached] = field(default_factory=dict, repr=False)
@@ -172,7 +174,7 @@ class LoadedModel:
         if (
             self.path is not None
             and self.graph_proto.ir_version == self.info.ir_version
-            and not (self.bn_folded or self.add_folded or self.hardswish_split)  # as in the file
+            and not (self.bn_folded or self.add_folded or self.mul_folded or self.hardswish_split)
             and outside
         ):
             return str(self.path)
@@ -283,9 +285,9 @@ def load_model(path: str | Path, *, fold_bn: bool = True) -> LoadedModel:
     """Open an ONNX file; raise ModelLoadError naming the file and the problem.
 
     ``fold_bn``: fold each BatchNormalization that directly follows a Conv into the
-    Conv's weight and bias (bitlens.core.model.bn_fold), and each Add of a per-channel
-    constant after a Conv into its bias (bitlens.core.model.conv_add_fold), as ONNX Runtime
-    does."""
+    Conv's weight and bias (bitlens.core.model.bn_fold), each Mul by a per-channel
+    constant after a Conv into it (conv_mul_fold), and each Add of a per-channel constant
+    after a Conv into its bias (bitlens.core.model.conv_add_fold), as ONNX Runtime does."""
     gen = iter_load_model(path, fold_bn=fold_bn)
     while True:
         try:
@@ -381,16 +383,20 @@ def _iter_finish(
     # After normalize, so nodes keep the names (and layers the names) they have unfolded.
     folded = fold_constants(proto, lambda m: drain(iter_external_data(m, base_dir, label)))
     bn = fold_batchnorms(proto) if fold_bn else None
+    muls = fold_conv_muls(proto) if fold_bn else None  # before the Adds: Conv, Mul, Add
     adds = fold_conv_adds(proto) if fold_bn else None
     hardswish = decompose_hardswish(proto) if fold_bn else 0
     pairs = decompose_hardsigmoid_mul(proto) if fold_bn else 0
     # as ONNX Runtime does: the target's placement sees its graph. After the folds, which an
     # Identity still stops as before (PP-OCRv5's ConvTranspose -> Identity -> bias Add)
     identities = drop_identities(proto) if fold_bn else 0
-    if folded.nodes or identities or hardswish or pairs or any(f is not None and f.folded for f in (bn, adds)):
+    folds = (bn, muls, adds)
+    if folded.nodes or identities or hardswish or pairs or any(
+        f is not None and f.folded for f in folds
+    ):
         slots = walk(proto)
-    rewritten = folded.names
-    for fold in (bn, adds):
+    rewritten = set(folded.names)  # a copy: the note below counts only constant folds
+    for fold in folds:
         rewritten |= fold.rewritten if fold is not None else frozenset()
     adopted = adopt(spilled or {}, proto.graph, rewritten)
     detached: dict[str, Detached] = {}
@@ -413,6 +419,7 @@ def _iter_finish(
     untensored = non_tensor_outputs_note(info.outputs) if info.layers else None
     bn_note = bn.note() if bn is not None else None
     add_note = adds.note() if adds is not None else None
+    mul_note = muls.note() if muls is not None else None
     decoded = Counter(folded.decoded[w] for w in weights if w in folded.decoded)
     ir_note, folded_note = fit_ir_version(proto), folded.note(len(weights), decoded)
     notes = [
@@ -423,6 +430,7 @@ def _iter_finish(
             ir_note,
             folded_note,
             bn_note,
+            mul_note,
             add_note,
             hardswish_note(hardswish),
             pair_note(pairs),
@@ -454,6 +462,7 @@ def _iter_finish(
         base_dir=base_dir,
         bn_folded=bn.folded if bn is not None else 0,
         add_folded=adds.folded if adds is not None else 0,
+        mul_folded=muls.folded if muls is not None else 0,
         hardswish_split=hardswish + pairs,
     )
     model._detached = detached

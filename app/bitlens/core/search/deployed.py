@@ -42,6 +42,7 @@ from bitlens.core.search.guard import (
 from bitlens.core.search.measures import output_error
 from bitlens.core.search.options import FLOAT_NAME
 from bitlens.core.search.points import Point
+from bitlens.core.search.recovered import too_wide
 from bitlens.core.targets import ORT_CPU
 from bitlens.core.usermetric import Metric, concat_outputs
 
@@ -340,9 +341,12 @@ def bias_twins(
     export fits ``budget``: the same formats with the mean shift of rounding removed."""
     seen = {p.plan for p in cands}
     out: list[Point] = []
+    # not on layers past the recovery feature limit: SFace's 50176-feature Gemm made the
+    # export's bias correction build a 20 GB matrix (core/search/recovered.py)
+    wide = tuple(la.name for la in s.info.layers if la.weights and too_wide(s.engine, la))
     for p in cands[:TWINS]:
         for created in (True, False):
-            twin = bias_corrected(p.plan, tuple(s.pins), created)
+            twin = bias_corrected(p.plan, (*s.pins, *wide), created)
             if twin is None or twin in seen:
                 continue
             n = sum(twin[k].recovery != p.plan[k].recovery for k in twin.choices)

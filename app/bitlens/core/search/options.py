@@ -57,6 +57,9 @@ class Budget:
     size_ratio: float | None = None  # of the float model's file size
     max_error: float | None = None  # relative L2 error of the outputs (0.01 = 1%)
     min_metric: float | None = None  # the task metric (higher is better)
+    # None given: the CLI's default budget, which falls back to W8A8's size where no plan
+    # fits it (core/search/refine.py)
+    default: bool = False
 
     def __post_init__(self) -> None:
         given = [

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bitlens.core.engine import Engine
+from bitlens.core.engine.recovery_cache import layer_geometry
 from bitlens.core.errors import BitlensError
 from bitlens.core.formats import Family, Format
 from bitlens.core.model.types import Layer
@@ -80,6 +81,16 @@ def eligible(layer: Layer, fmt: Format, method: Recovery) -> bool:
     return True
 
 
+def too_wide(engine: Engine, layer: Layer) -> bool:
+    """Whether ``layer`` reads more input features than MAX_FEATURES: no recovery method is
+    computed there, bias correction included (its statistics hold the same features x
+    features matrix)."""
+    try:
+        return layer_geometry(engine, layer).cols > MAX_FEATURES
+    except (BitlensError, ValueError, KeyError):
+        return False  # no geometry: check_recovery refuses the layer anyway
+
+
 def choose(
     engine: Engine, layer: Layer, formats: Sequence[Format], methods: Sequence[Recovery]
 ) -> dict[Format, Recovered]:
@@ -90,10 +101,15 @@ def choose(
         return {}
     w = layer.weights[0]
     try:
+        # the geometry first: the statistics hold a features x features matrix, which the
+        # feature limit is there to keep small (SFace's last Gemm: 50176 features, a 20 GB
+        # matrix; the search was killed for memory at 16.9 GB before it checked the limit)
+        if too_wide(engine, layer):
+            return {}
         geo, stats = engine.recovery.stats(layer)
     except BitlensError:
         return {}  # the layer's input cannot be read as features (an unsupported geometry)
-    if geo.cols > MAX_FEATURES or stats.count < geo.cols:
+    if stats.count < geo.cols:
         return {}
     if stats.count < MIN_ROWS_PER_FEATURE * geo.cols:
         todo = [(f, m) for f, m in todo if m not in FITS_EVERY_CODE]

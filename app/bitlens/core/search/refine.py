@@ -40,6 +40,27 @@ class Refinement(WeightPath):
 
     def _by_size(self) -> Generator[Progress | Point, None, Point]:
         limit = self._byte_limit()
+        try:
+            return (yield from self._by_size_at(limit))
+        except SearchError as exc:
+            # The default budget (none given) stands for "about a uniform 8-bit export's
+            # size"; on a small model the quantizers' scales and the graph's own nodes make
+            # every plan larger than a quarter of the float file (OpenCV Zoo's YuNet, 232 KB:
+            # nothing under 85.7 KB). A default that no plan meets searches at W8A8's size.
+            w8a8 = next((r for r in self.references if r.label == "W8A8"), None)
+            if not self.opts.budget.default or w8a8 is None:
+                raise
+            real = self.size.exported(w8a8.plan)  # the file, not the first accounting
+            if real is None or real <= limit:
+                raise
+            self.notes.append(
+                f"the default budget ({self.opts.budget.describe()}) fits no plan: {exc}; "
+                f"searched at the W8A8 preset's size instead, {real} B "
+                "(--size-ratio or --max-bytes sets another budget)"
+            )
+            return (yield from self._by_size_at(real))
+
+    def _by_size_at(self, limit: int) -> Generator[Progress | Point, None, Point]:
         if self.opts.check_export:
             yield from self._learn_sizes(limit)
             self.size.limit = limit
