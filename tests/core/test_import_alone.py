@@ -24,7 +24,21 @@ CORE = APP / "bitlens" / "core"
 
 SCRIPT = textwrap.dedent(
     """
-    import importlib, json, sys
+    import importlib, importlib.machinery, json, sys
+
+    # Each fresh import below runs the bodies of a hundred-odd modules again, in a new order;
+    # compiling their unchanged sources again each time was half the test's CPU where
+    # PYTHONDONTWRITEBYTECODE (or a read-only tree) leaves no .pyc to load. The code objects
+    # are kept by file path, so every module body still runs anew, in the order it would.
+    compiled = {}
+    source_code = importlib.machinery.SourceFileLoader.get_code
+
+    def get_code(self, fullname):
+        if self.path not in compiled:
+            compiled[self.path] = source_code(self, fullname)
+        return compiled[self.path]
+
+    importlib.machinery.SourceFileLoader.get_code = get_code
 
     everything, alone = json.loads(sys.argv[1])
     failed = {}
