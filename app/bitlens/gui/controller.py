@@ -27,7 +27,7 @@ from bitlens.core.nonfinite import nonfinite_warning
 from bitlens.core.plan import Plan
 from bitlens.core.plan_schema import read_json_file
 from bitlens.core.results import SweepEntry
-from bitlens.core.search import Point, SearchOptions, Sensitivity
+from bitlens.core.search import Measuring, Point, SearchOptions, Sensitivity
 from bitlens.core.usermetric import Metric
 from bitlens.gui import jobs
 from bitlens.gui.document import Document
@@ -46,6 +46,7 @@ class Controller(QObject):
     exported = Signal(object)  # FidelityReport of a finished export
     searchStarted = Signal()
     searchPoint = Signal(object)  # a Point the running search evaluated
+    searchMeasuring = Signal(object)  # Measuring: the rows and outputs its errors are on
     searchFinished = Signal(object)  # SearchResult, or None when cancelled or failed
     searchFailed = Signal()  # just before searchFinished(None) when the search raised
     dimsNeeded = Signal()  # the open model has no input data: ask for its dynamic sizes
@@ -360,6 +361,8 @@ class Controller(QObject):
         def point(value: object) -> None:
             if isinstance(value, Point):
                 self.searchPoint.emit(value)
+            elif isinstance(value, Measuring):
+                self.searchMeasuring.emit(value)
 
         job = self.runner.submit(
             Job("search", f"Finding a plan ({options.budget.describe()})", jobs.find_plan,

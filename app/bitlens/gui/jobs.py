@@ -35,7 +35,7 @@ from bitlens.core.plan import LayerChoice, Plan, activation_choices, weight_choi
 from bitlens.core.recovery.compare import RECOVERY_DEFAULT_FORMAT, MethodRow, iter_method_rows
 from bitlens.core.recovery.support import OPS as RECOVERY_OPS
 from bitlens.core.results import Evaluation, Progress, SweepEntry, TensorError
-from bitlens.core.search import Point, SearchOptions, SearchResult, Sensitivity, search
+from bitlens.core.search import Measuring, Point, SearchOptions, SearchResult, Sensitivity, search
 from bitlens.core.search import sensitivities as measure_sensitivities
 from bitlens.core.usermetric import Metric, default_metric, evaluate_with, reference_outputs
 from bitlens.core.viewdata import Distribution, distribution, scatter_pairs
@@ -253,8 +253,9 @@ def evaluate(engine: Engine, plan: Plan, metric: Metric | None = None) -> tuple[
 
 def find_plan(
     engine: Engine, options: SearchOptions
-) -> Generator[Progress | Point, None, SearchResult]:
-    """The plan search; yields Progress and every whole plan it evaluates."""
+) -> Generator[Progress | Point | Measuring, None, SearchResult]:
+    """The plan search; yields Progress, every whole plan it evaluates and where it
+    measures their errors (Measuring)."""
     return (yield from search(engine, options))
 
 

@@ -197,6 +197,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         self.search.failed.connect(self.message_bar.show_error)
         ctl.searchStarted.connect(self.search.started)
         ctl.searchPoint.connect(self.search.add_point)
+        ctl.searchMeasuring.connect(self.search.measuring)
         ctl.searchFailed.connect(self.search.mark_failed)
         ctl.searchFinished.connect(self.search.finished)
         runner.progressed.connect(

@@ -28,13 +28,30 @@ from PySide6.QtWidgets import (
 
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress
-from bitlens.core.search import DEFAULT_SIZE_RATIO, Budget, Point, SearchOptions, SearchResult
+from bitlens.core.search import (
+    DEFAULT_SIZE_RATIO,
+    Budget,
+    Measuring,
+    Point,
+    SearchOptions,
+    SearchResult,
+)
 from bitlens.core.search.options import AS_W8A8, HALF_W8A8, parse_max_latency
 from bitlens.core.usermetric import load_metric
 from bitlens.gui.elided_label import ElidedLabel
 from bitlens.gui.search_plot import SearchPlot, tooltip
 
 # budget kind -> (label, minimum, maximum, default, decimals)
+# The size ratio's untouched default is the CLI's default budget (``bitlens search`` with
+# none given, Budget.default): where no plan fits it (a small model: OpenCV Zoo's YuNet,
+# 233 KiB, fits none in a quarter of it) the search runs at W8A8's size and says so
+# (core/search/refine.py). The panel sent 0.25 as a typed ratio, a hard budget, and failed.
+DEFAULT_SUFFIX = " (default)"
+DEFAULT_TIP = (
+    "The default budget, as bitlens search's without one: a quarter of the float size (about "
+    "a uniform 8-bit export's) or, where no plan fits that (a small model), the W8A8 "
+    "preset's size. A value you type is a hard budget."
+)
 BUDGETS: dict[str, tuple[str, float, float, float, int]] = {
     "size_ratio": ("Size ratio (of float)", 0.01, 1.0, DEFAULT_SIZE_RATIO, 3),
     "max_bytes": ("Max file bytes", 1, 1e12, 1e6, 0),
@@ -53,6 +70,8 @@ class SearchPanel(QWidget):
         super().__init__(parent)
         self.pins: dict[str, LayerChoice] = {}
         self.result: SearchResult | None = None
+        # where the running (or last stopped) search measures its plans' errors
+        self._measuring: Measuring | None = None
         self._bytes_default = 0.0  # half the open model's file
         self.running = False
         self._failed = False  # the search that is ending raised (mark_failed)
@@ -64,6 +83,14 @@ class SearchPanel(QWidget):
         self.value = QDoubleSpinBox(self)
         self.value.setObjectName("budgetValue")
         self.kind.currentIndexChanged.connect(self._on_kind)
+        self._typed = False  # the user set the value (else the kind's default stands)
+        self._setting = False  # the panel itself sets the value
+        self._editing = False  # the user types in the value's text
+        self.value.valueChanged.connect(self._on_value_changed)
+        self.value.lineEdit().textEdited.connect(self._on_text_edited)
+        # the "(default)" mark goes when the edit ends: dropped while typing, the spin box
+        # rewrote the text under the cursor ("0.35" typed read 0.3)
+        self.value.editingFinished.connect(self._on_edit_finished)
         self.metric_spec = QLineEdit(self)
         self.metric_spec.setObjectName("metricSpec")
         # short enough to read whole in the panel at 1280x720 ("built-in (ac…" was all)
@@ -162,7 +189,8 @@ class SearchPanel(QWidget):
     def budget(self) -> Budget:
         key = self.kind.currentData()
         value = self.value.value()
-        return Budget(**{key: int(value) if key == "max_bytes" else value})
+        default = key == "size_ratio" and not self._typed
+        return Budget(**{key: int(value) if key == "max_bytes" else value}, default=default)
 
     def options(self) -> SearchOptions:
         """The typed request from the widgets (MetricError/SearchError if they are wrong)."""
@@ -214,6 +242,8 @@ class SearchPanel(QWidget):
             self._bytes_default = float(float_bytes // 2)
             self._on_kind()
         self.result = None
+        self._measuring = None
+        self.plot.label_outputs = ()
         self.plot.clear()
         self.clear_pins()
         self._show_steering(None)
@@ -223,16 +253,24 @@ class SearchPanel(QWidget):
     def started(self) -> None:
         self.running = True
         self.result = None
+        self._measuring = None
+        self.plot.label_outputs = ()
         self._show_steering(None)
         self.plot.clear(searching=True)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        self._searching = f"Searching: {self.budget().describe()}"
+        budget = self.budget()
+        self._searching = f"Searching: {budget.describe()}" + (" (default)" if budget.default else "")
         self.status.setText(self._searching + "…")
 
     def add_point(self, p: Point) -> None:
         self.plot.add(p)
+
+    def measuring(self, m: Measuring) -> None:
+        """The running search's rows and label outputs, before its first plan."""
+        self._measuring = m
+        self.plot.label_outputs = m.label_outputs
 
     def show_progress(self, progress: Progress) -> None:
         self.progress.setMaximum(max(1, progress.total))
@@ -267,6 +305,7 @@ class SearchPanel(QWidget):
             self._failed = False
             return
         self.result = result
+        self.plot.label_outputs = result.label_outputs
         self.plot.mark(result.best)
         self.progress.setValue(self.progress.maximum())
         self._show_steering(result)
@@ -277,7 +316,7 @@ class SearchPanel(QWidget):
             ("" if speed is None or not speed.slower_than_float else "⚠ ")
             + f"Best within the budget (starred), {result.evaluations} evaluations"
             + ("" if speed is None else f", {speed.short()}")
-            + f": {tooltip(result.best)}. Click a point to apply its plan."
+            + f": {tooltip(result.best, result.label_outputs)}. Click a point to apply its plan."
             + ("" if speed is None else f"\n{speed.describe()}")
             + ("" if speed is None or not speed.warning() else f"\n{speed.warning()}")
             + ("" if steer is None else f"\n{steer.text}")
@@ -293,7 +332,7 @@ class SearchPanel(QWidget):
 
     def _on_hovered(self, p: Point | None) -> None:
         if p is not None:
-            first, _, rest = tooltip(p).partition("\n")
+            first, _, rest = tooltip(p, self.plot.label_outputs).partition("\n")
             self._say(first + self.fitted_rows() + (f"\n{rest}" if rest else ""))
 
     def fitted_rows(self) -> str:
@@ -301,9 +340,10 @@ class SearchPanel(QWidget):
         holds some back (core/search/guard.py), and a plan's error read 27.2 dB on the plot
         (nudenet) and 27.6 dB in the status bar, on all of them, once applied."""
         r = self.result
-        if r is None or not r.check_rows:
+        m = self._measuring if r is None else Measuring(r.eval_rows, len(r.check_rows))
+        if m is None or not m.check_rows:
             return ""
-        return f" on the {r.eval_rows - len(r.check_rows)} of {r.eval_rows} evaluation rows it fits"
+        return f" on the {m.fitted_rows} of {m.eval_rows} evaluation rows it fits"
 
     def _say(self, text: str) -> None:
         """One line in the panel (the dock is short); all of it in the tooltip."""
@@ -316,10 +356,39 @@ class SearchPanel(QWidget):
         _label, lo, hi, default, decimals = BUDGETS[key]
         if key == "max_bytes" and self._bytes_default:
             default = self._bytes_default
-        self.value.setDecimals(decimals)
-        self.value.setRange(lo, hi)
-        self.value.setSingleStep(10**-decimals if decimals else 1000)
-        self.value.setValue(default)
+        self._setting = True
+        try:
+            self.value.setDecimals(decimals)
+            self.value.setRange(lo, hi)
+            self.value.setSingleStep(10**-decimals if decimals else 1000)
+            self.value.setValue(default)
+        finally:
+            self._setting = False
+        self._typed = False
+        self._show_default()
+
+    def _on_value_changed(self, _value: float) -> None:
+        if not self._setting:
+            self._typed = True
+            if not self._editing:  # the arrows' steps, a wheel: no text edit under way
+                self._show_default()
+
+    def _on_text_edited(self, _text: str) -> None:
+        self._typed = self._editing = True  # 0.25 typed again is a hard budget too
+
+    def _on_edit_finished(self) -> None:
+        self._editing = False
+        self._show_default()
+
+    def _show_default(self) -> None:
+        """Mark the value that stands for the CLI's default budget as such."""
+        default = self.kind.currentData() == "size_ratio" and not self._typed
+        self._setting = True  # a suffix set re-formats the text: no edit of the user's
+        try:
+            self.value.setSuffix(DEFAULT_SUFFIX if default else "")
+        finally:
+            self._setting = False
+        self.value.setToolTip(DEFAULT_TIP if default else "")
 
     def _browse_metric(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Metric file", "", "Python (*.py)")

@@ -102,6 +102,9 @@ class SearchPlot(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.points: list[Point] = []  # search plans, in the order tried
+        # ArgMax/ArgMin outputs of the model searched (Measuring.label_outputs): the errors
+        # count changed labels there, and no dB figure reads them
+        self.label_outputs: tuple[str, ...] = ()
         self.references: list[Point] = []
         self.plot = pg.PlotWidget(self, axisItems={"left": LogErrorAxis("left")})
         self.plot.setObjectName("searchPlot")
@@ -269,15 +272,23 @@ class SearchPlot(QWidget):
 
     def _on_hovered(self, _item, spots, *_ev) -> None:
         p = next((s.data() for s in spots if isinstance(s.data(), Point)), None)
-        self.plot.setToolTip("" if p is None else tooltip(p))
+        self.plot.setToolTip("" if p is None else tooltip(p, self.label_outputs))
         self.pointHovered.emit(p)
 
 
-def tooltip(p: Point) -> str:
+def tooltip(p: Point, label_outputs: tuple[str, ...] = ()) -> str:
+    """A point's size, error and plan. With ArgMax/ArgMin outputs (``label_outputs``) the
+    error counts the labels that changed (core/search/measures.py output_error), as
+    ``bitlens search`` says (cli/search.py render): a dB figure of it means nothing."""
     metric = "" if p.metric is None else f", metric {p.metric:.4g}"
+    kind = (
+        f"the fraction of changed labels of {', '.join(label_outputs)}"
+        if label_outputs
+        else f"{p.sqnr_db:.1f} dB"
+    )
     return (
-        f"{p.label}: {fmt_bytes(p.file_bytes)}, error {p.error:.4g} "
-        f"({p.sqnr_db:.1f} dB){metric}\n{p.summary()}"
+        f"{p.label}: {fmt_bytes(p.file_bytes)}, error {p.error:.4g} ({kind}){metric}\n"
+        f"{p.summary()}"
     )
 
 

@@ -90,7 +90,7 @@ from bitlens.core.search.options import (
     Budget,
     SearchOptions,
 )
-from bitlens.core.search.points import Point, SearchResult, Sensitivity, pareto_front
+from bitlens.core.search.points import Measuring, Point, SearchResult, Sensitivity, pareto_front
 from bitlens.core.search.runner import search
 
 __all__ = [
@@ -102,6 +102,7 @@ __all__ = [
     "DEFAULT_WEIGHT_FORMATS",
     "FLOAT_NAME",
     "Budget",
+    "Measuring",
     "Point",
     "SearchOptions",
     "SearchResult",

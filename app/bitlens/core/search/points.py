@@ -63,6 +63,22 @@ class Steering:
 
 
 @dataclass(frozen=True)
+class Measuring:
+    """Yielded once by a search, before its first plan: which rows its plans' errors are
+    measured on and what they count, so that a live plot says so before the result does
+    (the window's Find Plan panel: a hovered point's error read as on every evaluation row
+    while the search ran, and a dB figure for an error counting changed labels)."""
+
+    eval_rows: int  # rows of the evaluation feeds
+    check_rows: int  # of them held back from the search (core/search/guard.py): not fitted
+    label_outputs: tuple[str, ...] = ()  # as SearchResult.label_outputs
+
+    @property
+    def fitted_rows(self) -> int:
+        return self.eval_rows - self.check_rows
+
+
+@dataclass(frozen=True)
 class Point:
     """A whole plan, evaluated for real."""
 

@@ -32,7 +32,7 @@ from bitlens.core.search.memory import MemoryBound, bounded, search_memory
 from bitlens.core.search.options import FLOAT_NAME, RELATIVE_LATENCIES, SearchOptions
 from bitlens.core.search.overheads import measure_overheads, measure_wide_costs
 from bitlens.core.search.passes import Shared
-from bitlens.core.search.points import Point, SearchResult, Steering, pareto_front
+from bitlens.core.search.points import Measuring, Point, SearchResult, Steering, pareto_front
 from bitlens.core.search.refine import Refinement
 from bitlens.core.search.speed import W8A8, with_speed
 from bitlens.core.search.unexercised import kept_note, never_ran
@@ -44,7 +44,8 @@ from bitlens.core.usermetric import default_metric
 def search(
     engine: Engine, options: SearchOptions
 ) -> Generator[Progress | Point, None, SearchResult]:
-    """Run the search; yields Progress and every whole plan evaluated (for live plots).
+    """Run the search; yields Progress, every whole plan evaluated (for live plots) and,
+    before them, where their errors are measured (:class:`Measuring`).
 
     Cancel by not resuming the generator (or ``close()``); the engine stays usable.
     Its steps run numpy's OpenBLAS on one thread (core/blas_threads.py: on the 50-layer
@@ -339,10 +340,15 @@ class _Search(Refinement):
             out[name] = min(ok, key=lambda c: c[0])[2] if ok else None
         return out
 
-    def run(self) -> Generator[Progress | Point, None, SearchResult]:
+    def run(self) -> Generator[Progress | Point | Measuring, None, SearchResult]:
         engine, opts = self.engine, self.opts
         if engine.data is None:
             raise SearchError("the search runs the model: give it input data (or input sizes)")
+        yield Measuring(
+            rows_of(engine.data, self.split.fit + self.split.check),
+            len(self.split.check_rows),
+            tuple(sorted(engine.label_outputs)),
+        )
         yield from engine.prepare()
         self._w8a8 = Plan.preset(self.info, W8A8).with_target(opts.target)
         if opts.speed_check and opts.target == ORT_CPU:
