@@ -74,13 +74,18 @@ def test_a_plan_that_wins_the_held_back_rows_but_not_the_calibration_rows_is_not
     assert lucky_ones  # the old code returned one of them
     assert result.best.plan not in lucky_ones and calib[result.best.plan] <= calib[preset]
     assert any("calibration row(s)" in n and "not returned" in n for n in result.notes), (result.notes, result.best.label, result.best.summary())
-    # independent reference: W8A8's export in plain ONNX Runtime on the calibration rows
+    assert np.isclose(calib[preset], w8a8_calibration_error(six, tmp_path), rtol=1e-5)
+
+
+def w8a8_calibration_error(engine, tmp_path) -> float:
+    """Independent reference: W8A8's export in plain ONNX Runtime on the calibration rows,
+    its relative L2 error against the float model's output ``y`` there."""
+    preset = Plan.preset(engine.info, "W8A8").with_target(DEFAULT_TARGET)
     path = tmp_path / "w8a8.onnx"
-    drain(export(six, preset, path))
+    drain(export(engine, preset, path))
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    float_plan = Plan(six.info)
-    feeds = six.data.calibration
-    got = np.concatenate([sess.run(None, six.data.samples[i])[0] for i in feeds])
-    ref = np.concatenate([six.run_outputs(float_plan, [i])["y"][0] for i in feeds])
-    want = np.linalg.norm(got.astype(np.float64) - ref) / np.linalg.norm(ref.astype(np.float64))
-    assert np.isclose(calib[preset], want, rtol=1e-5)
+    float_plan = Plan(engine.info)
+    feeds = engine.data.calibration
+    got = np.concatenate([sess.run(None, engine.data.samples[i])[0] for i in feeds])
+    ref = np.concatenate([engine.run_outputs(float_plan, [i])["y"][0] for i in feeds])
+    return float(np.linalg.norm(got.astype(np.float64) - ref) / np.linalg.norm(ref.astype(np.float64)))

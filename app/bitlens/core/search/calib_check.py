@@ -69,11 +69,13 @@ def no_worse_than_preset(
     return [is_preset or sc is None or key(sc) <= key(ref) for _b, sc, is_preset in cands]
 
 
-def confirmed(s: SearchState, scored: list[tuple], deployed: bool, top: float) -> list[tuple]:
+def confirmed(
+    s: SearchState, scored: list[tuple], deployed: bool, top: float, never: Plan | None = None
+) -> list[tuple]:
     """The last choice's ``scored`` entries (rank key, deciding error, order, Point) that are
     no worse than the largest same-size preset on the calibration rows (as deployed where
     ``deployed``, else simulated); the result says so when that turned down the plan that
-    did best on the held-back rows."""
+    did best on the held-back rows (among those it may return: not ``never``)."""
     part = s.shared.calib
     if not part:
         return scored
@@ -88,7 +90,8 @@ def confirmed(s: SearchState, scored: list[tuple], deployed: bool, top: float) -
     )
     kept = [t for t, k in zip(scored, keep, strict=True) if k]
     out = [(t, sc) for t, sc, k in zip(scored, scores, keep, strict=True) if not k]
-    if out and kept and min(t for t, _sc in out) < min(kept):
+    may = [t for t in kept if t[3].plan != never]
+    if out and may and min(t for t, _sc in out) < min(may):
         (_k, err, _i, p), sc = min(out, key=lambda o: o[0])
         ref = max(
             ((q.file_bytes, q, c) for q, c in zip(points, scores, strict=True) if q.plan in labels and c),
