@@ -8,6 +8,7 @@ Either way it keeps the values of every cut tensor it computed, for the next pla
 
 from __future__ import annotations
 
+import weakref
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -245,15 +246,19 @@ class PrefixRuns:
         if not all(t in types for b in cuts.boundary.values() for t in b):
             return
         self._parts_built.add(skey)
-        epoch = self._parts_epoch
+        epoch, device = self._parts_epoch, self.device
+        # The job is kept on the engine until it starts and runs after: it holds the engine
+        # weakly, or the two would form a cycle and a dropped engine (its sessions, its
+        # threads) would wait for the garbage collector (test_recovery's dropped engine).
+        engine = weakref.ref(self)
         self._parts_due = partial(
             chain.build_parts_ahead,
             sim.model,
             cuts,
             dict(types),
             self._part_sessions,
-            lambda model: make_session(model, self.device),
-            lambda: self._parts_epoch == epoch,
+            lambda model: make_session(model, device),
+            lambda: (e := engine()) is not None and e._parts_epoch == epoch,
         )
 
     def _start_parts_ahead(self) -> None:
