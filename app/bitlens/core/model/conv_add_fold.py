@@ -21,6 +21,7 @@ bias is ``b + c`` computed in float64 and stored in the weight's type.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,23 @@ def fold_conv_adds(model: onnx.ModelProto) -> AddFoldResult:
     Only for a model the caller owns (the loader's in-memory copy). The Conv keeps its name
     and takes over the Add's output name; a Conv without a bias (or sharing it) gets one
     named after the Add."""
+    return AddFoldResult(*fold_after_convs(model, "Add", _fold_add))
+
+
+# rewrites a conv for the constant after it: the names given new values in place, or None
+# where the pair does not qualify (nothing changed)
+PairFold = Callable[
+    [onnx.NodeProto, str, onnx.NodeProto, FoldContext, onnx.GraphProto], "set[str] | None"
+]
+
+
+def fold_after_convs(
+    model: onnx.ModelProto, op_type: str, fold: PairFold
+) -> tuple[int, frozenset[str]]:
+    """The walk the Add and Mul folds share: each ``op_type`` node of the main graph that
+    reads a conv's output and a constant, and feeds no float fusion, is offered to ``fold``
+    (conv, the constant's name, the node, context, graph); where it folds, the conv takes over
+    the node's output and the node goes. The number of nodes removed and the names rewritten."""
     graph = model.graph
     ctx = FoldContext.of(graph)
     readers: dict[str, list[onnx.NodeProto]] = {}
@@ -61,27 +79,35 @@ def fold_conv_adds(model: onnx.ModelProto) -> AddFoldResult:
     drop: set[int] = set()
     freed: set[str] = set()
     rewritten: set[str] = set()
-    for add in graph.node:
-        if add.op_type != "Add" or add.domain not in CONSTANT_DOMAINS or len(add.input) != 2:
+    for node in graph.node:
+        if node.op_type != op_type or node.domain not in CONSTANT_DOMAINS or len(node.input) != 2:
             continue
-        if feeds_a_float_fusion(add.output[0], readers):
+        if feeds_a_float_fusion(node.output[0], readers):
             continue
         for i in (0, 1):
-            conv = ctx.producer.get(add.input[i])
-            bias = _folded_bias(conv, add.input[1 - i], ctx) if conv is not None else None
-            if bias is None:
+            conv = ctx.producer.get(node.input[i])
+            names = fold(conv, node.input[1 - i], node, ctx, graph) if conv is not None else None
+            if names is None:
                 continue
-            had = conv.input[2] if len(conv.input) > 2 else ""
-            name = ctx.set_bias(conv, bias, f"{add.name or add.output[0]}_folded_bias", graph)
-            if name == had:
-                rewritten.add(name)
-            conv.output[0] = add.output[0]
-            ctx.producer[add.output[0]] = conv
-            drop.add(id(add))
-            freed.add(add.input[1 - i])
+            rewritten |= names
+            conv.output[0] = node.output[0]
+            ctx.producer[node.output[0]] = conv
+            drop.add(id(node))
+            freed.add(node.input[1 - i])
             break
     remove_nodes(graph, drop, freed, ctx.consumers)
-    return AddFoldResult(len(drop), frozenset(rewritten))
+    return len(drop), frozenset(rewritten)
+
+
+def _fold_add(
+    conv: onnx.NodeProto, other: str, add: onnx.NodeProto, ctx: FoldContext, graph: onnx.GraphProto
+) -> set[str] | None:
+    bias = _folded_bias(conv, other, ctx)
+    if bias is None:
+        return None
+    had = conv.input[2] if len(conv.input) > 2 else ""
+    name = ctx.set_bias(conv, bias, f"{add.name or add.output[0]}_folded_bias", graph)
+    return {name} if name == had else set()
 
 
 def feeds_a_float_fusion(name: str, readers: dict[str, list[onnx.NodeProto]]) -> bool:

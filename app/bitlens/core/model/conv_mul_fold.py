@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from bitlens.core.model.bn_fold import FoldContext, remove_nodes, set_constant
-from bitlens.core.model.conv_add_fold import feeds_a_float_fusion
+from bitlens.core.model.bn_fold import FoldContext, set_constant
+from bitlens.core.model.conv_add_fold import fold_after_convs
 from bitlens.core.model.graph import CONSTANT_DOMAINS
 
 
@@ -54,49 +54,32 @@ def fold_conv_muls(model: onnx.ModelProto) -> MulFoldResult:
 
     Only for a model the caller owns (the loader's in-memory copy). The Conv keeps its name
     and takes over the Mul's output name; a bias it shares with another node is copied."""
-    graph = model.graph
-    ctx = FoldContext.of(graph)
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
-    drop: set[int] = set()
-    freed: set[str] = set()
-    rewritten: set[str] = set()
-    for mul in graph.node:
-        if mul.op_type != "Mul" or mul.domain not in CONSTANT_DOMAINS or len(mul.input) != 2:
-            continue
-        if feeds_a_float_fusion(mul.output[0], readers):
-            continue
-        for i in (0, 1):
-            conv = ctx.producer.get(mul.input[i])
-            scale = _scale(conv, mul.input[1 - i], ctx) if conv is not None else None
-            if scale is None:
-                continue
-            w = ctx.value(conv.input[1])
-            b_name = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
-            w_new = w.astype(np.float64) * scale.reshape((-1,) + (1,) * (w.ndim - 1))
-            if b_name is None:
-                b_new = None
-            else:
-                b_new = (ctx.value(b_name).astype(np.float64) * scale).astype(w.dtype)
-            w_new = w_new.astype(w.dtype)
-            if not np.isfinite(w_new).all() or (b_new is not None and not np.isfinite(b_new).all()):
-                continue
-            set_constant(conv.input[1], w_new, graph, ctx.inits, ctx.consts)
-            rewritten.add(conv.input[1])
-            if b_new is not None:
-                had = b_name
-                name = ctx.set_bias(conv, b_new, f"{mul.name or mul.output[0]}_folded_bias", graph)
-                if name == had:
-                    rewritten.add(name)
-            conv.output[0] = mul.output[0]
-            ctx.producer[mul.output[0]] = conv
-            drop.add(id(mul))
-            freed.add(mul.input[1 - i])
-            break
-    remove_nodes(graph, drop, freed, ctx.consumers)
-    return MulFoldResult(len(drop), frozenset(rewritten))
+    return MulFoldResult(*fold_after_convs(model, "Mul", _fold_mul))
+
+
+def _fold_mul(
+    conv: onnx.NodeProto, other: str, mul: onnx.NodeProto, ctx: FoldContext, graph: onnx.GraphProto
+) -> set[str] | None:
+    scale = _scale(conv, other, ctx)
+    if scale is None:
+        return None
+    w = ctx.value(conv.input[1])
+    b_name = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
+    w_new = w.astype(np.float64) * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+    if b_name is None:
+        b_new = None
+    else:
+        b_new = (ctx.value(b_name).astype(np.float64) * scale).astype(w.dtype)
+    w_new = w_new.astype(w.dtype)
+    if not np.isfinite(w_new).all() or (b_new is not None and not np.isfinite(b_new).all()):
+        return None
+    set_constant(conv.input[1], w_new, graph, ctx.inits, ctx.consts)
+    rewritten = {conv.input[1]}
+    if b_new is not None:
+        name = ctx.set_bias(conv, b_new, f"{mul.name or mul.output[0]}_folded_bias", graph)
+        if name == b_name:
+            rewritten.add(name)
+    return rewritten
 
 
 def _scale(conv: onnx.NodeProto, other: str, ctx: FoldContext) -> np.ndarray | None:
