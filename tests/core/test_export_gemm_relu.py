@@ -1,0 +1,59 @@
+"""A Gemm or MatMul whose only reader is a Relu (dlib's age net: ``fc -> relu -> mul(scalar)``)
+runs as an integer kernel in the W8A8 export, as predicted (bitlens.core.relu_reader).
+
+Before, the export wrote the layer's QDQ group with a float output: ONNX Runtime fused the
+Gemm and its Relu into a float FusedGemm on weights dequantized at every run, and left the
+MatMul a float MatMul, while the accounting, the search and the check counted both as
+integer kernels ("integer kernels: got 5 of 6" on the age net). Now the Relu's output is
+quantized, as a Conv's is, so ORT removes the Relu and fuses QGemm / QLinearMatMul.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from bitlens.core.engine import Engine
+from bitlens.core.export.deployed import INTEGER_KERNELS, optimized_model
+from bitlens.core.export.exporter import integer_kernel_layers
+from bitlens.core.model.loader import from_proto
+from bitlens.core.plan import Plan
+from tests.builders import FLOAT, init, model, weights
+from tests.core.export_models import random_feeds
+from tests.core.test_export_models import run
+
+
+def relu_heads() -> onnx.ModelProto:
+    """x[4,16] -> Gemm(w1, b1) -> Relu -> Mul(0.5) -> MatMul(w2) -> Relu -> Mul(0.25) -> y[4,6]."""
+    mk = helper.make_node
+    g = helper.make_graph(
+        [mk("Gemm", ["x", "w1", "b1"], ["a"], name="fc"), mk("Relu", ["a"], ["r"]),
+         mk("Mul", ["r", "half"], ["m"]), mk("MatMul", ["m", "w2"], ["c"], name="mm"),
+         mk("Relu", ["c"], ["e"]), mk("Mul", ["e", "quarter"], ["y"])],
+        "relu_heads", [helper.make_tensor_value_info("x", FLOAT, [4, 16])],
+        [helper.make_tensor_value_info("y", FLOAT, [4, 6])],
+        [init("w1", weights((16, 8), seed=1, channel_axis=1)), init("b1", weights((8,), seed=2)),
+         init("w2", weights((8, 6), seed=3, channel_axis=1)),
+         init("half", np.array(0.5, np.float32)), init("quarter", np.array(0.25, np.float32))],
+    )  # fmt: skip
+    return model(g, opset=17)
+
+
+def test_gemm_and_matmul_before_relu_run_as_integer_kernels(tmp_path: Path) -> None:
+    m = from_proto(relu_heads())
+    engine = Engine(m, random_feeds(m.info, 2), device="cpu")
+    w8a8 = Plan.preset(m.info, "W8A8")
+    placed = engine.placement(w8a8)
+    assert {"r", "e"} <= set(placed)  # after the Relu, which ORT then removes
+    assert integer_kernel_layers(m.info, w8a8, placed) == {"fc", "mm"}
+    result, report = run(engine, w8a8, tmp_path / "w8a8.onnx")
+    assert report.passed, report.to_dict()  # the engine's outputs equal the file's
+    ops = Counter(n.op_type for n in optimized_model(str(result.path), ["CPUExecutionProvider"]).graph.node)
+    assert ops["QGemm"] == 1 and ops["QLinearMatMul"] == 1, ops
+    assert not ops["FusedGemm"] and not ops["Gemm"] and not ops["MatMul"] and not ops["Relu"], ops
+    ran = {la.name: any(k in la.kernel for k in INTEGER_KERNELS) for la in report.layers}
+    assert ran == {la.name: la.integer_kernel for la in report.layers} == {"fc": True, "mm": True}
