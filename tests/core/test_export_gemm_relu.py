@@ -28,16 +28,21 @@ from tests.core.test_export_models import run
 
 
 def relu_heads() -> onnx.ModelProto:
-    """x[4,16] -> Gemm(w1, b1) -> Relu -> Mul(0.5) -> MatMul(w2) -> Relu -> Mul(0.25) -> y[4,6]."""
+    """x[4,16] -> Gemm(w1, b1) -> Relu -> Mul(0.5) -> MatMul(w2) -> Relu -> Mul(0.25)
+    -> MatMul(w3) -> Add(b3) -> Relu -> Mul(0.5) -> y[4,5] (tf2onnx's Dense: ORT's
+    MatMulAddFusion makes it a Gemm, which fused with the Relu the same way)."""
     mk = helper.make_node
     g = helper.make_graph(
         [mk("Gemm", ["x", "w1", "b1"], ["a"], name="fc"), mk("Relu", ["a"], ["r"]),
          mk("Mul", ["r", "half"], ["m"]), mk("MatMul", ["m", "w2"], ["c"], name="mm"),
-         mk("Relu", ["c"], ["e"]), mk("Mul", ["e", "quarter"], ["y"])],
+         mk("Relu", ["c"], ["e"]), mk("Mul", ["e", "quarter"], ["f"]),
+         mk("MatMul", ["f", "w3"], ["g"], name="dense"), mk("Add", ["g", "b3"], ["h"]),
+         mk("Relu", ["h"], ["k"]), mk("Mul", ["k", "half"], ["y"])],
         "relu_heads", [helper.make_tensor_value_info("x", FLOAT, [4, 16])],
-        [helper.make_tensor_value_info("y", FLOAT, [4, 6])],
+        [helper.make_tensor_value_info("y", FLOAT, [4, 5])],
         [init("w1", weights((16, 8), seed=1, channel_axis=1)), init("b1", weights((8,), seed=2)),
          init("w2", weights((8, 6), seed=3, channel_axis=1)),
+         init("w3", weights((6, 5), seed=4, channel_axis=1)), init("b3", weights((5,), seed=5)),
          init("half", np.array(0.5, np.float32)), init("quarter", np.array(0.25, np.float32))],
     )  # fmt: skip
     return model(g, opset=17)
@@ -48,12 +53,38 @@ def test_gemm_and_matmul_before_relu_run_as_integer_kernels(tmp_path: Path) -> N
     engine = Engine(m, random_feeds(m.info, 2), device="cpu")
     w8a8 = Plan.preset(m.info, "W8A8")
     placed = engine.placement(w8a8)
-    assert {"r", "e"} <= set(placed)  # after the Relu, which ORT then removes
-    assert integer_kernel_layers(m.info, w8a8, placed) == {"fc", "mm"}
+    assert {"r", "e", "k"} <= set(placed)  # after the Relu, which ORT then removes
+    assert integer_kernel_layers(m.info, w8a8, placed) == {"fc", "mm", "dense"}
     result, report = run(engine, w8a8, tmp_path / "w8a8.onnx")
     assert report.passed, report.to_dict()  # the engine's outputs equal the file's
-    ops = Counter(n.op_type for n in optimized_model(str(result.path), ["CPUExecutionProvider"]).graph.node)
-    assert ops["QGemm"] == 1 and ops["QLinearMatMul"] == 1, ops
+    ops = Counter(
+        n.op_type for n in optimized_model(str(result.path), ["CPUExecutionProvider"]).graph.node
+    )
+    assert ops["QGemm"] == 2 and ops["QLinearMatMul"] == 1, ops
     assert not ops["FusedGemm"] and not ops["Gemm"] and not ops["MatMul"] and not ops["Relu"], ops
     ran = {la.name: any(k in la.kernel for k in INTEGER_KERNELS) for la in report.layers}
-    assert ran == {la.name: la.integer_kernel for la in report.layers} == {"fc": True, "mm": True}
+    assert (
+        ran
+        == {la.name: la.integer_kernel for la in report.layers}
+        == dict.fromkeys(("fc", "mm", "dense"), True)
+    )
+
+
+def test_dense_on_a_3d_input_keeps_its_float_output() -> None:
+    """On a 3-D input ORT puts Reshapes around the Gemm its MatMulAddFusion makes, so the Relu
+    does not fuse and the QGemm already ran with a float output: no quantizer is added
+    there (it would add a rounding and a QuantizeLinear/DequantizeLinear pair in float)."""
+    mk = helper.make_node
+    g = helper.make_graph(
+        [mk("MatMul", ["x", "w"], ["a"], name="dense"), mk("Add", ["a", "b"], ["h"]),
+         mk("Relu", ["h"], ["r"]), mk("Mul", ["r", "half"], ["y"])],
+        "dense3d", [helper.make_tensor_value_info("x", FLOAT, [2, 4, 16])],
+        [helper.make_tensor_value_info("y", FLOAT, [2, 4, 8])],
+        [init("w", weights((16, 8), seed=1, channel_axis=1)), init("b", weights((8,), seed=2)),
+         init("half", np.array(0.5, np.float32))],
+    )  # fmt: skip
+    m = from_proto(model(g, opset=17))
+    w8a8 = Plan.preset(m.info, "W8A8")
+    placed = Engine(m, random_feeds(m.info, 2), device="cpu").placement(w8a8)
+    assert "r" not in placed and "h" not in placed
+    assert integer_kernel_layers(m.info, w8a8, placed) == {"dense"}

@@ -4,11 +4,12 @@ Measured on ONNX Runtime 1.31.1, CPU provider, a W8A8 QDQ group ``DequantizeLine
 Gemm`` whose output's only reader is a Relu that feeds another node fused into a float
 ``FusedGemm`` on weights dequantized at every run (GemmActivationFusion,
 onnxruntime/core/optimizer/gemm_activation_fusion.cc, took the pair before the QDQ fusion);
-the same group before a MatMul stayed a float MatMul. dlib's age net (``fc -> relu ->
+the same group before a MatMul stayed a float MatMul, and a ``MatMul -> Add(bias) -> Relu``
+on a 2-D input became a FusedGemm too (MatMulAddFusion first). dlib's gender net (``fc -> relu ->
 mul(scalar)``, tests/real/test_real_vision8.py) was predicted as 6 integer kernels and ran 5.
 With a QuantizeLinear after the Relu, ORT removes the Relu (the uint8 quantizer's saturation
-is the Relu) and fuses ``Gemm -> QuantizeLinear`` into QGemm, as ``Conv -> Relu ->
-QuantizeLinear`` becomes QLinearConv: so such a layer gets the Conv's output quantizer
+is the Relu) and fuses QGemm / QLinearMatMul, as ``Conv -> Relu -> QuantizeLinear`` becomes
+QLinearConv: so such a layer gets the Conv's output quantizer
 (bitlens.core.targets.placement), and without it is predicted float
 (bitlens.core.export.kernels.integer_kernel_layers). A Relu whose result is a graph output
 did not fuse (QGemm, then a float Relu), nor did Sigmoid or a plain Mul after the Gemm.
@@ -16,23 +17,37 @@ did not fuse (QGemm, then a float Relu), nor did Sigmoid or a plain Mul after th
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection
+from typing import TYPE_CHECKING
 
-from bitlens.core.model.types import Layer, NodeInfo
+if TYPE_CHECKING:
+    from bitlens.core.model.types import Layer, ModelInfo
 
 
-def float_unless_requantized(
-    layer: Layer, readers: Mapping[str, Sequence[NodeInfo]], outputs: Collection[str]
-) -> bool:
-    """Whether ``layer`` is a Gemm/MatMul whose output's only reader is a Relu whose result
-    another node reads (not a graph output)."""
-    if layer.op_type not in ("Gemm", "MatMul") or not layer.outputs:
-        return False
-    t = layer.outputs[0]
-    users = readers.get(t, ())
-    return (
-        t not in outputs
-        and len(users) == 1
-        and users[0].op_type == "Relu"
-        and users[0].outputs[0] not in outputs
+def relu_input(info: ModelInfo, layer: Layer, outputs: Collection[str]) -> str | None:
+    """The tensor a Relu reads when ``layer`` is a Gemm/MatMul whose output has that Relu as
+    its only reader (or, for a MatMul on a 2-D input, whose bias Add's output has) and the
+    Relu's result is read by another node (not a graph output); None for any other layer.
+    On a 3-D input ORT reshapes around the Gemm MatMulAddFusion makes, so the Relu does not
+    fuse and the QGemm stays integer with a float output: measured, nothing to move there."""
+    if layer.op_type not in ("Gemm", "MatMul") or not layer.outputs or not layer.activations:
+        return None
+    x = info.value_info.get(layer.activations[0]) or next(
+        (i for i in info.inputs if i.name == layer.activations[0]), None
     )
+    bias_add = (
+        layer.op_type == "MatMul" and x is not None and x.shape is not None and len(x.shape) == 2
+    )
+    biases = {b.name for b in layer.biases} if bias_add else set()
+    t = layer.outputs[0]
+    for _ in range(2):  # the layer's output, then its bias Add's
+        users = info.main_readers.get(t, ())
+        if t in outputs or len(users) != 1:
+            return None
+        user = users[0]
+        if user.op_type == "Relu":
+            return t if user.outputs[0] not in outputs else None
+        if user.op_type != "Add" or not biases & set(user.inputs) or not user.outputs:
+            return None
+        t = user.outputs[0]
+    return None

@@ -69,7 +69,7 @@ import numpy as np
 
 from bitlens.core.errors import PlanError
 from bitlens.core.formats import Family, Format, Granularity
-from bitlens.core.relu_reader import float_unless_requantized
+from bitlens.core.relu_reader import relu_input
 
 if TYPE_CHECKING:
     from bitlens.core.model.types import Layer, NodeInfo
@@ -402,10 +402,11 @@ def placement(
 
     # Conv outputs (after a Relu/Clip ORT folds into the requantization).
     for layer in kernels:
-        if layer.op_type != "Conv" and not float_unless_requantized(layer, consumers, outputs):
-            continue  # a Gemm/MatMul before a Relu: see bitlens.core.relu_reader
+        # a Gemm/MatMul only before a Relu: see bitlens.core.relu_reader
+        t = layer.outputs[0] if layer.op_type == "Conv" else relu_input(info, layer, outputs)
+        if t is None:
+            continue
         fmt = layer_q[layer.activations[0]]
-        t = layer.outputs[0]
         if fmt.family is Family.INT and not fmt.signed:  # asymmetric uint8: Relu absorbed
             t = _absorbed_end(t, consumers, outputs)
         if quantizable(t):

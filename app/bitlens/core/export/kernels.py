@@ -8,7 +8,7 @@ from bitlens.core.export import activations
 from bitlens.core.model.types import Layer, ModelInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.recovery import Recovery
-from bitlens.core.relu_reader import float_unless_requantized
+from bitlens.core.relu_reader import relu_input
 from bitlens.core.targets import TensorQuantizer, kernel_format, kernel_weight_on_target
 
 
@@ -58,10 +58,10 @@ def integer_kernel_layers(
             choice.weight, plan.target
         ):
             continue
-        if layer.op_type != "Conv" and not float_unless_requantized(layer, consumers, outputs):
+        t = layer.outputs[0] if layer.op_type == "Conv" else relu_input(info, layer, outputs)
+        if t is None:
             out.add(name)
             continue
-        t = layer.outputs[0]
         for _ in range(len(info.nodes)):
             if t in q8:
                 out.add(name)
