@@ -69,7 +69,6 @@ import numpy as np
 
 from bitlens.core.errors import PlanError
 from bitlens.core.formats import Family, Format, Granularity
-from bitlens.core.relu_reader import relu_input
 
 if TYPE_CHECKING:
     from bitlens.core.model.types import Layer, NodeInfo
@@ -402,15 +401,14 @@ def placement(
 
     # Conv outputs (after a Relu/Clip ORT folds into the requantization).
     for layer in kernels:
-        # a Gemm/MatMul only before a Relu: see bitlens.core.relu_reader
-        t = layer.outputs[0] if layer.op_type == "Conv" else relu_input(info, layer, outputs)
-        if t is None:
+        if layer.op_type != "Conv":
             continue
         fmt = layer_q[layer.activations[0]]
+        t = layer.outputs[0]
         if fmt.family is Family.INT and not fmt.signed:  # asymmetric uint8: Relu absorbed
             t = _absorbed_end(t, consumers, outputs)
         if quantizable(t):
-            add(t, fmt, t, f"output of {layer.name} ({layer.op_type}), so it runs as an integer kernel")
+            add(t, fmt, t, f"output of {layer.name} ({layer.op_type}), so it runs as QLinearConv")
 
     # Ops with QLinear or uint8 forms, in topological order, when all their inputs are quantized.
     for n in main:
