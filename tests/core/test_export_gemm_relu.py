@@ -73,10 +73,10 @@ def test_gemm_and_matmul_before_a_float_relu_are_predicted_float(tmp_path: Path)
     assert integer_kernel_layers(m.info, w8a8, after) == {"fc"}
 
 
-def test_dense_on_a_3d_input_keeps_its_float_output() -> None:
+def test_dense_on_a_3d_input_stays_an_integer_kernel() -> None:
     """On a 3-D input ORT puts Reshapes around the Gemm its MatMulAddFusion makes, so the Relu
-    does not fuse and the QGemm already ran with a float output: no quantizer is added
-    there (it would add a rounding and a QuantizeLinear/DequantizeLinear pair in float)."""
+    does not fuse and the QGemm runs with a float output: still predicted integer, with no
+    quantizer after the Relu."""
     mk = helper.make_node
     g = helper.make_graph(
         [mk("MatMul", ["x", "w"], ["a"], name="dense"), mk("Add", ["a", "b"], ["h"]),
