@@ -8,6 +8,7 @@ from bitlens.core.export import activations
 from bitlens.core.model.types import Layer, ModelInfo
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.recovery import Recovery
+from bitlens.core.relu_reader import relu_input
 from bitlens.core.targets import TensorQuantizer, kernel_format, kernel_weight_on_target
 
 
@@ -36,7 +37,8 @@ def integer_kernel_layers(
     reach a tensor the plan quantizes to 8 bits through ops that keep the grid
     (``PASS_TO_Q``). Otherwise the Conv would run in float on weights dequantized at
     every run, so its weights are folded instead (same values, float speed).
-    MatMul (MatMulIntegerToFloat) and Gemm (QGemm) also fuse with a float output.
+    MatMul (MatMulIntegerToFloat) and Gemm (QGemm) also fuse with a float output, except
+    before a Relu (bitlens.core.relu_reader), where they too need the requantized output.
     """
     q8 = {
         act
@@ -48,6 +50,7 @@ def integer_kernel_layers(
         for act in info.layer(name).activations
     } | {t for t, q in (placed or {}).items() if q.format.bits == 8}
     consumers = info.main_readers
+    outputs = {t.name for t in info.outputs}
     out: set[str] = set()
     for name, choice in plan.choices.items():
         layer = info.layer(name)
@@ -55,10 +58,10 @@ def integer_kernel_layers(
             choice.weight, plan.target
         ):
             continue
-        if layer.op_type != "Conv":
+        t = layer.outputs[0] if layer.op_type == "Conv" else relu_input(info, layer, outputs)
+        if t is None:
             out.add(name)
             continue
-        t = layer.outputs[0]
         for _ in range(len(info.nodes)):
             if t in q8:
                 out.add(name)
