@@ -239,11 +239,12 @@ def test_find_plan_panel_says_the_step_and_stays_narrow(qtbot) -> None:
     panel.started()
     panel.show_progress(Progress(3, 40, "sensitivity: /Conv_1 wide activation"))
     assert panel.status.text() == (
-        "Searching: at most 0.25 of the float size · sensitivity: /Conv_1 wide activation"
+        "Searching: at most 0.25 of the float size (default) · sensitivity: /Conv_1 wide "
+        "activation"
     )
     panel.value.setValue(0.5)  # a budget typed meanwhile is not the one searched
     panel.show_progress(Progress(4, 40, "sensitivity: " + "/very/long/layer/name" * 20))
-    assert panel.status.text().startswith("Searching: at most 0.25 of the float size · ")
+    assert panel.status.text().startswith("Searching: at most 0.25 of the float size (default) · ")
     assert panel.minimumSizeHint().width() <= narrow  # the long line is cut, not the window
     panel.finished(None)
     panel.show_progress(Progress(5, 40, "late step"))  # a step reported after the stop

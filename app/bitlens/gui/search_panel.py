@@ -82,6 +82,11 @@ class SearchPanel(QWidget):
             self.kind.addItem(label, key)
         self.value = QDoubleSpinBox(self)
         self.value.setObjectName("budgetValue")
+        # A spin box's minimum width counts its suffix: " (default)" widened the hidden Find
+        # Plan tab by 55 px, and the side panes of a window restored from 1920 to 1280 no
+        # longer got their width back (test_window_real_work's maximize test). The row
+        # stretches the box; its minimum stays what the bare figures need.
+        self.value.setMinimumWidth(self.value.minimumSizeHint().width())
         self.kind.currentIndexChanged.connect(self._on_kind)
         self._typed = False  # the user set the value (else the kind's default stands)
         self._setting = False  # the panel itself sets the value
