@@ -12,14 +12,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine
-from bitlens.core.export.deployed import optimized_model
 from bitlens.core.model.loader import from_proto
-from bitlens.core.plan import Plan
 from tests import builders
 from tests.core.test_bn_fold import _ort
-from tests.core.test_export_models import run
+from tests.core.w8a8_graph import w8a8_as_run
 
 
 def conv_affine_net() -> onnx.ModelProto:
@@ -74,13 +70,7 @@ def test_w8a8_runs_no_float_affine(tmp_path: Path) -> None:
     DequantizeLinear -> Mul -> Add -> Relu -> QuantizeLinear in float after conv0 and conv1.
     Folded, every conv is a QLinearConv with its Relu fused and no float Mul or Add is left
     but conv2's spatial one."""
-    model = from_proto(conv_affine_net())
-    rng = np.random.default_rng(5)
-    feeds = tuple({"x": rng.normal(0, 1, (1, 3, 6, 6)).astype(np.float32)} for _ in range(4))
-    engine = Engine(model, Dataset(feeds, source="random feeds"), device="cpu")
-    result, report = run(engine, Plan.preset(engine.info, "W8A8"), tmp_path / "w8a8.onnx")
-    assert report.passed, report.failures
-    opt = optimized_model(str(result.path), ["CPUExecutionProvider"])
+    opt = w8a8_as_run(conv_affine_net(), (1, 3, 6, 6), tmp_path)
     ops = collections.Counter(n.op_type for n in opt.graph.node)
     assert ops["QLinearConv"] == 3 and ops["Relu"] == 0 and ops["Add"] == 0, ops
     assert ops["Mul"] + ops["QLinearMul"] == 1, ops

@@ -10,14 +10,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine
-from bitlens.core.export.deployed import optimized_model
 from bitlens.core.model.loader import from_proto
-from bitlens.core.plan import Plan
 from tests import builders
 from tests.core.test_bn_fold import _ort
-from tests.core.test_export_models import run
+from tests.core.w8a8_graph import w8a8_as_run
 
 
 def identity_net() -> onnx.ModelProto:
@@ -89,13 +85,7 @@ def test_w8a8_requantizes_no_conv_output_twice(tmp_path: Path) -> None:
     before the Relu and the next conv's input again after it: ONNX Runtime ran a float
     DequantizeLinear -> QuantizeLinear between the QLinearConvs (PP-OCRv6's tiny detector:
     16 of them) and the activation was rounded twice."""
-    model = from_proto(identity_net())
-    rng = np.random.default_rng(5)
-    feeds = tuple({"x": rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)} for _ in range(4))
-    engine = Engine(model, Dataset(feeds, source="random feeds"), device="cpu")
-    result, report = run(engine, Plan.preset(engine.info, "W8A8"), tmp_path / "w8a8.onnx")
-    assert report.passed, report.failures
-    opt = optimized_model(str(result.path), ["CPUExecutionProvider"])
+    opt = w8a8_as_run(identity_net(), (1, 3, 8, 8), tmp_path)
     ops = collections.Counter(n.op_type for n in opt.graph.node)
     assert ops["QLinearConv"] == 3, ops
     assert ops["QuantizeLinear"] == 1, ops  # the model input's only
