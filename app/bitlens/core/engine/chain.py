@@ -23,6 +23,7 @@ import onnx
 from onnx import numpy_helper
 
 from bitlens.core.engine import prefix
+from bitlens.core.engine.session_run import run_session
 
 PARTS = 8  # parts a whole graph's cuts are grouped into
 PART_SESSIONS = 64  # part sessions kept (their buffers come from the shared arena)
@@ -79,7 +80,7 @@ class Chain:
         values = {**self._constants, **feeds}
         for (sess, inputs, _), want in zip(self.parts, self._plan(tuple(fetch)), strict=True):
             if want:
-                got = sess.run(want, {n: values[n] for n in inputs})
+                got = run_session(sess, want, {n: values[n] for n in inputs})
                 values.update(zip(want, got, strict=True))
         return [values[t] for t in fetch]
 

@@ -41,6 +41,7 @@ from onnx import helper, numpy_helper
 
 from bitlens.core.engine.graphs import node_reads
 from bitlens.core.engine.rewrite import _copy_fields
+from bitlens.core.engine.session_run import run_session
 
 DOMAIN = "com.microsoft.nchwc"
 ENABLED = True  # False: every Conv stays the plain ONNX Conv (tests compare both)
@@ -367,7 +368,7 @@ class NchwcSession:
         return out
 
     def run(self, fetch, feeds: Mapping[str, np.ndarray], run_options=None) -> list[np.ndarray]:
-        return self._session.run(fetch, self.feeds(feeds), run_options)
+        return run_session(self._session, fetch, self.feeds(feeds), run_options)
 
 
 def nchwc_graph(model: onnx.ModelProto, providers: Sequence[str]):

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from bitlens.core.engine.session_run import input_names, run_session
 from bitlens.core.errors import EngineError
 
 T = TypeVar("T")
@@ -46,9 +47,9 @@ class Runs:
 
     @staticmethod
     def _run(sess, fetch: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        wanted = {i.name for i in sess.get_inputs()}
+        wanted = input_names(sess)[0]  # read once per session
         try:
-            return sess.run(list(fetch), {k: v for k, v in feeds.items() if k in wanted})
+            return run_session(sess, fetch, {k: v for k, v in feeds.items() if k in wanted})
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EngineError(f"ONNX Runtime failed to run the model: {first}") from exc
