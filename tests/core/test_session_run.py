@@ -70,7 +70,9 @@ def _evaluate(monkeypatch, plain: bool):
         pass
     plan = Plan.preset(model.info, "W8A8")
     first = engine.evaluate(plan)
-    changed = engine.evaluate(plan.with_choices({"mm2": LayerChoice.of("int4 sym ch", "uint8 asym")}))
+    changed = engine.evaluate(
+        plan.with_choices({"mm2": LayerChoice.of("int4 sym ch", "uint8 asym")})
+    )
     engine.close()
     return first, changed
 
