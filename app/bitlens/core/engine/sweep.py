@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict, deque
 from collections.abc import Generator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -136,7 +136,8 @@ class Sweep:
         # feed), not window by window: a new run starts as soon as one is measured, the next
         # layer's first runs beside this layer's last one (waiting for both runs of a window
         # left a core idle for the slower one's tail and the measuring; on two cores the
-        # sweep used 1.7 of them). Errors are summed in feed order, as before.
+        # sweep used 1.7 of them). A run is measured after the next one started, so the
+        # measuring overlaps two runs. Errors are summed in feed order, as before.
         flight: deque = deque()  # (task, format, feed, future), in the order submitted
         sums = {k: [metrics.ErrorSums() for _ in window] for k, (_, _, window) in enumerate(tasks)}
         left = {k: len(window) * len(ev) for k, (_, _, window) in enumerate(tasks)}
@@ -182,8 +183,10 @@ class Sweep:
                         ahead = prep.submit(prepare, k + 1)
                 for j in range(len(window)):
                     for i in ev:
-                        while len(flight) >= workers:
+                        while len(flight) > workers:
                             yield from measure()
+                        if len(flight) == workers:  # a run's thread is free, then measure
+                            wait([f for *_, f in flight], return_when=FIRST_COMPLETED)
                         run = pool.submit(
                             self._sweep_run, runner, sess, per_format[j], i, outs[name]
                         )
