@@ -10,19 +10,20 @@ of all of it, and nothing at all for layers the output does not depend on.
 
 One session per layer's suffix is L sessions of half the graph on average, and ONNX
 Runtime's set-up time grows with the nodes (on rapidocr's PP-OCRv4 recognizer, 700
-nodes, 85 ms a session whatever the optimization level: 2.35 s of a 16 s sweep,
-docs/benchmarks.md "sweepfast (issue 11, session 14)"). So the graph is cut at a fixed
-grid of layer nodes into PARTS parts: a layer's suffix runs as its *head* (its suffix's
-nodes before the next grid point, a small session of its own) followed by the *parts*
-after that point, whose sessions every layer shares (weights are fed, so one session
-serves every format of every layer), chained with :class:`chain.Chain`. The parts hold
-every node the output needs after their grid point; where that is more than EXTRA of the
-suffix's own nodes (branches the layer does not reach, e.g. a detector's other heads),
-the layer's head is its whole suffix instead. Each cut between sessions costs a little
-in every run (its tensors leave one session and enter the next: 3% of the CRNN's suffix
-runs with 6 parts, 6% with 12; on PP-OCRv4 2.5% with 12), against the heads' set-up
-(smaller parts, smaller heads): 8 parts. The numbers are those of one session per suffix:
-the same nodes on the same kernels (bit-identical entries on both models, and tested).
+nodes, 85 ms a session whatever the optimization level: 2.35 s of a 16 s sweep;
+docs/benchmarks.md, "sweepfast: the sweep's suffix sessions shared"). So the graph is
+cut at a fixed grid of layer nodes into PARTS parts: a layer's suffix runs as its *head*
+(its suffix's nodes before the next grid point, a small session of its own) followed by
+the *parts* after that point, whose sessions every layer shares (weights are fed, so one
+session serves every format of every layer), chained with :class:`chain.Chain`. The
+parts hold every node the output needs after their grid point; where that is more than
+EXTRA of the suffix's own nodes (branches the layer does not reach, e.g. a detector's
+other heads), the layer's head is its whole suffix instead. Each cut between sessions
+costs a little in every run (its tensors leave one session and enter the next: 3% of the
+CRNN's suffix runs with 6 parts, 6% with 12; on PP-OCRv4 2.5% with 12), against the
+heads' set-up (smaller parts, smaller heads): 8 parts. The numbers are those of one
+session per suffix: the same nodes on the same kernels (bit-identical entries on both
+models, and tested).
 """
 
 from __future__ import annotations
