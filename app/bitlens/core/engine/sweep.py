@@ -6,16 +6,16 @@ detector's other heads), each run covering only what is downstream of the layer 
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Generator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 
 from bitlens.core import metrics
-from bitlens.core.engine import rewrite, suffix
+from bitlens.core.engine import chain, rewrite, suffix
 from bitlens.core.engine.graphs import node_reads
 from bitlens.core.engine.output_metrics import FLOAT_TYPES
 from bitlens.core.engine.session import make_session, release_arena
@@ -103,8 +103,10 @@ class Sweep:
         sim, sess = self._session_for({})
         float_feeds = self._float_weights()
         outs = self._sweep_outputs(sim.model, names)
-        boundaries = self._sweep_boundaries(sim, names, outs) if suffix_runs else {}
-        self._keep_float_values(sim, {b for bs in boundaries.values() for b in bs})
+        graph = self._suffix_graph(sim) if suffix_runs else None
+        layouts = self._sweep_layouts(graph, names, outs) if graph is not None else {}
+        self._keep_float_values(sim, {b for la in layouts.values() if la for b in la.boundary})
+        parts: dict[tuple[int, str], tuple] = {}  # the shared parts' sessions (suffix.py)
         entries: list[SweepEntry] = []
         workers = sweep_workers()
         for name in names:
@@ -123,8 +125,44 @@ class Sweep:
         def prepare(k: int):
             """Task k's suffix runner and weight feeds (quantized here)."""
             _, name, window = tasks[k]
-            runner = self._suffix(sim, name, outs[name]) if name in boundaries else None
+            runner = None
+            if graph is not None and name in layouts:
+                runner = self._suffix(graph, name, outs[name], layouts[name], parts)
             return runner, self._window_feeds(self.info.layer(name), window, float_feeds)
+
+        ev = self.data.evaluation
+        ref = self._ensure_ref()
+        # Runs go SWEEP_WORKERS at a time as a sliding window over every (layer, format,
+        # feed), not window by window: a new run starts as soon as one is measured, the next
+        # layer's first runs beside this layer's last one (waiting for both runs of a window
+        # left a core idle for the slower one's tail and the measuring; on two cores the
+        # sweep used 1.7 of them). A run is measured after the next one started, so the
+        # measuring overlaps two runs. Errors are summed in feed order, as before.
+        flight: deque = deque()  # (task, format, feed, future), in the order submitted
+        sums = {k: [metrics.ErrorSums() for _ in window] for k, (_, _, window) in enumerate(tasks)}
+        left = {k: len(window) * len(ev) for k, (_, _, window) in enumerate(tasks)}
+
+        def measure() -> Generator[Progress, None, None]:
+            """Sum the oldest run's error; a finished task's entries, a layer's progress."""
+            k, j, i, fut = flight.popleft()
+            got = fut.result()
+            del fut
+            li, name, window = tasks[k]
+            # an output whose length depends on the data (metrics.zero_padded)
+            sums[k][j].add(*metrics.zero_padded(ref[outs[name]][i], got))
+            del got
+            left[k] -= 1
+            if left[k]:
+                return
+            layer = self.info.layer(name)
+            at = None if outs[name] == self._read_at else outs[name]
+            for fmt, err in zip(window, sums.pop(k), strict=True):
+                entries.append(
+                    SweepEntry(name, fmt.name, err.result(), weight_bytes_after(layer, fmt), at)
+                )
+            if k + 1 == len(tasks) or tasks[k + 1][0] != li:
+                release_arena()  # this layer's runs' buffers (session.release_arena)
+                yield Progress(li + 1, len(names), f"sweep: {name}")
 
         # The next task is prepared (its weights quantized, its suffix session built) while
         # the runs of this one go: 10-40% of a sweep was this work with the run pool idle.
@@ -134,7 +172,7 @@ class Sweep:
             ThreadPoolExecutor(1, thread_name_prefix="bitlens-sweep-prep") as prep,
         ):
             ahead = prep.submit(prepare, 0) if tasks else None
-            for k, (li, name, window) in enumerate(tasks):
+            for k, (_, name, window) in enumerate(tasks):
                 assert ahead is not None
                 runner, per_format = ahead.result()
                 layer = self.info.layer(name)
@@ -143,18 +181,23 @@ class Sweep:
                     after = self.info.layer(tasks[k + 1][1]).nbytes
                     if PREPARE_AHEAD and max(layer.nbytes, after) <= SWEEP_WINDOW_BYTES // 2:
                         ahead = prep.submit(prepare, k + 1)
-                sums = self._sweep_window(pool, runner, sess, window, per_format, outs[name])
+                for j in range(len(window)):
+                    for i in ev:
+                        while len(flight) > workers:
+                            yield from measure()
+                        if len(flight) == workers:  # a run's thread is free, then measure
+                            wait([f for *_, f in flight], return_when=FIRST_COMPLETED)
+                        run = pool.submit(
+                            self._sweep_run, runner, sess, per_format[j], i, outs[name]
+                        )
+                        flight.append((k, j, i, run))
                 del per_format
-                at = None if outs[name] == self._read_at else outs[name]
-                for fmt, err in zip(window, sums, strict=True):
-                    entries.append(
-                        SweepEntry(name, fmt.name, err, weight_bytes_after(layer, fmt), at)
-                    )
                 if ahead is None and k + 1 < len(tasks):
+                    while flight:  # a large layer's weights: one window held at a time
+                        yield from measure()
                     ahead = prep.submit(prepare, k + 1)
-                if k + 1 == len(tasks) or tasks[k + 1][0] != li:
-                    release_arena()  # this layer's runs' buffers (session.release_arena)
-                    yield Progress(li + 1, len(names), f"sweep: {name}")
+            while flight:
+                yield from measure()
         self._release_float_weights()
         entries.sort(key=lambda e: e.output.sqnr_db)
         return entries
@@ -211,46 +254,44 @@ class Sweep:
         # an output whose rows a TopK/NMS picks is read before the pick (Engine.measured_on)
         return {name: self.measured_on.get(o, o) for name, o in out.items()}
 
-    def _sweep_window(self, pool, runner, sess, window, per_format, out_name: str) -> list:
-        """Output ``out_name``'s error with each format of ``window`` (its weight feeds in
-        ``per_format``)."""
+    def _sweep_run(self, runner, sess, weights, i: int, out_name: str) -> np.ndarray:
+        """Output ``out_name`` on evaluation feed ``i`` with ``weights`` fed: through the
+        layer's suffix ``runner`` (see _suffix), else the whole graph's session ``sess``."""
         ref = self._ensure_ref()
+        feed = {**self.data.samples[i], **weights}
+        if runner is None:
+            return self._run(sess, [out_name], feed)[0]
+        if runner[0] is None:  # the output does not depend on this layer
+            return ref[out_name][i]
+        upstream = {b: ref[b][i] for b in runner[1]}
+        return self._run(runner[0], [out_name], {**feed, **upstream})[0]
 
-        def one_run(job: tuple[int, int]) -> np.ndarray:
-            k, i = job
-            feed = {**self.data.samples[i], **per_format[k]}
-            if runner is None:
-                return self._run(sess, [out_name], feed)[0]
-            if runner[0] is None:  # the output does not depend on this layer
-                return ref[out_name][i]
-            upstream = {b: ref[b][i] for b in runner[1]}
-            return self._run(runner[0], [out_name], {**feed, **upstream})[0]
-
+    def _suffix_graph(self, sim: rewrite.SimGraph) -> suffix.SuffixGraph:
+        """The float graph read once for every layer's suffix, its grid at the main layers'
+        outputs (suffix.py)."""
+        ref = self._ensure_ref()
         ev = self.data.evaluation
-        jobs = [(k, i) for k in range(len(window)) for i in ev]
-        got = dict(zip(jobs, pool.map(one_run, jobs), strict=True))
-        out = []
-        for k in range(len(window)):
-            sums = metrics.ErrorSums()
-            for i in ev:
-                # an output whose length depends on the data (metrics.zero_padded)
-                sums.add(*metrics.zero_padded(ref[out_name][i], got[(k, i)]))
-            out.append(sums.result())
-        return out
+        return suffix.SuffixGraph(
+            sim.model,
+            [layer.outputs[0] for layer in rewrite.main_layers(self.info)],
+            ref.types.get,
+            lambda n: suffix.common_shape([ref.value(n, i).shape for i in ev]),
+        )
 
-    def _sweep_boundaries(
-        self, sim: rewrite.SimGraph, names: Sequence[str], outs: dict[str, str]
-    ) -> dict[str, tuple[str, ...]]:
-        """Per main-graph layer the sweep can run as a suffix, the tensors entering it."""
+    def _sweep_layouts(
+        self, graph: suffix.SuffixGraph, names: Sequence[str], outs: dict[str, str]
+    ) -> dict[str, suffix.Layout | None]:
+        """Per main-graph layer the sweep can run as a suffix, how (None: its output does
+        not depend on the layer)."""
         main = {layer.name for layer in rewrite.main_layers(self.info)}
-        out: dict[str, tuple[str, ...]] = {}
+        out: dict[str, suffix.Layout | None] = {}
         for name in names:
             if name not in main:
                 continue
             layer = self.info.layer(name)
             try:
-                out[name] = suffix.boundary_names(
-                    sim.model, layer.outputs[0], outs[name], [w.name for w in layer.weights]
+                out[name] = graph.layout(
+                    layer.outputs[0], outs[name], [w.name for w in layer.weights]
                 )
             except suffix.NotASuffix:
                 continue
@@ -291,24 +332,29 @@ class Sweep:
         )
         return make_session(model, self.device)
 
-    def _suffix(self, sim: rewrite.SimGraph, name: str, out_name: str):
-        """The (session, boundary) running the part of the float graph downstream of layer
-        ``name`` (session None when ``out_name`` does not depend on it); built once, cached."""
+    def _suffix(self, graph: suffix.SuffixGraph, name: str, out_name: str, layout, parts):
+        """The (runner, boundary) running what is downstream of layer ``name`` up to
+        ``out_name`` (runner None when ``out_name`` does not depend on it): its head's
+        session, chained to the shared parts' sessions (kept in ``parts``) when there are
+        any; built once, cached."""
         if name in self._suffixes:
             self._suffixes.move_to_end(name)
             return self._suffixes[name]
-        layer = self.info.layer(name)
-        ref = self._ensure_ref()
-        part = suffix.build_suffix(
-            sim.model, layer.outputs[0], out_name, ref.types,
-            lambda n: suffix.common_shape([ref.value(n, i).shape for i in self.data.evaluation]),
-        )  # fmt: skip
-        sess = (
-            None
-            if part.model is None
-            else make_session(part.model, self.device, threads=suffix_threads())
-        )
-        self._suffixes[name] = (sess, part.boundary)
+        if layout is None:
+            self._suffixes[name] = (None, ())
+        else:
+            make = lambda m: make_session(m, self.device, threads=suffix_threads())  # noqa: E731
+            head = graph.head_model(layout, out_name)
+            runner = make(head)
+            if layout.parts:
+                chained = [(runner, *suffix.io_names(head))]
+                for p in layout.parts:
+                    if (p, out_name) not in parts:
+                        model = graph.part_model(p, out_name)
+                        parts[(p, out_name)] = (make(model), *suffix.io_names(model))
+                    chained.append(parts[(p, out_name)])
+                runner = chain.Chain(chained)
+            self._suffixes[name] = (runner, layout.boundary)
         while len(self._suffixes) > SUFFIX_SESSIONS:
             self._suffixes.popitem(last=False)
         return self._suffixes[name]
