@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bitlens.core.model.rawspill import RAW_SPILL_MIN_BYTES
 from bitlens.core.model.types import WeightInfo
 
 if TYPE_CHECKING:
     from bitlens.core.model.loader import LoadedModel
 
-SPILL_MIN_BYTES = 1 << 20  # smaller weights stay in memory (like external tensors' threshold)
+SPILL_MIN_BYTES = RAW_SPILL_MIN_BYTES  # smaller weights stay in memory (the loader's bound)
 _ALIGN = 64  # each weight starts on a cache line (ORT's kernels read with SIMD loads)
 
 
