@@ -6,6 +6,8 @@ the parsed proto (core/model/rawspill.py), fed by the engine as views of that ma
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -14,7 +16,7 @@ from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, rewrite, weightspill
 from bitlens.core.model import rawspill
 from bitlens.core.model.external import is_external, release_pages
-from bitlens.core.model.loader import load_model
+from bitlens.core.model.loader import from_proto, load_model
 from bitlens.core.plan import LayerChoice, Plan
 
 
@@ -76,3 +78,23 @@ def test_filters_under_one_mib_are_held_once_and_change_no_number(tmp_path, monk
     plain_engine = Engine(plain, data, device="cpu")
     assert [plain_engine.evaluate(p) for p in _plans(plain.info)] == got
     assert not any(release_pages(plain.weight(w)) for w in fed)
+
+
+def test_no_room_for_the_scratch_file_keeps_the_decoded_filters(monkeypatch) -> None:
+    """A full temporary folder is not an error: the engine feeds the decoded filters, with
+    the same numbers as when they are mapped (the loader's spill already falls back so)."""
+    monkeypatch.setattr(weightspill, "SPILL_MIN_BYTES", 0)  # whatever the bound
+    proto = conv_stack()
+    mapped = from_proto(proto)  # no file: the engine's spill, not the loader's
+    data = Dataset.random(mapped.info, n=4, seed=3, dims={"N": 2})
+    want = [Engine(mapped, data, device="cpu").evaluate(p) for p in _plans(mapped.info)]
+    assert release_pages(mapped.weight("w1"))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(weightspill.tempfile, "TemporaryFile", full)
+    decoded = from_proto(proto)
+    engine = Engine(decoded, data, device="cpu")
+    assert [engine.evaluate(p) for p in _plans(decoded.info)] == want
+    assert not release_pages(engine._float_weights()["w1"])
