@@ -98,3 +98,33 @@ def test_no_room_for_the_scratch_file_keeps_the_decoded_filters(monkeypatch) -> 
     engine = Engine(decoded, data, device="cpu")
     assert [engine.evaluate(p) for p in _plans(decoded.info)] == want
     assert not release_pages(engine._float_weights()["w1"])
+
+
+def test_a_plan_larger_than_the_weight_cache_quantizes_each_weight_once(monkeypatch) -> None:
+    """The integer-kernel biases round on the scales of the weights the plan's feeds just
+    quantized; with the weight cache too small for the plan (a 2.68 GB model against 512
+    MiB) each weight was quantized a second time for it. The same evaluations either way."""
+    proto = conv_stack()
+    roomy, tight = from_proto(proto), from_proto(proto)
+    data = Dataset.random(roomy.info, n=4, seed=3, dims={"N": 2})
+    want = [Engine(roomy, data, device="cpu").evaluate(p) for p in _plans(roomy.info)]
+    engine = Engine(tight, data, device="cpu")
+    engine.__dict__["_wcache_limit"] = 1  # room for one weight at a time
+    made: list[tuple[str, str]] = []
+    in_feeds: list[list[tuple[str, str]]] = []  # what each plan's feeds quantized
+    real, real_feeds = engine._quantize_now, engine._plan_feeds
+
+    def counted(w, fmt):
+        made.append((w.name, fmt.name))
+        return real(w, fmt)
+
+    def plan_feeds(*args, **kwargs):
+        start = len(made)
+        out = real_feeds(*args, **kwargs)
+        in_feeds.append(made[start:])
+        return out
+
+    monkeypatch.setattr(engine, "_quantize_now", counted)
+    monkeypatch.setattr(engine, "_plan_feeds", plan_feeds)
+    assert [engine.evaluate(p) for p in _plans(tight.info)] == want
+    assert sorted(in_feeds[0]) == [(f"w{i}", "int8 sym ch0") for i in range(3)], in_feeds
