@@ -177,8 +177,8 @@ class WeightFeeds:
             done.update((k, self._quantize_now(*todo[k])) for k in todo if k not in done)
             for key in todo:
                 self._keep_quantized(key, done[key])
-            if self._held is not None:
-                self._held.update(done)
+            if (held := self._held) is not None:  # read once: another thread may end it
+                held.update(done)
         return [
             done[(w.name, fmt.name)].values
             if (w.name, fmt.name) in done
