@@ -225,8 +225,10 @@ class KernelBiases:
         integer-kernel biases on the int32 grid the export stores them on. The weights whose
         scale the bias needed raised (:func:`bias_fit.fitted_weight`) are fed raised even
         with ``int32_bias`` False: the export stores them so either way."""
-        feeds = self._weight_and_param_feeds(plan, placed)
-        biases, fitted = self._kernel_biases(plan, feeds)
+        engine: Engine = self  # type: ignore[assignment]
+        with engine._holding_quantized():  # the biases round on the weights just quantized
+            feeds = self._weight_and_param_feeds(plan, placed)
+            biases, fitted = self._kernel_biases(plan, feeds)
         feeds.update((name, qw.values) for name, qw in fitted.items())
         if int32_bias:
             feeds.update(biases)
@@ -237,7 +239,9 @@ class KernelBiases:
     ) -> dict[str, QuantizedWeight]:
         """The weights of ``plan`` whose scale its integer-kernel biases needed raised, by
         name: what the export stores in place of the plain quantized weight."""
-        return self._kernel_biases(plan, self._weight_and_param_feeds(plan, placed))[1]
+        engine: Engine = self  # type: ignore[assignment]
+        with engine._holding_quantized():
+            return self._kernel_biases(plan, self._weight_and_param_feeds(plan, placed))[1]
 
     def _weight_and_param_feeds(
         self, plan: Plan, placed: Mapping[str, TensorQuantizer]

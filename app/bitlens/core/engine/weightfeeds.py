@@ -4,8 +4,9 @@ quantized in a format (cached within a byte limit), and the weight error of a fo
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,7 @@ class WeightFeeds:
     _wcache_bytes: int
     _werr: dict[tuple[str, str], TensorError]
     _werr_ahead: Future | None = None  # _weight_errors_ahead's work on the side thread
+    _held: dict[tuple[str, str], QuantizedWeight] | None = None  # see _holding_quantized
 
     map_float_weights = True  # large float weights held once, memory-mapped (weightspill.py)
 
@@ -99,10 +101,33 @@ class WeightFeeds:
         if key in self._wcache:
             self._wcache.move_to_end(key)
             return self._wcache[key]
+        held = self._held
+        if held is not None and key in held:
+            return held[key]
         q = self._quantize_now(w, fmt)
         if keep:
             self._keep_quantized(key, q)
+            if held is not None:
+                held[key] = q
         return q
+
+    @contextmanager
+    def _holding_quantized(self) -> Iterator[None]:
+        """Within it, the weights quantized (and cached) stay reachable by :meth:`quantized`
+        even once the cache lets them go: a plan's feeds are made, then its integer-kernel
+        biases are rounded on the same weights' scales (kernel_bias.py), and a plan whose
+        weights exceed the cache quantized every weight a second time for that. On
+        ``bench_engine.py external`` (ten 268 MB weights, 512 MiB of cache) the first W8A8
+        evaluation spent 11 s of its 28 on it (docs/benchmarks.md, "memrow, session 14").
+        Only for that long: what it holds beyond the run's feeds is the weights' codes."""
+        outer = self._held
+        if outer is None:
+            self._held = {}
+        try:
+            yield
+        finally:
+            if outer is None:
+                self._held = None
 
     @cached_property
     def _fits(self) -> dict[tuple[str, str], object]:
@@ -152,6 +177,8 @@ class WeightFeeds:
             done.update((k, self._quantize_now(*todo[k])) for k in todo if k not in done)
             for key in todo:
                 self._keep_quantized(key, done[key])
+            if (held := self._held) is not None:  # read once: another thread may end it
+                held.update(done)
         return [
             done[(w.name, fmt.name)].values
             if (w.name, fmt.name) in done

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bitlens.core.model.rawspill import RAW_SPILL_MIN_BYTES
 from bitlens.core.model.types import WeightInfo
 
 if TYPE_CHECKING:
     from bitlens.core.model.loader import LoadedModel
 
-SPILL_MIN_BYTES = 1 << 20  # smaller weights stay in memory (like external tensors' threshold)
+SPILL_MIN_BYTES = RAW_SPILL_MIN_BYTES  # smaller weights stay in memory (the loader's bound)
 _ALIGN = 64  # each weight starts on a cache line (ORT's kernels read with SIMD loads)
 
 
@@ -37,22 +38,27 @@ def spill_weights(model: LoadedModel, weights: Iterable[WeightInfo]) -> int:
     then holds views of the map. Returns the bytes moved. The file has no name
     (``tempfile.TemporaryFile``) and goes away with the map."""
     chosen: list[tuple[WeightInfo, np.ndarray, int]] = []
-    with tempfile.TemporaryFile(prefix="bitlens-weights-") as fh:
-        for w in weights:
-            value = model.weight(w)
-            if not model.holds_weight(w) or isinstance(value, np.memmap):
-                continue  # mapped from an external file, or moved already
-            if value.nbytes < SPILL_MIN_BYTES or value.dtype != np.dtype(w.dtype):
-                continue  # small, or widened from fp16/bf16 (the engine feeds a cast copy)
-            if any(c[0].name == w.name and c[0].graph_path == w.graph_path for c in chosen):
-                continue  # a weight two layers read
-            fh.write(b"\0" * (-fh.tell() % _ALIGN))
-            chosen.append((w, value, fh.tell()))
-            fh.write(np.ascontiguousarray(value).reshape(-1).view(np.uint8))  # no bytes copy
-        if not chosen:
-            return 0
-        fh.flush()
-        whole = np.memmap(fh, dtype=np.uint8, mode="r")
+    seen: set[tuple[str, str]] = set()  # a weight two layers read is moved once
+    try:
+        with tempfile.TemporaryFile(prefix="bitlens-weights-") as fh:
+            for w in weights:
+                value = model.weight(w)
+                if not model.holds_weight(w) or isinstance(value, np.memmap):
+                    continue  # mapped from an external file, or moved already
+                if value.nbytes < SPILL_MIN_BYTES or value.dtype != np.dtype(w.dtype):
+                    continue  # small, or widened from fp16/bf16 (the engine feeds a cast copy)
+                if (w.name, w.graph_path) in seen:
+                    continue
+                seen.add((w.name, w.graph_path))
+                fh.write(b"\0" * (-fh.tell() % _ALIGN))
+                chosen.append((w, value, fh.tell()))
+                fh.write(np.ascontiguousarray(value).reshape(-1).view(np.uint8))  # no bytes copy
+            if not chosen:
+                return 0
+            fh.flush()
+            whole = np.memmap(fh, dtype=np.uint8, mode="r")
+    except OSError:  # no room for the scratch file: the decoded values stay (as rawspill.py)
+        return 0
     moved = 0
     for w, value, offset in chosen:
         view = whole[offset : offset + value.nbytes].view(value.dtype).reshape(value.shape)
