@@ -120,3 +120,40 @@ def test_parts_built_ahead_leave_a_new_structure_only_its_changed_part(monkeypat
         made.clear()
         engine.close()
     assert results[True] == results[False]
+
+
+def test_a_reevaluations_local_errors_run_aside_while_the_plan_runs(monkeypatch) -> None:
+    """A one-layer change's local error (its one-layer session built and run) goes on the side
+    thread while the plan runs (LocalErrors._local_errors_aside), not after the plan's runs
+    and measuring; the evaluations equal an engine that does it in turn. One that waited
+    behind other side jobs is done where it is needed."""
+    where: list[str] = []
+    real = localerrors.LocalErrors._local_errors
+
+    def local_errors(self, *args, **kwargs):
+        where.append(threading.current_thread().name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(localerrors.LocalErrors, "_local_errors", local_errors)
+    loaded = from_proto(residual_cnn())
+    info = loaded.info
+    data = Dataset.random(info, n=6, seed=3, dims={"N": 3})
+    base = Plan.preset(info, "W8A8")
+    changes = [
+        base.with_choices({la.name: LayerChoice.of(f"int{b} sym ch")}) for la in info.layers
+        for b in (4, 2)
+    ]  # fmt: skip
+    results = {}
+    for overlap in (True, False):
+        engine = _calibrated(loaded, data, overlap)
+        engine.evaluate(base)
+        if overlap:
+            engine._side_executor.submit(lambda: None).result()  # parts built ahead: done
+        where.clear()
+        results[overlap] = [engine.evaluate(p) for p in changes]
+        aside = [t for t in where if t.startswith("bitlens-side")]
+        assert len(where) == len(changes)
+        # each goes aside unless the main thread reached it first (a starved side thread)
+        assert (len(aside) >= 1) if overlap else not aside, where
+        engine.close()
+    assert results[True] == results[False]

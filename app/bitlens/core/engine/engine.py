@@ -122,6 +122,9 @@ class Engine(
         # Leave out layer quantizers that repeat the target's exactly (requantize.py); False:
         # the straightforward graph, for tests.
         self.skip_redundant = True
+        # Fold a Relu read only by a quantizer into the quantizer's Clip (relu_fold.py, exact);
+        # False: the straightforward graph, for tests.
+        self.fold_relus = True
         # Measure the last run's layer outputs on two threads (measure.py); False: one.
         self.measure_threads = True
         self._cuts: dict[tuple, prefix.Cuts | None] = {}
@@ -306,6 +309,10 @@ class Engine(
         self._session_ahead(skey, sim)
         local_ahead = self._local_ahead(plan, layer_out)
         feeds = self._plan_feeds(plan, placed)
+        # a re-evaluation's few local errors: on the side thread while the plan runs
+        local_aside = None if local_ahead is not None else self._local_errors_aside(
+            plan, layer_out, feeds
+        )  # fmt: skip
         # A layer's output depends only on the choices of the layers before it (topological
         # order): outputs upstream of every change are reused, neither fetched nor measured.
         keys = self._prefix_keys(plan)
@@ -347,7 +354,7 @@ class Engine(
         while len(self._acc) > ACC_CACHE_ENTRIES:
             self._acc.popitem(last=False)
         self._arena.maybe_release()
-        local_err = self._local_errors(plan, layer_out, feeds, local_ahead)
+        local_err = self._local_errors_done(local_aside, plan, layer_out, feeds, local_ahead)
         del feeds
         self._release_float_weights()
         self._arena.maybe_release()  # the last runs' outputs, once they add up
