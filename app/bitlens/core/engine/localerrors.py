@@ -14,6 +14,7 @@ import numpy as np
 from bitlens.core import metrics
 from bitlens.core.engine import rewrite
 from bitlens.core.engine.graphs import node_producing
+from bitlens.core.engine.measure import PARALLEL_MIN_VALUES
 from bitlens.core.engine.session import make_session
 from bitlens.core.model import tensors
 from bitlens.core.plan import Plan
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from bitlens.core.model.types import ModelInfo
 
 BULK_LOCAL_MIN = 4  # layers whose local error is due at once: from here, one graph for all
+# A re-evaluation's local errors go aside (LocalErrors._local_errors_aside) when a session is
+# to be built or a layer's output over the evaluation feeds has this many values: the size
+# from which measuring splits over two threads too (measure.PARALLEL_MIN_VALUES).
+ASIDE_MIN_VALUES = PARALLEL_MIN_VALUES
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,18 @@ class LocalErrors:
         Take the result with :meth:`_local_errors_done`."""
         _, todo = self._local_todo(plan, layer_out)
         if not todo or len(todo) >= BULK_LOCAL_MIN:
+            return None
+        # Only work that leaves the interpreter lock gains from the other core: a session to
+        # build, or a layer output large enough that its run and sums do; a small one's
+        # Python (feeds, sums) only waits on the lock against the plan's own (measured on the
+        # CRNN: the late layers' int2 changes, whose sessions were built, ran 5-15% slower).
+        kinds = self._kinds(plan)
+        ref, ev = self._ensure_ref(), self.data.evaluation
+        if all(
+            (name, kinds.get(name)) in self._local_sessions
+            and sum(ref.size(layer_out[name], i) for i in ev) < ASIDE_MIN_VALUES
+            for name in todo
+        ):
             return None
         return self._aside(partial(self._local_errors, plan, layer_out, feeds))
 

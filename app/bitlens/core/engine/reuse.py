@@ -76,10 +76,13 @@ class PrefixRuns:
         feeds: Mapping[str, np.ndarray],
         todo: Sequence[str],
         indices: Sequence[int] | None = None,
+        at_run: Callable[[], object] | None = None,
     ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """``(i, values)`` per evaluation feed (or per feed of ``indices``): the model outputs
         and the outputs of the layers in ``todo`` (those whose errors are not cached) under
-        ``plan``. ``whole()`` gives the session of the whole graph (built only when it runs)."""
+        ``plan``. ``whole()`` gives the session of the whole graph (built only when it runs).
+        ``at_run()`` is called once, right before the first run (after the Python work of
+        finding where to start and building its sessions)."""
         samples = self.data.samples
         ev = list(self.data.evaluation if indices is None else indices)
         wanted = list(
@@ -87,7 +90,10 @@ class PrefixRuns:
         )
         cuts = self._cuts.get(skey) if self.reuse_prefix else None
         if cuts is None:
-            for i, run in self._runs(whole(), wanted, lambda i: {**samples[i], **feeds}, ev):
+            sess = whole()
+            if at_run is not None:
+                at_run()
+            for i, run in self._runs(sess, wanted, lambda i: {**samples[i], **feeds}, ev):
                 yield i, dict(zip(wanted, run, strict=True))
             return
         before, final = self._state_keys(plan, cuts)
@@ -124,6 +130,8 @@ class PrefixRuns:
         def feeds_of(i: int) -> dict[str, np.ndarray]:
             return {**samples[i], **feeds, **{b: v[where[i]] for b, v in kept.items()}}
 
+        if at_run is not None:
+            at_run()
         runs = self._runs(run_sess, fetch, feeds_of, ev) if fetch else ((i, []) for i in ev)
         for i, run in runs:
             values = dict(zip(fetch, run, strict=True))
