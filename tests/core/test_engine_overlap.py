@@ -9,7 +9,14 @@ import threading
 import pytest
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, localerrors, reuse, structure, weightfeeds
+from bitlens.core.engine import (
+    Engine,
+    localerrors,
+    output_metrics,
+    reuse,
+    structure,
+    weightfeeds,
+)
 from bitlens.core.errors import EngineError
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
@@ -122,19 +129,27 @@ def test_parts_built_ahead_leave_a_new_structure_only_its_changed_part(monkeypat
     assert results[True] == results[False]
 
 
-def test_a_reevaluations_local_errors_run_aside_while_the_plan_runs(monkeypatch) -> None:
+def test_a_reevaluations_local_and_output_errors_run_aside(monkeypatch) -> None:
     """A one-layer change's local error (its one-layer session built and run) goes on the side
-    thread while the plan runs (LocalErrors._local_errors_aside), not after the plan's runs
-    and measuring; the evaluations equal an engine that does it in turn. One that waited
-    behind other side jobs is done where it is needed."""
+    thread while the plan runs (LocalErrors._local_errors_aside), and the outputs' errors
+    while the layer outputs are measured (OutputMetrics._output_results), not after them;
+    the evaluations equal an engine that does each in turn. One that waited behind other
+    side jobs is done where it is needed."""
     where: list[str] = []
+    outputs: list[str] = []
     real = localerrors.LocalErrors._local_errors
+    real_outputs = output_metrics.OutputMetrics._output_results
 
     def local_errors(self, *args, **kwargs):
         where.append(threading.current_thread().name)
         return real(self, *args, **kwargs)
 
+    def output_results(self, *args, **kwargs):
+        outputs.append(threading.current_thread().name)
+        return real_outputs(self, *args, **kwargs)
+
     monkeypatch.setattr(localerrors.LocalErrors, "_local_errors", local_errors)
+    monkeypatch.setattr(output_metrics.OutputMetrics, "_output_results", output_results)
     loaded = from_proto(residual_cnn())
     info = loaded.info
     data = Dataset.random(info, n=6, seed=3, dims={"N": 3})
@@ -150,10 +165,12 @@ def test_a_reevaluations_local_errors_run_aside_while_the_plan_runs(monkeypatch)
         if overlap:
             engine._side_executor.submit(lambda: None).result()  # parts built ahead: done
         where.clear()
+        outputs.clear()
         results[overlap] = [engine.evaluate(p) for p in changes]
-        aside = [t for t in where if t.startswith("bitlens-side")]
-        assert len(where) == len(changes)
-        # each goes aside unless the main thread reached it first (a starved side thread)
-        assert (len(aside) >= 1) if overlap else not aside, where
+        assert len(where) == len(outputs) == len(changes)
+        for done in (where, outputs):
+            aside = [t for t in done if t.startswith("bitlens-side")]
+            # each goes aside unless the main thread reached it first (a starved side thread)
+            assert (len(aside) >= 1) if overlap else not aside, done
         engine.close()
     assert results[True] == results[False]

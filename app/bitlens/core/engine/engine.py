@@ -340,9 +340,13 @@ class Engine(
         # and keep their buffers.
         self._arena.maybe_release()
         last = self.data.evaluation[-1] if self.data.evaluation else None
+        ev = self.data.evaluation
+        outputs_aside = None
         for i, values in self._plan_runs(skey, sim, whole, plan, feeds, todo, at_run=at_run):
             for n in self._output_fetch:
                 got[n].append(values[n])
+            if i == last:  # every output is in: its errors aside while the layers are measured
+                outputs_aside = self._aside(partial(self._output_results, ref, got, ev))
             rows = batch_of(self.data.samples[i])
             pairs = [
                 (measures[n], partial(ref.value, layer_out[n], i), values[layer_out[n]])
@@ -383,8 +387,12 @@ class Engine(
                 bytes_after=self._bytes_after(layer, choice.weight, layer.name in kernels)
                 + self.recovery.extra_bytes(layer, choice),
             )
-        ev = self.data.evaluation
-        outputs = {n: self._output_result(n, ref, got, ev) for n in self._output_names}
+        # computed here when the side thread has not begun them (its earlier jobs still run)
+        outputs, task = (
+            outputs_aside.result()
+            if outputs_aside is not None and not outputs_aside.cancel()
+            else self._output_results(ref, got, ev)
+        )
         self._start_parts_ahead()  # the next structure's chain, while the caller reads these
         formats = tuple(plan[n].weight for n in self.info.layer_names)
         before, after = self._stored_bytes(formats, kernels)
@@ -399,7 +407,7 @@ class Engine(
             first_divergence=self._first_divergence(
                 [acc[n][1] for n in layer_out], list(layer_out)
             ),
-            task_metric=self._task_metric(ref, got),
+            task_metric=task,
         )
 
     def _stored_bytes(
