@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+import onnx
 import pytest
+from onnx import helper, numpy_helper
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import (
@@ -174,3 +177,40 @@ def test_a_reevaluations_local_and_output_errors_run_aside(monkeypatch) -> None:
             assert (len(aside) >= 1) if overlap else not aside, done
         engine.close()
     assert results[True] == results[False]
+
+
+def _with_prologue() -> onnx.ModelProto:
+    """residual_cnn with a Constant before its first layer (read by a Mul before its last):
+    a Paddle export's first Conv comes after hundreds of such nodes (PP-OCRv4 rec: 135), so
+    its first cut starts past node 0."""
+    proto = residual_cnn()
+    g = proto.graph
+    scale = helper.make_node(
+        "Constant", [], ["scale"], value=numpy_helper.from_array(np.array([0.5], np.float32))
+    )
+    last = g.node[-1]
+    last.input[0] = "sr_scaled"
+    nodes = [scale, *g.node[:-1], helper.make_node("Mul", ["sr", "scale"], ["sr_scaled"]), last]
+    del g.node[:]
+    g.node.extend(nodes)
+    return proto
+
+
+def test_parts_are_built_ahead_when_nodes_precede_the_first_layer() -> None:
+    """Before, such a model's first evaluation ran as a tail from the first cut (no whole
+    session, no parts ahead) and building its parts from node 0 failed unseen on the side
+    thread; now W8A8 runs whole and its chain's parts are built ahead, and the changes after
+    it equal the straightforward engine's (no kept values, whole graphs)."""
+    loaded = from_proto(_with_prologue())
+    info = loaded.info
+    data = Dataset.random(info, n=6, seed=3, dims={"N": 3})
+    base = Plan.preset(info, "W8A8")
+    plans = [base, *(base.with_choices({la.name: LayerChoice.of("int4 sym ch")}) for la in info.layers)]
+    engine = _calibrated(loaded, data, True)
+    got = [engine.evaluate(base)]
+    engine._side_executor.submit(lambda: None).result()  # the jobs before it ran
+    assert len(engine._part_sessions) > 1
+    got += [engine.evaluate(p) for p in plans[1:]]
+    straight = _calibrated(loaded, data, False)
+    straight.reuse_prefix = False
+    assert [straight.evaluate(p) for p in plans] == got
