@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bitlens.core import lstm_kernel, metrics, targets
-from bitlens.core.blas_threads import blas_threads
 from bitlens.core.data import Dataset, batch_of
 from bitlens.core.engine import measure, prefix, rewrite, target_stats
 from bitlens.core.engine.arena_release import ArenaReleaser
@@ -303,15 +302,6 @@ class Engine(
         """Per-layer (weight, local, accumulated) and per-output errors of ``plan``."""
         if plan.info is not self.info:
             raise EngineError("the plan was made for a different model")
-        # numpy's OpenBLAS on one thread (blas_threads.py): its threads busy-wait between
-        # the measuring's 16k-value dot products and held both cores, so the outputs' errors
-        # computed beside it (_output_results) waited for them (a PP-OCRv4 recognizer: the
-        # two together took longer than in turn); one thread also sums each block in one
-        # order on any machine, as the plan search (search/runner.py) already does
-        with blas_threads(1):
-            return self._evaluate(plan)
-
-    def _evaluate(self, plan: Plan) -> Evaluation:
         ref = self._ensure_ref()
         placed = self.placement(plan)
         structure = self._structure_of(plan)
