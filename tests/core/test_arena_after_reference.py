@@ -52,9 +52,9 @@ def test_the_first_evaluation_gives_back_the_arena_before_its_runs(monkeypatch) 
     plan = Plan.preset(kept.info, "W8A8")
     real = kept._plan_runs
 
-    def runs(*args):
+    def runs(*args, **kwargs):
         calls.append("runs")
-        yield from real(*args)
+        yield from real(*args, **kwargs)
 
     kept._plan_runs = runs
     got = kept.evaluate(plan)

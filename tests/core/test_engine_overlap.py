@@ -6,10 +6,20 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+import onnx
 import pytest
+from onnx import helper, numpy_helper
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, localerrors, reuse, structure, weightfeeds
+from bitlens.core.engine import (
+    Engine,
+    localerrors,
+    output_metrics,
+    reuse,
+    structure,
+    weightfeeds,
+)
 from bitlens.core.errors import EngineError
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
@@ -120,3 +130,87 @@ def test_parts_built_ahead_leave_a_new_structure_only_its_changed_part(monkeypat
         made.clear()
         engine.close()
     assert results[True] == results[False]
+
+
+def test_a_reevaluations_local_and_output_errors_run_aside(monkeypatch) -> None:
+    """A one-layer change's local error (its one-layer session built and run) goes on the side
+    thread while the plan runs (LocalErrors._local_errors_aside), and the outputs' errors
+    while the layer outputs are measured (OutputMetrics._output_results), not after them;
+    the evaluations equal an engine that does each in turn. One that waited behind other
+    side jobs is done where it is needed."""
+    where: list[str] = []
+    outputs: list[str] = []
+    real = localerrors.LocalErrors._local_errors
+    real_outputs = output_metrics.OutputMetrics._output_results
+
+    def local_errors(self, *args, **kwargs):
+        where.append(threading.current_thread().name)
+        return real(self, *args, **kwargs)
+
+    def output_results(self, *args, **kwargs):
+        outputs.append(threading.current_thread().name)
+        return real_outputs(self, *args, **kwargs)
+
+    monkeypatch.setattr(localerrors.LocalErrors, "_local_errors", local_errors)
+    monkeypatch.setattr(output_metrics.OutputMetrics, "_output_results", output_results)
+    loaded = from_proto(residual_cnn())
+    info = loaded.info
+    data = Dataset.random(info, n=6, seed=3, dims={"N": 3})
+    base = Plan.preset(info, "W8A8")
+    changes = [
+        base.with_choices({la.name: LayerChoice.of(f"int{b} sym ch")}) for la in info.layers
+        for b in (4, 2)
+    ]  # fmt: skip
+    results = {}
+    for overlap in (True, False):
+        engine = _calibrated(loaded, data, overlap)
+        engine.evaluate(base)
+        if overlap:
+            engine._side_executor.submit(lambda: None).result()  # parts built ahead: done
+        where.clear()
+        outputs.clear()
+        results[overlap] = [engine.evaluate(p) for p in changes]
+        assert len(where) == len(outputs) == len(changes)
+        for done in (where, outputs):
+            aside = [t for t in done if t.startswith("bitlens-side")]
+            # each goes aside unless the main thread reached it first (a starved side thread)
+            assert (len(aside) >= 1) if overlap else not aside, done
+        engine.close()
+    assert results[True] == results[False]
+
+
+def _with_prologue() -> onnx.ModelProto:
+    """residual_cnn with a Constant before its first layer (read by a Mul before its last):
+    a Paddle export's first Conv comes after hundreds of such nodes (PP-OCRv4 rec: 135), so
+    its first cut starts past node 0."""
+    proto = residual_cnn()
+    g = proto.graph
+    scale = helper.make_node(
+        "Constant", [], ["scale"], value=numpy_helper.from_array(np.array([0.5], np.float32))
+    )
+    last = g.node[-1]
+    last.input[0] = "sr_scaled"
+    nodes = [scale, *g.node[:-1], helper.make_node("Mul", ["sr", "scale"], ["sr_scaled"]), last]
+    del g.node[:]
+    g.node.extend(nodes)
+    return proto
+
+
+def test_parts_are_built_ahead_when_nodes_precede_the_first_layer() -> None:
+    """Before, such a model's first evaluation ran as a tail from the first cut (no whole
+    session, no parts ahead) and building its parts from node 0 failed unseen on the side
+    thread; now W8A8 runs whole and its chain's parts are built ahead, and the changes after
+    it equal the straightforward engine's (no kept values, whole graphs)."""
+    loaded = from_proto(_with_prologue())
+    info = loaded.info
+    data = Dataset.random(info, n=6, seed=3, dims={"N": 3})
+    base = Plan.preset(info, "W8A8")
+    plans = [base, *(base.with_choices({la.name: LayerChoice.of("int4 sym ch")}) for la in info.layers)]
+    engine = _calibrated(loaded, data, True)
+    got = [engine.evaluate(base)]
+    engine._side_executor.submit(lambda: None).result()  # the jobs before it ran
+    assert len(engine._part_sessions) > 1
+    got += [engine.evaluate(p) for p in plans[1:]]
+    straight = _calibrated(loaded, data, False)
+    straight.reuse_prefix = False
+    assert [straight.evaluate(p) for p in plans] == got

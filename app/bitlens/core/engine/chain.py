@@ -94,6 +94,14 @@ def part_starts(cuts: prefix.Cuts, start: int) -> list[int]:
     return [start, *(s for s in starts[::step] if s > start)]
 
 
+def first_start(cuts: prefix.Cuts) -> int:
+    """Where the first layer's cut begins: the chain of a whole graph starts there. Nodes
+    before it (a Paddle export's hundreds of Constants and shape computations before its
+    first Conv: rapidocr's PP-OCRv4 recognizer, 135 nodes) belong to no part; their values
+    are kept at the first cut like any cut's."""
+    return min(cuts.start.values())
+
+
 def part_models(
     sim: onnx.ModelProto,
     cuts: prefix.Cuts,
@@ -126,7 +134,10 @@ def build_parts_ahead(
     thread building a chain reads and trims ``sessions`` (each dict operation is atomic
     under the interpreter lock; a part both threads build is one wasted build)."""
     built = 0
-    for key, model in part_models(sim, cuts, 0, types):
+    # from the first cut, not node 0: no part begins there when nodes precede the first
+    # layer, and building from it failed (KeyError) on the side thread, unseen, so that no
+    # part was ever built ahead for such a model
+    for key, model in part_models(sim, cuts, first_start(cuts), types):
         if not current():
             break
         if key in sessions:

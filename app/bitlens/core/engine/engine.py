@@ -122,8 +122,15 @@ class Engine(
         # Leave out layer quantizers that repeat the target's exactly (requantize.py); False:
         # the straightforward graph, for tests.
         self.skip_redundant = True
-        # Measure the last run's layer outputs on two threads (measure.py); False: one.
-        self.measure_threads = True
+        # Fold a Relu read only by a quantizer into the quantizer's Clip (relu_fold.py, exact);
+        # False: the straightforward graph, for tests.
+        self.fold_relus = True
+        # Measure the last run's layer outputs on two threads (measure.py); False (default):
+        # one. Two threads pass the interpreter lock back and forth at every numpy call of
+        # their 16k-value blocks: near-quiet on the CRNN's 46 layer outputs (9.4M values)
+        # 24.6 ms of wall and 31.8 of CPU on two threads against 17.7 and 17.5 on one
+        # (docs/benchmarks.md, "reevalwhole, session 14").
+        self.measure_threads = False
         self._cuts: dict[tuple, prefix.Cuts | None] = {}
         self._tails: OrderedDict[tuple, object] = OrderedDict()
         self._part_sessions: OrderedDict[bytes, object] = OrderedDict()  # chain.py
@@ -306,6 +313,13 @@ class Engine(
         self._session_ahead(skey, sim)
         local_ahead = self._local_ahead(plan, layer_out)
         feeds = self._plan_feeds(plan, placed)
+        # A re-evaluation's few local errors go on the side thread once the plan's first run
+        # starts: ONNX Runtime leaves the interpreter lock then, where the Python work before
+        # it (finding the cut, building a new part's session) would wait on it.
+        local_aside: list = []
+        at_run = None if local_ahead is not None else lambda fed=feeds: local_aside.append(
+            self._local_errors_aside(plan, layer_out, fed)
+        )  # fmt: skip
         # A layer's output depends only on the choices of the layers before it (topological
         # order): outputs upstream of every change are reused, neither fetched nor measured.
         keys = self._prefix_keys(plan)
@@ -326,9 +340,13 @@ class Engine(
         # and keep their buffers.
         self._arena.maybe_release()
         last = self.data.evaluation[-1] if self.data.evaluation else None
-        for i, values in self._plan_runs(skey, sim, whole, plan, feeds, todo):
+        ev = self.data.evaluation
+        outputs_aside = None
+        for i, values in self._plan_runs(skey, sim, whole, plan, feeds, todo, at_run=at_run):
             for n in self._output_fetch:
                 got[n].append(values[n])
+            if i == last:  # every output is in: its errors aside while the layers are measured
+                outputs_aside = self._aside(partial(self._output_results, ref, got, ev))
             rows = batch_of(self.data.samples[i])
             pairs = [
                 (measures[n], partial(ref.value, layer_out[n], i), values[layer_out[n]])
@@ -347,8 +365,9 @@ class Engine(
         while len(self._acc) > ACC_CACHE_ENTRIES:
             self._acc.popitem(last=False)
         self._arena.maybe_release()
-        local_err = self._local_errors(plan, layer_out, feeds, local_ahead)
-        del feeds
+        aside = local_aside[0] if local_aside else None
+        local_err = self._local_errors_done(aside, plan, layer_out, feeds, local_ahead)
+        del feeds, at_run, aside
         self._release_float_weights()
         self._arena.maybe_release()  # the last runs' outputs, once they add up
         layers: dict[str, LayerResult] = {}
@@ -368,8 +387,12 @@ class Engine(
                 bytes_after=self._bytes_after(layer, choice.weight, layer.name in kernels)
                 + self.recovery.extra_bytes(layer, choice),
             )
-        ev = self.data.evaluation
-        outputs = {n: self._output_result(n, ref, got, ev) for n in self._output_names}
+        # computed here when the side thread has not begun them (its earlier jobs still run)
+        outputs, task = (
+            outputs_aside.result()
+            if outputs_aside is not None and not outputs_aside.cancel()
+            else self._output_results(ref, got, ev)
+        )
         self._start_parts_ahead()  # the next structure's chain, while the caller reads these
         formats = tuple(plan[n].weight for n in self.info.layer_names)
         before, after = self._stored_bytes(formats, kernels)
@@ -384,7 +407,7 @@ class Engine(
             first_divergence=self._first_divergence(
                 [acc[n][1] for n in layer_out], list(layer_out)
             ),
-            task_metric=self._task_metric(ref, got),
+            task_metric=task,
         )
 
     def _stored_bytes(

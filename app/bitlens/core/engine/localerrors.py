@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,6 +14,7 @@ import numpy as np
 from bitlens.core import metrics
 from bitlens.core.engine import rewrite
 from bitlens.core.engine.graphs import node_producing
+from bitlens.core.engine.measure import PARALLEL_MIN_VALUES
 from bitlens.core.engine.session import make_session
 from bitlens.core.model import tensors
 from bitlens.core.plan import Plan
@@ -24,6 +26,10 @@ if TYPE_CHECKING:
     from bitlens.core.model.types import ModelInfo
 
 BULK_LOCAL_MIN = 4  # layers whose local error is due at once: from here, one graph for all
+# A re-evaluation's local errors go aside (LocalErrors._local_errors_aside) when a session is
+# to be built or a layer's output over the evaluation feeds has this many values: the size
+# from which measuring splits over two threads too (measure.PARALLEL_MIN_VALUES).
+ASIDE_MIN_VALUES = PARALLEL_MIN_VALUES
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,49 @@ class LocalErrors:
         names = tuple(todo)
         built = self._aside(lambda: self._bulk_local_session(names, kinds))
         return None if built is None else LocalAhead(names, built)
+
+    def _local_errors_aside(
+        self, plan: Plan, layer_out: Mapping[str, str], feeds: Mapping[str, np.ndarray]
+    ) -> Future | None:
+        """:meth:`_local_errors` of a re-evaluation (fewer than BULK_LOCAL_MIN layers to run,
+        each in its own one-layer session) started on the side thread (Runs._aside), None
+        when there is nothing to run or the bulk graph runs. Its runs read only the plan's
+        feeds and the float reference, never the plan's runs, so they go while the plan runs
+        and is measured, instead of after it with a core idle: a one-layer session's build
+        (5-13 ms on the CRNN the first time a layer changes kind) and its runs leave the
+        critical path. The sums are the same (same session, same feeds, in the same order).
+        Take the result with :meth:`_local_errors_done`."""
+        _, todo = self._local_todo(plan, layer_out)
+        if not todo or len(todo) >= BULK_LOCAL_MIN:
+            return None
+        # Only work that leaves the interpreter lock gains from the other core: a session to
+        # build, or a layer output large enough that its run and sums do; a small one's
+        # Python (feeds, sums) only waits on the lock against the plan's own (measured on the
+        # CRNN: the late layers' int2 changes, whose sessions were built, ran 5-15% slower).
+        kinds = self._kinds(plan)
+        ref, ev = self._ensure_ref(), self.data.evaluation
+        if all(
+            (name, kinds.get(name)) in self._local_sessions
+            and sum(ref.size(layer_out[name], i) for i in ev) < ASIDE_MIN_VALUES
+            for name in todo
+        ):
+            return None
+        return self._aside(partial(self._local_errors, plan, layer_out, feeds))
+
+    def _local_errors_done(
+        self,
+        aside: Future | None,
+        plan: Plan,
+        layer_out: Mapping[str, str],
+        feeds: Mapping[str, np.ndarray],
+        ahead: LocalAhead | None = None,
+    ) -> dict[str, TensorError]:
+        """The local errors :meth:`_local_errors_aside` started, or computed here when it did
+        not start them, or the side thread has not begun them yet (its earlier jobs, e.g.
+        part sessions built ahead, still run: waiting would cost more than the work)."""
+        if aside is not None and not aside.cancel():
+            return aside.result()
+        return self._local_errors(plan, layer_out, feeds, ahead)
 
     def _local_errors(
         self,

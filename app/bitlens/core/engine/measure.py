@@ -8,6 +8,11 @@ and numpy leaves the interpreter lock in their array loops and dot products, so 
 are split over this thread and one of the engine's run threads. Each layer's sums are
 computed exactly as on one thread (one layer, one thread, feeds in order): the same
 numbers, bit for bit (tested).
+
+The engine no longer asks for it by default (Engine.measure_threads): near-quiet, the two
+threads hand the interpreter lock back and forth around every numpy call of every block
+and took longer than one thread, for nearly twice its CPU (docs/benchmarks.md,
+"reevalwhole, session 14").
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ from bitlens.core.results import OutputResult
 from bitlens.core.usermetric import concat
 
 FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
+# The reference's class-score figures kept (metrics.RefScores, float64: twice a float32
+# output's size again); outputs past this are computed at each evaluation as before.
+REF_SCORES_BYTES = 64 << 20
 
 
 class OutputMetrics:
@@ -69,6 +72,17 @@ class OutputMetrics:
         floats = [t.name for t in self.info.outputs if t.dtype in FLOAT_TYPES]
         return (floats or self._output_names)[0]
 
+    def _output_results(
+        self, ref, got: Mapping[str, list[np.ndarray]], feeds: Sequence[int]
+    ) -> tuple[dict[str, OutputResult], dict[str, float]]:
+        """Every output's :meth:`_output_result` and the task metric. An evaluation runs them
+        on the side thread (Runs._aside) while it measures the layer outputs on its own: on
+        rapidocr's PP-OCRv4 recognizer (8 x 40 positions x 6625 classes) the KL divergence
+        in float64 took 32-48 ms after the 37-41 ms of measuring, one core idle through both
+        (docs/benchmarks.md, "reevalwhole, session 14")."""
+        outputs = {n: self._output_result(n, ref, got, feeds) for n in self._output_names}
+        return outputs, self._task_metric(ref, got)
+
     def _output_result(
         self, name: str, ref, got: Mapping[str, list[np.ndarray]], feeds: Sequence[int]
     ) -> OutputResult:
@@ -76,14 +90,34 @@ class OutputMetrics:
         the float reference ``ref[tensor][feed]`` and the plan's values ``got[tensor]``."""
         on = self.measured_on.get(name)
         tensor = on or name
-        res = self._errors_of(name, [ref[tensor][i] for i in feeds], got[tensor], not on)
+        if getattr(self, "_scores_of", None) is not ref:  # kept for this reference only
+            self._scores_of, self._scores, self._scores_bytes = ref, {}, 0
+        keys = [(tensor, i) for i in feeds]
+        res = self._errors_of(name, [ref[tensor][i] for i in feeds], got[tensor], not on, keys)
         return replace(res, measured_on=on) if on else res
 
+    def _ref_scores(self, key: tuple, values: np.ndarray, axis: int) -> metrics.RefScores:
+        """metrics.RefScores of a reference value, kept under ``key`` within
+        REF_SCORES_BYTES: the same for every plan."""
+        found = self._scores.get(key)
+        if found is None:
+            found = metrics.RefScores.of(values, axis)
+            if self._scores_bytes + found.nbytes <= REF_SCORES_BYTES:
+                self._scores[key] = found
+                self._scores_bytes += found.nbytes
+        return found
+
     def _errors_of(
-        self, name: str, ref: list[np.ndarray], got: list[np.ndarray], judged: bool = True
+        self,
+        name: str,
+        ref: list[np.ndarray],
+        got: list[np.ndarray],
+        judged: bool = True,
+        keys: Sequence[tuple] | None = None,
     ) -> OutputResult:
         """``judged``: read as class scores or labels where the output is one (not the
-        candidates before a pick)."""
+        candidates before a pick). ``keys``: each reference value's key, for the figures
+        kept from it (_ref_scores)."""
         differ = [(r.shape, g.shape) for r, g in zip(ref, got, strict=True) if r.shape != g.shape]
         note = None
         if differ:
@@ -91,6 +125,7 @@ class OutputMetrics:
             note = f"{len(differ)} of {n} feeds: {list(gs)} against float's {list(rs)}"
             pairs = [metrics.zero_padded(r, g) for r, g in zip(ref, got, strict=True)]
             ref, got = [r for r, _ in pairs], [g for _, g in pairs]
+            keys = None  # the reference padded to this plan's shapes
         sums = metrics.ErrorSums()
         for r_i, g_i in zip(ref, got, strict=True):
             sums.add(r_i, g_i)
@@ -106,10 +141,14 @@ class OutputMetrics:
         if all(metrics.classifier_like(np.asarray(r_i)) for r_i in ref):
             r, g = concat(ref), concat(got)
             if metrics.classifier_like(r):
-                return replace(res, top1_agreement=metrics.top1_agreement(r, g),
-                               kl=metrics.mean_kl(r, g))  # fmt: skip
+                kept = None if keys is None else self._ref_scores(tuple(keys), r, -1)
+                return replace(res, top1_agreement=metrics.top1_agreement(r, g, -1, kept),
+                               kl=metrics.mean_kl(r, g, -1, kept))  # fmt: skip
         elif all(metrics.positional_scores_like(np.asarray(r_i), axis) for r_i in ref):
-            top1, kl = metrics.positional_top1_kl(ref, got, axis)
+            scores = None if keys is None else [
+                self._ref_scores(k, np.asarray(r_i), axis) for k, r_i in zip(keys, ref, strict=True)
+            ]  # fmt: skip
+            top1, kl = metrics.positional_top1_kl(ref, got, axis, scores)
             return replace(res, top1_agreement=top1, kl=kl)
         return res
 

@@ -76,10 +76,13 @@ class PrefixRuns:
         feeds: Mapping[str, np.ndarray],
         todo: Sequence[str],
         indices: Sequence[int] | None = None,
+        at_run: Callable[[], object] | None = None,
     ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         """``(i, values)`` per evaluation feed (or per feed of ``indices``): the model outputs
         and the outputs of the layers in ``todo`` (those whose errors are not cached) under
-        ``plan``. ``whole()`` gives the session of the whole graph (built only when it runs)."""
+        ``plan``. ``whole()`` gives the session of the whole graph (built only when it runs).
+        ``at_run()`` is called once, right before the first run (after the Python work of
+        finding where to start and building its sessions)."""
         samples = self.data.samples
         ev = list(self.data.evaluation if indices is None else indices)
         wanted = list(
@@ -87,7 +90,10 @@ class PrefixRuns:
         )
         cuts = self._cuts.get(skey) if self.reuse_prefix else None
         if cuts is None:
-            for i, run in self._runs(whole(), wanted, lambda i: {**samples[i], **feeds}, ev):
+            sess = whole()
+            if at_run is not None:
+                at_run()
+            for i, run in self._runs(sess, wanted, lambda i: {**samples[i], **feeds}, ev):
                 yield i, dict(zip(wanted, run, strict=True))
             return
         before, final = self._state_keys(plan, cuts)
@@ -107,6 +113,9 @@ class PrefixRuns:
         # A whole run (start 0) also fetches the outputs no node makes (index -1: a graph
         # input or an initializer listed as an output); a later start finds them kept.
         first = start if start > 0 else -1
+        # from the first layer's cut on (or node 0) every layer runs: a whole run for the
+        # kept values' budget (nodes before the first cut depend on no layer)
+        whole_run = start <= chain.first_start(cuts)
         ran = [t for t in wanted if cuts.index.get(t, 0) >= first]
         keep = [t for t in cuts.tensors if cuts.index[t] >= start and t not in ran]
         fetch = [*ran, *keep]
@@ -124,6 +133,8 @@ class PrefixRuns:
         def feeds_of(i: int) -> dict[str, np.ndarray]:
             return {**samples[i], **feeds, **{b: v[where[i]] for b, v in kept.items()}}
 
+        if at_run is not None:
+            at_run()
         runs = self._runs(run_sess, fetch, feeds_of, ev) if fetch else ((i, []) for i in ev)
         for i, run in runs:
             values = dict(zip(fetch, run, strict=True))
@@ -131,7 +142,7 @@ class PrefixRuns:
                 for t in keepable:
                     store.types.setdefault(t, (values[t].dtype, values[t].ndim))
                 guess = {t: values[t].nbytes * len(ev) for t in keepable}
-                budget = _kept_budget(store, start, sum(guess.values()))
+                budget = _kept_budget(store, whole_run, sum(guess.values()))
                 gathered = {t: [] for t in pick_cuts(cuts, start, guess, budget // STATES_KEPT)}
             for t in keepable:
                 size[t] += values[t].nbytes
@@ -144,8 +155,8 @@ class PrefixRuns:
             # dropped before the next run starts (runs.Runs._runs): held here, a third
             # feed's outputs were alive (+100 MiB on ddddocr's detector)
             del run, values
-        if start == 0:  # a whole run: room for about two plans' worth, within the limit
-            store.budget = _kept_budget(store, start, sum(size.values()))
+        if whole_run:  # room for about two plans' worth, within the limit
+            store.budget = _kept_budget(store, whole_run, sum(size.values()))
             if tail is None:
                 self._parts_ahead(skey, sim, cuts)
         for t in pick_cuts(cuts, start, size, store.budget // STATES_KEPT):
@@ -210,7 +221,12 @@ class PrefixRuns:
             s = cuts.start[name]
             need = [*cuts.boundary[name], *(t for t in wanted if cuts.index.get(t, s) < s)]
             kept = kept_values(need)
-            if kept is not None and s == 0 and not self._chain_from_start(skey, cuts):
+            # from the first cut (node 0, or the first node after a prologue that depends on
+            # no layer: rapidocr's PP-OCRv4, 135 nodes) the rest is the whole graph; run as
+            # the tail from there, its first evaluation built neither the whole graph's
+            # session nor, after it, the chain's parts ahead
+            first_cut = s == chain.first_start(cuts)
+            if kept is not None and first_cut and not self._chain_from_start(skey, cuts):
                 break  # the part from the first node is the whole graph: its own session
             if kept is not None:
                 return s, kept, self._tail_session(skey, sim, name, cuts)
@@ -241,7 +257,7 @@ class PrefixRuns:
         :meth:`_start_parts_ahead` once the caller's results are done, so that it does not
         compete with their last runs."""
         types = self._prefix_values.types
-        if skey in self._parts_built or len(chain.part_starts(cuts, 0)) < 2:
+        if skey in self._parts_built or len(chain.part_starts(cuts, chain.first_start(cuts))) < 2:
             return
         if not all(t in types for b in cuts.boundary.values() for t in b):
             return
@@ -292,10 +308,11 @@ class PrefixRuns:
         return sess
 
 
-def _kept_budget(store: prefix.PrefixValues, start: int, whole: int) -> int:
-    """The kept values' budget after a run from ``start`` whose cut values add up to
-    ``whole`` bytes: a whole run leaves room for about two plans' worth, within the limit."""
-    return min(store.limit, STATES_KEPT * whole) if start == 0 else store.budget
+def _kept_budget(store: prefix.PrefixValues, whole_run: bool, whole: int) -> int:
+    """The kept values' budget after a run whose cut values add up to ``whole`` bytes: a
+    whole run (``whole_run``: from node 0 or the first cut) leaves room for about two
+    plans' worth, within the limit."""
+    return min(store.limit, STATES_KEPT * whole) if whole_run else store.budget
 
 
 def spread_cuts(

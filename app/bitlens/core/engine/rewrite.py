@@ -33,6 +33,7 @@ from bitlens.core.engine.graphs import (
     remove_definitions,
     value_info,
 )
+from bitlens.core.engine.relu_fold import fold_relus
 from bitlens.core.errors import EngineError
 from bitlens.core.model.types import Layer, ModelInfo, Storage, WeightInfo
 
@@ -353,6 +354,9 @@ class SimBase:
     activations: tuple[str, ...]
     outputs: tuple[onnx.ValueInfoProto, ...]  # the layer outputs and activations exposed
     info: ModelInfo
+    # what a run of any structure may fetch: the model's outputs, the layer outputs and
+    # the tensors exposed on request (an activation is fetched from the float graph only)
+    fetched: frozenset[str] = frozenset()
 
     def value_info(self, name: str) -> onnx.ValueInfoProto:
         """:func:`value_info_for` of a tensor (kept per name: the structure's cut tensors
@@ -392,7 +396,8 @@ def sim_base(proto: onnx.ModelProto, info: ModelInfo, expose: Sequence[str] = ()
         if t not in existing:
             existing.add(t)
             outputs.append(_value_info_for(info, t))
-    return SimBase(model, layer_outputs, tuple(activations), tuple(outputs), info)
+    fetched = frozenset([*(v.name for v in proto.graph.output), *layer_outputs.values(), *expose])
+    return SimBase(model, layer_outputs, tuple(activations), tuple(outputs), info, fetched)
 
 
 def build_sim(
@@ -404,13 +409,15 @@ def build_sim(
     qdq: bool = True,
     expose: Sequence[str] = (),
     base: SimBase | None = None,
+    fold: bool = True,
 ) -> SimGraph:
     """The simulation graph; ``tensors`` are quantized where produced (a deployment target's
     extra quantizers, of kind quantizers.target_kind: ``qdq`` False keeps the float chain),
     ``expose`` are additional tensors to fetch; the layer quantizers of the (layer,
     activation) pairs in ``skip`` are left out (exact identities: the target quantizes that
     activation in the same format and range, requantize.py). ``base``: :func:`sim_base` of
-    ``proto`` and ``info``, kept by the caller (default: built here)."""
+    ``proto`` and ``info``, kept by the caller (default: built here). ``fold``: a Relu read
+    only by a quantizer is folded into it (exact, relu_fold.py); False keeps it."""
     _check_kinds(info, kinds, info.opset)
     if base is None:
         base = sim_base(proto, info)
@@ -429,6 +436,8 @@ def build_sim(
     existing = {v.name for v in g.output}
     g.output.extend(v for v in base.outputs if v.name not in existing)
     existing.update(v.name for v in base.outputs)
+    if fold:
+        existing.difference_update(fold_relus(g, base.fetched | set(expose)))
     for t in expose:
         if t not in existing:
             existing.add(t)

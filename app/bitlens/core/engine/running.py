@@ -109,4 +109,12 @@ class Runs:
             return None
         if self._side_executor is None:
             self._side_executor = ThreadPoolExecutor(1, thread_name_prefix="bitlens-side")
-        return self._side_executor.submit(fn)
+        # A job holding the engine (a bound method) must not outlive its use: a cancelled one
+        # (the caller did it itself, see _local_errors_done) stays queued until the worker
+        # reaches it, and the worker keeps a job until after its result is set; either held
+        # an engine dropped right after an evaluation (test_recovery's dropped engine, 1 in
+        # 5 runs). The callable is let go when it returns or is cancelled.
+        box = [fn]
+        done = self._side_executor.submit(lambda: box.pop()())
+        done.add_done_callback(lambda _: box.clear())
+        return done

@@ -91,6 +91,13 @@ class ActivationStore:
         self._unflushed = True
         self.spilled_bytes += value.nbytes
 
+    def size(self, name: str, index: int) -> int:
+        """The number of values stored for ``(name, index)``, without reading them."""
+        key = (name, index)
+        if key in self._ram:
+            return int(self._ram[key].size)
+        return int(np.prod(self._disk[key].shape))
+
     def get(self, name: str, index: int) -> np.ndarray:
         """The stored value (read-only; a memory map for spilled values)."""
         key = (name, index)
@@ -189,6 +196,15 @@ class RefView(Mapping[str, TensorValues]):
             return self._data.samples[i][name]
         try:
             return self._store.get(name, i)
+        except KeyError:
+            raise EngineError(f"no float reference kept for {name!r} on feed {i}") from None
+
+    def size(self, name: str, i: int) -> int:
+        """The number of values of ``value(name, i)``, without reading them."""
+        if name in self._inputs:
+            return int(np.size(self._data.samples[i][name]))
+        try:
+            return self._store.size(name, i)
         except KeyError:
             raise EngineError(f"no float reference kept for {name!r} on feed {i}") from None
 

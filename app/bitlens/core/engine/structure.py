@@ -40,6 +40,7 @@ class Structures:
     _positions: dict[str, int]
     _float_tensors: list[str]
     skip_redundant: bool  # False: keep every layer quantizer (the straightforward graph)
+    fold_relus: bool  # False: keep a Relu read only by a quantizer (relu_fold.py)
     # Per-tensor integer quantizers as real Q/Clip/DQ nodes (quantizers.engine_kind); False:
     # the float chain everywhere (the straightforward graph, for tests)
     qdq_quantizers = True
@@ -129,6 +130,7 @@ class Structures:
             key[2],
             self.qdq_quantizers,
             base=base,
+            fold=self.fold_relus,
         )
         cuts = prefix.find_cuts(sim.model, self.info, self._positions)
         if cuts is not None:  # every tensor crossing a cut is an output (see prefix.py)
