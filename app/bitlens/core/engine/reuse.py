@@ -210,7 +210,13 @@ class PrefixRuns:
             s = cuts.start[name]
             need = [*cuts.boundary[name], *(t for t in wanted if cuts.index.get(t, s) < s)]
             kept = kept_values(need)
-            if kept is not None and s == 0 and not self._chain_from_start(skey, cuts):
+            # A part that needs no kept value computes what the whole graph does: the nodes
+            # before it read no data (PP-OCRv4 rec's first conv starts after 135 Constant and
+            # quantizer-parameter nodes). Its own session was a second build of the whole
+            # graph beside the one _session_ahead builds on the side thread for the first
+            # evaluation (160 ms of CPU there, rapidocr-onnxruntime 1.4.4's
+            # ch_PP-OCRv4_rec_infer.onnx).
+            if kept is not None and (s == 0 or not kept) and not self._chain_from_start(skey, cuts):
                 break  # the part from the first node is the whole graph: its own session
             if kept is not None:
                 return s, kept, self._tail_session(skey, sim, name, cuts)
