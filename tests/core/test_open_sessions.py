@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, reuse
+from bitlens.core.engine import Engine, reuse, running
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from tests.core.engine_models import IR_VERSION
+from tests.core.test_engine_row_mixing import _feeds as _rows_feeds
+from tests.core.test_engine_row_mixing import _model as _rows_model
 
 
 def constants_first_cnn(seed: int = 0) -> onnx.ModelProto:
@@ -77,3 +80,46 @@ def test_first_evaluation_builds_the_whole_graph_once(monkeypatch) -> None:
             assert not engine._tails and not built  # no session of its own for the part
         engine.close()
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("mix", [False, True])
+def test_rows_mixing_is_read_from_the_float_references_first_run(mix, monkeypatch) -> None:
+    """Whether the model mixes rows of a joined feed (row_mixing.py) is answered by the float
+    reference's first run, not by a run of the feed's first two units before it: one run of
+    the first unit alone (row_cap.py) and one per feed when rows stand alone. The data, the
+    reference and the evaluations equal those of the check run first (keep_rows_apart, as
+    the CLI calls it), for a model whose rows stand alone and for one that mixes them."""
+    proto = _rows_model(mix)
+    model = from_proto(proto)
+    feeds = _rows_feeds(4)
+    runs: list[int] = []
+    real = running.Runs._run
+
+    def counted(sess, fetch, feed):
+        runs.append(1)
+        return real(sess, fetch, feed)
+
+    monkeypatch.setattr(running.Runs, "_run", staticmethod(counted))
+    got = []
+    for checked_first in (True, False):
+        data = Dataset.from_feeds(model.info, feeds)
+        assert [len(p) for p in data.parts] == [2, 2]  # two joined feeds of two units
+        engine = Engine(model, data, device="cpu")
+        if checked_first:
+            engine.keep_rows_apart()
+        runs.clear()
+        list(engine.prepare())
+        if not checked_first and not mix:
+            assert len(runs) == 1 + len(data.samples)  # the unit alone, then each feed
+        ref = engine._ensure_ref()
+        values = {(t, i): ref.value(t, i) for t in ref for i in engine.data.evaluation}
+        shapes = [s["x"].shape for s in engine.data.samples]
+        got.append(
+            (engine.data.rows_mix, shapes, values, engine.evaluate(Plan.preset(model.info, "W8A8")))
+        )
+        engine.close()
+    (mixed, shapes, values, ev), (mixed2, shapes2, values2, ev2) = got
+    assert mixed == mixed2 == mix and shapes == shapes2
+    assert values.keys() == values2.keys()
+    assert all(np.array_equal(values[k], values2[k]) for k in values)
+    assert ev == ev2
