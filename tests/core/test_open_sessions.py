@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, reuse, running
+from bitlens.core.engine import Engine, localerrors, reuse, running, structure
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
-from tests.core.engine_models import IR_VERSION
+from tests.core.engine_models import IR_VERSION, small_cnn
 from tests.core.test_engine_row_mixing import _feeds as _rows_feeds
 from tests.core.test_engine_row_mixing import _model as _rows_model
 
@@ -123,3 +125,46 @@ def test_rows_mixing_is_read_from_the_float_references_first_run(mix, monkeypatc
     assert values.keys() == values2.keys()
     assert all(np.array_equal(values[k], values2[k]) for k in values)
     assert ev == ev2
+
+
+def test_local_errors_run_while_the_side_thread_builds_the_whole_session(monkeypatch) -> None:
+    """A first evaluation whose runs wait for the whole graph's session, still being built on
+    the side thread: the main thread builds the local errors' session and runs them
+    meanwhile (they need only the float reference), and the evaluation equals one done in
+    turn (Engine.overlap off)."""
+    monkeypatch.setattr(localerrors, "BULK_LOCAL_MIN", 2)  # small_cnn's 3 layers
+    built: list[tuple[str, str]] = []
+    local_built = threading.Event()
+    real_whole, real_local = structure.make_session, localerrors.make_session
+
+    def whole(*args, **kwargs):
+        if threading.current_thread().name.startswith("bitlens-side"):
+            local_built.wait(timeout=5)  # a slow build: the main thread is free meanwhile
+        built.append(("whole", threading.current_thread().name))
+        return real_whole(*args, **kwargs)
+
+    def local(*args, **kwargs):
+        sess = real_local(*args, **kwargs)
+        built.append(("local", threading.current_thread().name))
+        local_built.set()
+        return sess
+
+    monkeypatch.setattr(structure, "make_session", whole)
+    monkeypatch.setattr(localerrors, "make_session", local)
+    loaded = from_proto(small_cnn())
+    data = Dataset.random(loaded.info, n=4, seed=5)
+    plan = Plan.preset(loaded.info, "W8A8")
+    results = []
+    for overlap in (True, False):
+        engine = Engine(loaded, data, device="cpu")
+        engine.overlap = overlap
+        for _ in engine.calibrate("minmax"):
+            pass
+        built.clear()
+        local_built.clear()
+        results.append(engine.evaluate(plan))
+        if overlap:
+            assert built == [("local", "MainThread"), ("whole", built[1][1])]
+            assert built[1][1].startswith("bitlens-side")
+        engine.close()
+    assert results[0] == results[1]

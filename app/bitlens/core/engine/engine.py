@@ -306,6 +306,9 @@ class Engine(
         self._session_ahead(skey, sim)
         local_ahead = self._local_ahead(plan, layer_out)
         feeds = self._plan_feeds(plan, placed)
+        local_err = self._local_errors_first(
+            plan, layer_out, feeds, local_ahead, self._sessions[skey][1]
+        )
         # A layer's output depends only on the choices of the layers before it (topological
         # order): outputs upstream of every change are reused, neither fetched nor measured.
         keys = self._prefix_keys(plan)
@@ -347,7 +350,8 @@ class Engine(
         while len(self._acc) > ACC_CACHE_ENTRIES:
             self._acc.popitem(last=False)
         self._arena.maybe_release()
-        local_err = self._local_errors(plan, layer_out, feeds, local_ahead)
+        if local_err is None:
+            local_err = self._local_errors(plan, layer_out, feeds, local_ahead)
         del feeds
         self._release_float_weights()
         self._arena.maybe_release()  # the last runs' outputs, once they add up
