@@ -29,7 +29,7 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_engine import SAMPLES, drain, plain_session, settle
-from bench_models import crnn
+from bench_models import crnn_or_files
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
 from bitlens.core.model.loader import load_model
@@ -121,13 +121,8 @@ def main() -> None:
     args = ap.parse_args()
     dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models:
-            if name == "crnn":
-                p = Path(tmp) / "crnn.onnx"
-                onnx.save(crnn(), p)
-                report("generated CRNN-like recognizer", p, {"N": 1}, args.samples, args.opens)
-            else:
-                report(name, Path(name), dims, args.samples, args.opens)
+        for path, sizes, label in crnn_or_files(args.models, Path(tmp), dims):
+            report(label, path, sizes, args.samples, args.opens)
 
 
 if __name__ == "__main__":

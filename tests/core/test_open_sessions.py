@@ -7,50 +7,50 @@ import threading
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, localerrors, reuse, running, structure
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
-from tests.core.engine_models import IR_VERSION, small_cnn
+from tests.core.engine_models import small_cnn
 from tests.core.test_engine_row_mixing import _feeds as _rows_feeds
 from tests.core.test_engine_row_mixing import _model as _rows_model
 
 
-def constants_first_cnn(seed: int = 0) -> onnx.ModelProto:
-    """x[N,3,8,8] -> Conv(W1) -> Relu -> Add(shift) -> Conv(W2) -> Relu -> GAP -> Flatten ->
-    Gemm(W3) -> y[N,10], where ``shift`` is a Constant node ahead of the first conv (as
-    paddle2onnx writes PP-OCRv4 rec: 135 Constant nodes before its first conv)."""
-    rng = np.random.default_rng(seed)
-    inits = {
-        "W1": rng.normal(0, 0.3, (8, 3, 3, 3)),
-        "W2": rng.normal(0, 0.2, (16, 8, 3, 3)),
-        "W3": rng.normal(0, 0.3, (10, 16)),
-    }
+def constants_first_cnn() -> onnx.ModelProto:
+    """small_cnn with a Constant node ahead of its first conv, read by an Add between relu1
+    and conv2 (paddle2onnx writes PP-OCRv4 rec so: 135 Constant nodes before its first
+    conv)."""
+    model = small_cnn()
+    graph = model.graph
+    at, conv2 = next((k, n) for k, n in enumerate(graph.node) if n.name == "conv2")
+    conv2.input[0] = "a1"
+    graph.node.insert(at, helper.make_node("Add", ["r1", "shift"], ["a1"], name="add1"))
     shift = numpy_helper.from_array(np.full((1, 8, 1, 1), 0.25, np.float32), "shift_value")
-    nodes = [
-        helper.make_node("Constant", [], ["shift"], name="shift", value=shift),
-        helper.make_node("Conv", ["x", "W1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-        helper.make_node("Add", ["r1", "shift"], ["a1"], name="add1"),
-        helper.make_node("Conv", ["a1", "W2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
-        helper.make_node("GlobalAveragePool", ["r2"], ["p"], name="gap"),
-        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
-        helper.make_node("Gemm", ["f", "W3"], ["y"], name="fc", transB=1),
-    ]
-    g = helper.make_graph(
-        nodes,
-        "constants_first_cnn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = IR_VERSION
-    onnx.checker.check_model(m)
-    return m
+    graph.node.insert(0, helper.make_node("Constant", [], ["shift"], name="shift", value=shift))
+    onnx.checker.check_model(model)
+    return model
+
+
+def _w8a8_both_ways(proto: onnx.ModelProto, setting: str, seed: int, before, after) -> list:
+    """W8A8 evaluated on a calibrated engine with the attribute ``setting`` True, then on
+    one with it False; ``before(engine, on)`` and ``after(engine, on)`` around each
+    evaluation; the two evaluations."""
+    loaded = from_proto(proto)
+    data = Dataset.random(loaded.info, n=4, seed=seed)
+    plan = Plan.preset(loaded.info, "W8A8")
+    results = []
+    for on in (True, False):
+        engine = Engine(loaded, data, device="cpu")
+        setattr(engine, setting, on)
+        for _ in engine.calibrate("minmax"):
+            pass
+        before(engine, on)
+        results.append(engine.evaluate(plan))
+        after(engine, on)
+        engine.close()
+    return results
 
 
 def test_first_evaluation_builds_the_whole_graph_once(monkeypatch) -> None:
@@ -66,21 +66,14 @@ def test_first_evaluation_builds_the_whole_graph_once(monkeypatch) -> None:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(reuse, "make_session", make_session)
-    loaded = from_proto(constants_first_cnn())
-    data = Dataset.random(loaded.info, n=4, seed=2)
-    plan = Plan.preset(loaded.info, "W8A8")
-    results = []
-    for reuse_prefix in (True, False):
-        engine = Engine(loaded, data, device="cpu")
-        engine.reuse_prefix = reuse_prefix
-        for _ in engine.calibrate("minmax"):
-            pass
-        cuts = next(c for c in engine._cuts.values() if c is not None) if reuse_prefix else None
-        results.append(engine.evaluate(plan))
+
+    def after(engine: Engine, reuse_prefix: bool) -> None:
         if reuse_prefix:
-            assert cuts is not None and cuts.start[cuts.order[0]] > 0  # the Constant first
+            cuts = next(c for c in engine._cuts.values() if c is not None)
+            assert cuts.start[cuts.order[0]] > 0  # the Constant node first
             assert not engine._tails and not built  # no session of its own for the part
-        engine.close()
+
+    results = _w8a8_both_ways(constants_first_cnn(), "reuse_prefix", 2, lambda *_: None, after)
     assert results[0] == results[1]
 
 
@@ -151,20 +144,15 @@ def test_local_errors_run_while_the_side_thread_builds_the_whole_session(monkeyp
 
     monkeypatch.setattr(structure, "make_session", whole)
     monkeypatch.setattr(localerrors, "make_session", local)
-    loaded = from_proto(small_cnn())
-    data = Dataset.random(loaded.info, n=4, seed=5)
-    plan = Plan.preset(loaded.info, "W8A8")
-    results = []
-    for overlap in (True, False):
-        engine = Engine(loaded, data, device="cpu")
-        engine.overlap = overlap
-        for _ in engine.calibrate("minmax"):
-            pass
+
+    def before(_engine: Engine, _overlap: bool) -> None:
         built.clear()
         local_built.clear()
-        results.append(engine.evaluate(plan))
+
+    def after(_engine: Engine, overlap: bool) -> None:
         if overlap:
             assert built == [("local", "MainThread"), ("whole", built[1][1])]
             assert built[1][1].startswith("bitlens-side")
-        engine.close()
+
+    results = _w8a8_both_ways(small_cnn(), "overlap", 5, before, after)
     assert results[0] == results[1]
