@@ -10,7 +10,8 @@ import pytest
 from onnx import helper, numpy_helper
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, localerrors, reuse, running, structure
+from bitlens.core.engine import Engine, extremes, localerrors, reuse, running, structure
+from bitlens.core.errors import EngineError
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from tests.core.engine_models import small_cnn
@@ -156,3 +157,51 @@ def test_local_errors_run_while_the_side_thread_builds_the_whole_session(monkeyp
 
     results = _w8a8_both_ways(small_cnn(), "overlap", 5, before, after)
     assert results[0] == results[1]
+
+
+def test_min_max_on_two_threads_equal_those_in_turn(monkeypatch) -> None:
+    """The float reference's checks and calibration ranges (extremes.py) with half the values
+    on the run pool's thread equal those taken in turn: the same ranges, kept values and
+    evaluation; a NaN is reported at the same tensor either way."""
+    monkeypatch.setattr(extremes, "SPLIT_BYTES", 1)  # small_cnn's values are small
+    threads: set[str] = set()
+    real = extremes._of
+
+    def of(values):
+        threads.add(threading.current_thread().name)
+        return real(values)
+
+    monkeypatch.setattr(extremes, "_of", of)
+    loaded = from_proto(small_cnn())
+    data = Dataset.random(loaded.info, n=4, seed=7)
+    got = []
+    for split in (True, False):
+        monkeypatch.setattr(extremes, "SPLIT", split)
+        threads.clear()
+        engine = Engine(loaded, data, device="cpu")
+        for _ in engine.calibrate("minmax"):
+            pass
+        ref = engine._ensure_ref()
+        values = {(t, i): ref.value(t, i) for t in ref for i in data.evaluation}
+        got.append(
+            (dict(engine._minmax), values, engine.evaluate(Plan.preset(loaded.info, "W8A8")))
+        )
+        assert any(t.startswith("bitlens-run") for t in threads) == split
+        engine.close()
+    (ranges, values, ev), (ranges2, values2, ev2) = got
+    assert ranges == ranges2 and ranges
+    assert values.keys() == values2.keys()
+    assert all(np.array_equal(values[k], values2[k]) for k in values)
+    assert ev == ev2
+    bad = [{k: np.where(np.arange(v.size).reshape(v.shape) == 5, np.nan, v).astype(v.dtype)
+            for k, v in feed.items()} for feed in data.samples]  # fmt: skip
+    messages = []
+    for split in (True, False):
+        monkeypatch.setattr(extremes, "SPLIT", split)
+        engine = Engine(loaded, Dataset.from_feeds(loaded.info, bad), device="cpu")
+        with pytest.raises(EngineError) as err:
+            for _ in engine.calibrate("minmax"):
+                pass
+        messages.append(str(err.value))
+        engine.close()
+    assert messages[0] == messages[1] and "NaN" in messages[0]

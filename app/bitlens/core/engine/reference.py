@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from bitlens.core.engine.extremes import extremes
 from bitlens.core.engine.row_cap import cap_rows, first_joined, first_unit, input_bytes, run_share
 from bitlens.core.engine.row_mixing import outputs_mix, rows_apart_where_they_mix
 from bitlens.core.engine.store import RefView
@@ -156,8 +157,9 @@ class FloatReference:
                     self._fit_budget(
                         sum(v.nbytes for n, v in zip(names, outs, strict=True) if n in kept)
                     )
-                for name, value in zip(names, outs, strict=True):
-                    if not _finite(value, name, minmax if i in calibration else None):
+                ranges = extremes(outs, self._pool())
+                for name, value, lohi in zip(names, outs, ranges, strict=True):
+                    if not _finite(lohi, name, minmax if i in calibration else None):
                         if name not in kept:  # min-max only: a mask's -inf fill is by design
                             unbounded.add(name)
                             continue
@@ -240,16 +242,17 @@ def _first_run(data) -> int:
     return min(data.calibration) if data.calibration else 0
 
 
-def _finite(value: np.ndarray, name: str, minmax: dict[str, tuple[float, float]] | None) -> bool:
-    """Whether a float run's value holds no NaN or infinity. With ``minmax`` (a calibration
-    feed) its min and max are merged in too, and they answer: a NaN or an infinity shows in
-    them, so one pass over the values does both (a separate ``isfinite`` pass cost 10-15 ms
-    per float reference on the CRNN)."""
-    if value.dtype.kind != "f":
+def _finite(
+    lohi: tuple[float, float] | None, name: str, minmax: dict[str, tuple[float, float]] | None
+) -> bool:
+    """Whether a float run's value holds no NaN or infinity, from its min and max ``lohi``
+    (extremes.py; None: empty or not float). With ``minmax`` (a calibration feed) they are
+    merged in too (a separate ``isfinite`` pass cost 10-15 ms per float reference on the
+    CRNN)."""
+    if lohi is None:
         return True
-    if minmax is None or not value.size:
-        return bool(np.isfinite(value).all())
-    lo, hi = float(value.min()), float(value.max())
-    old = minmax.get(name)
-    minmax[name] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+    lo, hi = lohi
+    if minmax is not None:
+        old = minmax.get(name)
+        minmax[name] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
     return math.isfinite(lo) and math.isfinite(hi)
