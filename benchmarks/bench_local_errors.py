@@ -26,12 +26,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_engine import SAMPLES, drain, plain_session
-from bench_models import crnn
+from bench_models import crnn_or_files
 from bitlens.core import metrics
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, rewrite
@@ -147,13 +146,8 @@ def main() -> None:
     args = ap.parse_args()
     dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models:
-            if name == "crnn":
-                path = Path(tmp) / "crnn.onnx"
-                onnx.save(crnn(), path)
-                one_model(path, {"N": 1}, "generated CRNN-like recognizer", args.repeat)
-            else:
-                one_model(Path(name), dims, name, args.repeat)
+        for path, sizes, label in crnn_or_files(args.models, Path(tmp), dims):
+            one_model(path, sizes, label, args.repeat)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ same model.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +197,17 @@ if __name__ == "__main__":
     n = sum(np.prod(t.dims) for t in m.graph.initializer) * 4
     convs = sum(1 for nd in m.graph.node if nd.op_type == "Conv")
     print(f"crnn: {n / 1e6:.1f} MB, {convs} convs")
+
+
+def crnn_or_files(
+    names: list[str], folder: Path, dims: dict[str, int]
+) -> Iterator[tuple[Path, dict[str, int], str]]:
+    """(model file, input sizes, label) per name: ``crnn`` is :func:`crnn` written to
+    ``folder`` (one row a sample), any other name a model file with ``dims``."""
+    for name in names:
+        if name == "crnn":
+            path = folder / "crnn.onnx"
+            onnx.save(crnn(), path)
+            yield path, {"N": 1}, "generated CRNN-like recognizer"
+        else:
+            yield Path(name), dims, name

@@ -313,9 +313,14 @@ class Engine(
         self._session_ahead(skey, sim)
         local_ahead = self._local_ahead(plan, layer_out)
         feeds = self._plan_feeds(plan, placed)
-        # A re-evaluation's few local errors go on the side thread once the plan's first run
-        # starts: ONNX Runtime leaves the interpreter lock then, where the Python work before
-        # it (finding the cut, building a new part's session) would wait on it.
+        # The first evaluation's local errors run on the main thread while the side thread
+        # still builds the whole graph's session (LocalErrors._local_errors_first); a
+        # re-evaluation's few go on the side thread once the plan's first run starts: ONNX
+        # Runtime leaves the interpreter lock then, where the Python work before it (finding
+        # the cut, building a new part's session) would wait on it.
+        local_err = self._local_errors_first(
+            plan, layer_out, feeds, local_ahead, self._sessions[skey][1]
+        )
         local_aside: list = []
         at_run = None if local_ahead is not None else lambda fed=feeds: local_aside.append(
             self._local_errors_aside(plan, layer_out, fed)
@@ -365,9 +370,11 @@ class Engine(
         while len(self._acc) > ACC_CACHE_ENTRIES:
             self._acc.popitem(last=False)
         self._arena.maybe_release()
-        aside = local_aside[0] if local_aside else None
-        local_err = self._local_errors_done(aside, plan, layer_out, feeds, local_ahead)
-        del feeds, at_run, aside
+        if local_err is None:
+            aside = local_aside[0] if local_aside else None
+            local_err = self._local_errors_done(aside, plan, layer_out, feeds, local_ahead)
+            del aside
+        del feeds, at_run
         self._release_float_weights()
         self._arena.maybe_release()  # the last runs' outputs, once they add up
         layers: dict[str, LayerResult] = {}

@@ -137,6 +137,28 @@ class LocalErrors:
             return aside.result()
         return self._local_errors(plan, layer_out, feeds, ahead)
 
+    def _local_errors_first(
+        self,
+        plan: Plan,
+        layer_out: Mapping[str, str],
+        feeds: Mapping[str, np.ndarray],
+        ahead: LocalAhead | None,
+        building: object,
+    ) -> dict[str, TensorError] | None:
+        """The local errors before the plan's runs, when those wait for the whole graph's
+        session (``building``: its Future) that the side thread is still building and the
+        side thread has not started on the local session (``ahead``): the main thread builds
+        that session itself and runs them meanwhile, since they read only the float
+        reference and the quantized weights. A first W8A8 evaluation of PP-OCRv4 rec
+        (rapidocr-onnxruntime 1.4.4) otherwise left the main thread waiting for the W8A8
+        session (docs/benchmarks.md, "openfast"). None when not (they run after the plan's
+        runs, as they did)."""
+        if ahead is None or not isinstance(building, Future) or building.done():
+            return None
+        if not ahead.session.cancel():  # the side thread builds it already
+            return None
+        return self._local_errors(plan, layer_out, feeds)
+
     def _local_errors(
         self,
         plan: Plan,

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from bitlens.core.engine.extremes import extremes
 from bitlens.core.engine.row_cap import cap_rows, first_joined, first_unit, input_bytes, run_share
-from bitlens.core.engine.row_mixing import rows_apart_where_they_mix
+from bitlens.core.engine.row_mixing import outputs_mix, rows_apart_where_they_mix
 from bitlens.core.engine.store import RefView
 from bitlens.core.errors import EngineError
 from bitlens.core.results import Progress
@@ -46,12 +47,21 @@ class FloatReference:
         """Before the float reference, once: split the data's joined feeds into runs whose
         fetched values fit the memory budget's share (row_cap.py), and back into their units
         where the model mixes rows along axis 0 (row_mixing.py)."""
+        self._keep_rows_apart(defer=False)
+
+    def _keep_rows_apart(self, *, defer: bool) -> tuple[int, list[np.ndarray]] | None:
+        """:meth:`keep_rows_apart`; with ``defer`` (the float reference's own call) the
+        question whether rows mix is left to the reference's first run when that run is the
+        first joined feed's, as it is: returns (that feed, its first unit's outputs run
+        alone) for :meth:`_rows_mixed`. The run of the feed's first two units that answered
+        it here cost a quarter of a float run of all the data on PP-OCRv4 rec (2 of its 8
+        rows, and a first run at a new shape: docs/benchmarks.md, "openfast")."""
         data = self.data
         if data is None or data.rows_mix or self._ref is not None or data is self._rows_checked:
-            return
+            return None
         joined = first_joined(data)
         if joined is None:
-            return
+            return None
         sim, sess = self._session_for({})
         weights = self._float_weights()
         names = self._output_names
@@ -64,12 +74,30 @@ class FloatReference:
         per_byte = sum(getattr(v, "nbytes", 0) for v in outs) / max(1, input_bytes(unit))
         del outs
         capped = cap_rows(data, per_byte, run_share())
+        if defer and capped is data and joined == _first_run(data):
+            return joined, alone
         self.data = rows_apart_where_they_mix(
             capped,
             lambda feed: self._run(sess, names, {**feed, **weights}),
             alone if capped is data else None,
         )
         self._rows_checked = self.data
+        return None
+
+    def _rows_mixed(
+        self, pending: tuple[int, list[np.ndarray]], values: dict[str, np.ndarray]
+    ) -> bool:
+        """Whether the model mixes the rows of the float reference's first run (the feed
+        ``pending`` names, its fetched ``values``), checked as row_mixing.rows_mix does on
+        the feed's first two units; if so, the data's joined feeds go back into units."""
+        j, alone = pending
+        data = self.data
+        parts = data.parts[j]
+        mixed = outputs_mix(alone, [values[n] for n in self._output_names], parts[0], sum(parts))
+        if mixed:
+            self.data = data.rows_apart()
+        self._rows_checked = self.data
+        return mixed
 
     def _reference_fetch(self, sim) -> tuple[list[str], list[str]]:
         """What the float reference fetches: the metrics' values (layer inputs and outputs,
@@ -92,7 +120,7 @@ class FloatReference:
             return
         if self.data is None:
             raise EngineError("no input data yet: give the input sizes or data first")
-        self.keep_rows_apart()
+        pending = self._keep_rows_apart(defer=True)
         sim, sess = self._session_for({})
         fetch, extra = self._reference_fetch(sim)
         every_feed = set(sim.activations)
@@ -114,13 +142,24 @@ class FloatReference:
             (order[: len(calibration)], [*fetch, *extra]),
             (order[len(calibration) :], fetch),
         ):
-            for i, outs in self._runs(sess, names, lambda i: {**samples[i], **weights}, part):
+            runs = self._runs(sess, names, lambda i: {**samples[i], **weights}, part)
+            for i, outs in runs:
+                if pending is not None:  # the first run is of that feed (_first_run)
+                    assert i == pending[0]
+                    mixed = self._rows_mixed(pending, dict(zip(names, outs, strict=True)))
+                    pending = None
+                    if mixed:  # nothing kept yet: the reference anew, feed by feed
+                        del outs
+                        runs.close()
+                        yield from self.prepare()
+                        return
                 if self._budget_per_feed:
                     self._fit_budget(
                         sum(v.nbytes for n, v in zip(names, outs, strict=True) if n in kept)
                     )
-                for name, value in zip(names, outs, strict=True):
-                    if not _finite(value, name, minmax if i in calibration else None):
+                ranges = extremes(outs, self._pool())
+                for name, value, lohi in zip(names, outs, ranges, strict=True):
+                    if not _finite(lohi, name, minmax if i in calibration else None):
                         if name not in kept:  # min-max only: a mask's -inf fill is by design
                             unbounded.add(name)
                             continue
@@ -198,16 +237,22 @@ class FloatReference:
         return self._ref
 
 
-def _finite(value: np.ndarray, name: str, minmax: dict[str, tuple[float, float]] | None) -> bool:
-    """Whether a float run's value holds no NaN or infinity. With ``minmax`` (a calibration
-    feed) its min and max are merged in too, and they answer: a NaN or an infinity shows in
-    them, so one pass over the values does both (a separate ``isfinite`` pass cost 10-15 ms
-    per float reference on the CRNN)."""
-    if value.dtype.kind != "f":
+def _first_run(data) -> int:
+    """The feed the float reference runs first (prepare: the calibration feeds first)."""
+    return min(data.calibration) if data.calibration else 0
+
+
+def _finite(
+    lohi: tuple[float, float] | None, name: str, minmax: dict[str, tuple[float, float]] | None
+) -> bool:
+    """Whether a float run's value holds no NaN or infinity, from its min and max ``lohi``
+    (extremes.py; None: empty or not float). With ``minmax`` (a calibration feed) they are
+    merged in too (a separate ``isfinite`` pass cost 10-15 ms per float reference on the
+    CRNN)."""
+    if lohi is None:
         return True
-    if minmax is None or not value.size:
-        return bool(np.isfinite(value).all())
-    lo, hi = float(value.min()), float(value.max())
-    old = minmax.get(name)
-    minmax[name] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+    lo, hi = lohi
+    if minmax is not None:
+        old = minmax.get(name)
+        minmax[name] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
     return math.isfinite(lo) and math.isfinite(hi)

@@ -40,9 +40,17 @@ def rows_mix(
     if alone is None:
         alone = run({k: v[:first] for k, v in feed.items()})
     joined = run({k: v[:two] for k, v in feed.items()})
+    return outputs_mix(alone, joined, first, two)
+
+
+def outputs_mix(
+    alone: Sequence[np.ndarray], joined: Sequence[np.ndarray], first: int, rows: int
+) -> bool:
+    """Whether the outputs of a unit of ``first`` rows run alone (``alone``) differ from its
+    rows of ``joined``, the outputs of a run of ``rows`` rows that starts with that unit."""
     for a, j in zip(alone, joined, strict=True):
         a, j = np.asarray(a), np.asarray(j)
-        mine = _rows_of(a, j, first, two)
+        mine = _rows_of(a, j, first, rows)
         if mine is None:
             return True  # the outputs do not show the rows: they do not stand alone
         if a.dtype.kind not in "fc":

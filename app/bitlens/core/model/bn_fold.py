@@ -30,6 +30,7 @@ from onnx import numpy_helper
 
 from bitlens.core.model.external import is_external
 from bitlens.core.model.graph import CONSTANT_DOMAINS, is_constant_node, outer_names
+from bitlens.core.model.repeated import remove_where
 
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
 
@@ -162,19 +163,12 @@ def remove_nodes(
                 if name in freed:
                     consumers[name] -= 1
     dead = {n for n in freed if consumers.get(n, 0) == 0}  # nothing else reads them
-    keep = [
-        n for n in graph.node
-        if id(n) not in drop and not (is_constant_node(n) and n.output[0] in dead)
-    ]  # fmt: skip
-    del graph.node[:]
-    graph.node.extend(keep)
-    kept_inits = [t for t in graph.initializer if t.name not in dead]
-    del graph.initializer[:]
-    graph.initializer.extend(kept_inits)
-    if any(v.name in dead for v in graph.input):  # declared as inputs too: no more
-        kept_inputs = [v for v in graph.input if v.name not in dead]
-        del graph.input[:]
-        graph.input.extend(kept_inputs)
+    remove_where(
+        graph.node,
+        lambda n: id(n) in drop or (is_constant_node(n) and n.output[0] in dead),
+    )
+    remove_where(graph.initializer, lambda t: t.name in dead)
+    remove_where(graph.input, lambda v: v.name in dead)  # declared as inputs too: no more
 
 
 def _sub_reads(attr: onnx.AttributeProto) -> set[str]:

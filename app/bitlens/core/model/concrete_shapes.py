@@ -23,6 +23,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from bitlens.core.model.graph import CONSTANT_DOMAINS, subgraphs
+from bitlens.core.model.repeated import remove_where
 from bitlens.core.model.shapes import STRIP_MIN_ELEMENTS, collect_value_info
 from bitlens.core.model.tensors import FLOAT_ELEM_TYPES
 from bitlens.core.model.types import TensorInfo
@@ -105,9 +106,7 @@ def _fold_round(sk: onnx.ModelProto, known: dict[str, TensorInfo]) -> bool:
     if not folded:
         return False
     done = {id(n) for n in folded}
-    keep = [n for n in graph.node if id(n) not in done]
-    del graph.node[:]
-    graph.node.extend(keep)
+    remove_where(graph.node, lambda n: id(n) in done)
     graph.initializer.extend(
         numpy_helper.from_array(np.asarray(values[o]), o) for n in folded for o in n.output if o
     )

@@ -32,6 +32,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from bitlens.core.model.graph import CONSTANT_DOMAINS, is_constant_node, outer_names, subgraphs
+from bitlens.core.model.repeated import remove_where
 
 NOT_FOLDED = frozenset(
     {
@@ -270,9 +271,7 @@ def _evaluate(
         result.failures.append(f"{path or 'the main graph'} ({msg[:120]})")
         return False
     folded = {id(n) for n in fold}
-    keep = [n for n in graph.node if id(n) not in folded]
-    del graph.node[:]
-    graph.node.extend(keep)
+    remove_where(graph.node, lambda n: id(n) in folded)
     graph.initializer.extend(tensors)
     result.nodes += len(fold)
     result.tensors += len(needed)
@@ -371,14 +370,8 @@ def _drop_unused(graph: onnx.GraphProto, freed: set[str]) -> None:
     def dead(name: str) -> bool:
         return name in freed and name not in reads and name not in inputs
 
-    keep_nodes = [n for n in graph.node if not (is_constant_node(n) and dead(n.output[0]))]
-    if len(keep_nodes) != len(graph.node):
-        del graph.node[:]
-        graph.node.extend(keep_nodes)
-    keep_inits = [t for t in graph.initializer if not dead(t.name)]
-    if len(keep_inits) != len(graph.initializer):
-        del graph.initializer[:]
-        graph.initializer.extend(keep_inits)
+    remove_where(graph.node, lambda n: is_constant_node(n) and dead(n.output[0]))
+    remove_where(graph.initializer, lambda t: dead(t.name))
     for node in graph.node:
         for _, g in subgraphs(node):
             _drop_unused(g, freed)

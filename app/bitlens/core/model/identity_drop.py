@@ -30,6 +30,7 @@ from __future__ import annotations
 import onnx
 
 from bitlens.core.model.graph import CONSTANT_DOMAINS, is_constant_node, outer_names, subgraphs
+from bitlens.core.model.repeated import remove_where
 
 
 def drop_identities(model: onnx.ModelProto) -> int:
@@ -60,14 +61,10 @@ def drop_identities(model: onnx.ModelProto) -> int:
             name = source[name]
         return name
 
-    keep = [n for n in graph.node if not (n.op_type == "Identity" and n.output[0] in source)]
-    for node in keep:
+    remove_where(graph.node, lambda n: n.op_type == "Identity" and n.output[0] in source)
+    for node in graph.node:
         for i, name in enumerate(node.input):
             if name in source:
                 node.input[i] = root(name)
-    del graph.node[:]
-    graph.node.extend(keep)
-    info = [v for v in graph.value_info if v.name not in source]
-    del graph.value_info[:]
-    graph.value_info.extend(info)
+    remove_where(graph.value_info, lambda v: v.name in source)
     return len(source)
