@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import crnn
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import Plan
+from bitlens.gui import thread_priority
 from bitlens.gui.jobs import DataRequest
 from bitlens.gui.main_window import MainWindow
 from stall_watch import StallWatch
@@ -57,6 +58,17 @@ def table_cpu(win: MainWindow, repeats: int = 15) -> tuple[float, float]:
     return fit, paint
 
 
+def niced() -> str:
+    """How many of the process's threads run above its nice value (Linux), of all."""
+    try:
+        tasks = list(Path("/proc/self/task").iterdir())
+        base = os.getpriority(os.PRIO_PROCESS, os.getpid())
+        raised = sum(os.getpriority(os.PRIO_PROCESS, int(t.name)) > base for t in tasks)
+    except (OSError, ValueError):
+        return "threads unknown"
+    return f"{raised} of {len(tasks)} threads raised"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?")
@@ -70,6 +82,10 @@ def main() -> None:
         help="profile the UI thread's CPU time (cProfile) and write its stats to FILE",
     )  # fmt: skip
     ap.add_argument(
+        "--same-priority", action="store_true",
+        help="run jobs at the window's priority (gui/thread_priority.py off), to compare",
+    )  # fmt: skip
+    ap.add_argument(
         "--callbacks", action="store_true",
         help="time each Python callback Qt makes on the UI thread (a profile hook: slower)",
     )  # fmt: skip
@@ -78,6 +94,7 @@ def main() -> None:
         help="run only these phases after the open (repeatable)",
     )  # fmt: skip
     args = ap.parse_args()
+    thread_priority.ENABLED = thread_priority.ENABLED and not args.same_priority
     if args.switch_ms is not None:
         sys.setswitchinterval(args.switch_ms / 1000)
     dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
@@ -157,7 +174,9 @@ def main() -> None:
         profile.disable()
         profile.dump_stats(args.profile_ui)
     print(
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, jobs "
+        + (f"at nice +{thread_priority.WORKER_NICE}" if thread_priority.ENABLED else "not niced")
+        + f" ({niced()}), "
         f"GIL switch interval {1000 * sys.getswitchinterval():g} ms; "
         + ", ".join(f"{k} {v:.1f} s" for k, v in took.items())
     )

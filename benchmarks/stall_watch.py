@@ -266,5 +266,13 @@ class StallWatch:
                 f"{1000 * LONG_S:.0f} ms), {len(long)} over it"
                 + (f" ({', '.join(f'{n} {k}' for k, n in kinds.most_common())})" if long else "")
             )
+            if gaps:
+                lines.append(
+                    f"  in all {len(gaps)} gaps over {1000 * SAMPLE_AFTER_S:.0f} ms,"
+                    f" {1000 * sum(g.seconds for g in gaps):.0f} ms: the UI thread ran"
+                    f" {1000 * sum(g.ran for g in gaps):.0f}, waited"
+                    f" {1000 * sum(g.waited or 0.0 for g in gaps):.0f} for a CPU, slept"
+                    f" {1000 * sum(g.slept for g in gaps):.0f}"
+                )
             lines += [g.describe() for g in gaps[:show] if g.seconds > SAMPLE_AFTER_S]
         return lines
