@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+
+import pytest
 
 from bitlens.core.errors import DataError
 from bitlens.core.results import Progress
@@ -180,3 +183,59 @@ def test_a_discarded_aside_job_is_not_started_again(qtbot) -> None:
     with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=WAIT_MS):
         runner.submit(Job("evaluate", "e", lambda: "evaluated", on_result=results.append))
     assert results == ["evaluated"]
+
+
+def _nice(tid: int) -> int:
+    import os
+
+    return os.getpriority(os.PRIO_PROCESS, tid)
+
+
+def _session_threads() -> tuple[int, list[int], object]:
+    """In a job: its thread's nice value, and those of the threads an ONNX Runtime session
+    (a one-node model built here, two intra-op threads) started."""
+    import os
+
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )  # fmt: skip
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    before = set(os.listdir("/proc/self/task"))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    new = [int(t) for t in set(os.listdir("/proc/self/task")) - before]
+    return _nice(threading.get_native_id()), [_nice(t) for t in new], sess
+
+
+def _stepping_nice():
+    yield Progress(0, 1, "one")
+    return _nice(threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_jobs_and_the_threads_they_start_run_below_the_window(qtbot) -> None:
+    """On 2 cores a job's thread and ONNX Runtime's intra-op thread took both CPUs and the
+    window's thread, woken for a paint or a timer, waited for one (bench_ui_stall.py: most
+    of each long event-loop gap). Jobs now run WORKER_NICE above the process's nice value,
+    and the threads they start inherit it; the window's thread keeps its own."""
+    import os
+
+    from bitlens.gui.thread_priority import WORKER_NICE
+
+    base = _nice(os.getpid())
+    want = min(base + WORKER_NICE, 19)
+    runner, results = EngineRunner(), []
+    for func in (_session_threads, _stepping_nice):
+        with qtbot.waitSignal(runner.finished, timeout=WAIT_MS):
+            runner.submit(Job(func.__name__, "nice", func, on_result=results.append))
+    (job_nice, started, _sess), generator_nice = results
+    assert job_nice == want and generator_nice == want
+    assert started and all(n == want for n in started)  # ORT's pool threads
+    assert _nice(threading.get_native_id()) == base  # the test's (the window's) thread

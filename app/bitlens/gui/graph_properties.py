@@ -27,6 +27,7 @@ from bitlens.core.node_details import NodeDetails, NodeIndex, ValueDesc
 from bitlens.gui.document import Document
 from bitlens.gui.graph_view import GraphView
 from bitlens.gui.text import fmt_bytes, fmt_float, fmt_shape, shape_note
+from bitlens.gui.thread_priority import lowered
 
 OWN_KEYS = ("op type", "name", "inside", "quantizable", "shape", "bytes", "format",
             "min / max", "mean / std", "dtype")  # fmt: skip
@@ -158,7 +159,9 @@ class GraphProperties(QTreeWidget):
         if self._stats_worker is not None or name in self._stats_asked:
             return  # one at a time (the pane refreshes when it is done), and once per node
         self._stats_asked.add(name)
-        worker = create_worker(index.details, name, _start_thread=False, _ignore_errors=True)
+        worker = create_worker(
+            lowered(index.details), name, _start_thread=False, _ignore_errors=True
+        )
         self._stats_worker = worker
         worker.finished.connect(self._on_stats_done)  # a slot: dropped if the pane is gone
         worker.start()

@@ -27,6 +27,7 @@ from PySide6.QtCore import QObject, QThreadPool, Signal
 from superqt.utils import GeneratorWorker, WorkerBase, create_worker
 
 from bitlens.core.results import Progress
+from bitlens.gui.thread_priority import lowered
 
 
 class ClosingGeneratorWorker(GeneratorWorker):
@@ -122,9 +123,7 @@ class EngineRunner(QObject):
         self._latest[key] = next(self._serials)
         self._queue = [j for j in self._queue if j.key != key]
         running = self._running
-        if running is not None and running.key == key and isinstance(
-            self._worker, GeneratorWorker
-        ):
+        if running is not None and running.key == key and isinstance(self._worker, GeneratorWorker):
             self._worker.quit()
         self._sync_busy()
 
@@ -161,7 +160,7 @@ class EngineRunner(QObject):
         job = self._queue.pop(0)
         self._running = job
         worker = create_worker(
-            job.func,
+            lowered(job.func),
             *job.args,
             _start_thread=False,
             _ignore_errors=True,
