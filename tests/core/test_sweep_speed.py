@@ -1,45 +1,15 @@
 """The sweep's faster paths (engine/sweep.py) give the numbers of the straightforward ones:
-the float values a suffix starts from read with the float session itself, the caches the
-sweep drops rebuilt by the next evaluation, and suffix sessions on one ONNX Runtime
+the caches the sweep drops rebuilt by the next evaluation, and suffix sessions on one ONNX Runtime
 thread (sweep.SUFFIX_THREADS: the default on 2 cores, sweep.suffix_threads)."""
 
 from __future__ import annotations
-
-import numpy as np
-from onnx import TensorProto, helper
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, sweep
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
-from tests.builders import conv_net, init, model, weights
+from tests.builders import conv_net
 from tests.core.test_engine_scale import _close, _run_sweep, deep_mlp
-
-
-def skip_through_tanh():
-    """x -> mm_a -> a -> mm_b -> b -+-> Add -> s -> mm_c -> y
-                     a -> Tanh -> t -+
-    mm_b's suffix starts from ``t``, which no layer reads or writes: the float reference
-    does not keep it, so the sweep computes it before its runs."""
-    nodes = [
-        helper.make_node("MatMul", ["x", "Wa"], ["a"], name="mm_a"),
-        helper.make_node("Tanh", ["a"], ["t"], name="tanh"),
-        helper.make_node("MatMul", ["a", "Wb"], ["b"], name="mm_b"),
-        helper.make_node("Add", ["b", "t"], ["s"], name="skip"),
-        helper.make_node("MatMul", ["s", "Wc"], ["y"], name="mm_c"),
-    ]
-    g = helper.make_graph(
-        nodes,
-        "skip_through_tanh",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
-        [
-            init("Wa", weights((8, 8), seed=1)),
-            init("Wb", weights((8, 8), seed=2)),
-            init("Wc", weights((8, 4), seed=3)),
-        ],
-    )
-    return model(g)
 
 
 def _engine(build, n: int = 6, dims: dict[str, int] | None = None) -> Engine:
@@ -65,54 +35,6 @@ def test_suffix_sessions_on_one_thread_give_the_entries_of_default_sessions(monk
         assert one.keys() == default.keys()
         for key in one:
             _close(one[key].output, default[key].output, rel=1e-5)
-
-
-def test_values_read_with_the_float_session_equal_those_of_a_session_exposing_them(
-    monkeypatch,
-) -> None:
-    engine = _engine(skip_through_tanh)
-    ref = engine._ensure_ref()
-    assert "t" not in ref.types  # not kept by the float reference
-    built: list[str] = []
-    real = sweep.make_session
-
-    def counting(proto, *a, **k):
-        built.append(proto.graph.name)
-        return real(proto, *a, **k)
-
-    monkeypatch.setattr(sweep, "make_session", counting)
-    fast = _run_sweep(engine)
-    assert set(built) == {"bitlens_suffix"}  # no session of the whole graph for ``t``
-    kept = [np.array(ref["t"][i]) for i in engine.data.evaluation]
-
-    slow_engine = _engine(skip_through_tanh)
-    real_session_for = slow_engine._session_for
-    # a float session that does not list ``t``: the sweep builds one that exposes it
-    slow_engine._session_for = lambda *a: _hiding("t", *real_session_for(*a))  # type: ignore[method-assign]
-    built.clear()
-    slow = _run_sweep(slow_engine)
-    assert built.count("bitlens_suffix") < len(built)
-    assert fast == slow
-    slow_ref = slow_engine._ensure_ref()
-    for i, value in zip(slow_engine.data.evaluation, kept, strict=True):
-        np.testing.assert_array_equal(np.asarray(slow_ref["t"][i]), value)
-
-
-class _Hiding:
-    """A session that does not list one of its outputs."""
-
-    def __init__(self, sess, hidden: str) -> None:
-        self._sess, self._hidden = sess, hidden
-
-    def get_outputs(self) -> list:
-        return [o for o in self._sess.get_outputs() if o.name != self._hidden]
-
-    def __getattr__(self, name: str):
-        return getattr(self._sess, name)
-
-
-def _hiding(hidden: str, sim, sess):
-    return sim, _Hiding(sess, hidden)
 
 
 def test_evaluations_after_a_sweep_equal_those_before() -> None:

@@ -134,19 +134,26 @@ class SuffixGraph:
         """The non-constant nodes ``output`` is computed from."""
         got = self._needed.get(output)
         if got is None:
-            keep: set[int] = set()
-            stack = [self.producer[output]]
-            while stack:
-                i = stack.pop()
-                if i in keep:
-                    continue
-                keep.add(i)
-                for name in self.reads[i]:
-                    j = self.producer.get(name)
-                    if j is not None and j not in keep and not self.constant[j]:
-                        stack.append(j)
-            got = self._needed[output] = frozenset(keep)
+            got = self._needed[output] = frozenset(self._computed_from([output]))
         return got
+
+    def _computed_from(
+        self, outputs: Sequence[str], held: Callable[[str], bool] = lambda _: False
+    ) -> set[int]:
+        """The non-constant nodes ``outputs`` are computed from, back to the tensors
+        ``held`` says are at hand."""
+        keep: set[int] = set()
+        stack = [self.producer[o] for o in outputs]
+        while stack:
+            i = stack.pop()
+            if i in keep:
+                continue
+            keep.add(i)
+            for name in self.reads[i]:
+                j = self.producer.get(name)
+                if j is not None and j not in keep and not self.constant[j] and not held(name):
+                    stack.append(j)
+        return keep
 
     def _downstream(self, first: int) -> set[int]:
         downstream = {first}
@@ -272,6 +279,27 @@ class SuffixGraph:
             return declared
         dtype, rank = self._dtype_rank(name)
         return value_info(name, dtype, None if rank is None else (None,) * rank)
+
+    def producers_model(
+        self,
+        outputs: Sequence[str],
+        held: Callable[[str], bool],
+        declare: Callable[[str], onnx.ValueInfoProto],
+    ) -> onnx.ModelProto:
+        """A graph of only the nodes ``outputs`` are computed from, back to what ``held``
+        says is at hand (values the float reference keeps) and the graph's inputs; each of
+        ``outputs`` declared as ``declare`` gives it. Every tensor of these nodes the float
+        graph exposes stays an output here: ONNX Runtime fuses no node whose output is
+        fetched, so the same kernels compute the same values as in the whole float graph."""
+        wanted = set(outputs)
+        order = sorted(self._computed_from(outputs, held))
+        exposed = [o for i in order for o in self.nodes[i].output
+                   if o and o not in wanted and o in self.declared]  # fmt: skip
+        model = self.model(order, [*outputs, *dict.fromkeys(exposed)])
+        model.graph.name = "bitlens_producers"
+        for k, name in enumerate(outputs):
+            model.graph.output[k].CopyFrom(declare(name))
+        return model
 
     def head_model(self, layout: Layout, output: str) -> onnx.ModelProto:
         """The head's graph: its outputs are what the parts after it read, and ``output``

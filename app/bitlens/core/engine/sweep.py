@@ -105,7 +105,7 @@ class Sweep:
         outs = self._sweep_outputs(sim.model, names)
         graph = self._suffix_graph(sim) if suffix_runs else None
         layouts = self._sweep_layouts(graph, names, outs) if graph is not None else {}
-        self._keep_float_values(sim, {b for la in layouts.values() if la for b in la.boundary})
+        self._keep_float_values(graph, {b for la in layouts.values() if la for b in la.boundary})
         parts: dict[tuple[int, str], tuple] = {}  # the shared parts' sessions (suffix.py)
         entries: list[SweepEntry] = []
         workers = sweep_workers()
@@ -297,40 +297,36 @@ class Sweep:
                 continue
         return out
 
-    def _keep_float_values(self, sim: rewrite.SimGraph, names: set[str]) -> None:
-        """Make sure the float reference holds ``names`` on every evaluation feed, running the
-        float model once more (only if some are missing) with them exposed as outputs."""
+    def _keep_float_values(self, graph: suffix.SuffixGraph | None, names: set[str]) -> None:
+        """Make sure the float reference holds ``names`` on every evaluation feed. Those it
+        lacks (tensors it does not keep: integer shape arithmetic such as PP-OCRv4's
+        ``p2o.helper.concat.*``, floats between kept ones) are computed by a graph of only
+        their producers, fed with what it keeps. A session of the whole float graph with
+        them exposed took 0.2-0.45 s of CPU (its build, one run per feed) at the start of
+        every sweep of rapidocr's PP-OCRv4 recognizer, serial, before the first run; the
+        graph of their producers (47 of its 697 nodes) 11-12 ms, with the same values bit
+        for bit (docs/benchmarks.md, "sweepstart")."""
         ref = self._ensure_ref()
-        missing = sorted(
-            n
-            for n in names
-            if n not in ref.types or any((n, i) not in self._store for i in self.data.evaluation)
-        )
-        missing = [n for n in missing if n not in {t.name for t in self.info.inputs}]
-        if not missing:
+        ev = self.data.evaluation
+
+        def held(n: str) -> bool:
+            return n in ref.types and all((n, i) in self._store for i in ev)
+
+        inputs = {t.name for t in self.info.inputs}
+        missing = sorted(n for n in names if n not in inputs and not held(n))
+        if not missing or graph is None:
             return
-        sess = self._session_for({})[1]
-        if not set(missing) <= {o.name for o in sess.get_outputs()}:
-            sess = self._session_exposing(sim, missing)
+        model = graph.producers_model(missing, held, lambda n: rewrite.value_info_for(self.info, n))
+        sess = make_session(model, self.device)
+        kept = [n for n in suffix.io_names(model)[0] if held(n)]
         weights = self._float_weights()
-        for i in self.data.evaluation:
-            values = self._run(sess, missing, {**self.data.samples[i], **weights})
+        for i in ev:
+            upstream = {n: ref[n][i] for n in kept}
+            values = self._run(sess, missing, {**self.data.samples[i], **weights, **upstream})
             for n, v in zip(missing, values, strict=True):
                 ref.types.setdefault(n, (v.dtype, v.ndim))
                 if (n, i) not in self._store:
                     self._store.put(n, i, v)
-
-    def _session_exposing(self, sim: rewrite.SimGraph, missing: Sequence[str]):
-        """A session of the float graph with ``missing`` among its outputs. The float
-        session exposes every float tensor already (Engine._sim_for), so this is only for
-        tensors of other types: a session of its own, not kept."""
-        model = onnx.ModelProto()
-        model.CopyFrom(sim.model)
-        exposed = {v.name for v in model.graph.output}
-        model.graph.output.extend(
-            rewrite.value_info_for(self.info, n) for n in missing if n not in exposed
-        )
-        return make_session(model, self.device)
 
     def _suffix(self, graph: suffix.SuffixGraph, name: str, out_name: str, layout, parts):
         """The (runner, boundary) running what is downstream of layer ``name`` up to
