@@ -26,7 +26,10 @@ from bitlens.core.model.types import WeightInfo
 if TYPE_CHECKING:
     from bitlens.core.model.loader import LoadedModel
 
-SPILL_MIN_BYTES = 1 << 20  # smaller weights stay in memory (like external tensors' threshold)
+# Smaller weights (biases, small filters) stay in memory. 64 KiB, not 1 MiB: a deep stack
+# of 256 KiB MatMul weights kept every weight decoded next to the parsed protobuf's copy
+# (docs/benchmarks.md, "depthmem (session 14)"); as rawspill.RAW_SPILL_MIN_BYTES.
+SPILL_MIN_BYTES = 1 << 16
 _ALIGN = 64  # each weight starts on a cache line (ORT's kernels read with SIMD loads)
 
 

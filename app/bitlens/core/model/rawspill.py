@@ -39,7 +39,8 @@ import onnx
 
 from bitlens.core.model.external import is_external, release_pages
 
-RAW_SPILL_MIN_BYTES = 1 << 20  # as the engine's weightspill.SPILL_MIN_BYTES: smaller stay decoded
+# as the engine's weightspill.SPILL_MIN_BYTES (64 KiB, see there): smaller stay decoded
+RAW_SPILL_MIN_BYTES = 1 << 16
 _ALIGN = 64  # each weight starts on a cache line (ORT's kernels read with SIMD loads)
 _TYPES = {onnx.TensorProto.FLOAT: np.dtype("<f4"), onnx.TensorProto.DOUBLE: np.dtype("<f8")}
 
