@@ -13,7 +13,10 @@ import onnxruntime as ort
 import pytest
 
 from bitlens.cli import main
+from bitlens.core.data import Dataset
+from bitlens.core.engine import Engine
 from bitlens.core.model.loader import load_model
+from bitlens.core.plan import Plan
 from tests.builders_ml import ml_only_classifier, mlp_classifier
 
 
@@ -32,6 +35,20 @@ def test_model_declaring_only_ai_onnx_ml_opens_and_says_why_nothing_is_quantized
     assert main(["eval", str(path), "--preset", "W8A8", "--samples", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nothing to quantize" in err and "ai.onnx.ml" in err
+
+
+def test_engine_evaluates_a_model_without_layers_as_the_float_model(tmp_path: Path) -> None:
+    # the window evaluates such a model (it says nothing is quantizable); the engine's first
+    # cut raised "min() arg is an empty sequence" on a graph with no layer to cut at
+    path = tmp_path / "logreg.onnx"
+    onnx.save(ml_only_classifier(), str(path))
+    model = load_model(path)
+    engine = Engine(model, Dataset.random(model.info, n=4, seed=1), device="cpu")
+    for _ in engine.calibrate("minmax"):
+        pass
+    ev = engine.evaluate(Plan.preset(model.info, "W8A8"))
+    assert ev.layers == {}
+    assert ev.outputs["label"].error.rel_l2 == 0.0
 
 
 def test_zipmap_sequence_output_is_not_compared_and_the_export_passes(

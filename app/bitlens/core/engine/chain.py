@@ -98,8 +98,9 @@ def first_start(cuts: prefix.Cuts) -> int:
     """Where the first layer's cut begins: the chain of a whole graph starts there. Nodes
     before it (a Paddle export's hundreds of Constants and shape computations before its
     first Conv: rapidocr's PP-OCRv4 recognizer, 135 nodes) belong to no part; their values
-    are kept at the first cut like any cut's."""
-    return min(cuts.start.values())
+    are kept at the first cut like any cut's. A graph without layers (a scikit-learn
+    classifier converted to ai.onnx.ml operators only) has no cut: its chain starts at 0."""
+    return min(cuts.start.values(), default=0)
 
 
 def part_models(
