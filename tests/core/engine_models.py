@@ -6,7 +6,18 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from bitlens.core.model.types import ModelInfo
+from bitlens.core.plan import LayerChoice, Plan
+
 IR_VERSION = 9  # ONNX Runtime 1.20+ reads IR 9; onnx 1.23 would write 11+
+
+
+def w8a8_then_each_layer_int4(info: ModelInfo, *, w4a8: bool = True) -> list[Plan]:
+    """W8A8, then W8A8 with each layer in turn at int4 (one change each), then W4A8: the plans
+    the engine tests evaluate on a fast path and on the straightforward one."""
+    base = Plan.preset(info, "W8A8")
+    one = [base.with_choices({la.name: LayerChoice.of("int4 sym ch")}) for la in info.layers]
+    return [base, *one, *([Plan.preset(info, "W4A8")] if w4a8 else [])]
 
 
 def _model(graph: onnx.GraphProto, opset: int = 17) -> onnx.ModelProto:

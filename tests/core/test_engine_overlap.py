@@ -23,7 +23,7 @@ from bitlens.core.engine import (
 from bitlens.core.errors import EngineError
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
-from tests.core.engine_models import small_cnn
+from tests.core.engine_models import small_cnn, w8a8_then_each_layer_int4
 from tests.core.test_engine_same_structure import residual_cnn
 
 
@@ -64,12 +64,7 @@ def test_side_thread_gives_the_numbers_of_each_in_turn(build, dims, monkeypatch)
     loaded = from_proto(build())
     info = loaded.info
     data = Dataset.random(info, n=6, seed=3, dims=dims)
-    base = Plan.preset(info, "W8A8")
-    plans = [
-        base,
-        *(base.with_choices({la.name: LayerChoice.of("int4 sym ch")}) for la in info.layers),
-        Plan.preset(info, "W4A8"),
-    ]
+    plans = w8a8_then_each_layer_int4(info)
     results = {}
     where = {}
     for overlap in (True, False):
@@ -204,8 +199,8 @@ def test_parts_are_built_ahead_when_nodes_precede_the_first_layer() -> None:
     loaded = from_proto(_with_prologue())
     info = loaded.info
     data = Dataset.random(info, n=6, seed=3, dims={"N": 3})
-    base = Plan.preset(info, "W8A8")
-    plans = [base, *(base.with_choices({la.name: LayerChoice.of("int4 sym ch")}) for la in info.layers)]
+    plans = w8a8_then_each_layer_int4(info, w4a8=False)
+    base = plans[0]
     engine = _calibrated(loaded, data, True)
     got = [engine.evaluate(base)]
     engine._side_executor.submit(lambda: None).result()  # the jobs before it ran

@@ -11,9 +11,8 @@ from bitlens.core import metrics
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, output_metrics
 from bitlens.core.model.loader import from_proto
-from bitlens.core.plan import LayerChoice, Plan
 from tests.builders import lstm_recognizer
-from tests.core.engine_models import small_cnn
+from tests.core.engine_models import small_cnn, w8a8_then_each_layer_int4
 
 
 def _kl_straight(r: np.ndarray, g: np.ndarray, axis: int) -> float:
@@ -54,12 +53,7 @@ def test_the_engine_keeps_them_and_reports_the_same_outputs(build, dims, monkeyp
     loaded = from_proto(build())
     info = loaded.info
     data = Dataset.random(info, n=6, seed=4, dims=dims)
-    base = Plan.preset(info, "W8A8")
-    plans = [
-        base,
-        *(base.with_choices({la.name: LayerChoice.of("int4 sym ch")}) for la in info.layers),
-        Plan.preset(info, "W4A8"),
-    ]
+    plans = w8a8_then_each_layer_int4(info)
     kept = Engine(loaded, data, device="cpu")
     kept.overlap = False  # the figures are read on this thread below
     evaluations = [kept.evaluate(p) for p in plans]
