@@ -11,6 +11,7 @@ import pytest
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, weightfeeds
+from bitlens.core.engine.extremes import extremes
 from bitlens.core.engine.reference import _finite
 from bitlens.core.model import loader
 from bitlens.core.model.loader import from_proto
@@ -71,8 +72,13 @@ def test_weights_quantized_two_at_a_time_equal_those_quantized_in_turn(
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
 def test_min_max_finiteness_equals_isfinite_and_the_separate_min_max(dtype) -> None:
-    """reference._finite: on a calibration feed, the min and max it merges equal numpy's, and
-    it answers as np.isfinite(...).all() for NaN, +-inf and finite values."""
+    """reference._finite on a value's min and max (extremes.py): on a calibration feed, the min
+    and max it merges equal numpy's, and it answers as np.isfinite(...).all() for NaN, +-inf
+    and finite values."""
+
+    def finite(v: np.ndarray, name: str, minmax: dict | None) -> bool:
+        return _finite(extremes([v], None)[0], name, minmax)
+
     rng = np.random.default_rng(3)
     values = (rng.standard_normal((5, 7)) * 3).astype(dtype)
     for poison in (None, np.nan, np.inf, -np.inf):
@@ -80,14 +86,14 @@ def test_min_max_finiteness_equals_isfinite_and_the_separate_min_max(dtype) -> N
         if poison is not None:
             v[2, 3] = poison
         minmax: dict[str, tuple[float, float]] = {"t": (-0.5, 0.25)}
-        assert _finite(v, "t", minmax) == bool(np.isfinite(v).all())
-        assert _finite(v, "t", None) == bool(np.isfinite(v).all())
+        assert finite(v, "t", minmax) == bool(np.isfinite(v).all())
+        assert finite(v, "t", None) == bool(np.isfinite(v).all())
         if poison is None:
             assert minmax["t"] == (
                 min(-0.5, float(v.min())),
                 max(0.25, float(v.max())),
             )
-    assert _finite(np.zeros((0, 3), dtype), "t", {}) and _finite(np.arange(4), "t", {})
+    assert finite(np.zeros((0, 3), dtype), "t", {}) and finite(np.arange(4), "t", {})
 
 
 def test_the_float_reference_keeps_each_tensors_min_and_max_on_the_calibration_feeds() -> None:
