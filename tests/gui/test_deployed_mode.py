@@ -9,6 +9,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtGui import QGuiApplication
 
 from bitlens.core import metrics
 from bitlens.core.export.asdeployed import DeployedRunner
@@ -83,11 +85,23 @@ def test_as_deployed_in_the_window_equals_a_fresh_session(qtbot, window, tmp_pat
     y = next(o for o in report.outputs if o.name == "y")
     status = window.deployed.status
     assert status.isVisible() and f"Deployed {fmt_db(y.deployed.sqnr_db)}" in status.text()
-    # one selection: a row selects its layer, the layer selects its row
-    pane.table.selectRow(2)
+    # one selection: a row selects its layer, the layer selects its row (the row picked
+    # with explicit flags: selectRow reads the keyboard's modifiers, which Qt keeps from the
+    # last key event of an earlier test, e.g. test_open_and_edit's Ctrl+Shift+Z)
+    rows = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+    pane.table.selectionModel().select(pane.table.model().index(2, 0), rows)
     assert window.document.selection.current == "conv2"
     window.document.selection.set(["fc"])
-    assert pane.table.selectionModel().selectedRows()[0].row() == 4
+    assert [r.row() for r in pane.table.selectionModel().selectedRows()] == [4]
+    # with Shift held (a Shift-click on the graph) the layer still selects its one row:
+    # selectRow extended the selection from the table's anchor instead
+    qtbot.keyPress(pane.table, Qt.Key.Key_Shift, Qt.KeyboardModifier.ShiftModifier)
+    try:
+        assert QGuiApplication.keyboardModifiers() & Qt.KeyboardModifier.ShiftModifier
+        window.document.selection.set(["conv1"])
+        assert [r.row() for r in pane.table.selectionModel().selectedRows()] == [1]
+    finally:
+        qtbot.keyRelease(pane.table, Qt.Key.Key_Shift)
     # an edit makes the run stale, and the pane says so
     window.table.preset_combo.setCurrentText("W4A8")
     window.table.preset_all.click()

@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -152,8 +152,15 @@ class DeployedPane(QWidget):
         for r in range(self.table.rowCount()):
             item = self.table.item(r, 0)
             if item is not None and item.data(Qt.ItemDataRole.UserRole) == name:
+                # One row, whatever keys are held: QTableView.selectRow builds its command
+                # from the keyboard's modifiers, so with Shift down (a Shift-click on the
+                # graph) it extended the selection from the table's anchor instead.
+                flags = (
+                    QItemSelectionModel.SelectionFlag.ClearAndSelect
+                    | QItemSelectionModel.SelectionFlag.Rows
+                )
                 self.table.blockSignals(True)
-                self.table.selectRow(r)
+                self.table.selectionModel().setCurrentIndex(self.table.model().index(r, 0), flags)
                 self.table.blockSignals(False)
                 self.table.scrollToItem(item)
                 return
