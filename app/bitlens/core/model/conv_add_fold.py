@@ -141,15 +141,25 @@ def _folded_bias(conv: onnx.NodeProto, other: str, ctx: FoldContext) -> np.ndarr
     else:  # ConvTranspose's weight is (C, M / group, k...)
         group = next((a.i for a in conv.attribute if a.name == "group"), 1)
         m = w.shape[1] * group
-    if c.ndim > w.ndim:  # would broadcast the output to more dims
-        return None
-    dims = (1,) * (w.ndim - c.ndim) + c.shape  # as broadcast against (N, M, spatial...)
-    if dims[0] != 1 or dims[1] not in (1, m) or any(d != 1 for d in dims[2:]):
+    per_channel = channel_values(c, w.ndim, m)
+    if per_channel is None:
         return None
     b_name = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
     b = np.zeros(m) if b_name is None else ctx.value(b_name)
     if b is None or b.shape != (m,):
         return None
-    new = b.astype(np.float64) + np.broadcast_to(c.reshape(-1).astype(np.float64), (m,))
-    new = new.astype(w.dtype)
+    new = (b.astype(np.float64) + per_channel).astype(w.dtype)
     return new if np.isfinite(new).all() else None
+
+
+def channel_values(c: np.ndarray, ndim: int, m: int) -> np.ndarray | None:
+    """The constant ``c`` as ``m`` float64 values, one per output channel of a conv output of
+    ``ndim`` dims (N, M, spatial...), if it broadcasts against that output as one value per
+    channel or one for all (``[1, M, 1, 1]``, ``[M, 1, 1]``, ``[1]``); None otherwise (it
+    would broadcast the output to more dims or along a spatial one)."""
+    if c.ndim > ndim:
+        return None
+    dims = (1,) * (ndim - c.ndim) + c.shape
+    if dims[0] != 1 or dims[1] not in (1, m) or any(d != 1 for d in dims[2:]):
+        return None
+    return np.broadcast_to(c.reshape(-1).astype(np.float64), (m,))

@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 
 from bitlens.core.model.bn_fold import FoldContext, set_constant
-from bitlens.core.model.conv_add_fold import fold_after_convs
+from bitlens.core.model.conv_add_fold import channel_values, fold_after_convs
 from bitlens.core.model.graph import CONSTANT_DOMAINS
 
 
@@ -90,16 +90,15 @@ def _scale(conv: onnx.NodeProto, other: str, ctx: FoldContext) -> np.ndarray | N
     if ctx.consumers.get(conv.output[0], 0) != 1 or ctx.consumers.get(conv.input[1], 0) != 1:
         return None  # the output read elsewhere, or the weight shared: its values must stay
     w, c = ctx.value(conv.input[1]), ctx.value(other)
-    if w is None or c is None or w.ndim < 3 or c.dtype != w.dtype or c.ndim > w.ndim:
+    if w is None or c is None or w.ndim < 3 or c.dtype != w.dtype:
         return None
     m = w.shape[0]
-    dims = (1,) * (w.ndim - c.ndim) + c.shape  # as broadcast against (N, M, spatial...)
-    if dims[0] != 1 or dims[1] not in (1, m) or any(d != 1 for d in dims[2:]):
+    s = channel_values(c, w.ndim, m)
+    if s is None:
         return None
     b_name = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
     if b_name is not None:
         b = ctx.value(b_name)
         if b is None or b.shape != (m,):
             return None
-    s = np.broadcast_to(c.reshape(-1).astype(np.float64), (m,))
     return s if np.isfinite(s).all() else None
