@@ -27,6 +27,7 @@ from collections.abc import Collection
 import onnx
 
 from bitlens.core.engine.graphs import node_reads
+from bitlens.core.model.repeated import remove_where
 
 
 def fold_relus(graph: onnx.GraphProto, keep: Collection[str]) -> list[str]:
@@ -64,12 +65,8 @@ def fold_relus(graph: onnx.GraphProto, keep: Collection[str]) -> list[str]:
         drop.add(id(node))
     if not gone:
         return []
-    kept_nodes = [n for n in graph.node if id(n) not in drop]
-    del graph.node[:]
-    graph.node.extend(kept_nodes)
-    kept_outputs = [v for v in graph.output if v.name not in gone]
-    del graph.output[:]
-    graph.output.extend(kept_outputs)
+    remove_where(graph.node, lambda n: id(n) in drop)
+    remove_where(graph.output, lambda v: v.name in gone)
     return sorted(gone)
 
 
