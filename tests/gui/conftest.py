@@ -13,10 +13,11 @@ from pathlib import Path
 
 import onnx
 import pytest
-from PySide6.QtCore import QCoreApplication, QEvent, QSettings, QThreadPool
+from PySide6.QtCore import QCoreApplication, QEvent, QSettings, Qt, QThreadPool
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from bitlens.core.results import Progress
+from bitlens.gui.layer_table_model import Column
 from bitlens.gui.main_window import MainWindow
 from bitlens.gui.settings import AppSettings
 from tests.core.engine_models import mlp_with_fragile_layer, small_cnn
@@ -148,6 +149,23 @@ def wait_detail(qtbot, w: MainWindow, layer: str, weight: str | None = None) -> 
 def open_model(qtbot, w: MainWindow, path: Path) -> None:
     w.open_model(path)
     wait_idle(qtbot, w)
+
+
+def click_row(qtbot, w: MainWindow, row: int) -> None:
+    """Click a layer table row's name as a user would, with no key held.
+
+    Not ``QTableView.selectRow``: it builds its selection command from the keyboard
+    modifiers Qt keeps from the last key event, so a test that ended with Shift held
+    (Ctrl+Shift+Z) would make it extend the selection instead."""
+    view = w.table.view
+    index = view.model().index(row, Column.NAME)
+    view.scrollTo(index)
+    qtbot.mouseClick(
+        view.viewport(),
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+        view.visualRect(index).center(),
+    )
 
 
 def screenshot(widget: QWidget, name: str) -> Path:

@@ -15,7 +15,7 @@ from bitlens.gui.data_dialog import DataDialog, symbolic_dims
 from bitlens.gui.jobs import DataRequest
 from bitlens.gui.layer_table_model import Column
 from bitlens.gui.main_window import MainWindow
-from tests.gui.conftest import WAIT_MS, open_model, wait_idle
+from tests.gui.conftest import WAIT_MS, click_row, open_model, wait_idle
 
 
 def _quantize(qtbot, window, layer: str, fmt: str, column: Column = Column.WEIGHT) -> None:
@@ -178,7 +178,7 @@ def test_data_dialog_builds_requests(qtbot, tmp_path: Path) -> None:
 
 def test_new_data_keeps_selection_and_graph_view(qtbot, window, cnn_path: Path) -> None:
     open_model(qtbot, window, cnn_path)
-    window.table.view.selectRow(1)
+    click_row(qtbot, window, 1)
     view = window.graph.view
     view.zoom(1.5)
     scale = view.transform().m11()

@@ -10,7 +10,15 @@ from PySide6.QtCore import QPointF, Qt, QThreadPool
 
 from bitlens.gui import jobs
 from bitlens.gui.layer_table_model import NAME_ROLE
-from tests.gui.conftest import WAIT_MS, held, open_model, slowed, wait_detail, wait_idle
+from tests.gui.conftest import (
+    WAIT_MS,
+    click_row,
+    held,
+    open_model,
+    slowed,
+    wait_detail,
+    wait_idle,
+)
 
 
 def _slowed_sweep(monkeypatch: pytest.MonkeyPatch, delay: float = 0.05) -> None:
@@ -57,8 +65,7 @@ def test_graph_click_selects_in_table_plots_and_detail(qtbot, window, cnn_path: 
 
 def test_table_selection_reaches_graph_and_plot_click_selects(qtbot, window, cnn_path) -> None:
     open_model(qtbot, window, cnn_path)
-    table = window.table
-    table.view.selectRow(0)
+    click_row(qtbot, window, 0)
     assert window.document.selection.names == ("conv1",)
     assert window.graph.view.node_item("conv1").highlighted
     assert not window.graph.view.node_item("conv2").highlighted
