@@ -1,6 +1,6 @@
-"""metrics.mean_kl computes its steps in one float64 copy of the scores (no new array per
-step): the same KL, bit for bit, as the expression with a new array per step, and the
-caller's scores untouched."""
+"""metrics.mean_kl computes its steps in one float64 copy of the scores, a block of positions
+at a time where the classes are the last axis (no new array per step): the same KL, bit for
+bit, as the expression with a new array per step, and the caller's scores untouched."""
 
 from __future__ import annotations
 

@@ -300,6 +300,11 @@ def top1_agreement(
     return float(np.mean(top == np.argmax(q_logits, axis=axis)))
 
 
+# float64 values per block of positions in mean_kl (1 MiB): a block's steps stay in the
+# core's cache where the whole array's (17 MB on a 6625-class recognizer) went to memory
+KL_BLOCK_VALUES = 1 << 17
+
+
 def mean_kl(
     ref_logits: np.ndarray, q_logits: np.ndarray, axis: int = -1, ref: RefScores | None = None
 ) -> float:
@@ -307,28 +312,46 @@ def mean_kl(
     reference (the same number, bit for bit).
 
     ``sum(p * (log_p - log(softmax(q) + KL_EPS)))``, each step written over one float64
-    copy of ``q_logits``: the same element-wise operations as the expression with a new
-    array per step, so the same values, and the same sums over ``axis`` (same shape and
-    layout). A new array per step cost more than the arithmetic: on a 6625-class
-    recognizer's 8 x 40 positions (17 MB of float64 each) 26.7 -> 16.3 ms of CPU per
-    call, at every evaluation (docs/benchmarks.md, "reevalrows, session 15"). Arrays of
-    other layouts (a transposed view) take the expression itself: a sum over ``axis``
-    follows the layout of what it sums, which the two ways would not share."""
+    copy of ``q_logits`` (a block of positions at a time where ``axis`` is the last): the
+    same element-wise operations as the expression with a new array per step, so the same
+    values, and the same sums over ``axis`` (each position's own, in the same layout). A
+    new array per step cost more than the arithmetic: on a 6625-class recognizer's 8 x 40
+    positions 26.7 -> 16.3 ms of CPU per call in one copy, 12.8 ms in blocks, at every
+    evaluation (docs/benchmarks.md, "reevalrows, session 15"). Arrays of other layouts (a
+    transposed view) take the expression itself: a sum over ``axis`` follows the layout
+    of what it sums, which the two ways would not share."""
     if ref is None:
         ref = RefScores.of(ref_logits, axis)
-    q_logits = np.asarray(q_logits)
-    if not (q_logits.flags.c_contiguous and ref.p.flags.c_contiguous):
-        q = softmax(q_logits, axis)
-        return float(np.mean(np.sum(ref.p * (ref.log_p - np.log(q + KL_EPS)), axis=axis)))
-    z = np.array(q_logits, np.float64)  # a copy always: the steps below write into it
+    q, p, log_p = np.asarray(q_logits), ref.p, ref.log_p
+    same = q.shape == p.shape == log_p.shape and q.size > 0
+    if not (same and all(a.flags.c_contiguous for a in (q, p, log_p))):
+        soft = softmax(q, axis)
+        return float(np.mean(np.sum(p * (log_p - np.log(soft + KL_EPS)), axis=axis)))
+    if axis % q.ndim != q.ndim - 1:
+        return float(np.mean(_kl_terms(np.array(q, np.float64), p, log_p, axis)))
+    n = q.shape[-1]
+    q2, p2, lp2 = (a.reshape(-1, n) for a in (q, p, log_p))
+    per = max(1, KL_BLOCK_VALUES // n)
+    sums = np.empty(len(q2))
+    block = np.empty((min(per, len(q2)), n))
+    for s in range(0, len(q2), per):
+        z = block[: min(per, len(q2) - s)]
+        z[...] = q2[s : s + per]  # float32 -> float64 is exact: np.array(q, float64)'s values
+        sums[s : s + per] = _kl_terms(z, p2[s : s + per], lp2[s : s + per], -1)
+    return float(np.mean(sums.reshape(q.shape[:-1])))
+
+
+def _kl_terms(z: np.ndarray, p: np.ndarray, log_p: np.ndarray, axis: int) -> np.ndarray:
+    """Per position, sum over ``axis`` of ``p * (log_p - log(softmax(z) + KL_EPS))``,
+    computed in ``z`` (float64, overwritten)."""
     z -= z.max(axis=axis, keepdims=True)
     np.exp(z, out=z)
-    z /= z.sum(axis=axis, keepdims=True)  # softmax(q)
+    z /= z.sum(axis=axis, keepdims=True)  # softmax
     z += KL_EPS
     np.log(z, out=z)
-    np.subtract(ref.log_p, z, out=z)
-    z *= ref.p
-    return float(np.mean(np.sum(z, axis=axis)))
+    np.subtract(log_p, z, out=z)
+    z *= p
+    return np.sum(z, axis=axis)
 
 
 class SampleErrors:
