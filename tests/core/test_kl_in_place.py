@@ -58,3 +58,26 @@ def test_the_callers_scores_are_not_written() -> None:
     before = q.copy()
     metrics.mean_kl(r, q, -1)
     np.testing.assert_array_equal(q, before)
+
+
+def _softmax_expression(x: np.ndarray, axis: int) -> np.ndarray:
+    z = np.asarray(x, np.float64)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def test_softmax_and_kept_scores_equal_the_expressions_in_any_layout() -> None:
+    """softmax writes its steps into one copy: the expression's values and layout, for
+    float32 and float64 scores, contiguous or not, and the caller's array untouched."""
+    r, _ = _scores((40, 8, 300), 11)
+    wide = r.astype(np.float64)
+    for x in (r, r.transpose(1, 0, 2), r[:, ::2], wide, wide.transpose(2, 1, 0)):
+        before = x.copy()
+        for axis in (-1, 0, 1):
+            got, want = metrics.softmax(x, axis), _softmax_expression(x, axis)
+            np.testing.assert_array_equal(got, want)
+            assert got.strides == want.strides
+            kept = metrics.RefScores.of(x, axis)
+            np.testing.assert_array_equal(kept.log_p, np.log(want + metrics.KL_EPS))
+        np.testing.assert_array_equal(x, before)

@@ -263,10 +263,15 @@ def tensor_error_f64(ref: np.ndarray, approx: np.ndarray) -> TensorError:
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
+    """float64 softmax over ``axis``, each step written into one copy of ``logits``: the
+    values and the layout of ``e / e.sum()`` with ``e = exp(z - z.max())``, without a new
+    array per step (see mean_kl; RefScores.of runs it on every evaluation when the
+    reference's scores are too large to keep)."""
+    z = np.array(logits, np.float64)  # a copy always: the steps below write into it
+    z -= z.max(axis=axis, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=axis, keepdims=True)
+    return z
 
 
 KL_EPS = 1e-12
@@ -286,7 +291,9 @@ class RefScores:
     @staticmethod
     def of(ref_logits: np.ndarray, axis: int = -1) -> RefScores:
         p = softmax(ref_logits, axis)
-        return RefScores(np.argmax(ref_logits, axis=axis), p, np.log(p + KL_EPS))
+        log_p = p + KL_EPS
+        np.log(log_p, out=log_p)
+        return RefScores(np.argmax(ref_logits, axis=axis), p, log_p)
 
     @property
     def nbytes(self) -> int:
