@@ -330,7 +330,7 @@ def mean_kl(
     if ref is None:
         ref = RefScores.of(ref_logits, axis)
     q, p, log_p = np.asarray(q_logits), ref.p, ref.log_p
-    same = q.shape == p.shape == log_p.shape and q.size > 0
+    same = q.shape == p.shape == log_p.shape and q.ndim > 0 and q.size > 0
     if not (same and all(a.flags.c_contiguous for a in (q, p, log_p))):
         soft = softmax(q, axis)
         return float(np.mean(np.sum(p * (log_p - np.log(soft + KL_EPS)), axis=axis)))
