@@ -86,8 +86,6 @@ def test_a_sampling_calibration_or_a_sweep_gives_it_back_first(monkeypatch) -> N
     gen.close()
 
 
-
-
 class _NamingLock(_CountingLock):
     """session.release_arena's lock, naming the thread of each release and telling when
     one was made."""
