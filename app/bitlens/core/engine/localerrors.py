@@ -50,6 +50,7 @@ class LocalErrors:
     _local_sessions: dict[tuple[str, str | None], object]
     _local: dict[tuple[str, tuple, str], TensorError]
     _aside: Callable[[Callable[[], object]], Future | None]
+    _local_first = False  # True while _local_errors_first runs them
 
     def _local_session(self, layer: str, kind: str | None):
         """The session computing ``layer`` alone from float inputs (built once per kind)."""
@@ -157,7 +158,11 @@ class LocalErrors:
             return None
         if not ahead.session.cancel():  # the side thread builds it already
             return None
-        return self._local_errors(plan, layer_out, feeds)
+        self._local_first = True  # read by Engine._arena_ahead's job
+        try:
+            return self._local_errors(plan, layer_out, feeds)
+        finally:
+            self._local_first = False
 
     def _local_errors(
         self,
