@@ -9,10 +9,14 @@ import threading
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractEventDispatcher, QEvent, QObject
+from PySide6.QtGui import QColor, QPalette
 
 from bitlens.core import graph_layout
+from bitlens.core.formats import parse_format
+from bitlens.core.plan import LayerChoice, Plan
 from bitlens.gui import jobs
 from bitlens.gui.graph_geometry import LAYER_H, SLOT_W
+from bitlens.gui.graph_ops import op_color
 from bitlens.gui.jobs import DataRequest
 from tests.gui.conftest import WAIT_MS, open_model, wait_idle
 
@@ -79,3 +83,48 @@ def test_the_graph_is_built_a_pass_after_the_table_is_painted(
     first_paint, built = after.index("paint"), after.index("built")
     # the table's repaint for the new model, then a new pass, then the graph
     assert first_paint < built and "pass" in after[first_paint:built], after
+
+
+def test_graph_bounds_are_the_items_bounds(qtbot, window, cnn_path: Path) -> None:
+    open_model(qtbot, window, cnn_path)
+    view = window.graph.view
+    rect = view.graph_rect()
+    assert not rect.isEmpty() and rect == view.scene().itemsBoundingRect()
+    rect.adjust(0, 0, 100, 100)  # a copy: the caller's to change
+    assert view.graph_rect() == view.scene().itemsBoundingRect()
+
+
+def test_op_boxes_are_filled_by_their_op_type(qtbot, window, cnn_path: Path) -> None:
+    open_model(qtbot, window, cnn_path)
+    view = window.graph.view
+    ops = [view.node_item(n) for n in view.node_names]
+    ops = [it for it in ops if not it.is_layer and not it.is_io]
+    assert ops
+    for palette in (view.palette(), QPalette(QColor(40, 40, 40))):  # light, then dark
+        view.setPalette(palette)
+        view._recolor()
+        for item in ops:
+            assert item.fill == op_color(item.title, view.palette()), item.name
+
+
+def test_edits_build_each_preset_once(qtbot, window, cnn_path: Path, monkeypatch) -> None:
+    open_model(qtbot, window, cnn_path)
+    doc = window.document
+    built: list[tuple[str, str | None]] = []
+    preset = Plan.preset.__func__
+
+    def counting(cls, info, name, layers=None, target=None):
+        built.append((name, target))
+        return preset(cls, info, name, layers, target)
+
+    monkeypatch.setattr(Plan, "preset", classmethod(counting))
+    w8a8 = preset(Plan, doc.info, "W8A8")
+    doc.replace_plan(w8a8, "W8A8")
+    assert window.table.preset_combo.currentText() == "W8A8"
+    layer = doc.info.layers[0].name
+    int4 = parse_format("int4 sym ch")
+    doc.edit({layer: LayerChoice(weight=int4, activation=w8a8[layer].activation)}, "int4")
+    assert window.table.preset_combo.currentIndex() == -1  # a mixed plan names no preset
+    doc.undo_stack.undo()
+    assert window.table.preset_combo.currentText() == "W8A8"
+    assert len(built) == len(set(built))  # each (preset, target) built at most once

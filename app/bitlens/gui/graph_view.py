@@ -65,6 +65,7 @@ class GraphView(QGraphicsView):
         self._scene = QGraphicsScene(self)
         self.setScene(self._scene)
         self._items: dict[str, GraphNodeItem] = {}
+        self._bounds = QRectF()  # of every item, once the graph is built
         self._edges: list[QGraphicsPathItem] = []
         self._edges_of: dict[str, list[QGraphicsPathItem]] = {}  # node -> its in and out edges
         self.focused: str | None = None
@@ -119,7 +120,7 @@ class GraphView(QGraphicsView):
 
     def graph_rect(self) -> QRectF:
         self._build_pending()
-        return self._scene.itemsBoundingRect()
+        return QRectF(self._bounds)
 
     def set_color_by(self, key: str) -> None:
         if key not in METRICS:
@@ -131,7 +132,7 @@ class GraphView(QGraphicsView):
         """The whole graph in the view, however long: boxes without text when it has to
         (the minimap and the find box lead on from there)."""
         self._build_pending()
-        rect = self._scene.itemsBoundingRect()
+        rect = QRectF(self._bounds)
         if rect.isEmpty():
             return
         self._fit_rect(rect.adjusted(-20, -20, 20, 20), MAX_ZOOM)
@@ -193,7 +194,7 @@ class GraphView(QGraphicsView):
         """A new model: the whole graph when its text stays legible, else its top at a
         readable scale (Fit, the minimap and the find box reach the rest)."""
         self.fit()
-        rect = self._scene.itemsBoundingRect()
+        rect = self._bounds
         if self.transform().m11() < FIRST_VIEW_MIN and not rect.isEmpty():
             self.resetTransform()
             self.scale(FIRST_VIEW_MIN, FIRST_VIEW_MIN)
@@ -255,7 +256,7 @@ class GraphView(QGraphicsView):
 
     def _min_zoom(self) -> float:
         """Small enough to show the whole graph."""
-        rect = self._scene.itemsBoundingRect()
+        rect = self._bounds
         vp = self.viewport().rect()
         if rect.isEmpty() or vp.isEmpty():
             return MIN_ZOOM
@@ -274,6 +275,7 @@ class GraphView(QGraphicsView):
         # and the minimap would read the old bounds and build the new graph on its paint.
         self._scene.setSceneRect(QRectF())
         self._items.clear()
+        self._bounds = QRectF()
         self._edges.clear()
         self._edges_of.clear()
         self.focused = None
@@ -326,7 +328,10 @@ class GraphView(QGraphicsView):
             item.setPos(place.x, place.y)
             self._scene.addItem(item)
             self._items[name] = item
-        self._scene.setSceneRect(self._scene.itemsBoundingRect().adjusted(-40, -40, 40, 40))
+        # Items never move once placed: their bounds, measured once (each measure asks
+        # every node item's boundingRect, a call into Python)
+        self._bounds = self._scene.itemsBoundingRect()
+        self._scene.setSceneRect(self._bounds.adjusted(-40, -40, 40, 40))
         self._recolor()
         self._first_view()
         # then the selected layer (the first, on open) in sight: open_nsfw's first conv sits
