@@ -47,6 +47,8 @@ class GraphNodeItem(QGraphicsItem):
         return self._rect.adjusted(-4, -4, 4, 4)
 
     def set_colors(self, fill: QColor, ink: QColor, border: QColor) -> None:
+        if (fill, ink, border) == (self.fill, self.ink, self.border):
+            return  # every evaluation recolours every box; most ops' stay as they were
         self.fill, self.ink, self.border = fill, ink, border
         self.update()
 

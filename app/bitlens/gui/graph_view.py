@@ -27,18 +27,17 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QGraphicsView, QWidget
 
-from bitlens.core.graph_layout import GraphLayout, layout_model
+from bitlens.core.graph_layout import GraphLayout
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.results import TensorError
 from bitlens.gui import colors
 from bitlens.gui.document import Document
 from bitlens.gui.error_kind import ERROR_KINDS
+from bitlens.gui.graph_geometry import view_layout
 from bitlens.gui.graph_node_item import NODE_H, GraphNodeItem
 from bitlens.gui.graph_ops import op_color
 from bitlens.gui.text import fmt_db, fmt_format, fmt_shape
 
-SLOT_W = 180.0
-LAYER_H = 70.0
 METRICS = {key: f"{label} SQNR" for key, (label, _tip) in ERROR_KINDS.items()}
 MAX_ZOOM = 4.0
 MIN_ZOOM = 0.05  # or less, when fitting the whole graph needs less
@@ -66,6 +65,7 @@ class GraphView(QGraphicsView):
         self._scene = QGraphicsScene(self)
         self.setScene(self._scene)
         self._items: dict[str, GraphNodeItem] = {}
+        self._bounds = QRectF()  # of every item, once the graph is built
         self._edges: list[QGraphicsPathItem] = []
         self._edges_of: dict[str, list[QGraphicsPathItem]] = {}  # node -> its in and out edges
         self.focused: str | None = None
@@ -77,7 +77,8 @@ class GraphView(QGraphicsView):
         self._later = QTimer(self)
         self._later.setSingleShot(True)
         self._later.setInterval(0)
-        self._later.timeout.connect(self._build_pending)
+        self._later.timeout.connect(self._on_later)
+        self._painted_first = False  # the window has painted once since the model changed
         self.color_by = document.error_kind.kind
         document.error_kind.changed.connect(self.set_color_by)
         self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
@@ -119,7 +120,7 @@ class GraphView(QGraphicsView):
 
     def graph_rect(self) -> QRectF:
         self._build_pending()
-        return self._scene.itemsBoundingRect()
+        return QRectF(self._bounds)
 
     def set_color_by(self, key: str) -> None:
         if key not in METRICS:
@@ -131,7 +132,7 @@ class GraphView(QGraphicsView):
         """The whole graph in the view, however long: boxes without text when it has to
         (the minimap and the find box lead on from there)."""
         self._build_pending()
-        rect = self._scene.itemsBoundingRect()
+        rect = QRectF(self._bounds)
         if rect.isEmpty():
             return
         self._fit_rect(rect.adjusted(-20, -20, 20, 20), MAX_ZOOM)
@@ -193,7 +194,7 @@ class GraphView(QGraphicsView):
         """A new model: the whole graph when its text stays legible, else its top at a
         readable scale (Fit, the minimap and the find box reach the rest)."""
         self.fit()
-        rect = self._scene.itemsBoundingRect()
+        rect = self._bounds
         if self.transform().m11() < FIRST_VIEW_MIN and not rect.isEmpty():
             self.resetTransform()
             self.scale(FIRST_VIEW_MIN, FIRST_VIEW_MIN)
@@ -255,7 +256,7 @@ class GraphView(QGraphicsView):
 
     def _min_zoom(self) -> float:
         """Small enough to show the whole graph."""
-        rect = self._scene.itemsBoundingRect()
+        rect = self._bounds
         vp = self.viewport().rect()
         if rect.isEmpty() or vp.isEmpty():
             return MIN_ZOOM
@@ -274,6 +275,7 @@ class GraphView(QGraphicsView):
         # and the minimap would read the old bounds and build the new graph on its paint.
         self._scene.setSceneRect(QRectF())
         self._items.clear()
+        self._bounds = QRectF()
         self._edges.clear()
         self._edges_of.clear()
         self.focused = None
@@ -287,13 +289,27 @@ class GraphView(QGraphicsView):
         # the table, the detail and the window's first paint in this one (issue 11; 40-90 ms
         # in one turn on a ResNet-50). Readers of the graph build it first (_build_pending).
         self._pending = info
+        self._painted_first = False
         self._later.start()
+
+    def _on_later(self) -> None:
+        # One pass of the event loop for the window to paint the new model's table and
+        # panes, the next for the graph: both in one pass were the open's longest stall on
+        # PP-OCRv4 rec (issue 11; docs/benchmarks.md "uiopen (session 15)"). Widgets post
+        # their repaints; a timer started now fires on a later pass than those are sent.
+        if not self._painted_first:
+            self._painted_first = True
+            self._later.start()
+            return
+        self._build_pending()
 
     def _build_pending(self) -> None:
         info, self._pending = self._pending, None
         if info is None or info is not self._info:
             return
-        lay = layout_model(info, x_gap=SLOT_W, y_gap=LAYER_H)
+        session = self._doc.session
+        # laid out by the job that opened the model (graph_geometry.py)
+        lay = session.layout if session is not None and session.info is info else view_layout(info)
         self.layout_result = lay
         edge_pen = _edge_pen(self.palette())
         for route in lay.edges:
@@ -312,7 +328,10 @@ class GraphView(QGraphicsView):
             item.setPos(place.x, place.y)
             self._scene.addItem(item)
             self._items[name] = item
-        self._scene.setSceneRect(self._scene.itemsBoundingRect().adjusted(-40, -40, 40, 40))
+        # Items never move once placed: their bounds, measured once (each measure asks
+        # every node item's boundingRect, a call into Python)
+        self._bounds = self._scene.itemsBoundingRect()
+        self._scene.setSceneRect(self._bounds.adjusted(-40, -40, 40, 40))
         self._recolor()
         self._first_view()
         # then the selected layer (the first, on open) in sight: open_nsfw's first conv sits
@@ -331,13 +350,18 @@ class GraphView(QGraphicsView):
         ev = self._doc.evaluation
         plan = self._doc.plan
         scale = self._doc.error_kind.scale(ev)
+        # one fill per op type, not per node: 344 of PP-OCRv4 rec's 393 boxes are ops
+        op_fills: dict[str, tuple[QColor, QColor]] = {}
         for name, item in self._items.items():
             if item.is_io:
                 item.set_colors(io, ink_plain, border)
                 continue
             if not item.is_layer:
-                fill = op_color(item.title, pal)
-                item.set_colors(fill, _ink_on(fill), border)
+                fill_ink = op_fills.get(item.title)
+                if fill_ink is None:
+                    fill = op_color(item.title, pal)
+                    fill_ink = op_fills[item.title] = (fill, _ink_on(fill))
+                item.set_colors(*fill_ink, border)
                 continue
             err = self._error(name)
             fill = colors.error_color(None if err is None else err.sqnr_db, scale)

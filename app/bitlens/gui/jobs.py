@@ -28,6 +28,7 @@ from bitlens.core.export.fidelity import export_and_check
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.formats import parse_format
 from bitlens.core.formats.registry import family_of
+from bitlens.core.graph_layout import GraphLayout
 from bitlens.core.input_values import compared_constants
 from bitlens.core.model.stored_grid import layer_grid, layer_note
 from bitlens.core.model.types import ModelInfo
@@ -39,6 +40,7 @@ from bitlens.core.search import Measuring, Point, SearchOptions, SearchResult, S
 from bitlens.core.search import sensitivities as measure_sensitivities
 from bitlens.core.usermetric import Metric, default_metric, evaluate_with, reference_outputs
 from bitlens.core.viewdata import Distribution, distribution, scatter_pairs
+from bitlens.gui.graph_geometry import view_layout
 
 if TYPE_CHECKING:
     from bitlens.core.model.loader import LoadedModel
@@ -88,9 +90,12 @@ class Session:
     # The model's size, measured here in the worker: ``ByteSize`` of a 54 MB proto takes
     # a quarter second that the window's thread must not spend.
     model_bytes: int = field(init=False)
+    # Where the graph view draws each node, laid out here for the same reason.
+    layout: GraphLayout = field(init=False)
 
     def __post_init__(self) -> None:
         self.model_bytes = self.model.nbytes
+        self.layout = view_layout(self.model.info)
 
     @property
     def info(self) -> ModelInfo:
