@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -66,14 +67,12 @@ class FloatReference:
         joined = first_joined(data)
         if joined is None:
             return None
-        sim, sess = self._session_for({})
-        weights = self._float_weights()
+        _sim, sess, weights, (fetch, extra) = self._float_session()
         names = self._output_names
         # The first unit alone, fetching every float tensor the float graph exposes (ONNX
         # Runtime allocates each, fetched or not, range_sources.py): its values per input
         # byte size every run; its outputs are row_mixing's run of that unit alone.
         unit = first_unit(data, joined)
-        fetch, extra = self._reference_fetch(sim)
         fetch = list(dict.fromkeys([*names, *fetch, *extra, *self._minmax_later]))
         outs = self._run(sess, fetch, {**unit, **weights})
         alone = outs[: len(names)]
@@ -104,6 +103,20 @@ class FloatReference:
             self.data = data.rows_apart()
         self._rows_checked = self.data
         return mixed
+
+    def _float_session(self) -> tuple[Any, Any, dict[str, np.ndarray], tuple[list[str], list[str]]]:
+        """(float graph, its session, the float weights, :meth:`_reference_fetch`): the
+        session built on the side thread (Structures._session_ahead; in turn when ``overlap``
+        is off) while this thread reads the weights and the presets' placements; the same
+        model and options, so the same session. At the open nothing else runs: the build (40
+        ms of PP-OCRv4 rec's float graph, and the process's first NCHWc probe) and the
+        weights (10 ms) went in turn."""
+        key, sim = self._sim_for({})
+        self._session_ahead(key, sim)
+        weights = self._float_weights()
+        fetched = self._reference_fetch(sim)
+        sim, sess = self._session_for({})
+        return sim, sess, weights, fetched
 
     def _reference_fetch(self, sim) -> tuple[list[str], list[str]]:
         """What the float reference fetches: the metrics' values (layer inputs and outputs,
@@ -162,11 +175,9 @@ class FloatReference:
         if self.data is None:
             raise EngineError("no input data yet: give the input sizes or data first")
         pending = self._keep_rows_apart(defer=True)
-        sim, sess = self._session_for({})
-        fetch, extra = self._reference_fetch(sim)
+        sim, sess, weights, (fetch, extra) = self._float_session()
         every_feed = set(sim.activations)
         kept = set(fetch)  # the rest only for their min and max
-        weights = self._float_weights()
         evaluation = set(self.data.evaluation)
         calibration = set(self.data.calibration)
         store = self._store
