@@ -17,6 +17,7 @@ from bitlens.core.engine import range_sources
 from bitlens.core.engine.extremes import extremes
 from bitlens.core.engine.row_cap import cap_rows, first_joined, first_unit, input_bytes, run_share
 from bitlens.core.engine.row_mixing import outputs_mix, rows_apart_where_they_mix
+from bitlens.core.engine.session import release_arena
 from bitlens.core.engine.store import RefView
 from bitlens.core.errors import EngineError
 from bitlens.core.results import Progress
@@ -80,6 +81,11 @@ class FloatReference:
         del outs
         capped = cap_rows(data, per_byte, run_share())
         if defer and capped is data and joined == _first_run(data):
+            # The reference runs this feed whole: the unit's buffers fit none of its requests
+            # (the shared arena's regions are one request each, session.shared_arena) and
+            # stayed reserved through the reference, at its peak (PP-OCRv4 rec: about 190 of
+            # 966 MiB); the first evaluation gave them back (the same unmapping, later).
+            release_arena()
             return joined, alone
         self.data = rows_apart_where_they_mix(
             capped,
