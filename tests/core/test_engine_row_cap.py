@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core import limits
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine
+from bitlens.core.engine import Engine, reference
 from bitlens.core.engine.row_cap import cap_rows
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
@@ -88,3 +88,33 @@ def test_cap_rows_keeps_units_whole_and_in_order() -> None:
     np.testing.assert_array_equal(np.concatenate([s["x"] for s in capped.samples[1:]]), joined["x"])
     assert capped.labels is data.labels
     assert cap_rows(data, 1.0, 64) is data  # everything fits: unchanged
+
+
+def test_the_first_units_buffers_are_given_back_when_the_feed_runs_whole(monkeypatch) -> None:
+    """The run of a joined feed's first unit (which sizes the runs) leaves buffers of one
+    unit's shape in ONNX Runtime's arena that a run of the whole feed cannot reuse: they are
+    given back before the float reference runs it (the same figures), and kept when the
+    feeds are split into smaller runs (those reuse them)."""
+    model = from_proto(_conv_net())
+    plan = Plan.preset(model.info, "W8A8")
+    runs: list[int] = []
+    released: list[int] = []
+    real_run = Engine._run
+    monkeypatch.setattr(Engine, "_run", staticmethod(lambda *a: (runs.append(1), real_run(*a))[1]))
+    monkeypatch.setattr(reference, "release_arena", lambda: released.append(len(runs)))
+    got = []
+    for budget, rows in (("1G", [4, 4]), ("2M", None)):
+        monkeypatch.setenv(limits.ENV_BUDGET, budget)
+        runs.clear()
+        released.clear()
+        engine = Engine(model, Dataset.random(model.info, 8), device="cpu")
+        list(engine.prepare())
+        if rows is not None:  # the unit's run, then given back, then the feeds' runs
+            assert _rows(engine) == rows and released == [1] and len(runs) == 3
+        else:
+            assert max(_rows(engine)) < 4 and not released
+        got.append(engine.evaluate(plan))
+    monkeypatch.setattr(reference, "release_arena", lambda: None)
+    monkeypatch.setenv(limits.ENV_BUDGET, "1G")
+    kept = Engine(model, Dataset.random(model.info, 8), device="cpu")
+    assert kept.evaluate(plan) == got[0] == got[1]

@@ -132,10 +132,11 @@ def test_local_errors_run_while_the_side_thread_builds_the_whole_session(monkeyp
     monkeypatch.setattr(localerrors, "BULK_LOCAL_MIN", 2)  # small_cnn's 3 layers
     built: list[tuple[str, str]] = []
     local_built = threading.Event()
+    evaluating = threading.Event()  # the float graph's build at calibration is not slowed
     real_whole, real_local = structure.make_session, localerrors.make_session
 
     def whole(*args, **kwargs):
-        if threading.current_thread().name.startswith("bitlens-side"):
+        if evaluating.is_set() and threading.current_thread().name.startswith("bitlens-side"):
             local_built.wait(timeout=5)  # a slow build: the main thread is free meanwhile
         built.append(("whole", threading.current_thread().name))
         return real_whole(*args, **kwargs)
@@ -152,8 +153,10 @@ def test_local_errors_run_while_the_side_thread_builds_the_whole_session(monkeyp
     def before(_engine: Engine, _overlap: bool) -> None:
         built.clear()
         local_built.clear()
+        evaluating.set()
 
     def after(_engine: Engine, overlap: bool) -> None:
+        evaluating.clear()
         if overlap:
             assert built == [("local", "MainThread"), ("whole", built[1][1])]
             assert built[1][1].startswith("bitlens-side")
@@ -208,3 +211,34 @@ def test_min_max_on_two_threads_equal_those_in_turn(monkeypatch) -> None:
         messages.append(str(err.value))
         engine.close()
     assert messages[0] == messages[1] and "NaN" in messages[0]
+
+
+def test_the_float_session_builds_beside_the_float_weights(monkeypatch) -> None:
+    """The float reference's session is built on the side thread while the main thread reads
+    the float weights and the presets' placements: the same reference, ranges and
+    evaluation as with everything in turn (Engine.overlap off)."""
+    threads: list[str] = []
+    real = structure.make_session
+
+    def recording(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(structure, "make_session", recording)
+    loaded = from_proto(small_cnn())
+    data = Dataset.random(loaded.info, n=4, seed=3)
+    got = []
+    for overlap in (True, False):
+        engine = Engine(loaded, data, device="cpu")
+        engine.overlap = overlap
+        threads.clear()
+        list(engine.calibrate("minmax"))
+        assert len(threads) == 1  # the float graph's session, once
+        assert threads[0].startswith("bitlens-side") == overlap
+        ref = engine._ensure_ref()
+        values = {(t, i): ref.value(t, i) for t in ref for i in data.evaluation}
+        got.append((engine._minmax, values, engine.evaluate(Plan.preset(loaded.info, "W8A8"))))
+        engine.close()
+    (minmax, values, ev), (minmax2, values2, ev2) = got
+    assert minmax == minmax2 and ev == ev2 and values.keys() == values2.keys()
+    assert all(np.array_equal(values[k], values2[k]) for k in values)

@@ -56,6 +56,7 @@ class Ranges:
     _arena: ArenaReleaser
     qdq_quantizers: bool  # Structures: the engine's quantizer kinds
     _engine_kind: Callable[[Format | None, bool], str | None]
+    _measure_later: Callable[[Sequence[str]], None]  # FloatReference
 
     def calibrate(self, method: str = "minmax") -> Iterator[Progress]:
         """Gather activation statistics on the calibration samples (progress per activation)."""
@@ -124,6 +125,7 @@ class Ranges:
             if np.asarray(values[0]).dtype.kind == "f":
                 self._stats[n] = ActivationStats.of(values, n)
         if self.method is CalibrationMethod.MINMAX:  # the float run's min and max suffice
+            self._measure_later(rest)  # those the float reference left for later
             for n in [n for n in rest if n in self._minmax]:
                 self._stats[n] = ActivationStats(*self._minmax[n], None)
                 rest.remove(n)

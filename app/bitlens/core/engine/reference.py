@@ -7,13 +7,17 @@ tensor. A mixin of :class:`bitlens.core.engine.engine.Engine`, which supplies th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
+from bitlens.core.engine import range_sources
 from bitlens.core.engine.extremes import extremes
 from bitlens.core.engine.row_cap import cap_rows, first_joined, first_unit, input_bytes, run_share
 from bitlens.core.engine.row_mixing import outputs_mix, rows_apart_where_they_mix
+from bitlens.core.engine.session import release_arena
 from bitlens.core.engine.store import RefView
 from bitlens.core.errors import EngineError
 from bitlens.core.results import Progress
@@ -42,6 +46,8 @@ class FloatReference:
     """Engine mixin: the float reference and the memory budget it is kept within."""
 
     _rows_checked: object = None  # the data keep_rows_apart last gave (checked once)
+    # float tensors whose min and max the float reference left for when a plan needs them
+    _minmax_later: list[str] = []  # noqa: RUF012 (replaced, never mutated)
 
     def keep_rows_apart(self) -> None:
         """Before the float reference, once: split the data's joined feeds into runs whose
@@ -62,19 +68,24 @@ class FloatReference:
         joined = first_joined(data)
         if joined is None:
             return None
-        sim, sess = self._session_for({})
-        weights = self._float_weights()
+        _sim, sess, weights, (fetch, extra) = self._float_session()
         names = self._output_names
-        # The first unit alone, fetching what the float reference fetches: its values per
-        # input byte size every run; its outputs are row_mixing's run of that unit alone.
+        # The first unit alone, fetching every float tensor the float graph exposes (ONNX
+        # Runtime allocates each, fetched or not, range_sources.py): its values per input
+        # byte size every run; its outputs are row_mixing's run of that unit alone.
         unit = first_unit(data, joined)
-        fetch = list(dict.fromkeys([*names, *(t for p in self._reference_fetch(sim) for t in p)]))
+        fetch = list(dict.fromkeys([*names, *fetch, *extra, *self._minmax_later]))
         outs = self._run(sess, fetch, {**unit, **weights})
         alone = outs[: len(names)]
         per_byte = sum(getattr(v, "nbytes", 0) for v in outs) / max(1, input_bytes(unit))
         del outs
         capped = cap_rows(data, per_byte, run_share())
         if defer and capped is data and joined == _first_run(data):
+            # The reference runs this feed whole: the unit's buffers fit none of its requests
+            # (the shared arena's regions are one request each, session.shared_arena) and
+            # stayed reserved through the reference, at its peak (PP-OCRv4 rec: about 190 of
+            # 966 MiB); the first evaluation gave them back (the same unmapping, later).
+            release_arena()
             return joined, alone
         self.data = rows_apart_where_they_mix(
             capped,
@@ -99,17 +110,66 @@ class FloatReference:
         self._rows_checked = self.data
         return mixed
 
+    def _float_session(self) -> tuple[Any, Any, dict[str, np.ndarray], tuple[list[str], list[str]]]:
+        """(float graph, its session, the float weights, :meth:`_reference_fetch`): the
+        session built on the side thread (Structures._session_ahead; in turn when ``overlap``
+        is off) while this thread reads the weights and the presets' placements; the same
+        model and options, so the same session. At the open nothing else runs: the build (40
+        ms of PP-OCRv4 rec's float graph, and the process's first NCHWc probe) and the
+        weights (10 ms) went in turn."""
+        key, sim = self._sim_for({})
+        self._session_ahead(key, sim)
+        weights = self._float_weights()
+        fetched = self._reference_fetch(sim)
+        sim, sess = self._session_for({})
+        return sim, sess, weights, fetched
+
     def _reference_fetch(self, sim) -> tuple[list[str], list[str]]:
         """What the float reference fetches: the metrics' values (layer inputs and outputs,
         model outputs, in topological-ish order, so a NaN is reported where it first
-        appears), and on the calibration feeds every other float tensor for its min and max
-        (a deployment target's quantizers need them, target_range; they would otherwise
-        cost one more float run over those feeds)."""
+        appears), and on the calibration feeds the float tensors the presets' target
+        quantizers read, for their min and max (target_range; they would otherwise cost one
+        more float run over those feeds). The other float tensors are measured when a plan
+        first needs one (:meth:`_measure_later`, range_sources.py)."""
         fetch = list(
             dict.fromkeys([*sim.activations, *sim.layer_outputs.values(), *self._output_fetch])
         )
-        kept = set(fetch)
-        return fetch, [t for t in self._float_tensors if t not in kept]
+        extra, self._minmax_later = range_sources.split_measured(
+            self._float_tensors, set(fetch), self._preset_sources
+        )
+        return fetch, extra
+
+    @cached_property
+    def _preset_sources(self) -> frozenset[str]:
+        """range_sources.preset_sources, once (the placements stay cached for the plans)."""
+        if not range_sources.LATER:
+            return frozenset()
+        return range_sources.preset_sources(self.info, self.placement)
+
+    def _measure_later(self, names: Sequence[str]) -> None:
+        """The calibration feeds' min and max of those of ``names`` that the float reference
+        left for later (_reference_fetch), all in one run of its float session over those
+        feeds (the values it would have fetched), merged and checked as it does."""
+        later = set(self._minmax_later)
+        wanted = [n for n in dict.fromkeys(names) if n in later]
+        if not wanted or self.data is None:
+            return
+        self._ensure_ref()
+        _sim, sess = self._session_for({})
+        weights = self._float_weights()
+        samples = self.data.samples
+        minmax: dict[str, tuple[float, float]] = {}
+        unbounded: set[str] = set()
+        runs = self._runs(sess, wanted, lambda i: {**samples[i], **weights}, self.data.calibration)
+        for _i, outs in runs:
+            for name, lohi in zip(wanted, extremes(outs, self._pool()), strict=True):
+                if not _finite(lohi, name, minmax):
+                    unbounded.add(name)  # as in prepare: a mask's -inf fill is by design
+            del outs
+        self._release_float_weights()
+        self._minmax.update((k, v) for k, v in minmax.items() if k not in unbounded)
+        taken = set(wanted)
+        self._minmax_later = [t for t in self._minmax_later if t not in taken]
 
     # -- float reference & calibration ------------------------------------------------
     def prepare(self) -> Iterator[Progress]:
@@ -121,11 +181,9 @@ class FloatReference:
         if self.data is None:
             raise EngineError("no input data yet: give the input sizes or data first")
         pending = self._keep_rows_apart(defer=True)
-        sim, sess = self._session_for({})
-        fetch, extra = self._reference_fetch(sim)
+        sim, sess, weights, (fetch, extra) = self._float_session()
         every_feed = set(sim.activations)
         kept = set(fetch)  # the rest only for their min and max
-        weights = self._float_weights()
         evaluation = set(self.data.evaluation)
         calibration = set(self.data.calibration)
         store = self._store
