@@ -22,10 +22,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from bitlens.core.engine import parts as grid_parts
 from bitlens.core.engine import prefix
 from bitlens.core.engine.session_run import run_session
 
-PARTS = 8  # parts a whole graph's cuts are grouped into
 PART_SESSIONS = 64  # part sessions kept (their buffers come from the shared arena)
 
 
@@ -86,12 +86,9 @@ class Chain:
 
 
 def part_starts(cuts: prefix.Cuts, start: int) -> list[int]:
-    """Where the parts of the suffix from node ``start`` begin: ``start``, then every
-    ``len(cuts) / PARTS``-th cut of the graph after it (a fixed grid, so that suffixes
-    from different cuts share their later parts)."""
-    starts = sorted(set(cuts.start.values()))
-    step = max(1, -(-len(starts) // PARTS))
-    return [start, *(s for s in starts[::step] if s > start)]
+    """Where the parts of the suffix from node ``start`` begin: ``start``, then the grid
+    points of the graph's cuts after it (parts.grid)."""
+    return [start, *(s for s in grid_parts.grid(cuts.start.values()) if s > start)]
 
 
 def first_start(cuts: prefix.Cuts) -> int:
@@ -163,7 +160,7 @@ def build_chain(
     """The chain running ``sim`` from node ``start`` (a cut's first node) to the end; part
     sessions come from ``sessions`` (keyed by the part's serialized graph) or ``make``,
     the missing ones on ``pool``'s threads when given (ONNX Runtime builds a session
-    without holding the GIL: the first change of a structure builds up to PARTS of them)."""
+    without holding the GIL: the first change of a structure builds up to parts.PARTS of them)."""
     models = part_models(sim, cuts, start, types)
     missing = {key: model for key, model in models if key not in sessions}
     if pool is not None and len(missing) > 1:

@@ -27,43 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from bitlens.core import targets
-from bitlens.core.engine.graphs import node_reads, value_info
+from bitlens.core.engine.graphs import value_info
+from bitlens.core.engine.parts import GraphIndex, graph_index, part_model
 from bitlens.core.engine.rewrite import fed_constants
-from bitlens.core.model.graph import is_constant_node
 from bitlens.core.model.types import ModelInfo
-
-
-@dataclass(frozen=True)
-class GraphIndex:
-    """A simulation graph's nodes read once into Python values: what :func:`find_cuts` and
-    every :func:`build_tail` of a chain read (reading them from the protobuf for each of a
-    chain's parts cost 5-10 ms per new structure on a 46-layer CRNN)."""
-
-    nodes: list[onnx.NodeProto]
-    reads: list[list[str]]
-    outputs: list[tuple[str, ...]]
-    constant: list[bool]
-    input_order: dict[str, int]  # graph input -> its position
-    inputs: list[onnx.ValueInfoProto]
-    initializers: dict[str, onnx.TensorProto]
-
-
-def graph_index(sim: onnx.ModelProto) -> GraphIndex:
-    g = sim.graph
-    nodes = list(g.node)
-    inputs = list(g.input)
-    return GraphIndex(
-        nodes,
-        [node_reads(n) for n in nodes],
-        [tuple(n.output) for n in nodes],
-        [is_constant_node(n) for n in nodes],
-        {v.name: i for i, v in enumerate(inputs)},
-        inputs,
-        {t.name: t for t in g.initializer},
-    )
 
 
 @dataclass(frozen=True)
@@ -116,7 +85,7 @@ def find_cuts(sim: onnx.ModelProto, info: ModelInfo, positions: Mapping[str, int
         if own:
             last = own[0]
         sim_pos.append(last)
-    producer = {o: i for i, out in enumerate(outs) for o in out if o}
+    producer = gi.producer
     reads = gi.reads
     last_read: dict[str, int] = {}
     for i, names in enumerate(reads):
@@ -190,34 +159,16 @@ def build_tail(
     """The simulation nodes from index ``start`` on (up to ``end``, excluded; with the
     Constant nodes they read), reading ``boundary`` as inputs; its outputs are ``sim``'s
     outputs produced there. ``index``: ``sim`` read once (:func:`graph_index`)."""
-    g = sim.graph
     ix = graph_index(sim) if index is None else index
-    nodes = ix.nodes
-    tail = nodes[start:end]
-    stop = len(nodes) if end is None else end
+    stop = len(ix.nodes) if end is None else end
     produced = {o for out in ix.outputs[start:stop] for o in out if o}
-    wanted = {name for names in ix.reads[start:stop] for name in names}
-    constants = [
-        nodes[j] for j in range(start) if ix.constant[j] and ix.outputs[j][0] in wanted
-    ]
-    order = ix.input_order
-    # an initializer also declared as an input (IR < 4 exporters) is carried, not fed
-    fed = [order[n] for n in wanted if n in order and n not in ix.initializers]
-    inputs = [ix.inputs[k] for k in sorted(fed)]
-    for name in boundary:
+
+    def declare(name: str) -> onnx.ValueInfoProto:
         dtype, rank = types[name]
-        inputs.append(value_info(name, dtype, tuple([None] * rank)))
-    graph = helper.make_graph(
-        [*constants, *tail],
-        "bitlens_tail",
-        inputs,
-        [v for v in g.output if v.name in produced],
-        initializer=[t for name, t in ix.initializers.items() if name in wanted],
-    )
-    model = helper.make_model(graph, opset_imports=list(sim.opset_import))
-    model.ir_version = sim.ir_version
-    model.functions.extend(sim.functions)
-    return model
+        return value_info(name, dtype, tuple([None] * rank))
+
+    outputs = [v for v in sim.graph.output if v.name in produced]
+    return part_model(sim, ix, range(start, stop), outputs, declare, boundary, "bitlens_tail")
 
 
 def placed_in_order(

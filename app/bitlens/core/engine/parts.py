@@ -1,0 +1,128 @@
+"""A simulation graph read once, cut at a grid of node indices into parts, each part a graph
+of its own: the one builder behind both chains of part sessions (``chain.Chain``).
+
+Two callers cut graphs into parts. Re-evaluation (chain.py) runs the simulation graph from
+a layer's cut (prefix.py) as the parts between grid cuts, whose sessions every suffix
+from an earlier cut shares (keyed by the part's serialized graph); the sweep (suffix.py)
+runs a layer's suffix as a head of its own and then the grid parts after it, pruned to what
+the output needs, shared by every layer and format. Both take every len/PARTS-th of their
+candidate points (:func:`grid`) and build each part with :func:`part_model`, so the grid's
+rule and what a part graph holds are decided here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import onnx
+from onnx import helper
+
+from bitlens.core.engine.graphs import node_reads
+from bitlens.core.model.graph import is_constant_node
+
+# Parts a graph is cut into. Each cut costs a little in every run (its tensors leave one
+# session and enter the next: the sweep's suffix runs +3% on the generated CRNN with 6
+# parts, +6% with 12; PP-OCRv4 rec +2.5% with 12), against the set-up of larger parts
+# (docs/benchmarks.md, "sweepfast"; "Re-evaluation's worst case").
+PARTS = 8
+
+
+@dataclass(frozen=True)
+class GraphIndex:
+    """A simulation graph's nodes read once into Python values: what prefix.find_cuts,
+    the sweep's suffix graph and every part read (reading them from the protobuf for each
+    of a chain's parts cost 5-10 ms per new structure on a 46-layer CRNN)."""
+
+    nodes: list[onnx.NodeProto]
+    reads: list[list[str]]
+    outputs: list[tuple[str, ...]]
+    constant: list[bool]
+    input_order: dict[str, int]  # graph input -> its position
+    inputs: list[onnx.ValueInfoProto]
+    initializers: dict[str, onnx.TensorProto]
+    producer: dict[str, int]  # tensor -> the index of the node producing it
+
+
+def graph_index(sim: onnx.ModelProto) -> GraphIndex:
+    g = sim.graph
+    nodes = list(g.node)
+    inputs = list(g.input)
+    outputs = [tuple(n.output) for n in nodes]
+    return GraphIndex(
+        nodes,
+        [node_reads(n) for n in nodes],
+        outputs,
+        [is_constant_node(n) for n in nodes],
+        {v.name: i for i, v in enumerate(inputs)},
+        inputs,
+        {t.name: t for t in g.initializer},
+        {o: i for i, out in enumerate(outputs) for o in out if o},
+    )
+
+
+def grid(points: Iterable[int]) -> list[int]:
+    """Where parts begin: every len/PARTS-th of the distinct node indices ``points``, in
+    graph order, from the first. A fixed grid of the graph, not of a suffix, so that
+    suffixes from different starts share their later parts."""
+    starts = sorted(set(points))
+    step = max(1, -(-len(starts) // PARTS))
+    return starts[::step]
+
+
+def outside(ix: GraphIndex, nodes: Iterable[int]) -> tuple[list[str], list[int], list[str]]:
+    """What ``nodes`` read from outside them: graph inputs and initializers, Constant
+    nodes, and the other tensors (upstream values), each once, in order of reading."""
+    kept = set(nodes)
+    inputs: list[str] = []
+    constants: set[int] = set()
+    boundary: list[str] = []
+    seen: set[str] = set()
+    for i in sorted(kept):
+        for name in ix.reads[i]:
+            j = ix.producer.get(name)
+            if name in seen or (j is not None and j in kept):
+                continue
+            seen.add(name)
+            # An initializer also listed among the inputs (IR < 4 exporters, e.g. PyTorch
+            # 1.2's CenterFace) is the constant it is in practice (model/folding.py): the
+            # part carries it, since nothing feeds it.
+            if name in ix.initializers or name in ix.input_order:
+                inputs.append(name)
+            elif j is not None and ix.constant[j]:
+                constants.add(j)
+            else:
+                boundary.append(name)
+    return inputs, sorted(constants), boundary
+
+
+def part_model(
+    sim: onnx.ModelProto,
+    ix: GraphIndex,
+    nodes: Iterable[int],
+    outputs: Sequence[onnx.ValueInfoProto],
+    declare: Callable[[str], onnx.ValueInfoProto],
+    boundary: Sequence[str] | None = None,
+    name: str = "bitlens_part",
+) -> onnx.ModelProto:
+    """A graph of ``sim``'s nodes ``nodes`` (``ix``: ``sim`` read once), with the Constant
+    nodes they read, in graph order, computing ``outputs``. It reads the graph inputs and
+    carries the initializers they read (both in ``sim``'s order), and reads as inputs the
+    upstream tensors ``boundary`` (default: those ``nodes`` read), each declared as
+    ``declare`` gives it."""
+    nodes = sorted(nodes)
+    graph_inputs, constants, upstream = outside(ix, nodes)
+    fed = sorted(ix.input_order[n] for n in graph_inputs if n not in ix.initializers)
+    carried = set(graph_inputs)
+    graph = helper.make_graph(
+        [ix.nodes[i] for i in sorted([*constants, *nodes])],
+        name,
+        [ix.inputs[k] for k in fed]
+        + [declare(n) for n in (upstream if boundary is None else boundary)],
+        list(outputs),
+        initializer=[t for n, t in ix.initializers.items() if n in carried],
+    )
+    model = helper.make_model(graph, opset_imports=list(sim.opset_import))
+    model.ir_version = sim.ir_version
+    model.functions.extend(sim.functions)
+    return model
