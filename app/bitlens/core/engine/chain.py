@@ -104,7 +104,7 @@ def part_models(
     sim: onnx.ModelProto,
     cuts: prefix.Cuts,
     start: int,
-    types: Mapping[str, tuple[np.dtype, int]],
+    declared: Mapping[str, prefix.Declared],
 ) -> list[tuple[bytes, onnx.ModelProto]]:
     """The parts of ``sim`` from node ``start`` on (:func:`part_starts`), each with the key
     its session is kept under (a digest of its serialized graph)."""
@@ -112,7 +112,7 @@ def part_models(
     starts = part_starts(cuts, start)
     models = []
     for s, e in zip(starts, [*starts[1:], None], strict=True):
-        model = prefix.build_tail(sim, s, boundary[s], types, end=e, index=cuts.graph)
+        model = prefix.build_tail(sim, s, boundary[s], declared, end=e, index=cuts.graph)
         key = hashlib.blake2b(model.SerializeToString(deterministic=True)).digest()
         models.append((key, model))
     return models
@@ -121,7 +121,7 @@ def part_models(
 def build_parts_ahead(
     sim: onnx.ModelProto,
     cuts: prefix.Cuts,
-    types: Mapping[str, tuple[np.dtype, int]],
+    declared: Mapping[str, prefix.Declared],
     sessions: OrderedDict[bytes, object],
     make: Callable[[onnx.ModelProto], object],
     current: Callable[[], bool],
@@ -135,7 +135,7 @@ def build_parts_ahead(
     # from the first cut, not node 0: no part begins there when nodes precede the first
     # layer, and building from it failed (KeyError) on the side thread, unseen, so that no
     # part was ever built ahead for such a model
-    for key, model in part_models(sim, cuts, first_start(cuts), types):
+    for key, model in part_models(sim, cuts, first_start(cuts), declared):
         if not current():
             break
         if key in sessions:
@@ -152,7 +152,7 @@ def build_chain(
     sim: onnx.ModelProto,
     cuts: prefix.Cuts,
     start: int,
-    types: Mapping[str, tuple[np.dtype, int]],
+    declared: Mapping[str, prefix.Declared],
     sessions: OrderedDict[bytes, object],
     make: Callable[[onnx.ModelProto], object],
     pool: Executor | None = None,
@@ -161,7 +161,7 @@ def build_chain(
     sessions come from ``sessions`` (keyed by the part's serialized graph) or ``make``,
     the missing ones on ``pool``'s threads when given (ONNX Runtime builds a session
     without holding the GIL: the first change of a structure builds up to parts.PARTS of them)."""
-    models = part_models(sim, cuts, start, types)
+    models = part_models(sim, cuts, start, declared)
     missing = {key: model for key, model in models if key not in sessions}
     if pool is not None and len(missing) > 1:
         made = dict(zip(missing, pool.map(make, missing.values()), strict=True))

