@@ -5,8 +5,9 @@ Changing a layer's weight to a format the deployment target cannot run quantized
 ort-cpu) moves the target's tensor quantizers around that layer: a new simulation graph,
 and before this a new session for everything after the change (100-160 ms of ONNX Runtime
 set-up on a 46-layer CRNN, about a third of a float run). The suffix is instead cut at a
-fixed grid of layer cuts into parts; a part's session is keyed by the part's serialized
-graph, so only the part holding the change is new. Every tensor crossing a cut is an output
+fixed grid of layer cuts into parts (parts.py, which builds the sweep's parts too); a
+part's session is keyed by the part's serialized graph, so only the part holding the
+change is new. Every tensor crossing a cut is an output
 of the whole simulation graph (prefix.py), so ONNX Runtime fuses nothing across a cut in
 either, and the chain computes exactly what one session over the suffix computes.
 """
@@ -160,7 +161,8 @@ def build_chain(
     """The chain running ``sim`` from node ``start`` (a cut's first node) to the end; part
     sessions come from ``sessions`` (keyed by the part's serialized graph) or ``make``,
     the missing ones on ``pool``'s threads when given (ONNX Runtime builds a session
-    without holding the GIL: the first change of a structure builds up to parts.PARTS of them)."""
+    without holding the GIL: the first change of a structure builds up to parts.PARTS of
+    them)."""
     models = part_models(sim, cuts, start, declared)
     missing = {key: model for key, model in models if key not in sessions}
     if pool is not None and len(missing) > 1:
