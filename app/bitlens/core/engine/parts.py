@@ -43,6 +43,7 @@ class GraphIndex:
     inputs: list[onnx.ValueInfoProto]
     initializers: dict[str, onnx.TensorProto]
     producer: dict[str, int]  # tensor -> the index of the node producing it
+    constant_outputs: frozenset[str]  # the tensors Constant nodes make
 
 
 def graph_index(sim: onnx.ModelProto) -> GraphIndex:
@@ -50,15 +51,17 @@ def graph_index(sim: onnx.ModelProto) -> GraphIndex:
     nodes = list(g.node)
     inputs = list(g.input)
     outputs = [tuple(n.output) for n in nodes]
+    constant = [is_constant_node(n) for n in nodes]
     return GraphIndex(
         nodes,
         [node_reads(n) for n in nodes],
         outputs,
-        [is_constant_node(n) for n in nodes],
+        constant,
         {v.name: i for i, v in enumerate(inputs)},
         inputs,
         {t.name: t for t in g.initializer},
         {o: i for i, out in enumerate(outputs) for o in out if o},
+        frozenset(out[0] for out, c in zip(outputs, constant, strict=True) if c),
     )
 
 
@@ -77,30 +80,24 @@ def common_shape(shapes: Sequence[tuple[int, ...]]) -> tuple[int | None, ...]:
     return tuple(d if all(s[k] == d for s in shapes) else None for k, d in enumerate(first))
 
 
-def outside(ix: GraphIndex, nodes: Iterable[int]) -> tuple[list[str], list[int], list[str]]:
-    """What ``nodes`` read from outside them: graph inputs and initializers, Constant
-    nodes, and the other tensors (upstream values), each once, in order of reading."""
-    kept = set(nodes)
-    inputs: list[str] = []
-    constants: set[int] = set()
-    boundary: list[str] = []
-    seen: set[str] = set()
-    for i in sorted(kept):
-        for name in ix.reads[i]:
-            j = ix.producer.get(name)
-            if name in seen or (j is not None and j in kept):
-                continue
-            seen.add(name)
-            # An initializer also listed among the inputs (IR < 4 exporters, e.g. PyTorch
-            # 1.2's CenterFace) is the constant it is in practice (model/folding.py): the
-            # part carries it, since nothing feeds it.
-            if name in ix.initializers or name in ix.input_order:
-                inputs.append(name)
-            elif j is not None and ix.constant[j]:
-                constants.add(j)
-            else:
-                boundary.append(name)
-    return inputs, sorted(constants), boundary
+def outside(ix: GraphIndex, nodes: Sequence[int]) -> tuple[list[str], list[int], list[str]]:
+    """What ``nodes`` (in graph order) read from outside them: graph inputs and
+    initializers, Constant nodes, and the other tensors (upstream values), each once, in
+    order of reading."""
+    reads, outputs = ix.reads, ix.outputs
+    made = {o for i in nodes for o in outputs[i]}
+    read = [n for n in dict.fromkeys([n for i in nodes for n in reads[i]]) if n not in made]
+    # An initializer also listed among the inputs (IR < 4 exporters, e.g. PyTorch 1.2's
+    # CenterFace) is the constant it is in practice (model/folding.py): the part carries
+    # it, since nothing feeds it.
+    given, graph_inputs = ix.initializers, ix.input_order
+    inputs = [n for n in read if n in given or n in graph_inputs]
+    if len(inputs) < len(read):
+        constant = ix.constant_outputs
+        constants = sorted({ix.producer[n] for n in read if n in constant and n not in given})
+        upstream = [n for n in read if n not in given and n not in graph_inputs and n not in constant]
+        return inputs, constants, upstream
+    return inputs, [], []
 
 
 def input_info(
@@ -138,12 +135,12 @@ def part_model(
     carries the initializers they read (both in ``sim``'s order), and reads as inputs the
     upstream tensors ``boundary`` (default: those ``nodes`` read), each declared as
     ``declare`` gives it."""
-    nodes = sorted(nodes)
-    graph_inputs, constants, upstream = outside(ix, nodes)
+    order: Sequence[int] = nodes if isinstance(nodes, range) else sorted(nodes)
+    graph_inputs, constants, upstream = outside(ix, order)
     fed = sorted(ix.input_order[n] for n in graph_inputs if n not in ix.initializers)
     carried = set(graph_inputs)
     graph = helper.make_graph(
-        [ix.nodes[i] for i in sorted([*constants, *nodes])],
+        [ix.nodes[i] for i in (sorted([*constants, *order]) if constants else order)],
         name,
         [ix.inputs[k] for k in fed]
         + [declare(n) for n in (upstream if boundary is None else boundary)],
