@@ -232,7 +232,7 @@ def test_chain_runs_its_parts_as_one_graph() -> None:
     for pool in (None, ThreadPoolExecutor(2)):
         parts: OrderedDict = OrderedDict()
         built = chain.build_chain(
-            sim.model, cuts, 0, engine._prefix_values.types, parts, make_session, pool
+            sim.model, cuts, 0, engine._prefix_values.declared(), parts, make_session, pool
         )
         assert len(built.parts) == len(set(cuts.start.values())) == 4 == len(parts)
         got = built.run(fetch, {a.name: feed[a.name] for a in built.get_inputs()})

@@ -169,8 +169,8 @@ def test_rounded_bias_follows_the_bias_value(engine: Engine, monkeypatch) -> Non
     feed, n_out = rounded["g1"]
     first = engine._plan_feeds(plan, placed)[feed]
     plain_feeds = engine._weight_feeds
-    monkeypatch.setattr(engine, "_weight_feeds", lambda p: {
-        k: (2 * v if k == feed else v) for k, v in plain_feeds(p).items()
+    monkeypatch.setattr(engine, "_weight_feeds", lambda p, made=None: {
+        k: (2 * v if k == feed else v) for k, v in plain_feeds(p, made).items()
     })  # fmt: skip
     feeds = engine._plan_feeds(plan, placed)
     layer = engine.info.layer("g1")

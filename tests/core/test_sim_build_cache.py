@@ -3,6 +3,8 @@ _param_input) and read once for their cuts (prefix.GraphIndex) equal freshly bui
 
 from __future__ import annotations
 
+import numpy as np
+
 from bitlens.core.engine import Engine, prefix, rewrite
 from bitlens.core.engine.graphs import node_reads
 from bitlens.core.model.graph import is_constant_node
@@ -69,7 +71,7 @@ def test_tails_read_from_the_index_equal_tails_read_from_the_graph() -> None:
     sim = rewrite.build_sim(loaded.graph_proto, loaded.info, kinds, tensors, skip=skip)
     cuts = prefix.find_cuts(sim.model, loaded.info, engine._positions)
     assert cuts is not None and cuts.graph is not None
-    types = {t: ("float32", 4) for t in cuts.tensors}
+    types = {t: (np.dtype("float32"), 4, None) for t in cuts.tensors}
     starts = sorted(set(cuts.start.values()))
     for s, e in zip(starts, [*starts[1:], None], strict=True):
         name = next(n for n, v in cuts.start.items() if v == s)

@@ -9,7 +9,7 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, chain, suffix, sweep
+from bitlens.core.engine import Engine, chain, parts, sweep
 from bitlens.core.model.loader import from_proto
 from tests.builders import init, model, weights
 from tests.core.test_engine_scale import _close, _run_sweep
@@ -59,7 +59,7 @@ def _engine(n: int = 6) -> Engine:
 
 
 def test_suffixes_through_shared_parts_equal_one_session_per_suffix(monkeypatch) -> None:
-    monkeypatch.setattr(suffix, "PARTS", 4)
+    monkeypatch.setattr(parts, "PARTS", 4)
     engine = _engine()
     built: list[int] = []
     real = sweep.make_session
@@ -81,7 +81,7 @@ def test_suffixes_through_shared_parts_equal_one_session_per_suffix(monkeypatch)
     nodes_shared = sum(built)
 
     built.clear()
-    monkeypatch.setattr(suffix, "PARTS", 1)  # no grid: one session per layer's suffix
+    monkeypatch.setattr(parts, "PARTS", 1)  # no grid: one session per layer's suffix
     own = _run_sweep(_engine())
     assert sum(built) > 1.5 * nodes_shared  # the parts are built once, not once per layer
     assert shared.keys() == own.keys()
@@ -96,7 +96,7 @@ def test_suffixes_through_shared_parts_equal_one_session_per_suffix(monkeypatch)
 def test_layouts_read_what_no_earlier_session_of_the_chain_computes(monkeypatch) -> None:
     """Every input of a layer's head and parts is a graph input, computed by an earlier
     session of its chain, or among the layout's boundary (fed from the float reference)."""
-    monkeypatch.setattr(suffix, "PARTS", 4)
+    monkeypatch.setattr(parts, "PARTS", 4)
     engine = _engine()
     sim, _ = engine._session_for({})
     graph = engine._suffix_graph(sim)

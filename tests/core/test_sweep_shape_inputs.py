@@ -15,7 +15,7 @@ from onnx import helper, numpy_helper
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
-from bitlens.core.engine.suffix import common_shape
+from bitlens.core.engine.parts import common_shape
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import drain

@@ -5,8 +5,9 @@ Changing a layer's weight to a format the deployment target cannot run quantized
 ort-cpu) moves the target's tensor quantizers around that layer: a new simulation graph,
 and before this a new session for everything after the change (100-160 ms of ONNX Runtime
 set-up on a 46-layer CRNN, about a third of a float run). The suffix is instead cut at a
-fixed grid of layer cuts into parts; a part's session is keyed by the part's serialized
-graph, so only the part holding the change is new. Every tensor crossing a cut is an output
+fixed grid of layer cuts into parts (parts.py, which builds the sweep's parts too); a
+part's session is keyed by the part's serialized graph, so only the part holding the
+change is new. Every tensor crossing a cut is an output
 of the whole simulation graph (prefix.py), so ONNX Runtime fuses nothing across a cut in
 either, and the chain computes exactly what one session over the suffix computes.
 """
@@ -22,10 +23,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from bitlens.core.engine import parts as grid_parts
 from bitlens.core.engine import prefix
 from bitlens.core.engine.session_run import run_session
 
-PARTS = 8  # parts a whole graph's cuts are grouped into
 PART_SESSIONS = 64  # part sessions kept (their buffers come from the shared arena)
 
 
@@ -86,12 +87,9 @@ class Chain:
 
 
 def part_starts(cuts: prefix.Cuts, start: int) -> list[int]:
-    """Where the parts of the suffix from node ``start`` begin: ``start``, then every
-    ``len(cuts) / PARTS``-th cut of the graph after it (a fixed grid, so that suffixes
-    from different cuts share their later parts)."""
-    starts = sorted(set(cuts.start.values()))
-    step = max(1, -(-len(starts) // PARTS))
-    return [start, *(s for s in starts[::step] if s > start)]
+    """Where the parts of the suffix from node ``start`` begin: ``start``, then the grid
+    points of the graph's cuts after it (parts.grid)."""
+    return [start, *(s for s in grid_parts.grid(cuts.start.values()) if s > start)]
 
 
 def first_start(cuts: prefix.Cuts) -> int:
@@ -107,7 +105,7 @@ def part_models(
     sim: onnx.ModelProto,
     cuts: prefix.Cuts,
     start: int,
-    types: Mapping[str, tuple[np.dtype, int]],
+    declared: Mapping[str, prefix.Declared],
 ) -> list[tuple[bytes, onnx.ModelProto]]:
     """The parts of ``sim`` from node ``start`` on (:func:`part_starts`), each with the key
     its session is kept under (a digest of its serialized graph)."""
@@ -115,7 +113,7 @@ def part_models(
     starts = part_starts(cuts, start)
     models = []
     for s, e in zip(starts, [*starts[1:], None], strict=True):
-        model = prefix.build_tail(sim, s, boundary[s], types, end=e, index=cuts.graph)
+        model = prefix.build_tail(sim, s, boundary[s], declared, end=e, index=cuts.graph)
         key = hashlib.blake2b(model.SerializeToString(deterministic=True)).digest()
         models.append((key, model))
     return models
@@ -124,7 +122,7 @@ def part_models(
 def build_parts_ahead(
     sim: onnx.ModelProto,
     cuts: prefix.Cuts,
-    types: Mapping[str, tuple[np.dtype, int]],
+    declared: Mapping[str, prefix.Declared],
     sessions: OrderedDict[bytes, object],
     make: Callable[[onnx.ModelProto], object],
     current: Callable[[], bool],
@@ -138,7 +136,7 @@ def build_parts_ahead(
     # from the first cut, not node 0: no part begins there when nodes precede the first
     # layer, and building from it failed (KeyError) on the side thread, unseen, so that no
     # part was ever built ahead for such a model
-    for key, model in part_models(sim, cuts, first_start(cuts), types):
+    for key, model in part_models(sim, cuts, first_start(cuts), declared):
         if not current():
             break
         if key in sessions:
@@ -155,7 +153,7 @@ def build_chain(
     sim: onnx.ModelProto,
     cuts: prefix.Cuts,
     start: int,
-    types: Mapping[str, tuple[np.dtype, int]],
+    declared: Mapping[str, prefix.Declared],
     sessions: OrderedDict[bytes, object],
     make: Callable[[onnx.ModelProto], object],
     pool: Executor | None = None,
@@ -163,8 +161,9 @@ def build_chain(
     """The chain running ``sim`` from node ``start`` (a cut's first node) to the end; part
     sessions come from ``sessions`` (keyed by the part's serialized graph) or ``make``,
     the missing ones on ``pool``'s threads when given (ONNX Runtime builds a session
-    without holding the GIL: the first change of a structure builds up to PARTS of them)."""
-    models = part_models(sim, cuts, start, types)
+    without holding the GIL: the first change of a structure builds up to parts.PARTS of
+    them)."""
+    models = part_models(sim, cuts, start, declared)
     missing = {key: model for key, model in models if key not in sessions}
     if pool is not None and len(missing) > 1:
         made = dict(zip(missing, pool.map(make, missing.values()), strict=True))

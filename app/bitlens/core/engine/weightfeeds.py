@@ -4,9 +4,8 @@ quantized in a format (cached within a byte limit), and the weight error of a fo
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
@@ -52,7 +51,6 @@ class WeightFeeds:
     _wcache_bytes: int
     _werr: dict[tuple[str, str], TensorError]
     _werr_ahead: Future | None = None  # _weight_errors_ahead's work on the side thread
-    _held: dict[tuple[str, str], QuantizedWeight] | None = None  # see _holding_quantized
 
     map_float_weights = True  # large float weights held once, memory-mapped (weightspill.py)
 
@@ -101,33 +99,10 @@ class WeightFeeds:
         if key in self._wcache:
             self._wcache.move_to_end(key)
             return self._wcache[key]
-        held = self._held
-        if held is not None and key in held:
-            return held[key]
         q = self._quantize_now(w, fmt)
         if keep:
             self._keep_quantized(key, q)
-            if held is not None:
-                held[key] = q
         return q
-
-    @contextmanager
-    def _holding_quantized(self) -> Iterator[None]:
-        """Within it, the weights quantized (and cached) stay reachable by :meth:`quantized`
-        even once the cache lets them go: a plan's feeds are made, then its integer-kernel
-        biases are rounded on the same weights' scales (kernel_bias.py), and a plan whose
-        weights exceed the cache quantized every weight a second time for that. On
-        ``bench_engine.py external`` (ten 268 MB weights, 512 MiB of cache) the first W8A8
-        evaluation spent 11 s of its 28 on it (docs/benchmarks.md, "memrow, session 14").
-        Only for that long: what it holds beyond the run's feeds is the weights' codes."""
-        outer = self._held
-        if outer is None:
-            self._held = {}
-        try:
-            yield
-        finally:
-            if outer is None:
-                self._held = None
 
     @cached_property
     def _fits(self) -> dict[tuple[str, str], object]:
@@ -157,9 +132,11 @@ class WeightFeeds:
             _, old = self._wcache.popitem(last=False)
             self._wcache_bytes -= old.nbytes
 
-    def _quantized_many(self, pairs: Sequence[tuple[WeightInfo, Format]]) -> list[np.ndarray]:
-        """The values of each (weight, format) of ``pairs``, as :meth:`quantized_weight`
-        gives them one by one: those not cached are computed QUANTIZE_WORKERS at a time
+    def _quantized_many(
+        self, pairs: Sequence[tuple[WeightInfo, Format]]
+    ) -> list[QuantizedWeight]:
+        """Each (weight, format) of ``pairs`` quantized, as :meth:`quantized` gives them one
+        by one: those not cached are computed QUANTIZE_WORKERS at a time
         (largest first, so the threads finish together) and cached in ``pairs``' order."""
         bound = [(w, bind(fmt, w)) for w, fmt in pairs]
         todo = {
@@ -177,14 +154,7 @@ class WeightFeeds:
             done.update((k, self._quantize_now(*todo[k])) for k in todo if k not in done)
             for key in todo:
                 self._keep_quantized(key, done[key])
-            if (held := self._held) is not None:  # read once: another thread may end it
-                held.update(done)
-        return [
-            done[(w.name, fmt.name)].values
-            if (w.name, fmt.name) in done
-            else self.quantized_weight(w, fmt)
-            for w, fmt in bound
-        ]
+        return [done.get((w.name, fmt.name)) or self.quantized(w, fmt) for w, fmt in bound]
 
     @cached_property
     def _kernel_cache(self) -> OrderedDict[tuple[str, str], dict[str, np.ndarray]]:
@@ -291,7 +261,17 @@ class WeightFeeds:
         for value in (self._float_feeds or {}).values():
             release_pages(value)
 
-    def _weight_feeds(self, plan: Plan | Mapping[str, LayerChoice]) -> dict[str, np.ndarray]:
+    def _weight_feeds(
+        self,
+        plan: Plan | Mapping[str, LayerChoice],
+        made: dict[tuple[str, str], QuantizedWeight] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """The weight inputs of a run of ``plan``; ``made`` gets the weights quantized for
+        it by (weight, bound format): a plan's integer-kernel biases round on their scales
+        (kernel_bias.py). Read from the cache again, a plan whose weights exceed it
+        quantized every weight a second time (``bench_engine.py external``, ten 268 MB
+        weights, 512 MiB of cache: 11 s of a first W8A8 evaluation's 28; docs/benchmarks.md,
+        "memrow, session 14"). Passed as values, they are held no longer than the feeds."""
         feeds = self._float_weights()
         choices = [
             (self.info.layer(name), choice)
@@ -305,8 +285,11 @@ class WeightFeeds:
             for w in layer.weights
         ]
         got = self._quantized_many(pairs)
-        self._weight_errors_ahead(choices, got)
-        values = iter(got)  # in the order of the loop below
+        if made is not None:
+            made.update(((q.name, q.fmt.name), q) for q in got)
+        quantized = [q.values for q in got]
+        self._weight_errors_ahead(choices, quantized)
+        values = iter(quantized)  # in the order of the loop below
         own: set[str] = set()  # shared-bias inputs fed a reader's own corrected bias
         for layer, choice in choices:  # in plan order: a shared weight's last reader wins
             if choice.recovery is not None:
