@@ -110,3 +110,26 @@ def test_graph_after_the_stem_rewrite_sized_once(monkeypatch) -> None:
     # the sizer's check after the layers, the stem rewrite's (before its integer-kernel
     # Conv), the finished graph's; the graph the rewrite left is not sized again
     assert len(sized) == 3, sized
+
+
+def test_built_model_serialized_once_for_the_checker_the_size_and_the_file(
+    monkeypatch, tmp_path
+) -> None:
+    """The checker, the size and the written file read the one serialization the build made
+    (each whole-model pass holds the interpreter lock: docs/benchmarks.md "uisearch (session
+    15)"): the old code gave the checker the proto (which it serialized again), sized the
+    model by ``ByteSize`` and serialized it once more to write it."""
+    engine = _engine()
+    plan = Plan.preset(engine.info, "W8A8")
+    checked: list[object] = []
+    real = exporter.onnx.checker.check_model
+    monkeypatch.setattr(
+        exporter.onnx.checker, "check_model", lambda m, *a, **k: checked.append(m) or real(m)
+    )
+    built = drain(build(engine, plan))
+    assert checked == [built.serialized]  # bytes, not the proto to serialize again
+    assert built.serialized == built.model.SerializeToString()
+    assert size_of(built).file_bytes == built.model.ByteSize() == len(built.serialized)
+    result = drain(exporter.export(engine, plan, tmp_path / "out.onnx"))
+    assert (tmp_path / "out.onnx").read_bytes() == checked[-1]
+    assert result.file_bytes == len(checked[-1])

@@ -292,8 +292,13 @@ def build(
     # the weights the plan leaves float, still in the source's files: into the export (only
     # those, and only now: the source's other weights were never read in)
     engine.model.materialize(model)
+    # Serialized once, here: the checker serializes a proto it is given anyway, and the
+    # file's bytes and size are these. Each whole-model pass holds the interpreter lock (upb
+    # encodes in C; 5-25 ms on PP-OCRv4 rec), which stalls the window while the search builds
+    # exports (docs/benchmarks.md "uisearch (session 15)").
+    data = model.SerializeToString()
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(data)
     except onnx.checker.ValidationError as exc:  # a bug here, but name it for the user
         first = str(exc).strip().splitlines()[0]
         raise ExportError(f"the exported model does not pass the ONNX checker: {first}") from exc
@@ -301,7 +306,7 @@ def build(
         model, source_opset, target, min_ort, converted, records, base_bytes, tuple(notes),
         base_header, tensor_bytes,
         tuple(q for t, q in tensor_records.items() if t not in shared), plan.target, qm,
-        source_bytes,
+        source_bytes, data,
     )  # fmt: skip
 
 
@@ -324,7 +329,7 @@ def export(
     target_path = Path(path)
     check_target(engine, target_path)
     built = yield from build(engine, plan, options, prepared, quantized)
-    data = built.model.SerializeToString()
+    data = built.serialized
     atomic_write_bytes(target_path, data)
     total = len(plan.choices) + 1
     yield Progress(total, total, f"wrote {target_path}")
