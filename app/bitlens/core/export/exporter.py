@@ -228,14 +228,17 @@ def build(
         grown = file_bytes(model) - size_before if exact_sizes else sizer.delta(mark)
         records[name] = replace(rec, bytes_file=grown + state.pending_bytes() - pending)
         yield Progress(i + 1, len(plan.choices) + 1, f"exported {name}")
-    if not exact_sizes and sizer.total() != (now := file_bytes(model)):
-        # an edit outside what the sizer measures: never report a wrong number
-        _log.warning("per-layer export sizes off by %d B; measuring again the slow way",
-                     now - sizer.total())  # fmt: skip
-        return (yield from build(engine, plan, options, prepared, qm, exact_sizes=True))
-
-    state.finish()
-    records, graph = spacetodepth.rewrite(model, engine, qm, records, taken)
+    graph = None  # the main graph's graph_bytes as it now stands, where measured
+    if exact_sizes:
+        state.finish()
+    else:
+        off, graph = _finish_checked(sizer, state, model)
+        if off:
+            # an edit outside what the sizer measures: never report a wrong number
+            _log.warning("per-layer export sizes off by %d B; measuring again the slow way",
+                         off)  # fmt: skip
+            return (yield from build(engine, plan, options, prepared, qm, exact_sizes=True))
+    records, graph = spacetodepth.rewrite(model, engine, qm, records, taken, graph)
     # the graph as the rewrite left it, where it measured it: not serialized twice
     size_before = file_bytes(model, graph)
     tensor_records = export_tensor_quantizers(state, qm)
@@ -378,6 +381,33 @@ def needed_opset(
                 assert kind is not None
                 need = max(need, quantizers.KIND_MIN_OPSET[kind])
     return need
+
+
+def _finish_checked(
+    sizer: LayerSizer, state: ExportState, model: onnx.ModelProto
+) -> tuple[int, int | None]:
+    """Insert the pending nodes (``state.finish``) and check the layers' sizes: how far the
+    sizer's total, with the pending nodes' bytes the layers counted, is from the model's
+    serialized size (0: exact), and the main graph's :func:`graph_bytes` once they are in,
+    where that one measurement checked them (None otherwise).
+
+    Where every pending node goes to the main graph and no model-local function waits, the
+    nodes add their bytes to the graph exactly, so the model is measured once, after them, and
+    the rewrites after it start from that measurement: a whole-graph pass fewer per build,
+    which holds the interpreter lock (upb sizes by encoding; docs/benchmarks.md "uisearch
+    (session 15)"). Else the sizer is checked before the insertion, as before (a subgraph's
+    length prefix may grow with its nodes)."""
+    if set(state.prepend) <= {""} and not state.functions:
+        pending = state.pending_bytes()
+        state.finish()
+        graph = graph_bytes(model)
+        return file_bytes(model, graph) - sizer.header - field_bytes(
+            sizer.graph_bytes + pending
+        ), graph
+    off = file_bytes(model) - sizer.total()
+    if not off:
+        state.finish()
+    return off, None
 
 
 def _start_sizes(
