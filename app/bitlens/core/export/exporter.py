@@ -57,7 +57,7 @@ from bitlens.core.export.records import (
 )
 from bitlens.core.export.scalars import write_scalar_inputs
 from bitlens.core.export.shape_reads import shapes_read_codes
-from bitlens.core.export.sizing import LayerSizer, file_bytes, graph_bytes
+from bitlens.core.export.sizing import LayerSizer, file_bytes, graph_bytes, header_bytes
 from bitlens.core.export.spilled import SpilledModel
 from bitlens.core.export.weights import QDQ, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
@@ -387,23 +387,24 @@ def _finish_checked(
     sizer: LayerSizer, state: ExportState, model: onnx.ModelProto
 ) -> tuple[int, int | None]:
     """Insert the pending nodes (``state.finish``) and check the layers' sizes: how far the
-    sizer's total, with the pending nodes' bytes the layers counted, is from the model's
-    serialized size (0: exact), and the main graph's :func:`graph_bytes` once they are in,
-    where that one measurement checked them (None otherwise).
+    model is from the sizer's total with the pending nodes' bytes the layers counted (0:
+    exact), and the main graph's :func:`graph_bytes` once they are in, where that one
+    measurement checked them (None otherwise).
 
-    Where every pending node goes to the main graph and no model-local function waits, the
-    nodes add their bytes to the graph exactly, so the model is measured once, after them, and
-    the rewrites after it start from that measurement: a whole-graph pass fewer per build,
-    which holds the interpreter lock (upb sizes by encoding; docs/benchmarks.md "uisearch
-    (session 15)"). Else the sizer is checked before the insertion, as before (a subgraph's
+    Where every pending node goes to the main graph, the nodes add their bytes to it exactly,
+    so the graph is measured once, after them, and the rewrites after it start from that
+    measurement: a whole-graph pass fewer per build, which holds the interpreter lock (upb
+    sizes by encoding; docs/benchmarks.md "uisearch (session 15)"). The model-local functions
+    the layers call (the model's header) are checked as before: not at all, they are not in
+    the model yet. Else the sizer is checked before the insertion, as before (a subgraph's
     length prefix may grow with its nodes)."""
-    if set(state.prepend) <= {""} and not state.functions:
-        pending = state.pending_bytes()
+    if set(state.prepend) <= {""}:
+        functions = sum(field_bytes(f.ByteSize()) for f in state.functions.values())
+        nodes = state.pending_bytes() - functions
+        header = header_bytes(model)  # the functions are not in it yet
         state.finish()
         graph = graph_bytes(model)
-        return file_bytes(model, graph) - sizer.header - field_bytes(
-            sizer.graph_bytes + pending
-        ), graph
+        return (header - sizer.header) or (graph - sizer.graph_bytes - nodes), graph
     off = file_bytes(model) - sizer.total()
     if not off:
         state.finish()
