@@ -10,11 +10,12 @@ must not change: the same bytes, from fewer measurements.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
-from bitlens.core.export import exporter, guards, sizing, spacetodepth
+from bitlens.core.export import editing, exporter, guards, sizing, spacetodepth
 from bitlens.core.export import layers as export_layers
 from bitlens.core.export.accounting import size_of
 from bitlens.core.export.exporter import build, preflight
@@ -107,6 +108,47 @@ def test_graph_after_the_stem_rewrite_sized_once(monkeypatch) -> None:
         monkeypatch.setattr(module, "graph_bytes", counted)
     second = drain(build(engine, plan, None, prepared))
     assert size_of(second) == size_of(first)
-    # the sizer's check after the layers, the stem rewrite's (before its integer-kernel
-    # Conv), the finished graph's; the graph the rewrite left is not sized again
-    assert len(sized) == 3, sized
+    # the sizer's check once the pending nodes are in, which the stem rewrite starts from
+    # (the old code sized the graph again before its integer-kernel Conv: 3), the finished
+    # graph's; the graph the rewrite left is not sized again
+    assert len(sized) == 2, sized
+
+
+def test_built_model_serialized_once_for_the_checker_the_size_and_the_file(
+    monkeypatch, tmp_path
+) -> None:
+    """The checker, the size and the written file read the one serialization the build made
+    (each whole-model pass holds the interpreter lock: docs/benchmarks.md "uisearch (session
+    15)"): the old code gave the checker the proto (which it serialized again), sized the
+    model by ``ByteSize`` and serialized it once more to write it."""
+    engine = _engine()
+    plan = Plan.preset(engine.info, "W8A8")
+    checked: list[object] = []
+    real = exporter.onnx.checker.check_model
+    monkeypatch.setattr(
+        exporter.onnx.checker, "check_model", lambda m, *a, **k: checked.append(m) or real(m)
+    )
+    built = drain(build(engine, plan))
+    assert checked == [built.serialized]  # bytes, not the proto to serialize again
+    assert built.serialized == built.model.SerializeToString()
+    assert size_of(built).file_bytes == built.model.ByteSize() == len(built.serialized)
+    result = drain(exporter.export(engine, plan, tmp_path / "out.onnx"))
+    assert (tmp_path / "out.onnx").read_bytes() == checked[-1]
+    assert result.file_bytes == len(checked[-1])
+
+
+def test_pending_nodes_bytes_are_checked_with_the_layers(monkeypatch, caplog) -> None:
+    """The layers' records count the nodes still pending (inserted at the end): the check
+    after they are in covers those bytes too, so a miscount is measured again the slow way
+    (the old code checked before inserting them, and missed it)."""
+    engine = _engine()
+    plan = Plan.preset(engine.info, "W8A8")
+    slow = drain(build(engine, plan, exact_sizes=True))
+    real = editing.ExportState.pending_bytes
+    monkeypatch.setattr(editing.ExportState, "pending_bytes", lambda self: real(self) + 1)
+    with caplog.at_level(logging.WARNING, logger="bitlens.core.export.exporter"):
+        built = drain(build(engine, plan))
+    assert any("the slow way" in r.getMessage() for r in caplog.records)
+    assert {k: r.bytes_file for k, r in built.layers.items()} == {
+        k: r.bytes_file for k, r in slow.layers.items()
+    }

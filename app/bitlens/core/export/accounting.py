@@ -65,9 +65,9 @@ def size_of(built: Built) -> ExportSize:
     """The size of an export built in memory."""
     return ExportSize(
         source_bytes=built.source_bytes,
-        # the serialized size itself (one pass over the built model): the per-layer sums
-        # can miss a byte where a subgraph's length prefix grows by one
-        file_bytes=built.model.ByteSize(),
+        # the serialized size itself (the build serialized the model once): the per-layer
+        # sums can miss a byte where a subgraph's length prefix grows by one
+        file_bytes=len(built.serialized),
         opset=built.opset,
         layers=tuple(
             LayerBytes(r.name, r.bytes_float, r.bytes_file) for r in built.layers.values()

@@ -57,7 +57,7 @@ from bitlens.core.export.records import (
 )
 from bitlens.core.export.scalars import write_scalar_inputs
 from bitlens.core.export.shape_reads import shapes_read_codes
-from bitlens.core.export.sizing import LayerSizer, file_bytes, graph_bytes
+from bitlens.core.export.sizing import LayerSizer, file_bytes, graph_bytes, header_bytes
 from bitlens.core.export.spilled import SpilledModel
 from bitlens.core.export.weights import QDQ, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
@@ -228,14 +228,17 @@ def build(
         grown = file_bytes(model) - size_before if exact_sizes else sizer.delta(mark)
         records[name] = replace(rec, bytes_file=grown + state.pending_bytes() - pending)
         yield Progress(i + 1, len(plan.choices) + 1, f"exported {name}")
-    if not exact_sizes and sizer.total() != (now := file_bytes(model)):
-        # an edit outside what the sizer measures: never report a wrong number
-        _log.warning("per-layer export sizes off by %d B; measuring again the slow way",
-                     now - sizer.total())  # fmt: skip
-        return (yield from build(engine, plan, options, prepared, qm, exact_sizes=True))
-
-    state.finish()
-    records, graph = spacetodepth.rewrite(model, engine, qm, records, taken)
+    graph = None  # the main graph's graph_bytes as it now stands, where measured
+    if exact_sizes:
+        state.finish()
+    else:
+        off, graph = _finish_checked(sizer, state, model)
+        if off:
+            # an edit outside what the sizer measures: never report a wrong number
+            _log.warning("per-layer export sizes off by %d B; measuring again the slow way",
+                         off)  # fmt: skip
+            return (yield from build(engine, plan, options, prepared, qm, exact_sizes=True))
+    records, graph = spacetodepth.rewrite(model, engine, qm, records, taken, graph)
     # the graph as the rewrite left it, where it measured it: not serialized twice
     size_before = file_bytes(model, graph)
     tensor_records = export_tensor_quantizers(state, qm)
@@ -292,8 +295,13 @@ def build(
     # the weights the plan leaves float, still in the source's files: into the export (only
     # those, and only now: the source's other weights were never read in)
     engine.model.materialize(model)
+    # Serialized once, here: the checker serializes a proto it is given anyway, and the
+    # file's bytes and size are these. Each whole-model pass holds the interpreter lock (upb
+    # encodes in C; 5-25 ms on PP-OCRv4 rec), which stalls the window while the search builds
+    # exports (docs/benchmarks.md "uisearch (session 15)").
+    data = model.SerializeToString()
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(data)
     except onnx.checker.ValidationError as exc:  # a bug here, but name it for the user
         first = str(exc).strip().splitlines()[0]
         raise ExportError(f"the exported model does not pass the ONNX checker: {first}") from exc
@@ -301,7 +309,7 @@ def build(
         model, source_opset, target, min_ort, converted, records, base_bytes, tuple(notes),
         base_header, tensor_bytes,
         tuple(q for t, q in tensor_records.items() if t not in shared), plan.target, qm,
-        source_bytes,
+        source_bytes, data,
     )  # fmt: skip
 
 
@@ -324,7 +332,7 @@ def export(
     target_path = Path(path)
     check_target(engine, target_path)
     built = yield from build(engine, plan, options, prepared, quantized)
-    data = built.model.SerializeToString()
+    data = built.serialized
     atomic_write_bytes(target_path, data)
     total = len(plan.choices) + 1
     yield Progress(total, total, f"wrote {target_path}")
@@ -373,6 +381,34 @@ def needed_opset(
                 assert kind is not None
                 need = max(need, quantizers.KIND_MIN_OPSET[kind])
     return need
+
+
+def _finish_checked(
+    sizer: LayerSizer, state: ExportState, model: onnx.ModelProto
+) -> tuple[int, int | None]:
+    """Insert the pending nodes (``state.finish``) and check the layers' sizes: how far the
+    model is from the sizer's total with the pending nodes' bytes the layers counted (0:
+    exact), and the main graph's :func:`graph_bytes` once they are in, where that one
+    measurement checked them (None otherwise).
+
+    Where every pending node goes to the main graph, the nodes add their bytes to it exactly,
+    so the graph is measured once, after them, and the rewrites after it start from that
+    measurement: a whole-graph pass fewer per build, which holds the interpreter lock (upb
+    sizes by encoding; docs/benchmarks.md "uisearch (session 15)"). The model-local functions
+    the layers call (the model's header) are checked as before: not at all, they are not in
+    the model yet. Else the sizer is checked before the insertion, as before (a subgraph's
+    length prefix may grow with its nodes)."""
+    if set(state.prepend) <= {""}:
+        functions = sum(field_bytes(f.ByteSize()) for f in state.functions.values())
+        nodes = state.pending_bytes() - functions
+        header = header_bytes(model)  # the functions are not in it yet
+        state.finish()
+        graph = graph_bytes(model)
+        return (header - sizer.header) or (graph - sizer.graph_bytes - nodes), graph
+    off = file_bytes(model) - sizer.total()
+    if not off:
+        state.finish()
+    return off, None
 
 
 def _start_sizes(

@@ -108,6 +108,7 @@ class Built:
     target: str = "none"
     quantized: QuantizedModel | None = None  # the weights and ranges written
     source_bytes: int = 0  # sizing.file_bytes of the source model
+    serialized: bytes = field(default=b"", repr=False)  # ``model`` serialized: the file's bytes
 
     @property
     def accounted_bytes(self) -> int:

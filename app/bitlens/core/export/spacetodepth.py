@@ -111,14 +111,18 @@ def rewrite(
     qm: QuantizedModel,
     records: Mapping[str, LayerExport],
     taken: set[str],
+    graph: int | None = None,
 ) -> tuple[dict[str, LayerExport], int | None]:
     """Rewrite every eligible stem conv of the finished export; returns the records with
     the rewrite and the bytes it added (to the layer's ``bytes_file``), and the graph's
-    :func:`graph_bytes` as the rewrite leaves it (None where it did not measure it)."""
+    :func:`graph_bytes` as the rewrite leaves it (None where neither it nor the caller
+    measured it). ``graph``: the graph's :func:`graph_bytes` now, where the caller measured
+    it."""
     if qm.plan.target != targets.ORT_CPU or not available():
-        return dict(records), None
+        return dict(records), graph
     out = dict(records)
-    before: int | None = None  # the graph's size: measured once, then after each rewrite
+    # the graph's size: the caller's or measured once, then after each rewrite
+    before: int | None = graph
     for name, rec in records.items():
         if not rec.integer_kernel or rec.op_type != "Conv":
             continue

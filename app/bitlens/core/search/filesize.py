@@ -187,7 +187,7 @@ class FileSizes:
         # the plans the last choice runs as deployed fit the budget, as the one timed does
         fits = self.limit is None or size.file_bytes <= self.limit
         if (keep_file and fits) or plan == self.keep:
-            self.files.put(plan, prepared, built.model.SerializeToString())
+            self.files.put(plan, prepared, built.serialized)
         return size, opset
 
     def kept_export(self) -> onnx.ModelProto:

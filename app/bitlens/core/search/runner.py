@@ -11,6 +11,7 @@ from bitlens.core.blas_threads import each_step
 from bitlens.core.engine import Engine
 from bitlens.core.errors import SearchError
 from bitlens.core.formats import Family, Format, parse_format
+from bitlens.core.frozen_heap import frozen_during
 from bitlens.core.model.half_activations import quantizable_activations
 from bitlens.core.model.types import Layer, ModelInfo
 from bitlens.core.plan import Plan, stored_grid
@@ -52,9 +53,13 @@ def search(
     benchmark under load, 36 -> 28 s CPU with the same plan). Where the plan was exported,
     the result also gives its deployed speed (core/search/speed.py). Between steps the
     process keeps at most ``options.memory_limit`` resident where it can (core/search/memory.py).
+    The objects alive at its start are kept out of the garbage collector until it ends
+    (core/frozen_heap.py).
     """
     bound = MemoryBound(engine, search_memory(engine, options.memory_limit))
-    return each_step(bounded(_timed(engine, options), bound), 1)
+    # the objects alive at its start out of the garbage collector's walks while it runs: each
+    # full collection held the interpreter lock 55-75 ms, stalling the window (frozen_heap.py)
+    return frozen_during(each_step(bounded(_timed(engine, options), bound), 1))
 
 
 def _timed(

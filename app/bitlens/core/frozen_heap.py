@@ -1,0 +1,36 @@
+"""Python's cyclic garbage collector kept off the objects a long job finds alive.
+
+A full (generation-2) collection walks every object the collector tracks and holds the
+interpreter lock all along, so any other thread that wants the lock (the window's) waits for
+it. With rapidocr's PP-OCRv4 recognizer open in the window, the search's thread ran 7 of them
+in a 30 s Find Plan, 55-75 ms of CPU each: 110,000-130,000 objects, most of them the imported
+modules' functions, descriptors and dicts, which never become garbage
+(docs/benchmarks.md "uisearch (session 15)"). ``gc.freeze`` moves every tracked object to
+a permanent generation that no collection walks
+(https://docs.python.org/3/library/gc.html#gc.freeze): the job's collections then walk only
+what the job made. When the job ends they go back (``gc.unfreeze``, to the oldest
+generation), so cyclic garbage among them is collected as before. Where the heap is frozen
+already (by whoever froze it: tests/conftest.py does) it is left as it is.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Generator
+from typing import TypeVar
+
+Y = TypeVar("Y")
+R = TypeVar("R")
+
+
+def frozen_during(gen: Generator[Y, None, R]) -> Generator[Y, None, R]:
+    """``gen``, the objects alive when it starts kept out of every collection until it ends
+    (returns, raises, or is closed)."""
+    froze = gc.get_freeze_count() == 0
+    if froze:
+        gc.freeze()
+    try:
+        return (yield from gen)
+    finally:
+        if froze:
+            gc.unfreeze()
