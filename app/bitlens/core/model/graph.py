@@ -83,8 +83,21 @@ class NodeSlot:
     parent: str | None  # the node owning this node's subgraph, None in the main graph
 
 
+_GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+_NONE: tuple[tuple[str, onnx.GraphProto], ...] = ()
+
+
 def subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
     """(label, graph) for each graph attribute: "then_branch", "body", "graphs/1"..."""
+    # Asked of every node by a dozen passes of the load (17k calls on PP-OCRv4 rec's 860
+    # nodes): a node without a graph attribute answers at once, without a generator.
+    for attr in node.attribute:
+        if attr.type in _GRAPH_TYPES:
+            return _subgraphs(node)
+    return iter(_NONE)
+
+
+def _subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
     for attr in node.attribute:
         if attr.type == onnx.AttributeProto.GRAPH:
             yield attr.name, attr.g

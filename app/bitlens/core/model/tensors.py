@@ -7,6 +7,8 @@ decoded on demand by :func:`to_numpy`.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -40,6 +42,7 @@ _LIST_ATTRS = {
 CONSTANT_VALUE_ATTRS = frozenset({"value", "sparse_value", *_SCALAR_ATTRS, *_LIST_ATTRS})
 
 
+@cache  # asked once per typed value (750 on PP-OCRv4 rec's load): numpy's lookup once per type
 def dtype_name(elem_type: int) -> str:
     """The numpy dtype name of an ONNX element type ("float32", "bfloat16", ...)."""
     try:
