@@ -184,3 +184,37 @@ def test_utf8_check_names_the_field_path_in_a_subgraph() -> None:
     parsed.ParseFromString(data)
     validate.check_model(parsed, "m.onnx")
     assert parsed.graph.node[0].attribute[0].g.node[0].doc_string == "D\\xffCX"
+
+
+def _slots(slots: list) -> list[tuple]:
+    return [(s.name, s.index, s.graph_path, s.parent, s.node.op_type) for s in slots]
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_normalize_walks_as_a_fresh_walk_does(shuffled: bool) -> None:
+    """normalize skips the second sort of graphs it found in order: its walk is the one a
+    fresh walk of the normalized model gives, for a model in order and one out of order
+    (an If whose branch's nodes are listed backwards)."""
+    from bitlens.core.model.graph import normalize, walk
+
+    branch_nodes = [
+        helper.make_node("Relu", ["x"], ["t"], name="relu_in"),
+        helper.make_node("Neg", ["t"], ["b"], name="neg_in"),
+    ]
+    if shuffled:
+        branch_nodes.reverse()
+    branch = helper.make_graph(branch_nodes, "then", [], [vi("b", TensorProto.FLOAT, [2])])
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch),
+        helper.make_node("Add", ["y", "r"], ["z"]),
+    ]
+    g = helper.make_graph(
+        nodes, "g", [vi("x", TensorProto.FLOAT, [2]), vi("c", TensorProto.BOOL, [])],
+        [vi("z", TensorProto.FLOAT, [2])],
+    )  # fmt: skip
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    got = normalize(model)
+    assert _slots(got) == _slots(walk(model))
+    then = [s.node.op_type for s in got if s.graph_path.endswith("then_branch")]
+    assert then == ["Relu", "Neg"]
