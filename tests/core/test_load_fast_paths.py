@@ -218,3 +218,13 @@ def test_normalize_walks_as_a_fresh_walk_does(shuffled: bool) -> None:
     assert _slots(got) == _slots(walk(model))
     then = [s.node.op_type for s in got if s.graph_path.endswith("then_branch")]
     assert then == ["Relu", "Neg"]
+
+
+def test_value_info_dims_of_each_kind() -> None:
+    """A fixed size, a named size and an unknown one read as int, str and None."""
+    from bitlens.core.model.tensors import value_info_to_tensor
+
+    v = vi("t", TensorProto.FLOAT16, [3, "batch", None])
+    assert value_info_to_tensor(v).shape == (3, "batch", None)
+    assert value_info_to_tensor(v).dtype == "float16"
+    assert value_info_to_tensor(vi("u", TensorProto.INT64, None)).shape is None

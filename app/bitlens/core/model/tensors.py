@@ -139,9 +139,10 @@ def value_info_to_tensor(vi: onnx.ValueInfoProto) -> TensorInfo:
         return TensorInfo(vi.name, None, dtype_name(tt.elem_type))
     dims: list[Dim] = []
     for d in tt.shape.dim:
-        if d.HasField("dim_value"):
+        which = d.WhichOneof("value")  # one call where two HasField asked the same
+        if which == "dim_value":
             dims.append(int(d.dim_value))
-        elif d.HasField("dim_param"):
+        elif which == "dim_param":
             dims.append(str(d.dim_param))
         else:
             dims.append(None)
