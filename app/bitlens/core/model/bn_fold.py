@@ -93,6 +93,11 @@ class FoldContext:
     inputs: set[str]
     inits: dict[str, onnx.TensorProto]
     consts: dict[str, onnx.NodeProto]
+    # every name _unique_name would find taken, and the new biases' names since: a superset
+    # of the names taken now (a fold renames a conv's output to a name already in it), so
+    # a name not in it is free. Built at the first new bias: the scan over every node cost
+    # 0.8 ms per bias on PP-OCRv4 rec (6 BatchNormalizations, each a new bias)
+    taken: set[str] | None = None
 
     @classmethod
     def of(cls, graph: onnx.GraphProto) -> FoldContext:
@@ -138,7 +143,10 @@ class FoldContext:
             return b_name
         if b_name is not None:  # shared: this conv reads a copy of its own
             self.consumers[b_name] -= 1
-        name = _unique_name(new_name, graph)
+        if self.taken is None:
+            self.taken = _taken(graph)
+        name = new_name if new_name not in self.taken else _unique_name(new_name, graph)
+        self.taken.add(name)
         t = numpy_helper.from_array(values, name)
         graph.initializer.append(t)
         self.inits[name] = t
@@ -223,9 +231,14 @@ def set_constant(name: str, values: np.ndarray, graph, inits, consts) -> None:
             attr.t.CopyFrom(t)
 
 
-def _unique_name(base: str, graph: onnx.GraphProto) -> str:
+def _taken(graph: onnx.GraphProto) -> set[str]:
     used = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
     used |= {i.name for i in graph.input}
+    return used
+
+
+def _unique_name(base: str, graph: onnx.GraphProto) -> str:
+    used = _taken(graph)
     name, k = base, 1
     while name in used:
         name, k = f"{base}_{k}", k + 1

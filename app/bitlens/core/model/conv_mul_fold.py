@@ -60,17 +60,22 @@ def fold_conv_muls(model: onnx.ModelProto) -> MulFoldResult:
 def _fold_mul(
     conv: onnx.NodeProto, other: str, mul: onnx.NodeProto, ctx: FoldContext, graph: onnx.GraphProto
 ) -> set[str] | None:
-    scale = _scale(conv, other, ctx)
-    if scale is None:
+    scaled = _scale(conv, other, ctx)
+    if scaled is None:
         return None
-    w = ctx.value(conv.input[1])
+    w, scale = scaled
     b_name = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
-    w_new = w.astype(np.float64) * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+    # In the weight's own type: ``scale`` holds values of that type, and the product of two
+    # float32s is exact in float64, so float32's own (correctly rounded, IEEE 754) product is
+    # the float64 one rounded to float32: the same bits without two float64 copies of the
+    # weight (28 folds on PP-OCRv4 rec). float64 weights multiply in float64 as before.
+    own = scale.astype(w.dtype)
+    w_new = w * own.reshape((-1,) + (1,) * (w.ndim - 1))
     if b_name is None:
         b_new = None
     else:
-        b_new = (ctx.value(b_name).astype(np.float64) * scale).astype(w.dtype)
-    w_new = w_new.astype(w.dtype)
+        b = ctx.value(b_name)
+        b_new = (b * (own if b.dtype == w.dtype else scale)).astype(w.dtype, copy=False)
     if not np.isfinite(w_new).all() or (b_new is not None and not np.isfinite(b_new).all()):
         return None
     set_constant(conv.input[1], w_new, graph, ctx.inits, ctx.consts)
@@ -82,9 +87,11 @@ def _fold_mul(
     return rewritten
 
 
-def _scale(conv: onnx.NodeProto, other: str, ctx: FoldContext) -> np.ndarray | None:
-    """The per-output-channel factors ``[M]`` of the constant ``other``, if ``conv`` and it
-    qualify."""
+def _scale(
+    conv: onnx.NodeProto, other: str, ctx: FoldContext
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``conv``'s weight and the per-output-channel factors ``[M]`` (float64) of the
+    constant ``other``, if ``conv`` and it qualify."""
     if conv.op_type != "Conv" or conv.domain not in CONSTANT_DOMAINS or len(conv.input) < 2:
         return None
     if ctx.consumers.get(conv.output[0], 0) != 1 or ctx.consumers.get(conv.input[1], 0) != 1:
@@ -101,4 +108,4 @@ def _scale(conv: onnx.NodeProto, other: str, ctx: FoldContext) -> np.ndarray | N
         b = ctx.value(b_name)
         if b is None or b.shape != (m,):
             return None
-    return s if np.isfinite(s).all() else None
+    return (w, s) if np.isfinite(s).all() else None

@@ -200,13 +200,15 @@ def _fold_graph(
                     types[out] = None
     if fold and _evaluate(graph, path, fold, known, opsets, ir_version, result):
         result.depth = max(result.depth, depth)
-    own = {
-        **{k: v for k, v in outer.items() if k not in shadowed},
-        **_const_sources(graph),
-    }
+    own: dict[str, onnx.TensorProto | onnx.NodeProto] | None = None  # once a subgraph needs it
     for node in graph.node:
         name = node.name or node.op_type
         for label, g in subgraphs(node):
+            if own is None:
+                own = {
+                    **{k: v for k, v in outer.items() if k not in shadowed},
+                    **_const_sources(graph),
+                }
             sub = f"{path}/{name}/{label}".lstrip("/")
             _fold_graph(g, sub, own, opsets, ir_version, result, depth=depth + 1)
 

@@ -83,8 +83,21 @@ class NodeSlot:
     parent: str | None  # the node owning this node's subgraph, None in the main graph
 
 
+_GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+_NONE: tuple[tuple[str, onnx.GraphProto], ...] = ()
+
+
 def subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
     """(label, graph) for each graph attribute: "then_branch", "body", "graphs/1"..."""
+    # Asked of every node by a dozen passes of the load (17k calls on PP-OCRv4 rec's 860
+    # nodes): a node without a graph attribute answers at once, without a generator.
+    for attr in node.attribute:
+        if attr.type in _GRAPH_TYPES:
+            return _subgraphs(node)
+    return iter(_NONE)
+
+
+def _subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
     for attr in node.attribute:
         if attr.type == onnx.AttributeProto.GRAPH:
             yield attr.name, attr.g
@@ -192,6 +205,12 @@ def _all_names(graph: onnx.GraphProto, into: set[str]) -> set[str]:
 
 def walk(model: onnx.ModelProto) -> list[NodeSlot]:
     """Every node of the model in topological order, subgraph nodes after their parent."""
+    return _walk(model, in_order=False)
+
+
+def _walk(model: onnx.ModelProto, *, in_order: bool) -> list[NodeSlot]:
+    """:func:`walk`; ``in_order``: every graph is known to be in the order
+    :func:`topo_order` gives (it would return each one's own order)."""
     reserved = _all_names(model.graph, set())
     used: set[str] = set()
     slots: list[NodeSlot] = []
@@ -209,7 +228,7 @@ def walk(model: onnx.ModelProto) -> list[NodeSlot]:
         graph: onnx.GraphProto, path: str, parent_scope: Scope | None, owner: str | None
     ) -> None:
         scope = _scope(graph, path, parent_scope)
-        for i in topo_order(graph):
+        for i in range(len(graph.node)) if in_order else topo_order(graph):
             node = graph.node[i]
             name = unique(node)
             used.add(name)
@@ -227,17 +246,19 @@ def normalize(model: onnx.ModelProto) -> list[NodeSlot]:
     Only for a model the caller owns (the loader's in-memory copy). Returns
     the walk of the normalized model.
     """
-    _sort_in_place(model.graph)
-    slots = walk(model)
+    # a graph topo_order leaves as it is needs no second pass (2.5 ms on PP-OCRv4 rec)
+    slots = _walk(model, in_order=_sort_in_place(model.graph))
     for slot in slots:
         if slot.node.name != slot.name:
             slot.node.name = slot.name
     return slots
 
 
-def _sort_in_place(graph: onnx.GraphProto) -> None:
+def _sort_in_place(graph: onnx.GraphProto) -> bool:
+    """Sort ``graph`` and its subgraphs; whether every one was in that order already."""
     order = topo_order(graph)
-    if order != list(range(len(order))):
+    in_order = order == list(range(len(order)))
+    if not in_order:
         nodes = [onnx.NodeProto() for _ in order]
         for dst, i in zip(nodes, order, strict=True):
             dst.CopyFrom(graph.node[i])
@@ -245,4 +266,5 @@ def _sort_in_place(graph: onnx.GraphProto) -> None:
         graph.node.extend(nodes)
     for node in graph.node:
         for _, g in subgraphs(node):
-            _sort_in_place(g)
+            in_order = _sort_in_place(g) and in_order
+    return in_order

@@ -37,6 +37,8 @@ def drop_identities(model: onnx.ModelProto) -> int:
     """Remove the main graph's removable Identity nodes (in place; only for a model the
     caller owns, the loader's in-memory copy). Returns how many were removed."""
     graph = model.graph
+    if not any(node.op_type == "Identity" for node in graph.node):
+        return 0  # the sets below cost a pass over every node and its attributes
     kept = {o.name for o in graph.output}
     for node in graph.node:
         for _label, sub in subgraphs(node):

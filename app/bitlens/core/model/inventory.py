@@ -127,7 +127,8 @@ def _edges(
         edges.append(Edge(src, dst, tensor))
 
     for slot in slots:
-        local = {i.name for i in slot.scope.graph.input}
+        # a subgraph's own inputs shadow outer names; the main graph's are model inputs
+        local = {i.name for i in slot.scope.graph.input} if slot.graph_path else set()
         for name in slot.node.input:
             if not name or (slot.graph_path and name in local):
                 continue

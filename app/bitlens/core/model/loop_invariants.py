@@ -42,10 +42,14 @@ def loop_constants_note(weights: int) -> str | None:
 
 
 def _graph(graph: onnx.GraphProto, outer_consts: frozenset[str], names: set[str]) -> None:
+    # only a Loop, or a node with a graph inside, can need the constants below
+    nested = [n for n in graph.node if n.op_type == "Loop" or any(True for _ in subgraphs(n))]
+    if not nested:
+        return
     consts = outer_consts | {t.name for t in graph.initializer}
     consts |= {n.output[0] for n in graph.node if is_constant_node(n)}
     consts -= {i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}}
-    for node in graph.node:
+    for node in nested:
         if node.op_type == "Loop" and node.domain in CONSTANT_DOMAINS:
             names |= _loop(graph, node, consts)
         for _, g in subgraphs(node):

@@ -7,6 +7,8 @@ decoded on demand by :func:`to_numpy`.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -40,6 +42,7 @@ _LIST_ATTRS = {
 CONSTANT_VALUE_ATTRS = frozenset({"value", "sparse_value", *_SCALAR_ATTRS, *_LIST_ATTRS})
 
 
+@cache  # asked once per typed value (750 on PP-OCRv4 rec's load): numpy's lookup once per type
 def dtype_name(elem_type: int) -> str:
     """The numpy dtype name of an ONNX element type ("float32", "bfloat16", ...)."""
     try:
@@ -136,9 +139,10 @@ def value_info_to_tensor(vi: onnx.ValueInfoProto) -> TensorInfo:
         return TensorInfo(vi.name, None, dtype_name(tt.elem_type))
     dims: list[Dim] = []
     for d in tt.shape.dim:
-        if d.HasField("dim_value"):
+        which = d.WhichOneof("value")  # one call where two HasField asked the same
+        if which == "dim_value":
             dims.append(int(d.dim_value))
-        elif d.HasField("dim_param"):
+        elif which == "dim_param":
             dims.append(str(d.dim_param))
         else:
             dims.append(None)
