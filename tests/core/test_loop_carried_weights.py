@@ -110,3 +110,24 @@ def test_the_carried_weight_is_exported_quantized(
         0
     ]
     assert np.abs(got - 3 * h).max() < 1e-5
+
+
+def test_a_loop_without_a_body_loads_as_an_if_without_branches_does() -> None:
+    """ONNX requires a Loop's body; a file without one loads (ONNX Runtime names the missing
+    attribute when a session is built) instead of failing in the loader with 'generator
+    raised StopIteration'."""
+    loop = helper.make_node("Loop", ["M", "cond", "x"], ["y"], name="loop")
+    graph = helper.make_graph(
+        [loop],
+        "g",
+        [
+            helper.make_tensor_value_info("M", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x", FLOAT, [2]),
+        ],
+        [helper.make_tensor_value_info("y", FLOAT, [2])],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    loaded = from_proto(proto)
+    assert [n.op_type for n in loaded.proto.graph.node] == ["Loop"]
+    assert not loaded.info.layers

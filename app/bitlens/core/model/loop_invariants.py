@@ -57,7 +57,9 @@ def _graph(graph: onnx.GraphProto, outer_consts: frozenset[str], names: set[str]
 
 
 def _loop(graph: onnx.GraphProto, node: onnx.NodeProto, consts: frozenset[str]) -> set[str]:
-    body = next(a.g for a in node.attribute if a.name == "body")
+    body = next((a.g for a in node.attribute if a.name == "body"), None)
+    if body is None:  # invalid ONNX (body is required): loads as an If without branches does,
+        return set()  # and ONNX Runtime names the missing attribute when a session is built
     read = _reads(graph) | {o.name for o in graph.output}
     defined = _defined(body)
     drop = []
