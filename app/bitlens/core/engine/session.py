@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from bitlens.core.engine import nchwc
+from bitlens.core.engine import nchwc, nchwc_chain
 from bitlens.core.errors import EngineError
 from bitlens.core.model.irversion import check_runnable
 
@@ -282,6 +282,7 @@ def make_session(
     # plain graph if ONNX Runtime refuses the rewritten one (a speed-up, never a failure)
     graph, wrap = nchwc.nchwc_graph(model, providers)
     if wrap is not None:
+        graph = nchwc_chain.chain_blocked(graph)  # no NCHW round trip between convs
         try:
             sess = ort.InferenceSession(graph.SerializeToString(), so, providers=providers)
             return nchwc.NchwcSession(sess, *wrap)
