@@ -18,7 +18,7 @@ from bitlens.core import metrics
 from bitlens.core.engine import chain, rewrite, suffix
 from bitlens.core.engine.graphs import node_reads
 from bitlens.core.engine.output_metrics import FLOAT_TYPES
-from bitlens.core.engine.session import make_session, release_arena
+from bitlens.core.engine.session import make_session
 from bitlens.core.formats import Format, parse_format
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress, SweepEntry
@@ -161,7 +161,12 @@ class Sweep:
                     SweepEntry(name, fmt.name, err.result(), weight_bytes_after(layer, fmt), at)
                 )
             if k + 1 == len(tasks) or tasks[k + 1][0] != li:
-                release_arena()  # this layer's runs' buffers (session.release_arena)
+                # This layer's runs' buffers, once the process grew by a feed's values since
+                # the last time (arena_release.py). Given back after every layer, the next
+                # layer's runs faulted theirs in again: on the benchmark CRNN 150k page faults
+                # a sweep against 60k, 0.2-0.3 s of its 5.4 s of CPU (docs/benchmarks.md,
+                # "sweepwall, session 15").
+                self._arena.maybe_release()
                 yield Progress(li + 1, len(names), f"sweep: {name}")
 
         # The next task is prepared (its weights quantized, its suffix session built) while
