@@ -77,9 +77,9 @@ def _feeds() -> dict[str, np.ndarray]:
 def test_chained_convs_equal_the_unchained_graph_bit_for_bit(monkeypatch) -> None:
     model = residual_net()
     feeds = _feeds()
-    chained = make_session(model, "cpu")
+    chained = make_session(model, "cpu", blocked_chains=True)
     monkeypatch.setattr(nchwc_chain, "ENABLED", False)
-    unchained = make_session(model, "cpu")
+    unchained = make_session(model, "cpu", blocked_chains=True)
     assert isinstance(chained, nchwc.NchwcSession) and isinstance(unchained, nchwc.NchwcSession)
     for got, want in zip(
         chained.run(["y", "s0"], feeds), unchained.run(["y", "s0"], feeds), strict=True
@@ -145,9 +145,9 @@ def test_a_relu_read_only_by_the_next_conv_joins_its_conv(monkeypatch) -> None:
     assert [n.op_type for n in g.node] == ["Conv", "Conv", "ReorderOutput"]
     assert [a.s for a in g.node[0].attribute if a.name == "activation"] == [b"Relu"]
     feeds = {k: v for k, v in _feeds().items() if k in ("x", "wa", "wb")}
-    got = make_session(model, "cpu").run(["y"], feeds)[0]
+    got = make_session(model, "cpu", blocked_chains=True).run(["y"], feeds)[0]
     monkeypatch.setattr(nchwc_chain, "ENABLED", False)
-    assert np.array_equal(got, make_session(model, "cpu").run(["y"], feeds)[0])
+    assert np.array_equal(got, make_session(model, "cpu", blocked_chains=True).run(["y"], feeds)[0])
 
 
 @needs_nchwc
@@ -185,6 +185,6 @@ def test_a_parts_input_joins_the_blocked_chain(monkeypatch) -> None:
         "wb": (rng.standard_normal((C1, C1, 1, 1)) / C1).astype(np.float32),
         "wb2": (rng.standard_normal((C1, C1, 3, 3)) / (3 * C1)).astype(np.float32),
     }
-    got = make_session(model, "cpu").run(["y"], feeds)[0]
+    got = make_session(model, "cpu", blocked_chains=True).run(["y"], feeds)[0]
     monkeypatch.setattr(nchwc_chain, "ENABLED", False)
-    assert np.array_equal(got, make_session(model, "cpu").run(["y"], feeds)[0])
+    assert np.array_equal(got, make_session(model, "cpu", blocked_chains=True).run(["y"], feeds)[0])

@@ -344,7 +344,10 @@ class Sweep:
         if layout is None:
             self._suffixes[name] = (None, ())
         else:
-            make = lambda m: make_session(m, self.device, threads=suffix_threads())  # noqa: E731
+
+            def make(m: onnx.ModelProto):
+                return make_session(m, self.device, threads=suffix_threads(), blocked_chains=True)
+
             head = graph.head_model(layout, out_name)
             runner = make(head)
             if layout.parts:
