@@ -25,6 +25,22 @@ SHAPES = {
 }  # fmt: skip
 
 
+def _model(nodes, inputs, outputs) -> onnx.ModelProto:
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", inputs, outputs), opset_imports=[helper.make_opsetid("", 13)]
+    )
+    model.ir_version = 8
+    return model
+
+
+def _chained(model: onnx.ModelProto) -> onnx.GraphProto:
+    """nchwc.rewrite's graph of ``model``, chained."""
+    assert BLOCK is not None
+    rewritten = nchwc.rewrite(model, BLOCK)
+    assert rewritten is not None
+    return nchwc_chain.chain_blocked(rewritten[0]).graph
+
+
 def residual_net() -> onnx.ModelProto:
     """Every filter fed (the engine's simulation graphs feed them)::
 
@@ -58,11 +74,7 @@ def residual_net() -> onnx.ModelProto:
         helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
         helper.make_tensor_value_info("s0", TensorProto.FLOAT, None),
     ]
-    model = helper.make_model(
-        helper.make_graph(nodes, "g", inputs, outputs), opset_imports=[helper.make_opsetid("", 13)]
-    )
-    model.ir_version = 8
-    return model
+    return _model(nodes, inputs, outputs)
 
 
 def _feeds() -> dict[str, np.ndarray]:
@@ -133,15 +145,8 @@ def test_a_relu_read_only_by_the_next_conv_joins_its_conv(monkeypatch) -> None:
     ]
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 9, 11])]
     inputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, SHAPES[n]) for n in ("wa", "wb")]
-    model = helper.make_model(
-        helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", 1, None)]),
-        opset_imports=[helper.make_opsetid("", 13)],
-    )
-    model.ir_version = 8
-    assert BLOCK is not None
-    rewritten = nchwc.rewrite(model, BLOCK)
-    assert rewritten is not None
-    g = nchwc_chain.chain_blocked(rewritten[0]).graph
+    model = _model(nodes, inputs, [helper.make_tensor_value_info("y", 1, None)])
+    g = _chained(model)
     assert [n.op_type for n in g.node] == ["Conv", "Conv", "ReorderOutput"]
     assert [a.s for a in g.node[0].attribute if a.name == "activation"] == [b"Relu"]
     feeds = {k: v for k, v in _feeds().items() if k in ("x", "wa", "wb")}
@@ -167,15 +172,8 @@ def test_a_parts_input_joins_the_blocked_chain(monkeypatch) -> None:
         helper.make_tensor_value_info("wb", TensorProto.FLOAT, [C1, C1, 1, 1]),
         helper.make_tensor_value_info("wb2", TensorProto.FLOAT, [C1, C1, 3, 3]),
     ]
-    model = helper.make_model(
-        helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", 1, None)]),
-        opset_imports=[helper.make_opsetid("", 13)],
-    )
-    model.ir_version = 8
-    assert BLOCK is not None
-    rewritten = nchwc.rewrite(model, BLOCK)
-    assert rewritten is not None
-    g = nchwc_chain.chain_blocked(rewritten[0]).graph
+    model = _model(nodes, inputs, [helper.make_tensor_value_info("y", 1, None)])
+    g = _chained(model)
     assert [n.op_type for n in g.node] == [
         "ReorderInput", "Conv", "Conv", "Add", "Relu", "ReorderOutput"
     ]  # fmt: skip
