@@ -186,3 +186,40 @@ def test_a_parts_input_joins_the_blocked_chain(monkeypatch) -> None:
     got = make_session(model, "cpu", blocked_chains=True).run(["y"], feeds)[0]
     monkeypatch.setattr(nchwc_chain, "ENABLED", False)
     assert np.array_equal(got, make_session(model, "cpu", blocked_chains=True).run(["y"], feeds)[0])
+
+
+@needs_nchwc
+def test_hard_swish_with_scalar_constants_runs_blocked(monkeypatch) -> None:
+    """x -> conv a -> hard-swish as Paddle2ONNX writes it (Add 3 -> Clip 0 6 -> Div 6 ->
+    Mul by its input: the padded channels hold 3, then 0.5 x 0, never Inf) -> Mul by a
+    scalar, Add a scalar -> conv b -> y; and Div(1, conv b's output) -> z, which would put
+    1/0 = Inf into the padding: it stays NCHW. Same values as unchained, bit for bit."""
+    scalar = lambda n, v: helper.make_node(  # noqa: E731
+        "Constant", [], [n], value=helper.make_tensor(n, TensorProto.FLOAT, [1], [v])
+    )
+    nodes = [
+        scalar("three", 3.0), scalar("zero", 0.0), scalar("six", 6.0), scalar("one", 1.0),
+        helper.make_node("Conv", ["x", "wa"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["a", "three"], ["a3"]),
+        helper.make_node("Clip", ["a3", "zero", "six"], ["ac"]),
+        helper.make_node("Div", ["ac", "six"], ["ad"]),
+        helper.make_node("Mul", ["a", "ad"], ["hs"]),
+        helper.make_node("Mul", ["hs", "three"], ["hm"]),
+        helper.make_node("Add", ["hm", "one"], ["h"]),
+        helper.make_node("Conv", ["h", "wb"], ["y"]),
+        helper.make_node("Div", ["one", "y"], ["z"]),
+    ]  # fmt: skip
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 9, 11])]
+    inputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, SHAPES[n]) for n in ("wa", "wb")]
+    outs = [helper.make_tensor_value_info(n, 1, None) for n in ("y", "z")]
+    model = _model(nodes, inputs, outs)
+    g = _chained(model)
+    assert [n.op_type for n in g.node if n.op_type.startswith("Reorder")] == ["ReorderOutput"]
+    z = next(n for n in g.node if n.output[0] == "z")
+    assert list(z.input) == ["one", "y"]  # NCHW: 1 / the padding's 0 is not finite
+    feeds = {k: v for k, v in _feeds().items() if k in ("x", "wa", "wb")}
+    got = make_session(model, "cpu", blocked_chains=True).run(["y", "z"], feeds)
+    monkeypatch.setattr(nchwc_chain, "ENABLED", False)
+    want = make_session(model, "cpu", blocked_chains=True).run(["y", "z"], feeds)
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(a, b)

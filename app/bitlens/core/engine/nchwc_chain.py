@@ -34,14 +34,20 @@ benchmark CRNN's engine peak RSS rose from 198 to 258 MiB (cause not found).
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from bitlens.core.engine.graphs import node_reads
 from bitlens.core.engine.nchwc import DOMAIN, SUFFIX
 
 ENABLED = True  # False: the graph as nchwc.rewrite wrote it (tests compare both)
-_PURE = {(DOMAIN, "ReorderOutput"), (DOMAIN, "ReorderInput"), ("", "Relu"), ("", "Add")}
+# element-wise operators run on blocked tensors as they are: of one or two blocked tensors of
+# one size and scalar constants (Paddle's hard-swish is Add 3 -> Clip 0 6 -> Div 6 -> Mul)
+_UNARY = {"Relu", "Sigmoid", "HardSigmoid", "HardSwish"}
+_BINARY = {"Add", "Sub", "Mul", "Div"}
+_ELEMENTWISE = _UNARY | _BINARY | {"Clip"}
+_PURE = {(DOMAIN, "ReorderOutput"), (DOMAIN, "ReorderInput")} | {("", o) for o in _ELEMENTWISE}
 
 
 def chain_blocked(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -58,6 +64,11 @@ def chain_blocked(model: onnx.ModelProto) -> onnx.ModelProto:
     source: dict[str, str] = {}  # a ReorderInput's output -> the NCHW tensor it reads
     renamed: dict[str, str] = {}  # a ReorderInput's output -> the twin it equals
     added: list[tuple[int, onnx.NodeProto]] = []
+    # the value in a twin's padded channels: 0 after a conv or a reorder, then what the
+    # element-wise operators make of it (Add 3: 3); a conv reading it multiplies it by the
+    # filter's zero padding, so any finite value leaves the conv's sums as they are
+    pad: dict[str, float] = {}
+    scalars = _scalars(g)
 
     def key(name: str) -> str:
         return same.get(name, name)
@@ -71,22 +82,29 @@ def chain_blocked(model: onnx.ModelProto) -> onnx.ModelProto:
             if ins[0] in twin:
                 renamed[out] = twin[ins[0]]
             else:  # an NCHW tensor from outside (a part's input): its reorder is its twin
-                twin[ins[0]] = out
+                twin[ins[0]], pad[ins[0]] = out, 0.0
         elif op == (DOMAIN, "Conv") and _keeps_size(node):
             same[out] = key(source.get(ins[0], ins[0]))
         elif op == (DOMAIN, "ReorderOutput") and not _channels_last(node):
-            twin[out] = ins[0]
+            twin[out], pad[out] = ins[0], 0.0
             channels[out] = _attr(node, "channels", 0)
             same[out] = key(ins[0])
-        elif (op == ("", "Relu") and ins[0] in twin) or (
+        elif not node.domain and node.op_type in _ELEMENTWISE and len(node.output) == 1:
+            tw = [n for n in ins if n in twin]
             # Every twin has 4 channels or more (nchwc.rewrite's convs: multiples of 4),
-            # so an Add of two cannot broadcast over channels: of one key, one shape.
-            op == ("", "Add") and len(ins) == 2 and all(n in twin for n in ins)
-            and key(ins[0]) == key(ins[1])
-        ):  # fmt: skip
-            added.append((k, _mirror(node, [twin[n] for n in ins])))
-            twin[out], same[out] = added[-1][1].output[0], key(ins[0])
-            known = [channels[n] for n in ins if n in channels]
+            # so two twins cannot broadcast over channels: of one key, one shape; a scalar
+            # constant broadcasts over every element, padding included.
+            if (
+                not tw or len({key(n) for n in tw}) > 1 or (node.op_type == "Clip" and ins[0] not in twin)
+                or not all(n in twin or n in scalars or (n == "" and node.op_type == "Clip") for n in ins)
+            ):  # fmt: skip
+                continue
+            padded = _padding_after(node, [pad[n] if n in twin else scalars.get(n) for n in ins])
+            if padded is None:
+                continue
+            added.append((k, _mirror(node, [twin.get(n, n) for n in ins])))
+            twin[out], same[out], pad[out] = added[-1][1].output[0], key(tw[0]), padded
+            known = [channels[n] for n in tw if n in channels]
             if known:
                 channels[out] = known[0]
     if not renamed and not added:
@@ -140,11 +158,59 @@ def _fuse_relu(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.Node
 
 
 def _mirror(node: onnx.NodeProto, inputs: list[str]) -> onnx.NodeProto:
-    """``node`` run on the blocked twins ``inputs``."""
-    out = f"{node.output[0]}{SUFFIX}_blk"
-    return helper.make_node(
-        node.op_type, inputs, [out], f"{node.name or node.output[0]}{SUFFIX}_blk"
-    )
+    """``node`` (its attributes too) run on the blocked twins ``inputs``."""
+    out = onnx.NodeProto()
+    out.CopyFrom(node)
+    del out.input[:]
+    out.input.extend(inputs)
+    out.output[0] = f"{node.output[0]}{SUFFIX}_blk"
+    out.name = f"{node.name or node.output[0]}{SUFFIX}_blk"
+    return out
+
+
+def _scalars(g: onnx.GraphProto) -> dict[str, float]:
+    """Float32 constants of one element (initializers, Constant nodes), by name."""
+    found: dict[str, float] = {}
+    tensors = [(t.name, t) for t in g.initializer]
+    for node in g.node:
+        if node.op_type == "Constant" and not node.domain and len(node.attribute) == 1:
+            a = node.attribute[0]
+            if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
+                tensors.append((node.output[0], a.t))
+    for name, t in tensors:
+        if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) <= 4 and int(np.prod(t.dims)) == 1:
+            found[name] = float(numpy_helper.to_array(t).reshape(-1)[0])
+    return found
+
+
+def _padding_after(node: onnx.NodeProto, values: list[float | None]) -> float | None:
+    """What ``node`` makes of the padding (``values``: per input, a twin's padding or a
+    scalar constant; None for an absent Clip bound), in float32; None when not finite
+    (e.g. a division by a twin's zero padding)."""
+    v = [None if x is None else np.float32(x) for x in values]
+    op = node.op_type
+    with np.errstate(all="ignore"):
+        if op in _BINARY:
+            a, b = v[0], v[1]
+            out = {"Add": a + b, "Sub": a - b, "Mul": a * b, "Div": a / b}[op]
+        elif op == "Clip":
+            out = v[0]
+            if len(v) > 1 and v[1] is not None:
+                out = max(out, v[1])
+            if len(v) > 2 and v[2] is not None:
+                out = min(out, v[2])
+        elif op == "Relu":
+            out = max(v[0], np.float32(0))
+        elif op == "Sigmoid":
+            out = 1 / (1 + np.exp(-v[0]))
+        else:  # HardSigmoid, HardSwish: x times it
+            alpha, beta = (
+                (_attr(node, "alpha", 0.2), _attr(node, "beta", 0.5))
+                if op == "HardSigmoid"
+                else (1 / 6, 0.5)
+            )
+            out = np.clip(alpha * v[0] + beta, 0, 1) * (1 if op == "HardSigmoid" else v[0])
+    return float(out) if np.isfinite(out) else None
 
 
 def _attr(node: onnx.NodeProto, name: str, default):
