@@ -169,9 +169,11 @@ def _mirror(node: onnx.NodeProto, inputs: list[str]) -> onnx.NodeProto:
 
 
 def _scalars(g: onnx.GraphProto) -> dict[str, float]:
-    """Float32 constants of one element (initializers, Constant nodes), by name."""
+    """Float32 constants of one element (initializers, Constant nodes), by name; not an
+    initializer also listed as an input (a feed may replace it: a divisor by 0)."""
     found: dict[str, float] = {}
-    tensors = [(t.name, t) for t in g.initializer]
+    fed = {v.name for v in g.input}
+    tensors = [(t.name, t) for t in g.initializer if t.name not in fed]
     for node in g.node:
         if node.op_type == "Constant" and not node.domain and len(node.attribute) == 1:
             a = node.attribute[0]
