@@ -12,20 +12,23 @@ it rewrote itself (constant filters), never around the engine's.
 
 Here every tensor that exists in both layouts is tracked: a conv's blocked output and
 its ReorderOutput, an outside NCHW tensor (a suffix part's input) and its ReorderInput.
-A Relu of such a tensor, and an Add of two of one size (traced through size-keeping
-convs, so that no broadcasting can hide in it), is also run on the blocked tensors; a
-ReorderInput of a tensor that has a blocked twin reads the twin; an NCHW tensor still
-read (a graph output, the pooling after the last conv) is its twin reordered; then a
-ReorderOutput, ReorderInput, Relu or Add that nothing reads any more goes, and a Relu
-that alone reads a blocked conv's output becomes the conv's ``activation``.
+An element-wise operator of such tensors (two of one size, traced through size-keeping
+convs so that no broadcasting hides in it) and scalar constants also runs on the blocked
+tensors: Relu, a residual Add, Paddle's hard-swish (Add 3 -> Clip 0 6 -> Div 6 -> Mul);
+a ReorderInput of a tensor that has a blocked twin reads the twin; an NCHW tensor still
+read (a graph output, the pooling after the last conv) is its twin reordered; then the
+reorders and element-wise nodes that nothing reads any more go, and a Relu that alone
+reads a blocked conv's output becomes the conv's ``activation``.
 
-The values are the same bit for bit: reordering is a permutation with zero padding, a
-blocked conv's padded channels are zero (its filter and bias are zero-padded), Relu and
-Add are element-wise (the same operations on the same pairs of numbers) and keep zero
-padding zero, and MLAS applies a fused Relu as max(x, 0) to what the conv wrote. A
-tensor that is a graph output (a layer output the engine measures) is still computed.
-(An Inf or NaN reaching a conv makes its padded channels NaN, 0 x Inf: ONNX Runtime's
-own blocked chains in the float file behave the same.)
+The values are the same: reordering is a permutation, the element-wise operators do the
+same operations on the same numbers, and MLAS applies a fused Relu as max(x, 0) to what
+the conv wrote. The padded channels of a twin need not hold zeros (after Add 3 they hold
+3): a conv reading them multiplies them by its filter's zero padding and adds that zero
+to its sums, so any finite value leaves the sums as they are (their value is followed,
+and an operator that would make it Inf or NaN, such as a division by a twin, keeps its
+NCHW form). A sum that is exactly -0.0 may come out +0.0. (An Inf or NaN reaching a conv
+makes its padded outputs NaN, 0 x Inf: ONNX Runtime's own blocked chains in the float
+file behave the same.) A tensor that is a graph output is still computed.
 
 Only the sweep's suffix sessions are built so (``make_session(..., blocked_chains=True)``):
 they fetch one output, so nearly every reorder goes. In every engine session the
