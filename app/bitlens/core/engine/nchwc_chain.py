@@ -31,8 +31,13 @@ makes its padded outputs NaN, 0 x Inf: ONNX Runtime's own blocked chains in the 
 file behave the same.) A tensor that is a graph output is still computed.
 
 Only the sweep's suffix sessions are built so (``make_session(..., blocked_chains=True)``):
-they fetch one output, so nearly every reorder goes. In every engine session the
-benchmark CRNN's engine peak RSS rose from 198 to 258 MiB (cause not found).
+they fetch one output, so nearly every reorder goes. A graph that fetches every layer
+output needs each blocked tensor back in NCHW anyway: there a chain trades each
+ReorderInput for a ReorderOutput, and the engine's W8A8 simulation runs were no faster
+with it (docs/benchmarks.md, "chainall, session 15"). Such a graph must run in ONNX
+Runtime's priority-based order (make_session): its default order ran the blocked chain
+first and every ReorderOutput at the end, all blocked tensors alive at once (the
+benchmark CRNN's engine peak RSS rose from 198 to 258 MiB).
 """
 
 from __future__ import annotations

@@ -273,8 +273,10 @@ def make_session(
     each run, slower). ``threads``: ONNX Runtime's intra-op threads (0: its default, one
     per core); 1 for sessions whose runs the caller already runs on every core at once.
     ``blocked_chains``: consecutive NCHWc convs pass their blocked tensors on
-    (nchwc_chain.py; the sweep's suffix sessions, which fetch one output: in every
-    session of the engine the benchmark CRNN's peak RSS rose by 60 MiB)."""
+    (nchwc_chain.py), in ONNX Runtime's priority-based node order (below); the sweep's
+    suffix sessions, which fetch one or two outputs. The engine's other sessions fetch
+    every layer output, so a chain there trades each ReorderInput for a ReorderOutput:
+    their runs were no faster (docs/benchmarks.md, "chainall, session 15")."""
     problem = check_runnable(model)
     if problem:
         raise EngineError(problem)
@@ -292,11 +294,20 @@ def make_session(
     if wrap is not None:
         if blocked_chains:
             graph = nchwc_chain.chain_blocked(graph)  # no NCHW round trip between convs
+            # ONNX Runtime's default order is a reverse depth-first walk from the graph's
+            # outputs: in a graph that fetches every layer output it ran the whole blocked
+            # chain first and each layer's ReorderOutput only at the end, so every blocked
+            # tensor was alive at once (the benchmark CRNN's float reference peaked 88 MiB
+            # higher, `bench_engine.py crnn --memory-only --memory-detail`). The priority-
+            # based order takes ready nodes in the graph's order, where each ReorderOutput
+            # follows its twin (onnxruntime/core/graph/graph_viewer.cc, ExecutionOrder).
+            so.execution_order = ort.ExecutionOrder.PRIORITY_BASED
         try:
             sess = ort.InferenceSession(graph.SerializeToString(), so, providers=providers)
             return nchwc.NchwcSession(sess, *wrap)
         except Exception as exc:
             log.debug("NCHWc convolutions refused, plain convolutions instead: %s", exc)
+            so.execution_order = ort.ExecutionOrder.DEFAULT
     try:
         return ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=providers)
     except Exception as exc:
