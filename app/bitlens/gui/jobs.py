@@ -16,6 +16,12 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
+# Imported with the window rather than at the first constant fold of an open: its import builds
+# onnx's operator schema table in one C call (onnx.defs.get_all_schemas_with_history, 25 ms
+# with the interpreter lock held), the open's longest lock hold once the rest were cut
+# (docs/benchmarks.md "opengil (session 15)").
+import onnx.reference  # noqa: F401
+
 from bitlens.core.activation_table import ActivationRow, activation_rows
 from bitlens.core.compute import compute_of
 from bitlens.core.data import Dataset, load_path
