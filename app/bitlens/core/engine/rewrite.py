@@ -205,7 +205,7 @@ def copy_without_weights(
     return model, frozenset(t.name for t in proto.graph.initializer if t.name in skip)
 
 
-COPY_SLICE = 256  # elements of a repeated field copied per protobuf call
+COPY_SLICE = 64  # elements of a repeated field copied per protobuf call
 
 
 def _copy_fields(src, dst, skip_field: str) -> None:
