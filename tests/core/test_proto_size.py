@@ -64,7 +64,9 @@ def test_sizes_equal_protobufs_own() -> None:
     assert byte_size(model) == model.ByteSize()
     assert byte_size(model.graph) == model.graph.ByteSize()
     assert byte_size(model.graph.node[2]) == model.graph.node[2].ByteSize()
-    assert byte_size(model.graph.node[2].attribute[0]) == model.graph.node[2].attribute[0].ByteSize()
+    assert (
+        byte_size(model.graph.node[2].attribute[0]) == model.graph.node[2].attribute[0].ByteSize()
+    )
     assert byte_size(onnx.ModelProto()) == 0
     # a field this protobuf does not know (from a newer schema) is kept and counted
     unknown = onnx.ModelProto()

@@ -62,8 +62,7 @@ def test_the_reference_evaluators_schema_table_is_built_with_the_window() -> Non
     """onnx.reference's import builds onnx's schema table in one C call (25 ms with the lock
     held): done as the window's modules load, not in the open job's first constant fold."""
     probe = (
-        "import sys, bitlens.gui.jobs; "
-        "sys.exit(0 if 'onnx.reference.op_run' in sys.modules else 3)"
+        "import sys, bitlens.gui.jobs; sys.exit(0 if 'onnx.reference.op_run' in sys.modules else 3)"
     )
     done = subprocess.run([sys.executable, "-c", probe], env=os.environ.copy(), timeout=120)
     assert done.returncode == 0  # the old code: 3

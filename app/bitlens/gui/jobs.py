@@ -177,10 +177,7 @@ def open_model(
 
 
 def _open_model(
-    path: Path,
-    request: DataRequest | None,
-    device: str = "auto",
-    dims: Mapping[str, int] | None = None,
+    path: Path, request: DataRequest | None, device: str, dims: Mapping[str, int] | None
 ) -> Generator[Progress, None, Session]:
     from bitlens.core.model.loader import iter_load_model
 

@@ -49,11 +49,7 @@ def thin(inner: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
             if isinstance(value, Progress):
                 now = time.perf_counter()
                 stage = value.message.split(" ", 1)[0]
-                if (
-                    now - last_at >= MIN_GAP_S
-                    or value.done >= value.total
-                    or stage != last_stage
-                ):
+                if now - last_at >= MIN_GAP_S or value.done >= value.total or stage != last_stage:
                     last_at, last_stage = now, stage
                     sent = yield value
             else:
