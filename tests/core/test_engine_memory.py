@@ -95,11 +95,10 @@ def _plans_of(info) -> list[Plan]:
 
 def test_giving_back_the_arena_changes_no_number(monkeypatch) -> None:
     """The arena gives back its free regions after each evaluation (the first also gives
-    back the float reference's), before a sweep and after each of its layers
-    (session.release_arena): the same errors, outputs and sweep as an engine that keeps
-    the arena whole."""
+    back the float reference's), before a sweep and after each of its layers (the RSS
+    unknown here, the ArenaReleaser releases every time): the same errors, outputs and
+    sweep as an engine that keeps the arena whole."""
     from bitlens.core.engine import arena_release
-    from bitlens.core.engine import sweep as sweep_module
 
     loaded = from_proto(residual_two_outputs())
     data = Dataset.random(loaded.info, n=6, seed=3, dims={"N": 3})
@@ -111,7 +110,6 @@ def test_giving_back_the_arena_changes_no_number(monkeypatch) -> None:
         released.append(1)
         real()
 
-    monkeypatch.setattr(sweep_module, "release_arena", counted)
     monkeypatch.setattr(arena_release, "release_arena", counted)
     # the RSS unknown: evaluations give the arena back every time (arena_release.py)
     monkeypatch.setattr(arena_release, "resident_bytes", lambda: None)
@@ -121,7 +119,6 @@ def test_giving_back_the_arena_changes_no_number(monkeypatch) -> None:
     got_out = lean.run_outputs(plans[1])
     swept = one_per_group(loaded.info, loaded.info.layer_names)  # readers of Ws: once
     assert len(released) >= 1 + len(plans) + len(swept)
-    monkeypatch.setattr(sweep_module, "release_arena", lambda: None)
     monkeypatch.setattr(arena_release, "release_arena", lambda: None)
     whole = Engine(loaded, data, device="cpu")
     assert [whole.evaluate(p) for p in plans] == got

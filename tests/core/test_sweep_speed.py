@@ -61,3 +61,35 @@ def test_suffix_sessions_share_the_cores_among_the_runs_in_flight(monkeypatch) -
         assert (sweep.sweep_workers(), sweep.suffix_threads()) == (workers, threads)
     monkeypatch.setattr(sweep, "SUFFIX_THREADS", 0)
     assert sweep.suffix_threads() == 0
+
+
+def test_the_sweep_gives_the_arena_back_only_once_the_process_grew(monkeypatch) -> None:
+    """Between layers the sweep releases the arena through the engine's ArenaReleaser: not
+    while the process stays within its slack of the last release (each release made the
+    next layer's runs fault their buffers in again), and again once it grew past it; the
+    same entries either way."""
+    from bitlens.core.engine import arena_release
+
+    released: list[int] = []
+    monkeypatch.setattr(arena_release, "release_arena", lambda: released.append(1))
+    # where the sweep called the release itself after every layer (before session 15)
+    monkeypatch.setattr(sweep, "release_arena", lambda: released.append(1), raising=False)
+    rss = [100 << 20]
+    monkeypatch.setattr(arena_release, "resident_bytes", lambda: rss[0])
+    engine = _engine(lambda: deep_mlp(6))
+    engine.evaluate(Plan.preset(engine.info, "W8A8"))
+    engine._arena.slack = 8 << 20
+    released.clear()
+    steady = _run_sweep(engine)
+    assert len(released) <= 1  # at most the sweep's start (Sweep._room_for_sweep)
+
+    class Growing:  # the process grows by 16 MiB a layer: past the slack every time
+        def __call__(self) -> int:
+            rss[0] += 16 << 20
+            return rss[0]
+
+    monkeypatch.setattr(arena_release, "resident_bytes", Growing())
+    released.clear()
+    grown = _run_sweep(engine)
+    assert len(released) >= len(engine.info.layer_names) // 2
+    assert grown == steady

@@ -203,6 +203,15 @@ def held(real, at: Callable[[object], bool] = lambda item: isinstance(item, Prog
     return hold, release
 
 
+def run_to_end(gen):
+    """A job's generator to its return value, on this thread."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
 def slowed(real, delay: float):
     """``real`` (a progress generator function) pausing ``delay`` s after each step, so a
     test can act while the job runs."""

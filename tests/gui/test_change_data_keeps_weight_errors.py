@@ -17,11 +17,11 @@ from bitlens.core.plan import weight_choices
 from bitlens.gui import jobs
 from bitlens.gui.jobs import DataRequest
 from tests.core.engine_models import mlp_with_fragile_layer
-from tests.gui.test_open_burst import _run
+from tests.gui.conftest import run_to_end
 
 
 def test_new_data_keeps_the_weight_errors(cnn_path: Path, monkeypatch) -> None:
-    session = _run(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu"))
+    session = run_to_end(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu"))
     layer = session.info.layers[0]
     formats = weight_choices(layer)
     before = session.engine.scheme_table(layer.name, formats)
@@ -31,7 +31,7 @@ def test_new_data_keeps_the_weight_errors(cnn_path: Path, monkeypatch) -> None:
 
     with monkeypatch.context() as m:
         m.setattr(Engine, "_weight_error", recomputed)
-        changed = _run(jobs.change_data(session, DataRequest(samples=4, seed=1)))
+        changed = run_to_end(jobs.change_data(session, DataRequest(samples=4, seed=1)))
         assert changed.engine is not session.engine and changed.data is not session.data
         kept = changed.engine.scheme_table(layer.name, formats)
     assert kept == before

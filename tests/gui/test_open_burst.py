@@ -19,23 +19,14 @@ from bitlens.gui import jobs
 from bitlens.gui.jobs import DataRequest, LayerDetail
 from bitlens.gui.layer_detail import LayerDetailView
 from bitlens.gui.layer_table_model import Column
-from tests.gui.conftest import WAIT_MS, open_model, wait_idle
-
-
-def _run(gen):
-    """A job's generator to its return value, on this thread."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+from tests.gui.conftest import WAIT_MS, open_model, run_to_end, wait_idle
 
 
 def test_macs_are_counted_by_the_jobs(cnn_path: Path, monkeypatch) -> None:
     counted: list[object] = []
     count = compute.count_macs
     monkeypatch.setattr(compute, "count_macs", lambda *a: counted.append(a) or count(*a))
-    session = _run(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu"))
+    session = run_to_end(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu"))
     assert len(counted) == 1  # by the open job
     counted.clear()
     plan = jobs.Plan.preset(session.info, "W8A8")
@@ -62,7 +53,7 @@ def test_graph_is_drawn_on_a_later_turn(
     open_model(qtbot, window, mlp_path)
     wait_idle(qtbot, window)
     view = window.graph.view
-    session = _run(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu"))
+    session = run_to_end(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu"))
     runner = window.controller.runner
     # Jobs the load submits stay queued during the check: a worker finishing within this
     # pass would queue its result, whose handler may read the graph (built on demand).
@@ -84,7 +75,7 @@ def test_minimap_waits_for_the_pending_graph(qtbot, window, cnn_path: Path, mlp_
     open_model(qtbot, window, mlp_path)
     wait_idle(qtbot, window)
     view, minimap = window.graph.view, window.graph.minimap
-    window.document.load(_run(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu")))
+    window.document.load(run_to_end(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu")))
     minimap.repaint()  # a paint event in this turn
     assert view.is_pending and not view._items
     qtbot.waitUntil(lambda: not view.is_pending, timeout=WAIT_MS)
@@ -94,7 +85,7 @@ def test_minimap_waits_for_the_pending_graph(qtbot, window, cnn_path: Path, mlp_
 def test_graph_readers_build_it_at_once(qtbot, window, cnn_path: Path, mlp_path) -> None:
     open_model(qtbot, window, mlp_path)
     view = window.graph.view
-    window.document.load(_run(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu")))
+    window.document.load(run_to_end(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu")))
     assert "conv2" in view.node_names  # built on demand, before its timer
 
 

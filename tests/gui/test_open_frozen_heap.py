@@ -20,7 +20,7 @@ from bitlens.core.plan import Plan
 from bitlens.gui import jobs
 from bitlens.gui.jobs import DataRequest
 from tests.core.test_frozen_heap import _walked
-from tests.gui.test_open_burst import _run
+from tests.gui.conftest import run_to_end
 
 
 def test_open_change_of_data_and_evaluation_keep_the_heap_out_of_collections(
@@ -32,7 +32,7 @@ def test_open_change_of_data_and_evaluation_keep_the_heap_out_of_collections(
         gen = jobs.open_model(cnn_path, DataRequest(dims={"N": 2}), "cpu")
         next(gen)
         assert gc.get_freeze_count() > 0 and not _walked(alive)  # the old code: walked
-        session = _run(gen)
+        session = run_to_end(gen)
         assert gc.get_freeze_count() == 0 and _walked(alive)
         # the change of data, closed part-way (a newer open replaced it): given back
         gen = jobs.change_data(session, DataRequest(samples=4, seed=1))

@@ -18,16 +18,7 @@ from bitlens.gui import jobs
 from bitlens.gui.graph_geometry import LAYER_H, SLOT_W
 from bitlens.gui.graph_ops import op_color
 from bitlens.gui.jobs import DataRequest
-from tests.gui.conftest import WAIT_MS, open_model, wait_idle
-
-
-def _run(gen):
-    """A job's generator to its return value, on this thread."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+from tests.gui.conftest import WAIT_MS, open_model, run_to_end, wait_idle
 
 
 def test_the_open_job_lays_out_the_graph(qtbot, window, cnn_path: Path, monkeypatch) -> None:
@@ -67,7 +58,7 @@ def test_the_graph_is_built_a_pass_after_the_table_is_painted(
 ) -> None:
     open_model(qtbot, window, mlp_path)
     wait_idle(qtbot, window)
-    session = _run(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu"))
+    session = run_to_end(jobs.open_model(cnn_path, DataRequest(dims={}), "cpu"))
     log: list[str] = []
     dispatcher = QAbstractEventDispatcher.instance()
     dispatcher.awake.connect(lambda: log.append("pass"))

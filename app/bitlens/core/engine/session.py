@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from bitlens.core.engine import nchwc
+from bitlens.core.engine import nchwc, nchwc_chain
 from bitlens.core.errors import EngineError
 from bitlens.core.model.irversion import check_runnable
 
@@ -261,12 +261,20 @@ _ONE = np.zeros(1, np.float32)
 
 
 def make_session(
-    model: onnx.ModelProto, device: str = "auto", *, arena: bool = True, threads: int = 0
+    model: onnx.ModelProto,
+    device: str = "auto",
+    *,
+    arena: bool = True,
+    threads: int = 0,
+    blocked_chains: bool = False,
 ) -> ort.InferenceSession:
     """``arena=True``: CPU buffers from the process's shared arena (:func:`shared_arena`,
     given back by :func:`release_arena`); False: no arena at all (memory returned after
     each run, slower). ``threads``: ONNX Runtime's intra-op threads (0: its default, one
-    per core); 1 for sessions whose runs the caller already runs on every core at once."""
+    per core); 1 for sessions whose runs the caller already runs on every core at once.
+    ``blocked_chains``: consecutive NCHWc convs pass their blocked tensors on
+    (nchwc_chain.py; the sweep's suffix sessions, which fetch one output: in every
+    session of the engine the benchmark CRNN's peak RSS rose by 60 MiB)."""
     problem = check_runnable(model)
     if problem:
         raise EngineError(problem)
@@ -282,6 +290,8 @@ def make_session(
     # plain graph if ONNX Runtime refuses the rewritten one (a speed-up, never a failure)
     graph, wrap = nchwc.nchwc_graph(model, providers)
     if wrap is not None:
+        if blocked_chains:
+            graph = nchwc_chain.chain_blocked(graph)  # no NCHW round trip between convs
         try:
             sess = ort.InferenceSession(graph.SerializeToString(), so, providers=providers)
             return nchwc.NchwcSession(sess, *wrap)

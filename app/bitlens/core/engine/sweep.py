@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict, deque
 from collections.abc import Generator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,7 +19,7 @@ from bitlens.core.engine import chain, rewrite, suffix
 from bitlens.core.engine.graphs import node_reads
 from bitlens.core.engine.output_metrics import FLOAT_TYPES
 from bitlens.core.engine.parts import common_shape
-from bitlens.core.engine.session import make_session, release_arena
+from bitlens.core.engine.session import make_session
 from bitlens.core.formats import Format, parse_format
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress, SweepEntry
@@ -124,11 +124,13 @@ class Sweep:
             tasks += [(li, name, fmts[at : at + step]) for at in range(0, len(fmts), step)]
 
         def prepare(k: int):
-            """Task k's suffix runner and weight feeds (quantized here)."""
+            """Task k's suffix runner and weight feeds (quantized here); the first task's
+            sessions built on the run pool's threads, idle until its runs."""
             _, name, window = tasks[k]
             runner = None
             if graph is not None and name in layouts:
-                runner = self._suffix(graph, name, outs[name], layouts[name], parts)
+                builders = pool if k == 0 else None
+                runner = self._suffix(graph, name, outs[name], layouts[name], parts, builders)
             return runner, self._window_feeds(self.info.layer(name), window, float_feeds)
 
         ev = self.data.evaluation
@@ -162,7 +164,12 @@ class Sweep:
                     SweepEntry(name, fmt.name, err.result(), weight_bytes_after(layer, fmt), at)
                 )
             if k + 1 == len(tasks) or tasks[k + 1][0] != li:
-                release_arena()  # this layer's runs' buffers (session.release_arena)
+                # This layer's runs' buffers, once the process grew by a feed's values since
+                # the last time (arena_release.py). Given back after every layer, the next
+                # layer's runs faulted theirs in again: on the benchmark CRNN 150k page faults
+                # a sweep against 60k, 0.2-0.3 s of its 5.4 s of CPU (docs/benchmarks.md,
+                # "sweepwall, session 15").
+                self._arena.maybe_release()
                 yield Progress(li + 1, len(names), f"sweep: {name}")
 
         # The next task is prepared (its weights quantized, its suffix session built) while
@@ -329,27 +336,47 @@ class Sweep:
                 if (n, i) not in self._store:
                     self._store.put(n, i, v)
 
-    def _suffix(self, graph: suffix.SuffixGraph, name: str, out_name: str, layout, parts):
+    def _suffix(
+        self,
+        graph: suffix.SuffixGraph,
+        name: str,
+        out_name: str,
+        layout,
+        parts,
+        pool: Executor | None = None,
+    ):
         """The (runner, boundary) running what is downstream of layer ``name`` up to
         ``out_name`` (runner None when ``out_name`` does not depend on it): its head's
         session, chained to the shared parts' sessions (kept in ``parts``) when there are
-        any; built once, cached."""
+        any; built once, cached. ``pool``: threads to build the sessions on, several at once
+        (the first layer's head and parts, before any run)."""
         if name in self._suffixes:
             self._suffixes.move_to_end(name)
             return self._suffixes[name]
         if layout is None:
             self._suffixes[name] = (None, ())
         else:
-            make = lambda m: make_session(m, self.device, threads=suffix_threads())  # noqa: E731
+
+            def make(m: onnx.ModelProto):
+                return make_session(m, self.device, threads=suffix_threads(), blocked_chains=True)
+
             head = graph.head_model(layout, out_name)
-            runner = make(head)
+            missing = [p for p in layout.parts if (p, out_name) not in parts]
+            models = [head, *(graph.part_model(p, out_name) for p in missing)]
+            # ONNX Runtime builds a session without holding the interpreter lock (as
+            # chain.build_chain does): the first layer's up to PARTS + 1 sessions, built
+            # one by one on the preparing thread, were 176 of the 366 ms before a PP-OCRv4
+            # sweep's first run, one core idle (docs/benchmarks.md, "sweepstart").
+            if pool is not None and len(models) > 1:
+                made = list(pool.map(make, models))
+            else:
+                made = [make(m) for m in models]
+            for p, model, sess in zip(missing, models[1:], made[1:], strict=True):
+                parts[(p, out_name)] = (sess, *suffix.io_names(model))
+            runner = made[0]
             if layout.parts:
                 chained = [(runner, *suffix.io_names(head))]
-                for p in layout.parts:
-                    if (p, out_name) not in parts:
-                        model = graph.part_model(p, out_name)
-                        parts[(p, out_name)] = (make(model), *suffix.io_names(model))
-                    chained.append(parts[(p, out_name)])
+                chained += [parts[(p, out_name)] for p in layout.parts]
                 runner = chain.Chain(chained)
             self._suffixes[name] = (runner, layout.boundary)
         while len(self._suffixes) > SUFFIX_SESSIONS:
