@@ -16,21 +16,29 @@ already (by whoever froze it: tests/conftest.py does) it is left as it is.
 from __future__ import annotations
 
 import gc
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 Y = TypeVar("Y")
 R = TypeVar("R")
 
 
-def frozen_during(gen: Generator[Y, None, R]) -> Generator[Y, None, R]:
-    """``gen``, the objects alive when it starts kept out of every collection until it ends
-    (returns, raises, or is closed)."""
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """The objects alive on entry kept out of every collection until the block exits."""
     froze = gc.get_freeze_count() == 0
     if froze:
         gc.freeze()
     try:
-        return (yield from gen)
+        yield
     finally:
         if froze:
             gc.unfreeze()
+
+
+def frozen_during(gen: Generator[Y, None, R]) -> Generator[Y, None, R]:
+    """``gen``, the objects alive when it starts kept out of every collection until it ends
+    (returns, raises, or is closed)."""
+    with frozen_heap():
+        return (yield from gen)

@@ -27,6 +27,7 @@ from PySide6.QtCore import QObject, QThreadPool, Signal
 from superqt.utils import GeneratorWorker, WorkerBase, create_worker
 
 from bitlens.core.results import Progress
+from bitlens.gui.progress_thinning import thinned
 from bitlens.gui.thread_priority import lowered
 
 
@@ -159,17 +160,20 @@ class EngineRunner(QObject):
             return
         job = self._queue.pop(0)
         self._running = job
+        generator = inspect.isgeneratorfunction(job.func)
+        # a generator's progress reports thinned out: each one the window handles waits for
+        # the interpreter lock from the job (gui/progress_thinning.py)
         worker = create_worker(
-            lowered(job.func),
+            lowered(thinned(job.func) if generator else job.func),
             *job.args,
             _start_thread=False,
             _ignore_errors=True,
-            _worker_class=ClosingGeneratorWorker if inspect.isgeneratorfunction(job.func) else None,
+            _worker_class=ClosingGeneratorWorker if generator else None,
         )
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
-        if inspect.isgeneratorfunction(job.func):
+        if generator:
             worker.yielded.connect(self._on_yielded)
         self._worker = worker
         self._sync_busy()

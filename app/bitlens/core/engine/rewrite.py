@@ -205,12 +205,20 @@ def copy_without_weights(
     return model, frozenset(t.name for t in proto.graph.initializer if t.name in skip)
 
 
+COPY_SLICE = 64  # elements of a repeated field copied per protobuf call
+
+
 def _copy_fields(src, dst, skip_field: str) -> None:
     for field, value in src.ListFields():
         if field.name == skip_field:
             continue
         if not isinstance(value, str | bytes) and hasattr(value, "extend"):  # repeated field
-            getattr(dst, field.name).extend(value)
+            # in slices: one extend of PP-OCRv4 rec's 860 nodes held the interpreter lock
+            # 12-15 ms in the window's open job, more on larger graphs; between two calls
+            # the window's thread can take it (docs/benchmarks.md "opengil (session 15)")
+            to = getattr(dst, field.name)
+            for i in range(0, len(value), COPY_SLICE):
+                to.extend(value[i : i + COPY_SLICE])
         elif field.message_type is not None:
             getattr(dst, field.name).CopyFrom(value)
         else:

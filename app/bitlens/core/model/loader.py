@@ -55,6 +55,7 @@ from bitlens.core.model.old_opset import raise_old_opset
 from bitlens.core.model.optional_outputs import name_omitted_outputs
 from bitlens.core.model.prequantized import note as quantized_note
 from bitlens.core.model.prequantized import quantized_ops
+from bitlens.core.model.proto_size import byte_size
 from bitlens.core.model.rawspill import (
     Detached,
     RawWeight,
@@ -197,9 +198,11 @@ class LoadedModel:
             for t in external_tensors(self.graph_proto)
             if detached_values(t, self._detached) is None
         )
-        size = self.graph_proto.ByteSize() + outside
+        # sized a node and a tensor at a time: one ByteSize held the interpreter lock 20-28 ms
+        # in the window's open job (core/model/proto_size.py)
+        size = byte_size(self.graph_proto) + outside
         if grown := graph_growth(self.graph_proto, self._detached):
-            graph = self.graph_proto.graph.ByteSize()  # its length prefix grows too
+            graph = byte_size(self.graph_proto.graph)  # its length prefix grows too
             size += _field_bytes(graph + grown) - _field_bytes(graph)
         return size
 

@@ -22,6 +22,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from bitlens.core.errors import ModelLoadError
 from bitlens.core.limits import check_budget, memory_budget
+from bitlens.core.model.proto_size import is_repeated
 from bitlens.core.model.tensors import CONSTANT_VALUE_ATTRS
 
 T = onnx.TensorProto
@@ -346,7 +347,7 @@ def _field_kind(field: FieldDescriptor) -> tuple[bool, bool, bool]:
     return (
         field.type == FieldDescriptor.TYPE_STRING,
         field.type == FieldDescriptor.TYPE_MESSAGE,
-        _is_repeated(field),
+        is_repeated(field),
     )
 
 
@@ -381,13 +382,6 @@ def _check_strings(msg: object, label: str, where: _Where) -> None:
                     _check_strings(sub, label, (where, field.name, i))
             else:
                 _check_strings(value, label, (where, field.name, None))
-
-
-def _is_repeated(field: FieldDescriptor) -> bool:
-    rep = getattr(field, "is_repeated", None)  # protobuf 6+; older ones only have label
-    if rep is None:
-        return field.label == FieldDescriptor.LABEL_REPEATED
-    return bool(rep() if callable(rep) else rep)
 
 
 def _type_name(data_type: int) -> str:
