@@ -24,7 +24,7 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cache
 
 import numpy as np
@@ -267,6 +267,7 @@ def make_session(
     arena: bool = True,
     threads: int = 0,
     blocked_chains: bool = False,
+    disabled: Sequence[str] = (),
 ) -> ort.InferenceSession:
     """``arena=True``: CPU buffers from the process's shared arena (:func:`shared_arena`,
     given back by :func:`release_arena`); False: no arena at all (memory returned after
@@ -293,12 +294,16 @@ def make_session(
         if blocked_chains:
             graph = nchwc_chain.chain_blocked(graph)  # no NCHW round trip between convs
         try:
-            sess = ort.InferenceSession(graph.SerializeToString(), so, providers=providers)
+            sess = ort.InferenceSession(
+                graph.SerializeToString(), so, providers=providers, disabled_optimizers=disabled
+            )
             return nchwc.NchwcSession(sess, *wrap)
         except Exception as exc:
             log.debug("NCHWc convolutions refused, plain convolutions instead: %s", exc)
     try:
-        return ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=providers)
+        return ort.InferenceSession(
+            model.SerializeToString(), so, providers=providers, disabled_optimizers=disabled
+        )
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EngineError(f"ONNX Runtime cannot build a session for this model: {msg}") from exc
