@@ -275,7 +275,9 @@ def make_session(
     per core); 1 for sessions whose runs the caller already runs on every core at once.
     ``blocked_chains``: consecutive NCHWc convs pass their blocked tensors on
     (nchwc_chain.py; the sweep's suffix sessions, which fetch one output: in every
-    session of the engine the benchmark CRNN's peak RSS rose by 60 MiB)."""
+    session of the engine the benchmark CRNN's peak RSS rose by 60 MiB).
+    ``disabled``: ONNX Runtime graph transformers and rules left out, by name
+    (float_outputs.VALUE_FUSIONS for the float graph's session)."""
     problem = check_runnable(model)
     if problem:
         raise EngineError(problem)

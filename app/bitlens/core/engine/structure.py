@@ -77,8 +77,7 @@ class Structures:
             return {}
         return {
             name: lstm_nodes.KIND
-            if choice.dynamic
-            and lstm_kernel.runs_kernel(self.info.layer(name), choice, plan.target)
+            if choice.dynamic and lstm_kernel.runs_kernel(self.info.layer(name), choice, plan.target)
             else recovery_kind(
                 self.info.layer(name), choice, self._engine_kind(choice.activation, choice.dynamic)
             )
@@ -166,7 +165,9 @@ class Structures:
         """What every structure's simulation graph shares (rewrite.sim_base), with the
         external tensors it still refers to read in once: external weights stay in their
         files (fed from memory maps), the copies of it carry the rest."""
-        base = rewrite.sim_base(self.model.graph_proto, self.info, tuple(self.measured_on.values()))
+        base = rewrite.sim_base(
+            self.model.graph_proto, self.info, tuple(self.measured_on.values())
+        )
         self.model.materialize(base.model)
         return base
 
