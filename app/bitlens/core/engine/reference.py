@@ -12,12 +12,13 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import onnx
 
-from bitlens.core.engine import range_sources
+from bitlens.core.engine import float_outputs, range_sources
 from bitlens.core.engine.extremes import extremes
 from bitlens.core.engine.row_cap import cap_rows, first_joined, first_unit, input_bytes, run_share
 from bitlens.core.engine.row_mixing import outputs_mix, rows_apart_where_they_mix
-from bitlens.core.engine.session import release_arena
+from bitlens.core.engine.session import make_session, release_arena
 from bitlens.core.engine.store import RefView
 from bitlens.core.errors import EngineError
 from bitlens.core.results import Progress
@@ -70,11 +71,12 @@ class FloatReference:
             return None
         _sim, sess, weights, (fetch, extra) = self._float_session()
         names = self._output_names
-        # The first unit alone, fetching every float tensor the float graph exposes (ONNX
-        # Runtime allocates each, fetched or not, range_sources.py): its values per input
+        # The first unit alone, fetching every float tensor the float session declares (ONNX
+        # Runtime allocates each, fetched or not, float_outputs.py): its values per input
         # byte size every run; its outputs are row_mixing's run of that unit alone.
         unit = first_unit(data, joined)
-        fetch = list(dict.fromkeys([*names, *fetch, *extra, *self._minmax_later]))
+        later = [] if float_outputs.FEWER else self._minmax_later  # not declared
+        fetch = list(dict.fromkeys([*names, *fetch, *extra, *later]))
         outs = self._run(sess, fetch, {**unit, **weights})
         alone = outs[: len(names)]
         per_byte = sum(getattr(v, "nbytes", 0) for v in outs) / max(1, input_bytes(unit))
@@ -131,13 +133,26 @@ class FloatReference:
         quantizers read, for their min and max (target_range; they would otherwise cost one
         more float run over those feeds). The other float tensors are measured when a plan
         first needs one (:meth:`_measure_later`, range_sources.py)."""
+        fetch, extra, self._minmax_later = self._reference_names(sim)
+        return fetch, extra
+
+    def _reference_names(self, sim) -> tuple[list[str], list[str], list[str]]:
+        """(:meth:`_reference_fetch`'s two lists, the float tensors left for later)."""
         fetch = list(
             dict.fromkeys([*sim.activations, *sim.layer_outputs.values(), *self._output_fetch])
         )
-        extra, self._minmax_later = range_sources.split_measured(
+        extra, later = range_sources.split_measured(
             self._float_tensors, set(fetch), self._preset_sources
         )
-        return fetch, extra
+        return fetch, extra, later
+
+    def _float_run_model(self, sim) -> onnx.ModelProto:
+        """The float graph as its session runs it: its own outputs and what the float
+        reference fetches (float_outputs.py). The rest is measured later in a session of
+        the whole graph (:meth:`_measure_later`); every other run of the float session
+        fetches model outputs, layer inputs and outputs, or tensors at cuts."""
+        fetch, extra, _later = self._reference_names(sim)
+        return float_outputs.declared_only(sim.model, self._float_own, [*fetch, *extra])
 
     @cached_property
     def _preset_sources(self) -> frozenset[str]:
@@ -155,7 +170,9 @@ class FloatReference:
         if not wanted or self.data is None:
             return
         self._ensure_ref()
-        _sim, sess = self._session_for({})
+        sim, sess = self._session_for({})
+        if float_outputs.FEWER:  # the float session declares none of them: the whole graph's
+            sess = make_session(sim.model, self.device)
         weights = self._float_weights()
         samples = self.data.samples
         minmax: dict[str, tuple[float, float]] = {}

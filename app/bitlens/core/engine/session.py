@@ -24,7 +24,7 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cache
 
 import numpy as np
@@ -267,6 +267,7 @@ def make_session(
     arena: bool = True,
     threads: int = 0,
     blocked_chains: bool = False,
+    disabled: Sequence[str] = (),
 ) -> ort.InferenceSession:
     """``arena=True``: CPU buffers from the process's shared arena (:func:`shared_arena`,
     given back by :func:`release_arena`); False: no arena at all (memory returned after
@@ -276,7 +277,9 @@ def make_session(
     (nchwc_chain.py), in ONNX Runtime's priority-based node order (below); the sweep's
     suffix sessions, which fetch one or two outputs. The engine's other sessions fetch
     every layer output, so a chain there trades each ReorderInput for a ReorderOutput:
-    their runs were no faster (docs/benchmarks.md, "chainall, session 15")."""
+    their runs were no faster (docs/benchmarks.md, "chainall, session 15").
+    ``disabled``: ONNX Runtime graph transformers and rules left out, by name
+    (float_outputs.VALUE_FUSIONS for the float graph's session)."""
     problem = check_runnable(model)
     if problem:
         raise EngineError(problem)
@@ -303,13 +306,17 @@ def make_session(
             # follows its twin (onnxruntime/core/graph/graph_viewer.cc, ExecutionOrder).
             so.execution_order = ort.ExecutionOrder.PRIORITY_BASED
         try:
-            sess = ort.InferenceSession(graph.SerializeToString(), so, providers=providers)
+            sess = ort.InferenceSession(
+                graph.SerializeToString(), so, providers=providers, disabled_optimizers=disabled
+            )
             return nchwc.NchwcSession(sess, *wrap)
         except Exception as exc:
             log.debug("NCHWc convolutions refused, plain convolutions instead: %s", exc)
             so.execution_order = ort.ExecutionOrder.DEFAULT
     try:
-        return ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=providers)
+        return ort.InferenceSession(
+            model.SerializeToString(), so, providers=providers, disabled_optimizers=disabled
+        )
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EngineError(f"ONNX Runtime cannot build a session for this model: {msg}") from exc

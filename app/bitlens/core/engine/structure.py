@@ -11,14 +11,19 @@ from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 from bitlens.core import lstm_kernel, targets
-from bitlens.core.engine import lstm_nodes, prefix, quantizers, requantize, rewrite
+from bitlens.core.engine import float_outputs, lstm_nodes, prefix, quantizers, requantize, rewrite
 from bitlens.core.engine.recovery_nodes import recovery_kind
 from bitlens.core.engine.session import actual_providers, make_session
 from bitlens.core.model.types import ModelInfo
 from bitlens.core.plan import Plan
 
 if TYPE_CHECKING:
+    import onnx
+
     from bitlens.core.model.loader import LoadedModel
+
+# the float graph's structure: nothing quantized
+FLOAT_KEY: tuple = ((), (), ())
 
 
 class Structures:
@@ -39,6 +44,8 @@ class Structures:
     _providers: tuple[str, ...]
     _positions: dict[str, int]
     _float_tensors: list[str]
+    _float_own: int  # the float graph's outputs before every float tensor (_sim_for)
+    _float_run_model: Callable[[rewrite.SimGraph], onnx.ModelProto]  # FloatReference's
     skip_redundant: bool  # False: keep every layer quantizer (the straightforward graph)
     fold_relus: bool  # False: keep a Relu read only by a quantizer (relu_fold.py)
     # Per-tensor integer quantizers as real Q/Clip/DQ nodes (quantizers.engine_kind); False:
@@ -138,7 +145,8 @@ class Structures:
             sim.model.graph.output.extend(
                 base.value_info(t) for t in cuts.tensors if t not in exposed
             )
-        if key == ((), (), ()):  # the float graph: every float tensor, for min-max statistics
+        if key == FLOAT_KEY:  # the float graph: every float tensor, for min-max statistics
+            self._float_own = len(sim.model.graph.output)  # its session declares fewer
             exposed = {v.name for v in sim.model.graph.output}
             sim.model.graph.output.extend(
                 rewrite.value_info_for(self.info, t)
@@ -170,7 +178,7 @@ class Structures:
         key, sim = self._sim_for(kinds, tensors, skip)
         entry = self._sessions[key]
         if entry[1] is None:
-            entry[1] = make_session(sim.model, self.device)
+            entry[1] = self._session_build(key, sim)()
         elif isinstance(entry[1], Future):  # built on the side thread (_session_ahead)
             entry[1] = entry[1].result()
         else:
@@ -188,4 +196,14 @@ class Structures:
             return
         if self.reuse_prefix and self._cuts.get(key) is not None and len(self._prefix_values):
             return  # runs may start at a cut, in a session of their own (reuse._tail_for)
-        entry[1] = self._aside(partial(make_session, sim.model, self.device))
+        entry[1] = self._aside(self._session_build(key, sim))
+
+    def _session_build(self, key: tuple, sim: rewrite.SimGraph) -> Callable[[], object]:
+        """The build of a structure's whole-graph session, to call here or on the side
+        thread. The float graph's session declares only what its runs fetch, with the
+        fusions that would change values left out (float_outputs.py); its model is made
+        on this thread (it reads the presets' placements, the engine's cache)."""
+        if key == FLOAT_KEY and float_outputs.FEWER:
+            model = self._float_run_model(sim)
+            return partial(make_session, model, self.device, disabled=float_outputs.VALUE_FUSIONS)
+        return partial(make_session, sim.model, self.device)
