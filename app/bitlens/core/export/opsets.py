@@ -24,6 +24,7 @@ from onnx import helper
 from onnx.onnx_cpp2py_export import version_converter as _cpp_converter
 
 from bitlens.core.errors import ExportError
+from bitlens.core.export import skeleton
 
 DEFAULT_TARGET = 21
 INT2_TARGET = 25
@@ -170,18 +171,17 @@ def convert(
     try:
         # what onnx.version_converter.convert_version does, minus serializing the model
         # again (https://github.com/onnx/onnx/blob/main/onnx/version_converter.py)
-        data = _convert_bytes(source.data, target)
+        # its large tensors left out (skeleton.py: the converter holds the interpreter lock)
+        converted = skeleton.convert_model(source.data, target, _convert_bytes)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(
             f"cannot upgrade the model from opset {default_opset(model)} to {target}: {first}"
         ) from exc
     source.drop_data()
-    converted = onnx.load_from_string(data)
-    ir = max(model.ir_version, ir_version_for(converted))
-    if _restore_declared_shapes(model, converted) or converted.ir_version != ir:
-        converted.ir_version = ir
-        data = converted.SerializeToString()
+    _restore_declared_shapes(model, converted)
+    converted.ir_version = max(model.ir_version, ir_version_for(converted))
+    data = converted.SerializeToString()
     try:
         after = _run(data, feeds)
         del data
