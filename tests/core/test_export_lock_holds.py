@@ -1,5 +1,6 @@
 """Whole-graph protobuf passes of an export build, made a node at a time
-(core/export/sizing.py ``graph_proto_bytes``, core/export/editing.py ``set_nodes``): upb
+(core/export/sizing.py ``graph_proto_bytes``, core/export/editing.py ``set_nodes``,
+core/export/piecewise.py ``write``): upb
 encodes or copies a whole graph in one call with the interpreter lock held (25-30 ms each on
 PP-OCRv4 rec, several per build, dozens of builds per plan search), which the window waits
 for. The numbers and graphs must be those of the one-call passes.
@@ -7,10 +8,14 @@ for. The numbers and graphs must be those of the one-call passes.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from bitlens.core.export import piecewise
 from bitlens.core.export.editing import NODES_PER_COPY, set_nodes
 from bitlens.core.export.sizing import graph_proto_bytes
 
@@ -63,3 +68,27 @@ def test_set_nodes_copies_them_all_in_order() -> None:
     want = [n.SerializeToString() for n in reversed(g.node)]
     set_nodes(g, list(reversed(g.node)))
     assert [n.SerializeToString() for n in g.node] == want
+
+
+def test_a_model_written_a_node_at_a_time_parses_and_runs_as_the_model(tmp_path) -> None:
+    g = _graph()
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    model.doc_string = "fields after the graph too"
+    helper.set_model_props(model, {"k": "v"})
+    out = io.BytesIO()
+    piecewise.write(model, out)
+    assert out.getvalue() != model.SerializeToString()  # the graph in several fields
+    assert onnx.ModelProto.FromString(out.getvalue()) == model
+    path = tmp_path / "m.onnx"
+    path.write_bytes(out.getvalue())
+    x = {"x": np.random.default_rng(1).standard_normal((50, 100)).astype(np.float32)}
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)
+    want = ort.InferenceSession(
+        model.SerializeToString(), providers=["CPUExecutionProvider"]
+    ).run(None, x)
+    assert np.array_equal(got[0], want[0])
+    # unknown fields: written by the one call, which keeps them
+    unknown = onnx.ModelProto.FromString(model.SerializeToString() + b"\xa2\x06\x03abc")
+    out = io.BytesIO()
+    piecewise.write(unknown, out)
+    assert out.getvalue() == unknown.SerializeToString()

@@ -25,6 +25,7 @@ import onnx
 from google.protobuf import unknown_fields
 
 from bitlens.core.export.editing import field_bytes
+from bitlens.core.export.piecewise import copy_but
 from bitlens.core.model.external import external_tensors, is_external
 from bitlens.core.model.types import Layer
 from bitlens.core.model.validate import element_count, expected_raw_bytes
@@ -59,7 +60,7 @@ def graph_proto_bytes(g: onnx.GraphProto) -> int:
     one-byte tag (numbers 1 and 5, https://protobuf.dev/programming-guides/encoding/)."""
     if len(unknown_fields.UnknownFieldSet(g)):  # ByteSize counts them; a copy would not
         return g.ByteSize()
-    rest = _copy_but(g, onnx.GraphProto(), ("node", "initializer")).ByteSize()
+    rest = copy_but(g, onnx.GraphProto(), ("node", "initializer")).ByteSize()
     nodes = sum(field_bytes(n.ByteSize()) for n in g.node)
     return rest + nodes + sum(field_bytes(t.ByteSize()) for t in g.initializer)
 
@@ -71,21 +72,7 @@ def header_bytes(model: onnx.ModelProto) -> int:
     if len(unknown_fields.UnknownFieldSet(model)):  # ByteSize counts them; a copy would not
         graph = field_bytes(model.graph.ByteSize()) if model.HasField("graph") else 0
         return model.ByteSize() - graph
-    return _copy_but(model, onnx.ModelProto(), ("graph",)).ByteSize()
-
-
-def _copy_but(src, out, left_out: tuple[str, ...]):
-    """``out`` with every field of ``src`` but those named ``left_out`` copied in."""
-    for fd, value in src.ListFields():
-        if fd.name in left_out:
-            continue
-        if _repeated(fd):
-            getattr(out, fd.name).extend(value)
-        elif fd.message_type is not None:
-            getattr(out, fd.name).CopyFrom(value)
-        else:
-            setattr(out, fd.name, value)
-    return out
+    return copy_but(model, onnx.ModelProto(), ("graph",)).ByteSize()
 
 
 def file_bytes(model: onnx.ModelProto, graph: int | None = None) -> int:
@@ -96,11 +83,6 @@ def file_bytes(model: onnx.ModelProto, graph: int | None = None) -> int:
     if not model.HasField("graph"):
         return model.ByteSize()
     return header_bytes(model) + field_bytes(graph_bytes(model) if graph is None else graph)
-
-
-def _repeated(fd) -> bool:
-    rep = getattr(fd, "is_repeated", None)  # protobuf 6+; older ones only have label
-    return bool(rep) if rep is not None else fd.label == fd.LABEL_REPEATED
 
 
 @dataclass(frozen=True)
