@@ -92,3 +92,20 @@ def test_a_model_written_a_node_at_a_time_parses_and_runs_as_the_model(tmp_path)
     out = io.BytesIO()
     piecewise.write(unknown, out)
     assert out.getvalue() == unknown.SerializeToString()
+
+
+def test_a_model_serialized_in_pieces_is_serializetostring_byte_for_byte() -> None:
+    model = helper.make_model(
+        _graph(), opset_imports=[helper.make_opsetid("", 17)], ir_version=8,
+        producer_name="p", doc_string="field 6, before the graph",
+    )  # fmt: skip
+    helper.set_model_props(model, {"k": "v"})  # field 14, after it
+    model.functions.append(helper.make_function("f", "fn", ["a"], ["b"], [
+        helper.make_node("Identity", ["a"], ["b"])], [helper.make_opsetid("", 17)]))
+    assert piecewise.serialized(model) == model.SerializeToString()
+    nameless = onnx.ModelProto()
+    nameless.CopyFrom(model)
+    nameless.graph.ClearField("name")
+    assert piecewise.serialized(nameless) == nameless.SerializeToString()
+    unknown = onnx.ModelProto.FromString(model.SerializeToString() + b"\xa2\x06\x03abc")
+    assert piecewise.serialized(unknown) == unknown.SerializeToString()

@@ -43,6 +43,7 @@ from bitlens.core.export import (
     focus,
     matmulnbits,
     opsets,
+    piecewise,
     spacetodepth,
 )
 from bitlens.core.export.editing import ExportState, field_bytes
@@ -301,8 +302,8 @@ def build(
     # Serialized once, here: the checker serializes a proto it is given anyway, and the
     # file's bytes and size are these. Each whole-model pass holds the interpreter lock (upb
     # encodes in C; 5-25 ms on PP-OCRv4 rec), which stalls the window while the search builds
-    # exports (docs/benchmarks.md "uisearch (session 15)").
-    data = model.SerializeToString()
+    # exports (docs/benchmarks.md "uisearch (session 15)"): the same bytes, a node per call
+    data = piecewise.serialized(model)
     try:
         onnx.checker.check_model(data)
     except onnx.checker.ValidationError as exc:  # a bug here, but name it for the user
