@@ -22,6 +22,11 @@ from tests import builders
 from tests.core.export_models import random_feeds
 
 
+def _load(data: bytes | str) -> onnx.ModelProto:
+    """What opsets._run is given: the source's bytes, or the converted model's file."""
+    return onnx.load(data) if isinstance(data, str) else onnx.load_from_string(data)
+
+
 def _engine() -> Engine:
     model = from_proto(builders.opset12_constant_weights())
     return Engine(model, random_feeds(model.info, 2), device="cpu")
@@ -123,7 +128,7 @@ def test_source_is_run_once_for_every_candidate(monkeypatch) -> None:
     runs: list[int] = []  # the opset of each model run
 
     def run(data, feeds):
-        opset = opsets.default_opset(onnx.load_from_string(data))
+        opset = opsets.default_opset(_load(data))
         runs.append(opset)
         if opset in (13, 14):
             raise RuntimeError(f"cannot run opset {opset}")  # the next candidate is tried
@@ -167,7 +172,7 @@ def test_the_upgrade_holds_one_model_and_one_session_at_a_time(monkeypatch) -> N
     real_run, real_convert, real_drop = opsets._run, opsets._convert_bytes, opsets._Source.drop_data
 
     def run(data, feeds):
-        events.append(f"run {opsets.default_opset(onnx.load_from_string(data))}")
+        events.append(f"run {opsets.default_opset(_load(data))}")
         return real_run(data, feeds)
 
     def convert(data, target):

@@ -21,7 +21,7 @@ import onnxruntime as ort
 
 from bitlens.core.engine.graphs import iter_nodes
 from bitlens.core.errors import ExportError
-from bitlens.core.export import probes
+from bitlens.core.export import piecewise, probes
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.exporter import LayerExport
 from bitlens.core.export.reductions import CodeAgreement
@@ -62,7 +62,8 @@ def open_session(
     # model per open session (51 MiB for a 54 MB recognizer's float session).
     with tempfile.TemporaryDirectory(prefix="bitlens-session-") as tmp:
         path = Path(tmp) / "model.onnx"
-        path.write_bytes(model.SerializeToString())
+        with path.open("wb") as f:
+            piecewise.write(model, f)  # a node at a time: the window's thread gets the lock
         return _session(str(path), so, providers)
 
 

@@ -69,17 +69,14 @@ class ExportState:
         them the subgraphs they hold, so subgraphs go first (deepest first), looked up anew."""
         for path in sorted((p for p in self.prepend if p), key=lambda p: -p.count("/")):
             g = self.graph(path)
-            rest = list(g.node)
-            del g.node[:]
-            g.node.extend([*self.prepend[path], *rest])
+            set_nodes(g, [*self.prepend[path], *g.node])
         g = self.model.graph
         ordered: list[onnx.NodeProto] = list(self.prepend.get("", []))
         for node in g.node:
             if node.output and node.output[0] in self.before:
                 ordered.extend(self.before[node.output[0]])
             ordered.append(node)
-        del g.node[:]
-        g.node.extend(ordered)
+        set_nodes(g, ordered)
         # a function imports the model's own version of the default domain (the checker
         # insists); its ops mean the same from opset 13 on, and the size is the same
         opset = next(o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx"))
@@ -96,6 +93,20 @@ def _holds_graph(node: onnx.NodeProto) -> bool:
     return any(
         a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
     )
+
+
+# Nodes copied into a graph per call: upb copies each message it appends with the interpreter
+# lock held, and a whole graph at once held it 25 ms on PP-OCRv4 rec (its weights are
+# Constant nodes) per export build, dozens of builds per plan search; between calls the
+# window's thread can take the lock (docs/benchmarks.md, "exportgil (session 15)").
+NODES_PER_COPY = 32
+
+
+def set_nodes(g: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> None:
+    """``g``'s nodes replaced by ``nodes`` (copies), a few at a time."""
+    del g.node[:]
+    for i in range(0, len(nodes), NODES_PER_COPY):
+        g.node.extend(nodes[i : i + NODES_PER_COPY])
 
 
 def field_bytes(n: int) -> int:

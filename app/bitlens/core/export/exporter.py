@@ -36,7 +36,16 @@ from onnx import helper
 
 from bitlens.core.engine import bind, quantizers
 from bitlens.core.errors import BitlensError, ExportError
-from bitlens.core.export import activations, deadconsts, focus, matmulnbits, opsets, spacetodepth
+from bitlens.core.export import (
+    activations,
+    conversions,
+    deadconsts,
+    focus,
+    matmulnbits,
+    opsets,
+    piecewise,
+    spacetodepth,
+)
 from bitlens.core.export.editing import ExportState, field_bytes
 from bitlens.core.export.graph import used_names
 from bitlens.core.export.guards import guard_float_readers
@@ -58,7 +67,6 @@ from bitlens.core.export.records import (
 from bitlens.core.export.scalars import write_scalar_inputs
 from bitlens.core.export.shape_reads import shapes_read_codes
 from bitlens.core.export.sizing import LayerSizer, file_bytes, graph_bytes, header_bytes
-from bitlens.core.export.spilled import SpilledModel
 from bitlens.core.export.weights import QDQ, native_qdq_dtype
 from bitlens.core.fileio import atomic_write_bytes, check_output, same_file
 from bitlens.core.formats import family_of, parse_format
@@ -145,14 +153,9 @@ def convert_for(
 ) -> Prepared:
     """The model at the opset ``plan`` needs (``needed``; converted and verified when it is
     not the model's own), the same for every plan needing that opset but for ``kernels``."""
-    feeds = [engine.data.samples[i] for i in engine.data.evaluation[:2]]
-    # Large external tensors stay in their files (and the loader's scratch map): an opset
-    # conversion, which runs the model from memory to verify it, serializes the whole model
-    # once without reading them into the proto (LoadedModel.serialized).
-    src = engine.model.graph_proto
-    whole = engine.model.serialized
+    # once per engine and opset (conversions.py): the search's conversion is the export's
     try:
-        target, converted, notes = opsets.prepare(src, needed, options.opset, feeds, whole)
+        base = conversions.converted(engine, needed, options.opset)
     except ExportError:
         # ONNX INT4 needs opset 21: where the model cannot get there, the integer-kernel
         # layers' 4-bit codes are stored packed and unpacked by opset-13 operators that ONNX
@@ -160,11 +163,12 @@ def convert_for(
         lower = needed_opset(engine, plan, options, kernels, int4_codes=False)
         if lower >= needed:
             raise
-        target, converted, notes = opsets.prepare(src, lower, options.opset, feeds, whole)
-        notes = (*notes, f"4-bit weights of integer-kernel layers stored as packed codes "
-                 f"unpacked at load: ONNX INT4 needs opset 21, the export is opset {target}")
-    spilled = None if converted is None else SpilledModel(converted)
-    return Prepared(opsets.default_opset(src), target, spilled, frozenset(kernels), notes)
+        base = conversions.converted(engine, lower, options.opset)
+        base = replace(base, notes=(*base.notes, (
+            "4-bit weights of integer-kernel layers stored as packed codes unpacked at load: "
+            f"ONNX INT4 needs opset 21, the export is opset {base.opset}"
+        )))  # fmt: skip
+    return replace(base, kernels=frozenset(kernels))
 
 
 def build(
@@ -298,8 +302,8 @@ def build(
     # Serialized once, here: the checker serializes a proto it is given anyway, and the
     # file's bytes and size are these. Each whole-model pass holds the interpreter lock (upb
     # encodes in C; 5-25 ms on PP-OCRv4 rec), which stalls the window while the search builds
-    # exports (docs/benchmarks.md "uisearch (session 15)").
-    data = model.SerializeToString()
+    # exports (docs/benchmarks.md "uisearch (session 15)"): the same bytes, a node per call
+    data = piecewise.serialized(model)
     try:
         onnx.checker.check_model(data)
     except onnx.checker.ValidationError as exc:  # a bug here, but name it for the user

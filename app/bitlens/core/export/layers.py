@@ -21,7 +21,7 @@ from bitlens.core.errors import ExportError
 from bitlens.core.export import activations, deadconsts, dynamic_lstm, matmulnbits, rescale
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import int32_bias
-from bitlens.core.export.editing import ExportState, remove_weight
+from bitlens.core.export.editing import ExportState, remove_weight, set_nodes
 from bitlens.core.export.graph import GraphBuilder, rename_output
 from bitlens.core.export.guards import fused_output_in
 from bitlens.core.export.records import ExportOptions, LayerExport
@@ -231,8 +231,7 @@ def export_tensor_quantizers(state: ExportState, qm: QuantizedModel) -> dict[str
     # read inside subgraphs: bitlens.core.targets.placement)
     read = {i for n in ordered for i in n.input}
     ordered = [n for n in ordered if not (set(n.output) & orphans) or n.output[0] in read]
-    del g.node[:]
-    g.node.extend(ordered)
+    set_nodes(g, ordered)
     deadconsts.drop_unread(g, created)  # e.g. a folded chain's middle zero point
     return out
 

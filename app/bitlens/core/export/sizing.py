@@ -25,6 +25,7 @@ import onnx
 from google.protobuf import unknown_fields
 
 from bitlens.core.export.editing import field_bytes
+from bitlens.core.export.piecewise import copy_but
 from bitlens.core.model.external import external_tensors, is_external
 from bitlens.core.model.types import Layer
 from bitlens.core.model.validate import element_count, expected_raw_bytes
@@ -46,9 +47,22 @@ def tensor_bytes(t: onnx.TensorProto) -> int:
 
 def graph_bytes(model: onnx.ModelProto) -> int:
     """The main graph's serialized size once its external tensors are read in."""
-    return model.graph.ByteSize() + sum(
+    return graph_proto_bytes(model.graph) + sum(
         field_bytes(tensor_bytes(t)) - field_bytes(t.ByteSize()) for t in external_tensors(model)
     )
+
+
+def graph_proto_bytes(g: onnx.GraphProto) -> int:
+    """``g.ByteSize()``, measured a node and an initializer at a time: upb sizes a message
+    by encoding it with the interpreter lock held, 30 ms at once for PP-OCRv4 rec's graph
+    (its weights in Constant nodes), twice per export build, which the window waited for
+    (docs/benchmarks.md, "exportgil (session 15)"). Both are length-delimited fields with a
+    one-byte tag (numbers 1 and 5, https://protobuf.dev/programming-guides/encoding/)."""
+    if len(unknown_fields.UnknownFieldSet(g)):  # ByteSize counts them; a copy would not
+        return g.ByteSize()
+    rest = copy_but(g, onnx.GraphProto(), ("node", "initializer")).ByteSize()
+    nodes = sum(field_bytes(n.ByteSize()) for n in g.node)
+    return rest + nodes + sum(field_bytes(t.ByteSize()) for t in g.initializer)
 
 
 def header_bytes(model: onnx.ModelProto) -> int:
@@ -58,17 +72,7 @@ def header_bytes(model: onnx.ModelProto) -> int:
     if len(unknown_fields.UnknownFieldSet(model)):  # ByteSize counts them; a copy would not
         graph = field_bytes(model.graph.ByteSize()) if model.HasField("graph") else 0
         return model.ByteSize() - graph
-    head = onnx.ModelProto()
-    for fd, value in model.ListFields():
-        if fd.name == "graph":
-            continue
-        if _repeated(fd):
-            getattr(head, fd.name).extend(value)
-        elif fd.message_type is not None:
-            getattr(head, fd.name).CopyFrom(value)
-        else:
-            setattr(head, fd.name, value)
-    return head.ByteSize()
+    return copy_but(model, onnx.ModelProto(), ("graph",)).ByteSize()
 
 
 def file_bytes(model: onnx.ModelProto, graph: int | None = None) -> int:
@@ -79,11 +83,6 @@ def file_bytes(model: onnx.ModelProto, graph: int | None = None) -> int:
     if not model.HasField("graph"):
         return model.ByteSize()
     return header_bytes(model) + field_bytes(graph_bytes(model) if graph is None else graph)
-
-
-def _repeated(fd) -> bool:
-    rep = getattr(fd, "is_repeated", None)  # protobuf 6+; older ones only have label
-    return bool(rep) if rep is not None else fd.label == fd.LABEL_REPEATED
 
 
 @dataclass(frozen=True)

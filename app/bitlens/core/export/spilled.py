@@ -19,6 +19,8 @@ import tempfile
 
 import onnx
 
+from bitlens.core.export import piecewise
+
 
 class SpilledModel:
     """``model``'s bytes in an anonymous temporary file (gone when this object is)."""
@@ -27,7 +29,7 @@ class SpilledModel:
         # open for this object's life (closed by close() or when it is collected); each
         # load maps it only while parsing, so its pages do not stay in the process's RSS
         self._file = tempfile.TemporaryFile(prefix="bitlens-converted-")  # noqa: SIM115
-        self._file.write(model.SerializeToString())
+        piecewise.write(model, self._file)  # a node at a time (the interpreter lock)
         self._file.flush()
         self.nbytes = self._file.tell()
 
