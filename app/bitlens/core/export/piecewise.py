@@ -20,6 +20,8 @@ from typing import BinaryIO
 import onnx
 from google.protobuf import unknown_fields
 
+from bitlens.core.model.proto_size import is_repeated
+
 _GRAPH = 7  # ModelProto.graph (onnx/onnx.proto)
 _NODE, _INITIALIZER = 1, 5  # GraphProto.node, GraphProto.initializer
 
@@ -100,14 +102,9 @@ def copy_but(src, out, left_out: tuple[str, ...]):
 
 
 def _copy_field(fd, value, out) -> None:
-    if _repeated(fd):
+    if is_repeated(fd):
         getattr(out, fd.name).extend(value)
     elif fd.message_type is not None:
         getattr(out, fd.name).CopyFrom(value)
     else:
         setattr(out, fd.name, value)
-
-
-def _repeated(fd) -> bool:
-    rep = getattr(fd, "is_repeated", None)  # protobuf 6+; older ones only have label
-    return bool(rep) if rep is not None else fd.label == fd.LABEL_REPEATED

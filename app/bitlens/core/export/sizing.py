@@ -27,6 +27,7 @@ from google.protobuf import unknown_fields
 from bitlens.core.export.editing import field_bytes
 from bitlens.core.export.piecewise import copy_but
 from bitlens.core.model.external import external_tensors, is_external
+from bitlens.core.model.proto_size import byte_size
 from bitlens.core.model.types import Layer
 from bitlens.core.model.validate import element_count, expected_raw_bytes
 
@@ -53,16 +54,11 @@ def graph_bytes(model: onnx.ModelProto) -> int:
 
 
 def graph_proto_bytes(g: onnx.GraphProto) -> int:
-    """``g.ByteSize()``, measured a node and an initializer at a time: upb sizes a message
-    by encoding it with the interpreter lock held, 30 ms at once for PP-OCRv4 rec's graph
-    (its weights in Constant nodes), twice per export build, which the window waited for
-    (docs/benchmarks.md, "exportgil (session 15)"). Both are length-delimited fields with a
-    one-byte tag (numbers 1 and 5, https://protobuf.dev/programming-guides/encoding/)."""
-    if len(unknown_fields.UnknownFieldSet(g)):  # ByteSize counts them; a copy would not
-        return g.ByteSize()
-    rest = copy_but(g, onnx.GraphProto(), ("node", "initializer")).ByteSize()
-    nodes = sum(field_bytes(n.ByteSize()) for n in g.node)
-    return rest + nodes + sum(field_bytes(t.ByteSize()) for t in g.initializer)
+    """``g.ByteSize()``, measured a node and an initializer at a time
+    (core/model/proto_size.py): upb sizes a message by encoding it with the interpreter lock
+    held, 30 ms at once for PP-OCRv4 rec's graph (its weights in Constant nodes), twice per
+    export build, which the window waited for (docs/benchmarks.md, "exportgil (session 15)")."""
+    return byte_size(g)
 
 
 def header_bytes(model: onnx.ModelProto) -> int:
