@@ -15,6 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from bitlens.core.engine import rewrite
+from bitlens.core.model import proto_copy
 from bitlens.core.model.loader import load_model
 
 NODES = 3000
@@ -50,7 +51,7 @@ def test_copy_without_weights_copies_in_slices_and_the_same(tmp_path) -> None:
         copy, left_out = rewrite.copy_without_weights(proto, loaded.info)
     finally:
         sys.setprofile(None)
-    slices = -(-len(proto.graph.node) // rewrite.COPY_SLICE)
+    slices = -(-len(proto.graph.node) // proto_copy.COPY_SLICE)
     assert len(proto.graph.node) > NODES and slices >= 12
     assert extends[0] >= slices  # the old code: one extend per field, 6 in all
     # the same as a whole copy less the weights left out

@@ -40,8 +40,8 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from bitlens.core.engine.graphs import node_reads
-from bitlens.core.engine.rewrite import _copy_fields
 from bitlens.core.engine.session_run import run_session
+from bitlens.core.model.proto_copy import copy_but
 
 DOMAIN = "com.microsoft.nchwc"
 ENABLED = True  # False: every Conv stays the plain ONNX Conv (tests compare both)
@@ -186,8 +186,8 @@ def rewrite(model: onnx.ModelProto, block: int) -> tuple[onnx.ModelProto, dict[s
     if not changed:
         return None
     out = onnx.ModelProto()  # the graph's nodes replaced, not copied and then deleted
-    _copy_fields(model, out, skip_field="graph")
-    _copy_fields(g, out.graph, skip_field="node")
+    copy_but(model, out, ("graph",))
+    copy_but(g, out.graph, ("node",))
     og = out.graph
     og.node.extend(nodes)
     # what every node reads, subgraphs' outer names included (a weight an If body reads too)

@@ -35,6 +35,7 @@ from bitlens.core.engine.graphs import (
 )
 from bitlens.core.engine.relu_fold import fold_relus
 from bitlens.core.errors import EngineError
+from bitlens.core.model.proto_copy import copy_but
 from bitlens.core.model.types import Layer, ModelInfo, Storage, WeightInfo
 
 Kinds = Mapping[str, str | None]  # layer name -> activation quantizer kind
@@ -199,30 +200,10 @@ def copy_without_weights(
         if not w.graph_path and w.storage is not Storage.CONSTANT
     }
     model = onnx.ModelProto()
-    _copy_fields(proto, model, skip_field="graph")
-    _copy_fields(proto.graph, model.graph, skip_field="initializer")
+    copy_but(proto, model, ("graph",))
+    copy_but(proto.graph, model.graph, ("initializer",))
     model.graph.initializer.extend(t for t in proto.graph.initializer if t.name not in skip)
     return model, frozenset(t.name for t in proto.graph.initializer if t.name in skip)
-
-
-COPY_SLICE = 64  # elements of a repeated field copied per protobuf call
-
-
-def _copy_fields(src, dst, skip_field: str) -> None:
-    for field, value in src.ListFields():
-        if field.name == skip_field:
-            continue
-        if not isinstance(value, str | bytes) and hasattr(value, "extend"):  # repeated field
-            # in slices: one extend of PP-OCRv4 rec's 860 nodes held the interpreter lock
-            # 12-15 ms in the window's open job, more on larger graphs; between two calls
-            # the window's thread can take it (docs/benchmarks.md "opengil (session 15)")
-            to = getattr(dst, field.name)
-            for i in range(0, len(value), COPY_SLICE):
-                to.extend(value[i : i + COPY_SLICE])
-        elif field.message_type is not None:
-            getattr(dst, field.name).CopyFrom(value)
-        else:
-            setattr(dst, field.name, value)
 
 
 def weights_to_inputs(

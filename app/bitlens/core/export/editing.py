@@ -8,7 +8,9 @@ from bitlens.core.engine.graphs import find_graph, iter_nodes, remove_definition
 from bitlens.core.errors import ExportError
 from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.export.weights import WeightEncoding
+from bitlens.core.model.proto_copy import extend_in_slices
 from bitlens.core.model.types import Storage, WeightInfo
+from bitlens.core.model.wire import varint_size
 from bitlens.core.shared_weights import WeightKey
 
 
@@ -95,23 +97,20 @@ def _holds_graph(node: onnx.NodeProto) -> bool:
     )
 
 
-# Nodes copied into a graph per call: upb copies each message it appends with the interpreter
-# lock held, and a whole graph at once held it 25 ms on PP-OCRv4 rec (its weights are
-# Constant nodes) per export build, dozens of builds per plan search; between calls the
-# window's thread can take the lock (docs/benchmarks.md, "exportgil (session 15)").
+# Nodes copied into a graph per call, so the window's thread can take the interpreter lock
+# between calls (core/model/proto_copy.py; docs/benchmarks.md, "exportgil (session 15)").
 NODES_PER_COPY = 32
 
 
 def set_nodes(g: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> None:
     """``g``'s nodes replaced by ``nodes`` (copies), a few at a time."""
     del g.node[:]
-    for i in range(0, len(nodes), NODES_PER_COPY):
-        g.node.extend(nodes[i : i + NODES_PER_COPY])
+    extend_in_slices(g.node, nodes, NODES_PER_COPY)
 
 
 def field_bytes(n: int) -> int:
     """A length-delimited protobuf field of ``n`` bytes: 1-byte tag, varint length, data."""
-    return 1 + max(1, (n.bit_length() + 6) // 7) + n
+    return 1 + varint_size(n) + n
 
 
 def remove_weight(g: onnx.GraphProto, w: WeightInfo) -> None:

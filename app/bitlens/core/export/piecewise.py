@@ -20,24 +20,16 @@ from typing import BinaryIO
 import onnx
 from google.protobuf import unknown_fields
 
-from bitlens.core.model.proto_size import is_repeated
+from bitlens.core.model.proto_copy import copy_but, copy_field
+from bitlens.core.model.wire import write_varint
 
 _GRAPH = 7  # ModelProto.graph (onnx/onnx.proto)
 _NODE, _INITIALIZER = 1, 5  # GraphProto.node, GraphProto.initializer
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _field(number: int, data: bytes) -> bytes:
     """A length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
+    return write_varint(number << 3 | 2) + write_varint(len(data)) + data
 
 
 def write(model: onnx.ModelProto, out: BinaryIO) -> None:
@@ -81,7 +73,7 @@ def serialized(model: onnx.ModelProto) -> bytes:
     low, high = onnx.ModelProto(), onnx.ModelProto()
     for fd, value in model.ListFields():
         if fd.name != "graph":
-            _copy_field(fd, value, low if fd.number < _GRAPH else high)
+            copy_field(fd, value, low if fd.number < _GRAPH else high)
     name = onnx.GraphProto(name=g.name) if g.HasField("name") else onnx.GraphProto()
     rest = copy_but(g, onnx.GraphProto(), ("node", "name", "initializer"))
     parts = [_field(_NODE, n.SerializeToString()) for n in g.node]
@@ -89,22 +81,5 @@ def serialized(model: onnx.ModelProto) -> bytes:
     parts += [_field(_INITIALIZER, t.SerializeToString()) for t in g.initializer]
     parts.append(rest.SerializeToString())
     size = sum(map(len, parts))
-    head = low.SerializeToString() + _varint(_GRAPH << 3 | 2) + _varint(size)
+    head = low.SerializeToString() + write_varint(_GRAPH << 3 | 2) + write_varint(size)
     return b"".join([head, *parts, high.SerializeToString()])  # one copy of the parts
-
-
-def copy_but(src, out, left_out: tuple[str, ...]):
-    """``out`` with every field of ``src`` but those named ``left_out`` copied in."""
-    for fd, value in src.ListFields():
-        if fd.name not in left_out:
-            _copy_field(fd, value, out)
-    return out
-
-
-def _copy_field(fd, value, out) -> None:
-    if is_repeated(fd):
-        getattr(out, fd.name).extend(value)
-    elif fd.message_type is not None:
-        getattr(out, fd.name).CopyFrom(value)
-    else:
-        setattr(out, fd.name, value)

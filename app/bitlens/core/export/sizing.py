@@ -25,8 +25,8 @@ import onnx
 from google.protobuf import unknown_fields
 
 from bitlens.core.export.editing import field_bytes
-from bitlens.core.export.piecewise import copy_but
 from bitlens.core.model.external import external_tensors, is_external
+from bitlens.core.model.proto_copy import copy_but
 from bitlens.core.model.proto_size import byte_size
 from bitlens.core.model.types import Layer
 from bitlens.core.model.validate import element_count, expected_raw_bytes

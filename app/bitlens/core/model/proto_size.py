@@ -19,6 +19,8 @@ import onnx
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from bitlens.core.model.wire import varint_size
+
 try:  # protobuf 4.24+
     from google.protobuf.unknown_fields import UnknownFieldSet
 except ImportError:  # older: unknown fields cannot be told, every message is sized whole
@@ -42,11 +44,11 @@ def byte_size(msg: Message) -> int:
                 setattr(alone, fd.name, value)
             total += alone.ByteSize()
             continue
-        tag = _varint_bytes(fd.number << 3 | 2)  # wire type 2: length-delimited
+        tag = varint_size(fd.number << 3 | 2)  # wire type 2: length-delimited
         items = value if is_repeated(fd) else (value,)
         for item in items:
             n = byte_size(item)
-            total += tag + _varint_bytes(n) + n
+            total += tag + varint_size(n) + n
     return total
 
 
@@ -65,7 +67,3 @@ def _split(msg: Message) -> bool:
     if isinstance(msg, onnx.NodeProto):
         return any(a.type in _GRAPH_ATTRIBUTES for a in msg.attribute)
     return isinstance(msg, onnx.AttributeProto) and msg.type in _GRAPH_ATTRIBUTES
-
-
-def _varint_bytes(n: int) -> int:
-    return max(1, (n.bit_length() + 6) // 7)

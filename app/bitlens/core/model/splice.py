@@ -22,7 +22,7 @@ import onnx
 
 from bitlens.core.model.external import release_pages
 from bitlens.core.model.rawspill import Detached, detached_values
-from bitlens.core.model.wire import read_varint
+from bitlens.core.model.wire import read_varint, write_varint
 
 _MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5
 _RAW_DATA, _EXTERNAL_DATA, _DATA_LOCATION = 9, 13, 14
@@ -50,11 +50,11 @@ def serialized(model: onnx.ModelProto, detached: dict[str, Detached]) -> bytes:
                 k += 1
                 if d is not None:
                     tensor = _tensor(buf, istart, iend, d)
-                    graph.append(_key(_GRAPH_INITIALIZER) + _varint(_size(tensor)))
+                    graph.append(_key(_GRAPH_INITIALIZER) + write_varint(_size(tensor)))
                     graph.extend(tensor)
                     continue
             graph.append(buf[itag:iend])
-        out.append(_key(_MODEL_GRAPH) + _varint(_size(graph)))
+        out.append(_key(_MODEL_GRAPH) + write_varint(_size(graph)))
         out.extend(graph)
     whole = b"".join(out)
     release_pages(next(iter(detached.values())).values)  # the map's pages just read
@@ -71,11 +71,11 @@ def _tensor(buf: memoryview, start: int, end: int, d: Detached) -> list[bytes | 
         if number in (_EXTERNAL_DATA, _DATA_LOCATION):
             continue
         if number > _RAW_DATA and not placed:
-            parts += [_key(_RAW_DATA) + _varint(raw.nbytes), raw]
+            parts += [_key(_RAW_DATA) + write_varint(raw.nbytes), raw]
             placed = True
         parts.append(buf[tag:fend])
     if not placed:
-        parts += [_key(_RAW_DATA) + _varint(raw.nbytes), raw]
+        parts += [_key(_RAW_DATA) + write_varint(raw.nbytes), raw]
     if d.had_location:
         parts.append(bytes([(_DATA_LOCATION << 3) | _VARINT, onnx.TensorProto.DEFAULT]))
     return parts
@@ -103,16 +103,7 @@ def _fields(buf: memoryview, pos: int, end: int) -> Iterator[tuple[int, int, int
 
 
 def _key(number: int) -> bytes:
-    return _varint((number << 3) | _LEN)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    return write_varint((number << 3) | _LEN)
 
 
 def _size(parts: list[bytes | memoryview]) -> int:

@@ -27,6 +27,21 @@ class _Malformed(Exception):
     pass
 
 
+def write_varint(n: int) -> bytes:
+    """``n`` (>= 0) as a base-128 varint."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def varint_size(n: int) -> int:
+    """Bytes of ``n`` (>= 0) as a varint."""
+    return max(1, (n.bit_length() + 6) // 7)
+
+
 def read_varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
     """The base-128 varint at ``buf[pos]`` and the position after it (not past ``end``)."""
     value = shift = 0
