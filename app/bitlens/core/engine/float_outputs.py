@@ -27,6 +27,8 @@ from collections.abc import Iterable
 
 import onnx
 
+from bitlens.core.model.proto_copy import copy_but
+
 # False: the float session declares every float tensor, as before (tests and benchmarks compare)
 FEWER = True
 
@@ -72,8 +74,7 @@ def declared_only(model: onnx.ModelProto, own: int, keep: Iterable[str]) -> onnx
         *model.graph.output[:own],
         *(v for v in model.graph.output[own:] if v.name in wanted),
     ]
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    del copy.graph.output[:]
+    copy = copy_but(model, onnx.ModelProto(), ("graph",))
+    copy_but(model.graph, copy.graph, ("output",))  # not every output, to delete most of them
     copy.graph.output.extend(declared)
     return copy
