@@ -128,3 +128,27 @@ def test_the_sliding_window_of_runs_equals_one_run_at_a_time(monkeypatch) -> Non
     one = _run_sweep(_engine(n=9))
     assert two == one == large
     assert all(np.isfinite(e.output.mse) for e in two.values())
+
+
+def test_the_suffix_graph_reads_the_float_graph_the_cuts_read(monkeypatch) -> None:
+    """The sweep's suffix graph takes the float graph's index from the engine's cuts of it
+    (found when the float graph was built) instead of reading its nodes again; the entries
+    equal those of a suffix graph that reads them itself."""
+    reads: list[int] = []
+    real = parts.graph_index
+
+    def counted(sim):
+        reads.append(len(sim.graph.node))
+        return real(sim)
+
+    monkeypatch.setattr(parts, "graph_index", counted)
+    engine = _engine()
+    for _ in engine.calibrate("minmax"):
+        pass
+    before = len(reads)
+    given = _run_sweep(engine)
+    assert len(reads) == before  # the float graph's cuts, read at calibration, served
+    monkeypatch.setattr(sweep, "FLOAT_KEY", ("not a structure",))  # no cuts found: it reads
+    again = _run_sweep(_engine())
+    assert len(reads) > before
+    assert given == again

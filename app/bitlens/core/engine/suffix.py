@@ -66,9 +66,11 @@ class SuffixGraph:
         grid_tensors: Sequence[str],
         types_of: Callable[[str], tuple[np.dtype, int] | None],
         shape_of: Callable[[str], tuple[int | None, ...]] | None = None,
+        index: grid_parts.GraphIndex | None = None,
     ) -> None:
         self.sim = sim
-        self.index = ix = grid_parts.graph_index(sim)
+        # ``index``: ``sim`` read already (the engine's cuts of the float graph hold it)
+        self.index = ix = grid_parts.graph_index(sim) if index is None else index
         self.nodes = ix.nodes
         self.reads = ix.reads
         self.constant = ix.constant

@@ -20,6 +20,7 @@ from bitlens.core.engine.graphs import node_reads
 from bitlens.core.engine.output_metrics import FLOAT_TYPES
 from bitlens.core.engine.parts import common_shape
 from bitlens.core.engine.session import make_session
+from bitlens.core.engine.structure import FLOAT_KEY
 from bitlens.core.formats import Format, parse_format
 from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.results import Progress, SweepEntry
@@ -279,11 +280,13 @@ class Sweep:
         outputs (suffix.py)."""
         ref = self._ensure_ref()
         ev = self.data.evaluation
+        cuts = self._cuts.get(FLOAT_KEY)  # found in this very graph, which they read once
         return suffix.SuffixGraph(
             sim.model,
             [layer.outputs[0] for layer in rewrite.main_layers(self.info)],
             ref.types.get,
             lambda n: common_shape([ref.value(n, i).shape for i in ev]),
+            index=None if cuts is None else cuts.graph,
         )
 
     def _sweep_layouts(
