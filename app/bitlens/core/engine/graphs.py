@@ -67,6 +67,16 @@ def node_producing(graph: GraphProto, tensor: str) -> tuple[int, NodeProto]:
     raise EngineError(f"no node produces {tensor!r}")
 
 
+def producers(graph: GraphProto) -> dict[str, NodeProto]:
+    """Each tensor of ``graph`` and the node producing it (the first, as node_producing
+    finds it): one pass over the nodes for callers that look up many tensors."""
+    found: dict[str, NodeProto] = {}
+    for node in graph.node:
+        for out in node.output:
+            found.setdefault(out, node)
+    return found
+
+
 def tensor_type(dtype: np.dtype | str) -> int:
     return int(helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
 

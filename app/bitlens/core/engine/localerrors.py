@@ -6,14 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
 
 import numpy as np
+import onnx
 
 from bitlens.core import metrics
 from bitlens.core.engine import rewrite
-from bitlens.core.engine.graphs import node_producing
+from bitlens.core.engine.graphs import node_producing, producers
 from bitlens.core.engine.measure import PARALLEL_MIN_VALUES
 from bitlens.core.engine.session import make_session
 from bitlens.core.model import tensors
@@ -69,8 +70,16 @@ class LocalErrors:
         for t in g.initializer:
             if t.name == name:
                 return self.model.tensor_value(t)
-        _, node = node_producing(g, name)
+        node = self._producers.get(name) if rewrite.INDEXED_LOCAL else None
+        if node is None:
+            _, node = node_producing(g, name)
         return tensors.constant_value(node)
+
+    @cached_property
+    def _producers(self) -> dict[str, onnx.NodeProto]:
+        """graphs.producers of the model's main graph, for :meth:`_constant`: a local graph
+        reads a constant per layer (a bias, a shape), each found by a scan of the nodes."""
+        return producers(self.model.graph_proto.graph)
 
     def _local_todo(
         self, plan: Plan, layer_out: Mapping[str, str]
