@@ -27,7 +27,15 @@ Per model, in one process:
   run of the evaluation feeds with every layer output fetched, measuring, output errors.
 
 Every figure is printed against the float run (CPU to CPU, wall to wall). Process CPU is
-the figure to read on a loaded machine; the targets are wall on a quiet one.
+the figure to read on a loaded machine; the targets are wall on a quiet one. Columns of the
+open: "step CPU", a piece's process CPU inside the recorded step (right after its calls
+alone, so warm); "alone" and "CPU", the cheaper of its two calls alone (its floor); "cold
+CPU", the first of them: the first run of a session faults in the arena's new buffers and
+reorders the fed filters for NCHWc (nchwc.py), work a warm run does not do. Below them the
+recorded open's own CPU (less the calls made alone), the part of it inside the pieces, and
+the named work outside them (floor_record.NAMED: reference values spilled and read, graphs
+built in Python, the plan's feeds, the arena given back); per change, its CPU outside the
+pieces ("-" where part sessions were built: two at a time, their figures overlap).
 
 Run: ``PYTHONPATH=app python benchmarks/bench_floors.py crnn /path/to/ppocrv4_rec.onnx
 --dim '?=48' --dim p2o.DynamicDimension.1=320`` (``--opens 3``).
@@ -265,7 +273,7 @@ def report(label: str, path: Path, dims: dict, samples: int, opens: int) -> None
     lw, lc = fl["load"]
     print(f"   {'load_model':46s} {1:3d} {'':8s} {1000 * lw:7.0f} {1000 * lc:7.0f} "
           f"{lw / aw:7.2f} {lc / ac:6.2f}")  # fmt: skip
-    opened, (_turn_w, turn_c) = fl["open"]
+    (opened, named), (_turn_w, turn_c) = fl["open"]
     marked = in_open_floor(opened)
     floor_w, floor_c = lw, lc
     for keep in (True, False):
@@ -287,14 +295,17 @@ def report(label: str, path: Path, dims: dict, samples: int, opens: int) -> None
     print(f"   the open in turn on one thread (its calibration and evaluation; the floor's "
           f"engine): {1000 * turn_c:.0f} ms CPU, {1000 * in_pieces:.0f} in the pieces above "
           f"(their step CPU), {1000 * (turn_c - in_pieces):.0f} outside them (Python graphs, "
-          f"weights, feeds, spilled values, the arena)")  # fmt: skip
+          f"weights, feeds, spilled values, the arena), of which:")  # fmt: skip
+    for label, (n, w, c) in sorted(named.items(), key=lambda x: -x[1][2]):
+        print(f"     {label:44s} {n:3d} {'':8s} {1000 * w:7.0f} {1000 * c:7.0f} "
+              f"{w / aw:7.2f} {c / ac:6.2f}")  # fmt: skip
 
     print("-- re-evaluation after one change (x the float run of the evaluation feeds)")
     print(f"   {'change':22s} {'wall x':>7s} {'CPU x':>6s} {'floor w':>7s} {'floor c':>7s} "
           f"{'CPU over':>8s}  floor CPU: runs / measuring / local / outputs; builds apart")  # fmt: skip
     rows = []
     for name, (w, c) in meas["changes"].items():
-        pieces, (_tw, tc) = fl["changes"][name]
+        (pieces, named), (_tw, tc) = fl["changes"][name]
         parts = {"runs": 0.0, "measuring": 0.0, "local": 0.0, "outputs": 0.0, "builds": 0.0}
         fw = fc = 0.0
         for p in pieces:
@@ -309,10 +320,14 @@ def report(label: str, path: Path, dims: dict, samples: int, opens: int) -> None
         detail = " / ".join(
             f"{1000 * parts[k]:.0f}" for k in ("runs", "measuring", "local", "outputs")
         )
-        outside = tc - sum(p.step_cpu for p in pieces)
+        # a new structure's part sessions are built two at a time (chain.build_chain), each
+        # made alone on its thread too: the in-turn figures overlap there
+        outside = None if parts["builds"] else tc - sum(p.step_cpu for p in pieces)
+        top = max(named.items(), key=lambda x: x[1][2], default=("", (0, 0.0, 0.0)))
         print(f"   {name:22s} {w / ew:7.2f} {c / ec:6.2f} {fw / ew:7.2f} {fc / ec:7.2f} "
               f"{100 * (c / fc - 1):+7.0f}%  {detail} ms; builds {1000 * parts['builds']:.0f}; "
-              f"in turn {1000 * tc:.0f}, outside the pieces {1000 * outside:.0f}")  # fmt: skip
+              f"outside the pieces " + ("-" if outside is None else f"{1000 * outside:.0f}") +
+              f" (most: {top[0]} {1000 * top[1][2]:.0f})")  # fmt: skip
     by_cpu = sorted(rows, key=lambda r: r[2])
     for what, r in (("median", by_cpu[len(by_cpu) // 2]), ("worst", by_cpu[-1])):
         name, w, c, fw, fc = r

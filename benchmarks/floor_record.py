@@ -23,9 +23,25 @@ from dataclasses import dataclass
 
 from bench_engine import settle
 from bitlens.core import metrics
-from bitlens.core.engine import output_metrics, reference, session
+from bitlens.core.engine import arena_release, output_metrics, prefix, reference, rewrite, session
+from bitlens.core.engine.kernel_bias import KernelBiases
 from bitlens.core.engine.running import Runs
-from bitlens.core.engine.structure import FLOAT_KEY
+from bitlens.core.engine.store import ActivationStore
+from bitlens.core.engine.structure import FLOAT_KEY, Structures
+
+# Work outside the pieces that the engine's design does not name in a floor, timed where the
+# step does it (not again alone): (owner, attribute, label). Each is counted only outside a
+# piece and outside another of these.
+NAMED = (
+    (ActivationStore, "put", "reference values kept (spilled ones written)"),
+    (ActivationStore, "get", "reference values read (spilled ones mapped)"),
+    (prefix.PrefixValues, "put", "quantized values kept at cuts"),
+    (Structures, "_sim_for", "simulation graphs built (Python)"),
+    (rewrite, "build_local", "local graphs built (Python)"),
+    (KernelBiases, "_plan_feeds", "the plan's feeds (weights quantized)"),
+    (reference, "release_arena", "the arena given back"),
+    (arena_release, "release_arena", "the arena given back"),
+)
 
 
 @dataclass
@@ -60,15 +76,35 @@ class Recorder:
         # wall and CPU seconds of the calls made alone (and the waits before them), so that
         # a recorded step's own figures are its total less these
         self.spent = (0.0, 0.0)
+        self.named: dict[str, list[float]] = {}  # label -> [calls, wall, process CPU]
         self.samples: tuple = ()
         self._roles: dict[int, str] = {}
         self._keep: list = []  # the sessions, so that their ids stay theirs
         self._inside = threading.local()
         self._saved: list[tuple[object, str, object]] = []
 
-    def take(self) -> list[Piece]:
+    def take(self) -> tuple[list[Piece], dict[str, list[float]]]:
+        """The pieces and the NAMED work recorded since the last call."""
         out, self.pieces = self.pieces, []
-        return out
+        named, self.named = self.named, {}
+        return out, named
+
+    def _observed(self, label: str, original):
+        def call(*args, **kwargs):
+            if getattr(self._inside, "depth", 0):
+                return original(*args, **kwargs)
+            self._inside.depth = 1
+            w, c = time.perf_counter(), time.process_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._inside.depth = 0
+                row = self.named.setdefault(label, [0, 0.0, 0.0])
+                row[0] += 1
+                row[1] += time.perf_counter() - w
+                row[2] += time.process_time() - c
+
+        return call
 
     # -- the wrappers ---------------------------------------------------------------------
     def _timed(self, role: str, call, again, build: bool = False) -> object:
@@ -168,9 +204,11 @@ class Recorder:
         self._patch(metrics.SampleErrors, "add", self._numpy(
             "measuring (layer outputs)", metrics.SampleErrors.add, metrics.SampleErrors))  # fmt: skip
         self._patch(metrics.ErrorSums, "add", self._numpy(
-            "measuring (local errors, sums)", metrics.ErrorSums.add, metrics.ErrorSums))  # fmt: skip
+            "local and weight errors (ErrorSums)", metrics.ErrorSums.add, metrics.ErrorSums))  # fmt: skip
         om = output_metrics.OutputMetrics
         self._patch(om, "_output_results", self._outputs(om._output_results))
+        for owner, name, label in NAMED:
+            self._patch(owner, name, self._observed(label, getattr(owner, name)))
         return self
 
     def __exit__(self, *exc) -> None:
