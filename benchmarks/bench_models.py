@@ -15,7 +15,9 @@ same model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import argparse
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +213,19 @@ def crnn_or_files(
             yield path, {"N": 1}, "generated CRNN-like recognizer"
         else:
             yield Path(name), dims, name
+
+
+def per_model(description: str, samples: int, opens_help: str, report: Callable) -> None:
+    """The command line of bench_open.py and bench_floors.py: model names (``crnn`` or
+    files), ``--dim NAME=SIZE``, ``--samples``, ``--opens``; ``report(label, path, dims,
+    samples, opens)`` per model."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("models", nargs="*", default=["crnn"], help="crnn or a path")
+    ap.add_argument("--dim", action="append", default=[], help="NAME=SIZE for a file's inputs")
+    ap.add_argument("--samples", type=int, default=samples, help=f"random samples ({samples})")
+    ap.add_argument("--opens", type=int, default=3, help=opens_help)
+    args = ap.parse_args()
+    dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for path, sizes, label in crnn_or_files(args.models, Path(tmp), dims):
+            report(label, path, sizes, args.samples, args.opens)

@@ -15,7 +15,6 @@ Run: ``PYTHONPATH=app python benchmarks/bench_open.py crnn /path/to/ppocrv4_rec.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -29,7 +28,7 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_engine import SAMPLES, drain, plain_session, settle
-from bench_models import crnn_or_files
+from bench_models import per_model
 from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine
 from bitlens.core.model.loader import load_model
@@ -113,17 +112,7 @@ def report(label: str, path: Path, dims: dict[str, int], samples: int, opens: in
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="*", default=["crnn"], help="crnn or a path")
-    ap.add_argument("--dim", action="append", default=[], help="NAME=SIZE for a file's inputs")
-    ap.add_argument("--samples", type=int, default=SAMPLES, help="random samples (8)")
-    ap.add_argument("--opens", type=int, default=3, help="opens per model (3)")
-    args = ap.parse_args()
-    dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
-    with tempfile.TemporaryDirectory() as tmp:
-        for path, sizes, label in crnn_or_files(args.models, Path(tmp), dims):
-            report(label, path, sizes, args.samples, args.opens)
-
+    per_model(__doc__.splitlines()[0], SAMPLES, "opens per model (3)", report)
 
 if __name__ == "__main__":
     main()
