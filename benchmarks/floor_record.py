@@ -58,9 +58,10 @@ class Piece:
     cold_cpu: float = 0.0
 
 
-def alone(fn) -> tuple[float, float]:
-    """(wall, process CPU) seconds of ``fn()`` once the process's threads are idle."""
-    settle()
+def alone(fn, wait=settle) -> tuple[float, float]:
+    """(wall, process CPU) seconds of ``fn()`` once the process's threads are idle
+    (``wait()``)."""
+    wait()
     w, c = time.perf_counter(), time.process_time()
     fn()
     return time.perf_counter() - w, time.process_time() - c
@@ -71,7 +72,9 @@ class Recorder:
     per step with :meth:`take`). ``samples``: the data's feeds, to tell a float run of a
     whole feed (the reference's) from one of part of a feed (row_cap's first unit)."""
 
-    def __init__(self) -> None:
+    def __init__(self, wait=settle) -> None:
+        """``wait()`` before each call made alone: ``settle`` (a test's model needs none)."""
+        self.wait = wait
         self.pieces: list[Piece] = []
         # wall and CPU seconds of the calls made alone (and the waits before them), so that
         # a recorded step's own figures are its total less these
@@ -118,8 +121,8 @@ class Recorder:
         self._inside.depth = 1
         try:
             w0, c0 = time.perf_counter(), time.process_time()
-            cold = alone(again)
-            warm = alone(again)
+            cold = alone(again, self.wait)
+            warm = alone(again, self.wait)
             w, c = time.perf_counter(), time.process_time()
             self.spent = (self.spent[0] + w - w0, self.spent[1] + c - c0)
             out = call()

@@ -13,7 +13,7 @@ from bitlens.core.data import Dataset
 from bitlens.core.engine import Engine, reference, session
 from bitlens.core.engine.running import Runs
 from bitlens.core.model.loader import from_proto
-from bitlens.core.plan import Plan
+from bitlens.core.plan import LayerChoice, Plan
 from tests.core.engine_models import small_cnn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -29,7 +29,7 @@ def _open(loaded, data, *, record: bool):
         for _ in engine.calibrate("minmax"):
             pass
         return engine, engine.evaluate(plan), None
-    with floor_record.Recorder() as rec:
+    with floor_record.Recorder(wait=lambda: None) as rec:
         rec.samples = data.samples
         for _ in engine.calibrate("minmax"):
             pass
@@ -75,6 +75,17 @@ def test_recorded_open_is_the_engines_work_and_leaves_it_unchanged() -> None:
     # every layer output of the evaluation feeds measured once, each its own piece
     evaluated = sum(1 for p in pieces if p.role == "measuring (layer outputs)")
     assert evaluated == len(loaded.info.layers) * len(data.evaluation)
+    # a change recorded (its chain of parts made alone too) evaluates as without the recorder
+    first = loaded.info.layer_names[0]
+    change = Plan.preset(loaded.info, "W8A8").with_choices(
+        {first: LayerChoice.of("int4 sym ch", "uint8 asym")}
+    )
+    with floor_record.Recorder(wait=lambda: None) as rec:
+        rec.samples = data.samples
+        recorded = engine.evaluate(change)
+        runs = [p for p in rec.take()[0] if p.role.startswith("run: ")]
+    assert recorded == plain.evaluate(change)
+    assert runs
     assert wrapped == (
         session.make_session,
         Runs.__dict__["_run"],
