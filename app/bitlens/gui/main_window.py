@@ -49,6 +49,7 @@ from bitlens.gui.graph_panel import GraphPanel
 from bitlens.gui.jobs import Session
 from bitlens.gui.layer_detail import LayerDetailView
 from bitlens.gui.layer_table import LayerTable
+from bitlens.gui.lock_switch import prompt_lock_handoff
 from bitlens.gui.message_bar import MessageBar
 from bitlens.gui.outputs_view import OutputsView
 from bitlens.gui.plots_view import PlotsView
@@ -81,6 +82,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
+        prompt_lock_handoff()  # Qt's calls into Python here wait ~1 ms, not 5, on a busy job
         self.export_report: ExportReportDialog | None = None  # the last export's report
         self.format_reference: FormatReferenceDialog | None = None
         self.export_options = ExportOptions()  # File ▸ Export Options
