@@ -1,6 +1,7 @@
 """The window's jobs run with a 1 ms interpreter switch interval (gui/lock_switch.py): each
 time Qt calls into Python on the window's thread while a job computes, the thread waits for
-the lock at most about that long, not Python's default 5 ms."""
+the lock about that long, not Python's default 5 ms; the last window to close puts Python's
+back."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import onnx
 import pytest
 
 from bitlens.core.plan import Plan
-from bitlens.gui import jobs
+from bitlens.gui import jobs, lock_switch
 from bitlens.gui.lock_switch import WINDOW_SWITCH_S
 from bitlens.gui.main_window import MainWindow
 from tests.core.engine_models import small_cnn
@@ -20,9 +21,12 @@ from tests.gui.conftest import open_model, wait_idle
 
 
 @pytest.fixture
-def default_interval() -> Iterator[None]:
-    """Python's default interval before the test, whatever was set before it back after."""
+def default_interval(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Python's default interval and no window open before the test (other tests' windows
+    may be left unclosed); whatever was set before it back after."""
     before = sys.getswitchinterval()
+    monkeypatch.setattr(lock_switch, "_open_windows", 0)
+    monkeypatch.setattr(lock_switch, "_before", None)
     sys.setswitchinterval(0.005)
     yield
     sys.setswitchinterval(before)
@@ -61,3 +65,17 @@ def test_a_shorter_interval_already_set_is_kept(qtbot, settings, default_interva
     qtbot.addWidget(w)
     assert sys.getswitchinterval() == pytest.approx(WINDOW_SWITCH_S / 4)
     w.close()
+
+
+def test_the_last_window_to_close_puts_pythons_interval_back(
+    qtbot, settings, no_modal, default_interval
+) -> None:
+    first, second = MainWindow(settings, device="cpu"), MainWindow(settings, device="cpu")
+    for w in (first, second):
+        qtbot.addWidget(w)
+    assert sys.getswitchinterval() == WINDOW_SWITCH_S
+    first.close()
+    first.close()  # a second close counts once
+    assert sys.getswitchinterval() == WINDOW_SWITCH_S  # the other window still runs jobs
+    second.close()
+    assert sys.getswitchinterval() == pytest.approx(0.005)
