@@ -24,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Generator
 from pathlib import Path
 
 import onnx
@@ -33,19 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_models import crnn
 from bitlens.core.plan import Plan
+from bitlens.core.results import drain
 from bitlens.gui import jobs
 from bitlens.gui.lock_switch import WINDOW_SWITCH_S
 from stall_watch import schedstat
 
 PERIOD_S = 0.030  # progress_thinning.MIN_GAP_S: at most one report's pass per 30 ms
-
-
-def drain(gen: Generator) -> object:
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
 
 
 def bursts_during(run, burst: int) -> list[float]:
