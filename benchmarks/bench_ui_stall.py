@@ -74,8 +74,9 @@ def main() -> None:
     ap.add_argument("model", nargs="?")
     ap.add_argument("--dim", action="append", default=[])
     ap.add_argument(
-        "--switch-ms", type=float, help="sys.setswitchinterval in ms (Python's default: 5)"
-    )
+        "--switch-ms", type=float,
+        help="sys.setswitchinterval in ms (the window sets 1, Python's default is 5)",
+    )  # fmt: skip
     ap.add_argument("--search-s", type=float, default=60.0, help="stop Find Plan after this")
     ap.add_argument(
         "--profile-ui", metavar="FILE",
@@ -95,12 +96,12 @@ def main() -> None:
     )  # fmt: skip
     args = ap.parse_args()
     thread_priority.ENABLED = thread_priority.ENABLED and not args.same_priority
-    if args.switch_ms is not None:
-        sys.setswitchinterval(args.switch_ms / 1000)
     dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
     wanted = ["open", *(args.only or PHASES[1:])]
     app = QApplication.instance() or QApplication(sys.argv[:1])
     win = MainWindow(device="cpu")
+    if args.switch_ms is not None:  # after the window, which sets its own (gui/lock_switch.py)
+        sys.setswitchinterval(args.switch_ms / 1000)
     win.show()
     ctl, doc = win.controller, win.document
     watch = StallWatch(lambda: "" if win.runner.running is None else win.runner.running.label)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from bitlens.core.export.checklist import Verdict, checklist, counts, summary, verdict_lines
+from bitlens.core.export.report import LayerCheck
 from tests.core.report_values import failed_report, slow_and_large_report
 
 
@@ -45,6 +46,21 @@ def test_a_failed_export_names_each_failing_check() -> None:
     assert by["file size"].verdict is Verdict.PASS  # +1.0%, within 2%
     assert any(c.check == "problem" and c.verdict is Verdict.FAIL for c in rows)
     assert summary(r, rows).startswith("fidelity check FAILED")
+
+
+def test_integer_kernel_row_compares_no_layer_records(monkeypatch) -> None:
+    """The row found the layers that missed an integer kernel with ``la not in ran``: each
+    record compared field by field with every one that ran, 1081 comparisons on PP-OCRv4
+    rec's 47 layers, twice per export on the window's thread (the status line and the
+    report dialog)."""
+    r = slow_and_large_report()
+
+    def compared(_self, _other):
+        raise AssertionError("two layer records compared")
+
+    monkeypatch.setattr(LayerCheck, "__eq__", compared)
+    row = _by_check(checklist(r))["integer kernels"]
+    assert row.got.startswith("1 of 2") and "conv2" in row.got and row.verdict is Verdict.WARNING
 
 
 def test_terminal_lines_name_the_warnings() -> None:

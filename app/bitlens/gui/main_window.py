@@ -36,6 +36,7 @@ from bitlens.core.plan import LayerChoice, Plan
 from bitlens.core.recovery.support import kept_recovery
 from bitlens.core.results import Progress
 from bitlens.core.search import Point
+from bitlens.gui import lock_switch
 from bitlens.gui.ab_compare import ABStatusLabel
 from bitlens.gui.activation_sandbox import apply_activation
 from bitlens.gui.controller import Controller
@@ -81,6 +82,8 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
+        lock_switch.window_opened()  # Qt's calls into Python here wait ~1 ms, not 5, on a job
+        self._lock_switched = True
         self.export_report: ExportReportDialog | None = None  # the last export's report
         self.format_reference: FormatReferenceDialog | None = None
         self.export_options = ExportOptions()  # File ▸ Export Options
@@ -438,4 +441,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         # Quit workers and wait for them: nothing may run on after the window is gone.
         self.controller.shutdown()
         event.accept()
+        if self._lock_switched:
+            self._lock_switched = False
+            lock_switch.window_closed()
 

@@ -107,8 +107,11 @@ def _storage(r: FidelityReport) -> list[Check]:
         )  # fmt: skip
     fused = [la for la in r.layers if la.integer_kernel]
     if fused:
+        # by name, not `la not in ran`: that compared each layer's record field by field with
+        # every one that ran (n² comparisons, twice per export on the window's thread)
         ran = [la for la in fused if any(k in la.kernel for k in INTEGER_KERNELS)]
-        missed = [la.name for la in fused if la not in ran]
+        ran_names = {la.name for la in ran}
+        missed = [la.name for la in fused if la.name not in ran_names]
         rows.append(
             Check(
                 "storage", "integer kernels",
