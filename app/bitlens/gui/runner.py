@@ -26,7 +26,9 @@ from typing import Any
 from PySide6.QtCore import QObject, QThreadPool, Signal
 from superqt.utils import GeneratorWorker, WorkerBase, create_worker
 
+from bitlens.core.frozen_heap import frozen_while_called
 from bitlens.core.results import Progress
+from bitlens.gui import switch_interval
 from bitlens.gui.progress_thinning import thinned
 from bitlens.gui.thread_priority import lowered
 
@@ -162,9 +164,11 @@ class EngineRunner(QObject):
         self._running = job
         generator = inspect.isgeneratorfunction(job.func)
         # a generator's progress reports thinned out: each one the window handles waits for
-        # the interpreter lock from the job (gui/progress_thinning.py)
+        # the interpreter lock from the job (gui/progress_thinning.py); every job runs with
+        # the heap it finds kept out of the garbage collector (core/frozen_heap.py: a full
+        # collection walks the window's whole heap holding the lock)
         worker = create_worker(
-            lowered(thinned(job.func) if generator else job.func),
+            lowered(frozen_while_called(thinned(job.func) if generator else job.func)),
             *job.args,
             _start_thread=False,
             _ignore_errors=True,
@@ -184,6 +188,8 @@ class EngineRunner(QObject):
         busy = self.busy
         if busy != self._was_busy:
             self._was_busy = busy
+            # the window's thread waits less for the interpreter lock while jobs compute
+            (switch_interval.job_started if busy else switch_interval.job_ended)()
             self.busyChanged.emit(busy)
 
     def _current(self) -> Job | None:
