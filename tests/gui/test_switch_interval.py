@@ -8,8 +8,10 @@ from __future__ import annotations
 import sys
 
 from bitlens.core.results import Progress
-from bitlens.gui import switch_interval
+from bitlens.core.search import Budget, SearchOptions, SearchResult, search
+from bitlens.gui import jobs, switch_interval
 from bitlens.gui.runner import EngineRunner, Job
+from tests.core.test_search_passes import _labelled_engine
 from tests.gui.conftest import WAIT_MS
 
 
@@ -46,3 +48,28 @@ def test_the_interval_comes_back_when_the_last_busy_runner_goes_idle() -> None:
     assert sys.getswitchinterval() == before
     switch_interval.job_ended()  # an idle runner going idle again changes nothing
     assert sys.getswitchinterval() == before
+
+
+def test_the_search_run_by_the_runner_finds_the_same_plans(qtbot) -> None:
+    """The window's search (its job: the 1 ms interval, the heap frozen) against the same
+    search called directly, same seed and budget: the same plans tried, the same front."""
+    engine = _labelled_engine()
+    opts = SearchOptions(
+        Budget(size_ratio=0.9), front_probes=2, refine_evaluations=2, references=(),
+        speed_check=False, float_activation_fallback=None, deployed_check=False,
+    )  # fmt: skip
+    runner = EngineRunner()
+    results: list[SearchResult] = []
+    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=WAIT_MS):
+        runner.submit(Job("search", "s", jobs.find_plan, (engine, opts), on_result=results.append))
+    gen = search(engine, opts)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        direct: SearchResult = stop.value
+    (windowed,) = results
+    assert [(p.plan, p.error, p.file_bytes) for p in windowed.tried] == [
+        (p.plan, p.error, p.file_bytes) for p in direct.tried
+    ]
+    assert windowed.front == direct.front and windowed.best == direct.best
