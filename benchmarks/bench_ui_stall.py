@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import crnn
 from bitlens.core.formats import parse_format
 from bitlens.core.plan import Plan
-from bitlens.gui import switch_interval, thread_priority
+from bitlens.gui import thread_priority
 from bitlens.gui.jobs import DataRequest
 from bitlens.gui.main_window import MainWindow
 from stall_watch import StallWatch
@@ -74,10 +74,8 @@ def main() -> None:
     ap.add_argument("model", nargs="?")
     ap.add_argument("--dim", action="append", default=[])
     ap.add_argument(
-        "--switch-ms", type=float,
-        help="Python's switch interval in ms, while jobs run too (gui/switch_interval.py: 1; "
-        "Python's default: 5)",
-    )  # fmt: skip
+        "--switch-ms", type=float, help="sys.setswitchinterval in ms (Python's default: 5)"
+    )
     ap.add_argument("--search-s", type=float, default=60.0, help="stop Find Plan after this")
     ap.add_argument(
         "--profile-ui", metavar="FILE",
@@ -99,7 +97,6 @@ def main() -> None:
     thread_priority.ENABLED = thread_priority.ENABLED and not args.same_priority
     if args.switch_ms is not None:
         sys.setswitchinterval(args.switch_ms / 1000)
-        switch_interval.JOB_SWITCH_S = args.switch_ms / 1000
     dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
     wanted = ["open", *(args.only or PHASES[1:])]
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -180,8 +177,7 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, jobs "
         + (f"at nice +{thread_priority.WORKER_NICE}" if thread_priority.ENABLED else "not niced")
         + f" ({niced()}), "
-        f"GIL switch interval {1000 * sys.getswitchinterval():g} ms "
-        f"({1000 * switch_interval.JOB_SWITCH_S:g} while jobs run); "
+        f"GIL switch interval {1000 * sys.getswitchinterval():g} ms; "
         + ", ".join(f"{k} {v:.1f} s" for k, v in took.items())
     )
     print(

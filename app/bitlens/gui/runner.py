@@ -28,7 +28,6 @@ from superqt.utils import GeneratorWorker, WorkerBase, create_worker
 
 from bitlens.core.frozen_heap import frozen_while_called
 from bitlens.core.results import Progress
-from bitlens.gui import switch_interval
 from bitlens.gui.progress_thinning import thinned
 from bitlens.gui.thread_priority import lowered
 
@@ -188,8 +187,6 @@ class EngineRunner(QObject):
         busy = self.busy
         if busy != self._was_busy:
             self._was_busy = busy
-            # the window's thread waits less for the interpreter lock while jobs compute
-            (switch_interval.job_started if busy else switch_interval.job_ended)()
             self.busyChanged.emit(busy)
 
     def _current(self) -> Job | None:
