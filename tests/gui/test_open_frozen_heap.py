@@ -1,9 +1,11 @@
-"""The window's open (and its change of data) and its plan evaluation keep the objects alive at
-their start out of Python's garbage collector while they run, and give them back when they end
-or are closed (core/frozen_heap.py): in the window a full collection walks the window's whole
-heap (Qt's wrappers, pyqtgraph, every imported module) with the interpreter lock held, and the
-window's thread waited for the lock while the open job collected (docs/benchmarks.md
-"opengil (session 15)").
+"""Every job the window's runner runs (the open, the evaluation, the sweep, the layer detail,
+the search, the export) keeps the objects alive at its start out of Python's garbage collector
+while it runs, and gives them back when it ends, is cancelled or is closed
+(core/frozen_heap.py): in the window a full collection walks the window's whole heap (Qt's
+wrappers, pyqtgraph, every imported module) with the interpreter lock held, and the window's
+thread waited for the lock while a job collected (docs/benchmarks.md "opengil (session 15)").
+Session 15 froze it per job (the opens, the evaluation, the search, the export); the sweep and
+the layer detail ran unfrozen.
 
     x -> Conv -> Relu -> Conv -> Relu -> GAP -> Flatten -> Gemm -> y   (engine_models.small_cnn)
 """
@@ -14,48 +16,96 @@ import gc
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from bitlens.core.plan import Plan
+from bitlens.core.results import Progress
 from bitlens.gui import jobs
 from bitlens.gui.jobs import DataRequest
+from bitlens.gui.runner import EngineRunner, Job
 from tests.core.test_frozen_heap import _walked
-from tests.gui.conftest import run_to_end
+from tests.gui.conftest import WAIT_MS
 
 
-def test_open_change_of_data_and_evaluation_keep_the_heap_out_of_collections(
-    cnn_path: Path, monkeypatch
-) -> None:
+def _run_all(qtbot, runner: EngineRunner, *submitted: Job) -> None:
+    with qtbot.waitSignal(runner.busyChanged, check_params_cb=lambda b: not b, timeout=WAIT_MS):
+        for job in submitted:
+            runner.submit(job)
+
+
+def test_every_job_keeps_the_heap_out_of_collections_until_it_ends(qtbot) -> None:
+    runner = EngineRunner()
     gc.unfreeze()  # tests/conftest.py froze the collected suite
     try:
-        alive = ["made before the open"]  # a tracked object
-        gen = jobs.open_model(cnn_path, DataRequest(dims={"N": 2}), "cpu")
-        next(gen)
-        assert gc.get_freeze_count() > 0 and not _walked(alive)  # the old code: walked
-        session = run_to_end(gen)
+        alive = ["made before the jobs"]  # a tracked object
+        seen: list[tuple[str, bool]] = []
+
+        def plain() -> int:  # a function job (the layer detail's statistics, an evaluation)
+            seen.append(("plain", _walked(alive)))
+            return 1
+
+        def stepping():  # a generator job (the sweep)
+            seen.append(("first step", _walked(alive)))
+            yield Progress(1, 2, "one")
+            seen.append(("second step", _walked(alive)))
+            return 2
+
+        _run_all(qtbot, runner, Job("a", "a", plain), Job("b", "b", stepping))
+        # the old code: [("plain", True), ("first step", True), ("second step", True)]
+        assert seen == [("plain", False), ("first step", False), ("second step", False)]
         assert gc.get_freeze_count() == 0 and _walked(alive)
-        # the change of data, closed part-way (a newer open replaced it): given back
-        gen = jobs.change_data(session, DataRequest(samples=4, seed=1))
-        next(gen)
+        # cancelled between two steps: given back too
+        gate = threading.Event()
+
+        def held():
+            yield Progress(1, 100, "held")
+            gate.wait(60)
+            for i in range(99):
+                yield Progress(i + 2, 100, "more")
+
+        with qtbot.waitSignal(runner.progressed, timeout=WAIT_MS):
+            runner.submit(Job("c", "c", held))
         assert not _walked(alive)
-        gen.close()
+        with qtbot.waitSignal(runner.cancelled, timeout=WAIT_MS):
+            runner.cancel()
+            gate.set()
+        qtbot.waitUntil(lambda: not runner.busy, timeout=WAIT_MS)
         assert gc.get_freeze_count() == 0 and _walked(alive)
-        # the evaluation: frozen while the engine measures, given back with its result
-        seen: list[bool] = []
-        measure = jobs.evaluate_with
-
-        def watched(*args):
-            seen.append(_walked(alive))
-            return measure(*args)
-
-        monkeypatch.setattr(jobs, "evaluate_with", watched)
-        plan = Plan.preset(session.info, "W8A8")
-        _, result = jobs.evaluate(session.engine, plan)
-        assert seen == [False] and _walked(alive)  # the old code: [True]
-        # the same numbers as an evaluation outside the job
-        assert result.outputs == measure(session.engine, plan, None).outputs
     finally:
         gc.freeze()
+
+
+def test_the_open_and_the_evaluation_through_the_runner(qtbot, cnn_path: Path, monkeypatch) -> None:
+    """The window's own jobs, as the controller submits them: the same numbers as an
+    evaluation outside a job."""
+    runner = EngineRunner()
+    sessions: list[jobs.Session] = []
+    seen: list[bool] = []
+    measure = jobs.evaluate_with
+
+    def watched(*args):
+        seen.append(_walked(alive))
+        return measure(*args)
+
+    monkeypatch.setattr(jobs, "evaluate_with", watched)
+    gc.unfreeze()
+    try:
+        alive = ["made before the open"]
+        open_job = Job("open", "o", jobs.open_model, (cnn_path, DataRequest(dims={"N": 2}), "cpu"),
+                       on_result=sessions.append)  # fmt: skip
+        _run_all(qtbot, runner, open_job)
+        session = sessions[0]
+        plan = Plan.preset(session.info, "W8A8")
+        results: list[object] = []
+        _run_all(qtbot, runner, Job("evaluate", "e", jobs.evaluate, (session.engine, plan),
+                                    on_result=results.append))  # fmt: skip
+        assert seen == [False] and _walked(alive)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.freeze()
+    _, result = results[0]
+    assert result.outputs == measure(session.engine, plan, None).outputs
 
 
 def test_the_reference_evaluators_schema_table_is_built_with_the_window() -> None:

@@ -11,14 +11,20 @@ a permanent generation that no collection walks
 what the job made. When the job ends they go back (``gc.unfreeze``, to the oldest
 generation), so cyclic garbage among them is collected as before. Where the heap is frozen
 already (by whoever froze it: tests/conftest.py does) it is left as it is.
+
+The search and the checked export freeze it themselves (the CLI runs them too); the window's
+runner runs every job through ``frozen_while_called`` (gui/runner.py), the sweep and the layer
+detail included.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
-from collections.abc import Generator, Iterator
+import inspect
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 Y = TypeVar("Y")
 R = TypeVar("R")
@@ -42,3 +48,22 @@ def frozen_during(gen: Generator[Y, None, R]) -> Generator[Y, None, R]:
     (returns, raises, or is closed)."""
     with frozen_heap():
         return (yield from gen)
+
+
+def frozen_while_called(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` (a function, or a generator function: kept one) run with the objects alive when
+    a call starts kept out of every collection until it ends."""
+    if inspect.isgeneratorfunction(func):
+
+        @functools.wraps(func)
+        def gen(*args: Any, **kwargs: Any) -> Any:
+            return (yield from frozen_during(func(*args, **kwargs)))
+
+        return gen
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with frozen_heap():
+            return func(*args, **kwargs)
+
+    return call

@@ -34,7 +34,6 @@ from bitlens.core.export.fidelity import export_and_check
 from bitlens.core.export.report import FidelityReport
 from bitlens.core.formats import parse_format
 from bitlens.core.formats.registry import family_of
-from bitlens.core.frozen_heap import frozen_during, frozen_heap
 from bitlens.core.graph_layout import GraphLayout
 from bitlens.core.input_values import compared_constants
 from bitlens.core.model.stored_grid import layer_grid, layer_note
@@ -169,16 +168,6 @@ def open_model(
     for this model); if some dynamic dimension has no size, it opens without data:
     weights only, until the sizes are given (never a failure to open).
     """
-    # Every job that opens, and the evaluation, runs with the objects alive at its start
-    # kept out of the garbage collector (core/frozen_heap.py): in the window a full
-    # collection walks the window's whole heap with the interpreter lock held, which the
-    # window's thread waited for (docs/benchmarks.md "opengil (session 15)").
-    return (yield from frozen_during(_open_model(path, request, device, dims)))
-
-
-def _open_model(
-    path: Path, request: DataRequest | None, device: str, dims: Mapping[str, int] | None
-) -> Generator[Progress, None, Session]:
     from bitlens.core.model.loader import iter_load_model
 
     yield Progress(0, 1, f"loading {path.name}")
@@ -199,10 +188,6 @@ def _open_model(
 
 def open_sample(name: str, device: str = "auto") -> Generator[Progress, None, Session]:
     """Open a bundled sample model with the labelled data that comes with it."""
-    return (yield from frozen_during(_open_sample(name, device)))
-
-
-def _open_sample(name: str, device: str) -> Generator[Progress, None, Session]:
     from bitlens.core import samples
     from bitlens.core.model.loader import load_model
 
@@ -218,10 +203,6 @@ def _open_sample(name: str, device: str) -> Generator[Progress, None, Session]:
 
 def change_data(session: Session, request: DataRequest) -> Generator[Progress, None, Session]:
     """The same model with other data: a new engine, calibrated on the new data."""
-    return (yield from frozen_during(_change_data(session, request)))
-
-
-def _change_data(session: Session, request: DataRequest) -> Generator[Progress, None, Session]:
     yield Progress(0, 1, "reading data")
     data = build_dataset(request, session.info, compared_constants(session.model.graph_proto))
     return (
@@ -273,8 +254,7 @@ def evaluate(engine: Engine, plan: Plan, metric: Metric | None = None) -> tuple[
     input data."""
     if engine.data is None:
         return plan, weight_evaluation(engine, plan)
-    with frozen_heap():  # as the open (open_model)
-        result = evaluate_with(engine, plan, metric)
+    result = evaluate_with(engine, plan, metric)
     # The float pass has now run: count MACs at the shapes it saw here, on the worker, so the
     # table's BOPs column finds them counted (shape inference on the UI thread took 100 ms
     # of one event-loop turn on a ResNet-50 as the window first showed the model).

@@ -26,6 +26,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThreadPool, Signal
 from superqt.utils import GeneratorWorker, WorkerBase, create_worker
 
+from bitlens.core.frozen_heap import frozen_while_called
 from bitlens.core.results import Progress
 from bitlens.gui.progress_thinning import thinned
 from bitlens.gui.thread_priority import lowered
@@ -162,9 +163,11 @@ class EngineRunner(QObject):
         self._running = job
         generator = inspect.isgeneratorfunction(job.func)
         # a generator's progress reports thinned out: each one the window handles waits for
-        # the interpreter lock from the job (gui/progress_thinning.py)
+        # the interpreter lock from the job (gui/progress_thinning.py); every job runs with
+        # the heap it finds kept out of the garbage collector (core/frozen_heap.py: a full
+        # collection walks the window's whole heap holding the lock)
         worker = create_worker(
-            lowered(thinned(job.func) if generator else job.func),
+            lowered(frozen_while_called(thinned(job.func) if generator else job.func)),
             *job.args,
             _start_thread=False,
             _ignore_errors=True,
