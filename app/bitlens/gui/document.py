@@ -24,6 +24,7 @@ from bitlens.gui.error_kind import ErrorKind
 from bitlens.gui.jobs import OutputPairs, Session
 from bitlens.gui.selection import LayerSelection
 from bitlens.gui.undo import PlanEdit
+from bitlens.gui.view_passes import ViewPasses
 
 
 class Document(QObject):
@@ -49,6 +50,9 @@ class Document(QObject):
         self.selection = LayerSelection(self)
         self.error_kind = ErrorKind(self)  # which error every view colours and plots
         self.ab = ABCompare(self)  # a pinned plan A the current plan is compared with
+        # the views' work after a change, one piece per event-loop pass (the graph's build,
+        # the layer detail's drawing)
+        self.view_passes = ViewPasses(self)
 
     # -- what is open ---------------------------------------------------------------------
     @property

@@ -103,7 +103,9 @@ class GraphProperties(QTreeWidget):
         self.clear()
         self.details = None
         name = self.view.focused
-        index = self._node_index()
+        # the index only for a focused node: a model's change refreshes the pane with none
+        # focused, in the pass that also fills the table (issue 11)
+        index = self._node_index() if name else None
         if not name or index is None:
             self._message(EMPTY)
             return

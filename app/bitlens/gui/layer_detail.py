@@ -50,6 +50,7 @@ from bitlens.gui.text import (
     fmt_ratio,
     split_dynamic,
 )
+from bitlens.gui.view_passes import ViewPasses
 
 SANDBOX_COLUMNS = ("Format", "SQNR", "MSE", "Bytes", "Ratio")
 
@@ -61,21 +62,18 @@ NBSP = "\u00a0"  # a space no line breaks at
 class LayerDetailView(QWidget):
     formatPicked = Signal(str, str)  # layer, weight format name
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, passes: ViewPasses | None = None):
         super().__init__(parent)
         self.detail: LayerDetail | None = None
         # What each part shows now: a detail arrives in stages (each a new object sharing
         # the parts already computed), and redrawing unchanged plots and tables on every
         # stage kept the window's thread busy while the worker computes the next one.
         self._drawn: dict[str, tuple[object, ...]] = {}
-        # show_later's detail, drawn by a zero timer: on a later event-loop turn than the
-        # handler that delivered it (a queued call would run in the same pass of posted
-        # events), and only the newest of the stages that arrived meanwhile.
+        # show_later's detail, drawn on a later event-loop pass than the handler that
+        # delivered it, in a pass of its own (the window's: shared with the graph's build,
+        # gui/view_passes.py), and only the newest of the stages that arrived meanwhile.
         self._queued: LayerDetail | None = None
-        self._later = QTimer(self)
-        self._later.setSingleShot(True)
-        self._later.setInterval(0)
-        self._later.timeout.connect(lambda: self.show_detail(self._queued))
+        self._passes = passes if passes is not None else ViewPasses(self)
         self.header = QLabel(self)
         self.header.setObjectName("detailHeader")
         self.header.setWordWrap(True)
@@ -153,17 +151,20 @@ class LayerDetailView(QWidget):
         """Show ``detail`` on a later event-loop turn (the controller's results: at open they
         come in the same turn as the table's fill and the window's first paint, issue 11)."""
         self._queued = detail
-        self._later.start()
+        self._passes.post(self._show_queued)
+
+    def _show_queued(self) -> None:
+        self.show_detail(self._queued)
 
     @property
     def is_pending(self) -> bool:
-        """A detail handed to show_later is still to be drawn (by the zero timer)."""
-        return self._later.isActive()
+        """A detail handed to show_later is still to be drawn (on a later pass)."""
+        return self._passes.is_queued(self._show_queued)
 
     def show_pending(self, layer: str, waiting_for: str | None) -> None:
         """Another layer was selected and its detail is not computed yet: say so rather
         than keep showing the previous layer's plots."""
-        self._later.stop()  # a queued detail is the previous layer's
+        self._passes.cancel(self._show_queued)  # a queued detail is the previous layer's
         after = f" after “{waiting_for}”" if waiting_for else ""
         self._clear(f"<b>{layer}</b> · computing{after}…")
 
@@ -180,7 +181,7 @@ class LayerDetailView(QWidget):
         self.recovery.setRowCount(0)
 
     def show_detail(self, detail: LayerDetail | None) -> None:
-        self._later.stop()
+        self._passes.cancel(self._show_queued)
         self._queued = None
         if detail is None:
             self._clear("Select a layer (in the table, graph or plots) to inspect it.")
