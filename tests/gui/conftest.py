@@ -128,7 +128,7 @@ def wait_idle(qtbot, w: MainWindow, timeout: int = OPEN_TIMEOUT_MS) -> None:
     doc = w.document
 
     def idle() -> bool:
-        drawn = not (w.graph.view.is_pending or w.detail.is_pending)
+        drawn = not (w.graph.view.is_pending or w.detail.is_pending or doc.view_passes.pending)
         return not w.runner.busy and doc.is_open and doc.evaluation_current and drawn
 
     qtbot.waitUntil(idle, timeout=timeout)

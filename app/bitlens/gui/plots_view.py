@@ -146,6 +146,11 @@ class PlotsView(QWidget):
     def _on_model_changed(self) -> None:
         info = self._doc.info
         self._names = () if info is None else info.layer_names
+        # drawn on a later pass, in one of its own (gui/view_passes.py): the window's repaint
+        # of the new model's table and panes is the open's longest pass (issue 11)
+        self._doc.view_passes.post(self._show_model)
+
+    def _show_model(self) -> None:
         self._redraw()
         n = len(self._names)
         if n:

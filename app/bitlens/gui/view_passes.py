@@ -51,6 +51,11 @@ class ViewPasses(QObject):
     def is_queued(self, piece: Callable[[], None]) -> bool:
         return piece in self._queue
 
+    @property
+    def pending(self) -> bool:
+        """Some piece is still to run."""
+        return bool(self._queue)
+
     def _turn(self) -> None:
         if not self._queue:
             self._rested = False
