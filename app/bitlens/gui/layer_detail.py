@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 
-import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QPalette, QResizeEvent
@@ -37,6 +36,7 @@ from bitlens.gui.activation_sandbox import ActivationSandbox
 from bitlens.gui.codes_view import CodesView
 from bitlens.gui.compact_axis import CompactAxis
 from bitlens.gui.format_help import format_tooltip
+from bitlens.gui.histogram_plot import HistogramItems
 from bitlens.gui.jobs import LayerDetail
 from bitlens.gui.plot_title import FittedTitle
 from bitlens.gui.recovery_table import RecoveryTable
@@ -89,6 +89,9 @@ class LayerDetailView(QWidget):
             plot.setMinimumHeight(70)  # short screens: the splitter gives them more
             plot.getPlotItem().setLabel("left", "count")
         self.titles = {p: FittedTitle(p) for p in (self.weight_plot, self.act_plot)}
+        self.histograms = {
+            p: HistogramItems(p.getPlotItem()) for p in (self.weight_plot, self.act_plot)
+        }
         self.sandbox = QTableWidget(0, len(SANDBOX_COLUMNS), self)
         self.sandbox.setObjectName("sandbox")
         self.sandbox.setHorizontalHeaderLabels(list(SANDBOX_COLUMNS))
@@ -242,13 +245,14 @@ class LayerDetailView(QWidget):
         axis bound: "int8 sym ch1" for the table's "int8 sym ch"; the grid line says which
         group is drawn)."""
         item = plot.getPlotItem()
-        item.clear()
+        hist = self.histograms[plot]
         fg = self.palette().color(QPalette.ColorRole.Text)
         # No distribution (a Gather has no activation input): its title says why; axes of
         # an empty 0..1 count plot would read as a measured nothing.
         for axis in ("left", "bottom"):
             item.showAxis(axis, dist is not None)
         if dist is None:
+            hist.clear()
             self.titles[plot].set([(title, 9)], fg, tip)
             return
         if dist.fmt is None:
@@ -258,30 +262,7 @@ class LayerDetailView(QWidget):
             name = chosen if _same_format(chosen, dist.fmt) else dist.fmt
             lines = [(f"{title} — {name}", 9), (f"grid shown: {dist.group}", 8)]
             self.titles[plot].set(lines, fg, tip)
-        fill = pg.mkBrush(colors.AFTER.red(), colors.AFTER.green(), colors.AFTER.blue(), 150)
-        item.addItem(
-            pg.PlotDataItem(
-                dist.edges, dist.counts, stepMode="center", fillLevel=0, brush=fill,
-                pen=pg.mkPen(colors.AFTER, width=1),
-            )
-        )  # fmt: skip
-        top = float(dist.counts.max()) if dist.counts.size else 1.0
-        if dist.levels.size:
-            xs = np.repeat(dist.levels, 2)
-            ys = np.tile([0.0, top * 0.25], dist.levels.size)
-            item.addItem(
-                pg.PlotDataItem(xs, ys, connect="pairs", pen=pg.mkPen(colors.HIGHLIGHT, width=1.5))
-            )
-        if dist.clip is not None:
-            dash = pg.mkPen(colors.HIGHLIGHT, width=1.5, style=Qt.PenStyle.DashLine)
-            for v in dist.clip:
-                item.addItem(pg.InfiniteLine(pos=v, angle=90, pen=dash))
-            lo, hi = dist.clip
-            x0 = min(float(dist.edges[0]), lo)
-            x1 = max(float(dist.edges[-1]), hi)
-            item.setXRange(x0, x1, padding=0.05)
-        else:
-            item.enableAutoRange()
+        hist.show(dist)
 
     def _fill_sandbox(self, detail: LayerDetail) -> None:
         """One row per format in display order; a format still being computed shows "…"."""
