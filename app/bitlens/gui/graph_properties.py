@@ -87,6 +87,7 @@ class GraphProperties(QTreeWidget):
         self.scheduleDelayedItemsLayout()  # the wrapped rows' heights follow the new width
 
     def _on_model(self) -> None:
+        self._doc.retire(self._index)  # the last model's index, freed on a later pass
         self._index = None
         self._stats_asked.clear()
         self._refresh()

@@ -14,7 +14,11 @@ Here the pieces wait in one queue, served by one zero timer that alternates: a p
 runs the next piece, then a pass that runs nothing of ours (the repaints posted so far run
 in it), then the next piece. A piece posted again before it ran keeps its place and runs
 once. A zero timer, not ``QTimer.singleShot(0, ...)``: that is a queued call, run in the same
-pass over posted events as the handler that made it.
+pass over posted events as the handler that made it. A zero timer started by a handler can
+still fire in the handler's own pass (Qt runs the due timers once more after sending posted
+events, qeventdispatcher_glib.cpp ``postEventSourceDispatch``), but not twice in one pass:
+so the first piece after the queue fills waits two turns, and a cancelled piece's rest
+counts for none that comes later.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ class ViewPasses(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._queue: list[Callable[[], None]] = []
-        # The first turn after the queue fills is a rest: what posted the piece (a model's
-        # change, a result's handler) has its own repaint to run first.
-        self._rested = False
+        # Turns to wait before the next piece: what posted the first piece (a model's
+        # change, a result's handler) has its own repaint to run first, and the first turn
+        # may fall in the poster's own pass; after a piece, one turn for its repaint.
+        self._rests = 2
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
@@ -38,6 +43,8 @@ class ViewPasses(QObject):
 
     def post(self, piece: Callable[[], None]) -> None:
         """Run ``piece`` on a later pass, after the repaints posted before it."""
+        if not self._queue:
+            self._rests = 2  # a rest taken for a piece since cancelled counts for none
         if piece not in self._queue:  # bound methods compare equal per object and function
             self._queue.append(piece)
         if not self._timer.isActive():
@@ -58,13 +65,12 @@ class ViewPasses(QObject):
 
     def _turn(self) -> None:
         if not self._queue:
-            self._rested = False
             return
-        if not self._rested:
-            self._rested = True
+        if self._rests > 0:
+            self._rests -= 1
             self._timer.start()
             return
-        self._rested = False
+        self._rests = 1
         piece = self._queue.pop(0)
         # restarted before the piece runs: a piece that posts work (or fails) leaves the
         # queue served, and the turn after it is the rest
