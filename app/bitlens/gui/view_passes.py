@@ -14,11 +14,10 @@ Here the pieces wait in one queue, served by one zero timer that alternates: a p
 runs the next piece, then a pass that runs nothing of ours (the repaints posted so far run
 in it), then the next piece. A piece posted again before it ran keeps its place and runs
 once. A zero timer, not ``QTimer.singleShot(0, ...)``: that is a queued call, run in the same
-pass over posted events as the handler that made it. A zero timer started by a handler can
-still fire in the handler's own pass (Qt runs the due timers once more after sending posted
-events, qeventdispatcher_glib.cpp ``postEventSourceDispatch``), but not twice in one pass:
-so the first piece after the queue fills waits two turns, and a cancelled piece's rest
-counts for none that comes later.
+pass over posted events as the handler that made it. A zero timer started by a handler
+still fired in the handler's own pass in some runs (seen on PP-OCRv4 rec, opening over an
+open model), though never twice in one pass: so the first piece after the queue fills waits
+two turns, and a cancelled piece's rest counts for none that comes later.
 """
 
 from __future__ import annotations
