@@ -122,13 +122,13 @@ def window(qtbot, settings: AppSettings, no_modal: list[str]) -> Iterator[MainWi
 
 def wait_idle(qtbot, w: MainWindow, timeout: int = OPEN_TIMEOUT_MS) -> None:
     """Until the window has no job left, its evaluation matches the plan, and the results
-    are drawn: the graph and the layer detail are drawn by zero timers on a later turn than
-    the job's result, so a test reading them at once could still see the previous ones
+    are drawn: the graph and the layer detail are drawn on later passes than the job's
+    result (gui/view_passes.py), so a test reading them at once could still see the previous ones
     (when the runner fell idle at the end of one of waitUntil's short waits)."""
     doc = w.document
 
     def idle() -> bool:
-        drawn = not (w.graph.view.is_pending or w.detail.is_pending)
+        drawn = not (w.graph.view.is_pending or w.detail.is_pending or doc.view_passes.pending)
         return not w.runner.busy and doc.is_open and doc.evaluation_current and drawn
 
     qtbot.waitUntil(idle, timeout=timeout)

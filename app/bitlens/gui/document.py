@@ -24,6 +24,7 @@ from bitlens.gui.error_kind import ErrorKind
 from bitlens.gui.jobs import OutputPairs, Session
 from bitlens.gui.selection import LayerSelection
 from bitlens.gui.undo import PlanEdit
+from bitlens.gui.view_passes import ViewPasses
 
 
 class Document(QObject):
@@ -49,6 +50,10 @@ class Document(QObject):
         self.selection = LayerSelection(self)
         self.error_kind = ErrorKind(self)  # which error every view colours and plots
         self.ab = ABCompare(self)  # a pinned plan A the current plan is compared with
+        # the views' work after a change, one piece per event-loop pass (the graph's build,
+        # the layer detail's drawing)
+        self.view_passes = ViewPasses(self)
+        self._retired: list[object] = []  # replaced sessions, let go of on a later pass
 
     # -- what is open ---------------------------------------------------------------------
     @property
@@ -84,6 +89,7 @@ class Document(QObject):
         """Show another session. A session over the same model (new data) keeps the plan."""
         same_model = self.session is not None and self.session.model is session.model
         keep = self._plan if same_model and plan is None else plan
+        self.retire(self.session)
         self.session = session
         self._plan = keep if keep is not None else Plan(session.info)
         self.evaluation = None
@@ -98,6 +104,18 @@ class Document(QObject):
         if not same_model and session.info.layers:
             # Open on something to look at: the detail pane shows the first layer.
             self.selection.set([session.info.layers[0].name])
+
+    def retire(self, old: object) -> None:
+        """Let go of ``old`` (the session another one replaces) on a later event-loop pass,
+        in one of its own: freeing a model's engine (its ONNX Runtime sessions, arrays and
+        weight files) took 20-30 ms of the window's thread in the pass that shows the new
+        model (issue 11; docs/benchmarks.md "uiviews (session 16)")."""
+        if old is not None:
+            self._retired.append(old)
+            self.view_passes.post(self._let_go)
+
+    def _let_go(self) -> None:
+        self._retired.clear()
 
     # -- editing ----------------------------------------------------------------------------
     def edit(self, changes: Mapping[str, LayerChoice], text: str) -> None:

@@ -87,6 +87,7 @@ class GraphProperties(QTreeWidget):
         self.scheduleDelayedItemsLayout()  # the wrapped rows' heights follow the new width
 
     def _on_model(self) -> None:
+        self._doc.retire(self._index)  # the last model's index, freed on a later pass
         self._index = None
         self._stats_asked.clear()
         self._refresh()
@@ -103,7 +104,9 @@ class GraphProperties(QTreeWidget):
         self.clear()
         self.details = None
         name = self.view.focused
-        index = self._node_index()
+        # the index only for a focused node: a model's change refreshes the pane with none
+        # focused, in the pass that also fills the table (issue 11)
+        index = self._node_index() if name else None
         if not name or index is None:
             self._message(EMPTY)
             return

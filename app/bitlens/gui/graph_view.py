@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from itertools import pairwise
 
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QKeyEvent,
@@ -72,13 +72,6 @@ class GraphView(QGraphicsView):
         self.layout_result: GraphLayout | None = None
         self._info: ModelInfo | None = None
         self._pending: ModelInfo | None = None  # a model whose graph is still to be drawn
-        # A zero timer, not QTimer.singleShot(0, ...): that is a queued call, run in the same
-        # pass over posted events as the handler that made it (measured: no gap between).
-        self._later = QTimer(self)
-        self._later.setSingleShot(True)
-        self._later.setInterval(0)
-        self._later.timeout.connect(self._on_later)
-        self._painted_first = False  # the window has painted once since the model changed
         self.color_by = document.error_kind.kind
         document.error_kind.changed.connect(self.set_color_by)
         self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
@@ -285,25 +278,15 @@ class GraphView(QGraphicsView):
             self._pending = None
             self.rebuilt.emit()
             return
-        # Laid out and drawn on a later event-loop turn: the model's opening already fills
-        # the table, the detail and the window's first paint in this one (issue 11; 40-90 ms
-        # in one turn on a ResNet-50). Readers of the graph build it first (_build_pending).
+        # Laid out and drawn on a later event-loop pass, after the window has painted the
+        # new model's table and panes (both in one pass were the open's longest stall on
+        # PP-OCRv4 rec, issue 11; docs/benchmarks.md "uiopen (session 15)"), and in a pass
+        # of its own (gui/view_passes.py). Readers of the graph build it first.
         self._pending = info
-        self._painted_first = False
-        self._later.start()
-
-    def _on_later(self) -> None:
-        # One pass of the event loop for the window to paint the new model's table and
-        # panes, the next for the graph: both in one pass were the open's longest stall on
-        # PP-OCRv4 rec (issue 11; docs/benchmarks.md "uiopen (session 15)"). Widgets post
-        # their repaints; a timer started now fires on a later pass than those are sent.
-        if not self._painted_first:
-            self._painted_first = True
-            self._later.start()
-            return
-        self._build_pending()
+        self._doc.view_passes.post(self._build_pending)
 
     def _build_pending(self) -> None:
+        self._doc.view_passes.cancel(self._build_pending)
         info, self._pending = self._pending, None
         if info is None or info is not self._info:
             return

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 
-import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QPalette, QResizeEvent
@@ -37,6 +36,7 @@ from bitlens.gui.activation_sandbox import ActivationSandbox
 from bitlens.gui.codes_view import CodesView
 from bitlens.gui.compact_axis import CompactAxis
 from bitlens.gui.format_help import format_tooltip
+from bitlens.gui.histogram_plot import HistogramItems
 from bitlens.gui.jobs import LayerDetail
 from bitlens.gui.plot_title import FittedTitle
 from bitlens.gui.recovery_table import RecoveryTable
@@ -50,6 +50,7 @@ from bitlens.gui.text import (
     fmt_ratio,
     split_dynamic,
 )
+from bitlens.gui.view_passes import ViewPasses
 
 SANDBOX_COLUMNS = ("Format", "SQNR", "MSE", "Bytes", "Ratio")
 
@@ -61,21 +62,18 @@ NBSP = "\u00a0"  # a space no line breaks at
 class LayerDetailView(QWidget):
     formatPicked = Signal(str, str)  # layer, weight format name
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, passes: ViewPasses | None = None):
         super().__init__(parent)
         self.detail: LayerDetail | None = None
         # What each part shows now: a detail arrives in stages (each a new object sharing
         # the parts already computed), and redrawing unchanged plots and tables on every
         # stage kept the window's thread busy while the worker computes the next one.
         self._drawn: dict[str, tuple[object, ...]] = {}
-        # show_later's detail, drawn by a zero timer: on a later event-loop turn than the
-        # handler that delivered it (a queued call would run in the same pass of posted
-        # events), and only the newest of the stages that arrived meanwhile.
+        # show_later's detail, drawn on a later event-loop pass than the handler that
+        # delivered it, in a pass of its own (the window's: shared with the graph's build,
+        # gui/view_passes.py), and only the newest of the stages that arrived meanwhile.
         self._queued: LayerDetail | None = None
-        self._later = QTimer(self)
-        self._later.setSingleShot(True)
-        self._later.setInterval(0)
-        self._later.timeout.connect(lambda: self.show_detail(self._queued))
+        self._passes = passes if passes is not None else ViewPasses(self)
         self.header = QLabel(self)
         self.header.setObjectName("detailHeader")
         self.header.setWordWrap(True)
@@ -91,6 +89,9 @@ class LayerDetailView(QWidget):
             plot.setMinimumHeight(70)  # short screens: the splitter gives them more
             plot.getPlotItem().setLabel("left", "count")
         self.titles = {p: FittedTitle(p) for p in (self.weight_plot, self.act_plot)}
+        self.histograms = {
+            p: HistogramItems(p.getPlotItem()) for p in (self.weight_plot, self.act_plot)
+        }
         self.sandbox = QTableWidget(0, len(SANDBOX_COLUMNS), self)
         self.sandbox.setObjectName("sandbox")
         self.sandbox.setHorizontalHeaderLabels(list(SANDBOX_COLUMNS))
@@ -153,17 +154,20 @@ class LayerDetailView(QWidget):
         """Show ``detail`` on a later event-loop turn (the controller's results: at open they
         come in the same turn as the table's fill and the window's first paint, issue 11)."""
         self._queued = detail
-        self._later.start()
+        self._passes.post(self._show_queued)
+
+    def _show_queued(self) -> None:
+        self.show_detail(self._queued)
 
     @property
     def is_pending(self) -> bool:
-        """A detail handed to show_later is still to be drawn (by the zero timer)."""
-        return self._later.isActive()
+        """A detail handed to show_later is still to be drawn (on a later pass)."""
+        return self._passes.is_queued(self._show_queued)
 
     def show_pending(self, layer: str, waiting_for: str | None) -> None:
         """Another layer was selected and its detail is not computed yet: say so rather
         than keep showing the previous layer's plots."""
-        self._later.stop()  # a queued detail is the previous layer's
+        self._passes.cancel(self._show_queued)  # a queued detail is the previous layer's
         after = f" after “{waiting_for}”" if waiting_for else ""
         self._clear(f"<b>{layer}</b> · computing{after}…")
 
@@ -180,7 +184,7 @@ class LayerDetailView(QWidget):
         self.recovery.setRowCount(0)
 
     def show_detail(self, detail: LayerDetail | None) -> None:
-        self._later.stop()
+        self._passes.cancel(self._show_queued)
         self._queued = None
         if detail is None:
             self._clear("Select a layer (in the table, graph or plots) to inspect it.")
@@ -241,13 +245,14 @@ class LayerDetailView(QWidget):
         axis bound: "int8 sym ch1" for the table's "int8 sym ch"; the grid line says which
         group is drawn)."""
         item = plot.getPlotItem()
-        item.clear()
+        hist = self.histograms[plot]
         fg = self.palette().color(QPalette.ColorRole.Text)
         # No distribution (a Gather has no activation input): its title says why; axes of
         # an empty 0..1 count plot would read as a measured nothing.
         for axis in ("left", "bottom"):
             item.showAxis(axis, dist is not None)
         if dist is None:
+            hist.clear()
             self.titles[plot].set([(title, 9)], fg, tip)
             return
         if dist.fmt is None:
@@ -257,30 +262,7 @@ class LayerDetailView(QWidget):
             name = chosen if _same_format(chosen, dist.fmt) else dist.fmt
             lines = [(f"{title} — {name}", 9), (f"grid shown: {dist.group}", 8)]
             self.titles[plot].set(lines, fg, tip)
-        fill = pg.mkBrush(colors.AFTER.red(), colors.AFTER.green(), colors.AFTER.blue(), 150)
-        item.addItem(
-            pg.PlotDataItem(
-                dist.edges, dist.counts, stepMode="center", fillLevel=0, brush=fill,
-                pen=pg.mkPen(colors.AFTER, width=1),
-            )
-        )  # fmt: skip
-        top = float(dist.counts.max()) if dist.counts.size else 1.0
-        if dist.levels.size:
-            xs = np.repeat(dist.levels, 2)
-            ys = np.tile([0.0, top * 0.25], dist.levels.size)
-            item.addItem(
-                pg.PlotDataItem(xs, ys, connect="pairs", pen=pg.mkPen(colors.HIGHLIGHT, width=1.5))
-            )
-        if dist.clip is not None:
-            dash = pg.mkPen(colors.HIGHLIGHT, width=1.5, style=Qt.PenStyle.DashLine)
-            for v in dist.clip:
-                item.addItem(pg.InfiniteLine(pos=v, angle=90, pen=dash))
-            lo, hi = dist.clip
-            x0 = min(float(dist.edges[0]), lo)
-            x1 = max(float(dist.edges[-1]), hi)
-            item.setXRange(x0, x1, padding=0.05)
-        else:
-            item.enableAutoRange()
+        hist.show(dist)
 
     def _fill_sandbox(self, detail: LayerDetail) -> None:
         """One row per format in display order; a format still being computed shows "…"."""

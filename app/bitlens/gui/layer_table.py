@@ -371,16 +371,21 @@ class LayerTable(QWidget):
         header = view.horizontalHeader()
         em = self.fontMetrics().horizontalAdvance("M")
         self._fitting = True
+        header.blockSignals(True)
         try:
             for col in range(model.columnCount()):
                 cells = (math.ceil(fm.horizontalAdvance(model.text(r, col))) + pad for r in rows)
                 view.setColumnWidth(col, max([header.sectionSizeHint(col), *cells]))
             for col, minimum in ((Column.WEIGHT, 9 * em), (Column.ACTIVATION, 8 * em)):
                 view.setColumnWidth(col, max(view.columnWidth(col), minimum))
+            self._name_width = view.columnWidth(Column.NAME)
+            self._fit_name()
         finally:
+            header.blockSignals(False)
             self._fitting = False
-        self._name_width = view.columnWidth(Column.NAME)
-        self._fit_name()
+        view.frozen.setColumnWidth(Column.NAME, view.columnWidth(Column.NAME))
+        view.updateGeometries()
+        view.viewport().update()
 
     def _fit_name(self) -> None:
         """The Layer column: its names in full where the table has room beside the other
@@ -473,6 +478,11 @@ class LayerTable(QWidget):
                 if self._preset(info, name, plan.target) == plan:
                     match = i
                     break
+        self._show_float_or_mixed(match)
+
+    def _show_float_or_mixed(self, match: int) -> None:
+        """The box at preset ``match`` (-1: none, and the placeholder says why)."""
+        plan = self._doc.plan
         floating = plan is not None and all(c.is_float for c in plan.choices.values())
         self.preset_combo.setPlaceholderText(ALL_FLOAT if floating else MIXED)
         self.preset_combo.setCurrentIndex(match)
@@ -498,7 +508,11 @@ class LayerTable(QWidget):
         self.preset_sel.setEnabled(ok)
 
     def _on_model_changed(self) -> None:
-        self._show_matching_preset()
+        # The presets' plans for a new model are built on a later pass, in one of its own
+        # (gui/view_passes.py; 8 plans, 5-8 ms on PP-OCRv4 rec): until then the box names
+        # no preset, as it does for a model opened in float.
+        self._show_float_or_mixed(-1)
+        self._doc.view_passes.post(self._show_matching_preset)
         self._sized = False
         self._name_width = None
         self._user_sized.clear()

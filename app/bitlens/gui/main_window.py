@@ -120,7 +120,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         # docks
         self.graph = GraphPanel(self.document, self)
         self.plots = PlotsView(self.document, self)
-        self.detail = LayerDetailView(self)
+        self.detail = LayerDetailView(self, self.document.view_passes)
         self.outputs = OutputsView(self.document, self)
         self.sweep = SweepView(self.document, self)
         self.search = SearchPanel(self)

@@ -146,6 +146,11 @@ class PlotsView(QWidget):
     def _on_model_changed(self) -> None:
         info = self._doc.info
         self._names = () if info is None else info.layer_names
+        # drawn on a later pass, in one of its own (gui/view_passes.py): the window's repaint
+        # of the new model's table and panes is the open's longest pass (issue 11)
+        self._doc.view_passes.post(self._show_model)
+
+    def _show_model(self) -> None:
         self._redraw()
         n = len(self._names)
         if n:
@@ -158,7 +163,7 @@ class PlotsView(QWidget):
         self.kind_help.setText(explanation)
         self.kind_help.setToolTip(explanation)
         names = self._names
-        self.error_plot.setLabel("left", METRIC_AXIS[metric])
+        _set_label(self.error_plot, METRIC_AXIS[metric])
         ev = self._doc.evaluation
         ab = self._doc.ab
         ev_a = ab.evaluation_a if ab.pinned else None
@@ -206,14 +211,14 @@ class PlotsView(QWidget):
         axis = self.size_plot.getAxis("left")
         if self.size_scale.currentData():
             axis.setLogMode(False, True)
-            self.size_plot.setLabel("left", "B (log)")
+            _set_label(self.size_plot, "B (log)")
             # a bar starts at 1 B (log 0); a layer of no bytes draws no bar
             return tuple(np.log10(np.maximum(v, 1.0)) for v in sizes)
         axis.setLogMode(False, False)
         before = sizes[0]
         largest = float(np.nanmax(before)) if before.size else 0.0
         divisor, unit = byte_scale(largest)
-        self.size_plot.setLabel("left", unit)
+        _set_label(self.size_plot, unit)
         return tuple(v / divisor for v in sizes)
 
     def _restyle(self) -> None:
@@ -317,3 +322,15 @@ class PlotsView(QWidget):
             self.canvas.setToolTip(self._describe(self._names.index(name)))
         else:
             self.canvas.setToolTip("")
+
+
+def _set_label(plot: pg.PlotItem, text: str) -> None:
+    """The y axis's title, centred on the axis. pyqtgraph (0.14) places the title only when
+    the axis is resized (AxisItem.resizeEvent): a title set afterwards kept the centre of
+    the one before ("dB" above the error plot's middle after a change of model or metric)."""
+    axis = plot.getAxis("left")
+    if axis.labelText == text and axis.label.isVisible():
+        return  # unchanged: no new layout of the axis, no repaint
+    plot.setLabel("left", text)
+    axis.resizeEvent()
+
