@@ -400,6 +400,13 @@ def test_accumulated_errors_are_reused_upstream_of_a_change(monkeypatch) -> None
         "add_rows",
         lambda self, r, a: measured.append(np.shape(r)) or real_rows(self, r, a),
     )
+    real_stacked = engine_mod.metrics.add_stacked  # small outputs, several at once
+    monkeypatch.setattr(
+        engine_mod.metrics,
+        "add_stacked",
+        lambda items, rows: measured.extend(np.shape(r) for _, r, _ in items)
+        or real_stacked(items, rows),
+    )
     plan = Plan.preset(engine.info, "W8A8").with_choices({"fc": LayerChoice.of("int2 sym ch")})
     second = engine.evaluate(plan)
     assert second.layers["conv1"].accumulated == first.layers["conv1"].accumulated

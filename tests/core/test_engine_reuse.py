@@ -280,9 +280,9 @@ def test_a_whole_run_holds_only_the_cut_values_it_keeps_across_feeds() -> None:
     alive: list[int] = []
     real = engine._runs
 
-    def spy(sess, fetch, feeds_of, indices):
+    def spy(sess, fetch, feeds_of, indices, **kwargs):
         refs: list[weakref.ref] = []
-        for k, (i, out) in enumerate(real(sess, fetch, feeds_of, indices)):
+        for k, (i, out) in enumerate(real(sess, fetch, feeds_of, indices, **kwargs)):
             if k == 0:
                 refs = [weakref.ref(v) for v in out]
             elif k == len(indices) - 1:

@@ -26,6 +26,7 @@ import os
 import sys
 import threading
 
+from bitlens.core.engine.native_memory import trim_heap
 from bitlens.core.engine.session import release_arena
 
 
@@ -43,6 +44,8 @@ def resident_bytes() -> int | None:
 # growth past the last release's RSS that releases again: a quarter of the slack (see above:
 # no margin held the peak nearer, for more page faults in the first changes)
 REACHED_PART = 4
+# Also give the C heap's free memory back at each release (native_memory.trim_heap)
+TRIM_HEAP = True
 
 
 class ArenaReleaser:
@@ -83,5 +86,7 @@ class ArenaReleaser:
         # the arena back before its runs and again before its local errors, as before).
         self.reached = rss if self.floor is not None else None
         release_arena()
+        if TRIM_HEAP:
+            trim_heap()
         self.floor = resident_bytes()
         return True

@@ -23,6 +23,7 @@ from bitlens.core.results import TensorError
 
 if TYPE_CHECKING:
     from bitlens.core.data import Dataset
+    from bitlens.core.engine.store import RefView
     from bitlens.core.model.loader import LoadedModel
     from bitlens.core.model.types import ModelInfo
 
@@ -31,6 +32,9 @@ BULK_LOCAL_MIN = 4  # layers whose local error is due at once: from here, one gr
 # to be built or a layer's output over the evaluation feeds has this many values: the size
 # from which measuring splits over two threads too (measure.PARALLEL_MIN_VALUES).
 ASIDE_MIN_VALUES = PARALLEL_MIN_VALUES
+# The local graphs declare their captured inputs with the dims the reference's values have
+# (rewrite.build_local's input_dims); False: of unknown dims, the straightforward way.
+LOCAL_DIMS = True
 
 
 @dataclass(frozen=True)
@@ -57,12 +61,35 @@ class LocalErrors:
         """The session computing ``layer`` alone from float inputs (built once per kind)."""
         key = (layer, kind)
         if key not in self._local_sessions:
-            types = self._ensure_ref().types
+            ref = self._ensure_ref()
             proto = rewrite.build_local(
-                self.model.graph_proto, self.info, {layer: kind}, types, self._constant, [layer]
-            )
+                self.model.graph_proto, self.info, {layer: kind}, ref.types, self._constant,
+                [layer], self._input_dims(ref),
+            )  # fmt: skip
             self._local_sessions[key] = make_session(proto, self.device)
         return self._local_sessions[key]
+
+    def _input_dims(self, ref: RefView) -> Callable[[str], tuple | None] | None:
+        """The local graphs' input dims as the model's shape inference names them: an int
+        where the float reference's values have it on every feed (RefView.dims), a name
+        (the batch's "N") as a name; the others unknown. A dim the data can change (the
+        rows: the plan search adds feeds of held-back rows, Dataset.rows_apart splits
+        feeds) is not fixed, since the sessions outlive a change of data. None with
+        LOCAL_DIMS off."""
+        if not LOCAL_DIMS:
+            return None
+        inferred = self.info.value_info
+
+        def dims(name: str) -> tuple[int | str | None, ...] | None:
+            seen, t = ref.dims(name), inferred.get(name)
+            if seen is None or t is None or t.shape is None or len(t.shape) != len(seen):
+                return None
+            return tuple(
+                d if isinstance(d, str) or (isinstance(d, int) and d == s) else None
+                for d, s in zip(t.shape, seen, strict=True)
+            )
+
+        return dims
 
     def _constant(self, name: str) -> np.ndarray:
         """A main-graph constant (bias, shape...) in its stored type, for the local graphs."""
@@ -214,13 +241,15 @@ class LocalErrors:
         """The session of one graph holding a copy of each of ``names`` (46 one-layer
         sessions cost 4x a forward pass on a CRNN; this one, 1x). Built for this set of
         layers and kinds, and not kept."""
+        ref = self._ensure_ref()
         proto = rewrite.build_local(
             self.model.graph_proto,
             self.info,
             {n: kinds.get(n) for n in names},
-            self._ensure_ref().types,
+            ref.types,
             self._constant,
             list(names),
+            self._input_dims(ref),
         )
         return make_session(proto, self.device)
 

@@ -22,8 +22,11 @@ from concurrent.futures import Executor
 
 import numpy as np
 
+from bitlens.core import metrics
 from bitlens.core.metrics import SampleErrors
 
+# False: every output measured alone (SampleErrors.add), the straightforward way, for tests
+STACKED = True
 # Below this many values in all, one thread: handing work over costs more than it saves.
 PARALLEL_MIN_VALUES = 1 << 18
 
@@ -55,5 +58,21 @@ def measure(pairs: Sequence[Pair], rows: int, pool: Executor | None = None) -> N
 
 
 def _add(pairs: Sequence[Pair], rows: int) -> None:
+    """Each pair measured; small float32 outputs of one row length a stack at a time
+    (metrics.add_stacked: the same sums), their references read as the stack fills."""
+    stacks: dict[int, list] = {}
+    filled: dict[int, int] = {}
     for errors, reference, got in pairs:
-        errors.add(reference(), got, rows)
+        if not (STACKED and metrics.stackable(got, rows)):
+            errors.add(reference(), got, rows)
+            continue
+        n = got.size // rows
+        stack = stacks.setdefault(n, [])
+        stack.append((errors, reference(), got))
+        filled[n] = filled.get(n, 0) + got.size
+        if filled[n] >= metrics.STACK_VALUES:
+            metrics.add_stacked(stack, rows)
+            stacks[n], filled[n] = [], 0
+    for stack in stacks.values():
+        if stack:
+            metrics.add_stacked(stack, rows)

@@ -93,7 +93,9 @@ class PrefixRuns:
             sess = whole()
             if at_run is not None:
                 at_run()
-            for i, run in self._runs(sess, wanted, lambda i: {**samples[i], **feeds}, ev):
+            for i, run in self._runs(
+                sess, wanted, lambda i: {**samples[i], **feeds}, ev, ahead=True
+            ):
                 yield i, dict(zip(wanted, run, strict=True))
             return
         before, final = self._state_keys(plan, cuts)
@@ -136,7 +138,11 @@ class PrefixRuns:
 
         if at_run is not None:
             at_run()
-        runs = self._runs(run_sess, fetch, feeds_of, ev) if fetch else ((i, []) for i in ev)
+        runs = (
+            self._runs(run_sess, fetch, feeds_of, ev, ahead=True)
+            if fetch
+            else ((i, []) for i in ev)
+        )
         for i, run in runs:
             values = dict(zip(fetch, run, strict=True))
             if i == ev[0]:

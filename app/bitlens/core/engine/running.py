@@ -3,7 +3,8 @@
 Errors from ONNX Runtime become one-line EngineErrors; runs over several feeds go
 RUN_WORKERS at a time in models with a sequential part, where ORT leaves a core idle (an
 LSTM over time) and its sessions run thread-safely; elsewhere one at a time, since ORT
-spreads each node over the cores already.
+spreads each node over the cores already, except a plan's runs with small outputs (a deep
+stack of small layers: AHEAD_FETCH_BYTES).
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ from bitlens.core.errors import EngineError
 T = TypeVar("T")
 
 RUN_WORKERS = 2  # concurrent runs over the feeds in prepare and evaluate (see Runs._runs)
+# Where runs go one at a time (run_workers 1), a run whose outputs come to at most this
+# many bytes still has the next run go while the caller reads them. Small runs leave a core
+# idle too: on a 200 x 256-wide MatMul stack with feeds of 32 rows, ORT ran a feed's 200
+# small MatMuls at a parallelism of about 1.5, and the caller's measuring of the 200 layer
+# outputs between runs (a third of a re-evaluation) left both of ORT's threads asleep.
+# What it costs is a second feed's outputs and buffers, under this bound; only a plan's
+# runs go so (Runs._runs' ``ahead``): the float reference's, ahead too, grew its arena for
+# good (+20 MiB after the reference of that stack, its peak RSS row 0.91x -> 1.03x)
+# (docs/benchmarks.md, "depthrows, session 16").
+AHEAD_FETCH_BYTES = 16 << 20
 # Operators that run step by step, where one run leaves a core idle.
 SEQUENTIAL_OPS = frozenset({"LSTM", "GRU", "RNN", "Loop", "Scan"})
 
@@ -44,6 +55,9 @@ class Runs:
     # Build sessions and compute weight errors on a side thread while the main thread
     # quantizes or runs (see _aside); False: each in turn where it is needed (for tests).
     overlap: bool = True
+    # Small runs with the next one in flight (AHEAD_FETCH_BYTES); False: one at a time
+    # where run_workers is 1 (the straightforward way, for tests).
+    small_runs_ahead: bool = True
 
     @staticmethod
     def _run(sess, fetch: Sequence[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -60,36 +74,60 @@ class Runs:
         fetch: Sequence[str],
         feeds_of: Callable[[int], Mapping[str, np.ndarray]],
         indices: Sequence[int],
+        *,
+        ahead: bool = False,
     ) -> Iterator[tuple[int, list[np.ndarray]]]:
         """``(i, outputs)`` of ``sess`` on ``feeds_of(i)`` for each index, in order,
         ``run_workers`` runs at a time: ORT leaves a core idle in sequential parts (an LSTM
         over time), and at most that many feeds' outputs are in memory at once (the one the
-        caller holds and those of runs in flight)."""
+        caller holds and those of runs in flight). ``ahead`` (a plan's runs, whose layer
+        outputs the caller measures): with one worker, a run whose outputs came to at most
+        AHEAD_FETCH_BYTES has the next run go while the caller reads them."""
         workers = min(self.run_workers, RUN_WORKERS)
-        if workers <= 1 or len(indices) <= 1:
+        if len(indices) <= 1:
             for i in indices:
                 yield i, self._run(sess, fetch, feeds_of(i))
             return
+        window: deque = deque()
+        todo = iter(indices)
+        if workers <= 1 and not ahead:
+            for i in todo:
+                yield i, self._run(sess, fetch, feeds_of(i))
+            return
+        if workers <= 1:
+            first = next(todo)
+            out = self._run(sess, fetch, feeds_of(first))
+            if not (
+                self.small_runs_ahead and RUN_WORKERS > 1 and _nbytes(out) <= AHEAD_FETCH_BYTES
+            ):
+                yield first, out
+                del out
+                for i in todo:
+                    yield i, self._run(sess, fetch, feeds_of(i))
+                return
+            done: Future = Future()
+            done.set_result(out)
+            del out
+            window.append((first, done))
+            workers = RUN_WORKERS
         pool = self._pool()
         # A sliding window, not lockstep pairs: while the caller measures one feed's
         # outputs the next run goes, and a new run starts as soon as the caller is done
         # with one (pairs left the cores idle while the second of each pair was measured:
         # on 256 one-row feeds a third of a re-evaluation was waiting).
-        ahead: deque = deque()
-        todo = iter(indices)
         for i in todo:
-            ahead.append((i, pool.submit(self._run, sess, fetch, feeds_of(i))))
-            if len(ahead) == workers:
+            window.append((i, pool.submit(self._run, sess, fetch, feeds_of(i))))
+            if len(window) == workers:
                 break
-        while ahead:
-            i, fut = ahead.popleft()
+        while window:
+            i, fut = window.popleft()
             out = fut.result()
             del fut  # the future would keep the outputs alive past the caller's use
             yield i, out
             del out
             nxt = next(todo, None)
             if nxt is not None:
-                ahead.append((nxt, pool.submit(self._run, sess, fetch, feeds_of(nxt))))
+                window.append((nxt, pool.submit(self._run, sess, fetch, feeds_of(nxt))))
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -118,3 +156,8 @@ class Runs:
         done = self._side_executor.submit(lambda: box.pop()())
         done.add_done_callback(lambda _: box.clear())
         return done
+
+
+def _nbytes(values: Sequence[object]) -> int:
+    """Bytes of a run's outputs (a sequence or map output counts as none: it is small)."""
+    return sum(int(getattr(v, "nbytes", 0)) for v in values)
