@@ -130,8 +130,8 @@ def test_with_the_local_errors_first_the_runs_reuse_them_the_side_thread_gives_t
     float reference's buffers are not given back before the plan's runs, which reuse them
     (PP-OCRv4 rec's first evaluation: 15k fewer page faults, docs/benchmarks.md "openslack,
     session 16"); after the runs the side thread gives them back while the main thread
-    goes on. In turn (overlap off) the main thread gives them back after the runs. The same
-    evaluation either way."""
+    goes on. In turn (overlap off: the local errors follow the runs) the main thread gives
+    them back after the runs. The same evaluation either way."""
     local_built = _local_errors_first(monkeypatch)
     aside, in_turn = _engines(2)
     in_turn.overlap = False
