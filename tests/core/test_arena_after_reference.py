@@ -123,6 +123,24 @@ def _local_errors_first(monkeypatch) -> threading.Event:
     return local_built
 
 
+def _each_calibrated(monkeypatch, local_built: threading.Event):
+    """(engine, the releases' threads, set at a release) for an engine that works aside,
+    then one in turn (overlap off), each calibrated before it is given: the releases named
+    from then on."""
+    aside, in_turn = _engines(2)
+    in_turn.overlap = False
+    calls: list[str] = []
+    done = threading.Event()
+    monkeypatch.setattr(session, "_release_lock", _NamingLock(calls, done))
+    for engine in (aside, in_turn):
+        for _ in engine.calibrate("minmax"):
+            pass
+        calls.clear()
+        done.clear()
+        local_built.clear()
+        yield engine, calls, done
+
+
 def test_with_the_local_errors_first_the_runs_reuse_them_the_side_thread_gives_them_back(
     monkeypatch,
 ) -> None:
@@ -133,26 +151,16 @@ def test_with_the_local_errors_first_the_runs_reuse_them_the_side_thread_gives_t
     goes on. In turn (overlap off: the local errors follow the runs) the main thread gives
     them back after the runs. The same evaluation either way."""
     local_built = _local_errors_first(monkeypatch)
-    aside, in_turn = _engines(2)
-    in_turn.overlap = False
-    calls: list[str] = []
-    done = threading.Event()
-    monkeypatch.setattr(session, "_release_lock", _NamingLock(calls, done))
-    plan = Plan.preset(aside.info, "W8A8")
     results = []
-    for engine in (aside, in_turn):
-        for _ in engine.calibrate("minmax"):
-            pass
-        calls.clear()
-        done.clear()
-        local_built.clear()
+    for engine, calls, done in _each_calibrated(monkeypatch, local_built):
+        plan = Plan.preset(engine.info, "W8A8")
         real_local, real_runs = engine._bulk_local_errors, engine._plan_runs
 
-        def bulk(*args, real=real_local, **kwargs):
+        def bulk(*args, real=real_local, calls=calls, **kwargs):
             calls.append("local")
             return real(*args, **kwargs)
 
-        def runs(*args, real=real_runs, **kwargs):
+        def runs(*args, real=real_runs, calls=calls, **kwargs):
             calls.append("runs")
             yield from real(*args, **kwargs)
 
@@ -176,22 +184,12 @@ def test_while_the_local_errors_run_first_the_side_thread_gave_them_back(monkeyp
     them back before the runs)."""
     monkeypatch.setattr(arena_release, "REUSE_AFTER_REFERENCE", False)
     local_built = _local_errors_first(monkeypatch)
-    aside, in_turn = _engines(2)
-    in_turn.overlap = False
-    calls: list[str] = []
-    done = threading.Event()
-    monkeypatch.setattr(session, "_release_lock", _NamingLock(calls, done))
-    plan = Plan.preset(aside.info, "W8A8")
     results = []
-    for engine in (aside, in_turn):
-        for _ in engine.calibrate("minmax"):
-            pass
-        calls.clear()
-        done.clear()
-        local_built.clear()
+    for engine, calls, done in _each_calibrated(monkeypatch, local_built):
+        plan = Plan.preset(engine.info, "W8A8")
         real = engine._bulk_local_errors
 
-        def bulk(*args, real=real, overlap=engine.overlap, **kwargs):
+        def bulk(*args, real=real, overlap=engine.overlap, done=done, **kwargs):
             if overlap:  # the side thread gets to it while the local errors run
                 done.wait(timeout=2)
             return real(*args, **kwargs)
