@@ -444,7 +444,7 @@ class Engine(
         back the rest; the first evaluation's peak RSS did not move (docs/benchmarks.md,
         "openeval, session 15"). With arena_release.REUSE_AFTER_REFERENCE (the default) the
         job is not queued and every first evaluation's runs reuse the buffers: PP-OCRv4
-        rec's W8A8 run then faults in 15k fewer pages and its peak RSS is lower; the side
+        rec's first evaluation then faults in 15k fewer pages, at the same peak RSS; the side
         thread gives them back after the runs instead ("openslack, session 16")."""
         if self._arena.floor is not None:
             return None
