@@ -1,6 +1,6 @@
 """The float reference leaves ONNX Runtime's shared arena to what comes next
 (Engine.prepare): the first evaluation's runs reuse its buffers and give them back after
-(or the side thread does while the local errors run first, Engine._arena_ahead), a sweep
+(the side thread does when the local errors ran first, Engine.evaluate), a sweep
 and a calibration that samples values give them back first. The numbers are those of an
 engine that gave it back at once."""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from bitlens.core.data import Dataset
-from bitlens.core.engine import Engine, localerrors, session, structure
+from bitlens.core.engine import Engine, arena_release, localerrors, session, structure
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from tests.builders import conv_net
@@ -100,12 +100,10 @@ class _NamingLock(_CountingLock):
         self.done.set()
 
 
-def test_while_the_local_errors_run_first_the_side_thread_gives_them_back(monkeypatch) -> None:
-    """The main thread runs the local errors while the side thread builds the whole graph's
-    session (LocalErrors._local_errors_first): the side thread, its session built, gives
-    the float reference's buffers back meanwhile (Engine._arena_ahead), not the main thread
-    between the local errors and the plan's runs. The same evaluation as in turn (overlap
-    off: the main thread gives them back before the runs)."""
+def _local_errors_first(monkeypatch) -> threading.Event:
+    """conv_net's local errors in one graph, run first by the main thread while the side
+    thread's build of the whole graph's session waits for that graph's session to be built
+    (LocalErrors._local_errors_first)."""
     monkeypatch.setattr(localerrors, "BULK_LOCAL_MIN", 2)  # conv_net's 3 layers: one graph
     local_built = threading.Event()
     real_whole, real_local = structure.make_session, localerrors.make_session
@@ -122,22 +120,76 @@ def test_while_the_local_errors_run_first_the_side_thread_gives_them_back(monkey
 
     monkeypatch.setattr(structure, "make_session", whole)
     monkeypatch.setattr(localerrors, "make_session", local)
+    return local_built
+
+
+def _each_calibrated(monkeypatch, local_built: threading.Event):
+    """(engine, the releases' threads, set at a release) for an engine that works aside,
+    then one in turn (overlap off), each calibrated before it is given: the releases named
+    from then on."""
     aside, in_turn = _engines(2)
     in_turn.overlap = False
     calls: list[str] = []
     done = threading.Event()
     monkeypatch.setattr(session, "_release_lock", _NamingLock(calls, done))
-    plan = Plan.preset(aside.info, "W8A8")
-    results = []
     for engine in (aside, in_turn):
         for _ in engine.calibrate("minmax"):
             pass
         calls.clear()
         done.clear()
         local_built.clear()
+        yield engine, calls, done
+
+
+def test_with_the_local_errors_first_the_runs_reuse_them_the_side_thread_gives_them_back(
+    monkeypatch,
+) -> None:
+    """The local errors run first on the main thread (LocalErrors._local_errors_first): the
+    float reference's buffers are not given back before the plan's runs, which reuse them
+    (PP-OCRv4 rec's first evaluation: 15k fewer page faults, docs/benchmarks.md "openslack,
+    session 16"); after the runs the side thread gives them back while the main thread
+    goes on. In turn (overlap off: the local errors follow the runs) the main thread gives
+    them back after the runs. The same evaluation either way."""
+    local_built = _local_errors_first(monkeypatch)
+    results = []
+    for engine, calls, done in _each_calibrated(monkeypatch, local_built):
+        plan = Plan.preset(engine.info, "W8A8")
+        real_local, real_runs = engine._bulk_local_errors, engine._plan_runs
+
+        def bulk(*args, real=real_local, calls=calls, **kwargs):
+            calls.append("local")
+            return real(*args, **kwargs)
+
+        def runs(*args, real=real_runs, calls=calls, **kwargs):
+            calls.append("runs")
+            yield from real(*args, **kwargs)
+
+        engine._bulk_local_errors, engine._plan_runs = bulk, runs
+        results.append(engine.evaluate(plan))
+        assert done.wait(timeout=5)  # the side thread's release may follow the evaluation
+        if engine.overlap:
+            assert calls[:2] == ["local", "runs"], calls
+            assert calls[2].startswith("bitlens-side"), calls
+        else:  # the local errors follow the runs
+            assert calls[:3] == ["runs", "MainThread", "local"], calls
+        engine.close()
+    assert results[0] == results[1]
+
+
+def test_while_the_local_errors_run_first_the_side_thread_gave_them_back(monkeypatch) -> None:
+    """Session 15's way (arena_release.REUSE_AFTER_REFERENCE off, kept for A/B): the side
+    thread, its session built, gives the float reference's buffers back while the local
+    errors run first (Engine._arena_ahead), not the main thread between the local errors
+    and the plan's runs. The same evaluation as in turn (overlap off: the main thread gives
+    them back before the runs)."""
+    monkeypatch.setattr(arena_release, "REUSE_AFTER_REFERENCE", False)
+    local_built = _local_errors_first(monkeypatch)
+    results = []
+    for engine, calls, done in _each_calibrated(monkeypatch, local_built):
+        plan = Plan.preset(engine.info, "W8A8")
         real = engine._bulk_local_errors
 
-        def bulk(*args, real=real, overlap=engine.overlap, **kwargs):
+        def bulk(*args, real=real, overlap=engine.overlap, done=done, **kwargs):
             if overlap:  # the side thread gets to it while the local errors run
                 done.wait(timeout=2)
             return real(*args, **kwargs)

@@ -88,3 +88,32 @@ def test_the_engine_folds_relus_and_gives_the_same_evaluations() -> None:
                 np.testing.assert_array_equal(g, w)
     relus = lambda e: sum(n.op_type == "Relu" for n in e.simulation(base)[0].model.graph.node)  # noqa: E731
     assert relus(fast) < relus(slow)
+
+
+def test_a_graph_with_nothing_to_fold_is_left_without_indexing_its_readers(monkeypatch) -> None:
+    """No Relu (PP-OCRv4 rec's HardSwish blocks), or no quantizer (every float graph): the
+    graph comes back untouched and its readers are not indexed (10-20 ms of each of PP-OCRv4
+    rec's simulation graphs, docs/benchmarks.md "openslack, session 16")."""
+    from bitlens.core.engine import relu_fold
+
+    read: list[str] = []
+    real = relu_fold.node_reads
+    monkeypatch.setattr(relu_fold, "node_reads", lambda n: read.append(n.name) or real(n))
+    quantized = _quantized_relu()
+    no_relu = onnx.ModelProto()
+    no_relu.CopyFrom(quantized)
+    no_relu.graph.node[0].op_type = "Sigmoid"  # x -> Sigmoid -> the quantizer
+    f32 = TensorProto.FLOAT
+    float_graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Exp", ["r"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", f32, None)],
+        [helper.make_tensor_value_info("y", f32, None)],
+    )
+    for graph in (no_relu.graph, float_graph):
+        before = graph.SerializeToString()
+        assert fold_relus(graph, set()) == []
+        assert graph.SerializeToString() == before
+    assert read == []
+    assert fold_relus(quantized.graph, set()) == ["r"]  # and a foldable one still folds
+    assert read

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from concurrent.futures import Future
 
 from bitlens.core.engine.native_memory import trim_heap
 from bitlens.core.engine.session import release_arena
@@ -46,6 +47,21 @@ def resident_bytes() -> int | None:
 REACHED_PART = 4
 # Also give the C heap's free memory back at each release (native_memory.trim_heap)
 TRIM_HEAP = True
+
+
+# The first evaluation after the float reference runs on the reference's buffers and gives
+# the arena back after its runs, not before them (Engine._arena_ahead); False: the side
+# thread gives them back while the local errors run first (session 15, "openeval"), for A/B.
+REUSE_AFTER_REFERENCE = True
+
+
+def _kept() -> Future:
+    done: Future = Future()
+    done.set_result(False)
+    return done
+
+
+KEPT = _kept()  # Engine._arena_ahead's answer with REUSE_AFTER_REFERENCE: nothing released
 
 
 class ArenaReleaser:

@@ -22,7 +22,7 @@ import numpy as np
 
 from bitlens.core import lstm_kernel, metrics, targets
 from bitlens.core.data import Dataset, batch_of
-from bitlens.core.engine import measure, prefix, rewrite, target_stats
+from bitlens.core.engine import arena_release, measure, prefix, rewrite, target_stats
 from bitlens.core.engine.arena_release import ArenaReleaser
 from bitlens.core.engine.calibration import ActivationStats, CalibrationMethod
 from bitlens.core.engine.kernel_bias import KernelBiases
@@ -385,14 +385,21 @@ class Engine(
             self._acc.move_to_end(keys[n])
         while len(self._acc) > ACC_CACHE_ENTRIES:
             self._acc.popitem(last=False)
-        self._arena.maybe_release()
+        # The first evaluation's runs reused the float reference's buffers (_arena_ahead);
+        # with its local errors in, the side thread gives them back after the outputs'
+        # errors while this thread goes on (unmapping them cost it 30-60 ms of CPU).
+        given = released is arena_release.KEPT and local_err is not None
+        given = given and self._aside(self._arena.maybe_release) is not None
+        if not given:
+            self._arena.maybe_release()
         if local_err is None:
             aside = local_aside[0] if local_aside else None
             local_err = self._local_errors_done(aside, plan, layer_out, feeds, local_ahead)
             del aside
         del feeds, at_run
         self._release_float_weights()
-        self._arena.maybe_release()  # the last runs' outputs, once they add up
+        if not given:
+            self._arena.maybe_release()  # the last runs' outputs, once they add up
         layers: dict[str, LayerResult] = {}
         kernels = lstm_kernel.kernel_layers(plan)  # in the LSTM kernel's layout (weights.py)
         for layer in self.info.layers:
@@ -446,9 +453,14 @@ class Engine(
         began) the plan's runs reuse those buffers instead of faulting new ones in (the
         CRNN's W8A8 run 75-92 -> 40 ms of main-thread CPU) and the release after them gives
         back the rest; the first evaluation's peak RSS did not move (docs/benchmarks.md,
-        "openeval, session 15")."""
+        "openeval, session 15"). With arena_release.REUSE_AFTER_REFERENCE (the default) the
+        job is not queued and every first evaluation's runs reuse the buffers: PP-OCRv4
+        rec's first evaluation then faults in 15k fewer pages, at the same peak RSS; the side
+        thread gives them back after the runs instead ("openslack, session 16")."""
         if self._arena.floor is not None:
             return None
+        if arena_release.REUSE_AFTER_REFERENCE:
+            return arena_release.KEPT
         return self._aside(lambda: self._local_first and self._arena.maybe_release())
 
     def _stored_bytes(

@@ -34,6 +34,16 @@ def fold_relus(graph: onnx.GraphProto, keep: Collection[str]) -> list[str]:
     """Fold each main-graph Relu read only by an ``int-q`` quantizer into it (in place);
     the names of the Relu outputs that are gone. ``keep``: tensors that must stay (the
     caller's fetched names); a removed tensor is also dropped from ``graph.output``."""
+    relus = [
+        n
+        for n in graph.node
+        if n.op_type == "Relu" and n.domain in ("", "ai.onnx") and n.output[0] not in keep
+    ]
+    if not relus or not any(n.op_type == "QuantizeLinear" for n in graph.node):
+        # Nothing to fold (PP-OCRv4 rec has no Relu; a float graph has no quantizer): the
+        # index of readers below cost 10-20 ms of each of PP-OCRv4 rec's simulation graphs,
+        # built in the open's critical path (docs/benchmarks.md, "openslack, session 16").
+        return []
     readers: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node_reads(node):
@@ -42,12 +52,8 @@ def fold_relus(graph: onnx.GraphProto, keep: Collection[str]) -> list[str]:
     producer = {o: n for n in graph.node for o in n.output}
     gone: set[str] = set()
     drop: set[int] = set()
-    for node in graph.node:
-        if node.op_type != "Relu" or node.domain not in ("", "ai.onnx"):
-            continue
+    for node in relus:
         y = node.output[0]
-        if y in keep:
-            continue
         quant = _single(readers.get(y))
         if quant is None or quant.op_type != "QuantizeLinear" or len(quant.input) < 3:
             continue
