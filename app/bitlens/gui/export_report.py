@@ -5,6 +5,13 @@ got, verdict). The verdict is spelled out with a symbol and a word ("✔ pass",
 "⚠ warning", "✖ fail") and an icon, as well as coloured, so that colour is
 never the only cue. The full text report (per-layer table, notes) is under
 Details; Copy copies both.
+
+The window builds the dialog in the export's result handler (so that it holds the last
+report at once) but shows it a pass later (:meth:`ExportReportDialog.show_later`, through
+``gui/view_passes.py``): shown there, its first layout, its exposure and the focus it takes
+from the main window (the graph's scene repaints when the graph view loses focus, 26-31 ms
+of the window's thread on rapidocr's PP-OCRv4 recognizer) fell in the result's pass and the
+main window's repaint of the result (issue 11; docs/benchmarks.md "uidialog (session 16)").
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import (
     QBrush,
+    QCloseEvent,
     QColor,
     QFontDatabase,
     QGuiApplication,
@@ -37,6 +45,7 @@ from PySide6.QtWidgets import (
 from bitlens.core.export.checklist import Check, Verdict, checklist, counts, summary
 from bitlens.core.export.report import FidelityReport, render
 from bitlens.gui.open_folder import open_folder
+from bitlens.gui.view_passes import ViewPasses
 
 COLUMNS = ("Check", "Expected", "Got", "Verdict")
 VERDICT_TEXT = {Verdict.PASS: "✔ pass", Verdict.WARNING: "⚠ warning", Verdict.FAIL: "✖ fail"}
@@ -136,6 +145,18 @@ class ExportReportDialog(QDialog):
         # wrapped rows take their height from the columns' widths: again on every resize
         h.sectionResized.connect(lambda *_: t.resizeRowsToContents())
         return t
+
+    def show_later(self, passes: ViewPasses) -> None:
+        """Shown on a later pass of the event loop, after the repaints already asked for;
+        closed before then, it is never shown."""
+        self._passes = passes
+        passes.post(self.show)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        passes = getattr(self, "_passes", None)
+        if passes is not None:
+            passes.cancel(self.show)
+        super().closeEvent(event)
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
