@@ -8,10 +8,11 @@ Details; Copy copies both.
 
 The window builds the dialog in the export's result handler (so that it holds the last
 report at once) but shows it a pass later (:meth:`ExportReportDialog.show_later`, through
-``gui/view_passes.py``): shown there, its first layout, its exposure and the focus it takes
-from the main window (the graph's scene repaints when the graph view loses focus, 26-31 ms
-of the window's thread on rapidocr's PP-OCRv4 recognizer) fell in the result's pass and the
-main window's repaint of the result (issue 11; docs/benchmarks.md "uidialog (session 16)").
+``gui/view_passes.py``). Shown in the handler, its build, first layout and exposure and the
+main window's repaint for the activation it loses to the dialog (its item views and the
+layer detail's plots, 25-40 ms of the window's thread on rapidocr's PP-OCRv4 recognizer)
+fell in the result's pass and the main window's repaint of the result, one event-loop gap
+(issue 11; docs/benchmarks.md "uidialog (session 16)").
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class ExportReportDialog(QDialog):
         of one shape run batched: "1 evaluation samples" for 4 images)."""
         super().__init__(parent)
         self.report = report
+        self._passes: ViewPasses | None = None  # where a later show waits (show_later)
         self.checks: tuple[Check, ...] = checklist(report)
         self.setWindowTitle("Export fidelity report")
         self.resize(900, 560)
@@ -153,9 +155,8 @@ class ExportReportDialog(QDialog):
         passes.post(self.show)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        passes = getattr(self, "_passes", None)
-        if passes is not None:
-            passes.cancel(self.show)
+        if self._passes is not None:
+            self._passes.cancel(self.show)
         super().closeEvent(event)
 
     def showEvent(self, event: QShowEvent) -> None:
