@@ -7,6 +7,7 @@ from PySide6.QtGui import QGuiApplication
 
 from bitlens.core.export.checklist import Verdict
 from bitlens.gui.export_report import VERDICT_FILL, ExportReportDialog
+from bitlens.gui.view_passes import ViewPasses
 from tests.core.report_values import failed_report, slow_and_large_report
 from tests.gui.conftest import screenshot
 
@@ -49,3 +50,19 @@ def test_report_table_marks_failures(qtbot) -> None:
     assert "✖ fail" in verdicts
     assert "FAILED" in dlg.headline.text()
     dlg.close()
+
+
+def test_report_shown_a_pass_later_and_never_once_closed(qtbot) -> None:
+    """The window shows the report on a later pass (gui/view_passes.py): a report closed
+    before then (the self-test closes it at once) never shows."""
+    passes = ViewPasses()
+    shown, closed = ExportReportDialog(failed_report()), ExportReportDialog(failed_report())
+    qtbot.addWidget(shown)
+    qtbot.addWidget(closed)
+    shown.show_later(passes)
+    closed.show_later(passes)
+    assert not shown.isVisible()
+    closed.close()
+    qtbot.waitUntil(lambda: not passes.pending and shown.isVisible())
+    assert not closed.isVisible()
+    shown.close()

@@ -5,6 +5,14 @@ got, verdict). The verdict is spelled out with a symbol and a word ("✔ pass",
 "⚠ warning", "✖ fail") and an icon, as well as coloured, so that colour is
 never the only cue. The full text report (per-layer table, notes) is under
 Details; Copy copies both.
+
+The window builds the dialog in the export's result handler (so that it holds the last
+report at once) but shows it a pass later (:meth:`ExportReportDialog.show_later`, through
+``gui/view_passes.py``). Shown in the handler, its build, first layout and exposure and the
+main window's repaint for the activation it loses to the dialog (its item views and the
+layer detail's plots, 25-40 ms of the window's thread on rapidocr's PP-OCRv4 recognizer)
+fell in the result's pass and the main window's repaint of the result, one event-loop gap
+(issue 11; docs/benchmarks.md "uidialog (session 16)").
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import (
     QBrush,
+    QCloseEvent,
     QColor,
     QFontDatabase,
     QGuiApplication,
@@ -37,6 +46,7 @@ from PySide6.QtWidgets import (
 from bitlens.core.export.checklist import Check, Verdict, checklist, counts, summary
 from bitlens.core.export.report import FidelityReport, render
 from bitlens.gui.open_folder import open_folder
+from bitlens.gui.view_passes import ViewPasses
 
 COLUMNS = ("Check", "Expected", "Got", "Verdict")
 VERDICT_TEXT = {Verdict.PASS: "✔ pass", Verdict.WARNING: "⚠ warning", Verdict.FAIL: "✖ fail"}
@@ -64,6 +74,7 @@ class ExportReportDialog(QDialog):
         of one shape run batched: "1 evaluation samples" for 4 images)."""
         super().__init__(parent)
         self.report = report
+        self._passes: ViewPasses | None = None  # where a later show waits (show_later)
         self.checks: tuple[Check, ...] = checklist(report)
         self.setWindowTitle("Export fidelity report")
         self.resize(900, 560)
@@ -136,6 +147,17 @@ class ExportReportDialog(QDialog):
         # wrapped rows take their height from the columns' widths: again on every resize
         h.sectionResized.connect(lambda *_: t.resizeRowsToContents())
         return t
+
+    def show_later(self, passes: ViewPasses) -> None:
+        """Shown on a later pass of the event loop, after the repaints already asked for;
+        closed before then, it is never shown."""
+        self._passes = passes
+        passes.post(self.show)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self._passes is not None:
+            self._passes.cancel(self.show)
+        super().closeEvent(event)
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)

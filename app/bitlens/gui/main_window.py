@@ -339,7 +339,7 @@ class MainWindow(MenusMixin, FileCommandsMixin, CompareCommandsMixin, LayoutMixi
         data = None if self.document.session is None else self.document.session.data
         rows = None if data is None else data.summary().evaluation.rows
         self.export_report = ExportReportDialog(report, self, rows=rows)
-        self.export_report.show()
+        self.export_report.show_later(self.document.view_passes)  # after this pass's repaints
 
     def _on_sweep_finished(self, entries: list) -> None:
         self.sweep.show_entries(entries, self.controller.sweep_metric)
