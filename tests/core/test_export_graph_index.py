@@ -22,9 +22,11 @@ from bitlens.core.export.graph_index import GraphIndex
 from bitlens.core.model.loader import from_proto
 from bitlens.core.plan import Plan
 from bitlens.core.results import drain
+from bitlens.core.search import Budget, SearchOptions, search
 from tests.builders import mlp, opset12_constant_weights
 from tests.core.engine_models import small_cnn
 from tests.core.test_local_graph_index import constant_bias_cnn
+from tests.core.test_search_passes import _labelled_engine
 
 
 def _built(engine: Engine, plan: Plan, options: ExportOptions, indexed: bool, monkeypatch):
@@ -137,3 +139,24 @@ def test_a_graph_with_a_tensor_produced_twice_is_answered_by_the_scan() -> None:
     _same(index, g, "c0")
     assert index.remove_definition("c0", True) is remove_definition(scanned, "c0", True)
     assert g.SerializeToString() == scanned.SerializeToString()  # both Constants gone
+
+
+def test_a_search_through_the_index_tries_the_plans_of_the_scans(monkeypatch) -> None:
+    """The search's size accounting builds exports: the same plans, errors and sizes."""
+    opts = SearchOptions(
+        Budget(size_ratio=0.8), front_probes=1, refine_evaluations=1, references=(),
+        speed_check=False, float_activation_fallback=None, deployed_check=False,
+    )  # fmt: skip
+    found = []
+    made: list[GraphIndex] = []
+    real = graph_index.GraphIndex
+    monkeypatch.setattr(graph_index, "GraphIndex", lambda g: made.append(real(g)) or made[-1])
+    engine = _labelled_engine()
+    for indexed in (True, False):
+        monkeypatch.setattr(graph_index, "INDEXED", indexed)
+        result = drain(search(engine, opts))
+        assert bool(made) and len(result.tried) > 3  # the builds went through the index
+        tried = [(p.plan, p.error, p.file_bytes) for p in result.tried]
+        front = [(p.plan, p.error, p.file_bytes) for p in result.front]
+        found.append((tried, front))
+    assert found[0] == found[1]
