@@ -51,18 +51,26 @@ class _Positions:
 
     def find(self, name: str) -> tuple[int, object] | None:
         """(position, element) of the first element named ``name``, checked; None if none."""
-        for again in (False, True):
-            m = self.by_name.get(name)
-            if m is not None:
-                try:
-                    i = self.ids.index(id(m))
-                except ValueError:
-                    i = -1
-                if 0 <= i < len(self._field) and self._field[i] is m and name in self._names(m):
-                    return i, m
-            if again:
-                return None
-            self._read()  # missing or moved: the graph changed around the index
+        m = self.by_name.get(name)
+        if m is None and not any(name in self._names(e) for e in self._field):
+            # none has it (the scan a lookup made before the index, as cheap): PP-OCRv4 rec's
+            # biases are Constant nodes, and the int32 bias asks for an initializer first
+            return None
+        if m is not None and (i := self._position(m, name)) is not None:
+            return i, m
+        self._read()  # added or moved: the graph changed around the index
+        m = self.by_name.get(name)
+        i = None if m is None else self._position(m, name)
+        return None if i is None else (i, m)
+
+    def _position(self, m: object, name: str) -> int | None:
+        """Where ``m`` sits in the field, if the index has it right and it is still named so."""
+        try:
+            i = self.ids.index(id(m))
+        except ValueError:
+            return None
+        if i < len(self._field) and self._field[i] is m and name in self._names(m):
+            return i
         return None
 
     def delete(self, i: int) -> None:
