@@ -160,3 +160,31 @@ def test_a_search_through_the_index_tries_the_plans_of_the_scans(monkeypatch) ->
         front = [(p.plan, p.error, p.file_bytes) for p in result.front]
         found.append((tried, front))
     assert found[0] == found[1]
+
+
+def test_a_build_reads_the_graph_into_the_index_once(monkeypatch) -> None:
+    """A bias held by a Constant node (asked for as an initializer first, by the int32 bias)
+    is a miss the graph confirms, not a reason to read the whole graph again."""
+    loaded = from_proto(constant_bias_cnn())
+    engine = Engine(loaded, Dataset.random(loaded.info, n=4, seed=7), device="cpu")
+    reads: list[object] = []
+    real = graph_index._Positions._read
+    monkeypatch.setattr(graph_index._Positions, "_read", lambda p: reads.append(p) or real(p))
+    asked: list[tuple[str, bool]] = []
+    find = graph_index._Positions.find
+
+    def found(positions, name):
+        asked.append((name, (answer := find(positions, name)) is not None))
+        return answer
+
+    monkeypatch.setattr(graph_index._Positions, "find", found)
+    try:
+        drain(engine.calibrate("minmax"))
+        plan = Plan.preset(loaded.info, "W8A8")
+        prepared = preflight(engine, plan)
+        reads.clear()
+        drain(build(engine, plan, None, prepared))
+    finally:
+        engine.close()
+    assert ("b2", False) in asked  # the Constant bias asked for among the initializers
+    assert len(reads) == 2  # the nodes and the initializers, each once
