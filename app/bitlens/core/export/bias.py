@@ -9,10 +9,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.kernel_bias import dequantized, int32_grid, output_axis
 from bitlens.core.export.biasstore import compact_bias
-from bitlens.core.export.editing import ExportState, remove_weight
+from bitlens.core.export.editing import ExportState
 from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.model.types import Layer, Storage, WeightInfo
 from bitlens.core.recovery.export import own_bias_prefix
@@ -31,7 +30,7 @@ class BiasRecord:
 
 
 def _bias_add(
-    g: onnx.GraphProto, tensor: str, inits: dict[str, onnx.TensorProto]
+    g: onnx.GraphProto, tensor: str, state: ExportState
 ) -> tuple[onnx.NodeProto | None, int]:
     """The Add that alone consumes ``tensor`` with a constant as its other input, also
     through float-to-float Casts (open_nsfw's head: MatMul -> Cast -> Add), which ONNX
@@ -44,7 +43,7 @@ def _bias_add(
         return None, 0
     add = users[0]
     slot = 1 if add.input[0] == tensor else 0
-    return (add, slot) if add.input[slot] in inits else (None, 0)
+    return (add, slot) if state.initializer(g, add.input[slot]) is not None else (None, 0)
 
 
 def _float_cast(node: onnx.NodeProto) -> bool:
@@ -69,12 +68,11 @@ def int32_bias(
     on every run; with an int32 C it becomes QGemm.
     """
     g = state.model.graph
-    _, node = node_producing(g, layer.outputs[0])
-    inits = {t.name: t for t in g.initializer}
+    _, node = state.node_producing(g, layer.outputs[0])
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     w = layer.weights[0]
     if layer.op_type == "MatMul":
-        target, slot = _bias_add(g, layer.outputs[0], inits)
+        target, slot = _bias_add(g, layer.outputs[0], state)
         # only the bias the model's layer lists (model/add_bias.py), or this layer's own
         # bias-corrected copy of it (recovery/export.py): the engine rounds that one alone
         # (kernel_bias.bias_layers; a bias other nodes read too from the layer's own input,
@@ -93,7 +91,8 @@ def int32_bias(
         target, slot, name = node, 2, node.input[2]
     else:
         return None
-    if name not in inits:
+    init = state.initializer(g, name)
+    if init is None:
         notes.append(f"bias {name} is not a constant; kept float")
         return None
     if layer.op_type == "Gemm" and (
@@ -101,7 +100,7 @@ def int32_bias(
     ):
         notes.append("Gemm alpha/beta are not 1; bias kept float (no QGemm)")
         return None
-    bias = np.asarray(engine.model.tensor_value(inits[name]))  # may be in an external file
+    bias = np.asarray(engine.model.tensor_value(init))  # may be in an external file
     # the engine rounds its simulated bias with the same function (engine/kernel_bias.py)
     grid = int32_grid(bias, act_scale, weight_scale, w.shape[output_axis(layer, attrs)])
     if isinstance(grid, str):
@@ -119,7 +118,9 @@ def int32_bias(
     # onnxruntime/core/optimizer/qdq_transformer/selectors_actions/qdq_selectors.cc). The float
     # bias goes once its last reader has its copy.
     if state.consumers(name) == 0:
-        remove_weight(g, WeightInfo(name, bias.shape, "float32", Storage.INITIALIZER, "", 0, 0))
+        state.remove_weight(
+            g, WeightInfo(name, bias.shape, "float32", Storage.INITIALIZER, "", 0, 0)
+        )
     g.initializer.extend(b.initializers)
     state.before.setdefault(layer.outputs[0], []).extend(b.nodes)
     err = float(np.max(np.abs(dequantized(q, scale) - bias)))

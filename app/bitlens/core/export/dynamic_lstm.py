@@ -32,8 +32,7 @@ import onnx
 from onnx import numpy_helper
 
 from bitlens.core.engine import lstm_nodes, weight_bytes_after
-from bitlens.core.engine.graphs import node_producing
-from bitlens.core.export.editing import ExportState, remove_weight
+from bitlens.core.export.editing import ExportState
 from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.export.records import LayerExport
 from bitlens.core.export.weights import StoredTensor, WeightEncoding
@@ -61,7 +60,7 @@ def write(
 ) -> LayerExport:
     """Replace ``layer``'s LSTM node by ``DynamicQuantizeLSTM`` reading its int8 codes."""
     g = state.model.graph
-    idx, node = node_producing(g, layer.outputs[0])
+    idx, node = state.node_producing(g, layer.outputs[0])
     b = GraphBuilder(f"{layer.name}_dq", state.taken)
     encodings: list[WeightEncoding] = []
     renamed: dict[str, str] = {}  # the engine's input names -> the stored tensors
@@ -98,7 +97,7 @@ def write(
                 1,
             )
         )
-        remove_weight(g, w)
+        state.remove_weight(g, w)
     new = lstm_nodes.kernel_node(node, layer)  # the engine's node, reading the stored tensors
     new.input[:] = [renamed.get(n, n) for n in new.input]
     new.name = node.name or layer.name

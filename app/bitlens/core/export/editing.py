@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import onnx
 
-from bitlens.core.engine.graphs import find_graph, iter_nodes, remove_definition
+from bitlens.core.engine.graphs import find_graph, iter_nodes, node_producing, remove_definition
 from bitlens.core.errors import ExportError
+from bitlens.core.export import graph_index
 from bitlens.core.export.graph import GraphBuilder
 from bitlens.core.export.weights import WeightEncoding
 from bitlens.core.model.proto_copy import extend_in_slices
@@ -32,6 +33,40 @@ class ExportState:
         self.functions: dict[str, onnx.FunctionProto] = {}  # GraphBuilder.functions
         self.opset = 0  # the export's opset (build sets it): how 4-bit kernel codes are stored
         self._flat: bool | None = None  # the model holds no subgraph (consumers: known once)
+        self._index: graph_index.GraphIndex | None = None  # the main graph's, once asked for
+
+    def index(self, g: onnx.GraphProto) -> graph_index.GraphIndex | None:
+        """The index of ``g`` if it is the main graph (the one the layers' edits scan)."""
+        main = self.model.graph  # the same wrapper as ``g`` while either is referenced
+        if not graph_index.INDEXED or g is not main:
+            return None
+        if self._index is None or self._index.g is not main:
+            self._index = graph_index.GraphIndex(main)
+        return self._index
+
+    def node_producing(self, g: onnx.GraphProto, tensor: str) -> tuple[int, onnx.NodeProto]:
+        """``graphs.node_producing``, from the index where ``g`` has one."""
+        index = self.index(g)
+        return node_producing(g, tensor) if index is None else index.node_producing(tensor)
+
+    def initializer(self, g: onnx.GraphProto, name: str) -> onnx.TensorProto | None:
+        """``g``'s initializer named ``name`` (the first), or None."""
+        index = self.index(g)
+        if index is None:
+            return next((t for t in g.initializer if t.name == name), None)
+        return index.initializer(name)
+
+    def remove_weight(self, g: onnx.GraphProto, w: WeightInfo) -> None:
+        """Drop the float weight's definition (initializer, input entry or Constant node)."""
+        index = self.index(g)
+        constant = w.storage is Storage.CONSTANT
+        if not (
+            remove_definition(g, w.name, constant)
+            if index is None
+            else index.remove_definition(w.name, constant)
+        ):
+            where = "an initializer" if w.storage is Storage.INITIALIZER else "a Constant node"
+            raise ExportError(f"weight {w.name!r} is not {where} of its graph")
 
     def graph(self, path: str) -> onnx.GraphProto:
         return find_graph(self.model.graph, path)
@@ -111,10 +146,3 @@ def set_nodes(g: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> None:
 def field_bytes(n: int) -> int:
     """A length-delimited protobuf field of ``n`` bytes: 1-byte tag, varint length, data."""
     return 1 + varint_size(n) + n
-
-
-def remove_weight(g: onnx.GraphProto, w: WeightInfo) -> None:
-    """Drop the float weight's definition (initializer, input entry or Constant node)."""
-    if not remove_definition(g, w.name, w.storage is Storage.CONSTANT):
-        where = "an initializer" if w.storage is Storage.INITIALIZER else "a Constant node"
-        raise ExportError(f"weight {w.name!r} is not {where} of its graph")

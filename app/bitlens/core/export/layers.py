@@ -16,12 +16,11 @@ import onnx
 
 from bitlens.core import targets
 from bitlens.core.engine import bind, weight_bytes_after
-from bitlens.core.engine.graphs import node_producing
 from bitlens.core.errors import ExportError
 from bitlens.core.export import activations, deadconsts, dynamic_lstm, matmulnbits, rescale
 from bitlens.core.export.activations import QuantizerRecord
 from bitlens.core.export.bias import int32_bias
-from bitlens.core.export.editing import ExportState, remove_weight, set_nodes
+from bitlens.core.export.editing import ExportState, set_nodes
 from bitlens.core.export.graph import GraphBuilder, rename_output
 from bitlens.core.export.guards import fused_output_in
 from bitlens.core.export.records import ExportOptions, LayerExport
@@ -64,7 +63,7 @@ def export_layer(
     act_scale: float | None = None
     smooth = recovery_export.smooth_inputs(state, layer, qm.recovered.get(layer.name))
     if choice.activation is not None:
-        _, node = node_producing(state.model.graph, layer.outputs[0])
+        _, node = state.node_producing(state.model.graph, layer.outputs[0])
         for act in layer.activations:
             dtype = dtype_of(engine, act)
             if dtype not in (None, "float32"):
@@ -287,7 +286,7 @@ def _encode_one(
         notes.append(f"{w.name}: AWQ's multiply after the decode keeps it out of MatMulNBits")
     elif options.matmulnbits and not kernel and layer.op_type == "MatMul" and not w.graph_path:
         lay = matmulnbits.layout_for(fmt, w.shape)
-        idx, node = node_producing(g, layer.outputs[0])
+        idx, node = state.node_producing(g, layer.outputs[0])
         if (
             lay is not None
             and list(node.input[1:2]) == [w.name]
@@ -295,7 +294,7 @@ def _encode_one(
             and state.consumers(w.name) == 1
         ):
             new, enc = matmulnbits.encode(b, node, w.name, q, lay)
-            remove_weight(g, w)
+            state.remove_weight(g, w)
             g.node[idx].CopyFrom(new)
             g.initializer.extend(b.initializers)
             return enc
@@ -328,7 +327,7 @@ def _encode_one(
         recovery_export.scale_decoded(b, w.name, input_scale)
     elif enc.scheme == QDQ and layer.op_type == "MatMul" and not kernel and len(w.shape) == 2:
         enc = _outside_matmulnbits(b, w, enc)
-    remove_weight(g, w)
+    state.remove_weight(g, w)
     state.add_to_graph(w.graph_path, b)
     return enc
 

@@ -11,7 +11,6 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from bitlens.core.engine.graphs import node_producing
 from bitlens.core.engine.rewrite import BIASED, bias_reader
 from bitlens.core.errors import ExportError
 from bitlens.core.export.graph import GraphBuilder, rename_output
@@ -111,7 +110,7 @@ def create_bias(state: ExportState, layer: Layer, bias: np.ndarray) -> str:
     it (``bitlens.core.engine.recovery_nodes.with_bias``): Conv's B, Gemm's C, or an Add
     right after a MatMul that takes over the MatMul's output name."""
     g = state.model.graph
-    idx, node = node_producing(g, layer.outputs[0])
+    idx, node = state.node_producing(g, layer.outputs[0])
     b = GraphBuilder(f"{layer.name}_bias", state.taken)
     const = b.const("created", np.asarray(bias, np.float32).reshape(-1))
     assert const.startswith(_created(layer.name))
@@ -145,7 +144,7 @@ def smooth_inputs(state: ExportState, layer: Layer, rec: Recovered | None) -> di
     reads the product. Returns activation -> scaled tensor ({} when not smoothed)."""
     if rec is None or rec.act_scale is None:
         return {}
-    _, node = node_producing(state.model.graph, layer.outputs[0])
+    _, node = state.node_producing(state.model.graph, layer.outputs[0])
     out: dict[str, str] = {}
     for act in layer.activations:
         b = GraphBuilder(f"{layer.name}_smooth", state.taken)
