@@ -13,7 +13,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from PySide6.QtCore import QCoreApplication, QEvent, QSettings, Qt, QThreadPool
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, QSettings, Qt, QThreadPool
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from bitlens.core.results import Progress
@@ -227,3 +227,17 @@ def slowed(real, delay: float):
             return stop.value
 
     return slow
+
+
+class PaintLog(QObject):
+    """An event filter that appends "paint" to ``log`` at each paint event of what it
+    watches: tests read which event-loop pass painted what."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            self.log.append("paint")
+        return False

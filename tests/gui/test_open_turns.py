@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractEventDispatcher, QEvent, QObject
+from PySide6.QtCore import QAbstractEventDispatcher
 from PySide6.QtGui import QColor, QPalette
 
 from bitlens.core import graph_layout
@@ -18,7 +18,7 @@ from bitlens.gui import jobs
 from bitlens.gui.graph_geometry import LAYER_H, SLOT_W
 from bitlens.gui.graph_ops import op_color
 from bitlens.gui.jobs import DataRequest
-from tests.gui.conftest import WAIT_MS, open_model, run_to_end, wait_idle
+from tests.gui.conftest import WAIT_MS, PaintLog, open_model, run_to_end, wait_idle
 
 
 def test_the_open_job_lays_out_the_graph(qtbot, window, cnn_path: Path, monkeypatch) -> None:
@@ -42,17 +42,6 @@ def test_the_open_job_lays_out_the_graph(qtbot, window, cnn_path: Path, monkeypa
         assert (pos.x(), pos.y()) == (place.x, place.y)
 
 
-class _Paints(QObject):
-    def __init__(self, log: list[str]) -> None:
-        super().__init__()
-        self.log = log
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Paint:
-            self.log.append("paint")
-        return False
-
-
 def test_the_graph_is_built_a_pass_after_the_table_is_painted(
     qtbot, window, cnn_path: Path, mlp_path: Path
 ) -> None:
@@ -62,7 +51,7 @@ def test_the_graph_is_built_a_pass_after_the_table_is_painted(
     log: list[str] = []
     dispatcher = QAbstractEventDispatcher.instance()
     dispatcher.awake.connect(lambda: log.append("pass"))
-    paints = _Paints(log)
+    paints = PaintLog(log)
     window.table.view.viewport().installEventFilter(paints)
     view = window.graph.view
     view.rebuilt.connect(lambda: log.append("built"))

@@ -8,14 +8,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject
 from PySide6.QtWidgets import QApplication
 
 from bitlens.core.plan import Plan
 from bitlens.gui import jobs
 from bitlens.gui.jobs import DataRequest
 from bitlens.gui.view_passes import ViewPasses
-from tests.gui.conftest import WAIT_MS, open_model, run_to_end, wait_idle
+from tests.gui.conftest import WAIT_MS, PaintLog, open_model, run_to_end, wait_idle
 
 
 def _passes(log: list[str], *marks: str) -> dict[str, int]:
@@ -90,17 +89,6 @@ def test_a_cancelled_piece_does_not_run(qapp) -> None:
     assert log == ["other"]
 
 
-class _Paints(QObject):
-    def __init__(self, log: list[str]) -> None:
-        super().__init__()
-        self.log = log
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Paint:
-            self.log.append("paint")
-        return False
-
-
 def test_the_detail_and_the_graph_are_drawn_in_passes_of_their_own(
     qtbot, window, cnn_path: Path, mlp_path: Path, monkeypatch
 ) -> None:
@@ -114,7 +102,7 @@ def test_the_detail_and_the_graph_are_drawn_in_passes_of_their_own(
     plan = Plan.float(session.info)
     detail = run_to_end(jobs.layer_detail(session.engine, layer, plan[layer], {}))
     log: list[str] = []
-    paints = _Paints(log)
+    paints = PaintLog(log)
     window.table.view.viewport().installEventFilter(paints)
     view, pane = window.graph.view, window.detail
     view.rebuilt.connect(lambda: log.append("built"))
