@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import numpy as np
 import onnx
-from onnx import GraphProto, NodeProto, helper
+from onnx import GraphProto, NodeProto, TensorProto, helper
 
 from bitlens.core.errors import EngineError
 from bitlens.core.model.graph import outer_names, subgraphs
@@ -97,6 +97,18 @@ def remove_definition(g: GraphProto, name: str, from_constant_node: bool) -> boo
     return bool(remove_definitions(g, {name}, set()))
 
 
+def drop_inputs(g: GraphProto, names: Collection[str]) -> None:
+    """Drop the graph inputs named in ``names``: the entries old IR versions add for an
+    initializer, once the initializer is gone."""
+    for i in reversed([i for i, v in enumerate(g.input) if v.name in names]):
+        del g.input[i]
+
+
+def initializer_named(g: GraphProto, name: str) -> TensorProto | None:
+    """``g``'s first initializer named ``name``, or None."""
+    return next((t for t in g.initializer if t.name == name), None)
+
+
 def remove_definitions(g: GraphProto, initializers: set[str], constant_nodes: set[str]) -> set[str]:
     """Drop many constants' definitions from ``g`` in one pass over each list; returns the
     names found.
@@ -112,8 +124,7 @@ def remove_definitions(g: GraphProto, initializers: set[str], constant_nodes: se
         found.update(g.initializer[i].name for i in drop)
         for i in reversed(drop):
             del g.initializer[i]
-        for i in reversed([i for i, v in enumerate(g.input) if v.name in found]):
-            del g.input[i]
+        drop_inputs(g, found)
     if constant_nodes:
         drop = [
             i

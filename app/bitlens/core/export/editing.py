@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import onnx
 
-from bitlens.core.engine.graphs import find_graph, iter_nodes, node_producing, remove_definition
+from bitlens.core.engine.graphs import (
+    find_graph,
+    initializer_named,
+    iter_nodes,
+    node_producing,
+    remove_definition,
+)
 from bitlens.core.errors import ExportError
 from bitlens.core.export import graph_index
 from bitlens.core.export.graph import GraphBuilder
@@ -53,7 +59,7 @@ class ExportState:
         """``g``'s initializer named ``name`` (the first), or None."""
         index = self.index(g)
         if index is None:
-            return next((t for t in g.initializer if t.name == name), None)
+            return initializer_named(g, name)
         return index.initializer(name)
 
     def remove_weight(self, g: onnx.GraphProto, w: WeightInfo) -> None:

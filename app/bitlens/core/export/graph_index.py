@@ -19,7 +19,13 @@ from collections.abc import Callable, Iterable
 
 import onnx
 
-from bitlens.core.engine.graphs import node_producing, producers, remove_definitions
+from bitlens.core.engine.graphs import (
+    drop_inputs,
+    initializer_named,
+    node_producing,
+    producers,
+    remove_definition,
+)
 from bitlens.core.errors import EngineError
 
 # Off: the builder scans the graph as before (benchmarks and the tests that compare the two).
@@ -106,7 +112,7 @@ class GraphIndex:
     def initializer(self, name: str) -> onnx.TensorProto | None:
         """The initializer named ``name`` (the first), or None."""
         if not self._inits.unique:
-            return next((t for t in self.g.initializer if t.name == name), None)
+            return initializer_named(self.g, name)
         found = self._inits.find(name)
         return None if found is None else found[1]  # type: ignore[return-value]
 
@@ -114,17 +120,11 @@ class GraphIndex:
         """What ``graphs.remove_definition(g, name, from_constant_node)`` does."""
         field = self._nodes if from_constant_node else self._inits
         if not field.unique:
-            return bool(
-                remove_definitions(self.g, set(), {name})
-                if from_constant_node
-                else remove_definitions(self.g, {name}, set())
-            )
+            return remove_definition(self.g, name, from_constant_node)
         found = field.find(name)
         if found is None or (from_constant_node and found[1].op_type != "Constant"):  # type: ignore[attr-defined]
             return False
         field.delete(found[0])
         if not from_constant_node:
-            # the input entry old IR versions add for an initializer
-            for i in reversed([i for i, v in enumerate(self.g.input) if v.name == name]):
-                del self.g.input[i]
+            drop_inputs(self.g, {name})
         return True
